@@ -1,0 +1,37 @@
+# Two commands from a fresh clone: `make run` and `make test`.
+# Both build the virtual environment on first use; nothing else needs installing by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test lint bench histories worker clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+run: $(STAMP)
+	$(BIN)/accord run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/lifecycle.py
+
+# Regenerate tests/histories/*.json after a deliberate, patched workflow change.
+histories: $(STAMP)
+	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/test_dispute_paths.py
+
+worker: $(STAMP)
+	$(BIN)/python worker.py
+
+clean:
+	rm -rf $(VENV) state

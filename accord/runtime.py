@@ -1,0 +1,89 @@
+"""Wiring: build the collaborators from Settings, once per process."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from accord.db import SessionFactory, make_engine
+from accord.playbook import PlaybookLibrary
+from accord.settings import Settings
+from activities.assignment import AssignmentActivities
+from activities.deadlines import DeadlineActivities
+from activities.notify import NotificationActivities
+from activities.records import RecordActivities
+from notifications.mailer import Mailer, SmtpMailer
+from notifications.outbox import Outbox
+from notifications.render import TemplateCatalog
+from workflows.dispute import DisputeWorkflow
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: SessionFactory
+    playbooks: PlaybookLibrary
+    outbox: Outbox
+
+
+def build_services(settings: Settings, mailer: Mailer | None = None) -> Services:
+    sessions = SessionFactory(make_engine(settings.resolved_database_url()))
+    mailer = mailer or SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+    )
+    outbox = Outbox(
+        sessions,
+        mailer,
+        TemplateCatalog(),
+        sender=settings.mail_from,
+        domain=settings.mail_domain,
+        base_url=settings.base_url,
+    )
+    return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
+
+
+def activity_methods(services: Services) -> list[Any]:
+    records = RecordActivities(services.sessions)
+    deadlines = DeadlineActivities(services.playbooks)
+    assignment = AssignmentActivities(services.sessions)
+    notify = NotificationActivities(services.outbox)
+    return [
+        records.record_event,
+        records.open_task,
+        records.close_task,
+        records.write_precedent,
+        deadlines.compute_deadline,
+        deadlines.shift_deadline,
+        deadlines.extend_deadline,
+        assignment.assign_mediator,
+        notify.send_notification,
+    ]
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def build_worker(client: Client, services: Services, task_queue: str) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DisputeWorkflow],
+        activities=activity_methods(services),
+        # Database activities are synchronous; they run here, off the workflow event loop.
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        max_concurrent_activities=16,
+    )

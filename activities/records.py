@@ -1,0 +1,188 @@
+"""Audit trail, read model, human tasks and precedents.
+
+Synchronous on purpose: they use the blocking database driver and run on the worker's
+thread pool, so they never stall the event loop that workflows run on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from accord.audit import GENESIS, event_hash
+from accord.db import SessionFactory
+from models.enums import TERMINAL_STAGES, TaskState
+from models.payloads import Ack, EventRecord, PrecedentRecord, Recorded, TaskClose, TaskOpen
+from models.tables import Assignment, Dispute, DisputeEvent, Person, Precedent, Task
+
+
+class RecordActivities:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
+
+    @activity.defn
+    def record_event(self, record: EventRecord) -> Recorded:
+        """Append one audit entry and project it onto the read model, in one transaction.
+
+        Idempotent on (dispute, seq): a retry finds the entry and returns it unchanged.
+        """
+        try:
+            with self.sessions.begin() as session:
+                existing = session.exec(
+                    select(DisputeEvent).where(
+                        DisputeEvent.dispute_number == record.number,
+                        DisputeEvent.seq == record.seq,
+                    )
+                ).first()
+                if existing is not None:
+                    return Recorded(seq=existing.seq, hash=existing.hash)
+                dispute = session.get(Dispute, record.number)
+                if dispute is None:
+                    raise ApplicationError(
+                        f"dispute {record.number} is not in the database",
+                        type="UnknownDispute",
+                        non_retryable=True,
+                    )
+                previous = session.exec(
+                    select(DisputeEvent).where(
+                        DisputeEvent.dispute_number == record.number,
+                        DisputeEvent.seq == record.seq - 1,
+                    )
+                ).first()
+                if previous is None and record.seq != 1:
+                    # The workflow records one entry at a time; a gap means the previous
+                    # activity has not committed yet. Retrying keeps the chain in order.
+                    raise ApplicationError(f"entry {record.seq - 1} of {record.number} missing")
+                prev_hash = previous.hash if previous else GENESIS
+                content = {k: v for k, v in record.content.items()}
+                entry = DisputeEvent(
+                    dispute_number=record.number,
+                    seq=record.seq,
+                    at=record.at,
+                    actor_id=record.actor.id,
+                    actor_role=record.actor.role,
+                    action=record.action,
+                    content=content,
+                    prev_hash=prev_hash,
+                    hash=event_hash(
+                        prev_hash=prev_hash,
+                        number=record.number,
+                        seq=record.seq,
+                        at=record.at,
+                        actor_id=record.actor.id,
+                        actor_role=record.actor.role.value,
+                        action=record.action,
+                        content=content,
+                    ),
+                )
+                session.add(entry)
+                self._project(session, dispute, record)
+                return Recorded(seq=entry.seq, hash=entry.hash)
+        except IntegrityError:
+            # A concurrent attempt of the same activity won the insert: return its entry.
+            with self.sessions.read() as session:
+                won = session.exec(
+                    select(DisputeEvent).where(
+                        DisputeEvent.dispute_number == record.number,
+                        DisputeEvent.seq == record.seq,
+                    )
+                ).one()
+                return Recorded(seq=won.seq, hash=won.hash)
+
+    @staticmethod
+    def _project(session: Session, dispute: Dispute, record: EventRecord) -> None:
+        dispute.updated_at = record.at
+        if record.stage is not None:
+            dispute.stage = record.stage
+            if record.stage in TERMINAL_STAGES:
+                dispute.closed_at = record.at
+        if record.deadline is not None:
+            dispute.stage_deadline = record.deadline.due_at
+            dispute.deadline_explanation = record.deadline.explanation
+        elif record.clear_deadline:
+            dispute.stage_deadline = None
+            dispute.deadline_explanation = None
+        if record.mediator_id is not None:
+            dispute.mediator_id = record.mediator_id or None
+        if record.outcome is not None:
+            dispute.outcome = record.outcome
+        session.add(dispute)
+        if record.assignment is not None:
+            a = record.assignment
+            row = session.exec(
+                select(Assignment).where(
+                    Assignment.dispute_number == record.number, Assignment.round == a.round
+                )
+            ).first()
+            if row is None:
+                row = Assignment(
+                    dispute_number=record.number,
+                    round=a.round,
+                    person_id=a.person_id,
+                    state=a.state,
+                    assigned_at=record.at,
+                )
+                person = session.get(Person, a.person_id)
+                if person is not None:
+                    person.last_assigned_at = record.at
+                    session.add(person)
+            row.state = a.state
+            session.add(row)
+
+    @activity.defn
+    def open_task(self, task: TaskOpen) -> Ack:
+        with self.sessions.begin() as session:
+            if session.get(Task, task.key) is None:
+                session.add(
+                    Task(
+                        key=task.key,
+                        dispute_number=task.number,
+                        kind=task.kind,
+                        title=task.title,
+                        assignee_id=task.assignee_id,
+                        assignee_role=task.assignee_role,
+                        due_at=task.due_at,
+                        state=TaskState.OPEN,
+                        created_at=task.at,
+                    )
+                )
+        return Ack(done=f"task {task.key} open")
+
+    @activity.defn
+    def close_task(self, close: TaskClose) -> Ack:
+        with self.sessions.begin() as session:
+            task = session.get(Task, close.key)
+            if task is not None and task.state is TaskState.OPEN:
+                task.state = TaskState.CANCELLED if close.cancelled else TaskState.DONE
+                task.closed_at = close.at
+                session.add(task)
+        return Ack(done=f"task {close.key} closed")
+
+    @activity.defn
+    def write_precedent(self, record: PrecedentRecord) -> Ack:
+        with self.sessions.begin() as session:
+            exists = session.exec(
+                select(Precedent).where(Precedent.dispute_number == record.number)
+            ).first()
+            if exists is None:
+                session.add(
+                    Precedent(
+                        dispute_number=record.number,
+                        category=record.category,
+                        playbook_version=record.playbook_version,
+                        clauses=list(record.clauses),
+                        facts=record.facts,
+                        contested_objects=[o.model_dump(mode="json") for o in record.contested_objects],
+                        outcome=record.outcome,
+                        remedies=[r.model_dump(mode="json") for r in record.remedies],
+                        rationale=record.rationale,
+                        timeline=list(record.timeline),
+                        claimant_tier=record.claimant_tier,
+                        claimant_region=record.claimant_region,
+                        amount_at_stake=record.amount_at_stake,
+                        decided_at=record.decided_at,
+                    )
+                )
+        return Ack(done=f"precedent for {record.number}")

@@ -1,0 +1,124 @@
+"""Vocabulary of SPEC section 2, as string enums shared by tables and payloads."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PartnerTier(StrEnum):
+    REGISTERED = "registered"
+    SILVER = "silver"
+    GOLD = "gold"
+    PLATINUM = "platinum"
+
+
+class Role(StrEnum):
+    PARTNER = "partner"
+    MEDIATOR = "mediator"
+    BOARD = "board"
+    COMPLIANCE = "compliance"
+    ADMIN = "admin"
+    SYSTEM = "system"
+    """The engine itself: timers, escalations, automatic reassignment."""
+
+
+class DisputeCategory(StrEnum):
+    DEAL_REGISTRATION = "deal_registration"
+    TERRITORY = "territory"
+    PRICING = "pricing"
+    LEAD_ROUTING = "lead_routing"
+    CHANNEL_VS_DIRECT = "channel_vs_direct"
+    CO_MARKETING = "co_marketing"
+    OTHER = "other"
+
+
+class DisputeStage(StrEnum):
+    FILED = "filed"
+    TRIAGE = "triage"
+    MEDIATION = "mediation"
+    AWAITING_PARTY = "awaiting_party"
+    SETTLED = "settled"
+    FORMAL_REVIEW = "formal_review"
+    WITHDRAWN = "withdrawn"
+    DISMISSED = "dismissed"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in TERMINAL_STAGES
+
+
+TERMINAL_STAGES = frozenset({DisputeStage.WITHDRAWN, DisputeStage.DISMISSED, DisputeStage.CLOSED})
+
+
+class ObjectKind(StrEnum):
+    """What a contested-object reference points at."""
+
+    DEAL_REGISTRATION = "deal_registration"
+    ACCOUNT = "account"
+    LEAD = "lead"
+    TERRITORY = "territory"
+    PRICE_LIST = "price_list"
+
+
+class RemedyKind(StrEnum):
+    TERRITORY_REASSIGNMENT = "territory_reassignment"
+    COMMISSION_SPLIT = "commission_split"
+    REBATE_ADJUSTMENT = "rebate_adjustment"
+    CO_SELLING_RESOURCES = "co_selling_resources"
+    LEAD_REROUTE = "lead_reroute"
+    MDF_CREDIT = "mdf_credit"
+    WRITTEN_WARNING = "written_warning"
+
+
+class Action(StrEnum):
+    """Every human or system action on a dispute; the transition table is keyed on these."""
+
+    ACCEPT_ASSIGNMENT = "accept_assignment"
+    RECUSE = "recuse"
+    ADD_NOTE = "add_note"
+    REQUEST_INFORMATION = "request_information"
+    ANSWER_INFORMATION = "answer_information"
+    PROPOSE_SETTLEMENT = "propose_settlement"
+    RESPOND_TO_OFFER = "respond_to_offer"
+    DECLARE_IMPASSE = "declare_impasse"
+    DISMISS = "dismiss"
+    WITHDRAW = "withdraw"
+    EXTEND_DEADLINE = "extend_deadline"
+    ASSIGN_MEDIATOR = "assign_mediator"
+    LINK_FILING = "link_filing"
+
+
+class NoteVisibility(StrEnum):
+    SHARED = "shared"
+    CAUCUS = "caucus"
+    """Private between the mediator and one side."""
+
+
+class TaskKind(StrEnum):
+    ACCEPT_ASSIGNMENT = "accept_assignment"
+    MEDIATE = "mediate"
+    ANSWER_INFORMATION = "answer_information"
+    RESPOND_TO_OFFER = "respond_to_offer"
+    ASSIGN_MEDIATOR = "assign_mediator"
+    FORMAL_REVIEW = "formal_review"
+
+
+class TaskState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class AssignmentState(StrEnum):
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    RECUSED = "recused"
+    EXPIRED = "expired"
+    RELEASED = "released"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"

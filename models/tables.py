@@ -1,0 +1,240 @@
+"""Database tables (SQLModel). Rows never cross the Temporal boundary: activities convert them.
+
+JSON columns hold small lists (regions, domains, conflicts, contested objects) that are
+always read with their row; anything we query on has a column or a table of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from models.enums import (
+    AssignmentState,
+    DisputeCategory,
+    DisputeStage,
+    ObjectKind,
+    OutboxState,
+    PartnerTier,
+    Role,
+    TaskKind,
+    TaskState,
+)
+
+
+def _enum(enum: type[StrEnum], *, index: bool = False) -> Any:
+    """Stored as its string value in a VARCHAR: readable in SQL, and a new member needs no
+    database type migration (PostgreSQL native enums would)."""
+    return Field(  # type: ignore[call-overload]
+        sa_type=SAEnum(
+            enum, native_enum=False, create_constraint=False, length=32,
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        index=index,
+    )
+
+
+def _utc_column(nullable: bool = False) -> Any:
+    return Field(default=None, sa_type=DateTime(timezone=True), nullable=nullable)  # type: ignore[call-overload]
+
+
+class Partner(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    tier: PartnerTier = _enum(PartnerTier)
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    email_domains: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    calendar: str = Field(max_length=64, description="playbook calendar for this partner's answers")
+    is_direct_sales: bool = False
+    """The vendor's own direct sales team, a party in channel-vs-direct conflicts."""
+    active: bool = True
+
+
+class PartnerContact(SQLModel, table=True):
+    __tablename__ = "partner_contact"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, unique=True)
+    active: bool = True
+
+
+class Territory(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    partner_id: str | None = Field(default=None, foreign_key="partner.id", index=True)
+    exclusive: bool = False
+    owner_person_id: str | None = Field(default=None, foreign_key="person.id")
+    """The vendor's territory manager: never neutral in a conflict over this territory."""
+
+
+class Account(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    partner_id: str | None = Field(default=None, foreign_key="partner.id", index=True)
+    owner_person_id: str | None = Field(default=None, foreign_key="person.id")
+
+
+class Person(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, unique=True)
+    role: Role = _enum(Role)
+    organisation: str = Field(max_length=64, description="'vendor' or the id of a partner")
+    function: str | None = Field(default=None, max_length=64)
+    declared_conflicts: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """Partner ids, or 'kind:ref' object references, this person must not judge."""
+    calendar: str = Field(max_length=64)
+    case_limit: int = 10
+    active: bool = True
+    last_assigned_at: datetime | None = _utc_column(nullable=True)
+
+
+class Dispute(SQLModel, table=True):
+    """The read model of one dispute; the workflow owns the truth and projects it here."""
+
+    number: str = Field(primary_key=True, max_length=32)
+    category: DisputeCategory = _enum(DisputeCategory)
+    claimant_id: str = Field(foreign_key="partner.id", index=True)
+    respondent_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    party_key: str = Field(index=True, max_length=400)
+    """Sorted party ids joined by '|': finds an open dispute between the same parties."""
+    contested_objects: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    summary: str = Field(max_length=300)
+    facts: str = Field(sa_column=Column(Text, nullable=False))
+    desired_remedy: str = Field(sa_column=Column(Text, nullable=False))
+    amount_at_stake: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    currency: str = Field(max_length=3)
+    occurred_on: date
+    stage: DisputeStage = _enum(DisputeStage, index=True)
+    stage_deadline: datetime | None = _utc_column(nullable=True)
+    deadline_explanation: str | None = Field(default=None, sa_column=Column(Text))
+    mediator_id: str | None = Field(default=None, foreign_key="person.id", index=True)
+    playbook_version: str = Field(max_length=32)
+    filed_by: str = Field(max_length=320)
+    filed_at: datetime = _utc_column()
+    updated_at: datetime = _utc_column()
+    closed_at: datetime | None = _utc_column(nullable=True)
+    outcome: str | None = Field(default=None, max_length=64)
+
+
+class DisputeObject(SQLModel, table=True):
+    """One contested object of a dispute, indexed so duplicate filings are found."""
+
+    __tablename__ = "dispute_object"
+    __table_args__ = (Index("ix_dispute_object_ref", "kind", "ref"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    kind: ObjectKind = _enum(ObjectKind)
+    ref: str = Field(max_length=128)
+
+
+class DisputeCounter(SQLModel, table=True):
+    __tablename__ = "dispute_counter"
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class FilingReceipt(SQLModel, table=True):
+    """One row per distinct submission: the same submission twice maps to the same number."""
+
+    __tablename__ = "filing_receipt"
+    filing_key: str = Field(primary_key=True, max_length=128)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    linked: bool = False
+    """True when the submission matched an already open dispute and was linked to it."""
+    filed_by: str = Field(max_length=320)
+    received_at: datetime = _utc_column()
+
+
+class DisputeEvent(SQLModel, table=True):
+    """Append-only audit trail; each entry's hash covers the previous entry's hash."""
+
+    __tablename__ = "dispute_event"
+    __table_args__ = (UniqueConstraint("dispute_number", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    seq: int
+    at: datetime = _utc_column()
+    actor_id: str = Field(max_length=320)
+    actor_role: Role = _enum(Role)
+    action: str = Field(max_length=64)
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class Assignment(SQLModel, table=True):
+    """A mediator offered a dispute; one row per assignment round."""
+
+    __table_args__ = (UniqueConstraint("dispute_number", "round"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    round: int
+    person_id: str = Field(foreign_key="person.id", index=True)
+    state: AssignmentState = _enum(AssignmentState)
+    assigned_at: datetime = _utc_column()
+
+
+class Task(SQLModel, table=True):
+    """A human task: an inbox row for a person, or for every admin when assignee_id is null."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    kind: TaskKind = _enum(TaskKind)
+    title: str = Field(max_length=300)
+    assignee_id: str | None = Field(default=None, max_length=320, index=True)
+    assignee_role: Role = _enum(Role)
+    due_at: datetime | None = _utc_column(nullable=True)
+    state: TaskState = _enum(TaskState, index=True)
+    created_at: datetime = _utc_column()
+    closed_at: datetime | None = _utc_column(nullable=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One email to one recipient; `key` makes a retried notification a no-op."""
+
+    __tablename__ = "outbox_message"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400, unique=True)
+    dispute_number: str = Field(max_length=32, index=True)
+    template: str = Field(max_length=64)
+    recipient: str = Field(max_length=320)
+    subject: str = Field(max_length=400)
+    text_body: str = Field(sa_column=Column(Text, nullable=False))
+    html_body: str = Field(sa_column=Column(Text, nullable=False))
+    message_id: str = Field(max_length=400)
+    in_reply_to: str | None = Field(default=None, max_length=400)
+    references: str | None = Field(default=None, sa_column=Column(Text))
+    state: OutboxState = _enum(OutboxState, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _utc_column()
+    claimed_at: datetime | None = _utc_column(nullable=True)
+    sent_at: datetime | None = _utc_column(nullable=True)
+
+
+class Precedent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", unique=True)
+    category: DisputeCategory = _enum(DisputeCategory, index=True)
+    playbook_version: str = Field(max_length=32)
+    clauses: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    facts: str = Field(sa_column=Column(Text, nullable=False))
+    contested_objects: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    outcome: str = Field(max_length=64)
+    remedies: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    rationale: str = Field(sa_column=Column(Text, nullable=False))
+    timeline: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    claimant_tier: PartnerTier = _enum(PartnerTier)
+    claimant_region: str = Field(max_length=64)
+    amount_at_stake: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    decided_at: datetime = _utc_column()

@@ -1,0 +1,62 @@
+"""Run an Accord worker against the Temporal address in the settings.
+
+    python worker.py            # or: accord worker
+
+Scale out by starting more of these; they share the task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from accord.runtime import build_services, build_worker, connect
+from accord.settings import Settings
+
+log = logging.getLogger("accord.worker")
+
+
+async def relay_outbox(services_outbox, interval: float) -> None:  # type: ignore[no-untyped-def]
+    """Send mail an interrupted activity left pending; the activity path sends the rest."""
+    while True:
+        try:
+            sent = await services_outbox.relay_once()
+            if sent:
+                log.info("outbox relay sent %d pending messages", sent)
+        except Exception:
+            log.exception("outbox relay failed; retrying")
+        await asyncio.sleep(interval)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    services = build_services(settings)
+    client = await connect(settings)
+    worker = build_worker(client, services, settings.task_queue)
+    stop = stop or asyncio.Event()
+    relay = asyncio.create_task(relay_outbox(services.outbox, settings.outbox_relay_interval_seconds))
+    async with worker:
+        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+        await stop.wait()
+    relay.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await relay
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
