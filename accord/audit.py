@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
@@ -26,7 +26,7 @@ def event_hash(
         {
             "number": number,
             "seq": seq,
-            "at": at.isoformat(),
+            "at": at.astimezone(UTC).isoformat(),
             "actor_id": actor_id,
             "actor_role": actor_role,
             "action": action,

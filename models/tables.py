@@ -6,12 +6,13 @@ always read with their row; anything we query on has a column or a table of its 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, Numeric, Text, UniqueConstraint
+from sqlalchemy import Dialect, TypeDecorator
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -40,8 +41,28 @@ def _enum(enum: type[StrEnum], *, index: bool = False) -> Any:
     )
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every backend (SQLite alone would hand back naive
+    values, and a naive time hashes differently in the audit chain)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _utc_column(nullable: bool = False) -> Any:
-    return Field(default=None, sa_type=DateTime(timezone=True), nullable=nullable)  # type: ignore[call-overload]
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)  # type: ignore[call-overload]
 
 
 class Partner(SQLModel, table=True):

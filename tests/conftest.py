@@ -1,0 +1,257 @@
+"""Shared fixtures: real Temporal test servers, a real SMTP server, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import date, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import select
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from accord.db import SessionFactory
+from accord.demo import DEMO
+from accord.directory import Directory, import_directory, resolve_actor
+from accord.filing import FilingService
+from accord.migrate import upgrade
+from accord.runtime import build_services, build_worker
+from accord.settings import REPO_ROOT, Settings
+from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
+from models.tables import DisputeEvent
+from workflows.dispute import DisputeWorkflow
+
+BIN = Path(sys.executable).parent
+TEST_SERVER = str(BIN / "temporal-test-server")
+DEV_SERVER = str(BIN / "temporal")
+POSTGRES_URL = os.environ.get(
+    "ACCORD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- mail ---------------------------------------------------------------------------------
+
+
+class MailCapture:
+    """A real SMTP server on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            return "451 try again later"
+        msg = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    def subjects(self, address: str | None = None) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages if address is None or m["To"] == address]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[MailCapture, int]]:
+    capture = MailCapture()
+    port = free_port()
+    controller = Controller(capture, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield capture, port
+    finally:
+        controller.stop()
+
+
+# --- databases --------------------------------------------------------------------------
+
+
+def _postgres_admin_url() -> str:
+    return POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+
+
+def postgres_available() -> str | None:
+    try:
+        with psycopg.connect(_postgres_admin_url(), connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}".splitlines()[0]
+
+
+def _fresh_postgres_database() -> tuple[str, Callable[[], None]]:
+    problem = postgres_available()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{problem} (CI must run the PostgreSQL tests)")
+        pytest.skip(problem)
+    name = f"accord_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_postgres_admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+
+    def drop() -> None:
+        with psycopg.connect(_postgres_admin_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"{base}/{name}", drop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both backends: every test using this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'accord.db'}"
+        upgrade(url)
+        yield url
+        return
+    url, drop = _fresh_postgres_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'accord.db'}"
+    upgrade(url)
+    return url
+
+
+def seed(sessions: SessionFactory, directory: Directory = DEMO) -> None:
+    with sessions.begin() as session:
+        import_directory(session, directory)
+
+
+# --- the stack under test -------------------------------------------------------------
+
+
+class Stack:
+    """Filing service, worker and directory over one database, one SMTP server, one Temporal."""
+
+    def __init__(self, env: WorkflowEnvironment, settings: Settings, mail: MailCapture) -> None:
+        self.env = env
+        self.client = env.client
+        self.settings = settings
+        self.mail = mail
+        self.services = build_services(settings)
+        self.sessions = self.services.sessions
+        self.filing = FilingService(
+            self.sessions,
+            self.services.playbooks,
+            self.client,
+            task_queue=settings.task_queue,
+            admin_email=settings.admin_email,
+        )
+        self.worker: Worker = build_worker(self.client, self.services, settings.task_queue)
+
+    def submission(self, **overrides: Any) -> FilingSubmission:
+        fields: dict[str, Any] = {
+            "claimant_id": "northwind",
+            "respondent_ids": ["contoso"],
+            "category": "deal_registration",
+            "contested_objects": [{"kind": "deal_registration", "ref": "DR-2026-0042"}],
+            "summary": "Contoso registered our Acme deal after we did",
+            "facts": "We registered DR-2026-0042 for Acme on 2 November; Contoso registered the same opportunity a week later.",
+            "desired_remedy": "Registration confirmed to Northwind",
+            "amount_at_stake": "125000.00",
+            "currency": "USD",
+            "occurred_on": (date.today() - timedelta(days=10)).isoformat(),
+            "filed_by": "nora@northwind.example",
+        }
+        fields.update(overrides)
+        return FilingSubmission.model_validate(fields)
+
+    async def file(self, **overrides: Any) -> FilingResult:
+        return await self.filing.file(self.submission(**overrides))
+
+    def handle(self, number: str) -> WorkflowHandle[DisputeWorkflow, DisputeOutcome]:
+        return self.client.get_workflow_handle_for(DisputeWorkflow.run, number)
+
+    async def state(self, number: str) -> DisputeState:
+        return await self.handle(number).query(DisputeWorkflow.get_state)
+
+    async def wait_for(
+        self, number: str, predicate: Callable[[DisputeState], bool], seconds: float = 20
+    ) -> DisputeState:
+        """Poll the query until the dispute reaches the state the test needs."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            state = await self.state(number)
+            if predicate(state):
+                return state
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{number} never reached the expected state; last: {state}")
+            await asyncio.sleep(0.05)
+
+    def actor(self, login: str) -> Actor:
+        with self.sessions.read() as session:
+            return resolve_actor(session, login)
+
+    def events(self, number: str) -> list[DisputeEvent]:
+        with self.sessions.read() as session:
+            return list(
+                session.exec(
+                    select(DisputeEvent)
+                    .where(DisputeEvent.dispute_number == number)
+                    .order_by(DisputeEvent.seq)  # type: ignore[arg-type]
+                ).all()
+            )
+
+    def actions(self, number: str) -> list[str]:
+        return [e.action for e in self.events(number)]
+
+
+def make_settings(database_url: str, smtp_port: int, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        state_dir=tmp_path,
+        playbook_dir=REPO_ROOT / "playbooks",
+        smtp_port=smtp_port,
+        task_queue=f"accord-test-{uuid.uuid4().hex[:8]}",
+        admin_email="channel-admins@vendor.example",
+    )
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of its own: timers of one test never fire in another."""
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
+    ) as environment:
+        yield environment
+
+
+@pytest.fixture
+async def stack(
+    env: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> AsyncIterator[Stack]:
+    mail, port = smtp
+    harness = Stack(env, make_settings(sqlite_url, port, tmp_path), mail)
+    seed(harness.sessions)
+    async with harness.worker:
+        yield harness
