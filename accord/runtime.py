@@ -23,6 +23,11 @@ from notifications.render import TemplateCatalog
 from workflows.dispute import DisputeWorkflow
 
 
+# Exceptions that mean a bug in workflow code (ApplicationError, which fails just an update,
+# is deliberately not among them).
+PROGRAMMING_ERRORS = (KeyError, AttributeError, TypeError, NameError, IndexError, AssertionError)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -77,7 +82,9 @@ async def connect(settings: Settings) -> Client:
     )
 
 
-def build_worker(client: Client, services: Services, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, services: Services, task_queue: str, *, fail_workflows_on_bugs: bool = False
+) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
@@ -86,4 +93,7 @@ def build_worker(client: Client, services: Services, task_queue: str) -> Worker:
         # Database activities are synchronous; they run here, off the workflow event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        # In production a bug retries the workflow task until a fixed worker is deployed;
+        # tests want it to fail the workflow at once instead of hanging.
+        workflow_failure_exception_types=list(PROGRAMMING_ERRORS) if fail_workflows_on_bugs else [],
     )

@@ -70,6 +70,18 @@ class MailCapture:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["To"] == address]
 
+    async def wait_for(self, address: str, fragment: str, seconds: float = 15) -> EmailMessage:
+        """The first message to `address` whose subject contains `fragment`, once it arrives."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            for message in self.to(address):
+                if fragment in str(message["Subject"]):
+                    return message
+            if loop.time() > deadline:
+                raise AssertionError(f"no mail to {address} about {fragment!r}: {self.subjects(address)}")
+            await asyncio.sleep(0.05)
+
     def subjects(self, address: str | None = None) -> list[str]:
         return [str(m["Subject"]) for m in self.messages if address is None or m["To"] == address]
 
@@ -167,7 +179,9 @@ class Stack:
             task_queue=settings.task_queue,
             admin_email=settings.admin_email,
         )
-        self.worker: Worker = build_worker(self.client, self.services, settings.task_queue)
+        self.worker: Worker = build_worker(
+            self.client, self.services, settings.task_queue, fail_workflows_on_bugs=True
+        )
 
     def submission(self, **overrides: Any) -> FilingSubmission:
         fields: dict[str, Any] = {

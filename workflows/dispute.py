@@ -133,6 +133,7 @@ class DisputeWorkflow:
         self._candidate: MediatorChoice | None = None
         self._mediator: MediatorChoice | None = None
         self._excluded: list[str] = []
+        self._admin_pick: tuple[MediatorChoice, Actor, str] | None = None
         self._clocks: dict[str, _Clock] = {}
         self._breaches: list[str] = []
         self._info: dict[str, _InformationRequest] = {}
@@ -183,18 +184,26 @@ class DisputeWorkflow:
         )
 
     async def _secure_neutral_mediator(self) -> None:
-        """Triage: offer the dispute to eligible mediators until one accepts (SPEC 3)."""
+        """Triage: offer the dispute to eligible mediators until one accepts (SPEC 3).
+
+        Only this loop makes offers; an admin's pick is queued by `assign_mediator` and
+        offered here, so two offers can never race each other.
+        """
         if self._stage is not DisputeStage.TRIAGE:
             await self._enter(DisputeStage.TRIAGE, "triage: finding a neutral mediator")
         while self._mediator is None and self._stage is DisputeStage.TRIAGE:
-            if self._candidate is None:
+            if self._admin_pick is not None:
+                choice, actor, reason = self._admin_pick
+                await self._offer_to(choice, actor, reason)
+                self._admin_pick = None
+            elif self._candidate is None:
                 choice = await self._choose_mediator(chosen_person_id=None)
-                if self._candidate is not None or self._stage is not DisputeStage.TRIAGE:
-                    continue  # an admin assigned someone, or the dispute ended, meanwhile
+                if self._admin_pick is not None or self._stage is not DisputeStage.TRIAGE:
+                    continue  # an admin picked someone, or the dispute ended, meanwhile
                 if choice.person_id is None:
                     await self._ask_admins_to_assign(choice.reason)
                     await workflow.wait_condition(
-                        lambda: self._candidate is not None or not self._stage.is_open
+                        lambda: self._admin_pick is not None or not self._stage.is_open
                     )
                     continue
                 await self._offer_to(choice, SYSTEM, choice.reason)
@@ -203,7 +212,7 @@ class DisputeWorkflow:
                 "acceptance",
                 lambda: self._mediator is not None
                 or self._candidate is None
-                or self._round != offered_round
+                or self._admin_pick is not None
                 or self._stage is not DisputeStage.TRIAGE,
             )
             if expired and self._round == offered_round and self._mediator is None:
@@ -301,13 +310,11 @@ class DisputeWorkflow:
     async def _offer_to(self, choice: MediatorChoice, actor: Actor, reason: str) -> None:
         if choice.person_id is None:
             return
-        self._round += 1
-        self._candidate = choice
-        self._wake()
-        await self._close_task("assign-mediator", cancelled=False)
         deadline = await self._compute_deadline(
             "acceptance", choice.calendar or "", self._d.terms.acceptance_days
         )
+        self._round += 1
+        self._candidate = choice
         self._clocks["acceptance"] = _Clock(deadline)
         seq = await self._record(
             actor,
@@ -319,6 +326,7 @@ class DisputeWorkflow:
                 round=self._round, person_id=choice.person_id, state=AssignmentState.OFFERED
             ),
         )
+        await self._close_task("assign-mediator", cancelled=False)
         await self._open_task(
             TaskKind.ACCEPT_ASSIGNMENT,
             f"accept-{self._round}",
@@ -571,13 +579,17 @@ class DisputeWorkflow:
         choice = await self._choose_mediator(chosen_person_id=req.person_id)
         if choice.person_id is None:
             raise ApplicationError(choice.reason, type="IneligibleMediator", non_retryable=True)
-        if not self._stage.is_open:
-            raise ApplicationError(f"{self._d.number} is {self._stage.value}", non_retryable=True)
+        if not self._stage.is_open or self._pending_info is not None:
+            raise ApplicationError(
+                f"{self._d.number} changed while the mediator was screened; try again",
+                type="StaleAction", non_retryable=True,
+            )
         previous = self._mediator or self._candidate
-        stale = list(self._tasks)
+        stale = [k for k in self._tasks if not k.endswith(":assign-mediator")]
         self._mediator = None
         self._candidate = None
         self._stage = DisputeStage.TRIAGE
+        self._admin_pick = (choice, req.actor, f"assigned by an admin: {req.reason}")
         self._wake()
         if previous is not None and previous.person_id is not None:
             await self._record(
@@ -593,8 +605,8 @@ class DisputeWorkflow:
                     state=AssignmentState.RELEASED,
                 ),
             )
-        await self._close_tasks([k for k in stale if not k.endswith(":assign-mediator")])
-        await self._offer_to(choice, req.actor, f"assigned by an admin: {req.reason}")
+        await self._close_tasks(stale)
+        await workflow.wait_condition(lambda: self._admin_pick is None or not self._stage.is_open)
         return self._result(f"offered to {choice.name}")
 
     @assign_mediator.validator
@@ -637,7 +649,8 @@ class DisputeWorkflow:
         party = self._party(req.party_id)
         request_id = f"info-{len(self._info) + 1}"
         now = workflow.now()
-        self._pending_info = request_id
+        # The stage changes at once, so a second request is refused while this one is set up;
+        # the clock switches over only once the party's deadline exists.
         self._stage = DisputeStage.AWAITING_PARTY
         deadline = await self._compute_deadline(
             f"information:{request_id}", party.calendar, self._d.terms.information_days
@@ -647,6 +660,7 @@ class DisputeWorkflow:
             requested_at=now, deadline=deadline,
         )
         self._clocks[f"information:{request_id}"] = _Clock(deadline)
+        self._pending_info = request_id
         self._wake()
         seq = await self._record(
             req.actor,
