@@ -1,0 +1,194 @@
+"""Activities against SQLite and PostgreSQL: idempotent, chained, screened."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import select
+
+from accord.audit import first_broken_link
+from accord.db import SessionFactory, make_engine
+from accord.directory import Directory, PersonRecord
+from activities.assignment import AssignmentActivities
+from activities.records import RecordActivities
+from models.enums import (
+    AssignmentState,
+    DisputeCategory,
+    DisputeStage,
+    ObjectKind,
+    Role,
+    TaskKind,
+    TaskState,
+)
+from models.payloads import (
+    SYSTEM,
+    ContestedObject,
+    EventRecord,
+    MediatorRequest,
+    RecordAssignment,
+    TaskClose,
+    TaskOpen,
+)
+from models.tables import Assignment, Dispute, DisputeEvent, Person, Task
+from tests.conftest import seed
+
+NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(database_url: str) -> SessionFactory:
+    factory = SessionFactory(make_engine(database_url))
+    seed(factory)
+    return factory
+
+
+def add_dispute(sessions: SessionFactory, number: str, stage: DisputeStage = DisputeStage.FILED) -> None:
+    with sessions.begin() as session:
+        session.add(Dispute(
+            number=number, category=DisputeCategory.PRICING, claimant_id="northwind",
+            respondent_ids=["contoso"], party_key="contoso|northwind",
+            contested_objects=[{"kind": "account", "ref": "ACME-001"}], summary="Pricing undercut",
+            facts="Contoso quoted below floor.", desired_remedy="Rebate", amount_at_stake=Decimal("10.00"),
+            currency="USD", occurred_on=date(2026, 11, 20), stage=stage, playbook_version="2026.1",
+            filed_by="nora@northwind.example", filed_at=NOW, updated_at=NOW,
+        ))
+
+
+def event(number: str, seq: int, **extra: object) -> EventRecord:
+    return EventRecord(number=number, seq=seq, at=NOW + timedelta(minutes=seq), actor=SYSTEM,
+                       action=f"step_{seq}", content={"summary": f"step {seq}", "n": seq}, **extra)  # type: ignore[arg-type]
+
+
+def test_audit_trail_is_chained_idempotent_and_projects_the_read_model(sessions: SessionFactory) -> None:
+    add_dispute(sessions, "DSP-2026-000001")
+    records = RecordActivities(sessions)
+    first = records.record_event(event("DSP-2026-000001", 1))
+    assert records.record_event(event("DSP-2026-000001", 1)) == first  # a retry changes nothing
+    records.record_event(event("DSP-2026-000001", 2, stage=DisputeStage.TRIAGE, mediator_id="maria.lopez",
+                               assignment=RecordAssignment(round=1, person_id="maria.lopez",
+                                                           state=AssignmentState.OFFERED)))
+    records.record_event(event("DSP-2026-000001", 3, stage=DisputeStage.CLOSED, outcome="settled"))
+    with sessions.read() as session:
+        events = session.exec(select(DisputeEvent).order_by(DisputeEvent.seq)).all()  # type: ignore[arg-type]
+        assert [e.seq for e in events] == [1, 2, 3]
+        assert events[1].prev_hash == events[0].hash
+        assert first_broken_link(events) is None
+        dispute = session.get(Dispute, "DSP-2026-000001")
+        assert dispute is not None and dispute.stage is DisputeStage.CLOSED and dispute.closed_at is not None
+        assert dispute.mediator_id == "maria.lopez" and dispute.outcome == "settled"
+        assignment = session.exec(select(Assignment)).one()
+        assert assignment.state is AssignmentState.OFFERED
+        maria = session.get(Person, "maria.lopez")
+        assert maria is not None and maria.last_assigned_at == NOW + timedelta(minutes=2)
+
+
+def test_an_entry_cannot_be_recorded_out_of_order(sessions: SessionFactory) -> None:
+    from temporalio.exceptions import ApplicationError
+
+    add_dispute(sessions, "DSP-2026-000002")
+    with pytest.raises(ApplicationError, match="entry 1 of DSP-2026-000002 missing"):
+        RecordActivities(sessions).record_event(event("DSP-2026-000002", 2))
+
+
+def test_the_database_refuses_to_alter_the_audit_trail(sessions: SessionFactory) -> None:
+    add_dispute(sessions, "DSP-2026-000003")
+    RecordActivities(sessions).record_event(event("DSP-2026-000003", 1))
+    for statement in ("UPDATE dispute_event SET action = 'forged'", "DELETE FROM dispute_event"):
+        with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as session:
+            session.execute(text(statement))
+
+
+def test_tampering_is_detected_at_the_first_broken_link(sessions: SessionFactory) -> None:
+    add_dispute(sessions, "DSP-2026-000004")
+    records = RecordActivities(sessions)
+    for seq in (1, 2, 3):
+        records.record_event(event("DSP-2026-000004", seq))
+    with sessions.read() as session:
+        events = list(session.exec(select(DisputeEvent).order_by(DisputeEvent.seq)).all())  # type: ignore[arg-type]
+    events[1].content = {**events[1].content, "n": 99}
+    assert first_broken_link(events) == 2
+
+
+def test_tasks_open_once_and_close_once(sessions: SessionFactory) -> None:
+    add_dispute(sessions, "DSP-2026-000005")
+    records = RecordActivities(sessions)
+    task = TaskOpen(key="DSP-2026-000005:mediate", number="DSP-2026-000005", kind=TaskKind.MEDIATE,
+                    title="mediate", assignee_id="maria.lopez", assignee_role=Role.MEDIATOR,
+                    due_at=NOW + timedelta(days=3), at=NOW)
+    records.open_task(task)
+    records.open_task(task)
+    records.close_task(TaskClose(key=task.key, cancelled=False, at=NOW))
+    records.close_task(TaskClose(key=task.key, cancelled=True, at=NOW))  # already done: stays done
+    with sessions.read() as session:
+        rows = session.exec(select(Task)).all()
+        assert len(rows) == 1 and rows[0].state is TaskState.DONE
+
+
+def request(**overrides: object) -> MediatorRequest:
+    fields: dict[str, object] = {
+        "number": "DSP-2026-000009", "round": 1, "party_ids": ("northwind", "contoso"),
+        "contested_objects": (ContestedObject(kind=ObjectKind.DEAL_REGISTRATION, ref="DR-1"),),
+        "excluded_person_ids": (), "at": NOW,
+    }
+    fields.update(overrides)
+    return MediatorRequest.model_validate(fields)
+
+
+def test_mediator_screening_and_ranking(sessions: SessionFactory) -> None:
+    assign = AssignmentActivities(sessions)
+    # Everyone idle and unloaded: ties go by id, so Greta (no conflict with these parties) first.
+    assert assign.assign_mediator(request()).person_id == "greta.hoffmann"
+    # Greta declared a conflict with Adatum.
+    assert assign.assign_mediator(request(party_ids=("adatum", "litware"))).person_id == "kenji.sato"
+    # Maria owns the contested account ACME-001; Greta is excluded after recusing.
+    choice = assign.assign_mediator(request(
+        contested_objects=(ContestedObject(kind=ObjectKind.ACCOUNT, ref="ACME-001"),),
+        excluded_person_ids=("greta.hoffmann", "kenji.sato", "sam.okafor"),
+    ))
+    assert choice.person_id is None
+    assert "Maria Lopez owns the contested account:ACME-001" in choice.reason
+    assert "Greta Hoffmann recused or let an earlier offer" in choice.reason
+
+
+def test_least_loaded_wins_then_longest_idle(sessions: SessionFactory) -> None:
+    records = RecordActivities(sessions)
+    for i, person in enumerate(["greta.hoffmann", "kenji.sato"], start=1):
+        number = f"DSP-2026-00010{i}"
+        add_dispute(sessions, number, DisputeStage.MEDIATION)
+        records.record_event(event(number, 1, assignment=RecordAssignment(
+            round=1, person_id=person, state=AssignmentState.ACCEPTED)))
+    assign = AssignmentActivities(sessions)
+    # Greta and Kenji carry a case each; Maria and Sam none, never assigned: Maria by id.
+    assert assign.assign_mediator(request()).person_id == "maria.lopez"
+    with sessions.begin() as session:
+        maria = session.get(Person, "maria.lopez")
+        sam = session.get(Person, "sam.okafor")
+        assert maria and sam
+        maria.last_assigned_at = NOW
+        sam.last_assigned_at = NOW - timedelta(days=30)
+        session.add_all([maria, sam])
+    assert assign.assign_mediator(request()).person_id == "sam.okafor"  # idle longest
+
+
+def test_case_limit_and_inactive_people_are_skipped(sessions: SessionFactory) -> None:
+    with sessions.begin() as session:
+        for person in session.exec(select(Person).where(Person.role == Role.MEDIATOR)).all():
+            person.case_limit = 0 if person.id != "sam.okafor" else 5
+            person.active = person.id != "kenji.sato"
+            session.add(person)
+    choice = AssignmentActivities(sessions).assign_mediator(request())
+    assert choice.person_id == "sam.okafor"
+
+
+def test_directory_import_is_idempotent(sessions: SessionFactory) -> None:
+    extra = Directory(people=[PersonRecord(id="new.mediator", name="New Mediator", email="new@vendor.example",
+                                           role=Role.MEDIATOR, calendar="US-NY")])
+    seed(sessions, extra)
+    seed(sessions, extra)
+    seed(sessions)
+    with sessions.read() as session:
+        assert len(session.exec(select(Person).where(Person.id == "new.mediator")).all()) == 1

@@ -1,0 +1,63 @@
+"""Filing: bad input gets an error naming the field or rule, and nothing is written."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlmodel import func, select
+
+from accord.filing import FilingRejected
+from models.tables import Dispute, DisputeEvent, FilingReceipt, OutboxMessage
+from tests.conftest import Stack
+
+
+def row_counts(stack: Stack) -> tuple[int, ...]:
+    with stack.sessions.read() as session:
+        return tuple(
+            session.exec(select(func.count()).select_from(table)).one()
+            for table in (Dispute, FilingReceipt, DisputeEvent, OutboxMessage)
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"claimant_id": "nobody"}, "claimant_id: unknown partner 'nobody'"),
+        ({"respondent_ids": ["contoso", "ghost"]}, "respondent_ids[1]: unknown partner 'ghost'"),
+        ({"filed_by": "carl@contoso.example"}, "filed_by: carl@contoso.example is not an active contact of northwind"),
+        ({"contested_objects": [{"kind": "account", "ref": "NOPE-1"}]}, "contested_objects[0].ref: unknown account 'NOPE-1'"),
+        ({"contested_objects": [{"kind": "territory", "ref": "MARS"}]}, "contested_objects[0].ref: unknown territory 'MARS'"),
+        ({"occurred_on": (date.today() - timedelta(days=200)).isoformat()}, "occurred_on: outside the filing window"),
+        ({"occurred_on": (date.today() + timedelta(days=2)).isoformat()}, "occurred_on: is in the future"),
+    ],
+)
+async def test_filing_refused_against_directory_and_playbook(
+    stack: Stack, overrides: dict[str, Any], expected: str
+) -> None:
+    before = row_counts(stack)
+    with pytest.raises(FilingRejected) as rejected:
+        await stack.file(**overrides)
+    assert expected in str(rejected.value)
+    assert row_counts(stack) == before
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"respondent_ids": ["northwind"]}, "the claimant cannot also be a respondent"),
+        ({"respondent_ids": []}, "respondent_ids"),
+        ({"category": "gossip"}, "category"),
+        ({"amount_at_stake": "-5"}, "amount_at_stake"),
+        ({"currency": "dollars"}, "currency"),
+        ({"contested_objects": [{"kind": "spaceship", "ref": "X"}]}, "contested_objects.0.kind"),
+        ({"summary": ""}, "summary"),
+        ({"occurred_on": "yesterday"}, "occurred_on"),
+    ],
+)
+def test_malformed_submission_names_the_field(stack: Stack, overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as invalid:
+        stack.submission(**overrides)
+    assert field in str(invalid.value)
