@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ SUBJECTS: dict[str, str] = {
 }
 
 
+def when(value: object) -> str:
+    """An ISO instant as people read it in mail: '2026-12-02 16:00 UTC'."""
+    try:
+        instant = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if instant.tzinfo is None:
+        return str(value)
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
@@ -48,6 +60,8 @@ class TemplateCatalog:
             undefined=StrictUndefined,
             keep_trailing_newline=True,
         )
+        for env in (self._html, self._text):
+            env.filters["when"] = when
 
     def names(self) -> list[str]:
         return sorted(SUBJECTS)

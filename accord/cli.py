@@ -1,0 +1,491 @@
+"""`accord`: run the stack, file disputes, list them and their tasks, and act on them.
+
+Every dispute action is a workflow update, so the CLI sees exactly the refusals the web and
+API will: the workflow's validators decide, and nothing is recorded when they refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from sqlmodel import col, or_, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from accord.audit import first_broken_link
+from accord.directory import UnknownActor, resolve_actor
+from accord.filing import FilingRejected, FilingService
+from accord.settings import Settings
+from models.enums import DisputeStage, NoteVisibility, TaskState
+from models.payloads import (
+    AcceptAssignment,
+    Actor,
+    AddNote,
+    AnswerInformation,
+    AssignMediator,
+    ContestedObject,
+    DeclareImpasse,
+    Dismiss,
+    DisputeState,
+    ExtendDeadline,
+    FilingSubmission,
+    ProposeSettlement,
+    Recuse,
+    Remedy,
+    RequestInformation,
+    RespondToOffer,
+    Withdraw,
+)
+from models.tables import Dispute, DisputeEvent, Task
+from workflows.dispute import DisputeWorkflow
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+As = Annotated[str, typer.Option("--as", help="who acts: a person id or email, or a partner contact's email")]
+Number = Annotated[str, typer.Argument(help="dispute number, e.g. DSP-2026-000001")]
+Reason = Annotated[str, typer.Option(help="why (recorded in the audit trail)")]
+
+
+class CliError(Exception):
+    pass
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run one command; every expected failure becomes a one-line error and exit code 2."""
+    try:
+        asyncio.run(coro)
+        # The Temporal client's native runtime can abort while the interpreter finalizes
+        # ("PyGILState_Release"); the command is complete, so leave without finalizing.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    except FilingRejected as exc:
+        for error in exc.errors:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "input"
+            typer.secho(f"error: {where}: {err['msg']}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except WorkflowUpdateFailedError as exc:
+        fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
+    except (UnknownActor, CliError) as exc:
+        fail(str(exc))
+    except RPCError as exc:
+        fail(f"Temporal: {exc.message}")
+    except ConnectionError as exc:
+        fail(f"cannot reach Temporal: {exc}")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _services():  # type: ignore[no-untyped-def]
+    from accord.runtime import build_services
+
+    return build_services(_settings())
+
+
+async def _client(settings: Settings) -> Client:
+    from accord.runtime import connect
+
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        raise CliError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `make run` running?"
+        ) from None
+
+
+def _actor(services: Any, login: str) -> Actor:
+    with services.sessions.read() as session:
+        return resolve_actor(session, login)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+# --- operating the stack -----------------------------------------------------------------------
+
+
+@app.command()
+def run() -> None:
+    """Start the embedded stack: Temporal dev server, worker, mail capture, demo data."""
+    from accord.stack import run_embedded
+
+    try:
+        asyncio.run(run_embedded(_settings()))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against the configured Temporal address."""
+    from worker import main
+
+    main()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from accord.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url())
+    typer.echo(f"schema up to date at {settings.resolved_database_url()}")
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Load the demo partners and people (safe to repeat)."""
+    from accord.demo import DEMO
+    from accord.directory import import_directory
+
+    services = _services()
+    with services.sessions.begin() as session:
+        import_directory(session, DEMO)
+    typer.echo(f"demo directory loaded: {len(DEMO.partners)} partners, {len(DEMO.people)} people")
+
+
+# --- filing and reading ---------------------------------------------------------------------------
+
+
+def _parse_object(text: str) -> ContestedObject:
+    kind, sep, ref = text.partition(":")
+    if not sep:
+        raise CliError(f"--object {text!r}: write it as kind:reference, e.g. account:ACME-001")
+    return ContestedObject.model_validate({"kind": kind, "ref": ref})
+
+
+@app.command("file")
+def file_dispute(
+    actor: As,
+    claimant: Annotated[str, typer.Option(help="claimant partner id")],
+    respondent: Annotated[list[str], typer.Option(help="respondent partner id (repeatable)")],
+    category: Annotated[str, typer.Option(help="deal_registration, territory, pricing, ...")],
+    obj: Annotated[list[str], typer.Option("--object", help="contested object kind:ref (repeatable)")],
+    summary: Annotated[str, typer.Option()],
+    facts: Annotated[str, typer.Option()],
+    remedy: Annotated[str, typer.Option(help="the remedy you want, in words")],
+    amount: Annotated[str, typer.Option(help="amount at stake")],
+    currency: Annotated[str, typer.Option()] = "USD",
+    occurred_on: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default today")] = None,
+    submission_id: Annotated[str | None, typer.Option(help="your idempotency key")] = None,
+) -> None:
+    """File a dispute on behalf of a partner contact."""
+
+    async def go() -> None:
+        settings = _settings()
+        services = _services()
+        submission = FilingSubmission.model_validate(
+            {
+                "claimant_id": claimant,
+                "respondent_ids": respondent,
+                "category": category,
+                "contested_objects": [_parse_object(o) for o in obj],
+                "summary": summary,
+                "facts": facts,
+                "desired_remedy": remedy,
+                "amount_at_stake": amount,
+                "currency": currency,
+                "occurred_on": occurred_on or date.today().isoformat(),
+                "filed_by": actor,
+                "submission_id": submission_id,
+            }
+        )
+        client = await _client(settings)
+        service = FilingService(services.sessions, services.playbooks, client,
+                                task_queue=settings.task_queue, admin_email=settings.admin_email)
+        result = await service.file(submission)
+        typer.echo(f"{result.number}: {result.message}")
+
+    _run(go())
+
+
+@app.command()
+def disputes(
+    stage: Annotated[str | None, typer.Option(help="only this stage")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List disputes from the read model, newest first."""
+    services = _services()
+    with services.sessions.read() as session:
+        query = select(Dispute).order_by(col(Dispute.filed_at).desc()).limit(200)
+        if stage:
+            query = query.where(Dispute.stage == DisputeStage(stage))
+        rows = session.exec(query).all()
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in rows])
+        return
+    if not rows:
+        typer.echo("no disputes")
+    for r in rows:
+        due = r.stage_deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if r.stage_deadline else "-"
+        typer.echo(
+            f"{r.number}  {r.stage.value:<14} {r.category.value:<18} "
+            f"{r.claimant_id} v {', '.join(r.respondent_ids):<20} due {due}  mediator {r.mediator_id or '-'}"
+        )
+
+
+@app.command()
+def tasks(
+    who: Annotated[str | None, typer.Option("--for", help="a person id or contact email")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="include done and cancelled")] = False,
+) -> None:
+    """Human tasks, soonest due first."""
+    services = _services()
+    with services.sessions.read() as session:
+        query = select(Task).order_by(col(Task.due_at).is_(None), col(Task.due_at))
+        if not show_all:
+            query = query.where(Task.state == TaskState.OPEN)
+        if who:
+            actor = resolve_actor(session, who)
+            mine = [actor.id] + ([actor.partner_id] if actor.partner_id else [])
+            query = query.where(
+                or_(col(Task.assignee_id).in_(mine),
+                    (col(Task.assignee_id).is_(None)) & (Task.assignee_role == actor.role))
+            )
+        rows = session.exec(query).all()
+    if not rows:
+        typer.echo("no tasks")
+    now = datetime.now(UTC)
+    for t in rows:
+        if t.due_at is None:
+            sla = "no deadline"
+        elif t.state is not TaskState.OPEN:
+            sla = t.state.value
+        else:
+            sla = "BREACHED" if t.due_at < now else f"due in {_human(t.due_at - now)}"
+        typer.echo(f"{t.dispute_number}  {t.kind.value:<20} {t.assignee_id or '(admins)':<26} {sla}")
+
+
+def _human(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours // 24}d {hours % 24}h" if hours >= 24 else f"{hours}h {int(delta.total_seconds() // 60) % 60}m"
+
+
+@app.command()
+def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A dispute's live state: stage, parties, deadlines with explanations, tasks, history."""
+
+    async def go() -> None:
+        client = await _client(_settings())
+        state: DisputeState = await client.get_workflow_handle(number).query(
+            DisputeWorkflow.get_state, result_type=DisputeState
+        )
+        if as_json:
+            _print_json(state.model_dump(mode="json"))
+            return
+        typer.echo(f"{state.number}  {state.stage.value}  ({state.category.value}, playbook {state.playbook_version})")
+        typer.echo(f"  claimant     {state.claimant_id}")
+        typer.echo(f"  respondents  {', '.join(state.respondent_ids)}")
+        typer.echo(f"  mediator     {state.mediator_id or '-'}"
+                   + (f" (offered to {state.candidate_mediator_id})" if state.candidate_mediator_id else ""))
+        if state.clock_paused:
+            typer.echo("  clock        PAUSED: a party owes information")
+        for d in state.deadlines:
+            left = d.due_at - datetime.now(UTC)
+            typer.echo(f"  deadline     {d.purpose}: {d.due_at:%Y-%m-%d %H:%M} UTC ({_human(left)} left)")
+            typer.echo(f"               {d.explanation}")
+        for t in state.open_tasks:
+            typer.echo(f"  task         {t.kind.value} for {t.assignee or 'admins'}"
+                       + (f", due {t.due_at:%Y-%m-%d %H:%M} UTC" if t.due_at else ""))
+        for o in state.offers:
+            typer.echo(f"  offer        {o.id} {'open' if o.open else 'closed'}: {o.terms} {o.responses}")
+        for r in state.information_requests:
+            typer.echo(f"  info         {r.id} to {r.party_id}: {r.questions!r}"
+                       + (f" answered {r.answer!r}" if r.answer else ""))
+        typer.echo("  history")
+        for h in state.history:
+            typer.echo(f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {h.actor:<24} {h.action:<22} {h.summary}")
+        allowed = {role: [a.value for a in acts] for role, acts in state.allowed_actions.items() if acts}
+        typer.echo(f"  possible now {allowed or 'nothing (closed)'}")
+
+    _run(go())
+
+
+@app.command()
+def verify(number: Number) -> None:
+    """Check a dispute's hash-chained audit trail."""
+    services = _services()
+    with services.sessions.read() as session:
+        events = session.exec(
+            select(DisputeEvent).where(DisputeEvent.dispute_number == number).order_by(col(DisputeEvent.seq))
+        ).all()
+    if not events:
+        fail(f"no audit trail for {number}")
+    broken = first_broken_link(events)
+    if broken is None:
+        typer.echo(f"{number}: audit trail intact ({len(events)} entries)")
+    else:
+        fail(f"{number}: audit trail broken at entry {broken}")
+
+
+@app.command()
+def mail(
+    index: Annotated[int | None, typer.Argument(help="show message N in full")] = None,
+    to: Annotated[str | None, typer.Option(help="only mail to this address")] = None,
+) -> None:
+    """Read the mail captured by the embedded stack."""
+    from accord.mailcapture import MailFolder
+
+    folder = MailFolder(_settings().state_dir / "mail")
+    messages = [(p, m) for p, m in folder.messages() if to is None or m["To"] == to]
+    if index is not None:
+        if not 1 <= index <= len(messages):
+            fail(f"there are {len(messages)} messages")
+        path, message = messages[index - 1]
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References"):
+            typer.echo(f"{header}: {message[header]}")
+        body = message.get_body(preferencelist=("plain",))
+        typer.echo("\n" + (body.get_content() if body else "(no text part)"))
+        typer.echo(f"(raw: {path})")
+        return
+    if not messages:
+        typer.echo("no mail yet")
+    for i, (_, m) in enumerate(messages, start=1):
+        typer.echo(f"{i:>4}  {m['Date']}  {m['To']:<36} {m['Subject']}")
+
+
+# --- actions: one command each, all workflow updates ---------------------------------------------
+
+
+def _act(number: str, login: str, update: Callable[..., Any], build: Callable[[Actor], Any]) -> None:
+    async def go() -> None:
+        settings = _settings()
+        services = _services()
+        actor = _actor(services, login)
+        payload = build(actor)
+        client = await _client(settings)
+        result = await client.get_workflow_handle(number).execute_update(update, payload)
+        typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
+
+    _run(go())
+
+
+@app.command()
+def accept(number: Number, actor: As,
+           declaration: Annotated[str, typer.Option(help="your impartiality declaration")]) -> None:
+    """Mediator: accept the assignment, declaring impartiality."""
+    _act(number, actor, DisputeWorkflow.accept_assignment,
+         lambda a: AcceptAssignment(actor=a, impartiality_declaration=declaration))
+
+
+@app.command()
+def recuse(number: Number, actor: As, reason: Reason) -> None:
+    """Mediator: recuse; the dispute is reassigned to someone else."""
+    _act(number, actor, DisputeWorkflow.recuse, lambda a: Recuse(actor=a, reason=reason))
+
+
+@app.command()
+def note(number: Number, actor: As, text: Annotated[str, typer.Option()],
+         caucus: Annotated[str | None, typer.Option(help="partner id: private caucus with that side")] = None) -> None:
+    """Mediator: add a shared note, or a caucus note for one side."""
+    _act(number, actor, DisputeWorkflow.add_note, lambda a: AddNote(
+        actor=a, text=text, visibility=NoteVisibility.CAUCUS if caucus else NoteVisibility.SHARED,
+        caucus_partner_id=caucus))
+
+
+@app.command("request-info")
+def request_info(number: Number, actor: As, party: Annotated[str, typer.Option(help="partner id")],
+                 questions: Annotated[str, typer.Option()]) -> None:
+    """Mediator: ask a party for information (pauses the mediation clock)."""
+    _act(number, actor, DisputeWorkflow.request_information,
+         lambda a: RequestInformation(actor=a, party_id=party, questions=questions))
+
+
+@app.command()
+def answer(number: Number, actor: As, request: Annotated[str, typer.Option(help="e.g. info-1")],
+           text: Annotated[str, typer.Option("--answer")]) -> None:
+    """Partner: answer an information request."""
+    _act(number, actor, DisputeWorkflow.answer_information,
+         lambda a: AnswerInformation(actor=a, request_id=request, answer=text))
+
+
+_REMEDIES: TypeAdapter[Remedy] = TypeAdapter(Remedy)  # type: ignore[arg-type]
+
+
+@app.command()
+def propose(number: Number, actor: As, terms: Annotated[str, typer.Option()],
+            remedy: Annotated[list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')]) -> None:
+    """Mediator: propose a settlement with typed remedies."""
+    try:
+        remedies = tuple(_REMEDIES.validate_json(r) for r in remedy)
+    except ValidationError as exc:
+        fail("--remedy: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return
+    _act(number, actor, DisputeWorkflow.propose_settlement,
+         lambda a: ProposeSettlement(actor=a, remedies=remedies, terms=terms))
+
+
+@app.command("accept-offer")
+def accept_offer(number: Number, actor: As, offer: Annotated[str, typer.Option(help="e.g. offer-1")],
+                 comment: Annotated[str, typer.Option()] = "") -> None:
+    """Partner: accept a settlement offer for your side."""
+    _act(number, actor, DisputeWorkflow.respond_to_offer,
+         lambda a: RespondToOffer(actor=a, offer_id=offer, accept=True, comment=comment))
+
+
+@app.command("reject-offer")
+def reject_offer(number: Number, actor: As, offer: Annotated[str, typer.Option(help="e.g. offer-1")],
+                 comment: Annotated[str, typer.Option()] = "") -> None:
+    """Partner: reject a settlement offer."""
+    _act(number, actor, DisputeWorkflow.respond_to_offer,
+         lambda a: RespondToOffer(actor=a, offer_id=offer, accept=False, comment=comment))
+
+
+@app.command()
+def impasse(number: Number, actor: As, reason: Reason) -> None:
+    """Mediator: declare an impasse; the dispute goes to formal review."""
+    _act(number, actor, DisputeWorkflow.declare_impasse, lambda a: DeclareImpasse(actor=a, reason=reason))
+
+
+@app.command()
+def dismiss(number: Number, actor: As, reason: Reason) -> None:
+    """Mediator: dismiss the dispute with a reason."""
+    _act(number, actor, DisputeWorkflow.dismiss, lambda a: Dismiss(actor=a, reason=reason))
+
+
+@app.command()
+def withdraw(number: Number, actor: As, reason: Reason) -> None:
+    """Claimant: withdraw the dispute."""
+    _act(number, actor, DisputeWorkflow.withdraw, lambda a: Withdraw(actor=a, reason=reason))
+
+
+@app.command()
+def extend(number: Number, actor: As, days: Annotated[int, typer.Option(help="business days")],
+           reason: Reason) -> None:
+    """Admin: extend the running deadline by business days, with a reason."""
+    _act(number, actor, DisputeWorkflow.extend_deadline,
+         lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason))
+
+
+@app.command()
+def assign(number: Number, actor: As, person: Annotated[str, typer.Option(help="mediator id")],
+           reason: Reason) -> None:
+    """Admin: offer the dispute to a chosen mediator (screened for conflicts like anyone)."""
+    _act(number, actor, DisputeWorkflow.assign_mediator,
+         lambda a: AssignMediator(actor=a, person_id=person, reason=reason))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

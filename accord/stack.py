@@ -1,0 +1,142 @@
+"""The embedded stack behind `make run`: Temporal dev server, worker, mail capture, demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlmodel import func, select
+
+from accord.db import SessionFactory, make_engine
+from accord.demo import DEMO
+from accord.directory import import_directory
+from accord.mailcapture import start_capture
+from accord.migrate import upgrade
+from accord.settings import Settings
+from models.tables import Partner, PartnerContact, Person
+
+
+def temporal_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the Temporal CLI is missing: install the project (make run does) ")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+async def wait_for_port(host: str, port: int, seconds: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not port_open(host, port):
+        if loop.time() > deadline:
+            raise SystemExit(f"{what} did not start listening on {host}:{port} within {seconds:.0f}s")
+        await asyncio.sleep(0.2)
+
+
+def prepare_database(settings: Settings) -> SessionFactory:
+    url = settings.resolved_database_url()
+    upgrade(url)
+    sessions = SessionFactory(make_engine(url))
+    with sessions.begin() as session:
+        if session.exec(select(func.count()).select_from(Partner)).one() == 0:
+            import_directory(session, DEMO)
+    return sessions
+
+
+def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
+    host, port = settings.temporal_address.rsplit(":", 1)
+    if port_open(host, int(port)):
+        print(f"  temporal: reusing the server already listening on {settings.temporal_address}")
+        return None
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log = (settings.state_dir / "temporal.log").open("ab")
+    return subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+        [
+            temporal_binary(), "server", "start-dev",
+            "--ip", host, "--port", port, "--ui-port", str(settings.temporal_ui_port),
+            "--namespace", settings.temporal_namespace,
+            "--db-filename", str(settings.state_dir / "temporal.db"),
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+            "--log-level", "warn",
+        ],
+        stdout=log, stderr=log, start_new_session=True,
+    )
+
+
+def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> str:
+    with sessions.read() as session:
+        partners = session.exec(select(func.count()).select_from(Partner)).one()
+        people = session.exec(select(Person).order_by(Person.role, Person.id)).all()  # type: ignore[arg-type]
+        contact = session.exec(select(PartnerContact).order_by(PartnerContact.id)).first()  # type: ignore[arg-type]
+    host = settings.temporal_address.rsplit(":", 1)[0]
+    lines = [
+        "",
+        "Accord is running.",
+        f"  Temporal UI      http://{host}:{settings.temporal_ui_port}  (one workflow per dispute)",
+        f"  Temporal server  {settings.temporal_address}",
+        f"  Outgoing mail    smtp://{settings.smtp_host}:{settings.smtp_port}, saved in {mail_folder}"
+        "  (read with: .venv/bin/accord mail)",
+        f"  Database         {settings.resolved_database_url()}",
+        f"  Demo directory   {partners} partners, {len(people)} people",
+        "",
+        "Try it from another terminal:",
+        f"  .venv/bin/accord file --as {contact.email if contact else 'nora@northwind.example'} \\",
+        "      --claimant northwind --respondent contoso --category deal_registration \\",
+        "      --object deal_registration:DR-2026-0042 --amount 125000 \\",
+        "      --summary 'Contoso registered our Acme deal after we did' \\",
+        "      --facts 'We registered DR-2026-0042 on 2 November; Contoso a week later.' \\",
+        "      --remedy 'Registration confirmed to Northwind'",
+        "  .venv/bin/accord disputes        .venv/bin/accord tasks        .venv/bin/accord show DSP-...",
+        "",
+        "Demo people (act with --as <id>):",
+    ]
+    lines += [f"  {p.role.value:<11} {p.id:<18} {p.name}" for p in people]
+    lines += ["  partner     <contact email>    e.g. nora@northwind.example, carl@contoso.example", "",
+              "Stop with Ctrl-C; disputes persist in the state folder.", ""]
+    return "\n".join(lines)
+
+
+async def run_embedded(settings: Settings) -> None:
+    from worker import run_worker
+
+    print("Starting Accord (embedded)...")
+    sessions = prepare_database(settings)
+    server = start_temporal(settings)
+    host, port = settings.temporal_address.rsplit(":", 1)
+    mail_folder = settings.state_dir / "mail"
+    capture = None
+    if port_open(settings.smtp_host, settings.smtp_port):
+        print(f"  mail: port {settings.smtp_port} is taken; sending to whatever listens there")
+    else:
+        capture = start_capture(mail_folder, settings.smtp_host, settings.smtp_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await wait_for_port(host, int(port), 60, "the Temporal dev server")
+        worker = asyncio.create_task(run_worker(settings, stop))
+        await asyncio.sleep(1)
+        if worker.done():
+            worker.result()
+        print(banner(settings, sessions, mail_folder), flush=True)
+        await worker
+    finally:
+        if capture is not None:
+            capture.stop()
+        if server is not None:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=15)
