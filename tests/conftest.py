@@ -38,6 +38,7 @@ from workflows.dispute import DisputeWorkflow
 BIN = Path(sys.executable).parent
 TEST_SERVER = str(BIN / "temporal-test-server")
 DEV_SERVER = str(BIN / "temporal")
+HISTORIES = Path(__file__).parent / "histories"
 POSTGRES_URL = os.environ.get(
     "ACCORD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -179,6 +180,7 @@ class Stack:
             task_queue=settings.task_queue,
             admin_email=settings.admin_email,
         )
+        self.numbers: list[str] = []
         self.worker: Worker = build_worker(
             self.client, self.services, settings.task_queue, fail_workflows_on_bugs=True
         )
@@ -201,7 +203,18 @@ class Stack:
         return FilingSubmission.model_validate(fields)
 
     async def file(self, **overrides: Any) -> FilingResult:
-        return await self.filing.file(self.submission(**overrides))
+        result = await self.filing.file(self.submission(**overrides))
+        if result.number not in self.numbers:
+            self.numbers.append(result.number)
+        return result
+
+    async def save_histories(self, test_name: str) -> None:
+        """Store each workflow's history for the replay test (make histories)."""
+        HISTORIES.mkdir(exist_ok=True)
+        for number in self.numbers:
+            history = await self.handle(number).fetch_history()
+            (HISTORIES / f"{test_name}.json").write_text(history.to_json())
+            break  # one dispute per test is enough: the paths are what matter
 
     def handle(self, number: str) -> WorkflowHandle[DisputeWorkflow, DisputeOutcome]:
         return self.client.get_workflow_handle_for(DisputeWorkflow.run, number)
@@ -262,10 +275,16 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 async def stack(
-    env: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+    request: pytest.FixtureRequest,
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
 ) -> AsyncIterator[Stack]:
     mail, port = smtp
     harness = Stack(env, make_settings(sqlite_url, port, tmp_path), mail)
     seed(harness.sessions)
     async with harness.worker:
         yield harness
+        if os.environ.get("ACCORD_RECORD_HISTORIES") == "1":
+            await harness.save_histories(request.node.name)

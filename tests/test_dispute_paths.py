@@ -115,7 +115,7 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
     assert "15 business days on the DE-BY calendar" in deadline.explanation
 
     await stack.env.sleep(deadline.due_at - await stack.env.get_current_time() + timedelta(hours=1))
-    state = await stack.wait_for(number, lambda s: s.stage is DisputeStage.FORMAL_REVIEW)
+    state = await stack.wait_for(number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks))
 
     events = stack.events(number)
     warnings = [e for e in events if e.action == "deadline_warning"]
@@ -301,8 +301,9 @@ async def test_impasse_escalates_to_formal_review(stack: Stack) -> None:
         DisputeWorkflow.declare_impasse,
         DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move on the split."),
     )
-    state = await stack.wait_for(number, lambda s: s.stage is DisputeStage.FORMAL_REVIEW)
+    state = await stack.wait_for(number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks))
     assert [t.kind for t in state.open_tasks] == [TaskKind.FORMAL_REVIEW]
+    await stack.mail.wait_for("carl@contoso.example", "Escalated to formal review")
 
 
 async def test_same_submission_twice_files_once(stack: Stack) -> None:
