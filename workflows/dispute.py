@@ -536,7 +536,9 @@ class DisputeWorkflow:
             ),
         )
         await self._close_task(f"accept-{self._round}", cancelled=False)
-        return self._result("assignment accepted")
+        # Answer once mediation has begun, so the mediator's next action finds it open.
+        await workflow.wait_condition(lambda: self._stage is not DisputeStage.TRIAGE)
+        return self._result("assignment accepted; mediation has begun")
 
     @accept_assignment.validator
     def _validate_accept(self, req: AcceptAssignment) -> None:
@@ -782,6 +784,7 @@ class DisputeWorkflow:
         if all(offer.responses.get(p) for p in self._party_ids()):
             offer.open = False
             self._agreed = offer
+            await workflow.wait_condition(lambda: not self._stage.is_open)
             return self._result(f"{offer.id} accepted by every party; the dispute is settled")
         return self._result(f"{offer.id} accepted by {partner_id}; waiting for the other parties")
 
@@ -801,7 +804,8 @@ class DisputeWorkflow:
         self._pending_info = None
         self._impasse = req.reason
         await self._record(req.actor, "impasse_declared", req.reason, content={"reason": req.reason})
-        return self._result("impasse declared; the dispute goes to formal review")
+        await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
+        return self._result("impasse declared; the dispute is in formal review")
 
     @declare_impasse.validator
     def _validate_impasse(self, req: DeclareImpasse) -> None:
