@@ -35,7 +35,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings)
     worker = build_worker(client, services, settings.task_queue)
     stop = stop or asyncio.Event()
-    relay = asyncio.create_task(relay_outbox(services.outbox, settings.outbox_relay_interval_seconds))
+    relay = asyncio.create_task(
+        relay_outbox(services.outbox, settings.outbox_relay_interval_seconds)
+    )
     async with worker:
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()

@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -24,10 +23,12 @@ from temporalio.service import RPCError
 from accord.audit import first_broken_link
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected, FilingService
+from accord.runtime import Services
 from accord.settings import Settings
 from models.enums import DisputeStage, NoteVisibility, TaskState
 from models.payloads import (
     AcceptAssignment,
+    ActionResult,
     Actor,
     AddNote,
     AnswerInformation,
@@ -50,7 +51,9 @@ from workflows.dispute import DisputeWorkflow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
-As = Annotated[str, typer.Option("--as", help="who acts: a person id or email, or a partner contact's email")]
+As = Annotated[
+    str, typer.Option("--as", help="who acts: a person id or email, or a partner contact's email")
+]
 Number = Annotated[str, typer.Argument(help="dispute number, e.g. DSP-2026-000001")]
 Reason = Annotated[str, typer.Option(help="why (recorded in the audit trail)")]
 
@@ -96,7 +99,7 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _services():  # type: ignore[no-untyped-def]
+def _services() -> Services:
     from accord.runtime import build_services
 
     return build_services(_settings())
@@ -182,7 +185,9 @@ def file_dispute(
     claimant: Annotated[str, typer.Option(help="claimant partner id")],
     respondent: Annotated[list[str], typer.Option(help="respondent partner id (repeatable)")],
     category: Annotated[str, typer.Option(help="deal_registration, territory, pricing, ...")],
-    obj: Annotated[list[str], typer.Option("--object", help="contested object kind:ref (repeatable)")],
+    obj: Annotated[
+        list[str], typer.Option("--object", help="contested object kind:ref (repeatable)")
+    ],
     summary: Annotated[str, typer.Option()],
     facts: Annotated[str, typer.Option()],
     remedy: Annotated[str, typer.Option(help="the remedy you want, in words")],
@@ -213,8 +218,13 @@ def file_dispute(
             }
         )
         client = await _client(settings)
-        service = FilingService(services.sessions, services.playbooks, client,
-                                task_queue=settings.task_queue, admin_email=settings.admin_email)
+        service = FilingService(
+            services.sessions,
+            services.playbooks,
+            client,
+            task_queue=settings.task_queue,
+            admin_email=settings.admin_email,
+        )
         result = await service.file(submission)
         typer.echo(f"{result.number}: {result.message}")
 
@@ -239,10 +249,15 @@ def disputes(
     if not rows:
         typer.echo("no disputes")
     for r in rows:
-        due = r.stage_deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if r.stage_deadline else "-"
+        due = (
+            r.stage_deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if r.stage_deadline
+            else "-"
+        )
         typer.echo(
             f"{r.number}  {r.stage.value:<14} {r.category.value:<18} "
-            f"{r.claimant_id} v {', '.join(r.respondent_ids):<20} due {due}  mediator {r.mediator_id or '-'}"
+            f"{r.claimant_id} v {', '.join(r.respondent_ids):<20} due {due}  "
+            f"mediator {r.mediator_id or '-'}"
         )
 
 
@@ -261,8 +276,10 @@ def tasks(
             actor = resolve_actor(session, who)
             mine = [actor.id] + ([actor.partner_id] if actor.partner_id else [])
             query = query.where(
-                or_(col(Task.assignee_id).in_(mine),
-                    (col(Task.assignee_id).is_(None)) & (Task.assignee_role == actor.role))
+                or_(
+                    col(Task.assignee_id).in_(mine),
+                    (col(Task.assignee_id).is_(None)) & (Task.assignee_role == actor.role),
+                )
             )
         rows = session.exec(query).all()
     if not rows:
@@ -275,12 +292,18 @@ def tasks(
             sla = t.state.value
         else:
             sla = "BREACHED" if t.due_at < now else f"due in {_human(t.due_at - now)}"
-        typer.echo(f"{t.dispute_number}  {t.kind.value:<20} {t.assignee_id or '(admins)':<26} {sla}")
+        typer.echo(
+            f"{t.dispute_number}  {t.kind.value:<20} {t.assignee_id or '(admins)':<26} {sla}"
+        )
 
 
 def _human(delta: timedelta) -> str:
     hours = int(delta.total_seconds() // 3600)
-    return f"{hours // 24}d {hours % 24}h" if hours >= 24 else f"{hours}h {int(delta.total_seconds() // 60) % 60}m"
+    return (
+        f"{hours // 24}d {hours % 24}h"
+        if hours >= 24
+        else f"{hours}h {int(delta.total_seconds() // 60) % 60}m"
+    )
 
 
 @app.command()
@@ -289,35 +312,55 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
     async def go() -> None:
         client = await _client(_settings())
-        state: DisputeState = await client.get_workflow_handle(number).query(
-            DisputeWorkflow.get_state, result_type=DisputeState
-        )
+        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+        state: DisputeState = await handle.query(DisputeWorkflow.get_state)
         if as_json:
             _print_json(state.model_dump(mode="json"))
             return
-        typer.echo(f"{state.number}  {state.stage.value}  ({state.category.value}, playbook {state.playbook_version})")
+        typer.echo(
+            f"{state.number}  {state.stage.value}  "
+            f"({state.category.value}, playbook {state.playbook_version})"
+        )
         typer.echo(f"  claimant     {state.claimant_id}")
         typer.echo(f"  respondents  {', '.join(state.respondent_ids)}")
-        typer.echo(f"  mediator     {state.mediator_id or '-'}"
-                   + (f" (offered to {state.candidate_mediator_id})" if state.candidate_mediator_id else ""))
+        typer.echo(
+            f"  mediator     {state.mediator_id or '-'}"
+            + (
+                f" (offered to {state.candidate_mediator_id})"
+                if state.candidate_mediator_id
+                else ""
+            )
+        )
         if state.clock_paused:
             typer.echo("  clock        PAUSED: a party owes information")
         for d in state.deadlines:
             left = d.due_at - datetime.now(UTC)
-            typer.echo(f"  deadline     {d.purpose}: {d.due_at:%Y-%m-%d %H:%M} UTC ({_human(left)} left)")
+            typer.echo(
+                f"  deadline     {d.purpose}: {d.due_at:%Y-%m-%d %H:%M} UTC ({_human(left)} left)"
+            )
             typer.echo(f"               {d.explanation}")
         for t in state.open_tasks:
-            typer.echo(f"  task         {t.kind.value} for {t.assignee or 'admins'}"
-                       + (f", due {t.due_at:%Y-%m-%d %H:%M} UTC" if t.due_at else ""))
+            typer.echo(
+                f"  task         {t.kind.value} for {t.assignee or 'admins'}"
+                + (f", due {t.due_at:%Y-%m-%d %H:%M} UTC" if t.due_at else "")
+            )
         for o in state.offers:
-            typer.echo(f"  offer        {o.id} {'open' if o.open else 'closed'}: {o.terms} {o.responses}")
+            typer.echo(
+                f"  offer        {o.id} {'open' if o.open else 'closed'}: {o.terms} {o.responses}"
+            )
         for r in state.information_requests:
-            typer.echo(f"  info         {r.id} to {r.party_id}: {r.questions!r}"
-                       + (f" answered {r.answer!r}" if r.answer else ""))
+            typer.echo(
+                f"  info         {r.id} to {r.party_id}: {r.questions!r}"
+                + (f" answered {r.answer!r}" if r.answer else "")
+            )
         typer.echo("  history")
         for h in state.history:
-            typer.echo(f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {h.actor:<24} {h.action:<22} {h.summary}")
-        allowed = {role: [a.value for a in acts] for role, acts in state.allowed_actions.items() if acts}
+            typer.echo(
+                f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {h.actor:<24} {h.action:<22} {h.summary}"
+            )
+        allowed = {
+            role: [a.value for a in acts] for role, acts in state.allowed_actions.items() if acts
+        }
         typer.echo(f"  possible now {allowed or 'nothing (closed)'}")
 
     _run(go())
@@ -329,7 +372,9 @@ def verify(number: Number) -> None:
     services = _services()
     with services.sessions.read() as session:
         events = session.exec(
-            select(DisputeEvent).where(DisputeEvent.dispute_number == number).order_by(col(DisputeEvent.seq))
+            select(DisputeEvent)
+            .where(DisputeEvent.dispute_number == number)
+            .order_by(col(DisputeEvent.seq))
         ).all()
     if not events:
         fail(f"no audit trail for {number}")
@@ -369,25 +414,33 @@ def mail(
 # --- actions: one command each, all workflow updates ---------------------------------------------
 
 
-def _act(number: str, login: str, update: Callable[..., Any], build: Callable[[Actor], Any]) -> None:
+def _act(number: str, login: str, update: Any, build: Callable[[Actor], Any]) -> None:
     async def go() -> None:
         settings = _settings()
         services = _services()
         actor = _actor(services, login)
         payload = build(actor)
         client = await _client(settings)
-        result = await client.get_workflow_handle(number).execute_update(update, payload)
+        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+        result: ActionResult = await handle.execute_update(update, payload)
         typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
 
     _run(go())
 
 
 @app.command()
-def accept(number: Number, actor: As,
-           declaration: Annotated[str, typer.Option(help="your impartiality declaration")]) -> None:
+def accept(
+    number: Number,
+    actor: As,
+    declaration: Annotated[str, typer.Option(help="your impartiality declaration")],
+) -> None:
     """Mediator: accept the assignment, declaring impartiality."""
-    _act(number, actor, DisputeWorkflow.accept_assignment,
-         lambda a: AcceptAssignment(actor=a, impartiality_declaration=declaration))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.accept_assignment,
+        lambda a: AcceptAssignment(actor=a, impartiality_declaration=declaration),
+    )
 
 
 @app.command()
@@ -397,66 +450,130 @@ def recuse(number: Number, actor: As, reason: Reason) -> None:
 
 
 @app.command()
-def note(number: Number, actor: As, text: Annotated[str, typer.Option()],
-         caucus: Annotated[str | None, typer.Option(help="partner id: private caucus with that side")] = None) -> None:
+def note(
+    number: Number,
+    actor: As,
+    text: Annotated[str, typer.Option()],
+    caucus: Annotated[
+        str | None, typer.Option(help="partner id: private caucus with that side")
+    ] = None,
+) -> None:
     """Mediator: add a shared note, or a caucus note for one side."""
-    _act(number, actor, DisputeWorkflow.add_note, lambda a: AddNote(
-        actor=a, text=text, visibility=NoteVisibility.CAUCUS if caucus else NoteVisibility.SHARED,
-        caucus_partner_id=caucus))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.add_note,
+        lambda a: AddNote(
+            actor=a,
+            text=text,
+            visibility=NoteVisibility.CAUCUS if caucus else NoteVisibility.SHARED,
+            caucus_partner_id=caucus,
+        ),
+    )
 
 
 @app.command("request-info")
-def request_info(number: Number, actor: As, party: Annotated[str, typer.Option(help="partner id")],
-                 questions: Annotated[str, typer.Option()]) -> None:
+def request_info(
+    number: Number,
+    actor: As,
+    party: Annotated[str, typer.Option(help="partner id")],
+    questions: Annotated[str, typer.Option()],
+) -> None:
     """Mediator: ask a party for information (pauses the mediation clock)."""
-    _act(number, actor, DisputeWorkflow.request_information,
-         lambda a: RequestInformation(actor=a, party_id=party, questions=questions))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.request_information,
+        lambda a: RequestInformation(actor=a, party_id=party, questions=questions),
+    )
 
 
 @app.command()
-def answer(number: Number, actor: As, request: Annotated[str, typer.Option(help="e.g. info-1")],
-           text: Annotated[str, typer.Option("--answer")]) -> None:
+def answer(
+    number: Number,
+    actor: As,
+    request: Annotated[str, typer.Option(help="e.g. info-1")],
+    text: Annotated[str, typer.Option("--answer")],
+) -> None:
     """Partner: answer an information request."""
-    _act(number, actor, DisputeWorkflow.answer_information,
-         lambda a: AnswerInformation(actor=a, request_id=request, answer=text))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.answer_information,
+        lambda a: AnswerInformation(actor=a, request_id=request, answer=text),
+    )
 
 
-_REMEDIES: TypeAdapter[Remedy] = TypeAdapter(Remedy)  # type: ignore[arg-type]
+_REMEDIES: TypeAdapter[Remedy] = TypeAdapter(Remedy)
 
 
 @app.command()
-def propose(number: Number, actor: As, terms: Annotated[str, typer.Option()],
-            remedy: Annotated[list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')]) -> None:
+def propose(
+    number: Number,
+    actor: As,
+    terms: Annotated[str, typer.Option()],
+    remedy: Annotated[
+        list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')
+    ],
+) -> None:
     """Mediator: propose a settlement with typed remedies."""
     try:
         remedies = tuple(_REMEDIES.validate_json(r) for r in remedy)
     except ValidationError as exc:
-        fail("--remedy: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        fail(
+            "--remedy: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        )
         return
-    _act(number, actor, DisputeWorkflow.propose_settlement,
-         lambda a: ProposeSettlement(actor=a, remedies=remedies, terms=terms))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.propose_settlement,
+        lambda a: ProposeSettlement(actor=a, remedies=remedies, terms=terms),
+    )
 
 
 @app.command("accept-offer")
-def accept_offer(number: Number, actor: As, offer: Annotated[str, typer.Option(help="e.g. offer-1")],
-                 comment: Annotated[str, typer.Option()] = "") -> None:
+def accept_offer(
+    number: Number,
+    actor: As,
+    offer: Annotated[str, typer.Option(help="e.g. offer-1")],
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
     """Partner: accept a settlement offer for your side."""
-    _act(number, actor, DisputeWorkflow.respond_to_offer,
-         lambda a: RespondToOffer(actor=a, offer_id=offer, accept=True, comment=comment))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.respond_to_offer,
+        lambda a: RespondToOffer(actor=a, offer_id=offer, accept=True, comment=comment),
+    )
 
 
 @app.command("reject-offer")
-def reject_offer(number: Number, actor: As, offer: Annotated[str, typer.Option(help="e.g. offer-1")],
-                 comment: Annotated[str, typer.Option()] = "") -> None:
+def reject_offer(
+    number: Number,
+    actor: As,
+    offer: Annotated[str, typer.Option(help="e.g. offer-1")],
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
     """Partner: reject a settlement offer."""
-    _act(number, actor, DisputeWorkflow.respond_to_offer,
-         lambda a: RespondToOffer(actor=a, offer_id=offer, accept=False, comment=comment))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.respond_to_offer,
+        lambda a: RespondToOffer(actor=a, offer_id=offer, accept=False, comment=comment),
+    )
 
 
 @app.command()
 def impasse(number: Number, actor: As, reason: Reason) -> None:
     """Mediator: declare an impasse; the dispute goes to formal review."""
-    _act(number, actor, DisputeWorkflow.declare_impasse, lambda a: DeclareImpasse(actor=a, reason=reason))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.declare_impasse,
+        lambda a: DeclareImpasse(actor=a, reason=reason),
+    )
 
 
 @app.command()
@@ -472,19 +589,35 @@ def withdraw(number: Number, actor: As, reason: Reason) -> None:
 
 
 @app.command()
-def extend(number: Number, actor: As, days: Annotated[int, typer.Option(help="business days")],
-           reason: Reason) -> None:
+def extend(
+    number: Number,
+    actor: As,
+    days: Annotated[int, typer.Option(help="business days")],
+    reason: Reason,
+) -> None:
     """Admin: extend the running deadline by business days, with a reason."""
-    _act(number, actor, DisputeWorkflow.extend_deadline,
-         lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.extend_deadline,
+        lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason),
+    )
 
 
 @app.command()
-def assign(number: Number, actor: As, person: Annotated[str, typer.Option(help="mediator id")],
-           reason: Reason) -> None:
+def assign(
+    number: Number,
+    actor: As,
+    person: Annotated[str, typer.Option(help="mediator id")],
+    reason: Reason,
+) -> None:
     """Admin: offer the dispute to a chosen mediator (screened for conflicts like anyone)."""
-    _act(number, actor, DisputeWorkflow.assign_mediator,
-         lambda a: AssignMediator(actor=a, person_id=person, reason=reason))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.assign_mediator,
+        lambda a: AssignMediator(actor=a, person_id=person, reason=reason),
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,8 +70,13 @@ def import_directory(session: Session, directory: Directory) -> None:
     for p in directory.partners:
         session.merge(
             Partner(
-                id=p.id, name=p.name, tier=p.tier, regions=p.regions, calendar=p.calendar,
-                email_domains=p.email_domains, is_direct_sales=p.is_direct_sales,
+                id=p.id,
+                name=p.name,
+                tier=p.tier,
+                regions=p.regions,
+                calendar=p.calendar,
+                email_domains=p.email_domains,
+                is_direct_sales=p.is_direct_sales,
             )
         )
     session.flush()
@@ -110,7 +115,11 @@ def resolve_actor(session: Session, login: str) -> Actor:
         if not person.active:
             raise UnknownActor(f"{login} is not active")
         return Actor(id=person.id, role=person.role, name=person.name)
-    contact = session.exec(select(PartnerContact).where(PartnerContact.email == login.lower())).first()
+    contact = session.exec(
+        select(PartnerContact).where(PartnerContact.email == login.lower())
+    ).first()
     if contact is not None and contact.active:
-        return Actor(id=contact.email, role=Role.PARTNER, name=contact.name, partner_id=contact.partner_id)
+        return Actor(
+            id=contact.email, role=Role.PARTNER, name=contact.name, partner_id=contact.partner_id
+        )
     raise UnknownActor(f"{login} is neither a person nor an active partner contact")

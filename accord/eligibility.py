@@ -62,7 +62,9 @@ def ineligibility(
     if candidate.person_id in excluded:
         return f"{candidate.name} recused or let an earlier offer of this dispute expire"
     conflict = conflict_of_interest(
-        candidate, party_ids=party_ids, contested_objects=contested_objects,
+        candidate,
+        party_ids=party_ids,
+        contested_objects=contested_objects,
         owned_objects=owned_objects,
     )
     if conflict:

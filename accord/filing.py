@@ -114,7 +114,9 @@ class FilingService:
                         claimant_id=submission.claimant_id,
                         respondent_ids=list(submission.respondent_ids),
                         party_key=party_key(submission),
-                        contested_objects=[o.model_dump(mode="json") for o in submission.contested_objects],
+                        contested_objects=[
+                            o.model_dump(mode="json") for o in submission.contested_objects
+                        ],
                         summary=submission.summary,
                         facts=submission.facts,
                         desired_remedy=submission.desired_remedy,
@@ -132,8 +134,12 @@ class FilingService:
                 for obj in submission.contested_objects:
                     session.add(DisputeObject(dispute_number=number, kind=obj.kind, ref=obj.ref))
                 session.add(
-                    FilingReceipt(filing_key=key, dispute_number=number, filed_by=submission.filed_by,
-                                  received_at=now)
+                    FilingReceipt(
+                        filing_key=key,
+                        dispute_number=number,
+                        filed_by=submission.filed_by,
+                        received_at=now,
+                    )
                 )
         except IntegrityError:
             # The same submission raced in from another process; it owns the receipt.
@@ -174,7 +180,8 @@ class FilingService:
                 continue
             contacts = session.exec(
                 select(PartnerContact.email).where(
-                    PartnerContact.partner_id == partner_id, PartnerContact.active == True  # noqa: E712
+                    PartnerContact.partner_id == partner_id,
+                    PartnerContact.active == True,  # noqa: E712
                 )
             ).all()
             parties.append(
@@ -195,10 +202,16 @@ class FilingService:
                 FieldError("filed_by", f"{s.filed_by} is not an active contact of {s.claimant_id}")
             )
         for i, obj in enumerate(s.contested_objects):
-            table = {ObjectKind.ACCOUNT: Account, ObjectKind.TERRITORY: Territory}.get(obj.kind)
-            if table is not None and session.get(table, obj.ref) is None:
+            known: object = True
+            if obj.kind is ObjectKind.ACCOUNT:
+                known = session.get(Account, obj.ref)
+            elif obj.kind is ObjectKind.TERRITORY:
+                known = session.get(Territory, obj.ref)
+            if known is None:
                 errors.append(
-                    FieldError(f"contested_objects[{i}].ref", f"unknown {obj.kind.value} {obj.ref!r}")
+                    FieldError(
+                        f"contested_objects[{i}].ref", f"unknown {obj.kind.value} {obj.ref!r}"
+                    )
                 )
         age = (now.date() - s.occurred_on).days
         if age < 0:
@@ -236,8 +249,8 @@ class FilingService:
         bumped = session.execute(
             update(DisputeCounter)
             .where(col(DisputeCounter.year) == year)
-            .values(last=DisputeCounter.last + 1)  # type: ignore[arg-type]
-            .returning(DisputeCounter.last)  # type: ignore[arg-type]
+            .values(last=DisputeCounter.last + 1)
+            .returning(col(DisputeCounter.last))
         ).scalar()
         if bumped is None:
             session.execute(insert(DisputeCounter).values(year=year, last=1))
@@ -263,8 +276,13 @@ class FilingService:
         try:
             with self.sessions.begin() as session:
                 session.add(
-                    FilingReceipt(filing_key=key, dispute_number=number, linked=True,
-                                  filed_by=s.filed_by, received_at=now)
+                    FilingReceipt(
+                        filing_key=key,
+                        dispute_number=number,
+                        linked=True,
+                        filed_by=s.filed_by,
+                        received_at=now,
+                    )
                 )
         except IntegrityError:
             pass  # recorded by a concurrent identical submission
@@ -273,7 +291,10 @@ class FilingService:
             number=number,
             linked=True,
             duplicate=False,
-            message=f"matches open dispute {number} (same parties, category and contested object); linked to it",
+            message=(
+                f"matches open dispute {number} (same parties, category and contested object);"
+                " linked to it"
+            ),
         )
 
     async def _tell_workflow_of_link(self, number: str, key: str, s: FilingSubmission) -> None:

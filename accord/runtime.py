@@ -22,7 +22,6 @@ from notifications.outbox import Outbox
 from notifications.render import TemplateCatalog
 from workflows.dispute import DisputeWorkflow
 
-
 # Exceptions that mean a bug in workflow code (ApplicationError, which fails just an update,
 # is deliberately not among them).
 PROGRAMMING_ERRORS = (KeyError, AttributeError, TypeError, NameError, IndexError, AssertionError)

@@ -41,7 +41,9 @@ async def wait_for_port(host: str, port: int, seconds: float, what: str) -> None
     deadline = loop.time() + seconds
     while not port_open(host, port):
         if loop.time() > deadline:
-            raise SystemExit(f"{what} did not start listening on {host}:{port} within {seconds:.0f}s")
+            raise SystemExit(
+                f"{what} did not start listening on {host}:{port} within {seconds:.0f}s"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -64,21 +66,36 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
     log = (settings.state_dir / "temporal.log").open("ab")
     return subprocess.Popen(  # noqa: S603 - fixed binary and arguments
         [
-            temporal_binary(), "server", "start-dev",
-            "--ip", host, "--port", port, "--ui-port", str(settings.temporal_ui_port),
-            "--namespace", settings.temporal_namespace,
-            "--db-filename", str(settings.state_dir / "temporal.db"),
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-            "--log-level", "warn",
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            host,
+            "--port",
+            port,
+            "--ui-port",
+            str(settings.temporal_ui_port),
+            "--namespace",
+            settings.temporal_namespace,
+            "--db-filename",
+            str(settings.state_dir / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--log-level",
+            "warn",
         ],
-        stdout=log, stderr=log, start_new_session=True,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
 
 
 def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> str:
     with sessions.read() as session:
         partners = session.exec(select(func.count()).select_from(Partner)).one()
-        people = session.exec(select(Person).order_by(Person.role, Person.id)).all()  # type: ignore[arg-type]
+        people = session.exec(select(Person).order_by(Person.role, Person.id)).all()
         contact = session.exec(select(PartnerContact).order_by(PartnerContact.id)).first()  # type: ignore[arg-type]
     host = settings.temporal_address.rsplit(":", 1)[0]
     lines = [
@@ -86,8 +103,8 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         "Accord is running.",
         f"  Temporal UI      http://{host}:{settings.temporal_ui_port}  (one workflow per dispute)",
         f"  Temporal server  {settings.temporal_address}",
-        f"  Outgoing mail    smtp://{settings.smtp_host}:{settings.smtp_port}, saved in {mail_folder}"
-        "  (read with: .venv/bin/accord mail)",
+        f"  Outgoing mail    smtp://{settings.smtp_host}:{settings.smtp_port},"
+        f" saved in {mail_folder}  (read with: .venv/bin/accord mail)",
         f"  Database         {settings.resolved_database_url()}",
         f"  Demo directory   {partners} partners, {len(people)} people",
         "",
@@ -98,13 +115,17 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         "      --summary 'Contoso registered our Acme deal after we did' \\",
         "      --facts 'We registered DR-2026-0042 on 2 November; Contoso a week later.' \\",
         "      --remedy 'Registration confirmed to Northwind'",
-        "  .venv/bin/accord disputes        .venv/bin/accord tasks        .venv/bin/accord show DSP-...",
+        "  .venv/bin/accord disputes    .venv/bin/accord tasks    .venv/bin/accord show DSP-...",
         "",
         "Demo people (act with --as <id>):",
     ]
     lines += [f"  {p.role.value:<11} {p.id:<18} {p.name}" for p in people]
-    lines += ["  partner     <contact email>    e.g. nora@northwind.example, carl@contoso.example", "",
-              "Stop with Ctrl-C; disputes persist in the state folder.", ""]
+    lines += [
+        "  partner     <contact email>    e.g. nora@northwind.example, carl@contoso.example",
+        "",
+        "Stop with Ctrl-C; disputes persist in the state folder.",
+        "",
+    ]
     return "\n".join(lines)
 
 

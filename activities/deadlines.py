@@ -49,10 +49,15 @@ class DeadlineActivities:
         return BusinessCalendar(name, spec)
 
     def _warnings(
-        self, calendar: BusinessCalendar, start: datetime, due: datetime, fractions: tuple[float, ...]
+        self,
+        calendar: BusinessCalendar,
+        start: datetime,
+        due: datetime,
+        fractions: tuple[float, ...],
     ) -> tuple[WarningPoint, ...]:
         return tuple(
-            WarningPoint(fraction=f, at=calendar.point_at_fraction(start, due, f)) for f in fractions
+            WarningPoint(fraction=f, at=calendar.point_at_fraction(start, due, f))
+            for f in fractions
         )
 
     @activity.defn
@@ -94,7 +99,9 @@ class DeadlineActivities:
             f"{_fmt(request.paused_until, calendar)} while a party owed information: "
             f"moved by {_duration(paused)} of business time to {_fmt(due, calendar)}"
         )
-        return old.model_copy(update={"due_at": due, "warnings": warnings, "explanation": explanation})
+        return old.model_copy(
+            update={"due_at": due, "warnings": warnings, "explanation": explanation}
+        )
 
     @activity.defn
     def extend_deadline(self, request: ExtendDeadlineRequest) -> Deadline:

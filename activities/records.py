@@ -174,7 +174,9 @@ class RecordActivities:
                         playbook_version=record.playbook_version,
                         clauses=list(record.clauses),
                         facts=record.facts,
-                        contested_objects=[o.model_dump(mode="json") for o in record.contested_objects],
+                        contested_objects=[
+                            o.model_dump(mode="json") for o in record.contested_objects
+                        ],
                         outcome=record.outcome,
                         remedies=[r.model_dump(mode="json") for r in record.remedies],
                         rationale=record.rationale,

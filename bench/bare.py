@@ -35,11 +35,15 @@ class BareWorkflow:
     @workflow.run
     async def run(self, spec: BareInput) -> int:
         for i in range(spec.activities_before):
-            await workflow.execute_activity(bare_step, Step(n=i), start_to_close_timeout=timedelta(seconds=30))
+            await workflow.execute_activity(
+                bare_step, Step(n=i), start_to_close_timeout=timedelta(seconds=30)
+            )
         self._ready = True
         await workflow.wait_condition(lambda: self._updates >= spec.updates)
         for i in range(spec.activities_after):
-            await workflow.execute_activity(bare_step, Step(n=i), start_to_close_timeout=timedelta(seconds=30))
+            await workflow.execute_activity(
+                bare_step, Step(n=i), start_to_close_timeout=timedelta(seconds=30)
+            )
         return self._updates
 
     @workflow.update

@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,8 +30,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from accord.directory import import_directory
 from accord.demo import DEMO
+from accord.directory import import_directory, resolve_actor
 from accord.filing import FilingService
 from accord.migrate import upgrade
 from accord.runtime import build_services, build_worker
@@ -45,11 +45,16 @@ from models.payloads import (
     ProposeSettlement,
     RespondToOffer,
 )
-from accord.directory import resolve_actor
 from workflows.dispute import DisputeWorkflow
 
-PAIRS = [("northwind", "contoso"), ("fabrikam", "tailspin"), ("adatum", "litware"),
-         ("woodgrove", "proseware"), ("wingtip", "relecloud"), ("margie", "lamna")]
+PAIRS = [
+    ("northwind", "contoso"),
+    ("fabrikam", "tailspin"),
+    ("adatum", "litware"),
+    ("woodgrove", "proseware"),
+    ("wingtip", "relecloud"),
+    ("margie", "lamna"),
+]
 
 
 class Sink:
@@ -59,7 +64,7 @@ class Sink:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def poll(predicate, interval: float = 0.02):  # type: ignore[no-untyped-def]
@@ -70,42 +75,79 @@ async def poll(predicate, interval: float = 0.02):  # type: ignore[no-untyped-de
         await asyncio.sleep(interval)
 
 
-async def one_dispute(i: int, client: Client, filing: FilingService, actors: dict, timings: dict) -> None:  # type: ignore[type-arg]
+async def one_dispute(
+    i: int, client: Client, filing: FilingService, actors: dict, timings: dict
+) -> None:  # type: ignore[type-arg]
     claimant, respondent = PAIRS[i % len(PAIRS)]
     contacts = actors["contacts"]
     t0 = time.perf_counter()
-    result = await filing.file(FilingSubmission.model_validate({
-        "claimant_id": claimant, "respondent_ids": [respondent], "category": "deal_registration",
-        "contested_objects": [{"kind": "deal_registration", "ref": f"DR-BENCH-{i}"}],
-        "summary": f"Bench dispute {i}", "facts": "Two registrations for the same opportunity.",
-        "desired_remedy": "Split", "amount_at_stake": "1000.00", "occurred_on": date.today().isoformat(),
-        "filed_by": contacts[claimant],
-    }))
+    result = await filing.file(
+        FilingSubmission.model_validate(
+            {
+                "claimant_id": claimant,
+                "respondent_ids": [respondent],
+                "category": "deal_registration",
+                "contested_objects": [{"kind": "deal_registration", "ref": f"DR-BENCH-{i}"}],
+                "summary": f"Bench dispute {i}",
+                "facts": "Two registrations for the same opportunity.",
+                "desired_remedy": "Split",
+                "amount_at_stake": "1000.00",
+                "occurred_on": date.today().isoformat(),
+                "filed_by": contacts[claimant],
+            }
+        )
+    )
     t1 = time.perf_counter()
     handle = client.get_workflow_handle_for(DisputeWorkflow.run, result.number)
 
     async def offered():  # type: ignore[no-untyped-def]
         s = await handle.query(DisputeWorkflow.get_state)
         return s.candidate_mediator_id
+
     mediator = await poll(offered)
     t2 = time.perf_counter()
-    await handle.execute_update(DisputeWorkflow.accept_assignment, AcceptAssignment(
-        actor=actors["people"][mediator], impartiality_declaration="No ties to either party here."))
+    await handle.execute_update(
+        DisputeWorkflow.accept_assignment,
+        AcceptAssignment(
+            actor=actors["people"][mediator],
+            impartiality_declaration="No ties to either party here.",
+        ),
+    )
     t3 = time.perf_counter()
-    offer = await handle.execute_update(DisputeWorkflow.propose_settlement, ProposeSettlement(
-        actor=actors["people"][mediator], terms="Even split.",
-        remedies=(CommissionSplit(deal_ref=f"DR-BENCH-{i}", shares={claimant: Decimal(50), respondent: Decimal(50)}),)))
+    offer = await handle.execute_update(
+        DisputeWorkflow.propose_settlement,
+        ProposeSettlement(
+            actor=actors["people"][mediator],
+            terms="Even split.",
+            remedies=(
+                CommissionSplit(
+                    deal_ref=f"DR-BENCH-{i}",
+                    shares={claimant: Decimal(50), respondent: Decimal(50)},
+                ),
+            ),
+        ),
+    )
     t4 = time.perf_counter()
     for partner in (claimant, respondent):
-        await handle.execute_update(DisputeWorkflow.respond_to_offer, RespondToOffer(
-            actor=actors["partners"][partner], offer_id=offer.reference or "", accept=True))
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(
+                actor=actors["partners"][partner], offer_id=offer.reference or "", accept=True
+            ),
+        )
     t5 = time.perf_counter()
     outcome = await handle.result()
     t6 = time.perf_counter()
     assert outcome.stage is DisputeStage.CLOSED, outcome
-    for name, value in (("file", t1 - t0), ("triage (to offer)", t2 - t1), ("accept assignment", t3 - t2),
-                        ("propose settlement", t4 - t3), ("respond x2", t5 - t4), ("settle and close", t6 - t5),
-                        ("total", t6 - t0)):
+    for name, value in (
+        ("file", t1 - t0),
+        ("triage (to offer)", t2 - t1),
+        ("accept assignment", t3 - t2),
+        ("propose settlement", t4 - t3),
+        ("respond x2", t5 - t4),
+        ("settle and close", t6 - t5),
+        ("total", t6 - t0),
+    ):
         timings.setdefault(name, []).append(value)
 
 
@@ -115,6 +157,7 @@ async def bounded(n: int, concurrency: int, make) -> float:  # type: ignore[no-u
     async def run(i: int) -> None:
         async with semaphore:
             await make(i)
+
     start = time.perf_counter()
     await asyncio.gather(*(run(i) for i in range(n)))
     return time.perf_counter() - start
@@ -125,21 +168,30 @@ async def main(n: int, concurrency: int) -> None:
     smtp_port = 20000 + uuid.uuid4().int % 20000
     sink = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
     sink.start()
-    settings = Settings(database_url=f"sqlite:///{work / 'accord.db'}", state_dir=work,
-                        playbook_dir=REPO_ROOT / "playbooks", smtp_port=smtp_port,
-                        task_queue="accord-bench")
+    settings = Settings(
+        database_url=f"sqlite:///{work / 'accord.db'}",
+        state_dir=work,
+        playbook_dir=REPO_ROOT / "playbooks",
+        smtp_port=smtp_port,
+        task_queue="accord-bench",
+    )
     upgrade(settings.resolved_database_url())
     services = build_services(settings)
     with services.sessions.begin() as session:
         import_directory(session, DEMO)
         # Enough capacity that every dispute finds a mediator.
         from sqlmodel import select
+
         from models.tables import Person
+
         for person in session.exec(select(Person)).all():
             person.case_limit = 10_000
             session.add(person)
     with services.sessions.read() as session:
-        people = {p: resolve_actor(session, p) for p in ("greta.hoffmann", "kenji.sato", "maria.lopez", "sam.okafor")}
+        people = {
+            p: resolve_actor(session, p)
+            for p in ("greta.hoffmann", "kenji.sato", "maria.lopez", "sam.okafor")
+        }
         contacts = {p.id: p.contacts[0].email for p in DEMO.partners}
         partners = {pid: resolve_actor(session, email) for pid, email in contacts.items()}
     actors = {"people": people, "contacts": contacts, "partners": partners}
@@ -147,57 +199,106 @@ async def main(n: int, concurrency: int) -> None:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--db-filename", str(work / "temporal.db"), "--sqlite-pragma", "journal_mode=wal",
-                               "--sqlite-pragma", "synchronous=normal", "--log-level", "error"],
+        dev_server_extra_args=[
+            "--db-filename",
+            str(work / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--log-level",
+            "error",
+        ],
     )
     try:
         client = env.client
-        filing = FilingService(services.sessions, services.playbooks, client, task_queue="accord-bench",
-                               admin_email=settings.admin_email)
+        filing = FilingService(
+            services.sessions,
+            services.playbooks,
+            client,
+            task_queue="accord-bench",
+            admin_email=settings.admin_email,
+        )
         timings: dict[str, list[float]] = {}
         async with build_worker(client, services, "accord-bench"):
-            await one_dispute(10_000, client, filing, actors, {})  # warm-up, also sizes the bare run
-            first = (await _first_number(services))
+            await one_dispute(
+                10_000, client, filing, actors, {}
+            )  # warm-up, also sizes the bare run
+            first = await _first_number(services)
             history = await client.get_workflow_handle(first).fetch_history()
-            activities = sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
-            updates = sum(1 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
-            accord_seconds = await bounded(n, concurrency, lambda i: one_dispute(i, client, filing, actors, timings))
+            activities = sum(
+                1
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            )
+            updates = sum(
+                1
+                for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+            )
+            accord_seconds = await bounded(
+                n, concurrency, lambda i: one_dispute(i, client, filing, actors, timings)
+            )
 
         bare_timings: list[float] = []
-        async with Worker(client, task_queue="bare-bench", workflows=[BareWorkflow], activities=[bare_step],
-                          activity_executor=ThreadPoolExecutor(16), max_concurrent_activities=16):
+        async with Worker(
+            client,
+            task_queue="bare-bench",
+            workflows=[BareWorkflow],
+            activities=[bare_step],
+            activity_executor=ThreadPoolExecutor(16),
+            max_concurrent_activities=16,
+        ):
+
             async def one_bare(i: int) -> None:
                 t0 = time.perf_counter()
                 handle = await client.start_workflow(
-                    BareWorkflow.run, BareInput(activities_before=activities // 3, activities_after=activities - activities // 3,
-                                                updates=updates),
-                    id=f"bare-{uuid.uuid4()}", task_queue="bare-bench")
+                    BareWorkflow.run,
+                    BareInput(
+                        activities_before=activities // 3,
+                        activities_after=activities - activities // 3,
+                        updates=updates,
+                    ),
+                    id=f"bare-{uuid.uuid4()}",
+                    task_queue="bare-bench",
+                )
                 await poll(lambda: handle.query(BareWorkflow.ready))
                 for u in range(updates):
                     await handle.execute_update(BareWorkflow.poke, Step(n=u))
                 await handle.result()
                 bare_timings.append(time.perf_counter() - t0)
+
             bare_seconds = await bounded(n, concurrency, one_bare)
     finally:
         await env.shutdown()
         sink.stop()
 
-    print(f"\nLifecycle benchmark: {n} disputes, {concurrency} at a time, filing to settlement and close")
-    print(f"per dispute: {activities} activity calls, {updates} updates (the bare workflow does the same)")
+    print(
+        f"\nLifecycle benchmark: {n} disputes, {concurrency} at a time, filing to settlement and close"
+    )
+    print(
+        f"per dispute: {activities} activity calls, {updates} updates (the bare workflow does the same)"
+    )
     print(f"{'stage':<22}{'p50 ms':>10}{'p95 ms':>10}")
     for name, values in timings.items():
         print(f"{name:<22}{pct(values, 50) * 1000:>10.0f}{pct(values, 95) * 1000:>10.0f}")
-    print(f"{'bare total':<22}{pct(bare_timings, 50) * 1000:>10.0f}{pct(bare_timings, 95) * 1000:>10.0f}")
+    print(
+        f"{'bare total':<22}{pct(bare_timings, 50) * 1000:>10.0f}{pct(bare_timings, 95) * 1000:>10.0f}"
+    )
     accord_rate, bare_rate = n / accord_seconds, n / bare_seconds
     print(f"\nAccord: {accord_rate:.1f} disputes/s ({accord_seconds:.1f} s)")
     print(f"bare:   {bare_rate:.1f} workflows/s ({bare_seconds:.1f} s)")
-    print(f"Accord runs at {accord_rate / bare_rate:.0%} of the bare engine's throughput "
-          f"(median total {statistics.median(timings['total']) / statistics.median(bare_timings):.2f}x the bare latency)")
+    print(
+        f"Accord runs at {accord_rate / bare_rate:.0%} of the bare engine's throughput "
+        f"(median total {statistics.median(timings['total']) / statistics.median(bare_timings):.2f}x the bare latency)"
+    )
 
 
 async def _first_number(services) -> str:  # type: ignore[no-untyped-def]
     from sqlmodel import col, select
+
     from models.tables import Dispute
+
     with services.sessions.read() as session:
         return session.exec(select(Dispute.number).order_by(col(Dispute.filed_at))).first()
 

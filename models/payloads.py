@@ -11,7 +11,14 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from models.enums import (
     Action,
@@ -156,7 +163,9 @@ class FilingSubmission(Payload):
     category: DisputeCategory
     contested_objects: Annotated[list[ContestedObject], Field(min_length=1, max_length=50)]
     summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=300)]
-    facts: Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000)]
+    facts: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000)
+    ]
     desired_remedy: Text
     amount_at_stake: Money
     currency: Currency = "USD"
@@ -233,7 +242,7 @@ class DeadlineRequest(Payload):
 
 
 class ShiftDeadlineRequest(Payload):
-    """Move a deadline by the business time that passed on the same calendar between two instants."""
+    """Move a deadline by the business time that passed (same calendar) between two instants."""
 
     deadline: Deadline
     paused_from: datetime
@@ -437,7 +446,7 @@ class EventRecord(Payload):
     action: str
     content: dict[str, object]
     stage: DisputeStage | None = None
-    """When set, the read model's stage (and deadline fields below) are updated in the same write."""
+    """When set, the read model's stage (and the deadline fields) change in the same write."""
     deadline: Deadline | None = None
     clear_deadline: bool = False
     mediator_id: str | None = None

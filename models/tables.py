@@ -11,8 +11,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Numeric, Text, UniqueConstraint
-from sqlalchemy import Dialect, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Numeric,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -32,9 +41,12 @@ from models.enums import (
 def _enum(enum: type[StrEnum], *, index: bool = False) -> Any:
     """Stored as its string value in a VARCHAR: readable in SQL, and a new member needs no
     database type migration (PostgreSQL native enums would)."""
-    return Field(  # type: ignore[call-overload]
+    return Field(
         sa_type=SAEnum(
-            enum, native_enum=False, create_constraint=False, length=32,
+            enum,
+            native_enum=False,
+            create_constraint=False,
+            length=32,
             values_callable=lambda members: [m.value for m in members],
         ),
         index=index,
@@ -62,7 +74,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def _utc_column(nullable: bool = False) -> Any:
-    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)  # type: ignore[call-overload]
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
 
 
 class Partner(SQLModel, table=True):

@@ -96,7 +96,7 @@ class Outbox:
                         col(OutboxMessage.claimed_at) < now - CLAIM_LEASE,
                     )
                 )
-                .values(claimed_at=now, attempts=OutboxMessage.attempts + 1)  # type: ignore[arg-type]
+                .values(claimed_at=now, attempts=OutboxMessage.attempts + 1)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
                 return None

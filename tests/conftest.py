@@ -80,7 +80,9 @@ class MailCapture:
                 if fragment in str(message["Subject"]):
                     return message
             if loop.time() > deadline:
-                raise AssertionError(f"no mail to {address} about {fragment!r}: {self.subjects(address)}")
+                raise AssertionError(
+                    f"no mail to {address} about {fragment!r}: {self.subjects(address)}"
+                )
             await asyncio.sleep(0.05)
 
     def subjects(self, address: str | None = None) -> list[str]:

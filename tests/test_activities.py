@@ -46,31 +46,63 @@ def sessions(database_url: str) -> SessionFactory:
     return factory
 
 
-def add_dispute(sessions: SessionFactory, number: str, stage: DisputeStage = DisputeStage.FILED) -> None:
+def add_dispute(
+    sessions: SessionFactory, number: str, stage: DisputeStage = DisputeStage.FILED
+) -> None:
     with sessions.begin() as session:
-        session.add(Dispute(
-            number=number, category=DisputeCategory.PRICING, claimant_id="northwind",
-            respondent_ids=["contoso"], party_key="contoso|northwind",
-            contested_objects=[{"kind": "account", "ref": "ACME-001"}], summary="Pricing undercut",
-            facts="Contoso quoted below floor.", desired_remedy="Rebate", amount_at_stake=Decimal("10.00"),
-            currency="USD", occurred_on=date(2026, 11, 20), stage=stage, playbook_version="2026.1",
-            filed_by="nora@northwind.example", filed_at=NOW, updated_at=NOW,
-        ))
+        session.add(
+            Dispute(
+                number=number,
+                category=DisputeCategory.PRICING,
+                claimant_id="northwind",
+                respondent_ids=["contoso"],
+                party_key="contoso|northwind",
+                contested_objects=[{"kind": "account", "ref": "ACME-001"}],
+                summary="Pricing undercut",
+                facts="Contoso quoted below floor.",
+                desired_remedy="Rebate",
+                amount_at_stake=Decimal("10.00"),
+                currency="USD",
+                occurred_on=date(2026, 11, 20),
+                stage=stage,
+                playbook_version="2026.1",
+                filed_by="nora@northwind.example",
+                filed_at=NOW,
+                updated_at=NOW,
+            )
+        )
 
 
 def event(number: str, seq: int, **extra: object) -> EventRecord:
-    return EventRecord(number=number, seq=seq, at=NOW + timedelta(minutes=seq), actor=SYSTEM,
-                       action=f"step_{seq}", content={"summary": f"step {seq}", "n": seq}, **extra)  # type: ignore[arg-type]
+    return EventRecord(
+        number=number,
+        seq=seq,
+        at=NOW + timedelta(minutes=seq),
+        actor=SYSTEM,
+        action=f"step_{seq}",
+        content={"summary": f"step {seq}", "n": seq},
+        **extra,
+    )  # type: ignore[arg-type]
 
 
-def test_audit_trail_is_chained_idempotent_and_projects_the_read_model(sessions: SessionFactory) -> None:
+def test_audit_trail_is_chained_idempotent_and_projects_the_read_model(
+    sessions: SessionFactory,
+) -> None:
     add_dispute(sessions, "DSP-2026-000001")
     records = RecordActivities(sessions)
     first = records.record_event(event("DSP-2026-000001", 1))
     assert records.record_event(event("DSP-2026-000001", 1)) == first  # a retry changes nothing
-    records.record_event(event("DSP-2026-000001", 2, stage=DisputeStage.TRIAGE, mediator_id="maria.lopez",
-                               assignment=RecordAssignment(round=1, person_id="maria.lopez",
-                                                           state=AssignmentState.OFFERED)))
+    records.record_event(
+        event(
+            "DSP-2026-000001",
+            2,
+            stage=DisputeStage.TRIAGE,
+            mediator_id="maria.lopez",
+            assignment=RecordAssignment(
+                round=1, person_id="maria.lopez", state=AssignmentState.OFFERED
+            ),
+        )
+    )
     records.record_event(event("DSP-2026-000001", 3, stage=DisputeStage.CLOSED, outcome="settled"))
     with sessions.read() as session:
         events = session.exec(select(DisputeEvent).order_by(DisputeEvent.seq)).all()  # type: ignore[arg-type]
@@ -78,7 +110,11 @@ def test_audit_trail_is_chained_idempotent_and_projects_the_read_model(sessions:
         assert events[1].prev_hash == events[0].hash
         assert first_broken_link(events) is None
         dispute = session.get(Dispute, "DSP-2026-000001")
-        assert dispute is not None and dispute.stage is DisputeStage.CLOSED and dispute.closed_at is not None
+        assert (
+            dispute is not None
+            and dispute.stage is DisputeStage.CLOSED
+            and dispute.closed_at is not None
+        )
         assert dispute.mediator_id == "maria.lopez" and dispute.outcome == "settled"
         assignment = session.exec(select(Assignment)).one()
         assert assignment.state is AssignmentState.OFFERED
@@ -116,9 +152,16 @@ def test_tampering_is_detected_at_the_first_broken_link(sessions: SessionFactory
 def test_tasks_open_once_and_close_once(sessions: SessionFactory) -> None:
     add_dispute(sessions, "DSP-2026-000005")
     records = RecordActivities(sessions)
-    task = TaskOpen(key="DSP-2026-000005:mediate", number="DSP-2026-000005", kind=TaskKind.MEDIATE,
-                    title="mediate", assignee_id="maria.lopez", assignee_role=Role.MEDIATOR,
-                    due_at=NOW + timedelta(days=3), at=NOW)
+    task = TaskOpen(
+        key="DSP-2026-000005:mediate",
+        number="DSP-2026-000005",
+        kind=TaskKind.MEDIATE,
+        title="mediate",
+        assignee_id="maria.lopez",
+        assignee_role=Role.MEDIATOR,
+        due_at=NOW + timedelta(days=3),
+        at=NOW,
+    )
     records.open_task(task)
     records.open_task(task)
     records.close_task(TaskClose(key=task.key, cancelled=False, at=NOW))
@@ -130,9 +173,12 @@ def test_tasks_open_once_and_close_once(sessions: SessionFactory) -> None:
 
 def request(**overrides: object) -> MediatorRequest:
     fields: dict[str, object] = {
-        "number": "DSP-2026-000009", "round": 1, "party_ids": ("northwind", "contoso"),
+        "number": "DSP-2026-000009",
+        "round": 1,
+        "party_ids": ("northwind", "contoso"),
         "contested_objects": (ContestedObject(kind=ObjectKind.DEAL_REGISTRATION, ref="DR-1"),),
-        "excluded_person_ids": (), "at": NOW,
+        "excluded_person_ids": (),
+        "at": NOW,
     }
     fields.update(overrides)
     return MediatorRequest.model_validate(fields)
@@ -143,12 +189,16 @@ def test_mediator_screening_and_ranking(sessions: SessionFactory) -> None:
     # Everyone idle and unloaded: ties go by id, so Greta (no conflict with these parties) first.
     assert assign.assign_mediator(request()).person_id == "greta.hoffmann"
     # Greta declared a conflict with Adatum.
-    assert assign.assign_mediator(request(party_ids=("adatum", "litware"))).person_id == "kenji.sato"
+    assert (
+        assign.assign_mediator(request(party_ids=("adatum", "litware"))).person_id == "kenji.sato"
+    )
     # Maria owns the contested account ACME-001; Greta is excluded after recusing.
-    choice = assign.assign_mediator(request(
-        contested_objects=(ContestedObject(kind=ObjectKind.ACCOUNT, ref="ACME-001"),),
-        excluded_person_ids=("greta.hoffmann", "kenji.sato", "sam.okafor"),
-    ))
+    choice = assign.assign_mediator(
+        request(
+            contested_objects=(ContestedObject(kind=ObjectKind.ACCOUNT, ref="ACME-001"),),
+            excluded_person_ids=("greta.hoffmann", "kenji.sato", "sam.okafor"),
+        )
+    )
     assert choice.person_id is None
     assert "Maria Lopez owns the contested account:ACME-001" in choice.reason
     assert "Greta Hoffmann recused or let an earlier offer" in choice.reason
@@ -159,8 +209,15 @@ def test_least_loaded_wins_then_longest_idle(sessions: SessionFactory) -> None:
     for i, person in enumerate(["greta.hoffmann", "kenji.sato"], start=1):
         number = f"DSP-2026-00010{i}"
         add_dispute(sessions, number, DisputeStage.MEDIATION)
-        records.record_event(event(number, 1, assignment=RecordAssignment(
-            round=1, person_id=person, state=AssignmentState.ACCEPTED)))
+        records.record_event(
+            event(
+                number,
+                1,
+                assignment=RecordAssignment(
+                    round=1, person_id=person, state=AssignmentState.ACCEPTED
+                ),
+            )
+        )
     assign = AssignmentActivities(sessions)
     # Greta and Kenji carry a case each; Maria and Sam none, never assigned: Maria by id.
     assert assign.assign_mediator(request()).person_id == "maria.lopez"
@@ -185,8 +242,17 @@ def test_case_limit_and_inactive_people_are_skipped(sessions: SessionFactory) ->
 
 
 def test_directory_import_is_idempotent(sessions: SessionFactory) -> None:
-    extra = Directory(people=[PersonRecord(id="new.mediator", name="New Mediator", email="new@vendor.example",
-                                           role=Role.MEDIATOR, calendar="US-NY")])
+    extra = Directory(
+        people=[
+            PersonRecord(
+                id="new.mediator",
+                name="New Mediator",
+                email="new@vendor.example",
+                role=Role.MEDIATOR,
+                calendar="US-NY",
+            )
+        ]
+    )
     seed(sessions, extra)
     seed(sessions, extra)
     seed(sessions)

@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.calendar import BusinessCalendar
-from accord.playbook import CalendarSpec, HolidaySource
+from accord.playbook import CalendarSpec, HolidaySource, PlaybookLibrary
 from accord.settings import REPO_ROOT
-from accord.playbook import PlaybookLibrary
 
 PLAYBOOK = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.1")
 CALENDARS = {name: BusinessCalendar(name, spec) for name, spec in PLAYBOOK.calendars.items()}
@@ -32,8 +31,12 @@ def test_christmas_and_new_year_are_skipped_in_bavaria() -> None:
 def test_epiphany_is_a_holiday_in_bavaria_only() -> None:
     berlin = BusinessCalendar(
         "DE-BE",
-        CalendarSpec(time_zone="Europe/Berlin", working_days=["mon", "tue", "wed", "thu", "fri"],
-                     working_hours=(time(9), time(17)), holidays=HolidaySource(country="DE", subdivision="BE")),
+        CalendarSpec(
+            time_zone="Europe/Berlin",
+            working_days=["mon", "tue", "wed", "thu", "fri"],
+            working_hours=(time(9), time(17)),
+            holidays=HolidaySource(country="DE", subdivision="BE"),
+        ),
     )
     assert not cal("DE-BY").is_business_day(date(2027, 1, 6))
     assert berlin.is_business_day(date(2027, 1, 6))
@@ -73,7 +76,9 @@ calendar_names = st.sampled_from(sorted(CALENDARS))
 
 @settings(max_examples=150, deadline=None)
 @given(start=instants, days=st.integers(min_value=1, max_value=40), name=calendar_names)
-def test_a_deadline_is_the_close_of_a_business_day_after_the_start(start: datetime, days: int, name: str) -> None:
+def test_a_deadline_is_the_close_of_a_business_day_after_the_start(
+    start: datetime, days: int, name: str
+) -> None:
     calendar = cal(name)
     due, skipped = calendar.add_business_days(start, days)
     local = due.astimezone(calendar.zone)
@@ -86,18 +91,24 @@ def test_a_deadline_is_the_close_of_a_business_day_after_the_start(start: dateti
         if calendar.is_business_day(calendar.local_date(start) + timedelta(days=i))
     )
     assert business_days_between == days
-    assert all(not calendar.is_business_day(d) and calendar.is_working_weekday(d) for d, _ in skipped)
+    assert all(
+        not calendar.is_business_day(d) and calendar.is_working_weekday(d) for d, _ in skipped
+    )
 
 
 @settings(max_examples=150, deadline=None)
 @given(start=instants, days=st.integers(min_value=1, max_value=30), name=calendar_names)
 def test_more_business_days_never_end_earlier(start: datetime, days: int, name: str) -> None:
     calendar = cal(name)
-    assert calendar.add_business_days(start, days)[0] < calendar.add_business_days(start, days + 1)[0]
+    assert (
+        calendar.add_business_days(start, days)[0] < calendar.add_business_days(start, days + 1)[0]
+    )
 
 
 @settings(max_examples=150, deadline=None)
-@given(start=instants, seconds=st.integers(min_value=1, max_value=60 * 8 * 3600), name=calendar_names)
+@given(
+    start=instants, seconds=st.integers(min_value=1, max_value=60 * 8 * 3600), name=calendar_names
+)
 def test_adding_business_seconds_round_trips(start: datetime, seconds: int, name: str) -> None:
     calendar = cal(name)
     end = calendar.add_business_seconds(start, seconds)
@@ -106,12 +117,20 @@ def test_adding_business_seconds_round_trips(start: datetime, seconds: int, name
 
 
 @settings(max_examples=100, deadline=None)
-@given(start=instants, days=st.integers(min_value=1, max_value=20), name=calendar_names,
-       fraction=st.sampled_from([0.5, 0.8]))
-def test_warning_points_split_the_business_time(start: datetime, days: int, name: str, fraction: float) -> None:
+@given(
+    start=instants,
+    days=st.integers(min_value=1, max_value=20),
+    name=calendar_names,
+    fraction=st.sampled_from([0.5, 0.8]),
+)
+def test_warning_points_split_the_business_time(
+    start: datetime, days: int, name: str, fraction: float
+) -> None:
     calendar = cal(name)
     due, _ = calendar.add_business_days(start, days)
     point = calendar.point_at_fraction(start, due, fraction)
     total = calendar.business_seconds_between(start, due)
     assert start <= point <= due
-    assert calendar.business_seconds_between(start, point) == pytest.approx(round(total * fraction), abs=1)
+    assert calendar.business_seconds_between(start, point) == pytest.approx(
+        round(total * fraction), abs=1
+    )

@@ -70,11 +70,15 @@ async def test_dispute_settles_in_mediation_and_becomes_a_precedent(stack: Stack
         DisputeWorkflow.add_note,
         AddNote(actor=stack.actor(mediator), text="Both parties reachable; call set for Monday."),
     )
-    offer = await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    offer = await handle.execute_update(
+        DisputeWorkflow.propose_settlement, split_offer(stack, mediator)
+    )
     assert offer.reference == "offer-1"
     first = await handle.execute_update(
         DisputeWorkflow.respond_to_offer,
-        RespondToOffer(actor=stack.actor("nora@northwind.example"), offer_id="offer-1", accept=True),
+        RespondToOffer(
+            actor=stack.actor("nora@northwind.example"), offer_id="offer-1", accept=True
+        ),
     )
     assert "waiting for the other parties" in first.message
     await handle.execute_update(
@@ -97,16 +101,26 @@ async def test_dispute_settles_in_mediation_and_becomes_a_precedent(stack: Stack
         assert open_tasks == []
     actions = stack.actions(number)
     assert actions[0] == "filed"
-    assert {"assignment_accepted", "settlement_proposed", "offer_accepted", "settled", "closed"} <= set(actions)
+    assert {
+        "assignment_accepted",
+        "settlement_proposed",
+        "offer_accepted",
+        "settled",
+        "closed",
+    } <= set(actions)
     assert first_broken_link(stack.events(number)) is None
     subjects = stack.mail.subjects("nora@northwind.example")
     assert any("Your dispute has been filed" in s for s in subjects)
     assert any("Settlement offer offer-1" in s for s in subjects)
     assert any("Settled" in s for s in subjects)
-    assert any("A dispute has been filed naming" in s for s in stack.mail.subjects("carl@contoso.example"))
+    assert any(
+        "A dispute has been filed naming" in s for s in stack.mail.subjects("carl@contoso.example")
+    )
 
 
-async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_review(stack: Stack) -> None:
+async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_review(
+    stack: Stack,
+) -> None:
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)
     state = await stack.state(number)
@@ -115,7 +129,9 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
     assert "15 business days on the DE-BY calendar" in deadline.explanation
 
     await stack.env.sleep(deadline.due_at - await stack.env.get_current_time() + timedelta(hours=1))
-    state = await stack.wait_for(number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks))
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks)
+    )
 
     events = stack.events(number)
     warnings = [e for e in events if e.action == "deadline_warning"]
@@ -134,7 +150,11 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
         assert person is not None
         warned = [m for m in stack.mail.to(person.email) if "Deadline warning" in str(m["Subject"])]
     assert len(warned) == 2
-    for address in ("nora@northwind.example", "carl@contoso.example", "channel-admins@vendor.example"):
+    for address in (
+        "nora@northwind.example",
+        "carl@contoso.example",
+        "channel-admins@vendor.example",
+    ):
         await stack.mail.wait_for(address, "Escalated to formal review")
 
 
@@ -150,8 +170,11 @@ async def test_information_request_pauses_the_clock_and_moves_it_by_the_paused_b
 
     asked = await handle.execute_update(
         DisputeWorkflow.request_information,
-        RequestInformation(actor=stack.actor(mediator), party_id="contoso",
-                           questions="When did you first contact Acme about this opportunity?"),
+        RequestInformation(
+            actor=stack.actor(mediator),
+            party_id="contoso",
+            questions="When did you first contact Acme about this opportunity?",
+        ),
     )
     state = await stack.state(number)
     assert state.stage is DisputeStage.AWAITING_PARTY and state.clock_paused
@@ -160,8 +183,11 @@ async def test_information_request_pauses_the_clock_and_moves_it_by_the_paused_b
     await stack.env.sleep(timedelta(days=2, hours=3))
     await handle.execute_update(
         DisputeWorkflow.answer_information,
-        AnswerInformation(actor=stack.actor("carl@contoso.example"), request_id=asked.reference or "",
-                          answer="On 9 November, by phone."),
+        AnswerInformation(
+            actor=stack.actor("carl@contoso.example"),
+            request_id=asked.reference or "",
+            answer="On 9 November, by phone.",
+        ),
     )
     state = await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
     after = state.deadlines[0]
@@ -172,18 +198,28 @@ async def test_information_request_pauses_the_clock_and_moves_it_by_the_paused_b
     calendar = BusinessCalendar(before.calendar, playbook.calendars[before.calendar])
     paused = calendar.business_seconds_between(request.requested_at, request.answered_at)
     assert paused > 0
-    assert calendar.business_seconds_between(before.due_at, after.due_at) == pytest.approx(paused, abs=1)
+    assert calendar.business_seconds_between(before.due_at, after.due_at) == pytest.approx(
+        paused, abs=1
+    )
     assert "paused" in after.explanation and "while a party owed information" in after.explanation
     actions = stack.actions(number)
-    assert actions.index("information_requested") < actions.index("information_answered") < actions.index("clock_resumed")
+    assert (
+        actions.index("information_requested")
+        < actions.index("information_answered")
+        < actions.index("clock_resumed")
+    )
 
 
-async def test_unanswered_information_request_resumes_the_clock_at_the_party_deadline(stack: Stack) -> None:
+async def test_unanswered_information_request_resumes_the_clock_at_the_party_deadline(
+    stack: Stack,
+) -> None:
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)
     asked = await stack.handle(number).execute_update(
         DisputeWorkflow.request_information,
-        RequestInformation(actor=stack.actor(mediator), party_id="contoso", questions="Send the registration form."),
+        RequestInformation(
+            actor=stack.actor(mediator), party_id="contoso", questions="Send the registration form."
+        ),
     )
     due = (await stack.state(number)).information_requests[0].due_at
     await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(minutes=5))
@@ -238,7 +274,9 @@ async def test_no_eligible_mediator_gives_admins_a_task_and_an_admin_assigns(sta
             session.add(person)
     # Maria owns the contested account, so nobody is eligible.
     number = (await stack.file(contested_objects=[{"kind": "account", "ref": "ACME-001"}])).number
-    state = await stack.wait_for(number, lambda s: any(t.kind is TaskKind.ASSIGN_MEDIATOR for t in s.open_tasks))
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.ASSIGN_MEDIATOR for t in s.open_tasks)
+    )
     assert state.stage is DisputeStage.TRIAGE and state.candidate_mediator_id is None
     event = next(e for e in stack.events(number) if e.action == "no_eligible_mediator")
     assert "Maria Lopez owns the contested account:ACME-001" in event.content["reason"]
@@ -248,7 +286,9 @@ async def test_no_eligible_mediator_gives_admins_a_task_and_an_admin_assigns(sta
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(
             DisputeWorkflow.assign_mediator,
-            AssignMediator(actor=stack.actor("alex.admin"), person_id="maria.lopez", reason="only one left"),
+            AssignMediator(
+                actor=stack.actor("alex.admin"), person_id="maria.lopez", reason="only one left"
+            ),
         )
     assert "owns the contested" in str(refused.value.cause)
 
@@ -259,7 +299,9 @@ async def test_no_eligible_mediator_gives_admins_a_task_and_an_admin_assigns(sta
         session.add(sam)
     await handle.execute_update(
         DisputeWorkflow.assign_mediator,
-        AssignMediator(actor=stack.actor("alex.admin"), person_id="sam.okafor", reason="Sam is back from leave"),
+        AssignMediator(
+            actor=stack.actor("alex.admin"), person_id="sam.okafor", reason="Sam is back from leave"
+        ),
     )
     state = await stack.wait_for(number, lambda s: s.candidate_mediator_id == "sam.okafor")
     assert not any(t.kind is TaskKind.ASSIGN_MEDIATOR for t in state.open_tasks)
@@ -270,14 +312,19 @@ async def test_claimant_withdraws(stack: Stack) -> None:
     await in_mediation(stack, number)
     await stack.handle(number).execute_update(
         DisputeWorkflow.withdraw,
-        Withdraw(actor=stack.actor("nora@northwind.example"), reason="Resolved directly with Contoso."),
+        Withdraw(
+            actor=stack.actor("nora@northwind.example"), reason="Resolved directly with Contoso."
+        ),
     )
     outcome = await stack.handle(number).result()
     assert outcome.stage is DisputeStage.WITHDRAWN
     with stack.sessions.read() as session:
-        assert session.exec(
-            select(Task).where(Task.dispute_number == number, Task.state == TaskState.OPEN)
-        ).all() == []
+        assert (
+            session.exec(
+                select(Task).where(Task.dispute_number == number, Task.state == TaskState.OPEN)
+            ).all()
+            == []
+        )
     assert any("withdrawn" in s for s in stack.mail.subjects("carl@contoso.example"))
 
 
@@ -286,7 +333,10 @@ async def test_mediator_dismisses_with_a_reason(stack: Stack) -> None:
     mediator = await in_mediation(stack, number)
     await stack.handle(number).execute_update(
         DisputeWorkflow.dismiss,
-        Dismiss(actor=stack.actor(mediator), reason="The registration was never approved; nothing to decide."),
+        Dismiss(
+            actor=stack.actor(mediator),
+            reason="The registration was never approved; nothing to decide.",
+        ),
     )
     outcome = await stack.handle(number).result()
     assert outcome.stage is DisputeStage.DISMISSED and outcome.outcome == "dismissed"
@@ -301,7 +351,9 @@ async def test_impasse_escalates_to_formal_review(stack: Stack) -> None:
         DisputeWorkflow.declare_impasse,
         DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move on the split."),
     )
-    state = await stack.wait_for(number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks))
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks)
+    )
     assert [t.kind for t in state.open_tasks] == [TaskKind.FORMAL_REVIEW]
     await stack.mail.wait_for("carl@contoso.example", "Escalated to formal review")
 
@@ -316,11 +368,15 @@ async def test_same_submission_twice_files_once(stack: Stack) -> None:
     assert stack.actions(first.number).count("filed") == 1
 
 
-async def test_matching_filing_is_linked_to_the_open_dispute_and_the_filer_told(stack: Stack) -> None:
+async def test_matching_filing_is_linked_to_the_open_dispute_and_the_filer_told(
+    stack: Stack,
+) -> None:
     first = await stack.file()
     await stack.wait_for(first.number, lambda s: s.stage is DisputeStage.TRIAGE)
-    linked = await stack.file(summary="Same Acme deal, second complaint",
-                              facts="Contoso keeps contacting Acme about the same opportunity.")
+    linked = await stack.file(
+        summary="Same Acme deal, second complaint",
+        facts="Contoso keeps contacting Acme about the same opportunity.",
+    )
     assert linked.linked and linked.number == first.number
     state = await stack.wait_for(first.number, lambda s: len(s.linked_filings) == 1)
     assert "filing_linked" in stack.actions(first.number)
@@ -335,8 +391,12 @@ async def test_caucus_note_names_a_party(stack: Stack) -> None:
     mediator = await in_mediation(stack, number)
     await stack.handle(number).execute_update(
         DisputeWorkflow.add_note,
-        AddNote(actor=stack.actor(mediator), text="Northwind would accept 60/40.",
-                visibility=NoteVisibility.CAUCUS, caucus_partner_id="northwind"),
+        AddNote(
+            actor=stack.actor(mediator),
+            text="Northwind would accept 60/40.",
+            visibility=NoteVisibility.CAUCUS,
+            caucus_partner_id="northwind",
+        ),
     )
     state = await stack.state(number)
     assert state.notes[0].visibility is NoteVisibility.CAUCUS

@@ -27,11 +27,26 @@ def row_counts(stack: Stack) -> tuple[int, ...]:
     [
         ({"claimant_id": "nobody"}, "claimant_id: unknown partner 'nobody'"),
         ({"respondent_ids": ["contoso", "ghost"]}, "respondent_ids[1]: unknown partner 'ghost'"),
-        ({"filed_by": "carl@contoso.example"}, "filed_by: carl@contoso.example is not an active contact of northwind"),
-        ({"contested_objects": [{"kind": "account", "ref": "NOPE-1"}]}, "contested_objects[0].ref: unknown account 'NOPE-1'"),
-        ({"contested_objects": [{"kind": "territory", "ref": "MARS"}]}, "contested_objects[0].ref: unknown territory 'MARS'"),
-        ({"occurred_on": (date.today() - timedelta(days=200)).isoformat()}, "occurred_on: outside the filing window"),
-        ({"occurred_on": (date.today() + timedelta(days=2)).isoformat()}, "occurred_on: is in the future"),
+        (
+            {"filed_by": "carl@contoso.example"},
+            "filed_by: carl@contoso.example is not an active contact of northwind",
+        ),
+        (
+            {"contested_objects": [{"kind": "account", "ref": "NOPE-1"}]},
+            "contested_objects[0].ref: unknown account 'NOPE-1'",
+        ),
+        (
+            {"contested_objects": [{"kind": "territory", "ref": "MARS"}]},
+            "contested_objects[0].ref: unknown territory 'MARS'",
+        ),
+        (
+            {"occurred_on": (date.today() - timedelta(days=200)).isoformat()},
+            "occurred_on: outside the filing window",
+        ),
+        (
+            {"occurred_on": (date.today() + timedelta(days=2)).isoformat()},
+            "occurred_on: is in the future",
+        ),
     ],
 )
 async def test_filing_refused_against_directory_and_playbook(
@@ -57,7 +72,9 @@ async def test_filing_refused_against_directory_and_playbook(
         ({"occurred_on": "yesterday"}, "occurred_on"),
     ],
 )
-def test_malformed_submission_names_the_field(stack: Stack, overrides: dict[str, Any], field: str) -> None:
+def test_malformed_submission_names_the_field(
+    stack: Stack, overrides: dict[str, Any], field: str
+) -> None:
     with pytest.raises(ValidationError) as invalid:
         stack.submission(**overrides)
     assert field in str(invalid.value)

@@ -11,7 +11,7 @@ from models.enums import OutboxState
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage
 from notifications.render import SUBJECTS, TemplateCatalog
-from tests.conftest import MailCapture, Stack, make_settings
+from tests.conftest import MailCapture, make_settings
 
 CONTEXT = {
     "number": "DSP-2026-000007",
@@ -30,7 +30,9 @@ CONTEXT = {
     "explanation": "5 business days",
     "offer_id": "offer-1",
     "terms": "Split",
-    "remedies": [{"kind": "mdf_credit", "partner_id": "contoso", "amount": "10.00", "currency": "USD"}],
+    "remedies": [
+        {"kind": "mdf_credit", "partner_id": "contoso", "amount": "10.00", "currency": "USD"}
+    ],
     "partner_id": "contoso",
     "comment": "",
     "percent": 50,
@@ -50,14 +52,19 @@ def test_every_event_has_a_text_and_an_escaped_html_part(name: str) -> None:
 
 
 def test_subject_cannot_inject_header_lines() -> None:
-    email = TemplateCatalog().render("offer", {**CONTEXT, "offer_id": "x\r\nBcc: victim@example.com"})
+    email = TemplateCatalog().render(
+        "offer", {**CONTEXT, "offer_id": "x\r\nBcc: victim@example.com"}
+    )
     assert "\n" not in email.subject and "\r" not in email.subject
 
 
 def request(key: str = "DSP-2026-000007:3:offer") -> NotificationRequest:
     return NotificationRequest(
-        key=key, number="DSP-2026-000007", template="offer",
-        recipients=("nora@northwind.example", "carl@contoso.example"), context=CONTEXT,
+        key=key,
+        number="DSP-2026-000007",
+        template="offer",
+        recipients=("nora@northwind.example", "carl@contoso.example"),
+        context=CONTEXT,
     )
 
 

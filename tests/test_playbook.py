@@ -32,22 +32,37 @@ def test_shipped_playbook_is_valid_and_covers_every_category() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda d: d["categories"]["pricing"]["allowed_remedies"].append("refund"),
-         "categories.pricing.allowed_remedies[3]: Input should be 'territory_reassignment'"),
-        (lambda d: d["calendars"]["GB"].update(time_zone="Mars/Olympus"),
-         "calendars.GB.time_zone: Value error, unknown time zone 'Mars/Olympus'"),
-        (lambda d: d["calendars"]["DE-BY"]["holidays"].update(subdivision="XX"),
-         "calendars.DE-BY.holidays: Value error, unknown subdivision 'XX' of DE"),
-        (lambda d: d["stages"]["mediation"].update(business_days=0),
-         "stages.mediation.business_days: Input should be greater than or equal to 1"),
+        (
+            lambda d: d["categories"]["pricing"]["allowed_remedies"].append("refund"),
+            "categories.pricing.allowed_remedies[3]: Input should be 'territory_reassignment'",
+        ),
+        (
+            lambda d: d["calendars"]["GB"].update(time_zone="Mars/Olympus"),
+            "calendars.GB.time_zone: Value error, unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            lambda d: d["calendars"]["DE-BY"]["holidays"].update(subdivision="XX"),
+            "calendars.DE-BY.holidays: Value error, unknown subdivision 'XX' of DE",
+        ),
+        (
+            lambda d: d["stages"]["mediation"].update(business_days=0),
+            "stages.mediation.business_days: Input should be greater than or equal to 1",
+        ),
         (lambda d: d["categories"].pop("territory"), "categories: missing territory"),
-        (lambda d: d.update(board_calendar="NOWHERE"), "board_calendar: 'NOWHERE' is not in calendars"),
-        (lambda d: d["calendars"]["FR"].update(working_hours=["18:00", "09:00"]),
-         "calendars.FR.working_hours: Value error, working hours must start before they end"),
+        (
+            lambda d: d.update(board_calendar="NOWHERE"),
+            "board_calendar: 'NOWHERE' is not in calendars",
+        ),
+        (
+            lambda d: d["calendars"]["FR"].update(working_hours=["18:00", "09:00"]),
+            "calendars.FR.working_hours: Value error, working hours must start before they end",
+        ),
         (lambda d: d.update(surprise=True), "surprise: Extra inputs are not permitted"),
     ],
 )
-def test_invalid_playbook_names_file_path_and_problem(tmp_path: Path, change: object, expected: str) -> None:
+def test_invalid_playbook_names_file_path_and_problem(
+    tmp_path: Path, change: object, expected: str
+) -> None:
     path = write_variant(tmp_path, change)
     with pytest.raises(PlaybookError) as error:
         load_playbook(path)
@@ -70,8 +85,13 @@ def test_version_must_match_file_name(tmp_path: Path) -> None:
 
 def test_dispute_pins_the_version_in_force_on_its_filing_date(tmp_path: Path) -> None:
     write_variant(tmp_path, lambda d: None)
-    write_variant(tmp_path, lambda d: d.update(version="2027.1", effective_from=date(2027, 1, 1),
-                                               filing_window_days=30), name="2027.1")
+    write_variant(
+        tmp_path,
+        lambda d: d.update(
+            version="2027.1", effective_from=date(2027, 1, 1), filing_window_days=30
+        ),
+        name="2027.1",
+    )
     library = PlaybookLibrary.from_dir(tmp_path)
     assert library.in_force(date(2026, 12, 31)).version == "2026.1"
     assert library.in_force(date(2027, 1, 1)).version == "2027.1"

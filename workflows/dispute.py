@@ -66,10 +66,10 @@ with workflow.unsafe.imports_passed_through():
         MediatorChoice,
         MediatorRequest,
         NoteView,
-        Party,
         NotificationRequest,
         OfferView,
         OpenTask,
+        Party,
         PrecedentRecord,
         ProposeSettlement,
         RecordAssignment,
@@ -210,10 +210,12 @@ class DisputeWorkflow:
             offered_round = self._round
             expired = await self._run_clock(
                 "acceptance",
-                lambda: self._mediator is not None
-                or self._candidate is None
-                or self._admin_pick is not None
-                or self._stage is not DisputeStage.TRIAGE,
+                lambda: (
+                    self._mediator is not None
+                    or self._candidate is None
+                    or self._admin_pick is not None
+                    or self._stage is not DisputeStage.TRIAGE
+                ),
             )
             if expired and self._round == offered_round and self._mediator is None:
                 await self._expire_offer()
@@ -277,10 +279,10 @@ class DisputeWorkflow:
             DisputeStage.FORMAL_REVIEW, f"escalated to formal review: {reason}", clear=True
         )
         await self._cancel_open_tasks()
-        await self._open_task(
-            TaskKind.FORMAL_REVIEW, "formal-review", None, Role.ADMIN, None
+        await self._open_task(TaskKind.FORMAL_REVIEW, "formal-review", None, Role.ADMIN, None)
+        await self._notify(
+            seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason
         )
-        await self._notify(seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason)
 
     async def _hold_for_formal_review(self) -> None:
         # The board's review is the next stage of the product; until it runs here the dispute
@@ -355,9 +357,7 @@ class DisputeWorkflow:
         )
 
     async def _ask_admins_to_assign(self, reason: str) -> None:
-        seq = await self._record(
-            SYSTEM, "no_eligible_mediator", reason, content={"reason": reason}
-        )
+        seq = await self._record(SYSTEM, "no_eligible_mediator", reason, content={"reason": reason})
         await self._open_task(TaskKind.ASSIGN_MEDIATOR, "assign-mediator", None, Role.ADMIN, None)
         await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
 
@@ -397,7 +397,7 @@ class DisputeWorkflow:
             seen = self._wakeups
             try:
                 await workflow.wait_condition(
-                    lambda: concluded() or self._wakeups != seen,
+                    lambda seen=seen: concluded() or self._wakeups != seen,  # type: ignore[misc]
                     timeout=max(next_at - now, timedelta(seconds=0)),
                 )
             except TimeoutError:
@@ -419,8 +419,11 @@ class DisputeWorkflow:
             SYSTEM,
             "deadline_warning",
             f"{pct}% of the {purpose} window has passed",
-            content={"purpose": purpose, "fraction": fraction,
-                     "due_at": clock.deadline.due_at.isoformat()},
+            content={
+                "purpose": purpose,
+                "fraction": fraction,
+                "due_at": clock.deadline.due_at.isoformat(),
+            },
         )
         await self._notify(
             seq,
@@ -479,8 +482,11 @@ class DisputeWorkflow:
             SYSTEM,
             "clock_resumed",
             f"mediation clock resumed: {why}",
-            content={"request_id": request_id, "paused_from": request.requested_at.isoformat(),
-                     "paused_until": paused_until.isoformat()},
+            content={
+                "request_id": request_id,
+                "paused_from": request.requested_at.isoformat(),
+                "paused_until": paused_until.isoformat(),
+            },
             stage=DisputeStage.MEDIATION,
             deadline=moved,
         )
@@ -584,7 +590,8 @@ class DisputeWorkflow:
         if not self._stage.is_open or self._pending_info is not None:
             raise ApplicationError(
                 f"{self._d.number} changed while the mediator was screened; try again",
-                type="StaleAction", non_retryable=True,
+                type="StaleAction",
+                non_retryable=True,
             )
         previous = self._mediator or self._candidate
         stale = [k for k in self._tasks if not k.endswith(":assign-mediator")]
@@ -603,7 +610,8 @@ class DisputeWorkflow:
                 clear_deadline=True,
                 mediator_id="",
                 assignment=RecordAssignment(
-                    round=self._round, person_id=previous.person_id,
+                    round=self._round,
+                    person_id=previous.person_id,
                     state=AssignmentState.RELEASED,
                 ),
             )
@@ -634,7 +642,11 @@ class DisputeWorkflow:
             caucus_partner_id=req.caucus_partner_id,
         )
         self._notes.append(note)
-        where = "shared" if req.visibility is NoteVisibility.SHARED else f"caucus with {req.caucus_partner_id}"
+        where = (
+            "shared"
+            if req.visibility is NoteVisibility.SHARED
+            else f"caucus with {req.caucus_partner_id}"
+        )
         await self._record(
             req.actor, "note_added", f"note ({where})", content=note.model_dump(mode="json")
         )
@@ -658,8 +670,11 @@ class DisputeWorkflow:
             f"information:{request_id}", party.calendar, self._d.terms.information_days
         )
         self._info[request_id] = _InformationRequest(
-            id=request_id, party_id=req.party_id, questions=req.questions,
-            requested_at=now, deadline=deadline,
+            id=request_id,
+            party_id=req.party_id,
+            questions=req.questions,
+            requested_at=now,
+            deadline=deadline,
         )
         self._clocks[f"information:{request_id}"] = _Clock(deadline)
         self._pending_info = request_id
@@ -668,18 +683,29 @@ class DisputeWorkflow:
             req.actor,
             "information_requested",
             f"information requested from {party.name}; mediation clock paused",
-            content={"request_id": request_id, "party_id": req.party_id,
-                     "questions": req.questions},
+            content={
+                "request_id": request_id,
+                "party_id": req.party_id,
+                "questions": req.questions,
+            },
             stage=DisputeStage.AWAITING_PARTY,
             deadline=deadline,
         )
         await self._open_task(
-            TaskKind.ANSWER_INFORMATION, f"info-{request_id}", req.party_id, Role.PARTNER,
+            TaskKind.ANSWER_INFORMATION,
+            f"info-{request_id}",
+            req.party_id,
+            Role.PARTNER,
             deadline.due_at,
         )
         await self._notify(
-            seq, "information_request", party.contacts, questions=req.questions,
-            request_id=request_id, deadline=deadline.due_at, explanation=deadline.explanation,
+            seq,
+            "information_request",
+            party.contacts,
+            questions=req.questions,
+            request_id=request_id,
+            deadline=deadline.due_at,
+            explanation=deadline.explanation,
         )
         return self._result(f"{request_id} sent to {party.name}", reference=request_id)
 
@@ -726,16 +752,26 @@ class DisputeWorkflow:
             req.actor,
             "settlement_proposed",
             f"{offer_id}: {len(req.remedies)} remedies proposed",
-            content={"offer_id": offer_id, "terms": req.terms,
-                     "remedies": [r.model_dump(mode="json") for r in req.remedies]},
+            content={
+                "offer_id": offer_id,
+                "terms": req.terms,
+                "remedies": [r.model_dump(mode="json") for r in req.remedies],
+            },
         )
         for party in self._parties():
             await self._open_task(
-                TaskKind.RESPOND_TO_OFFER, f"{offer_id}-{party.partner_id}", party.partner_id,
-                Role.PARTNER, self._clocks["mediation"].deadline.due_at,
+                TaskKind.RESPOND_TO_OFFER,
+                f"{offer_id}-{party.partner_id}",
+                party.partner_id,
+                Role.PARTNER,
+                self._clocks["mediation"].deadline.due_at,
             )
         await self._notify(
-            seq, "offer", self._party_contacts(), offer_id=offer_id, terms=req.terms,
+            seq,
+            "offer",
+            self._party_contacts(),
+            offer_id=offer_id,
+            terms=req.terms,
             remedies=[r.model_dump(mode="json") for r in req.remedies],
         )
         return self._result(f"{offer_id} sent to the parties", reference=offer_id)
@@ -777,8 +813,12 @@ class DisputeWorkflow:
             for other in self._party_ids():
                 await self._close_task(f"{offer.id}-{other}", cancelled=True)
             await self._notify(
-                seq, "offer_rejected", (*self._mediator_email(), *self._party_contacts()),
-                offer_id=offer.id, partner_id=partner_id, comment=req.comment,
+                seq,
+                "offer_rejected",
+                (*self._mediator_email(), *self._party_contacts()),
+                offer_id=offer.id,
+                partner_id=partner_id,
+                comment=req.comment,
             )
             return self._result(f"{offer.id} rejected; mediation continues")
         if all(offer.responses.get(p) for p in self._party_ids()):
@@ -795,7 +835,9 @@ class DisputeWorkflow:
         if offer is None or not offer.open:
             raise ValueError(f"offer_id: {req.offer_id} is not an open settlement offer")
         if req.actor.partner_id in offer.responses:
-            raise ValueError(f"offer_id: {req.actor.partner_id} has already answered {req.offer_id}")
+            raise ValueError(
+                f"offer_id: {req.actor.partner_id} has already answered {req.offer_id}"
+            )
 
     @workflow.update
     async def declare_impasse(self, req: DeclareImpasse) -> ActionResult:
@@ -803,7 +845,9 @@ class DisputeWorkflow:
         # moves any clock.
         self._pending_info = None
         self._impasse = req.reason
-        await self._record(req.actor, "impasse_declared", req.reason, content={"reason": req.reason})
+        await self._record(
+            req.actor, "impasse_declared", req.reason, content={"reason": req.reason}
+        )
         await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
         return self._result("impasse declared; the dispute is in formal review")
 
@@ -833,7 +877,9 @@ class DisputeWorkflow:
 
     @workflow.update
     async def extend_deadline(self, req: ExtendDeadline) -> ActionResult:
-        purpose = self._running_clock("acceptance" if self._stage is DisputeStage.TRIAGE else "mediation")
+        purpose = self._running_clock(
+            "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
+        )
         clock = self._clocks[purpose]
         extended = await workflow.execute_activity_method(
             DeadlineActivities.extend_deadline,
@@ -853,8 +899,12 @@ class DisputeWorkflow:
             req.actor,
             "deadline_extended",
             f"{purpose} deadline extended by {req.business_days} business days: {req.reason}",
-            content={"purpose": purpose, "business_days": req.business_days, "reason": req.reason,
-                     "due_at": extended.due_at.isoformat()},
+            content={
+                "purpose": purpose,
+                "business_days": req.business_days,
+                "reason": req.reason,
+                "due_at": extended.due_at.isoformat(),
+            },
             deadline=extended,
         )
         return self._result(f"{purpose} deadline now {extended.due_at.isoformat()}")
@@ -862,7 +912,9 @@ class DisputeWorkflow:
     @extend_deadline.validator
     def _validate_extend(self, req: ExtendDeadline) -> None:
         self._check(Action.EXTEND_DEADLINE, req)
-        purpose = self._running_clock("acceptance" if self._stage is DisputeStage.TRIAGE else "mediation")
+        purpose = self._running_clock(
+            "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
+        )
         if purpose not in self._clocks:
             raise ValueError("there is no running deadline to extend yet")
 
@@ -875,7 +927,11 @@ class DisputeWorkflow:
             req.actor,
             "filing_linked",
             f"a matching filing was linked to this dispute: {req.summary}",
-            content={"filing_key": req.filing_key, "summary": req.summary, "filed_by": req.actor.id},
+            content={
+                "filing_key": req.filing_key,
+                "summary": req.summary,
+                "filed_by": req.actor.id,
+            },
         )
         await self._notify(seq, "filing_linked", (req.actor.id,), linked_summary=req.summary)
         return self._result("linked to the open dispute")
@@ -907,16 +963,24 @@ class DisputeWorkflow:
             open_tasks=tuple(self._tasks.values()),
             information_requests=tuple(
                 InformationRequestView(
-                    id=r.id, party_id=r.party_id, questions=r.questions,
-                    requested_at=r.requested_at, due_at=r.deadline.due_at,
-                    answered_at=r.answered_at, answer=r.answer,
+                    id=r.id,
+                    party_id=r.party_id,
+                    questions=r.questions,
+                    requested_at=r.requested_at,
+                    due_at=r.deadline.due_at,
+                    answered_at=r.answered_at,
+                    answer=r.answer,
                 )
                 for r in self._info.values()
             ),
             offers=tuple(
                 OfferView(
-                    id=o.id, remedies=o.view.remedies, terms=o.view.terms,
-                    proposed_at=o.proposed_at, responses=dict(o.responses), open=o.open,
+                    id=o.id,
+                    remedies=o.view.remedies,
+                    terms=o.view.terms,
+                    proposed_at=o.proposed_at,
+                    responses=dict(o.responses),
+                    open=o.open,
                 )
                 for o in self._offers.values()
             ),
@@ -924,9 +988,7 @@ class DisputeWorkflow:
             history=tuple(self._history),
             linked_filings=tuple(self._linked),
             outcome=self._outcome,
-            allowed_actions={
-                role.value: allowed_actions(self._stage, role) for role in Role
-            },
+            allowed_actions={role.value: allowed_actions(self._stage, role) for role in Role},
         )
 
     def _live_deadlines(self) -> tuple[Deadline, ...]:
@@ -965,15 +1027,24 @@ class DisputeWorkflow:
             if stage is not None:
                 self._stage_log.append((stage, at))
             self._history.append(
-                HistoryEntry(seq=seq, at=at, actor=actor.id, role=actor.role, action=action,
-                             summary=summary)
+                HistoryEntry(
+                    seq=seq, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
+                )
             )
             await workflow.execute_activity_method(
                 RecordActivities.record_event,
                 EventRecord(
-                    number=self._d.number, seq=seq, at=at, actor=actor, action=action,
-                    content={"summary": summary, **content}, stage=stage, deadline=deadline,
-                    clear_deadline=clear_deadline, mediator_id=mediator_id, outcome=outcome,
+                    number=self._d.number,
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    content={"summary": summary, **content},
+                    stage=stage,
+                    deadline=deadline,
+                    clear_deadline=clear_deadline,
+                    mediator_id=mediator_id,
+                    outcome=outcome,
                     assignment=assignment,
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
@@ -982,14 +1053,23 @@ class DisputeWorkflow:
             return seq
 
     async def _enter(
-        self, stage: DisputeStage, summary: str, *, deadline: Deadline | None = None,
+        self,
+        stage: DisputeStage,
+        summary: str,
+        *,
+        deadline: Deadline | None = None,
         clear: bool = False,
     ) -> int:
         self._stage = stage
         self._wake()
         return await self._record(
-            SYSTEM, f"stage_{stage.value}", summary, content={"stage": stage.value},
-            stage=stage, deadline=deadline, clear_deadline=clear or deadline is None,
+            SYSTEM,
+            f"stage_{stage.value}",
+            summary,
+            content={"stage": stage.value},
+            stage=stage,
+            deadline=deadline,
+            clear_deadline=clear or deadline is None,
         )
 
     async def _conclude(self, stage: DisputeStage, actor: Actor, action: str, reason: str) -> None:
@@ -1000,12 +1080,22 @@ class DisputeWorkflow:
         self._outcome = self._outcome or action
         self._wake()
         seq = await self._record(
-            actor, action, reason, content={"reason": reason}, stage=stage, clear_deadline=True,
+            actor,
+            action,
+            reason,
+            content={"reason": reason},
+            stage=stage,
+            clear_deadline=True,
             outcome=self._outcome,
         )
         await self._close_tasks(stale)
-        await self._notify(seq, "closure", (*self._everyone(), self._d.admin_email),
-                           outcome=self._outcome, reason=reason)
+        await self._notify(
+            seq,
+            "closure",
+            (*self._everyone(), self._d.admin_email),
+            outcome=self._outcome,
+            reason=reason,
+        )
 
     async def _open_task(
         self, kind: TaskKind, name: str, assignee: str | None, role: Role, due: datetime | None
@@ -1014,9 +1104,16 @@ class DisputeWorkflow:
         self._tasks[key] = OpenTask(key=key, kind=kind, assignee=assignee, due_at=due)
         await workflow.execute_activity_method(
             RecordActivities.open_task,
-            TaskOpen(key=key, number=self._d.number, kind=kind,
-                     title=f"{kind.value.replace('_', ' ')}: {self._d.number}",
-                     assignee_id=assignee, assignee_role=role, due_at=due, at=workflow.now()),
+            TaskOpen(
+                key=key,
+                number=self._d.number,
+                kind=kind,
+                title=f"{kind.value.replace('_', ' ')}: {self._d.number}",
+                assignee_id=assignee,
+                assignee_role=role,
+                due_at=due,
+                at=workflow.now(),
+            ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
@@ -1040,7 +1137,9 @@ class DisputeWorkflow:
         for key in keys:
             await self._close_task(key.removeprefix(prefix), cancelled=True)
 
-    async def _notify(self, seq: int, template: str, recipients: tuple[str, ...], **extra: Any) -> None:
+    async def _notify(
+        self, seq: int, template: str, recipients: tuple[str, ...], **extra: Any
+    ) -> None:
         wanted = tuple(dict.fromkeys(r for r in recipients if r))
         if not wanted:
             return
