@@ -12,21 +12,27 @@ import contextlib
 import logging
 import signal
 
-from accord.runtime import build_services, build_worker, connect
+from accord.filing import FilingService
+from accord.runtime import Services, build_services, build_worker, connect
 from accord.settings import Settings
 
 log = logging.getLogger("accord.worker")
 
 
-async def relay_outbox(services_outbox, interval: float) -> None:  # type: ignore[no-untyped-def]
-    """Send mail an interrupted activity left pending; the activity path sends the rest."""
+async def recover_interrupted_work(
+    services: Services, filing: FilingService, interval: float
+) -> None:
+    """Finish what a crash interrupted: mail left pending, filings stored but never started."""
     while True:
         try:
-            sent = await services_outbox.relay_once()
+            sent = await services.outbox.relay_once()
             if sent:
                 log.info("outbox relay sent %d pending messages", sent)
+            started = await filing.start_stranded()
+            if started:
+                log.info("started stranded filings: %s", ", ".join(started))
         except Exception:
-            log.exception("outbox relay failed; retrying")
+            log.exception("recovery pass failed; retrying")
         await asyncio.sleep(interval)
 
 
@@ -35,8 +41,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings)
     worker = build_worker(client, services, settings.task_queue)
     stop = stop or asyncio.Event()
+    filing = FilingService(
+        services.sessions,
+        services.playbooks,
+        client,
+        task_queue=settings.task_queue,
+        admin_email=settings.admin_email,
+    )
     relay = asyncio.create_task(
-        relay_outbox(services.outbox, settings.outbox_relay_interval_seconds)
+        recover_interrupted_work(services, filing, settings.outbox_relay_interval_seconds)
     )
     async with worker:
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)

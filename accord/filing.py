@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, update
+from sqlalchemy import exists, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -24,6 +24,7 @@ from accord.playbook import PlaybookLibrary
 from models.enums import TERMINAL_STAGES, DisputeStage, ObjectKind, Role
 from models.payloads import (
     Actor,
+    ContestedObject,
     DisputeInput,
     FilingResult,
     FilingSubmission,
@@ -34,6 +35,7 @@ from models.tables import (
     Account,
     Dispute,
     DisputeCounter,
+    DisputeEvent,
     DisputeObject,
     FilingReceipt,
     Partner,
@@ -67,6 +69,23 @@ def filing_key(submission: FilingSubmission) -> str:
     canonical["respondent_ids"] = sorted(canonical["respondent_ids"])
     body = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def submission_of(dispute: Dispute) -> FilingSubmission:
+    """The submission a stored dispute was filed from (its client key aside)."""
+    return FilingSubmission(
+        claimant_id=dispute.claimant_id,
+        respondent_ids=list(dispute.respondent_ids),
+        category=dispute.category,
+        contested_objects=[ContestedObject.model_validate(o) for o in dispute.contested_objects],
+        summary=dispute.summary,
+        facts=dispute.facts,
+        desired_remedy=dispute.desired_remedy,
+        amount_at_stake=dispute.amount_at_stake,
+        currency=dispute.currency,
+        occurred_on=dispute.occurred_on,
+        filed_by=dispute.filed_by,
+    )
 
 
 def party_key(submission: FilingSubmission) -> str:
@@ -326,6 +345,27 @@ class FilingService:
             duplicate=True,
             message=f"this submission was already received as {receipt.dispute_number}",
         )
+
+    async def start_stranded(self, older_than: timedelta = timedelta(minutes=1)) -> list[str]:
+        """Start the workflow of any filing stored but never started (a crash between the two).
+
+        The filer was not acknowledged in that case, but the filing was stored, and stored
+        filings are never lost: the worker calls this periodically.
+        """
+        cutoff = datetime.now(UTC) - older_than
+        with self.sessions.read() as session:
+            stranded = session.exec(
+                select(Dispute)
+                .where(Dispute.stage == DisputeStage.FILED)
+                .where(col(Dispute.filed_at) < cutoff)
+                .where(~exists().where(col(DisputeEvent.dispute_number) == col(Dispute.number)))
+                .limit(100)
+            ).all()
+        started = []
+        for dispute in stranded:
+            await self._start(self._rebuild_input(dispute, submission_of(dispute)))
+            started.append(dispute.number)
+        return started
 
     def _rebuild_input(self, dispute: Dispute, s: FilingSubmission) -> DisputeInput:
         playbook = self.playbooks.get(dispute.playbook_version)

@@ -31,8 +31,9 @@ async def settle(stack: Stack, number: str, restart_worker_at_offer: bool = Fals
         # Stop the worker and bring up a fresh one (new process state, empty workflow cache);
         # the dispute continues by replaying its history.
         await stack.worker.shutdown()
-        stack.worker = build_worker(stack.client, stack.services, stack.settings.task_queue,
-                                    fail_workflows_on_bugs=True)
+        stack.worker = build_worker(
+            stack.client, stack.services, stack.settings.task_queue, fail_workflows_on_bugs=True
+        )
         await stack.worker.__aenter__()
         await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
     await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))

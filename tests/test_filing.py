@@ -78,3 +78,48 @@ def test_malformed_submission_names_the_field(
     with pytest.raises(ValidationError) as invalid:
         stack.submission(**overrides)
     assert field in str(invalid.value)
+
+
+async def test_a_filing_stored_before_a_crash_is_started_later(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from accord.filing import FilingService
+
+    real_start = FilingService._start
+
+    async def crash(self: FilingService, dispute: object) -> None:
+        raise ConnectionError("worker host lost power")
+
+    monkeypatch.setattr(FilingService, "_start", crash)
+    with pytest.raises(ConnectionError):
+        await stack.file()
+    monkeypatch.setattr(FilingService, "_start", real_start)
+    with stack.sessions.read() as session:
+        stored = session.exec(select(Dispute)).one()
+    assert stored.stage.value == "filed"
+
+    started = await stack.filing.start_stranded(older_than=timedelta(0))
+    assert started == [stored.number]
+    await stack.wait_for(stored.number, lambda s: s.candidate_mediator_id is not None)
+    assert await stack.filing.start_stranded(older_than=timedelta(0)) == []
+
+
+async def test_retrying_after_a_crash_starts_the_same_dispute(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from accord.filing import FilingService
+
+    real_start = FilingService._start
+
+    async def crash(self: FilingService, dispute: object) -> None:
+        raise ConnectionError("Temporal unreachable")
+
+    monkeypatch.setattr(FilingService, "_start", crash)
+    with pytest.raises(ConnectionError):
+        await stack.file()
+    monkeypatch.setattr(FilingService, "_start", real_start)
+    again = await stack.file()
+    assert again.duplicate
+    await stack.wait_for(again.number, lambda s: s.candidate_mediator_id is not None)
