@@ -62,8 +62,6 @@ def activity_methods(services: Services) -> list[Any]:
     notify = NotificationActivities(services.outbox)
     return [
         records.record_event,
-        records.open_task,
-        records.close_task,
         records.write_precedent,
         deadlines.compute_deadline,
         deadlines.shift_deadline,

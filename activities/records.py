@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
 from models.enums import TERMINAL_STAGES, TaskState
-from models.payloads import Ack, EventRecord, PrecedentRecord, Recorded, TaskClose, TaskOpen
+from models.payloads import Ack, EventRecord, PrecedentRecord, Recorded
 from models.tables import Assignment, Dispute, DisputeEvent, Person, Precedent, Task
 
 
@@ -24,7 +24,8 @@ class RecordActivities:
 
     @activity.defn
     def record_event(self, record: EventRecord) -> Recorded:
-        """Append one audit entry and project it onto the read model, in one transaction.
+        """Append one audit entry and project it onto the read model and the task inbox, in one
+        transaction.
 
         Idempotent on (dispute, seq): a retry finds the entry and returns it unchanged.
         """
@@ -130,10 +131,7 @@ class RecordActivities:
                     session.add(person)
             row.state = a.state
             session.add(row)
-
-    @activity.defn
-    def open_task(self, task: TaskOpen) -> Ack:
-        with self.sessions.begin() as session:
+        for task in record.open_tasks:
             if session.get(Task, task.key) is None:
                 session.add(
                     Task(
@@ -148,17 +146,16 @@ class RecordActivities:
                         created_at=task.at,
                     )
                 )
-        return Ack(done=f"task {task.key} open")
-
-    @activity.defn
-    def close_task(self, close: TaskClose) -> Ack:
-        with self.sessions.begin() as session:
-            task = session.get(Task, close.key)
-            if task is not None and task.state is TaskState.OPEN:
-                task.state = TaskState.CANCELLED if close.cancelled else TaskState.DONE
-                task.closed_at = close.at
-                session.add(task)
-        return Ack(done=f"task {close.key} closed")
+        for keys, state in (
+            (record.done_tasks, TaskState.DONE),
+            (record.cancelled_tasks, TaskState.CANCELLED),
+        ):
+            for key in keys:
+                closing = session.get(Task, key)
+                if closing is not None and closing.state is TaskState.OPEN:
+                    closing.state = state
+                    closing.closed_at = record.at
+                    session.add(closing)
 
     @activity.defn
     def write_precedent(self, record: PrecedentRecord) -> Ack:

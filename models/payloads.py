@@ -432,6 +432,17 @@ class DisputeState(Payload):
 # --- activity payloads ---------------------------------------------------------------------
 
 
+class TaskOpen(Payload):
+    key: str
+    number: str
+    kind: TaskKind
+    title: str
+    assignee_id: str | None
+    assignee_role: Role
+    due_at: datetime | None
+    at: datetime
+
+
 class RecordAssignment(Payload):
     round: int
     person_id: str
@@ -453,6 +464,11 @@ class EventRecord(Payload):
     """A person id sets the dispute's mediator; an empty string clears it."""
     outcome: str | None = None
     assignment: RecordAssignment | None = None
+    open_tasks: tuple[TaskOpen, ...] = ()
+    done_tasks: tuple[str, ...] = ()
+    """Keys of tasks completed by this action."""
+    cancelled_tasks: tuple[str, ...] = ()
+    """Keys of tasks this action made moot."""
 
 
 class Recorded(Payload):
@@ -478,23 +494,6 @@ class MediatorChoice(Payload):
     calendar: str | None = None
     reason: str
     """Why this mediator (or why nobody) was chosen, for the audit trail."""
-
-
-class TaskOpen(Payload):
-    key: str
-    number: str
-    kind: TaskKind
-    title: str
-    assignee_id: str | None
-    assignee_role: Role
-    due_at: datetime | None
-    at: datetime
-
-
-class TaskClose(Payload):
-    key: str
-    cancelled: bool
-    at: datetime
 
 
 class NotificationRequest(Payload):

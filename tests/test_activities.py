@@ -30,7 +30,6 @@ from models.payloads import (
     EventRecord,
     MediatorRequest,
     RecordAssignment,
-    TaskClose,
     TaskOpen,
 )
 from models.tables import Assignment, Dispute, DisputeEvent, Person, Task
@@ -149,7 +148,7 @@ def test_tampering_is_detected_at_the_first_broken_link(sessions: SessionFactory
     assert first_broken_link(events) == 2
 
 
-def test_tasks_open_once_and_close_once(sessions: SessionFactory) -> None:
+def test_tasks_open_and_close_with_their_audit_entry_once(sessions: SessionFactory) -> None:
     add_dispute(sessions, "DSP-2026-000005")
     records = RecordActivities(sessions)
     task = TaskOpen(
@@ -162,13 +161,15 @@ def test_tasks_open_once_and_close_once(sessions: SessionFactory) -> None:
         due_at=NOW + timedelta(days=3),
         at=NOW,
     )
-    records.open_task(task)
-    records.open_task(task)
-    records.close_task(TaskClose(key=task.key, cancelled=False, at=NOW))
-    records.close_task(TaskClose(key=task.key, cancelled=True, at=NOW))  # already done: stays done
+    opened = event("DSP-2026-000005", 1, open_tasks=(task,))
+    records.record_event(opened)
+    records.record_event(opened)  # a retry opens nothing twice
+    records.record_event(event("DSP-2026-000005", 2, done_tasks=(task.key,)))
+    records.record_event(event("DSP-2026-000005", 3, cancelled_tasks=(task.key,)))
     with sessions.read() as session:
         rows = session.exec(select(Task)).all()
-        assert len(rows) == 1 and rows[0].state is TaskState.DONE
+        assert len(rows) == 1 and rows[0].state is TaskState.DONE  # done stays done
+        assert rows[0].closed_at == NOW + timedelta(minutes=2)
 
 
 def request(**overrides: object) -> MediatorRequest:

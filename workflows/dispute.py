@@ -77,7 +77,6 @@ with workflow.unsafe.imports_passed_through():
         RequestInformation,
         RespondToOffer,
         ShiftDeadlineRequest,
-        TaskClose,
         TaskOpen,
         Withdraw,
         remedy_parties,
@@ -233,15 +232,18 @@ class DisputeWorkflow:
             DisputeStage.MEDIATION,
             f"mediation with {mediator.name}",
             deadline=deadline,
+            opens=(
+                self._task(
+                    TaskKind.MEDIATE, "mediate", mediator.person_id, Role.MEDIATOR, deadline.due_at
+                ),
+            ),
         )
-        await self._open_task(
-            TaskKind.MEDIATE, "mediate", mediator.person_id, Role.MEDIATOR, deadline.due_at
-        )
+        # The mediate task is closed by whatever ends mediation: settlement, escalation,
+        # recusal, reassignment, withdrawal or dismissal.
         breached = await self._run_clock("mediation", self._mediation_concluded)
         if breached and self._stage in MEDIATION_STAGES:
             self._breaches.append("mediation")
             self._impasse = "the mediation deadline passed without a settlement"
-        await self._close_task("mediate", cancelled=self._agreed is None)
 
     def _mediation_concluded(self) -> bool:
         return (
@@ -268,6 +270,7 @@ class DisputeWorkflow:
             stage=DisputeStage.SETTLED,
             clear_deadline=True,
             outcome="settled",
+            done=self._untask("mediate"),
         )
         self._outcome = "settled"
         await self._notify(seq, "settlement", self._everyone())
@@ -275,11 +278,14 @@ class DisputeWorkflow:
         await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
 
     async def _escalate_to_formal_review(self, reason: str) -> None:
+        stale = self._untask(*self._open_task_names())
         seq = await self._enter(
-            DisputeStage.FORMAL_REVIEW, f"escalated to formal review: {reason}", clear=True
+            DisputeStage.FORMAL_REVIEW,
+            f"escalated to formal review: {reason}",
+            clear=True,
+            cancelled=stale,
+            opens=(self._task(TaskKind.FORMAL_REVIEW, "formal-review", None, Role.ADMIN, None),),
         )
-        await self._cancel_open_tasks()
-        await self._open_task(TaskKind.FORMAL_REVIEW, "formal-review", None, Role.ADMIN, None)
         await self._notify(
             seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason
         )
@@ -327,14 +333,16 @@ class DisputeWorkflow:
             assignment=RecordAssignment(
                 round=self._round, person_id=choice.person_id, state=AssignmentState.OFFERED
             ),
-        )
-        await self._close_task("assign-mediator", cancelled=False)
-        await self._open_task(
-            TaskKind.ACCEPT_ASSIGNMENT,
-            f"accept-{self._round}",
-            choice.person_id,
-            Role.MEDIATOR,
-            deadline.due_at,
+            done=self._untask("assign-mediator"),
+            opens=(
+                self._task(
+                    TaskKind.ACCEPT_ASSIGNMENT,
+                    f"accept-{self._round}",
+                    choice.person_id,
+                    Role.MEDIATOR,
+                    deadline.due_at,
+                ),
+            ),
         )
         await self._notify(seq, "assignment", (choice.email or "",), deadline=deadline.due_at)
 
@@ -345,7 +353,6 @@ class DisputeWorkflow:
         self._candidate = None
         self._excluded.append(candidate.person_id)
         self._breaches.append("acceptance")
-        await self._close_task(f"accept-{self._round}", cancelled=True)
         await self._record(
             SYSTEM,
             "assignment_expired",
@@ -354,11 +361,19 @@ class DisputeWorkflow:
             assignment=RecordAssignment(
                 round=self._round, person_id=candidate.person_id, state=AssignmentState.EXPIRED
             ),
+            cancelled=self._untask(f"accept-{self._round}"),
         )
 
     async def _ask_admins_to_assign(self, reason: str) -> None:
-        seq = await self._record(SYSTEM, "no_eligible_mediator", reason, content={"reason": reason})
-        await self._open_task(TaskKind.ASSIGN_MEDIATOR, "assign-mediator", None, Role.ADMIN, None)
+        seq = await self._record(
+            SYSTEM,
+            "no_eligible_mediator",
+            reason,
+            content={"reason": reason},
+            opens=(
+                self._task(TaskKind.ASSIGN_MEDIATOR, "assign-mediator", None, Role.ADMIN, None),
+            ),
+        )
         await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
 
     # ======================================================================================
@@ -452,8 +467,8 @@ class DisputeWorkflow:
             "information_overdue",
             f"{self._info[request_id].party_id} did not answer {request_id} in time",
             content={"request_id": request_id},
+            cancelled=self._untask(f"info-{request_id}"),
         )
-        await self._close_task(f"info-{request_id}", cancelled=True)
         await self._resume_clock(f"the answer to {request_id} was not given in time")
 
     async def _resume_clock(self, why: str) -> None:
@@ -540,8 +555,8 @@ class DisputeWorkflow:
             assignment=RecordAssignment(
                 round=self._round, person_id=req.actor.id, state=AssignmentState.ACCEPTED
             ),
+            done=self._untask(f"accept-{self._round}"),
         )
-        await self._close_task(f"accept-{self._round}", cancelled=False)
         # Answer once mediation has begun, so the mediator's next action finds it open.
         await workflow.wait_condition(lambda: self._stage is not DisputeStage.TRIAGE)
         return self._result("assignment accepted; mediation has begun")
@@ -557,7 +572,7 @@ class DisputeWorkflow:
     @workflow.update
     async def recuse(self, req: Recuse) -> ActionResult:
         person = self._require(self._mediator or self._candidate, "nobody is assigned")
-        stale = list(self._tasks)
+        stale = self._untask(*self._open_task_names())
         self._excluded.append(req.actor.id)
         self._mediator = None
         self._candidate = None
@@ -574,8 +589,8 @@ class DisputeWorkflow:
             assignment=RecordAssignment(
                 round=self._round, person_id=req.actor.id, state=AssignmentState.RECUSED
             ),
+            cancelled=stale,
         )
-        await self._close_tasks(stale)
         return self._result("recusal recorded; the dispute will be reassigned")
 
     @recuse.validator
@@ -594,7 +609,7 @@ class DisputeWorkflow:
                 non_retryable=True,
             )
         previous = self._mediator or self._candidate
-        stale = [k for k in self._tasks if not k.endswith(":assign-mediator")]
+        stale = self._untask(*(n for n in self._open_task_names() if n != "assign-mediator"))
         self._mediator = None
         self._candidate = None
         self._stage = DisputeStage.TRIAGE
@@ -614,8 +629,8 @@ class DisputeWorkflow:
                     person_id=previous.person_id,
                     state=AssignmentState.RELEASED,
                 ),
+                cancelled=stale,
             )
-        await self._close_tasks(stale)
         await workflow.wait_condition(lambda: self._admin_pick is None or not self._stage.is_open)
         return self._result(f"offered to {choice.name}")
 
@@ -690,13 +705,15 @@ class DisputeWorkflow:
             },
             stage=DisputeStage.AWAITING_PARTY,
             deadline=deadline,
-        )
-        await self._open_task(
-            TaskKind.ANSWER_INFORMATION,
-            f"info-{request_id}",
-            req.party_id,
-            Role.PARTNER,
-            deadline.due_at,
+            opens=(
+                self._task(
+                    TaskKind.ANSWER_INFORMATION,
+                    f"info-{request_id}",
+                    req.party_id,
+                    Role.PARTNER,
+                    deadline.due_at,
+                ),
+            ),
         )
         await self._notify(
             seq,
@@ -720,12 +737,12 @@ class DisputeWorkflow:
         request = self._info[req.request_id]
         request.answered_at = workflow.now()
         request.answer = req.answer
-        await self._close_task(f"info-{req.request_id}", cancelled=False)
         seq = await self._record(
             req.actor,
             "information_answered",
             f"{request.party_id} answered {req.request_id}",
             content={"request_id": req.request_id, "answer": req.answer},
+            done=self._untask(f"info-{req.request_id}"),
         )
         await self._notify(
             seq, "information_answered", self._mediator_email(), request_id=req.request_id
@@ -744,7 +761,11 @@ class DisputeWorkflow:
 
     @workflow.update
     async def propose_settlement(self, req: ProposeSettlement) -> ActionResult:
+        # A new offer supersedes any still open: their answers are no longer asked for.
+        superseded: list[str] = []
         for offer in self._offers.values():
+            if offer.open:
+                superseded += [f"{offer.id}-{p}" for p in self._party_ids()]
             offer.open = False
         offer_id = f"offer-{len(self._offers) + 1}"
         self._offers[offer_id] = _Offer(id=offer_id, view=req, proposed_at=workflow.now())
@@ -757,15 +778,18 @@ class DisputeWorkflow:
                 "terms": req.terms,
                 "remedies": [r.model_dump(mode="json") for r in req.remedies],
             },
+            cancelled=self._untask(*superseded),
+            opens=tuple(
+                self._task(
+                    TaskKind.RESPOND_TO_OFFER,
+                    f"{offer_id}-{party.partner_id}",
+                    party.partner_id,
+                    Role.PARTNER,
+                    self._clocks["mediation"].deadline.due_at,
+                )
+                for party in self._parties()
+            ),
         )
-        for party in self._parties():
-            await self._open_task(
-                TaskKind.RESPOND_TO_OFFER,
-                f"{offer_id}-{party.partner_id}",
-                party.partner_id,
-                Role.PARTNER,
-                self._clocks["mediation"].deadline.due_at,
-            )
         await self._notify(
             seq,
             "offer",
@@ -801,17 +825,20 @@ class DisputeWorkflow:
         partner_id = self._require(req.actor.partner_id, "a partner acts for a partner")
         offer.responses[partner_id] = req.accept
         verdict = "accepted" if req.accept else "rejected"
-        await self._close_task(f"{offer.id}-{partner_id}", cancelled=False)
+        if not req.accept:
+            offer.open = False
         seq = await self._record(
             req.actor,
             f"offer_{verdict}",
             f"{partner_id} {verdict} {offer.id}",
             content={"offer_id": offer.id, "accept": req.accept, "comment": req.comment},
+            done=self._untask(f"{offer.id}-{partner_id}"),
+            # A rejection ends the offer: the other parties need not answer it any more.
+            cancelled=()
+            if req.accept
+            else self._untask(*(f"{offer.id}-{p}" for p in self._party_ids() if p != partner_id)),
         )
         if not req.accept:
-            offer.open = False
-            for other in self._party_ids():
-                await self._close_task(f"{offer.id}-{other}", cancelled=True)
             await self._notify(
                 seq,
                 "offer_rejected",
@@ -1018,8 +1045,12 @@ class DisputeWorkflow:
         mediator_id: str | None = None,
         outcome: str | None = None,
         assignment: RecordAssignment | None = None,
+        opens: tuple[TaskOpen, ...] = (),
+        done: tuple[str, ...] = (),
+        cancelled: tuple[str, ...] = (),
     ) -> int:
-        """Append to the audit trail (and project to the read model); returns the entry's seq."""
+        """Append to the audit trail, and in the same write project the read model and the
+        task inbox, so the two never disagree; returns the entry's seq."""
         async with self._record_lock:
             self._seq += 1
             seq = self._seq
@@ -1046,6 +1077,9 @@ class DisputeWorkflow:
                     mediator_id=mediator_id,
                     outcome=outcome,
                     assignment=assignment,
+                    open_tasks=opens,
+                    done_tasks=done,
+                    cancelled_tasks=cancelled,
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
@@ -1059,6 +1093,8 @@ class DisputeWorkflow:
         *,
         deadline: Deadline | None = None,
         clear: bool = False,
+        opens: tuple[TaskOpen, ...] = (),
+        cancelled: tuple[str, ...] = (),
     ) -> int:
         self._stage = stage
         self._wake()
@@ -1070,11 +1106,13 @@ class DisputeWorkflow:
             stage=stage,
             deadline=deadline,
             clear_deadline=clear or deadline is None,
+            opens=opens,
+            cancelled=cancelled,
         )
 
     async def _conclude(self, stage: DisputeStage, actor: Actor, action: str, reason: str) -> None:
         """End the dispute in a terminal stage; cancels whatever was still open."""
-        stale = list(self._tasks)
+        stale = self._untask(*self._open_task_names())
         self._stage = stage
         self._pending_info = None
         self._outcome = self._outcome or action
@@ -1087,8 +1125,8 @@ class DisputeWorkflow:
             stage=stage,
             clear_deadline=True,
             outcome=self._outcome,
+            cancelled=stale,
         )
-        await self._close_tasks(stale)
         await self._notify(
             seq,
             "closure",
@@ -1097,45 +1135,32 @@ class DisputeWorkflow:
             reason=reason,
         )
 
-    async def _open_task(
+    def _task(
         self, kind: TaskKind, name: str, assignee: str | None, role: Role, due: datetime | None
-    ) -> None:
+    ) -> TaskOpen:
+        """A task to open with the next audit entry; visible in get_state from now on."""
         key = f"{self._d.number}:{name}"
         self._tasks[key] = OpenTask(key=key, kind=kind, assignee=assignee, due_at=due)
-        await workflow.execute_activity_method(
-            RecordActivities.open_task,
-            TaskOpen(
-                key=key,
-                number=self._d.number,
-                kind=kind,
-                title=f"{kind.value.replace('_', ' ')}: {self._d.number}",
-                assignee_id=assignee,
-                assignee_role=role,
-                due_at=due,
-                at=workflow.now(),
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+        return TaskOpen(
+            key=key,
+            number=self._d.number,
+            kind=kind,
+            title=f"{kind.value.replace('_', ' ')}: {self._d.number}",
+            assignee_id=assignee,
+            assignee_role=role,
+            due_at=due,
+            at=workflow.now(),
         )
 
-    async def _close_task(self, name: str, *, cancelled: bool) -> None:
-        key = f"{self._d.number}:{name}"
-        if self._tasks.pop(key, None) is None:
-            return
-        await workflow.execute_activity_method(
-            RecordActivities.close_task,
-            TaskClose(key=key, cancelled=cancelled, at=workflow.now()),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-        )
+    def _untask(self, *names: str) -> tuple[str, ...]:
+        """Keys of the named tasks that are open, taken off the open list, to close with the
+        next audit entry."""
+        keys = (f"{self._d.number}:{name}" for name in names)
+        return tuple(key for key in keys if self._tasks.pop(key, None) is not None)
 
-    async def _cancel_open_tasks(self) -> None:
-        await self._close_tasks(list(self._tasks))
-
-    async def _close_tasks(self, keys: list[str]) -> None:
+    def _open_task_names(self) -> tuple[str, ...]:
         prefix = f"{self._d.number}:"
-        for key in keys:
-            await self._close_task(key.removeprefix(prefix), cancelled=True)
+        return tuple(key.removeprefix(prefix) for key in self._tasks)
 
     async def _notify(
         self, seq: int, template: str, recipients: tuple[str, ...], **extra: Any
