@@ -67,7 +67,7 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def poll(predicate, interval: float = 0.02):  # type: ignore[no-untyped-def]
+async def poll(predicate, interval: float = 0.1):  # type: ignore[no-untyped-def]
     while True:
         value = await predicate()
         if value:

@@ -84,36 +84,44 @@ class Outbox:
                     ids.append(row.id)
         return ids
 
-    def _claim(self, row_id: int, now: datetime) -> OutboxMessage | None:
+    def _claim(self, ids: list[int], now: datetime) -> list[OutboxMessage]:
+        """Mark the pending, unclaimed rows as being sent by us; returns the ones we got."""
+        claimed: list[OutboxMessage] = []
         with self.sessions.begin() as session:
-            claimed = session.execute(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id) == row_id)
-                .where(col(OutboxMessage.state) == OutboxState.PENDING)
-                .where(
-                    or_(
-                        col(OutboxMessage.claimed_at).is_(None),
-                        col(OutboxMessage.claimed_at) < now - CLAIM_LEASE,
+            for row_id in ids:
+                result = session.execute(
+                    update(OutboxMessage)
+                    .where(col(OutboxMessage.id) == row_id)
+                    .where(col(OutboxMessage.state) == OutboxState.PENDING)
+                    .where(
+                        or_(
+                            col(OutboxMessage.claimed_at).is_(None),
+                            col(OutboxMessage.claimed_at) < now - CLAIM_LEASE,
+                        )
                     )
+                    .values(claimed_at=now, attempts=OutboxMessage.attempts + 1)
                 )
-                .values(claimed_at=now, attempts=OutboxMessage.attempts + 1)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return session.get(OutboxMessage, row_id)
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    row = session.get(OutboxMessage, row_id)
+                    if row is not None:
+                        claimed.append(row)
+        return claimed
 
-    def _finish(self, row_id: int, error: str | None) -> None:
+    def _finish(self, outcomes: list[tuple[int, str | None]]) -> None:
+        """Record what happened to each claimed row: sent, or the error (and release it)."""
+        now = datetime.now(UTC)
         with self.sessions.begin() as session:
-            row = session.get(OutboxMessage, row_id)
-            if row is None:
-                return
-            if error is None:
-                row.state = OutboxState.SENT
-                row.sent_at = datetime.now(UTC)
-            else:
-                row.last_error = error[:2000]
-                row.claimed_at = None
-            session.add(row)
+            for row_id, error in outcomes:
+                row = session.get(OutboxMessage, row_id)
+                if row is None:
+                    continue
+                if error is None:
+                    row.state = OutboxState.SENT
+                    row.sent_at = now
+                else:
+                    row.last_error = error[:2000]
+                    row.claimed_at = None
+                session.add(row)
 
     def build_message(self, row: OutboxMessage) -> EmailMessage:
         message = EmailMessage()
@@ -134,23 +142,24 @@ class Outbox:
 
     async def deliver(self, ids: list[int]) -> int:
         """Send the given pending rows; raises after trying all if any failed (so it retries)."""
-        sent = 0
+        if not ids:
+            return 0
+        claimed = await asyncio.to_thread(self._claim, ids, datetime.now(UTC))
+        outcomes: list[tuple[int, str | None]] = []
         failures: list[str] = []
-        for row_id in ids:
-            row = await asyncio.to_thread(self._claim, row_id, datetime.now(UTC))
-            if row is None:
-                continue  # sent already, or another worker is sending it right now
+        for row in claimed:
+            assert row.id is not None
             try:
                 await self.mailer.send(self.build_message(row))
             except Exception as exc:  # any SMTP or network failure: keep the row pending
-                await asyncio.to_thread(self._finish, row_id, f"{type(exc).__name__}: {exc}")
+                outcomes.append((row.id, f"{type(exc).__name__}: {exc}"))
                 failures.append(f"{row.recipient}: {exc}")
-                continue
-            await asyncio.to_thread(self._finish, row_id, None)
-            sent += 1
+            else:
+                outcomes.append((row.id, None))
+        await asyncio.to_thread(self._finish, outcomes)
         if failures:
             raise RuntimeError("could not send: " + "; ".join(failures))
-        return sent
+        return len(outcomes) - len(failures)
 
     def pending_ids(self, now: datetime, older_than: timedelta) -> list[int]:
         with self.sessions.read() as session:
