@@ -49,7 +49,9 @@ from models.payloads import (
 from models.tables import Dispute, DisputeEvent, Task
 from workflows.dispute import DisputeWorkflow
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 
 As = Annotated[
     str, typer.Option("--as", help="who acts: a person id or email, or a partner contact's email")
@@ -71,11 +73,6 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     """Run one command; every expected failure becomes a one-line error and exit code 2."""
     try:
         asyncio.run(coro)
-        # The Temporal client's native runtime can abort while the interpreter finalizes
-        # ("PyGILState_Release"); the command is complete, so leave without finalizing.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
     except FilingRejected as exc:
         for error in exc.errors:
             typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
@@ -233,7 +230,7 @@ def file_dispute(
 
 @app.command()
 def disputes(
-    stage: Annotated[str | None, typer.Option(help="only this stage")] = None,
+    stage: Annotated[DisputeStage | None, typer.Option(help="only this stage")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List disputes from the read model, newest first."""
@@ -241,7 +238,7 @@ def disputes(
     with services.sessions.read() as session:
         query = select(Dispute).order_by(col(Dispute.filed_at).desc()).limit(200)
         if stage:
-            query = query.where(Dispute.stage == DisputeStage(stage))
+            query = query.where(Dispute.stage == stage)
         rows = session.exec(query).all()
     if as_json:
         _print_json([r.model_dump(mode="json") for r in rows])
@@ -273,7 +270,11 @@ def tasks(
         if not show_all:
             query = query.where(Task.state == TaskState.OPEN)
         if who:
-            actor = resolve_actor(session, who)
+            try:
+                actor = resolve_actor(session, who)
+            except UnknownActor as exc:
+                fail(str(exc))
+                return
             mine = [actor.id] + ([actor.partner_id] if actor.partner_id else [])
             query = query.where(
                 or_(
@@ -620,5 +621,20 @@ def assign(
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+def main() -> None:
+    """The `accord` console script."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:  # typer ends every command with one
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's native runtime can abort while the interpreter finalizes
+    # ("Fatal Python error: PyGILState_Release"); every command is complete by now, so leave
+    # without finalizing.
+    os._exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

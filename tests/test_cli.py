@@ -1,0 +1,164 @@
+"""The `accord` command, run as a real process against the stack under test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from models.enums import DisputeStage
+from tests.conftest import Stack
+
+
+async def accord(stack: Stack, *args: str) -> tuple[int, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.settings.resolved_database_url(),
+        "ACCORD_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "ACCORD_TASK_QUEUE": stack.settings.task_queue,
+        "ACCORD_STATE_DIR": str(stack.settings.state_dir),
+        "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+FILING = (
+    "file",
+    "--as",
+    "nora@northwind.example",
+    "--claimant",
+    "northwind",
+    "--respondent",
+    "contoso",
+    "--category",
+    "deal_registration",
+    "--object",
+    "deal_registration:DR-7",
+    "--amount",
+    "5000",
+    "--summary",
+    "Contoso took our registered deal",
+    "--facts",
+    "We registered DR-7 first, in writing.",
+    "--remedy",
+    "Registration confirmed to us",
+)
+
+
+async def test_a_dispute_is_filed_shown_and_acted_on_from_the_command_line(stack: Stack) -> None:
+    code, out = await accord(stack, *FILING)
+    assert code == 0, out
+    number = out.split(":")[0]
+    assert number.startswith("DSP-")
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+
+    code, out = await accord(stack, "show", number)
+    assert code == 0 and "triage" in out and "business days on the" in out
+
+    code, out = await accord(
+        stack,
+        "accept",
+        number,
+        "--as",
+        "nora@northwind.example",
+        "--declaration",
+        "I am neutral, trust me",
+    )
+    assert (
+        code == 2
+        and "refused: accept_assignment in stage triage is for mediator, not partner" in out
+    )
+
+    code, out = await accord(
+        stack,
+        "accept",
+        number,
+        "--as",
+        state.candidate_mediator_id or "",
+        "--declaration",
+        "No ties to either party.",
+    )
+    assert code == 0 and "mediation has begun" in out
+    assert (await stack.state(number)).stage is DisputeStage.MEDIATION
+
+    code, out = await accord(stack, "disputes")
+    assert code == 0 and number in out and "mediation" in out
+    code, out = await accord(stack, "tasks", "--for", state.candidate_mediator_id or "")
+    assert code == 0 and "mediate" in out
+    code, out = await accord(stack, "verify", number)
+    assert code == 0 and "audit trail intact" in out
+
+
+async def test_bad_input_on_the_command_line_names_the_field(stack: Stack) -> None:
+    code, out = await accord(
+        stack,
+        "file",
+        "--as",
+        "nora@northwind.example",
+        "--claimant",
+        "northwind",
+        "--respondent",
+        "ghost",
+        "--category",
+        "deal_registration",
+        "--object",
+        "deal_registration:DR-8",
+        "--amount",
+        "10",
+        "--summary",
+        "A short summary",
+        "--facts",
+        "Facts that are long enough.",
+        "--remedy",
+        "Anything",
+    )
+    assert code == 2 and "respondent_ids[0]: unknown partner 'ghost'" in out
+    code, out = await accord(
+        stack,
+        "file",
+        "--as",
+        "nora@northwind.example",
+        "--claimant",
+        "northwind",
+        "--respondent",
+        "contoso",
+        "--category",
+        "deal_registration",
+        "--object",
+        "no-colon",
+        "--amount",
+        "10",
+        "--summary",
+        "A short summary",
+        "--facts",
+        "Facts that are long enough.",
+        "--remedy",
+        "Anything",
+    )
+    assert code == 2 and "--object 'no-colon': write it as kind:reference" in out
+    code, out = await accord(
+        stack,
+        "propose",
+        "DSP-2026-000001",
+        "--as",
+        "greta.hoffmann",
+        "--terms",
+        "x",
+        "--remedy",
+        '{"kind":"commission_split","deal_ref":"D","shares":{"a":60,"b":30}}',
+    )
+    assert code == 2 and "shares must add up to 100" in out
+    code, out = await accord(stack, "tasks", "--for", "nobody@nowhere.example")
+    assert code == 2 and "neither a person nor an active partner contact" in out
+    assert "Traceback" not in out
