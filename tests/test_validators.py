@@ -32,6 +32,8 @@ from workflows.dispute import DisputeWorkflow
 
 
 async def refused(stack: Stack, number: str, update: Any, payload: Any) -> str:
+    # Let the workflow finish writing what it is writing, so the count below is settled.
+    await stack.wait_for(number, lambda s: len(s.history) == len(stack.events(number)))
     before = (len(stack.events(number)), len((await stack.state(number)).history))
     with pytest.raises(WorkflowUpdateFailedError) as failure:
         await stack.handle(number).execute_update(update, payload)

@@ -1,0 +1,366 @@
+"""Shared state and plumbing of DisputeWorkflow: the audit trail, tasks, notifications.
+
+Every entry goes through `_record`, one at a time, so the audit trail's sequence numbers and
+hash chain follow the order things happened; task inbox changes ride on the same write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assignment import AssignmentActivities
+    from activities.deadlines import DeadlineActivities
+    from activities.notify import NotificationActivities
+    from activities.records import RecordActivities
+    from models.enums import (
+        DisputeStage,
+        Role,
+        TaskKind,
+    )
+    from models.payloads import (
+        SYSTEM,
+        ActionResult,
+        Actor,
+        Deadline,
+        DeadlineRequest,
+        DisputeInput,
+        EventRecord,
+        HistoryEntry,
+        MediatorChoice,
+        MediatorRequest,
+        NoteView,
+        NotificationRequest,
+        OpenTask,
+        Party,
+        PrecedentRecord,
+        ProposeSettlement,
+        RecordAssignment,
+        TaskOpen,
+    )
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+ACTIVITY_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+
+_T = TypeVar("_T")
+
+MEDIATION_STAGES = frozenset({DisputeStage.MEDIATION, DisputeStage.AWAITING_PARTY})
+
+
+@dataclass
+class InformationRequest:
+    id: str
+    party_id: str
+    questions: str
+    requested_at: datetime
+    deadline: Deadline
+    answered_at: datetime | None = None
+    answer: str | None = None
+
+
+@dataclass
+class Offer:
+    id: str
+    view: ProposeSettlement
+    proposed_at: datetime
+    responses: dict[str, bool] = field(default_factory=dict)
+    open: bool = True
+
+
+@dataclass
+class Clock:
+    """One running deadline and the warnings already sent for it."""
+
+    deadline: Deadline
+    warned: set[float] = field(default_factory=set)
+
+
+class DisputeCore:
+    def __init__(self) -> None:
+        self._d: DisputeInput
+        self._stage = DisputeStage.FILED
+        self._seq = 0
+        self._record_lock = asyncio.Lock()
+        self._history: list[HistoryEntry] = []
+        self._stage_log: list[tuple[DisputeStage, datetime]] = []
+        self._round = 0
+        self._candidate: MediatorChoice | None = None
+        self._mediator: MediatorChoice | None = None
+        self._excluded: list[str] = []
+        self._admin_pick: tuple[MediatorChoice, Actor, str] | None = None
+        self._clocks: dict[str, Clock] = {}
+        self._breaches: list[str] = []
+        self._info: dict[str, InformationRequest] = {}
+        self._pending_info: str | None = None
+        self._offers: dict[str, Offer] = {}
+        self._agreed: Offer | None = None
+        self._impasse: str | None = None
+        self._notes: list[NoteView] = []
+        self._tasks: dict[str, OpenTask] = {}
+        self._linked: list[str] = []
+        self._outcome: str | None = None
+        self._wakeups = 0
+
+    def _wake(self) -> None:
+        """Make every waiting clock look again: a deadline moved or the stage changed."""
+        self._wakeups += 1
+
+    async def _choose_mediator(self, chosen_person_id: str | None) -> MediatorChoice:
+        return await workflow.execute_activity_method(
+            AssignmentActivities.assign_mediator,
+            MediatorRequest(
+                number=self._d.number,
+                round=self._round + 1,
+                party_ids=self._party_ids(),
+                contested_objects=tuple(self._d.filing.contested_objects),
+                excluded_person_ids=tuple(self._excluded),
+                chosen_person_id=chosen_person_id,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _compute_deadline(self, purpose: str, calendar: str, days: int) -> Deadline:
+        return await workflow.execute_activity_method(
+            DeadlineActivities.compute_deadline,
+            DeadlineRequest(
+                purpose=purpose,
+                calendar=calendar,
+                playbook_version=self._d.terms.version,
+                starts_at=workflow.now(),
+                business_days=days,
+                warning_fractions=self._d.terms.warning_fractions,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    # ======================================================================================
+    # Recording, tasks, notifications
+    # ======================================================================================
+
+    async def _record(
+        self,
+        actor: Actor,
+        action: str,
+        summary: str,
+        *,
+        content: dict[str, Any],
+        stage: DisputeStage | None = None,
+        deadline: Deadline | None = None,
+        clear_deadline: bool = False,
+        mediator_id: str | None = None,
+        outcome: str | None = None,
+        assignment: RecordAssignment | None = None,
+        opens: tuple[TaskOpen, ...] = (),
+        done: tuple[str, ...] = (),
+        cancelled: tuple[str, ...] = (),
+    ) -> int:
+        """Append to the audit trail, and in the same write project the read model and the
+        task inbox, so the two never disagree; returns the entry's seq."""
+        async with self._record_lock:
+            self._seq += 1
+            seq = self._seq
+            at = workflow.now()
+            if stage is not None:
+                self._stage_log.append((stage, at))
+            self._history.append(
+                HistoryEntry(
+                    seq=seq, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
+                )
+            )
+            await workflow.execute_activity_method(
+                RecordActivities.record_event,
+                EventRecord(
+                    number=self._d.number,
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    content={"summary": summary, **content},
+                    stage=stage,
+                    deadline=deadline,
+                    clear_deadline=clear_deadline,
+                    mediator_id=mediator_id,
+                    outcome=outcome,
+                    assignment=assignment,
+                    open_tasks=opens,
+                    done_tasks=done,
+                    cancelled_tasks=cancelled,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            return seq
+
+    async def _enter(
+        self,
+        stage: DisputeStage,
+        summary: str,
+        *,
+        deadline: Deadline | None = None,
+        clear: bool = False,
+        opens: tuple[TaskOpen, ...] = (),
+        cancelled: tuple[str, ...] = (),
+    ) -> int:
+        self._stage = stage
+        self._wake()
+        return await self._record(
+            SYSTEM,
+            f"stage_{stage.value}",
+            summary,
+            content={"stage": stage.value},
+            stage=stage,
+            deadline=deadline,
+            clear_deadline=clear or deadline is None,
+            opens=opens,
+            cancelled=cancelled,
+        )
+
+    async def _conclude(self, stage: DisputeStage, actor: Actor, action: str, reason: str) -> None:
+        """End the dispute in a terminal stage; cancels whatever was still open."""
+        stale = self._untask(*self._open_task_names())
+        self._stage = stage
+        self._pending_info = None
+        self._outcome = self._outcome or action
+        self._wake()
+        seq = await self._record(
+            actor,
+            action,
+            reason,
+            content={"reason": reason},
+            stage=stage,
+            clear_deadline=True,
+            outcome=self._outcome,
+            cancelled=stale,
+        )
+        await self._notify(
+            seq,
+            "closure",
+            (*self._everyone(), self._d.admin_email),
+            outcome=self._outcome,
+            reason=reason,
+        )
+
+    def _task(
+        self, kind: TaskKind, name: str, assignee: str | None, role: Role, due: datetime | None
+    ) -> TaskOpen:
+        """A task to open with the next audit entry; visible in get_state from now on."""
+        key = f"{self._d.number}:{name}"
+        self._tasks[key] = OpenTask(key=key, kind=kind, assignee=assignee, due_at=due)
+        return TaskOpen(
+            key=key,
+            number=self._d.number,
+            kind=kind,
+            title=f"{kind.value.replace('_', ' ')}: {self._d.number}",
+            assignee_id=assignee,
+            assignee_role=role,
+            due_at=due,
+            at=workflow.now(),
+        )
+
+    def _untask(self, *names: str) -> tuple[str, ...]:
+        """Keys of the named tasks that are open, taken off the open list, to close with the
+        next audit entry."""
+        keys = (f"{self._d.number}:{name}" for name in names)
+        return tuple(key for key in keys if self._tasks.pop(key, None) is not None)
+
+    def _open_task_names(self) -> tuple[str, ...]:
+        prefix = f"{self._d.number}:"
+        return tuple(key.removeprefix(prefix) for key in self._tasks)
+
+    async def _notify(
+        self, seq: int, template: str, recipients: tuple[str, ...], **extra: Any
+    ) -> None:
+        wanted = tuple(dict.fromkeys(r for r in recipients if r))
+        if not wanted:
+            return
+        context: dict[str, object] = {
+            "number": self._d.number,
+            "category": self._d.filing.category.value,
+            "summary": self._d.filing.summary,
+            "claimant": self._d.claimant.name,
+            "respondents": [p.name for p in self._d.respondents],
+            "stage": self._stage.value,
+            "mediator": self._mediator.name if self._mediator else None,
+        }
+        for name, value in extra.items():
+            context[name] = value.isoformat() if isinstance(value, datetime) else value
+        await workflow.execute_activity_method(
+            NotificationActivities.send_notification,
+            NotificationRequest(
+                key=f"{self._d.number}:{seq}:{template}",
+                number=self._d.number,
+                template=template,
+                recipients=wanted,
+                context=context,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _write_precedent(self, offer: Offer) -> None:
+        timeline = tuple(
+            {"stage": stage.value, "entered_at": at.isoformat()} for stage, at in self._stage_log
+        ) + tuple({"breach": b} for b in self._breaches)
+        await workflow.execute_activity_method(
+            RecordActivities.write_precedent,
+            PrecedentRecord(
+                number=self._d.number,
+                category=self._d.filing.category,
+                playbook_version=self._d.terms.version,
+                clauses=self._d.terms.clauses,
+                facts=self._d.filing.facts,
+                contested_objects=tuple(self._d.filing.contested_objects),
+                outcome="settled",
+                remedies=offer.view.remedies,
+                rationale=offer.view.terms,
+                timeline=timeline,
+                claimant_tier=self._d.claimant.tier,
+                claimant_region=self._d.claimant.region,
+                amount_at_stake=self._d.filing.amount_at_stake,
+                decided_at=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    # --- small helpers ------------------------------------------------------------------------
+
+    def _parties(self) -> tuple[Party, ...]:
+        return (self._d.claimant, *self._d.respondents)
+
+    def _party_ids(self) -> tuple[str, ...]:
+        return tuple(p.partner_id for p in self._parties())
+
+    def _party(self, partner_id: str) -> Party:
+        return next(p for p in self._parties() if p.partner_id == partner_id)
+
+    def _party_contacts(self) -> tuple[str, ...]:
+        return tuple(c for p in self._parties() for c in p.contacts)
+
+    def _mediator_email(self) -> tuple[str, ...]:
+        return (self._mediator.email,) if self._mediator and self._mediator.email else ()
+
+    def _everyone(self) -> tuple[str, ...]:
+        return (*self._party_contacts(), *self._mediator_email())
+
+    @staticmethod
+    def _require(value: _T | None, problem: str) -> _T:
+        # Not `assert`: in production a failed assert retries the workflow task forever.
+        if value is None:
+            raise ApplicationError(problem, type="InvariantBroken", non_retryable=True)
+        return value
+
+    def _result(self, message: str, reference: str | None = None) -> ActionResult:
+        return ActionResult(
+            number=self._d.number, stage=self._stage, message=message, reference=reference
+        )
