@@ -245,6 +245,20 @@ class Stack:
                 raise AssertionError(f"{number} never reached the expected state; last: {state}")
             await asyncio.sleep(0.05)
 
+    async def wait_for_event(self, number: str, action: str, count: int = 1) -> DisputeEvent:
+        """The audit entry `action` once `count` of them are in the database.
+
+        The workflow's query shows a change as soon as it is decided; its audit entry is
+        written by an activity a moment later."""
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            found = [e for e in self.events(number) if e.action == action]
+            if len(found) >= count:
+                return found[count - 1]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no {action!r} x{count} in {number}: {self.actions(number)}")
+            await asyncio.sleep(0.05)
+
     def actor(self, login: str) -> Actor:
         with self.sessions.read() as session:
             return resolve_actor(session, login)

@@ -245,8 +245,8 @@ async def test_recusal_reassigns_to_the_next_eligible_mediator(stack: Stack) -> 
     )
     assert state.stage is DisputeStage.TRIAGE
     assert state.candidate_mediator_id not in (None, first)
-    actions = stack.actions(number)
-    assert actions.count("mediator_offered") == 2 and "recused" in actions
+    await stack.wait_for_event(number, "mediator_offered", count=2)
+    assert "recused" in stack.actions(number)
 
 
 async def test_missed_acceptance_deadline_reassigns(stack: Stack) -> None:
@@ -278,7 +278,7 @@ async def test_no_eligible_mediator_gives_admins_a_task_and_an_admin_assigns(sta
         number, lambda s: any(t.kind is TaskKind.ASSIGN_MEDIATOR for t in s.open_tasks)
     )
     assert state.stage is DisputeStage.TRIAGE and state.candidate_mediator_id is None
-    event = next(e for e in stack.events(number) if e.action == "no_eligible_mediator")
+    event = await stack.wait_for_event(number, "no_eligible_mediator")
     assert "Maria Lopez owns the contested account:ACME-001" in event.content["reason"]
     await stack.mail.wait_for("channel-admins@vendor.example", "no eligible mediator")
 
@@ -379,7 +379,7 @@ async def test_matching_filing_is_linked_to_the_open_dispute_and_the_filer_told(
     )
     assert linked.linked and linked.number == first.number
     state = await stack.wait_for(first.number, lambda s: len(s.linked_filings) == 1)
-    assert "filing_linked" in stack.actions(first.number)
+    await stack.wait_for_event(first.number, "filing_linked")
     await stack.mail.wait_for("nora@northwind.example", "linked to an open dispute")
     with stack.sessions.read() as session:
         assert len(session.exec(select(Dispute)).all()) == 1
