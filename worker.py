@@ -13,7 +13,7 @@ import logging
 import signal
 
 from accord.filing import FilingService
-from accord.runtime import Services, build_services, build_worker, connect
+from accord.runtime import Services, build_filing, build_services, build_worker, connect
 from accord.settings import Settings
 
 log = logging.getLogger("accord.worker")
@@ -41,13 +41,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client = await connect(settings)
     worker = build_worker(client, services, settings.task_queue)
     stop = stop or asyncio.Event()
-    filing = FilingService(
-        services.sessions,
-        services.playbooks,
-        client,
-        task_queue=settings.task_queue,
-        admin_email=settings.admin_email,
-    )
+    filing = build_filing(services, client)
     relay = asyncio.create_task(
         recover_interrupted_work(services, filing, settings.outbox_relay_interval_seconds)
     )

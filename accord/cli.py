@@ -22,8 +22,8 @@ from temporalio.service import RPCError
 
 from accord.audit import first_broken_link
 from accord.directory import UnknownActor, resolve_actor
-from accord.filing import FilingRejected, FilingService
-from accord.runtime import Services
+from accord.filing import FilingRejected
+from accord.runtime import Services, build_filing
 from accord.settings import Settings
 from models.enums import DisputeStage, NoteVisibility, TaskState
 from models.payloads import (
@@ -215,13 +215,7 @@ def file_dispute(
             }
         )
         client = await _client(settings)
-        service = FilingService(
-            services.sessions,
-            services.playbooks,
-            client,
-            task_queue=settings.task_queue,
-            admin_email=settings.admin_email,
-        )
+        service = build_filing(services, client)
         result = await service.file(submission)
         typer.echo(f"{result.number}: {result.message}")
 

@@ -7,6 +7,7 @@ shared contested object) is linked to it instead of opening a second one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -277,7 +278,8 @@ class FilingService:
         return f"DSP-{year}-{bumped:06d}"
 
     async def _start(self, dispute: DisputeInput) -> None:
-        try:
+        # Already started and finished: nothing to start again.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(
                 DisputeWorkflow.run,
                 dispute,
@@ -286,25 +288,21 @@ class FilingService:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
-        except WorkflowAlreadyStartedError:
-            pass  # it ran and finished: nothing to start again
 
     async def _link(
         self, number: str, key: str, s: FilingSubmission, now: datetime
     ) -> FilingResult:
-        try:
-            with self.sessions.begin() as session:
-                session.add(
-                    FilingReceipt(
-                        filing_key=key,
-                        dispute_number=number,
-                        linked=True,
-                        filed_by=s.filed_by,
-                        received_at=now,
-                    )
+        # IntegrityError: a concurrent identical submission recorded the receipt first.
+        with contextlib.suppress(IntegrityError), self.sessions.begin() as session:
+            session.add(
+                FilingReceipt(
+                    filing_key=key,
+                    dispute_number=number,
+                    linked=True,
+                    filed_by=s.filed_by,
+                    received_at=now,
                 )
-        except IntegrityError:
-            pass  # recorded by a concurrent identical submission
+            )
         await self._tell_workflow_of_link(number, key, s)
         return FilingResult(
             number=number,
@@ -318,7 +316,8 @@ class FilingService:
 
     async def _tell_workflow_of_link(self, number: str, key: str, s: FilingSubmission) -> None:
         handle = self.client.get_workflow_handle(number)
-        try:
+        # Refused if the dispute closed meanwhile; the receipt still records the link.
+        with contextlib.suppress(WorkflowUpdateFailedError):
             await handle.execute_update(
                 DisputeWorkflow.link_filing,
                 LinkFiling(
@@ -327,8 +326,6 @@ class FilingService:
                     summary=s.summary,
                 ),
             )
-        except WorkflowUpdateFailedError:
-            pass  # the dispute closed meanwhile; the receipt still records the link
 
     async def _repeat(self, receipt: FilingReceipt, s: FilingSubmission) -> FilingResult:
         """The same submission again: same number, and finish whatever a crash interrupted."""

@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from accord.db import SessionFactory, make_engine
+from accord.filing import FilingService
 from accord.playbook import PlaybookLibrary
 from accord.settings import Settings
 from activities.assignment import AssignmentActivities
@@ -53,6 +54,16 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
         base_url=settings.base_url,
     )
     return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
+
+
+def build_filing(services: Services, client: Client) -> FilingService:
+    return FilingService(
+        services.sessions,
+        services.playbooks,
+        client,
+        task_queue=services.settings.task_queue,
+        admin_email=services.settings.admin_email,
+    )
 
 
 def activity_methods(services: Services) -> list[Any]:

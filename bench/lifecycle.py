@@ -34,7 +34,7 @@ from accord.demo import DEMO
 from accord.directory import import_directory, resolve_actor
 from accord.filing import FilingService
 from accord.migrate import upgrade
-from accord.runtime import build_services, build_worker
+from accord.runtime import build_filing, build_services, build_worker
 from accord.settings import REPO_ROOT, Settings
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
 from models.enums import DisputeStage
@@ -212,13 +212,7 @@ async def main(n: int, concurrency: int) -> None:
     )
     try:
         client = env.client
-        filing = FilingService(
-            services.sessions,
-            services.playbooks,
-            client,
-            task_queue="accord-bench",
-            admin_email=settings.admin_email,
-        )
+        filing = build_filing(services, client)
         timings: dict[str, list[float]] = {}
         async with build_worker(client, services, "accord-bench"):
             await one_dispute(

@@ -28,9 +28,8 @@ from temporalio.worker import Worker
 from accord.db import SessionFactory
 from accord.demo import DEMO
 from accord.directory import Directory, import_directory, resolve_actor
-from accord.filing import FilingService
 from accord.migrate import upgrade
-from accord.runtime import build_services, build_worker
+from accord.runtime import build_filing, build_services, build_worker
 from accord.settings import REPO_ROOT, Settings
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent
@@ -176,13 +175,7 @@ class Stack:
         self.mail = mail
         self.services = build_services(settings)
         self.sessions = self.services.sessions
-        self.filing = FilingService(
-            self.sessions,
-            self.services.playbooks,
-            self.client,
-            task_queue=settings.task_queue,
-            admin_email=settings.admin_email,
-        )
+        self.filing = build_filing(self.services, self.client)
         self.numbers: list[str] = []
         self.worker: Worker = build_worker(
             self.client, self.services, settings.task_queue, fail_workflows_on_bugs=True
