@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.enums import RemedyKind
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +44,13 @@ class Settings(BaseSettings):
     admin_email: str = "channel-admins@accord.localhost"
     """Where admin tasks (no eligible mediator, escalations) are announced."""
     base_url: str = "http://127.0.0.1:8000"
+
+    remedy_webhooks: dict[RemedyKind, str] = Field(default_factory=dict)
+    """Remedy kinds applied by POSTing to an external system (CRM, billing), as JSON:
+    {"commission_split": "https://crm.example/accord/remedies"}. Others go to the ledger."""
+    remedy_webhook_secret: SecretStr | None = None
+    """HMAC-SHA256 key for the X-Accord-Signature header; required when webhooks are set."""
+    remedy_webhook_timeout_seconds: float = 10.0
     outbox_relay_interval_seconds: float = 30.0
 
     def resolved_database_url(self) -> str:

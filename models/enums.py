@@ -122,3 +122,13 @@ class OutboxState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+
+
+class RemedyState(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    """The adapter accepted it; not yet read back."""
+    VERIFIED = "verified"
+    FAILED = "failed"
+    """The last attempt failed; retried, or left to an admin."""
+    WAIVED = "waived"

@@ -541,3 +541,19 @@ class Ack(Payload):
     """Returned by activities that only write: what they did, for the history."""
 
     done: str
+
+
+class RemedyOrder(Payload):
+    """Apply one remedy of a decision; `key` is its idempotency key everywhere."""
+
+    key: str
+    number: str
+    position: int
+    remedy: Remedy
+
+
+class RemedyResult(Payload):
+    key: str
+    state: str
+    adapter: str
+    external_ref: str | None

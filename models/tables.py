@@ -32,6 +32,8 @@ from models.enums import (
     ObjectKind,
     OutboxState,
     PartnerTier,
+    RemedyKind,
+    RemedyState,
     Role,
     TaskKind,
     TaskState,
@@ -271,3 +273,81 @@ class Precedent(SQLModel, table=True):
     claimant_region: str = Field(max_length=64)
     amount_at_stake: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
     decided_at: datetime = _utc_column()
+
+
+# --- remedies: one application row per remedy, and the built-in ledger ---------------------
+
+
+class RemedyApplication(SQLModel, table=True):
+    """One remedy of a settlement or ruling on its way to being applied, exactly once."""
+
+    __tablename__ = "remedy_application"
+    key: str = Field(primary_key=True, max_length=200)
+    """Dispute number, decision and remedy index: the idempotency key sent to adapters."""
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    position: int
+    kind: RemedyKind = _enum(RemedyKind)
+    remedy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    adapter: str = Field(max_length=64)
+    state: RemedyState = _enum(RemedyState, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    external_ref: str | None = Field(default=None, max_length=400)
+    created_at: datetime = _utc_column()
+    applied_at: datetime | None = _utc_column(nullable=True)
+    verified_at: datetime | None = _utc_column(nullable=True)
+    waived_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class _LedgerEntry(SQLModel):
+    id: int | None = Field(default=None, primary_key=True)
+    application_key: str = Field(max_length=200, unique=True)
+    dispute_number: str = Field(max_length=32, index=True)
+    applied_at: datetime = _utc_column()
+
+
+class LedgerTerritoryReassignment(_LedgerEntry, table=True):
+    __tablename__ = "ledger_territory_reassignment"
+    territory_code: str = Field(max_length=64)
+    from_partner_id: str = Field(max_length=64)
+    to_partner_id: str = Field(max_length=64)
+    effective_on: date
+
+
+class LedgerCommissionSplit(_LedgerEntry, table=True):
+    __tablename__ = "ledger_commission_split"
+    deal_ref: str = Field(max_length=128)
+    shares: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class LedgerRebateAdjustment(_LedgerEntry, table=True):
+    __tablename__ = "ledger_rebate_adjustment"
+    partner_id: str = Field(max_length=64)
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    currency: str = Field(max_length=3)
+
+
+class LedgerCoSellingResources(_LedgerEntry, table=True):
+    __tablename__ = "ledger_co_selling_resources"
+    partner_id: str = Field(max_length=64)
+    resource: str = Field(max_length=200)
+    hours: int
+
+
+class LedgerLeadReroute(_LedgerEntry, table=True):
+    __tablename__ = "ledger_lead_reroute"
+    lead_ref: str = Field(max_length=128)
+    to_partner_id: str = Field(max_length=64)
+
+
+class LedgerMdfCredit(_LedgerEntry, table=True):
+    __tablename__ = "ledger_mdf_credit"
+    partner_id: str = Field(max_length=64)
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    currency: str = Field(max_length=3)
+
+
+class LedgerWrittenWarning(_LedgerEntry, table=True):
+    __tablename__ = "ledger_written_warning"
+    partner_id: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
