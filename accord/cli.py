@@ -44,6 +44,8 @@ from models.payloads import (
     Remedy,
     RequestInformation,
     RespondToOffer,
+    RetryRemedy,
+    WaiveRemedy,
     Withdraw,
 )
 from models.tables import Dispute, DisputeEvent, Task
@@ -348,6 +350,12 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
                 f"  info         {r.id} to {r.party_id}: {r.questions!r}"
                 + (f" answered {r.answer!r}" if r.answer else "")
             )
+        for rp in state.remedies:
+            typer.echo(
+                f"  remedy       {rp.position}: {rp.kind.value} {rp.state}"
+                + (f" via {rp.adapter}" if rp.adapter else "")
+                + (f" ({rp.error})" if rp.error else "")
+            )
         typer.echo("  history")
         for h in state.history:
             typer.echo(
@@ -628,6 +636,38 @@ def main() -> None:
     # ("Fatal Python error: PyGILState_Release"); every command is complete by now, so leave
     # without finalizing.
     os._exit(code if isinstance(code, int) else 0)
+
+
+@app.command("retry-remedy")
+def retry_remedy(
+    number: Number,
+    actor: As,
+    position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
+    reason: Annotated[str, typer.Option(help="what changed")] = "",
+) -> None:
+    """Admin: apply a remedy that kept failing once more."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.retry_remedy,
+        lambda a: RetryRemedy(actor=a, position=position, reason=reason),
+    )
+
+
+@app.command("waive-remedy")
+def waive_remedy(
+    number: Number,
+    actor: As,
+    position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
+    reason: Reason,
+) -> None:
+    """Admin: give up on a remedy that cannot be applied, with a reason."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.waive_remedy,
+        lambda a: WaiveRemedy(actor=a, position=position, reason=reason),
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ from temporalio.worker import Worker
 from accord.db import SessionFactory, make_engine
 from accord.filing import FilingService
 from accord.playbook import PlaybookLibrary
+from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from accord.settings import Settings
 from activities.assignment import AssignmentActivities
 from activities.deadlines import DeadlineActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
+from activities.remedies import RemedyActivities
+from models.enums import RemedyKind
 from notifications.mailer import Mailer, SmtpMailer
 from notifications.outbox import Outbox
 from notifications.render import TemplateCatalog
@@ -66,12 +69,36 @@ def build_filing(services: Services, client: Client) -> FilingService:
     )
 
 
+class ConfigurationError(ValueError):
+    pass
+
+
+def build_remedy_activities(services: Services) -> RemedyActivities:
+    """The ledger for every remedy kind, except those routed to a webhook by the settings."""
+    settings = services.settings
+    routed: dict[RemedyKind, RemedyAdapter] = {}
+    if settings.remedy_webhooks:
+        if settings.remedy_webhook_secret is None:
+            raise ConfigurationError(
+                "ACCORD_REMEDY_WEBHOOK_SECRET: required when ACCORD_REMEDY_WEBHOOKS is set"
+            )
+        secret = settings.remedy_webhook_secret.get_secret_value().encode()
+        for kind, url in settings.remedy_webhooks.items():
+            routed[kind] = WebhookAdapter(
+                url, secret, settings.remedy_webhook_timeout_seconds, name=f"webhook:{kind.value}"
+            )
+    return RemedyActivities(services.sessions, LedgerAdapter(services.sessions), routed)
+
+
 def activity_methods(services: Services) -> list[Any]:
     records = RecordActivities(services.sessions)
     deadlines = DeadlineActivities(services.playbooks)
     assignment = AssignmentActivities(services.sessions)
     notify = NotificationActivities(services.outbox)
+    remedies = build_remedy_activities(services)
     return [
+        remedies.apply_remedy,
+        remedies.waive_remedy,
         records.record_event,
         records.write_precedent,
         deadlines.compute_deadline,

@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from accord.db import SessionFactory
 from accord.remedies import RemedyAdapter, RemedyRefused, RemedyRetryable
 from models.enums import RemedyKind, RemedyState
-from models.payloads import RemedyOrder, RemedyResult
+from models.payloads import RemedyOrder, RemedyResult, RemedyWaiver
 from models.tables import RemedyApplication
 
 
@@ -65,6 +65,25 @@ class RemedyActivities:
         return RemedyResult(
             key=row.key, state=row.state.value, adapter=row.adapter, external_ref=row.external_ref
         )
+
+    @activity.defn
+    async def waive_remedy(self, waiver: RemedyWaiver) -> RemedyResult:
+        """An admin gave up on a remedy, with a reason; it is never applied after this."""
+
+        def waive() -> RemedyApplication:
+            with self.sessions.begin() as session:
+                row = session.get(RemedyApplication, waiver.key)
+                if row is None:
+                    raise ApplicationError(
+                        f"no remedy {waiver.key}", type="UnknownRemedy", non_retryable=True
+                    )
+                if row.state is not RemedyState.VERIFIED:
+                    row.state = RemedyState.WAIVED
+                    row.waived_reason = f"{waiver.reason} ({waiver.actor_id})"
+                    session.add(row)
+                return row
+
+        return self._result(await asyncio.to_thread(waive))
 
     @activity.defn
     async def apply_remedy(self, order: RemedyOrder) -> RemedyResult:

@@ -38,6 +38,8 @@ class DisputeStage(StrEnum):
     MEDIATION = "mediation"
     AWAITING_PARTY = "awaiting_party"
     SETTLED = "settled"
+    REMEDY = "remedy"
+    """Remedies of the settlement or ruling are being applied."""
     FORMAL_REVIEW = "formal_review"
     WITHDRAWN = "withdrawn"
     DISMISSED = "dismissed"
@@ -87,6 +89,8 @@ class Action(StrEnum):
     EXTEND_DEADLINE = "extend_deadline"
     ASSIGN_MEDIATOR = "assign_mediator"
     LINK_FILING = "link_filing"
+    RETRY_REMEDY = "retry_remedy"
+    WAIVE_REMEDY = "waive_remedy"
 
 
 class NoteVisibility(StrEnum):
@@ -102,6 +106,8 @@ class TaskKind(StrEnum):
     RESPOND_TO_OFFER = "respond_to_offer"
     ASSIGN_MEDIATOR = "assign_mediator"
     FORMAL_REVIEW = "formal_review"
+    RESOLVE_REMEDY = "resolve_remedy"
+    """A remedy keeps failing: an admin retries it or waives it with a reason."""
 
 
 class TaskState(StrEnum):

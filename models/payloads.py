@@ -346,6 +346,16 @@ class AssignMediator(ActionPayload):
     reason: Reason
 
 
+class RetryRemedy(ActionPayload):
+    position: int
+    reason: str = ""
+
+
+class WaiveRemedy(ActionPayload):
+    position: int
+    reason: Reason
+
+
 class LinkFiling(ActionPayload):
     filing_key: str
     summary: str
@@ -407,6 +417,15 @@ class NoteView(Payload):
     caucus_partner_id: str | None
 
 
+class RemedyProgress(Payload):
+    position: int
+    kind: RemedyKind
+    state: str
+    """pending, verified, failed (waiting for an admin), or waived."""
+    adapter: str | None = None
+    error: str | None = None
+
+
 class DisputeState(Payload):
     number: str
     stage: DisputeStage
@@ -424,6 +443,7 @@ class DisputeState(Payload):
     notes: tuple[NoteView, ...]
     history: tuple[HistoryEntry, ...]
     linked_filings: tuple[str, ...]
+    remedies: tuple[RemedyProgress, ...] = ()
     outcome: str | None
     allowed_actions: dict[str, tuple[Action, ...]]
     """Role to the actions this stage allows it, from the transition table."""
@@ -550,6 +570,12 @@ class RemedyOrder(Payload):
     number: str
     position: int
     remedy: Remedy
+
+
+class RemedyWaiver(Payload):
+    key: str
+    reason: str
+    actor_id: str
 
 
 class RemedyResult(Payload):

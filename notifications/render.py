@@ -25,6 +25,8 @@ SUBJECTS: dict[str, str] = {
     "escalation": "Escalated to formal review",
     "settlement": "Settled",
     "closure": "Dispute {{ outcome }}",
+    "remedy_applied": "Remedy applied: {{ kind }}",
+    "remedy_failed": "Action needed: remedy {{ kind }} could not be applied",
 }
 
 

@@ -270,8 +270,9 @@ class Stack:
         return [e.action for e in self.events(number)]
 
 
-def make_settings(database_url: str, smtp_port: int, tmp_path: Path) -> Settings:
+def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: Any) -> Settings:
     return Settings(
+        **extra,
         database_url=database_url,
         state_dir=tmp_path,
         playbook_dir=REPO_ROOT / "playbooks",

@@ -94,4 +94,5 @@ async def test_worker_restart_mid_dispute_sends_every_email_exactly_once(
     finally:
         await stack.worker.__aexit__(None, None, None)
     assert_each_mail_once(mail)
-    assert len(mail.to("nora@northwind.example")) == 4  # ack, offer, settled, closed
+    # acknowledgement, offer, settled, remedy applied, closed
+    assert len(mail.to("nora@northwind.example")) == 5

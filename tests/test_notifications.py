@@ -38,6 +38,10 @@ CONTEXT = {
     "percent": 50,
     "purpose": "mediation",
     "linked_summary": "Again",
+    "kind": "commission_split",
+    "position": 0,
+    "adapter": "ledger",
+    "reference": "ledger_commission_split:1",
 }
 
 

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
+    from activities.remedies import RemedyActivities
     from models.enums import (
         Action,
         AssignmentState,
@@ -39,8 +40,11 @@ with workflow.unsafe.imports_passed_through():
         ProposeSettlement,
         RecordAssignment,
         Recuse,
+        RemedyWaiver,
         RequestInformation,
         RespondToOffer,
+        RetryRemedy,
+        WaiveRemedy,
         Withdraw,
         remedy_parties,
     )
@@ -49,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
         MEDIATION_STAGES,
+        REMEDY_STAGE_PATCH,
         Clock,
         InformationRequest,
         Offer,
@@ -386,7 +391,11 @@ class DisputeActions(DisputeClocks):
         if all(offer.responses.get(p) for p in self._party_ids()):
             offer.open = False
             self._agreed = offer
-            await workflow.wait_condition(lambda: not self._stage.is_open)
+            if workflow.patched(REMEDY_STAGE_PATCH):
+                # Answer once the settlement is recorded; remedies may take days.
+                await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
+            else:
+                await workflow.wait_condition(lambda: not self._stage.is_open)
             return self._result(f"{offer.id} accepted by every party; the dispute is settled")
         return self._result(f"{offer.id} accepted by {partner_id}; waiting for the other parties")
 
@@ -480,6 +489,66 @@ class DisputeActions(DisputeClocks):
         if purpose not in self._clocks:
             raise ValueError("there is no running deadline to extend yet")
 
+    # --- remedies ---------------------------------------------------------------------------
+
+    @workflow.update
+    async def retry_remedy(self, req: RetryRemedy) -> ActionResult:
+        self._remedy_waiting = None
+        await self._record(
+            req.actor,
+            "remedy_retried",
+            f"remedy {req.position + 1} retried by an admin"
+            + (f": {req.reason}" if req.reason else ""),
+            content={"position": req.position, "reason": req.reason},
+            done=self._untask(f"remedy-{req.position}"),
+        )
+        self._remedy_decision = "retry"
+        return self._result(f"remedy {req.position + 1} is being applied again")
+
+    @retry_remedy.validator
+    def _validate_retry_remedy(self, req: RetryRemedy) -> None:
+        self._check(Action.RETRY_REMEDY, req)
+        self._check_remedy_waiting(req.position)
+
+    @workflow.update
+    async def waive_remedy(self, req: WaiveRemedy) -> ActionResult:
+        self._remedy_waiting = None
+        await workflow.execute_activity_method(
+            RemedyActivities.waive_remedy,
+            RemedyWaiver(
+                key=self._remedy_keys[req.position],
+                reason=req.reason,
+                actor_id=req.actor.id,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        progress = self._remedies[req.position]
+        self._remedies[req.position] = progress.model_copy(update={"state": "waived"})
+        await self._record(
+            req.actor,
+            "remedy_waived",
+            f"remedy {req.position + 1} ({progress.kind.value}) waived: {req.reason}",
+            content={"position": req.position, "reason": req.reason},
+            done=self._untask(f"remedy-{req.position}"),
+        )
+        self._remedy_decision = "waive"
+        return self._result(f"remedy {req.position + 1} waived")
+
+    @waive_remedy.validator
+    def _validate_waive_remedy(self, req: WaiveRemedy) -> None:
+        self._check(Action.WAIVE_REMEDY, req)
+        self._check_remedy_waiting(req.position)
+
+    def _check_remedy_waiting(self, position: int) -> None:
+        if self._remedy_waiting != position:
+            waiting = (
+                "no remedy is"
+                if self._remedy_waiting is None
+                else f"remedy {self._remedy_waiting} is"
+            )
+            raise ValueError(f"position: {waiting} waiting for an admin, not {position}")
+
     @workflow.update
     async def link_filing(self, req: LinkFiling) -> ActionResult:
         if req.filing_key in self._linked:
@@ -549,6 +618,7 @@ class DisputeActions(DisputeClocks):
             notes=tuple(self._notes),
             history=tuple(self._history),
             linked_filings=tuple(self._linked),
+            remedies=tuple(self._remedies[p] for p in sorted(self._remedies)),
             outcome=self._outcome,
             allowed_actions={role.value: allowed_actions(self._stage, role) for role in Role},
         )

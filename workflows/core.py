@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PrecedentRecord,
         ProposeSettlement,
         RecordAssignment,
+        RemedyProgress,
         TaskOpen,
     )
 
@@ -50,6 +51,19 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 _T = TypeVar("_T")
+
+# Patches, in the order they were introduced (see README, "Changing the workflow").
+REMEDY_STAGE_PATCH = "remedy-stage"
+"""Settlements go through the remedy stage before closing (histories before it close at once)."""
+
+REMEDY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=5,
+    non_retryable_error_types=["RemedyRefused"],
+)
+"""A remedy that still fails after this becomes an admin task."""
 
 MEDIATION_STAGES = frozenset({DisputeStage.MEDIATION, DisputeStage.AWAITING_PARTY})
 
@@ -107,6 +121,11 @@ class DisputeCore:
         self._linked: list[str] = []
         self._outcome: str | None = None
         self._wakeups = 0
+        self._remedies: dict[int, RemedyProgress] = {}
+        self._remedy_keys: dict[int, str] = {}
+        self._remedy_waiting: int | None = None
+        """Position of the remedy an admin must retry or waive, while one is."""
+        self._remedy_decision: str | None = None
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""

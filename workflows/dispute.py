@@ -22,9 +22,13 @@ task and notification plumbing in `workflows/core.py`.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.remedies import RemedyActivities
     from models.enums import (
         AssignmentState,
         DisputeStage,
@@ -38,9 +42,12 @@ with workflow.unsafe.imports_passed_through():
         DisputeOutcome,
         MediatorChoice,
         RecordAssignment,
+        Remedy,
+        RemedyOrder,
+        RemedyProgress,
     )
     from workflows.actions import DisputeActions
-    from workflows.core import MEDIATION_STAGES, Clock
+    from workflows.core import MEDIATION_STAGES, REMEDY_RETRY, REMEDY_STAGE_PATCH, Clock
 
 
 @workflow.defn
@@ -173,8 +180,91 @@ class DisputeWorkflow(DisputeActions):
         )
         self._outcome = "settled"
         await self._notify(seq, "settlement", self._everyone())
+        if workflow.patched(REMEDY_STAGE_PATCH):
+            await self._apply_remedies(offer.view.remedies, decision="settlement")
         await self._write_precedent(offer)
         await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
+
+    async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
+        """Remedy stage: each remedy applied exactly once, then verified, in order; one that
+        keeps failing waits for an admin to retry or waive it. Closes only when all are done."""
+        await self._enter(DisputeStage.REMEDY, f"applying {len(remedies)} remedies")
+        for position, remedy in enumerate(remedies):
+            self._remedies[position] = RemedyProgress(
+                position=position, kind=remedy.kind, state="pending"
+            )
+            self._remedy_keys[position] = f"{self._d.number}:{decision}:{position}"
+            order = RemedyOrder(
+                key=self._remedy_keys[position],
+                number=self._d.number,
+                position=position,
+                remedy=remedy,
+            )
+            while await self._remedy_attempt(order) == "retry":
+                pass
+
+    async def _remedy_attempt(self, order: RemedyOrder) -> str:
+        """One try with the activity's retries; 'done', or 'retry' when an admin said so."""
+        try:
+            result = await workflow.execute_activity_method(
+                RemedyActivities.apply_remedy,
+                order,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=REMEDY_RETRY,
+            )
+        except ActivityError as failure:
+            reason = str(failure.cause or failure)
+            return await self._ask_admins_about_remedy(order, reason)
+        kind = order.remedy.kind
+        self._remedies[order.position] = RemedyProgress(
+            position=order.position, kind=kind, state=result.state, adapter=result.adapter
+        )
+        seq = await self._record(
+            SYSTEM,
+            "remedy_applied",
+            f"remedy {order.position + 1} ({kind.value}) applied through {result.adapter}",
+            content={"key": order.key, "adapter": result.adapter, "reference": result.external_ref},
+        )
+        await self._notify(
+            seq,
+            "remedy_applied",
+            (*self._party_contacts(), self._d.admin_email),
+            position=order.position,
+            kind=kind.value,
+            adapter=result.adapter,
+            reference=result.external_ref,
+        )
+        return "done"
+
+    async def _ask_admins_about_remedy(self, order: RemedyOrder, reason: str) -> str:
+        kind = order.remedy.kind
+        self._remedies[order.position] = RemedyProgress(
+            position=order.position, kind=kind, state="failed", error=reason
+        )
+        seq = await self._record(
+            SYSTEM,
+            "remedy_failed",
+            f"remedy {order.position + 1} ({kind.value}) could not be applied: {reason}",
+            content={"key": order.key, "reason": reason},
+            opens=(
+                self._task(
+                    TaskKind.RESOLVE_REMEDY, f"remedy-{order.position}", None, Role.ADMIN, None
+                ),
+            ),
+        )
+        await self._notify(
+            seq,
+            "remedy_failed",
+            (self._d.admin_email,),
+            position=order.position,
+            kind=kind.value,
+            reason=reason,
+        )
+        self._remedy_decision = None
+        self._remedy_waiting = order.position
+        await workflow.wait_condition(lambda: self._remedy_decision is not None)
+        decision, self._remedy_decision = self._remedy_decision or "retry", None
+        return decision
 
     async def _escalate_to_formal_review(self, reason: str) -> None:
         stale = self._untask(*self._open_task_names())

@@ -44,6 +44,10 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.AWAITING_PARTY, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.AWAITING_PARTY, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
     (S.AWAITING_PARTY, A.LINK_FILING): frozenset({R.SYSTEM}),
+    # remedies of a settlement are applied; one that keeps failing waits for an admin
+    (S.REMEDY, A.RETRY_REMEDY): frozenset({R.ADMIN}),
+    (S.REMEDY, A.WAIVE_REMEDY): frozenset({R.ADMIN}),
+    (S.REMEDY, A.LINK_FILING): frozenset({R.SYSTEM}),
     # formal review is reached here; the board's actions arrive with the review itself
     (S.FORMAL_REVIEW, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.FORMAL_REVIEW, A.LINK_FILING): frozenset({R.SYSTEM}),

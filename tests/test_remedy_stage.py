@@ -1,0 +1,160 @@
+"""The remedy stage after a settlement: applied once and verified, or resolved by an admin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from models.enums import DisputeStage, RemedyState, TaskKind
+from models.payloads import RespondToOffer, RetryRemedy, WaiveRemedy
+from models.tables import LedgerCommissionSplit, RemedyApplication
+from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.test_dispute_paths import in_mediation, split_offer
+from tests.webhook_receiver import Receiver
+from workflows.dispute import DisputeWorkflow
+
+SECRET = "remedy-test-secret"
+
+
+async def settle(stack: Stack) -> str:
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    handle = stack.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    for contact in ("nora@northwind.example", "carl@contoso.example"):
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(actor=stack.actor(contact), offer_id="offer-1", accept=True),
+        )
+    return number
+
+
+async def test_settled_remedies_are_applied_through_the_ledger_then_the_dispute_closes(
+    stack: Stack,
+) -> None:
+    number = await settle(stack)
+    outcome = await stack.handle(number).result()
+    assert outcome.stage is DisputeStage.CLOSED
+    actions = stack.actions(number)
+    assert (
+        actions.index("settled") < actions.index("stage_remedy") < actions.index("remedy_applied")
+    )
+    assert actions.index("remedy_applied") < actions.index("closed")
+    with stack.sessions.read() as session:
+        row = session.get(RemedyApplication, f"{number}:settlement:0")
+        assert row is not None and row.state is RemedyState.VERIFIED and row.adapter == "ledger"
+        assert len(session.exec(select(LedgerCommissionSplit)).all()) == 1
+    assert any("Remedy applied" in s for s in stack.mail.subjects("nora@northwind.example"))
+    state = await stack.state(number)
+    assert [r.state for r in state.remedies] == ["verified"]
+
+
+@pytest.fixture
+def receiver() -> AsyncIterator[Receiver]:
+    with Receiver(SECRET.encode()) as running:
+        yield running  # type: ignore[misc]
+
+
+@pytest.fixture
+async def webhook_stack(
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    receiver: Receiver,
+) -> AsyncIterator[Stack]:
+    mail, port = smtp
+    settings = make_settings(
+        sqlite_url,
+        port,
+        tmp_path,
+        remedy_webhooks={"commission_split": receiver.url},
+        remedy_webhook_secret=SECRET,
+        remedy_webhook_timeout_seconds=2,
+    )
+    harness = Stack(env, settings, mail)
+    seed(harness.sessions)
+    async with harness.worker:
+        yield harness
+
+
+async def test_a_refused_remedy_becomes_an_admin_task_and_can_be_waived(
+    webhook_stack: Stack, receiver: Receiver
+) -> None:
+    stack = webhook_stack
+    receiver.refuse_with = 422
+    number = await settle(stack)
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    assert state.stage is DisputeStage.REMEDY
+    assert state.remedies[0].state == "failed" and "answered 422" in (state.remedies[0].error or "")
+    await stack.mail.wait_for("channel-admins@vendor.example", "could not be applied")
+    handle = stack.handle(number)
+
+    for payload, expected in [
+        (
+            WaiveRemedy(actor=stack.actor("greta.hoffmann"), position=0, reason="not needed"),
+            "waive_remedy in stage remedy is for admin, not mediator",
+        ),
+        (
+            WaiveRemedy(actor=stack.actor("alex.admin"), position=3, reason="not needed"),
+            "position: remedy 0 is waiting for an admin, not 3",
+        ),
+    ]:
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(DisputeWorkflow.waive_remedy, payload)
+        assert expected in str(refused.value.cause)
+
+    await handle.execute_update(
+        DisputeWorkflow.waive_remedy,
+        WaiveRemedy(
+            actor=stack.actor("alex.admin"),
+            position=0,
+            reason="Commission paid by hand in the December run",
+        ),
+    )
+    outcome = await handle.result()
+    assert outcome.stage is DisputeStage.CLOSED
+    with stack.sessions.read() as session:
+        row = session.get(RemedyApplication, f"{number}:settlement:0")
+        assert row is not None and row.state is RemedyState.WAIVED
+        assert "December run" in (row.waived_reason or "")
+    assert "remedy_waived" in stack.actions(number)
+    assert receiver.applications == {}
+
+
+async def test_a_remedy_that_keeps_failing_is_retried_by_an_admin_and_applied_once(
+    webhook_stack: Stack, receiver: Receiver
+) -> None:
+    stack = webhook_stack
+    receiver.fail_next = 100  # the CRM is down
+    number = await settle(stack)
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.REMEDY)
+    # Skip through the activity's backoff until its attempts are spent.
+    for _ in range(10):
+        await stack.env.sleep(timedelta(minutes=5))
+        state = await stack.state(number)
+        if any(t.kind is TaskKind.RESOLVE_REMEDY for t in state.open_tasks):
+            break
+    assert any(t.kind is TaskKind.RESOLVE_REMEDY for t in state.open_tasks)
+    key = f"{number}:settlement:0"
+    assert receiver.requests[key] == 5 and receiver.applications[key] == 0
+
+    receiver.fail_next = 0  # fixed
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.retry_remedy,
+        RetryRemedy(actor=stack.actor("alex.admin"), position=0, reason="CRM is back"),
+    )
+    outcome = await stack.handle(number).result()
+    assert outcome.stage is DisputeStage.CLOSED
+    assert receiver.applications[key] == 1
+    with stack.sessions.read() as session:
+        row = session.get(RemedyApplication, key)
+        assert row is not None and row.state is RemedyState.VERIFIED and row.external_ref == "CRM-1"
