@@ -228,6 +228,14 @@ DEMO = Directory(
             calendar="DE-BY",
         ),
         PersonRecord(
+            id="eve.sponsor",
+            name="Eve Sponsor",
+            email="eve.sponsor@vendor.example",
+            role=Role.ADMIN,
+            calendar="US-NY",
+            function="executive_sponsor",
+        ),
+        PersonRecord(
             id="tony.territory",
             name="Tony Territory",
             email="tony.territory@vendor.example",

@@ -86,6 +86,11 @@ class StageRules(_Strict):
     formal_review: StageRule
 
 
+class PanelRules(_Strict):
+    functions: Annotated[list[str], Field(min_length=1)]
+    """Board functions a review panel draws one member from; the chair comes on top."""
+
+
 class CategoryRules(_Strict):
     clause: Annotated[str, Field(min_length=3)]
     allowed_remedies: Annotated[list[RemedyKind], Field(min_length=1)]
@@ -98,6 +103,8 @@ class Playbook(_Strict):
     warnings: Annotated[list[Annotated[float, Field(gt=0, lt=1)]], Field(max_length=5)]
     stages: StageRules
     board_calendar: str
+    panel: PanelRules
+    appeal_window_days: Annotated[int, Field(ge=1, le=60)]
     calendars: dict[str, CalendarSpec]
     categories: dict[DisputeCategory, CategoryRules]
 
@@ -124,6 +131,8 @@ class Playbook(_Strict):
             allowed_remedies=tuple(rules.allowed_remedies),
             clauses=(rules.clause,),
             board_calendar=self.board_calendar,
+            panel_functions=tuple(self.panel.functions),
+            appeal_days=self.appeal_window_days,
         )
 
 

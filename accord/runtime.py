@@ -15,7 +15,7 @@ from accord.filing import FilingService
 from accord.playbook import PlaybookLibrary
 from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from accord.settings import Settings
-from activities.assignment import AssignmentActivities
+from activities.assignment import AssignmentActivities, PanelActivities
 from activities.deadlines import DeadlineActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
@@ -94,6 +94,7 @@ def activity_methods(services: Services) -> list[Any]:
     records = RecordActivities(services.sessions)
     deadlines = DeadlineActivities(services.playbooks)
     assignment = AssignmentActivities(services.sessions)
+    panels = PanelActivities(services.sessions)
     notify = NotificationActivities(services.outbox)
     remedies = build_remedy_activities(services)
     return [
@@ -105,6 +106,7 @@ def activity_methods(services: Services) -> list[Any]:
         deadlines.shift_deadline,
         deadlines.extend_deadline,
         assignment.assign_mediator,
+        panels.draw_panel,
         notify.send_notification,
     ]
 

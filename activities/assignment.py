@@ -9,13 +9,15 @@ from temporalio import activity
 from accord.db import SessionFactory
 from accord.eligibility import Candidate, ineligibility, rank
 from models.enums import TERMINAL_STAGES, AssignmentState, ObjectKind, Role
-from models.payloads import MediatorChoice, MediatorRequest
+from models.payloads import MediatorChoice, MediatorRequest, PanelChoice, PanelMember, PanelRequest
 from models.tables import Account, Assignment, Dispute, Person, Territory
 
 _ACTIVE_ASSIGNMENT = (AssignmentState.OFFERED, AssignmentState.ACCEPTED)
 
 
-def _owned_objects(session: Session, request: MediatorRequest) -> dict[str, set[str]]:
+def _owned_objects(
+    session: Session, request: MediatorRequest | PanelRequest
+) -> dict[str, set[str]]:
     """Person id -> labels of the contested accounts and territories they own."""
     owned: dict[str, set[str]] = {}
     for obj in request.contested_objects:
@@ -106,4 +108,101 @@ class AssignmentActivities:
             email=person.email,
             calendar=person.calendar,
             reason=reason,
+        )
+
+
+class PanelActivities:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self.sessions = sessions
+
+    @activity.defn
+    def draw_panel(self, request: PanelRequest) -> PanelChoice:
+        """One eligible board member per function the board has, least loaded first, plus an
+        eligible chair; screened exactly like mediators. Read-only, like mediator selection."""
+        with self.sessions.read() as session:
+            board = session.exec(select(Person).where(Person.role == Role.BOARD)).all()
+            sponsor = session.exec(
+                select(Person).where(Person.function == "executive_sponsor", Person.active == True)  # noqa: E712
+            ).first()
+            loads = open_case_counts(session)
+            owned = _owned_objects(session, request)
+        refusals: list[str] = []
+
+        def eligible(person: Person) -> bool:
+            why = ineligibility(
+                Candidate(
+                    person_id=person.id,
+                    name=person.name,
+                    organisation=person.organisation,
+                    declared_conflicts=frozenset(person.declared_conflicts),
+                    active=person.active,
+                    case_limit=person.case_limit,
+                    open_cases=loads.get(person.id, 0),
+                    last_assigned_at=person.last_assigned_at,
+                ),
+                party_ids=request.party_ids,
+                contested_objects=request.contested_objects,
+                owned_objects=frozenset(owned.get(person.id, set())),
+                excluded=request.excluded_person_ids,
+            )
+            if why:
+                refusals.append(why)
+            return why is None
+
+        def best(people: list[Person]) -> Person | None:
+            ranked = rank(
+                [
+                    Candidate(
+                        p.id,
+                        p.name,
+                        p.organisation,
+                        frozenset(),
+                        True,
+                        p.case_limit,
+                        loads.get(p.id, 0),
+                        p.last_assigned_at,
+                    )
+                    for p in people
+                    if eligible(p)
+                ]
+            )
+            return next((p for p in people if ranked and p.id == ranked[0].person_id), None)
+
+        def member(person: Person) -> PanelMember:
+            return PanelMember(
+                person_id=person.id,
+                name=person.name,
+                email=person.email,
+                function=person.function or "",
+            )
+
+        members: list[PanelMember] = []
+        missing: list[str] = []
+        for function in request.functions:
+            holders = [p for p in board if p.function == function]
+            if not holders:
+                continue  # the board has no such function: "where available"
+            chosen = best(holders)
+            if chosen is None:
+                missing.append(function)
+            else:
+                members.append(member(chosen))
+        chair = best([p for p in board if p.function == "chair"])
+        if chair is None:
+            missing.append("chair")
+        if not members:
+            missing.append("any panelist")
+        complete = not missing
+        reason = (
+            f"panel of {len(members)} and chair {chair.name if chair else '-'}"
+            if complete
+            else f"too few eligible board members: no {', '.join(missing)}"
+            + (f" ({'; '.join(refusals)})" if refusals else "")
+        )
+        return PanelChoice(
+            members=tuple(members),
+            chair=member(chair) if chair else None,
+            complete=complete,
+            reason=reason,
+            sponsor=member(sponsor) if sponsor else None,
         )

@@ -41,6 +41,8 @@ class DisputeStage(StrEnum):
     REMEDY = "remedy"
     """Remedies of the settlement or ruling are being applied."""
     FORMAL_REVIEW = "formal_review"
+    APPEAL_WINDOW = "appeal_window"
+    """Ruled; either party may appeal once until the window closes."""
     WITHDRAWN = "withdrawn"
     DISMISSED = "dismissed"
     CLOSED = "closed"
@@ -91,6 +93,10 @@ class Action(StrEnum):
     LINK_FILING = "link_filing"
     RETRY_REMEDY = "retry_remedy"
     WAIVE_REMEDY = "waive_remedy"
+    CAST_VOTE = "cast_vote"
+    ISSUE_RULING = "issue_ruling"
+    APPEAL = "appeal"
+    REDRAW_PANEL = "redraw_panel"
 
 
 class NoteVisibility(StrEnum):
@@ -107,6 +113,11 @@ class TaskKind(StrEnum):
     ASSIGN_MEDIATOR = "assign_mediator"
     FORMAL_REVIEW = "formal_review"
     RESOLVE_REMEDY = "resolve_remedy"
+    COMPOSE_PANEL = "compose_panel"
+    CAST_VOTE = "cast_vote"
+    ISSUE_RULING = "issue_ruling"
+    EXECUTIVE_REVIEW = "executive_review"
+    """The review deadline passed: the executive sponsor must get the panel to rule."""
     """A remedy keeps failing: an admin retries it or waives it with a reason."""
 
 
@@ -138,3 +149,9 @@ class RemedyState(StrEnum):
     FAILED = "failed"
     """The last attempt failed; retried, or left to an admin."""
     WAIVED = "waived"
+
+
+class VoteOutcome(StrEnum):
+    UPHOLD = "uphold"
+    PARTLY_UPHOLD = "partly_uphold"
+    DENY = "deny"

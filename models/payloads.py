@@ -31,6 +31,7 @@ from models.enums import (
     RemedyKind,
     Role,
     TaskKind,
+    VoteOutcome,
 )
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
@@ -207,6 +208,14 @@ class PlaybookTerms(Payload):
     allowed_remedies: tuple[RemedyKind, ...]
     clauses: tuple[str, ...]
     board_calendar: str
+    panel_functions: tuple[str, ...] = (
+        "sales",
+        "marketing",
+        "product",
+        "finance",
+        "partner_management",
+    )
+    appeal_days: int = 5
 
 
 class Party(Payload):
@@ -356,6 +365,43 @@ class WaiveRemedy(ActionPayload):
     reason: Reason
 
 
+Reasons = Annotated[str, StringConstraints(strip_whitespace=True, min_length=20, max_length=20_000)]
+"""Written reasons: at least a sentence."""
+
+
+class CastVote(ActionPayload):
+    outcome: VoteOutcome
+    remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
+    reasons: Reasons
+
+
+class IssueRuling(ActionPayload):
+    outcome: VoteOutcome
+    remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
+    rationale: Reasons
+    votes_relied_on: Annotated[tuple[str, ...], Field(min_length=1)]
+    """Panelists whose votes the ruling rests on."""
+    clauses_applied: Annotated[tuple[str, ...], Field(min_length=1)]
+    precedents_cited: tuple[str, ...] = ()
+    against_majority_reason: str | None = None
+    """Required when the outcome differs from the majority of the votes cast."""
+
+
+class EvidenceRef(Payload):
+    description: Text
+    ref: Ref
+    """Where it is: a document id, a URL, an attachment name."""
+
+
+class Appeal(ActionPayload):
+    grounds: Reasons
+    new_evidence: Annotated[tuple[EvidenceRef, ...], Field(min_length=1, max_length=20)]
+
+
+class RedrawPanel(ActionPayload):
+    reason: Reason
+
+
 class LinkFiling(ActionPayload):
     filing_key: str
     summary: str
@@ -426,6 +472,65 @@ class RemedyProgress(Payload):
     error: str | None = None
 
 
+class PanelMember(Payload):
+    person_id: str
+    name: str
+    email: str
+    function: str
+
+
+class PanelRequest(Payload):
+    number: str
+    party_ids: tuple[str, ...]
+    contested_objects: tuple[ContestedObject, ...]
+    excluded_person_ids: tuple[str, ...]
+    functions: tuple[str, ...]
+
+
+class PanelChoice(Payload):
+    members: tuple[PanelMember, ...]
+    chair: PanelMember | None
+    complete: bool
+    reason: str
+    """Who was drawn and why; when incomplete, which functions or chair could not be filled."""
+    sponsor: PanelMember | None = None
+    """The executive sponsor an overdue review escalates to."""
+
+
+class VoteView(Payload):
+    person_id: str
+    cast_at: datetime
+    outcome: VoteOutcome | None
+    """None while the ballot is sealed."""
+    remedies: tuple[Remedy, ...] = ()
+    reasons: str | None = None
+
+
+class RulingView(Payload):
+    round: int
+    chair_id: str
+    outcome: VoteOutcome
+    remedies: tuple[Remedy, ...]
+    rationale: str
+    votes_relied_on: tuple[str, ...]
+    clauses_applied: tuple[str, ...]
+    precedents_cited: tuple[str, ...]
+    against_majority_reason: str | None
+    issued_at: datetime
+    final: bool
+
+
+class ReviewView(Payload):
+    round: int
+    panel: tuple[PanelMember, ...]
+    chair: PanelMember | None
+    votes: tuple[VoteView, ...]
+    sealed: bool
+    quorum: int
+    appeal_deadline: datetime | None = None
+    appealed_by: str | None = None
+
+
 class DisputeState(Payload):
     number: str
     stage: DisputeStage
@@ -444,6 +549,8 @@ class DisputeState(Payload):
     history: tuple[HistoryEntry, ...]
     linked_filings: tuple[str, ...]
     remedies: tuple[RemedyProgress, ...] = ()
+    review: ReviewView | None = None
+    rulings: tuple[RulingView, ...] = ()
     outcome: str | None
     allowed_actions: dict[str, tuple[Action, ...]]
     """Role to the actions this stage allows it, from the transition table."""

@@ -26,6 +26,11 @@ SUBJECTS: dict[str, str] = {
     "settlement": "Settled",
     "closure": "Dispute {{ outcome }}",
     "remedy_applied": "Remedy applied: {{ kind }}",
+    "panel_assignment": "You sit on the review panel (round {{ round }})",
+    "ruling": "Ruling: {{ outcome }}; appeal window open",
+    "final_ruling": "Final ruling: {{ outcome }}",
+    "appeal_received": "The ruling has been appealed",
+    "review_overdue": "Review overdue: escalated to the executive sponsor",
     "remedy_failed": "Action needed: remedy {{ kind }} could not be applied",
 }
 

@@ -130,7 +130,7 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
 
     await stack.env.sleep(deadline.due_at - await stack.env.get_current_time() + timedelta(hours=1))
     state = await stack.wait_for(
-        number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks)
+        number, lambda s: any(t.kind is TaskKind.CAST_VOTE for t in s.open_tasks)
     )
 
     events = stack.events(number)
@@ -140,7 +140,13 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
         assert abs((warning.at - point.at).total_seconds()) < 1, "warning not at the exact instant"
     passed = next(e for e in events if e.action == "deadline_passed")
     assert abs((passed.at - deadline.due_at).total_seconds()) < 1
-    assert [t.kind for t in state.open_tasks] == [TaskKind.FORMAL_REVIEW]
+    # Formal review is reached with an admin task, done once a board panel is drawn.
+    assert state.stage is DisputeStage.FORMAL_REVIEW and state.review is not None
+    assert {t.kind for t in state.open_tasks} == {TaskKind.CAST_VOTE, TaskKind.ISSUE_RULING}
+    await stack.wait_for_event(number, "panel_drawn")
+    with stack.sessions.read() as session:
+        admin_task = session.get(Task, f"{number}:formal-review")
+        assert admin_task is not None and admin_task.state is TaskState.DONE
     mediator_email = stack.actor(mediator).id
     assert mediator_email  # the mediator was warned by email, twice
     with stack.sessions.read() as session:
@@ -352,9 +358,15 @@ async def test_impasse_escalates_to_formal_review(stack: Stack) -> None:
         DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move on the split."),
     )
     state = await stack.wait_for(
-        number, lambda s: any(t.kind is TaskKind.FORMAL_REVIEW for t in s.open_tasks)
+        number, lambda s: any(t.kind is TaskKind.CAST_VOTE for t in s.open_tasks)
     )
-    assert [t.kind for t in state.open_tasks] == [TaskKind.FORMAL_REVIEW]
+    # Formal review is reached with an admin task, done once a board panel is drawn.
+    assert state.stage is DisputeStage.FORMAL_REVIEW and state.review is not None
+    assert {t.kind for t in state.open_tasks} == {TaskKind.CAST_VOTE, TaskKind.ISSUE_RULING}
+    await stack.wait_for_event(number, "panel_drawn")
+    with stack.sessions.read() as session:
+        admin_task = session.get(Task, f"{number}:formal-review")
+        assert admin_task is not None and admin_task.state is TaskState.DONE
     await stack.mail.wait_for("carl@contoso.example", "Escalated to formal review")
 
 

@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.payloads import (
         AcceptAssignment,
-        ActionPayload,
         ActionResult,
         AddNote,
         AnswerInformation,
@@ -46,9 +45,7 @@ with workflow.unsafe.imports_passed_through():
         RetryRemedy,
         WaiveRemedy,
         Withdraw,
-        remedy_parties,
     )
-    from workflows.clocks import DisputeClocks
     from workflows.core import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
@@ -58,26 +55,14 @@ with workflow.unsafe.imports_passed_through():
         InformationRequest,
         Offer,
     )
-    from workflows.transitions import allowed_actions, why_not
+    from workflows.review import BoardReview
+    from workflows.transitions import allowed_actions
 
 
-class DisputeActions(DisputeClocks):
+class DisputeActions(BoardReview):
     # ======================================================================================
     # Updates: human actions
     # ======================================================================================
-
-    def _check(self, action: Action, payload: ActionPayload) -> None:
-        """Reject before anything is recorded: the transition table, then who may act."""
-        problem = why_not(self._stage, action, payload.actor.role)
-        if problem:
-            raise ValueError(problem)
-        actor = payload.actor
-        if actor.role is Role.PARTNER and actor.partner_id not in self._party_ids():
-            raise ValueError(f"{actor.id} does not act for a party to {self._d.number}")
-        if actor.role is Role.MEDIATOR and action is not Action.ACCEPT_ASSIGNMENT:
-            current = self._mediator or self._candidate
-            if current is None or current.person_id != actor.id:
-                raise ValueError(f"{actor.id} is not the mediator assigned to {self._d.number}")
 
     # --- assignment ---------------------------------------------------------------------
 
@@ -343,21 +328,7 @@ class DisputeActions(DisputeClocks):
     @propose_settlement.validator
     def _validate_offer(self, req: ProposeSettlement) -> None:
         self._check(Action.PROPOSE_SETTLEMENT, req)
-        allowed = self._d.terms.allowed_remedies
-        parties = set(self._party_ids())
-        for i, remedy in enumerate(req.remedies):
-            if remedy.kind not in allowed:
-                raise ValueError(
-                    f"remedies[{i}]: {remedy.kind.value} is not allowed for "
-                    f"{self._d.filing.category.value} disputes by playbook "
-                    f"{self._d.terms.version} (allowed: {', '.join(a.value for a in allowed)})"
-                )
-            outsiders = remedy_parties(remedy) - parties
-            if outsiders:
-                raise ValueError(
-                    f"remedies[{i}]: names {', '.join(sorted(outsiders))}, not a party to "
-                    f"{self._d.number}"
-                )
+        self._check_remedies_allowed(req.remedies)
 
     @workflow.update
     async def respond_to_offer(self, req: RespondToOffer) -> ActionResult:
@@ -619,6 +590,8 @@ class DisputeActions(DisputeClocks):
             history=tuple(self._history),
             linked_filings=tuple(self._linked),
             remedies=tuple(self._remedies[p] for p in sorted(self._remedies)),
+            review=self._review_view(),
+            rulings=tuple(self._rulings),
             outcome=self._outcome,
             allowed_actions={role.value: allowed_actions(self._stage, role) for role in Role},
         )
@@ -631,4 +604,8 @@ class DisputeActions(DisputeClocks):
             if self._pending_info is not None:
                 running.append(self._clocks[f"information:{self._pending_info}"].deadline)
             return tuple(running)
+        if self._stage is DisputeStage.FORMAL_REVIEW and "review" in self._clocks and self._panel:
+            return (self._clocks["review"].deadline,)
+        if self._stage is DisputeStage.APPEAL_WINDOW and "appeal" in self._clocks:
+            return (self._clocks["appeal"].deadline,)
         return ()

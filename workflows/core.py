@@ -21,14 +21,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotificationActivities
     from activities.records import RecordActivities
     from models.enums import (
+        Action,
         DisputeStage,
         Role,
         TaskKind,
     )
     from models.payloads import (
         SYSTEM,
+        ActionPayload,
         ActionResult,
         Actor,
+        Appeal,
+        CastVote,
         Deadline,
         DeadlineRequest,
         DisputeInput,
@@ -39,13 +43,18 @@ with workflow.unsafe.imports_passed_through():
         NoteView,
         NotificationRequest,
         OpenTask,
+        PanelChoice,
         Party,
         PrecedentRecord,
         ProposeSettlement,
         RecordAssignment,
+        Remedy,
         RemedyProgress,
+        RulingView,
         TaskOpen,
+        remedy_parties,
     )
+    from workflows.transitions import why_not
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
@@ -55,6 +64,9 @@ _T = TypeVar("_T")
 # Patches, in the order they were introduced (see README, "Changing the workflow").
 REMEDY_STAGE_PATCH = "remedy-stage"
 """Settlements go through the remedy stage before closing (histories before it close at once)."""
+
+FORMAL_REVIEW_PATCH = "formal-review"
+"""Disputes in formal review are reviewed by a board panel (histories before it just wait)."""
 
 REMEDY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -126,6 +138,18 @@ class DisputeCore:
         self._remedy_waiting: int | None = None
         """Position of the remedy an admin must retry or waive, while one is."""
         self._remedy_decision: str | None = None
+        # formal review
+        self._review_round = 0
+        self._panel: PanelChoice | None = None
+        self._awaiting_panel = False
+        self._redraw_requested = False
+        self._past_panelists: list[str] = []
+        self._votes: dict[str, tuple[CastVote, datetime]] = {}
+        self._unsealed = False
+        self._ruling: RulingView | None = None
+        self._rulings: list[RulingView] = []
+        self._appeal: Appeal | None = None
+        self._appeal_deadline: datetime | None = None
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""
@@ -326,7 +350,9 @@ class DisputeCore:
             retry_policy=ACTIVITY_RETRY,
         )
 
-    async def _write_precedent(self, offer: Offer) -> None:
+    async def _write_precedent(
+        self, outcome: str, remedies: tuple[Remedy, ...], rationale: str
+    ) -> None:
         timeline = tuple(
             {"stage": stage.value, "entered_at": at.isoformat()} for stage, at in self._stage_log
         ) + tuple({"breach": b} for b in self._breaches)
@@ -339,9 +365,9 @@ class DisputeCore:
                 clauses=self._d.terms.clauses,
                 facts=self._d.filing.facts,
                 contested_objects=tuple(self._d.filing.contested_objects),
-                outcome="settled",
-                remedies=offer.view.remedies,
-                rationale=offer.view.terms,
+                outcome=outcome,
+                remedies=remedies,
+                rationale=rationale,
                 timeline=timeline,
                 claimant_tier=self._d.claimant.tier,
                 claimant_region=self._d.claimant.region,
@@ -353,6 +379,64 @@ class DisputeCore:
         )
 
     # --- small helpers ------------------------------------------------------------------------
+
+    def _check(self, action: Action, payload: ActionPayload) -> None:
+        """Reject before anything is recorded: the transition table, then who may act."""
+        problem = why_not(self._stage, action, payload.actor.role)
+        if problem:
+            raise ValueError(problem)
+        actor = payload.actor
+        if actor.role is Role.PARTNER and actor.partner_id not in self._party_ids():
+            raise ValueError(f"{actor.id} does not act for a party to {self._d.number}")
+        if actor.role is Role.BOARD:
+            if self._panel is None:
+                raise ValueError(f"no panel has been drawn for {self._d.number} yet")
+            if action is Action.CAST_VOTE and actor.id not in self._panel_ids():
+                raise ValueError(f"{actor.id} is not a voting member of the panel")
+            if action in (Action.ISSUE_RULING, Action.DISMISS) and actor.id != self._chair_id():
+                raise ValueError(
+                    f"only the chair of the panel may {action.value.replace('_', ' ')}"
+                )
+        if actor.role is Role.MEDIATOR and action is not Action.ACCEPT_ASSIGNMENT:
+            current = self._mediator or self._candidate
+            if current is None or current.person_id != actor.id:
+                raise ValueError(f"{actor.id} is not the mediator assigned to {self._d.number}")
+
+    def _check_remedies_allowed(self, remedies: tuple[Remedy, ...]) -> None:
+        """Each remedy allowed for the category by the pinned playbook, and about the parties."""
+        allowed = self._d.terms.allowed_remedies
+        parties = set(self._party_ids())
+        for i, remedy in enumerate(remedies):
+            if remedy.kind not in allowed:
+                raise ValueError(
+                    f"remedies[{i}]: {remedy.kind.value} is not allowed for "
+                    f"{self._d.filing.category.value} disputes by playbook "
+                    f"{self._d.terms.version} (allowed: {', '.join(a.value for a in allowed)})"
+                )
+            outsiders = remedy_parties(remedy) - parties
+            if outsiders:
+                raise ValueError(
+                    f"remedies[{i}]: names {', '.join(sorted(outsiders))}, not a party to "
+                    f"{self._d.number}"
+                )
+
+    def _panel_ids(self) -> tuple[str, ...]:
+        return tuple(m.person_id for m in self._panel.members) if self._panel else ()
+
+    def _chair_id(self) -> str | None:
+        chair = self._panel.chair if self._panel else None
+        return chair.person_id if chair else None
+
+    def _panel_emails(self, *, only_owing_votes: bool = False) -> tuple[str, ...]:
+        if self._panel is None:
+            return ()
+        members = [
+            m.email
+            for m in self._panel.members
+            if not (only_owing_votes and m.person_id in self._votes)
+        ]
+        chair = [self._panel.chair.email] if self._panel.chair else []
+        return (*members, *chair)
 
     def _parties(self) -> tuple[Party, ...]:
         return (self._d.claimant, *self._d.respondents)

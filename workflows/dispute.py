@@ -47,7 +47,13 @@ with workflow.unsafe.imports_passed_through():
         RemedyProgress,
     )
     from workflows.actions import DisputeActions
-    from workflows.core import MEDIATION_STAGES, REMEDY_RETRY, REMEDY_STAGE_PATCH, Clock
+    from workflows.core import (
+        FORMAL_REVIEW_PATCH,
+        MEDIATION_STAGES,
+        REMEDY_RETRY,
+        REMEDY_STAGE_PATCH,
+        Clock,
+    )
 
 
 @workflow.defn
@@ -70,7 +76,7 @@ class DisputeWorkflow(DisputeActions):
             elif self._impasse is not None:
                 await self._escalate_to_formal_review(self._impasse)
         if self._stage is DisputeStage.FORMAL_REVIEW:
-            await self._hold_for_formal_review()
+            await self._formal_review()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DisputeOutcome(number=self._d.number, stage=self._stage, outcome=self._outcome)
 
@@ -182,7 +188,7 @@ class DisputeWorkflow(DisputeActions):
         await self._notify(seq, "settlement", self._everyone())
         if workflow.patched(REMEDY_STAGE_PATCH):
             await self._apply_remedies(offer.view.remedies, decision="settlement")
-        await self._write_precedent(offer)
+        await self._write_precedent("settled", offer.view.remedies, offer.view.terms)
         await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
 
     async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
@@ -279,10 +285,37 @@ class DisputeWorkflow(DisputeActions):
             seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason
         )
 
-    async def _hold_for_formal_review(self) -> None:
-        # The board's review is the next stage of the product; until it runs here the dispute
-        # waits in formal review with an admin task, and can still be withdrawn.
-        await workflow.wait_condition(lambda: not self._stage.is_open)
+    async def _formal_review(self) -> None:
+        """Formal review: a panel rules; one appeal to a fresh panel, whose ruling is final;
+        then the ruling's remedies, the precedent, and the close."""
+        if not workflow.patched(FORMAL_REVIEW_PATCH):
+            # Disputes escalated before the review existed wait here, as they always did.
+            await workflow.wait_condition(lambda: not self._stage.is_open)
+            return
+        ruling = await self._run_review_round(1)
+        if ruling is None:
+            return
+        if await self._open_appeal_window():
+            ruling = await self._run_review_round(2)
+            if ruling is None:
+                return
+            seq = self._seq
+            await self._notify(
+                seq,
+                "final_ruling",
+                (*self._party_contacts(), *self._panel_emails()),
+                outcome=ruling.outcome.value,
+                rationale=ruling.rationale,
+            )
+        if not self._stage.is_open:
+            return
+        self._outcome = f"ruled_{ruling.outcome.value}"
+        if ruling.remedies:
+            await self._apply_remedies(ruling.remedies, decision=f"ruling-{ruling.round}")
+        await self._write_precedent(ruling.outcome.value, ruling.remedies, ruling.rationale)
+        await self._conclude(
+            DisputeStage.CLOSED, SYSTEM, "closed", f"ruled {ruling.outcome.value} by the board"
+        )
 
     # ======================================================================================
     # Neutral assignment

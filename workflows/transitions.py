@@ -48,9 +48,16 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.REMEDY, A.RETRY_REMEDY): frozenset({R.ADMIN}),
     (S.REMEDY, A.WAIVE_REMEDY): frozenset({R.ADMIN}),
     (S.REMEDY, A.LINK_FILING): frozenset({R.SYSTEM}),
-    # formal review is reached here; the board's actions arrive with the review itself
+    # formal review by a board panel: sealed votes, then the chair's ruling
+    (S.FORMAL_REVIEW, A.CAST_VOTE): frozenset({R.BOARD}),
+    (S.FORMAL_REVIEW, A.ISSUE_RULING): frozenset({R.BOARD}),
+    (S.FORMAL_REVIEW, A.DISMISS): frozenset({R.BOARD}),
+    (S.FORMAL_REVIEW, A.REDRAW_PANEL): frozenset({R.ADMIN}),
     (S.FORMAL_REVIEW, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.FORMAL_REVIEW, A.LINK_FILING): frozenset({R.SYSTEM}),
+    # ruled: either party may appeal once within the window
+    (S.APPEAL_WINDOW, A.APPEAL): frozenset({R.PARTNER}),
+    (S.APPEAL_WINDOW, A.LINK_FILING): frozenset({R.SYSTEM}),
 }
 
 

@@ -1,0 +1,413 @@
+"""Formal review by a governance-board panel: the draw, the sealed ballot, the chair's ruling,
+and the appeal window.
+
+Votes stay sealed — in the query and in the audit trail, which records only a SHA-256
+commitment per vote — until every panelist has voted or the review deadline passes; the
+entry that unseals them carries every vote, so each commitment can be checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assignment import PanelActivities
+    from models.enums import Action, DisputeStage, Role, TaskKind, VoteOutcome
+    from models.payloads import (
+        SYSTEM,
+        ActionResult,
+        Appeal,
+        CastVote,
+        IssueRuling,
+        PanelChoice,
+        PanelRequest,
+        RedrawPanel,
+        Remedy,
+        ReviewView,
+        RulingView,
+        TaskOpen,
+        VoteView,
+    )
+    from workflows.clocks import DisputeClocks
+    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Clock
+
+
+def _vote_commitment(vote: CastVote) -> str:
+    body = json.dumps(
+        vote.model_dump(mode="json", exclude={"actor"}), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(f"{vote.actor.id}\n{body}".encode()).hexdigest()
+
+
+class BoardReview(DisputeClocks):
+    # ======================================================================================
+    # One round of review: panel, ballot, ruling (called from the lifecycle)
+    # ======================================================================================
+
+    async def _run_review_round(self, round_no: int) -> RulingView | None:
+        """Draw a panel and wait for the chair's ruling; None if the dispute ended first.
+
+        An overdue panel is escalated to the executive sponsor and still never rules by
+        default: the round waits for the chair.
+        """
+        self._review_round = round_no
+        self._votes = {}
+        self._unsealed = False
+        self._ruling = None
+        panel = await self._draw_panel()
+        if panel is None:
+            return None
+        deadline = await self._compute_deadline(
+            "review", self._d.terms.board_calendar, self._d.terms.formal_review_days
+        )
+        self._clocks["review"] = Clock(deadline)
+        opens: list[TaskOpen] = [
+            self._task(
+                TaskKind.CAST_VOTE,
+                f"vote-{round_no}-{m.person_id}",
+                m.person_id,
+                Role.BOARD,
+                deadline.due_at,
+            )
+            for m in panel.members
+        ]
+        if panel.chair is not None:
+            opens.append(
+                self._task(
+                    TaskKind.ISSUE_RULING,
+                    f"ruling-{round_no}",
+                    panel.chair.person_id,
+                    Role.BOARD,
+                    deadline.due_at,
+                )
+            )
+        seq = await self._record(
+            SYSTEM,
+            "panel_drawn",
+            f"review round {round_no}: {panel.reason}",
+            content={
+                "round": round_no,
+                "members": [m.model_dump(mode="json") for m in panel.members],
+                "chair": panel.chair.model_dump(mode="json") if panel.chair else None,
+            },
+            deadline=deadline,
+            done=self._untask("formal-review", f"compose-panel-{round_no}"),
+            opens=tuple(opens),
+        )
+        await self._notify(
+            seq,
+            "panel_assignment",
+            self._panel_emails(),
+            round=round_no,
+            deadline=deadline.due_at,
+            explanation=deadline.explanation,
+        )
+        breached = await self._run_clock(
+            "review", lambda: self._ruling is not None or not self._stage.is_open
+        )
+        if breached and self._ruling is None and self._stage.is_open:
+            await self._escalate_overdue_review(panel)
+            await workflow.wait_condition(
+                lambda: self._ruling is not None or not self._stage.is_open
+            )
+        return self._ruling if self._stage.is_open else None
+
+    async def _draw_panel(self) -> PanelChoice | None:
+        while self._stage.is_open:
+            self._redraw_requested = False
+            choice = await workflow.execute_activity_method(
+                PanelActivities.draw_panel,
+                PanelRequest(
+                    number=self._d.number,
+                    party_ids=self._party_ids(),
+                    contested_objects=tuple(self._d.filing.contested_objects),
+                    excluded_person_ids=tuple(self._past_panelists),
+                    functions=self._d.terms.panel_functions,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            if choice.complete:
+                self._panel = choice
+                self._awaiting_panel = False
+                return choice
+            # Never a silently smaller panel: the admins complete the board, then redraw.
+            self._awaiting_panel = True
+            name = f"compose-panel-{self._review_round}"
+            seq = await self._record(
+                SYSTEM,
+                "panel_incomplete",
+                choice.reason,
+                content={"round": self._review_round, "reason": choice.reason},
+                opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
+                if f"{self._d.number}:{name}" not in self._tasks
+                else (),
+            )
+            await self._notify(seq, "admin_task", (self._d.admin_email,), reason=choice.reason)
+            await workflow.wait_condition(lambda: self._redraw_requested or not self._stage.is_open)
+        return None
+
+    async def _escalate_overdue_review(self, panel: PanelChoice) -> None:
+        self._breaches.append(f"review-{self._review_round}")
+        self._unsealed = True
+        sponsor = panel.sponsor
+        seq = await self._record(
+            SYSTEM,
+            "review_overdue",
+            "the review deadline passed without a ruling; escalated to the executive sponsor",
+            content={
+                "round": self._review_round,
+                "votes": self._votes_content(),
+                "sponsor": sponsor.person_id if sponsor else None,
+            },
+            opens=(
+                self._task(
+                    TaskKind.EXECUTIVE_REVIEW,
+                    f"executive-review-{self._review_round}",
+                    sponsor.person_id if sponsor else None,
+                    Role.ADMIN,
+                    None,
+                ),
+            ),
+        )
+        await self._notify(
+            seq,
+            "review_overdue",
+            (*(((sponsor.email,)) if sponsor else ()), self._d.admin_email, *self._panel_emails()),
+            round=self._review_round,
+        )
+
+    async def _open_appeal_window(self) -> bool:
+        """After a first ruling: True if a party appealed in time."""
+        deadline = await self._compute_deadline(
+            "appeal", self._d.terms.board_calendar, self._d.terms.appeal_days
+        )
+        self._appeal_deadline = deadline.due_at
+        self._clocks["appeal"] = Clock(deadline)
+        seq = await self._enter(
+            DisputeStage.APPEAL_WINDOW, "ruled; the appeal window is open", deadline=deadline
+        )
+        ruling = self._rulings[-1]
+        await self._notify(
+            seq,
+            "ruling",
+            (*self._party_contacts(), *self._panel_emails()),
+            outcome=ruling.outcome.value,
+            rationale=ruling.rationale,
+            deadline=deadline.due_at,
+            explanation=deadline.explanation,
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._appeal is not None or not self._stage.is_open,
+                timeout=max(deadline.due_at - workflow.now(), timedelta(0)),
+            )
+        except TimeoutError:
+            pass
+        if self._appeal is not None:
+            self._past_panelists += [*self._panel_ids(), self._chair_id() or ""]
+            await self._enter(DisputeStage.FORMAL_REVIEW, "appeal: review by a fresh panel")
+            return True
+        if self._stage.is_open:
+            await self._record(
+                SYSTEM,
+                "appeal_window_closed",
+                "no appeal within the window",
+                content={"deadline": deadline.due_at.isoformat()},
+            )
+        return False
+
+    # ======================================================================================
+    # Updates
+    # ======================================================================================
+
+    @workflow.update
+    async def cast_vote(self, req: CastVote) -> ActionResult:
+        at = workflow.now()
+        self._votes[req.actor.id] = (req, at)
+        everyone_voted = set(self._votes) >= set(self._panel_ids())
+        await self._record(
+            req.actor,
+            "vote_cast",
+            f"{req.actor.name or req.actor.id} cast a sealed vote",
+            content={"round": self._review_round, "sealed": _vote_commitment(req)},
+            done=self._untask(f"vote-{self._review_round}-{req.actor.id}"),
+        )
+        if everyone_voted and not self._unsealed:
+            self._unsealed = True
+            await self._record(
+                SYSTEM,
+                "votes_unsealed",
+                "every panelist has voted: the ballot is open",
+                content={"round": self._review_round, "votes": self._votes_content()},
+            )
+        return self._result("vote recorded; sealed until every panelist has voted")
+
+    @cast_vote.validator
+    def _validate_vote(self, req: CastVote) -> None:
+        self._check(Action.CAST_VOTE, req)
+        if req.actor.id in self._votes:
+            raise ValueError(f"{req.actor.id} has already voted in this round")
+        if self._ruling is not None:
+            raise ValueError("the chair has already ruled")
+        self._check_remedies(req.outcome, req.remedies)
+
+    @workflow.update
+    async def issue_ruling(self, req: IssueRuling) -> ActionResult:
+        final = self._review_round > 1
+        ruling = RulingView(
+            round=self._review_round,
+            chair_id=req.actor.id,
+            outcome=req.outcome,
+            remedies=req.remedies,
+            rationale=req.rationale,
+            votes_relied_on=req.votes_relied_on,
+            clauses_applied=req.clauses_applied,
+            precedents_cited=req.precedents_cited,
+            against_majority_reason=req.against_majority_reason,
+            issued_at=workflow.now(),
+            final=final,
+        )
+        self._unsealed = True
+        self._ruling = ruling
+        self._rulings.append(ruling)
+        stale = self._untask(*(n for n in self._open_task_names() if n.startswith("vote-")))
+        await self._record(
+            req.actor,
+            "ruling_issued",
+            f"{'final ' if final else ''}ruling: {req.outcome.value}",
+            content={**ruling.model_dump(mode="json"), "votes": self._votes_content()},
+            done=self._untask(f"ruling-{self._review_round}"),
+            cancelled=stale,
+        )
+        return self._result(f"{'final ' if final else ''}ruling issued: {req.outcome.value}")
+
+    @issue_ruling.validator
+    def _validate_ruling(self, req: IssueRuling) -> None:
+        self._check(Action.ISSUE_RULING, req)
+        if self._ruling is not None:
+            raise ValueError("the chair has already ruled in this round")
+        quorum = len(self._panel_ids()) // 2 + 1
+        if len(self._votes) < quorum:
+            raise ValueError(
+                f"no quorum yet: {len(self._votes)} of {len(self._panel_ids())} votes cast, "
+                f"{quorum} needed"
+            )
+        unknown = set(req.votes_relied_on) - set(self._votes)
+        if unknown:
+            raise ValueError(f"votes_relied_on: no vote from {', '.join(sorted(unknown))}")
+        self._check_remedies(req.outcome, req.remedies)
+        majority = self._majority_outcome()
+        if (
+            majority is not None
+            and req.outcome is not majority
+            and not (req.against_majority_reason and len(req.against_majority_reason.strip()) >= 20)
+        ):
+            raise ValueError(
+                f"against_majority_reason: the majority voted {majority.value}; a ruling of "
+                f"{req.outcome.value} must say why (at least a sentence)"
+            )
+
+    @workflow.update
+    async def appeal(self, req: Appeal) -> ActionResult:
+        self._appeal = req
+        seq = await self._record(
+            req.actor,
+            "appeal_filed",
+            f"{req.actor.partner_id} appealed the ruling",
+            content={
+                "grounds": req.grounds,
+                "new_evidence": [e.model_dump(mode="json") for e in req.new_evidence],
+            },
+        )
+        await self._notify(
+            seq,
+            "appeal_received",
+            (*self._party_contacts(), self._d.admin_email),
+            partner_id=req.actor.partner_id or "",
+            grounds=req.grounds,
+        )
+        await workflow.wait_condition(lambda: self._stage is not DisputeStage.APPEAL_WINDOW)
+        return self._result("appeal received; a fresh panel will review the dispute")
+
+    @appeal.validator
+    def _validate_appeal(self, req: Appeal) -> None:
+        self._check(Action.APPEAL, req)
+        if self._appeal is not None:
+            raise ValueError("the ruling has already been appealed; only one appeal is allowed")
+        if self._appeal_deadline is not None and workflow.now() > self._appeal_deadline:
+            raise ValueError(f"the appeal window closed at {self._appeal_deadline.isoformat()}")
+
+    @workflow.update
+    async def redraw_panel(self, req: RedrawPanel) -> ActionResult:
+        self._redraw_requested = True
+        await self._record(
+            req.actor,
+            "panel_redraw",
+            f"panel redraw requested: {req.reason}",
+            content={"reason": req.reason},
+        )
+        return self._result("the panel will be drawn again")
+
+    @redraw_panel.validator
+    def _validate_redraw(self, req: RedrawPanel) -> None:
+        self._check(Action.REDRAW_PANEL, req)
+        if not self._awaiting_panel:
+            raise ValueError("the panel is complete; there is nothing to redraw")
+
+    # ======================================================================================
+    # Helpers
+    # ======================================================================================
+
+    def _check_remedies(self, outcome: VoteOutcome, remedies: tuple[Remedy, ...]) -> None:
+        if outcome is VoteOutcome.DENY and remedies:
+            raise ValueError("remedies: a deny outcome carries no remedies")
+        if outcome is not VoteOutcome.DENY and not remedies:
+            raise ValueError(f"remedies: a {outcome.value} outcome names at least one remedy")
+        self._check_remedies_allowed(remedies)
+
+    def _majority_outcome(self) -> VoteOutcome | None:
+        counts = Counter(vote.outcome for vote, _ in self._votes.values())
+        if not counts:
+            return None
+        (top, n), *_ = counts.most_common()
+        return top if n > len(self._votes) / 2 else None
+
+    def _votes_content(self) -> list[dict[str, object]]:
+        return [
+            {
+                "panelist": pid,
+                "cast_at": at.isoformat(),
+                "commitment": _vote_commitment(vote),
+                **vote.model_dump(mode="json", exclude={"actor"}),
+            }
+            for pid, (vote, at) in sorted(self._votes.items())
+        ]
+
+    def _review_view(self) -> ReviewView | None:
+        if self._panel is None:
+            return None
+        return ReviewView(
+            round=self._review_round,
+            panel=self._panel.members,
+            chair=self._panel.chair,
+            votes=tuple(
+                VoteView(
+                    person_id=pid,
+                    cast_at=at,
+                    outcome=vote.outcome if self._unsealed else None,
+                    remedies=vote.remedies if self._unsealed else (),
+                    reasons=vote.reasons if self._unsealed else None,
+                )
+                for pid, (vote, at) in sorted(self._votes.items())
+            ),
+            sealed=not self._unsealed,
+            quorum=len(self._panel.members) // 2 + 1,
+            appeal_deadline=self._appeal_deadline,
+            appealed_by=self._appeal.actor.partner_id if self._appeal else None,
+        )
