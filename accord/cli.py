@@ -25,22 +25,27 @@ from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
 from accord.settings import Settings
-from models.enums import DisputeStage, NoteVisibility, TaskState
+from models.enums import DisputeStage, NoteVisibility, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
     ActionResult,
     Actor,
     AddNote,
     AnswerInformation,
+    Appeal,
     AssignMediator,
+    CastVote,
     ContestedObject,
     DeclareImpasse,
     Dismiss,
     DisputeState,
+    EvidenceRef,
     ExtendDeadline,
     FilingSubmission,
+    IssueRuling,
     ProposeSettlement,
     Recuse,
+    RedrawPanel,
     Remedy,
     RequestInformation,
     RespondToOffer,
@@ -350,6 +355,24 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
                 f"  info         {r.id} to {r.party_id}: {r.questions!r}"
                 + (f" answered {r.answer!r}" if r.answer else "")
             )
+        if state.review is not None:
+            review = state.review
+            chair = review.chair.person_id if review.chair else "-"
+            members = ", ".join(m.person_id for m in review.panel)
+            typer.echo(
+                f"  panel        round {review.round}: {members}; chair {chair};"
+                f" quorum {review.quorum}"
+            )
+            for v in review.votes:
+                shown = "sealed" if v.outcome is None else v.outcome.value
+                typer.echo(
+                    f"  vote         {v.person_id}: {shown} ({v.cast_at:%Y-%m-%d %H:%M} UTC)"
+                )
+        for decided in state.rulings:
+            typer.echo(
+                f"  ruling       round {decided.round}{' (final)' if decided.final else ''}: "
+                f"{decided.outcome.value} by {decided.chair_id}: {decided.rationale}"
+            )
         for rp in state.remedies:
             typer.echo(
                 f"  remedy       {rp.position}: {rp.kind.value} {rp.state}"
@@ -520,14 +543,7 @@ def propose(
     ],
 ) -> None:
     """Mediator: propose a settlement with typed remedies."""
-    try:
-        remedies = tuple(_REMEDIES.validate_json(r) for r in remedy)
-    except ValidationError as exc:
-        fail(
-            "--remedy: "
-            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        )
-        return
+    remedies = _remedies_from_json(remedy)
     _act(
         number,
         actor,
@@ -636,6 +652,94 @@ def main() -> None:
     # ("Fatal Python error: PyGILState_Release"); every command is complete by now, so leave
     # without finalizing.
     os._exit(code if isinstance(code, int) else 0)
+
+
+def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
+    try:
+        return tuple(_REMEDIES.validate_json(r) for r in remedy)
+    except ValidationError as exc:
+        fail(
+            "--remedy: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        )
+        raise
+
+
+@app.command()
+def vote(
+    number: Number,
+    actor: As,
+    outcome: Annotated[VoteOutcome, typer.Option()],
+    reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
+    remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+) -> None:
+    """Panelist: cast a sealed vote with written reasons."""
+    remedies = _remedies_from_json(remedy or [])
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.cast_vote,
+        lambda a: CastVote(actor=a, outcome=outcome, remedies=remedies, reasons=reasons),
+    )
+
+
+@app.command()
+def rule(
+    number: Number,
+    actor: As,
+    outcome: Annotated[VoteOutcome, typer.Option()],
+    rationale: Annotated[str, typer.Option()],
+    relied_on: Annotated[list[str], typer.Option(help="panelist whose vote it rests on")],
+    clause: Annotated[list[str], typer.Option(help="playbook clause applied")],
+    remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+    precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
+    against_majority_reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Chair: issue the panel's ruling once a majority has voted."""
+    remedies = _remedies_from_json(remedy or [])
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.issue_ruling,
+        lambda a: IssueRuling(
+            actor=a,
+            outcome=outcome,
+            remedies=remedies,
+            rationale=rationale,
+            votes_relied_on=tuple(relied_on),
+            clauses_applied=tuple(clause),
+            precedents_cited=tuple(precedent or ()),
+            against_majority_reason=against_majority_reason,
+        ),
+    )
+
+
+@app.command("appeal")
+def appeal_ruling(
+    number: Number,
+    actor: As,
+    grounds: Annotated[str, typer.Option()],
+    evidence: Annotated[list[str], typer.Option(help="new evidence as ref:description")],
+) -> None:
+    """Party: appeal a first ruling once, with grounds and new evidence."""
+    refs = []
+    for item in evidence:
+        ref, sep, description = item.partition(":")
+        if not sep:
+            fail(f"--evidence {item!r}: write it as reference:description")
+        refs.append(EvidenceRef(ref=ref, description=description))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.appeal,
+        lambda a: Appeal(actor=a, grounds=grounds, new_evidence=tuple(refs)),
+    )
+
+
+@app.command("redraw-panel")
+def redraw_panel(number: Number, actor: As, reason: Reason) -> None:
+    """Admin: draw the review panel again once the board has enough eligible members."""
+    _act(number, actor, DisputeWorkflow.redraw_panel, lambda a: RedrawPanel(actor=a, reason=reason))
 
 
 @app.command("retry-remedy")

@@ -162,3 +162,103 @@ async def test_bad_input_on_the_command_line_names_the_field(stack: Stack) -> No
     code, out = await accord(stack, "tasks", "--for", "nobody@nowhere.example")
     assert code == 2 and "neither a person nor an active partner contact" in out
     assert "Traceback" not in out
+
+
+async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> None:
+    from tests.test_formal_review import in_review
+
+    number = await in_review(stack)
+    split = '{"kind":"commission_split","deal_ref":"DR-2026-0042","shares":{"northwind":80,"contoso":20}}'
+    reasons = "Northwind registered first and did the discovery work."
+    for who in ("board.sales", "board.marketing"):
+        code, out = await accord(
+            stack,
+            "vote",
+            number,
+            "--as",
+            who,
+            "--outcome",
+            "uphold",
+            "--reasons",
+            reasons,
+            "--remedy",
+            split,
+        )
+        assert code == 0, out
+    code, out = await accord(stack, "show", number)
+    assert code == 0 and "board.sales: sealed" in out and "uphold" not in out.split("panel")[1]
+    code, out = await accord(
+        stack,
+        "rule",
+        number,
+        "--as",
+        "board.chair",
+        "--outcome",
+        "uphold",
+        "--rationale",
+        "First valid registration wins under RoE 3.1.",
+        "--relied-on",
+        "board.sales",
+        "--clause",
+        "RoE 3.1",
+        "--remedy",
+        split,
+    )
+    assert code == 2 and "no quorum yet: 2 of 5 votes cast, 3 needed" in out
+    code, out = await accord(
+        stack,
+        "vote",
+        number,
+        "--as",
+        "board.product",
+        "--outcome",
+        "uphold",
+        "--reasons",
+        "Too short",
+    )
+    assert code == 2 and "reasons" in out
+    code, out = await accord(
+        stack,
+        "vote",
+        number,
+        "--as",
+        "board.product",
+        "--outcome",
+        "uphold",
+        "--reasons",
+        reasons,
+        "--remedy",
+        split,
+    )
+    assert code == 0, out
+    code, out = await accord(
+        stack,
+        "rule",
+        number,
+        "--as",
+        "board.chair",
+        "--outcome",
+        "uphold",
+        "--rationale",
+        "First valid registration wins under RoE 3.1.",
+        "--relied-on",
+        "board.sales",
+        "--clause",
+        "RoE 3.1",
+        "--remedy",
+        split,
+    )
+    assert code == 0 and "ruling issued: uphold" in out, out
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    code, out = await accord(
+        stack,
+        "appeal",
+        number,
+        "--as",
+        "carl@contoso.example",
+        "--grounds",
+        "The portal shows our registration was first, see log.",
+        "--evidence",
+        "no-colon-here",
+    )
+    assert code == 2 and "write it as reference:description" in out
