@@ -303,3 +303,83 @@ async def test_overdue_review_escalates_to_the_executive_sponsor_and_never_rules
         await vote(stack, number, who)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+
+
+async def test_a_recusing_panelist_is_replaced_and_a_missing_replacement_goes_to_the_admins(
+    stack: Stack,
+) -> None:
+    from models.payloads import Recuse
+
+    number = await in_review(stack)
+    seed(
+        stack.sessions,
+        Directory(
+            people=[
+                PersonRecord(
+                    id="alt.sales",
+                    name="Alt Sales",
+                    email="alt.sales@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function="sales",
+                )
+            ]
+        ),
+    )
+    handle = stack.handle(number)
+    result = await handle.execute_update(
+        DisputeWorkflow.recuse,
+        Recuse(actor=stack.actor("board.sales"), reason="I manage the Northwind relationship."),
+    )
+    assert "a replacement was drawn" in result.message
+    state = await stack.state(number)
+    assert state.review is not None
+    assert [m.person_id for m in state.review.panel][-1] == "alt.sales"
+    assert "board.sales" not in [m.person_id for m in state.review.panel]
+    assert any(t.key.endswith("vote-1-alt.sales") for t in state.open_tasks)
+    await stack.mail.wait_for("alt.sales@vendor.example", "review panel")
+
+    # Nobody else can take the finance seat: the admins are asked, and the chair must wait.
+    await handle.execute_update(
+        DisputeWorkflow.recuse,
+        Recuse(actor=stack.actor("board.finance"), reason="Finance approved the disputed rebate."),
+    )
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
+    )
+    for who in ("board.marketing", "board.product", "alt.sales"):
+        await vote(stack, number, who)
+    assert "finance seat is vacant" in await refused(
+        stack, number, DisputeWorkflow.issue_ruling, ruling(stack)
+    )
+    assert "board.marketing has voted; a recusal is no longer possible" in await refused(
+        stack,
+        number,
+        DisputeWorkflow.recuse,
+        Recuse(actor=stack.actor("board.marketing"), reason="Changed my mind about it."),
+    )
+
+    seed(
+        stack.sessions,
+        Directory(
+            people=[
+                PersonRecord(
+                    id="alt.finance",
+                    name="Alt Finance",
+                    email="alt.finance@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function="finance",
+                )
+            ]
+        ),
+    )
+    await handle.execute_update(
+        DisputeWorkflow.redraw_panel,
+        RedrawPanel(actor=stack.actor("alex.admin"), reason="Alt Finance appointed"),
+    )
+    state = await stack.state(number)
+    assert state.review is not None and "alt.finance" in [m.person_id for m in state.review.panel]
+    assert not any(t.kind is TaskKind.COMPOSE_PANEL for t in state.open_tasks)
+    await handle.execute_update(DisputeWorkflow.issue_ruling, ruling(stack, relied=("alt.sales",)))
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)

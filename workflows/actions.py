@@ -96,6 +96,8 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def recuse(self, req: Recuse) -> ActionResult:
+        if req.actor.role is Role.BOARD:
+            return await self._recuse_from_panel(req)
         person = self._require(self._mediator or self._candidate, "nobody is assigned")
         stale = self._untask(*self._open_task_names())
         self._excluded.append(req.actor.id)
@@ -121,6 +123,11 @@ class DisputeActions(BoardReview):
     @recuse.validator
     def _validate_recuse(self, req: Recuse) -> None:
         self._check(Action.RECUSE, req)
+        if req.actor.role is Role.BOARD:
+            if req.actor.id in self._votes:
+                raise ValueError(f"{req.actor.id} has voted; a recusal is no longer possible")
+            if self._ruling is not None:
+                raise ValueError("the chair has already ruled")
 
     @workflow.update
     async def assign_mediator(self, req: AssignMediator) -> ActionResult:

@@ -144,6 +144,9 @@ class DisputeCore:
         self._awaiting_panel = False
         self._redraw_requested = False
         self._past_panelists: list[str] = []
+        """First-round panelists and anyone who recused from a panel: never drawn again."""
+        self._vacancies: list[str] = []
+        """Panel seats (a function, or 'chair') emptied by a recusal and not yet refilled."""
         self._votes: dict[str, tuple[CastVote, datetime]] = {}
         self._unsealed = False
         self._ruling: RulingView | None = None
@@ -391,6 +394,8 @@ class DisputeCore:
         if actor.role is Role.BOARD:
             if self._panel is None:
                 raise ValueError(f"no panel has been drawn for {self._d.number} yet")
+            if action is Action.RECUSE and actor.id not in (*self._panel_ids(), self._chair_id()):
+                raise ValueError(f"{actor.id} is not on the panel of {self._d.number}")
             if action is Action.CAST_VOTE and actor.id not in self._panel_ids():
                 raise ValueError(f"{actor.id} is not a voting member of the panel")
             if action in (Action.ISSUE_RULING, Action.DISMISS) and actor.id != self._chair_id():

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import PanelActivities
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         IssueRuling,
         PanelChoice,
         PanelRequest,
+        Recuse,
         RedrawPanel,
         Remedy,
         ReviewView,
@@ -292,6 +294,10 @@ class BoardReview(DisputeClocks):
         self._check(Action.ISSUE_RULING, req)
         if self._ruling is not None:
             raise ValueError("the chair has already ruled in this round")
+        if self._vacancies:
+            raise ValueError(
+                f"the panel's {', '.join(self._vacancies)} seat is vacant; rule once it is filled"
+            )
         quorum = len(self._panel_ids()) // 2 + 1
         if len(self._votes) < quorum:
             raise ValueError(
@@ -345,20 +351,144 @@ class BoardReview(DisputeClocks):
 
     @workflow.update
     async def redraw_panel(self, req: RedrawPanel) -> ActionResult:
-        self._redraw_requested = True
         await self._record(
             req.actor,
             "panel_redraw",
             f"panel redraw requested: {req.reason}",
             content={"reason": req.reason},
         )
+        if self._vacancies:
+            filled = await self._fill_vacancies()
+            return self._result("the vacant seats are filled" if filled else "still too few")
+        self._redraw_requested = True
         return self._result("the panel will be drawn again")
 
     @redraw_panel.validator
     def _validate_redraw(self, req: RedrawPanel) -> None:
         self._check(Action.REDRAW_PANEL, req)
-        if not self._awaiting_panel:
+        if not self._awaiting_panel and not self._vacancies:
             raise ValueError("the panel is complete; there is nothing to redraw")
+
+    async def _recuse_from_panel(self, req: Recuse) -> ActionResult:
+        """A panelist (or the chair) steps down; a replacement for that seat is drawn."""
+        panel = self._panel
+        if panel is None:
+            raise ApplicationError("no panel", type="InvariantBroken", non_retryable=True)
+        if panel.chair is not None and panel.chair.person_id == req.actor.id:
+            seat = "chair"
+            self._panel = panel.model_copy(update={"chair": None})
+        else:
+            leaving = next(m for m in panel.members if m.person_id == req.actor.id)
+            seat = leaving.function
+            self._panel = panel.model_copy(
+                update={"members": tuple(m for m in panel.members if m is not leaving)}
+            )
+        self._past_panelists.append(req.actor.id)
+        self._vacancies.append(seat)
+        stale = self._untask(
+            f"vote-{self._review_round}-{req.actor.id}",
+            *((f"ruling-{self._review_round}",) if seat == "chair" else ()),
+        )
+        await self._record(
+            req.actor,
+            "panel_recused",
+            f"{req.actor.name or req.actor.id} recused from the panel ({seat}): {req.reason}",
+            content={"round": self._review_round, "seat": seat, "reason": req.reason},
+            cancelled=stale,
+        )
+        filled = await self._fill_vacancies()
+        return self._result(
+            "recusal recorded; a replacement was drawn"
+            if filled
+            else "recusal recorded; no eligible replacement, the admins are asked to add one"
+        )
+
+    async def _fill_vacancies(self) -> bool:
+        """Draw replacements for the vacant seats; an admin task when one cannot be filled."""
+        panel = self._panel
+        if panel is None:
+            return False
+        choice = await workflow.execute_activity_method(
+            PanelActivities.draw_panel,
+            PanelRequest(
+                number=self._d.number,
+                party_ids=self._party_ids(),
+                contested_objects=tuple(self._d.filing.contested_objects),
+                excluded_person_ids=(*self._past_panelists, *self._panel_ids()),
+                functions=tuple(v for v in self._vacancies if v != "chair"),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        new_members = [m for m in choice.members if m.function in self._vacancies]
+        chair = choice.chair if "chair" in self._vacancies else None
+        missing = [
+            f
+            for f in self._vacancies
+            if f != "chair" and f not in {m.function for m in new_members}
+        ]
+        if "chair" in self._vacancies and chair is None:
+            missing.append("chair")
+        if missing:
+            reason = f"no eligible replacement for the panel's {', '.join(missing)} seat"
+            name = f"compose-panel-{self._review_round}"
+            seq = await self._record(
+                SYSTEM,
+                "panel_incomplete",
+                reason,
+                content={"round": self._review_round, "reason": reason},
+                opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
+                if f"{self._d.number}:{name}" not in self._tasks
+                else (),
+            )
+            await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
+            return False
+        self._vacancies = []
+        self._panel = panel.model_copy(
+            update={"members": (*panel.members, *new_members), "chair": chair or panel.chair}
+        )
+        due = self._clocks["review"].deadline.due_at
+        opens = [
+            self._task(
+                TaskKind.CAST_VOTE,
+                f"vote-{self._review_round}-{m.person_id}",
+                m.person_id,
+                Role.BOARD,
+                due,
+            )
+            for m in new_members
+        ]
+        if chair is not None:
+            opens.append(
+                self._task(
+                    TaskKind.ISSUE_RULING,
+                    f"ruling-{self._review_round}",
+                    chair.person_id,
+                    Role.BOARD,
+                    due,
+                )
+            )
+        joined = [*new_members, *((chair,) if chair else ())]
+        seq = await self._record(
+            SYSTEM,
+            "panel_replacement",
+            f"replacement drawn: {', '.join(m.name for m in joined)}",
+            content={
+                "round": self._review_round,
+                "joined": [m.model_dump(mode="json") for m in joined],
+            },
+            done=self._untask(f"compose-panel-{self._review_round}"),
+            opens=tuple(opens),
+        )
+        await self._notify(
+            seq,
+            "panel_assignment",
+            tuple(m.email for m in joined),
+            round=self._review_round,
+            deadline=due,
+            explanation=self._clocks["review"].deadline.explanation,
+        )
+        return True
 
     # ======================================================================================
     # Helpers
