@@ -182,6 +182,9 @@ class RecordActivities:
                         claimant_region=record.claimant_region,
                         amount_at_stake=record.amount_at_stake,
                         decided_at=record.decided_at,
+                        parties=[p.model_dump(mode="json") for p in record.parties],
+                        precedents_cited=list(record.precedents_cited),
+                        votes_summary=dict(record.votes_summary),
                     )
                 )
         return Ack(done=f"precedent for {record.number}")

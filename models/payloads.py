@@ -652,6 +652,11 @@ class PrecedentRecord(Payload):
     claimant_region: str
     amount_at_stake: Decimal
     decided_at: datetime
+    parties: tuple[Party, ...] = ()
+    """Claimant first; the full record names them, the anonymised view never does."""
+    precedents_cited: tuple[str, ...] = ()
+    votes_summary: dict[str, int] = {}
+    """Outcome to number of panel votes, for a ruled dispute."""
 
 
 ShiftDeadlineRequest.model_rebuild()

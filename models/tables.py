@@ -273,6 +273,15 @@ class Precedent(SQLModel, table=True):
     claimant_region: str = Field(max_length=64)
     amount_at_stake: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
     decided_at: datetime = _utc_column()
+    parties: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    precedents_cited: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    votes_summary: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
 
 
 # --- remedies: one application row per remedy, and the built-in ledger ---------------------

@@ -354,32 +354,59 @@ class DisputeCore:
         )
 
     async def _write_precedent(
-        self, outcome: str, remedies: tuple[Remedy, ...], rationale: str
+        self,
+        outcome: str,
+        remedies: tuple[Remedy, ...],
+        rationale: str,
+        *,
+        clauses: tuple[str, ...] | None = None,
+        precedents_cited: tuple[str, ...] = (),
+        votes_summary: dict[str, int] | None = None,
     ) -> None:
-        timeline = tuple(
-            {"stage": stage.value, "entered_at": at.isoformat()} for stage, at in self._stage_log
-        ) + tuple({"breach": b} for b in self._breaches)
         await workflow.execute_activity_method(
             RecordActivities.write_precedent,
             PrecedentRecord(
                 number=self._d.number,
                 category=self._d.filing.category,
                 playbook_version=self._d.terms.version,
-                clauses=self._d.terms.clauses,
+                clauses=clauses or self._d.terms.clauses,
                 facts=self._d.filing.facts,
                 contested_objects=tuple(self._d.filing.contested_objects),
                 outcome=outcome,
                 remedies=remedies,
                 rationale=rationale,
-                timeline=timeline,
+                timeline=self._timeline(),
                 claimant_tier=self._d.claimant.tier,
                 claimant_region=self._d.claimant.region,
                 amount_at_stake=self._d.filing.amount_at_stake,
                 decided_at=workflow.now(),
+                parties=self._parties(),
+                precedents_cited=precedents_cited,
+                votes_summary=votes_summary or {},
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
+
+    def _timeline(self) -> tuple[dict[str, str], ...]:
+        """Time in each stage, and each deadline met or breached."""
+        now = workflow.now()
+        entries: list[dict[str, str]] = []
+        for i, (stage, entered) in enumerate(self._stage_log):
+            left = self._stage_log[i + 1][1] if i + 1 < len(self._stage_log) else now
+            entries.append(
+                {
+                    "stage": stage.value,
+                    "entered_at": entered.isoformat(),
+                    "seconds": str(round((left - entered).total_seconds())),
+                }
+            )
+        breached = {b.split(":")[0].split("-")[0] for b in self._breaches}
+        for purpose in sorted({p.split(":")[0] for p in self._clocks} - {"appeal"}):
+            entries.append(
+                {"deadline": purpose, "result": "breached" if purpose in breached else "met"}
+            )
+        return tuple(entries)
 
     # --- small helpers ------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ task and notification plumbing in `workflows/core.py`.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 
 from temporalio import workflow
@@ -312,7 +313,17 @@ class DisputeWorkflow(DisputeActions):
         self._outcome = f"ruled_{ruling.outcome.value}"
         if ruling.remedies:
             await self._apply_remedies(ruling.remedies, decision=f"ruling-{ruling.round}")
-        await self._write_precedent(ruling.outcome.value, ruling.remedies, ruling.rationale)
+        votes = Counter(
+            v["outcome"] for v in self._votes_content() if isinstance(v.get("outcome"), str)
+        )
+        await self._write_precedent(
+            ruling.outcome.value,
+            ruling.remedies,
+            ruling.rationale,
+            clauses=ruling.clauses_applied,
+            precedents_cited=ruling.precedents_cited,
+            votes_summary={str(k): n for k, n in votes.items()},
+        )
         await self._conclude(
             DisputeStage.CLOSED, SYSTEM, "closed", f"ruled {ruling.outcome.value} by the board"
         )

@@ -1,0 +1,59 @@
+"""Migrations upgrade a populated database, on SQLite and PostgreSQL, keeping its rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, text
+
+from accord.db import make_engine
+from accord.migrate import upgrade
+
+
+def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, request) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import _fresh_postgres_database
+
+    for backend in ("sqlite", "postgres"):
+        if backend == "sqlite":
+            url, drop = f"sqlite:///{tmp_path / 'm.db'}", (lambda: None)
+        else:
+            url, drop = _fresh_postgres_database()
+        try:
+            upgrade(url, "0002")
+            engine = make_engine(url)
+            with engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "INSERT INTO partner (id, name, tier, regions, email_domains, calendar, is_direct_sales, active)"
+                        " VALUES ('p1', 'P One', 'gold', '[]', '[]', 'US-NY', false, true)"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO dispute (number, category, claimant_id, respondent_ids, party_key,"
+                        " contested_objects, summary, facts, desired_remedy, amount_at_stake, currency,"
+                        " occurred_on, stage, playbook_version, filed_by, filed_at, updated_at)"
+                        " VALUES ('DSP-2026-000001', 'pricing', 'p1', '[]', 'p1', '[]', 'old', 'old facts',"
+                        " 'x', 10, 'USD', '2026-11-01', 'closed', '2026.1', 'a@b.c',"
+                        " '2026-11-02 10:00:00+00', '2026-11-02 10:00:00+00')"
+                    )
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO precedent (dispute_number, category, playbook_version, clauses, facts,"
+                        " contested_objects, outcome, remedies, rationale, timeline, claimant_tier,"
+                        " claimant_region, amount_at_stake, decided_at) VALUES ('DSP-2026-000001',"
+                        " 'pricing', '2026.1', '[]', 'old facts', '[]', 'settled', '[]', 'r', '[]',"
+                        " 'gold', 'NA', 10, '2026-11-03 10:00:00+00')"
+                    )
+                )
+            engine.dispose()
+            upgrade(url)
+            engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+            with engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT facts, parties, votes_summary FROM precedent")
+                ).one()
+            engine.dispose()
+            assert row[0] == "old facts"
+            assert row[1] in ([], "[]") and row[2] in ({}, "{}")
+        finally:
+            drop()

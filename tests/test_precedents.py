@@ -1,0 +1,33 @@
+"""Precedents: the full record, and a partner's anonymised view that names nobody."""
+
+from __future__ import annotations
+
+import json
+
+from sqlmodel import select
+
+from accord.precedents import anonymised
+from models.tables import Precedent
+from tests.conftest import Stack
+from tests.test_remedy_stage import settle
+
+
+async def test_precedent_records_the_timeline_and_an_anonymised_view_names_no_party(
+    stack: Stack,
+) -> None:
+    number = await settle(stack)
+    await stack.handle(number).result()
+    with stack.sessions.read() as session:
+        precedent = session.exec(select(Precedent).where(Precedent.dispute_number == number)).one()
+    stages = [e["stage"] for e in precedent.timeline if "stage" in e]
+    assert stages[:4] == ["filed", "triage", "mediation", "settled"]
+    assert {"deadline": "mediation", "result": "met"} in precedent.timeline
+    assert [p["partner_id"] for p in precedent.parties] == ["northwind", "contoso"]
+
+    view = anonymised(precedent)
+    text = json.dumps(view).lower()
+    for secret in ("northwind", "contoso", "nora@", "carl@"):
+        assert secret not in text, secret
+    assert view["claimant"] == "a platinum partner in NA-East"
+    assert view["respondents"] == ["a gold partner in NA-East"]
+    assert "a gold partner in NA-East registered the same opportunity" in view["facts"]
