@@ -84,6 +84,7 @@ class StageRules(_Strict):
     mediation: StageRule
     information_request: StageRule
     formal_review: StageRule
+    remedy: StageRule
 
 
 class PanelRules(_Strict):
@@ -127,6 +128,7 @@ class Playbook(_Strict):
             mediation_days=self.stages.mediation.business_days,
             information_days=self.stages.information_request.business_days,
             formal_review_days=self.stages.formal_review.business_days,
+            remedy_days=self.stages.remedy.business_days,
             warning_fractions=tuple(self.warnings),
             allowed_remedies=tuple(rules.allowed_remedies),
             clauses=(rules.clause,),

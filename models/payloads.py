@@ -204,6 +204,7 @@ class PlaybookTerms(Payload):
     mediation_days: int
     information_days: int
     formal_review_days: int
+    remedy_days: int = 5
     warning_fractions: tuple[float, ...]
     allowed_remedies: tuple[RemedyKind, ...]
     clauses: tuple[str, ...]

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.enums import DisputeStage, RemedyState, TaskKind
 from models.payloads import RespondToOffer, RetryRemedy, WaiveRemedy
-from models.tables import LedgerCommissionSplit, RemedyApplication
+from models.tables import LedgerCommissionSplit, Precedent, RemedyApplication
 from tests.conftest import MailCapture, Stack, make_settings, seed
 from tests.test_dispute_paths import in_mediation, split_offer
 from tests.webhook_receiver import Receiver
@@ -158,3 +158,31 @@ async def test_a_remedy_that_keeps_failing_is_retried_by_an_admin_and_applied_on
     with stack.sessions.read() as session:
         row = session.get(RemedyApplication, key)
         assert row is not None and row.state is RemedyState.VERIFIED and row.external_ref == "CRM-1"
+
+
+async def test_the_remedy_deadline_escalates_to_the_admins_and_stops_nothing(
+    webhook_stack: Stack, receiver: Receiver
+) -> None:
+    stack = webhook_stack
+    receiver.refuse_with = 422
+    number = await settle(stack)
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    due = next(d for d in state.deadlines if d.purpose == "remedy").due_at
+    await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))
+    event = await stack.wait_for_event(number, "remedy_overdue")
+    assert event.content["remedies"][0]["state"] == "failed"
+    state = await stack.state(number)
+    assert state.stage is DisputeStage.REMEDY
+    assert [t.key.rsplit(":", 1)[1] for t in state.open_tasks] == ["remedy-0", "remedy-overdue"]
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.waive_remedy,
+        WaiveRemedy(
+            actor=stack.actor("alex.admin"), position=0, reason="Settled off-system by finance"
+        ),
+    )
+    assert (await stack.handle(number).result()).stage is DisputeStage.CLOSED
+    with stack.sessions.read() as session:
+        precedent = session.exec(select(Precedent).where(Precedent.dispute_number == number)).one()
+    assert {"deadline": "remedy", "result": "breached"} in precedent.timeline

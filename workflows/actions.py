@@ -613,6 +613,8 @@ class DisputeActions(BoardReview):
             return tuple(running)
         if self._stage is DisputeStage.FORMAL_REVIEW and "review" in self._clocks and self._panel:
             return (self._clocks["review"].deadline,)
+        if self._stage is DisputeStage.REMEDY and "remedy" in self._clocks:
+            return (self._clocks["remedy"].deadline,)
         if self._stage is DisputeStage.APPEAL_WINDOW and "appeal" in self._clocks:
             return (self._clocks["appeal"].deadline,)
         return ()

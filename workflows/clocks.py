@@ -95,6 +95,8 @@ class DisputeClocks(DisputeCore):
         if purpose.startswith("information:"):
             request = self._info[purpose.split(":", 1)[1]]
             return self._party(request.party_id).contacts
+        if purpose == "remedy":
+            return (self._d.admin_email,)
         if purpose == "review":
             # Warnings double as vote reminders: the panelists still owing a vote, and the chair.
             return self._panel_emails(only_owing_votes=True) or (self._d.admin_email,)

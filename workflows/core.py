@@ -68,6 +68,10 @@ REMEDY_STAGE_PATCH = "remedy-stage"
 FORMAL_REVIEW_PATCH = "formal-review"
 """Disputes in formal review are reviewed by a board panel (histories before it just wait)."""
 
+REMEDY_DEADLINE_PATCH = "remedy-deadline"
+"""The remedy stage has its own deadline; passing it escalates to the admins."""
+
+
 REMEDY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -135,6 +139,7 @@ class DisputeCore:
         self._wakeups = 0
         self._remedies: dict[int, RemedyProgress] = {}
         self._remedy_keys: dict[int, str] = {}
+        self._remedies_done = False
         self._remedy_waiting: int | None = None
         """Position of the remedy an admin must retry or waive, while one is."""
         self._remedy_decision: str | None = None

@@ -22,6 +22,7 @@ task and notification plumbing in `workflows/core.py`.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.core import (
         FORMAL_REVIEW_PATCH,
         MEDIATION_STAGES,
+        REMEDY_DEADLINE_PATCH,
         REMEDY_RETRY,
         REMEDY_STAGE_PATCH,
         Clock,
@@ -195,7 +197,19 @@ class DisputeWorkflow(DisputeActions):
     async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
         """Remedy stage: each remedy applied exactly once, then verified, in order; one that
         keeps failing waits for an admin to retry or waive it. Closes only when all are done."""
-        await self._enter(DisputeStage.REMEDY, f"applying {len(remedies)} remedies")
+        watch = None
+        if workflow.patched(REMEDY_DEADLINE_PATCH):
+            deadline = await self._compute_deadline(
+                "remedy", self._d.terms.board_calendar, self._d.terms.remedy_days
+            )
+            self._clocks["remedy"] = Clock(deadline)
+            await self._enter(
+                DisputeStage.REMEDY, f"applying {len(remedies)} remedies", deadline=deadline
+            )
+            # The deadline runs beside the remedies: passing it escalates, it stops nothing.
+            watch = asyncio.create_task(self._watch_remedy_deadline())
+        else:
+            await self._enter(DisputeStage.REMEDY, f"applying {len(remedies)} remedies")
         for position, remedy in enumerate(remedies):
             self._remedies[position] = RemedyProgress(
                 position=position, kind=remedy.kind, state="pending"
@@ -209,6 +223,28 @@ class DisputeWorkflow(DisputeActions):
             )
             while await self._remedy_attempt(order) == "retry":
                 pass
+        self._remedies_done = True
+        if watch is not None:
+            await watch
+
+    async def _watch_remedy_deadline(self) -> None:
+        breached = await self._run_clock("remedy", lambda: self._remedies_done)
+        if not breached:
+            return
+        self._breaches.append("remedy")
+        seq = await self._record(
+            SYSTEM,
+            "remedy_overdue",
+            "the remedy deadline passed with remedies still outstanding; escalated to the admins",
+            content={"remedies": [r.model_dump(mode="json") for r in self._remedies.values()]},
+            opens=(self._task(TaskKind.RESOLVE_REMEDY, "remedy-overdue", None, Role.ADMIN, None),),
+        )
+        await self._notify(
+            seq,
+            "admin_task",
+            (self._d.admin_email,),
+            reason="the remedy deadline passed with remedies still outstanding",
+        )
 
     async def _remedy_attempt(self, order: RemedyOrder) -> str:
         """One try with the activity's retries; 'done', or 'retry' when an admin said so."""
