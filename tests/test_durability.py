@@ -96,3 +96,63 @@ async def test_worker_restart_mid_dispute_sends_every_email_exactly_once(
     assert_each_mail_once(mail)
     # acknowledgement, offer, settled, remedy applied, closed
     assert len(mail.to("nora@northwind.example")) == 5
+
+
+async def test_worker_restarted_during_remedy_application_applies_nothing_twice(
+    dev_server: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    import asyncio
+
+    from tests.webhook_receiver import Receiver
+
+    mail, port = smtp
+    with Receiver(b"restart-secret") as receiver:
+        settings = make_settings(
+            sqlite_url,
+            port,
+            tmp_path,
+            remedy_webhooks={"commission_split": receiver.url},
+            remedy_webhook_secret="restart-secret",
+            remedy_webhook_timeout_seconds=10,
+        )
+        stack = Stack(dev_server, settings, mail)
+        seed(stack.sessions)
+        receiver.slow_next = 4  # applies at once, answers late: the worker dies in between
+        await stack.worker.__aenter__()
+        number = (await stack.file()).number
+        key = f"{number}:settlement:0"
+        try:
+            mediator = await offered(stack, number)
+            handle = stack.handle(number)
+            await handle.execute_update(
+                DisputeWorkflow.accept_assignment,
+                AcceptAssignment(actor=stack.actor(mediator), impartiality_declaration=DECLARATION),
+            )
+            await handle.execute_update(
+                DisputeWorkflow.propose_settlement, split_offer(stack, mediator)
+            )
+            for contact in ("nora@northwind.example", "carl@contoso.example"):
+                await handle.execute_update(
+                    DisputeWorkflow.respond_to_offer,
+                    RespondToOffer(actor=stack.actor(contact), offer_id="offer-1", accept=True),
+                )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            while receiver.requests[key] == 0 and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert receiver.applications[key] == 1  # the CRM has applied it...
+            await stack.worker.shutdown()  # ...and the worker goes away before hearing so
+            stack.worker = build_worker(
+                stack.client,
+                stack.services,
+                stack.settings.task_queue,
+                fail_workflows_on_bugs=True,
+            )
+            await stack.worker.__aenter__()
+            outcome = await asyncio.wait_for(handle.result(), timeout=90)
+        finally:
+            await stack.worker.__aexit__(None, None, None)
+        assert outcome.stage is DisputeStage.CLOSED
+        assert receiver.applications[key] == 1
+        assert receiver.requests[key] >= 2  # retried, and answered "already applied"
+        assert stack.actions(number).count("remedy_applied") == 1
