@@ -37,11 +37,14 @@ from accord.migrate import upgrade
 from accord.runtime import build_filing, build_services, build_worker
 from accord.settings import REPO_ROOT, Settings
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
-from models.enums import DisputeStage
+from models.enums import DisputeStage, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
+    CastVote,
     CommissionSplit,
+    DeclareImpasse,
     FilingSubmission,
+    IssueRuling,
     ProposeSettlement,
     RespondToOffer,
 )
@@ -151,6 +154,92 @@ async def one_dispute(
         timings.setdefault(name, []).append(value)
 
 
+async def one_review(
+    i: int, client: Client, filing: FilingService, actors: dict, timings: dict
+) -> None:  # type: ignore[type-arg]
+    """Mediation fails, a panel is drawn, three sealed votes, the chair rules. The appeal window
+    that follows lasts business days, so the run stops once it is open."""
+    claimant, respondent = PAIRS[i % len(PAIRS)]
+    t0 = time.perf_counter()
+    result = await filing.file(
+        FilingSubmission.model_validate(
+            {
+                "claimant_id": claimant,
+                "respondent_ids": [respondent],
+                "category": "deal_registration",
+                "contested_objects": [{"kind": "deal_registration", "ref": f"DR-REVIEW-{i}"}],
+                "summary": f"Review bench dispute {i}",
+                "facts": "Two registrations for the same deal.",
+                "desired_remedy": "Split",
+                "amount_at_stake": "1000.00",
+                "occurred_on": date.today().isoformat(),
+                "filed_by": actors["contacts"][claimant],
+            }
+        )
+    )
+    handle = client.get_workflow_handle_for(DisputeWorkflow.run, result.number)
+
+    async def offered():  # type: ignore[no-untyped-def]
+        return (await handle.query(DisputeWorkflow.get_state)).candidate_mediator_id
+
+    mediator = actors["people"][await poll(offered)]
+    await handle.execute_update(
+        DisputeWorkflow.accept_assignment,
+        AcceptAssignment(actor=mediator, impartiality_declaration="No ties to either party here."),
+    )
+    t1 = time.perf_counter()
+    await handle.execute_update(
+        DisputeWorkflow.declare_impasse,
+        DeclareImpasse(actor=mediator, reason="No movement on either side."),
+    )
+
+    async def panel():  # type: ignore[no-untyped-def]
+        return (await handle.query(DisputeWorkflow.get_state)).review
+
+    await poll(panel)
+    t2 = time.perf_counter()
+    split = CommissionSplit(
+        deal_ref=f"DR-REVIEW-{i}", shares={claimant: Decimal(70), respondent: Decimal(30)}
+    )
+    for who in ("board.sales", "board.marketing", "board.product"):
+        await handle.execute_update(
+            DisputeWorkflow.cast_vote,
+            CastVote(
+                actor=actors["board"][who],
+                outcome=VoteOutcome.UPHOLD,
+                remedies=(split,),
+                reasons="The first registration is valid under RoE 3.1.",
+            ),
+        )
+    t3 = time.perf_counter()
+    await handle.execute_update(
+        DisputeWorkflow.issue_ruling,
+        IssueRuling(
+            actor=actors["board"]["board.chair"],
+            outcome=VoteOutcome.UPHOLD,
+            remedies=(split,),
+            rationale="The first valid registration wins under RoE 3.1.",
+            votes_relied_on=("board.sales",),
+            clauses_applied=("RoE 3.1",),
+        ),
+    )
+
+    async def appeal_open():  # type: ignore[no-untyped-def]
+        state = await handle.query(DisputeWorkflow.get_state)
+        return state.stage is DisputeStage.APPEAL_WINDOW
+
+    await poll(appeal_open)
+    t4 = time.perf_counter()
+    for name, value in (
+        ("file to mediation", t1 - t0),
+        ("impasse to panel", t2 - t1),
+        ("three sealed votes", t3 - t2),
+        ("ruling to appeal window", t4 - t3),
+        ("total", t4 - t0),
+    ):
+        timings.setdefault(name, []).append(value)
+
+
 async def bounded(n: int, concurrency: int, make) -> float:  # type: ignore[no-untyped-def]
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -194,7 +283,11 @@ async def main(n: int, concurrency: int) -> None:
         }
         contacts = {p.id: p.contacts[0].email for p in DEMO.partners}
         partners = {pid: resolve_actor(session, email) for pid, email in contacts.items()}
-    actors = {"people": people, "contacts": contacts, "partners": partners}
+        board = {
+            p: resolve_actor(session, p)
+            for p in ("board.sales", "board.marketing", "board.product", "board.chair")
+        }
+    actors = {"people": people, "contacts": contacts, "partners": partners, "board": board}
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
@@ -232,6 +325,13 @@ async def main(n: int, concurrency: int) -> None:
             )
             accord_seconds = await bounded(
                 n, concurrency, lambda i: one_dispute(i, client, filing, actors, timings)
+            )
+            review_n = max(1, n // 4)
+            review_timings: dict[str, list[float]] = {}
+            review_seconds = await bounded(
+                review_n,
+                concurrency,
+                lambda i: one_review(i, client, filing, actors, review_timings),
             )
 
         bare_timings: list[float] = []
@@ -280,6 +380,11 @@ async def main(n: int, concurrency: int) -> None:
         f"{'bare total':<22}{pct(bare_timings, 50) * 1000:>10.0f}{pct(bare_timings, 95) * 1000:>10.0f}"
     )
     accord_rate, bare_rate = n / accord_seconds, n / bare_seconds
+    print(f"\nReview path: {review_n} disputes from filing to ruling (appeal window open)")
+    print(f"{'stage':<26}{'p50 ms':>10}{'p95 ms':>10}")
+    for name, values in review_timings.items():
+        print(f"{name:<26}{pct(values, 50) * 1000:>10.0f}{pct(values, 95) * 1000:>10.0f}")
+    print(f"review path: {review_n / review_seconds:.1f} disputes/s ({review_seconds:.1f} s)")
     print(f"\nAccord: {accord_rate:.1f} disputes/s ({accord_seconds:.1f} s)")
     print(f"bare:   {bare_rate:.1f} workflows/s ({bare_seconds:.1f} s)")
     print(
