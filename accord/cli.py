@@ -95,6 +95,8 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         fail(str(exc))
     except RPCError as exc:
         fail(f"Temporal: {exc.message}")
+    except BrokenPipeError:
+        pass  # the reader went away (`accord show ... | head`): nothing left to say
     except ConnectionError as exc:
         fail(f"cannot reach Temporal: {exc}")
 

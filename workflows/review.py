@@ -287,6 +287,8 @@ class BoardReview(DisputeClocks):
             done=self._untask(f"ruling-{self._review_round}"),
             cancelled=stale,
         )
+        # Answer once the ruling has taken effect: the appeal window is open, or remedies run.
+        await workflow.wait_condition(lambda: self._stage is not DisputeStage.FORMAL_REVIEW)
         return self._result(f"{'final ' if final else ''}ruling issued: {req.outcome.value}")
 
     @issue_ruling.validator
