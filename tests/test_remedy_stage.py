@@ -186,3 +186,38 @@ async def test_the_remedy_deadline_escalates_to_the_admins_and_stops_nothing(
     with stack.sessions.read() as session:
         precedent = session.exec(select(Precedent).where(Precedent.dispute_number == number)).one()
     assert {"deadline": "remedy", "result": "breached"} in precedent.timeline
+
+
+async def test_an_appeal_after_the_window_is_refused_by_rule(
+    webhook_stack: Stack, receiver: Receiver
+) -> None:
+    from models.enums import VoteOutcome
+    from models.payloads import Appeal, EvidenceRef
+    from tests.test_formal_review import in_review, ruling, vote
+
+    stack = webhook_stack
+    receiver.refuse_with = 422  # the remedy stage waits on an admin, so the dispute stays open
+    number = await in_review(stack)
+    for who in ("board.sales", "board.marketing", "board.product"):
+        await vote(stack, number, who, VoteOutcome.UPHOLD)
+    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
+    due = (await stack.state(number)).deadlines[0].due_at
+    await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    await stack.wait_for(number, lambda s: len(s.history) == len(stack.events(number)))
+    before = len(stack.events(number))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.appeal,
+            Appeal(
+                actor=stack.actor("carl@contoso.example"),
+                grounds="We found the original registration email after all.",
+                new_evidence=(EvidenceRef(description="Email", ref="MAIL-1"),),
+            ),
+        )
+    assert "appeal is not possible while the dispute is remedy (possible in: appeal_window)" in str(
+        refused.value.cause
+    )
+    assert len(stack.events(number)) == before
