@@ -96,7 +96,8 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except RPCError as exc:
         fail(f"Temporal: {exc.message}")
     except BrokenPipeError:
-        pass  # the reader went away (`accord show ... | head`): nothing left to say
+        # The reader went away (`accord show ... | head`): nothing is left to say.
+        return
     except ConnectionError as exc:
         fail(f"cannot reach Temporal: {exc}")
 

@@ -78,28 +78,30 @@ async def poll(predicate, interval: float = 0.1):  # type: ignore[no-untyped-def
         await asyncio.sleep(interval)
 
 
+def submission(i: int, prefix: str, actors: dict) -> FilingSubmission:  # type: ignore[type-arg]
+    claimant, respondent = PAIRS[i % len(PAIRS)]
+    return FilingSubmission.model_validate(
+        {
+            "claimant_id": claimant,
+            "respondent_ids": [respondent],
+            "category": "deal_registration",
+            "contested_objects": [{"kind": "deal_registration", "ref": f"{prefix}-{i}"}],
+            "summary": f"Bench dispute {prefix}-{i}",
+            "facts": "Two registrations for the same opportunity.",
+            "desired_remedy": "Split",
+            "amount_at_stake": "1000.00",
+            "occurred_on": date.today().isoformat(),
+            "filed_by": actors["contacts"][claimant],
+        }
+    )
+
+
 async def one_dispute(
     i: int, client: Client, filing: FilingService, actors: dict, timings: dict
 ) -> None:  # type: ignore[type-arg]
     claimant, respondent = PAIRS[i % len(PAIRS)]
-    contacts = actors["contacts"]
     t0 = time.perf_counter()
-    result = await filing.file(
-        FilingSubmission.model_validate(
-            {
-                "claimant_id": claimant,
-                "respondent_ids": [respondent],
-                "category": "deal_registration",
-                "contested_objects": [{"kind": "deal_registration", "ref": f"DR-BENCH-{i}"}],
-                "summary": f"Bench dispute {i}",
-                "facts": "Two registrations for the same opportunity.",
-                "desired_remedy": "Split",
-                "amount_at_stake": "1000.00",
-                "occurred_on": date.today().isoformat(),
-                "filed_by": contacts[claimant],
-            }
-        )
-    )
+    result = await filing.file(submission(i, "DR-BENCH", actors))
     t1 = time.perf_counter()
     handle = client.get_workflow_handle_for(DisputeWorkflow.run, result.number)
 
@@ -161,22 +163,7 @@ async def one_review(
     that follows lasts business days, so the run stops once it is open."""
     claimant, respondent = PAIRS[i % len(PAIRS)]
     t0 = time.perf_counter()
-    result = await filing.file(
-        FilingSubmission.model_validate(
-            {
-                "claimant_id": claimant,
-                "respondent_ids": [respondent],
-                "category": "deal_registration",
-                "contested_objects": [{"kind": "deal_registration", "ref": f"DR-REVIEW-{i}"}],
-                "summary": f"Review bench dispute {i}",
-                "facts": "Two registrations for the same deal.",
-                "desired_remedy": "Split",
-                "amount_at_stake": "1000.00",
-                "occurred_on": date.today().isoformat(),
-                "filed_by": actors["contacts"][claimant],
-            }
-        )
-    )
+    result = await filing.file(submission(i, "DR-REVIEW", actors))
     handle = client.get_workflow_handle_for(DisputeWorkflow.run, result.number)
 
     async def offered():  # type: ignore[no-untyped-def]
