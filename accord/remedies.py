@@ -16,6 +16,7 @@ Webhook contract, for the receiving system:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -165,13 +166,9 @@ class LedgerAdapter:
             return True
 
     async def apply(self, order: RemedyOrder) -> str | None:
-        import asyncio
-
         return await asyncio.to_thread(self.apply_sync, order)
 
     async def verify(self, order: RemedyOrder) -> bool:
-        import asyncio
-
         return await asyncio.to_thread(self.verify_sync, order)
 
 
