@@ -474,7 +474,7 @@ def accept(
 
 @app.command()
 def recuse(number: Number, actor: As, reason: Reason) -> None:
-    """Mediator: recuse; the dispute is reassigned to someone else."""
+    """Mediator or panelist: recuse; someone else is assigned or drawn in your place."""
     _act(number, actor, DisputeWorkflow.recuse, lambda a: Recuse(actor=a, reason=reason))
 
 
@@ -600,7 +600,7 @@ def impasse(number: Number, actor: As, reason: Reason) -> None:
 
 @app.command()
 def dismiss(number: Number, actor: As, reason: Reason) -> None:
-    """Mediator: dismiss the dispute with a reason."""
+    """Mediator, or the panel's chair: dismiss the dispute with a reason."""
     _act(number, actor, DisputeWorkflow.dismiss, lambda a: Dismiss(actor=a, reason=reason))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -31,6 +33,33 @@ def _owned_objects(
         if owner:
             owned.setdefault(owner, set()).add(obj.label())
     return owned
+
+
+def _screen(
+    person: Person,
+    request: MediatorRequest | PanelRequest,
+    loads: Mapping[str, int],
+    owned: Mapping[str, set[str]],
+) -> tuple[Candidate, str | None]:
+    """The person as a ranked candidate, and why they cannot be neutral here (or None)."""
+    candidate = Candidate(
+        person_id=person.id,
+        name=person.name,
+        organisation=person.organisation,
+        declared_conflicts=frozenset(person.declared_conflicts),
+        active=person.active,
+        case_limit=person.case_limit,
+        open_cases=loads.get(person.id, 0),
+        last_assigned_at=person.last_assigned_at,
+    )
+    why = ineligibility(
+        candidate,
+        party_ids=request.party_ids,
+        contested_objects=request.contested_objects,
+        owned_objects=frozenset(owned.get(person.id, set())),
+        excluded=request.excluded_person_ids,
+    )
+    return candidate, why
 
 
 def open_case_counts(session: Session) -> dict[str, int]:
@@ -69,23 +98,7 @@ class AssignmentActivities:
         eligible: list[tuple[Candidate, Person]] = []
         refusals: list[str] = []
         for person in people:
-            candidate = Candidate(
-                person_id=person.id,
-                name=person.name,
-                organisation=person.organisation,
-                declared_conflicts=frozenset(person.declared_conflicts),
-                active=person.active,
-                case_limit=person.case_limit,
-                open_cases=loads.get(person.id, 0),
-                last_assigned_at=person.last_assigned_at,
-            )
-            why = ineligibility(
-                candidate,
-                party_ids=request.party_ids,
-                contested_objects=request.contested_objects,
-                owned_objects=frozenset(owned.get(person.id, set())),
-                excluded=request.excluded_person_ids,
-            )
+            candidate, why = _screen(person, request, loads, owned)
             if why:
                 refusals.append(why)
             else:
@@ -128,45 +141,18 @@ class PanelActivities:
             owned = _owned_objects(session, request)
         refusals: list[str] = []
 
-        def eligible(person: Person) -> bool:
-            why = ineligibility(
-                Candidate(
-                    person_id=person.id,
-                    name=person.name,
-                    organisation=person.organisation,
-                    declared_conflicts=frozenset(person.declared_conflicts),
-                    active=person.active,
-                    case_limit=person.case_limit,
-                    open_cases=loads.get(person.id, 0),
-                    last_assigned_at=person.last_assigned_at,
-                ),
-                party_ids=request.party_ids,
-                contested_objects=request.contested_objects,
-                owned_objects=frozenset(owned.get(person.id, set())),
-                excluded=request.excluded_person_ids,
-            )
-            if why:
-                refusals.append(why)
-            return why is None
-
         def best(people: list[Person]) -> Person | None:
-            ranked = rank(
-                [
-                    Candidate(
-                        p.id,
-                        p.name,
-                        p.organisation,
-                        frozenset(),
-                        True,
-                        p.case_limit,
-                        loads.get(p.id, 0),
-                        p.last_assigned_at,
-                    )
-                    for p in people
-                    if eligible(p)
-                ]
-            )
-            return next((p for p in people if ranked and p.id == ranked[0].person_id), None)
+            eligible: list[Candidate] = []
+            for person in people:
+                candidate, why = _screen(person, request, loads, owned)
+                if why:
+                    refusals.append(why)
+                else:
+                    eligible.append(candidate)
+            if not eligible:
+                return None
+            top = rank(eligible)[0].person_id
+            return next(p for p in people if p.id == top)
 
         def member(person: Person) -> PanelMember:
             return PanelMember(

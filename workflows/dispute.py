@@ -336,14 +336,8 @@ class DisputeWorkflow(DisputeActions):
             ruling = await self._run_review_round(2)
             if ruling is None:
                 return
-            seq = self._seq
-            await self._notify(
-                seq,
-                "final_ruling",
-                (*self._party_contacts(), *self._panel_emails()),
-                outcome=ruling.outcome.value,
-                rationale=ruling.rationale,
-            )
+            # Keyed on the latest audit entry, the final ruling's own.
+            await self._announce_ruling(self._seq, "final_ruling", ruling)
         if not self._stage.is_open:
             return
         self._outcome = f"ruled_{ruling.outcome.value}"

@@ -122,17 +122,8 @@ class BoardReview(DisputeClocks):
     async def _draw_panel(self) -> PanelChoice | None:
         while self._stage.is_open:
             self._redraw_requested = False
-            choice = await workflow.execute_activity_method(
-                PanelActivities.draw_panel,
-                PanelRequest(
-                    number=self._d.number,
-                    party_ids=self._party_ids(),
-                    contested_objects=tuple(self._d.filing.contested_objects),
-                    excluded_person_ids=tuple(self._past_panelists),
-                    functions=self._d.terms.panel_functions,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
+            choice = await self._request_panel(
+                excluded=tuple(self._past_panelists), functions=self._d.terms.panel_functions
             )
             if choice.complete:
                 self._panel = choice
@@ -140,19 +131,51 @@ class BoardReview(DisputeClocks):
                 return choice
             # Never a silently smaller panel: the admins complete the board, then redraw.
             self._awaiting_panel = True
-            name = f"compose-panel-{self._review_round}"
-            seq = await self._record(
-                SYSTEM,
-                "panel_incomplete",
-                choice.reason,
-                content={"round": self._review_round, "reason": choice.reason},
-                opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
-                if f"{self._d.number}:{name}" not in self._tasks
-                else (),
-            )
-            await self._notify(seq, "admin_task", (self._d.admin_email,), reason=choice.reason)
+            await self._ask_admins_to_compose_panel(choice.reason)
             await workflow.wait_condition(lambda: self._redraw_requested or not self._stage.is_open)
         return None
+
+    async def _request_panel(
+        self, *, excluded: tuple[str, ...], functions: tuple[str, ...]
+    ) -> PanelChoice:
+        return await workflow.execute_activity_method(
+            PanelActivities.draw_panel,
+            PanelRequest(
+                number=self._d.number,
+                party_ids=self._party_ids(),
+                contested_objects=tuple(self._d.filing.contested_objects),
+                excluded_person_ids=excluded,
+                functions=functions,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _ask_admins_to_compose_panel(self, reason: str) -> None:
+        """Record why the panel cannot be completed; one open admin task however often."""
+        name = f"compose-panel-{self._review_round}"
+        seq = await self._record(
+            SYSTEM,
+            "panel_incomplete",
+            reason,
+            content={"round": self._review_round, "reason": reason},
+            opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
+            if f"{self._d.number}:{name}" not in self._tasks
+            else (),
+        )
+        await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
+
+    async def _announce_ruling(
+        self, seq: int, template: str, ruling: RulingView, **extra: object
+    ) -> None:
+        await self._notify(
+            seq,
+            template,
+            (*self._party_contacts(), *self._panel_emails()),
+            outcome=ruling.outcome.value,
+            rationale=ruling.rationale,
+            **extra,
+        )
 
     async def _escalate_overdue_review(self, panel: PanelChoice) -> None:
         self._breaches.append(f"review-{self._review_round}")
@@ -194,13 +217,10 @@ class BoardReview(DisputeClocks):
         seq = await self._enter(
             DisputeStage.APPEAL_WINDOW, "ruled; the appeal window is open", deadline=deadline
         )
-        ruling = self._rulings[-1]
-        await self._notify(
+        await self._announce_ruling(
             seq,
             "ruling",
-            (*self._party_contacts(), *self._panel_emails()),
-            outcome=ruling.outcome.value,
-            rationale=ruling.rationale,
+            self._rulings[-1],
             deadline=deadline.due_at,
             explanation=deadline.explanation,
         )
@@ -410,17 +430,9 @@ class BoardReview(DisputeClocks):
         panel = self._panel
         if panel is None:
             return False
-        choice = await workflow.execute_activity_method(
-            PanelActivities.draw_panel,
-            PanelRequest(
-                number=self._d.number,
-                party_ids=self._party_ids(),
-                contested_objects=tuple(self._d.filing.contested_objects),
-                excluded_person_ids=(*self._past_panelists, *self._panel_ids()),
-                functions=tuple(v for v in self._vacancies if v != "chair"),
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+        choice = await self._request_panel(
+            excluded=(*self._past_panelists, *self._panel_ids()),
+            functions=tuple(v for v in self._vacancies if v != "chair"),
         )
         new_members = [m for m in choice.members if m.function in self._vacancies]
         chair = choice.chair if "chair" in self._vacancies else None
@@ -432,18 +444,9 @@ class BoardReview(DisputeClocks):
         if "chair" in self._vacancies and chair is None:
             missing.append("chair")
         if missing:
-            reason = f"no eligible replacement for the panel's {', '.join(missing)} seat"
-            name = f"compose-panel-{self._review_round}"
-            seq = await self._record(
-                SYSTEM,
-                "panel_incomplete",
-                reason,
-                content={"round": self._review_round, "reason": reason},
-                opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
-                if f"{self._d.number}:{name}" not in self._tasks
-                else (),
+            await self._ask_admins_to_compose_panel(
+                f"no eligible replacement for the panel's {', '.join(missing)} seat"
             )
-            await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
             return False
         self._vacancies = []
         self._panel = panel.model_copy(
