@@ -38,6 +38,7 @@ from models.tables import (
     DisputeCounter,
     DisputeEvent,
     DisputeObject,
+    DisputeParty,
     FilingReceipt,
     Partner,
     PartnerContact,
@@ -153,6 +154,17 @@ class FilingService:
                 session.flush()
                 for obj in submission.contested_objects:
                     session.add(DisputeObject(dispute_number=number, kind=obj.kind, ref=obj.ref))
+                session.add(
+                    DisputeParty(
+                        dispute_number=number, partner_id=submission.claimant_id, side="claimant"
+                    )
+                )
+                for respondent in submission.respondent_ids:
+                    session.add(
+                        DisputeParty(
+                            dispute_number=number, partner_id=respondent, side="respondent"
+                        )
+                    )
                 session.add(
                     FilingReceipt(
                         filing_key=key,

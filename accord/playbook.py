@@ -196,6 +196,10 @@ class PlaybookLibrary:
         except KeyError:
             raise PlaybookError(f"playbook version {version!r} is not available") from None
 
+    def all(self) -> list[Playbook]:
+        """Every version, oldest first."""
+        return list(self._by_date)
+
     def in_force(self, on: date) -> Playbook:
         current = [p for p in self._by_date if p.effective_from <= on]
         if not current:

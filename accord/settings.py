@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.enums import RemedyKind
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in production
 
 
 class Settings(BaseSettings):
@@ -52,6 +53,54 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key for the X-Accord-Signature header; required when webhooks are set."""
     remedy_webhook_timeout_seconds: float = 10.0
     outbox_relay_interval_seconds: float = 30.0
+
+    # --- web app and API ---------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    """Signs session and CSRF cookies; must be set outside development."""
+    session_max_age_seconds: int = 8 * 3600
+    """A session ends this long after sign-in."""
+    secure_cookies: bool = False
+    """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    upload_max_bytes: int = 10 * 1024 * 1024
+    upload_max_files: int = 10
+    upload_allowed_types: list[str] = Field(
+        default_factory=lambda: [
+            "application/pdf",
+            "image/png",
+            "image/jpeg",
+            "text/plain",
+            "text/csv",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "message/rfc822",
+        ]
+    )
+    demo_password: str = "accord-demo"  # noqa: S105 - development only, listed in the README
+    """Password of every demo account (development only)."""
+
+    # Optional OpenID Connect sign-in: set all three to enable it.
+    oidc_discovery_url: str | None = None
+    """e.g. https://login.example.com/.well-known/openid-configuration"""
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_label: str = "single sign-on"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_discovery_url and self.oidc_client_id and self.oidc_client_secret)
+
+    def check_web_secrets(self) -> None:
+        """Refuse to serve with the development secret outside development."""
+        if (
+            self.environment != "development"
+            and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET
+        ):
+            raise ValueError(
+                "ACCORD_SECRET_KEY: set a random secret (e.g. `python -c 'import secrets;"
+                " print(secrets.token_urlsafe(48))'`) outside development"
+            )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -54,6 +54,10 @@ def prepare_database(settings: Settings) -> SessionFactory:
     with sessions.begin() as session:
         if session.exec(select(func.count()).select_from(Partner)).one() == 0:
             import_directory(session, DEMO)
+    if settings.environment == "development":
+        from web.auth import seed_demo_accounts
+
+        seed_demo_accounts(sessions, settings.demo_password)
     return sessions
 
 
@@ -100,11 +104,14 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
     host = settings.temporal_address.rsplit(":", 1)[0]
     lines = [
         "",
-        "Accord is running.",
+        f"Accord is running at http://{settings.web_host}:{settings.web_port}"
+        "  (sign in with a demo account below)",
         f"  Temporal UI      http://{host}:{settings.temporal_ui_port}  (one workflow per dispute)",
         f"  Temporal server  {settings.temporal_address}",
         f"  Outgoing mail    smtp://{settings.smtp_host}:{settings.smtp_port},"
         f" saved in {mail_folder}  (read with: .venv/bin/accord mail)",
+        f"  Web app          http://{settings.web_host}:{settings.web_port}"
+        f"  (API: http://{settings.web_host}:{settings.web_port}/api/docs)",
         f"  Database         {settings.resolved_database_url()}",
         f"  Demo directory   {partners} partners, {len(people)} people",
         "",
@@ -117,9 +124,9 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         "      --remedy 'Registration confirmed to Northwind'",
         "  .venv/bin/accord disputes    .venv/bin/accord tasks    .venv/bin/accord show DSP-...",
         "",
-        "Demo people (act with --as <id>):",
+        f"Demo accounts (password {settings.demo_password!r}; on the CLI act with --as <id>):",
     ]
-    lines += [f"  {p.role.value:<11} {p.id:<18} {p.name}" for p in people]
+    lines += [f"  {p.role.value:<11} {p.email:<34} {p.id:<18} {p.name}" for p in people]
     lines += [
         "  partner     <contact email>    e.g. nora@northwind.example, carl@contoso.example",
         "",
@@ -130,6 +137,7 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
 
 
 async def run_embedded(settings: Settings) -> None:
+    from web.serve import serve_web
     from worker import run_worker
 
     print("Starting Accord (embedded)...")
@@ -148,12 +156,18 @@ async def run_embedded(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await wait_for_port(host, int(port), 60, "the Temporal dev server")
+        if port_open(settings.web_host, settings.web_port):
+            raise SystemExit(
+                f"port {settings.web_port} is taken; set ACCORD_WEB_PORT to a free one"
+            )
         worker = asyncio.create_task(run_worker(settings, stop))
-        await asyncio.sleep(1)
-        if worker.done():
-            worker.result()
+        web = asyncio.create_task(serve_web(settings, stop))
+        await asyncio.sleep(1.5)
+        for task in (worker, web):
+            if task.done():
+                task.result()
         print(banner(settings, sessions, mail_folder), flush=True)
-        await worker
+        await asyncio.gather(worker, web)
     finally:
         if capture is not None:
             capture.stop()

@@ -15,7 +15,16 @@ from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import Ack, EventRecord, PrecedentRecord, Recorded
-from models.tables import Assignment, Dispute, DisputeEvent, Person, Precedent, Task
+from models.tables import (
+    Assignment,
+    Dispute,
+    DisputeEvent,
+    Evidence,
+    EvidenceBlob,
+    Person,
+    Precedent,
+    Task,
+)
 
 
 class RecordActivities:
@@ -58,6 +67,13 @@ class RecordActivities:
                     raise ApplicationError(f"entry {record.seq - 1} of {record.number} missing")
                 prev_hash = previous.hash if previous else GENESIS
                 content = {k: v for k, v in record.content.items()}
+                if record.deadline is not None:
+                    # The timeline shows each deadline where it was set, with its explanation.
+                    content["deadline"] = {
+                        "purpose": record.deadline.purpose,
+                        "due_at": record.deadline.due_at.isoformat(),
+                        "explanation": record.deadline.explanation,
+                    }
                 entry = DisputeEvent(
                     dispute_number=record.number,
                     seq=record.seq,
@@ -146,6 +162,8 @@ class RecordActivities:
                         created_at=task.at,
                     )
                 )
+        if record.evidence is not None:
+            RecordActivities._attach_evidence(session, record)
         for keys, state in (
             (record.done_tasks, TaskState.DONE),
             (record.cancelled_tasks, TaskState.CANCELLED),
@@ -156,6 +174,35 @@ class RecordActivities:
                     closing.state = state
                     closing.closed_at = record.at
                     session.add(closing)
+
+    @staticmethod
+    def _attach_evidence(session: Session, record: EventRecord) -> None:
+        item = record.evidence
+        assert item is not None
+        if session.get(EvidenceBlob, item.sha256) is None:
+            # The uploader stores the bytes before asking the workflow; without them the entry
+            # would point at nothing, so this is a business error, not something to retry.
+            raise ApplicationError(
+                f"evidence {item.id}: no stored content with sha256 {item.sha256}",
+                type="MissingEvidenceContent",
+                non_retryable=True,
+            )
+        session.add(
+            Evidence(
+                id=item.id,
+                dispute_number=record.number,
+                filename=item.filename,
+                content_type=item.content_type,
+                size=item.size,
+                sha256=item.sha256,
+                description=item.description,
+                visibility=item.visibility,
+                side_partner_id=item.side_partner_id,
+                added_by=record.actor.id,
+                added_by_role=record.actor.role,
+                added_at=record.at,
+            )
+        )
 
     @activity.defn
     def write_precedent(self, record: PrecedentRecord) -> Ack:

@@ -97,12 +97,24 @@ class Action(StrEnum):
     ISSUE_RULING = "issue_ruling"
     APPEAL = "appeal"
     REDRAW_PANEL = "redraw_panel"
+    ADD_EVIDENCE = "add_evidence"
 
 
 class NoteVisibility(StrEnum):
     SHARED = "shared"
     CAUCUS = "caucus"
     """Private between the mediator and one side."""
+
+
+class EvidenceVisibility(StrEnum):
+    """Who may read an evidence item, besides admins and compliance (who see everything)."""
+
+    PARTIES = "parties"
+    """Everyone on the dispute: both sides and the neutrals."""
+    NEUTRALS = "neutrals"
+    """The mediator and the panel, and the person who added it; not the parties."""
+    SIDE = "side"
+    """One party's side and the neutrals."""
 
 
 class TaskKind(StrEnum):

@@ -25,6 +25,7 @@ from models.enums import (
     AssignmentState,
     DisputeCategory,
     DisputeStage,
+    EvidenceVisibility,
     NoteVisibility,
     ObjectKind,
     PartnerTier,
@@ -399,6 +400,31 @@ class Appeal(ActionPayload):
     new_evidence: Annotated[tuple[EvidenceRef, ...], Field(min_length=1, max_length=20)]
 
 
+class EvidenceItem(Payload):
+    """An uploaded file, already stored by its content hash, as it is attached to a dispute."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^ev-[0-9a-f]{8,32}$")]
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    size: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)] = ""
+    visibility: EvidenceVisibility = EvidenceVisibility.PARTIES
+    side_partner_id: str | None = None
+
+    @model_validator(mode="after")
+    def _side_named(self) -> EvidenceItem:
+        if self.visibility is EvidenceVisibility.SIDE and not self.side_partner_id:
+            raise ValueError("side_partner_id: evidence limited to one side names that side")
+        if self.visibility is not EvidenceVisibility.SIDE and self.side_partner_id:
+            raise ValueError("side_partner_id: only evidence limited to one side names a side")
+        return self
+
+
+class AddEvidence(ActionPayload):
+    evidence: EvidenceItem
+
+
 class RedrawPanel(ActionPayload):
     reason: Reason
 
@@ -597,6 +623,8 @@ class EventRecord(Payload):
     """Keys of tasks completed by this action."""
     cancelled_tasks: tuple[str, ...] = ()
     """Keys of tasks this action made moot."""
+    evidence: EvidenceItem | None = None
+    """Evidence attached by this action, written with the entry."""
 
 
 class Recorded(Payload):

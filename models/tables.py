@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Index,
+    LargeBinary,
     Numeric,
     Text,
     TypeDecorator,
@@ -29,6 +30,7 @@ from models.enums import (
     AssignmentState,
     DisputeCategory,
     DisputeStage,
+    EvidenceVisibility,
     ObjectKind,
     OutboxState,
     PartnerTier,
@@ -170,6 +172,16 @@ class DisputeObject(SQLModel, table=True):
     dispute_number: str = Field(foreign_key="dispute.number", index=True)
     kind: ObjectKind = _enum(ObjectKind)
     ref: str = Field(max_length=128)
+
+
+class DisputeParty(SQLModel, table=True):
+    """Which partners are party to a dispute: what a partner user's lists are filtered by."""
+
+    __tablename__ = "dispute_party"
+    dispute_number: str = Field(foreign_key="dispute.number", primary_key=True, max_length=32)
+    partner_id: str = Field(foreign_key="partner.id", primary_key=True, index=True, max_length=64)
+    side: str = Field(max_length=16)
+    """'claimant' or 'respondent'."""
 
 
 class DisputeCounter(SQLModel, table=True):
@@ -360,3 +372,64 @@ class LedgerWrittenWarning(_LedgerEntry, table=True):
     __tablename__ = "ledger_written_warning"
     partner_id: str = Field(max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+class EvidenceBlob(SQLModel, table=True):
+    """Uploaded bytes, stored once per content hash (the same file twice is one blob)."""
+
+    __tablename__ = "evidence_blob"
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Evidence(SQLModel, table=True):
+    """One evidence item on a dispute; written with its audit entry, in the same transaction."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=128)
+    size: int
+    sha256: str = Field(foreign_key="evidence_blob.sha256", max_length=64)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    visibility: EvidenceVisibility = _enum(EvidenceVisibility)
+    side_partner_id: str | None = Field(default=None, max_length=64)
+    """With SIDE visibility: the party whose side may read it."""
+    added_by: str = Field(max_length=320)
+    added_by_role: Role = _enum(Role)
+    added_at: datetime = _utc_column()
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+
+class UserAccount(SQLModel, table=True):
+    """A sign-in for a person or a partner contact; the directory decides what it may do."""
+
+    __tablename__ = "user_account"
+    login: str = Field(primary_key=True, max_length=320)
+    """The person's or contact's email, lower-case."""
+    password_hash: str | None = Field(default=None, max_length=400)
+    """argon2; None for an account that signs in only through OpenID Connect."""
+    active: bool = True
+    created_at: datetime = _utc_column()
+    last_sign_in_at: datetime | None = _utc_column(nullable=True)
+    sessions_valid_after: datetime | None = _utc_column(nullable=True)
+    """Sessions issued before this instant are refused (sign out everywhere, password change)."""
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token; only its SHA-256 is stored, the token is shown once."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(foreign_key="user_account.login", index=True, max_length=320)
+    name: str = Field(max_length=100)
+    token_sha256: str = Field(max_length=64, unique=True)
+    created_at: datetime = _utc_column()
+    last_used_at: datetime | None = _utc_column(nullable=True)
+    revoked_at: datetime | None = _utc_column(nullable=True)

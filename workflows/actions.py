@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
         Action,
         AssignmentState,
         DisputeStage,
+        EvidenceVisibility,
         NoteVisibility,
         Role,
         TaskKind,
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from models.payloads import (
         AcceptAssignment,
         ActionResult,
+        AddEvidence,
         AddNote,
         AnswerInformation,
         AssignMediator,
@@ -204,6 +206,37 @@ class DisputeActions(BoardReview):
         self._check(Action.ADD_NOTE, req)
         if req.caucus_partner_id is not None and req.caucus_partner_id not in self._party_ids():
             raise ValueError(f"caucus_partner_id: {req.caucus_partner_id} is not a party")
+
+    @workflow.update
+    async def add_evidence(self, req: AddEvidence) -> ActionResult:
+        item = req.evidence
+        self._evidence_ids.append(item.id)
+        # The summary names the file only when every party may read it: the history is shown
+        # to the parties, and a restricted item's name can say too much.
+        shown = item.filename if item.visibility is EvidenceVisibility.PARTIES else "restricted"
+        await self._record(
+            req.actor,
+            "evidence_added",
+            f"evidence added ({shown})",
+            content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
+            evidence=item,
+        )
+        return self._result(f"evidence {item.id} added", reference=item.id)
+
+    @add_evidence.validator
+    def _validate_evidence(self, req: AddEvidence) -> None:
+        self._check(Action.ADD_EVIDENCE, req)
+        item = req.evidence
+        if item.id in self._evidence_ids:
+            raise ValueError(f"evidence.id: {item.id} is already attached")
+        if item.side_partner_id is not None and item.side_partner_id not in self._party_ids():
+            raise ValueError(f"evidence.side_partner_id: {item.side_partner_id} is not a party")
+        if (
+            req.actor.role is Role.PARTNER
+            and item.visibility is EvidenceVisibility.SIDE
+            and item.side_partner_id != req.actor.partner_id
+        ):
+            raise ValueError("evidence.side_partner_id: a party may limit evidence to its own side")
 
     @workflow.update
     async def request_information(self, req: RequestInformation) -> ActionResult:

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         DeadlineRequest,
         DisputeInput,
         EventRecord,
+        EvidenceItem,
         HistoryEntry,
         MediatorChoice,
         MediatorRequest,
@@ -135,6 +136,7 @@ class DisputeCore:
         self._notes: list[NoteView] = []
         self._tasks: dict[str, OpenTask] = {}
         self._linked: list[str] = []
+        self._evidence_ids: list[str] = []
         self._outcome: str | None = None
         self._wakeups = 0
         self._remedies: dict[int, RemedyProgress] = {}
@@ -214,6 +216,7 @@ class DisputeCore:
         opens: tuple[TaskOpen, ...] = (),
         done: tuple[str, ...] = (),
         cancelled: tuple[str, ...] = (),
+        evidence: EvidenceItem | None = None,
     ) -> int:
         """Append to the audit trail, and in the same write project the read model and the
         task inbox, so the two never disagree; returns the entry's seq."""
@@ -246,6 +249,7 @@ class DisputeCore:
                     open_tasks=opens,
                     done_tasks=done,
                     cancelled_tasks=cancelled,
+                    evidence=evidence,
                 ),
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,

@@ -16,6 +16,8 @@ A = Action
 R = Role
 
 TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
+    # filed: evidence uploaded with the filing form arrives while the workflow starts
+    (S.FILED, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
     # triage: a mediator is offered the dispute
     (S.TRIAGE, A.ACCEPT_ASSIGNMENT): frozenset({R.MEDIATOR}),
     (S.TRIAGE, A.RECUSE): frozenset({R.MEDIATOR}),
@@ -23,6 +25,7 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.TRIAGE, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
     (S.TRIAGE, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.TRIAGE, A.LINK_FILING): frozenset({R.SYSTEM}),
+    (S.TRIAGE, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
     # mediation
     (S.MEDIATION, A.RECUSE): frozenset({R.MEDIATOR}),
     (S.MEDIATION, A.ADD_NOTE): frozenset({R.MEDIATOR}),
@@ -35,6 +38,7 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.MEDIATION, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
     (S.MEDIATION, A.ASSIGN_MEDIATOR): frozenset({R.ADMIN}),
     (S.MEDIATION, A.LINK_FILING): frozenset({R.SYSTEM}),
+    (S.MEDIATION, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
     # a party owes information: the mediation clock is paused
     (S.AWAITING_PARTY, A.ADD_NOTE): frozenset({R.MEDIATOR}),
     (S.AWAITING_PARTY, A.ANSWER_INFORMATION): frozenset({R.PARTNER}),
@@ -44,6 +48,7 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.AWAITING_PARTY, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.AWAITING_PARTY, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
     (S.AWAITING_PARTY, A.LINK_FILING): frozenset({R.SYSTEM}),
+    (S.AWAITING_PARTY, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
     # remedies of a settlement are applied; one that keeps failing waits for an admin
     (S.REMEDY, A.RETRY_REMEDY): frozenset({R.ADMIN}),
     (S.REMEDY, A.WAIVE_REMEDY): frozenset({R.ADMIN}),
@@ -56,9 +61,12 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.FORMAL_REVIEW, A.REDRAW_PANEL): frozenset({R.ADMIN}),
     (S.FORMAL_REVIEW, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.FORMAL_REVIEW, A.LINK_FILING): frozenset({R.SYSTEM}),
+    (S.FORMAL_REVIEW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
     # ruled: either party may appeal once within the window
     (S.APPEAL_WINDOW, A.APPEAL): frozenset({R.PARTNER}),
     (S.APPEAL_WINDOW, A.LINK_FILING): frozenset({R.SYSTEM}),
+    # new evidence for an appeal is added before the appeal cites it
+    (S.APPEAL_WINDOW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
 }
 
 

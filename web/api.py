@@ -1,0 +1,510 @@
+"""The JSON API: every action the web offers, for scripts and integrations.
+
+Authenticate with `Authorization: Bearer <token>`. What a token sees and may do is exactly
+what its user sees and may do on the pages: the same service functions serve both.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import select
+
+from accord.access import Viewer
+from models.enums import (
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    Role,
+    TaskKind,
+)
+from models.payloads import ActionResult, ContestedObject, DisputeState, FilingResult
+from models.tables import Dispute, Partner, Person, Precedent
+from web import csrf, service
+from web.deps import current_viewer, require, web
+from web.evidence import Upload
+from web.operations import OPERATIONS, Operation
+from web.pages import _precedent_view, evidence_response
+from web.problems import PROBLEM_RESPONSES, BadInput
+from web.views import inbox, load_live, load_record
+
+router = APIRouter(prefix="/api", responses=PROBLEM_RESPONSES)
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+NumberPath = Annotated[
+    str, Path(pattern=r"^DSP-\d{4}-\d{6}$", description="dispute number, e.g. DSP-2026-000001")
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Me(_Out):
+    login: str
+    role: Role
+    name: str
+    partner_id: str | None
+
+
+class DisputeSummary(_Out):
+    number: str
+    category: DisputeCategory
+    stage: DisputeStage
+    claimant_id: str
+    respondent_ids: list[str]
+    summary: str
+    amount_at_stake: Decimal
+    currency: str
+    mediator_id: str | None
+    filed_at: datetime
+    stage_deadline: datetime | None
+    deadline_explanation: str | None
+    closed_at: datetime | None
+    outcome: str | None
+
+
+class DisputeRecord(DisputeSummary):
+    facts: str
+    desired_remedy: str
+    contested_objects: list[dict[str, str]]
+    occurred_on: date
+    playbook_version: str
+
+
+class DisputePage(BaseModel):
+    items: list[DisputeSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class EvidenceOut(_Out):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    description: str
+    visibility: EvidenceVisibility
+    side_partner_id: str | None
+    added_by: str
+    added_at: datetime
+
+
+class TimelineEntry(_Out):
+    seq: int
+    at: datetime
+    actor_id: str
+    actor_role: Role
+    action: str
+    summary: str
+
+
+class DisputeDetail(BaseModel):
+    record: DisputeRecord
+    state: DisputeState | None
+    """The live state, filtered for you; null when the workflow did not answer."""
+    evidence: list[EvidenceOut]
+    actions: list[str]
+    """Action paths you may try now, e.g. `accept-assignment`."""
+
+
+class AuditEntry(_Out):
+    seq: int
+    at: datetime
+    actor_id: str
+    actor_role: Role
+    action: str
+    content: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditTrail(BaseModel):
+    number: str
+    intact: bool
+    first_broken_entry: int | None
+    entries: list[AuditEntry]
+
+
+class TaskOut(BaseModel):
+    key: str
+    dispute_number: str
+    kind: TaskKind
+    title: str
+    due_at: datetime | None
+    sla: Literal["on_time", "warned", "breached", "none"]
+
+
+class FilingRequest(BaseModel):
+    """A new dispute, filed for your own organisation."""
+
+    model_config = ConfigDict(extra="forbid")
+    respondent_ids: Annotated[list[str], Field(min_length=1, max_length=10)]
+    category: DisputeCategory
+    contested_objects: Annotated[list[ContestedObject], Field(min_length=1, max_length=50)]
+    summary: str
+    facts: str
+    desired_remedy: str
+    amount_at_stake: Decimal
+    currency: str = "USD"
+    occurred_on: date
+    submission_id: str | None = None
+    """Your idempotency key: the same key twice files once."""
+
+
+class EvidenceAdded(BaseModel):
+    number: str
+    evidence_ids: list[str]
+
+
+class PersonUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    active: bool | None = None
+    case_limit: Annotated[int, Field(ge=0, le=500)] | None = None
+    declared_conflicts: (
+        Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] | None
+    ) = None
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class TokenCreated(BaseModel):
+    id: int
+    name: str
+    token: str
+    """Shown once; only its hash is stored."""
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+# --- me, disputes --------------------------------------------------------------------------------
+
+
+@router.get("/me", response_model=Me, tags=["account"])
+def me(viewer: ViewerDep) -> Me:
+    return Me(
+        login=viewer.login,
+        role=viewer.role,
+        name=viewer.actor.name,
+        partner_id=viewer.actor.partner_id,
+    )
+
+
+@router.get("/disputes", response_model=DisputePage, tags=["disputes"])
+def list_disputes(
+    request: Request,
+    viewer: ViewerDep,
+    stage: DisputeStage | None = None,
+    category: DisputeCategory | None = None,
+    party: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    filed_from: date | None = None,
+    filed_to: date | None = None,
+    open_only: bool = False,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> DisputePage:
+    filters = service.DisputeFilters(stage, category, party, q, filed_from, filed_to, open_only)
+    with web(request).services.sessions.read() as session:
+        rows, total = service.list_disputes(session, viewer, filters, page=page)
+    return DisputePage(
+        items=[DisputeSummary.model_validate(r) for r in rows],
+        total=total,
+        page=page,
+        page_size=service.PAGE_SIZE,
+    )
+
+
+@router.post("/disputes", response_model=FilingResult, status_code=201, tags=["disputes"])
+async def file_dispute(
+    request: Request,
+    body: FilingRequest,
+    viewer: Annotated[Viewer, Depends(require(Role.PARTNER))],
+) -> FilingResult:
+    result, _ = await service.file_dispute(web(request), viewer, body.model_dump(mode="json"), [])
+    return result
+
+
+@router.get("/disputes/{number}", response_model=DisputeDetail, tags=["disputes"])
+async def dispute(request: Request, viewer: ViewerDep, number: NumberPath) -> DisputeDetail:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
+        record = load_record(session, viewer, number)
+    record = await load_live(ctx.temporal(), viewer, record)
+    return DisputeDetail(
+        record=DisputeRecord.model_validate(record.row),
+        state=record.state,
+        evidence=[EvidenceOut.model_validate(e) for e in record.evidence],
+        actions=[op.slug for op in record.operations],
+    )
+
+
+@router.get("/disputes/{number}/timeline", response_model=list[TimelineEntry], tags=["disputes"])
+def timeline(request: Request, viewer: ViewerDep, number: NumberPath) -> list[TimelineEntry]:
+    with web(request).services.sessions.read() as session:
+        record = load_record(session, viewer, number)
+    return [
+        TimelineEntry(
+            seq=e.seq,
+            at=e.at,
+            actor_id=e.actor_id,
+            actor_role=e.actor_role,
+            action=e.action,
+            summary=str(e.content.get("summary", "")),
+        )
+        for e in record.events
+    ]
+
+
+@router.get("/disputes/{number}/audit", response_model=AuditTrail, tags=["compliance"])
+def audit(request: Request, viewer: ViewerDep, number: NumberPath) -> AuditTrail:
+    events, broken = service.audit_trail(web(request), viewer, number)
+    return AuditTrail(
+        number=number,
+        intact=broken is None,
+        first_broken_entry=broken,
+        entries=[AuditEntry.model_validate(e) for e in events],
+    )
+
+
+ExportFormat = Annotated[Literal["csv", "json"], Query()]
+
+
+@router.get("/disputes/{number}/audit/export", tags=["compliance"])
+def audit_export(
+    request: Request, viewer: ViewerDep, number: NumberPath, format: ExportFormat = "json"
+) -> Response:
+    body = service.export_audit(web(request), viewer, number, format)
+    return _download(body, f"{number}-audit.{format}", format)
+
+
+@router.get("/exports/disputes", tags=["compliance"])
+def export_disputes(
+    request: Request,
+    viewer: ViewerDep,
+    format: ExportFormat = "json",
+    stage: DisputeStage | None = None,
+    category: DisputeCategory | None = None,
+    filed_from: date | None = None,
+    filed_to: date | None = None,
+) -> Response:
+    filters = service.DisputeFilters(stage, category, None, None, filed_from, filed_to)
+    body = service.export_disputes(web(request), viewer, filters, format)
+    return _download(body, f"disputes.{format}", format)
+
+
+def _download(body: str, filename: str, fmt: str) -> Response:
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/disputes/{number}/evidence", response_model=EvidenceAdded, status_code=201, tags=["evidence"]
+)
+async def add_evidence(
+    request: Request,
+    viewer: ViewerDep,
+    number: NumberPath,
+    files: Annotated[list[UploadFile], File(description="one or more files")],
+    description: Annotated[str, Form(max_length=2000)] = "",
+    visibility: Annotated[EvidenceVisibility, Form()] = EvidenceVisibility.PARTIES,
+    side_partner_id: Annotated[str | None, Form(max_length=64)] = None,
+    csrftoken: Annotated[str | None, Form(include_in_schema=False)] = None,
+) -> EvidenceAdded:
+    # Multipart skips asgi-csrf (web.csrf says why): a browser session must show its token.
+    csrf.check(request, web(request).settings.secret_key.get_secret_value(), csrftoken)
+    uploads = [
+        Upload(
+            filename=f.filename or "upload",
+            content_type=f.content_type or "application/octet-stream",
+            data=await f.read(),
+        )
+        for f in files
+    ]
+    ids = await service.add_evidence(
+        web(request),
+        viewer,
+        number,
+        uploads,
+        description=description,
+        visibility=visibility,
+        side_partner_id=side_partner_id or None,
+    )
+    return EvidenceAdded(number=number, evidence_ids=ids)
+
+
+@router.get("/disputes/{number}/evidence/{evidence_id}", tags=["evidence"])
+def download_evidence(
+    request: Request,
+    viewer: ViewerDep,
+    number: NumberPath,
+    evidence_id: Annotated[str, Path(max_length=64)],
+) -> Response:
+    item, content = service.evidence_content(web(request), viewer, number, evidence_id)
+    return evidence_response(item.filename, item.content_type, content)
+
+
+# --- actions: one route each, the body is the action's payload without the actor ------------------
+
+
+def _action_route(op: Operation) -> None:
+    body_model = op.body
+
+    async def perform_action(
+        request: Request,
+        viewer: ViewerDep,
+        number: NumberPath,
+        body: body_model,  # type: ignore[valid-type]
+    ) -> ActionResult:
+        return await service.act(
+            web(request),
+            viewer,
+            number,
+            op,
+            body.model_dump(mode="json"),  # type: ignore[attr-defined]
+        )
+
+    perform_action.__name__ = op.action.value
+    router.add_api_route(
+        f"/disputes/{{number}}/{op.slug}",
+        perform_action,
+        methods=["POST"],
+        response_model=ActionResult,
+        tags=["actions"],
+        summary=op.label,
+        description=(op.payload.__doc__ or op.label)
+        + "\n\nRefused with 409 and the rule when the dispute's stage or your role does not "
+        "allow it.",
+    )
+
+
+for _op in OPERATIONS.values():
+    _action_route(_op)
+
+
+# --- tasks, precedents ----------------------------------------------------------------------------
+
+
+@router.get("/tasks", response_model=list[TaskOut], tags=["tasks"])
+def tasks(request: Request, viewer: ViewerDep) -> list[TaskOut]:
+    with web(request).services.sessions.read() as session:
+        items = inbox(session, viewer)
+    return [
+        TaskOut(
+            key=i.task.key,
+            dispute_number=i.task.dispute_number,
+            kind=i.task.kind,
+            title=i.task.title,
+            due_at=i.task.due_at,
+            sla=i.sla,
+        )
+        for i in items
+    ]
+
+
+@router.get("/precedents", tags=["precedents"])
+def precedents(
+    request: Request, viewer: ViewerDep, q: Annotated[str, Query(max_length=200)] = ""
+) -> list[dict[str, Any]]:
+    """Partners get the anonymised view; the other roles the full record."""
+    from web.pages import _precedents
+
+    with web(request).services.sessions.read() as session:
+        if q:
+            found = _precedents(session, viewer, q)
+        else:
+            rows = session.exec(select(Precedent).limit(50)).all()
+            found = [_precedent_view(p, viewer.role is not Role.PARTNER) for p in rows]
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in p.items()} for p in found
+    ]
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
+
+
+@router.get("/directory/partners", tags=["admin"])
+def partners(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
+    with web(request).services.sessions.read() as session:
+        return [p.model_dump(mode="json") for p in session.exec(select(Partner)).all()]
+
+
+@router.get("/directory/people", tags=["admin"])
+def people(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
+    with web(request).services.sessions.read() as session:
+        return [p.model_dump(mode="json") for p in session.exec(select(Person)).all()]
+
+
+@router.patch("/directory/people/{person_id}", tags=["admin"])
+def update_person(
+    request: Request,
+    viewer: AdminDep,
+    person_id: Annotated[str, Path(max_length=64)],
+    body: PersonUpdate,
+) -> dict[str, Any]:
+    from web.views import NotFound
+
+    with web(request).services.sessions.begin() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise NotFound(person_id)
+        for name, value in body.model_dump(exclude_none=True).items():
+            setattr(person, name, value)
+        session.add(person)
+        return person.model_dump(mode="json")
+
+
+@router.get("/playbooks", tags=["admin"])
+def playbooks(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
+    return [p.model_dump(mode="json") for p in web(request).services.playbooks.all()]
+
+
+# --- API tokens -----------------------------------------------------------------------------------
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["account"])
+def create_token(request: Request, viewer: ViewerDep, body: TokenRequest) -> TokenCreated:
+    accounts = web(request).accounts
+    token = accounts.issue_token(viewer.login, body.name)
+    newest = accounts.tokens(viewer.login)[0]
+    assert newest.id is not None
+    return TokenCreated(id=newest.id, name=body.name, token=token)
+
+
+@router.get("/tokens", response_model=list[TokenOut], tags=["account"])
+def list_tokens(request: Request, viewer: ViewerDep) -> list[TokenOut]:
+    return [TokenOut.model_validate(t) for t in web(request).accounts.tokens(viewer.login)]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, tags=["account"])
+def revoke_token(request: Request, viewer: ViewerDep, token_id: int) -> Response:
+    from web.views import NotFound
+
+    if not web(request).accounts.revoke_token(viewer.login, token_id):
+        raise NotFound(f"token {token_id}")
+    return Response(status_code=204)
+
+
+__all__ = ["BadInput", "Dispute", "router"]

@@ -1,0 +1,331 @@
+"""The web application: server-rendered pages for every role and the JSON API under /api/.
+
+`create_app` wires it from the process's Settings and Services and a Temporal client (or a
+coroutine that connects one at start-up). Errors never show a stack trace: pages get an error
+page, the API a problem body (RFC 9457) naming the field or rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from asgi_csrf import asgi_csrf  # type: ignore[import-untyped]
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+from temporalio.client import Client
+
+from accord.runtime import Services
+from accord.settings import Settings
+from web import csrf
+from web.auth import Accounts
+from web.operations import DisputeGone, Refused
+from web.problems import (
+    BadInput,
+    Forbidden,
+    SignInRequired,
+    problem_response,
+)
+from web.views import NotFound
+
+log = logging.getLogger("accord.web")
+HERE = Path(__file__).parent
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    services: Services
+    accounts: Accounts
+    templates: Jinja2Templates
+    client: Client | None = None
+
+    def temporal(self) -> Client:
+        if self.client is None:
+            raise RuntimeError("the Temporal client is not connected yet")
+        return self.client
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/api"
+
+
+def create_app(
+    settings: Settings,
+    services: Services,
+    client: Client | Callable[[], Awaitable[Client]],
+) -> FastAPI:
+    settings.check_web_secrets()
+    from web import api, pages
+    from web.templating import make_templates
+
+    context = WebContext(
+        settings=settings,
+        services=services,
+        accounts=Accounts(
+            services.sessions, session_max_age=timedelta(seconds=settings.session_max_age_seconds)
+        ),
+        templates=make_templates(),
+        client=client if isinstance(client, Client) else None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        if context.client is None and not isinstance(client, Client):
+            context.client = await client()
+        yield
+
+    app = FastAPI(
+        title="Accord",
+        version="1",
+        summary="Channel-conflict resolution: disputes, tasks, evidence, rulings.",
+        description=(
+            "Every action the web app offers, as JSON. Authenticate with a personal API token "
+            "(`Authorization: Bearer acc_...`, created on the Account page or with "
+            "`accord token`). Errors are `application/problem+json` bodies naming the field "
+            "or the rule."
+        ),
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.web = context
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    _install_error_handlers(app, context)
+
+    secret = settings.secret_key.get_secret_value()
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie="accord_session",
+        max_age=settings.session_max_age_seconds,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    app.add_middleware(
+        asgi_csrf,
+        signing_secret=secret,
+        # Sign-in must carry a token even from a browser with no cookies yet (login CSRF).
+        always_protect={"/login"},
+        cookie_secure=settings.secure_cookies,
+        send_csrf_failed=_csrf_failed(context),
+        # Multipart bodies are checked by web.csrf once parsed (see there for why).
+        skip_if_scope=csrf.is_multipart,
+    )
+    app.add_middleware(MalformedRequestGuard)
+    return app
+
+
+class MalformedRequestGuard:
+    """Outermost: a request body the CSRF check cannot even parse (a broken multipart boundary)
+    gets a 400, not a crash."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started:
+                raise
+            reference = secrets.token_hex(4)
+            log.exception("unhandled error (reference %s)", reference)
+            body = (
+                b'{"type":"urn:accord:problem:bad-request","title":"Bad request","status":400,'
+                b'"detail":"the request could not be read (reference ' + reference.encode() + b')"}'
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [(b"content-type", b"application/problem+json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
+def _csrf_failed(context: WebContext) -> Callable[[Scope, Send, Any], Awaitable[None]]:
+    async def send_failed(scope: Scope, send: Send, _reason: Any) -> None:
+        request = Request(scope)
+        response = problem_or_page(
+            context,
+            request,
+            403,
+            "Form expired",
+            "This form could not be verified (missing or stale security token). "
+            "Reload the page and submit it again.",
+            kind="csrf",
+        )
+        await response(scope, _empty_receive, send)
+
+    return send_failed
+
+
+async def _empty_receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def problem_or_page(
+    context: WebContext,
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    errors: list[tuple[str, str]] | None = None,
+) -> Response:
+    if _is_api(request) or "application/json" in request.headers.get("accept", ""):
+        return problem_response(status, title, detail, kind=kind, errors=errors)
+    return context.templates.TemplateResponse(
+        request,
+        "error.html",
+        {"title": title, "detail": detail, "errors": errors or [], "status": status},
+        status_code=status,
+    )
+
+
+def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired) -> Response:
+        if _is_api(request):
+            return problem_response(
+                401,
+                "Sign-in required",
+                exc.reason,
+                kind="unauthenticated",
+                headers={"WWW-Authenticate": 'Bearer realm="accord"'},
+            )
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={_quote(target)}&why={exc.code}", status_code=303)
+
+    @app.exception_handler(csrf.CsrfFailed)
+    async def _csrf(request: Request, exc: csrf.CsrfFailed) -> Response:
+        return problem_or_page(
+            context,
+            request,
+            403,
+            "Form expired",
+            f"This form could not be verified ({exc}). Reload the page and submit it again.",
+            kind="csrf",
+        )
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return problem_or_page(
+            context,
+            request,
+            404,
+            "Not found",
+            f"{exc.args[0]} does not exist or is not yours to see.",
+            kind="not-found",
+        )
+
+    @app.exception_handler(DisputeGone)
+    async def _gone(request: Request, exc: DisputeGone) -> Response:
+        return problem_or_page(
+            context,
+            request,
+            409,
+            "Dispute not running",
+            f"{exc.args[0]} has no running workflow; nothing was changed.",
+            kind="not-running",
+        )
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return problem_or_page(context, request, 403, "Not allowed", str(exc), kind="forbidden")
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> Response:
+        return problem_or_page(context, request, 409, "Action refused", str(exc), kind="refused")
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(request: Request, exc: BadInput) -> Response:
+        return problem_or_page(
+            context,
+            request,
+            422,
+            "Invalid input",
+            exc.summary(),
+            kind="validation",
+            errors=exc.errors,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            errors.append((".".join(loc) or "body", str(err.get("msg", "invalid"))))
+        return problem_or_page(
+            context,
+            request,
+            422,
+            "Invalid input",
+            "; ".join(f"{f}: {m}" for f, m in errors),
+            kind="validation",
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Too large"}
+        return problem_or_page(
+            context,
+            request,
+            exc.status_code,
+            titles.get(exc.status_code, "Error"),
+            str(exc.detail),
+            kind="http",
+        )
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        reference = secrets.token_hex(4)
+        log.exception("unhandled error on %s (reference %s)", request.url.path, reference)
+        return problem_or_page(
+            context,
+            request,
+            500,
+            "Something went wrong",
+            f"The error was logged with reference {reference}.",
+            kind="internal",
+        )
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+def json_response(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)

@@ -1,0 +1,58 @@
+"""Serve the web app with uvicorn, inside the embedded stack or as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+
+from accord.runtime import Services, build_services, connect
+from accord.settings import Settings
+from web.app import create_app
+
+
+class _Server(uvicorn.Server):
+    """Leaves signals to the caller, which stops every part of the stack together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve_web(
+    settings: Settings, stop: asyncio.Event, services: Services | None = None
+) -> None:
+    services = services or build_services(settings)
+    app = create_app(settings, services, lambda: connect(settings))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.web_host,
+            port=settings.web_port,
+            log_level="warning",
+            proxy_headers=True,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serving
+    stopping.cancel()
+
+
+def main() -> None:
+    import signal
+
+    settings = Settings()
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_web(settings, stop)
+
+    asyncio.run(_main())

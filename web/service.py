@@ -1,0 +1,314 @@
+"""What the pages and the API do, once: file, act, add evidence, list, export.
+
+Every function takes the viewer and checks what they may see before anything else, so a
+route cannot forget it; a dispute that is not theirs is "not found", before any validator
+could say something about it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func
+from sqlmodel import Session, col, or_, select
+
+from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
+from accord.audit import first_broken_link
+from accord.filing import FilingRejected
+from accord.runtime import build_filing
+from models.enums import DisputeCategory, DisputeStage, EvidenceVisibility, Role
+from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
+from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, EvidenceBlob
+from web import evidence as uploads
+from web.app import WebContext
+from web.forms import field_errors
+from web.operations import Operation, build_payload, perform
+from web.problems import BadInput, Forbidden
+from web.views import NotFound
+from workflows.dispute import DisputeWorkflow
+
+PAGE_SIZE = 50
+
+
+# --- filing -----------------------------------------------------------------------------------
+
+
+async def file_dispute(
+    ctx: WebContext,
+    viewer: Viewer,
+    data: dict[str, Any],
+    files: list[uploads.Upload],
+    *,
+    evidence_visibility: EvidenceVisibility = EvidenceVisibility.PARTIES,
+) -> tuple[FilingResult, list[str]]:
+    """File for the viewer's own organisation; returns the result and the evidence ids."""
+    if viewer.role is not Role.PARTNER or viewer.actor.partner_id is None:
+        raise Forbidden("disputes are filed by partner users, for their own organisation")
+    claimant = data.get("claimant_id") or viewer.actor.partner_id
+    if claimant != viewer.actor.partner_id:
+        raise BadInput([("claimant_id", f"you file for {viewer.actor.partner_id} only")])
+    try:
+        uploads.check_uploads(ctx.settings, files)
+    except uploads.UploadProblem as problem:
+        raise BadInput([(problem.field, problem.message)]) from None
+    try:
+        submission = FilingSubmission.model_validate(
+            {**data, "claimant_id": claimant, "filed_by": viewer.login}
+        )
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+    service = build_filing(ctx.services, ctx.temporal())
+    try:
+        result = await service.file(submission)
+    except FilingRejected as exc:
+        raise BadInput([(e.field, e.message) for e in exc.errors]) from None
+    side = viewer.actor.partner_id if evidence_visibility is EvidenceVisibility.SIDE else None
+    added = await _attach(ctx, viewer, result.number, files, "", evidence_visibility, side)
+    return result, added
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+def ensure_visible(ctx: WebContext, viewer: Viewer, number: str) -> None:
+    with ctx.services.sessions.read() as session:
+        if not can_see_dispute(session, viewer, number):
+            raise NotFound(number)
+
+
+async def act(
+    ctx: WebContext, viewer: Viewer, number: str, op: Operation, data: dict[str, Any]
+) -> ActionResult:
+    ensure_visible(ctx, viewer, number)
+    if viewer.role is Role.COMPLIANCE:
+        raise Forbidden("compliance reads disputes; it never acts on them")
+    try:
+        payload = build_payload(op, viewer.actor, data)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+    return await perform(ctx.temporal(), number, payload, op.update)
+
+
+async def add_evidence(
+    ctx: WebContext,
+    viewer: Viewer,
+    number: str,
+    files: list[uploads.Upload],
+    *,
+    description: str,
+    visibility: EvidenceVisibility,
+    side_partner_id: str | None,
+) -> list[str]:
+    ensure_visible(ctx, viewer, number)
+    if not files:
+        raise BadInput([("files", "choose at least one file")])
+    try:
+        uploads.check_uploads(ctx.settings, files)
+    except uploads.UploadProblem as problem:
+        raise BadInput([(problem.field, problem.message)]) from None
+    if visibility is EvidenceVisibility.SIDE and viewer.role is Role.PARTNER:
+        side_partner_id = side_partner_id or viewer.actor.partner_id
+    return await _attach(ctx, viewer, number, files, description, visibility, side_partner_id)
+
+
+async def _attach(
+    ctx: WebContext,
+    viewer: Viewer,
+    number: str,
+    files: list[uploads.Upload],
+    description: str,
+    visibility: EvidenceVisibility,
+    side_partner_id: str | None,
+) -> list[str]:
+    added: list[str] = []
+    for upload in files:
+        try:
+            item = uploads.store(
+                ctx.services.sessions,
+                upload,
+                description=description,
+                visibility=visibility,
+                side_partner_id=side_partner_id,
+            )
+            payload = AddEvidence(actor=viewer.actor, evidence=item)
+        except ValidationError as exc:
+            raise BadInput(field_errors(exc)) from None
+        result = await perform(ctx.temporal(), number, payload, DisputeWorkflow.add_evidence)
+        added.append(result.reference or item.id)
+    return added
+
+
+def evidence_content(
+    ctx: WebContext, viewer: Viewer, number: str, evidence_id: str
+) -> tuple[Evidence, bytes]:
+    from accord.access import may_read_evidence
+
+    with ctx.services.sessions.read() as session:
+        if not can_see_dispute(session, viewer, number):
+            raise NotFound(number)
+        item = session.get(Evidence, evidence_id)
+        if item is None or item.dispute_number != number or not may_read_evidence(viewer, item):
+            raise NotFound(evidence_id)
+        blob = session.get(EvidenceBlob, item.sha256)
+        if blob is None:
+            raise NotFound(evidence_id)
+        return item, blob.content
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisputeFilters:
+    stage: DisputeStage | None = None
+    category: DisputeCategory | None = None
+    party: str | None = None
+    q: str | None = None
+    filed_from: date | None = None
+    filed_to: date | None = None
+    open_only: bool = False
+
+    def as_query(self) -> dict[str, str]:
+        return {
+            k: str(v.value if hasattr(v, "value") else v)
+            for k, v in self.__dict__.items()
+            if v not in (None, False, "")
+        }
+
+
+def _filtered(viewer: Viewer, filters: DisputeFilters) -> Any:
+    query = select(Dispute).where(dispute_scope(viewer))
+    if filters.stage:
+        query = query.where(Dispute.stage == filters.stage)
+    if filters.category:
+        query = query.where(Dispute.category == filters.category)
+    if filters.party:
+        query = query.where(
+            col(Dispute.number).in_(
+                select(DisputeParty.dispute_number).where(DisputeParty.partner_id == filters.party)
+            )
+        )
+    if filters.q:
+        term = f"%{filters.q.strip()}%"
+        query = query.where(or_(col(Dispute.number).ilike(term), col(Dispute.summary).ilike(term)))
+    if filters.filed_from:
+        query = query.where(Dispute.filed_at >= datetime.combine(filters.filed_from, time(), UTC))
+    if filters.filed_to:
+        query = query.where(Dispute.filed_at < datetime.combine(filters.filed_to, time.max, UTC))
+    if filters.open_only:
+        query = query.where(col(Dispute.closed_at).is_(None))
+    return query
+
+
+def list_disputes(
+    session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
+) -> tuple[list[Dispute], int]:
+    query = _filtered(viewer, filters)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(
+        query.order_by(col(Dispute.filed_at).desc())
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return list(rows), int(total)
+
+
+# --- exports (compliance and admins) --------------------------------------------------------------
+
+EXPORT_LIMIT = 100_000
+DISPUTE_COLUMNS = (
+    "number",
+    "category",
+    "stage",
+    "claimant_id",
+    "respondent_ids",
+    "summary",
+    "amount_at_stake",
+    "currency",
+    "mediator_id",
+    "playbook_version",
+    "filed_at",
+    "stage_deadline",
+    "closed_at",
+    "outcome",
+)
+
+
+def _require_auditor(viewer: Viewer) -> None:
+    if not may_read_raw_audit(viewer):
+        raise Forbidden("exports and audit trails are for compliance and admins")
+
+
+def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fmt: str) -> str:
+    _require_auditor(viewer)
+    with ctx.services.sessions.read() as session:
+        rows = session.exec(
+            _filtered(viewer, filters).order_by(col(Dispute.filed_at)).limit(EXPORT_LIMIT)
+        ).all()
+        records = [{c: _plain(getattr(r, c)) for c in DISPUTE_COLUMNS} for r in rows]
+    return _serialise(records, DISPUTE_COLUMNS, fmt)
+
+
+AUDIT_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "content", "prev_hash", "hash")
+
+
+def audit_trail(
+    ctx: WebContext, viewer: Viewer, number: str
+) -> tuple[list[DisputeEvent], int | None]:
+    _require_auditor(viewer)
+    with ctx.services.sessions.read() as session:
+        if session.get(Dispute, number) is None:
+            raise NotFound(number)
+        events = list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == number)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
+    return events, first_broken_link(events)
+
+
+def export_audit(ctx: WebContext, viewer: Viewer, number: str, fmt: str) -> str:
+    events, _ = audit_trail(ctx, viewer, number)
+    records = [{c: _plain(getattr(e, c)) for c in AUDIT_COLUMNS} for e in events]
+    return _serialise(records, AUDIT_COLUMNS, fmt)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, list | dict):
+        return value
+    return value if value is None or isinstance(value, int | float | str) else str(value)
+
+
+def _serialise(records: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(records, indent=1, default=str)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns))
+    writer.writeheader()
+    for record in records:
+        writer.writerow(
+            {
+                k: _csv_cell(json.dumps(v) if isinstance(v, list | dict) else v)
+                for k, v in record.items()
+            }
+        )
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a cell starting with = + - @ is prefixed with '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
