@@ -155,6 +155,55 @@ def worker() -> None:
 
 
 @app.command()
+def web() -> None:
+    """Serve the web app and API on ACCORD_WEB_HOST:ACCORD_WEB_PORT (for scaled-out setups)."""
+    from web.serve import main as serve
+
+    serve()
+
+
+def _accounts() -> Any:
+    from web.auth import Accounts
+
+    settings = _settings()
+    return Accounts(
+        _services().sessions, session_max_age=timedelta(seconds=settings.session_max_age_seconds)
+    )
+
+
+@app.command("set-password")
+def set_password(
+    login: Annotated[str, typer.Option("--for", help="the person's or contact's email")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
+    ],
+) -> None:
+    """Create a web account, or set its password (ends its existing sessions)."""
+    services = _services()
+    with services.sessions.read() as session:
+        try:
+            resolve_actor(session, login)
+        except UnknownActor as exc:
+            fail(str(exc))
+    if len(password) < 10:
+        fail("--password: use at least 10 characters")
+    _accounts().set_password(login, password)
+    typer.echo(f"password set for {login.lower()}")
+
+
+@app.command()
+def token(
+    login: Annotated[str, typer.Option("--for", help="the account's email")],
+    name: Annotated[str, typer.Option(help="what will use the token")],
+) -> None:
+    """Issue a personal API token (printed once; only its hash is kept)."""
+    accounts = _accounts()
+    if accounts.viewer_for(login.lower()) is None:
+        fail(f"{login}: no active account (create one with `accord set-password --for ...`)")
+    typer.echo(accounts.issue_token(login.lower(), name))
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
     from accord.migrate import upgrade

@@ -385,6 +385,9 @@ def _action_route(op: Operation) -> None:
         )
 
     perform_action.__name__ = op.action.value
+    # Annotations are strings here (postponed evaluation); FastAPI resolves them against the
+    # module, where this per-action model does not live, so it is given as the class itself.
+    perform_action.__annotations__["body"] = body_model
     router.add_api_route(
         f"/disputes/{{number}}/{op.slug}",
         perform_action,

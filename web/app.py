@@ -7,6 +7,7 @@ page, the API a problem body (RFC 9457) naming the field or rule.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -100,6 +101,7 @@ def create_app(
         lifespan=lifespan,
         docs_url="/api/docs",
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/api/openapi.json",
     )
     app.state.web = context
@@ -113,7 +115,9 @@ def create_app(
         SessionMiddleware,
         secret_key=secret,
         session_cookie="accord_session",
-        max_age=settings.session_max_age_seconds,
+        # The cookie outlives the session by a day so an ended session can be told apart from
+        # no session ("your session has ended"); web.auth refuses it after the real limit.
+        max_age=settings.session_max_age_seconds + 86400,
         same_site="lax",
         https_only=settings.secure_cookies,
     )
@@ -132,8 +136,8 @@ def create_app(
 
 
 class MalformedRequestGuard:
-    """Outermost: a request body the CSRF check cannot even parse (a broken multipart boundary)
-    gets a 400, not a crash."""
+    """Outermost: whatever escapes the app's own handlers (a body the CSRF check cannot decode,
+    a bug in a middleware) still gets a problem body and never a stack trace."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -152,19 +156,30 @@ class MalformedRequestGuard:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             if started:
                 raise
             reference = secrets.token_hex(4)
             log.exception("unhandled error (reference %s)", reference)
-            body = (
-                b'{"type":"urn:accord:problem:bad-request","title":"Bad request","status":400,'
-                b'"detail":"the request could not be read (reference ' + reference.encode() + b')"}'
+            unreadable = isinstance(exc, UnicodeDecodeError | ValueError)
+            status, kind, title, detail = (
+                (400, "bad-request", "Bad request", "the request body could not be read")
+                if unreadable
+                else (500, "internal", "Something went wrong", "the error was logged")
             )
+            body = json.dumps(
+                {
+                    "type": f"urn:accord:problem:{kind}",
+                    "title": title,
+                    "status": status,
+                    "detail": f"{detail} (reference {reference})",
+                    "errors": [],
+                }
+            ).encode()
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 400,
+                    "status": status,
                     "headers": [(b"content-type", b"application/problem+json")],
                 }
             )
@@ -244,7 +259,8 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
             request,
             404,
             "Not found",
-            f"{exc.args[0]} does not exist or is not yours to see.",
+            # Deliberately silent about which: "not yours" must look like "does not exist".
+            "It does not exist, or it is not yours to see.",
             kind="not-found",
         )
 

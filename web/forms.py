@@ -222,8 +222,12 @@ def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
     the message names the rest (e.g. 'remedies', '1 amount: Input should be greater than 0')."""
     errors: list[tuple[str, str]] = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if p not in _DISCRIMINATOR_TAGS]
-        message = str(err["msg"])
+        loc = [
+            f"#{p + 1}" if isinstance(p, int) else str(p)
+            for p in err["loc"]
+            if p not in _DISCRIMINATOR_TAGS
+        ]
+        message = str(err["msg"]).removeprefix("Value error, ")
         if not loc:
             matched = _FIELD_IN_MESSAGE.match(message)
             if matched:
