@@ -174,9 +174,7 @@ def _accounts() -> Any:
 @app.command("set-password")
 def set_password(
     login: Annotated[str, typer.Option("--for", help="the person's or contact's email")],
-    password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
-    ],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
     """Create a web account, or set its password (ends its existing sessions)."""
     services = _services()

@@ -23,12 +23,12 @@ from models.enums import (
     Role,
     TaskKind,
 )
-from models.payloads import ActionResult, ContestedObject, DisputeState, FilingResult
+from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
 from models.tables import Dispute, Partner, Person, Precedent
 from web import csrf, service
 from web.deps import current_viewer, require, web
 from web.evidence import Upload
-from web.operations import OPERATIONS, Operation
+from web.operations import OPERATIONS, Operation, request_model
 from web.pages import _precedent_view, evidence_response
 from web.problems import PROBLEM_RESPONSES, BadInput
 from web.views import inbox, load_live, load_record
@@ -141,21 +141,8 @@ class TaskOut(BaseModel):
     sla: Literal["on_time", "warned", "breached", "none"]
 
 
-class FilingRequest(BaseModel):
-    """A new dispute, filed for your own organisation."""
-
-    model_config = ConfigDict(extra="forbid")
-    respondent_ids: Annotated[list[str], Field(min_length=1, max_length=10)]
-    category: DisputeCategory
-    contested_objects: Annotated[list[ContestedObject], Field(min_length=1, max_length=50)]
-    summary: str
-    facts: str
-    desired_remedy: str
-    amount_at_stake: Decimal
-    currency: str = "USD"
-    occurred_on: date
-    submission_id: str | None = None
-    """Your idempotency key: the same key twice files once."""
+FilingRequest = request_model(FilingSubmission, without=("claimant_id", "filed_by"))
+"""A new dispute, filed for your own organisation (the claimant is your partner)."""
 
 
 class EvidenceAdded(BaseModel):
@@ -217,7 +204,15 @@ def list_disputes(
     open_only: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> DisputePage:
-    filters = service.DisputeFilters(stage, category, party, q, filed_from, filed_to, open_only)
+    filters = service.DisputeFilters(
+        stage=stage,
+        category=category,
+        party=party,
+        q=q,
+        filed_from=filed_from,
+        filed_to=filed_to,
+        open_only=open_only,
+    )
     with web(request).services.sessions.read() as session:
         rows, total = service.list_disputes(session, viewer, filters, page=page)
     return DisputePage(
@@ -231,10 +226,11 @@ def list_disputes(
 @router.post("/disputes", response_model=FilingResult, status_code=201, tags=["disputes"])
 async def file_dispute(
     request: Request,
-    body: FilingRequest,
+    body: FilingRequest,  # type: ignore[valid-type]
     viewer: Annotated[Viewer, Depends(require(Role.PARTNER))],
 ) -> FilingResult:
-    result, _ = await service.file_dispute(web(request), viewer, body.model_dump(mode="json"), [])
+    data = body.model_dump(mode="json")  # type: ignore[attr-defined]
+    result, _ = await service.file_dispute(web(request), viewer, data, [])
     return result
 
 
@@ -301,7 +297,9 @@ def export_disputes(
     filed_from: date | None = None,
     filed_to: date | None = None,
 ) -> Response:
-    filters = service.DisputeFilters(stage, category, None, None, filed_from, filed_to)
+    filters = service.DisputeFilters(
+        stage=stage, category=category, filed_from=filed_from, filed_to=filed_to
+    )
     body = service.export_disputes(web(request), viewer, filters, format)
     return _download(body, f"disputes.{format}", format)
 

@@ -219,10 +219,28 @@ def problem_or_page(
 ) -> Response:
     if _is_api(request) or "application/json" in request.headers.get("accept", ""):
         return problem_response(status, title, detail, kind=kind, errors=errors)
+    from web.deps import optional_viewer
+    from web.pages import HOME
+
+    try:
+        viewer = optional_viewer(request)
+    except Exception:  # an error page must render even when the session cannot be read
+        viewer = None
+    referer = request.headers.get("referer", "")
+    same_site = referer.startswith(str(request.base_url)) and referer != str(request.url)
     return context.templates.TemplateResponse(
         request,
         "error.html",
-        {"title": title, "detail": detail, "errors": errors or [], "status": status},
+        {
+            "title": title,
+            "detail": detail,
+            "errors": errors or [],
+            "status": status,
+            "viewer": viewer,
+            "home": HOME.get(viewer.role, "/") if viewer else "/login",
+            "back": referer if same_site else None,
+            "csrf": request.scope["csrftoken"]() if "csrftoken" in request.scope else "",
+        },
         status_code=status,
     )
 

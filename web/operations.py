@@ -62,12 +62,15 @@ class Operation:
         return self.action.value.replace("_", "-")
 
 
-def _body_model(payload: type[ActionPayload]) -> type[BaseModel]:
-    """The payload's fields without `actor`: what an API client sends."""
+def request_model(
+    payload: type[BaseModel], without: tuple[str, ...] = ("actor",)
+) -> type[BaseModel]:
+    """The payload's fields minus those the server fills in: what an API client sends. The
+    field constraints carry over, so the OpenAPI document shows them."""
     fields: dict[str, Any] = {
         name: (info.annotation, info)
         for name, info in payload.model_fields.items()
-        if name != "actor"
+        if name not in without
     }
     name = payload.__name__ + "Request"
     model: type[BaseModel] = create_model(
@@ -78,7 +81,7 @@ def _body_model(payload: type[ActionPayload]) -> type[BaseModel]:
 
 
 def _op(action: Action, label: str, payload: type[ActionPayload], update: Any) -> Operation:
-    return Operation(action, label, payload, update, _body_model(payload))
+    return Operation(action, label, payload, update, request_model(payload))
 
 
 W = DisputeWorkflow

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlmodel import col, select
 from starlette.datastructures import FormData, UploadFile
 
@@ -32,8 +33,8 @@ from web import csrf, service
 from web.app import WebContext
 from web.deps import current_viewer, optional_viewer, require, web
 from web.evidence import Upload
-from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
-from web.operations import BY_SLUG
+from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, field_errors
+from web.operations import BY_SLUG, Refused
 from web.problems import BadInput, Forbidden
 from web.views import DisputeFile, NotFound, inbox, load_live, load_record
 
@@ -207,24 +208,13 @@ async def oidc_callback(request: Request) -> Response:
 # --- lists --------------------------------------------------------------------------------------
 
 
-def _filters(
-    stage: DisputeStage | None = None,
-    category: DisputeCategory | None = None,
-    party: Annotated[str | None, Query(max_length=64)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    filed_from: date | None = None,
-    filed_to: date | None = None,
-    open_only: bool = False,
-) -> service.DisputeFilters:
-    return service.DisputeFilters(
-        stage=stage,
-        category=category,
-        party=party or None,
-        q=q or None,
-        filed_from=filed_from,
-        filed_to=filed_to,
-        open_only=open_only,
-    )
+def _filters(request: Request) -> service.DisputeFilters:
+    """The filter form's fields; a field left at "any" arrives empty and means no filter."""
+    raw = {k: v for k, v in request.query_params.items() if v.strip() and k != "page"}
+    try:
+        return service.DisputeFilters.model_validate(raw)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
 
 
 FiltersDep = Annotated[service.DisputeFilters, Depends(_filters)]
@@ -550,15 +540,17 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
     data = action_data(op.action, form, descriptions)
     try:
         result = await service.act(ctx, viewer, number, op, data)
-    except BadInput as exc:
+    except (BadInput, Refused) as exc:
+        # Back to the same form, with the reason next to it and everything typed kept.
         values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        errors = _by_field(exc.errors) if isinstance(exc, BadInput) else {"form": [str(exc)]}
         return await _render_dispute(
             request,
             viewer,
             number,
-            status=422,
+            status=422 if isinstance(exc, BadInput) else 409,
             failed=op.action,
-            errors=_by_field(exc.errors),
+            errors=errors,
             values=values,
         )
     return back(request, f"/disputes/{number}", f"{op.label}: {result.message}")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
@@ -164,12 +163,14 @@ def evidence_content(
 # --- lists ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DisputeFilters:
+class DisputeFilters(BaseModel):
+    """What a dispute list can be narrowed by; the same for pages, API and exports."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
     stage: DisputeStage | None = None
     category: DisputeCategory | None = None
-    party: str | None = None
-    q: str | None = None
+    party: Annotated[str, StringConstraints(max_length=64)] | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
     filed_from: date | None = None
     filed_to: date | None = None
     open_only: bool = False
@@ -177,7 +178,7 @@ class DisputeFilters:
     def as_query(self) -> dict[str, str]:
         return {
             k: str(v.value if hasattr(v, "value") else v)
-            for k, v in self.__dict__.items()
+            for k, v in self.model_dump().items()
             if v not in (None, False, "")
         }
 

@@ -1,0 +1,361 @@
+"""Web benchmark: server time of the busiest pages with 100,000 disputes in the database, and of
+filing through the API under 20 concurrent clients.
+
+    make bench-web
+    python -m bench.web --disputes 100000 --requests 200 --filings 200 --concurrency 20
+    python -m bench.web --database-url postgresql://postgres@127.0.0.1:5432/test_bench
+
+The read model is filled directly with SQL (disputes, parties, a timeline of audit entries
+each, open tasks), as years of use would leave it. The app runs under uvicorn on loopback,
+with a real dev server and worker for the filings. "Server time" is measured inside the
+process, from the request's first byte to the response's last, by a wrapper around the app;
+client-side latency is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from aiosmtpd.controller import Controller
+from sqlalchemy import insert
+from sqlmodel import select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from accord.audit import GENESIS, event_hash
+from accord.demo import DEMO
+from accord.directory import import_directory
+from accord.migrate import upgrade
+from accord.runtime import build_services, build_worker
+from accord.settings import REPO_ROOT, Settings
+from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
+from models.tables import Dispute, DisputeEvent, DisputeParty, Person, Task
+from web.app import create_app
+from web.auth import Accounts, seed_demo_accounts
+from web.serve import _Server
+
+PARTNERS = [p.id for p in DEMO.partners if not p.is_direct_sales]
+MEDIATORS = ["greta.hoffmann", "kenji.sato", "maria.lopez", "sam.okafor"]
+WORDS = "acme globex initech umbrella hooli stark wayne wonka tyrell cyberdyne soylent".split()
+STAGES = [DisputeStage.MEDIATION, DisputeStage.CLOSED, DisputeStage.TRIAGE, DisputeStage.CLOSED]
+
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return "250 OK"
+
+
+class ServerTimer:
+    """ASGI wrapper recording, per path group, the time from request start to response end."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.times: dict[str, list[float]] = {}
+        self.group = "other"
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        group = self.group
+        started = time.perf_counter()
+
+        async def timed_send(message):  # type: ignore[no-untyped-def]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.times.setdefault(group, []).append((time.perf_counter() - started) * 1000)
+
+        await self.app(scope, receive, timed_send)
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def fill(settings: Settings, disputes: int, events_each: int) -> list[str]:
+    """Bulk-load the read model; returns the dispute numbers."""
+    services = build_services(settings)
+    engine = services.sessions.engine
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    numbers: list[str] = []
+    batch = 5_000
+    with services.sessions.begin() as session:
+        import_directory(session, DEMO)
+        for person in session.exec(select(Person)).all():
+            person.case_limit = 1_000_000
+            session.add(person)
+    for start in range(0, disputes, batch):
+        rows, parties, events, tasks = [], [], [], []
+        for i in range(start, min(disputes, start + batch)):
+            number = f"DSP-2025-{i + 1:06d}"
+            numbers.append(number)
+            claimant, respondent = rng.sample(PARTNERS, 2)
+            stage = STAGES[i % len(STAGES)]
+            filed = now - timedelta(minutes=disputes - i)
+            mediator = MEDIATORS[i % len(MEDIATORS)]
+            word = rng.choice(WORDS)
+            rows.append(
+                {
+                    "number": number,
+                    "category": rng.choice(list(DisputeCategory)).value,
+                    "claimant_id": claimant,
+                    "respondent_ids": [respondent],
+                    "party_key": "|".join(sorted([claimant, respondent])),
+                    "contested_objects": [{"kind": "account", "ref": f"{word.upper()}-{i}"}],
+                    "summary": f"{respondent} sold into the {word} account held by {claimant}",
+                    "facts": f"Facts of dispute {i} about {word}.",
+                    "desired_remedy": "Commission to the registered partner",
+                    "amount_at_stake": rng.randint(1_000, 500_000),
+                    "currency": "USD",
+                    "occurred_on": filed.date(),
+                    "stage": stage.value,
+                    "stage_deadline": filed + timedelta(days=15) if stage.is_open else None,
+                    "deadline_explanation": "15 business days on the US-NY calendar",
+                    "mediator_id": mediator,
+                    "playbook_version": "2026.1",
+                    "filed_by": "bench@example",
+                    "filed_at": filed,
+                    "updated_at": filed,
+                    "closed_at": filed + timedelta(days=5) if not stage.is_open else None,
+                    "outcome": "settled" if not stage.is_open else None,
+                }
+            )
+            parties += [
+                {"dispute_number": number, "partner_id": claimant, "side": "claimant"},
+                {"dispute_number": number, "partner_id": respondent, "side": "respondent"},
+            ]
+            prev = GENESIS
+            for seq in range(1, events_each + 1):
+                at = filed + timedelta(seconds=seq)
+                content = {"summary": f"step {seq} of {number}"}
+                digest = event_hash(
+                    prev_hash=prev,
+                    number=number,
+                    seq=seq,
+                    at=at,
+                    actor_id="accord",
+                    actor_role="system",
+                    action="bench_step",
+                    content=content,
+                )
+                events.append(
+                    {
+                        "dispute_number": number,
+                        "seq": seq,
+                        "at": at,
+                        "actor_id": "accord",
+                        "actor_role": Role.SYSTEM.value,
+                        "action": "bench_step",
+                        "content": content,
+                        "prev_hash": prev,
+                        "hash": digest,
+                    }
+                )
+                prev = digest
+            if stage is DisputeStage.MEDIATION:
+                tasks.append(
+                    {
+                        "key": f"{number}/mediate",
+                        "dispute_number": number,
+                        "kind": TaskKind.MEDIATE.value,
+                        "title": f"Mediate {number}",
+                        "assignee_id": mediator,
+                        "assignee_role": Role.MEDIATOR.value,
+                        "due_at": filed + timedelta(days=15),
+                        "state": TaskState.OPEN.value,
+                        "created_at": filed,
+                    }
+                )
+        with engine.begin() as conn:
+            conn.execute(insert(Dispute), rows)
+            conn.execute(insert(DisputeParty), parties)
+            conn.execute(insert(DisputeEvent), events)
+            if tasks:
+                conn.execute(insert(Task), tasks)
+        print(f"  loaded {min(disputes, start + batch):,} disputes", file=sys.stderr, end="\r")
+    print(file=sys.stderr)
+    return numbers
+
+
+async def measure(
+    timer: ServerTimer,
+    client: httpx.AsyncClient,
+    group: str,
+    paths: list[str],
+    token: str,
+) -> list[float]:
+    timer.group = group
+    client_times = []
+    for path in paths:
+        started = time.perf_counter()
+        response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+        client_times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{group} {path}: {response.status_code} {response.text[:300]}")
+    return client_times
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="accord-web-bench-"))
+    smtp_port = 20000 + uuid.uuid4().int % 20000
+    sink = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
+    sink.start()
+    settings = Settings(
+        database_url=args.database_url or f"sqlite:///{work / 'accord.db'}",
+        state_dir=work,
+        playbook_dir=REPO_ROOT / "playbooks",
+        smtp_port=smtp_port,
+        task_queue="accord-web-bench",
+    )
+    upgrade(settings.resolved_database_url())
+    began = time.perf_counter()
+    numbers = fill(settings, args.disputes, args.events)
+    print(f"filled {len(numbers):,} disputes in {time.perf_counter() - began:.0f}s")
+    services = build_services(settings)
+    seed_demo_accounts(services.sessions, "bench")
+    accounts = Accounts(services.sessions, session_max_age=timedelta(hours=1))
+    tokens = {
+        who: accounts.issue_token(who, "bench")
+        for who in (
+            "carol.compliance@vendor.example",
+            "greta.hoffmann@vendor.example",
+            "nora@northwind.example",
+        )
+    }
+    contacts = {p.id: p.contacts[0].email for p in DEMO.partners if p.contacts}
+    partner_tokens = {pid: accounts.issue_token(email, "bench") for pid, email in contacts.items()}
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--db-filename", str(work / "temporal.db"), "--log-level", "error"],
+    )
+    port = 30000 + uuid.uuid4().int % 20000
+    timer = ServerTimer(create_app(settings, services, env.client))
+    server = _Server(uvicorn.Config(timer, host="127.0.0.1", port=port, log_level="error"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    rng = random.Random(11)
+    results: list[tuple[str, list[float], list[float]]] = []
+    try:
+        async with (
+            build_worker(env.client, services, settings.task_queue),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client,
+        ):
+            n = args.requests
+            compliance = tokens["carol.compliance@vendor.example"]
+            plan = [
+                ("inbox (mediator, page)", ["/inbox"] * n, tokens["greta.hoffmann@vendor.example"]),
+                (
+                    "dispute list (compliance, all)",
+                    [f"/disputes?page={rng.randint(1, 50)}" for _ in range(n)],
+                    compliance,
+                ),
+                (
+                    "dispute list (partner, own)",
+                    ["/disputes"] * n,
+                    tokens["nora@northwind.example"],
+                ),
+                (
+                    "dispute list (filtered)",
+                    [
+                        f"/disputes?stage=mediation&category={rng.choice(list(DisputeCategory)).value}"
+                        for _ in range(n)
+                    ],
+                    compliance,
+                ),
+                (
+                    "timeline",
+                    [f"/disputes/{rng.choice(numbers)}/timeline" for _ in range(n)],
+                    compliance,
+                ),
+                ("search", [f"/search?q={rng.choice(WORDS)}" for _ in range(n)], compliance),
+                ("API dispute list", ["/api/disputes"] * n, compliance),
+            ]
+            for group, paths, token in plan:
+                await measure(timer, client, group, paths[:3], token)  # warm up
+                timer.times.pop(group, None)
+                client_times = await measure(timer, client, group, paths, token)
+                results.append((group, timer.times[group], client_times))
+
+            timer.group = "filing (API, 20 concurrent)"
+            semaphore = asyncio.Semaphore(args.concurrency)
+            filing_client: list[float] = []
+
+            async def file_one(i: int) -> None:
+                claimant, respondent = (
+                    PARTNERS[i % len(PARTNERS)],
+                    PARTNERS[(i + 1) % len(PARTNERS)],
+                )
+                body = {
+                    "respondent_ids": [respondent],
+                    "category": "deal_registration",
+                    "contested_objects": [{"kind": "deal_registration", "ref": f"DR-B-{i}"}],
+                    "summary": f"Bench filing {i} over a deal registration",
+                    "facts": "Registered first, then registered again by the other partner.",
+                    "desired_remedy": "Registration confirmed",
+                    "amount_at_stake": "1000",
+                    "occurred_on": date.today().isoformat(),
+                    "submission_id": f"bench-{i}",
+                }
+                async with semaphore:
+                    started = time.perf_counter()
+                    response = await client.post(
+                        "/api/disputes",
+                        json=body,
+                        headers={"Authorization": f"Bearer {partner_tokens[claimant]}"},
+                    )
+                    filing_client.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 201:
+                    raise SystemExit(f"filing {i}: {response.status_code} {response.text[:300]}")
+
+            began = time.perf_counter()
+            await asyncio.gather(*(file_one(i) for i in range(args.filings)))
+            elapsed = time.perf_counter() - began
+            results.append((timer.group, timer.times[timer.group], filing_client))
+    finally:
+        server.should_exit = True
+        await serving
+        await env.shutdown()
+        sink.stop()
+
+    backend = settings.resolved_database_url().split(":", 1)[0]
+    print(
+        f"\nAccord web benchmark — {len(numbers):,} disputes ({args.events} audit entries each), "
+        f"{backend}, {args.requests} requests per page, 2 cores"
+    )
+    print(f"{'':34} {'server p50':>10} {'p95':>8}   {'client p50':>10} {'p95':>8}  (ms)")
+    for group, server_times, client_times in results:
+        print(
+            f"{group:34} {statistics.median(server_times):10.1f} {pct(server_times, 95):8.1f}"
+            f"   {statistics.median(client_times):10.1f} {pct(client_times, 95):8.1f}"
+        )
+    print(
+        f"filings: {args.filings} at {args.concurrency} concurrent, {args.filings / elapsed:.1f}/s"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--disputes", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=5, help="audit entries per dispute")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--filings", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--database-url", default="")
+    asyncio.run(main(parser.parse_args()))

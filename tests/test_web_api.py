@@ -1,0 +1,234 @@
+"""The JSON API: every action over HTTP with a personal token, problem bodies naming the field or
+the rule, evidence up and down, and schemathesis over the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from models.enums import DisputeStage
+from tests.conftest import Stack
+from tests.test_formal_review import PANEL, REASONS
+from tests.web_harness import api, make_app, served, token_for
+from web.operations import OPERATIONS
+
+CLAIMANT = "nora@northwind.example"
+RESPONDENT = "carl@contoso.example"
+
+
+def filing(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "respondent_ids": ["contoso"],
+        "category": "deal_registration",
+        "contested_objects": [{"kind": "deal_registration", "ref": "DR-2026-0042"}],
+        "summary": "Contoso registered our Acme deal after we did",
+        "facts": "We registered DR-2026-0042 for Acme on 2 November; Contoso a week later.",
+        "desired_remedy": "Registration confirmed to Northwind",
+        "amount_at_stake": "125000.00",
+        "occurred_on": "2026-11-20",
+        "submission_id": "erp-7781",
+    }
+    body.update(overrides)
+    return body
+
+
+async def test_filing_over_the_api_is_idempotent_and_errors_name_the_field(stack: Stack) -> None:
+    app = make_app(stack)
+    async with api(app, token_for(stack, CLAIMANT)) as client:
+        first = await client.post("/api/disputes", json=filing())
+        assert first.status_code == 201, first.text
+        again = await client.post("/api/disputes", json=filing())
+        assert again.json()["number"] == first.json()["number"]
+        assert again.json()["duplicate"] is True
+        bad = await client.post(
+            "/api/disputes",
+            json=filing(submission_id="x2", amount_at_stake="-1", claimant_id="contoso"),
+        )
+        assert bad.status_code == 422
+        problem = bad.json()
+        assert problem["type"] == "urn:accord:problem:validation"
+        assert {e["field"] for e in problem["errors"]} == {"amount_at_stake", "claimant_id"}
+        unknown = await client.post(
+            "/api/disputes", json=filing(submission_id="x3", respondent_ids=["nobody"])
+        )
+        assert unknown.status_code == 422
+        assert unknown.json()["errors"][0]["field"].startswith("respondent_ids")
+    async with api(app, token_for(stack, "maria.lopez@vendor.example")) as client:
+        response = await client.post("/api/disputes", json=filing(submission_id="x4"))
+        assert response.status_code == 403
+
+
+async def test_a_dispute_settles_entirely_over_the_api(stack: Stack) -> None:
+    app = make_app(stack)
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        number = (await nora.post("/api/disputes", json=filing())).json()["number"]
+        upload = await nora.post(
+            f"/api/disputes/{number}/evidence",
+            files={
+                "files": ("registration.csv", b"deal,date\nDR-2026-0042,2026-11-02\n", "text/csv")
+            },
+            data={"visibility": "parties", "description": "CRM export"},
+        )
+        assert upload.status_code == 201, upload.text
+        evidence_id = upload.json()["evidence_ids"][0]
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    async with api(app, token_for(stack, mediator)) as med:
+        tasks = (await med.get("/api/tasks")).json()
+        assert [(t["dispute_number"], t["kind"], t["sla"]) for t in tasks] == [
+            (number, "accept_assignment", "on_time")
+        ]
+        accepted = await med.post(
+            f"/api/disputes/{number}/accept-assignment",
+            json={"impartiality_declaration": "No ties to either party or to the outcome."},
+        )
+        assert accepted.status_code == 200, accepted.text
+        bad_offer = await med.post(
+            f"/api/disputes/{number}/propose-settlement",
+            json={
+                "terms": "Split",
+                "remedies": [
+                    {
+                        "kind": "commission_split",
+                        "deal_ref": "DR-2026-0042",
+                        "shares": {"northwind": 70, "contoso": 20},
+                    }
+                ],
+            },
+        )
+        assert bad_offer.status_code == 422
+        assert "add up to 100" in bad_offer.json()["errors"][0]["message"]
+        offer = await med.post(
+            f"/api/disputes/{number}/propose-settlement",
+            json={
+                "terms": "Northwind keeps it; Contoso gets 30%.",
+                "remedies": [
+                    {
+                        "kind": "commission_split",
+                        "deal_ref": "DR-2026-0042",
+                        "shares": {"northwind": 70, "contoso": 30},
+                    }
+                ],
+            },
+        )
+        assert offer.status_code == 200, offer.text
+        offer_id = offer.json()["reference"]
+        downloaded = await med.get(f"/api/disputes/{number}/evidence/{evidence_id}")
+        assert downloaded.content.startswith(b"deal,date")
+    for login in (CLAIMANT, RESPONDENT):
+        async with api(app, token_for(stack, login)) as party:
+            detail = (await party.get(f"/api/disputes/{number}")).json()
+            assert "respond-to-offer" in detail["actions"]
+            answer = await party.post(
+                f"/api/disputes/{number}/respond-to-offer",
+                json={"offer_id": offer_id, "accept": True},
+            )
+            assert answer.status_code == 200, answer.text
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.CLOSED)
+    async with api(app, token_for(stack, "carol.compliance@vendor.example")) as compliance:
+        trail = (await compliance.get(f"/api/disputes/{number}/audit")).json()
+        assert trail["intact"] is True
+        assert "evidence_added" in [e["action"] for e in trail["entries"]]
+        exported = await compliance.get("/api/exports/disputes", params={"format": "csv"})
+        assert exported.text.splitlines()[1].startswith(f"{number},deal_registration,closed")
+
+
+async def test_the_board_votes_and_the_chair_rules_over_the_api(stack: Stack) -> None:
+    from tests.test_formal_review import in_review
+
+    app = make_app(stack)
+    number = await in_review(stack)
+    await stack.wait_for_event(number, "panel_drawn")
+    split = {
+        "kind": "commission_split",
+        "deal_ref": "DR-2026-0042",
+        "shares": {"northwind": 80, "contoso": 20},
+    }
+    for member in PANEL[:3]:
+        email = {
+            "board.sales": "b.sales@vendor.example",
+            "board.marketing": "m.marketing@vendor.example",
+            "board.product": "p.product@vendor.example",
+        }[member]
+        async with api(app, token_for(stack, email)) as client:
+            queue = [t["kind"] for t in (await client.get("/api/tasks")).json()]
+            assert "cast_vote" in queue
+            voted = await client.post(
+                f"/api/disputes/{number}/cast-vote",
+                json={"outcome": "uphold", "remedies": [split], "reasons": REASONS},
+            )
+            assert voted.status_code == 200, voted.text
+            # The ballot stays sealed from the other panelists.
+            review = (await client.get(f"/api/disputes/{number}")).json()["state"]["review"]
+            assert all(v["outcome"] is None for v in review["votes"])
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        refused = await nora.post(
+            f"/api/disputes/{number}/issue-ruling",
+            json={
+                "outcome": "uphold",
+                "rationale": "A partner cannot rule on its own dispute, whatever it writes.",
+                "votes_relied_on": ["board.sales"],
+                "clauses_applied": ["RoE 3.1"],
+            },
+        )
+        assert refused.status_code == 409
+    async with api(app, token_for(stack, "c.chair@vendor.example")) as chair:
+        ruled = await chair.post(
+            f"/api/disputes/{number}/issue-ruling",
+            json={
+                "outcome": "uphold",
+                "remedies": [split],
+                "rationale": "The first valid registration wins under RoE 3.1; Contoso keeps a share.",
+                "votes_relied_on": ["board.sales", "board.marketing"],
+                "clauses_applied": ["RoE 3.1"],
+            },
+        )
+        assert ruled.status_code == 200, ruled.text
+        assert ruled.json()["stage"] == "appeal_window"
+
+
+def test_the_openapi_document_lists_every_action_with_its_problem_body(stack: Stack) -> None:
+    app = make_app(stack)
+    document = app.openapi()
+    paths = document["paths"]
+    for op in OPERATIONS.values():
+        route = paths[f"/api/disputes/{{number}}/{op.slug}"]["post"]
+        assert set(route["responses"]) >= {"200", "401", "403", "404", "409", "422"}
+    assert "Problem" in document["components"]["schemas"]
+
+
+async def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(f'[parameters]\n"path.number" = "{number}"\n')
+    schemathesis = Path(sys.executable).parent / "schemathesis"
+    async with served(app) as base:
+        for login in ("ada.admin@vendor.example", CLAIMANT):
+            process = await asyncio.create_subprocess_exec(
+                str(schemathesis),
+                "--config-file",
+                str(config),
+                "run",
+                f"{base}/api/openapi.json",
+                "--header",
+                f"Authorization: Bearer {token_for(stack, login)}",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "8",
+                "--phases",
+                "coverage,fuzzing",
+                "--workers",
+                "1",
+                "--seed",
+                "1",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await process.communicate()
+            text = output.decode()
+            assert process.returncode == 0, text[-4000:]
+            assert "passed" in text

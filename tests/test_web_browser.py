@@ -1,0 +1,234 @@
+"""Each role's main journey in headless Chromium (Debian's, driven by Playwright), against the
+app served by uvicorn over the real stack. Pages are used as a person would: links, forms,
+buttons; no JavaScript is needed by the app."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from models.enums import DisputeStage
+from tests.conftest import Stack
+from tests.test_dispute_paths import in_mediation
+from tests.test_formal_review import PANEL, REASONS, in_review
+from tests.web_harness import PASSWORD, make_app, served
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+EMAIL = {
+    "board.sales": "b.sales@vendor.example",
+    "board.marketing": "m.marketing@vendor.example",
+    "board.product": "p.product@vendor.example",
+    "board.finance": "f.finance@vendor.example",
+    "board.partners": "p.partners@vendor.example",
+}
+
+
+@pytest.fixture(scope="session")
+async def chromium() -> AsyncIterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        reason = "Debian's chromium is not installed (make test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        await browser.close()
+
+
+async def sign_in(chromium: Browser, base: str, login: str) -> Page:
+    context = await chromium.new_context(base_url=base, java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto("/login")
+    await page.get_by_label("Email").fill(login)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(
+        page.get_by_role("link", name="Sign out").or_(page.get_by_text("Sign out"))
+    ).to_be_visible()
+    return page
+
+
+async def act(page: Page, summary: str) -> None:
+    """Open an action's form on the dispute page."""
+    await page.locator("summary", has_text=summary).click()
+
+
+async def test_partner_files_a_dispute_with_evidence(
+    stack: Stack, chromium: Browser, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(stack)
+    evidence = tmp_path / "registration.pdf"
+    evidence.write_bytes(b"%PDF-1.4\n% registration of DR-2026-0042\n")
+    async with served(app) as base:
+        page = await sign_in(chromium, base, "nora@northwind.example")
+        await page.get_by_role("link", name="File a dispute").click()
+        form = page.locator("form.card")
+        await form.get_by_label("Against (respondents)").select_option("contoso")
+        await form.get_by_label("Category").select_option("deal_registration")
+        await page.get_by_label("kind of object 1").select_option("deal_registration")
+        await page.get_by_label("reference of object 1").fill("DR-2026-0042")
+        await form.get_by_label("Summary").fill("Bad")
+        await form.get_by_label("Facts").fill(
+            "We registered DR-2026-0042 on 2 November; Contoso later."
+        )
+        await form.get_by_label("Remedy you seek").fill("Registration confirmed to Northwind")
+        await form.get_by_label("Amount at stake").fill("125000")
+        await form.get_by_label("When it happened").fill("2026-11-20")
+        await page.locator("input[type=file]").set_input_files(str(evidence))
+        await page.get_by_role("button", name="File the dispute").click()
+        # Too short a summary: the field says why, and everything typed is still there.
+        await expect(page.locator(".field-error").first).to_contain_text("at least 5 characters")
+        await expect(form.get_by_label("Facts")).to_have_value(
+            re.compile("registered DR-2026-0042")
+        )
+        await form.get_by_label("Summary").fill("Contoso registered our Acme deal after we did")
+        await page.locator("input[type=file]").set_input_files(str(evidence))
+        await page.get_by_role("button", name="File the dispute").click()
+        await expect(page.locator(".flash")).to_contain_text("filed as DSP-")
+        await expect(page.get_by_role("link", name="registration.pdf")).to_be_visible()
+        number = (await page.locator("h1").inner_text()).split()[0]
+        await page.get_by_role("link", name="My disputes").click()
+        await expect(page.get_by_role("link", name=number)).to_be_visible()
+        await page.get_by_role("link", name=number).click()
+        await page.get_by_role("link", name="Timeline").click()
+        await expect(page.locator("ol.timeline")).to_contain_text("filed")
+        await expect(page.locator(".countdown").first).to_contain_text("left")
+
+
+async def test_mediator_works_the_case_from_the_inbox_to_settlement(
+    stack: Stack, chromium: Browser
+) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    await stack.wait_for_event(number, "mediator_offered")
+    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    async with served(app) as base:
+        page = await sign_in(chromium, base, mediator)
+        row = page.locator("tr", has_text=number)
+        await expect(row).to_contain_text("on time")
+        await row.get_by_role("link", name=number).click()
+        await act(page, "Accept assignment")
+        await page.get_by_label("Impartiality declaration").fill("No ties to either party.")
+        await page.get_by_role("button", name="Accept assignment").click()
+        await expect(page.locator(".flash")).to_contain_text("mediation has begun")
+        await act(page, "Add note")
+        note_form = page.locator("#action-add-note form")
+        await note_form.get_by_label("Note").fill("Caucus: Northwind would take 70%.")
+        await note_form.get_by_label("Shared with").select_option("caucus")
+        await note_form.get_by_label("Caucus side").select_option("northwind")
+        await note_form.get_by_role("button", name="Add note").click()
+        await expect(page.locator(".note.caucus")).to_contain_text("Northwind would take 70%")
+        await act(page, "Propose settlement")
+        offer = page.locator("#action-propose-settlement form")
+        await offer.get_by_label("Terms").fill("Northwind keeps the deal; Contoso gets 30%.")
+        await offer.get_by_label("remedy 1 kind").select_option("commission_split")
+        await offer.get_by_label("remedy 1 deal ref").fill("DR-2026-0042")
+        await offer.get_by_label("remedy 1 shares").fill("northwind=70, contoso=30")
+        await offer.get_by_role("button", name="Propose settlement").click()
+        await expect(page.locator(".flash")).to_contain_text("offer-1")
+        for party in ("nora@northwind.example", "carl@contoso.example"):
+            partner = await sign_in(chromium, base, party)
+            await partner.goto(f"/disputes/{number}")
+            if party.startswith("carl"):
+                await expect(partner.locator("body")).not_to_contain_text("Northwind would take")
+            await act(partner, "Respond to offer")
+            await partner.get_by_label("accept").check()
+            await partner.locator("#action-respond-to-offer button").click()
+            await expect(partner.locator(".flash")).to_contain_text("accepted")
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.CLOSED)
+
+
+async def test_board_votes_under_seal_and_the_chair_rules(stack: Stack, chromium: Browser) -> None:
+    app = make_app(stack)
+    number = await in_review(stack)
+    await stack.wait_for_event(number, "panel_drawn")
+    async with served(app) as base:
+        for member in PANEL[:3]:
+            page = await sign_in(chromium, base, EMAIL[member])
+            await expect(page.locator("h1")).to_contain_text("Review queue")
+            await page.locator("tr", has_text=number).get_by_role("link", name=number).click()
+            await act(page, "Cast sealed vote")
+            ballot = page.locator("#action-cast-vote form")
+            await ballot.get_by_label("Vote").select_option("uphold")
+            await ballot.get_by_label("Written reasons").fill(REASONS)
+            await ballot.get_by_label("remedy 1 kind").select_option("commission_split")
+            await ballot.get_by_label("remedy 1 deal ref").fill("DR-2026-0042")
+            await ballot.get_by_label("remedy 1 shares").fill("northwind=80, contoso=20")
+            await ballot.get_by_role("button", name="Cast sealed vote").click()
+            await expect(page.locator(".flash")).to_contain_text("vote")
+            await expect(page.locator("body")).to_contain_text("voted (sealed)")
+        chair = await sign_in(chromium, base, "c.chair@vendor.example")
+        await chair.goto(f"/disputes/{number}")
+        await act(chair, "Issue ruling")
+        form = chair.locator("#action-issue-ruling form")
+        await form.get_by_label("Ruling").select_option("uphold")
+        await form.get_by_label("Rationale").fill(
+            "The first valid registration wins under RoE 3.1; the claimant registered first."
+        )
+        await form.get_by_label("remedy 1 kind").select_option("commission_split")
+        await form.get_by_label("remedy 1 deal ref").fill("DR-2026-0042")
+        await form.get_by_label("remedy 1 shares").fill("northwind=80, contoso=20")
+        await form.get_by_label("board.sales").check()
+        await form.locator("input[name=clauses_applied]").first.check()
+        await form.get_by_role("button", name="Issue ruling").click()
+        await expect(chair.locator(".flash")).to_contain_text("Issue ruling")
+        await expect(chair.locator(".stage").first).to_contain_text("appeal window")
+
+
+async def test_compliance_filters_reads_the_audit_trail_and_exports(
+    stack: Stack, chromium: Browser
+) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    await in_mediation(stack, number)
+    await stack.wait_for_event(number, "assignment_accepted")
+    async with served(app) as base:
+        page = await sign_in(chromium, base, "carol.compliance@vendor.example")
+        await page.get_by_label("Stage").select_option("mediation")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.get_by_role("link", name=number)).to_be_visible()
+        await page.get_by_label("Stage").select_option("closed")
+        await page.get_by_role("button", name="Filter").click()
+        await expect(page.locator("main")).to_contain_text("No disputes match")
+        await page.goto(f"/disputes/{number}")
+        await expect(page.locator(".actions")).to_have_count(0)  # read-only
+        await page.get_by_role("link", name="Audit trail").click()
+        await expect(page.locator(".ok")).to_contain_text("Hash chain intact")
+        async with page.expect_download() as download_info:
+            await page.get_by_role("link", name="CSV").click()
+        download = await download_info.value
+        assert download.suggested_filename == f"{number}-audit.csv"
+
+
+async def test_admin_edits_the_directory_and_extends_a_deadline(
+    stack: Stack, chromium: Browser
+) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    await in_mediation(stack, number)
+    await stack.wait_for_event(number, "assignment_accepted")
+    async with served(app) as base:
+        page = await sign_in(chromium, base, "ada.admin@vendor.example")
+        await page.get_by_role("link", name="Directory").click()
+        await page.get_by_label("case limit of kenji.sato").fill("3")
+        await page.locator("tr", has_text="kenji.sato").get_by_role("button", name="Save").click()
+        await expect(page.locator(".flash")).to_contain_text("kenji.sato updated")
+        await expect(page.get_by_label("case limit of kenji.sato")).to_have_value("3")
+        await page.get_by_role("link", name="Playbook").click()
+        await expect(page.locator("main")).to_contain_text("RoE 3.1")
+        await page.goto(f"/disputes/{number}")
+        await act(page, "Extend deadline")
+        form = page.locator("#action-extend-deadline form")
+        await form.get_by_label("Business days").fill("3")
+        await form.get_by_label("Reason (goes into the audit trail)").fill("Parties asked for time")
+        await form.get_by_role("button", name="Extend deadline").click()
+        await expect(page.locator(".flash")).to_contain_text("Extend deadline")
+        await page.get_by_role("link", name="Timeline").click()
+        await expect(page.locator("ol.timeline")).to_contain_text("Parties asked for time")
