@@ -48,7 +48,19 @@ from web.serve import _Server
 
 PARTNERS = [p.id for p in DEMO.partners if not p.is_direct_sales]
 MEDIATORS = ["greta.hoffmann", "kenji.sato", "maria.lopez", "sam.okafor"]
-WORDS = "acme globex initech umbrella hooli stark wayne wonka tyrell cyberdyne soylent".split()
+WORDS = [
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "stark",
+    "wayne",
+    "wonka",
+    "tyrell",
+    "cyberdyne",
+    "soylent",
+]
 STAGES = [DisputeStage.MEDIATION, DisputeStage.CLOSED, DisputeStage.TRIAGE, DisputeStage.CLOSED]
 
 

@@ -157,7 +157,8 @@ class Dispute(SQLModel, table=True):
     mediator_id: str | None = Field(default=None, foreign_key="person.id", index=True)
     playbook_version: str = Field(max_length=32)
     filed_by: str = Field(max_length=320)
-    filed_at: datetime = _utc_column()
+    filed_at: datetime = Field(default=None, sa_type=UTCDateTime, nullable=False, index=True)
+    """Indexed: every dispute list is newest first."""
     updated_at: datetime = _utc_column()
     closed_at: datetime | None = _utc_column(nullable=True)
     outcome: str | None = Field(default=None, max_length=64)

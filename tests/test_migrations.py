@@ -52,8 +52,30 @@ def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, re
                 row = conn.execute(
                     text("SELECT facts, parties, votes_summary FROM precedent")
                 ).one()
+                parties = conn.execute(
+                    text("SELECT dispute_number, partner_id, side FROM dispute_party")
+                ).all()
             engine.dispose()
+            assert [tuple(p) for p in parties] == [("DSP-2026-000001", "p1", "claimant")]
             assert row[0] == "old facts"
             assert row[1] in ([], "[]") and row[2] in ({}, "{}")
         finally:
             drop()
+
+
+def test_the_migrations_build_exactly_the_models_tables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A model change without its migration (or the reverse) fails here, not in production."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import models.tables  # noqa: F401
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        differences = compare_metadata(context, SQLModel.metadata)
+    engine.dispose()
+    assert differences == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 import base64
 import json
 
@@ -248,3 +249,33 @@ async def test_evidence_is_served_as_an_attachment_never_inline(stack: Stack) ->
     assert response.headers["content-disposition"].startswith("attachment;")
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_a_request_body_over_the_limit_is_refused_before_it_is_stored(stack: Stack) -> None:
+    stack.settings.upload_max_bytes = 10_000
+    stack.settings.upload_max_files = 2
+    app = make_app(stack)
+    browser = await signed_in(app, CLAIMANT)
+    limit = 2 * 10_000 + 1024 * 1024
+    response = await browser.post(
+        "/disputes/new",
+        filing_form(),
+        files={"files": ("huge.txt", b"x" * (limit + 1), "text/plain")},
+    )
+    assert response.status_code == 413
+    assert "larger than this server accepts" in response.text
+    assert response.headers["content-type"].startswith("text/html")
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(200):
+            yield b"y" * 8192  # chunked: no Content-Length to judge by
+
+    async with api(app, token_for(stack, CLAIMANT)) as client:
+        response = await client.post(
+            "/api/disputes", content=endless(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.json()["type"] == "urn:accord:problem:too-large"
+    assert dispute_count(stack) == 0
+    with stack.sessions.read() as session:
+        assert session.exec(select(func.count()).select_from(EvidenceBlob)).one() == 0

@@ -4,6 +4,7 @@ everything typed kept)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from datetime import date
@@ -485,6 +486,35 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
     return options
 
 
+def ruling_prefill(record: DisputeFile) -> tuple[dict[str, str], list[str]]:
+    """The chair's suggested remedies: those the unsealed votes upholding the claim proposed,
+    most often proposed first, pre-filled into the ruling form's rows."""
+    state = record.state
+    if state is None or state.review is None:
+        return {}, []
+    counted: dict[str, tuple[int, dict[str, Any]]] = {}
+    for vote in state.review.votes:
+        for remedy in vote.remedies:
+            data = remedy.model_dump(mode="json")
+            key = json.dumps(data, sort_keys=True)
+            count, _ = counted.get(key, (0, data))
+            counted[key] = (count + 1, data)
+    ranked = [data for _, data in sorted(counted.values(), key=lambda c: -c[0])][:REMEDY_ROWS]
+    values: dict[str, str] = {}
+    for i, data in enumerate(ranked):
+        for name, value in data.items():
+            if name == "shares":
+                value = ", ".join(f"{p}={v}" for p, v in value.items())
+            values[f"remedy-{i}-{name}"] = str(value)
+    labels = [
+        f"{d['kind'].replace('_', ' ')} ("
+        + ", ".join(f"{k}: {v}" for k, v in d.items() if k != "kind")
+        + ")"
+        for d in ranked
+    ]
+    return values, labels
+
+
 async def _render_dispute(
     request: Request,
     viewer: Viewer,
@@ -497,6 +527,7 @@ async def _render_dispute(
 ) -> Response:
     ctx = web(request)
     record = await _dispute_file(ctx, viewer, number)
+    prefill, suggested = ruling_prefill(record)
     return render(
         request,
         "dispute.html",
@@ -511,8 +542,18 @@ async def _render_dispute(
         errors=errors or {},
         values=values or {},
         visibilities=list(EvidenceVisibility),
-        Role=Role,
+        prefill={Action.ISSUE_RULING: prefill},
+        suggested=suggested,
+        allowed_remedies=_allowed_remedies(ctx, record),
     )
+
+
+def _allowed_remedies(ctx: WebContext, record: DisputeFile) -> list[str]:
+    try:
+        book = ctx.services.playbooks.get(record.row.playbook_version)
+    except LookupError:
+        return []
+    return [k.value for k in book.categories[record.row.category].allowed_remedies]
 
 
 @router.get("/disputes/{number}", response_class=HTMLResponse)
