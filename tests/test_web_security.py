@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 import base64
 import json
+from collections.abc import AsyncIterator
 
 from sqlmodel import func, select
 
