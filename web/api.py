@@ -27,9 +27,8 @@ from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubm
 from models.tables import Dispute, Partner, Person, Precedent
 from web import csrf, service
 from web.deps import current_viewer, require, web
-from web.evidence import Upload
+from web.evidence import Upload, download_response
 from web.operations import OPERATIONS, Operation, request_model
-from web.pages import _precedent_view, evidence_response
 from web.problems import PROBLEM_RESPONSES, BadInput
 from web.views import inbox, load_live, load_record
 
@@ -284,7 +283,7 @@ def audit_export(
     request: Request, viewer: ViewerDep, number: NumberPath, format: ExportFormat = "json"
 ) -> Response:
     body = service.export_audit(web(request), viewer, number, format)
-    return _download(body, f"{number}-audit.{format}", format)
+    return service.export_response(body, f"{number}-audit.{format}", format)
 
 
 @router.get("/exports/disputes", tags=["compliance"])
@@ -301,16 +300,7 @@ def export_disputes(
         stage=stage, category=category, filed_from=filed_from, filed_to=filed_to
     )
     body = service.export_disputes(web(request), viewer, filters, format)
-    return _download(body, f"disputes.{format}", format)
-
-
-def _download(body: str, filename: str, fmt: str) -> Response:
-    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-    return Response(
-        body,
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    return service.export_response(body, f"disputes.{format}", format)
 
 
 # --- evidence ---------------------------------------------------------------------------------
@@ -359,7 +349,7 @@ def download_evidence(
     evidence_id: Annotated[str, Path(max_length=64)],
 ) -> Response:
     item, content = service.evidence_content(web(request), viewer, number, evidence_id)
-    return evidence_response(item.filename, item.content_type, content)
+    return download_response(item.filename, item.content_type, content)
 
 
 # --- actions: one route each, the body is the action's payload without the actor ------------------
@@ -428,14 +418,12 @@ def precedents(
     request: Request, viewer: ViewerDep, q: Annotated[str, Query(max_length=200)] = ""
 ) -> list[dict[str, Any]]:
     """Partners get the anonymised view; the other roles the full record."""
-    from web.pages import _precedents
-
     with web(request).services.sessions.read() as session:
         if q:
-            found = _precedents(session, viewer, q)
+            found = service.search_precedents(session, viewer, q)
         else:
             rows = session.exec(select(Precedent).limit(50)).all()
-            found = [_precedent_view(p, viewer.role is not Role.PARTNER) for p in rows]
+            found = [service.precedent_view(p, viewer.role is not Role.PARTNER) for p in rows]
     return [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in p.items()} for p in found
     ]

@@ -306,7 +306,7 @@ def problem_or_page(
     if _is_api(request) or "application/json" in request.headers.get("accept", ""):
         return problem_response(status, title, detail, kind=kind, errors=errors)
     from web.deps import optional_viewer
-    from web.pages import HOME
+    from web.pages.common import HOME
 
     try:
         viewer = optional_viewer(request)

@@ -9,6 +9,7 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 
+from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
 from accord.db import SessionFactory
@@ -116,4 +117,19 @@ def store(
         description=description,
         visibility=visibility,
         side_partner_id=side_partner_id,
+    )
+
+
+def download_response(filename: str, content_type: str, content: bytes) -> Response:
+    from urllib.parse import quote
+
+    # Always a download, never rendered inline, and never sniffed into something executable.
+    return Response(
+        content,
+        media_type=content_type,
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
     )

@@ -13,6 +13,7 @@ import json
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
@@ -20,10 +21,11 @@ from sqlmodel import Session, col, or_, select
 from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
 from accord.audit import first_broken_link
 from accord.filing import FilingRejected
+from accord.precedents import anonymised
 from accord.runtime import build_filing
 from models.enums import DisputeCategory, DisputeStage, EvidenceVisibility, Role
 from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
-from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, EvidenceBlob
+from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, EvidenceBlob, Precedent
 from web import evidence as uploads
 from web.app import WebContext
 from web.forms import field_errors
@@ -211,7 +213,15 @@ def list_disputes(
     session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
 ) -> tuple[list[Dispute], int]:
     query = _filtered(viewer, filters)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    if viewer.role is Role.PARTNER and filters == DisputeFilters():
+        # "My disputes" unfiltered: the party rows count them without touching the disputes.
+        total = session.exec(
+            select(func.count())
+            .select_from(DisputeParty)
+            .where(DisputeParty.partner_id == viewer.actor.partner_id)
+        ).one()
+    else:
+        total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(
         query.order_by(col(Dispute.filed_at).desc())
         .offset((max(page, 1) - 1) * PAGE_SIZE)
@@ -282,6 +292,16 @@ def export_audit(ctx: WebContext, viewer: Viewer, number: str, fmt: str) -> str:
     return _serialise(records, AUDIT_COLUMNS, fmt)
 
 
+def export_response(body: str, filename: str, fmt: str) -> Response:
+    """An export as a download: CSV or JSON."""
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -313,3 +333,48 @@ def _csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value
+
+
+# --- precedents (the full record, or the anonymised view for partners) ---------------------------
+
+
+def search_precedents(session: Any, viewer: Viewer, q: str) -> list[dict[str, Any]]:
+    """Precedents matching a term: partners read only the anonymised view, and the term is
+    matched against that view, so a party's name cannot find (and so reveal) a precedent."""
+    term = q.strip().lower()
+    rows = session.exec(select(Precedent).order_by(col(Precedent.decided_at).desc()).limit(500))
+    found: list[dict[str, Any]] = []
+    for p in rows:
+        full = viewer.role is not Role.PARTNER
+        view = precedent_view(p, full)
+        haystack = " ".join(str(v) for v in view.values()).lower()
+        if term in haystack:
+            found.append(view)
+        if len(found) >= 50:
+            break
+    return found
+
+
+def precedent_view(p: Precedent, full: bool) -> dict[str, Any]:
+    if full:
+        return {
+            "id": p.id,
+            "reference": p.dispute_number,
+            "category": p.category.value,
+            "outcome": p.outcome,
+            "facts": p.facts,
+            "rationale": p.rationale,
+            "parties": ", ".join(str(x.get("name", "")) for x in p.parties),
+            "decided_at": p.decided_at,
+        }
+    view = anonymised(p)
+    return {
+        "id": p.id,
+        "reference": f"P-{p.id}",
+        "category": view["category"],
+        "outcome": view["outcome"],
+        "facts": view["facts"],
+        "rationale": view["rationale"],
+        "parties": ", ".join([view["claimant"], *view["respondents"]]),
+        "decided_at": p.decided_at,
+    }

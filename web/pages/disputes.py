@@ -1,24 +1,20 @@
-"""Server-rendered pages. They work without JavaScript: every action is a form that posts,
-then redirects back with a message (or re-renders with the errors next to the fields and
-everything typed kept)."""
+"""The dispute pages: lists, inbox and review queue, search, filing, a dispute's workspace and
+timeline, its actions and evidence."""
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
-from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import col, select
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 
 from accord.access import Viewer
-from accord.precedents import anonymised
 from models.enums import (
     Action,
     DisputeCategory,
@@ -29,181 +25,19 @@ from models.enums import (
     Role,
     VoteOutcome,
 )
-from models.tables import Partner, PartnerContact, Person, Precedent, Territory
-from web import csrf, service
+from models.tables import Partner, Person, Precedent
+from web import service
 from web.app import WebContext
-from web.deps import current_viewer, optional_viewer, require, web
-from web.evidence import Upload
+from web.deps import require, web
+from web.evidence import download_response
 from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, field_errors
 from web.operations import BY_SLUG, Refused
-from web.problems import BadInput, Forbidden
+from web.pages.common import ViewerDep, back, read_form, read_uploads, render
+from web.problems import BadInput
+from web.service import precedent_view, search_precedents
 from web.views import DisputeFile, NotFound, inbox, load_live, load_record
 
 router = APIRouter(include_in_schema=False)
-
-HOME = {
-    Role.PARTNER: "/disputes",
-    Role.MEDIATOR: "/inbox",
-    Role.BOARD: "/review",
-    Role.COMPLIANCE: "/disputes",
-    Role.ADMIN: "/inbox",
-}
-ViewerDep = Annotated[Viewer, Depends(current_viewer)]
-
-
-def render(
-    request: Request, name: str, viewer: Viewer | None, status: int = 200, **context: Any
-) -> HTMLResponse:
-    ctx = web(request)
-    flash = request.session.pop("flash", None) if "session" in request.scope else None
-    token = request.scope["csrftoken"]() if "csrftoken" in request.scope else ""
-    return ctx.templates.TemplateResponse(
-        request,
-        name,
-        {
-            "viewer": viewer,
-            "csrf": token,
-            "flash": flash,
-            "home": HOME.get(viewer.role, "/") if viewer else "/login",
-            "oidc": ctx.settings.oidc_enabled,
-            "oidc_label": ctx.settings.oidc_label,
-            **context,
-        },
-        status_code=status,
-    )
-
-
-def back(request: Request, url: str, message: str) -> RedirectResponse:
-    request.session["flash"] = message
-    return RedirectResponse(url, status_code=303)
-
-
-async def _form(request: Request) -> FormData:
-    ctx = web(request)
-    try:
-        form = await request.form(max_files=ctx.settings.upload_max_files + 1)
-    except Exception as exc:  # python-multipart's errors have no common base worth naming
-        raise BadInput([("form", f"the form could not be read: {exc}")]) from None
-    if csrf.is_multipart(request.scope):
-        token = form.get("csrftoken")
-        csrf.check(
-            request,
-            ctx.settings.secret_key.get_secret_value(),
-            token if isinstance(token, str) else None,
-        )
-    return form
-
-
-async def _uploads(form: FormData, name: str = "files") -> list[Upload]:
-    files: list[Upload] = []
-    for item in form.getlist(name):
-        if isinstance(item, UploadFile) and item.filename:
-            files.append(
-                Upload(
-                    filename=item.filename,
-                    content_type=item.content_type or "application/octet-stream",
-                    data=await item.read(),
-                )
-            )
-    return files
-
-
-# --- sign-in ----------------------------------------------------------------------------------
-
-WHY = {
-    "expired": "Your session has ended. Sign in again.",
-    "signin": "Sign in to continue.",
-}
-
-
-@router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> Response:
-    viewer = optional_viewer(request)
-    return RedirectResponse(HOME[viewer.role] if viewer else "/login", status_code=303)
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/", why: str = "") -> Response:
-    return render(request, "login.html", None, next=_safe_next(next), why=WHY.get(why), error=None)
-
-
-@router.post("/login", response_class=HTMLResponse)
-async def login(request: Request) -> Response:
-    form = await _form(request)
-    login = str(form.get("login") or "").strip()
-    password = str(form.get("password") or "")
-    target = _safe_next(str(form.get("next") or "/"))
-    viewer = web(request).accounts.authenticate(login, password) if login and password else None
-    if viewer is None:
-        return render(
-            request,
-            "login.html",
-            None,
-            status=401,
-            next=target,
-            why=None,
-            error="That email and password do not match an active account.",
-            login=login,
-        )
-    _start_session(request, viewer)
-    return RedirectResponse(target if target != "/" else HOME[viewer.role], status_code=303)
-
-
-def _start_session(request: Request, viewer: Viewer) -> None:
-    request.session.clear()
-    request.session.update({"login": viewer.login, "issued_at": time.time()})
-
-
-def _safe_next(target: str) -> str:
-    """Only a local path: never an open redirect to another site."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
-@router.post("/logout")
-async def logout(request: Request) -> Response:
-    request.session.clear()
-    return back(request, "/login", "Signed out.")
-
-
-@router.get("/login/oidc")
-async def oidc_start(request: Request) -> Response:
-    from web.oidc import oidc_client
-
-    ctx = web(request)
-    if not ctx.settings.oidc_enabled:
-        raise NotFound("single sign-on")
-    client = oidc_client(ctx.settings)
-    redirect_uri = str(request.url_for("oidc_callback"))
-    response: Response = await client.authorize_redirect(request, redirect_uri)
-    return response
-
-
-@router.get("/auth/oidc", name="oidc_callback")
-async def oidc_callback(request: Request) -> Response:
-    from web.oidc import OidcFailed, oidc_login
-
-    ctx = web(request)
-    if not ctx.settings.oidc_enabled:
-        raise NotFound("single sign-on")
-    try:
-        email = await oidc_login(ctx.settings, request)
-    except OidcFailed as exc:
-        return render(request, "login.html", None, status=401, next="/", why=None, error=str(exc))
-    viewer = ctx.accounts.viewer_for(email)
-    if viewer is None:
-        return render(
-            request,
-            "login.html",
-            None,
-            status=403,
-            next="/",
-            why=None,
-            error=f"{email} has no active Accord account.",
-        )
-    _start_session(request, viewer)
-    return RedirectResponse(HOME[viewer.role], status_code=303)
 
 
 # --- lists --------------------------------------------------------------------------------------
@@ -269,52 +103,10 @@ def search(
     filters = service.DisputeFilters(q=q or None)
     with ctx.services.sessions.read() as session:
         rows, total = service.list_disputes(session, viewer, filters) if q else ([], 0)
-        precedents = _precedents(session, viewer, q) if q else []
+        precedents = search_precedents(session, viewer, q) if q else []
     return render(
         request, "search.html", viewer, q=q, rows=rows, total=total, precedents=precedents
     )
-
-
-def _precedents(session: Any, viewer: Viewer, q: str) -> list[dict[str, Any]]:
-    """Precedents matching a term: partners read only the anonymised view, and the term is
-    matched against that view, so a party's name cannot find (and so reveal) a precedent."""
-    term = q.strip().lower()
-    rows = session.exec(select(Precedent).order_by(col(Precedent.decided_at).desc()).limit(500))
-    found: list[dict[str, Any]] = []
-    for p in rows:
-        full = viewer.role is not Role.PARTNER
-        view = _precedent_view(p, full)
-        haystack = " ".join(str(v) for v in view.values()).lower()
-        if term in haystack:
-            found.append(view)
-        if len(found) >= 50:
-            break
-    return found
-
-
-def _precedent_view(p: Precedent, full: bool) -> dict[str, Any]:
-    if full:
-        return {
-            "id": p.id,
-            "reference": p.dispute_number,
-            "category": p.category.value,
-            "outcome": p.outcome,
-            "facts": p.facts,
-            "rationale": p.rationale,
-            "parties": ", ".join(str(x.get("name", "")) for x in p.parties),
-            "decided_at": p.decided_at,
-        }
-    view = anonymised(p)
-    return {
-        "id": p.id,
-        "reference": f"P-{p.id}",
-        "category": view["category"],
-        "outcome": view["outcome"],
-        "facts": view["facts"],
-        "rationale": view["rationale"],
-        "parties": ", ".join([view["claimant"], *view["respondents"]]),
-        "decided_at": p.decided_at,
-    }
 
 
 @router.get("/precedents/{precedent_id}", response_class=HTMLResponse)
@@ -323,7 +115,7 @@ def precedent(request: Request, viewer: ViewerDep, precedent_id: int) -> Respons
         row = session.get(Precedent, precedent_id)
     if row is None:
         raise NotFound(f"precedent {precedent_id}")
-    view = _precedent_view(row, viewer.role is not Role.PARTNER)
+    view = precedent_view(row, viewer.role is not Role.PARTNER)
     return render(request, "precedent.html", viewer, p=view)
 
 
@@ -391,11 +183,11 @@ async def file_dispute(
     request: Request, viewer: Annotated[Viewer, Depends(require(Role.PARTNER))]
 ) -> Response:
     ctx = web(request)
-    form = await _form(request)
+    form = await read_form(request)
     data = _filing_data(form)
     try:
         visibility = EvidenceVisibility(str(form.get("evidence_visibility") or "parties"))
-        files = await _uploads(form)
+        files = await read_uploads(form)
         result, evidence = await service.file_dispute(
             ctx, viewer, data, files, evidence_visibility=visibility
         )
@@ -575,7 +367,7 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
         raise NotFound(f"action {slug}")
     ctx = web(request)
     service.ensure_visible(ctx, viewer, number)
-    form = await _form(request)
+    form = await read_form(request)
     with ctx.services.sessions.read() as session:
         descriptions = {e.id: e.filename for e in load_record(session, viewer, number).evidence}
     data = action_data(op.action, form, descriptions)
@@ -601,12 +393,12 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
 async def upload_evidence(request: Request, viewer: ViewerDep, number: str) -> Response:
     ctx = web(request)
     service.ensure_visible(ctx, viewer, number)
-    form = await _form(request)
+    form = await read_form(request)
     try:
         visibility = EvidenceVisibility(str(form.get("visibility") or "parties"))
     except ValueError:
         raise BadInput([("visibility", "choose parties, neutrals or side")]) from None
-    files = await _uploads(form)
+    files = await read_uploads(form)
     added = await service.add_evidence(
         ctx,
         viewer,
@@ -624,158 +416,4 @@ def download_evidence(
     request: Request, viewer: ViewerDep, number: str, evidence_id: str
 ) -> Response:
     item, content = service.evidence_content(web(request), viewer, number, evidence_id)
-    return evidence_response(item.filename, item.content_type, content)
-
-
-def evidence_response(filename: str, content_type: str, content: bytes) -> Response:
-    from urllib.parse import quote
-
-    # Always a download, never rendered inline, and never sniffed into something executable.
-    return Response(
-        content,
-        media_type=content_type,
-        headers={
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-        },
-    )
-
-
-# --- compliance -----------------------------------------------------------------------------------
-
-
-@router.get("/disputes/{number}/audit", response_class=HTMLResponse)
-def audit(request: Request, viewer: ViewerDep, number: str) -> Response:
-    events, broken = service.audit_trail(web(request), viewer, number)
-    return render(request, "audit.html", viewer, number=number, events=events, broken=broken)
-
-
-@router.get("/disputes/{number}/audit.{fmt}")
-def audit_export(request: Request, viewer: ViewerDep, number: str, fmt: str) -> Response:
-    if fmt not in ("csv", "json"):
-        raise NotFound(f"format {fmt}")
-    body = service.export_audit(web(request), viewer, number, fmt)
-    return _download(body, f"{number}-audit.{fmt}", fmt)
-
-
-@router.get("/exports/disputes.{fmt}")
-def disputes_export(request: Request, viewer: ViewerDep, filters: FiltersDep, fmt: str) -> Response:
-    if fmt not in ("csv", "json"):
-        raise NotFound(f"format {fmt}")
-    body = service.export_disputes(web(request), viewer, filters, fmt)
-    return _download(body, f"disputes.{fmt}", fmt)
-
-
-def _download(body: str, filename: str, fmt: str) -> Response:
-    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-    return Response(
-        body,
-        media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-# --- admin ---------------------------------------------------------------------------------------
-
-AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
-
-
-@router.get("/admin/directory", response_class=HTMLResponse)
-def directory(request: Request, viewer: AdminDep) -> Response:
-    ctx = web(request)
-    with ctx.services.sessions.read() as session:
-        partners = session.exec(select(Partner).order_by(Partner.name)).all()
-        contacts = session.exec(select(PartnerContact)).all()
-        people = session.exec(select(Person).order_by(Person.role, Person.name)).all()
-        territories = session.exec(select(Territory).order_by(Territory.code)).all()
-    by_partner: dict[str, list[PartnerContact]] = {}
-    for c in contacts:
-        by_partner.setdefault(c.partner_id, []).append(c)
-    playbook = ctx.services.playbooks.in_force(date.today())
-    return render(
-        request,
-        "directory.html",
-        viewer,
-        partners=partners,
-        contacts=by_partner,
-        people=people,
-        territories=territories,
-        calendars=playbook.calendars,
-    )
-
-
-@router.post("/admin/people/{person_id}", response_class=HTMLResponse)
-async def edit_person(request: Request, viewer: AdminDep, person_id: str) -> Response:
-    ctx = web(request)
-    form = await _form(request)
-    errors: list[tuple[str, str]] = []
-    try:
-        case_limit = int(str(form.get("case_limit") or ""))
-        if not 0 <= case_limit <= 500:
-            raise ValueError
-    except ValueError:
-        errors.append(("case_limit", "a whole number from 0 to 500"))
-        case_limit = 0
-    conflicts = [
-        c.strip() for c in str(form.get("declared_conflicts") or "").split(",") if c.strip()
-    ]
-    if any(len(c) > 200 for c in conflicts):
-        errors.append(("declared_conflicts", "each conflict is a partner id or kind:ref"))
-    if errors:
-        raise BadInput(errors)
-    with ctx.services.sessions.begin() as session:
-        person = session.get(Person, person_id)
-        if person is None:
-            raise NotFound(person_id)
-        person.active = form.get("active") == "on"
-        person.case_limit = case_limit
-        person.declared_conflicts = conflicts
-        session.add(person)
-    return back(request, "/admin/directory", f"{person_id} updated")
-
-
-@router.get("/admin/playbook", response_class=HTMLResponse)
-def playbook(request: Request, viewer: AdminDep) -> Response:
-    ctx = web(request)
-    books = ctx.services.playbooks.all()
-    return render(request, "playbook.html", viewer, books=books)
-
-
-# --- account and API tokens -----------------------------------------------------------------------
-
-
-@router.get("/account", response_class=HTMLResponse)
-def account(request: Request, viewer: ViewerDep) -> Response:
-    tokens = web(request).accounts.tokens(viewer.login)
-    new_token = request.session.pop("new_token", None)
-    return render(request, "account.html", viewer, tokens=tokens, new_token=new_token)
-
-
-@router.post("/account/tokens")
-async def create_token(request: Request, viewer: ViewerDep) -> Response:
-    form = await _form(request)
-    name = str(form.get("name") or "").strip()[:100]
-    if not name:
-        raise BadInput([("name", "name the token (what will use it)")])
-    request.session["new_token"] = web(request).accounts.issue_token(viewer.login, name)
-    return back(request, "/account", f"token {name!r} created; copy it now, it is shown once")
-
-
-@router.post("/account/tokens/{token_id}/revoke")
-def revoke_token(request: Request, viewer: ViewerDep, token_id: int) -> Response:
-    if not web(request).accounts.revoke_token(viewer.login, token_id):
-        raise NotFound(f"token {token_id}")
-    return back(request, "/account", "token revoked")
-
-
-@router.post("/account/sign-out-everywhere")
-def sign_out_everywhere(request: Request, viewer: ViewerDep) -> Response:
-    web(request).accounts.end_all_sessions(viewer.login)
-    request.session.clear()
-    return back(request, "/login", "Signed out of every session.")
-
-
-def forbid_compliance(viewer: Viewer) -> None:
-    if viewer.role is Role.COMPLIANCE:
-        raise Forbidden("compliance reads disputes; it never acts on them")
+    return download_response(item.filename, item.content_type, content)

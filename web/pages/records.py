@@ -1,0 +1,113 @@
+"""Compliance and admin pages: audit trails, exports, the directory and the playbook."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import select
+
+from accord.access import Viewer
+from models.enums import Role
+from models.tables import Partner, PartnerContact, Person, Territory
+from web import service
+from web.deps import require, web
+from web.pages.common import ViewerDep, back, read_form, render
+from web.pages.disputes import FiltersDep
+from web.problems import BadInput
+from web.views import NotFound
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- compliance -----------------------------------------------------------------------------------
+
+
+@router.get("/disputes/{number}/audit", response_class=HTMLResponse)
+def audit(request: Request, viewer: ViewerDep, number: str) -> Response:
+    events, broken = service.audit_trail(web(request), viewer, number)
+    return render(request, "audit.html", viewer, number=number, events=events, broken=broken)
+
+
+@router.get("/disputes/{number}/audit.{fmt}")
+def audit_export(request: Request, viewer: ViewerDep, number: str, fmt: str) -> Response:
+    if fmt not in ("csv", "json"):
+        raise NotFound(f"format {fmt}")
+    body = service.export_audit(web(request), viewer, number, fmt)
+    return service.export_response(body, f"{number}-audit.{fmt}", fmt)
+
+
+@router.get("/exports/disputes.{fmt}")
+def disputes_export(request: Request, viewer: ViewerDep, filters: FiltersDep, fmt: str) -> Response:
+    if fmt not in ("csv", "json"):
+        raise NotFound(f"format {fmt}")
+    body = service.export_disputes(web(request), viewer, filters, fmt)
+    return service.export_response(body, f"disputes.{fmt}", fmt)
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
+
+
+@router.get("/admin/directory", response_class=HTMLResponse)
+def directory(request: Request, viewer: AdminDep) -> Response:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
+        partners = session.exec(select(Partner).order_by(Partner.name)).all()
+        contacts = session.exec(select(PartnerContact)).all()
+        people = session.exec(select(Person).order_by(Person.role, Person.name)).all()
+        territories = session.exec(select(Territory).order_by(Territory.code)).all()
+    by_partner: dict[str, list[PartnerContact]] = {}
+    for c in contacts:
+        by_partner.setdefault(c.partner_id, []).append(c)
+    playbook = ctx.services.playbooks.in_force(date.today())
+    return render(
+        request,
+        "directory.html",
+        viewer,
+        partners=partners,
+        contacts=by_partner,
+        people=people,
+        territories=territories,
+        calendars=playbook.calendars,
+    )
+
+
+@router.post("/admin/people/{person_id}", response_class=HTMLResponse)
+async def edit_person(request: Request, viewer: AdminDep, person_id: str) -> Response:
+    ctx = web(request)
+    form = await read_form(request)
+    errors: list[tuple[str, str]] = []
+    try:
+        case_limit = int(str(form.get("case_limit") or ""))
+        if not 0 <= case_limit <= 500:
+            raise ValueError
+    except ValueError:
+        errors.append(("case_limit", "a whole number from 0 to 500"))
+        case_limit = 0
+    conflicts = [
+        c.strip() for c in str(form.get("declared_conflicts") or "").split(",") if c.strip()
+    ]
+    if any(len(c) > 200 for c in conflicts):
+        errors.append(("declared_conflicts", "each conflict is a partner id or kind:ref"))
+    if errors:
+        raise BadInput(errors)
+    with ctx.services.sessions.begin() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise NotFound(person_id)
+        person.active = form.get("active") == "on"
+        person.case_limit = case_limit
+        person.declared_conflicts = conflicts
+        session.add(person)
+    return back(request, "/admin/directory", f"{person_id} updated")
+
+
+@router.get("/admin/playbook", response_class=HTMLResponse)
+def playbook(request: Request, viewer: AdminDep) -> Response:
+    ctx = web(request)
+    books = ctx.services.playbooks.all()
+    return render(request, "playbook.html", viewer, books=books)
