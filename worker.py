@@ -10,10 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 from accord.filing import FilingService
-from accord.runtime import Services, build_filing, build_services, build_worker, connect
+from accord.runtime import (
+    Services,
+    build_filing,
+    build_services,
+    build_worker,
+    connect,
+    run_until_signalled,
+)
 from accord.settings import Settings
 
 log = logging.getLogger("accord.worker")
@@ -56,15 +62,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
-
-    asyncio.run(_main())
+    run_until_signalled(lambda stop: run_worker(settings, stop))
 
 
 if __name__ == "__main__":

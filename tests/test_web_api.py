@@ -232,3 +232,43 @@ async def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) 
             text = output.decode()
             assert process.returncode == 0, text[-4000:]
             assert "passed" in text
+
+
+async def test_a_party_appeals_from_the_page_citing_evidence_it_uploaded(stack: Stack) -> None:
+    from tests.test_formal_review import in_review, ruling, vote
+    from tests.web_harness import messages, signed_in
+    from workflows.dispute import DisputeWorkflow
+
+    app = make_app(stack)
+    number = await in_review(stack)
+    await stack.wait_for_event(number, "panel_drawn")
+    for member in PANEL[:3]:
+        await vote(stack, number, member)
+    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    carl = await signed_in(app, RESPONDENT)
+    uploaded = await carl.post(
+        f"/disputes/{number}/evidence",
+        {"visibility": "parties", "description": "Acme's email choosing Contoso"},
+        files={"files": ("acme-email.txt", b"We chose Contoso on 1 November.", "text/plain")},
+    )
+    assert uploaded.status_code == 303, uploaded.text
+    evidence_id = (await stack.wait_for_event(number, "evidence_added")).content["evidence_id"]
+    too_short = await carl.post(
+        f"/disputes/{number}/actions/appeal", {"grounds": "Unfair.", "new_evidence": evidence_id}
+    )
+    assert too_short.status_code == 422
+    assert any("at least 20 characters" in m for m in messages(too_short.text))
+    assert "Unfair." in too_short.text  # what was typed is kept
+    appealed = await carl.post(
+        f"/disputes/{number}/actions/appeal",
+        {
+            "grounds": "Acme chose Contoso before Northwind registered, as the new email shows.",
+            "new_evidence": evidence_id,
+            "new_evidence-other": "CRM-991 | Contoso's CRM log of the first meeting",
+        },
+    )
+    assert appealed.status_code == 303, appealed.text
+    entry = await stack.wait_for_event(number, "appeal_filed")
+    cited = {e["ref"] for e in entry.content["new_evidence"]}
+    assert cited == {evidence_id, "CRM-991"}

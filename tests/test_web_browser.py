@@ -54,6 +54,14 @@ async def sign_in(chromium: Browser, base: str, login: str) -> Page:
     return page
 
 
+async def mediating(stack: Stack) -> str:
+    """A dispute whose mediator has accepted, with that recorded."""
+    number = (await stack.file()).number
+    await in_mediation(stack, number)
+    await stack.wait_for_event(number, "assignment_accepted")
+    return number
+
+
 async def act(page: Page, summary: str) -> None:
     """Open an action's form on the dispute page."""
     await page.locator("summary", has_text=summary).click()
@@ -186,9 +194,7 @@ async def test_compliance_filters_reads_the_audit_trail_and_exports(
     stack: Stack, chromium: Browser
 ) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    await in_mediation(stack, number)
-    await stack.wait_for_event(number, "assignment_accepted")
+    number = await mediating(stack)
     async with served(app) as base:
         page = await sign_in(chromium, base, "carol.compliance@vendor.example")
         await page.get_by_label("Stage").select_option("mediation")
@@ -211,9 +217,7 @@ async def test_admin_edits_the_directory_and_extends_a_deadline(
     stack: Stack, chromium: Browser
 ) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    await in_mediation(stack, number)
-    await stack.wait_for_event(number, "assignment_accepted")
+    number = await mediating(stack)
     async with served(app) as base:
         page = await sign_in(chromium, base, "ada.admin@vendor.example")
         await page.get_by_role("link", name="Directory").click()

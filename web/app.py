@@ -331,6 +331,18 @@ def problem_or_page(
     )
 
 
+NOT_FOUND_DETAIL = "It does not exist, or it is not yours to see."
+
+
+def _plain_handler(
+    context: WebContext, status: int, title: str, kind: str, detail: Callable[[Exception], str]
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        return problem_or_page(context, request, status, title, detail(exc), kind=kind)
+
+    return handle
+
+
 def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, exc: SignInRequired) -> Response:
@@ -345,47 +357,32 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={_quote(target)}&why={exc.code}", status_code=303)
 
-    @app.exception_handler(csrf.CsrfFailed)
-    async def _csrf(request: Request, exc: csrf.CsrfFailed) -> Response:
-        return problem_or_page(
-            context,
-            request,
+    # Exceptions that map onto one status, title and problem type; the detail is said by
+    # the function (which sees the exception).
+    plain: list[tuple[type[Exception], int, str, str, Callable[[Exception], str]]] = [
+        (
+            csrf.CsrfFailed,
             403,
             "Form expired",
-            f"This form could not be verified ({exc}). Reload the page and submit it again.",
-            kind="csrf",
-        )
-
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> Response:
-        return problem_or_page(
-            context,
-            request,
-            404,
-            "Not found",
-            # Deliberately silent about which: "not yours" must look like "does not exist".
-            "It does not exist, or it is not yours to see.",
-            kind="not-found",
-        )
-
-    @app.exception_handler(DisputeGone)
-    async def _gone(request: Request, exc: DisputeGone) -> Response:
-        return problem_or_page(
-            context,
-            request,
+            "csrf",
+            lambda e: (
+                f"This form could not be verified ({e}). Reload the page and submit it again."
+            ),
+        ),
+        # Deliberately silent about which: "not yours" must look like "does not exist".
+        (NotFound, 404, "Not found", "not-found", lambda e: NOT_FOUND_DETAIL),
+        (
+            DisputeGone,
             409,
             "Dispute not running",
-            f"{exc.args[0]} has no running workflow; nothing was changed.",
-            kind="not-running",
-        )
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        return problem_or_page(context, request, 403, "Not allowed", str(exc), kind="forbidden")
-
-    @app.exception_handler(Refused)
-    async def _refused(request: Request, exc: Refused) -> Response:
-        return problem_or_page(context, request, 409, "Action refused", str(exc), kind="refused")
+            "not-running",
+            lambda e: f"{e.args[0]} has no running workflow; nothing was changed.",
+        ),
+        (Forbidden, 403, "Not allowed", "forbidden", str),
+        (Refused, 409, "Action refused", "refused", str),
+    ]
+    for exc_type, status, title, kind, detail in plain:
+        app.add_exception_handler(exc_type, _plain_handler(context, status, title, kind, detail))
 
     @app.exception_handler(BadInput)
     async def _bad_input(request: Request, exc: BadInput) -> Response:

@@ -8,7 +8,7 @@ from collections.abc import Generator
 
 import uvicorn
 
-from accord.runtime import Services, build_services, connect
+from accord.runtime import Services, build_services, connect, run_until_signalled
 from accord.settings import Settings
 from web.app import create_app
 
@@ -44,15 +44,5 @@ async def serve_web(
 
 
 def main() -> None:
-    import signal
-
     settings = Settings()
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve_web(settings, stop)
-
-    asyncio.run(_main())
+    run_until_signalled(lambda stop: serve_web(settings, stop))

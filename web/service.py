@@ -54,10 +54,7 @@ async def file_dispute(
     claimant = data.get("claimant_id") or viewer.actor.partner_id
     if claimant != viewer.actor.partner_id:
         raise BadInput([("claimant_id", f"you file for {viewer.actor.partner_id} only")])
-    try:
-        uploads.check_uploads(ctx.settings, files)
-    except uploads.UploadProblem as problem:
-        raise BadInput([(problem.field, problem.message)]) from None
+    _check_uploads(ctx, files)
     try:
         submission = FilingSubmission.model_validate(
             {**data, "claimant_id": claimant, "filed_by": viewer.login}
@@ -109,13 +106,17 @@ async def add_evidence(
     ensure_visible(ctx, viewer, number)
     if not files:
         raise BadInput([("files", "choose at least one file")])
+    _check_uploads(ctx, files)
+    if visibility is EvidenceVisibility.SIDE and viewer.role is Role.PARTNER:
+        side_partner_id = side_partner_id or viewer.actor.partner_id
+    return await _attach(ctx, viewer, number, files, description, visibility, side_partner_id)
+
+
+def _check_uploads(ctx: WebContext, files: list[uploads.Upload]) -> None:
     try:
         uploads.check_uploads(ctx.settings, files)
     except uploads.UploadProblem as problem:
         raise BadInput([(problem.field, problem.message)]) from None
-    if visibility is EvidenceVisibility.SIDE and viewer.role is Role.PARTNER:
-        side_partner_id = side_partner_id or viewer.actor.partner_id
-    return await _attach(ctx, viewer, number, files, description, visibility, side_partner_id)
 
 
 async def _attach(
