@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -209,6 +210,31 @@ def migrate() -> None:
     settings = _settings()
     upgrade(settings.resolved_database_url())
     typer.echo(f"schema up to date at {settings.resolved_database_url()}")
+
+
+@app.command("import-directory")
+def import_directory_file(
+    path: Annotated[Path, typer.Argument(help="YAML with partners, people, territories, accounts")],
+) -> None:
+    """Import or update the partner directory and people from a file (safe to repeat)."""
+    from accord.directory import DirectoryError, check_references, import_directory, parse_directory
+
+    try:
+        directory = parse_directory(path.read_text(encoding="utf-8"))
+        services = _services()
+        with services.sessions.begin() as session:
+            check_references(session, directory)
+            import_directory(session, directory)
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+    except DirectoryError as exc:
+        for problem in exc.problems:
+            typer.secho(f"error: {path}: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"imported {len(directory.partners)} partners, {len(directory.people)} people, "
+        f"{len(directory.territories)} territories, {len(directory.accounts)} accounts"
+    )
 
 
 @app.command("seed-demo")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session, or_, select
 
 from models.enums import PartnerTier, Role
@@ -100,6 +101,60 @@ def import_directory(session: Session, directory: Directory) -> None:
         session.merge(Territory(**t.model_dump()))
     for a in directory.accounts:
         session.merge(Account(**a.model_dump()))
+
+
+class DirectoryError(ValueError):
+    """A directory file that cannot be imported; `problems` name the path and the reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_directory(text: str) -> Directory:
+    """A directory from YAML (or JSON, which is YAML), checked for shape."""
+    from accord.playbook import _format_location
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DirectoryError([f"not valid YAML: {exc}".splitlines()[0]]) from None
+    if not isinstance(data, dict):
+        raise DirectoryError(["the file must hold partners, people, territories and accounts"])
+    try:
+        return Directory.model_validate(data)
+    except ValidationError as exc:
+        raise DirectoryError(
+            [f"{_format_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        ) from None
+
+
+def check_references(session: Session, directory: Directory) -> None:
+    """Every partner and person a record points at exists, in the file or already."""
+    partners = {p.id for p in directory.partners} | set(session.exec(select(Partner.id)).all())
+    people = {p.id for p in directory.people} | set(session.exec(select(Person.id)).all())
+    problems: list[str] = []
+    owned: list[tuple[str, TerritoryRecord | AccountRecord]] = [
+        *((f"territories[{i}]", t) for i, t in enumerate(directory.territories)),
+        *((f"accounts[{i}]", a) for i, a in enumerate(directory.accounts)),
+    ]
+    for where, record in owned:
+        if record.partner_id and record.partner_id not in partners:
+            problems.append(f"{where}.partner_id: no partner {record.partner_id!r}")
+        if record.owner_person_id and record.owner_person_id not in people:
+            problems.append(f"{where}.owner_person_id: no person {record.owner_person_id!r}")
+    for i, person in enumerate(directory.people):
+        if person.organisation != "vendor" and person.organisation not in partners:
+            problems.append(f"people[{i}].organisation: no partner {person.organisation!r}")
+    for p in directory.partners:
+        for c in p.contacts:
+            owner = session.exec(
+                select(PartnerContact.partner_id).where(PartnerContact.email == c.email.lower())
+            ).first()
+            if owner is not None and owner != p.id:
+                problems.append(f"partners[{p.id}].contacts: {c.email} is a contact of {owner}")
+    if problems:
+        raise DirectoryError(problems)
 
 
 class UnknownActor(LookupError):

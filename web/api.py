@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
 from accord.access import Viewer
+from accord.directory import Directory
 from models.enums import (
     DisputeCategory,
     DisputeStage,
@@ -463,6 +464,18 @@ def update_person(
             setattr(person, name, value)
         session.add(person)
         return person.model_dump(mode="json")
+
+
+@router.post("/directory", tags=["admin"])
+def import_directory(request: Request, viewer: AdminDep, body: Directory) -> dict[str, int]:
+    """Import or update partners, people, territories and accounts; all or nothing."""
+    imported = service.import_directory_text(web(request), viewer, body.model_dump_json())
+    return {
+        "partners": len(imported.partners),
+        "people": len(imported.people),
+        "territories": len(imported.territories),
+        "accounts": len(imported.accounts),
+    }
 
 
 @router.get("/playbooks", tags=["admin"])

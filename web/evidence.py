@@ -107,7 +107,11 @@ def store(
             if session.get(EvidenceBlob, digest) is None:
                 session.add(EvidenceBlob(sha256=digest, size=len(upload.data), content=upload.data))
     except IntegrityError:
-        pass  # the same bytes were stored by a concurrent upload: that blob is ours too
+        # A concurrent upload of the same bytes stored the blob first; it is ours too, as
+        # long as it is really there.
+        with sessions.read() as session:
+            if session.get(EvidenceBlob, digest) is None:
+                raise
     return EvidenceItem(
         id=f"ev-{secrets.token_hex(8)}",
         filename=clean_filename(upload.filename),

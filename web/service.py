@@ -20,6 +20,13 @@ from sqlmodel import Session, col, or_, select
 
 from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
 from accord.audit import first_broken_link
+from accord.directory import (
+    Directory,
+    DirectoryError,
+    check_references,
+    import_directory,
+    parse_directory,
+)
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
 from accord.runtime import build_filing
@@ -229,6 +236,28 @@ def list_disputes(
         .limit(PAGE_SIZE)
     ).all()
     return list(rows), int(total)
+
+
+# --- the directory (admins) -----------------------------------------------------------------------
+
+
+def import_directory_text(ctx: WebContext, viewer: Viewer, text: str) -> Directory:
+    """Parse, check and import a directory file in one transaction: all of it or nothing."""
+    if viewer.role is not Role.ADMIN:
+        raise Forbidden("the directory is maintained by admins")
+    try:
+        directory = parse_directory(text)
+        with ctx.services.sessions.begin() as session:
+            check_references(session, directory)
+            import_directory(session, directory)
+    except DirectoryError as exc:
+        raise BadInput([_directory_problem(p) for p in exc.problems]) from None
+    return directory
+
+
+def _directory_problem(problem: str) -> tuple[str, str]:
+    where, sep, message = problem.partition(": ")
+    return (where, message) if sep else ("file", problem)
 
 
 # --- exports (compliance and admins) --------------------------------------------------------------

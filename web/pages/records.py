@@ -14,7 +14,7 @@ from models.enums import Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
 from web.deps import require, web
-from web.pages.common import ViewerDep, back, read_form, render
+from web.pages.common import ViewerDep, back, read_form, read_uploads, render
 from web.pages.disputes import FiltersDep
 from web.problems import BadInput
 from web.views import NotFound
@@ -73,6 +73,25 @@ def directory(request: Request, viewer: AdminDep) -> Response:
         people=people,
         territories=territories,
         calendars=playbook.calendars,
+    )
+
+
+@router.post("/admin/directory/import", response_class=HTMLResponse)
+async def import_directory(request: Request, viewer: AdminDep) -> Response:
+    form = await read_form(request)
+    files = await read_uploads(form, "directory")
+    if not files:
+        raise BadInput([("directory", "choose a YAML file")])
+    try:
+        text = files[0].data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput([("directory", "the file is not UTF-8 text")]) from None
+    imported = service.import_directory_text(web(request), viewer, text)
+    return back(
+        request,
+        "/admin/directory",
+        f"imported {len(imported.partners)} partners, {len(imported.people)} people, "
+        f"{len(imported.territories)} territories, {len(imported.accounts)} accounts",
     )
 
 

@@ -1,0 +1,112 @@
+"""Admins maintain the directory from a file: on the command line, the directory page or the
+API; a bad file names each problem and imports nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import select
+
+from models.tables import Partner, PartnerContact, Person
+from tests.conftest import Stack
+from tests.test_cli import accord
+from tests.web_harness import api, make_app, messages, signed_in, token_for
+
+NEW_PARTNER = """
+partners:
+  - id: bluesky
+    name: Blue Sky Resellers
+    tier: silver
+    regions: [APAC]
+    calendar: AU-NSW
+    email_domains: [bluesky.example]
+    contacts: [{name: Bea Lim, email: bea@bluesky.example}]
+people:
+  - {id: ravi.mediator, name: Ravi Rao, email: ravi.rao@vendor.example, role: mediator, calendar: AU-NSW}
+territories:
+  - {code: AU-NSW-ENT, name: NSW enterprise, partner_id: bluesky, exclusive: true}
+"""
+
+BROKEN = """
+partners:
+  - id: broken
+    name: Broken Partner
+    tier: diamond
+    regions: [EU]
+    calendar: FR
+territories:
+  - {code: NOWHERE, name: Nowhere, partner_id: ghost}
+"""
+
+
+def partner_ids(stack: Stack) -> set[str]:
+    with stack.sessions.read() as session:
+        return set(session.exec(select(Partner.id)).all())
+
+
+async def test_the_command_imports_a_directory_file_and_names_each_problem(
+    stack: Stack, tmp_path: Path
+) -> None:
+    good = tmp_path / "directory.yaml"
+    good.write_text(NEW_PARTNER)
+    code, out = await accord(stack, "import-directory", str(good))
+    assert code == 0, out
+    assert "imported 1 partners, 1 people, 1 territories, 0 accounts" in out
+    code, out = await accord(stack, "import-directory", str(good))  # again: changes nothing
+    assert code == 0, out
+    with stack.sessions.read() as session:
+        assert session.exec(
+            select(PartnerContact).where(PartnerContact.partner_id == "bluesky")
+        ).one()
+        assert session.get(Person, "ravi.mediator") is not None
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BROKEN)
+    code, out = await accord(stack, "import-directory", str(bad))
+    assert code == 2
+    assert "partners[0].tier: Input should be 'registered', 'silver', 'gold' or 'platinum'" in out
+    assert "broken" not in partner_ids(stack)
+    code, out = await accord(stack, "import-directory", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "No such file" in out
+
+
+async def test_an_admin_imports_from_the_directory_page_all_or_nothing(stack: Stack) -> None:
+    app = make_app(stack)
+    admin = await signed_in(app, "ada.admin@vendor.example")
+    half_bad = NEW_PARTNER + "accounts:\n  - {code: ACME-X, name: Acme X, partner_id: ghost}\n"
+    response = await admin.post(
+        "/admin/directory/import",
+        {},
+        files={"directory": ("directory.yaml", half_bad.encode(), "application/yaml")},
+    )
+    assert response.status_code == 422
+    assert "no partner &#39;ghost&#39;" in response.text
+    assert "bluesky" not in partner_ids(stack)  # nothing of the file was imported
+    response = await admin.post(
+        "/admin/directory/import",
+        {},
+        files={"directory": ("directory.yaml", NEW_PARTNER.encode(), "application/yaml")},
+    )
+    assert response.status_code == 303
+    page = await admin.get("/admin/directory")
+    assert "imported 1 partners" in " ".join(messages(page.text))
+    assert "Blue Sky Resellers" in page.text
+    async with api(app, token_for(stack, "nora@northwind.example")) as partner:
+        response = await partner.post("/api/directory", json={"partners": []})
+        assert response.status_code == 403
+    async with api(app, token_for(stack, "ada.admin@vendor.example")) as client:
+        response = await client.post(
+            "/api/directory",
+            json={
+                "people": [
+                    {
+                        "id": "x",
+                        "name": "X",
+                        "email": "x@vendor.example",
+                        "role": "wizard",
+                        "calendar": "FR",
+                    }
+                ]
+            },
+        )
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["field"].startswith("people")
