@@ -117,6 +117,15 @@ def may_read_raw_audit(viewer: Viewer) -> bool:
     return viewer.sees_everything
 
 
+def _may_read_note_entry(viewer: Viewer, content: dict[str, object]) -> bool:
+    try:
+        note = NoteView.model_validate({k: v for k, v in content.items() if k != "summary"})
+    except ValueError:
+        # An entry of unexpected shape is shown only to those who read the raw trail anyway.
+        return may_read_raw_audit(viewer)
+    return may_read_note(viewer, note)
+
+
 def visible_events(
     viewer: Viewer, events: list[DisputeEvent], evidence: dict[str, Evidence]
 ) -> list[DisputeEvent]:
@@ -124,12 +133,8 @@ def visible_events(
     so their count and timing say nothing either."""
     shown: list[DisputeEvent] = []
     for event in events:
-        if event.action == "note_added":
-            note = NoteView.model_validate(
-                {k: v for k, v in event.content.items() if k != "summary"}
-            )
-            if not may_read_note(viewer, note):
-                continue
+        if event.action == "note_added" and not _may_read_note_entry(viewer, event.content):
+            continue
         if event.action == "evidence_added":
             item = evidence.get(str(event.content.get("evidence_id")))
             if item is None or not may_read_evidence(viewer, item):

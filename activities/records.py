@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
 from models.enums import TERMINAL_STAGES, TaskState
-from models.payloads import Ack, EventRecord, PrecedentRecord, Recorded
+from models.payloads import Ack, EventRecord, EvidenceItem, PrecedentRecord, Recorded
 from models.tables import (
     Assignment,
     Dispute,
@@ -163,7 +163,7 @@ class RecordActivities:
                     )
                 )
         if record.evidence is not None:
-            RecordActivities._attach_evidence(session, record)
+            RecordActivities._attach_evidence(session, record, record.evidence)
         for keys, state in (
             (record.done_tasks, TaskState.DONE),
             (record.cancelled_tasks, TaskState.CANCELLED),
@@ -176,9 +176,7 @@ class RecordActivities:
                     session.add(closing)
 
     @staticmethod
-    def _attach_evidence(session: Session, record: EventRecord) -> None:
-        item = record.evidence
-        assert item is not None
+    def _attach_evidence(session: Session, record: EventRecord, item: EvidenceItem) -> None:
         if session.get(EvidenceBlob, item.sha256) is None:
             # The uploader stores the bytes before asking the workflow; without them the entry
             # would point at nothing, so this is a business error, not something to retry.

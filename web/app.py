@@ -20,7 +20,7 @@ from typing import Any
 from asgi_csrf import asgi_csrf  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -442,7 +442,3 @@ def _quote(path: str) -> str:
     from urllib.parse import quote
 
     return quote(path, safe="/")
-
-
-def json_response(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status)

@@ -9,9 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.datastructures import FormData, UploadFile
 
 from accord.access import Viewer
-from models.enums import (
-    Role,
-)
+from models.enums import Role
 from web import csrf
 from web.deps import current_viewer, web
 from web.evidence import Upload

@@ -8,12 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from accord.access import Viewer
-from models.enums import (
-    Role,
-)
 from web.deps import optional_viewer, web
 from web.pages.common import HOME, ViewerDep, back, read_form, render
-from web.problems import BadInput, Forbidden
+from web.problems import BadInput
 from web.views import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -149,8 +146,3 @@ def sign_out_everywhere(request: Request, viewer: ViewerDep) -> Response:
     web(request).accounts.end_all_sessions(viewer.login)
     request.session.clear()
     return back(request, "/login", "Signed out of every session.")
-
-
-def forbid_compliance(viewer: Viewer) -> None:
-    if viewer.role is Role.COMPLIANCE:
-        raise Forbidden("compliance reads disputes; it never acts on them")
