@@ -340,3 +340,33 @@ async def test_no_email_carries_a_caucus_note_or_restricted_evidence(scenario: S
     assert scenario.stack.mail.messages, "the scenario sent notifications"
     for secret in (CAUCUS_TEXT, "northwind-margins", "contoso-pipeline"):
         assert secret not in bodies
+
+
+async def test_partners_find_precedents_only_through_the_anonymised_view(stack: Stack) -> None:
+    from models.payloads import RespondToOffer
+    from tests.test_dispute_paths import split_offer
+
+    app = make_app(stack)
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    handle = stack.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    for login in (CLAIMANT, RESPONDENT):
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(actor=stack.actor(login), offer_id="offer-1", accept=True),
+        )
+    await handle.result()
+    outsider = await signed_in(app, OUTSIDER)
+    by_name = await outsider.get("/search", params={"q": "Contoso"})
+    assert "Precedents <small>(0)" in by_name.text
+    by_fact = await outsider.get("/search", params={"q": "registered"})
+    assert "Precedents <small>(1)" in by_fact.text
+    for page in (by_fact.text, (await outsider.get("/precedents/1")).text):
+        for name in ("Contoso", "Northwind", "northwind", "contoso", number):
+            assert name not in page, name
+    async with api(app, token_for(stack, OUTSIDER)) as client:
+        found = (await client.get("/api/precedents", params={"q": "registered"})).json()
+        assert len(found) == 1 and "Northwind" not in str(found) and number not in str(found)
+    compliance = await signed_in(app, COMPLIANCE)
+    assert number in (await compliance.get("/search", params={"q": "Contoso"})).text
