@@ -57,7 +57,7 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
         TemplateCatalog(),
         sender=settings.mail_from,
         domain=settings.mail_domain,
-        base_url=settings.base_url,
+        base_url=settings.resolved_base_url(),
     )
     return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
 

@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     """Right-hand side of every Message-ID we generate; replies are threaded on it."""
     admin_email: str = "channel-admins@accord.localhost"
     """Where admin tasks (no eligible mediator, escalations) are announced."""
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = ""
+    """Where people reach the web app (links in email); empty means the web host and port."""
 
     remedy_webhooks: dict[RemedyKind, str] = Field(default_factory=dict)
     """Remedy kinds applied by POSTing to an external system (CRM, billing), as JSON:
@@ -101,6 +102,9 @@ class Settings(BaseSettings):
                 "ACCORD_SECRET_KEY: set a random secret (e.g. `python -c 'import secrets;"
                 " print(secrets.token_urlsafe(48))'`) outside development"
             )
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
@@ -291,6 +292,17 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
 
 
+@contextlib.asynccontextmanager
+async def running_stack(
+    env: WorkflowEnvironment, url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> AsyncIterator[Stack]:
+    mail, port = smtp
+    harness = Stack(env, make_settings(url, port, tmp_path), mail)
+    seed(harness.sessions)
+    async with harness.worker:
+        yield harness
+
+
 @pytest.fixture
 async def stack(
     request: pytest.FixtureRequest,
@@ -299,10 +311,19 @@ async def stack(
     smtp: tuple[MailCapture, int],
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    mail, port = smtp
-    harness = Stack(env, make_settings(sqlite_url, port, tmp_path), mail)
-    seed(harness.sessions)
-    async with harness.worker:
+    async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
         yield harness
         if os.environ.get("ACCORD_RECORD_HISTORIES") == "1":
             await harness.save_histories(request.node.name)
+
+
+@pytest.fixture
+async def stack_on_both(
+    env: WorkflowEnvironment,
+    database_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    """The stack over SQLite, and again over PostgreSQL."""
+    async with running_stack(env, database_url, smtp, tmp_path) as harness:
+        yield harness

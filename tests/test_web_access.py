@@ -1,6 +1,6 @@
 """Every page and API route, tried as every role: each sees exactly what SPEC section 1 allows,
 and nothing of another party's dispute leaks through pages, API, exports, attachments or
-search."""
+search. On SQLite and on PostgreSQL: the scopes are SQL."""
 
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ class Scenario:
 
 
 @pytest.fixture
-async def scenario(stack: Stack) -> Scenario:
-    built = Scenario(stack, make_app(stack))
+async def scenario(stack_on_both: Stack) -> Scenario:
+    built = Scenario(stack_on_both, make_app(stack_on_both))
     await built.build()
     return built
 
@@ -342,7 +342,10 @@ async def test_no_email_carries_a_caucus_note_or_restricted_evidence(scenario: S
         assert secret not in bodies
 
 
-async def test_partners_find_precedents_only_through_the_anonymised_view(stack: Stack) -> None:
+async def test_partners_find_precedents_only_through_the_anonymised_view(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
     from models.payloads import RespondToOffer
     from tests.test_dispute_paths import split_offer
 

@@ -279,3 +279,25 @@ async def test_a_request_body_over_the_limit_is_refused_before_it_is_stored(stac
     assert dispute_count(stack) == 0
     with stack.sessions.read() as session:
         assert session.exec(select(func.count()).select_from(EvidenceBlob)).one() == 0
+
+
+async def test_a_link_from_an_email_leads_through_sign_in_to_the_dispute(stack: Stack) -> None:
+    app = make_app(stack)
+    filed = await stack.file()
+    acknowledgement = await stack.mail.wait_for(CLAIMANT, filed.number)
+    text = acknowledgement.get_body(preferencelist=("plain",))
+    assert text is not None
+    link = next(w for w in text.get_content().split() if w.startswith("http"))
+    path = link.removeprefix(stack.settings.resolved_base_url())
+    assert path == f"/disputes/{filed.number}"
+    browser = Browser(app)
+    response = await browser.get(path)
+    assert response.status_code == 303
+    login_page = await browser.get(response.headers["location"])
+    assert f'name="next" value="/disputes/{filed.number}"' in login_page.text
+    response = await browser.http.post(
+        "/login",
+        data={"csrftoken": browser.csrf, "login": CLAIMANT, "password": PASSWORD, "next": path},
+    )
+    assert response.headers["location"] == path
+    assert (await browser.get(path)).status_code == 200
