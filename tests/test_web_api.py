@@ -227,6 +227,7 @@ async def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) 
                 "1",
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
+                cwd=tmp_path,  # its crash cache lands here, not in the repository
             )
             output, _ = await process.communicate()
             text = output.decode()
