@@ -110,3 +110,48 @@ async def test_an_admin_imports_from_the_directory_page_all_or_nothing(stack: St
         )
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"].startswith("people")
+
+
+async def test_an_admin_edits_a_partner_and_a_person_with_each_field_checked(
+    stack: Stack,
+) -> None:
+    app = make_app(stack)
+    admin = await signed_in(app, "ada.admin@vendor.example")
+    response = await admin.post(
+        "/admin/partners/contoso",
+        {
+            "tier": "platinum",
+            "calendar": "US-CA",
+            "email_domains": "contoso.example, Contoso.EU",
+            "active": "on",
+        },
+    )
+    assert response.status_code == 303
+    with stack.sessions.read() as session:
+        contoso = session.get(Partner, "contoso")
+        assert contoso is not None
+        assert (contoso.tier.value, contoso.calendar, contoso.email_domains, contoso.active) == (
+            "platinum",
+            "US-CA",
+            ["contoso.example", "contoso.eu"],
+            True,
+        )
+    bad = await admin.post(
+        "/admin/partners/contoso",
+        {"tier": "diamond", "calendar": "MARS", "email_domains": "not a domain"},
+    )
+    assert bad.status_code == 422
+    assert "<strong>tier</strong>" in bad.text
+    assert "<strong>email_domains</strong>" in bad.text
+    bad_calendar = await admin.post("/admin/partners/contoso", {"calendar": "MARS"})
+    assert bad_calendar.status_code == 422 and "not a calendar of the playbook" in bad_calendar.text
+    bad_person = await admin.post("/admin/people/kenji.sato", {"case_limit": "lots"})
+    assert bad_person.status_code == 422 and "case_limit" in bad_person.text
+    async with api(app, token_for(stack, "ada.admin@vendor.example")) as client:
+        response = await client.patch("/api/directory/people/kenji.sato", json={"case_limit": 3})
+        assert response.json()["case_limit"] == 3
+        response = await client.patch("/api/directory/partners/ghost", json={"active": False})
+        assert response.status_code == 404
+    async with api(app, token_for(stack, "carol.compliance@vendor.example")) as client:
+        response = await client.patch("/api/directory/partners/contoso", json={"active": False})
+        assert response.status_code == 403

@@ -150,15 +150,6 @@ class EvidenceAdded(BaseModel):
     evidence_ids: list[str]
 
 
-class PersonUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    active: bool | None = None
-    case_limit: Annotated[int, Field(ge=0, le=500)] | None = None
-    declared_conflicts: (
-        Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] | None
-    ) = None
-
-
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Field(min_length=1, max_length=100)]
@@ -452,18 +443,19 @@ def update_person(
     request: Request,
     viewer: AdminDep,
     person_id: Annotated[str, Path(max_length=64)],
-    body: PersonUpdate,
+    body: service.PersonUpdate,
 ) -> dict[str, Any]:
-    from web.views import NotFound
+    return service.update_person(web(request), viewer, person_id, body).model_dump(mode="json")
 
-    with web(request).services.sessions.begin() as session:
-        person = session.get(Person, person_id)
-        if person is None:
-            raise NotFound(person_id)
-        for name, value in body.model_dump(exclude_none=True).items():
-            setattr(person, name, value)
-        session.add(person)
-        return person.model_dump(mode="json")
+
+@router.patch("/directory/partners/{partner_id}", tags=["admin"])
+def update_partner(
+    request: Request,
+    viewer: AdminDep,
+    partner_id: Annotated[str, Path(max_length=64)],
+    body: service.PartnerUpdate,
+) -> dict[str, Any]:
+    return service.update_partner(web(request), viewer, partner_id, body).model_dump(mode="json")
 
 
 @router.post("/directory", tags=["admin"])

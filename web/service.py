@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Any
 
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
 
@@ -30,9 +30,18 @@ from accord.directory import (
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
 from accord.runtime import build_filing
-from models.enums import DisputeCategory, DisputeStage, EvidenceVisibility, Role
+from models.enums import DisputeCategory, DisputeStage, EvidenceVisibility, PartnerTier, Role
 from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
-from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, EvidenceBlob, Precedent
+from models.tables import (
+    Dispute,
+    DisputeEvent,
+    DisputeParty,
+    Evidence,
+    EvidenceBlob,
+    Partner,
+    Person,
+    Precedent,
+)
 from web import evidence as uploads
 from web.app import WebContext
 from web.forms import field_errors
@@ -243,8 +252,7 @@ def list_disputes(
 
 def import_directory_text(ctx: WebContext, viewer: Viewer, text: str) -> Directory:
     """Parse, check and import a directory file in one transaction: all of it or nothing."""
-    if viewer.role is not Role.ADMIN:
-        raise Forbidden("the directory is maintained by admins")
+    _require_admin(viewer)
     try:
         directory = parse_directory(text)
         with ctx.services.sessions.begin() as session:
@@ -258,6 +266,70 @@ def import_directory_text(ctx: WebContext, viewer: Viewer, text: str) -> Directo
 def _directory_problem(problem: str) -> tuple[str, str]:
     where, sep, message = problem.partition(": ")
     return (where, message) if sep else ("file", problem)
+
+
+Domain = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+    ),
+]
+
+
+class PersonUpdate(BaseModel):
+    """An admin's change to a person: capacity, declared conflicts, whether active."""
+
+    model_config = ConfigDict(extra="forbid")
+    active: bool | None = None
+    case_limit: Annotated[int, Field(ge=0, le=500)] | None = None
+    declared_conflicts: (
+        Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] | None
+    ) = None
+    """Partner ids, or kind:ref object references, the person must not judge."""
+
+
+class PartnerUpdate(BaseModel):
+    """An admin's change to a partner: tier, email domains, calendar, whether active."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier: PartnerTier | None = None
+    active: bool | None = None
+    email_domains: Annotated[list[Domain], Field(max_length=50)] | None = None
+    calendar: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+def update_person(ctx: WebContext, viewer: Viewer, person_id: str, change: PersonUpdate) -> Person:
+    _require_admin(viewer)
+    with ctx.services.sessions.begin() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise NotFound(person_id)
+        for name, value in change.model_dump(exclude_none=True).items():
+            setattr(person, name, value)
+        session.add(person)
+        return person
+
+
+def update_partner(
+    ctx: WebContext, viewer: Viewer, partner_id: str, change: PartnerUpdate
+) -> Partner:
+    _require_admin(viewer)
+    calendars = ctx.services.playbooks.in_force(date.today()).calendars
+    if change.calendar is not None and change.calendar not in calendars:
+        raise BadInput([("calendar", f"not a calendar of the playbook ({', '.join(calendars)})")])
+    with ctx.services.sessions.begin() as session:
+        partner = session.get(Partner, partner_id)
+        if partner is None:
+            raise NotFound(partner_id)
+        for name, value in change.model_dump(exclude_none=True).items():
+            setattr(partner, name, value)
+        session.add(partner)
+        return partner
+
+
+def _require_admin(viewer: Viewer) -> None:
+    if viewer.role is not Role.ADMIN:
+        raise Forbidden("the directory is maintained by admins")
 
 
 # --- exports (compliance and admins) --------------------------------------------------------------

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ValidationError
 from sqlmodel import select
 
 from accord.access import Viewer
-from models.enums import Role
+from models.enums import PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
 from web.deps import require, web
+from web.forms import field_errors
 from web.pages.common import ViewerDep, back, read_form, read_uploads, render
 from web.pages.disputes import FiltersDep
 from web.problems import BadInput
 from web.views import NotFound
 
 router = APIRouter(include_in_schema=False)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 # --- compliance -----------------------------------------------------------------------------------
@@ -73,6 +77,7 @@ def directory(request: Request, viewer: AdminDep) -> Response:
         people=people,
         territories=territories,
         calendars=playbook.calendars,
+        tiers=list(PartnerTier),
     )
 
 
@@ -97,32 +102,41 @@ async def import_directory(request: Request, viewer: AdminDep) -> Response:
 
 @router.post("/admin/people/{person_id}", response_class=HTMLResponse)
 async def edit_person(request: Request, viewer: AdminDep, person_id: str) -> Response:
-    ctx = web(request)
     form = await read_form(request)
-    errors: list[tuple[str, str]] = []
-    try:
-        case_limit = int(str(form.get("case_limit") or ""))
-        if not 0 <= case_limit <= 500:
-            raise ValueError
-    except ValueError:
-        errors.append(("case_limit", "a whole number from 0 to 500"))
-        case_limit = 0
-    conflicts = [
-        c.strip() for c in str(form.get("declared_conflicts") or "").split(",") if c.strip()
-    ]
-    if any(len(c) > 200 for c in conflicts):
-        errors.append(("declared_conflicts", "each conflict is a partner id or kind:ref"))
-    if errors:
-        raise BadInput(errors)
-    with ctx.services.sessions.begin() as session:
-        person = session.get(Person, person_id)
-        if person is None:
-            raise NotFound(person_id)
-        person.active = form.get("active") == "on"
-        person.case_limit = case_limit
-        person.declared_conflicts = conflicts
-        session.add(person)
+    fields = {
+        "active": form.get("active") == "on",
+        "case_limit": form.get("case_limit") or None,
+        "declared_conflicts": _listed(form.get("declared_conflicts")),
+    }
+    change = _validated(service.PersonUpdate, fields)
+    service.update_person(web(request), viewer, person_id, change)
     return back(request, "/admin/directory", f"{person_id} updated")
+
+
+@router.post("/admin/partners/{partner_id}", response_class=HTMLResponse)
+async def edit_partner(request: Request, viewer: AdminDep, partner_id: str) -> Response:
+    form = await read_form(request)
+    fields = {
+        "active": form.get("active") == "on",
+        "tier": form.get("tier") or None,
+        "calendar": form.get("calendar") or None,
+        "email_domains": _listed(form.get("email_domains")),
+    }
+    change = _validated(service.PartnerUpdate, fields)
+    service.update_partner(web(request), viewer, partner_id, change)
+    return back(request, "/admin/directory", f"{partner_id} updated")
+
+
+def _listed(value: object) -> list[str]:
+    """A comma-separated form field as a list."""
+    return [v.strip() for v in str(value or "").split(",") if v.strip()]
+
+
+def _validated(model: type[_M], fields: Mapping[str, object]) -> _M:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
 
 
 @router.get("/admin/playbook", response_class=HTMLResponse)
