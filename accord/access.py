@@ -107,6 +107,15 @@ def may_read_note(viewer: Viewer, note: NoteView) -> bool:
     return viewer.role is Role.PARTNER and note.caucus_partner_id == viewer.actor.partner_id
 
 
+def may_read_message(viewer: Viewer, content: dict[str, object]) -> bool:
+    """An email from a party is read by that side and the neutrals; one from staff by the
+    neutrals only."""
+    if viewer.sees_everything or viewer.is_neutral:
+        return True
+    side = content.get("side_partner_id")
+    return side is not None and side == viewer.actor.partner_id
+
+
 def may_see_votes(viewer: Viewer) -> bool:
     """Individual votes (once unsealed) are for the board, admins and compliance."""
     return viewer.role in (Role.BOARD, Role.ADMIN, Role.COMPLIANCE)
@@ -134,6 +143,8 @@ def visible_events(
     shown: list[DisputeEvent] = []
     for event in events:
         if event.action == "note_added" and not _may_read_note_entry(viewer, event.content):
+            continue
+        if event.action == "message_received" and not may_read_message(viewer, event.content):
             continue
         if event.action == "evidence_added":
             item = evidence.get(str(event.content.get("evidence_id")))

@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     remedy_webhook_timeout_seconds: float = 10.0
     outbox_relay_interval_seconds: float = 30.0
 
+    # --- email intake ----------------------------------------------------------------
+    intake_address: str = "disputes@accord.localhost"
+    """Where partners write to file; replies to notifications come back here too."""
+    intake_smtp_host: str = "127.0.0.1"
+    intake_smtp_port: int = 2525
+    """The SMTP receiver `make run` starts (0 = do not start one)."""
+    intake_max_bytes: int = 25 * 1024 * 1024
+    """Largest message the receiver accepts (refused at the SMTP level above it)."""
+    intake_authserv_id: str | None = None
+    """The authserv-id of the receiving MTA in front of Accord: only Authentication-Results
+    headers stamped with it are trusted. Unset: no header is trusted."""
+    intake_require_authentication: bool = False
+    """Quarantine mail without a trusted pass (set it once an MTA stamps results)."""
+
     # --- web app and API ---------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = 8000

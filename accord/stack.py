@@ -96,6 +96,32 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
     )
 
 
+async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
+    """The SMTP receiver for the intake address and the processor behind it."""
+    from accord.runtime import build_services, connect
+    from intake.processor import IntakeProcessor
+    from intake.receiver import start_receiver
+
+    if port_open(settings.intake_smtp_host, settings.intake_smtp_port):
+        raise SystemExit(
+            f"port {settings.intake_smtp_port} is taken; set ACCORD_INTAKE_SMTP_PORT to a free one"
+            " (0 to run without email intake)"
+        )
+    processor = IntakeProcessor(build_services(settings), await connect(settings))
+    wake = asyncio.Event()
+    receiver = start_receiver(
+        processor,
+        wake,
+        settings.intake_smtp_host,
+        settings.intake_smtp_port,
+        settings.intake_max_bytes,
+    )
+    try:
+        await processor.run(stop, wake)
+    finally:
+        receiver.stop()
+
+
 def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> str:
     with sessions.read() as session:
         partners = session.exec(select(func.count()).select_from(Partner)).one()
@@ -112,6 +138,10 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         f" saved in {mail_folder}  (read with: .venv/bin/accord mail)",
         f"  Web app          http://{settings.web_host}:{settings.web_port}"
         f"  (API: http://{settings.web_host}:{settings.web_port}/api/docs)",
+        f"  Email intake     smtp://{settings.intake_smtp_host}:{settings.intake_smtp_port}"
+        f"  (write to {settings.intake_address} there to file or reply)"
+        if settings.intake_smtp_port
+        else "  Email intake     off (ACCORD_INTAKE_SMTP_PORT=0)",
         f"  Database         {settings.resolved_database_url()}",
         f"  Demo directory   {partners} partners, {len(people)} people",
         "",
@@ -162,12 +192,15 @@ async def run_embedded(settings: Settings) -> None:
             )
         worker = asyncio.create_task(run_worker(settings, stop))
         web = asyncio.create_task(serve_web(settings, stop))
+        tasks = [worker, web]
+        if settings.intake_smtp_port:
+            tasks.append(asyncio.create_task(run_intake(settings, stop)))
         await asyncio.sleep(1.5)
-        for task in (worker, web):
+        for task in tasks:
             if task.done():
                 task.result()
         print(banner(settings, sessions, mail_folder), flush=True)
-        await asyncio.gather(worker, web)
+        await asyncio.gather(*tasks)
     finally:
         if capture is not None:
             capture.stop()

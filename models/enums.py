@@ -98,6 +98,7 @@ class Action(StrEnum):
     APPEAL = "appeal"
     REDRAW_PANEL = "redraw_panel"
     ADD_EVIDENCE = "add_evidence"
+    ADD_MESSAGE = "add_message"
 
 
 class NoteVisibility(StrEnum):
@@ -145,6 +146,22 @@ class AssignmentState(StrEnum):
     RECUSED = "recused"
     EXPIRED = "expired"
     RELEASED = "released"
+
+
+class InboundState(StrEnum):
+    """Where one received email stands; every end state carries its reason."""
+
+    RECEIVED = "received"
+    """Stored, not yet processed: the processor picks it up (again, after a crash)."""
+    FILED = "filed"
+    THREADED = "threaded"
+    """Attached to a dispute as a message (and its attachments as evidence)."""
+    ANSWERED = "answered"
+    """Not filed: the sender was told exactly why (what is missing)."""
+    QUARANTINED = "quarantined"
+    """Unknown or unauthenticated sender, or not a party: waits for an admin."""
+    IGNORED = "ignored"
+    """Auto-reply, bounce or loop: recorded, never answered."""
 
 
 class OutboxState(StrEnum):

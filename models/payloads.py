@@ -425,6 +425,25 @@ class AddEvidence(ActionPayload):
     evidence: EvidenceItem
 
 
+class MailMessage(Payload):
+    """An email received from a party (or a neutral) about a dispute, as it is recorded."""
+
+    inbound_id: int
+    """The stored raw message, kept as the original of record."""
+    sender: str
+    subject: Annotated[str, StringConstraints(max_length=400)]
+    text: Annotated[str, StringConstraints(max_length=50_000)]
+    """The new part of the message: quoted history and signature stripped."""
+    side_partner_id: str | None
+    """The sender's side: the message is read by that side and the neutrals; None for staff
+    (neutrals only)."""
+    evidence_ids: tuple[str, ...] = ()
+
+
+class AddMessage(ActionPayload):
+    message: MailMessage
+
+
 class RedrawPanel(ActionPayload):
     reason: Reason
 
@@ -659,6 +678,8 @@ class NotificationRequest(Payload):
     template: str
     recipients: tuple[str, ...]
     context: dict[str, object]
+    in_reply_to: str | None = None
+    """The Message-ID answered, for a reply to a received email; else the dispute's thread."""
 
 
 class NotificationResult(Payload):

@@ -31,6 +31,7 @@ from models.enums import (
     DisputeCategory,
     DisputeStage,
     EvidenceVisibility,
+    InboundState,
     ObjectKind,
     OutboxState,
     PartnerTier,
@@ -437,3 +438,33 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = _utc_column()
     last_used_at: datetime | None = _utc_column(nullable=True)
     revoked_at: datetime | None = _utc_column(nullable=True)
+
+
+# --- email intake ------------------------------------------------------------------------------
+
+
+class InboundMessage(SQLModel, table=True):
+    """One received email, stored raw before it is acknowledged to the sending server."""
+
+    __tablename__ = "inbound_message"
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    """'mid:' + the Message-ID, or 'sha256:' + the content hash when it has none."""
+    source: str = Field(max_length=16)
+    """smtp or imap."""
+    envelope_from: str = Field(default="", max_length=320)
+    envelope_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    received_at: datetime = _utc_column()
+    state: InboundState = _enum(InboundState, index=True)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    sender: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=400)
+    authentication: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    """Results per method (spf, dkim, dmarc) as the trusted receiving server stamped them."""
+    dispute_number: str | None = Field(default=None, max_length=32, index=True)
+    attempts: int = 0
+    processed_at: datetime | None = _utc_column(nullable=True)

@@ -56,7 +56,8 @@ class Outbox:
         rendered = self.catalog.render(
             request.template, {**request.context, "base_url": self.base_url}
         )
-        root = thread_root(request.number, self.domain)
+        root = request.in_reply_to or thread_root(request.number, self.domain)
+        prefix = request.number or "intake"
         ids: list[int] = []
         with self.sessions.begin() as session:
             for recipient in request.recipients:
@@ -72,7 +73,7 @@ class Outbox:
                         subject=rendered.subject,
                         text_body=rendered.text,
                         html_body=rendered.html,
-                        message_id=f"<{request.number}.{digest}@{self.domain}>",
+                        message_id=f"<{prefix}.{digest}@{self.domain}>",
                         in_reply_to=root,
                         references=root,
                         state=OutboxState.PENDING,

@@ -32,6 +32,7 @@ SUBJECTS: dict[str, str] = {
     "appeal_received": "The ruling has been appealed",
     "review_overdue": "Review overdue: escalated to the executive sponsor",
     "remedy_failed": "Action needed: remedy {{ kind }} could not be applied",
+    "intake_reply": "Re: {{ subject }}",
 }
 
 
@@ -79,8 +80,10 @@ class TemplateCatalog:
         subject = self._text.from_string(SUBJECTS[name]).render(context)
         # A value echoed into a header must never add a header line.
         subject = " ".join(subject.split())
+        number = context.get("number")
         return RenderedEmail(
-            subject=f"[{context['number']}] {subject}",
+            # An answer to a mail that is on no dispute yet carries no number.
+            subject=f"[{number}] {subject}" if number else subject,
             text=self._text.get_template(f"{name}.txt.j2").render(context),
             html=self._html.get_template(f"{name}.html.j2").render(context),
         )

@@ -48,7 +48,10 @@ CONTEXT = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SUBJECTS))
+DISPUTE_EVENTS = sorted(set(SUBJECTS) - {"intake_reply"})
+
+
+@pytest.mark.parametrize("name", DISPUTE_EVENTS)
 def test_every_event_has_a_text_and_an_escaped_html_part(name: str) -> None:
     email = TemplateCatalog().render(name, CONTEXT)
     assert email.subject.startswith("[DSP-2026-000007] ")
@@ -56,6 +59,27 @@ def test_every_event_has_a_text_and_an_escaped_html_part(name: str) -> None:
     assert "<script>" not in email.html
     assert "&lt;script&gt;" in email.html
     assert "<script>alert('x')</script> & friends" in email.text  # plain text stays readable
+
+
+def test_an_intake_reply_escapes_what_the_sender_wrote_and_adds_no_header() -> None:
+    email = TemplateCatalog().render(
+        "intake_reply",
+        {
+            "number": "",
+            "subject": "Deal <script>x</script>\r\nBcc: everyone@example.com",
+            "outcome": "incomplete",
+            "missing": ["Respondent: no partner matches '<b>Acme</b>'"],
+            "errors": [],
+            "refused_attachments": [],
+            "form_url": "http://accord.test/disputes/new?summary=Deal",
+            "intake_address": "disputes@accord.test",
+            "base_url": "http://accord.test",
+        },
+    )
+    assert "\n" not in email.subject and "\r" not in email.subject
+    assert email.subject.startswith("Re: Deal")  # no dispute yet: no number prefix
+    assert "&lt;b&gt;Acme&lt;/b&gt;" in email.html and "<b>Acme</b>" not in email.html
+    assert "Respondent: no partner matches '<b>Acme</b>'" in email.text
 
 
 def test_subject_cannot_inject_header_lines() -> None:

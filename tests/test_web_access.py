@@ -130,7 +130,7 @@ def expected(route: str, role: str) -> int:
             return 200 if role in ("compliance", "admin") else 403
         case "review":
             return 200 if role == "board" else 403
-        case "directory" | "playbook" | "people" | "partners":
+        case "directory" | "playbook" | "people" | "partners" | "intake":
             return 200 if role == "admin" else 403
         case "new":
             return 200 if partner else 403
@@ -151,6 +151,7 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "review": "/review",
         "search": "/search?q=Contoso",
         "directory": "/admin/directory",
+        "intake": "/admin/intake",
         "playbook": "/admin/playbook",
         "account": "/account",
         "new": "/disputes/new",

@@ -30,7 +30,14 @@ from accord.directory import (
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
 from accord.runtime import build_filing
-from models.enums import DisputeCategory, DisputeStage, EvidenceVisibility, PartnerTier, Role
+from models.enums import (
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    InboundState,
+    PartnerTier,
+    Role,
+)
 from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
 from models.tables import (
     Dispute,
@@ -38,6 +45,7 @@ from models.tables import (
     DisputeParty,
     Evidence,
     EvidenceBlob,
+    InboundMessage,
     Partner,
     Person,
     Precedent,
@@ -330,6 +338,50 @@ def update_partner(
 def _require_admin(viewer: Viewer) -> None:
     if viewer.role is not Role.ADMIN:
         raise Forbidden("the directory is maintained by admins")
+
+
+# --- email intake (admins) ----------------------------------------------------------------------
+
+
+def inbound_messages(ctx: WebContext, viewer: Viewer, state: str) -> list[InboundMessage]:
+    _require_admin(viewer)
+    try:
+        wanted = InboundState(state)
+    except ValueError:
+        raise BadInput([("state", f"one of {', '.join(s.value for s in InboundState)}")]) from None
+    with ctx.services.sessions.read() as session:
+        return list(
+            session.exec(
+                select(InboundMessage)
+                .where(InboundMessage.state == wanted)
+                .order_by(col(InboundMessage.received_at).desc())
+                .limit(200)
+            ).all()
+        )
+
+
+async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decision: str) -> str:
+    """An admin's decision on a held message: process it again (after adding the sender to the
+    directory, say) or discard it; either way the decision is recorded on the message."""
+    _require_admin(viewer)
+    if decision not in ("retry", "discard"):
+        raise NotFound(f"decision {decision}")
+    with ctx.services.sessions.begin() as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row is None:
+            raise NotFound(f"message {inbound_id}")
+        if row.state is not InboundState.QUARANTINED:
+            raise BadInput([("state", f"message {inbound_id} is {row.state.value}, not held")])
+        note = f"{decision} by {viewer.login} (was: {row.reason})"
+        row.state = InboundState.RECEIVED if decision == "retry" else InboundState.IGNORED
+        row.reason = note[:5000]
+        session.add(row)
+    if decision == "discard":
+        return f"message {inbound_id} discarded"
+    from intake.processor import IntakeProcessor
+
+    state = await IntakeProcessor(ctx.services, ctx.temporal()).process(inbound_id)
+    return f"message {inbound_id} processed again: {state.value}"
 
 
 # --- exports (compliance and admins) --------------------------------------------------------------

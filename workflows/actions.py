@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         AcceptAssignment,
         ActionResult,
         AddEvidence,
+        AddMessage,
         AddNote,
         AnswerInformation,
         AssignMediator,
@@ -210,6 +211,9 @@ class DisputeActions(BoardReview):
     @workflow.update
     async def add_evidence(self, req: AddEvidence) -> ActionResult:
         item = req.evidence
+        if item.id in self._evidence_ids:
+            # The same item again (an intake retried after a crash): already on the record.
+            return self._result(f"evidence {item.id} was already added", reference=item.id)
         self._evidence_ids.append(item.id)
         # The summary names the file only when every party may read it: the history is shown
         # to the parties, and a restricted item's name can say too much.
@@ -227,8 +231,6 @@ class DisputeActions(BoardReview):
     def _validate_evidence(self, req: AddEvidence) -> None:
         self._check(Action.ADD_EVIDENCE, req)
         item = req.evidence
-        if item.id in self._evidence_ids:
-            raise ValueError(f"evidence.id: {item.id} is already attached")
         if item.side_partner_id is not None and item.side_partner_id not in self._party_ids():
             raise ValueError(f"evidence.side_partner_id: {item.side_partner_id} is not a party")
         if (
@@ -237,6 +239,25 @@ class DisputeActions(BoardReview):
             and item.side_partner_id != req.actor.partner_id
         ):
             raise ValueError("evidence.side_partner_id: a party may limit evidence to its own side")
+
+    @workflow.update
+    async def add_message(self, req: AddMessage) -> ActionResult:
+        message = req.message
+        if message.inbound_id in self._inbound_ids:
+            # The same email again (an intake retried after a crash): already on the record.
+            return self._result("message was already added")
+        self._inbound_ids.append(message.inbound_id)
+        await self._record(
+            req.actor,
+            "message_received",
+            f"email from {message.sender}",
+            content=message.model_dump(mode="json"),
+        )
+        return self._result("message added to the dispute")
+
+    @add_message.validator
+    def _validate_message(self, req: AddMessage) -> None:
+        self._check(Action.ADD_MESSAGE, req)
 
     @workflow.update
     async def request_information(self, req: RequestInformation) -> ActionResult:

@@ -137,6 +137,7 @@ class DisputeCore:
         self._tasks: dict[str, OpenTask] = {}
         self._linked: list[str] = []
         self._evidence_ids: list[str] = []
+        self._inbound_ids: list[int] = []
         self._outcome: str | None = None
         self._wakeups = 0
         self._remedies: dict[int, RemedyProgress] = {}

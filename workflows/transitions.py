@@ -18,6 +18,7 @@ R = Role
 TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     # filed: evidence uploaded with the filing form arrives while the workflow starts
     (S.FILED, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+    (S.FILED, A.ADD_MESSAGE): frozenset({R.PARTNER}),
     # triage: a mediator is offered the dispute
     (S.TRIAGE, A.ACCEPT_ASSIGNMENT): frozenset({R.MEDIATOR}),
     (S.TRIAGE, A.RECUSE): frozenset({R.MEDIATOR}),
@@ -26,6 +27,7 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.TRIAGE, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.TRIAGE, A.LINK_FILING): frozenset({R.SYSTEM}),
     (S.TRIAGE, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+    (S.TRIAGE, A.ADD_MESSAGE): frozenset({R.PARTNER}),
     # mediation
     (S.MEDIATION, A.RECUSE): frozenset({R.MEDIATOR}),
     (S.MEDIATION, A.ADD_NOTE): frozenset({R.MEDIATOR}),
@@ -39,6 +41,7 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.MEDIATION, A.ASSIGN_MEDIATOR): frozenset({R.ADMIN}),
     (S.MEDIATION, A.LINK_FILING): frozenset({R.SYSTEM}),
     (S.MEDIATION, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
+    (S.MEDIATION, A.ADD_MESSAGE): frozenset({R.PARTNER, R.MEDIATOR}),
     # a party owes information: the mediation clock is paused
     (S.AWAITING_PARTY, A.ADD_NOTE): frozenset({R.MEDIATOR}),
     (S.AWAITING_PARTY, A.ANSWER_INFORMATION): frozenset({R.PARTNER}),
@@ -49,10 +52,12 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.AWAITING_PARTY, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
     (S.AWAITING_PARTY, A.LINK_FILING): frozenset({R.SYSTEM}),
     (S.AWAITING_PARTY, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
+    (S.AWAITING_PARTY, A.ADD_MESSAGE): frozenset({R.PARTNER, R.MEDIATOR}),
     # remedies of a settlement are applied; one that keeps failing waits for an admin
     (S.REMEDY, A.RETRY_REMEDY): frozenset({R.ADMIN}),
     (S.REMEDY, A.WAIVE_REMEDY): frozenset({R.ADMIN}),
     (S.REMEDY, A.LINK_FILING): frozenset({R.SYSTEM}),
+    (S.REMEDY, A.ADD_MESSAGE): frozenset({R.PARTNER}),
     # formal review by a board panel: sealed votes, then the chair's ruling
     (S.FORMAL_REVIEW, A.CAST_VOTE): frozenset({R.BOARD}),
     (S.FORMAL_REVIEW, A.RECUSE): frozenset({R.BOARD}),
@@ -62,11 +67,13 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     (S.FORMAL_REVIEW, A.WITHDRAW): frozenset({R.PARTNER}),
     (S.FORMAL_REVIEW, A.LINK_FILING): frozenset({R.SYSTEM}),
     (S.FORMAL_REVIEW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+    (S.FORMAL_REVIEW, A.ADD_MESSAGE): frozenset({R.PARTNER}),
     # ruled: either party may appeal once within the window
     (S.APPEAL_WINDOW, A.APPEAL): frozenset({R.PARTNER}),
     (S.APPEAL_WINDOW, A.LINK_FILING): frozenset({R.SYSTEM}),
     # new evidence for an appeal is added before the appeal cites it
     (S.APPEAL_WINDOW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+    (S.APPEAL_WINDOW, A.ADD_MESSAGE): frozenset({R.PARTNER}),
 }
 
 

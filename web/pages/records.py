@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import select
 
 from accord.access import Viewer
-from models.enums import PartnerTier, Role
+from models.enums import InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
 from web.deps import require, web
@@ -137,6 +137,21 @@ def _validated(model: type[_M], fields: Mapping[str, object]) -> _M:
         return model.model_validate(fields)
     except ValidationError as exc:
         raise BadInput(field_errors(exc)) from None
+
+
+@router.get("/admin/intake", response_class=HTMLResponse)
+def intake(request: Request, viewer: AdminDep, state: str = "quarantined") -> Response:
+    rows = service.inbound_messages(web(request), viewer, state)
+    return render(request, "intake.html", viewer, rows=rows, state=state, states=list(InboundState))
+
+
+@router.post("/admin/intake/{inbound_id}/{decision}", response_class=HTMLResponse)
+async def intake_decision(
+    request: Request, viewer: AdminDep, inbound_id: int, decision: str
+) -> Response:
+    await read_form(request)
+    message = await service.decide_inbound(web(request), viewer, inbound_id, decision)
+    return back(request, "/admin/intake", message)
 
 
 @router.get("/admin/playbook", response_class=HTMLResponse)

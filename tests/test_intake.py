@@ -1,0 +1,307 @@
+"""Email intake over real SMTP: filing by email, replies threaded into disputes, and every
+message that cannot be taken in quarantined or answered, never lost, never doubled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+import pytest
+from sqlmodel import func, select
+
+from accord.access import Viewer, visible_events
+from intake.processor import IntakeProcessor
+from intake.receiver import start_receiver
+from models.enums import InboundState
+from models.tables import Dispute, Evidence, InboundMessage
+from tests.conftest import Stack, free_port
+
+CLAIMANT = "nora@northwind.example"
+RESPONDENT = "carl@contoso.example"
+FILING_BODY = """Respondent: Contoso Systems Ltd
+Category: deal registration
+Deal: DR-2026-0042
+Amount: 125,000 USD
+Occurred: {occurred}
+Remedy: Registration confirmed to Northwind
+
+We registered DR-2026-0042 for Acme on 2 November; Contoso registered it a week later.
+"""
+
+
+class Intake:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.processor = IntakeProcessor(stack.services, stack.client)
+        self.wake = asyncio.Event()
+        self.port = free_port()
+        self.controller = start_receiver(
+            self.processor, self.wake, "127.0.0.1", self.port, stack.settings.intake_max_bytes
+        )
+
+    async def send(self, message: EmailMessage) -> str:
+        """Deliver over SMTP; returns the server's answer to DATA."""
+        errors, answer = await aiosmtplib.send(message, hostname="127.0.0.1", port=self.port)
+        assert not errors
+        return answer
+
+    async def deliver(self, message: EmailMessage) -> InboundMessage:
+        answer = await self.send(message)
+        assert answer.startswith("2.0.0 stored as"), answer
+        await self.processor.process_pending()
+        inbound_id = int(answer.split()[3])
+        with self.stack.sessions.read() as session:
+            row = session.get(InboundMessage, inbound_id)
+        assert row is not None
+        return row
+
+
+@pytest.fixture
+async def intake(stack: Stack) -> AsyncIterator[Intake]:
+    running = Intake(stack)
+    try:
+        yield running
+    finally:
+        running.controller.stop()
+
+
+def mail(
+    sender: str, subject: str, body: str, *, headers: dict[str, str] | None = None
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "disputes@accord.localhost"
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(domain="sender.example")
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message
+
+
+def filing_mail(occurred: str = "") -> EmailMessage:
+    from datetime import date, timedelta
+
+    occurred = occurred or (date.today() - timedelta(days=5)).isoformat()
+    message = mail(
+        CLAIMANT,
+        "Contoso registered our Acme deal after we did",
+        FILING_BODY.format(occurred=occurred),
+    )
+    message.add_attachment(
+        b"%PDF-1.4 registration", maintype="application", subtype="pdf", filename="reg.pdf"
+    )
+    return message
+
+
+def disputes(stack: Stack) -> list[Dispute]:
+    with stack.sessions.read() as session:
+        return list(session.exec(select(Dispute)).all())
+
+
+async def test_a_complete_filing_by_email_starts_the_dispute_once(intake: Intake) -> None:
+    stack = intake.stack
+    message = filing_mail()
+    row = await intake.deliver(message)
+    assert row.state is InboundState.FILED, row.reason
+    [dispute] = disputes(stack)
+    assert (dispute.claimant_id, dispute.respondent_ids) == ("northwind", ["contoso"])
+    assert dispute.amount_at_stake == 125000
+    assert row.dispute_number == dispute.number
+    acknowledgement = await stack.mail.wait_for(CLAIMANT, "Your dispute has been filed")
+    assert dispute.number in str(acknowledgement["Subject"])
+    with stack.sessions.read() as session:
+        [evidence] = session.exec(select(Evidence)).all()
+    assert evidence.filename == "reg.pdf" and evidence.dispute_number == dispute.number
+    # The sending server retries (it never saw our answer): stored once, filed once.
+    answer = await intake.send(message)
+    assert answer.endswith("(already received)")
+    await intake.processor.process_pending()
+    assert len(disputes(stack)) == 1
+    with stack.sessions.read() as session:
+        assert session.exec(select(func.count()).select_from(InboundMessage)).one() == 1
+
+
+async def test_an_incomplete_filing_is_answered_with_exactly_what_is_missing(
+    intake: Intake,
+) -> None:
+    stack = intake.stack
+    original = mail(
+        CLAIMANT, "Contoso took our deal", "Respondent: Contoso\nThey took the Acme deal from us."
+    )
+    row = await intake.deliver(original)
+    assert row.state is InboundState.ANSWERED
+    assert disputes(stack) == []
+    reply = await stack.mail.wait_for(CLAIMANT, "Re: Contoso took our deal")
+    text = reply.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    for missing in ("Category:", "the contested object", "Amount:", "Occurred:"):
+        assert missing in text
+    assert "Respondent:" not in text  # understood, so not asked for
+    assert "respondent_ids=contoso" in text  # the web form comes pre-filled
+    assert reply["In-Reply-To"] == original["Message-ID"]  # threaded in the sender's mailbox
+
+
+async def test_a_reply_to_a_notification_becomes_a_message_on_that_dispute(
+    intake: Intake,
+) -> None:
+    stack = intake.stack
+    number = (await stack.file()).number
+    notice = await stack.mail.wait_for(RESPONDENT, "naming your organisation")
+    reply = mail(
+        RESPONDENT,
+        f"Re: {notice['Subject']}",
+        "We contacted Acme first, on 28 October.\n\n"
+        "On Mon, 30 Nov 2026 at 10:00, Accord wrote:\n> A dispute has been filed naming you\n",
+        headers={"In-Reply-To": str(notice["Message-ID"]), "References": str(notice["References"])},
+    )
+    reply.add_attachment(
+        b"meeting notes 28 Oct", maintype="text", subtype="plain", filename="notes.txt"
+    )
+    reply.add_attachment(
+        b"MZ\x90\x00", maintype="application", subtype="x-msdownload", filename="tool.exe"
+    )
+    row = await intake.deliver(reply)
+    assert row.state is InboundState.THREADED, row.reason
+    assert row.dispute_number == number
+    entry = await stack.wait_for_event(number, "message_received")
+    assert entry.content["text"] == "We contacted Acme first, on 28 October."
+    assert entry.content["side_partner_id"] == "contoso"
+    # The refused attachment is named in the answer; the accepted one is evidence.
+    answer = await stack.mail.wait_for(RESPONDENT, "Re: ")
+    assert "tool.exe" in answer.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    with stack.sessions.read() as session:
+        assert [e.filename for e in session.exec(select(Evidence)).all()] == ["notes.txt"]
+    # Read by that side and the neutrals, not by the other side.
+    nora = Viewer(actor=stack.actor(CLAIMANT), login=CLAIMANT)
+    carl = Viewer(actor=stack.actor(RESPONDENT), login=RESPONDENT)
+    events = stack.events(number)
+    assert "message_received" not in [e.action for e in visible_events(nora, events, {})]
+    assert "message_received" in [e.action for e in visible_events(carl, events, {})]
+
+
+async def test_mail_that_cannot_be_taken_in_is_quarantined_or_ignored_never_answered_blindly(
+    intake: Intake,
+) -> None:
+    stack = intake.stack
+    stack.settings.intake_authserv_id = "mx.accord.localhost"
+    cases = [
+        (
+            mail("stranger@elsewhere.example", "Dispute", "Hello"),
+            InboundState.QUARANTINED,
+            "not a registered",
+        ),
+        (
+            mail(
+                CLAIMANT, "Out of office", "I am away", headers={"Auto-Submitted": "auto-replied"}
+            ),
+            InboundState.IGNORED,
+            "auto-replied",
+        ),
+        (
+            mail(
+                CLAIMANT,
+                "Spoofed",
+                "Respondent: Contoso",
+                headers={
+                    "Authentication-Results": "mx.accord.localhost; dmarc=fail header.from=northwind.example"
+                },
+            ),
+            InboundState.QUARANTINED,
+            "dmarc=fail",
+        ),
+        (
+            mail(
+                "mailer-daemon@northwind.example",
+                "Undeliverable",
+                "bounce",
+            ),
+            InboundState.IGNORED,
+            "bounce",
+        ),
+    ]
+    for message, state, reason in cases:
+        row = await intake.deliver(message)
+        assert row.state is state, (message["Subject"], row.reason)
+        assert reason in (row.reason or ""), row.reason
+    # A result stamped by someone else's server is not trusted, so it changes nothing.
+    forged = mail(
+        CLAIMANT,
+        "Incomplete again",
+        "Just a line",
+        headers={"Authentication-Results": "evil.example; dmarc=pass"},
+    )
+    row = await intake.deliver(forged)
+    assert row.authentication == {} and row.state is InboundState.ANSWERED
+    await asyncio.sleep(0.2)
+    answered = {str(m["To"]) for m in stack.mail.messages if "Re:" in str(m["Subject"])}
+    assert answered == {CLAIMANT}  # only the genuine, incomplete filing was answered
+    assert disputes(stack) == []
+
+
+async def test_an_admin_releases_a_held_message_once_the_sender_is_in_the_directory(
+    intake: Intake,
+) -> None:
+    from accord.directory import ContactRecord, Directory, PartnerRecord, import_directory
+    from models.enums import PartnerTier
+    from tests.web_harness import make_app, messages, signed_in
+
+    stack = intake.stack
+    row = await intake.deliver(mail("nina@northwind.example", "Acme deal", "Respondent: Contoso"))
+    assert row.state is InboundState.QUARANTINED
+    app = make_app(stack)
+    admin = await signed_in(app, "ada.admin@vendor.example")
+    page = await admin.get("/admin/intake")
+    assert "nina@northwind.example" in page.text and "not a registered contact" in page.text
+    with stack.sessions.begin() as session:
+        import_directory(
+            session,
+            Directory(
+                partners=[
+                    PartnerRecord(
+                        id="northwind",
+                        name="Northwind Traders",
+                        tier=PartnerTier.PLATINUM,
+                        regions=["NA-East"],
+                        calendar="US-NY",
+                        email_domains=["northwind.example"],
+                        contacts=[ContactRecord(name="Nina Park", email="nina@northwind.example")],
+                    )
+                ]
+            ),
+        )
+    response = await admin.post(f"/admin/intake/{row.id}/retry", {})
+    assert response.status_code == 303
+    page = await admin.get("/admin/intake")
+    assert any("processed again: answered" in m for m in messages(page.text))
+    await stack.mail.wait_for("nina@northwind.example", "Re: Acme deal")
+    nora = await signed_in(app, CLAIMANT)
+    assert (await nora.get("/admin/intake")).status_code == 403
+
+
+async def test_ugly_real_world_mail_is_each_handled_with_a_reason(intake: Intake) -> None:
+    from tests.intake_corpus import corpus
+
+    stack = intake.stack
+    outcomes: dict[str, tuple[InboundState, str]] = {}
+    for name, raw in corpus().items():
+        inbound_id, _ = await asyncio.to_thread(intake.processor.store, raw, source="smtp")
+        state = await intake.processor.process(inbound_id)
+        with stack.sessions.read() as session:
+            row = session.get(InboundMessage, inbound_id)
+        assert row is not None
+        outcomes[name] = (state, row.reason or "")
+    unhandled = {n: o for n, o in outcomes.items() if o[0] is InboundState.RECEIVED or not o[1]}
+    assert not unhandled, unhandled
+    assert outcomes["no headers at all"][0] is InboundState.QUARANTINED
+    assert outcomes["html only"][0] is InboundState.ANSWERED  # read as text: what is missing
+    assert "DSP-2026-999999" in outcomes["zip attachment"][1]  # no such dispute: held, not lost
+    # Every answer went out with a single-line subject, whatever the sender's subject held.
+    for message in stack.mail.messages:
+        assert "\n" not in str(message["Subject"]) and message["Bcc"] is None
+    # Every original is kept, byte for byte.
+    with stack.sessions.read() as session:
+        kept = {bytes(r.raw) for r in session.exec(select(InboundMessage)).all()}
+    assert set(corpus().values()) <= kept
