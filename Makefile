@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench bench-web histories worker clean chromium
+.PHONY: run test lint bench bench-web histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -26,7 +26,14 @@ chromium:
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
 		|| echo "could not install chromium: the browser tests will skip (and fail under CI=true)"; }
 
-test: $(STAMP) chromium
+# The IMAP tests run Debian's dovecot on a loopback port.
+dovecot:
+	@command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { \
+		echo "installing Debian's dovecot-imapd for the IMAP tests"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dovecot-imapd \
+		|| echo "could not install dovecot-imapd: the IMAP tests will skip (and fail under CI=true)"; }
+
+test: $(STAMP) chromium dovecot
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -163,6 +163,16 @@ def web() -> None:
     serve()
 
 
+@app.command()
+def intake() -> None:
+    """Run the email intake alone: the SMTP receiver and/or IMAP poller, and the processor."""
+    from accord.runtime import run_until_signalled
+    from accord.stack import run_intake
+
+    settings = _settings()
+    run_until_signalled(lambda stop: run_intake(settings, stop))
+
+
 def _accounts() -> Any:
     from web.auth import Accounts
 

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     headers stamped with it are trusted. Unset: no header is trusted."""
     intake_require_authentication: bool = False
     """Quarantine mail without a trusted pass (set it once an MTA stamps results)."""
+    intake_imap_host: str | None = None
+    """A shared mailbox to poll instead of (or besides) the SMTP receiver; unset: no polling."""
+    intake_imap_port: int = 993
+    intake_imap_ssl: bool = True
+    intake_imap_username: str | None = None
+    intake_imap_password: SecretStr | None = None
+    intake_imap_folder: str = "INBOX"
+    intake_imap_processed_folder: str = "Accord/Processed"
+    """Where a message is moved once it is stored (created when missing)."""
+    intake_imap_interval_seconds: float = 30.0
 
     # --- web app and API ---------------------------------------------------------------
     web_host: str = "127.0.0.1"

@@ -97,29 +97,36 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
 
 
 async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
-    """The SMTP receiver for the intake address and the processor behind it."""
+    """The SMTP receiver and/or the IMAP poller, and the processor behind them."""
     from accord.runtime import build_services, connect
+    from intake.imap import ImapPoller
     from intake.processor import IntakeProcessor
     from intake.receiver import start_receiver
 
-    if port_open(settings.intake_smtp_host, settings.intake_smtp_port):
-        raise SystemExit(
-            f"port {settings.intake_smtp_port} is taken; set ACCORD_INTAKE_SMTP_PORT to a free one"
-            " (0 to run without email intake)"
-        )
     processor = IntakeProcessor(build_services(settings), await connect(settings))
     wake = asyncio.Event()
-    receiver = start_receiver(
-        processor,
-        wake,
-        settings.intake_smtp_host,
-        settings.intake_smtp_port,
-        settings.intake_max_bytes,
-    )
+    receiver = None
+    if settings.intake_smtp_port:
+        if port_open(settings.intake_smtp_host, settings.intake_smtp_port):
+            raise SystemExit(
+                f"port {settings.intake_smtp_port} is taken; set ACCORD_INTAKE_SMTP_PORT to a"
+                " free one (0 to run without the SMTP receiver)"
+            )
+        receiver = start_receiver(
+            processor,
+            wake,
+            settings.intake_smtp_host,
+            settings.intake_smtp_port,
+            settings.intake_max_bytes,
+        )
+    parts = [processor.run(stop, wake)]
+    if settings.intake_imap_host:
+        parts.append(ImapPoller(processor, settings).run(stop, wake))
     try:
-        await processor.run(stop, wake)
+        await asyncio.gather(*parts)
     finally:
-        receiver.stop()
+        if receiver is not None:
+            receiver.stop()
 
 
 def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> str:
@@ -193,7 +200,7 @@ async def run_embedded(settings: Settings) -> None:
         worker = asyncio.create_task(run_worker(settings, stop))
         web = asyncio.create_task(serve_web(settings, stop))
         tasks = [worker, web]
-        if settings.intake_smtp_port:
+        if settings.intake_smtp_port or settings.intake_imap_host:
             tasks.append(asyncio.create_task(run_intake(settings, stop)))
         await asyncio.sleep(1.5)
         for task in tasks:

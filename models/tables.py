@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Dialect,
@@ -441,6 +442,18 @@ class ApiToken(SQLModel, table=True):
 
 
 # --- email intake ------------------------------------------------------------------------------
+
+
+class ImapCursor(SQLModel, table=True):
+    """Where the poller of one mailbox stopped: a new UIDVALIDITY starts it over."""
+
+    __tablename__ = "imap_cursor"
+    mailbox: str = Field(primary_key=True, max_length=400)
+    """user@host/folder."""
+    # IMAP UIDs are unsigned 32-bit: beyond PostgreSQL's INTEGER.
+    uidvalidity: int = Field(sa_type=BigInteger)
+    last_uid: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = _utc_column()
 
 
 class InboundMessage(SQLModel, table=True):
