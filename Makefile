@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench bench-web histories worker clean chromium dovecot
+.PHONY: run test lint bench bench-web bench-intake histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -44,6 +44,9 @@ bench: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python -m bench.web
+
+bench-intake: $(STAMP)
+	$(BIN)/python -m bench.intake
 
 # Regenerate tests/histories/*.json after a deliberate, patched workflow change.
 histories: $(STAMP)

@@ -46,6 +46,7 @@ from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
 
 log = logging.getLogger("accord.intake")
+PARALLEL = 8
 
 
 def dedupe_key(raw: bytes) -> str:
@@ -118,20 +119,28 @@ class IntakeProcessor:
         return [i for i in ids if i is not None]
 
     async def process_pending(self) -> int:
-        done = 0
-        for inbound_id in await asyncio.to_thread(self.pending):
-            await self.process(inbound_id)
-            done += 1
-        return done
+        """Process what is waiting, several at a time (each waits on Temporal, not the CPU)."""
+        ids = await asyncio.to_thread(self.pending)
+        slots = asyncio.Semaphore(PARALLEL)
+
+        async def one(inbound_id: int) -> None:
+            async with slots:
+                await self.process(inbound_id)
+
+        await asyncio.gather(*(one(i) for i in ids))
+        return len(ids)
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Process what arrives (woken by the receiver) and what a crash left behind."""
         while not stop.is_set():
+            # Cleared before looking, so a message stored while we work wakes the next round.
+            wake.clear()
             try:
                 await self.process_pending()
             except Exception:  # keep serving; the row stays RECEIVED and is retried
                 log.exception("intake processing failed; retrying")
-            wake.clear()
+            if wake.is_set():
+                continue
             waiting = asyncio.ensure_future(wake.wait())
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiting, stopping}, timeout=30, return_when="FIRST_COMPLETED")

@@ -305,3 +305,76 @@ async def test_ugly_real_world_mail_is_each_handled_with_a_reason(intake: Intake
     with stack.sessions.read() as session:
         kept = {bytes(r.raw) for r in session.exec(select(InboundMessage)).all()}
     assert set(corpus().values()) <= kept
+
+
+async def test_an_intake_process_killed_mid_message_loses_and_duplicates_nothing(
+    stack: Stack,
+) -> None:
+    import os
+    import signal
+    import sys
+
+    from models.tables import OutboxMessage
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.settings.resolved_database_url(),
+        "ACCORD_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "ACCORD_TASK_QUEUE": stack.settings.task_queue,
+        "ACCORD_STATE_DIR": str(stack.settings.state_dir),
+        "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
+        "ACCORD_INTAKE_SMTP_PORT": str(port),
+    }
+
+    async def start() -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "accord.cli", "intake", env=env
+        )
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return process
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("the intake did not start listening")
+
+    process = await start()
+    messages = [filing_mail()]
+    messages[0].replace_header("Subject", "Filing 0 over a registered deal")
+    for i in range(1, 6):
+        incomplete = mail(CLAIMANT, f"Incomplete filing {i}", "Respondent: Contoso")
+        messages.append(incomplete)
+    for message in messages:
+        await aiosmtplib.send(message, hostname="127.0.0.1", port=port)
+    # Every message has its 250, so every one is stored; kill the process in the middle of
+    # processing them, with no chance to clean up.
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+    with stack.sessions.read() as session:
+        assert session.exec(select(func.count()).select_from(InboundMessage)).one() == 6
+    process = await start()
+    try:
+        for _ in range(300):
+            with stack.sessions.read() as session:
+                left = session.exec(
+                    select(func.count())
+                    .select_from(InboundMessage)
+                    .where(InboundMessage.state == InboundState.RECEIVED)
+                ).one()
+            if left == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert left == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+    with stack.sessions.read() as session:
+        rows = session.exec(select(InboundMessage)).all()
+        replies = session.exec(
+            select(OutboxMessage).where(OutboxMessage.template == "intake_reply")
+        ).all()
+    assert sorted(r.state.value for r in rows) == ["answered"] * 5 + ["filed"]
+    assert len(disputes(stack)) == 1
+    assert len(replies) == 5 and len({r.key for r in replies}) == 5

@@ -1,0 +1,215 @@
+"""Email intake benchmark: messages per second from SMTP receipt to dispute started (filings)
+or message threaded (replies), and the p95 latency until the filing's acknowledgement leaves
+the outbox.
+
+    make bench-intake
+    python -m bench.intake --filings 100 --replies 100 --concurrency 10
+
+A real dev server (SQLite file), a real worker, the intake's SMTP receiver and processor, and
+an SMTP sink for outgoing mail; messages are sent with aiosmtplib from 10 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import aiosmtplib
+from aiosmtpd.controller import Controller
+from sqlmodel import select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from accord.demo import DEMO
+from accord.directory import import_directory
+from accord.migrate import upgrade
+from accord.runtime import build_services, build_worker
+from accord.settings import REPO_ROOT, Settings
+from intake.processor import IntakeProcessor
+from intake.receiver import start_receiver
+from models.enums import InboundState, OutboxState
+from models.tables import InboundMessage, OutboxMessage, Person
+
+PAIRS = [
+    ("nora@northwind.example", "Contoso"),
+    ("fay@fabrikam.example", "Tailspin"),
+    ("anja@adatum.example", "Litware"),
+]
+
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return "250 OK"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def filing(i: int) -> EmailMessage:
+    sender, respondent = PAIRS[i % len(PAIRS)]
+    m = EmailMessage()
+    m["From"], m["To"] = sender, "disputes@accord.localhost"
+    m["Subject"] = f"Bench filing {i}: our registration was taken"
+    m["Message-ID"] = make_msgid(domain="bench.example")
+    occurred = (date.today() - timedelta(days=3)).isoformat()
+    m.set_content(
+        f"Respondent: {respondent}\nCategory: deal registration\nDeal: DR-BENCH-{i}\n"
+        f"Amount: 10,000 USD\nOccurred: {occurred}\n\nWe registered DR-BENCH-{i} first."
+    )
+    return m
+
+
+def reply(i: int, number: str, sender: str) -> EmailMessage:
+    m = EmailMessage()
+    m["From"], m["To"] = sender, "disputes@accord.localhost"
+    m["Subject"] = f"Re: [{number}] more facts"
+    m["Message-ID"] = make_msgid(domain="bench.example")
+    m["In-Reply-To"] = f"<{number}@accord.localhost>"
+    m.set_content(f"Reply {i}: we have the signed order form.\n\nOn Monday Accord wrote:\n> old")
+    return m
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="accord-intake-bench-"))
+    smtp_port = 20000 + uuid.uuid4().int % 20000
+    intake_port = smtp_port + 1
+    sink = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
+    sink.start()
+    settings = Settings(
+        database_url=f"sqlite:///{work / 'accord.db'}",
+        state_dir=work,
+        playbook_dir=REPO_ROOT / "playbooks",
+        smtp_port=smtp_port,
+        task_queue="accord-intake-bench",
+    )
+    upgrade(settings.resolved_database_url())
+    services = build_services(settings)
+    with services.sessions.begin() as session:
+        import_directory(session, DEMO)
+        for person in session.exec(select(Person)).all():
+            person.case_limit = 100_000
+            session.add(person)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--db-filename", str(work / "temporal.db"), "--log-level", "error"],
+    )
+    processor = IntakeProcessor(services, env.client)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    receiver = start_receiver(processor, wake, "127.0.0.1", intake_port, settings.intake_max_bytes)
+    semaphore = asyncio.Semaphore(args.concurrency)
+    sent_at: dict[str, float] = {}
+
+    async def send(message: EmailMessage) -> None:
+        async with semaphore:
+            sent_at[str(message["Message-ID"])] = time.time()
+            await aiosmtplib.send(message, hostname="127.0.0.1", port=intake_port)
+
+    def finished() -> list[InboundMessage]:
+        with services.sessions.read() as session:
+            return list(
+                session.exec(
+                    select(InboundMessage).where(InboundMessage.state != InboundState.RECEIVED)
+                ).all()
+            )
+
+    async def until_processed(total: int) -> list[InboundMessage]:
+        while True:
+            rows = await asyncio.to_thread(finished)
+            if len(rows) >= total:
+                return rows
+            await asyncio.sleep(0.05)
+
+    try:
+        async with build_worker(env.client, services, settings.task_queue):
+            running = asyncio.create_task(processor.run(stop, wake))
+            began = time.time()
+            await asyncio.gather(*(send(filing(i)) for i in range(args.filings)))
+            filed = await until_processed(args.filings)
+            filing_seconds = time.time() - began
+            numbers = [(r.dispute_number, r.sender) for r in filed if r.dispute_number]
+            began_replies = time.time()
+            await asyncio.gather(
+                *(
+                    send(
+                        reply(
+                            i,
+                            numbers[i % len(numbers)][0] or "",
+                            numbers[i % len(numbers)][1] or "",
+                        )
+                    )
+                    for i in range(args.replies)
+                )
+            )
+            rows = await until_processed(args.filings + args.replies)
+            reply_seconds = time.time() - began_replies
+            stop.set()
+            await running
+            # The acknowledgement of each filing, until it has left the outbox.
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                with services.sessions.read() as session:
+                    acks = session.exec(
+                        select(OutboxMessage).where(OutboxMessage.template == "acknowledgement")
+                    ).all()
+                if len(acks) >= args.filings and all(a.state is OutboxState.SENT for a in acks):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        receiver.stop()
+        await env.shutdown()
+        sink.stop()
+
+    def latency(row: InboundMessage) -> float:
+        started = sent_at[str(row.dedupe_key).removeprefix("mid:")]
+        assert row.processed_at is not None
+        return (row.processed_at.timestamp() - started) * 1000
+
+    filed_rows = [r for r in rows if r.state is InboundState.FILED]
+    threaded = [r for r in rows if r.state is InboundState.THREADED]
+    by_number = {r.dispute_number: r for r in filed_rows}
+    ack_latency = [
+        (a.sent_at.timestamp() - sent_at[str(by_number[a.dispute_number].dedupe_key)[4:]]) * 1000
+        for a in acks
+        if a.sent_at is not None and a.dispute_number in by_number
+    ]
+    others = {r.state.value for r in rows} - {"filed", "threaded"}
+    print(
+        f"\nAccord intake benchmark — {args.filings} filings then {args.replies} replies by SMTP, "
+        f"{args.concurrency} clients, SQLite, 2 cores"
+    )
+    print(
+        f"filings: {len(filed_rows)} filed, {args.filings / filing_seconds:.1f} messages/s; "
+        f"receipt to dispute started p50 {statistics.median([latency(r) for r in filed_rows]):.0f} ms, "
+        f"p95 {pct([latency(r) for r in filed_rows], 95):.0f} ms"
+    )
+    print(
+        f"replies: {len(threaded)} threaded, {args.replies / reply_seconds:.1f} messages/s; "
+        f"receipt to threaded p50 {statistics.median([latency(r) for r in threaded]):.0f} ms, "
+        f"p95 {pct([latency(r) for r in threaded], 95):.0f} ms"
+    )
+    print(
+        f"acknowledgement left the outbox: p50 {statistics.median(ack_latency):.0f} ms, "
+        f"p95 {pct(ack_latency, 95):.0f} ms after the filing was sent ({len(ack_latency)} measured)"
+    )
+    if others:
+        print(f"other outcomes: {sorted(others)}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--filings", type=int, default=100)
+    parser.add_argument("--replies", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=10)
+    asyncio.run(main(parser.parse_args()))
