@@ -14,6 +14,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 
 import nh3
+import quotequail  # type: ignore[import-untyped]
 from inscriptis import get_text  # type: ignore[import-untyped]
 from mailparser_reply import EmailReplyParser  # type: ignore[import-untyped]
 
@@ -132,10 +133,20 @@ def read(raw: bytes) -> ReadMail:
             html_part = _text_of(part)
     text = text_part if text_part is not None else (get_text(html_part) if html_part else "")
     text = text[:MAX_TEXT]
+    new_part = text
+    if text_part is None and html_part:
+        # HTML-only mail: cut the quoted history in the HTML (quotequail) before reading it.
+        try:
+            shown = "".join(h for keep, h in quotequail.quote_html(html_part) if keep)
+            new_part = get_text(shown)[:MAX_TEXT] or text
+        except Exception:  # heuristic; the whole text is the fallback
+            new_part = text
     try:
-        reply = EmailReplyParser(languages=["en", "de", "fr"]).parse_reply(text=text)
+        # The latest reply's body: without the quoted history, the signature or disclaimers.
+        replies = EmailReplyParser(languages=["en", "de", "fr"]).read(text=new_part).replies
+        reply = replies[0].body if replies else new_part
     except Exception:  # the reply parser is heuristic; the full text is the fallback
-        reply = text
+        reply = new_part
     return ReadMail(
         sender=address.lower(),
         sender_name=name,

@@ -378,3 +378,65 @@ async def test_an_intake_process_killed_mid_message_loses_and_duplicates_nothing
     assert sorted(r.state.value for r in rows) == ["answered"] * 5 + ["filed"]
     assert len(disputes(stack)) == 1
     assert len(replies) == 5 and len({r.key for r in replies}) == 5
+
+
+async def test_the_web_form_link_of_an_incomplete_filing_is_prefilled_and_the_original_kept(
+    intake: Intake,
+) -> None:
+    from tests.web_harness import make_app, signed_in
+
+    stack = intake.stack
+    row = await intake.deliver(
+        mail(
+            CLAIMANT,
+            "Contoso took our Acme deal",
+            "Respondent: Contoso\nDeal: DR-2026-0099\n"
+            "Amount: 5,000 EUR\nThey took it from us last week.",
+        )
+    )
+    reply = await stack.mail.wait_for(CLAIMANT, "Re: Contoso took our Acme deal")
+    text = reply.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    link = next(w for w in text.split() if "/disputes/new?" in w)
+    app = make_app(stack)
+    nora = await signed_in(app, CLAIMANT)
+    form = await nora.get(link.removeprefix(stack.settings.resolved_base_url()))
+    assert form.status_code == 200
+    assert 'value="Contoso took our Acme deal"' in form.text
+    assert 'value="DR-2026-0099"' in form.text and 'value="5000.00"' in form.text
+    assert '<option value="contoso" selected>' in form.text
+    admin = await signed_in(app, "ada.admin@vendor.example")
+    original = await admin.get(f"/admin/intake/{row.id}/original")
+    assert original.status_code == 200 and original.content == bytes(row.raw)
+    assert (await nora.get(f"/admin/intake/{row.id}/original")).status_code == 403
+
+
+async def test_mail_over_the_size_limit_is_refused_by_the_receiver(stack: Stack) -> None:
+    stack.settings.intake_max_bytes = 50_000
+    running = Intake(stack)
+    try:
+        big = mail(CLAIMANT, "Huge", "x" * 60_000)
+        with pytest.raises(aiosmtplib.SMTPResponseException) as refused:
+            await running.send(big)
+        assert refused.value.code == 552
+    finally:
+        running.controller.stop()
+    with stack.sessions.read() as session:
+        assert session.exec(select(func.count()).select_from(InboundMessage)).one() == 0
+
+
+def test_the_new_part_of_a_reply_is_kept_for_display_text_or_html() -> None:
+    from intake.reading import read
+
+    html = mail(RESPONDENT, "Re: offer", "")
+    html.clear_content()
+    html.set_content(
+        "<div>We accept, with one condition.</div><div>On Mon, Accord wrote:"
+        "<blockquote>Settlement offer offer-1 ...</blockquote></div><script>x()</script>",
+        subtype="html",
+    )
+    read_html = read(bytes(html))
+    assert read_html.reply_text.startswith("We accept, with one condition.")
+    assert "Settlement offer" not in read_html.reply_text
+    assert read_html.html is not None and "<script>" not in read_html.html
+    plain = read(bytes(mail(RESPONDENT, "Re: offer", "Agreed.\n\n-- \nCarl Mendez\nContoso\n")))
+    assert plain.reply_text == "Agreed."

@@ -360,6 +360,15 @@ def inbound_messages(ctx: WebContext, viewer: Viewer, state: str) -> list[Inboun
         )
 
 
+def inbound_original(ctx: WebContext, viewer: Viewer, inbound_id: int) -> bytes:
+    _require_admin(viewer)
+    with ctx.services.sessions.read() as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row is None:
+            raise NotFound(f"message {inbound_id}")
+        return bytes(row.raw)
+
+
 async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decision: str) -> str:
     """An admin's decision on a held message: process it again (after adding the sender to the
     directory, say) or discard it; either way the decision is recorded on the message."""

@@ -141,14 +141,33 @@ def _filing_options(ctx: WebContext, viewer: Viewer) -> dict[str, Any]:
 def new_dispute(
     request: Request, viewer: Annotated[Viewer, Depends(require(Role.PARTNER))]
 ) -> Response:
+    # A link from an email filing that was incomplete carries what was understood.
+    prefilled: dict[str, Any] = {
+        k: v[:20_000] for k, v in request.query_params.items() if k in PREFILLABLE
+    }
+    if "respondent_ids" in prefilled:
+        prefilled["respondent_ids"] = prefilled["respondent_ids"].split(",")
     return render(
         request,
         "file.html",
         viewer,
-        values={"submission_id": secrets.token_hex(12), "currency": "USD"},
+        values={"submission_id": secrets.token_hex(12), "currency": "USD", **prefilled},
         errors={},
         **_filing_options(web(request), viewer),
     )
+
+
+PREFILLABLE = {
+    "respondent_ids",
+    "category",
+    "summary",
+    "facts",
+    "desired_remedy",
+    "amount_at_stake",
+    "currency",
+    "occurred_on",
+    *(f"object-{i}-{part}" for i in range(5) for part in ("kind", "ref")),
+}
 
 
 def _filing_data(form: FormData) -> dict[str, Any]:

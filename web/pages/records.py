@@ -154,6 +154,20 @@ async def intake_decision(
     return back(request, "/admin/intake", message)
 
 
+@router.get("/admin/intake/{inbound_id}/original")
+def intake_original(request: Request, viewer: AdminDep, inbound_id: int) -> Response:
+    """The message exactly as it was received: the original of record."""
+    raw = service.inbound_original(web(request), viewer, inbound_id)
+    return Response(
+        raw,
+        media_type="message/rfc822",
+        headers={
+            "Content-Disposition": f'attachment; filename="message-{inbound_id}.eml"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 @router.get("/admin/playbook", response_class=HTMLResponse)
 def playbook(request: Request, viewer: AdminDep) -> Response:
     ctx = web(request)
