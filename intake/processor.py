@@ -40,7 +40,7 @@ from models.payloads import (
     MailMessage,
     NotificationRequest,
 )
-from models.tables import InboundMessage
+from models.tables import InboundMessage, Partner
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -195,7 +195,8 @@ class IntakeProcessor:
         except UnknownActor:
             return Outcome(
                 InboundState.QUARANTINED,
-                f"{mail.sender} is not a registered contact or person",
+                f"{mail.sender} is not a registered contact or person"
+                + self._domain_hint(mail.sender),
                 authentication=auth,
             )
         number = self._dispute_of(mail)
@@ -211,6 +212,18 @@ class IntakeProcessor:
             outcome = await self._file(inbound_id, mail, actor)
         outcome.authentication = auth
         return outcome
+
+    def _domain_hint(self, sender: str) -> str:
+        """Which partner the sender's domain belongs to: what the admin needs to decide."""
+        domain = sender.rpartition("@")[2]
+        with self.sessions.read() as session:
+            for partner in session.exec(select(Partner).where(Partner.active)).all():
+                if domain in [d.lower() for d in partner.email_domains]:
+                    return (
+                        f"; the domain {domain} is {partner.name}'s ({partner.id}): add the"
+                        " sender as its contact to let the message through"
+                    )
+        return ""
 
     def authentication(self, mail: ReadMail) -> dict[str, str]:
         """Results from Authentication-Results headers stamped by our own MTA only."""

@@ -255,6 +255,7 @@ async def test_an_admin_releases_a_held_message_once_the_sender_is_in_the_direct
     admin = await signed_in(app, "ada.admin@vendor.example")
     page = await admin.get("/admin/intake")
     assert "nina@northwind.example" in page.text and "not a registered contact" in page.text
+    assert "the domain northwind.example is Northwind Traders" in page.text
     with stack.sessions.begin() as session:
         import_directory(
             session,
