@@ -14,46 +14,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
-import tempfile
 import time
-import uuid
 from datetime import date, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
-from pathlib import Path
 
 import aiosmtplib
-from aiosmtpd.controller import Controller
 from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from accord.demo import DEMO
-from accord.directory import import_directory
-from accord.migrate import upgrade
-from accord.runtime import build_services, build_worker
-from accord.settings import REPO_ROOT, Settings
+from accord.runtime import build_worker
+from bench.common import BenchStack, pct
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
 from models.enums import InboundState, OutboxState
-from models.tables import InboundMessage, OutboxMessage, Person
+from models.tables import InboundMessage, OutboxMessage
 
 PAIRS = [
     ("nora@northwind.example", "Contoso"),
     ("fay@fabrikam.example", "Tailspin"),
     ("anja@adatum.example", "Litware"),
 ]
-
-
-class Sink:
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        return "250 OK"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def filing(i: int) -> EmailMessage:
@@ -81,30 +61,11 @@ def reply(i: int, number: str, sender: str) -> EmailMessage:
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="accord-intake-bench-"))
-    smtp_port = 20000 + uuid.uuid4().int % 20000
-    intake_port = smtp_port + 1
-    sink = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
-    sink.start()
-    settings = Settings(
-        database_url=f"sqlite:///{work / 'accord.db'}",
-        state_dir=work,
-        playbook_dir=REPO_ROOT / "playbooks",
-        smtp_port=smtp_port,
-        task_queue="accord-intake-bench",
-    )
-    upgrade(settings.resolved_database_url())
-    services = build_services(settings)
-    with services.sessions.begin() as session:
-        import_directory(session, DEMO)
-        for person in session.exec(select(Person)).all():
-            person.case_limit = 100_000
-            session.add(person)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--db-filename", str(work / "temporal.db"), "--log-level", "error"],
-    )
+    bench = BenchStack("intake")
+    settings = bench.settings
+    intake_port = bench.smtp_port + 1
+    services = bench.seed(case_limit=100_000)
+    env = await bench.temporal()
     processor = IntakeProcessor(services, env.client)
     stop, wake = asyncio.Event(), asyncio.Event()
     receiver = start_receiver(processor, wake, "127.0.0.1", intake_port, settings.intake_max_bytes)
@@ -169,7 +130,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         receiver.stop()
         await env.shutdown()
-        sink.stop()
+        bench.stop()
 
     def latency(row: InboundMessage) -> float:
         started = sent_at[str(row.dedupe_key).removeprefix("mid:")]

@@ -14,29 +14,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
-from aiosmtpd.controller import Controller
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from accord.demo import DEMO
-from accord.directory import import_directory, resolve_actor
+from accord.directory import resolve_actor
 from accord.filing import FilingService
-from accord.migrate import upgrade
-from accord.runtime import build_filing, build_services, build_worker
-from accord.settings import REPO_ROOT, Settings
+from accord.runtime import build_filing, build_worker
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
+from bench.common import BenchStack, pct
 from models.enums import DisputeStage, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -58,16 +51,6 @@ PAIRS = [
     ("wingtip", "relecloud"),
     ("margie", "lamna"),
 ]
-
-
-class Sink:
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        return "250 OK"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def poll(predicate, interval: float = 0.1):  # type: ignore[no-untyped-def]
@@ -240,29 +223,9 @@ async def bounded(n: int, concurrency: int, make) -> float:  # type: ignore[no-u
 
 
 async def main(n: int, concurrency: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="accord-bench-"))
-    smtp_port = 20000 + uuid.uuid4().int % 20000
-    sink = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
-    sink.start()
-    settings = Settings(
-        database_url=f"sqlite:///{work / 'accord.db'}",
-        state_dir=work,
-        playbook_dir=REPO_ROOT / "playbooks",
-        smtp_port=smtp_port,
-        task_queue="accord-bench",
-    )
-    upgrade(settings.resolved_database_url())
-    services = build_services(settings)
-    with services.sessions.begin() as session:
-        import_directory(session, DEMO)
-        # Enough capacity that every dispute finds a mediator.
-        from sqlmodel import select
-
-        from models.tables import Person
-
-        for person in session.exec(select(Person)).all():
-            person.case_limit = 10_000
-            session.add(person)
+    bench = BenchStack("lifecycle", task_queue="accord-bench")
+    # Enough capacity that every dispute finds a mediator.
+    services = bench.seed(case_limit=10_000)
     with services.sessions.read() as session:
         people = {
             p: resolve_actor(session, p)
@@ -276,19 +239,8 @@ async def main(n: int, concurrency: int) -> None:
         }
     actors = {"people": people, "contacts": contacts, "partners": partners, "board": board}
 
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=[
-            "--db-filename",
-            str(work / "temporal.db"),
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-            "--log-level",
-            "error",
-        ],
+    env = await bench.temporal(
+        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"
     )
     try:
         client = env.client
@@ -352,7 +304,7 @@ async def main(n: int, concurrency: int) -> None:
             bare_seconds = await bounded(n, concurrency, one_bare)
     finally:
         await env.shutdown()
-        sink.stop()
+        bench.stop()
 
     print(
         f"\nLifecycle benchmark: {n} disputes, {concurrency} at a time, filing to settlement and close"

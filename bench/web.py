@@ -19,29 +19,21 @@ import asyncio
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
-from aiosmtpd.controller import Controller
 from sqlalchemy import insert, text
-from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from accord.audit import GENESIS, event_hash
 from accord.demo import DEMO
-from accord.directory import import_directory
-from accord.migrate import upgrade
-from accord.runtime import build_services, build_worker
-from accord.settings import REPO_ROOT, Settings
+from accord.runtime import Services, build_worker
+from bench.common import BenchStack, pct
 from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
-from models.tables import Dispute, DisputeEvent, DisputeParty, Person, Task
+from models.tables import Dispute, DisputeEvent, DisputeParty, Task
 from web.app import create_app
 from web.auth import Accounts, seed_demo_accounts
 from web.serve import _Server
@@ -62,11 +54,6 @@ WORDS = [
     "soylent",
 ]
 STAGES = [DisputeStage.MEDIATION, DisputeStage.CLOSED, DisputeStage.TRIAGE, DisputeStage.CLOSED]
-
-
-class Sink:
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        return "250 OK"
 
 
 class ServerTimer:
@@ -92,24 +79,13 @@ class ServerTimer:
         await self.app(scope, receive, timed_send)
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def fill(settings: Settings, disputes: int, events_each: int) -> list[str]:
+def fill(services: Services, disputes: int, events_each: int) -> list[str]:
     """Bulk-load the read model; returns the dispute numbers."""
-    services = build_services(settings)
     engine = services.sessions.engine
     rng = random.Random(7)
     now = datetime.now(UTC)
     numbers: list[str] = []
     batch = 5_000
-    with services.sessions.begin() as session:
-        import_directory(session, DEMO)
-        for person in session.exec(select(Person)).all():
-            person.case_limit = 1_000_000
-            session.add(person)
     for start in range(0, disputes, batch):
         rows, parties, events, tasks = [], [], [], []
         for i in range(start, min(disputes, start + batch)):
@@ -226,22 +202,12 @@ async def measure(
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="accord-web-bench-"))
-    smtp_port = 20000 + uuid.uuid4().int % 20000
-    sink = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
-    sink.start()
-    settings = Settings(
-        database_url=args.database_url or f"sqlite:///{work / 'accord.db'}",
-        state_dir=work,
-        playbook_dir=REPO_ROOT / "playbooks",
-        smtp_port=smtp_port,
-        task_queue="accord-web-bench",
-    )
-    upgrade(settings.resolved_database_url())
+    bench = BenchStack("web", database_url=args.database_url)
+    settings = bench.settings
+    services = bench.seed(case_limit=1_000_000)
     began = time.perf_counter()
-    numbers = fill(settings, args.disputes, args.events)
+    numbers = fill(services, args.disputes, args.events)
     print(f"filled {len(numbers):,} disputes in {time.perf_counter() - began:.0f}s")
-    services = build_services(settings)
     seed_demo_accounts(services.sessions, "bench")
     accounts = Accounts(services.sessions, session_max_age=timedelta(hours=1))
     tokens = {
@@ -255,11 +221,7 @@ async def main(args: argparse.Namespace) -> None:
     contacts = {p.id: p.contacts[0].email for p in DEMO.partners if p.contacts}
     partner_tokens = {pid: accounts.issue_token(email, "bench") for pid, email in contacts.items()}
 
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--db-filename", str(work / "temporal.db"), "--log-level", "error"],
-    )
+    env = await bench.temporal()
     port = 30000 + uuid.uuid4().int % 20000
     timer = ServerTimer(create_app(settings, services, env.client))
     server = _Server(uvicorn.Config(timer, host="127.0.0.1", port=port, log_level="error"))
@@ -348,7 +310,7 @@ async def main(args: argparse.Namespace) -> None:
         server.should_exit = True
         await serving
         await env.shutdown()
-        sink.stop()
+        bench.stop()
 
     backend = settings.resolved_database_url().split(":", 1)[0]
     print(

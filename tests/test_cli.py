@@ -10,15 +10,21 @@ from models.enums import DisputeStage
 from tests.conftest import Stack
 
 
-async def accord(stack: Stack, *args: str) -> tuple[int, str]:
-    env = {
+def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
+    """The environment that points an `accord` process at the stack under test."""
+    return {
         **os.environ,
         "DATABASE_URL": stack.settings.resolved_database_url(),
         "ACCORD_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
         "ACCORD_TASK_QUEUE": stack.settings.task_queue,
         "ACCORD_STATE_DIR": str(stack.settings.state_dir),
         "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
+        **extra,
     }
+
+
+async def accord(stack: Stack, *args: str) -> tuple[int, str]:
+    env = cli_env(stack)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

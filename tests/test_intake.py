@@ -311,22 +311,14 @@ async def test_ugly_real_world_mail_is_each_handled_with_a_reason(intake: Intake
 async def test_an_intake_process_killed_mid_message_loses_and_duplicates_nothing(
     stack: Stack,
 ) -> None:
-    import os
     import signal
     import sys
 
     from models.tables import OutboxMessage
+    from tests.test_cli import cli_env
 
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": stack.settings.resolved_database_url(),
-        "ACCORD_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
-        "ACCORD_TASK_QUEUE": stack.settings.task_queue,
-        "ACCORD_STATE_DIR": str(stack.settings.state_dir),
-        "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
-        "ACCORD_INTAKE_SMTP_PORT": str(port),
-    }
+    env = cli_env(stack, ACCORD_INTAKE_SMTP_PORT=str(port))
 
     async def start() -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
