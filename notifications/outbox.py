@@ -56,7 +56,11 @@ class Outbox:
         rendered = self.catalog.render(
             request.template, {**request.context, "base_url": self.base_url}
         )
-        root = request.in_reply_to or thread_root(request.number, self.domain)
+        # An answer to a received email threads under it; a dispute's mail under the dispute.
+        # An answer to an email without a Message-ID, on no dispute, threads under nothing.
+        root = request.in_reply_to or (
+            thread_root(request.number, self.domain) if request.number else None
+        )
         prefix = request.number or "intake"
         ids: list[int] = []
         with self.sessions.begin() as session:

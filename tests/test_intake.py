@@ -417,6 +417,15 @@ async def test_mail_over_the_size_limit_is_refused_by_the_receiver(stack: Stack)
         assert session.exec(select(func.count()).select_from(InboundMessage)).one() == 0
 
 
+async def test_an_answer_to_mail_without_a_message_id_threads_under_nothing(intake: Intake) -> None:
+    message = mail(CLAIMANT, "No id here", "Respondent: Contoso")
+    del message["Message-ID"]
+    row = await intake.deliver(message)
+    assert row.dedupe_key.startswith("sha256:")  # identified by its content instead
+    answer = await intake.stack.mail.wait_for(CLAIMANT, "Re: No id here")
+    assert answer["In-Reply-To"] is None and answer["References"] is None
+
+
 def test_the_new_part_of_a_reply_is_kept_for_display_text_or_html() -> None:
     from intake.reading import read
 
