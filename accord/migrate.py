@@ -17,5 +17,23 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+# Full-text search objects made by hand in migration 0006 (an FTS5 table and its shadow
+# tables on SQLite; generated tsvector columns and their GIN indexes on PostgreSQL): not in
+# the models, so autogenerate must not propose to drop them.
+HAND_MADE = (
+    "precedent_fts",
+    "search_tsv",
+    "public_tsv",
+    "ix_precedent_search_tsv",
+    "ix_precedent_public_tsv",
+)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, other: object
+) -> bool:
+    return not (name or "").startswith(HAND_MADE)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)

@@ -33,6 +33,35 @@ def _scrub(text: str, parties: list[dict[str, Any]]) -> str:
     return text
 
 
+def search_texts(precedent: Precedent) -> tuple[str, str]:
+    """The full record's and the anonymised view's searchable text."""
+    names = " ".join(str(p.get("name", "")) for p in precedent.parties)
+    remedies = " ".join(
+        " ".join(str(v) for v in r.values() if isinstance(v, str)) for r in precedent.remedies
+    )
+    full = "\n".join(
+        [
+            precedent.dispute_number,
+            names,
+            " ".join(precedent.clauses),
+            precedent.facts,
+            precedent.rationale,
+            remedies,
+        ]
+    )
+    view = anonymised(precedent)
+    public = "\n".join(
+        [
+            " ".join([view["claimant"], *view["respondents"]]),
+            " ".join(view["clauses"]),
+            view["facts"],
+            view["rationale"],
+            " ".join(" ".join(str(v) for v in r.values()) for r in view["remedies"]),
+        ]
+    )
+    return full, public
+
+
 def anonymised(precedent: Precedent) -> dict[str, Any]:
     """What a partner may read of a precedent: no party names, ids or contacts anywhere."""
     parties = precedent.parties

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
+from accord.precedents import search_texts
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import Ack, EventRecord, EvidenceItem, PrecedentRecord, Recorded
 from models.tables import (
@@ -209,27 +210,25 @@ class RecordActivities:
                 select(Precedent).where(Precedent.dispute_number == record.number)
             ).first()
             if exists is None:
-                session.add(
-                    Precedent(
-                        dispute_number=record.number,
-                        category=record.category,
-                        playbook_version=record.playbook_version,
-                        clauses=list(record.clauses),
-                        facts=record.facts,
-                        contested_objects=[
-                            o.model_dump(mode="json") for o in record.contested_objects
-                        ],
-                        outcome=record.outcome,
-                        remedies=[r.model_dump(mode="json") for r in record.remedies],
-                        rationale=record.rationale,
-                        timeline=list(record.timeline),
-                        claimant_tier=record.claimant_tier,
-                        claimant_region=record.claimant_region,
-                        amount_at_stake=record.amount_at_stake,
-                        decided_at=record.decided_at,
-                        parties=[p.model_dump(mode="json") for p in record.parties],
-                        precedents_cited=list(record.precedents_cited),
-                        votes_summary=dict(record.votes_summary),
-                    )
+                precedent = Precedent(
+                    dispute_number=record.number,
+                    category=record.category,
+                    playbook_version=record.playbook_version,
+                    clauses=list(record.clauses),
+                    facts=record.facts,
+                    contested_objects=[o.model_dump(mode="json") for o in record.contested_objects],
+                    outcome=record.outcome,
+                    remedies=[r.model_dump(mode="json") for r in record.remedies],
+                    rationale=record.rationale,
+                    timeline=list(record.timeline),
+                    claimant_tier=record.claimant_tier,
+                    claimant_region=record.claimant_region,
+                    amount_at_stake=record.amount_at_stake,
+                    decided_at=record.decided_at,
+                    parties=[p.model_dump(mode="json") for p in record.parties],
+                    precedents_cited=list(record.precedents_cited),
+                    votes_summary=dict(record.votes_summary),
                 )
+                precedent.search_text, precedent.public_text = search_texts(precedent)
+                session.add(precedent)
         return Ack(done=f"precedent for {record.number}")

@@ -300,6 +300,11 @@ class Precedent(SQLModel, table=True):
     votes_summary: dict[str, int] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
     )
+    search_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """Everything searchable in the full record (compliance, staff): indexed for full text."""
+    public_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The anonymised view's text (partners): indexed separately, so a party's name can never
+    match, nor show in a snippet."""
 
 
 # --- remedies: one application row per remedy, and the built-in ledger ---------------------

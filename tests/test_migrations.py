@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, text
 
 from accord.db import make_engine
-from accord.migrate import upgrade
+from accord.migrate import include_object, upgrade
 
 
 def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, request) -> None:  # type: ignore[no-untyped-def]
@@ -75,7 +75,9 @@ def test_the_migrations_build_exactly_the_models_tables(tmp_path) -> None:  # ty
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": include_object}
+        )
         differences = compare_metadata(context, SQLModel.metadata)
     engine.dispose()
     assert differences == []

@@ -30,6 +30,7 @@ from accord.directory import (
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
 from accord.runtime import build_filing
+from accord.search import search_precedents as full_text_search
 from models.enums import (
     DisputeCategory,
     DisputeStage,
@@ -502,19 +503,16 @@ def _csv_cell(value: Any) -> Any:
 
 
 def search_precedents(session: Any, viewer: Viewer, q: str) -> list[dict[str, Any]]:
-    """Precedents matching a term: partners read only the anonymised view, and the term is
-    matched against that view, so a party's name cannot find (and so reveal) a precedent."""
-    term = q.strip().lower()
-    rows = session.exec(select(Precedent).order_by(col(Precedent.decided_at).desc()).limit(500))
+    """Precedents matching a query (full text, ranked): partners search and read only the
+    anonymised view, so a party's name can neither find nor show a precedent."""
+    public = viewer.role is Role.PARTNER
+    result = full_text_search(session, q, public=public, limit=50)
     found: list[dict[str, Any]] = []
-    for p in rows:
-        full = viewer.role is not Role.PARTNER
-        view = precedent_view(p, full)
-        haystack = " ".join(str(v) for v in view.values()).lower()
-        if term in haystack:
-            found.append(view)
-        if len(found) >= 50:
-            break
+    for hit in result.hits:
+        row = session.get(Precedent, hit.id)
+        if row is None:
+            continue
+        found.append({**precedent_view(row, not public), "snippet_html": hit.snippet_html})
     return found
 
 

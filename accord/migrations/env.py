@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 from accord.db import make_engine
+from accord.migrate import include_object
 from accord.settings import Settings
 
 config = context.config
@@ -22,6 +23,7 @@ def run_migrations() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()
