@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench bench-web bench-intake histories worker clean chromium dovecot
+.PHONY: run test lint bench bench-web bench-intake bench-search histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -47,6 +47,9 @@ bench-web: $(STAMP)
 
 bench-intake: $(STAMP)
 	$(BIN)/python -m bench.intake
+
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.search
 
 # Regenerate tests/histories/*.json after a deliberate, patched workflow change.
 histories: $(STAMP)

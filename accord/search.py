@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 MAX_QUERY = 200
@@ -128,6 +128,11 @@ def highlight(snippet: str) -> str:
     return html.escape(snippet).replace(START, "<mark>").replace(STOP, "</mark>")
 
 
+FACET_CAP = 20_000
+"""Facets count at most this many matches (a very common word matches nearly everything;
+counting all of it would cost more than the search); the result says when they are capped."""
+
+
 def search_precedents(
     session: Session,
     raw_query: str,
@@ -143,64 +148,96 @@ def search_precedents(
     where, params = _filter_sql(filters)
     # The SQL below is assembled from fixed fragments and column names chosen here; every value
     # the user gave (the query, the filters) is a bound parameter.
-    dialect = session.get_bind().dialect.name
+    sqlite = session.get_bind().dialect.name == "sqlite"
     column = "public_text" if public else "search_text"
-    if dialect == "sqlite":
+    if sqlite:
         params["q"] = _fts5_expression(query, column)
-        column_index = 1 if public else 0
+        # id and rank only: snippets are made for the page of hits, not for every match.
         matched = (
-            "SELECT p.id AS id, bm25(precedent_fts) AS rank,"  # noqa: S608
-            f" snippet(precedent_fts, {column_index}, '{START}', '{STOP}', '…', 16) AS snippet"
+            "SELECT p.id AS id, bm25(precedent_fts) AS rank"
             " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
             f" WHERE precedent_fts MATCH :q{where}"
         )
-        order = "rank"  # bm25: lower is better
     else:
         params["q"] = _websearch(query)
         tsv = "public_tsv" if public else "search_tsv"
         matched = (
-            "SELECT p.id AS id, -ts_rank_cd(p." + tsv + ", q) AS rank,"  # noqa: S608
-            f" ts_headline('english', p.{column}, q, 'StartSel={START}, StopSel={STOP},"
-            " MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=…') AS snippet"
+            f"SELECT p.id AS id, -ts_rank_cd(p.{tsv}, q) AS rank"
             " FROM precedent p, websearch_to_tsquery('english', :q) q"
             f" WHERE p.{tsv} @@ q{where}"
         )
-        order = "rank"
-    rows = session.execute(
-        text(
-            "SELECT m.id, m.rank, m.snippet, p.dispute_number, p.category, p.outcome,"  # noqa: S608
-            " p.claimant_tier, p.claimant_region, p.decided_at"
-            f" FROM ({matched}) m JOIN precedent p ON p.id = m.id"
-            f" ORDER BY m.{order}, p.decided_at DESC LIMIT :limit"
-        ),
+    total = int(session.execute(text(f"SELECT count(*) FROM ({matched}) m"), params).scalar() or 0)
+    top = session.execute(
+        text(f"SELECT m.id, m.rank FROM ({matched}) m ORDER BY m.rank LIMIT :limit"),
         {**params, "limit": limit},
     ).all()
-    facets: dict[str, dict[str, int]] = {}
-    total = 0
-    for facet, db_column in FACETS.items():
-        counts = session.execute(
+    snippets = _snippets(session, sqlite, public, [int(r.id) for r in top], params["q"])
+    details = {
+        row.id: row
+        for row in session.execute(
             text(
-                f"SELECT p.{db_column}, count(*) FROM ({matched}) m JOIN precedent p"  # noqa: S608
-                f" ON p.id = m.id GROUP BY p.{db_column} ORDER BY count(*) DESC"
-            ),
-            params,
+                "SELECT id, dispute_number, category, outcome, claimant_tier, claimant_region,"
+                " decided_at FROM precedent WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": [int(r.id) for r in top] or [-1]},
         ).all()
-        facets[facet] = {str(value): int(count) for value, count in counts}
-        total = sum(facets[facet].values())
-    return SearchResult(
-        hits=[_hit(row) for row in rows], total=total, facets=facets, notes=query.notes
+    }
+    hits = [_hit(details[r.id], float(r.rank), snippets.get(int(r.id), "")) for r in top]
+    # All facets in one pass over (at most FACET_CAP of) the match, computed once.
+    grouped = " UNION ALL ".join(
+        f"SELECT '{facet}' AS facet, p.{db_column} AS value, count(*) AS n FROM m"
+        f" JOIN precedent p ON p.id = m.id GROUP BY p.{db_column}"
+        for facet, db_column in FACETS.items()
     )
+    counted = session.execute(
+        text(f"WITH m AS MATERIALIZED ({matched} LIMIT {FACET_CAP}) {grouped}"),
+        params,
+    ).all()
+    facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
+    for facet, value, count in counted:
+        facets[facet][str(value)] = int(count)
+    for facet in facets:
+        facets[facet] = dict(sorted(facets[facet].items(), key=lambda kv: -kv[1]))
+    notes = query.notes
+    if total > FACET_CAP:
+        notes += (f"facet counts are over the first {FACET_CAP:,} of {total:,} matches",)
+    return SearchResult(hits=hits, total=total, facets=facets, notes=notes)
 
 
-def _hit(row: Any) -> Hit:
+def _snippets(
+    session: Session, sqlite: bool, public: bool, ids: list[int], q: str
+) -> dict[int, str]:
+    if not ids:
+        return {}
+    column = "public_text" if public else "search_text"
+    if sqlite:
+        sql = (
+            f"SELECT rowid AS id, snippet(precedent_fts, {1 if public else 0}, '{START}',"
+            f" '{STOP}', '…', 16) AS snippet FROM precedent_fts"
+            " WHERE precedent_fts MATCH :q AND rowid IN :ids"
+        )
+    else:
+        sql = (
+            f"SELECT p.id AS id, ts_headline('english', p.{column}, q, 'StartSel={START},"
+            f" StopSel={STOP}, MaxWords=30, MinWords=12, MaxFragments=2,"
+            " FragmentDelimiter=…') AS snippet"
+            " FROM precedent p, websearch_to_tsquery('english', :q) q WHERE p.id IN :ids"
+        )
+    rows = session.execute(
+        text(sql).bindparams(bindparam("ids", expanding=True)), {"q": q, "ids": ids}
+    ).all()
+    return {int(r.id): str(r.snippet or "") for r in rows}
+
+
+def _hit(row: Any, rank: float, snippet: str) -> Hit:
     decided = row.decided_at
     if isinstance(decided, str):
         decided = datetime.fromisoformat(decided)
     return Hit(
         id=int(row.id),
         dispute_number=row.dispute_number,
-        score=-float(row.rank),
-        snippet_html=highlight(row.snippet or ""),
+        score=-rank,
+        snippet_html=highlight(snippet),
         category=row.category,
         outcome=row.outcome,
         tier=row.claimant_tier,

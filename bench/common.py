@@ -49,6 +49,7 @@ class BenchStack:
             task_queue=task_queue or f"accord-{name}-bench",
         )
         upgrade(self.settings.resolved_database_url())
+        self.services: Services | None = None
 
     def seed(self, case_limit: int) -> Services:
         """The demo directory, every person able to take `case_limit` cases."""
@@ -58,6 +59,7 @@ class BenchStack:
             for person in session.exec(select(Person)).all():
                 person.case_limit = case_limit
                 session.add(person)
+        self.services = services
         return services
 
     async def temporal(self, *extra: str) -> WorkflowEnvironment:

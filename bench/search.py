@@ -1,0 +1,213 @@
+"""Search benchmark: p50/p95 query latency of precedent full-text search at 10,000, 100,000 and
+1,000,000 precedents, and in the same run a naive LIKE scan over the same text, so the ratio
+shows.
+
+    make bench-search
+    python -m bench.search --sizes 10000,100000,1000000 --queries 200
+    python -m bench.search --database-url postgresql://postgres@127.0.0.1:5432/accord_search
+
+The precedents are generated (a vocabulary of channel-conflict words, names and numbers) and
+loaded with SQL; each size is added on top of the previous one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, text
+
+from accord.search import search_precedents
+from bench.common import BenchStack, pct
+from models.enums import DisputeCategory, DisputeStage, PartnerTier
+from models.tables import Dispute, Precedent
+
+DOMAIN = [
+    "registration",
+    "deal",
+    "opportunity",
+    "account",
+    "territory",
+    "exclusive",
+    "lead",
+    "routing",
+    "pricing",
+    "rebate",
+    "commission",
+    "split",
+    "margin",
+    "partner",
+    "reseller",
+    "distributor",
+    "customer",
+    "renewal",
+    "quote",
+    "discount",
+    "contract",
+    "signed",
+    "first",
+    "later",
+    "expired",
+    "claim",
+    "evidence",
+    "email",
+    "meeting",
+    "order",
+    "invoice",
+    "region",
+    "enterprise",
+    "public",
+    "sector",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "cloud",
+    "license",
+    "support",
+    "services",
+]
+# Real precedents use a large vocabulary with a few common words (Zipf): the domain words above
+# are the common ones, and generated words make the long tail.
+ENDINGS = ("ral", "tion", "ment", "ness", "ity", "ing", "ance", "ure", "ism", "ence", "ory", "ive")
+TAIL = [
+    f"{a}{b}{c}{d}" for a in "bcdfgklmnprstvz" for b in "aeiou" for c in "lmnrst" for d in ENDINGS
+]
+WORDS = DOMAIN + TAIL[:5000]
+WEIGHTS = [1 / (rank + 1) for rank in range(len(WORDS))]
+NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka", "Tyrell"]
+QUERIES = [
+    "registration",
+    "exclusive territory",
+    '"commission split"',
+    "rebate -expired",
+    "Acme renewal",
+    "lead routing healthcare",
+    '"signed contract" discount',
+    "margin reseller -cloud",
+]
+
+
+def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
+    assert bench.services is not None
+    engine = bench.services.sessions.engine
+    now = datetime.now(UTC)
+    batch = 10_000
+    for first in range(start, stop, batch):
+        disputes, precedents = [], []
+        for i in range(first, min(stop, first + batch)):
+            number = f"DSP-2024-{i + 1:07d}"[:32]
+            name = rng.choice(NAMES)
+            facts = " ".join(rng.choices(WORDS, WEIGHTS, k=40)) + f" {name} DR-{i}"
+            rationale = " ".join(rng.choices(WORDS, WEIGHTS, k=25))
+            disputes.append(
+                {
+                    "number": number,
+                    "category": DisputeCategory.DEAL_REGISTRATION.value,
+                    "claimant_id": "northwind",
+                    "respondent_ids": ["contoso"],
+                    "party_key": "contoso|northwind",
+                    "contested_objects": [],
+                    "summary": facts[:80],
+                    "facts": facts,
+                    "desired_remedy": "x",
+                    "amount_at_stake": 1000,
+                    "currency": "USD",
+                    "occurred_on": now.date(),
+                    "stage": DisputeStage.CLOSED.value,
+                    "playbook_version": "2026.1",
+                    "filed_by": "bench@example",
+                    "filed_at": now,
+                    "updated_at": now,
+                }
+            )
+            full = f"{number}\nNorthwind Traders Contoso Systems\nRoE 3.1\n{facts}\n{rationale}"
+            public = f"a platinum partner in NA-East a gold partner\nRoE 3.1\n{facts}\n{rationale}"
+            precedents.append(
+                {
+                    "dispute_number": number,
+                    "category": rng.choice(list(DisputeCategory)).value,
+                    "playbook_version": "2026.1",
+                    "clauses": ["RoE 3.1"],
+                    "facts": facts,
+                    "contested_objects": [],
+                    "outcome": rng.choice(["settled", "upheld", "denied", "partly_upheld"]),
+                    "remedies": [],
+                    "rationale": rationale,
+                    "timeline": [],
+                    "claimant_tier": rng.choice(list(PartnerTier)).value,
+                    "claimant_region": rng.choice(["NA-East", "NA-West", "DACH", "APAC"]),
+                    "amount_at_stake": 1000,
+                    "decided_at": now - timedelta(minutes=i),
+                    "parties": [],
+                    "precedents_cited": [],
+                    "votes_summary": {},
+                    "search_text": full,
+                    "public_text": public,
+                }
+            )
+        with engine.begin() as conn:
+            conn.execute(insert(Dispute), disputes)
+            conn.execute(insert(Precedent), precedents)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def measure(bench: BenchStack, queries: int, rng: random.Random) -> tuple[list[float], list[float]]:
+    assert bench.services is not None
+    sessions = bench.services.sessions
+    fts: list[float] = []
+    like: list[float] = []
+    with sessions.read() as session:
+        for _ in range(queries):
+            query = rng.choice(QUERIES)
+            started = time.perf_counter()
+            search_precedents(session, query, public=True, limit=20)
+            fts.append((time.perf_counter() - started) * 1000)
+        for _ in range(max(5, queries // 20)):  # the scan is slow: fewer samples suffice
+            word = rng.choice(WORDS)
+            started = time.perf_counter()
+            session.execute(
+                text(
+                    "SELECT id FROM precedent WHERE lower(public_text) LIKE :w"
+                    " ORDER BY decided_at DESC LIMIT 20"
+                ),
+                {"w": f"%{word}%"},
+            ).all()
+            like.append((time.perf_counter() - started) * 1000)
+    return fts, like
+
+
+def main(args: argparse.Namespace) -> None:
+    bench = BenchStack("search", database_url=args.database_url)
+    bench.seed(case_limit=10)
+    rng = random.Random(5)
+    backend = bench.settings.resolved_database_url().split(":", 1)[0]
+    print(f"Accord search benchmark — {backend}, {args.queries} queries per size, 2 cores")
+    print(
+        f"{'precedents':>12} {'fts p50':>9} {'p95':>8}   {'LIKE p50':>9} {'p95':>8}   ratio p50 (ms)"
+    )
+    loaded = 0
+    for size in (int(s) for s in args.sizes.split(",")):
+        began = time.perf_counter()
+        load(bench, loaded, size, rng)
+        loaded = size
+        fts, like = measure(bench, args.queries, rng)
+        print(
+            f"{size:>12,} {statistics.median(fts):9.1f} {pct(fts, 95):8.1f}   "
+            f"{statistics.median(like):9.1f} {pct(like, 95):8.1f}   "
+            f"{statistics.median(like) / statistics.median(fts):6.0f}x"
+            f"   (loaded in {time.perf_counter() - began:.0f}s)",
+            flush=True,
+        )
+    bench.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--database-url", default="")
+    main(parser.parse_args())
