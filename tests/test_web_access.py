@@ -126,7 +126,7 @@ def expected(route: str, role: str) -> int:
             return 200 if role in ("claimant", "mediator", "compliance", "admin") else 404
         case "evidence:contoso-pipeline.txt":
             return 200 if role in ("respondent", "mediator", "compliance", "admin") else 404
-        case "audit" | "audit-export" | "export":
+        case "audit" | "audit-export" | "export" | "export-precedents" | "export-audit":
             return 200 if role in ("compliance", "admin") else 403
         case "review":
             return 200 if role == "board" else 403
@@ -146,6 +146,8 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "audit": f"/disputes/{n}/audit",
         "audit-export": f"/disputes/{n}/audit.csv",
         "export": "/exports/disputes.csv",
+        "export-precedents": "/exports/precedents.csv?from=2020-01-01",
+        "export-audit": "/exports/audit.json",
         "list": "/disputes",
         "inbox": "/inbox",
         "review": "/review",
@@ -170,6 +172,8 @@ def api_routes(s: Scenario) -> dict[str, str]:
         "audit": f"/api/disputes/{n}/audit",
         "audit-export": f"/api/disputes/{n}/audit/export?format=csv",
         "export": "/api/exports/disputes?format=json",
+        "export-precedents": "/api/exports/precedents?format=csv",
+        "export-audit": "/api/exports/audit?format=json&from=2020-01-01",
         "tasks": "/api/tasks",
         "search": "/api/disputes?q=Contoso",
         "precedents": "/api/precedents?q=Acme",
@@ -249,6 +253,8 @@ async def test_the_matrix_covers_every_get_route(scenario: Scenario) -> None:
         "/disputes/{number}/audit.{fmt}",
         "/admin/intake/{inbound_id}/original",  # admins only: tested in test_intake
         "/exports/disputes.{fmt}",
+        "/exports/precedents.{fmt}",  # tried above as .csv
+        "/exports/audit.{fmt}",  # tried above as .json
     }
     missing = []
     for route in scenario.app.routes:

@@ -273,3 +273,52 @@ async def test_a_party_appeals_from_the_page_citing_evidence_it_uploaded(stack: 
     entry = await stack.wait_for_event(number, "appeal_filed")
     cited = {e["ref"] for e in entry.content["new_evidence"]}
     assert cited == {evidence_id, "CRM-991"}
+
+
+async def test_compliance_exports_precedents_and_audit_entries_for_a_period(stack: Stack) -> None:
+    import csv
+    import io
+    import json
+    from datetime import date, timedelta
+
+    from models.payloads import RespondToOffer
+    from tests.test_dispute_paths import in_mediation, split_offer
+    from workflows.dispute import DisputeWorkflow
+
+    app = make_app(stack)
+    number = (
+        await stack.file(
+            summary='=HYPERLINK("http://evil") summary', facts="=cmd|' /C calc'!A0 facts here"
+        )
+    ).number
+    mediator = await in_mediation(stack, number)
+    handle = stack.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    for login in (CLAIMANT, RESPONDENT):
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(actor=stack.actor(login), offer_id="offer-1", accept=True),
+        )
+    await handle.result()
+    today = date.today()
+    async with api(app, token_for(stack, "carol.compliance@vendor.example")) as client:
+        response = await client.get(
+            "/api/exports/precedents", params={"format": "csv", "from": today.isoformat()}
+        )
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert [r["dispute_number"] for r in rows] == [number]
+        assert rows[0]["facts"].startswith("'=cmd")  # a formula is neutralised for spreadsheets
+        tomorrow = (today + timedelta(days=1)).isoformat()
+        none = await client.get("/api/exports/precedents", params={"from": tomorrow})
+        assert json.loads(none.text) == []
+        trail = json.loads(
+            (await client.get("/api/exports/audit", params={"to": today.isoformat()})).text
+        )
+        assert {e["dispute_number"] for e in trail} == {number}
+        assert [e["seq"] for e in trail] == list(range(1, len(trail) + 1))
+        assert all(len(e["hash"]) == 64 for e in trail)
+        bad = await client.get("/api/exports/audit", params={"from": "yesterday"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "from"
+    async with api(app, token_for(stack, CLAIMANT)) as partner:
+        assert (await partner.get("/api/exports/precedents")).status_code == 403
+        assert (await partner.get("/api/exports/audit")).status_code == 403

@@ -295,6 +295,34 @@ def export_disputes(
     return service.export_response(body, f"disputes.{format}", format)
 
 
+@router.get("/exports/precedents", tags=["compliance"])
+def export_precedents(
+    request: Request,
+    viewer: ViewerDep,
+    format: ExportFormat = "json",
+    decided_from: Annotated[date | None, Query(alias="from")] = None,
+    decided_to: Annotated[date | None, Query(alias="to")] = None,
+) -> Response:
+    """The full record of the precedents decided from a day to a day (both included)."""
+    period = service.DateRange.model_validate({"from": decided_from, "to": decided_to})
+    body = service.export_precedents(web(request), viewer, period, format)
+    return service.export_response(body, f"precedents.{format}", format)
+
+
+@router.get("/exports/audit", tags=["compliance"])
+def export_audit_period(
+    request: Request,
+    viewer: ViewerDep,
+    format: ExportFormat = "json",
+    recorded_from: Annotated[date | None, Query(alias="from")] = None,
+    recorded_to: Annotated[date | None, Query(alias="to")] = None,
+) -> Response:
+    """Every audit entry recorded from a day to a day, across disputes, with its hashes."""
+    period = service.DateRange.model_validate({"from": recorded_from, "to": recorded_to})
+    body = service.export_audit_period(web(request), viewer, period, format)
+    return service.export_response(body, f"audit.{format}", format)
+
+
 # --- evidence ---------------------------------------------------------------------------------
 
 

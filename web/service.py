@@ -431,6 +431,67 @@ def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fm
 
 
 AUDIT_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "content", "prev_hash", "hash")
+PRECEDENT_COLUMNS = (
+    "dispute_number",
+    "category",
+    "outcome",
+    "playbook_version",
+    "clauses",
+    "claimant_tier",
+    "claimant_region",
+    "amount_at_stake",
+    "decided_at",
+    "parties",
+    "remedies",
+    "facts",
+    "rationale",
+    "precedents_cited",
+    "votes_summary",
+)
+
+
+class DateRange(BaseModel):
+    """From a day to a day, both included; either end may be open."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    start: date | None = Field(default=None, alias="from")
+    end: date | None = Field(default=None, alias="to")
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        start = datetime.combine(self.start, time(), UTC) if self.start else None
+        end = datetime.combine(self.end, time.max, UTC) if self.end else None
+        return start, end
+
+
+def export_precedents(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: str) -> str:
+    """The full record of every precedent decided in the period (compliance and admins)."""
+    _require_auditor(viewer)
+    start, end = period.bounds()
+    query = select(Precedent).order_by(col(Precedent.decided_at))
+    if start:
+        query = query.where(Precedent.decided_at >= start)
+    if end:
+        query = query.where(Precedent.decided_at <= end)
+    with ctx.services.sessions.read() as session:
+        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
+        records = [{c: _plain(getattr(r, c)) for c in PRECEDENT_COLUMNS} for r in rows]
+    return _serialise(records, PRECEDENT_COLUMNS, fmt)
+
+
+def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: str) -> str:
+    """Every audit entry recorded in the period, across disputes, with its hashes."""
+    _require_auditor(viewer)
+    start, end = period.bounds()
+    query = select(DisputeEvent).order_by(col(DisputeEvent.at), col(DisputeEvent.id))
+    if start:
+        query = query.where(DisputeEvent.at >= start)
+    if end:
+        query = query.where(DisputeEvent.at <= end)
+    columns = ("dispute_number", *AUDIT_COLUMNS)
+    with ctx.services.sessions.read() as session:
+        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
+        records = [{c: _plain(getattr(r, c)) for c in columns} for r in rows]
+    return _serialise(records, columns, fmt)
 
 
 def audit_trail(

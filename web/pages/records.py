@@ -20,6 +20,7 @@ from web.forms import field_errors
 from web.pages.common import ViewerDep, back, read_form, read_uploads, render
 from web.pages.disputes import FiltersDep
 from web.problems import BadInput
+from web.service import DateRange
 from web.views import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -41,6 +42,35 @@ def audit_export(request: Request, viewer: ViewerDep, number: str, fmt: str) -> 
         raise NotFound(f"format {fmt}")
     body = service.export_audit(web(request), viewer, number, fmt)
     return service.export_response(body, f"{number}-audit.{fmt}", fmt)
+
+
+def _period(request: Request) -> DateRange:
+    """The from/to fields of an export form; a field left empty leaves that end open."""
+    raw = {k: v for k, v in request.query_params.items() if k in ("from", "to") and v.strip()}
+    try:
+        return DateRange.model_validate(raw)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+
+
+@router.get("/exports/precedents.{fmt}")
+def precedents_export(
+    request: Request, viewer: ViewerDep, fmt: str, period: Annotated[DateRange, Depends(_period)]
+) -> Response:
+    if fmt not in ("csv", "json"):
+        raise NotFound(f"format {fmt}")
+    body = service.export_precedents(web(request), viewer, period, fmt)
+    return service.export_response(body, f"precedents.{fmt}", fmt)
+
+
+@router.get("/exports/audit.{fmt}")
+def audit_period_export(
+    request: Request, viewer: ViewerDep, fmt: str, period: Annotated[DateRange, Depends(_period)]
+) -> Response:
+    if fmt not in ("csv", "json"):
+        raise NotFound(f"format {fmt}")
+    body = service.export_audit_period(web(request), viewer, period, fmt)
+    return service.export_response(body, f"audit.{fmt}", fmt)
 
 
 @router.get("/exports/disputes.{fmt}")
