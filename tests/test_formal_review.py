@@ -42,7 +42,11 @@ async def in_review(stack: Stack) -> str:
         DisputeWorkflow.declare_impasse,
         DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move."),
     )
-    await stack.wait_for(number, lambda s: s.review is not None)
+    # The panel is on the review a moment before its deadline is computed: wait for both.
+    await stack.wait_for(
+        number,
+        lambda s: s.review is not None and any(d.purpose == "review" for d in s.deadlines),
+    )
     return number
 
 
