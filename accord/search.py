@@ -249,12 +249,7 @@ def _hit(row: Any, rank: float, snippet: str) -> Hit:
 def _filter_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
-    for name, column in (
-        ("category", "category"),
-        ("outcome", "outcome"),
-        ("tier", "claimant_tier"),
-        ("region", "claimant_region"),
-    ):
+    for name, column in FACETS.items():  # each facet is also a filter
         value = getattr(filters, name)
         if value:
             clauses.append(f"p.{column} = :{name}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -44,6 +45,21 @@ async def in_mediation(stack: Stack, number: str) -> str:
     )
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
     return mediator
+
+
+async def settled(stack: Stack, **filing: Any) -> str:
+    """A dispute filed, mediated and settled by both parties accepting the split; closed."""
+    number = (await stack.file(**filing)).number
+    mediator = await in_mediation(stack, number)
+    handle = stack.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    for login in ("nora@northwind.example", "carl@contoso.example"):
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(actor=stack.actor(login), offer_id="offer-1", accept=True),
+        )
+    await handle.result()
+    return number
 
 
 def split_offer(stack: Stack, mediator: str) -> ProposeSettlement:

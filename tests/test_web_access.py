@@ -354,20 +354,10 @@ async def test_partners_find_precedents_only_through_the_anonymised_view(
     stack_on_both: Stack,
 ) -> None:
     stack = stack_on_both
-    from models.payloads import RespondToOffer
-    from tests.test_dispute_paths import split_offer
+    from tests.test_dispute_paths import settled
 
     app = make_app(stack)
-    number = (await stack.file()).number
-    mediator = await in_mediation(stack, number)
-    handle = stack.handle(number)
-    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
-    for login in (CLAIMANT, RESPONDENT):
-        await handle.execute_update(
-            DisputeWorkflow.respond_to_offer,
-            RespondToOffer(actor=stack.actor(login), offer_id="offer-1", accept=True),
-        )
-    await handle.result()
+    number = await settled(stack)
     outsider = await signed_in(app, OUTSIDER)
     by_name = await outsider.get("/search", params={"q": "Contoso"})
     assert "Precedents <small>(0)" in by_name.text

@@ -281,25 +281,12 @@ async def test_compliance_exports_precedents_and_audit_entries_for_a_period(stac
     import json
     from datetime import date, timedelta
 
-    from models.payloads import RespondToOffer
-    from tests.test_dispute_paths import in_mediation, split_offer
-    from workflows.dispute import DisputeWorkflow
+    from tests.test_dispute_paths import settled
 
     app = make_app(stack)
-    number = (
-        await stack.file(
-            summary='=HYPERLINK("http://evil") summary', facts="=cmd|' /C calc'!A0 facts here"
-        )
-    ).number
-    mediator = await in_mediation(stack, number)
-    handle = stack.handle(number)
-    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
-    for login in (CLAIMANT, RESPONDENT):
-        await handle.execute_update(
-            DisputeWorkflow.respond_to_offer,
-            RespondToOffer(actor=stack.actor(login), offer_id="offer-1", accept=True),
-        )
-    await handle.result()
+    number = await settled(
+        stack, summary='=HYPERLINK("http://evil") summary', facts="=cmd|' /C calc'!A0 facts here"
+    )
     today = date.today()
     async with api(app, token_for(stack, "carol.compliance@vendor.example")) as client:
         response = await client.get(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from accord.access import Viewer
@@ -13,6 +15,7 @@ from models.enums import Role
 from web import csrf
 from web.deps import current_viewer, web
 from web.evidence import Upload
+from web.forms import field_errors
 from web.problems import BadInput
 
 HOME = {
@@ -80,3 +83,21 @@ async def read_uploads(form: FormData, name: str = "files") -> list[Upload]:
                 )
             )
     return files
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validated(model: type[_M], fields: Mapping[str, object]) -> _M:
+    """Form fields as the model, or the model's errors on the fields they concern."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+
+
+def query_form(request: Request, model: type[_M], ignore: tuple[str, ...] = ()) -> _M:
+    """A GET form's fields as the model; a field left empty (a select at "any", a blank date)
+    means no value rather than an invalid one."""
+    raw = {k: v for k, v in request.query_params.items() if v.strip() and k not in ignore}
+    return validated(model, raw)

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import ValidationError
 from sqlmodel import col, select
 from starlette.datastructures import FormData
 
@@ -30,9 +29,9 @@ from web import service
 from web.app import WebContext
 from web.deps import require, web
 from web.evidence import download_response
-from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, field_errors
+from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
 from web.operations import BY_SLUG, Refused
-from web.pages.common import ViewerDep, back, read_form, read_uploads, render
+from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
 from web.problems import BadInput
 from web.service import precedent_view, search_precedents
 from web.views import DisputeFile, NotFound, inbox, load_live, load_record
@@ -44,12 +43,8 @@ router = APIRouter(include_in_schema=False)
 
 
 def _filters(request: Request) -> service.DisputeFilters:
-    """The filter form's fields; a field left at "any" arrives empty and means no filter."""
-    raw = {k: v for k, v in request.query_params.items() if v.strip() and k != "page"}
-    try:
-        return service.DisputeFilters.model_validate(raw)
-    except ValidationError as exc:
-        raise BadInput(field_errors(exc)) from None
+    """The filter form's fields (the page number is not a filter)."""
+    return query_form(request, service.DisputeFilters, ignore=("page",))
 
 
 FiltersDep = Annotated[service.DisputeFilters, Depends(_filters)]
@@ -157,8 +152,7 @@ def new_dispute(
     )
 
 
-PREFILLABLE = {
-    "respondent_ids",
+FILING_TEXT_FIELDS = (
     "category",
     "summary",
     "facts",
@@ -166,6 +160,10 @@ PREFILLABLE = {
     "amount_at_stake",
     "currency",
     "occurred_on",
+)
+PREFILLABLE = {
+    "respondent_ids",
+    *FILING_TEXT_FIELDS,
     *(f"object-{i}-{part}" for i in range(5) for part in ("kind", "ref")),
 }
 
@@ -181,16 +179,7 @@ def _filing_data(form: FormData) -> dict[str, Any]:
         "respondent_ids": [v for v in form.getlist("respondent_ids") if isinstance(v, str)],
         "contested_objects": objects,
     }
-    for name in (
-        "category",
-        "summary",
-        "facts",
-        "desired_remedy",
-        "amount_at_stake",
-        "currency",
-        "occurred_on",
-        "submission_id",
-    ):
+    for name in (*FILING_TEXT_FIELDS, "submission_id"):
         value = str(form.get(name) or "").strip()
         if value:
             data[name] = value

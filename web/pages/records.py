@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from datetime import date
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel, ValidationError
 from sqlmodel import select
 
 from accord.access import Viewer
@@ -16,15 +15,21 @@ from models.enums import InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
 from web.deps import require, web
-from web.forms import field_errors
-from web.pages.common import ViewerDep, back, read_form, read_uploads, render
+from web.pages.common import (
+    ViewerDep,
+    back,
+    query_form,
+    read_form,
+    read_uploads,
+    render,
+    validated,
+)
 from web.pages.disputes import FiltersDep
 from web.problems import BadInput
 from web.service import DateRange
 from web.views import NotFound
 
 router = APIRouter(include_in_schema=False)
-_M = TypeVar("_M", bound=BaseModel)
 
 
 # --- compliance -----------------------------------------------------------------------------------
@@ -38,47 +43,46 @@ def audit(request: Request, viewer: ViewerDep, number: str) -> Response:
 
 @router.get("/disputes/{number}/audit.{fmt}")
 def audit_export(request: Request, viewer: ViewerDep, number: str, fmt: str) -> Response:
-    if fmt not in ("csv", "json"):
-        raise NotFound(f"format {fmt}")
-    body = service.export_audit(web(request), viewer, number, fmt)
-    return service.export_response(body, f"{number}-audit.{fmt}", fmt)
+    return _export(
+        fmt, f"{number}-audit", lambda: service.export_audit(web(request), viewer, number, fmt)
+    )
 
 
 def _period(request: Request) -> DateRange:
     """The from/to fields of an export form; a field left empty leaves that end open."""
-    raw = {k: v for k, v in request.query_params.items() if k in ("from", "to") and v.strip()}
-    try:
-        return DateRange.model_validate(raw)
-    except ValidationError as exc:
-        raise BadInput(field_errors(exc)) from None
+    return query_form(request, DateRange)
+
+
+def _export(fmt: str, filename: str, build: Callable[[], str]) -> Response:
+    """An export as a CSV or JSON download; any other format is not a page."""
+    if fmt not in ("csv", "json"):
+        raise NotFound(f"format {fmt}")
+    return service.export_response(build(), f"{filename}.{fmt}", fmt)
 
 
 @router.get("/exports/precedents.{fmt}")
 def precedents_export(
     request: Request, viewer: ViewerDep, fmt: str, period: Annotated[DateRange, Depends(_period)]
 ) -> Response:
-    if fmt not in ("csv", "json"):
-        raise NotFound(f"format {fmt}")
-    body = service.export_precedents(web(request), viewer, period, fmt)
-    return service.export_response(body, f"precedents.{fmt}", fmt)
+    return _export(
+        fmt, "precedents", lambda: service.export_precedents(web(request), viewer, period, fmt)
+    )
 
 
 @router.get("/exports/audit.{fmt}")
 def audit_period_export(
     request: Request, viewer: ViewerDep, fmt: str, period: Annotated[DateRange, Depends(_period)]
 ) -> Response:
-    if fmt not in ("csv", "json"):
-        raise NotFound(f"format {fmt}")
-    body = service.export_audit_period(web(request), viewer, period, fmt)
-    return service.export_response(body, f"audit.{fmt}", fmt)
+    return _export(
+        fmt, "audit", lambda: service.export_audit_period(web(request), viewer, period, fmt)
+    )
 
 
 @router.get("/exports/disputes.{fmt}")
 def disputes_export(request: Request, viewer: ViewerDep, filters: FiltersDep, fmt: str) -> Response:
-    if fmt not in ("csv", "json"):
-        raise NotFound(f"format {fmt}")
-    body = service.export_disputes(web(request), viewer, filters, fmt)
-    return service.export_response(body, f"disputes.{fmt}", fmt)
+    return _export(
+        fmt, "disputes", lambda: service.export_disputes(web(request), viewer, filters, fmt)
+    )
 
 
 # --- admin ---------------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ async def edit_person(request: Request, viewer: AdminDep, person_id: str) -> Res
         "case_limit": form.get("case_limit") or None,
         "declared_conflicts": _listed(form.get("declared_conflicts")),
     }
-    change = _validated(service.PersonUpdate, fields)
+    change = validated(service.PersonUpdate, fields)
     service.update_person(web(request), viewer, person_id, change)
     return back(request, "/admin/directory", f"{person_id} updated")
 
@@ -152,7 +156,7 @@ async def edit_partner(request: Request, viewer: AdminDep, partner_id: str) -> R
         "calendar": form.get("calendar") or None,
         "email_domains": _listed(form.get("email_domains")),
     }
-    change = _validated(service.PartnerUpdate, fields)
+    change = validated(service.PartnerUpdate, fields)
     service.update_partner(web(request), viewer, partner_id, change)
     return back(request, "/admin/directory", f"{partner_id} updated")
 
@@ -160,13 +164,6 @@ async def edit_partner(request: Request, viewer: AdminDep, partner_id: str) -> R
 def _listed(value: object) -> list[str]:
     """A comma-separated form field as a list."""
     return [v.strip() for v in str(value or "").split(",") if v.strip()]
-
-
-def _validated(model: type[_M], fields: Mapping[str, object]) -> _M:
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        raise BadInput(field_errors(exc)) from None
 
 
 @router.get("/admin/intake", response_class=HTMLResponse)
