@@ -146,6 +146,8 @@ def visible_events(
             continue
         if event.action == "message_received" and not may_read_message(viewer, event.content):
             continue
+        if event.action == "similar_precedents" and viewer.role is Role.PARTNER:
+            continue  # other disputes' full records are for staff; partners search anonymised
         if event.action == "evidence_added":
             item = evidence.get(str(event.content.get("evidence_id")))
             if item is None or not may_read_evidence(viewer, item):

@@ -105,6 +105,7 @@ def activity_methods(services: Services) -> list[Any]:
         remedies.waive_remedy,
         records.record_event,
         records.write_precedent,
+        records.find_similar_precedents,
         deadlines.compute_deadline,
         deadlines.shift_deadline,
         deadlines.extend_deadline,

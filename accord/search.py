@@ -204,6 +204,30 @@ def search_precedents(
     return SearchResult(hits=hits, total=total, facets=facets, notes=notes)
 
 
+def text_candidates(session: Session, terms: list[str], limit: int) -> list[tuple[int, float]]:
+    """Precedents matching any of `terms` in the full record, best first (id, rank): the text
+    half of finding similar precedents."""
+    words = [w for w in terms if _WORD.fullmatch(w)]
+    if not words:
+        return []
+    if session.get_bind().dialect.name == "sqlite":
+        sql = (
+            "SELECT rowid AS id, bm25(precedent_fts) AS rank FROM precedent_fts"
+            " WHERE precedent_fts MATCH :q ORDER BY rank LIMIT :limit"
+        )
+        params: dict[str, Any] = {"q": "search_text : (" + " OR ".join(map(_quote, words)) + ")"}
+    else:
+        either = " || ".join(f"plainto_tsquery('english', :t{i})" for i in range(len(words)))
+        sql = (
+            "SELECT p.id AS id, -ts_rank_cd(p.search_tsv, x.q) AS rank"
+            f" FROM precedent p, (SELECT {either} AS q) x WHERE p.search_tsv @@ x.q"
+            " ORDER BY rank LIMIT :limit"
+        )
+        params = {f"t{i}": w for i, w in enumerate(words)}
+    rows = session.execute(text(sql), {**params, "limit": limit}).all()
+    return [(int(r.id), float(r.rank)) for r in rows]
+
+
 def _snippets(
     session: Session, sqlite: bool, public: bool, ids: list[int], q: str
 ) -> dict[int, str]:

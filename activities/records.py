@@ -14,8 +14,17 @@ from temporalio.exceptions import ApplicationError
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
 from accord.precedents import search_texts
+from accord.similarity import find_similar
 from models.enums import TERMINAL_STAGES, TaskState
-from models.payloads import Ack, EventRecord, EvidenceItem, PrecedentRecord, Recorded
+from models.payloads import (
+    Ack,
+    EventRecord,
+    EvidenceItem,
+    PrecedentRecord,
+    Recorded,
+    SimilarPrecedents,
+    SimilarRequest,
+)
 from models.tables import (
     Assignment,
     Dispute,
@@ -232,3 +241,10 @@ class RecordActivities:
                 precedent.search_text, precedent.public_text = search_texts(precedent)
                 session.add(precedent)
         return Ack(done=f"precedent for {record.number}")
+
+    @activity.defn
+    def find_similar_precedents(self, request: SimilarRequest) -> SimilarPrecedents:
+        """Read-only: a retry asks again. The workflow records the answer it got, so the case
+        file shows what the decider saw even after more precedents are written."""
+        with self.sessions.read() as session:
+            return find_similar(session, request)

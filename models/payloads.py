@@ -324,9 +324,14 @@ class AnswerInformation(ActionPayload):
     answer: Text
 
 
+Acknowledgement = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None
+"""Why a decision diverges from the precedents on the same clause; required only when it does."""
+
+
 class ProposeSettlement(ActionPayload):
     remedies: Annotated[tuple[Remedy, ...], Field(min_length=1, max_length=20)]
     terms: Text
+    divergence_acknowledgement: Acknowledgement = None
 
 
 class RespondToOffer(ActionPayload):
@@ -387,6 +392,7 @@ class IssueRuling(ActionPayload):
     precedents_cited: tuple[str, ...] = ()
     against_majority_reason: str | None = None
     """Required when the outcome differs from the majority of the votes cast."""
+    divergence_acknowledgement: Acknowledgement = None
 
 
 class EvidenceRef(Payload):
@@ -577,6 +583,52 @@ class ReviewView(Payload):
     appealed_by: str | None = None
 
 
+class RemedyFigure(Payload):
+    """A past remedy as the consistency check compares it: its kind and, where it has one, its
+    size (an amount, hours, or the claimant's share of a commission split)."""
+
+    kind: RemedyKind
+    magnitude: Decimal | None = None
+    unit: str = ""
+    """A currency code, "hours" or "percent"."""
+
+
+class SimilarRequest(Payload):
+    number: str
+    purpose: str
+    """triage, or review-N for the panel's case file in round N."""
+    category: DisputeCategory
+    clauses: tuple[str, ...]
+    text: str
+    """The dispute's summary and facts."""
+    amount_at_stake: Decimal
+    currency: str
+    limit: int = 5
+
+
+class SimilarPrecedent(Payload):
+    precedent_id: int
+    dispute_number: str
+    score: float
+    """0 to 1: text and structured similarity combined."""
+    reasons: tuple[str, ...]
+    """Why it matched: same clause, same category, shared terms, similar amount."""
+    category: DisputeCategory
+    clauses: tuple[str, ...]
+    outcome: str
+    remedies: tuple[RemedyFigure, ...]
+    amount_at_stake: Decimal
+    decided_at: datetime
+
+
+class SimilarPrecedents(Payload):
+    purpose: str
+    """triage, or review-N for the panel's case file in round N."""
+    matches: tuple[SimilarPrecedent, ...]
+    considered: int
+    """How many past precedents were compared."""
+
+
 class DisputeState(Payload):
     number: str
     stage: DisputeStage
@@ -597,6 +649,8 @@ class DisputeState(Payload):
     remedies: tuple[RemedyProgress, ...] = ()
     review: ReviewView | None = None
     rulings: tuple[RulingView, ...] = ()
+    similar: SimilarPrecedents | None = None
+    """The similar precedents attached at triage, or for the panel's case file once drawn."""
     outcome: str | None
     allowed_actions: dict[str, tuple[Action, ...]]
     """Role to the actions this stage allows it, from the transition table."""

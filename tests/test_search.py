@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from sqlmodel import select
 
 from accord.db import SessionFactory, make_engine
-from accord.precedents import search_texts
 from accord.search import Filters, parse_query, search_precedents
-from models.enums import DisputeCategory, DisputeStage, PartnerTier
-from models.tables import Dispute, Precedent
+from models.enums import DisputeCategory, PartnerTier
+from models.tables import Precedent
 from tests.conftest import seed
+from tests.precedent_rows import add_precedent
 
 CASES = [
     # number, category, outcome, claimant (id, name, tier, region), facts, rationale
@@ -59,56 +58,16 @@ def sessions(database_url: str) -> SessionFactory:
     now = datetime.now(UTC)
     with factory.begin() as session:
         for i, (number, category, outcome, claimant, facts, rationale) in enumerate(CASES):
-            pid, name, tier, region = claimant
-            session.add(
-                Dispute(
-                    number=number,
-                    category=category,
-                    claimant_id=pid,
-                    respondent_ids=["contoso"],
-                    party_key=f"contoso|{pid}",
-                    contested_objects=[],
-                    summary=facts[:60],
-                    facts=facts,
-                    desired_remedy="x",
-                    amount_at_stake=Decimal(1000),
-                    currency="USD",
-                    occurred_on=now.date(),
-                    stage=DisputeStage.CLOSED,
-                    playbook_version="2026.1",
-                    filed_by="x@example.com",
-                    filed_at=now,
-                    updated_at=now,
-                )
-            )
-            session.flush()
-            precedent = Precedent(
-                dispute_number=number,
+            add_precedent(
+                session,
+                number,
                 category=category,
-                playbook_version="2026.1",
-                clauses=["RoE 3.1"],
-                facts=facts,
-                contested_objects=[],
                 outcome=outcome,
-                remedies=[],
+                facts=facts,
                 rationale=rationale,
-                timeline=[],
-                claimant_tier=tier,
-                claimant_region=region,
-                amount_at_stake=Decimal(1000),
+                claimant=claimant,
                 decided_at=now - timedelta(days=i),
-                parties=[
-                    {"partner_id": pid, "name": name, "tier": tier.value, "region": region},
-                    {
-                        "partner_id": "contoso",
-                        "name": "Contoso Systems",
-                        "tier": "gold",
-                        "region": "NA-East",
-                    },
-                ],
             )
-            precedent.search_text, precedent.public_text = search_texts(precedent)
-            session.add(precedent)
     return factory
 
 

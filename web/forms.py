@@ -81,6 +81,13 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
     Action.PROPOSE_SETTLEMENT: (
         FormField("terms", "Terms"),
         FormField("remedies", "Remedies", "remedies"),
+        FormField(
+            "divergence_acknowledgement",
+            "Why this departs from precedent",
+            required=False,
+            help="Needed only when it diverges from the similar precedents on the same clause "
+            "(shown above); at least a sentence, kept in the record.",
+        ),
     ),
     Action.RESPOND_TO_OFFER: (
         FormField("offer_id", "Offer", "select", "open_offers"),
@@ -124,6 +131,13 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
             help="Required only when the ruling differs from most votes.",
         ),
         FormField("remedies", "Remedies", "remedies", required=False),
+        FormField(
+            "divergence_acknowledgement",
+            "Why this departs from precedent",
+            required=False,
+            help="Needed only when it diverges from the similar precedents on the same clause "
+            "(shown above); at least a sentence, kept in the record.",
+        ),
     ),
     Action.APPEAL: (
         FormField("grounds", "Grounds"),

@@ -112,6 +112,8 @@ def filtered_state(viewer: Viewer, state: DisputeState) -> DisputeState:
             "notes": notes,
             "information_requests": requests,
             "review": review,
+            # Other disputes' records: staff only (partners search the anonymised view).
+            "similar": None if viewer.role is Role.PARTNER else state.similar,
             # The history is served from the audit trail, filtered entry by entry.
             "history": (),
         }

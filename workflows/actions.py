@@ -363,6 +363,9 @@ class DisputeActions(BoardReview):
                 "offer_id": offer_id,
                 "terms": req.terms,
                 "remedies": [r.model_dump(mode="json") for r in req.remedies],
+                **self._divergence_record(
+                    None, req.remedies, self._d.terms.clauses, req.divergence_acknowledgement
+                ),
             },
             cancelled=self._untask(*superseded),
             opens=tuple(
@@ -390,6 +393,12 @@ class DisputeActions(BoardReview):
     def _validate_offer(self, req: ProposeSettlement) -> None:
         self._check(Action.PROPOSE_SETTLEMENT, req)
         self._check_remedies_allowed(req.remedies)
+        self._check_consistency(
+            outcome=None,
+            remedies=req.remedies,
+            clauses=self._d.terms.clauses,
+            acknowledgement=req.divergence_acknowledgement,
+        )
 
     @workflow.update
     async def respond_to_offer(self, req: RespondToOffer) -> ActionResult:
@@ -653,6 +662,7 @@ class DisputeActions(BoardReview):
             remedies=tuple(self._remedies[p] for p in sorted(self._remedies)),
             review=self._review_view(),
             rulings=tuple(self._rulings),
+            similar=self._similar,
             outcome=self._outcome,
             allowed_actions={role.value: allowed_actions(self._stage, role) for role in Role},
         )

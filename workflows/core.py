@@ -52,9 +52,12 @@ with workflow.unsafe.imports_passed_through():
         Remedy,
         RemedyProgress,
         RulingView,
+        SimilarPrecedents,
+        SimilarRequest,
         TaskOpen,
         remedy_parties,
     )
+    from workflows.consistency import acknowledged, divergences
     from workflows.transitions import why_not
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -71,6 +74,10 @@ FORMAL_REVIEW_PATCH = "formal-review"
 
 REMEDY_DEADLINE_PATCH = "remedy-deadline"
 """The remedy stage has its own deadline; passing it escalates to the admins."""
+
+SIMILAR_PRECEDENTS_PATCH = "similar-precedents"
+"""Similar precedents are attached at triage and to each panel's case file, and settlements and
+rulings that diverge from them need an acknowledgement."""
 
 
 REMEDY_RETRY = RetryPolicy(
@@ -161,6 +168,8 @@ class DisputeCore:
         self._rulings: list[RulingView] = []
         self._appeal: Appeal | None = None
         self._appeal_deadline: datetime | None = None
+        self._similar: SimilarPrecedents | None = None
+        """The precedents a decision is compared with: triage's, then the panel's case file."""
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""
@@ -362,6 +371,76 @@ class DisputeCore:
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=ACTIVITY_RETRY,
         )
+
+    async def _attach_similar_precedents(self, purpose: str) -> None:
+        f = self._d.filing
+        found: SimilarPrecedents = await workflow.execute_activity_method(
+            RecordActivities.find_similar_precedents,
+            SimilarRequest(
+                number=self._d.number,
+                purpose=purpose,
+                category=f.category,
+                clauses=self._d.terms.clauses,
+                text=f"{f.summary}\n{f.facts}",
+                amount_at_stake=f.amount_at_stake,
+                currency=f.currency,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        self._similar = found
+        numbers = ", ".join(f"{m.dispute_number} ({m.score:.2f})" for m in found.matches)
+        await self._record(
+            SYSTEM,
+            "similar_precedents",
+            f"{len(found.matches)} similar precedents attached for {purpose}"
+            + (f": {numbers}" if numbers else f" (none of {found.considered} compared is close)"),
+            content=found.model_dump(mode="json"),
+        )
+
+    def _divergences(
+        self, outcome: str | None, remedies: tuple[Remedy, ...], clauses: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        if self._similar is None:
+            return ()
+        return divergences(
+            self._similar.matches,
+            category=self._d.filing.category,
+            clauses=clauses,
+            outcome=outcome,
+            remedies=remedies,
+            claimant_id=self._d.claimant.partner_id,
+        )
+
+    def _check_consistency(
+        self,
+        *,
+        outcome: str | None,
+        remedies: tuple[Remedy, ...],
+        clauses: tuple[str, ...],
+        acknowledgement: str | None,
+    ) -> None:
+        """A decision diverging from the comparable precedents goes ahead only acknowledged."""
+        found = self._divergences(outcome, remedies, clauses)
+        if found and not acknowledged(acknowledgement):
+            raise ValueError(
+                "divergence_acknowledgement: this diverges from the precedents on the same clause"
+                " — " + "; ".join(found) + ". Acknowledge it with a reason (at least a sentence)"
+                " to go ahead; the reason goes into the record"
+            )
+
+    def _divergence_record(
+        self,
+        outcome: str | None,
+        remedies: tuple[Remedy, ...],
+        clauses: tuple[str, ...],
+        acknowledgement: str | None,
+    ) -> dict[str, Any]:
+        """The divergences the decider acknowledged, for the audit entry of the decision."""
+        found = self._divergences(outcome, remedies, clauses)
+        if not found:
+            return {}
+        return {"divergences": list(found), "divergence_acknowledgement": acknowledgement}
 
     async def _write_precedent(
         self,

@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         REMEDY_DEADLINE_PATCH,
         REMEDY_RETRY,
         REMEDY_STAGE_PATCH,
+        SIMILAR_PRECEDENTS_PATCH,
         Clock,
     )
 
@@ -105,6 +106,8 @@ class DisputeWorkflow(DisputeActions):
         """
         if self._stage is not DisputeStage.TRIAGE:
             await self._enter(DisputeStage.TRIAGE, "triage: finding a neutral mediator")
+        if self._similar is None and workflow.patched(SIMILAR_PRECEDENTS_PATCH):
+            await self._attach_similar_precedents("triage")
         while self._mediator is None and self._stage is DisputeStage.TRIAGE:
             if self._admin_pick is not None:
                 choice, actor, reason = self._admin_pick

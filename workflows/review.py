@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         VoteView,
     )
     from workflows.clocks import DisputeClocks
-    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Clock
+    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, SIMILAR_PRECEDENTS_PATCH, Clock
 
 
 def _vote_commitment(vote: CastVote) -> str:
@@ -64,6 +64,9 @@ class BoardReview(DisputeClocks):
         panel = await self._draw_panel()
         if panel is None:
             return None
+        if workflow.patched(SIMILAR_PRECEDENTS_PATCH):
+            # The panel's case file: compared again, as precedents may have been written since.
+            await self._attach_similar_precedents(f"review-{round_no}")
         deadline = await self._compute_deadline(
             "review", self._d.terms.board_calendar, self._d.terms.formal_review_days
         )
@@ -303,7 +306,16 @@ class BoardReview(DisputeClocks):
             req.actor,
             "ruling_issued",
             f"{'final ' if final else ''}ruling: {req.outcome.value}",
-            content={**ruling.model_dump(mode="json"), "votes": self._votes_content()},
+            content={
+                **ruling.model_dump(mode="json"),
+                "votes": self._votes_content(),
+                **self._divergence_record(
+                    req.outcome.value,
+                    req.remedies,
+                    req.clauses_applied,
+                    req.divergence_acknowledgement,
+                ),
+            },
             done=self._untask(f"ruling-{self._review_round}"),
             cancelled=stale,
         )
@@ -340,6 +352,12 @@ class BoardReview(DisputeClocks):
                 f"against_majority_reason: the majority voted {majority.value}; a ruling of "
                 f"{req.outcome.value} must say why (at least a sentence)"
             )
+        self._check_consistency(
+            outcome=req.outcome.value,
+            remedies=req.remedies,
+            clauses=req.clauses_applied,
+            acknowledgement=req.divergence_acknowledgement,
+        )
 
     @workflow.update
     async def appeal(self, req: Appeal) -> ActionResult:

@@ -35,6 +35,7 @@ from web.pages.common import ViewerDep, back, query_form, read_form, read_upload
 from web.problems import BadInput
 from web.service import precedent_view, search_precedents
 from web.views import DisputeFile, NotFound, inbox, load_live, load_record
+from workflows.consistency import pattern
 
 router = APIRouter(include_in_schema=False)
 
@@ -258,10 +259,27 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
         "mediators": [(m.id, f"{m.name} ({m.id})") for m in mediators],
         "outcomes": [(o.value, o.value.replace("_", " ")) for o in VoteOutcome],
         "clauses": [(c, c) for c in clauses],
-        "precedents": [
-            (p.dispute_number, f"{p.dispute_number}: {p.outcome} ({p.decided_at:%Y-%m-%d})")
-            for p in precedents
-        ],
+        # The similar precedents first (most likely cited), then the category's latest.
+        "precedents": list(
+            dict(
+                [
+                    *(
+                        (
+                            m.dispute_number,
+                            f"{m.dispute_number}: {m.outcome} (similar, {m.score:.2f})",
+                        )
+                        for m in (state.similar.matches if state and state.similar else ())
+                    ),
+                    *(
+                        (
+                            p.dispute_number,
+                            f"{p.dispute_number}: {p.outcome} ({p.decided_at:%Y-%m-%d})",
+                        )
+                        for p in precedents
+                    ),
+                ]
+            ).items()
+        ),
         "evidence": [(e.id, f"{e.filename} ({e.id})") for e in record.evidence],
         "remedy_kinds": [(k.value, k.value.replace("_", " ")) for k in RemedyKind],
         "open_offers": [],
@@ -345,7 +363,22 @@ async def _render_dispute(
         prefill={Action.ISSUE_RULING: prefill},
         suggested=suggested,
         allowed_remedies=_allowed_remedies(ctx, record),
+        precedent_pattern=_precedent_pattern(ctx, record),
     )
+
+
+def _precedent_pattern(ctx: WebContext, record: DisputeFile) -> tuple[str, ...]:
+    """What the comparable precedents decided, shown above the settlement and ruling forms."""
+    state = record.state
+    if state is None or state.similar is None:
+        return ()
+    clauses: tuple[str, ...] = ()
+    try:
+        book = ctx.services.playbooks.get(record.row.playbook_version)
+        clauses = (book.categories[record.row.category].clause,)
+    except (KeyError, LookupError):
+        pass
+    return pattern(state.similar.matches, record.row.category, clauses)
 
 
 def _allowed_remedies(ctx: WebContext, record: DisputeFile) -> list[str]:

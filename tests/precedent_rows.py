@@ -1,0 +1,89 @@
+"""Past precedents written straight into the database, for tests that search or compare them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlmodel import Session
+
+from accord.precedents import search_texts
+from models.enums import DisputeCategory, DisputeStage, PartnerTier
+from models.tables import Dispute, Precedent
+
+
+def add_precedent(
+    session: Session,
+    number: str,
+    *,
+    category: DisputeCategory,
+    outcome: str,
+    facts: str,
+    rationale: str,
+    claimant: tuple[str, str, PartnerTier, str] = (
+        "northwind",
+        "Northwind Traders",
+        PartnerTier.PLATINUM,
+        "NA-East",
+    ),
+    clauses: tuple[str, ...] = ("RoE 3.1",),
+    remedies: tuple[dict[str, Any], ...] = (),
+    amount: Decimal = Decimal(1000),
+    decided_at: datetime | None = None,
+    timeline: tuple[dict[str, str], ...] = (),
+) -> Precedent:
+    """A closed dispute and its precedent, claimant against Contoso Systems."""
+    pid, name, tier, region = claimant
+    now = datetime.now(UTC)
+    session.add(
+        Dispute(
+            number=number,
+            category=category,
+            claimant_id=pid,
+            respondent_ids=["contoso"],
+            party_key=f"contoso|{pid}",
+            contested_objects=[],
+            summary=facts[:60],
+            facts=facts,
+            desired_remedy="x",
+            amount_at_stake=amount,
+            currency="USD",
+            occurred_on=now.date(),
+            stage=DisputeStage.CLOSED,
+            playbook_version="2026.1",
+            filed_by="x@example.com",
+            filed_at=now,
+            updated_at=now,
+        )
+    )
+    session.flush()
+    precedent = Precedent(
+        dispute_number=number,
+        category=category,
+        playbook_version="2026.1",
+        clauses=list(clauses),
+        facts=facts,
+        contested_objects=[],
+        outcome=outcome,
+        remedies=list(remedies),
+        rationale=rationale,
+        timeline=list(timeline),
+        claimant_tier=tier,
+        claimant_region=region,
+        amount_at_stake=amount,
+        decided_at=decided_at or now,
+        parties=[
+            {"partner_id": pid, "name": name, "tier": tier.value, "region": region},
+            {
+                "partner_id": "contoso",
+                "name": "Contoso Systems",
+                "tier": "gold",
+                "region": "NA-East",
+            },
+        ],
+    )
+    precedent.search_text, precedent.public_text = search_texts(precedent)
+    session.add(precedent)
+    session.flush()
+    return precedent
