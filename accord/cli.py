@@ -54,7 +54,7 @@ from models.payloads import (
     WaiveRemedy,
     Withdraw,
 )
-from models.tables import Dispute, DisputeEvent, Task
+from models.tables import Dispute, DisputeEvent, Precedent, Task
 from workflows.dispute import DisputeWorkflow
 
 app = typer.Typer(
@@ -66,6 +66,10 @@ As = Annotated[
 ]
 Number = Annotated[str, typer.Argument(help="dispute number, e.g. DSP-2026-000001")]
 Reason = Annotated[str, typer.Option(help="why (recorded in the audit trail)")]
+DivergenceReason = Annotated[
+    str | None,
+    typer.Option(help="why it departs from the comparable precedents, when it does (recorded)"),
+]
 
 
 class CliError(Exception):
@@ -245,6 +249,23 @@ def import_directory_file(
         f"imported {len(directory.partners)} partners, {len(directory.people)} people, "
         f"{len(directory.territories)} territories, {len(directory.accounts)} accounts"
     )
+
+
+@app.command("reindex-precedents")
+def reindex_precedents() -> None:
+    """Rewrite every precedent's searchable text, full and anonymised (after changing
+    ACCORD_PUBLIC_AMOUNT_THRESHOLD or upgrading the anonymisation)."""
+    from accord.precedents import search_texts
+
+    services = _services()
+    threshold = services.settings.public_amount_threshold
+    done = 0
+    with services.sessions.begin() as session:
+        for precedent in session.exec(select(Precedent)):
+            precedent.search_text, precedent.public_text = search_texts(precedent, threshold)
+            session.add(precedent)
+            done += 1
+    typer.echo(f"reindexed {done} precedents (amounts over {threshold:,.0f} hidden from partners)")
 
 
 @app.command("seed-demo")
@@ -627,6 +648,7 @@ def propose(
     remedy: Annotated[
         list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')
     ],
+    divergence_reason: DivergenceReason = None,
 ) -> None:
     """Mediator: propose a settlement with typed remedies."""
     remedies = _remedies_from_json(remedy)
@@ -634,7 +656,12 @@ def propose(
         number,
         actor,
         DisputeWorkflow.propose_settlement,
-        lambda a: ProposeSettlement(actor=a, remedies=remedies, terms=terms),
+        lambda a: ProposeSettlement(
+            actor=a,
+            remedies=remedies,
+            terms=terms,
+            divergence_acknowledgement=divergence_reason,
+        ),
     )
 
 
@@ -780,6 +807,7 @@ def rule(
     remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
     precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
     against_majority_reason: Annotated[str | None, typer.Option()] = None,
+    divergence_reason: DivergenceReason = None,
 ) -> None:
     """Chair: issue the panel's ruling once a majority has voted."""
     remedies = _remedies_from_json(remedy or [])
@@ -796,6 +824,7 @@ def rule(
             clauses_applied=tuple(clause),
             precedents_cited=tuple(precedent or ()),
             against_majority_reason=against_majority_reason,
+            divergence_acknowledgement=divergence_reason,
         ),
     )
 

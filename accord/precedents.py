@@ -1,12 +1,57 @@
 """Precedents as people may see them: the full record for compliance, an anonymised view for
-partners in which every party is only its tier and region."""
+partners in which every party is only its tier and region, and the free text is scrubbed of
+party names, contacts, email addresses, telephone numbers and amounts above a threshold
+(`ACCORD_PUBLIC_AMOUNT_THRESHOLD`)."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from models.tables import Precedent
+
+DEFAULT_AMOUNT_THRESHOLD = Decimal(10_000)
+ROLE_MAILBOXES = frozenset(
+    {"admin", "billing", "channel", "contact", "deals", "hello", "info", "mail", "noreply"}
+    | {"office", "partner", "partners", "sales", "support", "team"}
+)
+"""Address parts that name a function, not a person: ordinary words, never scrubbed."""
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()./-]{7,}\d(?![\w-])")
+_CODES = "USD|EUR|GBP|CHF|JPY|CAD|AUD|SEK|NOK|DKK|INR|SGD"
+_NUMBER = r"\d{1,3}(?:[,.' ]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d+)?"
+_SCALE = r"\s?(?:k|m|bn|thousand|million|billion)\b"
+_AMOUNT = re.compile(
+    rf"(?:(?P<sym>[$€£¥])\s?|\b(?P<pre>{_CODES})\s?)(?P<n1>{_NUMBER})(?P<s1>{_SCALE})?"
+    rf"|\b(?P<n2>{_NUMBER})(?P<s2>{_SCALE})?\s?(?P<post>{_CODES}|dollars|euros?|pounds)\b",
+    re.IGNORECASE,
+)
+_SCALES = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "million": 1_000_000}
+_SCALES |= {"bn": 1_000_000_000, "billion": 1_000_000_000}
+
+
+def amount_value(number: str, scale: str | None) -> Decimal | None:
+    """The value of '125,000' / '1.250.000,50' / '40' with 'k': separators read as people
+    write them (a final group of 1-2 digits after ',' or '.' is the decimals)."""
+    digits = re.sub(r"[,.' ](?=\d{3}(?:\D|$))", "", number.strip())
+    try:
+        value = Decimal(digits.replace(",", "."))
+    except InvalidOperation:
+        return None
+    return value * _SCALES.get((scale or "").strip().lower(), 1)
+
+
+def scrub_amounts(text: str, threshold: Decimal) -> str:
+    def replace(found: re.Match[str]) -> str:
+        number = found["n1"] or found["n2"]
+        value = amount_value(number, found["s1"] or found["s2"])
+        if value is None or value <= threshold:
+            return found[0]
+        return f"[an amount over {threshold:,.0f}]"
+
+    return _AMOUNT.sub(replace, text)
 
 
 def party_label(party: dict[str, Any]) -> str:
@@ -15,7 +60,7 @@ def party_label(party: dict[str, Any]) -> str:
     )
 
 
-def _scrub(text: str, parties: list[dict[str, Any]]) -> str:
+def _scrub(text: str, parties: list[dict[str, Any]], threshold: Decimal) -> str:
     # Longest names first, so "Contoso Systems" goes before "Contoso".
     names: list[tuple[str, str]] = []
     for party in parties:
@@ -28,12 +73,27 @@ def _scrub(text: str, parties: list[dict[str, Any]]) -> str:
                     names.append((first_word, label))
         for contact in party.get("contacts", ()):
             names.append((str(contact), "[contact]"))
+            # The person behind an address is named in letters too: "carl.meyer@" is Carl Meyer.
+            local = str(contact).split("@")[0]
+            for part in re.split(r"[._+-]", local):
+                if len(part) >= 3 and part.isalpha() and part.lower() not in ROLE_MAILBOXES:
+                    names.append((part, "[contact]"))
+    # Addresses first: a name inside one would otherwise be replaced and leave the rest behind.
+    text = _EMAIL.sub("[email]", text)
     for name, label in sorted(names, key=lambda item: -len(item[0])):
         text = re.sub(rf"\b{re.escape(name)}\b", label, text, flags=re.IGNORECASE)
-    return text
+    text = scrub_amounts(text, threshold)
+    return _PHONE.sub(_phone, text)
 
 
-def search_texts(precedent: Precedent) -> tuple[str, str]:
+def _phone(found: re.Match[str]) -> str:
+    # Nine digits or more: a date (8) or a short reference is not a telephone number.
+    return "[phone]" if sum(c.isdigit() for c in found[0]) >= 9 else found[0]
+
+
+def search_texts(
+    precedent: Precedent, threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD
+) -> tuple[str, str]:
     """The full record's and the anonymised view's searchable text."""
     names = " ".join(str(p.get("name", "")) for p in precedent.parties)
     remedies = " ".join(
@@ -49,7 +109,7 @@ def search_texts(precedent: Precedent) -> tuple[str, str]:
             remedies,
         ]
     )
-    view = anonymised(precedent)
+    view = anonymised(precedent, threshold)
     public = "\n".join(
         [
             " ".join([view["claimant"], *view["respondents"]]),
@@ -62,9 +122,16 @@ def search_texts(precedent: Precedent) -> tuple[str, str]:
     return full, public
 
 
-def anonymised(precedent: Precedent) -> dict[str, Any]:
-    """What a partner may read of a precedent: no party names, ids or contacts anywhere."""
+def anonymised(
+    precedent: Precedent, threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD
+) -> dict[str, Any]:
+    """What a partner may read of a precedent: no party names, ids or contacts anywhere, and
+    no amount above the threshold (in the text, the remedies or the amount at stake)."""
     parties = precedent.parties
+
+    def scrub(text: str) -> str:
+        return _scrub(text, parties, threshold)
+
     return {
         "category": precedent.category.value,
         "playbook_version": precedent.playbook_version,
@@ -73,18 +140,34 @@ def anonymised(precedent: Precedent) -> dict[str, Any]:
         if parties
         else (f"a {precedent.claimant_tier.value} partner in {precedent.claimant_region}"),
         "respondents": [party_label(p) for p in parties[1:]],
-        "facts": _scrub(precedent.facts, parties),
+        "facts": scrub(precedent.facts),
+        "amount_at_stake": _public_amount(Decimal(precedent.amount_at_stake), threshold),
         "outcome": precedent.outcome,
         "remedies": [
             {
-                k: _scrub(str(v), parties) if isinstance(v, str) else v
+                k: _public_remedy_value(k, v, parties, threshold)
                 for k, v in r.items()
                 if k not in ("partner_id", "from_partner_id", "to_partner_id", "shares")
             }
             for r in precedent.remedies
         ],
-        "rationale": _scrub(precedent.rationale, parties),
+        "rationale": scrub(precedent.rationale),
         "votes_summary": dict(precedent.votes_summary),
         "timeline": list(precedent.timeline),
         "decided_at": precedent.decided_at.isoformat(),
     }
+
+
+def _public_amount(value: Decimal, threshold: Decimal) -> str:
+    return f"{value:,.2f}" if value <= threshold else f"over {threshold:,.0f}"
+
+
+def _public_remedy_value(
+    key: str, value: Any, parties: list[dict[str, Any]], threshold: Decimal
+) -> Any:
+    if key == "amount":
+        try:
+            return _public_amount(abs(Decimal(str(value))), threshold)
+        except InvalidOperation:
+            return "[amount]"
+    return _scrub(value, parties, threshold) if isinstance(value, str) else value

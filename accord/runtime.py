@@ -94,7 +94,9 @@ def build_remedy_activities(services: Services) -> RemedyActivities:
 
 
 def activity_methods(services: Services) -> list[Any]:
-    records = RecordActivities(services.sessions)
+    records = RecordActivities(
+        services.sessions, public_amount_threshold=services.settings.public_amount_threshold
+    )
     deadlines = DeadlineActivities(services.playbooks)
     assignment = AssignmentActivities(services.sessions)
     panels = PanelActivities(services.sessions)

@@ -5,6 +5,7 @@ Workflows never read it; activities and entry points receive it explicitly.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     """A session ends this long after sign-in."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    public_amount_threshold: Decimal = Field(default=Decimal(10_000), ge=0)
+    """Amounts above this are hidden from partners' anonymised view of precedents. After
+    changing it, `accord reindex-precedents` rewrites the searchable anonymised text."""
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_max_files: int = 10
     upload_allowed_types: list[str] = Field(

@@ -6,6 +6,8 @@ thread pool, so they never stall the event loop that workflows run on.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
@@ -13,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
-from accord.precedents import search_texts
+from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, search_texts
 from accord.similarity import find_similar
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import (
@@ -38,8 +40,11 @@ from models.tables import (
 
 
 class RecordActivities:
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(
+        self, sessions: SessionFactory, public_amount_threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD
+    ) -> None:
         self.sessions = sessions
+        self.public_amount_threshold = public_amount_threshold
 
     @activity.defn
     def record_event(self, record: EventRecord) -> Recorded:
@@ -238,7 +243,9 @@ class RecordActivities:
                     precedents_cited=list(record.precedents_cited),
                     votes_summary=dict(record.votes_summary),
                 )
-                precedent.search_text, precedent.public_text = search_texts(precedent)
+                precedent.search_text, precedent.public_text = search_texts(
+                    precedent, self.public_amount_threshold
+                )
                 session.add(precedent)
         return Ack(done=f"precedent for {record.number}")
 

@@ -74,12 +74,19 @@ def add_precedent(
         amount_at_stake=amount,
         decided_at=decided_at or now,
         parties=[
-            {"partner_id": pid, "name": name, "tier": tier.value, "region": region},
+            {
+                "partner_id": pid,
+                "name": name,
+                "tier": tier.value,
+                "region": region,
+                "contacts": [f"nora@{pid}.example"],
+            },
             {
                 "partner_id": "contoso",
                 "name": "Contoso Systems",
                 "tier": "gold",
                 "region": "NA-East",
+                "contacts": ["carl@contoso.example"],
             },
         ],
     )

@@ -268,3 +268,45 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         "no-colon-here",
     )
     assert code == 2 and "write it as reference:description" in out
+
+
+async def test_reindexing_precedents_applies_a_new_amount_threshold(stack: Stack) -> None:
+    from decimal import Decimal
+
+    from sqlmodel import select
+
+    from models.enums import DisputeCategory
+    from models.tables import Precedent
+    from tests.precedent_rows import add_precedent
+
+    with stack.sessions.begin() as session:
+        add_precedent(
+            session,
+            "DSP-2025-000077",
+            category=DisputeCategory.PRICING,
+            outcome="settled",
+            facts="A rebate of 50,000 USD was withheld for the gold tier.",
+            rationale="The price list applies.",
+            amount=Decimal(50_000),
+        )
+
+    def public_text() -> str:
+        with stack.sessions.read() as session:
+            return session.exec(
+                select(Precedent.public_text).where(Precedent.dispute_number == "DSP-2025-000077")
+            ).one()
+
+    assert "50,000 USD" not in public_text()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.cli",
+        "reindex-precedents",
+        env=cli_env(stack, ACCORD_PUBLIC_AMOUNT_THRESHOLD="100000"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+    assert "reindexed 1 precedents (amounts over 100,000 hidden from partners)" in out.decode()
+    assert "50,000 USD" in public_text()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlmodel import select
 
 from accord.db import SessionFactory, make_engine
+from accord.precedents import amount_value, anonymised, scrub_amounts
 from accord.search import Filters, parse_query, search_precedents
 from models.enums import DisputeCategory, PartnerTier
 from models.tables import Precedent
@@ -141,3 +144,62 @@ def test_malformed_queries_are_searched_as_best_they_can_be(
     if parsed.empty:
         assert result.hits == [] and result.notes
     assert all("<script>" not in h.snippet_html for h in result.hits)
+
+
+def test_contacts_emails_phones_and_large_amounts_never_reach_partners(
+    sessions: SessionFactory,
+) -> None:
+    with sessions.begin() as session:
+        add_precedent(
+            session,
+            "DSP-2025-000009",
+            category=DisputeCategory.CHANNEL_VS_DIRECT,
+            outcome="upheld",
+            facts="Direct sales took the Globex renewal worth $125,000 (USD 125,000; 40k EUR in "
+            "services). Carl wrote from carl@contoso.example and +49 30 1234 5678 on 2026-03-02 "
+            "about DR-2026-0042; a 900 USD discount was offered.",
+            rationale="Escalated by carl@contoso.example; Contoso Systems owes 125.000,00 EUR.",
+            remedies=(
+                {
+                    "kind": "mdf_credit",
+                    "partner_id": "northwind",
+                    "amount": "50000.00",
+                    "currency": "USD",
+                },
+            ),
+            amount=Decimal(125_000),
+        )
+    with sessions.read() as session:
+        row = session.exec(
+            select(Precedent).where(Precedent.dispute_number == "DSP-2025-000009")
+        ).one()
+    view = anonymised(row, Decimal(10_000))
+    public = json.dumps(view)
+    for secret in ("125,000", "125.000", "125000", "40k", "carl@", "Contoso", "1234 5678", "50000"):
+        assert secret not in public, secret
+    assert "[an amount over 10,000]" in view["facts"] and "[email]" in view["facts"]
+    assert "[phone]" in view["facts"]
+    # Small amounts, dates and references stay: they are not personal and they matter.
+    assert "900 USD" in view["facts"] and "2026-03-02" in view["facts"]
+    assert "DR-2026-0042" in view["facts"]
+    assert view["amount_at_stake"] == "over 10,000"
+    assert view["remedies"][0]["amount"] == "over 10,000"
+    # Search: the scrubbed text is what partners search, so nothing finds it, no snippet shows it.
+    for query in ("125,000", "125000", "carl", "contoso.example", "5678", "Contoso"):
+        assert "DSP-2025-000009" not in numbers(sessions, query, public=True), query
+    with sessions.read() as session:
+        hits = search_precedents(session, "renewal services", public=True).hits
+    assert [h.dispute_number for h in hits] == ["DSP-2025-000009"]
+    for secret in ("125", "carl", "contoso", "5678"):
+        assert secret not in hits[0].snippet_html.lower(), secret
+
+
+def test_amounts_are_read_as_people_write_them() -> None:
+    assert amount_value("125,000", None) == 125_000
+    assert amount_value("1.250.000,50", None) == Decimal("1250000.50")
+    assert amount_value("40", "k") == 40_000
+    assert amount_value("2.5", " million") == 2_500_000
+    assert amount_value("99.95", None) == Decimal("99.95")
+    assert scrub_amounts("€12,000 and 9,000 EUR", Decimal(10_000)) == (
+        "[an amount over 10,000] and 9,000 EUR"
+    )

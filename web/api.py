@@ -438,12 +438,15 @@ def precedents(
     request: Request, viewer: ViewerDep, q: Annotated[str, Query(max_length=200)] = ""
 ) -> list[dict[str, Any]]:
     """Partners get the anonymised view; the other roles the full record."""
-    with web(request).services.sessions.read() as session:
+    services = web(request).services
+    threshold = services.settings.public_amount_threshold
+    with services.sessions.read() as session:
         if q:
-            found = service.search_precedents(session, viewer, q)
+            found = service.search_precedents(session, viewer, q, threshold)
         else:
             rows = session.exec(select(Precedent).limit(50)).all()
-            found = [service.precedent_view(p, viewer.role is not Role.PARTNER) for p in rows]
+            full = viewer.role is not Role.PARTNER
+            found = [service.precedent_view(p, full, threshold) for p in rows]
     return [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in p.items()} for p in found
     ]

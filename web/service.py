@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi.responses import Response
@@ -563,7 +564,9 @@ def _csv_cell(value: Any) -> Any:
 # --- precedents (the full record, or the anonymised view for partners) ---------------------------
 
 
-def search_precedents(session: Any, viewer: Viewer, q: str) -> list[dict[str, Any]]:
+def search_precedents(
+    session: Any, viewer: Viewer, q: str, threshold: Decimal
+) -> list[dict[str, Any]]:
     """Precedents matching a query (full text, ranked): partners search and read only the
     anonymised view, so a party's name can neither find nor show a precedent."""
     public = viewer.role is Role.PARTNER
@@ -573,11 +576,13 @@ def search_precedents(session: Any, viewer: Viewer, q: str) -> list[dict[str, An
         row = session.get(Precedent, hit.id)
         if row is None:
             continue
-        found.append({**precedent_view(row, not public), "snippet_html": hit.snippet_html})
+        found.append(
+            {**precedent_view(row, not public, threshold), "snippet_html": hit.snippet_html}
+        )
     return found
 
 
-def precedent_view(p: Precedent, full: bool) -> dict[str, Any]:
+def precedent_view(p: Precedent, full: bool, threshold: Decimal) -> dict[str, Any]:
     if full:
         return {
             "id": p.id,
@@ -589,7 +594,7 @@ def precedent_view(p: Precedent, full: bool) -> dict[str, Any]:
             "parties": ", ".join(str(x.get("name", "")) for x in p.parties),
             "decided_at": p.decided_at,
         }
-    view = anonymised(p)
+    view = anonymised(p, threshold)
     return {
         "id": p.id,
         "reference": f"P-{p.id}",

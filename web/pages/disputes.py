@@ -99,7 +99,8 @@ def search(
     filters = service.DisputeFilters(q=q or None)
     with ctx.services.sessions.read() as session:
         rows, total = service.list_disputes(session, viewer, filters) if q else ([], 0)
-        precedents = search_precedents(session, viewer, q) if q else []
+        threshold = ctx.settings.public_amount_threshold
+        precedents = search_precedents(session, viewer, q, threshold) if q else []
     return render(
         request, "search.html", viewer, q=q, rows=rows, total=total, precedents=precedents
     )
@@ -107,11 +108,14 @@ def search(
 
 @router.get("/precedents/{precedent_id}", response_class=HTMLResponse)
 def precedent(request: Request, viewer: ViewerDep, precedent_id: int) -> Response:
-    with web(request).services.sessions.read() as session:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
         row = session.get(Precedent, precedent_id)
     if row is None:
         raise NotFound(f"precedent {precedent_id}")
-    view = precedent_view(row, viewer.role is not Role.PARTNER)
+    view = precedent_view(
+        row, viewer.role is not Role.PARTNER, ctx.settings.public_amount_threshold
+    )
     return render(request, "precedent.html", viewer, p=view)
 
 
