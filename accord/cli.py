@@ -253,17 +253,16 @@ def import_directory_file(
 
 @app.command("reindex-precedents")
 def reindex_precedents() -> None:
-    """Rewrite every precedent's searchable text, full and anonymised (after changing
-    ACCORD_PUBLIC_AMOUNT_THRESHOLD or upgrading the anonymisation)."""
-    from accord.precedents import search_texts
+    """Rewrite every precedent's searchable texts (full and anonymised) and facets, after
+    changing ACCORD_PUBLIC_AMOUNT_THRESHOLD or upgrading Accord."""
+    from accord.precedents import index_precedent
 
     services = _services()
     threshold = services.settings.public_amount_threshold
     done = 0
     with services.sessions.begin() as session:
-        for precedent in session.exec(select(Precedent)):
-            precedent.search_text, precedent.public_text = search_texts(precedent, threshold)
-            session.add(precedent)
+        for precedent in session.exec(select(Precedent)).all():
+            index_precedent(session, precedent, threshold)
             done += 1
     typer.echo(f"reindexed {done} precedents (amounts over {threshold:,.0f} hidden from partners)")
 

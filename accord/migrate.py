@@ -26,6 +26,8 @@ HAND_MADE = (
     "public_tsv",
     "ix_precedent_search_tsv",
     "ix_precedent_public_tsv",
+    "dispute_fts",
+    "ix_dispute_search_tsv",
 )
 
 

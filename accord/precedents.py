@@ -9,7 +9,11 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from models.tables import Precedent
+from sqlalchemy import delete
+from sqlmodel import Session, col
+
+from models.tables import Precedent, PrecedentFacet
+from workflows.consistency import clause_ref
 
 DEFAULT_AMOUNT_THRESHOLD = Decimal(10_000)
 ROLE_MAILBOXES = frozenset(
@@ -89,6 +93,33 @@ def _scrub(text: str, parties: list[dict[str, Any]], threshold: Decimal) -> str:
 def _phone(found: re.Match[str]) -> str:
     # Nine digits or more: a date (8) or a short reference is not a telephone number.
     return "[phone]" if sum(c.isdigit() for c in found[0]) >= 9 else found[0]
+
+
+def index_precedent(
+    session: Session, precedent: Precedent, threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD
+) -> None:
+    """Make a precedent searchable: its two texts (the full-text indexes follow them) and its
+    facet rows, replacing any it had. Adds the precedent to the session."""
+    precedent.search_text, precedent.public_text = search_texts(precedent, threshold)
+    session.add(precedent)
+    session.flush()
+    assert precedent.id is not None
+    session.execute(delete(PrecedentFacet).where(col(PrecedentFacet.precedent_id) == precedent.id))
+    session.add_all(
+        PrecedentFacet(precedent_id=precedent.id, facet=facet, value=value)
+        for facet, value in facet_values(precedent)
+    )
+
+
+def facet_values(precedent: Precedent) -> list[tuple[str, str]]:
+    """(facet, value) rows for the many-valued facets: remedy kinds, clauses (by reference, as
+    "RoE 3.1"), and the SLA: breached when any stage's deadline was, met when all were."""
+    values = {("remedy", str(r.get("kind"))) for r in precedent.remedies if r.get("kind")}
+    values |= {("clause", clause_ref(c)) for c in precedent.clauses if c.strip()}
+    results = {e.get("result") for e in precedent.timeline if "deadline" in e}
+    if results:
+        values.add(("sla", "breached" if "breached" in results else "met"))
+    return sorted(values)
 
 
 def search_texts(

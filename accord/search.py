@@ -61,7 +61,7 @@ def parse_query(raw: str) -> ParsedQuery:
             phrases.append(" ".join(words))
         else:
             terms.extend(w for w in words if w.upper() not in ("AND", "OR", "NOT", "NEAR"))
-    if not terms and not phrases:
+    if not terms and not phrases and raw.strip():
         notes.append('there is nothing to search for: add a word or a "phrase"')
     return ParsedQuery(tuple(terms), tuple(phrases), tuple(excluded), tuple(notes))
 
@@ -90,6 +90,9 @@ class Filters:
     outcome: str | None = None
     tier: str | None = None
     region: str | None = None
+    remedy: str | None = None
+    clause: str | None = None
+    sla: str | None = None
     decided_from: datetime | None = None
     decided_to: datetime | None = None
 
@@ -112,6 +115,8 @@ class Hit:
 class SearchResult:
     hits: list[Hit] = field(default_factory=list)
     total: int = 0
+    exact_total: bool = True
+    """False when there are more than COUNT_CAP matches: `total` is then the cap."""
     facets: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -122,15 +127,21 @@ FACETS = {
     "tier": "claimant_tier",
     "region": "claimant_region",
 }
+"""One value per precedent: a column of the precedent table."""
+MULTI_FACETS = ("remedy", "clause", "sla")
+"""Any number of values per precedent: rows of precedent_facet."""
 
 
 def highlight(snippet: str) -> str:
     return html.escape(snippet).replace(START, "<mark>").replace(STOP, "</mark>")
 
 
-FACET_CAP = 20_000
-"""Facets count at most this many matches (a very common word matches nearly everything;
-counting all of it would cost more than the search); the result says when they are capped."""
+RANK_CAP = 2_000
+"""Relevance is computed for at most this many matches, the newest: a common word matches
+nearly every precedent, and ranking all of them would cost more than anyone waits for. Below
+the cap (any query with a distinctive word) the ranking is exact; above it the result says so."""
+COUNT_CAP = 10_000
+"""Matches are counted exactly up to this many; beyond, the total reads "10,000+"."""
 
 
 def search_precedents(
@@ -140,68 +151,114 @@ def search_precedents(
     public: bool,
     filters: Filters | None = None,
     limit: int = 20,
+    offset: int = 0,
 ) -> SearchResult:
+    """Ranked hits with snippets, the number of matches, and facet counts. With no words, the
+    newest precedents that pass the filters (browsing by facet)."""
     query = parse_query(raw_query)
-    if query.empty:
-        return SearchResult(notes=query.notes)
     filters = filters or Filters()
     where, params = _filter_sql(filters)
+    if query.empty and raw_query.strip():
+        return SearchResult(notes=query.notes)  # typed something, but nothing searchable
     # The SQL below is assembled from fixed fragments and column names chosen here; every value
     # the user gave (the query, the filters) is a bound parameter.
     sqlite = session.get_bind().dialect.name == "sqlite"
     column = "public_text" if public else "search_text"
-    if sqlite:
+    tsv = "public_tsv" if public else "search_tsv"
+    if query.empty:
+        matched = f"SELECT p.id AS id FROM precedent p WHERE 1 = 1{where}"
+        newest = f"{matched} ORDER BY p.id DESC LIMIT {RANK_CAP}"
+        ranked = f"SELECT c.id AS id, 0 AS rank FROM ({newest}) c"
+    elif sqlite:
         params["q"] = _fts5_expression(query, column)
-        # id and rank only: snippets are made for the page of hits, not for every match.
         matched = (
-            "SELECT p.id AS id, bm25(precedent_fts) AS rank"
-            " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
+            "SELECT p.id AS id FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
             f" WHERE precedent_fts MATCH :q{where}"
         )
+        # bm25() for the capped candidates only; the index walks them newest first.
+        ranked = (
+            "SELECT precedent_fts.rowid AS id, bm25(precedent_fts) AS rank"
+            " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
+            f" WHERE precedent_fts MATCH :q{where}"
+            f" ORDER BY precedent_fts.rowid DESC LIMIT {RANK_CAP}"
+        )
+        newest = f"{matched} ORDER BY precedent_fts.rowid DESC LIMIT {RANK_CAP}"
     else:
         params["q"] = _websearch(query)
-        tsv = "public_tsv" if public else "search_tsv"
         matched = (
-            f"SELECT p.id AS id, -ts_rank_cd(p.{tsv}, q) AS rank"
-            " FROM precedent p, websearch_to_tsquery('english', :q) q"
+            "SELECT p.id AS id FROM precedent p, websearch_to_tsquery('english', :q) q"
             f" WHERE p.{tsv} @@ q{where}"
         )
-    total = int(session.execute(text(f"SELECT count(*) FROM ({matched}) m"), params).scalar() or 0)
+        newest = f"{matched} ORDER BY p.id DESC LIMIT {RANK_CAP}"
+        ranked = (
+            f"SELECT c.id AS id, -ts_rank_cd(p.{tsv}, q) AS rank FROM ({newest}) c"
+            " JOIN precedent p ON p.id = c.id, websearch_to_tsquery('english', :q) q"
+        )
+    counted_to = session.execute(
+        text(f"SELECT count(*) FROM ({matched} LIMIT {COUNT_CAP + 1}) m"), params
+    ).scalar()
+    total = min(int(counted_to or 0), COUNT_CAP)
+    exact = int(counted_to or 0) <= COUNT_CAP
     top = session.execute(
-        text(f"SELECT m.id, m.rank FROM ({matched}) m ORDER BY m.rank LIMIT :limit"),
-        {**params, "limit": limit},
+        text(
+            f"SELECT r.id, r.rank FROM ({ranked}) r ORDER BY r.rank, r.id DESC"
+            " LIMIT :limit OFFSET :offset"
+        ),
+        {**params, "limit": limit, "offset": offset},
     ).all()
-    snippets = _snippets(session, sqlite, public, [int(r.id) for r in top], params["q"])
+    ids = [int(r.id) for r in top]
+    snippets = _snippets(session, sqlite, public, ids, params.get("q")) if not query.empty else {}
     details = {
         row.id: row
         for row in session.execute(
             text(
-                "SELECT id, dispute_number, category, outcome, claimant_tier, claimant_region,"
-                " decided_at FROM precedent WHERE id IN :ids"
+                f"SELECT id, dispute_number, category, outcome, claimant_tier, claimant_region,"
+                f" decided_at, substr({column}, 1, 240) AS opening FROM precedent WHERE id IN :ids"
             ).bindparams(bindparam("ids", expanding=True)),
-            {"ids": [int(r.id) for r in top] or [-1]},
+            {"ids": ids or [-1]},
         ).all()
     }
-    hits = [_hit(details[r.id], float(r.rank), snippets.get(int(r.id), "")) for r in top]
-    # All facets in one pass over (at most FACET_CAP of) the match, computed once.
+    hits = [
+        _hit(details[r.id], float(r.rank), snippets.get(int(r.id), details[r.id].opening))
+        for r in top
+    ]
+    facets = _facets(session, newest, params)
+    notes = query.notes
+    if total > RANK_CAP:
+        notes += (
+            f"{'more than ' if not exact else ''}{total:,} matches: ranked, and facets counted,"
+            f" among the newest {RANK_CAP:,}; add words or filters to narrow them",
+        )
+    return SearchResult(hits=hits, total=total, exact_total=exact, facets=facets, notes=notes)
+
+
+def _facets(session: Session, candidates: str, params: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """All facets in one statement over the candidates (computed once)."""
     grouped = " UNION ALL ".join(
-        f"SELECT '{facet}' AS facet, p.{db_column} AS value, count(*) AS n FROM m"
-        f" JOIN precedent p ON p.id = m.id GROUP BY p.{db_column}"
-        for facet, db_column in FACETS.items()
+        [
+            *(
+                f"SELECT '{facet}' AS facet, p.{db_column} AS value, count(*) AS n FROM m"
+                f" JOIN precedent p ON p.id = m.id GROUP BY p.{db_column}"
+                for facet, db_column in FACETS.items()
+            ),
+            *(
+                f"SELECT '{facet}' AS facet, f.value AS value, count(*) AS n FROM m"
+                f" JOIN precedent_facet f ON f.precedent_id = m.id AND f.facet = '{facet}'"
+                " GROUP BY f.value"
+                for facet in MULTI_FACETS
+            ),
+        ]
     )
     counted = session.execute(
-        text(f"WITH m AS MATERIALIZED ({matched} LIMIT {FACET_CAP}) {grouped}"),
-        params,
+        text(f"WITH m AS MATERIALIZED ({candidates}) {grouped}"), params
     ).all()
-    facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
+    facets: dict[str, dict[str, int]] = {facet: {} for facet in (*FACETS, *MULTI_FACETS)}
     for facet, value, count in counted:
         facets[facet][str(value)] = int(count)
-    for facet in facets:
-        facets[facet] = dict(sorted(facets[facet].items(), key=lambda kv: -kv[1]))
-    notes = query.notes
-    if total > FACET_CAP:
-        notes += (f"facet counts are over the first {FACET_CAP:,} of {total:,} matches",)
-    return SearchResult(hits=hits, total=total, facets=facets, notes=notes)
+    return {
+        facet: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
+        for facet, values in facets.items()
+    }
 
 
 def text_candidates(session: Session, terms: list[str], limit: int) -> list[tuple[int, float]]:
@@ -229,7 +286,7 @@ def text_candidates(session: Session, terms: list[str], limit: int) -> list[tupl
 
 
 def _snippets(
-    session: Session, sqlite: bool, public: bool, ids: list[int], q: str
+    session: Session, sqlite: bool, public: bool, ids: list[int], q: Any
 ) -> dict[int, str]:
     if not ids:
         return {}
@@ -277,6 +334,14 @@ def _filter_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
         value = getattr(filters, name)
         if value:
             clauses.append(f"p.{column} = :{name}")
+            params[name] = value
+    for name in MULTI_FACETS:
+        value = getattr(filters, name)
+        if value:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM precedent_facet f WHERE f.precedent_id = p.id"
+                f" AND f.facet = '{name}' AND f.value = :{name})"
+            )
             params[name] = value
     if filters.decided_from:
         clauses.append("p.decided_at >= :decided_from")

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
-from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, search_texts
+from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, index_precedent
 from accord.similarity import find_similar
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import (
@@ -243,10 +243,7 @@ class RecordActivities:
                     precedents_cited=list(record.precedents_cited),
                     votes_summary=dict(record.votes_summary),
                 )
-                precedent.search_text, precedent.public_text = search_texts(
-                    precedent, self.public_amount_threshold
-                )
-                session.add(precedent)
+                index_precedent(session, precedent, self.public_amount_threshold)
         return Ack(done=f"precedent for {record.number}")
 
     @activity.defn

@@ -307,6 +307,17 @@ class Precedent(SQLModel, table=True):
     match, nor show in a snippet."""
 
 
+class PrecedentFacet(SQLModel, table=True):
+    """A precedent's many-valued facets, one row per value: each remedy kind, each playbook
+    clause, and whether its deadlines were met or breached. Search filters and counts by them."""
+
+    __tablename__ = "precedent_facet"
+    __table_args__ = (Index("ix_precedent_facet_value", "facet", "value", "precedent_id"),)
+    precedent_id: int = Field(foreign_key="precedent.id", primary_key=True)
+    facet: str = Field(primary_key=True, max_length=16)
+    value: str = Field(primary_key=True, max_length=128)
+
+
 # --- remedies: one application row per remedy, and the built-in ledger ---------------------
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from accord.precedents import search_texts
+from accord.precedents import index_precedent
 from models.enums import DisputeCategory, DisputeStage, PartnerTier
 from models.tables import Dispute, Precedent
 
@@ -90,7 +90,5 @@ def add_precedent(
             },
         ],
     )
-    precedent.search_text, precedent.public_text = search_texts(precedent)
-    session.add(precedent)
-    session.flush()
+    index_precedent(session, precedent)
     return precedent

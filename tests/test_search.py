@@ -203,3 +203,50 @@ def test_amounts_are_read_as_people_write_them() -> None:
     assert scrub_amounts("€12,000 and 9,000 EUR", Decimal(10_000)) == (
         "[an amount over 10,000] and 9,000 EUR"
     )
+
+
+def test_remedy_clause_and_sla_facets_count_and_filter(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    breached = (
+        {"deadline": "mediation", "result": "breached"},
+        {"deadline": "remedy", "result": "met"},
+    )
+    met = ({"deadline": "mediation", "result": "met"},)
+    credit = {"kind": "mdf_credit", "partner_id": "northwind", "amount": "500", "currency": "USD"}
+    warning = {"kind": "written_warning", "partner_id": "contoso", "text": "Stay in your lane."}
+    with sessions.begin() as session:
+        for number, remedies, timeline, clause in (
+            ("DSP-2025-000011", (credit, warning), breached, "RoE 8.4 Co-marketing funds"),
+            ("DSP-2025-000012", (credit,), met, "RoE 8.4 Co-marketing funds"),
+            ("DSP-2025-000013", (), met, "RoE 1.5 The board decides"),
+        ):
+            add_precedent(
+                session,
+                number,
+                category=DisputeCategory.CO_MARKETING,
+                outcome="settled",
+                facts="Market development funds spent on a campaign in the wrong region.",
+                rationale="Funds follow the agreed activity.",
+                clauses=(clause,),
+                remedies=remedies,
+                timeline=timeline,
+            )
+    with sessions.read() as session:
+        result = search_precedents(session, "campaign", public=True)
+    assert result.total == 3
+    assert result.facets["remedy"] == {"mdf_credit": 2, "written_warning": 1}
+    assert result.facets["clause"] == {"RoE 8.4": 2, "RoE 1.5": 1}
+    assert result.facets["sla"] == {"met": 2, "breached": 1}
+    assert numbers(sessions, "campaign", remedy="written_warning") == ["DSP-2025-000011"]
+    assert numbers(sessions, "campaign", sla="met", clause="RoE 8.4") == ["DSP-2025-000012"]
+    # No words, only filters: browse, newest first.
+    assert numbers(sessions, "", remedy="mdf_credit") == ["DSP-2025-000012", "DSP-2025-000011"]
+
+    # Past the ranking cap, the result says it ranked the newest matches only.
+    monkeypatch.setattr("accord.search.RANK_CAP", 2)
+    with sessions.read() as session:
+        capped = search_precedents(session, "campaign", public=False)
+    assert capped.total == 3 and len(capped.hits) == 2
+    assert "3 matches: ranked, and facets counted, among the newest 2" in capped.notes[0]
+    assert sum(capped.facets["sla"].values()) == 2

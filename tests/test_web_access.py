@@ -158,6 +158,7 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "account": "/account",
         "new": "/disputes/new",
         "precedent-search": "/search?q=Acme",
+        "precedent-library": "/precedents?q=Acme&sla=met",
         **{f"evidence:{name}": f"/disputes/{n}/evidence/{eid}" for name, eid in s.evidence.items()},
     }
 
@@ -368,6 +369,16 @@ async def test_partners_find_precedents_only_through_the_anonymised_view(
             assert name not in page, name
     async with api(app, token_for(stack, OUTSIDER)) as client:
         found = (await client.get("/api/precedents", params={"q": "registered"})).json()
-        assert len(found) == 1 and "Northwind" not in str(found) and number not in str(found)
+        assert found["total"] == 1 and len(found["hits"]) == 1
+        assert "Northwind" not in str(found) and number not in str(found)
+        assert "<mark>registered</mark>" in found["hits"][0]["snippet_html"]
+        by_name = (await client.get("/api/precedents", params={"q": "Contoso"})).json()
+        assert by_name["total"] == 0 and by_name["hits"] == []
+    library = await outsider.get("/precedents", params={"q": "registered", "sla": "met"})
+    assert "1 match" in library.text and "<mark>registered</mark>" in library.text
+    for name in ("Contoso", "Northwind", "northwind", "contoso", number):
+        assert name not in library.text, name
+    assert "0 matches" in (await outsider.get("/precedents", params={"q": "Contoso"})).text
     compliance = await signed_in(app, COMPLIANCE)
     assert number in (await compliance.get("/search", params={"q": "Contoso"})).text
+    assert number in (await compliance.get("/precedents", params={"q": "Contoso"})).text

@@ -25,7 +25,7 @@ from models.enums import (
     TaskKind,
 )
 from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
-from models.tables import Dispute, Partner, Person, Precedent
+from models.tables import Dispute, Partner, Person
 from web import csrf, service
 from web.deps import current_viewer, require, web
 from web.evidence import Upload, download_response
@@ -435,21 +435,22 @@ def tasks(request: Request, viewer: ViewerDep) -> list[TaskOut]:
 
 @router.get("/precedents", tags=["precedents"])
 def precedents(
-    request: Request, viewer: ViewerDep, q: Annotated[str, Query(max_length=200)] = ""
-) -> list[dict[str, Any]]:
-    """Partners get the anonymised view; the other roles the full record."""
+    request: Request, viewer: ViewerDep, query: Annotated[service.PrecedentQuery, Query()]
+) -> dict[str, Any]:
+    """Search the precedent library: words ("phrases", -exclusions), facet filters and a decision
+    period; ranked hits with highlighted snippets, the number of matches, facet counts, and notes
+    on how the query was read. Partners search the anonymised view; the other roles the full
+    record. With neither words nor filters: the newest precedents."""
     services = web(request).services
-    threshold = services.settings.public_amount_threshold
     with services.sessions.read() as session:
-        if q:
-            found = service.search_precedents(session, viewer, q, threshold)
-        else:
-            rows = session.exec(select(Precedent).limit(50)).all()
-            full = viewer.role is not Role.PARTNER
-            found = [service.precedent_view(p, full, threshold) for p in rows]
-    return [
-        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in p.items()} for p in found
+        found = service.precedent_library(
+            session, viewer, query, services.settings.public_amount_threshold
+        )
+    found["hits"] = [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in hit.items()}
+        for hit in found["hits"]
     ]
+    return found
 
 
 # --- admin ---------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -31,6 +32,7 @@ from accord.directory import (
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
 from accord.runtime import build_filing
+from accord.search import Filters as SearchFilters
 from accord.search import search_precedents as full_text_search
 from models.enums import (
     DisputeCategory,
@@ -38,6 +40,7 @@ from models.enums import (
     EvidenceVisibility,
     InboundState,
     PartnerTier,
+    RemedyKind,
     Role,
 )
 from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
@@ -562,6 +565,96 @@ def _csv_cell(value: Any) -> Any:
 
 
 # --- precedents (the full record, or the anonymised view for partners) ---------------------------
+
+
+class PrecedentQuery(BaseModel):
+    """The precedent library's query: words, facet filters, a decision period, a page."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    q: Annotated[str, StringConstraints(max_length=200)] = ""
+    category: DisputeCategory | None = None
+    outcome: Annotated[str, StringConstraints(max_length=64)] | None = None
+    tier: PartnerTier | None = None
+    region: Annotated[str, StringConstraints(max_length=64)] | None = None
+    remedy: RemedyKind | None = None
+    clause: Annotated[str, StringConstraints(max_length=128)] | None = None
+    sla: Literal["met", "breached"] | None = None
+    decided_from: date | None = Field(default=None, alias="from")
+    decided_to: date | None = Field(default=None, alias="to")
+    page: Annotated[int, Field(ge=1, le=100)] = 1
+
+    def filters(self) -> SearchFilters:
+        start = datetime.combine(self.decided_from, time(), UTC) if self.decided_from else None
+        end = (
+            datetime.combine(self.decided_to + timedelta(days=1), time(), UTC)
+            if self.decided_to
+            else None
+        )
+        return SearchFilters(
+            category=self.category.value if self.category else None,
+            outcome=self.outcome,
+            tier=self.tier.value if self.tier else None,
+            region=self.region,
+            remedy=self.remedy.value if self.remedy else None,
+            clause=self.clause,
+            sla=self.sla,
+            decided_from=start,
+            decided_to=end,
+        )
+
+    def selected(self) -> dict[str, str]:
+        """The facet filters in force, as the facet counts name their values."""
+        facets = ("category", "outcome", "tier", "region", "remedy", "clause", "sla")
+        dumped = self.model_dump(mode="json")
+        return {name: str(dumped[name]) for name in facets if dumped[name]}
+
+    def as_query(self, **change: Any) -> str:
+        """This query as URL parameters, with some changed (a facet link, the next page)."""
+        values = {**self.model_dump(by_alias=True, mode="json"), "page": None, **change}
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+
+LIBRARY_PAGE = 20
+
+
+def precedent_library(
+    session: Session, viewer: Viewer, query: PrecedentQuery, threshold: Decimal
+) -> dict[str, Any]:
+    """One page of the precedent library: ranked hits with snippets, the number of matches,
+    facet counts and notes on how the query was read. Partners search the anonymised view."""
+    public = viewer.role is Role.PARTNER
+    result = full_text_search(
+        session,
+        query.q,
+        public=public,
+        filters=query.filters(),
+        limit=LIBRARY_PAGE,
+        offset=(query.page - 1) * LIBRARY_PAGE,
+    )
+    rows = {
+        p.id: p
+        for p in session.exec(
+            select(Precedent).where(col(Precedent.id).in_([h.id for h in result.hits] or [-1]))
+        ).all()
+    }
+    hits = [
+        {
+            **precedent_view(rows[h.id], not public, threshold),
+            "score": round(h.score, 3),
+            "snippet_html": h.snippet_html,
+        }
+        for h in result.hits
+        if h.id in rows
+    ]
+    return {
+        "total": result.total,
+        "exact_total": result.exact_total,
+        "page": query.page,
+        "pages": max(1, -(-result.total // LIBRARY_PAGE)),
+        "hits": hits,
+        "facets": result.facets,
+        "notes": list(result.notes),
+    }
 
 
 def search_precedents(

@@ -35,10 +35,15 @@ SHARE_SLACK = Decimal(15)
 MIN_ACKNOWLEDGEMENT = 20
 
 
-def clause_key(clause: str) -> str:
-    """A clause by its reference ("RoE 3.1"), so the full wording and the bare reference match."""
+def clause_ref(clause: str) -> str:
+    """A clause's reference ("RoE 3.1" of "RoE 3.1 First valid registration wins; ...")."""
     found = re.match(r"\s*([A-Za-z]+)\s*(\d+(?:\.\d+)*)", clause)
-    return f"{found[1].lower()} {found[2]}" if found else clause.strip().lower()
+    return f"{found[1]} {found[2]}" if found else clause.strip()[:128]
+
+
+def clause_key(clause: str) -> str:
+    """A clause by its reference, so the full wording and the bare reference match."""
+    return clause_ref(clause).lower()
 
 
 def remedy_figure(remedy: Remedy, claimant_id: str | None) -> RemedyFigure:

@@ -20,6 +20,7 @@ from models.enums import (
     DisputeStage,
     EvidenceVisibility,
     ObjectKind,
+    PartnerTier,
     RemedyKind,
     Role,
     VoteOutcome,
@@ -103,6 +104,26 @@ def search(
         precedents = search_precedents(session, viewer, q, threshold) if q else []
     return render(
         request, "search.html", viewer, q=q, rows=rows, total=total, precedents=precedents
+    )
+
+
+@router.get("/precedents", response_class=HTMLResponse)
+def precedent_library(request: Request, viewer: ViewerDep) -> Response:
+    ctx = web(request)
+    query = query_form(request, service.PrecedentQuery)
+    with ctx.services.sessions.read() as session:
+        found = service.precedent_library(
+            session, viewer, query, ctx.settings.public_amount_threshold
+        )
+    return render(
+        request,
+        "precedents.html",
+        viewer,
+        query=query,
+        found=found,
+        categories=list(DisputeCategory),
+        tiers=list(PartnerTier),
+        remedy_kinds=list(RemedyKind),
     )
 
 
