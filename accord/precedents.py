@@ -101,13 +101,15 @@ def index_precedent(
     """Make a precedent searchable: its two texts (the full-text indexes follow them) and its
     facet rows, replacing any it had. Adds the precedent to the session."""
     precedent.search_text, precedent.public_text = search_texts(precedent, threshold)
+    facets = facet_values(precedent)
+    precedent.facet_values = "\n".join(f"{facet}={value}" for facet, value in facets)
     session.add(precedent)
     session.flush()
     assert precedent.id is not None
     session.execute(delete(PrecedentFacet).where(col(PrecedentFacet.precedent_id) == precedent.id))
     session.add_all(
         PrecedentFacet(precedent_id=precedent.id, facet=facet, value=value)
-        for facet, value in facet_values(precedent)
+        for facet, value in facets
     )
 
 

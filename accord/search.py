@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Float, String, TextualSelect, bindparam, text
 from sqlmodel import Session
 
 MAX_QUERY = 200
@@ -136,12 +137,11 @@ def highlight(snippet: str) -> str:
     return html.escape(snippet).replace(START, "<mark>").replace(STOP, "</mark>")
 
 
-RANK_CAP = 2_000
-"""Relevance is computed for at most this many matches, the newest: a common word matches
-nearly every precedent, and ranking all of them would cost more than anyone waits for. Below
-the cap (any query with a distinctive word) the ranking is exact; above it the result says so."""
-COUNT_CAP = 10_000
-"""Matches are counted exactly up to this many; beyond, the total reads "10,000+"."""
+CANDIDATES = 1_000
+"""A search considers at most this many matches, the newest: it ranks them, counts them and
+counts their facets. A common word matches nearly every precedent, and ranking a million of
+them would cost more than anyone waits for; a query with a distinctive word stays under the cap
+and is exact. Above it, the result says how it was bounded."""
 
 
 def search_precedents(
@@ -165,100 +165,132 @@ def search_precedents(
     sqlite = session.get_bind().dialect.name == "sqlite"
     column = "public_text" if public else "search_text"
     tsv = "public_tsv" if public else "search_tsv"
+    over = CANDIDATES + 1  # one more than the cap tells whether there were more
     if query.empty:
-        matched = f"SELECT p.id AS id FROM precedent p WHERE 1 = 1{where}"
-        newest = f"{matched} ORDER BY p.id DESC LIMIT {RANK_CAP}"
-        ranked = f"SELECT c.id AS id, 0 AS rank FROM ({newest}) c"
+        candidates = (
+            f"SELECT p.id AS id, 0 AS rank FROM precedent p WHERE 1 = 1{where}"
+            f" ORDER BY p.id DESC LIMIT {over}"
+        )
     elif sqlite:
         params["q"] = _fts5_expression(query, column)
-        matched = (
-            "SELECT p.id AS id FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
-            f" WHERE precedent_fts MATCH :q{where}"
+        # The index's rowid is the precedent's id, walked newest first; bm25() runs for the
+        # candidates only, and the (wide) precedent rows are read only when a filter needs them.
+        source = "precedent_fts" + (
+            " JOIN precedent p ON p.id = precedent_fts.rowid" if where else ""
         )
-        # bm25() for the capped candidates only; the index walks them newest first.
-        ranked = (
-            "SELECT precedent_fts.rowid AS id, bm25(precedent_fts) AS rank"
-            " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
-            f" WHERE precedent_fts MATCH :q{where}"
-            f" ORDER BY precedent_fts.rowid DESC LIMIT {RANK_CAP}"
+        candidates = (
+            f"SELECT precedent_fts.rowid AS id, bm25(precedent_fts) AS rank FROM {source}"
+            f" WHERE precedent_fts MATCH :q{where} ORDER BY precedent_fts.rowid DESC LIMIT {over}"
         )
-        newest = f"{matched} ORDER BY precedent_fts.rowid DESC LIMIT {RANK_CAP}"
     else:
         params["q"] = _websearch(query)
-        matched = (
-            "SELECT p.id AS id FROM precedent p, websearch_to_tsquery('english', :q) q"
-            f" WHERE p.{tsv} @@ q{where}"
+        newest = (
+            f"SELECT p.id AS id FROM precedent p, websearch_to_tsquery('english', :q) q"
+            f" WHERE p.{tsv} @@ q{where} ORDER BY p.id DESC LIMIT {over}"
         )
-        newest = f"{matched} ORDER BY p.id DESC LIMIT {RANK_CAP}"
-        ranked = (
+        candidates = (
             f"SELECT c.id AS id, -ts_rank_cd(p.{tsv}, q) AS rank FROM ({newest}) c"
             " JOIN precedent p ON p.id = c.id, websearch_to_tsquery('english', :q) q"
         )
-    counted_to = session.execute(
-        text(f"SELECT count(*) FROM ({matched} LIMIT {COUNT_CAP + 1}) m"), params
-    ).scalar()
-    total = min(int(counted_to or 0), COUNT_CAP)
-    exact = int(counted_to or 0) <= COUNT_CAP
-    top = session.execute(
-        text(
-            f"SELECT r.id, r.rank FROM ({ranked}) r ORDER BY r.rank, r.id DESC"
-            " LIMIT :limit OFFSET :offset"
-        ),
-        {**params, "limit": limit, "offset": offset},
-    ).all()
-    ids = [int(r.id) for r in top]
-    snippets = _snippets(session, sqlite, public, ids, params.get("q")) if not query.empty else {}
-    details = {
-        row.id: row
-        for row in session.execute(
-            text(
-                f"SELECT id, dispute_number, category, outcome, claimant_tier, claimant_region,"
-                f" decided_at, substr({column}, 1, 240) AS opening FROM precedent WHERE id IN :ids"
-            ).bindparams(bindparam("ids", expanding=True)),
-            {"ids": ids or [-1]},
-        ).all()
-    }
-    hits = [
-        _hit(details[r.id], float(r.rank), snippets.get(int(r.id), details[r.id].opening))
-        for r in top
-    ]
-    facets = _facets(session, newest, params)
-    notes = query.notes
-    if total > RANK_CAP:
-        notes += (
-            f"{'more than ' if not exact else ''}{total:,} matches: ranked, and facets counted,"
-            f" among the newest {RANK_CAP:,}; add words or filters to narrow them",
-        )
-    return SearchResult(hits=hits, total=total, exact_total=exact, facets=facets, notes=notes)
-
-
-def _facets(session: Session, candidates: str, params: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """All facets in one statement over the candidates (computed once)."""
-    grouped = " UNION ALL ".join(
-        [
-            *(
-                f"SELECT '{facet}' AS facet, p.{db_column} AS value, count(*) AS n FROM m"
-                f" JOIN precedent p ON p.id = m.id GROUP BY p.{db_column}"
-                for facet, db_column in FACETS.items()
-            ),
-            *(
-                f"SELECT '{facet}' AS facet, f.value AS value, count(*) AS n FROM m"
-                f" JOIN precedent_facet f ON f.precedent_id = m.id AND f.facet = '{facet}'"
-                " GROUP BY f.value"
-                for facet in MULTI_FACETS
-            ),
-        ]
+    found = [(int(r.id), float(r.rank)) for r in session.execute(text(candidates), params)]
+    exact = len(found) <= CANDIDATES
+    found = found[:CANDIDATES]
+    ranked = sorted(found, key=lambda item: (item[1], -item[0]))[offset : offset + limit]
+    hit_ids = [pid for pid, _ in ranked]
+    details = _details(session, hit_ids, column)
+    snippets = (
+        _snippets(session, sqlite, public, hit_ids, params.get("q")) if not query.empty else {}
     )
-    counted = session.execute(
-        text(f"WITH m AS MATERIALIZED ({candidates}) {grouped}"), params
-    ).all()
-    facets: dict[str, dict[str, int]] = {facet: {} for facet in (*FACETS, *MULTI_FACETS)}
-    for facet, value, count in counted:
-        facets[facet][str(value)] = int(count)
+    hits = [
+        _hit(details[pid], rank, snippets.get(pid) or details[pid].opening) for pid, rank in ranked
+    ]
+    facets = _facets(_rows(session, [pid for pid, _ in found]))
+    notes = query.notes
+    if not exact:
+        notes += (
+            f"more than {CANDIDATES:,} matches: the newest {CANDIDATES:,} are ranked and counted"
+            " in the facets; add words or filters to narrow them",
+        )
+    return SearchResult(hits=hits, total=len(found), exact_total=exact, facets=facets, notes=notes)
+
+
+def _rows(session: Session, ids: list[int]) -> list[Any]:
+    """The candidates' facet values, in one narrow read."""
+    if not ids:
+        return []
+    sql = text(
+        "SELECT category, outcome, claimant_tier, claimant_region, facet_values"
+        " FROM precedent WHERE id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
+    return list(session.execute(sql, {"ids": ids}))
+
+
+def _details(session: Session, ids: list[int], column: str) -> dict[int, Any]:
+    """What a page of hits shows."""
+    sql = text(
+        "SELECT id, dispute_number, category, outcome, claimant_tier, claimant_region,"
+        f" decided_at, substr({column}, 1, 240) AS opening FROM precedent WHERE id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
+    return {int(r.id): r for r in session.execute(sql, {"ids": ids or [-1]})}
+
+
+def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
+    counts: dict[str, Counter[str]] = {
+        facet: Counter(str(row[i]) for row in rows) for i, facet in enumerate(FACETS)
+    }
+    multi: dict[str, Counter[str]] = {facet: Counter() for facet in MULTI_FACETS}
+    for row in rows:
+        for line in (row[len(FACETS)] or "").splitlines():
+            facet, _, value = line.partition("=")
+            if facet in multi:
+                multi[facet][value] += 1
     return {
         facet: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
-        for facet, values in facets.items()
+        for facet, values in {**counts, **multi}.items()
     }
+
+
+def dispute_matches(dialect: str, raw_query: str) -> TextualSelect | None:
+    """(number, rank) of the disputes whose number, parties, summary or facts match, best first
+    by rank; None when the query has nothing searchable. The caller adds who may see what."""
+    query = parse_query(raw_query)
+    if query.empty:
+        return None
+    if dialect == "sqlite":
+        sql = text(
+            "SELECT number, bm25(dispute_fts) AS rank FROM dispute_fts WHERE dispute_fts MATCH :dq"
+        ).bindparams(dq=_fts5_expression(query, "body"))
+    else:
+        sql = text(
+            "SELECT d.number AS number, -ts_rank_cd(d.search_tsv, q) AS rank"
+            " FROM dispute d, websearch_to_tsquery('english', :dq) q WHERE d.search_tsv @@ q"
+        ).bindparams(dq=_websearch(query))
+    return sql.columns(number=String, rank=Float)
+
+
+def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> dict[str, str]:
+    """Highlighted snippets for a page of dispute hits, escaped, matches in <mark>."""
+    query = parse_query(raw_query)
+    if query.empty or not numbers:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":
+        sql = (
+            f"SELECT number, snippet(dispute_fts, 1, '{START}', '{STOP}', '…', 16) AS snippet"
+            " FROM dispute_fts WHERE dispute_fts MATCH :dq AND number IN :numbers"
+        )
+        dq = _fts5_expression(query, "body")
+    else:
+        sql = (
+            f"SELECT d.number AS number, ts_headline('english', d.summary || ' ' || d.facts, q,"
+            f" 'StartSel={START}, StopSel={STOP}, MaxWords=30, MinWords=12, MaxFragments=2,"
+            " FragmentDelimiter=…') AS snippet"
+            " FROM dispute d, websearch_to_tsquery('english', :dq) q WHERE d.number IN :numbers"
+        )
+        dq = _websearch(query)
+    rows = session.execute(
+        text(sql).bindparams(bindparam("numbers", expanding=True)), {"dq": dq, "numbers": numbers}
+    ).all()
+    return {str(r.number): highlight(str(r.snippet or "")) for r in rows}
 
 
 def text_candidates(session: Session, terms: list[str], limit: int) -> list[tuple[int, float]]:

@@ -20,10 +20,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, text
 
-from accord.search import search_precedents
+from accord.search import Filters, search_precedents
 from bench.common import BenchStack, pct
-from models.enums import DisputeCategory, DisputeStage, PartnerTier
-from models.tables import Dispute, Precedent
+from models.enums import DisputeCategory, DisputeStage, PartnerTier, RemedyKind
+from models.tables import Dispute, Precedent, PrecedentFacet
 
 DOMAIN = [
     "registration",
@@ -77,6 +77,7 @@ TAIL = [
 ]
 WORDS = DOMAIN + TAIL[:5000]
 WEIGHTS = [1 / (rank + 1) for rank in range(len(WORDS))]
+REMEDY_KINDS = [k.value for k in RemedyKind]
 NAMES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka", "Tyrell"]
 QUERIES = [
     "registration",
@@ -96,7 +97,7 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
     now = datetime.now(UTC)
     batch = 10_000
     for first in range(start, stop, batch):
-        disputes, precedents = [], []
+        disputes, precedents, facets = [], [], []
         for i in range(first, min(stop, first + batch)):
             number = f"DSP-2024-{i + 1:07d}"[:32]
             name = rng.choice(NAMES)
@@ -125,8 +126,16 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
             )
             full = f"{number}\nNorthwind Traders Contoso Systems\nRoE 3.1\n{facts}\n{rationale}"
             public = f"a platinum partner in NA-East a gold partner\nRoE 3.1\n{facts}\n{rationale}"
+            kinds = rng.sample(REMEDY_KINDS, rng.randint(0, 2))
+            sla = "breached" if rng.random() < 0.2 else "met"
+            facets += [{"precedent_id": i + 1, "facet": "remedy", "value": k} for k in kinds]
+            facets += [
+                {"precedent_id": i + 1, "facet": "clause", "value": "RoE 3.1"},
+                {"precedent_id": i + 1, "facet": "sla", "value": sla},
+            ]
             precedents.append(
                 {
+                    "id": i + 1,
                     "dispute_number": number,
                     "category": rng.choice(list(DisputeCategory)).value,
                     "playbook_version": "2026.1",
@@ -140,10 +149,14 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
                     "claimant_tier": rng.choice(list(PartnerTier)).value,
                     "claimant_region": rng.choice(["NA-East", "NA-West", "DACH", "APAC"]),
                     "amount_at_stake": 1000,
-                    "decided_at": now - timedelta(minutes=i),
+                    # Written in the order decided, as the workflow writes them.
+                    "decided_at": now - timedelta(minutes=2_000_000 - i),
                     "parties": [],
                     "precedents_cited": [],
                     "votes_summary": {},
+                    "facet_values": "\n".join(
+                        [*(f"remedy={k}" for k in sorted(kinds)), "clause=RoE 3.1", f"sla={sla}"]
+                    ),
                     "search_text": full,
                     "public_text": public,
                 }
@@ -151,6 +164,7 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
         with engine.begin() as conn:
             conn.execute(insert(Dispute), disputes)
             conn.execute(insert(Precedent), precedents)
+            conn.execute(insert(PrecedentFacet), facets)
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
 
@@ -163,8 +177,11 @@ def measure(bench: BenchStack, queries: int, rng: random.Random) -> tuple[list[f
     with sessions.read() as session:
         for _ in range(queries):
             query = rng.choice(QUERIES)
+            # A partner's search, a compliance search, and one narrowed by a facet.
+            kind = rng.random()
+            filters = Filters(remedy=rng.choice(REMEDY_KINDS)) if kind < 0.25 else None
             started = time.perf_counter()
-            search_precedents(session, query, public=True, limit=20)
+            search_precedents(session, query, public=kind > 0.6, filters=filters, limit=20)
             fts.append((time.perf_counter() - started) * 1000)
         for _ in range(max(5, queries // 20)):  # the scan is slow: fewer samples suffice
             word = rng.choice(WORDS)

@@ -305,6 +305,9 @@ class Precedent(SQLModel, table=True):
     public_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     """The anonymised view's text (partners): indexed separately, so a party's name can never
     match, nor show in a snippet."""
+    facet_values: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The many-valued facets as "facet=value" lines (as in precedent_facet): read with the
+    search candidates to count facets without a join per facet."""
 
 
 class PrecedentFacet(SQLModel, table=True):

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from accord.precedents import index_precedent
 from models.enums import DisputeCategory, DisputeStage, PartnerTier
-from models.tables import Dispute, Precedent
+from models.tables import Dispute, DisputeParty, Precedent
 
 
 def add_precedent(
@@ -58,6 +58,8 @@ def add_precedent(
         )
     )
     session.flush()
+    session.add(DisputeParty(dispute_number=number, partner_id=pid, side="claimant"))
+    session.add(DisputeParty(dispute_number=number, partner_id="contoso", side="respondent"))
     precedent = Precedent(
         dispute_number=number,
         category=category,

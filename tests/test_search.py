@@ -9,13 +9,16 @@ from decimal import Decimal
 import pytest
 from sqlmodel import select
 
+from accord.access import Viewer
 from accord.db import SessionFactory, make_engine
 from accord.precedents import amount_value, anonymised, scrub_amounts
-from accord.search import Filters, parse_query, search_precedents
-from models.enums import DisputeCategory, PartnerTier
+from accord.search import Filters, dispute_snippets, parse_query, search_precedents
+from models.enums import DisputeCategory, PartnerTier, Role
+from models.payloads import Actor
 from models.tables import Precedent
 from tests.conftest import seed
 from tests.precedent_rows import add_precedent
+from web.service import DisputeFilters, list_disputes
 
 CASES = [
     # number, category, outcome, claimant (id, name, tier, region), facts, rationale
@@ -244,9 +247,43 @@ def test_remedy_clause_and_sla_facets_count_and_filter(
     assert numbers(sessions, "", remedy="mdf_credit") == ["DSP-2025-000012", "DSP-2025-000011"]
 
     # Past the ranking cap, the result says it ranked the newest matches only.
-    monkeypatch.setattr("accord.search.RANK_CAP", 2)
+    monkeypatch.setattr("accord.search.CANDIDATES", 2)
     with sessions.read() as session:
         capped = search_precedents(session, "campaign", public=False)
-    assert capped.total == 3 and len(capped.hits) == 2
-    assert "3 matches: ranked, and facets counted, among the newest 2" in capped.notes[0]
+    assert capped.total == 2 and not capped.exact_total and len(capped.hits) == 2
+    assert capped.notes[0].startswith("more than 2 matches: the newest 2 are ranked and counted")
+    assert [h.dispute_number for h in capped.hits] == ["DSP-2025-000013", "DSP-2025-000012"]
     assert sum(capped.facets["sla"].values()) == 2
+
+
+def test_disputes_are_searched_by_full_text_within_what_the_viewer_may_see(
+    sessions: SessionFactory,
+) -> None:
+    compliance = Viewer(Actor(id="c", role=Role.COMPLIANCE, name="C"), "c@vendor.example")
+    fabrikam = Viewer(
+        Actor(id="f", role=Role.PARTNER, name="F", partner_id="fabrikam"), "f@fabrikam.example"
+    )
+
+    def found(viewer: Viewer, q: str) -> list[str]:
+        with sessions.read() as session:
+            rows, total = list_disputes(session, viewer, DisputeFilters(q=q))
+        assert total == len(rows)
+        return [r.number for r in rows]
+
+    assert set(found(compliance, "registered")) == {"DSP-2025-000001"}
+    assert set(found(compliance, "registration -expired")) == set()  # facts only, not rationale
+    assert found(compliance, '"exclusive Pacific territory"') == ["DSP-2025-000002"]
+    assert found(compliance, "adatum") == ["DSP-2025-000003"]  # the claimant's id
+    assert found(compliance, "DSP-2025-00000") == [  # a number's start: by prefix, newest first
+        "DSP-2025-000004",
+        "DSP-2025-000003",
+        "DSP-2025-000002",
+        "DSP-2025-000001",
+    ]
+    assert found(compliance, '"') == []  # nothing searchable: a prefix of no number
+    # Fabrikam is party to 000002 only: a word in 000001 finds nothing for it.
+    assert found(fabrikam, "registered") == []
+    assert found(fabrikam, "Pacific") == ["DSP-2025-000002"]
+    with sessions.read() as session:
+        snippets = dispute_snippets(session, ["DSP-2025-000002"], "Pacific")
+    assert "<mark>Pacific</mark>" in snippets["DSP-2025-000002"]

@@ -33,6 +33,7 @@ from accord.filing import FilingRejected
 from accord.precedents import anonymised
 from accord.runtime import build_filing
 from accord.search import Filters as SearchFilters
+from accord.search import dispute_matches
 from accord.search import search_precedents as full_text_search
 from models.enums import (
     DisputeCategory,
@@ -215,8 +216,11 @@ class DisputeFilters(BaseModel):
         }
 
 
-def _filtered(viewer: Viewer, filters: DisputeFilters) -> Any:
+def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
+    """The disputes this viewer may see that pass the filters, and, when there are words to
+    search, the full-text rank to order them by (else None)."""
     query = select(Dispute).where(dispute_scope(viewer))
+    rank = None
     if filters.stage:
         query = query.where(Dispute.stage == filters.stage)
     if filters.category:
@@ -228,21 +232,30 @@ def _filtered(viewer: Viewer, filters: DisputeFilters) -> Any:
             )
         )
     if filters.q:
-        term = f"%{filters.q.strip()}%"
-        query = query.where(or_(col(Dispute.number).ilike(term), col(Dispute.summary).ilike(term)))
+        # A dispute number, or the start of one, by prefix; anything else by full text.
+        by_number = col(Dispute.number).ilike(f"{filters.q.strip()}%")
+        matches = dispute_matches(dialect, filters.q)
+        if matches is None:
+            query = query.where(by_number)
+        else:
+            found = matches.subquery("found")
+            query = query.outerjoin(found, found.c.number == Dispute.number).where(
+                or_(found.c.number.is_not(None), by_number)
+            )
+            rank = found.c.rank
     if filters.filed_from:
         query = query.where(Dispute.filed_at >= datetime.combine(filters.filed_from, time(), UTC))
     if filters.filed_to:
         query = query.where(Dispute.filed_at < datetime.combine(filters.filed_to, time.max, UTC))
     if filters.open_only:
         query = query.where(col(Dispute.closed_at).is_(None))
-    return query
+    return query, rank
 
 
 def list_disputes(
     session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
 ) -> tuple[list[Dispute], int]:
-    query = _filtered(viewer, filters)
+    query, rank = _filtered(viewer, filters, session.get_bind().dialect.name)
     if viewer.role is Role.PARTNER and filters == DisputeFilters():
         # "My disputes" unfiltered: the party rows count them without touching the disputes.
         total = session.exec(
@@ -252,10 +265,11 @@ def list_disputes(
         ).one()
     else:
         total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    newest = col(Dispute.filed_at).desc()
+    # Best match first; a dispute found by its number alone has no rank and comes after.
+    order = [newest] if rank is None else [rank.asc().nulls_last(), newest]
     rows = session.exec(
-        query.order_by(col(Dispute.filed_at).desc())
-        .offset((max(page, 1) - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE)
+        query.order_by(*order).offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     ).all()
     return list(rows), int(total)
 
@@ -427,9 +441,8 @@ def _require_auditor(viewer: Viewer) -> None:
 def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fmt: str) -> str:
     _require_auditor(viewer)
     with ctx.services.sessions.read() as session:
-        rows = session.exec(
-            _filtered(viewer, filters).order_by(col(Dispute.filed_at)).limit(EXPORT_LIMIT)
-        ).all()
+        query, _ = _filtered(viewer, filters, session.get_bind().dialect.name)
+        rows = session.exec(query.order_by(col(Dispute.filed_at)).limit(EXPORT_LIMIT)).all()
         records = [{c: _plain(getattr(r, c)) for c in DISPUTE_COLUMNS} for r in rows]
     return _serialise(records, DISPUTE_COLUMNS, fmt)
 

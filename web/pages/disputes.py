@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from starlette.datastructures import FormData
 
 from accord.access import Viewer
+from accord.search import dispute_snippets
 from models.enums import (
     Action,
     DisputeCategory,
@@ -100,10 +101,18 @@ def search(
     filters = service.DisputeFilters(q=q or None)
     with ctx.services.sessions.read() as session:
         rows, total = service.list_disputes(session, viewer, filters) if q else ([], 0)
+        snippets = dispute_snippets(session, [r.number for r in rows], q) if q else {}
         threshold = ctx.settings.public_amount_threshold
         precedents = search_precedents(session, viewer, q, threshold) if q else []
     return render(
-        request, "search.html", viewer, q=q, rows=rows, total=total, precedents=precedents
+        request,
+        "search.html",
+        viewer,
+        q=q,
+        rows=rows,
+        total=total,
+        snippets=snippets,
+        precedents=precedents,
     )
 
 
