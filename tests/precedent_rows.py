@@ -55,6 +55,8 @@ def add_precedent(
             filed_by="x@example.com",
             filed_at=now,
             updated_at=now,
+            closed_at=now,
+            outcome=outcome,
         )
     )
     session.flush()

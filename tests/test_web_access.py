@@ -126,7 +126,15 @@ def expected(route: str, role: str) -> int:
             return 200 if role in ("claimant", "mediator", "compliance", "admin") else 404
         case "evidence:contoso-pipeline.txt":
             return 200 if role in ("respondent", "mediator", "compliance", "admin") else 404
-        case "audit" | "audit-export" | "export" | "export-precedents" | "export-audit":
+        case (
+            "audit"
+            | "audit-export"
+            | "export"
+            | "export-precedents"
+            | "export-audit"
+            | "report"
+            | "report-export"
+        ):
             return 200 if role in ("compliance", "admin") else 403
         case "review":
             return 200 if role == "board" else 403
@@ -159,6 +167,8 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "new": "/disputes/new",
         "precedent-search": "/search?q=Acme",
         "precedent-library": "/precedents?q=Acme&sla=met",
+        "report": "/reports/sla?from=2020-01-01",
+        "report-export": "/reports/sla.csv",
         **{f"evidence:{name}": f"/disputes/{n}/evidence/{eid}" for name, eid in s.evidence.items()},
     }
 
@@ -178,6 +188,7 @@ def api_routes(s: Scenario) -> dict[str, str]:
         "tasks": "/api/tasks",
         "search": "/api/disputes?q=Contoso",
         "precedents": "/api/precedents?q=Acme",
+        "report": "/api/reports/sla?format=csv",
         "partners": "/api/directory/partners",
         "people": "/api/directory/people",
         "playbook": "/api/playbooks",
@@ -256,6 +267,7 @@ async def test_the_matrix_covers_every_get_route(scenario: Scenario) -> None:
         "/exports/disputes.{fmt}",
         "/exports/precedents.{fmt}",  # tried above as .csv
         "/exports/audit.{fmt}",  # tried above as .json
+        "/reports/sla.{fmt}",  # tried above as .csv
     }
     missing = []
     for route in scenario.app.routes:

@@ -309,6 +309,25 @@ def export_precedents(
     return service.export_response(body, f"precedents.{format}", format)
 
 
+@router.get("/reports/sla", tags=["compliance"])
+def sla_report(
+    request: Request,
+    viewer: ViewerDep,
+    format: ExportFormat = "json",
+    filed_from: Annotated[date | None, Query(alias="from")] = None,
+    filed_to: Annotated[date | None, Query(alias="to")] = None,
+) -> Response:
+    """The SLA and channel-health report over the disputes filed from a day to a day (both
+    included; without either, the last 90 days): per stage the on-time share, breaches and
+    median time; per category and per claimant region the disputes filed, outcomes and
+    remedies; repeat parties; hotspots; disputes past their deadline now."""
+    period = service.DateRange.model_validate({"from": filed_from, "to": filed_to})
+    report = service.sla_report(web(request), viewer, period)
+    return service.export_response(
+        service.export_sla_report(report, format), f"sla-report.{format}", format
+    )
+
+
 @router.get("/exports/audit", tags=["compliance"])
 def export_audit_period(
     request: Request,

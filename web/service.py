@@ -31,6 +31,8 @@ from accord.directory import (
 )
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
+from accord.reports import SlaReport
+from accord.reports import sla_report as build_sla_report
 from accord.runtime import build_filing
 from accord.search import Filters as SearchFilters
 from accord.search import dispute_matches
@@ -436,6 +438,27 @@ DISPUTE_COLUMNS = (
 def _require_auditor(viewer: Viewer) -> None:
     if not may_read_raw_audit(viewer):
         raise Forbidden("exports and audit trails are for compliance and admins")
+
+
+def sla_report(ctx: WebContext, viewer: Viewer, period: DateRange) -> SlaReport:
+    """The SLA and channel-health report over disputes filed in the period (compliance, admins).
+    Without a period: the last 90 days."""
+    _require_auditor(viewer)
+    now = datetime.now(UTC)
+    start, end = period.bounds()
+    if start is None and end is None:
+        start = now - timedelta(days=REPORT_DEFAULT_DAYS)
+    with ctx.services.sessions.read() as session:
+        return build_sla_report(session, start, end, now)
+
+
+def export_sla_report(report: SlaReport, fmt: str) -> str:
+    if fmt == "json":
+        return report.model_dump_json(indent=1)
+    return _serialise(report.rows(), ("section", "name", "measure", "value"), fmt)
+
+
+REPORT_DEFAULT_DAYS = 90
 
 
 def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fmt: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -14,6 +15,7 @@ from accord.access import Viewer
 from models.enums import InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
+from web.charts import report_charts
 from web.deps import require, web
 from web.pages.common import (
     ViewerDep,
@@ -66,6 +68,33 @@ def precedents_export(
 ) -> Response:
     return _export(
         fmt, "precedents", lambda: service.export_precedents(web(request), viewer, period, fmt)
+    )
+
+
+@router.get("/reports/sla", response_class=HTMLResponse)
+def sla_report(
+    request: Request, viewer: ViewerDep, period: Annotated[DateRange, Depends(_period)]
+) -> Response:
+    report = service.sla_report(web(request), viewer, period)
+    return render(
+        request,
+        "report.html",
+        viewer,
+        report=report,
+        period=period,
+        query=urlencode(period.model_dump(by_alias=True, mode="json", exclude_none=True)),
+        charts=report_charts(report),
+    )
+
+
+@router.get("/reports/sla.{fmt}")
+def sla_report_export(
+    request: Request, viewer: ViewerDep, fmt: str, period: Annotated[DateRange, Depends(_period)]
+) -> Response:
+    return _export(
+        fmt,
+        "sla-report",
+        lambda: service.export_sla_report(service.sla_report(web(request), viewer, period), fmt),
     )
 
 
