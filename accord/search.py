@@ -11,6 +11,7 @@ party's name nor a snippet can reveal one.
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -166,6 +167,7 @@ def search_precedents(
     column = "public_text" if public else "search_text"
     tsv = "public_tsv" if public else "search_tsv"
     over = CANDIDATES + 1  # one more than the cap tells whether there were more
+    window_only = False
     if query.empty:
         candidates = (
             f"SELECT p.id AS id, 0 AS rank FROM precedent p WHERE 1 = 1{where}"
@@ -184,8 +186,19 @@ def search_precedents(
         )
     else:
         params["q"] = _websearch(query)
+        # A GIN index finds the matches of a distinctive query quickly but gives them in no
+        # useful order: every match is read to pick the newest. For a common query (the
+        # planner's estimate) that is most of the table, so only the newest rows are searched.
+        common = _estimated_matches(session, tsv, params) > GIN_ROWS
+        window_only = common and _table_rows(session) > WINDOW
+        source = (
+            f"(SELECT id, {tsv}, category, outcome, claimant_tier, claimant_region, decided_at"
+            f" FROM precedent ORDER BY id DESC LIMIT {WINDOW}) p"
+            if common
+            else "precedent p"
+        )
         newest = (
-            f"SELECT p.id AS id FROM precedent p, websearch_to_tsquery('english', :q) q"
+            f"SELECT p.id AS id FROM {source}, websearch_to_tsquery('english', :q) q"
             f" WHERE p.{tsv} @@ q{where} ORDER BY p.id DESC LIMIT {over}"
         )
         candidates = (
@@ -206,12 +219,45 @@ def search_precedents(
     ]
     facets = _facets(_rows(session, [pid for pid, _ in found]))
     notes = query.notes
+    if window_only and exact:
+        notes += (
+            f"a common query: the newest {WINDOW:,} precedents were searched, not all of them;"
+            " add a distinctive word or a filter to search them all",
+        )
     if not exact:
         notes += (
             f"more than {CANDIDATES:,} matches: the newest {CANDIDATES:,} are ranked and counted"
             " in the facets; add words or filters to narrow them",
         )
     return SearchResult(hits=hits, total=len(found), exact_total=exact, facets=facets, notes=notes)
+
+
+GIN_ROWS = 1_500
+"""PostgreSQL: a query the planner expects to match more rows than this is a common one."""
+WINDOW = 3_000
+"""PostgreSQL: how many of the newest precedents a common query searches."""
+
+
+def _estimated_matches(session: Session, tsv: str, params: dict[str, Any]) -> float:
+    plan = session.execute(
+        text(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM precedent p,"
+            f" websearch_to_tsquery('english', :q) q WHERE p.{tsv} @@ q"
+        ),
+        {"q": params["q"]},
+    ).scalar()
+    document: Any = json.loads(plan) if isinstance(plan, str) else plan
+    return float(document[0]["Plan"]["Plan Rows"])
+
+
+def _table_rows(session: Session) -> float:
+    """The planner's count of precedents (kept by ANALYZE and autovacuum): cheap, close enough."""
+    return float(
+        session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = 'precedent'::regclass")
+        ).scalar()
+        or 0
+    )
 
 
 def _rows(session: Session, ids: list[int]) -> list[Any]:
