@@ -339,6 +339,11 @@ def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> di
     return {str(r.number): highlight(str(r.snippet or "")) for r in rows}
 
 
+SIMILAR_POOL = 5_000
+"""Similar precedents are ranked among the newest this many that share a distinctive word: a
+bounded cost per triage at any size (older ones still come in through their category)."""
+
+
 def text_candidates(session: Session, terms: list[str], limit: int) -> list[tuple[int, float]]:
     """Precedents matching any of `terms` in the full record, best first (id, rank): the text
     half of finding similar precedents."""
@@ -347,16 +352,18 @@ def text_candidates(session: Session, terms: list[str], limit: int) -> list[tupl
         return []
     if session.get_bind().dialect.name == "sqlite":
         sql = (
-            "SELECT rowid AS id, bm25(precedent_fts) AS rank FROM precedent_fts"
-            " WHERE precedent_fts MATCH :q ORDER BY rank LIMIT :limit"
+            "SELECT id, rank FROM (SELECT rowid AS id, bm25(precedent_fts) AS rank"
+            " FROM precedent_fts WHERE precedent_fts MATCH :q"
+            f" ORDER BY rowid DESC LIMIT {SIMILAR_POOL}) ORDER BY rank LIMIT :limit"
         )
         params: dict[str, Any] = {"q": "search_text : (" + " OR ".join(map(_quote, words)) + ")"}
     else:
         either = " || ".join(f"plainto_tsquery('english', :t{i})" for i in range(len(words)))
         sql = (
-            "SELECT p.id AS id, -ts_rank_cd(p.search_tsv, x.q) AS rank"
-            f" FROM precedent p, (SELECT {either} AS q) x WHERE p.search_tsv @@ x.q"
-            " ORDER BY rank LIMIT :limit"
+            "SELECT c.id AS id, -ts_rank_cd(p.search_tsv, x.q) AS rank FROM ("
+            f" SELECT p.id FROM precedent p, (SELECT {either} AS q) x WHERE p.search_tsv @@ x.q"
+            f" ORDER BY p.id DESC LIMIT {SIMILAR_POOL}) c JOIN precedent p ON p.id = c.id,"
+            f" (SELECT {either} AS q) x ORDER BY rank LIMIT :limit"
         )
         params = {f"t{i}": w for i, w in enumerate(words)}
     rows = session.execute(text(sql), {**params, "limit": limit}).all()
