@@ -158,9 +158,9 @@ def search_precedents(
     newest precedents that pass the filters (browsing by facet)."""
     query = parse_query(raw_query)
     filters = filters or Filters()
-    where, params = _filter_sql(filters)
     if query.empty and raw_query.strip():
         return SearchResult(notes=query.notes)  # typed something, but nothing searchable
+    where, params = _filter_sql(filters, browsing=query.empty)
     # The SQL below is assembled from fixed fragments and column names chosen here; every value
     # the user gave (the query, the filters) is a bound parameter.
     sqlite = session.get_bind().dialect.name == "sqlite"
@@ -168,20 +168,20 @@ def search_precedents(
     tsv = "public_tsv" if public else "search_tsv"
     over = CANDIDATES + 1  # one more than the cap tells whether there were more
     window_only = False
+    # Each candidate row carries what its facets are counted from, so one read serves both.
+    carried = "p.category, p.outcome, p.claimant_tier, p.claimant_region, p.facet_values"
     if query.empty:
         candidates = (
-            f"SELECT p.id AS id, 0 AS rank FROM precedent p WHERE 1 = 1{where}"
+            f"SELECT p.id AS id, 0 AS rank, {carried} FROM precedent p WHERE 1 = 1{where}"
             f" ORDER BY p.id DESC LIMIT {over}"
         )
     elif sqlite:
         params["q"] = _fts5_expression(query, column)
         # The index's rowid is the precedent's id, walked newest first; bm25() runs for the
-        # candidates only, and the (wide) precedent rows are read only when a filter needs them.
-        source = "precedent_fts" + (
-            " JOIN precedent p ON p.id = precedent_fts.rowid" if where else ""
-        )
+        # candidates only.
         candidates = (
-            f"SELECT precedent_fts.rowid AS id, bm25(precedent_fts) AS rank FROM {source}"
+            f"SELECT precedent_fts.rowid AS id, bm25(precedent_fts) AS rank, {carried}"
+            " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
             f" WHERE precedent_fts MATCH :q{where} ORDER BY precedent_fts.rowid DESC LIMIT {over}"
         )
     else:
@@ -192,23 +192,25 @@ def search_precedents(
         common = _estimated_matches(session, tsv, params) > GIN_ROWS
         window_only = common and _table_rows(session) > WINDOW
         source = (
-            f"(SELECT id, {tsv}, category, outcome, claimant_tier, claimant_region, decided_at"
-            f" FROM precedent ORDER BY id DESC LIMIT {WINDOW}) p"
+            f"(SELECT id, {tsv}, category, outcome, claimant_tier, claimant_region, facet_values,"
+            f" decided_at FROM precedent ORDER BY id DESC LIMIT {WINDOW}) p"
             if common
             else "precedent p"
         )
         newest = (
-            f"SELECT p.id AS id FROM {source}, websearch_to_tsquery('english', :q) q"
+            f"SELECT p.id AS id, p.{tsv} AS tsv, {carried} FROM {source},"
+            f" websearch_to_tsquery('english', :q) q"
             f" WHERE p.{tsv} @@ q{where} ORDER BY p.id DESC LIMIT {over}"
         )
         candidates = (
-            f"SELECT c.id AS id, -ts_rank_cd(p.{tsv}, q) AS rank FROM ({newest}) c"
-            " JOIN precedent p ON p.id = c.id, websearch_to_tsquery('english', :q) q"
+            f"SELECT p.id AS id, -ts_rank_cd(p.tsv, q) AS rank, {carried} FROM ({newest}) p,"
+            " websearch_to_tsquery('english', :q) q"
         )
-    found = [(int(r.id), float(r.rank)) for r in session.execute(text(candidates), params)]
-    exact = len(found) <= CANDIDATES
-    found = found[:CANDIDATES]
-    ranked = sorted(found, key=lambda item: (item[1], -item[0]))[offset : offset + limit]
+    rows = list(session.execute(text(candidates), params))
+    exact = len(rows) <= CANDIDATES
+    rows = rows[:CANDIDATES]
+    ranked = sorted(((int(r.id), float(r.rank)) for r in rows), key=lambda c: (c[1], -c[0]))
+    ranked = ranked[offset : offset + limit]
     hit_ids = [pid for pid, _ in ranked]
     details = _details(session, hit_ids, column)
     snippets = (
@@ -217,7 +219,7 @@ def search_precedents(
     hits = [
         _hit(details[pid], rank, snippets.get(pid) or details[pid].opening) for pid, rank in ranked
     ]
-    facets = _facets(_rows(session, [pid for pid, _ in found]))
+    facets = _facets(rows)
     notes = query.notes
     if window_only and exact:
         notes += (
@@ -229,7 +231,7 @@ def search_precedents(
             f"more than {CANDIDATES:,} matches: the newest {CANDIDATES:,} are ranked and counted"
             " in the facets; add words or filters to narrow them",
         )
-    return SearchResult(hits=hits, total=len(found), exact_total=exact, facets=facets, notes=notes)
+    return SearchResult(hits=hits, total=len(rows), exact_total=exact, facets=facets, notes=notes)
 
 
 GIN_ROWS = 1_500
@@ -260,17 +262,6 @@ def _table_rows(session: Session) -> float:
     )
 
 
-def _rows(session: Session, ids: list[int]) -> list[Any]:
-    """The candidates' facet values, in one narrow read."""
-    if not ids:
-        return []
-    sql = text(
-        "SELECT category, outcome, claimant_tier, claimant_region, facet_values"
-        " FROM precedent WHERE id IN :ids"
-    ).bindparams(bindparam("ids", expanding=True))
-    return list(session.execute(sql, {"ids": ids}))
-
-
 def _details(session: Session, ids: list[int], column: str) -> dict[int, Any]:
     """What a page of hits shows."""
     sql = text(
@@ -282,11 +273,12 @@ def _details(session: Session, ids: list[int], column: str) -> dict[int, Any]:
 
 def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
     counts: dict[str, Counter[str]] = {
-        facet: Counter(str(row[i]) for row in rows) for i, facet in enumerate(FACETS)
+        facet: Counter(str(getattr(row, column)) for row in rows)
+        for facet, column in FACETS.items()
     }
     multi: dict[str, Counter[str]] = {facet: Counter() for facet in MULTI_FACETS}
     for row in rows:
-        for line in (row[len(FACETS)] or "").splitlines():
+        for line in (row.facet_values or "").splitlines():
             facet, _, value = line.partition("=")
             if facet in multi:
                 multi[facet][value] += 1
@@ -412,7 +404,7 @@ def _hit(row: Any, rank: float, snippet: str) -> Hit:
     )
 
 
-def _filter_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
+def _filter_sql(filters: Filters, *, browsing: bool) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
     for name, column in FACETS.items():  # each facet is also a filter
@@ -423,10 +415,14 @@ def _filter_sql(filters: Filters) -> tuple[str, dict[str, Any]]:
     for name in MULTI_FACETS:
         value = getattr(filters, name)
         if value:
-            clauses.append(
-                "EXISTS (SELECT 1 FROM precedent_facet f WHERE f.precedent_id = p.id"
-                f" AND f.facet = '{name}' AND f.value = :{name})"
+            lookup = (
+                "SELECT 1 FROM precedent_facet f WHERE f.precedent_id = p.id"
+                f" AND f.facet = '{name}' AND f.value = :{name}"
             )
+            # Browsing, the planner may start from the facet's rows (EXISTS, a semi-join);
+            # searching, the candidates are few and each is looked up (LIMIT keeps PostgreSQL
+            # from turning the lookup into a join over every precedent with the facet).
+            clauses.append(f"EXISTS ({lookup})" if browsing else f"({lookup} LIMIT 1) IS NOT NULL")
             params[name] = value
     if filters.decided_from:
         clauses.append("p.decided_at >= :decided_from")
