@@ -160,14 +160,15 @@ def search_precedents(
     filters = filters or Filters()
     if query.empty and raw_query.strip():
         return SearchResult(notes=query.notes)  # typed something, but nothing searchable
-    where, params = _filter_sql(filters, browsing=query.empty)
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    where, params = _filter_sql(filters, browsing=query.empty, sqlite=sqlite)
     # The SQL below is assembled from fixed fragments and column names chosen here; every value
     # the user gave (the query, the filters) is a bound parameter.
-    sqlite = session.get_bind().dialect.name == "sqlite"
     column = "public_text" if public else "search_text"
     tsv = "public_tsv" if public else "search_tsv"
     over = CANDIDATES + 1  # one more than the cap tells whether there were more
     window_only = False
+    unranked: str | None = None
     # Each candidate row carries what its facets are counted from, so one read serves both.
     carried = "p.category, p.outcome, p.claimant_tier, p.claimant_region, p.facet_values"
     if query.empty:
@@ -177,10 +178,28 @@ def search_precedents(
         )
     elif sqlite:
         params["q"] = _fts5_expression(query, column)
-        # The index's rowid is the precedent's id, walked newest first; bm25() runs for the
-        # candidates only.
+        # The index's rowid is the precedent's id, walked newest first. bm25() first counts
+        # every precedent holding each word (a full pass over the word's entries: 45 ms for a
+        # word in a million precedents), so a query with a word that common is listed newest
+        # first instead.
+        common = _common_words(session, query, column)
+        unranked = next(
+            (u for u in (*query.phrases, *query.terms) if common & set(u.split())), None
+        )
+        score = "0" if unranked else "bm25(precedent_fts)"
+        # A phrase of common words is checked word position by word position in every
+        # precedent holding all of them: like PostgreSQL, search only the newest then.
+        floor = (
+            _window_floor(session)
+            if any(set(phrase.split()) <= common for phrase in query.phrases)
+            else None
+        )
+        if floor is not None:
+            window_only = True
+            where += " AND precedent_fts.rowid >= :floor"
+            params["floor"] = floor
         candidates = (
-            f"SELECT precedent_fts.rowid AS id, bm25(precedent_fts) AS rank, {carried}"
+            f"SELECT precedent_fts.rowid AS id, {score} AS rank, {carried}"
             " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
             f" WHERE precedent_fts MATCH :q{where} ORDER BY precedent_fts.rowid DESC LIMIT {over}"
         )
@@ -189,16 +208,15 @@ def search_precedents(
         # A GIN index finds the matches of a distinctive query quickly but gives them in no
         # useful order: every match is read to pick the newest. For a common query (the
         # planner's estimate) that is most of the table, so only the newest rows are searched.
-        common = _estimated_matches(session, tsv, params) > GIN_ROWS
-        window_only = common and _table_rows(session) > WINDOW
-        source = (
-            f"(SELECT id, {tsv}, category, outcome, claimant_tier, claimant_region, facet_values,"
-            f" decided_at FROM precedent ORDER BY id DESC LIMIT {WINDOW}) p"
-            if common
-            else "precedent p"
+        floor = (
+            _window_floor(session) if _estimated_matches(session, tsv, params) > GIN_ROWS else None
         )
+        if floor is not None:
+            window_only = True
+            where += " AND p.id >= :floor"
+            params["floor"] = floor
         newest = (
-            f"SELECT p.id AS id, p.{tsv} AS tsv, {carried} FROM {source},"
+            f"SELECT p.id AS id, p.{tsv} AS tsv, {carried} FROM precedent p,"
             f" websearch_to_tsquery('english', :q) q"
             f" WHERE p.{tsv} @@ q{where} ORDER BY p.id DESC LIMIT {over}"
         )
@@ -221,6 +239,12 @@ def search_precedents(
     ]
     facets = _facets(rows)
     notes = query.notes
+    if unranked:
+        notes += (
+            f"{unranked!r} is too common to rank by relevance here (in more than {RANKABLE:,}"
+            " precedents): the matches are listed newest first; add a distinctive word to rank"
+            " them",
+        )
     if window_only and exact:
         notes += (
             f"a common query: the newest {WINDOW:,} precedents were searched, not all of them;"
@@ -234,10 +258,41 @@ def search_precedents(
     return SearchResult(hits=hits, total=len(rows), exact_total=exact, facets=facets, notes=notes)
 
 
+RANKABLE = 20_000
+"""SQLite: bm25() is computed when every word and phrase of the query is in at most this many
+precedents (counting that far costs under 2 ms; ranking them, under 1 ms a word)."""
+
+
+def _common_words(session: Session, query: ParsedQuery, column: str) -> set[str]:
+    """The query's words found in more than RANKABLE precedents (each counted only that far)."""
+    common: set[str] = set()
+    for word in {w for unit in (*query.terms, *query.phrases) for w in unit.split()}:
+        count = session.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM precedent_fts WHERE precedent_fts MATCH :u"
+                f" LIMIT {RANKABLE + 1})"
+            ),
+            {"u": f"{column} : {_quote(word)}"},
+        ).scalar()
+        if int(count or 0) > RANKABLE:
+            common.add(word)
+    return common
+
+
+def _window_floor(session: Session) -> int | None:
+    """The id of the WINDOW-th newest precedent, from which a common query searches; None when
+    there are no more precedents than that (the window would be all of them)."""
+    floor = session.execute(
+        text(f"SELECT id FROM precedent ORDER BY id DESC LIMIT 1 OFFSET {WINDOW}")
+    ).scalar()
+    return None if floor is None else int(floor) + 1
+
+
 GIN_ROWS = 1_500
 """PostgreSQL: a query the planner expects to match more rows than this is a common one."""
 WINDOW = 3_000
-"""PostgreSQL: how many of the newest precedents a common query searches."""
+"""How many of the newest precedents a common query searches: on PostgreSQL any query the
+planner expects to match widely, on SQLite a phrase of common words."""
 
 
 def _estimated_matches(session: Session, tsv: str, params: dict[str, Any]) -> float:
@@ -250,16 +305,6 @@ def _estimated_matches(session: Session, tsv: str, params: dict[str, Any]) -> fl
     ).scalar()
     document: Any = json.loads(plan) if isinstance(plan, str) else plan
     return float(document[0]["Plan"]["Plan Rows"])
-
-
-def _table_rows(session: Session) -> float:
-    """The planner's count of precedents (kept by ANALYZE and autovacuum): cheap, close enough."""
-    return float(
-        session.execute(
-            text("SELECT reltuples FROM pg_class WHERE oid = 'precedent'::regclass")
-        ).scalar()
-        or 0
-    )
 
 
 def _details(session: Session, ids: list[int], column: str) -> dict[int, Any]:
@@ -404,7 +449,7 @@ def _hit(row: Any, rank: float, snippet: str) -> Hit:
     )
 
 
-def _filter_sql(filters: Filters, *, browsing: bool) -> tuple[str, dict[str, Any]]:
+def _filter_sql(filters: Filters, *, browsing: bool, sqlite: bool) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
     for name, column in FACETS.items():  # each facet is also a filter
@@ -415,14 +460,19 @@ def _filter_sql(filters: Filters, *, browsing: bool) -> tuple[str, dict[str, Any
     for name in MULTI_FACETS:
         value = getattr(filters, name)
         if value:
-            lookup = (
-                "SELECT 1 FROM precedent_facet f WHERE f.precedent_id = p.id"
-                f" AND f.facet = '{name}' AND f.value = :{name}"
-            )
-            # Browsing, the planner may start from the facet's rows (EXISTS, a semi-join);
-            # searching, the candidates are few and each is looked up (LIMIT keeps PostgreSQL
-            # from turning the lookup into a join over every precedent with the facet).
-            clauses.append(f"EXISTS ({lookup})" if browsing else f"({lookup} LIMIT 1) IS NOT NULL")
+            if browsing:
+                # The planner may start from the facet's rows (a semi-join over its index).
+                clauses.append(
+                    "EXISTS (SELECT 1 FROM precedent_facet f WHERE f.precedent_id = p.id"
+                    f" AND f.facet = '{name}' AND f.value = :{name})"
+                )
+            else:
+                # Searching, each candidate row is read anyway: its facet lines answer, no
+                # lookup per candidate (nor a join over every precedent with the facet).
+                find = "instr" if sqlite else "strpos"
+                clauses.append(f"{find}(:nl || p.facet_values || :nl, :{name}_line) > 0")
+                params["nl"] = "\n"
+                params[f"{name}_line"] = f"\n{name}={value}\n"
             params[name] = value
     if filters.decided_from:
         clauses.append("p.decided_at >= :decided_from")

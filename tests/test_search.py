@@ -287,3 +287,29 @@ def test_disputes_are_searched_by_full_text_within_what_the_viewer_may_see(
     with sessions.read() as session:
         snippets = dispute_snippets(session, ["DSP-2025-000002"], "Pacific")
     assert "<mark>Pacific</mark>" in snippets["DSP-2025-000002"]
+
+
+def test_common_queries_are_bounded_and_say_how(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At scale a common word is listed newest first (SQLite) and a common query searches the
+    newest precedents only; scaled down here so four precedents are 'many'."""
+    with sessions.read() as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+    monkeypatch.setattr("accord.search.WINDOW", 2)
+    monkeypatch.setattr("accord.search.RANKABLE", 0)
+    monkeypatch.setattr("accord.search.GIN_ROWS", 0)
+    with sessions.read() as session:
+        common = search_precedents(session, "registration", public=False)
+        phrase = search_precedents(session, '"registration wins"', public=False)
+    if sqlite:
+        # Both registration cases, newest first, unranked; the phrase of common words: the
+        # newest two precedents only (000001 is the newest, decided first in CASES order).
+        assert [h.dispute_number for h in common.hits] == ["DSP-2025-000003", "DSP-2025-000001"]
+        assert common.notes[0].startswith("'registration' is too common to rank by relevance")
+        assert [h.dispute_number for h in phrase.hits] == []
+        assert any(n.startswith("a common query: the newest 2 precedents") for n in phrase.notes)
+    else:
+        # The planner's estimate marks the query common: the newest two precedents only.
+        assert [h.dispute_number for h in common.hits] == ["DSP-2025-000003"]
+        assert common.notes[-1].startswith("a common query: the newest 2 precedents")

@@ -49,6 +49,16 @@ def _reason(label: str = "Reason") -> FormField:
     return FormField("reason", label)
 
 
+def _divergence() -> FormField:
+    return FormField(
+        "divergence_acknowledgement",
+        "Why this departs from precedent",
+        required=False,
+        help="Needed only when it diverges from the similar precedents on the same clause "
+        "(shown above); at least a sentence, kept in the record.",
+    )
+
+
 ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
     Action.ACCEPT_ASSIGNMENT: (
         FormField(
@@ -81,13 +91,7 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
     Action.PROPOSE_SETTLEMENT: (
         FormField("terms", "Terms"),
         FormField("remedies", "Remedies", "remedies"),
-        FormField(
-            "divergence_acknowledgement",
-            "Why this departs from precedent",
-            required=False,
-            help="Needed only when it diverges from the similar precedents on the same clause "
-            "(shown above); at least a sentence, kept in the record.",
-        ),
+        _divergence(),
     ),
     Action.RESPOND_TO_OFFER: (
         FormField("offer_id", "Offer", "select", "open_offers"),
@@ -131,13 +135,7 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
             help="Required only when the ruling differs from most votes.",
         ),
         FormField("remedies", "Remedies", "remedies", required=False),
-        FormField(
-            "divergence_acknowledgement",
-            "Why this departs from precedent",
-            required=False,
-            help="Needed only when it diverges from the similar precedents on the same clause "
-            "(shown above); at least a sentence, kept in the record.",
-        ),
+        _divergence(),
     ),
     Action.APPEAL: (
         FormField("grounds", "Grounds"),
