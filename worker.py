@@ -21,6 +21,7 @@ from accord.runtime import (
     run_until_signalled,
 )
 from accord.settings import Settings
+from models import search_attributes
 
 log = logging.getLogger("accord.worker")
 
@@ -45,6 +46,9 @@ async def recover_interrupted_work(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     services = build_services(settings)
     client = await connect(settings)
+    # A server started elsewhere may not know them yet; a workflow upserting an unknown
+    # attribute would fail every task.
+    await search_attributes.register(client, settings.temporal_namespace)
     worker = build_worker(client, services, settings.task_queue)
     stop = stop or asyncio.Event()
     filing = build_filing(services, client)

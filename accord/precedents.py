@@ -102,7 +102,15 @@ def index_precedent(
     facet rows, replacing any it had. Adds the precedent to the session."""
     precedent.search_text, precedent.public_text = search_texts(precedent, threshold)
     facets = facet_values(precedent)
-    precedent.facet_values = "\n".join(f"{facet}={value}" for facet, value in facets)
+    # The text also names the single-valued facets: SQLite's full-text index holds it, so a
+    # search narrowed by any facet is answered inside the index.
+    single = [
+        ("category", precedent.category.value),
+        ("outcome", precedent.outcome),
+        ("tier", precedent.claimant_tier.value),
+        ("region", precedent.claimant_region),
+    ]
+    precedent.facet_values = "\n".join(f"{facet}={value}" for facet, value in [*facets, *single])
     session.add(precedent)
     session.flush()
     assert precedent.id is not None

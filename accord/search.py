@@ -187,6 +187,11 @@ def search_precedents(
             (u for u in (*query.phrases, *query.terms) if common & set(u.split())), None
         )
         score = "0" if unranked else "bm25(precedent_fts)"
+        if unranked:
+            # No bm25() to count them: facet filters join the match inside the index (each
+            # candidate's row is not read to test them). With bm25(), they would be counted too.
+            where, dates = _filter_sql(filters, browsing=False, sqlite=True, in_index=True)
+            params = {"q": params["q"] + _facet_match(filters), **dates}
         # A phrase of common words is checked word position by word position in every
         # precedent holding all of them: like PostgreSQL, search only the newest then.
         floor = (
@@ -449,17 +454,30 @@ def _hit(row: Any, rank: float, snippet: str) -> Hit:
     )
 
 
-def _filter_sql(filters: Filters, *, browsing: bool, sqlite: bool) -> tuple[str, dict[str, Any]]:
+def _facet_match(filters: Filters) -> str:
+    """The facet filters as FTS5 phrases over the indexed facet lines ("remedy=mdf_credit")."""
+    return "".join(
+        f" AND facet_values : {_quote(f'{name}={value}')}"
+        for name in (*FACETS, *MULTI_FACETS)
+        if (value := getattr(filters, name))
+    )
+
+
+def _filter_sql(
+    filters: Filters, *, browsing: bool, sqlite: bool, in_index: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """SQL conditions on `p` (a precedent row) for the filters; with `in_index`, the dates only
+    (the facets are matched in the full-text index instead)."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
     for name, column in FACETS.items():  # each facet is also a filter
         value = getattr(filters, name)
-        if value:
+        if value and not in_index:
             clauses.append(f"p.{column} = :{name}")
             params[name] = value
     for name in MULTI_FACETS:
         value = getattr(filters, name)
-        if value:
+        if value and not in_index:
             if browsing:
                 # The planner may start from the facet's rows (a semi-join over its index).
                 clauses.append(

@@ -19,6 +19,7 @@ from accord.directory import import_directory
 from accord.mailcapture import start_capture
 from accord.migrate import upgrade
 from accord.settings import Settings
+from models import search_attributes
 from models.tables import Partner, PartnerContact, Person
 
 
@@ -89,6 +90,7 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
             "synchronous=normal",
             "--log-level",
             "warn",
+            *search_attributes.DEV_SERVER_FLAGS,
         ],
         stdout=log,
         stderr=log,

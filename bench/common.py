@@ -20,6 +20,7 @@ from accord.directory import import_directory
 from accord.migrate import upgrade
 from accord.runtime import Services, build_services
 from accord.settings import REPO_ROOT, Settings
+from models import search_attributes
 from models.tables import Person
 
 
@@ -71,6 +72,7 @@ class BenchStack:
                 str(self.work / "temporal.db"),
                 "--log-level",
                 "error",
+                *search_attributes.DEV_SERVER_FLAGS,
                 *extra,
             ],
         )

