@@ -21,6 +21,7 @@ from accord.runtime import (
     run_until_signalled,
 )
 from accord.settings import Settings
+from accord.worker_health import WorkerState, health_app, serve_health
 from models import search_attributes
 
 log = logging.getLogger("accord.worker")
@@ -45,7 +46,7 @@ async def recover_interrupted_work(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     services = build_services(settings)
-    client = await connect(settings)
+    client = await connect(settings, sdk_metrics=True)
     # A server started elsewhere may not know them yet; a workflow upserting an unknown
     # attribute would fail every task.
     await search_attributes.register(client, settings.temporal_namespace)
@@ -55,12 +56,33 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     relay = asyncio.create_task(
         recover_interrupted_work(services, filing, settings.outbox_relay_interval_seconds)
     )
+    state = WorkerState()
+    health_stop = asyncio.Event()
+    health = (
+        asyncio.create_task(
+            serve_health(
+                health_app(services.sessions, client, state),
+                settings.worker_health_host,
+                settings.worker_health_port,
+                health_stop,
+            )
+        )
+        if settings.worker_health_port
+        else None
+    )
     async with worker:
+        state.polling = True
         log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
         await stop.wait()
+        # Not ready from here on: in-flight activities finish (the worker's graceful
+        # shutdown) while nothing new is routed to this process.
+        state.polling = False
     relay.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await relay
+    health_stop.set()
+    if health is not None:
+        await health
 
 
 def main() -> None:

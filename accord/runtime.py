@@ -11,6 +11,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from accord.db import SessionFactory, make_engine
@@ -130,11 +131,21 @@ def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> No
     asyncio.run(main())
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
+    """A client; with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and
+    activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS."""
+    runtime = None
+    if sdk_metrics and settings.temporal_metrics_address:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=settings.temporal_metrics_address)
+            )
+        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     """A session ends this long after sign-in."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    worker_health_host: str = "127.0.0.1"
+    worker_health_port: int = Field(default=0, ge=0, le=65535)
+    """The worker's /health, /ready and /metrics (0: not served; compose serves them)."""
+    temporal_metrics_address: str = ""
+    """host:port where the worker exposes Temporal's SDK metrics for Prometheus (empty: none)."""
     public_amount_threshold: Decimal = Field(default=Decimal(10_000), ge=0)
     """Amounts above this are hidden from partners' anonymised view of precedents. After
     changing it, `accord reindex-precedents` rewrites the searchable anonymised text."""

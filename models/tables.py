@@ -219,7 +219,7 @@ class DisputeEvent(SQLModel, table=True):
     at: datetime = _utc_column()
     actor_id: str = Field(max_length=320)
     actor_role: Role = _enum(Role)
-    action: str = Field(max_length=64)
+    action: str = Field(max_length=64, index=True)
     content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)

@@ -69,7 +69,7 @@ def create_app(
     client: Client | Callable[[], Awaitable[Client]],
 ) -> FastAPI:
     settings.check_web_secrets()
-    from web import api, pages
+    from web import api, health, pages
     from web.templating import make_templates
 
     context = WebContext(
@@ -105,7 +105,9 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.web = context
+    app.state.metrics = health.metrics_registry(context)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(pages.router)
     _install_error_handlers(app, context)
