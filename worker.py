@@ -45,6 +45,7 @@ async def recover_interrupted_work(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    settings.check()
     services = build_services(settings)
     client = await connect(settings, sdk_metrics=True)
     # A server started elsewhere may not know them yet; a workflow upserting an unknown

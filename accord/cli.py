@@ -25,7 +25,7 @@ from accord.audit import first_broken_link
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
-from accord.settings import Settings
+from accord.settings import ConfigurationError, Settings
 from models.enums import DisputeStage, NoteVisibility, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -111,6 +111,17 @@ def _settings() -> Settings:
     return Settings()
 
 
+def _ready_to_serve() -> None:
+    """Outside development, list every setting that must be fixed, then stop (exit 2)."""
+    try:
+        _settings().check()
+    except ConfigurationError as exc:
+        typer.secho("error: the configuration is not ready for production:", fg="red", err=True)
+        for problem in exc.problems:
+            typer.secho(f"  - {problem}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
 def _services() -> Services:
     from accord.runtime import build_services
 
@@ -156,6 +167,7 @@ def worker() -> None:
     """Run a worker against the configured Temporal address."""
     from worker import main
 
+    _ready_to_serve()
     main()
 
 
@@ -164,12 +176,14 @@ def web() -> None:
     """Serve the web app and API on ACCORD_WEB_HOST:ACCORD_WEB_PORT (for scaled-out setups)."""
     from web.serve import main as serve
 
+    _ready_to_serve()
     serve()
 
 
 @app.command()
 def intake() -> None:
     """Run the email intake alone: the SMTP receiver and/or IMAP poller, and the processor."""
+    _ready_to_serve()
     from accord.runtime import run_until_signalled
     from accord.stack import run_intake
 

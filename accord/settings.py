@@ -5,6 +5,7 @@ Workflows never read it; activities and entry points receive it explicitly.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,27 @@ from models.enums import RemedyKind
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in production
+
+
+PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|^todo$|^x{3,}$|^<.*>$|^(secret|password)$", re.IGNORECASE
+)
+"""Values copied from an example file and never replaced (.env.example uses `change-me`)."""
+
+
+def _placeholder(value: str) -> bool:
+    return bool(PLACEHOLDER.search(value.strip()))
+
+
+class ConfigurationError(ValueError):
+    """Settings that may not run outside development; one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the configuration is not ready for production:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 class Settings(BaseSettings):
@@ -125,16 +147,51 @@ class Settings(BaseSettings):
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_discovery_url and self.oidc_client_id and self.oidc_client_secret)
 
-    def check_web_secrets(self) -> None:
-        """Refuse to serve with the development secret outside development."""
-        if (
-            self.environment != "development"
-            and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET
-        ):
-            raise ValueError(
+    def problems(self) -> list[str]:
+        """What must be fixed before this configuration may run outside development: each
+        missing or placeholder secret, and settings that only make sense on one machine."""
+        if self.environment == "development":
+            return []
+        found: list[str] = []
+
+        def secret(name: str, value: SecretStr | str | None, needed: bool = True) -> None:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if text is None or not text.strip():
+                if needed:
+                    found.append(f"ACCORD_{name.upper()}: not set")
+            elif _placeholder(text):
+                found.append(f"ACCORD_{name.upper()}: still the placeholder {text!r}")
+            elif name == "secret_key" and len(text) < 32:
+                found.append("ACCORD_SECRET_KEY: too short (at least 32 characters)")
+
+        if self.secret_key.get_secret_value() == DEVELOPMENT_SECRET:
+            found.append(
                 "ACCORD_SECRET_KEY: set a random secret (e.g. `python -c 'import secrets;"
                 " print(secrets.token_urlsafe(48))'`) outside development"
             )
+        else:
+            secret("secret_key", self.secret_key)
+        if not self.database_url:
+            found.append("DATABASE_URL: not set (the SQLite file is for one machine only)")
+        elif _placeholder(self.database_url):
+            found.append("DATABASE_URL: still a placeholder")
+        secret("smtp_password", self.smtp_password, needed=bool(self.smtp_username))
+        secret(
+            "remedy_webhook_secret", self.remedy_webhook_secret, needed=bool(self.remedy_webhooks)
+        )
+        secret(
+            "intake_imap_password", self.intake_imap_password, needed=bool(self.intake_imap_host)
+        )
+        secret("oidc_client_secret", self.oidc_client_secret, needed=bool(self.oidc_client_id))
+        if not self.base_url:
+            found.append("ACCORD_BASE_URL: not set (links in email would point at the web host)")
+        return found
+
+    def check(self) -> None:
+        """Refuse to start with anything `problems` names, listing all of it at once."""
+        found = self.problems()
+        if found:
+            raise ConfigurationError(found)
 
     def resolved_base_url(self) -> str:
         return (self.base_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")

@@ -100,6 +100,7 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
 
 async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
     """The SMTP receiver and/or the IMAP poller, and the processor behind them."""
+    settings.check()
     from accord.runtime import build_services, connect
     from intake.imap import ImapPoller
     from intake.processor import IntakeProcessor

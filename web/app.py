@@ -68,7 +68,7 @@ def create_app(
     services: Services,
     client: Client | Callable[[], Awaitable[Client]],
 ) -> FastAPI:
-    settings.check_web_secrets()
+    settings.check()
     from web import api, health, pages
     from web.templating import make_templates
 
