@@ -1,16 +1,20 @@
-# Accord worker / web / CLI image. The production-grade stack is tracked separately; this image runs
-# the same code as the embedded stack, configured entirely by environment variables.
-FROM python:3.11-slim
+# Accord's worker / web / intake / CLI image: the same code as the embedded stack, configured
+# entirely by environment variables (see .env.example). docker-compose.yml runs it.
+FROM python:3.11.10-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ACCORD_PLAYBOOK_DIR=/app/playbooks
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY accord ./accord
 COPY activities ./activities
+COPY intake ./intake
 COPY models ./models
 COPY notifications ./notifications
 COPY workflows ./workflows
 COPY web ./web
 COPY playbooks ./playbooks
 COPY worker.py ./
-RUN pip install --no-cache-dir .
-ENV ACCORD_PLAYBOOK_DIR=/app/playbooks
-CMD ["python", "worker.py"]
+RUN pip install --no-cache-dir . && useradd --system --home /app accord \
+    && mkdir -p /app/state && chown accord /app/state
+USER accord
+ENV ACCORD_STATE_DIR=/app/state
+CMD ["accord", "worker"]

@@ -1,0 +1,127 @@
+"""docker-compose.yml checked against the code, since no container engine runs here: every
+image pinned, the start-up order guarded by health checks, every variable a real setting, every
+setting documented in .env.example, no secret in the file, and the Temporal bootstrap creating
+exactly the search attributes the workflow writes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from typer.main import get_command
+
+from accord.cli import app
+from accord.settings import Settings
+from models import search_attributes
+
+ROOT = Path(__file__).parent.parent
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+ACCORD = ("accord-migrate", "worker", "web", "intake")
+
+
+def env_name(field: str) -> str:
+    return "DATABASE_URL" if field == "database_url" else f"ACCORD_{field.upper()}"
+
+
+def test_every_part_of_the_stack_is_there() -> None:
+    assert set(SERVICES) == {
+        "postgres",
+        "temporal-schema",
+        "temporal",
+        "temporal-bootstrap",
+        "temporal-ui",
+        "mail",
+        *ACCORD,
+    }
+
+
+def test_images_are_pinned_and_accord_is_built_here() -> None:
+    for name, service in SERVICES.items():
+        image = service.get("image", "")
+        if name in ACCORD:
+            assert service["build"] == "." and (ROOT / "Dockerfile").exists()
+            continue
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned"
+    assert "auto-setup" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_start_up_order_is_guarded_by_health_checks() -> None:
+    def waits_for(service: str) -> dict[str, str]:
+        return {k: v["condition"] for k, v in SERVICES[service].get("depends_on", {}).items()}
+
+    assert "healthcheck" in SERVICES["postgres"] and "healthcheck" in SERVICES["temporal"]
+    assert waits_for("temporal-schema") == {"postgres": "service_healthy"}
+    assert waits_for("temporal") == {"temporal-schema": "service_completed_successfully"}
+    assert waits_for("temporal-bootstrap") == {"temporal": "service_healthy"}
+    assert waits_for("accord-migrate") == {"postgres": "service_healthy"}
+    for name in ("worker", "web", "intake"):
+        assert waits_for(name) == {
+            "accord-migrate": "service_completed_successfully",
+            "temporal-bootstrap": "service_completed_successfully",
+        }
+        assert SERVICES[name]["restart"] == "unless-stopped"
+        assert "stop_grace_period" in SERVICES[name]
+    for name in ("worker", "web"):
+        probe = " ".join(SERVICES[name]["healthcheck"]["test"])
+        port = SERVICES[name]["environment"].get(
+            "ACCORD_WORKER_HEALTH_PORT" if name == "worker" else "ACCORD_WEB_PORT"
+        )
+        assert f"127.0.0.1:{port}/ready" in probe
+    assert "pgdata" in COMPOSE["volumes"]
+    mounted = SERVICES["temporal"]["volumes"][0].split(":")[0]
+    assert (ROOT / mounted).is_file()
+
+
+def test_every_variable_is_a_setting_and_every_setting_is_documented() -> None:
+    settings = {env_name(f) for f in Settings.model_fields}
+    for name in ACCORD:
+        for variable in SERVICES[name]["environment"]:
+            assert variable in settings, f"{name}: {variable} is not a setting"
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    )
+    assert settings <= documented, f"not in .env.example: {sorted(settings - documented)}"
+    # ${NAME} is compose interpolation; $${name} is a shell variable inside a command.
+    referenced = set(re.findall(r"(?<!\$)\$\{(\w+)", (ROOT / "docker-compose.yml").read_text()))
+    assert referenced <= documented, f"not in .env.example: {sorted(referenced - documented)}"
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    for name, service in SERVICES.items():
+        for variable, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|PWD|SECRET|KEY", variable):
+                assert str(value).startswith("${"), f"{name}: {variable} has a value in the file"
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_accord_services_run_real_commands_on_real_ports() -> None:
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for name in ACCORD:
+        program, command = SERVICES[name]["command"]
+        assert program == "accord" and command in commands, SERVICES[name]["command"]
+    web = SERVICES["web"]
+    assert web["ports"] == [f"{web['environment']['ACCORD_WEB_PORT']}:8000"]
+    intake = SERVICES["intake"]
+    assert intake["ports"] == [f"{intake['environment']['ACCORD_INTAKE_SMTP_PORT']}:2525"]
+    assert SERVICES["worker"]["environment"]["ACCORD_ENVIRONMENT"] == "production"
+
+
+def test_the_bootstrap_creates_the_namespace_and_the_workflow_search_attributes() -> None:
+    script = SERVICES["temporal-bootstrap"]["command"][0]
+    namespace = SERVICES["worker"]["environment"]["ACCORD_TEMPORAL_NAMESPACE"]
+    assert f"namespace create --namespace {namespace}" in script
+    created = dict(pair.split("=") for pair in re.findall(r"Accord\w+=\w+", script))
+    assert created == {name: kind for name, (kind, _) in search_attributes.TYPES.items()}
+
+
+def test_the_image_holds_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.M))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = {p.split(".")[0] for p in re.findall(r'^    "([\w.]+)",$', pyproject, re.M)}
+    packages &= {p.name for p in ROOT.iterdir() if p.is_dir()}
+    assert packages <= copied, sorted(packages - copied)
+    assert "worker.py" in copied and "playbooks" in copied
