@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from accord.filing import FilingService
+from accord.logs import configure_logging
 from accord.runtime import (
     Services,
     build_filing,
@@ -87,8 +88,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    configure_logging(settings.json_logs, settings.log_level)
     run_until_signalled(lambda stop: run_worker(settings, stop))
 
 

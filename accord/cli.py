@@ -184,10 +184,12 @@ def web() -> None:
 def intake() -> None:
     """Run the email intake alone: the SMTP receiver and/or IMAP poller, and the processor."""
     _ready_to_serve()
+    from accord.logs import configure_logging
     from accord.runtime import run_until_signalled
     from accord.stack import run_intake
 
     settings = _settings()
+    configure_logging(settings.json_logs, settings.log_level)
     run_until_signalled(lambda stop: run_intake(settings, stop))
 
 

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     """A session ends this long after sign-in."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """auto: JSON lines outside development, readable text in it."""
+    log_level: str = "INFO"
     worker_health_host: str = "127.0.0.1"
     worker_health_port: int = Field(default=0, ge=0, le=65535)
     """The worker's /health, /ready and /metrics (0: not served; compose serves them)."""
@@ -146,6 +149,12 @@ class Settings(BaseSettings):
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_discovery_url and self.oidc_client_id and self.oidc_client_secret)
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (
+            self.log_format == "auto" and self.environment != "development"
+        )
 
     def problems(self) -> list[str]:
         """What must be fixed before this configuration may run outside development: each

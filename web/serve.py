@@ -8,6 +8,7 @@ from collections.abc import Generator
 
 import uvicorn
 
+from accord.logs import configure_logging
 from accord.runtime import Services, build_services, connect, run_until_signalled
 from accord.settings import Settings
 from web.app import create_app
@@ -45,4 +46,5 @@ async def serve_web(
 
 def main() -> None:
     settings = Settings()
+    configure_logging(settings.json_logs, settings.log_level)
     run_until_signalled(lambda stop: serve_web(settings, stop))
