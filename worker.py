@@ -22,6 +22,7 @@ from accord.runtime import (
     run_until_signalled,
 )
 from accord.settings import Settings
+from accord.tracing import configure_tracing
 from accord.worker_health import WorkerState, health_app, serve_health
 from models import search_attributes
 
@@ -90,6 +91,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
 def main() -> None:
     settings = Settings()
     configure_logging(settings.json_logs, settings.log_level)
+    configure_tracing("accord-worker", settings.otel_endpoint)
     run_until_signalled(lambda stop: run_worker(settings, stop))
 
 

@@ -187,9 +187,11 @@ def intake() -> None:
     from accord.logs import configure_logging
     from accord.runtime import run_until_signalled
     from accord.stack import run_intake
+    from accord.tracing import configure_tracing
 
     settings = _settings()
     configure_logging(settings.json_logs, settings.log_level)
+    configure_tracing("accord-intake", settings.otel_endpoint)
     run_until_signalled(lambda stop: run_intake(settings, stop))
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -19,6 +20,7 @@ from accord.filing import FilingService
 from accord.playbook import PlaybookLibrary
 from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from accord.settings import Settings
+from accord.tracing import temporal_interceptors
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.deadlines import DeadlineActivities
 from activities.notify import NotificationActivities
@@ -146,15 +148,20 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        # Carries the web request's trace into workflows; the worker continues it.
+        interceptors=temporal_interceptors(),
     )
 
 
 def build_worker(
     client: Client, services: Services, task_queue: str, *, fail_workflows_on_bugs: bool = False
 ) -> Worker:
+    # A client from `connect` traces already (its interceptors serve the worker too).
+    traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
     return Worker(
         client,
         task_queue=task_queue,
+        interceptors=[] if traced else temporal_interceptors(),
         workflows=[DisputeWorkflow],
         activities=activity_methods(services),
         # Database activities are synchronous; they run here, off the workflow event loop.

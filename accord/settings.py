@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     """A session ends this long after sign-in."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    otel_endpoint: str = ""
+    """OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces (empty: no tracing)."""
     log_format: Literal["auto", "json", "text"] = "auto"
     """auto: JSON lines outside development, readable text in it."""
     log_level: str = "INFO"

@@ -11,6 +11,7 @@ import uvicorn
 from accord.logs import configure_logging
 from accord.runtime import Services, build_services, connect, run_until_signalled
 from accord.settings import Settings
+from accord.tracing import configure_tracing
 from web.app import create_app
 
 
@@ -47,4 +48,5 @@ async def serve_web(
 def main() -> None:
     settings = Settings()
     configure_logging(settings.json_logs, settings.log_level)
+    configure_tracing("accord-web", settings.otel_endpoint)
     run_until_signalled(lambda stop: serve_web(settings, stop))
