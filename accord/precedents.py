@@ -111,6 +111,7 @@ def index_precedent(
         ("region", precedent.claimant_region),
     ]
     precedent.facet_values = "\n".join(f"{facet}={value}" for facet, value in [*facets, *single])
+    precedent.facet_tokens = " ".join(facet_token(f, v) for f, v in [*facets, *single])
     session.add(precedent)
     session.flush()
     assert precedent.id is not None
@@ -119,6 +120,12 @@ def index_precedent(
         PrecedentFacet(precedent_id=precedent.id, facet=facet, value=value)
         for facet, value in facets
     )
+
+
+def facet_token(facet: str, value: str) -> str:
+    """One word naming a facet's value ("remedymdfcredit"), as SQLite's full-text index holds
+    it: matched as a single term, never as a phrase checked position by position."""
+    return re.sub(r"[^a-z0-9]", "", f"{facet}{value}".lower())
 
 
 def facet_values(precedent: Precedent) -> list[tuple[str, str]]:

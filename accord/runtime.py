@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -153,6 +154,9 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
     )
 
 
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
 def build_worker(
     client: Client, services: Services, task_queue: str, *, fail_workflows_on_bugs: bool = False
 ) -> Worker:
@@ -167,6 +171,9 @@ def build_worker(
         # Database activities are synchronous; they run here, off the workflow event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        # On SIGTERM running activities get this long to finish before they are cancelled
+        # (and retried elsewhere); compose allows the container 60 s.
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # In production a bug retries the workflow task until a fixed worker is deployed;
         # tests want it to fail the workflow at once instead of hanging.
         workflow_failure_exception_types=list(PROGRAMMING_ERRORS) if fail_workflows_on_bugs else [],

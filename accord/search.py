@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import Float, String, TextualSelect, bindparam, text
 from sqlmodel import Session
 
+from accord.precedents import facet_token
+
 MAX_QUERY = 200
 START, STOP = "\x02", "\x03"
 """Snippet highlight markers: control characters no text contains, replaced after escaping."""
@@ -455,9 +457,9 @@ def _hit(row: Any, rank: float, snippet: str) -> Hit:
 
 
 def _facet_match(filters: Filters) -> str:
-    """The facet filters as FTS5 phrases over the indexed facet lines ("remedy=mdf_credit")."""
+    """The facet filters as terms of the indexed facet words ("remedymdfcredit")."""
     return "".join(
-        f" AND facet_values : {_quote(f'{name}={value}')}"
+        f" AND facet_tokens : {_quote(facet_token(name, value))}"
         for name in (*FACETS, *MULTI_FACETS)
         if (value := getattr(filters, name))
     )

@@ -1,5 +1,5 @@
-"""OpenTelemetry tracing from a web request through the workflow update it makes to the
-activities the workflow runs: one trace per user action.
+"""OpenTelemetry tracing from a web request to the workflow it starts or updates and the
+activities the workflow runs.
 
 FastAPI opens a server span per request (its built-in telemetry, which also continues a
 caller's traceparent); Temporal's TracingInterceptor carries the current span into the headers

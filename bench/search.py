@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, text
 
+from accord.precedents import facet_token
 from accord.search import Filters, search_precedents
 from bench.common import BenchStack, pct
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, RemedyKind
@@ -132,6 +133,15 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
             tier = rng.choice(list(PartnerTier)).value
             region = rng.choice(["NA-East", "NA-West", "DACH", "APAC"])
             sla = "breached" if rng.random() < 0.2 else "met"
+            facet_pairs = [
+                *(("remedy", k) for k in sorted(kinds)),
+                ("clause", "RoE 3.1"),
+                ("sla", sla),
+                ("category", category),
+                ("outcome", outcome),
+                ("tier", tier),
+                ("region", region),
+            ]
             facets += [{"precedent_id": i + 1, "facet": "remedy", "value": k} for k in kinds]
             facets += [
                 {"precedent_id": i + 1, "facet": "clause", "value": "RoE 3.1"},
@@ -158,17 +168,8 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
                     "parties": [],
                     "precedents_cited": [],
                     "votes_summary": {},
-                    "facet_values": "\n".join(
-                        [
-                            *(f"remedy={k}" for k in sorted(kinds)),
-                            "clause=RoE 3.1",
-                            f"sla={sla}",
-                            f"category={category}",
-                            f"outcome={outcome}",
-                            f"tier={tier}",
-                            f"region={region}",
-                        ]
-                    ),
+                    "facet_values": "\n".join(f"{f}={v}" for f, v in facet_pairs),
+                    "facet_tokens": " ".join(facet_token(f, v) for f, v in facet_pairs),
                     "search_text": full,
                     "public_text": public,
                 }

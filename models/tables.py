@@ -308,6 +308,8 @@ class Precedent(SQLModel, table=True):
     facet_values: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     """The many-valued facets as "facet=value" lines (as in precedent_facet): read with the
     search candidates to count facets without a join per facet."""
+    facet_tokens: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """Every facet value as one word (`facet_token`): the SQLite full-text index's facet column."""
 
 
 class PrecedentFacet(SQLModel, table=True):

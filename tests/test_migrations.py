@@ -50,7 +50,7 @@ def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, re
             engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
             with engine.connect() as conn:
                 row = conn.execute(
-                    text("SELECT facts, parties, votes_summary FROM precedent")
+                    text("SELECT facts, parties, votes_summary, facet_values FROM precedent")
                 ).one()
                 parties = conn.execute(
                     text("SELECT dispute_number, partner_id, side FROM dispute_party")
@@ -59,6 +59,8 @@ def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, re
             assert [tuple(p) for p in parties] == [("DSP-2026-000001", "p1", "claimant")]
             assert row[0] == "old facts"
             assert row[1] in ([], "[]") and row[2] in ({}, "{}")
+            # Facets backfilled (0007-0009): the precedent is found by them.
+            assert set(row[3].split("\n")) >= {"category=pricing", "outcome=settled", "tier=gold"}
         finally:
             drop()
 
