@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -172,7 +173,7 @@ def search_precedents(
     window_only = False
     unranked: str | None = None
     # Each candidate row carries what its facets are counted from, so one read serves both.
-    carried = "p.category, p.outcome, p.claimant_tier, p.claimant_region, p.facet_values"
+    carried = "p.facet_values"
     if query.empty:
         candidates = (
             f"SELECT p.id AS id, 0 AS rank, {carried} FROM precedent p WHERE 1 = 1{where}"
@@ -270,18 +271,33 @@ RANKABLE = 20_000
 precedents (counting that far costs under 2 ms; ranking them, under 1 ms a word)."""
 
 
+COMMON_FOR_SECONDS = 300.0
+"""How long a word's count is trusted: counts only grow, and slowly; a repeated search skips
+counting (about a millisecond a word)."""
+_word_counts: dict[tuple[str, str, str, int], tuple[float, bool]] = {}
+
+
 def _common_words(session: Session, query: ParsedQuery, column: str) -> set[str]:
     """The query's words found in more than RANKABLE precedents (each counted only that far)."""
     common: set[str] = set()
+    database = str(session.get_bind().engine.url)
+    now = time.monotonic()
+    if len(_word_counts) > 10_000:
+        _word_counts.clear()
     for word in {w for unit in (*query.terms, *query.phrases) for w in unit.split()}:
-        count = session.execute(
-            text(
-                "SELECT count(*) FROM (SELECT 1 FROM precedent_fts WHERE precedent_fts MATCH :u"
-                f" LIMIT {RANKABLE + 1})"
-            ),
-            {"u": f"{column} : {_quote(word)}"},
-        ).scalar()
-        if int(count or 0) > RANKABLE:
+        key = (database, column, word.lower(), RANKABLE)
+        known = _word_counts.get(key)
+        if known is None or known[0] < now:
+            count = session.execute(
+                text(
+                    "SELECT count(*) FROM (SELECT 1 FROM precedent_fts"
+                    f" WHERE precedent_fts MATCH :u LIMIT {RANKABLE + 1})"
+                ),
+                {"u": f"{column} : {_quote(word)}"},
+            ).scalar()
+            known = (now + COMMON_FOR_SECONDS, int(count or 0) > RANKABLE)
+            _word_counts[key] = known
+        if known[1]:
             common.add(word)
     return common
 
@@ -324,20 +340,14 @@ def _details(session: Session, ids: list[int], column: str) -> dict[int, Any]:
 
 
 def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
-    counts: dict[str, Counter[str]] = {
-        facet: Counter(str(getattr(row, column)) for row in rows)
-        for facet, column in FACETS.items()
-    }
-    multi: dict[str, Counter[str]] = {facet: Counter() for facet in MULTI_FACETS}
-    for row in rows:
-        for line in (row.facet_values or "").splitlines():
-            facet, _, value = line.partition("=")
-            if facet in multi:
-                multi[facet][value] += 1
-    return {
-        facet: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
-        for facet, values in {**counts, **multi}.items()
-    }
+    """Counted from the candidates' facet lines ("remedy=mdf_credit"), every facet at once."""
+    counted = Counter(line for row in rows for line in (row.facet_values or "").splitlines())
+    facets: dict[str, dict[str, int]] = {facet: {} for facet in (*FACETS, *MULTI_FACETS)}
+    for line, count in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])):
+        facet, _, value = line.partition("=")
+        if facet in facets:
+            facets[facet][value] = count
+    return facets
 
 
 def dispute_matches(dialect: str, raw_query: str) -> TextualSelect | None:
