@@ -158,7 +158,12 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 def build_worker(
-    client: Client, services: Services, task_queue: str, *, fail_workflows_on_bugs: bool = False
+    client: Client,
+    services: Services,
+    task_queue: str,
+    *,
+    fail_workflows_on_bugs: bool = False,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
 ) -> Worker:
     # A client from `connect` traces already (its interceptors serve the worker too).
     traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
@@ -173,7 +178,7 @@ def build_worker(
         max_concurrent_activities=16,
         # On SIGTERM running activities get this long to finish before they are cancelled
         # (and retried elsewhere); compose allows the container 60 s.
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        graceful_shutdown_timeout=graceful_shutdown,
         # In production a bug retries the workflow task until a fixed worker is deployed;
         # tests want it to fail the workflow at once instead of hanging.
         workflow_failure_exception_types=list(PROGRAMMING_ERRORS) if fail_workflows_on_bugs else [],

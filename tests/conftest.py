@@ -30,7 +30,7 @@ from accord.db import SessionFactory
 from accord.demo import DEMO
 from accord.directory import Directory, import_directory, resolve_actor
 from accord.migrate import upgrade
-from accord.runtime import build_filing, build_services, build_worker
+from accord.runtime import GRACEFUL_SHUTDOWN, build_filing, build_services, build_worker
 from accord.settings import REPO_ROOT, Settings
 from models import search_attributes
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
@@ -170,7 +170,13 @@ def seed(sessions: SessionFactory, directory: Directory = DEMO) -> None:
 class Stack:
     """Filing service, worker and directory over one database, one SMTP server, one Temporal."""
 
-    def __init__(self, env: WorkflowEnvironment, settings: Settings, mail: MailCapture) -> None:
+    def __init__(
+        self,
+        env: WorkflowEnvironment,
+        settings: Settings,
+        mail: MailCapture,
+        worker_grace: timedelta = GRACEFUL_SHUTDOWN,
+    ) -> None:
         self.env = env
         self.client = env.client
         self.settings = settings
@@ -180,7 +186,11 @@ class Stack:
         self.filing = build_filing(self.services, self.client)
         self.numbers: list[str] = []
         self.worker: Worker = build_worker(
-            self.client, self.services, settings.task_queue, fail_workflows_on_bugs=True
+            self.client,
+            self.services,
+            settings.task_queue,
+            fail_workflows_on_bugs=True,
+            graceful_shutdown=worker_grace,
         )
 
     def submission(self, **overrides: Any) -> FilingSubmission:

@@ -4,6 +4,7 @@ on a real dev server (updates are not time-skipped, so they are checked there to
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -98,7 +99,8 @@ async def test_worker_restarted_during_remedy_application_applies_nothing_twice(
             remedy_webhook_secret="restart-secret",
             remedy_webhook_timeout_seconds=10,
         )
-        stack = Stack(dev_server, settings, mail)
+        # A worker that dies rather than drains: no grace for the activity in flight.
+        stack = Stack(dev_server, settings, mail, worker_grace=timedelta(0))
         seed(stack.sessions)
         receiver.slow_next = 4  # applies at once, answers late: the worker dies in between
         await stack.worker.__aenter__()

@@ -27,10 +27,11 @@ COMMANDS = [line.split("#")[0].strip() for block in BLOCKS for line in block.spl
 
 def test_named_commands_settings_targets_services_and_files_exist() -> None:
     cli = set(get_command(app).commands)  # type: ignore[attr-defined]
-    for command in re.findall(r"`?accord ([a-z-]+)", GUIDE):
+    for command in re.findall(r"(?<!namespace )\baccord ([a-z][a-z-]*)", GUIDE):
         assert command in cli, f"accord {command}"
     targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
-    for target in re.findall(r"make ([a-z-]+)", GUIDE):
+    named = [c.split()[1] for c in COMMANDS if c.startswith("make ")]
+    for target in named + re.findall(r"`make ([a-z-]+)`", GUIDE):
         assert target in targets, f"make {target}"
     documented = (ROOT / ".env.example").read_text()
     for setting in set(re.findall(r"\b((?:ACCORD|POSTGRES)_[A-Z_]+|DATABASE_URL)\b", GUIDE)):
