@@ -83,50 +83,56 @@ class BusinessMetrics(Collector):
 
     def collect(self) -> Iterator[Any]:
         with self.sessions.read() as session:
-            stages = session.execute(
-                text("SELECT stage, count(*) FROM dispute GROUP BY stage")
-            ).all()
-            events = session.execute(
-                text(
-                    "SELECT action, count(*) FROM dispute_event WHERE action IN :actions"
-                    " GROUP BY action"
-                ).bindparams(bindparam("actions", expanding=True)),
-                {"actions": list(COUNTED_ACTIONS)},
-            ).all()
-            intake = session.execute(
-                text("SELECT state, count(*) FROM inbound_message GROUP BY state")
-            ).all()
-            outbox = session.execute(
-                text("SELECT state, count(*) FROM outbox_message GROUP BY state")
-            ).all()
-        disputes = GaugeMetricFamily(
-            "accord_disputes", "Disputes in each stage now.", labels=["stage"]
-        )
-        for stage, count in stages:
-            disputes.add_metric([_plain(stage)], count)
-        yield disputes
+            events = dict(
+                session.execute(
+                    text(
+                        "SELECT action, count(*) FROM dispute_event WHERE action IN :actions"
+                        " GROUP BY action"
+                    ).bindparams(bindparam("actions", expanding=True)),
+                    {"actions": list(COUNTED_ACTIONS)},
+                ).all()
+            )
+            gauges = [
+                (name, doc, label, session.execute(text(sql)).all())
+                for name, doc, label, sql in GAUGES
+            ]
+        for name, doc, label, rows in gauges:
+            gauge = GaugeMetricFamily(name, doc, labels=[label])
+            for value, count in rows:
+                gauge.add_metric([_plain(value)], count)
+            yield gauge
         counted = CounterMetricFamily(
             "accord_events",
             "Audit-trail entries by action: filings, SLA warnings (deadline_warning) and breaches"
             " (deadline_passed, *_overdue), remedies applied, failed or waived, decisions.",
             labels=["action"],
         )
-        seen = dict(events)
         for action in COUNTED_ACTIONS:
-            counted.add_metric([action], seen.get(action, 0))
+            counted.add_metric([action], events.get(action, 0))
         yield counted
-        messages = GaugeMetricFamily(
-            "accord_intake_messages", "Received emails by where they stand.", labels=["state"]
-        )
-        for state, count in intake:
-            messages.add_metric([_plain(state)], count)
-        yield messages
-        mail = GaugeMetricFamily(
-            "accord_outbox_messages", "Outgoing emails by state.", labels=["state"]
-        )
-        for state, count in outbox:
-            mail.add_metric([_plain(state)], count)
-        yield mail
+
+
+GAUGES = (
+    (
+        "accord_disputes",
+        "Disputes in each stage now.",
+        "stage",
+        "SELECT stage, count(*) FROM dispute GROUP BY stage",
+    ),
+    (
+        "accord_intake_messages",
+        "Received emails by where they stand.",
+        "state",
+        "SELECT state, count(*) FROM inbound_message GROUP BY state",
+    ),
+    (
+        "accord_outbox_messages",
+        "Outgoing emails by state.",
+        "state",
+        "SELECT state, count(*) FROM outbox_message GROUP BY state",
+    ),
+)
+"""Gauges counted by one column of one table: name, help, label, query."""
 
 
 def _plain(value: Any) -> str:

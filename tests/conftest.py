@@ -317,6 +317,21 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+def dev_stack(
+    dev_server: WorkflowEnvironment,
+    url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    **settings: Any,
+) -> Stack:
+    """A seeded stack on a real dev server (its worker not started yet)."""
+    mail, port = smtp
+    grace = settings.pop("worker_grace", GRACEFUL_SHUTDOWN)
+    stack = Stack(dev_server, make_settings(url, port, tmp_path, **settings), mail, grace)
+    seed(stack.sessions)
+    return stack
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
     env: WorkflowEnvironment, url: str, smtp: tuple[MailCapture, int], tmp_path: Path

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from accord.runtime import build_worker
 from models.enums import DisputeStage
 from models.payloads import AcceptAssignment, RespondToOffer
-from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.conftest import MailCapture, Stack, dev_stack
 from tests.test_dispute_paths import DECLARATION, offered, split_offer
 from workflows.dispute import DisputeWorkflow
 
@@ -53,13 +53,11 @@ def assert_each_mail_once(mail: MailCapture) -> None:
 async def test_full_path_on_a_real_dev_server(
     dev_server: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
 ) -> None:
-    mail, port = smtp
-    stack = Stack(dev_server, make_settings(sqlite_url, port, tmp_path), mail)
-    seed(stack.sessions)
+    stack = dev_stack(dev_server, sqlite_url, smtp, tmp_path)
     async with stack.worker:
         number = (await stack.file()).number
         await settle(stack, number)
-    assert_each_mail_once(mail)
+    assert_each_mail_once(stack.mail)
     assert stack.actions(number)[-1] == "closed"
 
 
@@ -68,18 +66,16 @@ async def test_worker_restart_mid_dispute_sends_every_email_exactly_once(
 ) -> None:
     # On the dev server: the time-skipping server never hands a workflow on from a stopped
     # worker's sticky queue, since it only moves its clock when a test asks it to.
-    mail, port = smtp
-    stack = Stack(dev_server, make_settings(sqlite_url, port, tmp_path), mail)
-    seed(stack.sessions)
+    stack = dev_stack(dev_server, sqlite_url, smtp, tmp_path)
     await stack.worker.__aenter__()
     number = (await stack.file()).number
     try:
         await settle(stack, number, restart_worker_at_offer=True)
     finally:
         await stack.worker.__aexit__(None, None, None)
-    assert_each_mail_once(mail)
+    assert_each_mail_once(stack.mail)
     # acknowledgement, offer, settled, remedy applied, closed
-    assert len(mail.to("nora@northwind.example")) == 5
+    assert len(stack.mail.to("nora@northwind.example")) == 5
 
 
 async def test_worker_restarted_during_remedy_application_applies_nothing_twice(
@@ -89,19 +85,18 @@ async def test_worker_restarted_during_remedy_application_applies_nothing_twice(
 
     from tests.webhook_receiver import Receiver
 
-    mail, port = smtp
     with Receiver(b"restart-secret") as receiver:
-        settings = make_settings(
+        # A worker that dies rather than drains: no grace for the activity in flight.
+        stack = dev_stack(
+            dev_server,
             sqlite_url,
-            port,
+            smtp,
             tmp_path,
             remedy_webhooks={"commission_split": receiver.url},
             remedy_webhook_secret="restart-secret",
             remedy_webhook_timeout_seconds=10,
+            worker_grace=timedelta(0),
         )
-        # A worker that dies rather than drains: no grace for the activity in flight.
-        stack = Stack(dev_server, settings, mail, worker_grace=timedelta(0))
-        seed(stack.sessions)
         receiver.slow_next = 4  # applies at once, answers late: the worker dies in between
         await stack.worker.__aenter__()
         number = (await stack.file()).number

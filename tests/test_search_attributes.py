@@ -10,7 +10,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from models import search_attributes as sa
-from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.conftest import MailCapture, Stack, dev_stack
 from tests.test_dispute_paths import in_mediation
 
 
@@ -45,9 +45,7 @@ async def test_disputes_are_listed_by_query_on_a_dev_server_started_as_make_run_
 ) -> None:
     # The dev server is started with DEV_SERVER_FLAGS alone (as `make run` starts it): the
     # attributes exist before any worker registers them. The time-skipping server cannot list.
-    mail, port = smtp
-    stack = Stack(dev_server, make_settings(sqlite_url, port, tmp_path), mail)
-    seed(stack.sessions)
+    stack = dev_stack(dev_server, sqlite_url, smtp, tmp_path)
     async with stack.worker:
         number = (await stack.file()).number
         await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)

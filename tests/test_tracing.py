@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from accord.runtime import build_services
 from accord.tracing import temporal_interceptors
-from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.conftest import MailCapture, Stack, dev_stack
 from tests.test_dispute_paths import offered
 from tests.test_web_api import CLAIMANT, filing
 from tests.web_harness import api, seed_accounts, token_for
@@ -40,9 +40,7 @@ async def test_a_web_action_is_one_trace_down_to_the_activities(
     dev_server: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
 ) -> None:
     # On the dev server: the time-skipping test server does not pass update headers on.
-    mail, port = smtp
-    stack = Stack(dev_server, make_settings(sqlite_url, port, tmp_path), mail)
-    seed(stack.sessions)
+    stack = dev_stack(dev_server, sqlite_url, smtp, tmp_path)
     await stack.worker.__aenter__()
     try:
         await traced_action(stack)
