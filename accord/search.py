@@ -197,15 +197,8 @@ def search_precedents(
             params = {"q": params["q"] + _facet_match(filters), **dates}
         # A phrase of common words is checked word position by word position in every
         # precedent holding all of them: like PostgreSQL, search only the newest then.
-        floor = (
-            _window_floor(session)
-            if any(set(phrase.split()) <= common for phrase in query.phrases)
-            else None
-        )
-        if floor is not None:
-            window_only = True
-            where += " AND precedent_fts.rowid >= :floor"
-            params["floor"] = floor
+        if any(set(phrase.split()) <= common for phrase in query.phrases):
+            where, window_only = _newest_only(session, where, params, "precedent_fts.rowid")
         candidates = (
             f"SELECT precedent_fts.rowid AS id, {score} AS rank, {carried}"
             " FROM precedent_fts JOIN precedent p ON p.id = precedent_fts.rowid"
@@ -216,13 +209,8 @@ def search_precedents(
         # A GIN index finds the matches of a distinctive query quickly but gives them in no
         # useful order: every match is read to pick the newest. For a common query (the
         # planner's estimate) that is most of the table, so only the newest rows are searched.
-        floor = (
-            _window_floor(session) if _estimated_matches(session, tsv, params) > GIN_ROWS else None
-        )
-        if floor is not None:
-            window_only = True
-            where += " AND p.id >= :floor"
-            params["floor"] = floor
+        if _estimated_matches(session, tsv, params) > GIN_ROWS:
+            where, window_only = _newest_only(session, where, params, "p.id")
         newest = (
             f"SELECT p.id AS id, p.{tsv} AS tsv, {carried} FROM precedent p,"
             f" websearch_to_tsquery('english', :q) q"
@@ -302,13 +290,18 @@ def _common_words(session: Session, query: ParsedQuery, column: str) -> set[str]
     return common
 
 
-def _window_floor(session: Session) -> int | None:
-    """The id of the WINDOW-th newest precedent, from which a common query searches; None when
-    there are no more precedents than that (the window would be all of them)."""
+def _newest_only(
+    session: Session, where: str, params: dict[str, Any], key: str
+) -> tuple[str, bool]:
+    """Narrow the search to the WINDOW newest precedents (by `key`, the id as the query walks
+    it); unchanged, and False, when there are no more precedents than that."""
     floor = session.execute(
         text(f"SELECT id FROM precedent ORDER BY id DESC LIMIT 1 OFFSET {WINDOW}")
     ).scalar()
-    return None if floor is None else int(floor) + 1
+    if floor is None:
+        return where, False
+    params["floor"] = int(floor) + 1
+    return f"{where} AND {key} >= :floor", True
 
 
 GIN_ROWS = 1_500
