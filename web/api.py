@@ -299,12 +299,10 @@ def export_disputes(
 def export_precedents(
     request: Request,
     viewer: ViewerDep,
+    period: Annotated[service.DateRange, Query()],
     format: ExportFormat = "json",
-    decided_from: Annotated[date | None, Query(alias="from")] = None,
-    decided_to: Annotated[date | None, Query(alias="to")] = None,
 ) -> Response:
     """The full record of the precedents decided from a day to a day (both included)."""
-    period = service.DateRange.model_validate({"from": decided_from, "to": decided_to})
     body = service.export_precedents(web(request), viewer, period, format)
     return service.export_response(body, f"precedents.{format}", format)
 
@@ -313,15 +311,13 @@ def export_precedents(
 def sla_report(
     request: Request,
     viewer: ViewerDep,
+    period: Annotated[service.DateRange, Query()],
     format: ExportFormat = "json",
-    filed_from: Annotated[date | None, Query(alias="from")] = None,
-    filed_to: Annotated[date | None, Query(alias="to")] = None,
 ) -> Response:
     """The SLA and channel-health report over the disputes filed from a day to a day (both
     included; without either, the last 90 days): per stage the on-time share, breaches and
     median time; per category and per claimant region the disputes filed, outcomes and
     remedies; repeat parties; hotspots; disputes past their deadline now."""
-    period = service.DateRange.model_validate({"from": filed_from, "to": filed_to})
     report = service.sla_report(web(request), viewer, period)
     return service.export_response(
         service.export_sla_report(report, format), f"sla-report.{format}", format
@@ -332,12 +328,10 @@ def sla_report(
 def export_audit_period(
     request: Request,
     viewer: ViewerDep,
+    period: Annotated[service.DateRange, Query()],
     format: ExportFormat = "json",
-    recorded_from: Annotated[date | None, Query(alias="from")] = None,
-    recorded_to: Annotated[date | None, Query(alias="to")] = None,
 ) -> Response:
     """Every audit entry recorded from a day to a day, across disputes, with its hashes."""
-    period = service.DateRange.model_validate({"from": recorded_from, "to": recorded_to})
     body = service.export_audit_period(web(request), viewer, period, format)
     return service.export_response(body, f"audit.{format}", format)
 

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from starlette.datastructures import FormData
 
 from accord.access import Viewer
+from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
 from models.enums import (
     Action,
@@ -282,11 +283,8 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             .order_by(col(Precedent.decided_at).desc())
             .limit(20)
         ).all()
-    try:
-        book = ctx.services.playbooks.get(record.row.playbook_version)
-        clauses = [book.categories[record.row.category].clause]
-    except (KeyError, LookupError):
-        clauses = []
+    rules = _category_rules(ctx, record)
+    clauses = [rules.clause] if rules else []
     options: dict[str, list[tuple[str, str]]] = {
         "parties": parties,
         "note_visibility": [("shared", "everyone on the dispute"), ("caucus", "caucus: one side")],
@@ -406,21 +404,23 @@ def _precedent_pattern(ctx: WebContext, record: DisputeFile) -> tuple[str, ...]:
     state = record.state
     if state is None or state.similar is None:
         return ()
-    clauses: tuple[str, ...] = ()
-    try:
-        book = ctx.services.playbooks.get(record.row.playbook_version)
-        clauses = (book.categories[record.row.category].clause,)
-    except (KeyError, LookupError):
-        pass
-    return pattern(state.similar.matches, record.row.category, clauses)
+    rules = _category_rules(ctx, record)
+    return pattern(state.similar.matches, record.row.category, (rules.clause,) if rules else ())
 
 
 def _allowed_remedies(ctx: WebContext, record: DisputeFile) -> list[str]:
+    rules = _category_rules(ctx, record)
+    return [k.value for k in rules.allowed_remedies] if rules else []
+
+
+def _category_rules(ctx: WebContext, record: DisputeFile) -> CategoryRules | None:
+    """The dispute's category in the playbook version it pinned (None if that is gone)."""
     try:
-        book = ctx.services.playbooks.get(record.row.playbook_version)
-    except LookupError:
-        return []
-    return [k.value for k in book.categories[record.row.category].allowed_remedies]
+        return ctx.services.playbooks.get(record.row.playbook_version).categories[
+            record.row.category
+        ]
+    except (KeyError, LookupError):
+        return None
 
 
 @router.get("/disputes/{number}", response_class=HTMLResponse)
