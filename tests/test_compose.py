@@ -13,8 +13,10 @@ import yaml
 from typer.main import get_command
 
 from accord.cli import app
+from accord.runtime import GRACEFUL_SHUTDOWN
 from accord.settings import Settings
 from models import search_attributes
+from web.serve import SHUTDOWN_GRACE_SECONDS
 
 ROOT = Path(__file__).parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -64,6 +66,10 @@ def test_start_up_order_is_guarded_by_health_checks() -> None:
         }
         assert SERVICES[name]["restart"] == "unless-stopped"
         assert "stop_grace_period" in SERVICES[name]
+    # Docker kills a container when its grace runs out: it must outlast the process's own drain.
+    drain = {"worker": GRACEFUL_SHUTDOWN.total_seconds(), "web": SHUTDOWN_GRACE_SECONDS}
+    for name, seconds in drain.items():
+        assert int(SERVICES[name]["stop_grace_period"].removesuffix("s")) > seconds
     for name in ("worker", "web"):
         probe = " ".join(SERVICES[name]["healthcheck"]["test"])
         port = SERVICES[name]["environment"].get(

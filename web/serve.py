@@ -14,6 +14,10 @@ from accord.settings import Settings
 from accord.tracing import configure_tracing
 from web.app import create_app
 
+SHUTDOWN_GRACE_SECONDS = 20
+"""On SIGTERM, requests in flight get this long to finish (compose stops the container after
+30 s); new connections are refused from the signal on."""
+
 
 class _Server(uvicorn.Server):
     """Leaves signals to the caller, which stops every part of the stack together."""
@@ -35,6 +39,7 @@ async def serve_web(
             port=settings.web_port,
             log_level="warning",
             proxy_headers=True,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
     )
     serving = asyncio.create_task(server.serve())

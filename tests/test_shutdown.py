@@ -1,0 +1,300 @@
+"""SIGTERM to a running worker or web process (what `docker compose stop`, a rolling upgrade or
+a scale-down sends): the process finishes what it is doing, takes nothing new, and exits 0.
+
+Each test runs the real command (`accord worker`, `accord web`) as a separate process and
+signals it in the middle of a piece of work held open on purpose: an SMTP server that takes
+its time accepting a notification, a request body still arriving."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from accord.settings import Settings
+from models.tables import Dispute
+from tests.conftest import MailCapture, dev_stack, free_port
+from tests.web_harness import PASSWORD, seed_accounts
+
+HOLD_SECONDS = 3.0
+"""How long the held piece of work stays in flight after the signal."""
+
+
+class SlowMail(MailCapture):
+    """Holds the first message it receives for HOLD_SECONDS before accepting it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving = threading.Event()
+        self.accepted_at: float | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        first = not self.receiving.is_set()
+        if first:
+            self.receiving.set()
+            await asyncio.sleep(HOLD_SECONDS)
+        answer = await super().handle_DATA(server, session, envelope)
+        if first:
+            self.accepted_at = time.monotonic()
+        return answer
+
+
+def process_env(settings: Settings, temporal: WorkflowEnvironment, **extra: str) -> dict[str, str]:
+    """The environment a deployed process would get: these settings and nothing inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        DATABASE_URL=settings.database_url,
+        ACCORD_STATE_DIR=str(settings.state_dir),
+        ACCORD_PLAYBOOK_DIR=str(settings.playbook_dir),
+        ACCORD_TEMPORAL_ADDRESS=temporal.client.service_client.config.target_host,
+        ACCORD_TEMPORAL_NAMESPACE=temporal.client.namespace,
+        ACCORD_TASK_QUEUE=settings.task_queue,
+        ACCORD_SMTP_PORT=str(settings.smtp_port),
+        ACCORD_ADMIN_EMAIL=settings.admin_email,
+        ACCORD_LOG_FORMAT="text",
+        **extra,
+    )
+    return env
+
+
+async def start(command: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.cli",
+        command,
+        env=env,
+        cwd=cwd,  # no .env of a developer's checkout is read
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stderr_of(process: asyncio.subprocess.Process) -> str:
+    assert process.stderr is not None
+    return (await process.stderr.read()).decode(errors="replace")
+
+
+async def wait_until(
+    condition: Any, process: asyncio.subprocess.Process, what: str, seconds: float = 60
+) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        if process.returncode is not None:
+            raise AssertionError(f"the process ended before {what}: {await stderr_of(process)}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def slow_smtp() -> Iterator[tuple[SlowMail, int]]:
+    mail, port = SlowMail(), free_port()
+    controller = Controller(mail, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mail, port
+    finally:
+        controller.stop()
+
+
+async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    slow_smtp: tuple[SlowMail, int],
+    tmp_path: Path,
+) -> None:
+    mail, _ = slow_smtp
+    stack = dev_stack(dev_server, sqlite_url, slow_smtp, tmp_path)
+    health = f"http://127.0.0.1:{free_port()}"
+    worker = await start(
+        "worker",
+        process_env(stack.settings, dev_server, ACCORD_WORKER_HEALTH_PORT=health.rsplit(":")[-1]),
+        tmp_path,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get(f"{health}/ready")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, worker, "a ready worker")
+            number = (await stack.file()).number
+
+            async def sending() -> bool:
+                return mail.receiving.is_set()
+
+            # The first notification's activity is now in the middle of the SMTP exchange.
+            await wait_until(sending, worker, "a notification being sent")
+            worker.send_signal(signal.SIGTERM)
+            signalled_at = time.monotonic()
+
+            draining = await http.get(f"{health}/ready")
+            assert draining.status_code == 503
+            assert draining.json()["checks"]["worker"] == "not polling"
+
+        returncode = await asyncio.wait_for(worker.wait(), 60)
+        exited_at = time.monotonic()
+        assert returncode == 0, await stderr_of(worker)
+        # It waited for the activity: the held message was accepted before the process ended.
+        assert mail.accepted_at is not None
+        assert signalled_at < mail.accepted_at < exited_at
+        assert len(mail.messages) == 1
+
+        # Temporal recorded the activity as completed on its first attempt: nothing was
+        # cancelled and nothing will be sent twice.
+        history = await stack.handle(number).fetch_history()
+        scheduled = next(
+            e.event_id
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_notification"
+        )
+        started = [
+            e.activity_task_started_event_attributes
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+            and e.activity_task_started_event_attributes.scheduled_event_id == scheduled
+        ]
+        completed = [
+            e
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+            and e.activity_task_completed_event_attributes.scheduled_event_id == scheduled
+        ]
+        assert [s.attempt for s in started] == [1]
+        assert len(completed) == 1
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+
+    # Another worker carries the dispute on from where the first one left it.
+    async with stack.worker:
+        await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+        await stack.wait_for_event(number, "mediator_offered")
+    ids = [m["Message-ID"] for m in mail.messages]
+    assert len(ids) == len(set(ids))
+
+
+async def test_a_web_process_signalled_mid_request_answers_it_then_exits(
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    slow_smtp: tuple[SlowMail, int],
+    tmp_path: Path,
+) -> None:
+    stack = dev_stack(dev_server, sqlite_url, slow_smtp, tmp_path)
+    seed_accounts(stack.sessions)
+    base = f"http://127.0.0.1:{free_port()}"
+    web = await start(
+        "web",
+        process_env(stack.settings, dev_server, ACCORD_WEB_PORT=base.rsplit(":")[-1]),
+        tmp_path,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+            async def healthy() -> bool:
+                try:
+                    return (await http.get("/health")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(healthy, web, "a serving web process")
+            await http.get("/login")
+            signed_in = await http.post(
+                "/login",
+                data={
+                    "csrftoken": http.cookies["csrftoken"],
+                    "login": "nora@northwind.example",
+                    "password": PASSWORD,
+                    "next": "/",
+                },
+            )
+            assert signed_in.status_code == 303, signed_in.text
+
+            form = urlencode(
+                {
+                    "csrftoken": http.cookies["csrftoken"],
+                    "submission_id": "shutdown-1",
+                    "respondent_ids": "contoso",
+                    "category": "deal_registration",
+                    "object-0-kind": "deal_registration",
+                    "object-0-ref": "DR-2026-0042",
+                    "summary": "Contoso registered our Acme deal after we did",
+                    "facts": "We registered DR-2026-0042 for Acme first; Contoso a week later.",
+                    "desired_remedy": "Registration confirmed to Northwind",
+                    "amount_at_stake": "125000",
+                    "currency": "USD",
+                    "occurred_on": "2026-11-20",
+                }
+            ).encode()
+            half_sent = asyncio.Event()
+            signalled = asyncio.Event()
+
+            async def body() -> AsyncIterator[bytes]:
+                yield form[: len(form) // 2]
+                half_sent.set()
+                await signalled.wait()
+                await asyncio.sleep(HOLD_SECONDS)
+                yield form[len(form) // 2 :]
+
+            filing = asyncio.create_task(
+                http.post(
+                    "/disputes/new",
+                    content=body(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                )
+            )
+            await asyncio.wait_for(half_sent.wait(), 10)
+            await asyncio.sleep(0.2)  # the request is with the server, its body half read
+            web.send_signal(signal.SIGTERM)
+            signalled.set()
+
+            # No new connection is taken while the request in flight finishes.
+            async def refusing() -> bool:
+                try:
+                    async with httpx.AsyncClient(base_url=base, timeout=2) as fresh:
+                        await fresh.get("/health")
+                    return False
+                except httpx.ConnectError:
+                    return True
+
+            await wait_until(refusing, web, "the listener closed", seconds=HOLD_SECONDS)
+            answer = await asyncio.wait_for(filing, 60)
+
+        assert answer.status_code == 303, answer.text
+        number = answer.headers["location"].rsplit("/", 1)[-1]
+        assert number.startswith("DSP-")
+        returncode = await asyncio.wait_for(web.wait(), 60)
+        assert returncode == 0, await stderr_of(web)
+    finally:
+        if web.returncode is None:
+            web.kill()
+            await web.wait()
+
+    # The filing that arrived during shutdown is stored and its dispute is running.
+    with stack.sessions.read() as session:
+        assert session.get(Dispute, number) is not None
+    description = await stack.handle(number).describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    async with stack.worker:
+        await stack.wait_for_event(number, "filed")
