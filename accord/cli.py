@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -76,7 +76,7 @@ class CliError(Exception):
     pass
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -517,22 +517,52 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 
 @app.command()
-def verify(number: Number) -> None:
-    """Check a dispute's hash-chained audit trail."""
+def verify(
+    number: Annotated[
+        str | None, typer.Argument(help="dispute number, e.g. DSP-2026-000001")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="every dispute's trail (after a restore, say)")
+    ] = False,
+) -> None:
+    """Check a dispute's hash-chained audit trail, or every dispute's with --all."""
+    if (number is None) == (not every):
+        fail("name one dispute, or pass --all")
     services = _services()
-    with services.sessions.read() as session:
-        events = session.exec(
-            select(DisputeEvent)
-            .where(DisputeEvent.dispute_number == number)
-            .order_by(col(DisputeEvent.seq))
-        ).all()
-    if not events:
-        fail(f"no audit trail for {number}")
-    broken = first_broken_link(events)
-    if broken is None:
+
+    def trail(session: Any, of: str) -> list[DisputeEvent]:
+        return list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == of)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
+
+    if number is not None:
+        with services.sessions.read() as session:
+            events = trail(session, number)
+        if not events:
+            fail(f"no audit trail for {number}")
+        broken = first_broken_link(events)
+        if broken is not None:
+            fail(f"{number}: audit trail broken at entry {broken}")
         typer.echo(f"{number}: audit trail intact ({len(events)} entries)")
-    else:
-        fail(f"{number}: audit trail broken at entry {broken}")
+        return
+
+    checked, entries, broken_trails = 0, 0, []
+    with services.sessions.read() as session:
+        # One dispute's trail in memory at a time, however many there are.
+        for each in session.exec(select(Dispute.number).order_by(col(Dispute.number))).all():
+            events = trail(session, each)
+            checked, entries = checked + 1, entries + len(events)
+            broken = first_broken_link(events)
+            if broken is not None:
+                broken_trails.append(f"{each}: audit trail broken at entry {broken}")
+    if broken_trails:
+        fail("\n".join(broken_trails))
+    disputes = "1 dispute" if checked == 1 else f"{checked} disputes"
+    typer.echo(f"{disputes}: every audit trail intact ({entries} entries)")
 
 
 @app.command()

@@ -282,6 +282,19 @@ class Stack:
         return [e.action for e in self.events(number)]
 
 
+def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
+    """The environment that points an `accord` process at the stack under test."""
+    return {
+        **os.environ,
+        "DATABASE_URL": stack.settings.resolved_database_url(),
+        "ACCORD_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "ACCORD_TASK_QUEUE": stack.settings.task_queue,
+        "ACCORD_STATE_DIR": str(stack.settings.state_dir),
+        "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
+        **extra,
+    }
+
+
 def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: Any) -> Settings:
     return Settings(
         **extra,

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 
+from sqlalchemy import text
+
 from models.enums import DisputeStage
-from tests.conftest import Stack
-
-
-def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
-    """The environment that points an `accord` process at the stack under test."""
-    return {
-        **os.environ,
-        "DATABASE_URL": stack.settings.resolved_database_url(),
-        "ACCORD_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
-        "ACCORD_TASK_QUEUE": stack.settings.task_queue,
-        "ACCORD_STATE_DIR": str(stack.settings.state_dir),
-        "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
-        **extra,
-    }
+from tests.conftest import Stack, cli_env
 
 
 async def accord(stack: Stack, *args: str) -> tuple[int, str]:
@@ -310,3 +298,35 @@ async def test_reindexing_precedents_applies_a_new_amount_threshold(stack: Stack
     assert process.returncode == 0, out.decode()
     assert "reindexed 1 precedents (amounts over 100,000 hidden from partners)" in out.decode()
     assert "50,000 USD" in public_text()
+
+
+async def test_verify_all_checks_every_trail_and_names_a_broken_one(stack: Stack) -> None:
+    first, second = (
+        (await stack.file()).number,
+        (
+            await stack.file(
+                contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0077"}]
+            )
+        ).number,
+    )
+    await stack.wait_for_event(second, "mediator_offered")
+    code, out = await accord(stack, "verify")
+    assert code == 2 and "name one dispute, or pass --all" in out
+
+    code, out = await accord(stack, "verify", "--all")
+    entries = len(stack.events(first)) + len(stack.events(second))
+    assert code == 0, out
+    assert f"2 disputes: every audit trail intact ({entries} entries)" in out
+
+    # Someone with the database's owner rights lifts the append-only guard and edits history.
+    with stack.sessions.begin() as session:
+        session.execute(text("DROP TRIGGER dispute_event_no_update"))
+        session.execute(
+            text(
+                "UPDATE dispute_event SET actor_id = 'mallory' WHERE dispute_number = :n AND seq = 2"
+            ),
+            {"n": second},
+        )
+    code, out = await accord(stack, "verify", "--all")
+    assert code == 2
+    assert f"{second}: audit trail broken at entry 2" in out and first not in out

@@ -8,7 +8,6 @@ its time accepting a notification, a request body still arriving."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import threading
@@ -25,9 +24,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from accord.settings import Settings
 from models.tables import Dispute
-from tests.conftest import MailCapture, dev_stack, free_port
+from tests.conftest import MailCapture, cli_env, dev_stack, free_port
 from tests.web_harness import PASSWORD, seed_accounts
 
 HOLD_SECONDS = 3.0
@@ -51,25 +49,6 @@ class SlowMail(MailCapture):
         if first:
             self.accepted_at = time.monotonic()
         return answer
-
-
-def process_env(settings: Settings, temporal: WorkflowEnvironment, **extra: str) -> dict[str, str]:
-    """The environment a deployed process would get: these settings and nothing inherited."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
-    env.pop("DATABASE_URL", None)
-    env.update(
-        DATABASE_URL=settings.database_url,
-        ACCORD_STATE_DIR=str(settings.state_dir),
-        ACCORD_PLAYBOOK_DIR=str(settings.playbook_dir),
-        ACCORD_TEMPORAL_ADDRESS=temporal.client.service_client.config.target_host,
-        ACCORD_TEMPORAL_NAMESPACE=temporal.client.namespace,
-        ACCORD_TASK_QUEUE=settings.task_queue,
-        ACCORD_SMTP_PORT=str(settings.smtp_port),
-        ACCORD_ADMIN_EMAIL=settings.admin_email,
-        ACCORD_LOG_FORMAT="text",
-        **extra,
-    )
-    return env
 
 
 async def start(command: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
@@ -124,7 +103,7 @@ async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
     health = f"http://127.0.0.1:{free_port()}"
     worker = await start(
         "worker",
-        process_env(stack.settings, dev_server, ACCORD_WORKER_HEALTH_PORT=health.rsplit(":")[-1]),
+        cli_env(stack, ACCORD_WORKER_HEALTH_PORT=health.rsplit(":")[-1]),
         tmp_path,
     )
     try:
@@ -206,7 +185,7 @@ async def test_a_web_process_signalled_mid_request_answers_it_then_exits(
     base = f"http://127.0.0.1:{free_port()}"
     web = await start(
         "web",
-        process_env(stack.settings, dev_server, ACCORD_WEB_PORT=base.rsplit(":")[-1]),
+        cli_env(stack, ACCORD_WEB_PORT=base.rsplit(":")[-1]),
         tmp_path,
     )
     try:
