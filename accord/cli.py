@@ -550,19 +550,21 @@ def verify(
         typer.echo(f"{number}: audit trail intact ({len(events)} entries)")
         return
 
-    checked, entries, broken_trails = 0, 0, []
+    checked, entries, empty, broken_trails = 0, 0, 0, []
     with services.sessions.read() as session:
         # One dispute's trail in memory at a time, however many there are.
         for each in session.exec(select(Dispute.number).order_by(col(Dispute.number))).all():
             events = trail(session, each)
             checked, entries = checked + 1, entries + len(events)
+            empty += not events  # stored, its workflow not started yet (the worker starts it)
             broken = first_broken_link(events)
             if broken is not None:
                 broken_trails.append(f"{each}: audit trail broken at entry {broken}")
     if broken_trails:
         fail("\n".join(broken_trails))
     disputes = "1 dispute" if checked == 1 else f"{checked} disputes"
-    typer.echo(f"{disputes}: every audit trail intact ({entries} entries)")
+    none_yet = f"; {empty} {'has' if empty == 1 else 'have'} none yet" if empty else ""
+    typer.echo(f"{disputes}: every audit trail intact ({entries} entries{none_yet})")
 
 
 @app.command()

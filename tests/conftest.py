@@ -118,7 +118,7 @@ def postgres_available() -> str | None:
         return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}".splitlines()[0]
 
 
-def _fresh_postgres_database() -> tuple[str, Callable[[], None]]:
+def fresh_postgres_database() -> tuple[str, Callable[[], None]]:
     problem = postgres_available()
     if problem:
         if os.environ.get("CI") == "true":
@@ -144,7 +144,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         upgrade(url)
         yield url
         return
-    url, drop = _fresh_postgres_database()
+    url, drop = fresh_postgres_database()
     try:
         upgrade(url)
         yield url

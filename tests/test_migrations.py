@@ -9,13 +9,13 @@ from accord.migrate import include_object, upgrade
 
 
 def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, request) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import _fresh_postgres_database
+    from tests.conftest import fresh_postgres_database
 
     for backend in ("sqlite", "postgres"):
         if backend == "sqlite":
             url, drop = f"sqlite:///{tmp_path / 'm.db'}", (lambda: None)
         else:
-            url, drop = _fresh_postgres_database()
+            url, drop = fresh_postgres_database()
         try:
             upgrade(url, "0002")
             engine = make_engine(url)

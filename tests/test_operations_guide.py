@@ -11,13 +11,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+import pytest
 import yaml
+from sqlalchemy import make_url
+from sqlmodel import col, select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.main import get_command
 
 from accord.cli import app
+from accord.migrate import upgrade
+from accord.runtime import build_services
+from accord.search import search_precedents
 from models import search_attributes
+from models.enums import DisputeCategory
+from models.tables import Dispute, DisputeEvent
+from tests.conftest import (
+    POSTGRES_URL,
+    MailCapture,
+    fresh_postgres_database,
+    make_settings,
+    running_stack,
+)
+from tests.precedent_rows import add_precedent
 
 ROOT = Path(__file__).parent.parent
 GUIDE = (ROOT / "docs" / "operations.md").read_text()
@@ -41,8 +58,13 @@ def test_named_commands_settings_targets_services_and_files_exist() -> None:
         if service in ("temporal-schema", "temporal-bootstrap", "accord-migrate"):
             assert service in services
     for command in COMMANDS:
-        if command.startswith("docker compose") and " exec " in command:
-            assert command.split(" exec ")[1].split()[0] in services, command
+        words = shlex.split(re.sub(r" [<>] [\w.]+$", "", command))  # without a file redirection
+        if words[:2] != ["docker", "compose"] or words[2] not in ("exec", "run", "stop", "start"):
+            continue
+        named = [w for w in words[3:] if not w.startswith("-")]
+        # exec and run name one service and then a command; stop and start name services only.
+        for service in named[:1] if words[2] in ("exec", "run") else named:
+            assert service in services, command
     for path in re.findall(r"`((?:deploy|workflows|tests|docs)/[\w./]+)`", GUIDE):
         assert (ROOT / path).exists(), path
     for attribute in search_attributes.TYPES:
@@ -67,6 +89,131 @@ def test_the_production_refusal_reads_as_the_guide_shows() -> None:
     assert done.stderr.splitlines()[0] == shown[0]
     for line in ("  - DATABASE_URL: not set (the SQLite file is for one machine only)",):
         assert line in done.stderr.splitlines()
+
+
+PG_COMMAND = re.compile(
+    r"docker compose exec -T postgres sh -c '(pg_dump|pg_restore) (.*) (\w+)' ([<>]) (\S+)$"
+)
+
+
+def run_guide_pg_command(command: str, databases: dict[str, str], folder: Path) -> None:
+    """The part inside the quotes, run here as it runs in the postgres container, on the
+    database this test stands in for the one the guide names."""
+    match = PG_COMMAND.match(command)
+    assert match, command
+    tool, options, database, direction, file = match.groups()
+    admin = make_url(POSTGRES_URL)
+    env = {
+        **os.environ,
+        "POSTGRES_USER": admin.username or "postgres",
+        "PGHOST": admin.host or "127.0.0.1",
+        "PGPORT": str(admin.port or 5432),
+    }
+    with (folder / file).open("wb" if direction == ">" else "rb") as stream:
+        done = subprocess.run(
+            ["sh", "-c", f"{tool} {options} {databases[database]}"],
+            env=env,
+            stdout=stream if direction == ">" else None,
+            stdin=stream if direction == "<" else None,
+            stderr=subprocess.PIPE,
+            text=False,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+
+
+@pytest.mark.postgres
+async def test_backup_and_restore_as_the_guide_shows(
+    env: WorkflowEnvironment, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    tools = {c: m.group(1) for c in COMMANDS if (m := PG_COMMAND.match(c))}
+    dumps = [c for c, tool in tools.items() if tool == "pg_dump"]
+    restores = [c for c, tool in tools.items() if tool == "pg_restore"]
+    [check] = [c for c in COMMANDS if c.endswith("accord verify --all")]
+    assert len(dumps) == len(restores) == 3
+    accord_url, drop_accord = fresh_postgres_database()
+    # Temporal's two databases cannot be filled by a real Temporal here (its dev server keeps
+    # SQLite); stand-ins with a table of their own show the same commands carry them over.
+    stand_ins = [fresh_postgres_database() for _ in range(2)]
+    databases = {
+        "accord": make_url(accord_url).database or "",
+        "temporal": make_url(stand_ins[0][0]).database or "",
+        "temporal_visibility": make_url(stand_ins[1][0]).database or "",
+    }
+    try:
+        upgrade(accord_url)
+        for url, _ in stand_ins:
+            with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute("CREATE TABLE executions (workflow_id text PRIMARY KEY)")
+                conn.execute("INSERT INTO executions VALUES ('before the backup')")
+        async with running_stack(env, accord_url, smtp, tmp_path) as stack:
+            kept = (await stack.file()).number
+            await stack.wait_for_event(kept, "mediator_offered")
+            with stack.sessions.begin() as session:
+                add_precedent(
+                    session,
+                    "DSP-2025-000009",
+                    category=DisputeCategory.DEAL_REGISTRATION,
+                    outcome="upheld",
+                    facts="Overlapping registrations for the Fabrikam renewal.",
+                    rationale="The first registration stands.",
+                )
+            trail = stack.actions(kept)
+
+            for command in dumps:
+                run_guide_pg_command(command, databases, tmp_path)
+
+            # After the backup: a new dispute, and Temporal's databases move on.
+            lost = (
+                await stack.file(
+                    contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0099"}]
+                )
+            ).number
+            await stack.wait_for_event(lost, "filed")
+        for url, _ in stand_ins:
+            with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+                conn.execute("INSERT INTO executions VALUES ('after the backup')")
+
+        for command in restores:
+            run_guide_pg_command(command, databases, tmp_path)
+
+        sessions = build_services(make_settings(accord_url, 0, tmp_path)).sessions
+        with sessions.read() as session:
+            assert session.get(Dispute, kept) is not None
+            assert session.get(Dispute, lost) is None
+            restored = session.exec(
+                select(DisputeEvent.action)
+                .where(DisputeEvent.dispute_number == kept)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+            assert list(restored) == trail
+            # The search index came back with the rows (PostgreSQL full-text columns).
+            assert search_precedents(session, "Fabrikam", public=False).total == 1
+        for url, _ in stand_ins:
+            with psycopg.connect(url.replace("+psycopg", "")) as conn:
+                rows = conn.execute("SELECT workflow_id FROM executions").fetchall()
+            assert rows == [("before the backup",)]
+
+        argv = shlex.split(check.split(" worker ", 1)[1])[1:]
+        done = subprocess.run(
+            [sys.executable, "-m", "accord.cli", *argv],
+            env={**os.environ, "DATABASE_URL": accord_url},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        # The precedent's own dispute row (written by the helper) has no trail of its own.
+        assert done.stdout == (
+            f"2 disputes: every audit trail intact ({len(trail)} entries; 1 has none yet)\n"
+        )
+    finally:
+        drop_accord()
+        for _, drop in stand_ins:
+            drop()
 
 
 async def test_the_search_attribute_query_runs_against_temporal() -> None:
