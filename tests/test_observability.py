@@ -26,11 +26,20 @@ async def test_web_health_readiness_and_metrics(stack: Stack, tmp_path: Path) ->
         ready = await client.get("/ready")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
+        assert (await client.get(f"/disputes/{number}")).status_code == 303  # not signed in
+        assert (await client.get("/no-such-page")).status_code == 404
         metrics = (await client.get("/metrics")).text
     assert 'accord_disputes{stage="triage"} 1.0' in metrics
     assert 'accord_events_total{action="filed"} 1.0' in metrics
     assert 'accord_events_total{action="deadline_passed"} 0.0' in metrics
     assert 'accord_outbox_messages{state="sent"}' in metrics
+    # Requests by route template and status, timed.
+    for labels in (
+        'method="GET",route="/ready",status="200"',
+        'method="GET",route="/disputes/{number}",status="303"',
+        'method="GET",route="unmatched",status="404"',
+    ):
+        assert f"accord_http_request_duration_seconds_count{{{labels}}} 1.0" in metrics
     # Counts only: no dispute, party or person.
     for secret in (number, "northwind", "Northwind", "nora@"):
         assert secret not in metrics

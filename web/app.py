@@ -105,7 +105,7 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.web = context
-    app.state.metrics = health.metrics_registry(context)
+    app.state.metrics, request_durations = health.metrics_registry(context)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(health.router)
     app.include_router(api.router)
@@ -113,6 +113,7 @@ def create_app(
     _install_error_handlers(app, context)
 
     secret = settings.secret_key.get_secret_value()
+    app.add_middleware(health.RouteCapture)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,
@@ -139,6 +140,8 @@ def create_app(
         limit=settings.upload_max_bytes * settings.upload_max_files + 1024 * 1024,
     )
     app.add_middleware(MalformedRequestGuard)
+    # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
+    app.add_middleware(health.RequestMetrics, histogram=request_durations)
     return app
 
 
