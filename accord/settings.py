@@ -9,6 +9,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ PLACEHOLDER = re.compile(
     r"change[-_ ]?me|replace[-_ ]?me|^todo$|^x{3,}$|^<.*>$|^(secret|password)$", re.IGNORECASE
 )
 """Values copied from an example file and never replaced (.env.example uses `change-me`)."""
+
+EXAMPLE_HOST = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
+"""The documentation domains (RFC 2606): never where people reach a real deployment."""
 
 
 def _placeholder(value: str) -> bool:
@@ -185,7 +189,9 @@ class Settings(BaseSettings):
         if not self.database_url:
             found.append("DATABASE_URL: not set (the SQLite file is for one machine only)")
         elif _placeholder(self.database_url):
-            found.append("DATABASE_URL: still a placeholder")
+            found.append(
+                "DATABASE_URL: still a placeholder (under compose: POSTGRES_PASSWORD in .env)"
+            )
         secret("smtp_password", self.smtp_password, needed=bool(self.smtp_username))
         secret(
             "remedy_webhook_secret", self.remedy_webhook_secret, needed=bool(self.remedy_webhooks)
@@ -194,8 +200,14 @@ class Settings(BaseSettings):
             "intake_imap_password", self.intake_imap_password, needed=bool(self.intake_imap_host)
         )
         secret("oidc_client_secret", self.oidc_client_secret, needed=bool(self.oidc_client_id))
+        host = urlsplit(self.base_url).hostname or ""
         if not self.base_url:
             found.append("ACCORD_BASE_URL: not set (links in email would point at the web host)")
+        elif EXAMPLE_HOST.search(host):
+            found.append(
+                f"ACCORD_BASE_URL: still the example address {self.base_url!r} (links in email"
+                " would lead nowhere)"
+            )
         return found
 
     def check(self) -> None:

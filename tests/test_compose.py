@@ -5,10 +5,12 @@ exactly the search attributes the workflow writes."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from typer.main import get_command
 
@@ -131,3 +133,61 @@ def test_the_image_holds_every_package() -> None:
     packages &= {p.name for p in ROOT.iterdir() if p.is_dir()}
     assert packages <= copied, sorted(packages - copied)
     assert "worker.py" in copied and "playbooks" in copied
+
+
+def compose_environment(service: str, dotenv: Path) -> dict[str, str]:
+    """What compose hands the service's process: the .env file (env_file) under the file's own
+    `environment`, whose ${VAR:?...} references are filled from that same .env."""
+    values = {
+        key: value
+        for key, value in (
+            line.split("=", 1)
+            for line in dotenv.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+    }
+
+    def interpolate(text: str) -> str:
+        return re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: values[m.group(1)], text)
+
+    return {
+        **values,
+        **{k: interpolate(str(v)) for k, v in SERVICES[service]["environment"].items()},
+    }
+
+
+def settings_in(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as the process builds them at start, from this environment alone."""
+    with monkeypatch.context() as patch:
+        for variable in os.environ:
+            if variable.startswith("ACCORD_") or variable == "DATABASE_URL":
+                patch.delenv(variable)
+        for variable, value in environment.items():
+            patch.setenv(variable, value)
+        return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guide's first step, `cp .env.example .env`: started as it is, every Accord service
+    refuses, naming what to replace; once replaced, nothing is left to name."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text((ROOT / ".env.example").read_text())
+    for name in ("worker", "web", "intake"):
+        found = settings_in(compose_environment(name, dotenv), monkeypatch).problems()
+        assert [problem.split(":")[0] for problem in found] == [
+            "ACCORD_SECRET_KEY",
+            "DATABASE_URL",
+            "ACCORD_BASE_URL",
+        ], found
+        assert "POSTGRES_PASSWORD" in found[1]
+
+    dotenv.write_text(
+        dotenv.read_text()
+        .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=Vq81n0mS-a7")
+        .replace("ACCORD_SECRET_KEY=change-me", f"ACCORD_SECRET_KEY={'k7Q' * 16}")
+        .replace("https://disputes.example.com", "https://disputes.northwind-partners.net")
+    )
+    for name in ("worker", "web", "intake"):
+        assert settings_in(compose_environment(name, dotenv), monkeypatch).problems() == []

@@ -15,7 +15,7 @@ GOOD = {
     "environment": "production",
     "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
     "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
-    "base_url": "https://disputes.example.com",
+    "base_url": "https://disputes.northwind-partners.net",
 }
 
 
@@ -49,6 +49,7 @@ def test_a_complete_production_configuration_passes() -> None:
         ({"intake_imap_host": "imap.example.com"}, "ACCORD_INTAKE_IMAP_PASSWORD: not set"),
         ({"oidc_client_id": "accord"}, "ACCORD_OIDC_CLIENT_SECRET: not set"),
         ({"base_url": ""}, "ACCORD_BASE_URL: not set"),
+        ({"base_url": "https://disputes.example.com"}, "ACCORD_BASE_URL: still the example"),
     ],
 )
 def test_each_problem_is_named(values: dict[str, object], problem: str) -> None:
