@@ -78,6 +78,9 @@ def test_start_up_order_is_guarded_by_health_checks() -> None:
             "ACCORD_WORKER_HEALTH_PORT" if name == "worker" else "ACCORD_WEB_PORT"
         )
         assert f"127.0.0.1:{port}/ready" in probe
+    intake = SERVICES["intake"]
+    probe = " ".join(intake["healthcheck"]["test"])
+    assert f"SMTP('127.0.0.1', {intake['environment']['ACCORD_INTAKE_SMTP_PORT']}" in probe
     assert "pgdata" in COMPOSE["volumes"]
     mounted = SERVICES["temporal"]["volumes"][0].split(":")[0]
     assert (ROOT / mounted).is_file()
