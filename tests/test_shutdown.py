@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.tables import Dispute
 from tests.conftest import MailCapture, cli_env, dev_stack, free_port
-from tests.web_harness import PASSWORD, seed_accounts
+from tests.web_harness import PASSWORD, filing_form, seed_accounts
 
 HOLD_SECONDS = 3.0
 """How long the held piece of work stays in flight after the signal."""
@@ -211,20 +211,7 @@ async def test_a_web_process_signalled_mid_request_answers_it_then_exits(
             assert signed_in.status_code == 303, signed_in.text
 
             form = urlencode(
-                {
-                    "csrftoken": http.cookies["csrftoken"],
-                    "submission_id": "shutdown-1",
-                    "respondent_ids": "contoso",
-                    "category": "deal_registration",
-                    "object-0-kind": "deal_registration",
-                    "object-0-ref": "DR-2026-0042",
-                    "summary": "Contoso registered our Acme deal after we did",
-                    "facts": "We registered DR-2026-0042 for Acme first; Contoso a week later.",
-                    "desired_remedy": "Registration confirmed to Northwind",
-                    "amount_at_stake": "125000",
-                    "currency": "USD",
-                    "occurred_on": "2026-11-20",
-                }
+                {"csrftoken": http.cookies["csrftoken"], **filing_form(submission_id="shutdown-1")}
             ).encode()
             half_sent = asyncio.Event()
             signalled = asyncio.Event()

@@ -12,7 +12,16 @@ from sqlmodel import func, select
 from models.tables import Dispute, Evidence, EvidenceBlob
 from tests.conftest import Stack
 from tests.test_dispute_paths import in_mediation
-from tests.web_harness import PASSWORD, Browser, api, make_app, messages, signed_in, token_for
+from tests.web_harness import (
+    PASSWORD,
+    Browser,
+    api,
+    filing_form,
+    make_app,
+    messages,
+    signed_in,
+    token_for,
+)
 from web.app import create_app
 
 CLAIMANT = "nora@northwind.example"
@@ -22,24 +31,6 @@ SCRIPT = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 def dispute_count(stack: Stack) -> int:
     with stack.sessions.read() as session:
         return session.exec(select(func.count()).select_from(Dispute)).one()
-
-
-def filing_form(**overrides: str) -> dict[str, str]:
-    form = {
-        "submission_id": "form-1",
-        "respondent_ids": "contoso",
-        "category": "deal_registration",
-        "object-0-kind": "deal_registration",
-        "object-0-ref": "DR-2026-0042",
-        "summary": "Contoso registered our Acme deal after we did",
-        "facts": "We registered DR-2026-0042 for Acme on 2 November; Contoso a week later.",
-        "desired_remedy": "Registration confirmed to Northwind",
-        "amount_at_stake": "125000",
-        "currency": "USD",
-        "occurred_on": "2026-11-20",
-    }
-    form.update(overrides)
-    return form
 
 
 async def test_wrong_password_and_unknown_account_get_the_same_answer(stack: Stack) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
@@ -30,7 +31,6 @@ def _password_hash() -> str:
 def seed_accounts(sessions: SessionFactory) -> None:
     with sessions.read() as session:
         logins = directory_logins(session)
-    from datetime import timedelta
 
     Accounts(sessions, session_max_age=timedelta(hours=1)).ensure_accounts(_password_hash(), logins)
 
@@ -97,9 +97,27 @@ def api(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
 
 
 def token_for(stack: Stack, login: str) -> str:
-    from datetime import timedelta
 
     return Accounts(stack.sessions, session_max_age=timedelta(hours=1)).issue_token(login, "test")
+
+
+def filing_form(**overrides: str) -> dict[str, str]:
+    """The partner's filing form, filled in as a browser would send it."""
+    form = {
+        "submission_id": "form-1",
+        "respondent_ids": "contoso",
+        "category": "deal_registration",
+        "object-0-kind": "deal_registration",
+        "object-0-ref": "DR-2026-0042",
+        "summary": "Contoso registered our Acme deal after we did",
+        "facts": "We registered DR-2026-0042 for Acme on 2 November; Contoso a week later.",
+        "desired_remedy": "Registration confirmed to Northwind",
+        "amount_at_stake": "125000",
+        "currency": "USD",
+        "occurred_on": (date.today() - timedelta(days=10)).isoformat(),
+    }
+    form.update(overrides)
+    return form
 
 
 def messages(html: str) -> list[str]:
