@@ -118,6 +118,11 @@ def test_accord_services_run_real_commands_on_real_ports() -> None:
     intake = SERVICES["intake"]
     assert intake["ports"] == [f"{intake['environment']['ACCORD_INTAKE_SMTP_PORT']}:2525"]
     assert SERVICES["worker"]["environment"]["ACCORD_ENVIRONMENT"] == "production"
+    # Only the web app and the intake face the network; the rest answer this host alone.
+    for name in ("temporal", "temporal-ui", "mail"):
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
+    published = {name for name, service in SERVICES.items() if "ports" in service}
+    assert published == {"web", "intake", "temporal", "temporal-ui", "mail"}
 
 
 def test_the_bootstrap_creates_the_namespace_and_the_workflow_search_attributes() -> None:
