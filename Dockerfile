@@ -3,7 +3,7 @@
 FROM python:3.11.10-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ACCORD_PLAYBOOK_DIR=/app/playbooks
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml requirements.lock README.md ./
 COPY accord ./accord
 COPY activities ./activities
 COPY intake ./intake
@@ -13,7 +13,8 @@ COPY workflows ./workflows
 COPY web ./web
 COPY playbooks ./playbooks
 COPY worker.py ./
-RUN pip install --no-cache-dir . && useradd --system --home /app accord \
+# The versions CI tested (requirements.lock), not whatever resolves on the day of the build.
+RUN pip install --no-cache-dir -c requirements.lock . && useradd --system --home /app accord \
     && mkdir -p /app/state && chown accord /app/state
 USER accord
 ENV ACCORD_STATE_DIR=/app/state

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import re
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from typer.main import get_command
 
 from accord.cli import app
@@ -141,6 +144,26 @@ def test_the_image_holds_every_package() -> None:
     packages &= {p.name for p in ROOT.iterdir() if p.is_dir()}
     assert packages <= copied, sorted(packages - copied)
     assert "worker.py" in copied and "playbooks" in copied
+
+
+def test_the_image_installs_the_versions_ci_tests() -> None:
+    """requirements.lock pins every runtime dependency; this environment (make test) and the
+    image (Dockerfile) both install under it, so the image runs what CI tested."""
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    pins = {canonicalize_name(name): version for name, version in pins.items()}
+    for requirement in metadata.requires("accord") or []:
+        parsed = Requirement(requirement)
+        if parsed.marker is None:  # a runtime dependency, not an extra
+            assert canonicalize_name(parsed.name) in pins, f"{parsed.name} is not in the lock"
+    for name, version in pins.items():
+        assert metadata.version(name) == version, f"{name}: tested {metadata.version(name)}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^COPY .*\brequirements\.lock\b", dockerfile, re.M)
+    assert "pip install --no-cache-dir -c requirements.lock ." in dockerfile
 
 
 def compose_environment(service: str, dotenv: Path) -> dict[str, str]:

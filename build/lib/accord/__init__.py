@@ -1,0 +1,1 @@
+"""Accord: durable channel-conflict resolution."""

@@ -1,0 +1,942 @@
+"""`accord`: run the stack, file disputes, list them and their tasks, and act on them.
+
+Every dispute action is a workflow update, so the CLI sees exactly the refusals the web and
+API will: the workflow's validators decide, and nothing is recorded when they refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from sqlmodel import col, or_, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from accord.audit import first_broken_link
+from accord.directory import UnknownActor, resolve_actor
+from accord.filing import FilingRejected
+from accord.runtime import Services, build_filing
+from accord.settings import ConfigurationError, Settings
+from models.enums import DisputeStage, NoteVisibility, TaskState, VoteOutcome
+from models.payloads import (
+    AcceptAssignment,
+    ActionResult,
+    Actor,
+    AddNote,
+    AnswerInformation,
+    Appeal,
+    AssignMediator,
+    CastVote,
+    ContestedObject,
+    DeclareImpasse,
+    Dismiss,
+    DisputeState,
+    EvidenceRef,
+    ExtendDeadline,
+    FilingSubmission,
+    IssueRuling,
+    ProposeSettlement,
+    Recuse,
+    RedrawPanel,
+    Remedy,
+    RequestInformation,
+    RespondToOffer,
+    RetryRemedy,
+    WaiveRemedy,
+    Withdraw,
+)
+from models.tables import Dispute, DisputeEvent, Precedent, Task
+from workflows.dispute import DisputeWorkflow
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
+
+As = Annotated[
+    str, typer.Option("--as", help="who acts: a person id or email, or a partner contact's email")
+]
+Number = Annotated[str, typer.Argument(help="dispute number, e.g. DSP-2026-000001")]
+Reason = Annotated[str, typer.Option(help="why (recorded in the audit trail)")]
+DivergenceReason = Annotated[
+    str | None,
+    typer.Option(help="why it departs from the comparable precedents, when it does (recorded)"),
+]
+
+
+class CliError(Exception):
+    pass
+
+
+def fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run one command; every expected failure becomes a one-line error and exit code 2."""
+    try:
+        asyncio.run(coro)
+    except FilingRejected as exc:
+        for error in exc.errors:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "input"
+            typer.secho(f"error: {where}: {err['msg']}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except WorkflowUpdateFailedError as exc:
+        fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
+    except (UnknownActor, CliError) as exc:
+        fail(str(exc))
+    except RPCError as exc:
+        fail(f"Temporal: {exc.message}")
+    except BrokenPipeError:
+        # The reader went away (`accord show ... | head`): nothing is left to say.
+        return
+    except ConnectionError as exc:
+        fail(f"cannot reach Temporal: {exc}")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _ready_to_serve() -> None:
+    """Outside development, list every setting that must be fixed, then stop (exit 2)."""
+    try:
+        _settings().check()
+    except ConfigurationError as exc:
+        typer.secho("error: the configuration is not ready for production:", fg="red", err=True)
+        for problem in exc.problems:
+            typer.secho(f"  - {problem}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _services() -> Services:
+    from accord.runtime import build_services
+
+    return build_services(_settings())
+
+
+async def _client(settings: Settings) -> Client:
+    from accord.runtime import connect
+
+    try:
+        return await connect(settings)
+    except RuntimeError as exc:
+        raise CliError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); is `make run` running?"
+        ) from None
+
+
+def _actor(services: Any, login: str) -> Actor:
+    with services.sessions.read() as session:
+        return resolve_actor(session, login)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+# --- operating the stack -----------------------------------------------------------------------
+
+
+@app.command()
+def run() -> None:
+    """Start the embedded stack: Temporal dev server, worker, mail capture, demo data."""
+    from accord.stack import run_embedded
+
+    try:
+        asyncio.run(run_embedded(_settings()))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker against the configured Temporal address."""
+    from worker import main
+
+    _ready_to_serve()
+    main()
+
+
+@app.command()
+def web() -> None:
+    """Serve the web app and API on ACCORD_WEB_HOST:ACCORD_WEB_PORT (for scaled-out setups)."""
+    from web.serve import main as serve
+
+    _ready_to_serve()
+    serve()
+
+
+@app.command()
+def intake() -> None:
+    """Run the email intake alone: the SMTP receiver and/or IMAP poller, and the processor."""
+    _ready_to_serve()
+    from accord.logs import configure_logging
+    from accord.runtime import run_until_signalled
+    from accord.stack import run_intake
+    from accord.tracing import configure_tracing
+
+    settings = _settings()
+    configure_logging(settings.json_logs, settings.log_level)
+    configure_tracing("accord-intake", settings.otel_endpoint)
+    run_until_signalled(lambda stop: run_intake(settings, stop))
+
+
+def _accounts() -> Any:
+    from web.auth import Accounts
+
+    settings = _settings()
+    return Accounts(
+        _services().sessions, session_max_age=timedelta(seconds=settings.session_max_age_seconds)
+    )
+
+
+@app.command("set-password")
+def set_password(
+    login: Annotated[str, typer.Option("--for", help="the person's or contact's email")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create a web account, or set its password (ends its existing sessions)."""
+    services = _services()
+    with services.sessions.read() as session:
+        try:
+            resolve_actor(session, login)
+        except UnknownActor as exc:
+            fail(str(exc))
+    if len(password) < 10:
+        fail("--password: use at least 10 characters")
+    _accounts().set_password(login, password)
+    typer.echo(f"password set for {login.lower()}")
+
+
+@app.command()
+def token(
+    login: Annotated[str, typer.Option("--for", help="the account's email")],
+    name: Annotated[str, typer.Option(help="what will use the token")],
+) -> None:
+    """Issue a personal API token (printed once; only its hash is kept)."""
+    accounts = _accounts()
+    if accounts.viewer_for(login.lower()) is None:
+        fail(f"{login}: no active account (create one with `accord set-password --for ...`)")
+    typer.echo(accounts.issue_token(login.lower(), name))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from accord.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.resolved_database_url())
+    typer.echo(f"schema up to date at {settings.resolved_database_url()}")
+
+
+@app.command("import-directory")
+def import_directory_file(
+    path: Annotated[Path, typer.Argument(help="YAML with partners, people, territories, accounts")],
+) -> None:
+    """Import or update the partner directory and people from a file (safe to repeat)."""
+    from accord.directory import DirectoryError, check_references, import_directory, parse_directory
+
+    try:
+        directory = parse_directory(path.read_text(encoding="utf-8"))
+        services = _services()
+        with services.sessions.begin() as session:
+            check_references(session, directory)
+            import_directory(session, directory)
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+    except DirectoryError as exc:
+        for problem in exc.problems:
+            typer.secho(f"error: {path}: {problem}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"imported {len(directory.partners)} partners, {len(directory.people)} people, "
+        f"{len(directory.territories)} territories, {len(directory.accounts)} accounts"
+    )
+
+
+@app.command("reindex-precedents")
+def reindex_precedents() -> None:
+    """Rewrite every precedent's searchable texts (full and anonymised) and facets, after
+    changing ACCORD_PUBLIC_AMOUNT_THRESHOLD or upgrading Accord."""
+    from accord.precedents import index_precedent
+
+    services = _services()
+    threshold = services.settings.public_amount_threshold
+    done = 0
+    with services.sessions.begin() as session:
+        for precedent in session.exec(select(Precedent)).all():
+            index_precedent(session, precedent, threshold)
+            done += 1
+    typer.echo(f"reindexed {done} precedents (amounts over {threshold:,.0f} hidden from partners)")
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Load the demo partners and people (safe to repeat)."""
+    from accord.demo import DEMO
+    from accord.directory import import_directory
+
+    services = _services()
+    with services.sessions.begin() as session:
+        import_directory(session, DEMO)
+    typer.echo(f"demo directory loaded: {len(DEMO.partners)} partners, {len(DEMO.people)} people")
+
+
+# --- filing and reading ---------------------------------------------------------------------------
+
+
+def _parse_object(text: str) -> ContestedObject:
+    kind, sep, ref = text.partition(":")
+    if not sep:
+        raise CliError(f"--object {text!r}: write it as kind:reference, e.g. account:ACME-001")
+    return ContestedObject.model_validate({"kind": kind, "ref": ref})
+
+
+@app.command("file")
+def file_dispute(
+    actor: As,
+    claimant: Annotated[str, typer.Option(help="claimant partner id")],
+    respondent: Annotated[list[str], typer.Option(help="respondent partner id (repeatable)")],
+    category: Annotated[str, typer.Option(help="deal_registration, territory, pricing, ...")],
+    obj: Annotated[
+        list[str], typer.Option("--object", help="contested object kind:ref (repeatable)")
+    ],
+    summary: Annotated[str, typer.Option()],
+    facts: Annotated[str, typer.Option()],
+    remedy: Annotated[str, typer.Option(help="the remedy you want, in words")],
+    amount: Annotated[str, typer.Option(help="amount at stake")],
+    currency: Annotated[str, typer.Option()] = "USD",
+    occurred_on: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default today")] = None,
+    submission_id: Annotated[str | None, typer.Option(help="your idempotency key")] = None,
+) -> None:
+    """File a dispute on behalf of a partner contact."""
+
+    async def go() -> None:
+        settings = _settings()
+        services = _services()
+        submission = FilingSubmission.model_validate(
+            {
+                "claimant_id": claimant,
+                "respondent_ids": respondent,
+                "category": category,
+                "contested_objects": [_parse_object(o) for o in obj],
+                "summary": summary,
+                "facts": facts,
+                "desired_remedy": remedy,
+                "amount_at_stake": amount,
+                "currency": currency,
+                "occurred_on": occurred_on or date.today().isoformat(),
+                "filed_by": actor,
+                "submission_id": submission_id,
+            }
+        )
+        client = await _client(settings)
+        service = build_filing(services, client)
+        result = await service.file(submission)
+        typer.echo(f"{result.number}: {result.message}")
+
+    _run(go())
+
+
+@app.command()
+def disputes(
+    stage: Annotated[DisputeStage | None, typer.Option(help="only this stage")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List disputes from the read model, newest first."""
+    services = _services()
+    with services.sessions.read() as session:
+        query = select(Dispute).order_by(col(Dispute.filed_at).desc()).limit(200)
+        if stage:
+            query = query.where(Dispute.stage == stage)
+        rows = session.exec(query).all()
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in rows])
+        return
+    if not rows:
+        typer.echo("no disputes")
+    for r in rows:
+        due = (
+            r.stage_deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if r.stage_deadline
+            else "-"
+        )
+        typer.echo(
+            f"{r.number}  {r.stage.value:<14} {r.category.value:<18} "
+            f"{r.claimant_id} v {', '.join(r.respondent_ids):<20} due {due}  "
+            f"mediator {r.mediator_id or '-'}"
+        )
+
+
+@app.command()
+def tasks(
+    who: Annotated[str | None, typer.Option("--for", help="a person id or contact email")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="include done and cancelled")] = False,
+) -> None:
+    """Human tasks, soonest due first."""
+    services = _services()
+    with services.sessions.read() as session:
+        query = select(Task).order_by(col(Task.due_at).is_(None), col(Task.due_at))
+        if not show_all:
+            query = query.where(Task.state == TaskState.OPEN)
+        if who:
+            try:
+                actor = resolve_actor(session, who)
+            except UnknownActor as exc:
+                fail(str(exc))
+                return
+            mine = [actor.id] + ([actor.partner_id] if actor.partner_id else [])
+            query = query.where(
+                or_(
+                    col(Task.assignee_id).in_(mine),
+                    (col(Task.assignee_id).is_(None)) & (Task.assignee_role == actor.role),
+                )
+            )
+        rows = session.exec(query).all()
+    if not rows:
+        typer.echo("no tasks")
+    now = datetime.now(UTC)
+    for t in rows:
+        if t.due_at is None:
+            sla = "no deadline"
+        elif t.state is not TaskState.OPEN:
+            sla = t.state.value
+        else:
+            sla = "BREACHED" if t.due_at < now else f"due in {_human(t.due_at - now)}"
+        typer.echo(
+            f"{t.dispute_number}  {t.kind.value:<20} {t.assignee_id or '(admins)':<26} {sla}"
+        )
+
+
+def _human(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return (
+        f"{hours // 24}d {hours % 24}h"
+        if hours >= 24
+        else f"{hours}h {int(delta.total_seconds() // 60) % 60}m"
+    )
+
+
+@app.command()
+def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A dispute's live state: stage, parties, deadlines with explanations, tasks, history."""
+
+    async def go() -> None:
+        client = await _client(_settings())
+        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+        state: DisputeState = await handle.query(DisputeWorkflow.get_state)
+        if as_json:
+            _print_json(state.model_dump(mode="json"))
+            return
+        typer.echo(
+            f"{state.number}  {state.stage.value}  "
+            f"({state.category.value}, playbook {state.playbook_version})"
+        )
+        typer.echo(f"  claimant     {state.claimant_id}")
+        typer.echo(f"  respondents  {', '.join(state.respondent_ids)}")
+        typer.echo(
+            f"  mediator     {state.mediator_id or '-'}"
+            + (
+                f" (offered to {state.candidate_mediator_id})"
+                if state.candidate_mediator_id
+                else ""
+            )
+        )
+        if state.clock_paused:
+            typer.echo("  clock        PAUSED: a party owes information")
+        for d in state.deadlines:
+            left = d.due_at - datetime.now(UTC)
+            typer.echo(
+                f"  deadline     {d.purpose}: {d.due_at:%Y-%m-%d %H:%M} UTC ({_human(left)} left)"
+            )
+            typer.echo(f"               {d.explanation}")
+        for t in state.open_tasks:
+            typer.echo(
+                f"  task         {t.kind.value} for {t.assignee or 'admins'}"
+                + (f", due {t.due_at:%Y-%m-%d %H:%M} UTC" if t.due_at else "")
+            )
+        for o in state.offers:
+            typer.echo(
+                f"  offer        {o.id} {'open' if o.open else 'closed'}: {o.terms} {o.responses}"
+            )
+        for r in state.information_requests:
+            typer.echo(
+                f"  info         {r.id} to {r.party_id}: {r.questions!r}"
+                + (f" answered {r.answer!r}" if r.answer else "")
+            )
+        if state.review is not None:
+            review = state.review
+            chair = review.chair.person_id if review.chair else "-"
+            members = ", ".join(m.person_id for m in review.panel)
+            typer.echo(
+                f"  panel        round {review.round}: {members}; chair {chair};"
+                f" quorum {review.quorum}"
+            )
+            for v in review.votes:
+                shown = "sealed" if v.outcome is None else v.outcome.value
+                typer.echo(
+                    f"  vote         {v.person_id}: {shown} ({v.cast_at:%Y-%m-%d %H:%M} UTC)"
+                )
+        for decided in state.rulings:
+            typer.echo(
+                f"  ruling       round {decided.round}{' (final)' if decided.final else ''}: "
+                f"{decided.outcome.value} by {decided.chair_id}: {decided.rationale}"
+            )
+        for rp in state.remedies:
+            typer.echo(
+                f"  remedy       {rp.position}: {rp.kind.value} {rp.state}"
+                + (f" via {rp.adapter}" if rp.adapter else "")
+                + (f" ({rp.error})" if rp.error else "")
+            )
+        typer.echo("  history")
+        for h in state.history:
+            typer.echo(
+                f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {h.actor:<24} {h.action:<22} {h.summary}"
+            )
+        allowed = {
+            role: [a.value for a in acts] for role, acts in state.allowed_actions.items() if acts
+        }
+        typer.echo(f"  possible now {allowed or 'nothing (closed)'}")
+
+    _run(go())
+
+
+@app.command()
+def verify(
+    number: Annotated[
+        str | None, typer.Argument(help="dispute number, e.g. DSP-2026-000001")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="every dispute's trail (after a restore, say)")
+    ] = False,
+) -> None:
+    """Check a dispute's hash-chained audit trail, or every dispute's with --all."""
+    if (number is None) == (not every):
+        fail("name one dispute, or pass --all")
+    services = _services()
+
+    def trail(session: Any, of: str) -> list[DisputeEvent]:
+        return list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == of)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
+
+    if number is not None:
+        with services.sessions.read() as session:
+            events = trail(session, number)
+        if not events:
+            fail(f"no audit trail for {number}")
+        broken = first_broken_link(events)
+        if broken is not None:
+            fail(f"{number}: audit trail broken at entry {broken}")
+        typer.echo(f"{number}: audit trail intact ({len(events)} entries)")
+        return
+
+    checked, entries, empty, broken_trails = 0, 0, 0, []
+    with services.sessions.read() as session:
+        # One dispute's trail in memory at a time, however many there are.
+        for each in session.exec(select(Dispute.number).order_by(col(Dispute.number))).all():
+            events = trail(session, each)
+            checked, entries = checked + 1, entries + len(events)
+            empty += not events  # stored, its workflow not started yet (the worker starts it)
+            broken = first_broken_link(events)
+            if broken is not None:
+                broken_trails.append(f"{each}: audit trail broken at entry {broken}")
+    if broken_trails:
+        fail("\n".join(broken_trails))
+    disputes = "1 dispute" if checked == 1 else f"{checked} disputes"
+    none_yet = f"; {empty} {'has' if empty == 1 else 'have'} none yet" if empty else ""
+    typer.echo(f"{disputes}: every audit trail intact ({entries} entries{none_yet})")
+
+
+@app.command()
+def mail(
+    index: Annotated[int | None, typer.Argument(help="show message N in full")] = None,
+    to: Annotated[str | None, typer.Option(help="only mail to this address")] = None,
+) -> None:
+    """Read the mail captured by the embedded stack."""
+    from accord.mailcapture import MailFolder
+
+    folder = MailFolder(_settings().state_dir / "mail")
+    messages = [(p, m) for p, m in folder.messages() if to is None or m["To"] == to]
+    if index is not None:
+        if not 1 <= index <= len(messages):
+            fail(f"there are {len(messages)} messages")
+        path, message = messages[index - 1]
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References"):
+            typer.echo(f"{header}: {message[header]}")
+        body = message.get_body(preferencelist=("plain",))
+        typer.echo("\n" + (body.get_content() if body else "(no text part)"))
+        typer.echo(f"(raw: {path})")
+        return
+    if not messages:
+        typer.echo("no mail yet")
+    for i, (_, m) in enumerate(messages, start=1):
+        typer.echo(f"{i:>4}  {m['Date']}  {m['To']:<36} {m['Subject']}")
+
+
+# --- actions: one command each, all workflow updates ---------------------------------------------
+
+
+def _act(number: str, login: str, update: Any, build: Callable[[Actor], Any]) -> None:
+    async def go() -> None:
+        settings = _settings()
+        services = _services()
+        actor = _actor(services, login)
+        payload = build(actor)
+        client = await _client(settings)
+        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+        result: ActionResult = await handle.execute_update(update, payload)
+        typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
+
+    _run(go())
+
+
+@app.command()
+def accept(
+    number: Number,
+    actor: As,
+    declaration: Annotated[str, typer.Option(help="your impartiality declaration")],
+) -> None:
+    """Mediator: accept the assignment, declaring impartiality."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.accept_assignment,
+        lambda a: AcceptAssignment(actor=a, impartiality_declaration=declaration),
+    )
+
+
+@app.command()
+def recuse(number: Number, actor: As, reason: Reason) -> None:
+    """Mediator or panelist: recuse; someone else is assigned or drawn in your place."""
+    _act(number, actor, DisputeWorkflow.recuse, lambda a: Recuse(actor=a, reason=reason))
+
+
+@app.command()
+def note(
+    number: Number,
+    actor: As,
+    text: Annotated[str, typer.Option()],
+    caucus: Annotated[
+        str | None, typer.Option(help="partner id: private caucus with that side")
+    ] = None,
+) -> None:
+    """Mediator: add a shared note, or a caucus note for one side."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.add_note,
+        lambda a: AddNote(
+            actor=a,
+            text=text,
+            visibility=NoteVisibility.CAUCUS if caucus else NoteVisibility.SHARED,
+            caucus_partner_id=caucus,
+        ),
+    )
+
+
+@app.command("request-info")
+def request_info(
+    number: Number,
+    actor: As,
+    party: Annotated[str, typer.Option(help="partner id")],
+    questions: Annotated[str, typer.Option()],
+) -> None:
+    """Mediator: ask a party for information (pauses the mediation clock)."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.request_information,
+        lambda a: RequestInformation(actor=a, party_id=party, questions=questions),
+    )
+
+
+@app.command()
+def answer(
+    number: Number,
+    actor: As,
+    request: Annotated[str, typer.Option(help="e.g. info-1")],
+    text: Annotated[str, typer.Option("--answer")],
+) -> None:
+    """Partner: answer an information request."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.answer_information,
+        lambda a: AnswerInformation(actor=a, request_id=request, answer=text),
+    )
+
+
+_REMEDIES: TypeAdapter[Remedy] = TypeAdapter(Remedy)
+
+
+@app.command()
+def propose(
+    number: Number,
+    actor: As,
+    terms: Annotated[str, typer.Option()],
+    remedy: Annotated[
+        list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')
+    ],
+    divergence_reason: DivergenceReason = None,
+) -> None:
+    """Mediator: propose a settlement with typed remedies."""
+    remedies = _remedies_from_json(remedy)
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.propose_settlement,
+        lambda a: ProposeSettlement(
+            actor=a,
+            remedies=remedies,
+            terms=terms,
+            divergence_acknowledgement=divergence_reason,
+        ),
+    )
+
+
+@app.command("accept-offer")
+def accept_offer(
+    number: Number,
+    actor: As,
+    offer: Annotated[str, typer.Option(help="e.g. offer-1")],
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Partner: accept a settlement offer for your side."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.respond_to_offer,
+        lambda a: RespondToOffer(actor=a, offer_id=offer, accept=True, comment=comment),
+    )
+
+
+@app.command("reject-offer")
+def reject_offer(
+    number: Number,
+    actor: As,
+    offer: Annotated[str, typer.Option(help="e.g. offer-1")],
+    comment: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Partner: reject a settlement offer."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.respond_to_offer,
+        lambda a: RespondToOffer(actor=a, offer_id=offer, accept=False, comment=comment),
+    )
+
+
+@app.command()
+def impasse(number: Number, actor: As, reason: Reason) -> None:
+    """Mediator: declare an impasse; the dispute goes to formal review."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.declare_impasse,
+        lambda a: DeclareImpasse(actor=a, reason=reason),
+    )
+
+
+@app.command()
+def dismiss(number: Number, actor: As, reason: Reason) -> None:
+    """Mediator, or the panel's chair: dismiss the dispute with a reason."""
+    _act(number, actor, DisputeWorkflow.dismiss, lambda a: Dismiss(actor=a, reason=reason))
+
+
+@app.command()
+def withdraw(number: Number, actor: As, reason: Reason) -> None:
+    """Claimant: withdraw the dispute."""
+    _act(number, actor, DisputeWorkflow.withdraw, lambda a: Withdraw(actor=a, reason=reason))
+
+
+@app.command()
+def extend(
+    number: Number,
+    actor: As,
+    days: Annotated[int, typer.Option(help="business days")],
+    reason: Reason,
+) -> None:
+    """Admin: extend the running deadline by business days, with a reason."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.extend_deadline,
+        lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason),
+    )
+
+
+@app.command()
+def assign(
+    number: Number,
+    actor: As,
+    person: Annotated[str, typer.Option(help="mediator id")],
+    reason: Reason,
+) -> None:
+    """Admin: offer the dispute to a chosen mediator (screened for conflicts like anyone)."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.assign_mediator,
+        lambda a: AssignMediator(actor=a, person_id=person, reason=reason),
+    )
+
+
+def main() -> None:
+    """The `accord` console script."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:  # typer ends every command with one
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's native runtime can abort while the interpreter finalizes
+    # ("Fatal Python error: PyGILState_Release"); every command is complete by now, so leave
+    # without finalizing.
+    os._exit(code if isinstance(code, int) else 0)
+
+
+def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
+    try:
+        return tuple(_REMEDIES.validate_json(r) for r in remedy)
+    except ValidationError as exc:
+        fail(
+            "--remedy: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        )
+        raise
+
+
+@app.command()
+def vote(
+    number: Number,
+    actor: As,
+    outcome: Annotated[VoteOutcome, typer.Option()],
+    reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
+    remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+) -> None:
+    """Panelist: cast a sealed vote with written reasons."""
+    remedies = _remedies_from_json(remedy or [])
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.cast_vote,
+        lambda a: CastVote(actor=a, outcome=outcome, remedies=remedies, reasons=reasons),
+    )
+
+
+@app.command()
+def rule(
+    number: Number,
+    actor: As,
+    outcome: Annotated[VoteOutcome, typer.Option()],
+    rationale: Annotated[str, typer.Option()],
+    relied_on: Annotated[list[str], typer.Option(help="panelist whose vote it rests on")],
+    clause: Annotated[list[str], typer.Option(help="playbook clause applied")],
+    remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+    precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
+    against_majority_reason: Annotated[str | None, typer.Option()] = None,
+    divergence_reason: DivergenceReason = None,
+) -> None:
+    """Chair: issue the panel's ruling once a majority has voted."""
+    remedies = _remedies_from_json(remedy or [])
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.issue_ruling,
+        lambda a: IssueRuling(
+            actor=a,
+            outcome=outcome,
+            remedies=remedies,
+            rationale=rationale,
+            votes_relied_on=tuple(relied_on),
+            clauses_applied=tuple(clause),
+            precedents_cited=tuple(precedent or ()),
+            against_majority_reason=against_majority_reason,
+            divergence_acknowledgement=divergence_reason,
+        ),
+    )
+
+
+@app.command("appeal")
+def appeal_ruling(
+    number: Number,
+    actor: As,
+    grounds: Annotated[str, typer.Option()],
+    evidence: Annotated[list[str], typer.Option(help="new evidence as ref:description")],
+) -> None:
+    """Party: appeal a first ruling once, with grounds and new evidence."""
+    refs = []
+    for item in evidence:
+        ref, sep, description = item.partition(":")
+        if not sep:
+            fail(f"--evidence {item!r}: write it as reference:description")
+        refs.append(EvidenceRef(ref=ref, description=description))
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.appeal,
+        lambda a: Appeal(actor=a, grounds=grounds, new_evidence=tuple(refs)),
+    )
+
+
+@app.command("redraw-panel")
+def redraw_panel(number: Number, actor: As, reason: Reason) -> None:
+    """Admin: draw the review panel again once the board has enough eligible members."""
+    _act(number, actor, DisputeWorkflow.redraw_panel, lambda a: RedrawPanel(actor=a, reason=reason))
+
+
+@app.command("retry-remedy")
+def retry_remedy(
+    number: Number,
+    actor: As,
+    position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
+    reason: Annotated[str, typer.Option(help="what changed")] = "",
+) -> None:
+    """Admin: apply a remedy that kept failing once more."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.retry_remedy,
+        lambda a: RetryRemedy(actor=a, position=position, reason=reason),
+    )
+
+
+@app.command("waive-remedy")
+def waive_remedy(
+    number: Number,
+    actor: As,
+    position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
+    reason: Reason,
+) -> None:
+    """Admin: give up on a remedy that cannot be applied, with a reason."""
+    _act(
+        number,
+        actor,
+        DisputeWorkflow.waive_remedy,
+        lambda a: WaiveRemedy(actor=a, position=position, reason=reason),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""Filing a dispute: validate against the directory and playbook, store, then start the workflow.
+
+The filing is stored before it is acknowledged. The same submission twice maps to the same
+receipt and number; a submission matching an open dispute (same parties, category and a
+shared contested object) is linked to it instead of opening a second one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import exists, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from accord.db import SessionFactory
+from accord.playbook import PlaybookLibrary
+from models.enums import TERMINAL_STAGES, DisputeStage, ObjectKind, Role
+from models.payloads import (
+    Actor,
+    ContestedObject,
+    DisputeInput,
+    FilingResult,
+    FilingSubmission,
+    LinkFiling,
+    Party,
+)
+from models.tables import (
+    Account,
+    Dispute,
+    DisputeCounter,
+    DisputeEvent,
+    DisputeObject,
+    DisputeParty,
+    FilingReceipt,
+    Partner,
+    PartnerContact,
+    Territory,
+)
+from workflows.dispute import DisputeWorkflow
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class FilingRejected(ValueError):
+    """The submission cannot be filed; nothing was written."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+def filing_key(submission: FilingSubmission) -> str:
+    if submission.submission_id:
+        return f"{submission.claimant_id}:{submission.submission_id}"
+    canonical = submission.model_dump(mode="json", exclude={"submission_id"})
+    canonical["respondent_ids"] = sorted(canonical["respondent_ids"])
+    body = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def submission_of(dispute: Dispute) -> FilingSubmission:
+    """The submission a stored dispute was filed from (its client key aside)."""
+    return FilingSubmission(
+        claimant_id=dispute.claimant_id,
+        respondent_ids=list(dispute.respondent_ids),
+        category=dispute.category,
+        contested_objects=[ContestedObject.model_validate(o) for o in dispute.contested_objects],
+        summary=dispute.summary,
+        facts=dispute.facts,
+        desired_remedy=dispute.desired_remedy,
+        amount_at_stake=dispute.amount_at_stake,
+        currency=dispute.currency,
+        occurred_on=dispute.occurred_on,
+        filed_by=dispute.filed_by,
+    )
+
+
+def party_key(submission: FilingSubmission) -> str:
+    return "|".join(sorted([submission.claimant_id, *submission.respondent_ids]))
+
+
+class FilingService:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        playbooks: PlaybookLibrary,
+        client: Client,
+        *,
+        task_queue: str,
+        admin_email: str,
+    ) -> None:
+        self.sessions = sessions
+        self.playbooks = playbooks
+        self.client = client
+        self.task_queue = task_queue
+        self.admin_email = admin_email
+
+    async def file(self, submission: FilingSubmission, now: datetime | None = None) -> FilingResult:
+        now = now or datetime.now(UTC)
+        key = filing_key(submission)
+        with self.sessions.read() as session:
+            receipt = session.get(FilingReceipt, key)
+        if receipt is not None:
+            return await self._repeat(receipt, submission)
+
+        playbook = self.playbooks.in_force(now.date())
+        with self.sessions.read() as session:
+            parties = self._validate(session, submission, now, playbook.filing_window_days)
+            existing = self._open_match(session, submission)
+        if existing is not None:
+            return await self._link(existing, key, submission, now)
+
+        try:
+            with self.sessions.begin() as session:
+                number = self._next_number(session, now.year)
+                session.add(
+                    Dispute(
+                        number=number,
+                        category=submission.category,
+                        claimant_id=submission.claimant_id,
+                        respondent_ids=list(submission.respondent_ids),
+                        party_key=party_key(submission),
+                        contested_objects=[
+                            o.model_dump(mode="json") for o in submission.contested_objects
+                        ],
+                        summary=submission.summary,
+                        facts=submission.facts,
+                        desired_remedy=submission.desired_remedy,
+                        amount_at_stake=submission.amount_at_stake,
+                        currency=submission.currency,
+                        occurred_on=submission.occurred_on,
+                        stage=DisputeStage.FILED,
+                        playbook_version=playbook.version,
+                        filed_by=submission.filed_by,
+                        filed_at=now,
+                        updated_at=now,
+                    )
+                )
+                session.flush()
+                for obj in submission.contested_objects:
+                    session.add(DisputeObject(dispute_number=number, kind=obj.kind, ref=obj.ref))
+                session.add(
+                    DisputeParty(
+                        dispute_number=number, partner_id=submission.claimant_id, side="claimant"
+                    )
+                )
+                for respondent in submission.respondent_ids:
+                    session.add(
+                        DisputeParty(
+                            dispute_number=number, partner_id=respondent, side="respondent"
+                        )
+                    )
+                session.add(
+                    FilingReceipt(
+                        filing_key=key,
+                        dispute_number=number,
+                        filed_by=submission.filed_by,
+                        received_at=now,
+                    )
+                )
+        except IntegrityError:
+            # The same submission raced in from another process; it owns the receipt.
+            with self.sessions.read() as session:
+                receipt = session.get(FilingReceipt, key)
+            if receipt is None:
+                raise
+            return await self._repeat(receipt, submission)
+
+        await self._start(
+            DisputeInput(
+                number=number,
+                filing=submission,
+                filed_at=now,
+                claimant=parties[0],
+                respondents=tuple(parties[1:]),
+                terms=playbook.terms_for(submission.category),
+                admin_email=self.admin_email,
+            )
+        )
+        return FilingResult(
+            number=number, linked=False, duplicate=False, message=f"filed as {number}"
+        )
+
+    # --- validation ---------------------------------------------------------------------------
+
+    def _validate(
+        self, session: Session, s: FilingSubmission, now: datetime, window_days: int
+    ) -> list[Party]:
+        errors: list[FieldError] = []
+        parties: list[Party] = []
+        for field, partner_id in [("claimant_id", s.claimant_id)] + [
+            (f"respondent_ids[{i}]", r) for i, r in enumerate(s.respondent_ids)
+        ]:
+            partner = session.get(Partner, partner_id)
+            if partner is None or not partner.active:
+                errors.append(FieldError(field, f"unknown partner {partner_id!r}"))
+                continue
+            contacts = session.exec(
+                select(PartnerContact.email).where(
+                    PartnerContact.partner_id == partner_id,
+                    PartnerContact.active == True,  # noqa: E712
+                )
+            ).all()
+            parties.append(
+                Party(
+                    partner_id=partner.id,
+                    name=partner.name,
+                    tier=partner.tier,
+                    region=partner.regions[0] if partner.regions else "unknown",
+                    calendar=partner.calendar,
+                    contacts=tuple(contacts),
+                )
+            )
+        contact = session.exec(
+            select(PartnerContact).where(PartnerContact.email == s.filed_by.lower())
+        ).first()
+        if contact is None or not contact.active or contact.partner_id != s.claimant_id:
+            errors.append(
+                FieldError("filed_by", f"{s.filed_by} is not an active contact of {s.claimant_id}")
+            )
+        for i, obj in enumerate(s.contested_objects):
+            known: object = True
+            if obj.kind is ObjectKind.ACCOUNT:
+                known = session.get(Account, obj.ref)
+            elif obj.kind is ObjectKind.TERRITORY:
+                known = session.get(Territory, obj.ref)
+            if known is None:
+                errors.append(
+                    FieldError(
+                        f"contested_objects[{i}].ref", f"unknown {obj.kind.value} {obj.ref!r}"
+                    )
+                )
+        age = (now.date() - s.occurred_on).days
+        if age < 0:
+            errors.append(FieldError("occurred_on", "is in the future"))
+        elif age > window_days:
+            errors.append(
+                FieldError(
+                    "occurred_on",
+                    f"outside the filing window: {age} days ago, the playbook allows {window_days}",
+                )
+            )
+        if errors:
+            raise FilingRejected(errors)
+        return parties
+
+    def _open_match(self, session: Session, s: FilingSubmission) -> str | None:
+        for obj in s.contested_objects:
+            match = session.exec(
+                select(Dispute.number)
+                .join(DisputeObject, col(DisputeObject.dispute_number) == col(Dispute.number))
+                .where(Dispute.party_key == party_key(s))
+                .where(Dispute.category == s.category)
+                .where(col(Dispute.stage).not_in(TERMINAL_STAGES))
+                .where(DisputeObject.kind == obj.kind, DisputeObject.ref == obj.ref)
+                .order_by(col(Dispute.filed_at))
+            ).first()
+            if match:
+                return match
+        return None
+
+    # --- writing --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _next_number(session: Session, year: int) -> str:
+        bumped = session.execute(
+            update(DisputeCounter)
+            .where(col(DisputeCounter.year) == year)
+            .values(last=DisputeCounter.last + 1)
+            .returning(col(DisputeCounter.last))
+        ).scalar()
+        if bumped is None:
+            session.execute(insert(DisputeCounter).values(year=year, last=1))
+            bumped = 1
+        return f"DSP-{year}-{bumped:06d}"
+
+    async def _start(self, dispute: DisputeInput) -> None:
+        # Already started and finished: nothing to start again.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                DisputeWorkflow.run,
+                dispute,
+                id=dispute.number,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+
+    async def _link(
+        self, number: str, key: str, s: FilingSubmission, now: datetime
+    ) -> FilingResult:
+        # IntegrityError: a concurrent identical submission recorded the receipt first.
+        with contextlib.suppress(IntegrityError), self.sessions.begin() as session:
+            session.add(
+                FilingReceipt(
+                    filing_key=key,
+                    dispute_number=number,
+                    linked=True,
+                    filed_by=s.filed_by,
+                    received_at=now,
+                )
+            )
+        await self._tell_workflow_of_link(number, key, s)
+        return FilingResult(
+            number=number,
+            linked=True,
+            duplicate=False,
+            message=(
+                f"matches open dispute {number} (same parties, category and contested object);"
+                " linked to it"
+            ),
+        )
+
+    async def _tell_workflow_of_link(self, number: str, key: str, s: FilingSubmission) -> None:
+        handle = self.client.get_workflow_handle(number)
+        # Refused if the dispute closed meanwhile; the receipt still records the link.
+        with contextlib.suppress(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                DisputeWorkflow.link_filing,
+                LinkFiling(
+                    actor=Actor(id=s.filed_by, role=Role.SYSTEM, partner_id=s.claimant_id),
+                    filing_key=key,
+                    summary=s.summary,
+                ),
+            )
+
+    async def _repeat(self, receipt: FilingReceipt, s: FilingSubmission) -> FilingResult:
+        """The same submission again: same number, and finish whatever a crash interrupted."""
+        if receipt.linked:
+            await self._tell_workflow_of_link(receipt.dispute_number, receipt.filing_key, s)
+        else:
+            with self.sessions.read() as session:
+                dispute = session.get(Dispute, receipt.dispute_number)
+            if dispute is not None and dispute.stage is DisputeStage.FILED:
+                await self._start(self._rebuild_input(dispute, s))
+        return FilingResult(
+            number=receipt.dispute_number,
+            linked=receipt.linked,
+            duplicate=True,
+            message=f"this submission was already received as {receipt.dispute_number}",
+        )
+
+    async def start_stranded(self, older_than: timedelta = timedelta(minutes=1)) -> list[str]:
+        """Start the workflow of any filing stored but never started (a crash between the two).
+
+        The filer was not acknowledged in that case, but the filing was stored, and stored
+        filings are never lost: the worker calls this periodically.
+        """
+        cutoff = datetime.now(UTC) - older_than
+        with self.sessions.read() as session:
+            stranded = session.exec(
+                select(Dispute)
+                .where(Dispute.stage == DisputeStage.FILED)
+                .where(col(Dispute.filed_at) < cutoff)
+                .where(~exists().where(col(DisputeEvent.dispute_number) == col(Dispute.number)))
+                .limit(100)
+            ).all()
+        started = []
+        for dispute in stranded:
+            await self._start(self._rebuild_input(dispute, submission_of(dispute)))
+            started.append(dispute.number)
+        return started
+
+    def _rebuild_input(self, dispute: Dispute, s: FilingSubmission) -> DisputeInput:
+        playbook = self.playbooks.get(dispute.playbook_version)
+        with self.sessions.read() as session:
+            parties = self._validate(session, s, dispute.filed_at, 10**6)
+        return DisputeInput(
+            number=dispute.number,
+            filing=s,
+            filed_at=dispute.filed_at,
+            claimant=parties[0],
+            respondents=tuple(parties[1:]),
+            terms=playbook.terms_for(s.category),
+            admin_email=self.admin_email,
+        )

@@ -1,0 +1,88 @@
+"""precedent facets and dispute full-text search
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-30 08:20:00
+
+precedent_facet holds a precedent's many-valued facets (remedy kinds, clauses, SLA met or
+breached), backfilled from the precedents already written. Disputes get a full-text index of
+their number, parties, summary and facts: an FTS5 table kept in step by triggers on SQLite (the
+dispute's key is text, so the index carries it as an unindexed column; summary and facts never
+change after filing, so the update trigger almost never fires), a generated tsvector with a GIN
+index on PostgreSQL.
+"""
+from typing import Sequence, Union
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0007'
+down_revision: Union[str, None] = '0006'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+DISPUTE_TEXT = "{t}.number || ' ' || {t}.claimant_id || ' ' || {t}.respondent_ids || ' ' || {t}.summary || ' ' || {t}.facts"
+
+
+def upgrade() -> None:
+    op.create_table(
+        'precedent_facet',
+        sa.Column('precedent_id', sa.Integer(), nullable=False),
+        sa.Column('facet', sa.String(length=16), nullable=False),
+        sa.Column('value', sa.String(length=128), nullable=False),
+        sa.ForeignKeyConstraint(['precedent_id'], ['precedent.id']),
+        sa.PrimaryKeyConstraint('precedent_id', 'facet', 'value'),
+    )
+    op.create_index('ix_precedent_facet_value', 'precedent_facet', ['facet', 'value', 'precedent_id'])
+    _backfill_facets()
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute("CREATE VIRTUAL TABLE dispute_fts USING fts5(number UNINDEXED, body, tokenize='porter unicode61')")
+        op.execute(
+            "CREATE TRIGGER dispute_fts_insert AFTER INSERT ON dispute BEGIN"
+            f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {DISPUTE_TEXT.format(t='new')}); END"
+        )
+        op.execute(
+            "CREATE TRIGGER dispute_fts_update AFTER UPDATE OF claimant_id, respondent_ids, summary, facts"
+            " ON dispute BEGIN DELETE FROM dispute_fts WHERE number = old.number;"
+            f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {DISPUTE_TEXT.format(t='new')}); END"
+        )
+        op.execute(
+            "CREATE TRIGGER dispute_fts_delete AFTER DELETE ON dispute BEGIN"
+            " DELETE FROM dispute_fts WHERE number = old.number; END"
+        )
+        op.execute(f"INSERT INTO dispute_fts(number, body) SELECT number, {DISPUTE_TEXT.format(t='dispute')} FROM dispute")
+    else:
+        text = DISPUTE_TEXT.format(t='dispute').replace('dispute.', '').replace('respondent_ids', 'respondent_ids::text')
+        op.execute(
+            f"ALTER TABLE dispute ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', {text})) STORED"
+        )
+        op.execute("CREATE INDEX ix_dispute_search_tsv ON dispute USING GIN (search_tsv)")
+
+
+def _backfill_facets() -> None:
+    from sqlmodel import Session, select
+
+    from accord.precedents import facet_values
+    from models.tables import Precedent
+
+    session = Session(bind=op.get_bind())
+    rows = session.exec(select(Precedent.id, Precedent.remedies, Precedent.clauses, Precedent.timeline)).all()
+    facets = []
+    for row in rows:
+        record = Precedent(remedies=row.remedies, clauses=row.clauses, timeline=row.timeline)
+        facets += [{'precedent_id': row.id, 'facet': f, 'value': v} for f, v in facet_values(record)]
+    if facets:
+        table = sa.table('precedent_facet', sa.column('precedent_id'), sa.column('facet'), sa.column('value'))
+        op.bulk_insert(table, facets)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == 'sqlite':
+        for trigger in ('insert', 'update', 'delete'):
+            op.execute(f"DROP TRIGGER IF EXISTS dispute_fts_{trigger}")
+        op.execute("DROP TABLE IF EXISTS dispute_fts")
+    else:
+        op.execute("DROP INDEX IF EXISTS ix_dispute_search_tsv")
+        op.execute("ALTER TABLE dispute DROP COLUMN IF EXISTS search_tsv")
+    op.drop_index('ix_precedent_facet_value', table_name='precedent_facet')
+    op.drop_table('precedent_facet')

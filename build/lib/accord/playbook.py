@@ -1,0 +1,207 @@
+"""The versioned rules of engagement: YAML files in `playbooks/`, validated on load.
+
+Errors name the file, the path inside it and the problem, e.g.
+`playbooks/2026.1.yaml: categories.pricing.allowed_remedies[1]: 'refund' is not one of ...`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import holidays as holiday_data
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.enums import DisputeCategory, RemedyKind
+from models.payloads import PlaybookTerms
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class PlaybookError(ValueError):
+    """A playbook file that cannot be used, with where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HolidaySource(_Strict):
+    country: str
+    subdivision: str | None = None
+    extra: dict[date, str] = Field(default_factory=dict)
+    """Company-specific closing days on top of the public holidays."""
+
+    @model_validator(mode="after")
+    def _known_country(self) -> HolidaySource:
+        supported = holiday_data.list_supported_countries()
+        if self.country not in supported:
+            raise ValueError(f"unknown holiday country {self.country!r}")
+        if self.subdivision is not None and self.subdivision not in supported[self.country]:
+            raise ValueError(
+                f"unknown subdivision {self.subdivision!r} of {self.country} "
+                f"(known: {', '.join(supported[self.country][:12])}...)"
+            )
+        return self
+
+
+class CalendarSpec(_Strict):
+    time_zone: str
+    working_days: Annotated[list[Weekday], Field(min_length=1)]
+    working_hours: tuple[time, time]
+    holidays: HolidaySource
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours_in_order(cls, value: tuple[time, time]) -> tuple[time, time]:
+        if value[0] >= value[1]:
+            raise ValueError("working hours must start before they end")
+        return value
+
+
+class StageRule(_Strict):
+    business_days: Annotated[int, Field(ge=1, le=120)]
+    calendar_of: Literal["mediator", "party", "board"]
+
+
+class StageRules(_Strict):
+    acceptance: StageRule
+    mediation: StageRule
+    information_request: StageRule
+    formal_review: StageRule
+    remedy: StageRule
+
+
+class PanelRules(_Strict):
+    functions: Annotated[list[str], Field(min_length=1)]
+    """Board functions a review panel draws one member from; the chair comes on top."""
+
+
+class CategoryRules(_Strict):
+    clause: Annotated[str, Field(min_length=3)]
+    allowed_remedies: Annotated[list[RemedyKind], Field(min_length=1)]
+
+
+class Playbook(_Strict):
+    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z.\-]+$")]
+    effective_from: date
+    filing_window_days: Annotated[int, Field(ge=1, le=3650)]
+    warnings: Annotated[list[Annotated[float, Field(gt=0, lt=1)]], Field(max_length=5)]
+    stages: StageRules
+    board_calendar: str
+    panel: PanelRules
+    appeal_window_days: Annotated[int, Field(ge=1, le=60)]
+    calendars: dict[str, CalendarSpec]
+    categories: dict[DisputeCategory, CategoryRules]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Playbook:
+        missing = set(DisputeCategory) - set(self.categories)
+        if missing:
+            raise ValueError(f"categories: missing {', '.join(sorted(missing))}")
+        if self.board_calendar not in self.calendars:
+            raise ValueError(f"board_calendar: {self.board_calendar!r} is not in calendars")
+        if sorted(self.warnings) != self.warnings:
+            raise ValueError("warnings: list the fractions in increasing order")
+        return self
+
+    def terms_for(self, category: DisputeCategory) -> PlaybookTerms:
+        rules = self.categories[category]
+        return PlaybookTerms(
+            version=self.version,
+            acceptance_days=self.stages.acceptance.business_days,
+            mediation_days=self.stages.mediation.business_days,
+            information_days=self.stages.information_request.business_days,
+            formal_review_days=self.stages.formal_review.business_days,
+            remedy_days=self.stages.remedy.business_days,
+            warning_fractions=tuple(self.warnings),
+            allowed_remedies=tuple(rules.allowed_remedies),
+            clauses=(rules.clause,),
+            board_calendar=self.board_calendar,
+            panel_functions=tuple(self.panel.functions),
+            appeal_days=self.appeal_window_days,
+        )
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not re.fullmatch(r"[A-Za-z_][\w\-]*", part):
+            # pydantic's internal union/function tags, not a path a user wrote
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def load_playbook(path: Path) -> Playbook:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PlaybookError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise PlaybookError(f"{path}: cannot be read: {exc.strerror}") from None
+    if not isinstance(raw, dict):
+        raise PlaybookError(f"{path}: (top level): expected a mapping of playbook fields")
+    try:
+        playbook = Playbook.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_format_location(err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise PlaybookError(f"{path}: {problems}") from None
+    if path.stem != playbook.version:
+        raise PlaybookError(
+            f"{path}: version: {playbook.version!r} does not match the file name {path.stem!r}"
+        )
+    return playbook
+
+
+class PlaybookLibrary:
+    """Every playbook version in a folder; the one in force on a date is the latest effective."""
+
+    def __init__(self, playbooks: list[Playbook]) -> None:
+        if not playbooks:
+            raise PlaybookError("no playbook found")
+        self._by_version = {p.version: p for p in playbooks}
+        self._by_date = sorted(playbooks, key=lambda p: p.effective_from)
+
+    @classmethod
+    def from_dir(cls, folder: Path) -> PlaybookLibrary:
+        files = sorted(folder.glob("*.yaml"))
+        if not files:
+            raise PlaybookError(f"{folder}: no playbook (*.yaml) in this folder")
+        return cls([load_playbook(f) for f in files])
+
+    def get(self, version: str) -> Playbook:
+        try:
+            return self._by_version[version]
+        except KeyError:
+            raise PlaybookError(f"playbook version {version!r} is not available") from None
+
+    def all(self) -> list[Playbook]:
+        """Every version, oldest first."""
+        return list(self._by_date)
+
+    def in_force(self, on: date) -> Playbook:
+        current = [p for p in self._by_date if p.effective_from <= on]
+        if not current:
+            raise PlaybookError(f"no playbook is in force on {on.isoformat()}")
+        return current[-1]

@@ -1,0 +1,185 @@
+"""Wiring: build the collaborators from Settings, once per process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from accord.db import SessionFactory, make_engine
+from accord.filing import FilingService
+from accord.playbook import PlaybookLibrary
+from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
+from accord.settings import Settings
+from accord.tracing import temporal_interceptors
+from activities.assignment import AssignmentActivities, PanelActivities
+from activities.deadlines import DeadlineActivities
+from activities.notify import NotificationActivities
+from activities.records import RecordActivities
+from activities.remedies import RemedyActivities
+from models.enums import RemedyKind
+from notifications.mailer import Mailer, SmtpMailer
+from notifications.outbox import Outbox
+from notifications.render import TemplateCatalog
+from workflows.dispute import DisputeWorkflow
+
+# Exceptions that mean a bug in workflow code (ApplicationError, which fails just an update,
+# is deliberately not among them).
+PROGRAMMING_ERRORS = (KeyError, AttributeError, TypeError, NameError, IndexError, AssertionError)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: SessionFactory
+    playbooks: PlaybookLibrary
+    outbox: Outbox
+
+
+def build_services(settings: Settings, mailer: Mailer | None = None) -> Services:
+    sessions = SessionFactory(make_engine(settings.resolved_database_url()))
+    mailer = mailer or SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        starttls=settings.smtp_starttls,
+    )
+    outbox = Outbox(
+        sessions,
+        mailer,
+        TemplateCatalog(),
+        sender=settings.mail_from,
+        domain=settings.mail_domain,
+        base_url=settings.resolved_base_url(),
+    )
+    return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
+
+
+def build_filing(services: Services, client: Client) -> FilingService:
+    return FilingService(
+        services.sessions,
+        services.playbooks,
+        client,
+        task_queue=services.settings.task_queue,
+        admin_email=services.settings.admin_email,
+    )
+
+
+class ConfigurationError(ValueError):
+    pass
+
+
+def build_remedy_activities(services: Services) -> RemedyActivities:
+    """The ledger for every remedy kind, except those routed to a webhook by the settings."""
+    settings = services.settings
+    routed: dict[RemedyKind, RemedyAdapter] = {}
+    if settings.remedy_webhooks:
+        if settings.remedy_webhook_secret is None:
+            raise ConfigurationError(
+                "ACCORD_REMEDY_WEBHOOK_SECRET: required when ACCORD_REMEDY_WEBHOOKS is set"
+            )
+        secret = settings.remedy_webhook_secret.get_secret_value().encode()
+        for kind, url in settings.remedy_webhooks.items():
+            routed[kind] = WebhookAdapter(
+                url, secret, settings.remedy_webhook_timeout_seconds, name=f"webhook:{kind.value}"
+            )
+    return RemedyActivities(services.sessions, LedgerAdapter(services.sessions), routed)
+
+
+def activity_methods(services: Services) -> list[Any]:
+    records = RecordActivities(
+        services.sessions, public_amount_threshold=services.settings.public_amount_threshold
+    )
+    deadlines = DeadlineActivities(services.playbooks)
+    assignment = AssignmentActivities(services.sessions)
+    panels = PanelActivities(services.sessions)
+    notify = NotificationActivities(services.outbox)
+    remedies = build_remedy_activities(services)
+    return [
+        remedies.apply_remedy,
+        remedies.waive_remedy,
+        records.record_event,
+        records.write_precedent,
+        records.find_similar_precedents,
+        deadlines.compute_deadline,
+        deadlines.shift_deadline,
+        deadlines.extend_deadline,
+        assignment.assign_mediator,
+        panels.draw_panel,
+        notify.send_notification,
+    ]
+
+
+def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `serve(stop)` until SIGINT or SIGTERM sets `stop` (a process's main loop)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(stop)
+
+    asyncio.run(main())
+
+
+async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
+    """A client; with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and
+    activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS."""
+    runtime = None
+    if sdk_metrics and settings.temporal_metrics_address:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=settings.temporal_metrics_address)
+            )
+        )
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+        # Carries the web request's trace into workflows; the worker continues it.
+        interceptors=temporal_interceptors(),
+    )
+
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def build_worker(
+    client: Client,
+    services: Services,
+    task_queue: str,
+    *,
+    fail_workflows_on_bugs: bool = False,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
+) -> Worker:
+    # A client from `connect` traces already (its interceptors serve the worker too).
+    traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
+    return Worker(
+        client,
+        task_queue=task_queue,
+        interceptors=[] if traced else temporal_interceptors(),
+        workflows=[DisputeWorkflow],
+        activities=activity_methods(services),
+        # Database activities are synchronous; they run here, off the workflow event loop.
+        activity_executor=ThreadPoolExecutor(max_workers=16),
+        max_concurrent_activities=16,
+        # On SIGTERM running activities get this long to finish before they are cancelled
+        # (and retried elsewhere); compose allows the container 60 s.
+        graceful_shutdown_timeout=graceful_shutdown,
+        # In production a bug retries the workflow task until a fixed worker is deployed;
+        # tests want it to fail the workflow at once instead of hanging.
+        workflow_failure_exception_types=list(PROGRAMMING_ERRORS) if fail_workflows_on_bugs else [],
+    )

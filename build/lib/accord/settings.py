@@ -1,0 +1,225 @@
+"""Process configuration: one Settings object, built at start and passed down.
+
+Workflows never read it; activities and entry points receive it explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.enums import RemedyKind
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in production
+
+
+PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|^todo$|^x{3,}$|^<.*>$|^(secret|password)$", re.IGNORECASE
+)
+"""Values copied from an example file and never replaced (.env.example uses `change-me`)."""
+
+EXAMPLE_HOST = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
+"""The documentation domains (RFC 2606): never where people reach a real deployment."""
+
+
+def _placeholder(value: str) -> bool:
+    return bool(PLACEHOLDER.search(value.strip()))
+
+
+class ConfigurationError(ValueError):
+    """Settings that may not run outside development; one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "the configuration is not ready for production:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACCORD_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    state_dir: Path = REPO_ROOT / "state"
+    database_url: str = Field(
+        default="",
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL; empty means a SQLite file in state_dir",
+    )
+    playbook_dir: Path = REPO_ROOT / "playbooks"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "accord-disputes"
+    temporal_ui_port: int = 8233
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Accord <disputes@accord.localhost>"
+    mail_domain: str = "accord.localhost"
+    """Right-hand side of every Message-ID we generate; replies are threaded on it."""
+    admin_email: str = "channel-admins@accord.localhost"
+    """Where admin tasks (no eligible mediator, escalations) are announced."""
+    base_url: str = ""
+    """Where people reach the web app (links in email); empty means the web host and port."""
+
+    remedy_webhooks: dict[RemedyKind, str] = Field(default_factory=dict)
+    """Remedy kinds applied by POSTing to an external system (CRM, billing), as JSON:
+    {"commission_split": "https://crm.example/accord/remedies"}. Others go to the ledger."""
+    remedy_webhook_secret: SecretStr | None = None
+    """HMAC-SHA256 key for the X-Accord-Signature header; required when webhooks are set."""
+    remedy_webhook_timeout_seconds: float = 10.0
+    outbox_relay_interval_seconds: float = 30.0
+
+    # --- email intake ----------------------------------------------------------------
+    intake_address: str = "disputes@accord.localhost"
+    """Where partners write to file; replies to notifications come back here too."""
+    intake_smtp_host: str = "127.0.0.1"
+    intake_smtp_port: int = 2525
+    """The SMTP receiver `make run` starts (0 = do not start one)."""
+    intake_max_bytes: int = 25 * 1024 * 1024
+    """Largest message the receiver accepts (refused at the SMTP level above it)."""
+    intake_authserv_id: str | None = None
+    """The authserv-id of the receiving MTA in front of Accord: only Authentication-Results
+    headers stamped with it are trusted. Unset: no header is trusted."""
+    intake_require_authentication: bool = False
+    """Quarantine mail without a trusted pass (set it once an MTA stamps results)."""
+    intake_imap_host: str | None = None
+    """A shared mailbox to poll instead of (or besides) the SMTP receiver; unset: no polling."""
+    intake_imap_port: int = 993
+    intake_imap_ssl: bool = True
+    intake_imap_username: str | None = None
+    intake_imap_password: SecretStr | None = None
+    intake_imap_folder: str = "INBOX"
+    intake_imap_processed_folder: str = "Accord/Processed"
+    """Where a message is moved once it is stored (created when missing)."""
+    intake_imap_interval_seconds: float = 30.0
+
+    # --- web app and API ---------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    """Signs session and CSRF cookies; must be set outside development."""
+    session_max_age_seconds: int = 8 * 3600
+    """A session ends this long after sign-in."""
+    secure_cookies: bool = False
+    """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    otel_endpoint: str = ""
+    """OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces (empty: no tracing)."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """auto: JSON lines outside development, readable text in it."""
+    log_level: str = "INFO"
+    worker_health_host: str = "127.0.0.1"
+    worker_health_port: int = Field(default=0, ge=0, le=65535)
+    """The worker's /health, /ready and /metrics (0: not served; compose serves them)."""
+    temporal_metrics_address: str = ""
+    """host:port where the worker exposes Temporal's SDK metrics for Prometheus (empty: none)."""
+    public_amount_threshold: Decimal = Field(default=Decimal(10_000), ge=0)
+    """Amounts above this are hidden from partners' anonymised view of precedents. After
+    changing it, `accord reindex-precedents` rewrites the searchable anonymised text."""
+    upload_max_bytes: int = 10 * 1024 * 1024
+    upload_max_files: int = 10
+    upload_allowed_types: list[str] = Field(
+        default_factory=lambda: [
+            "application/pdf",
+            "image/png",
+            "image/jpeg",
+            "text/plain",
+            "text/csv",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "message/rfc822",
+        ]
+    )
+    demo_password: str = "accord-demo"  # noqa: S105 - development only, listed in the README
+    """Password of every demo account (development only)."""
+
+    # Optional OpenID Connect sign-in: set all three to enable it.
+    oidc_discovery_url: str | None = None
+    """e.g. https://login.example.com/.well-known/openid-configuration"""
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_label: str = "single sign-on"
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_discovery_url and self.oidc_client_id and self.oidc_client_secret)
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (
+            self.log_format == "auto" and self.environment != "development"
+        )
+
+    def problems(self) -> list[str]:
+        """What must be fixed before this configuration may run outside development: each
+        missing or placeholder secret, and settings that only make sense on one machine."""
+        if self.environment == "development":
+            return []
+        found: list[str] = []
+
+        def secret(name: str, value: SecretStr | str | None, needed: bool = True) -> None:
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if text is None or not text.strip():
+                if needed:
+                    found.append(f"ACCORD_{name.upper()}: not set")
+            elif _placeholder(text):
+                found.append(f"ACCORD_{name.upper()}: still the placeholder {text!r}")
+            elif name == "secret_key" and len(text) < 32:
+                found.append("ACCORD_SECRET_KEY: too short (at least 32 characters)")
+
+        if self.secret_key.get_secret_value() == DEVELOPMENT_SECRET:
+            found.append(
+                "ACCORD_SECRET_KEY: set a random secret (e.g. `python -c 'import secrets;"
+                " print(secrets.token_urlsafe(48))'`) outside development"
+            )
+        else:
+            secret("secret_key", self.secret_key)
+        if not self.database_url:
+            found.append("DATABASE_URL: not set (the SQLite file is for one machine only)")
+        elif _placeholder(self.database_url):
+            found.append(
+                "DATABASE_URL: still a placeholder (under compose: POSTGRES_PASSWORD in .env)"
+            )
+        secret("smtp_password", self.smtp_password, needed=bool(self.smtp_username))
+        secret(
+            "remedy_webhook_secret", self.remedy_webhook_secret, needed=bool(self.remedy_webhooks)
+        )
+        secret(
+            "intake_imap_password", self.intake_imap_password, needed=bool(self.intake_imap_host)
+        )
+        secret("oidc_client_secret", self.oidc_client_secret, needed=bool(self.oidc_client_id))
+        host = urlsplit(self.base_url).hostname or ""
+        if not self.base_url:
+            found.append("ACCORD_BASE_URL: not set (links in email would point at the web host)")
+        elif EXAMPLE_HOST.search(host):
+            found.append(
+                f"ACCORD_BASE_URL: still the example address {self.base_url!r} (links in email"
+                " would lead nowhere)"
+            )
+        return found
+
+    def check(self) -> None:
+        """Refuse to start with anything `problems` names, listing all of it at once."""
+        found = self.problems()
+        if found:
+            raise ConfigurationError(found)
+
+    def resolved_base_url(self) -> str:
+        return (self.base_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'accord.db'}"

@@ -1,0 +1,220 @@
+"""The embedded stack behind `make run`: Temporal dev server, worker, mail capture, demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlmodel import func, select
+
+from accord.db import SessionFactory, make_engine
+from accord.demo import DEMO
+from accord.directory import import_directory
+from accord.mailcapture import start_capture
+from accord.migrate import upgrade
+from accord.settings import Settings
+from models import search_attributes
+from models.tables import Partner, PartnerContact, Person
+
+
+def temporal_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise SystemExit("the Temporal CLI is missing: install the project (make run does) ")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+async def wait_for_port(host: str, port: int, seconds: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not port_open(host, port):
+        if loop.time() > deadline:
+            raise SystemExit(
+                f"{what} did not start listening on {host}:{port} within {seconds:.0f}s"
+            )
+        await asyncio.sleep(0.2)
+
+
+def prepare_database(settings: Settings) -> SessionFactory:
+    url = settings.resolved_database_url()
+    upgrade(url)
+    sessions = SessionFactory(make_engine(url))
+    with sessions.begin() as session:
+        if session.exec(select(func.count()).select_from(Partner)).one() == 0:
+            import_directory(session, DEMO)
+    if settings.environment == "development":
+        from web.auth import seed_demo_accounts
+
+        seed_demo_accounts(sessions, settings.demo_password)
+    return sessions
+
+
+def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
+    host, port = settings.temporal_address.rsplit(":", 1)
+    if port_open(host, int(port)):
+        print(f"  temporal: reusing the server already listening on {settings.temporal_address}")
+        return None
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log = (settings.state_dir / "temporal.log").open("ab")
+    return subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+        [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            host,
+            "--port",
+            port,
+            "--ui-port",
+            str(settings.temporal_ui_port),
+            "--namespace",
+            settings.temporal_namespace,
+            "--db-filename",
+            str(settings.state_dir / "temporal.db"),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--log-level",
+            "warn",
+            *search_attributes.DEV_SERVER_FLAGS,
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
+async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
+    """The SMTP receiver and/or the IMAP poller, and the processor behind them."""
+    settings.check()
+    from accord.runtime import build_services, connect
+    from intake.imap import ImapPoller
+    from intake.processor import IntakeProcessor
+    from intake.receiver import start_receiver
+
+    processor = IntakeProcessor(build_services(settings), await connect(settings))
+    wake = asyncio.Event()
+    receiver = None
+    if settings.intake_smtp_port:
+        if port_open(settings.intake_smtp_host, settings.intake_smtp_port):
+            raise SystemExit(
+                f"port {settings.intake_smtp_port} is taken; set ACCORD_INTAKE_SMTP_PORT to a"
+                " free one (0 to run without the SMTP receiver)"
+            )
+        receiver = start_receiver(
+            processor,
+            wake,
+            settings.intake_smtp_host,
+            settings.intake_smtp_port,
+            settings.intake_max_bytes,
+        )
+    parts = [processor.run(stop, wake)]
+    if settings.intake_imap_host:
+        parts.append(ImapPoller(processor, settings).run(stop, wake))
+    try:
+        await asyncio.gather(*parts)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> str:
+    with sessions.read() as session:
+        partners = session.exec(select(func.count()).select_from(Partner)).one()
+        people = session.exec(select(Person).order_by(Person.role, Person.id)).all()
+        contact = session.exec(select(PartnerContact).order_by(PartnerContact.id)).first()  # type: ignore[arg-type]
+    host = settings.temporal_address.rsplit(":", 1)[0]
+    lines = [
+        "",
+        f"Accord is running at http://{settings.web_host}:{settings.web_port}"
+        "  (sign in with a demo account below)",
+        f"  Temporal UI      http://{host}:{settings.temporal_ui_port}  (one workflow per dispute)",
+        f"  Temporal server  {settings.temporal_address}",
+        f"  Outgoing mail    smtp://{settings.smtp_host}:{settings.smtp_port},"
+        f" saved in {mail_folder}  (read with: .venv/bin/accord mail)",
+        f"  Web app          http://{settings.web_host}:{settings.web_port}"
+        f"  (API: http://{settings.web_host}:{settings.web_port}/api/docs)",
+        f"  Email intake     smtp://{settings.intake_smtp_host}:{settings.intake_smtp_port}"
+        f"  (write to {settings.intake_address} there to file or reply)"
+        if settings.intake_smtp_port
+        else "  Email intake     off (ACCORD_INTAKE_SMTP_PORT=0)",
+        f"  Database         {settings.resolved_database_url()}",
+        f"  Demo directory   {partners} partners, {len(people)} people",
+        "",
+        "Try it from another terminal:",
+        f"  .venv/bin/accord file --as {contact.email if contact else 'nora@northwind.example'} \\",
+        "      --claimant northwind --respondent contoso --category deal_registration \\",
+        "      --object deal_registration:DR-2026-0042 --amount 125000 \\",
+        "      --summary 'Contoso registered our Acme deal after we did' \\",
+        "      --facts 'We registered DR-2026-0042 on 2 November; Contoso a week later.' \\",
+        "      --remedy 'Registration confirmed to Northwind'",
+        "  .venv/bin/accord disputes    .venv/bin/accord tasks    .venv/bin/accord show DSP-...",
+        "",
+        f"Demo accounts (password {settings.demo_password!r}; on the CLI act with --as <id>):",
+    ]
+    lines += [f"  {p.role.value:<11} {p.email:<34} {p.id:<18} {p.name}" for p in people]
+    lines += [
+        "  partner     <contact email>    e.g. nora@northwind.example, carl@contoso.example",
+        "",
+        "Stop with Ctrl-C; disputes persist in the state folder.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run_embedded(settings: Settings) -> None:
+    from web.serve import serve_web
+    from worker import run_worker
+
+    print("Starting Accord (embedded)...")
+    sessions = prepare_database(settings)
+    server = start_temporal(settings)
+    host, port = settings.temporal_address.rsplit(":", 1)
+    mail_folder = settings.state_dir / "mail"
+    capture = None
+    if port_open(settings.smtp_host, settings.smtp_port):
+        print(f"  mail: port {settings.smtp_port} is taken; sending to whatever listens there")
+    else:
+        capture = start_capture(mail_folder, settings.smtp_host, settings.smtp_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await wait_for_port(host, int(port), 60, "the Temporal dev server")
+        if port_open(settings.web_host, settings.web_port):
+            raise SystemExit(
+                f"port {settings.web_port} is taken; set ACCORD_WEB_PORT to a free one"
+            )
+        worker = asyncio.create_task(run_worker(settings, stop))
+        web = asyncio.create_task(serve_web(settings, stop))
+        tasks = [worker, web]
+        if settings.intake_smtp_port or settings.intake_imap_host:
+            tasks.append(asyncio.create_task(run_intake(settings, stop)))
+        await asyncio.sleep(1.5)
+        for task in tasks:
+            if task.done():
+                task.result()
+        print(banner(settings, sessions, mail_folder), flush=True)
+        await asyncio.gather(*tasks)
+    finally:
+        if capture is not None:
+            capture.stop()
+        if server is not None:
+            server.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(timeout=15)

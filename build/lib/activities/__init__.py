@@ -1,0 +1,1 @@
+"""Activities: every side effect of a dispute (database, deadlines, email), each idempotent."""

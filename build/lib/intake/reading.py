@@ -1,0 +1,168 @@
+"""Reading a received email: who sent it, what it answers, its new text, its attachments.
+
+Tolerant by design: mail arrives with broken encodings, odd MIME and missing headers, and
+each of those still yields a result (with the damage noted), never an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parseaddr
+
+import nh3
+import quotequail  # type: ignore[import-untyped]
+from inscriptis import get_text  # type: ignore[import-untyped]
+from mailparser_reply import EmailReplyParser  # type: ignore[import-untyped]
+
+NUMBER = re.compile(r"\bDSP-\d{4}-\d{6}\b")
+MAX_TEXT = 50_000
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class ReadMail:
+    sender: str
+    """The From address, lower-case ('' when there is none)."""
+    sender_name: str
+    subject: str
+    message_id: str | None
+    in_reply_to: list[str]
+    references: list[str]
+    text: str
+    """The whole body as text (HTML converted)."""
+    reply_text: str
+    """The new part only: quoted history and signature stripped, for display."""
+    html: str | None
+    """The HTML body, sanitised, when there was one."""
+    attachments: list[Attachment] = field(default_factory=list)
+    automatic: str | None = None
+    """Why this is an auto-reply, bounce or list mail, when it is one."""
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+    def numbers(self) -> list[str]:
+        """Dispute numbers named in the subject."""
+        return NUMBER.findall(self.subject)
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _header(message: Message, name: str) -> str:
+    try:
+        value = message.get(name)
+    except Exception:  # a malformed header that the policy cannot even fold
+        return ""
+    return str(value or "").strip()
+
+
+def _ids(value: str) -> list[str]:
+    return re.findall(r"<[^<>\s]+>", value)
+
+
+def automatic_reason(message: Message) -> str | None:
+    """RFC 3834 and the usual conventions: never answer machines."""
+    auto = _header(message, "Auto-Submitted").lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    precedence = _header(message, "Precedence").lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    for header in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
+        if _header(message, header):
+            return f"{header} present"
+    if _header(message, "List-Id") or _header(message, "List-Unsubscribe"):
+        return "mailing-list message"
+    content_type = message.get_content_type()
+    if content_type == "multipart/report":
+        return "delivery report (bounce)"
+    sender = parseaddr(_header(message, "From"))[1].lower()
+    if (
+        sender.startswith(("mailer-daemon@", "postmaster@"))
+        or _header(message, "Return-Path") == "<>"
+    ):
+        return "bounce from a mail system"
+    return None
+
+
+def _text_of(part: Message) -> str:
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+    except (LookupError, UnicodeError, AssertionError, KeyError):
+        payload = part.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    return content if isinstance(content, str) else ""
+
+
+def read(raw: bytes) -> ReadMail:
+    message = parse(raw)
+    name, address = parseaddr(_header(message, "From"))
+    text_part: str | None = None
+    html_part: str | None = None
+    attachments: list[Attachment] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = part.get_filename()
+        content_type = part.get_content_type()
+        if disposition == "attachment" or (filename and disposition != "inline"):
+            data = part.get_payload(decode=True)
+            attachments.append(
+                Attachment(
+                    filename=filename or "attachment",
+                    content_type=content_type,
+                    data=data if isinstance(data, bytes) else b"",
+                )
+            )
+        elif content_type == "text/plain" and text_part is None:
+            text_part = _text_of(part)
+        elif content_type == "text/html" and html_part is None:
+            html_part = _text_of(part)
+    text = text_part if text_part is not None else (get_text(html_part) if html_part else "")
+    text = text[:MAX_TEXT]
+    new_part = text
+    if text_part is None and html_part:
+        # HTML-only mail: cut the quoted history in the HTML (quotequail) before reading it.
+        try:
+            shown = "".join(h for keep, h in quotequail.quote_html(html_part) if keep)
+            new_part = get_text(shown)[:MAX_TEXT] or text
+        except Exception:  # heuristic; the whole text is the fallback
+            new_part = text
+    try:
+        # The latest reply's body: without the quoted history, the signature or disclaimers.
+        replies = EmailReplyParser(languages=["en", "de", "fr"]).read(text=new_part).replies
+        reply = replies[0].body if replies else new_part
+    except Exception:  # the reply parser is heuristic; the full text is the fallback
+        reply = new_part
+    return ReadMail(
+        sender=address.lower(),
+        sender_name=name,
+        subject=_header(message, "Subject")[:400],
+        message_id=next(iter(_ids(_header(message, "Message-ID"))), None),
+        in_reply_to=_ids(_header(message, "In-Reply-To")),
+        references=_ids(_header(message, "References")),
+        text=text,
+        reply_text=(reply or text).strip()[:MAX_TEXT],
+        html=nh3.clean(html_part) if html_part else None,
+        attachments=attachments,
+        automatic=automatic_reason(message),
+        headers={
+            "authentication-results": [
+                str(v) for v in message.get_all("Authentication-Results", []) or []
+            ],
+            "to": [a for _, a in getaddresses([_header(message, "To")]) if a],
+        },
+    )

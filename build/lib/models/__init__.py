@@ -1,0 +1,1 @@
+"""Accord's data: enums, database tables and the payloads that cross the Temporal boundary."""

@@ -1,0 +1,186 @@
+"""Vocabulary of SPEC section 2, as string enums shared by tables and payloads."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PartnerTier(StrEnum):
+    REGISTERED = "registered"
+    SILVER = "silver"
+    GOLD = "gold"
+    PLATINUM = "platinum"
+
+
+class Role(StrEnum):
+    PARTNER = "partner"
+    MEDIATOR = "mediator"
+    BOARD = "board"
+    COMPLIANCE = "compliance"
+    ADMIN = "admin"
+    SYSTEM = "system"
+    """The engine itself: timers, escalations, automatic reassignment."""
+
+
+class DisputeCategory(StrEnum):
+    DEAL_REGISTRATION = "deal_registration"
+    TERRITORY = "territory"
+    PRICING = "pricing"
+    LEAD_ROUTING = "lead_routing"
+    CHANNEL_VS_DIRECT = "channel_vs_direct"
+    CO_MARKETING = "co_marketing"
+    OTHER = "other"
+
+
+class DisputeStage(StrEnum):
+    FILED = "filed"
+    TRIAGE = "triage"
+    MEDIATION = "mediation"
+    AWAITING_PARTY = "awaiting_party"
+    SETTLED = "settled"
+    REMEDY = "remedy"
+    """Remedies of the settlement or ruling are being applied."""
+    FORMAL_REVIEW = "formal_review"
+    APPEAL_WINDOW = "appeal_window"
+    """Ruled; either party may appeal once until the window closes."""
+    WITHDRAWN = "withdrawn"
+    DISMISSED = "dismissed"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in TERMINAL_STAGES
+
+
+TERMINAL_STAGES = frozenset({DisputeStage.WITHDRAWN, DisputeStage.DISMISSED, DisputeStage.CLOSED})
+
+
+class ObjectKind(StrEnum):
+    """What a contested-object reference points at."""
+
+    DEAL_REGISTRATION = "deal_registration"
+    ACCOUNT = "account"
+    LEAD = "lead"
+    TERRITORY = "territory"
+    PRICE_LIST = "price_list"
+
+
+class RemedyKind(StrEnum):
+    TERRITORY_REASSIGNMENT = "territory_reassignment"
+    COMMISSION_SPLIT = "commission_split"
+    REBATE_ADJUSTMENT = "rebate_adjustment"
+    CO_SELLING_RESOURCES = "co_selling_resources"
+    LEAD_REROUTE = "lead_reroute"
+    MDF_CREDIT = "mdf_credit"
+    WRITTEN_WARNING = "written_warning"
+
+
+class Action(StrEnum):
+    """Every human or system action on a dispute; the transition table is keyed on these."""
+
+    ACCEPT_ASSIGNMENT = "accept_assignment"
+    RECUSE = "recuse"
+    ADD_NOTE = "add_note"
+    REQUEST_INFORMATION = "request_information"
+    ANSWER_INFORMATION = "answer_information"
+    PROPOSE_SETTLEMENT = "propose_settlement"
+    RESPOND_TO_OFFER = "respond_to_offer"
+    DECLARE_IMPASSE = "declare_impasse"
+    DISMISS = "dismiss"
+    WITHDRAW = "withdraw"
+    EXTEND_DEADLINE = "extend_deadline"
+    ASSIGN_MEDIATOR = "assign_mediator"
+    LINK_FILING = "link_filing"
+    RETRY_REMEDY = "retry_remedy"
+    WAIVE_REMEDY = "waive_remedy"
+    CAST_VOTE = "cast_vote"
+    ISSUE_RULING = "issue_ruling"
+    APPEAL = "appeal"
+    REDRAW_PANEL = "redraw_panel"
+    ADD_EVIDENCE = "add_evidence"
+    ADD_MESSAGE = "add_message"
+
+
+class NoteVisibility(StrEnum):
+    SHARED = "shared"
+    CAUCUS = "caucus"
+    """Private between the mediator and one side."""
+
+
+class EvidenceVisibility(StrEnum):
+    """Who may read an evidence item, besides admins and compliance (who see everything)."""
+
+    PARTIES = "parties"
+    """Everyone on the dispute: both sides and the neutrals."""
+    NEUTRALS = "neutrals"
+    """The mediator and the panel, and the person who added it; not the parties."""
+    SIDE = "side"
+    """One party's side and the neutrals."""
+
+
+class TaskKind(StrEnum):
+    ACCEPT_ASSIGNMENT = "accept_assignment"
+    MEDIATE = "mediate"
+    ANSWER_INFORMATION = "answer_information"
+    RESPOND_TO_OFFER = "respond_to_offer"
+    ASSIGN_MEDIATOR = "assign_mediator"
+    FORMAL_REVIEW = "formal_review"
+    RESOLVE_REMEDY = "resolve_remedy"
+    COMPOSE_PANEL = "compose_panel"
+    CAST_VOTE = "cast_vote"
+    ISSUE_RULING = "issue_ruling"
+    EXECUTIVE_REVIEW = "executive_review"
+    """The review deadline passed: the executive sponsor must get the panel to rule."""
+    """A remedy keeps failing: an admin retries it or waives it with a reason."""
+
+
+class TaskState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class AssignmentState(StrEnum):
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    RECUSED = "recused"
+    EXPIRED = "expired"
+    RELEASED = "released"
+
+
+class InboundState(StrEnum):
+    """Where one received email stands; every end state carries its reason."""
+
+    RECEIVED = "received"
+    """Stored, not yet processed: the processor picks it up (again, after a crash)."""
+    FILED = "filed"
+    THREADED = "threaded"
+    """Attached to a dispute as a message (and its attachments as evidence)."""
+    ANSWERED = "answered"
+    """Not filed: the sender was told exactly why (what is missing)."""
+    QUARANTINED = "quarantined"
+    """Unknown or unauthenticated sender, or not a party: waits for an admin."""
+    IGNORED = "ignored"
+    """Auto-reply, bounce or loop: recorded, never answered."""
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class RemedyState(StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    """The adapter accepted it; not yet read back."""
+    VERIFIED = "verified"
+    FAILED = "failed"
+    """The last attempt failed; retried, or left to an admin."""
+    WAIVED = "waived"
+
+
+class VoteOutcome(StrEnum):
+    UPHOLD = "uphold"
+    PARTLY_UPHOLD = "partly_uphold"
+    DENY = "deny"

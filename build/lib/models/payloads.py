@@ -1,0 +1,801 @@
+"""Frozen payloads: the only things that cross the Temporal boundary.
+
+No field here has a default that reads a clock or a random source: inside a workflow those
+would differ on replay. Times and ids come from `workflow.now()`, `workflow.uuid4()` or
+from activities.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from models.enums import (
+    Action,
+    AssignmentState,
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    NoteVisibility,
+    ObjectKind,
+    PartnerTier,
+    RemedyKind,
+    Role,
+    TaskKind,
+    VoteOutcome,
+)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=5_000)]
+Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+PartnerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Actor(Payload):
+    """Who performs an action; resolved from the directory by the caller (CLI, web, API)."""
+
+    id: str
+    """Person id, or a partner contact's email."""
+    role: Role
+    name: str = ""
+    partner_id: str | None = None
+    """For partner users: the organisation they act for."""
+
+
+SYSTEM = Actor(id="accord", role=Role.SYSTEM, name="Accord")
+
+
+class ContestedObject(Payload):
+    kind: ObjectKind
+    ref: Ref
+
+    def label(self) -> str:
+        return f"{self.kind.value}:{self.ref}"
+
+
+# --- remedies (SPEC section 2), each with typed fields ------------------------------------
+
+
+class TerritoryReassignment(Payload):
+    kind: Literal[RemedyKind.TERRITORY_REASSIGNMENT] = RemedyKind.TERRITORY_REASSIGNMENT
+    territory_code: Ref
+    from_partner_id: PartnerId
+    to_partner_id: PartnerId
+    effective_on: date
+
+
+class CommissionSplit(Payload):
+    kind: Literal[RemedyKind.COMMISSION_SPLIT] = RemedyKind.COMMISSION_SPLIT
+    deal_ref: Ref
+    shares: dict[PartnerId, Annotated[Decimal, Field(gt=0, le=100)]]
+    """Percent of the commission per partner; the shares add up to 100."""
+
+    @field_validator("shares")
+    @classmethod
+    def _shares_total_100(cls, shares: dict[str, Decimal]) -> dict[str, Decimal]:
+        if len(shares) < 2:
+            raise ValueError("a commission split names at least two partners")
+        if sum(shares.values()) != Decimal(100):
+            raise ValueError(f"shares must add up to 100, they add up to {sum(shares.values())}")
+        return shares
+
+
+class RebateAdjustment(Payload):
+    kind: Literal[RemedyKind.REBATE_ADJUSTMENT] = RemedyKind.REBATE_ADJUSTMENT
+    partner_id: PartnerId
+    amount: Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+    currency: Currency
+
+
+class CoSellingResources(Payload):
+    kind: Literal[RemedyKind.CO_SELLING_RESOURCES] = RemedyKind.CO_SELLING_RESOURCES
+    partner_id: PartnerId
+    resource: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    hours: Annotated[int, Field(gt=0, le=10_000)]
+
+
+class LeadReroute(Payload):
+    kind: Literal[RemedyKind.LEAD_REROUTE] = RemedyKind.LEAD_REROUTE
+    lead_ref: Ref
+    to_partner_id: PartnerId
+
+
+class MdfCredit(Payload):
+    kind: Literal[RemedyKind.MDF_CREDIT] = RemedyKind.MDF_CREDIT
+    partner_id: PartnerId
+    amount: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    currency: Currency
+
+
+class WrittenWarning(Payload):
+    kind: Literal[RemedyKind.WRITTEN_WARNING] = RemedyKind.WRITTEN_WARNING
+    partner_id: PartnerId
+    text: Reason
+
+
+Remedy = Annotated[
+    TerritoryReassignment
+    | CommissionSplit
+    | RebateAdjustment
+    | CoSellingResources
+    | LeadReroute
+    | MdfCredit
+    | WrittenWarning,
+    Field(discriminator="kind"),
+]
+
+
+def remedy_parties(remedy: Remedy) -> set[str]:
+    """Partner ids a remedy names, so a settlement cannot act on someone outside the dispute."""
+    match remedy:
+        case TerritoryReassignment():
+            return {remedy.from_partner_id, remedy.to_partner_id}
+        case CommissionSplit():
+            return set(remedy.shares)
+        case LeadReroute():
+            return {remedy.to_partner_id}
+        case _:
+            return {remedy.partner_id}
+
+
+# --- filing ----------------------------------------------------------------------------------
+
+
+class FilingSubmission(Payload):
+    """What a partner submits; validated here for shape, by the filing service for meaning."""
+
+    claimant_id: PartnerId
+    respondent_ids: Annotated[list[PartnerId], Field(min_length=1, max_length=10)]
+    category: DisputeCategory
+    contested_objects: Annotated[list[ContestedObject], Field(min_length=1, max_length=50)]
+    summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=300)]
+    facts: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000)
+    ]
+    desired_remedy: Text
+    amount_at_stake: Money
+    currency: Currency = "USD"
+    occurred_on: date
+    """When the conflict happened; the playbook's filing window counts from here."""
+    filed_by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+    """Email of the partner contact filing."""
+    submission_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    """Client-chosen idempotency key; without one, the submission's content is the key."""
+
+    @model_validator(mode="after")
+    def _parties_distinct(self) -> FilingSubmission:
+        if self.claimant_id in self.respondent_ids:
+            raise ValueError("respondent_ids: the claimant cannot also be a respondent")
+        if len(set(self.respondent_ids)) != len(self.respondent_ids):
+            raise ValueError("respondent_ids: a respondent is listed twice")
+        return self
+
+
+class FilingResult(Payload):
+    number: str
+    linked: bool
+    """True when the submission matched an open dispute and was linked to it."""
+    duplicate: bool
+    """True when this exact submission had been received before."""
+    message: str
+
+
+# --- the pinned playbook terms a workflow needs (it never reads files itself) ------------------
+
+
+class PlaybookTerms(Payload):
+    version: str
+    acceptance_days: int
+    mediation_days: int
+    information_days: int
+    formal_review_days: int
+    remedy_days: int = 5
+    warning_fractions: tuple[float, ...]
+    allowed_remedies: tuple[RemedyKind, ...]
+    clauses: tuple[str, ...]
+    board_calendar: str
+    panel_functions: tuple[str, ...] = (
+        "sales",
+        "marketing",
+        "product",
+        "finance",
+        "partner_management",
+    )
+    appeal_days: int = 5
+
+
+class Party(Payload):
+    partner_id: str
+    name: str
+    tier: PartnerTier
+    region: str
+    calendar: str
+    contacts: tuple[str, ...]
+    """Email addresses notified for this party."""
+
+
+class DisputeInput(Payload):
+    number: str
+    filing: FilingSubmission
+    filed_at: datetime
+    claimant: Party
+    respondents: tuple[Party, ...]
+    terms: PlaybookTerms
+    admin_email: str
+
+
+# --- deadlines -----------------------------------------------------------------------------------
+
+
+class DeadlineRequest(Payload):
+    purpose: str
+    calendar: str
+    playbook_version: str
+    starts_at: datetime
+    business_days: int
+    warning_fractions: tuple[float, ...]
+
+
+class ShiftDeadlineRequest(Payload):
+    """Move a deadline by the business time that passed (same calendar) between two instants."""
+
+    deadline: Deadline
+    paused_from: datetime
+    paused_until: datetime
+    playbook_version: str
+
+
+class ExtendDeadlineRequest(Payload):
+    deadline: Deadline
+    business_days: int
+    reason: str
+    playbook_version: str
+
+
+class WarningPoint(Payload):
+    fraction: float
+    at: datetime
+
+
+class Deadline(Payload):
+    purpose: str
+    calendar: str
+    starts_at: datetime
+    due_at: datetime
+    business_days: int
+    warnings: tuple[WarningPoint, ...]
+    explanation: str
+
+
+# --- human actions (workflow updates), one payload each --------------------------------------
+
+
+class ActionPayload(Payload):
+    actor: Actor
+
+
+class AcceptAssignment(ActionPayload):
+    impartiality_declaration: Reason
+    """The mediator's declaration that they have no interest in the outcome."""
+
+
+class Recuse(ActionPayload):
+    reason: Reason
+
+
+class AddNote(ActionPayload):
+    text: Text
+    visibility: NoteVisibility = NoteVisibility.SHARED
+    caucus_partner_id: str | None = None
+    """With a caucus note: the side that may read it."""
+
+    @model_validator(mode="after")
+    def _caucus_names_a_side(self) -> AddNote:
+        if self.visibility is NoteVisibility.CAUCUS and not self.caucus_partner_id:
+            raise ValueError("caucus_partner_id: a caucus note names the side it is shared with")
+        if self.visibility is NoteVisibility.SHARED and self.caucus_partner_id:
+            raise ValueError("caucus_partner_id: only a caucus note names a side")
+        return self
+
+
+class RequestInformation(ActionPayload):
+    party_id: str
+    questions: Text
+
+
+class AnswerInformation(ActionPayload):
+    request_id: str
+    answer: Text
+
+
+Acknowledgement = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None
+"""Why a decision diverges from the precedents on the same clause; required only when it does."""
+
+
+class ProposeSettlement(ActionPayload):
+    remedies: Annotated[tuple[Remedy, ...], Field(min_length=1, max_length=20)]
+    terms: Text
+    divergence_acknowledgement: Acknowledgement = None
+
+
+class RespondToOffer(ActionPayload):
+    offer_id: str
+    accept: bool
+    comment: str = ""
+
+
+class DeclareImpasse(ActionPayload):
+    reason: Reason
+
+
+class Dismiss(ActionPayload):
+    reason: Reason
+
+
+class Withdraw(ActionPayload):
+    reason: Reason
+
+
+class ExtendDeadline(ActionPayload):
+    business_days: Annotated[int, Field(ge=1, le=60)]
+    reason: Reason
+
+
+class AssignMediator(ActionPayload):
+    person_id: str
+    reason: Reason
+
+
+class RetryRemedy(ActionPayload):
+    position: int
+    reason: str = ""
+
+
+class WaiveRemedy(ActionPayload):
+    position: int
+    reason: Reason
+
+
+Reasons = Annotated[str, StringConstraints(strip_whitespace=True, min_length=20, max_length=20_000)]
+"""Written reasons: at least a sentence."""
+
+
+class CastVote(ActionPayload):
+    outcome: VoteOutcome
+    remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
+    reasons: Reasons
+
+
+class IssueRuling(ActionPayload):
+    outcome: VoteOutcome
+    remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
+    rationale: Reasons
+    votes_relied_on: Annotated[tuple[str, ...], Field(min_length=1)]
+    """Panelists whose votes the ruling rests on."""
+    clauses_applied: Annotated[tuple[str, ...], Field(min_length=1)]
+    precedents_cited: tuple[str, ...] = ()
+    against_majority_reason: str | None = None
+    """Required when the outcome differs from the majority of the votes cast."""
+    divergence_acknowledgement: Acknowledgement = None
+
+
+class EvidenceRef(Payload):
+    description: Text
+    ref: Ref
+    """Where it is: a document id, a URL, an attachment name."""
+
+
+class Appeal(ActionPayload):
+    grounds: Reasons
+    new_evidence: Annotated[tuple[EvidenceRef, ...], Field(min_length=1, max_length=20)]
+
+
+class EvidenceItem(Payload):
+    """An uploaded file, already stored by its content hash, as it is attached to a dispute."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^ev-[0-9a-f]{8,32}$")]
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    size: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)] = ""
+    visibility: EvidenceVisibility = EvidenceVisibility.PARTIES
+    side_partner_id: str | None = None
+
+    @model_validator(mode="after")
+    def _side_named(self) -> EvidenceItem:
+        if self.visibility is EvidenceVisibility.SIDE and not self.side_partner_id:
+            raise ValueError("side_partner_id: evidence limited to one side names that side")
+        if self.visibility is not EvidenceVisibility.SIDE and self.side_partner_id:
+            raise ValueError("side_partner_id: only evidence limited to one side names a side")
+        return self
+
+
+class AddEvidence(ActionPayload):
+    evidence: EvidenceItem
+
+
+class MailMessage(Payload):
+    """An email received from a party (or a neutral) about a dispute, as it is recorded."""
+
+    inbound_id: int
+    """The stored raw message, kept as the original of record."""
+    sender: str
+    subject: Annotated[str, StringConstraints(max_length=400)]
+    text: Annotated[str, StringConstraints(max_length=50_000)]
+    """The new part of the message: quoted history and signature stripped."""
+    side_partner_id: str | None
+    """The sender's side: the message is read by that side and the neutrals; None for staff
+    (neutrals only)."""
+    evidence_ids: tuple[str, ...] = ()
+
+
+class AddMessage(ActionPayload):
+    message: MailMessage
+
+
+class RedrawPanel(ActionPayload):
+    reason: Reason
+
+
+class LinkFiling(ActionPayload):
+    filing_key: str
+    summary: str
+
+
+class ActionResult(Payload):
+    number: str
+    stage: DisputeStage
+    message: str
+    reference: str | None = None
+    """Id of what the action created (an information request, an offer), when it created one."""
+
+
+# --- state query ---------------------------------------------------------------------------------
+
+
+class HistoryEntry(Payload):
+    seq: int
+    at: datetime
+    actor: str
+    role: Role
+    action: str
+    summary: str
+
+
+class OpenTask(Payload):
+    key: str
+    kind: TaskKind
+    assignee: str | None
+    """Person id or contact email; None means any admin."""
+    due_at: datetime | None
+
+
+class InformationRequestView(Payload):
+    id: str
+    party_id: str
+    questions: str
+    requested_at: datetime
+    due_at: datetime
+    answered_at: datetime | None
+    answer: str | None
+
+
+class OfferView(Payload):
+    id: str
+    remedies: tuple[Remedy, ...]
+    terms: str
+    proposed_at: datetime
+    responses: dict[str, bool]
+    """Partner id to accepted (True) or rejected (False)."""
+    open: bool
+
+
+class NoteView(Payload):
+    at: datetime
+    author: str
+    text: str
+    visibility: NoteVisibility
+    caucus_partner_id: str | None
+
+
+class RemedyProgress(Payload):
+    position: int
+    kind: RemedyKind
+    state: str
+    """pending, verified, failed (waiting for an admin), or waived."""
+    adapter: str | None = None
+    error: str | None = None
+
+
+class PanelMember(Payload):
+    person_id: str
+    name: str
+    email: str
+    function: str
+
+
+class PanelRequest(Payload):
+    number: str
+    party_ids: tuple[str, ...]
+    contested_objects: tuple[ContestedObject, ...]
+    excluded_person_ids: tuple[str, ...]
+    functions: tuple[str, ...]
+
+
+class PanelChoice(Payload):
+    members: tuple[PanelMember, ...]
+    chair: PanelMember | None
+    complete: bool
+    reason: str
+    """Who was drawn and why; when incomplete, which functions or chair could not be filled."""
+    sponsor: PanelMember | None = None
+    """The executive sponsor an overdue review escalates to."""
+
+
+class VoteView(Payload):
+    person_id: str
+    cast_at: datetime
+    outcome: VoteOutcome | None
+    """None while the ballot is sealed."""
+    remedies: tuple[Remedy, ...] = ()
+    reasons: str | None = None
+
+
+class RulingView(Payload):
+    round: int
+    chair_id: str
+    outcome: VoteOutcome
+    remedies: tuple[Remedy, ...]
+    rationale: str
+    votes_relied_on: tuple[str, ...]
+    clauses_applied: tuple[str, ...]
+    precedents_cited: tuple[str, ...]
+    against_majority_reason: str | None
+    issued_at: datetime
+    final: bool
+
+
+class ReviewView(Payload):
+    round: int
+    panel: tuple[PanelMember, ...]
+    chair: PanelMember | None
+    votes: tuple[VoteView, ...]
+    sealed: bool
+    quorum: int
+    appeal_deadline: datetime | None = None
+    appealed_by: str | None = None
+
+
+class RemedyFigure(Payload):
+    """A past remedy as the consistency check compares it: its kind and, where it has one, its
+    size (an amount, hours, or the claimant's share of a commission split)."""
+
+    kind: RemedyKind
+    magnitude: Decimal | None = None
+    unit: str = ""
+    """A currency code, "hours" or "percent"."""
+
+
+class SimilarRequest(Payload):
+    number: str
+    purpose: str
+    """triage, or review-N for the panel's case file in round N."""
+    category: DisputeCategory
+    clauses: tuple[str, ...]
+    text: str
+    """The dispute's summary and facts."""
+    amount_at_stake: Decimal
+    currency: str
+    limit: int = 5
+
+
+class SimilarPrecedent(Payload):
+    precedent_id: int
+    dispute_number: str
+    score: float
+    """0 to 1: text and structured similarity combined."""
+    reasons: tuple[str, ...]
+    """Why it matched: same clause, same category, shared terms, similar amount."""
+    category: DisputeCategory
+    clauses: tuple[str, ...]
+    outcome: str
+    remedies: tuple[RemedyFigure, ...]
+    amount_at_stake: Decimal
+    decided_at: datetime
+
+
+class SimilarPrecedents(Payload):
+    purpose: str
+    """triage, or review-N for the panel's case file in round N."""
+    matches: tuple[SimilarPrecedent, ...]
+    considered: int
+    """How many past precedents were compared."""
+
+
+class DisputeState(Payload):
+    number: str
+    stage: DisputeStage
+    category: DisputeCategory
+    claimant_id: str
+    respondent_ids: tuple[str, ...]
+    mediator_id: str | None
+    candidate_mediator_id: str | None
+    playbook_version: str
+    deadlines: tuple[Deadline, ...]
+    clock_paused: bool
+    open_tasks: tuple[OpenTask, ...]
+    information_requests: tuple[InformationRequestView, ...]
+    offers: tuple[OfferView, ...]
+    notes: tuple[NoteView, ...]
+    history: tuple[HistoryEntry, ...]
+    linked_filings: tuple[str, ...]
+    remedies: tuple[RemedyProgress, ...] = ()
+    review: ReviewView | None = None
+    rulings: tuple[RulingView, ...] = ()
+    similar: SimilarPrecedents | None = None
+    """The similar precedents attached at triage, or for the panel's case file once drawn."""
+    outcome: str | None
+    allowed_actions: dict[str, tuple[Action, ...]]
+    """Role to the actions this stage allows it, from the transition table."""
+
+
+# --- activity payloads ---------------------------------------------------------------------
+
+
+class TaskOpen(Payload):
+    key: str
+    number: str
+    kind: TaskKind
+    title: str
+    assignee_id: str | None
+    assignee_role: Role
+    due_at: datetime | None
+    at: datetime
+
+
+class RecordAssignment(Payload):
+    round: int
+    person_id: str
+    state: AssignmentState
+
+
+class EventRecord(Payload):
+    number: str
+    seq: int
+    at: datetime
+    actor: Actor
+    action: str
+    content: dict[str, object]
+    stage: DisputeStage | None = None
+    """When set, the read model's stage (and the deadline fields) change in the same write."""
+    deadline: Deadline | None = None
+    clear_deadline: bool = False
+    mediator_id: str | None = None
+    """A person id sets the dispute's mediator; an empty string clears it."""
+    outcome: str | None = None
+    assignment: RecordAssignment | None = None
+    open_tasks: tuple[TaskOpen, ...] = ()
+    done_tasks: tuple[str, ...] = ()
+    """Keys of tasks completed by this action."""
+    cancelled_tasks: tuple[str, ...] = ()
+    """Keys of tasks this action made moot."""
+    evidence: EvidenceItem | None = None
+    """Evidence attached by this action, written with the entry."""
+
+
+class Recorded(Payload):
+    seq: int
+    hash: str
+
+
+class MediatorRequest(Payload):
+    number: str
+    round: int
+    party_ids: tuple[str, ...]
+    contested_objects: tuple[ContestedObject, ...]
+    excluded_person_ids: tuple[str, ...]
+    chosen_person_id: str | None = None
+    """An admin's pick: screened like anyone else, but not ranked."""
+    at: datetime
+
+
+class MediatorChoice(Payload):
+    person_id: str | None
+    name: str | None = None
+    email: str | None = None
+    calendar: str | None = None
+    reason: str
+    """Why this mediator (or why nobody) was chosen, for the audit trail."""
+
+
+class NotificationRequest(Payload):
+    key: str
+    """Workflow id + business step; with the recipient, the outbox's uniqueness key."""
+    number: str
+    template: str
+    recipients: tuple[str, ...]
+    context: dict[str, object]
+    in_reply_to: str | None = None
+    """The Message-ID answered, for a reply to a received email; else the dispute's thread."""
+
+
+class NotificationResult(Payload):
+    queued: int
+    sent: int
+
+
+class PrecedentRecord(Payload):
+    number: str
+    category: DisputeCategory
+    playbook_version: str
+    clauses: tuple[str, ...]
+    facts: str
+    contested_objects: tuple[ContestedObject, ...]
+    outcome: str
+    remedies: tuple[Remedy, ...]
+    rationale: str
+    timeline: tuple[dict[str, str], ...]
+    claimant_tier: PartnerTier
+    claimant_region: str
+    amount_at_stake: Decimal
+    decided_at: datetime
+    parties: tuple[Party, ...] = ()
+    """Claimant first; the full record names them, the anonymised view never does."""
+    precedents_cited: tuple[str, ...] = ()
+    votes_summary: dict[str, int] = {}
+    """Outcome to number of panel votes, for a ruled dispute."""
+
+
+ShiftDeadlineRequest.model_rebuild()
+ExtendDeadlineRequest.model_rebuild()
+
+
+class DisputeOutcome(Payload):
+    number: str
+    stage: DisputeStage
+    outcome: str | None
+
+
+class Ack(Payload):
+    """Returned by activities that only write: what they did, for the history."""
+
+    done: str
+
+
+class RemedyOrder(Payload):
+    """Apply one remedy of a decision; `key` is its idempotency key everywhere."""
+
+    key: str
+    number: str
+    position: int
+    remedy: Remedy
+
+
+class RemedyWaiver(Payload):
+    key: str
+    reason: str
+    actor_id: str
+
+
+class RemedyResult(Payload):
+    key: str
+    state: str
+    adapter: str
+    external_ref: str | None

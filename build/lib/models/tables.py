@@ -1,0 +1,504 @@
+"""Database tables (SQLModel). Rows never cross the Temporal boundary: activities convert them.
+
+JSON columns hold small lists (regions, domains, conflicts, contested objects) that are
+always read with their row; anything we query on has a column or a table of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    LargeBinary,
+    Numeric,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from models.enums import (
+    AssignmentState,
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    InboundState,
+    ObjectKind,
+    OutboxState,
+    PartnerTier,
+    RemedyKind,
+    RemedyState,
+    Role,
+    TaskKind,
+    TaskState,
+)
+
+
+def _enum(enum: type[StrEnum], *, index: bool = False) -> Any:
+    """Stored as its string value in a VARCHAR: readable in SQL, and a new member needs no
+    database type migration (PostgreSQL native enums would)."""
+    return Field(
+        sa_type=SAEnum(
+            enum,
+            native_enum=False,
+            create_constraint=False,
+            length=32,
+            values_callable=lambda members: [m.value for m in members],
+        ),
+        index=index,
+    )
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, on every backend (SQLite alone would hand back naive
+    values, and a naive time hashes differently in the audit chain)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_column(nullable: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+class Partner(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    tier: PartnerTier = _enum(PartnerTier)
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    email_domains: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    calendar: str = Field(max_length=64, description="playbook calendar for this partner's answers")
+    is_direct_sales: bool = False
+    """The vendor's own direct sales team, a party in channel-vs-direct conflicts."""
+    active: bool = True
+
+
+class PartnerContact(SQLModel, table=True):
+    __tablename__ = "partner_contact"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, unique=True)
+    active: bool = True
+
+
+class Territory(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    partner_id: str | None = Field(default=None, foreign_key="partner.id", index=True)
+    exclusive: bool = False
+    owner_person_id: str | None = Field(default=None, foreign_key="person.id")
+    """The vendor's territory manager: never neutral in a conflict over this territory."""
+
+
+class Account(SQLModel, table=True):
+    code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    partner_id: str | None = Field(default=None, foreign_key="partner.id", index=True)
+    owner_person_id: str | None = Field(default=None, foreign_key="person.id")
+
+
+class Person(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320, unique=True)
+    role: Role = _enum(Role)
+    organisation: str = Field(max_length=64, description="'vendor' or the id of a partner")
+    function: str | None = Field(default=None, max_length=64)
+    declared_conflicts: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """Partner ids, or 'kind:ref' object references, this person must not judge."""
+    calendar: str = Field(max_length=64)
+    case_limit: int = 10
+    active: bool = True
+    last_assigned_at: datetime | None = _utc_column(nullable=True)
+
+
+class Dispute(SQLModel, table=True):
+    """The read model of one dispute; the workflow owns the truth and projects it here."""
+
+    # The compliance list's usual filter, newest first, answered from the index alone.
+    __table_args__ = (Index("ix_dispute_stage_category_filed", "stage", "category", "filed_at"),)
+
+    number: str = Field(primary_key=True, max_length=32)
+    category: DisputeCategory = _enum(DisputeCategory)
+    claimant_id: str = Field(foreign_key="partner.id", index=True)
+    respondent_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    party_key: str = Field(index=True, max_length=400)
+    """Sorted party ids joined by '|': finds an open dispute between the same parties."""
+    contested_objects: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    summary: str = Field(max_length=300)
+    facts: str = Field(sa_column=Column(Text, nullable=False))
+    desired_remedy: str = Field(sa_column=Column(Text, nullable=False))
+    amount_at_stake: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    currency: str = Field(max_length=3)
+    occurred_on: date
+    stage: DisputeStage = _enum(DisputeStage, index=True)
+    stage_deadline: datetime | None = _utc_column(nullable=True)
+    deadline_explanation: str | None = Field(default=None, sa_column=Column(Text))
+    mediator_id: str | None = Field(default=None, foreign_key="person.id", index=True)
+    playbook_version: str = Field(max_length=32)
+    filed_by: str = Field(max_length=320)
+    filed_at: datetime = Field(default=None, sa_type=UTCDateTime, nullable=False, index=True)
+    """Indexed: every dispute list is newest first."""
+    updated_at: datetime = _utc_column()
+    closed_at: datetime | None = _utc_column(nullable=True)
+    outcome: str | None = Field(default=None, max_length=64)
+
+
+class DisputeObject(SQLModel, table=True):
+    """One contested object of a dispute, indexed so duplicate filings are found."""
+
+    __tablename__ = "dispute_object"
+    __table_args__ = (Index("ix_dispute_object_ref", "kind", "ref"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    kind: ObjectKind = _enum(ObjectKind)
+    ref: str = Field(max_length=128)
+
+
+class DisputeParty(SQLModel, table=True):
+    """Which partners are party to a dispute: what a partner user's lists are filtered by."""
+
+    __tablename__ = "dispute_party"
+    dispute_number: str = Field(foreign_key="dispute.number", primary_key=True, max_length=32)
+    partner_id: str = Field(foreign_key="partner.id", primary_key=True, index=True, max_length=64)
+    side: str = Field(max_length=16)
+    """'claimant' or 'respondent'."""
+
+
+class DisputeCounter(SQLModel, table=True):
+    __tablename__ = "dispute_counter"
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class FilingReceipt(SQLModel, table=True):
+    """One row per distinct submission: the same submission twice maps to the same number."""
+
+    __tablename__ = "filing_receipt"
+    filing_key: str = Field(primary_key=True, max_length=128)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    linked: bool = False
+    """True when the submission matched an already open dispute and was linked to it."""
+    filed_by: str = Field(max_length=320)
+    received_at: datetime = _utc_column()
+
+
+class DisputeEvent(SQLModel, table=True):
+    """Append-only audit trail; each entry's hash covers the previous entry's hash."""
+
+    __tablename__ = "dispute_event"
+    __table_args__ = (UniqueConstraint("dispute_number", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    seq: int
+    at: datetime = _utc_column()
+    actor_id: str = Field(max_length=320)
+    actor_role: Role = _enum(Role)
+    action: str = Field(max_length=64, index=True)
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class Assignment(SQLModel, table=True):
+    """A mediator offered a dispute; one row per assignment round."""
+
+    __table_args__ = (UniqueConstraint("dispute_number", "round"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    round: int
+    person_id: str = Field(foreign_key="person.id", index=True)
+    state: AssignmentState = _enum(AssignmentState)
+    assigned_at: datetime = _utc_column()
+
+
+class Task(SQLModel, table=True):
+    """A human task: an inbox row for a person, or for every admin when assignee_id is null."""
+
+    key: str = Field(primary_key=True, max_length=200)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    kind: TaskKind = _enum(TaskKind)
+    title: str = Field(max_length=300)
+    assignee_id: str | None = Field(default=None, max_length=320, index=True)
+    assignee_role: Role = _enum(Role)
+    due_at: datetime | None = _utc_column(nullable=True)
+    state: TaskState = _enum(TaskState, index=True)
+    created_at: datetime = _utc_column()
+    closed_at: datetime | None = _utc_column(nullable=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One email to one recipient; `key` makes a retried notification a no-op."""
+
+    __tablename__ = "outbox_message"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=400, unique=True)
+    dispute_number: str = Field(max_length=32, index=True)
+    template: str = Field(max_length=64)
+    recipient: str = Field(max_length=320)
+    subject: str = Field(max_length=400)
+    text_body: str = Field(sa_column=Column(Text, nullable=False))
+    html_body: str = Field(sa_column=Column(Text, nullable=False))
+    message_id: str = Field(max_length=400)
+    in_reply_to: str | None = Field(default=None, max_length=400)
+    references: str | None = Field(default=None, sa_column=Column(Text))
+    state: OutboxState = _enum(OutboxState, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _utc_column()
+    claimed_at: datetime | None = _utc_column(nullable=True)
+    sent_at: datetime | None = _utc_column(nullable=True)
+
+
+class Precedent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", unique=True)
+    category: DisputeCategory = _enum(DisputeCategory, index=True)
+    playbook_version: str = Field(max_length=32)
+    clauses: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    facts: str = Field(sa_column=Column(Text, nullable=False))
+    contested_objects: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    outcome: str = Field(max_length=64)
+    remedies: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    rationale: str = Field(sa_column=Column(Text, nullable=False))
+    timeline: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    claimant_tier: PartnerTier = _enum(PartnerTier)
+    claimant_region: str = Field(max_length=64)
+    amount_at_stake: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    decided_at: datetime = _utc_column()
+    parties: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    precedents_cited: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    votes_summary: dict[str, int] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False, server_default="{}")
+    )
+    search_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """Everything searchable in the full record (compliance, staff): indexed for full text."""
+    public_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The anonymised view's text (partners): indexed separately, so a party's name can never
+    match, nor show in a snippet."""
+    facet_values: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The many-valued facets as "facet=value" lines (as in precedent_facet): read with the
+    search candidates to count facets without a join per facet."""
+    facet_tokens: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """Every facet value as one word (`facet_token`): the SQLite full-text index's facet column."""
+
+
+class PrecedentFacet(SQLModel, table=True):
+    """A precedent's many-valued facets, one row per value: each remedy kind, each playbook
+    clause, and whether its deadlines were met or breached. Search filters and counts by them."""
+
+    __tablename__ = "precedent_facet"
+    __table_args__ = (Index("ix_precedent_facet_value", "facet", "value", "precedent_id"),)
+    precedent_id: int = Field(foreign_key="precedent.id", primary_key=True)
+    facet: str = Field(primary_key=True, max_length=16)
+    value: str = Field(primary_key=True, max_length=128)
+
+
+# --- remedies: one application row per remedy, and the built-in ledger ---------------------
+
+
+class RemedyApplication(SQLModel, table=True):
+    """One remedy of a settlement or ruling on its way to being applied, exactly once."""
+
+    __tablename__ = "remedy_application"
+    key: str = Field(primary_key=True, max_length=200)
+    """Dispute number, decision and remedy index: the idempotency key sent to adapters."""
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    position: int
+    kind: RemedyKind = _enum(RemedyKind)
+    remedy: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    adapter: str = Field(max_length=64)
+    state: RemedyState = _enum(RemedyState, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    external_ref: str | None = Field(default=None, max_length=400)
+    created_at: datetime = _utc_column()
+    applied_at: datetime | None = _utc_column(nullable=True)
+    verified_at: datetime | None = _utc_column(nullable=True)
+    waived_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class _LedgerEntry(SQLModel):
+    id: int | None = Field(default=None, primary_key=True)
+    application_key: str = Field(max_length=200, unique=True)
+    dispute_number: str = Field(max_length=32, index=True)
+    applied_at: datetime = _utc_column()
+
+
+class LedgerTerritoryReassignment(_LedgerEntry, table=True):
+    __tablename__ = "ledger_territory_reassignment"
+    territory_code: str = Field(max_length=64)
+    from_partner_id: str = Field(max_length=64)
+    to_partner_id: str = Field(max_length=64)
+    effective_on: date
+
+
+class LedgerCommissionSplit(_LedgerEntry, table=True):
+    __tablename__ = "ledger_commission_split"
+    deal_ref: str = Field(max_length=128)
+    shares: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class LedgerRebateAdjustment(_LedgerEntry, table=True):
+    __tablename__ = "ledger_rebate_adjustment"
+    partner_id: str = Field(max_length=64)
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    currency: str = Field(max_length=3)
+
+
+class LedgerCoSellingResources(_LedgerEntry, table=True):
+    __tablename__ = "ledger_co_selling_resources"
+    partner_id: str = Field(max_length=64)
+    resource: str = Field(max_length=200)
+    hours: int
+
+
+class LedgerLeadReroute(_LedgerEntry, table=True):
+    __tablename__ = "ledger_lead_reroute"
+    lead_ref: str = Field(max_length=128)
+    to_partner_id: str = Field(max_length=64)
+
+
+class LedgerMdfCredit(_LedgerEntry, table=True):
+    __tablename__ = "ledger_mdf_credit"
+    partner_id: str = Field(max_length=64)
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    currency: str = Field(max_length=3)
+
+
+class LedgerWrittenWarning(_LedgerEntry, table=True):
+    __tablename__ = "ledger_written_warning"
+    partner_id: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+class EvidenceBlob(SQLModel, table=True):
+    """Uploaded bytes, stored once per content hash (the same file twice is one blob)."""
+
+    __tablename__ = "evidence_blob"
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Evidence(SQLModel, table=True):
+    """One evidence item on a dispute; written with its audit entry, in the same transaction."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=128)
+    size: int
+    sha256: str = Field(foreign_key="evidence_blob.sha256", max_length=64)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    visibility: EvidenceVisibility = _enum(EvidenceVisibility)
+    side_partner_id: str | None = Field(default=None, max_length=64)
+    """With SIDE visibility: the party whose side may read it."""
+    added_by: str = Field(max_length=320)
+    added_by_role: Role = _enum(Role)
+    added_at: datetime = _utc_column()
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+
+class UserAccount(SQLModel, table=True):
+    """A sign-in for a person or a partner contact; the directory decides what it may do."""
+
+    __tablename__ = "user_account"
+    login: str = Field(primary_key=True, max_length=320)
+    """The person's or contact's email, lower-case."""
+    password_hash: str | None = Field(default=None, max_length=400)
+    """argon2; None for an account that signs in only through OpenID Connect."""
+    active: bool = True
+    created_at: datetime = _utc_column()
+    last_sign_in_at: datetime | None = _utc_column(nullable=True)
+    sessions_valid_after: datetime | None = _utc_column(nullable=True)
+    """Sessions issued before this instant are refused (sign out everywhere, password change)."""
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token; only its SHA-256 is stored, the token is shown once."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(foreign_key="user_account.login", index=True, max_length=320)
+    name: str = Field(max_length=100)
+    token_sha256: str = Field(max_length=64, unique=True)
+    created_at: datetime = _utc_column()
+    last_used_at: datetime | None = _utc_column(nullable=True)
+    revoked_at: datetime | None = _utc_column(nullable=True)
+
+
+# --- email intake ------------------------------------------------------------------------------
+
+
+class ImapCursor(SQLModel, table=True):
+    """Where the poller of one mailbox stopped: a new UIDVALIDITY starts it over."""
+
+    __tablename__ = "imap_cursor"
+    mailbox: str = Field(primary_key=True, max_length=400)
+    """user@host/folder."""
+    # IMAP UIDs are unsigned 32-bit: beyond PostgreSQL's INTEGER.
+    uidvalidity: int = Field(sa_type=BigInteger)
+    last_uid: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = _utc_column()
+
+
+class InboundMessage(SQLModel, table=True):
+    """One received email, stored raw before it is acknowledged to the sending server."""
+
+    __tablename__ = "inbound_message"
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(max_length=200, unique=True)
+    """'mid:' + the Message-ID, or 'sha256:' + the content hash when it has none."""
+    source: str = Field(max_length=16)
+    """smtp or imap."""
+    envelope_from: str = Field(default="", max_length=320)
+    envelope_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    received_at: datetime = _utc_column()
+    state: InboundState = _enum(InboundState, index=True)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    sender: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, max_length=400)
+    authentication: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    """Results per method (spf, dkim, dmarc) as the trusted receiving server stamped them."""
+    dispute_number: str | None = Field(default=None, max_length=32, index=True)
+    attempts: int = 0
+    processed_at: datetime | None = _utc_column(nullable=True)

@@ -1,0 +1,549 @@
+"""The JSON API: every action the web offers, for scripts and integrations.
+
+Authenticate with `Authorization: Bearer <token>`. What a token sees and may do is exactly
+what its user sees and may do on the pages: the same service functions serve both.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import select
+
+from accord.access import Viewer
+from accord.directory import Directory
+from models.enums import (
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    Role,
+    TaskKind,
+)
+from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
+from models.tables import Dispute, Partner, Person
+from web import csrf, service
+from web.deps import current_viewer, require, web
+from web.evidence import Upload, download_response
+from web.operations import OPERATIONS, Operation, request_model
+from web.problems import PROBLEM_RESPONSES, BadInput
+from web.views import inbox, load_live, load_record
+
+router = APIRouter(prefix="/api", responses=PROBLEM_RESPONSES)
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+NumberPath = Annotated[
+    str, Path(pattern=r"^DSP-\d{4}-\d{6}$", description="dispute number, e.g. DSP-2026-000001")
+]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Me(_Out):
+    login: str
+    role: Role
+    name: str
+    partner_id: str | None
+
+
+class DisputeSummary(_Out):
+    number: str
+    category: DisputeCategory
+    stage: DisputeStage
+    claimant_id: str
+    respondent_ids: list[str]
+    summary: str
+    amount_at_stake: Decimal
+    currency: str
+    mediator_id: str | None
+    filed_at: datetime
+    stage_deadline: datetime | None
+    deadline_explanation: str | None
+    closed_at: datetime | None
+    outcome: str | None
+
+
+class DisputeRecord(DisputeSummary):
+    facts: str
+    desired_remedy: str
+    contested_objects: list[dict[str, str]]
+    occurred_on: date
+    playbook_version: str
+
+
+class DisputePage(BaseModel):
+    items: list[DisputeSummary]
+    total: int
+    page: int
+    page_size: int
+
+
+class EvidenceOut(_Out):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    description: str
+    visibility: EvidenceVisibility
+    side_partner_id: str | None
+    added_by: str
+    added_at: datetime
+
+
+class TimelineEntry(_Out):
+    seq: int
+    at: datetime
+    actor_id: str
+    actor_role: Role
+    action: str
+    summary: str
+
+
+class DisputeDetail(BaseModel):
+    record: DisputeRecord
+    state: DisputeState | None
+    """The live state, filtered for you; null when the workflow did not answer."""
+    evidence: list[EvidenceOut]
+    actions: list[str]
+    """Action paths you may try now, e.g. `accept-assignment`."""
+
+
+class AuditEntry(_Out):
+    seq: int
+    at: datetime
+    actor_id: str
+    actor_role: Role
+    action: str
+    content: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditTrail(BaseModel):
+    number: str
+    intact: bool
+    first_broken_entry: int | None
+    entries: list[AuditEntry]
+
+
+class TaskOut(BaseModel):
+    key: str
+    dispute_number: str
+    kind: TaskKind
+    title: str
+    due_at: datetime | None
+    sla: Literal["on_time", "warned", "breached", "none"]
+
+
+FilingRequest = request_model(FilingSubmission, without=("claimant_id", "filed_by"))
+"""A new dispute, filed for your own organisation (the claimant is your partner)."""
+
+
+class EvidenceAdded(BaseModel):
+    number: str
+    evidence_ids: list[str]
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class TokenCreated(BaseModel):
+    id: int
+    name: str
+    token: str
+    """Shown once; only its hash is stored."""
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+# --- me, disputes --------------------------------------------------------------------------------
+
+
+@router.get("/me", response_model=Me, tags=["account"])
+def me(viewer: ViewerDep) -> Me:
+    return Me(
+        login=viewer.login,
+        role=viewer.role,
+        name=viewer.actor.name,
+        partner_id=viewer.actor.partner_id,
+    )
+
+
+@router.get("/disputes", response_model=DisputePage, tags=["disputes"])
+def list_disputes(
+    request: Request,
+    viewer: ViewerDep,
+    stage: DisputeStage | None = None,
+    category: DisputeCategory | None = None,
+    party: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    filed_from: date | None = None,
+    filed_to: date | None = None,
+    open_only: bool = False,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> DisputePage:
+    filters = service.DisputeFilters(
+        stage=stage,
+        category=category,
+        party=party,
+        q=q,
+        filed_from=filed_from,
+        filed_to=filed_to,
+        open_only=open_only,
+    )
+    with web(request).services.sessions.read() as session:
+        rows, total = service.list_disputes(session, viewer, filters, page=page)
+    return DisputePage(
+        items=[DisputeSummary.model_validate(r) for r in rows],
+        total=total,
+        page=page,
+        page_size=service.PAGE_SIZE,
+    )
+
+
+@router.post("/disputes", response_model=FilingResult, status_code=201, tags=["disputes"])
+async def file_dispute(
+    request: Request,
+    body: FilingRequest,  # type: ignore[valid-type]
+    viewer: Annotated[Viewer, Depends(require(Role.PARTNER))],
+) -> FilingResult:
+    data = body.model_dump(mode="json")  # type: ignore[attr-defined]
+    result, _ = await service.file_dispute(web(request), viewer, data, [])
+    return result
+
+
+@router.get("/disputes/{number}", response_model=DisputeDetail, tags=["disputes"])
+async def dispute(request: Request, viewer: ViewerDep, number: NumberPath) -> DisputeDetail:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
+        record = load_record(session, viewer, number)
+    record = await load_live(ctx.temporal(), viewer, record)
+    return DisputeDetail(
+        record=DisputeRecord.model_validate(record.row),
+        state=record.state,
+        evidence=[EvidenceOut.model_validate(e) for e in record.evidence],
+        actions=[op.slug for op in record.operations],
+    )
+
+
+@router.get("/disputes/{number}/timeline", response_model=list[TimelineEntry], tags=["disputes"])
+def timeline(request: Request, viewer: ViewerDep, number: NumberPath) -> list[TimelineEntry]:
+    with web(request).services.sessions.read() as session:
+        record = load_record(session, viewer, number)
+    return [
+        TimelineEntry(
+            seq=e.seq,
+            at=e.at,
+            actor_id=e.actor_id,
+            actor_role=e.actor_role,
+            action=e.action,
+            summary=str(e.content.get("summary", "")),
+        )
+        for e in record.events
+    ]
+
+
+@router.get("/disputes/{number}/audit", response_model=AuditTrail, tags=["compliance"])
+def audit(request: Request, viewer: ViewerDep, number: NumberPath) -> AuditTrail:
+    events, broken = service.audit_trail(web(request), viewer, number)
+    return AuditTrail(
+        number=number,
+        intact=broken is None,
+        first_broken_entry=broken,
+        entries=[AuditEntry.model_validate(e) for e in events],
+    )
+
+
+ExportFormat = Annotated[Literal["csv", "json"], Query()]
+
+
+@router.get("/disputes/{number}/audit/export", tags=["compliance"])
+def audit_export(
+    request: Request, viewer: ViewerDep, number: NumberPath, format: ExportFormat = "json"
+) -> Response:
+    body = service.export_audit(web(request), viewer, number, format)
+    return service.export_response(body, f"{number}-audit.{format}", format)
+
+
+@router.get("/exports/disputes", tags=["compliance"])
+def export_disputes(
+    request: Request,
+    viewer: ViewerDep,
+    format: ExportFormat = "json",
+    stage: DisputeStage | None = None,
+    category: DisputeCategory | None = None,
+    filed_from: date | None = None,
+    filed_to: date | None = None,
+) -> Response:
+    filters = service.DisputeFilters(
+        stage=stage, category=category, filed_from=filed_from, filed_to=filed_to
+    )
+    body = service.export_disputes(web(request), viewer, filters, format)
+    return service.export_response(body, f"disputes.{format}", format)
+
+
+@router.get("/exports/precedents", tags=["compliance"])
+def export_precedents(
+    request: Request,
+    viewer: ViewerDep,
+    period: Annotated[service.DateRange, Query()],
+    format: ExportFormat = "json",
+) -> Response:
+    """The full record of the precedents decided from a day to a day (both included)."""
+    body = service.export_precedents(web(request), viewer, period, format)
+    return service.export_response(body, f"precedents.{format}", format)
+
+
+@router.get("/reports/sla", tags=["compliance"])
+def sla_report(
+    request: Request,
+    viewer: ViewerDep,
+    period: Annotated[service.DateRange, Query()],
+    format: ExportFormat = "json",
+) -> Response:
+    """The SLA and channel-health report over the disputes filed from a day to a day (both
+    included; without either, the last 90 days): per stage the on-time share, breaches and
+    median time; per category and per claimant region the disputes filed, outcomes and
+    remedies; repeat parties; hotspots; disputes past their deadline now."""
+    report = service.sla_report(web(request), viewer, period)
+    return service.export_response(
+        service.export_sla_report(report, format), f"sla-report.{format}", format
+    )
+
+
+@router.get("/exports/audit", tags=["compliance"])
+def export_audit_period(
+    request: Request,
+    viewer: ViewerDep,
+    period: Annotated[service.DateRange, Query()],
+    format: ExportFormat = "json",
+) -> Response:
+    """Every audit entry recorded from a day to a day, across disputes, with its hashes."""
+    body = service.export_audit_period(web(request), viewer, period, format)
+    return service.export_response(body, f"audit.{format}", format)
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/disputes/{number}/evidence", response_model=EvidenceAdded, status_code=201, tags=["evidence"]
+)
+async def add_evidence(
+    request: Request,
+    viewer: ViewerDep,
+    number: NumberPath,
+    files: Annotated[list[UploadFile], File(description="one or more files")],
+    description: Annotated[str, Form(max_length=2000)] = "",
+    visibility: Annotated[EvidenceVisibility, Form()] = EvidenceVisibility.PARTIES,
+    side_partner_id: Annotated[str | None, Form(max_length=64)] = None,
+    csrftoken: Annotated[str | None, Form(include_in_schema=False)] = None,
+) -> EvidenceAdded:
+    # Multipart skips asgi-csrf (web.csrf says why): a browser session must show its token.
+    csrf.check(request, web(request).settings.secret_key.get_secret_value(), csrftoken)
+    uploads = [
+        Upload(
+            filename=f.filename or "upload",
+            content_type=f.content_type or "application/octet-stream",
+            data=await f.read(),
+        )
+        for f in files
+    ]
+    ids = await service.add_evidence(
+        web(request),
+        viewer,
+        number,
+        uploads,
+        description=description,
+        visibility=visibility,
+        side_partner_id=side_partner_id or None,
+    )
+    return EvidenceAdded(number=number, evidence_ids=ids)
+
+
+@router.get("/disputes/{number}/evidence/{evidence_id}", tags=["evidence"])
+def download_evidence(
+    request: Request,
+    viewer: ViewerDep,
+    number: NumberPath,
+    evidence_id: Annotated[str, Path(max_length=64)],
+) -> Response:
+    item, content = service.evidence_content(web(request), viewer, number, evidence_id)
+    return download_response(item.filename, item.content_type, content)
+
+
+# --- actions: one route each, the body is the action's payload without the actor ------------------
+
+
+def _action_route(op: Operation) -> None:
+    body_model = op.body
+
+    async def perform_action(
+        request: Request,
+        viewer: ViewerDep,
+        number: NumberPath,
+        body: body_model,  # type: ignore[valid-type]
+    ) -> ActionResult:
+        return await service.act(
+            web(request),
+            viewer,
+            number,
+            op,
+            body.model_dump(mode="json"),  # type: ignore[attr-defined]
+        )
+
+    perform_action.__name__ = op.action.value
+    # Annotations are strings here (postponed evaluation); FastAPI resolves them against the
+    # module, where this per-action model does not live, so it is given as the class itself.
+    perform_action.__annotations__["body"] = body_model
+    router.add_api_route(
+        f"/disputes/{{number}}/{op.slug}",
+        perform_action,
+        methods=["POST"],
+        response_model=ActionResult,
+        tags=["actions"],
+        summary=op.label,
+        description=(op.payload.__doc__ or op.label)
+        + "\n\nRefused with 409 and the rule when the dispute's stage or your role does not "
+        "allow it.",
+    )
+
+
+for _op in OPERATIONS.values():
+    _action_route(_op)
+
+
+# --- tasks, precedents ----------------------------------------------------------------------------
+
+
+@router.get("/tasks", response_model=list[TaskOut], tags=["tasks"])
+def tasks(request: Request, viewer: ViewerDep) -> list[TaskOut]:
+    with web(request).services.sessions.read() as session:
+        items = inbox(session, viewer)
+    return [
+        TaskOut(
+            key=i.task.key,
+            dispute_number=i.task.dispute_number,
+            kind=i.task.kind,
+            title=i.task.title,
+            due_at=i.task.due_at,
+            sla=i.sla,
+        )
+        for i in items
+    ]
+
+
+@router.get("/precedents", tags=["precedents"])
+def precedents(
+    request: Request, viewer: ViewerDep, query: Annotated[service.PrecedentQuery, Query()]
+) -> dict[str, Any]:
+    """Search the precedent library: words ("phrases", -exclusions), facet filters and a decision
+    period; ranked hits with highlighted snippets, the number of matches, facet counts, and notes
+    on how the query was read. Partners search the anonymised view; the other roles the full
+    record. With neither words nor filters: the newest precedents."""
+    services = web(request).services
+    with services.sessions.read() as session:
+        found = service.precedent_library(
+            session, viewer, query, services.settings.public_amount_threshold
+        )
+    found["hits"] = [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in hit.items()}
+        for hit in found["hits"]
+    ]
+    return found
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
+
+
+@router.get("/directory/partners", tags=["admin"])
+def partners(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
+    with web(request).services.sessions.read() as session:
+        return [p.model_dump(mode="json") for p in session.exec(select(Partner)).all()]
+
+
+@router.get("/directory/people", tags=["admin"])
+def people(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
+    with web(request).services.sessions.read() as session:
+        return [p.model_dump(mode="json") for p in session.exec(select(Person)).all()]
+
+
+@router.patch("/directory/people/{person_id}", tags=["admin"])
+def update_person(
+    request: Request,
+    viewer: AdminDep,
+    person_id: Annotated[str, Path(max_length=64)],
+    body: service.PersonUpdate,
+) -> dict[str, Any]:
+    return service.update_person(web(request), viewer, person_id, body).model_dump(mode="json")
+
+
+@router.patch("/directory/partners/{partner_id}", tags=["admin"])
+def update_partner(
+    request: Request,
+    viewer: AdminDep,
+    partner_id: Annotated[str, Path(max_length=64)],
+    body: service.PartnerUpdate,
+) -> dict[str, Any]:
+    return service.update_partner(web(request), viewer, partner_id, body).model_dump(mode="json")
+
+
+@router.post("/directory", tags=["admin"])
+def import_directory(request: Request, viewer: AdminDep, body: Directory) -> dict[str, int]:
+    """Import or update partners, people, territories and accounts; all or nothing."""
+    imported = service.import_directory_text(web(request), viewer, body.model_dump_json())
+    return {
+        "partners": len(imported.partners),
+        "people": len(imported.people),
+        "territories": len(imported.territories),
+        "accounts": len(imported.accounts),
+    }
+
+
+@router.get("/playbooks", tags=["admin"])
+def playbooks(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
+    return [p.model_dump(mode="json") for p in web(request).services.playbooks.all()]
+
+
+# --- API tokens -----------------------------------------------------------------------------------
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201, tags=["account"])
+def create_token(request: Request, viewer: ViewerDep, body: TokenRequest) -> TokenCreated:
+    accounts = web(request).accounts
+    token = accounts.issue_token(viewer.login, body.name)
+    newest = accounts.tokens(viewer.login)[0]
+    assert newest.id is not None
+    return TokenCreated(id=newest.id, name=body.name, token=token)
+
+
+@router.get("/tokens", response_model=list[TokenOut], tags=["account"])
+def list_tokens(request: Request, viewer: ViewerDep) -> list[TokenOut]:
+    return [TokenOut.model_validate(t) for t in web(request).accounts.tokens(viewer.login)]
+
+
+@router.delete("/tokens/{token_id}", status_code=204, tags=["account"])
+def revoke_token(request: Request, viewer: ViewerDep, token_id: int) -> Response:
+    from web.views import NotFound
+
+    if not web(request).accounts.revoke_token(viewer.login, token_id):
+        raise NotFound(f"token {token_id}")
+    return Response(status_code=204)
+
+
+__all__ = ["BadInput", "Dispute", "router"]

@@ -1,0 +1,138 @@
+"""Every action the web and the API offer on a dispute: one table, one way to perform it.
+
+Each operation is a workflow update; its payload class is the API's request body minus the
+actor (the signed-in user). The workflow's validators decide whether the action is allowed,
+so the web, the API and the CLI see the same refusals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, create_model
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from models.enums import Action
+from models.payloads import (
+    AcceptAssignment,
+    ActionPayload,
+    ActionResult,
+    Actor,
+    AddNote,
+    AnswerInformation,
+    Appeal,
+    AssignMediator,
+    CastVote,
+    DeclareImpasse,
+    Dismiss,
+    ExtendDeadline,
+    IssueRuling,
+    ProposeSettlement,
+    Recuse,
+    RedrawPanel,
+    RequestInformation,
+    RespondToOffer,
+    RetryRemedy,
+    WaiveRemedy,
+    Withdraw,
+)
+from workflows.dispute import DisputeWorkflow
+
+
+class Refused(Exception):
+    """The workflow refused the action (its validator said why); nothing was recorded."""
+
+
+class DisputeGone(Exception):
+    """No workflow answers for this dispute (never started, or its history was removed)."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    action: Action
+    label: str
+    payload: type[ActionPayload]
+    update: Any
+    body: type[BaseModel]
+
+    @property
+    def slug(self) -> str:
+        return self.action.value.replace("_", "-")
+
+
+def request_model(
+    payload: type[BaseModel], without: tuple[str, ...] = ("actor",)
+) -> type[BaseModel]:
+    """The payload's fields minus those the server fills in: what an API client sends. The
+    field constraints carry over, so the OpenAPI document shows them."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in payload.model_fields.items()
+        if name not in without
+    }
+    name = payload.__name__ + "Request"
+    model: type[BaseModel] = create_model(
+        name, __config__=ConfigDict(extra="forbid", frozen=True), **fields
+    )
+    model.__doc__ = payload.__doc__ or f"Body of the {payload.__name__} action."
+    return model
+
+
+def _op(action: Action, label: str, payload: type[ActionPayload], update: Any) -> Operation:
+    return Operation(action, label, payload, update, request_model(payload))
+
+
+W = DisputeWorkflow
+OPERATIONS: dict[Action, Operation] = {
+    op.action: op
+    for op in (
+        _op(Action.ACCEPT_ASSIGNMENT, "Accept assignment", AcceptAssignment, W.accept_assignment),
+        _op(Action.RECUSE, "Recuse", Recuse, W.recuse),
+        _op(Action.ADD_NOTE, "Add note", AddNote, W.add_note),
+        _op(
+            Action.REQUEST_INFORMATION,
+            "Request information",
+            RequestInformation,
+            W.request_information,
+        ),
+        _op(Action.ANSWER_INFORMATION, "Answer", AnswerInformation, W.answer_information),
+        _op(
+            Action.PROPOSE_SETTLEMENT, "Propose settlement", ProposeSettlement, W.propose_settlement
+        ),
+        _op(Action.RESPOND_TO_OFFER, "Respond to offer", RespondToOffer, W.respond_to_offer),
+        _op(Action.DECLARE_IMPASSE, "Declare impasse", DeclareImpasse, W.declare_impasse),
+        _op(Action.DISMISS, "Dismiss", Dismiss, W.dismiss),
+        _op(Action.WITHDRAW, "Withdraw", Withdraw, W.withdraw),
+        _op(Action.EXTEND_DEADLINE, "Extend deadline", ExtendDeadline, W.extend_deadline),
+        _op(Action.ASSIGN_MEDIATOR, "Reassign mediator", AssignMediator, W.assign_mediator),
+        _op(Action.RETRY_REMEDY, "Retry remedy", RetryRemedy, W.retry_remedy),
+        _op(Action.WAIVE_REMEDY, "Waive remedy", WaiveRemedy, W.waive_remedy),
+        _op(Action.CAST_VOTE, "Cast sealed vote", CastVote, W.cast_vote),
+        _op(Action.ISSUE_RULING, "Issue ruling", IssueRuling, W.issue_ruling),
+        _op(Action.APPEAL, "Appeal", Appeal, W.appeal),
+        _op(Action.REDRAW_PANEL, "Redraw panel", RedrawPanel, W.redraw_panel),
+    )
+}
+
+BY_SLUG = {op.slug: op for op in OPERATIONS.values()}
+
+
+async def perform(client: Client, number: str, payload: ActionPayload, update: Any) -> ActionResult:
+    handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+    try:
+        result: ActionResult = await handle.execute_update(update, payload)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise Refused(getattr(cause, "message", None) or str(cause)) from None
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise DisputeGone(number) from None
+        raise
+    return result
+
+
+def build_payload(op: Operation, actor: Actor, data: dict[str, Any]) -> ActionPayload:
+    """Validate the user's fields into the action's payload (raises pydantic's ValidationError)."""
+    return op.payload.model_validate({**data, "actor": actor})

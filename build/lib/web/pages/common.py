@@ -1,0 +1,103 @@
+"""What every page module shares: rendering, redirects with a message, reading forms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+
+from accord.access import Viewer
+from models.enums import Role
+from web import csrf
+from web.deps import current_viewer, web
+from web.evidence import Upload
+from web.forms import field_errors
+from web.problems import BadInput
+
+HOME = {
+    Role.PARTNER: "/disputes",
+    Role.MEDIATOR: "/inbox",
+    Role.BOARD: "/review",
+    Role.COMPLIANCE: "/disputes",
+    Role.ADMIN: "/inbox",
+}
+ViewerDep = Annotated[Viewer, Depends(current_viewer)]
+
+
+def render(
+    request: Request, name: str, viewer: Viewer | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    ctx = web(request)
+    flash = request.session.pop("flash", None) if "session" in request.scope else None
+    token = request.scope["csrftoken"]() if "csrftoken" in request.scope else ""
+    return ctx.templates.TemplateResponse(
+        request,
+        name,
+        {
+            "viewer": viewer,
+            "csrf": token,
+            "flash": flash,
+            "home": HOME.get(viewer.role, "/") if viewer else "/login",
+            "oidc": ctx.settings.oidc_enabled,
+            "oidc_label": ctx.settings.oidc_label,
+            **context,
+        },
+        status_code=status,
+    )
+
+
+def back(request: Request, url: str, message: str) -> RedirectResponse:
+    request.session["flash"] = message
+    return RedirectResponse(url, status_code=303)
+
+
+async def read_form(request: Request) -> FormData:
+    ctx = web(request)
+    try:
+        form = await request.form(max_files=ctx.settings.upload_max_files + 1)
+    except Exception as exc:  # python-multipart's errors have no common base worth naming
+        raise BadInput([("form", f"the form could not be read: {exc}")]) from None
+    if csrf.is_multipart(request.scope):
+        token = form.get("csrftoken")
+        csrf.check(
+            request,
+            ctx.settings.secret_key.get_secret_value(),
+            token if isinstance(token, str) else None,
+        )
+    return form
+
+
+async def read_uploads(form: FormData, name: str = "files") -> list[Upload]:
+    files: list[Upload] = []
+    for item in form.getlist(name):
+        if isinstance(item, UploadFile) and item.filename:
+            files.append(
+                Upload(
+                    filename=item.filename,
+                    content_type=item.content_type or "application/octet-stream",
+                    data=await item.read(),
+                )
+            )
+    return files
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validated(model: type[_M], fields: Mapping[str, object]) -> _M:
+    """Form fields as the model, or the model's errors on the fields they concern."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+
+
+def query_form(request: Request, model: type[_M], ignore: tuple[str, ...] = ()) -> _M:
+    """A GET form's fields as the model; a field left empty (a select at "any", a blank date)
+    means no value rather than an invalid one."""
+    raw = {k: v for k, v in request.query_params.items() if v.strip() and k not in ignore}
+    return validated(model, raw)

@@ -1,0 +1,494 @@
+"""The dispute pages: lists, inbox and review queue, search, filing, a dispute's workspace and
+timeline, its actions and evidence."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
+from starlette.datastructures import FormData
+
+from accord.access import Viewer
+from accord.playbook import CategoryRules
+from accord.search import dispute_snippets
+from models.enums import (
+    Action,
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    ObjectKind,
+    PartnerTier,
+    RemedyKind,
+    Role,
+    VoteOutcome,
+)
+from models.tables import Partner, Person, Precedent
+from web import service
+from web.app import WebContext
+from web.deps import require, web
+from web.evidence import download_response
+from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
+from web.operations import BY_SLUG, Refused
+from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
+from web.problems import BadInput
+from web.service import precedent_view, search_precedents
+from web.views import DisputeFile, NotFound, inbox, load_live, load_record
+from workflows.consistency import pattern
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- lists --------------------------------------------------------------------------------------
+
+
+def _filters(request: Request) -> service.DisputeFilters:
+    """The filter form's fields (the page number is not a filter)."""
+    return query_form(request, service.DisputeFilters, ignore=("page",))
+
+
+FiltersDep = Annotated[service.DisputeFilters, Depends(_filters)]
+
+
+@router.get("/disputes", response_class=HTMLResponse)
+def disputes(
+    request: Request, viewer: ViewerDep, filters: FiltersDep, page: Annotated[int, Query(ge=1)] = 1
+) -> Response:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
+        rows, total = service.list_disputes(session, viewer, filters, page=page)
+        partners = session.exec(select(Partner).order_by(Partner.name)).all()
+    return render(
+        request,
+        "disputes.html",
+        viewer,
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // service.PAGE_SIZE)),
+        filters=filters,
+        query=urlencode(filters.as_query()),
+        stages=list(DisputeStage),
+        categories=list(DisputeCategory),
+        partners=partners if viewer.role is not Role.PARTNER else [],
+    )
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+def inbox_page(request: Request, viewer: ViewerDep) -> Response:
+    with web(request).services.sessions.read() as session:
+        items = inbox(session, viewer)
+    return render(request, "inbox.html", viewer, items=items, title="Task inbox")
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_queue(
+    request: Request, viewer: Annotated[Viewer, Depends(require(Role.BOARD))]
+) -> Response:
+    with web(request).services.sessions.read() as session:
+        items = inbox(session, viewer)
+    return render(request, "inbox.html", viewer, items=items, title="Review queue")
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search(
+    request: Request, viewer: ViewerDep, q: Annotated[str, Query(max_length=200)] = ""
+) -> Response:
+    ctx = web(request)
+    filters = service.DisputeFilters(q=q or None)
+    with ctx.services.sessions.read() as session:
+        rows, total = service.list_disputes(session, viewer, filters) if q else ([], 0)
+        snippets = dispute_snippets(session, [r.number for r in rows], q) if q else {}
+        threshold = ctx.settings.public_amount_threshold
+        precedents = search_precedents(session, viewer, q, threshold) if q else []
+    return render(
+        request,
+        "search.html",
+        viewer,
+        q=q,
+        rows=rows,
+        total=total,
+        snippets=snippets,
+        precedents=precedents,
+    )
+
+
+@router.get("/precedents", response_class=HTMLResponse)
+def precedent_library(request: Request, viewer: ViewerDep) -> Response:
+    ctx = web(request)
+    query = query_form(request, service.PrecedentQuery)
+    with ctx.services.sessions.read() as session:
+        found = service.precedent_library(
+            session, viewer, query, ctx.settings.public_amount_threshold
+        )
+    return render(
+        request,
+        "precedents.html",
+        viewer,
+        query=query,
+        found=found,
+        categories=list(DisputeCategory),
+        tiers=list(PartnerTier),
+        remedy_kinds=list(RemedyKind),
+    )
+
+
+@router.get("/precedents/{precedent_id}", response_class=HTMLResponse)
+def precedent(request: Request, viewer: ViewerDep, precedent_id: int) -> Response:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
+        row = session.get(Precedent, precedent_id)
+    if row is None:
+        raise NotFound(f"precedent {precedent_id}")
+    view = precedent_view(
+        row, viewer.role is not Role.PARTNER, ctx.settings.public_amount_threshold
+    )
+    return render(request, "precedent.html", viewer, p=view)
+
+
+# --- filing ----------------------------------------------------------------------------------
+
+
+def _filing_options(ctx: WebContext, viewer: Viewer) -> dict[str, Any]:
+    with ctx.services.sessions.read() as session:
+        partners = session.exec(
+            select(Partner).where(Partner.active, Partner.id != viewer.actor.partner_id)
+        ).all()
+    return {
+        "partners": sorted(partners, key=lambda p: p.name),
+        "categories": list(DisputeCategory),
+        "object_kinds": list(ObjectKind),
+        "visibilities": list(EvidenceVisibility),
+        "allowed_types": ctx.settings.upload_allowed_types,
+        "max_bytes": ctx.settings.upload_max_bytes,
+    }
+
+
+@router.get("/disputes/new", response_class=HTMLResponse)
+def new_dispute(
+    request: Request, viewer: Annotated[Viewer, Depends(require(Role.PARTNER))]
+) -> Response:
+    # A link from an email filing that was incomplete carries what was understood.
+    prefilled: dict[str, Any] = {
+        k: v[:20_000] for k, v in request.query_params.items() if k in PREFILLABLE
+    }
+    if "respondent_ids" in prefilled:
+        prefilled["respondent_ids"] = prefilled["respondent_ids"].split(",")
+    return render(
+        request,
+        "file.html",
+        viewer,
+        values={"submission_id": secrets.token_hex(12), "currency": "USD", **prefilled},
+        errors={},
+        **_filing_options(web(request), viewer),
+    )
+
+
+FILING_TEXT_FIELDS = (
+    "category",
+    "summary",
+    "facts",
+    "desired_remedy",
+    "amount_at_stake",
+    "currency",
+    "occurred_on",
+)
+PREFILLABLE = {
+    "respondent_ids",
+    *FILING_TEXT_FIELDS,
+    *(f"object-{i}-{part}" for i in range(5) for part in ("kind", "ref")),
+}
+
+
+def _filing_data(form: FormData) -> dict[str, Any]:
+    objects = []
+    for i in range(5):
+        kind = str(form.get(f"object-{i}-kind") or "").strip()
+        ref = str(form.get(f"object-{i}-ref") or "").strip()
+        if kind or ref:
+            objects.append({"kind": kind, "ref": ref})
+    data: dict[str, Any] = {
+        "respondent_ids": [v for v in form.getlist("respondent_ids") if isinstance(v, str)],
+        "contested_objects": objects,
+    }
+    for name in (*FILING_TEXT_FIELDS, "submission_id"):
+        value = str(form.get(name) or "").strip()
+        if value:
+            data[name] = value
+    return data
+
+
+@router.post("/disputes/new", response_class=HTMLResponse)
+async def file_dispute(
+    request: Request, viewer: Annotated[Viewer, Depends(require(Role.PARTNER))]
+) -> Response:
+    ctx = web(request)
+    form = await read_form(request)
+    data = _filing_data(form)
+    try:
+        visibility = EvidenceVisibility(str(form.get("evidence_visibility") or "parties"))
+        files = await read_uploads(form)
+        result, evidence = await service.file_dispute(
+            ctx, viewer, data, files, evidence_visibility=visibility
+        )
+    except (BadInput, ValueError) as exc:
+        errors = exc.errors if isinstance(exc, BadInput) else [("evidence_visibility", str(exc))]
+        values = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "csrftoken"}
+        values["respondent_ids"] = data["respondent_ids"]
+        return render(
+            request,
+            "file.html",
+            viewer,
+            status=422,
+            values=values,
+            errors=_by_field(errors),
+            **_filing_options(ctx, viewer),
+        )
+    message = result.message + (f"; {len(evidence)} evidence file(s) attached" if evidence else "")
+    return back(request, f"/disputes/{result.number}", message)
+
+
+def _by_field(errors: list[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for field, message in errors:
+        key = field.split(".")[0].split("[")[0]
+        grouped.setdefault(key, []).append(message)
+    return grouped
+
+
+# --- a dispute ----------------------------------------------------------------------------------
+
+
+async def _dispute_file(ctx: WebContext, viewer: Viewer, number: str) -> DisputeFile:
+    with ctx.services.sessions.read() as session:
+        record = load_record(session, viewer, number)
+    return await load_live(ctx.temporal(), viewer, record)
+
+
+def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[str, str]]]:
+    """Choices for the action forms' select and checkbox fields."""
+    state = record.state
+    parties = [(pid, record.party_name(pid)) for pid in record.parties]
+    with ctx.services.sessions.read() as session:
+        mediators = session.exec(
+            select(Person).where(Person.role == Role.MEDIATOR, Person.active).order_by(Person.name)
+        ).all()
+        precedents = session.exec(
+            select(Precedent)
+            .where(Precedent.category == record.row.category)
+            .order_by(col(Precedent.decided_at).desc())
+            .limit(20)
+        ).all()
+    rules = _category_rules(ctx, record)
+    clauses = [rules.clause] if rules else []
+    options: dict[str, list[tuple[str, str]]] = {
+        "parties": parties,
+        "note_visibility": [("shared", "everyone on the dispute"), ("caucus", "caucus: one side")],
+        "mediators": [(m.id, f"{m.name} ({m.id})") for m in mediators],
+        "outcomes": [(o.value, o.value.replace("_", " ")) for o in VoteOutcome],
+        "clauses": [(c, c) for c in clauses],
+        # The similar precedents first (most likely cited), then the category's latest.
+        "precedents": list(
+            dict(
+                [
+                    *(
+                        (
+                            m.dispute_number,
+                            f"{m.dispute_number}: {m.outcome} (similar, {m.score:.2f})",
+                        )
+                        for m in (state.similar.matches if state and state.similar else ())
+                    ),
+                    *(
+                        (
+                            p.dispute_number,
+                            f"{p.dispute_number}: {p.outcome} ({p.decided_at:%Y-%m-%d})",
+                        )
+                        for p in precedents
+                    ),
+                ]
+            ).items()
+        ),
+        "evidence": [(e.id, f"{e.filename} ({e.id})") for e in record.evidence],
+        "remedy_kinds": [(k.value, k.value.replace("_", " ")) for k in RemedyKind],
+        "open_offers": [],
+        "my_requests": [],
+        "failed_remedies": [],
+        "voters": [],
+    }
+    if state is not None:
+        options["open_offers"] = [(o.id, f"{o.id}: {o.terms[:60]}") for o in state.offers if o.open]
+        options["my_requests"] = [
+            (r.id, f"{r.id}: {r.questions[:60]}")
+            for r in state.information_requests
+            if r.answered_at is None
+        ]
+        options["failed_remedies"] = [
+            (str(r.position), f"{r.position}: {r.kind.value} ({r.state})")
+            for r in state.remedies
+            if r.state == "failed"
+        ]
+        if state.review is not None:
+            options["voters"] = [(v.person_id, v.person_id) for v in state.review.votes]
+    return options
+
+
+def ruling_prefill(record: DisputeFile) -> tuple[dict[str, str], list[str]]:
+    """The chair's suggested remedies: those the unsealed votes upholding the claim proposed,
+    most often proposed first, pre-filled into the ruling form's rows."""
+    state = record.state
+    if state is None or state.review is None:
+        return {}, []
+    counted: dict[str, tuple[int, dict[str, Any]]] = {}
+    for vote in state.review.votes:
+        for remedy in vote.remedies:
+            data = remedy.model_dump(mode="json")
+            key = json.dumps(data, sort_keys=True)
+            count, _ = counted.get(key, (0, data))
+            counted[key] = (count + 1, data)
+    ranked = [data for _, data in sorted(counted.values(), key=lambda c: -c[0])][:REMEDY_ROWS]
+    values: dict[str, str] = {}
+    for i, data in enumerate(ranked):
+        for name, value in data.items():
+            if name == "shares":
+                value = ", ".join(f"{p}={v}" for p, v in value.items())
+            values[f"remedy-{i}-{name}"] = str(value)
+    labels = [
+        f"{d['kind'].replace('_', ' ')} ("
+        + ", ".join(f"{k}: {v}" for k, v in d.items() if k != "kind")
+        + ")"
+        for d in ranked
+    ]
+    return values, labels
+
+
+async def _render_dispute(
+    request: Request,
+    viewer: Viewer,
+    number: str,
+    *,
+    status: int = 200,
+    failed: Action | None = None,
+    errors: dict[str, list[str]] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Response:
+    ctx = web(request)
+    record = await _dispute_file(ctx, viewer, number)
+    prefill, suggested = ruling_prefill(record)
+    return render(
+        request,
+        "dispute.html",
+        viewer,
+        status=status,
+        d=record,
+        forms=ACTION_FORMS,
+        options=form_options(ctx, record),
+        remedy_rows=range(REMEDY_ROWS),
+        remedy_inputs=REMEDY_INPUTS,
+        failed=failed,
+        errors=errors or {},
+        values=values or {},
+        visibilities=list(EvidenceVisibility),
+        prefill={Action.ISSUE_RULING: prefill},
+        suggested=suggested,
+        allowed_remedies=_allowed_remedies(ctx, record),
+        precedent_pattern=_precedent_pattern(ctx, record),
+    )
+
+
+def _precedent_pattern(ctx: WebContext, record: DisputeFile) -> tuple[str, ...]:
+    """What the comparable precedents decided, shown above the settlement and ruling forms."""
+    state = record.state
+    if state is None or state.similar is None:
+        return ()
+    rules = _category_rules(ctx, record)
+    return pattern(state.similar.matches, record.row.category, (rules.clause,) if rules else ())
+
+
+def _allowed_remedies(ctx: WebContext, record: DisputeFile) -> list[str]:
+    rules = _category_rules(ctx, record)
+    return [k.value for k in rules.allowed_remedies] if rules else []
+
+
+def _category_rules(ctx: WebContext, record: DisputeFile) -> CategoryRules | None:
+    """The dispute's category in the playbook version it pinned (None if that is gone)."""
+    try:
+        return ctx.services.playbooks.get(record.row.playbook_version).categories[
+            record.row.category
+        ]
+    except (KeyError, LookupError):
+        return None
+
+
+@router.get("/disputes/{number}", response_class=HTMLResponse)
+async def dispute(request: Request, viewer: ViewerDep, number: str) -> Response:
+    return await _render_dispute(request, viewer, number)
+
+
+@router.get("/disputes/{number}/timeline", response_class=HTMLResponse)
+def timeline(request: Request, viewer: ViewerDep, number: str) -> Response:
+    with web(request).services.sessions.read() as session:
+        record = load_record(session, viewer, number)
+    return render(request, "timeline.html", viewer, d=record)
+
+
+@router.post("/disputes/{number}/actions/{slug}", response_class=HTMLResponse)
+async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Response:
+    op = BY_SLUG.get(slug)
+    if op is None:
+        raise NotFound(f"action {slug}")
+    ctx = web(request)
+    service.ensure_visible(ctx, viewer, number)
+    form = await read_form(request)
+    with ctx.services.sessions.read() as session:
+        descriptions = {e.id: e.filename for e in load_record(session, viewer, number).evidence}
+    data = action_data(op.action, form, descriptions)
+    try:
+        result = await service.act(ctx, viewer, number, op, data)
+    except (BadInput, Refused) as exc:
+        # Back to the same form, with the reason next to it and everything typed kept.
+        values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+        errors = _by_field(exc.errors) if isinstance(exc, BadInput) else {"form": [str(exc)]}
+        return await _render_dispute(
+            request,
+            viewer,
+            number,
+            status=422 if isinstance(exc, BadInput) else 409,
+            failed=op.action,
+            errors=errors,
+            values=values,
+        )
+    return back(request, f"/disputes/{number}", f"{op.label}: {result.message}")
+
+
+@router.post("/disputes/{number}/evidence", response_class=HTMLResponse)
+async def upload_evidence(request: Request, viewer: ViewerDep, number: str) -> Response:
+    ctx = web(request)
+    service.ensure_visible(ctx, viewer, number)
+    form = await read_form(request)
+    try:
+        visibility = EvidenceVisibility(str(form.get("visibility") or "parties"))
+    except ValueError:
+        raise BadInput([("visibility", "choose parties, neutrals or side")]) from None
+    files = await read_uploads(form)
+    added = await service.add_evidence(
+        ctx,
+        viewer,
+        number,
+        files,
+        description=str(form.get("description") or "")[:2000],
+        visibility=visibility,
+        side_partner_id=str(form.get("side_partner_id") or "") or None,
+    )
+    return back(request, f"/disputes/{number}", f"evidence added: {', '.join(added)}")
+
+
+@router.get("/disputes/{number}/evidence/{evidence_id}")
+def download_evidence(
+    request: Request, viewer: ViewerDep, number: str, evidence_id: str
+) -> Response:
+    item, content = service.evidence_content(web(request), viewer, number, evidence_id)
+    return download_response(item.filename, item.content_type, content)

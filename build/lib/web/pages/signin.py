@@ -1,0 +1,148 @@
+"""Sign-in (password or single sign-on), sign-out, and the account page with API tokens."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from accord.access import Viewer
+from web.deps import optional_viewer, web
+from web.pages.common import HOME, ViewerDep, back, read_form, render
+from web.problems import BadInput
+from web.views import NotFound
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- sign-in ----------------------------------------------------------------------------------
+
+WHY = {
+    "expired": "Your session has ended. Sign in again.",
+    "signin": "Sign in to continue.",
+}
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request) -> Response:
+    viewer = optional_viewer(request)
+    return RedirectResponse(HOME[viewer.role] if viewer else "/login", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/", why: str = "") -> Response:
+    return render(request, "login.html", None, next=_safe_next(next), why=WHY.get(why), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await read_form(request)
+    login = str(form.get("login") or "").strip()
+    password = str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or "/"))
+    viewer = web(request).accounts.authenticate(login, password) if login and password else None
+    if viewer is None:
+        return render(
+            request,
+            "login.html",
+            None,
+            status=401,
+            next=target,
+            why=None,
+            error="That email and password do not match an active account.",
+            login=login,
+        )
+    _start_session(request, viewer)
+    return RedirectResponse(target if target != "/" else HOME[viewer.role], status_code=303)
+
+
+def _start_session(request: Request, viewer: Viewer) -> None:
+    request.session.clear()
+    request.session.update({"login": viewer.login, "issued_at": time.time()})
+
+
+def _safe_next(target: str) -> str:
+    """Only a local path: never an open redirect to another site."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    return back(request, "/login", "Signed out.")
+
+
+@router.get("/login/oidc")
+async def oidc_start(request: Request) -> Response:
+    from web.oidc import oidc_client
+
+    ctx = web(request)
+    if not ctx.settings.oidc_enabled:
+        raise NotFound("single sign-on")
+    client = oidc_client(ctx.settings)
+    redirect_uri = str(request.url_for("oidc_callback"))
+    response: Response = await client.authorize_redirect(request, redirect_uri)
+    return response
+
+
+@router.get("/auth/oidc", name="oidc_callback")
+async def oidc_callback(request: Request) -> Response:
+    from web.oidc import OidcFailed, oidc_login
+
+    ctx = web(request)
+    if not ctx.settings.oidc_enabled:
+        raise NotFound("single sign-on")
+    try:
+        email = await oidc_login(ctx.settings, request)
+    except OidcFailed as exc:
+        return render(request, "login.html", None, status=401, next="/", why=None, error=str(exc))
+    viewer = ctx.accounts.viewer_for(email)
+    if viewer is None:
+        return render(
+            request,
+            "login.html",
+            None,
+            status=403,
+            next="/",
+            why=None,
+            error=f"{email} has no active Accord account.",
+        )
+    _start_session(request, viewer)
+    return RedirectResponse(HOME[viewer.role], status_code=303)
+
+
+# --- account and API tokens -----------------------------------------------------------------------
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request, viewer: ViewerDep) -> Response:
+    tokens = web(request).accounts.tokens(viewer.login)
+    new_token = request.session.pop("new_token", None)
+    return render(request, "account.html", viewer, tokens=tokens, new_token=new_token)
+
+
+@router.post("/account/tokens")
+async def create_token(request: Request, viewer: ViewerDep) -> Response:
+    form = await read_form(request)
+    name = str(form.get("name") or "").strip()[:100]
+    if not name:
+        raise BadInput([("name", "name the token (what will use it)")])
+    request.session["new_token"] = web(request).accounts.issue_token(viewer.login, name)
+    return back(request, "/account", f"token {name!r} created; copy it now, it is shown once")
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def revoke_token(request: Request, viewer: ViewerDep, token_id: int) -> Response:
+    if not web(request).accounts.revoke_token(viewer.login, token_id):
+        raise NotFound(f"token {token_id}")
+    return back(request, "/account", "token revoked")
+
+
+@router.post("/account/sign-out-everywhere")
+def sign_out_everywhere(request: Request, viewer: ViewerDep) -> Response:
+    web(request).accounts.end_all_sessions(viewer.login)
+    request.session.clear()
+    return back(request, "/login", "Signed out of every session.")

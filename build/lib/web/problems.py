@@ -1,0 +1,85 @@
+"""Problem bodies (RFC 9457) and the exceptions the routes raise to produce them."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+
+class FieldProblem(BaseModel):
+    field: str
+    """The input at fault: a body field (`remedies`), a query parameter, or `form`."""
+    message: str
+
+
+class Problem(BaseModel):
+    """What every error of the API returns, as `application/problem+json`."""
+
+    type: str = Field(examples=["urn:accord:problem:validation"])
+    """urn:accord:problem: followed by validation, refused, not-found, forbidden,
+    unauthenticated, csrf, not-running, bad-request or internal."""
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {
+        "model": Problem,
+        "description": description,
+        "content": {"application/problem+json": {}},
+    }
+    for code, description in (
+        (401, "No valid API token or session"),
+        (403, "The role may not do this"),
+        (404, "No such dispute or item, or not visible to you"),
+        (409, "Refused by the dispute's rules (the workflow's validator says why)"),
+        (422, "Invalid input; `errors` names each field"),
+    )
+}
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    errors: list[tuple[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = Problem(
+        type=f"urn:accord:problem:{kind}",
+        title=title,
+        status=status,
+        detail=detail,
+        errors=[FieldProblem(field=f, message=m) for f, m in errors or []],
+    )
+    return JSONResponse(
+        body.model_dump(),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+class SignInRequired(Exception):
+    def __init__(self, reason: str, code: str = "signin") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        """signin (never signed in), expired (session too old or revoked)."""
+
+
+class Forbidden(Exception):
+    """The viewer's role may not use this page or route at all."""
+
+
+class BadInput(Exception):
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+        self.errors = errors
+
+    def summary(self) -> str:
+        return "; ".join(f"{f}: {m}" for f, m in self.errors)

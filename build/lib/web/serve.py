@@ -1,0 +1,57 @@
+"""Serve the web app with uvicorn, inside the embedded stack or as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+
+from accord.logs import configure_logging
+from accord.runtime import Services, build_services, connect, run_until_signalled
+from accord.settings import Settings
+from accord.tracing import configure_tracing
+from web.app import create_app
+
+SHUTDOWN_GRACE_SECONDS = 20
+"""On SIGTERM, requests in flight get this long to finish (compose stops the container after
+30 s); new connections are refused from the signal on."""
+
+
+class _Server(uvicorn.Server):
+    """Leaves signals to the caller, which stops every part of the stack together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve_web(
+    settings: Settings, stop: asyncio.Event, services: Services | None = None
+) -> None:
+    services = services or build_services(settings)
+    app = create_app(settings, services, lambda: connect(settings))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.web_host,
+            port=settings.web_port,
+            log_level="warning",
+            proxy_headers=True,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await serving
+    stopping.cancel()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.json_logs, settings.log_level)
+    configure_tracing("accord-web", settings.otel_endpoint)
+    run_until_signalled(lambda stop: serve_web(settings, stop))

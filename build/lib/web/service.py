@@ -1,0 +1,736 @@
+"""What the pages and the API do, once: file, act, add evidence, list, export.
+
+Every function takes the viewer and checks what they may see before anything else, so a
+route cannot forget it; a dispute that is not theirs is "not found", before any validator
+could say something about it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from sqlalchemy import func
+from sqlmodel import Session, col, or_, select
+
+from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
+from accord.audit import first_broken_link
+from accord.directory import (
+    Directory,
+    DirectoryError,
+    check_references,
+    import_directory,
+    parse_directory,
+)
+from accord.filing import FilingRejected
+from accord.precedents import anonymised
+from accord.reports import SlaReport
+from accord.reports import sla_report as build_sla_report
+from accord.runtime import build_filing
+from accord.search import Filters as SearchFilters
+from accord.search import dispute_matches
+from accord.search import search_precedents as full_text_search
+from models.enums import (
+    DisputeCategory,
+    DisputeStage,
+    EvidenceVisibility,
+    InboundState,
+    PartnerTier,
+    RemedyKind,
+    Role,
+)
+from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
+from models.tables import (
+    Dispute,
+    DisputeEvent,
+    DisputeParty,
+    Evidence,
+    EvidenceBlob,
+    InboundMessage,
+    Partner,
+    Person,
+    Precedent,
+)
+from web import evidence as uploads
+from web.app import WebContext
+from web.forms import field_errors
+from web.operations import Operation, build_payload, perform
+from web.problems import BadInput, Forbidden
+from web.views import NotFound
+from workflows.dispute import DisputeWorkflow
+
+PAGE_SIZE = 50
+
+
+# --- filing -----------------------------------------------------------------------------------
+
+
+async def file_dispute(
+    ctx: WebContext,
+    viewer: Viewer,
+    data: dict[str, Any],
+    files: list[uploads.Upload],
+    *,
+    evidence_visibility: EvidenceVisibility = EvidenceVisibility.PARTIES,
+) -> tuple[FilingResult, list[str]]:
+    """File for the viewer's own organisation; returns the result and the evidence ids."""
+    if viewer.role is not Role.PARTNER or viewer.actor.partner_id is None:
+        raise Forbidden("disputes are filed by partner users, for their own organisation")
+    claimant = data.get("claimant_id") or viewer.actor.partner_id
+    if claimant != viewer.actor.partner_id:
+        raise BadInput([("claimant_id", f"you file for {viewer.actor.partner_id} only")])
+    _check_uploads(ctx, files)
+    try:
+        submission = FilingSubmission.model_validate(
+            {**data, "claimant_id": claimant, "filed_by": viewer.login}
+        )
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+    service = build_filing(ctx.services, ctx.temporal())
+    try:
+        result = await service.file(submission)
+    except FilingRejected as exc:
+        raise BadInput([(e.field, e.message) for e in exc.errors]) from None
+    side = viewer.actor.partner_id if evidence_visibility is EvidenceVisibility.SIDE else None
+    added = await _attach(ctx, viewer, result.number, files, "", evidence_visibility, side)
+    return result, added
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+def ensure_visible(ctx: WebContext, viewer: Viewer, number: str) -> None:
+    with ctx.services.sessions.read() as session:
+        if not can_see_dispute(session, viewer, number):
+            raise NotFound(number)
+
+
+async def act(
+    ctx: WebContext, viewer: Viewer, number: str, op: Operation, data: dict[str, Any]
+) -> ActionResult:
+    ensure_visible(ctx, viewer, number)
+    if viewer.role is Role.COMPLIANCE:
+        raise Forbidden("compliance reads disputes; it never acts on them")
+    try:
+        payload = build_payload(op, viewer.actor, data)
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+    return await perform(ctx.temporal(), number, payload, op.update)
+
+
+async def add_evidence(
+    ctx: WebContext,
+    viewer: Viewer,
+    number: str,
+    files: list[uploads.Upload],
+    *,
+    description: str,
+    visibility: EvidenceVisibility,
+    side_partner_id: str | None,
+) -> list[str]:
+    ensure_visible(ctx, viewer, number)
+    if not files:
+        raise BadInput([("files", "choose at least one file")])
+    _check_uploads(ctx, files)
+    if visibility is EvidenceVisibility.SIDE and viewer.role is Role.PARTNER:
+        side_partner_id = side_partner_id or viewer.actor.partner_id
+    return await _attach(ctx, viewer, number, files, description, visibility, side_partner_id)
+
+
+def _check_uploads(ctx: WebContext, files: list[uploads.Upload]) -> None:
+    try:
+        uploads.check_uploads(ctx.settings, files)
+    except uploads.UploadProblem as problem:
+        raise BadInput([(problem.field, problem.message)]) from None
+
+
+async def _attach(
+    ctx: WebContext,
+    viewer: Viewer,
+    number: str,
+    files: list[uploads.Upload],
+    description: str,
+    visibility: EvidenceVisibility,
+    side_partner_id: str | None,
+) -> list[str]:
+    added: list[str] = []
+    for upload in files:
+        try:
+            item = uploads.store(
+                ctx.services.sessions,
+                upload,
+                description=description,
+                visibility=visibility,
+                side_partner_id=side_partner_id,
+            )
+            payload = AddEvidence(actor=viewer.actor, evidence=item)
+        except ValidationError as exc:
+            raise BadInput(field_errors(exc)) from None
+        result = await perform(ctx.temporal(), number, payload, DisputeWorkflow.add_evidence)
+        added.append(result.reference or item.id)
+    return added
+
+
+def evidence_content(
+    ctx: WebContext, viewer: Viewer, number: str, evidence_id: str
+) -> tuple[Evidence, bytes]:
+    from accord.access import may_read_evidence
+
+    with ctx.services.sessions.read() as session:
+        if not can_see_dispute(session, viewer, number):
+            raise NotFound(number)
+        item = session.get(Evidence, evidence_id)
+        if item is None or item.dispute_number != number or not may_read_evidence(viewer, item):
+            raise NotFound(evidence_id)
+        blob = session.get(EvidenceBlob, item.sha256)
+        if blob is None:
+            raise NotFound(evidence_id)
+        return item, blob.content
+
+
+# --- lists ------------------------------------------------------------------------------------
+
+
+class DisputeFilters(BaseModel):
+    """What a dispute list can be narrowed by; the same for pages, API and exports."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    stage: DisputeStage | None = None
+    category: DisputeCategory | None = None
+    party: Annotated[str, StringConstraints(max_length=64)] | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    filed_from: date | None = None
+    filed_to: date | None = None
+    open_only: bool = False
+
+    def as_query(self) -> dict[str, str]:
+        return {
+            k: str(v.value if hasattr(v, "value") else v)
+            for k, v in self.model_dump().items()
+            if v not in (None, False, "")
+        }
+
+
+def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
+    """The disputes this viewer may see that pass the filters, and, when there are words to
+    search, the full-text rank to order them by (else None)."""
+    query = select(Dispute).where(dispute_scope(viewer))
+    rank = None
+    if filters.stage:
+        query = query.where(Dispute.stage == filters.stage)
+    if filters.category:
+        query = query.where(Dispute.category == filters.category)
+    if filters.party:
+        query = query.where(
+            col(Dispute.number).in_(
+                select(DisputeParty.dispute_number).where(DisputeParty.partner_id == filters.party)
+            )
+        )
+    if filters.q:
+        # A dispute number, or the start of one, by prefix; anything else by full text.
+        by_number = col(Dispute.number).ilike(f"{filters.q.strip()}%")
+        matches = dispute_matches(dialect, filters.q)
+        if matches is None:
+            query = query.where(by_number)
+        else:
+            found = matches.subquery("found")
+            query = query.outerjoin(found, found.c.number == Dispute.number).where(
+                or_(found.c.number.is_not(None), by_number)
+            )
+            rank = found.c.rank
+    if filters.filed_from:
+        query = query.where(Dispute.filed_at >= datetime.combine(filters.filed_from, time(), UTC))
+    if filters.filed_to:
+        query = query.where(Dispute.filed_at < datetime.combine(filters.filed_to, time.max, UTC))
+    if filters.open_only:
+        query = query.where(col(Dispute.closed_at).is_(None))
+    return query, rank
+
+
+def list_disputes(
+    session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
+) -> tuple[list[Dispute], int]:
+    query, rank = _filtered(viewer, filters, session.get_bind().dialect.name)
+    if viewer.role is Role.PARTNER and filters == DisputeFilters():
+        # "My disputes" unfiltered: the party rows count them without touching the disputes.
+        total = session.exec(
+            select(func.count())
+            .select_from(DisputeParty)
+            .where(DisputeParty.partner_id == viewer.actor.partner_id)
+        ).one()
+    else:
+        total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    newest = col(Dispute.filed_at).desc()
+    # Best match first; a dispute found by its number alone has no rank and comes after.
+    order = [newest] if rank is None else [rank.asc().nulls_last(), newest]
+    rows = session.exec(
+        query.order_by(*order).offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+    ).all()
+    return list(rows), int(total)
+
+
+# --- the directory (admins) -----------------------------------------------------------------------
+
+
+def import_directory_text(ctx: WebContext, viewer: Viewer, text: str) -> Directory:
+    """Parse, check and import a directory file in one transaction: all of it or nothing."""
+    _require_admin(viewer)
+    try:
+        directory = parse_directory(text)
+        with ctx.services.sessions.begin() as session:
+            check_references(session, directory)
+            import_directory(session, directory)
+    except DirectoryError as exc:
+        raise BadInput([_directory_problem(p) for p in exc.problems]) from None
+    return directory
+
+
+def _directory_problem(problem: str) -> tuple[str, str]:
+    where, sep, message = problem.partition(": ")
+    return (where, message) if sep else ("file", problem)
+
+
+Domain = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+    ),
+]
+
+
+class PersonUpdate(BaseModel):
+    """An admin's change to a person: capacity, declared conflicts, whether active."""
+
+    model_config = ConfigDict(extra="forbid")
+    active: bool | None = None
+    case_limit: Annotated[int, Field(ge=0, le=500)] | None = None
+    declared_conflicts: (
+        Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] | None
+    ) = None
+    """Partner ids, or kind:ref object references, the person must not judge."""
+
+
+class PartnerUpdate(BaseModel):
+    """An admin's change to a partner: tier, email domains, calendar, whether active."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier: PartnerTier | None = None
+    active: bool | None = None
+    email_domains: Annotated[list[Domain], Field(max_length=50)] | None = None
+    calendar: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+def update_person(ctx: WebContext, viewer: Viewer, person_id: str, change: PersonUpdate) -> Person:
+    _require_admin(viewer)
+    with ctx.services.sessions.begin() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise NotFound(person_id)
+        for name, value in change.model_dump(exclude_none=True).items():
+            setattr(person, name, value)
+        session.add(person)
+        return person
+
+
+def update_partner(
+    ctx: WebContext, viewer: Viewer, partner_id: str, change: PartnerUpdate
+) -> Partner:
+    _require_admin(viewer)
+    calendars = ctx.services.playbooks.in_force(date.today()).calendars
+    if change.calendar is not None and change.calendar not in calendars:
+        raise BadInput([("calendar", f"not a calendar of the playbook ({', '.join(calendars)})")])
+    with ctx.services.sessions.begin() as session:
+        partner = session.get(Partner, partner_id)
+        if partner is None:
+            raise NotFound(partner_id)
+        for name, value in change.model_dump(exclude_none=True).items():
+            setattr(partner, name, value)
+        session.add(partner)
+        return partner
+
+
+def _require_admin(viewer: Viewer) -> None:
+    if viewer.role is not Role.ADMIN:
+        raise Forbidden("the directory is maintained by admins")
+
+
+# --- email intake (admins) ----------------------------------------------------------------------
+
+
+def inbound_messages(ctx: WebContext, viewer: Viewer, state: str) -> list[InboundMessage]:
+    _require_admin(viewer)
+    try:
+        wanted = InboundState(state)
+    except ValueError:
+        raise BadInput([("state", f"one of {', '.join(s.value for s in InboundState)}")]) from None
+    with ctx.services.sessions.read() as session:
+        return list(
+            session.exec(
+                select(InboundMessage)
+                .where(InboundMessage.state == wanted)
+                .order_by(col(InboundMessage.received_at).desc())
+                .limit(200)
+            ).all()
+        )
+
+
+def inbound_original(ctx: WebContext, viewer: Viewer, inbound_id: int) -> bytes:
+    _require_admin(viewer)
+    with ctx.services.sessions.read() as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row is None:
+            raise NotFound(f"message {inbound_id}")
+        return bytes(row.raw)
+
+
+async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decision: str) -> str:
+    """An admin's decision on a held message: process it again (after adding the sender to the
+    directory, say) or discard it; either way the decision is recorded on the message."""
+    _require_admin(viewer)
+    if decision not in ("retry", "discard"):
+        raise NotFound(f"decision {decision}")
+    with ctx.services.sessions.begin() as session:
+        row = session.get(InboundMessage, inbound_id)
+        if row is None:
+            raise NotFound(f"message {inbound_id}")
+        if row.state is not InboundState.QUARANTINED:
+            raise BadInput([("state", f"message {inbound_id} is {row.state.value}, not held")])
+        note = f"{decision} by {viewer.login} (was: {row.reason})"
+        row.state = InboundState.RECEIVED if decision == "retry" else InboundState.IGNORED
+        row.reason = note[:5000]
+        session.add(row)
+    if decision == "discard":
+        return f"message {inbound_id} discarded"
+    from intake.processor import IntakeProcessor
+
+    state = await IntakeProcessor(ctx.services, ctx.temporal()).process(inbound_id)
+    return f"message {inbound_id} processed again: {state.value}"
+
+
+# --- exports (compliance and admins) --------------------------------------------------------------
+
+EXPORT_LIMIT = 100_000
+DISPUTE_COLUMNS = (
+    "number",
+    "category",
+    "stage",
+    "claimant_id",
+    "respondent_ids",
+    "summary",
+    "amount_at_stake",
+    "currency",
+    "mediator_id",
+    "playbook_version",
+    "filed_at",
+    "stage_deadline",
+    "closed_at",
+    "outcome",
+)
+
+
+def _require_auditor(viewer: Viewer) -> None:
+    if not may_read_raw_audit(viewer):
+        raise Forbidden("exports and audit trails are for compliance and admins")
+
+
+def sla_report(ctx: WebContext, viewer: Viewer, period: DateRange) -> SlaReport:
+    """The SLA and channel-health report over disputes filed in the period (compliance, admins).
+    Without a period: the last 90 days."""
+    _require_auditor(viewer)
+    now = datetime.now(UTC)
+    start, end = period.bounds()
+    if start is None and end is None:
+        start = now - timedelta(days=REPORT_DEFAULT_DAYS)
+    with ctx.services.sessions.read() as session:
+        return build_sla_report(session, start, end, now)
+
+
+def export_sla_report(report: SlaReport, fmt: str) -> str:
+    if fmt == "json":
+        return report.model_dump_json(indent=1)
+    return _serialise(report.rows(), ("section", "name", "measure", "value"), fmt)
+
+
+REPORT_DEFAULT_DAYS = 90
+
+
+def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fmt: str) -> str:
+    _require_auditor(viewer)
+    with ctx.services.sessions.read() as session:
+        query, _ = _filtered(viewer, filters, session.get_bind().dialect.name)
+        rows = session.exec(query.order_by(col(Dispute.filed_at)).limit(EXPORT_LIMIT)).all()
+        records = [{c: _plain(getattr(r, c)) for c in DISPUTE_COLUMNS} for r in rows]
+    return _serialise(records, DISPUTE_COLUMNS, fmt)
+
+
+AUDIT_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "content", "prev_hash", "hash")
+PRECEDENT_COLUMNS = (
+    "dispute_number",
+    "category",
+    "outcome",
+    "playbook_version",
+    "clauses",
+    "claimant_tier",
+    "claimant_region",
+    "amount_at_stake",
+    "decided_at",
+    "parties",
+    "remedies",
+    "facts",
+    "rationale",
+    "precedents_cited",
+    "votes_summary",
+)
+
+
+class DateRange(BaseModel):
+    """From a day to a day, both included; either end may be open."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    start: date | None = Field(default=None, alias="from")
+    end: date | None = Field(default=None, alias="to")
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        start = datetime.combine(self.start, time(), UTC) if self.start else None
+        end = datetime.combine(self.end, time.max, UTC) if self.end else None
+        return start, end
+
+
+def export_precedents(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: str) -> str:
+    """The full record of every precedent decided in the period (compliance and admins)."""
+    _require_auditor(viewer)
+    start, end = period.bounds()
+    query = select(Precedent).order_by(col(Precedent.decided_at))
+    if start:
+        query = query.where(Precedent.decided_at >= start)
+    if end:
+        query = query.where(Precedent.decided_at <= end)
+    with ctx.services.sessions.read() as session:
+        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
+        records = [{c: _plain(getattr(r, c)) for c in PRECEDENT_COLUMNS} for r in rows]
+    return _serialise(records, PRECEDENT_COLUMNS, fmt)
+
+
+def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: str) -> str:
+    """Every audit entry recorded in the period, across disputes, with its hashes."""
+    _require_auditor(viewer)
+    start, end = period.bounds()
+    query = select(DisputeEvent).order_by(col(DisputeEvent.at), col(DisputeEvent.id))
+    if start:
+        query = query.where(DisputeEvent.at >= start)
+    if end:
+        query = query.where(DisputeEvent.at <= end)
+    columns = ("dispute_number", *AUDIT_COLUMNS)
+    with ctx.services.sessions.read() as session:
+        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
+        records = [{c: _plain(getattr(r, c)) for c in columns} for r in rows]
+    return _serialise(records, columns, fmt)
+
+
+def audit_trail(
+    ctx: WebContext, viewer: Viewer, number: str
+) -> tuple[list[DisputeEvent], int | None]:
+    _require_auditor(viewer)
+    with ctx.services.sessions.read() as session:
+        if session.get(Dispute, number) is None:
+            raise NotFound(number)
+        events = list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == number)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
+    return events, first_broken_link(events)
+
+
+def export_audit(ctx: WebContext, viewer: Viewer, number: str, fmt: str) -> str:
+    events, _ = audit_trail(ctx, viewer, number)
+    records = [{c: _plain(getattr(e, c)) for c in AUDIT_COLUMNS} for e in events]
+    return _serialise(records, AUDIT_COLUMNS, fmt)
+
+
+def export_response(body: str, filename: str, fmt: str) -> Response:
+    """An export as a download: CSV or JSON."""
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, list | dict):
+        return value
+    return value if value is None or isinstance(value, int | float | str) else str(value)
+
+
+def _serialise(records: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(records, indent=1, default=str)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns))
+    writer.writeheader()
+    for record in records:
+        writer.writerow(
+            {
+                k: _csv_cell(json.dumps(v) if isinstance(v, list | dict) else v)
+                for k, v in record.items()
+            }
+        )
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas: a cell starting with = + - @ is prefixed with '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+# --- precedents (the full record, or the anonymised view for partners) ---------------------------
+
+
+class PrecedentQuery(BaseModel):
+    """The precedent library's query: words, facet filters, a decision period, a page."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    q: Annotated[str, StringConstraints(max_length=200)] = ""
+    category: DisputeCategory | None = None
+    outcome: Annotated[str, StringConstraints(max_length=64)] | None = None
+    tier: PartnerTier | None = None
+    region: Annotated[str, StringConstraints(max_length=64)] | None = None
+    remedy: RemedyKind | None = None
+    clause: Annotated[str, StringConstraints(max_length=128)] | None = None
+    sla: Literal["met", "breached"] | None = None
+    decided_from: date | None = Field(default=None, alias="from")
+    decided_to: date | None = Field(default=None, alias="to")
+    page: Annotated[int, Field(ge=1, le=100)] = 1
+
+    def filters(self) -> SearchFilters:
+        start = datetime.combine(self.decided_from, time(), UTC) if self.decided_from else None
+        end = (
+            datetime.combine(self.decided_to + timedelta(days=1), time(), UTC)
+            if self.decided_to
+            else None
+        )
+        return SearchFilters(
+            category=self.category.value if self.category else None,
+            outcome=self.outcome,
+            tier=self.tier.value if self.tier else None,
+            region=self.region,
+            remedy=self.remedy.value if self.remedy else None,
+            clause=self.clause,
+            sla=self.sla,
+            decided_from=start,
+            decided_to=end,
+        )
+
+    def selected(self) -> dict[str, str]:
+        """The facet filters in force, as the facet counts name their values."""
+        facets = ("category", "outcome", "tier", "region", "remedy", "clause", "sla")
+        dumped = self.model_dump(mode="json")
+        return {name: str(dumped[name]) for name in facets if dumped[name]}
+
+    def as_query(self, **change: Any) -> str:
+        """This query as URL parameters, with some changed (a facet link, the next page)."""
+        values = {**self.model_dump(by_alias=True, mode="json"), "page": None, **change}
+        return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+
+LIBRARY_PAGE = 20
+
+
+def precedent_library(
+    session: Session, viewer: Viewer, query: PrecedentQuery, threshold: Decimal
+) -> dict[str, Any]:
+    """One page of the precedent library: ranked hits with snippets, the number of matches,
+    facet counts and notes on how the query was read. Partners search the anonymised view."""
+    public = viewer.role is Role.PARTNER
+    result = full_text_search(
+        session,
+        query.q,
+        public=public,
+        filters=query.filters(),
+        limit=LIBRARY_PAGE,
+        offset=(query.page - 1) * LIBRARY_PAGE,
+    )
+    rows = {
+        p.id: p
+        for p in session.exec(
+            select(Precedent).where(col(Precedent.id).in_([h.id for h in result.hits] or [-1]))
+        ).all()
+    }
+    hits = [
+        {
+            **precedent_view(rows[h.id], not public, threshold),
+            "score": round(h.score, 3),
+            "snippet_html": h.snippet_html,
+        }
+        for h in result.hits
+        if h.id in rows
+    ]
+    return {
+        "total": result.total,
+        "exact_total": result.exact_total,
+        "page": query.page,
+        "pages": max(1, -(-result.total // LIBRARY_PAGE)),
+        "hits": hits,
+        "facets": result.facets,
+        "notes": list(result.notes),
+    }
+
+
+def search_precedents(
+    session: Any, viewer: Viewer, q: str, threshold: Decimal
+) -> list[dict[str, Any]]:
+    """Precedents matching a query (full text, ranked): partners search and read only the
+    anonymised view, so a party's name can neither find nor show a precedent."""
+    public = viewer.role is Role.PARTNER
+    result = full_text_search(session, q, public=public, limit=50)
+    found: list[dict[str, Any]] = []
+    for hit in result.hits:
+        row = session.get(Precedent, hit.id)
+        if row is None:
+            continue
+        found.append(
+            {**precedent_view(row, not public, threshold), "snippet_html": hit.snippet_html}
+        )
+    return found
+
+
+def precedent_view(p: Precedent, full: bool, threshold: Decimal) -> dict[str, Any]:
+    if full:
+        return {
+            "id": p.id,
+            "reference": p.dispute_number,
+            "category": p.category.value,
+            "outcome": p.outcome,
+            "facts": p.facts,
+            "rationale": p.rationale,
+            "parties": ", ".join(str(x.get("name", "")) for x in p.parties),
+            "decided_at": p.decided_at,
+        }
+    view = anonymised(p, threshold)
+    return {
+        "id": p.id,
+        "reference": f"P-{p.id}",
+        "category": view["category"],
+        "outcome": view["outcome"],
+        "facts": view["facts"],
+        "rationale": view["rationale"],
+        "parties": ", ".join([view["claimant"], *view["respondents"]]),
+        "decided_at": p.decided_at,
+    }

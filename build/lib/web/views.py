@@ -1,0 +1,206 @@
+"""What one viewer sees of a dispute, built once and rendered by both the pages and the API.
+
+The read model (database) gives the record and the timeline; the workflow's query gives the
+live state (offers, requests, notes, panel). Both are filtered here through accord.access,
+so a page and an API response can never disagree about what a role may see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from accord.access import (
+    Viewer,
+    can_see_dispute,
+    may_read_evidence,
+    may_read_note,
+    may_see_votes,
+    side_of,
+    visible_events,
+)
+from models.enums import Action, Role, TaskState
+from models.payloads import DisputeState
+from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner, Task
+from web.operations import OPERATIONS, Operation
+from workflows.dispute import DisputeWorkflow
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
+class NotFound(LookupError):
+    """No such thing, or not for this viewer: the two are deliberately indistinguishable."""
+
+
+@dataclass
+class DisputeFile:
+    row: Dispute
+    parties: dict[str, Partner]
+    side: str | None
+    events: list[DisputeEvent]
+    evidence: list[Evidence]
+    state: DisputeState | None = None
+    """None when the workflow did not answer; pages then show the read model alone."""
+    operations: list[Operation] = field(default_factory=list)
+
+    def party_name(self, partner_id: str) -> str:
+        partner = self.parties.get(partner_id)
+        return partner.name if partner else partner_id
+
+
+def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
+    """The read-model part: record, parties, visible timeline and evidence."""
+    if not can_see_dispute(session, viewer, number):
+        raise NotFound(number)
+    row = session.get(Dispute, number)
+    if row is None:
+        raise NotFound(number)
+    party_ids = session.exec(
+        select(DisputeParty.partner_id).where(DisputeParty.dispute_number == number)
+    ).all()
+    parties = {
+        p.id: p for p in session.exec(select(Partner).where(col(Partner.id).in_(party_ids))).all()
+    }
+    evidence_rows = session.exec(
+        select(Evidence).where(Evidence.dispute_number == number).order_by(col(Evidence.added_at))
+    ).all()
+    by_id = {e.id: e for e in evidence_rows}
+    events = session.exec(
+        select(DisputeEvent)
+        .where(DisputeEvent.dispute_number == number)
+        .order_by(col(DisputeEvent.seq))
+    ).all()
+    return DisputeFile(
+        row=row,
+        parties=parties,
+        side=side_of(session, viewer, number),
+        events=visible_events(viewer, list(events), by_id),
+        evidence=[e for e in evidence_rows if may_read_evidence(viewer, e)],
+    )
+
+
+async def load_live(client: Client, viewer: Viewer, record: DisputeFile) -> DisputeFile:
+    """Add the workflow's live state, filtered for the viewer, and the actions it offers them."""
+    handle = client.get_workflow_handle_for(DisputeWorkflow.run, record.row.number)
+    try:
+        state: DisputeState = await asyncio.wait_for(
+            handle.query(DisputeWorkflow.get_state), QUERY_TIMEOUT.total_seconds()
+        )
+    except (RPCError, TimeoutError):
+        return record
+    record.state = filtered_state(viewer, state)
+    record.operations = offered_operations(viewer, state)
+    return record
+
+
+def filtered_state(viewer: Viewer, state: DisputeState) -> DisputeState:
+    notes = tuple(n for n in state.notes if may_read_note(viewer, n))
+    requests = state.information_requests
+    if viewer.role is Role.PARTNER:
+        # A request to one side is between that side and the mediator.
+        requests = tuple(r for r in requests if r.party_id == viewer.actor.partner_id)
+    review = state.review
+    if review is not None and not may_see_votes(viewer):
+        review = review.model_copy(update={"votes": ()})
+    return state.model_copy(
+        update={
+            "notes": notes,
+            "information_requests": requests,
+            "review": review,
+            # Other disputes' records: staff only (partners search the anonymised view).
+            "similar": None if viewer.role is Role.PARTNER else state.similar,
+            # The history is served from the audit trail, filtered entry by entry.
+            "history": (),
+        }
+    )
+
+
+def offered_operations(viewer: Viewer, state: DisputeState) -> list[Operation]:
+    """The actions to show: allowed for the role in this stage by the transition table, and
+    plausibly for this person. The workflow still decides; this only avoids dead buttons."""
+    allowed = set(state.allowed_actions.get(viewer.role.value, ()))
+    me = viewer.actor.id
+    review = state.review
+    panel = {m.person_id for m in review.panel} if review else set()
+    chair = review.chair.person_id if review and review.chair else None
+    voted = {v.person_id for v in review.votes} if review else set()
+    offered: list[Operation] = []
+    for action in allowed:
+        op = OPERATIONS.get(action)
+        if op is None:
+            continue
+        if (
+            viewer.role is Role.MEDIATOR
+            and action is not Action.ACCEPT_ASSIGNMENT
+            and me not in (state.mediator_id, state.candidate_mediator_id)
+        ):
+            continue
+        if action is Action.ACCEPT_ASSIGNMENT and state.candidate_mediator_id != me:
+            continue
+        if action is Action.WITHDRAW and viewer.actor.partner_id != state.claimant_id:
+            continue
+        if action is Action.CAST_VOTE and (me not in panel or me in voted):
+            continue
+        if action in (Action.ISSUE_RULING,) and me != chair:
+            continue
+        if viewer.role is Role.BOARD and action is Action.DISMISS and me != chair:
+            continue
+        if action is Action.RECUSE and viewer.role is Role.BOARD and me not in {*panel, chair}:
+            continue
+        if action is Action.ANSWER_INFORMATION and not any(
+            r.answered_at is None and r.party_id == viewer.actor.partner_id
+            for r in state.information_requests
+        ):
+            continue
+        if action is Action.RESPOND_TO_OFFER and not any(
+            o.open and viewer.actor.partner_id not in o.responses for o in state.offers
+        ):
+            continue
+        offered.append(op)
+    return sorted(offered, key=lambda op: list(OPERATIONS).index(op.action))
+
+
+# --- tasks and SLA state -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    task: Task
+    sla: str
+    """on_time, warned (past half of its window), breached, or none (no deadline)."""
+
+
+def sla_state(task: Task, now: datetime) -> str:
+    if task.due_at is None:
+        return "none"
+    if now >= task.due_at:
+        return "breached"
+    window = (task.due_at - task.created_at).total_seconds()
+    if window > 0 and (now - task.created_at).total_seconds() >= window / 2:
+        return "warned"
+    return "on_time"
+
+
+def inbox(session: Session, viewer: Viewer, *, limit: int = 200) -> list[InboxItem]:
+    """Open tasks for this viewer, soonest due first (no deadline last)."""
+    mine: list[str] = [viewer.actor.id]
+    if viewer.actor.partner_id:
+        mine.append(viewer.actor.partner_id)
+    query = select(Task).where(Task.state == TaskState.OPEN)
+    if viewer.role is Role.ADMIN:
+        query = query.where(
+            col(Task.assignee_id).in_(mine)
+            | (col(Task.assignee_id).is_(None) & (Task.assignee_role == Role.ADMIN))
+        )
+    else:
+        query = query.where(col(Task.assignee_id).in_(mine))
+    rows = session.exec(
+        query.order_by(col(Task.due_at).is_(None), col(Task.due_at)).limit(limit)
+    ).all()
+    now = datetime.now(UTC)
+    return [InboxItem(task=t, sla=sla_state(t, now)) for t in rows]

@@ -1,0 +1,99 @@
+"""Run an Accord worker against the Temporal address in the settings.
+
+    python worker.py            # or: accord worker
+
+Scale out by starting more of these; they share the task queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from accord.filing import FilingService
+from accord.logs import configure_logging
+from accord.runtime import (
+    Services,
+    build_filing,
+    build_services,
+    build_worker,
+    connect,
+    run_until_signalled,
+)
+from accord.settings import Settings
+from accord.tracing import configure_tracing
+from accord.worker_health import WorkerState, health_app, serve_health
+from models import search_attributes
+
+log = logging.getLogger("accord.worker")
+
+
+async def recover_interrupted_work(
+    services: Services, filing: FilingService, interval: float
+) -> None:
+    """Finish what a crash interrupted: mail left pending, filings stored but never started."""
+    while True:
+        try:
+            sent = await services.outbox.relay_once()
+            if sent:
+                log.info("outbox relay sent %d pending messages", sent)
+            started = await filing.start_stranded()
+            if started:
+                log.info("started stranded filings: %s", ", ".join(started))
+        except Exception:
+            log.exception("recovery pass failed; retrying")
+        await asyncio.sleep(interval)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    settings.check()
+    services = build_services(settings)
+    client = await connect(settings, sdk_metrics=True)
+    # A server started elsewhere may not know them yet; a workflow upserting an unknown
+    # attribute would fail every task.
+    await search_attributes.register(client, settings.temporal_namespace)
+    worker = build_worker(client, services, settings.task_queue)
+    stop = stop or asyncio.Event()
+    filing = build_filing(services, client)
+    relay = asyncio.create_task(
+        recover_interrupted_work(services, filing, settings.outbox_relay_interval_seconds)
+    )
+    state = WorkerState()
+    health_stop = asyncio.Event()
+    health = (
+        asyncio.create_task(
+            serve_health(
+                health_app(services.sessions, client, state),
+                settings.worker_health_host,
+                settings.worker_health_port,
+                health_stop,
+            )
+        )
+        if settings.worker_health_port
+        else None
+    )
+    async with worker:
+        state.polling = True
+        log.info("worker polling %s on %s", settings.task_queue, settings.temporal_address)
+        await stop.wait()
+        # Not ready from here on: in-flight activities finish (the worker's graceful
+        # shutdown) while nothing new is routed to this process.
+        state.polling = False
+    relay.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await relay
+    health_stop.set()
+    if health is not None:
+        await health
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.json_logs, settings.log_level)
+    configure_tracing("accord-worker", settings.otel_endpoint)
+    run_until_signalled(lambda stop: run_worker(settings, stop))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Temporal workflows: one DisputeWorkflow per dispute."""

@@ -1,0 +1,614 @@
+"""Shared state and plumbing of DisputeWorkflow: the audit trail, tasks, notifications.
+
+Every entry goes through `_record`, one at a time, so the audit trail's sequence numbers and
+hash chain follow the order things happened; task inbox changes ride on the same write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assignment import AssignmentActivities
+    from activities.deadlines import DeadlineActivities
+    from activities.notify import NotificationActivities
+    from activities.records import RecordActivities
+    from models import search_attributes
+    from models.enums import (
+        Action,
+        DisputeStage,
+        Role,
+        TaskKind,
+    )
+    from models.payloads import (
+        SYSTEM,
+        ActionPayload,
+        ActionResult,
+        Actor,
+        Appeal,
+        CastVote,
+        Deadline,
+        DeadlineRequest,
+        DisputeInput,
+        EventRecord,
+        EvidenceItem,
+        HistoryEntry,
+        MediatorChoice,
+        MediatorRequest,
+        NoteView,
+        NotificationRequest,
+        OpenTask,
+        PanelChoice,
+        Party,
+        PrecedentRecord,
+        ProposeSettlement,
+        RecordAssignment,
+        Remedy,
+        RemedyProgress,
+        RulingView,
+        SimilarPrecedents,
+        SimilarRequest,
+        TaskOpen,
+        remedy_parties,
+    )
+    from workflows.consistency import acknowledged, divergences
+    from workflows.transitions import why_not
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+ACTIVITY_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+
+_T = TypeVar("_T")
+
+# Patches, in the order they were introduced (see README, "Changing the workflow").
+REMEDY_STAGE_PATCH = "remedy-stage"
+"""Settlements go through the remedy stage before closing (histories before it close at once)."""
+
+FORMAL_REVIEW_PATCH = "formal-review"
+"""Disputes in formal review are reviewed by a board panel (histories before it just wait)."""
+
+REMEDY_DEADLINE_PATCH = "remedy-deadline"
+"""The remedy stage has its own deadline; passing it escalates to the admins."""
+
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+"""The workflow keeps its search attributes (stage, category, deadline, tier, region) current."""
+
+SIMILAR_PRECEDENTS_PATCH = "similar-precedents"
+"""Similar precedents are attached at triage and to each panel's case file, and settlements and
+rulings that diverge from them need an acknowledgement."""
+
+
+REMEDY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=5,
+    non_retryable_error_types=["RemedyRefused"],
+)
+"""A remedy that still fails after this becomes an admin task."""
+
+MEDIATION_STAGES = frozenset({DisputeStage.MEDIATION, DisputeStage.AWAITING_PARTY})
+
+
+@dataclass
+class InformationRequest:
+    id: str
+    party_id: str
+    questions: str
+    requested_at: datetime
+    deadline: Deadline
+    answered_at: datetime | None = None
+    answer: str | None = None
+
+
+@dataclass
+class Offer:
+    id: str
+    view: ProposeSettlement
+    proposed_at: datetime
+    responses: dict[str, bool] = field(default_factory=dict)
+    open: bool = True
+
+
+@dataclass
+class Clock:
+    """One running deadline and the warnings already sent for it."""
+
+    deadline: Deadline
+    warned: set[float] = field(default_factory=set)
+
+
+class DisputeCore:
+    def __init__(self) -> None:
+        self._d: DisputeInput
+        self._stage = DisputeStage.FILED
+        self._seq = 0
+        self._record_lock = asyncio.Lock()
+        self._history: list[HistoryEntry] = []
+        self._stage_log: list[tuple[DisputeStage, datetime]] = []
+        self._round = 0
+        self._candidate: MediatorChoice | None = None
+        self._mediator: MediatorChoice | None = None
+        self._excluded: list[str] = []
+        self._admin_pick: tuple[MediatorChoice, Actor, str] | None = None
+        self._clocks: dict[str, Clock] = {}
+        self._breaches: list[str] = []
+        self._info: dict[str, InformationRequest] = {}
+        self._pending_info: str | None = None
+        self._offers: dict[str, Offer] = {}
+        self._agreed: Offer | None = None
+        self._impasse: str | None = None
+        self._notes: list[NoteView] = []
+        self._tasks: dict[str, OpenTask] = {}
+        self._linked: list[str] = []
+        self._evidence_ids: list[str] = []
+        self._inbound_ids: list[int] = []
+        self._outcome: str | None = None
+        self._wakeups = 0
+        self._remedies: dict[int, RemedyProgress] = {}
+        self._remedy_keys: dict[int, str] = {}
+        self._remedies_done = False
+        self._remedy_waiting: int | None = None
+        """Position of the remedy an admin must retry or waive, while one is."""
+        self._remedy_decision: str | None = None
+        # formal review
+        self._review_round = 0
+        self._panel: PanelChoice | None = None
+        self._awaiting_panel = False
+        self._redraw_requested = False
+        self._past_panelists: list[str] = []
+        """First-round panelists and anyone who recused from a panel: never drawn again."""
+        self._vacancies: list[str] = []
+        """Panel seats (a function, or 'chair') emptied by a recusal and not yet refilled."""
+        self._votes: dict[str, tuple[CastVote, datetime]] = {}
+        self._unsealed = False
+        self._ruling: RulingView | None = None
+        self._rulings: list[RulingView] = []
+        self._appeal: Appeal | None = None
+        self._appeal_deadline: datetime | None = None
+        self._similar: SimilarPrecedents | None = None
+        """The precedents a decision is compared with: triage's, then the panel's case file."""
+
+    def _wake(self) -> None:
+        """Make every waiting clock look again: a deadline moved or the stage changed."""
+        self._wakeups += 1
+
+    async def _choose_mediator(self, chosen_person_id: str | None) -> MediatorChoice:
+        return await workflow.execute_activity_method(
+            AssignmentActivities.assign_mediator,
+            MediatorRequest(
+                number=self._d.number,
+                round=self._round + 1,
+                party_ids=self._party_ids(),
+                contested_objects=tuple(self._d.filing.contested_objects),
+                excluded_person_ids=tuple(self._excluded),
+                chosen_person_id=chosen_person_id,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _compute_deadline(self, purpose: str, calendar: str, days: int) -> Deadline:
+        return await workflow.execute_activity_method(
+            DeadlineActivities.compute_deadline,
+            DeadlineRequest(
+                purpose=purpose,
+                calendar=calendar,
+                playbook_version=self._d.terms.version,
+                starts_at=workflow.now(),
+                business_days=days,
+                warning_fractions=self._d.terms.warning_fractions,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    # ======================================================================================
+    # Recording, tasks, notifications
+    # ======================================================================================
+
+    async def _record(
+        self,
+        actor: Actor,
+        action: str,
+        summary: str,
+        *,
+        content: dict[str, Any],
+        stage: DisputeStage | None = None,
+        deadline: Deadline | None = None,
+        clear_deadline: bool = False,
+        mediator_id: str | None = None,
+        outcome: str | None = None,
+        assignment: RecordAssignment | None = None,
+        opens: tuple[TaskOpen, ...] = (),
+        done: tuple[str, ...] = (),
+        cancelled: tuple[str, ...] = (),
+        evidence: EvidenceItem | None = None,
+    ) -> int:
+        """Append to the audit trail, and in the same write project the read model and the
+        task inbox, so the two never disagree; returns the entry's seq."""
+        async with self._record_lock:
+            self._seq += 1
+            seq = self._seq
+            at = workflow.now()
+            if stage is not None:
+                self._stage_log.append((stage, at))
+            if stage is not None or deadline is not None or clear_deadline:
+                self._publish_search_attributes(stage or self._stage, deadline, clear_deadline)
+            self._history.append(
+                HistoryEntry(
+                    seq=seq, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
+                )
+            )
+            await workflow.execute_activity_method(
+                RecordActivities.record_event,
+                EventRecord(
+                    number=self._d.number,
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    content={"summary": summary, **content},
+                    stage=stage,
+                    deadline=deadline,
+                    clear_deadline=clear_deadline,
+                    mediator_id=mediator_id,
+                    outcome=outcome,
+                    assignment=assignment,
+                    open_tasks=opens,
+                    done_tasks=done,
+                    cancelled_tasks=cancelled,
+                    evidence=evidence,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            return seq
+
+    def _publish_search_attributes(
+        self, stage: DisputeStage, deadline: Deadline | None, clear_deadline: bool
+    ) -> None:
+        """What the Temporal UI and `temporal workflow list --query` can find disputes by."""
+        if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            return
+        updates: list[SearchAttributeUpdate[Any]] = [
+            search_attributes.STAGE.value_set(stage.value),
+            search_attributes.CATEGORY.value_set(self._d.filing.category.value),
+            search_attributes.CLAIMANT_TIER.value_set(self._d.claimant.tier.value),
+            search_attributes.REGION.value_set(self._d.claimant.region),
+        ]
+        if deadline is not None:
+            updates.append(search_attributes.SLA_DEADLINE.value_set(deadline.due_at))
+        elif clear_deadline:
+            updates.append(search_attributes.SLA_DEADLINE.value_unset())
+        workflow.upsert_search_attributes(updates)
+
+    async def _enter(
+        self,
+        stage: DisputeStage,
+        summary: str,
+        *,
+        deadline: Deadline | None = None,
+        clear: bool = False,
+        opens: tuple[TaskOpen, ...] = (),
+        cancelled: tuple[str, ...] = (),
+    ) -> int:
+        self._stage = stage
+        self._wake()
+        return await self._record(
+            SYSTEM,
+            f"stage_{stage.value}",
+            summary,
+            content={"stage": stage.value},
+            stage=stage,
+            deadline=deadline,
+            clear_deadline=clear or deadline is None,
+            opens=opens,
+            cancelled=cancelled,
+        )
+
+    async def _conclude(self, stage: DisputeStage, actor: Actor, action: str, reason: str) -> None:
+        """End the dispute in a terminal stage; cancels whatever was still open."""
+        stale = self._untask(*self._open_task_names())
+        self._stage = stage
+        self._pending_info = None
+        self._outcome = self._outcome or action
+        self._wake()
+        seq = await self._record(
+            actor,
+            action,
+            reason,
+            content={"reason": reason},
+            stage=stage,
+            clear_deadline=True,
+            outcome=self._outcome,
+            cancelled=stale,
+        )
+        await self._notify(
+            seq,
+            "closure",
+            (*self._everyone(), self._d.admin_email),
+            outcome=self._outcome,
+            reason=reason,
+        )
+
+    def _task(
+        self, kind: TaskKind, name: str, assignee: str | None, role: Role, due: datetime | None
+    ) -> TaskOpen:
+        """A task to open with the next audit entry; visible in get_state from now on."""
+        key = f"{self._d.number}:{name}"
+        self._tasks[key] = OpenTask(key=key, kind=kind, assignee=assignee, due_at=due)
+        return TaskOpen(
+            key=key,
+            number=self._d.number,
+            kind=kind,
+            title=f"{kind.value.replace('_', ' ')}: {self._d.number}",
+            assignee_id=assignee,
+            assignee_role=role,
+            due_at=due,
+            at=workflow.now(),
+        )
+
+    def _untask(self, *names: str) -> tuple[str, ...]:
+        """Keys of the named tasks that are open, taken off the open list, to close with the
+        next audit entry."""
+        keys = (f"{self._d.number}:{name}" for name in names)
+        return tuple(key for key in keys if self._tasks.pop(key, None) is not None)
+
+    def _open_task_names(self) -> tuple[str, ...]:
+        prefix = f"{self._d.number}:"
+        return tuple(key.removeprefix(prefix) for key in self._tasks)
+
+    async def _notify(
+        self, seq: int, template: str, recipients: tuple[str, ...], **extra: Any
+    ) -> None:
+        wanted = tuple(dict.fromkeys(r for r in recipients if r))
+        if not wanted:
+            return
+        context: dict[str, object] = {
+            "number": self._d.number,
+            "category": self._d.filing.category.value,
+            "summary": self._d.filing.summary,
+            "claimant": self._d.claimant.name,
+            "respondents": [p.name for p in self._d.respondents],
+            "stage": self._stage.value,
+            "mediator": self._mediator.name if self._mediator else None,
+        }
+        for name, value in extra.items():
+            context[name] = value.isoformat() if isinstance(value, datetime) else value
+        await workflow.execute_activity_method(
+            NotificationActivities.send_notification,
+            NotificationRequest(
+                key=f"{self._d.number}:{seq}:{template}",
+                number=self._d.number,
+                template=template,
+                recipients=wanted,
+                context=context,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _attach_similar_precedents(self, purpose: str) -> None:
+        f = self._d.filing
+        found: SimilarPrecedents = await workflow.execute_activity_method(
+            RecordActivities.find_similar_precedents,
+            SimilarRequest(
+                number=self._d.number,
+                purpose=purpose,
+                category=f.category,
+                clauses=self._d.terms.clauses,
+                text=f"{f.summary}\n{f.facts}",
+                amount_at_stake=f.amount_at_stake,
+                currency=f.currency,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        self._similar = found
+        numbers = ", ".join(f"{m.dispute_number} ({m.score:.2f})" for m in found.matches)
+        await self._record(
+            SYSTEM,
+            "similar_precedents",
+            f"{len(found.matches)} similar precedents attached for {purpose}"
+            + (f": {numbers}" if numbers else f" (none of {found.considered} compared is close)"),
+            content=found.model_dump(mode="json"),
+        )
+
+    def _divergences(
+        self, outcome: str | None, remedies: tuple[Remedy, ...], clauses: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        if self._similar is None:
+            return ()
+        return divergences(
+            self._similar.matches,
+            category=self._d.filing.category,
+            clauses=clauses,
+            outcome=outcome,
+            remedies=remedies,
+            claimant_id=self._d.claimant.partner_id,
+        )
+
+    def _check_consistency(
+        self,
+        *,
+        outcome: str | None,
+        remedies: tuple[Remedy, ...],
+        clauses: tuple[str, ...],
+        acknowledgement: str | None,
+    ) -> None:
+        """A decision diverging from the comparable precedents goes ahead only acknowledged."""
+        found = self._divergences(outcome, remedies, clauses)
+        if found and not acknowledged(acknowledgement):
+            raise ValueError(
+                "divergence_acknowledgement: this diverges from the precedents on the same clause"
+                " — " + "; ".join(found) + ". Acknowledge it with a reason (at least a sentence)"
+                " to go ahead; the reason goes into the record"
+            )
+
+    def _divergence_record(
+        self,
+        outcome: str | None,
+        remedies: tuple[Remedy, ...],
+        clauses: tuple[str, ...],
+        acknowledgement: str | None,
+    ) -> dict[str, Any]:
+        """The divergences the decider acknowledged, for the audit entry of the decision."""
+        found = self._divergences(outcome, remedies, clauses)
+        if not found:
+            return {}
+        return {"divergences": list(found), "divergence_acknowledgement": acknowledgement}
+
+    async def _write_precedent(
+        self,
+        outcome: str,
+        remedies: tuple[Remedy, ...],
+        rationale: str,
+        *,
+        clauses: tuple[str, ...] | None = None,
+        precedents_cited: tuple[str, ...] = (),
+        votes_summary: dict[str, int] | None = None,
+    ) -> None:
+        await workflow.execute_activity_method(
+            RecordActivities.write_precedent,
+            PrecedentRecord(
+                number=self._d.number,
+                category=self._d.filing.category,
+                playbook_version=self._d.terms.version,
+                clauses=clauses or self._d.terms.clauses,
+                facts=self._d.filing.facts,
+                contested_objects=tuple(self._d.filing.contested_objects),
+                outcome=outcome,
+                remedies=remedies,
+                rationale=rationale,
+                timeline=self._timeline(),
+                claimant_tier=self._d.claimant.tier,
+                claimant_region=self._d.claimant.region,
+                amount_at_stake=self._d.filing.amount_at_stake,
+                decided_at=workflow.now(),
+                parties=self._parties(),
+                precedents_cited=precedents_cited,
+                votes_summary=votes_summary or {},
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    def _timeline(self) -> tuple[dict[str, str], ...]:
+        """Time in each stage, and each deadline met or breached."""
+        now = workflow.now()
+        entries: list[dict[str, str]] = []
+        for i, (stage, entered) in enumerate(self._stage_log):
+            left = self._stage_log[i + 1][1] if i + 1 < len(self._stage_log) else now
+            entries.append(
+                {
+                    "stage": stage.value,
+                    "entered_at": entered.isoformat(),
+                    "seconds": str(round((left - entered).total_seconds())),
+                }
+            )
+        breached = {b.split(":")[0].split("-")[0] for b in self._breaches}
+        for purpose in sorted({p.split(":")[0] for p in self._clocks} - {"appeal"}):
+            entries.append(
+                {"deadline": purpose, "result": "breached" if purpose in breached else "met"}
+            )
+        return tuple(entries)
+
+    # --- small helpers ------------------------------------------------------------------------
+
+    def _check(self, action: Action, payload: ActionPayload) -> None:
+        """Reject before anything is recorded: the transition table, then who may act."""
+        problem = why_not(self._stage, action, payload.actor.role)
+        if problem:
+            raise ValueError(problem)
+        actor = payload.actor
+        if actor.role is Role.PARTNER and actor.partner_id not in self._party_ids():
+            raise ValueError(f"{actor.id} does not act for a party to {self._d.number}")
+        if actor.role is Role.BOARD:
+            if self._panel is None:
+                raise ValueError(f"no panel has been drawn for {self._d.number} yet")
+            if action is Action.RECUSE and actor.id not in (*self._panel_ids(), self._chair_id()):
+                raise ValueError(f"{actor.id} is not on the panel of {self._d.number}")
+            if action is Action.CAST_VOTE and actor.id not in self._panel_ids():
+                raise ValueError(f"{actor.id} is not a voting member of the panel")
+            if action in (Action.ISSUE_RULING, Action.DISMISS) and actor.id != self._chair_id():
+                raise ValueError(
+                    f"only the chair of the panel may {action.value.replace('_', ' ')}"
+                )
+        if actor.role is Role.MEDIATOR and action is not Action.ACCEPT_ASSIGNMENT:
+            current = self._mediator or self._candidate
+            if current is None or current.person_id != actor.id:
+                raise ValueError(f"{actor.id} is not the mediator assigned to {self._d.number}")
+
+    def _check_remedies_allowed(self, remedies: tuple[Remedy, ...]) -> None:
+        """Each remedy allowed for the category by the pinned playbook, and about the parties."""
+        allowed = self._d.terms.allowed_remedies
+        parties = set(self._party_ids())
+        for i, remedy in enumerate(remedies):
+            if remedy.kind not in allowed:
+                raise ValueError(
+                    f"remedies[{i}]: {remedy.kind.value} is not allowed for "
+                    f"{self._d.filing.category.value} disputes by playbook "
+                    f"{self._d.terms.version} (allowed: {', '.join(a.value for a in allowed)})"
+                )
+            outsiders = remedy_parties(remedy) - parties
+            if outsiders:
+                raise ValueError(
+                    f"remedies[{i}]: names {', '.join(sorted(outsiders))}, not a party to "
+                    f"{self._d.number}"
+                )
+
+    def _panel_ids(self) -> tuple[str, ...]:
+        return tuple(m.person_id for m in self._panel.members) if self._panel else ()
+
+    def _chair_id(self) -> str | None:
+        chair = self._panel.chair if self._panel else None
+        return chair.person_id if chair else None
+
+    def _panel_emails(self, *, only_owing_votes: bool = False) -> tuple[str, ...]:
+        if self._panel is None:
+            return ()
+        members = [
+            m.email
+            for m in self._panel.members
+            if not (only_owing_votes and m.person_id in self._votes)
+        ]
+        chair = [self._panel.chair.email] if self._panel.chair else []
+        return (*members, *chair)
+
+    def _parties(self) -> tuple[Party, ...]:
+        return (self._d.claimant, *self._d.respondents)
+
+    def _party_ids(self) -> tuple[str, ...]:
+        return tuple(p.partner_id for p in self._parties())
+
+    def _party(self, partner_id: str) -> Party:
+        return next(p for p in self._parties() if p.partner_id == partner_id)
+
+    def _party_contacts(self) -> tuple[str, ...]:
+        return tuple(c for p in self._parties() for c in p.contacts)
+
+    def _mediator_email(self) -> tuple[str, ...]:
+        return (self._mediator.email,) if self._mediator and self._mediator.email else ()
+
+    def _everyone(self) -> tuple[str, ...]:
+        return (*self._party_contacts(), *self._mediator_email())
+
+    @staticmethod
+    def _require(value: _T | None, problem: str) -> _T:
+        # Not `assert`: in production a failed assert retries the workflow task forever.
+        if value is None:
+            raise ApplicationError(problem, type="InvariantBroken", non_retryable=True)
+        return value
+
+    def _result(self, message: str, reference: str | None = None) -> ActionResult:
+        return ActionResult(
+            number=self._d.number, stage=self._stage, message=message, reference=reference
+        )

@@ -1,0 +1,427 @@
+"""DisputeWorkflow: one per dispute, from filing through mediation to settlement or review.
+
+Messages
+- Updates (human actions, each validated against `TRANSITIONS` and the dispute before
+  anything is recorded): accept_assignment, recuse, add_note, request_information,
+  answer_information, propose_settlement, respond_to_offer, declare_impasse, dismiss,
+  withdraw, extend_deadline, assign_mediator, link_filing.
+- Query: get_state.
+
+Invariants
+- Every action and every engine decision is recorded through `_record`, one at a time, so
+  the audit trail's sequence numbers and hash chain follow the order things happened.
+- Deadlines are computed by activities (business days, holidays) and stored; the workflow
+  only waits for the instants they name.
+- While a party owes information the mediation clock is paused; it resumes moved by exactly
+  the business time that passed.
+
+This module is the lifecycle, read top to bottom; the updates and the query are in
+`workflows/actions.py`, the deadline clocks in `workflows/clocks.py`, and the recording,
+task and notification plumbing in `workflows/core.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.remedies import RemedyActivities
+    from models.enums import (
+        AssignmentState,
+        DisputeStage,
+        Role,
+        TaskKind,
+    )
+    from models.payloads import (
+        SYSTEM,
+        Actor,
+        DisputeInput,
+        DisputeOutcome,
+        MediatorChoice,
+        RecordAssignment,
+        Remedy,
+        RemedyOrder,
+        RemedyProgress,
+    )
+    from workflows.actions import DisputeActions
+    from workflows.core import (
+        FORMAL_REVIEW_PATCH,
+        MEDIATION_STAGES,
+        REMEDY_DEADLINE_PATCH,
+        REMEDY_RETRY,
+        REMEDY_STAGE_PATCH,
+        SIMILAR_PRECEDENTS_PATCH,
+        Clock,
+    )
+
+
+@workflow.defn
+class DisputeWorkflow(DisputeActions):
+    # ======================================================================================
+    # The lifecycle (SPEC section 3), top to bottom
+    # ======================================================================================
+
+    @workflow.run
+    async def run(self, dispute: DisputeInput) -> DisputeOutcome:
+        self._d = dispute
+        await self._acknowledge_filing()
+        while self._stage.is_open and self._stage is not DisputeStage.FORMAL_REVIEW:
+            await self._secure_neutral_mediator()
+            if self._mediator is None:
+                break
+            await self._mediate()
+            if self._agreed is not None:
+                await self._settle()
+            elif self._impasse is not None:
+                await self._escalate_to_formal_review(self._impasse)
+        if self._stage is DisputeStage.FORMAL_REVIEW:
+            await self._formal_review()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return DisputeOutcome(number=self._d.number, stage=self._stage, outcome=self._outcome)
+
+    async def _acknowledge_filing(self) -> None:
+        f = self._d.filing
+        seq = await self._record(
+            SYSTEM,
+            "filed",
+            f"{f.category.value} filed by {f.filed_by} against {', '.join(f.respondent_ids)}",
+            content={"filing": f.model_dump(mode="json"), "playbook": self._d.terms.version},
+            stage=DisputeStage.FILED,
+        )
+        await self._notify(seq, "acknowledgement", self._d.claimant.contacts)
+        await self._notify(
+            seq, "respondent_notice", tuple(c for p in self._d.respondents for c in p.contacts)
+        )
+
+    async def _secure_neutral_mediator(self) -> None:
+        """Triage: offer the dispute to eligible mediators until one accepts (SPEC 3).
+
+        Only this loop makes offers; an admin's pick is queued by `assign_mediator` and
+        offered here, so two offers can never race each other.
+        """
+        if self._stage is not DisputeStage.TRIAGE:
+            await self._enter(DisputeStage.TRIAGE, "triage: finding a neutral mediator")
+        if self._similar is None and workflow.patched(SIMILAR_PRECEDENTS_PATCH):
+            await self._attach_similar_precedents("triage")
+        while self._mediator is None and self._stage is DisputeStage.TRIAGE:
+            if self._admin_pick is not None:
+                choice, actor, reason = self._admin_pick
+                await self._offer_to(choice, actor, reason)
+                self._admin_pick = None
+            elif self._candidate is None:
+                choice = await self._choose_mediator(chosen_person_id=None)
+                if self._admin_pick is not None or self._stage is not DisputeStage.TRIAGE:
+                    continue  # an admin picked someone, or the dispute ended, meanwhile
+                if choice.person_id is None:
+                    await self._ask_admins_to_assign(choice.reason)
+                    await workflow.wait_condition(
+                        lambda: self._admin_pick is not None or not self._stage.is_open
+                    )
+                    continue
+                await self._offer_to(choice, SYSTEM, choice.reason)
+            offered_round = self._round
+            expired = await self._run_clock(
+                "acceptance",
+                lambda: (
+                    self._mediator is not None
+                    or self._candidate is None
+                    or self._admin_pick is not None
+                    or self._stage is not DisputeStage.TRIAGE
+                ),
+            )
+            if expired and self._round == offered_round and self._mediator is None:
+                await self._expire_offer()
+
+    async def _mediate(self) -> None:
+        """Mediation: run the clock until settlement, impasse, recusal, or the deadline."""
+        mediator = self._mediator
+        if mediator is None or mediator.person_id is None:
+            return
+        deadline = await self._compute_deadline(
+            "mediation", mediator.calendar or "", self._d.terms.mediation_days
+        )
+        self._clocks["mediation"] = Clock(deadline)
+        await self._enter(
+            DisputeStage.MEDIATION,
+            f"mediation with {mediator.name}",
+            deadline=deadline,
+            opens=(
+                self._task(
+                    TaskKind.MEDIATE, "mediate", mediator.person_id, Role.MEDIATOR, deadline.due_at
+                ),
+            ),
+        )
+        # The mediate task is closed by whatever ends mediation: settlement, escalation,
+        # recusal, reassignment, withdrawal or dismissal.
+        breached = await self._run_clock("mediation", self._mediation_concluded)
+        if breached and self._stage in MEDIATION_STAGES:
+            self._breaches.append("mediation")
+            self._impasse = "the mediation deadline passed without a settlement"
+
+    def _mediation_concluded(self) -> bool:
+        return (
+            self._agreed is not None
+            or self._impasse is not None
+            or self._mediator is None
+            or self._stage not in MEDIATION_STAGES
+        )
+
+    async def _settle(self) -> None:
+        """All parties accepted an offer: record the remedies, write the precedent, close."""
+        offer = self._agreed
+        if offer is None:
+            return
+        seq = await self._record(
+            SYSTEM,
+            "settled",
+            f"all parties accepted {offer.id}",
+            content={
+                "offer": offer.id,
+                "remedies": [r.model_dump(mode="json") for r in offer.view.remedies],
+                "terms": offer.view.terms,
+            },
+            stage=DisputeStage.SETTLED,
+            clear_deadline=True,
+            outcome="settled",
+            done=self._untask("mediate"),
+        )
+        self._outcome = "settled"
+        await self._notify(seq, "settlement", self._everyone())
+        if workflow.patched(REMEDY_STAGE_PATCH):
+            await self._apply_remedies(offer.view.remedies, decision="settlement")
+        await self._write_precedent("settled", offer.view.remedies, offer.view.terms)
+        await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
+
+    async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
+        """Remedy stage: each remedy applied exactly once, then verified, in order; one that
+        keeps failing waits for an admin to retry or waive it. Closes only when all are done."""
+        watch = None
+        if workflow.patched(REMEDY_DEADLINE_PATCH):
+            deadline = await self._compute_deadline(
+                "remedy", self._d.terms.board_calendar, self._d.terms.remedy_days
+            )
+            self._clocks["remedy"] = Clock(deadline)
+            await self._enter(
+                DisputeStage.REMEDY, f"applying {len(remedies)} remedies", deadline=deadline
+            )
+            # The deadline runs beside the remedies: passing it escalates, it stops nothing.
+            watch = asyncio.create_task(self._watch_remedy_deadline())
+        else:
+            await self._enter(DisputeStage.REMEDY, f"applying {len(remedies)} remedies")
+        for position, remedy in enumerate(remedies):
+            self._remedies[position] = RemedyProgress(
+                position=position, kind=remedy.kind, state="pending"
+            )
+            self._remedy_keys[position] = f"{self._d.number}:{decision}:{position}"
+            order = RemedyOrder(
+                key=self._remedy_keys[position],
+                number=self._d.number,
+                position=position,
+                remedy=remedy,
+            )
+            while await self._remedy_attempt(order) == "retry":
+                pass
+        self._remedies_done = True
+        if watch is not None:
+            await watch
+
+    async def _watch_remedy_deadline(self) -> None:
+        breached = await self._run_clock("remedy", lambda: self._remedies_done)
+        if not breached:
+            return
+        self._breaches.append("remedy")
+        seq = await self._record(
+            SYSTEM,
+            "remedy_overdue",
+            "the remedy deadline passed with remedies still outstanding; escalated to the admins",
+            content={"remedies": [r.model_dump(mode="json") for r in self._remedies.values()]},
+            opens=(self._task(TaskKind.RESOLVE_REMEDY, "remedy-overdue", None, Role.ADMIN, None),),
+        )
+        await self._notify(
+            seq,
+            "admin_task",
+            (self._d.admin_email,),
+            reason="the remedy deadline passed with remedies still outstanding",
+        )
+
+    async def _remedy_attempt(self, order: RemedyOrder) -> str:
+        """One try with the activity's retries; 'done', or 'retry' when an admin said so."""
+        try:
+            result = await workflow.execute_activity_method(
+                RemedyActivities.apply_remedy,
+                order,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=REMEDY_RETRY,
+            )
+        except ActivityError as failure:
+            reason = str(failure.cause or failure)
+            return await self._ask_admins_about_remedy(order, reason)
+        kind = order.remedy.kind
+        self._remedies[order.position] = RemedyProgress(
+            position=order.position, kind=kind, state=result.state, adapter=result.adapter
+        )
+        seq = await self._record(
+            SYSTEM,
+            "remedy_applied",
+            f"remedy {order.position + 1} ({kind.value}) applied through {result.adapter}",
+            content={"key": order.key, "adapter": result.adapter, "reference": result.external_ref},
+        )
+        await self._notify(
+            seq,
+            "remedy_applied",
+            (*self._party_contacts(), self._d.admin_email),
+            position=order.position,
+            kind=kind.value,
+            adapter=result.adapter,
+            reference=result.external_ref,
+        )
+        return "done"
+
+    async def _ask_admins_about_remedy(self, order: RemedyOrder, reason: str) -> str:
+        kind = order.remedy.kind
+        self._remedies[order.position] = RemedyProgress(
+            position=order.position, kind=kind, state="failed", error=reason
+        )
+        seq = await self._record(
+            SYSTEM,
+            "remedy_failed",
+            f"remedy {order.position + 1} ({kind.value}) could not be applied: {reason}",
+            content={"key": order.key, "reason": reason},
+            opens=(
+                self._task(
+                    TaskKind.RESOLVE_REMEDY, f"remedy-{order.position}", None, Role.ADMIN, None
+                ),
+            ),
+        )
+        await self._notify(
+            seq,
+            "remedy_failed",
+            (self._d.admin_email,),
+            position=order.position,
+            kind=kind.value,
+            reason=reason,
+        )
+        self._remedy_decision = None
+        self._remedy_waiting = order.position
+        await workflow.wait_condition(lambda: self._remedy_decision is not None)
+        decision, self._remedy_decision = self._remedy_decision or "retry", None
+        return decision
+
+    async def _escalate_to_formal_review(self, reason: str) -> None:
+        stale = self._untask(*self._open_task_names())
+        seq = await self._enter(
+            DisputeStage.FORMAL_REVIEW,
+            f"escalated to formal review: {reason}",
+            clear=True,
+            cancelled=stale,
+            opens=(self._task(TaskKind.FORMAL_REVIEW, "formal-review", None, Role.ADMIN, None),),
+        )
+        await self._notify(
+            seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason
+        )
+
+    async def _formal_review(self) -> None:
+        """Formal review: a panel rules; one appeal to a fresh panel, whose ruling is final;
+        then the ruling's remedies, the precedent, and the close."""
+        if not workflow.patched(FORMAL_REVIEW_PATCH):
+            # Disputes escalated before the review existed wait here, as they always did.
+            await workflow.wait_condition(lambda: not self._stage.is_open)
+            return
+        ruling = await self._run_review_round(1)
+        if ruling is None:
+            return
+        if await self._open_appeal_window():
+            ruling = await self._run_review_round(2)
+            if ruling is None:
+                return
+            # Keyed on the latest audit entry, the final ruling's own.
+            await self._announce_ruling(self._seq, "final_ruling", ruling)
+        if not self._stage.is_open:
+            return
+        self._outcome = f"ruled_{ruling.outcome.value}"
+        if ruling.remedies:
+            await self._apply_remedies(ruling.remedies, decision=f"ruling-{ruling.round}")
+        votes = Counter(
+            v["outcome"] for v in self._votes_content() if isinstance(v.get("outcome"), str)
+        )
+        await self._write_precedent(
+            ruling.outcome.value,
+            ruling.remedies,
+            ruling.rationale,
+            clauses=ruling.clauses_applied,
+            precedents_cited=ruling.precedents_cited,
+            votes_summary={str(k): n for k, n in votes.items()},
+        )
+        await self._conclude(
+            DisputeStage.CLOSED, SYSTEM, "closed", f"ruled {ruling.outcome.value} by the board"
+        )
+
+    # ======================================================================================
+    # Neutral assignment
+    # ======================================================================================
+
+    async def _offer_to(self, choice: MediatorChoice, actor: Actor, reason: str) -> None:
+        if choice.person_id is None:
+            return
+        deadline = await self._compute_deadline(
+            "acceptance", choice.calendar or "", self._d.terms.acceptance_days
+        )
+        self._round += 1
+        self._candidate = choice
+        self._clocks["acceptance"] = Clock(deadline)
+        seq = await self._record(
+            actor,
+            "mediator_offered",
+            f"offered to {choice.name}: {reason}",
+            content={"person_id": choice.person_id, "round": self._round, "reason": reason},
+            deadline=deadline,
+            assignment=RecordAssignment(
+                round=self._round, person_id=choice.person_id, state=AssignmentState.OFFERED
+            ),
+            done=self._untask("assign-mediator"),
+            opens=(
+                self._task(
+                    TaskKind.ACCEPT_ASSIGNMENT,
+                    f"accept-{self._round}",
+                    choice.person_id,
+                    Role.MEDIATOR,
+                    deadline.due_at,
+                ),
+            ),
+        )
+        await self._notify(seq, "assignment", (choice.email or "",), deadline=deadline.due_at)
+
+    async def _expire_offer(self) -> None:
+        candidate = self._candidate
+        if candidate is None or candidate.person_id is None:
+            return
+        self._candidate = None
+        self._excluded.append(candidate.person_id)
+        self._breaches.append("acceptance")
+        await self._record(
+            SYSTEM,
+            "assignment_expired",
+            f"{candidate.name} did not accept in time; reassigning",
+            content={"person_id": candidate.person_id, "round": self._round},
+            assignment=RecordAssignment(
+                round=self._round, person_id=candidate.person_id, state=AssignmentState.EXPIRED
+            ),
+            cancelled=self._untask(f"accept-{self._round}"),
+        )
+
+    async def _ask_admins_to_assign(self, reason: str) -> None:
+        seq = await self._record(
+            SYSTEM,
+            "no_eligible_mediator",
+            reason,
+            content={"reason": reason},
+            opens=(
+                self._task(TaskKind.ASSIGN_MEDIATOR, "assign-mediator", None, Role.ADMIN, None),
+            ),
+        )
+        await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)

@@ -1,0 +1,566 @@
+"""Formal review by a governance-board panel: the draw, the sealed ballot, the chair's ruling,
+and the appeal window.
+
+Votes stay sealed — in the query and in the audit trail, which records only a SHA-256
+commitment per vote — until every panelist has voted or the review deadline passes; the
+entry that unseals them carries every vote, so each commitment can be checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.assignment import PanelActivities
+    from models.enums import Action, DisputeStage, Role, TaskKind, VoteOutcome
+    from models.payloads import (
+        SYSTEM,
+        ActionResult,
+        Appeal,
+        CastVote,
+        IssueRuling,
+        PanelChoice,
+        PanelRequest,
+        Recuse,
+        RedrawPanel,
+        Remedy,
+        ReviewView,
+        RulingView,
+        TaskOpen,
+        VoteView,
+    )
+    from workflows.clocks import DisputeClocks
+    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, SIMILAR_PRECEDENTS_PATCH, Clock
+
+
+def _vote_commitment(vote: CastVote) -> str:
+    body = json.dumps(
+        vote.model_dump(mode="json", exclude={"actor"}), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(f"{vote.actor.id}\n{body}".encode()).hexdigest()
+
+
+class BoardReview(DisputeClocks):
+    # ======================================================================================
+    # One round of review: panel, ballot, ruling (called from the lifecycle)
+    # ======================================================================================
+
+    async def _run_review_round(self, round_no: int) -> RulingView | None:
+        """Draw a panel and wait for the chair's ruling; None if the dispute ended first.
+
+        An overdue panel is escalated to the executive sponsor and still never rules by
+        default: the round waits for the chair.
+        """
+        self._review_round = round_no
+        self._votes = {}
+        self._unsealed = False
+        self._ruling = None
+        panel = await self._draw_panel()
+        if panel is None:
+            return None
+        if workflow.patched(SIMILAR_PRECEDENTS_PATCH):
+            # The panel's case file: compared again, as precedents may have been written since.
+            await self._attach_similar_precedents(f"review-{round_no}")
+        deadline = await self._compute_deadline(
+            "review", self._d.terms.board_calendar, self._d.terms.formal_review_days
+        )
+        self._clocks["review"] = Clock(deadline)
+        opens: list[TaskOpen] = [
+            self._task(
+                TaskKind.CAST_VOTE,
+                f"vote-{round_no}-{m.person_id}",
+                m.person_id,
+                Role.BOARD,
+                deadline.due_at,
+            )
+            for m in panel.members
+        ]
+        if panel.chair is not None:
+            opens.append(
+                self._task(
+                    TaskKind.ISSUE_RULING,
+                    f"ruling-{round_no}",
+                    panel.chair.person_id,
+                    Role.BOARD,
+                    deadline.due_at,
+                )
+            )
+        seq = await self._record(
+            SYSTEM,
+            "panel_drawn",
+            f"review round {round_no}: {panel.reason}",
+            content={
+                "round": round_no,
+                "members": [m.model_dump(mode="json") for m in panel.members],
+                "chair": panel.chair.model_dump(mode="json") if panel.chair else None,
+            },
+            deadline=deadline,
+            done=self._untask("formal-review", f"compose-panel-{round_no}"),
+            opens=tuple(opens),
+        )
+        await self._notify(
+            seq,
+            "panel_assignment",
+            self._panel_emails(),
+            round=round_no,
+            deadline=deadline.due_at,
+            explanation=deadline.explanation,
+        )
+        breached = await self._run_clock(
+            "review", lambda: self._ruling is not None or not self._stage.is_open
+        )
+        if breached and self._ruling is None and self._stage.is_open:
+            await self._escalate_overdue_review(panel)
+            await workflow.wait_condition(
+                lambda: self._ruling is not None or not self._stage.is_open
+            )
+        return self._ruling if self._stage.is_open else None
+
+    async def _draw_panel(self) -> PanelChoice | None:
+        while self._stage.is_open:
+            self._redraw_requested = False
+            choice = await self._request_panel(
+                excluded=tuple(self._past_panelists), functions=self._d.terms.panel_functions
+            )
+            if choice.complete:
+                self._panel = choice
+                self._awaiting_panel = False
+                return choice
+            # Never a silently smaller panel: the admins complete the board, then redraw.
+            self._awaiting_panel = True
+            await self._ask_admins_to_compose_panel(choice.reason)
+            await workflow.wait_condition(lambda: self._redraw_requested or not self._stage.is_open)
+        return None
+
+    async def _request_panel(
+        self, *, excluded: tuple[str, ...], functions: tuple[str, ...]
+    ) -> PanelChoice:
+        return await workflow.execute_activity_method(
+            PanelActivities.draw_panel,
+            PanelRequest(
+                number=self._d.number,
+                party_ids=self._party_ids(),
+                contested_objects=tuple(self._d.filing.contested_objects),
+                excluded_person_ids=excluded,
+                functions=functions,
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _ask_admins_to_compose_panel(self, reason: str) -> None:
+        """Record why the panel cannot be completed; one open admin task however often."""
+        name = f"compose-panel-{self._review_round}"
+        seq = await self._record(
+            SYSTEM,
+            "panel_incomplete",
+            reason,
+            content={"round": self._review_round, "reason": reason},
+            opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
+            if f"{self._d.number}:{name}" not in self._tasks
+            else (),
+        )
+        await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
+
+    async def _announce_ruling(
+        self, seq: int, template: str, ruling: RulingView, **extra: object
+    ) -> None:
+        await self._notify(
+            seq,
+            template,
+            (*self._party_contacts(), *self._panel_emails()),
+            outcome=ruling.outcome.value,
+            rationale=ruling.rationale,
+            **extra,
+        )
+
+    async def _escalate_overdue_review(self, panel: PanelChoice) -> None:
+        self._breaches.append(f"review-{self._review_round}")
+        self._unsealed = True
+        sponsor = panel.sponsor
+        seq = await self._record(
+            SYSTEM,
+            "review_overdue",
+            "the review deadline passed without a ruling; escalated to the executive sponsor",
+            content={
+                "round": self._review_round,
+                "votes": self._votes_content(),
+                "sponsor": sponsor.person_id if sponsor else None,
+            },
+            opens=(
+                self._task(
+                    TaskKind.EXECUTIVE_REVIEW,
+                    f"executive-review-{self._review_round}",
+                    sponsor.person_id if sponsor else None,
+                    Role.ADMIN,
+                    None,
+                ),
+            ),
+        )
+        await self._notify(
+            seq,
+            "review_overdue",
+            (*(((sponsor.email,)) if sponsor else ()), self._d.admin_email, *self._panel_emails()),
+            round=self._review_round,
+        )
+
+    async def _open_appeal_window(self) -> bool:
+        """After a first ruling: True if a party appealed in time."""
+        deadline = await self._compute_deadline(
+            "appeal", self._d.terms.board_calendar, self._d.terms.appeal_days
+        )
+        self._appeal_deadline = deadline.due_at
+        self._clocks["appeal"] = Clock(deadline)
+        seq = await self._enter(
+            DisputeStage.APPEAL_WINDOW, "ruled; the appeal window is open", deadline=deadline
+        )
+        await self._announce_ruling(
+            seq,
+            "ruling",
+            self._rulings[-1],
+            deadline=deadline.due_at,
+            explanation=deadline.explanation,
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._appeal is not None or not self._stage.is_open,
+                timeout=max(deadline.due_at - workflow.now(), timedelta(0)),
+            )
+        except TimeoutError:
+            pass
+        if self._appeal is not None:
+            self._past_panelists += [*self._panel_ids(), self._chair_id() or ""]
+            await self._enter(DisputeStage.FORMAL_REVIEW, "appeal: review by a fresh panel")
+            return True
+        if self._stage.is_open:
+            await self._record(
+                SYSTEM,
+                "appeal_window_closed",
+                "no appeal within the window",
+                content={"deadline": deadline.due_at.isoformat()},
+            )
+        return False
+
+    # ======================================================================================
+    # Updates
+    # ======================================================================================
+
+    @workflow.update
+    async def cast_vote(self, req: CastVote) -> ActionResult:
+        at = workflow.now()
+        self._votes[req.actor.id] = (req, at)
+        everyone_voted = set(self._votes) >= set(self._panel_ids())
+        await self._record(
+            req.actor,
+            "vote_cast",
+            f"{req.actor.name or req.actor.id} cast a sealed vote",
+            content={"round": self._review_round, "sealed": _vote_commitment(req)},
+            done=self._untask(f"vote-{self._review_round}-{req.actor.id}"),
+        )
+        if everyone_voted and not self._unsealed:
+            self._unsealed = True
+            await self._record(
+                SYSTEM,
+                "votes_unsealed",
+                "every panelist has voted: the ballot is open",
+                content={"round": self._review_round, "votes": self._votes_content()},
+            )
+        return self._result("vote recorded; sealed until every panelist has voted")
+
+    @cast_vote.validator
+    def _validate_vote(self, req: CastVote) -> None:
+        self._check(Action.CAST_VOTE, req)
+        if req.actor.id in self._votes:
+            raise ValueError(f"{req.actor.id} has already voted in this round")
+        if self._ruling is not None:
+            raise ValueError("the chair has already ruled")
+        self._check_remedies(req.outcome, req.remedies)
+
+    @workflow.update
+    async def issue_ruling(self, req: IssueRuling) -> ActionResult:
+        final = self._review_round > 1
+        ruling = RulingView(
+            round=self._review_round,
+            chair_id=req.actor.id,
+            outcome=req.outcome,
+            remedies=req.remedies,
+            rationale=req.rationale,
+            votes_relied_on=req.votes_relied_on,
+            clauses_applied=req.clauses_applied,
+            precedents_cited=req.precedents_cited,
+            against_majority_reason=req.against_majority_reason,
+            issued_at=workflow.now(),
+            final=final,
+        )
+        self._unsealed = True
+        self._ruling = ruling
+        self._rulings.append(ruling)
+        stale = self._untask(*(n for n in self._open_task_names() if n.startswith("vote-")))
+        await self._record(
+            req.actor,
+            "ruling_issued",
+            f"{'final ' if final else ''}ruling: {req.outcome.value}",
+            content={
+                **ruling.model_dump(mode="json"),
+                "votes": self._votes_content(),
+                **self._divergence_record(
+                    req.outcome.value,
+                    req.remedies,
+                    req.clauses_applied,
+                    req.divergence_acknowledgement,
+                ),
+            },
+            done=self._untask(f"ruling-{self._review_round}"),
+            cancelled=stale,
+        )
+        # Answer once the ruling has taken effect: the appeal window is open, or remedies run.
+        await workflow.wait_condition(lambda: self._stage is not DisputeStage.FORMAL_REVIEW)
+        return self._result(f"{'final ' if final else ''}ruling issued: {req.outcome.value}")
+
+    @issue_ruling.validator
+    def _validate_ruling(self, req: IssueRuling) -> None:
+        self._check(Action.ISSUE_RULING, req)
+        if self._ruling is not None:
+            raise ValueError("the chair has already ruled in this round")
+        if self._vacancies:
+            raise ValueError(
+                f"the panel's {', '.join(self._vacancies)} seat is vacant; rule once it is filled"
+            )
+        quorum = len(self._panel_ids()) // 2 + 1
+        if len(self._votes) < quorum:
+            raise ValueError(
+                f"no quorum yet: {len(self._votes)} of {len(self._panel_ids())} votes cast, "
+                f"{quorum} needed"
+            )
+        unknown = set(req.votes_relied_on) - set(self._votes)
+        if unknown:
+            raise ValueError(f"votes_relied_on: no vote from {', '.join(sorted(unknown))}")
+        self._check_remedies(req.outcome, req.remedies)
+        majority = self._majority_outcome()
+        if (
+            majority is not None
+            and req.outcome is not majority
+            and not (req.against_majority_reason and len(req.against_majority_reason.strip()) >= 20)
+        ):
+            raise ValueError(
+                f"against_majority_reason: the majority voted {majority.value}; a ruling of "
+                f"{req.outcome.value} must say why (at least a sentence)"
+            )
+        self._check_consistency(
+            outcome=req.outcome.value,
+            remedies=req.remedies,
+            clauses=req.clauses_applied,
+            acknowledgement=req.divergence_acknowledgement,
+        )
+
+    @workflow.update
+    async def appeal(self, req: Appeal) -> ActionResult:
+        self._appeal = req
+        seq = await self._record(
+            req.actor,
+            "appeal_filed",
+            f"{req.actor.partner_id} appealed the ruling",
+            content={
+                "grounds": req.grounds,
+                "new_evidence": [e.model_dump(mode="json") for e in req.new_evidence],
+            },
+        )
+        await self._notify(
+            seq,
+            "appeal_received",
+            (*self._party_contacts(), self._d.admin_email),
+            partner_id=req.actor.partner_id or "",
+            grounds=req.grounds,
+        )
+        await workflow.wait_condition(lambda: self._stage is not DisputeStage.APPEAL_WINDOW)
+        return self._result("appeal received; a fresh panel will review the dispute")
+
+    @appeal.validator
+    def _validate_appeal(self, req: Appeal) -> None:
+        self._check(Action.APPEAL, req)
+        if self._appeal is not None:
+            raise ValueError("the ruling has already been appealed; only one appeal is allowed")
+        if self._appeal_deadline is not None and workflow.now() > self._appeal_deadline:
+            raise ValueError(f"the appeal window closed at {self._appeal_deadline.isoformat()}")
+
+    @workflow.update
+    async def redraw_panel(self, req: RedrawPanel) -> ActionResult:
+        await self._record(
+            req.actor,
+            "panel_redraw",
+            f"panel redraw requested: {req.reason}",
+            content={"reason": req.reason},
+        )
+        if self._vacancies:
+            filled = await self._fill_vacancies()
+            return self._result("the vacant seats are filled" if filled else "still too few")
+        self._redraw_requested = True
+        return self._result("the panel will be drawn again")
+
+    @redraw_panel.validator
+    def _validate_redraw(self, req: RedrawPanel) -> None:
+        self._check(Action.REDRAW_PANEL, req)
+        if not self._awaiting_panel and not self._vacancies:
+            raise ValueError("the panel is complete; there is nothing to redraw")
+
+    async def _recuse_from_panel(self, req: Recuse) -> ActionResult:
+        """A panelist (or the chair) steps down; a replacement for that seat is drawn."""
+        panel = self._panel
+        if panel is None:
+            raise ApplicationError("no panel", type="InvariantBroken", non_retryable=True)
+        if panel.chair is not None and panel.chair.person_id == req.actor.id:
+            seat = "chair"
+            self._panel = panel.model_copy(update={"chair": None})
+        else:
+            leaving = next(m for m in panel.members if m.person_id == req.actor.id)
+            seat = leaving.function
+            self._panel = panel.model_copy(
+                update={"members": tuple(m for m in panel.members if m is not leaving)}
+            )
+        self._past_panelists.append(req.actor.id)
+        self._vacancies.append(seat)
+        stale = self._untask(
+            f"vote-{self._review_round}-{req.actor.id}",
+            *((f"ruling-{self._review_round}",) if seat == "chair" else ()),
+        )
+        await self._record(
+            req.actor,
+            "panel_recused",
+            f"{req.actor.name or req.actor.id} recused from the panel ({seat}): {req.reason}",
+            content={"round": self._review_round, "seat": seat, "reason": req.reason},
+            cancelled=stale,
+        )
+        filled = await self._fill_vacancies()
+        return self._result(
+            "recusal recorded; a replacement was drawn"
+            if filled
+            else "recusal recorded; no eligible replacement, the admins are asked to add one"
+        )
+
+    async def _fill_vacancies(self) -> bool:
+        """Draw replacements for the vacant seats; an admin task when one cannot be filled."""
+        panel = self._panel
+        if panel is None:
+            return False
+        choice = await self._request_panel(
+            excluded=(*self._past_panelists, *self._panel_ids()),
+            functions=tuple(v for v in self._vacancies if v != "chair"),
+        )
+        new_members = [m for m in choice.members if m.function in self._vacancies]
+        chair = choice.chair if "chair" in self._vacancies else None
+        missing = [
+            f
+            for f in self._vacancies
+            if f != "chair" and f not in {m.function for m in new_members}
+        ]
+        if "chair" in self._vacancies and chair is None:
+            missing.append("chair")
+        if missing:
+            await self._ask_admins_to_compose_panel(
+                f"no eligible replacement for the panel's {', '.join(missing)} seat"
+            )
+            return False
+        self._vacancies = []
+        self._panel = panel.model_copy(
+            update={"members": (*panel.members, *new_members), "chair": chair or panel.chair}
+        )
+        due = self._clocks["review"].deadline.due_at
+        opens = [
+            self._task(
+                TaskKind.CAST_VOTE,
+                f"vote-{self._review_round}-{m.person_id}",
+                m.person_id,
+                Role.BOARD,
+                due,
+            )
+            for m in new_members
+        ]
+        if chair is not None:
+            opens.append(
+                self._task(
+                    TaskKind.ISSUE_RULING,
+                    f"ruling-{self._review_round}",
+                    chair.person_id,
+                    Role.BOARD,
+                    due,
+                )
+            )
+        joined = [*new_members, *((chair,) if chair else ())]
+        seq = await self._record(
+            SYSTEM,
+            "panel_replacement",
+            f"replacement drawn: {', '.join(m.name for m in joined)}",
+            content={
+                "round": self._review_round,
+                "joined": [m.model_dump(mode="json") for m in joined],
+            },
+            done=self._untask(f"compose-panel-{self._review_round}"),
+            opens=tuple(opens),
+        )
+        await self._notify(
+            seq,
+            "panel_assignment",
+            tuple(m.email for m in joined),
+            round=self._review_round,
+            deadline=due,
+            explanation=self._clocks["review"].deadline.explanation,
+        )
+        return True
+
+    # ======================================================================================
+    # Helpers
+    # ======================================================================================
+
+    def _check_remedies(self, outcome: VoteOutcome, remedies: tuple[Remedy, ...]) -> None:
+        if outcome is VoteOutcome.DENY and remedies:
+            raise ValueError("remedies: a deny outcome carries no remedies")
+        if outcome is not VoteOutcome.DENY and not remedies:
+            raise ValueError(f"remedies: a {outcome.value} outcome names at least one remedy")
+        self._check_remedies_allowed(remedies)
+
+    def _majority_outcome(self) -> VoteOutcome | None:
+        counts = Counter(vote.outcome for vote, _ in self._votes.values())
+        if not counts:
+            return None
+        (top, n), *_ = counts.most_common()
+        return top if n > len(self._votes) / 2 else None
+
+    def _votes_content(self) -> list[dict[str, object]]:
+        return [
+            {
+                "panelist": pid,
+                "cast_at": at.isoformat(),
+                "commitment": _vote_commitment(vote),
+                **vote.model_dump(mode="json", exclude={"actor"}),
+            }
+            for pid, (vote, at) in sorted(self._votes.items())
+        ]
+
+    def _review_view(self) -> ReviewView | None:
+        if self._panel is None:
+            return None
+        return ReviewView(
+            round=self._review_round,
+            panel=self._panel.members,
+            chair=self._panel.chair,
+            votes=tuple(
+                VoteView(
+                    person_id=pid,
+                    cast_at=at,
+                    outcome=vote.outcome if self._unsealed else None,
+                    remedies=vote.remedies if self._unsealed else (),
+                    reasons=vote.reasons if self._unsealed else None,
+                )
+                for pid, (vote, at) in sorted(self._votes.items())
+            ),
+            sealed=not self._unsealed,
+            quorum=len(self._panel.members) // 2 + 1,
+            appeal_deadline=self._appeal_deadline,
+            appealed_by=self._appeal.actor.partner_id if self._appeal else None,
+        )
