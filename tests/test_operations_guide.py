@@ -4,12 +4,19 @@ on a CI machine (no container engine, no docker) are run."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import os
+import pty
 import re
 import shlex
+import signal
 import subprocess
 import sys
+from base64 import b64decode, b64encode
 from pathlib import Path
+from select import select as wait_readable
 
 import psycopg
 import pytest
@@ -214,6 +221,86 @@ async def test_backup_and_restore_as_the_guide_shows(
         drop_accord()
         for _, drop in stand_ins:
             drop()
+
+
+def scram_verifies(verifier: str, password: str) -> bool:
+    """Whether PostgreSQL's stored SCRAM-SHA-256 verifier is the one for `password` (RFC 5802:
+    StoredKey = H(HMAC(PBKDF2(password, salt, iterations), "Client Key")))."""
+    method, rest = verifier.split("$", 1)
+    iterations, salt = rest.split("$")[0].split(":")
+    stored_key = rest.split("$")[1].split(":")[0]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    return (
+        method == "SCRAM-SHA-256"
+        and b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+    )
+
+
+def run_on_a_terminal(
+    argv: list[str], env: dict[str, str], answers: list[tuple[bytes, bytes]]
+) -> int:
+    """Run `argv` with a terminal of its own (psql reads passwords from it), answering each
+    prompt as it appears; the exit status."""
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.execvpe(argv[0], argv, env)
+    seen = b""
+    finished = False
+    try:
+        for prompt, answer in answers:
+            while prompt not in seen:
+                ready, _, _ = wait_readable([terminal], [], [], 30)
+                assert ready, f"no {prompt!r} from {argv[0]}: {seen!r}"
+                seen += os.read(terminal, 1024)
+            seen = b""
+            os.write(terminal, answer + b"\n")
+        with contextlib.suppress(OSError):  # the pty closes as the child ends
+            while os.read(terminal, 1024):
+                pass
+        finished = True
+    finally:
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(terminal)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.postgres
+def test_the_database_password_rotation_runs_as_the_guide_shows() -> None:
+    [command] = [c for c in COMMANDS if "\\password" in c]
+    words = shlex.split(command)
+    assert words[:5] == ["docker", "compose", "exec", "postgres", "psql"], command
+    url, drop = fresh_postgres_database()
+    role = f"accord_rotation_{os.getpid()}"
+    admin = make_url(POSTGRES_URL)
+    try:
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'Old-Secret-1'")
+        # The guide's psql command, with this machine's administrator, database and role
+        # standing in for the compose user `accord` and its database.
+        argv = [
+            {"accord": admin.username or "postgres"}.get(w, w) if words[i - 1] == "-U" else w
+            for i, w in enumerate(words[4:], start=4)
+        ]
+        argv = [make_url(url).database or "" if a == "accord" else a for a in argv]
+        argv = [a.replace("\\password accord", f"\\password {role}") for a in argv]
+        env = {**os.environ, "PGHOST": admin.host or "127.0.0.1", "PGPORT": str(admin.port or 5432)}
+        new = "Rotated-Secret-2"
+        code = run_on_a_terminal(
+            argv, env, [(b"Enter new password", new.encode()), (b"Enter it again", new.encode())]
+        )
+        assert code == 0
+        with psycopg.connect(url.replace("+psycopg", "")) as conn:
+            [(verifier,)] = conn.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)
+            ).fetchall()
+        assert scram_verifies(verifier, new) and not scram_verifies(verifier, "Old-Secret-1")
+    finally:
+        with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True) as conn:
+            drop()
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 async def test_the_search_attribute_query_runs_against_temporal() -> None:
