@@ -5,6 +5,7 @@ exactly the search attributes the workflow writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from importlib import metadata
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compose_spec import ComposeSpecification, PyCompose
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from typer.main import get_command
@@ -31,6 +33,29 @@ ACCORD = ("accord-migrate", "worker", "web", "intake")
 
 def env_name(field: str) -> str:
     return "DATABASE_URL" if field == "database_url" else f"ACCORD_{field.upper()}"
+
+
+def test_the_file_follows_the_compose_specification() -> None:
+    """Parsed by an independent implementation of the Compose Specification (the compose_spec
+    crate, with its Pydantic models): unknown keys, wrong enums, bad durations and ports are
+    refused there as `docker compose` would refuse them. PyYAML resolves the `<<` merge keys
+    first, as compose does."""
+    as_json = json.dumps(COMPOSE)
+    parsed = PyCompose.from_json(as_json).to_dict()
+    ComposeSpecification.model_validate(COMPOSE)
+    assert set(parsed["services"]) == set(SERVICES)
+    # What the specification leaves to the engine: references between the parts.
+    for name, service in SERVICES.items():
+        for needed in service.get("depends_on", {}):
+            assert needed in SERVICES, f"{name} waits for an unknown service {needed}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in COMPOSE["volumes"], f"{name}: volume {source} is not declared"
+    # A broken file is refused (the check can fail).
+    broken = as_json.replace('"service_healthy"', '"service_ready"', 1)
+    with pytest.raises(ValueError, match="unknown variant"):
+        PyCompose.from_json(broken)
 
 
 def test_every_part_of_the_stack_is_there() -> None:
