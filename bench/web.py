@@ -264,6 +264,8 @@ async def main(args: argparse.Namespace) -> None:
                 ),
                 ("search", [f"/search?q={rng.choice(WORDS)}" for _ in range(n)], compliance),
                 ("API dispute list", ["/api/disputes"] * n, compliance),
+                # A Prometheus scrape: the business metrics are counted from the database.
+                ("metrics scrape", ["/metrics"] * n, compliance),
             ]
             for group, paths, token in plan:
                 await measure(timer, client, group, paths[:3], token)  # warm up
