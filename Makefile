@@ -43,7 +43,7 @@ lock:
 	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)-lock/bin/python -m pip install --quiet .
 	{ sed -n '1,2p' requirements.lock; $(VENV)-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^accord\b'; } > requirements.lock.new
-	mv requirements.lock.new requirements.lock && rm -rf $(VENV)-lock
+	mv requirements.lock.new requirements.lock && rm -rf $(VENV)-lock build
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/mypy --strict worker.py

@@ -1,1 +1,0 @@
-"""Accord: durable channel-conflict resolution."""

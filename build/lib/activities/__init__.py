@@ -1,1 +1,0 @@
-"""Activities: every side effect of a dispute (database, deadlines, email), each idempotent."""

@@ -1,1 +1,0 @@
-"""Email notifications: templates, the outbox and the SMTP mailer."""

@@ -1,1 +1,0 @@
-"""Temporal workflows: one DisputeWorkflow per dispute."""
