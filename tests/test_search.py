@@ -299,6 +299,20 @@ def test_disputes_are_searched_by_full_text_within_what_the_viewer_may_see(
     with sessions.read() as session:
         snippets = dispute_snippets(session, ["DSP-2025-000002"], "Pacific")
     assert "<mark>Pacific</mark>" in snippets["DSP-2025-000002"]
+    assert found(compliance, "dsp-2025-000002") == ["DSP-2025-000002"]  # any case
+    # A number that another dispute's facts mention: that one by its text (ranked first),
+    # the numbered one by its number, each once.
+    with sessions.begin() as session:
+        add_precedent(
+            session,
+            "DSP-2025-000005",
+            category=DisputeCategory.DEAL_REGISTRATION,
+            outcome="settled",
+            facts="Follows DSP-2025-000001 between the same partners; tracked as DSP-2025-000005.",
+            rationale="As before.",
+        )
+    assert found(compliance, "DSP-2025-000001") == ["DSP-2025-000005", "DSP-2025-000001"]
+    assert found(compliance, "DSP-2025-000005") == ["DSP-2025-000005"]  # by both ways, once
 
 
 def test_common_queries_are_bounded_and_say_how(

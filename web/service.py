@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -17,8 +18,9 @@ from urllib.parse import urlencode
 
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from sqlalchemy import func
-from sqlmodel import Session, col, or_, select
+from sqlalchemy import false, func, null, union_all
+from sqlalchemy.sql.selectable import SelectBase
+from sqlmodel import Session, col, select
 
 from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
 from accord.audit import first_broken_link
@@ -198,6 +200,10 @@ def evidence_content(
 # --- lists ------------------------------------------------------------------------------------
 
 
+NUMBER_PREFIX = re.compile(r"DSP(-\d{0,4}(-\d{0,6})?)?")
+"""A dispute number or the start of one (DSP-2026-000123, dsp-2026): searched by number."""
+
+
 class DisputeFilters(BaseModel):
     """What a dispute list can be narrowed by; the same for pages, API and exports."""
 
@@ -234,17 +240,30 @@ def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[An
             )
         )
     if filters.q:
-        # A dispute number, or the start of one, by prefix; anything else by full text.
-        by_number = col(Dispute.number).ilike(f"{filters.q.strip()}%")
+        # The disputes found by full text, and by number when the words are (the start of) a
+        # dispute number; the list is built from those alone, never by scanning every dispute.
+        found_by: list[SelectBase] = []
         matches = dispute_matches(dialect, filters.q)
-        if matches is None:
-            query = query.where(by_number)
-        else:
-            found = matches.subquery("found")
-            query = query.outerjoin(found, found.c.number == Dispute.number).where(
-                or_(found.c.number.is_not(None), by_number)
+        text_hits = None if matches is None else matches.subquery("text_hits")
+        if text_hits is not None:
+            found_by.append(select(text_hits.c.number, text_hits.c.rank))
+        prefix = filters.q.strip().upper()
+        if NUMBER_PREFIX.fullmatch(prefix):
+            by_number = col(Dispute.number).startswith(prefix)
+            if dialect == "sqlite":
+                # Its LIKE ignores case and so cannot use the key's index; a range can.
+                after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+                by_number &= (col(Dispute.number) >= prefix) & (col(Dispute.number) < after)
+            if text_hits is not None:  # each dispute once: a full-text hit keeps its rank
+                by_number &= col(Dispute.number).not_in(select(text_hits.c.number))
+            found_by.append(
+                select(col(Dispute.number).label("number"), null().label("rank")).where(by_number)
             )
-            rank = found.c.rank
+        if not found_by:
+            return query.where(false()), None
+        found = (found_by[0] if len(found_by) == 1 else union_all(*found_by)).subquery("found")
+        query = query.join(found, found.c.number == Dispute.number)
+        rank = found.c.rank
     if filters.filed_from:
         query = query.where(Dispute.filed_at >= datetime.combine(filters.filed_from, time(), UTC))
     if filters.filed_to:
