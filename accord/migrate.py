@@ -17,9 +17,9 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-# Full-text search objects made by hand in migration 0006 (an FTS5 table and its shadow
-# tables on SQLite; generated tsvector columns and their GIN indexes on PostgreSQL): not in
-# the models, so autogenerate must not propose to drop them.
+# Search objects made by hand in migrations 0006, 0007 and 0012 (FTS5 tables and their shadow
+# tables on SQLite; generated tsvector columns, their GIN indexes and a pattern index on
+# PostgreSQL): not in the models, so autogenerate must not propose to drop them.
 HAND_MADE = (
     "precedent_fts",
     "search_tsv",
@@ -27,6 +27,7 @@ HAND_MADE = (
     "ix_precedent_search_tsv",
     "ix_precedent_public_tsv",
     "dispute_fts",
+    "ix_dispute_number_prefix",
     "ix_dispute_search_tsv",
 )
 

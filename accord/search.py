@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, String, TextualSelect, bindparam, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    String,
+    TextualSelect,
+    bindparam,
+    func,
+    literal_column,
+    text,
+)
 from sqlmodel import Session
 
 from accord.precedents import facet_token
@@ -343,22 +352,28 @@ def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
     return facets
 
 
-def dispute_matches(dialect: str, raw_query: str) -> TextualSelect | None:
-    """(number, rank) of the disputes whose number, parties, summary or facts match, best first
+def dispute_matches(raw_query: str) -> TextualSelect | None:
+    """SQLite: (number, rank) of the disputes whose parties, summary or facts match, best first
     by rank; None when the query has nothing searchable. The caller adds who may see what."""
     query = parse_query(raw_query)
     if query.empty:
         return None
-    if dialect == "sqlite":
-        sql = text(
-            "SELECT number, bm25(dispute_fts) AS rank FROM dispute_fts WHERE dispute_fts MATCH :dq"
-        ).bindparams(dq=_fts5_expression(query, "body"))
-    else:
-        sql = text(
-            "SELECT d.number AS number, -ts_rank_cd(d.search_tsv, q) AS rank"
-            " FROM dispute d, websearch_to_tsquery('english', :dq) q WHERE d.search_tsv @@ q"
-        ).bindparams(dq=_websearch(query))
+    sql = text(
+        "SELECT number, bm25(dispute_fts) AS rank FROM dispute_fts WHERE dispute_fts MATCH :dq"
+    ).bindparams(dq=_fts5_expression(query, "body"))
     return sql.columns(number=String, rank=Float)
+
+
+def dispute_text_match(raw_query: str) -> tuple[ColumnElement[bool], ColumnElement[float]] | None:
+    """PostgreSQL: the condition and the rank (lower is better) on the dispute row's own
+    GIN-indexed tsvector, so a list filters and orders by them without a join; None when the
+    query has nothing searchable."""
+    query = parse_query(raw_query)
+    if query.empty:
+        return None
+    vector: ColumnElement[Any] = literal_column("dispute.search_tsv")
+    words = func.websearch_to_tsquery("english", _websearch(query))
+    return vector.bool_op("@@")(words), -func.ts_rank_cd(vector, words)
 
 
 def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from sqlalchemy import false, func, null, union_all
+from sqlalchemy import false, func, null, or_, union_all
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
 
@@ -37,7 +37,7 @@ from accord.reports import SlaReport
 from accord.reports import sla_report as build_sla_report
 from accord.runtime import build_filing
 from accord.search import Filters as SearchFilters
-from accord.search import dispute_matches
+from accord.search import dispute_matches, dispute_text_match
 from accord.search import search_precedents as full_text_search
 from models.enums import (
     DisputeCategory,
@@ -226,9 +226,8 @@ class DisputeFilters(BaseModel):
 
 def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
     """The disputes this viewer may see that pass the filters, and, when there are words to
-    search, the full-text rank to order them by (else None)."""
+    search, the full-text rank to order them by (lower is better; else None)."""
     query = select(Dispute).where(dispute_scope(viewer))
-    rank = None
     if filters.stage:
         query = query.where(Dispute.stage == filters.stage)
     if filters.category:
@@ -239,38 +238,44 @@ def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[An
                 select(DisputeParty.dispute_number).where(DisputeParty.partner_id == filters.party)
             )
         )
-    if filters.q:
-        # The disputes found by full text, and by number when the words are (the start of) a
-        # dispute number; the list is built from those alone, never by scanning every dispute.
-        found_by: list[SelectBase] = []
-        matches = dispute_matches(dialect, filters.q)
-        text_hits = None if matches is None else matches.subquery("text_hits")
-        if text_hits is not None:
-            found_by.append(select(text_hits.c.number, text_hits.c.rank))
-        prefix = filters.q.strip().upper()
-        if NUMBER_PREFIX.fullmatch(prefix):
-            by_number = col(Dispute.number).startswith(prefix)
-            if dialect == "sqlite":
-                # Its LIKE ignores case and so cannot use the key's index; a range can.
-                after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-                by_number &= (col(Dispute.number) >= prefix) & (col(Dispute.number) < after)
-            if text_hits is not None:  # each dispute once: a full-text hit keeps its rank
-                by_number &= col(Dispute.number).not_in(select(text_hits.c.number))
-            found_by.append(
-                select(col(Dispute.number).label("number"), null().label("rank")).where(by_number)
-            )
-        if not found_by:
-            return query.where(false()), None
-        found = (found_by[0] if len(found_by) == 1 else union_all(*found_by)).subquery("found")
-        query = query.join(found, found.c.number == Dispute.number)
-        rank = found.c.rank
     if filters.filed_from:
         query = query.where(Dispute.filed_at >= datetime.combine(filters.filed_from, time(), UTC))
     if filters.filed_to:
         query = query.where(Dispute.filed_at < datetime.combine(filters.filed_to, time.max, UTC))
     if filters.open_only:
         query = query.where(col(Dispute.closed_at).is_(None))
-    return query, rank
+    if not filters.q:
+        return query, None
+    # The disputes the words find by full text, and by number when they are (the start of) a
+    # dispute number: looked up in indexes, never by reading every dispute.
+    prefix = filters.q.strip().upper()
+    by_number = col(Dispute.number).startswith(prefix) if NUMBER_PREFIX.fullmatch(prefix) else None
+    if dialect == "postgresql":
+        # One table: its GIN index and the number's pattern index (0012) combine. A dispute
+        # found by number alone ranks 0, after every text match (their ranks are negative).
+        on_text = dispute_text_match(filters.q)
+        found = [c for c in (on_text[0] if on_text else None, by_number) if c is not None]
+        if not found:
+            return query.where(false()), None
+        return query.where(or_(*found)), on_text[1] if on_text else None
+    found_by: list[SelectBase] = []
+    matches = dispute_matches(filters.q)
+    text_hits = None if matches is None else matches.subquery("text_hits")
+    if text_hits is not None:
+        found_by.append(select(text_hits.c.number, text_hits.c.rank))
+    if by_number is not None:
+        # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        by_number &= (col(Dispute.number) >= prefix) & (col(Dispute.number) < after)
+        if text_hits is not None:  # each dispute once: a full-text hit keeps its rank
+            by_number &= col(Dispute.number).not_in(select(text_hits.c.number))
+        found_by.append(
+            select(col(Dispute.number).label("number"), null().label("rank")).where(by_number)
+        )
+    if not found_by:
+        return query.where(false()), None
+    hits = (found_by[0] if len(found_by) == 1 else union_all(*found_by)).subquery("hits")
+    return query.join(hits, hits.c.number == Dispute.number), hits.c.rank
 
 
 def list_disputes(
