@@ -94,11 +94,18 @@ class MailCapture:
 @pytest.fixture
 def smtp() -> Iterator[tuple[MailCapture, int]]:
     capture = MailCapture()
+    with mail_server(capture) as port:
+        yield capture, port
+
+
+@contextlib.contextmanager
+def mail_server(handler: MailCapture) -> Iterator[int]:
+    """`handler` behind a real SMTP server on a free loopback port (the port)."""
     port = free_port()
-    controller = Controller(capture, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield capture, port
+        yield port
     finally:
         controller.stop()
 

@@ -12,20 +12,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from models.tables import Dispute
-from tests.conftest import MailCapture, cli_env, dev_stack, free_port
+from tests.conftest import MailCapture, cli_env, dev_stack, free_port, mail_server
 from tests.web_harness import PASSWORD, filing_form, seed_accounts
 
 HOLD_SECONDS = 3.0
@@ -70,7 +69,10 @@ async def stderr_of(process: asyncio.subprocess.Process) -> str:
 
 
 async def wait_until(
-    condition: Any, process: asyncio.subprocess.Process, what: str, seconds: float = 60
+    condition: Callable[[], Awaitable[bool]],
+    process: asyncio.subprocess.Process,
+    what: str,
+    seconds: float = 60,
 ) -> None:
     deadline = time.monotonic() + seconds
     while not await condition():
@@ -81,15 +83,23 @@ async def wait_until(
         await asyncio.sleep(0.05)
 
 
+def answers_ok(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[bool]]:
+    """A condition for wait_until: `url` answers 200 (not yet listening counts as no)."""
+
+    async def condition() -> bool:
+        try:
+            return (await http.get(url)).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    return condition
+
+
 @pytest.fixture
 def slow_smtp() -> Iterator[tuple[SlowMail, int]]:
-    mail, port = SlowMail(), free_port()
-    controller = Controller(mail, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+    mail = SlowMail()
+    with mail_server(mail) as port:
         yield mail, port
-    finally:
-        controller.stop()
 
 
 async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
@@ -108,14 +118,7 @@ async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
     )
     try:
         async with httpx.AsyncClient(timeout=5) as http:
-
-            async def ready() -> bool:
-                try:
-                    return (await http.get(f"{health}/ready")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_until(ready, worker, "a ready worker")
+            await wait_until(answers_ok(http, f"{health}/ready"), worker, "a ready worker")
             number = (await stack.file()).number
 
             async def sending() -> bool:
@@ -190,14 +193,7 @@ async def test_a_web_process_signalled_mid_request_answers_it_then_exits(
     )
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-
-            async def healthy() -> bool:
-                try:
-                    return (await http.get("/health")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await wait_until(healthy, web, "a serving web process")
+            await wait_until(answers_ok(http, "/health"), web, "a serving web process")
             await http.get("/login")
             signed_in = await http.post(
                 "/login",
