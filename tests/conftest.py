@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -300,6 +301,29 @@ def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
         "ACCORD_SMTP_PORT": str(stack.settings.smtp_port),
         **extra,
     }
+
+
+def deployed_environment(**settings: str) -> dict[str, str]:
+    """This process's environment with no Accord setting left in it, plus `settings`: what a
+    freshly deployed process sees."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
+    env.pop("DATABASE_URL", None)
+    return env | settings
+
+
+def run_accord(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`accord <args>` as its own process, to the end (its output kept)."""
+    return subprocess.run(
+        [sys.executable, "-m", "accord.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: Any) -> Settings:

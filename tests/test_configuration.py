@@ -3,13 +3,10 @@ missing or placeholder secret is named, all at once, and nothing starts."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from accord.settings import ConfigurationError, Settings
+from tests.conftest import deployed_environment, run_accord
 
 GOOD = {
     "environment": "production",
@@ -61,19 +58,9 @@ def test_each_problem_is_named(values: dict[str, object], problem: str) -> None:
 
 
 def test_every_problem_at_once_and_nothing_starts() -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("ACCORD_") and k != "DATABASE_URL"
-    }
-    env |= {"ACCORD_ENVIRONMENT": "production", "ACCORD_SECRET_KEY": "change-me"}
+    env = deployed_environment(ACCORD_ENVIRONMENT="production", ACCORD_SECRET_KEY="change-me")
     for command in ("worker", "web", "intake"):
-        done = subprocess.run(
-            [sys.executable, "-m", "accord.cli", command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_accord(command, env=env)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.splitlines()
         assert lines[0] == "error: the configuration is not ready for production:"

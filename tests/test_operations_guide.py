@@ -37,8 +37,10 @@ from models.tables import Dispute, DisputeEvent
 from tests.conftest import (
     POSTGRES_URL,
     MailCapture,
+    deployed_environment,
     fresh_postgres_database,
     make_settings,
+    run_accord,
     running_stack,
 )
 from tests.precedent_rows import add_precedent
@@ -79,18 +81,7 @@ def test_named_commands_settings_targets_services_and_files_exist() -> None:
 
 
 def test_the_production_refusal_reads_as_the_guide_shows() -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("ACCORD_") and k != "DATABASE_URL"
-    }
-    env["ACCORD_ENVIRONMENT"] = "production"
-    done = subprocess.run(
-        [sys.executable, "-m", "accord.cli", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_accord("worker", env=deployed_environment(ACCORD_ENVIRONMENT="production"))
     shown = [line[2:] for line in GUIDE.splitlines() if line.startswith("# error: ")]
     assert done.returncode == 2
     assert done.stderr.splitlines()[0] == shown[0]
@@ -203,15 +194,7 @@ async def test_backup_and_restore_as_the_guide_shows(
             assert rows == [("before the backup",)]
 
         argv = shlex.split(check.split(" worker ", 1)[1])[1:]
-        done = subprocess.run(
-            [sys.executable, "-m", "accord.cli", *argv],
-            env={**os.environ, "DATABASE_URL": accord_url},
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_accord(*argv, env={**os.environ, "DATABASE_URL": accord_url}, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         # The precedent's own dispute row (written by the helper) has no trail of its own.
         assert done.stdout == (
