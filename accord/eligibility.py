@@ -5,10 +5,15 @@ Pure functions over plain values, so mediator assignment and board panels screen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from models.payloads import ContestedObject
+
+VENDOR = "vendor"
+"""The organisation of the vendor's own staff (a person's organisation is this or a partner id)."""
+SALES_FUNCTION = "sales"
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,7 @@ class Candidate:
     person_id: str
     name: str
     organisation: str
+    function: str | None
     declared_conflicts: frozenset[str]
     active: bool
     case_limit: int
@@ -23,18 +29,26 @@ class Candidate:
     last_assigned_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Stakes:
+    """Who, besides the parties, has a stake in a dispute, as the directory says."""
+
+    object_owners: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Person id -> 'kind:ref' labels of the contested accounts and territories they own."""
+    exclusive_holders: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Partner id -> labels of the contested exclusive territories it holds."""
+    direct_sales_parties: frozenset[str] = frozenset()
+    """The parties that are the vendor's own direct sales (a channel-vs-direct conflict)."""
+
+
 def conflict_of_interest(
     candidate: Candidate,
     *,
     party_ids: tuple[str, ...],
     contested_objects: tuple[ContestedObject, ...],
-    owned_objects: frozenset[str],
+    stakes: Stakes,
 ) -> str | None:
-    """Why this person cannot be neutral here, or None.
-
-    `owned_objects` holds 'kind:ref' labels of the contested accounts and territories this
-    person owns in the directory.
-    """
+    """Why this person cannot be neutral here, or None."""
     if candidate.organisation in party_ids:
         return f"{candidate.name} works for {candidate.organisation}, a party"
     declared = candidate.declared_conflicts & set(party_ids)
@@ -44,8 +58,26 @@ def conflict_of_interest(
     declared_objects = candidate.declared_conflicts & labels
     if declared_objects:
         return f"{candidate.name} declared a conflict with {', '.join(sorted(declared_objects))}"
-    if owned_objects:
-        return f"{candidate.name} owns the contested {', '.join(sorted(owned_objects))}"
+    owned = stakes.object_owners.get(candidate.person_id)
+    if owned:
+        return f"{candidate.name} owns the contested {', '.join(sorted(owned))}"
+    # Whoever holds an exclusive territory gains or loses by any ruling on it, party or not.
+    held = stakes.exclusive_holders.get(candidate.organisation)
+    if held:
+        return (
+            f"{candidate.name} works for {candidate.organisation}, which holds the contested"
+            f" exclusive {', '.join(sorted(held))}"
+        )
+    if (
+        stakes.direct_sales_parties
+        and candidate.organisation == VENDOR
+        and candidate.function == SALES_FUNCTION
+    ):
+        return (
+            f"{candidate.name} is in the vendor's sales function, and"
+            f" {', '.join(sorted(stakes.direct_sales_parties))} (the vendor's direct sales)"
+            " is a party"
+        )
     return None
 
 
@@ -54,7 +86,7 @@ def ineligibility(
     *,
     party_ids: tuple[str, ...],
     contested_objects: tuple[ContestedObject, ...],
-    owned_objects: frozenset[str],
+    stakes: Stakes,
     excluded: tuple[str, ...],
 ) -> str | None:
     if not candidate.active:
@@ -65,7 +97,7 @@ def ineligibility(
         candidate,
         party_ids=party_ids,
         contested_objects=contested_objects,
-        owned_objects=owned_objects,
+        stakes=stakes,
     )
     if conflict:
         return conflict

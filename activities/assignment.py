@@ -9,19 +9,19 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 
 from accord.db import SessionFactory
-from accord.eligibility import Candidate, ineligibility, rank
+from accord.eligibility import Candidate, Stakes, ineligibility, rank
 from models.enums import TERMINAL_STAGES, AssignmentState, ObjectKind, Role
 from models.payloads import MediatorChoice, MediatorRequest, PanelChoice, PanelMember, PanelRequest
-from models.tables import Account, Assignment, Dispute, Person, Territory
+from models.tables import Account, Assignment, Dispute, Partner, Person, Territory
 
 _ACTIVE_ASSIGNMENT = (AssignmentState.OFFERED, AssignmentState.ACCEPTED)
 
 
-def _owned_objects(
-    session: Session, request: MediatorRequest | PanelRequest
-) -> dict[str, set[str]]:
-    """Person id -> labels of the contested accounts and territories they own."""
-    owned: dict[str, set[str]] = {}
+def _owned_objects(session: Session, request: MediatorRequest | PanelRequest) -> Stakes:
+    """Who owns or holds the contested accounts and territories, and which parties are the
+    vendor's direct sales."""
+    owners: dict[str, set[str]] = {}
+    holders: dict[str, set[str]] = {}
     for obj in request.contested_objects:
         owner: str | None = None
         if obj.kind is ObjectKind.ACCOUNT:
@@ -30,22 +30,35 @@ def _owned_objects(
         elif obj.kind is ObjectKind.TERRITORY:
             territory = session.get(Territory, obj.ref)
             owner = territory.owner_person_id if territory else None
+            if territory and territory.exclusive and territory.partner_id:
+                holders.setdefault(territory.partner_id, set()).add(obj.label())
         if owner:
-            owned.setdefault(owner, set()).add(obj.label())
-    return owned
+            owners.setdefault(owner, set()).add(obj.label())
+    direct_sales = session.exec(
+        select(Partner.id).where(
+            col(Partner.id).in_(request.party_ids),
+            Partner.is_direct_sales == True,  # noqa: E712
+        )
+    ).all()
+    return Stakes(
+        object_owners={k: frozenset(v) for k, v in owners.items()},
+        exclusive_holders={k: frozenset(v) for k, v in holders.items()},
+        direct_sales_parties=frozenset(direct_sales),
+    )
 
 
 def _screen(
     person: Person,
     request: MediatorRequest | PanelRequest,
     loads: Mapping[str, int],
-    owned: Mapping[str, set[str]],
+    owned: Stakes,
 ) -> tuple[Candidate, str | None]:
     """The person as a ranked candidate, and why they cannot be neutral here (or None)."""
     candidate = Candidate(
         person_id=person.id,
         name=person.name,
         organisation=person.organisation,
+        function=person.function,
         declared_conflicts=frozenset(person.declared_conflicts),
         active=person.active,
         case_limit=person.case_limit,
@@ -56,7 +69,7 @@ def _screen(
         candidate,
         party_ids=request.party_ids,
         contested_objects=request.contested_objects,
-        owned_objects=frozenset(owned.get(person.id, set())),
+        stakes=owned,
         excluded=request.excluded_person_ids,
     )
     return candidate, why

@@ -13,7 +13,7 @@ from sqlmodel import select
 from accord.audit import first_broken_link
 from accord.db import SessionFactory, make_engine
 from accord.directory import Directory, PersonRecord
-from activities.assignment import AssignmentActivities
+from activities.assignment import AssignmentActivities, PanelActivities
 from activities.records import RecordActivities
 from models.enums import (
     AssignmentState,
@@ -29,6 +29,7 @@ from models.payloads import (
     ContestedObject,
     EventRecord,
     MediatorRequest,
+    PanelRequest,
     RecordAssignment,
     TaskOpen,
 )
@@ -230,6 +231,84 @@ def test_least_loaded_wins_then_longest_idle(sessions: SessionFactory) -> None:
         sam.last_assigned_at = NOW - timedelta(days=30)
         session.add_all([maria, sam])
     assert assign.assign_mediator(request()).person_id == "sam.okafor"  # idle longest
+
+
+def mediator(person_id: str, **fields: object) -> PersonRecord:
+    return PersonRecord.model_validate(
+        {
+            "id": person_id,
+            "name": person_id.replace(".", " ").title(),
+            "email": f"{person_id}@vendor.example",
+            "role": Role.MEDIATOR,
+            "calendar": "US-NY",
+            **fields,
+        }
+    )
+
+
+def territory(code: str) -> tuple[ContestedObject, ...]:
+    return (ContestedObject(kind=ObjectKind.TERRITORY, ref=code),)
+
+
+def test_whoever_works_for_the_holder_of_a_contested_exclusive_territory_is_not_neutral(
+    sessions: SessionFactory,
+) -> None:
+    # Adatum holds Bavaria (DE-BY) exclusively; Fabrikam holds Northern California, not
+    # exclusively. Neither is a party to a dispute between Northwind and Contoso.
+    seed(
+        sessions,
+        Directory(
+            people=[
+                mediator("ines.adatum", organisation="adatum"),
+                mediator("finn.fabrikam", organisation="fabrikam"),
+            ]
+        ),
+    )
+    assign = AssignmentActivities(sessions)
+    refused = assign.assign_mediator(
+        request(chosen_person_id="ines.adatum", contested_objects=territory("DE-BY"))
+    )
+    assert refused.person_id is None
+    assert (
+        "Ines Adatum works for adatum, which holds the contested exclusive territory:DE-BY"
+        in refused.reason
+    )
+    # Not contested here, or not exclusive: no stake that bars them.
+    for person_id, code in [("ines.adatum", "US-CA-NORTH"), ("finn.fabrikam", "US-CA-NORTH")]:
+        choice = assign.assign_mediator(
+            request(chosen_person_id=person_id, contested_objects=territory(code))
+        )
+        assert choice.person_id == person_id, choice.reason
+
+
+def test_against_direct_sales_the_vendors_sales_people_are_not_neutral(
+    sessions: SessionFactory,
+) -> None:
+    seed(sessions, Directory(people=[mediator("sol.sales", function="sales")]))
+    assign = AssignmentActivities(sessions)
+    for parties in [("northwind", "direct-sales"), ("direct-sales", "contoso")]:
+        refused = assign.assign_mediator(request(chosen_person_id="sol.sales", party_ids=parties))
+        assert refused.person_id is None
+        assert (
+            "Sol Sales is in the vendor's sales function, and direct-sales"
+            " (the vendor's direct sales) is a party" in refused.reason
+        )
+    # Between two partners the same person may mediate.
+    assert assign.assign_mediator(request(chosen_person_id="sol.sales")).person_id == "sol.sales"
+    # The board's sales member is screened alike; the other functions still sit.
+    panel = PanelActivities(sessions).draw_panel(
+        PanelRequest(
+            number="DSP-2026-000009",
+            party_ids=("northwind", "direct-sales"),
+            contested_objects=(),
+            excluded_person_ids=(),
+            functions=("sales", "marketing", "finance"),
+        )
+    )
+    drawn = {m.person_id for m in panel.members}
+    assert "board.sales" not in drawn
+    assert {"board.marketing", "board.finance"} <= drawn
+    assert "Beatrice Sales is in the vendor's sales function" in panel.reason
 
 
 def test_case_limit_and_inactive_people_are_skipped(sessions: SessionFactory) -> None:
