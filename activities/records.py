@@ -125,6 +125,19 @@ class RecordActivities:
 
     @staticmethod
     def _project(session: Session, dispute: Dispute, record: EventRecord) -> None:
+        if (
+            record.stage is not None
+            and dispute.stage in TERMINAL_STAGES
+            and record.stage is not dispute.stage
+        ):
+            # Terminal is terminal: a stale decision must not reopen an ended dispute (the
+            # whole entry is refused, so the trail and the read model stay in step).
+            raise ApplicationError(
+                f"{record.number} is {dispute.stage.value}: {record.action} cannot move it to "
+                f"{record.stage.value}",
+                type="TerminalStage",
+                non_retryable=True,
+            )
         dispute.updated_at = record.at
         if record.stage is not None:
             dispute.stage = record.stage

@@ -77,7 +77,17 @@ class RemedyActivities:
                     raise ApplicationError(
                         f"no remedy {waiver.key}", type="UnknownRemedy", non_retryable=True
                     )
-                if row.state is not RemedyState.VERIFIED:
+                if row.state in (RemedyState.APPLIED, RemedyState.VERIFIED):
+                    # Applied after all (a target that answered late): waiving it would hide a
+                    # remedy that took effect. Retrying verifies it instead.
+                    reference = f" (reference {row.external_ref})" if row.external_ref else ""
+                    raise ApplicationError(
+                        f"position: remedy {row.position + 1} was applied through {row.adapter}"
+                        f"{reference}; it cannot be waived. Retry it to verify it",
+                        type="RemedyApplied",
+                        non_retryable=True,
+                    )
+                if row.state is not RemedyState.WAIVED:
                     row.state = RemedyState.WAIVED
                     row.waived_reason = f"{waiver.reason} ({waiver.actor_id})"
                     session.add(row)

@@ -387,3 +387,75 @@ async def test_a_recusing_panelist_is_replaced_and_a_missing_replacement_goes_to
     assert not any(t.kind is TaskKind.COMPOSE_PANEL for t in state.open_tasks)
     await handle.execute_update(DisputeWorkflow.issue_ruling, ruling(stack, relied=("alt.sales",)))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+
+
+async def test_the_first_panel_cannot_vote_or_rule_once_the_ruling_is_appealed(
+    stack: Stack,
+) -> None:
+    number = await in_review(stack)
+    for who in PANEL[:3]:
+        await vote(stack, number, who)
+    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.appeal,
+        Appeal(
+            actor=stack.actor("carl@contoso.example"),
+            grounds="The registration date in the portal was entered wrongly by Northwind.",
+            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
+        ),
+    )
+    # Every board member sat on the first panel: the fresh one waits for the admins.
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
+    )
+    state = await stack.state(number)
+    assert state.review is None  # no panel, no votes, no vacancies carried over
+    before = len(stack.events(number))
+    for who in ("board.sales", "board.finance"):
+        assert f"no panel has been drawn for {number} yet" in await refused(
+            stack,
+            number,
+            DisputeWorkflow.cast_vote,
+            CastVote(actor=stack.actor(who), outcome=VoteOutcome.DENY, reasons=REASONS),
+        )
+    assert f"no panel has been drawn for {number} yet" in await refused(
+        stack, number, DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.DENY)
+    )
+    assert len(stack.events(number)) == before
+
+    seed(
+        stack.sessions,
+        Directory(
+            people=[
+                PersonRecord(
+                    id=f"alt.{f}",
+                    name=f"Alt {f.title()}",
+                    email=f"alt.{f}@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function=f,
+                )
+                for f in ("sales", "marketing", "product", "finance", "partner_management", "chair")
+            ]
+        ),
+    )
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.redraw_panel,
+        RedrawPanel(actor=stack.actor("alex.admin"), reason="Alternates appointed to the board"),
+    )
+    state = await stack.wait_for(
+        number,
+        lambda s: s.review is not None and s.review.round == 2 and bool(s.review.panel),
+    )
+    assert state.review is not None and state.review.votes == ()
+    assert "not a voting member of the panel" in await refused(
+        stack,
+        number,
+        DisputeWorkflow.cast_vote,
+        CastVote(actor=stack.actor("board.sales"), outcome=VoteOutcome.DENY, reasons=REASONS),
+    )
+    assert "only the chair of the panel may issue ruling" in await refused(
+        stack, number, DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.DENY)
+    )
+    assert (await stack.state(number)).stage is DisputeStage.FORMAL_REVIEW

@@ -221,3 +221,39 @@ async def test_an_appeal_after_the_window_is_refused_by_rule(
         refused.value.cause
     )
     assert len(stack.events(number)) == before
+
+
+async def test_a_remedy_that_was_applied_after_all_cannot_be_waived(
+    webhook_stack: Stack, receiver: Receiver
+) -> None:
+    stack = webhook_stack
+    receiver.refuse_with = 422
+    number = await settle(stack)
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    # The CRM applied it after all (its late answer reached the ledger row).
+    key = f"{number}:settlement:0"
+    with stack.sessions.begin() as session:
+        row = session.get(RemedyApplication, key)
+        assert row is not None
+        row.state = RemedyState.APPLIED
+        row.external_ref = "CRM-77"
+        session.add(row)
+    before = stack.actions(number)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.waive_remedy,
+            WaiveRemedy(actor=stack.actor("alex.admin"), position=0, reason="Paid by hand"),
+        )
+    assert getattr(refused.value.cause, "message", "") == (
+        "position: remedy 1 was applied through webhook:commission_split (reference CRM-77); "
+        "it cannot be waived. Retry it to verify it"
+    )
+    assert stack.actions(number) == before
+    with stack.sessions.read() as session:
+        row = session.get(RemedyApplication, key)
+        assert row is not None and row.state is RemedyState.APPLIED and row.waived_reason is None
+    state = await stack.state(number)
+    assert state.remedies[0].state == "failed"
+    assert any(t.kind is TaskKind.RESOLVE_REMEDY for t in state.open_tasks)

@@ -7,7 +7,7 @@ action before anything enters the history.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
@@ -71,20 +71,21 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def accept_assignment(self, req: AcceptAssignment) -> ActionResult:
-        candidate = self._require(self._candidate, "no mediator has been offered the dispute")
-        self._mediator = candidate
-        self._wake()
-        await self._record(
-            req.actor,
-            "assignment_accepted",
-            f"{candidate.name} accepted with an impartiality declaration",
-            content={"declaration": req.impartiality_declaration, "round": self._round},
-            mediator_id=candidate.person_id,
-            assignment=RecordAssignment(
-                round=self._round, person_id=req.actor.id, state=AssignmentState.ACCEPTED
-            ),
-            done=self._untask(f"accept-{self._round}"),
-        )
+        async with self._deciding(lambda: self._validate_accept(req)):
+            candidate = self._require(self._candidate, "no mediator has been offered the dispute")
+            self._mediator = candidate
+            self._wake()
+            await self._record(
+                req.actor,
+                "assignment_accepted",
+                f"{candidate.name} accepted with an impartiality declaration",
+                content={"declaration": req.impartiality_declaration, "round": self._round},
+                mediator_id=candidate.person_id,
+                assignment=RecordAssignment(
+                    round=self._round, person_id=req.actor.id, state=AssignmentState.ACCEPTED
+                ),
+                done=self._untask(f"accept-{self._round}"),
+            )
         # Answer once mediation has begun, so the mediator's next action finds it open.
         await workflow.wait_condition(lambda: self._stage is not DisputeStage.TRIAGE)
         return self._result("assignment accepted; mediation has begun")
@@ -99,29 +100,30 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def recuse(self, req: Recuse) -> ActionResult:
-        if req.actor.role is Role.BOARD:
-            return await self._recuse_from_panel(req)
-        person = self._require(self._mediator or self._candidate, "nobody is assigned")
-        stale = self._untask(*self._open_task_names())
-        self._excluded.append(req.actor.id)
-        self._mediator = None
-        self._candidate = None
-        self._stage = DisputeStage.TRIAGE
-        self._wake()
-        await self._record(
-            req.actor,
-            "recused",
-            f"{person.name} recused: {req.reason}",
-            content={"reason": req.reason, "round": self._round},
-            stage=DisputeStage.TRIAGE,
-            clear_deadline=True,
-            mediator_id="",
-            assignment=RecordAssignment(
-                round=self._round, person_id=req.actor.id, state=AssignmentState.RECUSED
-            ),
-            cancelled=stale,
-        )
-        return self._result("recusal recorded; the dispute will be reassigned")
+        async with self._deciding(lambda: self._validate_recuse(req)):
+            if req.actor.role is Role.BOARD:
+                return await self._recuse_from_panel(req)
+            person = self._require(self._mediator or self._candidate, "nobody is assigned")
+            stale = self._untask(*self._open_task_names())
+            self._excluded.append(req.actor.id)
+            self._mediator = None
+            self._candidate = None
+            self._stage = DisputeStage.TRIAGE
+            self._wake()
+            await self._record(
+                req.actor,
+                "recused",
+                f"{person.name} recused: {req.reason}",
+                content={"reason": req.reason, "round": self._round},
+                stage=DisputeStage.TRIAGE,
+                clear_deadline=True,
+                mediator_id="",
+                assignment=RecordAssignment(
+                    round=self._round, person_id=req.actor.id, state=AssignmentState.RECUSED
+                ),
+                cancelled=stale,
+            )
+            return self._result("recusal recorded; the dispute will be reassigned")
 
     @recuse.validator
     def _validate_recuse(self, req: Recuse) -> None:
@@ -134,38 +136,41 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def assign_mediator(self, req: AssignMediator) -> ActionResult:
-        choice = await self._choose_mediator(chosen_person_id=req.person_id)
-        if choice.person_id is None:
-            raise ApplicationError(choice.reason, type="IneligibleMediator", non_retryable=True)
-        if not self._stage.is_open or self._pending_info is not None:
-            raise ApplicationError(
-                f"{self._d.number} changed while the mediator was screened; try again",
-                type="StaleAction",
-                non_retryable=True,
-            )
-        previous = self._mediator or self._candidate
-        stale = self._untask(*(n for n in self._open_task_names() if n != "assign-mediator"))
-        self._mediator = None
-        self._candidate = None
-        self._stage = DisputeStage.TRIAGE
-        self._admin_pick = (choice, req.actor, f"assigned by an admin: {req.reason}")
-        self._wake()
-        if previous is not None and previous.person_id is not None:
-            await self._record(
-                req.actor,
-                "mediator_released",
-                f"{previous.name} released by an admin: {req.reason}",
-                content={"person_id": previous.person_id, "round": self._round},
-                stage=DisputeStage.TRIAGE,
-                clear_deadline=True,
-                mediator_id="",
-                assignment=RecordAssignment(
-                    round=self._round,
-                    person_id=previous.person_id,
-                    state=AssignmentState.RELEASED,
-                ),
-                cancelled=stale,
-            )
+        async with self._deciding(lambda: self._validate_assign(req)):
+            choice = await self._choose_mediator(chosen_person_id=req.person_id)
+            if choice.person_id is None:
+                raise ApplicationError(choice.reason, type="IneligibleMediator", non_retryable=True)
+            if self._serialised():
+                self._still(lambda: self._validate_assign(req))
+            elif not self._stage.is_open or self._pending_info is not None:
+                raise ApplicationError(
+                    f"{self._d.number} changed while the mediator was screened; try again",
+                    type="StaleAction",
+                    non_retryable=True,
+                )
+            previous = self._mediator or self._candidate
+            stale = self._untask(*(n for n in self._open_task_names() if n != "assign-mediator"))
+            self._mediator = None
+            self._candidate = None
+            self._stage = DisputeStage.TRIAGE
+            self._admin_pick = (choice, req.actor, f"assigned by an admin: {req.reason}")
+            self._wake()
+            if previous is not None and previous.person_id is not None:
+                await self._record(
+                    req.actor,
+                    "mediator_released",
+                    f"{previous.name} released by an admin: {req.reason}",
+                    content={"person_id": previous.person_id, "round": self._round},
+                    stage=DisputeStage.TRIAGE,
+                    clear_deadline=True,
+                    mediator_id="",
+                    assignment=RecordAssignment(
+                        round=self._round,
+                        person_id=previous.person_id,
+                        state=AssignmentState.RELEASED,
+                    ),
+                    cancelled=stale,
+                )
         await workflow.wait_condition(lambda: self._admin_pick is None or not self._stage.is_open)
         return self._result(f"offered to {choice.name}")
 
@@ -184,23 +189,24 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def add_note(self, req: AddNote) -> ActionResult:
-        note = NoteView(
-            at=workflow.now(),
-            author=req.actor.id,
-            text=req.text,
-            visibility=req.visibility,
-            caucus_partner_id=req.caucus_partner_id,
-        )
-        self._notes.append(note)
-        where = (
-            "shared"
-            if req.visibility is NoteVisibility.SHARED
-            else f"caucus with {req.caucus_partner_id}"
-        )
-        await self._record(
-            req.actor, "note_added", f"note ({where})", content=note.model_dump(mode="json")
-        )
-        return self._result("note recorded")
+        async with self._deciding(lambda: self._validate_note(req)):
+            note = NoteView(
+                at=workflow.now(),
+                author=req.actor.id,
+                text=req.text,
+                visibility=req.visibility,
+                caucus_partner_id=req.caucus_partner_id,
+            )
+            self._notes.append(note)
+            where = (
+                "shared"
+                if req.visibility is NoteVisibility.SHARED
+                else f"caucus with {req.caucus_partner_id}"
+            )
+            await self._record(
+                req.actor, "note_added", f"note ({where})", content=note.model_dump(mode="json")
+            )
+            return self._result("note recorded")
 
     @add_note.validator
     def _validate_note(self, req: AddNote) -> None:
@@ -210,22 +216,23 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def add_evidence(self, req: AddEvidence) -> ActionResult:
-        item = req.evidence
-        if item.id in self._evidence_ids:
-            # The same item again (an intake retried after a crash): already on the record.
-            return self._result(f"evidence {item.id} was already added", reference=item.id)
-        self._evidence_ids.append(item.id)
-        # The summary names the file only when every party may read it: the history is shown
-        # to the parties, and a restricted item's name can say too much.
-        shown = item.filename if item.visibility is EvidenceVisibility.PARTIES else "restricted"
-        await self._record(
-            req.actor,
-            "evidence_added",
-            f"evidence added ({shown})",
-            content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
-            evidence=item,
-        )
-        return self._result(f"evidence {item.id} added", reference=item.id)
+        async with self._deciding(lambda: self._validate_evidence(req)):
+            item = req.evidence
+            if item.id in self._evidence_ids:
+                # The same item again (an intake retried after a crash): already on the record.
+                return self._result(f"evidence {item.id} was already added", reference=item.id)
+            self._evidence_ids.append(item.id)
+            # The summary names the file only when every party may read it: the history is shown
+            # to the parties, and a restricted item's name can say too much.
+            shown = item.filename if item.visibility is EvidenceVisibility.PARTIES else "restricted"
+            await self._record(
+                req.actor,
+                "evidence_added",
+                f"evidence added ({shown})",
+                content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
+                evidence=item,
+            )
+            return self._result(f"evidence {item.id} added", reference=item.id)
 
     @add_evidence.validator
     def _validate_evidence(self, req: AddEvidence) -> None:
@@ -242,18 +249,19 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def add_message(self, req: AddMessage) -> ActionResult:
-        message = req.message
-        if message.inbound_id in self._inbound_ids:
-            # The same email again (an intake retried after a crash): already on the record.
-            return self._result("message was already added")
-        self._inbound_ids.append(message.inbound_id)
-        await self._record(
-            req.actor,
-            "message_received",
-            f"email from {message.sender}",
-            content=message.model_dump(mode="json"),
-        )
-        return self._result("message added to the dispute")
+        async with self._deciding(lambda: self._validate_message(req)):
+            message = req.message
+            if message.inbound_id in self._inbound_ids:
+                # The same email again (an intake retried after a crash): already on the record.
+                return self._result("message was already added")
+            self._inbound_ids.append(message.inbound_id)
+            await self._record(
+                req.actor,
+                "message_received",
+                f"email from {message.sender}",
+                content=message.model_dump(mode="json"),
+            )
+            return self._result("message added to the dispute")
 
     @add_message.validator
     def _validate_message(self, req: AddMessage) -> None:
@@ -261,56 +269,57 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def request_information(self, req: RequestInformation) -> ActionResult:
-        party = self._party(req.party_id)
-        request_id = f"info-{len(self._info) + 1}"
-        now = workflow.now()
-        # The stage changes at once, so a second request is refused while this one is set up;
-        # the clock switches over only once the party's deadline exists.
-        self._stage = DisputeStage.AWAITING_PARTY
-        deadline = await self._compute_deadline(
-            f"information:{request_id}", party.calendar, self._d.terms.information_days
-        )
-        self._info[request_id] = InformationRequest(
-            id=request_id,
-            party_id=req.party_id,
-            questions=req.questions,
-            requested_at=now,
-            deadline=deadline,
-        )
-        self._clocks[f"information:{request_id}"] = Clock(deadline)
-        self._pending_info = request_id
-        self._wake()
-        seq = await self._record(
-            req.actor,
-            "information_requested",
-            f"information requested from {party.name}; mediation clock paused",
-            content={
-                "request_id": request_id,
-                "party_id": req.party_id,
-                "questions": req.questions,
-            },
-            stage=DisputeStage.AWAITING_PARTY,
-            deadline=deadline,
-            opens=(
-                self._task(
-                    TaskKind.ANSWER_INFORMATION,
-                    f"info-{request_id}",
-                    req.party_id,
-                    Role.PARTNER,
-                    deadline.due_at,
+        async with self._deciding(lambda: self._validate_request(req)):
+            party = self._party(req.party_id)
+            request_id = f"info-{len(self._info) + 1}"
+            now = workflow.now()
+            # The stage changes at once, so a second request is refused while this one is set up;
+            # the clock switches over only once the party's deadline exists.
+            self._stage = DisputeStage.AWAITING_PARTY
+            deadline = await self._compute_deadline(
+                f"information:{request_id}", party.calendar, self._d.terms.information_days
+            )
+            self._info[request_id] = InformationRequest(
+                id=request_id,
+                party_id=req.party_id,
+                questions=req.questions,
+                requested_at=now,
+                deadline=deadline,
+            )
+            self._clocks[f"information:{request_id}"] = Clock(deadline)
+            self._pending_info = request_id
+            self._wake()
+            seq = await self._record(
+                req.actor,
+                "information_requested",
+                f"information requested from {party.name}; mediation clock paused",
+                content={
+                    "request_id": request_id,
+                    "party_id": req.party_id,
+                    "questions": req.questions,
+                },
+                stage=DisputeStage.AWAITING_PARTY,
+                deadline=deadline,
+                opens=(
+                    self._task(
+                        TaskKind.ANSWER_INFORMATION,
+                        f"info-{request_id}",
+                        req.party_id,
+                        Role.PARTNER,
+                        deadline.due_at,
+                    ),
                 ),
-            ),
-        )
-        await self._notify(
-            seq,
-            "information_request",
-            party.contacts,
-            questions=req.questions,
-            request_id=request_id,
-            deadline=deadline.due_at,
-            explanation=deadline.explanation,
-        )
-        return self._result(f"{request_id} sent to {party.name}", reference=request_id)
+            )
+            await self._notify(
+                seq,
+                "information_request",
+                party.contacts,
+                questions=req.questions,
+                request_id=request_id,
+                deadline=deadline.due_at,
+                explanation=deadline.explanation,
+            )
+            return self._result(f"{request_id} sent to {party.name}", reference=request_id)
 
     @request_information.validator
     def _validate_request(self, req: RequestInformation) -> None:
@@ -320,21 +329,22 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def answer_information(self, req: AnswerInformation) -> ActionResult:
-        request = self._info[req.request_id]
-        request.answered_at = workflow.now()
-        request.answer = req.answer
-        seq = await self._record(
-            req.actor,
-            "information_answered",
-            f"{request.party_id} answered {req.request_id}",
-            content={"request_id": req.request_id, "answer": req.answer},
-            done=self._untask(f"info-{req.request_id}"),
-        )
-        await self._notify(
-            seq, "information_answered", self._mediator_email(), request_id=req.request_id
-        )
-        await self._resume_clock(f"{request.party_id} answered {req.request_id}")
-        return self._result("answer recorded; mediation clock resumed")
+        async with self._deciding(lambda: self._validate_answer(req)):
+            request = self._info[req.request_id]
+            request.answered_at = workflow.now()
+            request.answer = req.answer
+            seq = await self._record(
+                req.actor,
+                "information_answered",
+                f"{request.party_id} answered {req.request_id}",
+                content={"request_id": req.request_id, "answer": req.answer},
+                done=self._untask(f"info-{req.request_id}"),
+            )
+            await self._notify(
+                seq, "information_answered", self._mediator_email(), request_id=req.request_id
+            )
+            await self._resume_clock(f"{request.party_id} answered {req.request_id}")
+            return self._result("answer recorded; mediation clock resumed")
 
     @answer_information.validator
     def _validate_answer(self, req: AnswerInformation) -> None:
@@ -347,47 +357,48 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def propose_settlement(self, req: ProposeSettlement) -> ActionResult:
-        # A new offer supersedes any still open: their answers are no longer asked for.
-        superseded: list[str] = []
-        for offer in self._offers.values():
-            if offer.open:
-                superseded += [f"{offer.id}-{p}" for p in self._party_ids()]
-            offer.open = False
-        offer_id = f"offer-{len(self._offers) + 1}"
-        self._offers[offer_id] = Offer(id=offer_id, view=req, proposed_at=workflow.now())
-        seq = await self._record(
-            req.actor,
-            "settlement_proposed",
-            f"{offer_id}: {len(req.remedies)} remedies proposed",
-            content={
-                "offer_id": offer_id,
-                "terms": req.terms,
-                "remedies": [r.model_dump(mode="json") for r in req.remedies],
-                **self._divergence_record(
-                    None, req.remedies, self._d.terms.clauses, req.divergence_acknowledgement
+        async with self._deciding(lambda: self._validate_offer(req)):
+            # A new offer supersedes any still open: their answers are no longer asked for.
+            superseded: list[str] = []
+            for offer in self._offers.values():
+                if offer.open:
+                    superseded += [f"{offer.id}-{p}" for p in self._party_ids()]
+                offer.open = False
+            offer_id = f"offer-{len(self._offers) + 1}"
+            self._offers[offer_id] = Offer(id=offer_id, view=req, proposed_at=workflow.now())
+            seq = await self._record(
+                req.actor,
+                "settlement_proposed",
+                f"{offer_id}: {len(req.remedies)} remedies proposed",
+                content={
+                    "offer_id": offer_id,
+                    "terms": req.terms,
+                    "remedies": [r.model_dump(mode="json") for r in req.remedies],
+                    **self._divergence_record(
+                        None, req.remedies, self._d.terms.clauses, req.divergence_acknowledgement
+                    ),
+                },
+                cancelled=self._untask(*superseded),
+                opens=tuple(
+                    self._task(
+                        TaskKind.RESPOND_TO_OFFER,
+                        f"{offer_id}-{party.partner_id}",
+                        party.partner_id,
+                        Role.PARTNER,
+                        self._clocks["mediation"].deadline.due_at,
+                    )
+                    for party in self._parties()
                 ),
-            },
-            cancelled=self._untask(*superseded),
-            opens=tuple(
-                self._task(
-                    TaskKind.RESPOND_TO_OFFER,
-                    f"{offer_id}-{party.partner_id}",
-                    party.partner_id,
-                    Role.PARTNER,
-                    self._clocks["mediation"].deadline.due_at,
-                )
-                for party in self._parties()
-            ),
-        )
-        await self._notify(
-            seq,
-            "offer",
-            self._party_contacts(),
-            offer_id=offer_id,
-            terms=req.terms,
-            remedies=[r.model_dump(mode="json") for r in req.remedies],
-        )
-        return self._result(f"{offer_id} sent to the parties", reference=offer_id)
+            )
+            await self._notify(
+                seq,
+                "offer",
+                self._party_contacts(),
+                offer_id=offer_id,
+                terms=req.terms,
+                remedies=[r.model_dump(mode="json") for r in req.remedies],
+            )
+            return self._result(f"{offer_id} sent to the parties", reference=offer_id)
 
     @propose_settlement.validator
     def _validate_offer(self, req: ProposeSettlement) -> None:
@@ -402,43 +413,55 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def respond_to_offer(self, req: RespondToOffer) -> ActionResult:
-        offer = self._offers[req.offer_id]
-        partner_id = self._require(req.actor.partner_id, "a partner acts for a partner")
-        offer.responses[partner_id] = req.accept
-        verdict = "accepted" if req.accept else "rejected"
-        if not req.accept:
-            offer.open = False
-        seq = await self._record(
-            req.actor,
-            f"offer_{verdict}",
-            f"{partner_id} {verdict} {offer.id}",
-            content={"offer_id": offer.id, "accept": req.accept, "comment": req.comment},
-            done=self._untask(f"{offer.id}-{partner_id}"),
-            # A rejection ends the offer: the other parties need not answer it any more.
-            cancelled=()
-            if req.accept
-            else self._untask(*(f"{offer.id}-{p}" for p in self._party_ids() if p != partner_id)),
-        )
-        if not req.accept:
-            await self._notify(
-                seq,
-                "offer_rejected",
-                (*self._mediator_email(), *self._party_contacts()),
-                offer_id=offer.id,
-                partner_id=partner_id,
-                comment=req.comment,
+        async with self._deciding(lambda: self._validate_response(req)):
+            offer = self._offers[req.offer_id]
+            partner_id = self._require(req.actor.partner_id, "a partner acts for a partner")
+            offer.responses[partner_id] = req.accept
+            verdict = "accepted" if req.accept else "rejected"
+            if not req.accept:
+                offer.open = False
+            seq = await self._record(
+                req.actor,
+                f"offer_{verdict}",
+                f"{partner_id} {verdict} {offer.id}",
+                content={"offer_id": offer.id, "accept": req.accept, "comment": req.comment},
+                done=self._untask(f"{offer.id}-{partner_id}"),
+                # A rejection ends the offer: the other parties need not answer it any more.
+                cancelled=()
+                if req.accept
+                else self._untask(
+                    *(f"{offer.id}-{p}" for p in self._party_ids() if p != partner_id)
+                ),
             )
-            return self._result(f"{offer.id} rejected; mediation continues")
-        if all(offer.responses.get(p) for p in self._party_ids()):
+            if not req.accept:
+                await self._notify(
+                    seq,
+                    "offer_rejected",
+                    (*self._mediator_email(), *self._party_contacts()),
+                    offer_id=offer.id,
+                    partner_id=partner_id,
+                    comment=req.comment,
+                )
+                return self._result(f"{offer.id} rejected; mediation continues")
+            if not all(offer.responses.get(p) for p in self._party_ids()):
+                return self._result(
+                    f"{offer.id} accepted by {partner_id}; waiting for the other parties"
+                )
             offer.open = False
             self._agreed = offer
-            if workflow.patched(REMEDY_STAGE_PATCH):
-                # Answer once the settlement is recorded; remedies may take days.
-                await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
-            else:
-                await workflow.wait_condition(lambda: not self._stage.is_open)
-            return self._result(f"{offer.id} accepted by every party; the dispute is settled")
-        return self._result(f"{offer.id} accepted by {partner_id}; waiting for the other parties")
+            if self._serialised():
+                # Agreed is settled: from this moment no offer, impasse or withdrawal can
+                # overtake it while the lifecycle records the settlement.
+                self._stage = DisputeStage.SETTLED
+                self._wake()
+        if self._serialised():
+            # Answer once the settlement is in the read model; remedies may take days.
+            await workflow.wait_condition(lambda: self._projected not in MEDIATION_STAGES)
+        elif workflow.patched(REMEDY_STAGE_PATCH):
+            await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
+        else:
+            await workflow.wait_condition(lambda: not self._stage.is_open)
+        return self._result(f"{offer.id} accepted by every party; the dispute is settled")
 
     @respond_to_offer.validator
     def _validate_response(self, req: RespondToOffer) -> None:
@@ -453,14 +476,23 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def declare_impasse(self, req: DeclareImpasse) -> ActionResult:
-        # An open information request lapses: mediation is over, so its answer no longer
-        # moves any clock.
-        self._pending_info = None
-        self._impasse = req.reason
-        await self._record(
-            req.actor, "impasse_declared", req.reason, content={"reason": req.reason}
-        )
-        await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
+        async with self._deciding(lambda: self._validate_impasse(req)):
+            # An open information request lapses: mediation is over, so its answer no longer
+            # moves any clock.
+            self._pending_info = None
+            self._impasse = req.reason
+            if self._serialised():
+                # Mediation ends with the declaration: no offer or answer can follow it while
+                # the lifecycle escalates.
+                self._stage = DisputeStage.FORMAL_REVIEW
+                self._wake()
+            await self._record(
+                req.actor, "impasse_declared", req.reason, content={"reason": req.reason}
+            )
+        if self._serialised():
+            await workflow.wait_condition(lambda: self._projected not in MEDIATION_STAGES)
+        else:
+            await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
         return self._result("impasse declared; the dispute is in formal review")
 
     @declare_impasse.validator
@@ -469,8 +501,9 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def dismiss(self, req: Dismiss) -> ActionResult:
-        await self._conclude(DisputeStage.DISMISSED, req.actor, "dismissed", req.reason)
-        return self._result("dismissed")
+        async with self._deciding(lambda: self._validate_dismiss(req)):
+            await self._conclude(DisputeStage.DISMISSED, req.actor, "dismissed", req.reason)
+            return self._result("dismissed")
 
     @dismiss.validator
     def _validate_dismiss(self, req: Dismiss) -> None:
@@ -478,48 +511,52 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def withdraw(self, req: Withdraw) -> ActionResult:
-        await self._conclude(DisputeStage.WITHDRAWN, req.actor, "withdrawn", req.reason)
-        return self._result("withdrawn")
+        async with self._deciding(lambda: self._validate_withdraw(req)):
+            await self._conclude(DisputeStage.WITHDRAWN, req.actor, "withdrawn", req.reason)
+            return self._result("withdrawn")
 
     @withdraw.validator
     def _validate_withdraw(self, req: Withdraw) -> None:
         self._check(Action.WITHDRAW, req)
         if req.actor.partner_id != self._d.filing.claimant_id:
             raise ValueError("only the claimant may withdraw a dispute")
+        if self._ruling is not None and self._serialised():
+            raise ValueError("the panel has ruled: the ruling can be appealed, not withdrawn from")
 
     @workflow.update
     async def extend_deadline(self, req: ExtendDeadline) -> ActionResult:
-        purpose = self._running_clock(
-            "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
-        )
-        clock = self._clocks[purpose]
-        extended = await workflow.execute_activity_method(
-            DeadlineActivities.extend_deadline,
-            ExtendDeadlineRequest(
-                deadline=clock.deadline,
-                business_days=req.business_days,
-                reason=req.reason,
-                playbook_version=self._d.terms.version,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-        )
-        # Warnings already sent are not sent again for the longer window.
-        clock.deadline = extended
-        self._wake()
-        await self._record(
-            req.actor,
-            "deadline_extended",
-            f"{purpose} deadline extended by {req.business_days} business days: {req.reason}",
-            content={
-                "purpose": purpose,
-                "business_days": req.business_days,
-                "reason": req.reason,
-                "due_at": extended.due_at.isoformat(),
-            },
-            deadline=extended,
-        )
-        return self._result(f"{purpose} deadline now {extended.due_at.isoformat()}")
+        async with self._deciding(lambda: self._validate_extend(req)):
+            purpose = self._running_clock(
+                "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
+            )
+            clock = self._clocks[purpose]
+            extended = await workflow.execute_activity_method(
+                DeadlineActivities.extend_deadline,
+                ExtendDeadlineRequest(
+                    deadline=clock.deadline,
+                    business_days=req.business_days,
+                    reason=req.reason,
+                    playbook_version=self._d.terms.version,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            # Warnings already sent are not sent again for the longer window.
+            clock.deadline = extended
+            self._wake()
+            await self._record(
+                req.actor,
+                "deadline_extended",
+                f"{purpose} deadline extended by {req.business_days} business days: {req.reason}",
+                content={
+                    "purpose": purpose,
+                    "business_days": req.business_days,
+                    "reason": req.reason,
+                    "due_at": extended.due_at.isoformat(),
+                },
+                deadline=extended,
+            )
+            return self._result(f"{purpose} deadline now {extended.due_at.isoformat()}")
 
     @extend_deadline.validator
     def _validate_extend(self, req: ExtendDeadline) -> None:
@@ -534,17 +571,18 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def retry_remedy(self, req: RetryRemedy) -> ActionResult:
-        self._remedy_waiting = None
-        await self._record(
-            req.actor,
-            "remedy_retried",
-            f"remedy {req.position + 1} retried by an admin"
-            + (f": {req.reason}" if req.reason else ""),
-            content={"position": req.position, "reason": req.reason},
-            done=self._untask(f"remedy-{req.position}"),
-        )
-        self._remedy_decision = "retry"
-        return self._result(f"remedy {req.position + 1} is being applied again")
+        async with self._deciding(lambda: self._validate_retry_remedy(req)):
+            self._remedy_waiting = None
+            await self._record(
+                req.actor,
+                "remedy_retried",
+                f"remedy {req.position + 1} retried by an admin"
+                + (f": {req.reason}" if req.reason else ""),
+                content={"position": req.position, "reason": req.reason},
+                done=self._untask(f"remedy-{req.position}"),
+            )
+            self._remedy_decision = "retry"
+            return self._result(f"remedy {req.position + 1} is being applied again")
 
     @retry_remedy.validator
     def _validate_retry_remedy(self, req: RetryRemedy) -> None:
@@ -553,28 +591,40 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def waive_remedy(self, req: WaiveRemedy) -> ActionResult:
-        self._remedy_waiting = None
-        await workflow.execute_activity_method(
-            RemedyActivities.waive_remedy,
-            RemedyWaiver(
-                key=self._remedy_keys[req.position],
-                reason=req.reason,
-                actor_id=req.actor.id,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-        )
-        progress = self._remedies[req.position]
-        self._remedies[req.position] = progress.model_copy(update={"state": "waived"})
-        await self._record(
-            req.actor,
-            "remedy_waived",
-            f"remedy {req.position + 1} ({progress.kind.value}) waived: {req.reason}",
-            content={"position": req.position, "reason": req.reason},
-            done=self._untask(f"remedy-{req.position}"),
-        )
-        self._remedy_decision = "waive"
-        return self._result(f"remedy {req.position + 1} waived")
+        async with self._deciding(lambda: self._validate_waive_remedy(req)):
+            serialised = self._serialised()
+            if not serialised:
+                self._remedy_waiting = None
+            try:
+                await workflow.execute_activity_method(
+                    RemedyActivities.waive_remedy,
+                    RemedyWaiver(
+                        key=self._remedy_keys[req.position],
+                        reason=req.reason,
+                        actor_id=req.actor.id,
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+            except ActivityError as failure:
+                if not serialised or not isinstance(failure.cause, ApplicationError):
+                    raise
+                # The ledger shows the remedy applied after all: it is verified, not waived.
+                raise ApplicationError(
+                    failure.cause.message, type="RemedyNotWaived", non_retryable=True
+                ) from None
+            self._remedy_waiting = None
+            progress = self._remedies[req.position]
+            self._remedies[req.position] = progress.model_copy(update={"state": "waived"})
+            await self._record(
+                req.actor,
+                "remedy_waived",
+                f"remedy {req.position + 1} ({progress.kind.value}) waived: {req.reason}",
+                content={"position": req.position, "reason": req.reason},
+                done=self._untask(f"remedy-{req.position}"),
+            )
+            self._remedy_decision = "waive"
+            return self._result(f"remedy {req.position + 1} waived")
 
     @waive_remedy.validator
     def _validate_waive_remedy(self, req: WaiveRemedy) -> None:
@@ -592,21 +642,22 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def link_filing(self, req: LinkFiling) -> ActionResult:
-        if req.filing_key in self._linked:
-            return self._result("filing already linked")
-        self._linked.append(req.filing_key)
-        seq = await self._record(
-            req.actor,
-            "filing_linked",
-            f"a matching filing was linked to this dispute: {req.summary}",
-            content={
-                "filing_key": req.filing_key,
-                "summary": req.summary,
-                "filed_by": req.actor.id,
-            },
-        )
-        await self._notify(seq, "filing_linked", (req.actor.id,), linked_summary=req.summary)
-        return self._result("linked to the open dispute")
+        async with self._deciding(lambda: self._validate_link(req)):
+            if req.filing_key in self._linked:
+                return self._result("filing already linked")
+            self._linked.append(req.filing_key)
+            seq = await self._record(
+                req.actor,
+                "filing_linked",
+                f"a matching filing was linked to this dispute: {req.summary}",
+                content={
+                    "filing_key": req.filing_key,
+                    "summary": req.summary,
+                    "filed_by": req.actor.id,
+                },
+            )
+            await self._notify(seq, "filing_linked", (req.actor.id,), linked_summary=req.summary)
+            return self._result("linked to the open dispute")
 
     @link_filing.validator
     def _validate_link(self, req: LinkFiling) -> None:

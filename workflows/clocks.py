@@ -55,7 +55,7 @@ class DisputeClocks(DisputeCore):
             )
             seen = self._wakeups
             try:
-                await workflow.wait_condition(
+                await self._wait(
                     lambda seen=seen: concluded() or self._wakeups != seen,  # type: ignore[misc]
                     timeout=max(next_at - now, timedelta(seconds=0)),
                 )

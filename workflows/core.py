@@ -7,6 +7,8 @@ hash chain follow the order things happened; task inbox changes ride on the same
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -83,6 +85,15 @@ SIMILAR_PRECEDENTS_PATCH = "similar-precedents"
 """Similar precedents are attached at triage and to each panel's case file, and settlements and
 rulings that diverge from them need an acknowledgement."""
 
+DECISION_LOCK_PATCH = "decision-lock"
+"""Every state-changing handler and every decision of the lifecycle holds one lock, and each
+action's rule is checked again once it holds it; an agreement or an impasse ends mediation at
+once; a terminal stage is never left (histories before it interleave as they always did)."""
+
+FRESH_APPEAL_PANEL_PATCH = "fresh-appeal-panel"
+"""An appeal empties the review: no panel, votes, ruling or vacancies of the first round remain,
+so the first panel can neither vote nor rule while the fresh one is being composed."""
+
 
 REMEDY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -130,6 +141,11 @@ class DisputeCore:
         self._stage = DisputeStage.FILED
         self._seq = 0
         self._record_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()
+        """The decision lock: held by the lifecycle except while it waits, and by each
+        state-changing update for its whole body (samples-python safe_message_handlers)."""
+        self._projected = DisputeStage.FILED
+        """The stage last written to the read model."""
         self._history: list[HistoryEntry] = []
         self._stage_log: list[tuple[DisputeStage, datetime]] = []
         self._round = 0
@@ -174,6 +190,61 @@ class DisputeCore:
         self._appeal_deadline: datetime | None = None
         self._similar: SimilarPrecedents | None = None
         """The precedents a decision is compared with: triage's, then the panel's case file."""
+
+    # ======================================================================================
+    # The decision lock
+    # ======================================================================================
+
+    def _serialised(self) -> bool:
+        return workflow.patched(DECISION_LOCK_PATCH)
+
+    @asynccontextmanager
+    async def _deciding(self, rule: Callable[[], None] | None = None) -> AsyncIterator[None]:
+        """Hold the decision lock for one action; `rule` (the action's validator) must still
+        hold once the lock is held, or the action is refused with it and nothing is recorded.
+
+        The validator ran when the update arrived, but other actions and the lifecycle may have
+        changed the dispute while this one waited for the lock.
+        """
+        if not self._serialised():
+            yield
+            return
+        async with self._lock:
+            if rule is not None:
+                self._still(rule)
+            yield
+
+    def _still(self, rule: Callable[[], None]) -> None:
+        """Refuse the action (nothing recorded) if its rule no longer holds."""
+        try:
+            rule()
+        except ValueError as broken:
+            raise ApplicationError(
+                str(broken), type="RuleNoLongerHolds", non_retryable=True
+            ) from None
+
+    async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None = None) -> None:
+        """The lifecycle waits here, outside the decision lock so that people can act; it holds
+        the lock again on return, so whatever it waited for must be looked at afresh."""
+        if not self._serialised():
+            await workflow.wait_condition(condition, timeout=timeout)
+            return
+        self._lock.release()
+        try:
+            await workflow.wait_condition(condition, timeout=timeout)
+        finally:
+            await self._lock.acquire()
+
+    async def _unlocked(self, work: Awaitable[_T]) -> _T:
+        """Long work of the lifecycle (a remedy's retries can take minutes) done outside the
+        lock, so people's actions are not held up; like `_wait`, look again afterwards."""
+        if not self._serialised():
+            return await work
+        self._lock.release()
+        try:
+            return await work
+        finally:
+            await self._lock.acquire()
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""
@@ -240,6 +311,7 @@ class DisputeCore:
             at = workflow.now()
             if stage is not None:
                 self._stage_log.append((stage, at))
+                self._projected = stage
             if stage is not None or deadline is not None or clear_deadline:
                 self._publish_search_attributes(stage or self._stage, deadline, clear_deadline)
             self._history.append(
@@ -300,6 +372,10 @@ class DisputeCore:
         opens: tuple[TaskOpen, ...] = (),
         cancelled: tuple[str, ...] = (),
     ) -> int:
+        if self._serialised() and not self._stage.is_open:
+            # Terminal is terminal: a withdrawal or dismissal won the race for the dispute.
+            workflow.logger.warning("not entering %s: %s is %s", stage, self._d.number, self._stage)
+            return self._seq
         self._stage = stage
         self._wake()
         return await self._record(
@@ -316,6 +392,8 @@ class DisputeCore:
 
     async def _conclude(self, stage: DisputeStage, actor: Actor, action: str, reason: str) -> None:
         """End the dispute in a terminal stage; cancels whatever was still open."""
+        if self._serialised() and not self._stage.is_open:
+            return
         stale = self._untask(*self._open_task_names())
         self._stage = stage
         self._pending_info = None

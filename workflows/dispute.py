@@ -69,18 +69,21 @@ class DisputeWorkflow(DisputeActions):
     @workflow.run
     async def run(self, dispute: DisputeInput) -> DisputeOutcome:
         self._d = dispute
-        await self._acknowledge_filing()
-        while self._stage.is_open and self._stage is not DisputeStage.FORMAL_REVIEW:
-            await self._secure_neutral_mediator()
-            if self._mediator is None:
-                break
-            await self._mediate()
-            if self._agreed is not None:
-                await self._settle()
-            elif self._impasse is not None:
-                await self._escalate_to_formal_review(self._impasse)
-        if self._stage is DisputeStage.FORMAL_REVIEW:
-            await self._formal_review()
+        # The lifecycle holds the decision lock throughout, except while it waits (`_wait`).
+        async with self._deciding():
+            await self._acknowledge_filing()
+            while self._stage.is_open and self._stage is not DisputeStage.FORMAL_REVIEW:
+                await self._secure_neutral_mediator()
+                if self._mediator is None:
+                    break
+                await self._mediate()
+                if self._agreed is not None:
+                    await self._settle()
+                elif self._impasse is not None:
+                    await self._escalate_to_formal_review(self._impasse)
+            if self._stage is DisputeStage.FORMAL_REVIEW:
+                await self._formal_review()
+        # Actions still waiting for the lock find the dispute ended and are refused by rule.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DisputeOutcome(number=self._d.number, stage=self._stage, outcome=self._outcome)
 
@@ -119,7 +122,7 @@ class DisputeWorkflow(DisputeActions):
                     continue  # an admin picked someone, or the dispute ended, meanwhile
                 if choice.person_id is None:
                     await self._ask_admins_to_assign(choice.reason)
-                    await workflow.wait_condition(
+                    await self._wait(
                         lambda: self._admin_pick is not None or not self._stage.is_open
                     )
                     continue
@@ -174,7 +177,7 @@ class DisputeWorkflow(DisputeActions):
     async def _settle(self) -> None:
         """All parties accepted an offer: record the remedies, write the precedent, close."""
         offer = self._agreed
-        if offer is None:
+        if offer is None or not self._stage.is_open:
             return
         seq = await self._record(
             SYSTEM,
@@ -228,9 +231,15 @@ class DisputeWorkflow(DisputeActions):
                 pass
         self._remedies_done = True
         if watch is not None:
+            await self._wait(watch.done)
             await watch
 
     async def _watch_remedy_deadline(self) -> None:
+        # Beside the lifecycle, so it takes the decision lock like any other actor.
+        async with self._deciding():
+            await self._escalate_overdue_remedies()
+
+    async def _escalate_overdue_remedies(self) -> None:
         breached = await self._run_clock("remedy", lambda: self._remedies_done)
         if not breached:
             return
@@ -252,11 +261,13 @@ class DisputeWorkflow(DisputeActions):
     async def _remedy_attempt(self, order: RemedyOrder) -> str:
         """One try with the activity's retries; 'done', or 'retry' when an admin said so."""
         try:
-            result = await workflow.execute_activity_method(
-                RemedyActivities.apply_remedy,
-                order,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=REMEDY_RETRY,
+            result = await self._unlocked(
+                workflow.execute_activity_method(
+                    RemedyActivities.apply_remedy,
+                    order,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=REMEDY_RETRY,
+                )
             )
         except ActivityError as failure:
             reason = str(failure.cause or failure)
@@ -308,11 +319,13 @@ class DisputeWorkflow(DisputeActions):
         )
         self._remedy_decision = None
         self._remedy_waiting = order.position
-        await workflow.wait_condition(lambda: self._remedy_decision is not None)
+        await self._wait(lambda: self._remedy_decision is not None)
         decision, self._remedy_decision = self._remedy_decision or "retry", None
         return decision
 
     async def _escalate_to_formal_review(self, reason: str) -> None:
+        if not self._stage.is_open:
+            return
         stale = self._untask(*self._open_task_names())
         seq = await self._enter(
             DisputeStage.FORMAL_REVIEW,
@@ -330,7 +343,7 @@ class DisputeWorkflow(DisputeActions):
         then the ruling's remedies, the precedent, and the close."""
         if not workflow.patched(FORMAL_REVIEW_PATCH):
             # Disputes escalated before the review existed wait here, as they always did.
-            await workflow.wait_condition(lambda: not self._stage.is_open)
+            await self._wait(lambda: not self._stage.is_open)
             return
         ruling = await self._run_review_round(1)
         if ruling is None:

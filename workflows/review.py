@@ -36,7 +36,13 @@ with workflow.unsafe.imports_passed_through():
         VoteView,
     )
     from workflows.clocks import DisputeClocks
-    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, SIMILAR_PRECEDENTS_PATCH, Clock
+    from workflows.core import (
+        ACTIVITY_RETRY,
+        ACTIVITY_TIMEOUT,
+        FRESH_APPEAL_PANEL_PATCH,
+        SIMILAR_PRECEDENTS_PATCH,
+        Clock,
+    )
 
 
 def _vote_commitment(vote: CastVote) -> str:
@@ -117,9 +123,7 @@ class BoardReview(DisputeClocks):
         )
         if breached and self._ruling is None and self._stage.is_open:
             await self._escalate_overdue_review(panel)
-            await workflow.wait_condition(
-                lambda: self._ruling is not None or not self._stage.is_open
-            )
+            await self._wait(lambda: self._ruling is not None or not self._stage.is_open)
         return self._ruling if self._stage.is_open else None
 
     async def _draw_panel(self) -> PanelChoice | None:
@@ -135,7 +139,7 @@ class BoardReview(DisputeClocks):
             # Never a silently smaller panel: the admins complete the board, then redraw.
             self._awaiting_panel = True
             await self._ask_admins_to_compose_panel(choice.reason)
-            await workflow.wait_condition(lambda: self._redraw_requested or not self._stage.is_open)
+            await self._wait(lambda: self._redraw_requested or not self._stage.is_open)
         return None
 
     async def _request_panel(
@@ -228,14 +232,21 @@ class BoardReview(DisputeClocks):
             explanation=deadline.explanation,
         )
         try:
-            await workflow.wait_condition(
+            await self._wait(
                 lambda: self._appeal is not None or not self._stage.is_open,
                 timeout=max(deadline.due_at - workflow.now(), timedelta(0)),
             )
         except TimeoutError:
             pass
-        if self._appeal is not None:
+        if self._appeal is not None and self._stage.is_open:
             self._past_panelists += [*self._panel_ids(), self._chair_id() or ""]
+            if workflow.patched(FRESH_APPEAL_PANEL_PATCH):
+                # The first panel's work is done: nothing of it may decide the appeal.
+                self._panel = None
+                self._votes = {}
+                self._vacancies = []
+                self._unsealed = False
+                self._ruling = None
             await self._enter(DisputeStage.FORMAL_REVIEW, "appeal: review by a fresh panel")
             return True
         if self._stage.is_open:
@@ -253,25 +264,26 @@ class BoardReview(DisputeClocks):
 
     @workflow.update
     async def cast_vote(self, req: CastVote) -> ActionResult:
-        at = workflow.now()
-        self._votes[req.actor.id] = (req, at)
-        everyone_voted = set(self._votes) >= set(self._panel_ids())
-        await self._record(
-            req.actor,
-            "vote_cast",
-            f"{req.actor.name or req.actor.id} cast a sealed vote",
-            content={"round": self._review_round, "sealed": _vote_commitment(req)},
-            done=self._untask(f"vote-{self._review_round}-{req.actor.id}"),
-        )
-        if everyone_voted and not self._unsealed:
-            self._unsealed = True
+        async with self._deciding(lambda: self._validate_vote(req)):
+            at = workflow.now()
+            self._votes[req.actor.id] = (req, at)
+            everyone_voted = set(self._votes) >= set(self._panel_ids())
             await self._record(
-                SYSTEM,
-                "votes_unsealed",
-                "every panelist has voted: the ballot is open",
-                content={"round": self._review_round, "votes": self._votes_content()},
+                req.actor,
+                "vote_cast",
+                f"{req.actor.name or req.actor.id} cast a sealed vote",
+                content={"round": self._review_round, "sealed": _vote_commitment(req)},
+                done=self._untask(f"vote-{self._review_round}-{req.actor.id}"),
             )
-        return self._result("vote recorded; sealed until every panelist has voted")
+            if everyone_voted and not self._unsealed:
+                self._unsealed = True
+                await self._record(
+                    SYSTEM,
+                    "votes_unsealed",
+                    "every panelist has voted: the ballot is open",
+                    content={"round": self._review_round, "votes": self._votes_content()},
+                )
+            return self._result("vote recorded; sealed until every panelist has voted")
 
     @cast_vote.validator
     def _validate_vote(self, req: CastVote) -> None:
@@ -284,41 +296,42 @@ class BoardReview(DisputeClocks):
 
     @workflow.update
     async def issue_ruling(self, req: IssueRuling) -> ActionResult:
-        final = self._review_round > 1
-        ruling = RulingView(
-            round=self._review_round,
-            chair_id=req.actor.id,
-            outcome=req.outcome,
-            remedies=req.remedies,
-            rationale=req.rationale,
-            votes_relied_on=req.votes_relied_on,
-            clauses_applied=req.clauses_applied,
-            precedents_cited=req.precedents_cited,
-            against_majority_reason=req.against_majority_reason,
-            issued_at=workflow.now(),
-            final=final,
-        )
-        self._unsealed = True
-        self._ruling = ruling
-        self._rulings.append(ruling)
-        stale = self._untask(*(n for n in self._open_task_names() if n.startswith("vote-")))
-        await self._record(
-            req.actor,
-            "ruling_issued",
-            f"{'final ' if final else ''}ruling: {req.outcome.value}",
-            content={
-                **ruling.model_dump(mode="json"),
-                "votes": self._votes_content(),
-                **self._divergence_record(
-                    req.outcome.value,
-                    req.remedies,
-                    req.clauses_applied,
-                    req.divergence_acknowledgement,
-                ),
-            },
-            done=self._untask(f"ruling-{self._review_round}"),
-            cancelled=stale,
-        )
+        async with self._deciding(lambda: self._validate_ruling(req)):
+            final = self._review_round > 1
+            ruling = RulingView(
+                round=self._review_round,
+                chair_id=req.actor.id,
+                outcome=req.outcome,
+                remedies=req.remedies,
+                rationale=req.rationale,
+                votes_relied_on=req.votes_relied_on,
+                clauses_applied=req.clauses_applied,
+                precedents_cited=req.precedents_cited,
+                against_majority_reason=req.against_majority_reason,
+                issued_at=workflow.now(),
+                final=final,
+            )
+            self._unsealed = True
+            self._ruling = ruling
+            self._rulings.append(ruling)
+            stale = self._untask(*(n for n in self._open_task_names() if n.startswith("vote-")))
+            await self._record(
+                req.actor,
+                "ruling_issued",
+                f"{'final ' if final else ''}ruling: {req.outcome.value}",
+                content={
+                    **ruling.model_dump(mode="json"),
+                    "votes": self._votes_content(),
+                    **self._divergence_record(
+                        req.outcome.value,
+                        req.remedies,
+                        req.clauses_applied,
+                        req.divergence_acknowledgement,
+                    ),
+                },
+                done=self._untask(f"ruling-{self._review_round}"),
+                cancelled=stale,
+            )
         # Answer once the ruling has taken effect: the appeal window is open, or remedies run.
         await workflow.wait_condition(lambda: self._stage is not DisputeStage.FORMAL_REVIEW)
         return self._result(f"{'final ' if final else ''}ruling issued: {req.outcome.value}")
@@ -361,23 +374,24 @@ class BoardReview(DisputeClocks):
 
     @workflow.update
     async def appeal(self, req: Appeal) -> ActionResult:
-        self._appeal = req
-        seq = await self._record(
-            req.actor,
-            "appeal_filed",
-            f"{req.actor.partner_id} appealed the ruling",
-            content={
-                "grounds": req.grounds,
-                "new_evidence": [e.model_dump(mode="json") for e in req.new_evidence],
-            },
-        )
-        await self._notify(
-            seq,
-            "appeal_received",
-            (*self._party_contacts(), self._d.admin_email),
-            partner_id=req.actor.partner_id or "",
-            grounds=req.grounds,
-        )
+        async with self._deciding(lambda: self._validate_appeal(req)):
+            self._appeal = req
+            seq = await self._record(
+                req.actor,
+                "appeal_filed",
+                f"{req.actor.partner_id} appealed the ruling",
+                content={
+                    "grounds": req.grounds,
+                    "new_evidence": [e.model_dump(mode="json") for e in req.new_evidence],
+                },
+            )
+            await self._notify(
+                seq,
+                "appeal_received",
+                (*self._party_contacts(), self._d.admin_email),
+                partner_id=req.actor.partner_id or "",
+                grounds=req.grounds,
+            )
         await workflow.wait_condition(lambda: self._stage is not DisputeStage.APPEAL_WINDOW)
         return self._result("appeal received; a fresh panel will review the dispute")
 
@@ -391,17 +405,18 @@ class BoardReview(DisputeClocks):
 
     @workflow.update
     async def redraw_panel(self, req: RedrawPanel) -> ActionResult:
-        await self._record(
-            req.actor,
-            "panel_redraw",
-            f"panel redraw requested: {req.reason}",
-            content={"reason": req.reason},
-        )
-        if self._vacancies:
-            filled = await self._fill_vacancies()
-            return self._result("the vacant seats are filled" if filled else "still too few")
-        self._redraw_requested = True
-        return self._result("the panel will be drawn again")
+        async with self._deciding(lambda: self._validate_redraw(req)):
+            await self._record(
+                req.actor,
+                "panel_redraw",
+                f"panel redraw requested: {req.reason}",
+                content={"reason": req.reason},
+            )
+            if self._vacancies:
+                filled = await self._fill_vacancies()
+                return self._result("the vacant seats are filled" if filled else "still too few")
+            self._redraw_requested = True
+            return self._result("the panel will be drawn again")
 
     @redraw_panel.validator
     def _validate_redraw(self, req: RedrawPanel) -> None:

@@ -1,0 +1,279 @@
+"""Two people acting on one dispute at the same moment: the decision lock, rules re-checked once
+it is held, and terminal stages that stay terminal.
+
+Each race is made deterministic: the first action's activity is held on an event (tests/races.py)
+while the second action arrives, then released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateHandle, WorkflowUpdateStage
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.assignment import AssignmentActivities
+from activities.deadlines import DeadlineActivities
+from activities.records import RecordActivities
+from models.enums import DisputeStage, TaskState
+from models.payloads import (
+    SYSTEM,
+    ActionResult,
+    AnswerInformation,
+    AssignMediator,
+    DeclareImpasse,
+    EventRecord,
+    RequestInformation,
+    RespondToOffer,
+    Withdraw,
+)
+from models.tables import Dispute, Task
+from tests.conftest import MailCapture, Stack, running_stack
+from tests.races import Gate, gated
+from tests.test_dispute_paths import in_mediation, split_offer
+from workflows.dispute import DisputeWorkflow
+
+GATED = {
+    "assign_mediator": AssignmentActivities,
+    "shift_deadline": DeadlineActivities,
+    "record_event": RecordActivities,
+}
+
+
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gate]]:
+    """The activities above wrapped in gates (open until a test holds one) for the next worker."""
+    found = {name: Gate() for name in GATED}
+    for name, cls in GATED.items():
+        monkeypatch.setattr(cls, name, gated(cls, name, found[name]))
+    yield found
+    for gate in found.values():
+        gate.release()
+
+
+@pytest.fixture
+async def race(
+    gates: dict[str, Gate],
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
+        yield harness
+
+
+async def begin(stack: Stack, number: str, update: Any, payload: Any) -> WorkflowUpdateHandle[Any]:
+    """Send an action and return once the workflow has accepted it (its handler may wait)."""
+    return await stack.handle(number).start_update(
+        update, payload, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+
+
+async def outcome(handle: WorkflowUpdateHandle[Any]) -> ActionResult | str:
+    """The action's result, or the rule it was refused with."""
+    try:
+        result: ActionResult = await asyncio.wait_for(handle.result(), 30)
+    except WorkflowUpdateFailedError as failure:
+        return str(getattr(failure.cause, "message", failure.cause))
+    return result
+
+
+def read_model(stack: Stack, number: str) -> tuple[Dispute, list[Task]]:
+    with stack.sessions.read() as session:
+        dispute = session.get(Dispute, number)
+        assert dispute is not None
+        tasks = list(session.exec(select(Task).where(Task.dispute_number == number)).all())
+        return dispute, tasks
+
+
+async def test_a_reassignment_racing_an_impasse_never_sends_an_escalated_dispute_back(
+    race: Stack, gates: dict[str, Gate]
+) -> None:
+    number = (await race.file()).number
+    mediator = await in_mediation(race, number)
+    other = next(m for m in ("kenji.sato", "sam.okafor", "greta.hoffmann") if m != mediator)
+    gates["assign_mediator"].hold(lambda request: request.chosen_person_id == other)
+    reassign = await begin(
+        race,
+        number,
+        DisputeWorkflow.assign_mediator,
+        AssignMediator(actor=race.actor("alex.admin"), person_id=other, reason="Workload"),
+    )
+    await gates["assign_mediator"].reached()
+    impasse = await begin(
+        race,
+        number,
+        DisputeWorkflow.declare_impasse,
+        DeclareImpasse(actor=race.actor(mediator), reason="Neither side will move."),
+    )
+    gates["assign_mediator"].release()
+
+    assert isinstance(await outcome(reassign), ActionResult)
+    refused = await outcome(impasse)
+    # The reassignment held the dispute first; the impasse is refused by the rule it now breaks.
+    assert refused == (
+        "declare_impasse is not possible while the dispute is triage "
+        "(possible in: awaiting_party, mediation)"
+    )
+    state = await race.wait_for(number, lambda s: s.candidate_mediator_id == other)
+    assert state.stage is DisputeStage.TRIAGE
+    assert "impasse_declared" not in race.actions(number)
+    assert "stage_formal_review" not in race.actions(number)
+
+
+async def test_an_answer_racing_a_withdrawal_leaves_the_dispute_withdrawn_in_step(
+    race: Stack, gates: dict[str, Gate]
+) -> None:
+    number = (await race.file()).number
+    mediator = await in_mediation(race, number)
+    handle = race.handle(number)
+    await handle.execute_update(
+        DisputeWorkflow.request_information,
+        RequestInformation(
+            actor=race.actor(mediator), party_id="northwind", questions="When did you register?"
+        ),
+    )
+    gates["shift_deadline"].hold()
+    answer = await begin(
+        race,
+        number,
+        DisputeWorkflow.answer_information,
+        AnswerInformation(
+            actor=race.actor("nora@northwind.example"),
+            request_id="info-1",
+            answer="On 2 November, see the portal log.",
+        ),
+    )
+    await gates["shift_deadline"].reached()
+    withdraw = await begin(
+        race,
+        number,
+        DisputeWorkflow.withdraw,
+        Withdraw(actor=race.actor("nora@northwind.example"), reason="Settled between us."),
+    )
+    gates["shift_deadline"].release()
+
+    assert isinstance(await outcome(answer), ActionResult)
+    assert isinstance(await outcome(withdraw), ActionResult)
+    result = await handle.result()
+    assert result.stage is DisputeStage.WITHDRAWN
+    dispute, tasks = read_model(race, number)
+    assert dispute.stage is DisputeStage.WITHDRAWN
+    assert dispute.stage_deadline is None
+    assert [t.key for t in tasks if t.state is TaskState.OPEN] == []
+    actions = race.actions(number)
+    assert actions.index("clock_resumed") < actions.index("withdrawn")
+    assert actions[-1] == "withdrawn"
+
+
+async def test_a_withdrawal_after_every_party_accepted_is_refused(
+    race: Stack, gates: dict[str, Gate]
+) -> None:
+    number = (await race.file()).number
+    mediator = await in_mediation(race, number)
+    handle = race.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(race, mediator))
+    await handle.execute_update(
+        DisputeWorkflow.respond_to_offer,
+        RespondToOffer(actor=race.actor("carl@contoso.example"), offer_id="offer-1", accept=True),
+    )
+    gates["record_event"].hold(lambda record: record.action == "settled")
+    accept = await begin(
+        race,
+        number,
+        DisputeWorkflow.respond_to_offer,
+        RespondToOffer(actor=race.actor("nora@northwind.example"), offer_id="offer-1", accept=True),
+    )
+    await gates["record_event"].reached()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await asyncio.wait_for(
+            handle.execute_update(
+                DisputeWorkflow.withdraw,
+                Withdraw(actor=race.actor("nora@northwind.example"), reason="Changed our mind."),
+            ),
+            30,
+        )
+    assert "withdraw is not possible while the dispute is settled" in str(refused.value.cause)
+    gates["record_event"].release()
+
+    assert isinstance(await outcome(accept), ActionResult)
+    result = await handle.result()
+    assert result.stage is DisputeStage.CLOSED and result.outcome == "settled"
+    assert "withdrawn" not in race.actions(number)
+
+
+async def test_a_new_offer_after_the_last_acceptance_of_the_old_one_is_refused(
+    race: Stack, gates: dict[str, Gate]
+) -> None:
+    number = (await race.file()).number
+    mediator = await in_mediation(race, number)
+    handle = race.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(race, mediator))
+    await handle.execute_update(
+        DisputeWorkflow.respond_to_offer,
+        RespondToOffer(actor=race.actor("carl@contoso.example"), offer_id="offer-1", accept=True),
+    )
+    gates["record_event"].hold(
+        lambda record: (
+            record.action == "offer_accepted" and record.actor.id != "carl@contoso.example"
+        )
+    )
+    accept = await begin(
+        race,
+        number,
+        DisputeWorkflow.respond_to_offer,
+        RespondToOffer(actor=race.actor("nora@northwind.example"), offer_id="offer-1", accept=True),
+    )
+    await gates["record_event"].reached()
+    superseding = await begin(
+        race, number, DisputeWorkflow.propose_settlement, split_offer(race, mediator)
+    )
+    gates["record_event"].release()
+
+    assert isinstance(await outcome(accept), ActionResult)
+    assert "propose_settlement is not possible while the dispute is settled" in str(
+        await outcome(superseding)
+    )
+    await handle.result()
+    settled = next(e for e in race.events(number) if e.action == "settled")
+    assert settled.content["offer"] == "offer-1"
+    assert race.actions(number).count("settlement_proposed") == 1
+
+
+async def test_the_read_model_never_leaves_a_terminal_stage(stack_on_both: Stack) -> None:
+    stack = stack_on_both
+    number = (await stack.file()).number
+    await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.withdraw,
+        Withdraw(actor=stack.actor("nora@northwind.example"), reason="Settled between us."),
+    )
+    await stack.handle(number).result()
+    last = stack.events(number)[-1]
+    assert last.action == "withdrawn"
+    late = EventRecord(
+        number=number,
+        seq=last.seq + 1,
+        at=last.at,
+        actor=SYSTEM,
+        action="stage_mediation",
+        content={"summary": "a stale decision"},
+        stage=DisputeStage.MEDIATION,
+    )
+    with pytest.raises(ApplicationError) as refused:
+        RecordActivities(stack.sessions).record_event(late)
+    assert refused.value.type == "TerminalStage" and refused.value.non_retryable
+    assert f"{number} is withdrawn" in refused.value.message
+    dispute, _ = read_model(stack, number)
+    assert dispute.stage is DisputeStage.WITHDRAWN
+    assert stack.events(number)[-1].seq == last.seq  # nothing written
+    # An entry that does not change the stage is still recorded (a late message, say).
+    note = late.model_copy(update={"action": "message_received", "stage": None})
+    assert RecordActivities(stack.sessions).record_event(note).seq == last.seq + 1
