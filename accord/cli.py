@@ -251,15 +251,19 @@ def import_directory_file(
 ) -> None:
     """Import or update the partner directory and people from a file (safe to repeat)."""
     from accord.directory import DirectoryError, check_references, import_directory, parse_directory
+    from accord.playbook import PlaybookError
 
     try:
         directory = parse_directory(path.read_text(encoding="utf-8"))
         services = _services()
+        playbook = services.playbooks.in_force(date.today())
         with services.sessions.begin() as session:
-            check_references(session, directory)
+            check_references(session, directory, playbook)
             import_directory(session, directory)
     except OSError as exc:
         fail(f"{path}: {exc.strerror}")
+    except PlaybookError as exc:
+        fail(f"no playbook to check the calendars against: {exc}")
     except DirectoryError as exc:
         for problem in exc.problems:
             typer.secho(f"error: {path}: {problem}", fg=typer.colors.RED, err=True)

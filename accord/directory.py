@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlmodel import Session, or_, select
+from sqlmodel import Session, col, or_, select
 
-from models.enums import PartnerTier, Role
+from accord.eligibility import VENDOR
+from accord.playbook import Playbook, _format_location
+from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory
 
@@ -113,8 +117,6 @@ class DirectoryError(ValueError):
 
 def parse_directory(text: str) -> Directory:
     """A directory from YAML (or JSON, which is YAML), checked for shape."""
-    from accord.playbook import _format_location
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -129,8 +131,9 @@ def parse_directory(text: str) -> Directory:
         ) from None
 
 
-def check_references(session: Session, directory: Directory) -> None:
-    """Every partner and person a record points at exists, in the file or already."""
+def check_references(session: Session, directory: Directory, playbook: Playbook) -> None:
+    """Every partner, person, account, territory and calendar a record points at exists, in
+    the file, already in the directory, or (calendars) in the playbook."""
     partners = {p.id for p in directory.partners} | set(session.exec(select(Partner.id)).all())
     people = {p.id for p in directory.people} | set(session.exec(select(Person.id)).all())
     problems: list[str] = []
@@ -144,8 +147,23 @@ def check_references(session: Session, directory: Directory) -> None:
         if record.owner_person_id and record.owner_person_id not in people:
             problems.append(f"{where}.owner_person_id: no person {record.owner_person_id!r}")
     for i, person in enumerate(directory.people):
-        if person.organisation != "vendor" and person.organisation not in partners:
+        if person.organisation != VENDOR and person.organisation not in partners:
             problems.append(f"people[{i}].organisation: no partner {person.organisation!r}")
+    calendars = ", ".join(playbook.calendars)
+    for where, calendar in [
+        *((f"partners[{p.id}]", p.calendar) for p in directory.partners),
+        *((f"people[{p.id}]", p.calendar) for p in directory.people),
+    ]:
+        if calendar not in playbook.calendars:
+            problems.append(
+                f"{where}.calendar: {calendar!r} is not a calendar of playbook"
+                f" {playbook.version} ({calendars})"
+            )
+    for person in directory.people:
+        problems.extend(
+            f"people[{person.id}].declared_conflicts: {why}"
+            for why in unknown_conflicts(session, person.declared_conflicts, directory)
+        )
     for p in directory.partners:
         for c in p.contacts:
             owner = session.exec(
@@ -155,6 +173,47 @@ def check_references(session: Session, directory: Directory) -> None:
                 problems.append(f"partners[{p.id}].contacts: {c.email} is a contact of {owner}")
     if problems:
         raise DirectoryError(problems)
+
+
+def unknown_conflicts(
+    session: Session, conflicts: Iterable[str], directory: Directory | None = None
+) -> list[str]:
+    """Why each declared conflict that names no partner, account or territory (in `directory`
+    or already stored) is refused, in order. A conflict is a partner id, `account:<code>` or
+    `territory:<code>`: what screening compares with a dispute's parties and contested objects.
+    """
+    wanted = list(dict.fromkeys(conflicts))
+    named = {
+        kind: {v.partition(":")[2] for v in wanted if v.startswith(f"{kind}:")}
+        for kind in (ObjectKind.ACCOUNT.value, ObjectKind.TERRITORY.value)
+    }
+    partners = set(session.exec(select(Partner.id).where(col(Partner.id).in_(wanted))).all())
+    known = {
+        ObjectKind.ACCOUNT.value: set(
+            session.exec(select(Account.code).where(col(Account.code).in_(named["account"]))).all()
+        ),
+        ObjectKind.TERRITORY.value: set(
+            session.exec(
+                select(Territory.code).where(col(Territory.code).in_(named["territory"]))
+            ).all()
+        ),
+    }
+    if directory is not None:
+        partners |= {p.id for p in directory.partners}
+        known[ObjectKind.ACCOUNT.value] |= {a.code for a in directory.accounts}
+        known[ObjectKind.TERRITORY.value] |= {t.code for t in directory.territories}
+    problems: list[str] = []
+    for value in wanted:
+        kind, colon, ref = value.partition(":")
+        if value in partners:
+            continue
+        if not colon:
+            problems.append(f"no partner {value!r}")
+        elif kind not in known:
+            problems.append(f"{value!r} is not a partner id, account:<code> or territory:<code>")
+        elif ref not in known[kind]:
+            problems.append(f"no {kind} {ref!r}")
+    return problems
 
 
 class UnknownActor(LookupError):

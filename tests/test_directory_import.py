@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlmodel import select
 
+from accord.db import SessionFactory, make_engine
+from accord.demo import DEMO
+from accord.directory import DirectoryError, check_references, parse_directory
+from accord.playbook import PlaybookLibrary
+from accord.settings import REPO_ROOT
 from models.tables import Partner, PartnerContact, Person
-from tests.conftest import Stack
+from tests.conftest import Stack, seed
 from tests.test_cli import accord
 from tests.web_harness import api, make_app, messages, signed_in, token_for
 
@@ -37,6 +43,36 @@ partners:
 territories:
   - {code: NOWHERE, name: Nowhere, partner_id: ghost}
 """
+
+
+# Every declared conflict below names something real, in the file or already in the demo
+# directory, except the last four; and neither calendar is one the playbook knows.
+UNKNOWN_REFERENCES = """
+partners:
+  - {id: bluesky, name: Blue Sky Resellers, tier: silver, regions: [APAC], calendar: ATLANTIS}
+people:
+  - id: ravi.mediator
+    name: Ravi Rao
+    email: ravi.rao@vendor.example
+    role: mediator
+    calendar: MARS
+    declared_conflicts: [adatum, bluesky, account:ACME-001, territory:AU-NSW-ENT, account:NEW-1,
+                         ghost, account:NOPE, territory:NOWHERE, deal_registration:DR-1]
+territories:
+  - {code: AU-NSW-ENT, name: NSW enterprise, partner_id: bluesky, exclusive: true}
+accounts:
+  - {code: NEW-1, name: New account, partner_id: bluesky}
+"""
+
+UNKNOWN_REFERENCE_PROBLEMS = [
+    "partners[bluesky].calendar: 'ATLANTIS' is not a calendar of playbook 2026.1",
+    "people[ravi.mediator].calendar: 'MARS' is not a calendar of playbook 2026.1",
+    "people[ravi.mediator].declared_conflicts: no partner 'ghost'",
+    "people[ravi.mediator].declared_conflicts: no account 'NOPE'",
+    "people[ravi.mediator].declared_conflicts: no territory 'NOWHERE'",
+    "people[ravi.mediator].declared_conflicts: 'deal_registration:DR-1' is not a partner id,"
+    " account:<code> or territory:<code>",
+]
 
 
 def partner_ids(stack: Stack) -> set[str]:
@@ -155,3 +191,77 @@ async def test_an_admin_edits_a_partner_and_a_person_with_each_field_checked(
     async with api(app, token_for(stack, "carol.compliance@vendor.example")) as client:
         response = await client.patch("/api/directory/partners/contoso", json={"active": False})
         assert response.status_code == 403
+
+
+def test_declared_conflicts_and_calendars_must_name_what_exists(database_url: str) -> None:
+    sessions = SessionFactory(make_engine(database_url))
+    playbook = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.1")
+    with sessions.begin() as session:
+        check_references(session, DEMO, playbook)  # the demo directory is consistent
+    seed(sessions)
+    with sessions.read() as session, pytest.raises(DirectoryError) as refused:
+        check_references(session, parse_directory(UNKNOWN_REFERENCES), playbook)
+    problems = refused.value.problems
+    for expected in UNKNOWN_REFERENCE_PROBLEMS:
+        assert any(p.startswith(expected) for p in problems), (expected, problems)
+    assert len(problems) == len(UNKNOWN_REFERENCE_PROBLEMS), problems
+    assert "(US-NY, US-CA, DE-BY" in problems[0]  # says which calendars there are
+
+
+async def test_an_import_naming_unknown_conflicts_or_calendars_writes_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    bad = tmp_path / "unknown.yaml"
+    bad.write_text(UNKNOWN_REFERENCES)
+    code, out = await accord(stack, "import-directory", str(bad))
+    assert code == 2, out
+    for expected in UNKNOWN_REFERENCE_PROBLEMS:
+        assert f"error: {bad}: {expected}" in out, out
+    assert "bluesky" not in partner_ids(stack)
+    with stack.sessions.read() as session:
+        assert session.get(Person, "ravi.mediator") is None
+    app = make_app(stack)
+    admin = await signed_in(app, "ada.admin@vendor.example")
+    response = await admin.post(
+        "/admin/directory/import",
+        {},
+        files={"directory": ("directory.yaml", UNKNOWN_REFERENCES.encode(), "application/yaml")},
+    )
+    assert response.status_code == 422
+    assert "<strong>people[ravi.mediator].declared_conflicts</strong>" in response.text
+    assert "no partner &#39;ghost&#39;" in response.text
+    assert "&#39;MARS&#39; is not a calendar of playbook 2026.1" in response.text
+    assert "bluesky" not in partner_ids(stack)
+
+
+async def test_an_admin_may_declare_only_conflicts_the_directory_knows(stack: Stack) -> None:
+    app = make_app(stack)
+    admin = await signed_in(app, "ada.admin@vendor.example")
+    bad = await admin.post(
+        "/admin/people/kenji.sato", {"case_limit": "4", "declared_conflicts": "adatum, ghost"}
+    )
+    assert bad.status_code == 422
+    assert "<strong>declared_conflicts</strong>" in bad.text
+    assert "no partner &#39;ghost&#39;" in bad.text
+    with stack.sessions.read() as session:
+        kenji = session.get(Person, "kenji.sato")
+        assert kenji is not None and (kenji.case_limit, kenji.declared_conflicts) == (6, [])
+    good = await admin.post(
+        "/admin/people/kenji.sato",
+        {"case_limit": "4", "declared_conflicts": "adatum, territory:DE-BY, account:ACME-001"},
+    )
+    assert good.status_code == 303
+    with stack.sessions.read() as session:
+        kenji = session.get(Person, "kenji.sato")
+        assert kenji is not None
+        assert kenji.declared_conflicts == ["adatum", "territory:DE-BY", "account:ACME-001"]
+    async with api(app, token_for(stack, "ada.admin@vendor.example")) as client:
+        response = await client.patch(
+            "/api/directory/people/kenji.sato",
+            json={"declared_conflicts": ["account:NOPE", "lead:L-1"]},
+        )
+        assert response.status_code == 422
+        errors = response.json()["errors"]
+        assert [e["field"] for e in errors] == ["declared_conflicts", "declared_conflicts"]
+        assert "no account 'NOPE'" in errors[0]["message"]
+        assert "'lead:L-1' is not a partner id" in errors[1]["message"]

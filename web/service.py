@@ -30,6 +30,7 @@ from accord.directory import (
     check_references,
     import_directory,
     parse_directory,
+    unknown_conflicts,
 )
 from accord.filing import FilingRejected
 from accord.precedents import anonymised
@@ -308,8 +309,9 @@ def import_directory_text(ctx: WebContext, viewer: Viewer, text: str) -> Directo
     _require_admin(viewer)
     try:
         directory = parse_directory(text)
+        playbook = ctx.services.playbooks.in_force(date.today())
         with ctx.services.sessions.begin() as session:
-            check_references(session, directory)
+            check_references(session, directory, playbook)
             import_directory(session, directory)
     except DirectoryError as exc:
         raise BadInput([_directory_problem(p) for p in exc.problems]) from None
@@ -338,7 +340,8 @@ class PersonUpdate(BaseModel):
     declared_conflicts: (
         Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] | None
     ) = None
-    """Partner ids, or kind:ref object references, the person must not judge."""
+    """Partner ids, account:<code> or territory:<code>, the person must not judge; each must
+    name one in the directory."""
 
 
 class PartnerUpdate(BaseModel):
@@ -357,6 +360,9 @@ def update_person(ctx: WebContext, viewer: Viewer, person_id: str, change: Perso
         person = session.get(Person, person_id)
         if person is None:
             raise NotFound(person_id)
+        unknown = unknown_conflicts(session, change.declared_conflicts or ())
+        if unknown:
+            raise BadInput([("declared_conflicts", why) for why in unknown])
         for name, value in change.model_dump(exclude_none=True).items():
             setattr(person, name, value)
         session.add(person)
