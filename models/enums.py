@@ -97,6 +97,7 @@ class Action(StrEnum):
     ISSUE_RULING = "issue_ruling"
     APPEAL = "appeal"
     REDRAW_PANEL = "redraw_panel"
+    UNSEAL_BALLOT = "unseal_ballot"
     ADD_EVIDENCE = "add_evidence"
     ADD_MESSAGE = "add_message"
 

@@ -454,6 +454,12 @@ class RedrawPanel(ActionPayload):
     reason: Reason
 
 
+class UnsealBallot(ActionPayload):
+    """The chair opens the ballot before every vote is in (a quorum has voted); recorded."""
+
+    reason: Reason
+
+
 class LinkFiling(ActionPayload):
     filing_key: str
     summary: str

@@ -23,7 +23,7 @@ from models.tables import DisputeEvent
 from tests.conftest import Stack, seed
 from tests.precedent_rows import add_precedent
 from tests.test_dispute_paths import in_mediation
-from tests.test_formal_review import in_review, refused, ruling, vote
+from tests.test_formal_review import in_review, open_ballot, refused, ruling, vote
 from tests.web_harness import make_app, signed_in
 from workflows.consistency import clause_key, divergences
 from workflows.dispute import DisputeWorkflow
@@ -220,6 +220,7 @@ async def test_panel_case_file_and_a_ruling_against_precedent(stack: Stack) -> N
     assert state.similar is not None and len(state.similar.matches) == 3
     for member in ("board.sales", "board.marketing", "board.product"):
         await vote(stack, number, member, VoteOutcome.DENY)
+    await open_ballot(stack, number)
     deny = ruling(stack, VoteOutcome.DENY, relied=("board.sales",))
     problem = await refused(stack, number, DisputeWorkflow.issue_ruling, deny)
     assert "outcome: 3 of 3 comparable rulings were upheld" in problem

@@ -22,6 +22,7 @@ from models.payloads import (
     IssueRuling,
     RedrawPanel,
     TerritoryReassignment,
+    UnsealBallot,
 )
 from models.tables import DisputeEvent, Precedent
 from tests.conftest import Stack, seed
@@ -84,6 +85,14 @@ def ruling(
     )
 
 
+async def open_ballot(stack: Stack, number: str, chair: str = "board.chair") -> None:
+    """The chair opens the ballot once a quorum has voted (recorded, with a reason)."""
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.unseal_ballot,
+        UnsealBallot(actor=stack.actor(chair), reason="A quorum has voted; the deadline is close."),
+    )
+
+
 async def refused(stack: Stack, number: str, update: object, payload: object) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as failure:
         await stack.handle(number).execute_update(update, payload)  # type: ignore[call-overload]
@@ -99,7 +108,7 @@ async def test_ruling_without_appeal_applies_remedies_and_closes(stack: Stack) -
     assert state.deadlines[0].purpose == "review"
     await stack.mail.wait_for("b.sales@vendor.example", "review panel")
 
-    assert "no quorum yet: 0 of 5 votes cast, 3 needed" in await refused(
+    assert "the ballot is sealed (0 of 5 votes cast)" in await refused(
         stack, number, DisputeWorkflow.issue_ruling, ruling(stack)
     )
     await vote(stack, number, "board.sales")
@@ -175,6 +184,7 @@ async def test_chair_ruling_against_the_majority_must_say_why(stack: Stack) -> N
     number = await in_review(stack)
     for who in PANEL[:3]:
         await vote(stack, number, who)
+    await open_ballot(stack, number)
     message = await refused(
         stack, number, DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.DENY)
     )
@@ -214,6 +224,7 @@ async def test_appeal_goes_to_a_fresh_panel_whose_ruling_is_final(stack: Stack) 
     number = await in_review(stack)
     for who in PANEL[:3]:
         await vote(stack, number, who)
+    await open_ballot(stack, number)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     with pytest.raises(ValidationError, match="new_evidence"):
@@ -264,6 +275,7 @@ async def test_appeal_goes_to_a_fresh_panel_whose_ruling_is_final(stack: Stack) 
     assert state.review.chair is not None and state.review.chair.person_id == "alt.chair"
     for who in ("alt.sales", "alt.marketing", "alt.product"):
         await vote(stack, number, who, VoteOutcome.DENY)
+    await open_ballot(stack, number, chair="alt.chair")
     await stack.handle(number).execute_update(
         DisputeWorkflow.issue_ruling,
         ruling(stack, VoteOutcome.DENY, chair="alt.chair", relied=("alt.sales",)),
@@ -301,10 +313,16 @@ async def test_overdue_review_escalates_to_the_executive_sponsor_and_never_rules
     assert any("Deadline warning" in s for s in stack.mail.subjects("m.marketing@vendor.example"))
     assert not any("Deadline warning" in s for s in stack.mail.subjects("b.sales@vendor.example"))
 
+    # The deadline opened the ballot: a late vote would be cast knowing the others.
+    assert not any(t.kind is TaskKind.CAST_VOTE for t in state.open_tasks)
+    assert "the ballot is open" in await refused(
+        stack,
+        number,
+        DisputeWorkflow.cast_vote,
+        CastVote(actor=stack.actor("board.marketing"), outcome=VoteOutcome.DENY, reasons=REASONS),
+    )
     await stack.env.sleep(timedelta(days=30))
     assert (await stack.state(number)).stage is DisputeStage.FORMAL_REVIEW  # still waiting
-    for who in PANEL[1:3]:
-        await vote(stack, number, who)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
 
@@ -385,6 +403,7 @@ async def test_a_recusing_panelist_is_replaced_and_a_missing_replacement_goes_to
     state = await stack.state(number)
     assert state.review is not None and "alt.finance" in [m.person_id for m in state.review.panel]
     assert not any(t.kind is TaskKind.COMPOSE_PANEL for t in state.open_tasks)
+    await open_ballot(stack, number)
     await handle.execute_update(DisputeWorkflow.issue_ruling, ruling(stack, relied=("alt.sales",)))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
 
@@ -395,6 +414,7 @@ async def test_the_first_panel_cannot_vote_or_rule_once_the_ruling_is_appealed(
     number = await in_review(stack)
     for who in PANEL[:3]:
         await vote(stack, number, who)
+    await open_ballot(stack, number)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     await stack.handle(number).execute_update(
@@ -459,3 +479,60 @@ async def test_the_first_panel_cannot_vote_or_rule_once_the_ruling_is_appealed(
         stack, number, DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.DENY)
     )
     assert (await stack.state(number)).stage is DisputeStage.FORMAL_REVIEW
+
+
+async def test_the_chair_rules_only_on_an_open_ballot_and_a_sealed_one_tells_nothing(
+    stack: Stack,
+) -> None:
+    number = await in_review(stack)
+    await vote(stack, number, "board.sales", VoteOutcome.DENY)
+    await vote(stack, number, "board.marketing", VoteOutcome.DENY)
+    assert "no quorum yet: 2 of 5 votes cast, 3 needed" in await refused(
+        stack,
+        number,
+        DisputeWorkflow.unseal_ballot,
+        UnsealBallot(actor=stack.actor("board.chair"), reason="We need to move on."),
+    )
+    await vote(stack, number, "board.product", VoteOutcome.DENY)
+    # A quorum has voted, sealed. The chair tries each outcome: the answer is the same and names
+    # no vote and no majority (it used to say "the majority voted deny").
+    answers = {
+        await refused(stack, number, DisputeWorkflow.issue_ruling, ruling(stack, outcome))
+        for outcome in (VoteOutcome.UPHOLD, VoteOutcome.DENY)
+    }
+    assert len(answers) == 1
+    (answer,) = answers
+    assert "the ballot is sealed (3 of 5 votes cast)" in answer
+    assert "deny" not in answer and "majority" not in answer
+    assert "only the chair of the panel may unseal ballot" in await refused(
+        stack,
+        number,
+        DisputeWorkflow.unseal_ballot,
+        UnsealBallot(actor=stack.actor("board.sales"), reason="We need to move on."),
+    )
+    state = await stack.state(number)
+    assert state.review is not None and state.review.sealed
+    assert [v.outcome for v in state.review.votes] == [None, None, None]
+
+    await open_ballot(stack, number)
+    opened = await stack.wait_for_event(number, "votes_unsealed")
+    assert opened.actor_id == "board.chair"
+    assert opened.content["not_voted"] == ["board.finance", "board.partners"]
+    assert {v["outcome"] for v in opened.content["votes"]} == {"deny"}
+    state = await stack.state(number)
+    assert state.review is not None and not state.review.sealed
+    assert not any(t.kind is TaskKind.CAST_VOTE for t in state.open_tasks)
+    assert "the ballot is open" in await refused(
+        stack,
+        number,
+        DisputeWorkflow.cast_vote,
+        CastVote(actor=stack.actor("board.finance"), outcome=VoteOutcome.UPHOLD, reasons=REASONS),
+    )
+    # Open, the ballot may be cited: now the chair learns the majority.
+    assert "against_majority_reason: the majority voted deny" in await refused(
+        stack, number, DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.UPHOLD)
+    )
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.DENY)
+    )
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)

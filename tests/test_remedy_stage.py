@@ -193,13 +193,14 @@ async def test_an_appeal_after_the_window_is_refused_by_rule(
 ) -> None:
     from models.enums import VoteOutcome
     from models.payloads import Appeal, EvidenceRef
-    from tests.test_formal_review import in_review, ruling, vote
+    from tests.test_formal_review import in_review, open_ballot, ruling, vote
 
     stack = webhook_stack
     receiver.refuse_with = 422  # the remedy stage waits on an admin, so the dispute stays open
     number = await in_review(stack)
     for who in ("board.sales", "board.marketing", "board.product"):
         await vote(stack, number, who, VoteOutcome.UPHOLD)
+    await open_ballot(stack, number)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     due = (await stack.state(number)).deadlines[0].due_at
     await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))

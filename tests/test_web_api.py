@@ -251,7 +251,7 @@ async def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) 
 
 
 async def test_a_party_appeals_from_the_page_citing_evidence_it_uploaded(stack: Stack) -> None:
-    from tests.test_formal_review import in_review, ruling, vote
+    from tests.test_formal_review import in_review, open_ballot, ruling, vote
     from tests.web_harness import messages, signed_in
     from workflows.dispute import DisputeWorkflow
 
@@ -260,6 +260,7 @@ async def test_a_party_appeals_from_the_page_citing_evidence_it_uploaded(stack: 
     await stack.wait_for_event(number, "panel_drawn")
     for member in PANEL[:3]:
         await vote(stack, number, member)
+    await open_ballot(stack, number)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     carl = await signed_in(app, RESPONDENT)

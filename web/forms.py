@@ -149,6 +149,7 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
         ),
     ),
     Action.REDRAW_PANEL: (_reason(),),
+    Action.UNSEAL_BALLOT: (_reason(),),
 }
 
 

@@ -32,6 +32,7 @@ from models.payloads import (
     ProposeSettlement,
     Recuse,
     RedrawPanel,
+    UnsealBallot,
     RequestInformation,
     RespondToOffer,
     RetryRemedy,
@@ -113,6 +114,7 @@ OPERATIONS: dict[Action, Operation] = {
         _op(Action.ISSUE_RULING, "Issue ruling", IssueRuling, W.issue_ruling),
         _op(Action.APPEAL, "Appeal", Appeal, W.appeal),
         _op(Action.REDRAW_PANEL, "Redraw panel", RedrawPanel, W.redraw_panel),
+        _op(Action.UNSEAL_BALLOT, "Open the ballot", UnsealBallot, W.unseal_ballot),
     )
 }
 

@@ -520,7 +520,7 @@ class DisputeActions(BoardReview):
         self._check(Action.WITHDRAW, req)
         if req.actor.partner_id != self._d.filing.claimant_id:
             raise ValueError("only the claimant may withdraw a dispute")
-        if self._ruling is not None and self._serialised():
+        if self._ruling is not None and self._serial:
             raise ValueError("the panel has ruled: the ruling can be appealed, not withdrawn from")
 
     @workflow.update

@@ -146,6 +146,9 @@ class DisputeCore:
         state-changing update for its whole body (samples-python safe_message_handlers)."""
         self._projected = DisputeStage.FILED
         """The stage last written to the read model."""
+        self._serial: bool | None = None
+        """Whether this dispute runs under the decision lock (its patch), once known; validators
+        read this, as they may not ask `workflow.patched` themselves (they are read-only)."""
         self._history: list[HistoryEntry] = []
         self._stage_log: list[tuple[DisputeStage, datetime]] = []
         self._round = 0
@@ -196,7 +199,9 @@ class DisputeCore:
     # ======================================================================================
 
     def _serialised(self) -> bool:
-        return workflow.patched(DECISION_LOCK_PATCH)
+        if self._serial is None:
+            self._serial = workflow.patched(DECISION_LOCK_PATCH)
+        return self._serial
 
     @asynccontextmanager
     async def _deciding(self, rule: Callable[[], None] | None = None) -> AsyncIterator[None]:
@@ -616,7 +621,8 @@ class DisputeCore:
                 raise ValueError(f"{actor.id} is not on the panel of {self._d.number}")
             if action is Action.CAST_VOTE and actor.id not in self._panel_ids():
                 raise ValueError(f"{actor.id} is not a voting member of the panel")
-            if action in (Action.ISSUE_RULING, Action.DISMISS) and actor.id != self._chair_id():
+            chair_only = (Action.ISSUE_RULING, Action.DISMISS, Action.UNSEAL_BALLOT)
+            if action in chair_only and actor.id != self._chair_id():
                 raise ValueError(
                     f"only the chair of the panel may {action.value.replace('_', ' ')}"
                 )

@@ -1,9 +1,12 @@
 """Formal review by a governance-board panel: the draw, the sealed ballot, the chair's ruling,
 and the appeal window.
 
-Votes stay sealed — in the query and in the audit trail, which records only a SHA-256
-commitment per vote — until every panelist has voted or the review deadline passes; the
-entry that unseals them carries every vote, so each commitment can be checked.
+Votes stay sealed — in the query, in every message and error, and in the audit trail, which
+records only a SHA-256 commitment per vote — until the ballot is opened: when every panelist has
+voted, when the review deadline passes, or when the chair opens it (recorded, with a reason) once
+a quorum has voted. The entry that opens it carries every vote, so each commitment can be
+checked. The chair rules only on an open ballot, and nobody votes once it is open: a late vote
+would be cast knowing the others.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from models.payloads import (
         SYSTEM,
         ActionResult,
+        Actor,
         Appeal,
         CastVote,
         IssueRuling,
@@ -33,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewView,
         RulingView,
         TaskOpen,
+        UnsealBallot,
         VoteView,
     )
     from workflows.clocks import DisputeClocks
@@ -187,6 +192,10 @@ class BoardReview(DisputeClocks):
     async def _escalate_overdue_review(self, panel: PanelChoice) -> None:
         self._breaches.append(f"review-{self._review_round}")
         self._unsealed = True
+        # The ballot is open now: whoever has not voted can no longer do so.
+        late = self._untask(
+            *(f"vote-{self._review_round}-{p}" for p in self._panel_ids() if p not in self._votes)
+        )
         sponsor = panel.sponsor
         seq = await self._record(
             SYSTEM,
@@ -206,6 +215,7 @@ class BoardReview(DisputeClocks):
                     None,
                 ),
             ),
+            cancelled=late,
         )
         await self._notify(
             seq,
@@ -276,13 +286,7 @@ class BoardReview(DisputeClocks):
                 done=self._untask(f"vote-{self._review_round}-{req.actor.id}"),
             )
             if everyone_voted and not self._unsealed:
-                self._unsealed = True
-                await self._record(
-                    SYSTEM,
-                    "votes_unsealed",
-                    "every panelist has voted: the ballot is open",
-                    content={"round": self._review_round, "votes": self._votes_content()},
-                )
+                await self._open_ballot(SYSTEM, "every panelist has voted: the ballot is open")
             return self._result("vote recorded; sealed until every panelist has voted")
 
     @cast_vote.validator
@@ -292,6 +296,10 @@ class BoardReview(DisputeClocks):
             raise ValueError(f"{req.actor.id} has already voted in this round")
         if self._ruling is not None:
             raise ValueError("the chair has already ruled")
+        if self._unsealed:
+            raise ValueError(
+                "the ballot is open: the votes cast can be read, so no vote can be added to it"
+            )
         self._check_remedies(req.outcome, req.remedies)
 
     @workflow.update
@@ -345,11 +353,12 @@ class BoardReview(DisputeClocks):
             raise ValueError(
                 f"the panel's {', '.join(self._vacancies)} seat is vacant; rule once it is filled"
             )
-        quorum = len(self._panel_ids()) // 2 + 1
-        if len(self._votes) < quorum:
+        if not self._unsealed:
+            # Say nothing of what the sealed votes are, only how many there are.
             raise ValueError(
-                f"no quorum yet: {len(self._votes)} of {len(self._panel_ids())} votes cast, "
-                f"{quorum} needed"
+                f"the ballot is sealed ({self._ballot_count()}): the chair rules once every "
+                "panelist has voted, the review deadline has passed, or the chair has opened the "
+                "ballot with a reason once a quorum has voted"
             )
         unknown = set(req.votes_relied_on) - set(self._votes)
         if unknown:
@@ -370,6 +379,39 @@ class BoardReview(DisputeClocks):
             remedies=req.remedies,
             clauses=req.clauses_applied,
             acknowledgement=req.divergence_acknowledgement,
+        )
+
+    @workflow.update
+    async def unseal_ballot(self, req: UnsealBallot) -> ActionResult:
+        async with self._deciding(lambda: self._validate_unseal(req)):
+            await self._open_ballot(req.actor, f"the chair opened the ballot: {req.reason}")
+            return self._result("the ballot is open; the chair may rule")
+
+    @unseal_ballot.validator
+    def _validate_unseal(self, req: UnsealBallot) -> None:
+        self._check(Action.UNSEAL_BALLOT, req)
+        if self._unsealed:
+            raise ValueError("the ballot is already open")
+        if self._ruling is not None:
+            raise ValueError("the chair has already ruled")
+        quorum = self._quorum()
+        if len(self._votes) < quorum:
+            raise ValueError(f"no quorum yet: {self._ballot_count()}, {quorum} needed")
+
+    async def _open_ballot(self, actor: Actor, summary: str) -> None:
+        """Open the ballot: every vote into the record; those who did not vote no longer can."""
+        self._unsealed = True
+        not_voted = [pid for pid in self._panel_ids() if pid not in self._votes]
+        await self._record(
+            actor,
+            "votes_unsealed",
+            summary,
+            content={
+                "round": self._review_round,
+                "votes": self._votes_content(),
+                **({"not_voted": not_voted} if not_voted else {}),
+            },
+            cancelled=self._untask(*(f"vote-{self._review_round}-{pid}" for pid in not_voted)),
         )
 
     @workflow.update
@@ -539,6 +581,12 @@ class BoardReview(DisputeClocks):
             raise ValueError(f"remedies: a {outcome.value} outcome names at least one remedy")
         self._check_remedies_allowed(remedies)
 
+    def _quorum(self) -> int:
+        return len(self._panel_ids()) // 2 + 1
+
+    def _ballot_count(self) -> str:
+        return f"{len(self._votes)} of {len(self._panel_ids())} votes cast"
+
     def _majority_outcome(self) -> VoteOutcome | None:
         counts = Counter(vote.outcome for vote, _ in self._votes.values())
         if not counts:
@@ -575,7 +623,7 @@ class BoardReview(DisputeClocks):
                 for pid, (vote, at) in sorted(self._votes.items())
             ),
             sealed=not self._unsealed,
-            quorum=len(self._panel.members) // 2 + 1,
+            quorum=self._quorum(),
             appeal_deadline=self._appeal_deadline,
             appealed_by=self._appeal.actor.partner_id if self._appeal else None,
         )

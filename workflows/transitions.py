@@ -61,6 +61,7 @@ TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
     # formal review by a board panel: sealed votes, then the chair's ruling
     (S.FORMAL_REVIEW, A.CAST_VOTE): frozenset({R.BOARD}),
     (S.FORMAL_REVIEW, A.RECUSE): frozenset({R.BOARD}),
+    (S.FORMAL_REVIEW, A.UNSEAL_BALLOT): frozenset({R.BOARD}),
     (S.FORMAL_REVIEW, A.ISSUE_RULING): frozenset({R.BOARD}),
     (S.FORMAL_REVIEW, A.DISMISS): frozenset({R.BOARD}),
     (S.FORMAL_REVIEW, A.REDRAW_PANEL): frozenset({R.ADMIN}),
