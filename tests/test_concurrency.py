@@ -277,3 +277,74 @@ async def test_the_read_model_never_leaves_a_terminal_stage(stack_on_both: Stack
     # An entry that does not change the stage is still recorded (a late message, say).
     note = late.model_copy(update={"action": "message_received", "stage": None})
     assert RecordActivities(stack.sessions).record_event(note).seq == last.seq + 1
+
+
+async def ends_in_step(stack: Stack, number: str) -> DisputeStage:
+    """The workflow's end, and the read model at that end: same stage, nothing left open."""
+    result = await stack.handle(number).result()
+    dispute, tasks = read_model(stack, number)
+    assert dispute.stage is result.stage and not result.stage.is_open
+    assert dispute.stage_deadline is None and dispute.closed_at is not None
+    assert [t.key for t in tasks if t.state is TaskState.OPEN] == []
+    state = await stack.state(number)
+    assert state.open_tasks == () and state.deadlines == ()
+    return result.stage
+
+
+WITHDRAW = Withdraw(actor=SYSTEM, reason="We settled it between us.")
+
+
+@pytest.mark.parametrize("where", ["triage", "awaiting_party", "formal_review"])
+async def test_a_withdrawal_ends_the_dispute_with_nothing_left_open(
+    stack: Stack, where: str
+) -> None:
+    from tests.test_formal_review import in_review
+
+    if where == "formal_review":
+        number = await in_review(stack)
+    else:
+        number = (await stack.file()).number
+        if where == "triage":
+            await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+        else:
+            mediator = await in_mediation(stack, number)
+            await stack.handle(number).execute_update(
+                DisputeWorkflow.request_information,
+                RequestInformation(
+                    actor=stack.actor(mediator), party_id="contoso", questions="Your order date?"
+                ),
+            )
+    state = await stack.state(number)
+    assert state.stage.value == where and state.open_tasks and state.deadlines
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.withdraw,
+        WITHDRAW.model_copy(update={"actor": stack.actor("nora@northwind.example")}),
+    )
+    assert await ends_in_step(stack, number) is DisputeStage.WITHDRAWN
+
+
+async def test_a_withdrawal_racing_the_final_word_of_the_panel_is_refused(
+    race: Stack, gates: dict[str, Gate]
+) -> None:
+    from tests.test_formal_review import PANEL, in_review, open_ballot, ruling, vote
+
+    number = await in_review(race)
+    for who in PANEL[:3]:
+        await vote(race, number, who)
+    await open_ballot(race, number)
+    gates["record_event"].hold(lambda record: record.action == "ruling_issued")
+    ruled = await begin(race, number, DisputeWorkflow.issue_ruling, ruling(race))
+    await gates["record_event"].reached()
+    withdraw = await begin(
+        race,
+        number,
+        DisputeWorkflow.withdraw,
+        WITHDRAW.model_copy(update={"actor": race.actor("nora@northwind.example")}),
+    )
+    gates["record_event"].release()
+    assert isinstance(await outcome(ruled), ActionResult)
+    assert await outcome(withdraw) == (
+        "the panel has ruled: the ruling can be appealed, not withdrawn from"
+    )
+    await race.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    assert "withdrawn" not in race.actions(number)
