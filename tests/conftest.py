@@ -225,11 +225,16 @@ class Stack:
         return result
 
     async def save_histories(self, test_name: str) -> None:
-        """Store each workflow's history for the replay test (make histories)."""
+        """Store each workflow's history for the replay test (make histories).
+
+        A history already stored is never overwritten: it stands for disputes running somewhere
+        on the code that recorded it (TEMPORAL.md). A new path or patch gets a new test."""
         HISTORIES.mkdir(exist_ok=True)
         for number in self.numbers:
-            history = await self.handle(number).fetch_history()
-            (HISTORIES / f"{test_name}.json").write_text(history.to_json())
+            path = HISTORIES / f"{test_name}.json"
+            if not path.exists():
+                history = await self.handle(number).fetch_history()
+                path.write_text(history.to_json())
             break  # one dispute per test is enough: the paths are what matter
 
     def handle(self, number: str) -> WorkflowHandle[DisputeWorkflow, DisputeOutcome]:

@@ -8,6 +8,7 @@ while the second action arrives, then released.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gate]]:
 
 @pytest.fixture
 async def race(
+    request: pytest.FixtureRequest,
     gates: dict[str, Gate],
     env: WorkflowEnvironment,
     sqlite_url: str,
@@ -67,6 +69,8 @@ async def race(
 ) -> AsyncIterator[Stack]:
     async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
         yield harness
+        if os.environ.get("ACCORD_RECORD_HISTORIES") == "1":
+            await harness.save_histories(request.node.name)
 
 
 async def begin(stack: Stack, number: str, update: Any, payload: Any) -> WorkflowUpdateHandle[Any]:
