@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlmodel import Session, col, or_, select
 
 from accord.eligibility import VENDOR
@@ -14,53 +15,58 @@ from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory
 
+# As long as the columns they are stored in: too long is named here, never a database error.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Email = Annotated[str, StringConstraints(min_length=3, max_length=320)]
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ContactRecord(_Record):
-    name: str
-    email: str
+    name: Name
+    email: Email
 
 
 class PartnerRecord(_Record):
-    id: str
-    name: str
+    id: Id
+    name: Name
     tier: PartnerTier
     regions: list[str]
-    calendar: str
+    calendar: Id
     email_domains: list[str] = Field(default_factory=list)
     contacts: list[ContactRecord] = Field(default_factory=list)
     is_direct_sales: bool = False
 
 
 class PersonRecord(_Record):
-    id: str
-    name: str
-    email: str
+    id: Id
+    name: Name
+    email: Email
     role: Role
-    calendar: str
-    organisation: str = "vendor"
-    function: str | None = None
+    calendar: Id
+    organisation: Id = VENDOR
+    function: Id | None = None
     declared_conflicts: list[str] = Field(default_factory=list)
     case_limit: int = 10
     active: bool = True
 
 
 class TerritoryRecord(_Record):
-    code: str
-    name: str
-    partner_id: str | None = None
+    code: Id
+    name: Name
+    partner_id: Id | None = None
     exclusive: bool = False
-    owner_person_id: str | None = None
+    owner_person_id: Id | None = None
 
 
 class AccountRecord(_Record):
-    code: str
-    name: str
-    partner_id: str | None = None
-    owner_person_id: str | None = None
+    code: Id
+    name: Name
+    partner_id: Id | None = None
+    owner_person_id: Id | None = None
 
 
 class Directory(_Record):

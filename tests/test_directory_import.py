@@ -10,8 +10,13 @@ from sqlmodel import select
 
 from accord.db import SessionFactory, make_engine
 from accord.demo import DEMO
-from accord.directory import DirectoryError, check_references, parse_directory
-from accord.playbook import PlaybookLibrary
+from accord.directory import (
+    DirectoryError,
+    check_references,
+    import_directory,
+    parse_directory,
+)
+from accord.playbook import Playbook, PlaybookLibrary
 from accord.settings import REPO_ROOT
 from models.tables import Partner, PartnerContact, Person
 from tests.conftest import Stack, seed
@@ -265,3 +270,35 @@ async def test_an_admin_may_declare_only_conflicts_the_directory_knows(stack: St
         assert [e["field"] for e in errors] == ["declared_conflicts", "declared_conflicts"]
         assert "no account 'NOPE'" in errors[0]["message"]
         assert "'lead:L-1' is not a partner id" in errors[1]["message"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "accounts: [{code: X-1, name: X, partner_id: northwind, owner_person_id: ''}]",
+            "accounts[0].owner_person_id: String should have at least 1 character",
+        ),
+        (
+            f"territories: [{{code: {'T' * 65}, name: T, partner_id: northwind}}]",
+            "territories[0].code: String should have at most 64 characters",
+        ),
+    ],
+)
+def test_an_empty_or_overlong_id_is_named_never_a_database_error(
+    database_url: str, text: str, problem: str
+) -> None:
+    sessions = SessionFactory(make_engine(database_url))
+    playbook = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.1")
+    seed(sessions)
+    with pytest.raises(DirectoryError) as refused:
+        import_text(sessions, text, playbook)
+    assert refused.value.problems == [problem]
+
+
+def import_text(sessions: SessionFactory, text: str, playbook: Playbook) -> None:
+    """As the command and the directory page import: parse, check, import in one transaction."""
+    directory = parse_directory(text)
+    with sessions.begin() as session:
+        check_references(session, directory, playbook)
+        import_directory(session, directory)
