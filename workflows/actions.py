@@ -49,9 +49,11 @@ with workflow.unsafe.imports_passed_through():
         WaiveRemedy,
         Withdraw,
     )
+    from workflows.consistency import MIN_ACKNOWLEDGEMENT, acknowledged
     from workflows.core import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
+        EXTENSION_WINDOW_PATCH,
         MEDIATION_STAGES,
         REMEDY_STAGE_PATCH,
         Clock,
@@ -277,7 +279,11 @@ class DisputeActions(BoardReview):
             # the clock switches over only once the party's deadline exists.
             self._stage = DisputeStage.AWAITING_PARTY
             deadline = await self._compute_deadline(
-                f"information:{request_id}", party.calendar, self._d.terms.information_days
+                f"information:{request_id}",
+                party.calendar,
+                self._d.terms.information_days,
+                whose=party.name,
+                task=f"info-{request_id}",
             )
             self._info[request_id] = InformationRequest(
                 id=request_id,
@@ -508,6 +514,12 @@ class DisputeActions(BoardReview):
     @dismiss.validator
     def _validate_dismiss(self, req: Dismiss) -> None:
         self._check(Action.DISMISS, req)
+        if self._review_checked and req.actor.role is Role.BOARD and not acknowledged(req.reason):
+            # The chair decides the dispute here, as a ruling would: the same bar for the why.
+            raise ValueError(
+                f"reason: a dismissal by the panel's chair decides the dispute and needs a "
+                f"reason of substance (at least a sentence, {MIN_ACKNOWLEDGEMENT} characters)"
+            )
 
     @workflow.update
     async def withdraw(self, req: Withdraw) -> ActionResult:
@@ -530,20 +542,36 @@ class DisputeActions(BoardReview):
                 "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
             )
             clock = self._clocks[purpose]
-            extended = await workflow.execute_activity_method(
-                DeadlineActivities.extend_deadline,
-                ExtendDeadlineRequest(
-                    deadline=clock.deadline,
-                    business_days=req.business_days,
-                    reason=req.reason,
-                    playbook_version=self._d.terms.version,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-            )
+            # The warnings not yet sent go to their shares of what is left of the window.
+            remaining = workflow.patched(EXTENSION_WINDOW_PATCH)
+            now = workflow.now()
+            try:
+                extended = await workflow.execute_activity_method(
+                    DeadlineActivities.extend_deadline,
+                    ExtendDeadlineRequest(
+                        deadline=clock.deadline,
+                        business_days=req.business_days,
+                        reason=req.reason,
+                        playbook_version=self._d.terms.version,
+                        warnings_from=now if remaining else None,
+                        warned=tuple(sorted(clock.warned)) if remaining else (),
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+            except ActivityError as failure:
+                reason = self._uncomputable(failure)
+                if reason is None:
+                    raise
+                raise ApplicationError(
+                    f"the {purpose} deadline cannot be extended: {reason}",
+                    type="DeadlineNotComputed",
+                    non_retryable=True,
+                ) from None
             # Warnings already sent are not sent again for the longer window.
             clock.deadline = extended
             self._wake()
+            task = self._deadline_tasks.pop(purpose, None)
             await self._record(
                 req.actor,
                 "deadline_extended",
@@ -553,8 +581,11 @@ class DisputeActions(BoardReview):
                     "business_days": req.business_days,
                     "reason": req.reason,
                     "due_at": extended.due_at.isoformat(),
+                    **({"warnings_from": now.isoformat()} if remaining else {}),
                 },
                 deadline=extended,
+                # An admin who extended a deadline the engine could not compute has seen to it.
+                done=self._untask(task) if task else (),
             )
             return self._result(f"{purpose} deadline now {extended.due_at.isoformat()}")
 

@@ -46,6 +46,12 @@ def clause_key(clause: str) -> str:
     return clause_ref(clause).lower()
 
 
+def unknown_clauses(cited: Iterable[str], known: Iterable[str]) -> tuple[str, ...]:
+    """The cited clauses whose reference is none of the known clauses', as cited, once each."""
+    references = {clause_key(c) for c in known}
+    return tuple(dict.fromkeys(c for c in cited if clause_key(c) not in references))
+
+
 def remedy_figure(remedy: Remedy, claimant_id: str | None) -> RemedyFigure:
     match remedy:
         case CommissionSplit():
