@@ -62,7 +62,7 @@ bench-search: $(STAMP)
 
 # Regenerate tests/histories/*.json after a deliberate, patched workflow change.
 histories: $(STAMP)
-	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/test_dispute_paths.py tests/test_validators.py tests/test_remedy_stage.py tests/test_formal_review.py tests/test_consistency.py tests/test_concurrency.py tests/test_citations.py
+	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/test_dispute_paths.py tests/test_validators.py tests/test_remedy_stage.py tests/test_formal_review.py tests/test_consistency.py tests/test_concurrency.py tests/test_citations.py tests/test_deadline_problems.py
 
 worker: $(STAMP)
 	$(BIN)/python worker.py

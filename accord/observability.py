@@ -25,6 +25,8 @@ COUNTED_ACTIONS = (
     "deadline_warning",
     "deadline_passed",
     "information_overdue",
+    "deadline_fallback",
+    "deadline_not_moved",
     "review_overdue",
     "remedy_overdue",
     "remedy_applied",
@@ -35,7 +37,8 @@ COUNTED_ACTIONS = (
     "closed",
 )
 """Audit-trail actions counted in accord_events_total: filings, SLA warnings and breaches,
-remedies applied, failed or waived, decisions."""
+deadlines the playbook's calendars could not give, remedies applied, failed or waived,
+decisions."""
 CHECK_TIMEOUT = 3.0
 
 

@@ -127,12 +127,15 @@ class TaskKind(StrEnum):
     ASSIGN_MEDIATOR = "assign_mediator"
     FORMAL_REVIEW = "formal_review"
     RESOLVE_REMEDY = "resolve_remedy"
+    """A remedy keeps failing: an admin retries it or waives it with a reason."""
     COMPOSE_PANEL = "compose_panel"
     CAST_VOTE = "cast_vote"
     ISSUE_RULING = "issue_ruling"
     EXECUTIVE_REVIEW = "executive_review"
     """The review deadline passed: the executive sponsor must get the panel to rule."""
-    """A remedy keeps failing: an admin retries it or waives it with a reason."""
+    RESOLVE_DEADLINE = "resolve_deadline"
+    """A deadline could not be computed on the calendar it should use: it runs on a fallback
+    calendar meanwhile; an admin corrects the calendar and extends the deadline if need be."""
 
 
 class TaskState(StrEnum):

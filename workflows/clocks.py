@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deadlines import DeadlineActivities
@@ -126,17 +127,35 @@ class DisputeClocks(DisputeCore):
         request = self._info[request_id]
         clock = self._clocks["mediation"]
         paused_until = workflow.now()
-        moved = await workflow.execute_activity_method(
-            DeadlineActivities.shift_deadline,
-            ShiftDeadlineRequest(
-                deadline=clock.deadline,
-                paused_from=request.requested_at,
-                paused_until=paused_until,
-                playbook_version=self._d.terms.version,
-            ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-        )
+        try:
+            moved = await workflow.execute_activity_method(
+                DeadlineActivities.shift_deadline,
+                ShiftDeadlineRequest(
+                    deadline=clock.deadline,
+                    paused_from=request.requested_at,
+                    paused_until=paused_until,
+                    playbook_version=self._d.terms.version,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        except ActivityError as failure:
+            reason = self._uncomputable(failure)
+            if reason is None:
+                raise
+            # The clock resumes where it stood; an admin gives the paused days back.
+            why_not = f"the pause could not be measured on the {clock.deadline.calendar} calendar"
+            moved = clock.deadline.model_copy(
+                update={"explanation": f"{clock.deadline.explanation}; not moved: {why_not}"}
+            )
+            await self._ask_admins_about_deadline(
+                "mediation",
+                "mediate",
+                "deadline_not_moved",
+                f"the mediation deadline was not moved for the pause: {why_not}: {reason}",
+                moved,
+                content={"calendar": clock.deadline.calendar, "reason": reason},
+            )
         clock.deadline = moved
         self._stage = DisputeStage.MEDIATION
         await self._record(
