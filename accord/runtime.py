@@ -23,6 +23,7 @@ from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from accord.settings import Settings
 from accord.tracing import temporal_interceptors
 from activities.assignment import AssignmentActivities, PanelActivities
+from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
@@ -102,6 +103,7 @@ def activity_methods(services: Services) -> list[Any]:
         services.sessions, public_amount_threshold=services.settings.public_amount_threshold
     )
     deadlines = DeadlineActivities(services.playbooks)
+    citations = CitationActivities(services.sessions, services.playbooks)
     assignment = AssignmentActivities(services.sessions)
     panels = PanelActivities(services.sessions)
     notify = NotificationActivities(services.outbox)
@@ -112,6 +114,7 @@ def activity_methods(services: Services) -> list[Any]:
         records.record_event,
         records.write_precedent,
         records.find_similar_precedents,
+        citations.find_citable,
         deadlines.compute_deadline,
         deadlines.shift_deadline,
         deadlines.extend_deadline,

@@ -266,6 +266,11 @@ class ExtendDeadlineRequest(Payload):
     business_days: int
     reason: str
     playbook_version: str
+    warnings_from: datetime | None = None
+    """When the extension is made: the start of the remaining running window over which the
+    warnings not yet sent are put (None in requests made before: over the whole window)."""
+    warned: tuple[float, ...] = ()
+    """Fractions whose warnings were already sent: they keep their instants."""
 
 
 class WarningPoint(Payload):
@@ -542,7 +547,13 @@ class PanelRequest(Payload):
     party_ids: tuple[str, ...]
     contested_objects: tuple[ContestedObject, ...]
     excluded_person_ids: tuple[str, ...]
+    """Who may not sit: past panels, recused members and, when seats are refilled, those
+    still sitting. A member holding a seat of this round who is listed here has left it."""
     functions: tuple[str, ...]
+    round: int = 0
+    """The review round the seats are reserved for (0 in requests made before seats were)."""
+    at: datetime | None = None
+    """When the workflow asked: the new members' seated time (None in older requests)."""
 
 
 class PanelChoice(Payload):
@@ -635,6 +646,21 @@ class SimilarPrecedents(Payload):
     """How many past precedents were compared."""
 
 
+class CitationLookup(Payload):
+    """What a ruling cites that the workflow cannot vouch for from what it holds."""
+
+    playbook_version: str
+    precedents: tuple[str, ...]
+    """Dispute numbers of cited precedents the panel was not shown."""
+
+
+class Citable(Payload):
+    playbook_clauses: tuple[str, ...]
+    """Every clause of the playbook version, whatever category the playbook attaches it to."""
+    precedents: tuple[str, ...]
+    """Those of the precedents asked about that exist."""
+
+
 class DisputeState(Payload):
     number: str
     stage: DisputeStage
@@ -720,6 +746,16 @@ class MediatorRequest(Payload):
     chosen_person_id: str | None = None
     """An admin's pick: screened like anyone else, but not ranked."""
     at: datetime
+
+
+class SeatRelease(Payload):
+    """Give back the mediator's seat reserved for a round the workflow did not offer."""
+
+    number: str
+    round: int
+    person_id: str
+    """Released only if the round's seat is still this person's (an admin's pick may have
+    taken the round over meanwhile)."""
 
 
 class MediatorChoice(Payload):

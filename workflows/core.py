@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.assignment import AssignmentActivities
-    from activities.deadlines import DeadlineActivities
+    from activities.citations import CitationActivities
+    from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
     from activities.notify import NotificationActivities
     from activities.records import RecordActivities
     from models import search_attributes
@@ -36,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         Actor,
         Appeal,
         CastVote,
+        Citable,
+        CitationLookup,
         Deadline,
         DeadlineRequest,
         DisputeInput,
@@ -60,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         TaskOpen,
         remedy_parties,
     )
-    from workflows.consistency import acknowledged, divergences
+    from workflows.consistency import acknowledged, clause_ref, divergences, unknown_clauses
     from workflows.transitions import why_not
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -93,6 +96,25 @@ once; a terminal stage is never left (histories before it interleave as they alw
 FRESH_APPEAL_PANEL_PATCH = "fresh-appeal-panel"
 """An appeal empties the review: no panel, votes, ruling or vacancies of the first round remain,
 so the first panel can neither vote nor rule while the fresh one is being composed."""
+
+REVIEW_DECISIONS_PATCH = "review-decisions"
+"""A ruling is compared with the precedents on the clause the pinned playbook attaches to the
+dispute's category as well as on the clauses it cites; it may cite only clauses of the pinned
+playbook and precedents that exist; the chair's dismissal needs a reason of substance (histories
+before it compare on the cited clauses alone and take any citation and any reason)."""
+
+DEADLINE_FALLBACK_PATCH = "deadline-fallback"
+"""A deadline the activity refuses for good (the person's or party's calendar is not in the
+pinned playbook, the playbook is not on the worker) runs on the board calendar, or failing that
+on the built-in weekday one; the reason is recorded, the explanation says so, and the admins
+get a task and an email. A pause that cannot be measured leaves the deadline where it was, the
+same way (histories before it fail the workflow or the action)."""
+
+EXTENSION_WINDOW_PATCH = "extension-remaining-window"
+"""An extension puts the warnings not yet sent at their fractions of the remaining running
+window, from the extension to the new deadline (`DeadlineActivities.extend_deadline`), not of
+the whole window since the start, which counted a pause as running time (histories before it
+recompute every warning over the whole window)."""
 
 
 REMEDY_RETRY = RetryPolicy(
@@ -193,6 +215,12 @@ class DisputeCore:
         self._appeal_deadline: datetime | None = None
         self._similar: SimilarPrecedents | None = None
         """The precedents a decision is compared with: triage's, then the panel's case file."""
+        self._deadline_tasks: dict[str, str] = {}
+        """Deadline purpose -> name of the admin task about it (DEADLINE_FALLBACK_PATCH)."""
+        self._review_checked: bool | None = None
+        """Whether the review's decisions are checked as REVIEW_DECISIONS_PATCH says; decided
+        when formal review begins, before any panel can act (validators read it, as they may
+        not ask `workflow.patched`)."""
 
     # ======================================================================================
     # The decision lock
@@ -271,7 +299,61 @@ class DisputeCore:
             retry_policy=ACTIVITY_RETRY,
         )
 
-    async def _compute_deadline(self, purpose: str, calendar: str, days: int) -> Deadline:
+    async def _compute_deadline(
+        self,
+        purpose: str,
+        calendar: str,
+        days: int,
+        *,
+        whose: str | None = None,
+        task: str | None = None,
+    ) -> Deadline:
+        """`days` business days from now on `calendar`, or, when the activity refuses that for
+        good, on the board calendar and then the built-in one, told to the admins.
+
+        `whose` names the calendar's holder for them; `task` is the task the deadline is for
+        (their task about it closes with it).
+        """
+        try:
+            return await self._deadline_on(purpose, calendar, days)
+        except ActivityError as failure:
+            reason = self._uncomputable(failure)
+            if reason is None:
+                raise
+        holder = f"{whose}'s calendar" if whose else "calendar"
+        reasons = [f"{holder} {calendar!r} could not be used: {reason}"]
+        for fallback in (self._d.terms.board_calendar, BUILT_IN_CALENDAR):
+            if fallback == calendar:
+                continue
+            try:
+                deadline = await self._deadline_on(purpose, fallback, days)
+            except ActivityError as failure:
+                again = self._uncomputable(failure)
+                if again is None:
+                    raise
+                reasons.append(f"the {fallback} calendar could not be used either: {again}")
+                continue
+            why = "; ".join(reasons)
+            deadline = deadline.model_copy(
+                update={"explanation": f"{deadline.explanation}; on {fallback} because {why}"}
+            )
+            await self._ask_admins_about_deadline(
+                purpose,
+                task,
+                "deadline_fallback",
+                f"the {purpose} deadline runs on the {fallback} calendar: {why}",
+                deadline,
+                content={"calendar": calendar, "used": fallback, "reason": why},
+            )
+            return deadline
+        # Only a playbook with a zero-day stage gets here, and the schema refuses those.
+        raise ApplicationError(
+            f"the {purpose} deadline cannot be computed: {'; '.join(reasons)}",
+            type="DeadlineNotComputed",
+            non_retryable=True,
+        )
+
+    async def _deadline_on(self, purpose: str, calendar: str, days: int) -> Deadline:
         return await workflow.execute_activity_method(
             DeadlineActivities.compute_deadline,
             DeadlineRequest(
@@ -284,6 +366,52 @@ class DisputeCore:
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
+        )
+
+    def _uncomputable(self, failure: ActivityError) -> str | None:
+        """Why a deadline activity failed for good, if this history carries on without it
+        (DEADLINE_FALLBACK_PATCH); None: let the failure end what it ends, as it always did."""
+        cause = failure.cause
+        if not (isinstance(cause, ApplicationError) and cause.non_retryable):
+            return None
+        if not workflow.patched(DEADLINE_FALLBACK_PATCH):
+            return None
+        return cause.message
+
+    async def _ask_admins_about_deadline(
+        self,
+        purpose: str,
+        task: str | None,
+        action: str,
+        summary: str,
+        deadline: Deadline,
+        *,
+        content: dict[str, Any],
+    ) -> None:
+        """Record a deadline that is not what the playbook says, with an admin task (one per
+        deadline; it closes with `task`, or when an admin extends the deadline) and an email."""
+        name = f"{task}-deadline" if task else f"deadline-{purpose}"
+        self._deadline_tasks[purpose] = name
+        opens: tuple[TaskOpen, ...] = ()
+        if f"{self._d.number}:{name}" not in self._tasks:
+            opens = (
+                self._task(TaskKind.RESOLVE_DEADLINE, name, None, Role.ADMIN, deadline.due_at),
+            )
+        seq = await self._record(
+            SYSTEM,
+            action,
+            summary,
+            content={"purpose": purpose, "due_at": deadline.due_at.isoformat(), **content},
+            opens=opens,
+        )
+        await self._notify(
+            seq,
+            "deadline_problem",
+            (self._d.admin_email,),
+            purpose=purpose.split(":")[0],
+            reason=summary,
+            deadline=deadline.due_at,
+            explanation=deadline.explanation,
         )
 
     # ======================================================================================
@@ -441,8 +569,8 @@ class DisputeCore:
 
     def _untask(self, *names: str) -> tuple[str, ...]:
         """Keys of the named tasks that are open, taken off the open list, to close with the
-        next audit entry."""
-        keys = (f"{self._d.number}:{name}" for name in names)
+        next audit entry; the admins' task about a task's deadline goes with it."""
+        keys = (f"{self._d.number}:{n}" for name in names for n in (name, f"{name}-deadline"))
         return tuple(key for key in keys if self._tasks.pop(key, None) is not None)
 
     def _open_task_names(self) -> tuple[str, ...]:
@@ -510,6 +638,9 @@ class DisputeCore:
     ) -> tuple[str, ...]:
         if self._similar is None:
             return ()
+        if self._review_checked:
+            # The dispute's own clause always counts: citing another one escapes nothing.
+            clauses = (*self._d.terms.clauses, *clauses)
         return divergences(
             self._similar.matches,
             category=self._d.filing.category,
@@ -518,6 +649,44 @@ class DisputeCore:
             remedies=remedies,
             claimant_id=self._d.claimant.partner_id,
         )
+
+    async def _check_citations(self, clauses: tuple[str, ...], precedents: tuple[str, ...]) -> None:
+        """Refuse, naming each, a cited clause the pinned playbook does not have and a cited
+        precedent that does not exist. The category's clauses and the precedents in the case
+        file are known; only the rest is looked up."""
+        shown = {m.dispute_number for m in self._similar.matches} if self._similar else set()
+        unshown = tuple(dict.fromkeys(p for p in precedents if p not in shown))
+        if not unshown and not unknown_clauses(clauses, self._d.terms.clauses):
+            return
+        version = self._d.terms.version
+        try:
+            citable: Citable = await workflow.execute_activity_method(
+                CitationActivities.find_citable,
+                CitationLookup(playbook_version=version, precedents=unshown),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        except ActivityError as failure:
+            if not isinstance(failure.cause, ApplicationError):
+                raise
+            # The pinned version is not on this worker: no clause of it can be vouched for.
+            raise ApplicationError(
+                f"clauses_applied: cannot be checked: {failure.cause.message}",
+                type="UnknownCitation",
+                non_retryable=True,
+            ) from None
+        known = ", ".join(clause_ref(c) for c in citable.playbook_clauses)
+        problems = [
+            f"clauses_applied: {c} is not a clause of playbook {version}, which this dispute "
+            f"pinned (its clauses: {known})"
+            for c in unknown_clauses(clauses, citable.playbook_clauses)
+        ] + [
+            f"precedents_cited: {p} is not a precedent (no decided dispute has that number)"
+            for p in unshown
+            if p not in citable.precedents
+        ]
+        if problems:
+            raise ApplicationError("; ".join(problems), type="UnknownCitation", non_retryable=True)
 
     def _check_consistency(
         self,

@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         REMEDY_DEADLINE_PATCH,
         REMEDY_RETRY,
         REMEDY_STAGE_PATCH,
+        REVIEW_DECISIONS_PATCH,
         SIMILAR_PRECEDENTS_PATCH,
         Clock,
     )
@@ -146,7 +147,11 @@ class DisputeWorkflow(DisputeActions):
         if mediator is None or mediator.person_id is None:
             return
         deadline = await self._compute_deadline(
-            "mediation", mediator.calendar or "", self._d.terms.mediation_days
+            "mediation",
+            mediator.calendar or "",
+            self._d.terms.mediation_days,
+            whose=mediator.name,
+            task="mediate",
         )
         self._clocks["mediation"] = Clock(deadline)
         await self._enter(
@@ -345,6 +350,7 @@ class DisputeWorkflow(DisputeActions):
             # Disputes escalated before the review existed wait here, as they always did.
             await self._wait(lambda: not self._stage.is_open)
             return
+        self._review_checked = workflow.patched(REVIEW_DECISIONS_PATCH)
         ruling = await self._run_review_round(1)
         if ruling is None:
             return
@@ -382,7 +388,11 @@ class DisputeWorkflow(DisputeActions):
         if choice.person_id is None:
             return
         deadline = await self._compute_deadline(
-            "acceptance", choice.calendar or "", self._d.terms.acceptance_days
+            "acceptance",
+            choice.calendar or "",
+            self._d.terms.acceptance_days,
+            whose=choice.name,
+            task=f"accept-{self._round + 1}",
         )
         self._round += 1
         self._candidate = choice

@@ -158,6 +158,8 @@ class BoardReview(DisputeClocks):
                 contested_objects=tuple(self._d.filing.contested_objects),
                 excluded_person_ids=excluded,
                 functions=functions,
+                round=self._review_round,
+                at=workflow.now(),
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -305,6 +307,11 @@ class BoardReview(DisputeClocks):
     @workflow.update
     async def issue_ruling(self, req: IssueRuling) -> ActionResult:
         async with self._deciding(lambda: self._validate_ruling(req)):
+            if self._review_checked:
+                await self._check_citations(req.clauses_applied, req.precedents_cited)
+                # The lookup awaited: look again (a dispute from before the decision lock runs
+                # its handlers side by side, so another may have acted meanwhile).
+                self._still(lambda: self._validate_ruling(req))
             final = self._review_round > 1
             ruling = RulingView(
                 round=self._review_round,
