@@ -40,6 +40,7 @@ from models.payloads import (
     IssueRuling,
     ProposeSettlement,
     RespondToOffer,
+    UnsealBallot,
 )
 from workflows.dispute import DisputeWorkflow
 
@@ -181,6 +182,10 @@ async def one_review(
                 reasons="The first registration is valid under RoE 3.1.",
             ),
         )
+    await handle.execute_update(
+        DisputeWorkflow.unseal_ballot,
+        UnsealBallot(actor=actors["board"]["board.chair"], reason="A quorum has voted."),
+    )
     t3 = time.perf_counter()
     await handle.execute_update(
         DisputeWorkflow.issue_ruling,
