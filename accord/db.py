@@ -43,12 +43,22 @@ class SessionFactory:
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @contextmanager
-    def begin(self) -> Iterator[Session]:
+    def begin(self, *, immediate: bool = False) -> Iterator[Session]:
+        """One write transaction, committed on leaving the block.
+
+        `immediate`: what the transaction reads must still hold when it commits, across
+        processes too (counting someone's open seats, then reserving one). SQLite then takes its
+        write lock at the first statement (BEGIN IMMEDIATE; the Python driver would only begin
+        at the first write, after the count), so other writers wait their turn; on PostgreSQL
+        the transaction locks the rows it depends on itself (SELECT ... FOR UPDATE).
+        """
         with (
             self._writing(),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
+            if immediate and self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     @contextmanager

@@ -119,6 +119,7 @@ def activity_methods(services: Services) -> list[Any]:
         deadlines.shift_deadline,
         deadlines.extend_deadline,
         assignment.assign_mediator,
+        assignment.release_seat,
         panels.draw_panel,
         notify.send_notification,
     ]

@@ -1,20 +1,43 @@
-"""Neutral mediator selection against the directory and current case loads."""
+"""Neutral mediator selection and board panels, each seat reserved as it is chosen."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from accord.db import SessionFactory
 from accord.eligibility import Candidate, Stakes, ineligibility, rank
-from models.enums import TERMINAL_STAGES, AssignmentState, ObjectKind, Role
-from models.payloads import MediatorChoice, MediatorRequest, PanelChoice, PanelMember, PanelRequest
-from models.tables import Account, Assignment, Dispute, Partner, Person, Territory
+from accord.seats import (
+    OPEN_ASSIGNMENT,
+    lock_people,
+    mediator_round,
+    open_seats,
+    panel_round,
+    release_earlier_panels,
+    release_mediator,
+    release_panel_seat,
+    reserve_mediator,
+    seat_panelist,
+)
+from models.enums import AssignmentState, ObjectKind, Role
+from models.payloads import (
+    Ack,
+    MediatorChoice,
+    MediatorRequest,
+    PanelChoice,
+    PanelMember,
+    PanelRequest,
+    SeatRelease,
+)
+from models.tables import Account, Dispute, Partner, Person, Territory
 
-_ACTIVE_ASSIGNMENT = (AssignmentState.OFFERED, AssignmentState.ACCEPTED)
+_T = TypeVar("_T")
 
 
 def _owned_objects(session: Session, request: MediatorRequest | PanelRequest) -> Stakes:
@@ -75,15 +98,27 @@ def _screen(
     return candidate, why
 
 
-def open_case_counts(session: Session) -> dict[str, int]:
-    rows = session.exec(
-        select(Assignment.person_id, func.count())
-        .join(Dispute, col(Dispute.number) == col(Assignment.dispute_number))
-        .where(col(Assignment.state).in_(_ACTIVE_ASSIGNMENT))
-        .where(col(Dispute.stage).not_in(TERMINAL_STAGES))
-        .group_by(Assignment.person_id)
-    ).all()
-    return {person_id: count for person_id, count in rows}
+def _reserving(sessions: SessionFactory, work: Callable[[Session], _T]) -> _T:
+    """`work` in a transaction that may count seats and then take one (accord/seats.py).
+
+    Another attempt of the same request (a retry racing a slow first attempt) may insert the
+    same seat first; then once more, and `work` finds that seat.
+    """
+    try:
+        with sessions.begin(immediate=True) as session:
+            return work(session)
+    except IntegrityError:
+        with sessions.begin(immediate=True) as session:
+            return work(session)
+
+
+def _open_dispute(session: Session, number: str) -> Dispute:
+    dispute = session.get(Dispute, number)
+    if dispute is None:
+        raise ApplicationError(
+            f"dispute {number} is not in the database", type="UnknownDispute", non_retryable=True
+        )
+    return dispute
 
 
 class AssignmentActivities:
@@ -92,36 +127,65 @@ class AssignmentActivities:
 
     @activity.defn
     def assign_mediator(self, request: MediatorRequest) -> MediatorChoice:
-        """The most suitable eligible mediator, or nobody with the reasons why.
+        """The most suitable eligible mediator, with the round's seat reserved for them; or
+        nobody, with the reasons why.
 
-        Read-only: the offer itself is recorded by the workflow's audit entry, so a retry of
-        this activity can never hand out two offers.
+        Loads are counted and the seat taken in one transaction that holds the mediators' rows,
+        so filings at once never take anyone past their case limit. Idempotent on (dispute,
+        round): a retry finds the round's seat and returns its mediator, and the workflow's
+        audit entry then records the offer on that same row. An admin's pick takes over a
+        round the workflow has not offered yet.
         """
-        with self.sessions.read() as session:
-            query = select(Person).where(Person.role == Role.MEDIATOR)
-            if request.chosen_person_id is not None:
-                query = query.where(Person.id == request.chosen_person_id)
-            people = session.exec(query).all()
-            loads = open_case_counts(session)
-            owned = _owned_objects(session, request)
+        return _reserving(self.sessions, lambda session: self._assign(session, request))
+
+    def _assign(self, session: Session, request: MediatorRequest) -> MediatorChoice:
+        dispute = _open_dispute(session, request.number)
+        query = select(Person).where(Person.role == Role.MEDIATOR)
+        if request.chosen_person_id is not None:
+            query = query.where(Person.id == request.chosen_person_id)
+        people = lock_people(session, query)
         if request.chosen_person_id is not None and not people:
             return MediatorChoice(
                 person_id=None, reason=f"person_id: {request.chosen_person_id} is not a mediator"
             )
-        eligible: list[tuple[Candidate, Person]] = []
+        row = mediator_round(session, request.number, request.round)
+        held = row if row is not None and row.state in OPEN_ASSIGNMENT else None
+        loads = open_seats(session)
+        if held is not None and dispute.stage.is_open:
+            loads[held.person_id] -= 1  # the round's own seat is never held against its holder
+        owned = _owned_objects(session, request)
+        eligible: dict[str, tuple[Candidate, Person]] = {}
         refusals: list[str] = []
         for person in people:
             candidate, why = _screen(person, request, loads, owned)
             if why:
                 refusals.append(why)
             else:
-                eligible.append((candidate, person))
+                eligible[person.id] = (candidate, person)
         if not eligible:
+            if held is not None and request.chosen_person_id is None:
+                # The round's holder may no longer take it (a retry after the directory changed).
+                held.state = AssignmentState.RELEASED
+                session.add(held)
             detail = "; ".join(refusals) if refusals else "there are no mediators in the directory"
             return MediatorChoice(person_id=None, reason=f"no eligible mediator: {detail}")
-        by_id = {c.person_id: p for c, p in eligible}
-        best = rank([c for c, _ in eligible])[0]
-        person = by_id[best.person_id]
+        if (
+            held is not None
+            and held.person_id in eligible
+            and (request.chosen_person_id in (None, held.person_id))
+        ):
+            best, person = eligible[held.person_id]  # a retry: the seat is theirs already
+        else:
+            best = rank([c for c, _ in eligible.values()])[0]
+            person = eligible[best.person_id][1]
+            reserve_mediator(
+                session,
+                number=request.number,
+                round_no=request.round,
+                person=person,
+                at=request.at,
+                row=row,
+            )
         reason = (
             f"chosen by an admin; screened eligible with {best.open_cases} open cases"
             if request.chosen_person_id
@@ -136,6 +200,25 @@ class AssignmentActivities:
             reason=reason,
         )
 
+    @activity.defn
+    def release_seat(self, release: SeatRelease) -> Ack:
+        """Give back the seat reserved for a round the workflow decided not to offer.
+
+        Only an OFFERED seat that is still this person's is released; running it again, or
+        after the round was taken over or accepted, changes nothing.
+        """
+        with self.sessions.begin() as session:
+            released = release_mediator(
+                session,
+                number=release.number,
+                round_no=release.round,
+                person_id=release.person_id,
+            )
+        what = "released" if released else "nothing to release for"
+        return Ack(
+            done=f"{what} {release.person_id}'s seat on {release.number} round {release.round}"
+        )
+
 
 class PanelActivities:
     def __init__(self, sessions: SessionFactory) -> None:
@@ -143,15 +226,44 @@ class PanelActivities:
 
     @activity.defn
     def draw_panel(self, request: PanelRequest) -> PanelChoice:
-        """One eligible board member per function the board has, least loaded first, plus an
-        eligible chair; screened exactly like mediators. Read-only, like mediator selection."""
-        with self.sessions.read() as session:
-            board = session.exec(select(Person).where(Person.role == Role.BOARD)).all()
-            sponsor = session.exec(
-                select(Person).where(Person.function == "executive_sponsor", Person.active == True)  # noqa: E712
-            ).first()
-            loads = open_case_counts(session)
-            owned = _owned_objects(session, request)
+        """One eligible board member per function the board has, plus an eligible chair;
+        screened exactly like mediators, and seated in the same transaction.
+
+        Least loaded first (mediator rounds and panel seats alike count against a member's case
+        limit), then longest since last seated, so panels rotate across the board. Idempotent on
+        (dispute, review round, seat): a seat already taken this round keeps its member unless
+        the request excludes them (they recused), and then it is given back and drawn again.
+        The seats an incomplete draw could fill stay held for the redraw, which keeps them.
+        Drawing a round gives back the seats of the rounds before it.
+        """
+        return _reserving(self.sessions, lambda session: self._draw(session, request))
+
+    def _draw(self, session: Session, request: PanelRequest) -> PanelChoice:
+        dispute = _open_dispute(session, request.number)
+        at = request.at or datetime.now(UTC)
+        board = lock_people(session, select(Person).where(Person.role == Role.BOARD))
+        sponsor = session.exec(
+            select(Person).where(Person.function == "executive_sponsor", Person.active == True)  # noqa: E712
+        ).first()
+        release_earlier_panels(session, request.number, request.round, at)
+        rows = panel_round(session, request.number, request.round)
+        on_board = {p.id: p for p in board}
+        sitting: dict[str, Person] = {}
+        for seat in (*request.functions, "chair"):
+            row = rows.get(seat)
+            if row is None or row.released_at is not None:
+                continue
+            # Refilling seats, the workflow excludes the members who stay as well, but it only
+            # asks for the seats that are vacant (and the chair's, which it keeps if sitting).
+            if row.person_id in request.excluded_person_ids or row.person_id not in on_board:
+                release_panel_seat(session, row, at)  # they left the panel
+            else:
+                sitting[seat] = on_board[row.person_id]
+        loads = open_seats(session)
+        if dispute.stage.is_open:
+            for person in sitting.values():
+                loads[person.id] -= 1  # the round's own seats are never held against them
+        owned = _owned_objects(session, request)
         refusals: list[str] = []
 
         def best(people: list[Person]) -> Person | None:
@@ -167,6 +279,23 @@ class PanelActivities:
             top = rank(eligible)[0].person_id
             return next(p for p in people if p.id == top)
 
+        def fill(seat: str) -> Person | None:
+            if seat in sitting:
+                return sitting[seat]  # a retry, or a seat nobody left
+            chosen = best([p for p in board if p.function == seat])
+            if chosen is not None:
+                seat_panelist(
+                    session,
+                    number=request.number,
+                    review_round=request.round,
+                    seat=seat,
+                    person=chosen,
+                    at=at,
+                    row=rows.get(seat),
+                )
+                loads[chosen.id] += 1
+            return chosen
+
         def member(person: Person) -> PanelMember:
             return PanelMember(
                 person_id=person.id,
@@ -178,15 +307,14 @@ class PanelActivities:
         members: list[PanelMember] = []
         missing: list[str] = []
         for function in request.functions:
-            holders = [p for p in board if p.function == function]
-            if not holders:
+            if function not in sitting and not any(p.function == function for p in board):
                 continue  # the board has no such function: "where available"
-            chosen = best(holders)
+            chosen = fill(function)
             if chosen is None:
                 missing.append(function)
             else:
                 members.append(member(chosen))
-        chair = best([p for p in board if p.function == "chair"])
+        chair = fill("chair")
         if chair is None:
             missing.append("chair")
         if not members:

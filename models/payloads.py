@@ -548,7 +548,8 @@ class PanelRequest(Payload):
     contested_objects: tuple[ContestedObject, ...]
     excluded_person_ids: tuple[str, ...]
     """Who may not sit: past panels, recused members and, when seats are refilled, those
-    still sitting. A member holding a seat of this round who is listed here has left it."""
+    still sitting. A member holding one of the seats asked for (`functions` and the chair) in
+    this round who is listed here has left it: the seat is given back and drawn again."""
     functions: tuple[str, ...]
     round: int = 0
     """The review round the seats are reserved for (0 in requests made before seats were)."""

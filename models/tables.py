@@ -226,7 +226,12 @@ class DisputeEvent(SQLModel, table=True):
 
 
 class Assignment(SQLModel, table=True):
-    """A mediator offered a dispute; one row per assignment round."""
+    """A mediator offered a dispute; one row per assignment round.
+
+    Written OFFERED when the mediator is chosen (the seat is reserved then), and moved on by
+    the round's audit entries. OFFERED or ACCEPTED on an open dispute counts against the
+    mediator's case limit.
+    """
 
     __table_args__ = (UniqueConstraint("dispute_number", "round"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -235,6 +240,26 @@ class Assignment(SQLModel, table=True):
     person_id: str = Field(foreign_key="person.id", index=True)
     state: AssignmentState = _enum(AssignmentState)
     assigned_at: datetime = _utc_column()
+
+
+class PanelSeat(SQLModel, table=True):
+    """A board member's seat on a dispute's review panel: one row per review round and seat.
+
+    Held (not released) on an open dispute, it counts against the member's case limit.
+    """
+
+    __tablename__ = "panel_seat"
+    __table_args__ = (UniqueConstraint("dispute_number", "review_round", "seat"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dispute_number: str = Field(foreign_key="dispute.number", index=True, max_length=32)
+    review_round: int
+    seat: str = Field(max_length=64)
+    """The board function the member sits for, or 'chair'."""
+    person_id: str = Field(foreign_key="person.id", index=True, max_length=64)
+    seated_at: datetime = _utc_column()
+    released_at: datetime | None = _utc_column(nullable=True)
+    """When the member recused (their seat is drawn again) or a new review round replaced
+    the panel."""
 
 
 class Task(SQLModel, table=True):
