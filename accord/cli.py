@@ -27,10 +27,9 @@ from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
 from accord.settings import ConfigurationError, Settings
-from models.enums import DisputeStage, NoteVisibility, TaskState, VoteOutcome
+from models.enums import Action, DisputeStage, NoteVisibility, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
-    ActionResult,
     Actor,
     AddNote,
     AnswerInformation,
@@ -56,6 +55,17 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, DisputeEvent, Precedent, Task
+from web.operations import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_RULE,
+    OPERATIONS,
+    DisputeGone,
+    Refused,
+    StillApplying,
+    new_key,
+    perform,
+    update_id,
+)
 from workflows.dispute import DisputeWorkflow
 
 app = typer.Typer(
@@ -67,6 +77,15 @@ As = Annotated[
 ]
 Number = Annotated[str, typer.Argument(help="dispute number, e.g. DSP-2026-000001")]
 Reason = Annotated[str, typer.Option(help="why (recorded in the audit trail)")]
+UpdateId = Annotated[
+    str | None,
+    typer.Option(
+        "--update-id",
+        help="a key of yours for this action: run again with the same key, it is applied once "
+        "and answers as the first time (default: a new key, shown if the action is still being "
+        "applied when the wait ends)",
+    ),
+]
 DivergenceReason = Annotated[
     str | None,
     typer.Option(help="why it departs from the comparable precedents, when it does (recorded)"),
@@ -97,6 +116,10 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
         fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
+    except Refused as exc:
+        fail(f"refused: {exc}")
+    except DisputeGone as exc:
+        fail(f"{exc.args[0]} has no running workflow; nothing was changed")
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
     except RPCError as exc:
@@ -604,15 +627,36 @@ def mail(
 # --- actions: one command each, all workflow updates ---------------------------------------------
 
 
-def _act(number: str, login: str, update: Any, build: Callable[[Actor], Any]) -> None:
+def _act(
+    number: str, login: str, key: str | None, action: Action, build: Callable[[Actor], Any]
+) -> None:
+    """Perform the action once per key (the same key again answers as the first time), waiting
+    at most ACCORD_ACTION_WAIT_SECONDS; past it, say how to pick it up."""
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        fail(f"--update-id: {IDEMPOTENCY_KEY_RULE}")
+    chosen = key or new_key()
+
     async def go() -> None:
         settings = _settings()
         services = _services()
         actor = _actor(services, login)
         payload = build(actor)
         client = await _client(settings)
-        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
-        result: ActionResult = await handle.execute_update(update, payload)
+        try:
+            result = await perform(
+                client,
+                number,
+                payload,
+                OPERATIONS[action].update,
+                update_id=update_id(action, actor, chosen),
+                wait_seconds=settings.action_wait_seconds,
+            )
+        except StillApplying as pending:
+            typer.echo(
+                f"{number}: {pending}; run the same command with --update-id {chosen} for its "
+                "result"
+            )
+            return
         typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
 
     _run(go())
@@ -623,20 +667,22 @@ def accept(
     number: Number,
     actor: As,
     declaration: Annotated[str, typer.Option(help="your impartiality declaration")],
+    key: UpdateId = None,
 ) -> None:
     """Mediator: accept the assignment, declaring impartiality."""
     _act(
         number,
         actor,
-        DisputeWorkflow.accept_assignment,
+        key,
+        Action.ACCEPT_ASSIGNMENT,
         lambda a: AcceptAssignment(actor=a, impartiality_declaration=declaration),
     )
 
 
 @app.command()
-def recuse(number: Number, actor: As, reason: Reason) -> None:
+def recuse(number: Number, actor: As, reason: Reason, key: UpdateId = None) -> None:
     """Mediator or panelist: recuse; someone else is assigned or drawn in your place."""
-    _act(number, actor, DisputeWorkflow.recuse, lambda a: Recuse(actor=a, reason=reason))
+    _act(number, actor, key, Action.RECUSE, lambda a: Recuse(actor=a, reason=reason))
 
 
 @app.command()
@@ -647,12 +693,14 @@ def note(
     caucus: Annotated[
         str | None, typer.Option(help="partner id: private caucus with that side")
     ] = None,
+    key: UpdateId = None,
 ) -> None:
     """Mediator: add a shared note, or a caucus note for one side."""
     _act(
         number,
         actor,
-        DisputeWorkflow.add_note,
+        key,
+        Action.ADD_NOTE,
         lambda a: AddNote(
             actor=a,
             text=text,
@@ -668,12 +716,14 @@ def request_info(
     actor: As,
     party: Annotated[str, typer.Option(help="partner id")],
     questions: Annotated[str, typer.Option()],
+    key: UpdateId = None,
 ) -> None:
     """Mediator: ask a party for information (pauses the mediation clock)."""
     _act(
         number,
         actor,
-        DisputeWorkflow.request_information,
+        key,
+        Action.REQUEST_INFORMATION,
         lambda a: RequestInformation(actor=a, party_id=party, questions=questions),
     )
 
@@ -684,12 +734,14 @@ def answer(
     actor: As,
     request: Annotated[str, typer.Option(help="e.g. info-1")],
     text: Annotated[str, typer.Option("--answer")],
+    key: UpdateId = None,
 ) -> None:
     """Partner: answer an information request."""
     _act(
         number,
         actor,
-        DisputeWorkflow.answer_information,
+        key,
+        Action.ANSWER_INFORMATION,
         lambda a: AnswerInformation(actor=a, request_id=request, answer=text),
     )
 
@@ -706,13 +758,15 @@ def propose(
         list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')
     ],
     divergence_reason: DivergenceReason = None,
+    key: UpdateId = None,
 ) -> None:
     """Mediator: propose a settlement with typed remedies."""
     remedies = _remedies_from_json(remedy)
     _act(
         number,
         actor,
-        DisputeWorkflow.propose_settlement,
+        key,
+        Action.PROPOSE_SETTLEMENT,
         lambda a: ProposeSettlement(
             actor=a,
             remedies=remedies,
@@ -728,12 +782,14 @@ def accept_offer(
     actor: As,
     offer: Annotated[str, typer.Option(help="e.g. offer-1")],
     comment: Annotated[str, typer.Option()] = "",
+    key: UpdateId = None,
 ) -> None:
     """Partner: accept a settlement offer for your side."""
     _act(
         number,
         actor,
-        DisputeWorkflow.respond_to_offer,
+        key,
+        Action.RESPOND_TO_OFFER,
         lambda a: RespondToOffer(actor=a, offer_id=offer, accept=True, comment=comment),
     )
 
@@ -744,37 +800,40 @@ def reject_offer(
     actor: As,
     offer: Annotated[str, typer.Option(help="e.g. offer-1")],
     comment: Annotated[str, typer.Option()] = "",
+    key: UpdateId = None,
 ) -> None:
     """Partner: reject a settlement offer."""
     _act(
         number,
         actor,
-        DisputeWorkflow.respond_to_offer,
+        key,
+        Action.RESPOND_TO_OFFER,
         lambda a: RespondToOffer(actor=a, offer_id=offer, accept=False, comment=comment),
     )
 
 
 @app.command()
-def impasse(number: Number, actor: As, reason: Reason) -> None:
+def impasse(number: Number, actor: As, reason: Reason, key: UpdateId = None) -> None:
     """Mediator: declare an impasse; the dispute goes to formal review."""
     _act(
         number,
         actor,
-        DisputeWorkflow.declare_impasse,
+        key,
+        Action.DECLARE_IMPASSE,
         lambda a: DeclareImpasse(actor=a, reason=reason),
     )
 
 
 @app.command()
-def dismiss(number: Number, actor: As, reason: Reason) -> None:
+def dismiss(number: Number, actor: As, reason: Reason, key: UpdateId = None) -> None:
     """Mediator, or the panel's chair: dismiss the dispute with a reason."""
-    _act(number, actor, DisputeWorkflow.dismiss, lambda a: Dismiss(actor=a, reason=reason))
+    _act(number, actor, key, Action.DISMISS, lambda a: Dismiss(actor=a, reason=reason))
 
 
 @app.command()
-def withdraw(number: Number, actor: As, reason: Reason) -> None:
+def withdraw(number: Number, actor: As, reason: Reason, key: UpdateId = None) -> None:
     """Claimant: withdraw the dispute."""
-    _act(number, actor, DisputeWorkflow.withdraw, lambda a: Withdraw(actor=a, reason=reason))
+    _act(number, actor, key, Action.WITHDRAW, lambda a: Withdraw(actor=a, reason=reason))
 
 
 @app.command()
@@ -783,12 +842,14 @@ def extend(
     actor: As,
     days: Annotated[int, typer.Option(help="business days")],
     reason: Reason,
+    key: UpdateId = None,
 ) -> None:
     """Admin: extend the running deadline by business days, with a reason."""
     _act(
         number,
         actor,
-        DisputeWorkflow.extend_deadline,
+        key,
+        Action.EXTEND_DEADLINE,
         lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason),
     )
 
@@ -799,12 +860,14 @@ def assign(
     actor: As,
     person: Annotated[str, typer.Option(help="mediator id")],
     reason: Reason,
+    key: UpdateId = None,
 ) -> None:
     """Admin: offer the dispute to a chosen mediator (screened for conflicts like anyone)."""
     _act(
         number,
         actor,
-        DisputeWorkflow.assign_mediator,
+        key,
+        Action.ASSIGN_MEDIATOR,
         lambda a: AssignMediator(actor=a, person_id=person, reason=reason),
     )
 
@@ -842,13 +905,15 @@ def vote(
     outcome: Annotated[VoteOutcome, typer.Option()],
     reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
     remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+    key: UpdateId = None,
 ) -> None:
     """Panelist: cast a sealed vote with written reasons."""
     remedies = _remedies_from_json(remedy or [])
     _act(
         number,
         actor,
-        DisputeWorkflow.cast_vote,
+        key,
+        Action.CAST_VOTE,
         lambda a: CastVote(actor=a, outcome=outcome, remedies=remedies, reasons=reasons),
     )
 
@@ -865,13 +930,15 @@ def rule(
     precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
     against_majority_reason: Annotated[str | None, typer.Option()] = None,
     divergence_reason: DivergenceReason = None,
+    key: UpdateId = None,
 ) -> None:
     """Chair: issue the panel's ruling once a majority has voted."""
     remedies = _remedies_from_json(remedy or [])
     _act(
         number,
         actor,
-        DisputeWorkflow.issue_ruling,
+        key,
+        Action.ISSUE_RULING,
         lambda a: IssueRuling(
             actor=a,
             outcome=outcome,
@@ -892,6 +959,7 @@ def appeal_ruling(
     actor: As,
     grounds: Annotated[str, typer.Option()],
     evidence: Annotated[list[str], typer.Option(help="new evidence as ref:description")],
+    key: UpdateId = None,
 ) -> None:
     """Party: appeal a first ruling once, with grounds and new evidence."""
     refs = []
@@ -903,15 +971,16 @@ def appeal_ruling(
     _act(
         number,
         actor,
-        DisputeWorkflow.appeal,
+        key,
+        Action.APPEAL,
         lambda a: Appeal(actor=a, grounds=grounds, new_evidence=tuple(refs)),
     )
 
 
 @app.command("redraw-panel")
-def redraw_panel(number: Number, actor: As, reason: Reason) -> None:
+def redraw_panel(number: Number, actor: As, reason: Reason, key: UpdateId = None) -> None:
     """Admin: draw the review panel again once the board has enough eligible members."""
-    _act(number, actor, DisputeWorkflow.redraw_panel, lambda a: RedrawPanel(actor=a, reason=reason))
+    _act(number, actor, key, Action.REDRAW_PANEL, lambda a: RedrawPanel(actor=a, reason=reason))
 
 
 @app.command("retry-remedy")
@@ -920,12 +989,14 @@ def retry_remedy(
     actor: As,
     position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
     reason: Annotated[str, typer.Option(help="what changed")] = "",
+    key: UpdateId = None,
 ) -> None:
     """Admin: apply a remedy that kept failing once more."""
     _act(
         number,
         actor,
-        DisputeWorkflow.retry_remedy,
+        key,
+        Action.RETRY_REMEDY,
         lambda a: RetryRemedy(actor=a, position=position, reason=reason),
     )
 
@@ -936,12 +1007,14 @@ def waive_remedy(
     actor: As,
     position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
     reason: Reason,
+    key: UpdateId = None,
 ) -> None:
     """Admin: give up on a remedy that cannot be applied, with a reason."""
     _act(
         number,
         actor,
-        DisputeWorkflow.waive_remedy,
+        key,
+        Action.WAIVE_REMEDY,
         lambda a: WaiveRemedy(actor=a, position=position, reason=reason),
     )
 

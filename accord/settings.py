@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     """A session ends this long after sign-in."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    action_wait_seconds: float = Field(default=10.0, gt=0, le=300)
+    """How long the web, the API and the CLI wait for an action to be applied. Past it they
+    answer that it is still being applied, with the dispute as it is now; the same
+    idempotency key again picks the action up (it is never applied twice)."""
     otel_endpoint: str = ""
     """OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces (empty: no tracing)."""
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -10,8 +10,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
@@ -29,7 +29,7 @@ from models.tables import Dispute, Partner, Person
 from web import csrf, service
 from web.deps import current_viewer, require, web
 from web.evidence import Upload, download_response
-from web.operations import OPERATIONS, Operation, request_model
+from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
 from web.views import inbox, load_live, load_record
 
@@ -130,6 +130,35 @@ class AuditTrail(BaseModel):
     intact: bool
     first_broken_entry: int | None
     entries: list[AuditEntry]
+
+
+class ActionPending(BaseModel):
+    """An action not yet done when the wait ran out, and the dispute as it is now. Send the same
+    request with the same Idempotency-Key for its result: it is applied once."""
+
+    number: str
+    update_id: str
+    """The workflow update applying it (your key, scoped by action and by you)."""
+    idempotency_key: str
+    """Your Idempotency-Key, or the one chosen for you when you sent none."""
+    accepted: bool
+    """Whether the dispute's rules accepted it already; false: not taken up yet."""
+    message: str
+    state: DisputeState | None
+    """The live state, filtered for you; null when the workflow did not answer."""
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[!-~]+$",
+        description="A key of yours for this action (a UUID, say): sent again, the action is "
+        "applied once and answered as the first time. 1 to 100 visible ASCII characters.",
+    ),
+]
 
 
 class TaskOut(BaseModel):
@@ -340,7 +369,11 @@ def export_audit_period(
 
 
 @router.post(
-    "/disputes/{number}/evidence", response_model=EvidenceAdded, status_code=201, tags=["evidence"]
+    "/disputes/{number}/evidence",
+    response_model=EvidenceAdded,
+    status_code=201,
+    responses={202: {"model": ActionPending, "description": "Not all attached within the wait"}},
+    tags=["evidence"],
 )
 async def add_evidence(
     request: Request,
@@ -351,7 +384,10 @@ async def add_evidence(
     visibility: Annotated[EvidenceVisibility, Form()] = EvidenceVisibility.PARTIES,
     side_partner_id: Annotated[str | None, Form(max_length=64)] = None,
     csrftoken: Annotated[str | None, Form(include_in_schema=False)] = None,
-) -> EvidenceAdded:
+    idempotency_key: IdempotencyKey = None,
+) -> EvidenceAdded | JSONResponse:
+    """Attach files as evidence. With an `Idempotency-Key`, the same upload again attaches each
+    file once and answers as the first time; not all attached within the server's wait: 202."""
     # Multipart skips asgi-csrf (web.csrf says why): a browser session must show its token.
     csrf.check(request, web(request).settings.secret_key.get_secret_value(), csrftoken)
     uploads = [
@@ -362,15 +398,20 @@ async def add_evidence(
         )
         for f in files
     ]
-    ids = await service.add_evidence(
-        web(request),
-        viewer,
-        number,
-        uploads,
-        description=description,
-        visibility=visibility,
-        side_partner_id=side_partner_id or None,
-    )
+    key = idempotency_key or new_key()
+    try:
+        ids = await service.add_evidence(
+            web(request),
+            viewer,
+            number,
+            uploads,
+            description=description,
+            visibility=visibility,
+            side_partner_id=side_partner_id or None,
+            key=key,
+        )
+    except StillApplying as pending:
+        return await _still_applying(request, viewer, pending, key)
     return EvidenceAdded(number=number, evidence_ids=ids)
 
 
@@ -396,14 +437,15 @@ def _action_route(op: Operation) -> None:
         viewer: ViewerDep,
         number: NumberPath,
         body: body_model,  # type: ignore[valid-type]
-    ) -> ActionResult:
-        return await service.act(
-            web(request),
-            viewer,
-            number,
-            op,
-            body.model_dump(mode="json"),  # type: ignore[attr-defined]
-        )
+        idempotency_key: IdempotencyKey = None,
+    ) -> ActionResult | JSONResponse:
+        ctx = web(request)
+        key = idempotency_key or new_key()
+        data = body.model_dump(mode="json")  # type: ignore[attr-defined]
+        try:
+            return await service.act(ctx, viewer, number, op, data, key=key)
+        except StillApplying as pending:
+            return await _still_applying(request, viewer, pending, key)
 
     perform_action.__name__ = op.action.value
     # Annotations are strings here (postponed evaluation); FastAPI resolves them against the
@@ -414,12 +456,39 @@ def _action_route(op: Operation) -> None:
         perform_action,
         methods=["POST"],
         response_model=ActionResult,
+        responses={
+            202: {
+                "model": ActionPending,
+                "description": "Not done within the wait: still being applied; the same "
+                "request with the same Idempotency-Key picks it up",
+            }
+        },
         tags=["actions"],
         summary=op.label,
         description=(op.payload.__doc__ or op.label)
         + "\n\nRefused with 409 and the rule when the dispute's stage or your role does not "
-        "allow it.",
+        "allow it. With an `Idempotency-Key` header, the same request again is applied once and "
+        "answered as the first time; an action not done within the server's wait answers 202 "
+        "with the dispute as it is now.",
     )
+
+
+async def _still_applying(
+    request: Request, viewer: Viewer, pending: StillApplying, key: str
+) -> JSONResponse:
+    ctx = web(request)
+    with ctx.services.sessions.read() as session:
+        record = load_record(session, viewer, pending.number)
+    record = await load_live(ctx.temporal(), viewer, record)
+    body = ActionPending(
+        number=pending.number,
+        update_id=pending.update_id,
+        idempotency_key=key,
+        accepted=pending.accepted,
+        message=f"{pending}: send the same request with Idempotency-Key: {key} for its result",
+        state=record.state,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=202)
 
 
 for _op in OPERATIONS.values():

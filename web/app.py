@@ -405,7 +405,8 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = []
         for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            where = ("body", "query", "path", "header")
+            loc = [str(p) for p in err.get("loc", ()) if p not in where]
             errors.append((".".join(loc) or "body", str(err.get("msg", "invalid"))))
         return problem_or_page(
             context,

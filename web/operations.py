@@ -7,11 +7,19 @@ so the web, the API and the CLI see the same refusals.
 
 from __future__ import annotations
 
+import asyncio
+import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, create_model
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.enums import Action
@@ -32,10 +40,10 @@ from models.payloads import (
     ProposeSettlement,
     Recuse,
     RedrawPanel,
-    UnsealBallot,
     RequestInformation,
     RespondToOffer,
     RetryRemedy,
+    UnsealBallot,
     WaiveRemedy,
     Withdraw,
 )
@@ -48,6 +56,39 @@ class Refused(Exception):
 
 class DisputeGone(Exception):
     """No workflow answers for this dispute (never started, or its history was removed)."""
+
+
+class StillApplying(Exception):
+    """The action was not finished within the wait: it is being applied (or, when not yet
+    accepted, waiting for the workflow to take it up). Sending it again with the same update
+    id picks it up; it is never applied twice."""
+
+    def __init__(self, number: str, update_id: str, *, accepted: bool) -> None:
+        super().__init__(
+            "accepted and still being applied"
+            if accepted
+            else "sent, and not yet taken up by the dispute"
+        )
+        self.number = number
+        self.update_id = update_id
+        self.accepted = accepted
+
+
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,100}")
+"""An idempotency key: 1 to 100 visible ASCII characters (what an HTTP header carries)."""
+IDEMPOTENCY_KEY_RULE = "1 to 100 visible ASCII characters, no spaces"
+
+
+def new_key() -> str:
+    """A fresh idempotency key: each rendered form carries one, so a double submit is one action."""
+    return str(uuid.uuid4())
+
+
+def update_id(action: Action, actor: Actor, key: str) -> str:
+    """The workflow update id for someone's idempotency key. Temporal applies an update id once
+    per dispute; the action and the actor are part of it, so the same key from two people, or
+    for two actions, never names the same update."""
+    return f"{action.value}/{actor.id}/{key}"
 
 
 @dataclass(frozen=True)
@@ -121,10 +162,44 @@ OPERATIONS: dict[Action, Operation] = {
 BY_SLUG = {op.slug: op for op in OPERATIONS.values()}
 
 
-async def perform(client: Client, number: str, payload: ActionPayload, update: Any) -> ActionResult:
+async def perform(
+    client: Client,
+    number: str,
+    payload: ActionPayload,
+    update: Any,
+    *,
+    update_id: str | None = None,
+    wait_seconds: float | None = None,
+) -> ActionResult:
+    """Apply one action: once per `update_id` (a new one when None), the same id again
+    answering with the first one's result. With `wait_seconds`, raise StillApplying when
+    the action is not done by then; without, wait for it to be done."""
     handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+    ident = update_id or new_key()
+    accepted = False
+
+    async def apply() -> ActionResult:
+        nonlocal accepted
+        # Accepted: the validator passed and the update is in the history (or was already,
+        # under this id); then its result, which the first call's handler decides.
+        started = await handle.start_update(
+            update, payload, id=ident, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        accepted = True
+        result: ActionResult = await started.result()
+        return result
+
     try:
-        result: ActionResult = await handle.execute_update(update, payload)
+        if wait_seconds is None:
+            return await apply()
+        async with asyncio.timeout(wait_seconds) as deadline:
+            return await apply()
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The client turns the cancellation of its RPC into its own error: the deadline
+        # says whether it was ours.
+        if wait_seconds is not None and deadline.expired():
+            raise StillApplying(number, ident, accepted=accepted) from None
+        raise
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         raise Refused(getattr(cause, "message", None) or str(cause)) from None
@@ -132,7 +207,6 @@ async def perform(client: Client, number: str, payload: ActionPayload, update: A
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise DisputeGone(number) from None
         raise
-    return result
 
 
 def build_payload(op: Operation, actor: Actor, data: dict[str, Any]) -> ActionPayload:

@@ -7,6 +7,7 @@ could say something about it.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -41,6 +42,7 @@ from accord.search import Filters as SearchFilters
 from accord.search import dispute_matches, dispute_text_match
 from accord.search import search_precedents as full_text_search
 from models.enums import (
+    Action,
     DisputeCategory,
     DisputeStage,
     EvidenceVisibility,
@@ -64,7 +66,14 @@ from models.tables import (
 from web import evidence as uploads
 from web.app import WebContext
 from web.forms import field_errors
-from web.operations import Operation, build_payload, perform
+from web.operations import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_RULE,
+    Operation,
+    build_payload,
+    perform,
+    update_id,
+)
 from web.problems import BadInput, Forbidden
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
@@ -116,16 +125,37 @@ def ensure_visible(ctx: WebContext, viewer: Viewer, number: str) -> None:
 
 
 async def act(
-    ctx: WebContext, viewer: Viewer, number: str, op: Operation, data: dict[str, Any]
+    ctx: WebContext,
+    viewer: Viewer,
+    number: str,
+    op: Operation,
+    data: dict[str, Any],
+    *,
+    key: str,
 ) -> ActionResult:
+    """Perform the action once per idempotency key, waiting at most the configured time (then
+    StillApplying: the same key again picks the action up)."""
     ensure_visible(ctx, viewer, number)
     if viewer.role is Role.COMPLIANCE:
         raise Forbidden("compliance reads disputes; it never acts on them")
+    _check_key(key)
     try:
         payload = build_payload(op, viewer.actor, data)
     except ValidationError as exc:
         raise BadInput(field_errors(exc)) from None
-    return await perform(ctx.temporal(), number, payload, op.update)
+    return await perform(
+        ctx.temporal(),
+        number,
+        payload,
+        op.update,
+        update_id=update_id(op.action, viewer.actor, key),
+        wait_seconds=ctx.settings.action_wait_seconds,
+    )
+
+
+def _check_key(key: str) -> None:
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadInput([("form", f"the idempotency key must be {IDEMPOTENCY_KEY_RULE}")])
 
 
 async def add_evidence(
@@ -137,14 +167,28 @@ async def add_evidence(
     description: str,
     visibility: EvidenceVisibility,
     side_partner_id: str | None,
+    key: str,
 ) -> list[str]:
+    """Attach the files once per idempotency key, waiting at most the configured time for all
+    of them (then StillApplying: the same key again attaches the rest, none twice)."""
     ensure_visible(ctx, viewer, number)
+    _check_key(key)
     if not files:
         raise BadInput([("files", "choose at least one file")])
     _check_uploads(ctx, files)
     if visibility is EvidenceVisibility.SIDE and viewer.role is Role.PARTNER:
         side_partner_id = side_partner_id or viewer.actor.partner_id
-    return await _attach(ctx, viewer, number, files, description, visibility, side_partner_id)
+    return await _attach(
+        ctx,
+        viewer,
+        number,
+        files,
+        description,
+        visibility,
+        side_partner_id,
+        key=key,
+        wait_seconds=ctx.settings.action_wait_seconds,
+    )
 
 
 def _check_uploads(ctx: WebContext, files: list[uploads.Upload]) -> None:
@@ -162,9 +206,16 @@ async def _attach(
     description: str,
     visibility: EvidenceVisibility,
     side_partner_id: str | None,
+    *,
+    key: str | None = None,
+    wait_seconds: float | None = None,
 ) -> list[str]:
+    """Store and attach each file; with a key, each file is one update under it (by position,
+    so the same upload again names the same updates), and the wait is for all of them."""
+    loop = asyncio.get_running_loop()
+    deadline = None if wait_seconds is None else loop.time() + wait_seconds
     added: list[str] = []
-    for upload in files:
+    for position, upload in enumerate(files):
         try:
             item = uploads.store(
                 ctx.services.sessions,
@@ -176,7 +227,17 @@ async def _attach(
             payload = AddEvidence(actor=viewer.actor, evidence=item)
         except ValidationError as exc:
             raise BadInput(field_errors(exc)) from None
-        result = await perform(ctx.temporal(), number, payload, DisputeWorkflow.add_evidence)
+        result = await perform(
+            ctx.temporal(),
+            number,
+            payload,
+            DisputeWorkflow.add_evidence,
+            update_id=None
+            if key is None
+            else update_id(Action.ADD_EVIDENCE, viewer.actor, f"{key}/{position}"),
+            # Past the deadline a file still gets a moment: sent, and picked up by a retry.
+            wait_seconds=None if deadline is None else max(deadline - loop.time(), 0.001),
+        )
         added.append(result.reference or item.id)
     return added
 

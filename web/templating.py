@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi.templating import Jinja2Templates
 
+from web.operations import new_key
+
 HERE = Path(__file__).parent
 
 
@@ -40,5 +42,6 @@ def label(value: Any) -> str:
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(when=when, countdown=countdown, label=label)
-    templates.env.globals.update(now=lambda: datetime.now(UTC))
+    # new_key: a fresh idempotency key for each action form rendered.
+    templates.env.globals.update(now=lambda: datetime.now(UTC), new_key=new_key)
     return templates

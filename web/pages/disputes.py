@@ -33,7 +33,7 @@ from web.app import WebContext
 from web.deps import require, web
 from web.evidence import download_response
 from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
-from web.operations import BY_SLUG, Refused
+from web.operations import BY_SLUG, Refused, StillApplying, new_key
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
 from web.problems import BadInput
 from web.service import precedent_view, search_precedents
@@ -41,6 +41,8 @@ from web.views import DisputeFile, NotFound, inbox, load_live, load_record
 from workflows.consistency import pattern
 
 router = APIRouter(include_in_schema=False)
+IDEMPOTENCY_FIELD = "idempotency_key"
+"""The hidden field each action form carries its idempotency key in (dispute.html)."""
 
 
 # --- lists --------------------------------------------------------------------------------------
@@ -446,10 +448,20 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
     with ctx.services.sessions.read() as session:
         descriptions = {e.id: e.filename for e in load_record(session, viewer, number).evidence}
     data = action_data(op.action, form, descriptions)
+    # The key the form was rendered with: sent twice (a double click, the back button), the
+    # action is applied once. A form from before keys has none and gets its own.
+    key = str(form.get(IDEMPOTENCY_FIELD) or "") or new_key()
     try:
-        result = await service.act(ctx, viewer, number, op, data)
+        result = await service.act(ctx, viewer, number, op, data, key=key)
+    except StillApplying as pending:
+        return back(
+            request,
+            f"/disputes/{number}",
+            f"{op.label}: {pending}; reload this page in a moment to see it.",
+        )
     except (BadInput, Refused) as exc:
-        # Back to the same form, with the reason next to it and everything typed kept.
+        # Back to the same form, with the reason next to it and everything typed kept (the
+        # forms shown get new keys: a corrected form is a new action).
         values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
         errors = _by_field(exc.errors) if isinstance(exc, BadInput) else {"form": [str(exc)]}
         return await _render_dispute(
@@ -474,15 +486,23 @@ async def upload_evidence(request: Request, viewer: ViewerDep, number: str) -> R
     except ValueError:
         raise BadInput([("visibility", "choose parties, neutrals or side")]) from None
     files = await read_uploads(form)
-    added = await service.add_evidence(
-        ctx,
-        viewer,
-        number,
-        files,
-        description=str(form.get("description") or "")[:2000],
-        visibility=visibility,
-        side_partner_id=str(form.get("side_partner_id") or "") or None,
-    )
+    try:
+        added = await service.add_evidence(
+            ctx,
+            viewer,
+            number,
+            files,
+            description=str(form.get("description") or "")[:2000],
+            visibility=visibility,
+            side_partner_id=str(form.get("side_partner_id") or "") or None,
+            key=str(form.get(IDEMPOTENCY_FIELD) or "") or new_key(),
+        )
+    except StillApplying as pending:
+        return back(
+            request,
+            f"/disputes/{number}",
+            f"Evidence: {pending}; reload this page in a moment to see it.",
+        )
     return back(request, f"/disputes/{number}", f"evidence added: {', '.join(added)}")
 
 

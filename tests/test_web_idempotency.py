@@ -1,0 +1,458 @@
+"""Actions from the web, the API and the CLI apply once per idempotency key and answer within a
+bound: a double submit or a retried request gets the first one's answer, and an action the
+workflow is still applying when the wait runs out is answered with the dispute as it is now."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from accord.runtime import PROGRAMMING_ERRORS, activity_methods
+from models.enums import DisputeStage
+from models.payloads import EventRecord, Recorded
+from tests.conftest import MailCapture, Stack, cli_env, make_settings, seed
+from tests.test_dispute_paths import in_mediation, split_offer
+from tests.web_harness import api, make_app, messages, signed_in, token_for
+from workflows.dispute import DisputeWorkflow
+
+CLAIMANT = "nora@northwind.example"
+RESPONDENT = "carl@contoso.example"
+NOTE = "Both sides agree on the registration dates; the question is who worked the deal."
+WAIT_SECONDS = 0.5
+"""The bound the held tests run with: far shorter than the hold."""
+PATIENCE = 15.0
+"""How long a test waits for an answer before calling it a hang."""
+
+
+async def mediating(stack: Stack) -> tuple[str, str]:
+    """A dispute in mediation, and its mediator's login."""
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    return number, f"{mediator}@vendor.example"
+
+
+def notes_recorded(stack: Stack, number: str) -> int:
+    return stack.actions(number).count("note_added")
+
+
+def form_fields(html: str, action: str) -> dict[str, str]:
+    """The hidden fields of the form that posts to `action`, as a browser sends them."""
+    start = html.index(f'action="{action}"')
+    form = html[start : html.index("</form>", start)]
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+
+
+async def within(awaitable: Any, what: str) -> Any:
+    """The answer, provided it comes within PATIENCE (a request cut off at the end may still
+    answer something, a 500 say: that is a hang too)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        answer = await asyncio.wait_for(awaitable, PATIENCE)
+    except TimeoutError:
+        answer = None
+    took = loop.time() - started
+    assert answer is not None and took < PATIENCE, f"{what} did not answer within {PATIENCE} s"
+    return answer
+
+
+# --- the API ------------------------------------------------------------------------------------
+
+
+async def test_an_api_action_retried_with_the_same_key_applies_once(stack: Stack) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    async with api(app, token_for(stack, mediator)) as client:
+        url = f"/api/disputes/{number}/add-note"
+        key = {"Idempotency-Key": "erp-note-7781"}
+        first = await client.post(url, json={"text": NOTE}, headers=key)
+        again = await client.post(url, json={"text": NOTE}, headers=key)
+        assert first.status_code == again.status_code == 200, again.text
+        assert again.json() == first.json()
+        assert notes_recorded(stack, number) == 1
+        another = await client.post(url, json={"text": NOTE}, headers={"Idempotency-Key": "n-2"})
+        assert another.status_code == 200
+    assert [n.text for n in (await stack.state(number)).notes] == [NOTE, NOTE]
+    assert notes_recorded(stack, number) == 2
+
+
+async def test_one_key_from_two_people_or_for_two_actions_is_two_actions(stack: Stack) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    key = {"Idempotency-Key": "same-key"}
+    async with api(app, token_for(stack, mediator)) as client:
+        noted = await client.post(
+            f"/api/disputes/{number}/add-note", json={"text": NOTE}, headers=key
+        )
+        offer = split_offer(stack, mediator.split("@")[0]).model_dump(
+            mode="json", exclude={"actor"}
+        )
+        offered = await client.post(
+            f"/api/disputes/{number}/propose-settlement", json=offer, headers=key
+        )
+        assert noted.status_code == offered.status_code == 200, offered.text
+        assert offered.json()["reference"] == "offer-1"
+    for login in (CLAIMANT, RESPONDENT):
+        async with api(app, token_for(stack, login)) as party:
+            answer = await party.post(
+                f"/api/disputes/{number}/respond-to-offer",
+                json={"offer_id": "offer-1", "accept": True},
+                headers=key,
+            )
+            assert answer.status_code == 200, answer.text
+    assert stack.actions(number).count("offer_accepted") == 2
+    assert (await stack.state(number)).stage is not DisputeStage.MEDIATION
+
+
+async def test_a_bad_idempotency_key_is_refused_naming_the_header(stack: Stack) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    async with api(app, token_for(stack, mediator)) as client:
+        for bad in ("k" * 101, "two words", ""):
+            response = await client.post(
+                f"/api/disputes/{number}/add-note",
+                json={"text": NOTE},
+                headers={"Idempotency-Key": bad},
+            )
+            assert response.status_code == 422, (bad, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert [e["field"] for e in response.json()["errors"]] == ["Idempotency-Key"]
+    assert notes_recorded(stack, number) == 0
+
+
+async def test_an_api_action_that_lost_a_race_is_refused_with_the_rule(stack: Stack) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.propose_settlement, split_offer(stack, mediator.split("@")[0])
+    )
+    async with api(app, token_for(stack, RESPONDENT)) as carl:
+        rejected = await carl.post(
+            f"/api/disputes/{number}/respond-to-offer",
+            json={"offer_id": "offer-1", "accept": False},
+            headers={"Idempotency-Key": "carl-1"},
+        )
+        assert rejected.status_code == 200, rejected.text
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        late = await nora.post(
+            f"/api/disputes/{number}/respond-to-offer",
+            json={"offer_id": "offer-1", "accept": True},
+            headers={"Idempotency-Key": "nora-1"},
+        )
+        assert late.status_code == 409
+        assert late.json()["type"] == "urn:accord:problem:refused"
+        assert "offer-1 is not an open settlement offer" in late.json()["detail"]
+    assert "offer_accepted" not in stack.actions(number)
+
+
+# --- the pages ----------------------------------------------------------------------------------
+
+
+async def test_a_double_submitted_form_records_one_note(stack: Stack) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    browser = await signed_in(app, mediator)
+    page = await browser.get(f"/disputes/{number}")
+    action = f"/disputes/{number}/actions/add-note"
+    form = {**form_fields(page.text, action), "text": NOTE, "visibility": "shared"}
+    first = await browser.http.post(action, data=form)
+    second = await browser.http.post(action, data=form)
+    assert first.status_code == second.status_code == 303, second.text
+    assert first.headers["location"] == second.headers["location"] == f"/disputes/{number}"
+    shown = await browser.get(f"/disputes/{number}")
+    assert messages(shown.text) == ["Add note: note recorded"]
+    assert notes_recorded(stack, number) == 1
+    # The page after it carries a new key: writing the same note again is a second note.
+    again = {**form_fields(shown.text, action), "text": NOTE, "visibility": "shared"}
+    assert again["idempotency_key"] != form["idempotency_key"]
+    assert (await browser.http.post(action, data=again)).status_code == 303
+    assert notes_recorded(stack, number) == 2
+
+
+async def test_a_form_that_lost_a_race_shows_the_rule_and_the_dispute_as_it_is_now(
+    stack: Stack,
+) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.propose_settlement, split_offer(stack, mediator.split("@")[0])
+    )
+    nora = await signed_in(app, CLAIMANT)
+    page = await nora.get(f"/disputes/{number}")
+    action = f"/disputes/{number}/actions/respond-to-offer"
+    form = {**form_fields(page.text, action), "offer_id": "offer-1", "accept": "yes"}
+    async with api(app, token_for(stack, RESPONDENT)) as carl:
+        rejected = await carl.post(
+            f"/api/disputes/{number}/respond-to-offer",
+            json={"offer_id": "offer-1", "accept": False},
+        )
+        assert rejected.status_code == 200, rejected.text
+    late = await nora.http.post(action, data=form)
+    assert late.status_code == 409
+    assert any("offer-1 is not an open settlement offer" in m for m in messages(late.text))
+    assert "offer-1 (closed)" in late.text  # the dispute as it is now
+    assert "offer_accepted" not in stack.actions(number)
+    # Every form on the page shown again carries a new key.
+    withdraw = f"/disputes/{number}/actions/withdraw"
+    assert (
+        form_fields(late.text, withdraw)["idempotency_key"]
+        != form_fields(page.text, withdraw)["idempotency_key"]
+    )
+
+
+# --- evidence -----------------------------------------------------------------------------------
+
+FILES = [
+    ("files", ("registration.csv", b"deal,date\nDR-2026-0042,2026-11-02\n", "text/csv")),
+    ("files", ("acme-email.txt", b"We chose Northwind on 2 November.", "text/plain")),
+]
+
+
+async def test_evidence_sent_twice_with_one_key_is_added_once(stack: Stack) -> None:
+    app = make_app(stack)
+    number, _ = await mediating(stack)
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        url = f"/api/disputes/{number}/evidence"
+        key = {"Idempotency-Key": "erp-upload-1"}
+        first = await nora.post(url, files=FILES, data={"visibility": "parties"}, headers=key)
+        again = await nora.post(url, files=FILES, data={"visibility": "parties"}, headers=key)
+        assert first.status_code == again.status_code == 201, again.text
+        assert again.json() == first.json() and len(first.json()["evidence_ids"]) == 2
+    assert stack.actions(number).count("evidence_added") == 2
+    carl = await signed_in(app, RESPONDENT)
+    action = f"/disputes/{number}/evidence"
+    page = await carl.get(f"/disputes/{number}")
+    form = {**form_fields(page.text, action), "visibility": "parties"}
+    sent = [await carl.http.post(action, data=form, files=FILES[:1]) for _ in range(2)]
+    assert [r.status_code for r in sent] == [303, 303], sent[1].text
+    assert stack.actions(number).count("evidence_added") == 3
+
+
+# --- an action the workflow is still applying ---------------------------------------------------
+
+
+class HeldRecords:
+    """The real record_event, held for one audit action until released: an update whose
+    handler is still being applied."""
+
+    def __init__(self, record_event: Callable[[EventRecord], Recorded], *actions: str) -> None:
+        self.real = record_event
+        self.actions = actions
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    @activity.defn(name="record_event")
+    def record_event(self, record: EventRecord) -> Recorded:
+        if record.action in self.actions:
+            self.reached.set()
+            if not self.release.wait(timeout=60):
+                raise RuntimeError("the test never released the held activity")
+        return self.real(record)
+
+
+@contextlib.asynccontextmanager
+async def holding(
+    env: WorkflowEnvironment, url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> AsyncIterator[tuple[Stack, HeldRecords]]:
+    """A stack whose worker holds the recording of every note and evidence item, and whose web,
+    API and CLI wait WAIT_SECONDS for an action."""
+    mail, port = smtp
+    stack = Stack(env, make_settings(url, port, tmp_path, action_wait_seconds=WAIT_SECONDS), mail)
+    seed(stack.sessions)
+    methods = activity_methods(stack.services)
+    hold = HeldRecords(
+        next(m for m in methods if m.__name__ == "record_event"), "note_added", "evidence_added"
+    )
+    # A worker registers with its client when built, and the stack has built its own (never
+    # started) on this task queue: this one gets a client of its own.
+    client = await Client.connect(
+        stack.client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    worker = Worker(
+        client,
+        task_queue=stack.settings.task_queue,
+        workflows=[DisputeWorkflow],
+        activities=[hold.record_event if m.__name__ == "record_event" else m for m in methods],
+        activity_executor=ThreadPoolExecutor(max_workers=8),
+        workflow_failure_exception_types=list(PROGRAMMING_ERRORS),
+    )
+    async with worker:
+        try:
+            yield stack, hold
+        finally:
+            hold.release.set()
+
+
+@pytest.fixture
+async def held(
+    env: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> AsyncIterator[tuple[Stack, HeldRecords]]:
+    async with holding(env, sqlite_url, smtp, tmp_path) as stack_and_hold:
+        yield stack_and_hold
+
+
+@pytest.fixture
+async def held_on_dev_server(
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Stack, HeldRecords]]:
+    """The same on a real dev server, whose update long-polls are the production ones."""
+    async with holding(dev_server, sqlite_url, smtp, tmp_path) as stack_and_hold:
+        yield stack_and_hold
+
+
+async def test_an_api_action_still_being_applied_answers_202_with_the_dispute_so_far(
+    held: tuple[Stack, HeldRecords],
+) -> None:
+    await api_action_still_being_applied(*held)
+
+
+async def test_an_api_action_still_being_applied_on_a_dev_server(
+    held_on_dev_server: tuple[Stack, HeldRecords],
+) -> None:
+    await api_action_still_being_applied(*held_on_dev_server)
+
+
+async def api_action_still_being_applied(stack: Stack, hold: HeldRecords) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    async with api(app, token_for(stack, mediator)) as client:
+        url = f"/api/disputes/{number}/add-note"
+        key = {"Idempotency-Key": "slow-note-1"}
+        pending = await within(client.post(url, json={"text": NOTE}, headers=key), "the API")
+        assert hold.reached.is_set()
+        assert pending.status_code == 202, pending.text
+        body = pending.json()
+        assert body["idempotency_key"] == "slow-note-1"
+        assert body["update_id"].endswith("slow-note-1")
+        assert body["state"]["stage"] == "mediation"
+        assert "still being applied" in body["message"]
+        # Asked again before it is done: the same update, still pending, not a second note.
+        still = await within(client.post(url, json={"text": NOTE}, headers=key), "the API")
+        assert still.status_code == 202 and still.json()["update_id"] == body["update_id"]
+        hold.release.set()
+        done = await within(client.post(url, json={"text": NOTE}, headers=key), "the API")
+        assert done.status_code == 200, done.text
+        assert done.json()["message"] == "note recorded"
+    assert notes_recorded(stack, number) == 1
+
+
+async def test_evidence_still_being_added_answers_202_and_a_retry_finishes_it(
+    held: tuple[Stack, HeldRecords],
+) -> None:
+    stack, hold = held
+    app = make_app(stack)
+    number, _ = await mediating(stack)
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        url = f"/api/disputes/{number}/evidence"
+        key = {"Idempotency-Key": "slow-upload-1"}
+        data = {"visibility": "parties"}
+        pending = await within(nora.post(url, files=FILES, data=data, headers=key), "the API")
+        assert pending.status_code == 202, pending.text
+        assert hold.reached.is_set() and pending.json()["state"]["stage"] == "mediation"
+        hold.release.set()
+        done = await within(nora.post(url, files=FILES, data=data, headers=key), "the API")
+        assert done.status_code == 201, done.text
+        assert len(done.json()["evidence_ids"]) == 2
+    assert stack.actions(number).count("evidence_added") == 2
+
+
+async def test_a_form_still_being_applied_shows_the_dispute_with_a_notice(
+    held: tuple[Stack, HeldRecords],
+) -> None:
+    await form_still_being_applied(*held)
+
+
+async def test_a_form_still_being_applied_on_a_dev_server(
+    held_on_dev_server: tuple[Stack, HeldRecords],
+) -> None:
+    await form_still_being_applied(*held_on_dev_server)
+
+
+async def form_still_being_applied(stack: Stack, hold: HeldRecords) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    browser = await signed_in(app, mediator)
+    action = f"/disputes/{number}/actions/add-note"
+    page = await browser.get(f"/disputes/{number}")
+    form = {**form_fields(page.text, action), "text": NOTE, "visibility": "shared"}
+    pending = await within(browser.http.post(action, data=form), "the page")
+    assert hold.reached.is_set()
+    assert pending.status_code == 303 and pending.headers["location"] == f"/disputes/{number}"
+    shown = await browser.get(f"/disputes/{number}")
+    assert shown.status_code == 200
+    assert any("still being applied" in m for m in messages(shown.text)), messages(shown.text)
+    hold.release.set()
+    await stack.wait_for_event(number, "note_added")
+    # The same form sent again (the browser's back button) picks up the same action.
+    again = await within(browser.http.post(action, data=form), "the page")
+    assert again.status_code == 303
+    assert messages((await browser.get(f"/disputes/{number}")).text) == ["Add note: note recorded"]
+    assert notes_recorded(stack, number) == 1
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+async def accord(stack: Stack, *args: str, **env: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.cli",
+        *args,
+        env=cli_env(stack, **env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), PATIENCE + 15)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"accord {args[0]} did not answer") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def test_a_cli_action_run_twice_with_one_update_id_applies_once(stack: Stack) -> None:
+    number, mediator = await mediating(stack)
+    command = ("note", number, "--as", mediator, "--text", NOTE, "--update-id", "script-1")
+    first = await accord(stack, *command)
+    again = await accord(stack, *command)
+    assert first[0] == again[0] == 0, again[1]
+    assert "note recorded" in first[1] and again[1] == first[1]
+    assert notes_recorded(stack, number) == 1
+
+
+async def test_a_cli_action_still_being_applied_says_how_to_pick_it_up(
+    held: tuple[Stack, HeldRecords],
+) -> None:
+    stack, hold = held
+    number, mediator = await mediating(stack)
+    wait = {"ACCORD_ACTION_WAIT_SECONDS": str(WAIT_SECONDS)}
+    code, out = await accord(stack, "note", number, "--as", mediator, "--text", NOTE, **wait)
+    assert code == 0, out
+    assert hold.reached.is_set() and "still being applied" in out
+    found = re.search(r"--update-id (\S+)", out)
+    assert found, out
+    hold.release.set()
+    command = ("note", number, "--as", mediator, "--text", NOTE, "--update-id", found[1])
+    code, out = await accord(stack, *command, **wait)
+    assert code == 0 and "note recorded" in out, out
+    assert notes_recorded(stack, number) == 1
