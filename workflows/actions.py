@@ -143,7 +143,12 @@ class DisputeActions(BoardReview):
             if choice.person_id is None:
                 raise ApplicationError(choice.reason, type="IneligibleMediator", non_retryable=True)
             if self._serialised():
-                self._still(lambda: self._validate_assign(req))
+                try:
+                    self._still(lambda: self._validate_assign(req))
+                except ApplicationError:
+                    # The screening reserved the person's seat for a round now never offered.
+                    await self._release_seat(self._round + 1, choice.person_id)
+                    raise
             elif not self._stage.is_open or self._pending_info is not None:
                 raise ApplicationError(
                     f"{self._d.number} changed while the mediator was screened; try again",

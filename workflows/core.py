@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         Remedy,
         RemedyProgress,
         RulingView,
+        SeatRelease,
         SimilarPrecedents,
         SimilarRequest,
         TaskOpen,
@@ -295,6 +296,15 @@ class DisputeCore:
                 chosen_person_id=chosen_person_id,
                 at=workflow.now(),
             ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _release_seat(self, round_no: int, person_id: str) -> None:
+        """Give back a seat reserved by `_choose_mediator` for a round that is not offered."""
+        await workflow.execute_activity_method(
+            AssignmentActivities.release_seat,
+            SeatRelease(number=self._d.number, round=round_no, person_id=person_id),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )
