@@ -303,6 +303,12 @@ class DisputeWorkflow(DisputeActions):
         self._remedies[order.position] = RemedyProgress(
             position=order.position, kind=kind, state="failed", error=reason
         )
+        serialised = self._serialised()
+        if serialised:
+            # Waiting from the moment the admins' task exists: an admin who acts on it at once
+            # queues on the decision lock instead of being told nothing is waiting.
+            self._remedy_decision = None
+            self._remedy_waiting = order.position
         seq = await self._record(
             SYSTEM,
             "remedy_failed",
@@ -322,8 +328,9 @@ class DisputeWorkflow(DisputeActions):
             kind=kind.value,
             reason=reason,
         )
-        self._remedy_decision = None
-        self._remedy_waiting = order.position
+        if not serialised:
+            self._remedy_decision = None
+            self._remedy_waiting = order.position
         await self._wait(lambda: self._remedy_decision is not None)
         decision, self._remedy_decision = self._remedy_decision or "retry", None
         return decision
