@@ -51,6 +51,7 @@ from models.payloads import (
     RequestInformation,
     RespondToOffer,
     RetryRemedy,
+    UnsealBallot,
     WaiveRemedy,
     Withdraw,
 )
@@ -975,6 +976,12 @@ def appeal_ruling(
         Action.APPEAL,
         lambda a: Appeal(actor=a, grounds=grounds, new_evidence=tuple(refs)),
     )
+
+
+@app.command("unseal-ballot")
+def unseal_ballot(number: Number, actor: As, reason: Reason, key: UpdateId = None) -> None:
+    """Chair: open the ballot once a quorum has voted (recorded, with a reason)."""
+    _act(number, actor, key, Action.UNSEAL_BALLOT, lambda a: UnsealBallot(actor=a, reason=reason))
 
 
 @app.command("redraw-panel")

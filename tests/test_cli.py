@@ -198,6 +198,10 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         "--remedy",
         split,
     )
+    assert code == 2 and "the ballot is sealed (2 of 5 votes cast)" in out
+    code, out = await accord(
+        stack, "unseal-ballot", number, "--as", "board.chair", "--reason", "Time is short."
+    )
     assert code == 2 and "no quorum yet: 2 of 5 votes cast, 3 needed" in out
     code, out = await accord(
         stack,
@@ -225,6 +229,10 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         split,
     )
     assert code == 0, out
+    code, out = await accord(
+        stack, "unseal-ballot", number, "--as", "board.chair", "--reason", "A quorum has voted."
+    )
+    assert code == 0 and "the ballot is open" in out, out
     code, out = await accord(
         stack,
         "rule",

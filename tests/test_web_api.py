@@ -177,16 +177,24 @@ async def test_the_board_votes_and_the_chair_rules_over_the_api(stack: Stack) ->
         )
         assert refused.status_code == 409
     async with api(app, token_for(stack, "c.chair@vendor.example")) as chair:
-        ruled = await chair.post(
-            f"/api/disputes/{number}/issue-ruling",
-            json={
-                "outcome": "uphold",
-                "remedies": [split],
-                "rationale": "The first valid registration wins under RoE 3.1; Contoso keeps a share.",
-                "votes_relied_on": ["board.sales", "board.marketing"],
-                "clauses_applied": ["RoE 3.1"],
-            },
+        ruling = {
+            "outcome": "uphold",
+            "remedies": [split],
+            "rationale": "The first valid registration wins under RoE 3.1; Contoso keeps a share.",
+            "votes_relied_on": ["board.sales", "board.marketing"],
+            "clauses_applied": ["RoE 3.1"],
+        }
+        sealed = await chair.post(f"/api/disputes/{number}/issue-ruling", json=ruling)
+        assert sealed.status_code == 409
+        assert "the ballot is sealed (3 of 5 votes cast)" in sealed.json()["detail"]
+        assert "uphold" not in sealed.json()["detail"]
+        opened = await chair.post(
+            f"/api/disputes/{number}/unseal-ballot", json={"reason": "A quorum has voted."}
         )
+        assert opened.status_code == 200, opened.text
+        review = (await chair.get(f"/api/disputes/{number}")).json()["state"]["review"]
+        assert [v["outcome"] for v in review["votes"]] == ["uphold"] * 3
+        ruled = await chair.post(f"/api/disputes/{number}/issue-ruling", json=ruling)
         assert ruled.status_code == 200, ruled.text
         assert ruled.json()["stage"] == "appeal_window"
 

@@ -174,6 +174,12 @@ async def test_board_votes_under_seal_and_the_chair_rules(stack: Stack, chromium
             await expect(page.locator("body")).to_contain_text("voted (sealed)")
         chair = await sign_in(chromium, base, "c.chair@vendor.example")
         await chair.goto(f"/disputes/{number}")
+        # Three of five have voted: the chair opens the ballot, with a reason, before ruling.
+        await act(chair, "Open the ballot")
+        opening = chair.locator("#action-unseal-ballot form")
+        await opening.get_by_label("Reason").fill("A quorum has voted and the deadline is close.")
+        await opening.get_by_role("button", name="Open the ballot").click()
+        await expect(chair.locator(".flash")).to_contain_text("Open the ballot")
         await act(chair, "Issue ruling")
         form = chair.locator("#action-issue-ruling form")
         await form.get_by_label("Ruling").select_option("uphold")
