@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accord.db import SessionFactory
-from accord.eligibility import Candidate, Stakes, ineligibility, rank
+from accord.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
 from accord.seats import (
     OPEN_ASSIGNMENT,
     lock_people,
@@ -306,9 +306,18 @@ class PanelActivities:
 
         members: list[PanelMember] = []
         missing: list[str] = []
+        sitting_out: list[str] = []
         for function in request.functions:
             if function not in sitting and not any(p.function == function for p in board):
                 continue  # the board has no such function: "where available"
+            if function == SALES_FUNCTION and owned.direct_sales_parties:
+                # Against the vendor's direct sales every sales member is barred alike, so the
+                # seat is not "available" here: no admin could ever fill it.
+                sitting_out.append(
+                    f"no {function} seat: {', '.join(sorted(owned.direct_sales_parties))}"
+                    " (the vendor's direct sales) is a party"
+                )
+                continue
             chosen = fill(function)
             if chosen is None:
                 missing.append(function)
@@ -325,7 +334,7 @@ class PanelActivities:
             if complete
             else f"too few eligible board members: no {', '.join(missing)}"
             + (f" ({'; '.join(refusals)})" if refusals else "")
-        )
+        ) + "".join(f"; {note}" for note in sitting_out)
         return PanelChoice(
             members=tuple(members),
             chair=member(chair) if chair else None,
