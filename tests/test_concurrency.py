@@ -177,17 +177,24 @@ async def test_an_answer_racing_a_withdrawal_leaves_the_dispute_withdrawn_in_ste
     assert actions[-1] == "withdrawn"
 
 
+async def accepted_by_the_respondent(stack: Stack) -> tuple[str, str]:
+    """A dispute in mediation with offer-1 accepted by Contoso; Northwind's answer is pending."""
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    handle = stack.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(stack, mediator))
+    await handle.execute_update(
+        DisputeWorkflow.respond_to_offer,
+        RespondToOffer(actor=stack.actor("carl@contoso.example"), offer_id="offer-1", accept=True),
+    )
+    return number, mediator
+
+
 async def test_a_withdrawal_after_every_party_accepted_is_refused(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
-    number = (await race.file()).number
-    mediator = await in_mediation(race, number)
+    number, _ = await accepted_by_the_respondent(race)
     handle = race.handle(number)
-    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(race, mediator))
-    await handle.execute_update(
-        DisputeWorkflow.respond_to_offer,
-        RespondToOffer(actor=race.actor("carl@contoso.example"), offer_id="offer-1", accept=True),
-    )
     gates["record_event"].hold(lambda record: record.action == "settled")
     accept = await begin(
         race,
@@ -216,14 +223,8 @@ async def test_a_withdrawal_after_every_party_accepted_is_refused(
 async def test_a_new_offer_after_the_last_acceptance_of_the_old_one_is_refused(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
-    number = (await race.file()).number
-    mediator = await in_mediation(race, number)
+    number, mediator = await accepted_by_the_respondent(race)
     handle = race.handle(number)
-    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(race, mediator))
-    await handle.execute_update(
-        DisputeWorkflow.respond_to_offer,
-        RespondToOffer(actor=race.actor("carl@contoso.example"), offer_id="offer-1", accept=True),
-    )
     gates["record_event"].hold(
         lambda record: (
             record.action == "offer_accepted" and record.actor.id != "carl@contoso.example"

@@ -85,6 +85,49 @@ def ruling(
     )
 
 
+async def ruled(stack: Stack) -> str:
+    """A dispute whose first panel has ruled (three votes, the ballot opened): appeal window."""
+    number = await in_review(stack)
+    for who in PANEL[:3]:
+        await vote(stack, number, who)
+    await open_ballot(stack, number)
+    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    return number
+
+
+def appeal_by_contoso(stack: Stack) -> Appeal:
+    return Appeal(
+        actor=stack.actor("carl@contoso.example"),
+        grounds="The registration date in the portal was entered wrongly by Northwind.",
+        new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
+    )
+
+
+async def appoint_alternates_and_redraw(stack: Stack, number: str) -> None:
+    """The admins complete the board with an alternate per function, then redraw the panel."""
+    seed(
+        stack.sessions,
+        Directory(
+            people=[
+                PersonRecord(
+                    id=f"alt.{f}",
+                    name=f"Alt {f.title()}",
+                    email=f"alt.{f}@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function=f,
+                )
+                for f in ("sales", "marketing", "product", "finance", "partner_management", "chair")
+            ]
+        ),
+    )
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.redraw_panel,
+        RedrawPanel(actor=stack.actor("alex.admin"), reason="Alternates appointed to the board"),
+    )
+
+
 async def open_ballot(stack: Stack, number: str, chair: str = "board.chair") -> None:
     """The chair opens the ballot once a quorum has voted (recorded, with a reason)."""
     await stack.handle(number).execute_update(
@@ -221,19 +264,10 @@ async def test_chair_ruling_against_the_majority_must_say_why(stack: Stack) -> N
 
 
 async def test_appeal_goes_to_a_fresh_panel_whose_ruling_is_final(stack: Stack) -> None:
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
-    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
-    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    number = await ruled(stack)
     with pytest.raises(ValidationError, match="new_evidence"):
         Appeal(actor=stack.actor("carl@contoso.example"), grounds=REASONS, new_evidence=())
-    appeal = Appeal(
-        actor=stack.actor("carl@contoso.example"),
-        grounds="The registration date in the portal was entered wrongly by Northwind.",
-        new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
-    )
+    appeal = appeal_by_contoso(stack)
     await stack.handle(number).execute_update(DisputeWorkflow.appeal, appeal)
     # The review has started again: a second appeal is refused (and the final ruling has none).
     assert "appeal is not possible while the dispute is formal_review" in await refused(
@@ -246,22 +280,7 @@ async def test_appeal_goes_to_a_fresh_panel_whose_ruling_is_final(stack: Stack) 
     )
     event = await stack.wait_for_event(number, "panel_incomplete")
     assert "too few eligible board members" in event.content["reason"]
-    fresh = [
-        PersonRecord(
-            id=f"alt.{f}",
-            name=f"Alt {f.title()}",
-            email=f"alt.{f}@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function=f,
-        )
-        for f in ("sales", "marketing", "product", "finance", "partner_management", "chair")
-    ]
-    seed(stack.sessions, Directory(people=fresh))
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.redraw_panel,
-        RedrawPanel(actor=stack.actor("alex.admin"), reason="Alternates appointed to the board"),
-    )
+    await appoint_alternates_and_redraw(stack, number)
     state = await stack.wait_for(
         number,
         lambda s: (
@@ -411,20 +430,8 @@ async def test_a_recusing_panelist_is_replaced_and_a_missing_replacement_goes_to
 async def test_the_first_panel_cannot_vote_or_rule_once_the_ruling_is_appealed(
     stack: Stack,
 ) -> None:
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
-    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
-    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.appeal,
-        Appeal(
-            actor=stack.actor("carl@contoso.example"),
-            grounds="The registration date in the portal was entered wrongly by Northwind.",
-            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
-        ),
-    )
+    number = await ruled(stack)
+    await stack.handle(number).execute_update(DisputeWorkflow.appeal, appeal_by_contoso(stack))
     # Every board member sat on the first panel: the fresh one waits for the admins.
     await stack.wait_for(
         number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
@@ -444,26 +451,7 @@ async def test_the_first_panel_cannot_vote_or_rule_once_the_ruling_is_appealed(
     )
     assert len(stack.events(number)) == before
 
-    seed(
-        stack.sessions,
-        Directory(
-            people=[
-                PersonRecord(
-                    id=f"alt.{f}",
-                    name=f"Alt {f.title()}",
-                    email=f"alt.{f}@vendor.example",
-                    role=Role.BOARD,
-                    calendar="US-NY",
-                    function=f,
-                )
-                for f in ("sales", "marketing", "product", "finance", "partner_management", "chair")
-            ]
-        ),
-    )
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.redraw_panel,
-        RedrawPanel(actor=stack.actor("alex.admin"), reason="Alternates appointed to the board"),
-    )
+    await appoint_alternates_and_redraw(stack, number)
     state = await stack.wait_for(
         number,
         lambda s: s.review is not None and s.review.round == 2 and bool(s.review.panel),
