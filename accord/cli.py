@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -844,6 +844,10 @@ def extend(
     days: Annotated[int, typer.Option(help="business days")],
     reason: Reason,
     key: UpdateId = None,
+    deadline: Annotated[
+        Literal["acceptance", "mediation", "information"] | None,
+        typer.Option(help="the deadline meant; refused if another is running by then"),
+    ] = None,
 ) -> None:
     """Admin: extend the running deadline by business days, with a reason."""
     _act(
@@ -851,7 +855,7 @@ def extend(
         actor,
         key,
         Action.EXTEND_DEADLINE,
-        lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason),
+        lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason, deadline=deadline),
     )
 
 

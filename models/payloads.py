@@ -360,6 +360,9 @@ class Withdraw(ActionPayload):
 class ExtendDeadline(ActionPayload):
     business_days: Annotated[int, Field(ge=1, le=60)]
     reason: Reason
+    deadline: Literal["acceptance", "mediation", "information"] | None = None
+    """The deadline the admin means; refused if another is running by the time it applies.
+    Without it, the one running when the extension reached the dispute."""
 
 
 class AssignMediator(ActionPayload):

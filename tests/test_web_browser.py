@@ -236,6 +236,8 @@ async def test_admin_edits_the_directory_and_extends_a_deadline(
         await page.goto(f"/disputes/{number}")
         await act(page, "Extend deadline")
         form = page.locator("#action-extend-deadline form")
+        # The form names the deadline it extends (refused if another is running by then).
+        await expect(form.get_by_label("Deadline")).to_have_value("mediation")
         await form.get_by_label("Business days").fill("3")
         await form.get_by_label("Reason (goes into the audit trail)").fill("Parties asked for time")
         await form.get_by_role("button", name="Extend deadline").click()

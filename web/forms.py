@@ -102,6 +102,9 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
     Action.DISMISS: (_reason(),),
     Action.WITHDRAW: (_reason(),),
     Action.EXTEND_DEADLINE: (
+        # The deadline the admin sees running: if another runs by the time it applies (the
+        # mediator accepted meanwhile, say), the extension is refused rather than misapplied.
+        FormField("deadline", "Deadline", "select", options="deadlines"),
         FormField("business_days", "Business days", "number"),
         _reason("Reason (goes into the audit trail)"),
     ),

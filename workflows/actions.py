@@ -64,6 +64,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.transitions import allowed_actions
 
 
+def _kind(purpose: str) -> str:
+    """A clock's kind: 'information' for 'information:info-1', else the purpose itself."""
+    return purpose.split(":", 1)[0]
+
+
 class DisputeActions(BoardReview):
     # ======================================================================================
     # Updates: human actions
@@ -89,7 +94,17 @@ class DisputeActions(BoardReview):
                 done=self._untask(f"accept-{self._round}"),
             )
         # Answer once mediation has begun, so the mediator's next action finds it open.
-        await workflow.wait_condition(lambda: self._stage is not DisputeStage.TRIAGE)
+        if not self._serialised():
+            await workflow.wait_condition(lambda: self._stage is not DisputeStage.TRIAGE)
+            return self._result("assignment accepted; mediation has begun")
+        # Or once an action queued behind this one has overtaken it: say what happened.
+        await workflow.wait_condition(
+            lambda: self._stage is not DisputeStage.TRIAGE or self._mediator is not candidate
+        )
+        if not self._stage.is_open:
+            return self._result(f"assignment accepted; the dispute was {self._stage.value} since")
+        if self._mediator is not candidate:
+            return self._result("assignment accepted; an admin has since reassigned the dispute")
         return self._result("assignment accepted; mediation has begun")
 
     @accept_assignment.validator
@@ -107,6 +122,7 @@ class DisputeActions(BoardReview):
                 return await self._recuse_from_panel(req)
             person = self._require(self._mediator or self._candidate, "nobody is assigned")
             stale = self._untask(*self._open_task_names())
+            withdrawn_offers = self._close_offers()
             self._excluded.append(req.actor.id)
             self._mediator = None
             self._candidate = None
@@ -116,7 +132,11 @@ class DisputeActions(BoardReview):
                 req.actor,
                 "recused",
                 f"{person.name} recused: {req.reason}",
-                content={"reason": req.reason, "round": self._round},
+                content={
+                    "reason": req.reason,
+                    "round": self._round,
+                    **({"offers_closed": withdrawn_offers} if withdrawn_offers else {}),
+                },
                 stage=DisputeStage.TRIAGE,
                 clear_deadline=True,
                 mediator_id="",
@@ -135,6 +155,9 @@ class DisputeActions(BoardReview):
                 raise ValueError(f"{req.actor.id} has voted; a recusal is no longer possible")
             if self._ruling is not None:
                 raise ValueError("the chair has already ruled")
+            if self._unsealed and req.actor.id in self._panel_ids():
+                # A seat left now would wait for a replacement who could never vote.
+                raise ValueError("the ballot is open: a panelist can no longer recuse")
 
     @workflow.update
     async def assign_mediator(self, req: AssignMediator) -> ActionResult:
@@ -157,6 +180,7 @@ class DisputeActions(BoardReview):
                 )
             previous = self._mediator or self._candidate
             stale = self._untask(*(n for n in self._open_task_names() if n != "assign-mediator"))
+            withdrawn_offers = self._close_offers()
             self._mediator = None
             self._candidate = None
             self._stage = DisputeStage.TRIAGE
@@ -167,7 +191,11 @@ class DisputeActions(BoardReview):
                     req.actor,
                     "mediator_released",
                     f"{previous.name} released by an admin: {req.reason}",
-                    content={"person_id": previous.person_id, "round": self._round},
+                    content={
+                        "person_id": previous.person_id,
+                        "round": self._round,
+                        **({"offers_closed": withdrawn_offers} if withdrawn_offers else {}),
+                    },
                     stage=DisputeStage.TRIAGE,
                     clear_deadline=True,
                     mediator_id="",
@@ -191,6 +219,11 @@ class DisputeActions(BoardReview):
             raise ValueError(f"person_id: {req.person_id} is already assigned")
         if req.person_id in self._excluded:
             raise ValueError(f"person_id: {req.person_id} recused or let an offer expire here")
+        if self._admin_pick is not None and self._serial:
+            raise ValueError(
+                f"person_id: an admin's pick of {self._admin_pick[0].name} is being offered; "
+                "reassign once it has been"
+            )
 
     # --- mediation ------------------------------------------------------------------------
 
@@ -502,6 +535,8 @@ class DisputeActions(BoardReview):
             )
         if self._serialised():
             await workflow.wait_condition(lambda: self._projected not in MEDIATION_STAGES)
+            if not self._stage.is_open:
+                return self._result(f"impasse declared; the dispute was {self._stage.value} since")
         else:
             await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
         return self._result("impasse declared; the dispute is in formal review")
@@ -519,6 +554,8 @@ class DisputeActions(BoardReview):
     @dismiss.validator
     def _validate_dismiss(self, req: Dismiss) -> None:
         self._check(Action.DISMISS, req)
+        if self._ruling is not None and self._serial:
+            raise ValueError("the panel has ruled: the ruling stands (it can be appealed)")
         if self._review_checked and req.actor.role is Role.BOARD and not acknowledged(req.reason):
             # The chair decides the dispute here, as a ruling would: the same bar for the why.
             raise ValueError(
@@ -542,10 +579,18 @@ class DisputeActions(BoardReview):
 
     @workflow.update
     async def extend_deadline(self, req: ExtendDeadline) -> ActionResult:
+        # The deadline the admin meant is the one running when the extension arrived (or the one
+        # named): an action ahead of it in the queue may switch clocks (an acceptance, an answer).
+        meant = req.deadline or _kind(self._extendable())
         async with self._deciding(lambda: self._validate_extend(req)):
-            purpose = self._running_clock(
-                "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
-            )
+            purpose = self._extendable()
+            if self._serialised() and _kind(purpose) != meant:
+                raise ApplicationError(
+                    f"deadline: the {meant} deadline is no longer running (the {_kind(purpose)} "
+                    "deadline is now); extend that one if it is meant",
+                    type="RuleNoLongerHolds",
+                    non_retryable=True,
+                )
             clock = self._clocks[purpose]
             # The warnings not yet sent go to their shares of what is left of the window.
             remaining = workflow.patched(EXTENSION_WINDOW_PATCH)
@@ -597,11 +642,20 @@ class DisputeActions(BoardReview):
     @extend_deadline.validator
     def _validate_extend(self, req: ExtendDeadline) -> None:
         self._check(Action.EXTEND_DEADLINE, req)
-        purpose = self._running_clock(
-            "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
-        )
+        purpose = self._extendable()
         if purpose not in self._clocks:
             raise ValueError("there is no running deadline to extend yet")
+        if req.deadline is not None and req.deadline != _kind(purpose):
+            raise ValueError(
+                f"deadline: the {_kind(purpose)} deadline is running, not the {req.deadline} one"
+            )
+
+    def _extendable(self) -> str:
+        """The clock an extension applies to: acceptance in triage, else mediation, or the
+        party's deadline while the mediation clock is paused."""
+        return self._running_clock(
+            "acceptance" if self._stage is DisputeStage.TRIAGE else "mediation"
+        )
 
     # --- remedies ---------------------------------------------------------------------------
 

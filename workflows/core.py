@@ -280,6 +280,16 @@ class DisputeCore:
         finally:
             await self._lock.acquire()
 
+    def _close_offers(self) -> list[str]:
+        """A mediator leaving takes their open offers with them (their answer tasks are cancelled
+        with the mediator's other tasks): an offer never settles under the next mediator."""
+        if not self._serialised():
+            return []
+        closing = [offer for offer in self._offers.values() if offer.open]
+        for offer in closing:
+            offer.open = False
+        return [offer.id for offer in closing]
+
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""
         self._wakeups += 1

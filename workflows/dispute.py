@@ -184,6 +184,11 @@ class DisputeWorkflow(DisputeActions):
         offer = self._agreed
         if offer is None or not self._stage.is_open:
             return
+        lapsed: tuple[str, ...] = ()
+        if self._serialised() and self._pending_info is not None:
+            # Agreed while a party owed information: the request lapses with mediation.
+            lapsed = self._untask(f"info-{self._pending_info}")
+            self._pending_info = None
         seq = await self._record(
             SYSTEM,
             "settled",
@@ -197,6 +202,7 @@ class DisputeWorkflow(DisputeActions):
             clear_deadline=True,
             outcome="settled",
             done=self._untask("mediate"),
+            cancelled=lapsed,
         )
         self._outcome = "settled"
         await self._notify(seq, "settlement", self._everyone())

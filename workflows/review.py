@@ -280,6 +280,8 @@ class BoardReview(DisputeClocks):
             at = workflow.now()
             self._votes[req.actor.id] = (req, at)
             everyone_voted = set(self._votes) >= set(self._panel_ids())
+            if self._serialised() and any(seat != "chair" for seat in self._vacancies):
+                everyone_voted = False  # a vacant seat's vote is still to come
             await self._record(
                 req.actor,
                 "vote_cast",
@@ -356,9 +358,11 @@ class BoardReview(DisputeClocks):
         self._check(Action.ISSUE_RULING, req)
         if self._ruling is not None:
             raise ValueError("the chair has already ruled in this round")
-        if self._vacancies:
+        # Once the ballot is open no vote can be added, so only a sealed ballot waits for a seat.
+        waiting_for = [v for v in self._vacancies if not self._unsealed or v == "chair"]
+        if waiting_for:
             raise ValueError(
-                f"the panel's {', '.join(self._vacancies)} seat is vacant; rule once it is filled"
+                f"the panel's {', '.join(waiting_for)} seat is vacant; rule once it is filled"
             )
         if not self._unsealed:
             # Say nothing of what the sealed votes are, only how many there are.
@@ -535,6 +539,8 @@ class BoardReview(DisputeClocks):
             update={"members": (*panel.members, *new_members), "chair": chair or panel.chair}
         )
         due = self._clocks["review"].deadline.due_at
+        # On an open ballot (the deadline opened it) a newcomer has no vote to cast.
+        voting = () if self._unsealed and self._serialised() else new_members
         opens = [
             self._task(
                 TaskKind.CAST_VOTE,
@@ -543,7 +549,7 @@ class BoardReview(DisputeClocks):
                 Role.BOARD,
                 due,
             )
-            for m in new_members
+            for m in voting
         ]
         if chair is not None:
             opens.append(
@@ -588,11 +594,15 @@ class BoardReview(DisputeClocks):
             raise ValueError(f"remedies: a {outcome.value} outcome names at least one remedy")
         self._check_remedies_allowed(remedies)
 
+    def _seats(self) -> int:
+        """The panel's voting seats, vacant ones included: a recusal does not lower the quorum."""
+        return len(self._panel_ids()) + sum(1 for seat in self._vacancies if seat != "chair")
+
     def _quorum(self) -> int:
-        return len(self._panel_ids()) // 2 + 1
+        return self._seats() // 2 + 1
 
     def _ballot_count(self) -> str:
-        return f"{len(self._votes)} of {len(self._panel_ids())} votes cast"
+        return f"{len(self._votes)} of {self._seats()} votes cast"
 
     def _majority_outcome(self) -> VoteOutcome | None:
         counts = Counter(vote.outcome for vote, _ in self._votes.values())

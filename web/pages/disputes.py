@@ -27,6 +27,7 @@ from models.enums import (
     Role,
     VoteOutcome,
 )
+from models.payloads import DisputeState
 from models.tables import Partner, Person, Precedent
 from web import service
 from web.app import WebContext
@@ -271,6 +272,15 @@ async def _dispute_file(ctx: WebContext, viewer: Viewer, number: str) -> Dispute
     return await load_live(ctx.temporal(), viewer, record)
 
 
+def _extendable(state: DisputeState | None) -> list[str]:
+    """The deadline an admin's extension applies to now, as the workflow decides it."""
+    if state is None or not state.deadlines:
+        return []
+    if state.stage is DisputeStage.TRIAGE:
+        return ["acceptance"]
+    return ["information" if state.clock_paused else "mediation"]
+
+
 def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[str, str]]]:
     """Choices for the action forms' select and checkbox fields."""
     state = record.state
@@ -292,6 +302,7 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
         "note_visibility": [("shared", "everyone on the dispute"), ("caucus", "caucus: one side")],
         "mediators": [(m.id, f"{m.name} ({m.id})") for m in mediators],
         "outcomes": [(o.value, o.value.replace("_", " ")) for o in VoteOutcome],
+        "deadlines": [(kind, f"the {kind} deadline") for kind in _extendable(state)],
         "clauses": [(c, c) for c in clauses],
         # The similar precedents first (most likely cited), then the category's latest.
         "precedents": list(
