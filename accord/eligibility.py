@@ -61,7 +61,15 @@ def conflict_of_interest(
     owned = stakes.object_owners.get(candidate.person_id)
     if owned:
         return f"{candidate.name} owns the contested {', '.join(sorted(owned))}"
-    # Whoever holds an exclusive territory gains or loses by any ruling on it, party or not.
+    # Whoever holds an exclusive territory gains or loses by any ruling on it, party or not:
+    # a conflict declared with the holder counts as one declared with a party.
+    declared_holders = sorted(candidate.declared_conflicts & set(stakes.exclusive_holders))
+    if declared_holders:
+        holder = declared_holders[0]
+        return (
+            f"{candidate.name} declared a conflict with {holder}, which holds the contested"
+            f" exclusive {', '.join(sorted(stakes.exclusive_holders[holder]))}"
+        )
     held = stakes.exclusive_holders.get(candidate.organisation)
     if held:
         return (

@@ -1,0 +1,50 @@
+"""Who may be neutral: the pure screening rules, case by case."""
+
+from __future__ import annotations
+
+from accord.eligibility import Candidate, Stakes, conflict_of_interest
+from models.enums import ObjectKind
+from models.payloads import ContestedObject
+
+BAVARIA = (ContestedObject(kind=ObjectKind.TERRITORY, ref="DE-BY"),)
+
+
+def candidate(**fields: object) -> Candidate:
+    values: dict[str, object] = {
+        "person_id": "rita.neutral",
+        "name": "Rita Neutral",
+        "organisation": "vendor",
+        "function": None,
+        "declared_conflicts": frozenset(),
+        "active": True,
+        "case_limit": 5,
+        "open_cases": 0,
+        "last_assigned_at": None,
+    }
+    values.update(fields)
+    return Candidate(**values)  # type: ignore[arg-type]
+
+
+def test_a_declared_conflict_with_the_holder_of_a_contested_exclusive_territory_bars_them() -> None:
+    # Adatum holds Bavaria exclusively but is not a party (Litware v Northwind over Bavaria).
+    stakes = Stakes(exclusive_holders={"adatum": frozenset({"territory:DE-BY"})})
+    why = conflict_of_interest(
+        candidate(declared_conflicts=frozenset({"adatum"})),
+        party_ids=("litware", "northwind"),
+        contested_objects=BAVARIA,
+        stakes=stakes,
+    )
+    assert why == (
+        "Rita Neutral declared a conflict with adatum, which holds the contested exclusive "
+        "territory:DE-BY"
+    )
+    # A conflict declared with someone without a stake here bars nobody.
+    assert (
+        conflict_of_interest(
+            candidate(declared_conflicts=frozenset({"fabrikam"})),
+            party_ids=("litware", "northwind"),
+            contested_objects=BAVARIA,
+            stakes=stakes,
+        )
+        is None
+    )
