@@ -32,7 +32,7 @@ SUBJECTS: dict[str, str] = {
     "appeal_received": "The ruling has been appealed",
     "review_overdue": "Review overdue: escalated to the executive sponsor",
     "remedy_failed": "Action needed: remedy {{ kind }} could not be applied",
-    "deadline_problem": "Action needed: the {{ purpose }} deadline could not be computed",
+    "deadline_problem": "Action needed: the {{ purpose }} deadline is not as the playbook sets it",
     "intake_reply": "Re: {{ subject }}",
 }
 

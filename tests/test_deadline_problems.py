@@ -136,7 +136,7 @@ async def test_a_mediator_calendar_missing_from_the_playbook_falls_back_to_the_b
     assert problem.content["purpose"] == "acceptance"
     assert problem.content["calendar"] == "ATLANTIS" and problem.content["used"] == "US-NY"
     assert "'ATLANTIS' is not defined in playbook 2026.1" in problem.content["reason"]
-    mail = await stack.mail.wait_for(ADMINS, "deadline could not be computed")
+    mail = await stack.mail.wait_for(ADMINS, "deadline is not as the playbook sets it")
     assert "ATLANTIS" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
     # The offer runs on the fallback and is accepted; mediation falls back the same way.
@@ -188,7 +188,7 @@ async def test_a_party_calendar_missing_from_the_playbook_still_pauses_the_clock
     owed = next(d for d in state.deadlines if d.purpose == f"information:{asked.reference}")
     assert owed.calendar == "US-NY" and "'ATLANTIS' is not defined" in owed.explanation
     assert deadline_tasks(state) == [f"info-{asked.reference}-deadline"]
-    await stack.mail.wait_for(ADMINS, "deadline could not be computed")
+    await stack.mail.wait_for(ADMINS, "deadline is not as the playbook sets it")
 
     # The answer closes the party's task and the admins' task about its deadline.
     await stack.handle(number).execute_update(
@@ -323,4 +323,35 @@ async def test_a_pause_that_cannot_be_measured_leaves_the_deadline_and_tells_the
     problem = await stack.wait_for_event(number, "deadline_not_moved")
     assert "holiday data for 2026 could not be read" in problem.content["reason"]
     await stack.wait_for_event(number, "clock_resumed")
-    await stack.mail.wait_for(ADMINS, "mediation deadline could not be computed")
+    await stack.mail.wait_for(ADMINS, "mediation deadline is not as")
+
+
+async def test_the_review_and_appeal_deadlines_on_a_fallback_close_their_admin_tasks_with_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody can extend a review or appeal deadline, so the admins' task about a fallback one
+    is told, then closes when the work it timed is done: the ruling, the appeal window."""
+    from tests.test_formal_review import ruled
+
+    library = stack.services.playbooks
+    real = library.get
+
+    def without_the_board_calendar(version: str) -> Any:
+        # The worker's copy of the playbook lacks the board calendar (an edited file deployed).
+        playbook = real(version)
+        calendars = {k: v for k, v in playbook.calendars.items() if k != "US-NY"}
+        return playbook.model_copy(update={"calendars": calendars})
+
+    monkeypatch.setattr(library, "get", without_the_board_calendar)
+    number = await ruled(stack)
+    fallbacks = [
+        e.content["purpose"] for e in stack.events(number) if e.action == "deadline_fallback"
+    ]
+    assert "review" in fallbacks and "appeal" in fallbacks
+    state = await stack.state(number)
+    assert deadline_tasks(state) == ["deadline-appeal"]  # the review's closed with the ruling
+    assert task_state(stack, f"{number}:ruling-1-deadline") is TaskState.DONE
+    due = next(d for d in state.deadlines if d.purpose == "appeal").due_at
+    await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))
+    await stack.wait_for_event(number, "appeal_window_closed")
+    assert task_state(stack, f"{number}:deadline-appeal") is TaskState.DONE

@@ -78,8 +78,13 @@ class BoardReview(DisputeClocks):
         if workflow.patched(SIMILAR_PRECEDENTS_PATCH):
             # The panel's case file: compared again, as precedents may have been written since.
             await self._attach_similar_precedents(f"review-{round_no}")
+        # A fallback deadline's admin task closes with the ruling it times.
         deadline = await self._compute_deadline(
-            "review", self._d.terms.board_calendar, self._d.terms.formal_review_days
+            "review",
+            self._d.terms.board_calendar,
+            self._d.terms.formal_review_days,
+            whose="the board",
+            task=f"ruling-{round_no}",
         )
         self._clocks["review"] = Clock(deadline)
         opens: list[TaskOpen] = [
@@ -229,7 +234,7 @@ class BoardReview(DisputeClocks):
     async def _open_appeal_window(self) -> bool:
         """After a first ruling: True if a party appealed in time."""
         deadline = await self._compute_deadline(
-            "appeal", self._d.terms.board_calendar, self._d.terms.appeal_days
+            "appeal", self._d.terms.board_calendar, self._d.terms.appeal_days, whose="the board"
         )
         self._appeal_deadline = deadline.due_at
         self._clocks["appeal"] = Clock(deadline)
@@ -259,7 +264,11 @@ class BoardReview(DisputeClocks):
                 self._vacancies = []
                 self._unsealed = False
                 self._ruling = None
-            await self._enter(DisputeStage.FORMAL_REVIEW, "appeal: review by a fresh panel")
+            await self._enter(
+                DisputeStage.FORMAL_REVIEW,
+                "appeal: review by a fresh panel",
+                cancelled=self._untask("deadline-appeal"),
+            )
             return True
         if self._stage.is_open:
             await self._record(
@@ -267,6 +276,7 @@ class BoardReview(DisputeClocks):
                 "appeal_window_closed",
                 "no appeal within the window",
                 content={"deadline": deadline.due_at.isoformat()},
+                done=self._untask("deadline-appeal"),
             )
         return False
 
