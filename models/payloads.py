@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,10 +36,30 @@ from models.enums import (
     VoteOutcome,
 )
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=5_000)]
-Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-PartnerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a text that cannot be stored must not reach the
+    # workflow: refused here, at the boundary, naming the field.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+Stored = AfterValidator(_no_nul)
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), Stored
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=5_000), Stored
+]
+Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Stored]
+PartnerId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), Stored
+]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000), Stored]
+Clause = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000), Stored
+]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
@@ -320,16 +341,16 @@ class AddNote(ActionPayload):
 
 
 class RequestInformation(ActionPayload):
-    party_id: str
+    party_id: PartnerId
     questions: Text
 
 
 class AnswerInformation(ActionPayload):
-    request_id: str
+    request_id: Ref
     answer: Text
 
 
-Acknowledgement = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None
+Acknowledgement = Comment | None
 """Why a decision diverges from the precedents on the same clause; required only when it does."""
 
 
@@ -340,9 +361,9 @@ class ProposeSettlement(ActionPayload):
 
 
 class RespondToOffer(ActionPayload):
-    offer_id: str
+    offer_id: Ref
     accept: bool
-    comment: str = ""
+    comment: Comment = ""
 
 
 class DeclareImpasse(ActionPayload):
@@ -366,7 +387,7 @@ class ExtendDeadline(ActionPayload):
 
 
 class AssignMediator(ActionPayload):
-    person_id: str
+    person_id: PartnerId
     reason: Reason
 
 
@@ -380,7 +401,9 @@ class WaiveRemedy(ActionPayload):
     reason: Reason
 
 
-Reasons = Annotated[str, StringConstraints(strip_whitespace=True, min_length=20, max_length=20_000)]
+Reasons = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=20, max_length=20_000), Stored
+]
 """Written reasons: at least a sentence."""
 
 
@@ -394,11 +417,11 @@ class IssueRuling(ActionPayload):
     outcome: VoteOutcome
     remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
     rationale: Reasons
-    votes_relied_on: Annotated[tuple[str, ...], Field(min_length=1)]
+    votes_relied_on: Annotated[tuple[PartnerId, ...], Field(min_length=1, max_length=20)]
     """Panelists whose votes the ruling rests on."""
-    clauses_applied: Annotated[tuple[str, ...], Field(min_length=1)]
-    precedents_cited: tuple[str, ...] = ()
-    against_majority_reason: str | None = None
+    clauses_applied: Annotated[tuple[Clause, ...], Field(min_length=1, max_length=20)]
+    precedents_cited: Annotated[tuple[Ref, ...], Field(max_length=50)] = ()
+    against_majority_reason: Acknowledgement = None
     """Required when the outcome differs from the majority of the votes cast."""
     divergence_acknowledgement: Acknowledgement = None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from models.enums import DisputeCategory, DisputeStage, VoteOutcome
 from models.payloads import Dismiss
 from tests.conftest import Stack
@@ -163,3 +165,61 @@ async def test_the_api_and_the_form_show_the_refusal_naming_the_field(stack: Sta
     assert "reason: a dismissal by the panel" in page.text
     await browser.close()
     assert "dismissed" not in stack.actions(number)
+
+
+def test_a_reason_of_substance_is_words_not_characters() -> None:
+    from workflows.consistency import acknowledged
+
+    for empty in (" " * 25, "." * 25, "\u200b" * 25, "x" * 25, "12345 67890 12345 67890"):
+        assert not acknowledged(empty), repr(empty)
+    assert acknowledged("The registration had lapsed before Contoso's.")
+    assert acknowledged("Die Registrierung war abgelaufen, bevor Contoso kam.")
+
+
+def test_a_clause_cited_in_any_spelling_is_the_playbooks_wording() -> None:
+    from workflows.consistency import canonical_clauses
+
+    assert canonical_clauses(
+        ("roe  3.1 anything at all", "RoE 3.1", " RoE 4.2"), PLAYBOOK_CLAUSES
+    ) == (
+        CLAUSE,
+        "RoE 4.2 Exclusive territories are served only by their holder",
+    )
+
+
+def test_a_ruling_names_at_most_fifty_precedents_and_no_text_holds_a_nul() -> None:
+    from pydantic import ValidationError
+
+    from models.enums import Role
+    from models.payloads import Actor, IssueRuling, RespondToOffer
+
+    chair = Actor(id="board.chair", role=Role.BOARD)
+    body = {
+        "actor": chair,
+        "outcome": "deny",
+        "rationale": "The registration had lapsed before Contoso's, as the log shows.",
+        "votes_relied_on": ["board.sales"],
+        "clauses_applied": ["RoE 3.1"],
+    }
+    with pytest.raises(ValidationError) as many:
+        IssueRuling.model_validate(
+            {**body, "precedents_cited": [f"DSP-2026-{i:06}" for i in range(1000)]}
+        )
+    assert [e["loc"] for e in many.value.errors()] == [("precedents_cited",)]
+    with pytest.raises(ValidationError) as nul:
+        RespondToOffer(actor=chair, offer_id="offer-1", accept=False, comment="never\x00")
+    (error,) = nul.value.errors()
+    assert error["loc"] == ("comment",) and "contains a NUL character" in error["msg"]
+
+
+async def test_the_ruling_records_the_playbooks_wording_of_a_clause_cited_loosely(
+    stack: Stack,
+) -> None:
+    number = await in_review(stack)
+    await all_vote(stack, number, VoteOutcome.UPHOLD)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.issue_ruling,
+        ruling(stack).model_copy(update={"clauses_applied": ("roe  3.1 first one wins",)}),
+    )
+    state = await stack.wait_for(number, lambda s: bool(s.rulings))
+    assert state.rulings[0].clauses_applied == (CLAUSE,)

@@ -33,6 +33,8 @@ below 1/1.5 of its bottom."""
 SHARE_SLACK = Decimal(15)
 """A commission share is 'well outside' more than 15 percentage points beyond the range."""
 MIN_ACKNOWLEDGEMENT = 20
+_WORD = re.compile(r"[^\W\d_]{2,}")
+"""A word: two or more letters, in any script."""
 
 
 def clause_ref(clause: str) -> str:
@@ -50,6 +52,15 @@ def unknown_clauses(cited: Iterable[str], known: Iterable[str]) -> tuple[str, ..
     """The cited clauses whose reference is none of the known clauses', as cited, once each."""
     references = {clause_key(c) for c in known}
     return tuple(dict.fromkeys(c for c in cited if clause_key(c) not in references))
+
+
+def canonical_clauses(cited: Iterable[str], known: Iterable[str]) -> tuple[str, ...]:
+    """The cited clauses as the playbook words them, once each (a cited clause is matched by its
+    reference; one the playbook does not have is kept as cited)."""
+    wording: dict[str, str] = {}
+    for clause in known:
+        wording.setdefault(clause_key(clause), clause.strip())
+    return tuple(dict.fromkeys(wording.get(clause_key(c), c.strip()) for c in cited))
 
 
 def remedy_figure(remedy: Remedy, claimant_id: str | None) -> RemedyFigure:
@@ -176,7 +187,11 @@ def _well_outside(value: Decimal, low: Decimal, high: Decimal, unit: str) -> boo
 
 
 def acknowledged(reason: str | None) -> bool:
-    return bool(reason and len(reason.strip()) >= MIN_ACKNOWLEDGEMENT)
+    """A reason of substance: at least MIN_ACKNOWLEDGEMENT characters and three words of
+    letters (twenty dots or invisible characters say nothing)."""
+    if not reason or len(reason.strip()) < MIN_ACKNOWLEDGEMENT:
+        return False
+    return len(_WORD.findall(reason)) >= 3
 
 
 def _numbers(precedents: Iterable[SimilarPrecedent]) -> str:

@@ -64,7 +64,13 @@ with workflow.unsafe.imports_passed_through():
         TaskOpen,
         remedy_parties,
     )
-    from workflows.consistency import acknowledged, clause_ref, divergences, unknown_clauses
+    from workflows.consistency import (
+        acknowledged,
+        canonical_clauses,
+        clause_ref,
+        divergences,
+        unknown_clauses,
+    )
     from workflows.transitions import why_not
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -670,14 +676,18 @@ class DisputeCore:
             claimant_id=self._d.claimant.partner_id,
         )
 
-    async def _check_citations(self, clauses: tuple[str, ...], precedents: tuple[str, ...]) -> None:
+    async def _check_citations(
+        self, clauses: tuple[str, ...], precedents: tuple[str, ...]
+    ) -> tuple[str, ...]:
         """Refuse, naming each, a cited clause the pinned playbook does not have and a cited
-        precedent that does not exist. The category's clauses and the precedents in the case
-        file are known; only the rest is looked up."""
+        precedent that does not exist; the cited clauses as the playbook words them (a clause
+        is cited by its reference, and the record keeps the playbook's text, not the typing).
+        The category's clauses and the precedents in the case file are known; only the rest is
+        looked up."""
         shown = {m.dispute_number for m in self._similar.matches} if self._similar else set()
         unshown = tuple(dict.fromkeys(p for p in precedents if p not in shown))
         if not unshown and not unknown_clauses(clauses, self._d.terms.clauses):
-            return
+            return canonical_clauses(clauses, self._d.terms.clauses)
         version = self._d.terms.version
         try:
             citable: Citable = await workflow.execute_activity_method(
@@ -700,13 +710,19 @@ class DisputeCore:
             f"clauses_applied: {c} is not a clause of playbook {version}, which this dispute "
             f"pinned (its clauses: {known})"
             for c in unknown_clauses(clauses, citable.playbook_clauses)
-        ] + [
-            f"precedents_cited: {p} is not a precedent (no decided dispute has that number)"
-            for p in unshown
-            if p not in citable.precedents
         ]
+        missing = [p for p in unshown if p not in citable.precedents]
+        if missing:
+            named = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            verb = "is not a precedent" if len(missing) == 1 else "are not precedents"
+            problems.append(
+                f"precedents_cited: {named} {verb} (no decided dispute has that number)"
+            )
         if problems:
             raise ApplicationError("; ".join(problems), type="UnknownCitation", non_retryable=True)
+        return canonical_clauses(clauses, (*self._d.terms.clauses, *citable.playbook_clauses))
 
     def _check_consistency(
         self,

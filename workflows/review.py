@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         VoteView,
     )
     from workflows.clocks import DisputeClocks
+    from workflows.consistency import acknowledged
     from workflows.core import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
@@ -319,8 +320,9 @@ class BoardReview(DisputeClocks):
     @workflow.update
     async def issue_ruling(self, req: IssueRuling) -> ActionResult:
         async with self._deciding(lambda: self._validate_ruling(req)):
+            clauses = req.clauses_applied
             if self._review_checked:
-                await self._check_citations(req.clauses_applied, req.precedents_cited)
+                clauses = await self._check_citations(req.clauses_applied, req.precedents_cited)
                 # The lookup awaited: look again (a dispute from before the decision lock runs
                 # its handlers side by side, so another may have acted meanwhile).
                 self._still(lambda: self._validate_ruling(req))
@@ -332,7 +334,7 @@ class BoardReview(DisputeClocks):
                 remedies=req.remedies,
                 rationale=req.rationale,
                 votes_relied_on=req.votes_relied_on,
-                clauses_applied=req.clauses_applied,
+                clauses_applied=clauses,
                 precedents_cited=req.precedents_cited,
                 against_majority_reason=req.against_majority_reason,
                 issued_at=workflow.now(),
@@ -389,7 +391,7 @@ class BoardReview(DisputeClocks):
         if (
             majority is not None
             and req.outcome is not majority
-            and not (req.against_majority_reason and len(req.against_majority_reason.strip()) >= 20)
+            and not acknowledged(req.against_majority_reason)
         ):
             raise ValueError(
                 f"against_majority_reason: the majority voted {majority.value}; a ruling of "
