@@ -7,8 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
+
+# The key of PostgreSQL's transaction-level advisory lock over the directory's people (any
+# 64-bit number no other lock of this database uses; these are the ASCII of "accordpp").
+PEOPLE_LOCK_KEY = 0x6163636F72647070
 
 
 def make_engine(url: str) -> Engine:
@@ -73,3 +77,24 @@ class SessionFactory:
     def read(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+
+def lock_people_writers(session: Session) -> None:
+    """Wait until no other transaction is changing the directory's people, then hold that right
+    until this transaction ends. Call it first, before reading or writing anything.
+
+    Every writer of people rows takes it (seat reservations and releases, the directory import):
+    they then never hold some people while waiting for others, which is how an import (a
+    person updated, then an account whose owner check needs another person) and a reservation
+    (its mediators locked in id order) used to deadlock on PostgreSQL. There it is one
+    transaction-level advisory lock. SQLite has one writer at a time already; here the
+    transaction takes the write lock now (BEGIN IMMEDIATE, unless it has begun writing), so a
+    writer in another process waits its turn instead of failing with 'database is locked'.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PEOPLE_LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        driver = connection.connection.dbapi_connection
+        if driver is not None and not driver.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,16 +1,29 @@
 """The seats neutrals hold on disputes, counted against their case limits (SPEC 3).
 
-A mediator holds a seat while their assignment of a round is OFFERED or ACCEPTED, a board
-member while their panel seat is not released; either only while the dispute is open. So a
-recusal, an expired or released offer, a new review round and the dispute's close each give
-the seat back.
+A mediator's seat counts only while they mediate: their assignment of a round is OFFERED or
+ACCEPTED and the dispute is in triage (the offer), mediation or awaiting a party
+(`MEDIATING_STAGES`). Once the dispute leaves mediation (formal review after an impasse, settled,
+remedies, closed) their part is over and they are free for the next filing. A board member's
+panel seat counts while it is not released and the dispute is open: the review of that round
+runs on through the ruling, the appeal window and the remedies, until a new review round
+replaces the panel or the dispute closes. So a recusal, an expired or released offer, the end of
+mediation, a new review round and the close each give a seat back.
+
+A round that has ended stays ended: an attempt of it that lands late (stuck on a lock past its
+timeout while its retry answered and the workflow moved on) reserves nothing, and neither does
+an attempt of a round older than the dispute's newest (`newest_mediator_round`,
+`newest_panel_round`). Only the round's own live reservation is answered again, and only a
+released row is taken over.
 
 Reserving is a read (who is under their limit) and then a write (the seat), and two filings at
 once must never both read the same last free seat. Reservations therefore run in a transaction
 begun with `SessionFactory.begin(immediate=True)` (on SQLite one writer at a time, across
-processes too) and lock the people they may seat with `lock_people` before counting (on
-PostgreSQL `SELECT ... FOR UPDATE`, always in id order, so two draws never wait on each other
-in a circle). Counts read after that stay true until the commit.
+processes too) that first takes `accord.db.lock_people_writers` (on PostgreSQL one advisory lock
+every writer of people rows takes first, the directory import too, so none of them holds some
+people while waiting for others), and lock the people they may seat with `lock_people` before
+counting (`SELECT ... FOR NO KEY UPDATE` in id order: a row that references a person, such as a
+new account's owner, still passes its foreign-key check). Counts read after that stay true until
+the commit.
 """
 
 from __future__ import annotations
@@ -22,24 +35,38 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from models.enums import TERMINAL_STAGES, AssignmentState
+from models.enums import TERMINAL_STAGES, AssignmentState, DisputeStage
 from models.tables import Assignment, Dispute, PanelSeat, Person
 
 OPEN_ASSIGNMENT = (AssignmentState.OFFERED, AssignmentState.ACCEPTED)
+MEDIATING_STAGES = frozenset(
+    {
+        DisputeStage.FILED,
+        DisputeStage.TRIAGE,
+        DisputeStage.MEDIATION,
+        DisputeStage.AWAITING_PARTY,
+    }
+)
+"""The stages in which a mediator's open assignment counts against their case limit."""
 
 
 def lock_people(session: Session, query: SelectOfScalar[Person]) -> list[Person]:
-    """The people `query` selects, locked until the transaction ends, in id order."""
-    return list(session.exec(query.order_by(col(Person.id)).with_for_update()).all())
+    """The people `query` selects, locked until the transaction ends, in id order.
+
+    FOR NO KEY UPDATE (FOR UPDATE on dialects without it): their rows may change, never their
+    keys, so rows that merely reference them are not held up.
+    """
+    return list(session.exec(query.order_by(col(Person.id)).with_for_update(key_share=True)).all())
 
 
 def open_seats(session: Session) -> Counter[str]:
-    """Person id -> the seats they hold on open disputes: mediator rounds and panel seats."""
+    """Person id -> the seats they hold: mediator rounds in mediation, panel seats on open
+    disputes."""
     assignments = (
         select(Assignment.person_id, func.count())
         .join(Dispute, col(Dispute.number) == col(Assignment.dispute_number))
         .where(col(Assignment.state).in_(OPEN_ASSIGNMENT))
-        .where(col(Dispute.stage).not_in(TERMINAL_STAGES))
+        .where(col(Dispute.stage).in_(MEDIATING_STAGES))
         .group_by(Assignment.person_id)
     )
     panels = (
@@ -109,6 +136,13 @@ def release_mediator(session: Session, *, number: str, round_no: int, person_id:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def newest_mediator_round(session: Session, number: str) -> int | None:
+    """The highest assignment round the dispute has a row for."""
+    return session.exec(
+        select(func.max(Assignment.round)).where(Assignment.dispute_number == number)
+    ).one()
+
+
 # --- panels -------------------------------------------------------------------------------
 
 
@@ -120,6 +154,13 @@ def panel_round(session: Session, number: str, review_round: int) -> dict[str, P
         )
     ).all()
     return {row.seat: row for row in rows}
+
+
+def newest_panel_round(session: Session, number: str) -> int | None:
+    """The highest review round the dispute has panel seats in."""
+    return session.exec(
+        select(func.max(PanelSeat.review_round)).where(PanelSeat.dispute_number == number)
+    ).one()
 
 
 def release_earlier_panels(session: Session, number: str, review_round: int, at: datetime) -> None:

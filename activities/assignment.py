@@ -6,17 +6,20 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory
+from accord.db import SessionFactory, lock_people_writers
 from accord.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
 from accord.seats import (
+    MEDIATING_STAGES,
     OPEN_ASSIGNMENT,
     lock_people,
     mediator_round,
+    newest_mediator_round,
+    newest_panel_round,
     open_seats,
     panel_round,
     release_earlier_panels,
@@ -35,7 +38,7 @@ from models.payloads import (
     PanelRequest,
     SeatRelease,
 )
-from models.tables import Account, Dispute, Partner, Person, Territory
+from models.tables import Account, Assignment, Dispute, Partner, Person, Territory
 
 _T = TypeVar("_T")
 
@@ -98,18 +101,31 @@ def _screen(
     return candidate, why
 
 
-def _reserving(sessions: SessionFactory, work: Callable[[Session], _T]) -> _T:
+def _reserving(sessions: SessionFactory, number: str, work: Callable[[Session], _T]) -> _T:
     """`work` in a transaction that may count seats and then take one (accord/seats.py).
 
     Another attempt of the same request (a retry racing a slow first attempt) may insert the
-    same seat first; then once more, and `work` finds that seat.
+    same seat first; then once more, and `work` finds that seat. A database that cannot serve
+    the transaction (a lock timeout, say) is a retryable error that says so, not a raw one.
     """
+
+    def attempt() -> _T:
+        with sessions.begin(immediate=True) as session:
+            lock_people_writers(session)
+            return work(session)
+
     try:
-        with sessions.begin(immediate=True) as session:
-            return work(session)
-    except IntegrityError:
-        with sessions.begin(immediate=True) as session:
-            return work(session)
+        try:
+            return attempt()
+        except IntegrityError:
+            return attempt()
+    except OperationalError as exc:
+        why = str(exc.orig or exc).splitlines()[0]
+        raise ApplicationError(
+            f"could not reserve seats on {number} now, the database is busy ({why});"
+            " the attempt is retried",
+            type="DatabaseBusy",
+        ) from None
 
 
 def _open_dispute(session: Session, number: str) -> Dispute:
@@ -119,6 +135,31 @@ def _open_dispute(session: Session, number: str) -> Dispute:
             f"dispute {number} is not in the database", type="UnknownDispute", non_retryable=True
         )
     return dispute
+
+
+def _round_ended(session: Session, request: MediatorRequest, row: Assignment | None) -> str | None:
+    """Why the request's round can no longer be reserved, or None.
+
+    Only the round's live reservation (OFFERED, or ACCEPTED for its own holder) is answered
+    again, and only a released row is taken over. A recused or expired round, an accepted one
+    an admin's pick would take from its holder, and a round older than the newest are over.
+    """
+    newest = newest_mediator_round(session, request.number)
+    if row is not None and row.state in (AssignmentState.RECUSED, AssignmentState.EXPIRED):
+        holder = session.get(Person, row.person_id)
+        who = holder.name if holder is not None else row.person_id
+        return f"round {request.round} has ended ({who} {row.state.value})"
+    if newest is not None and newest > request.round:
+        return f"round {request.round} has ended (round {newest} was drawn)"
+    if (
+        row is not None
+        and row.state is AssignmentState.ACCEPTED
+        and request.chosen_person_id not in (None, row.person_id)
+    ):
+        holder = session.get(Person, row.person_id)
+        who = holder.name if holder is not None else row.person_id
+        return f"round {request.round} is taken: {who} accepted it"
+    return None
 
 
 class AssignmentActivities:
@@ -136,7 +177,9 @@ class AssignmentActivities:
         audit entry then records the offer on that same row. An admin's pick takes over a
         round the workflow has not offered yet.
         """
-        return _reserving(self.sessions, lambda session: self._assign(session, request))
+        return _reserving(
+            self.sessions, request.number, lambda session: self._assign(session, request)
+        )
 
     def _assign(self, session: Session, request: MediatorRequest) -> MediatorChoice:
         dispute = _open_dispute(session, request.number)
@@ -149,9 +192,12 @@ class AssignmentActivities:
                 person_id=None, reason=f"person_id: {request.chosen_person_id} is not a mediator"
             )
         row = mediator_round(session, request.number, request.round)
+        ended = _round_ended(session, request, row)
+        if ended is not None:
+            return MediatorChoice(person_id=None, reason=ended)
         held = row if row is not None and row.state in OPEN_ASSIGNMENT else None
         loads = open_seats(session)
-        if held is not None and dispute.stage.is_open:
+        if held is not None and dispute.stage in MEDIATING_STAGES:
             loads[held.person_id] -= 1  # the round's own seat is never held against its holder
         owned = _owned_objects(session, request)
         eligible: dict[str, tuple[Candidate, Person]] = {}
@@ -163,7 +209,11 @@ class AssignmentActivities:
             else:
                 eligible[person.id] = (candidate, person)
         if not eligible:
-            if held is not None and request.chosen_person_id is None:
+            if (
+                held is not None
+                and held.state is AssignmentState.OFFERED
+                and request.chosen_person_id is None
+            ):
                 # The round's holder may no longer take it (a retry after the directory changed).
                 held.state = AssignmentState.RELEASED
                 session.add(held)
@@ -207,7 +257,8 @@ class AssignmentActivities:
         Only an OFFERED seat that is still this person's is released; running it again, or
         after the round was taken over or accepted, changes nothing.
         """
-        with self.sessions.begin() as session:
+        with self.sessions.begin(immediate=True) as session:
+            lock_people_writers(session)
             released = release_mediator(
                 session,
                 number=release.number,
@@ -236,11 +287,22 @@ class PanelActivities:
         The seats an incomplete draw could fill stay held for the redraw, which keeps them.
         Drawing a round gives back the seats of the rounds before it.
         """
-        return _reserving(self.sessions, lambda session: self._draw(session, request))
+        return _reserving(
+            self.sessions, request.number, lambda session: self._draw(session, request)
+        )
 
     def _draw(self, session: Session, request: PanelRequest) -> PanelChoice:
         dispute = _open_dispute(session, request.number)
         at = request.at or datetime.now(UTC)
+        newest = newest_panel_round(session, request.number)
+        if newest is not None and newest > request.round:
+            # A late attempt of a replaced round: its panel was given back and stays so.
+            return PanelChoice(
+                members=(),
+                chair=None,
+                complete=False,
+                reason=f"review round {request.round} has ended (round {newest} was drawn)",
+            )
         board = lock_people(session, select(Person).where(Person.role == Role.BOARD))
         sponsor = session.exec(
             select(Person).where(Person.function == "executive_sponsor", Person.active == True)  # noqa: E712

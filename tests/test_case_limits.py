@@ -7,25 +7,29 @@ handing out the same last seat.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import event, text, update
 from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
 
 from accord.db import SessionFactory, make_engine
+from accord.demo import DEMO
+from accord.directory import import_directory, parse_directory
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.records import RecordActivities
 from models.enums import (
@@ -36,10 +40,12 @@ from models.enums import (
     ObjectKind,
     PartnerTier,
     Role,
+    TaskKind,
 )
 from models.payloads import (
     SYSTEM,
     ContestedObject,
+    DeclareImpasse,
     EventRecord,
     MediatorChoice,
     MediatorRequest,
@@ -48,11 +54,20 @@ from models.payloads import (
     RecordAssignment,
     SeatRelease,
 )
-from models.tables import Assignment, Dispute, PanelSeat, Partner, Person
+from models.tables import Account, Assignment, Dispute, PanelSeat, Partner, Person
+from tests.conftest import Stack, seed
+from tests.test_dispute_paths import in_mediation
+from workflows.dispute import DisputeWorkflow
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
 T = TypeVar("T")
 OPEN = (AssignmentState.OFFERED, AssignmentState.ACCEPTED)
+MEDIATING = (
+    DisputeStage.FILED,
+    DisputeStage.TRIAGE,
+    DisputeStage.MEDIATION,
+    DisputeStage.AWAITING_PARTY,
+)
 
 
 # --- factories ----------------------------------------------------------------------------
@@ -173,13 +188,13 @@ def workers(database_url: str) -> Iterator[list[SessionFactory]]:
 
 
 def held(sessions: SessionFactory) -> list[tuple[str, str, str]]:
-    """(person, dispute, what) for every seat held on an open dispute: a mediator round
-    offered or accepted, a panel seat not given back."""
+    """(person, dispute, what) for every seat held: a mediator round offered or accepted while
+    the dispute is in mediation, a panel seat not given back while the dispute is open."""
     with sessions.read() as session:
         rounds = session.exec(
             select(Assignment.person_id, Assignment.dispute_number, Assignment.round)
             .join(Dispute, col(Dispute.number) == col(Assignment.dispute_number))
-            .where(col(Assignment.state).in_(OPEN), col(Dispute.stage).not_in(TERMINAL_STAGES))
+            .where(col(Assignment.state).in_(OPEN), col(Dispute.stage).in_(MEDIATING))
         ).all()
         seats = session.exec(
             select(PanelSeat.person_id, PanelSeat.dispute_number, PanelSeat.seat)
@@ -512,6 +527,217 @@ def test_panels_rotate_to_whoever_has_waited_longest_since_last_seated(
     # Nobody carries a seat now; the first panel sat longest ago, so it sits next.
     later = panels.draw_panel(panel_request(disputes[2], at=NOW + timedelta(days=9)))
     assert seated(later) == {"sales.1", "finance.1", "chair.1"}
+
+
+# --- a round that has ended stays ended --------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["recused", "expired"])
+def test_a_late_attempt_of_a_mediator_round_that_has_ended_takes_no_seat(
+    workers: list[SessionFactory], ending: str
+) -> None:
+    """Round 1 ended and round 2 was drawn; an attempt of round 1 still in flight (stuck on a
+    lock past its timeout, its retry long answered) then lands: nobody would ever offer, accept
+    or release a seat it took."""
+    sessions = workers[0]
+    (d,) = setup(sessions, person("greta.hoffmann"), person("kenji.sato"), disputes=1)
+    assign = AssignmentActivities(sessions)
+    first = assign.assign_mediator(mediator_request(d))
+    assert first.person_id == "greta.hoffmann"
+    record(sessions, d, 1, 1, "greta.hoffmann", "offered")
+    record(sessions, d, 2, 1, "greta.hoffmann", ending)
+    second = assign.assign_mediator(
+        mediator_request(d, round_no=2, excluded_person_ids=("greta.hoffmann",))
+    )
+    assert second.person_id == "kenji.sato"
+
+    late = assign.assign_mediator(mediator_request(d))
+
+    assert late.person_id is None
+    assert late.reason == f"round 1 has ended (Greta Hoffmann {ending})"
+    assert [(p, what) for p, n, what in held(sessions) if n == d.number] == [
+        ("kenji.sato", "round 2")
+    ]
+    # A late admin's pick for the ended round takes nothing either.
+    pick = assign.assign_mediator(mediator_request(d, chosen_person_id="greta.hoffmann"))
+    assert (pick.person_id, pick.reason) == (None, late.reason)
+    assert open_offers(sessions, "greta.hoffmann") == 0
+
+
+def test_a_late_attempt_of_an_older_mediator_round_takes_no_seat(
+    workers: list[SessionFactory],
+) -> None:
+    sessions = workers[0]
+    (d,) = setup(sessions, person("greta.hoffmann"), person("kenji.sato"), disputes=1)
+    assign = AssignmentActivities(sessions)
+    assert assign.assign_mediator(mediator_request(d, round_no=2)).person_id == "greta.hoffmann"
+
+    late = assign.assign_mediator(mediator_request(d))  # round 1 never wrote its row
+
+    assert (late.person_id, late.reason) == (None, "round 1 has ended (round 2 was drawn)")
+    assert [(p, what) for p, n, what in held(sessions) if n == d.number] == [
+        ("greta.hoffmann", "round 2")
+    ]
+
+
+def test_a_late_first_round_draw_after_the_appeal_round_does_not_reseat_the_first_panel(
+    workers: list[SessionFactory],
+) -> None:
+    sessions = workers[0]
+    (d,) = setup(sessions, *board(), disputes=1)
+    panels = PanelActivities(sessions)
+    first = panels.draw_panel(panel_request(d))
+    appeal = panels.draw_panel(
+        panel_request(
+            d, round=2, excluded_person_ids=tuple(seated(first)), at=NOW + timedelta(days=9)
+        )
+    )
+    assert appeal.complete
+
+    late = panels.draw_panel(panel_request(d))
+
+    assert not late.complete and not late.members and late.chair is None
+    assert late.reason == "review round 1 has ended (round 2 was drawn)"
+    assert held_seats(sessions, d) == {
+        (2, "sales"): "sales.2",
+        (2, "finance"): "finance.2",
+        (2, "chair"): "chair.2",
+    }
+
+
+# --- a mediator's seat counts while they mediate ------------------------------------------------
+
+
+def test_a_mediator_is_free_for_the_next_filing_once_their_dispute_leaves_mediation(
+    workers: list[SessionFactory],
+) -> None:
+    sessions = workers[0]
+    d, other = setup(sessions, person("greta.hoffmann", case_limit=1), disputes=2)
+    assign = AssignmentActivities(sessions)
+    assert assign.assign_mediator(mediator_request(d)).person_id == "greta.hoffmann"
+    record(sessions, d, 1, 1, "greta.hoffmann", "offered")
+    record(sessions, d, 2, 1, "greta.hoffmann", "accepted")
+
+    def moved_to(stage: DisputeStage) -> None:
+        with sessions.begin() as session:
+            row = session.get(Dispute, d.number)
+            assert row is not None
+            row.stage = stage
+            session.add(row)
+
+    for stage in (DisputeStage.MEDIATION, DisputeStage.AWAITING_PARTY):
+        moved_to(stage)
+        refused = assign.assign_mediator(mediator_request(other))
+        assert refused.reason == "no eligible mediator: Greta Hoffmann is at their case limit (1)"
+    moved_to(DisputeStage.FORMAL_REVIEW)  # an impasse: the board reviews, she is done
+    assert assign.assign_mediator(mediator_request(other)).person_id == "greta.hoffmann"
+    # A late attempt of the first dispute's round changes nothing there.
+    assign.assign_mediator(mediator_request(d))
+    assert open_offers(sessions, "greta.hoffmann") == 1
+    with sessions.read() as session:
+        first_round = session.exec(
+            select(Assignment.state).where(Assignment.dispute_number == d.number)
+        ).all()
+    assert first_round == [AssignmentState.ACCEPTED]
+
+
+async def test_a_mediator_whose_mediation_ended_in_impasse_is_free_for_the_next_filing(
+    stack_on_both: Stack,
+) -> None:
+    """Only Maria mediates (case limit 1). Her first dispute goes to formal review: the board
+    reviews, the appeal window runs, remedies are applied (weeks), and she is free meanwhile."""
+    stack = stack_on_both
+    with stack.sessions.begin() as session:
+        session.execute(
+            update(Person).where(col(Person.role) == Role.MEDIATOR).values(active=False)
+        )
+        session.execute(
+            update(Person).where(col(Person.id) == "maria.lopez").values(active=True, case_limit=1)
+        )
+    first = (await stack.file()).number
+    mediator = await asyncio.wait_for(in_mediation(stack, first), 40)
+    await stack.handle(first).execute_update(
+        DisputeWorkflow.declare_impasse,
+        DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move."),
+    )
+    await stack.wait_for(first, lambda s: s.stage is DisputeStage.FORMAL_REVIEW)
+    second = (
+        await stack.file(
+            respondent_ids=["fabrikam"],
+            contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0077"}],
+        )
+    ).number
+    state = await stack.wait_for(
+        second,
+        lambda s: (
+            s.candidate_mediator_id is not None
+            or any(t.kind is TaskKind.ASSIGN_MEDIATOR for t in s.open_tasks)
+        ),
+    )
+    assert state.candidate_mediator_id == "maria.lopez", state.open_tasks
+
+
+# --- the directory import and reservations at once ----------------------------------------------
+
+IMPORT = """
+people:
+  - {id: sam.okafor, name: Sam Okafor, email: sam.okafor@vendor.example, role: mediator,
+     calendar: GB, case_limit: 7}
+accounts:
+  - {code: ACME-NEW, name: Acme New, partner_id: northwind, owner_person_id: greta.hoffmann}
+"""
+
+
+def test_an_import_racing_a_reservation_neither_deadlocks_nor_fails(
+    workers: list[SessionFactory],
+) -> None:
+    """The import updates Sam, then adds an account owned by Greta. A filing's reservation
+    arriving in between locks the mediators in id order (Greta, ..., Sam); the account's
+    owner check then needs Greta, while the reservation waits for Sam. Both must go through."""
+    main, importer, filer = workers[:3]
+    seed(main, DEMO)
+    with main.begin() as session:
+        session.add(d := dispute("DSP-2026-820001", "northwind", "contoso"))
+    between = threading.Event()
+
+    def someone_waits_for_a_lock() -> bool:
+        with main.read() as session:
+            return bool(
+                session.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+            )
+
+    @event.listens_for(importer.engine, "before_cursor_execute")
+    def hold_before_the_accounts(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith("INSERT INTO ACCOUNT"):
+            return
+        between.set()
+        # Until the reservation is waiting; SQLite cannot show that, so a short hold there.
+        deadline = time.monotonic() + (10 if importer.engine.dialect.name != "sqlite" else 0.5)
+        while time.monotonic() < deadline:
+            if importer.engine.dialect.name != "sqlite" and someone_waits_for_a_lock():
+                return
+            time.sleep(0.05)
+
+    def run_import() -> None:
+        with importer.begin() as session:
+            import_directory(session, parse_directory(IMPORT))
+
+    def run_assign() -> MediatorChoice:
+        assert between.wait(20)
+        return AssignmentActivities(filer).assign_mediator(mediator_request(d))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        imported = pool.submit(run_import)
+        assigned = pool.submit(run_assign)
+        imported.result(timeout=45)
+        choice = assigned.result(timeout=45)
+
+    assert choice.person_id is not None, choice
+    with main.read() as session:
+        account = session.get(Account, "ACME-NEW")
+        sam = session.get(Person, "sam.okafor")
+    assert account is not None and account.owner_person_id == "greta.hoffmann"
+    assert sam is not None and sam.case_limit == 7
 
 
 # --- the property: random directories, filings at once ---------------------------------------
