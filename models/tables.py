@@ -456,6 +456,19 @@ class Evidence(SQLModel, table=True):
     added_at: datetime = _utc_column()
 
 
+class IdempotencyRecord(SQLModel, table=True):
+    """The request an idempotency key was first sent with: the same key again must be the same
+    request. Written before the workflow is asked, removed when the dispute refused it (a
+    refused request does not use up its key)."""
+
+    __tablename__ = "idempotency_record"
+    scope: str = Field(primary_key=True, max_length=64)
+    """sha256 of the action, the actor's id and the key."""
+    fingerprint: str = Field(max_length=64)
+    """sha256 of the dispute number and the request: its payload, or its files' hashes."""
+    created_at: datetime = _utc_column()
+
+
 # --- sign-in --------------------------------------------------------------------------------
 
 

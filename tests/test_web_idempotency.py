@@ -456,3 +456,233 @@ async def test_a_cli_action_still_being_applied_says_how_to_pick_it_up(
     code, out = await accord(stack, *command, **wait)
     assert code == 0 and "note recorded" in out, out
     assert notes_recorded(stack, number) == 1
+
+
+# --- one key, one request -----------------------------------------------------------------------
+
+OTHER_NOTE = "A second, different note the mediator also wants on the record."
+ADMIN = "ada.admin@vendor.example"
+
+
+def key_reused(response: Any) -> bool:
+    """A 422 naming the Idempotency-Key: the key was sent before with another request."""
+    return response.status_code == 422 and [e["field"] for e in response.json()["errors"]] == [
+        "Idempotency-Key"
+    ]
+
+
+async def test_a_key_reused_for_another_note_is_refused_and_records_nothing(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    async with api(app, token_for(stack, mediator)) as client:
+        url = f"/api/disputes/{number}/add-note"
+        key = {"Idempotency-Key": "reused-key"}
+        first = await client.post(url, json={"text": NOTE}, headers=key)
+        assert first.status_code == 200, first.text
+        other = await client.post(url, json={"text": OTHER_NOTE}, headers=key)
+        assert key_reused(other), other.text
+        assert "other content" in other.json()["detail"]
+        # The first request again still answers as the first time.
+        again = await client.post(url, json={"text": NOTE}, headers=key)
+        assert again.status_code == 200 and again.json() == first.json()
+    assert [n.text for n in (await stack.state(number)).notes] == [NOTE]
+
+
+async def test_a_key_reused_for_a_longer_extension_is_refused(stack: Stack) -> None:
+    app = make_app(stack)
+    number, _ = await mediating(stack)
+    async with api(app, token_for(stack, ADMIN)) as admin:
+        url = f"/api/disputes/{number}/extend-deadline"
+        key = {"Idempotency-Key": "extend-1"}
+        body = {
+            "business_days": 2,
+            "reason": "The parties asked for time.",
+            "deadline": "mediation",
+        }
+        first = await admin.post(url, json=body, headers=key)
+        assert first.status_code == 200, first.text
+        longer = await admin.post(url, json={**body, "business_days": 20}, headers=key)
+    assert key_reused(longer), longer.text
+    assert stack.actions(number).count("deadline_extended") == 1
+
+
+async def test_a_key_reused_for_other_files_is_refused_and_attaches_none_of_them(
+    stack: Stack,
+) -> None:
+    app = make_app(stack)
+    number, _ = await mediating(stack)
+    other_files = [
+        ("files", ("b.txt", b"file B", "text/plain")),
+        ("files", ("c.txt", b"file C", "text/plain")),
+    ]
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        url = f"/api/disputes/{number}/evidence"
+        key = {"Idempotency-Key": "upload-k"}
+        data = {"visibility": "parties"}
+        first = await nora.post(url, files=FILES[:1], data=data, headers=key)
+        assert first.status_code == 201, first.text
+        other = await nora.post(url, files=other_files, data=data, headers=key)
+        assert key_reused(other), other.text
+        # Another visibility for the same file is another request too.
+        wider = await nora.post(url, files=FILES[:1], data={"visibility": "neutrals"}, headers=key)
+        assert key_reused(wider), wider.text
+    assert stack.actions(number).count("evidence_added") == 1
+
+
+async def test_a_form_sent_again_with_other_content_is_refused_on_the_form(stack: Stack) -> None:
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    browser = await signed_in(app, mediator)
+    action = f"/disputes/{number}/actions/add-note"
+    page = await browser.get(f"/disputes/{number}")
+    form = {**form_fields(page.text, action), "text": NOTE, "visibility": "shared"}
+    assert (await browser.http.post(action, data=form)).status_code == 303
+    edited = await browser.http.post(action, data={**form, "text": OTHER_NOTE})
+    assert edited.status_code == 422
+    assert "this form was already sent with other content; reload the page" in edited.text
+    assert OTHER_NOTE in edited.text  # what was typed is kept
+    assert notes_recorded(stack, number) == 1
+
+
+async def test_concurrent_requests_with_one_key_and_two_bodies_apply_one(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    app = make_app(stack)
+    number, mediator = await mediating(stack)
+    async with api(app, token_for(stack, mediator)) as client:
+        url = f"/api/disputes/{number}/add-note"
+        key = {"Idempotency-Key": "burst-2"}
+        texts = [NOTE if i % 2 else OTHER_NOTE for i in range(8)]
+        answers = await within(
+            asyncio.gather(*(client.post(url, json={"text": t}, headers=key) for t in texts)),
+            "the API",
+        )
+    applied = {t for t, a in zip(texts, answers, strict=True) if a.status_code == 200}
+    refused = {t for t, a in zip(texts, answers, strict=True) if key_reused(a)}
+    assert len(applied) == 1 and refused == set(texts) - applied, [a.text for a in answers]
+    assert [n.text for n in (await stack.state(number)).notes] == list(applied)
+
+
+async def test_a_key_refused_by_the_dispute_is_free_for_the_corrected_request(
+    stack: Stack,
+) -> None:
+    """The ruling is refused inside the handler (the precedent it cites does not exist), after
+    the update was accepted: the same ruling again gets the same refusal, the corrected ruling
+    under the same key is a new attempt."""
+    from models.enums import VoteOutcome
+    from tests.test_citations import all_vote
+    from tests.test_formal_review import in_review, ruling
+
+    app = make_app(stack)
+    number = await in_review(stack)
+    await all_vote(stack, number, VoteOutcome.UPHOLD)
+    body = ruling(stack).model_dump(mode="json", exclude={"actor"})
+    wrong = {**body, "precedents_cited": ["DSP-2019-000001"]}
+    async with api(app, token_for(stack, "c.chair@vendor.example")) as chair:
+        url = f"/api/disputes/{number}/issue-ruling"
+        key = {"Idempotency-Key": "ruling-1"}
+        refused = await chair.post(url, json=wrong, headers=key)
+        assert refused.status_code == 409 and "DSP-2019-000001" in refused.text, refused.text
+        again = await chair.post(url, json=wrong, headers=key)
+        assert again.status_code == 409 and again.json() == refused.json()
+        fixed = await chair.post(url, json=body, headers=key)
+        assert fixed.status_code == 200, fixed.text
+        retried = await chair.post(url, json=body, headers=key)
+        assert retried.status_code == 200 and retried.json() == fixed.json()
+        # Once applied, the key is the corrected ruling's.
+        assert key_reused(await chair.post(url, json=wrong, headers=key))
+
+
+async def test_a_key_refused_by_the_validator_is_free_for_a_later_request(stack: Stack) -> None:
+    from tests.test_dispute_paths import offered
+
+    app = make_app(stack)
+    number = (await stack.file()).number
+    mediator = await offered(stack, number)
+    async with api(app, token_for(stack, f"{mediator}@vendor.example")) as client:
+        url = f"/api/disputes/{number}/add-note"
+        key = {"Idempotency-Key": "note-early"}
+        early = await client.post(url, json={"text": NOTE}, headers=key)
+        assert early.status_code == 409, early.text
+        accepted = await client.post(
+            f"/api/disputes/{number}/accept-assignment",
+            json={"impartiality_declaration": "No ties to either party at all."},
+        )
+        assert accepted.status_code == 200, accepted.text
+        await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
+        later = await client.post(url, json={"text": OTHER_NOTE}, headers=key)
+    assert later.status_code == 200, later.text
+    assert notes_recorded(stack, number) == 1
+
+
+async def test_a_key_with_slashes_cannot_reach_another_persons_update(stack: Stack) -> None:
+    """Actor ids and keys may both hold '/': the contact "<mediator>/x@northwind.example" with
+    key "k" and the mediator with key "x@northwind.example/k" are two updates."""
+    from accord.demo import DEMO
+    from accord.directory import ContactRecord, Directory
+
+    number, mediator_login = await mediating(stack)
+    contact = f"{mediator_login.split('@')[0]}/x@northwind.example"
+    northwind = next(p for p in DEMO.partners if p.id == "northwind")
+    odd = ContactRecord(name="Odd Address", email=contact)
+    seed(
+        stack.sessions,
+        Directory(partners=[northwind.model_copy(update={"contacts": [*northwind.contacts, odd]})]),
+    )
+    app = make_app(stack)
+    async with api(app, token_for(stack, contact)) as partner:
+        mine = await partner.post(
+            f"/api/disputes/{number}/evidence",
+            files=[("files", ("partner.txt", b"the partner's file", "text/plain"))],
+            data={"visibility": "parties"},
+            headers={"Idempotency-Key": "k"},
+        )
+        assert mine.status_code == 201, mine.text
+    async with api(app, token_for(stack, mediator_login)) as mediator:
+        theirs = await mediator.post(
+            f"/api/disputes/{number}/evidence",
+            files=[("files", ("mediator.txt", b"the mediator's own file", "text/plain"))],
+            data={"visibility": "neutrals"},
+            headers={"Idempotency-Key": "x@northwind.example/k"},
+        )
+        assert theirs.status_code == 201, theirs.text
+    assert theirs.json() != mine.json()
+    added = [e.actor_id for e in stack.events(number) if e.action == "evidence_added"]
+    assert len(added) == 2, added
+
+
+def stored_blobs(stack: Stack) -> set[str]:
+    from sqlmodel import select
+
+    from models.tables import EvidenceBlob
+
+    with stack.sessions.read() as session:
+        return set(session.exec(select(EvidenceBlob.sha256)))
+
+
+async def test_a_refused_upload_leaves_no_stored_file(stack: Stack) -> None:
+    """A party limiting evidence to the other side is refused by the dispute: the bytes stored
+    before it was asked are removed, unless another evidence item holds the same bytes."""
+    app = make_app(stack)
+    number, _ = await mediating(stack)
+    before = stored_blobs(stack)
+    side = {"visibility": "side", "side_partner_id": "contoso"}
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        url = f"/api/disputes/{number}/evidence"
+        refused = await nora.post(
+            url,
+            files=[("files", ("contoso-only.txt", b"nobody took this", "text/plain"))],
+            data=side,
+        )
+        assert refused.status_code == 409, refused.text
+        assert stored_blobs(stack) == before
+        kept = await nora.post(url, files=FILES[:1], data={"visibility": "parties"})
+        assert kept.status_code == 201, kept.text
+        with_it = stored_blobs(stack)
+        same_bytes = await nora.post(url, files=FILES[:1], data=side)
+        assert same_bytes.status_code == 409, same_bytes.text
+    assert stored_blobs(stack) == with_it != before

@@ -29,6 +29,7 @@ from models.tables import Dispute, Partner, Person
 from web import csrf, service
 from web.deps import current_viewer, require, web
 from web.evidence import Upload, download_response
+from web.idempotency import KeyReused
 from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
 from web.views import inbox, load_live, load_record
@@ -412,6 +413,8 @@ async def add_evidence(
         )
     except StillApplying as pending:
         return await _still_applying(request, viewer, pending, key)
+    except KeyReused as reused:
+        raise BadInput([("Idempotency-Key", str(reused))]) from None
     return EvidenceAdded(number=number, evidence_ids=ids)
 
 
@@ -446,6 +449,8 @@ def _action_route(op: Operation) -> None:
             return await service.act(ctx, viewer, number, op, data, key=key)
         except StillApplying as pending:
             return await _still_applying(request, viewer, pending, key)
+        except KeyReused as reused:
+            raise BadInput([("Idempotency-Key", str(reused))]) from None
 
     perform_action.__name__ = op.action.value
     # Annotations are strings here (postponed evaluation); FastAPI resolves them against the
@@ -468,8 +473,9 @@ def _action_route(op: Operation) -> None:
         description=(op.payload.__doc__ or op.label)
         + "\n\nRefused with 409 and the rule when the dispute's stage or your role does not "
         "allow it. With an `Idempotency-Key` header, the same request again is applied once and "
-        "answered as the first time; an action not done within the server's wait answers 202 "
-        "with the dispute as it is now.",
+        "answered as the first time (the same key with another body: 422 naming the header, "
+        "nothing done); an action not done within the server's wait answers 202 with the "
+        "dispute as it is now.",
     )
 
 

@@ -10,13 +10,15 @@ import unicodedata
 from dataclasses import dataclass
 
 from fastapi.responses import Response
+from sqlalchemy import delete, exists
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from accord.db import SessionFactory
 from accord.settings import Settings
 from models.enums import EvidenceVisibility
 from models.payloads import EvidenceItem
-from models.tables import EvidenceBlob
+from models.tables import Evidence, EvidenceBlob
 
 # The first bytes each allowed binary type starts with; a file whose bytes disagree with its
 # declared type is refused rather than stored under a misleading label.
@@ -101,17 +103,25 @@ def store(
     side_partner_id: str | None,
 ) -> EvidenceItem:
     """Store the bytes (once per hash) and describe the item for the workflow."""
-    digest = hashlib.sha256(upload.data).hexdigest()
-    try:
-        with sessions.begin() as session:
-            if session.get(EvidenceBlob, digest) is None:
-                session.add(EvidenceBlob(sha256=digest, size=len(upload.data), content=upload.data))
-    except IntegrityError:
-        # A concurrent upload of the same bytes stored the blob first; it is ours too, as
-        # long as it is really there.
-        with sessions.read() as session:
-            if session.get(EvidenceBlob, digest) is None:
-                raise
+    digest, _ = store_blob(sessions, upload)
+    return describe(
+        upload,
+        digest,
+        description=description,
+        visibility=visibility,
+        side_partner_id=side_partner_id,
+    )
+
+
+def describe(
+    upload: Upload,
+    digest: str,
+    *,
+    description: str,
+    visibility: EvidenceVisibility,
+    side_partner_id: str | None,
+) -> EvidenceItem:
+    """The evidence item the workflow is asked to attach, for bytes stored under `digest`."""
     return EvidenceItem(
         id=f"ev-{secrets.token_hex(8)}",
         filename=clean_filename(upload.filename),
@@ -122,6 +132,36 @@ def store(
         visibility=visibility,
         side_partner_id=side_partner_id,
     )
+
+
+def store_blob(sessions: SessionFactory, upload: Upload) -> tuple[str, bool]:
+    """Store the bytes once per hash: their hash, and whether this call stored them."""
+    digest = hashlib.sha256(upload.data).hexdigest()
+    try:
+        with sessions.begin() as session:
+            if session.get(EvidenceBlob, digest) is not None:
+                return digest, False
+            session.add(EvidenceBlob(sha256=digest, size=len(upload.data), content=upload.data))
+    except IntegrityError:
+        # A concurrent upload of the same bytes stored the blob first; it is ours too, as
+        # long as it is really there.
+        with sessions.read() as session:
+            if session.get(EvidenceBlob, digest) is None:
+                raise
+        return digest, False
+    return digest, True
+
+
+def discard_blob(sessions: SessionFactory, digest: str) -> None:
+    """Remove bytes stored for an upload the dispute refused, unless an evidence item holds
+    the same bytes (blobs are shared by content)."""
+    with sessions.begin() as session:
+        session.execute(
+            delete(EvidenceBlob).where(
+                col(EvidenceBlob.sha256) == digest,
+                ~exists().where(col(Evidence.sha256) == digest),
+            )
+        )
 
 
 def download_response(filename: str, content_type: str, content: bytes) -> Response:

@@ -8,6 +8,8 @@ so the web, the API and the CLI see the same refusals.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -84,11 +86,15 @@ def new_key() -> str:
     return str(uuid.uuid4())
 
 
-def update_id(action: Action, actor: Actor, key: str) -> str:
-    """The workflow update id for someone's idempotency key. Temporal applies an update id once
-    per dispute; the action and the actor are part of it, so the same key from two people, or
-    for two actions, never names the same update."""
-    return f"{action.value}/{actor.id}/{key}"
+def update_id(action: Action, actor: Actor, key: str, *, fingerprint: str) -> str:
+    """The workflow update id for someone's idempotency key and request. Temporal applies an
+    update id once per dispute. The hash covers the action, the actor, the key and the
+    request's fingerprint, each a separate JSON string (no '/' in an id or a key can make two
+    people's ids equal), so the same key from two people or for two actions never names the
+    same update, and a request refused under a key leaves it free for a different one. The
+    key is repeated at the end for whoever reads the history."""
+    parts = json.dumps([action.value, actor.id, key, fingerprint])
+    return f"{action.value}/{hashlib.sha256(parts.encode()).hexdigest()}/{key}"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from web.app import WebContext
 from web.deps import require, web
 from web.evidence import download_response
 from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
+from web.idempotency import KeyReused
 from web.operations import BY_SLUG, Refused, StillApplying, new_key
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
 from web.problems import BadInput
@@ -44,6 +45,8 @@ from workflows.consistency import pattern
 router = APIRouter(include_in_schema=False)
 IDEMPOTENCY_FIELD = "idempotency_key"
 """The hidden field each action form carries its idempotency key in (dispute.html)."""
+FORM_SENT = "this form was already sent with other content; reload the page"
+"""A form's key sent again with other content (the page kept, edited and sent again)."""
 
 
 # --- lists --------------------------------------------------------------------------------------
@@ -470,6 +473,17 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
             f"/disputes/{number}",
             f"{op.label}: {pending}; reload this page in a moment to see it.",
         )
+    except KeyReused:
+        # The page was kept, edited and sent again: its key is the first content's.
+        return await _render_dispute(
+            request,
+            viewer,
+            number,
+            status=422,
+            failed=op.action,
+            errors={"form": [FORM_SENT]},
+            values={k: v for k, v in form.multi_items() if isinstance(v, str)},
+        )
     except (BadInput, Refused) as exc:
         # Back to the same form, with the reason next to it and everything typed kept (the
         # forms shown get new keys: a corrected form is a new action).
@@ -514,6 +528,8 @@ async def upload_evidence(request: Request, viewer: ViewerDep, number: str) -> R
             f"/disputes/{number}",
             f"Evidence: {pending}; reload this page in a moment to see it.",
         )
+    except KeyReused:
+        raise BadInput([("form", FORM_SENT)]) from None
     return back(request, f"/disputes/{number}", f"evidence added: {', '.join(added)}")
 
 

@@ -1,0 +1,117 @@
+"""One idempotency key, one request: the key's first request is recorded before the workflow
+is asked, and the same key with another request is refused instead of answered as the first.
+
+Temporal applies an update id once per dispute, but it cannot tell a retry from a different
+request sent under the same key: that is what the record is for. The request's fingerprint is
+also part of the update id, so a request the dispute refused frees its key (the record is
+removed) without the refusal being handed to the next, different, request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+from temporalio.client import Client
+
+from accord.db import SessionFactory
+from models.enums import Action
+from models.payloads import ActionPayload, ActionResult, Actor
+from models.tables import IdempotencyRecord
+from web.operations import DisputeGone, Operation, Refused, perform, update_id
+
+KEY_REUSED = "already sent with other content; nothing was done (a new request needs a new key)"
+
+
+class KeyReused(Exception):
+    """The idempotency key was first sent with another request; nothing was done."""
+
+    def __str__(self) -> str:
+        return KEY_REUSED
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def key_scope(action: Action, actor: Actor, key: str) -> str:
+    """Whose key this is, and for what: two people's keys, or one key for two actions, never
+    share a record."""
+    return _digest([action.value, actor.id, key])
+
+
+def fingerprint(number: str, request: Any) -> str:
+    """The request as sent to one dispute: its payload as JSON, or its files' names, types
+    and hashes."""
+    return _digest({"number": number, "request": request})
+
+
+def claim(sessions: SessionFactory, scope: str, fingerprint: str) -> None:
+    """Record the key's request, or check it is the one recorded (raises KeyReused). Of two
+    requests sent at once, the one whose record commits first wins; the other then reads it."""
+    for _ in range(3):
+        try:
+            with sessions.begin() as session:
+                found = session.get(IdempotencyRecord, scope)
+                if found is not None:
+                    if found.fingerprint != fingerprint:
+                        raise KeyReused()
+                    return
+                session.add(
+                    IdempotencyRecord(
+                        scope=scope, fingerprint=fingerprint, created_at=datetime.now(UTC)
+                    )
+                )
+            return
+        except IntegrityError:
+            # A concurrent request recorded the key first (or released it just after, when the
+            # dispute refused it): read what is there now.
+            continue
+    raise RuntimeError(f"the idempotency record {scope} kept changing")
+
+
+def release(sessions: SessionFactory, scope: str, fingerprint: str) -> None:
+    """Free the key of a request that recorded nothing (the dispute refused it, or it has no
+    workflow): the same key may then carry another request."""
+    with sessions.begin() as session:
+        session.execute(
+            delete(IdempotencyRecord).where(
+                col(IdempotencyRecord.scope) == scope,
+                col(IdempotencyRecord.fingerprint) == fingerprint,
+            )
+        )
+
+
+async def perform_once(
+    client: Client,
+    sessions: SessionFactory,
+    number: str,
+    op: Operation,
+    payload: ActionPayload,
+    *,
+    key: str,
+    wait_seconds: float | None,
+) -> ActionResult:
+    """Perform the action once per key and request (see perform); the same key with another
+    request raises KeyReused."""
+    request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
+    scope = key_scope(op.action, payload.actor, key)
+    claim(sessions, scope, request)
+    try:
+        return await perform(
+            client,
+            number,
+            payload,
+            op.update,
+            update_id=update_id(op.action, payload.actor, key, fingerprint=request),
+            wait_seconds=wait_seconds,
+        )
+    except (Refused, DisputeGone):
+        release(sessions, scope, request)
+        raise
