@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 from temporalio import activity
 
 from models.payloads import NotificationRequest, NotificationResult
-from notifications.outbox import Outbox
+from notifications.outbox import MailNotSent, Outbox
+
+log = logging.getLogger("accord.notifications")
 
 
 class NotificationActivities:
@@ -17,7 +20,13 @@ class NotificationActivities:
 
     @activity.defn
     async def send_notification(self, request: NotificationRequest) -> NotificationResult:
-        """Store the messages, then send them; a retry finds them stored and sends the rest."""
+        """Store the messages, then try once to send them. What the mail server turns away stays
+        pending in the outbox for the relay: a dispute never waits on its mail (it holds the
+        decision lock while it notifies, so a retried send would hold up every action)."""
         ids = await asyncio.to_thread(self.outbox.enqueue, request, datetime.now(UTC))
-        sent = await self.outbox.deliver(ids)
+        try:
+            sent = await self.outbox.deliver(ids)
+        except MailNotSent as failure:
+            log.warning("%s: left for the outbox relay: %s", request.key, failure)
+            sent = failure.sent
         return NotificationResult(queued=len(ids), sent=sent)

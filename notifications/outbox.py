@@ -33,6 +33,14 @@ def thread_root(number: str, domain: str) -> str:
     return f"<{number}@{domain}>"
 
 
+class MailNotSent(RuntimeError):
+    """Some messages could not be sent this time; they stay pending in the outbox."""
+
+    def __init__(self, sent: int, failures: list[str]) -> None:
+        super().__init__("could not send: " + "; ".join(failures))
+        self.sent = sent
+
+
 class Outbox:
     def __init__(
         self,
@@ -163,7 +171,7 @@ class Outbox:
                 outcomes.append((row.id, None))
         await asyncio.to_thread(self._finish, outcomes)
         if failures:
-            raise RuntimeError("could not send: " + "; ".join(failures))
+            raise MailNotSent(len(outcomes) - len(failures), failures)
         return len(outcomes) - len(failures)
 
     def pending_ids(self, now: datetime, older_than: timedelta) -> list[int]:
@@ -184,5 +192,5 @@ class Outbox:
             return 0
         try:
             return await self.deliver(ids)
-        except RuntimeError:
-            return 0
+        except MailNotSent as failure:
+            return failure.sent

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlmodel import select
 
 from accord.runtime import build_services
-from models.enums import OutboxState
+from models.enums import DisputeStage, OutboxState
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage
 from notifications.render import SUBJECTS, TemplateCatalog
-from tests.conftest import MailCapture, make_settings
+from tests.conftest import MailCapture, Stack, make_settings
 
 CONTEXT = {
     "number": "DSP-2026-000007",
@@ -146,3 +147,31 @@ async def test_a_failed_send_stays_in_the_outbox_and_is_sent_later(
     mail.refuse = False
     assert await outbox.deliver(ids) == 2
     assert len(mail.messages) == 2
+
+
+async def test_a_mail_outage_holds_up_no_dispute_and_the_relay_sends_afterwards(
+    stack: Stack,
+) -> None:
+    # The mail server turns every message away for now (451): filing goes on regardless.
+    stack.mail.refuse = True
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    assert state.stage is DisputeStage.TRIAGE
+    with stack.sessions.read() as session:
+        pending = session.exec(
+            select(OutboxMessage).where(OutboxMessage.dispute_number == number)
+        ).all()
+    assert pending and all(m.state is OutboxState.PENDING for m in pending)
+    assert next(m for m in pending if m.template == "acknowledgement").last_error
+    assert stack.mail.messages == []
+    # The server is back: the relay (the worker runs it every minute) sends each message once.
+    stack.mail.refuse = False
+    await stack.services.outbox.relay_once(older_than=timedelta(0))
+    await stack.mail.wait_for("nora@northwind.example", "filed")
+    with stack.sessions.read() as session:
+        rows = session.exec(
+            select(OutboxMessage).where(OutboxMessage.dispute_number == number)
+        ).all()
+    assert all(m.state is OutboxState.SENT for m in rows)
+    sent = [(m["To"], m["Subject"]) for m in stack.mail.messages]
+    assert len(sent) == len(rows) == len(set(sent))  # each message once
