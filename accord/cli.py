@@ -56,6 +56,7 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, DisputeEvent, Precedent, Task
+from web.idempotency import KeyReused, perform_once
 from web.operations import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_RULE,
@@ -64,8 +65,6 @@ from web.operations import (
     Refused,
     StillApplying,
     new_key,
-    perform,
-    update_id,
 )
 from workflows.dispute import DisputeWorkflow
 
@@ -644,12 +643,13 @@ def _act(
         payload = build(actor)
         client = await _client(settings)
         try:
-            result = await perform(
+            result = await perform_once(
                 client,
+                services.sessions,
                 number,
+                OPERATIONS[action],
                 payload,
-                OPERATIONS[action].update,
-                update_id=update_id(action, actor, chosen),
+                key=chosen,
                 wait_seconds=settings.action_wait_seconds,
             )
         except StillApplying as pending:
@@ -658,6 +658,8 @@ def _act(
                 "result"
             )
             return
+        except KeyReused as reused:
+            fail(f"--update-id {chosen}: {reused}")
         typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
 
     _run(go())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import re
@@ -64,12 +65,15 @@ from models.tables import (
     Precedent,
 )
 from web import evidence as uploads
+from web import idempotency
 from web.app import WebContext
 from web.forms import field_errors
 from web.operations import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_RULE,
+    DisputeGone,
     Operation,
+    Refused,
     build_payload,
     perform,
     update_id,
@@ -143,12 +147,13 @@ async def act(
         payload = build_payload(op, viewer.actor, data)
     except ValidationError as exc:
         raise BadInput(field_errors(exc)) from None
-    return await perform(
+    return await idempotency.perform_once(
         ctx.temporal(),
+        ctx.services.sessions,
         number,
+        op,
         payload,
-        op.update,
-        update_id=update_id(op.action, viewer.actor, key),
+        key=key,
         wait_seconds=ctx.settings.action_wait_seconds,
     )
 
@@ -210,34 +215,64 @@ async def _attach(
     key: str | None = None,
     wait_seconds: float | None = None,
 ) -> list[str]:
-    """Store and attach each file; with a key, each file is one update under it (by position,
-    so the same upload again names the same updates), and the wait is for all of them."""
+    """Store and attach each file; with a key, the upload is recorded under it (the same key
+    with other files or settings is refused: KeyReused) and each file is one update under it
+    (by position, so the same upload again names the same updates), and the wait is for all
+    of them. A file the dispute refuses leaves no bytes behind."""
     loop = asyncio.get_running_loop()
     deadline = None if wait_seconds is None else loop.time() + wait_seconds
+    sessions = ctx.services.sessions
+    request = idempotency.fingerprint(
+        number,
+        {
+            "description": description,
+            "visibility": visibility.value,
+            "side_partner_id": side_partner_id,
+            "files": [
+                [f.filename, f.content_type, hashlib.sha256(f.data).hexdigest()] for f in files
+            ],
+        },
+    )
+    scope = None if key is None else idempotency.key_scope(Action.ADD_EVIDENCE, viewer.actor, key)
+    if scope is not None:
+        idempotency.claim(sessions, scope, request)
     added: list[str] = []
     for position, upload in enumerate(files):
+        digest, stored = uploads.store_blob(sessions, upload)
         try:
-            item = uploads.store(
-                ctx.services.sessions,
+            item = uploads.describe(
                 upload,
+                digest,
                 description=description,
                 visibility=visibility,
                 side_partner_id=side_partner_id,
             )
             payload = AddEvidence(actor=viewer.actor, evidence=item)
         except ValidationError as exc:
+            if stored:
+                uploads.discard_blob(sessions, digest)
             raise BadInput(field_errors(exc)) from None
-        result = await perform(
-            ctx.temporal(),
-            number,
-            payload,
-            DisputeWorkflow.add_evidence,
-            update_id=None
-            if key is None
-            else update_id(Action.ADD_EVIDENCE, viewer.actor, f"{key}/{position}"),
-            # Past the deadline a file still gets a moment: sent, and picked up by a retry.
-            wait_seconds=None if deadline is None else max(deadline - loop.time(), 0.001),
-        )
+        try:
+            result = await perform(
+                ctx.temporal(),
+                number,
+                payload,
+                DisputeWorkflow.add_evidence,
+                update_id=None
+                if key is None
+                else update_id(
+                    Action.ADD_EVIDENCE, viewer.actor, key, fingerprint=f"{request}/{position}"
+                ),
+                # Past the deadline a file still gets a moment: sent, and picked up by a retry.
+                wait_seconds=None if deadline is None else max(deadline - loop.time(), 0.001),
+            )
+        except (Refused, DisputeGone):
+            if stored:
+                uploads.discard_blob(sessions, digest)
+            if scope is not None and not added:
+                # Nothing attached under the key: it is free for another upload.
+                idempotency.release(sessions, scope, request)
+            raise
         added.append(result.reference or item.id)
     return added
 
