@@ -285,6 +285,8 @@ def import_directory_file(
             import_directory(session, directory)
     except OSError as exc:
         fail(f"{path}: {exc.strerror}")
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: the file is not UTF-8 text (byte {exc.start})")
     except PlaybookError as exc:
         fail(f"no playbook to check the calendars against: {exc}")
     except DirectoryError as exc:

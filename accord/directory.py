@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from sqlmodel import Session, col, or_, select
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from sqlmodel import Session, col, func, or_, select
 
 from accord.eligibility import VENDOR
 from accord.playbook import Playbook, _format_location
@@ -15,10 +24,48 @@ from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory
 
+
+def storable(value: str) -> str:
+    """Refuse control characters (PostgreSQL text cannot hold NUL) and lone surrogates (no
+    UTF-8 for them): named here, never a database error."""
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ValueError(f"holds the control character U+{ord(bad):04X}")
+    return value
+
+
+_CODE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _code(value: str) -> str:
+    # ASCII only, so 'c\u043entoso' (a Cyrillic o) cannot pass for 'contoso'.
+    bad = next((c for c in value if not _CODE.fullmatch(c)), None)
+    if bad is not None:
+        raise ValueError(f"only letters, digits, '.', '-' and '_' (not {bad!r}, U+{ord(bad):04X})")
+    return value
+
+
 # As long as the columns they are stored in: too long is named here, never a database error.
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Email = Annotated[str, StringConstraints(min_length=3, max_length=320)]
+Text = Annotated[str, AfterValidator(storable)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_code)]
+"""A partner or person id, a territory or account code, or a reference to one."""
+Calendar = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=320),
+    AfterValidator(storable),
+]
+"""Stored lower-case, as sign-in compares them."""
+Function = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64),
+    AfterValidator(storable),
+]
+"""Stored trimmed and lower-case, as screening and the panel draw compare them."""
+Conflict = Annotated[str, StringConstraints(max_length=200), AfterValidator(storable)]
+"""A partner id, account:<code> or territory:<code>; unknown_conflicts says which exist."""
+CaseLimit = Annotated[int, Field(ge=0, le=500)]
 
 
 class _Record(BaseModel):
@@ -34,9 +81,9 @@ class PartnerRecord(_Record):
     id: Id
     name: Name
     tier: PartnerTier
-    regions: list[str]
-    calendar: Id
-    email_domains: list[str] = Field(default_factory=list)
+    regions: list[Text]
+    calendar: Calendar
+    email_domains: list[Text] = Field(default_factory=list)
     contacts: list[ContactRecord] = Field(default_factory=list)
     is_direct_sales: bool = False
 
@@ -46,11 +93,11 @@ class PersonRecord(_Record):
     name: Name
     email: Email
     role: Role
-    calendar: Id
+    calendar: Calendar
     organisation: Id = VENDOR
-    function: Id | None = None
-    declared_conflicts: list[str] = Field(default_factory=list)
-    case_limit: int = 10
+    function: Function | None = None
+    declared_conflicts: list[Conflict] = Field(default_factory=list)
+    case_limit: CaseLimit = 10
     active: bool = True
 
 
@@ -78,6 +125,9 @@ class Directory(_Record):
 
 def import_directory(session: Session, directory: Directory) -> None:
     """Insert or update every record; running it twice changes nothing."""
+    from accord.db import lock_people_writers
+
+    lock_people_writers(session)  # before any row: seat reservations lock people in id order
     for p in directory.partners:
         session.merge(
             Partner(
@@ -177,8 +227,68 @@ def check_references(session: Session, directory: Directory, playbook: Playbook)
             ).first()
             if owner is not None and owner != p.id:
                 problems.append(f"partners[{p.id}].contacts: {c.email} is a contact of {owner}")
+    problems.extend(_clashes(session, directory))
     if problems:
         raise DirectoryError(problems)
+
+
+def _clashes(session: Session, directory: Directory) -> list[str]:
+    """An email held by two people, a contact under two partners, a code differing only in
+    case from another: within the file, or between the file and the directory."""
+    problems: list[str] = []
+    emails: dict[str, str] = {}
+    for p in directory.people:
+        first = emails.setdefault(p.email, p.id)
+        if first != p.id:
+            problems.append(f"people[{p.id}].email: {p.email} is also the email of {first}")
+    stored = session.exec(
+        select(Person.id, func.lower(Person.email)).where(
+            func.lower(Person.email).in_(list(emails))
+        )
+    ).all()
+    problems.extend(
+        f"people[{p.id}].email: {email} is the email of {holder}"
+        for holder, email in stored
+        for p in directory.people
+        if p.email == email and p.id != holder
+    )
+    contacts: dict[str, str] = {}
+    for partner in directory.partners:
+        for c in partner.contacts:
+            first = contacts.setdefault(c.email, partner.id)
+            if first != partner.id:
+                problems.append(
+                    f"partners[{partner.id}].contacts: {c.email} is also a contact of {first}"
+                )
+    territories = [t.code for t in directory.territories]
+    accounts = [a.code for a in directory.accounts]
+    lowered = [c.lower() for c in territories + accounts]
+    problems += _differing_in_case(
+        "territories",
+        "territory",
+        territories,
+        session.exec(select(Territory.code).where(func.lower(Territory.code).in_(lowered))).all(),
+    )
+    problems += _differing_in_case(
+        "accounts",
+        "account",
+        accounts,
+        session.exec(select(Account.code).where(func.lower(Account.code).in_(lowered))).all(),
+    )
+    return list(dict.fromkeys(problems))
+
+
+def _differing_in_case(
+    where: str, kind: str, codes: Iterable[str], stored: Iterable[str]
+) -> list[str]:
+    # Screening compares codes exactly: 'de-by' beside 'DE-BY' would hide the exclusive holder.
+    first = {code.lower(): code for code in stored}
+    problems = []
+    for code in codes:
+        seen = first.setdefault(code.lower(), code)
+        if seen != code:
+            problems.append(f"{where}[{code}].code: differs only in case from {kind} {seen}")
+    return problems
 
 
 def unknown_conflicts(

@@ -27,11 +27,14 @@ from sqlmodel import Session, col, select
 from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
 from accord.audit import first_broken_link
 from accord.directory import (
+    CaseLimit,
+    Conflict,
     Directory,
     DirectoryError,
     check_references,
     import_directory,
     parse_directory,
+    storable,
     unknown_conflicts,
 )
 from accord.filing import FilingRejected
@@ -432,10 +435,8 @@ class PersonUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     active: bool | None = None
-    case_limit: Annotated[int, Field(ge=0, le=500)] | None = None
-    declared_conflicts: (
-        Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=100)] | None
-    ) = None
+    case_limit: CaseLimit | None = None
+    declared_conflicts: Annotated[list[Conflict], Field(max_length=100)] | None = None
     """Partner ids, account:<code> or territory:<code>, the person must not judge; each must
     name one in the directory."""
 
@@ -453,7 +454,7 @@ class PartnerUpdate(BaseModel):
 def update_person(ctx: WebContext, viewer: Viewer, person_id: str, change: PersonUpdate) -> Person:
     _require_admin(viewer)
     with ctx.services.sessions.begin() as session:
-        person = session.get(Person, person_id)
+        person = session.get(Person, person_id) if _storable(person_id) else None
         if person is None:
             raise NotFound(person_id)
         unknown = unknown_conflicts(session, change.declared_conflicts or ())
@@ -473,13 +474,23 @@ def update_partner(
     if change.calendar is not None and change.calendar not in calendars:
         raise BadInput([("calendar", f"not a calendar of the playbook ({', '.join(calendars)})")])
     with ctx.services.sessions.begin() as session:
-        partner = session.get(Partner, partner_id)
+        partner = session.get(Partner, partner_id) if _storable(partner_id) else None
         if partner is None:
             raise NotFound(partner_id)
         for name, value in change.model_dump(exclude_none=True).items():
             setattr(partner, name, value)
         session.add(partner)
         return partner
+
+
+def _storable(key: str) -> bool:
+    """Whether `key` could be stored at all: one with a NUL is no row's (and PostgreSQL
+    refuses to look it up)."""
+    try:
+        storable(key)
+    except ValueError:
+        return False
+    return True
 
 
 def _require_admin(viewer: Viewer) -> None:
