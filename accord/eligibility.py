@@ -79,7 +79,7 @@ def conflict_of_interest(
     if (
         stakes.direct_sales_parties
         and candidate.organisation == VENDOR
-        and candidate.function == SALES_FUNCTION
+        and (candidate.function or "").strip().lower() == SALES_FUNCTION
     ):
         return (
             f"{candidate.name} is in the vendor's sales function, and"

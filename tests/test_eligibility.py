@@ -48,3 +48,16 @@ def test_a_declared_conflict_with_the_holder_of_a_contested_exclusive_territory_
         )
         is None
     )
+
+
+def test_the_sales_function_is_recognised_however_an_older_row_spells_it() -> None:
+    # Imports store functions lower-case; rows from before that may not be.
+    stakes = Stakes(direct_sales_parties=frozenset({"direct-sales"}))
+    for spelling in ("Sales", " SALES ", "sales"):
+        why = conflict_of_interest(
+            candidate(function=spelling),
+            party_ids=("northwind", "direct-sales"),
+            contested_objects=(),
+            stakes=stakes,
+        )
+        assert why is not None and "vendor's sales function" in why, spelling

@@ -83,3 +83,33 @@ def test_the_migrations_build_exactly_the_models_tables(tmp_path) -> None:  # ty
         differences = compare_metadata(context, SQLModel.metadata)
     engine.dispose()
     assert differences == []
+
+
+def test_functions_stored_before_imports_normalised_them_are_lower_case(database_url: str) -> None:
+    from alembic import command
+    from sqlmodel import Session
+
+    from accord.migrate import alembic_config
+    from models.enums import Role
+    from models.tables import Person
+
+    command.downgrade(alembic_config(database_url), "0014")
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        session.add(
+            Person(
+                id="fin.old",
+                name="Old Finance",
+                email="fin.old@vendor.example",
+                role=Role.BOARD,
+                organisation="vendor",
+                function=" Finance ",
+                calendar="US-NY",
+            )
+        )
+        session.commit()
+    upgrade(database_url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT function FROM person WHERE id = 'fin.old'")).scalar()
+    assert stored == "finance"
+    engine.dispose()
