@@ -277,6 +277,11 @@ class Stack:
                 raise AssertionError(f"no {action!r} x{count} in {number}: {self.actions(number)}")
             await asyncio.sleep(0.05)
 
+    async def recorded(self, number: str) -> None:
+        """Wait until the audit trail holds every decision the workflow's query shows (before
+        counting entries to show that an action recorded nothing)."""
+        await self.wait_for(number, lambda s: len(s.history) == len(self.events(number)))
+
     def actor(self, login: str) -> Actor:
         with self.sessions.read() as session:
             return resolve_actor(session, login)

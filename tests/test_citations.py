@@ -85,6 +85,7 @@ async def test_a_ruling_cites_only_clauses_of_its_playbook_and_existing_preceden
     assert state.similar is not None
     assert "DSP-2024-000077" not in {m.dispute_number for m in state.similar.matches}
     await all_vote(stack, number, VoteOutcome.UPHOLD)
+    await stack.recorded(number)
     before = len(stack.events(number))
     # The past cases say "upheld", not a ruling's "uphold": any ruling diverges from them here.
     ack = "Upheld as before; only the wording of the outcome differs."
@@ -121,6 +122,7 @@ async def test_a_ruling_cites_only_clauses_of_its_playbook_and_existing_preceden
 
 async def test_the_chairs_dismissal_needs_a_reason_of_substance(stack: Stack) -> None:
     number = await in_review(stack)
+    await stack.recorded(number)
     before = len(stack.events(number))
     curt = Dismiss(actor=stack.actor("board.chair"), reason="No.")
     problem = await refused(stack, number, DisputeWorkflow.dismiss, curt)

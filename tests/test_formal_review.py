@@ -438,6 +438,7 @@ async def test_the_first_panel_cannot_vote_or_rule_once_the_ruling_is_appealed(
     )
     state = await stack.state(number)
     assert state.review is None  # no panel, no votes, no vacancies carried over
+    await stack.recorded(number)
     before = len(stack.events(number))
     for who in ("board.sales", "board.finance"):
         assert f"no panel has been drawn for {number} yet" in await refused(

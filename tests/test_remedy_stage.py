@@ -241,6 +241,7 @@ async def test_a_remedy_that_was_applied_after_all_cannot_be_waived(
         row.state = RemedyState.APPLIED
         row.external_ref = "CRM-77"
         session.add(row)
+    await stack.recorded(number)
     before = stack.actions(number)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await stack.handle(number).execute_update(

@@ -56,6 +56,7 @@ async def test_a_candidate_whose_offer_expired_tries_everything(race: Stack) -> 
     due = (await stack.state(number)).deadlines[0].due_at
     await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(minutes=1))
     state = await stack.wait_for(number, lambda s: s.candidate_mediator_id not in (None, expired))
+    await stack.recorded(number)
     before = len(stack.events(number))
     results = {
         k: await try_update(stack, number, u, p)
@@ -98,6 +99,7 @@ async def test_a_recused_panelist_tries_everything(race: Stack) -> None:
     )
     for who in PANEL[1:4]:
         await vote(stack, number, who)
+    await stack.recorded(number)
     before = len(stack.events(number))
     a = stack.actor("board.sales")
     results = {
@@ -142,6 +144,7 @@ async def test_a_recused_chair_tries_everything(race: Stack) -> None:
         DisputeWorkflow.recuse,
         Recuse(actor=stack.actor("board.chair"), reason="I sat on Contoso's advisory board."),
     )
+    await stack.recorded(number)
     before = len(stack.events(number))
     a = stack.actor("board.chair")
     results = {

@@ -128,6 +128,7 @@ async def test_the_ended_mediators_try_everything(race: Stack) -> None:
         AcceptAssignment(actor=stack.actor(second), impartiality_declaration=DECLARATION),
     )
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
+    await stack.recorded(number)
     before = len(stack.events(number))
     who = stack.actor(first)
     attempts = {

@@ -363,6 +363,7 @@ async def test_the_first_panel_after_an_appeal_tries_everything(race: Stack) -> 
             and any(d.purpose == "review" for d in s.deadlines)
         ),
     )
+    await stack.recorded(number)
     before = len(stack.events(number))
     attempts = {}
     for who in (*PANEL, "board.chair"):
