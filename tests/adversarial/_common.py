@@ -21,6 +21,7 @@ from activities.deadlines import DeadlineActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
 from tests.conftest import Stack
+from tests.test_formal_review import PANEL, in_review, open_ballot, vote
 from workflows.dispute import DisputeWorkflow
 
 GATED = {
@@ -78,3 +79,12 @@ async def replay_all(stack: Stack) -> list[str]:
         if result.replay_failure is not None:
             failures.append(f"{number}: {result.replay_failure!r}")
     return failures
+
+
+async def ballot_open(stack: Stack) -> str:
+    """A dispute in review whose chair opened the ballot once three of five had voted."""
+    number = await in_review(stack)
+    for who in PANEL[:3]:
+        await vote(stack, number, who)
+    await open_ballot(stack, number)
+    return number

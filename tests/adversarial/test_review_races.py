@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlmodel import select
 
 from accord.directory import Directory, PersonRecord
@@ -24,7 +25,7 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import DisputeEvent, Task
-from tests.adversarial._common import begin, outcome, try_update
+from tests.adversarial._common import ballot_open, begin, outcome, try_update
 from tests.conftest import Stack, seed
 from tests.races import Gate
 from tests.test_formal_review import PANEL, REASONS, in_review, open_ballot, ruling, vote
@@ -132,10 +133,7 @@ async def test_a_panelist_who_never_voted_cannot_stall_an_open_ballot_by_recusin
     """Three voted; the chair opened the ballot (the two others may no longer vote). One of those
     two now recuses: the chair must still be able to rule on the open ballot."""
     stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
+    number = await ballot_open(stack)
     recused = await try_update(
         stack,
         number,
@@ -232,10 +230,7 @@ async def test_the_chair_recusing_while_the_ruling_is_recorded(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
     stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
+    number = await ballot_open(stack)
     gates["record_event"].hold(lambda r: r.action == "ruling_issued")
     ruled = await begin(stack, number, DisputeWorkflow.issue_ruling, ruling(stack))
     await gates["record_event"].reached()
@@ -290,10 +285,7 @@ async def test_an_appeal_racing_the_close_of_the_appeal_window(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
     stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
+    number = await ballot_open(stack)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     state = await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     due = state.deadlines[0].due_at
@@ -318,10 +310,7 @@ async def test_an_appeal_racing_the_close_of_the_appeal_window(
 
 async def test_the_first_panel_after_an_appeal_tries_everything(race: Stack) -> None:
     stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
+    number = await ballot_open(stack)
     await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     await stack.handle(number).execute_update(
@@ -447,66 +436,45 @@ def a_message(stack: Stack, inbound_id: int = 1) -> object:
     )
 
 
-async def test_a_dismissal_queued_behind_the_ruling_does_not_undo_it(
-    race: Stack, gates: dict[str, Gate]
+@pytest.mark.parametrize("ender", ["the chair dismissing", "the claimant withdrawing"])
+async def test_an_end_queued_behind_the_ruling_does_not_undo_it(
+    race: Stack, gates: dict[str, Gate], ender: str
 ) -> None:
-    """A party's message is being recorded (lock held); the chair rules, then dismisses (both
-    queued). The dismissal must be refused like a withdrawal is: the panel has ruled."""
+    """A party's message is being recorded (lock held); the chair rules, then the dispute is
+    ended (both queued). The end is refused: the panel has ruled, and the ruling stands."""
     stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
+    number = await ballot_open(stack)
     gates["record_event"].hold(lambda r: r.action == "message_received")
     message = await begin(stack, number, DisputeWorkflow.add_message, a_message(stack))
     await gates["record_event"].reached()
     ruled = await begin(stack, number, DisputeWorkflow.issue_ruling, ruling(stack))
-    dismiss = await begin(
-        stack,
-        number,
-        DisputeWorkflow.dismiss,
-        Dismiss(
-            actor=stack.actor("board.chair"),
-            reason="On reflection the claim is outside the programme's rules entirely.",
-        ),
-    )
+    if ender == "the chair dismissing":
+        end = await begin(
+            stack,
+            number,
+            DisputeWorkflow.dismiss,
+            Dismiss(
+                actor=stack.actor("board.chair"),
+                reason="On reflection the claim is outside the programme's rules entirely.",
+            ),
+        )
+    else:
+        end = await begin(
+            stack,
+            number,
+            DisputeWorkflow.withdraw,
+            Withdraw(actor=stack.actor("nora@northwind.example"), reason="We settled it."),
+        )
     gates["record_event"].release()
     await outcome(message)
-    r, d = await outcome(ruled), await outcome(dismiss)
-    await stack.wait_for(number, lambda s: s.stage is not DisputeStage.FORMAL_REVIEW)
-    state = await stack.state(number)
-    report = (
-        f"ruling: {getattr(r, 'message', r)!r}; dismissal: {getattr(d, 'message', d)!r}; "
-        f"stage now {state.stage}, rulings {[x.outcome.value for x in state.rulings]}; "
-        f"trail tail {stack.actions(number)[-4:]}"
-    )
-    assert isinstance(d, str), report
-    assert state.stage is DisputeStage.APPEAL_WINDOW, report
-
-
-async def test_a_withdrawal_queued_behind_the_ruling_is_refused(
-    race: Stack, gates: dict[str, Gate]
-) -> None:
-    stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
-    gates["record_event"].hold(lambda r: r.action == "message_received")
-    message = await begin(stack, number, DisputeWorkflow.add_message, a_message(stack))
-    await gates["record_event"].reached()
-    ruled = await begin(stack, number, DisputeWorkflow.issue_ruling, ruling(stack))
-    withdraw = await begin(
-        stack,
-        number,
-        DisputeWorkflow.withdraw,
-        Withdraw(actor=stack.actor("nora@northwind.example"), reason="We settled it ourselves."),
-    )
-    gates["record_event"].release()
-    await outcome(message)
-    r, w = await outcome(ruled), await outcome(withdraw)
+    r, e = await outcome(ruled), await outcome(end)
     state = await stack.wait_for(number, lambda s: s.stage is not DisputeStage.FORMAL_REVIEW)
-    assert isinstance(w, str) and state.stage is DisputeStage.APPEAL_WINDOW, (r, w, state.stage)
+    report = f"ruling: {getattr(r, 'message', r)!r}; end: {e!r}; stage now {state.stage}"
+    assert isinstance(r, ActionResult), report
+    assert e == "the panel has ruled: the ruling stands (it can be appealed)" or e == (
+        "the panel has ruled: the ruling can be appealed, not withdrawn from"
+    ), report
+    assert state.stage is DisputeStage.APPEAL_WINDOW, report
 
 
 async def test_the_chair_alone_cannot_dismiss_a_dispute_they_are_ruling_on(
@@ -515,10 +483,7 @@ async def test_the_chair_alone_cannot_dismiss_a_dispute_they_are_ruling_on(
     """The chair's ruling cites a second clause of the playbook, looked up under the lock; the
     chair then presses 'dismiss'. One person, two decisions: the second must be refused."""
     stack = race
-    number = await in_review(stack)
-    for who in PANEL[:3]:
-        await vote(stack, number, who)
-    await open_ballot(stack, number)
+    number = await ballot_open(stack)
     gates["find_citable"].hold()
     ruled = await begin(
         stack,
