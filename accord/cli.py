@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -20,7 +21,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import col, func, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from accord.audit import first_broken_link
 from accord.directory import UnknownActor, resolve_actor
@@ -67,6 +68,8 @@ from web.operations import (
     new_key,
 )
 from workflows.dispute import DisputeWorkflow
+
+log = logging.getLogger("accord.cli")
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
@@ -123,12 +126,26 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
     except RPCError as exc:
-        fail(f"Temporal: {exc.message}")
+        # The engine's own words are for the log; the person is told what it means for them.
+        log.warning("Temporal answered %s: %s", exc.status, exc.message)
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            fail(
+                "the dispute engine (Temporal) did not answer; is `make run` (or the worker's "
+                "Temporal) running at ACCORD_TEMPORAL_ADDRESS? Nothing was changed"
+            )
+        fail(
+            "the dispute engine (Temporal) turned the request down "
+            f"({exc.status.name.lower() if exc.status else 'unknown'}); nothing was changed"
+        )
     except BrokenPipeError:
         # The reader went away (`accord show ... | head`): nothing is left to say.
         return
     except ConnectionError as exc:
-        fail(f"cannot reach Temporal: {exc}")
+        log.warning("connection failed: %s", exc)
+        fail(
+            "the dispute engine (Temporal) did not answer; is `make run` (or the worker's "
+            "Temporal) running at ACCORD_TEMPORAL_ADDRESS? Nothing was changed"
+        )
 
 
 def _settings() -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import pytest
 from sqlalchemy import text
 
 from models.enums import DisputeStage
@@ -338,3 +339,28 @@ async def test_verify_all_checks_every_trail_and_names_a_broken_one(stack: Stack
     code, out = await accord(stack, "verify", "--all")
     assert code == 2
     assert f"{second}: audit trail broken at entry 2" in out and first not in out
+
+
+def test_an_engine_error_is_told_in_plain_words(capsys: pytest.CaptureFixture[str]) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+    from typer import Exit
+
+    from accord.cli import _run
+
+    async def engine_down() -> None:
+        raise RPCError(
+            "tcp connect error: Connection refused (os error 111)", RPCStatusCode.UNAVAILABLE, b""
+        )
+
+    async def engine_refuses() -> None:
+        raise RPCError("Namespace default is not found.", RPCStatusCode.NOT_FOUND, b"")
+
+    for engine, said in [
+        (engine_down, "the dispute engine (Temporal) did not answer; is `make run`"),
+        (engine_refuses, "the dispute engine (Temporal) turned the request down"),
+    ]:
+        with pytest.raises(Exit):
+            _run(engine())
+        err = capsys.readouterr().err
+        assert said in err and "nothing was changed" in err.lower(), err
+        assert "os error" not in err and "Namespace" not in err, err

@@ -28,4 +28,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass  # the original spelling is not kept; lower-case is what every caller expects
+    """Nothing to undo: the schema is unchanged, and lower-case functions are what revision
+    0014 expects as well (its imports already store them so). The old spellings are not kept,
+    so they cannot be restored; no code reads them."""
