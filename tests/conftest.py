@@ -36,6 +36,7 @@ from accord.settings import REPO_ROOT, Settings
 from models import search_attributes
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent
+from tests.races import GATED, Gate, gated, replay_all
 from workflows.dispute import DisputeWorkflow
 
 BIN = Path(sys.executable).parent
@@ -421,3 +422,38 @@ async def stack_on_both(
     """The stack over SQLite, and again over PostgreSQL."""
     async with running_stack(env, database_url, smtp, tmp_path) as harness:
         yield harness
+
+
+# --- races --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gate]]:
+    """The activities of races.GATED wrapped in gates (open until a test holds one) for the
+    next worker built."""
+    found = {name: Gate() for name in GATED}
+    for name, cls in GATED.items():
+        monkeypatch.setattr(cls, name, gated(cls, name, found[name]))
+    yield found
+    for gate in found.values():
+        gate.release()
+
+
+@pytest.fixture
+async def race(
+    request: pytest.FixtureRequest,
+    gates: dict[str, Gate],
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    """A stack whose activities can be held; every dispute it ran must replay at the end."""
+    async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
+        yield harness
+        for gate in gates.values():
+            gate.release()
+        if os.environ.get("ACCORD_RECORD_HISTORIES") == "1":
+            await harness.save_histories(request.node.name)
+        failures = await replay_all(harness)
+    assert failures == [], f"histories of this race do not replay: {failures}"

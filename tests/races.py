@@ -12,9 +12,42 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
+from temporalio.client import (
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from activities.assignment import AssignmentActivities, PanelActivities
+from activities.citations import CitationActivities
+from activities.deadlines import DeadlineActivities
+from activities.records import RecordActivities
+from activities.remedies import RemedyActivities
+from workflows.dispute import DisputeWorkflow
+
+if TYPE_CHECKING:
+    from tests.conftest import Stack
+
+GATED: dict[str, type] = {
+    "assign_mediator": AssignmentActivities,
+    "shift_deadline": DeadlineActivities,
+    "extend_deadline": DeadlineActivities,
+    "compute_deadline": DeadlineActivities,
+    "record_event": RecordActivities,
+    "draw_panel": PanelActivities,
+    "apply_remedy": RemedyActivities,
+    "waive_remedy": RemedyActivities,
+    "find_citable": CitationActivities,
+}
+"""The activities a race test can hold (the `gates` fixture wraps each for the next worker)."""
+
+HANG = "HANG: no answer"
 
 
 class Gate:
@@ -71,3 +104,47 @@ def gated(cls: type, name: str, gate: Gate) -> Callable[..., Any]:
     # functools.wraps copied the original's activity definition; the wrapper gets its own.
     del wrapper.__dict__["__temporal_activity_definition"]
     return activity.defn(name=name)(wrapper)
+
+
+async def begin(stack: Stack, number: str, update: Any, payload: Any) -> WorkflowUpdateHandle[Any]:
+    """Send an action and return once the workflow has accepted it (its handler may wait)."""
+    return await asyncio.wait_for(
+        stack.handle(number).start_update(
+            update, payload, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        ),
+        30,
+    )
+
+
+async def outcome(handle: WorkflowUpdateHandle[Any], seconds: float = 30) -> Any:
+    """The action's result, the rule it was refused with, or HANG."""
+    try:
+        return await asyncio.wait_for(handle.result(), seconds)
+    except WorkflowUpdateFailedError as failure:
+        return str(getattr(failure.cause, "message", failure.cause))
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return HANG
+
+
+async def try_update(
+    stack: Stack, number: str, update: Any, payload: Any, seconds: float = 20
+) -> Any:
+    """An action sent and waited for: its result, "REFUSED: <rule>", or HANG."""
+    try:
+        return await asyncio.wait_for(stack.handle(number).execute_update(update, payload), seconds)
+    except WorkflowUpdateFailedError as failure:
+        return "REFUSED: " + str(getattr(failure.cause, "message", failure.cause))
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return HANG
+
+
+async def replay_all(stack: Stack) -> list[str]:
+    """Replay the history of every dispute of the stack on the current code; the failures."""
+    failures = []
+    for number in stack.numbers:
+        history = await stack.handle(number).fetch_history()
+        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=pydantic_data_converter)
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        if result.replay_failure is not None:
+            failures.append(f"{number}: {result.replay_failure!r}")
+    return failures

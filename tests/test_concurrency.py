@@ -8,19 +8,12 @@ while the second action arrives, then released.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlmodel import select
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateHandle, WorkflowUpdateStage
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 
-from activities.assignment import AssignmentActivities
-from activities.deadlines import DeadlineActivities
 from activities.records import RecordActivities
 from models.enums import DisputeStage, TaskState
 from models.payloads import (
@@ -35,58 +28,10 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, Task
-from tests.conftest import MailCapture, Stack, running_stack
-from tests.races import Gate, gated
+from tests.conftest import Stack
+from tests.races import Gate, begin, outcome
 from tests.test_dispute_paths import in_mediation, split_offer
 from workflows.dispute import DisputeWorkflow
-
-GATED = {
-    "assign_mediator": AssignmentActivities,
-    "shift_deadline": DeadlineActivities,
-    "record_event": RecordActivities,
-}
-
-
-@pytest.fixture
-def gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gate]]:
-    """The activities above wrapped in gates (open until a test holds one) for the next worker."""
-    found = {name: Gate() for name in GATED}
-    for name, cls in GATED.items():
-        monkeypatch.setattr(cls, name, gated(cls, name, found[name]))
-    yield found
-    for gate in found.values():
-        gate.release()
-
-
-@pytest.fixture
-async def race(
-    request: pytest.FixtureRequest,
-    gates: dict[str, Gate],
-    env: WorkflowEnvironment,
-    sqlite_url: str,
-    smtp: tuple[MailCapture, int],
-    tmp_path: Path,
-) -> AsyncIterator[Stack]:
-    async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
-        yield harness
-        if os.environ.get("ACCORD_RECORD_HISTORIES") == "1":
-            await harness.save_histories(request.node.name)
-
-
-async def begin(stack: Stack, number: str, update: Any, payload: Any) -> WorkflowUpdateHandle[Any]:
-    """Send an action and return once the workflow has accepted it (its handler may wait)."""
-    return await stack.handle(number).start_update(
-        update, payload, wait_for_stage=WorkflowUpdateStage.ACCEPTED
-    )
-
-
-async def outcome(handle: WorkflowUpdateHandle[Any]) -> ActionResult | str:
-    """The action's result, or the rule it was refused with."""
-    try:
-        result: ActionResult = await asyncio.wait_for(handle.result(), 30)
-    except WorkflowUpdateFailedError as failure:
-        return str(getattr(failure.cause, "message", failure.cause))
-    return result
 
 
 def read_model(stack: Stack, number: str) -> tuple[Dispute, list[Task]]:

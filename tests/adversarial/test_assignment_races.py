@@ -12,9 +12,8 @@ from models.payloads import (
     RequestInformation,
     Withdraw,
 )
-from tests.adversarial._common import HANG, begin, outcome
 from tests.conftest import Stack
-from tests.races import Gate
+from tests.races import HANG, Gate, begin, outcome
 from tests.test_dispute_paths import DECLARATION, in_mediation, offered
 from workflows.dispute import DisputeWorkflow
 

@@ -17,8 +17,8 @@ from models.payloads import (
     RequestInformation,
     UnsealBallot,
 )
-from tests.adversarial._common import try_update
 from tests.conftest import Stack, seed
+from tests.races import try_update
 from tests.test_dispute_paths import DECLARATION, offered, split_offer
 from tests.test_formal_review import PANEL, REASONS, in_review, ruling, vote
 from workflows.dispute import DisputeWorkflow

@@ -28,9 +28,8 @@ from models.payloads import (
     WaiveRemedy,
 )
 from models.tables import Task
-from tests.adversarial._common import begin, outcome, replay_all, try_update
 from tests.conftest import MailCapture, Stack, make_settings, seed
-from tests.races import Gate
+from tests.races import Gate, begin, outcome, replay_all, try_update
 from tests.test_dispute_paths import DECLARATION, in_mediation, split_offer
 from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
