@@ -8,12 +8,16 @@ while the second action arrives, then released.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 
+from accord.runtime import build_worker
 from activities.records import RecordActivities
 from models.enums import DisputeStage, TaskState
 from models.payloads import (
@@ -28,8 +32,8 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, Task
-from tests.conftest import Stack
-from tests.races import Gate, begin, outcome
+from tests.conftest import MailCapture, Stack, dev_stack
+from tests.races import Gate, begin, outcome, replay_all
 from tests.test_dispute_paths import in_mediation, split_offer
 from workflows.dispute import DisputeWorkflow
 
@@ -298,3 +302,65 @@ async def test_a_withdrawal_racing_the_final_word_of_the_panel_is_refused(
     )
     await race.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     assert "withdrawn" not in race.actions(number)
+
+
+async def test_a_worker_dying_while_an_action_holds_the_lock_loses_no_action(
+    gates: dict[str, Gate],
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> None:
+    # The worst point: an answer holds the decision lock in the middle of its activity, a
+    # withdrawal waits behind it, and the worker dies. A fresh worker replays the dispute (the
+    # lock is rebuilt from the history) and finishes both, in their order, once each.
+    stack = dev_stack(dev_server, sqlite_url, smtp, tmp_path, worker_grace=timedelta(0))
+    await stack.worker.__aenter__()
+    try:
+        number = (await stack.file()).number
+        mediator = await in_mediation(stack, number)
+        handle = stack.handle(number)
+        await handle.execute_update(
+            DisputeWorkflow.request_information,
+            RequestInformation(
+                actor=stack.actor(mediator), party_id="northwind", questions="When?"
+            ),
+        )
+        gates["shift_deadline"].hold()
+        answer = await begin(
+            stack,
+            number,
+            DisputeWorkflow.answer_information,
+            AnswerInformation(
+                actor=stack.actor("nora@northwind.example"),
+                request_id="info-1",
+                answer="On 2 November, see the portal log.",
+            ),
+        )
+        await gates["shift_deadline"].reached()
+        withdraw = await begin(
+            stack,
+            number,
+            DisputeWorkflow.withdraw,
+            Withdraw(actor=stack.actor("nora@northwind.example"), reason="Settled between us."),
+        )
+        await stack.worker.shutdown()  # dies: no grace for the activity holding the lock
+        gates["shift_deadline"].release()
+        stack.worker = build_worker(
+            stack.client, stack.services, stack.settings.task_queue, fail_workflows_on_bugs=True
+        )
+        await stack.worker.__aenter__()
+        # The dead worker's attempt times out (30 s) and is retried on the new one.
+        assert isinstance(await outcome(answer, seconds=90), ActionResult)
+        assert isinstance(await outcome(withdraw, seconds=30), ActionResult)
+        result = await asyncio.wait_for(handle.result(), 30)
+    finally:
+        await stack.worker.__aexit__(None, None, None)
+    assert result.stage is DisputeStage.WITHDRAWN
+    dispute, tasks = read_model(stack, number)
+    assert dispute.stage is DisputeStage.WITHDRAWN and dispute.stage_deadline is None
+    assert [t.key for t in tasks if t.state is TaskState.OPEN] == []
+    actions = stack.actions(number)
+    assert actions.count("information_answered") == 1 and actions.count("withdrawn") == 1
+    assert actions.index("clock_resumed") < actions.index("withdrawn") == len(actions) - 1
+    assert await replay_all(stack) == []
