@@ -64,3 +64,30 @@ def first_broken_link(events: Iterable[Any]) -> int | None:
         prev = event.hash
         expected_seq += 1
     return None
+
+
+GAP_ACTION = "audit_gap"
+"""The action of an entry standing for workflow steps that have no entry of their own."""
+
+
+def gap_content(first: int, last: int, refused: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What a gap entry holds: the missing steps (first and last, inclusive), those refused for
+    good with the reason, and a summary saying so for the timeline."""
+    content: dict[str, Any] = {"missing_steps": [first, last], "refused": list(refused)}
+    return {"summary": describe_gap(content), **content}
+
+
+def describe_gap(content: dict[str, Any]) -> str:
+    first, last = content["missing_steps"]
+    refused = content["refused"]
+    steps = f"step {first}" if first == last else f"steps {first}-{last}"
+    why = [f"{r['action']} refused: {r['reason']}" for r in refused]
+    lost = last - first + 1 - len(refused)
+    if lost:
+        count = last - first + 1
+        which = f"{lost} of them are" if lost < count else ("it is" if count == 1 else "they are")
+        why.append(
+            f"{which} not in the database: lost after being recorded, e.g. by a restore from a "
+            "backup older than the dispute's workflow"
+        )
+    return f"{steps} not recorded ({'; '.join(why)})"

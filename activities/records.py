@@ -7,19 +7,22 @@ thread pool, so they never stall the event loop that workflows run on.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord.audit import GENESIS, event_hash
+from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.db import SessionFactory
 from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, index_precedent
 from accord.similarity import find_similar
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import (
+    SYSTEM,
     Ack,
+    Actor,
     EventRecord,
     EvidenceItem,
     PrecedentRecord,
@@ -49,18 +52,16 @@ class RecordActivities:
     @activity.defn
     def record_event(self, record: EventRecord) -> Recorded:
         """Append one audit entry and project it onto the read model and the task inbox, in one
-        transaction.
+        transaction; returns the entry's place in the chain.
 
-        Idempotent on (dispute, seq): a retry finds the entry and returns it unchanged.
+        Idempotent on (dispute, step): a retry finds the entry and returns it unchanged. The seq
+        is the database's last + 1. Steps before this one with no entry (refused for good, or
+        lost with a restore from an older backup) get a gap entry first, chained like any other,
+        so that the dispute goes on and `accord verify` shows the hole as a hole.
         """
         try:
             with self.sessions.begin() as session:
-                existing = session.exec(
-                    select(DisputeEvent).where(
-                        DisputeEvent.dispute_number == record.number,
-                        DisputeEvent.seq == record.seq,
-                    )
-                ).first()
+                existing = self._entry_of_step(session, record.number, record.step)
                 if existing is not None:
                     return Recorded(seq=existing.seq, hash=existing.hash)
                 dispute = session.get(Dispute, record.number)
@@ -70,17 +71,33 @@ class RecordActivities:
                         type="UnknownDispute",
                         non_retryable=True,
                     )
-                previous = session.exec(
-                    select(DisputeEvent).where(
-                        DisputeEvent.dispute_number == record.number,
-                        DisputeEvent.seq == record.seq - 1,
-                    )
+                last = session.exec(
+                    select(DisputeEvent)
+                    .where(DisputeEvent.dispute_number == record.number)
+                    .order_by(col(DisputeEvent.seq).desc())
+                    .limit(1)
                 ).first()
-                if previous is None and record.seq != 1:
-                    # The workflow records one entry at a time; a gap means the previous
-                    # activity has not committed yet. Retrying keeps the chain in order.
-                    raise ApplicationError(f"entry {record.seq - 1} of {record.number} missing")
-                prev_hash = previous.hash if previous else GENESIS
+                last_step = session.exec(
+                    select(func.max(DisputeEvent.step)).where(
+                        DisputeEvent.dispute_number == record.number
+                    )
+                ).one()
+                if last_step is not None and record.step <= last_step:
+                    # Only an attempt that outlived its timeout gets here: the workflow moved on
+                    # and the step is already covered by a gap entry.
+                    raise ApplicationError(
+                        f"step {record.step} of {record.number} is already recorded as missing "
+                        f"(the trail has reached step {last_step})",
+                        type="LateStep",
+                        non_retryable=True,
+                    )
+                seq = last.seq if last else 0
+                prev_hash = last.hash if last else GENESIS
+                expected = (last_step or 0) + 1
+                if record.step > expected:
+                    gap = self._gap_entry(record, seq + 1, prev_hash, expected)
+                    session.add(gap)
+                    seq, prev_hash = gap.seq, gap.hash
                 content = {k: v for k, v in record.content.items()}
                 if record.deadline is not None:
                     # The timeline shows each deadline where it was set, with its explanation.
@@ -89,39 +106,73 @@ class RecordActivities:
                         "due_at": record.deadline.due_at.isoformat(),
                         "explanation": record.deadline.explanation,
                     }
-                entry = DisputeEvent(
-                    dispute_number=record.number,
-                    seq=record.seq,
-                    at=record.at,
-                    actor_id=record.actor.id,
-                    actor_role=record.actor.role,
-                    action=record.action,
-                    content=content,
-                    prev_hash=prev_hash,
-                    hash=event_hash(
-                        prev_hash=prev_hash,
-                        number=record.number,
-                        seq=record.seq,
-                        at=record.at,
-                        actor_id=record.actor.id,
-                        actor_role=record.actor.role.value,
-                        action=record.action,
-                        content=content,
-                    ),
+                entry = self._entry(
+                    record, seq + 1, prev_hash, record.actor, record.action, content
                 )
+                entry.step = record.step
                 session.add(entry)
                 self._project(session, dispute, record)
                 return Recorded(seq=entry.seq, hash=entry.hash)
         except IntegrityError:
-            # A concurrent attempt of the same activity won the insert: return its entry.
+            # A concurrent attempt of the same step won the insert: return its entry. (If another
+            # step took the seq, there is none yet: retrying takes the next seq.)
             with self.sessions.read() as session:
-                won = session.exec(
-                    select(DisputeEvent).where(
-                        DisputeEvent.dispute_number == record.number,
-                        DisputeEvent.seq == record.seq,
-                    )
-                ).one()
+                won = self._entry_of_step(session, record.number, record.step)
+                if won is None:
+                    raise
                 return Recorded(seq=won.seq, hash=won.hash)
+
+    @staticmethod
+    def _entry_of_step(session: Session, number: str, step: int) -> DisputeEvent | None:
+        return session.exec(
+            select(DisputeEvent).where(
+                DisputeEvent.dispute_number == number, DisputeEvent.step == step
+            )
+        ).first()
+
+    @staticmethod
+    def _entry(
+        record: EventRecord,
+        seq: int,
+        prev_hash: str,
+        actor: Actor,
+        action: str,
+        content: dict[str, Any],
+    ) -> DisputeEvent:
+        return DisputeEvent(
+            dispute_number=record.number,
+            seq=seq,
+            at=record.at,
+            actor_id=actor.id,
+            actor_role=actor.role,
+            action=action,
+            content=content,
+            prev_hash=prev_hash,
+            hash=event_hash(
+                prev_hash=prev_hash,
+                number=record.number,
+                seq=seq,
+                at=record.at,
+                actor_id=actor.id,
+                actor_role=actor.role.value,
+                action=action,
+                content=content,
+            ),
+        )
+
+    @classmethod
+    def _gap_entry(
+        cls, record: EventRecord, seq: int, prev_hash: str, first_missing: int
+    ) -> DisputeEvent:
+        """The entry standing for steps first_missing .. record.step - 1 (its step is None)."""
+        last_missing = record.step - 1
+        refused = [
+            r.model_dump(mode="json")
+            for r in record.unrecorded
+            if first_missing <= r.step <= last_missing
+        ]
+        content = gap_content(first_missing, last_missing, refused)
+        return cls._entry(record, seq, prev_hash, SYSTEM, GAP_ACTION, content)
 
     @staticmethod
     def _project(session: Session, dispute: Dispute, record: EventRecord) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -735,9 +736,21 @@ class RecordAssignment(Payload):
     state: AssignmentState
 
 
+class UnrecordedStep(Payload):
+    """A step of the workflow whose audit entry was refused for good, told to the next entry so
+    that the gap it leaves says why."""
+
+    step: int
+    action: str
+    reason: Annotated[str, StringConstraints(max_length=1_000)]
+
+
 class EventRecord(Payload):
     number: str
-    seq: int
+    step: int = Field(validation_alias=AliasChoices("step", "seq"))
+    """The workflow's count of its records: the idempotency key of this one, never its place in
+    the chain (the activity gives it the next seq). Tasks scheduled by workers from before the
+    step was told apart from the seq carry it as `seq`."""
     at: datetime
     actor: Actor
     action: str
@@ -757,9 +770,14 @@ class EventRecord(Payload):
     """Keys of tasks this action made moot."""
     evidence: EvidenceItem | None = None
     """Evidence attached by this action, written with the entry."""
+    unrecorded: tuple[UnrecordedStep, ...] = ()
+    """Steps since the last entry that were refused for good: the gap entry names them."""
 
 
 class Recorded(Payload):
+    """The entry's place in the chain, which the workflow keeps (and publishes) as the chain
+    head held outside the database."""
+
     seq: int
     hash: str
 

@@ -212,10 +212,18 @@ class DisputeEvent(SQLModel, table=True):
     """Append-only audit trail; each entry's hash covers the previous entry's hash."""
 
     __tablename__ = "dispute_event"
-    __table_args__ = (UniqueConstraint("dispute_number", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("dispute_number", "seq"),
+        Index("uq_dispute_event_step", "dispute_number", "step", unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     dispute_number: str = Field(foreign_key="dispute.number", index=True)
     seq: int
+    """Place in the chain, given by the activity that writes the entry (last + 1)."""
+    step: int | None = None
+    """The workflow's step this entry records (its idempotency key); None for a gap entry,
+    which names the steps it stands for in its content. Not hashed: it says nothing of what
+    happened, and the entries written before it existed carry step = seq."""
     at: datetime = _utc_column()
     actor_id: str = Field(max_length=320)
     actor_role: Role = _enum(Role)

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import select
+from sqlmodel import col, select
 
-from accord.audit import first_broken_link
+from accord.audit import GENESIS, first_broken_link
 from accord.db import SessionFactory, make_engine
 from accord.directory import Directory, PersonRecord
 from activities.assignment import AssignmentActivities, PanelActivities
@@ -33,6 +33,7 @@ from models.payloads import (
     RecordAssignment,
     SeatRelease,
     TaskOpen,
+    UnrecordedStep,
 )
 from models.tables import Assignment, Dispute, DisputeEvent, Person, Task
 from tests.conftest import seed
@@ -75,14 +76,14 @@ def add_dispute(
         )
 
 
-def event(number: str, seq: int, **extra: object) -> EventRecord:
+def event(number: str, step: int, **extra: object) -> EventRecord:
     return EventRecord(
         number=number,
-        seq=seq,
-        at=NOW + timedelta(minutes=seq),
+        step=step,
+        at=NOW + timedelta(minutes=step),
         actor=SYSTEM,
-        action=f"step_{seq}",
-        content={"summary": f"step {seq}", "n": seq},
+        action=f"step_{step}",
+        content={"summary": f"step {step}", "n": step},
         **extra,
     )  # type: ignore[arg-type]
 
@@ -124,12 +125,51 @@ def test_audit_trail_is_chained_idempotent_and_projects_the_read_model(
         assert maria is not None and maria.last_assigned_at == NOW + timedelta(minutes=2)
 
 
-def test_an_entry_cannot_be_recorded_out_of_order(sessions: SessionFactory) -> None:
+def test_steps_that_never_got_an_entry_are_recorded_as_a_gap_in_the_chain(
+    sessions: SessionFactory,
+) -> None:
+    """A step refused for good (or lost with a restore) no longer stops every later entry."""
     from temporalio.exceptions import ApplicationError
 
-    add_dispute(sessions, "DSP-2026-000002")
-    with pytest.raises(ApplicationError, match="entry 1 of DSP-2026-000002 missing"):
-        RecordActivities(sessions).record_event(event("DSP-2026-000002", 2))
+    number = "DSP-2026-000002"
+    add_dispute(sessions, number)
+    records = RecordActivities(sessions)
+    records.record_event(event(number, 1))
+    refused = UnrecordedStep(step=3, action="evidence_added", reason="no stored content")
+    fifth = event(number, 5, unrecorded=(refused,))
+    recorded = records.record_event(fifth)
+    assert records.record_event(fifth) == recorded  # a retry writes neither entry again
+    with sessions.read() as session:
+        events = list(session.exec(select(DisputeEvent).order_by(col(DisputeEvent.seq))).all())
+    assert [(e.seq, e.step, e.action) for e in events] == [
+        (1, 1, "step_1"),
+        (2, None, "audit_gap"),
+        (3, 5, "step_5"),
+    ]
+    assert recorded.seq == 3 and recorded.hash == events[2].hash
+    assert first_broken_link(events) is None
+    gap = events[1].content
+    assert gap["missing_steps"] == [2, 4]
+    assert gap["refused"] == [
+        {"step": 3, "action": "evidence_added", "reason": "no stored content"}
+    ]
+    assert "steps 2-4" in gap["summary"]
+    # A step already counted as missing (a late attempt that outlived its timeout) is refused.
+    with pytest.raises(ApplicationError, match="step 4 of DSP-2026-000002 is already recorded as"):
+        records.record_event(event(number, 4))
+
+
+def test_the_first_entry_after_a_trail_lost_entirely_starts_with_the_gap(
+    sessions: SessionFactory,
+) -> None:
+    number = "DSP-2026-000006"
+    add_dispute(sessions, number)
+    RecordActivities(sessions).record_event(event(number, 3))
+    with sessions.read() as session:
+        events = list(session.exec(select(DisputeEvent).order_by(col(DisputeEvent.seq))).all())
+    assert [(e.seq, e.action) for e in events] == [(1, "audit_gap"), (2, "step_3")]
+    assert events[0].prev_hash == GENESIS and events[0].content["missing_steps"] == [1, 2]
+    assert first_broken_link(events) is None
 
 
 def test_the_database_refuses_to_alter_the_audit_trail(sessions: SessionFactory) -> None:
@@ -138,6 +178,40 @@ def test_the_database_refuses_to_alter_the_audit_trail(sessions: SessionFactory)
     for statement in ("UPDATE dispute_event SET action = 'forged'", "DELETE FROM dispute_event"):
         with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as session:
             session.execute(text(statement))
+
+
+def test_the_audit_trail_cannot_be_truncated_or_replaced_in_place(
+    sessions: SessionFactory,
+) -> None:
+    number = "DSP-2026-000007"
+    add_dispute(sessions, number)
+    RecordActivities(sessions).record_event(event(number, 1))
+    with sessions.read() as session:
+        entry = session.exec(select(DisputeEvent).where(DisputeEvent.dispute_number == number)).one()
+    values = {"id": entry.id, "n": number, "at": entry.at, "h": "f" * 64, "g": GENESIS}
+    columns = "(id, dispute_number, seq, at, actor_id, actor_role, action, content, prev_hash, hash)"
+    forged = "(:id, :n, 1, :at, 'mallory', 'admin', 'forged', '{}', :g, :h)"
+    if sessions.engine.dialect.name == "postgresql":
+        statements = [
+            "TRUNCATE dispute_event",
+            "TRUNCATE dispute CASCADE",
+            f"INSERT INTO dispute_event {columns} VALUES {forged} "
+            "ON CONFLICT (id) DO UPDATE SET action = 'forged'",
+        ]
+    else:
+        # REPLACE deletes the old row without firing DELETE triggers (recursive_triggers is off).
+        statements = [
+            f"INSERT OR REPLACE INTO dispute_event {columns} VALUES {forged}",
+            f"REPLACE INTO dispute_event {columns} VALUES {forged}",
+            f"INSERT OR REPLACE INTO dispute_event {columns} VALUES "
+            "(NULL, :n, 1, :at, 'mallory', 'admin', 'forged', '{}', :g, :h)",
+        ]
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as session:
+            session.execute(text(statement), values)
+    with sessions.read() as session:
+        kept = session.exec(select(DisputeEvent).where(DisputeEvent.dispute_number == number)).all()
+    assert [(e.id, e.action, e.hash) for e in kept] == [(entry.id, entry.action, entry.hash)]
 
 
 def test_tampering_is_detected_at_the_first_broken_link(sessions: SessionFactory) -> None:
