@@ -19,15 +19,15 @@ from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from sqlmodel import col, func, or_, select
+from sqlmodel import col, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from accord.audit import first_broken_link
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
-from accord.runtime import Services, build_filing
+from accord.runtime import Services, build_filing, connect
 from accord.settings import ConfigurationError, Settings
+from accord.verification import Findings, Head, chain_heads, check_trail, connect_quietly
 from models.enums import Action, DisputeStage, NoteVisibility, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -572,10 +572,14 @@ def verify(
         bool, typer.Option("--all", help="every dispute's trail (after a restore, say)")
     ] = False,
 ) -> None:
-    """Check a dispute's hash-chained audit trail, or every dispute's with --all."""
+    """Check a dispute's hash-chained audit trail, or every dispute's with --all, against the
+    chain head its workflow holds. Exit 0: intact; 1: gaps recorded, or a trail that could not
+    be compared with its head; 2: a chain broken or entries missing."""
     if (number is None) == (not every):
         fail("name one dispute, or pass --all")
+    settings = _settings()
     services = _services()
+    findings = Findings()
 
     if number is not None:
         with services.sessions.read() as session:
@@ -584,17 +588,20 @@ def verify(
                 .where(DisputeEvent.dispute_number == number)
                 .order_by(col(DisputeEvent.seq))
             ).all()
-        if not events:
+            known = events or session.get(Dispute, number) is not None
+        if not known:
             fail(f"no audit trail for {number}")
-        broken = first_broken_link(events)
-        if broken is not None:
-            fail(f"{number}: audit trail broken at entry {broken}")
-        typer.echo(f"{number}: audit trail intact ({len(events)} entries)")
+        heads = asyncio.run(_chain_heads(settings, [number]))
+        check_trail(number, events, heads[number], findings)
+        whole = "audit trail intact" if not findings.gaps else "chain intact"
+        _report(findings, f"{number}: {whole} ({len(events)} entries)")
         return
 
-    trails, entries, broken_trails = 0, 0, []
+    trails, entries = 0, 0
     with services.sessions.read() as session:
-        checked = session.exec(select(func.count()).select_from(Dispute)).one()
+        numbers = list(session.exec(select(Dispute.number)).all())
+    heads = asyncio.run(_chain_heads(settings, numbers))
+    with services.sessions.read() as session:
         # One pass over the audit table in key order, streamed: one dispute's trail in memory
         # at a time, however many there are.
         rows = session.exec(
@@ -605,16 +612,40 @@ def verify(
         for each, grouped in groupby(rows, key=lambda event: event.dispute_number):
             events = list(grouped)
             trails, entries = trails + 1, entries + len(events)
-            broken = first_broken_link(events)
-            if broken is not None:
-                broken_trails.append(f"{each}: audit trail broken at entry {broken}")
-    if broken_trails:
-        fail("\n".join(broken_trails))
+            check_trail(each, events, heads.pop(each, None), findings)
+    for each, head in heads.items():  # disputes with no entry left at all
+        check_trail(each, [], head, findings)
     # A dispute with no entries was stored and its workflow not started yet (the worker will).
+    checked = len(numbers)
     empty = checked - trails
     disputes = "1 dispute" if checked == 1 else f"{checked} disputes"
     none_yet = f"; {empty} {'has' if empty == 1 else 'have'} none yet" if empty else ""
-    typer.echo(f"{disputes}: every audit trail intact ({entries} entries{none_yet})")
+    whole = "every audit trail intact" if not findings.gaps else "every hash chain intact"
+    _report(findings, f"{disputes}: {whole} ({entries} entries{none_yet})")
+
+
+async def _chain_heads(settings: Settings, numbers: list[str]) -> dict[str, Head | str | None]:
+    client = await connect_quietly(lambda: connect(settings))
+    return await chain_heads(client, numbers)
+
+
+def _report(findings: Findings, summary: str) -> None:
+    """Problems fail (exit 2); gaps and trails not compared are told, exit 1; else exit 0."""
+    if findings.problems:
+        fail("\n".join([*findings.problems, *findings.gaps]))
+    lines = [
+        f"{summary}; compared with the chain head of its workflow: {findings.compared}",
+        *findings.gaps,
+    ]
+    for reason, which in findings.uncompared.items():
+        shown = ", ".join(which[:10]) + (f" and {len(which) - 10} more" if len(which) > 10 else "")
+        lines.append(
+            f"not compared with a chain head held outside the database ({len(which)}): "
+            f"{reason}: {shown}"
+        )
+    typer.echo("\n".join(lines))
+    if findings.gaps or findings.uncompared:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -2,8 +2,11 @@
 listed in the Temporal UI and with `temporal workflow list --query "AccordStage = 'mediation'"`.
 
 Never personal data: the stage, the category, the running deadline, the claimant's tier and
-region. Every Temporal that runs Accord's workflows must know them: the embedded dev server is
-started with `--search-attribute` flags (DEV_SERVER_FLAGS), the compose bootstrap creates them
+region, and the audit trail's chain head ("<seq>:<hash>" of the last entry the workflow got
+back), which `accord verify --all` compares with the database: entries deleted from the end of
+a trail, or a whole trail, show there although every chain left in the table still verifies.
+Every Temporal that runs Accord's workflows must know them: the embedded dev server is started
+with `--search-attribute` flags (DEV_SERVER_FLAGS), the compose bootstrap creates them
 with `temporal operator search-attribute create`, and `register` adds them through the
 operator API (tests, and any server added later).
 """
@@ -26,6 +29,7 @@ CATEGORY = SearchAttributeKey.for_keyword("AccordCategory")
 SLA_DEADLINE = SearchAttributeKey.for_datetime("AccordSlaDeadline")
 CLAIMANT_TIER = SearchAttributeKey.for_keyword("AccordClaimantTier")
 REGION = SearchAttributeKey.for_keyword("AccordRegion")
+AUDIT_HEAD = SearchAttributeKey.for_keyword("AccordAuditHead")
 
 TYPES = {
     STAGE.name: ("Keyword", IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
@@ -33,6 +37,7 @@ TYPES = {
     SLA_DEADLINE.name: ("Datetime", IndexedValueType.INDEXED_VALUE_TYPE_DATETIME),
     CLAIMANT_TIER.name: ("Keyword", IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
     REGION.name: ("Keyword", IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
+    AUDIT_HEAD.name: ("Keyword", IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
 }
 
 DEV_SERVER_FLAGS = [

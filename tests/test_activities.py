@@ -187,9 +187,13 @@ def test_the_audit_trail_cannot_be_truncated_or_replaced_in_place(
     add_dispute(sessions, number)
     RecordActivities(sessions).record_event(event(number, 1))
     with sessions.read() as session:
-        entry = session.exec(select(DisputeEvent).where(DisputeEvent.dispute_number == number)).one()
+        entry = session.exec(
+            select(DisputeEvent).where(DisputeEvent.dispute_number == number)
+        ).one()
     values = {"id": entry.id, "n": number, "at": entry.at, "h": "f" * 64, "g": GENESIS}
-    columns = "(id, dispute_number, seq, at, actor_id, actor_role, action, content, prev_hash, hash)"
+    columns = (
+        "(id, dispute_number, seq, at, actor_id, actor_role, action, content, prev_hash, hash)"
+    )
     forged = "(:id, :n, 1, :at, 'mallory', 'admin', 'forged', '{}', :g, :h)"
     if sessions.engine.dialect.name == "postgresql":
         statements = [

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SimilarPrecedents,
         SimilarRequest,
         TaskOpen,
+        UnrecordedStep,
         remedy_parties,
     )
     from workflows.consistency import (
@@ -117,6 +118,13 @@ on the built-in weekday one; the reason is recorded, the explanation says so, an
 get a task and an email. A pause that cannot be measured leaves the deadline where it was, the
 same way (histories before it fail the workflow or the action)."""
 
+AUDIT_CHAIN_PATCH = "audit-chain-head"
+"""Each record's step (`_seq`) is only its idempotency key; the activity gives the entry its seq
+and returns seq and hash, which the workflow keeps as the chain head and publishes in
+AccordAuditHead after each record; a step refused for good is named, with why, in the gap entry
+that precedes the next entry, and leaves the query's history (histories before it publish no
+head; their entries get the gap too, without the why)."""
+
 EXTENSION_WINDOW_PATCH = "extension-remaining-window"
 """An extension puts the warnings not yet sent at their fractions of the remaining running
 window, from the extension to the new deadline (`DeadlineActivities.extend_deadline`), not of
@@ -168,7 +176,17 @@ class DisputeCore:
     def __init__(self) -> None:
         self._d: DisputeInput
         self._stage = DisputeStage.FILED
+        # The audit trail's state: a continue-as-new carries these three over as they are.
         self._seq = 0
+        """Records asked for so far: each record's step, its idempotency key (AUDIT_CHAIN_PATCH),
+        not its place in the chain, which the activity gives."""
+        self._head: tuple[int, str] | None = None
+        """Seq and hash of the last entry written: the chain head held outside the database."""
+        self._unrecorded: list[UnrecordedStep] = []
+        """Steps refused for good since the last entry written, for the gap entry before the
+        next one."""
+        self._chained: bool | None = None
+        """Whether this dispute records under AUDIT_CHAIN_PATCH, once known."""
         self._record_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         """The decision lock: held by the lifecycle except while it waits, and by each
@@ -463,45 +481,69 @@ class DisputeCore:
         evidence: EvidenceItem | None = None,
     ) -> int:
         """Append to the audit trail, and in the same write project the read model and the
-        task inbox, so the two never disagree; returns the entry's seq."""
+        task inbox, so the two never disagree; returns the record's step (the key its emails
+        are sent under).
+
+        A record refused for good fails the action as before, and leaves the dispute going on:
+        the next entry is preceded by a gap entry naming the step and why."""
         async with self._record_lock:
+            if self._chained is None:
+                self._chained = workflow.patched(AUDIT_CHAIN_PATCH)
             self._seq += 1
-            seq = self._seq
+            step = self._seq
             at = workflow.now()
             if stage is not None:
                 self._stage_log.append((stage, at))
                 self._projected = stage
             if stage is not None or deadline is not None or clear_deadline:
                 self._publish_search_attributes(stage or self._stage, deadline, clear_deadline)
-            self._history.append(
-                HistoryEntry(
-                    seq=seq, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
+            shown = HistoryEntry(
+                seq=step, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
+            )
+            self._history.append(shown)
+            try:
+                recorded = await workflow.execute_activity_method(
+                    RecordActivities.record_event,
+                    EventRecord(
+                        number=self._d.number,
+                        step=step,
+                        at=at,
+                        actor=actor,
+                        action=action,
+                        content={"summary": summary, **content},
+                        stage=stage,
+                        deadline=deadline,
+                        clear_deadline=clear_deadline,
+                        mediator_id=mediator_id,
+                        outcome=outcome,
+                        assignment=assignment,
+                        open_tasks=opens,
+                        done_tasks=done,
+                        cancelled_tasks=cancelled,
+                        evidence=evidence,
+                        unrecorded=tuple(self._unrecorded),
+                    ),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
                 )
-            )
-            await workflow.execute_activity_method(
-                RecordActivities.record_event,
-                EventRecord(
-                    number=self._d.number,
-                    seq=seq,
-                    at=at,
-                    actor=actor,
-                    action=action,
-                    content={"summary": summary, **content},
-                    stage=stage,
-                    deadline=deadline,
-                    clear_deadline=clear_deadline,
-                    mediator_id=mediator_id,
-                    outcome=outcome,
-                    assignment=assignment,
-                    open_tasks=opens,
-                    done_tasks=done,
-                    cancelled_tasks=cancelled,
-                    evidence=evidence,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
-            )
-            return seq
+            except ActivityError as failure:
+                if self._chained:
+                    self._unrecorded.append(self._refusal(step, action, failure))
+                    self._history.remove(shown)
+                raise
+            if self._chained:
+                self._unrecorded.clear()
+                self._head = (recorded.seq, recorded.hash)
+                head = f"{recorded.seq}:{recorded.hash}"
+                workflow.upsert_search_attributes([search_attributes.AUDIT_HEAD.value_set(head)])
+            return step
+
+    @staticmethod
+    def _refusal(step: int, action: str, failure: ActivityError) -> UnrecordedStep:
+        cause = failure.cause
+        why = cause.message if isinstance(cause, ApplicationError) else str(cause or failure)
+        kind = f"{cause.type}: " if isinstance(cause, ApplicationError) and cause.type else ""
+        return UnrecordedStep(step=step, action=action, reason=f"{kind}{why}"[:1_000])
 
     def _publish_search_attributes(
         self, stage: DisputeStage, deadline: Deadline | None, clear_deadline: bool

@@ -1,0 +1,273 @@
+"""The audit trail never wedges a dispute and has no silent holes (issue 14, items 2 and 8).
+
+A record that fails for good, or a database restored from a backup older than Temporal's
+state, leaves steps of the workflow without an entry: the next entry is preceded by a gap entry
+chained like any other, the dispute goes on, and `accord verify` reports the gap. Entries
+deleted from the end of a trail (or the whole trail) are found by comparing the database with
+the chain head each workflow publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import col, func, select
+from temporalio.client import WorkflowUpdateFailedError
+
+from accord.audit import first_broken_link
+from accord.verification import published_head
+from models.enums import DisputeStage
+from models.payloads import AddEvidence, AddNote, EvidenceItem
+from models.tables import DisputeEvent
+from tests.conftest import Stack, cli_env
+from tests.test_dispute_paths import in_mediation
+from workflows.dispute import DisputeWorkflow
+
+GUARD = 30.0
+"""Seconds an action may take before the test calls the dispute wedged (it takes well under
+one; a wedged record retries for ever)."""
+
+
+async def accord(stack: Stack, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.cli",
+        *args,
+        env=cli_env(stack, **(env or {})),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+async def note(stack: Stack, number: str, author: str, words: str) -> None:
+    await asyncio.wait_for(
+        stack.handle(number).execute_update(
+            DisputeWorkflow.add_note, AddNote(actor=stack.actor(author), text=words)
+        ),
+        GUARD,
+    )
+
+
+async def head_published(stack: Stack, number: str) -> str:
+    """Wait until the workflow's published chain head is the database's last entry."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        events = stack.events(number)
+        head = await published_head(stack.client, number)
+        if events and head == f"{events[-1].seq}:{events[-1].hash}":
+            return head
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{number}: head {head!r}, database ends at {events[-1:]}")
+        await asyncio.sleep(0.05)
+
+
+def lift_guard(stack: Stack) -> Any:
+    """What an owner of the database (or a restore) can do: write past the append-only guard."""
+    if stack.sessions.engine.dialect.name == "postgresql":
+        # As pg_restore --disable-triggers does it.
+        return [text("SET LOCAL session_replication_role = replica")]
+    return [text("DROP TRIGGER dispute_event_no_delete")]
+
+
+def put_guard_back(stack: Stack) -> list[Any]:
+    if stack.sessions.engine.dialect.name == "postgresql":
+        return []
+    return [
+        text(
+            "CREATE TRIGGER dispute_event_no_delete BEFORE DELETE ON dispute_event "
+            "BEGIN SELECT RAISE(ABORT, 'dispute_event is append-only'); END"
+        )
+    ]
+
+
+def delete_entries(stack: Stack, number: str, after_seq: int) -> None:
+    with stack.sessions.begin() as session:
+        for statement in lift_guard(stack):
+            session.execute(statement)
+        session.execute(
+            text("DELETE FROM dispute_event WHERE dispute_number = :n AND seq > :s"),
+            {"n": number, "s": after_seq},
+        )
+        for statement in put_guard_back(stack):
+            session.execute(statement)
+
+
+def gaps(stack: Stack, number: str) -> list[DisputeEvent]:
+    return [e for e in stack.events(number) if e.action == "audit_gap"]
+
+
+async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both: Stack) -> None:
+    stack = stack_on_both
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    # Evidence whose content was never stored: the record activity refuses it for good.
+    unstored = EvidenceItem(
+        id="ev-0123456789abcdef",
+        filename="missing.pdf",
+        content_type="application/pdf",
+        size=10,
+        sha256="ab" * 32,
+    )
+    with pytest.raises(WorkflowUpdateFailedError):
+        await asyncio.wait_for(
+            stack.handle(number).execute_update(
+                DisputeWorkflow.add_evidence,
+                AddEvidence(actor=stack.actor(mediator), evidence=unstored),
+            ),
+            GUARD,
+        )
+
+    # The next action is recorded (it used to retry "entry N missing" for ever).
+    await note(stack, number, mediator, "Both parties reachable; call set for Monday.")
+    await note(stack, number, mediator, "Call held; offer to follow.")
+
+    events = stack.events(number)
+    assert first_broken_link(events) is None
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    [gap] = gaps(stack, number)
+    after = events[gap.seq :]
+    assert [e.action for e in after] == ["note_added", "note_added"]
+    assert "evidence_added" not in [e.action for e in events]
+    missing = gap.content["missing_steps"]
+    assert missing == [gap.seq, gap.seq]  # nothing lost before it: the step has the gap's seq
+    [refused] = gap.content["refused"]
+    assert refused["step"] == gap.seq and refused["action"] == "evidence_added"
+    assert "sha256" in refused["reason"]
+    assert (await stack.state(number)).stage is DisputeStage.MEDIATION
+
+    code, out = await accord(stack, "verify", number)
+    assert code == 1, out
+    assert f"{number}: chain intact ({len(events)} entries)" in out
+    assert f"gap at entry {gap.seq}: step {gap.seq} not recorded (evidence_added refused" in out
+    assert "broken" not in out and "tamper" not in out
+
+
+def snapshot(stack: Stack) -> Any:
+    """A backup of the database now; returns what `restore` needs."""
+    if stack.sessions.engine.dialect.name == "postgresql":
+        with stack.sessions.read() as session:
+            rows = session.exec(
+                select(DisputeEvent.dispute_number, func.max(col(DisputeEvent.seq))).group_by(
+                    col(DisputeEvent.dispute_number)
+                )
+            ).all()
+            return dict(rows)
+    path = stack.settings.resolved_database_url().split("///", 1)[1]
+    backup = sqlite3.connect(":memory:")
+    with sqlite3.connect(path) as live:
+        live.backup(backup)
+    return backup
+
+
+def entries_in(backup: Any, number: str) -> int:
+    if isinstance(backup, dict):
+        return int(backup[number])
+    query = "SELECT count(*) FROM dispute_event WHERE dispute_number = ?"
+    return int(backup.execute(query, (number,)).fetchone()[0])
+
+
+def restore(stack: Stack, backup: Any) -> None:
+    """Put the backup back, as an operator restoring the database would."""
+    if stack.sessions.engine.dialect.name == "postgresql":
+        for number, last in backup.items():
+            delete_entries(stack, number, last)
+        return
+    path = stack.settings.resolved_database_url().split("///", 1)[1]
+    with sqlite3.connect(path) as live:
+        backup.backup(live)
+
+
+async def test_a_database_restored_from_an_older_backup_gets_a_gap_and_the_dispute_goes_on(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    await stack.recorded(number)
+    await head_published(stack, number)
+    backup = snapshot(stack)
+    kept = entries_in(backup, number)
+
+    await note(stack, number, mediator, "First call held.")
+    await note(stack, number, mediator, "Second call held.")
+    lost = len(stack.events(number)) - kept
+    assert lost == 2
+    restore(stack, backup)
+    assert len(stack.events(number)) == kept
+
+    await note(stack, number, mediator, "Third call held, after the restore.")
+
+    events = stack.events(number)
+    assert first_broken_link(events) is None
+    [gap] = gaps(stack, number)
+    assert gap.seq == kept + 1 and events[-1].action == "note_added"
+    assert gap.content["missing_steps"] == [kept + 1, kept + 2]
+    assert gap.content["refused"] == []
+    assert await head_published(stack, number) == f"{events[-1].seq}:{events[-1].hash}"
+
+    code, out = await accord(stack, "verify", "--all")
+    assert code == 1, out
+    assert f"{number}: gap at entry {gap.seq}: steps {kept + 1}-{kept + 2} not recorded" in out
+    assert "broken" not in out
+
+
+async def test_verify_all_finds_deleted_last_entries_and_a_deleted_trail(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    first = (await stack.file()).number
+    second = (
+        await stack.file(contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0077"}])
+    ).number
+    third = (
+        await stack.file(contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0078"}])
+    ).number
+    for number in (first, second, third):
+        await stack.wait_for_event(number, "mediator_offered")
+        await head_published(stack, number)
+    code, out = await accord(stack, "verify", "--all")
+    assert code == 0, out
+    assert "3 disputes: every audit trail intact" in out
+    assert "compared with the chain head of its workflow: 3" in out
+
+    # Someone able to lift the guard removes the end of one trail and all of another: every
+    # chain left in the table still verifies on its own.
+    last_of_first = len(stack.events(first))
+    delete_entries(stack, first, last_of_first - 2)
+    delete_entries(stack, second, 0)
+    assert first_broken_link(stack.events(first)) is None and stack.events(second) == []
+
+    code, out = await accord(stack, "verify", "--all")
+    assert code == 2, out
+    assert (
+        f"{first}: entries {last_of_first - 1}-{last_of_first} missing: its workflow recorded "
+        f"entry {last_of_first}" in out
+    )
+    assert f"{second}: every entry missing: its workflow recorded entry" in out
+    assert third not in out
+
+
+async def test_verify_says_which_disputes_it_could_not_compare_and_why(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    number = (await stack.file()).number
+    await stack.wait_for_event(number, "mediator_offered")
+    code, out = await accord(
+        stack, "verify", "--all", env={"ACCORD_TEMPORAL_ADDRESS": "127.0.0.1:9"}
+    )
+    assert code == 1, out
+    assert "1 dispute: every audit trail intact" in out
+    assert (
+        "not compared with a chain head held outside the database (1): Temporal did not answer"
+        in out
+    )
