@@ -22,9 +22,10 @@ from temporalio.client import WorkflowUpdateFailedError
 from accord.audit import first_broken_link
 from accord.verification import published_head
 from models.enums import DisputeStage
-from models.payloads import AddEvidence, AddNote, EvidenceItem
+from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw
 from models.tables import DisputeEvent
 from tests.conftest import Stack, cli_env
+from tests.races import replay_all
 from tests.test_dispute_paths import in_mediation
 from workflows.dispute import DisputeWorkflow
 
@@ -105,8 +106,9 @@ def gaps(stack: Stack, number: str) -> list[DisputeEvent]:
     return [e for e in stack.events(number) if e.action == "audit_gap"]
 
 
-async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both: Stack) -> None:
-    stack = stack_on_both
+async def refused_then_noted(stack: Stack) -> tuple[str, str]:
+    """A dispute in mediation where adding evidence is refused for good by the record activity,
+    then two notes are added; its number and mediator."""
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)
     # Evidence whose content was never stored: the record activity refuses it for good.
@@ -125,10 +127,15 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
             ),
             GUARD,
         )
-
     # The next action is recorded (it used to retry "entry N missing" for ever).
     await note(stack, number, mediator, "Both parties reachable; call set for Monday.")
     await note(stack, number, mediator, "Call held; offer to follow.")
+    return number, mediator
+
+
+async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both: Stack) -> None:
+    stack = stack_on_both
+    number, _ = await refused_then_noted(stack)
 
     events = stack.events(number)
     assert first_broken_link(events) is None
@@ -149,6 +156,23 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
     assert f"{number}: chain intact ({len(events)} entries)" in out
     assert f"gap at entry {gap.seq}: step {gap.seq} not recorded (evidence_added refused" in out
     assert "broken" not in out and "tamper" not in out
+
+
+async def test_a_dispute_past_a_refused_record_replays_and_ends(stack: Stack) -> None:
+    """The path of the audit-chain-head patch, kept in tests/histories by `make histories`."""
+    number, _ = await refused_then_noted(stack)
+    await asyncio.wait_for(
+        stack.handle(number).execute_update(
+            DisputeWorkflow.withdraw,
+            Withdraw(actor=stack.actor("nora@northwind.example"), reason="Settled between us."),
+        ),
+        GUARD,
+    )
+    outcome = await stack.handle(number).result()
+    assert outcome.stage is DisputeStage.WITHDRAWN
+    assert first_broken_link(stack.events(number)) is None
+    assert len(gaps(stack, number)) == 1
+    assert await replay_all(stack) == []
 
 
 def snapshot(stack: Stack) -> Any:

@@ -194,11 +194,18 @@ async def test_backup_and_restore_as_the_guide_shows(
             assert rows == [("before the backup",)]
 
         argv = shlex.split(check.split(" worker ", 1)[1])[1:]
-        done = run_accord(*argv, env={**os.environ, "DATABASE_URL": accord_url}, cwd=tmp_path)
+        temporal = env.client.service_client.config.target_host
+        done = run_accord(
+            *argv,
+            env={**os.environ, "DATABASE_URL": accord_url, "ACCORD_TEMPORAL_ADDRESS": temporal},
+            cwd=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
-        # The precedent's own dispute row (written by the helper) has no trail of its own.
+        # The precedent's own dispute row (written by the helper) has no trail of its own, and
+        # no workflow; the kept dispute's trail reaches the head its workflow published.
         assert done.stdout == (
-            f"2 disputes: every audit trail intact ({len(trail)} entries; 1 has none yet)\n"
+            f"2 disputes: every audit trail intact ({len(trail)} entries; 1 has none yet); "
+            "compared with the chain head of its workflow: 1\n"
         )
     finally:
         drop_accord()
