@@ -66,6 +66,9 @@ def first_broken_link(events: Iterable[Any]) -> int | None:
     return None
 
 
+ITEMISED = 20
+"""The most refused steps a gap entry itemises (the workflow keeps no more)."""
+
 GAP_ACTION = "audit_gap"
 """The action of an entry standing for workflow steps that have no entry of their own."""
 
@@ -83,7 +86,9 @@ def describe_gap(content: dict[str, Any]) -> str:
     steps = f"step {first}" if first == last else f"steps {first}-{last}"
     why = [f"{r['action']} refused: {r['reason']}" for r in refused]
     lost = last - first + 1 - len(refused)
-    if lost:
+    if lost and len(refused) >= ITEMISED:
+        why.append(f"{lost} more not itemised: refused too, or lost after being recorded")
+    elif lost:
         count = last - first + 1
         which = f"{lost} of them are" if lost < count else ("it is" if count == 1 else "they are")
         why.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from accord.audit import GENESIS, first_broken_link
+from accord.audit import GENESIS, ITEMISED, first_broken_link, gap_content
 from accord.db import SessionFactory, make_engine
 from accord.directory import Directory, PersonRecord
 from activities.assignment import AssignmentActivities, PanelActivities
@@ -31,6 +33,7 @@ from models.payloads import (
     MediatorRequest,
     PanelRequest,
     RecordAssignment,
+    Recorded,
     SeatRelease,
     TaskOpen,
     UnrecordedStep,
@@ -157,6 +160,47 @@ def test_steps_that_never_got_an_entry_are_recorded_as_a_gap_in_the_chain(
     # A step already counted as missing (a late attempt that outlived its timeout) is refused.
     with pytest.raises(ApplicationError, match="step 4 of DSP-2026-000002 is already recorded as"):
         records.record_event(event(number, 4))
+
+
+def test_two_attempts_of_one_step_at_once_write_its_entry_and_its_gap_once(
+    sessions: SessionFactory,
+) -> None:
+    """An attempt that outlived its timeout and its retry, both writing after a gap."""
+    number = "DSP-2026-000008"
+    add_dispute(sessions, number)
+    records = RecordActivities(sessions)
+    records.record_event(event(number, 1))
+    together = threading.Barrier(2)
+
+    def attempt(_: int) -> Recorded:
+        together.wait()
+        return records.record_event(event(number, 3))
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(attempt, range(2))
+    assert first == second
+    with sessions.read() as session:
+        events = list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == number)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
+    assert [(e.seq, e.step, e.action) for e in events] == [
+        (1, 1, "step_1"),
+        (2, None, "audit_gap"),
+        (3, 3, "step_3"),
+    ]
+    assert first_broken_link(events) is None and first.seq == 3
+
+
+def test_a_gap_past_the_itemised_refusals_says_the_rest_are_not_itemised() -> None:
+    refused = [{"step": n, "action": "note_added", "reason": "x"} for n in range(1, ITEMISED + 1)]
+    summary = gap_content(1, ITEMISED + 5, refused)["summary"]
+    assert summary.startswith(f"steps 1-{ITEMISED + 5} not recorded (note_added refused: x;")
+    assert summary.endswith("; 5 more not itemised: refused too, or lost after being recorded)")
+    assert "restore" not in summary
 
 
 def test_the_first_entry_after_a_trail_lost_entirely_starts_with_the_gap(

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from accord import audit
     from activities.assignment import AssignmentActivities
     from activities.citations import CitationActivities
     from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
@@ -527,7 +528,9 @@ class DisputeCore:
                     retry_policy=ACTIVITY_RETRY,
                 )
             except ActivityError as failure:
-                if self._chained:
+                # Itemised up to a bound: one refusal repeated must not grow every later record's
+                # input without end (the gap entry still counts the steps beyond).
+                if self._chained and len(self._unrecorded) < audit.ITEMISED:
                     self._unrecorded.append(self._refusal(step, action, failure))
                     self._history.remove(shown)
                 raise
@@ -543,7 +546,7 @@ class DisputeCore:
         cause = failure.cause
         why = cause.message if isinstance(cause, ApplicationError) else str(cause or failure)
         kind = f"{cause.type}: " if isinstance(cause, ApplicationError) and cause.type else ""
-        return UnrecordedStep(step=step, action=action, reason=f"{kind}{why}"[:1_000])
+        return UnrecordedStep(step=step, action=action, reason=f"{kind}{why}"[:300])
 
     def _publish_search_attributes(
         self, stage: DisputeStage, deadline: Deadline | None, clear_deadline: bool
