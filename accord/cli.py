@@ -27,7 +27,15 @@ from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing, connect
 from accord.settings import ConfigurationError, Settings
-from accord.verification import Findings, Head, chain_heads, check_trail, connect_quietly
+from accord.verification import (
+    Findings,
+    Head,
+    chain_heads,
+    check_gone,
+    check_trail,
+    connect_quietly,
+    workflows_without_dispute,
+)
 from models.enums import Action, DisputeStage, NoteVisibility, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -600,7 +608,10 @@ def verify(
     trails, entries = 0, 0
     with services.sessions.read() as session:
         numbers = list(session.exec(select(Dispute.number)).all())
-    heads = asyncio.run(_chain_heads(settings, numbers))
+    heads, gone, unlisted = asyncio.run(_every_chain_head(settings, numbers))
+    for lost, recorded in gone.items():
+        check_gone(lost, recorded, findings)
+    findings.unlisted = unlisted
     with services.sessions.read() as session:
         # One pass over the audit table in key order, streamed: one dispute's trail in memory
         # at a time, however many there are.
@@ -629,22 +640,36 @@ async def _chain_heads(settings: Settings, numbers: list[str]) -> dict[str, Head
     return await chain_heads(client, numbers)
 
 
+async def _every_chain_head(
+    settings: Settings, numbers: list[str]
+) -> tuple[dict[str, Head | str | None], dict[str, Head], str | None]:
+    """The heads of the disputes in the database, the workflows whose dispute is not there,
+    and why those could not be looked for."""
+    client = await connect_quietly(lambda: connect(settings))
+    heads = await chain_heads(client, numbers)
+    gone, unlisted = await workflows_without_dispute(client, set(numbers))
+    return heads, gone, unlisted
+
+
 def _report(findings: Findings, summary: str) -> None:
-    """Problems fail (exit 2); gaps and trails not compared are told, exit 1; else exit 0."""
-    if findings.problems:
-        fail("\n".join([*findings.problems, *findings.gaps]))
-    lines = [
-        f"{summary}; compared with the chain head of its workflow: {findings.compared}",
-        *findings.gaps,
-    ]
+    """Problems fail (exit 2); gaps and what could not be compared are told, exit 1; else 0."""
+    notes = list(findings.gaps)
     for reason, which in findings.uncompared.items():
         shown = ", ".join(which[:10]) + (f" and {len(which) - 10} more" if len(which) > 10 else "")
-        lines.append(
+        notes.append(
             f"not compared with a chain head held outside the database ({len(which)}): "
             f"{reason}: {shown}"
         )
-    typer.echo("\n".join(lines))
-    if findings.gaps or findings.uncompared:
+    if findings.unlisted:
+        notes.append(
+            "not looked for: disputes deleted from the database with their whole trail (their "
+            f"workflows are found by listing them): {findings.unlisted}"
+        )
+    if findings.problems:
+        fail("\n".join([*findings.problems, *notes]))
+    compared = f"compared with the chain head of its workflow: {findings.compared}"
+    typer.echo("\n".join([f"{summary}; {compared}", *notes]))
+    if notes:
         raise typer.Exit(1)
 
 

@@ -24,6 +24,8 @@ from models import search_attributes
 TEMPORAL_SILENT = "Temporal did not answer"
 NO_WORKFLOW = "no workflow in Temporal (never started, or removed after the retention period)"
 NO_HEAD = "its workflow publishes no chain head (it began before heads were published)"
+DISPUTE_WORKFLOW = "DisputeWorkflow"
+"""The workflow type every dispute runs as (its class name)."""
 LOOKUPS = 16
 """Workflows described at once."""
 
@@ -50,6 +52,8 @@ class Findings:
     uncompared: dict[str, list[str]] = field(default_factory=dict)
     """Reason -> disputes whose trail could not be compared with a head."""
     compared: int = 0
+    unlisted: str | None = None
+    """Why workflows of disputes gone from the database could not be listed, if so."""
 
 
 def check_trail(
@@ -76,6 +80,15 @@ def check_trail(
     missing = against_head(events, head)
     if missing:
         findings.problems.append(f"{number}: {missing}")
+
+
+def check_gone(number: str, head: Head, findings: Findings) -> None:
+    """A dispute its workflow recorded entries for, absent from the database altogether."""
+    findings.compared += 1
+    findings.problems.append(
+        f"{number}: every entry missing, and the dispute itself: its workflow recorded entry "
+        f"{head.seq} (hash {head.hash[:16]})"
+    )
 
 
 def against_head(events: Sequence[Any], head: Head | None) -> str | None:
@@ -124,6 +137,30 @@ async def chain_heads(
 
     found = await asyncio.gather(*(one(n) for n in wanted))
     return dict(zip(wanted, found, strict=True))
+
+
+async def workflows_without_dispute(
+    client: Client | None, known: set[str]
+) -> tuple[dict[str, Head], str | None]:
+    """Dispute workflows that published a chain head for a dispute the database does not have
+    (its row deleted with its whole trail); and why they could not be looked for, if so."""
+    if client is None:
+        return {}, TEMPORAL_SILENT
+    found: dict[str, Head] = {}
+    try:
+        async for execution in client.list_workflows(f"WorkflowType = '{DISPUTE_WORKFLOW}'"):
+            fields = execution.raw_info.search_attributes.indexed_fields
+            if execution.id in known or execution.id in found:
+                continue
+            if search_attributes.AUDIT_HEAD.name in fields:
+                value = json.loads(fields[search_attributes.AUDIT_HEAD.name].data or b"null")
+                if isinstance(value, str):
+                    found[execution.id] = Head.parse(value)
+    except RPCError as error:
+        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return found, TEMPORAL_SILENT
+        return found, f"this Temporal cannot list workflows ({error.status.name.lower()})"
+    return found, None
 
 
 async def published_head(client: Client, number: str) -> str | None:

@@ -200,12 +200,16 @@ async def test_backup_and_restore_as_the_guide_shows(
             env={**os.environ, "DATABASE_URL": accord_url, "ACCORD_TEMPORAL_ADDRESS": temporal},
             cwd=tmp_path,
         )
-        assert done.returncode == 0, done.stderr
         # The precedent's own dispute row (written by the helper) has no trail of its own, and
-        # no workflow; the kept dispute's trail reaches the head its workflow published.
+        # no workflow; the kept dispute's trail reaches the head its workflow published. Exit 1
+        # only because the time-skipping server cannot list workflows (a real one can).
+        assert done.returncode == 1, done.stderr
         assert done.stdout == (
             f"2 disputes: every audit trail intact ({len(trail)} entries; 1 has none yet); "
             "compared with the chain head of its workflow: 1\n"
+            "not looked for: disputes deleted from the database with their whole trail (their "
+            "workflows are found by listing them): this Temporal cannot list workflows "
+            "(unimplemented)\n"
         )
     finally:
         drop_accord()
