@@ -61,6 +61,26 @@ class RecordActivities:
         """
         try:
             with self.sessions.begin() as session:
+                # Each statement may see a newer database than the one before it (READ
+                # COMMITTED; SQLite reads outside a write transaction). Entries are only added,
+                # and seq S is given only once S - 1 is committed: so the last entry, then the
+                # highest step up to it, then this step's entry, read in that order, agree.
+                last = session.exec(
+                    select(DisputeEvent)
+                    .where(DisputeEvent.dispute_number == record.number)
+                    .order_by(col(DisputeEvent.seq).desc())
+                    .limit(1)
+                ).first()
+                last_step = (
+                    session.exec(
+                        select(func.max(DisputeEvent.step)).where(
+                            DisputeEvent.dispute_number == record.number,
+                            DisputeEvent.seq <= last.seq,
+                        )
+                    ).one()
+                    if last is not None
+                    else None
+                )
                 existing = self._entry_of_step(session, record.number, record.step)
                 if existing is not None:
                     return Recorded(seq=existing.seq, hash=existing.hash)
@@ -71,17 +91,6 @@ class RecordActivities:
                         type="UnknownDispute",
                         non_retryable=True,
                     )
-                last = session.exec(
-                    select(DisputeEvent)
-                    .where(DisputeEvent.dispute_number == record.number)
-                    .order_by(col(DisputeEvent.seq).desc())
-                    .limit(1)
-                ).first()
-                last_step = session.exec(
-                    select(func.max(DisputeEvent.step)).where(
-                        DisputeEvent.dispute_number == record.number
-                    )
-                ).one()
                 if last_step is not None and record.step <= last_step:
                     # Only an attempt that outlived its timeout gets here: the workflow moved on
                     # and the step is already covered by a gap entry.
