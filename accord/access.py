@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, exists, false, or_, true
 from sqlmodel import Session, col, select
 
+from accord.audit import GAP_ACTION
 from models.enums import EvidenceVisibility, NoteVisibility, Role, TaskState
 from models.payloads import Actor, NoteView
 from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Task
@@ -148,6 +149,8 @@ def visible_events(
             continue
         if event.action == "similar_precedents" and viewer.role is Role.PARTNER:
             continue  # other disputes' full records are for staff; partners search anonymised
+        if event.action == GAP_ACTION and viewer.role is Role.PARTNER:
+            continue  # it names actions refused (the other side's too) and why: staff only
         if event.action == "evidence_added":
             item = evidence.get(str(event.content.get("evidence_id")))
             if item is None or not may_read_evidence(viewer, item):

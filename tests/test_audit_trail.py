@@ -21,6 +21,7 @@ from sqlmodel import SQLModel, col, func, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from accord.access import Viewer, visible_events
 from accord.audit import first_broken_link
 from accord.verification import published_head
 from models.enums import DisputeStage
@@ -137,7 +138,7 @@ async def refused_then_noted(stack: Stack) -> tuple[str, str]:
 
 async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both: Stack) -> None:
     stack = stack_on_both
-    number, _ = await refused_then_noted(stack)
+    number, mediator = await refused_then_noted(stack)
 
     events = stack.events(number)
     assert first_broken_link(events) is None
@@ -152,6 +153,11 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
     assert refused["step"] == gap.seq and refused["action"] == "evidence_added"
     assert "sha256" in refused["reason"]
     assert (await stack.state(number)).stage is DisputeStage.MEDIATION
+    # Staff see the gap on the timeline; a party does not (it names what was refused, and why).
+    nora = Viewer(actor=stack.actor("nora@northwind.example"), login="nora@northwind.example")
+    staff = Viewer(actor=stack.actor(mediator), login=mediator)
+    assert "audit_gap" not in [e.action for e in visible_events(nora, events, {})]
+    assert "audit_gap" in [e.action for e in visible_events(staff, events, {})]
 
     code, out = await accord(stack, "verify", number)
     assert code == 1, out
