@@ -8,6 +8,7 @@ whole: every dispute workflow publishes the seq and hash of the last entry it go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -133,7 +134,12 @@ async def chain_heads(
                 if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
                     return TEMPORAL_SILENT
                 return f"Temporal turned the lookup down ({error.status.name.lower()})"
-        return None if published is None else Head.parse(published)
+        if published is None:
+            return None
+        try:
+            return Head.parse(published)
+        except ValueError:
+            return f"its published chain head is not <seq>:<hash> ({published[:40]!r})"
 
     found = await asyncio.gather(*(one(n) for n in wanted))
     return dict(zip(wanted, found, strict=True))
@@ -154,8 +160,8 @@ async def workflows_without_dispute(
                 continue
             if search_attributes.AUDIT_HEAD.name in fields:
                 value = json.loads(fields[search_attributes.AUDIT_HEAD.name].data or b"null")
-                if isinstance(value, str):
-                    found[execution.id] = Head.parse(value)
+                with contextlib.suppress(ValueError):  # not a head: nothing to compare with
+                    found[execution.id] = Head.parse(str(value))
     except RPCError as error:
         if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             return found, TEMPORAL_SILENT

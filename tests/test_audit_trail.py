@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from accord.access import Viewer, visible_events
 from accord.audit import first_broken_link
-from accord.verification import published_head
+from accord.verification import Head, against_head, published_head
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw
 from models.tables import DisputeEvent
@@ -359,3 +360,19 @@ async def test_verify_says_which_disputes_it_could_not_compare_and_why(
         "not compared with a chain head held outside the database (1): Temporal did not answer"
         in out
     )
+
+
+def test_a_trail_is_held_to_the_head_its_workflow_published() -> None:
+    trail = [SimpleNamespace(seq=n, hash=f"{n}" * 64) for n in (1, 2, 3)]
+    # The database may be ahead: an entry is written before its workflow hears back.
+    assert against_head(trail, Head(seq=2, hash="2" * 64)) is None
+    assert against_head(trail, Head(seq=3, hash="3" * 64)) is None
+    rewritten = against_head(trail, Head(seq=3, hash="9" * 64))
+    assert rewritten == (
+        f"entry 3 is not the one its workflow recorded entry 3 (hash {'9' * 16}): the database "
+        f"has {'3' * 16}"
+    )
+    cut = against_head(trail[:1], Head(seq=3, hash="3" * 64))
+    assert cut is not None and cut.startswith("entries 2-3 missing: its workflow recorded entry 3")
+    with pytest.raises(ValueError):
+        Head.parse("not a head")
