@@ -203,6 +203,35 @@ def test_a_gap_past_the_itemised_refusals_says_the_rest_are_not_itemised() -> No
     assert "restore" not in summary
 
 
+def test_a_record_scheduled_by_an_older_worker_unwedges_a_dispute_stuck_on_a_missing_entry(
+    sessions: SessionFactory,
+) -> None:
+    """Before steps, the workflow sent `seq` and a refused entry left the next one retrying
+    'entry N missing' for ever: that pending task, as stored in Temporal, now goes through."""
+    number = "DSP-2026-000010"
+    add_dispute(sessions, number)
+    records = RecordActivities(sessions)
+    records.record_event(event(number, 1))
+    stored = event(number, 3).model_dump(mode="json")
+    stored["seq"] = stored.pop("step")
+    del stored["unrecorded"]
+    recorded = records.record_event(EventRecord.model_validate(stored))
+    with sessions.read() as session:
+        events = list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == number)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
+    assert [(e.seq, e.step, e.action) for e in events] == [
+        (1, 1, "step_1"),
+        (2, None, "audit_gap"),
+        (3, 3, "step_3"),
+    ]
+    assert recorded.seq == 3 and first_broken_link(events) is None
+
+
 def test_the_first_entry_after_a_trail_lost_entirely_starts_with_the_gap(
     sessions: SessionFactory,
 ) -> None:
