@@ -153,7 +153,9 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
     [refused] = gap.content["refused"]
     assert refused["step"] == gap.seq and refused["action"] == "evidence_added"
     assert "sha256" in refused["reason"]
-    assert (await stack.state(number)).stage is DisputeStage.MEDIATION
+    state = await stack.state(number)
+    assert state.stage is DisputeStage.MEDIATION
+    assert "evidence_added" not in [h.action for h in state.history]  # refused: not history
     # Staff see the gap on the timeline; a party does not (it names what was refused, and why).
     nora = Viewer(actor=stack.actor("nora@northwind.example"), login="nora@northwind.example")
     staff = Viewer(actor=stack.actor(mediator), login=mediator)

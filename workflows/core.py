@@ -528,11 +528,12 @@ class DisputeCore:
                     retry_policy=ACTIVITY_RETRY,
                 )
             except ActivityError as failure:
-                # Itemised up to a bound: one refusal repeated must not grow every later record's
-                # input without end (the gap entry still counts the steps beyond).
-                if self._chained and len(self._unrecorded) < audit.ITEMISED:
-                    self._unrecorded.append(self._refusal(step, action, failure))
+                if self._chained:
                     self._history.remove(shown)
+                    # Itemised up to a bound: one refusal repeated must not grow every later
+                    # record's input without end (the gap entry still counts the steps beyond).
+                    if len(self._unrecorded) < audit.ITEMISED:
+                        self._unrecorded.append(self._refusal(step, action, failure))
                 raise
             if self._chained:
                 self._unrecorded.clear()
