@@ -23,7 +23,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from accord.access import Viewer, visible_events
-from accord.audit import first_broken_link
+from accord.audit import ITEMISED, first_broken_link
 from accord.verification import Head, against_head, published_head
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw
@@ -167,6 +167,40 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
     assert f"{number}: chain intact ({len(events)} entries)" in out
     assert f"gap at entry {gap.seq}: step {gap.seq} not recorded (evidence_added refused" in out
     assert "broken" not in out and "tamper" not in out
+
+
+async def test_a_refusal_repeated_is_itemised_up_to_a_bound_and_counted_beyond(
+    stack_on_both: Stack,
+) -> None:
+    """A party repeating a refused action cannot grow every later record without end."""
+    stack = stack_on_both
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    for n in range(ITEMISED + 3):
+        unstored = EvidenceItem(
+            id=f"ev-{n:016x}",
+            filename="missing.pdf",
+            content_type="application/pdf",
+            size=10,
+            sha256="cd" * 32,
+        )
+        with pytest.raises(WorkflowUpdateFailedError):
+            await asyncio.wait_for(
+                stack.handle(number).execute_update(
+                    DisputeWorkflow.add_evidence,
+                    AddEvidence(actor=stack.actor(mediator), evidence=unstored),
+                ),
+                GUARD,
+            )
+    await note(stack, number, mediator, "Whatever was refused, this is recorded.")
+    [gap] = gaps(stack, number)
+    first, last = gap.content["missing_steps"]
+    assert last - first + 1 == ITEMISED + 3
+    assert len(gap.content["refused"]) == ITEMISED
+    assert gap.content["summary"].endswith(
+        "; 3 more not itemised: refused too, or lost after being recorded)"
+    )
+    assert first_broken_link(stack.events(number)) is None
 
 
 async def test_a_dispute_past_a_refused_record_replays_and_ends(stack: Stack) -> None:
