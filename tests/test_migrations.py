@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from accord.db import make_engine
@@ -112,4 +113,54 @@ def test_functions_stored_before_imports_normalised_them_are_lower_case(database
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT function FROM person WHERE id = 'fin.old'")).scalar()
     assert stored == "finance"
+    engine.dispose()
+
+
+def test_entries_written_before_steps_get_step_equal_to_seq_and_stay_guarded(
+    database_url: str,
+) -> None:
+    from alembic import command
+    from sqlalchemy.exc import DBAPIError
+
+    from accord.migrate import alembic_config
+
+    command.downgrade(alembic_config(database_url), "0015")
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO partner (id, name, tier, regions, email_domains, calendar,"
+                " is_direct_sales, active) VALUES ('p1', 'P One', 'gold', '[]', '[]', 'US-NY',"
+                " false, true)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO dispute (number, category, claimant_id, respondent_ids, party_key,"
+                " contested_objects, summary, facts, desired_remedy, amount_at_stake, currency,"
+                " occurred_on, stage, playbook_version, filed_by, filed_at, updated_at)"
+                " VALUES ('DSP-2026-000001', 'pricing', 'p1', '[]', 'p1', '[]', 's', 'f', 'x', 10,"
+                " 'USD', '2026-11-01', 'triage', '2026.1', 'a@b.c', '2026-11-02 10:00:00+00',"
+                " '2026-11-02 10:00:00+00')"
+            )
+        )
+        for seq in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO dispute_event (dispute_number, seq, at, actor_id, actor_role,"
+                    " action, content, prev_hash, hash) VALUES ('DSP-2026-000001', :s,"
+                    " '2026-11-02 10:00:00+00', 'system', 'system', 'filed', '{}', 'p', 'h')"
+                ),
+                {"s": seq},
+            )
+    engine.dispose()
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, step FROM dispute_event ORDER BY seq")).all()
+    assert [tuple(r) for r in rows] == [(1, 1), (2, 2)]
+    # The guard was lifted for the backfill alone.
+    for statement in ("UPDATE dispute_event SET step = 7", "DELETE FROM dispute_event"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
     engine.dispose()
