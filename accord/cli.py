@@ -57,6 +57,7 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, DisputeEvent, Precedent, Task
+from models.text import plain_error
 from web.idempotency import KeyReused, perform_once
 from web.operations import (
     IDEMPOTENCY_KEY,
@@ -115,7 +116,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "input"
-            typer.secho(f"error: {where}: {err['msg']}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {where}: {plain_error(err)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
         fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
@@ -919,7 +920,7 @@ def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
     except ValidationError as exc:
         fail(
             "--remedy: "
-            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {plain_error(e)}" for e in exc.errors())
         )
         raise
 

@@ -30,6 +30,7 @@ from temporalio.client import Client
 
 from accord.runtime import Services
 from accord.settings import Settings
+from models.text import plain_error
 from web import csrf
 from web.auth import Accounts
 from web.operations import DisputeGone, Refused
@@ -407,7 +408,7 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
         for err in exc.errors():
             where = ("body", "query", "path", "header")
             loc = [str(p) for p in err.get("loc", ()) if p not in where]
-            errors.append((".".join(loc) or "body", str(err.get("msg", "invalid"))))
+            errors.append((".".join(loc) or "body", plain_error(err)))
         return problem_or_page(
             context,
             request,
