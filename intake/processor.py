@@ -41,6 +41,7 @@ from models.payloads import (
     NotificationRequest,
 )
 from models.tables import InboundMessage, Partner
+from models.text import problem
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -52,7 +53,13 @@ PARALLEL = 8
 def dedupe_key(raw: bytes) -> str:
     """The Message-ID when the message has one, else the hash of its bytes."""
     headers = BytesHeaderParser().parsebytes(raw)
-    message_id = re.findall(r"<[^<>\s]+>", str(headers.get("Message-ID") or ""))
+    message_id = [
+        i
+        for i in re.findall(r"<[^<>\s]+>", str(headers.get("Message-ID") or ""))
+        # An id that cannot be stored (a NUL: the insert fails on PostgreSQL, every time)
+        # is no id: the hash keys the message instead.
+        if problem(i, multiline=False) is None
+    ]
     if message_id:
         return f"mid:{message_id[0][:190]}"
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
@@ -159,6 +166,17 @@ class IntakeProcessor:
             await asyncio.to_thread(self._finish, inbound_id, outcome, None)
             return outcome.state
         outcome = await self._decide(inbound_id, mail)
+        if mail.cleaned:
+            # Changed before it was kept: the admins read it in the reason, the sender in the
+            # answer (one is sent for this alone, unless the mail is a machine's or held).
+            outcome.reason += "; cleaned: " + "; ".join(mail.cleaned)
+            if outcome.reply is None and outcome.state in (
+                InboundState.THREADED,
+                InboundState.FILED,
+            ):
+                outcome.reply = {"outcome": "threaded" if outcome.number else "cleaned"}
+            if outcome.reply is not None:
+                outcome.reply["cleaned"] = mail.cleaned
         await asyncio.to_thread(self._finish, inbound_id, outcome, mail)
         if outcome.reply is not None and mail.sender:
             await self._reply(inbound_id, mail, outcome)
@@ -434,6 +452,7 @@ class IntakeProcessor:
             "missing": [],
             "errors": [],
             "refused_attachments": [],
+            "cleaned": [],
             "form_url": "",
             **outcome.reply,
         }
