@@ -22,7 +22,7 @@ from accord.playbook import Playbook, _format_location
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory
-from models.text import StoredLine
+from models.text import StoredLine, plain_error
 
 _CODE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -174,7 +174,7 @@ def parse_directory(text: str) -> Directory:
         return Directory.model_validate(data)
     except ValidationError as exc:
         raise DirectoryError(
-            [f"{_format_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+            [f"{_format_location(tuple(e['loc']))}: {plain_error(e)}" for e in exc.errors()]
         ) from None
 
 

@@ -41,7 +41,7 @@ from models.payloads import (
     NotificationRequest,
 )
 from models.tables import InboundMessage, Partner
-from models.text import problem
+from models.text import plain_error, problem
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -389,7 +389,8 @@ class IntakeProcessor:
             result = await build_filing(self.services, self.client).file(submission)
         except ValidationError as exc:
             errors = [
-                f"{'.'.join(map(str, e['loc'])) or 'filing'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'filing'}: {plain_error(e)}"
+                for e in exc.errors()
             ]
             return Outcome(
                 InboundState.ANSWERED,
