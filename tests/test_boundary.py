@@ -8,14 +8,20 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from email.utils import make_msgid
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlmodel import func, select
 
+from accord.filing import submission_of
 from intake.processor import IntakeProcessor
-from models.enums import InboundState
+from models.converter import data_converter
+from models.enums import DisputeCategory, DisputeStage, InboundState
+from models.payloads import SYSTEM, AddNote
 from models.tables import Dispute, Evidence, InboundMessage
 from models.text import clean
 from tests.conftest import Stack, cli_env
@@ -414,3 +420,40 @@ def test_cleaning_replaces_only_what_cannot_be_stored_and_says_what(
     cleaned, told = clean(value, multiline=multiline)
     assert cleaned == expected
     assert told == note or (note is not None and told is not None and told.startswith(note))
+
+
+# --- what was taken in before stays readable ----------------------------------------------------
+
+
+def test_a_history_holding_text_the_rule_now_refuses_still_reads_back() -> None:
+    """A running dispute's history may hold a note taken in under the older rule (only NUL was
+    refused then): the worker's converter reads it back; only new input is refused."""
+    old = AddNote.model_construct(actor=SYSTEM, text="Page 1\x0cPage \x85 2", visibility="shared")
+    payload = data_converter.payload_converter.to_payloads([old])[0]
+    [read] = data_converter.payload_converter.from_payloads([payload], [AddNote])
+    assert read.text == "Page 1\x0cPage \x85 2"
+    with pytest.raises(ValidationError, match="U\\+000C"):
+        AddNote.model_validate_json(payload.data)
+
+
+def test_a_stranded_filing_taken_in_under_the_older_rule_can_still_be_started() -> None:
+    row = Dispute(
+        number="DSP-2026-000001",
+        claimant_id="northwind",
+        respondent_ids=["contoso"],
+        category=DisputeCategory.DEAL_REGISTRATION,
+        contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0042"}],
+        summary="Contoso\ttook our deal",
+        facts="We registered it first.\x0cContoso a week later.",
+        desired_remedy="Registration confirmed",
+        amount_at_stake=Decimal("10.00"),
+        currency="USD",
+        occurred_on=date(2026, 11, 2),
+        filed_by=CLAIMANT,
+        filed_at=datetime(2026, 11, 20, tzinfo=UTC),
+        playbook_version="2026.1",
+        stage=DisputeStage.FILED,
+        party_key="contoso|northwind",
+        updated_at=datetime(2026, 11, 20, tzinfo=UTC),
+    )
+    assert submission_of(row).summary == "Contoso\ttook our deal"
