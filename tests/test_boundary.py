@@ -25,7 +25,15 @@ from models.payloads import SYSTEM, AddNote
 from models.tables import Dispute, Evidence, InboundMessage
 from models.text import clean
 from tests.conftest import Stack, cli_env
-from tests.web_harness import api, filing_form, make_app, messages, signed_in, token_for
+from tests.web_harness import (
+    Browser,
+    api,
+    filing_form,
+    make_app,
+    messages,
+    signed_in,
+    token_for,
+)
 
 CLAIMANT = "nora@northwind.example"
 ADMIN = "alex.admin@vendor.example"
@@ -457,3 +465,51 @@ def test_a_stranded_filing_taken_in_under_the_older_rule_can_still_be_started() 
         updated_at=datetime(2026, 11, 20, tzinfo=UTC),
     )
     assert submission_of(row).summary == "Contoso\ttook our deal"
+
+
+# --- paths and sign-in: looked up, never stored, and still never a database error ----------------
+
+PATHS = [
+    "/disputes/DSP-2026-00000%00",
+    "/disputes/DSP%C2%85/timeline",
+    "/disputes/DSP-2026-000001/evidence/ev-%00",
+    "/precedents/1%00",
+    "/admin/intake/1%00/release",
+    "/api/disputes/DSP-2026-00000%00",
+    "/api/directory/people/ma%00ria",
+]
+
+
+async def test_a_nul_in_a_path_or_a_sign_in_is_a_plain_refusal_never_a_500(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    await stack.file()
+    app = make_app(stack)
+    browser = await signed_in(app, ADMIN)
+    try:
+        for path in PATHS:
+            if path.startswith("/api/directory"):
+                continue  # PATCH only: below, with a token
+            response = await browser.get(path)
+            if path.startswith("/admin/intake"):
+                response = await browser.post(path, {})
+            assert response.status_code == 422, f"{path}: {response.status_code}"
+    finally:
+        await browser.close()
+    async with api(app, token_for(stack, ADMIN)) as client:
+        for path in PATHS:
+            if path.startswith("/api/"):
+                response = await client.request(
+                    "PATCH" if "directory" in path else "GET", path, json={}
+                )
+                assert response.status_code == 422, f"{path}: {response.status_code}"
+                assert "holds" in response.json()["errors"][0]["message"], response.text
+    for login in ("nora\x00@northwind.example", "nora\x85@northwind.example"):
+        stranger = Browser(app)
+        try:
+            answer = await stranger.sign_in(login)
+            # Nobody's login: answered like a wrong password, never looked up.
+            assert answer.status_code == 401, f"{login!r}: {answer.status_code}"
+        finally:
+            await stranger.close()

@@ -18,6 +18,7 @@ from accord.access import Viewer
 from accord.db import SessionFactory
 from accord.directory import UnknownActor, resolve_actor
 from models.tables import ApiToken, PartnerContact, Person, UserAccount
+from models.text import problem
 
 TOKEN_PREFIX = "acc_"  # noqa: S105 - a prefix, not a secret
 
@@ -70,8 +71,12 @@ class Accounts:
 
     def authenticate(self, login: str, password: str) -> Viewer | None:
         login = login.strip().lower()
-        with self.sessions.read() as session:
-            account = session.get(UserAccount, login)
+        # A login holding what no row can (models.text) is nobody's: not looked up (PostgreSQL
+        # would refuse the query), and answered like any wrong password.
+        account = None
+        if problem(login, multiline=False) is None:
+            with self.sessions.read() as session:
+                account = session.get(UserAccount, login)
         stored = account.password_hash if account and account.active else None
         valid = _hasher.verify(password, stored or _DUMMY_HASH)
         if not (valid and stored):

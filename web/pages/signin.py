@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from accord.access import Viewer
+from models.text import clean
 from web import service
 from web.deps import optional_viewer, web
 from web.pages.common import HOME, ViewerDep, back, read_form, render
@@ -52,7 +53,7 @@ async def login(request: Request) -> Response:
             next=target,
             why=None,
             error="That email and password do not match an active account.",
-            login=login,
+            login=clean(login, multiline=False)[0],
         )
     _start_session(request, viewer)
     return RedirectResponse(target if target != "/" else HOME[viewer.role], status_code=303)
