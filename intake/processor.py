@@ -41,7 +41,7 @@ from models.payloads import (
     NotificationRequest,
 )
 from models.tables import InboundMessage, Partner
-from models.text import plain_error, problem
+from models.text import clean, plain_error, problem
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -94,8 +94,10 @@ class IntakeProcessor:
                 row = InboundMessage(
                     dedupe_key=key,
                     source=source,
-                    envelope_from=envelope_from[:320],
-                    envelope_to=list(envelope_to)[:50],
+                    # The envelope is the sending server's word, not the message's: kept
+                    # as storable text (models.text), so no address can fail the insert.
+                    envelope_from=clean(envelope_from[:320], multiline=False)[0],
+                    envelope_to=[clean(a, multiline=False)[0] for a in envelope_to[:50]],
                     raw=raw,
                     size=len(raw),
                     received_at=datetime.now(UTC),

@@ -145,7 +145,7 @@ def read(raw: bytes) -> ReadMail:
             data = part.get_payload(decode=True)
             attachments.append(
                 Attachment(
-                    filename=filename or "attachment",
+                    filename=kept("attachment name", filename or "attachment", multiline=False),
                     content_type=content_type,
                     data=data if isinstance(data, bytes) else b"",
                 )

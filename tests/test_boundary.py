@@ -513,3 +513,39 @@ async def test_a_nul_in_a_path_or_a_sign_in_is_a_plain_refusal_never_a_500(
             assert answer.status_code == 401, f"{login!r}: {answer.status_code}"
         finally:
             await stranger.close()
+
+
+async def test_a_nul_in_the_envelope_or_an_attachment_name_is_stored_cleaned(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    number = (await stack.file()).number
+    processor = IntakeProcessor(stack.services, stack.client)
+    boundary = "sep"
+    raw = (
+        _raw_mail(f"Re: {number}".encode(), b"")
+        .replace(
+            b"Content-Type: text/plain; charset=utf-8",
+            f'Content-Type: multipart/mixed; boundary="{boundary}"'.encode(),
+        )
+        .removesuffix(b"\r\n\r\n")
+        + (
+            f"\r\n\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\nSee the attached tool.\r\n"
+            f"--{boundary}\r\nContent-Type: application/x-msdownload\r\n"
+            'Content-Disposition: attachment; filename="tool\x00.exe"\r\n\r\nMZ\r\n'
+            f"--{boundary}--\r\n"
+        ).encode()
+    )
+    inbound_id, new = processor.store(
+        raw, source="test", envelope_from="nora\x00@northwind.example", envelope_to=("x\x00@y",)
+    )
+    assert new
+    await processor.process_pending()
+    with stack.sessions.read() as session:
+        row = session.get(InboundMessage, inbound_id)
+        assert row is not None and row.state is InboundState.THREADED, row and row.reason
+        assert row.envelope_from == "nora\ufffd@northwind.example"
+        assert "attachment name: 1 NUL character replaced" in row.reason
+    reply = await stack.mail.wait_for(CLAIMANT, "Re: ")
+    text = reply.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "tool\ufffd.exe" in text and "attachment name" in text, text
