@@ -281,6 +281,10 @@ async def test_the_web_forms_refuse_unstorable_text_naming_the_field(stack_on_bo
                 found = await browser.get(page, params={"q": f"ac{char}me"})
                 assert found.status_code == 422, f"{page}, {case}: {found.status_code}"
                 assert words in found.text, case
+        huge = await browser.post(
+            "/disputes/new", filing_form(submission_id="form-huge", facts="x" * 1_000_000)
+        )
+        assert huge.status_code == 422 and "at most 20000 characters" in huge.text
         # A form ignores fields it does not have (a browser sends its buttons' names), as
         # every form on the web does; the API, written by programs, refuses them.
         extra = await browser.post(
@@ -328,6 +332,8 @@ async def test_the_cli_refuses_unstorable_arguments_naming_the_option(stack_on_b
     for case, arg, words in (
         ("C1 control", "Contoso took \x85 our deal".encode(), "U+0085"),
         ("not UTF-8", b"Contoso took \xff our deal", "unpaired surrogate"),
+        # As much as one argument may carry (Linux: 128 KiB).
+        ("100 KB", b"x" * 100_000, "at most 300 characters"),
     ):
         done = subprocess.run(
             [*(a.encode() for a in base), arg],
