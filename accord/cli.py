@@ -273,7 +273,10 @@ def token(
     accounts = _accounts()
     if accounts.viewer_for(login.lower()) is None:
         fail(f"{login}: no active account (create one with `accord set-password --for ...`)")
-    typer.echo(accounts.issue_token(login.lower(), name))
+    try:
+        typer.echo(accounts.issue_token(login.lower(), name))
+    except ValidationError as exc:
+        fail("--name: " + "; ".join(plain_error(e) for e in exc.errors()))
 
 
 @app.command()

@@ -31,6 +31,7 @@ from tests.web_harness import (
     filing_form,
     make_app,
     messages,
+    seed_accounts,
     signed_in,
     token_for,
 )
@@ -346,6 +347,18 @@ async def test_the_cli_refuses_unstorable_arguments_naming_the_option(stack_on_b
         assert done.returncode == 2, f"{case}: {err}"
         assert "summary" in err and words in err, f"{case}: {err}"
     assert disputes(stack) == 0
+    seed_accounts(stack.sessions)
+    named = subprocess.run(
+        [sys.executable, "-m", "accord.cli", "token", "--for", CLAIMANT, "--name", "e\x85rp"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert named.returncode == 2 and "--name" in named.stderr and "U+0085" in named.stderr, (
+        named.stderr
+    )
 
 
 # --- email -------------------------------------------------------------------------------------

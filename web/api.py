@@ -27,6 +27,7 @@ from models.enums import (
 from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
 from models.tables import Dispute, Partner, Person
 from web import csrf, service
+from web.auth import TokenName
 from web.deps import current_viewer, require, web
 from web.evidence import Upload, download_response
 from web.idempotency import KeyReused
@@ -182,7 +183,7 @@ class EvidenceAdded(BaseModel):
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: service.TokenName
+    name: TokenName
 
 
 class TokenCreated(BaseModel):

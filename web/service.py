@@ -83,6 +83,7 @@ from models.text import StoredLine, check_line
 from web import evidence as uploads
 from web import idempotency
 from web.app import WebContext
+from web.auth import TokenName
 from web.forms import field_errors
 from web.operations import (
     IDEMPOTENCY_KEY,
@@ -222,14 +223,8 @@ def _check_description(description: str) -> None:
         raise BadInput([("description", m) for _, m in field_errors(exc)]) from None
 
 
-TokenName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), StoredLine
-]
-"""What an API token is called (what will use it): one line, like any label."""
-
-
 def token_name(name: str) -> str:
-    """`name` as a token may be called, or BadInput naming the field."""
+    """`name` as a token may be called (web.auth.TokenName), or BadInput naming the field."""
     try:
         return str(TypeAdapter(TokenName).validate_python(name))
     except ValidationError as exc:
