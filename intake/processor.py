@@ -435,7 +435,9 @@ class IntakeProcessor:
             if row is None:
                 return
             row.state = outcome.state
-            row.reason = outcome.reason[:5000]
+            # Reasons quote what they refuse (an exception's text, a field's value): kept as
+            # storable text, or the row could never leave RECEIVED on PostgreSQL.
+            row.reason = clean(outcome.reason[:5000], multiline=True)[0]
             row.dispute_number = outcome.number
             row.authentication = outcome.authentication
             row.attempts += 1
