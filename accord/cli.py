@@ -57,7 +57,7 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, DisputeEvent, Precedent, Task
-from models.text import plain_error
+from models.text import plain_error, problem
 from web.idempotency import KeyReused, perform_once
 from web.operations import (
     IDEMPOTENCY_KEY,
@@ -902,9 +902,28 @@ def assign(
     )
 
 
+def unfit_argument(argv: list[str]) -> str | None:
+    """Why an argument cannot be taken (models.text; line breaks allowed here, one-line fields
+    refuse them in their payload), naming its option, or None. Checked before any command
+    runs: an argument is looked up (a login, a dispute number) before any payload is built,
+    and bytes that are not UTF-8 (Python makes them lone surrogates) fail every lookup."""
+    option: str | None = None
+    for position, arg in enumerate(argv, start=1):
+        why = problem(arg, multiline=True)
+        if why is not None:
+            return f"{option or f'argument {position}'}: holds {why}"
+        option = arg.split("=", 1)[0] if arg.startswith("--") else None
+    return None
+
+
 def main() -> None:
     """The `accord` console script."""
     code = 0
+    unfit = unfit_argument(sys.argv[1:])
+    if unfit is not None:
+        typer.secho(f"error: {unfit}", fg=typer.colors.RED, err=True)
+        sys.stderr.flush()
+        os._exit(2)
     try:
         app()
     except SystemExit as exc:  # typer ends every command with one

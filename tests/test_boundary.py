@@ -347,6 +347,21 @@ async def test_the_cli_refuses_unstorable_arguments_naming_the_option(stack_on_b
         assert done.returncode == 2, f"{case}: {err}"
         assert "summary" in err and words in err, f"{case}: {err}"
     assert disputes(stack) == 0
+    # Looked up before any payload is built: a login, a dispute number.
+    for args, where in (
+        ([b"show", b"DSP-2026-\xff"], "argument 2"),
+        ([b"tasks", b"--for", b"nora\xff@northwind.example"], "--for"),
+    ):
+        looked = subprocess.run(
+            [sys.executable.encode(), b"-m", b"accord.cli", *args],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        err = looked.stderr.decode("utf-8", "replace")
+        assert looked.returncode == 2, err
+        assert f"{where}: holds an unpaired surrogate" in err and "Traceback" not in err, err
     seed_accounts(stack.sessions)
     named = subprocess.run(
         [sys.executable, "-m", "accord.cli", "token", "--for", CLAIMANT, "--name", "e\x85rp"],
