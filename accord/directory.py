@@ -22,7 +22,7 @@ from accord.playbook import Playbook, _format_location
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory
-from models.text import StoredLine, plain_error
+from models.text import StoredLine, plain_error, problem
 
 _CODE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -329,6 +329,11 @@ class UnknownActor(LookupError):
 
 def resolve_actor(session: Session, login: str) -> Actor:
     """A person id or email, or a partner contact's email, as the Actor the workflow checks."""
+    why = problem(login, multiline=False)
+    if why is not None:
+        # No one's: every id and email was checked on the way in (models.text), and
+        # PostgreSQL would refuse the query itself.
+        raise UnknownActor(f"no person or contact is called that: it holds {why}")
     person = session.exec(
         select(Person).where(or_(Person.id == login, Person.email == login.lower()))
     ).first()

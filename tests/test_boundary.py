@@ -8,23 +8,26 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import make_msgid
+from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import ValidationError
 from sqlmodel import func, select
 
+from accord.directory import UnknownActor, resolve_actor
 from accord.filing import submission_of
+from accord.runtime import build_services
 from intake.processor import IntakeProcessor
 from models.converter import data_converter
 from models.enums import DisputeCategory, DisputeStage, InboundState
 from models.payloads import SYSTEM, AddNote
 from models.tables import Dispute, Evidence, InboundMessage
 from models.text import clean
-from tests.conftest import Stack, cli_env
+from tests.conftest import Stack, cli_env, make_settings, seed
 from tests.web_harness import (
     Browser,
     api,
@@ -35,6 +38,7 @@ from tests.web_harness import (
     signed_in,
     token_for,
 )
+from web.auth import Accounts
 
 CLAIMANT = "nora@northwind.example"
 ADMIN = "alex.admin@vendor.example"
@@ -583,3 +587,18 @@ async def test_a_nul_in_the_envelope_or_an_attachment_name_is_stored_cleaned(
     reply = await stack.mail.wait_for(CLAIMANT, "Re: ")
     text = reply.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "tool\ufffd.exe" in text and "attachment name" in text, text
+
+
+@pytest.mark.parametrize("login", ["nora\x00@northwind.example", "nora\ud800@northwind.example"])
+def test_a_login_no_one_can_have_is_unknown_never_a_database_error(
+    database_url: str, tmp_path: Path, login: str
+) -> None:
+    """Logins come from sign-in, OpenID claims, CLI options and mail senders: looked up, they
+    are nobody's, whatever the backend."""
+    services = build_services(make_settings(database_url, 2525, tmp_path))
+    seed(services.sessions)
+    with services.sessions.read() as session, pytest.raises(UnknownActor, match="holds"):
+        resolve_actor(session, login)
+    accounts = Accounts(services.sessions, session_max_age=timedelta(hours=1))
+    assert accounts.viewer_for(login) is None
+    assert accounts.authenticate(login, "demo-password-for-tests") is None

@@ -99,6 +99,8 @@ class Accounts:
 
     def viewer_for(self, login: str) -> Viewer | None:
         """The directory's actor behind an account, or None when either is inactive."""
+        if problem(login, multiline=False) is not None:
+            return None  # nobody's (an OpenID provider's claim, say): never looked up
         with self.sessions.read() as session:
             account = session.get(UserAccount, login)
             if account is None or not account.active:
