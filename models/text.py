@@ -9,8 +9,8 @@ the cleaning told (`clean`). Refused or replaced:
   so no database driver can write them;
 - the other C0 and C1 control characters (U+0001 to U+001F, U+007F to U+009F): invisible on a
   page, and in a field that reaches an email header (a summary, a subject) a line break would
-  be a header of its own. Multi-line fields (`Prose`: facts, notes, reasons, message bodies)
-  keep tab, line feed and carriage return; one-line fields (`Line`: summaries, references,
+  be a header of its own. Multi-line fields (`StoredProse`: facts, notes, reasons, message bodies)
+  keep tab, line feed and carriage return; one-line fields (`StoredLine`: summaries, references,
   names, subjects, file names, search words) keep none.
 
 Each field's length limit stays with the field (its StringConstraints), so too long is named
@@ -95,9 +95,6 @@ StoredLine = AfterValidator(check_line)
 """For one-line fields: refuses NUL, unpaired surrogates and every control character."""
 StoredProse = AfterValidator(check_prose)
 """For multi-line fields: as StoredLine, but tab, line feed and carriage return are kept."""
-
-Line = Annotated[str, StoredLine]
-Prose = Annotated[str, StoredProse]
 
 
 def clean(value: str, *, multiline: bool) -> tuple[str, str | None]:
