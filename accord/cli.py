@@ -65,6 +65,7 @@ from models.payloads import (
     Withdraw,
 )
 from models.tables import Dispute, DisputeEvent, Precedent, Task
+from models.text import plain_error, problem
 from web.idempotency import KeyReused, perform_once
 from web.operations import (
     IDEMPOTENCY_KEY,
@@ -123,7 +124,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "input"
-            typer.secho(f"error: {where}: {err['msg']}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {where}: {plain_error(err)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
         fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
@@ -280,7 +281,10 @@ def token(
     accounts = _accounts()
     if accounts.viewer_for(login.lower()) is None:
         fail(f"{login}: no active account (create one with `accord set-password --for ...`)")
-    typer.echo(accounts.issue_token(login.lower(), name))
+    try:
+        typer.echo(accounts.issue_token(login.lower(), name))
+    except ValidationError as exc:
+        fail("--name: " + "; ".join(plain_error(e) for e in exc.errors()))
 
 
 @app.command()
@@ -962,9 +966,28 @@ def assign(
     )
 
 
+def unfit_argument(argv: list[str]) -> str | None:
+    """Why an argument cannot be taken (models.text; line breaks allowed here, one-line fields
+    refuse them in their payload), naming its option, or None. Checked before any command
+    runs: an argument is looked up (a login, a dispute number) before any payload is built,
+    and bytes that are not UTF-8 (Python makes them lone surrogates) fail every lookup."""
+    option: str | None = None
+    for position, arg in enumerate(argv, start=1):
+        why = problem(arg, multiline=True)
+        if why is not None:
+            return f"{option or f'argument {position}'}: holds {why}"
+        option = arg.split("=", 1)[0] if arg.startswith("--") else None
+    return None
+
+
 def main() -> None:
     """The `accord` console script."""
     code = 0
+    unfit = unfit_argument(sys.argv[1:])
+    if unfit is not None:
+        typer.secho(f"error: {unfit}", fg=typer.colors.RED, err=True)
+        sys.stderr.flush()
+        os._exit(2)
     try:
         app()
     except SystemExit as exc:  # typer ends every command with one
@@ -983,7 +1006,7 @@ def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
     except ValidationError as exc:
         fail(
             "--remedy: "
-            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {plain_error(e)}" for e in exc.errors())
         )
         raise
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
 from typing import Annotated
 
@@ -23,16 +22,7 @@ from accord.playbook import Playbook, _format_location
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory
-
-
-def storable(value: str) -> str:
-    """Refuse control characters (PostgreSQL text cannot hold NUL) and lone surrogates (no
-    UTF-8 for them): named here, never a database error."""
-    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
-    if bad is not None:
-        raise ValueError(f"holds the control character U+{ord(bad):04X}")
-    return value
-
+from models.text import StoredLine, plain_error, problem
 
 _CODE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -45,25 +35,26 @@ def _code(value: str) -> str:
     return value
 
 
-# As long as the columns they are stored in: too long is named here, never a database error.
-Text = Annotated[str, AfterValidator(storable)]
+# As long as the columns they are stored in, and holding only what a column can (models.text):
+# too long or unstorable is named here, never a database error.
+Text = Annotated[str, StoredLine]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_code)]
 """A partner or person id, a territory or account code, or a reference to one."""
-Calendar = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
+Calendar = Annotated[str, StringConstraints(min_length=1, max_length=64), StoredLine]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), StoredLine]
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=320),
-    AfterValidator(storable),
+    StoredLine,
 ]
 """Stored lower-case, as sign-in compares them."""
 Function = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64),
-    AfterValidator(storable),
+    StoredLine,
 ]
 """Stored trimmed and lower-case, as screening and the panel draw compare them."""
-Conflict = Annotated[str, StringConstraints(max_length=200), AfterValidator(storable)]
+Conflict = Annotated[str, StringConstraints(max_length=200), StoredLine]
 """A partner id, account:<code> or territory:<code>; unknown_conflicts says which exist."""
 CaseLimit = Annotated[int, Field(ge=0, le=500)]
 
@@ -183,7 +174,7 @@ def parse_directory(text: str) -> Directory:
         return Directory.model_validate(data)
     except ValidationError as exc:
         raise DirectoryError(
-            [f"{_format_location(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+            [f"{_format_location(tuple(e['loc']))}: {plain_error(e)}" for e in exc.errors()]
         ) from None
 
 
@@ -338,6 +329,11 @@ class UnknownActor(LookupError):
 
 def resolve_actor(session: Session, login: str) -> Actor:
     """A person id or email, or a partner contact's email, as the Actor the workflow checks."""
+    why = problem(login, multiline=False)
+    if why is not None:
+        # No one's: every id and email was checked on the way in (models.text), and
+        # PostgreSQL would refuse the query itself.
+        raise UnknownActor(f"no person or contact is called that: it holds {why}")
     person = session.exec(
         select(Person).where(or_(Person.id == login, Person.email == login.lower()))
     ).first()

@@ -44,6 +44,7 @@ from models.tables import (
     PartnerContact,
     Territory,
 )
+from models.text import recorded
 from workflows.dispute import DisputeWorkflow
 
 
@@ -74,7 +75,13 @@ def filing_key(submission: FilingSubmission) -> str:
 
 
 def submission_of(dispute: Dispute) -> FilingSubmission:
-    """The submission a stored dispute was filed from (its client key aside)."""
+    """The submission a stored dispute was filed from (its client key aside); read back as
+    recorded text, since it may have been taken in under an older rule (models.text)."""
+    with recorded():
+        return _submission_of(dispute)
+
+
+def _submission_of(dispute: Dispute) -> FilingSubmission:
     return FilingSubmission(
         claimant_id=dispute.claimant_id,
         respondent_ids=list(dispute.respondent_ids),

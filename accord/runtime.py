@@ -12,7 +12,6 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -28,6 +27,7 @@ from activities.deadlines import DeadlineActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
+from models.converter import data_converter
 from models.enums import RemedyKind
 from notifications.mailer import Mailer, SmtpMailer
 from notifications.outbox import Outbox
@@ -151,7 +151,7 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         runtime=runtime,
         # Carries the web request's trace into workflows; the worker continues it.
         interceptors=temporal_interceptors(),

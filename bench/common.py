@@ -12,7 +12,6 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from sqlmodel import select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from accord.demo import DEMO
@@ -21,6 +20,7 @@ from accord.migrate import upgrade
 from accord.runtime import Services, build_services
 from accord.settings import REPO_ROOT, Settings
 from models import search_attributes
+from models.converter import data_converter
 from models.tables import Person
 
 
@@ -66,7 +66,7 @@ class BenchStack:
     async def temporal(self, *extra: str) -> WorkflowEnvironment:
         return await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
             dev_server_extra_args=[
                 "--db-filename",
                 str(self.work / "temporal.db"),

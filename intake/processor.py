@@ -41,6 +41,7 @@ from models.payloads import (
     NotificationRequest,
 )
 from models.tables import InboundMessage, Partner
+from models.text import clean, plain_error, problem
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -52,7 +53,13 @@ PARALLEL = 8
 def dedupe_key(raw: bytes) -> str:
     """The Message-ID when the message has one, else the hash of its bytes."""
     headers = BytesHeaderParser().parsebytes(raw)
-    message_id = re.findall(r"<[^<>\s]+>", str(headers.get("Message-ID") or ""))
+    message_id = [
+        i
+        for i in re.findall(r"<[^<>\s]+>", str(headers.get("Message-ID") or ""))
+        # An id that cannot be stored (a NUL: the insert fails on PostgreSQL, every time)
+        # is no id: the hash keys the message instead.
+        if problem(i, multiline=False) is None
+    ]
     if message_id:
         return f"mid:{message_id[0][:190]}"
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
@@ -87,8 +94,10 @@ class IntakeProcessor:
                 row = InboundMessage(
                     dedupe_key=key,
                     source=source,
-                    envelope_from=envelope_from[:320],
-                    envelope_to=list(envelope_to)[:50],
+                    # The envelope is the sending server's word, not the message's: kept
+                    # as storable text (models.text), so no address can fail the insert.
+                    envelope_from=clean(envelope_from[:320], multiline=False)[0],
+                    envelope_to=[clean(a, multiline=False)[0] for a in envelope_to[:50]],
                     raw=raw,
                     size=len(raw),
                     received_at=datetime.now(UTC),
@@ -159,6 +168,17 @@ class IntakeProcessor:
             await asyncio.to_thread(self._finish, inbound_id, outcome, None)
             return outcome.state
         outcome = await self._decide(inbound_id, mail)
+        if mail.cleaned:
+            # Changed before it was kept: the admins read it in the reason, the sender in the
+            # answer (one is sent for this alone, unless the mail is a machine's or held).
+            outcome.reason += "; cleaned: " + "; ".join(mail.cleaned)
+            if outcome.reply is None and outcome.state in (
+                InboundState.THREADED,
+                InboundState.FILED,
+            ):
+                outcome.reply = {"outcome": "threaded" if outcome.number else "cleaned"}
+            if outcome.reply is not None:
+                outcome.reply["cleaned"] = mail.cleaned
         await asyncio.to_thread(self._finish, inbound_id, outcome, mail)
         if outcome.reply is not None and mail.sender:
             await self._reply(inbound_id, mail, outcome)
@@ -371,7 +391,8 @@ class IntakeProcessor:
             result = await build_filing(self.services, self.client).file(submission)
         except ValidationError as exc:
             errors = [
-                f"{'.'.join(map(str, e['loc'])) or 'filing'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(map(str, e['loc'])) or 'filing'}: {plain_error(e)}"
+                for e in exc.errors()
             ]
             return Outcome(
                 InboundState.ANSWERED,
@@ -414,7 +435,9 @@ class IntakeProcessor:
             if row is None:
                 return
             row.state = outcome.state
-            row.reason = outcome.reason[:5000]
+            # Reasons quote what they refuse (an exception's text, a field's value): kept as
+            # storable text, or the row could never leave RECEIVED on PostgreSQL.
+            row.reason = clean(outcome.reason[:5000], multiline=True)[0]
             row.dispute_number = outcome.number
             row.authentication = outcome.authentication
             row.attempts += 1
@@ -434,6 +457,7 @@ class IntakeProcessor:
             "missing": [],
             "errors": [],
             "refused_attachments": [],
+            "cleaned": [],
             "form_url": "",
             **outcome.reply,
         }

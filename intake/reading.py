@@ -18,6 +18,8 @@ import quotequail  # type: ignore[import-untyped]
 from inscriptis import get_text  # type: ignore[import-untyped]
 from mailparser_reply import EmailReplyParser  # type: ignore[import-untyped]
 
+from models.text import REPLACEMENT, clean, problem
+
 NUMBER = re.compile(r"\bDSP-\d{4}-\d{6}\b")
 MAX_TEXT = 50_000
 
@@ -48,6 +50,9 @@ class ReadMail:
     automatic: str | None = None
     """Why this is an auto-reply, bounce or list mail, when it is one."""
     headers: dict[str, list[str]] = field(default_factory=dict)
+    cleaned: list[str] = field(default_factory=list)
+    """What was replaced because it cannot be stored (models.text.clean), per field: told to
+    the sender and the admins, since a message cannot be refused like a form."""
 
     def numbers(self) -> list[str]:
         """Dispute numbers named in the subject."""
@@ -69,7 +74,9 @@ def _header(message: Message, name: str) -> str:
 
 
 def _ids(value: str) -> list[str]:
-    return re.findall(r"<[^<>\s]+>", value)
+    # An id holding what a header or a column cannot (a NUL, a control character) is no
+    # message's id: dropped, as if absent, so it is never stored nor answered under.
+    return [i for i in re.findall(r"<[^<>\s]+>", value) if problem(i, multiline=False) is None]
 
 
 def automatic_reason(message: Message) -> str | None:
@@ -108,6 +115,22 @@ def _text_of(part: Message) -> str:
 
 def read(raw: bytes) -> ReadMail:
     message = parse(raw)
+    cleaned: list[str] = []
+
+    def kept(label: str, value: str, *, multiline: bool) -> str:
+        # The parser already shows bytes that are not valid in the declared (or assumed)
+        # encoding as U+FFFD, silently: told like the characters cleaned here.
+        broken = value.count(REPLACEMENT)
+        if broken:
+            cleaned.append(
+                f"{label}: {broken} byte{'s' if broken > 1 else ''} not valid in the message's"
+                f" encoding replaced by {REPLACEMENT}"
+            )
+        value, note = clean(value, multiline=multiline)
+        if note is not None:
+            cleaned.append(f"{label}: {note}")
+        return value
+
     name, address = parseaddr(_header(message, "From"))
     text_part: str | None = None
     html_part: str | None = None
@@ -122,7 +145,7 @@ def read(raw: bytes) -> ReadMail:
             data = part.get_payload(decode=True)
             attachments.append(
                 Attachment(
-                    filename=filename or "attachment",
+                    filename=kept("attachment name", filename or "attachment", multiline=False),
                     content_type=content_type,
                     data=data if isinstance(data, bytes) else b"",
                 )
@@ -131,6 +154,12 @@ def read(raw: bytes) -> ReadMail:
             text_part = _text_of(part)
         elif content_type == "text/html" and html_part is None:
             html_part = _text_of(part)
+    # Cleaned before anything reads them, so every part derived (the reply, the HTML's text)
+    # is clean too and the damage is told once.
+    if html_part is not None:
+        html_part = kept("body", html_part, multiline=True)
+    if text_part is not None:
+        text_part = kept("body", text_part, multiline=True)
     text = text_part if text_part is not None else (get_text(html_part) if html_part else "")
     text = text[:MAX_TEXT]
     new_part = text
@@ -148,9 +177,9 @@ def read(raw: bytes) -> ReadMail:
     except Exception:  # the reply parser is heuristic; the full text is the fallback
         reply = new_part
     return ReadMail(
-        sender=address.lower(),
-        sender_name=name,
-        subject=_header(message, "Subject")[:400],
+        sender=kept("sender", address.lower(), multiline=False),
+        sender_name=kept("sender name", name, multiline=False),
+        subject=kept("subject", _header(message, "Subject")[:400], multiline=False),
         message_id=next(iter(_ids(_header(message, "Message-ID"))), None),
         in_reply_to=_ids(_header(message, "In-Reply-To")),
         references=_ids(_header(message, "References")),
@@ -165,4 +194,5 @@ def read(raw: bytes) -> ReadMail:
             ],
             "to": [a for _, a in getaddresses([_header(message, "To")]) if a],
         },
+        cleaned=cleaned,
     )

@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -36,30 +35,25 @@ from models.enums import (
     TaskKind,
     VoteOutcome,
 )
+from models.text import StoredLine, StoredProse
 
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, and a text that cannot be stored must not reach the
-    # workflow: refused here, at the boundary, naming the field.
-    if "\x00" in value:
-        raise ValueError("contains a NUL character")
-    return value
-
-
-Stored = AfterValidator(_no_nul)
+# Every text field refuses what cannot be stored or shown (models.text): multi-line ones
+# (StoredProse) keep tab and line breaks, one-line ones (StoredLine) do not.
 Text = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), Stored
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), StoredProse
 ]
 Reason = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=5_000), Stored
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=5_000), StoredProse
 ]
-Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Stored]
+Ref = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), StoredLine
+]
 PartnerId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), Stored
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), StoredLine
 ]
-Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000), Stored]
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000), StoredProse]
 Clause = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000), Stored
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000), StoredLine
 ]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -128,7 +122,9 @@ class RebateAdjustment(Payload):
 class CoSellingResources(Payload):
     kind: Literal[RemedyKind.CO_SELLING_RESOURCES] = RemedyKind.CO_SELLING_RESOURCES
     partner_id: PartnerId
-    resource: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    resource: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), StoredLine
+    ]
     hours: Annotated[int, Field(gt=0, le=10_000)]
 
 
@@ -186,18 +182,25 @@ class FilingSubmission(Payload):
     respondent_ids: Annotated[list[PartnerId], Field(min_length=1, max_length=10)]
     category: DisputeCategory
     contested_objects: Annotated[list[ContestedObject], Field(min_length=1, max_length=50)]
-    summary: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=300)]
+    summary: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=5, max_length=300), StoredLine
+    ]
+    """One line: it becomes the subject of the dispute's emails."""
     facts: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000)
+        str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000), StoredProse
     ]
     desired_remedy: Text
     amount_at_stake: Money
     currency: Currency = "USD"
     occurred_on: date
     """When the conflict happened; the playbook's filing window counts from here."""
-    filed_by: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320)]
+    filed_by: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320), StoredLine
+    ]
     """Email of the partner contact filing."""
-    submission_id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    submission_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=100), StoredLine] | None
+    ) = None
     """Client-chosen idempotency key; without one, the submission's content is the key."""
 
     @model_validator(mode="after")
@@ -329,7 +332,7 @@ class Recuse(ActionPayload):
 class AddNote(ActionPayload):
     text: Text
     visibility: NoteVisibility = NoteVisibility.SHARED
-    caucus_partner_id: str | None = None
+    caucus_partner_id: PartnerId | None = None
     """With a caucus note: the side that may read it."""
 
     @model_validator(mode="after")
@@ -403,7 +406,7 @@ class WaiveRemedy(ActionPayload):
 
 
 Reasons = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=20, max_length=20_000), Stored
+    str, StringConstraints(strip_whitespace=True, min_length=20, max_length=20_000), StoredProse
 ]
 """Written reasons: at least a sentence."""
 
@@ -438,17 +441,22 @@ class Appeal(ActionPayload):
     new_evidence: Annotated[tuple[EvidenceRef, ...], Field(min_length=1, max_length=20)]
 
 
+EvidenceDescription = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2_000), StoredProse
+]
+
+
 class EvidenceItem(Payload):
     """An uploaded file, already stored by its content hash, as it is attached to a dispute."""
 
     id: Annotated[str, StringConstraints(pattern=r"^ev-[0-9a-f]{8,32}$")]
-    filename: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    content_type: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=255), StoredLine]
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=128), StoredLine]
     size: Annotated[int, Field(ge=0)]
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000)] = ""
+    description: EvidenceDescription = ""
     visibility: EvidenceVisibility = EvidenceVisibility.PARTIES
-    side_partner_id: str | None = None
+    side_partner_id: PartnerId | None = None
 
     @model_validator(mode="after")
     def _side_named(self) -> EvidenceItem:
@@ -468,9 +476,10 @@ class MailMessage(Payload):
 
     inbound_id: int
     """The stored raw message, kept as the original of record."""
-    sender: str
-    subject: Annotated[str, StringConstraints(max_length=400)]
-    text: Annotated[str, StringConstraints(max_length=50_000)]
+    sender: Annotated[str, StringConstraints(max_length=320), StoredLine]
+    subject: Annotated[str, StringConstraints(max_length=400), StoredLine]
+    """Cleaned by the intake (models.text.clean) before it gets here."""
+    text: Annotated[str, StringConstraints(max_length=50_000), StoredProse]
     """The new part of the message: quoted history and signature stripped."""
     side_partner_id: str | None
     """The sender's side: the message is read by that side and the neutrals; None for staff

@@ -22,7 +22,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import select
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -34,6 +33,7 @@ from accord.migrate import upgrade
 from accord.runtime import GRACEFUL_SHUTDOWN, build_filing, build_services, build_worker
 from accord.settings import REPO_ROOT, Settings
 from models import search_attributes
+from models.converter import data_converter
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent
 from tests.races import GATED, Gate, gated, replay_all
@@ -353,7 +353,7 @@ def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: An
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of its own: timers of one test never fire in another."""
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
+        test_server_existing_path=TEST_SERVER, data_converter=data_converter
     ) as environment:
         await search_attributes.register(environment.client, "default")
         yield environment
@@ -365,7 +365,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     these tests made queries on the second test's fresh worker fail with 'no poller seen'."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
     )
     yield env

@@ -21,7 +21,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.assignment import AssignmentActivities, PanelActivities
@@ -29,6 +28,7 @@ from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
+from models.converter import data_converter
 from workflows.dispute import DisputeWorkflow
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ async def replay_all(stack: Stack) -> list[str]:
     failures = []
     for number in stack.numbers:
         history = await stack.handle(number).fetch_history()
-        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=pydantic_data_converter)
+        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=data_converter)
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if result.replay_failure is not None:
             failures.append(f"{number}: {result.replay_failure!r}")

@@ -211,7 +211,7 @@ def test_a_ruling_names_at_most_fifty_precedents_and_no_text_holds_a_nul() -> No
     with pytest.raises(ValidationError) as nul:
         RespondToOffer(actor=chair, offer_id="offer-1", accept=False, comment="never\x00")
     (error,) = nul.value.errors()
-    assert error["loc"] == ("comment",) and "contains a NUL character" in error["msg"]
+    assert error["loc"] == ("comment",) and "holds a NUL character" in error["msg"]
 
 
 async def test_the_ruling_records_the_playbooks_wording_of_a_clause_cited_loosely(

@@ -71,7 +71,10 @@ HOSTILE: dict[str, tuple[str, list[str]]] = {
         json.dumps({"partners": [partner(regions=["AP\x00AC"])]}),
         ["partners[0].regions[0]", "U+0000"],
     ),
-    "a_lone_surrogate": (people(person(name="Ravi \ud800")), ["people[0].name", "unicode string"]),
+    "a_lone_surrogate": (
+        people(person(name="Ravi \ud800")),
+        ["people[0].name", "unpaired surrogate"],
+    ),
     "a_huge_case_limit": (
         people(person(case_limit=10**12)),
         ["people[0].case_limit", "less than or equal to 500"],

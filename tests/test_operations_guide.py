@@ -23,7 +23,6 @@ import pytest
 import yaml
 from sqlalchemy import make_url
 from sqlmodel import col, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.main import get_command
 
@@ -32,6 +31,7 @@ from accord.migrate import upgrade
 from accord.runtime import build_services
 from accord.search import search_precedents
 from models import search_attributes
+from models.converter import data_converter
 from models.enums import DisputeCategory
 from models.tables import Dispute, DisputeEvent
 from tests.conftest import (
@@ -302,7 +302,7 @@ async def test_the_search_attribute_query_runs_against_temporal() -> None:
     env = await WorkflowEnvironment.start_local(
         namespace="accord",
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
     )
     try:

@@ -12,11 +12,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from accord.runtime import build_services
 from accord.tracing import temporal_interceptors
+from models.converter import data_converter
 from tests.conftest import MailCapture, Stack, dev_stack
 from tests.test_dispute_paths import offered
 from tests.test_web_api import CLAIMANT, filing
@@ -53,7 +53,7 @@ async def traced_action(stack: Stack) -> None:
     traced = Client(
         stack.client.service_client,
         namespace=stack.client.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         interceptors=temporal_interceptors(),
     )
     seed_accounts(stack.sessions)

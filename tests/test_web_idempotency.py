@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from accord.runtime import PROGRAMMING_ERRORS, activity_methods
+from models.converter import data_converter
 from models.enums import DisputeStage
 from models.payloads import EventRecord, Recorded
 from tests.conftest import MailCapture, Stack, cli_env, make_settings, seed
@@ -280,7 +280,7 @@ async def holding(
     # A worker registers with its client when built, and the stack has built its own (never
     # started) on this task queue: this one gets a client of its own.
     client = await Client.connect(
-        stack.client.service_client.config.target_host, data_converter=pydantic_data_converter
+        stack.client.service_client.config.target_host, data_converter=data_converter
     )
     worker = Worker(
         client,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
 
 from accord.access import Viewer
@@ -27,6 +27,7 @@ from models.enums import (
 from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
 from models.tables import Dispute, Partner, Person
 from web import csrf, service
+from web.auth import TokenName
 from web.deps import current_viewer, require, web
 from web.evidence import Upload, download_response
 from web.idempotency import KeyReused
@@ -182,7 +183,7 @@ class EvidenceAdded(BaseModel):
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, Field(min_length=1, max_length=100)]
+    name: TokenName
 
 
 class TokenCreated(BaseModel):
@@ -218,8 +219,8 @@ def list_disputes(
     viewer: ViewerDep,
     stage: DisputeStage | None = None,
     category: DisputeCategory | None = None,
-    party: Annotated[str | None, Query(max_length=64)] = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    party: Annotated[service.PartyFilter | None, Query()] = None,
+    q: Annotated[service.SearchWords | None, Query()] = None,
     filed_from: date | None = None,
     filed_to: date | None = None,
     open_only: bool = False,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from asgi_csrf import asgi_csrf  # type: ignore[import-untyped]
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +30,7 @@ from temporalio.client import Client
 
 from accord.runtime import Services
 from accord.settings import Settings
+from models.text import plain_error, problem
 from web import csrf
 from web.auth import Accounts
 from web.operations import DisputeGone, Refused
@@ -99,6 +100,7 @@ def create_app(
             "or the rule."
         ),
         lifespan=lifespan,
+        dependencies=[Depends(storable_path)],
         docs_url="/api/docs",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
@@ -143,6 +145,16 @@ def create_app(
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)
     return app
+
+
+def storable_path(request: Request) -> None:
+    """Every route's path parameters (a dispute number, a person id, an evidence id) are looked
+    up in the database: one holding what no row can (models.text) is refused here, naming it,
+    before a query that PostgreSQL would answer with an error."""
+    for name, value in request.path_params.items():
+        why = problem(str(value), multiline=False)
+        if why is not None:
+            raise BadInput([(name, f"holds {why}")])
 
 
 class BodySizeLimit:
@@ -407,7 +419,7 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
         for err in exc.errors():
             where = ("body", "query", "path", "header")
             loc = [str(p) for p in err.get("loc", ()) if p not in where]
-            errors.append((".".join(loc) or "body", str(err.get("msg", "invalid"))))
+            errors.append((".".join(loc) or "body", plain_error(err)))
         return problem_or_page(
             context,
             request,

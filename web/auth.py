@@ -10,16 +10,24 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 from pwdlib import PasswordHash
+from pydantic import StringConstraints, TypeAdapter
 from sqlmodel import Session, col, select
 
 from accord.access import Viewer
 from accord.db import SessionFactory
 from accord.directory import UnknownActor, resolve_actor
 from models.tables import ApiToken, PartnerContact, Person, UserAccount
+from models.text import StoredLine, problem
 
 TOKEN_PREFIX = "acc_"  # noqa: S105 - a prefix, not a secret
+TokenName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), StoredLine
+]
+"""What an API token is called (what will use it): one line, like any label."""
+_TOKEN_NAME: TypeAdapter[str] = TypeAdapter(TokenName)
 
 _hasher = PasswordHash.recommended()
 # Verified against when the login is unknown, so a wrong login costs as long as a wrong
@@ -70,8 +78,12 @@ class Accounts:
 
     def authenticate(self, login: str, password: str) -> Viewer | None:
         login = login.strip().lower()
-        with self.sessions.read() as session:
-            account = session.get(UserAccount, login)
+        # A login holding what no row can (models.text) is nobody's: not looked up (PostgreSQL
+        # would refuse the query), and answered like any wrong password.
+        account = None
+        if problem(login, multiline=False) is None:
+            with self.sessions.read() as session:
+                account = session.get(UserAccount, login)
         stored = account.password_hash if account and account.active else None
         valid = _hasher.verify(password, stored or _DUMMY_HASH)
         if not (valid and stored):
@@ -87,6 +99,8 @@ class Accounts:
 
     def viewer_for(self, login: str) -> Viewer | None:
         """The directory's actor behind an account, or None when either is inactive."""
+        if problem(login, multiline=False) is not None:
+            return None  # nobody's (an OpenID provider's claim, say): never looked up
         with self.sessions.read() as session:
             account = session.get(UserAccount, login)
             if account is None or not account.active:
@@ -120,6 +134,9 @@ class Accounts:
     # --- API tokens -----------------------------------------------------------------------
 
     def issue_token(self, login: str, name: str) -> str:
+        """A new token for `login` called `name` (raises pydantic's ValidationError when no
+        token may be called that: models.text)."""
+        name = _TOKEN_NAME.validate_python(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.sessions.begin() as session:
             session.add(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from models.enums import Action, RemedyKind
+from models.text import plain_error
 
 REMEDY_ROWS = 3
 
@@ -243,7 +244,7 @@ def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
             for p in err["loc"]
             if p not in _DISCRIMINATOR_TAGS
         ]
-        message = str(err["msg"]).removeprefix("Value error, ")
+        message = plain_error(err)
         if not loc:
             matched = _FIELD_IN_MESSAGE.match(message)
             if matched:

@@ -19,7 +19,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 from sqlalchemy import false, func, null, or_, union_all
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
@@ -34,7 +41,6 @@ from accord.directory import (
     check_references,
     import_directory,
     parse_directory,
-    storable,
     unknown_conflicts,
 )
 from accord.filing import FilingRejected
@@ -55,7 +61,13 @@ from models.enums import (
     RemedyKind,
     Role,
 )
-from models.payloads import ActionResult, AddEvidence, FilingResult, FilingSubmission
+from models.payloads import (
+    ActionResult,
+    AddEvidence,
+    EvidenceDescription,
+    FilingResult,
+    FilingSubmission,
+)
 from models.tables import (
     Dispute,
     DisputeEvent,
@@ -67,9 +79,11 @@ from models.tables import (
     Person,
     Precedent,
 )
+from models.text import StoredLine, check_line
 from web import evidence as uploads
 from web import idempotency
 from web.app import WebContext
+from web.auth import TokenName
 from web.forms import field_errors
 from web.operations import (
     IDEMPOTENCY_KEY,
@@ -184,6 +198,7 @@ async def add_evidence(
     if not files:
         raise BadInput([("files", "choose at least one file")])
     _check_uploads(ctx, files)
+    _check_description(description)
     if visibility is EvidenceVisibility.SIDE and viewer.role is Role.PARTNER:
         side_partner_id = side_partner_id or viewer.actor.partner_id
     return await _attach(
@@ -197,6 +212,23 @@ async def add_evidence(
         key=key,
         wait_seconds=ctx.settings.action_wait_seconds,
     )
+
+
+def _check_description(description: str) -> None:
+    # The evidence item's own type, checked before any bytes are stored: a description
+    # refused after would leave them behind.
+    try:
+        TypeAdapter(EvidenceDescription).validate_python(description)
+    except ValidationError as exc:
+        raise BadInput([("description", m) for _, m in field_errors(exc)]) from None
+
+
+def token_name(name: str) -> str:
+    """`name` as a token may be called (web.auth.TokenName), or BadInput naming the field."""
+    try:
+        return str(TypeAdapter(TokenName).validate_python(name))
+    except ValidationError as exc:
+        raise BadInput([("name", m) for _, m in field_errors(exc)]) from None
 
 
 def _check_uploads(ctx: WebContext, files: list[uploads.Upload]) -> None:
@@ -304,14 +336,20 @@ NUMBER_PREFIX = re.compile(r"DSP(-\d{0,4}(-\d{0,6})?)?")
 """A dispute number or the start of one (DSP-2026-000123, dsp-2026): searched by number."""
 
 
+SearchWords = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), StoredLine]
+"""What a person types into a search box: one line, refused (naming the box) when it holds what
+no database can be asked about."""
+PartyFilter = Annotated[str, StringConstraints(max_length=64), StoredLine]
+
+
 class DisputeFilters(BaseModel):
     """What a dispute list can be narrowed by; the same for pages, API and exports."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     stage: DisputeStage | None = None
     category: DisputeCategory | None = None
-    party: Annotated[str, StringConstraints(max_length=64)] | None = None
-    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    party: PartyFilter | None = None
+    q: SearchWords | None = None
     filed_from: date | None = None
     filed_to: date | None = None
     open_only: bool = False
@@ -487,7 +525,7 @@ def _storable(key: str) -> bool:
     """Whether `key` could be stored at all: one with a NUL is no row's (and PostgreSQL
     refuses to look it up)."""
     try:
-        storable(key)
+        check_line(key)
     except ValueError:
         return False
     return True
@@ -744,13 +782,13 @@ class PrecedentQuery(BaseModel):
     """The precedent library's query: words, facet filters, a decision period, a page."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
-    q: Annotated[str, StringConstraints(max_length=200)] = ""
+    q: SearchWords = ""
     category: DisputeCategory | None = None
-    outcome: Annotated[str, StringConstraints(max_length=64)] | None = None
+    outcome: Annotated[str, StringConstraints(max_length=64), StoredLine] | None = None
     tier: PartnerTier | None = None
-    region: Annotated[str, StringConstraints(max_length=64)] | None = None
+    region: Annotated[str, StringConstraints(max_length=64), StoredLine] | None = None
     remedy: RemedyKind | None = None
-    clause: Annotated[str, StringConstraints(max_length=128)] | None = None
+    clause: Annotated[str, StringConstraints(max_length=128), StoredLine] | None = None
     sla: Literal["met", "breached"] | None = None
     decided_from: date | None = Field(default=None, alias="from")
     decided_to: date | None = Field(default=None, alias="to")

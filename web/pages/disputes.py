@@ -102,7 +102,7 @@ def review_queue(
 
 @router.get("/search", response_class=HTMLResponse)
 def search(
-    request: Request, viewer: ViewerDep, q: Annotated[str, Query(max_length=200)] = ""
+    request: Request, viewer: ViewerDep, q: Annotated[service.SearchWords, Query()] = ""
 ) -> Response:
     ctx = web(request)
     filters = service.DisputeFilters(q=q or None)

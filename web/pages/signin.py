@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from accord.access import Viewer
+from models.text import clean
+from web import service
 from web.deps import optional_viewer, web
 from web.pages.common import HOME, ViewerDep, back, read_form, render
 from web.problems import BadInput
@@ -51,7 +53,7 @@ async def login(request: Request) -> Response:
             next=target,
             why=None,
             error="That email and password do not match an active account.",
-            login=login,
+            login=clean(login, multiline=False)[0],
         )
     _start_session(request, viewer)
     return RedirectResponse(target if target != "/" else HOME[viewer.role], status_code=303)
@@ -127,9 +129,10 @@ def account(request: Request, viewer: ViewerDep) -> Response:
 @router.post("/account/tokens")
 async def create_token(request: Request, viewer: ViewerDep) -> Response:
     form = await read_form(request)
-    name = str(form.get("name") or "").strip()[:100]
+    name = str(form.get("name") or "").strip()
     if not name:
         raise BadInput([("name", "name the token (what will use it)")])
+    name = service.token_name(name)
     request.session["new_token"] = web(request).accounts.issue_token(viewer.login, name)
     return back(request, "/account", f"token {name!r} created; copy it now, it is shown once")
 

@@ -1,0 +1,137 @@
+"""Text every entry point accepts: one check, at the bottom layer, for every payload.
+
+What cannot be stored or shown is refused where it enters (forms, API, CLI, directory import,
+search) with the field named, or, for email, which cannot be refused like a form, cleaned and
+the cleaning told (`clean`). Refused or replaced:
+
+- NUL (U+0000): PostgreSQL text cannot hold it;
+- unpaired surrogates (U+D800 to U+DFFF): what a broken decoding leaves; they have no UTF-8,
+  so no database driver can write them;
+- the other C0 and C1 control characters (U+0001 to U+001F, U+007F to U+009F): invisible on a
+  page, and in a field that reaches an email header (a summary, a subject) a line break would
+  be a header of its own. Multi-line fields (`StoredProse`: facts, notes, reasons, message bodies)
+  keep tab, line feed and carriage return; one-line fields (`StoredLine`: summaries, references,
+  names, subjects, file names, search words) keep none.
+
+Each field's length limit stays with the field (its StringConstraints), so too long is named
+with the field too.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from pydantic import AfterValidator
+
+_LINE_BREAKS = frozenset("\t\n\r")
+REPLACEMENT = "\ufffd"
+
+
+def _unfit(char: str, multiline: bool) -> str | None:
+    """Why `char` cannot be kept, or None."""
+    if char == "\x00":
+        return "a NUL character (U+0000), which cannot be stored"
+    category = unicodedata.category(char)
+    if category == "Cs":
+        return (
+            f"an unpaired surrogate (U+{ord(char):04X}), left by text decoded with the wrong"
+            " encoding"
+        )
+    if category == "Cc" and not (multiline and char in _LINE_BREAKS):
+        if char in _LINE_BREAKS:
+            return f"a line break or tab (U+{ord(char):04X}), which a one-line field cannot hold"
+        return f"the control character U+{ord(char):04X}, which cannot be shown"
+    return None
+
+
+def problem(value: str, *, multiline: bool) -> str | None:
+    """Why `value` cannot be stored and shown (its first offending character), or None."""
+    for char in value:
+        why = _unfit(char, multiline)
+        if why is not None:
+            return why
+    return None
+
+
+_RECORDED: ContextVar[bool] = ContextVar("accord_recorded_text", default=False)
+
+
+@contextmanager
+def recorded() -> Iterator[None]:
+    """Read back what was already accepted (a workflow's history, a stored filing) without
+    this module's check: it ran when the text came in. A text taken in before the rule grew
+    (a tab in a summary, a form feed in a note) must not make a running dispute unreadable."""
+    token = _RECORDED.set(True)
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
+
+
+def _check(value: str, multiline: bool) -> str:
+    if _RECORDED.get():
+        return value
+    why = problem(value, multiline=multiline)
+    if why is not None:
+        raise ValueError(f"holds {why}")
+    return value
+
+
+def check_line(value: str) -> str:
+    """`value`, if a one-line field may hold it (raises ValueError saying why not)."""
+    return _check(value, multiline=False)
+
+
+def check_prose(value: str) -> str:
+    """`value`, if a multi-line field may hold it (raises ValueError saying why not)."""
+    return _check(value, multiline=True)
+
+
+StoredLine = AfterValidator(check_line)
+"""For one-line fields: refuses NUL, unpaired surrogates and every control character."""
+StoredProse = AfterValidator(check_prose)
+"""For multi-line fields: as StoredLine, but tab, line feed and carriage return are kept."""
+
+
+def clean(value: str, *, multiline: bool) -> tuple[str, str | None]:
+    """`value` with every character a field cannot hold replaced by U+FFFD, and a note saying
+    what was replaced (None when nothing was): for email, which cannot be refused like a form."""
+    kinds: dict[str, int] = {}
+    out: list[str] = []
+    for char in value:
+        if _unfit(char, multiline) is None:
+            out.append(char)
+            continue
+        category = unicodedata.category(char)
+        kind = (
+            "NUL"
+            if char == "\x00"
+            else "undecodable"
+            if category == "Cs"
+            else "line break"
+            if char in _LINE_BREAKS
+            else "control"
+        )
+        kinds[kind] = kinds.get(kind, 0) + 1
+        # A line break in a one-line field is a space there (a folded header), not damage.
+        out.append(" " if kind == "line break" else REPLACEMENT)
+    if not kinds:
+        return value, None
+    damage = {k: n for k, n in kinds.items() if k != "line break"}
+    if not damage:
+        return "".join(out), None
+    told = " and ".join(f"{n} {k} character{'s' if n > 1 else ''}" for k, n in damage.items())
+    return "".join(out), f"{told} replaced by \N{REPLACEMENT CHARACTER}"
+
+
+def plain_error(error: Mapping[str, Any]) -> str:
+    """A validation error's message in the words of this module: pydantic refuses an unpaired
+    surrogate itself, before any validator runs, as 'unable to parse raw data as a unicode
+    string'; said here like every other unstorable character."""
+    if error.get("type") == "string_unicode":
+        return "holds an unpaired surrogate, left by text decoded with the wrong encoding"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
