@@ -10,6 +10,7 @@ after a crash adds nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import re
@@ -252,31 +253,47 @@ class IntakeProcessor:
     # --- processing ------------------------------------------------------------------------
 
     async def process_pending(self) -> int:
-        """Process what is waiting, at most `intake_parallel` at a time: the bound is the
-        processor's, shared by every round and every direct call, not one round's."""
+        """Process what is waiting now, and wait for it (tests, and a one-off drain)."""
         ids = await asyncio.to_thread(self.pending)
-
-        async def one(inbound_id: int) -> None:
-            async with self._slots:
-                await self.process(inbound_id)
-
-        results = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
-        for inbound_id, result in zip(ids, results, strict=True):
-            if isinstance(result, BaseException):
-                # Not even the failure could be written (the database is down, say): the
-                # claim lapses and the message is taken again.
-                log.error("intake %s: left for the next round", inbound_id, exc_info=result)
+        await asyncio.gather(*(self._one(i) for i in ids))
         return len(ids)
 
+    async def _one(self, inbound_id: int) -> None:
+        """Process one message in a slot: the bound is the processor's, shared by the loop and
+        every direct call, not one round's."""
+        async with self._slots:
+            try:
+                await self.process(inbound_id)
+            except Exception:
+                # Not even the failure could be written (the database is down, say): the
+                # claim lapses and the message is taken again.
+                log.exception("intake %s: left for a later attempt", inbound_id)
+
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Process what arrives (woken by the receiver) and what a crash left behind."""
+        """Process what arrives (woken by the receiver) and what a crash left behind.
+
+        Messages are started as slots free up, not in rounds: a message that takes its whole
+        parse budget holds one slot, never the mail that arrives after it."""
+        running: dict[int, asyncio.Task[None]] = {}
+
+        def finished(inbound_id: int, _: asyncio.Task[None]) -> None:
+            running.pop(inbound_id, None)
+            wake.set()  # a slot is free: look again
+
         while not stop.is_set():
-            # Cleared before looking, so a message stored while we work wakes the next round.
+            # Cleared before looking, so a message stored while we work wakes the next look.
             wake.clear()
             try:
-                await self.process_pending()
-            except Exception:  # keep serving; the row stays RECEIVED and is retried
-                log.exception("intake processing failed; retrying")
+                ids = await asyncio.to_thread(self.pending)
+            except Exception:  # the database is away: keep serving, look again later
+                log.exception("intake: could not look for messages; retrying")
+                ids = []
+            for inbound_id in ids:
+                if inbound_id in running or len(running) >= self.settings.intake_parallel:
+                    continue
+                task = asyncio.create_task(self._one(inbound_id))
+                running[inbound_id] = task
+                task.add_done_callback(functools.partial(finished, inbound_id))
             if wake.is_set():
                 continue
             waiting = asyncio.ensure_future(wake.wait())
@@ -286,6 +303,9 @@ class IntakeProcessor:
             )
             waiting.cancel()
             stopping.cancel()
+        # Stopping: what is under way finishes (each step is idempotent, but a finished
+        # message needs no second look).
+        await asyncio.gather(*running.values(), return_exceptions=True)
 
     def _idle_seconds(self) -> float:
         """Look again at least this often: for lapsed claims and for messages backing off."""
