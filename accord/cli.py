@@ -517,7 +517,10 @@ def inbound_retry(inbound_id: int, actor: As) -> None:
         except (LookupError, NotHeld) as exc:
             message = str(exc) if isinstance(exc, NotHeld) else f"no message {inbound_id}"
             raise CliError(message) from None
-        state = await processor.process(inbound_id)
+        try:
+            state = await processor.process(inbound_id)
+        finally:
+            processor.close()
         typer.echo(f"message {inbound_id} processed again: {state.value}")
 
     _run(go())

@@ -34,7 +34,7 @@ from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
 from intake.filing_mail import read_filing
-from intake.parsing import ParseFailed, Unreadable, read_within_budget
+from intake.parsing import ParseFailed, Readers, Unreadable
 from intake.reading import ReadMail
 from models.enums import EvidenceVisibility, InboundState, Role
 from models.payloads import (
@@ -90,6 +90,13 @@ class IntakeProcessor:
         self._slots = asyncio.Semaphore(self.settings.intake_parallel)
         # Each reading is a process on a CPU: fewer of them than messages in flight.
         self._parsers = asyncio.Semaphore(self.settings.intake_parse_processes)
+        self._readers = Readers(
+            self.settings.intake_parse_processes, self.settings.intake_parse_memory_mb
+        )
+
+    def close(self) -> None:
+        """Stop the reading processes (they are started again when needed)."""
+        self._readers.close()
 
     # --- storing ---------------------------------------------------------------------------
 
@@ -306,6 +313,7 @@ class IntakeProcessor:
         # Stopping: what is under way finishes (each step is idempotent, but a finished
         # message needs no second look).
         await asyncio.gather(*running.values(), return_exceptions=True)
+        self.close()
 
     def _idle_seconds(self) -> float:
         """Look again at least this often: for lapsed claims and for messages backing off."""
@@ -347,10 +355,7 @@ class IntakeProcessor:
         try:
             async with self._parsers:
                 mail = await asyncio.to_thread(
-                    read_within_budget,
-                    bytes(row.raw),
-                    self.settings.intake_parse_seconds,
-                    self.settings.intake_parse_memory_mb,
+                    self._readers.read, bytes(row.raw), self.settings.intake_parse_seconds
                 )
         except Unreadable as exc:  # the parser gave up entirely: keep it for an admin
             outcome = Outcome(InboundState.QUARANTINED, f"unreadable message: {exc}")

@@ -66,6 +66,8 @@ def parse(raw: bytes) -> EmailMessage:
 def _header(message: Message, name: str) -> str:
     try:
         value = message.get(name)
+    except MemoryError:  # over the reader's memory budget: the attempt fails, not the header
+        raise
     except Exception:  # a malformed header that the policy cannot even fold
         return ""
     return str(value or "").strip()
@@ -194,12 +196,16 @@ def read(raw: bytes) -> ReadMail:
         try:
             shown = "".join(h for keep, h in quotequail.quote_html(html_part) if keep)
             new_part = get_text(shown)[:MAX_TEXT] or text
+        except MemoryError:
+            raise
         except Exception:  # heuristic; the whole text is the fallback
             new_part = text
     try:
         # The latest reply's body: without the quoted history, the signature or disclaimers.
         replies = EmailReplyParser(languages=["en", "de", "fr"]).read(text=new_part).replies
         reply = replies[0].body if replies else new_part
+    except MemoryError:
+        raise
     except Exception:  # the reply parser is heuristic; the full text is the fallback
         reply = new_part
     return ReadMail(

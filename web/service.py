@@ -541,7 +541,10 @@ async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decis
             raise NotFound(f"message {inbound_id}") from None
         except NotHeld as exc:
             raise BadInput([("state", str(exc))]) from None
-        state = await processor.process(inbound_id)
+        try:
+            state = await processor.process(inbound_id)
+        finally:
+            processor.close()
         return f"message {inbound_id} processed again: {state.value}"
     if decision != "discard":
         raise NotFound(f"decision {decision}")
