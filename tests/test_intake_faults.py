@@ -426,3 +426,59 @@ async def test_two_intake_processes_share_the_queue_and_process_each_message_onc
     for inbound_id in ids:
         assert logs.count(f"intake {inbound_id}: answered") == 1, logs[-2000:]
     assert len(replies_to(stack, CLAIMANT)) == count
+
+
+# --- budgets and plain words ---------------------------------------------------------------
+
+
+async def test_a_message_over_the_memory_budget_fails_in_plain_words(intake: Intake) -> None:
+    stack = intake.stack
+    stack.settings.intake_parse_seconds = 120
+    stack.settings.intake_parse_memory_mb = 256
+    stack.settings.intake_max_attempts = 1
+    processor = IntakeProcessor(stack.services, stack.client)  # reads the budget it starts with
+    bomb = await store(intake, header_bomb(200_000))
+    try:
+        await drain(processor)
+    finally:
+        processor.close()
+    row = row_of(stack, bomb)
+    assert row.state is InboundState.FAILED
+    assert "needed more than 256 MB" in (row.reason or "")
+
+
+async def test_a_message_over_the_size_limit_is_held_not_read(intake: Intake) -> None:
+    # The receiver refuses it at SMTP; an IMAP mailbox can still hand one over.
+    inbound_id = await store(intake, bytes(mail(CLAIMANT, "Big", "x" * 5_000)))
+    intake.stack.settings.intake_max_bytes = 1_000
+    await drain(intake.processor)
+    row = row_of(intake.stack, inbound_id)
+    assert row.state is InboundState.QUARANTINED
+    assert "larger than the intake's limit (1,000 bytes)" in (row.reason or "")
+
+
+async def test_failures_are_told_in_plain_words_without_the_engines_text(
+    stack_on_both: Stack,
+) -> None:
+    from sqlalchemy import text
+    from temporalio.service import RPCError
+
+    from intake.processor import describe_failure
+
+    failures: list[BaseException] = []
+    try:
+        await stack_on_both.client.get_workflow_handle("DSP-2026-999999").describe()
+    except RPCError as exc:
+        failures.append(exc)
+    try:
+        with stack_on_both.sessions.begin() as session:
+            session.execute(text("SELECT * FROM no_such_table WHERE secret = 'hunter2'"))
+    except Exception as exc:
+        failures.append(exc)
+    assert len(failures) == 2
+    for failure in failures:
+        said = describe_failure(failure)
+        assert "hunter2" not in said and "no_such_table" not in said, said
+        assert "DSP-2026-999999" not in said and "not found" not in said.lower(), said
+    assert describe_failure(failures[0]).startswith("the dispute engine (Temporal)")
+    assert describe_failure(failures[1]).startswith("the database refused")
