@@ -101,7 +101,8 @@ async def test_a_header_bomb_is_read_off_the_event_loop_and_fails_into_view(
     row = row_of(stack, bomb)
     assert row.state is InboundState.FAILED, (row.state, row.reason, row.last_error)
     assert row.attempts == 2
-    assert "took longer than 1 s" in (row.reason or "")
+    # Whichever budget it reached first: on a fast, idle machine memory can come before time.
+    assert "took longer than 1 s" in (row.reason or "") or "MB (the budget)" in (row.reason or "")
     assert [r for r in caplog.records if f"intake {bomb}" in r.getMessage()]
     # Nothing was answered on its behalf, and the next message still goes through.
     assert replies_to(stack, CLAIMANT) == []
