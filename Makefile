@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint lock bench bench-web bench-intake bench-search chaos histories worker clean chromium dovecot
+.PHONY: run test lint lock bench bench-web bench-intake bench-responsiveness bench-search chaos histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -56,6 +56,9 @@ bench-web: $(STAMP)
 
 bench-intake: $(STAMP)
 	$(BIN)/python -m bench.intake
+
+bench-responsiveness: $(STAMP)
+	$(BIN)/python -m bench.responsiveness
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.search

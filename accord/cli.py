@@ -482,6 +482,62 @@ def tasks(
         )
 
 
+@app.command()
+def inbound(
+    state: Annotated[
+        str, typer.Option(help="received, filed, threaded, answered, quarantined, ignored, failed")
+    ] = "failed",
+) -> None:
+    """Email intake messages in one state, newest first (failed ones wait for an admin)."""
+    from models.enums import InboundState
+    from models.tables import InboundMessage
+
+    try:
+        wanted = InboundState(state)
+    except ValueError:
+        fail(f"--state: one of {', '.join(s.value for s in InboundState)}")
+    with _services().sessions.read() as session:
+        rows = session.exec(
+            select(InboundMessage)
+            .where(InboundMessage.state == wanted)
+            .order_by(col(InboundMessage.received_at).desc())
+            .limit(200)
+        ).all()
+    if not rows:
+        typer.echo(f"no {wanted.value} messages")
+    for m in rows:
+        typer.echo(
+            f"#{m.id}  {m.received_at:%Y-%m-%d %H:%M}  {m.sender or m.envelope_from or '-':<30} "
+            f"{(m.subject or '-')[:50]!r}  attempts {m.attempts}\n      {m.reason or '-'}"
+        )
+
+
+@app.command("inbound-retry")
+def inbound_retry(inbound_id: int, actor: As) -> None:
+    """Process a held or failed intake message again (admins)."""
+    from intake.processor import IntakeProcessor, NotHeld
+    from models.enums import Role
+
+    async def go() -> None:
+        services = _services()
+        who = _actor(services, actor)
+        if who.role is not Role.ADMIN:
+            raise CliError("processing intake messages again is for admins")
+        processor = IntakeProcessor(services, await _client(services.settings))
+        try:
+            processor.reopen(inbound_id, actor)
+        except (LookupError, NotHeld) as exc:
+            message = str(exc) if isinstance(exc, NotHeld) else f"no message {inbound_id}"
+            raise CliError(message) from None
+        try:
+            state = await processor.process(inbound_id)
+        finally:
+            processor.close()
+        typer.echo(f"message {inbound_id} processed again: {state.value}")
+
+    _run(go())
+
+
 def _human(delta: timedelta) -> str:
     hours = int(delta.total_seconds() // 3600)
     return (

@@ -90,6 +90,22 @@ class Settings(BaseSettings):
     """The SMTP receiver `make run` starts (0 = do not start one)."""
     intake_max_bytes: int = 25 * 1024 * 1024
     """Largest message the receiver accepts (refused at the SMTP level above it)."""
+    intake_parse_seconds: float = Field(default=10.0, gt=0, le=600)
+    """Time budget for reading one message, in a separate process (killed past it): a header
+    bomb costs that process this long, never the web app, the worker or the other messages."""
+    intake_parse_memory_mb: int = Field(default=2048, ge=256)
+    """Memory budget of that process (its address space); past it the attempt fails."""
+    intake_parse_processes: int = Field(default=2, ge=1, le=64)
+    """Messages read at the same time, each in its own process."""
+    intake_parallel: int = Field(default=8, ge=1, le=256)
+    """Messages processed at the same time by one intake (they wait on Temporal, not the CPU)."""
+    intake_max_attempts: int = Field(default=5, ge=1, le=100)
+    """Failed attempts before a message is marked failed for an admin instead of retried."""
+    intake_retry_seconds: float = Field(default=30.0, ge=0)
+    """Back-off after a failed attempt; doubled after each further failure (capped at 1 h)."""
+    intake_claim_seconds: float = Field(default=60.0, gt=0)
+    """A processor's claim on a message lasts this long and is renewed while it works, so the
+    claim of a processor that died lapses within it."""
     intake_authserv_id: str | None = None
     """The authserv-id of the receiving MTA in front of Accord: only Authentication-Results
     headers stamped with it are trusted. Unset: no header is trusted."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from cleanco import basename  # type: ignore[import-untyped]
@@ -63,6 +63,8 @@ KEYS: dict[str, str] = {
 }
 LINE = re.compile(r"^\s*([A-Za-z][A-Za-z ]{1,20}?)\s*:\s*(.+?)\s*$")
 MATCH_CUTOFF = 85
+SUMMARY_LIMIT = 300
+"""FilingSubmission.summary's maximum length."""
 
 
 @dataclass
@@ -108,24 +110,95 @@ def match_category(text: str) -> DisputeCategory | None:
     return DisputeCategory(found[2]) if found else None
 
 
-def parse_amount(text: str) -> tuple[Decimal, str] | None:
-    currency = "USD"
+@dataclass(frozen=True)
+class Amount:
+    value: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class Unclear:
+    """An amount that could be read two ways (or not read for certain): asked, never guessed."""
+
+    question: str
+
+
+MINOR_DIGITS = {"JPY": 0, "KRW": 0, "ISK": 0, "CLP": 0, "VND": 0, "KWD": 3, "BHD": 3, "JOD": 3}
+MINOR_DIGITS |= {"OMR": 3, "TND": 3, "IQD": 3, "LYD": 3}
+"""Decimals of the currencies that do not have two: a three-digit tail after one separator is
+a thousands group only where the currency has fewer than three decimals."""
+NUMBER = re.compile(r"(\d[\d,.'\u00a0\u202f ]*\d|\d)\s*([kKmM](?![A-Za-z]))?")
+
+
+def _grouped(digits: str, sep: str) -> bool:
+    """Thousands grouped properly: 1 to 3 digits, then groups of exactly 3."""
+    return re.fullmatch(r"\d{1,3}(?:" + re.escape(sep) + r"\d{3})*", digits) is not None
+
+
+def parse_amount(text: str) -> Amount | Unclear | None:
+    """'125.000,00 EUR', '40.000 EUR', '$40,000', '1.5m GBP'; None when there is no number.
+
+    The last separator followed by one or two digits marks the decimals, whichever it is;
+    the other groups thousands. One separator followed by exactly three digits ('40,000',
+    '40.000', '1,234') groups thousands only when a named currency has fewer than three
+    decimals; otherwise it could be either, and the sender is asked."""
+    currency, named = "USD", False
     for iso, symbol in (("USD", "$"), ("EUR", "€"), ("GBP", "£")):
         if symbol in text:
-            currency = iso
-    named = re.search(r"\b([A-Z]{3})\b", text)
-    if named:
-        currency = named.group(1)
-    number = re.search(r"(\d[\d,. ]*)\s*([kKmM])?", text)
+            currency, named = iso, True
+    code = re.search(r"\b([A-Z]{3})\b", text)
+    if code:
+        currency, named = code.group(1), True
+    number = NUMBER.search(text)
     if not number:
         return None
-    digits = number.group(1).replace(",", "").replace(" ", "").rstrip(".")
-    try:
-        value = Decimal(digits)
-    except InvalidOperation:
-        return None
+    written = number.group(1)
+    unsure = Unclear(
+        f"Amount: {text.strip()!r} is not an amount I can read for certain; write it with"
+        " its currency, e.g. 'Amount: 125000.00 EUR'"
+    )
+    # Spaces and apostrophes only ever group thousands (125 000,00; 1'250'000).
+    chunks = re.split(r"[ '\u00a0\u202f]+", written)
+    if len(chunks) > 1:
+        if not all(re.match(r"\d{3}(?!\d)", c) for c in chunks[1:]) or len(chunks[0]) > 3:
+            return unsure
+        written = "".join(chunks)
+    marks = [c for c in written if c in ",."]
+    minor = MINOR_DIGITS.get(currency, 2)
+    if not marks:
+        value = Decimal(written)
+    elif len(set(marks)) == 2:
+        decimal_mark = marks[-1]
+        group_mark = "," if decimal_mark == "." else "."
+        whole, _, fraction = written.rpartition(decimal_mark)
+        if marks.count(decimal_mark) > 1 or not 1 <= len(fraction) <= max(minor, 2):
+            return unsure
+        if not _grouped(whole, group_mark):
+            return unsure
+        value = Decimal(f"{whole.replace(group_mark, '')}.{fraction}")
+    elif len(marks) > 1:
+        if not _grouped(written, marks[0]):
+            return unsure
+        value = Decimal(written.replace(marks[0], ""))
+    else:
+        whole, mark, fraction = written.partition(marks[0])
+        as_decimals = Decimal(f"{whole}.{fraction}")
+        if len(fraction) in (1, 2) or whole == "0":
+            value = as_decimals
+        elif len(fraction) != 3:
+            return unsure
+        elif named and minor < 3:
+            value = Decimal(whole + fraction)
+        else:
+            return Unclear(
+                f"Amount: {text.strip()!r} can be read two ways: {whole + fraction} (the"
+                f" {mark!r} grouping thousands) or {as_decimals} (the {mark!r} marking"
+                f" decimals); write it with its currency and cents, e.g."
+                f" 'Amount: {whole + fraction}.00 {currency}' or"
+                f" 'Amount: {as_decimals.quantize(Decimal('0.01'))} {currency}'"
+            )
     value *= {"k": 1_000, "m": 1_000_000}.get((number.group(2) or "").lower(), 1)
-    return value.quantize(Decimal("0.01")), currency
+    return Amount(value.quantize(Decimal("0.01")), currency)
 
 
 def parse_date(text: str) -> date | None:
@@ -149,6 +222,9 @@ def read_filing(session: Session, claimant_id: str, subject: str, body: str) -> 
         else:
             facts.append(line)
     summary = re.sub(r"^\s*((re|fwd?|aw|wg)\s*:\s*)+", "", subject, flags=re.IGNORECASE).strip()
+    if len(summary) > SUMMARY_LIMIT:
+        # A long subject is still the summary, cut with a marker; the whole is in the original.
+        summary = summary[: SUMMARY_LIMIT - 1] + "…"
     filing = MailFiling(data={"claimant_id": claimant_id, "summary": summary})
     if len(summary) < 5:
         filing.missing.append("a subject line of at least 5 characters (it becomes the summary)")
@@ -207,11 +283,13 @@ def read_filing(session: Session, claimant_id: str, subject: str, body: str) -> 
     amount = parse_amount((fields.get("amount") or [""])[0])
     if amount is None:
         filing.missing.append("Amount: the amount at stake, e.g. 'Amount: 125,000 USD'")
+    elif isinstance(amount, Unclear):
+        filing.missing.append(amount.question)
     else:
-        filing.data["amount_at_stake"] = str(amount[0])
-        filing.data["currency"] = amount[1]
-        filing.understood["amount_at_stake"] = str(amount[0])
-        filing.understood["currency"] = amount[1]
+        filing.data["amount_at_stake"] = str(amount.value)
+        filing.data["currency"] = amount.currency
+        filing.understood["amount_at_stake"] = str(amount.value)
+        filing.understood["currency"] = amount.currency
 
     occurred_text = (fields.get("occurred_on") or [""])[0]
     occurred = parse_date(occurred_text) if occurred_text else None

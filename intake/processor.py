@@ -10,27 +10,32 @@ after a crash adds nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import re
+import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from typing import Any
 from urllib.parse import urlencode
 
 import authres  # type: ignore[import-untyped]
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlmodel import col, select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 
 from accord.access import Viewer, can_see_dispute
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
 from intake.filing_mail import read_filing
-from intake.reading import ReadMail, read
+from intake.parsing import ParseFailed, Readers, Unreadable
+from intake.reading import ReadMail
 from models.enums import EvidenceVisibility, InboundState, Role
 from models.payloads import (
     Actor,
@@ -47,7 +52,8 @@ from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
 
 log = logging.getLogger("accord.intake")
-PARALLEL = 8
+NULL_RETURN_PATH = "<>"
+"""How the receiver stores `MAIL FROM:<>`: bounces and other machine mail (RFC 3834)."""
 
 
 def dedupe_key(raw: bytes) -> str:
@@ -65,6 +71,10 @@ def dedupe_key(raw: bytes) -> str:
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
+class NotHeld(ValueError):
+    """Only a held (quarantined) or failed message can be processed again."""
+
+
 @dataclass
 class Outcome:
     state: InboundState
@@ -76,19 +86,72 @@ class Outcome:
 
 
 class IntakeProcessor:
+    BATCH = 200
+    """Messages looked at per round (failed attempts back off, so none holds the others up)."""
+
     def __init__(self, services: Services, client: Client) -> None:
         self.services = services
         self.settings = services.settings
         self.client = client
         self.sessions = services.sessions
+        self._slots = asyncio.Semaphore(self.settings.intake_parallel)
+        # Each reading is a process on a CPU: fewer of them than messages in flight.
+        self._parsers = asyncio.Semaphore(self.settings.intake_parse_processes)
+        self._readers = Readers(
+            self.settings.intake_parse_processes, self.settings.intake_parse_memory_mb
+        )
+
+    def close(self) -> None:
+        """Stop the reading processes (they are started again when needed)."""
+        self._readers.close()
 
     # --- storing ---------------------------------------------------------------------------
 
     def store(
         self, raw: bytes, *, source: str, envelope_from: str = "", envelope_to: tuple[str, ...] = ()
     ) -> tuple[int, bool]:
-        """Keep the raw message; returns its row id and whether it is new (not a redelivery)."""
+        """Keep the raw message; returns its row id and whether it is new (not a redelivery).
+
+        A different message under a Message-ID already stored is kept too, held for an admin:
+        discarding it would lose mail, and processing it could let anyone who knows a
+        Message-ID pass their message off as a redelivery or a thread's reply."""
         key = dedupe_key(raw)
+        row = self._insert(raw, key, source, envelope_from, envelope_to, None)
+        if row is not None:
+            return row, True
+        with self.sessions.read() as session:
+            existing = session.exec(
+                select(InboundMessage).where(InboundMessage.dedupe_key == key)
+            ).one()
+        assert existing.id is not None
+        if key.startswith("sha256:") or same_message(bytes(existing.raw), raw):
+            return existing.id, False
+        held_key = f"sha256:{hashlib.sha256(raw).hexdigest()}"
+        reason = (
+            f"reuses the Message-ID of message {existing.id} ({key[4:]}) with different"
+            " content: held, so neither replaces the other; process it again to take it in"
+        )
+        row = self._insert(raw, held_key, source, envelope_from, envelope_to, reason)
+        if row is not None:
+            log.warning("intake %s: %s", row, reason)
+            return row, True
+        with self.sessions.read() as session:
+            held = session.exec(
+                select(InboundMessage).where(InboundMessage.dedupe_key == held_key)
+            ).one()
+        assert held.id is not None
+        return held.id, False
+
+    def _insert(
+        self,
+        raw: bytes,
+        key: str,
+        source: str,
+        envelope_from: str,
+        envelope_to: tuple[str, ...],
+        held: str | None,
+    ) -> int | None:
+        """The new row's id, or None when the key is taken."""
         try:
             with self.sessions.begin() as session:
                 row = InboundMessage(
@@ -101,73 +164,213 @@ class IntakeProcessor:
                     raw=raw,
                     size=len(raw),
                     received_at=datetime.now(UTC),
-                    state=InboundState.RECEIVED,
+                    state=InboundState.QUARANTINED if held else InboundState.RECEIVED,
+                    reason=held,
                 )
                 session.add(row)
                 session.flush()
                 assert row.id is not None
-                return row.id, True
+                return row.id
         except IntegrityError:
-            with self.sessions.read() as session:
-                existing = session.exec(
-                    select(InboundMessage).where(InboundMessage.dedupe_key == key)
-                ).one()
-                assert existing.id is not None
-                return existing.id, False
+            return None
 
-    # --- processing ------------------------------------------------------------------------
+    # --- claiming ---------------------------------------------------------------------------
 
     def pending(self) -> list[int]:
+        """Messages to process: received, and neither claimed nor backing off."""
+        now = datetime.now(UTC)
         with self.sessions.read() as session:
             ids = session.exec(
                 select(InboundMessage.id)
                 .where(InboundMessage.state == InboundState.RECEIVED)
+                .where(
+                    or_(
+                        col(InboundMessage.claimed_until).is_(None),
+                        col(InboundMessage.claimed_until) < now,
+                    )
+                )
                 .order_by(col(InboundMessage.id))
-                .limit(200)
+                .limit(self.BATCH)
             ).all()
         return [i for i in ids if i is not None]
 
+    def claim(self, inbound_id: int) -> str | None:
+        """Take the message for processing; returns the claim's token, or None when it is not
+        to be processed (done, or claimed by another processor, or backing off).
+
+        One conditional UPDATE: on SQLite writers are serialised, and PostgreSQL re-checks the
+        condition on the row it waited for, so of two processors exactly one gets it."""
+        token = uuid.uuid4().hex
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(InboundMessage)
+                .where(col(InboundMessage.id) == inbound_id)
+                .where(col(InboundMessage.state) == InboundState.RECEIVED)
+                .where(
+                    or_(
+                        col(InboundMessage.claimed_until).is_(None),
+                        col(InboundMessage.claimed_until) < now,
+                    )
+                )
+                .values(claim_token=token, claimed_until=now + self._lease())
+            )
+            taken = result.rowcount == 1  # type: ignore[attr-defined]
+        return token if taken else None
+
+    def release(self, inbound_id: int, token: str) -> None:
+        """Give the claim up unprocessed (stopping), so another processor takes it at once."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(InboundMessage)
+                .where(col(InboundMessage.id) == inbound_id)
+                .where(col(InboundMessage.claim_token) == token)
+                .values(claim_token=None, claimed_until=None)
+            )
+
+    def _renew(self, inbound_id: int, token: str) -> bool:
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(InboundMessage)
+                .where(col(InboundMessage.id) == inbound_id)
+                .where(col(InboundMessage.claim_token) == token)
+                .values(claimed_until=datetime.now(UTC) + self._lease())
+            )
+            renewed: bool = result.rowcount == 1  # type: ignore[attr-defined]
+        return renewed
+
+    async def _keep_claim(self, inbound_id: int, token: str) -> None:
+        """Renew the claim while the message is processed (a filing waits on Temporal)."""
+        while True:
+            await asyncio.sleep(self.settings.intake_claim_seconds / 3)
+            if not await asyncio.to_thread(self._renew, inbound_id, token):
+                log.warning("intake %s: the claim lapsed while it was processed", inbound_id)
+                return
+
+    def _lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.intake_claim_seconds)
+
+    def reopen(self, inbound_id: int, by: str) -> None:
+        """An admin's "process again" on a held or failed message: back in the queue with a
+        fresh set of attempts (the admin has changed something: the directory, a budget)."""
+        with self.sessions.begin() as session:
+            row = session.get(InboundMessage, inbound_id)
+            if row is None:
+                raise LookupError(f"message {inbound_id}")
+            if row.state not in (InboundState.QUARANTINED, InboundState.FAILED):
+                raise NotHeld(f"message {inbound_id} is {row.state.value}, not held or failed")
+            row.reason = f"retry by {by} (was: {row.reason})"[:5000]
+            row.state = InboundState.RECEIVED
+            row.attempts = 0
+            row.claim_token = None
+            row.claimed_until = None
+            session.add(row)
+
+    # --- processing ------------------------------------------------------------------------
+
     async def process_pending(self) -> int:
-        """Process what is waiting, several at a time (each waits on Temporal, not the CPU)."""
+        """Process what is waiting now, and wait for it (tests, and a one-off drain)."""
         ids = await asyncio.to_thread(self.pending)
-        slots = asyncio.Semaphore(PARALLEL)
-
-        async def one(inbound_id: int) -> None:
-            async with slots:
-                await self.process(inbound_id)
-
-        await asyncio.gather(*(one(i) for i in ids))
+        await asyncio.gather(*(self._one(i) for i in ids))
         return len(ids)
 
+    async def _one(self, inbound_id: int) -> None:
+        """Process one message in a slot: the bound is the processor's, shared by the loop and
+        every direct call, not one round's."""
+        async with self._slots:
+            try:
+                await self.process(inbound_id)
+            except Exception:
+                # Not even the failure could be written (the database is down, say): the
+                # claim lapses and the message is taken again.
+                log.exception("intake %s: left for a later attempt", inbound_id)
+
     async def run(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        """Process what arrives (woken by the receiver) and what a crash left behind."""
+        """Process what arrives (woken by the receiver) and what a crash left behind.
+
+        Messages are started as slots free up, not in rounds: a message that takes its whole
+        parse budget holds one slot, never the mail that arrives after it."""
+        running: dict[int, asyncio.Task[None]] = {}
+
+        def finished(inbound_id: int, _: asyncio.Task[None]) -> None:
+            running.pop(inbound_id, None)
+            wake.set()  # a slot is free: look again
+
         while not stop.is_set():
-            # Cleared before looking, so a message stored while we work wakes the next round.
+            # Cleared before looking, so a message stored while we work wakes the next look.
             wake.clear()
             try:
-                await self.process_pending()
-            except Exception:  # keep serving; the row stays RECEIVED and is retried
-                log.exception("intake processing failed; retrying")
+                ids = await asyncio.to_thread(self.pending)
+            except Exception:  # the database is away: keep serving, look again later
+                log.exception("intake: could not look for messages; retrying")
+                ids = []
+            for inbound_id in ids:
+                if inbound_id in running or len(running) >= self.settings.intake_parallel:
+                    continue
+                task = asyncio.create_task(self._one(inbound_id))
+                running[inbound_id] = task
+                task.add_done_callback(functools.partial(finished, inbound_id))
             if wake.is_set():
                 continue
             waiting = asyncio.ensure_future(wake.wait())
             stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiting, stopping}, timeout=30, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {waiting, stopping}, timeout=self._idle_seconds(), return_when="FIRST_COMPLETED"
+            )
             waiting.cancel()
             stopping.cancel()
+        # Stopping: what is under way finishes (each step is idempotent, but a finished
+        # message needs no second look).
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        self.close()
+
+    def _idle_seconds(self) -> float:
+        """Look again at least this often: for lapsed claims and for messages backing off."""
+        return max(0.5, min(30.0, self.settings.intake_retry_seconds or 30.0))
 
     async def process(self, inbound_id: int) -> InboundState:
+        """Claim the message, then process it; a failure is written down on it (and logged)
+        and the message is retried after a back-off, or marked failed after the last try."""
+        token = await asyncio.to_thread(self.claim, inbound_id)
+        if token is None:
+            return await asyncio.to_thread(self._state, inbound_id)
+        keeping = asyncio.create_task(self._keep_claim(inbound_id, token))
+        try:
+            return await self._attempt(inbound_id, token)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(self.release, inbound_id, token))
+            raise
+        except Exception as exc:
+            return await asyncio.to_thread(self._failed, inbound_id, token, exc)
+        finally:
+            keeping.cancel()
+
+    def _state(self, inbound_id: int) -> InboundState:
         with self.sessions.read() as session:
             row = session.get(InboundMessage, inbound_id)
-        if row is None or row.state is not InboundState.RECEIVED:
-            return row.state if row else InboundState.IGNORED
-        try:
-            mail = read(row.raw)
-        except Exception as exc:  # the parser gave up entirely: keep it for an admin
-            outcome = Outcome(InboundState.QUARANTINED, f"unreadable message: {exc}")
-            await asyncio.to_thread(self._finish, inbound_id, outcome, None)
+        return row.state if row else InboundState.IGNORED
+
+    async def _attempt(self, inbound_id: int, token: str) -> InboundState:
+        with self.sessions.read() as session:
+            row = session.get(InboundMessage, inbound_id)
+        assert row is not None  # claimed a moment ago; rows are never deleted
+        if len(row.raw) > self.settings.intake_max_bytes:
+            outcome = Outcome(
+                InboundState.QUARANTINED,
+                f"larger than the intake's limit ({self.settings.intake_max_bytes:,} bytes)",
+            )
+            await asyncio.to_thread(self._finish, inbound_id, token, outcome, None)
             return outcome.state
-        outcome = await self._decide(inbound_id, mail)
+        try:
+            async with self._parsers:
+                mail = await asyncio.to_thread(
+                    self._readers.read, bytes(row.raw), self.settings.intake_parse_seconds
+                )
+        except Unreadable as exc:  # the parser gave up entirely: keep it for an admin
+            outcome = Outcome(InboundState.QUARANTINED, f"unreadable message: {exc}")
+            await asyncio.to_thread(self._finish, inbound_id, token, outcome, None)
+            return outcome.state
+        outcome = await self._decide(inbound_id, mail, row.envelope_from)
         if mail.cleaned:
             # Changed before it was kept: the admins read it in the reason, the sender in the
             # answer (one is sent for this alone, unless the mail is a machine's or held).
@@ -179,13 +382,62 @@ class IntakeProcessor:
                 outcome.reply = {"outcome": "threaded" if outcome.number else "cleaned"}
             if outcome.reply is not None:
                 outcome.reply["cleaned"] = mail.cleaned
-        await asyncio.to_thread(self._finish, inbound_id, outcome, mail)
-        if outcome.reply is not None and mail.sender:
-            await self._reply(inbound_id, mail, outcome)
+        request = self._reply_request(inbound_id, mail, outcome)
+        ids: list[int] = []
+        if request is not None:
+            # Queued before the outcome is recorded: a failure in between retries the message,
+            # and the reply's key (the message's) keeps it to one.
+            ids = await asyncio.to_thread(self.services.outbox.enqueue, request, datetime.now(UTC))
+        if not await asyncio.to_thread(self._finish, inbound_id, token, outcome, mail):
+            return await asyncio.to_thread(self._state, inbound_id)
+        if ids:
+            try:
+                await self.services.outbox.deliver(ids)
+            except RuntimeError:
+                log.warning("intake %s: reply left in the outbox for the relay", inbound_id)
         return outcome.state
 
-    async def _decide(self, inbound_id: int, mail: ReadMail) -> Outcome:
+    def _failed(self, inbound_id: int, token: str, exc: Exception) -> InboundState:
+        """Write the failed attempt down: back off, or after the last attempt mark it failed."""
+        plain = describe_failure(exc)
+        with self.sessions.begin() as session:
+            row = session.get(InboundMessage, inbound_id)
+            if row is None or row.claim_token != token:
+                log.error("intake %s: failed (%s) after losing its claim", inbound_id, plain)
+                return row.state if row else InboundState.IGNORED
+            row.attempts += 1
+            row.last_error = plain
+            row.claim_token = None
+            if row.attempts >= self.settings.intake_max_attempts:
+                row.state = InboundState.FAILED
+                row.reason = f"failed {row.attempts} times; the last time: {plain}"
+                row.claimed_until = None
+                row.processed_at = datetime.now(UTC)
+            else:
+                backoff = self.settings.intake_retry_seconds * 2 ** (row.attempts - 1)
+                row.claimed_until = datetime.now(UTC) + timedelta(seconds=min(backoff, 3600))
+            session.add(row)
+            state, attempts = row.state, row.attempts
+        log.warning(
+            "intake %s: attempt %d of %d failed: %s%s",
+            inbound_id,
+            attempts,
+            self.settings.intake_max_attempts,
+            plain,
+            "; marked failed for an admin" if state is InboundState.FAILED else "; will retry",
+            exc_info=exc,
+        )
+        return state
+
+    async def _decide(self, inbound_id: int, mail: ReadMail, envelope_from: str) -> Outcome:
         auth = self.authentication(mail)
+        if envelope_from == NULL_RETURN_PATH:
+            return Outcome(
+                InboundState.IGNORED,
+                "not answered: null return path (MAIL FROM:<>), a bounce or automatic message"
+                " (RFC 3834)",
+                authentication=auth,
+            )
         if mail.automatic:
             return Outcome(
                 InboundState.IGNORED, f"not answered: {mail.automatic}", authentication=auth
@@ -194,6 +446,8 @@ class IntakeProcessor:
             return Outcome(
                 InboundState.IGNORED, "our own message came back: a loop", authentication=auth
             )
+        if mail.sender_problem:
+            return Outcome(InboundState.QUARANTINED, mail.sender_problem, authentication=auth)
         if not mail.sender:
             return Outcome(InboundState.QUARANTINED, "no sender address", authentication=auth)
         failed = [m for m in ("dmarc", "dkim", "spf") if auth.get(m) in ("fail", "permerror")]
@@ -342,8 +596,8 @@ class IntakeProcessor:
                 continue
             try:
                 uploads.check_upload(self.settings, upload, position)
-            except uploads.UploadProblem as problem:
-                refused.append(problem.message)
+            except uploads.UploadProblem as refusal:
+                refused.append(refusal.message)
                 continue
             item = uploads.store(
                 self.sessions,
@@ -429,11 +683,13 @@ class IntakeProcessor:
 
     # --- recording and answering ------------------------------------------------------------
 
-    def _finish(self, inbound_id: int, outcome: Outcome, mail: ReadMail | None) -> None:
+    def _finish(self, inbound_id: int, token: str, outcome: Outcome, mail: ReadMail | None) -> bool:
+        """Record the outcome, if the claim is still ours (else another processor has it)."""
         with self.sessions.begin() as session:
             row = session.get(InboundMessage, inbound_id)
-            if row is None:
-                return
+            if row is None or row.claim_token != token:
+                log.error("intake %s: claim lost before the outcome was recorded", inbound_id)
+                return False
             row.state = outcome.state
             # Reasons quote what they refuse (an exception's text, a field's value): kept as
             # storable text, or the row could never leave RECEIVED on PostgreSQL.
@@ -442,14 +698,21 @@ class IntakeProcessor:
             row.authentication = outcome.authentication
             row.attempts += 1
             row.processed_at = datetime.now(UTC)
+            row.claim_token = None
+            row.claimed_until = None
+            row.last_error = None
             if mail is not None:
                 row.sender = mail.sender[:320] or None
                 row.subject = mail.subject[:400] or None
             session.add(row)
         log.info("intake %s: %s (%s)", inbound_id, outcome.state.value, outcome.reason)
+        return True
 
-    async def _reply(self, inbound_id: int, mail: ReadMail, outcome: Outcome) -> None:
-        assert outcome.reply is not None
+    def _reply_request(
+        self, inbound_id: int, mail: ReadMail, outcome: Outcome
+    ) -> NotificationRequest | None:
+        if outcome.reply is None or not mail.sender:
+            return None
         context = {
             "number": outcome.number or "",
             "subject": " ".join(mail.subject.split())[:200] or "your message",
@@ -461,7 +724,7 @@ class IntakeProcessor:
             "form_url": "",
             **outcome.reply,
         }
-        request = NotificationRequest(
+        return NotificationRequest(
             key=f"intake-{inbound_id}:reply",
             number=outcome.number or "",
             template="intake_reply",
@@ -469,12 +732,62 @@ class IntakeProcessor:
             context=context,
             in_reply_to=mail.message_id,
         )
-        outbox = self.services.outbox
-        ids = await asyncio.to_thread(outbox.enqueue, request, datetime.now(UTC))
-        try:
-            await outbox.deliver(ids)
-        except RuntimeError:
-            log.warning("intake %s: reply left in the outbox for the relay", inbound_id)
+
+
+def same_message(stored: bytes, arrived: bytes) -> bool:
+    """The same message delivered again: equal but for the trace headers each hop adds and
+    the MIME boundaries (a client that sends again may flatten the message anew)."""
+    return _comparable(stored) == _comparable(arrived)
+
+
+_BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^";\s]+)"?', re.IGNORECASE)
+
+
+def _comparable(raw: bytes) -> bytes:
+    kept = _without_trace(raw)
+    boundaries = set(_BOUNDARY.findall(kept))
+    if len(boundaries) > 50:  # each costs a pass over the message: compare them as they are
+        return kept
+    for boundary in boundaries:
+        kept = kept.replace(boundary, b"<boundary>")
+    return kept
+
+
+_TRACE = re.compile(
+    rb"^(received|return-path|delivered-to|x-original-to|authentication-results|received-spf"
+    rb"|arc-seal|arc-message-signature|arc-authentication-results|x-received):",
+    re.IGNORECASE,
+)
+
+
+def _without_trace(raw: bytes) -> bytes:
+    head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation belongs to the header above
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = _TRACE.match(line) is not None
+        if not dropping:
+            kept.append(line)
+    return b"\n".join(kept) + sep + body
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong, in words an admin can act on; the engines' own text (which can hold
+    the data that failed, or a driver's internals) goes only to the log."""
+    if isinstance(exc, ParseFailed):
+        return str(exc)
+    if isinstance(exc, DBAPIError | SQLAlchemyError):
+        driver = type(getattr(exc, "orig", None) or exc).__name__
+        return f"the database refused or did not answer ({driver})"
+    if isinstance(exc, RPCError | WorkflowUpdateRPCTimeoutOrCancelledError):
+        return "the dispute engine (Temporal) did not answer or turned the request down"
+    if isinstance(exc, TimeoutError | ConnectionError | OSError):
+        return f"a service did not answer in time ({type(exc).__name__})"
+    return f"an internal error ({type(exc).__name__}); the log has the details"
 
 
 def _evidence_id(inbound_id: int, position: int) -> str:

@@ -7,6 +7,7 @@ each of those still yields a result (with the damage noted), never an exception.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage, Message
@@ -49,6 +50,8 @@ class ReadMail:
     attachments: list[Attachment] = field(default_factory=list)
     automatic: str | None = None
     """Why this is an auto-reply, bounce or list mail, when it is one."""
+    sender_problem: str | None = None
+    """Why the sender is not one address (two From headers, two addresses in one), if not."""
     headers: dict[str, list[str]] = field(default_factory=dict)
     cleaned: list[str] = field(default_factory=list)
     """What was replaced because it cannot be stored (models.text.clean), per field: told to
@@ -68,6 +71,8 @@ def parse(raw: bytes) -> EmailMessage:
 def _header(message: Message, name: str) -> str:
     try:
         value = message.get(name)
+    except MemoryError:  # over the reader's memory budget: the attempt fails, not the header
+        raise
     except Exception:  # a malformed header that the policy cannot even fold
         return ""
     return str(value or "").strip()
@@ -81,7 +86,8 @@ def _ids(value: str) -> list[str]:
 
 def automatic_reason(message: Message) -> str | None:
     """RFC 3834 and the usual conventions: never answer machines."""
-    auto = _header(message, "Auto-Submitted").lower()
+    # "auto-replied; owner-email=..." carries parameters; only the keyword counts.
+    auto = _header(message, "Auto-Submitted").lower().split(";")[0].strip()
     if auto and auto != "no":
         return f"Auto-Submitted: {auto}"
     precedence = _header(message, "Precedence").lower()
@@ -113,6 +119,47 @@ def _text_of(part: Message) -> str:
     return content if isinstance(content, str) else ""
 
 
+MAX_AUTHENTICATION_RESULTS = 20
+"""Our MTA stamps one; a message carrying thousands is not worth parsing them all."""
+
+
+def _sender_problem(message: Message) -> str | None:
+    """More than one sender cannot be attributed to one party: the message is held."""
+    try:
+        values = [str(v) for v in message.get_all("From", []) or []]
+    except Exception:  # unfoldable: parseaddr below finds no sender, which is held too
+        return None
+    addresses = [a for _, a in getaddresses(values) if a]
+    if len(values) > 1:
+        return f"more than one sender: {len(values)} From headers"
+    if len(addresses) > 1:
+        return f"more than one sender: {len(addresses)} addresses in From"
+    return None
+
+
+def _leaves(part: Message) -> Iterator[Message]:
+    """The parts to read, depth first; a forwarded message (message/rfc822) is one part, kept
+    whole, not read as if its text were the sender's."""
+    if part.get_content_type() == "message/rfc822" or not part.is_multipart():
+        yield part
+        return
+    payload = part.get_payload()
+    for sub in payload if isinstance(payload, list) else []:
+        if isinstance(sub, Message):
+            yield from _leaves(sub)
+
+
+def _forwarded(part: Message, position: int) -> Attachment:
+    payload = part.get_payload()
+    inner = payload[0] if isinstance(payload, list) and payload else None
+    try:
+        data = inner.as_bytes() if isinstance(inner, Message) else b""
+    except Exception:  # headers the generator cannot fold: keep the text as parsed
+        data = str(inner).encode("utf-8", "replace")
+    name = part.get_filename() or f"forwarded-message-{position}.eml"
+    return Attachment(filename=name, content_type="message/rfc822", data=data)
+
+
 def read(raw: bytes) -> ReadMail:
     message = parse(raw)
     cleaned: list[str] = []
@@ -135,7 +182,11 @@ def read(raw: bytes) -> ReadMail:
     text_part: str | None = None
     html_part: str | None = None
     attachments: list[Attachment] = []
-    for part in message.walk():
+    leaves = [message] if message.get_content_type() == "message/rfc822" else _leaves(message)
+    for part in leaves:
+        if part is not message and part.get_content_type() == "message/rfc822":
+            attachments.append(_forwarded(part, len(attachments) + 1))
+            continue
         if part.is_multipart():
             continue
         disposition = (part.get_content_disposition() or "").lower()
@@ -168,12 +219,16 @@ def read(raw: bytes) -> ReadMail:
         try:
             shown = "".join(h for keep, h in quotequail.quote_html(html_part) if keep)
             new_part = get_text(shown)[:MAX_TEXT] or text
+        except MemoryError:
+            raise
         except Exception:  # heuristic; the whole text is the fallback
             new_part = text
     try:
         # The latest reply's body: without the quoted history, the signature or disclaimers.
         replies = EmailReplyParser(languages=["en", "de", "fr"]).read(text=new_part).replies
         reply = replies[0].body if replies else new_part
+    except MemoryError:
+        raise
     except Exception:  # the reply parser is heuristic; the full text is the fallback
         reply = new_part
     return ReadMail(
@@ -188,9 +243,13 @@ def read(raw: bytes) -> ReadMail:
         html=nh3.clean(html_part) if html_part else None,
         attachments=attachments,
         automatic=automatic_reason(message),
+        sender_problem=_sender_problem(message),
         headers={
             "authentication-results": [
-                str(v) for v in message.get_all("Authentication-Results", []) or []
+                str(v)
+                for v in (message.get_all("Authentication-Results", []) or [])[
+                    :MAX_AUTHENTICATION_RESULTS
+                ]
             ],
             "to": [a for _, a in getaddresses([_header(message, "To")]) if a],
         },

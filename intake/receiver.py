@@ -8,7 +8,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from intake.processor import IntakeProcessor
+from intake.processor import NULL_RETURN_PATH, IntakeProcessor
 
 
 class IntakeHandler:
@@ -23,12 +23,14 @@ class IntakeHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
+        # SMTP always names a sender; an empty one is the null return path `MAIL FROM:<>`.
+        mail_from = str(envelope.mail_from or "") or NULL_RETURN_PATH
         try:
             inbound_id, new = await asyncio.to_thread(
                 self.processor.store,
                 raw,
                 source="smtp",
-                envelope_from=str(envelope.mail_from or ""),
+                envelope_from=mail_from,
                 envelope_to=tuple(str(r) for r in envelope.rcpt_tos),
             )
         except Exception:  # not stored: the sender must keep it and try again

@@ -166,6 +166,9 @@ class InboundState(StrEnum):
     """Unknown or unauthenticated sender, or not a party: waits for an admin."""
     IGNORED = "ignored"
     """Auto-reply, bounce or loop: recorded, never answered."""
+    FAILED = "failed"
+    """Processing failed on every attempt (parse budget, database, engine): kept for an admin,
+    who can process it again; it no longer holds up the messages behind it."""
 
 
 class OutboxState(StrEnum):

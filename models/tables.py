@@ -548,3 +548,10 @@ class InboundMessage(SQLModel, table=True):
     dispute_number: str | None = Field(default=None, max_length=32, index=True)
     attempts: int = 0
     processed_at: datetime | None = _utc_column(nullable=True)
+    claim_token: str | None = Field(default=None, max_length=64)
+    """Whose processing this is, while it is claimed (a processor's per-claim token)."""
+    claimed_until: datetime | None = _utc_column(nullable=True)
+    """Nobody else processes it before then: the claim's lease while it is processed (renewed
+    as it goes), or the back-off after a failed attempt."""
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    """Why the last attempt failed, in plain words (the engine's own text is only logged)."""

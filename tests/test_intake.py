@@ -318,7 +318,8 @@ async def test_an_intake_process_killed_mid_message_loses_and_duplicates_nothing
     from tests.test_cli import cli_env
 
     port = free_port()
-    env = cli_env(stack, ACCORD_INTAKE_SMTP_PORT=str(port))
+    # The killed process's claims lapse after the claim lease: a short one, to not wait.
+    env = cli_env(stack, ACCORD_INTAKE_SMTP_PORT=str(port), ACCORD_INTAKE_CLAIM_SECONDS="2")
 
     async def start() -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(

@@ -566,27 +566,38 @@ def inbound_original(ctx: WebContext, viewer: Viewer, inbound_id: int) -> bytes:
 
 
 async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decision: str) -> str:
-    """An admin's decision on a held message: process it again (after adding the sender to the
-    directory, say) or discard it; either way the decision is recorded on the message."""
+    """An admin's decision on a held or failed message: process it again (after adding the
+    sender to the directory, say) or discard it; either way the decision is recorded on it."""
     _require_admin(viewer)
-    if decision not in ("retry", "discard"):
+    from intake.processor import IntakeProcessor, NotHeld
+
+    if decision == "retry":
+        processor = IntakeProcessor(ctx.services, ctx.temporal())
+        try:
+            processor.reopen(inbound_id, viewer.login)
+        except LookupError:
+            raise NotFound(f"message {inbound_id}") from None
+        except NotHeld as exc:
+            raise BadInput([("state", str(exc))]) from None
+        try:
+            state = await processor.process(inbound_id)
+        finally:
+            processor.close()
+        return f"message {inbound_id} processed again: {state.value}"
+    if decision != "discard":
         raise NotFound(f"decision {decision}")
     with ctx.services.sessions.begin() as session:
         row = session.get(InboundMessage, inbound_id)
         if row is None:
             raise NotFound(f"message {inbound_id}")
-        if row.state is not InboundState.QUARANTINED:
-            raise BadInput([("state", f"message {inbound_id} is {row.state.value}, not held")])
-        note = f"{decision} by {viewer.login} (was: {row.reason})"
-        row.state = InboundState.RECEIVED if decision == "retry" else InboundState.IGNORED
-        row.reason = note[:5000]
+        if row.state not in (InboundState.QUARANTINED, InboundState.FAILED):
+            raise BadInput(
+                [("state", f"message {inbound_id} is {row.state.value}, not held or failed")]
+            )
+        row.reason = f"discard by {viewer.login} (was: {row.reason})"[:5000]
+        row.state = InboundState.IGNORED
         session.add(row)
-    if decision == "discard":
-        return f"message {inbound_id} discarded"
-    from intake.processor import IntakeProcessor
-
-    state = await IntakeProcessor(ctx.services, ctx.temporal()).process(inbound_id)
-    return f"message {inbound_id} processed again: {state.value}"
+    return f"message {inbound_id} discarded"
 
 
 # --- exports (compliance and admins) --------------------------------------------------------------

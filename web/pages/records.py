@@ -198,7 +198,15 @@ def _listed(value: object) -> list[str]:
 @router.get("/admin/intake", response_class=HTMLResponse)
 def intake(request: Request, viewer: AdminDep, state: str = "quarantined") -> Response:
     rows = service.inbound_messages(web(request), viewer, state)
-    return render(request, "intake.html", viewer, rows=rows, state=state, states=list(InboundState))
+    return render(
+        request,
+        "intake.html",
+        viewer,
+        rows=rows,
+        state=state,
+        states=list(InboundState),
+        max_attempts=web(request).settings.intake_max_attempts,
+    )
 
 
 @router.post("/admin/intake/{inbound_id}/{decision}", response_class=HTMLResponse)
