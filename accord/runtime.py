@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
 from models.enums import RemedyKind
 from notifications.mailer import Mailer, SmtpMailer
-from notifications.outbox import Outbox
+from notifications.outbox import Outbox, RelayPolicy
 from notifications.render import TemplateCatalog
 from workflows.dispute import DisputeWorkflow
 
@@ -63,6 +64,12 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
         sender=settings.mail_from,
         domain=settings.mail_domain,
         base_url=settings.resolved_base_url(),
+        policy=RelayPolicy(
+            lease=timedelta(seconds=settings.outbox_claim_lease_seconds),
+            retry_base=timedelta(seconds=settings.outbox_retry_base_seconds),
+            retry_max=timedelta(seconds=settings.outbox_retry_max_seconds),
+            concurrency=settings.outbox_relay_concurrency,
+        ),
     )
     return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
 
@@ -161,6 +168,28 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
+class RelayingWorker(Worker):
+    """A worker that also runs the outbox relay for as long as it runs: the notification
+    activity only enqueues, so wherever disputes are worked on, their mail goes out (woken by
+    each enqueue in this process, and polling for mail enqueued elsewhere)."""
+
+    def __init__(
+        self, client: Client, *, outbox: Outbox, relay_interval: float, **kwargs: Any
+    ) -> None:
+        super().__init__(client, **kwargs)
+        self._outbox = outbox
+        self._relay_interval = relay_interval
+
+    async def run(self) -> None:
+        relay = asyncio.create_task(self._outbox.run(self._relay_interval))
+        try:
+            await super().run()
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+
 def build_worker(
     client: Client,
     services: Services,
@@ -171,8 +200,10 @@ def build_worker(
 ) -> Worker:
     # A client from `connect` traces already (its interceptors serve the worker too).
     traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
-    return Worker(
+    return RelayingWorker(
         client,
+        outbox=services.outbox,
+        relay_interval=services.settings.outbox_relay_interval_seconds,
         task_queue=task_queue,
         interceptors=[] if traced else temporal_interceptors(),
         workflows=[DisputeWorkflow],
