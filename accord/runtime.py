@@ -171,23 +171,41 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 class RelayingWorker(Worker):
     """A worker that also runs the outbox relay for as long as it runs: the notification
     activity only enqueues, so wherever disputes are worked on, their mail goes out (woken by
-    each enqueue in this process, and polling for mail enqueued elsewhere)."""
+    each enqueue in this process, and polling for mail enqueued elsewhere). On shutdown the
+    relay claims nothing new and finishes the sends under way, within the same grace period
+    as the activities."""
 
     def __init__(
-        self, client: Client, *, outbox: Outbox, relay_interval: float, **kwargs: Any
+        self,
+        client: Client,
+        *,
+        outbox: Outbox,
+        relay_interval: float,
+        graceful_shutdown_timeout: timedelta,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(client, **kwargs)
+        super().__init__(client, graceful_shutdown_timeout=graceful_shutdown_timeout, **kwargs)
         self._outbox = outbox
         self._relay_interval = relay_interval
+        self._relay_grace = graceful_shutdown_timeout.total_seconds()
+        self._relay_stop = asyncio.Event()
 
     async def run(self) -> None:
-        relay = asyncio.create_task(self._outbox.run(self._relay_interval))
+        relay = asyncio.create_task(self._outbox.run(self._relay_interval, self._relay_stop))
         try:
             await super().run()
         finally:
+            self._relay_stop.set()
+            await asyncio.wait({relay}, timeout=self._relay_grace)
+            # Past the grace period a send is cut off: its claim lapses and another relay
+            # sends it again, with the same Message-ID.
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
+
+    async def shutdown(self) -> None:
+        self._relay_stop.set()  # from now on the relay only finishes what it has started
+        await super().shutdown()
 
 
 def build_worker(
@@ -211,8 +229,8 @@ def build_worker(
         # Database activities are synchronous; they run here, off the workflow event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
-        # On SIGTERM running activities get this long to finish before they are cancelled
-        # (and retried elsewhere); compose allows the container 60 s.
+        # On SIGTERM running activities (and the relay's sends) get this long to finish
+        # before they are cancelled (and retried elsewhere); compose allows the container 60 s.
         graceful_shutdown_timeout=graceful_shutdown,
         # In production a bug retries the workflow task until a fixed worker is deployed;
         # tests want it to fail the workflow at once instead of hanging.

@@ -398,14 +398,18 @@ class Outbox:
             raise MailNotSent(sent, failures)
         return sent
 
-    async def relay_once(self) -> int:
+    async def relay_once(self, stop: asyncio.Event | None = None) -> int:
         """Send every message due now, a few at a time, each on its own claim; returns how
-        many went out. A message that fails now is due again only after its backoff."""
+        many went out. A message that fails now is due again only after its backoff. Once
+        `stop` is set no new message is claimed; those being sent are finished and recorded."""
         sent = 0
 
         async def lane() -> None:
             nonlocal sent
-            while claim := await asyncio.to_thread(self.claim, datetime.now(UTC)):
+            while not (stop and stop.is_set()):
+                claim = await asyncio.to_thread(self.claim, datetime.now(UTC))
+                if claim is None:
+                    return
                 outcome, _ = await self.send(claim)
                 sent += outcome is Outcome.SENT
 
@@ -416,23 +420,31 @@ class Outbox:
                 lanes.create_task(lane())
         return sent
 
-    async def run(self, interval: float) -> None:
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
         """The relay: a pass whenever something is enqueued here (nudge) and every `interval`
-        seconds (mail enqueued by other processes, backoffs running out). Runs until cancelled."""
+        seconds (mail enqueued by other processes, backoffs running out), until `stop` is set;
+        then it returns once the sends under way are finished and recorded."""
         wake = asyncio.Event()
         me = (asyncio.get_running_loop(), wake)
         self._wakes.add(me)
         try:
-            while True:
+            while not stop.is_set():
                 wake.clear()  # a nudge during the pass brings another pass at once
                 try:
-                    sent = await self.relay_once()
+                    sent = await self.relay_once(stop)
                     if sent:
                         log.info("outbox relay sent %d messages", sent)
                 except Exception:
                     log.exception("outbox relay pass failed; trying again")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), interval)
+                stopping = asyncio.create_task(stop.wait())
+                woken = asyncio.create_task(wake.wait())
+                try:
+                    await asyncio.wait(
+                        {stopping, woken}, timeout=interval, return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    stopping.cancel()
+                    woken.cancel()
         finally:
             self._wakes.discard(me)
 
