@@ -40,6 +40,9 @@ from notifications.render import TemplateCatalog
 
 log = logging.getLogger("accord.outbox")
 
+MAX_ROW_ID = 2**31 - 1
+"""The largest id the column holds (INTEGER on PostgreSQL); a larger one asked for is unknown,
+not a database error."""
 ERROR_LIMIT = 2000
 """Characters of a server's answer kept on the row (some servers answer at length)."""
 
@@ -462,6 +465,8 @@ class Outbox:
             return list(session.exec(query.order_by(col(OutboxMessage.id).desc())).all())
 
     def message(self, row_id: int) -> OutboxMessage | None:
+        if not 0 < row_id <= MAX_ROW_ID:  # not an id the column could hold
+            return None
         with self.sessions.read() as session:
             return session.get(OutboxMessage, row_id)
 
@@ -485,11 +490,21 @@ class Outbox:
         now: datetime,
         doing: str,
     ) -> OutboxMessage:
+        if not 0 < row_id <= MAX_ROW_ID:
+            raise OutboxRefused(f"message {row_id}: no such message in the outbox")
         with self.sessions.begin() as session:
-            row = session.get(OutboxMessage, row_id)
+            # One conditional update: an admin racing another (or a dismissal racing a resend
+            # the relay has already claimed) changes the row once, from the state it checked.
+            changed = session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row_id)
+                .where(col(OutboxMessage.state).in_(allowed))
+                .values(values)
+            )
+            row = session.get(OutboxMessage, row_id, populate_existing=True)
             if row is None:
                 raise OutboxRefused(f"message {row_id}: no such message in the outbox")
-            if row.state not in allowed:
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
                 why = {
                     OutboxState.SENT: f"it was sent at {row.sent_at:%Y-%m-%d %H:%M} UTC"
                     if row.sent_at
@@ -499,15 +514,11 @@ class Outbox:
                     OutboxState.FAILED: "it has failed",
                 }[row.state]
                 raise OutboxRefused(f"message {row_id}: cannot {doing}: {why}")
-            for name, value in values.items():
-                setattr(row, name, value)
-            session.add(row)
             task = session.get(Task, mail_task_key(row.dispute_number, row_id))
             if task is not None and task.state is TaskState.OPEN:
                 task.state = task_state
                 task.closed_at = now
                 session.add(task)
-            session.flush()
             return row
 
     def resend(self, row_id: int, now: datetime) -> OutboxMessage:

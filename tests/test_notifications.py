@@ -181,6 +181,14 @@ async def wait_for_row(
         await asyncio.sleep(0.05)
 
 
+async def until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"never: {what}")
+        await asyncio.sleep(0.05)
+
+
 async def all_sent(stack: Stack, number: str) -> list[OutboxMessage]:
     """The dispute's outbox rows, once every one of them is sent."""
     deadline = asyncio.get_running_loop().time() + 20
@@ -201,9 +209,16 @@ async def test_a_mail_outage_holds_up_no_dispute_and_the_relay_sends_afterwards(
     number = (await stack.file()).number
     state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
     assert state.stage is DisputeStage.TRIAGE
-    ack = await wait_for_row(
-        stack, number, lambda m: m.template == "acknowledgement" and m.last_error is not None
+    # Filing notifies the claimant, the respondent and the mediator offered the case: once
+    # all three were tried (and none is in flight), the server comes back.
+    await wait_for_row(stack, number, lambda m: m.template == "assignment")
+    await until(
+        lambda: all(
+            m.last_error is not None and m.claimed_by is None for m in outbox_rows(stack, number)
+        ),
+        "every notification of the filing tried once",
     )
+    ack = next(m for m in outbox_rows(stack, number) if m.template == "acknowledgement")
     assert "451" in (ack.last_error or "") and ack.next_attempt_at is not None
     assert all(m.state is OutboxState.PENDING for m in outbox_rows(stack, number))
     assert stack.mail.messages == []
@@ -290,6 +305,9 @@ async def test_a_refused_address_fails_its_message_opens_an_admin_task_and_holds
         # Another dispute's message through this one's address: not found.
         wrong = await browser.post(f"/disputes/DSP-2026-999999/mail/{ack.id}/resend", {})
         assert wrong.status_code == 404
+        # An id no column could hold is just unknown (not a database error).
+        huge = await browser.post(f"/disputes/{number}/mail/{2**64}/resend", {})
+        assert huge.status_code == 404
 
         await browser.sign_in("nora@northwind.example")
         assert (
@@ -327,8 +345,9 @@ async def test_an_admin_lists_resends_and_dismisses_refused_mail_from_the_comman
     assert code == 0 and "dismissed" in out, out
     code, out = await accord(stack, "outbox", "dismiss", str(notice.id), "--as", "alex.admin")
     assert code == 2 and f"message {notice.id}: cannot dismiss it: it was dismissed already" in out
-    code, out = await accord(stack, "outbox", "resend", "999999", "--as", "alex.admin")
-    assert code == 2 and "message 999999: no such message in the outbox" in out
+    for unknown in ("999999", str(2**64), "0"):
+        code, out = await accord(stack, "outbox", "resend", unknown, "--as", "alex.admin")
+        assert code == 2 and f"message {unknown}: no such message in the outbox" in out, out
     assert notice.id is not None and ack.id is not None
     dismissed = task_row(stack, mail_task_key(number, notice.id))
     assert dismissed is not None and dismissed.state is TaskState.CANCELLED

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import select
@@ -26,7 +27,8 @@ from accord.runtime import Services, build_services
 from models.enums import OutboxState
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage
-from notifications.outbox import Outcome, RelayPolicy
+from notifications.mailer import refusal
+from notifications.outbox import OutboxRefused, Outcome, RelayPolicy
 from tests.conftest import free_port, make_settings
 
 CONTEXT: dict[str, object] = {
@@ -270,3 +272,60 @@ def test_the_backoff_doubles_up_to_its_ceiling_and_never_overflows() -> None:
     assert [policy.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
     assert policy.backoff(8) == timedelta(hours=1)
     assert policy.backoff(10**6) == timedelta(hours=1)
+
+
+async def test_a_resend_and_a_dismissal_of_one_message_change_it_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.gone.add("gone@contoso.example")
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path)
+        outbox = services.outbox
+        [row_id] = outbox.enqueue(notification(1, "gone@contoso.example"), datetime.now(UTC))
+        await outbox.relay_once()
+        assert outbox.resend(row_id, datetime.now(UTC)).state is OutboxState.PENDING
+        # The dismissal checked a failed message; it is pending again now: refused, unchanged.
+        with pytest.raises(
+            OutboxRefused, match=f"message {row_id}: cannot dismiss it: it is still"
+        ):
+            outbox.dismiss(row_id, datetime.now(UTC))
+        with pytest.raises(OutboxRefused, match=f"message {row_id}: cannot send it again: it is"):
+            outbox.resend(row_id, datetime.now(UTC))
+        await outbox.relay_once()  # refused again
+        assert outbox.dismiss(row_id, datetime.now(UTC)).state is OutboxState.DISMISSED
+        assert await outbox.relay_once() == 0
+        with pytest.raises(OutboxRefused, match="no such message"):
+            outbox.dismiss(2**40, datetime.now(UTC))
+    [row] = rows(services)
+    assert row.state is OutboxState.DISMISSED and row.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no", "a@x")]),
+            True,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [
+                    aiosmtplib.SMTPRecipientRefused(550, "no", "a@x"),
+                    aiosmtplib.SMTPRecipientRefused(452, "full", "b@x"),
+                ]
+            ),
+            False,  # one of them may still take it later
+        ),
+        (aiosmtplib.SMTPDataError(554, "spam"), True),
+        (aiosmtplib.SMTPDataError(451, "later"), False),
+        # Our sender or our login refused: every message would be; the set-up is at fault.
+        (aiosmtplib.SMTPSenderRefused(550, "not you", "disputes@accord"), False),
+        (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), False),
+        (aiosmtplib.SMTPConnectError("refused"), False),
+    ],
+)
+def test_only_a_5xx_to_the_recipient_or_the_message_is_a_permanent_refusal(
+    error: Exception, permanent: bool
+) -> None:
+    assert (refusal(error) is not None) is permanent
