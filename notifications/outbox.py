@@ -90,7 +90,10 @@ class Claim:
     number: str
     recipient: str
     template: str
-    message: EmailMessage
+    message: EmailMessage | None
+    """None if the row cannot make a message (a header no mail can carry): it fails for good
+    at once instead of stopping the relay at the head of the queue on every pass."""
+    problem: str | None = None
 
 
 class MailNotSent(RuntimeError):
@@ -250,6 +253,12 @@ class Outbox:
             row = session.get(OutboxMessage, row_id, populate_existing=True)
             if row is None or row.id is None:  # cannot be: updated in this transaction
                 return None
+            message: EmailMessage | None = None
+            problem: str | None = None
+            try:
+                message = self.build_message(row)
+            except (ValueError, TypeError) as exc:  # what email.message refuses to carry
+                problem = f"the message cannot be built: {exc}"
             return Claim(
                 token=token,
                 row_id=row.id,
@@ -257,7 +266,8 @@ class Outbox:
                 number=row.dispute_number,
                 recipient=row.recipient,
                 template=row.template,
-                message=self.build_message(row),
+                message=message,
+                problem=problem,
             )
 
     def _held(self, claim: Claim) -> ColumnElement[bool]:
@@ -345,6 +355,8 @@ class Outbox:
         renewing = asyncio.create_task(self._keep_lease(claim))
         error: str | None = None
         try:
+            if claim.message is None:
+                raise MailRefused(claim.problem or "the message cannot be built")
             await self.mailer.send(claim.message)
             outcome = Outcome.SENT
         except MailRefused as refused:

@@ -329,3 +329,19 @@ def test_only_a_5xx_to_the_recipient_or_the_message_is_a_permanent_refusal(
     error: Exception, permanent: bool
 ) -> None:
     assert (refusal(error) is not None) is permanent
+
+
+async def test_a_message_no_mail_can_carry_fails_for_good_and_the_queue_goes_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path)
+        outbox = services.outbox
+        outbox.enqueue(notification(1, "evil@x.example\r\nBcc: all@x.example"), datetime.now(UTC))
+        outbox.enqueue(notification(2), datetime.now(UTC))
+        assert await outbox.relay_once() == 1
+    poisoned, fine = rows(services)
+    assert poisoned.state is OutboxState.FAILED
+    assert (poisoned.last_error or "").startswith("the message cannot be built")
+    assert fine.state is OutboxState.SENT and len(server.received) == 1
