@@ -22,14 +22,16 @@ import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
-from accord.runtime import Services, build_services
+from accord.runtime import Services, build_services, build_worker
 from models.enums import OutboxState
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage
 from notifications.mailer import refusal
 from notifications.outbox import OutboxRefused, Outcome, RelayPolicy
-from tests.conftest import free_port, make_settings
+from tests.conftest import Stack, free_port, make_settings
 
 CONTEXT: dict[str, object] = {
     "number": "DSP-2026-000007",
@@ -345,3 +347,33 @@ async def test_a_message_no_mail_can_carry_fails_for_good_and_the_queue_goes_on(
     assert poisoned.state is OutboxState.FAILED
     assert (poisoned.last_error or "").startswith("the message cannot be built")
     assert fine.state is OutboxState.SENT and len(server.received) == 1
+
+
+async def test_two_workers_on_one_database_send_each_notification_of_their_disputes_once(
+    stack: Stack,
+) -> None:
+    # A second worker process (its own client, engine, outbox and relay) on the same queue.
+    client = await Client.connect(
+        stack.client.service_client.config.target_host,
+        namespace=stack.client.namespace,
+        data_converter=pydantic_data_converter,
+    )
+    second = build_worker(client, build_services(stack.settings), stack.settings.task_queue)
+    async with second:
+        numbers = [
+            (
+                await stack.file(
+                    contested_objects=[{"kind": "deal_registration", "ref": f"DR-{i}"}]
+                )
+            ).number
+            for i in range(6)
+        ]
+        for number in numbers:
+            await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+        await stack.mail_settled()
+    ids = Counter(str(m["Message-ID"]) for m in stack.mail.messages)
+    assert ids and max(ids.values()) == 1
+    with stack.sessions.read() as session:
+        stored = session.exec(select(OutboxMessage)).all()
+    assert {r.message_id for r in stored} == set(ids)
+    assert all(r.state is OutboxState.SENT and r.attempts == 1 for r in stored)
