@@ -14,7 +14,6 @@ import logging
 from accord.filing import FilingService
 from accord.logs import configure_logging
 from accord.runtime import (
-    Services,
     build_filing,
     build_services,
     build_worker,
@@ -29,15 +28,11 @@ from models import search_attributes
 log = logging.getLogger("accord.worker")
 
 
-async def recover_interrupted_work(
-    services: Services, filing: FilingService, interval: float
-) -> None:
-    """Finish what a crash interrupted: mail left pending, filings stored but never started."""
+async def recover_interrupted_work(filing: FilingService, interval: float) -> None:
+    """Finish what a crash interrupted: filings stored but never started. (Mail is the outbox
+    relay's, which the worker runs: see RelayingWorker.)"""
     while True:
         try:
-            sent = await services.outbox.relay_once()
-            if sent:
-                log.info("outbox relay sent %d pending messages", sent)
             started = await filing.start_stranded()
             if started:
                 log.info("started stranded filings: %s", ", ".join(started))
@@ -56,8 +51,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     worker = build_worker(client, services, settings.task_queue)
     stop = stop or asyncio.Event()
     filing = build_filing(services, client)
-    relay = asyncio.create_task(
-        recover_interrupted_work(services, filing, settings.outbox_relay_interval_seconds)
+    recovery = asyncio.create_task(
+        recover_interrupted_work(filing, settings.worker_recovery_interval_seconds)
     )
     state = WorkerState()
     health_stop = asyncio.Event()
@@ -80,9 +75,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         # Not ready from here on: in-flight activities finish (the worker's graceful
         # shutdown) while nothing new is routed to this process.
         state.polling = False
-    relay.cancel()
+    recovery.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await relay
+        await recovery
     health_stop.set()
     if health is not None:
         await health

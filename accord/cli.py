@@ -36,7 +36,7 @@ from accord.verification import (
     connect_quietly,
     workflows_without_dispute,
 )
-from models.enums import Action, DisputeStage, NoteVisibility, TaskState, VoteOutcome
+from models.enums import Action, DisputeStage, NoteVisibility, Role, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
     Actor,
@@ -66,6 +66,7 @@ from models.payloads import (
 )
 from models.tables import Dispute, DisputeEvent, Precedent, Task
 from models.text import plain_error, problem
+from notifications.outbox import OutboxRefused
 from web.idempotency import KeyReused, perform_once
 from web.operations import (
     IDEMPOTENCY_KEY,
@@ -1192,6 +1193,97 @@ def waive_remedy(
         Action.WAIVE_REMEDY,
         lambda a: WaiveRemedy(actor=a, position=position, reason=reason),
     )
+
+
+# --- the outbox (admins) -------------------------------------------------------------------------
+
+outbox_app = typer.Typer(
+    no_args_is_help=True,
+    help="Mail the server refused for good, or is still waiting to be sent: list, resend, dismiss.",
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+def _outbox_admin(login: str) -> Services:
+    services = _services()
+    if _actor(services, login).role is not Role.ADMIN:
+        raise CliError(f"--as {login}: only admins resend or dismiss mail")
+    return services
+
+
+MessageId = Annotated[int, typer.Argument(help="the message's id (accord outbox list)")]
+
+
+@outbox_app.command("list")
+def outbox_list(
+    waiting: Annotated[
+        bool, typer.Option(help="list the mail still waiting to be sent instead")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The messages refused for good (failed, or dismissed), or with --waiting those still to
+    be sent (with their next try and why the last one failed)."""
+    outbox = _services().outbox
+    rows = outbox.waiting() if waiting else outbox.undelivered()
+    if as_json:
+        _print_json([r.model_dump(exclude={"text_body", "html_body"}) for r in rows])
+        return
+    if not rows:
+        typer.echo("no mail waiting" if waiting else "no refused mail")
+    for r in rows:
+        when = (
+            f"next try {r.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+            if waiting and r.next_attempt_at
+            else r.state.value
+        )
+        typer.echo(
+            f"{r.id:>6}  {r.dispute_number or 'intake':<16} {r.template:<20} {r.recipient:<32}"
+            f" {when}, {r.attempts} tries: {r.last_error or '-'}"
+        )
+
+
+@outbox_app.command("resend")
+def outbox_resend(
+    message_id: Annotated[int, typer.Argument(help="the message's id")], actor: As
+) -> None:
+    """Admin: send a refused message again (once its address or the server is put right)."""
+
+    def go() -> None:
+        row = _outbox_admin(actor).outbox.resend(message_id, datetime.now(UTC))
+        typer.echo(f"message {message_id} to {row.recipient}: queued to be sent again")
+
+    _outbox_run(go)
+
+
+@outbox_app.command("dismiss")
+def outbox_dismiss(
+    message_id: Annotated[int, typer.Argument(help="the message's id")], actor: As
+) -> None:
+    """Admin: give up on a refused message; its admin task is closed."""
+
+    def go() -> None:
+        row = _outbox_admin(actor).outbox.dismiss(message_id, datetime.now(UTC))
+        typer.echo(f"message {message_id} to {row.recipient}: dismissed, it will not be sent")
+
+    _outbox_run(go)
+
+
+@outbox_app.command("send-now")
+def outbox_send_now(actor: As) -> None:
+    """Admin: try the mail waiting out a backoff now (the mail server is back)."""
+
+    def go() -> None:
+        count = _outbox_admin(actor).outbox.send_waiting_now(datetime.now(UTC))
+        typer.echo(f"{count} waiting messages are due now; a running worker sends them")
+
+    _outbox_run(go)
+
+
+def _outbox_run(command: Callable[[], None]) -> None:
+    try:
+        command()
+    except (OutboxRefused, UnknownActor, CliError) as exc:
+        fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,7 @@ from activities.remedies import RemedyActivities
 from models.converter import data_converter
 from models.enums import RemedyKind
 from notifications.mailer import Mailer, SmtpMailer
-from notifications.outbox import Outbox
+from notifications.outbox import Outbox, RelayPolicy
 from notifications.render import TemplateCatalog
 from workflows.dispute import DisputeWorkflow
 
@@ -63,6 +64,12 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
         sender=settings.mail_from,
         domain=settings.mail_domain,
         base_url=settings.resolved_base_url(),
+        policy=RelayPolicy(
+            lease=timedelta(seconds=settings.outbox_claim_lease_seconds),
+            retry_base=timedelta(seconds=settings.outbox_retry_base_seconds),
+            retry_max=timedelta(seconds=settings.outbox_retry_max_seconds),
+            concurrency=settings.outbox_relay_concurrency,
+        ),
     )
     return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
 
@@ -161,6 +168,46 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
+class RelayingWorker(Worker):
+    """A worker that also runs the outbox relay for as long as it runs: the notification
+    activity only enqueues, so wherever disputes are worked on, their mail goes out (woken by
+    each enqueue in this process, and polling for mail enqueued elsewhere). On shutdown the
+    relay claims nothing new and finishes the sends under way, within the same grace period
+    as the activities."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        outbox: Outbox,
+        relay_interval: float,
+        graceful_shutdown_timeout: timedelta,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(client, graceful_shutdown_timeout=graceful_shutdown_timeout, **kwargs)
+        self._outbox = outbox
+        self._relay_interval = relay_interval
+        self._relay_grace = graceful_shutdown_timeout.total_seconds()
+        self._relay_stop = asyncio.Event()
+
+    async def run(self) -> None:
+        relay = asyncio.create_task(self._outbox.run(self._relay_interval, self._relay_stop))
+        try:
+            await super().run()
+        finally:
+            self._relay_stop.set()
+            await asyncio.wait({relay}, timeout=self._relay_grace)
+            # Past the grace period a send is cut off: its claim lapses and another relay
+            # sends it again, with the same Message-ID.
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+
+    async def shutdown(self) -> None:
+        self._relay_stop.set()  # from now on the relay only finishes what it has started
+        await super().shutdown()
+
+
 def build_worker(
     client: Client,
     services: Services,
@@ -171,8 +218,10 @@ def build_worker(
 ) -> Worker:
     # A client from `connect` traces already (its interceptors serve the worker too).
     traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
-    return Worker(
+    return RelayingWorker(
         client,
+        outbox=services.outbox,
+        relay_interval=services.settings.outbox_relay_interval_seconds,
         task_queue=task_queue,
         interceptors=[] if traced else temporal_interceptors(),
         workflows=[DisputeWorkflow],
@@ -180,8 +229,8 @@ def build_worker(
         # Database activities are synchronous; they run here, off the workflow event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
-        # On SIGTERM running activities get this long to finish before they are cancelled
-        # (and retried elsewhere); compose allows the container 60 s.
+        # On SIGTERM running activities (and the relay's sends) get this long to finish
+        # before they are cancelled (and retried elsewhere); compose allows the container 60 s.
         graceful_shutdown_timeout=graceful_shutdown,
         # In production a bug retries the workflow task until a fixed worker is deployed;
         # tests want it to fail the workflow at once instead of hanging.

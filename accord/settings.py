@@ -80,7 +80,20 @@ class Settings(BaseSettings):
     remedy_webhook_secret: SecretStr | None = None
     """HMAC-SHA256 key for the X-Accord-Signature header; required when webhooks are set."""
     remedy_webhook_timeout_seconds: float = 10.0
-    outbox_relay_interval_seconds: float = 30.0
+    outbox_relay_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How often the relay looks for mail to send besides being woken by an enqueue in its own
+    process (mail enqueued elsewhere, a backoff that ran out)."""
+    outbox_claim_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    """How long a relay holds a message without renewing its claim (it renews every third of
+    this while a send is slow); after that another relay may send it."""
+    outbox_retry_base_seconds: float = Field(default=30.0, gt=0, le=86400)
+    """The wait after a temporary SMTP failure; it doubles with each further failure..."""
+    outbox_retry_max_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    """...up to this."""
+    outbox_relay_concurrency: int = Field(default=4, ge=1, le=64)
+    """Messages one relay sends at the same time."""
+    worker_recovery_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How often a worker looks for filings stored but never started."""
 
     # --- email intake ----------------------------------------------------------------
     intake_address: str = "disputes@accord.localhost"

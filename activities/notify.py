@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import UTC, datetime
 
 from temporalio import activity
 
 from models.payloads import NotificationRequest, NotificationResult
-from notifications.outbox import MailNotSent, Outbox
-
-log = logging.getLogger("accord.notifications")
+from notifications.outbox import Outbox
 
 
 class NotificationActivities:
@@ -20,13 +17,10 @@ class NotificationActivities:
 
     @activity.defn
     async def send_notification(self, request: NotificationRequest) -> NotificationResult:
-        """Store the messages, then try once to send them. What the mail server turns away stays
-        pending in the outbox for the relay: a dispute never waits on its mail (it holds the
-        decision lock while it notifies, so a retried send would hold up every action)."""
+        """Store the messages in the outbox and wake the relay; nothing more. A dispute never
+        waits on a mail server: it holds its decision lock while it notifies, so a send in here
+        (slow, refused, retried) would hold up every action on it. The name stays for the
+        histories of running disputes, which call it by this name."""
         ids = await asyncio.to_thread(self.outbox.enqueue, request, datetime.now(UTC))
-        try:
-            sent = await self.outbox.deliver(ids)
-        except MailNotSent as failure:
-            log.warning("%s: left for the outbox relay: %s", request.key, failure)
-            sent = failure.sent
-        return NotificationResult(queued=len(ids), sent=sent)
+        self.outbox.nudge()
+        return NotificationResult(queued=len(ids), sent=0)

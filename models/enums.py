@@ -136,6 +136,10 @@ class TaskKind(StrEnum):
     RESOLVE_DEADLINE = "resolve_deadline"
     """A deadline could not be computed on the calendar it should use: it runs on a fallback
     calendar meanwhile; an admin corrects the calendar and extends the deadline if need be."""
+    RESOLVE_MAIL = "resolve_mail"
+    """The mail server refused a notification for good: an admin sends it again (once the
+    address or the server is put right) or dismisses it. Opened by the outbox relay, not the
+    workflow."""
 
 
 class TaskState(StrEnum):
@@ -175,6 +179,9 @@ class OutboxState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    """The mail server refused it for good (5xx); an admin sends it again or dismisses it."""
+    DISMISSED = "dismissed"
+    """Failed, and an admin decided it will not be sent."""
 
 
 class RemedyState(StrEnum):

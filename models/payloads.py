@@ -835,6 +835,7 @@ class NotificationRequest(Payload):
 class NotificationResult(Payload):
     queued: int
     sent: int
+    """0 since the outbox relay sends (kept: stored histories hold results with it)."""
 
 
 class PrecedentRecord(Payload):

@@ -289,6 +289,7 @@ class OutboxMessage(SQLModel, table=True):
     """One email to one recipient; `key` makes a retried notification a no-op."""
 
     __tablename__ = "outbox_message"
+    __table_args__ = (Index("ix_outbox_message_due", "state", "next_attempt_at"),)
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=400, unique=True)
     dispute_number: str = Field(max_length=32, index=True)
@@ -303,8 +304,15 @@ class OutboxMessage(SQLModel, table=True):
     state: OutboxState = _enum(OutboxState, index=True)
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    """Why the last attempt did not go out (the SMTP server's answer); for a failed message,
+    why it never will unless an admin sends it again."""
     created_at: datetime = _utc_column()
     claimed_at: datetime | None = _utc_column(nullable=True)
+    """When the relay holding it last renewed its lease (it renews while a send is slow)."""
+    claimed_by: str | None = Field(default=None, max_length=64)
+    """The relay holding the lease: only that relay marks the outcome."""
+    next_attempt_at: datetime | None = _utc_column(nullable=True)
+    """Not tried again before this (backoff after a temporary failure); none means due."""
     sent_at: datetime | None = _utc_column(nullable=True)
 
 

@@ -1,31 +1,50 @@
 """The outbox: a notification is stored before it is sent, and sent once per recipient.
 
 `enqueue` inserts one row per recipient keyed on (notification key, recipient), so a retried
-activity adds nothing. `deliver` claims a row before sending, so two workers never send the
-same row at once; a crash after the SMTP server accepted a message but before the row was
-marked leaves it to be sent again after the claim lease, with the same Message-ID, which
-lets receiving systems drop the duplicate. The relay picks up anything left pending.
+activity adds nothing; that is all a workflow does. The relay (`run`, in every worker process)
+sends them: it claims one due row at a time under a lease it renews while the send is in
+progress, sends it, and records the outcome only if it still holds the claim. So two relays
+never send the same row, and a relay that dies mid-send leaves the row to another once its
+lease runs out; it is then sent again with the same Message-ID (the first try may have reached
+the server), which lets receiving systems drop the duplicate.
+
+A temporary failure (4xx, no connection, timeout) is tried again after a growing backoff, and
+logged each time. A permanent refusal (5xx to the recipient or the message) marks the row
+FAILED with the server's answer and opens an admin task on its dispute; an admin sends it again
+or dismisses it (`resend`, `dismiss`; CLI `accord outbox`, and the dispute page).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import or_, update
-from sqlmodel import col, select
+from sqlalchemy import ColumnElement, and_, or_, update
+from sqlmodel import Session, col, select
 
 from accord.db import SessionFactory
-from models.enums import OutboxState
+from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
-from models.tables import OutboxMessage
-from notifications.mailer import Mailer
+from models.tables import Dispute, OutboxMessage, Task
+from notifications.mailer import Mailer, MailRefused
 from notifications.render import TemplateCatalog
 
-CLAIM_LEASE = timedelta(minutes=2)
+log = logging.getLogger("accord.outbox")
+
+MAX_ROW_ID = 2**31 - 1
+"""The largest id the column holds (INTEGER on PostgreSQL); a larger one asked for is unknown,
+not a database error."""
+ERROR_LIMIT = 2000
+"""Characters of a server's answer kept on the row (some servers answer at length)."""
 
 
 def thread_root(number: str, domain: str) -> str:
@@ -33,12 +52,60 @@ def thread_root(number: str, domain: str) -> str:
     return f"<{number}@{domain}>"
 
 
+def mail_task_key(number: str, row_id: int) -> str:
+    """The admin task about one refused message (one per message: each is resent on its own)."""
+    return f"{number}:mail-{row_id}"
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    lease: timedelta = timedelta(seconds=60)
+    """How long a claim holds without renewal; the relay renews it every third of this."""
+    retry_base: timedelta = timedelta(seconds=30)
+    """The wait after the first temporary failure; it doubles with each further one."""
+    retry_max: timedelta = timedelta(hours=1)
+    concurrency: int = 4
+    """Messages one relay sends at once (each on its own claim)."""
+
+    def backoff(self, attempts: int) -> timedelta:
+        # Capped exponent: the doubling of a long outage must not overflow timedelta.
+        wait: timedelta = self.retry_base * 2 ** min(max(attempts - 1, 0), 20)
+        return min(wait, self.retry_max)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    LOST = "lost"
+    """The lease ran out and another relay took the row over; it records the outcome."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    """Held in `claimed_by` while this claim lasts; the outcome is recorded only under it."""
+    row_id: int
+    attempts: int
+    number: str
+    recipient: str
+    template: str
+    message: EmailMessage | None
+    """None if the row cannot make a message (a header no mail can carry): it fails for good
+    at once instead of stopping the relay at the head of the queue on every pass."""
+    problem: str | None = None
+
+
 class MailNotSent(RuntimeError):
-    """Some messages could not be sent this time; they stay pending in the outbox."""
+    """Some messages could not be sent this time; they stay in the outbox for the relay."""
 
     def __init__(self, sent: int, failures: list[str]) -> None:
         super().__init__("could not send: " + "; ".join(failures))
         self.sent = sent
+
+
+class OutboxRefused(ValueError):
+    """An admin's request about a message that cannot be carried out (named, with why)."""
 
 
 class Outbox:
@@ -51,6 +118,7 @@ class Outbox:
         sender: str,
         domain: str,
         base_url: str,
+        policy: RelayPolicy | None = None,
     ) -> None:
         self.sessions = sessions
         self.mailer = mailer
@@ -58,6 +126,11 @@ class Outbox:
         self.sender = sender
         self.domain = domain
         self.base_url = base_url.rstrip("/")
+        self.policy = policy or RelayPolicy()
+        # The relays running on this outbox (one per worker in this process), woken by nudge().
+        self._wakes: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    # --- enqueueing -------------------------------------------------------------------------
 
     def enqueue(self, request: NotificationRequest, now: datetime) -> list[int]:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
@@ -90,6 +163,7 @@ class Outbox:
                         references=root,
                         state=OutboxState.PENDING,
                         created_at=now,
+                        next_attempt_at=now,
                     )
                     session.add(row)
                     session.flush()
@@ -97,44 +171,11 @@ class Outbox:
                     ids.append(row.id)
         return ids
 
-    def _claim(self, ids: list[int], now: datetime) -> list[OutboxMessage]:
-        """Mark the pending, unclaimed rows as being sent by us; returns the ones we got."""
-        claimed: list[OutboxMessage] = []
-        with self.sessions.begin() as session:
-            for row_id in ids:
-                result = session.execute(
-                    update(OutboxMessage)
-                    .where(col(OutboxMessage.id) == row_id)
-                    .where(col(OutboxMessage.state) == OutboxState.PENDING)
-                    .where(
-                        or_(
-                            col(OutboxMessage.claimed_at).is_(None),
-                            col(OutboxMessage.claimed_at) < now - CLAIM_LEASE,
-                        )
-                    )
-                    .values(claimed_at=now, attempts=OutboxMessage.attempts + 1)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    row = session.get(OutboxMessage, row_id)
-                    if row is not None:
-                        claimed.append(row)
-        return claimed
-
-    def _finish(self, outcomes: list[tuple[int, str | None]]) -> None:
-        """Record what happened to each claimed row: sent, or the error (and release it)."""
-        now = datetime.now(UTC)
-        with self.sessions.begin() as session:
-            for row_id, error in outcomes:
-                row = session.get(OutboxMessage, row_id)
-                if row is None:
-                    continue
-                if error is None:
-                    row.state = OutboxState.SENT
-                    row.sent_at = now
-                else:
-                    row.last_error = error[:2000]
-                    row.claimed_at = None
-                session.add(row)
+    def nudge(self) -> None:
+        """Wake the relays of this process now (after an enqueue), from any thread."""
+        for loop, wake in list(self._wakes):
+            with contextlib.suppress(RuntimeError):  # that relay's loop has closed
+                loop.call_soon_threadsafe(wake.set)
 
     def build_message(self, row: OutboxMessage) -> EmailMessage:
         message = EmailMessage()
@@ -153,44 +194,387 @@ class Outbox:
         message.add_alternative(row.html_body, subtype="html")
         return message
 
-    async def deliver(self, ids: list[int]) -> int:
-        """Send the given pending rows; raises after trying all if any failed (so it retries)."""
-        if not ids:
-            return 0
-        claimed = await asyncio.to_thread(self._claim, ids, datetime.now(UTC))
-        outcomes: list[tuple[int, str | None]] = []
-        failures: list[str] = []
-        for row in claimed:
-            assert row.id is not None
-            try:
-                await self.mailer.send(self.build_message(row))
-            except Exception as exc:  # any SMTP or network failure: keep the row pending
-                outcomes.append((row.id, f"{type(exc).__name__}: {exc}"))
-                failures.append(f"{row.recipient}: {exc}")
+    # --- claiming and recording ----------------------------------------------------------
+
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        return and_(
+            col(OutboxMessage.state) == OutboxState.PENDING,
+            or_(
+                col(OutboxMessage.next_attempt_at).is_(None),
+                col(OutboxMessage.next_attempt_at) <= now,
+            ),
+            or_(
+                col(OutboxMessage.claimed_at).is_(None),
+                col(OutboxMessage.claimed_at) < now - self.policy.lease,
+            ),
+        )
+
+    def claim(self, now: datetime, only: int | None = None) -> Claim | None:
+        """Take the lease on the oldest due row (or on row `only`, if it is due): the row is
+        ours until we record its outcome or stop renewing the lease."""
+        token = uuid.uuid4().hex
+        due = self._due(now)
+        if only is not None:
+            due = and_(due, col(OutboxMessage.id) == only)
+        taking = update(OutboxMessage).values(
+            claimed_at=now, claimed_by=token, attempts=OutboxMessage.attempts + 1
+        )
+        with self.sessions.begin(immediate=True) as session:
+            row_id: int | None = None
+            if session.get_bind().dialect.name == "postgresql":
+                # Relays skip the rows another is claiming instead of queueing behind its lock.
+                pick = (
+                    select(OutboxMessage.id)
+                    .where(due)
+                    .order_by(col(OutboxMessage.id))
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                    .scalar_subquery()
+                )
+                row_id = session.execute(
+                    taking.where(col(OutboxMessage.id) == pick)
+                    .where(due)
+                    .returning(col(OutboxMessage.id))
+                ).scalar_one_or_none()
             else:
-                outcomes.append((row.id, None))
-        await asyncio.to_thread(self._finish, outcomes)
-        if failures:
-            raise MailNotSent(len(outcomes) - len(failures), failures)
-        return len(outcomes) - len(failures)
+                # SQLite: BEGIN IMMEDIATE makes this transaction the only writer; the update
+                # still re-checks the row is due, so the count says whether we got it.
+                candidate = session.exec(
+                    select(OutboxMessage.id).where(due).order_by(col(OutboxMessage.id)).limit(1)
+                ).first()
+                if candidate is not None:
+                    result = session.execute(
+                        taking.where(col(OutboxMessage.id) == candidate).where(due)
+                    )
+                    if result.rowcount == 1:  # type: ignore[attr-defined]
+                        row_id = candidate
+            if row_id is None:
+                return None
+            row = session.get(OutboxMessage, row_id, populate_existing=True)
+            if row is None or row.id is None:  # cannot be: updated in this transaction
+                return None
+            message: EmailMessage | None = None
+            problem: str | None = None
+            try:
+                message = self.build_message(row)
+            except (ValueError, TypeError) as exc:  # what email.message refuses to carry
+                problem = f"the message cannot be built: {exc}"
+            return Claim(
+                token=token,
+                row_id=row.id,
+                attempts=row.attempts,
+                number=row.dispute_number,
+                recipient=row.recipient,
+                template=row.template,
+                message=message,
+                problem=problem,
+            )
 
-    def pending_ids(self, now: datetime, older_than: timedelta) -> list[int]:
-        with self.sessions.read() as session:
-            rows = session.exec(
-                select(OutboxMessage.id)
-                .where(OutboxMessage.state == OutboxState.PENDING)
-                .where(col(OutboxMessage.created_at) < now - older_than)
-                .order_by(col(OutboxMessage.id))
-                .limit(500)
-            ).all()
-        return [r for r in rows if r is not None]
+    def _held(self, claim: Claim) -> ColumnElement[bool]:
+        return and_(
+            col(OutboxMessage.id) == claim.row_id,
+            col(OutboxMessage.claimed_by) == claim.token,
+            col(OutboxMessage.state) == OutboxState.PENDING,
+        )
 
-    async def relay_once(self, older_than: timedelta = timedelta(minutes=1)) -> int:
-        """Send what an interrupted activity left behind; returns how many were sent."""
-        ids = await asyncio.to_thread(self.pending_ids, datetime.now(UTC), older_than)
-        if not ids:
-            return 0
+    def renew(self, claim: Claim, now: datetime) -> bool:
+        """Extend the lease; False if it ran out and another relay has the row now."""
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(OutboxMessage).where(self._held(claim)).values(claimed_at=now)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def record(self, claim: Claim, outcome: Outcome, error: str | None, now: datetime) -> bool:
+        """Record the send's outcome, if the claim is still ours (else another relay will)."""
+        values: dict[str, Any]
+        if outcome is Outcome.SENT:
+            values = {"state": OutboxState.SENT, "sent_at": now, "claimed_by": None}
+        elif outcome is Outcome.FAILED:
+            values = {
+                "state": OutboxState.FAILED,
+                "last_error": (error or "")[:ERROR_LIMIT],
+                "claimed_at": None,
+                "claimed_by": None,
+                "next_attempt_at": None,
+            }
+        else:
+            values = {
+                "last_error": (error or "")[:ERROR_LIMIT],
+                "claimed_at": None,
+                "claimed_by": None,
+                "next_attempt_at": now + self.policy.backoff(claim.attempts),
+            }
+        with self.sessions.begin() as session:
+            result = session.execute(update(OutboxMessage).where(self._held(claim)).values(values))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            if outcome is Outcome.FAILED:
+                self._open_mail_task(session, claim, now)
+        return True
+
+    @staticmethod
+    def _open_mail_task(session: Session, claim: Claim, now: datetime) -> None:
+        # An intake reply to someone who filed nothing has no dispute to hang a task on; it
+        # stays FAILED in the outbox, listed by `accord outbox`.
+        if not claim.number or session.get(Dispute, claim.number) is None:
+            return
+        key = mail_task_key(claim.number, claim.row_id)
+        task = session.get(Task, key)
+        if task is None:
+            task = Task(
+                key=key,
+                dispute_number=claim.number,
+                kind=TaskKind.RESOLVE_MAIL,
+                title=f"mail refused: {claim.template} to {claim.recipient}"[:300],
+                assignee_id=None,
+                assignee_role=Role.ADMIN,
+                due_at=None,
+                state=TaskState.OPEN,
+                created_at=now,
+            )
+        else:  # sent again by an admin and refused again
+            task.state = TaskState.OPEN
+            task.closed_at = None
+        session.add(task)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    async def _keep_lease(self, claim: Claim) -> None:
+        while True:
+            await asyncio.sleep(self.policy.lease.total_seconds() / 3)
+            if not await asyncio.to_thread(self.renew, claim, datetime.now(UTC)):
+                log.warning(
+                    "outbox message %d: lease lost during a slow send; another relay has it",
+                    claim.row_id,
+                )
+                return
+
+    async def send(self, claim: Claim) -> tuple[Outcome, str | None]:
+        """Send one claimed message, renewing its lease meanwhile, and record the outcome."""
+        renewing = asyncio.create_task(self._keep_lease(claim))
+        error: str | None = None
         try:
-            return await self.deliver(ids)
-        except MailNotSent as failure:
-            return failure.sent
+            if claim.message is None:
+                raise MailRefused(claim.problem or "the message cannot be built")
+            await self.mailer.send(claim.message)
+            outcome = Outcome.SENT
+        except MailRefused as refused:
+            outcome, error = Outcome.FAILED, refused.reason
+        except Exception as exc:  # any other SMTP or network failure is worth another try
+            outcome, error = Outcome.RETRY, f"{type(exc).__name__}: {exc}"
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        now = datetime.now(UTC)
+        if not await asyncio.to_thread(self.record, claim, outcome, error, now):
+            log.warning(
+                "outbox message %d: lease lost; its outcome is left to the relay holding it",
+                claim.row_id,
+            )
+            return Outcome.LOST, error
+        if outcome is Outcome.FAILED:
+            log.error(
+                "outbox message %d (%s to %s, %s) refused for good: %s; admin task opened",
+                claim.row_id,
+                claim.template,
+                claim.recipient,
+                claim.number or "intake",
+                error,
+            )
+        elif outcome is Outcome.RETRY:
+            log.warning(
+                "outbox message %d (%s to %s): attempt %d failed: %s; next try in %s",
+                claim.row_id,
+                claim.template,
+                claim.recipient,
+                claim.attempts,
+                error,
+                self.policy.backoff(claim.attempts),
+            )
+        return outcome, error
+
+    async def deliver(self, ids: list[int]) -> int:
+        """Send these rows now, if due and unclaimed (an intake reply that should not wait for
+        the relay); raises MailNotSent naming what did not go out (the relay retries it)."""
+        sent = 0
+        failures: list[str] = []
+        for row_id in ids:
+            claim = await asyncio.to_thread(self.claim, datetime.now(UTC), row_id)
+            if claim is None:
+                continue
+            outcome, error = await self.send(claim)
+            if outcome is Outcome.SENT:
+                sent += 1
+            elif outcome is not Outcome.LOST:
+                failures.append(f"{claim.recipient}: {error}")
+        if failures:
+            raise MailNotSent(sent, failures)
+        return sent
+
+    async def relay_once(self, stop: asyncio.Event | None = None) -> int:
+        """Send every message due now, a few at a time, each on its own claim; returns how
+        many went out. A message that fails now is due again only after its backoff. Once
+        `stop` is set no new message is claimed; those being sent are finished and recorded."""
+        sent = 0
+
+        async def lane() -> None:
+            nonlocal sent
+            while not (stop and stop.is_set()):
+                claim = await asyncio.to_thread(self.claim, datetime.now(UTC))
+                if claim is None:
+                    return
+                outcome, _ = await self.send(claim)
+                sent += outcome is Outcome.SENT
+
+        # A task group: if one lane fails (the database went away), the others stop with it
+        # instead of running on behind the next pass.
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(max(1, self.policy.concurrency)):
+                lanes.create_task(lane())
+        return sent
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """The relay: a pass whenever something is enqueued here (nudge) and every `interval`
+        seconds (mail enqueued by other processes, backoffs running out), until `stop` is set;
+        then it returns once the sends under way are finished and recorded."""
+        wake = asyncio.Event()
+        me = (asyncio.get_running_loop(), wake)
+        self._wakes.add(me)
+        try:
+            while not stop.is_set():
+                wake.clear()  # a nudge during the pass brings another pass at once
+                try:
+                    sent = await self.relay_once(stop)
+                    if sent:
+                        log.info("outbox relay sent %d messages", sent)
+                except Exception:
+                    log.exception("outbox relay pass failed; trying again")
+                stopping = asyncio.create_task(stop.wait())
+                woken = asyncio.create_task(wake.wait())
+                try:
+                    await asyncio.wait(
+                        {stopping, woken}, timeout=interval, return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    stopping.cancel()
+                    woken.cancel()
+        finally:
+            self._wakes.discard(me)
+
+    # --- what admins see and do ------------------------------------------------------------
+
+    def undelivered(self, number: str | None = None) -> list[OutboxMessage]:
+        """Messages refused for good (failed, or failed and dismissed), newest first; of one
+        dispute, or of all."""
+        with self.sessions.read() as session:
+            query = select(OutboxMessage).where(
+                col(OutboxMessage.state).in_([OutboxState.FAILED, OutboxState.DISMISSED])
+            )
+            if number is not None:
+                query = query.where(OutboxMessage.dispute_number == number)
+            return list(session.exec(query.order_by(col(OutboxMessage.id).desc())).all())
+
+    def message(self, row_id: int) -> OutboxMessage | None:
+        if not 0 < row_id <= MAX_ROW_ID:  # not an id the column could hold
+            return None
+        with self.sessions.read() as session:
+            return session.get(OutboxMessage, row_id)
+
+    def waiting(self) -> list[OutboxMessage]:
+        """Messages still to be sent (due, or waiting out a backoff), oldest first."""
+        with self.sessions.read() as session:
+            return list(
+                session.exec(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.state == OutboxState.PENDING)
+                    .order_by(col(OutboxMessage.id))
+                ).all()
+            )
+
+    def _admin_change(
+        self,
+        row_id: int,
+        allowed: tuple[OutboxState, ...],
+        values: dict[str, Any],
+        task_state: TaskState,
+        now: datetime,
+        doing: str,
+    ) -> OutboxMessage:
+        if not 0 < row_id <= MAX_ROW_ID:
+            raise OutboxRefused(f"message {row_id}: no such message in the outbox")
+        with self.sessions.begin() as session:
+            # One conditional update: an admin racing another (or a dismissal racing a resend
+            # the relay has already claimed) changes the row once, from the state it checked.
+            changed = session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == row_id)
+                .where(col(OutboxMessage.state).in_(allowed))
+                .values(values)
+            )
+            row = session.get(OutboxMessage, row_id, populate_existing=True)
+            if row is None:
+                raise OutboxRefused(f"message {row_id}: no such message in the outbox")
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                why = {
+                    OutboxState.SENT: f"it was sent at {row.sent_at:%Y-%m-%d %H:%M} UTC"
+                    if row.sent_at
+                    else "it was sent",
+                    OutboxState.PENDING: "it is still being sent (it has not failed)",
+                    OutboxState.DISMISSED: "it was dismissed already",
+                    OutboxState.FAILED: "it has failed",
+                }[row.state]
+                raise OutboxRefused(f"message {row_id}: cannot {doing}: {why}")
+            task = session.get(Task, mail_task_key(row.dispute_number, row_id))
+            if task is not None and task.state is TaskState.OPEN:
+                task.state = task_state
+                task.closed_at = now
+                session.add(task)
+            return row
+
+    def resend(self, row_id: int, now: datetime) -> OutboxMessage:
+        """Send a refused (or dismissed) message again, as it was, with its Message-ID; its
+        admin task is done. Refused again, it fails again and reopens the task."""
+        row = self._admin_change(
+            row_id,
+            (OutboxState.FAILED, OutboxState.DISMISSED),
+            {
+                "state": OutboxState.PENDING,
+                "next_attempt_at": now,
+                "claimed_at": None,
+                "claimed_by": None,
+            },
+            TaskState.DONE,
+            now,
+            "send it again",
+        )
+        log.info("outbox message %d: sent again by an admin", row_id)
+        self.nudge()
+        return row
+
+    def dismiss(self, row_id: int, now: datetime) -> OutboxMessage:
+        """Give up on a refused message for good; its admin task is closed as cancelled."""
+        row = self._admin_change(
+            row_id,
+            (OutboxState.FAILED,),
+            {"state": OutboxState.DISMISSED},
+            TaskState.CANCELLED,
+            now,
+            "dismiss it",
+        )
+        log.info("outbox message %d: dismissed by an admin", row_id)
+        return row
+
+    def send_waiting_now(self, now: datetime) -> int:
+        """Make every message waiting out a backoff due now (the mail server is back)."""
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.state) == OutboxState.PENDING)
+                .where(col(OutboxMessage.next_attempt_at) > now)
+                .values(next_attempt_at=now)
+            )
+            count = int(result.rowcount)  # type: ignore[attr-defined]
+        self.nudge()
+        return count

@@ -34,8 +34,9 @@ from accord.runtime import GRACEFUL_SHUTDOWN, build_filing, build_services, buil
 from accord.settings import REPO_ROOT, Settings
 from models import search_attributes
 from models.converter import data_converter
+from models.enums import OutboxState
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
-from models.tables import DisputeEvent
+from models.tables import DisputeEvent, OutboxMessage
 from tests.races import GATED, Gate, gated, replay_all
 from workflows.dispute import DisputeWorkflow
 
@@ -63,6 +64,16 @@ class MailCapture:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse = False
+        self.gone: set[str] = set()
+        """Mailboxes refused for good (550 to RCPT TO)."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.lower() in self.gone:
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse:
@@ -282,6 +293,22 @@ class Stack:
         """Wait until the audit trail holds every decision the workflow's query shows (before
         counting entries to show that an action recorded nothing)."""
         await self.wait_for(number, lambda s: len(s.history) == len(self.events(number)))
+
+    async def mail_settled(self, seconds: float = 20) -> None:
+        """Wait until the outbox has nothing left to send: the workflow only enqueues its
+        notifications, the worker's relay sends them a moment later (before asserting on the
+        mail the SMTP server got, or did not get)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            with self.sessions.read() as session:
+                waiting = session.exec(
+                    select(OutboxMessage.id).where(OutboxMessage.state == OutboxState.PENDING)
+                ).all()
+            if not waiting:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"outbox messages {waiting} still not sent")
+            await asyncio.sleep(0.05)
 
     def actor(self, login: str) -> Actor:
         with self.sessions.read() as session:

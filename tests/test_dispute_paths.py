@@ -125,6 +125,7 @@ async def test_dispute_settles_in_mediation_and_becomes_a_precedent(stack: Stack
         "closed",
     } <= set(actions)
     assert first_broken_link(stack.events(number)) is None
+    await stack.mail_settled()
     subjects = stack.mail.subjects("nora@northwind.example")
     assert any("Your dispute has been filed" in s for s in subjects)
     assert any("Settlement offer offer-1" in s for s in subjects)
@@ -165,6 +166,7 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
         assert admin_task is not None and admin_task.state is TaskState.DONE
     mediator_email = stack.actor(mediator).id
     assert mediator_email  # the mediator was warned by email, twice
+    await stack.mail_settled()
     with stack.sessions.read() as session:
         from models.tables import Person
 
@@ -347,6 +349,7 @@ async def test_claimant_withdraws(stack: Stack) -> None:
             ).all()
             == []
         )
+    await stack.mail_settled()
     assert any("withdrawn" in s for s in stack.mail.subjects("carl@contoso.example"))
 
 

@@ -57,6 +57,7 @@ async def test_full_path_on_a_real_dev_server(
     async with stack.worker:
         number = (await stack.file()).number
         await settle(stack, number)
+        await stack.mail_settled()
     assert_each_mail_once(stack.mail)
     assert stack.actions(number)[-1] == "closed"
 
@@ -71,6 +72,7 @@ async def test_worker_restart_mid_dispute_sends_every_email_exactly_once(
     number = (await stack.file()).number
     try:
         await settle(stack, number, restart_worker_at_offer=True)
+        await stack.mail_settled()
     finally:
         await stack.worker.__aexit__(None, None, None)
     assert_each_mail_once(stack.mail)

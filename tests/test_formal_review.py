@@ -329,6 +329,7 @@ async def test_overdue_review_escalates_to_the_executive_sponsor_and_never_rules
     ]
     assert len(warnings) == 2
     # Vote reminders went to the panelists who had not voted yet, not to the one who had.
+    await stack.mail_settled()
     assert any("Deadline warning" in s for s in stack.mail.subjects("m.marketing@vendor.example"))
     assert not any("Deadline warning" in s for s in stack.mail.subjects("b.sales@vendor.example"))
 

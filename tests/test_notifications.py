@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from accord.runtime import build_services
-from models.enums import DisputeStage, OutboxState
+from models.enums import DisputeStage, OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
-from models.tables import OutboxMessage
+from models.tables import OutboxMessage, Task
+from notifications.outbox import mail_task_key
 from notifications.render import SUBJECTS, TemplateCatalog
 from tests.conftest import MailCapture, Stack, make_settings
+from tests.test_cli import accord
+from tests.web_harness import Browser, make_app
 
 CONTEXT = {
     "number": "DSP-2026-000007",
@@ -145,8 +150,55 @@ async def test_a_failed_send_stays_in_the_outbox_and_is_sent_later(
         rows = [session.get(OutboxMessage, i) for i in ids]
         assert all(r is not None and r.state is OutboxState.PENDING and r.last_error for r in rows)
     mail.refuse = False
+    assert await outbox.deliver(ids) == 0  # each waits out its backoff...
+    assert outbox.send_waiting_now(datetime.now(UTC)) == 2  # ...unless an admin says now
     assert await outbox.deliver(ids) == 2
     assert len(mail.messages) == 2
+
+
+def outbox_rows(stack: Stack, number: str) -> list[OutboxMessage]:
+    with stack.sessions.read() as session:
+        return list(
+            session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.dispute_number == number)
+                .order_by(col(OutboxMessage.id))
+            ).all()
+        )
+
+
+async def wait_for_row(
+    stack: Stack, number: str, predicate: Callable[[OutboxMessage], bool]
+) -> OutboxMessage:
+    """The dispute's first outbox row matching `predicate`, once the relay has got it there."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        found = [r for r in outbox_rows(stack, number) if predicate(r)]
+        if found:
+            return found[0]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no such outbox row: {outbox_rows(stack, number)}")
+        await asyncio.sleep(0.05)
+
+
+async def until(condition: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"never: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def all_sent(stack: Stack, number: str) -> list[OutboxMessage]:
+    """The dispute's outbox rows, once every one of them is sent."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        rows = outbox_rows(stack, number)
+        if rows and all(m.state is OutboxState.SENT for m in rows):
+            return rows
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not all sent: {[(m.template, m.state) for m in rows]}")
+        await asyncio.sleep(0.05)
 
 
 async def test_a_mail_outage_holds_up_no_dispute_and_the_relay_sends_afterwards(
@@ -157,21 +209,151 @@ async def test_a_mail_outage_holds_up_no_dispute_and_the_relay_sends_afterwards(
     number = (await stack.file()).number
     state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
     assert state.stage is DisputeStage.TRIAGE
-    with stack.sessions.read() as session:
-        pending = session.exec(
-            select(OutboxMessage).where(OutboxMessage.dispute_number == number)
-        ).all()
-    assert pending and all(m.state is OutboxState.PENDING for m in pending)
-    assert next(m for m in pending if m.template == "acknowledgement").last_error
+    # Filing notifies the claimant, the respondent and the mediator offered the case: once
+    # all three were tried (and none is in flight), the server comes back.
+    await wait_for_row(stack, number, lambda m: m.template == "assignment")
+    await until(
+        lambda: all(
+            m.last_error is not None and m.claimed_by is None for m in outbox_rows(stack, number)
+        ),
+        "every notification of the filing tried once",
+    )
+    ack = next(m for m in outbox_rows(stack, number) if m.template == "acknowledgement")
+    assert "451" in (ack.last_error or "") and ack.next_attempt_at is not None
+    assert all(m.state is OutboxState.PENDING for m in outbox_rows(stack, number))
     assert stack.mail.messages == []
-    # The server is back: the relay (the worker runs it every minute) sends each message once.
+    # The server is back; an admin has the waiting mail tried now (the relay would anyway,
+    # once the backoff ran out) and the relay sends each message once.
     stack.mail.refuse = False
-    await stack.services.outbox.relay_once(older_than=timedelta(0))
+    stack.services.outbox.send_waiting_now(datetime.now(UTC))
     await stack.mail.wait_for("nora@northwind.example", "filed")
-    with stack.sessions.read() as session:
-        rows = session.exec(
-            select(OutboxMessage).where(OutboxMessage.dispute_number == number)
-        ).all()
-    assert all(m.state is OutboxState.SENT for m in rows)
+    rows = await all_sent(stack, number)
     sent = [(m["To"], m["Subject"]) for m in stack.mail.messages]
     assert len(sent) == len(rows) == len(set(sent))  # each message once
+
+
+async def test_the_workflow_only_enqueues_and_the_relay_sends_promptly(stack: Stack) -> None:
+    number = (await stack.file()).number
+    # Mail goes out with no relay pass asked for: the enqueue woke the worker's relay.
+    message = await stack.mail.wait_for("nora@northwind.example", "filed")
+    ack = await wait_for_row(stack, number, lambda m: m.template == "acknowledgement")
+    assert message["Message-ID"] == ack.message_id
+    history = await stack.handle(number).fetch_history()
+    results = [
+        e.activity_task_completed_event_attributes.result
+        for e in history.events
+        if e.HasField("activity_task_completed_event_attributes")
+    ]
+    # Every notification activity reported 0 sent: sending is the relay's alone.
+    notified = [r for r in results if b'"queued"' in r.payloads[0].data]
+    assert notified and all(b'"sent":0' in r.payloads[0].data for r in notified)
+
+
+async def test_a_refused_address_fails_its_message_opens_an_admin_task_and_holds_up_nothing(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    stack.mail.gone.add("nora@northwind.example")
+    number = (await stack.file()).number
+    # The dispute goes on: the respondent is told, a mediator is sought.
+    await stack.mail.wait_for("carl@contoso.example", "")
+    await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    ack = await wait_for_row(stack, number, lambda m: m.state is OutboxState.FAILED)
+    assert ack.template == "acknowledgement" and ack.recipient == "nora@northwind.example"
+    assert ack.attempts == 1  # refused for good: not tried again
+    assert "550" in (ack.last_error or "") and "no such mailbox" in (ack.last_error or "")
+    assert ack.id is not None
+    task = task_row(stack, mail_task_key(number, ack.id))
+    assert task is not None and task.state is TaskState.OPEN
+    assert task.kind is TaskKind.RESOLVE_MAIL and task.assignee_role is Role.ADMIN
+    assert task.dispute_number == number and "nora@northwind.example" in task.title
+
+    # The dispute page shows it to admins (not to the parties), with what the server said.
+    browser = Browser(make_app(stack))
+    try:
+        await browser.sign_in("alex.admin@vendor.example")
+        page = (await browser.get(f"/disputes/{number}")).text
+        assert "Mail not delivered" in page and "no such mailbox here" in page
+        inbox = (await browser.get("/inbox")).text
+        assert (
+            "resolve mail: mail refused: acknowledgement to nora" in inbox
+            and f"/disputes/{number}" in inbox
+        )
+        # Sent again while the address is still refused: it fails again, the task reopens.
+        done = await browser.post(f"/disputes/{number}/mail/{ack.id}/resend", {})
+        assert done.status_code == 303
+        await wait_for_row(stack, number, lambda m: m.id == ack.id and m.attempts == 2)
+        again = await wait_for_row(
+            stack, number, lambda m: m.id == ack.id and m.state is OutboxState.FAILED
+        )
+        assert again.attempts == 2
+        reopened = task_row(stack, mail_task_key(number, ack.id))
+        assert reopened is not None and reopened.state is TaskState.OPEN
+        # The mailbox exists now: sent again, it arrives, with the Message-ID it always had.
+        stack.mail.gone.clear()
+        await browser.post(f"/disputes/{number}/mail/{ack.id}/resend", {})
+        arrived = await stack.mail.wait_for("nora@northwind.example", "filed")
+        assert arrived["Message-ID"] == ack.message_id
+        await wait_for_row(stack, number, lambda m: m.id == ack.id and m.state is OutboxState.SENT)
+        closed = task_row(stack, mail_task_key(number, ack.id))
+        assert closed is not None and closed.state is TaskState.DONE
+        page = (await browser.get(f"/disputes/{number}")).text
+        assert "Mail not delivered" not in page
+        # Sent is sent: a second "send again" is refused, naming the message and why.
+        refused = await browser.post(f"/disputes/{number}/mail/{ack.id}/resend", {})
+        assert refused.status_code == 422 and "it was sent at" in refused.text
+        # Another dispute's message through this one's address: not found.
+        wrong = await browser.post(f"/disputes/DSP-2026-999999/mail/{ack.id}/resend", {})
+        assert wrong.status_code == 404
+        # An id no column could hold is just unknown (not a database error).
+        huge = await browser.post(f"/disputes/{number}/mail/{2**64}/resend", {})
+        assert huge.status_code == 404
+
+        await browser.sign_in("nora@northwind.example")
+        assert (
+            await browser.post(f"/disputes/{number}/mail/{ack.id}/dismiss", {})
+        ).status_code == 403
+    finally:
+        await browser.close()
+    assert len(stack.mail.to("nora@northwind.example")) == 1
+
+
+def task_row(stack: Stack, key: str) -> Task | None:
+    with stack.sessions.read() as session:
+        return session.get(Task, key)
+
+
+async def test_an_admin_lists_resends_and_dismisses_refused_mail_from_the_command_line(
+    stack: Stack,
+) -> None:
+    stack.mail.gone.update({"nora@northwind.example", "carl@contoso.example"})
+    number = (await stack.file()).number
+    failed = [
+        await wait_for_row(
+            stack, number, lambda m, t=t: m.template == t and m.state is OutboxState.FAILED
+        )
+        for t in ("acknowledgement", "respondent_notice")
+    ]
+    ack, notice = failed
+    code, out = await accord(stack, "outbox", "list")
+    assert code == 0 and f"{ack.id:>6}  {number}" in out and "550" in out
+    code, out = await accord(
+        stack, "outbox", "dismiss", str(notice.id), "--as", "nora@northwind.example"
+    )
+    assert code == 2 and "only admins" in out
+    code, out = await accord(stack, "outbox", "dismiss", str(notice.id), "--as", "alex.admin")
+    assert code == 0 and "dismissed" in out, out
+    code, out = await accord(stack, "outbox", "dismiss", str(notice.id), "--as", "alex.admin")
+    assert code == 2 and f"message {notice.id}: cannot dismiss it: it was dismissed already" in out
+    for unknown in ("999999", str(2**64), "0"):
+        code, out = await accord(stack, "outbox", "resend", unknown, "--as", "alex.admin")
+        assert code == 2 and f"message {unknown}: no such message in the outbox" in out, out
+    assert notice.id is not None and ack.id is not None
+    dismissed = task_row(stack, mail_task_key(number, notice.id))
+    assert dismissed is not None and dismissed.state is TaskState.CANCELLED
+    stack.mail.gone.clear()
+    code, out = await accord(stack, "outbox", "resend", str(ack.id), "--as", "alex.admin")
+    assert code == 0 and "queued to be sent again" in out, out
+    # Another process asked: this worker's relay finds it on its next poll.
+    await stack.mail.wait_for("nora@northwind.example", "filed")
+    assert stack.mail.to("carl@contoso.example") == []

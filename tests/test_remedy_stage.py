@@ -50,6 +50,7 @@ async def test_settled_remedies_are_applied_through_the_ledger_then_the_dispute_
         row = session.get(RemedyApplication, f"{number}:settlement:0")
         assert row is not None and row.state is RemedyState.VERIFIED and row.adapter == "ledger"
         assert len(session.exec(select(LedgerCommissionSplit)).all()) == 1
+    await stack.mail_settled()
     assert any("Remedy applied" in s for s in stack.mail.subjects("nora@northwind.example"))
     state = await stack.state(number)
     assert [r.state for r in state.remedies] == ["verified"]

@@ -13,17 +13,20 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from models.tables import Dispute
+from models.enums import OutboxState
+from models.tables import Dispute, OutboxMessage
 from tests.conftest import MailCapture, cli_env, dev_stack, free_port, mail_server
 from tests.web_harness import PASSWORD, filing_form, seed_accounts
 
@@ -38,6 +41,7 @@ class SlowMail(MailCapture):
         super().__init__()
         self.receiving = threading.Event()
         self.accepted_at: float | None = None
+        self.held: EmailMessage | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         first = not self.receiving.is_set()
@@ -47,6 +51,7 @@ class SlowMail(MailCapture):
         answer = await super().handle_DATA(server, session, envelope)
         if first:
             self.accepted_at = time.monotonic()
+            self.held = self.messages[-1]
         return answer
 
 
@@ -102,7 +107,7 @@ def slow_smtp() -> Iterator[tuple[SlowMail, int]]:
         yield mail, port
 
 
-async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
+async def test_a_worker_signalled_mid_send_finishes_it_then_exits(
     dev_server: WorkflowEnvironment,
     sqlite_url: str,
     slow_smtp: tuple[SlowMail, int],
@@ -124,7 +129,7 @@ async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
             async def sending() -> bool:
                 return mail.receiving.is_set()
 
-            # The first notification's activity is now in the middle of the SMTP exchange.
+            # The worker's outbox relay is now in the middle of sending the first notification.
             await wait_until(sending, worker, "a notification being sent")
             worker.send_signal(signal.SIGTERM)
             signalled_at = time.monotonic()
@@ -136,13 +141,18 @@ async def test_a_worker_signalled_mid_activity_finishes_it_then_exits(
         returncode = await asyncio.wait_for(worker.wait(), 60)
         exited_at = time.monotonic()
         assert returncode == 0, await stderr_of(worker)
-        # It waited for the activity: the held message was accepted before the process ended.
-        assert mail.accepted_at is not None
+        # It finished the send under way: the held message was accepted before the process
+        # ended, and recorded as sent, so no relay sends it again.
+        assert mail.accepted_at is not None and mail.held is not None
         assert signalled_at < mail.accepted_at < exited_at
-        assert len(mail.messages) == 1
+        with stack.sessions.read() as session:
+            held = session.exec(
+                select(OutboxMessage).where(OutboxMessage.message_id == mail.held["Message-ID"])
+            ).one()
+        assert held.state is OutboxState.SENT
 
-        # Temporal recorded the activity as completed on its first attempt: nothing was
-        # cancelled and nothing will be sent twice.
+        # Temporal recorded the notification activity (it only enqueues) as completed on its
+        # first attempt: nothing was cancelled.
         history = await stack.handle(number).fetch_history()
         scheduled = next(
             e.event_id

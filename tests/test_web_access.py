@@ -355,6 +355,7 @@ async def test_the_other_side_reads_no_restricted_evidence_in_the_dispute_respon
 
 
 async def test_no_email_carries_a_caucus_note_or_restricted_evidence(scenario: Scenario) -> None:
+    await scenario.stack.mail_settled()
     bodies = " ".join(
         str(part.get_content())
         for message in scenario.stack.mail.messages

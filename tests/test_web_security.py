@@ -216,6 +216,7 @@ async def test_script_typed_anywhere_is_inert_in_pages_and_email(stack: Stack) -
         assert "<script>alert" not in page
         assert "<img src=x onerror" not in page
     await stack.mail.wait_for(CLAIMANT, filed.number)
+    await stack.mail_settled()
     for message in stack.mail.messages:
         html = message.get_body(preferencelist=("html",))
         if html is not None:

@@ -80,6 +80,7 @@ from models.tables import (
     Precedent,
 )
 from models.text import StoredLine, check_line
+from notifications.outbox import OutboxRefused
 from web import evidence as uploads
 from web import idempotency
 from web.app import WebContext
@@ -598,6 +599,33 @@ async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decis
         row.state = InboundState.IGNORED
         session.add(row)
     return f"message {inbound_id} discarded"
+
+
+# --- mail the server refused (admins) -------------------------------------------------------------
+
+
+def decide_mail(
+    ctx: WebContext, viewer: Viewer, number: str, message_id: int, decision: str
+) -> str:
+    """An admin's decision on a message the mail server refused for good: send it again (the
+    address or the server was put right) or dismiss it; either closes its admin task."""
+    if viewer.role is not Role.ADMIN:
+        raise Forbidden("refused mail is resent or dismissed by admins")
+    if decision not in ("resend", "dismiss"):
+        raise NotFound(f"decision {decision}")
+    outbox = ctx.services.outbox
+    row = outbox.message(message_id)
+    if row is None or row.dispute_number != number:
+        raise NotFound(f"message {message_id} of {number}")
+    now = datetime.now(UTC)
+    try:
+        if decision == "resend":
+            outbox.resend(message_id, now)
+            return f"message {message_id} to {row.recipient} is being sent again"
+        outbox.dismiss(message_id, now)
+    except OutboxRefused as exc:
+        raise BadInput([("message", str(exc))]) from None
+    return f"message {message_id} to {row.recipient} dismissed: it will not be sent"
 
 
 # --- exports (compliance and admins) --------------------------------------------------------------

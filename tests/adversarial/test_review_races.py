@@ -111,6 +111,7 @@ async def test_nothing_tells_what_a_sealed_vote_says(race: Stack) -> None:
     await stack.wait_for_event(number, "vote_cast", count=3)
     state = await stack.state(number)
     assert state.review is not None and state.review.sealed
+    await stack.mail_settled()
     seen = {
         "query": state.model_dump_json(),
         "refusals": "\n".join(str(r) for r in refusals),
@@ -187,6 +188,7 @@ async def test_a_replacement_drawn_onto_an_open_ballot_gets_no_vote_it_cannot_ca
         DisputeWorkflow.cast_vote,
         CastVote(actor=stack.actor("alt.finance"), outcome=VoteOutcome.DENY, reasons=REASONS),
     )
+    await stack.mail_settled()
     mails = stack.mail.subjects("alt.finance@vendor.example")
     report = (
         f"recusal: {getattr(recused, 'message', recused)!r}; vote tasks open: {open_votes}; "

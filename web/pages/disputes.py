@@ -412,6 +412,8 @@ async def _render_dispute(
         suggested=suggested,
         allowed_remedies=_allowed_remedies(ctx, record),
         precedent_pattern=_precedent_pattern(ctx, record),
+        # Mail the server refused for good: admins resend or dismiss it here.
+        undelivered=ctx.services.outbox.undelivered(number) if viewer.role is Role.ADMIN else [],
     )
 
 
@@ -499,6 +501,15 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
             values=values,
         )
     return back(request, f"/disputes/{number}", f"{op.label}: {result.message}")
+
+
+@router.post("/disputes/{number}/mail/{message_id}/{decision}", response_class=HTMLResponse)
+async def mail_decision(
+    request: Request, viewer: ViewerDep, number: str, message_id: int, decision: str
+) -> Response:
+    await read_form(request)
+    message = service.decide_mail(web(request), viewer, number, message_id, decision)
+    return back(request, f"/disputes/{number}#mail", message)
 
 
 @router.post("/disputes/{number}/evidence", response_class=HTMLResponse)

@@ -1,0 +1,379 @@
+"""The outbox relay: each message claimed, sent and marked on its own, once, by one relay.
+
+Two relays share a backlog on a slow real SMTP server; a slow send keeps its lease; a relay
+that dies mid-send leaves its message to the other; refusals fail for good (5xx) or wait out
+a growing backoff (4xx, no server). On SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import select
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from accord.runtime import Services, build_services, build_worker
+from models.enums import OutboxState
+from models.payloads import NotificationRequest
+from models.tables import OutboxMessage
+from notifications.mailer import refusal
+from notifications.outbox import OutboxRefused, Outcome, RelayPolicy
+from tests.conftest import Stack, free_port, make_settings
+
+CONTEXT: dict[str, object] = {
+    "number": "DSP-2026-000007",
+    "category": "pricing",
+    "summary": "Undercut",
+    "claimant": "Northwind Traders",
+    "respondents": ["Contoso Systems"],
+    "stage": "closed",
+    "mediator": None,
+    "outcome": "settled",
+    "reason": "both sides agreed",
+}
+
+
+class SlowServer:
+    """A real SMTP server that takes `delay` seconds over each message, refuses the mailboxes
+    in `gone` for good, and can hold a transfer until `hold` is released."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.received: list[str] = []
+        self.gone: set[str] = set()
+        self.hold: threading.Event | None = None
+        self.holding = threading.Event()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.gone:
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        hold = self.hold
+        if hold is not None:
+            self.hold = None  # only the first transfer is held
+            self.holding.set()
+            while not hold.is_set():
+                await asyncio.sleep(0.02)
+            return "451 transfer cut off"  # the client is gone by now: nothing was accepted
+        await asyncio.sleep(self.delay)  # on the server's own loop: transfers overlap
+        for line in envelope.content.decode().splitlines():
+            if line.lower().startswith("message-id:"):
+                self.received.append(line.split(":", 1)[1].strip())
+                break
+        return "250 OK"
+
+
+@contextlib.contextmanager
+def serving(handler: SlowServer) -> Iterator[int]:
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def relay(database_url: str, port: int, tmp_path: Path, **policy: Any) -> Services:
+    """A relay's own services (its own engine and sessions, as another worker would have)."""
+    services = build_services(make_settings(database_url, port, tmp_path))
+    services.outbox.policy = replace(services.outbox.policy, **policy)
+    return services
+
+
+def notification(i: int, to: str = "nora@northwind.example") -> NotificationRequest:
+    return NotificationRequest(
+        key=f"DSP-2026-000007:{i}:closure",
+        number="DSP-2026-000007",
+        template="closure",
+        recipients=(to,),
+        context=CONTEXT,
+    )
+
+
+def rows(services: Services) -> list[OutboxMessage]:
+    with services.sessions.read() as session:
+        return list(session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all())  # type: ignore[arg-type]
+
+
+async def test_two_relays_on_a_slow_server_send_each_message_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer(delay=0.05)
+    with serving(server) as port:
+        one = relay(database_url, port, tmp_path)
+        two = relay(database_url, port, tmp_path)
+        backlog = 300
+        for i in range(backlog):
+            one.outbox.enqueue(notification(i), datetime.now(UTC))
+        sent = await asyncio.wait_for(
+            asyncio.gather(one.outbox.relay_once(), two.outbox.relay_once()), 120
+        )
+    assert sum(sent) == backlog
+    assert all(sent), f"both relays should have had a share: {sent}"
+    assert len(server.received) == backlog, Counter(server.received).most_common(3)
+    assert len(set(server.received)) == backlog
+    stored = rows(one)
+    assert all(r.state is OutboxState.SENT and r.attempts == 1 for r in stored)
+    assert {r.message_id for r in stored} == set(server.received)
+
+
+async def test_a_slow_send_keeps_its_lease_and_no_other_relay_sends_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.hold = release = threading.Event()
+    lease = timedelta(seconds=1)
+    with serving(server) as port:
+        one = relay(database_url, port, tmp_path, lease=lease)
+        two = relay(database_url, port, tmp_path, lease=lease)
+        [row_id] = one.outbox.enqueue(notification(1), datetime.now(UTC))
+        claim = one.outbox.claim(datetime.now(UTC))
+        assert claim is not None
+        sending = asyncio.create_task(one.outbox.send(claim))
+        await asyncio.to_thread(server.holding.wait, 10)
+        claimed_at = rows(one)[0].claimed_at
+        assert claimed_at is not None
+        # Twice the lease goes by with the transfer held: the claim is renewed meanwhile.
+        while datetime.now(UTC) < claimed_at + 2 * lease:
+            assert await two.outbox.relay_once() == 0
+            await asyncio.sleep(0.1)
+        renewed = rows(one)[0].claimed_at
+        assert renewed is not None and renewed > claimed_at + lease / 2
+        assert two.outbox.claim(datetime.now(UTC)) is None
+        release.set()
+        outcome, _ = await sending
+    # The held transfer was cut off (451): the message waits out its backoff, held by nobody.
+    assert outcome is Outcome.RETRY
+    [row] = rows(one)
+    assert row.id == row_id and row.state is OutboxState.PENDING and row.claimed_by is None
+    assert row.attempts == 1 and server.received == []
+
+
+async def test_a_relay_killed_mid_send_leaves_its_message_to_another(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.hold = release = threading.Event()
+    lease = timedelta(seconds=1)
+    with serving(server) as port:
+        dying = relay(database_url, port, tmp_path, lease=lease)
+        other = relay(database_url, port, tmp_path, lease=lease)
+        for i in range(5):
+            dying.outbox.enqueue(notification(i), datetime.now(UTC))
+        claim = dying.outbox.claim(datetime.now(UTC))
+        assert claim is not None
+        killed = asyncio.create_task(dying.outbox.send(claim))
+        await asyncio.to_thread(server.holding.wait, 10)
+        killed.cancel()  # the process dies: nothing renews its lease, nothing is recorded
+        release.set()  # (else the cancelled client's polite QUIT waits out its timeout)
+        with contextlib.suppress(asyncio.CancelledError):
+            await killed
+        # The other relay sends the four unclaimed ones at once, the fifth once the lease ran out.
+        assert await other.outbox.relay_once() == 4
+        deadline = asyncio.get_running_loop().time() + 20
+        while (taken := other.outbox.claim(datetime.now(UTC))) is None:
+            assert asyncio.get_running_loop().time() < deadline, "the lease never ran out"
+            await asyncio.sleep(0.05)
+        assert taken.row_id == claim.row_id
+        assert (await other.outbox.send(taken))[0] is Outcome.SENT
+    stored = rows(other)
+    assert all(r.state is OutboxState.SENT for r in stored)
+    assert sorted(server.received) == sorted(r.message_id for r in stored)
+    first = next(r for r in stored if r.id == claim.row_id)
+    # Sent with the Message-ID of the interrupted try: a receiver that got both drops one.
+    assert first.message_id == claim.message["Message-ID"]
+    assert first.attempts == 2
+
+
+async def test_a_permanent_refusal_fails_the_message_with_the_servers_answer(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.gone.add("gone@contoso.example")
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path)
+        outbox = services.outbox
+        outbox.enqueue(notification(1, "gone@contoso.example"), datetime.now(UTC))
+        outbox.enqueue(notification(2), datetime.now(UTC))
+        assert await outbox.relay_once() == 1
+        assert await outbox.relay_once() == 0  # a failed message is not tried again
+    refused, delivered = rows(services)
+    assert refused.state is OutboxState.FAILED and refused.attempts == 1
+    assert refused.last_error is not None
+    assert "550" in refused.last_error and "no such mailbox" in refused.last_error
+    assert refused.claimed_by is None and refused.next_attempt_at is None
+    assert delivered.state is OutboxState.SENT
+    # No dispute DSP-2026-000007 in this database: nothing to hang an admin task on (the
+    # dispute-level test sees the task).
+    assert [m.id for m in outbox.undelivered()] == [refused.id]
+
+
+@pytest.mark.parametrize("cause", ["451 from the server", "no server listening"])
+async def test_a_temporary_failure_waits_out_a_growing_backoff_and_is_logged(
+    cause: str, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = SlowServer()
+    with serving(server) as port:
+        refusing = SlowServer()
+
+        async def busy(*args: Any) -> str:
+            return "451 4.3.2 try again later"
+
+        refusing.handle_DATA = busy  # type: ignore[method-assign]
+        with contextlib.ExitStack() as outage:
+            bad_port = outage.enter_context(serving(refusing)) if "451" in cause else free_port()
+            services = relay(database_url, bad_port, tmp_path)
+            outbox = services.outbox
+            outbox.enqueue(notification(1), datetime.now(UTC))
+            waits = []
+            for attempt in (1, 2, 3):
+                before = datetime.now(UTC)
+                with caplog.at_level(logging.WARNING, logger="accord.outbox"):
+                    assert await outbox.relay_once() == 0
+                [row] = rows(services)
+                assert row.state is OutboxState.PENDING and row.attempts == attempt
+                assert row.claimed_by is None and row.next_attempt_at is not None
+                waits.append(row.next_attempt_at - before)
+                assert await outbox.relay_once() == 0  # not due again before its backoff
+                assert outbox.send_waiting_now(datetime.now(UTC)) == 1  # the admin's "now"
+            assert row.last_error
+            assert ("451" in row.last_error) == ("451" in cause)
+        # 30 s, 60 s, 120 s (each measured from just before its pass).
+        base = timedelta(seconds=30)
+        for n, wait in enumerate(waits):
+            assert base * 2**n <= wait < base * 2**n + timedelta(seconds=10)
+        assert sum("attempt" in r.getMessage() for r in caplog.records) == 3
+        # The server is back: the next pass sends it.
+        outbox.mailer = replace(outbox.mailer, port=port)  # type: ignore[type-var]
+        assert await outbox.relay_once() == 1
+    assert rows(services)[0].state is OutboxState.SENT
+    assert len(server.received) == 1
+
+
+def test_the_backoff_doubles_up_to_its_ceiling_and_never_overflows() -> None:
+    policy = RelayPolicy(retry_base=timedelta(seconds=30), retry_max=timedelta(hours=1))
+    assert [policy.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert policy.backoff(8) == timedelta(hours=1)
+    assert policy.backoff(10**6) == timedelta(hours=1)
+
+
+async def test_a_resend_and_a_dismissal_of_one_message_change_it_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.gone.add("gone@contoso.example")
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path)
+        outbox = services.outbox
+        [row_id] = outbox.enqueue(notification(1, "gone@contoso.example"), datetime.now(UTC))
+        await outbox.relay_once()
+        assert outbox.resend(row_id, datetime.now(UTC)).state is OutboxState.PENDING
+        # The dismissal checked a failed message; it is pending again now: refused, unchanged.
+        with pytest.raises(
+            OutboxRefused, match=f"message {row_id}: cannot dismiss it: it is still"
+        ):
+            outbox.dismiss(row_id, datetime.now(UTC))
+        with pytest.raises(OutboxRefused, match=f"message {row_id}: cannot send it again: it is"):
+            outbox.resend(row_id, datetime.now(UTC))
+        await outbox.relay_once()  # refused again
+        assert outbox.dismiss(row_id, datetime.now(UTC)).state is OutboxState.DISMISSED
+        assert await outbox.relay_once() == 0
+        with pytest.raises(OutboxRefused, match="no such message"):
+            outbox.dismiss(2**40, datetime.now(UTC))
+    [row] = rows(services)
+    assert row.state is OutboxState.DISMISSED and row.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no", "a@x")]),
+            True,
+        ),
+        (
+            aiosmtplib.SMTPRecipientsRefused(
+                [
+                    aiosmtplib.SMTPRecipientRefused(550, "no", "a@x"),
+                    aiosmtplib.SMTPRecipientRefused(452, "full", "b@x"),
+                ]
+            ),
+            False,  # one of them may still take it later
+        ),
+        (aiosmtplib.SMTPDataError(554, "spam"), True),
+        (aiosmtplib.SMTPDataError(451, "later"), False),
+        # Our sender or our login refused: every message would be; the set-up is at fault.
+        (aiosmtplib.SMTPSenderRefused(550, "not you", "disputes@accord"), False),
+        (aiosmtplib.SMTPAuthenticationError(535, "bad credentials"), False),
+        (aiosmtplib.SMTPConnectError("refused"), False),
+    ],
+)
+def test_only_a_5xx_to_the_recipient_or_the_message_is_a_permanent_refusal(
+    error: Exception, permanent: bool
+) -> None:
+    assert (refusal(error) is not None) is permanent
+
+
+async def test_a_message_no_mail_can_carry_fails_for_good_and_the_queue_goes_on(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path)
+        outbox = services.outbox
+        outbox.enqueue(notification(1, "evil@x.example\r\nBcc: all@x.example"), datetime.now(UTC))
+        outbox.enqueue(notification(2), datetime.now(UTC))
+        assert await outbox.relay_once() == 1
+    poisoned, fine = rows(services)
+    assert poisoned.state is OutboxState.FAILED
+    assert (poisoned.last_error or "").startswith("the message cannot be built")
+    assert fine.state is OutboxState.SENT and len(server.received) == 1
+
+
+async def test_two_workers_on_one_database_send_each_notification_of_their_disputes_once(
+    stack: Stack,
+) -> None:
+    # A second worker process (its own client, engine, outbox and relay) on the same queue.
+    client = await Client.connect(
+        stack.client.service_client.config.target_host,
+        namespace=stack.client.namespace,
+        data_converter=pydantic_data_converter,
+    )
+    second = build_worker(client, build_services(stack.settings), stack.settings.task_queue)
+    async with second:
+        numbers = [
+            (
+                await stack.file(
+                    contested_objects=[{"kind": "deal_registration", "ref": f"DR-{i}"}]
+                )
+            ).number
+            for i in range(6)
+        ]
+        for number in numbers:
+            await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+        await stack.mail_settled()
+    ids = Counter(str(m["Message-ID"]) for m in stack.mail.messages)
+    assert ids and max(ids.values()) == 1
+    with stack.sessions.read() as session:
+        stored = session.exec(select(OutboxMessage)).all()
+    assert {r.message_id for r in stored} == set(ids)
+    assert all(r.state is OutboxState.SENT and r.attempts == 1 for r in stored)
