@@ -23,6 +23,7 @@ from sqlmodel import col, func, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from accord import texts
 from accord.audit import first_broken_link
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
@@ -487,6 +488,7 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
         client = await _client(_settings())
         handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
         state: DisputeState = await handle.query(DisputeWorkflow.get_state)
+        state = texts.resolve_state(_services().sessions, state)
         if as_json:
             _print_json(state.model_dump(mode="json"))
             return
@@ -670,7 +672,10 @@ def _act(
                 payload,
                 key=chosen,
                 wait_seconds=settings.action_wait_seconds,
+                limits=texts.limits_of(settings),
             )
+        except texts.TextProblem as problem:
+            fail(str(problem))
         except StillApplying as pending:
             typer.echo(
                 f"{number}: {pending}; run the same command with --update-id {chosen} for its "

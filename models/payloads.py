@@ -316,6 +316,25 @@ class ActionPayload(Payload):
     actor: Actor
 
 
+class TextRef(Payload):
+    """A text stored in the database (`accord.texts`) by the adapter that received it: what the
+    workflow carries instead of the body, so a busy dispute's history stays small."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^tx-[0-9a-f]{32}$")]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[int, Field(ge=0)]
+    """Characters in the body."""
+
+
+def _one_of(payload: BaseModel, field: str) -> None:
+    """A text field is sent either inline (histories from before texts were stored, and the
+    adapters' own input) or as a stored text's reference, never both, never neither."""
+    inline = getattr(payload, field) is not None
+    stored = getattr(payload, f"{field}_ref") is not None
+    if inline == stored:
+        raise ValueError(f"{field}: give the text or a stored text's reference (one of them)")
+
+
 class AcceptAssignment(ActionPayload):
     impartiality_declaration: Reason
     """The mediator's declaration that they have no interest in the outcome."""
@@ -326,13 +345,15 @@ class Recuse(ActionPayload):
 
 
 class AddNote(ActionPayload):
-    text: Text
+    text: Text | None = None
+    text_ref: TextRef | None = None
     visibility: NoteVisibility = NoteVisibility.SHARED
     caucus_partner_id: str | None = None
     """With a caucus note: the side that may read it."""
 
     @model_validator(mode="after")
     def _caucus_names_a_side(self) -> AddNote:
+        _one_of(self, "text")
         if self.visibility is NoteVisibility.CAUCUS and not self.caucus_partner_id:
             raise ValueError("caucus_partner_id: a caucus note names the side it is shared with")
         if self.visibility is NoteVisibility.SHARED and self.caucus_partner_id:
@@ -342,12 +363,24 @@ class AddNote(ActionPayload):
 
 class RequestInformation(ActionPayload):
     party_id: PartnerId
-    questions: Text
+    questions: Text | None = None
+    questions_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _questions_given(self) -> RequestInformation:
+        _one_of(self, "questions")
+        return self
 
 
 class AnswerInformation(ActionPayload):
     request_id: Ref
-    answer: Text
+    answer: Text | None = None
+    answer_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _answer_given(self) -> AnswerInformation:
+        _one_of(self, "answer")
+        return self
 
 
 Acknowledgement = Comment | None
@@ -469,12 +502,20 @@ class MailMessage(Payload):
     """The stored raw message, kept as the original of record."""
     sender: str
     subject: Annotated[str, StringConstraints(max_length=400)]
-    text: Annotated[str, StringConstraints(max_length=50_000)]
-    """The new part of the message: quoted history and signature stripped."""
+    text: Annotated[str, StringConstraints(max_length=50_000)] | None = None
+    """The new part of the message: quoted history and signature stripped (inline in
+    histories from before texts were stored)."""
     side_partner_id: str | None
     """The sender's side: the message is read by that side and the neutrals; None for staff
     (neutrals only)."""
     evidence_ids: tuple[str, ...] = ()
+    text_ref: TextRef | None = None
+    """The stored text of the message (`accord.texts`)."""
+
+    @model_validator(mode="after")
+    def _text_given(self) -> MailMessage:
+        _one_of(self, "text")
+        return self
 
 
 class AddMessage(ActionPayload):
@@ -528,10 +569,13 @@ class InformationRequestView(Payload):
     id: str
     party_id: str
     questions: str
+    """Empty while `questions_ref` is not yet read from the database (`accord.texts`)."""
     requested_at: datetime
     due_at: datetime
     answered_at: datetime | None
     answer: str | None
+    questions_ref: TextRef | None = None
+    answer_ref: TextRef | None = None
 
 
 class OfferView(Payload):
@@ -548,8 +592,10 @@ class NoteView(Payload):
     at: datetime
     author: str
     text: str
+    """Empty while `text_ref` is not yet read from the database (`accord.texts`)."""
     visibility: NoteVisibility
     caucus_partner_id: str | None
+    text_ref: TextRef | None = None
 
 
 class RemedyProgress(Payload):
@@ -840,6 +886,13 @@ class DisputeOutcome(Payload):
     number: str
     stage: DisputeStage
     outcome: str | None
+
+
+class TextCheck(Payload):
+    """Stored texts an action refers to: each must be this dispute's, with this hash."""
+
+    number: str
+    refs: tuple[TextRef, ...]
 
 
 class Ack(Payload):

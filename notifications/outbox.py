@@ -18,6 +18,7 @@ from email.utils import formatdate
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
+from accord import texts
 from accord.db import SessionFactory
 from models.enums import OutboxState
 from models.payloads import NotificationRequest
@@ -61,9 +62,9 @@ class Outbox:
 
     def enqueue(self, request: NotificationRequest, now: datetime) -> list[int]:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
-        rendered = self.catalog.render(
-            request.template, {**request.context, "base_url": self.base_url}
-        )
+        # A text the workflow names by its stored reference is read in here (accord.texts).
+        context = texts.resolve_context(self.sessions, request.context)
+        rendered = self.catalog.render(request.template, {**context, "base_url": self.base_url})
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (

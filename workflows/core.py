@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
     from activities.notify import NotificationActivities
     from activities.records import RecordActivities
+    from activities.texts import TextActivities
     from models import search_attributes
     from models.enums import (
         Action,
@@ -62,6 +63,8 @@ with workflow.unsafe.imports_passed_through():
         SimilarPrecedents,
         SimilarRequest,
         TaskOpen,
+        TextCheck,
+        TextRef,
         remedy_parties,
     )
     from workflows.consistency import (
@@ -123,6 +126,12 @@ window, from the extension to the new deadline (`DeadlineActivities.extend_deadl
 the whole window since the start, which counted a pause as running time (histories before it
 recompute every warning over the whole window)."""
 
+TEXT_REFS_PATCH = "text-refs"
+"""Notes, emails, information requests and answers arrive as stored texts (`accord.texts`): the
+update carries the text's id and hash, checked by an activity before anything changes, and the
+audit entry holds them instead of the body (histories before it carry their texts inline and
+never check one)."""
+
 
 REMEDY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -145,6 +154,8 @@ class InformationRequest:
     deadline: Deadline
     answered_at: datetime | None = None
     answer: str | None = None
+    questions_ref: TextRef | None = None
+    answer_ref: TextRef | None = None
 
 
 @dataclass
@@ -295,6 +306,34 @@ class DisputeCore:
         for offer in closing:
             offer.open = False
         return [offer.id for offer in closing]
+
+    async def _check_texts(self, *refs: TextRef | None) -> None:
+        """Refuse the action, nothing changed, unless each stored text it names is this
+        dispute's and still has its hash. Only actions made since TEXT_REFS_PATCH name any."""
+        named = tuple(ref for ref in refs if ref is not None)
+        if not named or not workflow.patched(TEXT_REFS_PATCH):
+            return
+        try:
+            await workflow.execute_activity_method(
+                TextActivities.check_texts,
+                TextCheck(number=self._d.number, refs=named),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        except ActivityError as failure:
+            if not isinstance(failure.cause, ApplicationError):
+                raise
+            raise ApplicationError(
+                failure.cause.message, type="UnknownText", non_retryable=True
+            ) from None
+
+    @staticmethod
+    def _said(name: str, inline: str | None, ref: TextRef | None) -> dict[str, Any]:
+        """A text for an audit entry or an email's context: its stored reference (id, hash and
+        size) when it has one, else the text itself (histories before TEXT_REFS_PATCH)."""
+        if ref is not None:
+            return {f"{name}_ref": ref.model_dump(mode="json")}
+        return {name: inline}
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""

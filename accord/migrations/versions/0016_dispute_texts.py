@@ -1,0 +1,43 @@
+"""dispute texts: the bodies of notes, emails, questions and answers, out of the workflow history
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-03 16:40:00
+
+The workflow carries a text's id and sha256; the body lives here. Disputes already running
+keep their texts inline in their history and audit entries; nothing to copy.
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+
+
+revision: str = '0016'
+down_revision: Union[str, None] = '0015'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    op.create_table('dispute_text',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('dispute_number', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('author', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['dispute_number'], ['dispute.number'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_dispute_text_dispute_number'), 'dispute_text', ['dispute_number'], unique=False)
+    op.create_index(op.f('ix_dispute_text_author'), 'dispute_text', ['author'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f('ix_dispute_text_author'), table_name='dispute_text')
+    op.drop_index(op.f('ix_dispute_text_dispute_number'), table_name='dispute_text')
+    op.drop_table('dispute_text')
