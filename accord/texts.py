@@ -26,7 +26,10 @@ from models.payloads import (
     AddMessage,
     AddNote,
     AnswerInformation,
+    CastVote,
     DisputeState,
+    IssueRuling,
+    ProposeSettlement,
     RequestInformation,
     TextRef,
 )
@@ -37,8 +40,26 @@ MAX_CHARS: Mapping[str, int] = {
     "questions": 20_000,
     "answer": 20_000,
     "message": 50_000,
+    "terms": 20_000,
+    "reasons": 20_000,
+    "rationale": 20_000,
 }
 """The longest text of each kind, in characters (the same as the payloads' own limits)."""
+
+MIN_CHARS: Mapping[str, int] = {"reasons": 20, "rationale": 20}
+"""A vote's reasons and a ruling's rationale say at least a sentence (the payloads' `Reasons`
+rule, which a stored text's reference cannot carry: `check` applies it again)."""
+
+FIELDS: Mapping[str, str] = {
+    "note": "text",
+    "message": "text",
+    "questions": "questions",
+    "answer": "answer",
+    "terms": "terms",
+    "reasons": "reasons",
+    "rationale": "rationale",
+}
+"""The payload field each kind of text travels in."""
 
 COUNTED_KINDS = ("note", "message", "questions", "answer")
 """The kinds that count against the volume limits: what a person can send again and again."""
@@ -96,11 +117,7 @@ def store(
 ) -> TextRef:
     """Store one text (or find it stored) and return its reference; raise TextProblem, naming
     `field`, when it is too long or a volume limit is reached."""
-    limit = MAX_CHARS[kind]
-    if len(body) > limit:
-        raise TextProblem(field, f"at most {limit:,} characters (this one has {len(body):,})")
-    if "\x00" in body:
-        raise TextProblem(field, "contains a NUL character")
+    _check_body(kind, body, field)
     ident = text_id(number, kind, author, body)
     try:
         # Immediate: the count and the insert hold together, so two texts sent at once cannot
@@ -130,6 +147,17 @@ def store(
             if won is None:
                 raise
             return _ref(won)
+
+
+def _check_body(kind: str, body: str, field: str) -> None:
+    limit = MAX_CHARS[kind]
+    if len(body) > limit:
+        raise TextProblem(field, f"at most {limit:,} characters (this one has {len(body):,})")
+    if "\x00" in body:
+        raise TextProblem(field, "contains a NUL character")
+    shortest = MIN_CHARS.get(kind, 0)
+    if len(body.strip()) < shortest:
+        raise TextProblem(field, f"at least {shortest} characters: a sentence saying why")
 
 
 def _check_volume(
@@ -176,6 +204,17 @@ def externalise(
         case AnswerInformation(answer=str() as body):
             ref = store(sessions, number, "answer", author, body, field="answer", limits=limits)
             return payload.model_copy(update={"answer": None, "answer_ref": ref})
+        case ProposeSettlement(terms=str() as body):
+            ref = store(sessions, number, "terms", author, body, field="terms", limits=limits)
+            return payload.model_copy(update={"terms": None, "terms_ref": ref})
+        case CastVote(reasons=str() as body):
+            ref = store(sessions, number, "reasons", author, body, field="reasons", limits=limits)
+            return payload.model_copy(update={"reasons": None, "reasons_ref": ref})
+        case IssueRuling(rationale=str() as body):
+            ref = store(
+                sessions, number, "rationale", author, body, field="rationale", limits=limits
+            )
+            return payload.model_copy(update={"rationale": None, "rationale_ref": ref})
         case AddMessage(message=message) if message.text is not None:
             ref = store(
                 sessions, number, "message", author, message.text, field="text", limits=limits
@@ -194,6 +233,7 @@ def check(session: Session, number: str, refs: Iterable[TextRef]) -> None:
             raise TextProblem(ref.id, f"is not a text of {number}")
         if row.sha256 != ref.sha256 or sha256(row.body) != ref.sha256:
             raise TextProblem(ref.id, "its stored body does not have the hash it was sent with")
+        _check_body(row.kind, row.body, f"{FIELDS.get(row.kind, row.kind)} ({ref.id})")
 
 
 def bodies(session: Session, ids: Iterable[str]) -> dict[str, str]:
@@ -216,27 +256,39 @@ def referenced(content: Mapping[str, object]) -> list[str]:
 
 def resolve_state(sessions: SessionFactory, state: DisputeState) -> DisputeState:
     """The workflow's state with each stored text's body read in where the view shows it."""
-    ids = [n.text_ref.id for n in state.notes if n.text_ref]
-    for r in state.information_requests:
-        ids += [ref.id for ref in (r.questions_ref, r.answer_ref) if ref]
+    review = state.review
+    refs = [n.text_ref for n in state.notes]
+    refs += [ref for r in state.information_requests for ref in (r.questions_ref, r.answer_ref)]
+    refs += [o.terms_ref for o in state.offers] + [r.rationale_ref for r in state.rulings]
+    refs += [v.reasons_ref for v in review.votes] if review else []
+    ids = [ref.id for ref in refs if ref is not None]
     if not ids:
         return state
     with sessions.read() as session:
         found = bodies(session, ids)
-    notes = tuple(
-        n.model_copy(update={"text": found.get(n.text_ref.id, "")}) if n.text_ref else n
-        for n in state.notes
+
+    def read(ref: TextRef | None, name: str) -> dict[str, str]:
+        return {name: found.get(ref.id, "")} if ref is not None else {}
+
+    if review is not None:
+        votes = tuple(v.model_copy(update=read(v.reasons_ref, "reasons")) for v in review.votes)
+        review = review.model_copy(update={"votes": votes})
+    return state.model_copy(
+        update={
+            "notes": tuple(n.model_copy(update=read(n.text_ref, "text")) for n in state.notes),
+            "information_requests": tuple(
+                r.model_copy(
+                    update={**read(r.questions_ref, "questions"), **read(r.answer_ref, "answer")}
+                )
+                for r in state.information_requests
+            ),
+            "offers": tuple(o.model_copy(update=read(o.terms_ref, "terms")) for o in state.offers),
+            "rulings": tuple(
+                r.model_copy(update=read(r.rationale_ref, "rationale")) for r in state.rulings
+            ),
+            "review": review,
+        }
     )
-    requests = tuple(
-        r.model_copy(
-            update={
-                **({"questions": found.get(r.questions_ref.id, "")} if r.questions_ref else {}),
-                **({"answer": found.get(r.answer_ref.id, "")} if r.answer_ref else {}),
-            }
-        )
-        for r in state.information_requests
-    )
-    return state.model_copy(update={"notes": notes, "information_requests": requests})
 
 
 def resolve_context(sessions: SessionFactory, context: Mapping[str, object]) -> dict[str, object]:

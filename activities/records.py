@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from accord import texts
 from accord.audit import GENESIS, event_hash
 from accord.db import SessionFactory
 from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, index_precedent
@@ -233,6 +234,13 @@ class RecordActivities:
     @activity.defn
     def write_precedent(self, record: PrecedentRecord) -> Ack:
         with self.sessions.begin() as session:
+            rationale = record.rationale
+            if record.rationale_ref is not None:
+                # The decision's stored text (accord.texts), checked when it was made.
+                texts.check(session, record.number, (record.rationale_ref,))
+                rationale = texts.bodies(session, (record.rationale_ref.id,))[
+                    record.rationale_ref.id
+                ]
             exists = session.exec(
                 select(Precedent).where(Precedent.dispute_number == record.number)
             ).first()
@@ -246,7 +254,7 @@ class RecordActivities:
                     contested_objects=[o.model_dump(mode="json") for o in record.contested_objects],
                     outcome=record.outcome,
                     remedies=[r.model_dump(mode="json") for r in record.remedies],
-                    rationale=record.rationale,
+                    rationale=rationale,
                     timeline=list(record.timeline),
                     claimant_tier=record.claimant_tier,
                     claimant_region=record.claimant_region,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -326,6 +326,14 @@ class TextRef(Payload):
     """Characters in the body."""
 
 
+def dump_said(model: BaseModel, field: str, *, exclude: set[str] | None = None) -> dict[str, Any]:
+    """`model` as JSON with its text `field` inline or as its stored reference, whichever it
+    has, the other left out: an inline text dumps exactly as it did before texts were stored
+    (a vote's commitment, an audit entry's content)."""
+    unused = field if getattr(model, f"{field}_ref") is not None else f"{field}_ref"
+    return model.model_dump(mode="json", exclude={*(exclude or set()), unused})
+
+
 def _one_of(payload: BaseModel, field: str) -> None:
     """A text field is sent either inline (histories from before texts were stored, and the
     adapters' own input) or as a stored text's reference, never both, never neither."""
@@ -389,8 +397,14 @@ Acknowledgement = Comment | None
 
 class ProposeSettlement(ActionPayload):
     remedies: Annotated[tuple[Remedy, ...], Field(min_length=1, max_length=20)]
-    terms: Text
+    terms: Text | None = None
     divergence_acknowledgement: Acknowledgement = None
+    terms_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _terms_given(self) -> ProposeSettlement:
+        _one_of(self, "terms")
+        return self
 
 
 class RespondToOffer(ActionPayload):
@@ -443,13 +457,19 @@ Reasons = Annotated[
 class CastVote(ActionPayload):
     outcome: VoteOutcome
     remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
-    reasons: Reasons
+    reasons: Reasons | None = None
+    reasons_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _reasons_given(self) -> CastVote:
+        _one_of(self, "reasons")
+        return self
 
 
 class IssueRuling(ActionPayload):
     outcome: VoteOutcome
     remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
-    rationale: Reasons
+    rationale: Reasons | None = None
     votes_relied_on: Annotated[tuple[PartnerId, ...], Field(min_length=1, max_length=20)]
     """Panelists whose votes the ruling rests on."""
     clauses_applied: Annotated[tuple[Clause, ...], Field(min_length=1, max_length=20)]
@@ -457,6 +477,12 @@ class IssueRuling(ActionPayload):
     against_majority_reason: Acknowledgement = None
     """Required when the outcome differs from the majority of the votes cast."""
     divergence_acknowledgement: Acknowledgement = None
+    rationale_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _rationale_given(self) -> IssueRuling:
+        _one_of(self, "rationale")
+        return self
 
 
 class EvidenceRef(Payload):
@@ -586,6 +612,7 @@ class OfferView(Payload):
     responses: dict[str, bool]
     """Partner id to accepted (True) or rejected (False)."""
     open: bool
+    terms_ref: TextRef | None = None
 
 
 class NoteView(Payload):
@@ -646,6 +673,7 @@ class VoteView(Payload):
     """None while the ballot is sealed."""
     remedies: tuple[Remedy, ...] = ()
     reasons: str | None = None
+    reasons_ref: TextRef | None = None
 
 
 class RulingView(Payload):
@@ -660,6 +688,8 @@ class RulingView(Payload):
     against_majority_reason: str | None
     issued_at: datetime
     final: bool
+    rationale_ref: TextRef | None = None
+    """The stored rationale (`accord.texts`); `rationale` is empty until it is read in."""
 
 
 class ReviewView(Payload):
@@ -866,6 +896,7 @@ class PrecedentRecord(Payload):
     outcome: str
     remedies: tuple[Remedy, ...]
     rationale: str
+    """Empty when `rationale_ref` names the stored text: the activity reads it in."""
     timeline: tuple[dict[str, str], ...]
     claimant_tier: PartnerTier
     claimant_region: str
@@ -876,6 +907,7 @@ class PrecedentRecord(Payload):
     precedents_cited: tuple[str, ...] = ()
     votes_summary: dict[str, int] = {}
     """Outcome to number of panel votes, for a ruled dispute."""
+    rationale_ref: TextRef | None = None
 
 
 ShiftDeadlineRequest.model_rebuild()

@@ -14,7 +14,7 @@ from sqlmodel import select
 from accord import texts
 from models.enums import DisputeStage, InboundState
 from models.payloads import AddNote, TextRef
-from models.tables import DisputeText, Evidence
+from models.tables import DisputeText, Evidence, Precedent
 from tests.conftest import Stack
 from tests.test_intake import Intake, mail
 from tests.web_harness import api, make_app, signed_in, token_for
@@ -28,7 +28,7 @@ RESPONDENT = "carl@contoso.example"
 def marked(marker: str, size: int) -> str:
     """A text of about `size` characters that can be found by its marker in any serialisation."""
     line = f"{marker} the registration of DR-2026-0042 predates theirs by a week. "
-    return (line * (size // len(line) + 1))[:size]
+    return (line * (size // len(line) + 1))[:size].strip()
 
 
 async def history_bytes(stack: Stack, number: str) -> bytes:
@@ -284,3 +284,111 @@ def test_a_text_over_its_size_is_refused_naming_the_field(sqlite_url: str) -> No
         )
     assert problem.value.field == "text"
     assert "at most 20,000 characters" in problem.value.message
+
+
+SPLIT = {
+    "kind": "commission_split",
+    "deal_ref": "DR-2026-0042",
+    "shares": {"northwind": 80, "contoso": 20},
+}
+BOARD = {
+    "board.sales": "b.sales@vendor.example",
+    "board.marketing": "m.marketing@vendor.example",
+    "board.product": "p.product@vendor.example",
+}
+
+
+async def test_a_settlement_s_terms_stay_out_of_the_history_and_make_the_precedent(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    number, mediator = await in_mediation(stack)
+    terms = marked("TERMS-2b8", 19_000)
+    app = make_app(stack)
+    async with api(app, token_for(stack, mediator)) as med:
+        offered = await med.post(
+            f"/api/disputes/{number}/propose-settlement", json={"terms": terms, "remedies": [SPLIT]}
+        )
+        assert offered.status_code == 200, offered.text
+        offer_id = offered.json()["reference"]
+        (offer,) = (await med.get(f"/api/disputes/{number}")).json()["state"]["offers"]
+        assert offer["terms"] == terms
+    offer_mail = await stack.mail.wait_for(CLAIMANT, offer_id)
+    assert "TERMS-2b8" in offer_mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    for login in (CLAIMANT, RESPONDENT):
+        async with api(app, token_for(stack, login)) as party:
+            answer = await party.post(
+                f"/api/disputes/{number}/respond-to-offer",
+                json={"offer_id": offer_id, "accept": True},
+            )
+            assert answer.status_code == 200, answer.text
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.CLOSED)
+    assert b"TERMS-2b8" not in await history_bytes(stack, number)
+    with stack.sessions.read() as session:
+        (precedent,) = session.exec(select(Precedent)).all()
+    assert precedent.rationale == terms
+
+
+async def test_votes_reasons_and_the_ruling_s_rationale_stay_out_of_the_history(
+    stack: Stack,
+) -> None:
+    from tests.test_formal_review import in_review
+
+    number = await in_review(stack)
+    await stack.wait_for_event(number, "panel_drawn")
+    app = make_app(stack)
+    for n, email in enumerate(BOARD.values()):
+        async with api(app, token_for(stack, email)) as member:
+            voted = await member.post(
+                f"/api/disputes/{number}/cast-vote",
+                json={
+                    "outcome": "uphold",
+                    "remedies": [SPLIT],
+                    "reasons": marked(f"VOTE{n}-x", 900),
+                },
+            )
+            assert voted.status_code == 200, voted.text
+    rationale = marked("RULING-4f1", 15_000)
+    async with api(app, token_for(stack, "c.chair@vendor.example")) as chair:
+        short = await chair.post(
+            f"/api/disputes/{number}/issue-ruling",
+            json={
+                "outcome": "uphold",
+                "remedies": [SPLIT],
+                "rationale": "Too short.",
+                "votes_relied_on": ["board.sales"],
+                "clauses_applied": ["RoE 3.1"],
+            },
+        )
+        assert short.status_code == 422
+        assert short.json()["errors"][0]["field"] == "rationale"
+        opened = await chair.post(
+            f"/api/disputes/{number}/unseal-ballot", json={"reason": "A quorum has voted."}
+        )
+        assert opened.status_code == 200, opened.text
+        ruled = await chair.post(
+            f"/api/disputes/{number}/issue-ruling",
+            json={
+                "outcome": "uphold",
+                "remedies": [SPLIT],
+                "rationale": rationale,
+                "votes_relied_on": ["board.sales", "board.marketing"],
+                "clauses_applied": ["RoE 3.1"],
+            },
+        )
+        assert ruled.status_code == 200, ruled.text
+        state = (await chair.get(f"/api/disputes/{number}")).json()["state"]
+    assert [r["rationale"] for r in state["rulings"]] == [rationale]
+    assert sorted(v["reasons"] for v in state["review"]["votes"]) == [
+        marked(f"VOTE{n}-x", 900) for n in range(3)
+    ]
+    ruling_mail = await stack.mail.wait_for(CLAIMANT, "Ruling:")
+    assert "RULING-4f1" in ruling_mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    history = await history_bytes(stack, number)
+    for marker in (b"RULING-4f1", b"VOTE0-x", b"VOTE1-x", b"VOTE2-x"):
+        assert marker not in history, f"{marker!r} is in the workflow history"
+    # The sealed commitment and the opened vote name the same stored reasons.
+    entries = {e.action: e.content for e in stack.events(number)}
+    votes = entries["ruling_issued"]["votes"]
+    assert isinstance(votes, list)
+    assert all("reasons" not in v and "reasons_ref" in v for v in votes)

@@ -421,6 +421,7 @@ class DisputeActions(BoardReview):
                     superseded += [f"{offer.id}-{p}" for p in self._party_ids()]
                 offer.open = False
             offer_id = f"offer-{len(self._offers) + 1}"
+            await self._check_texts(req.terms_ref)
             self._offers[offer_id] = Offer(id=offer_id, view=req, proposed_at=workflow.now())
             seq = await self._record(
                 req.actor,
@@ -428,7 +429,7 @@ class DisputeActions(BoardReview):
                 f"{offer_id}: {len(req.remedies)} remedies proposed",
                 content={
                     "offer_id": offer_id,
-                    "terms": req.terms,
+                    **self._said("terms", req.terms, req.terms_ref),
                     "remedies": [r.model_dump(mode="json") for r in req.remedies],
                     **self._divergence_record(
                         None, req.remedies, self._d.terms.clauses, req.divergence_acknowledgement
@@ -451,7 +452,7 @@ class DisputeActions(BoardReview):
                 "offer",
                 self._party_contacts(),
                 offer_id=offer_id,
-                terms=req.terms,
+                **self._said("terms", req.terms, req.terms_ref),
                 remedies=[r.model_dump(mode="json") for r in req.remedies],
             )
             return self._result(f"{offer_id} sent to the parties", reference=offer_id)
@@ -804,10 +805,11 @@ class DisputeActions(BoardReview):
                 OfferView(
                     id=o.id,
                     remedies=o.view.remedies,
-                    terms=o.view.terms,
+                    terms=o.view.terms or "",
                     proposed_at=o.proposed_at,
                     responses=dict(o.responses),
                     open=o.open,
+                    terms_ref=o.view.terms_ref,
                 )
                 for o in self._offers.values()
             ),

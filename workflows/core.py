@@ -802,6 +802,7 @@ class DisputeCore:
         clauses: tuple[str, ...] | None = None,
         precedents_cited: tuple[str, ...] = (),
         votes_summary: dict[str, int] | None = None,
+        rationale_ref: TextRef | None = None,
     ) -> None:
         await workflow.execute_activity_method(
             RecordActivities.write_precedent,
@@ -823,6 +824,7 @@ class DisputeCore:
                 parties=self._parties(),
                 precedents_cited=precedents_cited,
                 votes_summary=votes_summary or {},
+                rationale_ref=rationale_ref,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

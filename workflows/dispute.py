@@ -196,7 +196,7 @@ class DisputeWorkflow(DisputeActions):
             content={
                 "offer": offer.id,
                 "remedies": [r.model_dump(mode="json") for r in offer.view.remedies],
-                "terms": offer.view.terms,
+                **self._said("terms", offer.view.terms, offer.view.terms_ref),
             },
             stage=DisputeStage.SETTLED,
             clear_deadline=True,
@@ -208,7 +208,12 @@ class DisputeWorkflow(DisputeActions):
         await self._notify(seq, "settlement", self._everyone())
         if workflow.patched(REMEDY_STAGE_PATCH):
             await self._apply_remedies(offer.view.remedies, decision="settlement")
-        await self._write_precedent("settled", offer.view.remedies, offer.view.terms)
+        await self._write_precedent(
+            "settled",
+            offer.view.remedies,
+            offer.view.terms or "",
+            rationale_ref=offer.view.terms_ref,
+        )
         await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
 
     async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
@@ -385,6 +390,7 @@ class DisputeWorkflow(DisputeActions):
             ruling.outcome.value,
             ruling.remedies,
             ruling.rationale,
+            rationale_ref=ruling.rationale_ref,
             clauses=ruling.clauses_applied,
             precedents_cited=ruling.precedents_cited,
             votes_summary={str(k): n for k, n in votes.items()},
