@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint lock bench bench-web bench-intake bench-search histories worker clean chromium dovecot
+.PHONY: run test lint lock bench bench-web bench-intake bench-search bench-history histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -59,6 +59,9 @@ bench-intake: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.search
+
+bench-history: $(STAMP)
+	$(BIN)/python -m bench.history
 
 # Regenerate tests/histories/*.json after a deliberate, patched workflow change.
 histories: $(STAMP)

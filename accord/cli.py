@@ -586,16 +586,19 @@ def verify(
                 .where(DisputeEvent.dispute_number == number)
                 .order_by(col(DisputeEvent.seq))
             ).all()
+            texts_wrong = texts.unmatched(session, events)
         if not events:
             fail(f"no audit trail for {number}")
         broken = first_broken_link(events)
         if broken is not None:
             fail(f"{number}: audit trail broken at entry {broken}")
+        if texts_wrong:
+            fail(f"{number}: stored texts do not match the trail: " + "; ".join(texts_wrong))
         typer.echo(f"{number}: audit trail intact ({len(events)} entries)")
         return
 
     trails, entries, broken_trails = 0, 0, []
-    with services.sessions.read() as session:
+    with services.sessions.read() as session, services.sessions.read() as lookup:
         checked = session.exec(select(func.count()).select_from(Dispute)).one()
         # One pass over the audit table in key order, streamed: one dispute's trail in memory
         # at a time, however many there are.
@@ -610,6 +613,8 @@ def verify(
             broken = first_broken_link(events)
             if broken is not None:
                 broken_trails.append(f"{each}: audit trail broken at entry {broken}")
+            for problem in texts.unmatched(lookup, events):
+                broken_trails.append(f"{each}: {problem}")
     if broken_trails:
         fail("\n".join(broken_trails))
     # A dispute with no entries was stored and its workflow not started yet (the worker will).

@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
@@ -252,6 +253,22 @@ def referenced(content: Mapping[str, object]) -> list[str]:
         if name.endswith("_ref") and isinstance(value, Mapping) and "id" in value:
             ids.append(str(value["id"]))
     return ids
+
+
+def unmatched(session: Session, events: Iterable[Any]) -> list[str]:
+    """Each stored text an audit entry names whose body is missing, or no longer has the hash
+    the entry holds (the chain covers the hash; this covers the body): 'entry N: why'."""
+    problems: list[str] = []
+    for event in events:
+        for name, value in event.content.items():
+            if not (name.endswith("_ref") and isinstance(value, Mapping) and "id" in value):
+                continue
+            row = session.get(DisputeText, str(value["id"]))
+            if row is None or row.dispute_number != event.dispute_number:
+                problems.append(f"entry {event.seq}: text {value['id']} is missing")
+            elif sha256(row.body) != value.get("sha256"):
+                problems.append(f"entry {event.seq}: text {value['id']} does not match its hash")
+    return problems
 
 
 def resolve_state(sessions: SessionFactory, state: DisputeState) -> DisputeState:

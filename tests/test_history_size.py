@@ -5,10 +5,14 @@ sender the number of texts is limited, and a sender over a limit is told which a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from accord import texts
@@ -172,23 +176,33 @@ async def test_a_stored_text_of_another_dispute_or_altered_since_is_refused(
         await perform(
             stack.client, number, AddNote(actor=actor, text_ref=foreign), DisputeWorkflow.add_note
         )
-    mine = texts.store(
-        stack.sessions,
-        number,
-        "note",
-        actor.id,
-        "What the mediator wrote.",
-        field="text",
-        limits=None,
-    )
+    said = "What the mediator wrote."
+    # The table refuses to change a stored text (append-only, like the audit trail) ...
+    mine = texts.store(stack.sessions, number, "note", actor.id, said, field="text", limits=None)
+    for statement in (
+        f"UPDATE dispute_text SET body = 'What someone changed it to.' WHERE id = '{mine.id}'",
+        f"DELETE FROM dispute_text WHERE id = '{mine.id}'",
+    ):
+        with pytest.raises(DBAPIError, match="dispute_text is append-only"):
+            _execute(stack, statement)
+    # ... so a changed body can only come from outside (a doctored restore): still refused.
     with stack.sessions.begin() as session:
-        row = session.get(DisputeText, mine.id)
-        assert row is not None
-        row.body = "What someone changed it to."
-        session.add(row)
+        session.add(
+            DisputeText(
+                id="tx-" + "e" * 32,
+                dispute_number=number,
+                kind="note",
+                body="What someone changed it to.",
+                sha256=texts.sha256(said),
+                size=len(said),
+                author=actor.id,
+                created_at=datetime.now(UTC),
+            )
+        )
+    doctored = TextRef(id="tx-" + "e" * 32, sha256=texts.sha256(said), size=len(said))
     with pytest.raises(Refused, match="does not have the hash"):
         await perform(
-            stack.client, number, AddNote(actor=actor, text_ref=mine), DisputeWorkflow.add_note
+            stack.client, number, AddNote(actor=actor, text_ref=doctored), DisputeWorkflow.add_note
         )
     forged = TextRef(id="tx-" + "0" * 32, sha256="0" * 64, size=1)
     with pytest.raises(Refused, match="is not a text of"):
@@ -198,6 +212,11 @@ async def test_a_stored_text_of_another_dispute_or_altered_since_is_refused(
     await stack.recorded(number)
     assert len(stack.events(number)) == before
     assert (await stack.state(number)).notes == ()
+
+
+def _execute(stack: Stack, statement: str) -> None:
+    with stack.sessions.begin() as session:
+        session.connection().exec_driver_sql(statement)
 
 
 async def test_the_api_takes_no_stored_text_reference_from_outside(stack: Stack) -> None:
@@ -392,3 +411,65 @@ async def test_votes_reasons_and_the_ruling_s_rationale_stay_out_of_the_history(
     votes = entries["ruling_issued"]["votes"]
     assert isinstance(votes, list)
     assert all("reasons" not in v and "reasons_ref" in v for v in votes)
+
+
+async def test_two_texts_sent_at_once_cannot_both_take_the_last_place(
+    stack_on_both: Stack,
+) -> None:
+    """The count and the insert hold together (the dispute's row locked on PostgreSQL, BEGIN
+    IMMEDIATE on SQLite): of eight senders racing for the one place left, exactly one gets it."""
+    stack = stack_on_both
+    number = (await stack.file()).number
+    limits = texts.VolumeLimits(per_dispute=1, per_sender=10)
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def send(n: int) -> None:
+        start.wait()
+        try:
+            texts.store(
+                stack.sessions,
+                number,
+                "note",
+                f"sender-{n}",
+                f"Note number {n}.",
+                field="text",
+                limits=limits,
+            )
+            outcomes.append("stored")
+        except texts.TooManyTexts:
+            outcomes.append("refused")
+
+    def race() -> None:
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    await asyncio.to_thread(race)
+    assert sorted(outcomes) == ["refused"] * 7 + ["stored"]
+    with stack.sessions.read() as session:
+        assert len(session.exec(select(DisputeText)).all()) == 1
+
+
+async def test_accord_verify_reports_a_stored_text_changed_behind_the_trail(stack: Stack) -> None:
+    """The audit entry holds the text's hash: a body edited by someone who lifted the
+    append-only guard is reported by `accord verify`, for the dispute and with --all."""
+    from tests.test_cli import accord
+
+    number, mediator = await in_mediation(stack)
+    async with api(make_app(stack), token_for(stack, mediator)) as med:
+        added = await med.post(f"/api/disputes/{number}/add-note", json={"text": "As agreed."})
+        assert added.status_code == 200, added.text
+    entry = await stack.wait_for_event(number, "note_added")
+    code, out = await accord(stack, "verify", number)
+    assert code == 0, out
+    ref = entry.content["text_ref"]
+    assert isinstance(ref, dict)
+    _execute(stack, "DROP TRIGGER dispute_text_no_update")
+    _execute(stack, f"UPDATE dispute_text SET body = 'Never agreed.' WHERE id = '{ref['id']}'")
+    for args in ((number,), ("--all",)):
+        code, out = await accord(stack, "verify", *args)
+        assert code == 2, out
+        assert f"entry {entry.seq}: text {ref['id']} does not match its hash" in out

@@ -35,9 +35,34 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_dispute_text_dispute_number'), 'dispute_text', ['dispute_number'], unique=False)
     op.create_index(op.f('ix_dispute_text_author'), 'dispute_text', ['author'], unique=False)
+    dialect = op.get_bind().dialect.name
+    for statement in APPEND_ONLY_POSTGRES if dialect == "postgresql" else APPEND_ONLY_SQLITE:
+        op.execute(statement)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS dispute_text_append_only ON dispute_text")
+        op.execute("DROP FUNCTION IF EXISTS dispute_text_append_only()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS dispute_text_no_update")
+        op.execute("DROP TRIGGER IF EXISTS dispute_text_no_delete")
     op.drop_index(op.f('ix_dispute_text_author'), table_name='dispute_text')
     op.drop_index(op.f('ix_dispute_text_dispute_number'), table_name='dispute_text')
     op.drop_table('dispute_text')
+
+
+# A stored text is said once: like the audit trail whose entries name it by hash, the database
+# refuses to change or delete it (the hash in the entry would still show it, after the fact).
+APPEND_ONLY_SQLITE = [
+    """CREATE TRIGGER dispute_text_no_update BEFORE UPDATE ON dispute_text
+       BEGIN SELECT RAISE(ABORT, 'dispute_text is append-only'); END""",
+    """CREATE TRIGGER dispute_text_no_delete BEFORE DELETE ON dispute_text
+       BEGIN SELECT RAISE(ABORT, 'dispute_text is append-only'); END""",
+]
+APPEND_ONLY_POSTGRES = [
+    """CREATE FUNCTION dispute_text_append_only() RETURNS trigger AS $$
+       BEGIN RAISE EXCEPTION 'dispute_text is append-only'; END; $$ LANGUAGE plpgsql""",
+    """CREATE TRIGGER dispute_text_append_only BEFORE UPDATE OR DELETE ON dispute_text
+       FOR EACH ROW EXECUTE FUNCTION dispute_text_append_only()""",
+]
