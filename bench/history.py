@@ -9,8 +9,9 @@ impasse, a panel's three votes and ruling, an appeal, the fresh panel's votes an
 the remedies and the close. It does so twice on the same code: once with every text inline in
 the updates (how every adapter sent them before texts were stored, and how histories from then
 still carry them), once with the texts stored first (`accord.texts.externalise`, what the web,
-the CLI and the intake do now). Prints, for each, the history's events and bytes, and whether
-Temporal ended the dispute (its history limit is 50 MB, 51,200 events).
+the CLI and the intake do now). Prints, for each, the history's events and bytes (over every run,
+when the dispute continued as new, and of the largest run), and whether Temporal ended the
+dispute (its limit is 50 MB or 51,200 events per run).
 """
 
 from __future__ import annotations
@@ -205,13 +206,27 @@ def _ended(failure: BaseException) -> str:
     return f"failed: {type(failure).__name__}: {text[:160]}"
 
 
-async def measure(client: Client, number: str) -> tuple[int, int, str]:
+async def measure(client: Client, number: str) -> tuple[int, int, int, int, str]:
+    """Events and bytes of every run of the dispute (a run continued as new names the one
+    before), the largest run's bytes, the number of runs, and the last run's status."""
     handle = client.get_workflow_handle(number)
-    history = await handle.fetch_history()
-    size = sum(len(event.SerializeToString()) for event in history.events)
     status = (await handle.describe()).status
     name = status.name if isinstance(status, WorkflowExecutionStatus) else str(status)
-    return len(history.events), size, name
+    events = size = largest = runs = 0
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(number, run_id=run_id).fetch_history()
+        run_size = sum(len(event.SerializeToString()) for event in history.events)
+        events, size, largest, runs = (
+            events + len(history.events),
+            size + run_size,
+            max(largest, run_size),
+            runs + 1,
+        )
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+        if run_id is None:
+            return events, size, largest, runs, name
 
 
 def seed_alternates(services: Services) -> None:
@@ -242,7 +257,7 @@ async def main(args: argparse.Namespace) -> None:
     env = await bench.temporal(
         "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"
     )
-    rows: list[tuple[str, str, int, int, str, str, float]] = []
+    rows: list[tuple[str, int, int, int, int, str, str, float]] = []
     try:
         async with build_worker(env.client, services, "accord-history-bench"):
             for i, (label, stored) in enumerate(
@@ -252,10 +267,11 @@ async def main(args: argparse.Namespace) -> None:
                 number, ended = await busy_dispute(env.client, services, i, args, stored)
                 seconds = time.perf_counter() - start
                 try:
-                    events, size, status = await measure(env.client, number)
+                    events, size, largest, runs, status = await measure(env.client, number)
                 except RPCError as failure:
-                    events, size, status = 0, 0, f"history unreadable: {failure}"
-                rows.append((label, number, events, size, status, ended, seconds))
+                    events, size, largest, runs = 0, 0, 0, 0
+                    status = f"history unreadable: {failure}"
+                rows.append((label, events, size, largest, runs, status, ended, seconds))
     finally:
         await env.shutdown()
         bench.stop()
@@ -263,9 +279,15 @@ async def main(args: argparse.Namespace) -> None:
         f"\nHistory of one busy dispute: {args.notes} notes (2 KB), {args.evidence} evidence "
         f"files, {args.replies} replies of {args.reply_kb} KB, review, appeal, final ruling"
     )
-    print(f"{'texts':<24}{'events':>8}{'bytes':>14}  {'workflow':<12}{'seconds':>8}  dispute")
-    for label, _number, events, size, status, ended, seconds in rows:
-        print(f"{label:<24}{events:>8}{size:>14,}  {status:<12}{seconds:>8.0f}  {ended}")
+    print(
+        f"{'texts':<24}{'events':>8}{'bytes':>14}{'largest run':>14}{'runs':>6}  "
+        f"{'workflow':<12}{'seconds':>8}  dispute"
+    )
+    for label, events, size, largest, runs, status, ended, seconds in rows:
+        print(
+            f"{label:<24}{events:>8}{size:>14,}{largest:>14,}{runs:>6}  "
+            f"{status:<12}{seconds:>8.0f}  {ended}"
+        )
 
 
 if __name__ == "__main__":

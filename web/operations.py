@@ -226,5 +226,7 @@ def build_payload(op: Operation, actor: Actor, data: dict[str, Any]) -> ActionPa
     """Validate the user's fields into the action's payload (raises pydantic's ValidationError).
     The request's own model first: what the server fills in (a stored text's reference) is
     refused from outside, and a text is required."""
-    op.body.model_validate(data)
-    return op.payload.model_validate({**data, "actor": actor})
+    # An empty reference (a payload's own dump) is no reference: the text is still required.
+    given = {k: v for k, v in data.items() if not (k.endswith("_ref") and v is None)}
+    op.body.model_validate(given)
+    return op.payload.model_validate({**given, "actor": actor})
