@@ -4,6 +4,7 @@ where it stood, and an action applied before is not applied again when it is sen
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from models.payloads import (
     RequestInformation,
     RespondToOffer,
 )
-from tests.conftest import MailCapture, Stack, dev_stack
+from tests.conftest import HISTORIES, MailCapture, Stack, dev_stack
 from tests.test_formal_review import SPLIT
 from workflows.dispute import DisputeWorkflow
 
@@ -142,11 +143,13 @@ async def test_a_busy_mediation_continues_as_new_where_it_stood_and_settles(
             answer="On 2 November.",
         ),
     )
-    await settle_and_check(stack, number, mediator, first_run, notes=sent)
+    await settle_and_check(
+        stack, number, mediator, first_run, "continue-as-new-in-mediation", notes=sent
+    )
 
 
 async def settle_and_check(
-    stack: Stack, number: str, mediator: Actor, first_run: str, *, notes: int = 0
+    stack: Stack, number: str, mediator: Actor, first_run: str, name: str, *, notes: int = 0
 ) -> None:
     """An offer every party accepts; then the dispute closes settled, its audit trail whole
     (one entry per seq, the chain intact, as the workflow counted them) and both runs replay."""
@@ -169,11 +172,15 @@ async def settle_and_check(
     assert [(h.seq, h.action) for h in final.history] == [(e.seq, e.action) for e in events]
     assert sum(1 for e in events if e.action == "note_added") == notes
     assert not final.open_tasks
-    # Both runs replay on this code (the first ends in its continue-as-new).
-    for run in (first_run, await run_id(stack, number)):
+    # Both runs replay on this code (the first ends in its continue-as-new); `make histories`
+    # keeps them for the replay test, never overwriting one already stored.
+    for n, run in enumerate((first_run, await run_id(stack, number)), start=1):
         history = await stack.client.get_workflow_handle(number, run_id=run).fetch_history()
         replayer = Replayer(workflows=[DisputeWorkflow], data_converter=pydantic_data_converter)
         await replayer.replay_workflow(history)
+        path = HISTORIES / f"{name}--run{n}.json"
+        if os.environ.get("ACCORD_RECORD_HISTORIES") == "1" and not path.exists():
+            path.write_text(history.to_json())
 
 
 async def test_a_busy_triage_continues_as_new_with_its_offer_waiting(stack: Stack) -> None:
@@ -217,5 +224,5 @@ async def test_a_busy_triage_continues_as_new_with_its_offer_waiting(stack: Stac
         AcceptAssignment(actor=mediator, impartiality_declaration="No ties to either party."),
     )
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.MEDIATION)
-    await settle_and_check(stack, number, mediator, first_run)
+    await settle_and_check(stack, number, mediator, first_run, "continue-as-new-in-triage")
     assert sum(1 for e in stack.events(number) if e.action == "message_received") == sent

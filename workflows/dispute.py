@@ -68,12 +68,18 @@ class DisputeWorkflow(DisputeActions):
     # The lifecycle (SPEC section 3), top to bottom
     # ======================================================================================
 
+    @workflow.init
+    def __init__(self, dispute: DisputeInput) -> None:
+        # Here, not in run: actions sent while a run continued as new reach the next run in
+        # its first activation, and their validators need the dispute and its state already.
+        super().__init__()
+        self._d = dispute
+        if dispute.carried is not None:
+            self._restore(dispute.carried)
+
     @workflow.run
     async def run(self, dispute: DisputeInput) -> DisputeOutcome:
-        self._d = dispute
         carried = dispute.carried
-        if carried is not None:
-            self._restore(carried)
         # The lifecycle holds the decision lock throughout, except while it waits (`_wait`).
         async with self._deciding():
             if carried is None:
