@@ -23,6 +23,7 @@ from sqlmodel import col, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from accord import texts
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing, connect
@@ -556,6 +557,7 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
         client = await _client(_settings())
         handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
         state: DisputeState = await handle.query(DisputeWorkflow.get_state)
+        state = texts.resolve_state(_services().sessions, state)
         if as_json:
             _print_json(state.model_dump(mode="json"))
             return
@@ -658,6 +660,7 @@ def verify(
                 .order_by(col(DisputeEvent.seq))
             ).all()
             known = events or session.get(Dispute, number) is not None
+            texts_wrong = texts.unmatched(session, events)
         heads = asyncio.run(_chain_heads(settings, [number]))
         head = heads[number]
         if not known:
@@ -666,6 +669,7 @@ def verify(
                 _report(findings, "")
             fail(f"no audit trail for {number}")
         check_trail(number, events, head, findings)
+        findings.problems += [f"{number}: {problem}" for problem in texts_wrong]
         whole = "audit trail intact" if not findings.gaps else "chain intact"
         _report(findings, f"{number}: {whole} ({len(events)} entries)")
         return
@@ -681,7 +685,7 @@ def verify(
         if lost not in filed:
             check_gone(lost, recorded, findings)
     findings.unlisted = unlisted
-    with services.sessions.read() as session:
+    with services.sessions.read() as session, services.sessions.read() as lookup:
         # One pass over the audit table in key order, streamed: one dispute's trail in memory
         # at a time, however many there are.
         rows = session.exec(
@@ -693,6 +697,9 @@ def verify(
             events = list(grouped)
             trails, entries = trails + 1, entries + len(events)
             check_trail(each, events, heads.pop(each, None), findings)
+            findings.problems += [
+                f"{each}: {problem}" for problem in texts.unmatched(lookup, events)
+            ]
     for each, head in heads.items():  # disputes with no entry left at all
         check_trail(each, [], head, findings)
     # A dispute with no entries was stored and its workflow not started yet (the worker will).
@@ -795,7 +802,10 @@ def _act(
                 payload,
                 key=chosen,
                 wait_seconds=settings.action_wait_seconds,
+                limits=texts.limits_of(settings),
             )
+        except texts.TextProblem as problem:
+            fail(str(problem))
         except StillApplying as pending:
             typer.echo(
                 f"{number}: {pending}; run the same command with --update-id {chosen} for its "

@@ -28,6 +28,7 @@ from activities.deadlines import DeadlineActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
+from activities.texts import TextActivities
 from models.converter import data_converter
 from models.enums import RemedyKind
 from notifications.mailer import Mailer, SmtpMailer
@@ -114,6 +115,7 @@ def activity_methods(services: Services) -> list[Any]:
     assignment = AssignmentActivities(services.sessions)
     panels = PanelActivities(services.sessions)
     notify = NotificationActivities(services.outbox)
+    stored_texts = TextActivities(services.sessions)
     remedies = build_remedy_activities(services)
     return [
         remedies.apply_remedy,
@@ -129,6 +131,7 @@ def activity_methods(services: Services) -> list[Any]:
         assignment.release_seat,
         panels.draw_panel,
         notify.send_notification,
+        stored_texts.check_texts,
     ]
 
 

@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     public_amount_threshold: Decimal = Field(default=Decimal(10_000), ge=0)
     """Amounts above this are hidden from partners' anonymised view of precedents. After
     changing it, `accord reindex-precedents` rewrites the searchable anonymised text."""
+    texts_per_dispute: int = Field(default=1_000, ge=1)
+    """The most notes, email replies, information requests and answers one dispute takes; past
+    it the sender is told so and nothing is recorded (a Temporal history holds at most 2,000
+    actions)."""
+    texts_per_sender: int = Field(default=250, ge=1)
+    """The most of those one person (or email address) may add to one dispute."""
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_max_files: int = 10
     upload_allowed_types: list[str] = Field(

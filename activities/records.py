@@ -14,6 +14,7 @@ from sqlmodel import Session, col, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from accord import texts
 from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.db import SessionFactory
 from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, index_precedent
@@ -293,6 +294,13 @@ class RecordActivities:
     @activity.defn
     def write_precedent(self, record: PrecedentRecord) -> Ack:
         with self.sessions.begin() as session:
+            rationale = record.rationale
+            if record.rationale_ref is not None:
+                # The decision's stored text (accord.texts), checked when it was made.
+                texts.check(session, record.number, (record.rationale_ref,))
+                rationale = texts.bodies(session, (record.rationale_ref.id,))[
+                    record.rationale_ref.id
+                ]
             exists = session.exec(
                 select(Precedent).where(Precedent.dispute_number == record.number)
             ).first()
@@ -306,7 +314,7 @@ class RecordActivities:
                     contested_objects=[o.model_dump(mode="json") for o in record.contested_objects],
                     outcome=record.outcome,
                     remedies=[r.model_dump(mode="json") for r in record.remedies],
-                    rationale=record.rationale,
+                    rationale=rationale,
                     timeline=list(record.timeline),
                     claimant_tier=record.claimant_tier,
                     claimant_region=record.claimant_region,

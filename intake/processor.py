@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
+from accord import texts
 from accord.access import Viewer, can_see_dispute
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
@@ -541,23 +542,41 @@ class IntakeProcessor:
         side = actor.partner_id if actor.role is Role.PARTNER else None
         visibility = EvidenceVisibility.SIDE if side else EvidenceVisibility.NEUTRALS
         try:
+            # The body is stored first, before any attachment: over a volume limit (or too
+            # long) nothing is attached or recorded, and the sender is told which and why.
+            # The workflow gets the stored text's reference (accord.texts).
+            text_ref = texts.store(
+                self.sessions,
+                number,
+                "message",
+                actor.id,
+                mail.reply_text or mail.text,
+                field="text",
+                limits=texts.limits_of(self.settings),
+            )
+        except texts.TextProblem as problem:
+            return Outcome(
+                InboundState.ANSWERED,
+                f"not added to {number}: {problem.message}",
+                number=number,
+                reply={"outcome": "not_added", "errors": [problem.message]},
+            )
+        try:
             evidence_ids, refused = await self._attach(
                 inbound_id, mail, actor, number, visibility, side
+            )
+            message = MailMessage(
+                inbound_id=inbound_id,
+                sender=mail.sender,
+                subject=mail.subject,
+                side_partner_id=side,
+                evidence_ids=tuple(evidence_ids),
+                text_ref=text_ref,
             )
             await perform(
                 self.client,
                 number,
-                AddMessage(
-                    actor=actor,
-                    message=MailMessage(
-                        inbound_id=inbound_id,
-                        sender=mail.sender,
-                        subject=mail.subject,
-                        text=mail.reply_text or mail.text,
-                        side_partner_id=side,
-                        evidence_ids=tuple(evidence_ids),
-                    ),
-                ),
+                AddMessage(actor=actor, message=message),
                 DisputeWorkflow.add_message,
             )
         except (Refused, DisputeGone) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -263,6 +263,8 @@ class DisputeInput(Payload):
     respondents: tuple[Party, ...]
     terms: PlaybookTerms
     admin_email: str
+    carried: DisputeCarried | None = None
+    """The state a run handed on when it continued as new (None for a dispute's first run)."""
 
 
 # --- deadlines -----------------------------------------------------------------------------------
@@ -320,6 +322,33 @@ class ActionPayload(Payload):
     actor: Actor
 
 
+class TextRef(Payload):
+    """A text stored in the database (`accord.texts`) by the adapter that received it: what the
+    workflow carries instead of the body, so a busy dispute's history stays small."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^tx-[0-9a-f]{32}$")]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    size: Annotated[int, Field(ge=0)]
+    """Characters in the body."""
+
+
+def dump_said(model: BaseModel, field: str, *, exclude: set[str] | None = None) -> dict[str, Any]:
+    """`model` as JSON with its text `field` inline or as its stored reference, whichever it
+    has, the other left out: an inline text dumps exactly as it did before texts were stored
+    (a vote's commitment, an audit entry's content)."""
+    unused = field if getattr(model, f"{field}_ref") is not None else f"{field}_ref"
+    return model.model_dump(mode="json", exclude={*(exclude or set()), unused})
+
+
+def _one_of(payload: BaseModel, field: str) -> None:
+    """A text field is sent either inline (histories from before texts were stored, and the
+    adapters' own input) or as a stored text's reference, never both, never neither."""
+    inline = getattr(payload, field) is not None
+    stored = getattr(payload, f"{field}_ref") is not None
+    if inline == stored:
+        raise ValueError(f"{field}: give the text or a stored text's reference (one of them)")
+
+
 class AcceptAssignment(ActionPayload):
     impartiality_declaration: Reason
     """The mediator's declaration that they have no interest in the outcome."""
@@ -330,13 +359,15 @@ class Recuse(ActionPayload):
 
 
 class AddNote(ActionPayload):
-    text: Text
+    text: Text | None = None
+    text_ref: TextRef | None = None
     visibility: NoteVisibility = NoteVisibility.SHARED
     caucus_partner_id: PartnerId | None = None
     """With a caucus note: the side that may read it."""
 
     @model_validator(mode="after")
     def _caucus_names_a_side(self) -> AddNote:
+        _one_of(self, "text")
         if self.visibility is NoteVisibility.CAUCUS and not self.caucus_partner_id:
             raise ValueError("caucus_partner_id: a caucus note names the side it is shared with")
         if self.visibility is NoteVisibility.SHARED and self.caucus_partner_id:
@@ -346,12 +377,24 @@ class AddNote(ActionPayload):
 
 class RequestInformation(ActionPayload):
     party_id: PartnerId
-    questions: Text
+    questions: Text | None = None
+    questions_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _questions_given(self) -> RequestInformation:
+        _one_of(self, "questions")
+        return self
 
 
 class AnswerInformation(ActionPayload):
     request_id: Ref
-    answer: Text
+    answer: Text | None = None
+    answer_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _answer_given(self) -> AnswerInformation:
+        _one_of(self, "answer")
+        return self
 
 
 Acknowledgement = Comment | None
@@ -360,8 +403,14 @@ Acknowledgement = Comment | None
 
 class ProposeSettlement(ActionPayload):
     remedies: Annotated[tuple[Remedy, ...], Field(min_length=1, max_length=20)]
-    terms: Text
+    terms: Text | None = None
     divergence_acknowledgement: Acknowledgement = None
+    terms_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _terms_given(self) -> ProposeSettlement:
+        _one_of(self, "terms")
+        return self
 
 
 class RespondToOffer(ActionPayload):
@@ -414,13 +463,19 @@ Reasons = Annotated[
 class CastVote(ActionPayload):
     outcome: VoteOutcome
     remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
-    reasons: Reasons
+    reasons: Reasons | None = None
+    reasons_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _reasons_given(self) -> CastVote:
+        _one_of(self, "reasons")
+        return self
 
 
 class IssueRuling(ActionPayload):
     outcome: VoteOutcome
     remedies: Annotated[tuple[Remedy, ...], Field(max_length=20)] = ()
-    rationale: Reasons
+    rationale: Reasons | None = None
     votes_relied_on: Annotated[tuple[PartnerId, ...], Field(min_length=1, max_length=20)]
     """Panelists whose votes the ruling rests on."""
     clauses_applied: Annotated[tuple[Clause, ...], Field(min_length=1, max_length=20)]
@@ -428,6 +483,12 @@ class IssueRuling(ActionPayload):
     against_majority_reason: Acknowledgement = None
     """Required when the outcome differs from the majority of the votes cast."""
     divergence_acknowledgement: Acknowledgement = None
+    rationale_ref: TextRef | None = None
+
+    @model_validator(mode="after")
+    def _rationale_given(self) -> IssueRuling:
+        _one_of(self, "rationale")
+        return self
 
 
 class EvidenceRef(Payload):
@@ -479,12 +540,20 @@ class MailMessage(Payload):
     sender: Annotated[str, StringConstraints(max_length=320), StoredLine]
     subject: Annotated[str, StringConstraints(max_length=400), StoredLine]
     """Cleaned by the intake (models.text.clean) before it gets here."""
-    text: Annotated[str, StringConstraints(max_length=50_000), StoredProse]
-    """The new part of the message: quoted history and signature stripped."""
+    text: Annotated[str, StringConstraints(max_length=50_000), StoredProse] | None = None
+    """The new part of the message: quoted history and signature stripped (inline in
+    histories from before texts were stored)."""
     side_partner_id: str | None
     """The sender's side: the message is read by that side and the neutrals; None for staff
     (neutrals only)."""
     evidence_ids: tuple[str, ...] = ()
+    text_ref: TextRef | None = None
+    """The stored text of the message (`accord.texts`)."""
+
+    @model_validator(mode="after")
+    def _text_given(self) -> MailMessage:
+        _one_of(self, "text")
+        return self
 
 
 class AddMessage(ActionPayload):
@@ -538,10 +607,13 @@ class InformationRequestView(Payload):
     id: str
     party_id: str
     questions: str
+    """Empty while `questions_ref` is not yet read from the database (`accord.texts`)."""
     requested_at: datetime
     due_at: datetime
     answered_at: datetime | None
     answer: str | None
+    questions_ref: TextRef | None = None
+    answer_ref: TextRef | None = None
 
 
 class OfferView(Payload):
@@ -552,14 +624,17 @@ class OfferView(Payload):
     responses: dict[str, bool]
     """Partner id to accepted (True) or rejected (False)."""
     open: bool
+    terms_ref: TextRef | None = None
 
 
 class NoteView(Payload):
     at: datetime
     author: str
     text: str
+    """Empty while `text_ref` is not yet read from the database (`accord.texts`)."""
     visibility: NoteVisibility
     caucus_partner_id: str | None
+    text_ref: TextRef | None = None
 
 
 class RemedyProgress(Payload):
@@ -610,6 +685,7 @@ class VoteView(Payload):
     """None while the ballot is sealed."""
     remedies: tuple[Remedy, ...] = ()
     reasons: str | None = None
+    reasons_ref: TextRef | None = None
 
 
 class RulingView(Payload):
@@ -624,6 +700,8 @@ class RulingView(Payload):
     against_majority_reason: str | None
     issued_at: datetime
     final: bool
+    rationale_ref: TextRef | None = None
+    """The stored rationale (`accord.texts`); `rationale` is empty until it is read in."""
 
 
 class ReviewView(Payload):
@@ -848,6 +926,7 @@ class PrecedentRecord(Payload):
     outcome: str
     remedies: tuple[Remedy, ...]
     rationale: str
+    """Empty when `rationale_ref` names the stored text: the activity reads it in."""
     timeline: tuple[dict[str, str], ...]
     claimant_tier: PartnerTier
     claimant_region: str
@@ -858,8 +937,107 @@ class PrecedentRecord(Payload):
     precedents_cited: tuple[str, ...] = ()
     votes_summary: dict[str, int] = {}
     """Outcome to number of panel votes, for a ruled dispute."""
+    rationale_ref: TextRef | None = None
 
 
+class CarriedClock(Payload):
+    deadline: Deadline
+    warned: tuple[float, ...] = ()
+
+
+class CarriedInformation(Payload):
+    id: str
+    party_id: str
+    questions: str
+    requested_at: datetime
+    deadline: Deadline
+    answered_at: datetime | None = None
+    answer: str | None = None
+    questions_ref: TextRef | None = None
+    answer_ref: TextRef | None = None
+
+
+class CarriedOffer(Payload):
+    id: str
+    view: ProposeSettlement
+    proposed_at: datetime
+    responses: dict[str, bool] = {}
+    open: bool = True
+
+
+class CarriedPick(Payload):
+    choice: MediatorChoice
+    actor: Actor
+    reason: str
+
+
+class CarriedVote(Payload):
+    person_id: str
+    vote: CastVote
+    cast_at: datetime
+
+
+class DisputeCarried(Payload):
+    """Everything a dispute's workflow holds, handed from one run to the next when it continues
+    as new (its history grew large). Each field has a default, so a field added later is simply
+    absent (and defaulted) in state carried before it."""
+
+    stage: DisputeStage
+    seq: int
+    head: tuple[int, str] | None = None
+    """The audit chain head (seq, hash) of the last entry written."""
+    unrecorded: tuple[UnrecordedStep, ...] = ()
+    chained: bool | None = None
+    projected: DisputeStage
+    serial: bool | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    stage_log: tuple[tuple[DisputeStage, datetime], ...] = ()
+    round: int = 0
+    candidate: MediatorChoice | None = None
+    mediator: MediatorChoice | None = None
+    excluded: tuple[str, ...] = ()
+    admin_pick: CarriedPick | None = None
+    clocks: dict[str, CarriedClock] = {}
+    breaches: tuple[str, ...] = ()
+    info: tuple[CarriedInformation, ...] = ()
+    pending_info: str | None = None
+    offers: tuple[CarriedOffer, ...] = ()
+    agreed: str | None = None
+    """The id of the offer every party accepted."""
+    impasse: str | None = None
+    notes: tuple[NoteView, ...] = ()
+    tasks: tuple[OpenTask, ...] = ()
+    linked: tuple[str, ...] = ()
+    evidence_ids: tuple[str, ...] = ()
+    inbound_ids: tuple[int, ...] = ()
+    outcome: str | None = None
+    wakeups: int = 0
+    remedies: tuple[RemedyProgress, ...] = ()
+    remedy_keys: dict[int, str] = {}
+    remedies_done: bool = False
+    remedy_waiting: int | None = None
+    remedy_decision: str | None = None
+    review_round: int = 0
+    panel: PanelChoice | None = None
+    awaiting_panel: bool = False
+    redraw_requested: bool = False
+    past_panelists: tuple[str, ...] = ()
+    vacancies: tuple[str, ...] = ()
+    votes: tuple[CarriedVote, ...] = ()
+    unsealed: bool = False
+    ruling: RulingView | None = None
+    rulings: tuple[RulingView, ...] = ()
+    appeal: Appeal | None = None
+    appeal_deadline: datetime | None = None
+    similar: SimilarPrecedents | None = None
+    deadline_tasks: dict[str, str] = {}
+    review_checked: bool | None = None
+    update_ids: tuple[str, ...] = ()
+    """Ids of the actions applied in earlier runs: Temporal refuses a repeated update id only
+    within one run, so the workflow refuses these itself."""
+
+
+DisputeInput.model_rebuild()
 ShiftDeadlineRequest.model_rebuild()
 ExtendDeadlineRequest.model_rebuild()
 
@@ -868,6 +1046,13 @@ class DisputeOutcome(Payload):
     number: str
     stage: DisputeStage
     outcome: str | None
+
+
+class TextCheck(Payload):
+    """Stored texts an action refers to: each must be this dispute's, with this hash."""
+
+    number: str
+    refs: tuple[TextRef, ...]
 
 
 class Ack(Payload):

@@ -563,3 +563,23 @@ class InboundMessage(SQLModel, table=True):
     as it goes), or the back-off after a failed attempt."""
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     """Why the last attempt failed, in plain words (the engine's own text is only logged)."""
+
+
+class DisputeText(SQLModel, table=True):
+    """The body of a text said in a dispute (a note, an email, a question, an answer, ...),
+    stored by the adapter that received it before the workflow is asked. The workflow and its
+    audit entry carry only the id and the hash, so a busy dispute's history stays small; the
+    hash in the audit entry puts the body under the hash chain."""
+
+    __tablename__ = "dispute_text"
+    id: str = Field(primary_key=True, max_length=40)
+    """tx- and 32 hex digits of the hash of dispute, kind, author and body: the same text sent
+    again (a retried request) is the same row."""
+    dispute_number: str = Field(foreign_key="dispute.number", index=True, max_length=32)
+    kind: str = Field(max_length=32)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    sha256: str = Field(max_length=64)
+    size: int
+    """Characters in the body."""
+    author: str = Field(max_length=320, index=True)
+    created_at: datetime = _utc_column()

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import Session, col, select
 
+from accord import texts
 from accord.db import SessionFactory
 from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
@@ -134,9 +135,9 @@ class Outbox:
 
     def enqueue(self, request: NotificationRequest, now: datetime) -> list[int]:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
-        rendered = self.catalog.render(
-            request.template, {**request.context, "base_url": self.base_url}
-        )
+        # A text the workflow names by its stored reference is read in here (accord.texts).
+        context = texts.resolve_context(self.sessions, request.context)
+        rendered = self.catalog.render(request.template, {**context, "base_url": self.base_url})
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (

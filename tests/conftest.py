@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from accord import texts
 from accord.db import SessionFactory
 from accord.demo import DEMO
 from accord.directory import Directory, import_directory, resolve_actor
@@ -253,7 +254,9 @@ class Stack:
         return self.client.get_workflow_handle_for(DisputeWorkflow.run, number)
 
     async def state(self, number: str) -> DisputeState:
-        return await self.handle(number).query(DisputeWorkflow.get_state)
+        """The workflow's state with its stored texts read in, as the web and the CLI show it."""
+        state = await self.handle(number).query(DisputeWorkflow.get_state)
+        return texts.resolve_state(self.sessions, state)
 
     async def wait_for(
         self, number: str, predicate: Callable[[DisputeState], bool], seconds: float = 20

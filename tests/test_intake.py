@@ -12,6 +12,7 @@ import aiosmtplib
 import pytest
 from sqlmodel import func, select
 
+from accord import texts
 from accord.access import Viewer, visible_events
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
@@ -167,7 +168,13 @@ async def test_a_reply_to_a_notification_becomes_a_message_on_that_dispute(
     assert row.state is InboundState.THREADED, row.reason
     assert row.dispute_number == number
     entry = await stack.wait_for_event(number, "message_received")
-    assert entry.content["text"] == "We contacted Acme first, on 28 October."
+    # The entry names the stored text (accord.texts); its body is the new part of the reply.
+    ref = entry.content["text_ref"]
+    assert isinstance(ref, dict)
+    with stack.sessions.read() as session:
+        assert texts.bodies(session, [ref["id"]]) == {
+            ref["id"]: "We contacted Acme first, on 28 October."
+        }
     assert entry.content["side_partner_id"] == "contoso"
     # The refused attachment is named in the answer; the accepted one is evidence.
     answer = await stack.mail.wait_for(RESPONDENT, "Re: ")

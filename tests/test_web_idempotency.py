@@ -98,8 +98,10 @@ async def test_one_key_from_two_people_or_for_two_actions_is_two_actions(stack: 
         noted = await client.post(
             f"/api/disputes/{number}/add-note", json={"text": NOTE}, headers=key
         )
+        # The API's body: the payload without the actor and the stored text's reference,
+        # which the server fills in.
         offer = split_offer(stack, mediator.split("@")[0]).model_dump(
-            mode="json", exclude={"actor"}
+            mode="json", exclude={"actor", "terms_ref"}
         )
         offered = await client.post(
             f"/api/disputes/{number}/propose-settlement", json=offer, headers=key
@@ -580,7 +582,7 @@ async def test_a_key_refused_by_the_dispute_is_free_for_the_corrected_request(
     app = make_app(stack)
     number = await in_review(stack)
     await all_vote(stack, number, VoteOutcome.UPHOLD)
-    body = ruling(stack).model_dump(mode="json", exclude={"actor"})
+    body = ruling(stack).model_dump(mode="json", exclude={"actor", "rationale_ref"})
     wrong = {**body, "precedents_cited": ["DSP-2019-000001"]}
     async with api(app, token_for(stack, "c.chair@vendor.example")) as chair:
         url = f"/api/disputes/{number}/issue-ruling"

@@ -261,7 +261,7 @@ async def dispute(request: Request, viewer: ViewerDep, number: NumberPath) -> Di
     ctx = web(request)
     with ctx.services.sessions.read() as session:
         record = load_record(session, viewer, number)
-    record = await load_live(ctx.temporal(), viewer, record)
+    record = await load_live(ctx.temporal(), ctx.services.sessions, viewer, record)
     return DisputeDetail(
         record=DisputeRecord.model_validate(record.row),
         state=record.state,
@@ -486,7 +486,7 @@ async def _still_applying(
     ctx = web(request)
     with ctx.services.sessions.read() as session:
         record = load_record(session, viewer, pending.number)
-    record = await load_live(ctx.temporal(), viewer, record)
+    record = await load_live(ctx.temporal(), ctx.services.sessions, viewer, record)
     body = ActionPending(
         number=pending.number,
         update_id=pending.update_id,

@@ -38,6 +38,7 @@ from web.problems import (
     BadInput,
     Forbidden,
     SignInRequired,
+    TooMany,
     problem_response,
 )
 from web.views import NotFound
@@ -410,6 +411,18 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
             "Invalid input",
             exc.summary(),
             kind="validation",
+            errors=exc.errors,
+        )
+
+    @app.exception_handler(TooMany)
+    async def _too_many(request: Request, exc: TooMany) -> Response:
+        return problem_or_page(
+            context,
+            request,
+            429,
+            "Too many messages",
+            str(exc),
+            kind="too-many",
             errors=exc.errors,
         )
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from temporalio.client import Client
 
+from accord import texts
 from accord.db import SessionFactory
 from models.enums import Action
 from models.payloads import ActionPayload, ActionResult, Actor
@@ -97,17 +98,24 @@ async def perform_once(
     *,
     key: str,
     wait_seconds: float | None,
+    limits: texts.VolumeLimits | None = None,
 ) -> ActionResult:
     """Perform the action once per key and request (see perform); the same key with another
-    request raises KeyReused."""
+    request raises KeyReused. A text the action carries is stored first and the workflow gets
+    its reference (`accord.texts`); over `limits`, TooManyTexts and nothing is done."""
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
     scope = key_scope(op.action, payload.actor, key)
     claim(sessions, scope, request)
     try:
+        stored = texts.externalise(sessions, number, payload, limits)
+    except texts.TextProblem:
+        release(sessions, scope, request)
+        raise
+    try:
         return await perform(
             client,
             number,
-            payload,
+            stored,
             op.update,
             update_id=update_id(op.action, payload.actor, key, fingerprint=request),
             wait_seconds=wait_seconds,

@@ -13,9 +13,9 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -114,12 +114,19 @@ def request_model(
     payload: type[BaseModel], without: tuple[str, ...] = ("actor",)
 ) -> type[BaseModel]:
     """The payload's fields minus those the server fills in: what an API client sends. The
-    field constraints carry over, so the OpenAPI document shows them."""
-    fields: dict[str, Any] = {
-        name: (info.annotation, info)
-        for name, info in payload.model_fields.items()
-        if name not in without
-    }
+    field constraints carry over, so the OpenAPI document shows them. A text the payload takes
+    inline or as a stored text's reference (`<name>_ref`, filled in by the server after storing
+    it, `accord.texts`) is required inline here, and the reference is not offered."""
+    stored = {name.removesuffix("_ref") for name in payload.model_fields if name.endswith("_ref")}
+    fields: dict[str, Any] = {}
+    for name, info in payload.model_fields.items():
+        if name in without or (name.removesuffix("_ref") in stored and name.endswith("_ref")):
+            continue
+        if name in stored:
+            inline = next(a for a in get_args(info.annotation) if a is not type(None))
+            fields[name] = (inline, Field(description=info.description))
+            continue
+        fields[name] = (info.annotation, info)
     name = payload.__name__ + "Request"
     model: type[BaseModel] = create_model(
         name, __config__=ConfigDict(extra="forbid", frozen=True), **fields
@@ -216,5 +223,10 @@ async def perform(
 
 
 def build_payload(op: Operation, actor: Actor, data: dict[str, Any]) -> ActionPayload:
-    """Validate the user's fields into the action's payload (raises pydantic's ValidationError)."""
-    return op.payload.model_validate({**data, "actor": actor})
+    """Validate the user's fields into the action's payload (raises pydantic's ValidationError).
+    The request's own model first: what the server fills in (a stored text's reference) is
+    refused from outside, and a text is required."""
+    # An empty reference (a payload's own dump) is no reference: the text is still required.
+    given = {k: v for k, v in data.items() if not (k.endswith("_ref") and v is None)}
+    op.body.model_validate(given)
+    return op.payload.model_validate({**given, "actor": actor})

@@ -17,7 +17,7 @@ class Problem(BaseModel):
 
     type: str = Field(examples=["urn:accord:problem:validation"])
     """urn:accord:problem: followed by validation, refused, not-found, forbidden,
-    unauthenticated, csrf, not-running, bad-request or internal."""
+    unauthenticated, csrf, not-running, too-many, bad-request or internal."""
     title: str
     status: int
     detail: str
@@ -36,6 +36,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
         (404, "No such dispute or item, or not visible to you"),
         (409, "Refused by the dispute's rules (the workflow's validator says why)"),
         (422, "Invalid input; `errors` names each field"),
+        (429, "A volume limit is reached (texts on a dispute, or from you); nothing was done"),
     )
 }
 
@@ -74,6 +75,14 @@ class SignInRequired(Exception):
 
 class Forbidden(Exception):
     """The viewer's role may not use this page or route at all."""
+
+
+class TooMany(Exception):
+    """A volume limit is reached (too many texts on a dispute, or from one sender): 429."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.errors = [(field, message)]
 
 
 class BadInput(Exception):

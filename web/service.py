@@ -31,6 +31,7 @@ from sqlalchemy import false, func, null, or_, union_all
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
 
+from accord import texts
 from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
 from accord.audit import first_broken_link
 from accord.directory import (
@@ -96,7 +97,7 @@ from web.operations import (
     perform,
     update_id,
 )
-from web.problems import BadInput, Forbidden
+from web.problems import BadInput, Forbidden, TooMany
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
 
@@ -165,15 +166,21 @@ async def act(
         payload = build_payload(op, viewer.actor, data)
     except ValidationError as exc:
         raise BadInput(field_errors(exc)) from None
-    return await idempotency.perform_once(
-        ctx.temporal(),
-        ctx.services.sessions,
-        number,
-        op,
-        payload,
-        key=key,
-        wait_seconds=ctx.settings.action_wait_seconds,
-    )
+    try:
+        return await idempotency.perform_once(
+            ctx.temporal(),
+            ctx.services.sessions,
+            number,
+            op,
+            payload,
+            key=key,
+            wait_seconds=ctx.settings.action_wait_seconds,
+            limits=texts.limits_of(ctx.settings),
+        )
+    except texts.TooManyTexts as over:
+        raise TooMany(over.field, over.message) from None
+    except texts.TextProblem as problem:
+        raise BadInput([(problem.field, problem.message)]) from None
 
 
 def _check_key(key: str) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from accord import texts
 from accord.access import (
     Viewer,
     can_see_dispute,
@@ -24,6 +26,7 @@ from accord.access import (
     side_of,
     visible_events,
 )
+from accord.db import SessionFactory
 from models.enums import Action, Role, TaskState
 from models.payloads import DisputeState
 from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner, Task
@@ -44,9 +47,18 @@ class DisputeFile:
     side: str | None
     events: list[DisputeEvent]
     evidence: list[Evidence]
+    texts: dict[str, str] = field(default_factory=dict)
+    """Bodies of the stored texts the visible entries name (`accord.texts`), by id."""
     state: DisputeState | None = None
     """None when the workflow did not answer; pages then show the read model alone."""
     operations: list[Operation] = field(default_factory=list)
+
+    def text_of(self, content: dict[str, Any], name: str = "text") -> str:
+        """An entry's text: inline in entries from before texts were stored, else read in."""
+        ref = content.get(f"{name}_ref")
+        if isinstance(ref, dict):
+            return self.texts.get(str(ref.get("id")), "")
+        return str(content.get(name) or "")
 
     def party_name(self, partner_id: str) -> str:
         partner = self.parties.get(partner_id)
@@ -75,16 +87,20 @@ def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
         .where(DisputeEvent.dispute_number == number)
         .order_by(col(DisputeEvent.seq))
     ).all()
+    visible = visible_events(viewer, list(events), by_id)
     return DisputeFile(
         row=row,
         parties=parties,
         side=side_of(session, viewer, number),
-        events=visible_events(viewer, list(events), by_id),
+        events=visible,
         evidence=[e for e in evidence_rows if may_read_evidence(viewer, e)],
+        texts=texts.bodies(session, (i for e in visible for i in texts.referenced(e.content))),
     )
 
 
-async def load_live(client: Client, viewer: Viewer, record: DisputeFile) -> DisputeFile:
+async def load_live(
+    client: Client, sessions: SessionFactory, viewer: Viewer, record: DisputeFile
+) -> DisputeFile:
     """Add the workflow's live state, filtered for the viewer, and the actions it offers them."""
     handle = client.get_workflow_handle_for(DisputeWorkflow.run, record.row.number)
     try:
@@ -93,7 +109,8 @@ async def load_live(client: Client, viewer: Viewer, record: DisputeFile) -> Disp
         )
     except (RPCError, TimeoutError):
         return record
-    record.state = filtered_state(viewer, state)
+    # The state names stored texts by reference; filtered first, so only readable ones are read.
+    record.state = texts.resolve_state(sessions, filtered_state(viewer, state))
     record.operations = offered_operations(viewer, state)
     return record
 

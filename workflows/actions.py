@@ -230,12 +230,14 @@ class DisputeActions(BoardReview):
     @workflow.update
     async def add_note(self, req: AddNote) -> ActionResult:
         async with self._deciding(lambda: self._validate_note(req)):
+            await self._check_texts(req.text_ref)
             note = NoteView(
                 at=workflow.now(),
                 author=req.actor.id,
-                text=req.text,
+                text=req.text or "",
                 visibility=req.visibility,
                 caucus_partner_id=req.caucus_partner_id,
+                text_ref=req.text_ref,
             )
             self._notes.append(note)
             where = (
@@ -243,9 +245,9 @@ class DisputeActions(BoardReview):
                 if req.visibility is NoteVisibility.SHARED
                 else f"caucus with {req.caucus_partner_id}"
             )
-            await self._record(
-                req.actor, "note_added", f"note ({where})", content=note.model_dump(mode="json")
-            )
+            # A stored text's entry holds its id and hash, not the body (TEXT_REFS_PATCH).
+            shown = note.model_dump(mode="json", exclude={"text"} if req.text_ref else {"text_ref"})
+            await self._record(req.actor, "note_added", f"note ({where})", content=shown)
             return self._result("note recorded")
 
     @add_note.validator
@@ -294,12 +296,15 @@ class DisputeActions(BoardReview):
             if message.inbound_id in self._inbound_ids:
                 # The same email again (an intake retried after a crash): already on the record.
                 return self._result("message was already added")
+            await self._check_texts(message.text_ref)
             self._inbound_ids.append(message.inbound_id)
             await self._record(
                 req.actor,
                 "message_received",
                 f"email from {message.sender}",
-                content=message.model_dump(mode="json"),
+                content=message.model_dump(
+                    mode="json", exclude={"text"} if message.text_ref else {"text_ref"}
+                ),
             )
             return self._result("message added to the dispute")
 
@@ -310,6 +315,7 @@ class DisputeActions(BoardReview):
     @workflow.update
     async def request_information(self, req: RequestInformation) -> ActionResult:
         async with self._deciding(lambda: self._validate_request(req)):
+            await self._check_texts(req.questions_ref)
             party = self._party(req.party_id)
             request_id = f"info-{len(self._info) + 1}"
             now = workflow.now()
@@ -326,9 +332,10 @@ class DisputeActions(BoardReview):
             self._info[request_id] = InformationRequest(
                 id=request_id,
                 party_id=req.party_id,
-                questions=req.questions,
+                questions=req.questions or "",
                 requested_at=now,
                 deadline=deadline,
+                questions_ref=req.questions_ref,
             )
             self._clocks[f"information:{request_id}"] = Clock(deadline)
             self._pending_info = request_id
@@ -340,7 +347,7 @@ class DisputeActions(BoardReview):
                 content={
                     "request_id": request_id,
                     "party_id": req.party_id,
-                    "questions": req.questions,
+                    **self._said("questions", req.questions, req.questions_ref),
                 },
                 stage=DisputeStage.AWAITING_PARTY,
                 deadline=deadline,
@@ -358,7 +365,7 @@ class DisputeActions(BoardReview):
                 seq,
                 "information_request",
                 party.contacts,
-                questions=req.questions,
+                **self._said("questions", req.questions, req.questions_ref),
                 request_id=request_id,
                 deadline=deadline.due_at,
                 explanation=deadline.explanation,
@@ -374,14 +381,19 @@ class DisputeActions(BoardReview):
     @workflow.update
     async def answer_information(self, req: AnswerInformation) -> ActionResult:
         async with self._deciding(lambda: self._validate_answer(req)):
+            await self._check_texts(req.answer_ref)
             request = self._info[req.request_id]
             request.answered_at = workflow.now()
-            request.answer = req.answer
+            request.answer = req.answer or ""
+            request.answer_ref = req.answer_ref
             seq = await self._record(
                 req.actor,
                 "information_answered",
                 f"{request.party_id} answered {req.request_id}",
-                content={"request_id": req.request_id, "answer": req.answer},
+                content={
+                    "request_id": req.request_id,
+                    **self._said("answer", req.answer, req.answer_ref),
+                },
                 done=self._untask(f"info-{req.request_id}"),
             )
             await self._notify(
@@ -409,6 +421,7 @@ class DisputeActions(BoardReview):
                     superseded += [f"{offer.id}-{p}" for p in self._party_ids()]
                 offer.open = False
             offer_id = f"offer-{len(self._offers) + 1}"
+            await self._check_texts(req.terms_ref)
             self._offers[offer_id] = Offer(id=offer_id, view=req, proposed_at=workflow.now())
             seq = await self._record(
                 req.actor,
@@ -416,7 +429,7 @@ class DisputeActions(BoardReview):
                 f"{offer_id}: {len(req.remedies)} remedies proposed",
                 content={
                     "offer_id": offer_id,
-                    "terms": req.terms,
+                    **self._said("terms", req.terms, req.terms_ref),
                     "remedies": [r.model_dump(mode="json") for r in req.remedies],
                     **self._divergence_record(
                         None, req.remedies, self._d.terms.clauses, req.divergence_acknowledgement
@@ -439,7 +452,7 @@ class DisputeActions(BoardReview):
                 "offer",
                 self._party_contacts(),
                 offer_id=offer_id,
-                terms=req.terms,
+                **self._said("terms", req.terms, req.terms_ref),
                 remedies=[r.model_dump(mode="json") for r in req.remedies],
             )
             return self._result(f"{offer_id} sent to the parties", reference=offer_id)
@@ -783,6 +796,8 @@ class DisputeActions(BoardReview):
                     due_at=r.deadline.due_at,
                     answered_at=r.answered_at,
                     answer=r.answer,
+                    questions_ref=r.questions_ref,
+                    answer_ref=r.answer_ref,
                 )
                 for r in self._info.values()
             ),
@@ -790,10 +805,11 @@ class DisputeActions(BoardReview):
                 OfferView(
                     id=o.id,
                     remedies=o.view.remedies,
-                    terms=o.view.terms,
+                    terms=o.view.terms or "",
                     proposed_at=o.proposed_at,
                     responses=dict(o.responses),
                     open=o.open,
+                    terms_ref=o.view.terms_ref,
                 )
                 for o in self._offers.values()
             ),

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
     from activities.notify import NotificationActivities
     from activities.records import RecordActivities
+    from activities.texts import TextActivities
     from models import search_attributes
     from models.enums import (
         Action,
@@ -37,11 +38,17 @@ with workflow.unsafe.imports_passed_through():
         ActionResult,
         Actor,
         Appeal,
+        CarriedClock,
+        CarriedInformation,
+        CarriedOffer,
+        CarriedPick,
+        CarriedVote,
         CastVote,
         Citable,
         CitationLookup,
         Deadline,
         DeadlineRequest,
+        DisputeCarried,
         DisputeInput,
         EventRecord,
         EvidenceItem,
@@ -63,6 +70,8 @@ with workflow.unsafe.imports_passed_through():
         SimilarPrecedents,
         SimilarRequest,
         TaskOpen,
+        TextCheck,
+        TextRef,
         UnrecordedStep,
         remedy_parties,
     )
@@ -132,6 +141,23 @@ window, from the extension to the new deadline (`DeadlineActivities.extend_deadl
 the whole window since the start, which counted a pause as running time (histories before it
 recompute every warning over the whole window)."""
 
+TEXT_REFS_PATCH = "text-refs"
+"""Notes, emails, information requests and answers arrive as stored texts (`accord.texts`): the
+update carries the text's id and hash, checked by an activity before anything changes, and the
+audit entry holds them instead of the body (histories before it carry their texts inline and
+never check one)."""
+
+CONTINUE_AS_NEW_PATCH = "continue-as-new"
+"""In mediation, when Temporal suggests it (the history is growing large), the dispute waits
+for the actions in progress and continues as new with all its state (`DisputeCarried`); the
+new run goes on with mediation where it stood (histories before it never continue as new)."""
+
+MAX_CARRIED_BYTES = 1_500_000
+"""The largest state handed to the next run (Temporal refuses a payload over 2 MB)."""
+
+CARRIED_UPDATE_IDS = 2_000
+"""How many ids of applied actions a run hands on (Temporal keeps at most 2,000 a run)."""
+
 
 REMEDY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -154,6 +180,8 @@ class InformationRequest:
     deadline: Deadline
     answered_at: datetime | None = None
     answer: str | None = None
+    questions_ref: TextRef | None = None
+    answer_ref: TextRef | None = None
 
 
 @dataclass
@@ -243,6 +271,13 @@ class DisputeCore:
         """The precedents a decision is compared with: triage's, then the panel's case file."""
         self._deadline_tasks: dict[str, str] = {}
         """Deadline purpose -> name of the admin task about it (DEADLINE_FALLBACK_PATCH)."""
+        self._rollover = False
+        """Whether this run may continue as new when Temporal suggests it (its patch, asked
+        where mediation begins)."""
+        self._update_ids: list[str] = []
+        """Ids of the actions applied in this run and the runs before it."""
+        self._earlier_updates: frozenset[str] = frozenset()
+        """Those applied in earlier runs: refused if sent again (Temporal would not know)."""
         self._review_checked: bool | None = None
         """Whether the review's decisions are checked as REVIEW_DECISIONS_PATCH says; decided
         when formal review begins, before any panel can act (validators read it, as they may
@@ -265,13 +300,17 @@ class DisputeCore:
         The validator ran when the update arrived, but other actions and the lifecycle may have
         changed the dispute while this one waited for the lock.
         """
+        update = workflow.current_update_info()
         if not self._serialised():
             yield
-            return
-        async with self._lock:
-            if rule is not None:
-                self._still(rule)
-            yield
+        else:
+            async with self._lock:
+                if rule is not None:
+                    self._still(rule)
+                yield
+        if update is not None and rule is not None:
+            # Applied (an action refused on the way raised instead): carried on continue-as-new.
+            self._update_ids.append(update.id)
 
     def _still(self, rule: Callable[[], None]) -> None:
         """Refuse the action (nothing recorded) if its rule no longer holds."""
@@ -314,6 +353,224 @@ class DisputeCore:
         for offer in closing:
             offer.open = False
         return [offer.id for offer in closing]
+
+    async def _check_texts(self, *refs: TextRef | None) -> None:
+        """Refuse the action, nothing changed, unless each stored text it names is this
+        dispute's and still has its hash. Only actions made since TEXT_REFS_PATCH name any."""
+        named = tuple(ref for ref in refs if ref is not None)
+        if not named or not workflow.patched(TEXT_REFS_PATCH):
+            return
+        try:
+            # A local activity: one marker in the history instead of an activity's three events
+            # and a workflow task's three, for every text of a busy dispute.
+            await workflow.execute_local_activity_method(
+                TextActivities.check_texts,
+                TextCheck(number=self._d.number, refs=named),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        except ActivityError as failure:
+            if not isinstance(failure.cause, ApplicationError):
+                raise
+            raise ApplicationError(
+                failure.cause.message, type="UnknownText", non_retryable=True
+            ) from None
+
+    @staticmethod
+    def _said(name: str, inline: str | None, ref: TextRef | None) -> dict[str, Any]:
+        """A text for an audit entry or an email's context: its stored reference (id, hash and
+        size) when it has one, else the text itself (histories before TEXT_REFS_PATCH)."""
+        if ref is not None:
+            return {f"{name}_ref": ref.model_dump(mode="json")}
+        return {name: inline}
+
+    # ======================================================================================
+    # Continuing as new: all the state, handed on in one payload
+    # ======================================================================================
+
+    def _rollover_wanted(self) -> bool:
+        return self._rollover and workflow.info().is_continue_as_new_suggested()
+
+    async def _continue_as_new(self) -> None:
+        """Wait until no action is in progress (holding the decision lock only between
+        looks), then continue as new with everything this run holds."""
+        while True:
+            await self._wait(workflow.all_handlers_finished)
+            if workflow.all_handlers_finished():
+                break
+        handed_on = self._d.model_copy(update={"carried": self._carry()})
+        size = len(handed_on.model_dump_json())
+        if size > MAX_CARRIED_BYTES:
+            # Texts sent inline before they were stored can make the state too large for one
+            # payload: this run goes on (bounded by the volume limits) rather than fail.
+            workflow.logger.warning(
+                "%s: state of %d bytes too large to continue as new", self._d.number, size
+            )
+            self._rollover = False
+            return
+        workflow.logger.info("%s continues as new at entry %d", self._d.number, self._seq)
+        workflow.continue_as_new(handed_on)
+
+    def _carry(self) -> DisputeCarried:
+        return DisputeCarried(
+            stage=self._stage,
+            seq=self._seq,
+            head=self._head,
+            unrecorded=tuple(self._unrecorded),
+            chained=self._chained,
+            projected=self._projected,
+            serial=self._serial,
+            history=tuple(self._history),
+            stage_log=tuple(self._stage_log),
+            round=self._round,
+            candidate=self._candidate,
+            mediator=self._mediator,
+            excluded=tuple(self._excluded),
+            admin_pick=CarriedPick(
+                choice=self._admin_pick[0], actor=self._admin_pick[1], reason=self._admin_pick[2]
+            )
+            if self._admin_pick
+            else None,
+            clocks={
+                k: CarriedClock(deadline=c.deadline, warned=tuple(sorted(c.warned)))
+                for k, c in self._clocks.items()
+            },
+            breaches=tuple(self._breaches),
+            info=tuple(
+                CarriedInformation(
+                    id=r.id,
+                    party_id=r.party_id,
+                    questions=r.questions,
+                    requested_at=r.requested_at,
+                    deadline=r.deadline,
+                    answered_at=r.answered_at,
+                    answer=r.answer,
+                    questions_ref=r.questions_ref,
+                    answer_ref=r.answer_ref,
+                )
+                for r in self._info.values()
+            ),
+            pending_info=self._pending_info,
+            offers=tuple(
+                CarriedOffer(
+                    id=o.id,
+                    view=o.view,
+                    proposed_at=o.proposed_at,
+                    responses=dict(o.responses),
+                    open=o.open,
+                )
+                for o in self._offers.values()
+            ),
+            agreed=self._agreed.id if self._agreed else None,
+            impasse=self._impasse,
+            notes=tuple(self._notes),
+            tasks=tuple(self._tasks.values()),
+            linked=tuple(self._linked),
+            evidence_ids=tuple(self._evidence_ids),
+            inbound_ids=tuple(self._inbound_ids),
+            outcome=self._outcome,
+            wakeups=self._wakeups,
+            remedies=tuple(self._remedies[p] for p in sorted(self._remedies)),
+            remedy_keys=dict(self._remedy_keys),
+            remedies_done=self._remedies_done,
+            remedy_waiting=self._remedy_waiting,
+            remedy_decision=self._remedy_decision,
+            review_round=self._review_round,
+            panel=self._panel,
+            awaiting_panel=self._awaiting_panel,
+            redraw_requested=self._redraw_requested,
+            past_panelists=tuple(self._past_panelists),
+            vacancies=tuple(self._vacancies),
+            votes=tuple(
+                CarriedVote(person_id=pid, vote=vote, cast_at=at)
+                for pid, (vote, at) in self._votes.items()
+            ),
+            unsealed=self._unsealed,
+            ruling=self._ruling,
+            rulings=tuple(self._rulings),
+            appeal=self._appeal,
+            appeal_deadline=self._appeal_deadline,
+            similar=self._similar,
+            deadline_tasks=dict(self._deadline_tasks),
+            review_checked=self._review_checked,
+            update_ids=tuple(self._update_ids[-CARRIED_UPDATE_IDS:]),
+        )
+
+    def _restore(self, c: DisputeCarried) -> None:
+        self._stage = c.stage
+        self._seq = c.seq
+        self._head = c.head
+        self._unrecorded = list(c.unrecorded)
+        self._chained = c.chained
+        self._projected = c.projected
+        self._serial = c.serial
+        self._history = list(c.history)
+        self._stage_log = list(c.stage_log)
+        self._round = c.round
+        self._candidate = c.candidate
+        self._mediator = c.mediator
+        self._excluded = list(c.excluded)
+        self._admin_pick = (
+            (c.admin_pick.choice, c.admin_pick.actor, c.admin_pick.reason) if c.admin_pick else None
+        )
+        self._clocks = {k: Clock(v.deadline, set(v.warned)) for k, v in c.clocks.items()}
+        self._breaches = list(c.breaches)
+        self._info = {
+            r.id: InformationRequest(
+                id=r.id,
+                party_id=r.party_id,
+                questions=r.questions,
+                requested_at=r.requested_at,
+                deadline=r.deadline,
+                answered_at=r.answered_at,
+                answer=r.answer,
+                questions_ref=r.questions_ref,
+                answer_ref=r.answer_ref,
+            )
+            for r in c.info
+        }
+        self._pending_info = c.pending_info
+        self._offers = {
+            o.id: Offer(
+                id=o.id,
+                view=o.view,
+                proposed_at=o.proposed_at,
+                responses=dict(o.responses),
+                open=o.open,
+            )
+            for o in c.offers
+        }
+        self._agreed = self._offers[c.agreed] if c.agreed else None
+        self._impasse = c.impasse
+        self._notes = list(c.notes)
+        self._tasks = {t.key: t for t in c.tasks}
+        self._linked = list(c.linked)
+        self._evidence_ids = list(c.evidence_ids)
+        self._inbound_ids = list(c.inbound_ids)
+        self._outcome = c.outcome
+        self._wakeups = c.wakeups
+        self._remedies = {r.position: r for r in c.remedies}
+        self._remedy_keys = dict(c.remedy_keys)
+        self._remedies_done = c.remedies_done
+        self._remedy_waiting = c.remedy_waiting
+        self._remedy_decision = c.remedy_decision
+        self._review_round = c.review_round
+        self._panel = c.panel
+        self._awaiting_panel = c.awaiting_panel
+        self._redraw_requested = c.redraw_requested
+        self._past_panelists = list(c.past_panelists)
+        self._vacancies = list(c.vacancies)
+        self._votes = {v.person_id: (v.vote, v.cast_at) for v in c.votes}
+        self._unsealed = c.unsealed
+        self._ruling = c.ruling
+        self._rulings = list(c.rulings)
+        self._appeal = c.appeal
+        self._appeal_deadline = c.appeal_deadline
+        self._similar = c.similar
+        self._deadline_tasks = dict(c.deadline_tasks)
+        self._review_checked = c.review_checked
+        self._update_ids = list(c.update_ids)
+        self._earlier_updates = frozenset(c.update_ids)
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""
@@ -809,6 +1066,7 @@ class DisputeCore:
         clauses: tuple[str, ...] | None = None,
         precedents_cited: tuple[str, ...] = (),
         votes_summary: dict[str, int] | None = None,
+        rationale_ref: TextRef | None = None,
     ) -> None:
         await workflow.execute_activity_method(
             RecordActivities.write_precedent,
@@ -830,6 +1088,7 @@ class DisputeCore:
                 parties=self._parties(),
                 precedents_cited=precedents_cited,
                 votes_summary=votes_summary or {},
+                rationale_ref=rationale_ref,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -859,6 +1118,12 @@ class DisputeCore:
 
     def _check(self, action: Action, payload: ActionPayload) -> None:
         """Reject before anything is recorded: the transition table, then who may act."""
+        update = workflow.current_update_info()
+        if update is not None and update.id in self._earlier_updates:
+            # Applied before this run continued as new; Temporal only knows this run's ids.
+            raise ValueError(
+                f"this action (request {update.id}) was already applied; nothing was done again"
+            )
         problem = why_not(self._stage, action, payload.actor.role)
         if problem:
             raise ValueError(problem)

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.actions import DisputeActions
     from workflows.core import (
+        CONTINUE_AS_NEW_PATCH,
         FORMAL_REVIEW_PATCH,
         MEDIATION_STAGES,
         REMEDY_DEADLINE_PATCH,
@@ -67,12 +68,29 @@ class DisputeWorkflow(DisputeActions):
     # The lifecycle (SPEC section 3), top to bottom
     # ======================================================================================
 
+    @workflow.init
+    def __init__(self, dispute: DisputeInput) -> None:
+        # Here, not in run: actions sent while a run continued as new reach the next run in
+        # its first activation, and their validators need the dispute and its state already.
+        super().__init__()
+        self._d = dispute
+        if dispute.carried is not None:
+            self._restore(dispute.carried)
+
     @workflow.run
     async def run(self, dispute: DisputeInput) -> DisputeOutcome:
-        self._d = dispute
+        carried = dispute.carried
         # The lifecycle holds the decision lock throughout, except while it waits (`_wait`).
         async with self._deciding():
-            await self._acknowledge_filing()
+            if carried is None:
+                await self._acknowledge_filing()
+            elif self._stage in MEDIATION_STAGES:
+                # A run continued as new from mediation (CONTINUE_AS_NEW_PATCH) goes on there.
+                await self._mediate(resumed=True)
+                if self._agreed is not None:
+                    await self._settle()
+                elif self._impasse is not None:
+                    await self._escalate_to_formal_review(self._impasse)
             while self._stage.is_open and self._stage is not DisputeStage.FORMAL_REVIEW:
                 await self._secure_neutral_mediator()
                 if self._mediator is None:
@@ -112,6 +130,8 @@ class DisputeWorkflow(DisputeActions):
             await self._enter(DisputeStage.TRIAGE, "triage: finding a neutral mediator")
         if self._similar is None and workflow.patched(SIMILAR_PRECEDENTS_PATCH):
             await self._attach_similar_precedents("triage")
+        # Parties' replies arrive in triage too: it may continue as new while an offer waits.
+        self._rollover = workflow.patched(CONTINUE_AS_NEW_PATCH)
         while self._mediator is None and self._stage is DisputeStage.TRIAGE:
             if self._admin_pick is not None:
                 choice, actor, reason = self._admin_pick
@@ -129,44 +149,67 @@ class DisputeWorkflow(DisputeActions):
                     continue
                 await self._offer_to(choice, SYSTEM, choice.reason)
             offered_round = self._round
-            expired = await self._run_clock(
-                "acceptance",
-                lambda: (
+
+            def answered() -> bool:
+                return (
                     self._mediator is not None
                     or self._candidate is None
                     or self._admin_pick is not None
                     or self._stage is not DisputeStage.TRIAGE
-                ),
+                )
+
+            expired = await self._run_clock(
+                "acceptance", lambda: answered() or self._rollover_wanted()
             )
+            if not expired and not answered():
+                # The next run takes up the loop here: the offer and its clock are carried.
+                await self._continue_as_new()
             if expired and self._round == offered_round and self._mediator is None:
                 await self._expire_offer()
 
-    async def _mediate(self) -> None:
-        """Mediation: run the clock until settlement, impasse, recusal, or the deadline."""
+    async def _mediate(self, *, resumed: bool = False) -> None:
+        """Mediation: run the clock until settlement, impasse, recusal, or the deadline.
+
+        `resumed`: a run continued as new in mediation; its clock and task are carried."""
         mediator = self._mediator
         if mediator is None or mediator.person_id is None:
             return
-        deadline = await self._compute_deadline(
-            "mediation",
-            mediator.calendar or "",
-            self._d.terms.mediation_days,
-            whose=mediator.name,
-            task="mediate",
-        )
-        self._clocks["mediation"] = Clock(deadline)
-        await self._enter(
-            DisputeStage.MEDIATION,
-            f"mediation with {mediator.name}",
-            deadline=deadline,
-            opens=(
-                self._task(
-                    TaskKind.MEDIATE, "mediate", mediator.person_id, Role.MEDIATOR, deadline.due_at
+        if not resumed:
+            deadline = await self._compute_deadline(
+                "mediation",
+                mediator.calendar or "",
+                self._d.terms.mediation_days,
+                whose=mediator.name,
+                task="mediate",
+            )
+            self._clocks["mediation"] = Clock(deadline)
+            await self._enter(
+                DisputeStage.MEDIATION,
+                f"mediation with {mediator.name}",
+                deadline=deadline,
+                opens=(
+                    self._task(
+                        TaskKind.MEDIATE,
+                        "mediate",
+                        mediator.person_id,
+                        Role.MEDIATOR,
+                        deadline.due_at,
+                    ),
                 ),
-            ),
-        )
+            )
+        # Mediation is where a dispute's history grows (notes, replies, information): here it
+        # continues as new when Temporal suggests it.
+        self._rollover = workflow.patched(CONTINUE_AS_NEW_PATCH)
         # The mediate task is closed by whatever ends mediation: settlement, escalation,
         # recusal, reassignment, withdrawal or dismissal.
-        breached = await self._run_clock("mediation", self._mediation_concluded)
+        while True:
+            breached = await self._run_clock(
+                "mediation", lambda: self._mediation_concluded() or self._rollover_wanted()
+            )
+            if breached or self._mediation_concluded():
+                break
+            # Returns only when the state is too large to hand on: mediation goes on here.
+            await self._continue_as_new()
         if breached and self._stage in MEDIATION_STAGES:
             self._breaches.append("mediation")
             self._impasse = "the mediation deadline passed without a settlement"
@@ -196,7 +239,7 @@ class DisputeWorkflow(DisputeActions):
             content={
                 "offer": offer.id,
                 "remedies": [r.model_dump(mode="json") for r in offer.view.remedies],
-                "terms": offer.view.terms,
+                **self._said("terms", offer.view.terms, offer.view.terms_ref),
             },
             stage=DisputeStage.SETTLED,
             clear_deadline=True,
@@ -208,7 +251,12 @@ class DisputeWorkflow(DisputeActions):
         await self._notify(seq, "settlement", self._everyone())
         if workflow.patched(REMEDY_STAGE_PATCH):
             await self._apply_remedies(offer.view.remedies, decision="settlement")
-        await self._write_precedent("settled", offer.view.remedies, offer.view.terms)
+        await self._write_precedent(
+            "settled",
+            offer.view.remedies,
+            offer.view.terms or "",
+            rationale_ref=offer.view.terms_ref,
+        )
         await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
 
     async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
@@ -385,6 +433,7 @@ class DisputeWorkflow(DisputeActions):
             ruling.outcome.value,
             ruling.remedies,
             ruling.rationale,
+            rationale_ref=ruling.rationale_ref,
             clauses=ruling.clauses_applied,
             precedents_cited=ruling.precedents_cited,
             votes_summary={str(k): n for k, n in votes.items()},

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TaskOpen,
         UnsealBallot,
         VoteView,
+        dump_said,
     )
     from workflows.clocks import DisputeClocks
     from workflows.consistency import acknowledged
@@ -52,8 +53,9 @@ with workflow.unsafe.imports_passed_through():
 
 
 def _vote_commitment(vote: CastVote) -> str:
+    # A stored reason is committed to by its hash (the reference), an inline one by itself.
     body = json.dumps(
-        vote.model_dump(mode="json", exclude={"actor"}), sort_keys=True, separators=(",", ":")
+        dump_said(vote, "reasons", exclude={"actor"}), sort_keys=True, separators=(",", ":")
     )
     return hashlib.sha256(f"{vote.actor.id}\n{body}".encode()).hexdigest()
 
@@ -193,7 +195,7 @@ class BoardReview(DisputeClocks):
             template,
             (*self._party_contacts(), *self._panel_emails()),
             outcome=ruling.outcome.value,
-            rationale=ruling.rationale,
+            **self._said("rationale", ruling.rationale, ruling.rationale_ref),
             **extra,
         )
 
@@ -288,6 +290,7 @@ class BoardReview(DisputeClocks):
     @workflow.update
     async def cast_vote(self, req: CastVote) -> ActionResult:
         async with self._deciding(lambda: self._validate_vote(req)):
+            await self._check_texts(req.reasons_ref)
             at = workflow.now()
             self._votes[req.actor.id] = (req, at)
             everyone_voted = set(self._votes) >= set(self._panel_ids())
@@ -320,6 +323,7 @@ class BoardReview(DisputeClocks):
     @workflow.update
     async def issue_ruling(self, req: IssueRuling) -> ActionResult:
         async with self._deciding(lambda: self._validate_ruling(req)):
+            await self._check_texts(req.rationale_ref)
             clauses = req.clauses_applied
             if self._review_checked:
                 clauses = await self._check_citations(req.clauses_applied, req.precedents_cited)
@@ -332,13 +336,14 @@ class BoardReview(DisputeClocks):
                 chair_id=req.actor.id,
                 outcome=req.outcome,
                 remedies=req.remedies,
-                rationale=req.rationale,
+                rationale=req.rationale or "",
                 votes_relied_on=req.votes_relied_on,
                 clauses_applied=clauses,
                 precedents_cited=req.precedents_cited,
                 against_majority_reason=req.against_majority_reason,
                 issued_at=workflow.now(),
                 final=final,
+                rationale_ref=req.rationale_ref,
             )
             self._unsealed = True
             self._ruling = ruling
@@ -349,7 +354,7 @@ class BoardReview(DisputeClocks):
                 "ruling_issued",
                 f"{'final ' if final else ''}ruling: {req.outcome.value}",
                 content={
-                    **ruling.model_dump(mode="json"),
+                    **dump_said(ruling, "rationale"),
                     "votes": self._votes_content(),
                     **self._divergence_record(
                         req.outcome.value,
@@ -629,7 +634,7 @@ class BoardReview(DisputeClocks):
                 "panelist": pid,
                 "cast_at": at.isoformat(),
                 "commitment": _vote_commitment(vote),
-                **vote.model_dump(mode="json", exclude={"actor"}),
+                **dump_said(vote, "reasons", exclude={"actor"}),
             }
             for pid, (vote, at) in sorted(self._votes.items())
         ]
@@ -648,6 +653,7 @@ class BoardReview(DisputeClocks):
                     outcome=vote.outcome if self._unsealed else None,
                     remedies=vote.remedies if self._unsealed else (),
                     reasons=vote.reasons if self._unsealed else None,
+                    reasons_ref=vote.reasons_ref if self._unsealed else None,
                 )
                 for pid, (vote, at) in sorted(self._votes.items())
             ),
