@@ -16,6 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import OperationalError
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -23,6 +24,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
+from accord import texts
+from accord.db import SessionFactory
 from models.enums import DisputeStage, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -116,8 +119,15 @@ def submission(i: int, run: str, contacts: dict[str, str]) -> FilingSubmission:
 
 
 class Driver:
-    def __init__(self, client: Client, actors: dict[str, Actor], contacts: dict[str, str]) -> None:
+    def __init__(
+        self,
+        client: Client,
+        sessions: SessionFactory,
+        actors: dict[str, Actor],
+        contacts: dict[str, str],
+    ) -> None:
         self.client = client
+        self.sessions = sessions
         self.actors = actors
         self.contacts = contacts
         self.retries = 0
@@ -129,12 +139,22 @@ class Driver:
                 return await attempt()
             except WorkflowUpdateFailedError:
                 raise
-            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
+            except (
+                RPCError,
+                WorkflowUpdateRPCTimeoutOrCancelledError,
+                TimeoutError,
+                OperationalError,  # the database is away: the adapter would fail, the person retry
+            ):
                 self.retries += 1
                 await asyncio.sleep(0.5)
 
     async def act(self, case: Case, step: str, update: Any, payload: Any) -> None:
         handle = self.client.get_workflow_handle(case.number)
+        # As the web app does: the texts are stored first, the workflow gets their references.
+        payload = await self._again(
+            lambda: asyncio.to_thread(texts.externalise, self.sessions, case.number, payload, None),
+            f"{step} (storing its text)",
+        )
         try:
             await self._again(
                 lambda: handle.execute_update(
