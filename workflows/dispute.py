@@ -288,7 +288,9 @@ class DisputeWorkflow(DisputeActions):
         before it are done (their keys are carried: the ledger never applies one twice), the
         deadline and its warnings are carried, and the wait for the admin goes on."""
         # A remedy can wait days for an admin while parties write: it may continue as new.
-        self._rollover = workflow.patched(LATE_CONTINUE_AS_NEW_PATCH)
+        # Only under the decision lock: without it the deadline's watch could be halfway
+        # through recording its escalation when the run hands on.
+        self._rollover = workflow.patched(LATE_CONTINUE_AS_NEW_PATCH) and self._serialised()
         if resumed:
             await self._resume_remedies(remedies, decision)
             return
