@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 import pytest
 from pydantic import BaseModel, ValidationError
 from sqlmodel import select
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -59,7 +60,8 @@ from models.payloads import (
 )
 from models.tables import LedgerCommissionSplit, OutboxMessage, RemedyApplication
 from tests.conftest import HISTORIES, MailCapture, Stack, dev_stack, seed
-from tests.test_continue_as_new import eager_server, run_id  # noqa: F401 (a fixture)
+from tests.races import HANG, Gate, begin, outcome
+from tests.test_continue_as_new import SUGGEST_AFTER, eager_server, run_id  # noqa: F401 (a fixture)
 from tests.test_dispute_paths import in_mediation, split_offer
 from tests.test_formal_review import (
     PANEL,
@@ -120,6 +122,23 @@ def without_last_entry(state: DisputeState) -> dict[str, Any]:
     return state.model_copy(update={"history": state.history[:-1]}).model_dump(mode="json")
 
 
+def party_reply(stack: Stack, number: str, login: str, text: str) -> AddMessage:
+    party = stack.actor(login)
+    reply = AddMessage(
+        actor=party,
+        message=MailMessage(
+            inbound_id=next(INBOUND_IDS),
+            sender=party.id,
+            subject=f"Re: [{number}] {text}",
+            text=text,
+            side_partner_id=party.partner_id,
+        ),
+    )
+    stored = texts.externalise(stack.sessions, number, reply, None)
+    assert isinstance(stored, AddMessage)
+    return stored
+
+
 async def roll_over(stack: Stack, number: str) -> tuple[DisputeState, str]:
     """Replies from the parties (they may write in every stage) until Temporal suggests a new
     run and the dispute takes it; checks the new run holds exactly what the old one did (the
@@ -136,19 +155,10 @@ async def roll_over(stack: Stack, number: str) -> tuple[DisputeState, str]:
         before = await stack.state(number)
         mail_before = outbox(stack, number)
         login = ("nora@northwind.example", "carl@contoso.example")[sent % 2]
-        party = stack.actor(login)
-        reply = AddMessage(
-            actor=party,
-            message=MailMessage(
-                inbound_id=next(INBOUND_IDS),
-                sender=party.id,
-                subject=f"Re: [{number}] one more thing {sent}",
-                text=f"One more thing, reply {sent}.",
-                side_partner_id=party.partner_id,
-            ),
+        await handle.execute_update(
+            DisputeWorkflow.add_message,
+            party_reply(stack, number, login, f"One more thing, reply {sent}."),
         )
-        stored = texts.externalise(stack.sessions, number, reply, None)
-        await handle.execute_update(DisputeWorkflow.add_message, stored)
         sent += 1
     assert before is not None
     await stack.recorded(number)
@@ -542,3 +552,132 @@ def test_every_attribute_of_the_workflow_is_carried_to_the_next_run() -> None:
         assert getattr(restored, name) == getattr(source, name), f"{name} is not carried"
     assert restored._earlier_updates == frozenset(samples["_update_ids"])
     assert restored._agreed is restored._offers[samples["_agreed"].id]
+
+
+# --- a ruling that arrives while the review is handing on ----------------------------------
+
+
+@pytest.fixture
+async def gated_stack(
+    gates: dict[str, Gate],
+    eager_server: WorkflowEnvironment,  # noqa: F811
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    harness = dev_stack(eager_server, sqlite_url, smtp, tmp_path)
+    async with harness.worker:
+        yield harness
+        for gate in gates.values():
+            gate.release()
+
+
+def seen_suggestion(history: WorkflowHistory) -> bool:
+    """Whether a workflow task that Temporal started with its suggestion to continue as new
+    has completed: the workflow has run with it."""
+    suggested = False
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            suggested = event.workflow_task_started_event_attributes.suggest_continue_as_new
+        elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and suggested:
+            return True
+    return False
+
+
+async def queue_replies_past_the_suggestion(stack: Stack, number: str) -> list[Any]:
+    """Replies accepted behind the held one (each waits for the decision lock) until the
+    workflow has run with Temporal's suggestion to continue as new: the lifecycle, woken by
+    it, queues for the lock behind them, and whatever is accepted next queues behind it."""
+    handle = stack.handle(number)
+    queued = []
+    for n in range(8):  # Temporal takes at most 10 updates in flight
+        if seen_suggestion(await handle.fetch_history()):
+            # One more, accepted after the lifecycle has seen the suggestion.
+            queued.append(
+                await begin(
+                    stack,
+                    number,
+                    DisputeWorkflow.add_message,
+                    party_reply(stack, number, "carl@contoso.example", "Queued last."),
+                )
+            )
+            return queued
+        queued.append(
+            await begin(
+                stack,
+                number,
+                DisputeWorkflow.add_message,
+                party_reply(stack, number, "carl@contoso.example", f"Queued reply {n}."),
+            )
+        )
+    raise AssertionError("the history never grew past the suggestion")
+
+
+async def test_a_ruling_arriving_while_the_review_hands_on_is_taken_not_waited_for(
+    gated_stack: Stack, gates: dict[str, Gate]
+) -> None:
+    """The lifecycle starts continuing as new while a party's reply is being recorded; the
+    chair's ruling arrives behind it. The ruling waits for the dispute to move on, so waiting
+    for every action to finish first would wait forever: the dispute takes the ruling instead,
+    opens the appeal window, and hands on there."""
+    stack = gated_stack
+    number = await in_review(stack)
+    for who in PANEL[:3]:
+        await vote(stack, number, who)
+    await open_ballot(stack, number)
+    review_run = await run_id(stack, number)
+    early = 0
+    # Replies, one after the other, until the run's history is a few actions short of the
+    # suggestion (Temporal takes at most 10 actions in flight, so the rest must be few).
+    for n in range(60):
+        if len((await stack.handle(number).fetch_history()).events) >= SUGGEST_AFTER - 18:
+            break
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.add_message,
+            party_reply(stack, number, "nora@northwind.example", f"Early reply {n}."),
+        )
+        early += 1
+    assert await run_id(stack, number) == review_run
+
+    # A reply held in the middle of its record, holding the decision lock.
+    gates["record_event"].hold(lambda record: record.action == "message_received")
+    held = await begin(
+        stack,
+        number,
+        DisputeWorkflow.add_message,
+        party_reply(stack, number, "nora@northwind.example", "Before you rule, one more."),
+    )
+    await gates["record_event"].reached()
+    # Temporal now suggests a new run: the lifecycle queues for the lock to hand on, and the
+    # chair's ruling is accepted behind it.
+    queued = await queue_replies_past_the_suggestion(stack, number)
+    ruled_ = await begin(stack, number, DisputeWorkflow.issue_ruling, ruling(stack))
+    gates["record_event"].release()
+
+    for reply in (held, *queued):
+        assert await outcome(reply) != HANG
+    result = await outcome(ruled_)
+    assert result != HANG, "the ruling waited for a continue-as-new that waited for it"
+    assert "ruling issued: uphold" in getattr(result, "message", result)
+    state = await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    assert len(state.rulings) == 1
+    # The run that ruled handed on in the appeal window, the ruling announced once.
+    more = 0
+    for _ in range(100):
+        if await run_id(stack, number) != review_run:
+            break
+        more += 1
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.add_message,
+            party_reply(stack, number, "nora@northwind.example", "Still here."),
+        )
+    assert await run_id(stack, number) != review_run, "the appeal window never handed on"
+    await stack.recorded(number)
+    after = await stack.state(number)
+    assert after.stage is DisputeStage.APPEAL_WINDOW and len(after.rulings) == 1
+    assert stack.actions(number).count("ruling_issued") == 1
+    assert stack.actions(number).count("message_received") == early + 1 + len(queued) + more
+    await stack.mail_settled()
+    check_mail_once(stack, number, {"ruling"})
+    # (The votes may have filled a run already: the race is in whichever run was open.)
+    assert await replay_every_run(stack, number, "continue-as-new-racing-a-ruling") >= 2
