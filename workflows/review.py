@@ -80,7 +80,9 @@ class BoardReview(DisputeClocks):
             self._votes = {}
             self._unsealed = False
             self._ruling = None
-        panel = await self._draw_panel(resumed=resumed)
+        # Resumed while the admins complete the board: wait on; any other resumed round with
+        # no panel (none can be handed on so) draws one.
+        panel = await self._draw_panel(resumed=resumed and self._awaiting_panel)
         if panel is None:
             return None
         if workflow.patched(SIMILAR_PRECEDENTS_PATCH):
