@@ -152,6 +152,12 @@ CONTINUE_AS_NEW_PATCH = "continue-as-new"
 for the actions in progress and continues as new with all its state (`DisputeCarried`); the
 new run goes on with mediation where it stood (histories before it never continue as new)."""
 
+LATE_CONTINUE_AS_NEW_PATCH = "continue-as-new-review-remedy"
+"""Formal review (waiting for a panel, the votes or the ruling, each round), the appeal window
+and the remedy stage (waiting for an admin to retry or waive a remedy) also continue as new when
+Temporal suggests it; the new run resumes at that waiting point (histories before it continue
+as new only in triage and mediation)."""
+
 MAX_CARRIED_BYTES = 1_500_000
 """The largest state handed to the next run (Temporal refuses a payload over 2 MB)."""
 
@@ -169,6 +175,11 @@ REMEDY_RETRY = RetryPolicy(
 """A remedy that still fails after this becomes an admin task."""
 
 MEDIATION_STAGES = frozenset({DisputeStage.MEDIATION, DisputeStage.AWAITING_PARTY})
+
+REVIEW_STAGES = frozenset(
+    {DisputeStage.FORMAL_REVIEW, DisputeStage.APPEAL_WINDOW, DisputeStage.REMEDY}
+)
+"""Where a run continued as new after mediation resumes (a settlement's remedies aside)."""
 
 
 @dataclass
@@ -272,8 +283,9 @@ class DisputeCore:
         self._deadline_tasks: dict[str, str] = {}
         """Deadline purpose -> name of the admin task about it (DEADLINE_FALLBACK_PATCH)."""
         self._rollover = False
-        """Whether this run may continue as new when Temporal suggests it (its patch, asked
-        where mediation begins)."""
+        """Whether this run may continue as new when Temporal suggests it: its patch, asked
+        where triage, mediation, formal review and the remedy stage begin (and again by the
+        run that resumes there), so it is not carried."""
         self._update_ids: list[str] = []
         """Ids of the actions applied in this run and the runs before it."""
         self._earlier_updates: frozenset[str] = frozenset()
@@ -391,11 +403,18 @@ class DisputeCore:
     def _rollover_wanted(self) -> bool:
         return self._rollover and workflow.info().is_continue_as_new_suggested()
 
-    async def _continue_as_new(self) -> None:
+    async def _continue_as_new(self, done: Callable[[], bool] | None = None) -> None:
         """Wait until no action is in progress (holding the decision lock only between
-        looks), then continue as new with everything this run holds."""
+        looks), then continue as new with everything this run holds.
+
+        Returns instead when `done()` (what the caller waits for) comes true meanwhile: an
+        action that waits for the lifecycle to move on (a ruling, an appeal) would otherwise
+        never finish, and this would wait for it forever."""
+        finished = done or (lambda: False)
         while True:
-            await self._wait(workflow.all_handlers_finished)
+            await self._wait(lambda: workflow.all_handlers_finished() or finished())
+            if finished():
+                return
             if workflow.all_handlers_finished():
                 break
         handed_on = self._d.model_copy(update={"carried": self._carry()})
@@ -410,6 +429,24 @@ class DisputeCore:
             return
         workflow.logger.info("%s continues as new at entry %d", self._d.number, self._seq)
         workflow.continue_as_new(handed_on)
+
+    async def _wait_rolling(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
+        """`_wait` for `done()` (until the instant `until`, if given), continuing as new
+        meanwhile when this run may and Temporal suggests it. False when `until` came first.
+
+        A run that may not continue as new issues exactly the commands of one `_wait`, even
+        when `done()` holds already (a timer is started and cancelled then, as it always was)."""
+        while True:
+            timeout = None if until is None else max(until - workflow.now(), timedelta(0))
+            try:
+                await self._wait(lambda: done() or self._rollover_wanted(), timeout=timeout)
+            except TimeoutError:
+                return False
+            if done():
+                return True
+            await self._continue_as_new(done)
+            if done():
+                return True
 
     def _carry(self) -> DisputeCarried:
         return DisputeCarried(

@@ -27,7 +27,7 @@ from collections import Counter
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.remedies import RemedyActivities
@@ -47,18 +47,22 @@ with workflow.unsafe.imports_passed_through():
         Remedy,
         RemedyOrder,
         RemedyProgress,
+        RulingView,
     )
     from workflows.actions import DisputeActions
     from workflows.core import (
         CONTINUE_AS_NEW_PATCH,
         FORMAL_REVIEW_PATCH,
+        LATE_CONTINUE_AS_NEW_PATCH,
         MEDIATION_STAGES,
         REMEDY_DEADLINE_PATCH,
         REMEDY_RETRY,
         REMEDY_STAGE_PATCH,
         REVIEW_DECISIONS_PATCH,
+        REVIEW_STAGES,
         SIMILAR_PRECEDENTS_PATCH,
         Clock,
+        Offer,
     )
 
 
@@ -91,6 +95,12 @@ class DisputeWorkflow(DisputeActions):
                     await self._settle()
                 elif self._impasse is not None:
                     await self._escalate_to_formal_review(self._impasse)
+            elif self._stage is DisputeStage.REMEDY and self._outcome == "settled":
+                # Continued as new (LATE_CONTINUE_AS_NEW_PATCH) in a settlement's remedy stage.
+                await self._settle(resumed=True)
+            elif self._stage in REVIEW_STAGES:
+                # Continued as new in formal review, the appeal window or a ruling's remedies.
+                await self._formal_review(resumed=True)
             while self._stage.is_open and self._stage is not DisputeStage.FORMAL_REVIEW:
                 await self._secure_neutral_mediator()
                 if self._mediator is None:
@@ -222,10 +232,16 @@ class DisputeWorkflow(DisputeActions):
             or self._stage not in MEDIATION_STAGES
         )
 
-    async def _settle(self) -> None:
-        """All parties accepted an offer: record the remedies, write the precedent, close."""
+    async def _settle(self, *, resumed: bool = False) -> None:
+        """All parties accepted an offer: record the remedies, write the precedent, close.
+
+        `resumed`: a run continued as new in the remedy stage that followed the settlement."""
         offer = self._agreed
         if offer is None or not self._stage.is_open:
+            return
+        if resumed:
+            await self._apply_remedies(offer.view.remedies, decision="settlement", resumed=True)
+            await self._settled_precedent_and_close(offer)
             return
         lapsed: tuple[str, ...] = ()
         if self._serialised() and self._pending_info is not None:
@@ -251,6 +267,9 @@ class DisputeWorkflow(DisputeActions):
         await self._notify(seq, "settlement", self._everyone())
         if workflow.patched(REMEDY_STAGE_PATCH):
             await self._apply_remedies(offer.view.remedies, decision="settlement")
+        await self._settled_precedent_and_close(offer)
+
+    async def _settled_precedent_and_close(self, offer: Offer) -> None:
         await self._write_precedent(
             "settled",
             offer.view.remedies,
@@ -259,9 +278,22 @@ class DisputeWorkflow(DisputeActions):
         )
         await self._conclude(DisputeStage.CLOSED, SYSTEM, "closed", "settled in mediation")
 
-    async def _apply_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
+    async def _apply_remedies(
+        self, remedies: tuple[Remedy, ...], decision: str, *, resumed: bool = False
+    ) -> None:
         """Remedy stage: each remedy applied exactly once, then verified, in order; one that
-        keeps failing waits for an admin to retry or waive it. Closes only when all are done."""
+        keeps failing waits for an admin to retry or waive it. Closes only when all are done.
+
+        `resumed`: a run continued as new while a remedy waited for an admin. The remedies
+        before it are done (their keys are carried: the ledger never applies one twice), the
+        deadline and its warnings are carried, and the wait for the admin goes on."""
+        # A remedy can wait days for an admin while parties write: it may continue as new.
+        # Only under the decision lock: without it the deadline's watch could be halfway
+        # through recording its escalation when the run hands on.
+        self._rollover = workflow.patched(LATE_CONTINUE_AS_NEW_PATCH) and self._serialised()
+        if resumed:
+            await self._resume_remedies(remedies, decision)
+            return
         watch = None
         if workflow.patched(REMEDY_DEADLINE_PATCH):
             deadline = await self._compute_deadline(
@@ -275,19 +307,42 @@ class DisputeWorkflow(DisputeActions):
             watch = asyncio.create_task(self._watch_remedy_deadline())
         else:
             await self._enter(DisputeStage.REMEDY, f"applying {len(remedies)} remedies")
-        for position, remedy in enumerate(remedies):
-            self._remedies[position] = RemedyProgress(
-                position=position, kind=remedy.kind, state="pending"
+        for position in range(len(remedies)):
+            await self._apply_remedy(remedies, decision, position)
+        self._remedies_done = True
+        if watch is not None:
+            await self._wait(watch.done)
+            await watch
+
+    async def _apply_remedy(self, remedies: tuple[Remedy, ...], decision: str, at: int) -> None:
+        remedy = remedies[at]
+        self._remedies[at] = RemedyProgress(position=at, kind=remedy.kind, state="pending")
+        self._remedy_keys[at] = f"{self._d.number}:{decision}:{at}"
+        while await self._remedy_attempt(self._remedy_order(remedies, at)) == "retry":
+            pass
+
+    def _remedy_order(self, remedies: tuple[Remedy, ...], at: int) -> RemedyOrder:
+        return RemedyOrder(
+            key=self._remedy_keys[at], number=self._d.number, position=at, remedy=remedies[at]
+        )
+
+    async def _resume_remedies(self, remedies: tuple[Remedy, ...], decision: str) -> None:
+        watch = None
+        if "remedy" in self._clocks and "remedy" not in self._breaches:
+            # The deadline's watch goes on from the warnings already sent (they are carried).
+            watch = asyncio.create_task(self._watch_remedy_deadline())
+        waiting = self._remedy_waiting
+        if waiting is None:
+            raise ApplicationError(
+                "continued as new in the remedy stage with no remedy waiting for an admin",
+                type="InvariantBroken",
+                non_retryable=True,
             )
-            self._remedy_keys[position] = f"{self._d.number}:{decision}:{position}"
-            order = RemedyOrder(
-                key=self._remedy_keys[position],
-                number=self._d.number,
-                position=position,
-                remedy=remedy,
-            )
-            while await self._remedy_attempt(order) == "retry":
+        if await self._remedy_decided() == "retry":
+            while await self._remedy_attempt(self._remedy_order(remedies, waiting)) == "retry":
                 pass
+        for position in range(waiting + 1, len(remedies)):
+            await self._apply_remedy(remedies, decision, position)
         self._remedies_done = True
         if watch is not None:
             await self._wait(watch.done)
@@ -385,7 +440,12 @@ class DisputeWorkflow(DisputeActions):
         if not serialised:
             self._remedy_decision = None
             self._remedy_waiting = order.position
-        await self._wait(lambda: self._remedy_decision is not None)
+        return await self._remedy_decided()
+
+    async def _remedy_decided(self) -> str:
+        """Wait for an admin to retry or waive the remedy waiting (continuing as new meanwhile
+        if this run may): 'retry' or 'waive'."""
+        await self._wait_rolling(lambda: self._remedy_decision is not None)
         decision, self._remedy_decision = self._remedy_decision or "retry", None
         return decision
 
@@ -404,28 +464,54 @@ class DisputeWorkflow(DisputeActions):
             seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason
         )
 
-    async def _formal_review(self) -> None:
+    async def _formal_review(self, *, resumed: bool = False) -> None:
         """Formal review: a panel rules; one appeal to a fresh panel, whose ruling is final;
-        then the ruling's remedies, the precedent, and the close."""
-        if not workflow.patched(FORMAL_REVIEW_PATCH):
-            # Disputes escalated before the review existed wait here, as they always did.
-            await self._wait(lambda: not self._stage.is_open)
+        then the ruling's remedies, the precedent, and the close.
+
+        `resumed`: a run continued as new (LATE_CONTINUE_AS_NEW_PATCH) in a round, the appeal
+        window or the remedy stage goes on there."""
+        if not resumed:
+            if not workflow.patched(FORMAL_REVIEW_PATCH):
+                # Disputes escalated before the review existed wait here, as they always did.
+                await self._wait(lambda: not self._stage.is_open)
+                return
+            self._review_checked = workflow.patched(REVIEW_DECISIONS_PATCH)
+        # A review can take weeks of votes, evidence and messages: it may continue as new.
+        self._rollover = workflow.patched(LATE_CONTINUE_AS_NEW_PATCH)
+        stage = self._stage if resumed else DisputeStage.FORMAL_REVIEW
+        if stage is DisputeStage.REMEDY:
+            await self._ruled_remedies_precedent_and_close(self._rulings[-1], resumed=True)
             return
-        self._review_checked = workflow.patched(REVIEW_DECISIONS_PATCH)
-        ruling = await self._run_review_round(1)
-        if ruling is None:
-            return
-        if await self._open_appeal_window():
+        ruling: RulingView | None
+        if stage is DisputeStage.FORMAL_REVIEW:
+            ruling = await self._run_review_round(
+                self._review_round if resumed else 1, resumed=resumed
+            )
+            if ruling is None:
+                return
+        else:
+            ruling = self._rulings[-1]  # resumed in the appeal window
+        if ruling.round > 1:
+            # Resumed in the appeal's round, which has now ruled.
+            await self._announce_ruling(self._seq, "final_ruling", ruling)
+        elif await self._open_appeal_window(resumed=stage is DisputeStage.APPEAL_WINDOW):
             ruling = await self._run_review_round(2)
             if ruling is None:
                 return
             # Keyed on the latest audit entry, the final ruling's own.
             await self._announce_ruling(self._seq, "final_ruling", ruling)
+        await self._ruled_remedies_precedent_and_close(ruling)
+
+    async def _ruled_remedies_precedent_and_close(
+        self, ruling: RulingView, *, resumed: bool = False
+    ) -> None:
         if not self._stage.is_open:
             return
         self._outcome = f"ruled_{ruling.outcome.value}"
         if ruling.remedies:
-            await self._apply_remedies(ruling.remedies, decision=f"ruling-{ruling.round}")
+            await self._apply_remedies(
+                ruling.remedies, decision=f"ruling-{ruling.round}", resumed=resumed
+            )
         votes = Counter(
             v["outcome"] for v in self._votes_content() if isinstance(v.get("outcome"), str)
         )

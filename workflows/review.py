@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -65,17 +64,25 @@ class BoardReview(DisputeClocks):
     # One round of review: panel, ballot, ruling (called from the lifecycle)
     # ======================================================================================
 
-    async def _run_review_round(self, round_no: int) -> RulingView | None:
+    async def _run_review_round(self, round_no: int, *, resumed: bool = False) -> RulingView | None:
         """Draw a panel and wait for the chair's ruling; None if the dispute ended first.
 
         An overdue panel is escalated to the executive sponsor and still never rules by
         default: the round waits for the chair.
+
+        `resumed`: a run continued as new in this round (LATE_CONTINUE_AS_NEW_PATCH); its
+        panel (or the wait for one), ballot, clock and tasks are carried.
         """
-        self._review_round = round_no
-        self._votes = {}
-        self._unsealed = False
-        self._ruling = None
-        panel = await self._draw_panel()
+        if resumed and not self._awaiting_panel and self._panel is not None:
+            return await self._await_ruling(self._panel)
+        if not resumed:
+            self._review_round = round_no
+            self._votes = {}
+            self._unsealed = False
+            self._ruling = None
+        # Resumed while the admins complete the board: wait on; any other resumed round with
+        # no panel (none can be handed on so) draws one.
+        panel = await self._draw_panel(resumed=resumed and self._awaiting_panel)
         if panel is None:
             return None
         if workflow.patched(SIMILAR_PRECEDENTS_PATCH):
@@ -131,28 +138,51 @@ class BoardReview(DisputeClocks):
             deadline=deadline.due_at,
             explanation=deadline.explanation,
         )
-        breached = await self._run_clock(
-            "review", lambda: self._ruling is not None or not self._stage.is_open
-        )
-        if breached and self._ruling is None and self._stage.is_open:
+        return await self._await_ruling(panel)
+
+    async def _await_ruling(self, panel: PanelChoice) -> RulingView | None:
+        """Wait for the chair's ruling, with the review clock and, once it passed, without."""
+
+        def ruled() -> bool:
+            return self._ruling is not None or not self._stage.is_open
+
+        # Escalated before a continue-as-new: the clock has run out, the round only waits.
+        if f"review-{self._review_round}" not in self._breaches:
+            while True:
+                breached = await self._run_clock(
+                    "review", lambda: ruled() or self._rollover_wanted()
+                )
+                if breached or ruled():
+                    break
+                # Votes and messages of a busy review: the next run takes up the round here.
+                await self._continue_as_new(ruled)
+            if not breached or ruled():
+                return self._ruling if self._stage.is_open else None
             await self._escalate_overdue_review(panel)
-            await self._wait(lambda: self._ruling is not None or not self._stage.is_open)
+        await self._wait_rolling(ruled)
         return self._ruling if self._stage.is_open else None
 
-    async def _draw_panel(self) -> PanelChoice | None:
+    async def _draw_panel(self, *, resumed: bool = False) -> PanelChoice | None:
+        """`resumed`: a run continued as new while the admins were completing the board."""
+
+        def redraw() -> bool:
+            return self._redraw_requested or not self._stage.is_open
+
         while self._stage.is_open:
-            self._redraw_requested = False
-            choice = await self._request_panel(
-                excluded=tuple(self._past_panelists), functions=self._d.terms.panel_functions
-            )
-            if choice.complete:
-                self._panel = choice
-                self._awaiting_panel = False
-                return choice
-            # Never a silently smaller panel: the admins complete the board, then redraw.
-            self._awaiting_panel = True
-            await self._ask_admins_to_compose_panel(choice.reason)
-            await self._wait(lambda: self._redraw_requested or not self._stage.is_open)
+            if not resumed:
+                self._redraw_requested = False
+                choice = await self._request_panel(
+                    excluded=tuple(self._past_panelists), functions=self._d.terms.panel_functions
+                )
+                if choice.complete:
+                    self._panel = choice
+                    self._awaiting_panel = False
+                    return choice
+                # Never a silently smaller panel: the admins complete the board, then redraw.
+                self._awaiting_panel = True
+                await self._ask_admins_to_compose_panel(choice.reason)
+            resumed = False
+            await self._wait_rolling(redraw)
         return None
 
     async def _request_panel(
@@ -234,30 +264,32 @@ class BoardReview(DisputeClocks):
             round=self._review_round,
         )
 
-    async def _open_appeal_window(self) -> bool:
-        """After a first ruling: True if a party appealed in time."""
-        deadline = await self._compute_deadline(
-            "appeal", self._d.terms.board_calendar, self._d.terms.appeal_days, whose="the board"
-        )
-        self._appeal_deadline = deadline.due_at
-        self._clocks["appeal"] = Clock(deadline)
-        seq = await self._enter(
-            DisputeStage.APPEAL_WINDOW, "ruled; the appeal window is open", deadline=deadline
-        )
-        await self._announce_ruling(
-            seq,
-            "ruling",
-            self._rulings[-1],
-            deadline=deadline.due_at,
-            explanation=deadline.explanation,
-        )
-        try:
-            await self._wait(
-                lambda: self._appeal is not None or not self._stage.is_open,
-                timeout=max(deadline.due_at - workflow.now(), timedelta(0)),
+    async def _open_appeal_window(self, *, resumed: bool = False) -> bool:
+        """After a first ruling: True if a party appealed in time.
+
+        `resumed`: a run continued as new while the window was open; its deadline is carried
+        and the ruling was announced by the run before."""
+        if resumed:
+            deadline = self._clocks["appeal"].deadline
+        else:
+            deadline = await self._compute_deadline(
+                "appeal", self._d.terms.board_calendar, self._d.terms.appeal_days, whose="the board"
             )
-        except TimeoutError:
-            pass
+            self._appeal_deadline = deadline.due_at
+            self._clocks["appeal"] = Clock(deadline)
+            seq = await self._enter(
+                DisputeStage.APPEAL_WINDOW, "ruled; the appeal window is open", deadline=deadline
+            )
+            await self._announce_ruling(
+                seq,
+                "ruling",
+                self._rulings[-1],
+                deadline=deadline.due_at,
+                explanation=deadline.explanation,
+            )
+        await self._wait_rolling(
+            lambda: self._appeal is not None or not self._stage.is_open, until=deadline.due_at
+        )
         if self._appeal is not None and self._stage.is_open:
             self._past_panelists += [*self._panel_ids(), self._chair_id() or ""]
             if workflow.patched(FRESH_APPEAL_PANEL_PATCH):
