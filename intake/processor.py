@@ -197,36 +197,81 @@ class IntakeProcessor:
 
     def claim(self, inbound_id: int) -> str | None:
         """Take the message for processing; returns the claim's token, or None when it is not
-        to be processed (done, or claimed by another processor, or backing off).
+        to be processed (done, or claimed by another processor, or backing off, or failed).
+
+        The attempt is counted here, when it starts: a message that kills its processor (or
+        hangs it past its claim) never reaches the end of an attempt, so counting there let it
+        be taken again forever. A message taken the last time without an outcome is marked
+        failed instead of taken again.
 
         One conditional UPDATE: on SQLite writers are serialised, and PostgreSQL re-checks the
         condition on the row it waited for, so of two processors exactly one gets it."""
         token = uuid.uuid4().hex
         now = datetime.now(UTC)
+        limit = self.settings.intake_max_attempts
+        takeable = (
+            col(InboundMessage.id) == inbound_id,
+            col(InboundMessage.state) == InboundState.RECEIVED,
+            or_(
+                col(InboundMessage.claimed_until).is_(None),
+                col(InboundMessage.claimed_until) < now,
+            ),
+        )
         with self.sessions.begin() as session:
             result = session.execute(
                 update(InboundMessage)
-                .where(col(InboundMessage.id) == inbound_id)
-                .where(col(InboundMessage.state) == InboundState.RECEIVED)
-                .where(
-                    or_(
-                        col(InboundMessage.claimed_until).is_(None),
-                        col(InboundMessage.claimed_until) < now,
-                    )
+                .where(*takeable)
+                .where(col(InboundMessage.attempts) < limit)
+                .values(
+                    claim_token=token,
+                    claimed_until=now + self._lease(),
+                    attempts=InboundMessage.attempts + 1,
                 )
-                .values(claim_token=token, claimed_until=now + self._lease())
             )
             taken = result.rowcount == 1  # type: ignore[attr-defined]
-        return token if taken else None
+            if taken:
+                return token
+            # Every attempt taken, the last one's claim lapsed without an outcome (a failed
+            # attempt ending normally is marked failed by _failed): the processor died on it.
+            result = session.execute(
+                update(InboundMessage)
+                .where(*takeable)
+                .where(col(InboundMessage.attempts) >= limit)
+                .values(
+                    state=InboundState.FAILED,
+                    reason=(
+                        f"taken {limit} times without an outcome: each time the intake stopped"
+                        " (crashed, or hung past its claim) while processing it"
+                    ),
+                    last_error="the intake stopped while processing it",
+                    claim_token=None,
+                    claimed_until=None,
+                    processed_at=now,
+                )
+            )
+            failed = result.rowcount == 1  # type: ignore[attr-defined]
+        if failed:
+            log.error(
+                "intake %s: taken %d times without an outcome (the processor died or hung on"
+                " it each time); marked failed for an admin",
+                inbound_id,
+                limit,
+            )
+        return None
 
     def release(self, inbound_id: int, token: str) -> None:
-        """Give the claim up unprocessed (stopping), so another processor takes it at once."""
+        """Give the claim up unprocessed (stopping), so another processor takes it at once;
+        the attempt is given back (stopping is not the message's fault)."""
         with self.sessions.begin() as session:
             session.execute(
                 update(InboundMessage)
                 .where(col(InboundMessage.id) == inbound_id)
                 .where(col(InboundMessage.claim_token) == token)
-                .values(claim_token=None, claimed_until=None)
+                .values(
+                    claim_token=None,
+                    claimed_until=None,
+                    attempts=InboundMessage.attempts - 1,
+                )
             )
 
     def _renew(self, inbound_id: int, token: str) -> bool:
@@ -406,7 +451,7 @@ class IntakeProcessor:
             if row is None or row.claim_token != token:
                 log.error("intake %s: failed (%s) after losing its claim", inbound_id, plain)
                 return row.state if row else InboundState.IGNORED
-            row.attempts += 1
+            # The attempt was counted when the message was claimed.
             row.last_error = plain
             row.claim_token = None
             if row.attempts >= self.settings.intake_max_attempts:
@@ -715,7 +760,6 @@ class IntakeProcessor:
             row.reason = clean(outcome.reason[:5000], multiline=True)[0]
             row.dispute_number = outcome.number
             row.authentication = outcome.authentication
-            row.attempts += 1
             row.processed_at = datetime.now(UTC)
             row.claim_token = None
             row.claimed_until = None
