@@ -437,10 +437,9 @@ class IntakeProcessor:
         if not await asyncio.to_thread(self._finish, inbound_id, token, outcome, mail):
             return await asyncio.to_thread(self._state, inbound_id)
         if ids:
-            try:
-                await self.services.outbox.deliver(ids)
-            except RuntimeError:
-                log.warning("intake %s: reply left in the outbox for the relay", inbound_id)
+            # Sending is the relay's job (claimed, leased, retried, refusals shown to admins):
+            # the relays of this process are woken now; `accord intake` runs one of its own.
+            self.services.outbox.nudge()
         return outcome.state
 
     def _failed(self, inbound_id: int, token: str, exc: Exception) -> InboundState:

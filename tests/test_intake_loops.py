@@ -9,17 +9,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import aiosmtplib
 import pytest
 from sqlalchemy import update
 from sqlmodel import col
+from temporalio.testing import WorkflowEnvironment
 
+from accord.runtime import build_services
+from accord.settings import Settings
+from accord.stack import run_intake, wait_for_port
 from intake.processor import IntakeProcessor
-from models.enums import InboundState
+from models.enums import InboundState, OutboxState
 from models.tables import InboundMessage
-from tests.conftest import Stack
-from tests.test_intake import Intake, mail
-from tests.test_intake_faults import row_of, store
+from tests.conftest import MailCapture, Stack, free_port, make_settings, seed
+from tests.test_intake import CLAIMANT, Intake, mail
+from tests.test_intake_faults import replies_to, row_of, store
 
 
 @pytest.fixture
@@ -29,6 +35,21 @@ async def intake_on_both(stack_on_both: Stack) -> AsyncIterator[Intake]:
         yield running
     finally:
         running.controller.stop()
+
+
+@pytest.fixture
+async def idle_stack(
+    env: WorkflowEnvironment,
+    database_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> Stack:
+    """Database, SMTP and Temporal, and no worker: so no relay sends anything but the ones
+    a test starts."""
+    mail_capture, port = smtp
+    idle = Stack(env, make_settings(database_url, port, tmp_path), mail_capture)
+    seed(idle.sessions)
+    return idle
 
 
 def lapse(stack: Stack, inbound_id: int) -> None:
@@ -100,3 +121,63 @@ async def test_a_processed_message_counts_one_attempt_and_a_stop_gives_it_back(
     row = row_of(stack, inbound_id)
     assert row.state is InboundState.QUARANTINED
     assert row.attempts == 1
+
+
+# --- sending is the relay's job ---------------------------------------------------------------
+
+
+def own_settings(stack: Stack, **changes: object) -> Settings:
+    """The settings of a separate `accord intake` process: same database, SMTP and Temporal,
+    and a relay interval so long that only a nudge sends anything."""
+    target = stack.client.service_client.config.target_host
+    return stack.settings.model_copy(
+        update={"temporal_address": target, "outbox_relay_interval_seconds": 3600.0, **changes}
+    )
+
+
+async def test_the_intake_only_enqueues_its_replies(idle_stack: Stack) -> None:
+    """An intake without a relay leaves the reply in the outbox: it sends nothing itself, so a
+    slow or refusing SMTP server never holds up the messages behind it, and every send is
+    claimed, leased and retried by a relay."""
+    stack = idle_stack
+    processor = IntakeProcessor(build_services(own_settings(stack)), stack.client)
+    try:
+        inbound_id, _ = await asyncio.to_thread(
+            processor.store,
+            mail(CLAIMANT, "Contoso took our deal", "Respondent: Contoso").as_bytes(),
+            source="smtp",
+        )
+        assert await processor.process(inbound_id) is InboundState.ANSWERED
+        [reply] = replies_to(stack, CLAIMANT)
+        assert reply.state is OutboxState.PENDING and reply.attempts == 0
+        assert stack.mail.subjects(CLAIMANT) == []
+        # A relay sends it.
+        assert await processor.services.outbox.relay_once() == 1
+    finally:
+        processor.close()
+    await stack.mail.wait_for(CLAIMANT, "Re: Contoso took our deal")
+    [reply] = replies_to(stack, CLAIMANT)
+    assert reply.state is OutboxState.SENT and reply.attempts == 1
+
+
+async def test_accord_intake_alone_sends_its_replies_with_its_own_relay(
+    idle_stack: Stack,
+) -> None:
+    """`accord intake` in a process of its own (no worker, no web app there): its relay is
+    woken by each reply it queues, so the answer goes out without waiting for another
+    process's relay (whose interval here is an hour)."""
+    stack = idle_stack
+    settings = own_settings(stack, intake_smtp_port=free_port(), intake_imap_host=None)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_intake(settings, stop))
+    try:
+        await wait_for_port("127.0.0.1", settings.intake_smtp_port, 30, "the intake")
+        await aiosmtplib.send(
+            mail(CLAIMANT, "Contoso took our deal", "Respondent: Contoso"),
+            hostname="127.0.0.1",
+            port=settings.intake_smtp_port,
+        )
+        await stack.mail.wait_for(CLAIMANT, "Re: Contoso took our deal")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)
