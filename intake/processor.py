@@ -46,7 +46,7 @@ from models.payloads import (
     MailMessage,
     NotificationRequest,
 )
-from models.tables import InboundMessage, Partner
+from models.tables import InboundMessage, OutboxMessage, Partner
 from models.text import clean, plain_error, problem
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
@@ -83,6 +83,8 @@ class Outcome:
     number: str | None = None
     reply: dict[str, Any] | None = None
     """The context of the reply to send, when the sender is to be answered."""
+    reply_key: str | None = None
+    """The reply's outbox key when it is not the message's own: one answer for many messages."""
     authentication: dict[str, str] = field(default_factory=dict)
 
 
@@ -598,6 +600,8 @@ class IntakeProcessor:
                 field="text",
                 limits=texts.limits_of(self.settings),
             )
+        except texts.TooManyTexts as problem:
+            return self._over_limit(number, mail.sender, problem)
         except texts.TextProblem as problem:
             return Outcome(
                 InboundState.ANSWERED,
@@ -633,6 +637,33 @@ class IntakeProcessor:
             )
         reply = {"outcome": "threaded", "refused_attachments": refused} if refused else None
         return Outcome(InboundState.THREADED, f"added to {number}", number=number, reply=reply)
+
+    def _over_limit(self, number: str, sender: str, problem: texts.TextProblem) -> Outcome:
+        """Over a volume limit: the sender is told once a day per dispute, not once a message,
+        so two mail robots answering each other (or a forward without Auto-Submitted) cannot
+        keep a loop going through us. The answer's outbox key is the sender's, the dispute's
+        and the day's: two such messages processed at once still queue one answer."""
+        today = datetime.now(UTC).date().isoformat()
+        key = f"intake-limit:{number}:{today}"
+        reason = f"not added to {number}: {problem.message}"
+        with self.sessions.read() as session:
+            told = session.exec(
+                select(OutboxMessage.id).where(OutboxMessage.key == f"{key}:{sender.lower()}")
+            ).first()
+        if told is not None:
+            return Outcome(
+                InboundState.IGNORED,
+                f"{reason}; not answered: {sender} was told about this limit today already"
+                " (one answer a day, so no mail loop runs through the intake)",
+                number=number,
+            )
+        return Outcome(
+            InboundState.ANSWERED,
+            reason,
+            number=number,
+            reply={"outcome": "not_added", "errors": [problem.message]},
+            reply_key=key,
+        )
 
     async def _attach(
         self,
@@ -787,7 +818,7 @@ class IntakeProcessor:
             **outcome.reply,
         }
         return NotificationRequest(
-            key=f"intake-{inbound_id}:reply",
+            key=outcome.reply_key or f"intake-{inbound_id}:reply",
             number=outcome.number or "",
             template="intake_reply",
             recipients=(mail.sender,),

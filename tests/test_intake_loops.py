@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
@@ -24,7 +25,7 @@ from intake.processor import IntakeProcessor
 from models.enums import InboundState, OutboxState
 from models.tables import InboundMessage
 from tests.conftest import MailCapture, Stack, free_port, make_settings, seed
-from tests.test_intake import CLAIMANT, Intake, mail
+from tests.test_intake import CLAIMANT, RESPONDENT, Intake, mail
 from tests.test_intake_faults import replies_to, row_of, store
 
 
@@ -181,3 +182,38 @@ async def test_accord_intake_alone_sends_its_replies_with_its_own_relay(
     finally:
         stop.set()
         await asyncio.wait_for(running, 60)
+
+
+# --- mail loops -------------------------------------------------------------------------------
+
+
+async def test_a_sender_over_a_volume_limit_is_answered_once_a_day_not_once_a_message(
+    intake_on_both: Intake,
+) -> None:
+    """Two mail robots (or a partner's auto-forward without Auto-Submitted) answering each
+    other: an answer to every message over the limit would keep the loop going. The first is
+    answered; the rest of the day's are recorded, not answered; auto-submitted mail never."""
+    stack = intake_on_both.stack
+    stack.settings.texts_per_sender = 1
+    number = (await stack.file()).number
+
+    def reply(n: int, **headers: str) -> EmailMessage:
+        return mail(RESPONDENT, f"Re: [{number}] the registration", f"Answer {n}.", headers=headers)
+
+    first = await intake_on_both.deliver(reply(1))
+    assert first.state is InboundState.THREADED, first.reason
+    told = await intake_on_both.deliver(reply(2))
+    assert told.state is InboundState.ANSWERED, told.reason
+    assert "the most one person may send in one dispute (1)" in (told.reason or "")
+    for n in (3, 4, 5):
+        again = await intake_on_both.deliver(reply(n))
+        assert again.state is InboundState.IGNORED, again.reason
+        assert "the most one person may send in one dispute (1)" in (again.reason or "")
+        assert "told about this limit today already" in (again.reason or ""), again.reason
+    machine = await intake_on_both.deliver(reply(6, **{"Auto-Submitted": "auto-replied"}))
+    assert machine.state is InboundState.IGNORED
+    await stack.mail_settled()
+    [answer] = replies_to(stack, RESPONDENT)
+    assert "the most one person may send in one dispute (1)" in answer.text_body
+    answers = [s for s in stack.mail.subjects(RESPONDENT) if "Re: Re:" in s]
+    assert answers == [f"[{number}] Re: Re: [{number}] the registration"]
