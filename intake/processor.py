@@ -628,7 +628,16 @@ class IntakeProcessor:
                 DisputeWorkflow.add_message,
             )
         except (Refused, DisputeGone) as exc:
-            reason = str(exc) if isinstance(exc, Refused) else f"{number} is no longer open"
+            reason = (
+                refusal_in_words(number, exc)
+                if isinstance(exc, Refused)
+                else f"{number} is no longer open"
+            )
+            if isinstance(exc, Refused):
+                # The dispute's own words go to the log (and the admins' reason) only.
+                log.info(
+                    "intake %s: %s refused the message: %s (%s)", inbound_id, number, exc, exc.kind
+                )
             return Outcome(
                 InboundState.ANSWERED,
                 f"not added to {number}: {reason}",
@@ -868,6 +877,55 @@ def _without_trace(raw: bytes) -> bytes:
     return b"\n".join(kept) + sep + body
 
 
+WORDED_REFUSALS = frozenset(
+    {"ValueError", "StaleAction", "RuleNoLongerHolds", "RemedyNotWaived", "UnknownCitation"}
+)
+"""The refusals whose text the workflow writes for a user (a validator's rule, a named
+refusal); any other failure (a bug, a broken invariant, a library's error) is not explained in
+its own words to a sender."""
+
+_ACTION_WORDS = {
+    "add_message": "messages",
+    "add_evidence": "evidence",
+}
+_STAGE_RULE = re.compile(r"^([a-z_]+) in stage ([a-z_]+) is for ([a-z_ ]+), not ([a-z_]+)$")
+_NOT_NOW = re.compile(r"^([a-z_]+) is not possible while the dispute is ([a-z_]+)")
+_ENGINE_TEXT = re.compile(
+    r"error|exception|traceback|workflow|temporal|activity|update|rpc|psycopg|sqlalchemy"
+    r"|sqlite|pydantic|[<>{}\[\]_\n]",
+    re.IGNORECASE,
+)
+
+
+def refusal_in_words(number: str, refused: Refused) -> str:
+    """Why the dispute turned an emailed message or attachment down, in words a sender can act
+    on: the dispute's rules rewritten as sentences, its other worded refusals kept when they
+    hold no engine's terms; anything else is a fault on our side, said as such."""
+    text = str(refused).strip()
+    if refused.kind in WORDED_REFUSALS:
+        rule = _STAGE_RULE.match(text)
+        if rule:
+            action, stage, roles, role = rule.groups()
+            return (
+                f"{number} takes {_ACTION_WORDS.get(action, action.replace('_', ' '))} by"
+                f" email only from {roles.replace('_', ' ')}s at its current stage"
+                f" ({stage.replace('_', ' ')}), not from {role.replace('_', ' ')}s"
+            )
+        rule = _NOT_NOW.match(text)
+        if rule:
+            action, stage = rule.groups()
+            return (
+                f"{number} does not take {_ACTION_WORDS.get(action, action.replace('_', ' '))}"
+                f" at its current stage ({stage.replace('_', ' ')})"
+            )
+        if text and len(text) <= 300 and not _ENGINE_TEXT.search(text):
+            return text
+    return (
+        f"{number} could not take it because of a fault on our side; the administrators can"
+        " see it and will follow up"
+    )
+
+
 def describe_failure(exc: BaseException) -> str:
     """What went wrong, in words an admin can act on; the engines' own text (which can hold
     the data that failed, or a driver's internals) goes only to the log."""
@@ -876,7 +934,11 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError | SQLAlchemyError):
         driver = type(getattr(exc, "orig", None) or exc).__name__
         return f"the database refused or did not answer ({driver})"
-    if isinstance(exc, RPCError | WorkflowUpdateRPCTimeoutOrCancelledError):
+    if isinstance(exc, RPCError | WorkflowUpdateRPCTimeoutOrCancelledError) or (
+        # What the client raises when it cannot reach the server to connect (a lazy client,
+        # or one started while Temporal was down): the bridge's text, no type of its own.
+        isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+    ):
         return "the dispute engine (Temporal) did not answer or turned the request down"
     if isinstance(exc, TimeoutError | ConnectionError | OSError):
         return f"a service did not answer in time ({type(exc).__name__})"

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import col
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from accord.runtime import build_services
@@ -23,10 +24,13 @@ from accord.settings import Settings
 from accord.stack import run_intake, wait_for_port
 from intake.processor import IntakeProcessor
 from models.enums import InboundState, OutboxState
+from models.payloads import Withdraw
 from models.tables import InboundMessage
 from tests.conftest import MailCapture, Stack, free_port, make_settings, seed
+from tests.test_dispute_paths import in_mediation
 from tests.test_intake import CLAIMANT, RESPONDENT, Intake, mail
 from tests.test_intake_faults import replies_to, row_of, store
+from workflows.dispute import DisputeWorkflow
 
 
 @pytest.fixture
@@ -217,3 +221,119 @@ async def test_a_sender_over_a_volume_limit_is_answered_once_a_day_not_once_a_me
     assert "the most one person may send in one dispute (1)" in answer.text_body
     answers = [s for s in stack.mail.subjects(RESPONDENT) if "Re: Re:" in s]
     assert answers == [f"[{number}] Re: Re: [{number}] the registration"]
+
+
+# --- plain words to the sender ----------------------------------------------------------------
+
+ADMIN = "ada.admin@vendor.example"
+ENGINE_WORDS = (
+    "RPCError",
+    "rpc",
+    "psycopg",
+    "sqlalchemy",
+    "sqlite3",
+    "Traceback",
+    "ApplicationError",
+    "WorkflowUpdate",
+    "workflow",
+    "validation error for",
+    "Temporal",
+    "hunter2",
+    "_",
+)
+
+
+def assert_plain(text: str) -> None:
+    for word in ENGINE_WORDS:
+        assert word.lower() not in text.lower(), (word, text)
+
+
+async def test_a_reply_to_an_ended_dispute_is_answered_in_plain_words(
+    intake_on_both: Intake,
+) -> None:
+    stack = intake_on_both.stack
+    number = (await stack.file()).number
+    await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.withdraw,
+        Withdraw(actor=stack.actor(CLAIMANT), reason="Resolved directly with Contoso."),
+    )
+    await stack.handle(number).result()
+    row = await intake_on_both.deliver(
+        mail(RESPONDENT, f"Re: [{number}] the registration", "One more thing.")
+    )
+    assert row.state is InboundState.ANSWERED, row.reason
+    await stack.mail_settled()
+    [answer] = replies_to(stack, RESPONDENT)
+    said = answer.text_body.split("\n-- \n")[0]
+    assert "is closed" in said or "no longer open" in said, said
+    assert_plain(said)
+
+
+async def test_a_refusal_by_the_dispute_is_put_in_plain_words(intake_on_both: Intake) -> None:
+    """The dispute's own rule ("add_message in stage filed is for partner, not admin") is not
+    sent word for word: the sender reads what happened in words."""
+    stack = intake_on_both.stack
+    number = (await stack.file()).number
+    row = await intake_on_both.deliver(
+        mail(ADMIN, f"Re: [{number}] the registration", "A note from the admins.")
+    )
+    assert row.state is InboundState.ANSWERED, row.reason
+    await stack.mail_settled()
+    [answer] = replies_to(stack, ADMIN)
+    said = answer.text_body.split("\n-- \n")[0]
+    assert "takes messages by email only from partners" in said, said
+    assert_plain(said)
+
+
+async def test_temporal_away_fails_the_message_in_plain_words_and_tells_the_sender_nothing_raw(
+    intake_on_both: Intake,
+) -> None:
+    stack = intake_on_both.stack
+    stack.settings.intake_max_attempts = 1
+    number = (await stack.file()).number
+    dead = await Client.connect(
+        f"127.0.0.1:{free_port()}", lazy=True, data_converter=stack.client.data_converter
+    )
+    processor = IntakeProcessor(stack.services, dead)
+    try:
+        inbound_id = await store(
+            intake_on_both,
+            mail(RESPONDENT, f"Re: [{number}] the registration", "Our answer.").as_bytes(),
+        )
+        assert await processor.process(inbound_id) is InboundState.FAILED
+    finally:
+        processor.close()
+    row = row_of(stack, inbound_id)
+    assert row.reason and row.last_error
+    assert "the dispute engine" in row.last_error, row.last_error
+    for said in (row.reason, row.last_error):
+        assert_plain(said.replace("(Temporal)", ""))
+    # Nothing goes to the sender for a fault of ours: the message waits for an admin.
+    await stack.mail_settled()
+    assert replies_to(stack, RESPONDENT) == []
+
+
+async def test_a_database_fault_fails_the_message_in_plain_words(intake_on_both: Intake) -> None:
+    stack = intake_on_both.stack
+    stack.settings.intake_max_attempts = 1
+    number = (await stack.file()).number
+    inbound_id = await store(
+        intake_on_both,
+        mail(RESPONDENT, f"Re: [{number}] the registration", "Our answer.").as_bytes(),
+    )
+    with stack.sessions.begin() as session:
+        session.execute(text("ALTER TABLE dispute_text RENAME TO dispute_text_away"))
+    try:
+        assert await intake_on_both.processor.process(inbound_id) is InboundState.FAILED
+    finally:
+        with stack.sessions.begin() as session:
+            session.execute(text("ALTER TABLE dispute_text_away RENAME TO dispute_text"))
+    row = row_of(stack, inbound_id)
+    assert row.reason and row.last_error
+    assert "the database refused or did not answer" in row.last_error, row.last_error
+    for said in (row.reason, row.last_error):
+        assert "dispute_text" not in said and "psycopg" not in said.lower(), said
+        assert "sqlite3" not in said and "Traceback" not in said, said
+    await stack.mail_settled()
+    assert replies_to(stack, RESPONDENT) == []
