@@ -48,6 +48,7 @@ from models.payloads import (
 )
 from models.tables import InboundMessage, OutboxMessage, Partner
 from models.text import clean, plain_error, problem
+from notifications.outbox import intake_reply_key
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -827,7 +828,7 @@ class IntakeProcessor:
             **outcome.reply,
         }
         return NotificationRequest(
-            key=outcome.reply_key or f"intake-{inbound_id}:reply",
+            key=outcome.reply_key or intake_reply_key(inbound_id),
             number=outcome.number or "",
             template="intake_reply",
             recipients=(mail.sender,),

@@ -30,6 +30,7 @@ from tests.conftest import MailCapture, Stack, free_port, make_settings, seed
 from tests.test_dispute_paths import in_mediation
 from tests.test_intake import CLAIMANT, RESPONDENT, Intake, mail
 from tests.test_intake_faults import replies_to, row_of, store
+from tests.web_harness import make_app, signed_in
 from workflows.dispute import DisputeWorkflow
 
 
@@ -337,3 +338,48 @@ async def test_a_database_fault_fails_the_message_in_plain_words(intake_on_both:
         assert "sqlite3" not in said and "Traceback" not in said, said
     await stack.mail_settled()
     assert replies_to(stack, RESPONDENT) == []
+
+
+# --- a reply the sender's server refused ------------------------------------------------------
+
+
+async def test_a_refused_intake_reply_is_shown_next_to_its_message_and_sent_again(
+    intake_on_both: Intake,
+) -> None:
+    """An answer to a message that filed nothing has no dispute to hang an admin task on: the
+    intake page shows it next to the message it answers, with the server's reason, and the
+    admin sends it again (or dismisses it) there."""
+    stack = intake_on_both.stack
+    stack.mail.gone.add(CLAIMANT)
+    row = await intake_on_both.deliver(
+        mail(CLAIMANT, "Contoso took our deal", "Respondent: Contoso")
+    )
+    assert row.state is InboundState.ANSWERED
+    await stack.mail_settled()
+    [refused] = replies_to(stack, CLAIMANT)
+    assert refused.state is OutboxState.FAILED
+    app = make_app(stack)
+    admin = await signed_in(app, ADMIN)
+    page = await admin.get("/admin/intake")
+    assert page.status_code == 200, page.text
+    assert "Answers not delivered" in page.text
+    assert f"#{row.id}" in page.text and "Contoso took our deal" in page.text
+    assert "no such mailbox here" in page.text
+    assert f"/admin/intake/replies/{refused.id}/resend" in page.text
+    # Partners and other staff cannot send it again.
+    partner = await signed_in(app, CLAIMANT)
+    forbidden = await partner.post(f"/admin/intake/replies/{refused.id}/resend", {})
+    assert forbidden.status_code == 403
+    # The address is put right; the admin sends it again.
+    stack.mail.gone.discard(CLAIMANT)
+    done = await admin.post(f"/admin/intake/replies/{refused.id}/resend", {})
+    assert done.status_code in (200, 303), done.text
+    await stack.mail.wait_for(CLAIMANT, "Re: Contoso took our deal")
+    await stack.mail_settled()
+    [sent] = replies_to(stack, CLAIMANT)
+    assert sent.state is OutboxState.SENT
+    page = await admin.get("/admin/intake")
+    assert f"/admin/intake/replies/{refused.id}/resend" not in page.text
+    # A dispute's mail is resent from its own page, not here.
+    other = await admin.post("/admin/intake/replies/999999/resend", {})
+    assert other.status_code == 404
