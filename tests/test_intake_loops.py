@@ -7,7 +7,10 @@ server refused is shown to the admins next to the message, to be sent again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -383,3 +386,89 @@ async def test_a_refused_intake_reply_is_shown_next_to_its_message_and_sent_agai
     # A dispute's mail is resent from its own page, not here.
     other = await admin.post("/admin/intake/replies/999999/resend", {})
     assert other.status_code == 404
+
+
+DYING_INTAKE = """
+import asyncio, pathlib, sys, time
+
+from temporalio.client import Client
+
+from accord.runtime import build_services
+from accord.settings import Settings
+from intake.processor import IntakeProcessor
+
+
+def stuck(raw: bytes, seconds: float) -> object:
+    # Mid-message: the claim is taken and renewed; the test kills this process here.
+    pathlib.Path(sys.argv[2]).write_text("reading")
+    while True:
+        time.sleep(1)
+
+
+async def main() -> None:
+    settings = Settings()
+    client = await Client.connect("127.0.0.1:1", lazy=True)  # never reached: dies first
+    processor = IntakeProcessor(build_services(settings), client)
+    processor._readers.read = stuck  # type: ignore[method-assign]
+    await processor.process(int(sys.argv[1]))
+
+
+asyncio.run(main())
+"""
+
+
+async def test_an_intake_process_killed_mid_message_n_times_leaves_it_failed(
+    intake_on_both: Intake, tmp_path: Path
+) -> None:
+    """The real thing: an `accord intake` process takes the message and is killed (SIGKILL)
+    while reading it, three times; the third claim lapsing marks it failed, and it stays there
+    for an admin instead of killing a fourth process."""
+    stack = intake_on_both.stack
+    stack.settings.intake_max_attempts = 3
+    script = tmp_path / "dying_intake.py"
+    script.write_text(DYING_INTAKE)
+    inbound_id = await store(
+        intake_on_both, mail("nobody@nowhere.example", "Hello", "Hi.").as_bytes()
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "DATABASE_URL": stack.settings.resolved_database_url(),
+        "ACCORD_STATE_DIR": str(tmp_path / "elsewhere"),
+        "ACCORD_INTAKE_CLAIM_SECONDS": "1",
+    }
+    for attempt in (1, 2, 3):
+        marker = tmp_path / f"reading-{attempt}"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), str(inbound_id), str(marker), env=env
+        )
+        try:
+            await until(marker.exists, f"intake process {attempt} to take the message")
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # it died by itself: said above
+                process.kill()
+            await process.wait()
+        assert row_of(stack, inbound_id).attempts == attempt
+        assert row_of(stack, inbound_id).state is InboundState.RECEIVED
+        # Its claim lapses (a second; nothing renews it now).
+        await until(
+            lambda: (
+                (row_of(stack, inbound_id).claimed_until or datetime.min.replace(tzinfo=UTC))
+                < datetime.now(UTC)
+            ),
+            "the dead process's claim to lapse",
+        )
+    assert inbound_id in await asyncio.to_thread(intake_on_both.processor.pending)
+    await intake_on_both.processor.process_pending()
+    row = row_of(stack, inbound_id)
+    assert row.state is InboundState.FAILED, row.reason
+    assert "taken 3 times without an outcome" in (row.reason or "")
+    assert inbound_id not in await asyncio.to_thread(intake_on_both.processor.pending)
+
+
+async def until(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"waited {seconds} s for {what}")
+        await asyncio.sleep(0.05)
