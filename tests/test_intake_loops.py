@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from accord.runtime import build_services
 from accord.settings import Settings
 from accord.stack import run_intake, wait_for_port
-from intake.processor import IntakeProcessor
+from intake.processor import IntakeProcessor, refusal_in_words
 from models.enums import InboundState, OutboxState
 from models.payloads import Withdraw
 from models.tables import InboundMessage
@@ -34,6 +34,7 @@ from tests.test_dispute_paths import in_mediation
 from tests.test_intake import CLAIMANT, RESPONDENT, Intake, mail
 from tests.test_intake_faults import replies_to, row_of, store
 from tests.web_harness import make_app, signed_in
+from web.operations import Refused
 from workflows.dispute import DisputeWorkflow
 
 
@@ -395,7 +396,7 @@ from temporalio.client import Client
 
 from accord.runtime import build_services
 from accord.settings import Settings
-from intake.processor import IntakeProcessor
+from intake.processor import IntakeProcessor, refusal_in_words
 
 
 def stuck(raw: bytes, seconds: float) -> object:
@@ -472,3 +473,40 @@ async def until(condition: Callable[[], bool], what: str, seconds: float = 60) -
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"waited {seconds} s for {what}")
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("said", "kind"),
+    [
+        ("1 validation error for AddMessage\nmessage.text_ref\n  Field required", "ValueError"),
+        ("'DSP-2026-000001'", "KeyError"),
+        ("no panel", "InvariantBroken"),
+        ("Workflow update failed", "ApplicationError"),
+        ("psycopg.errors.UndefinedTable: relation does not exist", "ValueError"),
+        ("stored text 3f2a is not in the database", "UnknownText"),
+        ("x" * 400, "ValueError"),
+    ],
+)
+def test_a_refusal_not_written_for_a_sender_is_told_as_a_fault_of_ours(
+    said: str, kind: str
+) -> None:
+    told = refusal_in_words("DSP-2026-000001", Refused(said, kind))
+    assert told == (
+        "DSP-2026-000001 could not take it because of a fault on our side; the administrators"
+        " can see it and will follow up"
+    )
+
+
+def test_a_refusal_written_for_a_sender_is_kept() -> None:
+    refused = Refused("the information request info-2 was answered already", "StaleAction")
+    assert (
+        refusal_in_words("DSP-2026-000001", refused)
+        == "the information request info-2 was answered already"
+    )
+    not_now = Refused(
+        "add_evidence is not possible while the dispute is closed (possible in: filed)",
+        "ValueError",
+    )
+    assert refusal_in_words("DSP-2026-000001", not_now) == (
+        "DSP-2026-000001 does not take evidence at its current stage (closed)"
+    )
