@@ -387,6 +387,14 @@ async def test_a_refused_intake_reply_is_shown_next_to_its_message_and_sent_agai
     # A dispute's mail is resent from its own page, not here.
     other = await admin.post("/admin/intake/replies/999999/resend", {})
     assert other.status_code == 404
+    huge = await admin.post("/admin/intake/replies/99999999999999999999999/resend", {})
+    assert huge.status_code in (404, 422), huge.text
+    unknown = await admin.post(f"/admin/intake/replies/{refused.id}/forward", {})
+    assert unknown.status_code == 404
+    # Sent already: it cannot be dismissed, and says why.
+    late = await admin.post(f"/admin/intake/replies/{refused.id}/dismiss", {})
+    assert late.status_code == 422, late.text
+    assert "it was sent" in late.text
 
 
 DYING_INTAKE = """
