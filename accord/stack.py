@@ -99,14 +99,16 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
 
 
 async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
-    """The SMTP receiver and/or the IMAP poller, and the processor behind them."""
+    """The SMTP receiver and/or the IMAP poller, the processor behind them, and an outbox
+    relay for their replies."""
     settings.check()
     from accord.runtime import build_services, connect
     from intake.imap import ImapPoller
     from intake.processor import IntakeProcessor
     from intake.receiver import start_receiver
 
-    processor = IntakeProcessor(build_services(settings), await connect(settings))
+    services = build_services(settings)
+    processor = IntakeProcessor(services, await connect(settings))
     wake = asyncio.Event()
     receiver = None
     if settings.intake_smtp_port:
@@ -122,7 +124,12 @@ async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
             settings.intake_smtp_port,
             settings.intake_max_bytes,
         )
-    parts = [processor.run(stop, wake)]
+    # The intake only queues its replies; this relay (woken by each one queued here) sends
+    # them, also when the intake runs alone (`accord intake`) with no worker beside it.
+    parts = [
+        processor.run(stop, wake),
+        services.outbox.run(settings.outbox_relay_interval_seconds, stop),
+    ]
     if settings.intake_imap_host:
         parts.append(ImapPoller(processor, settings).run(stop, wake))
     try:

@@ -46,8 +46,9 @@ from models.payloads import (
     MailMessage,
     NotificationRequest,
 )
-from models.tables import InboundMessage, Partner
+from models.tables import InboundMessage, OutboxMessage, Partner
 from models.text import clean, plain_error, problem
+from notifications.outbox import intake_reply_key
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
@@ -83,6 +84,8 @@ class Outcome:
     number: str | None = None
     reply: dict[str, Any] | None = None
     """The context of the reply to send, when the sender is to be answered."""
+    reply_key: str | None = None
+    """The reply's outbox key when it is not the message's own: one answer for many messages."""
     authentication: dict[str, str] = field(default_factory=dict)
 
 
@@ -197,36 +200,81 @@ class IntakeProcessor:
 
     def claim(self, inbound_id: int) -> str | None:
         """Take the message for processing; returns the claim's token, or None when it is not
-        to be processed (done, or claimed by another processor, or backing off).
+        to be processed (done, or claimed by another processor, or backing off, or failed).
+
+        The attempt is counted here, when it starts: a message that kills its processor (or
+        hangs it past its claim) never reaches the end of an attempt, so counting there let it
+        be taken again forever. A message taken the last time without an outcome is marked
+        failed instead of taken again.
 
         One conditional UPDATE: on SQLite writers are serialised, and PostgreSQL re-checks the
         condition on the row it waited for, so of two processors exactly one gets it."""
         token = uuid.uuid4().hex
         now = datetime.now(UTC)
+        limit = self.settings.intake_max_attempts
+        takeable = (
+            col(InboundMessage.id) == inbound_id,
+            col(InboundMessage.state) == InboundState.RECEIVED,
+            or_(
+                col(InboundMessage.claimed_until).is_(None),
+                col(InboundMessage.claimed_until) < now,
+            ),
+        )
         with self.sessions.begin() as session:
             result = session.execute(
                 update(InboundMessage)
-                .where(col(InboundMessage.id) == inbound_id)
-                .where(col(InboundMessage.state) == InboundState.RECEIVED)
-                .where(
-                    or_(
-                        col(InboundMessage.claimed_until).is_(None),
-                        col(InboundMessage.claimed_until) < now,
-                    )
+                .where(*takeable)
+                .where(col(InboundMessage.attempts) < limit)
+                .values(
+                    claim_token=token,
+                    claimed_until=now + self._lease(),
+                    attempts=InboundMessage.attempts + 1,
                 )
-                .values(claim_token=token, claimed_until=now + self._lease())
             )
             taken = result.rowcount == 1  # type: ignore[attr-defined]
-        return token if taken else None
+            if taken:
+                return token
+            # Every attempt taken, the last one's claim lapsed without an outcome (a failed
+            # attempt ending normally is marked failed by _failed): the processor died on it.
+            result = session.execute(
+                update(InboundMessage)
+                .where(*takeable)
+                .where(col(InboundMessage.attempts) >= limit)
+                .values(
+                    state=InboundState.FAILED,
+                    reason=(
+                        f"taken {limit} times without an outcome: each time the intake stopped"
+                        " (crashed, or hung past its claim) while processing it"
+                    ),
+                    last_error="the intake stopped while processing it",
+                    claim_token=None,
+                    claimed_until=None,
+                    processed_at=now,
+                )
+            )
+            failed = result.rowcount == 1  # type: ignore[attr-defined]
+        if failed:
+            log.error(
+                "intake %s: taken %d times without an outcome (the processor died or hung on"
+                " it each time); marked failed for an admin",
+                inbound_id,
+                limit,
+            )
+        return None
 
     def release(self, inbound_id: int, token: str) -> None:
-        """Give the claim up unprocessed (stopping), so another processor takes it at once."""
+        """Give the claim up unprocessed (stopping), so another processor takes it at once;
+        the attempt is given back (stopping is not the message's fault)."""
         with self.sessions.begin() as session:
             session.execute(
                 update(InboundMessage)
                 .where(col(InboundMessage.id) == inbound_id)
                 .where(col(InboundMessage.claim_token) == token)
-                .values(claim_token=None, claimed_until=None)
+                .values(
+                    claim_token=None,
+                    claimed_until=None,
+                    attempts=InboundMessage.attempts - 1,
+                )
             )
 
     def _renew(self, inbound_id: int, token: str) -> bool:
@@ -392,10 +440,9 @@ class IntakeProcessor:
         if not await asyncio.to_thread(self._finish, inbound_id, token, outcome, mail):
             return await asyncio.to_thread(self._state, inbound_id)
         if ids:
-            try:
-                await self.services.outbox.deliver(ids)
-            except RuntimeError:
-                log.warning("intake %s: reply left in the outbox for the relay", inbound_id)
+            # Sending is the relay's job (claimed, leased, retried, refusals shown to admins):
+            # the relays of this process are woken now; `accord intake` runs one of its own.
+            self.services.outbox.nudge()
         return outcome.state
 
     def _failed(self, inbound_id: int, token: str, exc: Exception) -> InboundState:
@@ -406,7 +453,7 @@ class IntakeProcessor:
             if row is None or row.claim_token != token:
                 log.error("intake %s: failed (%s) after losing its claim", inbound_id, plain)
                 return row.state if row else InboundState.IGNORED
-            row.attempts += 1
+            # The attempt was counted when the message was claimed.
             row.last_error = plain
             row.claim_token = None
             if row.attempts >= self.settings.intake_max_attempts:
@@ -554,6 +601,8 @@ class IntakeProcessor:
                 field="text",
                 limits=texts.limits_of(self.settings),
             )
+        except texts.TooManyTexts as problem:
+            return self._over_limit(number, mail.sender, problem)
         except texts.TextProblem as problem:
             return Outcome(
                 InboundState.ANSWERED,
@@ -580,7 +629,16 @@ class IntakeProcessor:
                 DisputeWorkflow.add_message,
             )
         except (Refused, DisputeGone) as exc:
-            reason = str(exc) if isinstance(exc, Refused) else f"{number} is no longer open"
+            reason = (
+                refusal_in_words(number, exc)
+                if isinstance(exc, Refused)
+                else f"{number} is no longer open"
+            )
+            if isinstance(exc, Refused):
+                # The dispute's own words go to the log (and the admins' reason) only.
+                log.info(
+                    "intake %s: %s refused the message: %s (%s)", inbound_id, number, exc, exc.kind
+                )
             return Outcome(
                 InboundState.ANSWERED,
                 f"not added to {number}: {reason}",
@@ -589,6 +647,33 @@ class IntakeProcessor:
             )
         reply = {"outcome": "threaded", "refused_attachments": refused} if refused else None
         return Outcome(InboundState.THREADED, f"added to {number}", number=number, reply=reply)
+
+    def _over_limit(self, number: str, sender: str, problem: texts.TextProblem) -> Outcome:
+        """Over a volume limit: the sender is told once a day per dispute, not once a message,
+        so two mail robots answering each other (or a forward without Auto-Submitted) cannot
+        keep a loop going through us. The answer's outbox key is the sender's, the dispute's
+        and the day's: two such messages processed at once still queue one answer."""
+        today = datetime.now(UTC).date().isoformat()
+        key = f"intake-limit:{number}:{today}"
+        reason = f"not added to {number}: {problem.message}"
+        with self.sessions.read() as session:
+            told = session.exec(
+                select(OutboxMessage.id).where(OutboxMessage.key == f"{key}:{sender.lower()}")
+            ).first()
+        if told is not None:
+            return Outcome(
+                InboundState.IGNORED,
+                f"{reason}; not answered: {sender} was told about this limit today already"
+                " (one answer a day, so no mail loop runs through the intake)",
+                number=number,
+            )
+        return Outcome(
+            InboundState.ANSWERED,
+            reason,
+            number=number,
+            reply={"outcome": "not_added", "errors": [problem.message]},
+            reply_key=key,
+        )
 
     async def _attach(
         self,
@@ -715,7 +800,6 @@ class IntakeProcessor:
             row.reason = clean(outcome.reason[:5000], multiline=True)[0]
             row.dispute_number = outcome.number
             row.authentication = outcome.authentication
-            row.attempts += 1
             row.processed_at = datetime.now(UTC)
             row.claim_token = None
             row.claimed_until = None
@@ -744,7 +828,7 @@ class IntakeProcessor:
             **outcome.reply,
         }
         return NotificationRequest(
-            key=f"intake-{inbound_id}:reply",
+            key=outcome.reply_key or intake_reply_key(inbound_id),
             number=outcome.number or "",
             template="intake_reply",
             recipients=(mail.sender,),
@@ -794,6 +878,55 @@ def _without_trace(raw: bytes) -> bytes:
     return b"\n".join(kept) + sep + body
 
 
+WORDED_REFUSALS = frozenset(
+    {"ValueError", "StaleAction", "RuleNoLongerHolds", "RemedyNotWaived", "UnknownCitation"}
+)
+"""The refusals whose text the workflow writes for a user (a validator's rule, a named
+refusal); any other failure (a bug, a broken invariant, a library's error) is not explained in
+its own words to a sender."""
+
+_ACTION_WORDS = {
+    "add_message": "messages",
+    "add_evidence": "evidence",
+}
+_STAGE_RULE = re.compile(r"^([a-z_]+) in stage ([a-z_]+) is for ([a-z_ ]+), not ([a-z_]+)$")
+_NOT_NOW = re.compile(r"^([a-z_]+) is not possible while the dispute is ([a-z_]+)")
+_ENGINE_TEXT = re.compile(
+    r"error|exception|traceback|workflow|temporal|activity|update|rpc|psycopg|sqlalchemy"
+    r"|sqlite|pydantic|[<>{}\[\]_\n]",
+    re.IGNORECASE,
+)
+
+
+def refusal_in_words(number: str, refused: Refused) -> str:
+    """Why the dispute turned an emailed message or attachment down, in words a sender can act
+    on: the dispute's rules rewritten as sentences, its other worded refusals kept when they
+    hold no engine's terms; anything else is a fault on our side, said as such."""
+    text = str(refused).strip()
+    if refused.kind in WORDED_REFUSALS:
+        rule = _STAGE_RULE.match(text)
+        if rule:
+            action, stage, roles, role = rule.groups()
+            return (
+                f"{number} takes {_ACTION_WORDS.get(action, action.replace('_', ' '))} by"
+                f" email only from {roles.replace('_', ' ')}s at its current stage"
+                f" ({stage.replace('_', ' ')}), not from {role.replace('_', ' ')}s"
+            )
+        rule = _NOT_NOW.match(text)
+        if rule:
+            action, stage = rule.groups()
+            return (
+                f"{number} does not take {_ACTION_WORDS.get(action, action.replace('_', ' '))}"
+                f" at its current stage ({stage.replace('_', ' ')})"
+            )
+        if text and len(text) <= 300 and not _ENGINE_TEXT.search(text):
+            return text
+    return (
+        f"{number} could not take it because of a fault on our side; the administrators can"
+        " see it and will follow up"
+    )
+
+
 def describe_failure(exc: BaseException) -> str:
     """What went wrong, in words an admin can act on; the engines' own text (which can hold
     the data that failed, or a driver's internals) goes only to the log."""
@@ -802,7 +935,11 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError | SQLAlchemyError):
         driver = type(getattr(exc, "orig", None) or exc).__name__
         return f"the database refused or did not answer ({driver})"
-    if isinstance(exc, RPCError | WorkflowUpdateRPCTimeoutOrCancelledError):
+    if isinstance(exc, RPCError | WorkflowUpdateRPCTimeoutOrCancelledError) or (
+        # What the client raises when it cannot reach the server to connect (a lazy client,
+        # or one started while Temporal was down): the bridge's text, no type of its own.
+        isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+    ):
         return "the dispute engine (Temporal) did not answer or turned the request down"
     if isinstance(exc, TimeoutError | ConnectionError | OSError):
         return f"a service did not answer in time ({type(exc).__name__})"

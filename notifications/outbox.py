@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,21 @@ def thread_root(number: str, domain: str) -> str:
 def mail_task_key(number: str, row_id: int) -> str:
     """The admin task about one refused message (one per message: each is resent on its own)."""
     return f"{number}:mail-{row_id}"
+
+
+def intake_reply_key(inbound_id: int) -> str:
+    """The outbox key (before the recipient) of the intake's answer to received message
+    `inbound_id`: one answer per message, however often the message is processed."""
+    return f"intake-{inbound_id}:reply"
+
+
+_INTAKE_REPLY = re.compile(r"^intake-(\d+):reply:")
+
+
+def answered_message(row: OutboxMessage) -> int | None:
+    """The received message this outbox row answers, when it is an intake answer."""
+    matched = _INTAKE_REPLY.match(row.key)
+    return int(matched.group(1)) if matched else None
 
 
 @dataclass(frozen=True)
@@ -476,6 +492,26 @@ class Outbox:
             if number is not None:
                 query = query.where(OutboxMessage.dispute_number == number)
             return list(session.exec(query.order_by(col(OutboxMessage.id).desc())).all())
+
+    def refused_intake_replies(self) -> list[OutboxMessage]:
+        """The intake's answers refused for good that belong to no dispute (an incomplete
+        filing, staff writing without a number): no dispute page or admin task shows them, the
+        intake page does, next to the message each answers. Newest first."""
+        with self.sessions.read() as session:
+            rows = session.exec(
+                select(OutboxMessage)
+                .where(OutboxMessage.state == OutboxState.FAILED)
+                .where(
+                    or_(
+                        col(OutboxMessage.dispute_number).is_(None),
+                        col(OutboxMessage.dispute_number) == "",
+                    )
+                )
+                .where(col(OutboxMessage.key).startswith("intake-"))
+                .order_by(col(OutboxMessage.id).desc())
+                .limit(200)
+            ).all()
+        return [r for r in rows if answered_message(r) is not None]
 
     def message(self, row_id: int) -> OutboxMessage | None:
         if not 0 < row_id <= MAX_ROW_ID:  # not an id the column could hold

@@ -513,6 +513,7 @@ PATHS = [
     "/disputes/DSP-2026-000001/evidence/ev-%00",
     "/precedents/1%00",
     "/admin/intake/1%00/release",
+    "/admin/intake/replies/1%00/resend",
     "/api/disputes/DSP-2026-00000%00",
     "/api/directory/people/ma%00ria",
 ]

@@ -53,7 +53,13 @@ from workflows.dispute import DisputeWorkflow
 
 
 class Refused(Exception):
-    """The workflow refused the action (its validator said why); nothing was recorded."""
+    """The workflow refused the action (its validator said why); nothing was recorded.
+    `kind` is the failure's type (`ValueError` for a validator's rule, or a named
+    refusal such as `StaleAction`): what says whether the text was written for a user."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class DisputeGone(Exception):
@@ -215,7 +221,10 @@ async def perform(
         raise
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
-        raise Refused(getattr(cause, "message", None) or str(cause)) from None
+        raise Refused(
+            getattr(cause, "message", None) or str(cause),
+            getattr(cause, "type", None) or type(cause).__name__,
+        ) from None
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             raise DisputeGone(number) from None

@@ -76,12 +76,13 @@ from models.tables import (
     Evidence,
     EvidenceBlob,
     InboundMessage,
+    OutboxMessage,
     Partner,
     Person,
     Precedent,
 )
 from models.text import StoredLine, check_line
-from notifications.outbox import OutboxRefused
+from notifications.outbox import OutboxRefused, answered_message
 from web import evidence as uploads
 from web import idempotency
 from web.app import WebContext
@@ -562,6 +563,39 @@ def inbound_messages(ctx: WebContext, viewer: Viewer, state: str) -> list[Inboun
                 .limit(200)
             ).all()
         )
+
+
+def refused_intake_replies(
+    ctx: WebContext, viewer: Viewer
+) -> list[tuple[OutboxMessage, InboundMessage | None]]:
+    """The intake's answers the sender's server refused for good, each with the message it
+    answers (they belong to no dispute, so no dispute page or task shows them)."""
+    _require_admin(viewer)
+    rows = ctx.services.outbox.refused_intake_replies()
+    with ctx.services.sessions.read() as session:
+        return [(row, session.get(InboundMessage, answered_message(row) or 0)) for row in rows]
+
+
+def decide_intake_reply(ctx: WebContext, viewer: Viewer, message_id: int, decision: str) -> str:
+    """Send a refused intake answer again (the address or the server was put right), or
+    dismiss it; only the intake's own answers on no dispute are decided here."""
+    if viewer.role is not Role.ADMIN:
+        raise Forbidden("refused mail is resent or dismissed by admins")
+    if decision not in ("resend", "dismiss"):
+        raise NotFound(f"decision {decision}")
+    outbox = ctx.services.outbox
+    row = outbox.message(message_id)
+    if row is None or row.dispute_number or answered_message(row) is None:
+        raise NotFound(f"intake answer {message_id}")
+    now = datetime.now(UTC)
+    try:
+        if decision == "resend":
+            outbox.resend(message_id, now)
+            return f"answer {message_id} to {row.recipient} is being sent again"
+        outbox.dismiss(message_id, now)
+    except OutboxRefused as exc:
+        raise BadInput([("message", str(exc))]) from None
+    return f"answer {message_id} to {row.recipient} dismissed: it will not be sent"
 
 
 def inbound_original(ctx: WebContext, viewer: Viewer, inbound_id: int) -> bytes:

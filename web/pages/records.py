@@ -206,7 +206,17 @@ def intake(request: Request, viewer: AdminDep, state: str = "quarantined") -> Re
         state=state,
         states=list(InboundState),
         max_attempts=web(request).settings.intake_max_attempts,
+        refused_replies=service.refused_intake_replies(web(request), viewer),
     )
+
+
+@router.post("/admin/intake/replies/{message_id}/{decision}", response_class=HTMLResponse)
+async def intake_reply_decision(
+    request: Request, viewer: AdminDep, message_id: int, decision: str
+) -> Response:
+    await read_form(request)
+    message = service.decide_intake_reply(web(request), viewer, message_id, decision)
+    return back(request, "/admin/intake", message)
 
 
 @router.post("/admin/intake/{inbound_id}/{decision}", response_class=HTMLResponse)
