@@ -46,7 +46,7 @@ from models.payloads import (
     MailMessage,
     NotificationRequest,
 )
-from models.tables import InboundMessage, Partner
+from models.tables import InboundMessage, Partner, may_be_row_id
 from models.text import clean, plain_error, problem
 from web import evidence as uploads
 from web.operations import DisputeGone, Refused, perform
@@ -254,6 +254,8 @@ class IntakeProcessor:
     def reopen(self, inbound_id: int, by: str) -> None:
         """An admin's "process again" on a held or failed message: back in the queue with a
         fresh set of attempts (the admin has changed something: the directory, a budget)."""
+        if not may_be_row_id(inbound_id):
+            raise LookupError(f"message {inbound_id}")
         with self.sessions.begin() as session:
             row = session.get(InboundMessage, inbound_id)
             if row is None:

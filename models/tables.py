@@ -531,6 +531,17 @@ class ImapCursor(SQLModel, table=True):
     updated_at: datetime = _utc_column()
 
 
+MAX_ROW_ID = 2**31 - 1
+"""The largest id a serial key column holds (INTEGER on PostgreSQL)."""
+
+
+def may_be_row_id(value: int) -> bool:
+    """Whether `value` is an id a serial key column could hold. An id a user typed (a path, a
+    command's argument) outside it is unknown: asked of the database, SQLite's driver and
+    PostgreSQL both fail on it instead of finding nothing."""
+    return 0 < value <= MAX_ROW_ID
+
+
 class InboundMessage(SQLModel, table=True):
     """One received email, stored raw before it is acknowledged to the sending server."""
 

@@ -79,6 +79,7 @@ from models.tables import (
     Partner,
     Person,
     Precedent,
+    may_be_row_id,
 )
 from models.text import StoredLine, check_line
 from notifications.outbox import OutboxRefused
@@ -566,6 +567,8 @@ def inbound_messages(ctx: WebContext, viewer: Viewer, state: str) -> list[Inboun
 
 def inbound_original(ctx: WebContext, viewer: Viewer, inbound_id: int) -> bytes:
     _require_admin(viewer)
+    if not may_be_row_id(inbound_id):
+        raise NotFound(f"message {inbound_id}")
     with ctx.services.sessions.read() as session:
         row = session.get(InboundMessage, inbound_id)
         if row is None:
@@ -594,6 +597,8 @@ async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decis
         return f"message {inbound_id} processed again: {state.value}"
     if decision != "discard":
         raise NotFound(f"decision {decision}")
+    if not may_be_row_id(inbound_id):
+        raise NotFound(f"message {inbound_id}")
     with ctx.services.sessions.begin() as session:
         row = session.get(InboundMessage, inbound_id)
         if row is None:
