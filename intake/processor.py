@@ -45,6 +45,7 @@ from models.payloads import (
     FilingSubmission,
     MailMessage,
     NotificationRequest,
+    TextRef,
 )
 from models.tables import InboundMessage, Partner, may_be_row_id
 from models.text import clean, plain_error, problem
@@ -543,6 +544,7 @@ class IntakeProcessor:
             )
         side = actor.partner_id if actor.role is Role.PARTNER else None
         visibility = EvidenceVisibility.SIDE if side else EvidenceVisibility.NEUTRALS
+        taken: list[TextRef] = []
         try:
             # The body is stored first, before any attachment: over a volume limit (or too
             # long) nothing is attached or recorded, and the sender is told which and why.
@@ -555,6 +557,7 @@ class IntakeProcessor:
                 mail.reply_text or mail.text,
                 field="text",
                 limits=texts.limits_of(self.settings),
+                taken=taken,
             )
         except texts.TextProblem as problem:
             return Outcome(
@@ -582,6 +585,8 @@ class IntakeProcessor:
                 DisputeWorkflow.add_message,
             )
         except (Refused, DisputeGone) as exc:
+            # Not added: the stored body takes no place under the limits.
+            texts.set_aside(self.sessions, taken)
             reason = str(exc) if isinstance(exc, Refused) else f"{number} is no longer open"
             return Outcome(
                 InboundState.ANSWERED,

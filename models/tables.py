@@ -594,3 +594,13 @@ class DisputeText(SQLModel, table=True):
     """Characters in the body."""
     author: str = Field(max_length=320, index=True)
     created_at: datetime = _utc_column()
+
+
+class RefusedText(SQLModel, table=True):
+    """A stored text whose action the dispute refused (its stage or the sender's role did not
+    allow it): it was not said, so it takes no place under the volume limits. Kept apart from
+    `dispute_text`, which is append-only; the same text sent again and taken removes the row."""
+
+    __tablename__ = "dispute_text_refused"
+    text_id: str = Field(primary_key=True, foreign_key="dispute_text.id", max_length=40)
+    refused_at: datetime = _utc_column()

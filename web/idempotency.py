@@ -22,7 +22,7 @@ from temporalio.client import Client
 from accord import texts
 from accord.db import SessionFactory
 from models.enums import Action
-from models.payloads import ActionPayload, ActionResult, Actor
+from models.payloads import ActionPayload, ActionResult, Actor, TextRef
 from models.tables import IdempotencyRecord
 from web.operations import DisputeGone, Operation, Refused, perform, update_id
 
@@ -106,8 +106,9 @@ async def perform_once(
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
     scope = key_scope(op.action, payload.actor, key)
     claim(sessions, scope, request)
+    taken: list[TextRef] = []
     try:
-        stored = texts.externalise(sessions, number, payload, limits)
+        stored = texts.externalise(sessions, number, payload, limits, taken)
     except texts.TextProblem:
         release(sessions, scope, request)
         raise
@@ -121,5 +122,7 @@ async def perform_once(
             wait_seconds=wait_seconds,
         )
     except (Refused, DisputeGone):
+        # Nothing was said: the texts stored for it take no place under the limits.
+        texts.set_aside(sessions, taken)
         release(sessions, scope, request)
         raise
