@@ -483,6 +483,10 @@ class IdempotencyRecord(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)
     """sha256 of the dispute number and the request: its payload, or its files' hashes."""
     created_at: datetime = _utc_column()
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The dispute's answer to the request (an ActionResult as JSON), once it gave one: the same
+    key again is answered with it. Temporal knows an update id within one run only, and a
+    dispute that continued as new refuses an action it applied before instead of answering."""
 
 
 # --- sign-in --------------------------------------------------------------------------------
