@@ -697,6 +697,8 @@ def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fm
 
 
 AUDIT_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "content", "prev_hash", "hash")
+AUDIT_EXPORT_COLUMNS = (*AUDIT_COLUMNS, "texts")
+"""An export's entry also has the bodies of the stored texts it names, by id (`texts`)."""
 PRECEDENT_COLUMNS = (
     "dispute_number",
     "category",
@@ -753,10 +755,11 @@ def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt:
         query = query.where(DisputeEvent.at >= start)
     if end:
         query = query.where(DisputeEvent.at <= end)
-    columns = ("dispute_number", *AUDIT_COLUMNS)
+    columns = ("dispute_number", *AUDIT_EXPORT_COLUMNS)
     with ctx.services.sessions.read() as session:
-        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
-        records = [{c: _plain(getattr(r, c)) for c in columns} for r in rows]
+        rows = list(session.exec(query.limit(EXPORT_LIMIT)).all())
+    bodies = trail_texts(ctx, rows)
+    records = [{"dispute_number": r.dispute_number, **_audit_record(r, bodies)} for r in rows]
     return _serialise(records, columns, fmt)
 
 
@@ -777,10 +780,26 @@ def audit_trail(
     return events, first_broken_link(events)
 
 
+def trail_texts(ctx: WebContext, events: list[DisputeEvent]) -> dict[str, str]:
+    """The bodies of the stored texts these entries name (`*_ref`: id and hash), by id: the
+    raw trail's readers read them with the entries, as they did when texts were inline. The
+    entries stay as hashed; `accord verify` checks each body against its entry's hash."""
+    with ctx.services.sessions.read() as session:
+        return texts.bodies(session, (i for e in events for i in texts.referenced(e.content)))
+
+
+def _audit_record(event: DisputeEvent, bodies: dict[str, str]) -> dict[str, Any]:
+    record = {c: _plain(getattr(event, c)) for c in AUDIT_COLUMNS}
+    named = texts.referenced(event.content)
+    record["texts"] = {i: bodies[i] for i in named if i in bodies}
+    return record
+
+
 def export_audit(ctx: WebContext, viewer: Viewer, number: str, fmt: str) -> str:
     events, _ = audit_trail(ctx, viewer, number)
-    records = [{c: _plain(getattr(e, c)) for c in AUDIT_COLUMNS} for e in events]
-    return _serialise(records, AUDIT_COLUMNS, fmt)
+    bodies = trail_texts(ctx, events)
+    records = [_audit_record(e, bodies) for e in events]
+    return _serialise(records, AUDIT_EXPORT_COLUMNS, fmt)
 
 
 def export_response(body: str, filename: str, fmt: str) -> Response:

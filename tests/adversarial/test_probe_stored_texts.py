@@ -90,3 +90,31 @@ async def test_the_timeline_lists_a_stored_note_to_those_who_may_read_it(
         notes = [e for e in entries if e["action"] == "note_added"]
         # Two caucus notes to Northwind: the matrix's inline one and the stored one.
         assert len(notes) == (2 if sees else 0), f"{login}: {notes}"
+
+
+COMPLIANCE = "carol.compliance@vendor.example"
+
+
+async def test_compliance_reads_the_stored_texts_in_the_audit_trail_and_its_export(
+    stored: Scenario,
+) -> None:
+    """The trail's entries hold a stored text's id and hash; those who read the raw trail read
+    the body with it (the page, the API and the export), as they did when it was inline."""
+    n = stored.number
+    async with api(stored.app, token_for(stored.stack, COMPLIANCE)) as client:
+        for path in (
+            f"/api/disputes/{n}/audit",
+            f"/api/disputes/{n}/audit/export?format=json",
+            f"/api/disputes/{n}/audit/export?format=csv",
+        ):
+            body = (await client.get(path)).text
+            assert STORED_CAUCUS in body and STORED_QUESTIONS in body, path
+    browser = await signed_in(stored.app, COMPLIANCE)
+    try:
+        page = (await browser.get(f"/disputes/{n}/audit")).text
+        assert STORED_CAUCUS in page and STORED_QUESTIONS in page
+    finally:
+        await browser.close()
+    # The other side never reads the trail at all.
+    async with api(stored.app, token_for(stored.stack, RESPONDENT)) as client:
+        assert (await client.get(f"/api/disputes/{n}/audit/export")).status_code in (403, 404)
