@@ -257,8 +257,10 @@ class IntakeProcessor:
         fresh set of attempts (the admin has changed something: the directory, a budget)."""
         if not may_be_row_id(inbound_id):
             raise LookupError(f"message {inbound_id}")
-        with self.sessions.begin() as session:
-            row = session.get(InboundMessage, inbound_id)
+        # The row locked (PostgreSQL), the transaction the only writer (SQLite): a decision
+        # taken on it at the same moment (a discard) is seen, not overwritten.
+        with self.sessions.begin(immediate=True) as session:
+            row = session.get(InboundMessage, inbound_id, with_for_update=True)
             if row is None:
                 raise LookupError(f"message {inbound_id}")
             if row.state not in (InboundState.QUARANTINED, InboundState.FAILED):

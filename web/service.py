@@ -599,8 +599,10 @@ async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decis
         raise NotFound(f"decision {decision}")
     if not may_be_row_id(inbound_id):
         raise NotFound(f"message {inbound_id}")
-    with ctx.services.sessions.begin() as session:
-        row = session.get(InboundMessage, inbound_id)
+    # Locked (PostgreSQL) / the only writer (SQLite): a retry taken at the same moment, or a
+    # processor's claim that followed it, is seen and not overwritten.
+    with ctx.services.sessions.begin(immediate=True) as session:
+        row = session.get(InboundMessage, inbound_id, with_for_update=True)
         if row is None:
             raise NotFound(f"message {inbound_id}")
         if row.state not in (InboundState.QUARANTINED, InboundState.FAILED):
