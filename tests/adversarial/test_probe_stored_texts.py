@@ -118,3 +118,20 @@ async def test_compliance_reads_the_stored_texts_in_the_audit_trail_and_its_expo
     # The other side never reads the trail at all.
     async with api(stored.app, token_for(stored.stack, RESPONDENT)) as client:
         assert (await client.get(f"/api/disputes/{n}/audit/export")).status_code in (403, 404)
+
+
+def _bodies(message: object) -> str:
+    parts = [p.get_content() for p in message.walk() if p.get_content_maintype() == "text"]  # type: ignore[attr-defined]
+    return "\n".join(str(p) for p in parts)
+
+
+async def test_the_stored_question_is_mailed_to_its_side_only(stored: Scenario) -> None:
+    mail = stored.stack.mail
+    asked = await mail.wait_for(CLAIMANT, "Information requested")
+    assert STORED_QUESTIONS in _bodies(asked)
+    await stored.stack.recorded(stored.number)
+    for message in mail.messages:
+        if message["To"] == CLAIMANT or str(message["To"]).startswith(stored.mediator):
+            continue
+        text = _bodies(message)
+        assert STORED_QUESTIONS not in text and STORED_CAUCUS not in text, message["To"]
