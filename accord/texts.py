@@ -34,7 +34,7 @@ from models.payloads import (
     RequestInformation,
     TextRef,
 )
-from models.tables import Dispute, DisputeText
+from models.tables import Dispute, DisputeText, RefusedText
 
 MAX_CHARS: Mapping[str, int] = {
     "note": 20_000,
@@ -115,9 +115,12 @@ def store(
     *,
     field: str,
     limits: VolumeLimits | None,
+    taken: list[TextRef] | None = None,
 ) -> TextRef:
     """Store one text (or find it stored) and return its reference; raise TextProblem, naming
-    `field`, when it is too long or a volume limit is reached."""
+    `field`, when it is too long or a volume limit is reached. A text this call takes a place
+    for (stored now, or stored before by an action the dispute refused) is added to `taken`:
+    if the dispute refuses this action too, `set_aside` gives the place back."""
     _check_body(kind, body, field)
     ident = text_id(number, kind, author, body)
     try:
@@ -126,6 +129,14 @@ def store(
         with sessions.begin(immediate=True) as session:
             found = session.get(DisputeText, ident)
             if found is not None:
+                refusal = session.get(RefusedText, ident)
+                if refusal is not None:
+                    # Refused before and sent again: it takes a place again, if one is free.
+                    if limits is not None and kind in COUNTED_KINDS:
+                        _check_volume(session, number, author, limits, field)
+                    session.delete(refusal)
+                    if taken is not None:
+                        taken.append(_ref(found))
                 return _ref(found)
             if limits is not None and kind in COUNTED_KINDS:
                 _check_volume(session, number, author, limits, field)
@@ -140,6 +151,8 @@ def store(
                 created_at=datetime.now(UTC),
             )
             session.add(row)
+            if taken is not None:
+                taken.append(_ref(row))
             return _ref(row)
     except IntegrityError:
         # The same text stored at the same moment by a second request: that row is it.
@@ -167,7 +180,9 @@ def _check_volume(
     if session.connection().dialect.name == "postgresql":
         session.exec(select(Dispute.number).where(Dispute.number == number).with_for_update())
     counted = select(func.count()).where(
-        DisputeText.dispute_number == number, col(DisputeText.kind).in_(COUNTED_KINDS)
+        DisputeText.dispute_number == number,
+        col(DisputeText.kind).in_(COUNTED_KINDS),
+        col(DisputeText.id).not_in(select(RefusedText.text_id)),
     )
     in_dispute = session.exec(counted).one()
     if in_dispute >= limits.per_dispute:
@@ -187,38 +202,91 @@ def _check_volume(
         )
 
 
+def set_aside(sessions: SessionFactory, refs: Iterable[TextRef]) -> None:
+    """The dispute refused the action these texts were stored for: they were not said, and
+    their places under the limits are free again (the rows stay: `dispute_text` is append-only,
+    and the same text sent again finds its row)."""
+    for ref in refs:
+        try:
+            with sessions.begin() as session:
+                if session.get(RefusedText, ref.id) is None:
+                    session.add(RefusedText(text_id=ref.id, refused_at=datetime.now(UTC)))
+        except IntegrityError:
+            continue  # set aside at the same moment by a second refusal: done
+
+
 def externalise(
-    sessions: SessionFactory, number: str, payload: ActionPayload, limits: VolumeLimits | None
+    sessions: SessionFactory,
+    number: str,
+    payload: ActionPayload,
+    limits: VolumeLimits | None,
+    taken: list[TextRef] | None = None,
 ) -> ActionPayload:
     """The payload with each inline text stored and replaced by its reference; payloads with no
-    text field are returned as they are."""
+    text field are returned as they are. The texts it takes places for go to `taken` (`store`)."""
     author = payload.actor.id
     match payload:
         case AddNote(text=str() as body):
-            ref = store(sessions, number, "note", author, body, field="text", limits=limits)
+            ref = store(
+                sessions, number, "note", author, body, field="text", limits=limits, taken=taken
+            )
             return payload.model_copy(update={"text": None, "text_ref": ref})
         case RequestInformation(questions=str() as body):
             ref = store(
-                sessions, number, "questions", author, body, field="questions", limits=limits
+                sessions,
+                number,
+                "questions",
+                author,
+                body,
+                field="questions",
+                limits=limits,
+                taken=taken,
             )
             return payload.model_copy(update={"questions": None, "questions_ref": ref})
         case AnswerInformation(answer=str() as body):
-            ref = store(sessions, number, "answer", author, body, field="answer", limits=limits)
+            ref = store(
+                sessions, number, "answer", author, body, field="answer", limits=limits, taken=taken
+            )
             return payload.model_copy(update={"answer": None, "answer_ref": ref})
         case ProposeSettlement(terms=str() as body):
-            ref = store(sessions, number, "terms", author, body, field="terms", limits=limits)
+            ref = store(
+                sessions, number, "terms", author, body, field="terms", limits=limits, taken=taken
+            )
             return payload.model_copy(update={"terms": None, "terms_ref": ref})
         case CastVote(reasons=str() as body):
-            ref = store(sessions, number, "reasons", author, body, field="reasons", limits=limits)
+            ref = store(
+                sessions,
+                number,
+                "reasons",
+                author,
+                body,
+                field="reasons",
+                limits=limits,
+                taken=taken,
+            )
             return payload.model_copy(update={"reasons": None, "reasons_ref": ref})
         case IssueRuling(rationale=str() as body):
             ref = store(
-                sessions, number, "rationale", author, body, field="rationale", limits=limits
+                sessions,
+                number,
+                "rationale",
+                author,
+                body,
+                field="rationale",
+                limits=limits,
+                taken=taken,
             )
             return payload.model_copy(update={"rationale": None, "rationale_ref": ref})
         case AddMessage(message=message) if message.text is not None:
             ref = store(
-                sessions, number, "message", author, message.text, field="text", limits=limits
+                sessions,
+                number,
+                "message",
+                author,
+                message.text,
+                field="text",
+                limits=limits,
+                taken=taken,
             )
             stored = message.model_copy(update={"text": None, "text_ref": ref})
             return payload.model_copy(update={"message": stored})

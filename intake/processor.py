@@ -45,8 +45,9 @@ from models.payloads import (
     FilingSubmission,
     MailMessage,
     NotificationRequest,
+    TextRef,
 )
-from models.tables import InboundMessage, OutboxMessage, Partner
+from models.tables import InboundMessage, OutboxMessage, Partner, may_be_row_id
 from models.text import clean, plain_error, problem
 from notifications.outbox import intake_reply_key
 from web import evidence as uploads
@@ -302,8 +303,12 @@ class IntakeProcessor:
     def reopen(self, inbound_id: int, by: str) -> None:
         """An admin's "process again" on a held or failed message: back in the queue with a
         fresh set of attempts (the admin has changed something: the directory, a budget)."""
-        with self.sessions.begin() as session:
-            row = session.get(InboundMessage, inbound_id)
+        if not may_be_row_id(inbound_id):
+            raise LookupError(f"message {inbound_id}")
+        # The row locked (PostgreSQL), the transaction the only writer (SQLite): a decision
+        # taken on it at the same moment (a discard) is seen, not overwritten.
+        with self.sessions.begin(immediate=True) as session:
+            row = session.get(InboundMessage, inbound_id, with_for_update=True)
             if row is None:
                 raise LookupError(f"message {inbound_id}")
             if row.state not in (InboundState.QUARANTINED, InboundState.FAILED):
@@ -588,6 +593,7 @@ class IntakeProcessor:
             )
         side = actor.partner_id if actor.role is Role.PARTNER else None
         visibility = EvidenceVisibility.SIDE if side else EvidenceVisibility.NEUTRALS
+        taken: list[TextRef] = []
         try:
             # The body is stored first, before any attachment: over a volume limit (or too
             # long) nothing is attached or recorded, and the sender is told which and why.
@@ -600,6 +606,7 @@ class IntakeProcessor:
                 mail.reply_text or mail.text,
                 field="text",
                 limits=texts.limits_of(self.settings),
+                taken=taken,
             )
         except texts.TooManyTexts as problem:
             return self._over_limit(number, mail.sender, problem)
@@ -629,6 +636,8 @@ class IntakeProcessor:
                 DisputeWorkflow.add_message,
             )
         except (Refused, DisputeGone) as exc:
+            # Not added: the stored body takes no place under the limits.
+            texts.set_aside(self.sessions, taken)
             reason = (
                 refusal_in_words(number, exc)
                 if isinstance(exc, Refused)

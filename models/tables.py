@@ -483,6 +483,10 @@ class IdempotencyRecord(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)
     """sha256 of the dispute number and the request: its payload, or its files' hashes."""
     created_at: datetime = _utc_column()
+    result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    """The dispute's answer to the request (an ActionResult as JSON), once it gave one: the same
+    key again is answered with it. Temporal knows an update id within one run only, and a
+    dispute that continued as new refuses an action it applied before instead of answering."""
 
 
 # --- sign-in --------------------------------------------------------------------------------
@@ -529,6 +533,17 @@ class ImapCursor(SQLModel, table=True):
     uidvalidity: int = Field(sa_type=BigInteger)
     last_uid: int = Field(default=0, sa_type=BigInteger)
     updated_at: datetime = _utc_column()
+
+
+MAX_ROW_ID = 2**31 - 1
+"""The largest id a serial key column holds (INTEGER on PostgreSQL)."""
+
+
+def may_be_row_id(value: int) -> bool:
+    """Whether `value` is an id a serial key column could hold. An id a user typed (a path, a
+    command's argument) outside it is unknown: asked of the database, SQLite's driver and
+    PostgreSQL both fail on it instead of finding nothing."""
+    return 0 < value <= MAX_ROW_ID
 
 
 class InboundMessage(SQLModel, table=True):
@@ -583,3 +598,13 @@ class DisputeText(SQLModel, table=True):
     """Characters in the body."""
     author: str = Field(max_length=320, index=True)
     created_at: datetime = _utc_column()
+
+
+class RefusedText(SQLModel, table=True):
+    """A stored text whose action the dispute refused (its stage or the sender's role did not
+    allow it): it was not said, so it takes no place under the volume limits. Kept apart from
+    `dispute_text`, which is append-only; the same text sent again and taken removes the row."""
+
+    __tablename__ = "dispute_text_refused"
+    text_id: str = Field(primary_key=True, foreign_key="dispute_text.id", max_length=40)
+    refused_at: datetime = _utc_column()

@@ -36,15 +36,12 @@ from accord import texts
 from accord.db import SessionFactory
 from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
-from models.tables import Dispute, OutboxMessage, Task
+from models.tables import Dispute, OutboxMessage, Task, may_be_row_id
 from notifications.mailer import Mailer, MailRefused
 from notifications.render import TemplateCatalog
 
 log = logging.getLogger("accord.outbox")
 
-MAX_ROW_ID = 2**31 - 1
-"""The largest id the column holds (INTEGER on PostgreSQL); a larger one asked for is unknown,
-not a database error."""
 ERROR_LIMIT = 2000
 """Characters of a server's answer kept on the row (some servers answer at length)."""
 
@@ -514,7 +511,7 @@ class Outbox:
         return [r for r in rows if answered_message(r) is not None]
 
     def message(self, row_id: int) -> OutboxMessage | None:
-        if not 0 < row_id <= MAX_ROW_ID:  # not an id the column could hold
+        if not may_be_row_id(row_id):  # not an id the column could hold
             return None
         with self.sessions.read() as session:
             return session.get(OutboxMessage, row_id)
@@ -539,7 +536,7 @@ class Outbox:
         now: datetime,
         doing: str,
     ) -> OutboxMessage:
-        if not 0 < row_id <= MAX_ROW_ID:
+        if not may_be_row_id(row_id):
             raise OutboxRefused(f"message {row_id}: no such message in the outbox")
         with self.sessions.begin() as session:
             # One conditional update: an admin racing another (or a dismissal racing a resend

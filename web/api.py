@@ -131,6 +131,9 @@ class AuditTrail(BaseModel):
     number: str
     intact: bool
     first_broken_entry: int | None
+    texts: dict[str, str] = {}
+    """Bodies of the stored texts the entries name (`text_ref`, `questions_ref`, ... hold
+    their ids and hashes), by id."""
     entries: list[AuditEntry]
 
 
@@ -294,6 +297,7 @@ def audit(request: Request, viewer: ViewerDep, number: NumberPath) -> AuditTrail
         number=number,
         intact=broken is None,
         first_broken_entry=broken,
+        texts=service.trail_texts(web(request), events),
         entries=[AuditEntry.model_validate(e) for e in events],
     )
 

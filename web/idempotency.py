@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from temporalio.client import Client
@@ -22,7 +22,7 @@ from temporalio.client import Client
 from accord import texts
 from accord.db import SessionFactory
 from models.enums import Action
-from models.payloads import ActionPayload, ActionResult, Actor
+from models.payloads import ActionPayload, ActionResult, Actor, TextRef
 from models.tables import IdempotencyRecord
 from web.operations import DisputeGone, Operation, Refused, perform, update_id
 
@@ -53,9 +53,10 @@ def fingerprint(number: str, request: Any) -> str:
     return _digest({"number": number, "request": request})
 
 
-def claim(sessions: SessionFactory, scope: str, fingerprint: str) -> None:
-    """Record the key's request, or check it is the one recorded (raises KeyReused). Of two
-    requests sent at once, the one whose record commits first wins; the other then reads it."""
+def claim(sessions: SessionFactory, scope: str, fingerprint: str) -> ActionResult | None:
+    """Record the key's request, or check it is the one recorded (raises KeyReused) and return
+    the dispute's answer to it when it has one. Of two requests sent at once, the one whose
+    record commits first wins; the other then reads it."""
     for _ in range(3):
         try:
             with sessions.begin() as session:
@@ -63,18 +64,37 @@ def claim(sessions: SessionFactory, scope: str, fingerprint: str) -> None:
                 if found is not None:
                     if found.fingerprint != fingerprint:
                         raise KeyReused()
-                    return
+                    if found.result is None:
+                        return None
+                    return ActionResult.model_validate(found.result)
                 session.add(
                     IdempotencyRecord(
                         scope=scope, fingerprint=fingerprint, created_at=datetime.now(UTC)
                     )
                 )
-            return
+            return None
         except IntegrityError:
             # A concurrent request recorded the key first (or released it just after, when the
             # dispute refused it): read what is there now.
             continue
     raise RuntimeError(f"the idempotency record {scope} kept changing")
+
+
+def answered(
+    sessions: SessionFactory, scope: str, fingerprint: str, result: ActionResult
+) -> ActionResult:
+    """Keep the dispute's answer with the key's record: the same key again gets it, even once
+    the dispute has continued as new (where Temporal no longer knows the update id)."""
+    with sessions.begin() as session:
+        session.execute(
+            update(IdempotencyRecord)
+            .where(
+                col(IdempotencyRecord.scope) == scope,
+                col(IdempotencyRecord.fingerprint) == fingerprint,
+            )
+            .values(result=result.model_dump(mode="json"))
+        )
+    return result
 
 
 def release(sessions: SessionFactory, scope: str, fingerprint: str) -> None:
@@ -105,14 +125,17 @@ async def perform_once(
     its reference (`accord.texts`); over `limits`, TooManyTexts and nothing is done."""
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
     scope = key_scope(op.action, payload.actor, key)
-    claim(sessions, scope, request)
+    earlier = claim(sessions, scope, request)
+    if earlier is not None:
+        return earlier  # applied under this key before: answered as then, nothing asked again
+    taken: list[TextRef] = []
     try:
-        stored = texts.externalise(sessions, number, payload, limits)
+        stored = texts.externalise(sessions, number, payload, limits, taken)
     except texts.TextProblem:
         release(sessions, scope, request)
         raise
     try:
-        return await perform(
+        result = await perform(
             client,
             number,
             stored,
@@ -121,5 +144,8 @@ async def perform_once(
             wait_seconds=wait_seconds,
         )
     except (Refused, DisputeGone):
+        # Nothing was said: the texts stored for it take no place under the limits.
+        texts.set_aside(sessions, taken)
         release(sessions, scope, request)
         raise
+    return answered(sessions, scope, request, result)

@@ -80,6 +80,7 @@ from models.tables import (
     Partner,
     Person,
     Precedent,
+    may_be_row_id,
 )
 from models.text import StoredLine, check_line
 from notifications.outbox import OutboxRefused, answered_message
@@ -600,6 +601,8 @@ def decide_intake_reply(ctx: WebContext, viewer: Viewer, message_id: int, decisi
 
 def inbound_original(ctx: WebContext, viewer: Viewer, inbound_id: int) -> bytes:
     _require_admin(viewer)
+    if not may_be_row_id(inbound_id):
+        raise NotFound(f"message {inbound_id}")
     with ctx.services.sessions.read() as session:
         row = session.get(InboundMessage, inbound_id)
         if row is None:
@@ -628,8 +631,12 @@ async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decis
         return f"message {inbound_id} processed again: {state.value}"
     if decision != "discard":
         raise NotFound(f"decision {decision}")
-    with ctx.services.sessions.begin() as session:
-        row = session.get(InboundMessage, inbound_id)
+    if not may_be_row_id(inbound_id):
+        raise NotFound(f"message {inbound_id}")
+    # Locked (PostgreSQL) / the only writer (SQLite): a retry taken at the same moment, or a
+    # processor's claim that followed it, is seen and not overwritten.
+    with ctx.services.sessions.begin(immediate=True) as session:
+        row = session.get(InboundMessage, inbound_id, with_for_update=True)
         if row is None:
             raise NotFound(f"message {inbound_id}")
         if row.state not in (InboundState.QUARANTINED, InboundState.FAILED):
@@ -726,6 +733,8 @@ def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fm
 
 
 AUDIT_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "content", "prev_hash", "hash")
+AUDIT_EXPORT_COLUMNS = (*AUDIT_COLUMNS, "texts")
+"""An export's entry also has the bodies of the stored texts it names, by id (`texts`)."""
 PRECEDENT_COLUMNS = (
     "dispute_number",
     "category",
@@ -782,10 +791,11 @@ def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt:
         query = query.where(DisputeEvent.at >= start)
     if end:
         query = query.where(DisputeEvent.at <= end)
-    columns = ("dispute_number", *AUDIT_COLUMNS)
+    columns = ("dispute_number", *AUDIT_EXPORT_COLUMNS)
     with ctx.services.sessions.read() as session:
-        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
-        records = [{c: _plain(getattr(r, c)) for c in columns} for r in rows]
+        rows = list(session.exec(query.limit(EXPORT_LIMIT)).all())
+    bodies = trail_texts(ctx, rows)
+    records = [{"dispute_number": r.dispute_number, **_audit_record(r, bodies)} for r in rows]
     return _serialise(records, columns, fmt)
 
 
@@ -806,10 +816,26 @@ def audit_trail(
     return events, first_broken_link(events)
 
 
+def trail_texts(ctx: WebContext, events: list[DisputeEvent]) -> dict[str, str]:
+    """The bodies of the stored texts these entries name (`*_ref`: id and hash), by id: the
+    raw trail's readers read them with the entries, as they did when texts were inline. The
+    entries stay as hashed; `accord verify` checks each body against its entry's hash."""
+    with ctx.services.sessions.read() as session:
+        return texts.bodies(session, (i for e in events for i in texts.referenced(e.content)))
+
+
+def _audit_record(event: DisputeEvent, bodies: dict[str, str]) -> dict[str, Any]:
+    record = {c: _plain(getattr(event, c)) for c in AUDIT_COLUMNS}
+    named = texts.referenced(event.content)
+    record["texts"] = {i: bodies[i] for i in named if i in bodies}
+    return record
+
+
 def export_audit(ctx: WebContext, viewer: Viewer, number: str, fmt: str) -> str:
     events, _ = audit_trail(ctx, viewer, number)
-    records = [{c: _plain(getattr(e, c)) for c in AUDIT_COLUMNS} for e in events]
-    return _serialise(records, AUDIT_COLUMNS, fmt)
+    bodies = trail_texts(ctx, events)
+    records = [_audit_record(e, bodies) for e in events]
+    return _serialise(records, AUDIT_EXPORT_COLUMNS, fmt)
 
 
 def export_response(body: str, filename: str, fmt: str) -> Response:

@@ -39,8 +39,12 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/disputes/{number}/audit", response_class=HTMLResponse)
 def audit(request: Request, viewer: ViewerDep, number: str) -> Response:
-    events, broken = service.audit_trail(web(request), viewer, number)
-    return render(request, "audit.html", viewer, number=number, events=events, broken=broken)
+    ctx = web(request)
+    events, broken = service.audit_trail(ctx, viewer, number)
+    bodies = service.trail_texts(ctx, events)
+    return render(
+        request, "audit.html", viewer, number=number, events=events, broken=broken, texts=bodies
+    )
 
 
 @router.get("/disputes/{number}/audit.{fmt}")
