@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import func, select
 
+from accord import texts
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import submission_of
 from accord.runtime import build_services
@@ -440,7 +441,12 @@ async def test_a_reply_with_a_nul_becomes_a_cleaned_message_on_the_dispute(
         row = session.get(InboundMessage, inbound_id)
         assert row is not None and row.state is InboundState.THREADED, row and row.reason
     entry = await stack.wait_for_event(number, "message_received")
-    assert entry.content["text"] == "We called Acme first\ufffd, on 28 October."
+    # The entry names the stored text (accord.texts); the stored body is the cleaned one.
+    ref = entry.content["text_ref"]
+    assert isinstance(ref, dict)
+    with stack.sessions.read() as session:
+        body = texts.bodies(session, [ref["id"]])[ref["id"]]
+    assert body == "We called Acme first\ufffd, on 28 October."
     reply = await stack.mail.wait_for(CLAIMANT, "Re: ")
     text = reply.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "NUL" in text and "replaced" in text, text
