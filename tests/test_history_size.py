@@ -45,6 +45,9 @@ async def in_mediation(stack: Stack) -> tuple[str, str]:
     """A filed dispute whose mediator has accepted: its number and the mediator's login."""
     number = (await stack.file()).number
     state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    # The offer's task (which lets the mediator see the dispute) is written with its entry, a
+    # moment after the query shows the candidate.
+    await stack.recorded(number)
     mediator = f"{state.candidate_mediator_id}@vendor.example"
     app = make_app(stack)
     async with api(app, token_for(stack, mediator)) as med:
