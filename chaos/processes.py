@@ -197,7 +197,10 @@ class DatabaseOutage:
 
     def begin(self) -> None:
         if self.url.get_backend_name() == "sqlite":
-            held = sqlite3.connect(self.url.database or "", timeout=30, isolation_level=None)
+            # Released from another thread than the one that took it (asyncio.to_thread).
+            held = sqlite3.connect(
+                self.url.database or "", timeout=30, isolation_level=None, check_same_thread=False
+            )
             held.execute("BEGIN EXCLUSIVE")
             self._held = held
             return

@@ -155,6 +155,9 @@ class ChaosRun:
             "ACCORD_ADMIN_EMAIL": self.settings.admin_email,
             "ACCORD_OUTBOX_RELAY_INTERVAL_SECONDS": "1",
             "ACCORD_INTAKE_SMTP_PORT": str(self.intake_port),
+            # Time compressed like the outages: a message failing its attempts (the header
+            # bomb) reaches the failed state in a minute rather than in the default 7.5.
+            "ACCORD_INTAKE_RETRY_SECONDS": "1",
             "ACCORD_WORKER_HEALTH_PORT": "0",
         }
         self.worker = AccordProcess("worker", env, work / "worker.log")
