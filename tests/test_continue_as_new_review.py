@@ -8,6 +8,7 @@ to the next run or named here as deliberately not carried."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
@@ -116,6 +117,15 @@ def outbox(stack: Stack, number: str) -> list[tuple[str, str, str]]:
             .order_by(OutboxMessage.id)  # type: ignore[arg-type]
         ).all()
         return [(r.template, r.recipient, r.key) for r in rows]
+
+
+async def enqueued(stack: Stack, number: str, template: str, seconds: float = 30) -> None:
+    """Wait until the dispute has enqueued `template` (its admins' task opens with the entry, a
+    moment before the email is enqueued: counting the outbox in between saw it appear later)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not any(t == template for t, _, _ in outbox(stack, number)):
+        assert asyncio.get_running_loop().time() < deadline, f"{template} never enqueued"
+        await asyncio.sleep(0.1)
 
 
 def without_last_entry(state: DisputeState) -> dict[str, Any]:
@@ -291,6 +301,7 @@ async def test_review_appeal_and_remedies_continue_as_new_at_every_wait(
         number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
     )
     assert state.stage is DisputeStage.REMEDY
+    await enqueued(stack, number, "remedy_failed")
     state, _ = await roll_over(stack, number)
     assert state.stage is DisputeStage.REMEDY and [r.state for r in state.remedies] == ["failed"]
     receiver.refuse_with = None
@@ -347,6 +358,7 @@ async def test_a_settlements_remedy_waiting_for_an_admin_continues_as_new_and_is
     await stack.wait_for(
         number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
     )
+    await enqueued(stack, number, "remedy_failed")
     state, _ = await roll_over(stack, number)
     assert state.stage is DisputeStage.REMEDY and state.outcome == "settled"
     assert any(d.purpose == "remedy" for d in state.deadlines)
