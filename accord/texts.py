@@ -62,6 +62,17 @@ FIELDS: Mapping[str, str] = {
 }
 """The payload field each kind of text travels in."""
 
+KINDS: Mapping[type[ActionPayload], str] = {
+    AddNote: "note",
+    RequestInformation: "questions",
+    AnswerInformation: "answer",
+    ProposeSettlement: "terms",
+    CastVote: "reasons",
+    IssueRuling: "rationale",
+}
+"""The kind of text each action carries inline in its `FIELDS[kind]` field (an email reply,
+`AddMessage`, carries its text one level down, in its message)."""
+
 COUNTED_KINDS = ("note", "message", "questions", "answer")
 """The kinds that count against the volume limits: what a person can send again and again."""
 
@@ -225,72 +236,31 @@ def externalise(
     """The payload with each inline text stored and replaced by its reference; payloads with no
     text field are returned as they are. The texts it takes places for go to `taken` (`store`)."""
     author = payload.actor.id
-    match payload:
-        case AddNote(text=str() as body):
-            ref = store(
-                sessions, number, "note", author, body, field="text", limits=limits, taken=taken
-            )
-            return payload.model_copy(update={"text": None, "text_ref": ref})
-        case RequestInformation(questions=str() as body):
-            ref = store(
-                sessions,
-                number,
-                "questions",
-                author,
-                body,
-                field="questions",
-                limits=limits,
-                taken=taken,
-            )
-            return payload.model_copy(update={"questions": None, "questions_ref": ref})
-        case AnswerInformation(answer=str() as body):
-            ref = store(
-                sessions, number, "answer", author, body, field="answer", limits=limits, taken=taken
-            )
-            return payload.model_copy(update={"answer": None, "answer_ref": ref})
-        case ProposeSettlement(terms=str() as body):
-            ref = store(
-                sessions, number, "terms", author, body, field="terms", limits=limits, taken=taken
-            )
-            return payload.model_copy(update={"terms": None, "terms_ref": ref})
-        case CastVote(reasons=str() as body):
-            ref = store(
-                sessions,
-                number,
-                "reasons",
-                author,
-                body,
-                field="reasons",
-                limits=limits,
-                taken=taken,
-            )
-            return payload.model_copy(update={"reasons": None, "reasons_ref": ref})
-        case IssueRuling(rationale=str() as body):
-            ref = store(
-                sessions,
-                number,
-                "rationale",
-                author,
-                body,
-                field="rationale",
-                limits=limits,
-                taken=taken,
-            )
-            return payload.model_copy(update={"rationale": None, "rationale_ref": ref})
-        case AddMessage(message=message) if message.text is not None:
-            ref = store(
-                sessions,
-                number,
-                "message",
-                author,
-                message.text,
-                field="text",
-                limits=limits,
-                taken=taken,
-            )
-            stored = message.model_copy(update={"text": None, "text_ref": ref})
-            return payload.model_copy(update={"message": stored})
-    return payload
+    if isinstance(payload, AddMessage):
+        message = payload.message
+        if message.text is None:
+            return payload
+        ref = store(
+            sessions,
+            number,
+            "message",
+            author,
+            message.text,
+            field="text",
+            limits=limits,
+            taken=taken,
+        )
+        stored = message.model_copy(update={"text": None, "text_ref": ref})
+        return payload.model_copy(update={"message": stored})
+    kind = KINDS.get(type(payload))
+    if kind is None:
+        return payload
+    field = FIELDS[kind]
+    body = getattr(payload, field)
+    if not isinstance(body, str):
+        return payload  # sent by reference already
+    ref = store(sessions, number, kind, author, body, field=field, limits=limits, taken=taken)
+    return payload.model_copy(update={field: None, f"{field}_ref": ref})
 
 
 def check(session: Session, number: str, refs: Iterable[TextRef]) -> None:
