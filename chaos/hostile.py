@@ -10,6 +10,8 @@ from email.mime.text import MIMEText
 
 import aiosmtplib
 
+from tests.intake_corpus import header_bomb
+
 
 def _plain(sender: str, to: str, subject: str, body: str, message_id: str) -> EmailMessage:
     message = EmailMessage()
@@ -26,14 +28,8 @@ def hostile_mail(to: str, run: str) -> list[tuple[str, str, bytes]]:
     nora = "nora@northwind.example"
     found: list[tuple[str, str, bytes]] = []
 
-    # ~400 KB of encoded words in one header: slow to decode in one go.
-    # Folded as mail carries it (SMTP lines stop at 998 characters).
-    bomb = "\r\n ".join("=?utf-8?q?=C3=A9t=C3=A9?=" for _ in range(16_000))
-    raw = (
-        f"From: {nora}\r\nTo: {to}\r\nSubject: {bomb}\r\n"
-        f"Message-ID: <bomb.{run}@northwind.example>\r\n\r\nbody\r\n"
-    ).encode()
-    found.append(("encoded-word header bomb", nora, raw))
+    # ~400 KB of encoded words in one header, slow to decode: the intake tests' own bomb.
+    found.append(("encoded-word header bomb", nora, header_bomb(400_000)))
 
     found.append(
         (
