@@ -366,11 +366,13 @@ class IntakeProcessor:
                 task.add_done_callback(functools.partial(finished, inbound_id))
             if wake.is_set():
                 continue
+            try:
+                idle = await asyncio.to_thread(self._idle_seconds, set(running))
+            except Exception:  # the database is away: the longest wait, then look again
+                idle = self.IDLE_SECONDS
             waiting = asyncio.ensure_future(wake.wait())
             stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait(
-                {waiting, stopping}, timeout=self._idle_seconds(), return_when="FIRST_COMPLETED"
-            )
+            await asyncio.wait({waiting, stopping}, timeout=idle, return_when="FIRST_COMPLETED")
             waiting.cancel()
             stopping.cancel()
         # Stopping: what is under way finishes (each step is idempotent, but a finished
@@ -378,9 +380,27 @@ class IntakeProcessor:
         await asyncio.gather(*running.values(), return_exceptions=True)
         self.close()
 
-    def _idle_seconds(self) -> float:
-        """Look again at least this often: for lapsed claims and for messages backing off."""
-        return max(0.5, min(30.0, self.settings.intake_retry_seconds or 30.0))
+    IDLE_SECONDS = 30.0
+
+    def _idle_seconds(self, running: set[int]) -> float:
+        """How long to wait for a wake before looking again: until the first claim or back-off
+        of a message not ours lapses (a processor that died holding a message, one backing off
+        after a failure), and never longer than IDLE_SECONDS. Waiting the whole idle time left
+        a message a restarted intake first saw claimed by the dead one for 30 s."""
+        now = datetime.now(UTC)
+        with self.sessions.read() as session:
+            lapsing = session.exec(
+                select(InboundMessage.id, InboundMessage.claimed_until)
+                .where(InboundMessage.state == InboundState.RECEIVED)
+                .where(col(InboundMessage.claimed_until) >= now)
+                .order_by(col(InboundMessage.claimed_until))
+                .limit(len(running) + 1)
+            ).all()
+        for inbound_id, until in lapsing:
+            if inbound_id not in running and until is not None:
+                # A moment past the lapse, so the look finds it lapsed.
+                return min(self.IDLE_SECONDS, max(0.05, (until - now).total_seconds() + 0.05))
+        return self.IDLE_SECONDS
 
     async def process(self, inbound_id: int) -> InboundState:
         """Claim the message, then process it; a failure is written down on it (and logged)

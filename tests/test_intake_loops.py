@@ -133,6 +133,35 @@ async def test_a_processed_message_counts_one_attempt_and_a_stop_gives_it_back(
     assert row.attempts == 1
 
 
+async def test_a_message_left_claimed_by_a_dead_processor_is_taken_when_its_claim_lapses(
+    intake_on_both: Intake,
+) -> None:
+    """A processor started after another one died looks when the dead one's claim runs out,
+    not at its next idle look (up to 30 s later): CI saw a restarted intake leave a message
+    for 30 s because its first look came while the dead process's claim still held."""
+    stack = intake_on_both.stack
+    stack.settings.intake_claim_seconds = 2.0
+    stack.settings.intake_retry_seconds = 30.0
+    inbound_id = await store(
+        intake_on_both, mail("nobody@nowhere.example", "Hello", "Hi.").as_bytes()
+    )
+    dead = IntakeProcessor(stack.services, stack.client)
+    assert await asyncio.to_thread(dead.claim, inbound_id) is not None
+    dead.close()  # killed holding the message: its claim runs for two more seconds
+    survivor = IntakeProcessor(stack.services, stack.client)
+    stop, wake = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(survivor.run(stop, wake))
+    try:
+        for _ in range(200):  # 10 s: well past the claim, well short of the idle look
+            if row_of(stack, inbound_id).state is not InboundState.RECEIVED:
+                break
+            await asyncio.sleep(0.05)
+        assert row_of(stack, inbound_id).state is InboundState.QUARANTINED
+    finally:
+        stop.set()
+        await running
+
+
 # --- sending is the relay's job ---------------------------------------------------------------
 
 
