@@ -38,7 +38,7 @@ from accord.runtime import build_filing, build_services
 from accord.settings import REPO_ROOT, Settings
 from chaos.disputes import Case, Driver, Refused, submission
 from chaos.disputes import Path as DisputePath
-from chaos.hostile import hostile_mail, send_hostile
+from chaos.hostile import HEADER_BOMB, hostile_mail, send_hostile
 from chaos.processes import AccordProcess, DatabaseOutage, DevServer, MailServer
 from models.enums import InboundState, OutboxState, Role
 from models.payloads import Actor
@@ -165,7 +165,7 @@ class ChaosRun:
         self.outage = DatabaseOutage(self.database_url)
         self.report = Report(plan, "PostgreSQL" if "postgres" in self.database_url else "SQLite")
         self.done = asyncio.Event()
-        self.hostile_accepted = 0
+        self.hostile_accepted: list[str] = []
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -259,9 +259,11 @@ class ChaosRun:
         self.report.injected.append(
             (
                 f"hostile emails (of {len(hostile_mail('', ''))}) accepted by the intake",
-                str(self.hostile_accepted),
+                str(len(self.hostile_accepted)),
             )
         )
+        if not self.hostile_accepted:
+            self.report.problems.append("the intake accepted none of the hostile mail")
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -421,9 +423,13 @@ class ChaosRun:
             ("remedies missing", 0, missing_remedies),
             ("outbox messages stuck (not sent)", 0, outbox),
             ("intake messages stuck (never processed)", 0, intake),
-            ("hostile emails accepted but not stored", 0, max(0, self.hostile_accepted - stored)),
+            (
+                "hostile emails accepted but not stored",
+                0,
+                max(0, len(self.hostile_accepted) - stored),
+            ),
             # Only the header bomb may end failed (over its parsing budget), shown to the admins.
-            ("intake messages failed", 1 if self.plan.hostile_mail else 0, failed),
+            ("intake messages failed", int(HEADER_BOMB in self.hostile_accepted), failed),
         ]
         self.report.injected.append(("engine calls retried by the people", str(driver.retries)))
 
