@@ -8,21 +8,21 @@ left. On SQLite and on PostgreSQL: the scopes are SQL."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from sqlmodel import select
 
 from accord.directory import Directory, PersonRecord
-from models.enums import DisputeStage, NoteVisibility, Role, TaskKind
+from models.enums import DisputeStage, NoteVisibility, Role, TaskKind, TaskState
 from models.payloads import (
     AcceptAssignment,
     AddNote,
     AssignMediator,
     Recuse,
 )
-from models.tables import Evidence, Person
+from models.tables import Evidence, PanelSeat, Person, Task
 from tests.conftest import Stack, seed
 from tests.races import begin, outcome
 from tests.test_dispute_paths import DECLARATION, offered, split_offer
@@ -126,6 +126,17 @@ class Probe:
     async def sees_nothing(self, login: str, *secrets: str) -> list[str]:
         """A former neutral: "not found" like anyone else, and no trace in lists or tasks."""
         problems = []
+        with self.stack.sessions.read() as session:
+            person = session.exec(select(Person).where(Person.email == login)).one()
+            left_open = session.exec(
+                select(Task.key).where(
+                    Task.dispute_number == self.number,
+                    Task.assignee_id == person.id,
+                    Task.state == TaskState.OPEN,
+                )
+            ).all()
+        if left_open:
+            problems.append(f"{login}: tasks left open after their role ended: {left_open}")
         for name, (status, body) in (await self.responses(login)).items():
             per_dispute = not any(w in name for w in ("list", "search", "inbox", "tasks"))
             want = 404 if per_dispute else 200
@@ -240,6 +251,8 @@ async def test_released_recused_and_declining_mediators_see_nothing_and_an_offer
     )
     assert await offered(stack, number) == second
     await stack.wait_for_event(number, "mediator_offered", 2)
+    await stack.mail_settled()
+    mailed_before = len(stack.mail.to(email_of(stack, first)))
     problems = await probe.sees_nothing(email_of(stack, first))
     problems += await probe.sees_summary_only(email_of(stack, second), SHARED_NOTE, OFFER_TERMS)
 
@@ -286,6 +299,11 @@ async def test_released_recused_and_declining_mediators_see_nothing_and_an_offer
     )
     await stack.wait_for_event(number, "recused", 2)
     problems += await probe.sees_nothing(email_of(stack, third), LATER_CAUCUS)
+    # Nor does the dispute write to them any more.
+    await stack.mail_settled()
+    mailed_after = stack.mail.subjects(email_of(stack, first))[mailed_before:]
+    if mailed_after:
+        problems.append(f"{first} was mailed after the release: {mailed_after}")
     # The parties still read their own: the claimant its evidence, not the other side's caucus.
     async with api(app, token_for(stack, CLAIMANT)) as client:
         detail = (await client.get(f"/api/disputes/{number}")).json()
@@ -433,4 +451,76 @@ async def test_the_first_panel_sees_nothing_from_the_appeal_on_while_a_fresh_one
     )
     gates["draw_panel"].release()
     await stack.wait_for_event(number, "panel_incomplete")
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_panel_seated_before_seats_were_recorded_and_the_sponsor_read_by_their_tasks(
+    stack_on_both: Stack,
+) -> None:
+    """Panels drawn before migration 0013 have no seat rows: their members read by their review
+    tasks until a new round seats a panel; the executive sponsor reads an escalated review
+    while their task stands. Such rows cannot be made by today's workflow, so they are written
+    here as that code left them."""
+    stack = stack_on_both
+    app = make_app(stack)
+    number = await in_review(stack)
+    probe = Probe(stack, app, number)
+    sponsor = PersonRecord(
+        id="sue.sponsor",
+        name="Sue Sponsor",
+        email="sue.sponsor@vendor.example",
+        role=Role.BOARD,
+        calendar="US-NY",
+        function="executive_sponsor",
+    )
+    seed(stack.sessions, Directory(people=[sponsor]))
+    seed_accounts(stack.sessions)
+    await stack.wait_for_event(number, "panel_drawn")
+    now = datetime.now(UTC)
+    with stack.sessions.begin() as session:
+        for seat in session.exec(select(PanelSeat).where(PanelSeat.dispute_number == number)):
+            session.delete(seat)
+        session.add(
+            Task(
+                key=f"{number}:executive-review-1",
+                dispute_number=number,
+                kind=TaskKind.EXECUTIVE_REVIEW,
+                title="Review overdue",
+                assignee_id="sue.sponsor",
+                assignee_role=Role.ADMIN,
+                state=TaskState.OPEN,
+                created_at=now,
+            )
+        )
+    async with api(app, token_for(stack, "b.sales@vendor.example")) as client:
+        detail = (await client.get(f"/api/disputes/{number}")).json()
+    assert detail["standing"] == "panelist", detail
+    async with api(app, token_for(stack, "sue.sponsor@vendor.example")) as client:
+        detail = (await client.get(f"/api/disputes/{number}")).json()
+    assert detail["standing"] == "panelist", detail
+    with stack.sessions.begin() as session:
+        task = session.get(Task, f"{number}:vote-1-board.sales")
+        sponsor_task = session.get(Task, f"{number}:executive-review-1")
+        assert task is not None and sponsor_task is not None
+        task.state = sponsor_task.state = TaskState.CANCELLED
+        session.add_all([task, sponsor_task])
+    problems = await probe.sees_nothing("b.sales@vendor.example")
+    problems += await probe.sees_nothing("sue.sponsor@vendor.example")
+    # A round seated since: the old panel's tasks no longer count, only the seats do.
+    with stack.sessions.begin() as session:
+        session.add(
+            PanelSeat(
+                dispute_number=number,
+                review_round=2,
+                seat="sales",
+                person_id="board.marketing",
+                seated_at=now,
+            )
+        )
+    async with api(app, token_for(stack, "p.product@vendor.example")) as client:
+        assert (await client.get(f"/api/disputes/{number}")).status_code == 404
+        # Their round-1 task, still open in this made-up past, leads nowhere: not listed.
+        assert number not in (await client.get("/api/tasks")).text
+    async with api(app, token_for(stack, "m.marketing@vendor.example")) as client:
+        assert (await client.get(f"/api/disputes/{number}")).status_code == 200
     assert not problems, "\n".join(problems)
