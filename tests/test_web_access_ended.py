@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlmodel import select
 
 from accord.directory import Directory, PersonRecord
-from models.enums import DisputeStage, NoteVisibility, Role, TaskKind, TaskState
+from models.enums import DisputeStage, InboundState, NoteVisibility, Role, TaskKind, TaskState
 from models.payloads import (
     AcceptAssignment,
     AddNote,
@@ -25,7 +25,7 @@ from models.payloads import (
 from models.tables import Evidence, PanelSeat, Person, Task
 from tests.conftest import Stack, seed
 from tests.races import begin, outcome
-from tests.test_dispute_paths import DECLARATION, offered, split_offer
+from tests.test_dispute_paths import DECLARATION, in_mediation, offered, split_offer
 from tests.test_formal_review import (
     PANEL,
     appeal_by_contoso,
@@ -42,6 +42,7 @@ SHARED_NOTE = "Both parties agreed to a call on Monday about the Acme registrati
 OFFER_TERMS = "Northwind keeps the registration; Contoso receives 30% of the commission."
 LATER_CAUCUS = "Written after the release: Contoso would accept a 25 percent share"
 ADMIN = "alex.admin"
+MEDIATORS = ("kenji.sato", "sam.okafor", "greta.hoffmann", "maria.lopez")
 
 
 def email_of(stack: Stack, person_id: str) -> str:
@@ -242,9 +243,7 @@ async def test_released_recused_and_declining_mediators_see_nothing_and_an_offer
 
     # An admin releases the first mediator and offers the dispute to a second.
     declare_conflict(stack, first, "contoso")
-    second = next(
-        m for m in ("kenji.sato", "sam.okafor", "greta.hoffmann", "maria.lopez") if m != first
-    )
+    second = next(m for m in MEDIATORS if m != first)
     await handle.execute_update(
         DisputeWorkflow.assign_mediator,
         AssignMediator(actor=stack.actor(ADMIN), person_id=second, reason="Conflict found"),
@@ -524,3 +523,44 @@ async def test_a_panel_seated_before_seats_were_recorded_and_the_sponsor_read_by
     async with api(app, token_for(stack, "m.marketing@vendor.example")) as client:
         assert (await client.get(f"/api/disputes/{number}")).status_code == 200
     assert not problems, "\n".join(problems)
+
+
+async def test_a_released_mediators_reply_to_the_dispute_thread_is_held_not_threaded(
+    stack: Stack,
+) -> None:
+    """Email threads follow the assignment too: the released mediator's reply to their own
+    assignment mail is held for an admin like anyone's not on the dispute, and nothing of the
+    dispute is answered to them."""
+    from tests.test_intake import Intake, mail
+
+    intake = Intake(stack)
+    try:
+        number = (await stack.file()).number
+        first = await in_mediation(stack, number)
+        address = email_of(stack, first)
+        notice = await stack.mail.wait_for(address, "You are asked to mediate")
+        declare_conflict(stack, first, "contoso")
+        second = next(m for m in MEDIATORS if m != first)
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.assign_mediator,
+            AssignMediator(actor=stack.actor(ADMIN), person_id=second, reason="Conflict found"),
+        )
+        await stack.wait_for_event(number, "mediator_released")
+        await stack.mail_settled()
+        mailed = len(stack.mail.to(address))
+        reply = mail(
+            address,
+            f"Re: {notice['Subject']}",
+            "For the record: Contoso's margin on Acme is 12 percent.",
+            headers={
+                "In-Reply-To": str(notice["Message-ID"]),
+                "References": str(notice["References"] or notice["Message-ID"]),
+            },
+        )
+        row = await intake.deliver(reply)
+        assert row.state is InboundState.QUARANTINED, (row.state, row.reason)
+        assert "message_received" not in stack.actions(number)
+        await stack.mail_settled()
+        assert stack.mail.subjects(address)[mailed:] == []
+    finally:
+        intake.controller.stop()
