@@ -176,6 +176,20 @@ def release_earlier_panels(session: Session, number: str, review_round: int, at:
     )
 
 
+def release_seats_of(
+    session: Session, number: str, at: datetime, person_id: str | None = None
+) -> None:
+    """The dispute's held panel seats given back: `person_id`'s (they recused), or all of them
+    (the ruling was appealed: the first panel's work is done). Written with the audit entry that
+    says so, so their reading ends with it (accord.access), not when the next draw runs."""
+    query = update(PanelSeat).where(
+        col(PanelSeat.dispute_number) == number, col(PanelSeat.released_at).is_(None)
+    )
+    if person_id is not None:
+        query = query.where(col(PanelSeat.person_id) == person_id)
+    session.execute(query.values(released_at=at))
+
+
 def release_panel_seat(session: Session, row: PanelSeat, at: datetime) -> None:
     row.released_at = at
     session.add(row)

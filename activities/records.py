@@ -18,6 +18,7 @@ from accord import texts
 from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.db import SessionFactory
 from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, index_precedent
+from accord.seats import release_seats_of
 from accord.similarity import find_similar
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import (
@@ -41,6 +42,9 @@ from models.tables import (
     Precedent,
     Task,
 )
+
+SEAT_ENDING_ACTIONS = frozenset({"panel_recused", "appeal_filed"})
+"""Audit entries that end panel seats: the recusing panelist's, or the appealed panel's."""
 
 
 class RecordActivities:
@@ -236,6 +240,11 @@ class RecordActivities:
                     session.add(person)
             row.state = a.state
             session.add(row)
+        if record.action in SEAT_ENDING_ACTIONS:
+            # A panelist who recused, or the whole first panel once its ruling is appealed,
+            # stops reading the dispute with this entry (accord.access decides by held seats).
+            leaving = record.actor.id if record.action == "panel_recused" else None
+            release_seats_of(session, record.number, record.at, leaving)
         for task in record.open_tasks:
             if session.get(Task, task.key) is None:
                 session.add(

@@ -22,7 +22,7 @@ from sqlmodel import SQLModel, col, func, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from accord.access import Viewer, visible_events
+from accord.access import Standing, Viewer, visible_events
 from accord.audit import ITEMISED, first_broken_link
 from accord.verification import Head, against_head, published_head
 from models.enums import DisputeStage
@@ -159,8 +159,8 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
     # Staff see the gap on the timeline; a party does not (it names what was refused, and why).
     nora = Viewer(actor=stack.actor("nora@northwind.example"), login="nora@northwind.example")
     staff = Viewer(actor=stack.actor(mediator), login=mediator)
-    assert "audit_gap" not in [e.action for e in visible_events(nora, events, {})]
-    assert "audit_gap" in [e.action for e in visible_events(staff, events, {})]
+    assert "audit_gap" not in [e.action for e in visible_events(nora, Standing.PARTY, events, {})]
+    assert "audit_gap" in [e.action for e in visible_events(staff, Standing.MEDIATOR, events, {})]
 
     code, out = await accord(stack, "verify", number)
     assert code == 1, out

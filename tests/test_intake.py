@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import func, select
 
 from accord import texts
-from accord.access import Viewer, visible_events
+from accord.access import Standing, Viewer, visible_events
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
 from models.enums import InboundState
@@ -185,8 +185,12 @@ async def test_a_reply_to_a_notification_becomes_a_message_on_that_dispute(
     nora = Viewer(actor=stack.actor(CLAIMANT), login=CLAIMANT)
     carl = Viewer(actor=stack.actor(RESPONDENT), login=RESPONDENT)
     events = stack.events(number)
-    assert "message_received" not in [e.action for e in visible_events(nora, events, {})]
-    assert "message_received" in [e.action for e in visible_events(carl, events, {})]
+    assert "message_received" not in [
+        e.action for e in visible_events(nora, Standing.PARTY, events, {})
+    ]
+    assert "message_received" in [
+        e.action for e in visible_events(carl, Standing.PARTY, events, {})
+    ]
 
 
 async def test_mail_that_cannot_be_taken_in_is_quarantined_or_ignored_never_answered_blindly(

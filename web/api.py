@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
 
-from accord.access import Viewer
+from accord.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
 from accord.directory import Directory
 from models.enums import (
     DisputeCategory,
@@ -71,8 +71,10 @@ class DisputeSummary(_Out):
 
 
 class DisputeRecord(DisputeSummary):
-    facts: str
-    desired_remedy: str
+    facts: str | None
+    """Null when you read only the case summary (offered the mediation, not accepted yet)."""
+    desired_remedy: str | None
+    """Null when you read only the case summary."""
     contested_objects: list[dict[str, str]]
     occurred_on: date
     playbook_version: str
@@ -108,6 +110,10 @@ class TimelineEntry(_Out):
 
 
 class DisputeDetail(BaseModel):
+    standing: Standing
+    """Where you stand in the dispute now, which decides what of it you read: `offered` (a
+    mediator offered it, not accepted yet) reads the case summary only, with no timeline,
+    evidence, notes, offers or messages."""
     record: DisputeRecord
     state: DisputeState | None
     """The live state, filtered for you; null when the workflow did not answer."""
@@ -265,8 +271,10 @@ async def dispute(request: Request, viewer: ViewerDep, number: NumberPath) -> Di
     with ctx.services.sessions.read() as session:
         record = load_record(session, viewer, number)
     record = await load_live(ctx.temporal(), ctx.services.sessions, viewer, record)
+    withheld = {} if record.reads_case else dict.fromkeys(WITHHELD_FROM_SUMMARY)
     return DisputeDetail(
-        record=DisputeRecord.model_validate(record.row),
+        standing=record.standing,
+        record=DisputeRecord.model_validate(record.row).model_copy(update=withheld),
         state=record.state,
         evidence=[EvidenceOut.model_validate(e) for e in record.evidence],
         actions=[op.slug for op in record.operations],

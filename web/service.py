@@ -32,7 +32,14 @@ from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
 
 from accord import texts
-from accord.access import Viewer, can_see_dispute, dispute_scope, may_read_raw_audit
+from accord.access import (
+    Viewer,
+    can_see_dispute,
+    dispute_scope,
+    may_read_evidence,
+    may_read_raw_audit,
+    standing,
+)
 from accord.audit import first_broken_link
 from accord.directory import (
     CaseLimit,
@@ -325,13 +332,16 @@ async def _attach(
 def evidence_content(
     ctx: WebContext, viewer: Viewer, number: str, evidence_id: str
 ) -> tuple[Evidence, bytes]:
-    from accord.access import may_read_evidence
-
     with ctx.services.sessions.read() as session:
-        if not can_see_dispute(session, viewer, number):
+        where = standing(session, viewer, number)
+        if where is None:
             raise NotFound(number)
         item = session.get(Evidence, evidence_id)
-        if item is None or item.dispute_number != number or not may_read_evidence(viewer, item):
+        if (
+            item is None
+            or item.dispute_number != number
+            or not may_read_evidence(viewer, where, item)
+        ):
             raise NotFound(evidence_id)
         blob = session.get(EvidenceBlob, item.sha256)
         if blob is None:
@@ -374,8 +384,11 @@ class DisputeFilters(BaseModel):
 
 def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
     """The disputes this viewer may see that pass the filters, and, when there are words to
-    search, the full-text rank to order them by (lower is better; else None)."""
-    query = select(Dispute).where(dispute_scope(viewer))
+    search, the full-text rank to order them by (lower is better; else None).
+
+    Words search the full text (facts included) and show snippets of it: only the disputes the
+    viewer reads beyond the case summary are searched."""
+    query = select(Dispute).where(dispute_scope(viewer, summary=not filters.q))
     if filters.stage:
         query = query.where(Dispute.stage == filters.stage)
     if filters.category:

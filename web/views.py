@@ -12,18 +12,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import exists
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from accord import texts
 from accord.access import (
+    WITHHELD_FROM_SUMMARY,
+    Standing,
     Viewer,
-    can_see_dispute,
+    dispute_scope,
     may_read_evidence,
     may_read_note,
     may_see_votes,
     side_of,
+    standing,
     visible_events,
 )
 from accord.db import SessionFactory
@@ -43,6 +47,9 @@ class NotFound(LookupError):
 @dataclass
 class DisputeFile:
     row: Dispute
+    """The dispute's record; for a viewer who reads only the case summary, a detached copy
+    with the withheld fields empty (`accord.access.WITHHELD_FROM_SUMMARY`)."""
+    standing: Standing
     parties: dict[str, Partner]
     side: str | None
     events: list[DisputeEvent]
@@ -64,13 +71,16 @@ class DisputeFile:
         partner = self.parties.get(partner_id)
         return partner.name if partner else partner_id
 
+    @property
+    def reads_case(self) -> bool:
+        return self.standing.reads_case
+
 
 def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
     """The read-model part: record, parties, visible timeline and evidence."""
-    if not can_see_dispute(session, viewer, number):
-        raise NotFound(number)
-    row = session.get(Dispute, number)
-    if row is None:
+    where = standing(session, viewer, number)
+    row = session.get(Dispute, number) if where is not None else None
+    if where is None or row is None:
         raise NotFound(number)
     party_ids = session.exec(
         select(DisputeParty.partner_id).where(DisputeParty.dispute_number == number)
@@ -78,6 +88,12 @@ def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
     parties = {
         p.id: p for p in session.exec(select(Partner).where(col(Partner.id).in_(party_ids))).all()
     }
+    if not where.reads_case:
+        # A transient copy: the session's row is never changed, nor anything read beyond it.
+        summary = Dispute(**{**row.model_dump(), **dict.fromkeys(WITHHELD_FROM_SUMMARY, "")})
+        return DisputeFile(
+            row=summary, standing=where, parties=parties, side=None, events=[], evidence=[]
+        )
     evidence_rows = session.exec(
         select(Evidence).where(Evidence.dispute_number == number).order_by(col(Evidence.added_at))
     ).all()
@@ -87,13 +103,14 @@ def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
         .where(DisputeEvent.dispute_number == number)
         .order_by(col(DisputeEvent.seq))
     ).all()
-    visible = visible_events(viewer, list(events), by_id)
+    visible = visible_events(viewer, where, list(events), by_id)
     return DisputeFile(
         row=row,
+        standing=where,
         parties=parties,
         side=side_of(session, viewer, number),
         events=visible,
-        evidence=[e for e in evidence_rows if may_read_evidence(viewer, e)],
+        evidence=[e for e in evidence_rows if may_read_evidence(viewer, where, e)],
         texts=texts.bodies(session, (i for e in visible for i in texts.referenced(e.content))),
     )
 
@@ -110,19 +127,36 @@ async def load_live(
     except (RPCError, TimeoutError):
         return record
     # The state names stored texts by reference; filtered first, so only readable ones are read.
-    record.state = texts.resolve_state(sessions, filtered_state(viewer, state))
+    record.state = texts.resolve_state(sessions, filtered_state(viewer, record.standing, state))
     record.operations = offered_operations(viewer, state)
     return record
 
 
-def filtered_state(viewer: Viewer, state: DisputeState) -> DisputeState:
-    notes = tuple(n for n in state.notes if may_read_note(viewer, n))
+def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> DisputeState:
+    if not standing.reads_case:
+        # The offer's own view: stage, parties, deadlines, the actions it allows; nothing said,
+        # offered, asked or decided in the dispute, nor other people's tasks.
+        return state.model_copy(
+            update={
+                "open_tasks": tuple(t for t in state.open_tasks if t.assignee == viewer.actor.id),
+                "information_requests": (),
+                "offers": (),
+                "notes": (),
+                "history": (),
+                "linked_filings": (),
+                "remedies": (),
+                "review": None,
+                "rulings": (),
+                "similar": None,
+            }
+        )
+    notes = tuple(n for n in state.notes if may_read_note(viewer, standing, n))
     requests = state.information_requests
-    if viewer.role is Role.PARTNER:
+    if standing is Standing.PARTY:
         # A request to one side is between that side and the mediator.
         requests = tuple(r for r in requests if r.party_id == viewer.actor.partner_id)
     review = state.review
-    if review is not None and not may_see_votes(viewer):
+    if review is not None and not may_see_votes(standing):
         review = review.model_copy(update={"votes": ()})
     return state.model_copy(
         update={
@@ -130,7 +164,7 @@ def filtered_state(viewer: Viewer, state: DisputeState) -> DisputeState:
             "information_requests": requests,
             "review": review,
             # Other disputes' records: staff only (partners search the anonymised view).
-            "similar": None if viewer.role is Role.PARTNER else state.similar,
+            "similar": None if standing is Standing.PARTY else state.similar,
             # The history is served from the audit trail, filtered entry by entry.
             "history": (),
         }
@@ -204,11 +238,17 @@ def sla_state(task: Task, now: datetime) -> str:
 
 
 def inbox(session: Session, viewer: Viewer, *, limit: int = 200) -> list[InboxItem]:
-    """Open tasks for this viewer, soonest due first (no deadline last)."""
+    """Open tasks for this viewer, soonest due first (no deadline last), on disputes they may
+    see now: a task left open by a role that has ended leads nowhere, so it is not shown."""
     mine: list[str] = [viewer.actor.id]
     if viewer.actor.partner_id:
         mine.append(viewer.actor.partner_id)
     query = select(Task).where(Task.state == TaskState.OPEN)
+    if not viewer.sees_everything:
+        # Per task, by the dispute's key: the viewer's own tasks are few, the disputes many.
+        query = query.where(
+            exists().where(col(Dispute.number) == col(Task.dispute_number), dispute_scope(viewer))
+        )
     if viewer.role is Role.ADMIN:
         query = query.where(
             col(Task.assignee_id).in_(mine)
