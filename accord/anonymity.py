@@ -24,7 +24,6 @@ the view is made.
 from __future__ import annotations
 
 import json
-import math
 import re
 import unicodedata
 from collections import Counter
@@ -141,7 +140,7 @@ class Population:
     _counts: Counter[tuple[str | None, str | None]] = field(
         default_factory=Counter, compare=False, repr=False
     )
-    _patterns: dict[Any, _Names] = field(default_factory=dict, compare=False, repr=False)
+    _patterns: dict[str | None, Names] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for partner in self.partners:
@@ -170,18 +169,20 @@ class Population:
         words = f"a {shown_tier} partner" if shown_tier else "a partner"
         return f"{words} in {shown_region}" if shown_region else words
 
-    def names(self, parties: list[dict[str, Any]]) -> _Names:
-        """The names to scrub from a precedent with these parties (cached by their identity)."""
-        key = tuple(
-            json.dumps([p.get(f) for f in ("partner_id", "name", "tier", "region", "contacts")])
-            for p in parties
-        )
+    def names(self, parties: list[dict[str, Any]]) -> tuple[Names, Names]:
+        """The names to scrub from a precedent with these parties: theirs (every part of their
+        people's names), then everyone else's in the directory (compiled once)."""
+        fields = ("partner_id", "name", "tier", "region", "contacts")
+        key = json.dumps([[p.get(f) for f in fields] for p in parties])
         found = self._patterns.get(key)
         if found is None:
             if len(self._patterns) > 1_000:
                 self._patterns.clear()
-            found = self._patterns[key] = _names(self, parties)
-        return found
+            found = self._patterns[key] = _party_names(self, parties)
+        everyone = self._patterns.get(None)
+        if everyone is None:
+            everyone = self._patterns[None] = _directory_names(self)
+        return found, everyone
 
 
 def load_population(session: Session, k: int = DEFAULT_K) -> Population:
@@ -214,23 +215,21 @@ def load_population(session: Session, k: int = DEFAULT_K) -> Population:
 
 
 @dataclass(frozen=True)
-class _Names:
+class Names:
+    """Names to replace, and what replaces each."""
+
     pattern: re.Pattern[str] | None
     labels: dict[str, str]
-    """Folded name -> what replaces it."""
-    capitalised_only: frozenset[str]
+    """Folded name ("nunez") -> what replaces it."""
+    capitalised_only: frozenset[str] = frozenset()
 
 
 def partner_aliases(name: str, partner_id: str = "", domains: Iterable[str] = ()) -> set[str]:
     """The ways a text names a partner: its name, without its legal form ("Adatum GmbH" is also
     "Adatum"), its first distinctive word ("Northwind"), its id and its email domains' names."""
-    found = {name, basename(name), re.sub(r"(?i)^the\s+", "", name)}
-    for alias in list(found):
-        words = alias.split()
-        if len(words) > 1:
-            first = re.sub(r"['\u2019]s$", "", words[0])
-            found.add(first)
-    found |= {partner_id, partner_id.replace("-", " "), partner_id.replace("_", " ")}
+    names = {name, basename(name), re.sub(r"(?i)^the\s+", "", name)}
+    others = {re.sub(r"['\u2019]s$", "", n.split()[0]) for n in names if len(n.split()) > 1}
+    others |= {partner_id, partner_id.replace("-", " "), partner_id.replace("_", " ")}
     for domain in domains:
         labels = [part for part in domain.lower().split(".") if part]
         while len(labels) > 1 and (len(labels[-1]) <= 3 or labels[-1] in ("example", "local")):
@@ -238,14 +237,13 @@ def partner_aliases(name: str, partner_id: str = "", domains: Iterable[str] = ()
         if labels and labels[-1] in ("co", "com", "org", "net", "ac", "gov"):
             labels.pop()
         if labels:
-            found.add(labels[-1])
-    # A single word stands for the partner only when it is distinctive.
-    return {
-        alias.strip()
-        for alias in found
-        if len(fold_name(alias)) >= 4
-        and (" " in alias.strip() or fold_name(alias) not in GENERIC_WORDS)
+            others.add(labels[-1])
+    # The name stands for the partner whatever its words; a first word, an id or a domain
+    # only when distinctive ("Vendor Direct Sales" is the vendor's; "direct sales" is a term).
+    distinctive = {
+        o for o in others if not set(re.split(r"[\s_-]+", fold_name(o))) <= GENERIC_WORDS
     }
+    return {a.strip() for a in names | distinctive if len(fold_name(a)) >= 4}
 
 
 def name_parts(name: str) -> set[str]:
@@ -261,15 +259,8 @@ def name_parts(name: str) -> set[str]:
     return {p for p in parts if p and fold_name(p) not in PARTICLES}
 
 
-def _names(population: Population, parties: list[dict[str, Any]]) -> _Names:
+def _party_names(population: Population, parties: list[dict[str, Any]]) -> Names:
     labels: dict[str, str] = {}
-
-    def add(name: str, label: str) -> None:
-        folded = fold_name(name)
-        if len(folded) >= 2:
-            labels.setdefault(folded, label)  # the parties' come first and win
-
-    party_ids = {str(p.get("partner_id")) for p in parties}
     by_id = {p.id: p for p in population.partners}
     for party in parties:
         pid = str(party.get("partner_id") or "")
@@ -277,7 +268,7 @@ def _names(population: Population, parties: list[dict[str, Any]]) -> _Names:
         known = by_id.get(pid)
         domains = known.email_domains if known else ()
         for alias in partner_aliases(str(party.get("name") or ""), pid, domains):
-            add(alias, label)
+            _add(labels, alias, label)
         people = list(known.people) if known else []
         for contact in party.get("contacts", ()):
             # The person behind an address is named in letters too: "carl.meyer@" is Carl Meyer.
@@ -286,30 +277,50 @@ def _names(population: Population, parties: list[dict[str, Any]]) -> _Names:
         for person in people:
             for part in name_parts(person):
                 if fold_name(part) not in ROLE_MAILBOXES:
-                    add(part, "[contact]")
+                    _add(labels, part, "[contact]")
+    return _compile(labels)
+
+
+def _directory_names(population: Population) -> Names:
+    """Every partner of the directory by its own label, and its people by their full names
+    (a part alone, "Will" or "Long", is too common to scrub from every precedent)."""
+    labels: dict[str, str] = {}
     for partner in population.partners:
-        if partner.id in party_ids:
-            continue
         label = population.label(partner.tier, partner.regions[0] if partner.regions else None)
         for alias in partner_aliases(partner.name, partner.id, partner.email_domains):
-            add(alias, label)
+            _add(labels, alias, label)
         for person in partner.people:
             if " " in person.strip():
-                add(person, "[contact]")
+                _add(labels, person, "[contact]")
+    return _compile(labels)
+
+
+def _add(labels: dict[str, str], name: str, label: str) -> None:
+    folded = fold_name(name)
+    if len(folded) >= 2:
+        labels.setdefault(folded, label)  # the first to claim a name keeps it
+
+
+_LEGAL_FORM = (
+    r",?\s+(?:inc|incorporated|ltd|limited|llc|gmbh|ag|plc|bv|nv|pty|corp|corporation|sarl|sas"
+    r"|srl|kk|oy|fzco|fze|fz)\b\.?"
+)
+"""A legal form after a partner's name goes with it ("Adatum AG" when the directory says
+"Adatum GmbH"); only forms that are not also English words ("as", "co", "company")."""
+
+
+def _compile(labels: dict[str, str]) -> Names:
     if not labels:
-        return _Names(None, {}, frozenset())
-    # Longest first, so "Contoso Systems" goes before "Contoso"; whole words only, a legal form
-    # after a partner's name goes with it ("Adatum GmbH" when the directory says "Adatum AG").
-    alternation = "|".join(re.escape(n) for n in sorted(labels, key=len, reverse=True))
-    legal = (
-        r",?\s(?:inc|incorporated|ltd|limited|llc|gmbh|ag|sa|sas|kk|plc|bv|nv|pty|corp"
-        r"|corporation|co|company|oy|ab|as|srl|spa|sarl|fz|fzco|fze)\b\.?"
+        return Names(None, {})
+    # Longest first, so "Contoso Systems" goes before "Contoso"; whole words only, any spacing.
+    alternation = "|".join(
+        re.escape(n).replace(r"\ ", r"\s+") for n in sorted(labels, key=len, reverse=True)
     )
-    pattern = re.compile(rf"(?<!\w)(?:{alternation})(?:{legal})?(?!\w)")
+    pattern = re.compile(rf"(?<!\w)(?P<name>{alternation})(?:{_LEGAL_FORM})?(?!\w)")
     ambiguous = frozenset(
-        n for n, lab in labels.items() if lab == "[contact]" and n in AMBIGUOUS_NAME_PARTS
+        n for n, label in labels.items() if label == "[contact]" and n in AMBIGUOUS_NAME_PARTS
     )
-    return _Names(pattern, labels, ambiguous)
+    return Names(pattern, labels, ambiguous)
 
 
 ROLE_MAILBOXES = frozenset(
@@ -318,31 +329,26 @@ ROLE_MAILBOXES = frozenset(
 )
 """Address parts that name a function, not a person: ordinary words, never scrubbed."""
 
-_LEGAL_TAIL = re.compile(r",?\s\w+\.?$")
 _RUN = re.compile(
     r"\[contact\](?:(?:[\s-]+(?:" + "|".join(sorted(PARTICLES)) + r"))*[\s-]+\[contact\])+",
     re.IGNORECASE,
 )
 
 
-def scrub_names(text: str, names: _Names) -> str:
+def scrub_names(text: str, names: Names) -> str:
     if names.pattern is None:
         return text
     folded, origin = fold(text)
     pieces: list[str] = []
     last = 0
     for found in names.pattern.finditer(folded):
+        key = fold_name(found["name"])
         start, end = found.span()
-        if origin is not None:
+        if origin is not None:  # back to the original text's characters
             start, end = origin[start], origin[end - 1] + 1
-        matched = found[0]
-        key = matched if matched in names.labels else _LEGAL_TAIL.sub("", matched)
-        label = names.labels.get(key) or names.labels.get(fold_name(key))
-        if label is None:
-            continue
         if key in names.capitalised_only and not text[start : start + 1].isupper():
             continue  # "the price list", not Dana Price
-        pieces += [text[last:start], label]
+        pieces += [text[last:start], names.labels[key]]
         last = end
     pieces.append(text[last:])
     # "Dana [contact]", one person, becomes one "[contact]".
@@ -388,13 +394,14 @@ def amount_value(number: str, scale: str | None) -> Decimal | None:
     return value * _SCALES.get((scale or "").strip().rstrip(".").lower(), 1)
 
 
-def amount_band(value: Decimal, threshold: Decimal) -> str:
-    """The power-of-ten band of an amount above the threshold: "between 100,000 and
-    1,000,000"; past ten million, "over 10,000,000"."""
+def amount_band(value: Decimal) -> str:
+    """The power-of-ten band of an amount: "between 100,000 and 1,000,000"; past ten million
+    (few deals, so a narrower band would point at one), "over 10,000,000"."""
     if value >= _TOP_BAND:
         return f"over {_TOP_BAND:,.0f}"
-    low = Decimal(10) ** max(0, math.floor(math.log10(value))) if value > 0 else Decimal(0)
-    low = max(low, Decimal(0))
+    if value < 1:
+        return "under 1"
+    low = Decimal(10) ** value.adjusted()  # adjusted(): the exponent of the leading digit
     return f"between {low:,.0f} and {low * 10:,.0f}"
 
 
@@ -412,7 +419,7 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
         value = amount_value(number, scale)
         if value is None or value <= threshold:
             return found[0]
-        return f"[an amount {amount_band(value, threshold)}]"
+        return f"[an amount {amount_band(value)}]"
 
     return _AMOUNT.sub(replace, text)
 
@@ -481,7 +488,7 @@ def scrub_references(text: str, objects: Iterable[str]) -> str:
 
 def scrub_text(
     text: str,
-    names: _Names,
+    names: Iterable[Names],
     objects: Iterable[str] = (),
     threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD,
 ) -> str:
@@ -490,10 +497,11 @@ def scrub_text(
     # Addresses first: a name inside one would otherwise be replaced and leave the rest behind.
     text = _EMAIL.sub("[email]", text)
     text = scrub_references(text, objects)
-    text = scrub_names(text, names)
+    for each in names:
+        text = scrub_names(text, each)
     text = _PHONE.sub(_phone, text)
     return scrub_amounts(text, threshold)
 
 
 def public_amount(value: Decimal, threshold: Decimal) -> str:
-    return f"{value:,.2f}" if value <= threshold else amount_band(value, threshold)
+    return f"{value:,.2f}" if value <= threshold else amount_band(value)

@@ -374,3 +374,30 @@ def test_nasty_texts_are_scrubbed_without_error() -> None:
     assert (
         scrub_text("HALE\u2019S and Hale\u2019s", names) == "[contact]\u2019S and [contact]\u2019s"
     )
+
+
+def test_names_that_are_also_words_and_words_after_names_are_not_over_scrubbed() -> None:
+    population = Population(
+        (
+            *demo_population(3).partners,
+            KnownPartner("direct-sales", "Vendor Direct Sales", "platinum", ("GLOBAL",), (),
+                         ("Dana Price",)),
+        ),
+        3,
+    )  # fmt: skip
+    direct = {"partner_id": "direct-sales", "name": "Vendor Direct Sales", "tier": "platinum",
+              "region": "GLOBAL", "contacts": ["dana.price@vendor.example"]}  # fmt: skip
+    contoso = {"partner_id": "contoso", "name": "Contoso Systems", "tier": "gold",
+               "region": "NA-East", "contacts": []}  # fmt: skip
+    names = population.names([contoso, direct])
+    assert scrub_text("Dana Price moved the price list; Price agreed.", names) == (
+        "[contact] moved the price list; [contact] agreed."
+    )
+    # A name over a line break is still the name; a word after it that is also a legal form
+    # elsewhere ("as", "co") stays; an unknown vendor word is not a partner.
+    assert scrub_text("Contoso\nSystems as the respondent co-sold", names) == (
+        "a partner in NA as the respondent co-sold"
+    )
+    assert scrub_text("Contoso Systems GmbH and Contoso, Inc. met the vendor", names) == (
+        "a partner in NA and a partner in NA met the vendor"
+    )
