@@ -22,8 +22,9 @@ from accord.search import Filters, search_precedents
 from bench.search import NAMES, precedent_words
 from models.enums import DisputeCategory, PartnerTier, Role
 from models.tables import Precedent
-from tests.conftest import fresh_postgres_database, seed
+from tests.conftest import Stack, fresh_postgres_database, seed
 from tests.precedent_rows import add_precedent
+from tests.web_harness import api, make_app, signed_in, token_for
 
 WOODGROVE = ("woodgrove", "Woodgrove Partners Ltd", PartnerTier.PLATINUM, "UK-IE")
 """The only platinum partner in UK-IE, and the only partner there, in the demo directory."""
@@ -401,3 +402,38 @@ def test_names_that_are_also_words_and_words_after_names_are_not_over_scrubbed()
     assert scrub_text("Contoso Systems GmbH and Contoso, Inc. met the vendor", names) == (
         "a partner in NA and a partner in NA met the vendor"
     )
+
+
+async def test_a_partner_reads_and_searches_only_the_anonymised_precedent_on_the_web(
+    stack: Stack,
+) -> None:
+    """As a partner sees it: the library page, the precedent's page and the API."""
+    with stack.sessions.begin() as session:
+        row = add_precedent(
+            session,
+            "DSP-2026-000106",
+            category=DisputeCategory.DEAL_REGISTRATION,
+            outcome="settled",
+            claimant=WOODGROVE,
+            facts="Wendy Hale of Woodgrove registered DR-2026-0042, worth 125000, first.",
+            rationale="The first registration wins; Hale's evidence was clear.",
+            amount=Decimal(125_000),
+        )
+        pid = row.id
+    app = make_app(stack)
+    partner = await signed_in(app, "fay@fabrikam.example")
+    library = (await partner.get("/precedents", params={"q": "registered"})).text
+    page = (await partner.get(f"/precedents/{pid}")).text
+    for text_ in (library, page):
+        assert "a partner in EMEA" in text_
+        for secret in ("Hale", "Wendy", "Woodgrove", "DR-2026-0042", "125000", "UK-IE"):
+            assert secret not in text_, secret
+    assert "Precedents <small>(0)" in (await partner.get("/search", params={"q": "Hale"})).text
+    async with api(app, token_for(stack, "fay@fabrikam.example")) as client:
+        found = (await client.get("/api/precedents", params={"q": "registered"})).json()
+        assert found["total"] == 1 and found["facets"]["region"] == {"EMEA": 1}
+        assert "platinum" not in found["facets"]["tier"]
+        for query in ({"q": "Hale"}, {"q": "DR-2026-0042"}, {"region": "UK-IE"}):
+            assert (await client.get("/api/precedents", params=query)).json()["total"] == 0
+    compliance = await signed_in(app, "carol.compliance@vendor.example")
+    assert "Wendy Hale" in (await compliance.get(f"/precedents/{pid}")).text
