@@ -424,7 +424,10 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
     return _AMOUNT.sub(replace, text)
 
 
-_PHONE = re.compile(r"(?<![\w-])(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]?\(?\d{1,5}\)?){2,}(?![\w-])")
+_PHONE = re.compile(
+    r"(?<![\w-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{4})"  # not a date ("2026-03-02 10:00")
+    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]?\(?\d{1,5}\)?){2,}(?![\w-])"
+)
 """Digit groups joined by single spaces, dots or hyphens, "+49 30 1234 5678"."""
 _GROUPED = re.compile(r"\d{1,3}(?:[ .]\d{3})+(?:,\d{1,2})?")
 
@@ -442,7 +445,7 @@ _REFERENCE_WORDS = (
     r"|quote|invoice|inv|purchase\s+order|po|order|contract|sku|ref|reference"
 )
 _KEYWORD_REFERENCE = re.compile(
-    rf"\b(?P<word>{_REFERENCE_WORDS})(?P<gap>\.?\s*(?:no\.?|number|nr\.?|id|#)?\s*[:#]?\s*)"
+    rf"\b(?P<word>{_REFERENCE_WORDS})\b(?P<gap>\.?\s*(?:no\.?|number|nr\.?|id|#)?\s*[:#]?\s*)"
     r"(?P<ref>(?=[\w/-]*\d)[A-Za-z0-9][\w/-]*[A-Za-z0-9])",
     re.IGNORECASE,
 )

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from accord.anonymity import KnownPartner, Population, scrub_amounts, scrub_text
+from accord.anonymity import KnownPartner, Names, Population, scrub_amounts, scrub_text
 from accord.db import SessionFactory, make_engine
 from accord.demo import DEMO
 from accord.directory import ContactRecord, Directory, PartnerRecord, PersonRecord
@@ -437,3 +437,25 @@ async def test_a_partner_reads_and_searches_only_the_anonymised_precedent_on_the
             assert (await client.get("/api/precedents", params=query)).json()["total"] == 0
     compliance = await signed_in(app, "carol.compliance@vendor.example")
     assert "Wendy Hale" in (await compliance.get(f"/precedents/{pid}")).text
+
+
+NO_NAMES = (Names(None, {}),)
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("call +49 30 1234 5678 today", "call [phone] today"),
+        ("call +1 (555) 123-4567 today", "call [phone] today"),
+        ("call 0049 30 12345678 today", "call [phone] today"),
+        ("met 2026-03-02 10:00 sharp", "met 2026-03-02 10:00 sharp"),
+        ("met 02.03.2026 14:30 sharp", "met 02.03.2026 14:30 sharp"),
+        ("the registered partner 2026 plan", "the registered partner 2026 plan"),
+        ("accounted for 12 leads in 2026", "accounted for 12 leads in 2026"),
+        ("order 2026-03-02 and quote 3.1", "order 2026-03-02 and quote 3.1"),
+        ("PO4500012345 and INV-2026-1182", "[reference] and [reference]"),
+        ("mail ops@contoso.example now", "mail [email] now"),
+    ],
+)
+def test_phones_references_and_what_only_looks_like_them(written: str, shown: str) -> None:
+    assert scrub_text(written, NO_NAMES) == shown
