@@ -23,6 +23,7 @@ the view is made.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -140,7 +141,7 @@ class Population:
     _counts: Counter[tuple[str | None, str | None]] = field(
         default_factory=Counter, compare=False, repr=False
     )
-    _patterns: dict[str | None, Names] = field(default_factory=dict, compare=False, repr=False)
+    _patterns: dict[str, Names] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for partner in self.partners:
@@ -179,10 +180,7 @@ class Population:
             if len(self._patterns) > 1_000:
                 self._patterns.clear()
             found = self._patterns[key] = _party_names(self, parties)
-        everyone = self._patterns.get(None)
-        if everyone is None:
-            everyone = self._patterns[None] = _directory_names(self)
-        return found, everyone
+        return found, _directory_names(self)
 
 
 def load_population(session: Session, k: int = DEFAULT_K) -> Population:
@@ -281,9 +279,12 @@ def _party_names(population: Population, parties: list[dict[str, Any]]) -> Names
     return _compile(labels)
 
 
+@functools.lru_cache(maxsize=4)
 def _directory_names(population: Population) -> Names:
     """Every partner of the directory by its own label, and its people by their full names
-    (a part alone, "Will" or "Long", is too common to scrub from every precedent)."""
+    (a part alone, "Will" or "Long", is too common to scrub from every precedent). Cached by
+    the directory's content: compiling it for thousands of partners takes a second or two, and
+    every partner's page view reads the directory afresh."""
     labels: dict[str, str] = {}
     for partner in population.partners:
         label = population.label(partner.tier, partner.regions[0] if partner.regions else None)
@@ -312,15 +313,38 @@ _LEGAL_FORM = (
 def _compile(labels: dict[str, str]) -> Names:
     if not labels:
         return Names(None, {})
-    # Longest first, so "Contoso Systems" goes before "Contoso"; whole words only, any spacing.
-    alternation = "|".join(
-        re.escape(n).replace(r"\ ", r"\s+") for n in sorted(labels, key=len, reverse=True)
-    )
-    pattern = re.compile(rf"(?<!\w)(?P<name>{alternation})(?:{_LEGAL_FORM})?(?!\w)")
+    # Whole words only, the longest name first ("Contoso Systems" before "Contoso").
+    pattern = re.compile(rf"(?<!\w)(?P<name>{_trie(labels)})(?:{_LEGAL_FORM})?(?!\w)")
     ambiguous = frozenset(
         n for n, label in labels.items() if label == "[contact]" and n in AMBIGUOUS_NAME_PARTS
     )
     return Names(pattern, labels, ambiguous)
+
+
+def _trie(names: Iterable[str]) -> str:
+    """One regular expression for many names, as a trie ("contoso(?: systems)?"): Python's
+    engine tries a plain alternation of thousands of names one by one at every character; a
+    trie reads each character once. Optional tails are greedy, so the longest name wins; a
+    space in a name matches any spacing."""
+    root: dict[str, Any] = {}
+    for name in names:
+        node = root
+        for char in name:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a name ends here
+
+    def expression(node: dict[str, Any]) -> str:
+        branches = [
+            (r"\s+" if char == " " else re.escape(char)) + expression(child)
+            for char, child in sorted(node.items())
+            if char
+        ]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return expression(root)
 
 
 ROLE_MAILBOXES = frozenset(
