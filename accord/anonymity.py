@@ -77,6 +77,14 @@ AMBIGUOUS_NAME_PARTS = frozenset(
 """Name parts that are also common words: scrubbed only when written with a capital, so a
 contact called Dana Price does not turn "the price list" into "the [contact] list"."""
 
+FUNCTION_WORDS = frozenset(
+    """a an and are as at be but by can do for from go had has he her his if in is it its me my
+    no not of on or our so than that the then they this to up us was we who will with
+    you""".split()  # noqa: SIM905
+)
+"""Words a name may hold ("An Nguyen", "Do Van Ha") that are never scrubbed on their own: the
+text would lose its grammar. The full name, and every other part, still are."""
+
 _FOLD = {**NON_NFKD_MAP, "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ð": "d", "þ": "th"}
 # Dotless i, and the apostrophes people type: right, left, modifier letter, grave, acute.
 _FOLD |= dict.fromkeys(("\u2019", "\u2018", "\u02bc", "`", "\u00b4"), "'") | {"\u0131": "i"}
@@ -254,7 +262,7 @@ def name_parts(name: str) -> set[str]:
             continue
         parts.add(word)
         parts |= {piece for piece in re.split(r"[-'\u2019]", word) if len(piece) >= 2}
-    return {p for p in parts if p and fold_name(p) not in PARTICLES}
+    return {p for p in parts if p and fold_name(p) not in PARTICLES | FUNCTION_WORDS}
 
 
 def _party_names(population: Population, parties: list[dict[str, Any]]) -> Names:

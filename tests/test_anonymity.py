@@ -459,3 +459,17 @@ NO_NAMES = (Names(None, {}),)
 )
 def test_phones_references_and_what_only_looks_like_them(written: str, shown: str) -> None:
     assert scrub_text(written, NO_NAMES) == shown
+
+
+def test_a_name_part_that_is_a_function_word_keeps_the_grammar() -> None:
+    party = {"partner_id": "contoso", "name": "Contoso Systems", "tier": "gold",
+             "region": "NA-East", "contacts": []}  # fmt: skip
+    population = Population(
+        (*demo_population(3).partners,
+         KnownPartner("contoso", "Contoso Systems", "gold", ("NA-East",), (), ("An Nguyen",))),
+        3,
+    )  # fmt: skip
+    names = population.names([party])
+    assert scrub_text("An Nguyen made an offer; Nguyen's an expert.", names) == (
+        "[contact] made an offer; [contact]'s an expert."
+    )
