@@ -481,8 +481,10 @@ _KEYWORD_REFERENCE = re.compile(
     r"(?P<ref>(?=[\w/-]*\d)[A-Za-z0-9][\w/-]*[A-Za-z0-9])",
     re.IGNORECASE,
 )
+# An id in capitals and digits ("DR-2026-0042", "NW-REG-7781", "PO4500012345"), or a CRM's
+# 15/18-character id; a product name in mixed case ("Office365") is not one.
 _SHAPED_REFERENCE = re.compile(
-    r"(?<![\w-])(?P<ref>[A-Z][A-Za-z]{0,7}[-_#/]?\d[\w]*(?:[-_/.][A-Za-z0-9]+)*"
+    r"(?<![\w-])(?P<ref>[A-Z]{1,8}(?:[-_][A-Z]{1,8})*[-_#/]?\d\w*(?:[-_/.][A-Za-z0-9]+)*"
     r"|00[0-9A-Za-z]{13}(?:[0-9A-Za-z]{3})?)(?![\w-])"
 )
 _NOT_REFERENCES = re.compile(

@@ -454,6 +454,8 @@ NO_NAMES = (Names(None, {}),)
         ("accounted for 12 leads in 2026", "accounted for 12 leads in 2026"),
         ("order 2026-03-02 and quote 3.1", "order 2026-03-02 and quote 3.1"),
         ("PO4500012345 and INV-2026-1182", "[reference] and [reference]"),
+        ("Office365 and Windows11 seats", "Office365 and Windows11 seats"),
+        ("NW-REG-7781 and DR-7", "[reference] and [reference]"),
         ("mail ops@contoso.example now", "mail [email] now"),
     ],
 )
