@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint lock bench bench-web bench-intake bench-responsiveness bench-search bench-history chaos histories worker clean chromium dovecot
+.PHONY: run test lint lock bench bench-web bench-intake bench-responsiveness bench-search bench-anonymity bench-history chaos histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -62,6 +62,9 @@ bench-responsiveness: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.search
+
+bench-anonymity: $(STAMP)
+	$(BIN)/python -m bench.anonymity
 
 bench-history: $(STAMP)
 	$(BIN)/python -m bench.history

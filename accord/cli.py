@@ -333,17 +333,24 @@ def import_directory_file(
 @app.command("reindex-precedents")
 def reindex_precedents() -> None:
     """Rewrite every precedent's searchable texts (full and anonymised) and facets, after
-    changing ACCORD_PUBLIC_AMOUNT_THRESHOLD or upgrading Accord."""
+    changing ACCORD_PUBLIC_AMOUNT_THRESHOLD or ACCORD_PRECEDENT_ANONYMITY_K, after the directory
+    changed (new contacts, a partner's new name), or after upgrading Accord."""
+    from accord.anonymity import load_population
     from accord.precedents import index_precedent
 
     services = _services()
     threshold = services.settings.public_amount_threshold
+    k = services.settings.precedent_anonymity_k
     done = 0
     with services.sessions.begin() as session:
+        population = load_population(session, k)  # once: the same directory for every record
         for precedent in session.exec(select(Precedent)).all():
-            index_precedent(session, precedent, threshold)
+            index_precedent(session, precedent, threshold, population=population)
             done += 1
-    typer.echo(f"reindexed {done} precedents (amounts over {threshold:,.0f} hidden from partners)")
+    typer.echo(
+        f"reindexed {done} precedents (amounts over {threshold:,.0f} hidden from partners;"
+        f" every party label shared by at least {k} partners)"
+    )
 
 
 @app.command("seed-demo")

@@ -108,7 +108,9 @@ def build_remedy_activities(services: Services) -> RemedyActivities:
 
 def activity_methods(services: Services) -> list[Any]:
     records = RecordActivities(
-        services.sessions, public_amount_threshold=services.settings.public_amount_threshold
+        services.sessions,
+        public_amount_threshold=services.settings.public_amount_threshold,
+        anonymity_k=services.settings.precedent_anonymity_k,
     )
     deadlines = DeadlineActivities(services.playbooks)
     citations = CitationActivities(services.sessions, services.playbooks)

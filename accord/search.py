@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -173,7 +174,7 @@ def search_precedents(
     if query.empty and raw_query.strip():
         return SearchResult(notes=query.notes)  # typed something, but nothing searchable
     sqlite = session.get_bind().dialect.name == "sqlite"
-    where, params = _filter_sql(filters, browsing=query.empty, sqlite=sqlite)
+    where, params = _filter_sql(filters, browsing=query.empty, sqlite=sqlite, public=public)
     # The SQL below is assembled from fixed fragments and column names chosen here; every value
     # the user gave (the query, the filters) is a bound parameter.
     column = "public_text" if public else "search_text"
@@ -202,8 +203,10 @@ def search_precedents(
         if unranked:
             # No bm25() to count them: facet filters join the match inside the index (each
             # candidate's row is not read to test them). With bm25(), they would be counted too.
-            where, dates = _filter_sql(filters, browsing=False, sqlite=True, in_index=True)
-            params = {"q": params["q"] + _facet_match(filters), **dates}
+            where, dates = _filter_sql(
+                filters, browsing=False, sqlite=True, in_index=True, public=public
+            )
+            params = {"q": params["q"] + _facet_match(filters, public), **dates}
         # A phrase of common words is checked word position by word position in every
         # precedent holding all of them: like PostgreSQL, search only the newest then.
         if any(set(phrase.split()) <= common for phrase in query.phrases):
@@ -235,14 +238,14 @@ def search_precedents(
     ranked = sorted(((int(r.id), float(r.rank)) for r in rows), key=lambda c: (c[1], -c[0]))
     ranked = ranked[offset : offset + limit]
     hit_ids = [pid for pid, _ in ranked]
-    details = _details(session, hit_ids, column)
+    details = _details(session, hit_ids, column, public)
     snippets = (
         _snippets(session, sqlite, public, hit_ids, params.get("q")) if not query.empty else {}
     )
     hits = [
         _hit(details[pid], rank, snippets.get(pid) or details[pid].opening) for pid, rank in ranked
     ]
-    facets = _facets(rows)
+    facets = _facets(rows, public)
     notes = query.notes
     if unranked:
         notes += (
@@ -332,22 +335,44 @@ def _estimated_matches(session: Session, tsv: str, params: dict[str, Any]) -> fl
     return float(document[0]["Plan"]["Plan Rows"])
 
 
-def _details(session: Session, ids: list[int], column: str) -> dict[int, Any]:
-    """What a page of hits shows."""
+def _details(session: Session, ids: list[int], column: str, public: bool) -> dict[int, Any]:
+    """What a page of hits shows: for partners, the claimant's tier and region as generalised
+    for the anonymised view (empty when dropped)."""
     sql = text(
         "SELECT id, dispute_number, category, outcome, claimant_tier, claimant_region,"
-        f" decided_at, substr({column}, 1, 240) AS opening FROM precedent WHERE id IN :ids"
+        f" decided_at, substr({column}, 1, 240) AS opening, facet_values"
+        " FROM precedent WHERE id IN :ids"
     ).bindparams(bindparam("ids", expanding=True))
-    return {int(r.id): r for r in session.execute(sql, {"ids": ids or [-1]})}
+    rows = {int(r.id): r._asdict() for r in session.execute(sql, {"ids": ids or [-1]})}
+    for row in rows.values():
+        if public:
+            lines = _public_lines(row.pop("facet_values") or "")
+            row["claimant_tier"] = lines.get("tier", "")
+            row["claimant_region"] = lines.get("region", "")
+    return {pid: SimpleNamespace(**row) for pid, row in rows.items()}
 
 
-def _facets(rows: list[Any]) -> dict[str, dict[str, int]]:
+PUBLIC_FACETS = {"tier": "public_tier", "region": "public_region"}
+"""For partners, the claimant's tier and region are the anonymised view's: generalised until k
+partners share them (accord.anonymity); the facet lines and words hold both."""
+
+
+def _public_lines(facet_values: str) -> dict[str, str]:
+    found = dict(line.partition("=")[::2] for line in facet_values.splitlines())
+    return {name: found[public] for name, public in PUBLIC_FACETS.items() if public in found}
+
+
+def _facets(rows: list[Any], public: bool = False) -> dict[str, dict[str, int]]:
     """Counted from the candidates' facet lines ("remedy=mdf_credit"), every facet at once."""
     counted = Counter(line for row in rows for line in (row.facet_values or "").splitlines())
     facets: dict[str, dict[str, int]] = {facet: {} for facet in (*FACETS, *MULTI_FACETS)}
+    shown = {v: k for k, v in PUBLIC_FACETS.items()} if public else {}
     for line, count in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])):
         facet, _, value = line.partition("=")
-        if facet in facets:
+        if public and facet in PUBLIC_FACETS:
+            continue  # the claimant's own tier and region: never counted for partners
+        facet = shown.get(facet, facet)
+        if facet in facets and value:
             facets[facet][value] = count
     return facets
 
@@ -474,17 +499,23 @@ def _hit(row: Any, rank: float, snippet: str) -> Hit:
     )
 
 
-def _facet_match(filters: Filters) -> str:
+def _facet_match(filters: Filters, public: bool = False) -> str:
     """The facet filters as terms of the indexed facet words ("remedymdfcredit")."""
+    names = PUBLIC_FACETS if public else {}
     return "".join(
-        f" AND facet_tokens : {_quote(facet_token(name, value))}"
+        f" AND facet_tokens : {_quote(facet_token(names.get(name, name), value))}"
         for name in (*FACETS, *MULTI_FACETS)
         if (value := getattr(filters, name))
     )
 
 
 def _filter_sql(
-    filters: Filters, *, browsing: bool, sqlite: bool, in_index: bool = False
+    filters: Filters,
+    *,
+    browsing: bool,
+    sqlite: bool,
+    in_index: bool = False,
+    public: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """SQL conditions on `p` (a precedent row) for the filters; with `in_index`, the dates only
     (the facets are matched in the full-text index instead)."""
@@ -493,7 +524,15 @@ def _filter_sql(
     for name, column in FACETS.items():  # each facet is also a filter
         value = getattr(filters, name)
         if value and not in_index:
-            clauses.append(f"p.{column} = :{name}")
+            if public and name in PUBLIC_FACETS:
+                # The generalised label, from the facet lines (a partner never filters by the
+                # claimant's own tier or region, or the label would be undone).
+                find = "instr" if sqlite else "strpos"
+                clauses.append(f"{find}(:nl || p.facet_values || :nl, :{name}_line) > 0")
+                params["nl"] = "\n"
+                params[f"{name}_line"] = f"\n{PUBLIC_FACETS[name]}={value}\n"
+            else:
+                clauses.append(f"p.{column} = :{name}")
             params[name] = value
     for name in MULTI_FACETS:
         value = getattr(filters, name)

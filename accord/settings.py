@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     public_amount_threshold: Decimal = Field(default=Decimal(10_000), ge=0)
     """Amounts above this are hidden from partners' anonymised view of precedents. After
     changing it, `accord reindex-precedents` rewrites the searchable anonymised text."""
+    precedent_anonymity_k: int = Field(default=3, ge=1, le=1_000)
+    """The anonymised view names a party only by a tier and region label at least this many
+    partners of the directory share (k-anonymity); a rarer label is generalised (tier dropped,
+    region widened). After changing it, `accord reindex-precedents`."""
     texts_per_dispute: int = Field(default=1_000, ge=1)
     """The most notes, email replies, information requests and answers one dispute takes; past
     it the sender is told so and nothing is recorded (a Temporal history holds at most 2,000

@@ -15,9 +15,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accord import texts
+from accord.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
 from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.db import SessionFactory
-from accord.precedents import DEFAULT_AMOUNT_THRESHOLD, index_precedent
+from accord.precedents import index_precedent
 from accord.seats import release_seats_of
 from accord.similarity import find_similar
 from models.enums import TERMINAL_STAGES, TaskState
@@ -49,10 +50,14 @@ SEAT_ENDING_ACTIONS = frozenset({"panel_recused", "appeal_filed"})
 
 class RecordActivities:
     def __init__(
-        self, sessions: SessionFactory, public_amount_threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD
+        self,
+        sessions: SessionFactory,
+        public_amount_threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD,
+        anonymity_k: int = DEFAULT_K,
     ) -> None:
         self.sessions = sessions
         self.public_amount_threshold = public_amount_threshold
+        self.anonymity_k = anonymity_k
 
     @activity.defn
     def record_event(self, record: EventRecord) -> Recorded:
@@ -333,7 +338,9 @@ class RecordActivities:
                     precedents_cited=list(record.precedents_cited),
                     votes_summary=dict(record.votes_summary),
                 )
-                index_precedent(session, precedent, self.public_amount_threshold)
+                index_precedent(
+                    session, precedent, self.public_amount_threshold, k=self.anonymity_k
+                )
         return Ack(done=f"precedent for {record.number}")
 
     @activity.defn

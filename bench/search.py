@@ -92,6 +92,14 @@ QUERIES = [
 ]
 
 
+def precedent_words(i: int, rng: random.Random) -> tuple[str, str]:
+    """The facts and rationale of generated precedent `i`: Zipf-distributed words, a customer's
+    name and a deal registration's reference in the facts (what anonymisation must remove)."""
+    name = rng.choice(NAMES)  # drawn first, as before: the same seed gives the same precedents
+    facts = " ".join(rng.choices(WORDS, WEIGHTS, k=40)) + f" {name} DR-{i}"
+    return facts, " ".join(rng.choices(WORDS, WEIGHTS, k=25))
+
+
 def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
     assert bench.services is not None
     engine = bench.services.sessions.engine
@@ -101,9 +109,7 @@ def load(bench: BenchStack, start: int, stop: int, rng: random.Random) -> None:
         disputes, precedents, facets = [], [], []
         for i in range(first, min(stop, first + batch)):
             number = f"DSP-2024-{i + 1:07d}"[:32]
-            name = rng.choice(NAMES)
-            facts = " ".join(rng.choices(WORDS, WEIGHTS, k=40)) + f" {name} DR-{i}"
-            rationale = " ".join(rng.choices(WORDS, WEIGHTS, k=25))
+            facts, rationale = precedent_words(i, rng)
             disputes.append(
                 {
                     "number": number,

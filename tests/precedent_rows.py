@@ -32,6 +32,7 @@ def add_precedent(
     amount: Decimal = Decimal(1000),
     decided_at: datetime | None = None,
     timeline: tuple[dict[str, str], ...] = (),
+    objects: tuple[dict[str, str], ...] = (),
 ) -> Precedent:
     """A closed dispute and its precedent, claimant against Contoso Systems."""
     pid, name, tier, region = claimant
@@ -43,7 +44,7 @@ def add_precedent(
             claimant_id=pid,
             respondent_ids=["contoso"],
             party_key=f"contoso|{pid}",
-            contested_objects=[],
+            contested_objects=list(objects),
             summary=facts[:60],
             facts=facts,
             desired_remedy="x",
@@ -68,7 +69,7 @@ def add_precedent(
         playbook_version="2026.1",
         clauses=list(clauses),
         facts=facts,
-        contested_objects=[],
+        contested_objects=list(objects),
         outcome=outcome,
         remedies=list(remedies),
         rationale=rationale,

@@ -294,19 +294,27 @@ async def test_reindexing_precedents_applies_a_new_amount_threshold(stack: Stack
             ).one()
 
     assert "50,000 USD" not in public_text()
+    assert "a partner in NA\n" in public_text()  # k = 3: one platinum partner in NA-East
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "accord.cli",
         "reindex-precedents",
-        env=cli_env(stack, ACCORD_PUBLIC_AMOUNT_THRESHOLD="100000"),
+        env=cli_env(
+            stack, ACCORD_PUBLIC_AMOUNT_THRESHOLD="100000", ACCORD_PRECEDENT_ANONYMITY_K="1"
+        ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await process.communicate()
     assert process.returncode == 0, out.decode()
-    assert "reindexed 1 precedents (amounts over 100,000 hidden from partners)" in out.decode()
+    assert (
+        "reindexed 1 precedents (amounts over 100,000 hidden from partners;"
+        " every party label shared by at least 1 partners)"
+    ) in out.decode()
     assert "50,000 USD" in public_text()
+    # With k = 1 every label is shared enough as it is: the claimant's tier and region show.
+    assert "a platinum partner in NA-East" in public_text()
 
 
 async def test_verify_all_checks_every_trail_and_names_a_broken_one(stack: Stack) -> None:

@@ -10,8 +10,9 @@ import pytest
 from sqlmodel import select
 
 from accord.access import Viewer
+from accord.anonymity import amount_value, load_population, scrub_amounts
 from accord.db import SessionFactory, make_engine
-from accord.precedents import amount_value, anonymised, scrub_amounts
+from accord.precedents import anonymised
 from accord.search import Filters, dispute_snippets, parse_query, search_precedents
 from models.enums import DisputeCategory, PartnerTier, Role
 from models.payloads import Actor
@@ -176,17 +177,19 @@ def test_contacts_emails_phones_and_large_amounts_never_reach_partners(
         row = session.exec(
             select(Precedent).where(Precedent.dispute_number == "DSP-2025-000009")
         ).one()
-    view = anonymised(row, Decimal(10_000))
+        view = anonymised(row, load_population(session), Decimal(10_000))
     public = json.dumps(view)
     for secret in ("125,000", "125.000", "125000", "40k", "carl@", "Contoso", "1234 5678", "50000"):
         assert secret not in public, secret
-    assert "[an amount over 10,000]" in view["facts"] and "[email]" in view["facts"]
-    assert "[phone]" in view["facts"]
-    # Small amounts, dates and references stay: they are not personal and they matter.
+    assert "[an amount between 100,000 and 1,000,000]" in view["facts"]
+    assert "[an amount between 10,000 and 100,000]" in view["facts"]  # 40k EUR
+    assert "[email]" in view["facts"] and "[phone]" in view["facts"]
+    # Small amounts and dates stay: they are not personal and they matter. The parties' own
+    # references do not (issue 15): a deal registration's id names the deal.
     assert "900 USD" in view["facts"] and "2026-03-02" in view["facts"]
-    assert "DR-2026-0042" in view["facts"]
-    assert view["amount_at_stake"] == "over 10,000"
-    assert view["remedies"][0]["amount"] == "over 10,000"
+    assert "DR-2026-0042" not in public and "[reference]" in view["facts"]
+    assert view["amount_at_stake"] == "between 100,000 and 1,000,000"
+    assert view["remedies"][0]["amount"] == "between 10,000 and 100,000"
     # Search: the scrubbed text is what partners search, so nothing finds it, no snippet shows it.
     for query in ("125,000", "125000", "carl", "contoso.example", "5678", "Contoso"):
         assert "DSP-2025-000009" not in numbers(sessions, query, public=True), query
@@ -204,7 +207,7 @@ def test_amounts_are_read_as_people_write_them() -> None:
     assert amount_value("2.5", " million") == 2_500_000
     assert amount_value("99.95", None) == Decimal("99.95")
     assert scrub_amounts("€12,000 and 9,000 EUR", Decimal(10_000)) == (
-        "[an amount over 10,000] and 9,000 EUR"
+        "[an amount between 10,000 and 100,000] and 9,000 EUR"
     )
 
 

@@ -545,7 +545,11 @@ def precedents(
     services = web(request).services
     with services.sessions.read() as session:
         found = service.precedent_library(
-            session, viewer, query, services.settings.public_amount_threshold
+            session,
+            viewer,
+            query,
+            services.settings.public_amount_threshold,
+            services.settings.precedent_anonymity_k,
         )
     found["hits"] = [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in hit.items()}

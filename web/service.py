@@ -40,6 +40,7 @@ from accord.access import (
     may_read_raw_audit,
     standing,
 )
+from accord.anonymity import DEFAULT_K, Population, load_population
 from accord.audit import first_broken_link
 from accord.directory import (
     CaseLimit,
@@ -948,7 +949,11 @@ LIBRARY_PAGE = 20
 
 
 def precedent_library(
-    session: Session, viewer: Viewer, query: PrecedentQuery, threshold: Decimal
+    session: Session,
+    viewer: Viewer,
+    query: PrecedentQuery,
+    threshold: Decimal,
+    k: int = DEFAULT_K,
 ) -> dict[str, Any]:
     """One page of the precedent library: ranked hits with snippets, the number of matches,
     facet counts and notes on how the query was read. Partners search the anonymised view."""
@@ -967,9 +972,10 @@ def precedent_library(
             select(Precedent).where(col(Precedent.id).in_([h.id for h in result.hits] or [-1]))
         ).all()
     }
+    population = load_population(session, k) if public else None
     hits = [
         {
-            **precedent_view(rows[h.id], not public, threshold),
+            **precedent_view(rows[h.id], threshold, anonymise_for=population),
             "score": round(h.score, 3),
             "snippet_html": h.snippet_html,
         }
@@ -988,25 +994,33 @@ def precedent_library(
 
 
 def search_precedents(
-    session: Any, viewer: Viewer, q: str, threshold: Decimal
+    session: Any, viewer: Viewer, q: str, threshold: Decimal, k: int = DEFAULT_K
 ) -> list[dict[str, Any]]:
     """Precedents matching a query (full text, ranked): partners search and read only the
     anonymised view, so a party's name can neither find nor show a precedent."""
     public = viewer.role is Role.PARTNER
     result = full_text_search(session, q, public=public, limit=50)
+    population = load_population(session, k) if public else None
     found: list[dict[str, Any]] = []
     for hit in result.hits:
         row = session.get(Precedent, hit.id)
         if row is None:
             continue
         found.append(
-            {**precedent_view(row, not public, threshold), "snippet_html": hit.snippet_html}
+            {
+                **precedent_view(row, threshold, anonymise_for=population),
+                "snippet_html": hit.snippet_html,
+            }
         )
     return found
 
 
-def precedent_view(p: Precedent, full: bool, threshold: Decimal) -> dict[str, Any]:
-    if full:
+def precedent_view(
+    p: Precedent, threshold: Decimal, *, anonymise_for: Population | None
+) -> dict[str, Any]:
+    """The full record, or with `anonymise_for` (the directory it is anonymised against), the
+    anonymised view."""
+    if anonymise_for is None:
         return {
             "id": p.id,
             "reference": p.dispute_number,
@@ -1017,7 +1031,7 @@ def precedent_view(p: Precedent, full: bool, threshold: Decimal) -> dict[str, An
             "parties": ", ".join(str(x.get("name", "")) for x in p.parties),
             "decided_at": p.decided_at,
         }
-    view = anonymised(p, threshold)
+    view = anonymised(p, anonymise_for, threshold)
     return {
         "id": p.id,
         "reference": f"P-{p.id}",

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from starlette.datastructures import FormData
 
 from accord.access import Viewer
+from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
 from models.enums import (
@@ -110,7 +111,8 @@ def search(
         rows, total = service.list_disputes(session, viewer, filters) if q else ([], 0)
         snippets = dispute_snippets(session, [r.number for r in rows], q) if q else {}
         threshold = ctx.settings.public_amount_threshold
-        precedents = search_precedents(session, viewer, q, threshold) if q else []
+        k = ctx.settings.precedent_anonymity_k
+        precedents = search_precedents(session, viewer, q, threshold, k) if q else []
     return render(
         request,
         "search.html",
@@ -129,7 +131,11 @@ def precedent_library(request: Request, viewer: ViewerDep) -> Response:
     query = query_form(request, service.PrecedentQuery)
     with ctx.services.sessions.read() as session:
         found = service.precedent_library(
-            session, viewer, query, ctx.settings.public_amount_threshold
+            session,
+            viewer,
+            query,
+            ctx.settings.public_amount_threshold,
+            ctx.settings.precedent_anonymity_k,
         )
     return render(
         request,
@@ -148,11 +154,13 @@ def precedent(request: Request, viewer: ViewerDep, precedent_id: int) -> Respons
     ctx = web(request)
     with ctx.services.sessions.read() as session:
         row = session.get(Precedent, precedent_id)
-    if row is None:
-        raise NotFound(f"precedent {precedent_id}")
-    view = precedent_view(
-        row, viewer.role is not Role.PARTNER, ctx.settings.public_amount_threshold
-    )
+        if row is None:
+            raise NotFound(f"precedent {precedent_id}")
+        partner = viewer.role is Role.PARTNER
+        population = (
+            load_population(session, ctx.settings.precedent_anonymity_k) if partner else None
+        )
+    view = precedent_view(row, ctx.settings.public_amount_threshold, anonymise_for=population)
     return render(request, "precedent.html", viewer, p=view)
 
 

@@ -64,6 +64,7 @@ def _backfill() -> None:
     """Precedents written before this revision get their texts now."""
     from sqlmodel import Session, select
 
+    from accord.anonymity import Population
     from accord.precedents import search_texts
     from models.tables import Precedent
 
@@ -79,7 +80,8 @@ def _backfill() -> None:
     table = sa.table('precedent', sa.column('id'), sa.column('search_text'), sa.column('public_text'))
     for row in rows:
         record = Precedent(**row._asdict())
-        full, public = search_texts(record)
+        # No directory yet: every party is "a partner"; 0023 anonymises them again against it.
+        full, public = search_texts(record, Population(()))
         op.execute(table.update().where(table.c.id == row.id).values(search_text=full, public_text=public))
 
 
