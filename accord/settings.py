@@ -167,6 +167,15 @@ class Settings(BaseSettings):
     actions)."""
     texts_per_sender: int = Field(default=250, ge=1)
     """The most of those one person (or email address) may add to one dispute."""
+    json_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """Largest JSON body an API route takes (an action, a filing, a token); past it: 413,
+    refused by its declared length before it is read."""
+    directory_json_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    """Largest JSON body of a directory import (POST /api/directory); larger directories are
+    imported with `accord import-directory`."""
+    form_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """Largest body of any other kind but multipart (a page's form); multipart bodies are
+    bounded by the upload limits below."""
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_max_files: int = 10
     upload_allowed_types: list[str] = Field(
