@@ -32,7 +32,7 @@ from temporalio.client import Client
 from accord.runtime import Services
 from accord.settings import Settings
 from models.text import plain_error, problem
-from web import csrf, limits
+from web import csrf, docs, limits
 from web.auth import Accounts
 from web.operations import DisputeGone, Refused
 from web.problems import (
@@ -104,7 +104,7 @@ def create_app(
         ),
         lifespan=lifespan,
         dependencies=[Depends(storable_path)],
-        docs_url="/api/docs",
+        docs_url=None,  # served by web.docs, with its assets from this server
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/api/openapi.json",
@@ -112,6 +112,7 @@ def create_app(
     app.state.web = context
     app.state.metrics, request_durations = health.metrics_registry(context)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    docs.install(app, openapi_url="/api/openapi.json")
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(pages.router)
