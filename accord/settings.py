@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     # --- web app and API ---------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    web_metrics_host: str = "127.0.0.1"
+    web_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Where the web process serves its Prometheus /metrics, apart from the web port (which
+    answers 404 for it): loopback by default, for a scraper on the same host or network
+    namespace (0: not served)."""
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     """Signs session and CSRF cookies; must be set outside development."""
     session_max_age_seconds: int = 8 * 3600
