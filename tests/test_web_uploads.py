@@ -197,3 +197,25 @@ async def test_a_client_gone_halfway_through_an_upload_leaves_nothing(stack: Sta
         assert temporary_files() <= before_temp
     assert rows(stack) == before_rows
     assert state_files(stack) == before_files
+
+
+async def test_more_files_than_allowed_are_refused_naming_the_field(stack: Stack) -> None:
+    stack.settings.upload_max_files = 2
+    app = make_app(stack)
+    number = (await stack.file()).number
+    files = [("files", (f"note-{i}.txt", f"note {i}".encode(), "text/plain")) for i in range(3)]
+    async with api(app, token_for(stack, CLAIMANT)) as nora:
+        response = await nora.post(f"/api/disputes/{number}/evidence", files=files)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"] == [
+            {"field": "files", "message": "more than 2 files; at most 2 at a time"}
+        ]
+        # Not a readable multipart body at all: said so, on the form.
+        garbled = await nora.post(
+            f"/api/disputes/{number}/evidence",
+            content=b"--x\r\nno headers here",
+            headers={"content-type": "multipart/form-data; boundary=x"},
+        )
+        assert garbled.status_code == 422, garbled.text
+        assert garbled.json()["errors"][0]["field"] in ("form", "files")
+    assert rows(stack) == (0, 0)

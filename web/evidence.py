@@ -129,9 +129,14 @@ class CheckedMultiPartParser(MultiPartParser):
         self.spool_max_size = settings.upload_max_bytes + 1
         self.problems: list[UploadProblem] = []
         self.dropped: list[UploadFile] = []
-        self._file_index = -1
+        self._file_index: dict[str, int] = {}
         self._file_bytes = 0
         self._refused = False
+
+    def _where(self) -> str:
+        """The file at fault as the errors name it: `files[2]`, by its place in its field."""
+        name = self._current_part.field_name
+        return f"{name}[{self._file_index.get(name, 0)}]"
 
     def _fault(self, problem: UploadProblem) -> None:
         if not self.collect:
@@ -149,7 +154,7 @@ class CheckedMultiPartParser(MultiPartParser):
         super().on_headers_finished()
         if part.file is None:
             return
-        self._file_index += 1
+        self._file_index[part.field_name] = self._file_index.get(part.field_name, -1) + 1
         self._file_bytes = 0
         if self._current_files > limit:
             self._fault(
@@ -163,7 +168,7 @@ class CheckedMultiPartParser(MultiPartParser):
                     self.settings,
                     part.file.filename,
                     part.file.headers.get("content-type", ""),
-                    f"{self.files_field}[{self._file_index}]",
+                    self._where(),
                 )
             except UploadProblem as problem:
                 self._fault(problem)
@@ -177,7 +182,7 @@ class CheckedMultiPartParser(MultiPartParser):
             limit = self.settings.upload_max_bytes
             if self._file_bytes > limit and not self.collect:
                 raise UploadProblem(
-                    f"{self.files_field}[{self._file_index}]",
+                    self._where(),
                     f"{part.file.filename} is too large; the limit is {limit:,} bytes",
                 )
             if self._file_bytes > limit:
@@ -194,7 +199,7 @@ class CheckedMultiPartParser(MultiPartParser):
         if self._file_bytes > limit:
             self.problems.append(
                 UploadProblem(
-                    f"{self.files_field}[{self._file_index}]",
+                    self._where(),
                     f"{part.file.filename} is {self._file_bytes:,} bytes; the limit is {limit:,}",
                 )
             )
