@@ -378,6 +378,7 @@ def export_audit_period(
 class EvidenceFields(BaseModel):
     """The evidence form's fields besides its files."""
 
+    model_config = ConfigDict(frozen=True)
     description: str = Field("", max_length=2000)
     visibility: EvidenceVisibility = EvidenceVisibility.PARTIES
     side_partner_id: str | None = Field(None, max_length=64)
