@@ -17,7 +17,7 @@ from sqlmodel import func, select
 from models.enums import DisputeStage
 from models.tables import Dispute, Evidence, EvidenceBlob
 from tests.conftest import Stack
-from tests.web_harness import api, make_app, served, signed_in, token_for
+from tests.web_harness import api, filing_form, make_app, messages, served, signed_in, token_for
 
 CLAIMANT = "nora@northwind.example"
 OUTSIDER = "fay@fabrikam.example"
@@ -219,3 +219,30 @@ async def test_more_files_than_allowed_are_refused_naming_the_field(stack: Stack
         assert garbled.status_code == 422, garbled.text
         assert garbled.json()["errors"][0]["field"] in ("form", "files")
     assert rows(stack) == (0, 0)
+
+
+async def test_the_filing_page_names_a_refused_file_and_keeps_what_was_typed(
+    stack: Stack,
+) -> None:
+    stack.settings.upload_max_bytes = 1024 * 1024
+    app = make_app(stack)
+    browser = await signed_in(app, CLAIMANT)
+    try:
+        response = await browser.post(
+            "/disputes/new",
+            filing_form(summary="Contoso registered our Acme deal after we did"),
+            files=[
+                ("files", ("tool.exe", b"MZ" + b"\0" * 3_000_000, "application/x-msdownload")),
+                ("files", ("huge.txt", b"x" * 2_000_000, "text/plain")),
+            ],
+        )
+        assert response.status_code == 422, response.text[:500]
+        shown = messages(response.text)
+        assert any("type application/x-msdownload" in m for m in shown), shown
+        assert any("huge.txt is 2,000,000 bytes; the limit is 1,048,576" in m for m in shown), shown
+        assert "Contoso registered our Acme deal after we did" in response.text
+    finally:
+        await browser.close()
+    assert rows(stack) == (0, 0)
+    with stack.sessions.read() as session:
+        assert session.exec(select(func.count()).select_from(Dispute)).one() == 0
