@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 
 import httpx
@@ -132,3 +133,25 @@ async def test_metrics_are_served_on_their_own_port_and_not_on_the_web_port(
     finally:
         stop.set()
         await serving
+
+
+async def test_a_token_an_earlier_release_left_in_the_cookie_is_dropped_unseen(
+    stack: Stack,
+) -> None:
+    app = make_app(stack)
+    secret = stack.settings.secret_key.get_secret_value()
+    browser = await signed_in(app, CLAIMANT)
+    try:
+        raw = TimestampSigner(secret).unsign(browser.http.cookies["accord_session"].encode())
+        session = json.loads(base64.b64decode(raw))
+        session["new_token"] = "acc_left-by-the-old-release"
+        cookie = TimestampSigner(secret).sign(base64.b64encode(json.dumps(session).encode()))
+        browser.http.cookies.delete("accord_session")
+        browser.http.cookies.set("accord_session", cookie.decode())
+        page = await browser.get("/account")
+        assert page.status_code == 200
+        assert "accord_session=" in page.headers.get("set-cookie", "")  # the cookie is rewritten
+        assert "acc_left-by-the-old-release" not in page.text
+        assert "acc_left-by-the-old-release" not in session_of(page, secret)
+    finally:
+        await browser.close()
