@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     # --- web app and API ---------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    web_metrics_host: str = "127.0.0.1"
+    web_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    """Where the web process serves its Prometheus /metrics, apart from the web port (which
+    answers 404 for it): loopback by default, for a scraper on the same host or network
+    namespace (0: not served)."""
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     """Signs session and CSRF cookies; must be set outside development."""
     session_max_age_seconds: int = 8 * 3600
@@ -171,6 +176,15 @@ class Settings(BaseSettings):
     actions)."""
     texts_per_sender: int = Field(default=250, ge=1)
     """The most of those one person (or email address) may add to one dispute."""
+    json_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """Largest JSON body an API route takes (an action, a filing, a token); past it: 413,
+    refused by its declared length before it is read."""
+    directory_json_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    """Largest JSON body of a directory import (POST /api/directory); larger directories are
+    imported with `accord import-directory`."""
+    form_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    """Largest body of any other kind but multipart (a page's form); multipart bodies are
+    bounded by the upload limits below."""
     upload_max_bytes: int = 10 * 1024 * 1024
     upload_max_files: int = 10
     upload_allowed_types: list[str] = Field(

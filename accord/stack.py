@@ -155,6 +155,9 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         f" saved in {mail_folder}  (read with: .venv/bin/accord mail)",
         f"  Web app          http://{settings.web_host}:{settings.web_port}"
         f"  (API: http://{settings.web_host}:{settings.web_port}/api/docs)",
+        f"  Web metrics      http://{settings.web_metrics_host}:{settings.web_metrics_port}/metrics"
+        if settings.web_metrics_port
+        else "  Web metrics      off (ACCORD_WEB_METRICS_PORT=0)",
         f"  Email intake     smtp://{settings.intake_smtp_host}:{settings.intake_smtp_port}"
         f"  (write to {settings.intake_address} there to file or reply)"
         if settings.intake_smtp_port
@@ -206,6 +209,13 @@ async def run_embedded(settings: Settings) -> None:
         if port_open(settings.web_host, settings.web_port):
             raise SystemExit(
                 f"port {settings.web_port} is taken; set ACCORD_WEB_PORT to a free one"
+            )
+        if settings.web_metrics_port and port_open(
+            settings.web_metrics_host, settings.web_metrics_port
+        ):
+            raise SystemExit(
+                f"port {settings.web_metrics_port} is taken; set ACCORD_WEB_METRICS_PORT to a free"
+                " one (or 0: no metrics)"
             )
         worker = asyncio.create_task(run_worker(settings, stop))
         web = asyncio.create_task(serve_web(settings, stop))

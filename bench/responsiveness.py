@@ -66,6 +66,7 @@ async def main(args: argparse.Namespace) -> None:
     env = await bench.temporal()
     settings.temporal_address = env.client.service_client.config.target_host
     settings.web_port = free_port()
+    settings.web_metrics_port = free_port()
     settings.intake_parse_seconds = args.budget
     settings.intake_max_attempts = 1
     processor = IntakeProcessor(services, env.client)

@@ -13,6 +13,7 @@ from accord.runtime import build_services
 from tests.conftest import MailCapture, Stack, free_port, make_settings, seed
 from tests.web_harness import make_app
 from web.app import create_app
+from web.health import metrics_app
 from worker import run_worker
 
 
@@ -28,6 +29,9 @@ async def test_web_health_readiness_and_metrics(stack: Stack, tmp_path: Path) ->
         assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
         assert (await client.get(f"/disputes/{number}")).status_code == 303  # not signed in
         assert (await client.get("/no-such-page")).status_code == 404
+    # The metrics are on their own port (web.serve), not the web app's.
+    scraper = httpx.ASGITransport(app=metrics_app(app.state.metrics))
+    async with httpx.AsyncClient(transport=scraper, base_url="http://metrics") as client:
         metrics = (await client.get("/metrics")).text
     assert 'accord_disputes{stage="triage"} 1.0' in metrics
     assert 'accord_events_total{action="filed"} 1.0' in metrics

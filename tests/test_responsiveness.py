@@ -59,6 +59,7 @@ def probe_health(stack: Stack, url: str, done: threading.Event, probes: list[Pro
 async def test_health_answers_while_the_intake_reads_a_header_bomb(stack: Stack) -> None:
     settings = stack.settings
     settings.web_port = free_port()
+    settings.web_metrics_port = free_port()
     # The web app connects to Temporal itself, at the stack's server.
     settings.temporal_address = stack.client.service_client.config.target_host
     settings.temporal_namespace = stack.client.namespace

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from models.enums import DisputeStage
 from tests.conftest import Stack
@@ -244,3 +244,28 @@ async def test_admin_edits_the_directory_and_extends_a_deadline(
         await expect(page.locator(".flash")).to_contain_text("Extend deadline")
         await page.get_by_role("link", name="Timeline").click()
         await expect(page.locator("ol.timeline")).to_contain_text("Parties asked for time")
+
+
+async def test_the_api_docs_render_without_internet(stack: Stack, chromium: Browser) -> None:
+    """Every request that leaves the server is refused: Swagger UI still renders the
+    operations, from the assets this server serves."""
+    app = make_app(stack)
+    async with served(app) as base:
+        context = await chromium.new_context(base_url=base)
+        blocked: list[str] = []
+
+        async def only_local(route: Route) -> None:
+            if route.request.url.startswith(base):
+                await route.continue_()
+            else:
+                blocked.append(route.request.url)
+                await route.abort()
+
+        await context.route("**/*", only_local)
+        page = await context.new_page()
+        await page.goto("/api/docs")
+        await expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
+        await expect(page.locator(".opblock-summary-path").first).to_contain_text("/api/")
+        assert await page.locator(".opblock").count() > 20
+        assert blocked == []
+        await context.close()

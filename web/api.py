@@ -10,9 +10,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import select
 
 from accord.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
@@ -29,7 +29,8 @@ from models.tables import Dispute, Partner, Person
 from web import csrf, service
 from web.auth import TokenName
 from web.deps import current_viewer, require, web
-from web.evidence import Upload, download_response
+from web.evidence import download_response, uploads_in
+from web.forms import field_errors
 from web.idempotency import KeyReused
 from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
@@ -382,46 +383,93 @@ def export_audit_period(
 # --- evidence ---------------------------------------------------------------------------------
 
 
+class EvidenceFields(BaseModel):
+    """The evidence form's fields besides its files."""
+
+    model_config = ConfigDict(frozen=True)
+    description: str = Field("", max_length=2000)
+    visibility: EvidenceVisibility = EvidenceVisibility.PARTIES
+    side_partner_id: str | None = Field(None, max_length=64)
+
+
+EVIDENCE_FORM = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files"],
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string", "contentMediaType": "application/octet-stream"},
+                        "description": "one or more files",
+                    },
+                    "description": {"type": "string", "maxLength": 2000, "default": ""},
+                    "visibility": {
+                        "type": "string",
+                        "enum": [v.value for v in EvidenceVisibility],
+                        "default": EvidenceVisibility.PARTIES.value,
+                    },
+                    "side_partner_id": {"type": "string", "maxLength": 64},
+                },
+            }
+        }
+    },
+}
+"""The form as the schema shows it: the route reads the body itself, once it is authorised
+(FastAPI would read and spool the files before any check of who sent them)."""
+
+
 @router.post(
     "/disputes/{number}/evidence",
     response_model=EvidenceAdded,
     status_code=201,
     responses={202: {"model": ActionPending, "description": "Not all attached within the wait"}},
     tags=["evidence"],
+    openapi_extra={"requestBody": EVIDENCE_FORM},
 )
 async def add_evidence(
     request: Request,
     viewer: ViewerDep,
     number: NumberPath,
-    files: Annotated[list[UploadFile], File(description="one or more files")],
-    description: Annotated[str, Form(max_length=2000)] = "",
-    visibility: Annotated[EvidenceVisibility, Form()] = EvidenceVisibility.PARTIES,
-    side_partner_id: Annotated[str | None, Form(max_length=64)] = None,
-    csrftoken: Annotated[str | None, Form(include_in_schema=False)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> EvidenceAdded | JSONResponse:
     """Attach files as evidence. With an `Idempotency-Key`, the same upload again attaches each
-    file once and answers as the first time; not all attached within the server's wait: 202."""
+    file once and answers as the first time; not all attached within the server's wait: 202.
+    Who may add evidence now is checked before the body is read; each file's type and size as
+    it arrives."""
+    ctx = web(request)
+    service.authorise_upload(ctx, viewer, number)
+    form = await service.read_upload_form(ctx, request)
     # Multipart skips asgi-csrf (web.csrf says why): a browser session must show its token.
-    csrf.check(request, web(request).settings.secret_key.get_secret_value(), csrftoken)
-    uploads = [
-        Upload(
-            filename=f.filename or "upload",
-            content_type=f.content_type or "application/octet-stream",
-            data=await f.read(),
+    token = form.get("csrftoken")
+    csrf.check(
+        request,
+        ctx.settings.secret_key.get_secret_value(),
+        token if isinstance(token, str) else None,
+    )
+    try:
+        fields = EvidenceFields.model_validate(
+            {
+                k: v
+                for k, v in form.multi_items()
+                if isinstance(v, str) and k in EvidenceFields.model_fields
+            }
         )
-        for f in files
-    ]
+    except ValidationError as exc:
+        raise BadInput(field_errors(exc)) from None
+    uploads = await uploads_in(form, "files")
     key = idempotency_key or new_key()
     try:
         ids = await service.add_evidence(
-            web(request),
+            ctx,
             viewer,
             number,
             uploads,
-            description=description,
-            visibility=visibility,
-            side_partner_id=side_partner_id or None,
+            description=fields.description,
+            visibility=fields.visibility,
+            side_partner_id=fields.side_partner_id or None,
             key=key,
         )
     except StillApplying as pending:

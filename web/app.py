@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from temporalio.client import Client
 from accord.runtime import Services
 from accord.settings import Settings
 from models.text import plain_error, problem
-from web import csrf
+from web import csrf, docs, limits
 from web.auth import Accounts
 from web.operations import DisputeGone, Refused
 from web.problems import (
@@ -39,6 +40,7 @@ from web.problems import (
     Forbidden,
     SignInRequired,
     TooMany,
+    bounded,
     problem_response,
 )
 from web.views import NotFound
@@ -102,7 +104,7 @@ def create_app(
         ),
         lifespan=lifespan,
         dependencies=[Depends(storable_path)],
-        docs_url="/api/docs",
+        docs_url=None,  # served by web.docs, with its assets from this server
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/api/openapi.json",
@@ -110,6 +112,7 @@ def create_app(
     app.state.web = context
     app.state.metrics, request_durations = health.metrics_registry(context)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    docs.install(app, openapi_url="/api/openapi.json")
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -137,11 +140,10 @@ def create_app(
         # Multipart bodies are checked by web.csrf once parsed (see there for why).
         skip_if_scope=csrf.is_multipart,
     )
-    # Everything an upload may legitimately carry, plus room for the form's other fields.
-    app.add_middleware(
-        BodySizeLimit,
-        limit=settings.upload_max_bytes * settings.upload_max_files + 1024 * 1024,
-    )
+    # Each kind of body has its own ceiling; a JSON body's shape is checked before it is parsed
+    # (web.limits says why).
+    app.add_middleware(limits.JsonShapeGuard, limits=partial(limits.json_limits, settings))
+    app.add_middleware(limits.BodySizeLimit, limit=partial(limits.body_limit, settings))
     app.add_middleware(MalformedRequestGuard)
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)
@@ -156,87 +158,6 @@ def storable_path(request: Request) -> None:
         why = problem(str(value), multiline=False)
         if why is not None:
             raise BadInput([(name, f"holds {why}")])
-
-
-class BodySizeLimit:
-    """Refuse a request body over the limit with 413 before it is parsed or spooled: by its
-    Content-Length when it declares one, and by counting when it is chunked."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(scope, send)
-            return
-        received = 0
-        started = refused = False
-
-        async def counting_receive() -> Any:
-            nonlocal received, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit and not started:
-                    # Answer now and let the app see the client go away: whatever it would
-                    # have said about a half-read body is not sent.
-                    refused = True
-                    await self._refuse(scope, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Any) -> None:
-            nonlocal started
-            if refused:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not refused:
-                raise
-            # The app tripped over the disconnect we gave it; the client has its answer.
-
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        detail = (
-            f"The request is larger than this server accepts ({self.limit:,} bytes); "
-            "nothing was stored."
-        )
-        if str(scope.get("path", "")).startswith("/api"):
-            content_type = b"application/problem+json"
-            body = json.dumps(
-                {
-                    "type": "urn:accord:problem:too-large",
-                    "title": "Request too large",
-                    "status": 413,
-                    "detail": detail,
-                    "errors": [],
-                }
-            ).encode()
-        else:
-            content_type = b"text/html; charset=utf-8"
-            body = (
-                '<!doctype html><html lang="en"><meta charset="utf-8"><title>Request too large'
-                '</title><link rel="stylesheet" href="/static/style.css"><main><h1>Request too '
-                f'large</h1><p class="error-detail">{detail}</p><p><a href="/">Home</a></p></main>'
-            ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", content_type)],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
 
 
 class MalformedRequestGuard:
@@ -325,6 +246,8 @@ def problem_or_page(
         return problem_response(status, title, detail, kind=kind, errors=errors)
     from web.deps import optional_viewer
     from web.pages.common import HOME
+
+    detail, errors = bounded(detail, errors)
 
     try:
         viewer = optional_viewer(request)

@@ -1,5 +1,6 @@
 """Liveness, readiness and Prometheus metrics: for load balancers, orchestrators and scrapers,
-so no sign-in. They reveal no dispute, person or secret: counts and dependency states only."""
+so no sign-in (the metrics on a port of their own). They reveal no dispute, person or secret:
+counts and dependency states only."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord.observability import BusinessMetrics, readiness
@@ -34,10 +37,15 @@ async def ready(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
-def metrics(request: Request) -> Response:
-    """Business metrics in Prometheus' text format (the worker serves Temporal's own)."""
-    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+def metrics_app(registry: CollectorRegistry) -> Starlette:
+    """/metrics alone, for its own port (ACCORD_WEB_METRICS_PORT): business metrics and the web
+    requests' durations in Prometheus' text format (the worker serves Temporal's own). Not on
+    the web port, where anyone who reaches the app would read the business's volumes."""
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/metrics", metrics)])
 
 
 def metrics_registry(ctx: WebContext) -> tuple[CollectorRegistry, Histogram]:

@@ -41,6 +41,28 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
+LISTED_ERRORS = 20
+"""A problem body lists at most this many field errors, then says how many more there were: an
+input with 5,000 faults never gets a 5,000-line answer."""
+TEXT_CAP = 500
+"""Characters kept of a field name or message (both may quote the client's input)."""
+DETAIL_CAP = 2_000
+
+
+def _cut(text: str, cap: int) -> str:
+    return text if len(text) <= cap else text[: cap - 1] + "…"
+
+
+def bounded(detail: str, errors: list[tuple[str, str]] | None) -> tuple[str, list[tuple[str, str]]]:
+    """The detail and errors as a problem body or an error page shows them: capped in number and
+    in length, whatever the input was."""
+    errors = errors or []
+    shown = [(_cut(f, TEXT_CAP), _cut(m, TEXT_CAP)) for f, m in errors[:LISTED_ERRORS]]
+    if len(errors) > LISTED_ERRORS:
+        shown.append(("…", f"and {len(errors) - LISTED_ERRORS:,} more problems not listed"))
+    return _cut(detail, DETAIL_CAP), shown
+
+
 def problem_response(
     status: int,
     title: str,
@@ -50,12 +72,13 @@ def problem_response(
     errors: list[tuple[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    detail, shown = bounded(detail, errors)
     body = Problem(
         type=f"urn:accord:problem:{kind}",
         title=title,
         status=status,
         detail=detail,
-        errors=[FieldProblem(field=f, message=m) for f, m in errors or []],
+        errors=[FieldProblem(field=f, message=m) for f, m in shown],
     )
     return JSONResponse(
         body.model_dump(),

@@ -7,12 +7,14 @@ import contextlib
 from collections.abc import Generator
 
 import uvicorn
+from temporalio.client import Client
 
 from accord.logs import configure_logging
 from accord.runtime import Services, build_services, connect, run_until_signalled
 from accord.settings import Settings
 from accord.tracing import configure_tracing
 from web.app import create_app
+from web.health import metrics_app
 
 SHUTDOWN_GRACE_SECONDS = 20
 """On SIGTERM, requests in flight get this long to finish (compose stops the container after
@@ -28,25 +30,46 @@ class _Server(uvicorn.Server):
 
 
 async def serve_web(
-    settings: Settings, stop: asyncio.Event, services: Services | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    services: Services | None = None,
+    *,
+    client: Client | None = None,
 ) -> None:
+    """The web app on ACCORD_WEB_HOST:PORT and, unless its port is 0, its /metrics on
+    ACCORD_WEB_METRICS_HOST:PORT; both stop when `stop` is set (or either stops)."""
     services = services or build_services(settings)
-    app = create_app(settings, services, lambda: connect(settings))
-    server = _Server(
-        uvicorn.Config(
-            app,
-            host=settings.web_host,
-            port=settings.web_port,
-            log_level="warning",
-            proxy_headers=True,
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    app = create_app(settings, services, client or (lambda: connect(settings)))
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=settings.web_host,
+                port=settings.web_port,
+                log_level="warning",
+                proxy_headers=True,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            )
         )
-    )
-    serving = asyncio.create_task(server.serve())
+    ]
+    if settings.web_metrics_port:
+        servers.append(
+            _Server(
+                uvicorn.Config(
+                    metrics_app(app.state.metrics),
+                    host=settings.web_metrics_host,
+                    port=settings.web_metrics_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
+        )
+    serving = {asyncio.create_task(server.serve()) for server in servers}
     stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    server.should_exit = True
-    await serving
+    await asyncio.wait({*serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*serving)
     stopping.cancel()
 
 

@@ -30,6 +30,8 @@ from pydantic import (
 from sqlalchemy import false, func, null, or_, union_all
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
+from starlette.datastructures import FormData
+from starlette.requests import Request
 
 from accord import texts
 from accord.access import (
@@ -38,6 +40,7 @@ from accord.access import (
     dispute_scope,
     may_read_evidence,
     may_read_raw_audit,
+    side_of,
     standing,
 )
 from accord.anonymity import DEFAULT_K, Population, load_population
@@ -110,6 +113,7 @@ from web.operations import (
 from web.problems import BadInput, Forbidden, TooMany
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
+from workflows.transitions import why_not
 
 PAGE_SIZE = 50
 
@@ -230,6 +234,52 @@ async def add_evidence(
         key=key,
         wait_seconds=ctx.settings.action_wait_seconds,
     )
+
+
+async def read_upload_form(
+    ctx: WebContext,
+    request: Request,
+    files_field: str = "files",
+    problems: list[tuple[str, str]] | None = None,
+) -> FormData:
+    """The request's multipart form, each file checked as it arrives (web.evidence): BadInput
+    naming the file or the form at the first fault, or, given a `problems` list, every fault
+    added to it and the refused files left out. Only once the upload is authorised."""
+    try:
+        form, found = await uploads.read_upload_form(
+            request.headers,
+            request.stream(),
+            ctx.settings,
+            files_field,
+            collect=problems is not None,
+        )
+    except uploads.UploadProblem as problem:
+        raise BadInput([(problem.field, problem.message)]) from None
+    if problems is not None:
+        problems.extend((p.field, p.message) for p in found)
+    return form
+
+
+def authorise_upload(ctx: WebContext, viewer: Viewer, number: str) -> None:
+    """Before a byte of an upload is read: may the viewer add evidence to this dispute now? By
+    the read model, as the workflow's validator would judge it (the role in this stage, a party
+    for a partner, the assigned mediator); the validator still has the last word."""
+    with ctx.services.sessions.read() as session:
+        if not can_see_dispute(session, viewer, number):
+            raise NotFound(number)
+        dispute = session.get(Dispute, number)
+        side = side_of(session, viewer, number)
+    if dispute is None:
+        raise NotFound(number)
+    if viewer.role is Role.COMPLIANCE:
+        raise Forbidden("compliance reads disputes; it never acts on them")
+    problem = why_not(dispute.stage, Action.ADD_EVIDENCE, viewer.role)
+    if problem is not None:
+        raise Refused(problem)
+    if viewer.role is Role.PARTNER and side is None:
+        raise Refused(f"{viewer.actor.id} does not act for a party to {number}")
+    if viewer.role is Role.MEDIATOR and dispute.mediator_id != viewer.actor.id:
+        raise Refused(f"{viewer.actor.id} is not the mediator assigned to {number}")
 
 
 def _check_description(description: str) -> None:

@@ -8,13 +8,13 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 
 from accord.access import Viewer
 from models.enums import Role
-from web import csrf
+from web import csrf, service
 from web.deps import current_viewer, web
-from web.evidence import Upload
+from web.evidence import Upload, uploads_in
 from web.forms import field_errors
 from web.problems import BadInput
 
@@ -55,12 +55,20 @@ def back(request: Request, url: str, message: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-async def read_form(request: Request) -> FormData:
+async def read_form(
+    request: Request, upload_problems: list[tuple[str, str]] | None = None
+) -> FormData:
+    """The form, its CSRF token checked. Files are checked as they arrive and kept in memory
+    only (web.evidence): the first fault is BadInput, or, given `upload_problems`, every fault
+    is added there and the rest of the form still read (for a page that shows it again)."""
     ctx = web(request)
-    try:
-        form = await request.form(max_files=ctx.settings.upload_max_files + 1)
-    except Exception as exc:  # python-multipart's errors have no common base worth naming
-        raise BadInput([("form", f"the form could not be read: {exc}")]) from None
+    if csrf.is_multipart(request.scope):
+        form = await service.read_upload_form(ctx, request, problems=upload_problems)
+    else:
+        try:
+            form = await request.form()
+        except Exception as exc:  # python-multipart's errors have no common base worth naming
+            raise BadInput([("form", f"the form could not be read: {exc}")]) from None
     if csrf.is_multipart(request.scope):
         token = form.get("csrftoken")
         csrf.check(
@@ -72,17 +80,7 @@ async def read_form(request: Request) -> FormData:
 
 
 async def read_uploads(form: FormData, name: str = "files") -> list[Upload]:
-    files: list[Upload] = []
-    for item in form.getlist(name):
-        if isinstance(item, UploadFile) and item.filename:
-            files.append(
-                Upload(
-                    filename=item.filename,
-                    content_type=item.content_type or "application/octet-stream",
-                    data=await item.read(),
-                )
-            )
-    return files
+    return await uploads_in(form, name)
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -241,9 +241,12 @@ async def file_dispute(
     request: Request, viewer: Annotated[Viewer, Depends(require(Role.PARTNER))]
 ) -> Response:
     ctx = web(request)
-    form = await read_form(request)
+    refused_files: list[tuple[str, str]] = []
+    form = await read_form(request, upload_problems=refused_files)
     data = _filing_data(form)
     try:
+        if refused_files:
+            raise BadInput(refused_files)
         visibility = EvidenceVisibility(str(form.get("evidence_visibility") or "parties"))
         files = await read_uploads(form)
         result, evidence = await service.file_dispute(
@@ -523,7 +526,8 @@ async def mail_decision(
 @router.post("/disputes/{number}/evidence", response_class=HTMLResponse)
 async def upload_evidence(request: Request, viewer: ViewerDep, number: str) -> Response:
     ctx = web(request)
-    service.ensure_visible(ctx, viewer, number)
+    # Before the body is read: a refused upload is never read, let alone stored.
+    service.authorise_upload(ctx, viewer, number)
     form = await read_form(request)
     try:
         visibility = EvidenceVisibility(str(form.get("visibility") or "parties"))

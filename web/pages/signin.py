@@ -122,8 +122,10 @@ async def oidc_callback(request: Request) -> Response:
 @router.get("/account", response_class=HTMLResponse)
 def account(request: Request, viewer: ViewerDep) -> Response:
     tokens = web(request).accounts.tokens(viewer.login)
-    new_token = request.session.pop("new_token", None)
-    return render(request, "account.html", viewer, tokens=tokens, new_token=new_token)
+    # An earlier release kept a new token in the session cookie until this page showed it:
+    # it is dropped unseen, so the cookie stops carrying it.
+    request.session.pop("new_token", None)
+    return render(request, "account.html", viewer, tokens=tokens, new_token=None)
 
 
 @router.post("/account/tokens")
@@ -133,8 +135,20 @@ async def create_token(request: Request, viewer: ViewerDep) -> Response:
     if not name:
         raise BadInput([("name", "name the token (what will use it)")])
     name = service.token_name(name)
-    request.session["new_token"] = web(request).accounts.issue_token(viewer.login, name)
-    return back(request, "/account", f"token {name!r} created; copy it now, it is shown once")
+    accounts = web(request).accounts
+    new_token = accounts.issue_token(viewer.login, name)
+    # Shown in this answer only: never in the session cookie (which the browser keeps, and
+    # which is merely signed, not encrypted), nor in any stored page or cache.
+    page = render(
+        request,
+        "account.html",
+        viewer,
+        tokens=accounts.tokens(viewer.login),
+        new_token=new_token,
+        flash=f"token {name!r} created; copy it now, it is shown once",
+    )
+    page.headers["Cache-Control"] = "no-store"
+    return page
 
 
 @router.post("/account/tokens/{token_id}/revoke")
