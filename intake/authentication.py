@@ -147,9 +147,20 @@ def judge(evidence: Evidence, sender: str) -> Verdict:
     domain = sender.rpartition("@")[2].lower().strip(".")
     if evidence.unreadable is not None:
         return Verdict(False, failure=evidence.unreadable)
+    spf_dkim = [*evidence.of("spf"), *evidence.of("dkim")]
+    passes = [r for r in spf_dkim if r.result == PASS]
+    unaligned = [
+        f"{r.method}=pass for {r.domain}, not aligned with {domain}"
+        if r.domain
+        else f"{r.method}=pass for no domain"
+        for r in passes
+        if not aligned(r.domain, domain)
+    ]
     failed = [r for r in evidence.of("dmarc") if r.result in ("fail", "permerror")]
     if failed:
-        return Verdict(False, failure=", ".join(r.describe() for r in failed))
+        # What failed, and what passed for whom: the admin sees why DMARC said no.
+        said = ", ".join(r.describe() + (f" ({r.note})" if r.note else "") for r in failed)
+        return Verdict(False, failure="; ".join([said, *unaligned]))
     doubts: list[str] = []
     for result in evidence.of("dmarc"):
         if result.result != PASS:
@@ -157,23 +168,18 @@ def judge(evidence: Evidence, sender: str) -> Verdict:
         if not result.domain or result.domain == domain:
             return Verdict(True)
         doubts.append(f"dmarc=pass for {result.domain}, not the From domain {domain}")
-    passes = [r for r in (*evidence.of("spf"), *evidence.of("dkim")) if r.result == PASS]
-    if any(aligned(r.domain, domain) for r in passes):
+    if len(unaligned) < len(passes):
         return Verdict(True)
-    doubts += [
-        f"{r.method}=pass for {r.domain}, not aligned with {domain}"
-        if r.domain
-        else f"{r.method}=pass for no domain"
-        for r in passes
-    ]
-    spf_dkim = [*evidence.of("spf"), *evidence.of("dkim")]
+    doubts += unaligned
     failures = {r.method for r in spf_dkim if r.result in ("fail", "permerror")}
     if failures == {"spf", "dkim"} and not passes:
         return Verdict(
             False,
             failure=", ".join(r.describe() for r in spf_dkim if r.result in ("fail", "permerror")),
         )
-    unavailable = [r for r in evidence.results if r.result == "temperror"]
+    unavailable = [r for r in spf_dkim if r.result == "temperror"] or [
+        r for r in evidence.of("dmarc") if r.result == "temperror"
+    ]
     doubts += [r.describe() for r in spf_dkim if r.result not in (PASS, "none", "temperror")]
     why = "; ".join(doubts) or "no SPF or DKIM pass aligned with it and no DMARC pass"
     return Verdict(
@@ -440,6 +446,12 @@ class SelfVerifier:
             for r in results
             if r.method in strict
         )
+        if not passed:
+            unchecked = [r for r in results if r.method in strict and r.result == "temperror"]
+            if unchecked:
+                # A check DNS did not answer might have passed: no fail yet (RFC 7489 6.6.2).
+                note = "; ".join(f"{r.method}: {r.note or 'no answer'}" for r in unchecked)
+                return Result("dmarc", "temperror", domain, note=note)
         return Result("dmarc", PASS if passed else "fail", domain, note=f"p={record['p']}")
 
     def _policy(self, resolver: dns.resolver.Resolver, domain: str) -> dict[str, str] | None:
