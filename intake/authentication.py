@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from typing import Any
 
 import authres  # type: ignore[import-untyped]
@@ -52,8 +53,6 @@ class _DnsUnavailable(Exception):
 @functools.cache
 def _suffixes() -> PublicSuffixList:
     # The list authheaders ships (newer than publicsuffix2's own): the one its DMARC uses.
-    from importlib.resources import as_file, files
-
     with as_file(files("authheaders") / "public_suffix_list.txt") as path, open(path) as lines:
         return PublicSuffixList(lines)
 
