@@ -163,10 +163,10 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _ready_to_serve() -> None:
+def _ready_to_serve(*, intake: bool = False) -> None:
     """Outside development, list every setting that must be fixed, then stop (exit 2)."""
     try:
-        _settings().check()
+        _settings().check(intake=intake)
     except ConfigurationError as exc:
         typer.secho("error: the configuration is not ready for production:", fg="red", err=True)
         for problem in exc.problems:
@@ -235,7 +235,7 @@ def web() -> None:
 @app.command()
 def intake() -> None:
     """Run the email intake alone: the SMTP receiver and/or IMAP poller, and the processor."""
-    _ready_to_serve()
+    _ready_to_serve(intake=True)
     from accord.logs import configure_logging
     from accord.runtime import run_until_signalled
     from accord.stack import run_intake

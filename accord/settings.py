@@ -5,13 +5,14 @@ Workflows never read it; activities and entry points receive it explicitly.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.enums import RemedyKind
@@ -27,6 +28,25 @@ PLACEHOLDER = re.compile(
 
 EXAMPLE_HOST = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
 """The documentation domains (RFC 2606): never where people reach a real deployment."""
+
+
+def resolver_address(text: str) -> tuple[str, int] | None:
+    """A DNS resolver as host, host:port or [v6]:port, the host an IP address; None if not."""
+    text = text.strip()
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?", text)
+    if bracketed:
+        host, port = bracketed.group(1), bracketed.group(2)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, None
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return None
+    return address, int(port or 53)
 
 
 def _placeholder(value: str) -> bool:
@@ -119,11 +139,27 @@ class Settings(BaseSettings):
     intake_claim_seconds: float = Field(default=60.0, gt=0)
     """A processor's claim on a message lasts this long and is renewed while it works, so the
     claim of a processor that died lapses within it."""
+    intake_verify: Literal["mta", "self", "none"] = "mta"
+    """Who says a message comes from its From domain. mta: the receiving MTA in front of
+    Accord, through its Authentication-Results (ACCORD_INTAKE_AUTHSERV_ID names it); self:
+    Accord checks DKIM, SPF (mail its own SMTP receiver took in) and DMARC itself, over DNS;
+    none: nobody, the From is taken on its word."""
     intake_authserv_id: str | None = None
     """The authserv-id of the receiving MTA in front of Accord: only Authentication-Results
     headers stamped with it are trusted. Unset: no header is trusted."""
     intake_require_authentication: bool = False
-    """Quarantine mail without a trusted pass (set it once an MTA stamps results)."""
+    """Hold mail without a pass aligned with its From domain (DMARC's rule); mail that fails
+    is held either way."""
+    intake_trust_bare_from: bool = False
+    """Outside development, the operator's acknowledgement that the intake acts on mail whose
+    From nobody verified (anyone can write as any partner); without it such an intake does not
+    start."""
+    intake_dns_servers: list[str] = Field(default_factory=list)
+    """Resolvers for ACCORD_INTAKE_VERIFY=self, as host or host:port ([v6]:port); empty: the
+    system's (/etc/resolv.conf)."""
+    intake_dns_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How long one DNS question may take; past it the check is a temporary error and the
+    message is retried (ACCORD_INTAKE_RETRY_SECONDS), never trusted."""
     intake_imap_host: str | None = None
     """A shared mailbox to poll instead of (or besides) the SMTP receiver; unset: no polling."""
     intake_imap_port: int = 993
@@ -209,6 +245,17 @@ class Settings(BaseSettings):
     oidc_client_secret: SecretStr | None = None
     oidc_label: str = "single sign-on"
 
+    @field_validator("intake_dns_servers")
+    @classmethod
+    def _resolvers(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            if resolver_address(server) is None:
+                raise ValueError(
+                    f"{server!r} is not a resolver's IP address with an optional port"
+                    " (192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53)"
+                )
+        return servers
+
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_discovery_url and self.oidc_client_id and self.oidc_client_secret)
@@ -219,12 +266,13 @@ class Settings(BaseSettings):
             self.log_format == "auto" and self.environment != "development"
         )
 
-    def problems(self) -> list[str]:
+    def problems(self, *, intake: bool = False) -> list[str]:
         """What must be fixed before this configuration may run outside development: each
-        missing or placeholder secret, and settings that only make sense on one machine."""
+        missing or placeholder secret, and settings that only make sense on one machine; for
+        a process that reads mail (`intake`), also an intake that would trust a bare From."""
         if self.environment == "development":
             return []
-        found: list[str] = []
+        found: list[str] = self._intake_problems() if intake else []
 
         def secret(name: str, value: SecretStr | str | None, needed: bool = True) -> None:
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -267,9 +315,31 @@ class Settings(BaseSettings):
             )
         return found
 
-    def check(self) -> None:
+    def _intake_problems(self) -> list[str]:
+        verified = self.intake_verify == "self" or (
+            self.intake_verify == "mta" and bool(self.intake_authserv_id)
+        )
+        if self.intake_require_authentication and not verified:
+            return [
+                "ACCORD_INTAKE_REQUIRE_AUTHENTICATION is true but nothing verifies senders"
+                f" (ACCORD_INTAKE_VERIFY={self.intake_verify}"
+                + (", ACCORD_INTAKE_AUTHSERV_ID not set" if self.intake_verify == "mta" else "")
+                + "): every message would be held; name your MTA in ACCORD_INTAKE_AUTHSERV_ID"
+                " or set ACCORD_INTAKE_VERIFY=self"
+            ]
+        if self.intake_require_authentication or self.intake_trust_bare_from:
+            return []
+        return [
+            "ACCORD_INTAKE_REQUIRE_AUTHENTICATION is false: the intake would act on mail whose"
+            " From nobody verified (anyone can write as any partner); set it to true with"
+            " ACCORD_INTAKE_VERIFY=self or ACCORD_INTAKE_VERIFY=mta and ACCORD_INTAKE_AUTHSERV_ID"
+            " (see the README, Production), or accept the risk with"
+            " ACCORD_INTAKE_TRUST_BARE_FROM=true"
+        ]
+
+    def check(self, *, intake: bool = False) -> None:
         """Refuse to start with anything `problems` names, listing all of it at once."""
-        found = self.problems()
+        found = self.problems(intake=intake)
         if found:
             raise ConfigurationError(found)
 

@@ -101,7 +101,7 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
 async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
     """The SMTP receiver and/or the IMAP poller, the processor behind them, and an outbox
     relay for their replies."""
-    settings.check()
+    settings.check(intake=True)
     from accord.runtime import build_services, connect
     from intake.imap import ImapPoller
     from intake.processor import IntakeProcessor

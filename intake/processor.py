@@ -21,7 +21,6 @@ from email.parser import BytesHeaderParser
 from typing import Any
 from urllib.parse import urlencode
 
-import authres  # type: ignore[import-untyped]
 from pydantic import ValidationError
 from sqlalchemy import or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -34,6 +33,15 @@ from accord.access import Viewer, can_see_dispute
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
+from intake.authentication import (
+    SELF,
+    Evidence,
+    SelfVerifier,
+    SenderUnverifiable,
+    Verdict,
+    from_mta,
+    judge,
+)
 from intake.filing_mail import read_filing
 from intake.parsing import ParseFailed, Readers, Unreadable
 from intake.reading import ReadMail
@@ -72,6 +80,16 @@ def dedupe_key(raw: bytes) -> str:
     if message_id:
         return f"mid:{message_id[0][:190]}"
     return f"sha256:{hashlib.sha256(raw).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What the sending server said in the SMTP session (nothing, for mail fetched over IMAP)."""
+
+    envelope_from: str
+    envelope_to: tuple[str, ...]
+    peer_ip: str
+    helo: str
 
 
 class NotHeld(ValueError):
@@ -113,7 +131,14 @@ class IntakeProcessor:
     # --- storing ---------------------------------------------------------------------------
 
     def store(
-        self, raw: bytes, *, source: str, envelope_from: str = "", envelope_to: tuple[str, ...] = ()
+        self,
+        raw: bytes,
+        *,
+        source: str,
+        envelope_from: str = "",
+        envelope_to: tuple[str, ...] = (),
+        peer_ip: str = "",
+        helo: str = "",
     ) -> tuple[int, bool]:
         """Keep the raw message; returns its row id and whether it is new (not a redelivery).
 
@@ -121,7 +146,8 @@ class IntakeProcessor:
         discarding it would lose mail, and processing it could let anyone who knows a
         Message-ID pass their message off as a redelivery or a thread's reply."""
         key = dedupe_key(raw)
-        row = self._insert(raw, key, source, envelope_from, envelope_to, None)
+        smtp = _Session(envelope_from, envelope_to, peer_ip, helo)
+        row = self._insert(raw, key, source, smtp, None)
         if row is not None:
             return row, True
         with self.sessions.read() as session:
@@ -136,7 +162,7 @@ class IntakeProcessor:
             f"reuses the Message-ID of message {existing.id} ({key[4:]}) with different"
             " content: held, so neither replaces the other; process it again to take it in"
         )
-        row = self._insert(raw, held_key, source, envelope_from, envelope_to, reason)
+        row = self._insert(raw, held_key, source, smtp, reason)
         if row is not None:
             log.warning("intake %s: %s", row, reason)
             return row, True
@@ -152,8 +178,7 @@ class IntakeProcessor:
         raw: bytes,
         key: str,
         source: str,
-        envelope_from: str,
-        envelope_to: tuple[str, ...],
+        smtp: _Session,
         held: str | None,
     ) -> int | None:
         """The new row's id, or None when the key is taken."""
@@ -164,8 +189,10 @@ class IntakeProcessor:
                     source=source,
                     # The envelope is the sending server's word, not the message's: kept
                     # as storable text (models.text), so no address can fail the insert.
-                    envelope_from=clean(envelope_from[:320], multiline=False)[0],
-                    envelope_to=[clean(a, multiline=False)[0] for a in envelope_to[:50]],
+                    envelope_from=clean(smtp.envelope_from[:320], multiline=False)[0],
+                    envelope_to=[clean(a, multiline=False)[0] for a in smtp.envelope_to[:50]],
+                    peer_ip=clean(smtp.peer_ip[:64], multiline=False)[0] or None,
+                    helo=clean(smtp.helo[:255], multiline=False)[0] or None,
                     raw=raw,
                     size=len(raw),
                     received_at=datetime.now(UTC),
@@ -444,7 +471,7 @@ class IntakeProcessor:
             outcome = Outcome(InboundState.QUARANTINED, f"unreadable message: {exc}")
             await asyncio.to_thread(self._finish, inbound_id, token, outcome, None)
             return outcome.state
-        outcome = await self._decide(inbound_id, mail, row.envelope_from)
+        outcome = await self._decide(inbound_id, mail, row)
         if mail.cleaned:
             # Changed before it was kept: the admins read it in the reason, the sender in the
             # answer (one is sent for this alone, unless the mail is a machine's or held).
@@ -502,9 +529,11 @@ class IntakeProcessor:
         )
         return state
 
-    async def _decide(self, inbound_id: int, mail: ReadMail, envelope_from: str) -> Outcome:
-        auth = self.authentication(mail)
-        if envelope_from == NULL_RETURN_PATH:
+    async def _decide(self, inbound_id: int, mail: ReadMail, row: InboundMessage) -> Outcome:
+        # The MTA's word costs nothing to read: kept also on mail that is not acted on.
+        mta = self._mta_evidence(mail)
+        auth = mta.record(mail.sender.rpartition("@")[2]) if mta else {}
+        if row.envelope_from == NULL_RETURN_PATH:
             return Outcome(
                 InboundState.IGNORED,
                 "not answered: null return path (MAIL FROM:<>), a bounce or automatic message"
@@ -523,19 +552,31 @@ class IntakeProcessor:
             return Outcome(InboundState.QUARANTINED, mail.sender_problem, authentication=auth)
         if not mail.sender:
             return Outcome(InboundState.QUARANTINED, "no sender address", authentication=auth)
-        failed = [m for m in ("dmarc", "dkim", "spf") if auth.get(m) in ("fail", "permerror")]
-        if "dmarc" in failed or {"dkim", "spf"} <= set(failed):
+        # Held before anything is looked up or answered: a forged From gets no backscatter.
+        evidence = mta or await self._own_evidence(mail, row)
+        if evidence is not None:
+            auth = evidence.record(mail.sender.rpartition("@")[2])
+            verdict = judge(evidence, mail.sender)
+        else:
+            verdict = Verdict(False, doubt="nothing verifies senders (ACCORD_INTAKE_VERIFY)")
+        if verdict.failure is not None:
             return Outcome(
                 InboundState.QUARANTINED,
-                f"sender authentication failed ({', '.join(f'{m}={auth[m]}' for m in failed)})",
+                f"sender authentication failed: {verdict.failure}",
                 authentication=auth,
             )
-        if self.settings.intake_require_authentication and not any(
-            auth.get(m) == "pass" for m in ("dmarc", "dkim", "spf")
-        ):
-            return Outcome(
-                InboundState.QUARANTINED, "no trusted authentication result", authentication=auth
+        if not verdict.trusted and verdict.unavailable and evidence and evidence.by == SELF:
+            # Our own check may succeed later (DNS answers again): retried, never trusted.
+            raise SenderUnverifiable(
+                f"the sender could not be checked ({verdict.unavailable}); retried, and not"
+                " trusted meanwhile"
             )
+        if self.settings.intake_require_authentication and not verdict.trusted:
+            reason = verdict.doubt
+            if verdict.unavailable:
+                reason += f"; {evidence.by if evidence else 'the MTA'} could not check:"
+                reason += f" {verdict.unavailable}"
+            return Outcome(InboundState.QUARANTINED, reason, authentication=auth)
         try:
             with self.sessions.read() as session:
                 actor = resolve_actor(session, mail.sender)
@@ -572,23 +613,29 @@ class IntakeProcessor:
                     )
         return ""
 
-    def authentication(self, mail: ReadMail) -> dict[str, str]:
-        """Results from Authentication-Results headers stamped by our own MTA only."""
+    def _mta_evidence(self, mail: ReadMail) -> Evidence | None:
+        """The results our own MTA stamped, when it is the one that verifies senders."""
         trusted = self.settings.intake_authserv_id
-        results: dict[str, str] = {}
-        if not trusted:
-            return results
-        for header in mail.headers.get("authentication-results", []):
-            try:
-                parsed = authres.AuthenticationResultsHeader.parse_value(header)
-            except Exception:  # a malformed or forged header: not ours, ignore it
-                log.debug("unparseable Authentication-Results header ignored: %r", header)
-                continue
-            if str(parsed.authserv_id).lower() != trusted.lower():
-                continue
-            for result in parsed.results:
-                results.setdefault(str(result.method).lower(), str(result.result).lower())
-        return results
+        if self.settings.intake_verify != "mta" or not trusted:
+            return None
+        return from_mta(mail.headers.get("authentication-results", []), trusted)
+
+    async def _own_evidence(self, mail: ReadMail, row: InboundMessage) -> Evidence | None:
+        """DKIM, SPF and DMARC checked here, when Accord verifies senders itself (DNS: off the
+        event loop)."""
+        if self.settings.intake_verify != "self":
+            return None
+        verifier = SelfVerifier(
+            self.settings.intake_dns_servers, self.settings.intake_dns_timeout_seconds
+        )
+        return await asyncio.to_thread(
+            verifier.verify,
+            bytes(row.raw),
+            sender=mail.sender,
+            peer_ip=row.peer_ip,
+            helo=row.helo,
+            mail_from=row.envelope_from,
+        )
 
     def _dispute_of(self, mail: ReadMail) -> str | None:
         ours = re.compile(
@@ -959,7 +1006,7 @@ def refusal_in_words(number: str, refused: Refused) -> str:
 def describe_failure(exc: BaseException) -> str:
     """What went wrong, in words an admin can act on; the engines' own text (which can hold
     the data that failed, or a driver's internals) goes only to the log."""
-    if isinstance(exc, ParseFailed):
+    if isinstance(exc, ParseFailed | SenderUnverifiable):
         return str(exc)
     if isinstance(exc, DBAPIError | SQLAlchemyError):
         driver = type(getattr(exc, "orig", None) or exc).__name__

@@ -32,6 +32,9 @@ class IntakeHandler:
                 source="smtp",
                 envelope_from=mail_from,
                 envelope_to=tuple(str(r) for r in envelope.rcpt_tos),
+                # What SPF checks, when Accord verifies senders itself (at processing time).
+                peer_ip=str(session.peer[0]) if isinstance(session.peer, tuple) else "",
+                helo=str(session.host_name or ""),
             )
         except Exception:  # not stored: the sender must keep it and try again
             return "451 4.3.0 could not store the message; try again later"

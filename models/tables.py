@@ -557,6 +557,11 @@ class InboundMessage(SQLModel, table=True):
     """smtp or imap."""
     envelope_from: str = Field(default="", max_length=320)
     envelope_to: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    peer_ip: str | None = Field(default=None, max_length=64)
+    """The address of the server that handed the message to our SMTP receiver (what SPF
+    checks); none for mail fetched from a mailbox."""
+    helo: str | None = Field(default=None, max_length=255)
+    """The name that server gave in HELO/EHLO."""
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     size: int
     received_at: datetime = _utc_column()
@@ -567,7 +572,8 @@ class InboundMessage(SQLModel, table=True):
     authentication: dict[str, str] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False)
     )
-    """Results per method (spf, dkim, dmarc) as the trusted receiving server stamped them."""
+    """Results per method (spf, dkim, dmarc), as the trusted receiving server stamped them or
+    as Accord's own checks found them (`verified_by` says which), with the domain of each."""
     dispute_number: str | None = Field(default=None, max_length=32, index=True)
     attempts: int = 0
     processed_at: datetime | None = _utc_column(nullable=True)

@@ -247,3 +247,13 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
     )
     for name in ("worker", "web", "intake"):
         assert settings_in(compose_environment(name, dotenv), monkeypatch).problems() == []
+    # The intake takes mail on :2525 itself: the example has it verify senders itself, and
+    # without that it would not start (it would act on a bare From).
+    intake = settings_in(compose_environment("intake", dotenv), monkeypatch)
+    assert (intake.intake_verify, intake.intake_require_authentication) == ("self", True)
+    assert intake.problems(intake=True) == []
+    dotenv.write_text(dotenv.read_text().replace("ACCORD_INTAKE_REQUIRE_AUTHENTICATION=true", ""))
+    [refused] = settings_in(compose_environment("intake", dotenv), monkeypatch).problems(
+        intake=True
+    )
+    assert refused.startswith("ACCORD_INTAKE_REQUIRE_AUTHENTICATION is false"), refused

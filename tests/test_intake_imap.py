@@ -23,7 +23,9 @@ from intake.processor import IntakeProcessor
 from models.enums import InboundState
 from models.tables import Dispute, ImapCursor, InboundMessage
 from tests.conftest import Stack, free_port
-from tests.test_intake import filing_mail, mail
+from tests.dns_stub import dns_stub
+from tests.test_intake import CLAIMANT, filing_mail, mail
+from tests.test_intake_authentication import INCOMPLETE, dkim_key, signed
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER, PASSWORD = "intake", "intake-password"
@@ -192,3 +194,30 @@ async def test_a_new_uidvalidity_starts_the_poller_over_without_duplicates(
     stored = await asyncio.to_thread(poller.poll_once)
     assert len(stored) == 1
     assert len(inbound(stack)) == 2  # the second message once, the first not again
+
+
+async def test_polled_mail_is_trusted_on_an_aligned_signature_and_held_without_one(
+    stack: Stack, dovecot: int
+) -> None:
+    """No SMTP session, so no SPF: Accord verifying senders itself trusts polled mail on a DKIM
+    signature of the From domain, and holds (never answers) the rest."""
+    with dns_stub() as dns:
+        private, record = dkim_key()
+        dns.txt("sel._domainkey.northwind.example", record)
+        dns.txt("northwind.example", "v=spf1 ip4:127.0.0.0/8 -all")  # no use without a peer
+        s = stack.settings
+        s.intake_verify, s.intake_dns_servers = "self", [dns.address]
+        s.intake_require_authentication = True
+        poller = poller_for(stack, dovecot)
+        genuine = signed(mail(CLAIMANT, "Signed", INCOMPLETE), "northwind.example", private)
+        deliver(dovecot, genuine, bytes(mail(CLAIMANT, "Unsigned", INCOMPLETE)))
+        await asyncio.to_thread(poller.poll_once)
+        await poller.processor.process_pending()
+    signed_row, unsigned_row = inbound(stack)
+    assert signed_row.state is InboundState.ANSWERED, signed_row.reason
+    assert signed_row.authentication["spf"] == "none"
+    assert signed_row.authentication["dkim"] == "pass"
+    assert unsigned_row.state is InboundState.QUARANTINED, unsigned_row.reason
+    assert "not authenticated as northwind.example" in (unsigned_row.reason or "")
+    await stack.mail.wait_for(CLAIMANT, "Re: Signed")
+    assert [str(m["Subject"]) for m in stack.mail.to(CLAIMANT)] == ["Re: Signed"]
