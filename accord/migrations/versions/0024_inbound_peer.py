@@ -1,7 +1,7 @@
 """inbound peer: the SMTP client's address and HELO name kept with each received message
 
-Revision ID: 0025
-Revises: 0024
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-04 17:30:00
 
 What SPF checks when Accord verifies senders itself (ACCORD_INTAKE_VERIFY=self); the check
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision: str = '0025'
-down_revision: Union[str, None] = '0024'
+revision: str = '0024'
+down_revision: Union[str, None] = '0023'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
