@@ -289,6 +289,42 @@ def token(
         fail("--name: " + "; ".join(plain_error(e) for e in exc.errors()))
 
 
+payload_key_app = typer.Typer(
+    no_args_is_help=True,
+    help="The keys sealing what Temporal stores (ACCORD_PAYLOAD_KEYS): make one, list the ids.",
+)
+app.add_typer(payload_key_app, name="payload-key")
+
+
+@payload_key_app.command("new")
+def payload_key_new(
+    key_id: Annotated[
+        str, typer.Option("--id", help="the new key's id (it travels, in clear, in each payload)")
+    ] = "",
+) -> None:
+    """Print a fresh random key as ACCORD_PAYLOAD_KEYS takes it (id:base64-of-32-bytes).
+
+    To rotate, put it first (or name it in ACCORD_PAYLOAD_KEY_ID) and keep the old keys listed
+    after it: new payloads are sealed with it, older ones still open with theirs."""
+    from models.codec import PayloadKeyError, new_key_entry
+
+    try:
+        typer.echo(new_key_entry(key_id or datetime.now(UTC).strftime("k%Y%m%d")))
+    except PayloadKeyError as exc:
+        fail(f"--id: {exc}")
+
+
+@payload_key_app.command("ids")
+def payload_key_ids() -> None:
+    """The ids of the configured keys, the active one marked (never the keys)."""
+    try:
+        ring = _settings().payload_key_ring()
+    except ConfigurationError as exc:
+        fail("; ".join(exc.problems))
+    for key_id in ring.ids:
+        typer.echo(f"{key_id}{'  (active: seals new payloads)' if key_id == ring.active else ''}")
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""

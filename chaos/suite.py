@@ -28,13 +28,12 @@ from pathlib import Path
 
 from sqlmodel import col, func, select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from accord.audit import first_broken_link
 from accord.demo import DEMO
 from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
 from accord.migrate import upgrade
-from accord.runtime import build_filing, build_services
+from accord.runtime import build_filing, build_services, data_converter_for
 from accord.settings import REPO_ROOT, Settings
 from chaos.disputes import Case, Driver, Refused, submission
 from chaos.disputes import Path as DisputePath
@@ -275,7 +274,7 @@ class ChaosRun:
             self.intake.start()
         try:
             client = await Client.connect(
-                self.server.address, data_converter=pydantic_data_converter
+                self.server.address, data_converter=data_converter_for(self.settings)
             )
             cases = await self._file_all(client)
             actors, contacts = self.actors()

@@ -23,6 +23,7 @@ from accord.cli import app
 from accord.runtime import GRACEFUL_SHUTDOWN
 from accord.settings import Settings
 from models import search_attributes
+from models.codec import new_key_entry
 from web.serve import SHUTDOWN_GRACE_SECONDS
 
 ROOT = Path(__file__).parent.parent
@@ -235,6 +236,7 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
         assert [problem.split(":")[0] for problem in found] == [
             "ACCORD_SECRET_KEY",
             "DATABASE_URL",
+            "ACCORD_PAYLOAD_KEYS",
             "ACCORD_BASE_URL",
         ], found
         assert "POSTGRES_PASSWORD" in found[1]
@@ -244,6 +246,7 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
         .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=Vq81n0mS-a7")
         .replace("ACCORD_SECRET_KEY=change-me", f"ACCORD_SECRET_KEY={'k7Q' * 16}")
         .replace("https://disputes.example.com", "https://disputes.northwind-partners.net")
+        .replace("ACCORD_PAYLOAD_KEYS=change-me", f"ACCORD_PAYLOAD_KEYS={new_key_entry('k1')}")
     )
     for name in ("worker", "web", "intake"):
         assert settings_in(compose_environment(name, dotenv), monkeypatch).problems() == []
