@@ -30,6 +30,7 @@ from temporalio.client import Client
 
 from accord.runtime import Services
 from accord.settings import Settings
+from models.codec import EncryptionCodec
 from models.text import plain_error, problem
 from web import csrf
 from web.auth import Accounts
@@ -62,7 +63,8 @@ class WebContext:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/api"
+    path = request.url.path
+    return path.startswith(("/api/", "/codec/")) or path in ("/api", "/codec")
 
 
 def create_app(
@@ -71,7 +73,7 @@ def create_app(
     client: Client | Callable[[], Awaitable[Client]],
 ) -> FastAPI:
     settings.check()
-    from web import api, health, pages
+    from web import api, codec, health, pages
     from web.templating import make_templates
 
     context = WebContext(
@@ -108,12 +110,15 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.web = context
+    app.state.codec = EncryptionCodec(settings.payload_key_ring())
     app.state.metrics, request_durations = health.metrics_registry(context)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(codec.router)
     app.include_router(pages.router)
     _install_error_handlers(app, context)
+    codec.install_error_handlers(app)
 
     secret = settings.secret_key.get_secret_value()
     app.add_middleware(health.RouteCapture)
@@ -134,14 +139,17 @@ def create_app(
         always_protect={"/login"},
         cookie_secure=settings.secure_cookies,
         send_csrf_failed=_csrf_failed(context),
-        # Multipart bodies are checked by web.csrf once parsed (see there for why).
-        skip_if_scope=csrf.is_multipart,
+        # Multipart bodies are checked by web.csrf once parsed (see there for why); the codec
+        # endpoint, called by the Temporal UI, holds CSRF off its own way (see web.codec).
+        skip_if_scope=lambda scope: csrf.is_multipart(scope) or codec.is_codec(scope),
     )
     # Everything an upload may legitimately carry, plus room for the form's other fields.
     app.add_middleware(
         BodySizeLimit,
         limit=settings.upload_max_bytes * settings.upload_max_files + 1024 * 1024,
     )
+    # Outside the session and CSRF layers: a preflight is answered before either looks at it.
+    app.add_middleware(codec.CodecCors, origins=settings.codec_origins())
     app.add_middleware(MalformedRequestGuard)
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)
@@ -211,7 +219,7 @@ class BodySizeLimit:
             f"The request is larger than this server accepts ({self.limit:,} bytes); "
             "nothing was stored."
         )
-        if str(scope.get("path", "")).startswith("/api"):
+        if str(scope.get("path", "")).startswith(("/api", "/codec")):
             content_type = b"application/problem+json"
             body = json.dumps(
                 {
