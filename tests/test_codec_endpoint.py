@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +18,11 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.testing import WorkflowEnvironment
 
+from models import search_attributes
 from models.codec import ENCODING, EncryptionCodec, PayloadKeys
-from tests.conftest import Stack
+from tests.conftest import CONVERTER, DEV_SERVER, MailCapture, Stack, dev_stack, free_port
 from tests.test_web_browser import chromium  # noqa: F401 - the fixture, reused
 from tests.web_harness import PASSWORD, api, make_app, served, signed_in, token_for
 from web.app import create_app
@@ -338,3 +341,80 @@ async def test_the_endpoint_answers_httpx_without_origin_for_scripts(
         response = await admin.post("/codec/decode", json=protocol(payloads))
     assert response.status_code == 200
     assert base64.b64decode(response.json()["payloads"][0]["data"]) == clear
+
+
+async def test_the_temporal_ui_shows_a_dispute_s_input_opened_for_compliance(
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    chromium: Browser,  # noqa: F811 - the fixture
+) -> None:
+    """The real Temporal UI (the dev server's, as `make run` starts it with
+    --ui-codec-endpoint), in Chromium: a compliance user signed in to Accord opens a dispute's
+    workflow and reads its input through the codec endpoint."""
+    ui_port, web_port = free_port(), free_port()
+    ui_base, web_base = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{web_port}"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=DEV_SERVER,
+        data_converter=CONVERTER,
+        ui=True,
+        ui_port=ui_port,
+        dev_server_extra_args=[
+            "--log-level",
+            "error",
+            "--ui-disable-news-fetch",
+            "--ui-codec-endpoint",
+            f"{web_base}/codec",
+            *search_attributes.DEV_SERVER_FLAGS,
+        ],
+    )
+    try:
+        stack = dev_stack(env, sqlite_url, smtp, tmp_path, codec_cors_origins=ui_base)
+        async with stack.worker:
+            number = (await stack.file()).number
+            await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+            make_app(stack)  # seeds the accounts
+            app = create_app(stack.settings, stack.services, stack.client)
+            async with served(app, web_port):
+
+                async def workflow_page_as(login: str) -> tuple[int, str]:
+                    """The codec's answer to the UI, and the input the UI then shows."""
+                    context = await chromium.new_context()
+                    try:
+                        page = await context.new_page()
+                        await page.goto(f"{web_base}/login")
+                        await page.get_by_label("Email").fill(login)
+                        await page.get_by_label("Password").fill(PASSWORD)
+                        await page.get_by_role("button", name="Sign in").click()
+                        await page.wait_for_url(lambda url: "/login" not in url)
+                        await page.goto(ui_base)
+                        # The dev server's flag sets the endpoint but cannot make the UI send
+                        # cookies: its Codec Server settings can ("use my browser setting",
+                        # "include cross-origin credentials"), kept in local storage.
+                        await page.evaluate(
+                            """(endpoint) => {
+                                localStorage.setItem('endpoint', JSON.stringify(endpoint));
+                                localStorage.setItem('includeCredentials', 'true');
+                                localStorage.setItem('overrideRemoteCodecConfiguration', 'true');
+                            }""",
+                            f"{web_base}/codec",
+                        )
+                        async with page.expect_response(
+                            lambda r: "/codec/decode" in r.url and r.request.method == "POST"
+                        ) as answered:
+                            await page.goto(f"{ui_base}/namespaces/default/workflows/{number}")
+                        status = (await answered.value).status
+                        await page.get_by_text("Results will appear").wait_for(timeout=30_000)
+                        await page.wait_for_timeout(2000)
+                        return status, await page.locator("main").inner_text()
+                    finally:
+                        await context.close()
+
+                status, shown = await workflow_page_as(STAFF["compliance"])
+                assert status == 200
+                assert "nora@northwind.example" in shown and '"claimant_id": "northwind"' in shown
+                status, shown = await workflow_page_as(CLAIMANT)
+                assert status == 403
+                assert "nora@northwind.example" not in shown and "northwind" not in shown
+    finally:
+        await env.shutdown()
