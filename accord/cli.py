@@ -37,6 +37,7 @@ from accord.verification import (
     connect_quietly,
     workflows_without_dispute,
 )
+from models.codec import PayloadDecryptionError
 from models.enums import Action, DisputeStage, NoteVisibility, Role, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -136,6 +137,10 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         fail(f"{exc.args[0]} has no running workflow; nothing was changed")
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
+    except ConfigurationError as exc:
+        fail("; ".join(exc.problems))
+    except PayloadDecryptionError as exc:
+        fail(f"what Temporal returned cannot be opened: {exc}")
     except RPCError as exc:
         # The engine's own words are for the log; the person is told what it means for them.
         log.warning("Temporal answered %s: %s", exc.status, exc.message)
@@ -165,10 +170,12 @@ def _settings() -> Settings:
 
 def _ready_to_serve() -> None:
     """Outside development, list every setting that must be fixed, then stop (exit 2)."""
+    settings = _settings()
     try:
-        _settings().check()
+        settings.check()
     except ConfigurationError as exc:
-        typer.secho("error: the configuration is not ready for production:", fg="red", err=True)
+        what = "ready for production" if settings.environment == "production" else "usable"
+        typer.secho(f"error: the configuration is not {what}:", fg="red", err=True)
         for problem in exc.problems:
             typer.secho(f"  - {problem}", fg="red", err=True)
         raise typer.Exit(2) from None

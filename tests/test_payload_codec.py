@@ -297,3 +297,13 @@ def test_accord_payload_key_makes_a_key_and_lists_ids_never_keys() -> None:
     )
     assert broken.returncode == 2
     assert "key 'k1': 5 bytes once decoded" in broken.stderr and "c2hvcnQ" not in broken.stderr
+
+
+def test_an_unreadable_key_list_stops_every_process_even_in_development() -> None:
+    for command in ("worker", "web", "intake"):
+        done = run_accord(command, env=deployed_environment(ACCORD_PAYLOAD_KEYS="k1:c2hvcnQ="))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            "error: the configuration is not usable:",
+            "  - ACCORD_PAYLOAD_KEYS: key 'k1': 5 bytes once decoded; AES-256 needs 32",
+        ]
