@@ -117,6 +117,7 @@ class CodecCors:
 
 
 def _check_origin(request: Request) -> None:
+    """Before the viewer is looked at: a browser on a foreign origin learns nothing."""
     origin = request.headers.get("origin")
     if origin is None:
         return  # not a browser's cross-origin call (a script with a token, curl)
@@ -126,11 +127,6 @@ def _check_origin(request: Request) -> None:
             f"the codec endpoint answers the Temporal UI's origins only, not {origin[:200]!r}"
             " (ACCORD_CODEC_CORS_ORIGINS)"
         )
-
-
-def _check_request(request: Request) -> None:
-    """Before the viewer is looked at: a browser on a foreign origin learns nothing."""
-    _check_origin(request)
 
 
 def _content_type_is_json(request: Request) -> bool:
@@ -203,7 +199,7 @@ def parse_payloads(body: bytes) -> list[Payload]:
     return payloads
 
 
-@router.post("/decode", dependencies=[Depends(_check_request)])
+@router.post("/decode", dependencies=[Depends(_check_origin)])
 async def decode(request: Request, viewer: StaffReader) -> JSONResponse:
     """Open the sealed payloads of a Temporal history for the Temporal UI."""
     settings = web(request).settings
