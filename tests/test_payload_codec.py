@@ -307,3 +307,17 @@ def test_an_unreadable_key_list_stops_every_process_even_in_development() -> Non
             "error: the configuration is not usable:",
             "  - ACCORD_PAYLOAD_KEYS: key 'k1': 5 bytes once decoded; AES-256 needs 32",
         ]
+
+
+async def test_a_process_without_the_key_is_refused_not_fed_ciphertext(stack: Stack) -> None:
+    """A client configured with other keys (a web process not yet given the new key list, say)
+    reading a dispute: refused, naming the key id it lacks, instead of showing ciphertext or
+    reading it as some other value."""
+    number = (await stack.file()).number
+    await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    stranger = Client(
+        stack.client.service_client, namespace=stack.client.namespace, data_converter=encrypted(A)
+    )
+    handle = stranger.get_workflow_handle_for(DisputeWorkflow.run, number)
+    with pytest.raises(PayloadDecryptionError, match="key id 'development', which is not among"):
+        await handle.query(DisputeWorkflow.get_state)
