@@ -142,6 +142,10 @@ class ChaosRun:
             task_queue=f"accord-chaos-{self.run_id}",
             intake_smtp_port=self.intake_port,
             admin_email="channel-admins@vendor.example",
+            # The processes below get no ACCORD_ variable of this one's: the development key,
+            # here as there, whatever this shell sets.
+            payload_keys=None,
+            payload_key_id="",
         )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
