@@ -239,14 +239,14 @@ class Settings(BaseSettings):
     def payload_key_ring(self) -> PayloadKeys:
         """The keys sealing Temporal payloads (the development key when none are set in
         development); ConfigurationError naming what is wrong, never a key's value."""
-        if self.payload_keys is None or not self.payload_keys.get_secret_value().strip():
+        text = self.payload_keys.get_secret_value() if self.payload_keys else ""
+        if not text.strip() or _placeholder(text):
+            # A copied .env.example runs `make run` as it is, like its other placeholders.
             if self.environment == "development":
                 return DEVELOPMENT_PAYLOAD_KEYS
-            raise ConfigurationError([_NO_PAYLOAD_KEYS])
+            raise ConfigurationError(self._payload_key_problems())
         try:
-            return PayloadKeys.parse(
-                self.payload_keys.get_secret_value(), self.payload_key_id or None
-            )
+            return PayloadKeys.parse(text, self.payload_key_id or None)
         except PayloadKeyError as exc:
             raise ConfigurationError([f"ACCORD_PAYLOAD_KEYS: {exc}"]) from None
 
@@ -313,6 +313,8 @@ class Settings(BaseSettings):
         if not text.strip():
             return [] if self.environment == "development" else [_NO_PAYLOAD_KEYS]
         if _placeholder(text):
+            if self.environment == "development":
+                return []
             return ["ACCORD_PAYLOAD_KEYS: still the placeholder; " + _MAKE_PAYLOAD_KEY]
         try:
             ring = self.payload_key_ring()

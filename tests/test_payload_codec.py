@@ -321,3 +321,8 @@ async def test_a_process_without_the_key_is_refused_not_fed_ciphertext(stack: St
     handle = stranger.get_workflow_handle_for(DisputeWorkflow.run, number)
     with pytest.raises(PayloadDecryptionError, match="key id 'development', which is not among"):
         await handle.query(DisputeWorkflow.get_state)
+
+
+def test_a_copied_env_example_still_runs_in_development_on_the_development_key() -> None:
+    copied = Settings(payload_keys="change-me")
+    assert copied.problems() == [] and copied.payload_key_ring() == DEVELOPMENT_PAYLOAD_KEYS
