@@ -48,8 +48,9 @@ def payloads_of(message: Message) -> list[Payload]:
 
 
 async def test_a_sealed_vote_a_caucus_note_evidence_and_personal_data_are_not_in_the_history(
-    stack: Stack,
+    stack_on_both: Stack,
 ) -> None:
+    stack = stack_on_both
     app = make_app(stack)
     number = (await stack.file(facts=FACTS)).number
     async with api(app, token_for(stack, CLAIMANT)) as nora:
