@@ -37,6 +37,7 @@ from accord.verification import (
     connect_quietly,
     workflows_without_dispute,
 )
+from models.codec import PayloadDecryptionError
 from models.enums import Action, DisputeStage, NoteVisibility, Role, TaskState, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -136,6 +137,10 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         fail(f"{exc.args[0]} has no running workflow; nothing was changed")
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
+    except ConfigurationError as exc:
+        fail("; ".join(exc.problems))
+    except PayloadDecryptionError as exc:
+        fail(f"what Temporal returned cannot be opened: {exc}")
     except RPCError as exc:
         # The engine's own words are for the log; the person is told what it means for them.
         log.warning("Temporal answered %s: %s", exc.status, exc.message)
@@ -165,10 +170,12 @@ def _settings() -> Settings:
 
 def _ready_to_serve(*, intake: bool = False) -> None:
     """Outside development, list every setting that must be fixed, then stop (exit 2)."""
+    settings = _settings()
     try:
-        _settings().check(intake=intake)
+        settings.check(intake=intake)
     except ConfigurationError as exc:
-        typer.secho("error: the configuration is not ready for production:", fg="red", err=True)
+        what = "ready for production" if settings.environment == "production" else "usable"
+        typer.secho(f"error: the configuration is not {what}:", fg="red", err=True)
         for problem in exc.problems:
             typer.secho(f"  - {problem}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -287,6 +294,42 @@ def token(
         typer.echo(accounts.issue_token(login.lower(), name))
     except ValidationError as exc:
         fail("--name: " + "; ".join(plain_error(e) for e in exc.errors()))
+
+
+payload_key_app = typer.Typer(
+    no_args_is_help=True,
+    help="The keys sealing what Temporal stores (ACCORD_PAYLOAD_KEYS): make one, list the ids.",
+)
+app.add_typer(payload_key_app, name="payload-key")
+
+
+@payload_key_app.command("new")
+def payload_key_new(
+    key_id: Annotated[
+        str, typer.Option("--id", help="the new key's id (it travels, in clear, in each payload)")
+    ] = "",
+) -> None:
+    """Print a fresh random key as ACCORD_PAYLOAD_KEYS takes it (id:base64-of-32-bytes).
+
+    To rotate, put it first (or name it in ACCORD_PAYLOAD_KEY_ID) and keep the old keys listed
+    after it: new payloads are sealed with it, older ones still open with theirs."""
+    from models.codec import PayloadKeyError, new_key_entry
+
+    try:
+        typer.echo(new_key_entry(key_id or datetime.now(UTC).strftime("k%Y%m%d")))
+    except PayloadKeyError as exc:
+        fail(f"--id: {exc}")
+
+
+@payload_key_app.command("ids")
+def payload_key_ids() -> None:
+    """The ids of the configured keys, the active one marked (never the keys)."""
+    try:
+        ring = _settings().payload_key_ring()
+    except ConfigurationError as exc:
+        fail("; ".join(exc.problems))
+    for key_id in ring.ids:
+        typer.echo(f"{key_id}{'  (active: seals new payloads)' if key_id == ring.active else ''}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -29,7 +30,7 @@ from activities.notify import NotificationActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
 from activities.texts import TextActivities
-from models.converter import data_converter
+from models.converter import encrypted
 from models.enums import RemedyKind
 from notifications.mailer import Mailer, SmtpMailer
 from notifications.outbox import Outbox, RelayPolicy
@@ -150,6 +151,11 @@ def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> No
     asyncio.run(main())
 
 
+def data_converter_for(settings: Settings) -> DataConverter:
+    """Every client's and worker's converter: payloads sealed with the settings' keys."""
+    return encrypted(settings.payload_key_ring())
+
+
 async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
     """A client; with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and
     activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS."""
@@ -163,7 +169,7 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=data_converter,
+        data_converter=data_converter_for(settings),
         runtime=runtime,
         # Carries the web request's trace into workflows; the worker continues it.
         interceptors=temporal_interceptors(),

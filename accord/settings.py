@@ -5,6 +5,7 @@ Workflows never read it; activities and entry points receive it explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from decimal import Decimal
@@ -15,10 +16,23 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.codec import PayloadKeyError, PayloadKeys
 from models.enums import RemedyKind
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in production
+DEVELOPMENT_PAYLOAD_KEY_ID = "development"
+DEVELOPMENT_PAYLOAD_KEYS = PayloadKeys(
+    keys={
+        DEVELOPMENT_PAYLOAD_KEY_ID: hashlib.sha256(
+            b"accord: the development payload key, public and refused in production"
+        ).digest()
+    },
+    active=DEVELOPMENT_PAYLOAD_KEY_ID,
+)
+"""What seals Temporal payloads while ACCORD_PAYLOAD_KEYS is unset in development: every
+process of a development stack (worker, web, intake, CLI, tests) agrees on it without
+configuration. Anyone can derive it; production refuses to start with it."""
 
 
 PLACEHOLDER = re.compile(
@@ -47,6 +61,13 @@ def resolver_address(text: str) -> tuple[str, int] | None:
     if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
         return None
     return address, int(port or 53)
+
+
+_MAKE_PAYLOAD_KEY = "make one with `accord payload-key new` and keep it secret"
+_NO_PAYLOAD_KEYS = (
+    "ACCORD_PAYLOAD_KEYS: not set (Temporal's history and UI would show sealed votes, notes"
+    " and partners' personal data in clear); " + _MAKE_PAYLOAD_KEY
+)
 
 
 def _placeholder(value: str) -> bool:
@@ -80,6 +101,20 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "accord-disputes"
     temporal_ui_port: int = 8233
+    payload_keys: SecretStr | None = None
+    """Keys sealing what Temporal stores (histories, the UI's view): `id:base64-of-32-bytes`,
+    comma-separated, e.g. made by `accord payload-key new`. Every key listed opens what it
+    sealed; rotate by adding a new one and making it active. Unset: the development key
+    (refused in production)."""
+    payload_key_id: str = ""
+    """The id of the key that seals new payloads (empty: the first one listed)."""
+    codec_cors_origins: str = ""
+    """Origins of the Temporal UI allowed to call the codec endpoint (/codec/decode) with the
+    signed-in user's session, comma-separated (compose: http://localhost:8080). Empty: the
+    embedded dev server's UI (127.0.0.1 and localhost on ACCORD_TEMPORAL_UI_PORT)."""
+    codec_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """The largest body the codec endpoint reads (the UI sends one event's payloads at a time;
+    Temporal refuses payloads over 2 MB)."""
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -266,12 +301,34 @@ class Settings(BaseSettings):
             self.log_format == "auto" and self.environment != "development"
         )
 
+    def payload_key_ring(self) -> PayloadKeys:
+        """The keys sealing Temporal payloads (the development key when none are set in
+        development); ConfigurationError naming what is wrong, never a key's value."""
+        text = self.payload_keys.get_secret_value() if self.payload_keys else ""
+        if not text.strip() or _placeholder(text):
+            # A copied .env.example runs `make run` as it is, like its other placeholders.
+            if self.environment == "development":
+                return DEVELOPMENT_PAYLOAD_KEYS
+            raise ConfigurationError(self._payload_key_problems())
+        try:
+            return PayloadKeys.parse(text, self.payload_key_id or None)
+        except PayloadKeyError as exc:
+            raise ConfigurationError([f"ACCORD_PAYLOAD_KEYS: {exc}"]) from None
+
+    def codec_origins(self) -> list[str]:
+        """Where the Temporal UI calling the codec endpoint may be served from."""
+        listed = [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
+        if listed:
+            return listed
+        return [f"http://{h}:{self.temporal_ui_port}" for h in ("127.0.0.1", "localhost")]
+
     def problems(self, *, intake: bool = False) -> list[str]:
         """What must be fixed before this configuration may run outside development: each
         missing or placeholder secret, and settings that only make sense on one machine; for
         a process that reads mail (`intake`), also an intake that would trust a bare From."""
         if self.environment == "development":
-            return []
+            # Only what cannot run anywhere: a key list that is set but unreadable.
+            return self._payload_key_problems() if self.payload_keys is not None else []
         found: list[str] = self._intake_problems() if intake else []
 
         def secret(name: str, value: SecretStr | str | None, needed: bool = True) -> None:
@@ -305,6 +362,7 @@ class Settings(BaseSettings):
             "intake_imap_password", self.intake_imap_password, needed=bool(self.intake_imap_host)
         )
         secret("oidc_client_secret", self.oidc_client_secret, needed=bool(self.oidc_client_id))
+        found += self._payload_key_problems()
         host = urlsplit(self.base_url).hostname or ""
         if not self.base_url:
             found.append("ACCORD_BASE_URL: not set (links in email would point at the web host)")
@@ -336,6 +394,27 @@ class Settings(BaseSettings):
             " (see the README, Production), or accept the risk with"
             " ACCORD_INTAKE_TRUST_BARE_FROM=true"
         ]
+
+    def _payload_key_problems(self) -> list[str]:
+        # Never quotes the value: even a malformed key list may hold a real key.
+        text = self.payload_keys.get_secret_value() if self.payload_keys else ""
+        if not text.strip():
+            return [] if self.environment == "development" else [_NO_PAYLOAD_KEYS]
+        if _placeholder(text):
+            if self.environment == "development":
+                return []
+            return ["ACCORD_PAYLOAD_KEYS: still the placeholder; " + _MAKE_PAYLOAD_KEY]
+        try:
+            ring = self.payload_key_ring()
+        except ConfigurationError as exc:
+            return exc.problems
+        development_key = DEVELOPMENT_PAYLOAD_KEYS.keys[DEVELOPMENT_PAYLOAD_KEY_ID]
+        if self.environment != "development" and development_key in ring.keys.values():
+            return [
+                "ACCORD_PAYLOAD_KEYS: holds the development key, which anyone can derive; "
+                + _MAKE_PAYLOAD_KEY
+            ]
+        return []
 
     def check(self, *, intake: bool = False) -> None:
         """Refuse to start with anything `problems` names, listing all of it at once."""

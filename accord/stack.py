@@ -80,6 +80,11 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
             port,
             "--ui-port",
             str(settings.temporal_ui_port),
+            # Payloads are sealed: the UI asks the web app to open them for signed-in staff
+            # (web.codec). The dev server's UI cannot be told to send the session cookie; tick
+            # "include cross-origin credentials" in its codec settings once (README).
+            "--ui-codec-endpoint",
+            f"http://{settings.web_host}:{settings.web_port}/codec",
             "--namespace",
             settings.temporal_namespace,
             "--db-filename",

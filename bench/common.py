@@ -17,10 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 from accord.demo import DEMO
 from accord.directory import import_directory
 from accord.migrate import upgrade
-from accord.runtime import Services, build_services
+from accord.runtime import Services, build_services, data_converter_for
 from accord.settings import REPO_ROOT, Settings
 from models import search_attributes
-from models.converter import data_converter
 from models.tables import Person
 
 
@@ -66,7 +65,7 @@ class BenchStack:
     async def temporal(self, *extra: str) -> WorkflowEnvironment:
         return await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            data_converter=data_converter,
+            data_converter=data_converter_for(self.settings),
             dev_server_extra_args=[
                 "--db-filename",
                 str(self.work / "temporal.db"),

@@ -28,13 +28,12 @@ from pathlib import Path
 
 from sqlmodel import col, func, select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from accord.audit import first_broken_link
 from accord.demo import DEMO
 from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
 from accord.migrate import upgrade
-from accord.runtime import build_filing, build_services
+from accord.runtime import build_filing, build_services, data_converter_for
 from accord.settings import REPO_ROOT, Settings
 from chaos.disputes import Case, Driver, Refused, submission
 from chaos.disputes import Path as DisputePath
@@ -143,6 +142,10 @@ class ChaosRun:
             task_queue=f"accord-chaos-{self.run_id}",
             intake_smtp_port=self.intake_port,
             admin_email="channel-admins@vendor.example",
+            # The processes below get no ACCORD_ variable of this one's: the development key,
+            # here as there, whatever this shell sets.
+            payload_keys=None,
+            payload_key_id="",
         )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")},
@@ -277,7 +280,7 @@ class ChaosRun:
             self.intake.start()
         try:
             client = await Client.connect(
-                self.server.address, data_converter=pydantic_data_converter
+                self.server.address, data_converter=data_converter_for(self.settings)
             )
             cases = await self._file_all(client)
             actors, contacts = self.actors()

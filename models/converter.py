@@ -9,6 +9,7 @@ wedge that dispute on its next replay.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import temporalio.api.common.v1
@@ -16,10 +17,12 @@ from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
     DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
     DefaultPayloadConverter,
     JSONPlainPayloadConverter,
 )
 
+from models.codec import EncryptionCodec, PayloadKeys
 from models.text import recorded
 
 
@@ -46,3 +49,16 @@ class RecordedPayloadConverter(CompositePayloadConverter):
 
 
 data_converter = DataConverter(payload_converter_class=RecordedPayloadConverter)
+
+
+def encrypted(keys: PayloadKeys | None) -> DataConverter:
+    """The data converter with payloads sealed under `keys` (models.codec), and failures'
+    messages and stack traces moved into a sealed payload too (they can quote what a person
+    wrote); without keys, the plain converter (development without a key only)."""
+    if keys is None:
+        return data_converter
+    return dataclasses.replace(
+        data_converter,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

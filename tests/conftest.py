@@ -32,9 +32,9 @@ from accord.demo import DEMO
 from accord.directory import Directory, import_directory, resolve_actor
 from accord.migrate import upgrade
 from accord.runtime import GRACEFUL_SHUTDOWN, build_filing, build_services, build_worker
-from accord.settings import REPO_ROOT, Settings
+from accord.settings import DEVELOPMENT_PAYLOAD_KEYS, REPO_ROOT, Settings
 from models import search_attributes
-from models.converter import data_converter
+from models.converter import encrypted
 from models.enums import OutboxState
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent, OutboxMessage
@@ -45,6 +45,10 @@ BIN = Path(sys.executable).parent
 TEST_SERVER = str(BIN / "temporal-test-server")
 DEV_SERVER = str(BIN / "temporal")
 HISTORIES = Path(__file__).parent / "histories"
+CONVERTER = encrypted(DEVELOPMENT_PAYLOAD_KEYS)
+"""Every test client's, worker's and replayer's converter: payloads sealed with the development
+key, as `make_settings` (no ACCORD_PAYLOAD_KEYS) and the `accord` processes the tests start
+seal them."""
 POSTGRES_URL = os.environ.get(
     "ACCORD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -383,7 +387,7 @@ def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: An
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of its own: timers of one test never fire in another."""
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=data_converter
+        test_server_existing_path=TEST_SERVER, data_converter=CONVERTER
     ) as environment:
         await search_attributes.register(environment.client, "default")
         yield environment
@@ -395,7 +399,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     these tests made queries on the second test's fresh worker fail with 'no poller seen'."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=data_converter,
+        data_converter=CONVERTER,
         dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
     )
     yield env

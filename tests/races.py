@@ -28,7 +28,6 @@ from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
-from models.converter import data_converter
 from workflows.dispute import DisputeWorkflow
 
 if TYPE_CHECKING:
@@ -143,7 +142,7 @@ async def replay_all(stack: Stack) -> list[str]:
     failures = []
     for number in stack.numbers:
         history = await stack.handle(number).fetch_history()
-        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=data_converter)
+        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if result.replay_failure is not None:
             failures.append(f"{number}: {result.replay_failure!r}")

@@ -23,6 +23,8 @@ from accord.cli import app
 from accord.runtime import GRACEFUL_SHUTDOWN
 from accord.settings import Settings
 from models import search_attributes
+from models.codec import new_key_entry
+from web.codec import PREFIX as CODEC_PREFIX
 from web.serve import SHUTDOWN_GRACE_SECONDS
 
 ROOT = Path(__file__).parent.parent
@@ -235,6 +237,7 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
         assert [problem.split(":")[0] for problem in found] == [
             "ACCORD_SECRET_KEY",
             "DATABASE_URL",
+            "ACCORD_PAYLOAD_KEYS",
             "ACCORD_BASE_URL",
         ], found
         assert "POSTGRES_PASSWORD" in found[1]
@@ -244,6 +247,7 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
         .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=Vq81n0mS-a7")
         .replace("ACCORD_SECRET_KEY=change-me", f"ACCORD_SECRET_KEY={'k7Q' * 16}")
         .replace("https://disputes.example.com", "https://disputes.northwind-partners.net")
+        .replace("ACCORD_PAYLOAD_KEYS=change-me", f"ACCORD_PAYLOAD_KEYS={new_key_entry('k1')}")
     )
     for name in ("worker", "web", "intake"):
         assert settings_in(compose_environment(name, dotenv), monkeypatch).problems() == []
@@ -257,3 +261,23 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
         intake=True
     )
     assert refused.startswith("ACCORD_INTAKE_REQUIRE_AUTHENTICATION is false"), refused
+
+
+def test_the_temporal_ui_opens_sealed_payloads_through_the_web_app() -> None:
+    """The UI's codec endpoint is the web app's /codec as a browser on this host reaches it,
+    called with the browser's credentials (the Accord session decides who may read), and the
+    web app admits the UI's published origin for it (CORS)."""
+    ui = SERVICES["temporal-ui"]["environment"]
+    web = SERVICES["web"]["environment"]
+    web_port = SERVICES["web"]["ports"][0].split(":")[0]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{web_port}{CODEC_PREFIX}"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    assert "TEMPORAL_CODEC_PASS_ACCESS_TOKEN" not in ui  # the UI has no sign-in to pass on
+    ui_port = SERVICES["temporal-ui"]["ports"][0].split(":")[1]
+    origins = Settings(codec_cors_origins=web["ACCORD_CODEC_CORS_ORIGINS"]).codec_origins()
+    assert f"http://localhost:{ui_port}" in origins
+    # Same site as the endpoint (the session cookie is SameSite=Lax): same host, other port.
+    assert all(o.rsplit(":", 1)[0] in ("http://localhost", "http://127.0.0.1") for o in origins)
+    # The keys are a secret: from .env, never written here.
+    for name in ACCORD:
+        assert "ACCORD_PAYLOAD_KEYS" not in SERVICES[name].get("environment", {})

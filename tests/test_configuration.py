@@ -13,6 +13,7 @@ GOOD = {
     "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
     "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
     "base_url": "https://disputes.northwind-partners.net",
+    "payload_keys": "k1:" + "Tm9ydGh3aW5kIHJlZ2lzdGVyZWQgZmlyc3QsIDIwMjY=",
 }
 
 
@@ -67,3 +68,4 @@ def test_every_problem_at_once_and_nothing_starts() -> None:
         assert "  - ACCORD_SECRET_KEY: still the placeholder 'change-me'" in lines
         assert "  - DATABASE_URL: not set (the SQLite file is for one machine only)" in lines
         assert any(line.startswith("  - ACCORD_BASE_URL: not set") for line in lines)
+        assert any(line.startswith("  - ACCORD_PAYLOAD_KEYS: not set") for line in lines)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -31,7 +30,7 @@ from models.payloads import (
     RequestInformation,
     RespondToOffer,
 )
-from tests.conftest import HISTORIES, MailCapture, Stack, dev_stack
+from tests.conftest import CONVERTER, HISTORIES, MailCapture, Stack, dev_stack
 from tests.test_formal_review import SPLIT
 from workflows.dispute import DisputeWorkflow
 
@@ -43,7 +42,7 @@ SUGGEST_AFTER = 200
 async def eager_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_extra_args=[
             "--log-level",
             "error",
@@ -176,7 +175,7 @@ async def settle_and_check(
     # keeps them for the replay test, never overwriting one already stored.
     for n, run in enumerate((first_run, await run_id(stack, number)), start=1):
         history = await stack.client.get_workflow_handle(number, run_id=run).fetch_history()
-        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=pydantic_data_converter)
+        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
         await replayer.replay_workflow(history)
         path = HISTORIES / f"{name}--run{n}.json"
         if os.environ.get("ACCORD_RECORD_HISTORIES") == "1" and not path.exists():

@@ -27,7 +27,6 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -60,7 +59,7 @@ from models.payloads import (
     UnrecordedStep,
 )
 from models.tables import LedgerCommissionSplit, OutboxMessage, RemedyApplication
-from tests.conftest import HISTORIES, MailCapture, Stack, dev_stack, seed
+from tests.conftest import CONVERTER, HISTORIES, MailCapture, Stack, dev_stack, seed
 from tests.races import HANG, Gate, begin, outcome
 from tests.test_continue_as_new import SUGGEST_AFTER, eager_server, run_id  # noqa: F401 (a fixture)
 from tests.test_dispute_paths import in_mediation, split_offer
@@ -194,7 +193,7 @@ async def replay_every_run(stack: Stack, number: str, name: str) -> int:
         runs.insert(0, history)
         started = history.events[0].workflow_execution_started_event_attributes
         run = started.continued_execution_run_id or None
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
     for n, history in enumerate(runs, start=1):
         await replayer.replay_workflow(history)
         path = HISTORIES / f"{name}--run{n}.json"

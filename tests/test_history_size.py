@@ -20,6 +20,7 @@ from models.enums import DisputeStage, InboundState
 from models.payloads import AddNote, TextRef
 from models.tables import DisputeText, Evidence, Precedent
 from tests.conftest import Stack
+from tests.test_history_confidentiality import payloads_of
 from tests.test_intake import Intake, mail
 from tests.web_harness import api, make_app, signed_in, token_for
 from web.operations import Refused, perform
@@ -36,8 +37,15 @@ def marked(marker: str, size: int) -> str:
 
 
 async def history_bytes(stack: Stack, number: str) -> bytes:
-    """The workflow's history as Temporal stores it (payloads are raw JSON bytes in it)."""
+    """The workflow's history with its payloads opened (Temporal stores them sealed:
+    test_history_confidentiality), so what the workflow carries can be searched."""
     history = await stack.handle(number).fetch_history()
+    codec = stack.client.data_converter.payload_codec
+    assert codec is not None
+    for event in history.events:
+        payloads = payloads_of(event)
+        for payload, opened in zip(payloads, await codec.decode(payloads), strict=True):
+            payload.CopyFrom(opened)
     return b"".join(event.SerializeToString() for event in history.events)
 
 

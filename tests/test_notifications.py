@@ -239,14 +239,18 @@ async def test_the_workflow_only_enqueues_and_the_relay_sends_promptly(stack: St
     ack = await wait_for_row(stack, number, lambda m: m.template == "acknowledgement")
     assert message["Message-ID"] == ack.message_id
     history = await stack.handle(number).fetch_history()
-    results = [
-        e.activity_task_completed_event_attributes.result
-        for e in history.events
-        if e.HasField("activity_task_completed_event_attributes")
-    ]
+    codec = stack.client.data_converter.payload_codec
+    assert codec is not None  # the results are sealed in the history: opened to be read
+    results = await codec.decode(
+        [
+            e.activity_task_completed_event_attributes.result.payloads[0]
+            for e in history.events
+            if e.HasField("activity_task_completed_event_attributes")
+        ]
+    )
     # Every notification activity reported 0 sent: sending is the relay's alone.
-    notified = [r for r in results if b'"queued"' in r.payloads[0].data]
-    assert notified and all(b'"sent":0' in r.payloads[0].data for r in notified)
+    notified = [r for r in results if b'"queued"' in r.data]
+    assert notified and all(b'"sent":0' in r.data for r in notified)
 
 
 async def test_a_refused_address_fails_its_message_opens_an_admin_task_and_holds_up_nothing(

@@ -31,10 +31,10 @@ from accord.migrate import upgrade
 from accord.runtime import build_services
 from accord.search import search_precedents
 from models import search_attributes
-from models.converter import data_converter
 from models.enums import DisputeCategory
 from models.tables import Dispute, DisputeEvent
 from tests.conftest import (
+    CONVERTER,
     POSTGRES_URL,
     MailCapture,
     deployed_environment,
@@ -302,7 +302,7 @@ async def test_the_search_attribute_query_runs_against_temporal() -> None:
     env = await WorkflowEnvironment.start_local(
         namespace="accord",
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=data_converter,
+        data_converter=CONVERTER,
         dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
     )
     try:

@@ -23,7 +23,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import select
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from accord.runtime import Services, build_services, build_worker
 from models.enums import OutboxState
@@ -31,7 +30,7 @@ from models.payloads import NotificationRequest
 from models.tables import OutboxMessage
 from notifications.mailer import refusal
 from notifications.outbox import OutboxRefused, Outcome, RelayPolicy
-from tests.conftest import Stack, free_port, make_settings
+from tests.conftest import CONVERTER, Stack, free_port, make_settings
 
 CONTEXT: dict[str, object] = {
     "number": "DSP-2026-000007",
@@ -356,7 +355,7 @@ async def test_two_workers_on_one_database_send_each_notification_of_their_dispu
     client = await Client.connect(
         stack.client.service_client.config.target_host,
         namespace=stack.client.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
     second = build_worker(client, build_services(stack.settings), stack.settings.task_queue)
     async with second:

@@ -13,7 +13,7 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from models.converter import data_converter
+from tests.conftest import CONVERTER
 from workflows.dispute import DisputeWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -25,7 +25,7 @@ def test_histories_are_stored() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=data_converter)
+    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -16,8 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from accord.runtime import build_services
 from accord.tracing import temporal_interceptors
-from models.converter import data_converter
-from tests.conftest import MailCapture, Stack, dev_stack
+from tests.conftest import CONVERTER, MailCapture, Stack, dev_stack
 from tests.test_dispute_paths import offered
 from tests.test_web_api import CLAIMANT, filing
 from tests.web_harness import api, seed_accounts, token_for
@@ -53,7 +52,7 @@ async def traced_action(stack: Stack) -> None:
     traced = Client(
         stack.client.service_client,
         namespace=stack.client.namespace,
-        data_converter=data_converter,
+        data_converter=CONVERTER,
         interceptors=temporal_interceptors(),
     )
     seed_accounts(stack.sessions)

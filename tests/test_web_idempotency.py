@@ -21,10 +21,9 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from accord.runtime import PROGRAMMING_ERRORS, activity_methods
-from models.converter import data_converter
 from models.enums import DisputeStage
 from models.payloads import EventRecord, Recorded
-from tests.conftest import MailCapture, Stack, cli_env, make_settings, seed
+from tests.conftest import CONVERTER, MailCapture, Stack, cli_env, make_settings, seed
 from tests.test_dispute_paths import in_mediation, split_offer
 from tests.web_harness import api, make_app, messages, signed_in, token_for
 from workflows.dispute import DisputeWorkflow
@@ -282,7 +281,7 @@ async def holding(
     # A worker registers with its client when built, and the stack has built its own (never
     # started) on this task queue: this one gets a client of its own.
     client = await Client.connect(
-        stack.client.service_client.config.target_host, data_converter=data_converter
+        stack.client.service_client.config.target_host, data_converter=CONVERTER
     )
     worker = Worker(
         client,

@@ -126,11 +126,11 @@ def messages(html: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def served(app: FastAPI) -> AsyncIterator[str]:
-    """Serve the app with uvicorn on a free loopback port, on this event loop."""
+async def served(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
+    """Serve the app with uvicorn on a free loopback port (or `port`), on this event loop."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -31,6 +31,7 @@ from temporalio.client import Client
 
 from accord.runtime import Services
 from accord.settings import Settings
+from models.codec import EncryptionCodec
 from models.text import plain_error, problem
 from web import csrf, docs, limits
 from web.auth import Accounts
@@ -64,7 +65,8 @@ class WebContext:
 
 
 def _is_api(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/api"
+    path = request.url.path
+    return path.startswith(("/api/", "/codec/")) or path in ("/api", "/codec")
 
 
 def create_app(
@@ -73,7 +75,7 @@ def create_app(
     client: Client | Callable[[], Awaitable[Client]],
 ) -> FastAPI:
     settings.check()
-    from web import api, health, pages
+    from web import api, codec, health, pages
     from web.templating import make_templates
 
     context = WebContext(
@@ -110,13 +112,16 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.web = context
+    app.state.codec = EncryptionCodec(settings.payload_key_ring())
     app.state.metrics, request_durations = health.metrics_registry(context)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     docs.install(app, openapi_url="/api/openapi.json")
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(codec.router)
     app.include_router(pages.router)
     _install_error_handlers(app, context)
+    codec.install_error_handlers(app)
 
     secret = settings.secret_key.get_secret_value()
     app.add_middleware(health.RouteCapture)
@@ -137,13 +142,16 @@ def create_app(
         always_protect={"/login"},
         cookie_secure=settings.secure_cookies,
         send_csrf_failed=_csrf_failed(context),
-        # Multipart bodies are checked by web.csrf once parsed (see there for why).
-        skip_if_scope=csrf.is_multipart,
+        # Multipart bodies are checked by web.csrf once parsed (see there for why); the codec
+        # endpoint, called by the Temporal UI, holds CSRF off its own way (see web.codec).
+        skip_if_scope=lambda scope: csrf.is_multipart(scope) or codec.is_codec(scope),
     )
     # Each kind of body has its own ceiling; a JSON body's shape is checked before it is parsed
     # (web.limits says why).
     app.add_middleware(limits.JsonShapeGuard, limits=partial(limits.json_limits, settings))
     app.add_middleware(limits.BodySizeLimit, limit=partial(limits.body_limit, settings))
+    # Outside the session and CSRF layers: a preflight is answered before either looks at it.
+    app.add_middleware(codec.CodecCors, origins=settings.codec_origins())
     app.add_middleware(MalformedRequestGuard)
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)

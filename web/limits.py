@@ -37,10 +37,14 @@ STRING = 100_000
 
 
 def json_limits(settings: Settings, path: str) -> JsonLimits:
-    """The limits of a JSON body sent to `path`: a directory import may be large, everything
-    else is one action or one filing."""
+    """The limits of a JSON body sent to `path`: a directory import may be large, the codec
+    endpoint's payloads long, everything else is one action or one filing."""
     if path.rstrip("/") == "/api/directory":
         return JsonLimits(settings.directory_json_max_bytes, DEPTH, 200_000, STRING)
+    if path.startswith("/codec/"):
+        # The Temporal UI's payloads: few members, each one event's payload as one base64
+        # string (Temporal allows 2 MB); web.codec bounds the whole body itself.
+        return JsonLimits(settings.codec_max_bytes, DEPTH, 10_000, settings.codec_max_bytes)
     return JsonLimits(settings.json_max_bytes, DEPTH, 10_000, STRING)
 
 
@@ -206,7 +210,7 @@ def _field(path: tuple[str, ...]) -> str:
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
     detail = f"The request is larger than this server accepts ({limit:,} bytes); nothing was done."
-    if str(scope.get("path", "")).startswith("/api") or is_json(scope):
+    if str(scope.get("path", "")).startswith(("/api", "/codec")) or is_json(scope):
         content_type = b"application/problem+json"
         body = json.dumps(
             {
