@@ -127,6 +127,13 @@ def create_app(
         same_site="lax",
         https_only=settings.secure_cookies,
     )
+    # Multipart bodies are checked by web.csrf, just inside asgi-csrf (see there for why).
+    app.add_middleware(
+        csrf.MultipartCsrf,
+        signing_secret=secret,
+        always_protect={"/login"},
+        send_failed=_csrf_failed(context),
+    )
     app.add_middleware(
         asgi_csrf,
         signing_secret=secret,
@@ -134,7 +141,6 @@ def create_app(
         always_protect={"/login"},
         cookie_secure=settings.secure_cookies,
         send_csrf_failed=_csrf_failed(context),
-        # Multipart bodies are checked by web.csrf once parsed (see there for why).
         skip_if_scope=csrf.is_multipart,
     )
     # Everything an upload may legitimately carry, plus room for the form's other fields.
