@@ -103,3 +103,45 @@ async def test_the_api_with_a_session_cookie_needs_the_token_but_a_bearer_token_
             "DELETE", f"/api/tokens/{listed[0]['id']}", files={"x": (None, "y")}
         )
         assert response.status_code == 204
+
+
+# --- security headers -----------------------------------------------------------------------
+
+
+async def test_every_response_carries_the_security_headers(stack: Stack) -> None:
+    stack.settings.upload_max_bytes = 1000
+    app = make_app(stack)
+    browser = await signed_in(app, CLAIMANT)
+    token = token_for(stack, CLAIMANT)
+    answers = {
+        "login page": await Browser(app).get("/login"),
+        "private page": await browser.get("/disputes"),
+        "not found page": await browser.get("/disputes/DSP-0000-000000"),
+        "csrf refusal": await browser.http.post("/logout"),
+        "too large": await browser.http.post(
+            "/disputes/new",
+            content=b"x" * 20_000_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ),
+        "redirect": await Browser(app).get("/disputes"),
+        "static": await browser.get("/static/style.css"),
+    }
+    async with api(app, token) as client:
+        answers["api"] = await client.get("/api/me")
+        answers["api error"] = await client.get("/api/disputes/nope")
+        answers["api docs"] = await client.get("/api/docs")
+    for what, response in answers.items():
+        csp = response.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp, what
+        assert "default-src 'self'" in csp, what
+        assert response.headers.get("x-content-type-options") == "nosniff", what
+        assert response.headers.get("referrer-policy") == "same-origin", what
+        assert response.headers.get("x-frame-options") == "DENY", what
+        cache = response.headers.get("cache-control", "")
+        if what == "static":
+            assert "no-store" not in cache
+        else:
+            assert cache == "no-store", (what, cache)
+    # Pages need no inline script or style: the policy allows none.
+    csp = answers["private page"].headers["content-security-policy"]
+    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp

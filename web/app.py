@@ -33,6 +33,7 @@ from accord.settings import Settings
 from models.text import plain_error, problem
 from web import csrf
 from web.auth import Accounts
+from web.headers import SecurityHeaders
 from web.operations import DisputeGone, Refused
 from web.problems import (
     BadInput,
@@ -149,6 +150,8 @@ def create_app(
         limit=settings.upload_max_bytes * settings.upload_max_files + 1024 * 1024,
     )
     app.add_middleware(MalformedRequestGuard)
+    # Security headers on every answer, including the refusals of the middlewares above.
+    app.add_middleware(SecurityHeaders)
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)
     return app
