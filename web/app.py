@@ -27,11 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.client import Client
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accord.runtime import Services
 from accord.settings import Settings
 from models.text import plain_error, problem
-from web import csrf
+from web import csrf, throttle
 from web.auth import Accounts
 from web.headers import SecurityHeaders
 from web.operations import DisputeGone, Refused
@@ -79,7 +80,9 @@ def create_app(
         settings=settings,
         services=services,
         accounts=Accounts(
-            services.sessions, session_max_age=timedelta(seconds=settings.session_max_age_seconds)
+            services.sessions,
+            session_max_age=timedelta(seconds=settings.session_max_age_seconds),
+            policy=sign_in_policy(settings),
         ),
         templates=make_templates(),
         client=client if isinstance(client, Client) else None,
@@ -152,9 +155,26 @@ def create_app(
     app.add_middleware(MalformedRequestGuard)
     # Security headers on every answer, including the refusals of the middlewares above.
     app.add_middleware(SecurityHeaders)
+    # The client's address from X-Forwarded-For, believed only from the configured proxies;
+    # everything inside (sign-in throttling, the account audit) sees the address it settles on.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)
     return app
+
+
+def sign_in_policy(settings: Settings) -> throttle.Policy:
+    lockout = timedelta(seconds=settings.sign_in_lockout_seconds)
+    return throttle.Policy(
+        account=throttle.Limits(
+            settings.sign_in_free_failures, settings.sign_in_lockout_failures, lockout
+        ),
+        address=throttle.Limits(
+            settings.sign_in_address_free_failures,
+            settings.sign_in_address_lockout_failures,
+            lockout,
+        ),
+    )
 
 
 def storable_path(request: Request) -> None:
