@@ -5,13 +5,14 @@ Workflows never read it; activities and entry points receive it explicitly.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.enums import RemedyKind
@@ -149,6 +150,20 @@ class Settings(BaseSettings):
     front of the web app: only from them is X-Forwarded-For believed, and the client address
     sign-in throttling counts is the first one in it that is not theirs. Anyone else's header
     is ignored. "*" trusts everyone (only when nothing but the proxy can reach the app)."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        # uvicorn would take a mistyped entry for a literal host name and quietly trust nobody.
+        for entry in (e.strip() for e in value.split(",")):
+            if entry == "*" or not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
     sign_in_free_failures: int = Field(default=5, ge=1)
     """Wrong passwords an account may have before each next attempt waits (1 s, doubling)."""
     sign_in_lockout_failures: int = Field(default=10, ge=1)

@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlmodel import col, select
 
+from accord.settings import Settings
 from models.enums import Role
 from models.tables import AccountEvent, ApiToken, Person, WebSession
 from tests.conftest import Stack
@@ -438,3 +440,10 @@ async def test_logins_and_forwarded_addresses_no_row_can_hold_are_counted_not_cr
     # Three failures from that (unreadable) address: it waits, like any other.
     response = await proxy.sign_in(CLAIMANT, PASSWORD)
     assert response.status_code == 429
+
+
+def test_a_mistyped_trusted_proxy_is_refused_by_name() -> None:
+    # uvicorn would take it for a host name and quietly trust no proxy at all.
+    with pytest.raises(ValidationError, match=r"trusted_proxies\n.*'10\.0\.0\.300' is not an IP"):
+        Settings(trusted_proxies="127.0.0.1, 10.0.0.300")
+    assert Settings(trusted_proxies="127.0.0.1, 10.0.0.0/8, ::1").trusted_proxies
