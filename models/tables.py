@@ -548,6 +548,9 @@ class SignInThrottle(SQLModel, table=True):
     failures: int = 0
     last_failure_at: datetime = _utc_column()
     next_attempt_at: datetime = _utc_column()
+    refusals: int = 0
+    """Attempts refused for coming too early since the last failure: counted here, and only
+    the first goes into the account's audit (hammering a locked account writes no rows)."""
 
 
 class AccountEvent(SQLModel, table=True):

@@ -166,7 +166,14 @@ class Accounts:
             known = account_key is not None and session.get(UserAccount, login) is not None
             retry_at = throttle.next_attempt(session, self.policy, keys, now)
             if retry_at > now:
-                if known:
+                # Only the first refusal since the last failure is recorded (the row counts
+                # the rest): hammering a locked account must not write a row per request.
+                first = (
+                    throttle.count_refusal(session, Kind.ACCOUNT, account_key) == 1
+                    if account_key
+                    else False
+                )
+                if known and first:
                     self._record(session, login, "sign_in_refused", address, until=retry_at)
                 return SignIn(None, retry_at)
             if account_key:

@@ -81,6 +81,7 @@ def _row(session: Session, kind: Kind, key: str, now: datetime) -> SignInThrottl
                     failures=0,
                     last_failure_at=now,
                     next_attempt_at=now,
+                    refusals=0,
                 )
             )
     except IntegrityError:  # another process created it meanwhile: take theirs
@@ -120,8 +121,19 @@ def count_failure(session: Session, policy: Policy, kind: Kind, key: str, now: d
     row.failures = _failures(row, limits, now) + 1
     row.last_failure_at = now
     row.next_attempt_at = now + limits.wait(row.failures)
+    row.refusals = 0
     session.add(row)
     return row.failures
+
+
+def count_refusal(session: Session, kind: Kind, key: str) -> int:
+    """Count an attempt refused for coming too early; how many since the last failure."""
+    row = session.get(SignInThrottle, (kind.value, key))
+    if row is None:
+        return 1
+    row.refusals += 1
+    session.add(row)
+    return row.refusals
 
 
 def forget_old(session: Session, policy: Policy, now: datetime) -> None:

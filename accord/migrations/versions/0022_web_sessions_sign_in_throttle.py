@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('failures', sa.Integer(), nullable=False),
     sa.Column('last_failure_at', models.tables.UTCDateTime(timezone=True), nullable=False),
     sa.Column('next_attempt_at', models.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('refusals', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('kind', 'subject')
     )
     op.create_table('account_event',
