@@ -380,6 +380,21 @@ async def test_an_admin_lifts_a_lockout_and_it_is_in_the_audit(stack_on_both: St
     assert (await owner.sign_in(CLAIMANT, PASSWORD)).status_code == 303
     lifted = [e for e in _events(stack, CLAIMANT) if e.action == "lockout_lifted"]
     assert [e.actor for e in lifted] == [ADMIN]
+    # The same through the API.
+    for _ in range(12):
+        await attacker.sign_in(CLAIMANT, "wrong password")
+        clock.advance(seconds=1)
+    async with api(app, token_for(stack, ADMIN)) as client:
+        held = (await client.get("/api/accounts/lockouts")).json()
+        assert list(held) == [CLAIMANT]
+        assert (await client.delete(f"/api/accounts/{CLAIMANT}/lockout")).status_code == 204
+        response = await client.delete(f"/api/accounts/{CLAIMANT}/lockout")
+        assert response.status_code == 404
+        assert (await client.get("/api/accounts/lockouts")).json() == {}
+    async with api(app, token_for(stack, CLAIMANT)) as client:
+        assert (await client.get("/api/accounts/lockouts")).status_code == 403
+        mine = (await client.get("/api/account/sign-ins")).json()
+        assert [e["actor"] for e in mine if e["action"] == "lockout_lifted"] == [ADMIN, ADMIN]
     # The owner sees their account's sign-in history.
     account = await owner.get("/account")
     assert "198.51.100.7" in account.text and "lockout_lifted" not in account.text
