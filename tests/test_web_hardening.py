@@ -188,6 +188,17 @@ async def test_a_cookie_copied_before_sign_out_no_longer_works(stack_on_both: St
         assert session.exec(select(WebSession).where(WebSession.login == CLAIMANT)).all() == []
 
 
+async def test_signing_in_again_ends_the_session_the_browser_had(stack: Stack) -> None:
+    app = make_app(stack)
+    browser = await signed_in(app, CLAIMANT)
+    copy = _copy(app, browser)
+    assert (await browser.sign_in(OTHER)).status_code == 303
+    assert (await copy.get("/disputes")).status_code == 303
+    assert (await browser.get("/api/me", headers={"accept": "application/json"})).status_code == 200
+    with stack.sessions.read() as session:
+        assert session.exec(select(WebSession.login)).all() == [OTHER]
+
+
 async def test_signing_out_everywhere_ends_copies_of_every_session(stack_on_both: Stack) -> None:
     stack = stack_on_both
     app = make_app(stack)

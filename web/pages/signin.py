@@ -82,7 +82,12 @@ async def login(request: Request) -> Response:
 
 
 def _start_session(request: Request, viewer: Viewer) -> None:
-    session_id = web(request).accounts.start_session(viewer, client_address(request))
+    accounts = web(request).accounts
+    # Signing in again ends the session this browser had: a copy of its cookie dies with it.
+    previous = request.session.get("sid")
+    if isinstance(previous, str):
+        accounts.end_session(previous, client_address(request))
+    session_id = accounts.start_session(viewer, client_address(request))
     request.session.clear()
     request.session.update({"login": viewer.login, "sid": session_id})
 
