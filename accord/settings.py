@@ -220,6 +220,35 @@ class Settings(BaseSettings):
     """A session ends this long after sign-in."""
     secure_cookies: bool = False
     """Mark cookies Secure (set it when the app is served over HTTPS)."""
+    trusted_proxies: str = "127.0.0.1"
+    """Addresses or networks (comma-separated, e.g. "127.0.0.1,10.0.0.0/8") of the proxies in
+    front of the web app: only from them is X-Forwarded-For believed, and the client address
+    sign-in throttling counts is the first one in it that is not theirs. Anyone else's header
+    is ignored. "*" trusts everyone (only when nothing but the proxy can reach the app)."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        # uvicorn would take a mistyped entry for a literal host name and quietly trust nobody.
+        for entry in (e.strip() for e in value.split(",")):
+            if entry == "*" or not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+    sign_in_free_failures: int = Field(default=5, ge=1)
+    """Wrong passwords an account may have before each next attempt waits (1 s, doubling)."""
+    sign_in_lockout_failures: int = Field(default=10, ge=1)
+    """Wrong passwords after which an account is locked for `sign_in_lockout_seconds`."""
+    sign_in_address_free_failures: int = Field(default=20, ge=1)
+    """The same, for failures from one client address whatever the account (one office's
+    people share an address behind its NAT, hence higher)."""
+    sign_in_address_lockout_failures: int = Field(default=100, ge=1)
+    sign_in_lockout_seconds: int = Field(default=15 * 60, ge=1)
+    """How long a lockout lasts; failures older than this since the last one are forgotten."""
     action_wait_seconds: float = Field(default=10.0, gt=0, le=300)
     """How long the web, the API and the CLI wait for an action to be applied. Past it they
     answer that it is still being applied, with the dispute as it is now; the same

@@ -520,6 +520,55 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = _utc_column(nullable=True)
 
 
+class WebSession(SQLModel, table=True):
+    """A browser's signed-in session. The signed cookie names it; a cookie whose row is gone
+    (signed out, signed out everywhere, the account disabled or its role changed) is refused,
+    so a copy of the cookie dies with the session."""
+
+    __tablename__ = "web_session"
+    id_sha256: str = Field(primary_key=True, max_length=64)
+    """sha256 of the id the cookie carries: the table alone does not let anyone sign in."""
+    login: str = Field(foreign_key="user_account.login", index=True, max_length=320)
+    role: Role = _enum(Role)
+    """The role the session was started with: a session does not outlive a change of role."""
+    created_at: datetime = _utc_column()
+    expires_at: datetime = _utc_column()
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins counted per account and per client address, in the database so every
+    web process sees the same count. A row is the delay it imposes: the next attempt waits
+    until `next_attempt_at`."""
+
+    __tablename__ = "sign_in_throttle"
+    kind: str = Field(primary_key=True, max_length=16)
+    """'account' or 'address'."""
+    subject: str = Field(primary_key=True, max_length=320)
+    """The login as typed (lower-case), or the client's address."""
+    failures: int = 0
+    last_failure_at: datetime = _utc_column()
+    next_attempt_at: datetime = _utc_column()
+    refusals: int = 0
+    """Attempts refused for coming too early since the last failure: counted here, and only
+    the first goes into the account's audit (hammering a locked account writes no rows)."""
+
+
+class AccountEvent(SQLModel, table=True):
+    """The audit of an account: sign-ins, failed and refused ones, lockouts and who lifted
+    them, sign-outs. Append-only."""
+
+    __tablename__ = "account_event"
+    id: int | None = Field(default=None, primary_key=True)
+    login: str = Field(foreign_key="user_account.login", index=True, max_length=320)
+    at: datetime = _utc_column()
+    action: str = Field(max_length=32)
+    actor: str = Field(max_length=320)
+    """Who acted: the account itself, or the admin who lifted a lockout."""
+    address: str | None = Field(default=None, max_length=64)
+    """The client address the app saw (see accord.settings trusted_proxies)."""
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 # --- email intake ------------------------------------------------------------------------------
 
 

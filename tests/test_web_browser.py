@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
@@ -28,6 +28,31 @@ EMAIL = {
 }
 
 
+CSP_VIOLATIONS: list[str] = []
+"""What Chromium reported refusing under the Content-Security-Policy during a test."""
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations() -> Iterator[None]:
+    """Every journey runs under the app's CSP: a page needing anything it forbids (an inline
+    style or script, a resource from elsewhere) fails the test that showed it."""
+    CSP_VIOLATIONS.clear()
+    yield
+    assert CSP_VIOLATIONS == []
+
+
+def watch_csp(page: Page) -> None:
+    # Chromium reports a CSP refusal as a console error, with or without JavaScript enabled.
+    page.on(
+        "console",
+        lambda message: (
+            CSP_VIOLATIONS.append(message.text)
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+
+
 @pytest.fixture(scope="session")
 async def chromium() -> AsyncIterator[Browser]:
     if not os.path.exists(CHROMIUM):
@@ -41,9 +66,10 @@ async def chromium() -> AsyncIterator[Browser]:
         await browser.close()
 
 
-async def sign_in(chromium: Browser, base: str, login: str) -> Page:
-    context = await chromium.new_context(base_url=base, java_script_enabled=False)
+async def sign_in(chromium: Browser, base: str, login: str, *, javascript: bool = False) -> Page:
+    context = await chromium.new_context(base_url=base, java_script_enabled=javascript)
     page = await context.new_page()
+    watch_csp(page)
     await page.goto("/login")
     await page.get_by_label("Email").fill(login)
     await page.get_by_label("Password").fill(PASSWORD)
@@ -269,3 +295,34 @@ async def test_the_api_docs_render_without_internet(stack: Stack, chromium: Brow
         assert await page.locator(".opblock").count() > 20
         assert blocked == []
         await context.close()
+
+
+async def test_pages_with_javascript_run_their_script_and_break_no_security_policy(
+    stack: Stack, chromium: Browser
+) -> None:
+    """The journeys above run without JavaScript, as the app must work; with it, the pages'
+    one script (deadline countdowns) runs under the CSP and nothing is refused."""
+    app = make_app(stack)
+    number = await mediating(stack)
+    async with served(app) as base:
+        page = await sign_in(chromium, base, "ada.admin@vendor.example", javascript=True)
+        for path in (
+            "/inbox",
+            "/disputes",
+            f"/disputes/{number}",
+            f"/disputes/{number}/timeline",
+            "/admin/directory",
+            "/reports/sla",
+            "/precedents",
+            "/search",
+            "/account",
+            "/disputes/DSP-0000-000000",
+        ):
+            await page.goto(path)
+        # The script was fetched and allowed to run (a refusal would be a CSP violation).
+        async with page.expect_response(re.compile(r"/static/countdown\.js$")) as script:
+            await page.goto(f"/disputes/{number}")
+        assert (await script.value).ok
+        countdown = page.locator(".countdown[data-due]").first
+        await expect(countdown).to_have_text(re.compile(r"(left|overdue by .*)$"))
+    assert CSP_VIOLATIONS == []

@@ -26,7 +26,7 @@ from models.enums import (
 )
 from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
 from models.tables import Dispute, Partner, Person
-from web import csrf, service
+from web import service
 from web.auth import TokenName
 from web.deps import current_viewer, require, web
 from web.evidence import download_response, uploads_in
@@ -34,7 +34,7 @@ from web.forms import field_errors
 from web.idempotency import KeyReused
 from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
-from web.views import inbox, load_live, load_record
+from web.views import NotFound, inbox, load_live, load_record
 
 router = APIRouter(prefix="/api", responses=PROBLEM_RESPONSES)
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
@@ -442,13 +442,7 @@ async def add_evidence(
     ctx = web(request)
     service.authorise_upload(ctx, viewer, number)
     form = await service.read_upload_form(ctx, request)
-    # Multipart skips asgi-csrf (web.csrf says why): a browser session must show its token.
-    token = form.get("csrftoken")
-    csrf.check(
-        request,
-        ctx.settings.secret_key.get_secret_value(),
-        token if isinstance(token, str) else None,
-    )
+    # A browser session's CSRF token was checked before the route ran (web.csrf).
     try:
         fields = EvidenceFields.model_validate(
             {
@@ -658,6 +652,32 @@ def import_directory(request: Request, viewer: AdminDep, body: Directory) -> dic
 @router.get("/playbooks", tags=["admin"])
 def playbooks(request: Request, viewer: AdminDep) -> list[dict[str, Any]]:
     return [p.model_dump(mode="json") for p in web(request).services.playbooks.all()]
+
+
+@router.get("/accounts/lockouts", tags=["admin"])
+def lockouts(request: Request, viewer: AdminDep) -> dict[str, datetime]:
+    """Accounts whose sign-in is held back now (after wrong passwords), with until when."""
+    return web(request).accounts.locked_accounts()
+
+
+@router.delete("/accounts/{login}/lockout", status_code=204, tags=["admin"])
+def lift_lockout(
+    request: Request, viewer: AdminDep, login: Annotated[str, Path(max_length=320)]
+) -> Response:
+    """Clear an account's failed sign-ins (recorded in its audit, with the admin)."""
+    if not web(request).accounts.lift_lockout(login, viewer.login):
+        raise NotFound(f"a sign-in lockout of {login}")
+    return Response(status_code=204)
+
+
+@router.get("/account/sign-ins", tags=["account"])
+def sign_in_activity(request: Request, viewer: ViewerDep) -> list[dict[str, Any]]:
+    """The account's recent audit, newest first: sign-ins, wrong passwords, lockouts,
+    sign-outs, with the client address."""
+    return [
+        e.model_dump(mode="json", exclude={"id"})
+        for e in web(request).accounts.events(viewer.login)
+    ]
 
 
 # --- API tokens -----------------------------------------------------------------------------------

@@ -28,13 +28,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.client import Client
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accord.runtime import Services
 from accord.settings import Settings
 from models.codec import EncryptionCodec
 from models.text import plain_error, problem
-from web import csrf, docs, limits
+from web import csrf, docs, limits, throttle
 from web.auth import Accounts
+from web.headers import SecurityHeaders
 from web.operations import DisputeGone, Refused
 from web.problems import (
     BadInput,
@@ -82,7 +84,9 @@ def create_app(
         settings=settings,
         services=services,
         accounts=Accounts(
-            services.sessions, session_max_age=timedelta(seconds=settings.session_max_age_seconds)
+            services.sessions,
+            session_max_age=timedelta(seconds=settings.session_max_age_seconds),
+            policy=sign_in_policy(settings),
         ),
         templates=make_templates(),
         client=client if isinstance(client, Client) else None,
@@ -135,6 +139,13 @@ def create_app(
         same_site="lax",
         https_only=settings.secure_cookies,
     )
+    # Multipart bodies are checked by web.csrf, just inside asgi-csrf (see there for why).
+    app.add_middleware(
+        csrf.MultipartCsrf,
+        signing_secret=secret,
+        always_protect={"/login"},
+        send_failed=_csrf_failed(context),
+    )
     app.add_middleware(
         asgi_csrf,
         signing_secret=secret,
@@ -142,8 +153,9 @@ def create_app(
         always_protect={"/login"},
         cookie_secure=settings.secure_cookies,
         send_csrf_failed=_csrf_failed(context),
-        # Multipart bodies are checked by web.csrf once parsed (see there for why); the codec
-        # endpoint, called by the Temporal UI, holds CSRF off its own way (see web.codec).
+        # Multipart bodies are checked by web.csrf's MultipartCsrf, just inside (see there
+        # for why); the codec endpoint, called by the Temporal UI, holds CSRF off its own
+        # way (see web.codec).
         skip_if_scope=lambda scope: csrf.is_multipart(scope) or codec.is_codec(scope),
     )
     # Each kind of body has its own ceiling; a JSON body's shape is checked before it is parsed
@@ -153,9 +165,28 @@ def create_app(
     # Outside the session and CSRF layers: a preflight is answered before either looks at it.
     app.add_middleware(codec.CodecCors, origins=settings.codec_origins())
     app.add_middleware(MalformedRequestGuard)
+    # Security headers on every answer, including the refusals of the middlewares above.
+    app.add_middleware(SecurityHeaders)
+    # The client's address from X-Forwarded-For, believed only from the configured proxies;
+    # everything inside (sign-in throttling, the account audit) sees the address it settles on.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     # Outermost: refusals by the middlewares above (413, CSRF) are timed and counted too.
     app.add_middleware(health.RequestMetrics, histogram=request_durations)
     return app
+
+
+def sign_in_policy(settings: Settings) -> throttle.Policy:
+    lockout = timedelta(seconds=settings.sign_in_lockout_seconds)
+    return throttle.Policy(
+        account=throttle.Limits(
+            settings.sign_in_free_failures, settings.sign_in_lockout_failures, lockout
+        ),
+        address=throttle.Limits(
+            settings.sign_in_address_free_failures,
+            settings.sign_in_address_lockout_failures,
+            lockout,
+        ),
+    )
 
 
 def storable_path(request: Request) -> None:

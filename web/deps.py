@@ -29,14 +29,23 @@ def current_viewer(request: Request) -> Viewer:
             raise SignInRequired("the API token is unknown or revoked, or its user is inactive")
         return viewer
     login = request.session.get("login")
-    issued_at = request.session.get("issued_at")
-    if not isinstance(login, str) or not isinstance(issued_at, int | float):
+    session_id = request.session.get("sid")
+    if not isinstance(login, str):
         raise SignInRequired("sign in to continue")
-    viewer = context.accounts.session_viewer(login, float(issued_at))
+    # A cookie from before sessions were kept on the server has no id: its session has ended.
+    viewer = (
+        context.accounts.session_viewer(login, session_id) if isinstance(session_id, str) else None
+    )
     if viewer is None:
         request.session.clear()
         raise SignInRequired("your session has ended; sign in again", code="expired")
     return viewer
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address as the app sees it: the connection's, or the one a trusted proxy
+    (Settings.trusted_proxies, applied by the proxy-headers middleware) says it served."""
+    return request.client.host if request.client else None
 
 
 def optional_viewer(request: Request) -> Viewer | None:

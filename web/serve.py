@@ -47,7 +47,8 @@ async def serve_web(
                 host=settings.web_host,
                 port=settings.web_port,
                 log_level="warning",
-                proxy_headers=True,
+                # The app reads X-Forwarded-For itself, from Settings.trusted_proxies only.
+                proxy_headers=False,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
             )
         )

@@ -58,9 +58,10 @@ def back(request: Request, url: str, message: str) -> RedirectResponse:
 async def read_form(
     request: Request, upload_problems: list[tuple[str, str]] | None = None
 ) -> FormData:
-    """The form, its CSRF token checked. Files are checked as they arrive and kept in memory
-    only (web.evidence): the first fault is BadInput, or, given `upload_problems`, every fault
-    is added there and the rest of the form still read (for a page that shows it again)."""
+    """The form (its CSRF token was checked before the route ran). Files are checked as they
+    arrive and kept in memory only (web.evidence): the first fault is BadInput, or, given
+    `upload_problems`, every fault is added there and the rest of the form still read (for a
+    page that shows it again)."""
     ctx = web(request)
     if csrf.is_multipart(request.scope):
         form = await service.read_upload_form(ctx, request, problems=upload_problems)
@@ -69,13 +70,7 @@ async def read_form(
             form = await request.form()
         except Exception as exc:  # python-multipart's errors have no common base worth naming
             raise BadInput([("form", f"the form could not be read: {exc}")]) from None
-    if csrf.is_multipart(request.scope):
-        token = form.get("csrftoken")
-        csrf.check(
-            request,
-            ctx.settings.secret_key.get_secret_value(),
-            token if isinstance(token, str) else None,
-        )
+    # Its CSRF token, multipart or not, was checked before the route ran (web.csrf).
     return form
 
 

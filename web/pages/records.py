@@ -145,7 +145,17 @@ def directory(request: Request, viewer: AdminDep) -> Response:
         territories=territories,
         calendars=playbook.calendars,
         tiers=list(PartnerTier),
+        lockouts=ctx.accounts.locked_accounts(),
     )
+
+
+@router.post("/admin/accounts/unlock", response_class=HTMLResponse)
+async def lift_lockout(request: Request, viewer: AdminDep) -> Response:
+    form = await read_form(request)
+    login = str(form.get("login") or "").strip().lower()
+    if not web(request).accounts.lift_lockout(login, viewer.login):
+        raise BadInput([("login", "this account has no failed sign-ins to clear")])
+    return back(request, "/admin/directory", f"sign-in lockout of {login} lifted")
 
 
 @router.post("/admin/directory/import", response_class=HTMLResponse)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import time
+import math
+from datetime import UTC
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from accord.access import Viewer
 from models.text import clean
 from web import service
-from web.deps import optional_viewer, web
+from web.auth import SignIn
+from web.deps import client_address, optional_viewer, web
 from web.pages.common import HOME, ViewerDep, back, read_form, render
 from web.problems import BadInput
 from web.views import NotFound
@@ -43,25 +46,50 @@ async def login(request: Request) -> Response:
     login = str(form.get("login") or "").strip()
     password = str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or "/"))
-    viewer = web(request).accounts.authenticate(login, password) if login and password else None
-    if viewer is None:
-        return render(
+    accounts = web(request).accounts
+    # In a worker thread: the password hash takes a while and must not hold up other requests.
+    attempt = (
+        await run_in_threadpool(accounts.sign_in, login, password, client_address(request))
+        if login and password
+        else SignIn(None)
+    )
+    if attempt.viewer is None:
+        # Refused too early or refused outright, the words are the same (a lockout does not
+        # say the password was right); too early adds when to try again.
+        error = "That email and password do not match an active account."
+        retry_after = None
+        if attempt.retry_at is not None:
+            retry_after = max(1, math.ceil((attempt.retry_at - accounts.clock()).total_seconds()))
+            error += (
+                " Too many attempts: try again after "
+                f"{attempt.retry_at.astimezone(UTC):%H:%M:%S} UTC."
+            )
+        response = render(
             request,
             "login.html",
             None,
-            status=401,
+            status=401 if retry_after is None else 429,
             next=target,
             why=None,
-            error="That email and password do not match an active account.",
+            error=error,
             login=clean(login, multiline=False)[0],
         )
-    _start_session(request, viewer)
-    return RedirectResponse(target if target != "/" else HOME[viewer.role], status_code=303)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    _start_session(request, attempt.viewer)
+    return RedirectResponse(target if target != "/" else HOME[attempt.viewer.role], status_code=303)
 
 
 def _start_session(request: Request, viewer: Viewer) -> None:
+    accounts = web(request).accounts
+    # Signing in again ends the session this browser had: a copy of its cookie dies with it.
+    previous = request.session.get("sid")
+    if isinstance(previous, str):
+        accounts.end_session(previous, client_address(request))
+    session_id = accounts.start_session(viewer, client_address(request))
     request.session.clear()
-    request.session.update({"login": viewer.login, "issued_at": time.time()})
+    request.session.update({"login": viewer.login, "sid": session_id})
 
 
 def _safe_next(target: str) -> str:
@@ -73,6 +101,9 @@ def _safe_next(target: str) -> str:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        web(request).accounts.end_session(session_id, client_address(request))
     request.session.clear()
     return back(request, "/login", "Signed out.")
 
@@ -125,7 +156,26 @@ def account(request: Request, viewer: ViewerDep) -> Response:
     # An earlier release kept a new token in the session cookie until this page showed it:
     # it is dropped unseen, so the cookie stops carrying it.
     request.session.pop("new_token", None)
-    return render(request, "account.html", viewer, tokens=tokens, new_token=None)
+    return render(
+        request,
+        "account.html",
+        viewer,
+        tokens=tokens,
+        new_token=None,
+        events=web(request).accounts.events(viewer.login),
+        event_labels=EVENT_LABELS,
+    )
+
+
+EVENT_LABELS = {
+    "signed_in": "Signed in",
+    "sign_in_failed": "Wrong password",
+    "sign_in_refused": "Sign-in refused: too many attempts",
+    "locked_out": "Locked out after too many wrong passwords",
+    "lockout_lifted": "Lockout lifted",
+    "signed_out": "Signed out",
+    "signed_out_everywhere": "Signed out of every session",
+}
 
 
 @router.post("/account/tokens")
@@ -160,6 +210,6 @@ def revoke_token(request: Request, viewer: ViewerDep, token_id: int) -> Response
 
 @router.post("/account/sign-out-everywhere")
 def sign_out_everywhere(request: Request, viewer: ViewerDep) -> Response:
-    web(request).accounts.end_all_sessions(viewer.login)
+    web(request).accounts.end_all_sessions(viewer.login, client_address(request))
     request.session.clear()
     return back(request, "/login", "Signed out of every session.")
