@@ -120,12 +120,15 @@ async def test_an_upload_is_refused_before_its_bytes_are_read(stack_on_both: Sta
     ):
         async with api(app, token_for(stack, login)) as client:
             await refused(client, url, status, words)
-    # The page's form, by a browser signed in as someone who may not add evidence here.
+    # The page's form, by a browser signed in as someone who may not add evidence here (with
+    # its CSRF token: without it the post is refused even earlier, as a forged one).
     outsider = await signed_in(app, OUTSIDER)
     try:
         body = CountingBody(five_mb)
         response = await outsider.http.post(
-            f"/disputes/{number}/evidence", content=body, headers=body.headers
+            f"/disputes/{number}/evidence",
+            content=body,
+            headers={**body.headers, "x-csrftoken": outsider.csrf},
         )
         assert response.status_code == 404, response.text[:300]
         assert body.sent <= 1

@@ -37,14 +37,10 @@ STRING = 100_000
 
 
 def json_limits(settings: Settings, path: str) -> JsonLimits:
-    """The limits of a JSON body sent to `path`: a directory import may be large, the codec
-    endpoint's payloads long, everything else is one action or one filing."""
+    """The limits of a JSON body sent to `path`: a directory import may be large, everything
+    else is one action or one filing."""
     if path.rstrip("/") == "/api/directory":
         return JsonLimits(settings.directory_json_max_bytes, DEPTH, 200_000, STRING)
-    if path.startswith("/codec/"):
-        # The Temporal UI's payloads: few members, each one event's payload as one base64
-        # string (Temporal allows 2 MB); web.codec bounds the whole body itself.
-        return JsonLimits(settings.codec_max_bytes, DEPTH, 10_000, settings.codec_max_bytes)
     return JsonLimits(settings.json_max_bytes, DEPTH, 10_000, STRING)
 
 
@@ -66,6 +62,14 @@ def body_limit(settings: Settings, scope: Scope) -> int:
     return settings.form_max_bytes
 
 
+def bounds_itself(scope: Scope) -> bool:
+    """The codec endpoint reads its body itself, within ACCORD_CODEC_MAX_BYTES and its own
+    shape rules (web.codec): one event's payloads, each a base64 string up to Temporal's 2 MB,
+    are no form, and its refusals speak the codec-server protocol's terms."""
+    path = str(scope.get("path", ""))
+    return path == "/codec" or path.startswith("/codec/")
+
+
 def _header(scope: Scope, name: bytes) -> bytes:
     for key, value in scope.get("headers") or []:
         if key.lower() == name:
@@ -82,7 +86,7 @@ class BodySizeLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or bounds_itself(scope):
             await self.app(scope, receive, send)
             return
         limit = self.limit(scope)
@@ -133,7 +137,7 @@ class JsonShapeGuard:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_json(scope):
+        if scope["type"] != "http" or not is_json(scope) or bounds_itself(scope):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -210,7 +214,7 @@ def _field(path: tuple[str, ...]) -> str:
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
     detail = f"The request is larger than this server accepts ({limit:,} bytes); nothing was done."
-    if str(scope.get("path", "")).startswith(("/api", "/codec")) or is_json(scope):
+    if str(scope.get("path", "")).startswith("/api") or is_json(scope):
         content_type = b"application/problem+json"
         body = json.dumps(
             {
