@@ -404,7 +404,10 @@ class SelfVerifier:
         mail_from: str,
     ) -> Result:
         envelope = mail_from.strip().strip("<>")
-        domain = _domain(envelope) if "@" in envelope else (helo or "").lower()
+        # The domain pyspf will check, found by pyspf's own rule: an envelope without a local
+        # part (MAIL FROM:<attacker.example>) is checked as that domain, not as the HELO name,
+        # which the sender picks freely and must not be credited with the pass.
+        domain = spf.split_email(envelope, helo or "")[1].lower().strip(".")
         if not peer_ip:
             return Result(
                 "spf", "none", domain, note="no SMTP session: fetched from a mailbox, not received"

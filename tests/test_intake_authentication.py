@@ -411,6 +411,9 @@ PRODUCTION = {
     "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
     "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
     "base_url": "https://disputes.northwind-partners.net",
+    # Required in production since the payload codec (issue 15, item 2); set here so only the
+    # intake's settings are judged.
+    "payload_keys": "k1:" + "Tm9ydGh3aW5kIHJlZ2lzdGVyZWQgZmlyc3QsIDIwMjY=",
 }
 BARE_FROM = "ACCORD_INTAKE_REQUIRE_AUTHENTICATION"
 
@@ -448,6 +451,7 @@ def test_accord_intake_stops_at_start_naming_the_settings() -> None:
         ACCORD_SECRET_KEY=str(PRODUCTION["secret_key"]),
         DATABASE_URL=str(PRODUCTION["database_url"]),
         ACCORD_BASE_URL=str(PRODUCTION["base_url"]),
+        ACCORD_PAYLOAD_KEYS=str(PRODUCTION["payload_keys"]),
     )
     done = run_accord("intake", env=env)
     assert done.returncode == 2, done.stderr
