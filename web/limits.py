@@ -176,7 +176,7 @@ def shape_problem(body: bytes, limits: JsonLimits) -> tuple[str, str] | None:
     if not body.strip():
         return None
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_int=_integer)
     except RecursionError:
         return "body", f"nests deeper than {limits.max_depth} levels"
     except UnicodeDecodeError:
@@ -204,7 +204,22 @@ def shape_problem(body: bytes, limits: JsonLimits) -> tuple[str, str] | None:
                 stack.extend((item, (*path, str(i))) for i, item in enumerate(value))
         elif isinstance(value, str) and len(value) > limits.max_string:
             return _field(path), f"is longer than {limits.max_string:,} characters"
+        elif isinstance(value, _LongInteger):
+            return _field(path), f"is a number of more than {_INT_DIGITS:,} digits"
     return None
+
+
+_INT_DIGITS = 4300
+"""Python's own ceiling on turning digits into an int (sys.get_int_max_str_digits)."""
+
+
+class _LongInteger:
+    """An integer literal with more digits than Python converts: found and named by the walk
+    (json.loads would stop at it with a bare ValueError, naming no member)."""
+
+
+def _integer(digits: str) -> int | _LongInteger:
+    return _LongInteger() if len(digits.lstrip("-")) > _INT_DIGITS else int(digits)
 
 
 def _field(path: tuple[str, ...]) -> str:

@@ -1,0 +1,98 @@
+"""Probe of issue 15's web and mail defences, as an adversary would: a forged sender that SPF
+is tricked into vouching for, hostile JSON, CSRF through every kind of body, sessions that
+ended, and the headers on every kind of answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from models.enums import InboundState
+from tests.conftest import Stack
+from tests.dns_stub import DnsStub, dns_stub
+from tests.test_intake import CLAIMANT, Intake, mail
+from tests.test_intake_authentication import (
+    INCOMPLETE,
+    intake,  # noqa: F401 - a fixture
+    processed,
+    send_raw,
+    verifying_ourselves,
+)
+
+
+@pytest.fixture
+def dns() -> Iterator[DnsStub]:
+    with dns_stub() as stub:
+        yield stub
+
+
+# --- mail trust ---------------------------------------------------------------------------------
+
+
+def test_an_envelope_without_at_sign_is_not_credited_to_the_helo_domain(dns: DnsStub) -> None:
+    """MAIL FROM:<attacker.example> (no local part) makes pyspf check attacker.example, whose
+    owner allows any address; the result must not be labelled with the HELO name, which the
+    sender chooses freely (here the victim's domain, aligned with the forged From)."""
+    from intake.authentication import SelfVerifier, judge
+
+    dns.txt("attacker.example", "v=spf1 ip4:127.0.0.0/8 -all")
+    dns.txt("northwind.example", "v=spf1 ip4:192.0.2.1 -all")
+    dns.txt("_dmarc.northwind.example", "v=DMARC1; p=reject")
+    raw = mail(CLAIMANT, "Contoso took our deal", INCOMPLETE).as_bytes()
+    evidence = SelfVerifier([dns.address], 0.5).verify(
+        raw,
+        sender=CLAIMANT,
+        peer_ip="127.0.0.1",
+        helo="northwind.example",
+        mail_from="attacker.example",
+    )
+    [spf_result] = evidence.of("spf")
+    assert spf_result.domain != "northwind.example", spf_result
+    assert not judge(evidence, CLAIMANT).trusted
+
+
+async def test_a_forged_sender_over_smtp_with_a_bare_domain_envelope_is_held(
+    intake: Intake,  # noqa: F811 - the fixture
+    dns: DnsStub,
+) -> None:
+    verifying_ourselves(intake.stack, dns)
+    dns.txt("attacker.example", "v=spf1 ip4:127.0.0.0/8 -all")
+    dns.txt("northwind.example", "v=spf1 ip4:192.0.2.1 -all")
+    dns.txt("_dmarc.northwind.example", "v=DMARC1; p=reject")
+    raw = mail(CLAIMANT, "Contoso took our deal", INCOMPLETE).as_bytes()
+    row = await processed(
+        intake,
+        await send_raw(intake, raw, mail_from="attacker.example", helo="northwind.example"),
+    )
+    assert row.state is InboundState.QUARANTINED, (row.state, row.reason, row.authentication)
+
+
+# --- hostile JSON -------------------------------------------------------------------------------
+
+
+HOSTILE_JSON = {
+    # Python refuses to turn more than 4,300 digits into an int: a ValueError, not a JSON error.
+    "a number of 5,000 digits": (b'{"amount_at_stake": ' + b"1" * 5000 + b"}", "amount_at_stake"),
+    "NaN": (b'{"amount_at_stake": NaN}', "amount_at_stake"),
+    "Infinity": (b'{"amount_at_stake": -Infinity}', "amount_at_stake"),
+    "1e999999": (b'{"amount_at_stake": 1e999999}', "amount_at_stake"),
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE_JSON))
+async def test_hostile_json_numbers_are_refused_naming_the_field(stack: Stack, what: str) -> None:
+    from tests.test_web_limits import PROBLEM_CEILING, dispute_count
+    from tests.web_harness import api, make_app, token_for
+
+    body, field = HOSTILE_JSON[what]
+    app = make_app(stack)
+    async with api(app, token_for(stack, CLAIMANT)) as client:
+        response = await client.post(
+            "/api/disputes", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422, (what, response.status_code, response.text[:300])
+    assert len(response.content) < PROBLEM_CEILING
+    problem = response.json()
+    assert any(e["field"] == field for e in problem["errors"]), (what, problem)
+    assert dispute_count(stack) == 0
