@@ -22,6 +22,7 @@ import dkim  # type: ignore[import-untyped]
 import dns.exception
 import dns.nameserver
 import dns.resolver
+import idna
 import spf  # type: ignore[import-untyped]
 from authheaders.dmarc_lookup import DMARCException, answer_to_dict  # type: ignore[import-untyped]
 from publicsuffix2 import PublicSuffixList  # type: ignore[import-untyped]
@@ -67,10 +68,21 @@ def organisational_domain(domain: str) -> str:
     return ".".join(labels[-(size + 1) :])
 
 
+def _ascii(domain: str) -> str:
+    """A domain in its ASCII form (IDNA A-labels, UTS 46 mapping), as DKIM's d= and SMTP name
+    it: a From of an internationalised address names it in Unicode. A name IDNA refuses is kept
+    as it is (lower case), so it aligns with nothing but itself."""
+    domain = domain.strip().strip(".")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return domain.lower()
+
+
 def aligned(domain: str, from_domain: str, *, strict: bool = False) -> bool:
     """DMARC identifier alignment: the same domain (strict), or the same organisational domain
-    (relaxed, DMARC's default)."""
-    domain, from_domain = domain.lower().strip("."), from_domain.lower().strip(".")
+    (relaxed, DMARC's default); compared in their ASCII forms."""
+    domain, from_domain = _ascii(domain), _ascii(from_domain)
     if not domain or not from_domain:
         return False
     if strict:

@@ -96,3 +96,35 @@ async def test_hostile_json_numbers_are_refused_naming_the_field(stack: Stack, w
     problem = response.json()
     assert any(e["field"] == field for e in problem["errors"]), (what, problem)
     assert dispute_count(stack) == 0
+
+
+def test_an_internationalised_from_domain_aligns_with_its_ascii_form() -> None:
+    """A DKIM d= and an SMTP envelope are always in ASCII (A-labels); a From of an
+    internationalised address (SMTPUTF8) names the same domain in Unicode. DMARC compares
+    them as the same domain; a look-alike stays another domain."""
+    from intake.authentication import aligned
+
+    assert aligned("xn--nrthwind-n4a.example", "nörthwind.example")
+    assert aligned("mail.xn--nrthwind-n4a.example", "NÖRTHWIND.example")
+    assert aligned("nörthwind.example", "xn--nrthwind-n4a.example", strict=True)
+    # A Cyrillic i (U+0456) in place of the Latin one: another domain, never aligned.
+    assert not aligned("northwind.example", "northw\u0456nd.example")
+    assert not aligned("northwind.example", "xn--northwnd-bsg.example")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="our MTA's headers are told from a sender's only by the authserv-id; an MTA that "
+    "does not strip incoming ones (README: the operator's duty) lets a forged pass through",
+)
+def test_a_forged_result_under_our_authserv_id_contradicting_our_mta_is_not_trusted() -> None:
+    """Our MTA (which forgot to strip incoming Authentication-Results) says no DKIM signature
+    and an SPF fail; below it, the sender's own header under the same authserv-id says DKIM
+    passed for the From domain. Two contradicting words of 'our MTA' on one message are no
+    pass."""
+    from intake.authentication import from_mta, judge
+
+    ours = "mx.accord.localhost; spf=fail smtp.mailfrom=attacker.example; dkim=none"
+    forged = "mx.accord.localhost; dkim=pass header.d=northwind.example"
+    evidence = from_mta([ours, forged], "mx.accord.localhost")
+    assert not judge(evidence, CLAIMANT).trusted
