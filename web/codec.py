@@ -169,6 +169,8 @@ def parse_payloads(body: bytes) -> list[Payload]:
         ) from None
     except RecursionError:
         raise Malformed([("body", "is nested too deeply")]) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise Malformed([("body", "holds a number too long to read")]) from None
     if not isinstance(document, dict) or not isinstance(document.get("payloads"), list):
         raise Malformed([("payloads", 'expected {"payloads": [...]}')])
     extra = sorted(set(document) - {"payloads"})

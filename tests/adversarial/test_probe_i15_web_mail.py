@@ -217,3 +217,25 @@ async def test_every_unsafe_route_refuses_a_forged_request_of_every_kind(stack: 
     assert passed == []
     # Nothing happened: still signed in.
     assert (await browser.get("/disputes")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"payloads": [], "n": ' + b"1" * 5000 + b"}", "body"),
+        (b'{"payloads": [{"data": ' + b"9" * 5000 + b"}]}", "body"),
+    ],
+)
+async def test_the_codec_endpoint_names_a_number_too_long_to_read(
+    stack: Stack, body: bytes, field: str
+) -> None:
+    from tests.web_harness import api, make_app, token_for
+
+    app = make_app(stack)
+    async with api(app, token_for(stack, ADMIN)) as client:
+        response = await client.post(
+            "/codec/decode", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 400, response.text[:300]
+    problem = response.json()
+    assert any(e["field"] == field for e in problem["errors"]), problem
