@@ -15,13 +15,13 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
-from sqlmodel import Session, col, func, or_, select
+from sqlmodel import Session, col, delete, func, or_, select
 
 from accord.eligibility import VENDOR
 from accord.playbook import Playbook, _format_location
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
-from models.tables import Account, Partner, PartnerContact, Person, Territory
+from models.tables import Account, Partner, PartnerContact, Person, Territory, WebSession
 from models.text import StoredLine, plain_error, problem
 
 _CODE = re.compile(r"[A-Za-z0-9._-]+")
@@ -141,6 +141,10 @@ def import_directory(session: Session, directory: Directory) -> None:
                 session.add(PartnerContact(partner_id=p.id, name=c.name, email=c.email.lower()))
     for person in directory.people:
         current = session.get(Person, person.id)
+        if current is not None and (
+            (current.active and not person.active) or current.role != person.role
+        ):
+            end_sessions(session, current.email)
         session.merge(
             Person(
                 **person.model_dump(),
@@ -152,6 +156,13 @@ def import_directory(session: Session, directory: Directory) -> None:
         session.merge(Territory(**t.model_dump()))
     for a in directory.accounts:
         session.merge(Account(**a.model_dump()))
+
+
+def end_sessions(session: Session, email: str) -> None:
+    """End the signed-in sessions of someone disabled or given another role, at once: a copy of
+    their cookie, unused meanwhile, must not come back if they are enabled again (or given
+    their old role back)."""
+    session.exec(delete(WebSession).where(col(WebSession.login) == email.lower()))
 
 
 class DirectoryError(ValueError):

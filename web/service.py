@@ -51,6 +51,7 @@ from accord.directory import (
     Directory,
     DirectoryError,
     check_references,
+    end_sessions,
     import_directory,
     parse_directory,
     unknown_conflicts,
@@ -572,6 +573,8 @@ def update_person(ctx: WebContext, viewer: Viewer, person_id: str, change: Perso
         unknown = unknown_conflicts(session, change.declared_conflicts or ())
         if unknown:
             raise BadInput([("declared_conflicts", why) for why in unknown])
+        if person.active and change.active is False:
+            end_sessions(session, person.email)
         for name, value in change.model_dump(exclude_none=True).items():
             setattr(person, name, value)
         session.add(person)

@@ -239,3 +239,64 @@ async def test_the_codec_endpoint_names_a_number_too_long_to_read(
     assert response.status_code == 400, response.text[:300]
     problem = response.json()
     assert any(e["field"] == field for e in problem["errors"]), problem
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+async def test_a_session_copied_before_an_account_was_disabled_stays_dead_when_re_enabled(
+    stack_on_both: Stack,
+) -> None:
+    """An admin disables someone whose cookie was stolen, then enables them again (a password
+    reset, a mistake put right): the stolen cookie, unused meanwhile, must not come back."""
+    from sqlmodel import select
+
+    from models.tables import Person
+    from tests.web_harness import Browser, api, make_app, signed_in, token_for
+
+    stack = stack_on_both
+    app = make_app(stack)
+    victim = await signed_in(app, "kenji.sato@vendor.example")
+    thief = Browser(app)
+    for name, value in victim.http.cookies.items():
+        thief.http.cookies.set(name, value)
+    assert (await thief.get("/inbox")).status_code == 200
+    with stack.sessions.read() as session:
+        person_id = session.exec(
+            select(Person.id).where(Person.email == "kenji.sato@vendor.example")
+        ).one()
+    async with api(app, token_for(stack, ADMIN)) as admin:
+        for active in (False, True):
+            response = await admin.patch(
+                f"/api/directory/people/{person_id}", json={"active": active}
+            )
+            assert response.status_code == 200, response.text
+    response = await thief.get("/inbox")
+    assert response.status_code == 303, "the stolen cookie works again after re-enabling"
+    # The owner signs in again as usual.
+    assert (await signed_in(app, "kenji.sato@vendor.example")).csrf
+
+
+async def test_a_session_ends_when_a_directory_import_changes_the_role_and_back(
+    stack: Stack,
+) -> None:
+    from sqlmodel import select
+
+    from accord.directory import Directory, PersonRecord, import_directory
+    from models.enums import Role
+    from models.tables import Person
+    from tests.web_harness import make_app, signed_in
+
+    app = make_app(stack)
+    mediator = await signed_in(app, "kenji.sato@vendor.example")
+    with stack.sessions.read() as session:
+        person = session.exec(
+            select(Person).where(Person.email == "kenji.sato@vendor.example")
+        ).one()
+        fields = person.model_dump(
+            include={"id", "name", "email", "role", "calendar", "organisation", "case_limit"}
+        )
+    for role in (Role.COMPLIANCE, Role(fields["role"])):
+        with stack.sessions.begin() as session:
+            import_directory(session, Directory(people=[PersonRecord(**{**fields, "role": role})]))
+    assert (await mediator.get("/inbox")).status_code == 303
