@@ -300,3 +300,91 @@ async def test_a_session_ends_when_a_directory_import_changes_the_role_and_back(
         with stack.sessions.begin() as session:
             import_directory(session, Directory(people=[PersonRecord(**{**fields, "role": role})]))
     assert (await mediator.get("/inbox")).status_code == 303
+
+
+# --- sign-in throttling -------------------------------------------------------------------------
+
+
+async def test_spellings_of_one_login_share_its_count(stack: Stack) -> None:
+    """Upper case, mixed case, surrounding spaces (and a no-break space): one account, one
+    count. The fourth wrong password (the lockout here), whichever spelling, locks it; a
+    look-alike login in full-width letters is nobody's and signs no one in."""
+    from sqlmodel import col, select
+
+    from models.tables import AccountEvent
+    from tests.test_web_hardening import WRONG_WORDS, _from, _throttled_app
+    from tests.web_harness import PASSWORD
+
+    stack.settings.sign_in_free_failures = 4
+    stack.settings.sign_in_lockout_failures = 4
+    app, _clock = _throttled_app(stack)
+    spellings = [CLAIMANT.upper(), " Nora@Northwind.Example ", f"\u00a0{CLAIMANT}\t", CLAIMANT]
+    for n, spelling in enumerate(spellings):
+        response = await _from(app, f"198.51.100.{n}").sign_in(spelling, "wrong")
+        assert response.status_code == 401, (spelling, response.status_code)
+    response = await _from(app, "203.0.113.20").sign_in(CLAIMANT.upper(), PASSWORD)
+    assert response.status_code == 429 and WRONG_WORDS in response.text
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in CLAIMANT)
+    response = await _from(app, "203.0.113.21").sign_in(fullwidth, PASSWORD)
+    assert response.status_code == 401
+    with stack.sessions.read() as session:
+        actions = session.exec(
+            select(AccountEvent.action)
+            .where(AccountEvent.login == CLAIMANT)
+            .order_by(col(AccountEvent.id))
+        ).all()
+    assert actions.count("sign_in_failed") == 4 and actions.count("locked_out") == 1, actions
+
+
+# --- security headers -----------------------------------------------------------------------------
+
+
+async def test_the_headers_are_on_every_kind_of_refusal_and_failure(stack: Stack) -> None:
+    from tests.test_web_hardening import _from, _throttled_app
+    from tests.web_harness import api, token_for
+
+    stack.settings.sign_in_lockout_failures = 1
+    stack.settings.sign_in_free_failures = 0
+    app, _clock = _throttled_app(stack)
+    browser = _from(app, "198.51.100.7")
+    answers = {"wrong password": await browser.sign_in(CLAIMANT, "wrong")}
+    answers["locked out"] = await browser.sign_in(CLAIMANT, "wrong")
+    answers["method not allowed"] = await browser.get("/logout")
+    answers["metrics on the web port"] = await browser.get("/metrics")
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    app.state.web.accounts.tokens = boom
+    async with api(app, token_for(stack, ADMIN)) as client:
+        answers["internal error"] = await client.get("/api/tokens")
+        answers["json shape"] = await client.post(
+            "/api/disputes",
+            content=b"[" * 100 + b"]" * 100,
+            headers={"content-type": "application/json"},
+        )
+        answers["codec refusal"] = await client.post(
+            "/codec/decode", content=b"{}", headers={"content-type": "text/plain"}
+        )
+        answers["head"] = await client.head("/api/me")
+    async with api(app) as anonymous:
+        answers["api sign-in required"] = await anonymous.get("/api/me")
+    expected = {
+        "wrong password": 401,
+        "locked out": 429,
+        "method not allowed": 405,
+        "metrics on the web port": 404,
+        "internal error": 500,
+        "json shape": 422,
+        "codec refusal": 400,
+        "api sign-in required": 401,
+    }
+    for what, response in answers.items():
+        if what in expected:
+            assert response.status_code == expected[what], (what, response.status_code)
+        assert "a bug" not in response.text, what
+        csp = response.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp, what
+        assert response.headers.get("x-content-type-options") == "nosniff", what
+        assert response.headers.get("referrer-policy") == "same-origin", what
+        assert response.headers.get("cache-control") == "no-store", what
