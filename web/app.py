@@ -145,6 +145,7 @@ def create_app(
         signing_secret=secret,
         always_protect={"/login"},
         send_failed=_csrf_failed(context),
+        max_before_token=settings.form_max_bytes,
     )
     app.add_middleware(
         asgi_csrf,

@@ -76,11 +76,17 @@ class MultipartCsrf:
         signing_secret: str,
         always_protect: Collection[str],
         send_failed: SendFailed,
+        max_before_token: int,
     ) -> None:
         self.app = app
         self.signer = URLSafeSerializer(signing_secret)
         self.always_protect = frozenset(always_protect)
         self.send_failed = send_failed
+        self.max_before_token = max_before_token
+        """The most bytes read looking for the token (a form's size): anyone may hold a valid
+        cookie (GET /login gives one), and what is read is kept until the token is found, so
+        a body that keeps the token for last must not be buffered whole before any route
+        decides who asked."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS or not is_multipart(scope):
@@ -108,7 +114,7 @@ class MultipartCsrf:
         if not boundary:
             await self.send_failed(scope, send, "multipart body without a boundary")
             return
-        token, read = await _token_field(boundary, receive)
+        token, read = await _token_field(boundary, receive, self.max_before_token)
         if token is None or not secrets.compare_digest(token, cookie.encode()):
             await self.send_failed(scope, send, "the form's security token does not match")
             return
@@ -123,10 +129,13 @@ class _Found(Exception):
     pass
 
 
-async def _token_field(boundary: bytes, receive: Receive) -> tuple[bytes | None, list[Message]]:
-    """The `csrftoken` field's value (None when a file, the end, or garbage comes first) and
-    the messages read to find it."""
+async def _token_field(
+    boundary: bytes, receive: Receive, limit: int
+) -> tuple[bytes | None, list[Message]]:
+    """The `csrftoken` field's value (None when a file, the end, garbage, or more than `limit`
+    bytes come first) and the messages read to find it."""
     read: list[Message] = []
+    size = 0
     header_field = bytearray()
     header_value = bytearray()
     disposition = b""
@@ -188,6 +197,9 @@ async def _token_field(boundary: bytes, receive: Receive) -> tuple[bytes | None,
             if message["type"] != "http.request":
                 return None, read
             parser.write(message.get("body", b""))
+            size += len(message.get("body", b""))
+            if size > limit:  # and no token yet: a form puts it first, none is coming
+                return None, read
             if not message.get("more_body", False):
                 return None, read
     except _Found:

@@ -388,3 +388,49 @@ async def test_the_headers_are_on_every_kind_of_refusal_and_failure(stack: Stack
         assert response.headers.get("x-content-type-options") == "nosniff", what
         assert response.headers.get("referrer-policy") == "same-origin", what
         assert response.headers.get("cache-control") == "no-store", what
+
+
+# --- the multipart CSRF check's own reading -----------------------------------------------------
+
+
+class _FieldBeforeToken:
+    """A multipart body whose first part is a text field of `size` bytes, streamed in 64 KiB
+    chunks, the right CSRF token after it; it counts the chunks the server asked for."""
+
+    def __init__(self, size: int, token: str) -> None:
+        self.size, self.token, self.sent = size, token, 0
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        self.sent += 1
+        yield f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="x"\r\n\r\n'.encode()
+        left = self.size
+        while left > 0:
+            self.sent += 1
+            yield b"a" * min(64 * 1024, left)
+            left -= 64 * 1024
+        self.sent += 1
+        yield (
+            f'\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name="csrftoken"\r\n\r\n'
+            f"{self.token}\r\n--{BOUNDARY}--\r\n"
+        ).encode()
+
+
+async def test_the_csrf_check_does_not_buffer_a_huge_field_before_the_token(stack: Stack) -> None:
+    """Anyone gets a valid CSRF cookie from /login. A multipart post may then be as large as an
+    upload (100 MB here); the check kept every byte before the token in memory, unauthenticated,
+    before any route decided who asked. Forms put the token first: past the size of a form,
+    no token is coming."""
+    from tests.web_harness import Browser, make_app
+
+    app = make_app(stack)
+    stranger = Browser(app)
+    await stranger.get("/login")
+    body = _FieldBeforeToken(20 * 1024 * 1024, stranger.csrf)
+    response = await stranger.http.post(
+        "/disputes/DSP-2026-000001/evidence",
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert response.status_code == 403, response.status_code
+    read = body.sent * 64 * 1024
+    assert read <= stack.settings.form_max_bytes + 2 * 64 * 1024, f"{read:,} bytes read"
