@@ -434,3 +434,32 @@ async def test_the_csrf_check_does_not_buffer_a_huge_field_before_the_token(stac
     assert response.status_code == 403, response.status_code
     read = body.sent * 64 * 1024
     assert read <= stack.settings.form_max_bytes + 2 * 64 * 1024, f"{read:,} bytes read"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/api/tokens", {"authorization": "Bearer acc_not-a-token"}),
+        ("/api/directory/people/p1", {}),
+        ("/login", {}),
+    ],
+)
+async def test_a_route_that_takes_no_upload_does_not_read_an_upload_s_worth(
+    stack: Stack, path: str, headers: dict[str, str]
+) -> None:
+    """A JSON route's body is read by FastAPI before its dependencies decide who asked: sent as
+    multipart, it was allowed an upload's ceiling (101 MB), buffered whole for a stranger."""
+    from tests.web_harness import Browser, make_app
+
+    app = make_app(stack)
+    stranger = Browser(app)  # no cookie at all: no CSRF check applies
+    body = _FieldBeforeToken(20 * 1024 * 1024, "")
+    response = await stranger.http.request(
+        "PATCH" if "people" in path else "POST",
+        path,
+        content=body,
+        headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}", **headers},
+    )
+    assert response.status_code in (401, 403, 413), response.status_code
+    read = body.sent * 64 * 1024
+    assert read <= stack.settings.form_max_bytes + 2 * 64 * 1024, f"{read:,} bytes read"
