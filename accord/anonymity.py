@@ -88,8 +88,14 @@ text would lose its grammar. The full name, and every other part, still are."""
 _FOLD = {**NON_NFKD_MAP, "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ð": "d", "þ": "th"}
 # Dotless i, and the apostrophes people type: right, left, modifier letter, grave, acute.
 _FOLD |= dict.fromkeys(("\u2019", "\u2018", "\u02bc", "`", "\u00b4"), "'") | {"\u0131": "i"}
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u200b-\u200f\u2060\ufeff]")
-"""Control and zero-width characters: dropped first, so "Ha\u200ble" is still Hale."""
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\U000e0000-\U000e0fff]"
+)
+"""Control, zero-width and other characters drawn as nothing (joiners, invisible operators,
+bidi controls, variation selectors, tags, Hangul fillers): dropped first, so "Ha\u200ble" and
+"Ha\u2063le" are still Hale."""
 
 
 def fold(text: str) -> tuple[str, list[int] | None]:
@@ -391,25 +397,37 @@ def scrub_names(text: str, names: Names) -> str:
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CODES = "USD|EUR|GBP|CHF|JPY|CAD|AUD|NZD|SEK|NOK|DKK|INR|SGD|CNY|HKD|BRL|MXN|ZAR|AED|PLN"
-_SYMBOLS = r"US\$|A\$|C\$|[$€£¥₹]"
+_SYMBOLS = r"US\$|A\$|C\$|(?<![A-Za-z])Rs\.?|[$€£¥₹]"
+_INDIAN = r"\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d{1,2})?"  # 1,25,000 / 12,50,000.00 (lakh grouping)
+_GROUPED_NUMBER = _INDIAN + r"|\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"
+"""A number written with separators of thousands: an amount, never a reference's digits."""
 _NUMBER = (
+    _INDIAN + "|"
     r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?"  # 125,000 / 125,000.00
     r"|\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"  # 125.000 / 125.000,00
-    r"|\d{1,3}(?:[ \u00a0\u202f']\d{3})+(?:[.,]\d{1,2})?"  # 125 000 / 1'250'000
+    r"|\d{1,3}(?:[ \u00a0\u2009\u202f']\d{3})+(?:[.,]\d{1,2})?"  # 125 000 / 1'250'000
     r"|\d+(?:[.,]\d+)?"  # 125000 / 1.25 / 1,25
 )
-_SCALE = r"\s?(?:k|m|mm|mn|bn|mio|mrd|tsd|thousand|million|millions|billion|billions)\b\.?"
-_CURRENCY_WORDS = r"dollars?|euros?|pounds?|francs?|yen"
+_SCALE = (
+    r"\s?(?:k|m|mm|mn|bn|mio|mrd|tsd|thousand|million|millions|billion|billions"
+    r"|lakhs?|lacs?|crores?|cr)\b\.?"
+)
+_CURRENCY_WORDS = r"dollars?|euros?|pounds?|francs?|yen|rupees?"
 _AMOUNT = re.compile(
     rf"(?:(?P<sym>{_SYMBOLS})\s?|\b(?P<pre>{_CODES})\s?)(?P<n1>{_NUMBER})(?P<s1>{_SCALE})?"
     rf"|(?<![\w.,-])(?P<n2>{_NUMBER})(?P<s2>{_SCALE})?\s?(?P<post>{_CODES}|{_CURRENCY_WORDS}|[€£$])"
     r"(?!\w)"
-    rf"|(?<![\w.,/-])(?P<n3>{_NUMBER})(?P<s3>{_SCALE})?(?![\w/-]|[.,]\d)",
+    rf"|(?<![\w.,/-])(?P<n3>{_NUMBER})(?P<s3>{_SCALE})?(?![\w/-]|[.,]\d)"
+    # Grouped in thousands, a number is an amount even in a range, negative or per period
+    # ("100,000-125,000", "-125,000", "125,000/yr"); after a letter and a hyphen, a reference's.
+    rf"|(?<![\w.,])(?<![A-Za-z]-)(?P<n4>{_GROUPED_NUMBER})(?P<s4>{_SCALE})?(?!\w|[.,]\d)",
     re.IGNORECASE,
 )
 _SCALES = {"k": 1_000, "thousand": 1_000, "tsd": 1_000}
 _SCALES |= dict.fromkeys(("m", "mm", "mn", "mio", "million", "millions"), 1_000_000)
 _SCALES |= dict.fromkeys(("bn", "mrd", "billion", "billions"), 1_000_000_000)
+_SCALES |= dict.fromkeys(("lakh", "lakhs", "lac", "lacs"), 100_000)
+_SCALES |= dict.fromkeys(("crore", "crores", "cr"), 10_000_000)
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _TOP_BAND = Decimal(10_000_000)
 
@@ -418,7 +436,11 @@ def amount_value(number: str, scale: str | None) -> Decimal | None:
     """The value of '125,000' / '1.250.000,50' / '125 000' / '1,25' with 'Mio': separators
     read as people write them (a final group of 1-2 digits after ',' or '.' is the decimals;
     a group of three after one separator, as in '125.000', is thousands)."""
-    digits = re.sub(r"[,.' \u00a0\u202f](?=\d{3}(?:\D|$))", "", number.strip())
+    number = number.strip()
+    if re.fullmatch(_INDIAN, number):
+        number = number.replace(",", "")
+    # A separator after a lone 0 is the decimal point ("0.125m"): no thousands start with 0.
+    digits = re.sub(r"(?<!^0)[,.' \u00a0\u2009\u202f](?=\d{3}(?:\D|$))", "", number)
     try:
         value = Decimal(digits.replace(",", "."))
     except InvalidOperation:
@@ -442,8 +464,8 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
     amount only with four digits or more, and never a year."""
 
     def replace(found: re.Match[str]) -> str:
-        number = found["n1"] or found["n2"] or found["n3"]
-        scale = found["s1"] or found["s2"] or found["s3"]
+        number = found["n1"] or found["n2"] or found["n3"] or found["n4"]
+        scale = found["s1"] or found["s2"] or found["s3"] or found["s4"]
         if found["n3"] is not None and not scale:
             whole = re.split(r"[.,](?=\d{1,2}$)", number)[0]
             if sum(c.isdigit() for c in whole) < 4 or _YEAR.fullmatch(number):
@@ -509,8 +531,10 @@ def scrub_references(text: str, objects: Iterable[str]) -> str:
     2026-1182", "PO 4500012345"), and ids shaped like them ("DR-2026-0042", "OPP-00123")."""
     refs = sorted({o.strip() for o in objects if len(o.strip()) >= 3}, key=len, reverse=True)
     if refs:
+        # Written with any separators, or none, between its parts ("DR 2026 0042").
+        spelled = ["[\\s_./-]*".join(map(re.escape, re.findall(r"[^\W_]+", r))) for r in refs]
         exact = re.compile(
-            r"(?<![\w-])(?:" + "|".join(map(re.escape, refs)) + r")(?![\w-])", re.IGNORECASE
+            r"(?<![\w-])(?:" + "|".join(s for s in spelled if s) + r")(?![\w-])", re.IGNORECASE
         )
         text = exact.sub("[reference]", text)
 
