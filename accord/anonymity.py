@@ -2,9 +2,11 @@
 the view is made.
 
 - **Parties** appear as a label of tier and region, generalised until at least `k` partners of
-  the directory share it (k-anonymity). The ladder, most specific first: tier and region; the
-  region alone; tier and the wider region (`WIDER_REGIONS`: UK-IE within EMEA, NA-East within
-  NA within AMER); the wider region alone; and so on up; then the tier alone; then "a partner".
+  the directory are shown as it (k-anonymity: a label that k partners fit but fewer are shown
+  as, the others having a more specific one, would name them; `Population._recode`). The
+  ladder, most specific first: tier and region; the region alone; tier and the wider region
+  (`WIDER_REGIONS`: UK-IE within EMEA, NA-East within NA within AMER); the wider region alone;
+  and so on up; then the tier alone; then "a partner".
 - **Names**: every partner's name, its legal-form variants (cleanco), its first distinctive
   word, its id and its email domains become that partner's label; every part of every name of
   a party's contacts and people (given names, surnames, each half of a double-barrelled name)
@@ -156,6 +158,9 @@ class Population:
         default_factory=Counter, compare=False, repr=False
     )
     _patterns: dict[str, Names] = field(default_factory=dict, compare=False, repr=False)
+    _recoded: dict[tuple[str, str | None], tuple[str | None, str | None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         for partner in self.partners:
@@ -164,13 +169,90 @@ class Population:
                 for wider in region_chain(region):
                     keys |= {(partner.tier, wider.upper()), (None, wider.upper())}
             self._counts.update(keys)
+        self._recoded.update(self._recode())
+
+    def _ladder(self, tier: str | None, region: str | None) -> list[tuple[str | None, str | None]]:
+        steps: list[tuple[str | None, str | None]] = []
+        for wider in region_chain(region):
+            steps += [(tier, wider), (None, wider)]
+        if tier:
+            steps.append((tier, None))
+        return [*steps, (None, None)]
+
+    def _recode(self) -> dict[tuple[str, str | None], tuple[str | None, str | None]]:
+        """Each directory partner's (tier, region) and the label it is shown as. A label is
+        safe only if at least k partners are SHOWN as it, not merely fit it: were a rare tier's
+        partner alone to fall back to "a partner in UK-IE" while the others there stay "a gold
+        partner in UK-IE", the vaguer label would name it. So a label fewer than k partners are
+        shown as with a region takes in the partners whose ladders pass through it (the gold
+        ones become "a partner in UK-IE" too) when that makes k; otherwise its own go one step
+        further up, and "a partner" takes in whoever it needs; until no label is shown for fewer
+        than k (or the whole directory is fewer than k)."""
+        owners: dict[tuple[str, str | None], set[str]] = {}
+        shown_region: dict[tuple[str, str | None], str | None] = {}
+        for partner in self.partners:
+            for region in partner.regions or (None,):
+                key = (partner.tier, region.upper() if region else None)
+                owners.setdefault(key, set()).add(partner.id)
+                shown_region.setdefault(key, region)
+        ladders = {
+            key: [(t, r.upper() if r else None) for t, r in self._ladder(key[0], region)]
+            for key, region in shown_region.items()
+        }
+        position = {
+            key: next(
+                i
+                for i, step in enumerate(steps)
+                if self.sharing(*step) >= self.k or i == len(steps) - 1
+            )
+            for key, steps in ladders.items()
+        }
+        while True:
+            shown_as: dict[tuple[str | None, str | None], set[str]] = {}
+            for key, at in position.items():
+                shown_as.setdefault(ladders[key][at], set()).update(owners[key])
+            # Labels with a region first: pulling partners into one keeps a region shown.
+            order = sorted(shown_as, key=lambda label: (label[1] is None, str(label)))
+            small = next((label for label in order if len(shown_as[label]) < self.k), None)
+            if small is None:
+                break
+            mine = [key for key, at in position.items() if ladders[key][at] == small]
+            below: dict[tuple[str | None, str | None], list[tuple[str, str | None]]] = {}
+            for key, at in position.items():
+                if small in ladders[key][at + 1 :]:
+                    below.setdefault(ladders[key][at], []).append(key)
+            # The fewest partners that make k: whole labels, the smallest first.
+            joined = set(shown_as[small])
+            pulled: list[tuple[str, str | None]] = []
+            for label in sorted(below, key=lambda label: (len(shown_as[label]), str(label))):
+                if len(joined) >= self.k:
+                    break
+                pulled += below[label]
+                joined |= set().union(*(owners[key] for key in below[label]))
+            at_top = any(position[key] == len(ladders[key]) - 1 for key in mine)
+            # Pull into a regional label ("a partner in UK-IE"), or into "a partner" when
+            # nothing is left above; a tier alone is not worth every region of that tier.
+            if pulled and len(joined) >= self.k and (small[1] is not None or at_top):
+                for key in pulled:
+                    position[key] = ladders[key].index(small)
+            elif not at_top:
+                for key in mine:
+                    position[key] += 1
+            else:
+                break  # the whole directory is fewer than k partners
+        original = {key: self._ladder(key[0], region) for key, region in shown_region.items()}
+        return {key: original[key][at] for key, at in position.items()}
 
     def sharing(self, tier: str | None, region: str | None) -> int:
         """How many partners a label of this tier (None: any) and region (None: any) fits."""
         return self._counts[(tier, region.upper() if region else None)]
 
     def generalised(self, tier: str | None, region: str | None) -> tuple[str | None, str | None]:
-        """The most specific (tier, region) on the ladder that at least k partners share."""
+        """The most specific (tier, region) on the ladder that at least k partners are shown as
+        (a directory partner's), or else share (a tier and region no partner has now)."""
+        recoded = self._recoded.get((tier or "", region.upper() if region else None))
+        if recoded is not None:
+            return recoded
         for wider in region_chain(region):
             for candidate in ((tier, wider), (None, wider)):
                 if self.sharing(*candidate) >= self.k:

@@ -154,3 +154,35 @@ async def test_an_offered_mediator_cannot_write_into_the_dispute_by_mail_or_api(
     if added:
         problems.append(f"recorded in the dispute: {added}")
     assert not problems, "\n".join(problems)
+
+
+# --- k-anonymity: a label is safe when k partners are SHOWN as it --------------------------------
+
+
+def test_a_vaguer_label_left_to_one_partner_does_not_name_it() -> None:
+    """One platinum partner in UK-IE among three gold ones: "a partner in UK-IE" fits four, but
+    if the gold ones are shown as "a gold partner in UK-IE", the vaguer label is only ever the
+    platinum one's, and names it."""
+    partners = (
+        KnownPartner("contoso", "Contoso", "platinum", ("UK-IE",)),
+        *(KnownPartner(f"gold{i}", f"Gold {i}", "gold", ("UK-IE",)) for i in range(3)),
+        *(KnownPartner(f"dach{i}", f"Dach {i}", "platinum", ("DACH",)) for i in range(3)),
+    )
+    population = Population(partners, k=3)
+    shown: dict[str, set[str]] = {}
+    for partner in partners:
+        shown.setdefault(population.label(partner.tier, partner.regions[0]), set()).add(partner.id)
+    small = {label: who for label, who in shown.items() if len(who) < 3}
+    assert not small, f"labels shown for fewer than k partners: {small}"
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+def test_no_label_of_the_demo_directory_is_shown_for_fewer_than_k_partners(k: int) -> None:
+    from tests.test_anonymity import demo_population
+
+    population = demo_population(k)
+    shown: dict[str, set[str]] = {}
+    for partner in population.partners:
+        for region in partner.regions:
+            shown.setdefault(population.label(partner.tier, region), set()).add(partner.id)
+    assert all(len(who) >= k for who in shown.values()), shown
