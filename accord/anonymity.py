@@ -497,7 +497,9 @@ _SCALE = (
 _CURRENCY_WORDS = r"dollars?|euros?|pounds?|francs?|yen|rupees?"
 _AMOUNT = re.compile(
     rf"(?:(?P<sym>{_SYMBOLS})\s?|\b(?P<pre>{_CODES})\s?)(?P<n1>{_NUMBER})(?P<s1>{_SCALE})?"
-    rf"|(?<![\w.,-])(?P<n2>{_NUMBER})(?P<s2>{_SCALE})?\s?(?P<post>{_CODES}|{_CURRENCY_WORDS}|[€£$])"
+    # "125 TEUR", "125 kEUR", "2 M€": a thousand or a million of the currency, in one word.
+    rf"|(?<![\w.,-])(?P<n2>{_NUMBER})(?P<s2>{_SCALE})?\s?(?P<unit>[tkm](?=(?:{_CODES}|[€£$])(?!\w)))?"
+    rf"(?P<post>{_CODES}|{_CURRENCY_WORDS}|[€£$])"
     r"(?!\w)"
     rf"|(?<![\w.,/-])(?P<n3>{_NUMBER})(?P<s3>{_SCALE})?(?![\w/-]|[.,]\d)"
     # Grouped in thousands, a number is an amount even in a range, negative or per period
@@ -553,6 +555,8 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
             if sum(c.isdigit() for c in whole) < 4 or _YEAR.fullmatch(number):
                 return found[0]  # a count, a clause number or a year
         value = amount_value(number, scale)
+        if value is not None and found["unit"]:
+            value *= 1_000_000 if found["unit"].lower() == "m" else 1_000
         if value is None or value <= threshold:
             return found[0]
         return f"[an amount {amount_band(value)}]"
@@ -562,10 +566,10 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
 
 _PHONE = re.compile(
     r"(?<![\w-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{4})"  # not a date ("2026-03-02 10:00")
-    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]?\(?\d{1,5}\)?){2,}(?![\w-])"
+    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .\u00a0\u2009\u202f-]?\(?\d{1,5}\)?){2,}(?![\w-])"
 )
 """Digit groups joined by single spaces, dots or hyphens, "+49 30 1234 5678"."""
-_GROUPED = re.compile(r"\d{1,3}(?:[ .]\d{3})+(?:,\d{1,2})?")
+_GROUPED = re.compile(r"\d{1,3}(?:[ .\u00a0\u2009\u202f]\d{3})+(?:,\d{1,2})?")
 
 
 def _phone(found: re.Match[str]) -> str:

@@ -80,6 +80,8 @@ def test_an_invisible_character_inside_a_surname_does_not_save_it(written: str) 
         "2 crore",
         "125\u2009000 euros",  # a thin space between the thousands
         "125\u2009000",
+        "125 TEUR budget",  # thousands of euros, as DACH partners write them
+        "125 kEUR budget",
     ],
 )
 def test_an_amount_over_the_threshold_is_banded_in_these_forms_too(written: str) -> None:
@@ -87,6 +89,13 @@ def test_an_amount_over_the_threshold_is_banded_in_these_forms_too(written: str)
     assert "[an amount" in out, out
     for figure in ("125", "12,50", "12.5", "1,25", "2 crore"):
         assert figure not in out, out
+
+
+@pytest.mark.parametrize(
+    "written", ["+44\u00a020\u00a07946\u00a00958", "+44\u202f20\u202f7946\u202f0958"]
+)
+def test_a_phone_number_with_no_break_spaces_is_scrubbed(written: str) -> None:
+    assert shown(f"call {written} today") == "call [phone] today"
 
 
 def test_a_small_amount_with_a_scale_is_banded_by_its_real_size() -> None:
