@@ -387,8 +387,11 @@ def _directory_names(population: Population) -> Names:
         for alias in partner_aliases(partner.name, partner.id, partner.email_domains):
             _add(labels, alias, label)
         for person in partner.people:
-            if " " in person.strip():
+            words = person.split()
+            if len(words) > 1:
                 _add(labels, person, "[contact]")
+                # As lists and signatures write it: "Quinn, Nora".
+                _add(labels, f"{words[-1]}, {' '.join(words[:-1])}", "[contact]")
     return _compile(labels)
 
 
@@ -477,7 +480,9 @@ def scrub_names(text: str, names: Names) -> str:
 
 # --- amounts, references, addresses, telephone numbers ------------------------------------------
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Starting only where a run of such characters starts: tried from every character inside a
+# long run without an "@" ("1.0001.000..."), it read the run to its end each time (quadratic).
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CODES = "USD|EUR|GBP|CHF|JPY|CAD|AUD|NZD|SEK|NOK|DKK|INR|SGD|CNY|HKD|BRL|MXN|ZAR|AED|PLN"
 _SYMBOLS = r"US\$|A\$|C\$|(?<![A-Za-z])Rs\.?|[$€£¥₹]"
 _INDIAN = r"\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d{1,2})?"  # 1,25,000 / 12,50,000.00 (lakh grouping)
