@@ -571,7 +571,7 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
 
 _PHONE = re.compile(
     r"(?<![\w-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{4})"  # not a date ("2026-03-02 10:00")
-    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .\u00a0\u2009\u202f-]?\(?\d{1,5}\)?){2,}(?![\w-])"
+    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .\u00a0\u2009\u202f-]?\(?\d{1,5}\)?){2,}+(?![\w-])"
 )
 """Digit groups joined by single spaces, dots or hyphens, "+49 30 1234 5678"."""
 _GROUPED = re.compile(r"\d{1,3}(?:[ .\u00a0\u2009\u202f]\d{3})+(?:,\d{1,2})?")

@@ -225,3 +225,12 @@ def test_a_long_run_of_word_characters_and_dots_is_scrubbed_in_one_pass() -> Non
     minute. Seen running that long before the fix; a single pass now."""
     text = "ab.cd" * 20_000
     assert shown(text) == text
+
+
+@pytest.mark.parametrize("written", ["0" * 60 + "m", "1234567890" * 6 + "x", "4711" * 15 + "-A"])
+def test_a_long_digit_run_before_a_letter_is_scrubbed_in_one_pass(written: str) -> None:
+    """The telephone pattern's digit groups, their separators optional, split a run of digits
+    every possible way before failing on the letter after it: exponential (20 digits: 0.08 s,
+    60: never finished). A partner's facts with one such run wedged every view of the
+    precedent. Seen hanging before the fix."""
+    assert shown(f"see {written} here") == f"see {written} here"
