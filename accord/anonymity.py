@@ -2,9 +2,11 @@
 the view is made.
 
 - **Parties** appear as a label of tier and region, generalised until at least `k` partners of
-  the directory share it (k-anonymity). The ladder, most specific first: tier and region; the
-  region alone; tier and the wider region (`WIDER_REGIONS`: UK-IE within EMEA, NA-East within
-  NA within AMER); the wider region alone; and so on up; then the tier alone; then "a partner".
+  the directory are shown as it (k-anonymity: a label that k partners fit but fewer are shown
+  as, the others having a more specific one, would name them; `Population._recode`). The
+  ladder, most specific first: tier and region; the region alone; tier and the wider region
+  (`WIDER_REGIONS`: UK-IE within EMEA, NA-East within NA within AMER); the wider region alone;
+  and so on up; then the tier alone; then "a partner".
 - **Names**: every partner's name, its legal-form variants (cleanco), its first distinctive
   word, its id and its email domains become that partner's label; every part of every name of
   a party's contacts and people (given names, surnames, each half of a double-barrelled name)
@@ -88,8 +90,14 @@ text would lose its grammar. The full name, and every other part, still are."""
 _FOLD = {**NON_NFKD_MAP, "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ð": "d", "þ": "th"}
 # Dotless i, and the apostrophes people type: right, left, modifier letter, grave, acute.
 _FOLD |= dict.fromkeys(("\u2019", "\u2018", "\u02bc", "`", "\u00b4"), "'") | {"\u0131": "i"}
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u200b-\u200f\u2060\ufeff]")
-"""Control and zero-width characters: dropped first, so "Ha\u200ble" is still Hale."""
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5"
+    "\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\U000e0000-\U000e0fff]"
+)
+"""Control, zero-width and other characters drawn as nothing (joiners, invisible operators,
+bidi controls, variation selectors, tags, Hangul fillers): dropped first, so "Ha\u200ble" and
+"Ha\u2063le" are still Hale."""
 
 
 def fold(text: str) -> tuple[str, list[int] | None]:
@@ -150,6 +158,9 @@ class Population:
         default_factory=Counter, compare=False, repr=False
     )
     _patterns: dict[str, Names] = field(default_factory=dict, compare=False, repr=False)
+    _recoded: dict[tuple[str, str | None], tuple[str | None, str | None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         for partner in self.partners:
@@ -158,13 +169,90 @@ class Population:
                 for wider in region_chain(region):
                     keys |= {(partner.tier, wider.upper()), (None, wider.upper())}
             self._counts.update(keys)
+        self._recoded.update(self._recode())
+
+    def _ladder(self, tier: str | None, region: str | None) -> list[tuple[str | None, str | None]]:
+        steps: list[tuple[str | None, str | None]] = []
+        for wider in region_chain(region):
+            steps += [(tier, wider), (None, wider)]
+        if tier:
+            steps.append((tier, None))
+        return [*steps, (None, None)]
+
+    def _recode(self) -> dict[tuple[str, str | None], tuple[str | None, str | None]]:
+        """Each directory partner's (tier, region) and the label it is shown as. A label is
+        safe only if at least k partners are SHOWN as it, not merely fit it: were a rare tier's
+        partner alone to fall back to "a partner in UK-IE" while the others there stay "a gold
+        partner in UK-IE", the vaguer label would name it. So a label fewer than k partners are
+        shown as with a region takes in the partners whose ladders pass through it (the gold
+        ones become "a partner in UK-IE" too) when that makes k; otherwise its own go one step
+        further up, and "a partner" takes in whoever it needs; until no label is shown for fewer
+        than k (or the whole directory is fewer than k)."""
+        owners: dict[tuple[str, str | None], set[str]] = {}
+        shown_region: dict[tuple[str, str | None], str | None] = {}
+        for partner in self.partners:
+            for region in partner.regions or (None,):
+                key = (partner.tier, region.upper() if region else None)
+                owners.setdefault(key, set()).add(partner.id)
+                shown_region.setdefault(key, region)
+        ladders = {
+            key: [(t, r.upper() if r else None) for t, r in self._ladder(key[0], region)]
+            for key, region in shown_region.items()
+        }
+        position = {
+            key: next(
+                i
+                for i, step in enumerate(steps)
+                if self.sharing(*step) >= self.k or i == len(steps) - 1
+            )
+            for key, steps in ladders.items()
+        }
+        while True:
+            shown_as: dict[tuple[str | None, str | None], set[str]] = {}
+            for key, at in position.items():
+                shown_as.setdefault(ladders[key][at], set()).update(owners[key])
+            # Labels with a region first: pulling partners into one keeps a region shown.
+            order = sorted(shown_as, key=lambda label: (label[1] is None, str(label)))
+            small = next((label for label in order if len(shown_as[label]) < self.k), None)
+            if small is None:
+                break
+            mine = [key for key, at in position.items() if ladders[key][at] == small]
+            below: dict[tuple[str | None, str | None], list[tuple[str, str | None]]] = {}
+            for key, at in position.items():
+                if small in ladders[key][at + 1 :]:
+                    below.setdefault(ladders[key][at], []).append(key)
+            # The fewest partners that make k: whole labels, the smallest first.
+            joined = set(shown_as[small])
+            pulled: list[tuple[str, str | None]] = []
+            for label in sorted(below, key=lambda label: (len(shown_as[label]), str(label))):
+                if len(joined) >= self.k:
+                    break
+                pulled += below[label]
+                joined |= set().union(*(owners[key] for key in below[label]))
+            at_top = any(position[key] == len(ladders[key]) - 1 for key in mine)
+            # Pull into a regional label ("a partner in UK-IE"), or into "a partner" when
+            # nothing is left above; a tier alone is not worth every region of that tier.
+            if pulled and len(joined) >= self.k and (small[1] is not None or at_top):
+                for key in pulled:
+                    position[key] = ladders[key].index(small)
+            elif not at_top:
+                for key in mine:
+                    position[key] += 1
+            else:
+                break  # the whole directory is fewer than k partners
+        original = {key: self._ladder(key[0], region) for key, region in shown_region.items()}
+        return {key: original[key][at] for key, at in position.items()}
 
     def sharing(self, tier: str | None, region: str | None) -> int:
         """How many partners a label of this tier (None: any) and region (None: any) fits."""
         return self._counts[(tier, region.upper() if region else None)]
 
     def generalised(self, tier: str | None, region: str | None) -> tuple[str | None, str | None]:
-        """The most specific (tier, region) on the ladder that at least k partners share."""
+        """The most specific (tier, region) on the ladder that at least k partners are shown as
+        (a directory partner's), or else share (a tier and region no partner has now)."""
+        recoded = self._recoded.get((tier or "", region.upper() if region else None))
+        if recoded is not None:
+            return recoded
         for wider in region_chain(region):
             for candidate in ((tier, wider), (None, wider)):
                 if self.sharing(*candidate) >= self.k:
@@ -299,8 +387,11 @@ def _directory_names(population: Population) -> Names:
         for alias in partner_aliases(partner.name, partner.id, partner.email_domains):
             _add(labels, alias, label)
         for person in partner.people:
-            if " " in person.strip():
+            words = person.split()
+            if len(words) > 1:
                 _add(labels, person, "[contact]")
+                # As lists and signatures write it: "Quinn, Nora".
+                _add(labels, f"{words[-1]}, {' '.join(words[:-1])}", "[contact]")
     return _compile(labels)
 
 
@@ -389,27 +480,43 @@ def scrub_names(text: str, names: Names) -> str:
 
 # --- amounts, references, addresses, telephone numbers ------------------------------------------
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Starting only where a run of such characters starts: tried from every character inside a
+# long run without an "@" ("1.0001.000..."), it read the run to its end each time (quadratic).
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CODES = "USD|EUR|GBP|CHF|JPY|CAD|AUD|NZD|SEK|NOK|DKK|INR|SGD|CNY|HKD|BRL|MXN|ZAR|AED|PLN"
-_SYMBOLS = r"US\$|A\$|C\$|[$€£¥₹]"
+_SYMBOLS = r"US\$|A\$|C\$|(?<![A-Za-z])Rs\.?|[$€£¥₹]"
+_INDIAN = r"\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d{1,2})?"  # 1,25,000 / 12,50,000.00 (lakh grouping)
+_GROUPED_NUMBER = _INDIAN + r"|\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"
+"""A number written with separators of thousands: an amount, never a reference's digits."""
 _NUMBER = (
+    _INDIAN + "|"
     r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?"  # 125,000 / 125,000.00
     r"|\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"  # 125.000 / 125.000,00
-    r"|\d{1,3}(?:[ \u00a0\u202f']\d{3})+(?:[.,]\d{1,2})?"  # 125 000 / 1'250'000
+    r"|\d{1,3}(?:[ \u00a0\u2009\u202f']\d{3})+(?:[.,]\d{1,2})?"  # 125 000 / 1'250'000
     r"|\d+(?:[.,]\d+)?"  # 125000 / 1.25 / 1,25
 )
-_SCALE = r"\s?(?:k|m|mm|mn|bn|mio|mrd|tsd|thousand|million|millions|billion|billions)\b\.?"
-_CURRENCY_WORDS = r"dollars?|euros?|pounds?|francs?|yen"
+_SCALE = (
+    r"\s?(?:k|m|mm|mn|bn|mio|mrd|tsd|thousand|million|millions|billion|billions"
+    r"|lakhs?|lacs?|crores?|cr)\b\.?"
+)
+_CURRENCY_WORDS = r"dollars?|euros?|pounds?|francs?|yen|rupees?"
 _AMOUNT = re.compile(
     rf"(?:(?P<sym>{_SYMBOLS})\s?|\b(?P<pre>{_CODES})\s?)(?P<n1>{_NUMBER})(?P<s1>{_SCALE})?"
-    rf"|(?<![\w.,-])(?P<n2>{_NUMBER})(?P<s2>{_SCALE})?\s?(?P<post>{_CODES}|{_CURRENCY_WORDS}|[€£$])"
+    # "125 TEUR", "125 kEUR", "2 M€": a thousand or a million of the currency, in one word.
+    rf"|(?<![\w.,-])(?P<n2>{_NUMBER})(?P<s2>{_SCALE})?\s?(?P<unit>[tkm](?=(?:{_CODES}|[€£$])(?!\w)))?"
+    rf"(?P<post>{_CODES}|{_CURRENCY_WORDS}|[€£$])"
     r"(?!\w)"
-    rf"|(?<![\w.,/-])(?P<n3>{_NUMBER})(?P<s3>{_SCALE})?(?![\w/-]|[.,]\d)",
+    rf"|(?<![\w.,/-])(?P<n3>{_NUMBER})(?P<s3>{_SCALE})?(?![\w/-]|[.,]\d)"
+    # Grouped in thousands, a number is an amount even in a range, negative or per period
+    # ("100,000-125,000", "-125,000", "125,000/yr"); after a letter and a hyphen, a reference's.
+    rf"|(?<![\w.,])(?<![A-Za-z]-)(?P<n4>{_GROUPED_NUMBER})(?P<s4>{_SCALE})?(?!\w|[.,]\d)",
     re.IGNORECASE,
 )
 _SCALES = {"k": 1_000, "thousand": 1_000, "tsd": 1_000}
 _SCALES |= dict.fromkeys(("m", "mm", "mn", "mio", "million", "millions"), 1_000_000)
 _SCALES |= dict.fromkeys(("bn", "mrd", "billion", "billions"), 1_000_000_000)
+_SCALES |= dict.fromkeys(("lakh", "lakhs", "lac", "lacs"), 100_000)
+_SCALES |= dict.fromkeys(("crore", "crores", "cr"), 10_000_000)
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _TOP_BAND = Decimal(10_000_000)
 
@@ -418,7 +525,11 @@ def amount_value(number: str, scale: str | None) -> Decimal | None:
     """The value of '125,000' / '1.250.000,50' / '125 000' / '1,25' with 'Mio': separators
     read as people write them (a final group of 1-2 digits after ',' or '.' is the decimals;
     a group of three after one separator, as in '125.000', is thousands)."""
-    digits = re.sub(r"[,.' \u00a0\u202f](?=\d{3}(?:\D|$))", "", number.strip())
+    number = number.strip()
+    if re.fullmatch(_INDIAN, number):
+        number = number.replace(",", "")
+    # A separator after a lone 0 is the decimal point ("0.125m"): no thousands start with 0.
+    digits = re.sub(r"(?<!^0)[,.' \u00a0\u2009\u202f](?=\d{3}(?:\D|$))", "", number)
     try:
         value = Decimal(digits.replace(",", "."))
     except InvalidOperation:
@@ -442,13 +553,15 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
     amount only with four digits or more, and never a year."""
 
     def replace(found: re.Match[str]) -> str:
-        number = found["n1"] or found["n2"] or found["n3"]
-        scale = found["s1"] or found["s2"] or found["s3"]
+        number = found["n1"] or found["n2"] or found["n3"] or found["n4"]
+        scale = found["s1"] or found["s2"] or found["s3"] or found["s4"]
         if found["n3"] is not None and not scale:
             whole = re.split(r"[.,](?=\d{1,2}$)", number)[0]
             if sum(c.isdigit() for c in whole) < 4 or _YEAR.fullmatch(number):
                 return found[0]  # a count, a clause number or a year
         value = amount_value(number, scale)
+        if value is not None and found["unit"]:
+            value *= 1_000_000 if found["unit"].lower() == "m" else 1_000
         if value is None or value <= threshold:
             return found[0]
         return f"[an amount {amount_band(value)}]"
@@ -458,10 +571,10 @@ def scrub_amounts(text: str, threshold: Decimal) -> str:
 
 _PHONE = re.compile(
     r"(?<![\w-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{4})"  # not a date ("2026-03-02 10:00")
-    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]?\(?\d{1,5}\)?){2,}(?![\w-])"
+    r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .\u00a0\u2009\u202f-]?\(?\d{1,5}\)?){2,}+(?![\w-])"
 )
 """Digit groups joined by single spaces, dots or hyphens, "+49 30 1234 5678"."""
-_GROUPED = re.compile(r"\d{1,3}(?:[ .]\d{3})+(?:,\d{1,2})?")
+_GROUPED = re.compile(r"\d{1,3}(?:[ .\u00a0\u2009\u202f]\d{3})+(?:,\d{1,2})?")
 
 
 def _phone(found: re.Match[str]) -> str:
@@ -509,8 +622,10 @@ def scrub_references(text: str, objects: Iterable[str]) -> str:
     2026-1182", "PO 4500012345"), and ids shaped like them ("DR-2026-0042", "OPP-00123")."""
     refs = sorted({o.strip() for o in objects if len(o.strip()) >= 3}, key=len, reverse=True)
     if refs:
+        # Written with any separators, or none, between its parts ("DR 2026 0042").
+        spelled = ["[\\s_./-]*".join(map(re.escape, re.findall(r"[^\W_]+", r))) for r in refs]
         exact = re.compile(
-            r"(?<![\w-])(?:" + "|".join(map(re.escape, refs)) + r")(?![\w-])", re.IGNORECASE
+            r"(?<![\w-])(?:" + "|".join(s for s in spelled if s) + r")(?![\w-])", re.IGNORECASE
         )
         text = exact.sub("[reference]", text)
 

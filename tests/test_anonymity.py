@@ -343,9 +343,9 @@ def demo_population(k: int) -> Population:
         ),  # one platinum in EMEA (Direct Sales: GLOBAL)
         (2, "gold", "UK-IE", "a gold partner in EMEA"),  # Adatum and Wingtip
         (3, "platinum", "UK-IE", "a partner in EMEA"),
-        (2, "gold", "NA-East", "a partner in NA-East"),  # Northwind and Contoso
-        (3, "gold", "NA-East", "a partner in NA"),
-        (5, "silver", "LATAM", "a partner in AMER"),
+        (2, "gold", "NA-East", "a partner in NA"),  # with Tailspin: LATAM took NA-West's silver
+        (3, "gold", "NA-East", "a partner in AMER"),  # Lamna alone in LATAM
+        (5, "silver", "LATAM", "a partner"),  # "in AMER" would be Lamna's alone
         (6, "silver", "LATAM", "a partner"),
         (3, "gold", "Atlantis", "a gold partner"),  # no wider region known: tier alone
         (50, "gold", "DACH", "a partner"),  # more than the directory holds: nothing but "partner"
@@ -397,10 +397,10 @@ def test_names_that_are_also_words_and_words_after_names_are_not_over_scrubbed()
     # A name over a line break is still the name; a word after it that is also a legal form
     # elsewhere ("as", "co") stays; an unknown vendor word is not a partner.
     assert scrub_text("Contoso\nSystems as the respondent co-sold", names) == (
-        "a partner in NA as the respondent co-sold"
+        "a partner in AMER as the respondent co-sold"
     )
     assert scrub_text("Contoso Systems GmbH and Contoso, Inc. met the vendor", names) == (
-        "a partner in NA and a partner in NA met the vendor"
+        "a partner in AMER and a partner in AMER met the vendor"
     )
 
 

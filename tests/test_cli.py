@@ -294,7 +294,8 @@ async def test_reindexing_precedents_applies_a_new_amount_threshold(stack: Stack
             ).one()
 
     assert "50,000 USD" not in public_text()
-    assert "a partner in NA\n" in public_text()  # k = 3: one platinum partner in NA-East
+    # k = 3: one platinum partner in NA-East; Lamna alone in LATAM joins NA in AMER.
+    assert "a partner in AMER\n" in public_text()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

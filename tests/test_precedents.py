@@ -26,11 +26,12 @@ async def test_precedent_records_the_timeline_and_an_anonymised_view_names_no_pa
     assert {"deadline": "mediation", "result": "met"} in precedent.timeline
     assert [p["partner_id"] for p in precedent.parties] == ["northwind", "contoso"]
 
-    # Two partners of the demo are in NA-East, one platinum, one gold: with k = 2 the tier goes.
+    # Two partners of the demo are in NA-East, one platinum, one gold, and Tailspin is alone
+    # in NA-West once Fabrikam is shown with Lamna: with k = 2 the three are "in NA".
     view = anonymised(precedent, population)
     text = json.dumps(view).lower()
     for secret in ("northwind", "contoso", "nora@", "carl@"):
         assert secret not in text, secret
-    assert view["claimant"] == "a partner in NA-East"
-    assert view["respondents"] == ["a partner in NA-East"]
-    assert "a partner in NA-East registered the same opportunity" in view["facts"]
+    assert view["claimant"] == "a partner in NA"
+    assert view["respondents"] == ["a partner in NA"]
+    assert "a partner in NA registered the same opportunity" in view["facts"]
