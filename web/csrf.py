@@ -45,20 +45,6 @@ def is_multipart(scope: Scope) -> bool:
     return content_type.split(b";", 1)[0].strip().lower() == b"multipart/form-data"
 
 
-def check(request: Request, secret: str, submitted: str | None) -> None:
-    """Raise CsrfFailed unless `submitted` is this browser's valid token."""
-    if request.headers.get("authorization", "")[:7].lower() == "bearer ":
-        return  # a token-authenticated API call carries no ambient credential to forge
-    cookie = request.cookies.get(COOKIE, "")
-    token = submitted or request.headers.get("x-csrftoken", "")
-    try:
-        URLSafeSerializer(secret).loads(cookie, NAMESPACE)
-    except BadSignature:
-        raise CsrfFailed("missing or invalid security cookie") from None
-    if not token or not secrets.compare_digest(token, cookie):
-        raise CsrfFailed("the form's security token does not match")
-
-
 SendFailed = Callable[[Scope, Send, Any], Awaitable[None]]
 
 
