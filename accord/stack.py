@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -62,15 +63,46 @@ def prepare_database(settings: Settings) -> SessionFactory:
     return sessions
 
 
-def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
+SERVER_GRACE_SECONDS = 15
+"""How long the dev server gets to stop after SIGTERM before it is killed."""
+
+
+class DevServer:
+    """The Temporal dev server `accord run` started, through `accord.keeper`: it stops when
+    `stop()` is called or when this process ends, however it ends (even kill -9)."""
+
+    def __init__(self, keeper: subprocess.Popen[bytes], lifeline: int) -> None:
+        self.keeper = keeper
+        self._lifeline = lifeline
+
+    def stop(self) -> None:
+        """Close the lifeline (the keeper then stops the server) and wait for the keeper."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.keeper.wait(timeout=SERVER_GRACE_SECONDS + 5)
+
+
+def start_temporal(settings: Settings) -> DevServer | None:
     host, port = settings.temporal_address.rsplit(":", 1)
     if port_open(host, int(port)):
-        print(f"  temporal: reusing the server already listening on {settings.temporal_address}")
+        print(
+            f"  temporal: a server already listens on {settings.temporal_address}; reusing it"
+            " (this run did not start it and will leave it running when it stops)"
+        )
         return None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log = (settings.state_dir / "temporal.log").open("ab")
-    return subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+    # The keeper's standard input is the lifeline: a pipe whose write end only this process
+    # holds (os.pipe() descriptors are not inherited), closed by the kernel when it ends.
+    lifeline_in, lifeline = os.pipe()
+    keeper = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
         [
+            sys.executable,
+            "-m",
+            "accord.keeper",
+            str(SERVER_GRACE_SECONDS),
             temporal_binary(),
             "server",
             "start-dev",
@@ -97,10 +129,16 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes] | None:
             "warn",
             *search_attributes.DEV_SERVER_FLAGS,
         ],
+        stdin=lifeline_in,
         stdout=log,
         stderr=log,
+        # Out of the terminal's process group: Ctrl-C reaches `accord run`, which stops the
+        # worker before the server.
         start_new_session=True,
     )
+    os.close(lifeline_in)
+    log.close()
+    return DevServer(keeper, lifeline)
 
 
 async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
@@ -237,6 +275,4 @@ async def run_embedded(settings: Settings) -> None:
         if capture is not None:
             capture.stop()
         if server is not None:
-            server.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(timeout=15)
+            server.stop()

@@ -1,0 +1,118 @@
+"""`make run` (`accord run`) stopped the hard way: kill -9 of its whole process group, what a
+closed terminal tab or an impatient `kill -9 -<pgid>` does. The Temporal dev server it started
+must not live on behind it, and the next `accord run` must start cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from accord.stack import port_open
+from tests.conftest import REPO_ROOT, deployed_environment, free_port
+
+READY = "Accord is running at"
+GONE_WITHIN = 60.0
+"""A bound on the wait (polled), not a measure: the dev server stops in well under a second."""
+
+
+def dev_servers_of(state_dir: Path) -> list[int]:
+    """Process ids of every live Temporal dev server keeping its database in `state_dir`."""
+    database = str(state_dir / "temporal.db").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "stat").read_text()
+        except OSError:
+            continue
+        zombie = status.rsplit(")", 1)[-1].split()[0] == "Z"
+        if database in argv and b"start-dev" in argv and not zombie:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + GONE_WITHIN
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} (still so after {GONE_WITHIN:.0f}s)")
+        time.sleep(0.2)
+
+
+def start_run(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`accord run` in a process group of its own, read up to its banner."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "accord.cli", "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if READY in line:
+            return process, "".join(seen)
+    process.wait()
+    pytest.fail(
+        f"accord run ended (exit {process.returncode}) before it was ready:\n{''.join(seen)}"
+    )
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, Path]]:
+    temporal_port = free_port()
+    state = tmp_path / "state"
+    env = deployed_environment(
+        ACCORD_STATE_DIR=str(state),
+        ACCORD_TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
+        ACCORD_TEMPORAL_UI_PORT=str(free_port()),
+        ACCORD_WEB_PORT=str(free_port()),
+        ACCORD_WEB_METRICS_PORT="0",
+        ACCORD_SMTP_PORT=str(free_port()),
+        ACCORD_INTAKE_SMTP_PORT="0",
+        ACCORD_TASK_QUEUE=f"accord-stop-{temporal_port}",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    yield env, temporal_port, state
+    # Whatever the outcome, leave no dev server of this test behind.
+    for pid in dev_servers_of(state):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_of_the_run_process_group_leaves_no_dev_server_and_the_next_run_starts_clean(
+    run_env: tuple[dict[str, str], int, Path],
+) -> None:
+    env, temporal_port, state = run_env
+    process, banner = start_run(env)
+    assert "reusing" not in banner, banner
+    assert dev_servers_of(state), "the dev server should be running while accord run is"
+
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    wait_until(lambda: not dev_servers_of(state), "the Temporal dev server outlived accord run")
+    wait_until(
+        lambda: not port_open("127.0.0.1", temporal_port),
+        f"port {temporal_port} is still taken after accord run was killed",
+    )
+
+    # The next run starts its own dev server on the same state folder and stops it on Ctrl-C.
+    process, banner = start_run(env)
+    assert "reusing" not in banner, banner
+    assert "Traceback" not in banner, banner
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=GONE_WITHIN) == 0
+    wait_until(lambda: not dev_servers_of(state), "the dev server outlived a Ctrl-C")
