@@ -7,6 +7,7 @@ API will: the workflow's validators decide, and nothing is recorded when they re
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from accord import texts
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
+from accord.reference import REMEDY_OPTION_HELP
 from accord.runtime import Services, build_filing, connect
 from accord.settings import ConfigurationError, Settings
 from accord.verification import (
@@ -38,7 +40,15 @@ from accord.verification import (
     workflows_without_dispute,
 )
 from models.codec import PayloadDecryptionError
-from models.enums import Action, DisputeStage, NoteVisibility, Role, TaskState, VoteOutcome
+from models.enums import (
+    Action,
+    DisputeCategory,
+    DisputeStage,
+    NoteVisibility,
+    Role,
+    TaskState,
+    VoteOutcome,
+)
 from models.payloads import (
     AcceptAssignment,
     Actor,
@@ -66,7 +76,15 @@ from models.payloads import (
     WaiveRemedy,
     Withdraw,
 )
-from models.tables import Dispute, DisputeEvent, Precedent, Task
+from models.tables import (
+    Dispute,
+    DisputeEvent,
+    Partner,
+    PartnerContact,
+    Person,
+    Precedent,
+    Task,
+)
 from models.text import plain_error, problem
 from notifications.outbox import OutboxRefused
 from web.idempotency import KeyReused, perform_once
@@ -88,7 +106,12 @@ app = typer.Typer(
 )
 
 As = Annotated[
-    str, typer.Option("--as", help="who acts: a person id or email, or a partner contact's email")
+    str,
+    typer.Option(
+        "--as",
+        help="who acts: a person id or email, or a partner contact's email (`accord people` "
+        "and `accord partners --contacts` list them)",
+    ),
 ]
 Number = Annotated[str, typer.Argument(help="dispute number, e.g. DSP-2026-000001")]
 Reason = Annotated[str, typer.Option(help="why (recorded in the audit trail)")]
@@ -421,9 +444,17 @@ def _parse_object(text: str) -> ContestedObject:
 @app.command("file")
 def file_dispute(
     actor: As,
-    claimant: Annotated[str, typer.Option(help="claimant partner id")],
-    respondent: Annotated[list[str], typer.Option(help="respondent partner id (repeatable)")],
-    category: Annotated[str, typer.Option(help="deal_registration, territory, pricing, ...")],
+    claimant: Annotated[str, typer.Option(help="claimant partner id (`accord partners`)")],
+    respondent: Annotated[
+        list[str], typer.Option(help="respondent partner id (repeatable; `accord partners`)")
+    ],
+    category: Annotated[
+        str,
+        typer.Option(
+            help=", ".join(c.value for c in DisputeCategory)
+            + " (`accord playbook` gives each one's clause and remedies)"
+        ),
+    ],
     obj: Annotated[
         list[str], typer.Option("--object", help="contested object kind:ref (repeatable)")
     ],
@@ -466,7 +497,13 @@ def file_dispute(
 
 @app.command()
 def disputes(
-    stage: Annotated[DisputeStage | None, typer.Option(help="only this stage")] = None,
+    stage: Annotated[
+        DisputeStage | None,
+        typer.Option(
+            metavar="<stage>",
+            help="only this stage: " + ", ".join(s.value for s in DisputeStage),
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List disputes from the read model, newest first."""
@@ -961,9 +998,7 @@ def propose(
     number: Number,
     actor: As,
     terms: Annotated[str, typer.Option()],
-    remedy: Annotated[
-        list[str], typer.Option(help='JSON remedy, e.g. {"kind":"mdf_credit",...} (repeatable)')
-    ],
+    remedy: Annotated[list[str], typer.Option(help=REMEDY_OPTION_HELP)],
     divergence_reason: DivergenceReason = None,
     key: UpdateId = None,
 ) -> None:
@@ -1134,7 +1169,7 @@ def vote(
     actor: As,
     outcome: Annotated[VoteOutcome, typer.Option()],
     reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
-    remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+    remedy: Annotated[list[str] | None, typer.Option(help=REMEDY_OPTION_HELP)] = None,
     key: UpdateId = None,
 ) -> None:
     """Panelist: cast a sealed vote with written reasons."""
@@ -1156,7 +1191,7 @@ def rule(
     rationale: Annotated[str, typer.Option()],
     relied_on: Annotated[list[str], typer.Option(help="panelist whose vote it rests on")],
     clause: Annotated[list[str], typer.Option(help="playbook clause applied")],
-    remedy: Annotated[list[str] | None, typer.Option(help="JSON remedy (repeatable)")] = None,
+    remedy: Annotated[list[str] | None, typer.Option(help=REMEDY_OPTION_HELP)] = None,
     precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
     against_majority_reason: Annotated[str | None, typer.Option()] = None,
     divergence_reason: DivergenceReason = None,
@@ -1345,6 +1380,114 @@ def _outbox_run(command: Callable[[], None]) -> None:
     except (OutboxRefused, UnknownActor, CliError) as exc:
         fail(str(exc))
 
+
+# --- the directory and the playbook, told for the command line ----------------------------------
+
+
+@app.command()
+def partners(
+    contacts: Annotated[
+        bool, typer.Option("--contacts", help="also list each partner's contacts")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The partners in the directory: the ids --claimant and --respondent take, names, tiers,
+    regions and contacts."""
+    from accord.reference import partners_text
+
+    services = _services()
+    with services.sessions.read() as session:
+        if as_json:
+            rows = session.exec(select(Partner).order_by(col(Partner.id))).all()
+            people = session.exec(select(PartnerContact).order_by(col(PartnerContact.id))).all()
+            _print_json(
+                [
+                    p.model_dump(mode="json")
+                    | {
+                        "contacts": [
+                            c.model_dump(mode="json", exclude={"id", "partner_id"})
+                            for c in people
+                            if c.partner_id == p.id
+                        ]
+                    }
+                    for p in rows
+                ]
+            )
+            return
+        lines = partners_text(session, with_contacts=contacts)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def people(
+    role: Annotated[Role | None, typer.Option(help="only people with this role")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The vendor's people: the ids --as takes, with their role, function and organisation."""
+    from accord.reference import people_text
+
+    services = _services()
+    with services.sessions.read() as session:
+        if as_json:
+            query = select(Person).order_by(col(Person.role), col(Person.id))
+            if role:
+                query = query.where(Person.role == role)
+            _print_json([p.model_dump(mode="json") for p in session.exec(query).all()])
+            return
+        lines = people_text(session, role)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def playbook(
+    version: Annotated[
+        str | None, typer.Option(help="a version other than the one in force today")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The playbook in force: deadlines, categories with their clause and allowed remedies,
+    and each remedy's fields with an example --remedy."""
+    from accord.playbook import PlaybookError, PlaybookLibrary
+    from accord.reference import playbook_text
+
+    settings = _settings()
+    try:
+        library = PlaybookLibrary.from_dir(settings.playbook_dir)
+        chosen = library.get(version) if version else library.in_force(date.today())
+    except PlaybookError as exc:
+        fail(str(exc))
+    if as_json:
+        _print_json(chosen.model_dump(mode="json"))
+        return
+    typer.echo("\n".join(playbook_text(chosen)))
+
+
+def _paragraphs(text: str | None) -> str | None:
+    """Help text with each paragraph on one line, for the help screen to wrap to the terminal
+    (a docstring's own line breaks would leave ragged lines)."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Help screens as plain text wrapped to the terminal (80 columns fit): Rich's boxed
+    tables cut long option names and words short ("--against-majority-r…") and read square
+    brackets as markup."""
+    typer_app.rich_markup_mode = None
+    typer_app.info.help = _paragraphs(typer_app.info.help)
+    for command in typer_app.registered_commands:
+        command.help = _paragraphs(command.help or (command.callback and command.callback.__doc__))
+        # Listed whole under Commands (wrapped), not cut off at some 45 characters.
+        command.short_help = command.short_help or (command.help or "").split("\n\n")[0]
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+            group.short_help = group.short_help or group.typer_instance.info.help
+
+
+_plain_help(app)
 
 if __name__ == "__main__":
     main()
