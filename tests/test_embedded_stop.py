@@ -116,3 +116,51 @@ def test_kill_9_of_the_run_process_group_leaves_no_dev_server_and_the_next_run_s
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=GONE_WITHIN) == 0
     wait_until(lambda: not dev_servers_of(state), "the dev server outlived a Ctrl-C")
+
+
+def keeper(*command: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`accord.keeper` around `command`, and the write end of its lifeline."""
+    lifeline_in, lifeline = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "accord.keeper", "10", *command],
+        stdin=lifeline_in,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    os.close(lifeline_in)
+    return process, lifeline
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def test_the_keeper_stops_its_server_when_the_lifeline_closes() -> None:
+    process, lifeline = keeper("sleep", "600")
+    wait_until(lambda: children_of(process.pid), "the keeper did not start its command")
+    [server] = children_of(process.pid)
+    os.close(lifeline)  # what the kernel does when the holder dies, however it dies
+    assert process.wait(timeout=GONE_WITHIN) == 0
+    assert not Path(f"/proc/{server}").exists() or "Z" in Path(f"/proc/{server}/stat").read_text()
+
+
+def test_the_keeper_stops_its_server_on_sigterm_and_ends_with_it_when_it_ends() -> None:
+    process, lifeline = keeper("sleep", "600")
+    wait_until(lambda: children_of(process.pid), "the keeper did not start its command")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=GONE_WITHIN) == 0
+    os.close(lifeline)
+
+    process, lifeline = keeper(sys.executable, "-c", "raise SystemExit(3)")
+    assert process.wait(timeout=GONE_WITHIN) == 3  # the server's own failure is passed on
+    os.close(lifeline)
