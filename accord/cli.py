@@ -1186,7 +1186,10 @@ def rule(
     outcome: Annotated[VoteOutcome, typer.Option()],
     rationale: Annotated[str, typer.Option()],
     relied_on: Annotated[list[str], typer.Option(help="panelist whose vote it rests on")],
-    clause: Annotated[list[str], typer.Option(help="playbook clause applied")],
+    clause: Annotated[
+        list[str],
+        typer.Option(help="playbook clause applied, by its reference, e.g. 'RoE 3.1' (repeatable)"),
+    ],
     remedy: Annotated[list[str] | None, typer.Option(help=REMEDY_OPTION_HELP)] = None,
     precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
     against_majority_reason: Annotated[str | None, typer.Option()] = None,
@@ -1419,7 +1422,8 @@ def people(
     role: Annotated[Role | None, typer.Option(help="only people with this role")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The vendor's people: the ids --as takes, with their role, function and organisation."""
+    """The people in the directory: the ids --as takes, with their role, function and who
+    they work for."""
     from accord.reference import people_text
 
     services = _services()

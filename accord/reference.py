@@ -16,17 +16,12 @@ from pydantic import TypeAdapter
 from sqlmodel import Session, col, func, select
 
 from accord.playbook import Playbook
+from accord.wording import join, label, plural
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import Remedy
 from models.tables import Partner, PartnerContact, Person
 
 WIDTH = 80
-
-
-def words(value: object) -> str:
-    """An enum member or a stored code (a function, a region) as words."""
-    text = str(getattr(value, "value", value))
-    return text.replace("_", " ")
 
 
 # --- remedies ---------------------------------------------------------------------------------
@@ -214,7 +209,7 @@ def partners_text(session: Session, with_contacts: bool = False) -> list[str]:
             [
                 p.id,
                 p.name + (" *" if p.is_direct_sales else "") + ("" if p.active else " (inactive)"),
-                words(p.tier),
+                label(p.tier),
                 ", ".join(p.regions) or "-",
                 str(count),
             ]
@@ -247,7 +242,7 @@ def people_text(session: Session, role: str | None = None) -> list[str]:
         query = query.where(Person.role == role)
     people = session.exec(query).all()
     if not people:
-        return ["no people" + (f" with the role {words(role)}" if role else "")]
+        return ["no people" + (f" with the role {label(role)}" if role else "")]
     partner_names = dict(session.exec(select(Partner.id, Partner.name)).all())
     rows = []
     for p in people:
@@ -260,12 +255,12 @@ def people_text(session: Session, role: str | None = None) -> list[str]:
             [
                 p.id,
                 p.name + ("" if p.active else " (inactive)"),
-                words(p.role),
-                words(p.function) if p.function else "-",
+                label(p.role),
+                label(p.function) if p.function else "-",
                 organisation,
             ]
         )
-    lines = _table(["ID", "NAME", "ROLE", "FUNCTION", "ORGANISATION"], rows)
+    lines = _table(["ID", "NAME", "ROLE", "FUNCTION", "WORKS FOR"], rows)
     lines += ["", "They act with --as <id> (or their email); `--json` adds emails and limits."]
     return lines
 
@@ -274,7 +269,7 @@ def people_text(session: Session, role: str | None = None) -> list[str]:
 
 
 def _days(n: int, kind: str = "business") -> str:
-    return f"{n} {kind} day{'' if n == 1 else 's'}"
+    return plural(n, f"{kind} day")
 
 
 def playbook_text(playbook: Playbook) -> list[str]:
@@ -310,14 +305,20 @@ def playbook_text(playbook: Playbook) -> list[str]:
     lines.append("")
     lines += _wrap(
         "A review panel draws one board member per function - "
-        + ", ".join(words(f) for f in playbook.panel.functions)
+        + join(label(f) for f in playbook.panel.functions)
         + " - and a chair.",
         "",
     )
-    lines += ["", "Categories (file with --category <code>)"]
+    lines.append("")
+    lines += _wrap(
+        "Categories (file with --category <code>; a ruling cites a clause by its reference, "
+        "e.g. --clause 'RoE 3.1')",
+        "",
+    )
     for category in DisputeCategory:
         rules = playbook.categories[category]
-        lines.append(f"  {category.value}: {words(category)}")
+        words = label(category)
+        lines.append(f"  {category.value}" + (f" ({words})" if words != category.value else ""))
         lines += _wrap(f"clause: {rules.clause}", "    ", "      ")
         lines += _wrap(
             "remedies allowed: " + ", ".join(k.value for k in rules.allowed_remedies),
