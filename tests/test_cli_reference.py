@@ -151,7 +151,9 @@ def test_accord_people_lists_ids_names_roles_functions_and_organisations(directo
     out = invoke("people", DATABASE_URL=directory)
     assert over_80(out) == []
     assert re.search(
-        r"^board\.partners\s+Paula Partners\s+board member\s+partner management\s+the vendor$", out, re.M
+        r"^board\.partners\s+Paula Partners\s+board member\s+partner management\s+the vendor$",
+        out,
+        re.M,
     ), out
     assert re.search(r"^greta\.hoffmann\s+Greta Hoffmann\s+mediator\s+-\s+the vendor$", out, re.M)
     out = invoke("people", "--role", "board", DATABASE_URL=directory)
