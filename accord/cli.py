@@ -45,6 +45,7 @@ from models.enums import (
     DisputeCategory,
     DisputeStage,
     NoteVisibility,
+    ObjectKind,
     Role,
     TaskState,
     VoteOutcome,
@@ -444,19 +445,31 @@ def _parse_object(text: str) -> ContestedObject:
 @app.command("file")
 def file_dispute(
     actor: As,
-    claimant: Annotated[str, typer.Option(help="claimant partner id (`accord partners`)")],
+    claimant: Annotated[
+        str, typer.Option(metavar="<partner>", help="claimant partner id (`accord partners`)")
+    ],
     respondent: Annotated[
-        list[str], typer.Option(help="respondent partner id (repeatable; `accord partners`)")
+        list[str],
+        typer.Option(
+            metavar="<partner>", help="respondent partner id (repeatable; `accord partners`)"
+        ),
     ],
     category: Annotated[
         str,
         typer.Option(
+            metavar="<category>",
             help=", ".join(c.value for c in DisputeCategory)
-            + " (`accord playbook` gives each one's clause and remedies)"
+            + " (`accord playbook` gives each one's clause and remedies)",
         ),
     ],
     obj: Annotated[
-        list[str], typer.Option("--object", help="contested object kind:ref (repeatable)")
+        list[str],
+        typer.Option(
+            "--object",
+            metavar="<kind:ref>",
+            help="contested object, e.g. deal_registration:DR-7 (repeatable); kinds: "
+            + ", ".join(k.value for k in ObjectKind),
+        ),
     ],
     summary: Annotated[str, typer.Option()],
     facts: Annotated[str, typer.Option()],
@@ -994,7 +1007,7 @@ def propose(
     number: Number,
     actor: As,
     terms: Annotated[str, typer.Option()],
-    remedy: Annotated[list[str], typer.Option(help=REMEDY_OPTION_HELP)],
+    remedy: Annotated[list[str], typer.Option(metavar="<json>", help=REMEDY_OPTION_HELP)],
     divergence_reason: DivergenceReason = None,
     key: UpdateId = None,
 ) -> None:
@@ -1165,7 +1178,9 @@ def vote(
     actor: As,
     outcome: Annotated[VoteOutcome, typer.Option()],
     reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
-    remedy: Annotated[list[str] | None, typer.Option(help=REMEDY_OPTION_HELP)] = None,
+    remedy: Annotated[
+        list[str] | None, typer.Option(metavar="<json>", help=REMEDY_OPTION_HELP)
+    ] = None,
     key: UpdateId = None,
 ) -> None:
     """Panelist: cast a sealed vote with written reasons."""
@@ -1185,13 +1200,23 @@ def rule(
     actor: As,
     outcome: Annotated[VoteOutcome, typer.Option()],
     rationale: Annotated[str, typer.Option()],
-    relied_on: Annotated[list[str], typer.Option(help="panelist whose vote it rests on")],
+    relied_on: Annotated[
+        list[str],
+        typer.Option(metavar="<person>", help="panelist whose vote it rests on (repeatable)"),
+    ],
     clause: Annotated[
         list[str],
-        typer.Option(help="playbook clause applied, by its reference, e.g. 'RoE 3.1' (repeatable)"),
+        typer.Option(
+            metavar="<clause>",
+            help="playbook clause applied, by its reference, e.g. 'RoE 3.1' (repeatable)",
+        ),
     ],
-    remedy: Annotated[list[str] | None, typer.Option(help=REMEDY_OPTION_HELP)] = None,
-    precedent: Annotated[list[str] | None, typer.Option(help="precedent cited")] = None,
+    remedy: Annotated[
+        list[str] | None, typer.Option(metavar="<json>", help=REMEDY_OPTION_HELP)
+    ] = None,
+    precedent: Annotated[
+        list[str] | None, typer.Option(metavar="<number>", help="precedent cited (repeatable)")
+    ] = None,
     against_majority_reason: Annotated[str | None, typer.Option()] = None,
     divergence_reason: DivergenceReason = None,
     key: UpdateId = None,
@@ -1222,7 +1247,9 @@ def appeal_ruling(
     number: Number,
     actor: As,
     grounds: Annotated[str, typer.Option()],
-    evidence: Annotated[list[str], typer.Option(help="new evidence as ref:description")],
+    evidence: Annotated[
+        list[str], typer.Option(metavar="<ref:description>", help="new evidence (repeatable)")
+    ],
     key: UpdateId = None,
 ) -> None:
     """Party: appeal a first ruling once, with grounds and new evidence."""
