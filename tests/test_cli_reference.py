@@ -20,7 +20,7 @@ from accord.cli import app
 from accord.db import SessionFactory, make_engine
 from accord.migrate import upgrade
 from accord.playbook import PlaybookLibrary
-from accord.reference import REMEDIES, example_json, validate_example
+from accord.reference import REMEDIES, REMEDY_OPTION_HELP, example_json, validate_example
 from models import search_attributes
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import (
@@ -175,6 +175,15 @@ def test_every_help_screen_fits_80_columns() -> None:
     # And so as a process, the way a person runs it.
     out = run_accord("--help", env=deployed_environment(COLUMNS="80"))
     assert out.returncode == 0 and over_80(out.stdout) == [] and "playbook" in out.stdout
+
+
+def test_the_example_in_the_remedy_help_validates() -> None:
+    from pydantic import TypeAdapter
+
+    from models.payloads import Remedy
+
+    [example] = re.findall(r"\{.*\}", REMEDY_OPTION_HELP)
+    assert TypeAdapter(Remedy).validate_json(example).kind is RemedyKind.MDF_CREDIT
 
 
 @pytest.mark.parametrize("action", ["propose", "vote", "rule"])
