@@ -216,6 +216,7 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         "      --facts 'We registered DR-2026-0042 on 2 November; Contoso a week later.' \\",
         "      --remedy 'Registration confirmed to Northwind'",
         "  .venv/bin/accord disputes    .venv/bin/accord tasks    .venv/bin/accord show DSP-...",
+        "  .venv/bin/accord partners    .venv/bin/accord people    .venv/bin/accord playbook",
         "",
         f"Demo accounts (password {settings.demo_password!r}; on the CLI act with --as <id>):",
     ]
