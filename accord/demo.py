@@ -1,4 +1,5 @@
-"""Demo data: a dozen partners over tiers and regions, and every role of SPEC section 1."""
+"""Demo data: a dozen partners over tiers and regions, and every role of SPEC section 1, with a
+board large enough for an appeal's fresh panel."""
 
 from __future__ import annotations
 
@@ -27,6 +28,36 @@ def _partner(
         email_domains=[domain],
         contacts=[ContactRecord(name=contact, email=f"{contact.split()[0].lower()}@{domain}")],
     )
+
+
+def _board(pid: str, name: str, email: str, function: str) -> PersonRecord:
+    return PersonRecord(
+        id=pid, name=name, email=email, role=Role.BOARD, calendar="US-NY", function=function
+    )
+
+
+BOARD = [
+    _board("board.sales", "Beatrice Sales", "b.sales@vendor.example", "sales"),
+    _board("board.marketing", "Marco Marketing", "m.marketing@vendor.example", "marketing"),
+    _board("board.product", "Priya Product", "p.product@vendor.example", "product"),
+    _board("board.finance", "Felix Finance", "f.finance@vendor.example", "finance"),
+    _board("board.partners", "Paula Partners", "p.partners@vendor.example", "partner_management"),
+    _board("board.chair", "Charles Chair", "c.chair@vendor.example", "chair"),
+]
+"""The governance board: one member per panel function (playbooks/*.yaml `panel`) and a chair."""
+
+SECOND_BOARD = [
+    _board("board.sales2", "Sergio Sales", "sergio.sales@vendor.example", "sales"),
+    _board("board.marketing2", "Mira Marketing", "mira.marketing@vendor.example", "marketing"),
+    _board("board.product2", "Pavel Product", "pavel.product@vendor.example", "product"),
+    _board("board.finance2", "Fiona Finance", "fiona.finance@vendor.example", "finance"),
+    _board(
+        "board.partners2", "Pedro Partners", "pedro.partners@vendor.example", "partner_management"
+    ),
+    _board("board.chair2", "Chloe Chair", "chloe.chair@vendor.example", "chair"),
+]
+"""A second member per function and a second chair: an appeal goes to a fresh panel, which may
+include nobody from the first (accord.eligibility), so without them no appeal could be heard."""
 
 
 DEMO = Directory(
@@ -158,54 +189,8 @@ DEMO = Directory(
             calendar="GB",
             case_limit=5,
         ),
-        PersonRecord(
-            id="board.sales",
-            name="Beatrice Sales",
-            email="b.sales@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function="sales",
-        ),
-        PersonRecord(
-            id="board.marketing",
-            name="Marco Marketing",
-            email="m.marketing@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function="marketing",
-        ),
-        PersonRecord(
-            id="board.product",
-            name="Priya Product",
-            email="p.product@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function="product",
-        ),
-        PersonRecord(
-            id="board.finance",
-            name="Felix Finance",
-            email="f.finance@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function="finance",
-        ),
-        PersonRecord(
-            id="board.partners",
-            name="Paula Partners",
-            email="p.partners@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function="partner_management",
-        ),
-        PersonRecord(
-            id="board.chair",
-            name="Charles Chair",
-            email="c.chair@vendor.example",
-            role=Role.BOARD,
-            calendar="US-NY",
-            function="chair",
-        ),
+        *BOARD,
+        *SECOND_BOARD,
         PersonRecord(
             id="carol.compliance",
             name="Carol Compliance",

@@ -660,6 +660,15 @@ class BoardReview(DisputeClocks):
         (top, n), *_ = counts.most_common()
         return top if n > len(self._votes) / 2 else None
 
+    def _panel_replaced(self) -> bool:
+        """The panel held is the one an appeal replaced: a dispute begun before
+        FRESH_APPEAL_PANEL_PATCH keeps the first panel after an appeal until the fresh one is
+        drawn (recused members leave the panel, so only an appeal makes all of it past). It is
+        no panel of the current round, so the state shows none (read by the query only:
+        nothing the workflow does changes, and histories replay as before)."""
+        held = {*self._panel_ids(), self._chair_id() or ""} - {""}
+        return bool(held) and held <= set(self._past_panelists)
+
     def _votes_content(self) -> list[dict[str, object]]:
         return [
             {
@@ -672,7 +681,7 @@ class BoardReview(DisputeClocks):
         ]
 
     def _review_view(self) -> ReviewView | None:
-        if self._panel is None:
+        if self._panel is None or self._panel_replaced():
             return None
         return ReviewView(
             round=self._review_round,
