@@ -38,6 +38,7 @@ from accord.db import SessionFactory
 from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
 from models.tables import Dispute, OutboxMessage, Task, may_be_row_id
+from notifications.context import enrich
 from notifications.mailer import Mailer, MailRefused
 from notifications.render import TemplateCatalog
 
@@ -223,7 +224,11 @@ class Outbox:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
         # A text the workflow names by its stored reference is read in here (accord.texts).
         context = texts.resolve_context(self.sessions, request.context)
-        rendered = self.catalog.render(request.template, {**context, "base_url": self.base_url})
+        # What the reader must decide on, from the dispute's record (notifications.context).
+        with self.sessions.read() as session:
+            template, extra = enrich(session, request)
+        context = {**extra, **context, **{k: v for k, v in extra.items() if k != "names"}}
+        rendered = self.catalog.render(template, {**context, "base_url": self.base_url})
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (
@@ -240,7 +245,7 @@ class Outbox:
                     row = OutboxMessage(
                         key=key,
                         dispute_number=request.number,
-                        template=request.template,
+                        template=template,
                         recipient=recipient,
                         subject=rendered.subject,
                         text_body=rendered.text,

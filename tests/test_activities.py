@@ -425,7 +425,7 @@ def test_whoever_works_for_the_holder_of_a_contested_exclusive_territory_is_not_
     )
     assert refused.person_id is None
     assert (
-        "Ines Adatum works for adatum, which holds the contested exclusive territory:DE-BY"
+        "Ines Adatum works for Adatum GmbH, which holds the contested exclusive territory:DE-BY"
         in refused.reason
     )
     # Not contested here, or not exclusive: no stake that bars them.
@@ -445,7 +445,7 @@ def test_against_direct_sales_the_vendors_sales_people_are_not_neutral(
         refused = assign.assign_mediator(request(chosen_person_id="sol.sales", party_ids=parties))
         assert refused.person_id is None
         assert (
-            "Sol Sales is in the vendor's sales function, and direct-sales"
+            "Sol Sales is in the vendor's sales function, and Vendor Direct Sales"
             " (the vendor's direct sales) is a party" in refused.reason
         )
     # Between two partners the same person may mediate.
@@ -466,7 +466,9 @@ def test_against_direct_sales_the_vendors_sales_people_are_not_neutral(
     # The sales seat sits this dispute out, said in the panel's reason: no admin could fill it
     # (every vendor sales member is barred alike), so it must not wait for one.
     assert panel.complete, panel.reason
-    assert "no sales seat: direct-sales (the vendor's direct sales) is a party" in panel.reason
+    assert (
+        "no sales seat: Vendor Direct Sales (the vendor's direct sales) is a party" in panel.reason
+    )
 
 
 def test_case_limit_and_inactive_people_are_skipped(sessions: SessionFactory) -> None:
