@@ -8,6 +8,12 @@ never send the same row, and a relay that dies mid-send leaves the row to anothe
 lease runs out; it is then sent again with the same Message-ID (the first try may have reached
 the server), which lets receiving systems drop the duplicate.
 
+An outcome's notifications come in a burst (settled, each remedy applied, closed): each waits
+until it is `RelayPolicy.coalesce` old (1 s), and the first to be claimed takes in the others
+to the same recipient on the same dispute within that window (`merged_into`), in the claim's
+own transaction, so they go out as one email with each part: the same email, with the same
+Message-ID, on every later try, and every part in exactly one email.
+
 A temporary failure (4xx, no connection, timeout) is tried again after a growing backoff, and
 logged each time. A permanent refusal (5xx to the recipient or the message) marks the row
 FAILED with the server's answer and opens an admin task on its dispute; an admin sends it again
@@ -30,7 +36,8 @@ from enum import StrEnum
 from html import escape as html_escape
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from accord import texts
@@ -73,11 +80,18 @@ def answered_message(row: OutboxMessage) -> int | None:
     return int(matched.group(1)) if matched else None
 
 
+MERGED_TEMPLATES = ("settlement", "final_ruling", "remedy_applied", "closure")
+"""The notifications of an outcome, which come in a burst (settled or finally ruled, each
+remedy applied, closed): only these wait a moment and share an email. Anything else is
+sent at once, on its own (an offer, a question, a deadline)."""
+
+
 def _mergeable() -> ColumnElement[bool]:
-    """Mail on a dispute, not an answer to a received email: it may share an email."""
+    """An outcome's mail on a dispute: it may share an email."""
     return and_(
         col(OutboxMessage.dispute_number).is_not(None),
         col(OutboxMessage.dispute_number) != "",
+        col(OutboxMessage.template).in_(MERGED_TEMPLATES),
         ~col(OutboxMessage.key).startswith("intake-"),
     )
 
@@ -300,10 +314,35 @@ class Outbox:
         )
         if not hold or self.policy.coalesce <= timedelta(0):
             return due
-        # A dispute's mail waits a moment for what else happens with it (`_merge`).
+        # An outcome's mail waits a moment for what else happens with it (`_merge`), and is
+        # never taken on its own while an earlier part, not yet claimed, would take it in:
+        # another relay claiming that one now must find it, not lose the race for it.
+        earlier = aliased(OutboxMessage)
+        waits_for_earlier = exists().where(
+            col(earlier.id) != col(OutboxMessage.id),
+            col(earlier.state) == OutboxState.PENDING,
+            col(earlier.merged_into).is_(None),
+            col(earlier.attempts) == 0,
+            col(earlier.dispute_number) == col(OutboxMessage.dispute_number),
+            func.lower(col(earlier.recipient)) == func.lower(col(OutboxMessage.recipient)),
+            col(earlier.template).in_(MERGED_TEMPLATES),
+            or_(
+                col(earlier.created_at) < col(OutboxMessage.created_at),
+                and_(
+                    col(earlier.created_at) == col(OutboxMessage.created_at),
+                    col(earlier.id) < col(OutboxMessage.id),
+                ),
+            ),
+        )
         return and_(
             due,
-            or_(~_mergeable(), col(OutboxMessage.created_at) <= now - self.policy.coalesce),
+            or_(
+                ~_mergeable(),
+                and_(
+                    col(OutboxMessage.created_at) <= now - self.policy.coalesce,
+                    ~waits_for_earlier,
+                ),
+            ),
         )
 
     def _unclaimed(self, now: datetime) -> ColumnElement[bool]:
@@ -385,7 +424,12 @@ class Outbox:
         transaction, so the email is the same on every later try (another relay's, after a
         crash) and each part is in exactly one email."""
         window = self.policy.coalesce
-        if window <= timedelta(0) or not lead.dispute_number or lead.key.startswith("intake-"):
+        if (
+            window <= timedelta(0)
+            or not lead.dispute_number
+            or lead.template not in MERGED_TEMPLATES
+            or lead.key.startswith("intake-")
+        ):
             return
         siblings = (
             select(OutboxMessage)

@@ -498,3 +498,34 @@ def test_directory_import_is_idempotent(sessions: SessionFactory) -> None:
     seed(sessions)
     with sessions.read() as session:
         assert len(session.exec(select(Person).where(Person.id == "new.mediator")).all()) == 1
+
+
+def test_an_excluded_mediator_is_named_with_what_they_did_on_this_dispute(
+    sessions: SessionFactory,
+) -> None:
+    with sessions.begin() as session:
+        for round_no, person_id, state in [
+            (1, "greta.hoffmann", AssignmentState.RECUSED),
+            (2, "kenji.sato", AssignmentState.EXPIRED),
+        ]:
+            session.add(
+                Assignment(
+                    dispute_number="DSP-2026-000009",
+                    round=round_no,
+                    person_id=person_id,
+                    state=state,
+                    assigned_at=NOW,
+                )
+            )
+    choice = AssignmentActivities(sessions).assign_mediator(
+        request(
+            round=3,
+            contested_objects=(ContestedObject(kind=ObjectKind.ACCOUNT, ref="ACME-001"),),
+            excluded_person_ids=("greta.hoffmann", "kenji.sato", "sam.okafor"),
+        )
+    )
+    assert choice.person_id is None
+    assert "Greta Hoffmann recused from mediating this dispute" in choice.reason
+    assert "Kenji Sato let the offer to mediate this dispute expire" in choice.reason
+    # Excluded with nothing on record to say why: the general reason.
+    assert "Sam Okafor recused or let an earlier offer of this dispute expire" in choice.reason

@@ -423,6 +423,8 @@ def settled_closed(outbox: Any, t0: datetime) -> None:
     outbox.enqueue(part(11, applied, a_extra, NORA, CARL, ADMINS), t0 + timedelta(seconds=0.3))
     outbox.enqueue(part(12, closed, c_extra, NORA, CARL, ADMINS), t0 + timedelta(seconds=0.7))
     outbox.enqueue(part(13, "closure", c_extra, NORA), t0 + timedelta(minutes=1))
+    # Not an outcome's mail: sent at once, on its own, however close to the others.
+    outbox.enqueue(part(9, "escalation", {"reason": "impasse"}, NORA), t0 + timedelta(seconds=0.2))
 
 
 def plain(message: EmailMessage) -> str:
@@ -440,7 +442,10 @@ async def test_settled_remedy_applied_and_closed_within_a_second_is_one_email_pe
         outbox = services.outbox
         t0 = datetime.now(UTC) - timedelta(hours=1)
         settled_closed(outbox, t0)
-        # Under a second old, a dispute's mail waits for the rest of what happened with it.
+        # Under a second old, an outcome's mail waits for the rest of what happened with it.
+        early = outbox.claim(t0 + timedelta(seconds=0.5))
+        assert early is not None and early.template == "escalation"
+        assert (await outbox.send(early))[0] is Outcome.SENT
         assert outbox.claim(t0 + timedelta(seconds=0.5)) is None
         assert await outbox.relay_once() == 5
     by_to: dict[str, list[EmailMessage]] = {}
@@ -450,6 +455,7 @@ async def test_settled_remedy_applied_and_closed_within_a_second_is_one_email_pe
     assert subjects == {
         NORA: [
             "[DSP-2026-000007] Dispute settled",  # a minute later: on its own
+            "[DSP-2026-000007] Escalated to formal review",
             "[DSP-2026-000007] Settled, remedy applied and closed",
             "[DSP-2026-000008] Dispute settled",  # another dispute: on its own
         ],
@@ -521,3 +527,25 @@ async def test_a_relay_killed_mid_merged_send_neither_loses_nor_repeats_a_part(
     assert str(merged["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"
     assert "late" not in plain(merged)
     assert [r.merged_into for r in stored] == [None, claim.row_id, claim.row_id, None]
+
+
+async def test_a_part_is_never_taken_alone_while_the_part_before_it_is_being_claimed(
+    database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks skipped by a concurrent claim: PostgreSQL's (SQLite claims in turn)")
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, coalesce=timedelta(seconds=1))
+        outbox = services.outbox
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        [first] = outbox.enqueue(part(1, "settlement", {}, NORA), t0)
+        outbox.enqueue(part(2, "closure", PARTS[2][1], NORA), t0 + timedelta(seconds=0.5))
+        # Another relay is in the middle of claiming the settlement (its row is locked): the
+        # closure is not taken on its own meanwhile, it waits to be taken in with it.
+        with services.sessions.begin() as other:
+            other.exec(select(OutboxMessage).where(OutboxMessage.id == first).with_for_update())
+            assert await asyncio.to_thread(outbox.claim, datetime.now(UTC)) is None
+        assert await outbox.relay_once() == 1
+    [merged] = server.messages
+    assert str(merged["Subject"]) == "[DSP-2026-000007] Settled and closed"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,34 @@ async def test_settled_remedies_are_applied_through_the_ledger_then_the_dispute_
     assert any("remedy applied" in s.lower() for s in subjects), subjects
     state = await stack.state(number)
     assert [r.state for r in state.remedies] == ["verified"]
+
+
+async def test_settled_remedy_applied_and_closed_reach_each_party_as_one_email(
+    stack: Stack,
+) -> None:
+    outbox = stack.services.outbox
+    # However slowly this machine runs the three steps, they fall in one window: the worker's
+    # relay holds them, and this test sends them as the relay would once the window is over.
+    outbox.policy = replace(outbox.policy, coalesce=timedelta(minutes=10))
+    number = await settle(stack)
+    await stack.handle(number).result()
+    later = datetime.now(UTC) + timedelta(minutes=11)
+    while (claim := await asyncio.to_thread(outbox.claim, later)) is not None:
+        await outbox.send(claim)
+    await stack.mail_settled()
+    for party in ("nora@northwind.example", "carl@contoso.example"):
+        outcome = [
+            m
+            for m in stack.mail.to(party)
+            if any(w in str(m["Subject"]).lower() for w in ("settled", "remedy", "closed"))
+        ]
+        [merged] = outcome
+        assert str(merged["Subject"]) == f"[{number}] Settled, remedy applied and closed"
+        body = merged.get_body(preferencelist=("plain",))
+        assert body is not None
+        text = str(body.get_content())
+        assert text.count("* * *") == 2 and text.count("Open it:") == 1
+        assert f"Remedy 1 of {number} is applied" in text
 
 
 @pytest.fixture
