@@ -20,6 +20,7 @@ from models.tables import DisputeEvent, Partner, PartnerContact, Person
 
 TEMPLATE_BY_EVENT: Mapping[tuple[str, str], str] = {
     ("admin_task", "panel_incomplete"): "panel_incomplete",
+    ("admin_task", "remedy_overdue"): "remedy_overdue",
 }
 """(template the workflow names, audit action of its step) -> the email that fits it: the
 admins' task about a panel shortage is not the mediator's ('accord assign')."""
@@ -71,6 +72,12 @@ def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[st
             template = TEMPLATE_BY_EVENT.get((template, at_step.action), template)
             if template == "panel_incomplete":
                 extra["round"] = int(at_step.content.get("round") or 1)
+            if template == "remedy_overdue":
+                extra["outstanding"] = [
+                    r
+                    for r in at_step.content.get("remedies") or []
+                    if isinstance(r, Mapping) and r.get("state") not in ("verified", "waived")
+                ]
     if template in ("ruling", "final_ruling"):
         ruled = _event(session, request.number, action="ruling_issued")
         extra["remedies"] = list(ruled.content.get("remedies") or []) if ruled else []

@@ -206,6 +206,13 @@ async def test_the_remedy_deadline_escalates_to_the_admins_and_stops_nothing(
     await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))
     event = await stack.wait_for_event(number, "remedy_overdue")
     assert event.content["remedies"][0]["state"] == "failed"
+    # The admins are told what is overdue and how to resolve it, not to assign a mediator.
+    overdue = await stack.mail.wait_for("channel-admins@vendor.example", "remedy deadline")
+    body = overdue.get_body(preferencelist=("plain",))
+    assert body is not None
+    told = str(body.get_content())
+    assert f"accord retry-remedy {number}" in told and f"accord waive-remedy {number}" in told
+    assert "mediator" not in told.split("--")[0]
     state = await stack.state(number)
     assert state.stage is DisputeStage.REMEDY
     assert [t.key.rsplit(":", 1)[1] for t in state.open_tasks] == ["remedy-0", "remedy-overdue"]
