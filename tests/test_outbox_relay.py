@@ -549,3 +549,31 @@ async def test_a_part_is_never_taken_alone_while_the_part_before_it_is_being_cla
         assert await outbox.relay_once() == 1
     [merged] = server.messages
     assert str(merged["Subject"]) == "[DSP-2026-000007] Settled and closed"
+
+
+async def test_a_refused_merged_email_is_resent_or_dismissed_whole(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.gone.add(NORA)
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, coalesce=timedelta(seconds=1))
+        outbox = services.outbox
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        for step, (template, extra) in enumerate(PARTS):
+            outbox.enqueue(part(step, template, extra, NORA), t0)
+        assert await outbox.relay_once() == 0
+        lead, *merged = rows(services)
+        assert lead.state is OutboxState.FAILED
+        assert [(r.state, r.merged_into) for r in merged] == [(OutboxState.FAILED, lead.id)] * 2
+        # Admins see (and act on) the email, not each of its parts.
+        assert [m.id for m in outbox.undelivered()] == [lead.id]
+        assert merged[0].id is not None and lead.id is not None
+        with pytest.raises(OutboxRefused, match=f"part of message {lead.id}; send that one"):
+            outbox.resend(merged[0].id, datetime.now(UTC))
+        server.gone.clear()
+        outbox.resend(lead.id, datetime.now(UTC))
+        assert await outbox.relay_once() == 1
+    assert all(r.state is OutboxState.SENT for r in rows(services))
+    [sent] = server.messages
+    assert str(sent["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"
