@@ -39,6 +39,14 @@ class Stakes:
     """Partner id -> labels of the contested exclusive territories it holds."""
     direct_sales_parties: frozenset[str] = frozenset()
     """The parties that are the vendor's own direct sales (a channel-vs-direct conflict)."""
+    partner_names: Mapping[str, str] = field(default_factory=dict)
+    """Partner id -> name, so a reason names the partner as people know it."""
+
+    def name(self, partner_id: str) -> str:
+        return self.partner_names.get(partner_id) or partner_id
+
+    def names(self, partner_ids: set[str] | frozenset[str]) -> str:
+        return ", ".join(sorted(self.name(p) for p in partner_ids))
 
 
 def conflict_of_interest(
@@ -50,10 +58,10 @@ def conflict_of_interest(
 ) -> str | None:
     """Why this person cannot be neutral here, or None."""
     if candidate.organisation in party_ids:
-        return f"{candidate.name} works for {candidate.organisation}, a party"
+        return f"{candidate.name} works for {stakes.name(candidate.organisation)}, a party"
     declared = candidate.declared_conflicts & set(party_ids)
     if declared:
-        return f"{candidate.name} declared a conflict with {', '.join(sorted(declared))}"
+        return f"{candidate.name} declared a conflict with {stakes.names(declared)}"
     labels = {o.label() for o in contested_objects}
     declared_objects = candidate.declared_conflicts & labels
     if declared_objects:
@@ -67,13 +75,15 @@ def conflict_of_interest(
     if declared_holders:
         holder = declared_holders[0]
         return (
-            f"{candidate.name} declared a conflict with {holder}, which holds the contested"
+            f"{candidate.name} declared a conflict with {stakes.name(holder)}, which holds the"
+            " contested"
             f" exclusive {', '.join(sorted(stakes.exclusive_holders[holder]))}"
         )
     held = stakes.exclusive_holders.get(candidate.organisation)
     if held:
         return (
-            f"{candidate.name} works for {candidate.organisation}, which holds the contested"
+            f"{candidate.name} works for {stakes.name(candidate.organisation)}, which holds the"
+            " contested"
             f" exclusive {', '.join(sorted(held))}"
         )
     if (
@@ -83,7 +93,7 @@ def conflict_of_interest(
     ):
         return (
             f"{candidate.name} is in the vendor's sales function, and"
-            f" {', '.join(sorted(stakes.direct_sales_parties))} (the vendor's direct sales)"
+            f" {stakes.names(stakes.direct_sales_parties)} (the vendor's direct sales)"
             " is a party"
         )
     return None
@@ -96,10 +106,16 @@ def ineligibility(
     contested_objects: tuple[ContestedObject, ...],
     stakes: Stakes,
     excluded: tuple[str, ...],
+    why_excluded: Mapping[str, str] | None = None,
 ) -> str | None:
+    """Why this person cannot act here, or None. `why_excluded` says, per excluded person,
+    what they did ("sat on the first panel"); without it, the reason is the general one."""
     if not candidate.active:
         return f"{candidate.name} is not active"
     if candidate.person_id in excluded:
+        why = (why_excluded or {}).get(candidate.person_id)
+        if why:
+            return f"{candidate.name} {why}"
         return f"{candidate.name} recused or let an earlier offer of this dispute expire"
     conflict = conflict_of_interest(
         candidate,

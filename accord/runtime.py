@@ -71,6 +71,7 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
             retry_base=timedelta(seconds=settings.outbox_retry_base_seconds),
             retry_max=timedelta(seconds=settings.outbox_retry_max_seconds),
             concurrency=settings.outbox_relay_concurrency,
+            coalesce=timedelta(seconds=settings.outbox_coalesce_seconds),
         ),
     )
     return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     """...up to this."""
     outbox_relay_concurrency: int = Field(default=4, ge=1, le=64)
     """Messages one relay sends at the same time."""
+    outbox_coalesce_seconds: float = Field(default=1.0, ge=0, le=60)
+    """A dispute's email waits this long, and goes out as one email with the others to the
+    same person on the same dispute within this of it (settled, remedy applied and closed);
+    0 sends each at once, on its own."""
     worker_recovery_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How often a worker looks for filings stored but never started."""
 

@@ -38,7 +38,16 @@ from models.payloads import (
     PanelRequest,
     SeatRelease,
 )
-from models.tables import Account, Assignment, Dispute, Partner, Person, Territory
+from models.tables import (
+    Account,
+    Assignment,
+    Dispute,
+    DisputeEvent,
+    PanelSeat,
+    Partner,
+    Person,
+    Territory,
+)
 
 _T = TypeVar("_T")
 
@@ -66,11 +75,66 @@ def _owned_objects(session: Session, request: MediatorRequest | PanelRequest) ->
             Partner.is_direct_sales == True,  # noqa: E712
         )
     ).all()
+    named = {*request.party_ids, *holders}
+    partner_names = dict(
+        session.exec(select(Partner.id, Partner.name).where(col(Partner.id).in_(named))).all()
+    )
     return Stakes(
         object_owners={k: frozenset(v) for k, v in owners.items()},
         exclusive_holders={k: frozenset(v) for k, v in holders.items()},
         direct_sales_parties=frozenset(direct_sales),
+        partner_names=partner_names,
     )
+
+
+def _ordinal_panel(round_no: int) -> str:
+    return "the first panel" if round_no == 1 else f"the round {round_no} panel"
+
+
+def _why_excluded(session: Session, request: MediatorRequest | PanelRequest) -> dict[str, str]:
+    """What each person the workflow excludes did on this dispute, in words: 'sat on the
+    first panel', 'recused from this panel', 'let the offer to mediate it expire'."""
+    excluded = set(request.excluded_person_ids)
+    if not excluded:
+        return {}
+    why: dict[str, str] = {}
+    if isinstance(request, PanelRequest):
+        recused = session.exec(
+            select(DisputeEvent.actor_id, DisputeEvent.content).where(
+                DisputeEvent.dispute_number == request.number,
+                DisputeEvent.action == "panel_recused",
+                col(DisputeEvent.actor_id).in_(excluded),
+            )
+        ).all()
+        for person_id, content in recused:
+            round_no = int(content.get("round") or request.round)
+            why[person_id] = (
+                "recused from this panel"
+                if round_no == request.round
+                else f"recused from {_ordinal_panel(round_no)}"
+            )
+        seats = session.exec(
+            select(PanelSeat.person_id, PanelSeat.review_round).where(
+                PanelSeat.dispute_number == request.number,
+                PanelSeat.review_round < request.round,
+                col(PanelSeat.person_id).in_(excluded),
+            )
+        ).all()
+        for person_id, round_no in sorted(seats, key=lambda s: s[1]):
+            why.setdefault(person_id, f"sat on {_ordinal_panel(round_no)}")
+        return why
+    rounds = session.exec(
+        select(Assignment.person_id, Assignment.state).where(
+            Assignment.dispute_number == request.number,
+            col(Assignment.person_id).in_(excluded),
+        )
+    ).all()
+    for person_id, state in rounds:
+        if state is AssignmentState.RECUSED:
+            why[person_id] = "recused from mediating this dispute"
+        elif state is AssignmentState.EXPIRED:
+            why.setdefault(person_id, "let the offer to mediate this dispute expire")
+    return why
 
 
 def _screen(
@@ -78,6 +142,7 @@ def _screen(
     request: MediatorRequest | PanelRequest,
     loads: Mapping[str, int],
     owned: Stakes,
+    why_excluded: Mapping[str, str] | None = None,
 ) -> tuple[Candidate, str | None]:
     """The person as a ranked candidate, and why they cannot be neutral here (or None)."""
     candidate = Candidate(
@@ -97,6 +162,7 @@ def _screen(
         contested_objects=request.contested_objects,
         stakes=owned,
         excluded=request.excluded_person_ids,
+        why_excluded=why_excluded,
     )
     return candidate, why
 
@@ -200,10 +266,11 @@ class AssignmentActivities:
         if held is not None and dispute.stage in MEDIATING_STAGES:
             loads[held.person_id] -= 1  # the round's own seat is never held against its holder
         owned = _owned_objects(session, request)
+        excluded = _why_excluded(session, request)
         eligible: dict[str, tuple[Candidate, Person]] = {}
         refusals: list[str] = []
         for person in people:
-            candidate, why = _screen(person, request, loads, owned)
+            candidate, why = _screen(person, request, loads, owned, excluded)
             if why:
                 refusals.append(why)
             else:
@@ -326,12 +393,13 @@ class PanelActivities:
             for person in sitting.values():
                 loads[person.id] -= 1  # the round's own seats are never held against them
         owned = _owned_objects(session, request)
+        excluded = _why_excluded(session, request)
         refusals: list[str] = []
 
         def best(people: list[Person]) -> Person | None:
             eligible: list[Candidate] = []
             for person in people:
-                candidate, why = _screen(person, request, loads, owned)
+                candidate, why = _screen(person, request, loads, owned, excluded)
                 if why:
                     refusals.append(why)
                 else:
@@ -376,7 +444,7 @@ class PanelActivities:
                 # Against the vendor's direct sales every sales member is barred alike, so the
                 # seat is not "available" here: no admin could ever fill it.
                 sitting_out.append(
-                    f"no {function} seat: {', '.join(sorted(owned.direct_sales_parties))}"
+                    f"no {function} seat: {owned.names(owned.direct_sales_parties)}"
                     " (the vendor's direct sales) is a party"
                 )
                 continue

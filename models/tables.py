@@ -314,6 +314,9 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime | None = _utc_column(nullable=True)
     """Not tried again before this (backoff after a temporary failure); none means due."""
     sent_at: datetime | None = _utc_column(nullable=True)
+    merged_into: int | None = Field(default=None, index=True)
+    """The message this one went out in, one email with each part (notifications to one
+    recipient on one dispute within a moment of each other); that row carries the email."""
 
 
 class Precedent(SQLModel, table=True):

@@ -8,6 +8,12 @@ never send the same row, and a relay that dies mid-send leaves the row to anothe
 lease runs out; it is then sent again with the same Message-ID (the first try may have reached
 the server), which lets receiving systems drop the duplicate.
 
+An outcome's notifications come in a burst (settled, each remedy applied, closed): each waits
+until it is `RelayPolicy.coalesce` old (1 s), and the first to be claimed takes in the others
+to the same recipient on the same dispute within that window (`merged_into`), in the claim's
+own transaction, so they go out as one email with each part: the same email, with the same
+Message-ID, on every later try, and every part in exactly one email.
+
 A temporary failure (4xx, no connection, timeout) is tried again after a growing backoff, and
 logged each time. A permanent refusal (5xx to the recipient or the message) marks the row
 FAILED with the server's answer and opens an admin task on its dispute; an admin sends it again
@@ -27,9 +33,11 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 from enum import StrEnum
+from html import escape as html_escape
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from accord import texts
@@ -37,6 +45,7 @@ from accord.db import SessionFactory
 from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
 from models.tables import Dispute, OutboxMessage, Task, may_be_row_id
+from notifications.context import enrich
 from notifications.mailer import Mailer, MailRefused
 from notifications.render import TemplateCatalog
 
@@ -71,6 +80,81 @@ def answered_message(row: OutboxMessage) -> int | None:
     return int(matched.group(1)) if matched else None
 
 
+MERGED_TEMPLATES = ("settlement", "final_ruling", "remedy_applied", "closure")
+"""The notifications of an outcome, which come in a burst (settled or finally ruled, each
+remedy applied, closed): only these wait a moment and share an email. Anything else is
+sent at once, on its own (an offer, a question, a deadline)."""
+
+
+def _mergeable() -> ColumnElement[bool]:
+    """An outcome's mail on a dispute: it may share an email."""
+    return and_(
+        col(OutboxMessage.dispute_number).is_not(None),
+        col(OutboxMessage.dispute_number) != "",
+        col(OutboxMessage.template).in_(MERGED_TEMPLATES),
+        ~col(OutboxMessage.key).startswith("intake-"),
+    )
+
+
+def _follow(session: Session, lead_id: int, values: dict[str, Any]) -> None:
+    """The messages merged into `lead_id` take on what happened to it (sent, refused, sent
+    again, dismissed): they went out in it, or will."""
+    session.execute(
+        update(OutboxMessage).where(col(OutboxMessage.merged_into) == lead_id).values(values)
+    )
+
+
+PHRASES: dict[str, tuple[str, str]] = {
+    "settlement": ("settled", "settled"),
+    "remedy_applied": ("remedy applied", "remedies applied"),
+    "closure": ("closed", "closed"),
+}
+"""How a merged email's subject says each part (one of it, several), by template."""
+
+_LAYOUT_PART = re.compile(r"<!-- part -->(.*?)<!-- /part -->", re.DOTALL)
+_FOOTER = "\n--\n"
+
+
+def merged_subject(parts: list[OutboxMessage]) -> str:
+    """What happened overall: '[DSP-...] Settled, remedy applied and closed'."""
+    said: list[str] = []
+    counts: dict[str, int] = {}
+    for row in parts:
+        counts[row.template] = counts.get(row.template, 0) + 1
+    for row in parts:
+        if row.template in PHRASES:
+            one, many = PHRASES[row.template]
+            phrase = many if counts[row.template] > 1 else one
+        else:
+            phrase = row.subject.removeprefix(f"[{row.dispute_number}] ")
+        if phrase not in said:
+            said.append(phrase)
+    words = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+    words = words[:1].upper() + words[1:]
+    number = parts[0].dispute_number
+    return f"[{number}] {words}" if number else words
+
+
+def merged_email(parts: list[OutboxMessage]) -> tuple[str, str, str]:
+    """One email (subject, text, HTML) with each part in the order it happened; the
+    dispute's footer once, after the last part."""
+    texts = [row.text_body.rpartition(_FOOTER) for row in parts]
+    footer = _FOOTER + texts[-1][2] if texts[-1][1] else ""
+    bodies = [(head if sep else tail).rstrip("\n") for head, sep, tail in texts]
+    text = "\n\n* * *\n\n".join(bodies) + "\n" + footer
+    sections = [_LAYOUT_PART.search(row.html_body) for row in parts]
+    first = sections[0]
+    if first is None or any(found is None for found in sections):
+        # Not from the layout (cannot be for dispute mail): the text, as HTML can carry it.
+        html = f"<pre>{html_escape(text)}</pre>"
+    else:
+        joined = '\n<hr style="border: 0; border-top: 1px solid #d0d7de;">\n'.join(
+            found.group(1) for found in sections if found is not None
+        )
+        html = parts[0].html_body[: first.start(1)] + joined + parts[0].html_body[first.end(1) :]
+    return merged_subject(parts), text, html
+
+
 @dataclass(frozen=True)
 class RelayPolicy:
     lease: timedelta = timedelta(seconds=60)
@@ -80,6 +164,10 @@ class RelayPolicy:
     retry_max: timedelta = timedelta(hours=1)
     concurrency: int = 4
     """Messages one relay sends at once (each on its own claim)."""
+    coalesce: timedelta = timedelta(seconds=1)
+    """A dispute's message waits until it is this old, and goes out as one email with the
+    messages to the same person on the same dispute enqueued within this of it (settled,
+    remedy applied, closed). Zero sends each at once, on its own."""
 
     def backoff(self, attempts: int) -> timedelta:
         # Capped exponent: the doubling of a long outage must not overflow timedelta.
@@ -150,7 +238,11 @@ class Outbox:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
         # A text the workflow names by its stored reference is read in here (accord.texts).
         context = texts.resolve_context(self.sessions, request.context)
-        rendered = self.catalog.render(request.template, {**context, "base_url": self.base_url})
+        # What the reader must decide on, from the dispute's record (notifications.context).
+        with self.sessions.read() as session:
+            template, extra = enrich(session, request)
+        context = {**extra, **context, **{k: v for k, v in extra.items() if k != "names"}}
+        rendered = self.catalog.render(template, {**context, "base_url": self.base_url})
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (
@@ -167,7 +259,7 @@ class Outbox:
                     row = OutboxMessage(
                         key=key,
                         dispute_number=request.number,
-                        template=request.template,
+                        template=template,
                         recipient=recipient,
                         subject=rendered.subject,
                         text_body=rendered.text,
@@ -210,24 +302,63 @@ class Outbox:
 
     # --- claiming and recording ----------------------------------------------------------
 
-    def _due(self, now: datetime) -> ColumnElement[bool]:
-        return and_(
+    def _due(self, now: datetime, *, hold: bool = True) -> ColumnElement[bool]:
+        due = and_(
             col(OutboxMessage.state) == OutboxState.PENDING,
+            col(OutboxMessage.merged_into).is_(None),
             or_(
                 col(OutboxMessage.next_attempt_at).is_(None),
                 col(OutboxMessage.next_attempt_at) <= now,
             ),
+            self._unclaimed(now),
+        )
+        if not hold or self.policy.coalesce <= timedelta(0):
+            return due
+        # An outcome's mail waits a moment for what else happens with it (`_merge`), and is
+        # never taken on its own while an earlier part, not yet claimed, would take it in:
+        # another relay claiming that one now must find it, not lose the race for it.
+        earlier = aliased(OutboxMessage)
+        waits_for_earlier = exists().where(
+            col(earlier.id) != col(OutboxMessage.id),
+            col(earlier.state) == OutboxState.PENDING,
+            col(earlier.merged_into).is_(None),
+            col(earlier.attempts) == 0,
+            col(earlier.dispute_number) == col(OutboxMessage.dispute_number),
+            func.lower(col(earlier.recipient)) == func.lower(col(OutboxMessage.recipient)),
+            col(earlier.template).in_(MERGED_TEMPLATES),
             or_(
-                col(OutboxMessage.claimed_at).is_(None),
-                col(OutboxMessage.claimed_at) < now - self.policy.lease,
+                col(earlier.created_at) < col(OutboxMessage.created_at),
+                and_(
+                    col(earlier.created_at) == col(OutboxMessage.created_at),
+                    col(earlier.id) < col(OutboxMessage.id),
+                ),
             ),
+        )
+        return and_(
+            due,
+            or_(
+                ~_mergeable(),
+                and_(
+                    col(OutboxMessage.created_at) <= now - self.policy.coalesce,
+                    ~waits_for_earlier,
+                ),
+            ),
+        )
+
+    def _unclaimed(self, now: datetime) -> ColumnElement[bool]:
+        return or_(
+            col(OutboxMessage.claimed_at).is_(None),
+            col(OutboxMessage.claimed_at) < now - self.policy.lease,
         )
 
     def claim(self, now: datetime, only: int | None = None) -> Claim | None:
         """Take the lease on the oldest due row (or on row `only`, if it is due): the row is
-        ours until we record its outcome or stop renewing the lease."""
+        ours until we record its outcome or stop renewing the lease. On its first try, the
+        row takes in the messages to the same person on the same dispute enqueued within
+        `policy.coalesce` of it, and carries the one email made of them all from then on."""
         token = uuid.uuid4().hex
-        due = self._due(now)
+        # Row `only` is asked for now (an intake answer): it neither waits nor merges.
+        due = self._due(now, hold=only is None)
         if only is not None:
             due = and_(due, col(OutboxMessage.id) == only)
         taking = update(OutboxMessage).values(
@@ -267,6 +398,8 @@ class Outbox:
             row = session.get(OutboxMessage, row_id, populate_existing=True)
             if row is None or row.id is None:  # cannot be: updated in this transaction
                 return None
+            if only is None and row.attempts == 1:
+                self._merge(session, row, token, now)
             message: EmailMessage | None = None
             problem: str | None = None
             try:
@@ -283,6 +416,52 @@ class Outbox:
                 message=message,
                 problem=problem,
             )
+
+    def _merge(self, session: Session, lead: OutboxMessage, token: str, now: datetime) -> None:
+        """Make `lead` one email with the other messages to its recipient on its dispute
+        enqueued within the window, and take those under this claim for good (`merged_into`):
+        they go out only in it. Done once, on the lead's first try, in the claim's own
+        transaction, so the email is the same on every later try (another relay's, after a
+        crash) and each part is in exactly one email."""
+        window = self.policy.coalesce
+        if (
+            window <= timedelta(0)
+            or not lead.dispute_number
+            or lead.template not in MERGED_TEMPLATES
+            or lead.key.startswith("intake-")
+        ):
+            return
+        siblings = (
+            select(OutboxMessage)
+            .where(
+                _mergeable(),
+                col(OutboxMessage.id) != lead.id,
+                col(OutboxMessage.dispute_number) == lead.dispute_number,
+                func.lower(col(OutboxMessage.recipient)) == lead.recipient.lower(),
+                col(OutboxMessage.state) == OutboxState.PENDING,
+                col(OutboxMessage.merged_into).is_(None),
+                col(OutboxMessage.attempts) == 0,
+                col(OutboxMessage.created_at) >= lead.created_at - window,
+                col(OutboxMessage.created_at) <= lead.created_at + window,
+                self._unclaimed(now),
+            )
+            .order_by(col(OutboxMessage.id))
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            # A part another relay is claiming right now stays its own: no waiting on it.
+            siblings = siblings.with_for_update(skip_locked=True)
+        parts = list(session.exec(siblings).all())
+        if not parts:
+            return
+        whole = merged_email(sorted([lead, *parts], key=lambda r: (r.created_at, r.id or 0)))
+        lead.subject, lead.text_body, lead.html_body = whole
+        session.add(lead)
+        for row in parts:
+            row.merged_into = lead.id
+            row.claimed_by = token
+            row.claimed_at = now
+            session.add(row)
+        session.flush()
 
     def _held(self, claim: Claim) -> ColumnElement[bool]:
         return and_(
@@ -323,6 +502,8 @@ class Outbox:
             result = session.execute(update(OutboxMessage).where(self._held(claim)).values(values))
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
+            if outcome is not Outcome.RETRY:  # the parts of a merged email share its fate
+                _follow(session, claim.row_id, values)
             if outcome is Outcome.FAILED:
                 self._open_mail_task(session, claim, now)
         return True
@@ -469,13 +650,41 @@ class Outbox:
                 woken = asyncio.create_task(wake.wait())
                 try:
                     await asyncio.wait(
-                        {stopping, woken}, timeout=interval, return_when="FIRST_COMPLETED"
+                        {stopping, woken},
+                        timeout=await self._next_pass_in(interval),
+                        return_when="FIRST_COMPLETED",
                     )
                 finally:
                     stopping.cancel()
                     woken.cancel()
         finally:
             self._wakes.discard(me)
+
+    async def _next_pass_in(self, interval: float) -> float:
+        """Seconds to the next pass: `interval`, or sooner when a message waiting for its
+        dispute's other mail (`RelayPolicy.coalesce`) is due before then."""
+        window = self.policy.coalesce
+        if window <= timedelta(0):
+            return interval
+        try:
+            held = await asyncio.to_thread(self._youngest_held_since, datetime.now(UTC) - window)
+        except Exception:  # the database is away: the next pass says so
+            return interval
+        if held is None:
+            return interval
+        wait = (held + window - datetime.now(UTC)).total_seconds()
+        return min(interval, max(wait, 0.0) + 0.01)
+
+    def _youngest_held_since(self, since: datetime) -> datetime | None:
+        with self.sessions.read() as session:
+            return session.exec(
+                select(func.min(OutboxMessage.created_at)).where(
+                    col(OutboxMessage.state) == OutboxState.PENDING,
+                    col(OutboxMessage.merged_into).is_(None),
+                    col(OutboxMessage.created_at) > since,
+                    _mergeable(),
+                )
+            ).one()
 
     # --- what admins see and do ------------------------------------------------------------
 
@@ -484,7 +693,9 @@ class Outbox:
         dispute, or of all."""
         with self.sessions.read() as session:
             query = select(OutboxMessage).where(
-                col(OutboxMessage.state).in_([OutboxState.FAILED, OutboxState.DISMISSED])
+                col(OutboxMessage.state).in_([OutboxState.FAILED, OutboxState.DISMISSED]),
+                # A part of a merged email is listed as that email.
+                col(OutboxMessage.merged_into).is_(None),
             )
             if number is not None:
                 query = query.where(OutboxMessage.dispute_number == number)
@@ -544,12 +755,18 @@ class Outbox:
             changed = session.execute(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id) == row_id)
+                .where(col(OutboxMessage.merged_into).is_(None))
                 .where(col(OutboxMessage.state).in_(allowed))
                 .values(values)
             )
             row = session.get(OutboxMessage, row_id, populate_existing=True)
             if row is None:
                 raise OutboxRefused(f"message {row_id}: no such message in the outbox")
+            if row.merged_into is not None:
+                raise OutboxRefused(
+                    f"message {row_id}: cannot {doing}: it went out as part of message"
+                    f" {row.merged_into}; {doing.split(' ')[0]} that one"
+                )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 why = {
                     OutboxState.SENT: f"it was sent at {row.sent_at:%Y-%m-%d %H:%M} UTC"
@@ -560,6 +777,7 @@ class Outbox:
                     OutboxState.FAILED: "it has failed",
                 }[row.state]
                 raise OutboxRefused(f"message {row_id}: cannot {doing}: {why}")
+            _follow(session, row_id, values)
             task = session.get(Task, mail_task_key(row.dispute_number, row_id))
             if task is not None and task.state is TaskState.OPEN:
                 task.state = task_state

@@ -27,7 +27,10 @@ SUBJECTS: dict[str, str] = {
     "settlement": "Settled",
     "closure": "Dispute {{ outcome }}",
     "remedy_applied": "Remedy applied: {{ kind }}",
-    "panel_assignment": "You sit on the review panel (round {{ round }})",
+    "panel_assignment": "You sit on the {{ 'appeal' if appeal is defined else 'review' }} panel"
+    " (round {{ round }})",
+    "panel_incomplete": "Action needed: complete the board and redraw the review panel",
+    "remedy_overdue": "Action needed: the remedy deadline passed with remedies outstanding",
     "ruling": "Ruling: {{ outcome }}; appeal window open",
     "final_ruling": "Final ruling: {{ outcome }}",
     "appeal_received": "The ruling has been appealed",

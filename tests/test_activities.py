@@ -425,7 +425,7 @@ def test_whoever_works_for_the_holder_of_a_contested_exclusive_territory_is_not_
     )
     assert refused.person_id is None
     assert (
-        "Ines Adatum works for adatum, which holds the contested exclusive territory:DE-BY"
+        "Ines Adatum works for Adatum GmbH, which holds the contested exclusive territory:DE-BY"
         in refused.reason
     )
     # Not contested here, or not exclusive: no stake that bars them.
@@ -445,7 +445,7 @@ def test_against_direct_sales_the_vendors_sales_people_are_not_neutral(
         refused = assign.assign_mediator(request(chosen_person_id="sol.sales", party_ids=parties))
         assert refused.person_id is None
         assert (
-            "Sol Sales is in the vendor's sales function, and direct-sales"
+            "Sol Sales is in the vendor's sales function, and Vendor Direct Sales"
             " (the vendor's direct sales) is a party" in refused.reason
         )
     # Between two partners the same person may mediate.
@@ -466,7 +466,9 @@ def test_against_direct_sales_the_vendors_sales_people_are_not_neutral(
     # The sales seat sits this dispute out, said in the panel's reason: no admin could fill it
     # (every vendor sales member is barred alike), so it must not wait for one.
     assert panel.complete, panel.reason
-    assert "no sales seat: direct-sales (the vendor's direct sales) is a party" in panel.reason
+    assert (
+        "no sales seat: Vendor Direct Sales (the vendor's direct sales) is a party" in panel.reason
+    )
 
 
 def test_case_limit_and_inactive_people_are_skipped(sessions: SessionFactory) -> None:
@@ -496,3 +498,34 @@ def test_directory_import_is_idempotent(sessions: SessionFactory) -> None:
     seed(sessions)
     with sessions.read() as session:
         assert len(session.exec(select(Person).where(Person.id == "new.mediator")).all()) == 1
+
+
+def test_an_excluded_mediator_is_named_with_what_they_did_on_this_dispute(
+    sessions: SessionFactory,
+) -> None:
+    with sessions.begin() as session:
+        for round_no, person_id, state in [
+            (1, "greta.hoffmann", AssignmentState.RECUSED),
+            (2, "kenji.sato", AssignmentState.EXPIRED),
+        ]:
+            session.add(
+                Assignment(
+                    dispute_number="DSP-2026-000009",
+                    round=round_no,
+                    person_id=person_id,
+                    state=state,
+                    assigned_at=NOW,
+                )
+            )
+    choice = AssignmentActivities(sessions).assign_mediator(
+        request(
+            round=3,
+            contested_objects=(ContestedObject(kind=ObjectKind.ACCOUNT, ref="ACME-001"),),
+            excluded_person_ids=("greta.hoffmann", "kenji.sato", "sam.okafor"),
+        )
+    )
+    assert choice.person_id is None
+    assert "Greta Hoffmann recused from mediating this dispute" in choice.reason
+    assert "Kenji Sato let the offer to mediate this dispute expire" in choice.reason
+    # Excluded with nothing on record to say why: the general reason.
+    assert "Sam Okafor recused or let an earlier offer of this dispute expire" in choice.reason

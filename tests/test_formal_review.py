@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from email.message import EmailMessage
 
 import pytest
 from pydantic import ValidationError
@@ -27,6 +28,7 @@ from models.payloads import (
 from models.tables import DisputeEvent, Precedent
 from tests.conftest import Stack, seed
 from tests.test_dispute_paths import in_mediation
+from tests.web_harness import Browser, make_app
 from workflows.dispute import DisputeWorkflow
 
 PANEL = ["board.sales", "board.marketing", "board.product", "board.finance", "board.partners"]
@@ -34,6 +36,15 @@ SPLIT = CommissionSplit(
     deal_ref="DR-2026-0042", shares={"northwind": Decimal(80), "contoso": Decimal(20)}
 )
 REASONS = "Northwind registered first and did the discovery work with Acme."
+
+
+ADMINS = "channel-admins@vendor.example"
+
+
+def plain(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
 
 
 async def in_review(stack: Stack) -> str:
@@ -191,7 +202,16 @@ async def test_ruling_without_appeal_applies_remedies_and_closes(stack: Stack) -
     )
     state = await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     appeal_due = state.deadlines[0].due_at
-    await stack.mail.wait_for("nora@northwind.example", "appeal window open")
+    ruled_mail = plain(await stack.mail.wait_for("nora@northwind.example", "appeal window open"))
+    # What the parties must decide on, next to the appeal deadline: the remedies awarded.
+    awarded = "Commission split on deal DR-2026-0042: Northwind Traders 80%, Contoso Systems 20%"
+    assert awarded in ruled_mail
+    assert ruled_mail.index(awarded) < ruled_mail.index("appeal once")
+    # The board's page shows the votes' and the ruling's remedies with their shares too.
+    browser = Browser(make_app(stack))
+    await browser.sign_in("b.sales@vendor.example")
+    page = (await browser.get(f"/disputes/{number}")).text
+    assert page.count(awarded) >= 2 and "[commission split]" not in page
 
     await stack.env.sleep(appeal_due - await stack.env.get_current_time() + timedelta(minutes=1))
     outcome = await stack.handle(number).result()
@@ -280,6 +300,14 @@ async def test_appeal_goes_to_a_fresh_panel_whose_ruling_is_final(stack: Stack) 
     )
     event = await stack.wait_for_event(number, "panel_incomplete")
     assert "too few eligible board members" in event.content["reason"]
+    # Why each member is out, in words: not "recused or let an earlier offer expire".
+    assert "Beatrice Sales sat on the first panel" in event.content["reason"]
+    assert "Charles Chair sat on the first panel" in event.content["reason"]
+    assert "recused or let" not in event.content["reason"]
+    # The admins are told the fix that works: complete the board, redraw the panel.
+    shortage = plain(await stack.mail.wait_for(ADMINS, "redraw the review panel"))
+    assert f"accord redraw-panel {number}" in shortage and "accord assign" not in shortage
+    assert "Beatrice Sales sat on the first panel" in shortage
     await appoint_alternates_and_redraw(stack, number)
     state = await stack.wait_for(
         number,
@@ -292,6 +320,11 @@ async def test_appeal_goes_to_a_fresh_panel_whose_ruling_is_final(stack: Stack) 
     assert state.review is not None
     assert {m.person_id for m in state.review.panel}.isdisjoint(PANEL)
     assert state.review.chair is not None and state.review.chair.person_id == "alt.chair"
+    # The fresh panel is told it hears an appeal, by whom and on what grounds.
+    invitation = await stack.mail.wait_for("alt.sales@vendor.example", "appeal")
+    invited = plain(invitation)
+    assert "Contoso Systems appealed" in invited
+    assert "entered wrongly by Northwind" in invited and "Portal audit log" in invited
     for who in ("alt.sales", "alt.marketing", "alt.product"):
         await vote(stack, number, who, VoteOutcome.DENY)
     await open_ballot(stack, number, chair="alt.chair")

@@ -15,6 +15,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ class SlowServer:
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.received: list[str] = []
+        self.messages: list[EmailMessage] = []
         self.gone: set[str] = set()
         self.hold: threading.Event | None = None
         self.holding = threading.Event()
@@ -73,6 +77,9 @@ class SlowServer:
                 await asyncio.sleep(0.02)
             return "451 transfer cut off"  # the client is gone by now: nothing was accepted
         await asyncio.sleep(self.delay)  # on the server's own loop: transfers overlap
+        parsed = BytesParser(policy=email_policy.default).parsebytes(envelope.content)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
         for line in envelope.content.decode().splitlines():
             if line.lower().startswith("message-id:"):
                 self.received.append(line.split(":", 1)[1].strip())
@@ -92,8 +99,12 @@ def serving(handler: SlowServer) -> Iterator[int]:
 
 
 def relay(database_url: str, port: int, tmp_path: Path, **policy: Any) -> Services:
-    """A relay's own services (its own engine and sessions, as another worker would have)."""
+    """A relay's own services (its own engine and sessions, as another worker would have).
+
+    Merging mail to one recipient on one dispute is off unless a test asks for it: these
+    tests send a backlog of one dispute's messages to one person, each on its own."""
     services = build_services(make_settings(database_url, port, tmp_path))
+    policy.setdefault("coalesce", timedelta(0))
     services.outbox.policy = replace(services.outbox.policy, **policy)
     return services
 
@@ -376,3 +387,193 @@ async def test_two_workers_on_one_database_send_each_notification_of_their_dispu
         stored = session.exec(select(OutboxMessage)).all()
     assert {r.message_id for r in stored} == set(ids)
     assert all(r.state is OutboxState.SENT and r.attempts == 1 for r in stored)
+
+
+# --- one email per recipient for what happened at once ----------------------------------
+
+PARTS = (
+    ("settlement", {"outcome": "settled"}),
+    (
+        "remedy_applied",
+        {"position": 0, "kind": "commission_split", "adapter": "ledger", "reference": "L-1"},
+    ),
+    ("closure", {"outcome": "settled", "reason": "every party accepted offer-1"}),
+)
+NORA, CARL, ADMINS = "nora@northwind.example", "carl@contoso.example", "admins@vendor.example"
+
+
+def part(
+    step: int, template: str, extra: dict[str, object], *to: str, number: str = "DSP-2026-000007"
+) -> NotificationRequest:
+    return NotificationRequest(
+        key=f"{number}:{step}:{template}",
+        number=number,
+        template=template,
+        recipients=to,
+        context={**CONTEXT, "number": number, **extra},
+    )
+
+
+def settled_closed(outbox: Any, t0: datetime) -> None:
+    """Settled, remedy applied and closed within a second, as the workflow enqueues them;
+    nora also gets mail on another dispute in that second, and on this one a minute later."""
+    (settled, s_extra), (applied, a_extra), (closed, c_extra) = PARTS
+    outbox.enqueue(part(10, settled, s_extra, NORA, CARL), t0)
+    outbox.enqueue(part(1, "closure", c_extra, NORA, number="DSP-2026-000008"), t0)
+    outbox.enqueue(part(11, applied, a_extra, NORA, CARL, ADMINS), t0 + timedelta(seconds=0.3))
+    outbox.enqueue(part(12, closed, c_extra, NORA, CARL, ADMINS), t0 + timedelta(seconds=0.7))
+    outbox.enqueue(part(13, "closure", c_extra, NORA), t0 + timedelta(minutes=1))
+    # Not an outcome's mail: sent at once, on its own, however close to the others.
+    outbox.enqueue(part(9, "escalation", {"reason": "impasse"}, NORA), t0 + timedelta(seconds=0.2))
+
+
+def plain(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def test_settled_remedy_applied_and_closed_within_a_second_is_one_email_per_party(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, coalesce=timedelta(seconds=1))
+        outbox = services.outbox
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        settled_closed(outbox, t0)
+        # Under a second old, an outcome's mail waits for the rest of what happened with it.
+        early = outbox.claim(t0 + timedelta(seconds=0.5))
+        assert early is not None and early.template == "escalation"
+        assert (await outbox.send(early))[0] is Outcome.SENT
+        assert outbox.claim(t0 + timedelta(seconds=0.5)) is None
+        assert await outbox.relay_once() == 5
+    by_to: dict[str, list[EmailMessage]] = {}
+    for message in server.messages:
+        by_to.setdefault(str(message["To"]), []).append(message)
+    subjects = {to: sorted(str(m["Subject"]) for m in mail) for to, mail in by_to.items()}
+    assert subjects == {
+        NORA: [
+            "[DSP-2026-000007] Dispute settled",  # a minute later: on its own
+            "[DSP-2026-000007] Escalated to formal review",
+            "[DSP-2026-000007] Settled, remedy applied and closed",
+            "[DSP-2026-000008] Dispute settled",  # another dispute: on its own
+        ],
+        CARL: ["[DSP-2026-000007] Settled, remedy applied and closed"],
+        ADMINS: ["[DSP-2026-000007] Remedy applied and closed"],
+    }
+    merged = next(m for m in by_to[NORA] if "Settled," in str(m["Subject"]))
+    text = plain(merged)
+    # Each part, in the order it happened, and the dispute's footer once.
+    said = [
+        "DSP-2026-000007 is settled",
+        "Remedy 1 of DSP-2026-000007 is applied",
+        "DSP-2026-000007 is settled: every party accepted offer-1",
+    ]
+    assert [text.index(s) for s in said] == sorted(text.index(s) for s in said)
+    assert text.count("Open it:") == 1
+    html = merged.get_body(preferencelist=("html",))
+    assert html is not None and str(html.get_content()).count("<html") == 1
+    shown = str(html.get_content())
+    assert all(s in shown for s in [*said[:2], "every party accepted offer-1"])
+    stored = rows(services)
+    assert all(r.state is OutboxState.SENT for r in stored)
+    [lead] = [r for r in stored if r.message_id == merged["Message-ID"]]
+    parts = [r for r in stored if r.merged_into == lead.id]
+    assert sorted(r.template for r in parts) == ["closure", "remedy_applied"]
+    assert lead.merged_into is None and lead.recipient == NORA
+
+
+async def test_a_relay_killed_mid_merged_send_neither_loses_nor_repeats_a_part(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.hold = release = threading.Event()
+    lease = timedelta(seconds=1)
+    with serving(server) as port:
+        window = {"coalesce": timedelta(seconds=1), "lease": lease}
+        dying = relay(database_url, port, tmp_path, **window)
+        other = relay(database_url, port, tmp_path, **window)
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        for step, (template, extra) in enumerate(PARTS):
+            dying.outbox.enqueue(part(step, template, extra, NORA), t0)
+        claim = dying.outbox.claim(datetime.now(UTC))
+        assert claim is not None and claim.message is not None
+        killed = asyncio.create_task(dying.outbox.send(claim))
+        await asyncio.to_thread(server.holding.wait, 10)
+        killed.cancel()  # the process dies mid-send: nothing renews its lease or records
+        release.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await killed
+        # A part enqueued after the email was put together goes out on its own; no part of the
+        # interrupted email is sent apart from it.
+        late = part(9, "closure", {"outcome": "settled", "reason": "late"}, NORA)
+        dying.outbox.enqueue(late, t0 + timedelta(seconds=0.5))
+        assert await other.outbox.relay_once() == 1
+        deadline = asyncio.get_running_loop().time() + 20
+        while (taken := other.outbox.claim(datetime.now(UTC))) is None:
+            assert asyncio.get_running_loop().time() < deadline, "the lease never ran out"
+            await asyncio.sleep(0.05)
+        assert taken.row_id == claim.row_id and taken.message is not None
+        assert str(taken.message["Subject"]) == str(claim.message["Subject"])
+        assert taken.message.get_body(preferencelist=("plain",)) is not None
+        assert plain(taken.message) == plain(claim.message)
+        assert (await other.outbox.send(taken))[0] is Outcome.SENT
+        assert await other.outbox.relay_once() == 0
+    stored = rows(other)
+    assert all(r.state is OutboxState.SENT for r in stored)
+    assert len(server.messages) == 2
+    merged = next(m for m in server.messages if m["Message-ID"] == claim.message["Message-ID"])
+    assert str(merged["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"
+    assert "late" not in plain(merged)
+    assert [r.merged_into for r in stored] == [None, claim.row_id, claim.row_id, None]
+
+
+async def test_a_part_is_never_taken_alone_while_the_part_before_it_is_being_claimed(
+    database_url: str, tmp_path: Path
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks skipped by a concurrent claim: PostgreSQL's (SQLite claims in turn)")
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, coalesce=timedelta(seconds=1))
+        outbox = services.outbox
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        [first] = outbox.enqueue(part(1, "settlement", {}, NORA), t0)
+        outbox.enqueue(part(2, "closure", PARTS[2][1], NORA), t0 + timedelta(seconds=0.5))
+        # Another relay is in the middle of claiming the settlement (its row is locked): the
+        # closure is not taken on its own meanwhile, it waits to be taken in with it.
+        with services.sessions.begin() as other:
+            other.exec(select(OutboxMessage).where(OutboxMessage.id == first).with_for_update())
+            assert await asyncio.to_thread(outbox.claim, datetime.now(UTC)) is None
+        assert await outbox.relay_once() == 1
+    [merged] = server.messages
+    assert str(merged["Subject"]) == "[DSP-2026-000007] Settled and closed"
+
+
+async def test_a_refused_merged_email_is_resent_or_dismissed_whole(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = SlowServer()
+    server.gone.add(NORA)
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, coalesce=timedelta(seconds=1))
+        outbox = services.outbox
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        for step, (template, extra) in enumerate(PARTS):
+            outbox.enqueue(part(step, template, extra, NORA), t0)
+        assert await outbox.relay_once() == 0
+        lead, *merged = rows(services)
+        assert lead.state is OutboxState.FAILED
+        assert [(r.state, r.merged_into) for r in merged] == [(OutboxState.FAILED, lead.id)] * 2
+        # Admins see (and act on) the email, not each of its parts.
+        assert [m.id for m in outbox.undelivered()] == [lead.id]
+        assert merged[0].id is not None and lead.id is not None
+        with pytest.raises(OutboxRefused, match=f"part of message {lead.id}; send that one"):
+            outbox.resend(merged[0].id, datetime.now(UTC))
+        server.gone.clear()
+        outbox.resend(lead.id, datetime.now(UTC))
+        assert await outbox.relay_once() == 1
+    assert all(r.state is OutboxState.SENT for r in rows(services))
+    [sent] = server.messages
+    assert str(sent["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"

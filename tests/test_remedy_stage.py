@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,9 +53,39 @@ async def test_settled_remedies_are_applied_through_the_ledger_then_the_dispute_
         assert row is not None and row.state is RemedyState.VERIFIED and row.adapter == "ledger"
         assert len(session.exec(select(LedgerCommissionSplit)).all()) == 1
     await stack.mail_settled()
-    assert any("Remedy applied" in s for s in stack.mail.subjects("nora@northwind.example"))
+    # On its own, or merged with the settlement and the closure ("Settled, remedy applied...").
+    subjects = stack.mail.subjects("nora@northwind.example")
+    assert any("remedy applied" in s.lower() for s in subjects), subjects
     state = await stack.state(number)
     assert [r.state for r in state.remedies] == ["verified"]
+
+
+async def test_settled_remedy_applied_and_closed_reach_each_party_as_one_email(
+    stack: Stack,
+) -> None:
+    outbox = stack.services.outbox
+    # However slowly this machine runs the three steps, they fall in one window: the worker's
+    # relay holds them, and this test sends them as the relay would once the window is over.
+    outbox.policy = replace(outbox.policy, coalesce=timedelta(minutes=10))
+    number = await settle(stack)
+    await stack.handle(number).result()
+    later = datetime.now(UTC) + timedelta(minutes=11)
+    while (claim := await asyncio.to_thread(outbox.claim, later)) is not None:
+        await outbox.send(claim)
+    await stack.mail_settled()
+    for party in ("nora@northwind.example", "carl@contoso.example"):
+        outcome = [
+            m
+            for m in stack.mail.to(party)
+            if any(w in str(m["Subject"]).lower() for w in ("settled", "remedy", "closed"))
+        ]
+        [merged] = outcome
+        assert str(merged["Subject"]) == f"[{number}] Settled, remedy applied and closed"
+        body = merged.get_body(preferencelist=("plain",))
+        assert body is not None
+        text = str(body.get_content())
+        assert text.count("* * *") == 2 and text.count("Open it:") == 1
+        assert f"Remedy 1 of {number} is applied" in text
 
 
 @pytest.fixture
@@ -174,6 +206,13 @@ async def test_the_remedy_deadline_escalates_to_the_admins_and_stops_nothing(
     await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))
     event = await stack.wait_for_event(number, "remedy_overdue")
     assert event.content["remedies"][0]["state"] == "failed"
+    # The admins are told what is overdue and how to resolve it, not to assign a mediator.
+    overdue = await stack.mail.wait_for("channel-admins@vendor.example", "remedy deadline")
+    body = overdue.get_body(preferencelist=("plain",))
+    assert body is not None
+    told = str(body.get_content())
+    assert f"accord retry-remedy {number}" in told and f"accord waive-remedy {number}" in told
+    assert "mediator" not in told.split("--")[0]
     state = await stack.state(number)
     assert state.stage is DisputeStage.REMEDY
     assert [t.key.rsplit(":", 1)[1] for t in state.open_tasks] == ["remedy-0", "remedy-overdue"]

@@ -17,6 +17,7 @@ from accord.access import Viewer
 from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
+from accord.wording import Names
 from models.enums import (
     Action,
     DisputeCategory,
@@ -423,6 +424,8 @@ async def _render_dispute(
         suggested=suggested,
         allowed_remedies=_allowed_remedies(ctx, record),
         precedent_pattern=_precedent_pattern(ctx, record),
+        # Remedies name the parties as people know them (accord.wording's filters).
+        names=Names(partners={k: p.name for k, p in record.parties.items()}),
         # Mail the server refused for good: admins resend or dismiss it here.
         undelivered=ctx.services.outbox.undelivered(number) if viewer.role is Role.ADMIN else [],
     )
