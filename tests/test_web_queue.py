@@ -24,7 +24,8 @@ from models.enums import (
 )
 from models.payloads import Actor
 from models.tables import Assignment, Dispute, DisputeParty, PanelSeat, Task
-from tests.conftest import seed
+from tests.conftest import Stack, seed
+from tests.web_harness import api, make_app, signed_in, token_for
 from web.problems import BadQuery
 from web.queue import QueueQuery, Sla, SortKey, read_queue_query, work_queue
 
@@ -372,3 +373,56 @@ def test_one_statement_per_page_whatever_the_rows(sessions: SessionFactory) -> N
                 items = work_queue(session, viewer, read_queue_query([("sort", "amount")]))
                 _ = [(i.parties, i.awaiting_text, i.task.title) for i in items]
         assert len([s for s in seen if s.lstrip().upper().startswith("SELECT")]) == 1, seen
+
+
+# --- the pages and the API over the real stack -----------------------------------------------
+
+
+async def test_the_inbox_page_and_the_api_show_the_queue_and_refuse_bad_parameters(
+    stack: Stack,
+) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    await stack.wait_for_event(number, "mediator_offered")
+    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    browser = await signed_in(app, mediator)
+    try:
+        page = await browser.get("/inbox", params={"sort": "amount", "kind": "accept_assignment"})
+        assert page.status_code == 200
+        row = page.text[page.text.index(number) - 2000 :]
+        for shown in ("Northwind Traders v Contoso Systems", "deal registration", "triage"):
+            assert shown in row
+        assert "your acceptance" in row and "USD" in row
+        assert "mediate: mediate" not in page.text and "accept_assignment:" not in page.text
+        assert number not in (await browser.get("/inbox", params={"sla": "overdue"})).text
+        for params in (
+            {"sort": "bogus"},
+            {"sla": "late\x00"},
+            {"category": "x" * 20_000},
+            {"order": "\u202eup"},
+        ):
+            refused = await browser.get("/inbox", params=params)
+            assert refused.status_code == 400, (params, refused.status_code)
+            name = next(iter(params))
+            assert f"{name}:" in refused.text or f"<strong>{name}</strong>" in refused.text
+            assert "Traceback" not in refused.text and "x" * 1000 not in refused.text
+    finally:
+        await browser.close()
+    async with api(app, token_for(stack, mediator)) as client:
+        tasks = (await client.get("/api/tasks", params={"category": "deal_registration"})).json()
+        assert [(t["dispute_number"], t["kind"], t["sla"]) for t in tasks] == [
+            (number, "accept_assignment", "on_time")
+        ]
+        (one,) = tasks
+        assert one["claimant"] == "Northwind Traders" and one["respondents"] == ["Contoso Systems"]
+        assert (one["category"], one["stage"], one["currency"]) == (
+            "deal_registration",
+            "triage",
+            "USD",
+        )
+        assert one["amount"] == "125000.00" and one["awaiting"].startswith("your acceptance")
+        assert (await client.get("/api/tasks", params={"category": "pricing"})).json() == []
+        refused = await client.get("/api/tasks", params={"sort": "due", "sla": "soon"})
+        assert refused.status_code == 400
+        assert [e["field"] for e in refused.json()["errors"]] == ["sla"]
