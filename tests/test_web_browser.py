@@ -448,7 +448,7 @@ async def test_mediator_works_from_the_queue(stack: Stack, chromium: Browser) ->
         await expect(row).to_contain_text("Northwind Traders v Contoso Systems")
         await expect(row).to_contain_text("answer to information request from Contoso Systems")
         await expect(row).to_contain_text("deal registration")
-        await expect(row).to_contain_text("125,000.00 USD")
+        await expect(row).to_contain_text("USD 125,000.00")
         overdue = page.locator("tr", has_text=other)
         await expect(overdue).to_contain_text("overdue")
         await expect(overdue).to_contain_text("Northwind Traders v Adatum GmbH")

@@ -244,7 +244,7 @@ def test_each_row_says_what_a_mediator_works_from(sessions: SessionFactory) -> N
         "USD",
     )
     assert one.awaiting_text == (
-        "response to the settlement offer from Contoso Systems, Northwind Traders"
+        "response to the settlement offer from Contoso Systems and Northwind Traders"
     )
     assert items["3"].awaiting_text == "answer to information request from Contoso Systems"
     assert items["2"].awaiting_text == "your acceptance (or recusal)"

@@ -27,6 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
+from accord import wording
 from accord.access import Viewer, dispute_scope
 from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
 from models.tables import Dispute, DisputeParty, Partner, Person, Task
@@ -79,27 +80,10 @@ SORT_LABELS = {
 DESCENDING_FIRST = frozenset({SortKey.AMOUNT})
 """Keys sorted largest first unless `order=asc` is asked: the biggest amount is the one to see."""
 
-TASK_LABELS = {
-    TaskKind.ACCEPT_ASSIGNMENT: "Accept or decline the assignment",
-    TaskKind.MEDIATE: "Mediate",
-    TaskKind.ANSWER_INFORMATION: "Answer an information request",
-    TaskKind.RESPOND_TO_OFFER: "Respond to a settlement offer",
-    TaskKind.ASSIGN_MEDIATOR: "Assign a mediator",
-    TaskKind.FORMAL_REVIEW: "Formal review starting",
-    TaskKind.RESOLVE_REMEDY: "Resolve a failing remedy",
-    TaskKind.COMPOSE_PANEL: "Complete the board and redraw the panel",
-    TaskKind.CAST_VOTE: "Cast your vote",
-    TaskKind.ISSUE_RULING: "Issue the ruling",
-    TaskKind.EXECUTIVE_REVIEW: "Executive review of an overdue ruling",
-    TaskKind.RESOLVE_DEADLINE: "Correct a deadline's calendar",
-    TaskKind.RESOLVE_MAIL: "Resend or dismiss a refused email",
-}
-
-STAGE_LABELS = {s: s.value.replace("_", " ") for s in DisputeStage}
-CATEGORY_LABELS = {
-    c: {"channel_vs_direct": "channel vs direct"}.get(c.value, c.value.replace("_", " "))
-    for c in DisputeCategory
-}
+TASK_LABELS = {k: wording.capital(wording.label(k)) for k in TaskKind}
+STAGE_LABELS = {s: wording.label(s) for s in DisputeStage}
+CATEGORY_LABELS = {c: wording.label(c) for c in DisputeCategory}
+"""The words of accord.wording, by member: the queue's selects, columns and sort order."""
 
 # What the task waits on: the viewer's own step, or (for the tasks that wait on others) the
 # others' steps, named with the people or partners who owe them.
@@ -295,7 +279,7 @@ class Awaited:
     def text(self) -> str:
         if not self.from_whom:
             return self.what
-        return f"{self.what} {', '.join(self.from_whom)}"
+        return f"{self.what} {wording.join(self.from_whom)}"
 
 
 @dataclass(frozen=True)
@@ -320,13 +304,15 @@ class QueueItem:
 
     @property
     def parties(self) -> str:
+        """'Northwind Traders v Contoso Systems and Adatum GmbH'."""
+        respondents = wording.join(self.respondents)
         if self.claimant is None:
-            return ", ".join(self.respondents)
-        return (
-            f"{self.claimant} v {', '.join(self.respondents)}"
-            if self.respondents
-            else (self.claimant)
-        )
+            return respondents
+        return f"{self.claimant} v {respondents}" if self.respondents else self.claimant
+
+    @property
+    def money(self) -> str:
+        return "-" if self.amount is None else wording.money(self.amount, self.currency)
 
     @property
     def awaiting_text(self) -> str:
