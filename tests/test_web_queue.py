@@ -426,3 +426,30 @@ async def test_the_inbox_page_and_the_api_show_the_queue_and_refuse_bad_paramete
         refused = await client.get("/api/tasks", params={"sort": "due", "sla": "soon"})
         assert refused.status_code == 400
         assert [e["field"] for e in refused.json()["errors"]] == ["sla"]
+
+
+def test_a_deadline_moved_since_the_task_opened_is_the_one_shown(
+    sessions: SessionFactory,
+) -> None:
+    """An admin's extension, or the mediation clock moved after a party's answer, moves the
+    dispute's stage deadline; the task row keeps the deadline it opened with. The queue counts
+    down to the one that stands."""
+    extended = NOW + hours(50)
+    with sessions.begin() as session:
+        mediation = session.get(Dispute, "DSP-2026-000004")
+        assert mediation is not None
+        mediation.stage_deadline = extended  # its task says an hour ago
+        session.add(mediation)
+        review = session.get(Dispute, "DSP-2026-000005")
+        assert review is not None
+        review.stage_deadline = extended
+        session.add(review)
+    with sessions.read() as session:
+        items = {i.task.dispute_number[-1]: i for i in work_queue(session, SAM, now=NOW)}
+        sales = work_queue(session, SALES, now=NOW)
+    assert (items["4"].due_at, items["4"].sla) == (extended, Sla.ON_TIME)
+    assert (sales[0].due_at, sales[0].sla) == (extended, Sla.ON_TIME)
+    # Awaiting a party, the mediation clock is paused: its task keeps its own deadline.
+    assert items["3"].due_at is None
+    assert queue(sessions, SAM, sla="overdue") == []
+    assert queue(sessions, SAM) == ["2", "4", "1", "3"]

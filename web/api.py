@@ -617,7 +617,7 @@ def tasks(
             dispute_number=i.task.dispute_number,
             kind=i.task.kind,
             title=f"{i.label}: {i.task.dispute_number}",
-            due_at=i.task.due_at,
+            due_at=i.due_at,
             sla=i.sla,
             category=i.category,
             stage=i.stage,

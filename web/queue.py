@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Float, case, exists, func, literal
+from sqlalchemy import Float, and_, case, exists, func, literal, type_coerce
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -30,7 +30,7 @@ from sqlmodel import Session, col, select
 from accord import wording
 from accord.access import Viewer, dispute_scope
 from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
-from models.tables import Dispute, DisputeParty, Partner, Person, Task
+from models.tables import Dispute, DisputeParty, Partner, Person, Task, UTCDateTime
 from web.problems import BadQuery
 
 QUEUE_LIMIT = 200
@@ -249,11 +249,35 @@ def _epoch_postgresql(element: _epoch, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS FLOAT)"
 
 
-def _sla_column(now: datetime) -> Any:
-    made, due, at = _epoch(Task.created_at), _epoch(Task.due_at), now.timestamp()
+STAGE_CLOCKS = (
+    ((TaskKind.MEDIATE,), DisputeStage.MEDIATION),
+    ((TaskKind.CAST_VOTE, TaskKind.ISSUE_RULING), DisputeStage.FORMAL_REVIEW),
+)
+"""Tasks opened with their stage's deadline: while the dispute is in that stage, the deadline
+that stands is the dispute's (an admin's extension, the mediation clock moved after a party's
+answer, move it; the task row keeps the one it opened with)."""
+
+
+def _due_column(d: Any) -> Any:
+    current = [
+        (
+            and_(
+                col(Task.kind).in_(kinds),
+                col(d.stage) == stage,
+                col(d.stage_deadline).is_not(None),
+            ),
+            col(d.stage_deadline),
+        )
+        for kinds, stage in STAGE_CLOCKS
+    ]
+    return type_coerce(case(*current, else_=col(Task.due_at)), UTCDateTime())
+
+
+def _sla_column(now: datetime, due_at: Any) -> Any:
+    made, due, at = _epoch(Task.created_at), _epoch(due_at), now.timestamp()
     return case(
-        (col(Task.due_at).is_(None), literal(Sla.NONE.value)),
-        (col(Task.due_at) <= now, literal(Sla.OVERDUE.value)),
+        (due_at.is_(None), literal(Sla.NONE.value)),
+        (due_at <= now, literal(Sla.OVERDUE.value)),
         (made * 0.2 + due * 0.8 <= at, literal(Sla.WARNED_80.value)),
         (made * 0.5 + due * 0.5 <= at, literal(Sla.WARNED_50.value)),
         else_=literal(Sla.ON_TIME.value),
@@ -285,6 +309,8 @@ class Awaited:
 @dataclass(frozen=True)
 class QueueItem:
     task: Task
+    due_at: datetime | None
+    """The deadline that stands (`STAGE_CLOCKS`); the task's own otherwise."""
     sla: Sla
     category: DisputeCategory | None
     stage: DisputeStage | None
@@ -370,13 +396,15 @@ def work_queue(
         .correlate(Task)
         .scalar_subquery()
     )
-    sla = _sla_column(now)
     # The dispute's columns come from an alias: accord.access's scope is an EXISTS on the
     # dispute table itself, per task, by the dispute's key (as the inbox always asked it).
     d = aliased(Dispute)
+    due = _due_column(d)
+    sla = _sla_column(now, due)
     statement = (
         select(  # type: ignore[call-overload]
             Task,
+            due,
             col(d.category),
             col(d.stage),
             col(d.amount_at_stake),
@@ -408,22 +436,22 @@ def work_queue(
         statement = statement.where(col(Task.kind).in_(query.kinds))
     if query.slas:
         statement = statement.where(sla.in_([s.value for s in query.slas]))
-    statement = statement.order_by(*_order(query, d)).limit(limit)
+    statement = statement.order_by(*_order(query, d, due)).limit(limit)
     rows = session.exec(statement).all()
     return [_item(*row) for row in rows]
 
 
-def _order(query: QueueQuery, d: Any) -> list[Any]:
+def _order(query: QueueQuery, d: Any, due_at: Any) -> list[Any]:
     """The sort asked for, nulls (no deadline, no amount) last either way; ties by deadline,
     then dispute number and task, so the order is the same on every backend and every load."""
 
     def direction(expression: Any) -> Any:
         return expression.desc() if query.descending else expression.asc()
 
-    due = [col(Task.due_at).is_(None), col(Task.due_at).asc()]
+    due = [due_at.is_(None), due_at.asc()]
     ties = [col(Task.dispute_number).asc(), col(Task.key).asc()]
     if query.sort is SortKey.DUE:
-        return [col(Task.due_at).is_(None), direction(col(Task.due_at)), *ties]
+        return [due_at.is_(None), direction(due_at), *ties]
     if query.sort is SortKey.AMOUNT:
         amount = col(d.amount_at_stake)
         return [amount.is_(None), direction(amount), col(d.currency).asc(), *due, *ties]
@@ -450,6 +478,7 @@ def _split(text: str | None) -> list[tuple[str, str]]:
 
 def _item(
     task: Task,
+    due_at: datetime | None,
     category: DisputeCategory | None,
     stage: DisputeStage | None,
     amount: Decimal | None,
@@ -463,6 +492,7 @@ def _item(
     respondents = tuple(sorted(name for side, name in sides if side != "claimant"))
     return QueueItem(
         task=task,
+        due_at=due_at,
         sla=Sla(sla),
         category=category,
         stage=stage,
