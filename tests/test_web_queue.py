@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -22,12 +23,14 @@ from models.enums import (
     TaskKind,
     TaskState,
 )
-from models.payloads import Actor
+from models.payloads import Actor, ExtendDeadline
 from models.tables import Assignment, Dispute, DisputeParty, PanelSeat, Task
 from tests.conftest import Stack, seed
+from tests.test_dispute_paths import in_mediation
 from tests.web_harness import api, make_app, signed_in, token_for
 from web.problems import BadQuery
 from web.queue import QueueQuery, Sla, SortKey, read_queue_query, work_queue
+from workflows.dispute import DisputeWorkflow
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 SAM = Viewer(Actor(id="sam.okafor", role=Role.MEDIATOR, name="Sam Okafor"), "s@vendor.example")
@@ -453,3 +456,41 @@ def test_a_deadline_moved_since_the_task_opened_is_the_one_shown(
     assert items["3"].due_at is None
     assert queue(sessions, SAM, sla="overdue") == []
     assert queue(sessions, SAM) == ["2", "4", "1", "3"]
+
+
+async def test_an_extended_deadline_is_the_one_the_queue_counts_down_to(stack: Stack) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    await stack.wait_for_event(number, "mediator_offered")
+    mediator = f"{state.candidate_mediator_id}@vendor.example"
+
+    async def my_task() -> dict[str, Any]:
+        async with api(app, token_for(stack, mediator)) as client:
+            (one,) = (await client.get("/api/tasks")).json()
+            return one  # type: ignore[no-any-return]
+
+    offered = await my_task()
+    for deadline in ("acceptance", "mediation"):
+        if deadline == "mediation":
+            await in_mediation(stack, number)
+            await stack.wait_for_event(number, "assignment_accepted")
+            offered = await my_task()
+            assert offered["kind"] == "mediate"
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.extend_deadline,
+            ExtendDeadline(
+                actor=stack.actor("alex.admin"),
+                business_days=5,
+                reason="The parties asked for a week",
+                deadline=deadline,  # type: ignore[arg-type]
+            ),
+        )
+        extended = await stack.wait_for_event(
+            number, "deadline_extended", count=1 + (deadline == "mediation")
+        )
+        now = await my_task()
+        assert now["due_at"] != offered["due_at"]
+        assert datetime.fromisoformat(now["due_at"]) == datetime.fromisoformat(
+            extended.content["due_at"]
+        )

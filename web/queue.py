@@ -250,12 +250,15 @@ def _epoch_postgresql(element: _epoch, compiler: SQLCompiler, **kw: Any) -> str:
 
 
 STAGE_CLOCKS = (
+    ((TaskKind.ACCEPT_ASSIGNMENT,), DisputeStage.TRIAGE),
     ((TaskKind.MEDIATE,), DisputeStage.MEDIATION),
+    ((TaskKind.ANSWER_INFORMATION,), DisputeStage.AWAITING_PARTY),
     ((TaskKind.CAST_VOTE, TaskKind.ISSUE_RULING), DisputeStage.FORMAL_REVIEW),
 )
 """Tasks opened with their stage's deadline: while the dispute is in that stage, the deadline
-that stands is the dispute's (an admin's extension, the mediation clock moved after a party's
-answer, move it; the task row keeps the one it opened with)."""
+that stands is the dispute's (an admin's extension of the acceptance, mediation or information
+deadline, or the mediation clock moved after a party's answer, moves it; the task row keeps the
+one it opened with)."""
 
 
 def _due_column(d: Any) -> Any:
