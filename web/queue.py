@@ -14,7 +14,7 @@ bad value naming the parameter (`BadQuery`, a 400) and ignores parameters it doe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -135,7 +135,7 @@ class QueueQuery:
 
     def as_params(self, **changes: Any) -> list[tuple[str, str]]:
         """The query as URL parameters (for links that keep it), with `changes` made."""
-        query = _replace(self, **changes)
+        query = replace(self, **changes)
         params: list[tuple[str, str]] = []
         if query.sort is not SortKey.DUE:
             params.append(("sort", query.sort.value))
@@ -159,12 +159,6 @@ class QueueQuery:
     @property
     def filtered(self) -> bool:
         return bool(self.categories or self.stages or self.slas or self.kinds)
-
-
-def _replace(query: QueueQuery, **changes: Any) -> QueueQuery:
-    from dataclasses import replace
-
-    return replace(query, **changes)
 
 
 _PARAMETERS: dict[str, tuple[type[StrEnum], Mapping[Any, str], str]] = {
