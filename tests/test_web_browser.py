@@ -8,15 +8,27 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
-from models.enums import DisputeStage
+from models.enums import (
+    AssignmentState,
+    DisputeCategory,
+    DisputeStage,
+    Role,
+    TaskKind,
+    TaskState,
+)
+from models.payloads import RequestInformation
+from models.tables import Assignment, Dispute, DisputeParty, PanelSeat, Task
 from tests.conftest import Stack
 from tests.test_dispute_paths import in_mediation
 from tests.test_formal_review import PANEL, REASONS, in_review
 from tests.web_harness import PASSWORD, make_app, served
+from workflows.dispute import DisputeWorkflow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EMAIL = {
@@ -326,3 +338,207 @@ async def test_pages_with_javascript_run_their_script_and_break_no_security_poli
         countdown = page.locator(".countdown[data-due]").first
         await expect(countdown).to_have_text(re.compile(r"(left|overdue by .*)$"))
     assert CSP_VIOLATIONS == []
+
+
+# --- the work queue: each role signs in, sees its queue, sorts, filters and opens a task -------
+
+
+def queue_row(
+    stack: Stack,
+    number: str,
+    *,
+    person: str | None,
+    kind: TaskKind,
+    category: DisputeCategory = DisputeCategory.PRICING,
+    stage: DisputeStage = DisputeStage.MEDIATION,
+    amount: str = "900000",
+    due: datetime | None = None,
+) -> None:
+    """A second dispute in the read model with an open task for `person` (None: the admins),
+    whom the access rules let see it: the queue reads the read model alone."""
+    now = datetime.now(UTC)
+    with stack.sessions.begin() as session:
+        session.add(
+            Dispute(
+                number=number,
+                category=category,
+                claimant_id="northwind",
+                respondent_ids=["adatum"],
+                party_key="adatum|northwind",
+                contested_objects=[{"kind": "account", "ref": "ACME-9"}],
+                summary="Adatum quoted below the floor price",
+                facts="Adatum quoted below the floor price to Acme.",
+                desired_remedy="A rebate",
+                amount_at_stake=Decimal(amount),
+                currency="EUR",
+                occurred_on=now.date(),
+                stage=stage,
+                playbook_version="2026.1",
+                filed_by="nora@northwind.example",
+                filed_at=now - timedelta(days=3),
+                updated_at=now,
+            )
+        )
+        session.flush()
+        for partner, side in (("northwind", "claimant"), ("adatum", "respondent")):
+            session.add(DisputeParty(dispute_number=number, partner_id=partner, side=side))
+        if kind is TaskKind.MEDIATE and person:
+            session.add(
+                Assignment(
+                    dispute_number=number,
+                    round=1,
+                    person_id=person,
+                    state=AssignmentState.ACCEPTED,
+                    assigned_at=now,
+                )
+            )
+        if kind is TaskKind.CAST_VOTE and person:
+            session.add(
+                PanelSeat(
+                    dispute_number=number,
+                    review_round=1,
+                    seat=person,
+                    person_id=person,
+                    seated_at=now,
+                )
+            )
+        session.add(
+            Task(
+                key=f"{number}:queue-test",
+                dispute_number=number,
+                kind=kind,
+                title=f"{kind.value}: {number}",
+                assignee_id=person,
+                assignee_role=Role.ADMIN if person is None else Role.MEDIATOR,
+                due_at=due,
+                state=TaskState.OPEN,
+                created_at=now - timedelta(days=2),
+            )
+        )
+
+
+async def row_numbers(page: Page) -> list[str]:
+    cells = page.locator("table.queue tbody tr td:nth-child(3) a")
+    return [await cells.nth(i).inner_text() for i in range(await cells.count())]
+
+
+async def test_mediator_works_from_the_queue(stack: Stack, chromium: Browser) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.request_information,
+        RequestInformation(
+            actor=stack.actor(mediator), party_id="contoso", questions="When did you register?"
+        ),
+    )
+    await stack.wait_for_event(number, "information_requested")
+    other = "DSP-2026-900001"
+    queue_row(
+        stack,
+        other,
+        person=mediator,
+        kind=TaskKind.MEDIATE,
+        due=datetime.now(UTC) - timedelta(hours=1),
+    )
+    async with served(app) as base:
+        page = await sign_in(chromium, base, f"{mediator}@vendor.example")
+        await expect(page.locator("h1")).to_contain_text("Task inbox")
+        row = page.locator("tr", has_text=number)
+        await expect(row).to_contain_text("Northwind Traders v Contoso Systems")
+        await expect(row).to_contain_text("answer to information request from Contoso Systems")
+        await expect(row).to_contain_text("deal registration")
+        await expect(row).to_contain_text("USD 125,000.00")
+        overdue = page.locator("tr", has_text=other)
+        await expect(overdue).to_contain_text("overdue")
+        await expect(overdue).to_contain_text("Northwind Traders v Adatum GmbH")
+        assert await row_numbers(page) == [other, number]  # the overdue task first
+        # Sort by amount: largest first, then the heading again for smallest first.
+        await page.get_by_role("link", name="Amount").click()
+        await expect(page.locator("th[aria-sort=descending]")).to_contain_text("Amount")
+        assert await row_numbers(page) == [other, number]
+        await page.get_by_role("link", name="Amount").click()
+        await expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Amount")
+        assert await row_numbers(page) == [number, other]
+        # Filter with the form: by category, then by deadline state.
+        await page.get_by_label("Category").select_option("deal_registration")
+        await page.get_by_role("button", name="Show").click()
+        assert await row_numbers(page) == [number]
+        await page.get_by_label("Category").select_option("")
+        await page.get_by_label("Deadline").select_option("overdue")
+        await page.get_by_role("button", name="Show").click()
+        assert await row_numbers(page) == [other]
+        await page.get_by_label("Deadline").select_option("")
+        await page.get_by_role("button", name="Show").click()
+        # Open the task.
+        await page.locator("tr", has_text=number).get_by_role("link", name=number).click()
+        await expect(page.locator("h1")).to_contain_text(number)
+
+
+async def test_board_member_works_from_the_review_queue(stack: Stack, chromium: Browser) -> None:
+    app = make_app(stack)
+    number = await in_review(stack)
+    await stack.wait_for_event(number, "panel_drawn")
+    other = "DSP-2026-900002"
+    queue_row(stack, other, person=PANEL[0], kind=TaskKind.CAST_VOTE, amount="1000")
+    async with served(app) as base:
+        page = await sign_in(chromium, base, EMAIL[PANEL[0]])
+        await expect(page.locator("h1")).to_contain_text("Review queue")
+        row = page.locator("tr", has_text=number)
+        await expect(row).to_contain_text("your vote")
+        await expect(row).to_contain_text("formal review")
+        await expect(row).to_contain_text("Northwind Traders v Contoso Systems")
+        assert await row_numbers(page) == [number, other]  # the one without deadline last
+        await page.get_by_role("link", name="Stage").click()
+        await expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Stage")
+        assert await row_numbers(page) == [other, number]  # mediation comes before review
+        await page.get_by_label("Stage").select_option("formal_review")
+        await page.get_by_role("button", name="Show").click()
+        assert await row_numbers(page) == [number]
+        await page.get_by_role("link", name="Clear").click()
+        assert await row_numbers(page) == [number, other]
+        chair = await sign_in(chromium, base, "c.chair@vendor.example")
+        await expect(chair.locator("tr", has_text=number)).to_contain_text("a vote from the panel:")
+        await page.locator("tr", has_text=number).get_by_role("link", name=number).click()
+        await expect(page.locator("h1")).to_contain_text(number)
+        await expect(page.locator("summary", has_text="Cast sealed vote")).to_be_visible()
+
+
+async def test_admin_works_from_the_admins_tasks(stack: Stack, chromium: Browser) -> None:
+    app = make_app(stack)
+    number = await mediating(stack)
+    queue_row(stack, "DSP-2026-900003", person=None, kind=TaskKind.RESOLVE_REMEDY)
+    queue_row(
+        stack,
+        "DSP-2026-900004",
+        person=None,
+        kind=TaskKind.ASSIGN_MEDIATOR,
+        amount="50",
+        category=DisputeCategory.TERRITORY,
+        stage=DisputeStage.TRIAGE,
+    )
+    async with served(app) as base:
+        page = await sign_in(chromium, base, "ada.admin@vendor.example")
+        await expect(page.locator("h1")).to_contain_text("Task inbox")
+        await expect(page.locator("tr", has_text="DSP-2026-900003")).to_contain_text(
+            "your retry or waiver of the failing remedy"
+        )
+        # The mediator's task is theirs, not the admins'.
+        await expect(page.locator("table.queue")).not_to_contain_text(number)
+        await page.get_by_role("link", name="Amount").click()
+        assert await row_numbers(page) == ["DSP-2026-900003", "DSP-2026-900004"]
+        await page.get_by_role("link", name="Category").click()
+        assert await row_numbers(page) == ["DSP-2026-900003", "DSP-2026-900004"]
+        await page.get_by_label("Task").select_option("assign_mediator")
+        await page.get_by_role("button", name="Show").click()
+        assert await row_numbers(page) == ["DSP-2026-900004"]
+        await expect(page.locator("tr", has_text="DSP-2026-900004")).to_contain_text(
+            "your choice of a mediator"
+        )
+        # A bad value typed into the address: a 400 page naming the parameter.
+        response = await page.goto("/inbox?sla=soonish")
+        assert response is not None and response.status == 400
+        await expect(page.locator("main")).to_contain_text("sla")
+        await page.goto("/inbox?kind=assign_mediator")
+        await page.get_by_role("link", name="DSP-2026-900004").click()
+        await expect(page.locator("h1")).to_contain_text("DSP-2026-900004")

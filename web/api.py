@@ -34,7 +34,8 @@ from web.forms import field_errors
 from web.idempotency import KeyReused
 from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
-from web.views import NotFound, inbox, load_live, load_record
+from web.queue import Sla, read_queue_query, work_queue
+from web.views import NotFound, load_live, load_record
 
 router = APIRouter(prefix="/api", responses=PROBLEM_RESPONSES)
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
@@ -174,12 +175,31 @@ IdempotencyKey = Annotated[
 
 
 class TaskOut(BaseModel):
+    """One task of your work queue, with what you need to work from it."""
+
     key: str
     dispute_number: str
     kind: TaskKind
     title: str
+    """What the task is, in words."""
     due_at: datetime | None
-    sla: Literal["on_time", "warned", "breached", "none"]
+    sla: Sla
+    """on_time; warned_50 or warned_80 once half or 80 % of its window is used; overdue; none
+    (no deadline)."""
+    category: DisputeCategory | None
+    stage: DisputeStage | None
+    amount: Decimal | None
+    """The amount at stake, in `currency`."""
+    currency: str | None
+    claimant: str | None
+    """The claimant partner's name."""
+    respondents: list[str]
+    """The respondent partners' names."""
+    awaiting: str
+    """What the task waits on and from whom ("your vote", "answer to information request from
+    Contoso Systems")."""
+    awaiting_from: list[str]
+    """Who owes it, by name; empty when it is your own step."""
 
 
 FilingRequest = request_model(FilingSubmission, without=("claimant_id", "filed_by"))
@@ -559,18 +579,54 @@ for _op in OPERATIONS.values():
 # --- tasks, precedents ----------------------------------------------------------------------------
 
 
-@router.get("/tasks", response_model=list[TaskOut], tags=["tasks"])
-def tasks(request: Request, viewer: ViewerDep) -> list[TaskOut]:
+QueueParameter = Annotated[list[str] | None, Query()]
+
+
+@router.get(
+    "/tasks",
+    response_model=list[TaskOut],
+    tags=["tasks"],
+    responses={400: PROBLEM_RESPONSES[422] | {"description": "A parameter's value is unknown"}},
+)
+def tasks(
+    request: Request,
+    viewer: ViewerDep,
+    sort: Annotated[
+        str | None, Query(description="due (default), amount, stage, category, kind or dispute")
+    ] = None,
+    order: Annotated[str | None, Query(description="asc or desc")] = None,
+    category: QueueParameter = None,
+    stage: QueueParameter = None,
+    sla: Annotated[
+        list[str] | None,
+        Query(description="on_time, warned_50, warned_80, overdue or none; repeat for several"),
+    ] = None,
+    kind: QueueParameter = None,
+) -> list[TaskOut]:
+    """Your work queue: the open tasks you may act on, soonest deadline first (none last), or
+    sorted and filtered as asked; several values of one filter are alternatives. An unknown
+    value is refused with 400, naming the parameter."""
+    given = {"sort": [sort], "order": [order], "category": category, "stage": stage}
+    given |= {"sla": sla, "kind": kind}
+    query = read_queue_query((k, v) for k, vs in given.items() for v in vs or () if v is not None)
     with web(request).services.sessions.read() as session:
-        items = inbox(session, viewer)
+        items = work_queue(session, viewer, query)
     return [
         TaskOut(
             key=i.task.key,
             dispute_number=i.task.dispute_number,
             kind=i.task.kind,
-            title=i.task.title,
-            due_at=i.task.due_at,
+            title=f"{i.label}: {i.task.dispute_number}",
+            due_at=i.due_at,
             sla=i.sla,
+            category=i.category,
+            stage=i.stage,
+            amount=i.amount,
+            currency=i.currency,
+            claimant=i.claimant,
+            respondents=list(i.respondents),
+            awaiting=i.awaiting_text,
+            awaiting_from=[name for a in i.awaiting for name in a.from_whom],
         )
         for i in items
     ]

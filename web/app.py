@@ -40,6 +40,7 @@ from web.headers import SecurityHeaders
 from web.operations import DisputeGone, Refused
 from web.problems import (
     BadInput,
+    BadQuery,
     Forbidden,
     SignInRequired,
     TooMany,
@@ -374,6 +375,18 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
             "Invalid input",
             exc.summary(),
             kind="validation",
+            errors=exc.errors,
+        )
+
+    @app.exception_handler(BadQuery)
+    async def _bad_query(request: Request, exc: BadQuery) -> Response:
+        return problem_or_page(
+            context,
+            request,
+            400,
+            "Bad request",
+            exc.summary(),
+            kind="bad-request",
             errors=exc.errors,
         )
 

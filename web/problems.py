@@ -115,3 +115,8 @@ class BadInput(Exception):
 
     def summary(self) -> str:
         return "; ".join(f"{f}: {m}" for f, m in self.errors)
+
+
+class BadQuery(BadInput):
+    """A query parameter of a list (sort, order, a filter) with a value it cannot take: 400,
+    naming the parameter."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -22,7 +21,6 @@ from accord.access import (
     WITHHELD_FROM_SUMMARY,
     Standing,
     Viewer,
-    dispute_scope,
     may_read_evidence,
     may_read_note,
     may_see_votes,
@@ -31,9 +29,9 @@ from accord.access import (
     visible_events,
 )
 from accord.db import SessionFactory
-from models.enums import Action, Role, TaskState
+from models.enums import Action, Role
 from models.payloads import DisputeState
-from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner, Task
+from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner
 from web.operations import OPERATIONS, Operation
 from workflows.dispute import DisputeWorkflow
 
@@ -214,50 +212,3 @@ def offered_operations(viewer: Viewer, state: DisputeState) -> list[Operation]:
             continue
         offered.append(op)
     return sorted(offered, key=lambda op: list(OPERATIONS).index(op.action))
-
-
-# --- tasks and SLA state -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InboxItem:
-    task: Task
-    sla: str
-    """on_time, warned (past half of its window), breached, or none (no deadline)."""
-
-
-def sla_state(task: Task, now: datetime) -> str:
-    if task.due_at is None:
-        return "none"
-    if now >= task.due_at:
-        return "breached"
-    window = (task.due_at - task.created_at).total_seconds()
-    if window > 0 and (now - task.created_at).total_seconds() >= window / 2:
-        return "warned"
-    return "on_time"
-
-
-def inbox(session: Session, viewer: Viewer, *, limit: int = 200) -> list[InboxItem]:
-    """Open tasks for this viewer, soonest due first (no deadline last), on disputes they may
-    see now: a task left open by a role that has ended leads nowhere, so it is not shown."""
-    mine: list[str] = [viewer.actor.id]
-    if viewer.actor.partner_id:
-        mine.append(viewer.actor.partner_id)
-    query = select(Task).where(Task.state == TaskState.OPEN)
-    if not viewer.sees_everything:
-        # Per task, by the dispute's key: the viewer's own tasks are few, the disputes many.
-        query = query.where(
-            exists().where(col(Dispute.number) == col(Task.dispute_number), dispute_scope(viewer))
-        )
-    if viewer.role is Role.ADMIN:
-        query = query.where(
-            col(Task.assignee_id).in_(mine)
-            | (col(Task.assignee_id).is_(None) & (Task.assignee_role == Role.ADMIN))
-        )
-    else:
-        query = query.where(col(Task.assignee_id).in_(mine))
-    rows = session.exec(
-        query.order_by(col(Task.due_at).is_(None), col(Task.due_at)).limit(limit)
-    ).all()
-    now = datetime.now(UTC)
-    return [InboxItem(task=t, sla=sla_state(t, now)) for t in rows]

@@ -40,8 +40,19 @@ from web.idempotency import KeyReused
 from web.operations import BY_SLUG, Refused, StillApplying, new_key
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
 from web.problems import BadInput
+from web.queue import (
+    CATEGORY_LABELS,
+    QUEUE_LIMIT,
+    SLA_LABELS,
+    SORT_LABELS,
+    STAGE_LABELS,
+    TASK_LABELS,
+    SortKey,
+    read_queue_query,
+    work_queue,
+)
 from web.service import precedent_view, search_precedents
-from web.views import DisputeFile, NotFound, inbox, load_live, load_record
+from web.views import DisputeFile, NotFound, load_live, load_record
 from workflows.consistency import pattern
 
 router = APIRouter(include_in_schema=False)
@@ -86,20 +97,56 @@ def disputes(
     )
 
 
+QUEUE_COLUMNS = (
+    ("due", "Due"),
+    ("", "Deadline"),
+    ("kind", "Dispute and task"),
+    ("", "Waiting on"),
+    ("", "Parties"),
+    ("category", "Category"),
+    ("stage", "Stage"),
+    ("amount", "Amount"),
+)
+"""The queue's columns: a heading with a sort key is a link that sorts by it (again: reversed)."""
+
+
+def _queue_page(request: Request, viewer: Viewer, title: str) -> Response:
+    """The task inbox and the review queue: one work queue, sorted and filtered by the query
+    parameters of its GET form and its column headings (web.queue)."""
+    query = read_queue_query(request.query_params.multi_items())
+    with web(request).services.sessions.read() as session:
+        items = work_queue(session, viewer, query)
+    return render(
+        request,
+        "inbox.html",
+        viewer,
+        items=items,
+        title=title,
+        path=request.url.path,
+        query=query,
+        limit=QUEUE_LIMIT,
+        columns=QUEUE_COLUMNS,
+        sort_links={k.value: "?" + urlencode(query.sorted_by(k)) for k in SortKey},
+        categories=list(CATEGORY_LABELS.items()),
+        stages=list(STAGE_LABELS.items()),
+        slas=list(SLA_LABELS.items()),
+        kinds=sorted(TASK_LABELS.items(), key=lambda kv: kv[1]),
+        sorts=list(SORT_LABELS.items()),
+        category_labels=CATEGORY_LABELS,
+        stage_labels=STAGE_LABELS,
+    )
+
+
 @router.get("/inbox", response_class=HTMLResponse)
 def inbox_page(request: Request, viewer: ViewerDep) -> Response:
-    with web(request).services.sessions.read() as session:
-        items = inbox(session, viewer)
-    return render(request, "inbox.html", viewer, items=items, title="Task inbox")
+    return _queue_page(request, viewer, "Task inbox")
 
 
 @router.get("/review", response_class=HTMLResponse)
 def review_queue(
     request: Request, viewer: Annotated[Viewer, Depends(require(Role.BOARD))]
 ) -> Response:
-    with web(request).services.sessions.read() as session:
-        items = inbox(session, viewer)
-    return render(request, "inbox.html", viewer, items=items, title="Review queue")
+    return _queue_page(request, viewer, "Review queue")
 
 
 @router.get("/search", response_class=HTMLResponse)
