@@ -23,7 +23,7 @@ from sqlmodel import col, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from accord import texts
+from accord import texts, wording
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing, connect
@@ -482,11 +482,7 @@ def disputes(
     if not rows:
         typer.echo("no disputes")
     for r in rows:
-        due = (
-            r.stage_deadline.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            if r.stage_deadline
-            else "-"
-        )
+        due = wording.when(r.stage_deadline)
         typer.echo(
             f"{r.number}  {r.stage.value:<14} {r.category.value:<18} "
             f"{r.claimant_id} v {', '.join(r.respondent_ids):<20} due {due}  "

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from accord import wording
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -37,17 +38,6 @@ SUBJECTS: dict[str, str] = {
 }
 
 
-def when(value: object) -> str:
-    """An ISO instant as people read it in mail: '2026-12-02 16:00 UTC'."""
-    try:
-        instant = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value)
-    if instant.tzinfo is None:
-        return str(value)
-    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
@@ -70,7 +60,7 @@ class TemplateCatalog:
             keep_trailing_newline=True,
         )
         for env in (self._html, self._text):
-            env.filters["when"] = when
+            wording.install(env)
 
     def names(self) -> list[str]:
         return sorted(SUBJECTS)

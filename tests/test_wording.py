@@ -1,0 +1,194 @@
+"""accord.wording: every enum member has words, and each formatter says things as people
+read them - no underscores, no reprs, names instead of ids."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+
+import pytest
+from jinja2 import Environment
+
+from accord import wording
+from accord.wording import Names
+from models import enums
+from models.enums import DisputeCategory, RemedyKind, TaskKind, VoteOutcome
+from models.payloads import (
+    CommissionSplit,
+    CoSellingResources,
+    LeadReroute,
+    MdfCredit,
+    RebateAdjustment,
+    TerritoryReassignment,
+    WrittenWarning,
+)
+
+NAMES = Names(
+    partners={"northwind": "Northwind", "contoso": "Contoso", "tailspin": "Tailspin"},
+    people={"sam.okafor": "Sam Okafor"},
+)
+
+ALL_ENUMS = [
+    member
+    for _, member in inspect.getmembers(enums, inspect.isclass)
+    if issubclass(member, Enum) and member.__module__ == enums.__name__
+]
+
+
+@pytest.mark.parametrize("enum", ALL_ENUMS, ids=lambda e: e.__name__)
+def test_every_member_of_every_enum_has_its_words(enum: type[Enum]) -> None:
+    table = wording.LABELS.get(enum)
+    assert table is not None, f"accord.wording.LABELS has no table for {enum.__name__}"
+    for member in enum:
+        words = wording.label(member)
+        assert member in table, f"{enum.__name__}.{member.name} has no wording"
+        assert "_" not in words and words.strip() == words and words
+        # The value as a bare string reads the same (or as another enum's same value).
+        assert "_" not in wording.label(member.value)
+
+
+def test_labels_where_replacing_underscores_reads_badly() -> None:
+    assert wording.label(VoteOutcome.PARTLY_UPHOLD) == "partly upheld"
+    assert wording.label("partly_uphold") == "partly upheld"
+    assert wording.label("ruled_partly_uphold") == "ruled: partly upheld"
+    assert wording.label("ruled_deny") == "ruled: denied"
+    assert wording.label(TaskKind.MEDIATE) == "mediate"
+    assert wording.label("channel_vs_direct") == "channel vs. direct sales"
+    assert wording.label(DisputeCategory.CO_MARKETING) == "co-marketing"
+    assert wording.label(RemedyKind.MDF_CREDIT) == "MDF credit"
+    assert wording.label("something_new") == "something new"
+    assert wording.label(None) == "-"
+
+
+def test_plural_and_ordinal() -> None:
+    assert wording.plural(1, "remedy") == "1 remedy"
+    assert wording.plural(2, "remedy") == "2 remedies"
+    assert wording.plural(0, "offer") == "0 offers"
+    assert wording.plural(3, "day") == "3 days"
+    assert wording.plural(2, "person") == "2 people"
+    assert wording.plural(2, "box") == "2 boxes"
+    assert [wording.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 102)] == [
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "102nd",
+    ]
+
+
+def test_money_and_percent() -> None:
+    assert wording.money(Decimal("5000"), "USD") == "USD 5,000.00"
+    assert wording.money("1234567.5", "EUR") == "EUR 1,234,567.50"
+    assert wording.money(Decimal("-500"), "USD") == "-USD 500.00"
+    assert wording.money(12) == "12.00"
+    assert wording.percent(Decimal("70")) == "70%"
+    assert wording.percent("33.50") == "33.5%"
+    assert wording.percent(Decimal("1E+2")) == "100%"
+
+
+def test_when_takes_datetimes_dates_and_iso_text() -> None:
+    instant = datetime(2026, 12, 2, 17, 0, tzinfo=UTC) + timedelta(hours=-1)
+    assert wording.when(instant) == "2026-12-02 16:00 UTC"
+    assert wording.when("2026-12-02T16:00:00+00:00") == "2026-12-02 16:00 UTC"
+    assert wording.when(date(2027, 1, 1)) == "2027-01-01"
+    assert wording.when(None) == "-"
+    assert wording.when("not a time") == "not a time"
+
+
+def test_countdown() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert wording.countdown(now + timedelta(days=2, hours=4), now) == "2d 4h left"
+    assert wording.countdown(now + timedelta(hours=3, minutes=10), now) == "3h 10m left"
+    assert wording.countdown(now - timedelta(days=1, hours=2), now) == "overdue by 1d 2h"
+    assert wording.countdown((now + timedelta(hours=1)).isoformat(), now) == "1h 0m left"
+    assert wording.countdown(None, now) == "no deadline"
+
+
+def test_names_fall_back_to_the_id_only_when_unknown() -> None:
+    assert NAMES.partner("tailspin") == "Tailspin"
+    assert NAMES.partner("unknown-co") == "unknown-co"
+    assert NAMES.person("sam.okafor") == "Sam Okafor"
+    assert NAMES.person(None) == "-"
+    assert NAMES.partner_list(["northwind", "contoso", "tailspin"]) == (
+        "Northwind, Contoso and Tailspin"
+    )
+
+
+REMEDY_LINES = [
+    (
+        CommissionSplit(
+            deal_ref="DR-2026-0042", shares={"northwind": Decimal(70), "contoso": Decimal(30)}
+        ),
+        "Commission split on deal DR-2026-0042: Northwind 70%, Contoso 30%",
+    ),
+    (
+        MdfCredit(partner_id="northwind", amount=Decimal(5000), currency="USD"),
+        "MDF credit of USD 5,000.00 to Northwind",
+    ),
+    (
+        TerritoryReassignment(
+            territory_code="EMEA-North",
+            from_partner_id="tailspin",
+            to_partner_id="northwind",
+            effective_on=date(2027, 1, 1),
+        ),
+        "Territory EMEA-North moves from Tailspin to Northwind on 2027-01-01",
+    ),
+    (
+        RebateAdjustment(partner_id="contoso", amount=Decimal("-1500.5"), currency="EUR"),
+        "Rebate reduced by EUR 1,500.50 for Contoso",
+    ),
+    (
+        CoSellingResources(partner_id="contoso", resource="solutions engineer", hours=40),
+        "Co-selling resources for Contoso: 40 hours of solutions engineer",
+    ),
+    (
+        LeadReroute(lead_ref="LEAD-7", to_partner_id="northwind"),
+        "Lead LEAD-7 is rerouted to Northwind",
+    ),
+    (
+        WrittenWarning(partner_id="tailspin", text="Do not poach registered deals."),
+        "Written warning to Tailspin: Do not poach registered deals.",
+    ),
+]
+
+
+def test_remedy_kinds_all_have_a_line() -> None:
+    assert {r.kind for r, _ in REMEDY_LINES} == set(RemedyKind)
+
+
+@pytest.mark.parametrize(("payload", "line"), REMEDY_LINES, ids=lambda v: getattr(v, "kind", ""))
+def test_one_line_per_remedy_from_a_payload_or_its_json(payload: object, line: str) -> None:
+    assert wording.remedy(payload, NAMES) == line
+    as_json = payload.model_dump(mode="json")  # type: ignore[attr-defined]
+    assert wording.remedy(as_json, NAMES) == line
+
+
+def test_install_registers_the_filters_and_reads_names_from_the_context() -> None:
+    env = Environment(autoescape=True)
+    wording.install(env, NAMES)
+    template = env.from_string(
+        "{{ o|label }} | {{ n|plural('remedy') }} | {{ p|partner }} | {{ s|person }} | "
+        "{{ r|remedy }} | {{ a|money('USD') }}"
+    )
+    text = template.render(
+        o="ruled_partly_uphold",
+        n=1,
+        p="tailspin",
+        s="sam.okafor",
+        r=REMEDY_LINES[1][0].model_dump(mode="json"),
+        a="70",
+    )
+    assert text == (
+        "ruled: partly upheld | 1 remedy | Tailspin | Sam Okafor | "
+        "MDF credit of USD 5,000.00 to Northwind | USD 70.00"
+    )
+    # A template's own `names` wins over the environment's.
+    other = Names(partners={"tailspin": "Tailspin Toys"})
+    assert env.from_string("{{ p|partner }}").render(p="tailspin", names=other) == "Tailspin Toys"
