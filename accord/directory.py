@@ -19,6 +19,7 @@ from sqlmodel import Session, col, delete, func, or_, select
 
 from accord.eligibility import VENDOR
 from accord.playbook import Playbook, _format_location
+from accord.wording import Names
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory, WebSession
@@ -360,3 +361,10 @@ def resolve_actor(session: Session, login: str) -> Actor:
             id=contact.email, role=Role.PARTNER, name=contact.name, partner_id=contact.partner_id
         )
     raise UnknownActor(f"{login} is neither a person nor an active partner contact")
+
+
+def names(session: Session) -> Names:
+    """Every partner's and person's display name, for accord.wording (small: one query each)."""
+    partners = {p.id: p.name for p in session.exec(select(Partner)).all()}
+    people = {p.id: p.name for p in session.exec(select(Person)).all()}
+    return Names(partners=partners, people=people)

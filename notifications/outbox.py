@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, update
 from sqlmodel import Session, col, select
 
-from accord import texts
+from accord import directory, texts
 from accord.db import SessionFactory
 from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
@@ -150,7 +150,12 @@ class Outbox:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
         # A text the workflow names by its stored reference is read in here (accord.texts).
         context = texts.resolve_context(self.sessions, request.context)
-        rendered = self.catalog.render(request.template, {**context, "base_url": self.base_url})
+        # The workflow names partners and people by id; their names are read here.
+        with self.sessions.read() as session:
+            names = directory.names(session)
+        rendered = self.catalog.render(
+            request.template, {**context, "base_url": self.base_url, "names": names}
+        )
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (

@@ -4,6 +4,7 @@ read them - no underscores, no reprs, names instead of ids."""
 from __future__ import annotations
 
 import inspect
+import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -24,6 +25,7 @@ from models.payloads import (
     TerritoryReassignment,
     WrittenWarning,
 )
+from notifications.render import SUBJECTS, TemplateCatalog
 
 NAMES = Names(
     partners={"northwind": "Northwind", "contoso": "Contoso", "tailspin": "Tailspin"},
@@ -192,3 +194,150 @@ def test_install_registers_the_filters_and_reads_names_from_the_context() -> Non
     # A template's own `names` wins over the environment's.
     other = Names(partners={"tailspin": "Tailspin Toys"})
     assert env.from_string("{{ p|partner }}").render(p="tailspin", names=other) == "Tailspin Toys"
+
+
+# --- the render test: everything a person reads, with every enum value --------------------
+
+# Ids that must never show where a name belongs (the names below are what should show).
+PARTNER_IDS = {"ptn-north": "Northwind Traders", "ptn-contoso": "Contoso Systems"}
+PERSON_IDS = {"sam.okafor": "Sam Okafor", "maria.lopez": "Maria Lopez"}
+RENDER_NAMES = Names(partners=PARTNER_IDS, people=PERSON_IDS)
+
+_RAW_VALUES = sorted(
+    {str(m.value) for e in ALL_ENUMS for m in e if "_" in str(m.value)}
+    | {o for o in wording.OUTCOMES if "_" in o},
+    key=len,
+    reverse=True,
+)
+_RAW = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, _RAW_VALUES)) + r")(?![\w-])")
+_ENUM_REPR = re.compile(r"<[A-Z]\w*\.[A-Z_]+: ")
+_IDS = re.compile(
+    r"(?<![\w.@-])(" + "|".join(map(re.escape, [*PARTNER_IDS, *PERSON_IDS])) + r")(?![\w@-])"
+)
+
+
+def leaks(text: str) -> list[str]:
+    """What in `text` is written for the machine, not for its reader."""
+    found = [f"raw enum value {m.group(0)!r}" for m in _RAW.finditer(text)]
+    found += [f"enum repr {m.group(0)!r}" for m in _ENUM_REPR.finditer(text)]
+    found += [f"python repr {r!r}" for r in ("{'", "['", "Decimal(") if r in text]
+    found += ["'None'" for _ in re.finditer(r"\bNone\b", text)]
+    found += [f"id {m.group(0)!r} where a name belongs" for m in _IDS.finditer(text)]
+    return found
+
+
+def test_the_leak_detector_sees_each_kind_of_leak() -> None:
+    assert leaks("Dispute ruled_partly_uphold")
+    assert leaks("Ruling: partly_uphold")
+    assert leaks("kind <RemedyKind.TERRITORY_REASSIGNMENT: 'territory_reassignment'>")
+    assert leaks("shares={'ptn-north': '70'}") and leaks("Decimal('70')") and leaks("None")
+    assert leaks("ptn-north appealed") and leaks("Mediator: sam.okafor")
+    assert not leaks("Northwind Traders appealed; ruled: partly upheld; --position 1")
+    assert not leaks("write to sam.okafor@vendor.example")
+
+
+REMEDY_JSON = [
+    r.model_dump(mode="json")
+    for r in (
+        CommissionSplit(
+            deal_ref="DR-2026-0042",
+            shares={"ptn-north": Decimal(70), "ptn-contoso": Decimal(30)},
+        ),
+        MdfCredit(partner_id="ptn-north", amount=Decimal(5000), currency="USD"),
+        TerritoryReassignment(
+            territory_code="EMEA-North",
+            from_partner_id="ptn-contoso",
+            to_partner_id="ptn-north",
+            effective_on=date(2027, 1, 1),
+        ),
+        RebateAdjustment(partner_id="ptn-contoso", amount=Decimal("-1500"), currency="EUR"),
+        CoSellingResources(partner_id="ptn-contoso", resource="solutions engineer", hours=40),
+        LeadReroute(lead_ref="LEAD-7", to_partner_id="ptn-north"),
+        WrittenWarning(partner_id="ptn-contoso", text="Do not poach registered deals."),
+    )
+]
+
+MAIL_CONTEXT: dict[str, object] = {
+    "number": "DSP-2026-000007",
+    "category": "pricing",
+    "summary": "Undercut on price",
+    "claimant": "Northwind Traders",
+    "respondents": ["Contoso Systems"],
+    "stage": "mediation",
+    "mediator": "Maria Lopez",
+    "base_url": "http://accord.test",
+    "deadline": "2026-12-10T22:00:00+00:00",
+    "reason": "the mediation deadline passed",
+    "outcome": "settled",
+    "request_id": "info-1",
+    "questions": "Why?",
+    "explanation": "5 business days",
+    "offer_id": "offer-1",
+    "terms": "Split",
+    "remedies": REMEDY_JSON,
+    "partner_id": "ptn-contoso",
+    "comment": "",
+    "percent": 50,
+    "purpose": "mediation",
+    "linked_summary": "Again",
+    "kind": "commission_split",
+    "round": 1,
+    "rationale": "Registration came first.",
+    "grounds": "The registration date was wrong.",
+    "position": 0,
+    "adapter": "ledger",
+    "reference": "LEDGER-1",
+    "names": RENDER_NAMES,
+}
+
+# Where an enum goes in a mail context, every value it can take.
+MAIL_ENUMS: dict[str, list[str]] = {
+    "category": [c.value for c in DisputeCategory],
+    "stage": [s.value for s in enums.DisputeStage],
+    "outcome": [*wording.OUTCOMES, *(o.value for o in VoteOutcome)],
+    "kind": [k.value for k in RemedyKind],
+    "purpose": ["acceptance", "mediation", "information", "review", "remedy", "appeal"],
+}
+
+
+def _mail_contexts(name: str) -> list[dict[str, object]]:
+    contexts = [MAIL_CONTEXT] + [
+        {**MAIL_CONTEXT, key: value} for key, values in MAIL_ENUMS.items() for value in values
+    ]
+    # A ruled dispute closes with the workflow's own reason (workflows/dispute.py).
+    contexts += [
+        {**MAIL_CONTEXT, "outcome": f"ruled_{o.value}", "reason": f"ruled {o.value} by the board"}
+        for o in VoteOutcome
+        if name == "closure"
+    ]
+    return contexts
+
+
+@pytest.mark.parametrize("name", sorted(set(SUBJECTS) - {"intake_reply"}))
+def test_every_email_reads_as_written_for_its_reader(name: str) -> None:
+    catalog = TemplateCatalog()
+    problems: set[str] = set()
+    for context in _mail_contexts(name):
+        email = catalog.render(name, context)
+        for part, text in (("subject", email.subject), ("text", email.text), ("html", email.html)):
+            problems |= {f"{part}: {leak}" for leak in leaks(text)}
+    assert not problems, sorted(problems)
+
+
+@pytest.mark.parametrize("outcome", ["incomplete", "refused", "not_added", "staff", "threaded"])
+def test_every_intake_reply_reads_as_written_for_its_reader(outcome: str) -> None:
+    email = TemplateCatalog().render(
+        "intake_reply",
+        {
+            "number": "DSP-2026-000007" if outcome in ("threaded", "not_added") else "",
+            "subject": "Deal",
+            "outcome": outcome,
+            "missing": ["Respondent: no partner matches 'Acme'"],
+            "errors": ["the summary is empty"],
+            "refused_attachments": ["virus.exe"],
+            "form_url": "http://accord.test/disputes/new?summary=Deal",
+            "intake_address": "disputes@accord.test",
+            "base_url": "http://accord.test",
+        },
+    )
+    assert not leaks(email.subject + email.text + email.html)
