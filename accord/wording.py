@@ -223,6 +223,21 @@ def capital(text: object) -> str:
     return words[:1].upper() + words[1:]
 
 
+def where(loc: Iterable[object], *, kinds: bool = False) -> str:
+    """A validation error's place in words: ('remedies', 0, 'deal_ref') -> 'remedies #1 deal
+    ref'. With `kinds`, a remedy kind (pydantic's branch of a tagged union) is put in
+    parentheses: ('commission_split', 'shares') -> '(commission split) shares'."""
+    words: list[str] = []
+    for step in loc:
+        if isinstance(step, int):
+            words.append(f"#{step + 1}")
+        elif kinds and str(step) in {k.value for k in RemedyKind}:
+            words.append(f"({label(step)})")
+        else:
+            words.append(label(step))
+    return " ".join(words)
+
+
 # --- numbers ---------------------------------------------------------------------------------
 
 _IRREGULAR = {"person": "people", "party": "parties", "child": "children"}

@@ -11,6 +11,7 @@ from enum import Enum
 
 import pytest
 from jinja2 import Environment
+from pydantic import TypeAdapter
 
 from accord import wording
 from accord.wording import Names
@@ -22,6 +23,7 @@ from models.payloads import (
     LeadReroute,
     MdfCredit,
     RebateAdjustment,
+    Remedy,
     TerritoryReassignment,
     WrittenWarning,
 )
@@ -62,6 +64,12 @@ def test_labels_where_replacing_underscores_reads_badly() -> None:
     assert wording.label(RemedyKind.MDF_CREDIT) == "MDF credit"
     assert wording.label("something_new") == "something new"
     assert wording.label(None) == "-"
+
+
+def test_where_names_a_field_in_words() -> None:
+    assert wording.where(("remedies", 0, "deal_ref")) == "remedies #1 deal ref"
+    assert wording.where(("commission_split", "shares"), kinds=True) == "(commission split) shares"
+    assert wording.where(()) == ""
 
 
 def test_plural_and_ordinal() -> None:
@@ -341,3 +349,192 @@ def test_every_intake_reply_reads_as_written_for_its_reader(outcome: str) -> Non
         },
     )
     assert not leaks(email.subject + email.text + email.html)
+
+
+# --- the CLI's human outputs -----------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def _state(stage: enums.DisputeStage, category: DisputeCategory, outcome: VoteOutcome) -> object:
+    from models.payloads import (
+        Deadline,
+        DisputeState,
+        HistoryEntry,
+        InformationRequestView,
+        OfferView,
+        OpenTask,
+        PanelMember,
+        RemedyProgress,
+        ReviewView,
+        RulingView,
+        VoteView,
+    )
+
+    remedies = tuple(TypeAdapter(Remedy).validate_python(r) for r in REMEDY_JSON)
+    seats = tuple(
+        PanelMember(person_id=p, name=n, email=f"{p}@vendor.example", function="sales")
+        for p, n in PERSON_IDS.items()
+    )
+    return DisputeState(
+        number="DSP-2026-000007",
+        stage=stage,
+        category=category,
+        claimant_id="ptn-north",
+        respondent_ids=("ptn-contoso",),
+        mediator_id="sam.okafor",
+        candidate_mediator_id="maria.lopez",
+        playbook_version="2026.1",
+        deadlines=(
+            Deadline(
+                purpose="mediation",
+                calendar="EU",
+                starts_at=NOW,
+                due_at=NOW + timedelta(days=3),
+                business_days=5,
+                warnings=(),
+                explanation="5 business days on the EU calendar",
+            ),
+        ),
+        clock_paused=True,
+        open_tasks=tuple(
+            OpenTask(key=f"k{i}", kind=k, assignee="sam.okafor", due_at=NOW)
+            for i, k in enumerate(TaskKind)
+        ),
+        information_requests=(
+            InformationRequestView(
+                id="info-1",
+                party_id="ptn-contoso",
+                questions="When?",
+                requested_at=NOW,
+                due_at=NOW,
+                answered_at=NOW,
+                answer="Then.",
+            ),
+        ),
+        offers=(
+            OfferView(
+                id="offer-1",
+                remedies=remedies,
+                terms="70/30 split",
+                proposed_at=NOW,
+                responses={"ptn-north": True, "ptn-contoso": False},
+                open=False,
+            ),
+        ),
+        notes=(),
+        history=tuple(
+            HistoryEntry(
+                seq=i, at=NOW, actor="sam.okafor", role=enums.Role.MEDIATOR, action=a, summary="s"
+            )
+            for i, a in enumerate(enums.Action)
+        ),
+        linked_filings=(),
+        remedies=tuple(
+            RemedyProgress(position=i, kind=k, state=s, adapter="ledger")
+            for i, (k, s) in enumerate(zip(RemedyKind, [*enums.RemedyState] * 2, strict=False))
+        ),
+        review=ReviewView(
+            round=1,
+            panel=seats,
+            chair=seats[0],
+            votes=tuple(
+                VoteView(person_id=p, cast_at=NOW, outcome=o, remedies=remedies)
+                for p, o in zip(PERSON_IDS, [outcome, None], strict=True)
+            ),
+            sealed=False,
+            quorum=2,
+        ),
+        rulings=(
+            RulingView(
+                round=1,
+                chair_id="sam.okafor",
+                outcome=outcome,
+                remedies=remedies,
+                rationale="Because.",
+                votes_relied_on=("sam.okafor",),
+                clauses_applied=("4.2",),
+                precedents_cited=(),
+                against_majority_reason=None,
+                issued_at=NOW,
+                final=False,
+            ),
+        ),
+        outcome=None,
+        allowed_actions={r.value: tuple(enums.Action) for r in enums.Role},
+    )
+
+
+@pytest.mark.parametrize("stage", list(enums.DisputeStage), ids=str)
+def test_accord_show_reads_as_written_for_its_reader(stage: enums.DisputeStage) -> None:
+    from accord.cli import describe
+
+    problems: set[str] = set()
+    for category, outcome in zip(
+        DisputeCategory, [*VoteOutcome, *VoteOutcome, *VoteOutcome], strict=False
+    ):
+        lines = describe(_state(stage, category, outcome), RENDER_NAMES, NOW)  # type: ignore[arg-type]
+        problems |= {f"{leak} in {line!r}" for line in lines for leak in leaks(line)}
+    assert not problems, sorted(problems)
+    text = "\n".join(
+        describe(_state(stage, DisputeCategory.PRICING, VoteOutcome.DENY), RENDER_NAMES, NOW)
+    )  # type: ignore[arg-type]
+    assert "remedy       1: " in text and "remedy       0:" not in text
+    assert (
+        "Commission split on deal DR-2026-0042: Northwind Traders 70%, Contoso Systems 30%" in text
+    )
+    assert (
+        "offer-1 closed: 70/30 split (Northwind Traders accepted; Contoso Systems rejected)" in text
+    )
+
+
+def test_the_cli_says_which_dispute_is_missing_or_closed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+    from typer import Exit
+
+    from accord.cli import _run, show_state
+    from web.operations import DisputeGone
+
+    class Handle:
+        def __init__(self, message: str) -> None:
+            self.message = message
+
+        async def query(self, *_: object) -> object:
+            raise RPCError(self.message, RPCStatusCode.NOT_FOUND, b"")
+
+    async def missing() -> None:
+        await show_state(Handle("workflow not found for ID: DSP-2026-999999"), "DSP-2026-999999")  # type: ignore[arg-type]
+
+    async def closed() -> None:
+        raise DisputeGone("DSP-2026-000003", closed=True)
+
+    for coro, said in [
+        (missing, "error: no dispute DSP-2026-999999\n"),
+        (closed, "error: DSP-2026-000003 is closed; nothing was changed\n"),
+    ]:
+        with pytest.raises(Exit):
+            _run(coro())
+        err = capsys.readouterr().err
+        assert err == said, err
+        assert not leaks(err)
+
+
+def test_a_pydantic_refusal_names_the_field_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    from typer import Exit
+
+    from accord.cli import _remedies_from_json
+
+    with pytest.raises(Exit):
+        _remedies_from_json(
+            [
+                '{"kind":"mdf_credit","partner_id":"a","amount":"5","currency":"USD"}',
+                '{"kind":"commission_split","deal_ref":"D","shares":{"a":60,"b":30}}',
+            ]
+        )
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --remedy 2 (commission split) shares: shares must add up to 100, "
+        "they add up to 90\n"
+    ), err

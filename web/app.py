@@ -355,9 +355,9 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
         (
             DisputeGone,
             409,
-            "Dispute not running",
+            "Dispute not open",
             "not-running",
-            lambda e: f"{e.args[0]} has no running workflow; nothing was changed.",
+            lambda e: f"{e}.",
         ),
         (Forbidden, 403, "Not allowed", "forbidden", str),
         (Refused, 409, "Action refused", "refused", str),

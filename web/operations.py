@@ -63,7 +63,25 @@ class Refused(Exception):
 
 
 class DisputeGone(Exception):
-    """No workflow answers for this dispute (never started, or its history was removed)."""
+    """No workflow answers for this dispute: never filed (or its history was removed), or
+    closed, so it takes no more actions. Said as its reader would: never the engine's words."""
+
+    def __init__(self, number: str, *, closed: bool = False) -> None:
+        super().__init__(number)
+        self.number = number
+        self.closed = closed
+
+    def __str__(self) -> str:
+        if self.closed:
+            return f"{self.number} is closed; nothing was changed"
+        return f"no dispute {self.number}"
+
+    @classmethod
+    def from_rpc(cls, error: RPCError, number: str) -> DisputeGone | None:
+        """The engine's 'not found' for this dispute's workflow, as what it means, or None."""
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            return None
+        return cls(number, closed="already completed" in (error.message or ""))
 
 
 class StillApplying(Exception):
@@ -226,8 +244,9 @@ async def perform(
             getattr(cause, "type", None) or type(cause).__name__,
         ) from None
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise DisputeGone(number) from None
+        gone = DisputeGone.from_rpc(exc, number)
+        if gone is not None:
+            raise gone from None
         raise
 
 
