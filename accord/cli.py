@@ -126,8 +126,9 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         raise typer.Exit(2) from None
     except ValidationError as exc:
         for err in exc.errors():
-            where = wording.where(err["loc"], kinds=True) or "input"
-            typer.secho(f"error: {where}: {plain_error(err)}", fg=typer.colors.RED, err=True)
+            where = wording.where(err["loc"], kinds=True)
+            said = f"{where}: {plain_error(err)}" if where else plain_error(err)
+            typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
         fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")

@@ -437,6 +437,23 @@ def remedy(value: object, names: Names | None = None) -> str:
     return capital(label(kind)) if kind else "Remedy"
 
 
+def task(value: object) -> str:
+    """A task as its assignee reads it: 'mediate DSP-2026-000001', not 'mediate: mediate:
+    DSP-...'. The workflow titles its tasks '<kind words>: <number>'; other titles (mail the
+    server refused) say more and are kept after the kind."""
+    kind = getattr(value, "kind", None)
+    title = str(getattr(value, "title", "") or "")
+    words = label(kind)
+    for prefix in (
+        f"{words}: ",
+        f"{label(str(getattr(kind, 'value', kind)))}: ",
+        f"{str(getattr(kind, 'value', kind)).replace('_', ' ')}: ",
+    ):
+        if title.startswith(prefix):
+            return f"{words} {title.removeprefix(prefix)}"
+    return f"{words}: {title}" if title else words
+
+
 def remedies(values: Iterable[object], names: Names | None = None) -> list[str]:
     """Every remedy's line, in order."""
     return [remedy(v, names) for v in values]
@@ -493,4 +510,5 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         person=_person,
         remedy=_remedy,
         remedies=_remedies,
+        task=task,
     )

@@ -181,7 +181,7 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         )
         assert code == 0, out
     code, out = await accord(stack, "show", number)
-    assert code == 0 and "board.sales: sealed" in out and "uphold" not in out.split("panel")[1]
+    assert code == 0 and "Beatrice Sales: sealed" in out and "uphold" not in out.split("panel")[1]
     code, out = await accord(
         stack,
         "rule",

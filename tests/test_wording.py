@@ -538,3 +538,36 @@ def test_a_pydantic_refusal_names_the_field_in_words(capsys: pytest.CaptureFixtu
         "error: --remedy 2 (commission split) shares: shares must add up to 100, "
         "they add up to 90\n"
     ), err
+
+
+def test_a_task_says_its_kind_once() -> None:
+    from types import SimpleNamespace
+
+    mediate = SimpleNamespace(kind=TaskKind.MEDIATE, title="mediate: DSP-2026-000001")
+    assert wording.task(mediate) == "mediate DSP-2026-000001"
+    cast = SimpleNamespace(kind=TaskKind.CAST_VOTE, title="cast vote: DSP-2026-000001")
+    assert wording.task(cast) == "cast a vote DSP-2026-000001"
+    mail = SimpleNamespace(kind=TaskKind.RESOLVE_MAIL, title="mail refused: offer to a@b.example")
+    assert wording.task(mail) == "resolve undelivered mail: mail refused: offer to a@b.example"
+
+
+def test_a_refusal_without_a_field_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    from typer import Exit
+
+    from accord.cli import _run
+    from models.payloads import FilingSubmission
+
+    async def bad() -> None:
+        FilingSubmission.model_validate({"claimant_id": "a", "respondent_ids": "x"})
+
+    async def whole() -> None:
+        TypeAdapter(Remedy).validate_python(
+            {"kind": "commission_split", "deal_ref": "D", "shares": {"a": 60, "b": 30}}
+        )
+
+    for coro in (bad, whole):
+        with pytest.raises(Exit):
+            _run(coro())
+        err = capsys.readouterr().err
+        assert "Value error" not in err and "error: input:" not in err and not leaks(err), err
+        assert "_" not in err.split(":")[1], err

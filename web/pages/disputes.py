@@ -17,6 +17,7 @@ from accord.access import Viewer
 from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
+from accord.wording import label
 from models.enums import (
     Action,
     DisputeCategory,
@@ -354,12 +355,14 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             if r.answered_at is None
         ]
         options["failed_remedies"] = [
-            (str(r.position), f"{r.position}: {r.kind.value} ({r.state})")
+            (str(r.position), f"{r.position + 1}: {label(r.kind)} ({label(r.state)})")
             for r in state.remedies
             if r.state == "failed"
         ]
         if state.review is not None:
-            options["voters"] = [(v.person_id, v.person_id) for v in state.review.votes]
+            options["voters"] = [
+                (v.person_id, record.names.person(v.person_id)) for v in state.review.votes
+            ]
     return options
 
 
@@ -411,6 +414,7 @@ async def _render_dispute(
         viewer,
         status=status,
         d=record,
+        names=record.names,
         forms=ACTION_FORMS,
         options=form_options(ctx, record),
         remedy_rows=range(REMEDY_ROWS),
