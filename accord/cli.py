@@ -701,7 +701,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
     for h in state.history:
         lines.append(
             f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {names.person(h.actor):<24} "
-            f"{w.label(h.action):<22} {h.summary}"
+            f"{w.label(h.action):<22} {w.summary(h.summary, names)}"
         )
     possible = [
         f"{w.label(role)}: {', '.join(w.label(a) for a in acts)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from pydantic import (
 )
 from sqlmodel import Session, col, delete, func, or_, select
 
+from accord.db import SessionFactory
 from accord.eligibility import VENDOR
 from accord.playbook import Playbook, _format_location
 from accord.wording import Names
@@ -368,3 +370,22 @@ def names(session: Session) -> Names:
     partners = {p.id: p.name for p in session.exec(select(Partner)).all()}
     people = {p.id: p.name for p in session.exec(select(Person)).all()}
     return Names(partners=partners, people=people)
+
+
+class DirectoryNames:
+    """`names` for the pages' filters, read from the directory again at most every `ttl`
+    seconds: one page calls it for every partner and person it names."""
+
+    def __init__(self, sessions: SessionFactory, ttl: float = 30.0) -> None:
+        self._sessions = sessions
+        self._ttl = ttl
+        self._names: Names | None = None
+        self._at = 0.0
+
+    def __call__(self) -> Names:
+        now = time.monotonic()
+        if self._names is None or now - self._at > self._ttl:
+            with self._sessions.read() as session:
+                self._names = names(session)
+            self._at = now
+        return self._names

@@ -8,6 +8,7 @@ from the directory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -459,6 +460,32 @@ def remedies(values: Iterable[object], names: Names | None = None) -> list[str]:
     return [remedy(v, names) for v in values]
 
 
+# --- texts the workflow wrote ----------------------------------------------------------------
+
+_VOTES = "|".join(o.value for o in VoteOutcome)
+_RULING = re.compile(rf"\b(ruling(?: issued)?: |ruled )({_VOTES})\b")
+_RAW = re.compile(
+    r"(?<![\w-])("
+    + "|".join(sorted((re.escape(v) for v in _BY_VALUE if "_" in v), key=len, reverse=True))
+    + r")(?![\w-])"
+)
+_TOKEN = re.compile(r"(?<![\w.@/-])([a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])(?![\w@/-]|\.\w)")
+
+
+def summary(text: object, names: Names | None = None) -> str:
+    """A line the workflow wrote for the history ('tailspin appealed the ruling', 'ruling:
+    partly_uphold', 'remedy 1 (mdf_credit) applied') as its reader reads it: names for the
+    ids the directory knows, words for enum values. The stored line itself is unchanged (it
+    is part of the audit trail); only what is shown is."""
+    n = names or NO_NAMES
+    words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), str(text))
+    words = _RAW.sub(lambda m: label(m.group(1)), words)
+    known = {**n.partners, **n.people}
+    if not known:
+        return words
+    return _TOKEN.sub(lambda m: known.get(m.group(1), m.group(1)), words)
+
+
 # --- Jinja2 ----------------------------------------------------------------------------------
 
 NamesProvider = Callable[[], Names]
@@ -493,6 +520,10 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         return remedy(value, _names(context))
 
     @pass_context
+    def _summary(context: Context, value: object) -> str:
+        return summary(value, _names(context))
+
+    @pass_context
     def _remedies(context: Context, values: Iterable[object]) -> list[str]:
         return remedies(values, _names(context))
 
@@ -511,4 +542,5 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         remedy=_remedy,
         remedies=_remedies,
         task=task,
+        summary=_summary,
     )

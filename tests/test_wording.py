@@ -8,6 +8,8 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from jinja2 import Environment
@@ -16,7 +18,7 @@ from pydantic import TypeAdapter
 from accord import wording
 from accord.wording import Names
 from models import enums
-from models.enums import DisputeCategory, RemedyKind, TaskKind, VoteOutcome
+from models.enums import DisputeCategory, RemedyKind, Role, TaskKind, VoteOutcome
 from models.payloads import (
     CommissionSplit,
     CoSellingResources,
@@ -541,8 +543,6 @@ def test_a_pydantic_refusal_names_the_field_in_words(capsys: pytest.CaptureFixtu
 
 
 def test_a_task_says_its_kind_once() -> None:
-    from types import SimpleNamespace
-
     mediate = SimpleNamespace(kind=TaskKind.MEDIATE, title="mediate: DSP-2026-000001")
     assert wording.task(mediate) == "mediate DSP-2026-000001"
     cast = SimpleNamespace(kind=TaskKind.CAST_VOTE, title="cast vote: DSP-2026-000001")
@@ -571,3 +571,212 @@ def test_a_refusal_without_a_field_is_said_plainly(capsys: pytest.CaptureFixture
         err = capsys.readouterr().err
         assert "Value error" not in err and "error: input:" not in err and not leaks(err), err
         assert "_" not in err.split(":")[1], err
+
+
+def test_a_history_line_names_partners_and_words_outcomes() -> None:
+    said = [
+        ("ptn-north appealed the ruling", "Northwind Traders appealed the ruling"),
+        ("final ruling: partly_uphold", "final ruling: partly upheld"),
+        ("ruling issued: deny", "ruling issued: denied"),
+        ("ruled partly_uphold by the board", "ruled partly upheld by the board"),
+        (
+            "remedy 1 (mdf_credit) applied through ledger",
+            "remedy 1 (MDF credit) applied through ledger",
+        ),
+        (
+            "deal_registration filed by nora@ptn-north.example against ptn-contoso",
+            "deal registration filed by nora@ptn-north.example against Contoso Systems",
+        ),
+        ("ptn-contoso accepted offer-1", "Contoso Systems accepted offer-1"),
+        ("sam.okafor recused: no", "Sam Okafor recused: no"),
+    ]
+    for stored, shown in said:
+        assert wording.summary(stored, RENDER_NAMES) == shown
+        assert not leaks(shown)
+
+
+# --- the pages -------------------------------------------------------------------------------
+
+VIEWERS = {
+    Role.ADMIN: ("alex.admin", None, "oversight"),
+    Role.COMPLIANCE: ("cora.compliance", None, "oversight"),
+    Role.MEDIATOR: ("sam.okafor", None, "mediator"),
+    Role.BOARD: ("maria.lopez", None, "panelist"),
+    Role.PARTNER: ("nora@north.example", "ptn-north", "party"),
+}
+
+
+def _record(state: Any) -> Any:
+    from accord.access import Standing
+    from models.tables import Dispute, DisputeEvent, Partner
+    from web.views import DisputeFile
+
+    row = Dispute(
+        number=state.number,
+        category=state.category,
+        claimant_id="ptn-north",
+        respondent_ids=["ptn-contoso"],
+        party_key="ptn-contoso|ptn-north",
+        contested_objects=[{"kind": k.value, "ref": "REF-1"} for k in enums.ObjectKind],
+        summary="Summary",
+        facts="Facts",
+        desired_remedy="Remedy",
+        amount_at_stake=Decimal("5000"),
+        currency="USD",
+        occurred_on=date(2026, 1, 1),
+        stage=state.stage,
+        stage_deadline=NOW,
+        deadline_explanation="5 business days",
+        mediator_id="sam.okafor",
+        playbook_version="2026.1",
+        filed_by="nora@north.example",
+        filed_at=NOW,
+        updated_at=NOW,
+        outcome=state.outcome,
+    )
+    parties = {
+        p: Partner(id=p, name=n, tier="gold", region="EU", calendar="EU")
+        for p, n in PARTNER_IDS.items()
+    }
+    summaries = [
+        "ptn-north appealed the ruling",
+        "final ruling: partly_uphold",
+        "remedy 1 (mdf_credit) applied through ledger",
+        "ptn-contoso accepted offer-1",
+        "ruled partly_uphold by the board",
+    ]
+    events = [
+        DisputeEvent(
+            dispute_number=state.number,
+            seq=i,
+            at=NOW,
+            actor_id=actor,
+            actor_role=role,
+            action=action,
+            content={
+                "summary": summaries[i % len(summaries)],
+                "deadline": {"purpose": "appeal", "due_at": NOW.isoformat(), "explanation": "x"},
+            },
+            hash="h",
+            prev_hash="p",
+        )
+        for i, (action, (role, (actor, _, _))) in enumerate(
+            zip(
+                [*(a.value for a in enums.Action), "stage_formal_review", "offer_accepted"],
+                [*VIEWERS.items()] * 10,
+                strict=False,
+            )
+        )
+    ]
+    return DisputeFile(
+        row=row,
+        standing=Standing.OVERSIGHT,
+        parties=parties,
+        side=None,
+        events=events,
+        evidence=[],
+        state=state,
+        names=RENDER_NAMES,
+    )
+
+
+def _visible(html: str) -> str:
+    """What a reader sees of a page: its text, not its markup (class names, form values)."""
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+@pytest.mark.parametrize("stage", list(enums.DisputeStage), ids=str)
+def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -> None:
+    from collections import defaultdict
+
+    from jinja2 import StrictUndefined
+
+    from accord.access import Standing, Viewer
+    from models.payloads import Actor
+    from models.tables import Task
+    from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS
+    from web.templating import make_templates
+    from web.views import InboxItem
+
+    env = make_templates().env
+    env.undefined = StrictUndefined
+    problems: set[str] = set()
+    tasks = [
+        InboxItem(
+            task=Task(
+                key=f"k{i}",
+                dispute_number="DSP-2026-000007",
+                kind=kind,
+                title=f"{kind.value.replace('_', ' ')}: DSP-2026-000007",
+                assignee_id="sam.okafor",
+                assignee_role=Role.MEDIATOR,
+                state=enums.TaskState.OPEN,
+                due_at=NOW,
+                opened_at=NOW,
+            ),
+            sla=sla,
+        )
+        for i, (kind, sla) in enumerate(
+            zip(TaskKind, ["on_time", "warned", "breached", "none"] * 4, strict=False)
+        )
+    ]
+    for category, outcome in zip(DisputeCategory, [*VoteOutcome] * 3, strict=False):
+        record = _record(_state(stage, category, outcome))
+        for role, (login, partner_id, standing) in VIEWERS.items():
+            record.standing = Standing(standing)
+            viewer = Viewer(
+                actor=Actor(id=login, role=role, name="Someone", partner_id=partner_id),
+                login=login,
+            )
+            base = {
+                "viewer": viewer,
+                "csrf": "t",
+                "flash": None,
+                "home": "/",
+                "oidc": False,
+                "oidc_label": "",
+                "names": RENDER_NAMES,
+            }
+            pages = {
+                "dispute.html": {
+                    "d": record,
+                    "forms": ACTION_FORMS,
+                    "options": defaultdict(list),
+                    "remedy_rows": range(REMEDY_ROWS),
+                    "remedy_inputs": REMEDY_INPUTS,
+                    "failed": None,
+                    "errors": {},
+                    "values": {},
+                    "visibilities": list(enums.EvidenceVisibility),
+                    "prefill": {},
+                    "suggested": [],
+                    "allowed_remedies": list(RemedyKind),
+                    "precedent_pattern": (),
+                    "undelivered": [],
+                },
+                "timeline.html": {"d": record},
+                "disputes.html": {
+                    "rows": [record.row],
+                    "total": 1,
+                    "page": 1,
+                    "pages": 1,
+                    "filters": SimpleNamespace(
+                        q=None,
+                        stage=None,
+                        category=None,
+                        party=None,
+                        open_only=False,
+                        filed_from=None,
+                        filed_to=None,
+                    ),
+                    "query": "",
+                    "stages": list(enums.DisputeStage),
+                    "categories": list(DisputeCategory),
+                    "partners": [],
+                },
+                "inbox.html": {"items": tasks, "title": "Task inbox"},
+            }
+            for name, context in pages.items():
+                text = _visible(env.get_template(name).render(**base, **context))
+                problems |= {f"{name} as {role.value}: {leak}" for leak in leaks(text)}
+    assert not problems, sorted(problems)

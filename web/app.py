@@ -77,6 +77,7 @@ def create_app(
     client: Client | Callable[[], Awaitable[Client]],
 ) -> FastAPI:
     settings.check()
+    from accord.directory import DirectoryNames
     from web import api, codec, health, pages
     from web.templating import make_templates
 
@@ -88,7 +89,7 @@ def create_app(
             session_max_age=timedelta(seconds=settings.session_max_age_seconds),
             policy=sign_in_policy(settings),
         ),
-        templates=make_templates(),
+        templates=make_templates(DirectoryNames(services.sessions)),
         client=client if isinstance(client, Client) else None,
     )
 

@@ -465,7 +465,7 @@ async def dispute(request: Request, viewer: ViewerDep, number: str) -> Response:
 def timeline(request: Request, viewer: ViewerDep, number: str) -> Response:
     with web(request).services.sessions.read() as session:
         record = load_record(session, viewer, number)
-    return render(request, "timeline.html", viewer, d=record)
+    return render(request, "timeline.html", viewer, d=record, names=record.names)
 
 
 @router.post("/disputes/{number}/actions/{slug}", response_class=HTMLResponse)
