@@ -635,7 +635,7 @@ def _record(state: Any) -> Any:
         outcome=state.outcome,
     )
     parties = {
-        p: Partner(id=p, name=n, tier="gold", region="EU", calendar="EU")
+        p: Partner(id=p, name=n, tier=enums.PartnerTier.GOLD, regions=["EU"], calendar="EU")
         for p, n in PARTNER_IDS.items()
     }
     summaries = [
@@ -780,3 +780,46 @@ def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -
                 text = _visible(env.get_template(name).render(**base, **context))
                 problems |= {f"{name} as {role.value}: {leak}" for leak in leaks(text)}
     assert not problems, sorted(problems)
+
+
+# --- names in mail: read from the directory when the outbox renders -------------------------
+
+
+def test_the_outbox_names_partners_the_workflow_gave_by_id(
+    database_url: str, smtp: tuple[Any, int], tmp_path: Any
+) -> None:
+    from accord.runtime import build_services
+    from models.payloads import NotificationRequest
+    from models.tables import OutboxMessage, Partner
+    from tests.conftest import make_settings
+
+    _, port = smtp
+    services = build_services(make_settings(database_url, port, tmp_path))
+    with services.sessions.begin() as session:
+        for pid, name in PARTNER_IDS.items():
+            session.add(
+                Partner(
+                    id=pid,
+                    name=name,
+                    tier=enums.PartnerTier.GOLD,
+                    regions=["EU"],
+                    calendar="EU",
+                )
+            )
+    context = {k: v for k, v in MAIL_CONTEXT.items() if k != "names"}
+    for template in ("appeal_received", "offer", "offer_rejected"):
+        ids = services.outbox.enqueue(
+            NotificationRequest(
+                key=f"DSP-2026-000007:1:{template}",
+                number="DSP-2026-000007",
+                template=template,
+                recipients=("nora@north.example",),
+                context=context,
+            ),
+            NOW,
+        )
+        with services.sessions.read() as session:
+            row = session.get(OutboxMessage, ids[0])
+            assert row is not None
+            body = row.text_body
+        assert "Contoso Systems" in body and not leaks(body), body
