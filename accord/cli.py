@@ -583,7 +583,7 @@ def inbound_retry(inbound_id: int, actor: As) -> None:
             state = await processor.process(inbound_id)
         finally:
             processor.close()
-        typer.echo(f"message {inbound_id} processed again: {state.value}")
+        typer.echo(f"message {inbound_id} processed again: {wording.label(state)}")
 
     _run(go())
 
@@ -892,7 +892,10 @@ def _act(
             return
         except KeyReused as reused:
             fail(f"--update-id {chosen}: {reused}")
-        typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
+        with services.sessions.read() as session:
+            names = directory.names(session)
+        said = wording.summary(result.message, names)
+        typer.echo(f"{result.number}: {said} (stage: {wording.label(result.stage)})")
 
     _run(go())
 
@@ -1337,10 +1340,11 @@ def outbox_list(
         when = (
             f"next try {r.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
             if waiting and r.next_attempt_at
-            else r.state.value
+            else wording.label(r.state)
         )
         typer.echo(
-            f"{r.id:>6}  {r.dispute_number or 'intake':<16} {r.template:<20} {r.recipient:<32}"
+            f"{r.id:>6}  {r.dispute_number or 'intake':<16} {wording.label(r.template):<20} "
+            f"{r.recipient:<32}"
             f" {when}, {r.attempts} tries: {r.last_error or '-'}"
         )
 

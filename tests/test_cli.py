@@ -251,7 +251,7 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         "--remedy",
         split,
     )
-    assert code == 0 and "ruling issued: uphold" in out, out
+    assert code == 0 and "ruling issued: upheld" in out, out
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     code, out = await accord(
         stack,
