@@ -823,3 +823,18 @@ def test_the_outbox_names_partners_the_workflow_gave_by_id(
             assert row is not None
             body = row.text_body
         assert "Contoso Systems" in body and not leaks(body), body
+
+
+def test_the_engine_not_finding_a_dispute_is_said_as_what_it_means() -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from web.operations import DisputeGone
+
+    missing = RPCError("workflow not found for ID: DSP-2026-999999", RPCStatusCode.NOT_FOUND, b"")
+    done = RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
+    other = RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+    assert str(DisputeGone.from_rpc(missing, "DSP-2026-999999")) == "no dispute DSP-2026-999999"
+    assert str(DisputeGone.from_rpc(done, "DSP-2026-000001")) == (
+        "DSP-2026-000001 is closed; nothing was changed"
+    )
+    assert DisputeGone.from_rpc(other, "DSP-2026-000001") is None
