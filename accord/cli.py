@@ -116,6 +116,16 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _refusal(reason: object) -> str:
+    """A dispute's refusal with names for ids and words for enum values."""
+    try:
+        with _services().sessions.read() as session:
+            names = directory.names(session)
+    except Exception:  # the refusal is said even when the directory cannot be read
+        names = wording.NO_NAMES
+    return wording.summary(reason, names)
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
     """Run one command; every expected failure becomes a one-line error and exit code 2."""
     try:
@@ -131,9 +141,9 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
             typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
-        fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
+        fail(f"refused: {_refusal(getattr(exc.cause, 'message', exc.cause))}")
     except Refused as exc:
-        fail(f"refused: {exc}")
+        fail(f"refused: {_refusal(exc)}")
     except DisputeGone as exc:
         fail(str(exc))
     except (UnknownActor, CliError) as exc:

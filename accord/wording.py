@@ -469,6 +469,7 @@ _RAW = re.compile(
     + "|".join(sorted((re.escape(v) for v in _BY_VALUE if "_" in v), key=len, reverse=True))
     + r")(?![\w-])"
 )
+_PLACE = re.compile(r"\bremedies\[(\d+)\]")
 _TOKEN = re.compile(r"(?<![\w.@/-])([a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])(?![\w@/-]|\.\w)")
 
 
@@ -478,7 +479,8 @@ def summary(text: object, names: Names | None = None) -> str:
     ids the directory knows, words for enum values. The stored line itself is unchanged (it
     is part of the audit trail); only what is shown is."""
     n = names or NO_NAMES
-    words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), str(text))
+    words = _PLACE.sub(lambda m: f"remedy {int(m.group(1)) + 1}", str(text))
+    words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
     words = _RAW.sub(lambda m: label(m.group(1)), words)
     known = {**n.partners, **n.people}
     if not known:

@@ -72,7 +72,7 @@ async def test_a_dispute_is_filed_shown_and_acted_on_from_the_command_line(stack
     )
     assert (
         code == 2
-        and "refused: accept_assignment in stage triage is for mediator, not partner" in out
+        and "refused: accept the assignment in stage triage is for mediator, not partner" in out
     )
 
     code, out = await accord(

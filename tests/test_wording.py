@@ -589,6 +589,14 @@ def test_a_history_line_names_partners_and_words_outcomes() -> None:
         ),
         ("ptn-contoso accepted offer-1", "Contoso Systems accepted offer-1"),
         ("sam.okafor recused: no", "Sam Okafor recused: no"),
+        (
+            "remedies[0]: territory_reassignment is not allowed for deal_registration disputes",
+            "remedy 1: territory reassignment is not allowed for deal registration disputes",
+        ),
+        (
+            "appeal is not possible while the dispute is remedy (possible in: appeal_window)",
+            "appeal is not possible while the dispute is remedy (possible in: appeal window)",
+        ),
     ]
     for stored, shown in said:
         assert wording.summary(stored, RENDER_NAMES) == shown

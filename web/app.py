@@ -32,6 +32,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accord.runtime import Services
 from accord.settings import Settings
+from accord.wording import NO_NAMES, NamesProvider, summary
 from models.codec import EncryptionCodec
 from models.text import plain_error, problem
 from web import csrf, docs, limits, throttle
@@ -59,6 +60,7 @@ class WebContext:
     accounts: Accounts
     templates: Jinja2Templates
     client: Client | None = None
+    names: NamesProvider = lambda: NO_NAMES
 
     def temporal(self) -> Client:
         if self.client is None:
@@ -81,6 +83,7 @@ def create_app(
     from web import api, codec, health, pages
     from web.templating import make_templates
 
+    names = DirectoryNames(services.sessions)
     context = WebContext(
         settings=settings,
         services=services,
@@ -89,8 +92,9 @@ def create_app(
             session_max_age=timedelta(seconds=settings.session_max_age_seconds),
             policy=sign_in_policy(settings),
         ),
-        templates=make_templates(DirectoryNames(services.sessions)),
+        templates=make_templates(names),
         client=client if isinstance(client, Client) else None,
+        names=names,
     )
 
     @asynccontextmanager
@@ -361,7 +365,7 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
             lambda e: f"{e}.",
         ),
         (Forbidden, 403, "Not allowed", "forbidden", str),
-        (Refused, 409, "Action refused", "refused", str),
+        (Refused, 409, "Action refused", "refused", lambda e: summary(str(e), context.names())),
     ]
     for exc_type, status, title, kind, detail in plain:
         app.add_exception_handler(exc_type, _plain_handler(context, status, title, kind, detail))

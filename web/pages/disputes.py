@@ -17,7 +17,7 @@ from accord.access import Viewer
 from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
-from accord.wording import label
+from accord.wording import label, summary
 from models.enums import (
     Action,
     DisputeCategory,
@@ -505,7 +505,11 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
         # Back to the same form, with the reason next to it and everything typed kept (the
         # forms shown get new keys: a corrected form is a new action).
         values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        errors = _by_field(exc.errors) if isinstance(exc, BadInput) else {"form": [str(exc)]}
+        errors = (
+            _by_field(exc.errors)
+            if isinstance(exc, BadInput)
+            else {"form": [summary(str(exc), web(request).names())]}
+        )
         return await _render_dispute(
             request,
             viewer,
