@@ -145,7 +145,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except Refused as exc:
         fail(f"refused: {_refusal(exc)}")
     except DisputeGone as exc:
-        fail(str(exc))
+        fail(str(exc.known(_services().sessions)))
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
     except ConfigurationError as exc:

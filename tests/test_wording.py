@@ -846,3 +846,21 @@ def test_the_engine_not_finding_a_dispute_is_said_as_what_it_means() -> None:
         "DSP-2026-000001 is closed; nothing was changed"
     )
     assert DisputeGone.from_rpc(other, "DSP-2026-000001") is None
+
+
+async def test_the_cli_says_no_dispute_and_is_closed_against_the_engine(stack: Any) -> None:
+    from tests.test_cli import FILING, accord
+
+    code, out = await accord(stack, "show", "DSP-2026-999999")
+    assert code == 2 and "error: no dispute DSP-2026-999999" in out, out
+    assert "Temporal" not in out and "workflow" not in out, out
+    code, out = await accord(stack, *FILING)
+    assert code == 0, out
+    number = out.split(":")[0]
+    withdraw = ("withdraw", number, "--as", "nora@northwind.example", "--reason")
+    code, out = await accord(stack, *withdraw, "We settled it between us.")
+    assert code == 0, out
+    await stack.handle(number).result()
+    code, out = await accord(stack, *withdraw, "Once more, to be sure.")
+    assert code == 2 and f"error: {number} is closed; nothing was changed" in out, out
+    assert "Temporal" not in out and "workflow" not in out, out

@@ -320,6 +320,11 @@ def problem_or_page(
 NOT_FOUND_DETAIL = "It does not exist, or it is not yours to see."
 
 
+def _gone(exc: Exception, context: WebContext) -> str:
+    """'no dispute DSP-…' or 'DSP-… is closed; nothing was changed'."""
+    return str(exc.known(context.services.sessions) if isinstance(exc, DisputeGone) else exc)
+
+
 def _plain_handler(
     context: WebContext, status: int, title: str, kind: str, detail: Callable[[Exception], str]
 ) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -362,7 +367,7 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
             409,
             "Dispute not open",
             "not-running",
-            lambda e: f"{e}.",
+            lambda e: f"{_gone(e, context)}.",
         ),
         (Forbidden, 403, "Not allowed", "forbidden", str),
         (Refused, 409, "Action refused", "refused", lambda e: summary(str(e), context.names())),

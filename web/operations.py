@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -24,6 +25,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from accord.db import SessionFactory
 from models.enums import Action
 from models.payloads import (
     AcceptAssignment,
@@ -49,6 +51,7 @@ from models.payloads import (
     WaiveRemedy,
     Withdraw,
 )
+from models.tables import Dispute
 from workflows.dispute import DisputeWorkflow
 
 
@@ -75,6 +78,18 @@ class DisputeGone(Exception):
         if self.closed:
             return f"{self.number} is closed; nothing was changed"
         return f"no dispute {self.number}"
+
+    def known(self, sessions: SessionFactory) -> DisputeGone:
+        """Said with what the database knows: a dispute on record whose workflow no longer
+        takes actions is closed (the engine says 'not found' for both)."""
+        if self.closed:
+            return self
+        try:
+            with sessions.read() as session:
+                recorded = session.get(Dispute, self.number) is not None
+        except SQLAlchemyError:  # said without the database's help, then
+            return self
+        return DisputeGone(self.number, closed=recorded)
 
     @classmethod
     def from_rpc(cls, error: RPCError, number: str) -> DisputeGone | None:
