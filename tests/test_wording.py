@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -15,7 +16,7 @@ import pytest
 from jinja2 import Environment
 from pydantic import TypeAdapter
 
-from accord import wording
+from accord import directory, wording
 from accord.wording import Names
 from models import enums
 from models.enums import DisputeCategory, RemedyKind, Role, TaskKind, VoteOutcome
@@ -221,18 +222,22 @@ _RAW_VALUES = sorted(
 )
 _RAW = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, _RAW_VALUES)) + r")(?![\w-])")
 _ENUM_REPR = re.compile(r"<[A-Z]\w*\.[A-Z_]+: ")
-_IDS = re.compile(
-    r"(?<![\w.@-])(" + "|".join(map(re.escape, [*PARTNER_IDS, *PERSON_IDS])) + r")(?![\w@-])"
-)
 
 
-def leaks(text: str) -> list[str]:
+def _ids(ids: Iterable[str]) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w.@-])(" + "|".join(map(re.escape, ids)) + r")(?![\w@-]|\.\w)")
+
+
+_IDS = _ids([*PARTNER_IDS, *PERSON_IDS])
+
+
+def leaks(text: str, ids: re.Pattern[str] = _IDS) -> list[str]:
     """What in `text` is written for the machine, not for its reader."""
     found = [f"raw enum value {m.group(0)!r}" for m in _RAW.finditer(text)]
     found += [f"enum repr {m.group(0)!r}" for m in _ENUM_REPR.finditer(text)]
     found += [f"python repr {r!r}" for r in ("{'", "['", "Decimal(") if r in text]
     found += ["'None'" for _ in re.finditer(r"\bNone\b", text)]
-    found += [f"id {m.group(0)!r} where a name belongs" for m in _IDS.finditer(text)]
+    found += [f"id {m.group(0)!r} where a name belongs" for m in ids.finditer(text)]
     return found
 
 
@@ -864,3 +869,10 @@ async def test_the_cli_says_no_dispute_and_is_closed_against_the_engine(stack: A
     code, out = await accord(stack, *withdraw, "Once more, to be sure.")
     assert code == 2 and f"error: {number} is closed; nothing was changed" in out, out
     assert "Temporal" not in out and "workflow" not in out, out
+    # What the CLI lists reads with names, never the directory's ids.
+    with stack.services.sessions.read() as session:
+        known = directory.names(session)
+    ids = _ids([*known.partners, *known.people])
+    for command in (("show", number), ("disputes",), ("tasks", "--all"), ("mail",)):
+        code, out = await accord(stack, *command)
+        assert code == 0 and not leaks(out, ids), (command, leaks(out, ids), out)
