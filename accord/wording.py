@@ -469,6 +469,10 @@ _RAW = re.compile(
     + "|".join(sorted((re.escape(v) for v in _BY_VALUE if "_" in v), key=len, reverse=True))
     + r")(?![\w-])"
 )
+_ONE = re.compile(
+    r"(?<![\d.,])\b1 ((?:similar |business )?)(remed)ies\b|(?<![\d.,])\b1 ((?:similar |business )?)"
+    r"(precedent|day|vote|partner|member|message|offer)s\b"
+)
 _PLACE = re.compile(r"\bremedies\[(\d+)\]")
 _TOKEN = re.compile(r"(?<![\w.@/-])([a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])(?![\w@/-]|\.\w)")
 
@@ -480,6 +484,9 @@ def summary(text: object, names: Names | None = None) -> str:
     is part of the audit trail); only what is shown is."""
     n = names or NO_NAMES
     words = _PLACE.sub(lambda m: f"remedy {int(m.group(1)) + 1}", str(text))
+    words = _ONE.sub(
+        lambda m: f"1 {m.group(1)}remedy" if m.group(2) else f"1 {m.group(3)}{m.group(4)}", words
+    )
     words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
     words = _RAW.sub(lambda m: label(m.group(1)), words)
     known = {**n.partners, **n.people}

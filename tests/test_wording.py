@@ -594,6 +594,10 @@ def test_a_history_line_names_partners_and_words_outcomes() -> None:
         ),
         ("ptn-contoso accepted offer-1", "Contoso Systems accepted offer-1"),
         ("sam.okafor recused: no", "Sam Okafor recused: no"),
+        ("offer-1: 1 remedies proposed", "offer-1: 1 remedy proposed"),
+        ("offer-2: 11 remedies proposed", "offer-2: 11 remedies proposed"),
+        ("1 similar precedents attached for triage", "1 similar precedent attached for triage"),
+        ("extended by 1 business days: late", "extended by 1 business day: late"),
         (
             "remedies[0]: territory_reassignment is not allowed for deal_registration disputes",
             "remedy 1: territory reassignment is not allowed for deal registration disputes",
