@@ -21,10 +21,10 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import col, or_, select
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from accord import texts, wording
+from accord import directory, texts, wording
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.reference import REMEDY_OPTION_HELP
@@ -140,6 +140,16 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _refusal(reason: object) -> str:
+    """A dispute's refusal with names for ids and words for enum values."""
+    try:
+        with _services().sessions.read() as session:
+            names = directory.names(session)
+    except Exception:  # the refusal is said even when the directory cannot be read
+        names = wording.NO_NAMES
+    return wording.summary(reason, names)
+
+
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
     """Run one command; every expected failure becomes a one-line error and exit code 2."""
     try:
@@ -150,15 +160,16 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         raise typer.Exit(2) from None
     except ValidationError as exc:
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "input"
-            typer.secho(f"error: {where}: {plain_error(err)}", fg=typer.colors.RED, err=True)
+            where = wording.where(err["loc"], kinds=True)
+            said = f"{where}: {plain_error(err)}" if where else plain_error(err)
+            typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
-        fail(f"refused: {exc.cause.message if hasattr(exc.cause, 'message') else exc.cause}")
+        fail(f"refused: {_refusal(getattr(exc.cause, 'message', exc.cause))}")
     except Refused as exc:
-        fail(f"refused: {exc}")
+        fail(f"refused: {_refusal(exc)}")
     except DisputeGone as exc:
-        fail(f"{exc.args[0]} has no running workflow; nothing was changed")
+        fail(str(exc.known(_services().sessions)))
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
     except ConfigurationError as exc:
@@ -526,6 +537,7 @@ def disputes(
         if stage:
             query = query.where(Dispute.stage == stage)
         rows = session.exec(query).all()
+        names = directory.names(session)
     if as_json:
         _print_json([r.model_dump(mode="json") for r in rows])
         return
@@ -534,9 +546,9 @@ def disputes(
     for r in rows:
         due = wording.when(r.stage_deadline)
         typer.echo(
-            f"{r.number}  {r.stage.value:<14} {r.category.value:<18} "
-            f"{r.claimant_id} v {', '.join(r.respondent_ids):<20} due {due}  "
-            f"mediator {r.mediator_id or '-'}"
+            f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
+            f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
+            f"due {due}  mediator {names.person(r.mediator_id)}"
         )
 
 
@@ -565,6 +577,7 @@ def tasks(
                 )
             )
         rows = session.exec(query).all()
+        names = directory.names(session)
     if not rows:
         typer.echo("no tasks")
     now = datetime.now(UTC)
@@ -572,12 +585,11 @@ def tasks(
         if t.due_at is None:
             sla = "no deadline"
         elif t.state is not TaskState.OPEN:
-            sla = t.state.value
+            sla = wording.label(t.state)
         else:
             sla = "BREACHED" if t.due_at < now else f"due in {_human(t.due_at - now)}"
-        typer.echo(
-            f"{t.dispute_number}  {t.kind.value:<20} {t.assignee_id or '(admins)':<26} {sla}"
-        )
+        who_does = names.person(t.assignee_id) if t.assignee_id else "(admins)"
+        typer.echo(f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}")
 
 
 @app.command()
@@ -631,7 +643,7 @@ def inbound_retry(inbound_id: int, actor: As) -> None:
             state = await processor.process(inbound_id)
         finally:
             processor.close()
-        typer.echo(f"message {inbound_id} processed again: {state.value}")
+        typer.echo(f"message {inbound_id} processed again: {wording.label(state)}")
 
     _run(go())
 
@@ -645,6 +657,18 @@ def _human(delta: timedelta) -> str:
     )
 
 
+async def show_state(handle: WorkflowHandle[Any, Any], number: str) -> DisputeState:
+    """The dispute's live state; a dispute the engine does not know is said as such."""
+    try:
+        state: DisputeState = await handle.query(DisputeWorkflow.get_state)
+    except RPCError as exc:
+        gone = DisputeGone.from_rpc(exc, number)
+        if gone is not None:
+            raise gone from None
+        raise
+    return state
+
+
 @app.command()
 def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """A dispute's live state: stage, parties, deadlines with explanations, tasks, history."""
@@ -652,82 +676,100 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
     async def go() -> None:
         client = await _client(_settings())
         handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
-        state: DisputeState = await handle.query(DisputeWorkflow.get_state)
-        state = texts.resolve_state(_services().sessions, state)
+        state = texts.resolve_state(_services().sessions, await show_state(handle, number))
         if as_json:
             _print_json(state.model_dump(mode="json"))
             return
-        typer.echo(
-            f"{state.number}  {state.stage.value}  "
-            f"({state.category.value}, playbook {state.playbook_version})"
-        )
-        typer.echo(f"  claimant     {state.claimant_id}")
-        typer.echo(f"  respondents  {', '.join(state.respondent_ids)}")
-        typer.echo(
-            f"  mediator     {state.mediator_id or '-'}"
-            + (
-                f" (offered to {state.candidate_mediator_id})"
-                if state.candidate_mediator_id
-                else ""
-            )
-        )
-        if state.clock_paused:
-            typer.echo("  clock        PAUSED: a party owes information")
-        for d in state.deadlines:
-            left = d.due_at - datetime.now(UTC)
-            typer.echo(
-                f"  deadline     {d.purpose}: {d.due_at:%Y-%m-%d %H:%M} UTC ({_human(left)} left)"
-            )
-            typer.echo(f"               {d.explanation}")
-        for t in state.open_tasks:
-            typer.echo(
-                f"  task         {t.kind.value} for {t.assignee or 'admins'}"
-                + (f", due {t.due_at:%Y-%m-%d %H:%M} UTC" if t.due_at else "")
-            )
-        for o in state.offers:
-            typer.echo(
-                f"  offer        {o.id} {'open' if o.open else 'closed'}: {o.terms} {o.responses}"
-            )
-        for r in state.information_requests:
-            typer.echo(
-                f"  info         {r.id} to {r.party_id}: {r.questions!r}"
-                + (f" answered {r.answer!r}" if r.answer else "")
-            )
-        if state.review is not None:
-            review = state.review
-            chair = review.chair.person_id if review.chair else "-"
-            members = ", ".join(m.person_id for m in review.panel)
-            typer.echo(
-                f"  panel        round {review.round}: {members}; chair {chair};"
-                f" quorum {review.quorum}"
-            )
-            for v in review.votes:
-                shown = "sealed" if v.outcome is None else v.outcome.value
-                typer.echo(
-                    f"  vote         {v.person_id}: {shown} ({v.cast_at:%Y-%m-%d %H:%M} UTC)"
-                )
-        for decided in state.rulings:
-            typer.echo(
-                f"  ruling       round {decided.round}{' (final)' if decided.final else ''}: "
-                f"{decided.outcome.value} by {decided.chair_id}: {decided.rationale}"
-            )
-        for rp in state.remedies:
-            typer.echo(
-                f"  remedy       {rp.position}: {rp.kind.value} {rp.state}"
-                + (f" via {rp.adapter}" if rp.adapter else "")
-                + (f" ({rp.error})" if rp.error else "")
-            )
-        typer.echo("  history")
-        for h in state.history:
-            typer.echo(
-                f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {h.actor:<24} {h.action:<22} {h.summary}"
-            )
-        allowed = {
-            role: [a.value for a in acts] for role, acts in state.allowed_actions.items() if acts
-        }
-        typer.echo(f"  possible now {allowed or 'nothing (closed)'}")
+        with _services().sessions.read() as session:
+            names = directory.names(session)
+        for line in describe(state, names, datetime.now(UTC)):
+            typer.echo(line)
 
     _run(go())
+
+
+def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[str]:
+    """`accord show`: a dispute's state as lines a person reads (names, not ids)."""
+    w = wording
+    lines = [
+        f"{state.number}  {w.label(state.stage)}  "
+        f"({w.label(state.category)}, playbook {state.playbook_version})",
+        f"  claimant     {names.partner(state.claimant_id)}",
+        f"  respondents  {names.partner_list(state.respondent_ids)}",
+        f"  mediator     {names.person(state.mediator_id)}"
+        + (
+            f" (offered to {names.person(state.candidate_mediator_id)})"
+            if state.candidate_mediator_id
+            else ""
+        ),
+    ]
+    if state.clock_paused:
+        lines.append("  clock        PAUSED: a party owes information")
+    for d in state.deadlines:
+        lines.append(
+            f"  deadline     {d.purpose}: {w.when(d.due_at)} ({w.countdown(d.due_at, now)})"
+        )
+        lines.append(f"               {d.explanation}")
+    for t in state.open_tasks:
+        lines.append(
+            f"  task         {w.label(t.kind)} for "
+            + (names.person(t.assignee) if t.assignee else "admins")
+            + (f", due {w.when(t.due_at)}" if t.due_at else "")
+        )
+    for o in state.offers:
+        answers = "; ".join(
+            f"{names.partner(p)} {'accepted' if yes else 'rejected'}"
+            for p, yes in o.responses.items()
+        )
+        lines.append(
+            f"  offer        {o.id} {'open' if o.open else 'closed'}: {o.terms}"
+            + (f" ({answers})" if answers else "")
+        )
+        lines += [f"               {i}. {w.remedy(r, names)}" for i, r in enumerate(o.remedies, 1)]
+    for r in state.information_requests:
+        lines.append(
+            f"  info         {r.id} to {names.partner(r.party_id)}: \u201c{r.questions}\u201d"
+            + (f" answered \u201c{r.answer}\u201d" if r.answer else "")
+        )
+    if state.review is not None:
+        review = state.review
+        chair = review.chair.name if review.chair else "-"
+        members = w.join(m.name for m in review.panel)
+        lines.append(
+            f"  panel        round {review.round}: {members}; chair {chair}; quorum {review.quorum}"
+        )
+        for v in review.votes:
+            shown = "sealed" if v.outcome is None else w.label(v.outcome)
+            lines.append(
+                f"  vote         {names.person(v.person_id)}: {shown} ({w.when(v.cast_at)})"
+            )
+    for decided in state.rulings:
+        lines.append(
+            f"  ruling       round {decided.round}{' (final)' if decided.final else ''}: "
+            f"{w.label(decided.outcome)} by {names.person(decided.chair_id)}: {decided.rationale}"
+        )
+        lines += [
+            f"               {i}. {w.remedy(r, names)}" for i, r in enumerate(decided.remedies, 1)
+        ]
+    for rp in state.remedies:
+        lines.append(
+            f"  remedy       {rp.position + 1}: {w.capital(w.label(rp.kind))}, {w.label(rp.state)}"
+            + (f" via {rp.adapter}" if rp.adapter else "")
+            + (f" ({rp.error})" if rp.error else "")
+        )
+    lines.append("  history")
+    for h in state.history:
+        lines.append(
+            f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {names.person(h.actor):<24} "
+            f"{w.label(h.action):<22} {w.summary(h.summary, names)}"
+        )
+    possible = [
+        f"{w.label(role)}: {', '.join(w.label(a) for a in acts)}"
+        for role, acts in state.allowed_actions.items()
+        if acts
+    ]
+    lines.append("  possible now " + ("; ".join(possible) if possible else "nothing (closed)"))
+    return lines
 
 
 @app.command()
@@ -910,7 +952,10 @@ def _act(
             return
         except KeyReused as reused:
             fail(f"--update-id {chosen}: {reused}")
-        typer.echo(f"{result.number}: {result.message} (stage: {result.stage.value})")
+        with services.sessions.read() as session:
+            names = directory.names(session)
+        said = wording.summary(result.message, names)
+        typer.echo(f"{result.number}: {said} (stage: {wording.label(result.stage)})")
 
     _run(go())
 
@@ -1162,14 +1207,18 @@ def main() -> None:
 
 
 def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
-    try:
-        return tuple(_REMEDIES.validate_json(r) for r in remedy)
-    except ValidationError as exc:
-        fail(
-            "--remedy: "
-            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {plain_error(e)}" for e in exc.errors())
-        )
-        raise
+    parsed: list[Remedy] = []
+    for place, text in enumerate(remedy, start=1):
+        try:
+            parsed.append(_REMEDIES.validate_json(text))
+        except ValidationError as exc:
+            fail(
+                "; ".join(
+                    f"--remedy {place} {wording.where(e['loc'], kinds=True)}: {plain_error(e)}"
+                    for e in exc.errors()
+                )
+            )
+    return tuple(parsed)
 
 
 @app.command()
@@ -1280,11 +1329,20 @@ def redraw_panel(number: Number, actor: As, reason: Reason, key: UpdateId = None
     _act(number, actor, key, Action.REDRAW_PANEL, lambda a: RedrawPanel(actor=a, reason=reason))
 
 
+def _remedy_index(position: int) -> int:
+    """The payload's place of the remedy `accord show` numbers `position` (from 1)."""
+    if position < 1:
+        raise CliError("--position: remedies are numbered from 1, as `accord show` lists them")
+    return position - 1
+
+
 @app.command("retry-remedy")
 def retry_remedy(
     number: Number,
     actor: As,
-    position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
+    position: Annotated[
+        int, typer.Option(help="which remedy: 1 is the first, as `accord show` numbers them")
+    ],
     reason: Annotated[str, typer.Option(help="what changed")] = "",
     key: UpdateId = None,
 ) -> None:
@@ -1294,7 +1352,7 @@ def retry_remedy(
         actor,
         key,
         Action.RETRY_REMEDY,
-        lambda a: RetryRemedy(actor=a, position=position, reason=reason),
+        lambda a: RetryRemedy(actor=a, position=_remedy_index(position), reason=reason),
     )
 
 
@@ -1302,7 +1360,9 @@ def retry_remedy(
 def waive_remedy(
     number: Number,
     actor: As,
-    position: Annotated[int, typer.Option(help="which remedy (0 is the first)")],
+    position: Annotated[
+        int, typer.Option(help="which remedy: 1 is the first, as `accord show` numbers them")
+    ],
     reason: Reason,
     key: UpdateId = None,
 ) -> None:
@@ -1312,7 +1372,7 @@ def waive_remedy(
         actor,
         key,
         Action.WAIVE_REMEDY,
-        lambda a: WaiveRemedy(actor=a, position=position, reason=reason),
+        lambda a: WaiveRemedy(actor=a, position=_remedy_index(position), reason=reason),
     )
 
 
@@ -1355,10 +1415,11 @@ def outbox_list(
         when = (
             f"next try {r.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
             if waiting and r.next_attempt_at
-            else r.state.value
+            else wording.label(r.state)
         )
         typer.echo(
-            f"{r.id:>6}  {r.dispute_number or 'intake':<16} {r.template:<20} {r.recipient:<32}"
+            f"{r.id:>6}  {r.dispute_number or 'intake':<16} {wording.label(r.template):<20} "
+            f"{r.recipient:<32}"
             f" {when}, {r.attempts} tries: {r.last_error or '-'}"
         )
 

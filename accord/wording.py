@@ -8,6 +8,7 @@ from the directory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -223,6 +224,21 @@ def capital(text: object) -> str:
     return words[:1].upper() + words[1:]
 
 
+def where(loc: Iterable[object], *, kinds: bool = False) -> str:
+    """A validation error's place in words: ('remedies', 0, 'deal_ref') -> 'remedies #1 deal
+    ref'. With `kinds`, a remedy kind (pydantic's branch of a tagged union) is put in
+    parentheses: ('commission_split', 'shares') -> '(commission split) shares'."""
+    words: list[str] = []
+    for step in loc:
+        if isinstance(step, int):
+            words.append(f"#{step + 1}")
+        elif kinds and str(step) in {k.value for k in RemedyKind}:
+            words.append(f"({label(step)})")
+        else:
+            words.append(label(step))
+    return " ".join(words)
+
+
 # --- numbers ---------------------------------------------------------------------------------
 
 _IRREGULAR = {"person": "people", "party": "parties", "child": "children"}
@@ -422,9 +438,61 @@ def remedy(value: object, names: Names | None = None) -> str:
     return capital(label(kind)) if kind else "Remedy"
 
 
+def task(value: object) -> str:
+    """A task as its assignee reads it: 'mediate DSP-2026-000001', not 'mediate: mediate:
+    DSP-...'. The workflow titles its tasks '<kind words>: <number>'; other titles (mail the
+    server refused) say more and are kept after the kind."""
+    kind = getattr(value, "kind", None)
+    title = str(getattr(value, "title", "") or "")
+    words = label(kind)
+    for prefix in (
+        f"{words}: ",
+        f"{label(str(getattr(kind, 'value', kind)))}: ",
+        f"{str(getattr(kind, 'value', kind)).replace('_', ' ')}: ",
+    ):
+        if title.startswith(prefix):
+            return f"{words} {title.removeprefix(prefix)}"
+    return f"{words}: {title}" if title else words
+
+
 def remedies(values: Iterable[object], names: Names | None = None) -> list[str]:
     """Every remedy's line, in order."""
     return [remedy(v, names) for v in values]
+
+
+# --- texts the workflow wrote ----------------------------------------------------------------
+
+_VOTES = "|".join(o.value for o in VoteOutcome)
+_RULING = re.compile(rf"\b(ruling(?: issued)?: |ruled )({_VOTES})\b")
+_RAW = re.compile(
+    r"(?<![\w-])("
+    + "|".join(sorted((re.escape(v) for v in _BY_VALUE if "_" in v), key=len, reverse=True))
+    + r")(?![\w-])"
+)
+_ONE = re.compile(
+    r"(?<![\d.,])\b1 ((?:similar |business )?)(remed)ies\b|(?<![\d.,])\b1 ((?:similar |business )?)"
+    r"(precedent|day|vote|partner|member|message|offer)s\b"
+)
+_PLACE = re.compile(r"\bremedies\[(\d+)\]")
+_TOKEN = re.compile(r"(?<![\w.@/-])([a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])(?![\w@/-]|\.\w)")
+
+
+def summary(text: object, names: Names | None = None) -> str:
+    """A line the workflow wrote for the history ('tailspin appealed the ruling', 'ruling:
+    partly_uphold', 'remedy 1 (mdf_credit) applied') as its reader reads it: names for the
+    ids the directory knows, words for enum values. The stored line itself is unchanged (it
+    is part of the audit trail); only what is shown is."""
+    n = names or NO_NAMES
+    words = _PLACE.sub(lambda m: f"remedy {int(m.group(1)) + 1}", str(text))
+    words = _ONE.sub(
+        lambda m: f"1 {m.group(1)}remedy" if m.group(2) else f"1 {m.group(3)}{m.group(4)}", words
+    )
+    words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
+    words = _RAW.sub(lambda m: label(m.group(1)), words)
+    known = {**n.partners, **n.people}
+    if not known:
+        return words
+    return _TOKEN.sub(lambda m: known.get(m.group(1), m.group(1)), words)
 
 
 # --- Jinja2 ----------------------------------------------------------------------------------
@@ -461,6 +529,10 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         return remedy(value, _names(context))
 
     @pass_context
+    def _summary(context: Context, value: object) -> str:
+        return summary(value, _names(context))
+
+    @pass_context
     def _remedies(context: Context, values: Iterable[object]) -> list[str]:
         return remedies(values, _names(context))
 
@@ -478,4 +550,6 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         person=_person,
         remedy=_remedy,
         remedies=_remedies,
+        task=task,
+        summary=_summary,
     )

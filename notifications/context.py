@@ -14,9 +14,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from accord import texts
-from accord.wording import Names
 from models.payloads import NotificationRequest
-from models.tables import DisputeEvent, Partner, PartnerContact, Person
+from models.tables import DisputeEvent, Partner, PartnerContact
 
 TEMPLATE_BY_EVENT: Mapping[tuple[str, str], str] = {
     ("admin_task", "panel_incomplete"): "panel_incomplete",
@@ -43,12 +42,6 @@ def _event(session: Session, number: str, **where: Any) -> DisputeEvent | None:
     return session.exec(query.order_by(col(DisputeEvent.seq).desc())).first()
 
 
-def names(session: Session) -> Names:
-    partners = dict(session.exec(select(Partner.id, Partner.name)).all())
-    people = dict(session.exec(select(Person.id, Person.name)).all())
-    return Names(partners=partners, people=people)
-
-
 def _appellant(session: Session, event: DisputeEvent) -> str:
     contact = session.exec(
         select(PartnerContact).where(PartnerContact.email == event.actor_id)
@@ -64,7 +57,7 @@ def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[st
     template = request.template
     if not request.number:
         return template, {}
-    extra: dict[str, object] = {"names": names(session)}
+    extra: dict[str, object] = {}
     step = step_of(request)
     if step is not None:
         at_step = _event(session, request.number, step=step)

@@ -40,7 +40,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from accord import texts
+from accord import directory, texts
 from accord.db import SessionFactory
 from models.enums import OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
@@ -238,11 +238,14 @@ class Outbox:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
         # A text the workflow names by its stored reference is read in here (accord.texts).
         context = texts.resolve_context(self.sessions, request.context)
-        # What the reader must decide on, from the dispute's record (notifications.context).
+        # What the reader must decide on, from the dispute's record (notifications.context);
+        # the workflow names partners and people by id, their names are read here too.
         with self.sessions.read() as session:
             template, extra = enrich(session, request)
-        context = {**extra, **context, **{k: v for k, v in extra.items() if k != "names"}}
-        rendered = self.catalog.render(template, {**context, "base_url": self.base_url})
+            names = directory.names(session)
+        rendered = self.catalog.render(
+            template, {**context, **extra, "base_url": self.base_url, "names": names}
+        )
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (

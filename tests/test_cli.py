@@ -72,7 +72,7 @@ async def test_a_dispute_is_filed_shown_and_acted_on_from_the_command_line(stack
     )
     assert (
         code == 2
-        and "refused: accept_assignment in stage triage is for mediator, not partner" in out
+        and "refused: accept the assignment in stage triage is for mediator, not partner" in out
     )
 
     code, out = await accord(
@@ -181,7 +181,7 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         )
         assert code == 0, out
     code, out = await accord(stack, "show", number)
-    assert code == 0 and "board.sales: sealed" in out and "uphold" not in out.split("panel")[1]
+    assert code == 0 and "Beatrice Sales: sealed" in out and "uphold" not in out.split("panel")[1]
     code, out = await accord(
         stack,
         "rule",
@@ -251,7 +251,7 @@ async def test_the_board_votes_and_rules_from_the_command_line(stack: Stack) -> 
         "--remedy",
         split,
     )
-    assert code == 0 and "ruling issued: uphold" in out, out
+    assert code == 0 and "ruling issued: upheld" in out, out
     await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
     code, out = await accord(
         stack,

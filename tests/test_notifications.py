@@ -133,7 +133,9 @@ async def test_outbox_sends_once_per_recipient_across_retries(
     assert html is not None and text is not None
     assert "&lt;script&gt;" in html.get_content()
     assert "<script>alert" in text.get_content()
-    assert "Split" in text.get_content() and "mdf_credit" in text.get_content()
+    assert (
+        "Split" in text.get_content() and "MDF credit of USD 10.00 to contoso" in text.get_content()
+    )
 
 
 async def test_a_failed_send_stays_in_the_outbox_and_is_sent_later(

@@ -227,7 +227,7 @@ async def test_board_votes_under_seal_and_the_chair_rules(stack: Stack, chromium
         await form.get_by_label("remedy 1 kind").select_option("commission_split")
         await form.get_by_label("remedy 1 deal ref").fill("DR-2026-0042")
         await form.get_by_label("remedy 1 shares").fill("northwind=80, contoso=20")
-        await form.get_by_label("board.sales").check()
+        await form.get_by_label("Beatrice Sales").check()
         await form.locator("input[name=clauses_applied]").first.check()
         await form.get_by_role("button", name="Issue ruling").click()
         await expect(chair.locator(".flash")).to_contain_text("Issue ruling")

@@ -32,6 +32,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from accord.runtime import Services
 from accord.settings import Settings
+from accord.wording import NO_NAMES, NamesProvider, summary
 from models.codec import EncryptionCodec
 from models.text import plain_error, problem
 from web import csrf, docs, limits, throttle
@@ -60,6 +61,7 @@ class WebContext:
     accounts: Accounts
     templates: Jinja2Templates
     client: Client | None = None
+    names: NamesProvider = lambda: NO_NAMES
 
     def temporal(self) -> Client:
         if self.client is None:
@@ -78,9 +80,11 @@ def create_app(
     client: Client | Callable[[], Awaitable[Client]],
 ) -> FastAPI:
     settings.check()
+    from accord.directory import DirectoryNames
     from web import api, codec, health, pages
     from web.templating import make_templates
 
+    names = DirectoryNames(services.sessions)
     context = WebContext(
         settings=settings,
         services=services,
@@ -89,8 +93,9 @@ def create_app(
             session_max_age=timedelta(seconds=settings.session_max_age_seconds),
             policy=sign_in_policy(settings),
         ),
-        templates=make_templates(),
+        templates=make_templates(names),
         client=client if isinstance(client, Client) else None,
+        names=names,
     )
 
     @asynccontextmanager
@@ -316,6 +321,11 @@ def problem_or_page(
 NOT_FOUND_DETAIL = "It does not exist, or it is not yours to see."
 
 
+def _gone(exc: Exception, context: WebContext) -> str:
+    """'no dispute DSP-…' or 'DSP-… is closed; nothing was changed'."""
+    return str(exc.known(context.services.sessions) if isinstance(exc, DisputeGone) else exc)
+
+
 def _plain_handler(
     context: WebContext, status: int, title: str, kind: str, detail: Callable[[Exception], str]
 ) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -356,12 +366,12 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
         (
             DisputeGone,
             409,
-            "Dispute not running",
+            "Dispute not open",
             "not-running",
-            lambda e: f"{e.args[0]} has no running workflow; nothing was changed.",
+            lambda e: f"{_gone(e, context)}.",
         ),
         (Forbidden, 403, "Not allowed", "forbidden", str),
-        (Refused, 409, "Action refused", "refused", str),
+        (Refused, 409, "Action refused", "refused", lambda e: summary(str(e), context.names())),
     ]
     for exc_type, status, title, kind, detail in plain:
         app.add_exception_handler(exc_type, _plain_handler(context, status, title, kind, detail))

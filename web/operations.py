@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
@@ -24,6 +25,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from accord.db import SessionFactory
 from models.enums import Action
 from models.payloads import (
     AcceptAssignment,
@@ -49,6 +51,7 @@ from models.payloads import (
     WaiveRemedy,
     Withdraw,
 )
+from models.tables import Dispute
 from workflows.dispute import DisputeWorkflow
 
 
@@ -63,7 +66,37 @@ class Refused(Exception):
 
 
 class DisputeGone(Exception):
-    """No workflow answers for this dispute (never started, or its history was removed)."""
+    """No workflow answers for this dispute: never filed (or its history was removed), or
+    closed, so it takes no more actions. Said as its reader would: never the engine's words."""
+
+    def __init__(self, number: str, *, closed: bool = False) -> None:
+        super().__init__(number)
+        self.number = number
+        self.closed = closed
+
+    def __str__(self) -> str:
+        if self.closed:
+            return f"{self.number} is closed; nothing was changed"
+        return f"no dispute {self.number}"
+
+    def known(self, sessions: SessionFactory) -> DisputeGone:
+        """Said with what the database knows: a dispute on record whose workflow no longer
+        takes actions is closed (the engine says 'not found' for both)."""
+        if self.closed:
+            return self
+        try:
+            with sessions.read() as session:
+                recorded = session.get(Dispute, self.number) is not None
+        except SQLAlchemyError:  # said without the database's help, then
+            return self
+        return DisputeGone(self.number, closed=recorded)
+
+    @classmethod
+    def from_rpc(cls, error: RPCError, number: str) -> DisputeGone | None:
+        """The engine's 'not found' for this dispute's workflow, as what it means, or None."""
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            return None
+        return cls(number, closed="already completed" in (error.message or ""))
 
 
 class StillApplying(Exception):
@@ -226,8 +259,9 @@ async def perform(
             getattr(cause, "type", None) or type(cause).__name__,
         ) from None
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise DisputeGone(number) from None
+        gone = DisputeGone.from_rpc(exc, number)
+        if gone is not None:
+            raise gone from None
         raise
 
 

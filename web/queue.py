@@ -319,7 +319,11 @@ class QueueItem:
 
     @property
     def label(self) -> str:
-        return TASK_LABELS[self.task.kind]
+        # The kind in words; a title that says more than kind and number (mail the server
+        # refused, and to whom) follows it, as accord.wording.task words it.
+        said = wording.task(self.task).removesuffix(f" {self.task.dispute_number}")
+        kind = wording.label(self.task.kind)
+        return TASK_LABELS[self.task.kind] + said.removeprefix(kind)
 
     @property
     def sla_label(self) -> str:

@@ -14,9 +14,10 @@ from web.operations import new_key
 HERE = Path(__file__).parent
 
 
-def make_templates() -> Jinja2Templates:
+def make_templates(names: wording.NamesProvider | None = None) -> Jinja2Templates:
+    """`names` gives partners' and people's names to pages that do not pass their own."""
     templates = Jinja2Templates(directory=HERE / "templates")
-    wording.install(templates.env)
+    wording.install(templates.env, names)
     # new_key: a fresh idempotency key for each action form rendered.
     templates.env.globals.update(now=lambda: datetime.now(UTC), new_key=new_key)
     return templates

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from accord import texts
+from accord import directory, texts
 from accord.access import (
     WITHHELD_FROM_SUMMARY,
     Standing,
@@ -29,6 +29,7 @@ from accord.access import (
     visible_events,
 )
 from accord.db import SessionFactory
+from accord.wording import Names
 from models.enums import Action, Role
 from models.payloads import DisputeState
 from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner
@@ -57,6 +58,8 @@ class DisputeFile:
     state: DisputeState | None = None
     """None when the workflow did not answer; pages then show the read model alone."""
     operations: list[Operation] = field(default_factory=list)
+    names: Names = field(default_factory=Names)
+    """Partners' and people's names, for the page's `partner` and `person` filters."""
 
     def text_of(self, content: dict[str, Any], name: str = "text") -> str:
         """An entry's text: inline in entries from before texts were stored, else read in."""
@@ -90,7 +93,13 @@ def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
         # A transient copy: the session's row is never changed, nor anything read beyond it.
         summary = Dispute(**{**row.model_dump(), **dict.fromkeys(WITHHELD_FROM_SUMMARY, "")})
         return DisputeFile(
-            row=summary, standing=where, parties=parties, side=None, events=[], evidence=[]
+            row=summary,
+            standing=where,
+            parties=parties,
+            side=None,
+            events=[],
+            evidence=[],
+            names=directory.names(session),
         )
     evidence_rows = session.exec(
         select(Evidence).where(Evidence.dispute_number == number).order_by(col(Evidence.added_at))
@@ -110,6 +119,7 @@ def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
         events=visible,
         evidence=[e for e in evidence_rows if may_read_evidence(viewer, where, e)],
         texts=texts.bodies(session, (i for e in visible for i in texts.referenced(e.content))),
+        names=directory.names(session),
     )
 
 

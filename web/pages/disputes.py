@@ -17,7 +17,7 @@ from accord.access import Viewer
 from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
-from accord.wording import Names
+from accord.wording import label, summary
 from models.enums import (
     Action,
     DisputeCategory,
@@ -402,12 +402,14 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             if r.answered_at is None
         ]
         options["failed_remedies"] = [
-            (str(r.position), f"{r.position}: {r.kind.value} ({r.state})")
+            (str(r.position), f"{r.position + 1}: {label(r.kind)} ({label(r.state)})")
             for r in state.remedies
             if r.state == "failed"
         ]
         if state.review is not None:
-            options["voters"] = [(v.person_id, v.person_id) for v in state.review.votes]
+            options["voters"] = [
+                (v.person_id, record.names.person(v.person_id)) for v in state.review.votes
+            ]
     return options
 
 
@@ -459,6 +461,7 @@ async def _render_dispute(
         viewer,
         status=status,
         d=record,
+        names=record.names,
         forms=ACTION_FORMS,
         options=form_options(ctx, record),
         remedy_rows=range(REMEDY_ROWS),
@@ -471,8 +474,6 @@ async def _render_dispute(
         suggested=suggested,
         allowed_remedies=_allowed_remedies(ctx, record),
         precedent_pattern=_precedent_pattern(ctx, record),
-        # Remedies name the parties as people know them (accord.wording's filters).
-        names=Names(partners={k: p.name for k, p in record.parties.items()}),
         # Mail the server refused for good: admins resend or dismiss it here.
         undelivered=ctx.services.outbox.undelivered(number) if viewer.role is Role.ADMIN else [],
     )
@@ -511,7 +512,7 @@ async def dispute(request: Request, viewer: ViewerDep, number: str) -> Response:
 def timeline(request: Request, viewer: ViewerDep, number: str) -> Response:
     with web(request).services.sessions.read() as session:
         record = load_record(session, viewer, number)
-    return render(request, "timeline.html", viewer, d=record)
+    return render(request, "timeline.html", viewer, d=record, names=record.names)
 
 
 @router.post("/disputes/{number}/actions/{slug}", response_class=HTMLResponse)
@@ -551,7 +552,11 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
         # Back to the same form, with the reason next to it and everything typed kept (the
         # forms shown get new keys: a corrected form is a new action).
         values = {k: v for k, v in form.multi_items() if isinstance(v, str)}
-        errors = _by_field(exc.errors) if isinstance(exc, BadInput) else {"form": [str(exc)]}
+        errors = (
+            _by_field(exc.errors)
+            if isinstance(exc, BadInput)
+            else {"form": [summary(str(exc), web(request).names())]}
+        )
         return await _render_dispute(
             request,
             viewer,
