@@ -282,7 +282,7 @@ async def test_a_refused_address_fails_its_message_opens_an_admin_task_and_holds
         assert "Mail not delivered" in page and "no such mailbox here" in page
         inbox = (await browser.get("/inbox")).text
         assert (
-            "resolve undelivered mail: mail refused: acknowledgement to nora" in inbox
+            "Resolve undelivered mail: mail refused: acknowledgement to nora" in inbox
             and f"/disputes/{number}" in inbox
         )
         # Sent again while the address is still refused: it fails again, the task reopens.

@@ -712,14 +712,15 @@ def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -
     from models.payloads import Actor
     from models.tables import Task
     from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS
+    from web.pages.disputes import queue_context
+    from web.queue import QueueItem, Sla, awaited, read_queue_query
     from web.templating import make_templates
-    from web.views import InboxItem
 
     env = make_templates().env
     env.undefined = StrictUndefined
     problems: set[str] = set()
     tasks = [
-        InboxItem(
+        QueueItem(
             task=Task(
                 key=f"k{i}",
                 dispute_number="DSP-2026-000007",
@@ -731,12 +732,21 @@ def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -
                 due_at=NOW,
                 opened_at=NOW,
             ),
+            due_at=NOW,
             sla=sla,
+            category=category,
+            stage=stage,
+            amount=Decimal("125000"),
+            currency="USD",
+            claimant="Northwind Traders",
+            respondents=("Contoso Systems",),
+            awaiting=awaited(kind, [(k.value, "Contoso Systems") for k in TaskKind]),
         )
-        for i, (kind, sla) in enumerate(
-            zip(TaskKind, ["on_time", "warned", "breached", "none"] * 4, strict=False)
+        for i, (kind, sla, category) in enumerate(
+            zip(TaskKind, [*Sla] * 4, [*DisputeCategory] * 3, strict=False)
         )
     ]
+    inbox = queue_context(tasks, "Task inbox", "/inbox", read_queue_query([]))
     for category, outcome in zip(DisputeCategory, [*VoteOutcome] * 3, strict=False):
         record = _record(_state(stage, category, outcome))
         for role, (login, partner_id, standing) in VIEWERS.items():
@@ -791,7 +801,7 @@ def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -
                     "categories": list(DisputeCategory),
                     "partners": [],
                 },
-                "inbox.html": {"items": tasks, "title": "Task inbox"},
+                "inbox.html": inbox,
             }
             for name, context in pages.items():
                 text = _visible(env.get_template(name).render(**base, **context))

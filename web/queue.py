@@ -501,11 +501,11 @@ def _item(
         currency=currency,
         claimant=", ".join(claimants) or None,
         respondents=respondents,
-        awaiting=_awaited(task.kind, _split(others)),
+        awaiting=awaited(task.kind, _split(others)),
     )
 
 
-def _awaited(kind: TaskKind, others: list[tuple[str, str]]) -> tuple[Awaited, ...]:
+def awaited(kind: TaskKind, others: list[tuple[str, str]]) -> tuple[Awaited, ...]:
     """What a task waits on: the others' open steps it waits for, else the viewer's own."""
     owed: dict[TaskKind, list[str]] = {}
     for other_kind, name in others:

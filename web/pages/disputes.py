@@ -47,6 +47,8 @@ from web.queue import (
     SORT_LABELS,
     STAGE_LABELS,
     TASK_LABELS,
+    QueueItem,
+    QueueQuery,
     SortKey,
     read_queue_query,
     work_queue,
@@ -117,12 +119,18 @@ def _queue_page(request: Request, viewer: Viewer, title: str) -> Response:
     with web(request).services.sessions.read() as session:
         items = work_queue(session, viewer, query)
     return render(
-        request,
-        "inbox.html",
-        viewer,
+        request, "inbox.html", viewer, **queue_context(items, title, request.url.path, query)
+    )
+
+
+def queue_context(
+    items: list[QueueItem], title: str, path: str, query: QueueQuery
+) -> dict[str, object]:
+    """What inbox.html renders: the rows, and the form and headings that sort and filter them."""
+    return dict(
         items=items,
         title=title,
-        path=request.url.path,
+        path=path,
         query=query,
         limit=QUEUE_LIMIT,
         columns=QUEUE_COLUMNS,
