@@ -115,7 +115,7 @@ async def test_an_upload_is_refused_before_its_bytes_are_read(stack_on_both: Sta
     for login, url, status, words in (
         (OUTSIDER, f"/api/disputes/{number}/evidence", 404, "does not exist"),
         (COMPLIANCE, f"/api/disputes/{number}/evidence", 403, "compliance"),
-        (ADMIN, f"/api/disputes/{number}/evidence", 409, "add_evidence in stage"),
+        (ADMIN, f"/api/disputes/{number}/evidence", 409, "add evidence in stage"),
         (CLAIMANT, f"/api/disputes/{closed}/evidence", 409, "withdrawn"),
     ):
         async with api(app, token_for(stack, login)) as client:
