@@ -11,12 +11,13 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -129,6 +130,26 @@ DivergenceReason = Annotated[
     str | None,
     typer.Option(help="why it departs from the comparable precedents, when it does (recorded)"),
 ]
+
+
+def _one_of(values: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser for an option with a fixed set of values that says, when the value is none of
+    them, which ones it may be (typer's own says pydantic's "Value error, ..." first)."""
+
+    def parse(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"'{value[:60]}' is not one of: {', '.join(values)}")
+        return value
+
+    return parse
+
+
+OUTCOMES = tuple(o.value for o in VoteOutcome)
+Outcome = Annotated[
+    str,
+    typer.Option(parser=_one_of(OUTCOMES), metavar=f"<{'|'.join(OUTCOMES)}>"),
+]
+DEADLINES = ("acceptance", "mediation", "information")
 
 
 class CliError(Exception):
@@ -1140,8 +1161,12 @@ def extend(
     reason: Reason,
     key: UpdateId = None,
     deadline: Annotated[
-        Literal["acceptance", "mediation", "information"] | None,
-        typer.Option(help="the deadline meant; refused if another is running by then"),
+        str | None,
+        typer.Option(
+            parser=_one_of(DEADLINES),
+            metavar=f"<{'|'.join(DEADLINES)}>",
+            help="the deadline meant; refused if another is running by then",
+        ),
     ] = None,
 ) -> None:
     """Admin: extend the running deadline by business days, with a reason."""
@@ -1150,7 +1175,12 @@ def extend(
         actor,
         key,
         Action.EXTEND_DEADLINE,
-        lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason, deadline=deadline),
+        lambda a: ExtendDeadline(
+            actor=a,
+            business_days=days,
+            reason=reason,
+            deadline=cast(Literal["acceptance", "mediation", "information"] | None, deadline),
+        ),
     )
 
 
@@ -1212,20 +1242,30 @@ def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
         try:
             parsed.append(_REMEDIES.validate_json(text))
         except ValidationError as exc:
-            fail(
-                "; ".join(
-                    f"--remedy {place} {wording.where(e['loc'], kinds=True)}: {plain_error(e)}"
-                    for e in exc.errors()
-                )
-            )
+            fail("; ".join(_remedy_error(place, e) for e in exc.errors()))
     return tuple(parsed)
+
+
+def _remedy_error(place: int, error: Any) -> str:
+    """'--remedy 2 (commission split) shares: ...'; a message that names its own field (a
+    remedy's kind) follows the option: '--remedy 1 kind: ...'."""
+    where = wording.where(error["loc"], kinds=True)
+    said = plain_error(error)
+    if where:
+        return f"--remedy {place} {where}: {said}"
+    if _NAMES_ITS_FIELD.match(said):
+        return f"--remedy {place} {said}"
+    return f"--remedy {place}: {said}"
+
+
+_NAMES_ITS_FIELD = re.compile(r"^[a-z_]+: ")
 
 
 @app.command()
 def vote(
     number: Number,
     actor: As,
-    outcome: Annotated[VoteOutcome, typer.Option()],
+    outcome: Outcome,
     reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
     remedy: Annotated[
         list[str] | None, typer.Option(metavar="<json>", help=REMEDY_OPTION_HELP)
@@ -1239,7 +1279,9 @@ def vote(
         actor,
         key,
         Action.CAST_VOTE,
-        lambda a: CastVote(actor=a, outcome=outcome, remedies=remedies, reasons=reasons),
+        lambda a: CastVote(
+            actor=a, outcome=VoteOutcome(outcome), remedies=remedies, reasons=reasons
+        ),
     )
 
 
@@ -1247,7 +1289,7 @@ def vote(
 def rule(
     number: Number,
     actor: As,
-    outcome: Annotated[VoteOutcome, typer.Option()],
+    outcome: Outcome,
     rationale: Annotated[str, typer.Option()],
     relied_on: Annotated[
         list[str],
@@ -1279,7 +1321,7 @@ def rule(
         Action.ISSUE_RULING,
         lambda a: IssueRuling(
             actor=a,
-            outcome=outcome,
+            outcome=VoteOutcome(outcome),
             remedies=remedies,
             rationale=rationale,
             votes_relied_on=tuple(relied_on),

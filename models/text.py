@@ -19,6 +19,7 @@ with the field too.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -132,6 +133,28 @@ def plain_error(error: Mapping[str, Any]) -> str:
     """A validation error's message in the words of this module: pydantic refuses an unpaired
     surrogate itself, before any validator runs, as 'unable to parse raw data as a unicode
     string'; said here like every other unstorable character."""
-    if error.get("type") == "string_unicode":
+    kind = error.get("type")
+    if kind == "string_unicode":
         return "holds an unpaired surrogate, left by text decoded with the wrong encoding"
+    context = error.get("ctx") or {}
+    # A tagged union (a remedy's "kind") names its tags as enum reprs and itself as a
+    # "discriminator": say which field, what it holds and what it may hold, as one writes them.
+    field = str(context.get("discriminator", "kind")).strip("'")
+    if kind == "union_tag_invalid":
+        tags = ", ".join(f"'{t}'" for t in _tags(context.get("expected_tags")))
+        return f"{field}: '{str(context.get('tag'))[:60]}' is not one of {tags}"
+    if kind == "union_tag_not_found":
+        return f"{field}: missing; it says which kind this is, one of the kinds the playbook lists"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+_ENUM_REPR_VALUE = re.compile(r"<\w+\.\w+: '([^']*)'>")
+
+
+def _tags(expected: object) -> list[str]:
+    """The tags as the values one writes: pydantic gives them as a list, or as the text of
+    their reprs ("<RemedyKind.MDF_CREDIT: 'mdf_credit'>, ...")."""
+    if isinstance(expected, list | tuple):
+        return [str(getattr(t, "value", t)) for t in expected]
+    text = str(expected or "")
+    return _ENUM_REPR_VALUE.findall(text) or [t.strip(" '") for t in text.split(",") if t.strip()]
