@@ -87,7 +87,7 @@ from models.tables import (
     Precedent,
     Task,
 )
-from models.text import plain_error, problem
+from models.text import plain_error, problem, relevant
 from notifications.outbox import OutboxRefused
 from web.idempotency import KeyReused, perform_once
 from web.operations import (
@@ -152,6 +152,68 @@ Outcome = Annotated[
 DEADLINES = ("acceptance", "mediation", "information")
 
 
+# The option a person typed for each payload field a message may name first
+# ('caucus_partner_id: ghost is not a party' is said '--caucus: ghost is not a party').
+OPTIONS: dict[str, str] = {
+    "claimant_id": "--claimant",
+    "respondent_ids": "--respondent",
+    "category": "--category",
+    "contested_objects": "--object",
+    "summary": "--summary",
+    "facts": "--facts",
+    "desired_remedy": "--remedy",
+    "amount_at_stake": "--amount",
+    "currency": "--currency",
+    "occurred_on": "--occurred-on",
+    "filed_by": "--as",
+    "submission_id": "--submission-id",
+    "impartiality_declaration": "--declaration",
+    "reason": "--reason",
+    "text": "--text",
+    "caucus_partner_id": "--caucus",
+    "party_id": "--party",
+    "questions": "--questions",
+    "request_id": "--request",
+    "answer": "--answer",
+    "terms": "--terms",
+    "remedies": "--remedy",
+    "divergence_acknowledgement": "--divergence-reason",
+    "offer_id": "--offer",
+    "comment": "--comment",
+    "business_days": "--days",
+    "deadline": "--deadline",
+    "person_id": "--person",
+    "outcome": "--outcome",
+    "reasons": "--reasons",
+    "rationale": "--rationale",
+    "votes_relied_on": "--relied-on",
+    "clauses_applied": "--clause",
+    "precedents_cited": "--precedent",
+    "against_majority_reason": "--against-majority-reason",
+    "grounds": "--grounds",
+    "new_evidence": "--evidence",
+    "position": "--position",
+}
+_FIELD_FIRST = re.compile(r"^([a-z_]+)(?:\[(\d+)\])?: ")
+
+
+def as_typed(text: str) -> str:
+    """A message that starts with a payload field, started with the option typed for it."""
+    found = _FIELD_FIRST.match(text)
+    if found is None or found.group(1) not in OPTIONS:
+        return text
+    place = f" {int(found.group(2)) + 1}" if found.group(2) else ""
+    return f"{OPTIONS[found.group(1)]}{place}: {text[found.end() :]}"
+
+
+def _where_typed(loc: tuple[Any, ...]) -> str:
+    """A validation error's place, its first step as the option typed when there is one."""
+    if loc and isinstance(loc[0], str) and loc[0] in OPTIONS:
+        rest = wording.where(loc[1:], kinds=True)
+        return f"{OPTIONS[loc[0]]} {rest}".rstrip()
+    return wording.where(loc, kinds=True)
+
+
 class CliError(Exception):
     pass
 
@@ -177,18 +239,18 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         asyncio.run(coro)
     except FilingRejected as exc:
         for error in exc.errors:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {as_typed(str(error))}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except ValidationError as exc:
-        for err in exc.errors():
-            where = wording.where(err["loc"], kinds=True)
+        for err in relevant(exc.errors()):
+            where = _where_typed(tuple(err["loc"]))
             said = f"{where}: {plain_error(err)}" if where else plain_error(err)
             typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
-        fail(f"refused: {_refusal(getattr(exc.cause, 'message', exc.cause))}")
+        fail(f"refused: {as_typed(_refusal(getattr(exc.cause, 'message', exc.cause)))}")
     except Refused as exc:
-        fail(f"refused: {_refusal(exc)}")
+        fail(f"refused: {as_typed(_refusal(exc))}")
     except DisputeGone as exc:
         fail(str(exc.known(_services().sessions)))
     except (UnknownActor, CliError) as exc:
@@ -471,7 +533,14 @@ def _parse_object(text: str) -> ContestedObject:
     kind, sep, ref = text.partition(":")
     if not sep:
         raise CliError(f"--object {text!r}: write it as kind:reference, e.g. account:ACME-001")
-    return ContestedObject.model_validate({"kind": kind, "ref": ref})
+    try:
+        return ContestedObject.model_validate({"kind": kind, "ref": ref})
+    except ValidationError as exc:
+        said = "; ".join(
+            f"{wording.where(e['loc'])}: {plain_error(e)}" if e["loc"] else plain_error(e)
+            for e in exc.errors()
+        )
+        raise CliError(f"--object {text[:100]}: {said}") from None
 
 
 @app.command("file")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -127,6 +127,23 @@ def clean(value: str, *, multiline: bool) -> tuple[str, str | None]:
         return "".join(out), None
     told = " and ".join(f"{n} {k} character{'s' if n > 1 else ''}" for k, n in damage.items())
     return "".join(out), f"{told} replaced by \N{REPLACEMENT CHARACTER}"
+
+
+def relevant(errors: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The errors a person acts on: pydantic also reports a list with a minimum length as too
+    short ('Tuple should have at least 1 item after validation, not 0') when an item of it was
+    refused; that one is left out when an error inside the same list is there."""
+    every = list(errors)
+    locs = [tuple(e.get("loc", ())) for e in every]
+
+    def inside(loc: tuple[Any, ...]) -> bool:
+        return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
+
+    return [e for e, loc in zip(every, locs, strict=True) if not (_too_short(e) and inside(loc))]
+
+
+def _too_short(error: Mapping[str, Any]) -> bool:
+    return error.get("type") == "too_short" and (error.get("ctx") or {}).get("actual_length") == 0
 
 
 def plain_error(error: Mapping[str, Any]) -> str:

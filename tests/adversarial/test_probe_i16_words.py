@@ -13,13 +13,21 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from models.payloads import ProposeSettlement, Remedy
-from models.text import plain_error
+from models.text import plain_error, relevant
 from tests.conftest import Stack
 from tests.test_wording import leaks
 from tests.web_harness import api, make_app, token_for
 
 # What no message a person reads may hold (issue 16, item 1).
-INTERNALS = ("Temporal", "RPCError", "Value error,", "<RemedyKind.", "Traceback", "discriminator")
+INTERNALS = (
+    "Temporal",
+    "RPCError",
+    "Value error,",
+    "<RemedyKind.",
+    "Traceback",
+    "discriminator",
+    "Tuple should",
+)
 
 
 def _said(capsys: pytest.CaptureFixture[str], remedy: str) -> str:
@@ -68,7 +76,7 @@ def test_a_remedy_of_no_known_kind_is_said_in_words_to_the_api_and_forms() -> No
         ProposeSettlement.model_validate(
             {"actor": {}, "terms": "t", "remedies": [{"kind": "teleport"}]}
         )
-    for err in caught.value.errors():
+    for err in relevant(caught.value.errors()):
         _clean(plain_error(err))
 
 
@@ -162,3 +170,105 @@ async def test_an_action_with_a_text_on_a_dispute_never_filed_says_no_dispute(st
         assert teleport.status_code == 422, teleport.text
         _clean(teleport.text)
         assert "'teleport' is not one of" in teleport.text, teleport.text
+
+
+def test_the_merged_outcome_email_says_each_part_once_and_that_the_dispute_is_closed() -> None:
+    """Settled, remedy applied and closed in one email: the closure part repeated the
+    settlement's heading ('... is settled') and never said 'closed', which the subject does."""
+    from types import SimpleNamespace
+
+    from notifications.outbox import merged_email
+    from notifications.render import TemplateCatalog
+    from tests.test_wording import MAIL_CONTEXT
+
+    catalog = TemplateCatalog()
+    parts = []
+    for template in ("settlement", "remedy_applied", "closure"):
+        email = catalog.render(template, {**MAIL_CONTEXT, "outcome": "settled"})
+        parts.append(
+            SimpleNamespace(
+                template=template,
+                subject=email.subject,
+                text_body=email.text,
+                html_body=email.html,
+                dispute_number=MAIL_CONTEXT["number"],
+            )
+        )
+    subject, text, html = merged_email(parts)  # type: ignore[arg-type]
+    assert subject.endswith("Settled, remedy applied and closed"), subject
+    headings = [part.strip().splitlines()[0] for part in text.split("* * *")]
+    assert len(set(headings)) == 3, headings
+    assert headings[2] == f"{MAIL_CONTEXT['number']} is closed", headings
+    assert html.count(f"{MAIL_CONTEXT['number']} is closed") == 1, html
+
+
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        ("respondent_ids[0]: unknown partner 'ghost'", "--respondent 1: unknown partner 'ghost'"),
+        ("claimant_id: unknown partner 'ghost'", "--claimant: unknown partner 'ghost'"),
+        ("filed_by: a@b.example is not an active contact", "--as: a@b.example is not an active"),
+        ("caucus_partner_id: ghost is not a party", "--caucus: ghost is not a party"),
+        ("person_id: ghost is not a mediator", "--person: ghost is not a mediator"),
+    ],
+)
+def test_the_command_line_names_the_option_typed_not_the_payload_field(
+    capsys: pytest.CaptureFixture[str], raised: str, said: str
+) -> None:
+    """A refusal or a filing's problem named the payload's field ('caucus_partner_id'), which
+    the person never typed: the command line names its option."""
+    from typer import Exit
+
+    from accord.cli import _run
+    from accord.filing import FieldError, FilingRejected
+    from web.operations import Refused
+
+    async def refused() -> None:
+        raise Refused(raised)
+
+    async def rejected() -> None:
+        field, _, message = raised.partition(": ")
+        raise FilingRejected([FieldError(field, message)])
+
+    for coro in (refused, rejected):
+        with pytest.raises(Exit):
+            _run(coro())
+        err = capsys.readouterr().err
+        assert said in err, err
+        assert not re.search(r"\b[a-z]+_[a-z_]+\b", err), err
+
+
+def test_a_field_a_pydantic_error_names_is_the_option_typed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from typer import Exit
+
+    from accord.cli import _run
+    from models.payloads import ExtendDeadline
+
+    async def bad() -> None:
+        ExtendDeadline.model_validate({"actor": {}, "business_days": 0, "reason": "r"})
+
+    with pytest.raises(Exit):
+        _run(bad())
+    err = capsys.readouterr().err
+    assert "error: --days: " in err and "error: --reason: " in err, err
+
+
+def test_a_bad_remedy_in_a_form_is_one_problem_not_also_an_empty_list() -> None:
+    """pydantic also says the remedies tuple is empty ('Tuple should have at least 1 item after
+    validation, not 0') when one of them is refused: the form and the API said both."""
+    from web.forms import field_errors
+
+    with pytest.raises(ValidationError) as caught:
+        ProposeSettlement.model_validate(
+            {
+                "actor": {"id": "m", "role": "mediator", "name": "M"},
+                "terms": "the terms",
+                "remedies": [
+                    {"kind": "commission_split", "deal_ref": "D", "shares": {"northwind": "x"}}
+                ],
+            }
+        )
+    said = field_errors(caught.value)
+    assert said == [("remedies", "#1 shares northwind: Input should be a valid decimal")], said
