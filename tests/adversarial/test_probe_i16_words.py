@@ -272,3 +272,22 @@ def test_a_bad_remedy_in_a_form_is_one_problem_not_also_an_empty_list() -> None:
         )
     said = field_errors(caught.value)
     assert said == [("remedies", "#1 shares northwind: Input should be a valid decimal")], said
+
+
+def test_each_playbook_example_names_partners_and_territories_of_the_demo() -> None:
+    """`accord playbook`'s examples are copied as they are against the demo data: the territory
+    example moved 'NA-EAST-NY', which the demo has not, from contoso, which holds nothing (the
+    ledger then records it as applied and moves nothing)."""
+    from accord.demo import DEMO
+    from accord.reference import REMEDIES, validate_example
+    from models.payloads import remedy_parties
+
+    partners = {p.id for p in DEMO.partners}
+    holders = {t.code: t.partner_id for t in DEMO.territories}
+    for kind in REMEDIES:
+        remedy = validate_example(kind)
+        assert remedy_parties(remedy) <= partners, (kind, remedy_parties(remedy))
+        code = getattr(remedy, "territory_code", None)
+        if code is not None:
+            assert code in holders, (kind, code, sorted(holders))
+            assert holders[code] == remedy.from_partner_id, (kind, code, holders[code])  # type: ignore[attr-defined]
