@@ -634,11 +634,12 @@ def disputes(
     if not rows:
         typer.echo("no disputes")
     for r in rows:
-        due = wording.when(r.stage_deadline)
+        due = f"due {wording.when(r.stage_deadline)}" if r.stage_deadline else "no deadline"
+        mediator = f"mediator {names.person(r.mediator_id)}" if r.mediator_id else "no mediator"
         typer.echo(
             f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
             f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
-            f"due {due}  mediator {names.person(r.mediator_id)}"
+            f"{due}  {mediator}"
         )
 
 
@@ -786,7 +787,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
         f"({w.label(state.category)}, playbook {state.playbook_version})",
         f"  claimant     {names.partner(state.claimant_id)}",
         f"  respondents  {names.partner_list(state.respondent_ids)}",
-        f"  mediator     {names.person(state.mediator_id)}"
+        f"  mediator     {names.person(state.mediator_id) if state.mediator_id else 'none yet'}"
         + (
             f" (offered to {names.person(state.candidate_mediator_id)})"
             if state.candidate_mediator_id

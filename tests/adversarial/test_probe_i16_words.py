@@ -334,3 +334,51 @@ def test_a_partner_contact_is_named_not_shown_by_email(
     with services.sessions.read() as session:
         names = directory.names(session)
     assert "Nora Quinn" in names.person("nora@northwind.example")
+
+
+def test_the_dispute_list_says_what_is_missing_in_words(sqlite_url: str, tmp_path: Path) -> None:
+    """A dispute with no deadline and no mediator read 'due -  mediator -'."""
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    from accord.db import SessionFactory, make_engine
+    from models.enums import DisputeCategory, DisputeStage
+    from models.tables import Dispute
+    from tests.conftest import deployed_environment, seed
+
+    sessions = SessionFactory(make_engine(sqlite_url))
+    seed(sessions)
+    with sessions.begin() as session:
+        session.add(
+            Dispute(
+                number="DSP-2026-000001",
+                category=DisputeCategory.PRICING,
+                claimant_id="northwind",
+                respondent_ids=["contoso"],
+                party_key="contoso|northwind",
+                contested_objects=[],
+                summary="Undercut on price",
+                facts="Facts.",
+                desired_remedy="A refund",
+                amount_at_stake=Decimal(10),
+                currency="USD",
+                occurred_on=date(2026, 11, 1),
+                stage=DisputeStage.WITHDRAWN,
+                playbook_version="2026.1",
+                filed_by="nora@northwind.example",
+                filed_at=datetime.now(UTC),
+                updated_at=datetime.now(UTC),
+            )
+        )
+    env = deployed_environment(DATABASE_URL=sqlite_url, ACCORD_STATE_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "accord.cli", "disputes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "due -" not in done.stdout and "mediator -" not in done.stdout, done.stdout
+    assert "no deadline" in done.stdout and "no mediator" in done.stdout, done.stdout
