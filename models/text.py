@@ -162,7 +162,25 @@ def plain_error(error: Mapping[str, Any]) -> str:
         return f"{field}: '{str(context.get('tag'))[:60]}' is not one of {tags}"
     if kind == "union_tag_not_found":
         return f"{field}: missing; it says which kind this is, one of the kinds the playbook lists"
+    if kind in ("too_short", "too_long") and context.get("field_type") in _COLLECTIONS:
+        return _how_many(kind, context)
+    if kind == "dict_type" and error.get("loc", ())[-1:] == ("shares",):
+        return "write each partner's share as partner=percent, e.g. northwind=60, contoso=40"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+_COLLECTIONS = ("Tuple", "List", "Set", "Dictionary")
+
+
+def _how_many(kind: object, context: Mapping[str, Any]) -> str:
+    """'at least 1 is needed, none was given', 'at most 20, 30 were given': pydantic says
+    'Tuple should have at least 1 item after validation, not 0'."""
+    given = context.get("actual_length")
+    was = "none was given" if not given else f"{given} {'was' if given == 1 else 'were'} given"
+    if kind == "too_short":
+        least = context.get("min_length")
+        return f"at least {least} {'is' if least == 1 else 'are'} needed, {was}"
+    return f"at most {context.get('max_length')}, {was}"
 
 
 _ENUM_REPR_VALUE = re.compile(r"<\w+\.\w+: '([^']*)'>")

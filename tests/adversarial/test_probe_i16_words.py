@@ -382,3 +382,47 @@ def test_the_dispute_list_says_what_is_missing_in_words(sqlite_url: str, tmp_pat
     assert done.returncode == 0, done.stderr
     assert "due -" not in done.stdout and "mediator -" not in done.stdout, done.stdout
     assert "no deadline" in done.stdout and "no mediator" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("remedies", "said"),
+    [
+        ([], "remedies: at least 1 is needed, none was given"),
+        ([json.loads(WARNING)] * 30, "remedies: at most 20, 30 were given"),
+    ],
+)
+def test_too_few_or_too_many_remedies_are_said_without_python_words(
+    remedies: list[object], said: str
+) -> None:
+    """The API said 'remedies: Tuple should have at least 1 item after validation, not 0'."""
+    from web.forms import field_errors
+
+    with pytest.raises(ValidationError) as caught:
+        ProposeSettlement.model_validate(
+            {"actor": {"id": "m", "role": "mediator"}, "terms": "the terms", "remedies": remedies}
+        )
+    errors = relevant(caught.value.errors())
+    assert [f"{e['loc'][0]}: {plain_error(e)}" for e in errors] == [said]
+    assert field_errors(caught.value) == [tuple(said.split(": ", 1))]
+
+
+def test_shares_typed_in_a_form_in_another_shape_are_told_the_shape() -> None:
+    """The form said '#1 shares: Input should be a valid dictionary' for 'northwind 60'."""
+    from starlette.datastructures import FormData
+
+    from web.forms import _remedies, field_errors
+
+    form = FormData(
+        [
+            ("remedy-0-kind", "commission_split"),
+            ("remedy-0-deal_ref", "D"),
+            ("remedy-0-shares", "northwind 60 contoso 40"),
+        ]
+    )
+    with pytest.raises(ValidationError) as caught:
+        ProposeSettlement.model_validate(
+            {"actor": {"id": "m", "role": "mediator"}, "terms": "t", "remedies": _remedies(form)}
+        )
+    [(field, message)] = field_errors(caught.value)
+    assert field == "remedies"
+    assert "dictionary" not in message and "partner=percent" in message, message
