@@ -845,7 +845,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
     for rp in state.remedies:
         lines.append(
             f"  remedy       {rp.position + 1}: {w.capital(w.label(rp.kind))}, {w.label(rp.state)}"
-            + (f" via {rp.adapter}" if rp.adapter else "")
+            + (f" via {w.adapter(rp.adapter)}" if rp.adapter else "")
             + (f" ({rp.error})" if rp.error else "")
         )
     lines.append("  history")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from models.enums import DisputeCategory, DisputeStage, VoteOutcome
 from models.payloads import ProposeSettlement, Remedy
 from models.text import plain_error, relevant
 from tests.conftest import Stack
@@ -426,3 +427,18 @@ def test_shares_typed_in_a_form_in_another_shape_are_told_the_shape() -> None:
     [(field, message)] = field_errors(caught.value)
     assert field == "remedies"
     assert "dictionary" not in message and "partner=percent" in message, message
+
+
+def test_accord_show_says_through_what_a_remedy_went_in_words() -> None:
+    """'remedy 1: Commission split, verified via ledger': the adapter's name, as in the mail."""
+    from accord.cli import describe
+    from tests.test_wording import NOW, RENDER_NAMES, _state
+
+    text = "\n".join(
+        describe(
+            _state(DisputeStage.REMEDY, DisputeCategory.PRICING, VoteOutcome.DENY),  # type: ignore[arg-type]
+            RENDER_NAMES,
+            NOW,
+        )
+    )
+    assert "via Accord's remedy ledger" in text and "via ledger" not in text, text
