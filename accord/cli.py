@@ -11,12 +11,13 @@ import inspect
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -86,7 +87,7 @@ from models.tables import (
     Precedent,
     Task,
 )
-from models.text import plain_error, problem
+from models.text import plain_error, problem, relevant
 from notifications.outbox import OutboxRefused
 from web.idempotency import KeyReused, perform_once
 from web.operations import (
@@ -131,6 +132,88 @@ DivergenceReason = Annotated[
 ]
 
 
+def _one_of(values: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser for an option with a fixed set of values that says, when the value is none of
+    them, which ones it may be (typer's own says pydantic's "Value error, ..." first)."""
+
+    def parse(value: str) -> str:
+        if value not in values:
+            raise typer.BadParameter(f"'{value[:60]}' is not one of: {', '.join(values)}")
+        return value
+
+    return parse
+
+
+OUTCOMES = tuple(o.value for o in VoteOutcome)
+Outcome = Annotated[
+    str,
+    typer.Option(parser=_one_of(OUTCOMES), metavar=f"<{'|'.join(OUTCOMES)}>"),
+]
+DEADLINES = ("acceptance", "mediation", "information")
+
+
+# The option a person typed for each payload field a message may name first
+# ('caucus_partner_id: ghost is not a party' is said '--caucus: ghost is not a party').
+OPTIONS: dict[str, str] = {
+    "claimant_id": "--claimant",
+    "respondent_ids": "--respondent",
+    "category": "--category",
+    "contested_objects": "--object",
+    "summary": "--summary",
+    "facts": "--facts",
+    "desired_remedy": "--remedy",
+    "amount_at_stake": "--amount",
+    "currency": "--currency",
+    "occurred_on": "--occurred-on",
+    "filed_by": "--as",
+    "submission_id": "--submission-id",
+    "impartiality_declaration": "--declaration",
+    "reason": "--reason",
+    "text": "--text",
+    "caucus_partner_id": "--caucus",
+    "party_id": "--party",
+    "questions": "--questions",
+    "request_id": "--request",
+    "answer": "--answer",
+    "terms": "--terms",
+    "remedies": "--remedy",
+    "divergence_acknowledgement": "--divergence-reason",
+    "offer_id": "--offer",
+    "comment": "--comment",
+    "business_days": "--days",
+    "deadline": "--deadline",
+    "person_id": "--person",
+    "outcome": "--outcome",
+    "reasons": "--reasons",
+    "rationale": "--rationale",
+    "votes_relied_on": "--relied-on",
+    "clauses_applied": "--clause",
+    "precedents_cited": "--precedent",
+    "against_majority_reason": "--against-majority-reason",
+    "grounds": "--grounds",
+    "new_evidence": "--evidence",
+    "position": "--position",
+}
+_FIELD_FIRST = re.compile(r"^([a-z_]+)(?:\[(\d+)\])?: ")
+
+
+def as_typed(text: str) -> str:
+    """A message that starts with a payload field, started with the option typed for it."""
+    found = _FIELD_FIRST.match(text)
+    if found is None or found.group(1) not in OPTIONS:
+        return text
+    place = f" {int(found.group(2)) + 1}" if found.group(2) else ""
+    return f"{OPTIONS[found.group(1)]}{place}: {text[found.end() :]}"
+
+
+def _where_typed(loc: tuple[Any, ...]) -> str:
+    """A validation error's place, its first step as the option typed when there is one."""
+    if loc and isinstance(loc[0], str) and loc[0] in OPTIONS:
+        rest = wording.where(loc[1:], kinds=True)
+        return f"{OPTIONS[loc[0]]} {rest}".rstrip()
+    return wording.where(loc, kinds=True)
+
+
 class CliError(Exception):
     pass
 
@@ -156,18 +239,18 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
         asyncio.run(coro)
     except FilingRejected as exc:
         for error in exc.errors:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {as_typed(str(error))}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except ValidationError as exc:
-        for err in exc.errors():
-            where = wording.where(err["loc"], kinds=True)
+        for err in relevant(exc.errors()):
+            where = _where_typed(tuple(err["loc"]))
             said = f"{where}: {plain_error(err)}" if where else plain_error(err)
             typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
-        fail(f"refused: {_refusal(getattr(exc.cause, 'message', exc.cause))}")
+        fail(f"refused: {as_typed(_refusal(getattr(exc.cause, 'message', exc.cause)))}")
     except Refused as exc:
-        fail(f"refused: {_refusal(exc)}")
+        fail(f"refused: {as_typed(_refusal(exc))}")
     except DisputeGone as exc:
         fail(str(exc.known(_services().sessions)))
     except (UnknownActor, CliError) as exc:
@@ -450,7 +533,14 @@ def _parse_object(text: str) -> ContestedObject:
     kind, sep, ref = text.partition(":")
     if not sep:
         raise CliError(f"--object {text!r}: write it as kind:reference, e.g. account:ACME-001")
-    return ContestedObject.model_validate({"kind": kind, "ref": ref})
+    try:
+        return ContestedObject.model_validate({"kind": kind, "ref": ref})
+    except ValidationError as exc:
+        said = "; ".join(
+            f"{wording.where(e['loc'])}: {plain_error(e)}" if e["loc"] else plain_error(e)
+            for e in exc.errors()
+        )
+        raise CliError(f"--object {text[:100]}: {said}") from None
 
 
 @app.command("file")
@@ -544,11 +634,12 @@ def disputes(
     if not rows:
         typer.echo("no disputes")
     for r in rows:
-        due = wording.when(r.stage_deadline)
+        due = f"due {wording.when(r.stage_deadline)}" if r.stage_deadline else "no deadline"
+        mediator = f"mediator {names.person(r.mediator_id)}" if r.mediator_id else "no mediator"
         typer.echo(
             f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
             f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
-            f"due {due}  mediator {names.person(r.mediator_id)}"
+            f"{due}  {mediator}"
         )
 
 
@@ -696,7 +787,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
         f"({w.label(state.category)}, playbook {state.playbook_version})",
         f"  claimant     {names.partner(state.claimant_id)}",
         f"  respondents  {names.partner_list(state.respondent_ids)}",
-        f"  mediator     {names.person(state.mediator_id)}"
+        f"  mediator     {names.person(state.mediator_id) if state.mediator_id else 'none yet'}"
         + (
             f" (offered to {names.person(state.candidate_mediator_id)})"
             if state.candidate_mediator_id
@@ -754,7 +845,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
     for rp in state.remedies:
         lines.append(
             f"  remedy       {rp.position + 1}: {w.capital(w.label(rp.kind))}, {w.label(rp.state)}"
-            + (f" via {rp.adapter}" if rp.adapter else "")
+            + (f" via {w.adapter(rp.adapter)}" if rp.adapter else "")
             + (f" ({rp.error})" if rp.error else "")
         )
     lines.append("  history")
@@ -1140,8 +1231,12 @@ def extend(
     reason: Reason,
     key: UpdateId = None,
     deadline: Annotated[
-        Literal["acceptance", "mediation", "information"] | None,
-        typer.Option(help="the deadline meant; refused if another is running by then"),
+        str | None,
+        typer.Option(
+            parser=_one_of(DEADLINES),
+            metavar=f"<{'|'.join(DEADLINES)}>",
+            help="the deadline meant; refused if another is running by then",
+        ),
     ] = None,
 ) -> None:
     """Admin: extend the running deadline by business days, with a reason."""
@@ -1150,7 +1245,12 @@ def extend(
         actor,
         key,
         Action.EXTEND_DEADLINE,
-        lambda a: ExtendDeadline(actor=a, business_days=days, reason=reason, deadline=deadline),
+        lambda a: ExtendDeadline(
+            actor=a,
+            business_days=days,
+            reason=reason,
+            deadline=cast(Literal["acceptance", "mediation", "information"] | None, deadline),
+        ),
     )
 
 
@@ -1212,20 +1312,30 @@ def _remedies_from_json(remedy: list[str]) -> tuple[Remedy, ...]:
         try:
             parsed.append(_REMEDIES.validate_json(text))
         except ValidationError as exc:
-            fail(
-                "; ".join(
-                    f"--remedy {place} {wording.where(e['loc'], kinds=True)}: {plain_error(e)}"
-                    for e in exc.errors()
-                )
-            )
+            fail("; ".join(_remedy_error(place, e) for e in exc.errors()))
     return tuple(parsed)
+
+
+def _remedy_error(place: int, error: Any) -> str:
+    """'--remedy 2 (commission split) shares: ...'; a message that names its own field (a
+    remedy's kind) follows the option: '--remedy 1 kind: ...'."""
+    where = wording.where(error["loc"], kinds=True)
+    said = plain_error(error)
+    if where:
+        return f"--remedy {place} {where}: {said}"
+    if _NAMES_ITS_FIELD.match(said):
+        return f"--remedy {place} {said}"
+    return f"--remedy {place}: {said}"
+
+
+_NAMES_ITS_FIELD = re.compile(r"^[a-z_]+: ")
 
 
 @app.command()
 def vote(
     number: Number,
     actor: As,
-    outcome: Annotated[VoteOutcome, typer.Option()],
+    outcome: Outcome,
     reasons: Annotated[str, typer.Option(help="your written reasons (at least a sentence)")],
     remedy: Annotated[
         list[str] | None, typer.Option(metavar="<json>", help=REMEDY_OPTION_HELP)
@@ -1239,7 +1349,9 @@ def vote(
         actor,
         key,
         Action.CAST_VOTE,
-        lambda a: CastVote(actor=a, outcome=outcome, remedies=remedies, reasons=reasons),
+        lambda a: CastVote(
+            actor=a, outcome=VoteOutcome(outcome), remedies=remedies, reasons=reasons
+        ),
     )
 
 
@@ -1247,7 +1359,7 @@ def vote(
 def rule(
     number: Number,
     actor: As,
-    outcome: Annotated[VoteOutcome, typer.Option()],
+    outcome: Outcome,
     rationale: Annotated[str, typer.Option()],
     relied_on: Annotated[
         list[str],
@@ -1279,7 +1391,7 @@ def rule(
         Action.ISSUE_RULING,
         lambda a: IssueRuling(
             actor=a,
-            outcome=outcome,
+            outcome=VoteOutcome(outcome),
             remedies=remedies,
             rationale=rationale,
             votes_relied_on=tuple(relied_on),

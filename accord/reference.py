@@ -58,9 +58,9 @@ REMEDIES: dict[RemedyKind, RemedyGuide] = {
         ),
         {
             "kind": "territory_reassignment",
-            "territory_code": "NA-EAST-NY",
-            "from_partner_id": "contoso",
-            "to_partner_id": "northwind",
+            "territory_code": "US-NY-METRO",
+            "from_partner_id": "northwind",
+            "to_partner_id": "contoso",
             "effective_on": "2027-01-01",
         },
     ),

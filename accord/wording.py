@@ -500,6 +500,18 @@ def summary(text: object, names: Names | None = None) -> str:
 NamesProvider = Callable[[], Names]
 
 
+ADAPTERS: dict[str, str] = {
+    "ledger": "Accord's remedy ledger",
+    "webhook": "the connected partner system",
+}
+"""The remedy adapters (accord.remedies) as their readers know them; another is its name."""
+
+
+def adapter(name: object) -> str:
+    """'ledger' -> "Accord's remedy ledger"; an adapter configured under another name, as named."""
+    return ADAPTERS.get(str(name), str(name))
+
+
 def install(env: Environment, names: Names | NamesProvider | None = None) -> None:
     """Register every formatter as a filter. Partner and person names come from the
     template's own `names` variable when it has one, else from `names` given here."""
@@ -552,4 +564,5 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         remedies=_remedies,
         task=task,
         summary=_summary,
+        adapter=adapter,
     )

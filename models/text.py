@@ -19,8 +19,9 @@ with the field too.
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -128,10 +129,67 @@ def clean(value: str, *, multiline: bool) -> tuple[str, str | None]:
     return "".join(out), f"{told} replaced by \N{REPLACEMENT CHARACTER}"
 
 
+def relevant(errors: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The errors a person acts on: pydantic also reports a list with a minimum length as too
+    short ('Tuple should have at least 1 item after validation, not 0') when an item of it was
+    refused; that one is left out when an error inside the same list is there."""
+    every = list(errors)
+    locs = [tuple(e.get("loc", ())) for e in every]
+
+    def inside(loc: tuple[Any, ...]) -> bool:
+        return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
+
+    return [e for e, loc in zip(every, locs, strict=True) if not (_too_short(e) and inside(loc))]
+
+
+def _too_short(error: Mapping[str, Any]) -> bool:
+    return error.get("type") == "too_short" and (error.get("ctx") or {}).get("actual_length") == 0
+
+
 def plain_error(error: Mapping[str, Any]) -> str:
     """A validation error's message in the words of this module: pydantic refuses an unpaired
     surrogate itself, before any validator runs, as 'unable to parse raw data as a unicode
     string'; said here like every other unstorable character."""
-    if error.get("type") == "string_unicode":
+    kind = error.get("type")
+    if kind == "string_unicode":
         return "holds an unpaired surrogate, left by text decoded with the wrong encoding"
+    context = error.get("ctx") or {}
+    # A tagged union (a remedy's "kind") names its tags as enum reprs and itself as a
+    # "discriminator": say which field, what it holds and what it may hold, as one writes them.
+    field = str(context.get("discriminator", "kind")).strip("'")
+    if kind == "union_tag_invalid":
+        tags = ", ".join(f"'{t}'" for t in _tags(context.get("expected_tags")))
+        return f"{field}: '{str(context.get('tag'))[:60]}' is not one of {tags}"
+    if kind == "union_tag_not_found":
+        return f"{field}: missing; it says which kind this is, one of the kinds the playbook lists"
+    if kind in ("too_short", "too_long") and context.get("field_type") in _COLLECTIONS:
+        return _how_many(kind, context)
+    if kind == "dict_type" and error.get("loc", ())[-1:] == ("shares",):
+        return "write each partner's share as partner=percent, e.g. northwind=60, contoso=40"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+_COLLECTIONS = ("Tuple", "List", "Set", "Dictionary")
+
+
+def _how_many(kind: object, context: Mapping[str, Any]) -> str:
+    """'at least 1 is needed, none was given', 'at most 20, 30 were given': pydantic says
+    'Tuple should have at least 1 item after validation, not 0'."""
+    given = context.get("actual_length")
+    was = "none was given" if not given else f"{given} {'was' if given == 1 else 'were'} given"
+    if kind == "too_short":
+        least = context.get("min_length")
+        return f"at least {least} {'is' if least == 1 else 'are'} needed, {was}"
+    return f"at most {context.get('max_length')}, {was}"
+
+
+_ENUM_REPR_VALUE = re.compile(r"<\w+\.\w+: '([^']*)'>")
+
+
+def _tags(expected: object) -> list[str]:
+    """The tags as the values one writes: pydantic gives them as a list, or as the text of
+    their reprs ("<RemedyKind.MDF_CREDIT: 'mdf_credit'>, ...")."""
+    if isinstance(expected, list | tuple):
+        return [str(getattr(t, "value", t)) for t in expected]
+    text = str(expected or "")
+    return _ENUM_REPR_VALUE.findall(text) or [t.strip(" '") for t in text.split(",") if t.strip()]

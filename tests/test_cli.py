@@ -118,7 +118,7 @@ async def test_bad_input_on_the_command_line_names_the_field(stack: Stack) -> No
         "--remedy",
         "Anything",
     )
-    assert code == 2 and "respondent_ids[0]: unknown partner 'ghost'" in out
+    assert code == 2 and "--respondent 1: unknown partner 'ghost'" in out
     code, out = await accord(
         stack,
         "file",

@@ -34,7 +34,7 @@ from accord.runtime import Services
 from accord.settings import Settings
 from accord.wording import NO_NAMES, NamesProvider, summary
 from models.codec import EncryptionCodec
-from models.text import plain_error, problem
+from models.text import plain_error, problem, relevant
 from web import csrf, docs, limits, throttle
 from web.auth import Accounts
 from web.headers import SecurityHeaders
@@ -415,7 +415,7 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = []
-        for err in exc.errors():
+        for err in relevant(exc.errors()):
             where = ("body", "query", "path", "header")
             loc = [str(p) for p in err.get("loc", ()) if p not in where]
             errors.append((".".join(loc) or "body", plain_error(err)))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from models.enums import Action, RemedyKind
-from models.text import plain_error
+from models.text import plain_error, relevant
 
 REMEDY_ROWS = 3
 
@@ -238,7 +238,7 @@ def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
     """(field, message) pairs a person can act on: the field is the first part of the location,
     the message names the rest (e.g. 'remedies', '1 amount: Input should be greater than 0')."""
     errors: list[tuple[str, str]] = []
-    for err in exc.errors():
+    for err in relevant(exc.errors()):
         loc = [
             f"#{p + 1}" if isinstance(p, int) else str(p)
             for p in err["loc"]

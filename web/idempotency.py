@@ -23,7 +23,7 @@ from accord import texts
 from accord.db import SessionFactory
 from models.enums import Action
 from models.payloads import ActionPayload, ActionResult, Actor, TextRef
-from models.tables import IdempotencyRecord
+from models.tables import Dispute, IdempotencyRecord
 from web.operations import DisputeGone, Operation, Refused, perform, update_id
 
 KEY_REUSED = "already sent with other content; nothing was done (a new request needs a new key)"
@@ -124,6 +124,12 @@ async def perform_once(
     request raises KeyReused. A text the action carries is stored first and the workflow gets
     its reference (`accord.texts`); over `limits`, TooManyTexts and nothing is done."""
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
+    # A dispute is on record before its workflow starts (accord.filing): a number that is not
+    # names no dispute, said so before a text is stored against it (which its foreign key
+    # would refuse) or a key is claimed for it.
+    with sessions.read() as session:
+        if session.get(Dispute, number) is None:
+            raise DisputeGone(number)
     scope = key_scope(op.action, payload.actor, key)
     earlier = claim(sessions, scope, request)
     if earlier is not None:
