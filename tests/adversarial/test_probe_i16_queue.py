@@ -1,0 +1,40 @@
+"""Probes of issue 16's work queue (web.queue) from outside, as a hostile verifier: the API's
+task list and the inbox page over the same hostile query strings must answer alike; one value
+given twice where one is meant is refused naming the parameter, on both."""
+
+from __future__ import annotations
+
+from tests.conftest import Stack
+from tests.web_harness import api, make_app, signed_in, token_for
+
+REPEATED = (
+    ("sort=due&sort=amount", "sort"),
+    ("order=asc&order=desc", "order"),
+    ("sort=amount&order=desc&order=asc", "order"),
+)
+
+
+async def test_a_parameter_given_twice_is_refused_by_the_api_as_by_the_page(
+    stack: Stack,
+) -> None:
+    """The page refused `sort=due&sort=amount` (400 "give one way to sort"); the API took one of
+    the two silently and answered 200 sorted by whichever FastAPI kept."""
+    app = make_app(stack)
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    await stack.wait_for_event(number, "mediator_offered")
+    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    browser = await signed_in(app, mediator)
+    try:
+        for query, _ in REPEATED:
+            page = await browser.get(f"/inbox?{query}")
+            assert page.status_code == 400, (query, page.status_code)
+    finally:
+        await browser.close()
+    async with api(app, token_for(stack, mediator)) as client:
+        for query, name in REPEATED:
+            answer = await client.get(f"/api/tasks?{query}")
+            assert answer.status_code == 400, (query, answer.status_code, answer.text[:200])
+            assert [e["field"] for e in answer.json()["errors"]] == [name], answer.text
+        # One value each, as before: still answered.
+        assert (await client.get("/api/tasks?sort=amount&order=asc")).status_code == 200
