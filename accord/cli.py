@@ -1198,6 +1198,10 @@ def main() -> None:
         app()
     except SystemExit as exc:  # typer ends every command with one
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            # A stop with its reason (`accord run`: "port 8000 is taken; set ..."): said, as
+            # the interpreter would have said it had this not caught it.
+            typer.secho(f"error: {exc.code}", fg=typer.colors.RED, err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # The Temporal client's native runtime can abort while the interpreter finalizes
