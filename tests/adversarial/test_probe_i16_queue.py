@@ -38,3 +38,41 @@ async def test_a_parameter_given_twice_is_refused_by_the_api_as_by_the_page(
             assert [e["field"] for e in answer.json()["errors"]] == [name], answer.text
         # One value each, as before: still answered.
         assert (await client.get("/api/tasks?sort=amount&order=asc")).status_code == 200
+
+
+def test_a_refused_mail_task_names_the_email_in_words_not_its_template_id() -> None:
+    """The outbox titles the admins' task 'mail refused: <template> to <recipient>'; the
+    template is a file name ('final_ruling', 'offer_rejected'), which the admin's queue and
+    `accord tasks` printed as it is."""
+    from accord import wording
+    from models.enums import Role, TaskKind, TaskState
+    from models.tables import Task
+    from web.queue import QueueItem, Sla
+
+    task = Task(
+        key="DSP-2026-000001:mail-3",
+        dispute_number="DSP-2026-000001",
+        kind=TaskKind.RESOLVE_MAIL,
+        title="mail refused: final_ruling to nora@northwind.example",
+        assignee_id=None,
+        assignee_role=Role.ADMIN,
+        state=TaskState.OPEN,
+    )
+    item = QueueItem(
+        task=task,
+        due_at=None,
+        sla=Sla.NONE,
+        category=None,
+        stage=None,
+        amount=None,
+        currency=None,
+        claimant=None,
+        respondents=(),
+    )
+    assert (
+        item.label
+        == "Resolve undelivered mail: mail refused: final ruling to nora@northwind.example"
+    )
+    assert wording.task(task) == (
+        "resolve undelivered mail: mail refused: final ruling to nora@northwind.example"
+    )
