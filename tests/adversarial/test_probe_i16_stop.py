@@ -12,8 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from accord.stack import port_open
 from tests.conftest import REPO_ROOT
-from tests.test_embedded_stop import dev_servers_of, run_env  # noqa: F401 - the fixture
+from tests.test_embedded_stop import (  # noqa: F401 - run_env: the fixture
+    dev_servers_of,
+    run_env,
+    start_run,
+    wait_until,
+)
 
 ENDS_WITHIN = 180.0
 """A bound on the wait, not a measure: the client gives up on a silent listener in seconds."""
@@ -75,3 +81,30 @@ def test_a_web_port_taken_stops_the_run_with_what_to_do(
     assert f"port {web_port} is taken; set ACCORD_WEB_PORT" in run.stderr, (run.stdout, run.stderr)
     assert "Traceback" not in run.stdout + run.stderr
     assert not dev_servers_of(state), "the dev server it started outlived the refusal"
+
+
+def test_kill_9_during_start_up_leaves_no_dev_server_and_the_next_run_starts_its_own(
+    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+) -> None:
+    """Killed as soon as its dev server exists (before it listens, before the banner)."""
+    env, temporal_port, state = run_env
+    process = subprocess.Popen(
+        [sys.executable, "-m", "accord.cli", "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: dev_servers_of(state) or process.poll() is not None, "no dev server")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    wait_until(lambda: not dev_servers_of(state), "the dev server outlived a kill in start-up")
+    wait_until(lambda: not port_open("127.0.0.1", temporal_port), "the Temporal port stayed taken")
+    process, banner = start_run(env)
+    try:
+        assert "reusing" not in banner and "Traceback" not in banner, banner
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=ENDS_WITHIN) == 0
+    wait_until(lambda: not dev_servers_of(state), "the dev server outlived a Ctrl-C")
