@@ -76,3 +76,33 @@ def test_a_refused_mail_task_names_the_email_in_words_not_its_template_id() -> N
     assert wording.task(task) == (
         "resolve undelivered mail: mail refused: final ruling to nora@northwind.example"
     )
+
+
+def test_a_queue_sorted_other_than_by_default_offers_to_clear_it() -> None:
+    """The form's "Clear" link showed for a filter or another sort key, not for the default
+    key reversed (`sort=due&order=desc`: latest deadline first), which then had no way back
+    but editing the form."""
+    from jinja2 import StrictUndefined
+
+    from accord.access import Viewer
+    from models.enums import Role
+    from models.payloads import Actor
+    from web.pages.disputes import queue_context
+    from web.queue import read_queue_query
+    from web.templating import make_templates
+
+    env = make_templates().env
+    env.undefined = StrictUndefined
+    viewer = Viewer(Actor(id="sam.okafor", role=Role.MEDIATOR, name="Sam Okafor"), "s@v.example")
+    base = {"viewer": viewer, "csrf": "t", "flash": None, "home": "/", "oidc": False}
+    base |= {"oidc_label": ""}
+
+    def clear_link(*params: tuple[str, str]) -> bool:
+        context = queue_context([], "Task inbox", "/inbox", read_queue_query(params))
+        html = env.get_template("inbox.html").render(**base, **context)
+        return '<a href="/inbox">Clear</a>' in html
+
+    assert not clear_link()
+    assert clear_link(("sort", "amount")) and clear_link(("sla", "overdue"))
+    assert clear_link(("order", "desc"))
+    assert clear_link(("sort", "amount"), ("order", "asc"))
