@@ -108,3 +108,47 @@ def test_kill_9_during_start_up_leaves_no_dev_server_and_the_next_run_starts_its
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=ENDS_WITHIN) == 0
     wait_until(lambda: not dev_servers_of(state), "the dev server outlived a Ctrl-C")
+
+
+def test_a_reused_server_is_said_so_and_outlives_a_kill_9_of_the_run(
+    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """The README: "a server already listening on the Temporal port is reused, said so, and
+    left running" - also when the run that reused it is killed -9."""
+    from accord.stack import temporal_binary
+    from models import search_attributes
+
+    env, temporal_port, state = run_env
+    foreign = subprocess.Popen(
+        [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(temporal_port),
+            "--headless",
+            "--log-level",
+            "error",
+            "--db-filename",
+            str(tmp_path / "foreign.db"),
+            *search_attributes.DEV_SERVER_FLAGS,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: port_open("127.0.0.1", temporal_port), "the foreign server is not up")
+        process, banner = start_run(env)
+        assert f"a server already listens on 127.0.0.1:{temporal_port}; reusing it" in banner
+        assert "will leave it running" in banner
+        assert not dev_servers_of(state), "it started a server of its own as well"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert foreign.poll() is None and port_open("127.0.0.1", temporal_port)
+    finally:
+        foreign.terminate()
+        foreign.wait(timeout=ENDS_WITHIN)
