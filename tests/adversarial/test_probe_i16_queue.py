@@ -4,8 +4,13 @@ given twice where one is meant is refused naming the parameter, on both."""
 
 from __future__ import annotations
 
+import asyncio
+
+from models.payloads import RequestInformation
 from tests.conftest import Stack
+from tests.test_dispute_paths import in_mediation
 from tests.web_harness import api, make_app, signed_in, token_for
+from workflows.dispute import DisputeWorkflow
 
 REPEATED = (
     ("sort=due&sort=amount", "sort"),
@@ -106,3 +111,30 @@ def test_a_queue_sorted_other_than_by_default_offers_to_clear_it() -> None:
     assert clear_link(("sort", "amount")) and clear_link(("sla", "overdue"))
     assert clear_link(("order", "desc"))
     assert clear_link(("sort", "amount"), ("order", "asc"))
+
+
+async def test_a_paused_mediation_clock_counts_down_to_nothing_in_the_queue(stack: Stack) -> None:
+    """While a party owes information the mediation clock is paused (SPEC: the deadline moves
+    by the time paused). The mediator's task kept the deadline it opened with: the queue counted
+    down to it, "on time", and would call the task overdue while nothing runs."""
+    app = make_app(stack)
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.request_information,
+        RequestInformation(
+            actor=stack.actor(mediator), party_id="contoso", questions="Send the form."
+        ),
+    )
+    await stack.wait_for(number, lambda s: s.clock_paused)
+    async with api(app, token_for(stack, f"{mediator}@vendor.example")) as client:
+        for _ in range(100):  # the read model follows the workflow a moment later
+            (task,) = (await client.get("/api/tasks")).json()
+            if task["stage"] == "awaiting_party":
+                break
+            await asyncio.sleep(0.1)
+        assert (task["kind"], task["stage"]) == ("mediate", "awaiting_party")
+        assert (task["due_at"], task["sla"]) == (None, "none"), task
+        assert task["awaiting"] == "answer to information request from Contoso Systems"
+        paused = (await client.get("/api/tasks", params={"sla": "none"})).json()
+        assert [t["kind"] for t in paused] == ["mediate"]
