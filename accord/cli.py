@@ -558,9 +558,22 @@ def tasks(
     show_all: Annotated[bool, typer.Option("--all", help="include done and cancelled")] = False,
 ) -> None:
     """Human tasks, soonest due first."""
+    from sqlalchemy.orm import aliased
+
+    from web.queue import standing_due
+
     services = _services()
+    # The deadline that stands, as the work queue counts down to it: the dispute's when an
+    # admin extended it, none while the mediation clock is paused.
+    d = aliased(Dispute)
+    due = standing_due(d)
     with services.sessions.read() as session:
-        query = select(Task).order_by(col(Task.due_at).is_(None), col(Task.due_at))
+        query = (
+            select(Task, due)
+            .select_from(Task)
+            .outerjoin(d, col(d.number) == col(Task.dispute_number))
+            .order_by(due.is_(None), due, col(Task.dispute_number), col(Task.key))
+        )
         if not show_all:
             query = query.where(Task.state == TaskState.OPEN)
         if who:
@@ -581,13 +594,13 @@ def tasks(
     if not rows:
         typer.echo("no tasks")
     now = datetime.now(UTC)
-    for t in rows:
-        if t.due_at is None:
-            sla = "no deadline"
-        elif t.state is not TaskState.OPEN:
+    for t, due_at in rows:
+        if t.state is not TaskState.OPEN:
             sla = wording.label(t.state)
+        elif due_at is None:
+            sla = "no deadline"
         else:
-            sla = "BREACHED" if t.due_at < now else f"due in {_human(t.due_at - now)}"
+            sla = "BREACHED" if due_at < now else f"due in {_human(due_at - now)}"
         who_does = names.person(t.assignee_id) if t.assignee_id else "(admins)"
         typer.echo(f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}")
 

@@ -280,6 +280,12 @@ def _due_column(d: Any) -> Any:
     return type_coerce(case(*paused, *current, else_=col(Task.due_at)), UTCDateTime())
 
 
+def standing_due(d: Any) -> Any:
+    """The deadline that stands for a task (`STAGE_CLOCKS`, `PAUSED_CLOCKS`), over `d`, an
+    alias of the dispute table joined to the task: what `accord tasks` counts down to too."""
+    return _due_column(d)
+
+
 def _sla_column(now: datetime, due_at: Any) -> Any:
     made, due, at = _epoch(Task.created_at), _epoch(due_at), now.timestamp()
     return case(

@@ -8,6 +8,7 @@ import asyncio
 
 from models.payloads import RequestInformation
 from tests.conftest import Stack
+from tests.test_cli import accord
 from tests.test_dispute_paths import in_mediation
 from tests.web_harness import api, make_app, signed_in, token_for
 from workflows.dispute import DisputeWorkflow
@@ -138,3 +139,9 @@ async def test_a_paused_mediation_clock_counts_down_to_nothing_in_the_queue(stac
         assert task["awaiting"] == "answer to information request from Contoso Systems"
         paused = (await client.get("/api/tasks", params={"sla": "none"})).json()
         assert [t["kind"] for t in paused] == ["mediate"]
+
+        # `accord tasks` says the same of it: no countdown to a deadline that stands still.
+        code, out = await accord(stack, "tasks", "--for", mediator)
+        assert code == 0, out
+        (line,) = [line for line in out.splitlines() if "mediate" in line]
+        assert line.rstrip().endswith("no deadline"), line
