@@ -4,6 +4,8 @@ a person or a script has, after the mediation it was written in failed into revi
 
 from __future__ import annotations
 
+from typing import Any
+
 from models.enums import NoteVisibility
 from models.payloads import AddNote, DeclareImpasse
 from tests.conftest import Stack
@@ -65,3 +67,37 @@ async def test_a_seated_panel_member_reads_no_caucus_note_by_any_route(stack: St
     async with api(app, token_for(stack, COMPLIANCE)) as client:
         detail = await client.get(f"/api/disputes/{number}")
         assert secret in detail.text
+
+
+async def test_a_party_reads_no_task_of_the_other_side(stack: Stack) -> None:
+    """The table: information requests, "own side's"; the brief: a partner never sees the other
+    side's tasks. The request itself was filtered out of the other side's view, the task it
+    opened for Contoso was not: Northwind's /api/disputes/N listed `answer_information` for
+    `contoso` with its due date. (The deadline stays: deadlines are the case summary's.)"""
+    from models.payloads import RequestInformation
+
+    app = make_app(stack)
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.request_information,
+        RequestInformation(
+            actor=stack.actor(mediator), party_id="contoso", questions="Send the form."
+        ),
+    )
+    await stack.wait_for(number, lambda s: s.clock_paused)
+
+    async def state_for(login: str) -> dict[str, Any]:
+        async with api(app, token_for(stack, login)) as client:
+            answer = await client.get(f"/api/disputes/{number}")
+            assert answer.status_code == 200, answer.text
+            return answer.json()["state"]  # type: ignore[no-any-return]
+
+    northwind = await state_for("nora@northwind.example")
+    assert not [t for t in northwind["open_tasks"] if t["assignee"] == "contoso"], northwind
+    assert northwind["information_requests"] == []
+    assert [t["kind"] for t in northwind["open_tasks"]] == ["mediate"]  # the mediator's: shared
+    contoso = await state_for("carl@contoso.example")
+    assert [t["kind"] for t in contoso["open_tasks"] if t["assignee"] == "contoso"] == [
+        "answer_information"
+    ]
