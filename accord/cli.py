@@ -649,9 +649,22 @@ def tasks(
     show_all: Annotated[bool, typer.Option("--all", help="include done and cancelled")] = False,
 ) -> None:
     """Human tasks, soonest due first."""
+    from sqlalchemy.orm import aliased
+
+    from web.queue import standing_due
+
     services = _services()
+    # The deadline that stands, as the work queue counts down to it: the dispute's when an
+    # admin extended it, none while the mediation clock is paused.
+    d = aliased(Dispute)
+    due = standing_due(d)
     with services.sessions.read() as session:
-        query = select(Task).order_by(col(Task.due_at).is_(None), col(Task.due_at))
+        query = (
+            select(Task, due)
+            .select_from(Task)
+            .outerjoin(d, col(d.number) == col(Task.dispute_number))
+            .order_by(due.is_(None), due, col(Task.dispute_number), col(Task.key))
+        )
         if not show_all:
             query = query.where(Task.state == TaskState.OPEN)
         if who:
@@ -672,13 +685,13 @@ def tasks(
     if not rows:
         typer.echo("no tasks")
     now = datetime.now(UTC)
-    for t in rows:
-        if t.due_at is None:
-            sla = "no deadline"
-        elif t.state is not TaskState.OPEN:
+    for t, due_at in rows:
+        if t.state is not TaskState.OPEN:
             sla = wording.label(t.state)
+        elif due_at is None:
+            sla = "no deadline"
         else:
-            sla = "BREACHED" if t.due_at < now else f"due in {_human(t.due_at - now)}"
+            sla = "BREACHED" if due_at < now else f"due in {_human(due_at - now)}"
         who_does = names.person(t.assignee_id) if t.assignee_id else "(admins)"
         typer.echo(f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}")
 
@@ -1298,6 +1311,10 @@ def main() -> None:
         app()
     except SystemExit as exc:  # typer ends every command with one
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            # A stop with its reason (`accord run`: "port 8000 is taken; set ..."): said, as
+            # the interpreter would have said it had this not caught it.
+            typer.secho(f"error: {exc.code}", fg=typer.colors.RED, err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     # The Temporal client's native runtime can abort while the interpreter finalizes

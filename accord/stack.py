@@ -230,6 +230,22 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
     return "\n".join(lines)
 
 
+async def answers_as_temporal(settings: Settings) -> None:
+    """The server this run reuses answers as Temporal does; if what listens on its port does
+    not (another program, a server that hangs), say so and stop: not the SDK's error after the
+    banner."""
+    from accord.runtime import connect
+
+    try:
+        await connect(settings)
+    except RuntimeError:
+        raise SystemExit(
+            f"something listens on {settings.temporal_address}, but no Temporal server answers"
+            " there: stop what listens, or set ACCORD_TEMPORAL_ADDRESS to a free port (this run"
+            " then starts a dev server of its own)"
+        ) from None
+
+
 async def run_embedded(settings: Settings) -> None:
     from web.serve import serve_web
     from worker import run_worker
@@ -250,6 +266,8 @@ async def run_embedded(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await wait_for_port(host, int(port), 60, "the Temporal dev server")
+        if server is None:
+            await answers_as_temporal(settings)
         if port_open(settings.web_host, settings.web_port):
             raise SystemExit(
                 f"port {settings.web_port} is taken; set ACCORD_WEB_PORT to a free one"

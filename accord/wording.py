@@ -438,12 +438,20 @@ def remedy(value: object, names: Names | None = None) -> str:
     return capital(label(kind)) if kind else "Remedy"
 
 
+_MAIL_REFUSED = re.compile(r"^(mail refused: )([a-z0-9_]+) to ")
+"""The outbox's title of a refused email's task: 'mail refused: <template> to <recipient>';
+the template's name (a file's: 'final_ruling') is said in words ('final ruling')."""
+
+
 def task(value: object) -> str:
     """A task as its assignee reads it: 'mediate DSP-2026-000001', not 'mediate: mediate:
     DSP-...'. The workflow titles its tasks '<kind words>: <number>'; other titles (mail the
     server refused) say more and are kept after the kind."""
     kind = getattr(value, "kind", None)
-    title = str(getattr(value, "title", "") or "")
+    title = _MAIL_REFUSED.sub(
+        lambda m: f"{m.group(1)}{m.group(2).replace('_', ' ')} to ",
+        str(getattr(value, "title", "") or ""),
+    )
     words = label(kind)
     for prefix in (
         f"{words}: ",

@@ -606,9 +606,9 @@ def tasks(
     """Your work queue: the open tasks you may act on, soonest deadline first (none last), or
     sorted and filtered as asked; several values of one filter are alternatives. An unknown
     value is refused with 400, naming the parameter."""
-    given = {"sort": [sort], "order": [order], "category": category, "stage": stage}
-    given |= {"sla": sla, "kind": kind}
-    query = read_queue_query((k, v) for k, vs in given.items() for v in vs or () if v is not None)
+    # Read from the query string itself, as the inbox page reads it: the parameters above are
+    # for the reference, and FastAPI keeps one of two `sort` (or `order`) values silently.
+    query = read_queue_query(request.query_params.multi_items())
     with web(request).services.sessions.read() as session:
         items = work_queue(session, viewer, query)
     return [

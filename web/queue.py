@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Float, and_, case, exists, func, literal, type_coerce
+from sqlalchemy import Float, and_, case, exists, func, literal, null, type_coerce
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -255,7 +255,17 @@ deadline, or the mediation clock moved after a party's answer, moves it; the tas
 one it opened with)."""
 
 
+PAUSED_CLOCKS = ((TaskKind.MEDIATE, DisputeStage.AWAITING_PARTY),)
+"""Tasks whose clock stands still in a stage: mediation while a party owes information (the
+deadline then moves by the time paused). No deadline runs for them: none is shown or counted
+down to, and they are not overdue."""
+
+
 def _due_column(d: Any) -> Any:
+    paused = [
+        (and_(col(Task.kind) == kind, col(d.stage) == stage), null())
+        for kind, stage in PAUSED_CLOCKS
+    ]
     current = [
         (
             and_(
@@ -267,7 +277,13 @@ def _due_column(d: Any) -> Any:
         )
         for kinds, stage in STAGE_CLOCKS
     ]
-    return type_coerce(case(*current, else_=col(Task.due_at)), UTCDateTime())
+    return type_coerce(case(*paused, *current, else_=col(Task.due_at)), UTCDateTime())
+
+
+def standing_due(d: Any) -> Any:
+    """The deadline that stands for a task (`STAGE_CLOCKS`, `PAUSED_CLOCKS`), over `d`, an
+    alias of the dispute table joined to the task: what `accord tasks` counts down to too."""
+    return _due_column(d)
 
 
 def _sla_column(now: datetime, due_at: Any) -> Any:

@@ -160,9 +160,15 @@ def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> D
         )
     notes = tuple(n for n in state.notes if may_read_note(viewer, standing, n))
     requests = state.information_requests
+    tasks = state.open_tasks
     if standing is Standing.PARTY:
-        # A request to one side is between that side and the mediator.
-        requests = tuple(r for r in requests if r.party_id == viewer.actor.partner_id)
+        # A request to one side is between that side and the mediator, and so is the task it
+        # opens for that side; the other side's tasks are theirs. (Deadlines are the case
+        # summary's: the README's "Who reads what".)
+        mine = viewer.actor.partner_id
+        requests = tuple(r for r in requests if r.party_id == mine)
+        others = {*state.respondent_ids, state.claimant_id} - {mine}
+        tasks = tuple(t for t in tasks if t.assignee not in others)
     review = state.review
     if review is not None and not may_see_votes(standing):
         review = review.model_copy(update={"votes": ()})
@@ -170,6 +176,7 @@ def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> D
         update={
             "notes": notes,
             "information_requests": requests,
+            "open_tasks": tasks,
             "review": review,
             # Other disputes' records: staff only (partners search the anonymised view).
             "similar": None if standing is Standing.PARTY else state.similar,

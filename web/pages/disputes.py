@@ -125,7 +125,7 @@ def _queue_page(request: Request, viewer: Viewer, title: str) -> Response:
 
 def queue_context(
     items: list[QueueItem], title: str, path: str, query: QueueQuery
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """What inbox.html renders: the rows, and the form and headings that sort and filter them."""
     return dict(
         items=items,
