@@ -369,6 +369,11 @@ def names(session: Session) -> Names:
     """Every partner's and person's display name, for accord.wording (small: one query each)."""
     partners = {p.id: p.name for p in session.exec(select(Partner)).all()}
     people = {p.id: p.name for p in session.exec(select(Person)).all()}
+    # A partner's contact acts under their email (filing, accepting an offer, appealing): they
+    # are named as people know them, with the partner they speak for.
+    for contact in session.exec(select(PartnerContact)).all():
+        company = partners.get(contact.partner_id, contact.partner_id)
+        people.setdefault(contact.email, f"{contact.name} ({company})")
     return Names(partners=partners, people=people)
 
 

@@ -482,7 +482,11 @@ _ONE = re.compile(
     r"(precedent|day|vote|partner|member|message|offer)s\b"
 )
 _PLACE = re.compile(r"\bremedies\[(\d+)\]")
-_TOKEN = re.compile(r"(?<![\w.@/-])([a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])(?![\w@/-]|\.\w)")
+# An id the directory knows: a partner's or person's id, or a contact's email (they act by it).
+_TOKEN = re.compile(
+    r"(?<![\w.@/+-])([\w.+-]+@[\w-]+(?:\.[\w-]+)+|[a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])"
+    r"(?![\w@/-]|\.\w)"
+)
 
 
 def summary(text: object, names: Names | None = None) -> str:

@@ -316,12 +316,6 @@ def test_the_remedy_applied_mail_says_through_what_in_words(adapter: str, said: 
     ), email.html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not fixed: accord.directory.names knows partners and people, not partner contacts; "
-    "an action by a contact shows their email where their name belongs ('accord show' history: "
-    "'nora@northwind.example  withdrawn', 'filed by nora@northwind.example')",
-)
 def test_a_partner_contact_is_named_not_shown_by_email(
     database_url: str, smtp: tuple[Any, int], tmp_path: Path
 ) -> None:
