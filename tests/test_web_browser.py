@@ -542,3 +542,37 @@ async def test_admin_works_from_the_admins_tasks(stack: Stack, chromium: Browser
         await page.goto("/inbox?kind=assign_mediator")
         await page.get_by_role("link", name="DSP-2026-900004").click()
         await expect(page.locator("h1")).to_contain_text("DSP-2026-900004")
+
+
+async def test_partner_works_from_the_queue_and_sees_no_task_of_the_other_side(
+    stack: Stack, chromium: Browser
+) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.request_information,
+        RequestInformation(
+            actor=stack.actor(mediator), party_id="contoso", questions="When did you register?"
+        ),
+    )
+    await stack.wait_for_event(number, "information_requested")
+    async with served(app) as base:
+        page = await sign_in(chromium, base, "carl@contoso.example")
+        await page.get_by_role("link", name="My tasks").click()
+        await expect(page.locator("h1")).to_contain_text("Task inbox")
+        row = page.locator("tr", has_text=number)
+        await expect(row).to_contain_text("your answer to the information request")
+        await expect(row).to_contain_text("Northwind Traders v Contoso Systems")
+        await expect(row).to_contain_text("awaiting a party")
+        await expect(row).to_contain_text("USD 125,000.00")
+        await page.get_by_label("Task").select_option("answer_information")
+        await page.get_by_role("button", name="Show").click()
+        assert await row_numbers(page) == [number]
+        await page.locator("tr", has_text=number).get_by_role("link", name=number).click()
+        await expect(page.locator("h1")).to_contain_text(number)
+        # The other side's queue holds nothing of Contoso's: the task is Contoso's alone.
+        claimant = await sign_in(chromium, base, "nora@northwind.example")
+        await claimant.get_by_role("link", name="My tasks").click()
+        await expect(claimant.locator("h1")).to_contain_text("Task inbox")
+        await expect(claimant.locator("main")).not_to_contain_text(number)
