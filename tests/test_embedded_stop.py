@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,17 +49,22 @@ def wait_until(condition: Callable[[], object], what: str) -> None:
         time.sleep(0.2)
 
 
-def start_run(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    """`accord run` in a process group of its own, read up to its banner."""
-    process = subprocess.Popen(
+def spawn_run(env: dict[str, str], **output: Any) -> subprocess.Popen[str]:
+    """`accord run` in a process group of its own (as `make run` is in a terminal's); `output`
+    says where its stdout and stderr go (subprocess.Popen's keywords)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "accord.cli", "run"],
         env=env,
         cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        **output,
     )
+
+
+def start_run(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`accord run` in a process group of its own, read up to its banner."""
+    process = spawn_run(env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     seen = []
     for line in process.stdout:

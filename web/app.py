@@ -41,7 +41,6 @@ from web.headers import SecurityHeaders
 from web.operations import DisputeGone, Refused
 from web.problems import (
     BadInput,
-    BadQuery,
     Forbidden,
     SignInRequired,
     TooMany,
@@ -376,27 +375,15 @@ def _install_error_handlers(app: FastAPI, context: WebContext) -> None:
     for exc_type, status, title, kind, detail in plain:
         app.add_exception_handler(exc_type, _plain_handler(context, status, title, kind, detail))
 
-    @app.exception_handler(BadInput)
+    @app.exception_handler(BadInput)  # and its kinds (BadQuery): each says how it is answered
     async def _bad_input(request: Request, exc: BadInput) -> Response:
         return problem_or_page(
             context,
             request,
-            422,
-            "Invalid input",
+            exc.status,
+            exc.title,
             exc.summary(),
-            kind="validation",
-            errors=exc.errors,
-        )
-
-    @app.exception_handler(BadQuery)
-    async def _bad_query(request: Request, exc: BadQuery) -> Response:
-        return problem_or_page(
-            context,
-            request,
-            400,
-            "Bad request",
-            exc.summary(),
-            kind="bad-request",
+            kind=exc.kind,
             errors=exc.errors,
         )
 

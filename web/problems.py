@@ -109,6 +109,12 @@ class TooMany(Exception):
 
 
 class BadInput(Exception):
+    # How the app answers it (web.app): one handler reads these, so a kind of bad input is a
+    # subclass with its own answer, not another handler.
+    status = 422
+    title = "Invalid input"
+    kind = "validation"
+
     def __init__(self, errors: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
         self.errors = errors
@@ -120,3 +126,7 @@ class BadInput(Exception):
 class BadQuery(BadInput):
     """A query parameter of a list (sort, order, a filter) with a value it cannot take: 400,
     naming the parameter."""
+
+    status = 400
+    title = "Bad request"
+    kind = "bad-request"

@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT
 from tests.test_embedded_stop import (  # noqa: F401 - run_env: the fixture
     dev_servers_of,
     run_env,
+    spawn_run,
     start_run,
     wait_until,
 )
@@ -33,15 +34,7 @@ def test_a_port_taken_by_something_that_is_no_temporal_server_is_said_plainly(
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", temporal_port))
         squatter.listen(8)  # accepts connections, never answers
-        process = subprocess.Popen(
-            [sys.executable, "-m", "accord.cli", "run"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        process = spawn_run(env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             out, _ = process.communicate(timeout=ENDS_WITHIN)
         except subprocess.TimeoutExpired:
@@ -88,14 +81,7 @@ def test_kill_9_during_start_up_leaves_no_dev_server_and_the_next_run_starts_its
 ) -> None:
     """Killed as soon as its dev server exists (before it listens, before the banner)."""
     env, temporal_port, state = run_env
-    process = subprocess.Popen(
-        [sys.executable, "-m", "accord.cli", "run"],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = spawn_run(env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: dev_servers_of(state) or process.poll() is not None, "no dev server")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
