@@ -1,8 +1,10 @@
-"""Web benchmark: server time of the busiest pages with 100,000 disputes in the database, and of
-filing through the API under 20 concurrent clients.
+"""Web benchmark: server time of the busiest pages with 100,000 disputes in the database, of
+filing through the API (one at a time, and 20 concurrent clients), and of the human-action round
+trip (20 people adding notes through the API to 1,000 open disputes).
 
     make bench-web
     python -m bench.web --disputes 100000 --requests 200 --filings 200 --concurrency 20
+    python -m bench.web --open-disputes 1000 --actions 400 --people 20
     python -m bench.web --database-url postgresql://postgres@127.0.0.1:5432/accord_bench  # an empty database
 
 The read model is filled directly with SQL (disputes, parties, a timeline of audit entries
@@ -10,6 +12,10 @@ each, open tasks), as years of use would leave it. The app runs under uvicorn on
 with a real dev server and worker for the filings. "Server time" is measured inside the
 process, from the request's first byte to the response's last, by a wrapper around the app;
 client-side latency is printed beside it.
+
+The open disputes for the action round trip are real workflows: those filed through the API
+above, the rest filed through the filing service directly (in bulk, 20 at a time: the API's
+cost is what the filing figures measure), each assignment accepted by its mediator.
 """
 
 from __future__ import annotations
@@ -30,13 +36,18 @@ from sqlalchemy import insert, text
 
 from accord.audit import GENESIS, event_hash
 from accord.demo import DEMO
-from accord.runtime import Services, build_worker
-from bench.common import BenchStack, pct
+from accord.directory import resolve_actor
+from accord.runtime import Services, build_filing, build_worker
+from bench.common import BenchStack, Goal, Report, add_arguments, pct
+from bench.lifecycle import submission
 from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
+from models.payloads import AcceptAssignment
 from models.tables import Dispute, DisputeEvent, DisputeParty, Task
 from web.app import create_app
 from web.auth import Accounts, seed_demo_accounts
+from web.health import metrics_app
 from web.serve import _Server
+from workflows.dispute import DisputeWorkflow
 
 PARTNERS = [p.id for p in DEMO.partners if not p.is_direct_sales]
 MEDIATORS = ["greta.hoffmann", "kenji.sato", "maria.lopez", "sam.okafor"]
@@ -56,11 +67,23 @@ WORDS = [
 STAGES = [DisputeStage.MEDIATION, DisputeStage.CLOSED, DisputeStage.TRIAGE, DisputeStage.CLOSED]
 
 
+GOALS: dict[str, tuple[Goal | None, Goal | None]] = {
+    # group: (server p50, server p95), from issue 17
+    "search": (None, Goal(at_most=50)),
+    "dispute page (live dispute)": (None, Goal(at_most=100)),
+    "filing (API, one at a time)": (Goal(at_most=50), None),
+    "filing (API, 20 concurrent)": (None, Goal(at_most=150)),
+    "action: add note (20 people)": (Goal(at_most=50), Goal(at_most=200)),
+}
+
+
 class ServerTimer:
     """ASGI wrapper recording, per path group, the time from request start to response end."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, metrics: Any = None) -> None:
         self.app = app
+        # The web process serves /metrics on a port of its own (web.serve); here, beside the app.
+        self.metrics = metrics
         self.times: dict[str, list[float]] = {}
         self.group = "other"
 
@@ -76,7 +99,8 @@ class ServerTimer:
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 self.times.setdefault(group, []).append((time.perf_counter() - started) * 1000)
 
-        await self.app(scope, receive, timed_send)
+        app = self.metrics if self.metrics and scope["path"] == "/metrics" else self.app
+        await app(scope, receive, timed_send)
 
 
 def fill(services: Services, disputes: int, events_each: int) -> list[str]:
@@ -202,6 +226,7 @@ async def measure(
 
 
 async def main(args: argparse.Namespace) -> None:
+    report = Report("web", args, label=f"web ({'postgresql' if args.database_url else 'sqlite'})")
     bench = BenchStack("web", database_url=args.database_url)
     settings = bench.settings
     services = bench.seed(case_limit=1_000_000)
@@ -220,10 +245,13 @@ async def main(args: argparse.Namespace) -> None:
     }
     contacts = {p.id: p.contacts[0].email for p in DEMO.partners if p.contacts}
     partner_tokens = {pid: accounts.issue_token(email, "bench") for pid, email in contacts.items()}
+    mediator_tokens = {m: accounts.issue_token(f"{m}@vendor.example", "bench") for m in MEDIATORS}
 
     env = await bench.temporal()
+    report.attach_server()
     port = 30000 + uuid.uuid4().int % 20000
-    timer = ServerTimer(create_app(settings, services, env.client))
+    app = create_app(settings, services, env.client)
+    timer = ServerTimer(app, metrics_app(app.state.metrics))
     server = _Server(uvicorn.Config(timer, host="127.0.0.1", port=port, log_level="error"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
@@ -273,16 +301,14 @@ async def main(args: argparse.Namespace) -> None:
                 client_times = await measure(timer, client, group, paths, token)
                 results.append((group, timer.times[group], client_times))
 
-            timer.group = "filing (API, 20 concurrent)"
-            semaphore = asyncio.Semaphore(args.concurrency)
-            filing_client: list[float] = []
+            filed: list[str] = []
 
-            async def file_one(i: int) -> None:
+            def filing_body(i: int) -> tuple[dict[str, Any], str]:
                 claimant, respondent = (
                     PARTNERS[i % len(PARTNERS)],
                     PARTNERS[(i + 1) % len(PARTNERS)],
                 )
-                body = {
+                return {
                     "respondent_ids": [respondent],
                     "category": "deal_registration",
                     "contested_objects": [{"kind": "deal_registration", "ref": f"DR-B-{i}"}],
@@ -292,22 +318,80 @@ async def main(args: argparse.Namespace) -> None:
                     "amount_at_stake": "1000",
                     "occurred_on": date.today().isoformat(),
                     "submission_id": f"bench-{i}",
-                }
-                async with semaphore:
-                    started = time.perf_counter()
-                    response = await client.post(
-                        "/api/disputes",
-                        json=body,
-                        headers={"Authorization": f"Bearer {partner_tokens[claimant]}"},
-                    )
-                    filing_client.append((time.perf_counter() - started) * 1000)
+                }, claimant
+
+            async def post_filing(i: int, times: list[float]) -> None:
+                body, claimant = filing_body(i)
+                started = time.perf_counter()
+                response = await client.post(
+                    "/api/disputes",
+                    json=body,
+                    headers={"Authorization": f"Bearer {partner_tokens[claimant]}"},
+                )
+                times.append((time.perf_counter() - started) * 1000)
                 if response.status_code != 201:
                     raise SystemExit(f"filing {i}: {response.status_code} {response.text[:300]}")
+                filed.append(response.json()["number"])
 
-            began = time.perf_counter()
-            await asyncio.gather(*(file_one(i) for i in range(args.filings)))
-            elapsed = time.perf_counter() - began
+            # One at a time: the cost of the path itself, without contention.
+            timer.group = "filing (API, one at a time)"
+            single_client: list[float] = []
+            with report.phase() as single_usage:
+                for i in range(args.single_filings):
+                    await post_filing(args.filings + i, single_client)
+            results.append((timer.group, timer.times[timer.group], single_client))
+
+            timer.group = "filing (API, 20 concurrent)"
+            semaphore = asyncio.Semaphore(args.concurrency)
+            filing_client: list[float] = []
+
+            async def file_one(i: int) -> None:
+                async with semaphore:
+                    await post_filing(i, filing_client)
+
+            with report.phase() as filing_usage:
+                await asyncio.gather(*(file_one(i) for i in range(args.filings)))
+            elapsed = filing_usage[0].wall
             results.append((timer.group, timer.times[timer.group], filing_client))
+
+            # The human-action round trip: open disputes, each accepted by its mediator, then
+            # `people` concurrent mediators adding notes through the API.
+            timer.group = "setup"
+            mediated = await open_disputes(
+                services, env.client, filed, max(0, args.open_disputes - len(filed))
+            )
+            timer.group = "action: add note (20 people)"
+            people = asyncio.Semaphore(args.people)
+            action_client: list[float] = []
+
+            async def act(i: int) -> None:
+                number, mediator = mediated[rng.randrange(len(mediated))]
+                async with people:
+                    started = time.perf_counter()
+                    response = await client.post(
+                        f"/api/disputes/{number}/add-note",
+                        json={"text": f"Note {i}: spoke to both sides.", "visibility": "shared"},
+                        headers={"Authorization": f"Bearer {mediator_tokens[mediator]}"},
+                    )
+                    action_client.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise SystemExit(f"add note {i}: {response.status_code} {response.text[:300]}")
+
+            with report.phase() as action_usage:
+                await asyncio.gather(*(act(i) for i in range(args.actions)))
+            results.append((timer.group, timer.times[timer.group], action_client))
+
+            # A live dispute's page, as its mediator opens it after acting.
+            group = "dispute page (live dispute)"
+            by_mediator = [(f"/disputes/{n}", m) for n, m in mediated]
+            timer.group = group
+            page_client: list[float] = []
+            for _ in range(args.requests):
+                path, mediator = by_mediator[rng.randrange(len(by_mediator))]
+                page_client += await measure(
+                    timer, client, group, [path], mediator_tokens[mediator]
+                )
+            results.append((group, timer.times[group], page_client))
     finally:
         server.should_exit = True
         await serving
@@ -315,19 +399,74 @@ async def main(args: argparse.Namespace) -> None:
         bench.stop()
 
     backend = settings.resolved_database_url().split(":", 1)[0]
-    print(
-        f"\nAccord web benchmark — {len(numbers):,} disputes ({args.events} audit entries each), "
-        f"{backend}, {args.requests} requests per page, 2 cores"
+    report.heading(
+        f"Accord web benchmark — {len(numbers):,} disputes ({args.events} audit entries each), "
+        f"{backend}, {args.requests} requests per page, {len(mediated)} open disputes acted on"
     )
-    print(f"{'':34} {'server p50':>10} {'p95':>8}   {'client p50':>10} {'p95':>8}  (ms)")
+    report.note(f"{'':34} {'server p50':>10} {'p95':>8}   {'client p50':>10} {'p95':>8}  (ms)")
     for group, server_times, client_times in results:
-        print(
+        report.note(
             f"{group:34} {statistics.median(server_times):10.1f} {pct(server_times, 95):8.1f}"
             f"   {statistics.median(client_times):10.1f} {pct(client_times, 95):8.1f}"
         )
+    report.heading("Figures with a goal (server side)")
+    for group, server_times, _ in results:
+        p50_goal, p95_goal = GOALS.get(group, (None, None))
+        if p50_goal:
+            report.figure(f"{group} p50", statistics.median(server_times), "ms", p50_goal)
+        if p95_goal:
+            report.figure(f"{group} p95", pct(server_times, 95), "ms", p95_goal)
+    report.figure(f"filings at {args.concurrency} concurrent", args.filings / elapsed, "/s")
+    report.cpu("filing one at a time", single_usage[0], args.single_filings, "filing")
+    report.cpu(f"filing {args.concurrency} concurrent", filing_usage[0], args.filings, "filing")
+    report.cpu("add note", action_usage[0], args.actions, "action")
+    report.finish()
+
+
+async def open_disputes(
+    services: Services, client: Any, filed: list[str], more: int
+) -> list[tuple[str, str]]:
+    """`more` disputes filed through the filing service (20 at a time) besides those filed
+    through the API, each assignment accepted by its mediator: (number, mediator) pairs."""
+    with services.sessions.read() as session:
+        contacts = {p.id: p.contacts[0].email for p in DEMO.partners if p.contacts}
+        actors = {"contacts": contacts}
+        people = {m: resolve_actor(session, m) for m in MEDIATORS}
+    filing = build_filing(services, client)
+    semaphore = asyncio.Semaphore(20)
+    numbers = list(filed)
+
+    async def file_one(i: int) -> None:
+        async with semaphore:
+            numbers.append((await filing.file(submission(i, "DR-OPEN", actors))).number)
+
+    await asyncio.gather(*(file_one(i) for i in range(more)))
+
+    async def accept(number: str) -> tuple[str, str]:
+        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
+        async with semaphore:
+            while True:
+                state = await handle.query(DisputeWorkflow.get_state)
+                if state.candidate_mediator_id or state.mediator_id:
+                    break
+                await asyncio.sleep(0.2)
+            if state.mediator_id is None:
+                await handle.execute_update(
+                    DisputeWorkflow.accept_assignment,
+                    AcceptAssignment(
+                        actor=people[state.candidate_mediator_id],
+                        impartiality_declaration="No ties to either party here.",
+                    ),
+                )
+            return number, state.mediator_id or state.candidate_mediator_id
+
+    began = time.perf_counter()
+    mediated = await asyncio.gather(*(accept(n) for n in numbers))
     print(
-        f"filings: {args.filings} at {args.concurrency} concurrent, {args.filings / elapsed:.1f}/s"
+        f"  {len(mediated)} open disputes in mediation ({time.perf_counter() - began:.0f}s)",
+        file=sys.stderr,
     )
+    return list(mediated)
 
 
 if __name__ == "__main__":
@@ -337,5 +476,14 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--filings", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--single-filings", type=int, default=50, help="filings one at a time, before the rest"
+    )
+    parser.add_argument(
+        "--open-disputes", type=int, default=1_000, help="live disputes the people act on"
+    )
+    parser.add_argument("--actions", type=int, default=400, help="notes added through the API")
+    parser.add_argument("--people", type=int, default=20, help="people acting at the same time")
     parser.add_argument("--database-url", default="")
+    add_arguments(parser)
     asyncio.run(main(parser.parse_args()))
