@@ -241,6 +241,7 @@ def build_worker(
         # Database activities are synchronous; they run here, off the workflow event loop.
         activity_executor=ThreadPoolExecutor(max_workers=16),
         max_concurrent_activities=16,
+        max_cached_workflows=services.settings.worker_max_cached_workflows,
         # On SIGTERM running activities (and the relay's sends) get this long to finish
         # before they are cancelled (and retried elsewhere); compose allows the container 60 s.
         graceful_shutdown_timeout=graceful_shutdown,

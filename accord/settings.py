@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     0 sends each at once, on its own."""
     worker_recovery_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How often a worker looks for filings stored but never started."""
+    worker_max_cached_workflows: int = Field(default=1000, ge=0, le=1_000_000)
+    """Disputes a worker keeps in memory between their workflow tasks (Temporal's sticky cache).
+    Size it to the active set, the disputes being acted on or reaching a deadline at about the
+    same time: a smaller cache replays a dispute's history on its next task (CPU), a larger one
+    holds parked disputes in memory (bench/parked.py measures both; 0 turns the cache off)."""
 
     # --- email intake ----------------------------------------------------------------
     intake_address: str = "disputes@accord.localhost"

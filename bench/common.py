@@ -245,7 +245,7 @@ class Report:
             self.missed += 0 if ok else 1
             verdict, target = ("PASS" if ok else "MISS"), f"goal {goal.text(unit)}"
         self.rows.append((label, shown, target, verdict))
-        line = f"  {label:<46} {shown:>16}   {target:<20} {verdict}".rstrip()
+        line = f"  {label:<50} {shown:>14}   {target:<24} {verdict}".rstrip()
         self.lines.append(line)
         print(line, flush=True)
 

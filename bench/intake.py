@@ -23,7 +23,7 @@ import aiosmtplib
 from sqlmodel import select
 
 from accord.runtime import build_worker
-from bench.common import BenchStack, pct
+from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
 from models.enums import InboundState, OutboxState
@@ -61,11 +61,13 @@ def reply(i: int, number: str, sender: str) -> EmailMessage:
 
 
 async def main(args: argparse.Namespace) -> None:
+    report = Report("intake", args)
     bench = BenchStack("intake")
     settings = bench.settings
     intake_port = bench.smtp_port + 1
     services = bench.seed(case_limit=100_000)
     env = await bench.temporal()
+    report.attach_server()
     processor = IntakeProcessor(services, env.client)
     stop, wake = asyncio.Event(), asyncio.Event()
     receiver = start_receiver(processor, wake, "127.0.0.1", intake_port, settings.intake_max_bytes)
@@ -96,11 +98,14 @@ async def main(args: argparse.Namespace) -> None:
         async with build_worker(env.client, services, settings.task_queue):
             running = asyncio.create_task(processor.run(stop, wake))
             began = time.time()
-            await asyncio.gather(*(send(filing(i)) for i in range(args.filings)))
-            filed = await until_processed(args.filings)
+            with report.phase() as filing_usage:
+                await asyncio.gather(*(send(filing(i)) for i in range(args.filings)))
+                filed = await until_processed(args.filings)
             filing_seconds = time.time() - began
             numbers = [(r.dispute_number, r.sender) for r in filed if r.dispute_number]
             began_replies = time.time()
+            replying = report.phase()
+            reply_usage = replying.__enter__()
             await asyncio.gather(
                 *(
                     send(
@@ -114,6 +119,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
             )
             rows = await until_processed(args.filings + args.replies)
+            replying.__exit__(None, None, None)
             reply_seconds = time.time() - began_replies
             stop.set()
             await running
@@ -146,26 +152,41 @@ async def main(args: argparse.Namespace) -> None:
         if a.sent_at is not None and a.dispute_number in by_number
     ]
     others = {r.state.value for r in rows} - {"filed", "threaded"}
-    print(
-        f"\nAccord intake benchmark — {args.filings} filings then {args.replies} replies by SMTP, "
-        f"{args.concurrency} clients, SQLite, 2 cores"
+    filed_latency = [latency(r) for r in filed_rows]
+    threaded_latency = [latency(r) for r in threaded]
+    report.heading(
+        f"Accord intake benchmark — {args.filings} filings then {args.replies} replies by SMTP, "
+        f"{args.concurrency} clients, SQLite"
     )
-    print(
-        f"filings: {len(filed_rows)} filed, {args.filings / filing_seconds:.1f} messages/s; "
-        f"receipt to dispute started p50 {statistics.median([latency(r) for r in filed_rows]):.0f} ms, "
-        f"p95 {pct([latency(r) for r in filed_rows], 95):.0f} ms"
+    report.note(
+        f"filings: {len(filed_rows)} filed; receipt to dispute started "
+        f"p50 {statistics.median(filed_latency):.0f} ms, p95 {pct(filed_latency, 95):.0f} ms"
     )
-    print(
-        f"replies: {len(threaded)} threaded, {args.replies / reply_seconds:.1f} messages/s; "
-        f"receipt to threaded p50 {statistics.median([latency(r) for r in threaded]):.0f} ms, "
-        f"p95 {pct([latency(r) for r in threaded], 95):.0f} ms"
+    report.note(
+        f"replies: {len(threaded)} threaded; receipt to threaded "
+        f"p50 {statistics.median(threaded_latency):.0f} ms, p95 {pct(threaded_latency, 95):.0f} ms"
     )
-    print(
-        f"acknowledgement left the outbox: p50 {statistics.median(ack_latency):.0f} ms, "
-        f"p95 {pct(ack_latency, 95):.0f} ms after the filing was sent ({len(ack_latency)} measured)"
+    report.note(
+        f"acknowledgement left the outbox: p50 {statistics.median(ack_latency):.0f} ms "
+        f"after the filing was sent ({len(ack_latency)} measured)"
     )
     if others:
-        print(f"other outcomes: {sorted(others)}")
+        report.note(f"other outcomes: {sorted(others)}")
+    report.heading("Figures")
+    report.figure(
+        "filings by email", args.filings / filing_seconds, "messages/s", Goal(at_least=50)
+    )
+    report.figure("replies by email", args.replies / reply_seconds, "messages/s", Goal(at_least=50))
+    report.figure(
+        "acknowledgement left the outbox p95",
+        pct(ack_latency, 95),
+        "ms",
+        Goal(at_most=2000),
+        digits=0,
+    )
+    report.cpu("filing", filing_usage[0], args.filings, "message")
+    report.cpu("reply", reply_usage[0], args.replies, "message")
+    report.finish()
 
 
 if __name__ == "__main__":
@@ -173,4 +194,5 @@ if __name__ == "__main__":
     parser.add_argument("--filings", type=int, default=100)
     parser.add_argument("--replies", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=10)
+    add_arguments(parser)
     asyncio.run(main(parser.parse_args()))

@@ -22,7 +22,7 @@ from sqlalchemy import insert, text
 
 from accord.precedents import facet_token
 from accord.search import Filters, search_precedents
-from bench.common import BenchStack, pct
+from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, RemedyKind
 from models.tables import Dispute, Precedent, PrecedentFacet
 
@@ -217,28 +217,46 @@ def measure(bench: BenchStack, queries: int, rng: random.Random) -> tuple[list[f
 
 
 def main(args: argparse.Namespace) -> None:
+    backend = "postgresql" if args.database_url else "sqlite"
+    report = Report("search", args, label=f"search ({backend})")
     bench = BenchStack("search", database_url=args.database_url)
     bench.seed(case_limit=10)
     rng = random.Random(5)
-    backend = bench.settings.resolved_database_url().split(":", 1)[0]
-    print(f"Accord search benchmark — {backend}, {args.queries} queries per size, 2 cores")
-    print(
+    report.heading(f"Accord search benchmark — {backend}, {args.queries} queries per size")
+    report.note(
         f"{'precedents':>12} {'fts p50':>9} {'p95':>8}   {'LIKE p50':>9} {'p95':>8}   ratio p50 (ms)"
     )
     loaded = 0
+    figures = []
     for size in (int(s) for s in args.sizes.split(",")):
         began = time.perf_counter()
         load(bench, loaded, size, rng)
         loaded = size
-        fts, like = measure(bench, args.queries, rng)
-        print(
+        loaded_in = time.perf_counter() - began
+        with report.phase() as usage:
+            fts, like = measure(bench, args.queries, rng)
+        report.note(
             f"{size:>12,} {statistics.median(fts):9.1f} {pct(fts, 95):8.1f}   "
             f"{statistics.median(like):9.1f} {pct(like, 95):8.1f}   "
             f"{statistics.median(like) / statistics.median(fts):6.0f}x"
-            f"   (loaded in {time.perf_counter() - began:.0f}s)",
-            flush=True,
+            f"   (loaded in {loaded_in:.0f}s)"
         )
+        figures.append((size, fts, like, usage[0]))
     bench.stop()
+    report.heading("Figures")
+    for size, fts, _, used in figures:
+        # Issue 17's goal is set at a million precedents; smaller sizes are shown beside it.
+        goal = Goal(at_most=25) if size >= 1_000_000 else None
+        report.figure(f"precedent search p95 at {size:,}", pct(fts, 95), "ms", goal)
+        queries = len(fts) + max(5, args.queries // 20)
+        report.figure(
+            f"process CPU per query at {size:,}",
+            used.process / queries * 1000,
+            "ms",
+        )
+    if args.database_url:
+        report.note("(process CPU: the benchmark's own; PostgreSQL's server processes not counted)")
+    report.finish()
 
 
 if __name__ == "__main__":
@@ -246,4 +264,5 @@ if __name__ == "__main__":
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--database-url", default="")
+    add_arguments(parser)
     main(parser.parse_args())
