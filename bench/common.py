@@ -305,6 +305,7 @@ def write_results(report: Report) -> None:
         f"### {report.label}",
         "",
         f"`python -m bench.{report.name} {command_line(report.args)}`".replace(" `", "`"),
+        "",
         f"{report.started:%Y-%m-%d %H:%M} UTC, commit {git_commit()}, {report.machine()}",
         "",
         "| figure | value | goal | |",

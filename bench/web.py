@@ -33,6 +33,8 @@ from typing import Any
 import httpx
 import uvicorn
 from sqlalchemy import insert, text
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 
 from accord.audit import GENESIS, event_hash
 from accord.demo import DEMO
@@ -363,6 +365,7 @@ async def main(args: argparse.Namespace) -> None:
             timer.group = "action: add note (20 people)"
             people = asyncio.Semaphore(args.people)
             action_client: list[float] = []
+            still_applying: list[int] = []
 
             async def act(i: int) -> None:
                 number, mediator = mediated[rng.randrange(len(mediated))]
@@ -374,7 +377,9 @@ async def main(args: argparse.Namespace) -> None:
                         headers={"Authorization": f"Bearer {mediator_tokens[mediator]}"},
                     )
                     action_client.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
+                if response.status_code == 202:
+                    still_applying.append(i)  # answered: accepted, not done within the wait
+                elif response.status_code != 200:
                     raise SystemExit(f"add note {i}: {response.status_code} {response.text[:300]}")
 
             with report.phase() as action_usage:
@@ -409,6 +414,10 @@ async def main(args: argparse.Namespace) -> None:
             f"{group:34} {statistics.median(server_times):10.1f} {pct(server_times, 95):8.1f}"
             f"   {statistics.median(client_times):10.1f} {pct(client_times, 95):8.1f}"
         )
+    report.note(
+        f"notes answered 202 (accepted, still applying after the server's wait): "
+        f"{len(still_applying)} of {args.actions}"
+    )
     report.heading("Figures with a goal (server side)")
     for group, server_times, _ in results:
         p50_goal, p95_goal = GOALS.get(group, (None, None))
@@ -443,22 +452,28 @@ async def open_disputes(
     await asyncio.gather(*(file_one(i) for i in range(more)))
 
     async def accept(number: str) -> tuple[str, str]:
+        # Set-up, not measured: on a loaded machine a query or an update may time out, so each
+        # is tried again (the update under one id, applied once) until the mediator is in.
         handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
         async with semaphore:
             while True:
-                state = await handle.query(DisputeWorkflow.get_state)
-                if state.candidate_mediator_id or state.mediator_id:
-                    break
+                try:
+                    state = await handle.query(DisputeWorkflow.get_state)
+                    if state.mediator_id:
+                        return number, state.mediator_id
+                    if state.candidate_mediator_id:
+                        await handle.execute_update(
+                            DisputeWorkflow.accept_assignment,
+                            AcceptAssignment(
+                                actor=people[state.candidate_mediator_id],
+                                impartiality_declaration="No ties to either party here.",
+                            ),
+                            id=f"bench-accept-{number}",
+                        )
+                        return number, state.candidate_mediator_id
+                except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+                    print(f"  {number}: {exc}; trying again", file=sys.stderr)
                 await asyncio.sleep(0.2)
-            if state.mediator_id is None:
-                await handle.execute_update(
-                    DisputeWorkflow.accept_assignment,
-                    AcceptAssignment(
-                        actor=people[state.candidate_mediator_id],
-                        impartiality_declaration="No ties to either party here.",
-                    ),
-                )
-            return number, state.mediator_id or state.candidate_mediator_id
 
     began = time.perf_counter()
     mediated = await asyncio.gather(*(accept(n) for n in numbers))
