@@ -234,8 +234,6 @@ async def lateness(client: Client, numbers: list[str], horizon: datetime) -> dic
             for i, e in enumerate(events)
             if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
         }
-        if os.environ.get("BENCH_DEBUG"):
-            print(number, sorted(started.values()), file=sys.stderr)
         for timer_id, due in started.items():
             if due > horizon or (timer_id in cancelled and timer_id not in fired):
                 continue
