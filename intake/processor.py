@@ -726,8 +726,8 @@ class IntakeProcessor:
                 evidence_ids=tuple(evidence_ids),
                 text_ref=text_ref,
             )
-            await perform(
-                self.client,
+            await self._perform(
+                f"intake-{inbound_id}:message",
                 number,
                 AddMessage(actor=actor, message=message),
                 DisputeWorkflow.add_message,
@@ -823,14 +823,42 @@ class IntakeProcessor:
             )
             # The id is the message's and the position's, so a retry attaches nothing twice.
             item = item.model_copy(update={"id": _evidence_id(inbound_id, position)})
-            await perform(
-                self.client,
+            await self._perform(
+                f"intake-{inbound_id}:evidence-{position}",
                 number,
                 AddEvidence(actor=actor, evidence=item),
                 DisputeWorkflow.add_evidence,
             )
             added.append(item.id)
         return added, refused
+
+    UPDATE_TRIES = 5
+    """Times an update is asked for when the engine's answer does not come back in time."""
+
+    async def _perform(self, update_id: str, number: str, payload: Any, update: Any) -> None:
+        """Apply an action to the dispute under an id of this message's own: a busy engine lets
+        the RPC time out while the update goes on, and asking again under the same id attaches
+        to that update (applied once) instead of failing the attempt, which waited out its
+        back-off (30 s and more) for a message already taken in."""
+        for attempt in range(1, self.UPDATE_TRIES + 1):
+            try:
+                await perform(self.client, number, payload, update, update_id=update_id)
+                return
+            except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                task = asyncio.current_task()
+                # The client says the same for our own cancellation (the intake stopping).
+                stopping = task is not None and task.cancelling() > 0
+                if stopping or isinstance(exc.__cause__, asyncio.CancelledError):
+                    raise
+                if attempt == self.UPDATE_TRIES:
+                    raise
+                log.warning(
+                    "%s: the engine did not answer %s in time; asking again (%d of %d)",
+                    number,
+                    update_id,
+                    attempt + 1,
+                    self.UPDATE_TRIES,
+                )
 
     # --- filing -----------------------------------------------------------------------------
 

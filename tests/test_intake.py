@@ -15,7 +15,9 @@ from typing import Any
 import aiosmtplib
 import pytest
 from sqlmodel import func, select
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
+import intake.processor as processor_module
 from accord import texts
 from accord.access import Standing, Viewer, visible_events
 from intake.processor import IntakeProcessor
@@ -546,3 +548,30 @@ async def test_many_messages_are_processed_at_once_but_few_large_ones(
     assert await processor.process_pending() == 3
     assert most == 2  # as many as there are reading processes
     processor.close()
+
+
+async def test_an_update_the_engine_answered_too_late_is_asked_again_not_failed(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy engine lets an update's RPC time out though the update goes on. The intake asks
+    again under the same update id (the same update, applied once) instead of failing the
+    attempt and waiting out its back-off (30 s and more, for a message already taken in)."""
+    stack = intake.stack
+    number = (await stack.file()).number
+    asked: list[str | None] = []
+    real = processor_module.perform
+
+    async def late_once(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("update_id"))
+        result = await real(*args, **kwargs)
+        if len(asked) == 1:  # applied, but the answer did not come back in time
+            raise WorkflowUpdateRPCTimeoutOrCancelledError()
+        return result
+
+    monkeypatch.setattr(processor_module, "perform", late_once)
+    row = await intake.deliver(mail(CLAIMANT, f"Re: [{number}] more", "We have the order form."))
+    assert row.state is InboundState.THREADED, row.reason
+    assert row.attempts == 1 and row.last_error is None
+    assert len(asked) == 2 and asked[0] is not None and asked[0] == asked[1]
+    await stack.wait_for_event(number, "message_received")
+    assert [e.action for e in stack.events(number)].count("message_received") == 1
