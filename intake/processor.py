@@ -42,7 +42,7 @@ from intake.authentication import (
     from_mta,
     judge,
 )
-from intake.filing_mail import read_filing
+from intake.filing_mail import MailFiling, read_filing
 from intake.parsing import ParseFailed, Readers, Unreadable
 from intake.reading import ReadMail
 from models.enums import EvidenceVisibility, InboundState, Role
@@ -111,6 +111,11 @@ class Outcome:
 class IntakeProcessor:
     BATCH = 200
     """Messages looked at per round (failed attempts back off, so none holds the others up)."""
+    LARGE_BYTES = 1024 * 1024
+    LARGE_PARALLEL = 8
+    """Messages over LARGE_BYTES processed at the same time: each holds its bytes and what was
+    read from them (up to three times `intake_max_bytes`) until it is done, and the intake
+    takes many messages at once (`intake_parallel`) because most of their time is waiting."""
 
     def __init__(self, services: Services, client: Client) -> None:
         self.services = services
@@ -118,6 +123,7 @@ class IntakeProcessor:
         self.client = client
         self.sessions = services.sessions
         self._slots = asyncio.Semaphore(self.settings.intake_parallel)
+        self._large = asyncio.Semaphore(min(self.settings.intake_parallel, self.LARGE_PARALLEL))
         # Each reading is a process on a CPU: fewer of them than messages in flight.
         self._parsers = asyncio.Semaphore(self.settings.intake_parse_processes)
         self._readers = Readers(
@@ -451,10 +457,30 @@ class IntakeProcessor:
             row = session.get(InboundMessage, inbound_id)
         return row.state if row else InboundState.IGNORED
 
-    async def _attempt(self, inbound_id: int, token: str) -> InboundState:
+    def _row(self, inbound_id: int) -> InboundMessage:
         with self.sessions.read() as session:
             row = session.get(InboundMessage, inbound_id)
         assert row is not None  # claimed a moment ago; rows are never deleted
+        return row
+
+    def _size(self, inbound_id: int) -> int:
+        with self.sessions.read() as session:
+            size = session.exec(
+                select(InboundMessage.size).where(InboundMessage.id == inbound_id)
+            ).one()
+        return int(size)
+
+    async def _attempt(self, inbound_id: int, token: str) -> InboundState:
+        # Every database call of the intake runs in a thread: the event loop is the worker's
+        # (and in `accord run` the web app's) too, and SQLite's writers queue on a lock.
+        size = await asyncio.to_thread(self._size, inbound_id)
+        if size <= self.LARGE_BYTES:
+            return await self._attempt_in_hand(inbound_id, token)
+        async with self._large:
+            return await self._attempt_in_hand(inbound_id, token)
+
+    async def _attempt_in_hand(self, inbound_id: int, token: str) -> InboundState:
+        row = await asyncio.to_thread(self._row, inbound_id)
         if len(row.raw) > self.settings.intake_max_bytes:
             outcome = Outcome(
                 InboundState.QUARANTINED,
@@ -578,13 +604,12 @@ class IntakeProcessor:
                 reason += f" {verdict.unavailable}"
             return Outcome(InboundState.QUARANTINED, reason, authentication=auth)
         try:
-            with self.sessions.read() as session:
-                actor = resolve_actor(session, mail.sender)
+            actor = await asyncio.to_thread(self._actor, mail.sender)
         except UnknownActor:
             return Outcome(
                 InboundState.QUARANTINED,
                 f"{mail.sender} is not a registered contact or person"
-                + self._domain_hint(mail.sender),
+                + await asyncio.to_thread(self._domain_hint, mail.sender),
                 authentication=auth,
             )
         number = self._dispute_of(mail)
@@ -600,6 +625,10 @@ class IntakeProcessor:
             outcome = await self._file(inbound_id, mail, actor)
         outcome.authentication = auth
         return outcome
+
+    def _actor(self, sender: str) -> Actor:
+        with self.sessions.read() as session:
+            return resolve_actor(session, sender)
 
     def _domain_hint(self, sender: str) -> str:
         """Which partner the sender's domain belongs to: what the admin needs to decide."""
@@ -651,9 +680,9 @@ class IntakeProcessor:
     # --- correspondence -----------------------------------------------------------------
 
     async def _thread(self, inbound_id: int, mail: ReadMail, actor: Actor, number: str) -> Outcome:
-        viewer = Viewer(actor=actor, login=mail.sender)
-        with self.sessions.read() as session:
-            visible = can_see_dispute(session, viewer, number)
+        visible = await asyncio.to_thread(
+            self._can_see, Viewer(actor=actor, login=mail.sender), number
+        )
         if not visible:
             return Outcome(
                 InboundState.QUARANTINED, f"{mail.sender} is not on {number}", number=None
@@ -665,7 +694,8 @@ class IntakeProcessor:
             # The body is stored first, before any attachment: over a volume limit (or too
             # long) nothing is attached or recorded, and the sender is told which and why.
             # The workflow gets the stored text's reference (accord.texts).
-            text_ref = texts.store(
+            text_ref = await asyncio.to_thread(
+                texts.store,
                 self.sessions,
                 number,
                 "message",
@@ -676,7 +706,7 @@ class IntakeProcessor:
                 taken=taken,
             )
         except texts.TooManyTexts as problem:
-            return self._over_limit(number, mail.sender, problem)
+            return await asyncio.to_thread(self._over_limit, number, mail.sender, problem)
         except texts.TextProblem as problem:
             return Outcome(
                 InboundState.ANSWERED,
@@ -696,15 +726,15 @@ class IntakeProcessor:
                 evidence_ids=tuple(evidence_ids),
                 text_ref=text_ref,
             )
-            await perform(
-                self.client,
+            await self._perform(
+                f"intake-{inbound_id}:message",
                 number,
                 AddMessage(actor=actor, message=message),
                 DisputeWorkflow.add_message,
             )
         except (Refused, DisputeGone) as exc:
             # Not added: the stored body takes no place under the limits.
-            texts.set_aside(self.sessions, taken)
+            await asyncio.to_thread(texts.set_aside, self.sessions, taken)
             reason = (
                 refusal_in_words(number, exc)
                 if isinstance(exc, Refused)
@@ -723,6 +753,10 @@ class IntakeProcessor:
             )
         reply = {"outcome": "threaded", "refused_attachments": refused} if refused else None
         return Outcome(InboundState.THREADED, f"added to {number}", number=number, reply=reply)
+
+    def _can_see(self, viewer: Viewer, number: str) -> bool:
+        with self.sessions.read() as session:
+            return can_see_dispute(session, viewer, number)
 
     def _over_limit(self, number: str, sender: str, problem: texts.TextProblem) -> Outcome:
         """Over a volume limit: the sender is told once a day per dispute, not once a message,
@@ -779,7 +813,8 @@ class IntakeProcessor:
             except uploads.UploadProblem as refusal:
                 refused.append(refusal.message)
                 continue
-            item = uploads.store(
+            item = await asyncio.to_thread(
+                uploads.store,
                 self.sessions,
                 upload,
                 description=f"attached to an email from {mail.sender}",
@@ -788,8 +823,8 @@ class IntakeProcessor:
             )
             # The id is the message's and the position's, so a retry attaches nothing twice.
             item = item.model_copy(update={"id": _evidence_id(inbound_id, position)})
-            await perform(
-                self.client,
+            await self._perform(
+                f"intake-{inbound_id}:evidence-{position}",
                 number,
                 AddEvidence(actor=actor, evidence=item),
                 DisputeWorkflow.add_evidence,
@@ -797,14 +832,39 @@ class IntakeProcessor:
             added.append(item.id)
         return added, refused
 
+    UPDATE_TRIES = 5
+    """Times an update is asked for when the engine's answer does not come back in time."""
+
+    async def _perform(self, update_id: str, number: str, payload: Any, update: Any) -> None:
+        """Apply an action to the dispute under an id of this message's own: a busy engine lets
+        the RPC time out while the update goes on, and asking again under the same id attaches
+        to that update (applied once) instead of failing the attempt, which waited out its
+        back-off (30 s and more) for a message already taken in."""
+        for attempt in range(1, self.UPDATE_TRIES + 1):
+            try:
+                await perform(self.client, number, payload, update, update_id=update_id)
+                return
+            except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                task = asyncio.current_task()
+                # The client says the same for our own cancellation (the intake stopping).
+                stopping = task is not None and task.cancelling() > 0
+                if stopping or isinstance(exc.__cause__, asyncio.CancelledError):
+                    raise
+                if attempt == self.UPDATE_TRIES:
+                    raise
+                log.warning(
+                    "%s: the engine did not answer %s in time; asking again (%d of %d)",
+                    number,
+                    update_id,
+                    attempt + 1,
+                    self.UPDATE_TRIES,
+                )
+
     # --- filing -----------------------------------------------------------------------------
 
     async def _file(self, inbound_id: int, mail: ReadMail, actor: Actor) -> Outcome:
         assert actor.partner_id is not None
-        with self.sessions.read() as session:
-            filing = read_filing(
-                session, actor.partner_id, mail.subject, mail.reply_text or mail.text
-            )
+        filing = await asyncio.to_thread(self._read_filing, actor.partner_id, mail)
         form_url = (
             f"{self.settings.resolved_base_url()}/disputes/new?{urlencode(filing.understood)}"
         )
@@ -840,14 +900,23 @@ class IntakeProcessor:
                 "filing refused: " + "; ".join(errors),
                 reply={"outcome": "refused", "errors": errors, "form_url": form_url},
             )
-        await self._wait_until_started(result.number)
-        _, refused = await self._attach(
-            inbound_id, mail, actor, result.number, EvidenceVisibility.PARTIES, None
-        )
+        refused: list[str] = []
+        if mail.attachments:
+            # The dispute is started (the server has its workflow); its attachments wait until
+            # it has taken in its filing, so they follow it in its record. Without any there
+            # is nothing to wait for: waiting here held an intake slot for a second or more.
+            await self._wait_until_started(result.number)
+            _, refused = await self._attach(
+                inbound_id, mail, actor, result.number, EvidenceVisibility.PARTIES, None
+            )
         # The dispute's own acknowledgement carries the number to every claimant contact; a
         # reply from here is only needed to name refused attachments.
         reply = {"outcome": "threaded", "refused_attachments": refused} if refused else None
         return Outcome(InboundState.FILED, result.message, number=result.number, reply=reply)
+
+    def _read_filing(self, partner_id: str, mail: ReadMail) -> MailFiling:
+        with self.sessions.read() as session:
+            return read_filing(session, partner_id, mail.subject, mail.reply_text or mail.text)
 
     async def _wait_until_started(self, number: str) -> None:
         handle = self.client.get_workflow_handle_for(DisputeWorkflow.run, number)

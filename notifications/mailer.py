@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -48,26 +51,96 @@ def refusal(exc: Exception) -> MailRefused | None:
 
 @dataclass(frozen=True)
 class SmtpMailer:
+    """Sends over SMTP, keeping the connections it opened for the next messages: a relay
+    sending a burst pays for one connection (and its TLS and login), not one per message.
+
+    A connection is used by one send at a time, only on the event loop that opened it, and
+    only if it has been idle less than `idle_seconds` (servers close idle connections, RFC
+    5321 allows them to after 5 minutes). A kept connection the server has closed anyway is
+    found at the first command of the next message, before any of it is sent: that message
+    goes over a new connection. After any failure the connection is dropped, never reused."""
+
     host: str
     port: int
     username: str | None = None
     password: str | None = None
     starttls: bool = False
     timeout: float = 20.0
+    idle_seconds: float = 30.0
+    keep: int = 16
+    """Idle connections kept at most (one per relay lane is what a relay uses)."""
+    _idle: list[tuple[asyncio.AbstractEventLoop, aiosmtplib.SMTP, float]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     async def send(self, message: EmailMessage) -> None:
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                start_tls=self.starttls,
-                timeout=self.timeout,
-            )
+            await self._send(message)
         except aiosmtplib.SMTPException as exc:
             refused = refusal(exc)
             if refused is not None:
                 raise refused from exc
             raise
+
+    async def _send(self, message: EmailMessage) -> None:
+        client = self._take()
+        if client is not None:
+            try:
+                # A NOOP first: a connection the server closed while it was idle fails here,
+                # before anything of the message is sent, so sending anew cannot double it.
+                await client.noop()
+            except (aiosmtplib.SMTPException, OSError):
+                self._drop(client)
+                client = None
+        if client is None:
+            client = self._client()
+            await client.connect()
+        try:
+            await client.send_message(message)
+        except BaseException:
+            self._drop(client)
+            raise
+        self._give_back(client)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            start_tls=self.starttls,
+            timeout=self.timeout,
+        )
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        loop, now = asyncio.get_running_loop(), time.monotonic()
+        while self._idle:
+            owner, client, since = self._idle.pop()
+            if owner is loop and client.is_connected and now - since < self.idle_seconds:
+                return client
+            if owner is loop:
+                self._drop(client)
+            # A connection of another (maybe closed) loop cannot be used or closed from here:
+            # it is let go, and its transport closes with that loop.
+        return None
+
+    def _give_back(self, client: aiosmtplib.SMTP) -> None:
+        if len(self._idle) >= self.keep:
+            self._drop(client)
+            return
+        self._idle.append((asyncio.get_running_loop(), client, time.monotonic()))
+
+    @staticmethod
+    def _drop(client: aiosmtplib.SMTP) -> None:
+        # Without QUIT: the connection may be broken, and a server is not owed one.
+        client.close()
+
+    async def close(self) -> None:
+        """Say goodbye on the kept connections of this event loop (a relay stopping)."""
+        loop = asyncio.get_running_loop()
+        mine = [client for owner, client, _ in self._idle if owner is loop]
+        self._idle[:] = [kept for kept in self._idle if kept[0] is not loop]
+        for client in mine:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+            client.close()

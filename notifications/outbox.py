@@ -367,6 +367,13 @@ class Outbox:
         taking = update(OutboxMessage).values(
             claimed_at=now, claimed_by=token, attempts=OutboxMessage.attempts + 1
         )
+        # A look first, which writes nothing: most claims find nothing due (each lane's last
+        # look in a pass, each pass woken by an enqueue), and on SQLite a write transaction
+        # waits for, and holds up, every other writer of the process. What it finds is only
+        # a hint: the claim below checks again in its own transaction.
+        with self.sessions.read() as session:
+            if session.exec(select(OutboxMessage.id).where(due).limit(1)).first() is None:
+                return None
         with self.sessions.begin(immediate=True) as session:
             row_id: int | None = None
             if session.get_bind().dialect.name == "postgresql":
@@ -616,21 +623,35 @@ class Outbox:
         many went out. A message that fails now is due again only after its backoff. Once
         `stop` is set no new message is claimed; those being sent are finished and recorded."""
         sent = 0
+        lanes_running = 0
 
         async def lane() -> None:
-            nonlocal sent
-            while not (stop and stop.is_set()):
-                claim = await asyncio.to_thread(self.claim, datetime.now(UTC))
-                if claim is None:
-                    return
-                outcome, _ = await self.send(claim)
-                sent += outcome is Outcome.SENT
+            nonlocal sent, lanes_running
+            try:
+                while not (stop and stop.is_set()):
+                    claim = await asyncio.to_thread(self.claim, datetime.now(UTC))
+                    if claim is None:
+                        return
+                    # Something was due, so there may be more: another lane joins. Lanes start
+                    # as mail turns up, not all at once: started together, each raced for the
+                    # one message an enqueue had just woken the relay for.
+                    widen()
+                    outcome, _ = await self.send(claim)
+                    sent += outcome is Outcome.SENT
+            finally:
+                lanes_running -= 1
 
         # A task group: if one lane fails (the database went away), the others stop with it
         # instead of running on behind the next pass.
         async with asyncio.TaskGroup() as lanes:
-            for _ in range(max(1, self.policy.concurrency)):
-                lanes.create_task(lane())
+
+            def widen() -> None:
+                nonlocal lanes_running
+                if lanes_running < max(1, self.policy.concurrency):
+                    lanes_running += 1
+                    lanes.create_task(lane())
+
+            widen()
         return sent
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
@@ -662,6 +683,11 @@ class Outbox:
                     woken.cancel()
         finally:
             self._wakes.discard(me)
+            # The connections the mailer kept for the next messages (SmtpMailer) are closed.
+            closing = getattr(self.mailer, "close", None)
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing()
 
     async def _next_pass_in(self, interval: float) -> float:
         """Seconds to the next pass: `interval`, or sooner when a message waiting for its

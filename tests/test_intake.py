@@ -4,14 +4,20 @@ message that cannot be taken in quarantined or answered, never lost, never doubl
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+import traceback
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import Any
 
 import aiosmtplib
 import pytest
 from sqlmodel import func, select
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
+import intake.processor as processor_module
 from accord import texts
 from accord.access import Standing, Viewer, visible_events
 from intake.processor import IntakeProcessor
@@ -246,7 +252,8 @@ async def test_mail_that_cannot_be_taken_in_is_quarantined_or_ignored_never_answ
     )
     row = await intake.deliver(forged)
     assert row.authentication == {} and row.state is InboundState.ANSWERED
-    await asyncio.sleep(0.2)
+    # Its answer is the last one queued: once it is out, any other would have gone before it.
+    await stack.mail.wait_for(CLAIMANT, "Re: Incomplete again")
     answered = {str(m["To"]) for m in stack.mail.messages if "Re:" in str(m["Subject"])}
     assert answered == {CLAIMANT}  # only the genuine, incomplete filing was answered
     assert disputes(stack) == []
@@ -457,3 +464,115 @@ def test_the_new_part_of_a_reply_is_kept_for_display_text_or_html() -> None:
     assert read_html.html is not None and "<script>" not in read_html.html
     plain = read(bytes(mail(RESPONDENT, "Re: offer", "Agreed.\n\n-- \nCarl Mendez\nContoso\n")))
     assert plain.reply_text == "Agreed."
+
+
+async def test_the_intake_does_its_database_work_off_the_event_loop(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intake shares its event loop with the worker (and, in `accord run`, the web app): a
+    read or write on the loop thread, waiting on the database or its write lock, stalls them
+    all. Filing itself is FilingService's (accord/filing.py), left out here."""
+    stack = intake.stack
+    sessions = stack.sessions
+    on_loop: list[str] = []
+    loop_thread = threading.current_thread()
+
+    def watched(name: str) -> Any:
+        original = getattr(sessions, name)
+
+        def opening(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is loop_thread:
+                where = traceback.extract_stack()
+                files = [f.filename for f in where]
+                if any("/intake/" in f for f in files) and not any(
+                    f.endswith("accord/filing.py") for f in files
+                ):
+                    caller = next(f for f in reversed(where) if "/intake/" in f.filename)
+                    on_loop.append(f"{name} from {caller.name}:{caller.lineno}")
+            return original(*args, **kwargs)
+
+        return opening
+
+    monkeypatch.setattr(sessions, "read", watched("read"))
+    monkeypatch.setattr(sessions, "begin", watched("begin"))
+    incomplete = await intake.deliver(mail(CLAIMANT, "They took it", "Respondent: Contoso\n"))
+    assert incomplete.state is InboundState.ANSWERED, incomplete.reason
+    filed = await intake.deliver(filing_mail())
+    assert filed.state is InboundState.FILED, filed.reason
+    reply = mail(CLAIMANT, f"Re: [{filed.dispute_number}] more", "We have the order form.")
+    reply.add_attachment(b"order form", maintype="text", subtype="plain", filename="order.txt")
+    threaded = await intake.deliver(reply)
+    assert threaded.state is InboundState.THREADED, threaded.reason
+    stranger = await intake.deliver(mail("eve@elsewhere.example", "Hello", "Hi"))
+    assert stranger.state is InboundState.QUARANTINED, stranger.reason
+    assert on_loop == []
+
+
+async def test_many_messages_are_processed_at_once_but_few_large_ones(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most of a message's processing is waiting on Temporal, so the intake takes many at once;
+    a large message holds its bytes and what was read from them throughout, so only a few of
+    those are in hand at a time, whatever the number of slots."""
+    monkeypatch.setattr(IntakeProcessor, "LARGE_PARALLEL", 1)
+    processor = IntakeProcessor(intake.stack.services, intake.stack.client)
+    assert intake.stack.settings.intake_parallel >= 32
+    reading, most = 0, 0
+    read = processor._readers.read
+
+    def counting(raw: bytes, seconds: float) -> Any:
+        nonlocal reading, most
+        reading += 1
+        most = max(most, reading)
+        try:
+            time.sleep(0.2)
+            return read(raw, seconds)
+        finally:
+            reading -= 1
+
+    monkeypatch.setattr(processor._readers, "read", counting)
+    large = []
+    for i in range(3):
+        message = mail("eve@elsewhere.example", f"Large {i}", "See attached")
+        message.add_attachment(
+            b"x" * (IntakeProcessor.LARGE_BYTES + 1), maintype="application",
+            subtype="octet-stream", filename="big.bin",
+        )  # fmt: skip
+        large.append(message)
+    for message in large:
+        await intake.send(message)
+    assert await processor.process_pending() == 3
+    assert most == 1
+    most = 0
+    for i in range(3):
+        await intake.send(mail("eve@elsewhere.example", f"Small {i}", "Hello"))
+    assert await processor.process_pending() == 3
+    assert most == 2  # as many as there are reading processes
+    processor.close()
+
+
+async def test_an_update_the_engine_answered_too_late_is_asked_again_not_failed(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy engine lets an update's RPC time out though the update goes on. The intake asks
+    again under the same update id (the same update, applied once) instead of failing the
+    attempt and waiting out its back-off (30 s and more, for a message already taken in)."""
+    stack = intake.stack
+    number = (await stack.file()).number
+    asked: list[str | None] = []
+    real = processor_module.perform
+
+    async def late_once(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("update_id"))
+        result = await real(*args, **kwargs)
+        if len(asked) == 1:  # applied, but the answer did not come back in time
+            raise WorkflowUpdateRPCTimeoutOrCancelledError()
+        return result
+
+    monkeypatch.setattr(processor_module, "perform", late_once)
+    row = await intake.deliver(mail(CLAIMANT, f"Re: [{number}] more", "We have the order form."))
+    assert row.state is InboundState.THREADED, row.reason
+    assert row.attempts == 1 and row.last_error is None
+    assert len(asked) == 2 and asked[0] is not None and asked[0] == asked[1]
+    await stack.wait_for_event(number, "message_received")
+    assert [e.action for e in stack.events(number)].count("message_received") == 1

@@ -577,3 +577,28 @@ async def test_a_refused_merged_email_is_resent_or_dismissed_whole(
     assert all(r.state is OutboxState.SENT for r in rows(services))
     [sent] = server.messages
     assert str(sent["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"
+
+
+async def test_a_relay_pass_with_nothing_due_takes_no_write_transaction(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pass ends with each lane finding nothing due, and every enqueue wakes a pass: on
+    SQLite each of those looks was a write transaction queued behind (and holding up) every
+    other writer of the process, activities and the intake included."""
+    with serving(SlowServer()) as port:
+        services = relay(database_url, port, tmp_path)
+        services.outbox.enqueue(notification(1), datetime.now(UTC))
+        writes: list[str] = []
+        begin = services.sessions.begin
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            writes.append("begin")
+            return begin(*args, **kwargs)
+
+        monkeypatch.setattr(services.sessions, "begin", counted)
+        assert await services.outbox.relay_once() == 1
+        # The message's claim and its outcome; the lanes' empty looks wrote nothing.
+        assert len(writes) == 2
+        writes.clear()
+        assert await services.outbox.relay_once() == 0
+        assert writes == []
