@@ -47,7 +47,7 @@ from models.payloads import NotificationRequest
 from models.tables import Dispute, OutboxMessage, Task, may_be_row_id
 from notifications.context import enrich
 from notifications.mailer import Mailer, MailRefused
-from notifications.render import TemplateCatalog
+from notifications.render import RenderedEmail, TemplateCatalog
 
 log = logging.getLogger("accord.outbox")
 
@@ -236,16 +236,37 @@ class Outbox:
 
     def enqueue(self, request: NotificationRequest, now: datetime) -> list[int]:
         """Store one message per recipient (insert-or-skip); returns the rows still to send."""
+        with self.sessions.read() as session:
+            template, rendered = self._render(session, request)
+        with self.sessions.begin() as session:
+            return self._store(session, request, template, rendered, now)
+
+    def enqueue_in(self, session: Session, request: NotificationRequest, now: datetime) -> None:
+        """`enqueue` inside the caller's write transaction (an audit entry's, whose mail stands
+        or falls with it); the caller nudges the relay once it has committed."""
+        template, rendered = self._render(session, request)
+        self._store(session, request, template, rendered, now)
+
+    def _render(self, session: Session, request: NotificationRequest) -> tuple[str, RenderedEmail]:
         # A text the workflow names by its stored reference is read in here (accord.texts).
         context = texts.resolve_context(self.sessions, request.context)
         # What the reader must decide on, from the dispute's record (notifications.context);
         # the workflow names partners and people by id, their names are read here too.
-        with self.sessions.read() as session:
-            template, extra = enrich(session, request)
-            names = directory.names(session)
+        template, extra = enrich(session, request)
+        names = directory.names(session)
         rendered = self.catalog.render(
             template, {**context, **extra, "base_url": self.base_url, "names": names}
         )
+        return template, rendered
+
+    def _store(
+        self,
+        session: Session,
+        request: NotificationRequest,
+        template: str,
+        rendered: RenderedEmail,
+        now: datetime,
+    ) -> list[int]:
         # An answer to a received email threads under it; a dispute's mail under the dispute.
         # An answer to an email without a Message-ID, on no dispute, threads under nothing.
         root = request.in_reply_to or (
@@ -253,31 +274,30 @@ class Outbox:
         )
         prefix = request.number or "intake"
         ids: list[int] = []
-        with self.sessions.begin() as session:
-            for recipient in request.recipients:
-                key = f"{request.key}:{recipient.lower()}"
-                row = session.exec(select(OutboxMessage).where(OutboxMessage.key == key)).first()
-                if row is None:
-                    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-                    row = OutboxMessage(
-                        key=key,
-                        dispute_number=request.number,
-                        template=template,
-                        recipient=recipient,
-                        subject=rendered.subject,
-                        text_body=rendered.text,
-                        html_body=rendered.html,
-                        message_id=f"<{prefix}.{digest}@{self.domain}>",
-                        in_reply_to=root,
-                        references=root,
-                        state=OutboxState.PENDING,
-                        created_at=now,
-                        next_attempt_at=now,
-                    )
-                    session.add(row)
-                    session.flush()
-                if row.state is OutboxState.PENDING and row.id is not None:
-                    ids.append(row.id)
+        for recipient in request.recipients:
+            key = f"{request.key}:{recipient.lower()}"
+            row = session.exec(select(OutboxMessage).where(OutboxMessage.key == key)).first()
+            if row is None:
+                digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+                row = OutboxMessage(
+                    key=key,
+                    dispute_number=request.number,
+                    template=template,
+                    recipient=recipient,
+                    subject=rendered.subject,
+                    text_body=rendered.text,
+                    html_body=rendered.html,
+                    message_id=f"<{prefix}.{digest}@{self.domain}>",
+                    in_reply_to=root,
+                    references=root,
+                    state=OutboxState.PENDING,
+                    created_at=now,
+                    next_attempt_at=now,
+                )
+                session.add(row)
+                session.flush()
+            if row.state is OutboxState.PENDING and row.id is not None:
+                ids.append(row.id)
         return ids
 
     def nudge(self) -> None:
