@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -55,6 +57,27 @@ class SmtpMailer:
     starttls: bool = False
     timeout: float = 20.0
 
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            start_tls=self.starttls,
+            timeout=self.timeout,
+        )
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Mailer]:
+        """A mailer sending over one connection, opened at its first send, again after a
+        failure, and closed at the end: a relay lane's messages do not each pay for a
+        connection (and login)."""
+        reused = _Connection(self)
+        try:
+            yield reused
+        finally:
+            await reused.close()
+
     async def send(self, message: EmailMessage) -> None:
         try:
             await aiosmtplib.send(
@@ -71,3 +94,47 @@ class SmtpMailer:
             if refused is not None:
                 raise refused from exc
             raise
+
+
+class _Connection:
+    """One SMTP connection, sending message after message (SmtpMailer.connection)."""
+
+    def __init__(self, mailer: SmtpMailer) -> None:
+        self._mailer = mailer
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def send(self, message: EmailMessage) -> None:
+        try:
+            if self._smtp is None or not self._smtp.is_connected:
+                smtp = self._mailer._client()
+                await smtp.connect()
+                self._smtp = smtp
+            await self._smtp.send_message(message)
+        except aiosmtplib.SMTPException as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                # The server reset the envelope: the connection carries the next message.
+                raise refused from exc
+            self._drop()
+            raise
+        except BaseException:
+            self._drop()  # in an unknown state: the next message opens a new one
+            raise
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    async def close(self) -> None:
+        """Say goodbye (QUIT) on a connection still open; drop it if it cannot."""
+        smtp = self._smtp
+        if smtp is None or not smtp.is_connected:
+            self._drop()
+            return
+        try:
+            await smtp.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        finally:
+            self._drop()

@@ -577,3 +577,34 @@ async def test_a_refused_merged_email_is_resent_or_dismissed_whole(
     assert all(r.state is OutboxState.SENT for r in rows(services))
     [sent] = server.messages
     assert str(sent["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"
+
+
+async def test_a_relay_lane_sends_its_messages_over_one_connection_and_a_refusal_keeps_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Each message used to open (and log in on) a connection of its own; a lane keeps one
+    open for its messages, a recipient refused for good included (the envelope is reset)."""
+
+    class Counting(SlowServer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.peers: list[object] = []
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.peers.append(session.peer)
+            return await super().handle_DATA(server, session, envelope)
+
+    server = Counting()
+    server.gone.add("gone@northwind.example")
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, concurrency=1)
+        now = datetime.now(UTC)
+        services.outbox.enqueue(notification(0), now)
+        services.outbox.enqueue(notification(1, to="gone@northwind.example"), now)
+        for i in range(2, 6):
+            services.outbox.enqueue(notification(i), now)
+        assert await asyncio.wait_for(services.outbox.relay_once(), 60) == 5
+    assert len(server.received) == 5
+    assert len(set(server.peers)) == 1, server.peers
+    refused = [r for r in rows(services) if r.state is OutboxState.FAILED]
+    assert [r.recipient for r in refused] == ["gone@northwind.example"]
