@@ -36,7 +36,7 @@ from enum import StrEnum
 from html import escape as html_escape
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -153,6 +153,26 @@ def merged_email(parts: list[OutboxMessage]) -> tuple[str, str, str]:
         )
         html = parts[0].html_body[: first.start(1)] + joined + parts[0].html_body[first.end(1) :]
     return merged_subject(parts), text, html
+
+
+_MAY_BE_DUE = (
+    select(col(OutboxMessage.id))
+    .where(
+        col(OutboxMessage.state) == OutboxState.PENDING,
+        col(OutboxMessage.merged_into).is_(None),
+        or_(
+            col(OutboxMessage.next_attempt_at).is_(None),
+            col(OutboxMessage.next_attempt_at) <= bindparam("now"),
+        ),
+        or_(
+            col(OutboxMessage.claimed_at).is_(None),
+            col(OutboxMessage.claimed_at) < bindparam("lapsed"),
+        ),
+    )
+    .limit(1)
+)
+"""`Outbox._due` without the wait for an outcome's other mail, prepared once."""
+_THIS_MAY_BE_DUE = _MAY_BE_DUE.where(col(OutboxMessage.id) == bindparam("only"))
 
 
 @dataclass(frozen=True)
@@ -447,12 +467,15 @@ class Outbox:
 
     def _any_due(self, now: datetime, only: int | None) -> bool:
         """Whether a row may be due: the rule without the wait for an outcome's other mail
-        (a cheaper query, true of every row `_due` takes and of a few it does not yet)."""
-        may = self._due(now, hold=False)
-        if only is not None:
-            may = and_(may, col(OutboxMessage.id) == only)
-        with self.sessions.read() as session:
-            return session.exec(select(OutboxMessage.id).where(may).limit(1)).first() is not None
+        (true of every row `_due` takes, and of a few it does not take yet). One prepared
+        statement on a plain connection: building `_due` and an ORM session for every pass
+        cost 2 ms, the query itself microseconds."""
+        with self.sessions.engine.connect() as connection:
+            found = connection.execute(
+                _MAY_BE_DUE if only is None else _THIS_MAY_BE_DUE,
+                {"now": now, "lapsed": now - self.policy.lease, "only": only},
+            ).first()
+        return found is not None
 
     def _merge(self, session: Session, lead: OutboxMessage, token: str, now: datetime) -> None:
         """Make `lead` one email with the other messages to its recipient on its dispute
