@@ -399,6 +399,10 @@ class Outbox:
         ours until we record its outcome or stop renewing the lease. On its first try, the
         row takes in the messages to the same person on the same dispute enqueued within
         `policy.coalesce` of it, and carries the one email made of them all from then on."""
+        if not self._any_due(now, only):
+            # Most passes end on an empty queue: say so from a read, without queueing for
+            # SQLite's one writer (the audit trail's entries wait behind each claim).
+            return None
         token = uuid.uuid4().hex
         # Row `only` is asked for now (an intake answer): it neither waits nor merges.
         due = self._due(now, hold=only is None)
@@ -407,10 +411,6 @@ class Outbox:
         taking = update(OutboxMessage).values(
             claimed_at=now, claimed_by=token, attempts=OutboxMessage.attempts + 1
         )
-        if not self._any_due(now, only):
-            # Most passes end on an empty queue: say so from a read, without queueing for
-            # SQLite's one writer (the audit trail's entries wait behind each claim).
-            return None
         with self.sessions.begin(immediate=True) as session:
             row_id: int | None = None
             if session.get_bind().dialect.name == "postgresql":
