@@ -104,6 +104,17 @@ class _Connection:
         self._smtp: aiosmtplib.SMTP | None = None
 
     async def send(self, message: EmailMessage) -> None:
+        reused = self._smtp is not None and self._smtp.is_connected
+        try:
+            await self._send(message)
+        except aiosmtplib.SMTPServerDisconnected:
+            if not reused:
+                raise
+            # The server closed the connection kept from the message before (idle, restarted):
+            # this message gets a new one, as it would have had without the reuse.
+            await self._send(message)
+
+    async def _send(self, message: EmailMessage) -> None:
         try:
             if self._smtp is None or not self._smtp.is_connected:
                 smtp = self._mailer._client()

@@ -608,3 +608,33 @@ async def test_a_relay_lane_sends_its_messages_over_one_connection_and_a_refusal
     assert len(set(server.peers)) == 1, server.peers
     refused = [r for r in rows(services) if r.state is OutboxState.FAILED]
     assert [r.recipient for r in refused] == ["gone@northwind.example"]
+
+
+async def test_a_kept_connection_the_server_closed_is_opened_again_for_the_next_message() -> None:
+    from email.message import EmailMessage
+
+    from notifications.mailer import SmtpMailer
+
+    def message(i: int) -> EmailMessage:
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "accord@vendor.example", "nora@northwind.example", "x"
+        m["Message-ID"] = f"<kept-{i}@vendor.example>"
+        m.set_content("hello")
+        return m
+
+    port = free_port()
+    first, second = SlowServer(), SlowServer()
+    mailer = SmtpMailer(host="127.0.0.1", port=port, timeout=10)
+    async with mailer.connection() as kept:
+        controller = Controller(first, hostname="127.0.0.1", port=port)
+        controller.start()
+        await kept.send(message(1))
+        controller.stop()  # restarted: the kept connection is gone
+        controller = Controller(second, hostname="127.0.0.1", port=port)
+        controller.start()
+        try:
+            await kept.send(message(2))
+        finally:
+            controller.stop()
+    assert first.received == ["<kept-1@vendor.example>"]
+    assert second.received == ["<kept-2@vendor.example>"]
