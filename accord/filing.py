@@ -7,6 +7,7 @@ shared contested object) is linked to it instead of opening a second one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -120,17 +121,34 @@ class FilingService:
     async def file(self, submission: FilingSubmission, now: datetime | None = None) -> FilingResult:
         now = now or datetime.now(UTC)
         key = filing_key(submission)
+        # The database work is synchronous (a blocking driver, SQLite's one writer): it runs on
+        # a thread, so the event loop it is called from (which the worker may share) goes on.
+        stored = await asyncio.to_thread(self._store, submission, key, now)
+        if isinstance(stored, FilingReceipt):
+            return await self._repeat(stored, submission)
+        if isinstance(stored, str):
+            return await self._link(stored, key, submission, now)
+        await self._start(stored)
+        return FilingResult(
+            number=stored.number, linked=False, duplicate=False, message=f"filed as {stored.number}"
+        )
+
+    def _store(
+        self, submission: FilingSubmission, key: str, now: datetime
+    ) -> FilingReceipt | str | DisputeInput:
+        """Validate and store a new filing: the receipt of the same submission received
+        before, the number of the open dispute it matches, or the new dispute's input."""
         with self.sessions.read() as session:
             receipt = session.get(FilingReceipt, key)
         if receipt is not None:
-            return await self._repeat(receipt, submission)
+            return receipt
 
         playbook = self.playbooks.in_force(now.date())
         with self.sessions.read() as session:
             parties = self._validate(session, submission, now, playbook.filing_window_days)
             existing = self._open_match(session, submission)
         if existing is not None:
-            return await self._link(existing, key, submission, now)
+            return existing
 
         try:
             with self.sessions.begin() as session:
@@ -186,21 +204,16 @@ class FilingService:
                 receipt = session.get(FilingReceipt, key)
             if receipt is None:
                 raise
-            return await self._repeat(receipt, submission)
+            return receipt
 
-        await self._start(
-            DisputeInput(
-                number=number,
-                filing=submission,
-                filed_at=now,
-                claimant=parties[0],
-                respondents=tuple(parties[1:]),
-                terms=playbook.terms_for(submission.category),
-                admin_email=self.admin_email,
-            )
-        )
-        return FilingResult(
-            number=number, linked=False, duplicate=False, message=f"filed as {number}"
+        return DisputeInput(
+            number=number,
+            filing=submission,
+            filed_at=now,
+            claimant=parties[0],
+            respondents=tuple(parties[1:]),
+            terms=playbook.terms_for(submission.category),
+            admin_email=self.admin_email,
         )
 
     # --- validation ---------------------------------------------------------------------------
@@ -311,6 +324,19 @@ class FilingService:
     async def _link(
         self, number: str, key: str, s: FilingSubmission, now: datetime
     ) -> FilingResult:
+        await asyncio.to_thread(self._store_link, number, key, s, now)
+        await self._tell_workflow_of_link(number, key, s)
+        return FilingResult(
+            number=number,
+            linked=True,
+            duplicate=False,
+            message=(
+                f"matches open dispute {number} (same parties, category and contested object);"
+                " linked to it"
+            ),
+        )
+
+    def _store_link(self, number: str, key: str, s: FilingSubmission, now: datetime) -> None:
         # IntegrityError: a concurrent identical submission recorded the receipt first.
         with contextlib.suppress(IntegrityError), self.sessions.begin() as session:
             session.add(
@@ -322,16 +348,6 @@ class FilingService:
                     received_at=now,
                 )
             )
-        await self._tell_workflow_of_link(number, key, s)
-        return FilingResult(
-            number=number,
-            linked=True,
-            duplicate=False,
-            message=(
-                f"matches open dispute {number} (same parties, category and contested object);"
-                " linked to it"
-            ),
-        )
 
     async def _tell_workflow_of_link(self, number: str, key: str, s: FilingSubmission) -> None:
         handle = self.client.get_workflow_handle(number)
@@ -351,10 +367,9 @@ class FilingService:
         if receipt.linked:
             await self._tell_workflow_of_link(receipt.dispute_number, receipt.filing_key, s)
         else:
-            with self.sessions.read() as session:
-                dispute = session.get(Dispute, receipt.dispute_number)
-            if dispute is not None and dispute.stage is DisputeStage.FILED:
-                await self._start(self._rebuild_input(dispute, s))
+            stranded = await asyncio.to_thread(self._unstarted, receipt.dispute_number, s)
+            if stranded is not None:
+                await self._start(stranded)
         return FilingResult(
             number=receipt.dispute_number,
             linked=receipt.linked,
@@ -369,6 +384,22 @@ class FilingService:
         filings are never lost: the worker calls this periodically.
         """
         cutoff = datetime.now(UTC) - older_than
+        started = []
+        for dispute in await asyncio.to_thread(self._stranded, cutoff):
+            await self._start(dispute)
+            started.append(dispute.number)
+        return started
+
+    def _unstarted(self, number: str, s: FilingSubmission) -> DisputeInput | None:
+        """The input of dispute `number` if it was stored but its workflow may not have
+        started (it is still at FILED)."""
+        with self.sessions.read() as session:
+            dispute = session.get(Dispute, number)
+        if dispute is None or dispute.stage is not DisputeStage.FILED:
+            return None
+        return self._rebuild_input(dispute, s)
+
+    def _stranded(self, cutoff: datetime) -> list[DisputeInput]:
         with self.sessions.read() as session:
             stranded = session.exec(
                 select(Dispute)
@@ -377,11 +408,7 @@ class FilingService:
                 .where(~exists().where(col(DisputeEvent.dispute_number) == col(Dispute.number)))
                 .limit(100)
             ).all()
-        started = []
-        for dispute in stranded:
-            await self._start(self._rebuild_input(dispute, submission_of(dispute)))
-            started.append(dispute.number)
-        return started
+        return [self._rebuild_input(d, submission_of(d)) for d in stranded]
 
     def _rebuild_input(self, dispute: Dispute, s: FilingSubmission) -> DisputeInput:
         playbook = self.playbooks.get(dispute.playbook_version)

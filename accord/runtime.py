@@ -113,6 +113,7 @@ def activity_methods(services: Services) -> list[Any]:
         services.sessions,
         public_amount_threshold=services.settings.public_amount_threshold,
         anonymity_k=services.settings.precedent_anonymity_k,
+        outbox=services.outbox,
     )
     deadlines = DeadlineActivities(services.playbooks)
     citations = CitationActivities(services.sessions, services.playbooks)

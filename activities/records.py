@@ -6,6 +6,7 @@ thread pool, so they never stall the event loop that workflows run on.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,7 @@ from models.tables import (
     Precedent,
     Task,
 )
+from notifications.outbox import Outbox
 
 SEAT_ENDING_ACTIONS = frozenset({"panel_recused", "appeal_filed"})
 """Audit entries that end panel seats: the recusing panelist's, or the appealed panel's."""
@@ -54,13 +56,39 @@ class RecordActivities:
         sessions: SessionFactory,
         public_amount_threshold: Decimal = DEFAULT_AMOUNT_THRESHOLD,
         anonymity_k: int = DEFAULT_K,
+        outbox: Outbox | None = None,
     ) -> None:
         self.sessions = sessions
         self.public_amount_threshold = public_amount_threshold
         self.anonymity_k = anonymity_k
+        self.outbox = outbox
 
     @activity.defn
     def record_event(self, record: EventRecord) -> Recorded:
+        """Append one audit entry and project it onto the read model, the task inbox and the
+        outbox (its `notices`), in one transaction; returns the entry's place in the chain."""
+        recorded = self._append(record)
+        if record.notices and self.outbox is not None:
+            self.outbox.nudge()  # committed: the relay may send them now
+        return recorded
+
+    def _enqueue_notices(self, session: Session, record: EventRecord) -> None:
+        """The entry's emails, in its transaction (flushed first: what they say is read from
+        the trail, this entry included)."""
+        if not record.notices:
+            return
+        if self.outbox is None:
+            raise ApplicationError(
+                "this worker has no outbox to put the entry's mail in",
+                type="NoOutbox",
+                non_retryable=False,
+            )
+        session.flush()
+        now = datetime.now(UTC)
+        for notice in record.notices:
+            self.outbox.enqueue_in(session, notice, now)
+
+    def _append(self, record: EventRecord) -> Recorded:
         """Append one audit entry and project it onto the read model and the task inbox, in one
         transaction; returns the entry's place in the chain.
 
@@ -131,6 +159,7 @@ class RecordActivities:
                 entry.step = record.step
                 session.add(entry)
                 self._project(session, dispute, record)
+                self._enqueue_notices(session, record)
                 return Recorded(seq=entry.seq, hash=entry.hash)
         except IntegrityError:
             # A concurrent attempt of the same step won the insert: return its entry. (If another

@@ -859,6 +859,10 @@ class EventRecord(Payload):
     """Evidence attached by this action, written with the entry."""
     unrecorded: tuple[UnrecordedStep, ...] = ()
     """Steps since the last entry that were refused for good: the gap entry names them."""
+    notices: tuple[NotificationRequest, ...] = ()
+    """The emails this entry sends, put in the outbox in the entry's own transaction: the entry
+    and its mail stand or fall together (histories before RECORD_NOTICES_PATCH enqueue them
+    with a send_notification activity each, after the entry)."""
 
 
 class Recorded(Payload):
@@ -1040,6 +1044,7 @@ class DisputeCarried(Payload):
 DisputeInput.model_rebuild()
 ShiftDeadlineRequest.model_rebuild()
 ExtendDeadlineRequest.model_rebuild()
+EventRecord.model_rebuild()
 
 
 class DisputeOutcome(Payload):

@@ -58,7 +58,8 @@ class SmtpMailer:
     only if it has been idle less than `idle_seconds` (servers close idle connections, RFC
     5321 allows them to after 5 minutes). A kept connection the server has closed anyway is
     found at the first command of the next message, before any of it is sent: that message
-    goes over a new connection. After any failure the connection is dropped, never reused."""
+    goes over a new connection. After a permanent refusal of one message the connection is kept
+    (the envelope was reset); after any other failure it is dropped, never reused."""
 
     host: str
     port: int
@@ -97,6 +98,14 @@ class SmtpMailer:
             await client.connect()
         try:
             await client.send_message(message)
+        except aiosmtplib.SMTPException as exc:
+            if refusal(exc) is not None and client.is_connected:
+                # One message refused for good: aiosmtplib has reset the envelope (RSET), so
+                # the connection carries the next message.
+                self._give_back(client)
+            else:
+                self._drop(client)
+            raise
         except BaseException:
             self._drop(client)
             raise

@@ -529,3 +529,76 @@ def test_an_excluded_mediator_is_named_with_what_they_did_on_this_dispute(
     assert "Kenji Sato let the offer to mediate this dispute expire" in choice.reason
     # Excluded with nothing on record to say why: the general reason.
     assert "Sam Okafor recused or let an earlier offer of this dispute expire" in choice.reason
+
+
+def test_an_entry_puts_its_mail_in_the_outbox_in_its_own_transaction(
+    sessions: SessionFactory,
+) -> None:
+    """One activity, one transaction: the entry and its emails stand or fall together, and a
+    retry adds neither twice."""
+    from models.payloads import NotificationRequest
+    from models.tables import OutboxMessage
+    from notifications.outbox import Outbox
+    from notifications.render import TemplateCatalog
+
+    class NoMail:
+        async def send(self, message: object) -> None:
+            raise AssertionError("recording never sends")
+
+    number = "DSP-2026-000011"
+    add_dispute(sessions, number)
+    outbox = Outbox(
+        sessions,
+        NoMail(),
+        TemplateCatalog(),
+        sender="a@b.example",
+        domain="b.example",
+        base_url="http://accord.example",
+    )
+    records = RecordActivities(sessions, outbox=outbox)
+
+    def notice(step: int, template: str, *to: str) -> NotificationRequest:
+        return NotificationRequest(
+            key=f"{number}:{step}:{template}",
+            number=number,
+            template=template,
+            recipients=to,
+            context={
+                "number": number,
+                "category": "pricing",
+                "summary": "Pricing undercut",
+                "claimant": "Northwind Traders",
+                "respondents": ["Contoso"],
+                "stage": "filed",
+                "mediator": None,
+            },
+        )
+
+    def mail() -> list[tuple[str, str]]:
+        with sessions.read() as session:
+            rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+            return [(r.key, r.template) for r in rows]
+
+    filed = event(
+        number,
+        1,
+        notices=(
+            notice(1, "acknowledgement", "nora@northwind.example"),
+            notice(1, "respondent_notice", "carl@contoso.example", "dana@contoso.example"),
+        ),
+    )
+    first = records.record_event(filed)
+    assert records.record_event(filed) == first  # a retry changes nothing
+    assert mail() == [
+        (f"{number}:1:acknowledgement:nora@northwind.example", "acknowledgement"),
+        (f"{number}:1:respondent_notice:carl@contoso.example", "respondent_notice"),
+        (f"{number}:1:respondent_notice:dana@contoso.example", "respondent_notice"),
+    ]
+
+    # Refused for good (a terminal dispute cannot move back): neither entry nor mail.
+    records.record_event(event(number, 2, stage=DisputeStage.CLOSED, outcome="settled"))
+    with pytest.raises(Exception, match="cannot move it"):
+        records.record_event(
+            event(number, 3, stage=DisputeStage.MEDIATION, notices=(notice(3, "closure", "x@y"),))
+        )
+    assert len(mail()) == 3

@@ -394,6 +394,7 @@ NOT_CARRIED = {
     "_record_lock": "held only while one record is written, never across a continue-as-new",
     "_rollover": "asked of the patch again where each waiting point begins, in every run",
     "_earlier_updates": "rebuilt by _restore from the carried update ids",
+    "_noticed": "asked of the patch again at the first entry with mail, in every run",
 }
 """Attributes deliberately not carried, and why. Anything else the workflow holds must be."""
 

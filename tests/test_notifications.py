@@ -241,18 +241,15 @@ async def test_the_workflow_only_enqueues_and_the_relay_sends_promptly(stack: St
     ack = await wait_for_row(stack, number, lambda m: m.template == "acknowledgement")
     assert message["Message-ID"] == ack.message_id
     history = await stack.handle(number).fetch_history()
-    codec = stack.client.data_converter.payload_codec
-    assert codec is not None  # the results are sealed in the history: opened to be read
-    results = await codec.decode(
-        [
-            e.activity_task_completed_event_attributes.result.payloads[0]
-            for e in history.events
-            if e.HasField("activity_task_completed_event_attributes")
-        ]
-    )
-    # Every notification activity reported 0 sent: sending is the relay's alone.
-    notified = [r for r in results if b'"queued"' in r.data]
-    assert notified and all(b'"sent":0' in r.data for r in notified)
+    # The filing's entry put its mail in the outbox in its own activity (RECORD_NOTICES_PATCH):
+    # no activity sends, or waits on the mail server.
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "record_event" in scheduled
+    assert "send_notification" not in scheduled
 
 
 async def test_a_refused_address_fails_its_message_opens_an_admin_task_and_holds_up_nothing(
@@ -363,3 +360,53 @@ async def test_an_admin_lists_resends_and_dismisses_refused_mail_from_the_comman
     # Another process asked: this worker's relay finds it on its next poll.
     await stack.mail.wait_for("nora@northwind.example", "filed")
     assert stack.mail.to("carl@contoso.example") == []
+
+
+async def test_each_entry_of_a_settled_dispute_carries_its_mail_into_the_outbox(
+    stack: Stack,
+) -> None:
+    """Filing to settlement: every email is enqueued by the audit entry it belongs to, keyed on
+    that entry's step, and sent once; no send_notification activity runs."""
+    from models.payloads import RespondToOffer
+    from models.tables import DisputeEvent
+    from tests.test_dispute_paths import in_mediation, split_offer
+    from workflows.dispute import DisputeWorkflow
+
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    handle = stack.handle(number)
+    offer = await handle.execute_update(
+        DisputeWorkflow.propose_settlement, split_offer(stack, mediator)
+    )
+    for who in ("nora@northwind.example", "carl@contoso.example"):
+        await handle.execute_update(
+            DisputeWorkflow.respond_to_offer,
+            RespondToOffer(actor=stack.actor(who), offer_id=offer.reference or "", accept=True),
+        )
+    await handle.result()
+    rows = await all_sent(stack, number)
+    with stack.sessions.read() as session:
+        steps = {
+            e.step: e.action
+            for e in session.exec(
+                select(DisputeEvent).where(DisputeEvent.dispute_number == number)
+            ).all()
+        }
+    by_entry = {(steps[int(r.key.split(":")[1])], r.template) for r in rows}
+    assert {
+        ("filed", "acknowledgement"),
+        ("filed", "respondent_notice"),
+        ("mediator_offered", "assignment"),
+        ("settlement_proposed", "offer"),
+        ("settled", "settlement"),
+        ("closed", "closure"),
+    } <= by_entry, by_entry
+    sent = [(m["To"], m["Message-ID"]) for m in stack.mail.messages]
+    assert len(sent) == len(set(sent))  # each email once
+    history = await handle.fetch_history()
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert "send_notification" not in scheduled

@@ -602,3 +602,64 @@ async def test_a_relay_pass_with_nothing_due_takes_no_write_transaction(
         writes.clear()
         assert await services.outbox.relay_once() == 0
         assert writes == []
+
+
+async def test_a_relay_lane_sends_its_messages_over_one_connection_and_a_refusal_keeps_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Each message used to open (and log in on) a connection of its own; a lane keeps one
+    open for its messages, a recipient refused for good included (the envelope is reset)."""
+
+    class Counting(SlowServer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.peers: list[object] = []
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.peers.append(session.peer)
+            return await super().handle_DATA(server, session, envelope)
+
+    server = Counting()
+    server.gone.add("gone@northwind.example")
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, concurrency=1)
+        now = datetime.now(UTC)
+        services.outbox.enqueue(notification(0), now)
+        services.outbox.enqueue(notification(1, to="gone@northwind.example"), now)
+        for i in range(2, 6):
+            services.outbox.enqueue(notification(i), now)
+        assert await asyncio.wait_for(services.outbox.relay_once(), 60) == 5
+    assert len(server.received) == 5
+    assert len(set(server.peers)) == 1, server.peers
+    refused = [r for r in rows(services) if r.state is OutboxState.FAILED]
+    assert [r.recipient for r in refused] == ["gone@northwind.example"]
+
+
+async def test_a_kept_connection_the_server_closed_is_opened_again_for_the_next_message() -> None:
+    from email.message import EmailMessage
+
+    from notifications.mailer import SmtpMailer
+
+    def message(i: int) -> EmailMessage:
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "accord@vendor.example", "nora@northwind.example", "x"
+        m["Message-ID"] = f"<kept-{i}@vendor.example>"
+        m.set_content("hello")
+        return m
+
+    port = free_port()
+    first, second = SlowServer(), SlowServer()
+    mailer = SmtpMailer(host="127.0.0.1", port=port, timeout=10)
+    controller = Controller(first, hostname="127.0.0.1", port=port)
+    controller.start()
+    await mailer.send(message(1))
+    controller.stop()  # restarted: the kept connection is gone
+    controller = Controller(second, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        await mailer.send(message(2))
+    finally:
+        await mailer.close()
+        controller.stop()
+    assert first.received == ["<kept-1@vendor.example>"]
+    assert second.received == ["<kept-2@vendor.example>"]

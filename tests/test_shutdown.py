@@ -151,14 +151,15 @@ async def test_a_worker_signalled_mid_send_finishes_it_then_exits(
             ).one()
         assert held.state is OutboxState.SENT
 
-        # Temporal recorded the notification activity (it only enqueues) as completed on its
-        # first attempt: nothing was cancelled.
+        # Temporal recorded the activity that enqueued the mail (the filing's audit entry,
+        # which carries its emails and only enqueues them) as completed on its first attempt:
+        # nothing was cancelled.
         history = await stack.handle(number).fetch_history()
         scheduled = next(
             e.event_id
             for e in history.events
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_notification"
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "record_event"
         )
         started = [
             e.activity_task_started_event_attributes

@@ -687,3 +687,40 @@ async def test_a_refused_upload_leaves_no_stored_file(stack: Stack) -> None:
         same_bytes = await nora.post(url, files=FILES[:1], data=side)
         assert same_bytes.status_code == 409, same_bytes.text
     assert stored_blobs(stack) == with_it != before
+
+
+async def test_an_action_waiting_on_the_database_leaves_the_event_loop_running(
+    stack: Stack,
+) -> None:
+    """The worker shares the web process's event loop: an action waiting for SQLite's writer
+    (another thread's transaction holds it) must let workflow tasks and requests run meanwhile."""
+    from models.enums import Action
+    from web.idempotency import perform_once
+    from web.operations import OPERATIONS, build_payload
+
+    number, mediator = await mediating(stack)
+    actor = stack.actor(mediator)
+    op = OPERATIONS[Action.ADD_NOTE]
+    payload = build_payload(op, actor, {"text": NOTE})
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_writer() -> None:
+        with stack.sessions.begin():
+            holding.set()
+            release.wait(timeout=5)  # bounded: a blocked loop cannot set `release`
+
+    holder = threading.Thread(target=hold_the_writer)
+    holder.start()
+    holding.wait()
+    action = asyncio.create_task(
+        perform_once(
+            stack.client, stack.sessions, number, op, payload, key="k-1", wait_seconds=None
+        )
+    )
+    await asyncio.sleep(0.2)  # the loop comes back here only if the action let it go
+    loop_ran_while_held = holder.is_alive()
+    release.set()
+    holder.join()
+    await within(action, "the note")
+    assert loop_ran_while_held
+    assert notes_recorded(stack, number) == 1

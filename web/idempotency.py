@@ -9,6 +9,7 @@ removed) without the refusal being handed to the next, different, request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -124,34 +125,57 @@ async def perform_once(
     request raises KeyReused. A text the action carries is stored first and the workflow gets
     its reference (`accord.texts`); over `limits`, TooManyTexts and nothing is done."""
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
+    scope = key_scope(op.action, payload.actor, key)
+    # The database steps are synchronous (a blocking driver, SQLite's one writer): they run on
+    # a thread, so the event loop (which the worker may share) goes on meanwhile.
+    taken: list[TextRef] = []
+    prepared = await asyncio.to_thread(
+        _prepare, sessions, number, payload, scope, request, limits, taken
+    )
+    if isinstance(prepared, ActionResult):
+        return prepared  # applied under this key before: answered as then, nothing asked again
+    try:
+        result = await perform(
+            client,
+            number,
+            prepared,
+            op.update,
+            update_id=update_id(op.action, payload.actor, key, fingerprint=request),
+            wait_seconds=wait_seconds,
+        )
+    except (Refused, DisputeGone):
+        await asyncio.to_thread(_unsaid, sessions, scope, request, taken)
+        raise
+    return await asyncio.to_thread(answered, sessions, scope, request, result)
+
+
+def _prepare(
+    sessions: SessionFactory,
+    number: str,
+    payload: ActionPayload,
+    scope: str,
+    request: str,
+    limits: texts.VolumeLimits | None,
+    taken: list[TextRef],
+) -> ActionPayload | ActionResult:
+    """Claim the key and store the texts: the payload to send, or the answer given before."""
     # A dispute is on record before its workflow starts (accord.filing): a number that is not
     # names no dispute, said so before a text is stored against it (which its foreign key
     # would refuse) or a key is claimed for it.
     with sessions.read() as session:
         if session.get(Dispute, number) is None:
             raise DisputeGone(number)
-    scope = key_scope(op.action, payload.actor, key)
     earlier = claim(sessions, scope, request)
     if earlier is not None:
-        return earlier  # applied under this key before: answered as then, nothing asked again
-    taken: list[TextRef] = []
+        return earlier
     try:
-        stored = texts.externalise(sessions, number, payload, limits, taken)
+        return texts.externalise(sessions, number, payload, limits, taken)
     except texts.TextProblem:
         release(sessions, scope, request)
         raise
-    try:
-        result = await perform(
-            client,
-            number,
-            stored,
-            op.update,
-            update_id=update_id(op.action, payload.actor, key, fingerprint=request),
-            wait_seconds=wait_seconds,
-        )
-    except (Refused, DisputeGone):
-        # Nothing was said: the texts stored for it take no place under the limits.
-        texts.set_aside(sessions, taken)
-        release(sessions, scope, request)
-        raise
-    return answered(sessions, scope, request, result)
+
+
+def _unsaid(sessions: SessionFactory, scope: str, request: str, taken: list[TextRef]) -> None:
+    # Nothing was said: the texts stored for it take no place under the limits.
+    texts.set_aside(sessions, taken)
+    release(sessions, scope, request)

@@ -173,7 +173,7 @@ async def act(
 ) -> ActionResult:
     """Perform the action once per idempotency key, waiting at most the configured time (then
     StillApplying: the same key again picks the action up)."""
-    ensure_visible(ctx, viewer, number)
+    await asyncio.to_thread(ensure_visible, ctx, viewer, number)
     if viewer.role is Role.COMPLIANCE:
         raise Forbidden("compliance reads disputes; it never acts on them")
     _check_key(key)
@@ -216,7 +216,7 @@ async def add_evidence(
 ) -> list[str]:
     """Attach the files once per idempotency key, waiting at most the configured time for all
     of them (then StillApplying: the same key again attaches the rest, none twice)."""
-    ensure_visible(ctx, viewer, number)
+    await asyncio.to_thread(ensure_visible, ctx, viewer, number)
     _check_key(key)
     if not files:
         raise BadInput([("files", "choose at least one file")])
@@ -338,11 +338,12 @@ async def _attach(
         },
     )
     scope = None if key is None else idempotency.key_scope(Action.ADD_EVIDENCE, viewer.actor, key)
+    # The database steps run on a thread: the event loop (which the worker may share) goes on.
     if scope is not None:
-        idempotency.claim(sessions, scope, request)
+        await asyncio.to_thread(idempotency.claim, sessions, scope, request)
     added: list[str] = []
     for position, upload in enumerate(files):
-        digest, stored = uploads.store_blob(sessions, upload)
+        digest, stored = await asyncio.to_thread(uploads.store_blob, sessions, upload)
         try:
             item = uploads.describe(
                 upload,
@@ -354,7 +355,7 @@ async def _attach(
             payload = AddEvidence(actor=viewer.actor, evidence=item)
         except ValidationError as exc:
             if stored:
-                uploads.discard_blob(sessions, digest)
+                await asyncio.to_thread(uploads.discard_blob, sessions, digest)
             raise BadInput(field_errors(exc)) from None
         try:
             result = await perform(
@@ -372,10 +373,10 @@ async def _attach(
             )
         except (Refused, DisputeGone):
             if stored:
-                uploads.discard_blob(sessions, digest)
+                await asyncio.to_thread(uploads.discard_blob, sessions, digest)
             if scope is not None and not added:
                 # Nothing attached under the key: it is free for another upload.
-                idempotency.release(sessions, scope, request)
+                await asyncio.to_thread(idempotency.release, sessions, scope, request)
             raise
         added.append(result.reference or item.id)
     return added

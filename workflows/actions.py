@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         Clock,
         InformationRequest,
         Offer,
+        notice,
     )
     from workflows.review import BoardReview
     from workflows.transitions import allowed_actions
@@ -340,7 +341,7 @@ class DisputeActions(BoardReview):
             self._clocks[f"information:{request_id}"] = Clock(deadline)
             self._pending_info = request_id
             self._wake()
-            seq = await self._record(
+            await self._record(
                 req.actor,
                 "information_requested",
                 f"information requested from {party.name}; mediation clock paused",
@@ -360,15 +361,16 @@ class DisputeActions(BoardReview):
                         deadline.due_at,
                     ),
                 ),
-            )
-            await self._notify(
-                seq,
-                "information_request",
-                party.contacts,
-                **self._said("questions", req.questions, req.questions_ref),
-                request_id=request_id,
-                deadline=deadline.due_at,
-                explanation=deadline.explanation,
+                notify=(
+                    notice(
+                        "information_request",
+                        party.contacts,
+                        **self._said("questions", req.questions, req.questions_ref),
+                        request_id=request_id,
+                        deadline=deadline.due_at,
+                        explanation=deadline.explanation,
+                    ),
+                ),
             )
             return self._result(f"{request_id} sent to {party.name}", reference=request_id)
 
@@ -386,7 +388,7 @@ class DisputeActions(BoardReview):
             request.answered_at = workflow.now()
             request.answer = req.answer or ""
             request.answer_ref = req.answer_ref
-            seq = await self._record(
+            await self._record(
                 req.actor,
                 "information_answered",
                 f"{request.party_id} answered {req.request_id}",
@@ -395,9 +397,11 @@ class DisputeActions(BoardReview):
                     **self._said("answer", req.answer, req.answer_ref),
                 },
                 done=self._untask(f"info-{req.request_id}"),
-            )
-            await self._notify(
-                seq, "information_answered", self._mediator_email(), request_id=req.request_id
+                notify=(
+                    notice(
+                        "information_answered", self._mediator_email(), request_id=req.request_id
+                    ),
+                ),
             )
             await self._resume_clock(f"{request.party_id} answered {req.request_id}")
             return self._result("answer recorded; mediation clock resumed")
@@ -423,7 +427,7 @@ class DisputeActions(BoardReview):
             offer_id = f"offer-{len(self._offers) + 1}"
             await self._check_texts(req.terms_ref)
             self._offers[offer_id] = Offer(id=offer_id, view=req, proposed_at=workflow.now())
-            seq = await self._record(
+            await self._record(
                 req.actor,
                 "settlement_proposed",
                 f"{offer_id}: {len(req.remedies)} remedies proposed",
@@ -446,14 +450,15 @@ class DisputeActions(BoardReview):
                     )
                     for party in self._parties()
                 ),
-            )
-            await self._notify(
-                seq,
-                "offer",
-                self._party_contacts(),
-                offer_id=offer_id,
-                **self._said("terms", req.terms, req.terms_ref),
-                remedies=[r.model_dump(mode="json") for r in req.remedies],
+                notify=(
+                    notice(
+                        "offer",
+                        self._party_contacts(),
+                        offer_id=offer_id,
+                        **self._said("terms", req.terms, req.terms_ref),
+                        remedies=[r.model_dump(mode="json") for r in req.remedies],
+                    ),
+                ),
             )
             return self._result(f"{offer_id} sent to the parties", reference=offer_id)
 
@@ -477,7 +482,14 @@ class DisputeActions(BoardReview):
             verdict = "accepted" if req.accept else "rejected"
             if not req.accept:
                 offer.open = False
-            seq = await self._record(
+            rejected = notice(
+                "offer_rejected",
+                (*self._mediator_email(), *self._party_contacts()),
+                offer_id=offer.id,
+                partner_id=partner_id,
+                comment=req.comment,
+            )
+            await self._record(
                 req.actor,
                 f"offer_{verdict}",
                 f"{partner_id} {verdict} {offer.id}",
@@ -489,16 +501,9 @@ class DisputeActions(BoardReview):
                 else self._untask(
                     *(f"{offer.id}-{p}" for p in self._party_ids() if p != partner_id)
                 ),
+                notify=() if req.accept else (rejected,),
             )
             if not req.accept:
-                await self._notify(
-                    seq,
-                    "offer_rejected",
-                    (*self._mediator_email(), *self._party_contacts()),
-                    offer_id=offer.id,
-                    partner_id=partner_id,
-                    comment=req.comment,
-                )
                 return self._result(f"{offer.id} rejected; mediation continues")
             if not all(offer.responses.get(p) for p in self._party_ids()):
                 return self._result(
@@ -749,7 +754,7 @@ class DisputeActions(BoardReview):
             if req.filing_key in self._linked:
                 return self._result("filing already linked")
             self._linked.append(req.filing_key)
-            seq = await self._record(
+            await self._record(
                 req.actor,
                 "filing_linked",
                 f"a matching filing was linked to this dispute: {req.summary}",
@@ -758,8 +763,8 @@ class DisputeActions(BoardReview):
                     "summary": req.summary,
                     "filed_by": req.actor.id,
                 },
+                notify=(notice("filing_linked", (req.actor.id,), linked_summary=req.summary),),
             )
-            await self._notify(seq, "filing_linked", (req.actor.id,), linked_summary=req.summary)
             return self._result("linked to the open dispute")
 
     @link_filing.validator

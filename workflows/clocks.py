@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
         SYSTEM,
         ShiftDeadlineRequest,
     )
-    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Clock, DisputeCore
+    from workflows.core import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, Clock, DisputeCore, notice
 
 
 class DisputeClocks(DisputeCore):
@@ -72,7 +72,7 @@ class DisputeClocks(DisputeCore):
     async def _warn(self, purpose: str, clock: Clock, fraction: float) -> None:
         clock.warned.add(fraction)
         pct = round(fraction * 100)
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "deadline_warning",
             f"{pct}% of the {purpose} window has passed",
@@ -81,15 +81,16 @@ class DisputeClocks(DisputeCore):
                 "fraction": fraction,
                 "due_at": clock.deadline.due_at.isoformat(),
             },
-        )
-        await self._notify(
-            seq,
-            "warning",
-            self._responsible_for(purpose),
-            purpose=purpose.split(":")[0],
-            percent=pct,
-            deadline=clock.deadline.due_at,
-            explanation=clock.deadline.explanation,
+            notify=(
+                notice(
+                    "warning",
+                    self._responsible_for(purpose),
+                    purpose=purpose.split(":")[0],
+                    percent=pct,
+                    deadline=clock.deadline.due_at,
+                    explanation=clock.deadline.explanation,
+                ),
+            ),
         )
 
     def _responsible_for(self, purpose: str) -> tuple[str, ...]:

@@ -158,6 +158,11 @@ and the remedy stage (waiting for an admin to retry or waive a remedy) also cont
 Temporal suggests it; the new run resumes at that waiting point (histories before it continue
 as new only in triage and mediation)."""
 
+RECORD_NOTICES_PATCH = "record-notices"
+"""An audit entry's emails go into the outbox in the entry's own activity and transaction
+(`EventRecord.notices`), not in a send_notification activity each after it: one round trip
+per decision instead of two or three (histories before it enqueue each after the entry)."""
+
 MAX_CARRIED_BYTES = 1_500_000
 """The largest state handed to the next run (Temporal refuses a payload over 2 MB)."""
 
@@ -212,6 +217,20 @@ class Clock:
     warned: set[float] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class Notice:
+    """An email an audit entry sends: its template, recipients and what the template adds to
+    the dispute's context."""
+
+    template: str
+    recipients: tuple[str, ...]
+    extra: dict[str, Any]
+
+
+def notice(template: str, recipients: tuple[str, ...], **extra: Any) -> Notice:
+    return Notice(template, tuple(recipients), extra)
+
+
 class DisputeCore:
     def __init__(self) -> None:
         self._d: DisputeInput
@@ -227,6 +246,8 @@ class DisputeCore:
         next one."""
         self._chained: bool | None = None
         """Whether this dispute records under AUDIT_CHAIN_PATCH, once known."""
+        self._noticed: bool | None = None
+        """Whether this run's entries carry their emails (RECORD_NOTICES_PATCH), once known."""
         self._record_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         """The decision lock: held by the lifecycle except while it waits, and by each
@@ -736,21 +757,22 @@ class DisputeCore:
             opens = (
                 self._task(TaskKind.RESOLVE_DEADLINE, name, None, Role.ADMIN, deadline.due_at),
             )
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             action,
             summary,
             content={"purpose": purpose, "due_at": deadline.due_at.isoformat(), **content},
             opens=opens,
-        )
-        await self._notify(
-            seq,
-            "deadline_problem",
-            (self._d.admin_email,),
-            purpose=purpose.split(":")[0],
-            reason=summary,
-            deadline=deadline.due_at,
-            explanation=deadline.explanation,
+            notify=(
+                notice(
+                    "deadline_problem",
+                    (self._d.admin_email,),
+                    purpose=purpose.split(":")[0],
+                    reason=summary,
+                    deadline=deadline.due_at,
+                    explanation=deadline.explanation,
+                ),
+            ),
         )
 
     # ======================================================================================
@@ -774,10 +796,11 @@ class DisputeCore:
         done: tuple[str, ...] = (),
         cancelled: tuple[str, ...] = (),
         evidence: EvidenceItem | None = None,
+        notify: tuple[Notice, ...] = (),
     ) -> int:
-        """Append to the audit trail, and in the same write project the read model and the
-        task inbox, so the two never disagree; returns the record's step (the key its emails
-        are sent under).
+        """Append to the audit trail, and in the same write project the read model, the
+        task inbox and the outbox (`notify`), so they never disagree; returns the record's step
+        (the key its emails are sent under).
 
         A record refused for good fails the action as before, and leaves the dispute going on:
         the next entry is preceded by a gap entry naming the step and why."""
@@ -787,6 +810,13 @@ class DisputeCore:
             self._seq += 1
             step = self._seq
             at = workflow.now()
+            if notify and self._noticed is None:
+                self._noticed = workflow.patched(RECORD_NOTICES_PATCH)
+            notices = (
+                tuple(r for n in notify if (r := self._notification(step, n)) is not None)
+                if self._noticed
+                else ()
+            )
             if stage is not None:
                 self._stage_log.append((stage, at))
                 self._projected = stage
@@ -817,6 +847,7 @@ class DisputeCore:
                         cancelled_tasks=cancelled,
                         evidence=evidence,
                         unrecorded=tuple(self._unrecorded),
+                        notices=notices,
                     ),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ACTIVITY_RETRY,
@@ -834,7 +865,10 @@ class DisputeCore:
                 self._head = (recorded.seq, recorded.hash)
                 head = f"{recorded.seq}:{recorded.hash}"
                 workflow.upsert_search_attributes([search_attributes.AUDIT_HEAD.value_set(head)])
-            return step
+        if not self._noticed:
+            for each in notify:  # as before the patch: an activity each, after the entry
+                await self._send(step, each)
+        return step
 
     @staticmethod
     def _refusal(step: int, action: str, failure: ActivityError) -> UnrecordedStep:
@@ -870,10 +904,13 @@ class DisputeCore:
         clear: bool = False,
         opens: tuple[TaskOpen, ...] = (),
         cancelled: tuple[str, ...] = (),
+        notify: tuple[Notice, ...] = (),
     ) -> int:
         if self._serialised() and not self._stage.is_open:
             # Terminal is terminal: a withdrawal or dismissal won the race for the dispute.
             workflow.logger.warning("not entering %s: %s is %s", stage, self._d.number, self._stage)
+            for each in notify:  # sent under the last entry, as they always were
+                await self._send(self._seq, each)
             return self._seq
         self._stage = stage
         self._wake()
@@ -887,6 +924,7 @@ class DisputeCore:
             clear_deadline=clear or deadline is None,
             opens=opens,
             cancelled=cancelled,
+            notify=notify,
         )
 
     async def _conclude(self, stage: DisputeStage, actor: Actor, action: str, reason: str) -> None:
@@ -898,7 +936,7 @@ class DisputeCore:
         self._pending_info = None
         self._outcome = self._outcome or action
         self._wake()
-        seq = await self._record(
+        await self._record(
             actor,
             action,
             reason,
@@ -907,13 +945,14 @@ class DisputeCore:
             clear_deadline=True,
             outcome=self._outcome,
             cancelled=stale,
-        )
-        await self._notify(
-            seq,
-            "closure",
-            (*self._everyone(), self._d.admin_email),
-            outcome=self._outcome,
-            reason=reason,
+            notify=(
+                notice(
+                    "closure",
+                    (*self._everyone(), self._d.admin_email),
+                    outcome=self._outcome,
+                    reason=reason,
+                ),
+            ),
         )
 
     def _task(
@@ -943,12 +982,24 @@ class DisputeCore:
         prefix = f"{self._d.number}:"
         return tuple(key.removeprefix(prefix) for key in self._tasks)
 
-    async def _notify(
-        self, seq: int, template: str, recipients: tuple[str, ...], **extra: Any
-    ) -> None:
-        wanted = tuple(dict.fromkeys(r for r in recipients if r))
-        if not wanted:
+    async def _send(self, seq: int, each: Notice) -> None:
+        """Enqueue one email with an activity of its own (histories before
+        RECORD_NOTICES_PATCH, and emails keyed on an entry recorded earlier)."""
+        request = self._notification(seq, each)
+        if request is None:
             return
+        await workflow.execute_activity_method(
+            NotificationActivities.send_notification,
+            request,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    def _notification(self, seq: int, each: Notice) -> NotificationRequest | None:
+        """The outbox's request for `each`, keyed on entry `seq`; None when nobody is to get it."""
+        wanted = tuple(dict.fromkeys(r for r in each.recipients if r))
+        if not wanted:
+            return None
         context: dict[str, object] = {
             "number": self._d.number,
             "category": self._d.filing.category.value,
@@ -958,19 +1009,14 @@ class DisputeCore:
             "stage": self._stage.value,
             "mediator": self._mediator.name if self._mediator else None,
         }
-        for name, value in extra.items():
+        for name, value in each.extra.items():
             context[name] = value.isoformat() if isinstance(value, datetime) else value
-        await workflow.execute_activity_method(
-            NotificationActivities.send_notification,
-            NotificationRequest(
-                key=f"{self._d.number}:{seq}:{template}",
-                number=self._d.number,
-                template=template,
-                recipients=wanted,
-                context=context,
-            ),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=ACTIVITY_RETRY,
+        return NotificationRequest(
+            key=f"{self._d.number}:{seq}:{each.template}",
+            number=self._d.number,
+            template=each.template,
+            recipients=wanted,
+            context=context,
         )
 
     async def _attach_similar_precedents(self, purpose: str) -> None:

@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         SIMILAR_PRECEDENTS_PATCH,
         Clock,
         Offer,
+        notice,
     )
 
 
@@ -118,16 +119,18 @@ class DisputeWorkflow(DisputeActions):
 
     async def _acknowledge_filing(self) -> None:
         f = self._d.filing
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "filed",
             f"{f.category.value} filed by {f.filed_by} against {', '.join(f.respondent_ids)}",
             content={"filing": f.model_dump(mode="json"), "playbook": self._d.terms.version},
             stage=DisputeStage.FILED,
-        )
-        await self._notify(seq, "acknowledgement", self._d.claimant.contacts)
-        await self._notify(
-            seq, "respondent_notice", tuple(c for p in self._d.respondents for c in p.contacts)
+            notify=(
+                notice("acknowledgement", self._d.claimant.contacts),
+                notice(
+                    "respondent_notice", tuple(c for p in self._d.respondents for c in p.contacts)
+                ),
+            ),
         )
 
     async def _secure_neutral_mediator(self) -> None:
@@ -248,7 +251,7 @@ class DisputeWorkflow(DisputeActions):
             # Agreed while a party owed information: the request lapses with mediation.
             lapsed = self._untask(f"info-{self._pending_info}")
             self._pending_info = None
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "settled",
             f"all parties accepted {offer.id}",
@@ -262,9 +265,9 @@ class DisputeWorkflow(DisputeActions):
             outcome="settled",
             done=self._untask("mediate"),
             cancelled=lapsed,
+            notify=(notice("settlement", self._everyone()),),
         )
         self._outcome = "settled"
-        await self._notify(seq, "settlement", self._everyone())
         if workflow.patched(REMEDY_STAGE_PATCH):
             await self._apply_remedies(offer.view.remedies, decision="settlement")
         await self._settled_precedent_and_close(offer)
@@ -358,18 +361,19 @@ class DisputeWorkflow(DisputeActions):
         if not breached:
             return
         self._breaches.append("remedy")
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "remedy_overdue",
             "the remedy deadline passed with remedies still outstanding; escalated to the admins",
             content={"remedies": [r.model_dump(mode="json") for r in self._remedies.values()]},
             opens=(self._task(TaskKind.RESOLVE_REMEDY, "remedy-overdue", None, Role.ADMIN, None),),
-        )
-        await self._notify(
-            seq,
-            "admin_task",
-            (self._d.admin_email,),
-            reason="the remedy deadline passed with remedies still outstanding",
+            notify=(
+                notice(
+                    "admin_task",
+                    (self._d.admin_email,),
+                    reason="the remedy deadline passed with remedies still outstanding",
+                ),
+            ),
         )
 
     async def _remedy_attempt(self, order: RemedyOrder) -> str:
@@ -390,20 +394,21 @@ class DisputeWorkflow(DisputeActions):
         self._remedies[order.position] = RemedyProgress(
             position=order.position, kind=kind, state=result.state, adapter=result.adapter
         )
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "remedy_applied",
             f"remedy {order.position + 1} ({kind.value}) applied through {result.adapter}",
             content={"key": order.key, "adapter": result.adapter, "reference": result.external_ref},
-        )
-        await self._notify(
-            seq,
-            "remedy_applied",
-            (*self._party_contacts(), self._d.admin_email),
-            position=order.position,
-            kind=kind.value,
-            adapter=result.adapter,
-            reference=result.external_ref,
+            notify=(
+                notice(
+                    "remedy_applied",
+                    (*self._party_contacts(), self._d.admin_email),
+                    position=order.position,
+                    kind=kind.value,
+                    adapter=result.adapter,
+                    reference=result.external_ref,
+                ),
+            ),
         )
         return "done"
 
@@ -418,7 +423,7 @@ class DisputeWorkflow(DisputeActions):
             # queues on the decision lock instead of being told nothing is waiting.
             self._remedy_decision = None
             self._remedy_waiting = order.position
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "remedy_failed",
             f"remedy {order.position + 1} ({kind.value}) could not be applied: {reason}",
@@ -428,14 +433,15 @@ class DisputeWorkflow(DisputeActions):
                     TaskKind.RESOLVE_REMEDY, f"remedy-{order.position}", None, Role.ADMIN, None
                 ),
             ),
-        )
-        await self._notify(
-            seq,
-            "remedy_failed",
-            (self._d.admin_email,),
-            position=order.position,
-            kind=kind.value,
-            reason=reason,
+            notify=(
+                notice(
+                    "remedy_failed",
+                    (self._d.admin_email,),
+                    position=order.position,
+                    kind=kind.value,
+                    reason=reason,
+                ),
+            ),
         )
         if not serialised:
             self._remedy_decision = None
@@ -453,15 +459,13 @@ class DisputeWorkflow(DisputeActions):
         if not self._stage.is_open:
             return
         stale = self._untask(*self._open_task_names())
-        seq = await self._enter(
+        await self._enter(
             DisputeStage.FORMAL_REVIEW,
             f"escalated to formal review: {reason}",
             clear=True,
             cancelled=stale,
             opens=(self._task(TaskKind.FORMAL_REVIEW, "formal-review", None, Role.ADMIN, None),),
-        )
-        await self._notify(
-            seq, "escalation", (*self._everyone(), self._d.admin_email), reason=reason
+            notify=(notice("escalation", (*self._everyone(), self._d.admin_email), reason=reason),),
         )
 
     async def _formal_review(self, *, resumed: bool = False) -> None:
@@ -545,7 +549,7 @@ class DisputeWorkflow(DisputeActions):
         self._round += 1
         self._candidate = choice
         self._clocks["acceptance"] = Clock(deadline)
-        seq = await self._record(
+        await self._record(
             actor,
             "mediator_offered",
             f"offered to {choice.name}: {reason}",
@@ -564,8 +568,8 @@ class DisputeWorkflow(DisputeActions):
                     deadline.due_at,
                 ),
             ),
+            notify=(notice("assignment", (choice.email or "",), deadline=deadline.due_at),),
         )
-        await self._notify(seq, "assignment", (choice.email or "",), deadline=deadline.due_at)
 
     async def _expire_offer(self) -> None:
         candidate = self._candidate
@@ -586,7 +590,7 @@ class DisputeWorkflow(DisputeActions):
         )
 
     async def _ask_admins_to_assign(self, reason: str) -> None:
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "no_eligible_mediator",
             reason,
@@ -594,5 +598,5 @@ class DisputeWorkflow(DisputeActions):
             opens=(
                 self._task(TaskKind.ASSIGN_MEDIATOR, "assign-mediator", None, Role.ADMIN, None),
             ),
+            notify=(notice("admin_task", (self._d.admin_email,), reason=reason),),
         )
-        await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)

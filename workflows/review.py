@@ -48,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
         FRESH_APPEAL_PANEL_PATCH,
         SIMILAR_PRECEDENTS_PATCH,
         Clock,
+        Notice,
+        notice,
     )
 
 
@@ -117,7 +119,7 @@ class BoardReview(DisputeClocks):
                     deadline.due_at,
                 )
             )
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "panel_drawn",
             f"review round {round_no}: {panel.reason}",
@@ -129,14 +131,15 @@ class BoardReview(DisputeClocks):
             deadline=deadline,
             done=self._untask("formal-review", f"compose-panel-{round_no}"),
             opens=tuple(opens),
-        )
-        await self._notify(
-            seq,
-            "panel_assignment",
-            self._panel_emails(),
-            round=round_no,
-            deadline=deadline.due_at,
-            explanation=deadline.explanation,
+            notify=(
+                notice(
+                    "panel_assignment",
+                    self._panel_emails(),
+                    round=round_no,
+                    deadline=deadline.due_at,
+                    explanation=deadline.explanation,
+                ),
+            ),
         )
         return await self._await_ruling(panel)
 
@@ -206,7 +209,7 @@ class BoardReview(DisputeClocks):
     async def _ask_admins_to_compose_panel(self, reason: str) -> None:
         """Record why the panel cannot be completed; one open admin task however often."""
         name = f"compose-panel-{self._review_round}"
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "panel_incomplete",
             reason,
@@ -214,14 +217,16 @@ class BoardReview(DisputeClocks):
             opens=(self._task(TaskKind.COMPOSE_PANEL, name, None, Role.ADMIN, None),)
             if f"{self._d.number}:{name}" not in self._tasks
             else (),
+            notify=(notice("admin_task", (self._d.admin_email,), reason=reason),),
         )
-        await self._notify(seq, "admin_task", (self._d.admin_email,), reason=reason)
 
     async def _announce_ruling(
         self, seq: int, template: str, ruling: RulingView, **extra: object
     ) -> None:
-        await self._notify(
-            seq,
+        await self._send(seq, self._ruling_notice(template, ruling, **extra))
+
+    def _ruling_notice(self, template: str, ruling: RulingView, **extra: object) -> Notice:
+        return notice(
             template,
             (*self._party_contacts(), *self._panel_emails()),
             outcome=ruling.outcome.value,
@@ -237,7 +242,7 @@ class BoardReview(DisputeClocks):
             *(f"vote-{self._review_round}-{p}" for p in self._panel_ids() if p not in self._votes)
         )
         sponsor = panel.sponsor
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "review_overdue",
             "the review deadline passed without a ruling; escalated to the executive sponsor",
@@ -256,12 +261,17 @@ class BoardReview(DisputeClocks):
                 ),
             ),
             cancelled=late,
-        )
-        await self._notify(
-            seq,
-            "review_overdue",
-            (*(((sponsor.email,)) if sponsor else ()), self._d.admin_email, *self._panel_emails()),
-            round=self._review_round,
+            notify=(
+                notice(
+                    "review_overdue",
+                    (
+                        *(((sponsor.email,)) if sponsor else ()),
+                        self._d.admin_email,
+                        *self._panel_emails(),
+                    ),
+                    round=self._review_round,
+                ),
+            ),
         )
 
     async def _open_appeal_window(self, *, resumed: bool = False) -> bool:
@@ -277,15 +287,18 @@ class BoardReview(DisputeClocks):
             )
             self._appeal_deadline = deadline.due_at
             self._clocks["appeal"] = Clock(deadline)
-            seq = await self._enter(
-                DisputeStage.APPEAL_WINDOW, "ruled; the appeal window is open", deadline=deadline
-            )
-            await self._announce_ruling(
-                seq,
-                "ruling",
-                self._rulings[-1],
-                deadline=deadline.due_at,
-                explanation=deadline.explanation,
+            await self._enter(
+                DisputeStage.APPEAL_WINDOW,
+                "ruled; the appeal window is open",
+                deadline=deadline,
+                notify=(
+                    self._ruling_notice(
+                        "ruling",
+                        self._rulings[-1],
+                        deadline=deadline.due_at,
+                        explanation=deadline.explanation,
+                    ),
+                ),
             )
         await self._wait_rolling(
             lambda: self._appeal is not None or not self._stage.is_open, until=deadline.due_at
@@ -478,7 +491,7 @@ class BoardReview(DisputeClocks):
     async def appeal(self, req: Appeal) -> ActionResult:
         async with self._deciding(lambda: self._validate_appeal(req)):
             self._appeal = req
-            seq = await self._record(
+            await self._record(
                 req.actor,
                 "appeal_filed",
                 f"{req.actor.partner_id} appealed the ruling",
@@ -486,13 +499,14 @@ class BoardReview(DisputeClocks):
                     "grounds": req.grounds,
                     "new_evidence": [e.model_dump(mode="json") for e in req.new_evidence],
                 },
-            )
-            await self._notify(
-                seq,
-                "appeal_received",
-                (*self._party_contacts(), self._d.admin_email),
-                partner_id=req.actor.partner_id or "",
-                grounds=req.grounds,
+                notify=(
+                    notice(
+                        "appeal_received",
+                        (*self._party_contacts(), self._d.admin_email),
+                        partner_id=req.actor.partner_id or "",
+                        grounds=req.grounds,
+                    ),
+                ),
             )
         await workflow.wait_condition(lambda: self._stage is not DisputeStage.APPEAL_WINDOW)
         return self._result("appeal received; a fresh panel will review the dispute")
@@ -611,7 +625,7 @@ class BoardReview(DisputeClocks):
                 )
             )
         joined = [*new_members, *((chair,) if chair else ())]
-        seq = await self._record(
+        await self._record(
             SYSTEM,
             "panel_replacement",
             f"replacement drawn: {', '.join(m.name for m in joined)}",
@@ -621,14 +635,15 @@ class BoardReview(DisputeClocks):
             },
             done=self._untask(f"compose-panel-{self._review_round}"),
             opens=tuple(opens),
-        )
-        await self._notify(
-            seq,
-            "panel_assignment",
-            tuple(m.email for m in joined),
-            round=self._review_round,
-            deadline=due,
-            explanation=self._clocks["review"].deadline.explanation,
+            notify=(
+                notice(
+                    "panel_assignment",
+                    tuple(m.email for m in joined),
+                    round=self._review_round,
+                    deadline=due,
+                    explanation=self._clocks["review"].deadline.explanation,
+                ),
+            ),
         )
         return True
 
