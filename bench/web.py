@@ -4,6 +4,7 @@ filing through the API under 20 concurrent clients.
     make bench-web
     python -m bench.web --disputes 100000 --requests 200 --filings 200 --concurrency 20
     python -m bench.web --database-url postgresql://postgres@127.0.0.1:5432/accord_bench  # an empty database
+    python -m bench.web --only search --filings 0  # the pages named, no filings
 
 The read model is filled directly with SQL (disputes, parties, a timeline of audit entries
 each, open tasks), as years of use would leave it. The app runs under uvicorn on loopback,
@@ -263,11 +264,23 @@ async def main(args: argparse.Namespace) -> None:
                     compliance,
                 ),
                 ("search", [f"/search?q={rng.choice(WORDS)}" for _ in range(n)], compliance),
+                (
+                    "search (partner, own)",
+                    [f"/search?q={rng.choice(WORDS)}" for _ in range(n)],
+                    tokens["nora@northwind.example"],
+                ),
+                (
+                    "search (list's text field)",
+                    [f"/disputes?q={rng.choice(WORDS)}&page={rng.randint(1, 3)}" for _ in range(n)],
+                    compliance,
+                ),
                 ("API dispute list", ["/api/disputes"] * n, compliance),
                 # A Prometheus scrape: the business metrics are counted from the database.
                 ("metrics scrape", ["/metrics"] * n, compliance),
             ]
             for group, paths, token in plan:
+                if args.only and not group.startswith(tuple(args.only.split(","))):
+                    continue
                 await measure(timer, client, group, paths[:3], token)  # warm up
                 timer.times.pop(group, None)
                 client_times = await measure(timer, client, group, paths, token)
@@ -307,7 +320,8 @@ async def main(args: argparse.Namespace) -> None:
             began = time.perf_counter()
             await asyncio.gather(*(file_one(i) for i in range(args.filings)))
             elapsed = time.perf_counter() - began
-            results.append((timer.group, timer.times[timer.group], filing_client))
+            if args.filings:
+                results.append((timer.group, timer.times[timer.group], filing_client))
     finally:
         server.should_exit = True
         await serving
@@ -325,9 +339,11 @@ async def main(args: argparse.Namespace) -> None:
             f"{group:34} {statistics.median(server_times):10.1f} {pct(server_times, 95):8.1f}"
             f"   {statistics.median(client_times):10.1f} {pct(client_times, 95):8.1f}"
         )
-    print(
-        f"filings: {args.filings} at {args.concurrency} concurrent, {args.filings / elapsed:.1f}/s"
-    )
+    if args.filings:
+        print(
+            f"filings: {args.filings} at {args.concurrency} concurrent,"
+            f" {args.filings / elapsed:.1f}/s"
+        )
 
 
 if __name__ == "__main__":
@@ -338,4 +354,7 @@ if __name__ == "__main__":
     parser.add_argument("--filings", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--only", default="", help="comma-separated starts of page names to time (all if empty)"
+    )
     asyncio.run(main(parser.parse_args()))
