@@ -23,16 +23,23 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Integer,
+    Select,
     String,
+    TextClause,
     TextualSelect,
     bindparam,
     func,
     literal_column,
+    select,
+    table,
     text,
 )
-from sqlmodel import Session
+from sqlalchemy.sql import column as sql_column
+from sqlmodel import Session, col
 
 from accord.precedents import facet_token
+from models.tables import Dispute
 
 MAX_QUERY = 200
 START, STOP = "\x02", "\x03"
@@ -384,9 +391,78 @@ def dispute_matches(raw_query: str) -> TextualSelect | None:
     if query.empty:
         return None
     sql = text(
-        "SELECT number, bm25(dispute_fts) AS rank FROM dispute_fts WHERE dispute_fts MATCH :dq"
+        "SELECT k.number AS number, bm25(dispute_fts) AS rank FROM dispute_fts"
+        " JOIN dispute_fts_key k ON k.fts_rowid = dispute_fts.rowid WHERE dispute_fts MATCH :dq"
     ).bindparams(dq=_fts5_expression(query, "body"))
     return sql.columns(number=String, rank=Float)
+
+
+DISPUTE_FTS = table("dispute_fts", sql_column("rowid", Integer))
+DISPUTE_FTS_KEY = table(
+    "dispute_fts_key", sql_column("fts_rowid", Integer), sql_column("number", String)
+)
+"""SQLite (0028): the dispute index, whose rowid orders disputes by filing time, and the number
+of the dispute each rowid indexes."""
+
+
+@dataclass(frozen=True)
+class DisputeHits:
+    """SQLite: the disputes a query's words find, to be counted and paged in the index itself:
+    ordered by rank, then rowid (newest filed first), no dispute row read to order them."""
+
+    match: TextClause
+
+    @property
+    def rank(self) -> ColumnElement[float]:
+        return literal_column("bm25(dispute_fts)")
+
+    def count(self, *narrowed: ColumnElement[bool]) -> Select[int]:
+        return select(func.count()).select_from(self._source(narrowed)).where(self.match, *narrowed)
+
+    def page(self, *narrowed: ColumnElement[bool], offset: int, limit: int) -> Select[tuple[str]]:
+        """The numbers of one page of matches, best first."""
+        ranked = (
+            select(DISPUTE_FTS.c.rowid.label("fts_rowid"), self.rank.label("rank"))
+            .select_from(self._source(narrowed))
+            .where(self.match, *narrowed)
+            .order_by(self.rank, DISPUTE_FTS.c.rowid.desc())
+            .offset(offset)
+            .limit(limit)
+            .subquery("ranked")
+        )
+        return (
+            select(DISPUTE_FTS_KEY.c.number)
+            .join(ranked, ranked.c.fts_rowid == DISPUTE_FTS_KEY.c.fts_rowid)
+            .order_by(ranked.c.rank, ranked.c.fts_rowid.desc())
+        )
+
+    def numbers(self) -> Select[tuple[str]]:
+        """The numbers of every match."""
+        keyed = DISPUTE_FTS.join(
+            DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid
+        )
+        return select(DISPUTE_FTS_KEY.c.number).select_from(keyed).where(self.match)
+
+    @staticmethod
+    def _source(narrowed: tuple[ColumnElement[bool], ...]) -> Any:
+        """The index alone when nothing narrows the matches (every indexed dispute exists),
+        else joined through the keys to the disputes the conditions are about."""
+        if not narrowed:
+            return DISPUTE_FTS
+        keyed = DISPUTE_FTS.join(
+            DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid
+        )
+        return keyed.join(Dispute, col(Dispute.number) == DISPUTE_FTS_KEY.c.number)
+
+
+def dispute_hits(raw_query: str) -> DisputeHits | None:
+    """SQLite: the disputes the query's words find (see DisputeHits); None when the query has
+    nothing searchable."""
+    query = parse_query(raw_query)
+    if query.empty:
+        return None
+    expression = _fts5_expression(query, "body")
+    return DisputeHits(text("dispute_fts MATCH :dq").bindparams(dq=expression))
 
 
 def dispute_text_match(raw_query: str) -> tuple[ColumnElement[bool], ColumnElement[float]] | None:
@@ -407,9 +483,11 @@ def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> di
     if query.empty or not numbers:
         return {}
     if session.get_bind().dialect.name == "sqlite":
+        # Each page's disputes found by their number, then their rows in the index by rowid.
         sql = (
-            f"SELECT number, snippet(dispute_fts, 1, '{START}', '{STOP}', '…', 16) AS snippet"
-            " FROM dispute_fts WHERE dispute_fts MATCH :dq AND number IN :numbers"
+            f"SELECT k.number AS number, snippet(dispute_fts, 0, '{START}', '{STOP}', '…', 16)"
+            " AS snippet FROM dispute_fts_key k JOIN dispute_fts ON dispute_fts.rowid = k.fts_rowid"
+            " WHERE k.number IN :numbers AND dispute_fts MATCH :dq"
         )
         dq = _fts5_expression(query, "body")
     else:

@@ -1,0 +1,105 @@
+"""dispute search: the SQLite index walks disputes newest filed first
+
+Revision ID: 0028
+Revises: 0025
+Create Date: 2026-12-05 00:00:00
+
+A dispute search ranks its matches, newest filed first among equals. On SQLite the FTS5 index
+(0007) carried the dispute's number as an unindexed column, so ordering a common word's matches
+read every match's number and filing time (9,000 row reads, ~40 ms, at 100,000 disputes), and a
+page's snippets scanned every match for its numbers. Now the index's rowid is the filing time
+(microseconds, times 1024, plus a count among disputes filed in the same microsecond), so rank
+and rowid order a page without reading a row, and dispute_fts_key maps numbers to rowids both
+ways. Triggers keep both in step; existing disputes are indexed again. PostgreSQL is unchanged.
+"""
+from typing import Sequence, Union
+
+from alembic import op
+
+revision: str = '0028'
+down_revision: Union[str, None] = '0025'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+BODY = "{t}.number || ' ' || {t}.claimant_id || ' ' || {t}.respondent_ids || ' ' || {t}.summary || ' ' || {t}.facts"
+BAND = 1024
+"""Disputes filed in the same microsecond share a band of this many rowids."""
+FILED_US = (
+    "(unixepoch({t}.filed_at) * 1000000 + CASE WHEN substr({t}.filed_at, 20, 1) = '.'"
+    " THEN CAST(substr({t}.filed_at, 21, 6) AS INTEGER) ELSE 0 END)"
+)
+"""When dispute {t} was filed, in microseconds since 1970 (as SQLAlchemy stores times)."""
+KEY = f"(coalesce({FILED_US}, 0) * {BAND})"
+"""The first rowid of the band of the microsecond dispute {t} was filed in."""
+
+
+def _drop_0007() -> None:
+    for trigger in ('insert', 'update', 'delete'):
+        op.execute(f"DROP TRIGGER IF EXISTS dispute_fts_{trigger}")
+    op.execute("DROP TABLE IF EXISTS dispute_fts")
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != 'sqlite':
+        return
+    _drop_0007()
+    op.execute(
+        "CREATE TABLE dispute_fts_key (fts_rowid INTEGER PRIMARY KEY,"
+        " number VARCHAR(32) NOT NULL UNIQUE)"
+    )
+    op.execute("CREATE VIRTUAL TABLE dispute_fts USING fts5(body, tokenize='porter unicode61')")
+    new_key = KEY.format(t='new')
+    op.execute(
+        "CREATE TRIGGER dispute_fts_insert AFTER INSERT ON dispute BEGIN"
+        " INSERT INTO dispute_fts_key (fts_rowid, number)"
+        f" SELECT coalesce(max(fts_rowid) + 1, {new_key}), new.number FROM dispute_fts_key"
+        f" WHERE fts_rowid >= {new_key} AND fts_rowid < {new_key} + {BAND};"
+        " INSERT INTO dispute_fts (rowid, body)"
+        f" SELECT fts_rowid, {BODY.format(t='new')} FROM dispute_fts_key WHERE number = new.number;"
+        " END"
+    )
+    op.execute(
+        "CREATE TRIGGER dispute_fts_update AFTER UPDATE OF claimant_id, respondent_ids, summary, facts"
+        f" ON dispute BEGIN UPDATE dispute_fts SET body = {BODY.format(t='new')}"
+        " WHERE rowid = (SELECT fts_rowid FROM dispute_fts_key WHERE number = old.number); END"
+    )
+    op.execute(
+        "CREATE TRIGGER dispute_fts_delete AFTER DELETE ON dispute BEGIN"
+        " DELETE FROM dispute_fts WHERE rowid = (SELECT fts_rowid FROM dispute_fts_key"
+        " WHERE number = old.number);"
+        " DELETE FROM dispute_fts_key WHERE number = old.number; END"
+    )
+    # Disputes filed in the same microsecond: numbered within their band by dispute number.
+    key = KEY.format(t='dispute')
+    op.execute(
+        "INSERT INTO dispute_fts_key (fts_rowid, number)"
+        f" SELECT {key} + row_number() OVER (PARTITION BY {key} ORDER BY number) - 1, number"
+        " FROM dispute"
+    )
+    op.execute(
+        f"INSERT INTO dispute_fts (rowid, body) SELECT k.fts_rowid, {BODY.format(t='dispute')}"
+        " FROM dispute_fts_key k JOIN dispute ON dispute.number = k.number"
+    )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != 'sqlite':
+        return
+    _drop_0007()
+    op.execute("DROP TABLE IF EXISTS dispute_fts_key")
+    # As 0007 made them.
+    op.execute("CREATE VIRTUAL TABLE dispute_fts USING fts5(number UNINDEXED, body, tokenize='porter unicode61')")
+    op.execute(
+        "CREATE TRIGGER dispute_fts_insert AFTER INSERT ON dispute BEGIN"
+        f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {BODY.format(t='new')}); END"
+    )
+    op.execute(
+        "CREATE TRIGGER dispute_fts_update AFTER UPDATE OF claimant_id, respondent_ids, summary, facts"
+        " ON dispute BEGIN DELETE FROM dispute_fts WHERE number = old.number;"
+        f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {BODY.format(t='new')}); END"
+    )
+    op.execute(
+        "CREATE TRIGGER dispute_fts_delete AFTER DELETE ON dispute BEGIN"
+        " DELETE FROM dispute_fts WHERE number = old.number; END"
+    )
+    op.execute(f"INSERT INTO dispute_fts(number, body) SELECT number, {BODY.format(t='dispute')} FROM dispute")
