@@ -403,24 +403,39 @@ DISPUTE_FTS_KEY = table(
 )
 """SQLite (0028): the dispute index, whose rowid orders disputes by filing time, and the number
 of the dispute each rowid indexes."""
+DISPUTE_SEARCH = table(
+    "dispute_search", sql_column("number", String), sql_column("filed_at"), sql_column("tsv")
+)
+"""PostgreSQL (0028): each dispute's number, filing time and text vector, GIN-indexed."""
 
 
 @dataclass(frozen=True)
 class DisputeHits:
-    """SQLite: the disputes a query's words find, to be counted and paged in the index itself:
-    ordered by rank, then rowid (newest filed first), no dispute row read to order them."""
+    """The disputes a query's words find, counted and paged in the search index itself: best
+    rank first, newest filed first among equals, no dispute row read to order them (one is read
+    only where conditions on it narrow the matches).
 
-    match: TextClause
+    SQLite orders equals by the index's rowid (the filing time) and reads the numbers of a
+    page's rows only; PostgreSQL reads the narrow rows of dispute_search."""
 
-    @property
-    def rank(self) -> ColumnElement[float]:
-        return literal_column("bm25(dispute_fts)")
+    match: ColumnElement[bool] | TextClause
+    rank: ColumnElement[float]
+    sqlite: bool
 
     def count(self, *narrowed: ColumnElement[bool]) -> Select[int]:
         return select(func.count()).select_from(self._source(narrowed)).where(self.match, *narrowed)
 
     def page(self, *narrowed: ColumnElement[bool], offset: int, limit: int) -> Select[tuple[str]]:
         """The numbers of one page of matches, best first."""
+        if not self.sqlite:
+            return (
+                select(DISPUTE_SEARCH.c.number)
+                .select_from(self._source(narrowed))
+                .where(self.match, *narrowed)
+                .order_by(self.rank, DISPUTE_SEARCH.c.filed_at.desc())
+                .offset(offset)
+                .limit(limit)
+            )
         ranked = (
             select(DISPUTE_FTS.c.rowid.label("fts_rowid"), self.rank.label("rank"))
             .select_from(self._source(narrowed))
@@ -436,45 +451,53 @@ class DisputeHits:
             .order_by(ranked.c.rank, ranked.c.fts_rowid.desc())
         )
 
-    def numbers(self) -> Select[tuple[str]]:
+    def numbers(self) -> Select[Any]:
         """The numbers of every match."""
-        keyed = DISPUTE_FTS.join(
-            DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid
-        )
-        return select(DISPUTE_FTS_KEY.c.number).select_from(keyed).where(self.match)
+        return select(self._number).select_from(self._keyed).where(self.match)
 
-    @staticmethod
-    def _source(narrowed: tuple[ColumnElement[bool], ...]) -> Any:
+    @property
+    def _number(self) -> ColumnElement[str]:
+        return DISPUTE_FTS_KEY.c.number if self.sqlite else DISPUTE_SEARCH.c.number
+
+    @property
+    def _keyed(self) -> Any:
+        if not self.sqlite:
+            return DISPUTE_SEARCH
+        return DISPUTE_FTS.join(DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid)
+
+    def _source(self, narrowed: tuple[ColumnElement[bool], ...]) -> Any:
         """The index alone when nothing narrows the matches (every indexed dispute exists),
-        else joined through the keys to the disputes the conditions are about."""
+        else joined to the disputes the conditions are about."""
         if not narrowed:
-            return DISPUTE_FTS
-        keyed = DISPUTE_FTS.join(
-            DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid
-        )
-        return keyed.join(Dispute, col(Dispute.number) == DISPUTE_FTS_KEY.c.number)
+            return DISPUTE_FTS if self.sqlite else DISPUTE_SEARCH
+        return self._keyed.join(Dispute, col(Dispute.number) == self._number)
 
 
-def dispute_hits(raw_query: str) -> DisputeHits | None:
-    """SQLite: the disputes the query's words find (see DisputeHits); None when the query has
-    nothing searchable."""
+def dispute_hits(raw_query: str, dialect: str) -> DisputeHits | None:
+    """The disputes the query's words find (see DisputeHits); None when the query has nothing
+    searchable."""
     query = parse_query(raw_query)
     if query.empty:
         return None
-    expression = _fts5_expression(query, "body")
-    return DisputeHits(text("dispute_fts MATCH :dq").bindparams(dq=expression))
+    if dialect == "sqlite":
+        match = text("dispute_fts MATCH :dq").bindparams(dq=_fts5_expression(query, "body"))
+        return DisputeHits(match, literal_column("bm25(dispute_fts)"), sqlite=True)
+    vector: ColumnElement[Any] = DISPUTE_SEARCH.c.tsv
+    words = func.websearch_to_tsquery("english", _websearch(query))
+    return DisputeHits(vector.bool_op("@@")(words), -func.ts_rank_cd(vector, words), sqlite=False)
 
 
 def dispute_text_match(raw_query: str) -> tuple[ColumnElement[bool], ColumnElement[float]] | None:
-    """PostgreSQL: the condition and the rank (lower is better) on the dispute row's own
-    GIN-indexed tsvector, so a list filters and orders by them without a join; None when the
-    query has nothing searchable."""
+    """PostgreSQL: the condition on a dispute row (its number among dispute_search's matches)
+    and the rank (lower is better) from its own tsvector; None when the query has nothing
+    searchable."""
     query = parse_query(raw_query)
     if query.empty:
         return None
-    vector: ColumnElement[Any] = literal_column("dispute.search_tsv")
     words = func.websearch_to_tsquery("english", _websearch(query))
-    return vector.bool_op("@@")(words), -func.ts_rank_cd(vector, words)
+    matching = select(DISPUTE_SEARCH.c.number).where(DISPUTE_SEARCH.c.tsv.bool_op("@@")(words))
+    vector: ColumnElement[Any] = literal_column("dispute.search_tsv")
+    return col(Dispute.number).in_(matching), -func.ts_rank_cd(vector, words)
 
 
 def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> dict[str, str]:

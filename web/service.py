@@ -506,8 +506,8 @@ def list_disputes(
     session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
 ) -> tuple[list[Dispute], int]:
     dialect = session.get_bind().dialect.name
-    if filters.q and dialect == "sqlite":
-        return _search_on_sqlite(session, viewer, filters, page)
+    if filters.q:
+        return _search(session, viewer, filters, page, dialect)
     query, rank = _filtered(viewer, filters, dialect)
     if viewer.role is Role.PARTNER and filters == DisputeFilters():
         # "My disputes" unfiltered: the party rows count them without touching the disputes.
@@ -527,16 +527,16 @@ def list_disputes(
     return list(rows), int(total)
 
 
-def _search_on_sqlite(
-    session: Session, viewer: Viewer, filters: DisputeFilters, page: int
+def _search(
+    session: Session, viewer: Viewer, filters: DisputeFilters, page: int, dialect: str
 ) -> tuple[list[Dispute], int]:
-    """A list searched by words on SQLite: the full-text matches, best first, then the disputes
-    found by their number alone, newest first; as _filtered orders them, but counted and paged
-    in the index, so a common word's thousands of matches are never read row by row."""
+    """A list searched by words: the full-text matches, best first, then the disputes found by
+    their number alone, newest first; as _filtered orders them, but counted and paged in the
+    search index, so a common word's thousands of matches are never read as dispute rows."""
     assert filters.q is not None
     narrowed = _narrowed(viewer, filters)
     offset = (max(page, 1) - 1) * PAGE_SIZE
-    hits = dispute_hits(filters.q)
+    hits = dispute_hits(filters.q, dialect)
     numbers: list[str] = []
     in_text = 0
     if hits is not None:
@@ -548,9 +548,12 @@ def _search_on_sqlite(
     prefix = filters.q.strip().upper()
     by_number = 0
     if NUMBER_PREFIX.fullmatch(prefix):
-        # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
-        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        numbered = [col(Dispute.number) >= prefix, col(Dispute.number) < after, *narrowed]
+        if dialect == "sqlite":
+            # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
+            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            numbered = [col(Dispute.number) >= prefix, col(Dispute.number) < after, *narrowed]
+        else:  # the number's pattern index (0012)
+            numbered = [col(Dispute.number).startswith(prefix), *narrowed]
         if hits is not None:  # each dispute once: a full-text hit keeps its rank
             numbered.append(col(Dispute.number).not_in(hits.numbers()))
         by_number = session.exec(select(func.count()).where(*numbered)).one()
