@@ -507,7 +507,7 @@ def list_disputes(
 ) -> tuple[list[Dispute], int]:
     dialect = session.get_bind().dialect.name
     if filters.q:
-        return _search(session, viewer, filters, page, dialect)
+        return _search(session, viewer, filters, filters.q, page, dialect)
     query, rank = _filtered(viewer, filters, dialect)
     if viewer.role is Role.PARTNER and filters == DisputeFilters():
         # "My disputes" unfiltered: the party rows count them without touching the disputes.
@@ -528,15 +528,19 @@ def list_disputes(
 
 
 def _search(
-    session: Session, viewer: Viewer, filters: DisputeFilters, page: int, dialect: str
+    session: Session,
+    viewer: Viewer,
+    filters: DisputeFilters,
+    words: str,
+    page: int,
+    dialect: str,
 ) -> tuple[list[Dispute], int]:
     """A list searched by words: the full-text matches, best first, then the disputes found by
     their number alone, newest first; as _filtered orders them, but counted and paged in the
     search index, so a common word's thousands of matches are never read as dispute rows."""
-    assert filters.q is not None
     narrowed = _narrowed(viewer, filters)
     offset = (max(page, 1) - 1) * PAGE_SIZE
-    hits = dispute_hits(filters.q, dialect)
+    hits = dispute_hits(words, dialect)
     numbers: list[str] = []
     in_text = 0
     if hits is not None:
@@ -545,7 +549,7 @@ def _search(
             numbers = list(
                 session.execute(hits.page(*narrowed, offset=offset, limit=PAGE_SIZE)).scalars()
             )
-    prefix = filters.q.strip().upper()
+    prefix = words.strip().upper()
     by_number = 0
     if NUMBER_PREFIX.fullmatch(prefix):
         if dialect == "sqlite":
