@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Float,
     Integer,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.sql import column as sql_column
+from sqlalchemy.sql.visitors import iterate, replacement_traverse
 from sqlmodel import Session, col
 
 from accord.precedents import facet_token
@@ -423,14 +425,16 @@ class DisputeHits:
     sqlite: bool
 
     def count(self, *narrowed: ColumnElement[bool]) -> Select[int]:
-        return select(func.count()).select_from(self._source(narrowed)).where(self.match, *narrowed)
+        source, narrowed = self._narrow(narrowed)
+        return select(func.count()).select_from(source).where(self.match, *narrowed)
 
     def page(self, *narrowed: ColumnElement[bool], offset: int, limit: int) -> Select[tuple[str]]:
         """The numbers of one page of matches, best first."""
+        source, narrowed = self._narrow(narrowed)
         if not self.sqlite:
             return (
                 select(DISPUTE_SEARCH.c.number)
-                .select_from(self._source(narrowed))
+                .select_from(source)
                 .where(self.match, *narrowed)
                 .order_by(self.rank, DISPUTE_SEARCH.c.filed_at.desc())
                 .offset(offset)
@@ -438,7 +442,7 @@ class DisputeHits:
             )
         ranked = (
             select(DISPUTE_FTS.c.rowid.label("fts_rowid"), self.rank.label("rank"))
-            .select_from(self._source(narrowed))
+            .select_from(source)
             .where(self.match, *narrowed)
             .order_by(self.rank, DISPUTE_FTS.c.rowid.desc())
             .offset(offset)
@@ -465,12 +469,27 @@ class DisputeHits:
             return DISPUTE_SEARCH
         return DISPUTE_FTS.join(DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid)
 
-    def _source(self, narrowed: tuple[ColumnElement[bool], ...]) -> Any:
-        """The index alone when nothing narrows the matches (every indexed dispute exists),
-        else joined to the disputes the conditions are about."""
+    def _narrow(
+        self, narrowed: tuple[ColumnElement[bool], ...]
+    ) -> tuple[Any, tuple[ColumnElement[bool], ...]]:
+        """What to read and the conditions on it: the index alone when nothing narrows the
+        matches (every indexed dispute exists); the index and its numbers when the conditions
+        are on the dispute's number only (a partner's own disputes); else joined to the
+        disputes the conditions are about."""
         if not narrowed:
-            return DISPUTE_FTS if self.sqlite else DISPUTE_SEARCH
-        return self._keyed.join(Dispute, col(Dispute.number) == self._number)
+            return (DISPUTE_FTS if self.sqlite else DISPUTE_SEARCH), ()
+        dispute = Dispute.__table__  # type: ignore[attr-defined]
+
+        def on_number(element: Any, **_: Any) -> Any:
+            found = isinstance(element, Column) and element.table is dispute
+            return self._number if found and element.name == "number" else None
+
+        adapted = tuple(replacement_traverse(c, {}, on_number) for c in narrowed)
+        if not any(
+            isinstance(e, Column) and e.table is dispute for c in adapted for e in iterate(c)
+        ):
+            return self._keyed, adapted
+        return self._keyed.join(Dispute, col(Dispute.number) == self._number), narrowed
 
 
 def dispute_hits(raw_query: str, dialect: str) -> DisputeHits | None:
