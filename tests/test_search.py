@@ -373,14 +373,15 @@ def test_equal_matches_are_listed_newest_filed_first_whatever_order_they_were_wr
     sessions: SessionFactory,
 ) -> None:
     """Disputes with the same text rank alike: newest filed first, across pages, even when
-    written out of filing order or filed in the same millisecond."""
+    written out of filing order or filed within a millisecond."""
     base = datetime(2026, 3, 1, 9, tzinfo=UTC)
     filed = {  # written in this order
         "DSP-2026-000107": base + timedelta(days=7),
         "DSP-2026-000101": base + timedelta(days=1),
         "DSP-2026-000105": base + timedelta(days=5),
         "DSP-2026-000103": base + timedelta(days=3, microseconds=200),
-        "DSP-2026-000104": base + timedelta(days=3, microseconds=100),  # same millisecond
+        # filed 100 µs before 000103, written after it
+        "DSP-2026-000104": base + timedelta(days=3, microseconds=100),
         "DSP-2026-000102": base + timedelta(days=2),
     }
     with sessions.begin() as session:
@@ -453,3 +454,23 @@ def test_hostile_dispute_queries_give_results_not_errors(
             assert total >= len(rows)
             dispute_snippets(session, [r.number for r in rows], query)
         assert session.get(Dispute, "DSP-2025-000001") is not None
+
+
+def test_thousands_of_disputes_filed_in_one_instant_are_all_indexed(
+    sessions: SessionFactory,
+) -> None:
+    """A bulk import can give many disputes one filing time: more than share a band of the
+    SQLite index's rowids. Each is indexed, and a later one still lists first."""
+    at = datetime(2026, 4, 1, 9, tzinfo=UTC)
+    with sessions.begin() as session:
+        for i in range(1, 1_101):
+            session.add(_dispute(f"DSP-2026-{i:06d}", "Bulk numbat import.", at))
+    with sessions.begin() as session:
+        session.add(_dispute("DSP-2026-009999", "Bulk numbat import.", at + timedelta(seconds=1)))
+        session.add(_dispute("DSP-2026-009998", "Bulk numbat import.", at - timedelta(days=1)))
+    with sessions.read() as session:
+        rows, total = list_disputes(session, COMPLIANCE, DisputeFilters(q="numbat"))
+        last, _ = list_disputes(session, COMPLIANCE, DisputeFilters(q="numbat"), page=23)
+    assert total == 1_102
+    assert rows[0].number == "DSP-2026-009999"
+    assert last[-1].number == "DSP-2026-009998"

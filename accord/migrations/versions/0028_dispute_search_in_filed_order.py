@@ -8,9 +8,10 @@ A dispute search ranks its matches, newest filed first among equals. On SQLite t
 (0007) carried the dispute's number as an unindexed column, so ordering a common word's matches
 read every match's number and filing time (9,000 row reads, ~40 ms, at 100,000 disputes), and a
 page's snippets scanned every match for its numbers. Now the index's rowid is the filing time
-(microseconds, times 1024, plus a count among disputes filed in the same microsecond), so rank
-and rowid order a page without reading a row, and dispute_fts_key maps numbers to rowids both
-ways. Triggers keep both in step; existing disputes are indexed again.
+(in units of 100 microseconds, times 65,536, plus a count among disputes filed in the same unit;
+past a full band, as a bulk load giving more disputes one filing time could fill, after every
+rowid), so rank and rowid order a page without reading a row, and dispute_fts_key maps numbers
+to rowids both ways. Triggers keep both in step; existing disputes are indexed again.
 
 On PostgreSQL the GIN index was on the dispute table itself, so counting and ranking a common
 word's matches visited a heap page of wide dispute rows per match (5,400 pages, ~35 ms).
@@ -19,6 +20,7 @@ kept in step by a trigger (deleted with its dispute); dispute.search_tsv stays a
 """
 from typing import Sequence, Union
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0028'
@@ -27,15 +29,16 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 BODY = "{t}.number || ' ' || {t}.claimant_id || ' ' || {t}.respondent_ids || ' ' || {t}.summary || ' ' || {t}.facts"
-BAND = 1024
-"""Disputes filed in the same microsecond share a band of this many rowids."""
-FILED_US = (
-    "(unixepoch({t}.filed_at) * 1000000 + CASE WHEN substr({t}.filed_at, 20, 1) = '.'"
-    " THEN CAST(substr({t}.filed_at, 21, 6) AS INTEGER) ELSE 0 END)"
+BAND = 65536
+"""Disputes filed in the same 100 microseconds share a band of this many rowids."""
+FILED = (
+    "(unixepoch({t}.filed_at) * 10000 + CASE WHEN substr({t}.filed_at, 20, 1) = '.'"
+    " THEN CAST(substr({t}.filed_at, 21, 4) AS INTEGER) ELSE 0 END)"
 )
-"""When dispute {t} was filed, in microseconds since 1970 (as SQLAlchemy stores times)."""
-KEY = f"(coalesce({FILED_US}, 0) * {BAND})"
-"""The first rowid of the band of the microsecond dispute {t} was filed in."""
+"""When dispute {t} was filed, in units of 100 microseconds since 1970 (as SQLAlchemy stores
+times: the first four of six fractional digits)."""
+KEY = f"(coalesce({FILED}, 0) * {BAND})"
+"""The first rowid of the band of the instant dispute {t} was filed in."""
 
 
 def _drop_0007() -> None:
@@ -89,11 +92,15 @@ def upgrade() -> None:
     )
     op.execute("CREATE VIRTUAL TABLE dispute_fts USING fts5(body, tokenize='porter unicode61')")
     new_key = KEY.format(t='new')
+    # The next free rowid of the band; when the band is full (a bulk import giving more than
+    # BAND disputes one filing time), the next after every rowid: never one already taken.
     op.execute(
         "CREATE TRIGGER dispute_fts_insert AFTER INSERT ON dispute BEGIN"
         " INSERT INTO dispute_fts_key (fts_rowid, number)"
-        f" SELECT coalesce(max(fts_rowid) + 1, {new_key}), new.number FROM dispute_fts_key"
-        f" WHERE fts_rowid >= {new_key} AND fts_rowid < {new_key} + {BAND};"
+        f" SELECT CASE WHEN band.next < {new_key} + {BAND} THEN band.next"
+        " ELSE (SELECT max(fts_rowid) + 1 FROM dispute_fts_key) END, new.number"
+        f" FROM (SELECT coalesce(max(fts_rowid) + 1, {new_key}) AS next FROM dispute_fts_key"
+        f" WHERE fts_rowid >= {new_key} AND fts_rowid < {new_key} + {BAND}) AS band;"
         " INSERT INTO dispute_fts (rowid, body)"
         f" SELECT fts_rowid, {BODY.format(t='new')} FROM dispute_fts_key WHERE number = new.number;"
         " END"
@@ -109,13 +116,23 @@ def upgrade() -> None:
         " WHERE number = old.number);"
         " DELETE FROM dispute_fts_key WHERE number = old.number; END"
     )
-    # Disputes filed in the same microsecond: numbered within their band by dispute number.
-    key = KEY.format(t='dispute')
-    op.execute(
-        "INSERT INTO dispute_fts_key (fts_rowid, number)"
-        f" SELECT {key} + row_number() OVER (PARTITION BY {key} ORDER BY number) - 1, number"
-        " FROM dispute"
-    )
+    # In filing order, each at its band's start or just after the one before (disputes filed in
+    # the same instant, by number; past a full band, into the next).
+    bind = op.get_bind()
+    filed = bind.execute(
+        sa.text(f"SELECT {KEY.format(t='dispute')} AS key, number FROM dispute ORDER BY key, number")
+    ).all()
+    rowids: list[dict[str, object]] = []
+    last = None
+    for key, number in filed:
+        rowid = key if last is None or key > last else last + 1
+        rowids.append({"fts_rowid": rowid, "number": number})
+        last = rowid
+    if rowids:
+        bind.execute(
+            sa.text("INSERT INTO dispute_fts_key (fts_rowid, number) VALUES (:fts_rowid, :number)"),
+            rowids,
+        )
     op.execute(
         f"INSERT INTO dispute_fts (rowid, body) SELECT k.fts_rowid, {BODY.format(t='dispute')}"
         " FROM dispute_fts_key k JOIN dispute ON dispute.number = k.number"
