@@ -525,11 +525,13 @@ def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> di
     if query.empty or not numbers:
         return {}
     if session.get_bind().dialect.name == "sqlite":
-        # Each page's disputes found by their number, then their rows in the index by rowid.
+        # The page's rows of the index by their rowids (found by number), not every match's.
         sql = (
             f"SELECT k.number AS number, snippet(dispute_fts, 0, '{START}', '{STOP}', '…', 16)"
-            " AS snippet FROM dispute_fts_key k JOIN dispute_fts ON dispute_fts.rowid = k.fts_rowid"
-            " WHERE k.number IN :numbers AND dispute_fts MATCH :dq"
+            " AS snippet FROM dispute_fts JOIN dispute_fts_key k ON k.fts_rowid = dispute_fts.rowid"
+            " WHERE dispute_fts.rowid IN"
+            " (SELECT fts_rowid FROM dispute_fts_key WHERE number IN :numbers)"
+            " AND dispute_fts MATCH :dq"
         )
         dq = _fts5_expression(query, "body")
     else:
