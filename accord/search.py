@@ -21,18 +21,27 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Float,
+    Integer,
+    Select,
     String,
+    TextClause,
     TextualSelect,
     bindparam,
     func,
     literal_column,
+    select,
+    table,
     text,
 )
-from sqlmodel import Session
+from sqlalchemy.sql import column as sql_column
+from sqlalchemy.sql.visitors import iterate, replacement_traverse
+from sqlmodel import Session, col
 
 from accord.precedents import facet_token
+from models.tables import Dispute
 
 MAX_QUERY = 200
 START, STOP = "\x02", "\x03"
@@ -384,21 +393,130 @@ def dispute_matches(raw_query: str) -> TextualSelect | None:
     if query.empty:
         return None
     sql = text(
-        "SELECT number, bm25(dispute_fts) AS rank FROM dispute_fts WHERE dispute_fts MATCH :dq"
+        "SELECT k.number AS number, bm25(dispute_fts) AS rank FROM dispute_fts"
+        " JOIN dispute_fts_key k ON k.fts_rowid = dispute_fts.rowid WHERE dispute_fts MATCH :dq"
     ).bindparams(dq=_fts5_expression(query, "body"))
     return sql.columns(number=String, rank=Float)
 
 
-def dispute_text_match(raw_query: str) -> tuple[ColumnElement[bool], ColumnElement[float]] | None:
-    """PostgreSQL: the condition and the rank (lower is better) on the dispute row's own
-    GIN-indexed tsvector, so a list filters and orders by them without a join; None when the
-    query has nothing searchable."""
+DISPUTE_FTS = table("dispute_fts", sql_column("rowid", Integer))
+DISPUTE_FTS_KEY = table(
+    "dispute_fts_key", sql_column("fts_rowid", Integer), sql_column("number", String)
+)
+"""SQLite (0028): the dispute index, whose rowid orders disputes by filing time, and the number
+of the dispute each rowid indexes."""
+DISPUTE_SEARCH = table(
+    "dispute_search", sql_column("number", String), sql_column("filed_at"), sql_column("tsv")
+)
+"""PostgreSQL (0028): each dispute's number, filing time and text vector, GIN-indexed."""
+
+
+@dataclass(frozen=True)
+class DisputeHits:
+    """The disputes a query's words find, counted and paged in the search index itself: best
+    rank first, newest filed first among equals, no dispute row read to order them (one is read
+    only where conditions on it narrow the matches).
+
+    SQLite orders equals by the index's rowid (the filing time) and reads the numbers of a
+    page's rows only; PostgreSQL reads the narrow rows of dispute_search."""
+
+    match: ColumnElement[bool] | TextClause
+    rank: ColumnElement[float]
+    sqlite: bool
+
+    def count(self, *narrowed: ColumnElement[bool]) -> Select[int]:
+        source, narrowed = self._narrow(narrowed)
+        return select(func.count()).select_from(source).where(self.match, *narrowed)
+
+    def page(self, *narrowed: ColumnElement[bool], offset: int, limit: int) -> Select[tuple[str]]:
+        """The numbers of one page of matches, best first."""
+        source, narrowed = self._narrow(narrowed)
+        if not self.sqlite:
+            return (
+                select(DISPUTE_SEARCH.c.number)
+                .select_from(source)
+                .where(self.match, *narrowed)
+                .order_by(self.rank, DISPUTE_SEARCH.c.filed_at.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ranked = (
+            select(DISPUTE_FTS.c.rowid.label("fts_rowid"), self.rank.label("rank"))
+            .select_from(source)
+            .where(self.match, *narrowed)
+            .order_by(self.rank, DISPUTE_FTS.c.rowid.desc())
+            .offset(offset)
+            .limit(limit)
+            .subquery("ranked")
+        )
+        return (
+            select(DISPUTE_FTS_KEY.c.number)
+            .join(ranked, ranked.c.fts_rowid == DISPUTE_FTS_KEY.c.fts_rowid)
+            .order_by(ranked.c.rank, ranked.c.fts_rowid.desc())
+        )
+
+    def numbers(self) -> Select[Any]:
+        """The numbers of every match."""
+        return select(self._number).select_from(self._keyed).where(self.match)
+
+    @property
+    def _number(self) -> ColumnElement[str]:
+        return DISPUTE_FTS_KEY.c.number if self.sqlite else DISPUTE_SEARCH.c.number
+
+    @property
+    def _keyed(self) -> Any:
+        if not self.sqlite:
+            return DISPUTE_SEARCH
+        return DISPUTE_FTS.join(DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid)
+
+    def _narrow(
+        self, narrowed: tuple[ColumnElement[bool], ...]
+    ) -> tuple[Any, tuple[ColumnElement[bool], ...]]:
+        """What to read and the conditions on it: the index alone when nothing narrows the
+        matches (every indexed dispute exists); the index and its numbers when the conditions
+        are on the dispute's number only (a partner's own disputes); else joined to the
+        disputes the conditions are about."""
+        if not narrowed:
+            return (DISPUTE_FTS if self.sqlite else DISPUTE_SEARCH), ()
+        dispute = Dispute.__table__  # type: ignore[attr-defined]
+
+        def on_number(element: Any, **_: Any) -> Any:
+            found = isinstance(element, Column) and element.table is dispute
+            return self._number if found and element.name == "number" else None
+
+        adapted = tuple(replacement_traverse(c, {}, on_number) for c in narrowed)
+        if not any(
+            isinstance(e, Column) and e.table is dispute for c in adapted for e in iterate(c)
+        ):
+            return self._keyed, adapted
+        return self._keyed.join(Dispute, col(Dispute.number) == self._number), narrowed
+
+
+def dispute_hits(raw_query: str, dialect: str) -> DisputeHits | None:
+    """The disputes the query's words find (see DisputeHits); None when the query has nothing
+    searchable."""
     query = parse_query(raw_query)
     if query.empty:
         return None
-    vector: ColumnElement[Any] = literal_column("dispute.search_tsv")
+    if dialect == "sqlite":
+        match = text("dispute_fts MATCH :dq").bindparams(dq=_fts5_expression(query, "body"))
+        return DisputeHits(match, literal_column("bm25(dispute_fts)"), sqlite=True)
+    vector: ColumnElement[Any] = DISPUTE_SEARCH.c.tsv
     words = func.websearch_to_tsquery("english", _websearch(query))
-    return vector.bool_op("@@")(words), -func.ts_rank_cd(vector, words)
+    return DisputeHits(vector.bool_op("@@")(words), -func.ts_rank_cd(vector, words), sqlite=False)
+
+
+def dispute_text_match(raw_query: str) -> tuple[ColumnElement[bool], ColumnElement[float]] | None:
+    """PostgreSQL: the condition on a dispute row (its number among dispute_search's matches)
+    and the rank (lower is better) from its own tsvector; None when the query has nothing
+    searchable."""
+    query = parse_query(raw_query)
+    if query.empty:
+        return None
+    words = func.websearch_to_tsquery("english", _websearch(query))
+    matching = select(DISPUTE_SEARCH.c.number).where(DISPUTE_SEARCH.c.tsv.bool_op("@@")(words))
+    vector: ColumnElement[Any] = literal_column("dispute.search_tsv")
+    return col(Dispute.number).in_(matching), -func.ts_rank_cd(vector, words)
 
 
 def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> dict[str, str]:
@@ -407,9 +525,13 @@ def dispute_snippets(session: Session, numbers: list[str], raw_query: str) -> di
     if query.empty or not numbers:
         return {}
     if session.get_bind().dialect.name == "sqlite":
+        # The page's rows of the index by their rowids (found by number), not every match's.
         sql = (
-            f"SELECT number, snippet(dispute_fts, 1, '{START}', '{STOP}', '…', 16) AS snippet"
-            " FROM dispute_fts WHERE dispute_fts MATCH :dq AND number IN :numbers"
+            f"SELECT k.number AS number, snippet(dispute_fts, 0, '{START}', '{STOP}', '…', 16)"
+            " AS snippet FROM dispute_fts JOIN dispute_fts_key k ON k.fts_rowid = dispute_fts.rowid"
+            " WHERE dispute_fts.rowid IN"
+            " (SELECT fts_rowid FROM dispute_fts_key WHERE number IN :numbers)"
+            " AND dispute_fts MATCH :dq"
         )
         dq = _fts5_expression(query, "body")
     else:

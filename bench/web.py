@@ -6,6 +6,7 @@ trip (20 people adding notes through the API to 1,000 open disputes).
     python -m bench.web --disputes 100000 --requests 200 --filings 200 --concurrency 20
     python -m bench.web --open-disputes 1000 --actions 400 --people 20
     python -m bench.web --database-url postgresql://postgres@127.0.0.1:5432/accord_bench  # an empty database
+    python -m bench.web --only search --filings 0  # the pages named, no filings
 
 The read model is filled directly with SQL (disputes, parties, a timeline of audit entries
 each, open tasks), as years of use would leave it. The app runs under uvicorn on loopback,
@@ -72,6 +73,8 @@ STAGES = [DisputeStage.MEDIATION, DisputeStage.CLOSED, DisputeStage.TRIAGE, Disp
 GOALS: dict[str, tuple[Goal | None, Goal | None]] = {
     # group: (server p50, server p95), from issue 17
     "search": (None, Goal(at_most=50)),
+    "search (partner, own)": (None, Goal(at_most=50)),
+    "search (list's text field)": (None, Goal(at_most=50)),
     "dispute page (live dispute)": (None, Goal(at_most=100)),
     "filing (API, one at a time)": (Goal(at_most=50), None),
     "filing (API, 20 concurrent)": (None, Goal(at_most=150)),
@@ -293,11 +296,23 @@ async def main(args: argparse.Namespace) -> None:
                     compliance,
                 ),
                 ("search", [f"/search?q={rng.choice(WORDS)}" for _ in range(n)], compliance),
+                (
+                    "search (partner, own)",
+                    [f"/search?q={rng.choice(WORDS)}" for _ in range(n)],
+                    tokens["nora@northwind.example"],
+                ),
+                (
+                    "search (list's text field)",
+                    [f"/disputes?q={rng.choice(WORDS)}&page={rng.randint(1, 3)}" for _ in range(n)],
+                    compliance,
+                ),
                 ("API dispute list", ["/api/disputes"] * n, compliance),
                 # A Prometheus scrape: the business metrics are counted from the database.
                 ("metrics scrape", ["/metrics"] * n, compliance),
             ]
             for group, paths, token in plan:
+                if args.only and not group.startswith(tuple(args.only.split(","))):
+                    continue
                 await measure(timer, client, group, paths[:3], token)  # warm up
                 timer.times.pop(group, None)
                 client_times = await measure(timer, client, group, paths, token)
@@ -335,68 +350,74 @@ async def main(args: argparse.Namespace) -> None:
                     raise SystemExit(f"filing {i}: {response.status_code} {response.text[:300]}")
                 filed.append(response.json()["number"])
 
-            # One at a time: the cost of the path itself, without contention.
-            timer.group = "filing (API, one at a time)"
-            single_client: list[float] = []
-            with report.phase() as single_usage:
-                for i in range(args.single_filings):
-                    await post_filing(args.filings + i, single_client)
-            results.append((timer.group, timer.times[timer.group], single_client))
+            if not args.only:  # --only: the pages named, nothing filed or done
+                # One at a time: the cost of the path itself, without contention.
+                timer.group = "filing (API, one at a time)"
+                single_client: list[float] = []
+                with report.phase() as single_usage:
+                    for i in range(args.single_filings):
+                        await post_filing(args.filings + i, single_client)
+                results.append((timer.group, timer.times[timer.group], single_client))
 
-            timer.group = "filing (API, 20 concurrent)"
-            semaphore = asyncio.Semaphore(args.concurrency)
-            filing_client: list[float] = []
+                timer.group = "filing (API, 20 concurrent)"
+                semaphore = asyncio.Semaphore(args.concurrency)
+                filing_client: list[float] = []
 
-            async def file_one(i: int) -> None:
-                async with semaphore:
-                    await post_filing(i, filing_client)
+                async def file_one(i: int) -> None:
+                    async with semaphore:
+                        await post_filing(i, filing_client)
 
-            with report.phase() as filing_usage:
-                await asyncio.gather(*(file_one(i) for i in range(args.filings)))
-            elapsed = filing_usage[0].wall
-            results.append((timer.group, timer.times[timer.group], filing_client))
+                with report.phase() as filing_usage:
+                    await asyncio.gather(*(file_one(i) for i in range(args.filings)))
+                elapsed = filing_usage[0].wall
+                results.append((timer.group, timer.times[timer.group], filing_client))
 
-            # The human-action round trip: open disputes, each accepted by its mediator, then
-            # `people` concurrent mediators adding notes through the API.
-            timer.group = "setup"
-            mediated = await open_disputes(
-                services, env.client, filed, max(0, args.open_disputes - len(filed))
-            )
-            timer.group = "action: add note (20 people)"
-            people = asyncio.Semaphore(args.people)
-            action_client: list[float] = []
-            still_applying: list[int] = []
-
-            async def act(i: int) -> None:
-                number, mediator = mediated[rng.randrange(len(mediated))]
-                async with people:
-                    started = time.perf_counter()
-                    response = await client.post(
-                        f"/api/disputes/{number}/add-note",
-                        json={"text": f"Note {i}: spoke to both sides.", "visibility": "shared"},
-                        headers={"Authorization": f"Bearer {mediator_tokens[mediator]}"},
-                    )
-                    action_client.append((time.perf_counter() - started) * 1000)
-                if response.status_code == 202:
-                    still_applying.append(i)  # answered: accepted, not done within the wait
-                elif response.status_code != 200:
-                    raise SystemExit(f"add note {i}: {response.status_code} {response.text[:300]}")
-
-            with report.phase() as action_usage:
-                await asyncio.gather(*(act(i) for i in range(args.actions)))
-            results.append((timer.group, timer.times[timer.group], action_client))
-
-            # A live dispute's page, as its mediator opens it after acting.
-            group = "dispute page (live dispute)"
-            by_mediator = [(f"/disputes/{n}", m) for n, m in mediated]
-            timer.group = group
-            page_client: list[float] = []
-            for _ in range(args.requests):
-                path, mediator = by_mediator[rng.randrange(len(by_mediator))]
-                page_client += await measure(
-                    timer, client, group, [path], mediator_tokens[mediator]
+                # The human-action round trip: open disputes, each accepted by its mediator, then
+                # `people` concurrent mediators adding notes through the API.
+                timer.group = "setup"
+                mediated = await open_disputes(
+                    services, env.client, filed, max(0, args.open_disputes - len(filed))
                 )
-            results.append((group, timer.times[group], page_client))
+                timer.group = "action: add note (20 people)"
+                people = asyncio.Semaphore(args.people)
+                action_client: list[float] = []
+                still_applying: list[int] = []
+
+                async def act(i: int) -> None:
+                    number, mediator = mediated[rng.randrange(len(mediated))]
+                    async with people:
+                        started = time.perf_counter()
+                        response = await client.post(
+                            f"/api/disputes/{number}/add-note",
+                            json={
+                                "text": f"Note {i}: spoke to both sides.",
+                                "visibility": "shared",
+                            },
+                            headers={"Authorization": f"Bearer {mediator_tokens[mediator]}"},
+                        )
+                        action_client.append((time.perf_counter() - started) * 1000)
+                    if response.status_code == 202:
+                        still_applying.append(i)  # answered: accepted, not done within the wait
+                    elif response.status_code != 200:
+                        raise SystemExit(
+                            f"add note {i}: {response.status_code} {response.text[:300]}"
+                        )
+
+                with report.phase() as action_usage:
+                    await asyncio.gather(*(act(i) for i in range(args.actions)))
+                results.append((timer.group, timer.times[timer.group], action_client))
+
+                # A live dispute's page, as its mediator opens it after acting.
+                group = "dispute page (live dispute)"
+                by_mediator = [(f"/disputes/{n}", m) for n, m in mediated]
+                timer.group = group
+                page_client: list[float] = []
+                for _ in range(args.requests):
+                    path, mediator = by_mediator[rng.randrange(len(by_mediator))]
+                    page_client += await measure(
+                        timer, client, group, [path], mediator_tokens[mediator]
+                    )
+                results.append((group, timer.times[group], page_client))
     finally:
         server.should_exit = True
         await serving
@@ -414,10 +435,11 @@ async def main(args: argparse.Namespace) -> None:
             f"{group:34} {statistics.median(server_times):10.1f} {pct(server_times, 95):8.1f}"
             f"   {statistics.median(client_times):10.1f} {pct(client_times, 95):8.1f}"
         )
-    report.note(
-        f"notes answered 202 (accepted, still applying after the server's wait): "
-        f"{len(still_applying)} of {args.actions}"
-    )
+    if not args.only:
+        report.note(
+            f"notes answered 202 (accepted, still applying after the server's wait): "
+            f"{len(still_applying)} of {args.actions}"
+        )
     report.heading("Figures with a goal (server side)")
     for group, server_times, _ in results:
         p50_goal, p95_goal = GOALS.get(group, (None, None))
@@ -425,10 +447,11 @@ async def main(args: argparse.Namespace) -> None:
             report.figure(f"{group} p50", statistics.median(server_times), "ms", p50_goal)
         if p95_goal:
             report.figure(f"{group} p95", pct(server_times, 95), "ms", p95_goal)
-    report.figure(f"filings at {args.concurrency} concurrent", args.filings / elapsed, "/s")
-    report.cpu("filing one at a time", single_usage[0], args.single_filings, "filing")
-    report.cpu(f"filing {args.concurrency} concurrent", filing_usage[0], args.filings, "filing")
-    report.cpu("add note", action_usage[0], args.actions, "action")
+    if not args.only:
+        report.figure(f"filings at {args.concurrency} concurrent", args.filings / elapsed, "/s")
+        report.cpu("filing one at a time", single_usage[0], args.single_filings, "filing")
+        report.cpu(f"filing {args.concurrency} concurrent", filing_usage[0], args.filings, "filing")
+        report.cpu("add note", action_usage[0], args.actions, "action")
     report.finish()
 
 
@@ -501,4 +524,7 @@ if __name__ == "__main__":
     parser.add_argument("--people", type=int, default=20, help="people acting at the same time")
     parser.add_argument("--database-url", default="")
     add_arguments(parser)
+    parser.add_argument(
+        "--only", default="", help="comma-separated starts of page names to time (all if empty)"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -164,3 +164,121 @@ def test_entries_written_before_steps_get_step_equal_to_seq_and_stay_guarded(
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     engine.dispose()
+
+
+def test_the_dispute_index_is_rebuilt_in_filing_order_and_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0028 indexes the disputes already there by filing time (two in one millisecond each get
+    their own rowid); a downgrade gives back 0007's index, every dispute in it."""
+    from alembic import command
+
+    from accord.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    upgrade(url, "0025")
+    engine = make_engine(url)
+    filed = {
+        "DSP-2026-000003": "2026-11-03 10:00:00.000300",
+        "DSP-2026-000001": "2026-11-01 10:00:00",
+        "DSP-2026-000002": "2026-11-03 10:00:00.000100",  # the same millisecond as 000003
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO partner (id, name, tier, regions, email_domains, calendar,"
+                " is_direct_sales, active) VALUES ('p1', 'P One', 'gold', '[]', '[]', 'US-NY', 0, 1)"
+            )
+        )
+        for number, at in filed.items():
+            conn.execute(
+                text(
+                    "INSERT INTO dispute (number, category, claimant_id, respondent_ids, party_key,"
+                    " contested_objects, summary, facts, desired_remedy, amount_at_stake, currency,"
+                    " occurred_on, stage, playbook_version, filed_by, filed_at, updated_at)"
+                    " VALUES (:n, 'pricing', 'p1', '[]', 'p1', '[]', 'a kiwi claim', 'kiwi facts',"
+                    " 'x', 10, 'USD', '2026-11-01', 'closed', '2026.1', 'a@b.c', :at, :at)"
+                ),
+                {"n": number, "at": at},
+            )
+    engine.dispose()
+    upgrade(url, "0028")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        keyed = conn.execute(
+            text(
+                "SELECT k.number FROM dispute_fts f JOIN dispute_fts_key k ON k.fts_rowid = f.rowid"
+                " WHERE dispute_fts MATCH 'kiwi' ORDER BY f.rowid DESC"
+            )
+        ).scalars()
+        assert list(keyed) == ["DSP-2026-000003", "DSP-2026-000002", "DSP-2026-000001"]
+    engine.dispose()
+    command.downgrade(alembic_config(url), "0025")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT number FROM dispute_fts WHERE dispute_fts MATCH 'kiwi' ORDER BY number")
+        ).scalars()
+        assert list(found) == sorted(filed)
+        tables = conn.execute(text("SELECT name FROM sqlite_master WHERE name = 'dispute_fts_key'"))
+        assert tables.all() == []
+    engine.dispose()
+
+
+def test_postgres_searches_disputes_in_their_own_table_and_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """0028 on PostgreSQL: dispute_search holds the disputes already there and follows new and
+    changed ones; a downgrade gives back the GIN index on the dispute table."""
+    from alembic import command
+
+    from accord.migrate import alembic_config
+    from tests.conftest import fresh_postgres_database
+
+    url, drop = fresh_postgres_database()
+    insert = text(
+        "INSERT INTO dispute (number, category, claimant_id, respondent_ids, party_key,"
+        " contested_objects, summary, facts, desired_remedy, amount_at_stake, currency,"
+        " occurred_on, stage, playbook_version, filed_by, filed_at, updated_at)"
+        " VALUES (:n, 'pricing', 'p1', '[]', 'p1', '[]', 'a kiwi claim', :facts,"
+        " 'x', 10, 'USD', '2026-11-01', 'closed', '2026.1', 'a@b.c', :at, :at)"
+    )
+    try:
+        upgrade(url, "0025")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO partner (id, name, tier, regions, email_domains, calendar,"
+                    " is_direct_sales, active)"
+                    " VALUES ('p1', 'P One', 'gold', '[]', '[]', 'US-NY', false, true)"
+                )
+            )
+            conn.execute(insert, {"n": "DSP-2026-000001", "facts": "old", "at": "2026-11-01"})
+        engine.dispose()
+        upgrade(url, "0028")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(insert, {"n": "DSP-2026-000002", "facts": "new", "at": "2026-11-02"})
+            conn.execute(
+                text("UPDATE dispute SET facts = 'mango' WHERE number = 'DSP-2026-000001'")
+            )
+        with engine.connect() as conn:
+            found = conn.execute(
+                text(
+                    "SELECT number FROM dispute_search"
+                    " WHERE tsv @@ websearch_to_tsquery('english', :q) ORDER BY number"
+                ),
+                {"q": "kiwi"},
+            ).scalars()
+            assert list(found) == ["DSP-2026-000001", "DSP-2026-000002"]
+            mango = conn.execute(
+                text("SELECT number FROM dispute_search WHERE tsv @@ to_tsquery('mango')")
+            ).scalars()
+            assert list(mango) == ["DSP-2026-000001"]
+        engine.dispose()
+        command.downgrade(alembic_config(url), "0025")
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT to_regclass('dispute_search')")).scalar() is None
+            index = conn.execute(text("SELECT to_regclass('ix_dispute_search_tsv')")).scalar()
+            assert index is not None
+        engine.dispose()
+    finally:
+        drop()

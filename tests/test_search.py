@@ -14,9 +14,9 @@ from accord.anonymity import amount_value, load_population, scrub_amounts
 from accord.db import SessionFactory, make_engine
 from accord.precedents import anonymised
 from accord.search import Filters, dispute_snippets, parse_query, search_precedents
-from models.enums import DisputeCategory, PartnerTier, Role
+from models.enums import DisputeCategory, DisputeStage, PartnerTier, Role
 from models.payloads import Actor
-from models.tables import Precedent
+from models.tables import Dispute, Precedent
 from tests.conftest import seed
 from tests.precedent_rows import add_precedent
 from web.service import DisputeFilters, list_disputes
@@ -342,3 +342,135 @@ def test_common_queries_are_bounded_and_say_how(
         # The planner's estimate marks the query common: the newest two precedents only.
         assert [h.dispute_number for h in common.hits] == ["DSP-2025-000003"]
         assert common.notes[-1].startswith("a common query: the newest 2 precedents")
+
+
+def _dispute(number: str, facts: str, filed_at: datetime) -> Dispute:
+    return Dispute(
+        number=number,
+        category=DisputeCategory.PRICING,
+        claimant_id="northwind",
+        respondent_ids=["contoso"],
+        party_key="contoso|northwind",
+        contested_objects=[],
+        summary=facts[:60],
+        facts=facts,
+        desired_remedy="x",
+        amount_at_stake=Decimal(1000),
+        currency="USD",
+        occurred_on=filed_at.date(),
+        stage=DisputeStage.MEDIATION,
+        playbook_version="2026.1",
+        filed_by="x@example.com",
+        filed_at=filed_at,
+        updated_at=filed_at,
+    )
+
+
+COMPLIANCE = Viewer(Actor(id="c", role=Role.COMPLIANCE, name="C"), "c@vendor.example")
+
+
+def test_equal_matches_are_listed_newest_filed_first_whatever_order_they_were_written(
+    sessions: SessionFactory,
+) -> None:
+    """Disputes with the same text rank alike: newest filed first, across pages, even when
+    written out of filing order or filed within a millisecond."""
+    base = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    filed = {  # written in this order
+        "DSP-2026-000107": base + timedelta(days=7),
+        "DSP-2026-000101": base + timedelta(days=1),
+        "DSP-2026-000105": base + timedelta(days=5),
+        "DSP-2026-000103": base + timedelta(days=3, microseconds=200),
+        # filed 100 µs before 000103, written after it
+        "DSP-2026-000104": base + timedelta(days=3, microseconds=100),
+        "DSP-2026-000102": base + timedelta(days=2),
+    }
+    with sessions.begin() as session:
+        for number, at in filed.items():
+            session.add(_dispute(number, "Quokka reseller quoted the quokka deal.", at))
+    newest_first = sorted(filed, key=lambda n: filed[n], reverse=True)
+    with sessions.read() as session:
+        rows, total = list_disputes(session, COMPLIANCE, DisputeFilters(q="quokka"))
+    assert total == 6
+    assert [r.number for r in rows] == newest_first
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("web.service.PAGE_SIZE", 4)
+        with sessions.read() as session:
+            first, total = list_disputes(session, COMPLIANCE, DisputeFilters(q="quokka"))
+            second, _ = list_disputes(session, COMPLIANCE, DisputeFilters(q="quokka"), page=2)
+            open_only, _ = list_disputes(
+                session, COMPLIANCE, DisputeFilters(q="quokka", open_only=True), page=2
+            )
+    assert total == 6
+    assert [r.number for r in first + second] == newest_first
+    assert [r.number for r in open_only] == newest_first[4:]
+
+
+def test_the_dispute_index_follows_changed_facts(sessions: SessionFactory) -> None:
+    with sessions.begin() as session:
+        session.add(_dispute("DSP-2026-000201", "The wombat account.", datetime.now(UTC)))
+    with sessions.begin() as session:
+        row = session.get(Dispute, "DSP-2026-000201")
+        assert row is not None
+        row.facts = "The numbat account, as corrected."
+        session.add(row)
+
+    def found(q: str) -> list[str]:
+        with sessions.read() as session:
+            rows, total = list_disputes(session, COMPLIANCE, DisputeFilters(q=q))
+        assert total == len(rows)
+        return [r.number for r in rows]
+
+    assert found("numbat") == ["DSP-2026-000201"]
+    assert found("wombat") == ["DSP-2026-000201"]  # still in the summary
+    assert found("corrected") == ["DSP-2026-000201"]
+    with sessions.read() as session:
+        snippets = dispute_snippets(session, ["DSP-2026-000201"], "corrected")
+    assert "<mark>corrected</mark>" in snippets["DSP-2026-000201"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"unbalanced quote',
+        "AND OR NOT NEAR(",
+        "body : x",
+        "col : value ^ { } ( ) * -",
+        "'); DROP TABLE dispute; --",
+        "Straße 東京 Привет عربى",
+        "x" * 200,
+        '"" -"" -',
+        "DSP-",
+    ],
+)
+def test_hostile_dispute_queries_give_results_not_errors(
+    sessions: SessionFactory, query: str
+) -> None:
+    fabrikam = Viewer(
+        Actor(id="f", role=Role.PARTNER, name="F", partner_id="fabrikam"), "f@fabrikam.example"
+    )
+    with sessions.read() as session:
+        for viewer in (COMPLIANCE, fabrikam):
+            rows, total = list_disputes(session, viewer, DisputeFilters(q=query))
+            assert total >= len(rows)
+            dispute_snippets(session, [r.number for r in rows], query)
+        assert session.get(Dispute, "DSP-2025-000001") is not None
+
+
+def test_thousands_of_disputes_filed_in_one_instant_are_all_indexed(
+    sessions: SessionFactory,
+) -> None:
+    """A bulk import can give many disputes one filing time: more than share a band of the
+    SQLite index's rowids. Each is indexed, and a later one still lists first."""
+    at = datetime(2026, 4, 1, 9, tzinfo=UTC)
+    with sessions.begin() as session:
+        for i in range(1, 1_101):
+            session.add(_dispute(f"DSP-2026-{i:06d}", "Bulk numbat import.", at))
+    with sessions.begin() as session:
+        session.add(_dispute("DSP-2026-009999", "Bulk numbat import.", at + timedelta(seconds=1)))
+        session.add(_dispute("DSP-2026-009998", "Bulk numbat import.", at - timedelta(days=1)))
+    with sessions.read() as session:
+        rows, total = list_disputes(session, COMPLIANCE, DisputeFilters(q="numbat"))
+        last, _ = list_disputes(session, COMPLIANCE, DisputeFilters(q="numbat"), page=23)
+    assert total == 1_102
+    assert rows[0].number == "DSP-2026-009999"
+    assert last[-1].number == "DSP-2026-009998"

@@ -27,7 +27,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from sqlalchemy import false, func, null, or_, union_all
+from sqlalchemy import ColumnElement, false, func, null, or_, true, union_all
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
@@ -62,7 +62,7 @@ from accord.reports import SlaReport
 from accord.reports import sla_report as build_sla_report
 from accord.runtime import build_filing
 from accord.search import Filters as SearchFilters
-from accord.search import dispute_matches, dispute_text_match
+from accord.search import dispute_hits, dispute_matches, dispute_text_match
 from accord.search import search_precedents as full_text_search
 from models.enums import (
     Action,
@@ -435,29 +435,40 @@ class DisputeFilters(BaseModel):
         }
 
 
-def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
-    """The disputes this viewer may see that pass the filters, and, when there are words to
-    search, the full-text rank to order them by (lower is better; else None).
+def _narrowed(viewer: Viewer, filters: DisputeFilters) -> list[ColumnElement[bool]]:
+    """Conditions on a dispute row: the disputes this viewer may see that pass the filters other
+    than the words (none at all for one who sees everything, unfiltered).
 
     Words search the full text (facts included) and show snippets of it: only the disputes the
     viewer reads beyond the case summary are searched."""
-    query = select(Dispute).where(dispute_scope(viewer, summary=not filters.q))
+    conditions: list[ColumnElement[bool]] = []
+    if not viewer.sees_everything:
+        conditions.append(dispute_scope(viewer, summary=not filters.q))
     if filters.stage:
-        query = query.where(Dispute.stage == filters.stage)
+        conditions.append(col(Dispute.stage) == filters.stage)
     if filters.category:
-        query = query.where(Dispute.category == filters.category)
+        conditions.append(col(Dispute.category) == filters.category)
     if filters.party:
-        query = query.where(
+        conditions.append(
             col(Dispute.number).in_(
                 select(DisputeParty.dispute_number).where(DisputeParty.partner_id == filters.party)
             )
         )
     if filters.filed_from:
-        query = query.where(Dispute.filed_at >= datetime.combine(filters.filed_from, time(), UTC))
+        conditions.append(
+            col(Dispute.filed_at) >= datetime.combine(filters.filed_from, time(), UTC)
+        )
     if filters.filed_to:
-        query = query.where(Dispute.filed_at < datetime.combine(filters.filed_to, time.max, UTC))
+        conditions.append(col(Dispute.filed_at) < datetime.combine(filters.filed_to, time.max, UTC))
     if filters.open_only:
-        query = query.where(col(Dispute.closed_at).is_(None))
+        conditions.append(col(Dispute.closed_at).is_(None))
+    return conditions
+
+
+def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
+    """The disputes this viewer may see that pass the filters, and, when there are words to
+    search, the full-text rank to order them by (lower is better; else None)."""
+    query = select(Dispute).where(true(), *_narrowed(viewer, filters))
     if not filters.q:
         return query, None
     # The disputes the words find by full text, and by number when they are (the start of) a
@@ -495,7 +506,10 @@ def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[An
 def list_disputes(
     session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
 ) -> tuple[list[Dispute], int]:
-    query, rank = _filtered(viewer, filters, session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    if filters.q:
+        return _search(session, viewer, filters, filters.q, page, dialect)
+    query, rank = _filtered(viewer, filters, dialect)
     if viewer.role is Role.PARTNER and filters == DisputeFilters():
         # "My disputes" unfiltered: the party rows count them without touching the disputes.
         total = session.exec(
@@ -512,6 +526,54 @@ def list_disputes(
         query.order_by(*order).offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     ).all()
     return list(rows), int(total)
+
+
+def _search(
+    session: Session,
+    viewer: Viewer,
+    filters: DisputeFilters,
+    words: str,
+    page: int,
+    dialect: str,
+) -> tuple[list[Dispute], int]:
+    """A list searched by words: the full-text matches, best first, then the disputes found by
+    their number alone, newest first; as _filtered orders them, but counted and paged in the
+    search index, so a common word's thousands of matches are never read as dispute rows."""
+    narrowed = _narrowed(viewer, filters)
+    offset = (max(page, 1) - 1) * PAGE_SIZE
+    hits = dispute_hits(words, dialect)
+    numbers: list[str] = []
+    in_text = 0
+    if hits is not None:
+        in_text = session.execute(hits.count(*narrowed)).scalar_one()
+        if offset < in_text:
+            numbers = list(
+                session.execute(hits.page(*narrowed, offset=offset, limit=PAGE_SIZE)).scalars()
+            )
+    prefix = words.strip().upper()
+    by_number = 0
+    if NUMBER_PREFIX.fullmatch(prefix):
+        if dialect == "sqlite":
+            # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
+            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            numbered = [col(Dispute.number) >= prefix, col(Dispute.number) < after, *narrowed]
+        else:  # the number's pattern index (0012)
+            numbered = [col(Dispute.number).startswith(prefix), *narrowed]
+        if hits is not None:  # each dispute once: a full-text hit keeps its rank
+            numbered.append(col(Dispute.number).not_in(hits.numbers()))
+        by_number = session.exec(select(func.count()).where(*numbered)).one()
+        if len(numbers) < PAGE_SIZE and offset + len(numbers) < in_text + by_number:
+            numbers += session.exec(
+                select(Dispute.number)
+                .where(*numbered)
+                .order_by(col(Dispute.filed_at).desc())
+                .offset(max(0, offset - in_text))
+                .limit(PAGE_SIZE - len(numbers))
+            )
+    rows = {
+        d.number: d for d in session.exec(select(Dispute).where(col(Dispute.number).in_(numbers)))
+    }
+    return [rows[n] for n in numbers if n in rows], in_text + by_number
 
 
 # --- the directory (admins) -----------------------------------------------------------------------
