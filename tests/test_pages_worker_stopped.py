@@ -11,13 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from temporalio.client import WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 from models.enums import NoteVisibility
-from models.payloads import AddNote, RequestInformation, RespondToOffer
+from models.payloads import AddNote, DeclareImpasse, RequestInformation, RespondToOffer
 from tests.conftest import MailCapture, Stack, cli_env, make_settings, seed
+from tests.races import Gate
 from tests.test_dispute_paths import in_mediation, split_offer
-from tests.web_harness import api, make_app, signed_in, token_for
+from tests.test_web_idempotency import form_fields
+from tests.web_harness import api, make_app, messages, signed_in, token_for
 from workflows.dispute import DisputeWorkflow
 
 CLAIMANT = "nora@northwind.example"
@@ -170,3 +173,42 @@ async def test_accord_show_reads_the_live_state_with_the_worker_stopped(stopped:
     text, err = await asyncio.wait_for(lines.communicate(), 60)
     assert lines.returncode == 0, err.decode()
     assert "awaiting" in text.decode().lower()
+
+
+async def test_an_action_offered_from_a_stale_read_model_is_refused_by_the_workflow(
+    race: Stack, gates: dict[str, Gate]
+) -> None:
+    """The read model is a moment behind the workflow while a record is being written: the
+    claimant is still offered an answer to an offer the impasse has just closed. The workflow
+    refuses it, clearly, and records nothing; once the record lands, the page catches up."""
+    number = (await race.file()).number
+    mediator = await in_mediation(race, number)
+    handle = race.handle(number)
+    await handle.execute_update(DisputeWorkflow.propose_settlement, split_offer(race, mediator))
+    await race.live_matches(number)
+    app = make_app(race)
+    nora = await signed_in(app, CLAIMANT)
+    action = f"/disputes/{number}/actions/respond-to-offer"
+
+    gates["record_event"].hold(lambda record: record.action == "impasse_declared")
+    impasse = await handle.start_update(
+        DisputeWorkflow.declare_impasse,
+        DeclareImpasse(actor=race.actor(mediator), reason="Neither side will move."),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    await gates["record_event"].reached()
+    stale = await nora.get(f"/disputes/{number}")
+    assert 'class="stage mediation"' in stale.text  # the read model has not seen the impasse
+    form = {**form_fields(stale.text, action), "offer_id": "offer-1", "accept": "yes"}
+    refused = await nora.http.post(action, data=form)
+    assert refused.status_code == 409, refused.text[:500]
+    assert "Nothing was recorded" in " ".join(messages(refused.text))
+    assert "respond to an offer is not possible while the dispute is formal review" in refused.text
+
+    gates["record_event"].release()
+    await impasse.result()
+    await race.live_matches(number)
+    assert "offer_accepted" not in race.actions(number)
+    now = await nora.get(f"/disputes/{number}")
+    assert action not in now.text
+    await nora.close()
