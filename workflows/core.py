@@ -166,9 +166,10 @@ as new only in triage and mediation)."""
 
 LIVE_READ_MODEL_PATCH = "live-read-model"
 """Each record carries what changed in the dispute's live state (`get_state`) since the last
-one it sent (`LiveDelta`), for the read model the pages read (`accord.live`); a read model found
-behind, or a change made without a record, is sent at once by `project_live` (histories before
-it send their changes only with their records, the whole state after one found behind)."""
+one it sent (`LiveDelta`), for the read model the pages read (`accord.live`). A read model found
+behind, or a change whose record was refused for good, is sent at once by `project_live`
+(histories before it send changes only with their records: the whole state with the first
+record after one found behind or refused)."""
 
 LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
 """Fields of DisputeState not sent as sections: the audit trail and the transition table give
@@ -863,7 +864,11 @@ class DisputeCore:
                     retry_policy=ACTIVITY_RETRY,
                 )
             except ActivityError as failure:
+                # The action fails, but what its handler changed stays: the read model gets it
+                # now (its change may have been half sent), not with some later record.
                 self._live_sent = None
+                if workflow.patched(LIVE_READ_MODEL_PATCH):
+                    await self._project_live()
                 if self._chained:
                     self._history.remove(shown)
                     # Itemised up to a bound: one refusal repeated must not grow every later
@@ -933,13 +938,6 @@ class DisputeCore:
             self._live_sent = None if behind else live[1]
         if behind and workflow.patched(LIVE_READ_MODEL_PATCH):
             await self._project_live()
-
-    async def _sync_live(self) -> None:
-        """Send the read model a change made without an audit entry (a record would carry it;
-        histories before LIVE_READ_MODEL_PATCH leave it to the next record)."""
-        async with self._record_lock:
-            if workflow.patched(LIVE_READ_MODEL_PATCH):
-                await self._project_live()
 
     async def _project_live(self) -> None:
         """Under the record lock: the live state's change, by itself; twice at most (the second
