@@ -221,6 +221,30 @@ async def test_a_dispute_past_a_refused_record_replays_and_ends(stack: Stack) ->
     assert await replay_all(stack) == []
 
 
+async def test_a_refused_record_sends_the_read_model_its_change_and_replays(stack: Stack) -> None:
+    """The path of the live-read-model patch (the refused record's change sent on its own, by
+    `project_live`), kept in tests/histories by `make histories`."""
+    number, _ = await refused_then_noted(stack)
+    await stack.live_matches(number)
+    await asyncio.wait_for(
+        stack.handle(number).execute_update(
+            DisputeWorkflow.withdraw,
+            Withdraw(actor=stack.actor("nora@northwind.example"), reason="Settled between us."),
+        ),
+        GUARD,
+    )
+    await stack.handle(number).result()
+    await stack.live_matches(number)
+    history = await stack.handle(number).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "project_live" in scheduled
+    assert await replay_all(stack) == []
+
+
 def snapshot(stack: Stack) -> Any:
     """A backup of the database now; returns what `restore` needs."""
     if stack.sessions.engine.dialect.name == "postgresql":
