@@ -128,7 +128,8 @@ def load_live(sessions: SessionFactory, viewer: Viewer, record: DisputeFile) -> 
     if state is None:
         return record
     # The state names stored texts by reference; filtered first, so only readable ones are read.
-    record.state = texts.resolve_state(sessions, filtered_state(viewer, record.standing, state))
+    shown = filtered_state(viewer, record.standing, state)
+    record.state = texts.resolve_state(sessions, shown, known=record.texts)
     record.operations = offered_operations(viewer, state)
     return record
 
