@@ -322,12 +322,12 @@ class DisputeCore:
         self._update_ids: list[str] = []
         """Ids of the actions applied in this run and the runs before it."""
         self._earlier_updates: frozenset[str] = frozenset()
+        """Those applied in earlier runs: refused if sent again (Temporal would not know)."""
         self._live_version = 0
         """The last live state sent to the read model; carried, so versions only grow."""
         self._live_sent: LiveSent | None = None
         """What the read model holds, when known: None sends the whole state (first record of
         a run, or after a change that may not have arrived)."""
-        """Those applied in earlier runs: refused if sent again (Temporal would not know)."""
         self._review_checked: bool | None = None
         """Whether the review's decisions are checked as REVIEW_DECISIONS_PATCH says; decided
         when formal review begins, before any panel can act (validators read it, as they may
@@ -867,6 +867,9 @@ class DisputeCore:
                 # The action fails, but what its handler changed stays: the read model gets it
                 # now (its change may have been half sent), not with some later record.
                 self._live_sent = None
+                if live is not None:
+                    # Never sent again under this version, should an attempt still land.
+                    self._live_version = live[0].version
                 if workflow.patched(LIVE_READ_MODEL_PATCH):
                     await self._project_live()
                 if self._chained:
