@@ -56,6 +56,33 @@ POSTGRES_URL = os.environ.get(
 )
 
 
+# Started first when the suite runs in parallel (make test: pytest-xdist hands tests out in
+# collection order): the tests that take minutes, so that none of them starts last and keeps one
+# worker busy long after the others are done. Only the order changes; every test still runs.
+LONGEST_FIRST = (
+    "tests/test_chaos.py",
+    "tests/test_readme.py",
+    "tests/test_cli.py",
+    "tests/test_web_browser.py",
+    "tests/test_codec_endpoint.py",
+    "tests/test_operations_guide.py",
+    "tests/test_shutdown.py",
+    "tests/adversarial/test_probe_i16_stop.py",
+    "tests/test_embedded_stop.py",
+    "tests/test_case_limits.py",
+    "tests/test_boundary.py",
+    "tests/test_web_hardening.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
