@@ -33,8 +33,14 @@ dovecot:
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dovecot-imapd \
 		|| echo "could not install dovecot-imapd: the IMAP tests will skip (and fail under CI=true)"; }
 
+# The suite in parallel (pytest-xdist), one worker per core; each worker has its own migrated
+# template databases, Temporal servers and browser. Tests are handed out as workers free up
+# (--dist load), the longest first (tests/conftest.py, LONGEST_FIRST). TEST_WORKERS=0 runs the
+# suite in one process.
+TEST_WORKERS ?= $(shell nproc)
+
 test: $(STAMP) chromium dovecot
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load
 
 # After changing pyproject.toml's dependencies: resolve them afresh in a scratch environment and
 # pin what was installed (the Docker image and make test both install these versions).

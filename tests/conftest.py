@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -53,6 +55,33 @@ seal them."""
 POSTGRES_URL = os.environ.get(
     "ACCORD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+# Started first when the suite runs in parallel (make test: pytest-xdist hands tests out in
+# collection order): the tests that take minutes, so that none of them starts last and keeps one
+# worker busy long after the others are done. Only the order changes; every test still runs.
+LONGEST_FIRST = (
+    "tests/test_chaos.py",
+    "tests/test_readme.py",
+    "tests/test_cli.py",
+    "tests/test_web_browser.py",
+    "tests/test_codec_endpoint.py",
+    "tests/test_operations_guide.py",
+    "tests/test_shutdown.py",
+    "tests/adversarial/test_probe_i16_stop.py",
+    "tests/test_embedded_stop.py",
+    "tests/test_case_limits.py",
+    "tests/test_boundary.py",
+    "tests/test_web_hardening.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 def free_port() -> int:
@@ -144,45 +173,140 @@ def postgres_available() -> str | None:
         return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}".splitlines()[0]
 
 
-def fresh_postgres_database() -> tuple[str, Callable[[], None]]:
+def _require_postgres() -> None:
     problem = postgres_available()
     if problem:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{problem} (CI must run the PostgreSQL tests)")
         pytest.skip(problem)
+
+
+def _create_database(template: str | None = None) -> str:
+    """A new database's name: empty, or a copy of `template`."""
     name = f"accord_t_{uuid.uuid4().hex[:12]}"
+    copied = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(_postgres_admin_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_URL.rsplit("/", 1)[0]
+        conn.execute(f'CREATE DATABASE "{name}"{copied}')
+    return name
 
-    def drop() -> None:
-        with psycopg.connect(_postgres_admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    return f"{base}/{name}", drop
+def _drop_database(name: str) -> None:
+    with psycopg.connect(_postgres_admin_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _database_url(name: str) -> str:
+    return f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+
+
+def fresh_postgres_database() -> tuple[str, Callable[[], None]]:
+    """An empty database (its URL) and what drops it."""
+    _require_postgres()
+    name = _create_database()
+    return _database_url(name), lambda: _drop_database(name)
+
+
+class PostgresTemplate:
+    """A database migrated to head once per session (per xdist worker), copied for each test
+    with CREATE DATABASE ... TEMPLATE instead of running every migration again (seconds a
+    test). Made on first use, so a session without PostgreSQL tests never connects.
+    test_migrations and test_operations_guide still migrate databases from empty.
+
+    CREATE DATABASE writes out the whole copy and DROP DATABASE waits for a checkpoint, each up
+    to seconds on a busy server: one thread makes the next test's copy and drops the last one
+    while the tests run."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-copies")
+        self._spare: Future[str] | None = None
+        self._drops: list[Future[None]] = []
+
+    def copy(self) -> tuple[str, Callable[[], None]]:
+        """A fresh database at head (its URL) and what drops it."""
+        _require_postgres()
+        template = self._made()
+        spare, self._spare = self._spare, self._helper.submit(_create_database, template)
+        name = spare.result() if spare else _create_database(template)
+
+        def drop() -> None:
+            self._drops.append(self._helper.submit(_drop_database, name))
+
+        return _database_url(name), drop
+
+    def _made(self) -> str:
+        if self.name is None:
+            name = _create_database()
+            # Migrated here and never connected to again: PostgreSQL refuses to copy a template
+            # while anyone is connected to it (upgrade disposes of its engine).
+            try:
+                upgrade(_database_url(name))
+            except BaseException:
+                _drop_database(name)
+                raise
+            self.name = name
+        return self.name
+
+    def close(self) -> None:
+        """Drop the spare copy and the template once every drop asked for is done; a drop that
+        failed is raised here."""
+        try:
+            if self._spare is not None:
+                self._drops.append(self._helper.submit(_drop_database, self._spare.result()))
+        finally:
+            self._helper.shutdown(wait=True)
+            if self.name is not None:
+                _drop_database(self.name)
+        for dropped in self._drops:
+            dropped.result()
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[PostgresTemplate]:
+    template = PostgresTemplate()
+    yield template
+    template.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session (per xdist worker), copied for each
+    test: running the migrations took seconds a test."""
+    path = tmp_path_factory.mktemp("template") / "accord.db"
+    upgrade(f"sqlite:///{path}")
+    # The migrations' engine is disposed of, so the write-ahead log is checkpointed into the
+    # file and removed: the file alone is the whole database.
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    return path
+
+
+def sqlite_copy(template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "accord.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: Path,
+    postgres_template: PostgresTemplate,
+) -> Iterator[str]:
     """Both backends: every test using this runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'accord.db'}"
-        upgrade(url)
-        yield url
+        yield sqlite_copy(sqlite_template, tmp_path)
         return
-    url, drop = fresh_postgres_database()
+    url, drop = postgres_template.copy()
     try:
-        upgrade(url)
         yield url
     finally:
         drop()
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'accord.db'}"
-    upgrade(url)
-    return url
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    return sqlite_copy(sqlite_template, tmp_path)
 
 
 BOARD_OF_ONE = DEMO.model_copy(update={"people": [p for p in DEMO.people if p not in SECOND_BOARD]})
