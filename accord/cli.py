@@ -22,12 +22,14 @@ from typing import Annotated, Any, Literal, NoReturn, cast
 import typer
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import col, or_, select
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from accord import directory, texts, wording
+from accord.db import SessionFactory
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
+from accord.live import live_state
 from accord.reference import REMEDY_OPTION_HELP
 from accord.runtime import Services, build_filing, connect
 from accord.settings import ConfigurationError, Settings
@@ -99,7 +101,6 @@ from web.operations import (
     StillApplying,
     new_key,
 )
-from workflows.dispute import DisputeWorkflow
 
 log = logging.getLogger("accord.cli")
 
@@ -761,16 +762,17 @@ def _human(delta: timedelta) -> str:
     )
 
 
-async def show_state(handle: WorkflowHandle[Any, Any], number: str) -> DisputeState:
-    """The dispute's live state; a dispute the engine does not know is said as such."""
-    try:
-        state: DisputeState = await handle.query(DisputeWorkflow.get_state)
-    except RPCError as exc:
-        gone = DisputeGone.from_rpc(exc, number)
-        if gone is not None:
-            raise gone from None
-        raise
-    return state
+def show_state(sessions: SessionFactory, number: str) -> DisputeState:
+    """The dispute's live state from the database (`accord.live`), as the pages read it: it
+    answers with the worker stopped and never waits for a history to replay. A dispute not on
+    record is said as such."""
+    with sessions.read() as session:
+        found = live_state(session, number, history=True)
+        if found is None and session.get(Dispute, number) is None:
+            raise DisputeGone(number)
+    if found is None:
+        raise CliError(f"{number}: its live state is not recorded yet (it is with its next step)")
+    return texts.resolve_state(sessions, found)
 
 
 @app.command()
@@ -778,13 +780,12 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
     """A dispute's live state: stage, parties, deadlines with explanations, tasks, history."""
 
     async def go() -> None:
-        client = await _client(_settings())
-        handle = client.get_workflow_handle_for(DisputeWorkflow.run, number)
-        state = texts.resolve_state(_services().sessions, await show_state(handle, number))
+        sessions = _services().sessions
+        state = show_state(sessions, number)
         if as_json:
             _print_json(state.model_dump(mode="json"))
             return
-        with _services().sessions.read() as session:
+        with sessions.read() as session:
             names = directory.names(session)
         for line in describe(state, names, datetime.now(UTC)):
             typer.echo(line)

@@ -127,6 +127,7 @@ def activity_methods(services: Services) -> list[Any]:
         remedies.apply_remedy,
         remedies.waive_remedy,
         records.record_event,
+        records.project_live,
         records.write_precedent,
         records.find_similar_precedents,
         citations.find_citable,

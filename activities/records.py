@@ -19,6 +19,7 @@ from accord import texts
 from accord.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
 from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.db import SessionFactory
+from accord.live import project_live
 from accord.precedents import index_precedent
 from accord.seats import release_seats_of
 from accord.similarity import find_similar
@@ -29,6 +30,8 @@ from models.payloads import (
     Actor,
     EventRecord,
     EvidenceItem,
+    LiveApplied,
+    LiveProjection,
     PrecedentRecord,
     Recorded,
     SimilarPrecedents,
@@ -160,7 +163,11 @@ class RecordActivities:
                 session.add(entry)
                 self._project(session, dispute, record)
                 self._enqueue_notices(session, record)
-                return Recorded(seq=entry.seq, hash=entry.hash)
+                # The live state's change goes with its entry, or with nothing (accord.live).
+                behind = record.live is not None and not project_live(
+                    session, record.number, record.at, record.live
+                )
+                return Recorded(seq=entry.seq, hash=entry.hash, live_behind=behind)
         except IntegrityError:
             # A concurrent attempt of the same step won the insert: return its entry. (If another
             # step took the seq, there is none yet: retrying takes the next seq.)
@@ -333,6 +340,14 @@ class RecordActivities:
                 added_at=record.at,
             )
         )
+
+    @activity.defn
+    def project_live(self, projection: LiveProjection) -> LiveApplied:
+        """A live state's change made without an audit entry, or the whole state for a read
+        model found behind (idempotent: a version applied already is not applied again)."""
+        with self.sessions.begin() as session:
+            applied = project_live(session, projection.number, projection.at, projection.live)
+        return LiveApplied(applied=applied)
 
     @activity.defn
     def write_precedent(self, record: PrecedentRecord) -> Ack:

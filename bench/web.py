@@ -1,12 +1,14 @@
 """Web benchmark: server time of the busiest pages with 100,000 disputes in the database, of
 filing through the API (one at a time, and 20 concurrent clients), and of the human-action round
-trip (20 people adding notes through the API to 1,000 open disputes).
+trip (20 people adding notes through the API to 1,000 open disputes), and of a busy dispute's
+page and API answer with the worker running and stopped.
 
     make bench-web
     python -m bench.web --disputes 100000 --requests 200 --filings 200 --concurrency 20
     python -m bench.web --open-disputes 1000 --actions 400 --people 20
     python -m bench.web --database-url postgresql://postgres@127.0.0.1:5432/accord_bench  # an empty database
     python -m bench.web --only search --filings 0  # the pages named, no filings
+    python -m bench.web --busy-only  # the busy dispute's page alone (goal p95 <= 100 ms)
 
 The read model is filled directly with SQL (disputes, parties, a timeline of audit entries
 each, open tasks), as years of use would leave it. The app runs under uvicorn on loopback,
@@ -17,6 +19,10 @@ client-side latency is printed beside it.
 The open disputes for the action round trip are real workflows: those filed through the API
 above, the rest filed through the filing service directly (in bulk, 20 at a time: the API's
 cost is what the filing figures measure), each assignment accepted by its mediator.
+
+The busy dispute is driven through the real worker as `bench.history` drives it (`--busy-notes`
+notes, evidence, replies, a review, an appeal, the final ruling): its page and API answer are
+timed with the worker running, then again with the worker stopped.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from accord.demo import DEMO
 from accord.directory import resolve_actor
 from accord.runtime import Services, build_filing, build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
+from bench.history import busy_dispute, seed_alternates
 from bench.lifecycle import submission
 from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
 from models.payloads import AcceptAssignment
@@ -76,6 +83,10 @@ GOALS: dict[str, tuple[Goal | None, Goal | None]] = {
     "search (partner, own)": (None, Goal(at_most=50)),
     "search (list's text field)": (None, Goal(at_most=50)),
     "dispute page (live dispute)": (None, Goal(at_most=100)),
+    "busy dispute page": (None, Goal(at_most=100)),
+    "busy dispute API": (None, Goal(at_most=100)),
+    "busy dispute page, worker stopped": (None, Goal(at_most=100)),
+    "busy dispute API, worker stopped": (None, Goal(at_most=100)),
     "filing (API, one at a time)": (Goal(at_most=50), None),
     "filing (API, 20 concurrent)": (None, Goal(at_most=150)),
     "action: add note (20 people)": (Goal(at_most=50), Goal(at_most=200)),
@@ -252,6 +263,12 @@ async def main(args: argparse.Namespace) -> None:
     partner_tokens = {pid: accounts.issue_token(email, "bench") for pid, email in contacts.items()}
     mediator_tokens = {m: accounts.issue_token(f"{m}@vendor.example", "bench") for m in MEDIATORS}
 
+    # --only names pages (the busy dispute's among them by "busy"); --busy-only: that alone.
+    timing_busy = args.busy_only or not args.only or "busy" in args.only
+    writing = not (args.only or args.busy_only)
+    mediated: list[tuple[str, str]] = []
+    seed_alternates(services)
+    compliance_token = tokens["carol.compliance@vendor.example"]
     env = await bench.temporal()
     report.attach_server()
     port = 30000 + uuid.uuid4().int % 20000
@@ -264,160 +281,195 @@ async def main(args: argparse.Namespace) -> None:
     rng = random.Random(11)
     results: list[tuple[str, list[float], list[float]]] = []
     try:
-        async with (
-            build_worker(env.client, services, settings.task_queue),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client,
-        ):
-            n = args.requests
-            compliance = tokens["carol.compliance@vendor.example"]
-            plan = [
-                ("inbox (mediator, page)", ["/inbox"] * n, tokens["greta.hoffmann@vendor.example"]),
-                (
-                    "dispute list (compliance, all)",
-                    [f"/disputes?page={rng.randint(1, 50)}" for _ in range(n)],
-                    compliance,
-                ),
-                (
-                    "dispute list (partner, own)",
-                    ["/disputes"] * n,
-                    tokens["nora@northwind.example"],
-                ),
-                (
-                    "dispute list (filtered)",
-                    [
-                        f"/disputes?stage=mediation&category={rng.choice(list(DisputeCategory)).value}"
-                        for _ in range(n)
-                    ],
-                    compliance,
-                ),
-                (
-                    "timeline",
-                    [f"/disputes/{rng.choice(numbers)}/timeline" for _ in range(n)],
-                    compliance,
-                ),
-                ("search", [f"/search?q={rng.choice(WORDS)}" for _ in range(n)], compliance),
-                (
-                    "search (partner, own)",
-                    [f"/search?q={rng.choice(WORDS)}" for _ in range(n)],
-                    tokens["nora@northwind.example"],
-                ),
-                (
-                    "search (list's text field)",
-                    [f"/disputes?q={rng.choice(WORDS)}&page={rng.randint(1, 3)}" for _ in range(n)],
-                    compliance,
-                ),
-                ("API dispute list", ["/api/disputes"] * n, compliance),
-                # A Prometheus scrape: the business metrics are counted from the database.
-                ("metrics scrape", ["/metrics"] * n, compliance),
-            ]
-            for group, paths, token in plan:
-                if args.only and not group.startswith(tuple(args.only.split(","))):
-                    continue
-                await measure(timer, client, group, paths[:3], token)  # warm up
-                timer.times.pop(group, None)
-                client_times = await measure(timer, client, group, paths, token)
-                results.append((group, timer.times[group], client_times))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            async with build_worker(env.client, services, settings.task_queue):
+                # A busy dispute driven through the worker; its page is timed again below,
+                # with the worker stopped (the pages read the read model, not the workflow).
+                busy = await drive_busy(env, services, args) if timing_busy else None
+                if busy:
+                    await measure_busy(
+                        timer, client, busy, compliance_token, args.requests, "", results
+                    )
+                if not args.busy_only:
+                    n = args.requests
+                    compliance = tokens["carol.compliance@vendor.example"]
+                    plan = [
+                        (
+                            "inbox (mediator, page)",
+                            ["/inbox"] * n,
+                            tokens["greta.hoffmann@vendor.example"],
+                        ),
+                        (
+                            "dispute list (compliance, all)",
+                            [f"/disputes?page={rng.randint(1, 50)}" for _ in range(n)],
+                            compliance,
+                        ),
+                        (
+                            "dispute list (partner, own)",
+                            ["/disputes"] * n,
+                            tokens["nora@northwind.example"],
+                        ),
+                        (
+                            "dispute list (filtered)",
+                            [
+                                f"/disputes?stage=mediation&category={rng.choice(list(DisputeCategory)).value}"
+                                for _ in range(n)
+                            ],
+                            compliance,
+                        ),
+                        (
+                            "timeline",
+                            [f"/disputes/{rng.choice(numbers)}/timeline" for _ in range(n)],
+                            compliance,
+                        ),
+                        (
+                            "search",
+                            [f"/search?q={rng.choice(WORDS)}" for _ in range(n)],
+                            compliance,
+                        ),
+                        (
+                            "search (partner, own)",
+                            [f"/search?q={rng.choice(WORDS)}" for _ in range(n)],
+                            tokens["nora@northwind.example"],
+                        ),
+                        (
+                            "search (list's text field)",
+                            [
+                                f"/disputes?q={rng.choice(WORDS)}&page={rng.randint(1, 3)}"
+                                for _ in range(n)
+                            ],
+                            compliance,
+                        ),
+                        ("API dispute list", ["/api/disputes"] * n, compliance),
+                        # A Prometheus scrape: the business metrics are counted from the database.
+                        ("metrics scrape", ["/metrics"] * n, compliance),
+                    ]
+                    for group, paths, token in plan:
+                        if args.only and not group.startswith(tuple(args.only.split(","))):
+                            continue
+                        await measure(timer, client, group, paths[:3], token)  # warm up
+                        timer.times.pop(group, None)
+                        client_times = await measure(timer, client, group, paths, token)
+                        results.append((group, timer.times[group], client_times))
 
-            filed: list[str] = []
+                    filed: list[str] = []
 
-            def filing_body(i: int) -> tuple[dict[str, Any], str]:
-                claimant, respondent = (
-                    PARTNERS[i % len(PARTNERS)],
-                    PARTNERS[(i + 1) % len(PARTNERS)],
-                )
-                return {
-                    "respondent_ids": [respondent],
-                    "category": "deal_registration",
-                    "contested_objects": [{"kind": "deal_registration", "ref": f"DR-B-{i}"}],
-                    "summary": f"Bench filing {i} over a deal registration",
-                    "facts": "Registered first, then registered again by the other partner.",
-                    "desired_remedy": "Registration confirmed",
-                    "amount_at_stake": "1000",
-                    "occurred_on": date.today().isoformat(),
-                    "submission_id": f"bench-{i}",
-                }, claimant
+                    def filing_body(i: int) -> tuple[dict[str, Any], str]:
+                        claimant, respondent = (
+                            PARTNERS[i % len(PARTNERS)],
+                            PARTNERS[(i + 1) % len(PARTNERS)],
+                        )
+                        return {
+                            "respondent_ids": [respondent],
+                            "category": "deal_registration",
+                            "contested_objects": [
+                                {"kind": "deal_registration", "ref": f"DR-B-{i}"}
+                            ],
+                            "summary": f"Bench filing {i} over a deal registration",
+                            "facts": "Registered first, then registered again by the other partner.",
+                            "desired_remedy": "Registration confirmed",
+                            "amount_at_stake": "1000",
+                            "occurred_on": date.today().isoformat(),
+                            "submission_id": f"bench-{i}",
+                        }, claimant
 
-            async def post_filing(i: int, times: list[float]) -> None:
-                body, claimant = filing_body(i)
-                started = time.perf_counter()
-                response = await client.post(
-                    "/api/disputes",
-                    json=body,
-                    headers={"Authorization": f"Bearer {partner_tokens[claimant]}"},
-                )
-                times.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 201:
-                    raise SystemExit(f"filing {i}: {response.status_code} {response.text[:300]}")
-                filed.append(response.json()["number"])
-
-            if not args.only:  # --only: the pages named, nothing filed or done
-                # One at a time: the cost of the path itself, without contention.
-                timer.group = "filing (API, one at a time)"
-                single_client: list[float] = []
-                with report.phase() as single_usage:
-                    for i in range(args.single_filings):
-                        await post_filing(args.filings + i, single_client)
-                results.append((timer.group, timer.times[timer.group], single_client))
-
-                timer.group = "filing (API, 20 concurrent)"
-                semaphore = asyncio.Semaphore(args.concurrency)
-                filing_client: list[float] = []
-
-                async def file_one(i: int) -> None:
-                    async with semaphore:
-                        await post_filing(i, filing_client)
-
-                with report.phase() as filing_usage:
-                    await asyncio.gather(*(file_one(i) for i in range(args.filings)))
-                elapsed = filing_usage[0].wall
-                results.append((timer.group, timer.times[timer.group], filing_client))
-
-                # The human-action round trip: open disputes, each accepted by its mediator, then
-                # `people` concurrent mediators adding notes through the API.
-                timer.group = "setup"
-                mediated = await open_disputes(
-                    services, env.client, filed, max(0, args.open_disputes - len(filed))
-                )
-                timer.group = "action: add note (20 people)"
-                people = asyncio.Semaphore(args.people)
-                action_client: list[float] = []
-                still_applying: list[int] = []
-
-                async def act(i: int) -> None:
-                    number, mediator = mediated[rng.randrange(len(mediated))]
-                    async with people:
+                    async def post_filing(i: int, times: list[float]) -> None:
+                        body, claimant = filing_body(i)
                         started = time.perf_counter()
                         response = await client.post(
-                            f"/api/disputes/{number}/add-note",
-                            json={
-                                "text": f"Note {i}: spoke to both sides.",
-                                "visibility": "shared",
-                            },
-                            headers={"Authorization": f"Bearer {mediator_tokens[mediator]}"},
+                            "/api/disputes",
+                            json=body,
+                            headers={"Authorization": f"Bearer {partner_tokens[claimant]}"},
                         )
-                        action_client.append((time.perf_counter() - started) * 1000)
-                    if response.status_code == 202:
-                        still_applying.append(i)  # answered: accepted, not done within the wait
-                    elif response.status_code != 200:
-                        raise SystemExit(
-                            f"add note {i}: {response.status_code} {response.text[:300]}"
+                        times.append((time.perf_counter() - started) * 1000)
+                        if response.status_code != 201:
+                            raise SystemExit(
+                                f"filing {i}: {response.status_code} {response.text[:300]}"
+                            )
+                        filed.append(response.json()["number"])
+
+                    if writing:  # --only: the pages named, nothing filed or done
+                        # One at a time: the cost of the path itself, without contention.
+                        timer.group = "filing (API, one at a time)"
+                        single_client: list[float] = []
+                        with report.phase() as single_usage:
+                            for i in range(args.single_filings):
+                                await post_filing(args.filings + i, single_client)
+                        results.append((timer.group, timer.times[timer.group], single_client))
+
+                        timer.group = "filing (API, 20 concurrent)"
+                        semaphore = asyncio.Semaphore(args.concurrency)
+                        filing_client: list[float] = []
+
+                        async def file_one(i: int) -> None:
+                            async with semaphore:
+                                await post_filing(i, filing_client)
+
+                        with report.phase() as filing_usage:
+                            await asyncio.gather(*(file_one(i) for i in range(args.filings)))
+                        elapsed = filing_usage[0].wall
+                        results.append((timer.group, timer.times[timer.group], filing_client))
+
+                        # The human-action round trip: open disputes, each accepted by its mediator, then
+                        # `people` concurrent mediators adding notes through the API.
+                        timer.group = "setup"
+                        mediated = await open_disputes(
+                            services, env.client, filed, max(0, args.open_disputes - len(filed))
                         )
+                        timer.group = "action: add note (20 people)"
+                        people = asyncio.Semaphore(args.people)
+                        action_client: list[float] = []
+                        still_applying: list[int] = []
 
-                with report.phase() as action_usage:
-                    await asyncio.gather(*(act(i) for i in range(args.actions)))
-                results.append((timer.group, timer.times[timer.group], action_client))
+                        async def act(i: int) -> None:
+                            number, mediator = mediated[rng.randrange(len(mediated))]
+                            async with people:
+                                started = time.perf_counter()
+                                response = await client.post(
+                                    f"/api/disputes/{number}/add-note",
+                                    json={
+                                        "text": f"Note {i}: spoke to both sides.",
+                                        "visibility": "shared",
+                                    },
+                                    headers={
+                                        "Authorization": f"Bearer {mediator_tokens[mediator]}"
+                                    },
+                                )
+                                action_client.append((time.perf_counter() - started) * 1000)
+                            if response.status_code == 202:
+                                still_applying.append(
+                                    i
+                                )  # answered: accepted, not done within the wait
+                            elif response.status_code != 200:
+                                raise SystemExit(
+                                    f"add note {i}: {response.status_code} {response.text[:300]}"
+                                )
 
-                # A live dispute's page, as its mediator opens it after acting.
-                group = "dispute page (live dispute)"
-                by_mediator = [(f"/disputes/{n}", m) for n, m in mediated]
-                timer.group = group
-                page_client: list[float] = []
-                for _ in range(args.requests):
-                    path, mediator = by_mediator[rng.randrange(len(by_mediator))]
-                    page_client += await measure(
-                        timer, client, group, [path], mediator_tokens[mediator]
-                    )
-                results.append((group, timer.times[group], page_client))
+                        with report.phase() as action_usage:
+                            await asyncio.gather(*(act(i) for i in range(args.actions)))
+                        results.append((timer.group, timer.times[timer.group], action_client))
+
+                        # A live dispute's page, as its mediator opens it after acting.
+                        group = "dispute page (live dispute)"
+                        by_mediator = [(f"/disputes/{n}", m) for n, m in mediated]
+                        timer.group = group
+                        page_client: list[float] = []
+                        for _ in range(args.requests):
+                            path, mediator = by_mediator[rng.randrange(len(by_mediator))]
+                            page_client += await measure(
+                                timer, client, group, [path], mediator_tokens[mediator]
+                            )
+                        results.append((group, timer.times[group], page_client))
+            if busy:
+                await measure_busy(
+                    timer,
+                    client,
+                    busy,
+                    compliance_token,
+                    args.requests,
+                    ", worker stopped",
+                    results,
+                )
     finally:
         server.should_exit = True
         await serving
@@ -435,7 +487,7 @@ async def main(args: argparse.Namespace) -> None:
             f"{group:34} {statistics.median(server_times):10.1f} {pct(server_times, 95):8.1f}"
             f"   {statistics.median(client_times):10.1f} {pct(client_times, 95):8.1f}"
         )
-    if not args.only:
+    if writing:
         report.note(
             f"notes answered 202 (accepted, still applying after the server's wait): "
             f"{len(still_applying)} of {args.actions}"
@@ -447,12 +499,50 @@ async def main(args: argparse.Namespace) -> None:
             report.figure(f"{group} p50", statistics.median(server_times), "ms", p50_goal)
         if p95_goal:
             report.figure(f"{group} p95", pct(server_times, 95), "ms", p95_goal)
-    if not args.only:
+    if writing:
         report.figure(f"filings at {args.concurrency} concurrent", args.filings / elapsed, "/s")
         report.cpu("filing one at a time", single_usage[0], args.single_filings, "filing")
         report.cpu(f"filing {args.concurrency} concurrent", filing_usage[0], args.filings, "filing")
         report.cpu("add note", action_usage[0], args.actions, "action")
     report.finish()
+
+
+async def drive_busy(env: Any, services: Services, args: argparse.Namespace) -> str:
+    """One dispute driven to its end through the worker, as bench.history drives it."""
+    busy = argparse.Namespace(
+        notes=args.busy_notes, evidence=10, replies=args.busy_notes // 6, reply_kb=5
+    )
+    began = time.perf_counter()
+    number, ended = await busy_dispute(env.client, services, 7, busy, True)
+    with services.sessions.read() as session:
+        entries = session.execute(
+            text("SELECT count(*) FROM dispute_event WHERE dispute_number = :n"), {"n": number}
+        ).scalar_one()
+    print(
+        f"busy dispute {number}: {entries} audit entries, {ended}, "
+        f"driven in {time.perf_counter() - began:.0f}s",
+        file=sys.stderr,
+    )
+    return number
+
+
+async def measure_busy(
+    timer: ServerTimer,
+    client: httpx.AsyncClient,
+    number: str,
+    token: str,
+    n: int,
+    suffix: str,
+    results: list[tuple[str, list[float], list[float]]],
+) -> None:
+    for group, path in (
+        (f"busy dispute page{suffix}", f"/disputes/{number}"),
+        (f"busy dispute API{suffix}", f"/api/disputes/{number}"),
+    ):
+        await measure(timer, client, group, [path] * 3, token)  # warm up
+        timer.times.pop(group, None)
+        client_times = await measure(timer, client, group, [path] * n, token)
+        results.append((group, timer.times[group], client_times))
 
 
 async def open_disputes(
@@ -523,6 +613,10 @@ if __name__ == "__main__":
     parser.add_argument("--actions", type=int, default=400, help="notes added through the API")
     parser.add_argument("--people", type=int, default=20, help="people acting at the same time")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--busy-notes", type=int, default=300, help="notes of the busy dispute")
+    parser.add_argument(
+        "--busy-only", action="store_true", help="time the busy dispute's page alone"
+    )
     add_arguments(parser)
     parser.add_argument(
         "--only", default="", help="comma-separated starts of page names to time (all if empty)"

@@ -863,6 +863,41 @@ class EventRecord(Payload):
     """The emails this entry sends, put in the outbox in the entry's own transaction: the entry
     and its mail stand or fall together (histories before RECORD_NOTICES_PATCH enqueue them
     with a send_notification activity each, after the entry)."""
+    live: LiveDelta | None = None
+    """The live state's change this entry goes with, for the read model (same transaction)."""
+
+
+class LiveDelta(Payload):
+    """What changed in the dispute's live state (`DisputeWorkflow.get_state`) since the last one
+    the workflow sent, for the read model (`accord.live`). Sections are replaced whole; notes,
+    offers and information requests, which a busy dispute has many of, travel one by one."""
+
+    version: int
+    """This live state's number: one more than the last the workflow sent."""
+    base: int | None = None
+    """The version this change applies on top of; None: `sections` is the whole state."""
+    sections: dict[str, object] = {}
+    """Changed fields of DisputeState (JSON), each replacing the stored one."""
+    notes_from: int = 0
+    """Position of the first of `notes` (the notes before it were sent already)."""
+    notes: tuple[NoteView, ...] = ()
+    offers: tuple[OfferView, ...] = ()
+    """New or changed offers, by id (the others are as last sent)."""
+    information_requests: tuple[InformationRequestView, ...] = ()
+    """New or changed requests, by id."""
+
+
+class LiveProjection(Payload):
+    """A live state changed without an audit entry, or one the read model could not apply."""
+
+    number: str
+    at: datetime
+    live: LiveDelta
+
+
+class LiveApplied(Payload):
+    applied: bool
+    """False: the read model was not at the version the change builds on."""
 
 
 class Recorded(Payload):
@@ -871,6 +906,9 @@ class Recorded(Payload):
 
     seq: int
     hash: str
+    live_behind: bool = False
+    """The read model is not at the version the record's live change builds on (it missed
+    one, or the dispute began before it was kept): the workflow sends its whole state."""
 
 
 class MediatorRequest(Payload):
@@ -1039,6 +1077,8 @@ class DisputeCarried(Payload):
     update_ids: tuple[str, ...] = ()
     """Ids of the actions applied in earlier runs: Temporal refuses a repeated update id only
     within one run, so the workflow refuses these itself."""
+    live_version: int = 0
+    """The last live state sent to the read model (`LiveDelta.version`)."""
 
 
 DisputeInput.model_rebuild()

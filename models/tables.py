@@ -666,3 +666,30 @@ class RefusedText(SQLModel, table=True):
     __tablename__ = "dispute_text_refused"
     text_id: str = Field(primary_key=True, foreign_key="dispute_text.id", max_length=40)
     refused_at: datetime = _utc_column()
+
+
+class DisputeLive(SQLModel, table=True):
+    """A dispute's live state as its workflow last recorded it (the read model of
+    `DisputeWorkflow.get_state`): what the pages, the API and `accord show` read, so that they
+    never wait on the engine. Written by the record activity in the transaction of the audit
+    entry (`accord.live.project_live`); the workflow stays the only judge of what may be done."""
+
+    __tablename__ = "dispute_live"
+    dispute_number: str = Field(primary_key=True, foreign_key="dispute.number", max_length=32)
+    version: int
+    """The workflow's count of the live states it sent (carried over continue-as-new): a
+    change applies on top of the version it was computed from, a whole state over any older."""
+    state: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """`DisputeState` as JSON, without its history (the audit trail), notes (below) and the
+    actions each role may take (the transition table, from the stage)."""
+    updated_at: datetime = _utc_column()
+
+
+class DisputeLiveNote(SQLModel, table=True):
+    """The notes of the live state, one row each: a busy dispute's notes are only appended,
+    never written again with every change."""
+
+    __tablename__ = "dispute_live_note"
+    dispute_number: str = Field(primary_key=True, foreign_key="dispute.number", max_length=32)
+    position: int = Field(primary_key=True)
+    note: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

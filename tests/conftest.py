@@ -30,6 +30,7 @@ from accord import texts
 from accord.db import SessionFactory
 from accord.demo import DEMO, SECOND_BOARD
 from accord.directory import Directory, import_directory, resolve_actor
+from accord.live import live_state
 from accord.migrate import upgrade
 from accord.runtime import GRACEFUL_SHUTDOWN, build_filing, build_services, build_worker
 from accord.settings import DEVELOPMENT_PAYLOAD_KEYS, REPO_ROOT, Settings
@@ -216,6 +217,9 @@ class Stack:
         self.sessions = self.services.sessions
         self.filing = build_filing(self.services, self.client)
         self.numbers: list[str] = []
+        self.check_live = False
+        """Whether each state waited for, and the end state, must be in the read model too
+        (tests marked `live_checked`)."""
         self.worker: Worker = build_worker(
             self.client,
             self.services,
@@ -283,9 +287,40 @@ class Stack:
                 await asyncio.sleep(0.1)
                 continue
             if predicate(state):
+                if self.check_live:
+                    await self.live_matches(number)
                 return state
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{number} never reached the expected state; last: {state}")
+            await asyncio.sleep(0.05)
+
+    def live(self, number: str, *, history: bool = False) -> DisputeState | None:
+        """The dispute's live state as the pages read it: the read model, not the workflow."""
+        with self.sessions.read() as session:
+            return live_state(session, number, history=history)
+
+    async def live_matches(self, number: str, seconds: float = 20) -> DisputeState:
+        """The read model's live state once it equals the workflow's `get_state` (the record
+        carrying a change is written a moment after the query shows it); fails the test, with
+        the sections that differ, if it does not come to."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            queried = await self.handle(number).query(DisputeWorkflow.get_state)
+            wanted = queried.model_copy(update={"history": ()})
+            read = self.live(number)
+            if read == wanted:
+                return read
+            if asyncio.get_running_loop().time() > deadline:
+                differ = (
+                    {
+                        name: (getattr(read, name), getattr(wanted, name))
+                        for name in DisputeState.model_fields
+                        if getattr(read, name) != getattr(wanted, name)
+                    }
+                    if read is not None
+                    else "no live row"
+                )
+                raise AssertionError(f"{number}: read model differs from get_state: {differ}")
             await asyncio.sleep(0.05)
 
     async def wait_for_event(self, number: str, action: str, count: int = 1) -> DisputeEvent:
@@ -447,9 +482,13 @@ async def stack(
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
     async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
+        harness.check_live = request.node.get_closest_marker("live_checked") is not None
         yield harness
         if os.environ.get("ACCORD_RECORD_HISTORIES") == "1":
             await harness.save_histories(request.node.name)
+        if harness.check_live:
+            for number in harness.numbers:
+                await harness.live_matches(number)
 
 
 @pytest.fixture

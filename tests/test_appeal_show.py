@@ -20,6 +20,9 @@ from tests.test_formal_review import (
 from workflows.core import FRESH_APPEAL_PANEL_PATCH
 from workflows.dispute import DisputeWorkflow
 
+pytestmark = pytest.mark.live_checked
+"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+
 
 def panel_lines(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.lstrip().startswith("panel ")]

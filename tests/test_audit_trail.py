@@ -156,6 +156,7 @@ async def test_a_record_refused_for_good_never_wedges_the_dispute(stack_on_both:
     state = await stack.state(number)
     assert state.stage is DisputeStage.MEDIATION
     assert "evidence_added" not in [h.action for h in state.history]  # refused: not history
+    await stack.live_matches(number)
     # Staff see the gap on the timeline; a party does not (it names what was refused, and why).
     nora = Viewer(actor=stack.actor("nora@northwind.example"), login="nora@northwind.example")
     staff = Viewer(actor=stack.actor(mediator), login=mediator)
@@ -217,6 +218,30 @@ async def test_a_dispute_past_a_refused_record_replays_and_ends(stack: Stack) ->
     assert outcome.stage is DisputeStage.WITHDRAWN
     assert first_broken_link(stack.events(number)) is None
     assert len(gaps(stack, number)) == 1
+    assert await replay_all(stack) == []
+
+
+async def test_a_refused_record_sends_the_read_model_its_change_and_replays(stack: Stack) -> None:
+    """The path of the live-read-model patch (the refused record's change sent on its own, by
+    `project_live`), kept in tests/histories by `make histories`."""
+    number, _ = await refused_then_noted(stack)
+    await stack.live_matches(number)
+    await asyncio.wait_for(
+        stack.handle(number).execute_update(
+            DisputeWorkflow.withdraw,
+            Withdraw(actor=stack.actor("nora@northwind.example"), reason="Settled between us."),
+        ),
+        GUARD,
+    )
+    await stack.handle(number).result()
+    await stack.live_matches(number)
+    history = await stack.handle(number).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "project_live" in scheduled
     assert await replay_all(stack) == []
 
 
@@ -282,6 +307,8 @@ async def test_a_database_restored_from_an_older_backup_gets_a_gap_and_the_dispu
     assert gap.content["missing_steps"] == [kept + 1, kept + 2]
     assert gap.content["refused"] == []
     assert await head_published(stack, number) == f"{events[-1].seq}:{events[-1].hash}"
+    # The restore took the read model back too: the record found it behind, and sent it all.
+    await stack.live_matches(number)
 
     code, out = await accord(stack, "verify", "--all")
     assert code == 1, out

@@ -395,6 +395,7 @@ NOT_CARRIED = {
     "_rollover": "asked of the patch again where each waiting point begins, in every run",
     "_earlier_updates": "rebuilt by _restore from the carried update ids",
     "_noticed": "asked of the patch again at the first entry with mail, in every run",
+    "_live_sent": "what the read model holds is not known to a new run: it sends the whole state",
 }
 """Attributes deliberately not carried, and why. Anything else the workflow holds must be."""
 
@@ -530,6 +531,7 @@ def _samples() -> dict[str, Any]:
         "_deadline_tasks": {"review": "deadline-review"},
         "_review_checked": True,
         "_update_ids": ["update-1", "update-2"],
+        "_live_version": 41,
     }
 
 

@@ -28,6 +28,9 @@ from models.tables import Dispute, Precedent, Task
 from tests.conftest import Stack
 from workflows.dispute import DisputeWorkflow
 
+pytestmark = pytest.mark.live_checked
+"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+
 DECLARATION = "I have no interest in either party or in the outcome of this dispute."
 
 

@@ -31,6 +31,9 @@ from tests.test_dispute_paths import in_mediation
 from tests.web_harness import Browser, make_app
 from workflows.dispute import DisputeWorkflow
 
+pytestmark = pytest.mark.live_checked
+"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+
 PANEL = ["board.sales", "board.marketing", "board.product", "board.finance", "board.partners"]
 SPLIT = CommissionSplit(
     deal_ref="DR-2026-0042", shares={"northwind": Decimal(80), "contoso": Decimal(20)}

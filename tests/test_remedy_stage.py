@@ -21,6 +21,9 @@ from tests.test_dispute_paths import in_mediation, split_offer
 from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
 
+pytestmark = pytest.mark.live_checked
+"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+
 SECRET = "remedy-test-secret"
 
 

@@ -496,23 +496,16 @@ def test_accord_show_reads_as_written_for_its_reader(stage: enums.DisputeStage) 
 
 
 def test_the_cli_says_which_dispute_is_missing_or_closed(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], sqlite_url: str
 ) -> None:
-    from temporalio.service import RPCError, RPCStatusCode
     from typer import Exit
 
     from accord.cli import _run, show_state
+    from accord.db import SessionFactory, make_engine
     from web.operations import DisputeGone
 
-    class Handle:
-        def __init__(self, message: str) -> None:
-            self.message = message
-
-        async def query(self, *_: object) -> object:
-            raise RPCError(self.message, RPCStatusCode.NOT_FOUND, b"")
-
     async def missing() -> None:
-        await show_state(Handle("workflow not found for ID: DSP-2026-999999"), "DSP-2026-999999")  # type: ignore[arg-type]
+        show_state(SessionFactory(make_engine(sqlite_url)), "DSP-2026-999999")
 
     async def closed() -> None:
         raise DisputeGone("DSP-2026-000003", closed=True)

@@ -291,7 +291,7 @@ async def dispute(request: Request, viewer: ViewerDep, number: NumberPath) -> Di
     ctx = web(request)
     with ctx.services.sessions.read() as session:
         record = load_record(session, viewer, number)
-    record = await load_live(ctx.temporal(), ctx.services.sessions, viewer, record)
+    record = load_live(ctx.services.sessions, viewer, record)
     withheld = {} if record.reads_case else dict.fromkeys(WITHHELD_FROM_SUMMARY)
     return DisputeDetail(
         standing=record.standing,
@@ -560,7 +560,7 @@ async def _still_applying(
     ctx = web(request)
     with ctx.services.sessions.read() as session:
         record = load_record(session, viewer, pending.number)
-    record = await load_live(ctx.temporal(), ctx.services.sessions, viewer, record)
+    record = load_live(ctx.services.sessions, viewer, record)
     body = ActionPending(
         number=pending.number,
         update_id=pending.update_id,

@@ -1,20 +1,17 @@
 """What one viewer sees of a dispute, built once and rendered by both the pages and the API.
 
-The read model (database) gives the record and the timeline; the workflow's query gives the
-live state (offers, requests, notes, panel). Both are filtered here through accord.access,
-so a page and an API response can never disagree about what a role may see.
+The read model (database) gives the record, the timeline and the live state (offers, requests,
+notes, panel) as the workflow last recorded it (`accord.live`): no page waits on the engine,
+and pages work with the worker stopped. Both are filtered here through accord.access, so a
+page and an API response can never disagree about what a role may see.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from accord import directory, texts
 from accord.access import (
@@ -29,14 +26,12 @@ from accord.access import (
     visible_events,
 )
 from accord.db import SessionFactory
+from accord.live import live_state
 from accord.wording import Names
 from models.enums import Action, Role
 from models.payloads import DisputeState
 from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner
 from web.operations import OPERATIONS, Operation
-from workflows.dispute import DisputeWorkflow
-
-QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 class NotFound(LookupError):
@@ -56,7 +51,8 @@ class DisputeFile:
     texts: dict[str, str] = field(default_factory=dict)
     """Bodies of the stored texts the visible entries name (`accord.texts`), by id."""
     state: DisputeState | None = None
-    """None when the workflow did not answer; pages then show the read model alone."""
+    """None when the workflow has recorded no live state yet (a dispute from before the read
+    model kept it, until its next record); pages then show the record alone."""
     operations: list[Operation] = field(default_factory=list)
     names: Names = field(default_factory=Names)
     """Partners' and people's names, for the page's `partner` and `person` filters."""
@@ -123,19 +119,17 @@ def load_record(session: Session, viewer: Viewer, number: str) -> DisputeFile:
     )
 
 
-async def load_live(
-    client: Client, sessions: SessionFactory, viewer: Viewer, record: DisputeFile
-) -> DisputeFile:
-    """Add the workflow's live state, filtered for the viewer, and the actions it offers them."""
-    handle = client.get_workflow_handle_for(DisputeWorkflow.run, record.row.number)
-    try:
-        state: DisputeState = await asyncio.wait_for(
-            handle.query(DisputeWorkflow.get_state), QUERY_TIMEOUT.total_seconds()
-        )
-    except (RPCError, TimeoutError):
+def load_live(sessions: SessionFactory, viewer: Viewer, record: DisputeFile) -> DisputeFile:
+    """Add the live state from the read model, filtered for the viewer, and the actions to
+    offer them. It may be a moment behind the workflow: the workflow still decides each action
+    (its validators), so an action offered from it may be refused, never let through."""
+    with sessions.read() as session:
+        state = live_state(session, record.row.number)
+    if state is None:
         return record
     # The state names stored texts by reference; filtered first, so only readable ones are read.
-    record.state = texts.resolve_state(sessions, filtered_state(viewer, record.standing, state))
+    shown = filtered_state(viewer, record.standing, state)
+    record.state = texts.resolve_state(sessions, shown, known=record.texts)
     record.operations = offered_operations(viewer, state)
     return record
 

@@ -778,6 +778,9 @@ class DisputeActions(BoardReview):
 
     @workflow.query
     def get_state(self) -> DisputeState:
+        return self._live_view(whole=True)
+
+    def _live_view(self, *, whole: bool) -> DisputeState:
         return DisputeState(
             number=self._d.number,
             stage=self._stage,
@@ -818,8 +821,8 @@ class DisputeActions(BoardReview):
                 )
                 for o in self._offers.values()
             ),
-            notes=tuple(self._notes),
-            history=tuple(self._history),
+            notes=tuple(self._notes) if whole else (),
+            history=tuple(self._history) if whole else (),
             linked_filings=tuple(self._linked),
             remedies=tuple(self._remedies[p] for p in sorted(self._remedies)),
             review=self._review_view(),

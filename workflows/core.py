@@ -7,6 +7,8 @@ hash chain follow the order things happened; task inbox changes ride on the same
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,9 +52,13 @@ with workflow.unsafe.imports_passed_through():
         DeadlineRequest,
         DisputeCarried,
         DisputeInput,
+        DisputeState,
         EventRecord,
         EvidenceItem,
         HistoryEntry,
+        LiveApplied,
+        LiveDelta,
+        LiveProjection,
         MediatorChoice,
         MediatorRequest,
         NoteView,
@@ -163,6 +169,17 @@ RECORD_NOTICES_PATCH = "record-notices"
 (`EventRecord.notices`), not in a send_notification activity each after it: one round trip
 per decision instead of two or three (histories before it enqueue each after the entry)."""
 
+LIVE_READ_MODEL_PATCH = "live-read-model"
+"""Each record carries what changed in the dispute's live state (`get_state`) since the last
+one it sent (`LiveDelta`), for the read model the pages read (`accord.live`). A read model found
+behind, or a change whose record was refused for good, is sent at once by `project_live`
+(histories before it send changes only with their records: the whole state with the first
+record after one found behind or refused)."""
+
+LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
+"""Fields of DisputeState not sent as sections: the audit trail and the transition table give
+the history and the actions; notes, offers and requests travel one by one."""
+
 MAX_CARRIED_BYTES = 1_500_000
 """The largest state handed to the next run (Temporal refuses a payload over 2 MB)."""
 
@@ -207,6 +224,22 @@ class Offer:
     proposed_at: datetime
     responses: dict[str, bool] = field(default_factory=dict)
     open: bool = True
+
+
+@dataclass
+class LiveSent:
+    """What the read model holds of the live state, as digests of what was sent last."""
+
+    version: int
+    sections: dict[str, bytes]
+    items: dict[str, bytes]
+    """"offers:<id>" and "information_requests:<id>" to the digest of that item."""
+    notes: int
+
+
+def _digest(value: object) -> bytes:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 @dataclass
@@ -311,6 +344,11 @@ class DisputeCore:
         """Ids of the actions applied in this run and the runs before it."""
         self._earlier_updates: frozenset[str] = frozenset()
         """Those applied in earlier runs: refused if sent again (Temporal would not know)."""
+        self._live_version = 0
+        """The last live state sent to the read model; carried, so versions only grow."""
+        self._live_sent: LiveSent | None = None
+        """What the read model holds, when known: None sends the whole state (first record of
+        a run, or after a change that may not have arrived)."""
         self._review_checked: bool | None = None
         """Whether the review's decisions are checked as REVIEW_DECISIONS_PATCH says; decided
         when formal review begins, before any panel can act (validators read it, as they may
@@ -552,6 +590,7 @@ class DisputeCore:
             deadline_tasks=dict(self._deadline_tasks),
             review_checked=self._review_checked,
             update_ids=tuple(self._update_ids[-CARRIED_UPDATE_IDS:]),
+            live_version=self._live_version,
         )
 
     def _restore(self, c: DisputeCarried) -> None:
@@ -629,6 +668,7 @@ class DisputeCore:
         self._review_checked = c.review_checked
         self._update_ids = list(c.update_ids)
         self._earlier_updates = frozenset(c.update_ids)
+        self._live_version = c.live_version
 
     def _wake(self) -> None:
         """Make every waiting clock look again: a deadline moved or the stage changed."""
@@ -826,6 +866,7 @@ class DisputeCore:
                 seq=step, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
             )
             self._history.append(shown)
+            live = self._live_delta()
             try:
                 recorded = await workflow.execute_activity_method(
                     RecordActivities.record_event,
@@ -848,11 +889,20 @@ class DisputeCore:
                         evidence=evidence,
                         unrecorded=tuple(self._unrecorded),
                         notices=notices,
+                        live=live[0] if live else None,
                     ),
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=ACTIVITY_RETRY,
                 )
             except ActivityError as failure:
+                # The action fails, but what its handler changed stays: the read model gets it
+                # now (its change may have been half sent), not with some later record.
+                self._live_sent = None
+                if live is not None:
+                    # Never sent again under this version, should an attempt still land.
+                    self._live_version = live[0].version
+                if workflow.patched(LIVE_READ_MODEL_PATCH):
+                    await self._project_live()
                 if self._chained:
                     self._history.remove(shown)
                     # Itemised up to a bound: one refusal repeated must not grow every later
@@ -865,10 +915,90 @@ class DisputeCore:
                 self._head = (recorded.seq, recorded.hash)
                 head = f"{recorded.seq}:{recorded.hash}"
                 workflow.upsert_search_attributes([search_attributes.AUDIT_HEAD.value_set(head)])
+            await self._live_sent_with(live, behind=recorded.live_behind)
         if not self._noticed:
             for each in notify:  # as before the patch: an activity each, after the entry
                 await self._send(step, each)
         return step
+
+    # --- the live read model -----------------------------------------------------------------
+
+    def _live_view(self, *, whole: bool) -> DisputeState:
+        """The state `get_state` answers; without notes and history unless `whole`."""
+        raise NotImplementedError
+
+    def _live_delta(self) -> tuple[LiveDelta, LiveSent] | None:
+        """What changed in the live state since the read model was last sent it (everything,
+        when that is not known), and what it will hold once this arrives; None: nothing."""
+        state = self._live_view(whole=False)
+        sent = self._live_sent
+        dumped = state.model_dump(mode="json", exclude=set(LIVE_WHOLE))
+        digests = {name: _digest(value) for name, value in dumped.items()}
+        sections = {
+            name: value
+            for name, value in dumped.items()
+            if sent is None or sent.sections.get(name) != digests[name]
+        }
+        items: dict[str, bytes] = {}
+        changed: dict[str, list[Any]] = {"offers": [], "information_requests": []}
+        for name, values in (
+            ("offers", state.offers),
+            ("information_requests", state.information_requests),
+        ):
+            for item in values:
+                key = f"{name}:{item.id}"
+                items[key] = _digest(item.model_dump(mode="json"))
+                if sent is None or sent.items.get(key) != items[key]:
+                    changed[name].append(item)
+        notes_from = sent.notes if sent is not None else 0
+        notes = tuple(self._notes[notes_from:])
+        if sent is not None and not (sections or notes or any(changed.values())):
+            return None
+        version = self._live_version + 1
+        delta = LiveDelta(
+            version=version,
+            base=sent.version if sent is not None else None,
+            sections=sections,
+            notes_from=notes_from,
+            notes=notes,
+            offers=tuple(changed["offers"]),
+            information_requests=tuple(changed["information_requests"]),
+        )
+        return delta, LiveSent(version, digests, items, notes_from + len(notes))
+
+    async def _live_sent_with(
+        self, live: tuple[LiveDelta, LiveSent] | None, *, behind: bool
+    ) -> None:
+        """Note what the read model now holds; when it was behind, send it the whole state."""
+        if live is not None:
+            self._live_version = live[0].version
+            self._live_sent = None if behind else live[1]
+        if behind and workflow.patched(LIVE_READ_MODEL_PATCH):
+            await self._project_live()
+
+    async def _project_live(self) -> None:
+        """Under the record lock: the live state's change, by itself; twice at most (the second
+        time whole, should the read model be behind)."""
+        for _ in range(2):
+            live = self._live_delta()
+            if live is None:
+                return
+            self._live_version = live[0].version
+            try:
+                applied: LiveApplied = await workflow.execute_activity_method(
+                    RecordActivities.project_live,
+                    LiveProjection(number=self._d.number, at=workflow.now(), live=live[0]),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                )
+            except ActivityError as failure:
+                # Only the pages are behind, not the dispute: the next record sends it all.
+                workflow.logger.warning("%s: live state not sent: %s", self._d.number, failure)
+                self._live_sent = None
+                return
+            self._live_sent = live[1] if applied.applied else None
+            if applied.applied:
+                return
 
     @staticmethod
     def _refusal(step: int, action: str, failure: ActivityError) -> UnrecordedStep:

@@ -339,7 +339,7 @@ def _by_field(errors: list[tuple[str, str]]) -> dict[str, list[str]]:
 async def _dispute_file(ctx: WebContext, viewer: Viewer, number: str) -> DisputeFile:
     with ctx.services.sessions.read() as session:
         record = load_record(session, viewer, number)
-    return await load_live(ctx.temporal(), ctx.services.sessions, viewer, record)
+    return load_live(ctx.services.sessions, viewer, record)
 
 
 def _extendable(state: DisputeState | None) -> list[str]:

@@ -1,0 +1,127 @@
+"""The live read model: each dispute's state as its workflow last recorded it.
+
+The workflow sends, with each audit entry, what changed in its `get_state` since the last one
+it sent (`LiveDelta`); `project_live` applies it in the entry's transaction. Pages, the API and
+`accord show` read `live_state`, so they never wait on the engine and work with the worker
+stopped. What they show decides nothing: every action is checked again by the workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, delete, select
+
+from models.enums import Role
+from models.payloads import DisputeState, HistoryEntry, LiveDelta, Payload
+from models.tables import DisputeEvent, DisputeLive, DisputeLiveNote
+from workflows.transitions import allowed_actions
+
+KEYED = ("offers", "information_requests")
+"""Sections sent item by item, new or changed, by id."""
+
+
+def project_live(session: Session, number: str, at: datetime, live: LiveDelta) -> bool:
+    """Apply one live change; False when the read model is not at the version it builds on
+    (the workflow then sends its whole state). A change at or below the stored version is one
+    applied already: a no-op."""
+    row = session.get(DisputeLive, number)
+    if row is not None and row.version >= live.version:
+        return True
+    if live.base is None:
+        state: dict[str, Any] = {name: [] for name in KEYED}
+        if row is not None:
+            session.exec(
+                delete(DisputeLiveNote).where(col(DisputeLiveNote.dispute_number) == number)
+            )
+        notes = 0
+    else:
+        if row is None or row.version != live.base:
+            return False
+        state = dict(row.state)
+        notes = _note_count(session, number)
+        if notes != live.notes_from:
+            return False
+    state.update(live.sections)
+    for name, items in (
+        ("offers", live.offers),
+        ("information_requests", live.information_requests),
+    ):
+        state[name] = _upserted(state.get(name) or [], items)
+    for i, note in enumerate(live.notes):
+        session.add(
+            DisputeLiveNote(
+                dispute_number=number,
+                position=live.notes_from + i,
+                note=note.model_dump(mode="json"),
+            )
+        )
+    if row is None:
+        row = DisputeLive(dispute_number=number, version=live.version, state=state, updated_at=at)
+    else:
+        row.version, row.state, row.updated_at = live.version, state, at
+    session.add(row)
+    return True
+
+
+def _upserted(stored: list[dict[str, Any]], items: Sequence[Payload]) -> list[dict[str, Any]]:
+    by_id = {str(item["id"]): item for item in stored}
+    for item in items:
+        dumped = item.model_dump(mode="json")
+        by_id[str(dumped["id"])] = dumped
+    return list(by_id.values())
+
+
+def _note_count(session: Session, number: str) -> int:
+    last = session.exec(
+        select(DisputeLiveNote.position)
+        .where(DisputeLiveNote.dispute_number == number)
+        .order_by(col(DisputeLiveNote.position).desc())
+        .limit(1)
+    ).first()
+    return 0 if last is None else last + 1
+
+
+def live_state(session: Session, number: str, *, history: bool = False) -> DisputeState | None:
+    """The dispute's live state from the read model; None when its workflow has sent none yet.
+
+    The actions each role may take come from the transition table, as the workflow's own; the
+    history, when asked for, from the audit trail (the workflow's is the same entries)."""
+    row = session.get(DisputeLive, number)
+    if row is None:
+        return None
+    notes = session.exec(
+        select(DisputeLiveNote.note)
+        .where(DisputeLiveNote.dispute_number == number)
+        .order_by(col(DisputeLiveNote.position))
+    ).all()
+    state = DisputeState.model_validate(
+        {**row.state, "notes": list(notes), "history": [], "allowed_actions": {}}
+    )
+    return state.model_copy(
+        update={
+            "allowed_actions": {role.value: allowed_actions(state.stage, role) for role in Role},
+            "history": _history(session, number) if history else (),
+        }
+    )
+
+
+def _history(session: Session, number: str) -> tuple[HistoryEntry, ...]:
+    events = session.exec(
+        select(DisputeEvent)
+        .where(DisputeEvent.dispute_number == number)
+        .order_by(col(DisputeEvent.seq))
+    ).all()
+    return tuple(
+        HistoryEntry(
+            seq=e.seq,
+            at=e.at,
+            actor=e.actor_id,
+            role=e.actor_role,
+            action=e.action,
+            summary=str(e.content.get("summary") or ""),
+        )
+        for e in events
+    )
