@@ -367,13 +367,16 @@ def resolve_actor(session: Session, login: str) -> Actor:
 
 def names(session: Session) -> Names:
     """Every partner's and person's display name, for accord.wording (small: one query each)."""
-    partners = {p.id: p.name for p in session.exec(select(Partner)).all()}
-    people = {p.id: p.name for p in session.exec(select(Person)).all()}
+    # Columns, not rows: every email enqueued reads these, and building the ORM objects was a
+    # third of what enqueueing one cost.
+    partners = dict(session.exec(select(Partner.id, Partner.name)).all())
+    people = dict(session.exec(select(Person.id, Person.name)).all())
     # A partner's contact acts under their email (filing, accepting an offer, appealing): they
     # are named as people know them, with the partner they speak for.
-    for contact in session.exec(select(PartnerContact)).all():
-        company = partners.get(contact.partner_id, contact.partner_id)
-        people.setdefault(contact.email, f"{contact.name} ({company})")
+    contacts = select(PartnerContact.partner_id, PartnerContact.email, PartnerContact.name)
+    for partner_id, email, name in session.exec(contacts).all():
+        company = partners.get(partner_id, partner_id)
+        people.setdefault(email, f"{name} ({company})")
     return Names(partners=partners, people=people)
 
 

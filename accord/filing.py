@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from accord.db import SessionFactory
+from accord.db import SessionFactory, Turn
 from accord.playbook import PlaybookLibrary
 from models.enums import TERMINAL_STAGES, DisputeStage, ObjectKind, Role
 from models.payloads import (
@@ -151,7 +151,8 @@ class FilingService:
             return existing
 
         try:
-            with self.sessions.begin() as session:
+            # Someone waits on this answer: it goes before the disputes' and the mail's writes.
+            with self.sessions.begin(turn=Turn.URGENT) as session:
                 number = self._next_number(session, now.year)
                 session.add(
                     Dispute(
@@ -338,7 +339,7 @@ class FilingService:
 
     def _store_link(self, number: str, key: str, s: FilingSubmission, now: datetime) -> None:
         # IntegrityError: a concurrent identical submission recorded the receipt first.
-        with contextlib.suppress(IntegrityError), self.sessions.begin() as session:
+        with contextlib.suppress(IntegrityError), self.sessions.begin(turn=Turn.URGENT) as session:
             session.add(
                 FilingReceipt(
                     filing_key=key,

@@ -27,7 +27,7 @@ from temporalio.worker import Worker
 from accord.demo import DEMO
 from accord.directory import resolve_actor
 from accord.filing import FilingService
-from accord.runtime import build_filing, build_worker
+from accord.runtime import WORKFLOW_RUNNER, build_filing, build_worker
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from models.enums import DisputeStage, VoteOutcome
@@ -312,6 +312,8 @@ async def main(n: int, concurrency: int, args: argparse.Namespace | None = None)
             client,
             task_queue="bare-bench",
             workflows=[BareWorkflow],
+            # The engine configured as Accord's worker is: the comparison is of the work.
+            workflow_runner=WORKFLOW_RUNNER,
             activities=[bare_step],
             activity_executor=ThreadPoolExecutor(16),
             max_concurrent_activities=16,

@@ -8,6 +8,7 @@ contact, the claimant) is checked by the validators against the dispute itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from models.enums import Action, DisputeStage, Role
 
@@ -15,67 +16,69 @@ S = DisputeStage
 A = Action
 R = Role
 
-TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = {
-    # filed: evidence uploaded with the filing form arrives while the workflow starts
-    (S.FILED, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
-    (S.FILED, A.ADD_MESSAGE): frozenset({R.PARTNER}),
-    # triage: a mediator is offered the dispute
-    (S.TRIAGE, A.ACCEPT_ASSIGNMENT): frozenset({R.MEDIATOR}),
-    (S.TRIAGE, A.RECUSE): frozenset({R.MEDIATOR}),
-    (S.TRIAGE, A.ASSIGN_MEDIATOR): frozenset({R.ADMIN}),
-    (S.TRIAGE, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
-    (S.TRIAGE, A.WITHDRAW): frozenset({R.PARTNER}),
-    (S.TRIAGE, A.LINK_FILING): frozenset({R.SYSTEM}),
-    (S.TRIAGE, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
-    (S.TRIAGE, A.ADD_MESSAGE): frozenset({R.PARTNER}),
-    # mediation
-    (S.MEDIATION, A.RECUSE): frozenset({R.MEDIATOR}),
-    (S.MEDIATION, A.ADD_NOTE): frozenset({R.MEDIATOR}),
-    (S.MEDIATION, A.REQUEST_INFORMATION): frozenset({R.MEDIATOR}),
-    (S.MEDIATION, A.PROPOSE_SETTLEMENT): frozenset({R.MEDIATOR}),
-    (S.MEDIATION, A.RESPOND_TO_OFFER): frozenset({R.PARTNER}),
-    (S.MEDIATION, A.DECLARE_IMPASSE): frozenset({R.MEDIATOR}),
-    (S.MEDIATION, A.DISMISS): frozenset({R.MEDIATOR}),
-    (S.MEDIATION, A.WITHDRAW): frozenset({R.PARTNER}),
-    (S.MEDIATION, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
-    (S.MEDIATION, A.ASSIGN_MEDIATOR): frozenset({R.ADMIN}),
-    (S.MEDIATION, A.LINK_FILING): frozenset({R.SYSTEM}),
-    (S.MEDIATION, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
-    (S.MEDIATION, A.ADD_MESSAGE): frozenset({R.PARTNER, R.MEDIATOR}),
-    # a party owes information: the mediation clock is paused
-    (S.AWAITING_PARTY, A.ADD_NOTE): frozenset({R.MEDIATOR}),
-    (S.AWAITING_PARTY, A.ANSWER_INFORMATION): frozenset({R.PARTNER}),
-    (S.AWAITING_PARTY, A.RESPOND_TO_OFFER): frozenset({R.PARTNER}),
-    (S.AWAITING_PARTY, A.DECLARE_IMPASSE): frozenset({R.MEDIATOR}),
-    (S.AWAITING_PARTY, A.DISMISS): frozenset({R.MEDIATOR}),
-    (S.AWAITING_PARTY, A.WITHDRAW): frozenset({R.PARTNER}),
-    (S.AWAITING_PARTY, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
-    (S.AWAITING_PARTY, A.LINK_FILING): frozenset({R.SYSTEM}),
-    (S.AWAITING_PARTY, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
-    (S.AWAITING_PARTY, A.ADD_MESSAGE): frozenset({R.PARTNER, R.MEDIATOR}),
-    # remedies of a settlement are applied; one that keeps failing waits for an admin
-    (S.REMEDY, A.RETRY_REMEDY): frozenset({R.ADMIN}),
-    (S.REMEDY, A.WAIVE_REMEDY): frozenset({R.ADMIN}),
-    (S.REMEDY, A.LINK_FILING): frozenset({R.SYSTEM}),
-    (S.REMEDY, A.ADD_MESSAGE): frozenset({R.PARTNER}),
-    # formal review by a board panel: sealed votes, then the chair's ruling
-    (S.FORMAL_REVIEW, A.CAST_VOTE): frozenset({R.BOARD}),
-    (S.FORMAL_REVIEW, A.RECUSE): frozenset({R.BOARD}),
-    (S.FORMAL_REVIEW, A.UNSEAL_BALLOT): frozenset({R.BOARD}),
-    (S.FORMAL_REVIEW, A.ISSUE_RULING): frozenset({R.BOARD}),
-    (S.FORMAL_REVIEW, A.DISMISS): frozenset({R.BOARD}),
-    (S.FORMAL_REVIEW, A.REDRAW_PANEL): frozenset({R.ADMIN}),
-    (S.FORMAL_REVIEW, A.WITHDRAW): frozenset({R.PARTNER}),
-    (S.FORMAL_REVIEW, A.LINK_FILING): frozenset({R.SYSTEM}),
-    (S.FORMAL_REVIEW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
-    (S.FORMAL_REVIEW, A.ADD_MESSAGE): frozenset({R.PARTNER}),
-    # ruled: either party may appeal once within the window
-    (S.APPEAL_WINDOW, A.APPEAL): frozenset({R.PARTNER}),
-    (S.APPEAL_WINDOW, A.LINK_FILING): frozenset({R.SYSTEM}),
-    # new evidence for an appeal is added before the appeal cites it
-    (S.APPEAL_WINDOW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
-    (S.APPEAL_WINDOW, A.ADD_MESSAGE): frozenset({R.PARTNER}),
-}
+TRANSITIONS: Mapping[tuple[DisputeStage, Action], frozenset[Role]] = MappingProxyType(
+    {
+        # filed: evidence uploaded with the filing form arrives while the workflow starts
+        (S.FILED, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+        (S.FILED, A.ADD_MESSAGE): frozenset({R.PARTNER}),
+        # triage: a mediator is offered the dispute
+        (S.TRIAGE, A.ACCEPT_ASSIGNMENT): frozenset({R.MEDIATOR}),
+        (S.TRIAGE, A.RECUSE): frozenset({R.MEDIATOR}),
+        (S.TRIAGE, A.ASSIGN_MEDIATOR): frozenset({R.ADMIN}),
+        (S.TRIAGE, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
+        (S.TRIAGE, A.WITHDRAW): frozenset({R.PARTNER}),
+        (S.TRIAGE, A.LINK_FILING): frozenset({R.SYSTEM}),
+        (S.TRIAGE, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+        (S.TRIAGE, A.ADD_MESSAGE): frozenset({R.PARTNER}),
+        # mediation
+        (S.MEDIATION, A.RECUSE): frozenset({R.MEDIATOR}),
+        (S.MEDIATION, A.ADD_NOTE): frozenset({R.MEDIATOR}),
+        (S.MEDIATION, A.REQUEST_INFORMATION): frozenset({R.MEDIATOR}),
+        (S.MEDIATION, A.PROPOSE_SETTLEMENT): frozenset({R.MEDIATOR}),
+        (S.MEDIATION, A.RESPOND_TO_OFFER): frozenset({R.PARTNER}),
+        (S.MEDIATION, A.DECLARE_IMPASSE): frozenset({R.MEDIATOR}),
+        (S.MEDIATION, A.DISMISS): frozenset({R.MEDIATOR}),
+        (S.MEDIATION, A.WITHDRAW): frozenset({R.PARTNER}),
+        (S.MEDIATION, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
+        (S.MEDIATION, A.ASSIGN_MEDIATOR): frozenset({R.ADMIN}),
+        (S.MEDIATION, A.LINK_FILING): frozenset({R.SYSTEM}),
+        (S.MEDIATION, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
+        (S.MEDIATION, A.ADD_MESSAGE): frozenset({R.PARTNER, R.MEDIATOR}),
+        # a party owes information: the mediation clock is paused
+        (S.AWAITING_PARTY, A.ADD_NOTE): frozenset({R.MEDIATOR}),
+        (S.AWAITING_PARTY, A.ANSWER_INFORMATION): frozenset({R.PARTNER}),
+        (S.AWAITING_PARTY, A.RESPOND_TO_OFFER): frozenset({R.PARTNER}),
+        (S.AWAITING_PARTY, A.DECLARE_IMPASSE): frozenset({R.MEDIATOR}),
+        (S.AWAITING_PARTY, A.DISMISS): frozenset({R.MEDIATOR}),
+        (S.AWAITING_PARTY, A.WITHDRAW): frozenset({R.PARTNER}),
+        (S.AWAITING_PARTY, A.EXTEND_DEADLINE): frozenset({R.ADMIN}),
+        (S.AWAITING_PARTY, A.LINK_FILING): frozenset({R.SYSTEM}),
+        (S.AWAITING_PARTY, A.ADD_EVIDENCE): frozenset({R.PARTNER, R.MEDIATOR}),
+        (S.AWAITING_PARTY, A.ADD_MESSAGE): frozenset({R.PARTNER, R.MEDIATOR}),
+        # remedies of a settlement are applied; one that keeps failing waits for an admin
+        (S.REMEDY, A.RETRY_REMEDY): frozenset({R.ADMIN}),
+        (S.REMEDY, A.WAIVE_REMEDY): frozenset({R.ADMIN}),
+        (S.REMEDY, A.LINK_FILING): frozenset({R.SYSTEM}),
+        (S.REMEDY, A.ADD_MESSAGE): frozenset({R.PARTNER}),
+        # formal review by a board panel: sealed votes, then the chair's ruling
+        (S.FORMAL_REVIEW, A.CAST_VOTE): frozenset({R.BOARD}),
+        (S.FORMAL_REVIEW, A.RECUSE): frozenset({R.BOARD}),
+        (S.FORMAL_REVIEW, A.UNSEAL_BALLOT): frozenset({R.BOARD}),
+        (S.FORMAL_REVIEW, A.ISSUE_RULING): frozenset({R.BOARD}),
+        (S.FORMAL_REVIEW, A.DISMISS): frozenset({R.BOARD}),
+        (S.FORMAL_REVIEW, A.REDRAW_PANEL): frozenset({R.ADMIN}),
+        (S.FORMAL_REVIEW, A.WITHDRAW): frozenset({R.PARTNER}),
+        (S.FORMAL_REVIEW, A.LINK_FILING): frozenset({R.SYSTEM}),
+        (S.FORMAL_REVIEW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+        (S.FORMAL_REVIEW, A.ADD_MESSAGE): frozenset({R.PARTNER}),
+        # ruled: either party may appeal once within the window
+        (S.APPEAL_WINDOW, A.APPEAL): frozenset({R.PARTNER}),
+        (S.APPEAL_WINDOW, A.LINK_FILING): frozenset({R.SYSTEM}),
+        # new evidence for an appeal is added before the appeal cites it
+        (S.APPEAL_WINDOW, A.ADD_EVIDENCE): frozenset({R.PARTNER}),
+        (S.APPEAL_WINDOW, A.ADD_MESSAGE): frozenset({R.PARTNER}),
+    }
+)
 
 
 def allowed_roles(stage: DisputeStage, action: Action) -> frozenset[Role]:

@@ -1,0 +1,104 @@
+"""The session factory's turns at SQLite's one writer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from accord.db import SessionFactory, Turn, make_engine
+
+
+def _queued(sessions: SessionFactory, count: int) -> None:
+    """Wait until `count` writers are queued for the writer's turn."""
+    deadline = time.monotonic() + 10
+    while sessions.writers_waiting() < count:
+        assert time.monotonic() < deadline, "the writers never queued"
+        time.sleep(0.005)
+
+
+def test_writers_take_sqlite_turns_by_urgency_then_in_arrival_order(tmp_path: Path) -> None:
+    sessions = SessionFactory(make_engine(f"sqlite:///{tmp_path / 'turns.db'}"))
+    with sessions.begin() as session:
+        session.execute(text("CREATE TABLE log (who TEXT)"))
+    order: list[str] = []
+
+    def write(who: str, turn: Turn) -> None:
+        with sessions.begin(turn=turn) as session:
+            session.execute(text("INSERT INTO log VALUES (:who)"), {"who": who})
+            order.append(who)
+
+    arrivals = [
+        ("mail 1", Turn.BACKGROUND),
+        ("entry 1", Turn.NORMAL),
+        ("mail 2", Turn.BACKGROUND),
+        ("filing", Turn.URGENT),
+        ("entry 2", Turn.NORMAL),
+    ]
+    threads: list[threading.Thread] = []
+    with sessions.begin():  # holds the writer's turn while the others queue, one at a time
+        for i, (who, turn) in enumerate(arrivals):
+            thread = threading.Thread(target=write, args=(who, turn))
+            thread.start()
+            threads.append(thread)
+            _queued(sessions, i + 1)
+    for thread in threads:
+        thread.join(10)
+    assert order == ["filing", "entry 1", "entry 2", "mail 1", "mail 2"]
+    with sessions.read() as session:
+        assert session.execute(text("SELECT count(*) FROM log")).scalar_one() == 5
+    assert sessions.writers_waiting() == 0
+
+
+def test_a_background_writer_waits_no_longer_than_its_patience(tmp_path: Path) -> None:
+    """Mail is written after the audit trail's entries, but not forever: once a background
+    writer has waited its patience, it goes before writers that arrived after it."""
+    sessions = SessionFactory(
+        make_engine(f"sqlite:///{tmp_path / 'patience.db'}"), background_patience=0.05
+    )
+    order: list[str] = []
+
+    def write(who: str, turn: Turn) -> None:
+        with sessions.begin(turn=turn):
+            order.append(who)
+
+    threads = []
+    with sessions.begin():
+        mail = threading.Thread(target=write, args=("mail", Turn.BACKGROUND))
+        mail.start()
+        threads.append(mail)
+        _queued(sessions, 1)
+        time.sleep(0.1)
+        entry = threading.Thread(target=write, args=("entry", Turn.NORMAL))
+        entry.start()
+        threads.append(entry)
+        _queued(sessions, 2)
+    for thread in threads:
+        thread.join(10)
+    assert order == ["mail", "entry"]
+
+
+def test_a_failed_transaction_gives_the_turn_to_the_next_writer(tmp_path: Path) -> None:
+    sessions = SessionFactory(make_engine(f"sqlite:///{tmp_path / 'fail.db'}"))
+    with pytest.raises(OperationalError), sessions.begin() as session:
+        session.execute(text("SELECT * FROM no_such_table"))
+    done = threading.Event()
+
+    def write() -> None:
+        with sessions.begin():
+            done.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    assert done.wait(5), "the writer's turn was not given back after a failure"
+    thread.join(5)
+
+
+def test_postgresql_writers_take_no_turns() -> None:
+    sessions = SessionFactory(make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    with sessions.begin(turn=Turn.URGENT), sessions.begin(turn=Turn.BACKGROUND):
+        assert sessions.writers_waiting() == 0
