@@ -8,18 +8,19 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlmodel import select
 
 from accord.access import Viewer
 from accord.anonymity import amount_value, load_population, scrub_amounts
 from accord.db import SessionFactory, make_engine
+from accord.migrate import upgrade
 from accord.precedents import anonymised
 from accord.search import Filters, dispute_snippets, parse_query, search_precedents
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Dispute, Precedent
-from tests.conftest import seed
+from tests.conftest import fresh_postgres_database, seed
 from tests.precedent_rows import add_precedent
 from web.service import DisputeFilters, list_disputes
 
@@ -550,3 +551,24 @@ def test_sqlite_reads_search_candidates_from_the_narrow_index(
     assert len(plans) == 4
     for statement, plan in plans.items():
         assert "COVERING INDEX ix_precedent_search_rows" in plan, (statement, plan)
+
+
+@pytest.mark.postgres
+def test_postgres_keeps_precedent_text_vectors_in_the_row() -> None:
+    """Each candidate is tested and ranked by its vector: stored MAIN (0030), it is read with
+    the row rather than fetched twice from TOAST."""
+    url, drop = fresh_postgres_database()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        storage = dict(
+            conn.execute(
+                text(
+                    "SELECT attname, attstorage FROM pg_attribute WHERE attrelid ="
+                    " 'precedent'::regclass AND attname IN ('search_tsv', 'public_tsv')"
+                )
+            ).all()
+        )
+    engine.dispose()
+    drop()
+    assert storage == {"search_tsv": "m", "public_tsv": "m"}
