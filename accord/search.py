@@ -195,9 +195,7 @@ def search_precedents(
     unranked: str | None = None
     # Each candidate row carries what its facets are counted from, so one read serves both.
     carried = "p.facet_values"
-    # SQLite: the candidates' facet lines and filtered columns are read from a narrow index of
-    # them (0030), not from the whole rows (two to a page, with their texts).
-    rows_of = "precedent p INDEXED BY ix_precedent_search_rows" if sqlite else "precedent p"
+    rows_of = _search_rows(session, "p")
     if query.empty:
         candidates = (
             f"SELECT p.id AS id, 0 AS rank, {carried} FROM {rows_of} WHERE 1 = 1{where}"
@@ -322,16 +320,35 @@ def _newest_only(
 ) -> tuple[str, bool]:
     """Narrow the search to the WINDOW newest precedents (by `key`, the id as the query walks
     it); unchanged, and False, when there are no more precedents than that."""
-    # SQLite walks the narrow index of search rows (0030), not the whole rows, to count back.
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    rows_of = "precedent INDEXED BY ix_precedent_search_rows" if sqlite else "precedent"
     floor = session.execute(
-        text(f"SELECT id FROM {rows_of} ORDER BY id DESC LIMIT 1 OFFSET {WINDOW}")
+        text(f"SELECT id FROM {_search_rows(session)} ORDER BY id DESC LIMIT 1 OFFSET {WINDOW}")
     ).scalar()
     if floor is None:
         return where, False
     params["floor"] = int(floor) + 1
     return f"{where} AND {key} >= :floor", True
+
+
+_indexed_rows: set[str] = set()
+
+
+def _search_rows(session: Session, alias: str = "") -> str:
+    """Where a search reads its candidates' facet lines and filtered columns: on SQLite, the
+    narrow index of them (0030) rather than whole rows (two to a page, with their texts); the
+    table itself before that migration."""
+    table = f"precedent {alias}".rstrip()
+    if session.get_bind().dialect.name != "sqlite":
+        return table
+    database = str(session.get_bind().engine.url)
+    if database not in _indexed_rows:
+        found = session.execute(
+            text("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = :name"),
+            {"name": "ix_precedent_search_rows"},
+        ).first()
+        if found is None:
+            return table
+        _indexed_rows.add(database)
+    return f"{table} INDEXED BY ix_precedent_search_rows"
 
 
 GIN_ROWS = 1_500
