@@ -629,10 +629,15 @@ def _snippets(
         return {}
     column = "public_text" if public else "search_text"
     if sqlite:
+        # A page listed newest first is a run of neighbouring rowids: the index is asked for
+        # that run once rather than once per rowid (an IN list is a lookup each: about 1 ms for
+        # 20 at a million precedents, the run 0.06 ms). A scattered (ranked) page asks by rowid.
+        lo, hi = min(ids), max(ids)
+        rowids = "rowid IN :ids" if hi - lo >= SNIPPET_RUN else f"rowid >= {lo} AND rowid <= {hi}"
         sql = (
             f"SELECT rowid AS id, snippet(precedent_fts, {1 if public else 0}, '{START}',"
             f" '{STOP}', '…', 16) AS snippet FROM precedent_fts"
-            " WHERE precedent_fts MATCH :q AND rowid IN :ids"
+            f" WHERE precedent_fts MATCH :q AND {rowids}"
         )
     else:
         sql = (
@@ -641,10 +646,16 @@ def _snippets(
             " FragmentDelimiter=…') AS snippet"
             " FROM precedent p, websearch_to_tsquery('english', :q) q WHERE p.id IN :ids"
         )
-    rows = session.execute(
-        text(sql).bindparams(bindparam("ids", expanding=True)), {"q": q, "ids": ids}
-    ).all()
-    return {int(r.id): str(r.snippet or "") for r in rows}
+    statement = text(sql)
+    if ":ids" in sql:
+        statement = statement.bindparams(bindparam("ids", expanding=True))
+    rows = session.execute(statement, {"q": q, "ids": ids}).all()
+    wanted = set(ids)
+    return {int(r.id): str(r.snippet or "") for r in rows if int(r.id) in wanted}
+
+
+SNIPPET_RUN = 200
+"""SQLite: a page whose rowids span fewer than this asks the index for the whole run."""
 
 
 def _hit(row: Any, rank: float, snippet: str) -> Hit:

@@ -572,3 +572,20 @@ def test_postgres_keeps_precedent_text_vectors_in_the_row() -> None:
     engine.dispose()
     drop()
     assert storage == {"search_tsv": "m", "public_tsv": "m"}
+
+
+def test_snippets_are_the_same_asked_by_rowid_or_by_run(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite asks the index for a page's run of rowids, or for each rowid of a scattered page:
+    the same snippets, and only the page's."""
+
+    def snippets() -> list[tuple[str, str]]:
+        with sessions.read() as session:
+            result = search_precedents(session, "registration", public=False, limit=1, offset=1)
+        return [(h.dispute_number, h.snippet_html) for h in result.hits]
+
+    by_run = snippets()
+    monkeypatch.setattr("accord.search.SNIPPET_RUN", 0)
+    assert snippets() == by_run
+    assert len(by_run) == 1 and "<mark>registration</mark>" in by_run[0][1].lower()
