@@ -248,7 +248,9 @@ def search_precedents(
     exact = len(rows) <= CANDIDATES
     rows = rows[:CANDIDATES]
     # Best rank first, newest first among equals: only the page is needed, not a full sort.
-    best = heapq.nsmallest(offset + limit, ((float(r.rank), -int(r.id)) for r in rows))
+    # Rows are unpacked, not read by attribute (a thousand of those cost 1.7 ms).
+    keyed = [(float(rank), -int(pid)) for pid, rank, _ in rows]
+    best = heapq.nsmallest(offset + limit, keyed)
     ranked = [(-negative_id, rank) for rank, negative_id in best[offset:]]
     hit_ids = [pid for pid, _ in ranked]
     details = _details(session, hit_ids, column, public)
@@ -413,10 +415,11 @@ def _public_lines(facet_values: str) -> dict[str, str]:
 
 
 def _facets(rows: Sequence[Any], public: bool = False) -> dict[str, dict[str, int]]:
-    """Counted from the candidates' facet lines ("remedy=mdf_credit"), every facet at once."""
+    """Counted from the candidates' facet lines ("remedy=mdf_credit"), every facet at once; `rows`
+    are the candidates as (id, rank, facet lines)."""
     # One string split once: the lines of a thousand candidates are counted in C, not one
     # generator step per line.
-    counted = Counter("\n".join(row.facet_values or "" for row in rows).splitlines())
+    counted = Counter("\n".join(lines or "" for _, _, lines in rows).splitlines())
     facets: dict[str, dict[str, int]] = {facet: {} for facet in (*FACETS, *MULTI_FACETS)}
     shown = {v: k for k, v in PUBLIC_FACETS.items()} if public else {}
     for line, count in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])):
