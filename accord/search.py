@@ -233,10 +233,21 @@ def search_precedents(
         # A GIN index finds the matches of a distinctive query quickly but gives them in no
         # useful order: every match is read to pick the newest. For a common query (the
         # planner's estimate) that is most of the table, so only the newest rows are searched.
+        rows_of = "precedent p"
         if _estimated_matches(session, tsv, params) > GIN_ROWS:
             where, window_only = _newest_only(session, where, params, "p.id")
+            # The window is walked by id, newest first, testing each row. Left to itself the
+            # planner may first collect the words' matches in the whole table from the GIN index
+            # (a phrase's estimate is low): 24 ms for '"signed contract" discount' at a million
+            # precedents, 5 ms walked. OFFSET 0 keeps the text condition out of the window's scan.
+            if window_only:
+                rows_of = (
+                    f"(SELECT p.id, p.{tsv}, p.facet_values FROM precedent p WHERE 1 = 1{where}"
+                    " ORDER BY p.id DESC OFFSET 0) p"
+                )
+                where = ""
         newest = (
-            f"SELECT p.id AS id, p.{tsv} AS tsv, {carried} FROM precedent p,"
+            f"SELECT p.id AS id, p.{tsv} AS tsv, {carried} FROM {rows_of},"
             f" websearch_to_tsquery('english', :q) q"
             f" WHERE p.{tsv} @@ q{where} ORDER BY p.id DESC LIMIT {over}"
         )
