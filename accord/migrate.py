@@ -17,10 +17,10 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-# Search objects made by hand in migrations 0006, 0007, 0012 and 0028 (FTS5 tables, their
-# shadow tables and dispute_fts_key on SQLite; generated tsvector columns, their GIN indexes,
-# dispute_search and a pattern index on PostgreSQL): not in the models, so autogenerate must
-# not propose to drop them.
+# Search objects made by hand in migrations 0006, 0007, 0012, 0028 and 0030 (FTS5 tables, their
+# shadow tables, dispute_fts_key and the index of precedents' search rows on SQLite; generated
+# tsvector columns, their GIN indexes, dispute_search and a pattern index on PostgreSQL): not in
+# the models, so autogenerate must not propose to drop them.
 HAND_MADE = (
     "precedent_fts",
     "search_tsv",
@@ -31,6 +31,7 @@ HAND_MADE = (
     "ix_dispute_number_prefix",
     "ix_dispute_search_tsv",
     "dispute_search",
+    "ix_precedent_search_rows",
 )
 
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from sqlalchemy import event, text
 from sqlmodel import select
 
 from accord.access import Viewer
 from accord.anonymity import amount_value, load_population, scrub_amounts
 from accord.db import SessionFactory, make_engine
+from accord.migrate import upgrade
 from accord.precedents import anonymised
 from accord.search import Filters, dispute_snippets, parse_query, search_precedents
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Dispute, Precedent
-from tests.conftest import seed
+from tests.conftest import fresh_postgres_database, seed
 from tests.precedent_rows import add_precedent
 from web.service import DisputeFilters, list_disputes
 
@@ -474,3 +477,115 @@ def test_thousands_of_disputes_filed_in_one_instant_are_all_indexed(
     assert total == 1_102
     assert rows[0].number == "DSP-2026-009999"
     assert last[-1].number == "DSP-2026-009998"
+
+
+def test_equal_matches_page_newest_first_and_pages_follow_on(sessions: SessionFactory) -> None:
+    """Only a page of the ranked candidates is kept: among equal ranks the newest comes first,
+    and the next page starts where the last ended."""
+    with sessions.begin() as session:
+        for i in range(5):
+            add_precedent(
+                session,
+                f"DSP-2025-00010{i}",
+                category=DisputeCategory.OTHER,
+                outcome="settled",
+                facts="A quarrel over a kiosk.",
+                rationale="Kiosks are shared.",
+                decided_at=datetime.now(UTC) - timedelta(days=30),
+            )
+    pages = []
+    with sessions.read() as session:
+        for offset in (0, 2, 4):
+            result = search_precedents(session, "kiosk", public=False, limit=2, offset=offset)
+            assert result.total == 5
+            pages.append([h.dispute_number for h in result.hits])
+    assert pages == [
+        ["DSP-2025-000104", "DSP-2025-000103"],
+        ["DSP-2025-000102", "DSP-2025-000101"],
+        ["DSP-2025-000100"],
+    ]
+
+
+def test_sqlite_reads_search_candidates_from_the_narrow_index(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The candidates' facet lines and filters, and the newest-window floor, come from the
+    index of search rows (0030), not from whole precedent rows: its plan says so."""
+    factory = SessionFactory(make_engine(sqlite_url))
+    seed(factory)
+    with factory.begin() as session:
+        add_precedent(
+            session,
+            "DSP-2025-000001",
+            category=DisputeCategory.PRICING,
+            outcome="settled",
+            facts="Pricing below the published price list.",
+            rationale="The price list holds.",
+        )
+    statements: list[tuple[str, Any]] = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("SELECT") and " precedent p" in statement:
+            statements.append((statement, parameters))
+
+    monkeypatch.setattr("accord.search.WINDOW", 0)
+    monkeypatch.setattr("accord.search.RANKABLE", 0)
+    event.listen(factory.engine, "before_cursor_execute", remember)
+    with factory.read() as session:
+        for query, filters in (
+            ("pricing", Filters()),
+            ('"price list"', Filters(outcome="settled", remedy="mdf_credit")),
+            ("", Filters(category="pricing", sla="met")),
+        ):
+            search_precedents(session, query, public=True, filters=filters)
+        floor = ("SELECT id FROM precedent ORDER BY id DESC LIMIT 1 OFFSET 0", ())
+        connection = session.connection()
+        plans = {
+            statement: " ".join(
+                str(row[-1])
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", values)
+            )
+            for statement, values in [*statements, floor]
+        }
+    event.remove(factory.engine, "before_cursor_execute", remember)
+    assert len(plans) == 4
+    for statement, plan in plans.items():
+        assert "COVERING INDEX ix_precedent_search_rows" in plan, (statement, plan)
+
+
+@pytest.mark.postgres
+def test_postgres_keeps_precedent_text_vectors_in_the_row() -> None:
+    """Each candidate is tested and ranked by its vector: stored MAIN (0030), it is read with
+    the row rather than fetched twice from TOAST."""
+    url, drop = fresh_postgres_database()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        storage = dict(
+            conn.execute(
+                text(
+                    "SELECT attname, attstorage FROM pg_attribute WHERE attrelid ="
+                    " 'precedent'::regclass AND attname IN ('search_tsv', 'public_tsv')"
+                )
+            ).all()
+        )
+    engine.dispose()
+    drop()
+    assert storage == {"search_tsv": "m", "public_tsv": "m"}
+
+
+def test_snippets_are_the_same_asked_by_rowid_or_by_run(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite asks the index for a page's run of rowids, or for each rowid of a scattered page:
+    the same snippets, and only the page's."""
+
+    def snippets() -> list[tuple[str, str]]:
+        with sessions.read() as session:
+            result = search_precedents(session, "registration", public=False, limit=1, offset=1)
+        return [(h.dispute_number, h.snippet_html) for h in result.hits]
+
+    by_run = snippets()
+    monkeypatch.setattr("accord.search.SNIPPET_RUN", 0)
+    assert snippets() == by_run
+    assert len(by_run) == 1 and "<mark>registration</mark>" in by_run[0][1].lower()
