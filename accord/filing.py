@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import exists, insert, update
+from sqlalchemy import exists
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -299,15 +301,19 @@ class FilingService:
 
     @staticmethod
     def _next_number(session: Session, year: int) -> str:
+        # One statement creates the year's counter or bumps it: two filings that both found no
+        # counter for the year would otherwise both insert it (PostgreSQL: a duplicate key for
+        # the one that commits second), where the second must take the next number.
+        upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         bumped = session.execute(
-            update(DisputeCounter)
-            .where(col(DisputeCounter.year) == year)
-            .values(last=DisputeCounter.last + 1)
+            upsert(DisputeCounter)
+            .values(year=year, last=1)
+            .on_conflict_do_update(
+                index_elements=[col(DisputeCounter.year)],
+                set_={"last": DisputeCounter.last + 1},
+            )
             .returning(col(DisputeCounter.last))
-        ).scalar()
-        if bumped is None:
-            session.execute(insert(DisputeCounter).values(year=year, last=1))
-            bumped = 1
+        ).scalar_one()
         return f"DSP-{year}-{bumped:06d}"
 
     async def _start(self, dispute: DisputeInput) -> None:

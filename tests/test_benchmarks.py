@@ -58,7 +58,7 @@ def test_the_web_benchmark_runs_to_the_end_with_the_action_round_trip(database_u
     out = run_bench(
         "web",
         *("--disputes", "300", "--requests", "5", "--filings", "6", "--single-filings", "3"),
-        *("--open-disputes", "10", "--actions", "12", "--people", "4"),
+        *("--open-disputes", "10", "--actions", "12", "--people", "4", "--busy-notes", "6"),
         "--database-url",
         database_url,
     )
@@ -68,10 +68,13 @@ def test_the_web_benchmark_runs_to_the_end_with_the_action_round_trip(database_u
         "filing (API, one at a time) p50",
         "filing (API, 20 concurrent) p95",
         "search p95",
+        "search (list's text field) p95",
+        "busy dispute page p95",
+        "busy dispute page, worker stopped p95",
         "add note: process CPU per action",
     ):
         assert figure in out, out
-    assert len(goals_in(out)) == 6
+    assert len(goals_in(out)) == 12
 
 
 @pytest.mark.timeout(300)

@@ -152,3 +152,35 @@ async def test_a_filing_waiting_on_the_database_leaves_the_event_loop_running(
     assert loop_ran_while_held
     assert not result.duplicate
     await stack.wait_for(result.number, lambda s: s.candidate_mediator_id is not None)
+
+
+def test_the_years_first_two_numbers_drawn_at_once_are_two_numbers(database_url: str) -> None:
+    """The first filings of a year race to create its counter: the second waits on the first
+    (PostgreSQL on its uncommitted row, SQLite for the one writer) and, once the first commits,
+    must take the next number. On PostgreSQL it met a duplicate key on dispute_counter and the
+    filing failed (CI's chaos run, once filings stopped taking turns on the event loop)."""
+    import threading
+
+    from accord.db import SessionFactory, make_engine
+    from accord.filing import FilingService
+
+    sessions = SessionFactory(make_engine(database_url))
+    drawn: list[str] = []
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with sessions.begin() as session:
+                drawn.append(FilingService._next_number(session, 2031))
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    racing = threading.Thread(target=second)
+    with sessions.begin() as session:
+        first = FilingService._next_number(session, 2031)
+        racing.start()
+        racing.join(1)
+        assert racing.is_alive(), "the second draw did not wait for the first"
+    racing.join(30)
+    assert not failed, failed
+    assert (first, drawn) == ("DSP-2031-000001", ["DSP-2031-000002"])

@@ -5,6 +5,7 @@ write is seen waiting for it, then committing the other decision under that lock
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime
@@ -38,14 +39,18 @@ def held(stack: Stack, key: str) -> int:
         return row.id
 
 
-def other_decision_under_lock(url: str, row_id: int, sql: str, done: threading.Event) -> None:
+def other_decision_under_lock(
+    url: str, row_id: int, sql: str, locked: threading.Event, done: threading.Event
+) -> None:
     """Lock the row, wait until another transaction waits on it, then apply `sql` and commit."""
     with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as watcher:
         holder.execute("SELECT id FROM inbound_message WHERE id = %s FOR UPDATE", (row_id,))
+        locked.set()
         for _ in range(600):
+            # This database's waits only: tests on other databases run beside this one.
             waiting = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query ILIKE '%%inbound_message%%'"
+                " AND datname = current_database() AND query ILIKE '%%inbound_message%%'"
             ).fetchone()
             if waiting and waiting[0] > 0:
                 break
@@ -83,13 +88,16 @@ async def test_a_second_decision_on_a_held_message_sees_the_first(
         pytest.skip("SQLite runs one writer at a time: two decisions cannot interleave")
     row_id = held(stack, f"mid:<{decision}@probe>")
     url = stack.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-    done = threading.Event()
+    locked, done = threading.Event(), threading.Event()
     locker = threading.Thread(
-        target=other_decision_under_lock, args=(url, row_id, other, done), daemon=True
+        target=other_decision_under_lock, args=(url, row_id, other, locked, done), daemon=True
     )
     browser = await signed_in(make_app(stack), ADMIN)
     try:
         locker.start()
+        # The decision is asked for only once the row is held: else it could be written before
+        # the lock is taken, and nothing would wait on it.
+        assert await asyncio.to_thread(locked.wait, 30)
         answer = await browser.post(f"/admin/intake/{row_id}/{decision}", {})
     finally:
         await browser.close()
