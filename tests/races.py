@@ -11,8 +11,8 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import (
@@ -32,6 +32,8 @@ from workflows.dispute import DisputeWorkflow
 
 if TYPE_CHECKING:
     from tests.conftest import Stack
+
+_T = TypeVar("_T")
 
 GATED: dict[str, type] = {
     "assign_mediator": AssignmentActivities,
@@ -147,3 +149,26 @@ async def replay_all(stack: Stack) -> list[str]:
         if result.replay_failure is not None:
             failures.append(f"{number}: {result.replay_failure!r}")
     return failures
+
+
+async def runs_while_the_writer_is_held(sessions: Any, work: Awaitable[_T]) -> tuple[bool, _T]:
+    """Start `work` while another thread's write transaction holds SQLite's writer (PostgreSQL:
+    a transaction open), and tell whether the event loop came back meanwhile: work that waits
+    for the writer on the loop's own thread keeps it until the holder lets go (bounded at 5 s,
+    since a blocked loop cannot tell it to)."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_writer() -> None:
+        with sessions.begin():
+            holding.set()
+            release.wait(timeout=5)
+
+    holder = threading.Thread(target=hold_the_writer)
+    holder.start()
+    holding.wait()
+    task = asyncio.ensure_future(work)
+    await asyncio.sleep(0.2)  # the loop comes back here only if `work` let it go
+    loop_ran_while_held = holder.is_alive()
+    release.set()
+    holder.join()
+    return loop_ran_while_held, await task

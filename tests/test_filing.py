@@ -130,25 +130,9 @@ async def test_a_filing_waiting_on_the_database_leaves_the_event_loop_running(
 ) -> None:
     """The worker shares the web process's event loop: a filing waiting for SQLite's writer
     (another thread's transaction holds it) must let workflow tasks and requests run meanwhile."""
-    import asyncio
-    import threading
+    from tests.races import runs_while_the_writer_is_held
 
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_writer() -> None:
-        with stack.sessions.begin():
-            holding.set()
-            release.wait(timeout=5)  # bounded: a blocked loop cannot set `release`
-
-    holder = threading.Thread(target=hold_the_writer)
-    holder.start()
-    holding.wait()
-    filing = asyncio.create_task(stack.file())
-    await asyncio.sleep(0.2)  # the loop comes back here only if the filing let it go
-    loop_ran_while_held = holder.is_alive()
-    release.set()
-    holder.join()
-    result = await filing
+    loop_ran_while_held, result = await runs_while_the_writer_is_held(stack.sessions, stack.file())
     assert loop_ran_while_held
     assert not result.duplicate
     await stack.wait_for(result.number, lambda s: s.candidate_mediator_id is not None)

@@ -24,6 +24,7 @@ from accord.runtime import PROGRAMMING_ERRORS, activity_methods
 from models.enums import DisputeStage
 from models.payloads import EventRecord, Recorded
 from tests.conftest import CONVERTER, MailCapture, Stack, cli_env, make_settings, seed
+from tests.races import runs_while_the_writer_is_held
 from tests.test_dispute_paths import in_mediation, split_offer
 from tests.web_harness import api, make_app, messages, signed_in, token_for
 from workflows.dispute import DisputeWorkflow
@@ -702,25 +703,14 @@ async def test_an_action_waiting_on_the_database_leaves_the_event_loop_running(
     actor = stack.actor(mediator)
     op = OPERATIONS[Action.ADD_NOTE]
     payload = build_payload(op, actor, {"text": NOTE})
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_writer() -> None:
-        with stack.sessions.begin():
-            holding.set()
-            release.wait(timeout=5)  # bounded: a blocked loop cannot set `release`
-
-    holder = threading.Thread(target=hold_the_writer)
-    holder.start()
-    holding.wait()
-    action = asyncio.create_task(
-        perform_once(
-            stack.client, stack.sessions, number, op, payload, key="k-1", wait_seconds=None
-        )
+    loop_ran_while_held, _ = await runs_while_the_writer_is_held(
+        stack.sessions,
+        within(
+            perform_once(
+                stack.client, stack.sessions, number, op, payload, key="k-1", wait_seconds=None
+            ),
+            "the note",
+        ),
     )
-    await asyncio.sleep(0.2)  # the loop comes back here only if the action let it go
-    loop_ran_while_held = holder.is_alive()
-    release.set()
-    holder.join()
-    await within(action, "the note")
     assert loop_ran_while_held
     assert notes_recorded(stack, number) == 1
