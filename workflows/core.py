@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -264,7 +264,16 @@ def notice(template: str, recipients: tuple[str, ...], **extra: Any) -> Notice:
     return Notice(template, tuple(recipients), extra)
 
 
+class LiveView(Protocol):
+    def __call__(self, *, whole: bool) -> DisputeState: ...
+
+
 class DisputeCore:
+    _live_view: LiveView
+    """The state `get_state` answers, without notes and history unless `whole`. It takes in the
+    review and the remedies, which the layers above this one hold, so the workflow class that has
+    them all gives it (`DisputeActions._live_view`); the live read model here sends its changes."""
+
     def __init__(self) -> None:
         self._d: DisputeInput
         self._stage = DisputeStage.FILED
@@ -922,10 +931,6 @@ class DisputeCore:
         return step
 
     # --- the live read model -----------------------------------------------------------------
-
-    def _live_view(self, *, whole: bool) -> DisputeState:
-        """The state `get_state` answers; without notes and history unless `whole`."""
-        raise NotImplementedError
 
     def _live_delta(self) -> tuple[LiveDelta, LiveSent] | None:
         """What changed in the live state since the read model was last sent it (everything,
