@@ -50,6 +50,19 @@ async def in_mediation(stack: Stack, number: str) -> str:
     return mediator
 
 
+async def contoso_asked(stack: Stack, questions: str) -> tuple[str, str]:
+    """A dispute filed and in mediation whose mediator asked Contoso for information (recorded):
+    its number and the mediator."""
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.request_information,
+        RequestInformation(actor=stack.actor(mediator), party_id="contoso", questions=questions),
+    )
+    await stack.wait_for_event(number, "information_requested")
+    return number, mediator
+
+
 async def settled(stack: Stack, **filing: Any) -> str:
     """A dispute filed, mediated and settled by both parties accepting the split; closed."""
     number = (await stack.file(**filing)).number

@@ -23,13 +23,11 @@ from models.enums import (
     TaskKind,
     TaskState,
 )
-from models.payloads import RequestInformation
 from models.tables import Assignment, Dispute, DisputeParty, PanelSeat, Task
 from tests.conftest import Stack
-from tests.test_dispute_paths import in_mediation
+from tests.test_dispute_paths import contoso_asked, in_mediation
 from tests.test_formal_review import PANEL, REASONS, in_review
 from tests.web_harness import PASSWORD, make_app, served
-from workflows.dispute import DisputeWorkflow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EMAIL = {
@@ -432,15 +430,7 @@ async def row_numbers(page: Page) -> list[str]:
 
 async def test_mediator_works_from_the_queue(stack: Stack, chromium: Browser) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    mediator = await in_mediation(stack, number)
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.request_information,
-        RequestInformation(
-            actor=stack.actor(mediator), party_id="contoso", questions="When did you register?"
-        ),
-    )
-    await stack.wait_for_event(number, "information_requested")
+    number, mediator = await contoso_asked(stack, "When did you register?")
     other = "DSP-2026-900001"
     queue_row(
         stack,
@@ -556,15 +546,7 @@ async def test_partner_works_from_the_queue_and_sees_no_task_of_the_other_side(
     stack: Stack, chromium: Browser
 ) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    mediator = await in_mediation(stack, number)
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.request_information,
-        RequestInformation(
-            actor=stack.actor(mediator), party_id="contoso", questions="When did you register?"
-        ),
-    )
-    await stack.wait_for_event(number, "information_requested")
+    number, _ = await contoso_asked(stack, "When did you register?")
     async with served(app) as base:
         page = await sign_in(chromium, base, "carl@contoso.example")
         await page.get_by_role("link", name="My tasks").click()

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from models.payloads import RequestInformation
 from tests.conftest import Stack
 from tests.test_cli import accord
-from tests.test_dispute_paths import in_mediation
+from tests.test_dispute_paths import contoso_asked
 from tests.web_harness import api, make_app, signed_in, token_for
-from workflows.dispute import DisputeWorkflow
 
 REPEATED = (
     ("sort=due&sort=amount", "sort"),
@@ -119,14 +117,7 @@ async def test_a_paused_mediation_clock_counts_down_to_nothing_in_the_queue(stac
     by the time paused). The mediator's task kept the deadline it opened with: the queue counted
     down to it, "on time", and would call the task overdue while nothing runs."""
     app = make_app(stack)
-    number = (await stack.file()).number
-    mediator = await in_mediation(stack, number)
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.request_information,
-        RequestInformation(
-            actor=stack.actor(mediator), party_id="contoso", questions="Send the form."
-        ),
-    )
+    number, mediator = await contoso_asked(stack, "Send the form.")
     await stack.wait_for(number, lambda s: s.clock_paused)
     async with api(app, token_for(stack, f"{mediator}@vendor.example")) as client:
         for _ in range(100):  # the read model follows the workflow a moment later

@@ -9,7 +9,7 @@ from typing import Any
 from models.enums import NoteVisibility
 from models.payloads import AddNote, DeclareImpasse
 from tests.conftest import Stack
-from tests.test_dispute_paths import in_mediation
+from tests.test_dispute_paths import contoso_asked, in_mediation
 from tests.test_web_access import CAUCUS_TEXT
 from tests.web_harness import api, make_app, signed_in, token_for
 from workflows.dispute import DisputeWorkflow
@@ -74,17 +74,9 @@ async def test_a_party_reads_no_task_of_the_other_side(stack: Stack) -> None:
     side's tasks. The request itself was filtered out of the other side's view, the task it
     opened for Contoso was not: Northwind's /api/disputes/N listed `answer_information` for
     `contoso` with its due date. (The deadline stays: deadlines are the case summary's.)"""
-    from models.payloads import RequestInformation
 
     app = make_app(stack)
-    number = (await stack.file()).number
-    mediator = await in_mediation(stack, number)
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.request_information,
-        RequestInformation(
-            actor=stack.actor(mediator), party_id="contoso", questions="Send the form."
-        ),
-    )
+    number, _ = await contoso_asked(stack, "Send the form.")
     await stack.wait_for(number, lambda s: s.clock_paused)
 
     async def state_for(login: str) -> dict[str, Any]:
