@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
-from models.enums import Role
+from models.enums import DisputeStage, Role
 from models.payloads import DisputeState, HistoryEntry, LiveDelta, Payload
-from models.tables import DisputeEvent, DisputeLive, DisputeLiveNote
+from models.tables import Dispute, DisputeEvent, DisputeLive, DisputeLiveNote
 from workflows.transitions import allowed_actions
 
 KEYED = ("offers", "information_requests")
@@ -106,6 +106,21 @@ def live_state(session: Session, number: str, *, history: bool = False) -> Dispu
             "history": _history(session, number) if history else (),
         }
     )
+
+
+def shows(session: Session, number: str, step: int, stage: DisputeStage) -> bool:
+    """Whether the read model shows what an action's answer reflected: the workflow's record
+    `step` is in, and either the answer's `stage` or a later record is too. (A stage entered just
+    before the answer may not have its step yet: its record waited for another to finish.)"""
+    last = session.exec(
+        select(func.max(DisputeEvent.step)).where(DisputeEvent.dispute_number == number)
+    ).one()
+    if last is None or last < step:
+        return False
+    if last > step:
+        return True
+    row = session.get(Dispute, number)
+    return row is not None and row.stage is stage
 
 
 def _history(session: Session, number: str) -> tuple[HistoryEntry, ...]:

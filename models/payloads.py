@@ -581,6 +581,9 @@ class ActionResult(Payload):
     message: str
     reference: str | None = None
     """Id of what the action created (an information request, an offer), when it created one."""
+    step: int | None = None
+    """The workflow's last record, made or begun, when it answered: the read model shows the
+    action's consequences once it has recorded this step (None in answers from before it)."""
 
 
 # --- state query ---------------------------------------------------------------------------------

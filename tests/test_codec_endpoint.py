@@ -404,7 +404,7 @@ async def test_the_temporal_ui_shows_a_dispute_s_input_opened_for_compliance(
                         ) as answered:
                             await page.goto(f"{ui_base}/namespaces/default/workflows/{number}")
                         status = (await answered.value).status
-                        await page.get_by_text("Results will appear").wait_for(timeout=30_000)
+                        await page.get_by_text("Results will appear").first.wait_for(timeout=30_000)
                         await page.wait_for_timeout(2000)
                         return status, await page.locator("main").inner_text()
                     finally:

@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from accord import texts
 from accord.db import SessionFactory
+from accord.live import shows
 from models.enums import Action
 from models.payloads import ActionPayload, ActionResult, Actor, TextRef
 from models.tables import Dispute, IdempotencyRecord
@@ -110,6 +111,10 @@ def release(sessions: SessionFactory, scope: str, fingerprint: str) -> None:
         )
 
 
+SHOWN_WAIT_SECONDS = 10.0
+"""How long an action without a wait of its own waits for the read model to show it."""
+
+
 async def perform_once(
     client: Client,
     sessions: SessionFactory,
@@ -124,6 +129,8 @@ async def perform_once(
     """Perform the action once per key and request (see perform); the same key with another
     request raises KeyReused. A text the action carries is stored first and the workflow gets
     its reference (`accord.texts`); over `limits`, TooManyTexts and nothing is done."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (wait_seconds or SHOWN_WAIT_SECONDS)
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))
     scope = key_scope(op.action, payload.actor, key)
     # The database steps are synchronous (a blocking driver, SQLite's one writer): they run on
@@ -133,7 +140,8 @@ async def perform_once(
         _prepare, sessions, number, payload, scope, request, limits, taken
     )
     if isinstance(prepared, ActionResult):
-        return prepared  # applied under this key before: answered as then, nothing asked again
+        # Applied under this key before: answered as then, nothing asked again.
+        return await _shown(sessions, prepared, deadline)
     try:
         result = await perform(
             client,
@@ -146,7 +154,34 @@ async def perform_once(
     except (Refused, DisputeGone):
         await asyncio.to_thread(_unsaid, sessions, scope, request, taken)
         raise
-    return await asyncio.to_thread(answered, sessions, scope, request, result)
+    return await _shown(
+        sessions, await asyncio.to_thread(answered, sessions, scope, request, result), deadline
+    )
+
+
+async def _shown(sessions: SessionFactory, result: ActionResult, deadline: float) -> ActionResult:
+    """The answer once the read model shows what it reflected, or, past the action's wait, with
+    a word that it may not show yet. The workflow answers once it has decided and may still be
+    recording the consequences (the stage an acceptance starts); the page, `accord show` or the
+    API read that follows reads the read model, and must show them."""
+    step = result.step
+    if step is None:
+        return result  # answered before answers carried their step
+
+    def shown() -> bool:
+        with sessions.read() as session:
+            return shows(session, result.number, step, result.stage)
+
+    loop = asyncio.get_running_loop()
+    pause = 0.01
+    while not await asyncio.to_thread(shown):
+        if loop.time() + pause > deadline:
+            return result.model_copy(
+                update={"message": f"{result.message} (it may take a moment to show)"}
+            )
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.2)
+    return result
 
 
 def _prepare(

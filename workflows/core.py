@@ -1428,5 +1428,9 @@ class DisputeCore:
 
     def _result(self, message: str, reference: str | None = None) -> ActionResult:
         return ActionResult(
-            number=self._d.number, stage=self._stage, message=message, reference=reference
+            number=self._d.number,
+            stage=self._stage,
+            message=message,
+            reference=reference,
+            step=self._seq,
         )
