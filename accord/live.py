@@ -16,7 +16,7 @@ from sqlmodel import Session, col, delete, func, select
 
 from models.enums import DisputeStage, Role
 from models.payloads import DisputeState, HistoryEntry, LiveDelta, Payload
-from models.tables import Dispute, DisputeEvent, DisputeLive, DisputeLiveNote
+from models.tables import DisputeEvent, DisputeLive, DisputeLiveNote
 from workflows.transitions import allowed_actions
 
 KEYED = ("offers", "information_requests")
@@ -108,19 +108,22 @@ def live_state(session: Session, number: str, *, history: bool = False) -> Dispu
     )
 
 
-def shows(session: Session, number: str, step: int, stage: DisputeStage) -> bool:
+def shows(
+    session: Session, number: str, step: int, stage: DisputeStage, live_version: int | None
+) -> bool:
     """Whether the read model shows what an action's answer reflected: the workflow's record
-    `step` is in, and either the answer's `stage` or a later record is too. (A stage entered just
-    before the answer may not have its step yet: its record waited for another to finish.)"""
+    `step` is in the audit trail, the live state is at `live_version` or later, and it shows
+    the answer's `stage` unless a later record is in. (A stage entered just before the answer
+    may not have its step yet: its record waited for another to finish.)"""
     last = session.exec(
         select(func.max(DisputeEvent.step)).where(DisputeEvent.dispute_number == number)
     ).one()
     if last is None or last < step:
         return False
-    if last > step:
-        return True
-    row = session.get(Dispute, number)
-    return row is not None and row.stage is stage
+    row = session.get(DisputeLive, number)
+    if row is None or (live_version is not None and row.version < live_version):
+        return False
+    return last > step or row.state.get("stage") == stage.value
 
 
 def _history(session: Session, number: str) -> tuple[HistoryEntry, ...]:

@@ -14,7 +14,7 @@ parks once its mediator is offered: an acceptance deadline of business days, wit
 Timer lateness needs timers that fall due during the run, which business days never do. So the
 worker is restarted (every parked dispute leaves its cache, as after a deploy) with each mediator
 on a calendar of their own, whose working day starts a minute or so from now (a fixed-offset
-time zone written for the run) and lasts `--window` minutes; then `--probes` disputes are filed.
+time zone written for the run) and lasts `--window` seconds; then `--probes` disputes are filed.
 Their acceptance timers (50 %, 80 %, the deadline) fire during the run, staggered by mediator,
 with the N disputes still parked. Lateness is read from each probe's history: timer due (started
 + its duration) to the workflow task that handled the firing completing; also the server's own
@@ -83,7 +83,12 @@ def quiet_country(days: int = 4) -> str:
     raise SystemExit("every candidate holiday calendar has a holiday in the next days")
 
 
-def write_playbook(target: Path, zones: Path, window_minutes: int) -> None:
+def day_end(window_seconds: int) -> str:
+    """The end of a working day that starts at midnight and lasts `window_seconds`."""
+    return (datetime.min + timedelta(seconds=window_seconds)).time().isoformat()
+
+
+def write_playbook(target: Path, zones: Path, window_seconds: int) -> None:
     """The repository's playbook plus one calendar per mediator (BENCH-k, zone Bench/Pk)."""
     source = yaml.safe_load((REPO_ROOT / "playbooks" / "2026.1.yaml").read_text())
     country = quiet_country()
@@ -91,7 +96,7 @@ def write_playbook(target: Path, zones: Path, window_minutes: int) -> None:
         source["calendars"][f"BENCH-{k}"] = {
             "time_zone": f"Bench/P{k}",
             "working_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-            "working_hours": ["00:00", f"00:{window_minutes:02d}"],
+            "working_hours": ["00:00", day_end(window_seconds)],
             "holidays": {"country": country},
         }
         zone = zones / "Bench" / f"P{k}"
@@ -298,7 +303,7 @@ async def main(args: argparse.Namespace) -> None:
         lead = timedelta(seconds=args.lead + args.probes * 0.5)
         first = datetime.now(UTC).replace(microsecond=0) + lead
         step = timedelta(
-            seconds=args.stagger if args.stagger is not None else args.window * 60 / len(MEDIATORS)
+            seconds=args.stagger if args.stagger is not None else args.window / len(MEDIATORS)
         )
         for k, _ in enumerate(MEDIATORS):
             (zones / "Bench" / f"P{k}").write_bytes(tzif(offset_for_midnight_at(first + k * step)))
@@ -316,7 +321,7 @@ async def main(args: argparse.Namespace) -> None:
             report.note(
                 "warning: the probes were filed after their working day began; raise --lead"
             )
-        horizon = first + (len(MEDIATORS) - 1) * step + timedelta(minutes=args.window)
+        horizon = first + (len(MEDIATORS) - 1) * step + timedelta(seconds=args.window)
         # A timer is due a few ms after the instant asked for (it starts when its task completes).
         horizon += timedelta(seconds=3)
         while datetime.now(UTC) < horizon + timedelta(seconds=5):
@@ -341,7 +346,7 @@ async def main(args: argparse.Namespace) -> None:
     report.note(f"filed in waves of {args.batch}, all parked after {parked_in:.0f}s")
     report.note(
         f"timers fired: {len(server)} of {late['due']} due during the run "
-        f"({args.probes} probes on {len(MEDIATORS)} staggered calendars, {args.window}-minute day)"
+        f"({args.probes} probes on {len(MEDIATORS)} staggered calendars, {args.window} s day)"
     )
     report.heading("Figures")
     report.figure("disputes filed and parked", args.disputes / parked_in, "disputes/s")
@@ -394,7 +399,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--probes", type=int, default=100, help="disputes whose timers fire")
     parser.add_argument(
-        "--window", type=int, default=2, help="minutes of the probes' working day (1-59)"
+        "--window",
+        type=int,
+        default=120,
+        choices=range(10, 3600),
+        metavar="SECONDS",
+        help="seconds of the probes' working day (10-3599)",
     )
     parser.add_argument(
         "--lead", type=float, default=30, help="seconds before the probes' day starts (+0.5 s each)"

@@ -584,6 +584,9 @@ class ActionResult(Payload):
     step: int | None = None
     """The workflow's last record, made or begun, when it answered: the read model shows the
     action's consequences once it has recorded this step (None in answers from before it)."""
+    live_version: int | None = None
+    """The version of the live state (`accord.live`) the read model must hold by then: a change
+    it refused (found behind) arrives whole afterwards, with a later version."""
 
 
 # --- state query ---------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def test_the_search_benchmark_runs_to_the_end(database_url: str) -> None:
 def test_the_parked_benchmark_runs_to_the_end_and_its_timers_fire() -> None:
     out = run_bench(
         "parked",
-        *("--disputes", "30", "--probes", "6", "--window", "1", "--lead", "10"),
+        *("--disputes", "30", "--probes", "6", "--window", "20", "--lead", "10"),
         *("--stagger", "2", "--idle", "2"),
     )
     assert re.search(r"worker RSS with 30 disputes parked .* goal <= 300 MB", out), out

@@ -170,7 +170,7 @@ async def _shown(sessions: SessionFactory, result: ActionResult, deadline: float
 
     def shown() -> bool:
         with sessions.read() as session:
-            return shows(session, result.number, step, result.stage)
+            return shows(session, result.number, step, result.stage, result.live_version)
 
     loop = asyncio.get_running_loop()
     pause = 0.01

@@ -355,6 +355,9 @@ class DisputeCore:
         """Those applied in earlier runs: refused if sent again (Temporal would not know)."""
         self._live_version = 0
         """The last live state sent to the read model; carried, so versions only grow."""
+        self._live_asked = 0
+        """The version of the live change a record in flight carries (an answer waits for the
+        read model to reach it: `ActionResult.live_version`)."""
         self._live_sent: LiveSent | None = None
         """What the read model holds, when known: None sends the whole state (first record of
         a run, or after a change that may not have arrived)."""
@@ -876,6 +879,8 @@ class DisputeCore:
             )
             self._history.append(shown)
             live = self._live_delta()
+            if live is not None:
+                self._live_asked = live[0].version
             try:
                 recorded = await workflow.execute_activity_method(
                     RecordActivities.record_event,
@@ -1433,4 +1438,5 @@ class DisputeCore:
             message=message,
             reference=reference,
             step=self._seq,
+            live_version=max(self._live_version, self._live_asked),
         )
