@@ -7,10 +7,8 @@ the record activity (or, here, the live projection) to make a race happen every 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,14 +20,13 @@ from temporalio.testing import WorkflowEnvironment
 from accord import texts
 from accord.live import shows
 from activities.records import RecordActivities
-from models import search_attributes
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddMessage, EvidenceItem, MailMessage
 from models.tables import DisputeLive, Person
-from tests.conftest import CONVERTER, MailCapture, Stack, dev_stack, running_stack
+from tests.conftest import MailCapture, Stack, dev_stack, running_stack
 from tests.races import Gate, gated
 from tests.test_cli import accord
-from tests.test_continue_as_new import SUGGEST_AFTER, run_id
+from tests.test_continue_as_new import eager_server, run_id  # noqa: F401 - the fixture
 from tests.test_dispute_paths import DECLARATION, in_mediation, offered
 from tests.test_formal_review import PANEL, ruling
 from tests.web_harness import api, make_app, seed_accounts, token_for
@@ -667,28 +664,13 @@ async def test_accept_then_read_on_both_databases(stack_on_both: Stack) -> None:
 
 
 @pytest.fixture
-async def can_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A dev server that suggests continuing as new early (as tests/test_continue_as_new.py)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=CONVERTER,
-        dev_server_extra_args=[
-            "--log-level",
-            "error",
-            *search_attributes.DEV_SERVER_FLAGS,
-            "--dynamic-config-value",
-            f"limit.historyCount.suggestContinueAsNew={SUGGEST_AFTER}",
-        ],
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
 async def can_stack(
-    can_server: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Any
+    eager_server: WorkflowEnvironment,  # noqa: F811 - the fixture imported above
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Any,
 ) -> AsyncIterator[Stack]:
-    harness = dev_stack(can_server, sqlite_url, smtp, tmp_path)
+    harness = dev_stack(eager_server, sqlite_url, smtp, tmp_path)
     async with harness.worker:
         yield harness
 
