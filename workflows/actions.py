@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_TIMEOUT,
         EXTENSION_WINDOW_PATCH,
         MEDIATION_STAGES,
+        REFUSED_EVIDENCE_PATCH,
         REMEDY_STAGE_PATCH,
         Clock,
         InformationRequest,
@@ -268,13 +269,18 @@ class DisputeActions(BoardReview):
             # The summary names the file only when every party may read it: the history is shown
             # to the parties, and a restricted item's name can say too much.
             shown = item.filename if item.visibility is EvidenceVisibility.PARTIES else "restricted"
-            await self._record(
-                req.actor,
-                "evidence_added",
-                f"evidence added ({shown})",
-                content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
-                evidence=item,
-            )
+            try:
+                await self._record(
+                    req.actor,
+                    "evidence_added",
+                    f"evidence added ({shown})",
+                    content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
+                    evidence=item,
+                )
+            except ActivityError:
+                if workflow.patched(REFUSED_EVIDENCE_PATCH):
+                    self._evidence_ids.remove(item.id)
+                raise
             return self._result(f"evidence {item.id} added", reference=item.id)
 
     @add_evidence.validator

@@ -176,6 +176,10 @@ behind, or a change whose record was refused for good, is sent at once by `proje
 (histories before it send changes only with their records: the whole state with the first
 record after one found behind or refused)."""
 
+REFUSED_EVIDENCE_PATCH = "refused-evidence-forgotten"
+"""Evidence whose record was refused for good is not on the record: the same item sent again is
+looked at afresh, not answered "already added" (histories before it kept the refused id)."""
+
 LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
 """Fields of DisputeState not sent as sections: the audit trail and the transition table give
 the history and the actions; notes, offers and requests travel one by one."""
