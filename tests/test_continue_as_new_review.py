@@ -396,6 +396,8 @@ NOT_CARRIED = {
     "_earlier_updates": "rebuilt by _restore from the carried update ids",
     "_noticed": "asked of the patch again at the first entry with mail, in every run",
     "_live_sent": "what the read model holds is not known to a new run: it sends the whole state",
+    "_live_asked": "the version a record in flight carries: none is in flight across a "
+    "continue-as-new, and _live_version (carried) is at least as high",
 }
 """Attributes deliberately not carried, and why. Anything else the workflow holds must be."""
 
