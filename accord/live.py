@@ -16,7 +16,7 @@ from sqlmodel import Session, col, delete, func, select
 
 from models.enums import DisputeStage, Role
 from models.payloads import DisputeState, HistoryEntry, LiveDelta, Payload
-from models.tables import DisputeEvent, DisputeLive, DisputeLiveNote
+from models.tables import Dispute, DisputeEvent, DisputeLive, DisputeLiveNote
 from workflows.transitions import allowed_actions
 
 KEYED = ("offers", "information_requests")
@@ -112,18 +112,26 @@ def shows(
     session: Session, number: str, step: int, stage: DisputeStage, live_version: int | None
 ) -> bool:
     """Whether the read model shows what an action's answer reflected: the workflow's record
-    `step` is in the audit trail, the live state is at `live_version` or later, and it shows
-    the answer's `stage` unless a later record is in. (A stage entered just before the answer
-    may not have its step yet: its record waited for another to finish.)"""
-    last = session.exec(
-        select(func.max(DisputeEvent.step)).where(DisputeEvent.dispute_number == number)
+    `step` is in the audit trail, the live state is at `live_version` or later, and the dispute
+    is in the answer's `stage` unless a later record is in. (A stage entered just before the
+    answer may not have its step yet: its record waited for another to finish.) One statement
+    of three indexed look-ups: it runs after every action."""
+    last, version, recorded = session.exec(
+        select(
+            select(func.max(DisputeEvent.step))
+            .where(DisputeEvent.dispute_number == number)
+            .scalar_subquery(),
+            select(DisputeLive.version)
+            .where(DisputeLive.dispute_number == number)
+            .scalar_subquery(),
+            select(Dispute.stage).where(Dispute.number == number).scalar_subquery(),
+        )
     ).one()
-    if last is None or last < step:
+    if last is None or last < step or version is None:
         return False
-    row = session.get(DisputeLive, number)
-    if row is None or (live_version is not None and row.version < live_version):
+    if live_version is not None and version < live_version:
         return False
-    return last > step or row.state.get("stage") == stage.value
+    return bool(last > step or recorded == stage)
 
 
 def _history(session: Session, number: str) -> tuple[HistoryEntry, ...]:

@@ -63,8 +63,8 @@ def test_the_web_benchmark_runs_to_the_end_with_the_action_round_trip(database_u
         database_url,
     )
     for figure in (
-        "action: add note (20 people) p50",
-        "action: add note (20 people) p95",
+        "action: add note (4 people) p50",
+        "action: add note (4 people) p95",
         "filing (API, one at a time) p50",
         "filing (API, 20 concurrent) p95",
         "search p95",
