@@ -110,19 +110,23 @@ def gaps(stack: Stack, number: str) -> list[DisputeEvent]:
     return [e for e in stack.events(number) if e.action == "audit_gap"]
 
 
-async def refused_then_noted(stack: Stack) -> tuple[str, str]:
-    """A dispute in mediation where adding evidence is refused for good by the record activity,
-    then two notes are added; its number and mediator."""
-    number = (await stack.file()).number
-    mediator = await in_mediation(stack, number)
-    # Evidence whose content was never stored: the record activity refuses it for good.
-    unstored = EvidenceItem(
-        id="ev-0123456789abcdef",
+def unstored_evidence(evidence_id: str = "ev-0123456789abcdef") -> EvidenceItem:
+    """Evidence whose content was never stored: the record activity refuses it for good."""
+    return EvidenceItem(
+        id=evidence_id,
         filename="missing.pdf",
         content_type="application/pdf",
         size=10,
         sha256="ab" * 32,
     )
+
+
+async def refused_then_noted(stack: Stack) -> tuple[str, str]:
+    """A dispute in mediation where adding evidence is refused for good by the record activity,
+    then two notes are added; its number and mediator."""
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    unstored = unstored_evidence()
     with pytest.raises(WorkflowUpdateFailedError):
         await asyncio.wait_for(
             stack.handle(number).execute_update(

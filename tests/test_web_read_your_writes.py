@@ -26,6 +26,14 @@ async def _let_go(gate: Gate) -> None:
     gate.release()
 
 
+async def _offered(race: Stack) -> tuple[str, str]:
+    """A dispute offered to a mediator, with the offer recorded: its number and the mediator."""
+    number = (await race.file()).number
+    mediator = await offered(race, number)
+    await race.wait_for_event(number, "mediator_offered")
+    return number, mediator
+
+
 def _hold_mediation_start(gates: dict[str, Gate]) -> asyncio.Task[None]:
     gate = gates["record_event"]
     gate.hold(lambda record: record.action == f"stage_{DisputeStage.MEDIATION.value}")
@@ -35,9 +43,7 @@ def _hold_mediation_start(gates: dict[str, Gate]) -> asyncio.Task[None]:
 async def test_the_page_a_mediator_lands_on_after_accepting_shows_mediation(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
-    number = (await race.file()).number
-    mediator = await offered(race, number)
-    await race.wait_for_event(number, "mediator_offered")
+    number, mediator = await _offered(race)
     browser = await signed_in(make_app(race), f"{mediator}@vendor.example")
     released = _hold_mediation_start(gates)
     try:
@@ -61,9 +67,7 @@ async def test_the_page_a_mediator_lands_on_after_accepting_shows_mediation(
 async def test_an_api_read_right_after_an_action_shows_what_it_did(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
-    number = (await race.file()).number
-    mediator = await offered(race, number)
-    await race.wait_for_event(number, "mediator_offered")
+    number, mediator = await _offered(race)
     app = make_app(race)
     released = _hold_mediation_start(gates)
     async with api(app, token_for(race, f"{mediator}@vendor.example")) as client:
@@ -89,9 +93,7 @@ async def test_an_api_read_right_after_an_action_shows_what_it_did(
 async def test_accord_show_right_after_accord_accept_shows_mediation(
     race: Stack, gates: dict[str, Gate]
 ) -> None:
-    number = (await race.file()).number
-    mediator = await offered(race, number)
-    await race.wait_for_event(number, "mediator_offered")
+    number, mediator = await _offered(race)
     released = _hold_mediation_start(gates)
     try:
         code, said = await accord(

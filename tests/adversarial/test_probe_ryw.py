@@ -21,10 +21,11 @@ from accord import texts
 from accord.live import shows
 from activities.records import RecordActivities
 from models.enums import DisputeStage
-from models.payloads import AddEvidence, AddMessage, EvidenceItem, MailMessage
+from models.payloads import AddEvidence, AddMessage, MailMessage
 from models.tables import DisputeLive, Person
 from tests.conftest import MailCapture, Stack, dev_stack, running_stack
 from tests.races import Gate, gated
+from tests.test_audit_trail import unstored_evidence
 from tests.test_cli import accord
 from tests.test_continue_as_new import eager_server, run_id  # noqa: F401 - the fixture
 from tests.test_dispute_paths import DECLARATION, in_mediation, offered
@@ -461,13 +462,7 @@ async def test_an_action_after_a_record_refused_for_good_answers_at_once(race: S
     stack, app, slow = race, make_app(race), Slow()
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)
-    unstored = EvidenceItem(
-        id="ev-0123456789abcdef",
-        filename="missing.pdf",
-        content_type="application/pdf",
-        size=10,
-        sha256="ab" * 32,
-    )
+    unstored = unstored_evidence()
     with pytest.raises(WorkflowUpdateFailedError):
         await stack.handle(number).execute_update(
             DisputeWorkflow.add_evidence,
@@ -488,13 +483,7 @@ async def test_the_same_evidence_again_after_its_record_was_refused_is_never_alr
     stack = race
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)
-    unstored = EvidenceItem(
-        id="ev-00000000000000aa",
-        filename="missing.pdf",
-        content_type="application/pdf",
-        size=10,
-        sha256="ab" * 32,
-    )
+    unstored = unstored_evidence("ev-00000000000000aa")
     payload = AddEvidence(actor=stack.actor(mediator), evidence=unstored)
     with pytest.raises(WorkflowUpdateFailedError):
         await stack.handle(number).execute_update(DisputeWorkflow.add_evidence, payload)
