@@ -863,10 +863,16 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
             + (f" ({rp.error})" if rp.error else "")
         )
     lines.append("  history")
-    for h in state.history:
+    # Columns as wide as their longest entry: a party's contact is named with their
+    # organisation, often longer than a fixed column would allow.
+    actors = [names.person(h.actor) for h in state.history]
+    actions = [w.label(h.action) for h in state.history]
+    who = max(map(len, actors), default=0)
+    what = max(map(len, actions), default=0)
+    for h, actor, action in zip(state.history, actors, actions, strict=True):
         lines.append(
-            f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {names.person(h.actor):<24} "
-            f"{w.label(h.action):<22} {w.summary(h.summary, names)}"
+            f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {actor:<{who}} "
+            f"{action:<{what}} {w.summary(h.summary, names)}"
         )
     possible = [
         f"{w.label(role)}: {', '.join(w.label(a) for a in acts)}"

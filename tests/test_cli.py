@@ -8,7 +8,9 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from models.enums import DisputeStage
+from accord import wording
+from accord.wording import Names
+from models.enums import DisputeCategory, DisputeStage, VoteOutcome
 from tests.conftest import Stack, cli_env
 
 
@@ -376,3 +378,26 @@ def test_an_engine_error_is_told_in_plain_words(capsys: pytest.CaptureFixture[st
         err = capsys.readouterr().err
         assert said in err and "nothing was changed" in err.lower(), err
         assert "os error" not in err and "Namespace" not in err, err
+
+
+def test_show_lines_up_its_history_whatever_the_length_of_a_name() -> None:
+    """A party's contact is named with their organisation ('Carl Mendez (Contoso Systems)'),
+    longer than the column once fixed at 24: every history line's action and summary start
+    at the same column, so the history reads as a table."""
+    from accord.cli import describe
+    from tests.test_wording import NOW, _state
+
+    state = _state(DisputeStage.MEDIATION, DisputeCategory.PRICING, VoteOutcome.UPHOLD)
+    long = "carl.mendez-very-long-contact@contoso.example"
+    history = tuple(
+        h.model_copy(update={"actor": long if i % 2 else h.actor})
+        for i, h in enumerate(state.history)
+    )
+    names = Names(
+        partners={}, people={long: "Carl Mendez-Longname (Contoso Systems International)"}
+    )
+    lines = describe(state.model_copy(update={"history": history}), names, NOW)
+    rows = lines[lines.index("  history") + 1 : -1]
+    assert len(rows) > 2
+    starts = {row.index(wording.label(h.action)) for row, h in zip(rows, history, strict=True)}
+    assert len(starts) == 1, rows[:3]
