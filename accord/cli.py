@@ -151,6 +151,7 @@ Outcome = Annotated[
     typer.Option(parser=_one_of(OUTCOMES), metavar=f"<{'|'.join(OUTCOMES)}>"),
 ]
 DEADLINES = ("acceptance", "mediation", "information")
+STAGES = tuple(s.value for s in DisputeStage)
 
 
 # The option a person typed for each payload field a message may name first
@@ -613,10 +614,11 @@ def file_dispute(
 @app.command()
 def disputes(
     stage: Annotated[
-        DisputeStage | None,
+        str | None,
         typer.Option(
+            parser=_one_of(STAGES),
             metavar="<stage>",
-            help="only this stage: " + ", ".join(s.value for s in DisputeStage),
+            help="only this stage: " + ", ".join(STAGES),
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -626,7 +628,7 @@ def disputes(
     with services.sessions.read() as session:
         query = select(Dispute).order_by(col(Dispute.filed_at).desc()).limit(200)
         if stage:
-            query = query.where(Dispute.stage == stage)
+            query = query.where(Dispute.stage == DisputeStage(stage))
         rows = session.exec(query).all()
         names = directory.names(session)
     if as_json:

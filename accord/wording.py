@@ -482,6 +482,52 @@ _ONE = re.compile(
     r"(precedent|day|vote|partner|member|message|offer)s\b"
 )
 _PLACE = re.compile(r"\bremedies\[(\d+)\]")
+_STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
+_ROLES = "|".join(r.value for r in Role)
+# The transition table's two refusals (workflows.transitions.why_not), with stage and role
+# values: said with their words ('applying remedies', 'board member'), 'in triage'.
+_NOT_NOW = re.compile(
+    rf"\bis not possible while the dispute is ({_STAGES})"
+    rf" \(possible in: ((?:{_STAGES})(?:, (?:{_STAGES}))*)\)"
+)
+_NOT_YOURS = re.compile(
+    rf"\bin stage ({_STAGES}) is for ((?:{_ROLES})(?: or (?:{_ROLES}))*), not ({_ROLES})\b"
+)
+# Stages one is "in"; the others a dispute "is" (filed, settled, awaiting a party, ...).
+_IN_STAGE = frozenset(
+    {
+        DisputeStage.TRIAGE,
+        DisputeStage.MEDIATION,
+        DisputeStage.FORMAL_REVIEW,
+        DisputeStage.APPEAL_WINDOW,
+    }
+)
+
+
+def stage_phrase(stage: DisputeStage | str) -> str:
+    """How a sentence says a dispute is at `stage`: 'in triage', 'in formal review', 'applying
+    remedies', 'closed'."""
+    member = DisputeStage(stage)
+    words = label(member)
+    return f"in {words}" if member in _IN_STAGE else words
+
+
+def _not_now(found: re.Match[str]) -> str:
+    possible = ", ".join(label(DisputeStage(s)) for s in found.group(2).split(", "))
+    return (
+        f"is not possible while the dispute is {stage_phrase(found.group(1))}"
+        f" (possible in: {possible})"
+    )
+
+
+def _not_yours(found: re.Match[str]) -> str:
+    roles = " or ".join(label(Role(r)) for r in found.group(2).split(" or "))
+    return (
+        f"in stage {label(DisputeStage(found.group(1)))} is for {roles}, "
+        f"not {label(Role(found.group(3)))}"
+    )
+
+
 # An id the directory knows: a partner's or person's id, or a contact's email (they act by it).
 _TOKEN = re.compile(
     r"(?<![\w.@/+-])([\w.+-]+@[\w-]+(?:\.[\w-]+)+|[a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])"
@@ -500,6 +546,8 @@ def summary(text: object, names: Names | None = None) -> str:
         lambda m: f"1 {m.group(1)}remedy" if m.group(2) else f"1 {m.group(3)}{m.group(4)}", words
     )
     words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
+    words = _NOT_NOW.sub(_not_now, words)
+    words = _NOT_YOURS.sub(_not_yours, words)
     words = _RAW.sub(lambda m: label(m.group(1)), words)
     known = {**n.partners, **n.people}
     if not known:

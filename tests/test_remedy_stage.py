@@ -141,7 +141,7 @@ async def test_a_refused_remedy_becomes_an_admin_task_and_can_be_waived(
         ),
         (
             WaiveRemedy(actor=stack.actor("alex.admin"), position=3, reason="not needed"),
-            "position: remedy 0 is waiting for an admin, not 3",
+            "position: remedy 1 is waiting for an admin, not remedy 4",
         ),
     ]:
         with pytest.raises(WorkflowUpdateFailedError) as refused:

@@ -597,7 +597,8 @@ def test_a_history_line_names_partners_and_words_outcomes() -> None:
         ),
         (
             "appeal is not possible while the dispute is remedy (possible in: appeal_window)",
-            "appeal is not possible while the dispute is remedy (possible in: appeal window)",
+            "appeal is not possible while the dispute is applying remedies"
+            " (possible in: appeal window)",
         ),
     ]
     for stored, shown in said:

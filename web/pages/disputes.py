@@ -35,7 +35,7 @@ from web import service
 from web.app import WebContext
 from web.deps import require, web
 from web.evidence import download_response
-from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
+from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, refused_as_shown
 from web.idempotency import KeyReused
 from web.operations import BY_SLUG, Refused, StillApplying, new_key
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
@@ -563,7 +563,7 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
         errors = (
             _by_field(exc.errors)
             if isinstance(exc, BadInput)
-            else {"form": [summary(str(exc), web(request).names())]}
+            else {"form": [refused_as_shown(op.action, summary(str(exc), web(request).names()))]}
         )
         return await _render_dispute(
             request,

@@ -1,0 +1,220 @@
+"""Probe of issue 16, item 1 ("no internals in anything a person reads"), from the outside:
+wrong input at every entry point, and what each then says. Each test was seen failing first."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from accord import wording
+from models.enums import TaskKind
+from models.payloads import Remedy
+from models.text import plain_error, relevant
+from tests.conftest import Stack, deployed_environment
+from tests.test_remedy_stage import receiver, settle, webhook_stack  # noqa: F401 - fixtures
+from tests.test_wording import leaks
+from tests.web_harness import api, make_app, signed_in, token_for
+from tests.webhook_receiver import Receiver
+
+NAMES = wording.Names(partners={"northwind": "Northwind Traders", "contoso": "Contoso Systems"})
+
+
+def _errors(remedy: object) -> list[str]:
+    with pytest.raises(ValidationError) as caught:
+        TypeAdapter(Remedy).validate_python(remedy)
+    return [plain_error(e) for e in relevant(caught.value.errors())]
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        (None, "kind: null is not one of 'territory_reassignment'"),
+        (["commission_split"], "kind: a list is not one of 'territory_reassignment'"),
+        ({"a": 1}, "kind: an object is not one of"),
+        (7, "kind: 7 is not one of"),
+        (True, "kind: true is not one of"),
+    ],
+)
+def test_a_remedy_kind_that_is_not_text_is_said_without_python_reprs(
+    kind: object, said: str
+) -> None:
+    """{"kind": null} was said "kind: 'None' is not one of ..."; a list, "'['x']'"."""
+    [message] = _errors({"kind": kind})
+    assert message.startswith(said), message
+    assert "None" not in message and "['" not in message and "{'" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("remedy", "said"),
+    [
+        (
+            {"kind": "mdf_credit", "partner_id": "northwind", "amount": "5", "currency": "usd"},
+            "a currency code: three capital letters, e.g. USD",
+        ),
+        (
+            {"kind": "mdf_credit", "partner_id": "northwind", "amount": "1e30", "currency": "USD"},
+            "at most 14 digits",
+        ),
+        (
+            {
+                "kind": "mdf_credit",
+                "partner_id": "northwind",
+                "amount": "1.23456",
+                "currency": "USD",
+            },
+            "at most 2 decimal places",
+        ),
+    ],
+)
+def test_a_constraint_is_said_in_words_not_as_a_pattern_or_pydantic_type(
+    remedy: dict[str, Any], said: str
+) -> None:
+    """'String should match pattern '^[A-Z]{3}$'' and 'Decimal input should have no more than
+    14 digits in total' were what the CLI, the API and the forms said."""
+    messages = _errors(remedy)
+    assert any(said in m for m in messages), messages
+    for message in messages:
+        assert "pattern" not in message and "^" not in message, message
+        assert "Decimal input" not in message, message
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        (
+            "retry_remedy is not possible while the dispute is triage (possible in: remedy)",
+            "retry a remedy is not possible while the dispute is in triage"
+            " (possible in: applying remedies)",
+        ),
+        (
+            "appeal is not possible while the dispute is remedy (possible in: appeal_window)",
+            "appeal is not possible while the dispute is applying remedies"
+            " (possible in: appeal window)",
+        ),
+        (
+            "dismiss is not possible while the dispute is mediation "
+            "(possible in: awaiting_party, formal_review, mediation)",
+            "dismiss is not possible while the dispute is in mediation"
+            " (possible in: awaiting a party, formal review, mediation)",
+        ),
+        (
+            "accept_assignment in stage triage is for mediator, not partner",
+            "accept the assignment in stage triage is for mediator, not partner",
+        ),
+        (
+            "waive_remedy in stage remedy is for admin, not board",
+            "waive a remedy in stage applying remedies is for admin, not board member",
+        ),
+        (
+            "link_filing in stage formal_review is for system, not partner",
+            "link a filing in stage formal review is for Accord (automatic), not partner",
+        ),
+    ],
+)
+def test_a_refusal_by_stage_names_the_stage_and_roles_in_words(stored: str, shown: str) -> None:
+    """'possible in: remedy' is the stage's value (its words are 'applying remedies'), and 'while
+    the dispute is triage' is not English."""
+    assert wording.summary(stored, NAMES) == shown
+
+
+def test_accord_disputes_with_an_unknown_stage_says_the_stages_without_pydantic_words(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """It said "Value error, 'bogus' is not one of 'filed', ..., 'awaiting_party', ...'"."""
+    env = deployed_environment(DATABASE_URL=sqlite_url, ACCORD_STATE_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "accord.cli", "disputes", "--stage", "bogus"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "'bogus' is not one of: filed, triage, mediation" in done.stderr, done.stderr
+    assert "Value error" not in done.stderr, done.stderr
+
+
+OPEN_OFFER = '{"kind":"commission_split","deal_ref":"D","shares":{"northwind":70,"contoso":30}}'
+
+
+async def test_a_refusal_on_the_dispute_page_names_no_payload_field(stack: Stack) -> None:
+    """The page said 'Respond to an offer refused: offer_id: offer-9 is not an open settlement
+    offer.': the field's name in the payload, which no form shows."""
+    app = make_app(stack)
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    browser = await signed_in(app, "nora@northwind.example")
+    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    async with api(app, token_for(stack, mediator)) as client:
+        done = await client.post(
+            f"/api/disputes/{number}/accept-assignment",
+            json={"impartiality_declaration": "No ties to either party."},
+        )
+        assert done.status_code == 200, done.text
+        asked = await client.post(
+            f"/api/disputes/{number}/request-information",
+            json={"party_id": "ghost", "questions": "When did you first meet Acme?"},
+        )
+        assert asked.status_code == 409, asked.text
+    page = await browser.post(
+        f"/disputes/{number}/actions/respond-to-offer",
+        data={"offer_id": "offer-9", "accept": "true"},
+    )
+    assert page.status_code == 409, page.text
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text))
+    assert "offer-9 is not an open settlement offer" in text, text
+    assert "offer_id" not in text, text
+    assert not re.search(r"\b[a-z]+_[a-z_]+\b", text.split("refused:")[1][:200]), text
+
+
+async def test_the_api_says_a_pattern_and_a_kind_in_words(stack: Stack) -> None:
+    """The API's problem said "number: String should match pattern '^DSP-\\d{4}-\\d{6}$'" and
+    "kind: 'None' is not one of ..."."""
+    app = make_app(stack)
+    number = (await stack.file()).number
+    async with api(app, token_for(stack, "nora@northwind.example")) as client:
+        path = await client.get("/api/disputes/nonsense/timeline")
+        assert path.status_code == 422, path.text
+        assert "a dispute number, e.g. DSP-2026-000001" in path.json()["detail"], path.text
+        for body in (
+            {"terms": "the terms", "remedies": [{"kind": None}]},
+            {"terms": "the terms", "remedies": [{"kind": "mdf_credit", "currency": "usd"}]},
+        ):
+            said = await client.post(f"/api/disputes/{number}/propose-settlement", json=body)
+            assert said.status_code == 422, said.text
+            for error in said.json()["errors"]:
+                message = error["message"]
+                assert "None" not in message and "pattern" not in message, said.text
+                assert not leaks(re.sub(r"'[a-z_]+'", "''", message)), said.text
+
+
+async def test_a_remedy_waiting_for_an_admin_is_numbered_from_1_when_another_is_named(
+    webhook_stack: Stack,  # noqa: F811 - the fixture imported above
+    receiver: Receiver,  # noqa: F811 - the fixture imported above
+) -> None:
+    """`accord waive-remedy --position 4` was answered "--position: remedy 0 is waiting for an
+    admin, not 3": the payload's places from 0, where `accord show` and the person count
+    from 1."""
+    from tests.test_cli import accord
+
+    stack = webhook_stack
+    receiver.refuse_with = 422
+    number = await settle(stack)
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    reason = "Paid by hand in the December run."
+    for command in ("waive-remedy", "retry-remedy"):
+        code, out = await accord(
+            stack, command, number, "--as", "alex.admin", "--position", "4", "--reason", reason
+        )
+        assert code == 2, out
+        assert "--position: remedy 1 is waiting for an admin, not remedy 4" in out, out
+        assert not leaks(out), out
