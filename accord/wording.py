@@ -482,6 +482,10 @@ _ONE = re.compile(
     r"(precedent|day|vote|partner|member|message|offer)s\b"
 )
 _PLACE = re.compile(r"\bremedies\[(\d+)\]")
+# A remedy's history line names its adapter ('applied through ledger'); a panel recusal, the
+# seat by the playbook's key ('recused from the panel (partner_management)').
+_THROUGH = re.compile(r"\b(remedy \d+ \([^)]*\) applied) through ([\w:-]+)")
+_SEAT = re.compile(r"(recused from the panel )\(([a-z_]+)\)")
 _STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
 _ROLES = "|".join(r.value for r in Role)
 # The transition table's two refusals (workflows.transitions.why_not), with stage and role
@@ -547,6 +551,8 @@ def summary(text: object, names: Names | None = None) -> str:
     )
     words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
     words = _NOT_NOW.sub(_not_now, words)
+    words = _THROUGH.sub(lambda m: f"{m.group(1)} through {adapter(m.group(2))}", words)
+    words = _SEAT.sub(lambda m: f"{m.group(1)}({m.group(2).replace('_', ' ')})", words)
     words = _NOT_YOURS.sub(_not_yours, words)
     words = _RAW.sub(lambda m: label(m.group(1)), words)
     known = {**n.partners, **n.people}
@@ -568,8 +574,24 @@ ADAPTERS: dict[str, str] = {
 
 
 def adapter(name: object) -> str:
-    """'ledger' -> "Accord's remedy ledger"; an adapter configured under another name, as named."""
-    return ADAPTERS.get(str(name), str(name))
+    """'ledger' -> "Accord's remedy ledger"; a webhook routed for one kind ('webhook:mdf_credit',
+    accord.runtime) as any webhook; an adapter configured under another name, as named."""
+    text = str(name)
+    return ADAPTERS.get(text) or ADAPTERS.get(text.partition(":")[0], text)
+
+
+_LEDGER_ROW = re.compile(r"^ledger_([a-z_]+):(\d+)$")
+
+
+def remedy_reference(value: object) -> str:
+    """Where an applied remedy is recorded: Accord's ledger says its row as '<table>:<id>'
+    ('ledger_commission_split:1'), read 'commission split ledger entry 1'; a partner system's
+    own reference is shown as it gave it."""
+    text = str(value)
+    found = _LEDGER_ROW.match(text)
+    if found is None:
+        return text
+    return f"{label(found.group(1))} ledger entry {found.group(2)}"
 
 
 def install(env: Environment, names: Names | NamesProvider | None = None) -> None:
@@ -625,4 +647,5 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         task=task,
         summary=_summary,
         adapter=adapter,
+        remedy_reference=remedy_reference,
     )

@@ -13,10 +13,12 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from accord import wording
+from accord.db import SessionFactory
 from models.enums import TaskKind
 from models.payloads import Remedy
 from models.text import plain_error, relevant
 from tests.conftest import Stack, deployed_environment
+from tests.test_activities import sessions  # noqa: F401 - the fixture
 from tests.test_remedy_stage import receiver, settle, webhook_stack  # noqa: F401 - fixtures
 from tests.test_wording import leaks
 from tests.web_harness import api, make_app, signed_in, token_for
@@ -218,3 +220,87 @@ async def test_a_remedy_waiting_for_an_admin_is_numbered_from_1_when_another_is_
         assert code == 2, out
         assert "--position: remedy 1 is waiting for an admin, not remedy 4" in out, out
         assert not leaks(out), out
+
+
+@pytest.mark.parametrize(
+    ("reference", "said"),
+    [
+        ("ledger_commission_split:1", "Reference: commission split ledger entry 1"),
+        ("ledger_mdf_credit:12", "Reference: MDF credit ledger entry 12"),
+        ("CRM-00042", "Reference: CRM-00042"),
+    ],
+)
+def test_the_remedy_applied_mail_gives_the_ledger_reference_in_words(
+    reference: str, said: str
+) -> None:
+    """The parties read 'Reference: ledger_commission_split:1': the ledger's table and row id."""
+    from notifications.render import TemplateCatalog
+    from tests.test_wording import MAIL_CONTEXT
+
+    email = TemplateCatalog().render("remedy_applied", {**MAIL_CONTEXT, "reference": reference})
+    assert said in email.text, email.text
+    assert said.removeprefix("Reference: ") in email.html, email.html
+    assert "ledger_" not in email.text + email.html
+
+
+def test_a_panel_that_cannot_be_drawn_names_board_functions_in_words(
+    sessions: SessionFactory,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The admins' email and the history said 'too few eligible board members: no
+    partner_management': the playbook's key for the board function, on SQLite and PostgreSQL."""
+    from activities.assignment import PanelActivities
+    from models.payloads import PanelRequest
+
+    panel = PanelActivities(sessions).draw_panel(
+        PanelRequest(
+            number="DSP-2026-000009",
+            party_ids=("northwind", "contoso"),
+            contested_objects=(),
+            excluded_person_ids=("board.partners",),
+            functions=("sales", "partner_management"),
+        )
+    )
+    assert not panel.complete
+    assert "no partner management" in panel.reason, panel.reason
+    assert "partner_management" not in panel.reason, panel.reason
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        (
+            "remedy 1 (commission_split) applied through ledger",
+            "remedy 1 (commission split) applied through Accord's remedy ledger",
+        ),
+        (
+            "remedy 2 (mdf_credit) applied through webhook",
+            "remedy 2 (MDF credit) applied through the connected partner system",
+        ),
+        (
+            "board.partners recused from the panel (partner_management): a conflict",
+            "board.partners recused from the panel (partner management): a conflict",
+        ),
+    ],
+)
+def test_the_history_says_through_what_a_remedy_was_applied_in_words(
+    stored: str, shown: str
+) -> None:
+    """`accord show` said 'via Accord's remedy ledger' on its remedy line and 'applied through
+    ledger' in the history under it."""
+    assert wording.summary(stored, NAMES) == shown
+
+
+def test_a_remedy_routed_to_a_webhook_is_said_through_the_partner_system() -> None:
+    """With ACCORD_REMEDY_WEBHOOKS set, the adapter is named 'webhook:<kind>': the parties' mail
+    said 'carried out through webhook:commission_split', `accord show` 'via
+    webhook:commission_split' and the history 'applied through webhook:commission_split'."""
+    from notifications.render import TemplateCatalog
+    from tests.test_wording import MAIL_CONTEXT
+
+    routed = "webhook:commission_split"
+    assert wording.adapter(routed) == "the connected partner system"
+    email = TemplateCatalog().render("remedy_applied", {**MAIL_CONTEXT, "adapter": routed})
+    assert "through the connected partner system" in email.text, email.text
+    assert "webhook:" not in email.text + email.html
+    shown = wording.summary(f"remedy 1 (commission_split) applied through {routed}", NAMES)
+    assert shown == "remedy 1 (commission split) applied through the connected partner system"
