@@ -246,7 +246,8 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except ValidationError as exc:
         for err in relevant(exc.errors()):
             where = _where_typed(tuple(err["loc"]))
-            said = f"{where}: {plain_error(err)}" if where else plain_error(err)
+            # A check of the whole payload names its field first ('respondent_ids: ...').
+            said = f"{where}: {plain_error(err)}" if where else as_typed(plain_error(err))
             typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:

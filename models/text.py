@@ -166,6 +166,8 @@ def plain_error(error: Mapping[str, Any]) -> str:
         return _how_many(kind, context)
     if kind == "dict_type" and error.get("loc", ())[-1:] == ("shares",):
         return "write each partner's share as partner=percent, e.g. northwind=60, contoso=40"
+    if kind in _JSON_SHAPES:
+        return f"Input should be {_JSON_SHAPES[kind]}"
     if kind == "string_pattern_mismatch":
         return _PATTERNS.get(str(context.get("pattern")), "is not written in the form it takes")
     if kind == "decimal_max_digits":
@@ -176,6 +178,19 @@ def plain_error(error: Mapping[str, Any]) -> str:
         return f"at most {context.get('whole_digits')} digits before the decimal point"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
 
+
+# Python's names for a shape ('a valid tuple', 'a valid dictionary or object to extract fields
+# from'), as JSON, which every reader writes, names them.
+_JSON_SHAPES: dict[str, str] = {
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "set_type": "a list",
+    "frozen_set_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dataclass_type": "an object",
+}
 
 # A pattern a field must match, as its reader is told it (pydantic says the expression).
 _PATTERNS: dict[str, str] = {

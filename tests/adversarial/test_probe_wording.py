@@ -304,3 +304,48 @@ def test_a_remedy_routed_to_a_webhook_is_said_through_the_partner_system() -> No
     assert "webhook:" not in email.text + email.html
     shown = wording.summary(f"remedy 1 (commission_split) applied through {routed}", NAMES)
     assert shown == "remedy 1 (commission split) applied through the connected partner system"
+
+
+def test_a_filing_whose_claimant_is_also_respondent_names_the_option_typed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`accord file --claimant northwind --respondent northwind` said 'error: respondent_ids:
+    the claimant cannot also be a respondent': the payload's field, not --respondent."""
+    from typer import Exit
+
+    from accord.cli import _run
+    from tests.conftest import Stack
+
+    async def both_sides() -> None:
+        Stack.submission(None, respondent_ids=["northwind"])  # type: ignore[arg-type]
+
+    with pytest.raises(Exit):
+        _run(both_sides())
+    err = capsys.readouterr().err
+    assert "error: --respondent: the claimant cannot also be a respondent" in err, err
+    assert "respondent_ids" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"terms": "the terms", "remedies": "x"}, "remedies: Input should be a list"),
+        ({"terms": "the terms", "remedies": ["x"]}, "remedies #1: Input should be an object"),
+        ({"terms": "the terms", "remedies": {"a": 1}}, "remedies: Input should be a list"),
+    ],
+)
+def test_a_value_of_the_wrong_shape_is_named_as_json_names_it(
+    body: dict[str, object], said: str
+) -> None:
+    """The API and the CLI said 'remedies: Input should be a valid tuple': Python's word, where
+    the reader wrote JSON."""
+    from models.payloads import ProposeSettlement
+
+    with pytest.raises(ValidationError) as caught:
+        ProposeSettlement.model_validate({"actor": {"id": "m", "role": "mediator"}, **body})
+    shown = [
+        f"{wording.where(e['loc'], kinds=True)}: {plain_error(e)}"
+        for e in relevant(caught.value.errors())
+    ]
+    assert said in shown, shown
+    assert not any("tuple" in s or "dictionary" in s for s in shown), shown
