@@ -561,6 +561,16 @@ def summary(text: object, names: Names | None = None) -> str:
     return _TOKEN.sub(lambda m: known.get(m.group(1), m.group(1)), words)
 
 
+_QUOTED = re.compile(r"'([a-z_]+)'")
+
+
+def choices(text: object) -> str:
+    """A message listing enum values as an API client types them ("Input should be 'uphold',
+    'partly_uphold' or 'deny'") for a page, where they were choices of a form: their words
+    ('Input should be upheld, partly upheld or denied'). Other quoted text is kept."""
+    return _QUOTED.sub(lambda m: _BY_VALUE.get(m.group(1), m.group(0)), str(text))
+
+
 # --- Jinja2 ----------------------------------------------------------------------------------
 
 NamesProvider = Callable[[], Names]

@@ -21,7 +21,7 @@ from tests.conftest import Stack, deployed_environment
 from tests.test_activities import sessions  # noqa: F401 - the fixture
 from tests.test_remedy_stage import receiver, settle, webhook_stack  # noqa: F401 - fixtures
 from tests.test_wording import leaks
-from tests.web_harness import api, make_app, signed_in, token_for
+from tests.web_harness import api, filing_form, make_app, messages, signed_in, token_for
 from tests.webhook_receiver import Receiver
 
 NAMES = wording.Names(partners={"northwind": "Northwind Traders", "contoso": "Contoso Systems"})
@@ -349,3 +349,27 @@ def test_a_value_of_the_wrong_shape_is_named_as_json_names_it(
     ]
     assert said in shown, shown
     assert not any("tuple" in s or "dictionary" in s for s in shown), shown
+
+
+async def test_a_choice_sent_from_a_tampered_form_is_refused_in_words(stack: Stack) -> None:
+    """A form's select sent with a value it does not offer was answered on the page with the
+    values as the API takes them: "Input should be 'uphold', 'partly_uphold' or 'deny'",
+    "'territory_reassignment', 'commission_split', ..."; the page says the choices' words."""
+    app = make_app(stack)
+    number = (await stack.file()).number
+    await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    browser = await signed_in(app, "nora@northwind.example")
+    for slug, form in (
+        ("cast-vote", {"outcome": "perhaps", "reasons": "Because the registration came first."}),
+        ("propose-settlement", {"terms": "the terms", "remedy-0-kind": "teleport"}),
+    ):
+        page = await browser.post(f"/disputes/{number}/actions/{slug}", data=form)
+        assert page.status_code == 422, page.text
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text)).replace("&#39;", "'")
+        said = text[text.index("refused:") :][:400]
+        assert "partly_uphold" not in said and "territory_reassignment" not in said, said
+        assert ("partly upheld" in said) or ("territory reassignment" in said), said
+    filed = await browser.post("/disputes/new", data=filing_form(category="bogus"))
+    assert filed.status_code == 422, filed.text
+    said = " ".join(messages(filed.text))
+    assert "deal registration" in said and "deal_registration" not in said, said

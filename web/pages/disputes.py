@@ -17,7 +17,7 @@ from accord.access import Viewer
 from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
-from accord.wording import label, summary
+from accord.wording import choices, label, summary
 from models.enums import (
     Action,
     DisputeCategory,
@@ -329,7 +329,7 @@ def _by_field(errors: list[tuple[str, str]]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for field, message in errors:
         key = field.split(".")[0].split("[")[0]
-        grouped.setdefault(key, []).append(message)
+        grouped.setdefault(key, []).append(choices(message))
     return grouped
 
 
