@@ -814,9 +814,8 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
     if state.clock_paused:
         lines.append("  clock        PAUSED: a party owes information")
     for d in state.deadlines:
-        lines.append(
-            f"  deadline     {d.purpose}: {w.when(d.due_at)} ({w.countdown(d.due_at, now)})"
-        )
+        due = f"{w.when(d.due_at)} ({w.countdown(d.due_at, now)})"
+        lines.append(f"  deadline     {w.purpose(d.purpose)}: {due}")
         lines.append(f"               {d.explanation}")
     for t in state.open_tasks:
         lines.append(

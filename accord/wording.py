@@ -345,6 +345,10 @@ def countdown(value: object, now: datetime | None = None) -> str:
 # --- partners and people ---------------------------------------------------------------------
 
 
+# Who acts without being a person of the directory: the system itself (models.payloads.SYSTEM).
+_ACTORS = {"accord": "Accord"}
+
+
 @dataclass(frozen=True)
 class Names:
     """Display names by id; an id nobody knows is shown as itself (never as 'None')."""
@@ -362,7 +366,7 @@ class Names:
         if person_id is None or person_id == "":
             return "-"
         key = str(person_id)
-        return self.people.get(key) or self.partners.get(key) or key
+        return self.people.get(key) or self.partners.get(key) or _ACTORS.get(key) or key
 
     def partner_list(self, partner_ids: Iterable[object]) -> str:
         return join([self.partner(p) for p in partner_ids])
@@ -372,6 +376,26 @@ class Names:
 
 
 NO_NAMES = Names()
+
+
+def actor(person_id: object, role: object, names: Names | None = None) -> str:
+    """Who did something, with their role: 'Greta Hoffmann (mediator)'; the system is
+    'Accord (automatic)', not 'accord (Accord (automatic))'."""
+    if str(getattr(role, "value", role)) == Role.SYSTEM.value:
+        return "Accord (automatic)"
+    return f"{(names or NO_NAMES).person(person_id)} ({label(role)})"
+
+
+_CLOCK = re.compile(r"^information:(.+)$")
+
+
+def purpose(value: object) -> str:
+    """A deadline's purpose: 'mediation', 'formal review'; an information request's clock
+    ('information:info-1', the workflow's key) is 'answer to info-1'."""
+    found = _CLOCK.match(str(value))
+    if found is not None:
+        return f"answer to {found.group(1)}"
+    return label(value)
 
 
 def join(items: Iterable[object], last: str = "and") -> str:
@@ -485,6 +509,7 @@ _PLACE = re.compile(r"\bremedies\[(\d+)\]")
 # A remedy's history line names its adapter ('applied through ledger'); a panel recusal, the
 # seat by the playbook's key ('recused from the panel (partner_management)').
 _THROUGH = re.compile(r"\b(remedy \d+ \([^)]*\) applied) through ([\w:-]+)")
+_WINDOW = re.compile(r"\bthe information:([\w-]+) window")
 _SEAT = re.compile(r"(recused from the panel )\(([a-z_]+)\)")
 _STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
 _ROLES = "|".join(r.value for r in Role)
@@ -551,6 +576,7 @@ def summary(text: object, names: Names | None = None) -> str:
     )
     words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
     words = _NOT_NOW.sub(_not_now, words)
+    words = _WINDOW.sub(lambda m: f"the window to answer {m.group(1)}", words)
     words = _THROUGH.sub(lambda m: f"{m.group(1)} through {adapter(m.group(2))}", words)
     words = _SEAT.sub(lambda m: f"{m.group(1)}({m.group(2).replace('_', ' ')})", words)
     words = _NOT_YOURS.sub(_not_yours, words)
@@ -633,6 +659,10 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         return remedy(value, _names(context))
 
     @pass_context
+    def _actor(context: Context, value: object, role: object) -> str:
+        return actor(value, role, _names(context))
+
+    @pass_context
     def _summary(context: Context, value: object) -> str:
         return summary(value, _names(context))
 
@@ -658,4 +688,6 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         summary=_summary,
         adapter=adapter,
         remedy_reference=remedy_reference,
+        purpose=purpose,
+        actor=_actor,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -373,3 +374,63 @@ async def test_a_choice_sent_from_a_tampered_form_is_refused_in_words(stack: Sta
     assert filed.status_code == 422, filed.text
     said = " ".join(messages(filed.text))
     assert "deal registration" in said and "deal_registration" not in said, said
+
+
+def test_an_information_deadline_is_named_in_words_not_by_its_clock_key() -> None:
+    """The history and the timeline said '50% of the information:info-1 window has passed' and
+    'deadline (information:info-1)': the workflow's key for the clock."""
+    from jinja2 import Environment
+
+    assert (
+        wording.summary("50% of the information:info-1 window has passed", NAMES)
+        == "50% of the window to answer info-1 has passed"
+    )
+    env = Environment(autoescape=True)
+    wording.install(env, NAMES)
+    said = env.from_string("{{ p|purpose }} / {{ q|purpose }}").render(
+        p="information:info-1", q="mediation"
+    )
+    assert said == "answer to info-1 / mediation", said
+
+
+def test_the_system_is_named_accord_not_by_its_actor_id() -> None:
+    """The timeline read 'accord (Accord (automatic))' and `accord show` 'accord' for what the
+    system did: the actor's id."""
+    assert NAMES.person("accord") == "Accord"
+    assert wording.actor("accord", "system", NAMES) == "Accord (automatic)"
+    assert wording.actor("greta", "mediator", NAMES) == "greta (mediator)"
+
+
+async def test_the_dispute_page_names_remedy_kinds_and_precedent_outcomes_in_words(
+    stack: Stack,
+) -> None:
+    """The chair's page read 'mdf credit' and 'co selling resources' among the remedy kinds,
+    'DSP-2026-000001: uphold (...)' among the precedents to cite, '1 comparable precedents
+    (...): uphold 1' above the ruling form and 'Paula Partners (partner_management)' on the
+    panel."""
+    from tests.test_formal_review import in_review, ruled
+
+    first = await ruled(stack)
+    state = await stack.state(first)
+    window = next(d for d in state.deadlines if d.purpose == "appeal")
+    await stack.env.sleep(window.due_at - await stack.env.get_current_time() + timedelta(hours=1))
+    await stack.handle(first).result()
+    await stack.wait_for_event(first, "closed")
+    original = stack.file
+
+    async def another(**overrides: Any) -> Any:
+        return await original(**{"amount_at_stake": "125001.00", **overrides})
+
+    stack.file = another  # type: ignore[method-assign]
+    second = await in_review(stack)
+    app = make_app(stack)
+    chair = await signed_in(app, "c.chair@vendor.example")
+    page = (await chair.get(f"/disputes/{second}")).text
+    assert f"{first}: upheld (" in page and f"{first}: uphold (" not in page, page
+    assert "ruled_uphold" not in page
+    # The case file's pattern: '1 comparable precedents (...): uphold 1'.
+    assert f"1 comparable precedent ({first}): upheld 1" in page, page
+    # The panel: 'Paula Partners (partner_management)'.
+    assert "Paula Partners (partner management)" in page, page
+    assert ">MDF credit<" in page and ">co-selling resources<" in page, page
+    assert ">mdf credit<" not in page and ">co selling resources<" not in page

@@ -381,14 +381,14 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
                     *(
                         (
                             m.dispute_number,
-                            f"{m.dispute_number}: {m.outcome} (similar, {m.score:.2f})",
+                            f"{m.dispute_number}: {label(m.outcome)} (similar, {m.score:.2f})",
                         )
                         for m in (state.similar.matches if state and state.similar else ())
                     ),
                     *(
                         (
                             p.dispute_number,
-                            f"{p.dispute_number}: {p.outcome} ({p.decided_at:%Y-%m-%d})",
+                            f"{p.dispute_number}: {label(p.outcome)} ({p.decided_at:%Y-%m-%d})",
                         )
                         for p in precedents
                     ),
@@ -396,7 +396,7 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             ).items()
         ),
         "evidence": [(e.id, f"{e.filename} ({e.id})") for e in record.evidence],
-        "remedy_kinds": [(k.value, k.value.replace("_", " ")) for k in RemedyKind],
+        "remedy_kinds": [(k.value, label(k)) for k in RemedyKind],
         "open_offers": [],
         "my_requests": [],
         "failed_remedies": [],
