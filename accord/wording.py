@@ -218,6 +218,13 @@ def label(value: object) -> str:
     return _BY_VALUE.get(text, text.replace("_", " "))
 
 
+def sentence(text: object) -> str:
+    """A text ended as a sentence: a full stop added unless it ends in one already (or in '!',
+    '?'): a reason someone typed with its own full stop is not shown with two."""
+    words = str(text).rstrip()
+    return words if words.endswith((".", "!", "?")) else f"{words}."
+
+
 def capital(text: object) -> str:
     """The first letter upper-cased, the rest left alone ('MDF credit' stays)."""
     words = str(text)
@@ -509,6 +516,12 @@ _PLACE = re.compile(r"\bremedies\[(\d+)\]")
 # A remedy's history line names its adapter ('applied through ledger'); a panel recusal, the
 # seat by the playbook's key ('recused from the panel (partner_management)').
 _THROUGH = re.compile(r"\b(remedy \d+ \([^)]*\) applied) through ([\w:-]+)")
+# A ruling's divergence from precedent (workflows.consistency), its outcomes with spaces.
+_VOTE_WORDS = {o.value.replace("_", " "): w for o, w in LABELS[VoteOutcome].items()}
+_VOTE_SPACED = "|".join(sorted(_VOTE_WORDS, key=len, reverse=True))
+_WERE = re.compile(
+    rf"(comparable rulings were )({_VOTE_SPACED}) \(([^)]*)\), this one is ({_VOTE_SPACED})\b"
+)
 _WINDOW = re.compile(r"\bthe information:([\w-]+) window")
 _SEAT = re.compile(r"(recused from the panel )\(([a-z_]+)\)")
 _STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
@@ -576,6 +589,13 @@ def summary(text: object, names: Names | None = None) -> str:
     )
     words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
     words = _NOT_NOW.sub(_not_now, words)
+    words = _WERE.sub(
+        lambda m: (
+            f"{m.group(1)}{_VOTE_WORDS[m.group(2)]} ({m.group(3)}), this one is "
+            f"{_VOTE_WORDS[m.group(4)]}"
+        ),
+        words,
+    )
     words = _WINDOW.sub(lambda m: f"the window to answer {m.group(1)}", words)
     words = _THROUGH.sub(lambda m: f"{m.group(1)} through {adapter(m.group(2))}", words)
     words = _SEAT.sub(lambda m: f"{m.group(1)}({m.group(2).replace('_', ' ')})", words)
@@ -689,5 +709,6 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         adapter=adapter,
         remedy_reference=remedy_reference,
         purpose=purpose,
+        sentence=sentence,
         actor=_actor,
     )

@@ -434,3 +434,35 @@ async def test_the_dispute_page_names_remedy_kinds_and_precedent_outcomes_in_wor
     assert "Paula Partners (partner management)" in page, page
     assert ">MDF credit<" in page and ">co-selling resources<" in page, page
     assert ">mdf credit<" not in page and ">co selling resources<" not in page
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [
+        ("Neither side will move.", "has ended without a settlement: Neither side will move.\n"),
+        ("Neither side will move", "has ended without a settlement: Neither side will move.\n"),
+        ("Will they ever agree?", "has ended without a settlement: Will they ever agree?\n"),
+    ],
+)
+def test_the_escalation_mail_ends_the_mediators_reason_with_one_full_stop(
+    reason: str, said: str
+) -> None:
+    """The parties read 'has ended without a settlement: Neither side will move..'."""
+    from notifications.render import TemplateCatalog
+    from tests.test_wording import MAIL_CONTEXT
+
+    email = TemplateCatalog().render("escalation", {**MAIL_CONTEXT, "reason": reason})
+    assert said in email.text, email.text
+    assert ".." not in email.text and "..<" not in email.html and "?.<" not in email.html
+
+
+def test_a_divergence_names_the_outcomes_in_words() -> None:
+    """The chair's refusal said '2 of 3 comparable rulings were partly uphold (...), this one is
+    deny': the vote values with spaces."""
+    stored = (
+        "divergence_acknowledgement: this diverges from the precedents on the same clause — "
+        "outcome: 2 of 3 comparable rulings were partly uphold (DSP-2026-000001, "
+        "DSP-2026-000002), this one is deny. Acknowledge it with a reason"
+    )
+    shown = wording.summary(stored, NAMES)
+    assert "were partly upheld (DSP-2026-000001, DSP-2026-000002), this one is denied." in shown
