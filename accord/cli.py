@@ -862,7 +862,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
         lines.append(
             f"  remedy       {rp.position + 1}: {w.capital(w.label(rp.kind))}, {w.label(rp.state)}"
             + (f" via {w.adapter(rp.adapter)}" if rp.adapter else "")
-            + (f" ({rp.error})" if rp.error else "")
+            + (f" ({w.failure(rp.error)})" if rp.error else "")
         )
     lines.append("  history")
     for h in state.history:

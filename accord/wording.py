@@ -225,6 +225,15 @@ def sentence(text: object) -> str:
     return words if words.endswith((".", "!", "?")) else f"{words}."
 
 
+_EXCEPTION = re.compile(r"^[A-Z][A-Za-z]*(?:Error|Refused|Retryable|Exception|Failure): ")
+
+
+def failure(text: object) -> str:
+    """Why something failed, without the Python exception's class name the engine put first
+    ('RemedyRefused: https://crm.example/... answered 422' -> 'https://... answered 422')."""
+    return _EXCEPTION.sub("", str(text))
+
+
 def capital(text: object) -> str:
     """The first letter upper-cased, the rest left alone ('MDF credit' stays)."""
     words = str(text)
@@ -522,6 +531,7 @@ _VOTE_SPACED = "|".join(sorted(_VOTE_WORDS, key=len, reverse=True))
 _WERE = re.compile(
     rf"(comparable rulings were )({_VOTE_SPACED}) \(([^)]*)\), this one is ({_VOTE_SPACED})\b"
 )
+_FAILED = re.compile(r"(could not be applied: )(.*)$", re.DOTALL)
 _WINDOW = re.compile(r"\bthe information:([\w-]+) window")
 _SEAT = re.compile(r"(recused from the panel )\(([a-z_]+)\)")
 _STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
@@ -596,6 +606,7 @@ def summary(text: object, names: Names | None = None) -> str:
         ),
         words,
     )
+    words = _FAILED.sub(lambda m: m.group(1) + failure(m.group(2)), words)
     words = _WINDOW.sub(lambda m: f"the window to answer {m.group(1)}", words)
     words = _THROUGH.sub(lambda m: f"{m.group(1)} through {adapter(m.group(2))}", words)
     words = _SEAT.sub(lambda m: f"{m.group(1)}({m.group(2).replace('_', ' ')})", words)
@@ -710,5 +721,6 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         remedy_reference=remedy_reference,
         purpose=purpose,
         sentence=sentence,
+        failure=failure,
         actor=_actor,
     )

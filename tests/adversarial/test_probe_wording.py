@@ -466,3 +466,26 @@ def test_a_divergence_names_the_outcomes_in_words() -> None:
     )
     shown = wording.summary(stored, NAMES)
     assert "were partly upheld (DSP-2026-000001, DSP-2026-000002), this one is denied." in shown
+
+
+FAILED_REMEDY = 'RemedyRefused: https://crm.example/accord answered 422: {"error": "frozen"}'
+
+
+def test_a_failed_remedy_is_said_without_the_exception_class(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The history (which the parties read), `accord show`, the page and the admins' mail said
+    'could not be applied: RemedyRefused: https://...': the Python exception's class name."""
+    from notifications.render import TemplateCatalog
+    from tests.test_wording import MAIL_CONTEXT
+
+    stored = f"remedy 1 (commission_split) could not be applied: {FAILED_REMEDY}"
+    shown = wording.summary(stored, NAMES)
+    assert shown == (
+        "remedy 1 (commission split) could not be applied: "
+        'https://crm.example/accord answered 422: {"error": "frozen"}'
+    ), shown
+    assert wording.failure(FAILED_REMEDY).startswith("https://crm.example/accord answered 422")
+    assert wording.failure("RemedyRetryable: timed out") == "timed out"
+    email = TemplateCatalog().render("remedy_failed", {**MAIL_CONTEXT, "reason": FAILED_REMEDY})
+    assert "RemedyRefused" not in email.text + email.html, email.text
