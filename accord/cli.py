@@ -151,6 +151,7 @@ Outcome = Annotated[
     typer.Option(parser=_one_of(OUTCOMES), metavar=f"<{'|'.join(OUTCOMES)}>"),
 ]
 DEADLINES = ("acceptance", "mediation", "information")
+STAGES = tuple(s.value for s in DisputeStage)
 
 
 # The option a person typed for each payload field a message may name first
@@ -245,7 +246,8 @@ def _run(coro: Coroutine[Any, Any, Any]) -> None:
     except ValidationError as exc:
         for err in relevant(exc.errors()):
             where = _where_typed(tuple(err["loc"]))
-            said = f"{where}: {plain_error(err)}" if where else plain_error(err)
+            # A check of the whole payload names its field first ('respondent_ids: ...').
+            said = f"{where}: {plain_error(err)}" if where else as_typed(plain_error(err))
             typer.secho(f"error: {said}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     except WorkflowUpdateFailedError as exc:
@@ -613,10 +615,11 @@ def file_dispute(
 @app.command()
 def disputes(
     stage: Annotated[
-        DisputeStage | None,
+        str | None,
         typer.Option(
+            parser=_one_of(STAGES),
             metavar="<stage>",
-            help="only this stage: " + ", ".join(s.value for s in DisputeStage),
+            help="only this stage: " + ", ".join(STAGES),
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -626,7 +629,7 @@ def disputes(
     with services.sessions.read() as session:
         query = select(Dispute).order_by(col(Dispute.filed_at).desc()).limit(200)
         if stage:
-            query = query.where(Dispute.stage == stage)
+            query = query.where(Dispute.stage == DisputeStage(stage))
         rows = session.exec(query).all()
         names = directory.names(session)
     if as_json:
@@ -811,9 +814,8 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
     if state.clock_paused:
         lines.append("  clock        PAUSED: a party owes information")
     for d in state.deadlines:
-        lines.append(
-            f"  deadline     {d.purpose}: {w.when(d.due_at)} ({w.countdown(d.due_at, now)})"
-        )
+        due = f"{w.when(d.due_at)} ({w.countdown(d.due_at, now)})"
+        lines.append(f"  deadline     {w.purpose(d.purpose)}: {due}")
         lines.append(f"               {d.explanation}")
     for t in state.open_tasks:
         lines.append(
@@ -860,7 +862,7 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
         lines.append(
             f"  remedy       {rp.position + 1}: {w.capital(w.label(rp.kind))}, {w.label(rp.state)}"
             + (f" via {w.adapter(rp.adapter)}" if rp.adapter else "")
-            + (f" ({rp.error})" if rp.error else "")
+            + (f" ({w.failure(rp.error)})" if rp.error else "")
         )
     lines.append("  history")
     # Columns as wide as their longest entry: a party's contact is named with their

@@ -218,6 +218,22 @@ def label(value: object) -> str:
     return _BY_VALUE.get(text, text.replace("_", " "))
 
 
+def sentence(text: object) -> str:
+    """A text ended as a sentence: a full stop added unless it ends in one already (or in '!',
+    '?'): a reason someone typed with its own full stop is not shown with two."""
+    words = str(text).rstrip()
+    return words if words.endswith((".", "!", "?")) else f"{words}."
+
+
+_EXCEPTION = re.compile(r"^[A-Z][A-Za-z]*(?:Error|Refused|Retryable|Exception|Failure): ")
+
+
+def failure(text: object) -> str:
+    """Why something failed, without the Python exception's class name the engine put first
+    ('RemedyRefused: https://crm.example/... answered 422' -> 'https://... answered 422')."""
+    return _EXCEPTION.sub("", str(text))
+
+
 def capital(text: object) -> str:
     """The first letter upper-cased, the rest left alone ('MDF credit' stays)."""
     words = str(text)
@@ -345,6 +361,10 @@ def countdown(value: object, now: datetime | None = None) -> str:
 # --- partners and people ---------------------------------------------------------------------
 
 
+# Who acts without being a person of the directory: the system itself (models.payloads.SYSTEM).
+_ACTORS = {"accord": "Accord"}
+
+
 @dataclass(frozen=True)
 class Names:
     """Display names by id; an id nobody knows is shown as itself (never as 'None')."""
@@ -362,7 +382,7 @@ class Names:
         if person_id is None or person_id == "":
             return "-"
         key = str(person_id)
-        return self.people.get(key) or self.partners.get(key) or key
+        return self.people.get(key) or self.partners.get(key) or _ACTORS.get(key) or key
 
     def partner_list(self, partner_ids: Iterable[object]) -> str:
         return join([self.partner(p) for p in partner_ids])
@@ -372,6 +392,26 @@ class Names:
 
 
 NO_NAMES = Names()
+
+
+def actor(person_id: object, role: object, names: Names | None = None) -> str:
+    """Who did something, with their role: 'Greta Hoffmann (mediator)'; the system is
+    'Accord (automatic)', not 'accord (Accord (automatic))'."""
+    if str(getattr(role, "value", role)) == Role.SYSTEM.value:
+        return "Accord (automatic)"
+    return f"{(names or NO_NAMES).person(person_id)} ({label(role)})"
+
+
+_CLOCK = re.compile(r"^information:(.+)$")
+
+
+def purpose(value: object) -> str:
+    """A deadline's purpose: 'mediation', 'formal review'; an information request's clock
+    ('information:info-1', the workflow's key) is 'answer to info-1'."""
+    found = _CLOCK.match(str(value))
+    if found is not None:
+        return f"answer to {found.group(1)}"
+    return label(value)
 
 
 def join(items: Iterable[object], last: str = "and") -> str:
@@ -482,6 +522,64 @@ _ONE = re.compile(
     r"(precedent|day|vote|partner|member|message|offer)s\b"
 )
 _PLACE = re.compile(r"\bremedies\[(\d+)\]")
+# A remedy's history line names its adapter ('applied through ledger'); a panel recusal, the
+# seat by the playbook's key ('recused from the panel (partner_management)').
+_THROUGH = re.compile(r"\b(remedy \d+ \([^)]*\) applied) through ([\w:-]+)")
+# A ruling's divergence from precedent (workflows.consistency), its outcomes with spaces.
+_VOTE_WORDS = {o.value.replace("_", " "): w for o, w in LABELS[VoteOutcome].items()}
+_VOTE_SPACED = "|".join(sorted(_VOTE_WORDS, key=len, reverse=True))
+_WERE = re.compile(
+    rf"(comparable rulings were )({_VOTE_SPACED}) \(([^)]*)\), this one is ({_VOTE_SPACED})\b"
+)
+_FAILED = re.compile(r"(could not be applied: )(.*)$", re.DOTALL)
+_WINDOW = re.compile(r"\bthe information:([\w-]+) window")
+_SEAT = re.compile(r"(recused from the panel )\(([a-z_]+)\)")
+_STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
+_ROLES = "|".join(r.value for r in Role)
+# The transition table's two refusals (workflows.transitions.why_not), with stage and role
+# values: said with their words ('applying remedies', 'board member'), 'in triage'.
+_NOT_NOW = re.compile(
+    rf"\bis not possible while the dispute is ({_STAGES})"
+    rf" \(possible in: ((?:{_STAGES})(?:, (?:{_STAGES}))*)\)"
+)
+_NOT_YOURS = re.compile(
+    rf"\bin stage ({_STAGES}) is for ((?:{_ROLES})(?: or (?:{_ROLES}))*), not ({_ROLES})\b"
+)
+# Stages one is "in"; the others a dispute "is" (filed, settled, awaiting a party, ...).
+_IN_STAGE = frozenset(
+    {
+        DisputeStage.TRIAGE,
+        DisputeStage.MEDIATION,
+        DisputeStage.FORMAL_REVIEW,
+        DisputeStage.APPEAL_WINDOW,
+    }
+)
+
+
+def stage_phrase(stage: DisputeStage | str) -> str:
+    """How a sentence says a dispute is at `stage`: 'in triage', 'in formal review', 'applying
+    remedies', 'closed'."""
+    member = DisputeStage(stage)
+    words = label(member)
+    return f"in {words}" if member in _IN_STAGE else words
+
+
+def _not_now(found: re.Match[str]) -> str:
+    possible = ", ".join(label(DisputeStage(s)) for s in found.group(2).split(", "))
+    return (
+        f"is not possible while the dispute is {stage_phrase(found.group(1))}"
+        f" (possible in: {possible})"
+    )
+
+
+def _not_yours(found: re.Match[str]) -> str:
+    roles = " or ".join(label(Role(r)) for r in found.group(2).split(" or "))
+    return (
+        f"in stage {label(DisputeStage(found.group(1)))} is for {roles}, "
+        f"not {label(Role(found.group(3)))}"
+    )
+
+
 # An id the directory knows: a partner's or person's id, or a contact's email (they act by it).
 _TOKEN = re.compile(
     r"(?<![\w.@/+-])([\w.+-]+@[\w-]+(?:\.[\w-]+)+|[a-z0-9][\w.-]*[a-z0-9]|[a-z0-9])"
@@ -500,11 +598,34 @@ def summary(text: object, names: Names | None = None) -> str:
         lambda m: f"1 {m.group(1)}remedy" if m.group(2) else f"1 {m.group(3)}{m.group(4)}", words
     )
     words = _RULING.sub(lambda m: m.group(1) + label(VoteOutcome(m.group(2))), words)
+    words = _NOT_NOW.sub(_not_now, words)
+    words = _WERE.sub(
+        lambda m: (
+            f"{m.group(1)}{_VOTE_WORDS[m.group(2)]} ({m.group(3)}), this one is "
+            f"{_VOTE_WORDS[m.group(4)]}"
+        ),
+        words,
+    )
+    words = _FAILED.sub(lambda m: m.group(1) + failure(m.group(2)), words)
+    words = _WINDOW.sub(lambda m: f"the window to answer {m.group(1)}", words)
+    words = _THROUGH.sub(lambda m: f"{m.group(1)} through {adapter(m.group(2))}", words)
+    words = _SEAT.sub(lambda m: f"{m.group(1)}({m.group(2).replace('_', ' ')})", words)
+    words = _NOT_YOURS.sub(_not_yours, words)
     words = _RAW.sub(lambda m: label(m.group(1)), words)
     known = {**n.partners, **n.people}
     if not known:
         return words
     return _TOKEN.sub(lambda m: known.get(m.group(1), m.group(1)), words)
+
+
+_QUOTED = re.compile(r"'([a-z_]+)'")
+
+
+def choices(text: object) -> str:
+    """A message listing enum values as an API client types them ("Input should be 'uphold',
+    'partly_uphold' or 'deny'") for a page, where they were choices of a form: their words
+    ('Input should be upheld, partly upheld or denied'). Other quoted text is kept."""
+    return _QUOTED.sub(lambda m: _BY_VALUE.get(m.group(1), m.group(0)), str(text))
 
 
 # --- Jinja2 ----------------------------------------------------------------------------------
@@ -520,8 +641,24 @@ ADAPTERS: dict[str, str] = {
 
 
 def adapter(name: object) -> str:
-    """'ledger' -> "Accord's remedy ledger"; an adapter configured under another name, as named."""
-    return ADAPTERS.get(str(name), str(name))
+    """'ledger' -> "Accord's remedy ledger"; a webhook routed for one kind ('webhook:mdf_credit',
+    accord.runtime) as any webhook; an adapter configured under another name, as named."""
+    text = str(name)
+    return ADAPTERS.get(text) or ADAPTERS.get(text.partition(":")[0], text)
+
+
+_LEDGER_ROW = re.compile(r"^ledger_([a-z_]+):(\d+)$")
+
+
+def remedy_reference(value: object) -> str:
+    """Where an applied remedy is recorded: Accord's ledger says its row as '<table>:<id>'
+    ('ledger_commission_split:1'), read 'commission split ledger entry 1'; a partner system's
+    own reference is shown as it gave it."""
+    text = str(value)
+    found = _LEDGER_ROW.match(text)
+    if found is None:
+        return text
+    return f"{label(found.group(1))} ledger entry {found.group(2)}"
 
 
 def install(env: Environment, names: Names | NamesProvider | None = None) -> None:
@@ -553,6 +690,10 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         return remedy(value, _names(context))
 
     @pass_context
+    def _actor(context: Context, value: object, role: object) -> str:
+        return actor(value, role, _names(context))
+
+    @pass_context
     def _summary(context: Context, value: object) -> str:
         return summary(value, _names(context))
 
@@ -577,4 +718,9 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         task=task,
         summary=_summary,
         adapter=adapter,
+        remedy_reference=remedy_reference,
+        purpose=purpose,
+        sentence=sentence,
+        failure=failure,
+        actor=_actor,
     )

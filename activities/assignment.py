@@ -87,6 +87,12 @@ def _owned_objects(session: Session, request: MediatorRequest | PanelRequest) ->
     )
 
 
+def _words(function: str) -> str:
+    """A board function as its reader says it: the playbook's key 'partner_management' is
+    'partner management'."""
+    return function.replace("_", " ")
+
+
 def _ordinal_panel(round_no: int) -> str:
     return "the first panel" if round_no == 1 else f"the round {round_no} panel"
 
@@ -444,7 +450,7 @@ class PanelActivities:
                 # Against the vendor's direct sales every sales member is barred alike, so the
                 # seat is not "available" here: no admin could ever fill it.
                 sitting_out.append(
-                    f"no {function} seat: {owned.names(owned.direct_sales_parties)}"
+                    f"no {_words(function)} seat: {owned.names(owned.direct_sales_parties)}"
                     " (the vendor's direct sales) is a party"
                 )
                 continue
@@ -462,7 +468,7 @@ class PanelActivities:
         reason = (
             f"panel of {len(members)} and chair {chair.name if chair else '-'}"
             if complete
-            else f"too few eligible board members: no {', '.join(missing)}"
+            else f"too few eligible board members: no {', '.join(_words(m) for m in missing)}"
             + (f" ({'; '.join(refusals)})" if refusals else "")
         ) + "".join(f"; {note}" for note in sitting_out)
         return PanelChoice(

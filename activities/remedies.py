@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from accord import wording
 from accord.db import SessionFactory
 from accord.remedies import RemedyAdapter, RemedyRefused, RemedyRetryable
 from models.enums import RemedyKind, RemedyState
@@ -82,7 +83,8 @@ class RemedyActivities:
                     # remedy that took effect. Retrying verifies it instead.
                     reference = f" (reference {row.external_ref})" if row.external_ref else ""
                     raise ApplicationError(
-                        f"position: remedy {row.position + 1} was applied through {row.adapter}"
+                        f"position: remedy {row.position + 1} was applied through "
+                        f"{wording.adapter(row.adapter)}"
                         f"{reference}; it cannot be waived. Retry it to verify it",
                         type="RemedyApplied",
                         non_retryable=True,

@@ -159,14 +159,69 @@ def plain_error(error: Mapping[str, Any]) -> str:
     field = str(context.get("discriminator", "kind")).strip("'")
     if kind == "union_tag_invalid":
         tags = ", ".join(f"'{t}'" for t in _tags(context.get("expected_tags")))
-        return f"{field}: '{str(context.get('tag'))[:60]}' is not one of {tags}"
+        return f"{field}: {_given(error, field, context.get('tag'))} is not one of {tags}"
     if kind == "union_tag_not_found":
         return f"{field}: missing; it says which kind this is, one of the kinds the playbook lists"
     if kind in ("too_short", "too_long") and context.get("field_type") in _COLLECTIONS:
         return _how_many(kind, context)
     if kind == "dict_type" and error.get("loc", ())[-1:] == ("shares",):
         return "write each partner's share as partner=percent, e.g. northwind=60, contoso=40"
+    if kind in _JSON_SHAPES:
+        return f"Input should be {_JSON_SHAPES[kind]}"
+    if kind == "string_pattern_mismatch":
+        return _PATTERNS.get(str(context.get("pattern")), "is not written in the form it takes")
+    if kind == "decimal_max_digits":
+        return f"at most {context.get('max_digits')} digits"
+    if kind == "decimal_max_places":
+        return f"at most {context.get('decimal_places')} decimal places"
+    if kind == "decimal_whole_digits":
+        return f"at most {context.get('whole_digits')} digits before the decimal point"
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+# Python's names for a shape ('a valid tuple', 'a valid dictionary or object to extract fields
+# from'), as JSON, which every reader writes, names them.
+_JSON_SHAPES: dict[str, str] = {
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "set_type": "a list",
+    "frozen_set_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dataclass_type": "an object",
+}
+
+# A pattern a field must match, as its reader is told it (pydantic says the expression).
+_PATTERNS: dict[str, str] = {
+    r"^[A-Z]{3}$": "a currency code: three capital letters, e.g. USD",
+    r"^DSP-\d{4}-\d{6}$": "a dispute number, e.g. DSP-2026-000001",
+    r"^[!-~]+$": "letters, digits and punctuation only, no spaces",
+    r"^[0-9a-f]{64}$": "a SHA-256 digest: 64 lower-case hexadecimal digits",
+    r"^tx-[0-9a-f]{32}$": "a stored text's reference: tx- and 32 hexadecimal digits",
+    r"^ev-[0-9a-f]{8,32}$": "an evidence reference: ev- and 8 to 32 hexadecimal digits",
+    r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$": "a domain name, e.g. northwind.example",
+    r"^[0-9A-Za-z.\-]+$": "letters, digits, dots and hyphens only",
+}
+
+
+def _given(error: Mapping[str, Any], field: str, tag: object) -> str:
+    """What a tagged union's tag field held, as one writes it in JSON: a text in quotes, a
+    number or true/false as itself, null, 'a list', 'an object'; never pydantic's Python text of
+    it ("'None'", "'['x']'")."""
+    given = error.get("input")
+    value = given.get(field, tag) if isinstance(given, Mapping) else tag
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return f"'{str(value)[:60]}'"
 
 
 _COLLECTIONS = ("Tuple", "List", "Set", "Dictionary")

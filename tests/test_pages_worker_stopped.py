@@ -203,7 +203,9 @@ async def test_an_action_offered_from_a_stale_read_model_is_refused_by_the_workf
     refused = await nora.http.post(action, data=form)
     assert refused.status_code == 409, refused.text[:500]
     assert "Nothing was recorded" in " ".join(messages(refused.text))
-    assert "respond to an offer is not possible while the dispute is formal review" in refused.text
+    assert (
+        "respond to an offer is not possible while the dispute is in formal review" in refused.text
+    )
 
     gates["record_event"].release()
     await impasse.result()

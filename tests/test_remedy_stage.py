@@ -141,7 +141,7 @@ async def test_a_refused_remedy_becomes_an_admin_task_and_can_be_waived(
         ),
         (
             WaiveRemedy(actor=stack.actor("alex.admin"), position=3, reason="not needed"),
-            "position: remedy 0 is waiting for an admin, not 3",
+            "position: remedy 1 is waiting for an admin, not remedy 4",
         ),
     ]:
         with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -292,7 +292,7 @@ async def test_a_remedy_that_was_applied_after_all_cannot_be_waived(
             WaiveRemedy(actor=stack.actor("alex.admin"), position=0, reason="Paid by hand"),
         )
     assert getattr(refused.value.cause, "message", "") == (
-        "position: remedy 1 was applied through webhook:commission_split (reference CRM-77); "
+        "position: remedy 1 was applied through the connected partner system (reference CRM-77); "
         "it cannot be waived. Retry it to verify it"
     )
     assert stack.actions(number) == before

@@ -579,7 +579,7 @@ def test_a_history_line_names_partners_and_words_outcomes() -> None:
         ("ruled partly_uphold by the board", "ruled partly upheld by the board"),
         (
             "remedy 1 (mdf_credit) applied through ledger",
-            "remedy 1 (MDF credit) applied through ledger",
+            "remedy 1 (MDF credit) applied through Accord's remedy ledger",
         ),
         (
             "deal_registration filed by nora@ptn-north.example against ptn-contoso",
@@ -597,7 +597,8 @@ def test_a_history_line_names_partners_and_words_outcomes() -> None:
         ),
         (
             "appeal is not possible while the dispute is remedy (possible in: appeal_window)",
-            "appeal is not possible while the dispute is remedy (possible in: appeal window)",
+            "appeal is not possible while the dispute is applying remedies"
+            " (possible in: appeal window)",
         ),
     ]
     for stored, shown in said:

@@ -157,6 +157,22 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
 }
 
 
+_FIELD_FIRST = re.compile(r"^([a-z]+_[a-z_]+): ")
+
+
+def refused_as_shown(action: Action, text: str) -> str:
+    """A refusal that starts with a payload field ('offer_id: offer-9 is not an open settlement
+    offer') started with the form's label for it ('Offer: ...'): the page shows no field names."""
+    found = _FIELD_FIRST.match(text)
+    if found is None:
+        return text
+    labels = {f.name: f.label for f in ACTION_FORMS.get(action, ())}
+    name = found.group(1)
+    return (
+        f"{labels.get(name) or name.removesuffix('_id').replace('_', ' ')}: {text[found.end() :]}"
+    )
+
+
 def _text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""

@@ -746,13 +746,15 @@ class DisputeActions(BoardReview):
         self._check_remedy_waiting(req.position)
 
     def _check_remedy_waiting(self, position: int) -> None:
+        # Said as people number remedies (from 1, as `accord show` and the pages do), though
+        # the payload's position counts from 0; a refusal is not recorded, so replay is as before.
         if self._remedy_waiting != position:
             waiting = (
                 "no remedy is"
                 if self._remedy_waiting is None
-                else f"remedy {self._remedy_waiting} is"
+                else f"remedy {self._remedy_waiting + 1} is"
             )
-            raise ValueError(f"position: {waiting} waiting for an admin, not {position}")
+            raise ValueError(f"position: {waiting} waiting for an admin, not remedy {position + 1}")
 
     @workflow.update
     async def link_filing(self, req: LinkFiling) -> ActionResult:

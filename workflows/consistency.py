@@ -150,6 +150,9 @@ def divergences(
     return tuple(found)
 
 
+_OUTCOME_WORDS = {"uphold": "upheld", "partly_uphold": "partly upheld", "deny": "denied"}
+
+
 def pattern(
     precedents: Iterable[SimilarPrecedent], category: DisputeCategory, clauses: Iterable[str]
 ) -> tuple[str, ...]:
@@ -159,9 +162,13 @@ def pattern(
     if not pool:
         return ()
     outcomes = Counter(p.outcome for p in pool)
+    # Shown on the page only (never recorded): said as people say outcomes, 'upheld 2'.
+    many = "comparable precedent" if len(pool) == 1 else "comparable precedents"
     lines = [
-        f"{len(pool)} comparable precedents ({_numbers(pool)}): "
-        + ", ".join(f"{o.replace('_', ' ')} {n}" for o, n in outcomes.most_common())
+        f"{len(pool)} {many} ({_numbers(pool)}): "
+        + ", ".join(
+            f"{_OUTCOME_WORDS.get(o, o.replace('_', ' '))} {n}" for o, n in outcomes.most_common()
+        )
     ]
     sizes: dict[tuple[str, str], list[Decimal]] = {}
     for p in pool:

@@ -17,7 +17,7 @@ from accord.access import Viewer
 from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
-from accord.wording import label, summary
+from accord.wording import choices, label, summary
 from models.enums import (
     Action,
     DisputeCategory,
@@ -35,7 +35,7 @@ from web import service
 from web.app import WebContext
 from web.deps import require, web
 from web.evidence import download_response
-from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data
+from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, refused_as_shown
 from web.idempotency import KeyReused
 from web.operations import BY_SLUG, Refused, StillApplying, new_key
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
@@ -329,7 +329,7 @@ def _by_field(errors: list[tuple[str, str]]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for field, message in errors:
         key = field.split(".")[0].split("[")[0]
-        grouped.setdefault(key, []).append(message)
+        grouped.setdefault(key, []).append(choices(message))
     return grouped
 
 
@@ -381,14 +381,14 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
                     *(
                         (
                             m.dispute_number,
-                            f"{m.dispute_number}: {m.outcome} (similar, {m.score:.2f})",
+                            f"{m.dispute_number}: {label(m.outcome)} (similar, {m.score:.2f})",
                         )
                         for m in (state.similar.matches if state and state.similar else ())
                     ),
                     *(
                         (
                             p.dispute_number,
-                            f"{p.dispute_number}: {p.outcome} ({p.decided_at:%Y-%m-%d})",
+                            f"{p.dispute_number}: {label(p.outcome)} ({p.decided_at:%Y-%m-%d})",
                         )
                         for p in precedents
                     ),
@@ -396,7 +396,7 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             ).items()
         ),
         "evidence": [(e.id, f"{e.filename} ({e.id})") for e in record.evidence],
-        "remedy_kinds": [(k.value, k.value.replace("_", " ")) for k in RemedyKind],
+        "remedy_kinds": [(k.value, label(k)) for k in RemedyKind],
         "open_offers": [],
         "my_requests": [],
         "failed_remedies": [],
@@ -563,7 +563,7 @@ async def act(request: Request, viewer: ViewerDep, number: str, slug: str) -> Re
         errors = (
             _by_field(exc.errors)
             if isinstance(exc, BadInput)
-            else {"form": [summary(str(exc), web(request).names())]}
+            else {"form": [refused_as_shown(op.action, summary(str(exc), web(request).names()))]}
         )
         return await _render_dispute(
             request,
