@@ -1,0 +1,278 @@
+"""Adversarial probes of issue 16 items 2 and 4: what the ruling, appeal, shortage and
+outcome emails say, and what the board's page and `accord show` list, on the real stack."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from email.message import EmailMessage
+
+from models.enums import DisputeStage, TaskKind, VoteOutcome
+from models.payloads import (
+    Appeal,
+    CastVote,
+    CommissionSplit,
+    CoSellingResources,
+    DeclareImpasse,
+    EvidenceRef,
+    IssueRuling,
+    LeadReroute,
+    MdfCredit,
+    RebateAdjustment,
+    TerritoryReassignment,
+    WrittenWarning,
+)
+from tests.conftest import Stack
+from tests.test_dispute_paths import in_mediation, settled
+from tests.test_formal_review import (
+    ADMINS,
+    PANEL,
+    appoint_alternates_and_redraw,
+    open_ballot,
+)
+from tests.web_harness import Browser, make_app
+from workflows.dispute import DisputeWorkflow
+
+EVERY_REMEDY = (
+    TerritoryReassignment(
+        territory_code="US-NY-METRO",
+        from_partner_id="northwind",
+        to_partner_id="contoso",
+        effective_on=date(2027, 1, 15),
+    ),
+    CommissionSplit(
+        deal_ref="DR-2026-0042",
+        shares={"northwind": Decimal("62.5"), "contoso": Decimal("37.5")},
+    ),
+    RebateAdjustment(partner_id="contoso", amount=Decimal("-1234.56"), currency="EUR"),
+    CoSellingResources(partner_id="northwind", resource="solutions engineer", hours=40),
+    LeadReroute(lead_ref="LEAD-77", to_partner_id="northwind"),
+    MdfCredit(partner_id="northwind", amount=Decimal("5000"), currency="GBP"),
+    WrittenWarning(partner_id="contoso", text="<b>Register</b> deals before you work them & <i>"),
+)
+EVERY_LINE = (
+    "Territory New York Metro (US-NY-METRO) moves from Northwind Traders to Contoso Systems",
+    "Commission split on deal DR-2026-0042: Northwind Traders 62.5%, Contoso Systems 37.5%",
+    "Rebate reduced by EUR 1,234.56 for Contoso Systems",
+    "Co-selling resources for Northwind Traders: 40 hours of solutions engineer",
+    "Lead LEAD-77 is rerouted to Northwind Traders",
+    "MDF credit of GBP 5,000.00 to Northwind Traders",
+    "Written warning to Contoso Systems: <b>Register</b> deals before you work them & <i>",
+)
+REASONS = "Both parties broke the rules of engagement in different ways here."
+
+
+def plain(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def html(message: EmailMessage) -> str:
+    body = message.get_body(preferencelist=("html",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def in_review_of_other(stack: Stack) -> str:
+    """In review, filed under 'other' (every remedy kind allowed)."""
+    number = (await stack.file(category="other")).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.declare_impasse,
+        DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move."),
+    )
+    await stack.wait_for(
+        number,
+        lambda s: s.review is not None and any(d.purpose == "review" for d in s.deadlines),
+    )
+    return number
+
+
+async def ruled_with_every_remedy(stack: Stack) -> str:
+    number = await in_review_of_other(stack)
+    handle = stack.handle(number)
+    for who in PANEL[:3]:
+        await handle.execute_update(
+            DisputeWorkflow.cast_vote,
+            CastVote(
+                actor=stack.actor(who),
+                outcome=VoteOutcome.PARTLY_UPHOLD,
+                remedies=EVERY_REMEDY,
+                reasons=REASONS,
+            ),
+        )
+    await open_ballot(stack, number)
+    await handle.execute_update(
+        DisputeWorkflow.issue_ruling,
+        IssueRuling(
+            actor=stack.actor("board.chair"),
+            outcome=VoteOutcome.PARTLY_UPHOLD,
+            remedies=EVERY_REMEDY,
+            rationale=REASONS,
+            votes_relied_on=("board.sales",),
+            clauses_applied=("RoE 1.5",),
+        ),
+    )
+    await stack.wait_for(number, lambda s: s.stage is DisputeStage.APPEAL_WINDOW)
+    return number
+
+
+async def test_the_ruling_email_and_the_board_page_state_every_remedy_in_words(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    number = await ruled_with_every_remedy(stack)
+    for party in ("nora@northwind.example", "carl@contoso.example"):
+        mail = await stack.mail.wait_for(party, "appeal window open")
+        text = plain(mail)
+        deadline = text.index("appeal once")
+        for line in EVERY_LINE:
+            assert line in text, (line, text.replace("\r", ""))
+            assert text.index(line) < deadline
+        page = html(mail)
+        assert "<b>Register</b>" not in page and "&lt;b&gt;Register&lt;/b&gt;" in page
+    browser = Browser(make_app(stack))
+    await browser.sign_in("b.sales@vendor.example")
+    page = (await browser.get(f"/disputes/{number}")).text
+    for line in EVERY_LINE:
+        escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert escaped in page, line
+
+
+async def test_the_outcome_email_says_what_was_agreed_and_what_was_applied(
+    stack_on_both: Stack,
+) -> None:
+    from tests.test_cli import accord
+
+    stack = stack_on_both
+    number = await settled(stack)
+    await stack.mail_settled()
+    split = "Commission split on deal DR-2026-0042: Northwind Traders 70%, Contoso Systems 30%"
+    for party in ("nora@northwind.example", "carl@contoso.example"):
+        mails = [m for m in stack.mail.to(party) if "Settled" in str(m["Subject"])]
+        assert len(mails) == 1, stack.mail.subjects(party)
+        text = plain(mails[0])
+        settled_part, _, rest = text.partition("* * *")
+        # The settlement part says what was agreed; the remedy-applied part which remedy it was.
+        assert split in settled_part, text
+        assert split in rest.partition("* * *")[0], text
+    # The dispute's page lists the remedies applied with their shares, not 'Commission split'.
+    browser = Browser(make_app(stack))
+    await browser.sign_in("nora@northwind.example")
+    page = (await browser.get(f"/disputes/{number}")).text
+    section = page[page.index("<h2>Remedies</h2>") :]
+    assert split in section.partition("</section>")[0], section[:600]
+    code, out = await accord(stack, "show", number)
+    assert code == 0 and f"remedy       1: {split}, verified" in out, out
+
+
+GROUNDS = (
+    "<script>alert('x')</script> The ruling & its <b>remedies</b> are wrong.\n\n"
+    "Second paragraph: \u202eevil\u202c and \u05e9\u05dc\u05d5\u05dd, \U0001f600.\n"
+    + "The portal record shows otherwise. " * 400
+    + "END-OF-GROUNDS"
+)
+
+
+def panel_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.lstrip().startswith("panel ")]
+
+
+async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
+    stack: Stack,
+) -> None:
+    from accord.directory import Directory, PersonRecord
+    from models.enums import Role
+    from models.payloads import Recuse
+    from tests.conftest import seed
+    from tests.test_cli import accord
+
+    number = await ruled_with_every_remedy(stack)
+    # A board member who declared a conflict with Contoso, and one no longer active.
+    seed(
+        stack.sessions,
+        Directory(
+            people=[
+                PersonRecord(
+                    id="conf.sales",
+                    name="Conflicted Sales",
+                    email="conf.sales@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function="sales",
+                    declared_conflicts=["contoso"],
+                ),
+                PersonRecord(
+                    id="gone.product",
+                    name="Gone Product",
+                    email="gone.product@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function="product",
+                    active=False,
+                ),
+            ]
+        ),
+    )
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.appeal,
+        Appeal(
+            actor=stack.actor("carl@contoso.example"),
+            grounds=GROUNDS,
+            new_evidence=(EvidenceRef(description="Portal <audit> log", ref="DOC-991"),),
+        ),
+    )
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
+    )
+    code, out = await accord(stack, "show", number)
+    assert code == 0 and panel_lines(out) == [], out
+    shortage = plain(await stack.mail.wait_for(ADMINS, "redraw the review panel"))
+    flat = " ".join(shortage.split())
+    assert "under appeal" in flat and f"accord redraw-panel {number}" in flat
+    assert "accord assign" not in flat and "no eligible mediator" not in flat
+    for reason in (
+        "Beatrice Sales sat on the first panel",
+        "Charles Chair sat on the first panel",
+        "Conflicted Sales declared a conflict with Contoso Systems",
+        "Gone Product is not active",
+    ):
+        assert reason in flat, (reason, shortage)
+    assert "recused or let" not in flat
+
+    await appoint_alternates_and_redraw(stack, number)
+    await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
+    invitation = await stack.mail.wait_for("alt.sales@vendor.example", "appeal panel")
+    text = plain(invitation).replace("\r\n", "\n")
+    assert "Contoso Systems appealed" in text
+    assert GROUNDS in text, text[:2000]
+    page = html(invitation)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "END-OF-GROUNDS" in page
+    assert "Portal &lt;audit&gt; log" in page
+    code, out = await accord(stack, "show", number)
+    (line,) = panel_lines(out)
+    assert "round 2" in line and "Beatrice" not in line and "Alt Sales" in line, out
+
+    # A member of the fresh panel recuses: nobody is left for the seat; show still lists only
+    # round 2's panel, and the admins are told why each sales member is out.
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.recuse,
+        Recuse(actor=stack.actor("alt.sales"), reason="I used to work at Contoso."),
+    )
+    await stack.wait_for_event(number, "panel_incomplete", count=2)
+    code, out = await accord(stack, "show", number)
+    lines = panel_lines(out)
+    assert all("Beatrice" not in line and "Alt Sales" not in line for line in lines), out
+    await stack.mail_settled()
+    second = [
+        plain(m) for m in stack.mail.to(ADMINS) if "redraw the review panel" in str(m["Subject"])
+    ]
+    assert len(second) == 2, stack.mail.subjects(ADMINS)
+    flat = " ".join(second[1].split())
+    for reason in (
+        "Alt Sales recused from this panel",
+        "Beatrice Sales sat on the first panel",
+        "Conflicted Sales declared a conflict with Contoso Systems",
+    ):
+        assert reason in flat, (reason, second[1].replace("\r", ""))
