@@ -96,6 +96,28 @@ def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[st
         remedies = _decided_remedies(session, request.number)
         if isinstance(position, int) and 0 <= position < len(remedies):
             extra["remedy"] = remedies[position]
+    if template == "closure":
+        # A remedy the parties were told of and the admins waived: said, with the reason.
+        waived = session.exec(
+            select(DisputeEvent.content)
+            .where(
+                DisputeEvent.dispute_number == request.number,
+                DisputeEvent.action == "remedy_waived",
+            )
+            .order_by(col(DisputeEvent.seq))
+        ).all()
+        if waived:
+            remedies = _decided_remedies(session, request.number)
+            extra["waived"] = [
+                {
+                    "position": int(c.get("position") or 0),
+                    "remedy": remedies[int(c.get("position") or 0)]
+                    if 0 <= int(c.get("position") or 0) < len(remedies)
+                    else {},
+                    "reason": str(c.get("reason") or ""),
+                }
+                for c in waived
+            ]
     if template in ("ruling", "final_ruling"):
         ruled = _event(session, request.number, action="ruling_issued")
         extra["remedies"] = list(ruled.content.get("remedies") or []) if ruled else []

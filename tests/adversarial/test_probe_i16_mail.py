@@ -30,7 +30,9 @@ from tests.test_formal_review import (
     appoint_alternates_and_redraw,
     open_ballot,
 )
+from tests.test_remedy_stage import receiver, webhook_stack  # noqa: F401 - fixtures
 from tests.web_harness import Browser, make_app
+from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
 
 EVERY_REMEDY = (
@@ -276,3 +278,96 @@ async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
         "Conflicted Sales declared a conflict with Contoso Systems",
     ):
         assert reason in flat, (reason, second[1].replace("\r", ""))
+
+
+async def test_the_final_ruling_its_remedies_and_the_closure_reach_each_party_once(
+    stack: Stack,
+) -> None:
+    from tests.test_cli import accord
+
+    number = await ruled_with_every_remedy(stack)
+    handle = stack.handle(number)
+    await handle.execute_update(
+        DisputeWorkflow.appeal,
+        Appeal(
+            actor=stack.actor("carl@contoso.example"),
+            grounds=GROUNDS,
+            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
+        ),
+    )
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
+    )
+    await appoint_alternates_and_redraw(stack, number)
+    await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
+    for who in ("alt.sales", "alt.marketing", "alt.product"):
+        await handle.execute_update(
+            DisputeWorkflow.cast_vote,
+            CastVote(
+                actor=stack.actor(who),
+                outcome=VoteOutcome.UPHOLD,
+                remedies=EVERY_REMEDY,
+                reasons=REASONS,
+            ),
+        )
+    await open_ballot(stack, number, chair="alt.chair")
+    await stack.mail_settled()
+    before = {p: len(stack.mail.to(p)) for p in ("nora@northwind.example", "carl@contoso.example")}
+    await handle.execute_update(
+        DisputeWorkflow.issue_ruling,
+        IssueRuling(
+            actor=stack.actor("alt.chair"),
+            outcome=VoteOutcome.UPHOLD,
+            remedies=EVERY_REMEDY,
+            rationale=REASONS,
+            votes_relied_on=("alt.sales",),
+            clauses_applied=("RoE 1.5",),
+        ),
+    )
+    outcome = await handle.result()
+    assert outcome.stage is DisputeStage.CLOSED
+    await stack.mail_settled()
+    for party, count in before.items():
+        after = stack.mail.to(party)[count:]
+        assert len(after) == 1, [str(m["Subject"]) for m in after]
+        text = plain(after[0])
+        for line in EVERY_LINE:
+            assert text.count(line) >= 2, (line, text)  # awarded, then applied
+        assert "is closed" in text and "Final ruling" in str(after[0]["Subject"])
+    code, out = await accord(stack, "show", number)
+    (line,) = panel_lines(out)
+    assert code == 0 and "round 2" in line and "Beatrice" not in line, out
+
+
+async def test_a_remedy_waived_between_is_said_to_the_parties_and_the_failure_names_it(
+    webhook_stack: Stack,  # noqa: F811 - the fixture of test_remedy_stage
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    from models.payloads import WaiveRemedy
+    from tests.test_remedy_stage import settle
+
+    stack = webhook_stack
+    receiver.refuse_with = 422
+    number = await settle(stack)
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    split = "Commission split on deal DR-2026-0042: Northwind Traders 70%, Contoso Systems 30%"
+    failed = plain(await stack.mail.wait_for(ADMINS, "could not be applied"))
+    assert split in failed, failed
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.waive_remedy,
+        WaiveRemedy(
+            actor=stack.actor("alex.admin"),
+            position=0,
+            reason="Commission paid by hand in the December run",
+        ),
+    )
+    await stack.handle(number).result()
+    await stack.mail_settled()
+    for party in ("nora@northwind.example", "carl@contoso.example"):
+        closed = [m for m in stack.mail.to(party) if "losed" in str(m["Subject"])]
+        assert len(closed) == 1, stack.mail.subjects(party)
+        text = " ".join(plain(closed[0]).split())
+        # The party was told the split was agreed; the close says it was waived, and why.
+        assert "waived" in text and "December run" in text and split in text, text
