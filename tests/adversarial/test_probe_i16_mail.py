@@ -371,3 +371,23 @@ async def test_a_remedy_waived_between_is_said_to_the_parties_and_the_failure_na
         text = " ".join(plain(closed[0]).split())
         # The party was told the split was agreed; the close says it was waived, and why.
         assert "waived" in text and "December run" in text and split in text, text
+
+
+async def test_a_ruling_that_denies_awards_nothing_and_says_nothing_will_be_applied(
+    stack: Stack,
+) -> None:
+    from tests.test_formal_review import in_review, ruling, vote
+
+    number = await in_review(stack)
+    for who in PANEL[:3]:
+        await vote(stack, number, who, VoteOutcome.DENY)
+    await open_ballot(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.issue_ruling, ruling(stack, VoteOutcome.DENY)
+    )
+    for party in ("nora@northwind.example", "carl@contoso.example"):
+        mail = await stack.mail.wait_for(party, "appeal window open")
+        for text in (" ".join(plain(mail).split()), " ".join(html(mail).split())):
+            assert "No remedies are awarded." in text
+            assert "remedies are then applied" not in text, text
+            assert "appeal once" in text
