@@ -113,13 +113,33 @@ def _why_excluded(session: Session, request: MediatorRequest | PanelRequest) -> 
                 if round_no == request.round
                 else f"recused from {_ordinal_panel(round_no)}"
             )
-        seats = session.exec(
-            select(PanelSeat.person_id, PanelSeat.review_round).where(
-                PanelSeat.dispute_number == request.number,
-                PanelSeat.review_round < request.round,
-                col(PanelSeat.person_id).in_(excluded),
+        seats = list(
+            session.exec(
+                select(PanelSeat.person_id, PanelSeat.review_round).where(
+                    PanelSeat.dispute_number == request.number,
+                    PanelSeat.review_round < request.round,
+                    col(PanelSeat.person_id).in_(excluded),
+                )
+            ).all()
+        )
+        # Panels drawn before seats were stored (migration 0013) are in the audit trail only.
+        drawn = session.exec(
+            select(DisputeEvent.content).where(
+                DisputeEvent.dispute_number == request.number,
+                col(DisputeEvent.action).in_(("panel_drawn", "panel_replacement")),
             )
         ).all()
+        for content in drawn:
+            round_no = int(content.get("round") or 0)
+            if not 0 < round_no < request.round:
+                continue
+            sat = [*(content.get("members") or []), *(content.get("joined") or [])]
+            sat.append(content.get("chair"))
+            seats.extend(
+                (str(m["person_id"]), round_no)
+                for m in sat
+                if isinstance(m, Mapping) and m.get("person_id") in excluded
+            )
         for person_id, round_no in sorted(seats, key=lambda s: s[1]):
             why.setdefault(person_id, f"sat on {_ordinal_panel(round_no)}")
         return why

@@ -391,3 +391,80 @@ async def test_a_ruling_that_denies_awards_nothing_and_says_nothing_will_be_appl
             assert "No remedies are awarded." in text
             assert "remedies are then applied" not in text, text
             assert "appeal once" in text
+
+
+async def test_a_replacement_on_the_appeal_panel_is_told_it_hears_an_appeal(stack: Stack) -> None:
+    from accord.directory import Directory, PersonRecord
+    from models.enums import Role
+    from models.payloads import Recuse, RedrawPanel
+    from tests.conftest import seed
+    from tests.test_cli import accord
+
+    number = await ruled_with_every_remedy(stack)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.appeal,
+        Appeal(
+            actor=stack.actor("carl@contoso.example"),
+            grounds=GROUNDS,
+            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
+        ),
+    )
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
+    )
+    await appoint_alternates_and_redraw(stack, number)
+    await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.recuse,
+        Recuse(actor=stack.actor("alt.chair"), reason="I chaired Contoso's partner council."),
+    )
+    await stack.wait_for_event(number, "panel_incomplete", count=2)
+    seed(
+        stack.sessions,
+        Directory(
+            people=[
+                PersonRecord(
+                    id="new.chair",
+                    name="New Chair",
+                    email="new.chair@vendor.example",
+                    role=Role.BOARD,
+                    calendar="US-NY",
+                    function="chair",
+                )
+            ]
+        ),
+    )
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.redraw_panel,
+        RedrawPanel(actor=stack.actor("alex.admin"), reason="New chair appointed"),
+    )
+    invitation = await stack.mail.wait_for("new.chair@vendor.example", "panel")
+    assert "appeal panel" in str(invitation["Subject"]), invitation["Subject"]
+    text = plain(invitation).replace("\r\n", "\n")
+    assert "Contoso Systems appealed" in text and GROUNDS in text
+    code, out = await accord(stack, "show", number)
+    (line,) = panel_lines(out)
+    assert code == 0 and "round 2" in line and "chair New Chair" in line, out
+    assert "Charles Chair" not in line and "Alt Chair" not in line, out
+
+
+async def test_a_first_panel_seated_before_seats_were_kept_is_still_named_as_such(
+    stack_on_both: Stack,
+) -> None:
+    """A dispute whose first panel was drawn before panel seats were stored (migration 0013):
+    its appeal's shortage still says who sat on the first panel, from the audit trail."""
+    from sqlmodel import delete
+
+    from models.tables import PanelSeat
+    from tests.test_formal_review import appeal_by_contoso, ruled
+
+    stack = stack_on_both
+    number = await ruled(stack)
+    with stack.sessions.begin() as session:
+        session.exec(delete(PanelSeat).where(PanelSeat.dispute_number == number))  # type: ignore[call-overload]
+    await stack.handle(number).execute_update(DisputeWorkflow.appeal, appeal_by_contoso(stack))
+    event = await stack.wait_for_event(number, "panel_incomplete")
+    reason = event.content["reason"]
+    assert "Beatrice Sales sat on the first panel" in reason, reason
+    assert "Charles Chair sat on the first panel" in reason, reason
+    assert "recused or let" not in reason, reason
