@@ -468,3 +468,28 @@ async def test_a_first_panel_seated_before_seats_were_kept_is_still_named_as_suc
     assert "Beatrice Sales sat on the first panel" in reason, reason
     assert "Charles Chair sat on the first panel" in reason, reason
     assert "recused or let" not in reason, reason
+
+
+async def test_the_chair_s_suggested_remedies_are_said_in_words(stack: Stack) -> None:
+    number = await in_review_of_other(stack)
+    for who in PANEL[:3]:
+        await stack.handle(number).execute_update(
+            DisputeWorkflow.cast_vote,
+            CastVote(
+                actor=stack.actor(who),
+                outcome=VoteOutcome.UPHOLD,
+                remedies=EVERY_REMEDY,
+                reasons=REASONS,
+            ),
+        )
+    await open_ballot(stack, number)
+    await stack.live_matches(number)
+    browser = Browser(make_app(stack))
+    await browser.sign_in("c.chair@vendor.example")
+    page = (await browser.get(f"/disputes/{number}")).text
+    start = page.index("Suggested by the votes")
+    suggested = page[start : page.index("</p>", start)]
+    for line in EVERY_LINE:
+        escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert escaped in suggested, (line, suggested)
+    assert "deal_ref" not in suggested and "{" not in suggested, suggested
