@@ -355,6 +355,12 @@ async def test_a_remedy_waived_between_is_said_to_the_parties_and_the_failure_na
     split = "Commission split on deal DR-2026-0042: Northwind Traders 70%, Contoso Systems 30%"
     failed = plain(await stack.mail.wait_for(ADMINS, "could not be applied"))
     assert split in failed, failed
+    # The admins' retry and waive forms name the failed remedy in words too.
+    await stack.live_matches(number)
+    browser = Browser(make_app(stack))
+    await browser.sign_in("ada.admin@vendor.example")
+    page = (await browser.get(f"/disputes/{number}")).text
+    assert f">1: {split} (failed)</option>" in page
     await stack.handle(number).execute_update(
         DisputeWorkflow.waive_remedy,
         WaiveRemedy(
@@ -493,3 +499,7 @@ async def test_the_chair_s_suggested_remedies_are_said_in_words(stack: Stack) ->
         escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         assert escaped in suggested, (line, suggested)
     assert "deal_ref" not in suggested and "{" not in suggested, suggested
+    # The form's remedy kinds are said as everywhere else ('MDF credit', not 'mdf credit').
+    assert '<option value="mdf_credit" >MDF credit</option>' in page, page[page.index("-kind") :][
+        :800
+    ]

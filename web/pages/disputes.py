@@ -397,7 +397,7 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             ).items()
         ),
         "evidence": [(e.id, f"{e.filename} ({e.id})") for e in record.evidence],
-        "remedy_kinds": [(k.value, k.value.replace("_", " ")) for k in RemedyKind],
+        "remedy_kinds": [(k.value, label(k)) for k in RemedyKind],
         "open_offers": [],
         "my_requests": [],
         "failed_remedies": [],
@@ -410,8 +410,18 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             for r in state.information_requests
             if r.answered_at is None
         ]
+        awarded = state.remedies_decided()
         options["failed_remedies"] = [
-            (str(r.position), f"{r.position + 1}: {label(r.kind)} ({label(r.state)})")
+            (
+                str(r.position),
+                f"{r.position + 1}: "
+                + (
+                    remedy_words(awarded[r.position], record.names)
+                    if r.position < len(awarded) and awarded[r.position].kind is r.kind
+                    else label(r.kind)
+                )
+                + f" ({label(r.state)})",
+            )
             for r in state.remedies
             if r.state == "failed"
         ]
