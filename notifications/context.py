@@ -68,6 +68,18 @@ def _decided_remedies(session: Session, number: str) -> list[Mapping[str, Any]]:
     return [r for r in decided.content.get("remedies") or [] if isinstance(r, Mapping)]
 
 
+def _awarded(
+    remedies: list[Mapping[str, Any]], progress: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """The remedy a progress entry ({position, kind, state}) reports on, if it is that one."""
+    position = progress.get("position")
+    if isinstance(position, int) and 0 <= position < len(remedies):
+        remedy = remedies[position]
+        if remedy.get("kind") == progress.get("kind"):
+            return remedy
+    return None
+
+
 def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[str, object]]:
     """The template to render for `request`, and what to add to its context."""
     template = request.template
@@ -82,8 +94,11 @@ def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[st
             if template == "panel_incomplete":
                 extra["round"] = int(at_step.content.get("round") or 1)
             if template == "remedy_overdue":
+                # Each outstanding remedy with what it awards, in words (its kind alone does
+                # not say which of two splits it is).
+                awarded = _decided_remedies(session, request.number)
                 extra["outstanding"] = [
-                    r
+                    {**r, "awarded": _awarded(awarded, r)}
                     for r in at_step.content.get("remedies") or []
                     if isinstance(r, Mapping) and r.get("state") not in ("verified", "waived")
                 ]

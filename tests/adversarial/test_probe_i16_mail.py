@@ -503,3 +503,25 @@ async def test_the_chair_s_suggested_remedies_are_said_in_words(stack: Stack) ->
     assert '<option value="mdf_credit" >MDF credit</option>' in page, page[page.index("-kind") :][
         :800
     ]
+
+
+async def test_the_overdue_remedy_email_names_each_outstanding_remedy_in_words(
+    webhook_stack: Stack,  # noqa: F811 - the fixture of test_remedy_stage
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    from datetime import timedelta
+
+    from tests.test_remedy_stage import settle
+
+    stack = webhook_stack
+    receiver.refuse_with = 422
+    number = await settle(stack)
+    state = await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.RESOLVE_REMEDY for t in s.open_tasks)
+    )
+    due = next(d for d in state.deadlines if d.purpose == "remedy").due_at
+    await stack.env.sleep(due - await stack.env.get_current_time() + timedelta(hours=1))
+    overdue = plain(await stack.mail.wait_for(ADMINS, "remedy deadline"))
+    split = "Commission split on deal DR-2026-0042: Northwind Traders 70%, Contoso Systems 30%"
+    assert split in overdue, overdue
+    assert f"accord waive-remedy {number} --position 1" in overdue
