@@ -182,7 +182,7 @@ def panel_lines(out: str) -> list[str]:
 
 
 async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
-    stack: Stack,
+    stack_on_both: Stack,
 ) -> None:
     from accord.directory import Directory, PersonRecord
     from models.enums import Role
@@ -190,6 +190,7 @@ async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
     from tests.conftest import seed
     from tests.test_cli import accord
 
+    stack = stack_on_both
     number = await ruled_with_every_remedy(stack)
     # A board member who declared a conflict with Contoso, and one no longer active.
     seed(
