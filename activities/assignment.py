@@ -28,6 +28,7 @@ from accord.seats import (
     reserve_mediator,
     seat_panelist,
 )
+from accord.wording import label
 from models.enums import AssignmentState, ObjectKind, Role
 from models.payloads import (
     Ack,
@@ -482,7 +483,8 @@ class PanelActivities:
         reason = (
             f"panel of {len(members)} and chair {chair.name if chair else '-'}"
             if complete
-            else f"too few eligible board members: no {', '.join(missing)}"
+            else "too few eligible board members: no "
+            + ", ".join(label(f) for f in missing)
             + (f" ({'; '.join(refusals)})" if refusals else "")
         ) + "".join(f"; {note}" for note in sitting_out)
         return PanelChoice(

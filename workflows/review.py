@@ -596,7 +596,8 @@ class BoardReview(DisputeClocks):
         if missing:
             why = f"no eligible replacement for the panel's {', '.join(missing)} seat"
             if not choice.complete and workflow.patched(REPLACEMENT_REASONS_PATCH):
-                why = f"{why}: {choice.reason}"  # who is out, and why
+                seats = ", ".join(f.replace("_", " ") for f in missing)
+                why = f"no eligible replacement for the panel's {seats} seat: {choice.reason}"
             await self._ask_admins_to_compose_panel(why)
             return False
         self._vacancies = []

@@ -137,6 +137,7 @@ async def test_the_ruling_email_and_the_board_page_state_every_remedy_in_words(
     browser = Browser(make_app(stack))
     await browser.sign_in("b.sales@vendor.example")
     page = (await browser.get(f"/disputes/{number}")).text
+    assert "Paula Partners (partner management)" in page
     for line in EVERY_LINE:
         escaped = line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         assert escaped in page, line
@@ -243,6 +244,7 @@ async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
     ):
         assert reason in flat, (reason, shortage)
     assert "recused or let" not in flat
+    assert "partner management" in flat and "partner_management" not in flat, flat
 
     await appoint_alternates_and_redraw(stack, number)
     await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
