@@ -528,3 +528,23 @@ async def test_the_overdue_remedy_email_names_each_outstanding_remedy_in_words(
     split = "Commission split on deal DR-2026-0042: Northwind Traders 70%, Contoso Systems 30%"
     assert split in overdue, overdue
     assert f"accord waive-remedy {number} --position 1" in overdue
+
+
+async def test_a_ruling_among_three_parties_says_any_party_may_appeal(stack: Stack) -> None:
+    from tests.test_formal_review import ruling, vote
+
+    number = (await stack.file(respondent_ids=["contoso", "fabrikam"])).number
+    mediator = await in_mediation(stack, number)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.declare_impasse,
+        DeclareImpasse(actor=stack.actor(mediator), reason="Neither side will move."),
+    )
+    await stack.wait_for(number, lambda s: s.review is not None)
+    for who in PANEL[:3]:
+        await vote(stack, number, who)
+    await open_ballot(stack, number)
+    await stack.handle(number).execute_update(DisputeWorkflow.issue_ruling, ruling(stack))
+    mail = await stack.mail.wait_for("fay@fabrikam.example", "appeal window open")
+    text = " ".join(plain(mail).split())
+    assert "Either party" not in text and "Any party may appeal" in text, text
+    assert "one appeal in all" in text, text
