@@ -3,9 +3,14 @@ outcome emails say, and what the board's page and `accord show` list, on the rea
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from models.enums import DisputeStage, TaskKind, VoteOutcome
 from models.payloads import (
@@ -22,7 +27,7 @@ from models.payloads import (
     TerritoryReassignment,
     WrittenWarning,
 )
-from tests.conftest import Stack
+from tests.conftest import MailCapture, Stack, make_settings, seed
 from tests.test_dispute_paths import in_mediation, settled
 from tests.test_formal_review import (
     ADMINS,
@@ -30,7 +35,7 @@ from tests.test_formal_review import (
     appoint_alternates_and_redraw,
     open_ballot,
 )
-from tests.test_remedy_stage import receiver, webhook_stack  # noqa: F401 - fixtures
+from tests.test_remedy_stage import SECRET, receiver  # noqa: F401 - a fixture
 from tests.web_harness import Browser, make_app
 from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
@@ -61,6 +66,32 @@ EVERY_LINE = (
     "MDF credit of GBP 5,000.00 to Northwind Traders",
     "Written warning to Contoso Systems: <b>Register</b> deals before you work them & <i>",
 )
+
+
+@pytest.fixture
+async def webhook_stack(
+    env: WorkflowEnvironment,
+    database_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    receiver: Receiver,  # noqa: F811 - the fixture of test_remedy_stage
+) -> AsyncIterator[Stack]:
+    """test_remedy_stage's stack whose commission splits go to a webhook, on both databases."""
+    mail, port = smtp
+    settings = make_settings(
+        database_url,
+        port,
+        tmp_path,
+        remedy_webhooks={"commission_split": receiver.url},
+        remedy_webhook_secret=SECRET,
+        remedy_webhook_timeout_seconds=2,
+    )
+    harness = Stack(env, settings, mail)
+    seed(harness.sessions)
+    async with harness.worker:
+        yield harness
+
+
 REASONS = "Both parties broke the rules of engagement in different ways here."
 
 
@@ -343,8 +374,8 @@ async def test_the_final_ruling_its_remedies_and_the_closure_reach_each_party_on
 
 
 async def test_a_remedy_waived_between_is_said_to_the_parties_and_the_failure_names_it(
-    webhook_stack: Stack,  # noqa: F811 - the fixture of test_remedy_stage
-    receiver: Receiver,  # noqa: F811
+    webhook_stack: Stack,
+    receiver: Receiver,  # noqa: F811 - the fixture of test_remedy_stage
 ) -> None:
     from models.payloads import WaiveRemedy
     from tests.test_remedy_stage import settle
@@ -509,7 +540,7 @@ async def test_the_chair_s_suggested_remedies_are_said_in_words(stack: Stack) ->
 
 
 async def test_the_overdue_remedy_email_names_each_outstanding_remedy_in_words(
-    webhook_stack: Stack,  # noqa: F811 - the fixture of test_remedy_stage
+    webhook_stack: Stack,
     receiver: Receiver,  # noqa: F811
 ) -> None:
     from datetime import timedelta
