@@ -858,9 +858,12 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
         lines += [
             f"               {i}. {w.remedy(r, names)}" for i, r in enumerate(decided.remedies, 1)
         ]
+    awarded = state.remedies_decided()
     for rp in state.remedies:
+        known = rp.position < len(awarded) and awarded[rp.position].kind is rp.kind
+        what = w.remedy(awarded[rp.position], names) if known else w.capital(w.label(rp.kind))
         lines.append(
-            f"  remedy       {rp.position + 1}: {w.capital(w.label(rp.kind))}, {w.label(rp.state)}"
+            f"  remedy       {rp.position + 1}: {what}, {w.label(rp.state)}"
             + (f" via {w.adapter(rp.adapter)}" if rp.adapter else "")
             + (f" ({w.failure(rp.error)})" if rp.error else "")
         )

@@ -366,7 +366,8 @@ def resolve_actor(session: Session, login: str) -> Actor:
 
 
 def names(session: Session) -> Names:
-    """Every partner's and person's display name, for accord.wording (small: one query each)."""
+    """Every partner's, person's and territory's display name, for accord.wording (small: one
+    query each)."""
     # Columns, not rows: every email enqueued reads these, and building the ORM objects was a
     # third of what enqueueing one cost.
     partners = dict(session.exec(select(Partner.id, Partner.name)).all())
@@ -377,7 +378,8 @@ def names(session: Session) -> Names:
     for partner_id, email, name in session.exec(contacts).all():
         company = partners.get(partner_id, partner_id)
         people.setdefault(email, f"{name} ({company})")
-    return Names(partners=partners, people=people)
+    territories = dict(session.exec(select(Territory.code, Territory.name)).all())
+    return Names(partners=partners, people=people, territories=territories)
 
 
 class DirectoryNames:

@@ -371,6 +371,8 @@ class Names:
 
     partners: Mapping[str, str] = field(default_factory=dict)
     people: Mapping[str, str] = field(default_factory=dict)
+    territories: Mapping[str, str] = field(default_factory=dict)
+    """Territory code -> name ('US-NY-METRO' -> 'New York Metro')."""
 
     def partner(self, partner_id: object) -> str:
         if partner_id is None or partner_id == "":
@@ -383,6 +385,15 @@ class Names:
             return "-"
         key = str(person_id)
         return self.people.get(key) or self.partners.get(key) or _ACTORS.get(key) or key
+
+    def territory(self, code: object) -> str:
+        """'New York Metro (US-NY-METRO)': its name and the code remedies and filings use; a
+        code the directory does not know, as itself."""
+        if code is None or code == "":
+            return "-"
+        key = str(code)
+        name = self.territories.get(key)
+        return f"{name} ({key})" if name and name != key else key
 
     def partner_list(self, partner_ids: Iterable[object]) -> str:
         return join([self.partner(p) for p in partner_ids])
@@ -444,7 +455,7 @@ def remedy(value: object, names: Names | None = None) -> str:
     match kind:
         case RemedyKind.TERRITORY_REASSIGNMENT:
             return (
-                f"Territory {r.get('territory_code')} moves from "
+                f"Territory {n.territory(r.get('territory_code'))} moves from "
                 f"{n.partner(r.get('from_partner_id'))} to {n.partner(r.get('to_partner_id'))}"
                 f" on {when(r.get('effective_on'))}"
             )

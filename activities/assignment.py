@@ -28,6 +28,7 @@ from accord.seats import (
     reserve_mediator,
     seat_panelist,
 )
+from accord.wording import label
 from models.enums import AssignmentState, ObjectKind, Role
 from models.payloads import (
     Ack,
@@ -87,12 +88,6 @@ def _owned_objects(session: Session, request: MediatorRequest | PanelRequest) ->
     )
 
 
-def _words(function: str) -> str:
-    """A board function as its reader says it: the playbook's key 'partner_management' is
-    'partner management'."""
-    return function.replace("_", " ")
-
-
 def _ordinal_panel(round_no: int) -> str:
     return "the first panel" if round_no == 1 else f"the round {round_no} panel"
 
@@ -119,13 +114,33 @@ def _why_excluded(session: Session, request: MediatorRequest | PanelRequest) -> 
                 if round_no == request.round
                 else f"recused from {_ordinal_panel(round_no)}"
             )
-        seats = session.exec(
-            select(PanelSeat.person_id, PanelSeat.review_round).where(
-                PanelSeat.dispute_number == request.number,
-                PanelSeat.review_round < request.round,
-                col(PanelSeat.person_id).in_(excluded),
+        seats = list(
+            session.exec(
+                select(PanelSeat.person_id, PanelSeat.review_round).where(
+                    PanelSeat.dispute_number == request.number,
+                    PanelSeat.review_round < request.round,
+                    col(PanelSeat.person_id).in_(excluded),
+                )
+            ).all()
+        )
+        # Panels drawn before seats were stored (migration 0013) are in the audit trail only.
+        drawn = session.exec(
+            select(DisputeEvent.content).where(
+                DisputeEvent.dispute_number == request.number,
+                col(DisputeEvent.action).in_(("panel_drawn", "panel_replacement")),
             )
         ).all()
+        for content in drawn:
+            round_no = int(content.get("round") or 0)
+            if not 0 < round_no < request.round:
+                continue
+            sat = [*(content.get("members") or []), *(content.get("joined") or [])]
+            sat.append(content.get("chair"))
+            seats.extend(
+                (str(m["person_id"]), round_no)
+                for m in sat
+                if isinstance(m, Mapping) and m.get("person_id") in excluded
+            )
         for person_id, round_no in sorted(seats, key=lambda s: s[1]):
             why.setdefault(person_id, f"sat on {_ordinal_panel(round_no)}")
         return why
@@ -450,7 +465,7 @@ class PanelActivities:
                 # Against the vendor's direct sales every sales member is barred alike, so the
                 # seat is not "available" here: no admin could ever fill it.
                 sitting_out.append(
-                    f"no {_words(function)} seat: {owned.names(owned.direct_sales_parties)}"
+                    f"no {label(function)} seat: {owned.names(owned.direct_sales_parties)}"
                     " (the vendor's direct sales) is a party"
                 )
                 continue
@@ -468,7 +483,7 @@ class PanelActivities:
         reason = (
             f"panel of {len(members)} and chair {chair.name if chair else '-'}"
             if complete
-            else f"too few eligible board members: no {', '.join(_words(m) for m in missing)}"
+            else f"too few eligible board members: no {', '.join(label(m) for m in missing)}"
             + (f" ({'; '.join(refusals)})" if refusals else "")
         ) + "".join(f"; {note}" for note in sitting_out)
         return PanelChoice(

@@ -808,6 +808,18 @@ class DisputeState(Payload):
     allowed_actions: dict[str, tuple[Action, ...]]
     """Role to the actions this stage allows it, from the transition table."""
 
+    def remedies_decided(self) -> tuple[Remedy, ...]:
+        """The remedies `remedies` reports on, by position: the last ruling's, else those of
+        the offer every party accepted; none while neither exists."""
+        if self.rulings:
+            return self.rulings[-1].remedies
+        parties = {self.claimant_id, *self.respondent_ids}
+        for offer in reversed(self.offers):
+            answered = set(offer.responses)
+            if not offer.open and answered >= parties and all(offer.responses.values()):
+                return offer.remedies
+        return ()
+
 
 # --- activity payloads ---------------------------------------------------------------------
 

@@ -52,6 +52,34 @@ def _appellant(session: Session, event: DisputeEvent) -> str:
     return partner.name if partner else contact.partner_id
 
 
+def _decided_remedies(session: Session, number: str) -> list[Mapping[str, Any]]:
+    """The remedies being applied: the settlement's, or the last ruling's (a settlement and a
+    ruling never both end one dispute; an appeal's ruling comes after the first)."""
+    decided = session.exec(
+        select(DisputeEvent)
+        .where(
+            DisputeEvent.dispute_number == number,
+            col(DisputeEvent.action).in_(("settled", "ruling_issued")),
+        )
+        .order_by(col(DisputeEvent.seq).desc())
+    ).first()
+    if decided is None:
+        return []
+    return [r for r in decided.content.get("remedies") or [] if isinstance(r, Mapping)]
+
+
+def _awarded(
+    remedies: list[Mapping[str, Any]], progress: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
+    """The remedy a progress entry ({position, kind, state}) reports on, if it is that one."""
+    position = progress.get("position")
+    if isinstance(position, int) and 0 <= position < len(remedies):
+        remedy = remedies[position]
+        if remedy.get("kind") == progress.get("kind"):
+            return remedy
+    return None
+
+
 def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[str, object]]:
     """The template to render for `request`, and what to add to its context."""
     template = request.template
@@ -66,11 +94,45 @@ def enrich(session: Session, request: NotificationRequest) -> tuple[str, dict[st
             if template == "panel_incomplete":
                 extra["round"] = int(at_step.content.get("round") or 1)
             if template == "remedy_overdue":
+                # Each outstanding remedy with what it awards, in words (its kind alone does
+                # not say which of two splits it is).
+                awarded = _decided_remedies(session, request.number)
                 extra["outstanding"] = [
-                    r
+                    {**r, "awarded": _awarded(awarded, r)}
                     for r in at_step.content.get("remedies") or []
                     if isinstance(r, Mapping) and r.get("state") not in ("verified", "waived")
                 ]
+    if template == "settlement":
+        # What the parties agreed, in words, not only that they did.
+        extra["remedies"] = _decided_remedies(session, request.number)
+    if template in ("remedy_applied", "remedy_failed"):
+        # Which remedy: 'MDF credit of USD 5,000.00 to Northwind', not only its kind.
+        position = request.context.get("position")
+        remedies = _decided_remedies(session, request.number)
+        if isinstance(position, int) and 0 <= position < len(remedies):
+            extra["remedy"] = remedies[position]
+    if template == "closure":
+        # A remedy the parties were told of and the admins waived: said, with the reason.
+        waived = session.exec(
+            select(DisputeEvent.content)
+            .where(
+                DisputeEvent.dispute_number == request.number,
+                DisputeEvent.action == "remedy_waived",
+            )
+            .order_by(col(DisputeEvent.seq))
+        ).all()
+        if waived:
+            remedies = _decided_remedies(session, request.number)
+            extra["waived"] = [
+                {
+                    "position": int(c.get("position") or 0),
+                    "remedy": remedies[int(c.get("position") or 0)]
+                    if 0 <= int(c.get("position") or 0) < len(remedies)
+                    else {},
+                    "reason": str(c.get("reason") or ""),
+                }
+                for c in waived
+            ]
     if template in ("ruling", "final_ruling"):
         ruled = _event(session, request.number, action="ruling_issued")
         extra["remedies"] = list(ruled.content.get("remedies") or []) if ruled else []

@@ -180,6 +180,11 @@ REFUSED_EVIDENCE_PATCH = "refused-evidence-forgotten"
 """Evidence whose record was refused for good is not on the record: the same item sent again is
 looked at afresh, not answered "already added" (histories before it kept the refused id)."""
 
+REPLACEMENT_REASONS_PATCH = "replacement-shortage-reasons"
+"""A seat left vacant by a recusal that nobody can fill is put to the admins with why each
+board member of that seat is out (the draw's reason: 'sat on the first panel', 'recused from
+this panel', a conflict), not only which seat (histories before it say only the seat)."""
+
 LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
 """Fields of DisputeState not sent as sections: the audit trail and the transition table give
 the history and the actions; notes, offers and requests travel one by one."""

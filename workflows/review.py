@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
         FRESH_APPEAL_PANEL_PATCH,
+        REPLACEMENT_REASONS_PATCH,
         SIMILAR_PRECEDENTS_PATCH,
         Clock,
         Notice,
@@ -593,9 +594,11 @@ class BoardReview(DisputeClocks):
         if "chair" in self._vacancies and chair is None:
             missing.append("chair")
         if missing:
-            await self._ask_admins_to_compose_panel(
-                f"no eligible replacement for the panel's {', '.join(missing)} seat"
-            )
+            why = f"no eligible replacement for the panel's {', '.join(missing)} seat"
+            if not choice.complete and workflow.patched(REPLACEMENT_REASONS_PATCH):
+                seats = ", ".join(f.replace("_", " ") for f in missing)
+                why = f"no eligible replacement for the panel's {seats} seat: {choice.reason}"
+            await self._ask_admins_to_compose_panel(why)
             return False
         self._vacancies = []
         self._panel = panel.model_copy(

@@ -18,6 +18,7 @@ from accord.anonymity import load_population
 from accord.playbook import CategoryRules
 from accord.search import dispute_snippets
 from accord.wording import choices, label, summary
+from accord.wording import remedy as remedy_words
 from models.enums import (
     Action,
     DisputeCategory,
@@ -409,8 +410,18 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
             for r in state.information_requests
             if r.answered_at is None
         ]
+        awarded = state.remedies_decided()
         options["failed_remedies"] = [
-            (str(r.position), f"{r.position + 1}: {label(r.kind)} ({label(r.state)})")
+            (
+                str(r.position),
+                f"{r.position + 1}: "
+                + (
+                    remedy_words(awarded[r.position], record.names)
+                    if r.position < len(awarded) and awarded[r.position].kind is r.kind
+                    else label(r.kind)
+                )
+                + f" ({label(r.state)})",
+            )
             for r in state.remedies
             if r.state == "failed"
         ]
@@ -423,7 +434,8 @@ def form_options(ctx: WebContext, record: DisputeFile) -> dict[str, list[tuple[s
 
 def ruling_prefill(record: DisputeFile) -> tuple[dict[str, str], list[str]]:
     """The chair's suggested remedies: those the unsealed votes upholding the claim proposed,
-    most often proposed first, pre-filled into the ruling form's rows."""
+    most often proposed first, in words; the first REMEDY_ROWS pre-filled into the ruling
+    form's rows."""
     state = record.state
     if state is None or state.review is None:
         return {}, []
@@ -434,20 +446,16 @@ def ruling_prefill(record: DisputeFile) -> tuple[dict[str, str], list[str]]:
             key = json.dumps(data, sort_keys=True)
             count, _ = counted.get(key, (0, data))
             counted[key] = (count + 1, data)
-    ranked = [data for _, data in sorted(counted.values(), key=lambda c: -c[0])][:REMEDY_ROWS]
+    ranked = [data for _, data in sorted(counted.values(), key=lambda c: -c[0])]
     values: dict[str, str] = {}
-    for i, data in enumerate(ranked):
+    for i, data in enumerate(ranked[:REMEDY_ROWS]):
         for name, value in data.items():
             if name == "shares":
                 value = ", ".join(f"{p}={v}" for p, v in value.items())
             values[f"remedy-{i}-{name}"] = str(value)
-    labels = [
-        f"{d['kind'].replace('_', ' ')} ("
-        + ", ".join(f"{k}: {v}" for k, v in d.items() if k != "kind")
-        + ")"
-        for d in ranked
-    ]
-    return values, labels
+    # Every suggestion in words ('Commission split on deal ...: Northwind Traders 80%, ...'),
+    # not the fields' dump; the form's rows take the first REMEDY_ROWS of them.
+    return values, [remedy_words(d, record.names) for d in ranked]
 
 
 async def _render_dispute(
