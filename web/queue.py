@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Float, and_, case, exists, func, literal, null, type_coerce
+from sqlalchemy import Float, and_, case, exists, func, literal, null, or_, type_coerce
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -43,7 +43,8 @@ class Sla(StrEnum):
 
     ON_TIME = "on_time"
     WARNED_50 = "warned_50"
-    """Half of the time between the task's opening and its deadline is used."""
+    """Half of the deadline's business time is used: the workflow has warned its owner
+    (`_sla_column` says how a task off its stage's clock is reckoned)."""
     WARNED_80 = "warned_80"
     OVERDUE = "overdue"
     NONE = "none"
@@ -280,17 +281,45 @@ def _due_column(d: Any) -> Any:
     return type_coerce(case(*paused, *current, else_=col(Task.due_at)), UTCDateTime())
 
 
+def _on_stage_clock(d: Any) -> Any:
+    """The task runs on its dispute's stage deadline (`STAGE_CLOCKS`), and the workflow's
+    warning instants for that deadline are recorded."""
+    return or_(
+        *(
+            and_(
+                col(Task.kind).in_(kinds),
+                col(d.stage) == stage,
+                col(d.stage_deadline).is_not(None),
+                or_(
+                    col(d.stage_warning_50_at).is_not(None),
+                    col(d.stage_warning_80_at).is_not(None),
+                ),
+            )
+            for kinds, stage in STAGE_CLOCKS
+        )
+    )
+
+
 def standing_due(d: Any) -> Any:
     """The deadline that stands for a task (`STAGE_CLOCKS`, `PAUSED_CLOCKS`), over `d`, an
     alias of the dispute table joined to the task: what `accord tasks` counts down to too."""
     return _due_column(d)
 
 
-def _sla_column(now: datetime, due_at: Any) -> Any:
+def _sla_column(now: datetime, due_at: Any, d: Any) -> Any:
+    """Where a task stands. On its stage's clock, at the instants the workflow warns its owner
+    (50 % and 80 % of the deadline's business time: a weekend or a holiday uses none of it, and
+    after an extension the warnings not yet sent move with the deadline); otherwise, and for a
+    deadline recorded before those instants were, at those fractions of the time between the
+    task's opening and its deadline."""
     made, due, at = _epoch(Task.created_at), _epoch(due_at), now.timestamp()
+    business = _on_stage_clock(d)
     return case(
         (due_at.is_(None), literal(Sla.NONE.value)),
         (due_at <= now, literal(Sla.OVERDUE.value)),
+        (business & (col(d.stage_warning_80_at) <= now), literal(Sla.WARNED_80.value)),
+        (business & (col(d.stage_warning_50_at) <= now), literal(Sla.WARNED_50.value)),
+        (business, literal(Sla.ON_TIME.value)),
         (made * 0.2 + due * 0.8 <= at, literal(Sla.WARNED_80.value)),
         (made * 0.5 + due * 0.5 <= at, literal(Sla.WARNED_50.value)),
         else_=literal(Sla.ON_TIME.value),
@@ -417,7 +446,7 @@ def work_queue(
     # dispute table itself, per task, by the dispute's key (as the inbox always asked it).
     d = aliased(Dispute)
     due = _due_column(d)
-    sla = _sla_column(now, due)
+    sla = _sla_column(now, due, d)
     statement = (
         select(  # type: ignore[call-overload]
             Task,

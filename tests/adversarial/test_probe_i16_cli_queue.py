@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import Stack
 from tests.test_cli_reference import invoke
+from tests.test_web_queue import SAM
 from tests.web_harness import api, make_app, signed_in, token_for
 
 # Raw query strings, sent as written (not encoded again by the client), and the parameter each
@@ -176,3 +180,139 @@ def test_hostile_names_keep_the_partners_and_people_tables_readable(
     # --json keeps them exactly as stored.
     rows = json.loads(invoke("people", "--json", DATABASE_URL=hostile_directory))
     assert {r["id"]: r["name"] for r in rows}["p.rlo"] == "Mallory \u202eroiR\u202c"
+
+
+# --- the SLA state on business time --------------------------------------------------------------
+
+FRIDAY_4PM_NEW_YORK = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
+
+
+def _deadline(calendar: Any, start: datetime, days: int, purpose: str) -> Any:
+    from models.payloads import Deadline, WarningPoint
+
+    due, _ = calendar.add_business_days(start, days)
+    return Deadline(
+        purpose=purpose,
+        calendar=calendar.name,
+        starts_at=start,
+        due_at=due,
+        business_days=days,
+        warnings=tuple(
+            WarningPoint(fraction=f, at=calendar.point_at_fraction(start, due, f))
+            for f in (0.5, 0.8)
+        ),
+        explanation=f"{days} business days",
+    )
+
+
+def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extension(
+    database_url: str,
+) -> None:
+    """The workflow warns the owner of a deadline at 50 % and 80 % of its *business* time (a
+    weekend or a holiday does not count); the queue called a task 'warned' at 50 % and 80 % of
+    the wall-clock time between its opening and its deadline. Offered on a Friday at 4 pm in
+    New York, 2 business days (due Tuesday at close): the queue said 'warned: half the time
+    used' on Sunday, with one working hour of seventeen gone, and 'warned: 80%' at Tuesday's
+    opening, with ten hours of seventeen gone."""
+    from accord.calendar import BusinessCalendar
+    from accord.db import SessionFactory, make_engine
+    from accord.playbook import PlaybookLibrary
+    from activities.records import RecordActivities
+    from models.enums import AssignmentState, DisputeCategory, DisputeStage, Role, TaskKind
+    from models.payloads import Actor, EventRecord, TaskOpen
+    from models.tables import Assignment, Dispute, DisputeParty
+    from tests.conftest import REPO_ROOT, seed
+    from web.queue import Sla, work_queue
+
+    playbook = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").all()[-1]
+    new_york = BusinessCalendar("US-NY", playbook.calendars["US-NY"])
+    number, start = "DSP-2026-000001", FRIDAY_4PM_NEW_YORK
+    offered = _deadline(new_york, start, 2, "acceptance")
+    assert offered.due_at == datetime(2026, 12, 8, 22, 0, tzinfo=UTC)  # Tuesday 5 pm
+
+    sessions = SessionFactory(make_engine(database_url))
+    seed(sessions)
+    system = Actor(id="system", role=Role.SYSTEM, name="Accord")
+    with sessions.begin() as session:
+        session.add(
+            Dispute(
+                number=number,
+                category=DisputeCategory.PRICING,
+                claimant_id="northwind",
+                respondent_ids=["contoso"],
+                party_key="contoso|northwind",
+                contested_objects=[{"kind": "account", "ref": "ACME-001"}],
+                summary="A conflict",
+                facts="Facts.",
+                desired_remedy="Remedy.",
+                amount_at_stake=Decimal("500"),
+                currency="USD",
+                occurred_on=date(2026, 11, 20),
+                stage=DisputeStage.FILED,
+                playbook_version=playbook.version,
+                filed_by="nora@northwind.example",
+                filed_at=start,
+                updated_at=start,
+            )
+        )
+        session.flush()
+        session.add(DisputeParty(dispute_number=number, partner_id="northwind", side="claimant"))
+        session.add(DisputeParty(dispute_number=number, partner_id="contoso", side="respondent"))
+        session.add(
+            Assignment(
+                dispute_number=number,
+                round=1,
+                person_id="sam.okafor",
+                state=AssignmentState.OFFERED,
+                assigned_at=start,
+            )
+        )
+        session.flush()
+
+    def project(step: int, action: str, deadline: Any, at: datetime, **more: Any) -> None:
+        record = EventRecord(
+            number=number,
+            step=step,
+            at=at,
+            actor=system,
+            action=action,
+            content={},
+            stage=DisputeStage.TRIAGE,
+            deadline=deadline,
+            **more,
+        )
+        with sessions.begin() as session:
+            dispute = session.get(Dispute, number)
+            RecordActivities._project(session, dispute, record)
+
+    task = TaskOpen(
+        key=f"{number}:accept-1",
+        number=number,
+        kind=TaskKind.ACCEPT_ASSIGNMENT,
+        title=f"accept the assignment: {number}",
+        assignee_id="sam.okafor",
+        assignee_role=Role.MEDIATOR,
+        due_at=offered.due_at,
+        at=start,
+    )
+    project(1, "mediator_offered", offered, start, open_tasks=(task,))
+
+    def sla(now: datetime) -> Sla:
+        with sessions.read() as session:
+            (item,) = work_queue(session, SAM, now=now)
+        return item.sla
+
+    at = lambda d, h, m=0: datetime(2026, 12, d, h, m, tzinfo=UTC)  # noqa: E731
+    assert sla(at(6, 23)) is Sla.ON_TIME  # Sunday: 1 working hour of 17 gone
+    assert sla(at(7, 20)) is Sla.ON_TIME  # Monday 3 pm: 7 of 17
+    assert sla(at(7, 21, 31)) is Sla.WARNED_50  # Monday 4:31 pm: the workflow's 50 % warning
+    assert sla(at(8, 15)) is Sla.WARNED_50  # Tuesday 10 am: 10 of 17
+    assert sla(at(8, 18, 37)) is Sla.WARNED_80  # Tuesday 1:37 pm: its 80 % warning
+    assert sla(at(8, 22)) is Sla.OVERDUE
+
+    # An admin extends the deadline by 5 business days on Tuesday at 2 pm: the warnings not
+    # sent yet move with it (the workflow's Deadline says where), and the queue follows them.
+    extended = _deadline(new_york, at(8, 19), 5, "acceptance")
+    project(2, "deadline_extended", extended, at(8, 19))
+    assert sla(at(8, 20)) is Sla.ON_TIME
+    assert sla(extended.warnings[1].at + timedelta(minutes=1)) is Sla.WARNED_80
