@@ -332,9 +332,9 @@ def _print_json(value: Any) -> None:
 @app.command()
 def run() -> None:
     """Start the embedded stack: Temporal dev server, worker, mail capture, demo data."""
-    from accord.stack import run_embedded
-
     try:
+        from accord.stack import run_embedded
+
         asyncio.run(run_embedded(_settings()))
     except KeyboardInterrupt:
         pass

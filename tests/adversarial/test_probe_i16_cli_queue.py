@@ -5,6 +5,7 @@ and `accord people` over a directory holding hostile names, and how `accord run`
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -15,6 +16,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.test_cli_reference import invoke
+from tests.test_embedded_stop import run_env  # noqa: F401 - a fixture
 from tests.test_web_queue import SAM
 from tests.web_harness import api, make_app, signed_in, token_for
 
@@ -316,3 +318,51 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
     project(2, "deadline_extended", extended, at(8, 19))
     assert sla(at(8, 20)) is Sla.ON_TIME
     assert sla(extended.warnings[1].at + timedelta(minutes=1)) is Sla.WARNED_80
+
+
+# --- Ctrl-C while `make run` is starting ---------------------------------------------------------
+
+
+def console_script_module() -> str:
+    """The module the `accord` console script (what `make run` runs) starts in."""
+    import tomllib
+
+    from tests.conftest import REPO_ROOT
+
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    return str(scripts["accord"]).split(":")[0]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("after", [0.3, 1.0])
+def test_ctrl_c_while_make_run_starts_says_one_line_not_a_traceback(
+    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    after: float,
+) -> None:
+    """Ctrl-C in the first seconds of `make run` (the CLI's modules still loading) printed a
+    KeyboardInterrupt traceback of 40 to 60 lines, through whichever import of SQLAlchemy or
+    pydantic it interrupted."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+    from tests.test_embedded_stop import dev_servers_of, wait_until
+
+    env, _, state = run_env
+    process = subprocess.Popen(
+        [sys.executable, "-m", console_script_module(), "run"],
+        env=env,
+        cwd=REPO_ROOT,
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(after)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert process.returncode in (0, 130), (process.returncode, out)
+    wait_until(lambda: not dev_servers_of(state), "a dev server outlived Ctrl-C at start-up")
