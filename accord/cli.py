@@ -1656,6 +1656,34 @@ def people(
     typer.echo("\n".join(lines))
 
 
+SHOWN_SETTINGS = (
+    "temporal_address",
+    "temporal_namespace",
+    "task_queue",
+    "temporal_ui_port",
+    "web_host",
+    "web_port",
+    "base_url",
+    "state_dir",
+    "playbook_dir",
+    "environment",
+)
+"""The settings `accord setting` prints: where things are, never a secret (nor the database
+URL, which may hold a password)."""
+
+
+@app.command()
+def setting(
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(SHOWN_SETTINGS)}")],
+) -> None:
+    """Print one setting as Accord reads it (the environment, else .env, else the default),
+    e.g. for another tool: temporal --address "$(accord setting temporal_address)"."""
+    key = name.strip().lower().removeprefix("accord_")
+    if key not in SHOWN_SETTINGS:
+        fail(f"setting: not one this prints; use one of: {', '.join(SHOWN_SETTINGS)}")
+    typer.echo(str(getattr(_settings(), key)))
+
+
 @app.command()
 def playbook(
     version: Annotated[

@@ -366,3 +366,79 @@ def test_ctrl_c_while_make_run_starts_says_one_line_not_a_traceback(
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
     assert process.returncode in (0, 130), (process.returncode, out)
     wait_until(lambda: not dev_servers_of(state), "a dev server outlived Ctrl-C at start-up")
+
+
+# --- the README's `temporal workflow list` with the address in .env ------------------------------
+
+
+async def test_the_readme_temporal_workflow_list_honours_an_address_set_in_dot_env(
+    tmp_path: Path,
+) -> None:
+    """Settings come "from the environment (or `.env`)" (README), but the README's command read
+    the address from the shell alone (`${ACCORD_TEMPORAL_ADDRESS:-127.0.0.1:7233}`): with the
+    address in `.env`, as docs/operations.md sets settings up, it asked 127.0.0.1:7233."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from temporalio.testing import WorkflowEnvironment
+
+    from models import search_attributes
+    from tests.conftest import CONVERTER, REPO_ROOT, deployed_environment
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^\.venv/bin/temporal workflow list(?:.*\\\n)*.*$", readme, re.M)
+    assert match, "the README has no `.venv/bin/temporal workflow list` example"
+    accord = f"{shlex.quote(sys.executable)} -m accord.console"
+    command = match.group(0).split("  #")[0].replace(".venv/bin/accord", accord)
+    environment = deployed_environment(PYTHONPATH=str(REPO_ROOT))
+    for name in ("ACCORD_TEMPORAL_ADDRESS", "ACCORD_TEMPORAL_NAMESPACE"):
+        environment.pop(name, None)
+    (tmp_path / ".env").write_text(
+        "ACCORD_TEMPORAL_ADDRESS=127.0.0.1:1\nACCORD_TEMPORAL_NAMESPACE=accord-dot-env\n"
+    )
+
+    # What the command passes, without asking any server: a stand-in prints its arguments.
+    stand_in = tmp_path / "temporal-args"
+    stand_in.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    stand_in.chmod(0o755)
+    said = subprocess.run(
+        ["bash", "-c", command.replace(".venv/bin/temporal", str(stand_in), 1)],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert said.returncode == 0, said.stderr
+    args = said.stdout.splitlines()
+    assert args[args.index("--address") + 1] == "127.0.0.1:1", args
+    assert args[args.index("--namespace") + 1] == "accord-dot-env", args
+
+    # And against a server: the namespace of `.env` on the address of `.env`.
+    env = await WorkflowEnvironment.start_local(
+        namespace="accord-dot-env",
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=CONVERTER,
+        dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
+    )
+    try:
+        address = env.client.service_client.config.target_host
+        (tmp_path / ".env").write_text(
+            f"ACCORD_TEMPORAL_ADDRESS={address}\nACCORD_TEMPORAL_NAMESPACE=accord-dot-env\n"
+        )
+        temporal = shlex.quote(str(Path(sys.executable).parent / "temporal"))
+        done = subprocess.run(
+            ["bash", "-c", command.replace(".venv/bin/temporal", temporal, 1)],
+            env=environment,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+    finally:
+        await env.shutdown()
