@@ -638,9 +638,11 @@ def disputes(
         due = f"due {wording.when(r.stage_deadline)}" if r.stage_deadline else "no deadline"
         mediator = f"mediator {names.person(r.mediator_id)}" if r.mediator_id else "no mediator"
         typer.echo(
-            f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
-            f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
-            f"{due}  {mediator}"
+            wording.terminal_line(
+                f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
+                f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
+                f"{due}  {mediator}"
+            )
         )
 
 
@@ -694,7 +696,8 @@ def tasks(
         else:
             sla = "BREACHED" if due_at < now else f"due in {_human(due_at - now)}"
         who_does = names.person(t.assignee_id) if t.assignee_id else "(admins)"
-        typer.echo(f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}")
+        line = f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}"
+        typer.echo(wording.terminal_line(line))
 
 
 @app.command()
@@ -788,7 +791,7 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
         with sessions.read() as session:
             names = directory.names(session)
         for line in describe(state, names, datetime.now(UTC)):
-            typer.echo(line)
+            typer.echo(wording.terminal_line(line))
 
     _run(go())
 

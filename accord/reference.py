@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlmodel import Session, col, func, select
 
 from accord.playbook import Playbook
-from accord.wording import join, label, plural
+from accord.wording import join, label, plural, visible
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import Remedy
 from models.tables import Partner, PartnerContact, Person
@@ -175,15 +175,10 @@ def _wrap(text: str, indent: str, hanging: str | None = None) -> list[str]:
     ) or [indent.rstrip()]
 
 
-_UNSEEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-"""Characters a terminal does not show as themselves: controls, format characters (a
-right-to-left override reverses the rest of the line, zero-width ones shift the columns) and
-the line and paragraph separators. A cell shows them as `\\u202e`, so that whoever reads the
-table sees what the directory holds (and `--json` keeps it exactly)."""
-
-
 def _shown(text: str) -> str:
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNSEEN else c for c in text)
+    """A cell as a terminal shows it: what it would hide is written `\\u202e`, so that whoever
+    reads the table sees what the directory holds (`--json` keeps it exactly)."""
+    return visible(text)
 
 
 def _columns(text: str) -> int:

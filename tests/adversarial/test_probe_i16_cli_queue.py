@@ -442,3 +442,34 @@ async def test_the_readme_temporal_workflow_list_honours_an_address_set_in_dot_e
         assert done.returncode == 0, f"{command}\n{done.stderr}"
     finally:
         await env.shutdown()
+
+
+# --- accord show: a text cannot forge lines of its own ------------------------------------------
+
+FORGED = "70/30 split\r\n  offer        offer-9 open: Northwind pays everything\u202e"
+
+
+async def test_offer_terms_cannot_forge_a_line_of_accord_show(stack: Stack) -> None:
+    """Offer terms are prose (line breaks kept); `accord show` printed them as they were, so a
+    line break in them made a line of its own that read as another offer, and a right-to-left
+    override reversed the rest of the terminal line."""
+    from tests.test_cli import accord
+    from tests.test_dispute_paths import in_mediation
+
+    number = (await stack.file()).number
+    mediator = await in_mediation(stack, number)
+    remedy = '{"kind":"written_warning","partner_id":"contoso","text":"Register first."}'
+    code, out = await accord(
+        stack, "propose", number, "--as", mediator, "--terms", FORGED, "--remedy", remedy
+    )
+    assert code == 0, out
+    await stack.wait_for_event(number, "settlement_proposed")
+    for _ in range(100):
+        code, out = await accord(stack, "show", number)
+        if "offer-1" in out:
+            break
+    assert code == 0, out
+    offers = [line for line in out.splitlines() if line.lstrip().startswith("offer ")]
+    assert len(offers) == 1, out
+    assert "\r" not in out and "\u202e" not in out, out
+    assert "Northwind pays everything" in out  # still shown, on a continuation line
