@@ -34,7 +34,9 @@ from models.tables import Dispute, DisputeParty, Partner, Person, Task, UTCDateT
 from web.problems import BadQuery
 
 QUEUE_LIMIT = 200
-"""Rows on one page of a queue: the filters narrow a longer one."""
+"""Rows on one page of a queue: the filters narrow a longer one, `page` goes on through it."""
+LAST_PAGE = 100_000
+"""The highest `page` asked for (as the dispute lists'): beyond it, a 400 naming it."""
 
 
 class Sla(StrEnum):
@@ -133,6 +135,8 @@ class QueueQuery:
     stages: frozenset[DisputeStage] = frozenset()
     slas: frozenset[Sla] = frozenset()
     kinds: frozenset[TaskKind] = frozenset()
+    page: int = 1
+    """1 for the first QUEUE_LIMIT rows, 2 for the next ones, and so on."""
 
     def as_params(self, **changes: Any) -> list[tuple[str, str]]:
         """The query as URL parameters (for links that keep it), with `changes` made."""
@@ -149,13 +153,15 @@ class QueueQuery:
             ("kind", query.kinds),
         ):
             params.extend((name, v.value) for v in sorted(values, key=lambda v: v.value))
+        if query.page != 1:
+            params.append(("page", str(query.page)))
         return params
 
     def sorted_by(self, key: SortKey) -> list[tuple[str, str]]:
         """Parameters for a column heading's link: sort by `key`, or reverse it if it is the
         sort already."""
         descending = not self.descending if key is self.sort else key in DESCENDING_FIRST
-        return self.as_params(sort=key, descending=descending)
+        return self.as_params(sort=key, descending=descending, page=1)
 
     @property
     def filtered(self) -> bool:
@@ -175,11 +181,12 @@ def _values(enum: type[StrEnum]) -> frozenset[str]:
 
 
 def read_queue_query(params: Iterable[tuple[str, str]]) -> QueueQuery:
-    """The queue's query parameters (a GET form or a link): `sort`, `order` (asc or desc) and
-    any number of `category`, `stage`, `sla` and `kind` filters (several values of one are
-    alternatives). An empty value means no value (a select at "any"); a parameter not named
-    here is ignored. Every bad value is refused, naming its parameter and what it may be; the
-    value itself is not repeated (it may be anything: a NUL, a megabyte, a script)."""
+    """The queue's query parameters (a GET form or a link): `sort`, `order` (asc or desc),
+    `page` (1 to LAST_PAGE) and any number of `category`, `stage`, `sla` and `kind` filters
+    (several values of one are alternatives). An empty value means no value (a select at
+    "any"); a parameter not named here is ignored. Every bad value is refused, naming its
+    parameter and what it may be; the value itself is not repeated (it may be anything: a NUL,
+    a megabyte, a script)."""
     given: dict[str, list[str]] = {}
     for name, value in params:
         if value.strip():
@@ -201,6 +208,14 @@ def read_queue_query(params: Iterable[tuple[str, str]]) -> QueueQuery:
             errors.append(("order", "must be asc (smallest first) or desc (largest first)"))
         else:
             descending = given["order"][0] == "desc"
+    page = 1
+    if "page" in given:
+        text = given["page"][0]
+        number = text.isascii() and text.isdigit() and len(text) <= len(str(LAST_PAGE))
+        if len(given["page"]) > 1 or not number or not 1 <= int(text) <= LAST_PAGE:
+            errors.append(("page", f"must be a whole number from 1 to {LAST_PAGE:,}"))
+        else:
+            page = int(text)
     chosen: dict[str, frozenset[Any]] = {}
     for name, (enum, labels, what) in _PARAMETERS.items():
         values = given.get(name, [])
@@ -219,6 +234,7 @@ def read_queue_query(params: Iterable[tuple[str, str]]) -> QueueQuery:
         stages=chosen["stage"],
         slas=chosen["sla"],
         kinds=chosen["kind"],
+        page=page,
     )
 
 
@@ -482,7 +498,8 @@ def work_queue(
         statement = statement.where(col(Task.kind).in_(query.kinds))
     if query.slas:
         statement = statement.where(sla.in_([s.value for s in query.slas]))
-    statement = statement.order_by(*_order(query, d, due)).limit(limit)
+    statement = statement.order_by(*_order(query, d, due))
+    statement = statement.offset((query.page - 1) * limit).limit(limit)
     rows = session.exec(statement).all()
     return [_item(*row) for row in rows]
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from models.enums import Role, TaskKind, TaskState
+from models.tables import Task
 from tests.conftest import Stack
 from tests.test_cli_reference import invoke
 from tests.test_embedded_stop import run_env  # noqa: F401 - a fixture
@@ -31,6 +33,8 @@ HOSTILE_QUERIES = (
     ("sort=due%27%3B%20DROP%20TABLE%20task%3B--", "sort"),
     ("sort=" + "a" * 60_000, "sort"),
     ("order=-1", "order"),
+    ("page=99999999999999999999", "page"),
+    ("page=-1", "page"),
     ("order=DESC", "order"),
     ("order=desc&order=desc", "order"),
     ("category=99999999999999999999999", "category"),
@@ -67,7 +71,7 @@ async def test_hostile_query_strings_are_a_400_naming_the_parameter_never_a_500(
             assert [e["field"] for e in answer.json()["errors"]] == [name], query[:80]
             assert len(answer.text) < 5_000
         # Parameters the queue does not know (numbers included) are ignored, as documented.
-        for query in ("limit=-1", "page=99999999999999999999", "%00=x", "=due", "sort"):
+        for query in ("limit=-1", "offset=99999999999999999999", "%00=x", "=due", "sort"):
             answer = await client.get(f"/api/tasks?{query}")
             assert answer.status_code == 200, (query, answer.status_code, answer.text[:300])
             assert [t["dispute_number"] for t in answer.json()] == [number]
@@ -473,3 +477,58 @@ async def test_offer_terms_cannot_forge_a_line_of_accord_show(stack: Stack) -> N
     assert len(offers) == 1, out
     assert "\r" not in out and "\u202e" not in out, out
     assert "Northwind pays everything" in out  # still shown, on a continuation line
+
+
+# --- more tasks than a page holds ----------------------------------------------------------------
+
+
+async def test_the_api_says_when_the_queue_goes_on_past_its_first_page(stack: Stack) -> None:
+    """`GET /api/tasks` answered the first 200 tasks and nothing else: no sign that more
+    existed and no way to ask for them (the inbox page said so; the API, which scripts read,
+    did not)."""
+    from web.queue import QUEUE_LIMIT
+
+    app = make_app(stack)
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    await stack.wait_for_event(number, "mediator_offered")
+    mediator = state.candidate_mediator_id
+    assert mediator is not None
+    made = datetime.now(UTC)
+    with stack.sessions.begin() as session:
+        for n in range(QUEUE_LIMIT + 4):
+            session.add(
+                Task(
+                    key=f"{number}:extra-{n:03d}",
+                    dispute_number=number,
+                    kind=TaskKind.ACCEPT_ASSIGNMENT,
+                    title="accept",
+                    assignee_id=mediator,
+                    assignee_role=Role.MEDIATOR,
+                    due_at=made + timedelta(days=30, minutes=n),
+                    state=TaskState.OPEN,
+                    created_at=made,
+                )
+            )
+    async with api(app, token_for(stack, f"{mediator}@vendor.example")) as client:
+        first = await client.get("/api/tasks", params={"sort": "due"})
+        assert first.status_code == 200
+        assert len(first.json()) == QUEUE_LIMIT
+        assert 'rel="next"' in first.headers.get("link", ""), dict(first.headers)
+        second = await client.get("/api/tasks", params={"sort": "due", "page": "2"})
+        assert second.status_code == 200, second.text
+        keys = [t["key"] for t in first.json()] + [t["key"] for t in second.json()]
+        assert len(keys) == len(set(keys)) == QUEUE_LIMIT + 5  # the offer's own task too
+        assert 'rel="next"' not in second.headers.get("link", "")
+        for page in ("0", "-1", "1.5", "99999999999999999999", "\uff12", "2\x00", "two"):
+            refused = await client.get("/api/tasks", params={"page": page})
+            assert refused.status_code == 400, (page, refused.status_code)
+            assert [e["field"] for e in refused.json()["errors"]] == ["page"]
+    browser = await signed_in(app, f"{mediator}@vendor.example")
+    try:
+        inbox = await browser.get("/inbox")
+        assert "page=2" in inbox.text
+        assert (await browser.get("/inbox?page=2")).status_code == 200
+        assert (await browser.get("/inbox?page=-1")).status_code == 400
+    finally:
+        await browser.close()
