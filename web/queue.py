@@ -262,7 +262,7 @@ def _epoch_postgresql(element: _epoch, compiler: SQLCompiler, **kw: Any) -> str:
 
 STAGE_CLOCKS = (
     ((TaskKind.ACCEPT_ASSIGNMENT,), DisputeStage.TRIAGE),
-    ((TaskKind.MEDIATE,), DisputeStage.MEDIATION),
+    ((TaskKind.MEDIATE, TaskKind.RESPOND_TO_OFFER), DisputeStage.MEDIATION),
     ((TaskKind.ANSWER_INFORMATION,), DisputeStage.AWAITING_PARTY),
     ((TaskKind.CAST_VOTE, TaskKind.ISSUE_RULING), DisputeStage.FORMAL_REVIEW),
 )
@@ -272,9 +272,13 @@ deadline, or the mediation clock moved after a party's answer, moves it; the tas
 one it opened with)."""
 
 
-PAUSED_CLOCKS = ((TaskKind.MEDIATE, DisputeStage.AWAITING_PARTY),)
-"""Tasks whose clock stands still in a stage: mediation while a party owes information (the
-deadline then moves by the time paused). No deadline runs for them: none is shown or counted
+PAUSED_CLOCKS = (
+    (TaskKind.MEDIATE, DisputeStage.AWAITING_PARTY),
+    (TaskKind.RESPOND_TO_OFFER, DisputeStage.AWAITING_PARTY),
+)
+"""Tasks whose clock stands still in a stage: mediation, and the responses to its offers (open
+until mediation ends), while a party owes information (the deadline then moves by the time
+paused). No deadline runs for them: none is shown or counted
 down to, and they are not overdue."""
 
 

@@ -19,7 +19,7 @@ from models.tables import Task
 from tests.conftest import Stack
 from tests.test_cli_reference import invoke
 from tests.test_embedded_stop import run_env  # noqa: F401 - a fixture
-from tests.test_web_queue import SAM
+from tests.test_web_queue import SAM, sessions  # noqa: F401 - sessions: the fixture
 from tests.web_harness import api, make_app, signed_in, token_for
 
 # Raw query strings, sent as written (not encoded again by the client), and the parameter each
@@ -147,8 +147,8 @@ def hostile_directory(tmp_path: Path) -> str:
             for pid, name, organisation in HOSTILE_PEOPLE
         ],
     }
-    sessions = SessionFactory(make_engine(url))
-    with sessions.begin() as session:
+    factory = SessionFactory(make_engine(url))
+    with factory.begin() as session:
         import_directory(session, parse_directory(json.dumps(directory)))
     return url
 
@@ -236,10 +236,10 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
     offered = _deadline(new_york, start, 2, "acceptance")
     assert offered.due_at == datetime(2026, 12, 8, 22, 0, tzinfo=UTC)  # Tuesday 5 pm
 
-    sessions = SessionFactory(make_engine(database_url))
-    seed(sessions)
+    factory = SessionFactory(make_engine(database_url))
+    seed(factory)
     system = Actor(id="system", role=Role.SYSTEM, name="Accord")
-    with sessions.begin() as session:
+    with factory.begin() as session:
         session.add(
             Dispute(
                 number=number,
@@ -287,7 +287,7 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
             deadline=deadline,
             **more,
         )
-        with sessions.begin() as session:
+        with factory.begin() as session:
             dispute = session.get(Dispute, number)
             RecordActivities._project(session, dispute, record)
 
@@ -304,7 +304,7 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
     project(1, "mediator_offered", offered, start, open_tasks=(task,))
 
     def sla(now: datetime) -> Sla:
-        with sessions.read() as session:
+        with factory.read() as session:
             (item,) = work_queue(session, SAM, now=now)
         return item.sla
 
@@ -532,3 +532,45 @@ async def test_the_api_says_when_the_queue_goes_on_past_its_first_page(stack: St
         assert (await browser.get("/inbox?page=-1")).status_code == 400
     finally:
         await browser.close()
+
+
+# --- a party's response to an offer runs on the mediation clock ---------------------------------
+
+
+def test_a_response_to_an_offer_counts_down_to_the_mediation_deadline_that_stands(
+    sessions: Any,  # noqa: F811 - the fixture imported above
+) -> None:
+    """An offer is open until mediation ends: the party's task to respond opens with the
+    mediation deadline as it stood. Extended by an admin, or moved after a paused clock, the
+    mediation deadline moved, but the party's queue kept counting down to the old one (and
+    called the task overdue while the mediation ran on); while a party owes information the
+    mediation clock stands still, yet the party's task was counted down all the same."""
+    from models.tables import Dispute
+    from tests.test_web_queue import CONTOSO, NOW, hours, task
+    from web.queue import Sla, work_queue
+
+    extended = NOW + hours(200)
+    with sessions.begin() as session:
+        mediation = session.get(Dispute, "DSP-2026-000001")
+        mediation.stage_deadline = extended
+        session.add(mediation)
+        # Dispute 3 waits on Contoso's answer (the clock is paused); an offer made before.
+        session.add(
+            task(
+                "offer-1-contoso",
+                "DSP-2026-000003",
+                TaskKind.RESPOND_TO_OFFER,
+                "contoso",
+                due=NOW + hours(1),
+                role=Role.PARTNER,
+            )
+        )
+    with sessions.read() as session:
+        rows = {
+            (i.task.dispute_number[-1], i.task.kind): i
+            for i in work_queue(session, CONTOSO, now=NOW + hours(50))
+        }
+    offer = rows[("1", TaskKind.RESPOND_TO_OFFER)]
+    assert (offer.due_at, offer.sla) == (extended, Sla.ON_TIME)
+    paused = rows[("3", TaskKind.RESPOND_TO_OFFER)]
+    assert (paused.due_at, paused.sla) == (None, Sla.NONE)
