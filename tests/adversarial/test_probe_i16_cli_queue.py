@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -574,3 +575,64 @@ def test_a_response_to_an_offer_counts_down_to_the_mediation_deadline_that_stand
     assert (offer.due_at, offer.sla) == (extended, Sla.ON_TIME)
     paused = rows[("3", TaskKind.RESPOND_TO_OFFER)]
     assert (paused.due_at, paused.sla) == (None, Sla.NONE)
+
+
+# --- a dev server that cannot start ---------------------------------------------------------------
+
+
+def _run_to_its_end(env: dict[str, str]) -> tuple[int | None, str, float]:
+    import subprocess
+    import time
+
+    from tests.test_embedded_stop import spawn_run
+
+    started = time.monotonic()
+    process = spawn_run(env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = process.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, _ = process.communicate()
+        return None, out, time.monotonic() - started
+    return process.returncode, out, time.monotonic() - started
+
+
+@pytest.mark.timeout(300)
+def test_a_temporal_ui_port_taken_stops_the_run_with_what_to_do(
+    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+) -> None:
+    """The dev server refuses to start when its UI port is taken ("can't set UI port ...:
+    address already in use", in state/temporal.log); `accord run` said "Starting Accord
+    (embedded)..." and nothing else for 60 s, then that the server "did not start listening"."""
+    import socket
+
+    from tests.test_embedded_stop import dev_servers_of
+
+    env, _, state = run_env
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["ACCORD_TEMPORAL_UI_PORT"])))
+        taken.listen(1)
+        code, out, took = _run_to_its_end(env)
+    assert code not in (None, 0), (code, out)
+    assert "ACCORD_TEMPORAL_UI_PORT" in out, out
+    assert took < 30, took
+    assert not dev_servers_of(state)
+
+
+@pytest.mark.timeout(300)
+def test_a_dev_server_that_stops_at_start_is_said_at_once_with_its_reason(
+    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+) -> None:
+    """A dev server that ends as it starts (here: its database file is not a database) was
+    waited for 60 s in silence, then said not to listen; its own reason was in
+    state/temporal.log only."""
+    from tests.test_embedded_stop import dev_servers_of
+
+    env, _, state = run_env
+    state.mkdir(parents=True)
+    (state / "temporal.db").write_bytes(b"this is not a SQLite database\n" * 100)
+    code, out, took = _run_to_its_end(env)
+    assert code not in (None, 0), (code, out)
+    assert "temporal.log" in out and "stopped" in out, out
+    assert took < 30, took
+    assert not dev_servers_of(state)
