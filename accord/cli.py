@@ -334,9 +334,9 @@ def _print_json(value: Any) -> None:
 @app.command()
 def run() -> None:
     """Start the embedded stack: Temporal dev server, worker, mail capture, demo data."""
-    from accord.stack import run_embedded
-
     try:
+        from accord.stack import run_embedded
+
         asyncio.run(run_embedded(_settings()))
     except KeyboardInterrupt:
         pass
@@ -641,9 +641,11 @@ def disputes(
         due = f"due {wording.when(r.stage_deadline)}" if r.stage_deadline else "no deadline"
         mediator = f"mediator {names.person(r.mediator_id)}" if r.mediator_id else "no mediator"
         typer.echo(
-            f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
-            f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
-            f"{due}  {mediator}"
+            wording.terminal_line(
+                f"{r.number}  {wording.label(r.stage):<17} {wording.label(r.category):<24} "
+                f"{names.partner(r.claimant_id)} v {names.partner_list(r.respondent_ids):<20} "
+                f"{due}  {mediator}"
+            )
         )
 
 
@@ -697,7 +699,8 @@ def tasks(
         else:
             sla = "BREACHED" if due_at < now else f"due in {_human(due_at - now)}"
         who_does = names.person(t.assignee_id) if t.assignee_id else "(admins)"
-        typer.echo(f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}")
+        line = f"{t.dispute_number}  {wording.label(t.kind):<30} {who_does:<26} {sla}"
+        typer.echo(wording.terminal_line(line))
 
 
 @app.command()
@@ -791,7 +794,7 @@ def show(number: Number, as_json: Annotated[bool, typer.Option("--json")] = Fals
         with sessions.read() as session:
             names = directory.names(session)
         for line in describe(state, names, datetime.now(UTC)):
-            typer.echo(line)
+            typer.echo(wording.terminal_line(line))
 
     _run(go())
 
@@ -1665,6 +1668,34 @@ def people(
             return
         lines = people_text(session, role)
     typer.echo("\n".join(lines))
+
+
+SHOWN_SETTINGS = (
+    "temporal_address",
+    "temporal_namespace",
+    "task_queue",
+    "temporal_ui_port",
+    "web_host",
+    "web_port",
+    "base_url",
+    "state_dir",
+    "playbook_dir",
+    "environment",
+)
+"""The settings `accord setting` prints: where things are, never a secret (nor the database
+URL, which may hold a password)."""
+
+
+@app.command()
+def setting(
+    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(SHOWN_SETTINGS)}")],
+) -> None:
+    """Print one setting as Accord reads it (the environment, else .env, else the default),
+    e.g. for another tool: temporal --address "$(accord setting temporal_address)"."""
+    key = name.strip().lower().removeprefix("accord_")
+    if key not in SHOWN_SETTINGS:
+        fail(f"setting: not one this prints; use one of: {', '.join(SHOWN_SETTINGS)}")
+    typer.echo(str(getattr(_settings(), key)))
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlmodel import Session, col, func, select
 
 from accord.playbook import Playbook
-from accord.wording import join, label, plural
+from accord.wording import join, label, plural, visible
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import Remedy
 from models.tables import Partner, PartnerContact, Person
@@ -174,17 +175,75 @@ def _wrap(text: str, indent: str, hanging: str | None = None) -> list[str]:
     ) or [indent.rstrip()]
 
 
+def _shown(text: str) -> str:
+    """A cell as a terminal shows it: what it would hide is written `\\u202e`, so that whoever
+    reads the table sees what the directory holds (`--json` keeps it exactly)."""
+    return visible(text)
+
+
+def _columns(text: str) -> int:
+    """Terminal columns `text` takes: East Asian wide characters two, combining marks none."""
+    return sum(
+        0
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me")
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
+
+
+def _fit(text: str, width: int) -> list[str]:
+    """`text` wrapped at spaces into lines of at most `width` columns (a word longer than that
+    is broken, never let out of its column)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        while _columns(word) > width:
+            room = width - _columns(line) - (1 if line else 0)
+            if room <= 0:
+                lines.append(line)
+                line = ""
+                continue
+            cut = 0
+            while cut < len(word) and _columns(word[: cut + 1]) <= room:
+                cut += 1
+            line = f"{line} {word[:cut]}" if line else word[:cut]
+            lines.append(line)
+            line, word = "", word[cut:]
+        if not word:
+            continue
+        if line and _columns(line) + 1 + _columns(word) > width:
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}" if line else word
+    return [*lines, line] if line or not lines else lines
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """Columns as wide as their widest cell; the last one wraps to fit WIDTH."""
-    table = [list(header), *(list(r) for r in rows)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
-    lead = sum(w + 2 for w in widths)
+    """Columns as wide as their widest cell, within WIDTH: while the table is wider, the widest
+    column gives up a column, and its cells wrap within it. Cells show what a terminal would
+    hide (`_shown`) and are measured as a terminal shows them (`_columns`)."""
+    table = [[_shown(cell) for cell in row] for row in (header, *rows)]
+    widths = [max(_columns(r[i]) for r in table) for i in range(len(header))]
+    floors = [min(w, max(_columns(header[i]), 8)) for i, w in enumerate(widths)]
+    room = WIDTH - 2 * (len(header) - 1)
+    while sum(widths) > room:
+        widest = max(
+            (i for i in range(len(widths)) if widths[i] > floors[i]),
+            key=lambda i: widths[i],
+            default=None,
+        )
+        if widest is None:
+            break
+        widths[widest] -= 1
     lines = []
     for row in table:
-        head = "".join(f"{cell:<{w}}  " for cell, w in zip(row[:-1], widths, strict=True))
-        wrapped = textwrap.wrap(row[-1], max(WIDTH - lead, 20), break_on_hyphens=False) or [""]
-        lines.append((head + wrapped[0]).rstrip())
-        lines.extend(" " * lead + more for more in wrapped[1:])
+        cells = [_fit(cell, w) for cell, w in zip(row, widths, strict=True)]
+        for n in range(max(len(c) for c in cells)):
+            parts = [c[n] if n < len(c) else "" for c in cells]
+            padded = [p + " " * (w - _columns(p)) for p, w in zip(parts, widths, strict=True)]
+            lines.append("  ".join(padded).rstrip())
     return lines
 
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlmodel import func, select
@@ -38,10 +39,21 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-async def wait_for_port(host: str, port: int, seconds: float, what: str) -> None:
+async def wait_for_port(
+    host: str,
+    port: int,
+    seconds: float,
+    what: str,
+    gone: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Until something listens on host:port; `gone` says why what was to listen ended, if it
+    did (then there is nothing to wait for)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while not port_open(host, port):
+        reason = gone()
+        if reason is not None:
+            raise SystemExit(reason)
         if loop.time() > deadline:
             raise SystemExit(
                 f"{what} did not start listening on {host}:{port} within {seconds:.0f}s"
@@ -71,9 +83,24 @@ class DevServer:
     """The Temporal dev server `accord run` started, through `accord.keeper`: it stops when
     `stop()` is called or when this process ends, however it ends (even kill -9)."""
 
-    def __init__(self, keeper: subprocess.Popen[bytes], lifeline: int) -> None:
+    def __init__(self, keeper: subprocess.Popen[bytes], lifeline: int, log: Path) -> None:
         self.keeper = keeper
         self._lifeline = lifeline
+        self.log = log
+
+    def ended(self) -> str | None:
+        """Why the server stopped, if it did: its exit status and the last line it logged."""
+        if self.keeper.poll() is None:
+            return None
+        try:
+            lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        said = next((line.strip() for line in reversed(lines) if line.strip()), "nothing")
+        return (
+            f"the Temporal dev server stopped as it started (exit {self.keeper.returncode});"
+            f" its last words, in {self.log}: {said[:500]}"
+        )
 
     def stop(self) -> None:
         """Close the lifeline (the keeper then stops the server) and wait for the keeper."""
@@ -92,8 +119,14 @@ def start_temporal(settings: Settings) -> DevServer | None:
             " (this run did not start it and will leave it running when it stops)"
         )
         return None
+    if port_open(host, settings.temporal_ui_port):
+        raise SystemExit(
+            f"port {settings.temporal_ui_port} is taken (the Temporal UI's); set"
+            " ACCORD_TEMPORAL_UI_PORT to a free one"
+        )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    log = (settings.state_dir / "temporal.log").open("ab")
+    log_path = settings.state_dir / "temporal.log"
+    log = log_path.open("ab")
     # The keeper's standard input is the lifeline: a pipe whose write end only this process
     # holds (os.pipe() descriptors are not inherited), closed by the kernel when it ends.
     lifeline_in, lifeline = os.pipe()
@@ -138,7 +171,7 @@ def start_temporal(settings: Settings) -> DevServer | None:
     )
     os.close(lifeline_in)
     log.close()
-    return DevServer(keeper, lifeline)
+    return DevServer(keeper, lifeline, log_path)
 
 
 async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
@@ -265,7 +298,13 @@ async def run_embedded(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await wait_for_port(host, int(port), 60, "the Temporal dev server")
+        await wait_for_port(
+            host,
+            int(port),
+            60,
+            "the Temporal dev server",
+            gone=server.ended if server is not None else lambda: None,
+        )
         if server is None:
             await answers_as_temporal(settings)
         if port_open(settings.web_host, settings.web_port):

@@ -9,6 +9,7 @@ from the directory.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -735,3 +736,26 @@ def install(env: Environment, names: Names | NamesProvider | None = None) -> Non
         failure=failure,
         actor=_actor,
     )
+
+
+# --- on a terminal -------------------------------------------------------------------------------
+
+_UNSEEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Characters a terminal does not show as themselves: controls (a carriage return rewrites the
+line), format characters (a right-to-left override reverses the rest of it, zero-width ones
+shift columns) and the line and paragraph separators."""
+_LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+def visible(text: str) -> str:
+    """`text` with every character a terminal would not show as itself written `\\u202e`."""
+    return "".join(
+        f"\\u{ord(c):04x}" if c != "\t" and unicodedata.category(c) in _UNSEEN else c for c in text
+    )
+
+
+def terminal_line(text: str) -> str:
+    """One line of the CLI's output as a terminal shows it: a line break inside it (a note, the
+    terms of an offer, a reason: prose keeps them) shown as ` ⏎ `, so that no text prints a
+    line of its own that reads as another; the rest as `visible`."""
+    return visible(_LINE_BREAK.sub(" \u23ce ", text))

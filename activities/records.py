@@ -252,9 +252,12 @@ class RecordActivities:
         if record.deadline is not None:
             dispute.stage_deadline = record.deadline.due_at
             dispute.deadline_explanation = record.deadline.explanation
+            dispute.stage_warning_50_at = record.deadline.warning_at(0.5)
+            dispute.stage_warning_80_at = record.deadline.warning_at(0.8)
         elif record.clear_deadline:
             dispute.stage_deadline = None
             dispute.deadline_explanation = None
+            dispute.stage_warning_50_at = dispute.stage_warning_80_at = None
         if record.mediator_id is not None:
             dispute.mediator_id = record.mediator_id or None
         if record.outcome is not None:

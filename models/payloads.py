@@ -314,6 +314,11 @@ class Deadline(Payload):
     warnings: tuple[WarningPoint, ...]
     explanation: str
 
+    def warning_at(self, fraction: float) -> datetime | None:
+        """When the owner is warned that `fraction` (or more) of the business time is used:
+        the earliest warning at that fraction or past it; None if the playbook has none."""
+        return min((p.at for p in self.warnings if p.fraction >= fraction), default=None)
+
 
 # --- human actions (workflow updates), one payload each --------------------------------------
 

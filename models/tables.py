@@ -159,6 +159,12 @@ class Dispute(SQLModel, table=True):
     stage: DisputeStage = _enum(DisputeStage, index=True)
     stage_deadline: datetime | None = _utc_column(nullable=True)
     deadline_explanation: str | None = Field(default=None, sa_column=Column(Text))
+    stage_warning_50_at: datetime | None = _utc_column(nullable=True)
+    """When the stage deadline's owner is warned that half its business time is used, and
+    (`_80_`) four fifths: the workflow's warning instants (Deadline.warnings, on the deadline's
+    calendar: weekends and holidays do not count), projected with the deadline. The work queue's
+    SLA state follows them; none for a deadline recorded before they were."""
+    stage_warning_80_at: datetime | None = _utc_column(nullable=True)
     mediator_id: str | None = Field(default=None, foreign_key="person.id", index=True)
     playbook_version: str = Field(max_length=32)
     filed_by: str = Field(max_length=320)

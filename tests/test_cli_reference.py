@@ -210,6 +210,7 @@ async def test_the_readme_temporal_workflow_list_honours_the_configured_address(
         .replace(
             ".venv/bin/temporal", shlex.quote(str(Path(sys.executable).parent / "temporal")), 1
         )
+        .replace(".venv/bin/accord", f"{shlex.quote(sys.executable)} -m accord.console")
     )
     env = await WorkflowEnvironment.start_local(
         namespace="accord-readme",
@@ -222,7 +223,9 @@ async def test_the_readme_temporal_workflow_list_honours_the_configured_address(
         done = subprocess.run(
             ["bash", "-c", command],
             env=deployed_environment(
-                ACCORD_TEMPORAL_ADDRESS=address, ACCORD_TEMPORAL_NAMESPACE="accord-readme"
+                ACCORD_TEMPORAL_ADDRESS=address,
+                ACCORD_TEMPORAL_NAMESPACE="accord-readme",
+                PYTHONPATH=str(REPO_ROOT),
             ),
             capture_output=True,
             text=True,

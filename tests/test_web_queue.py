@@ -309,7 +309,9 @@ def test_filters(sessions: SessionFactory) -> None:
     assert queue(sessions, SAM, kind="mediate", stage="mediation", sort="amount") == ["1", "4"]
     assert queue(sessions, SAM, category="lead_routing") == []
     # A select left at "any" and a parameter the queue does not know change nothing.
-    assert queue(sessions, SAM, category="", utm_source="mail", page="2") == ["4", "2", "1", "3"]
+    assert queue(sessions, SAM, category="", utm_source="mail", offset="2") == ["4", "2", "1", "3"]
+    # The first page holds them all; the second none.
+    assert queue(sessions, SAM, page="2") == []
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -34,7 +35,7 @@ from web.forms import field_errors
 from web.idempotency import KeyReused
 from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
-from web.queue import Sla, read_queue_query, work_queue
+from web.queue import LAST_PAGE, QUEUE_LIMIT, Sla, read_queue_query, work_queue
 from web.views import NotFound, load_live, load_record
 
 router = APIRouter(prefix="/api", responses=PROBLEM_RESPONSES)
@@ -590,6 +591,7 @@ QueueParameter = Annotated[list[str] | None, Query()]
 )
 def tasks(
     request: Request,
+    response: Response,
     viewer: ViewerDep,
     sort: Annotated[
         str | None, Query(description="due (default), amount, stage, category, kind or dispute")
@@ -602,15 +604,22 @@ def tasks(
         Query(description="on_time, warned_50, warned_80, overdue or none; repeat for several"),
     ] = None,
     kind: QueueParameter = None,
+    page: Annotated[
+        str | None, Query(description=f"1 (default) to {LAST_PAGE}: {QUEUE_LIMIT} tasks a page")
+    ] = None,
 ) -> list[TaskOut]:
     """Your work queue: the open tasks you may act on, soonest deadline first (none last), or
     sorted and filtered as asked; several values of one filter are alternatives. An unknown
-    value is refused with 400, naming the parameter."""
+    value is refused with 400, naming the parameter. A full page (200 tasks) carries a
+    `Link: <...>; rel="next"` header to the next one."""
     # Read from the query string itself, as the inbox page reads it: the parameters above are
     # for the reference, and FastAPI keeps one of two `sort` (or `order`) values silently.
     query = read_queue_query(request.query_params.multi_items())
     with web(request).services.sessions.read() as session:
         items = work_queue(session, viewer, query)
+    if len(items) == QUEUE_LIMIT:  # a full page: the next one may hold more
+        following = urlencode(query.as_params(page=query.page + 1))
+        response.headers["Link"] = f'<{request.url.path}?{following}>; rel="next"'
     return [
         TaskOut(
             key=i.task.key,

@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Float, and_, case, exists, func, literal, null, type_coerce
+from sqlalchemy import Float, and_, case, exists, func, literal, null, or_, type_coerce
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -34,7 +34,9 @@ from models.tables import Dispute, DisputeParty, Partner, Person, Task, UTCDateT
 from web.problems import BadQuery
 
 QUEUE_LIMIT = 200
-"""Rows on one page of a queue: the filters narrow a longer one."""
+"""Rows on one page of a queue: the filters narrow a longer one, `page` goes on through it."""
+LAST_PAGE = 100_000
+"""The highest `page` asked for (as the dispute lists'): beyond it, a 400 naming it."""
 
 
 class Sla(StrEnum):
@@ -43,7 +45,8 @@ class Sla(StrEnum):
 
     ON_TIME = "on_time"
     WARNED_50 = "warned_50"
-    """Half of the time between the task's opening and its deadline is used."""
+    """Half of the deadline's business time is used: the workflow has warned its owner
+    (`_sla_column` says how a task off its stage's clock is reckoned)."""
     WARNED_80 = "warned_80"
     OVERDUE = "overdue"
     NONE = "none"
@@ -132,6 +135,8 @@ class QueueQuery:
     stages: frozenset[DisputeStage] = frozenset()
     slas: frozenset[Sla] = frozenset()
     kinds: frozenset[TaskKind] = frozenset()
+    page: int = 1
+    """1 for the first QUEUE_LIMIT rows, 2 for the next ones, and so on."""
 
     def as_params(self, **changes: Any) -> list[tuple[str, str]]:
         """The query as URL parameters (for links that keep it), with `changes` made."""
@@ -148,13 +153,15 @@ class QueueQuery:
             ("kind", query.kinds),
         ):
             params.extend((name, v.value) for v in sorted(values, key=lambda v: v.value))
+        if query.page != 1:
+            params.append(("page", str(query.page)))
         return params
 
     def sorted_by(self, key: SortKey) -> list[tuple[str, str]]:
         """Parameters for a column heading's link: sort by `key`, or reverse it if it is the
         sort already."""
         descending = not self.descending if key is self.sort else key in DESCENDING_FIRST
-        return self.as_params(sort=key, descending=descending)
+        return self.as_params(sort=key, descending=descending, page=1)
 
     @property
     def filtered(self) -> bool:
@@ -174,11 +181,12 @@ def _values(enum: type[StrEnum]) -> frozenset[str]:
 
 
 def read_queue_query(params: Iterable[tuple[str, str]]) -> QueueQuery:
-    """The queue's query parameters (a GET form or a link): `sort`, `order` (asc or desc) and
-    any number of `category`, `stage`, `sla` and `kind` filters (several values of one are
-    alternatives). An empty value means no value (a select at "any"); a parameter not named
-    here is ignored. Every bad value is refused, naming its parameter and what it may be; the
-    value itself is not repeated (it may be anything: a NUL, a megabyte, a script)."""
+    """The queue's query parameters (a GET form or a link): `sort`, `order` (asc or desc),
+    `page` (1 to LAST_PAGE) and any number of `category`, `stage`, `sla` and `kind` filters
+    (several values of one are alternatives). An empty value means no value (a select at
+    "any"); a parameter not named here is ignored. Every bad value is refused, naming its
+    parameter and what it may be; the value itself is not repeated (it may be anything: a NUL,
+    a megabyte, a script)."""
     given: dict[str, list[str]] = {}
     for name, value in params:
         if value.strip():
@@ -200,6 +208,14 @@ def read_queue_query(params: Iterable[tuple[str, str]]) -> QueueQuery:
             errors.append(("order", "must be asc (smallest first) or desc (largest first)"))
         else:
             descending = given["order"][0] == "desc"
+    page = 1
+    if "page" in given:
+        text = given["page"][0]
+        number = text.isascii() and text.isdigit() and len(text) <= len(str(LAST_PAGE))
+        if len(given["page"]) > 1 or not number or not 1 <= int(text) <= LAST_PAGE:
+            errors.append(("page", f"must be a whole number from 1 to {LAST_PAGE:,}"))
+        else:
+            page = int(text)
     chosen: dict[str, frozenset[Any]] = {}
     for name, (enum, labels, what) in _PARAMETERS.items():
         values = given.get(name, [])
@@ -218,6 +234,7 @@ def read_queue_query(params: Iterable[tuple[str, str]]) -> QueueQuery:
         stages=chosen["stage"],
         slas=chosen["sla"],
         kinds=chosen["kind"],
+        page=page,
     )
 
 
@@ -245,7 +262,7 @@ def _epoch_postgresql(element: _epoch, compiler: SQLCompiler, **kw: Any) -> str:
 
 STAGE_CLOCKS = (
     ((TaskKind.ACCEPT_ASSIGNMENT,), DisputeStage.TRIAGE),
-    ((TaskKind.MEDIATE,), DisputeStage.MEDIATION),
+    ((TaskKind.MEDIATE, TaskKind.RESPOND_TO_OFFER), DisputeStage.MEDIATION),
     ((TaskKind.ANSWER_INFORMATION,), DisputeStage.AWAITING_PARTY),
     ((TaskKind.CAST_VOTE, TaskKind.ISSUE_RULING), DisputeStage.FORMAL_REVIEW),
 )
@@ -255,9 +272,13 @@ deadline, or the mediation clock moved after a party's answer, moves it; the tas
 one it opened with)."""
 
 
-PAUSED_CLOCKS = ((TaskKind.MEDIATE, DisputeStage.AWAITING_PARTY),)
-"""Tasks whose clock stands still in a stage: mediation while a party owes information (the
-deadline then moves by the time paused). No deadline runs for them: none is shown or counted
+PAUSED_CLOCKS = (
+    (TaskKind.MEDIATE, DisputeStage.AWAITING_PARTY),
+    (TaskKind.RESPOND_TO_OFFER, DisputeStage.AWAITING_PARTY),
+)
+"""Tasks whose clock stands still in a stage: mediation, and the responses to its offers (open
+until mediation ends), while a party owes information (the deadline then moves by the time
+paused). No deadline runs for them: none is shown or counted
 down to, and they are not overdue."""
 
 
@@ -280,17 +301,45 @@ def _due_column(d: Any) -> Any:
     return type_coerce(case(*paused, *current, else_=col(Task.due_at)), UTCDateTime())
 
 
+def _on_stage_clock(d: Any) -> Any:
+    """The task runs on its dispute's stage deadline (`STAGE_CLOCKS`), and the workflow's
+    warning instants for that deadline are recorded."""
+    return or_(
+        *(
+            and_(
+                col(Task.kind).in_(kinds),
+                col(d.stage) == stage,
+                col(d.stage_deadline).is_not(None),
+                or_(
+                    col(d.stage_warning_50_at).is_not(None),
+                    col(d.stage_warning_80_at).is_not(None),
+                ),
+            )
+            for kinds, stage in STAGE_CLOCKS
+        )
+    )
+
+
 def standing_due(d: Any) -> Any:
     """The deadline that stands for a task (`STAGE_CLOCKS`, `PAUSED_CLOCKS`), over `d`, an
     alias of the dispute table joined to the task: what `accord tasks` counts down to too."""
     return _due_column(d)
 
 
-def _sla_column(now: datetime, due_at: Any) -> Any:
+def _sla_column(now: datetime, due_at: Any, d: Any) -> Any:
+    """Where a task stands. On its stage's clock, at the instants the workflow warns its owner
+    (50 % and 80 % of the deadline's business time: a weekend or a holiday uses none of it, and
+    after an extension the warnings not yet sent move with the deadline); otherwise, and for a
+    deadline recorded before those instants were, at those fractions of the time between the
+    task's opening and its deadline."""
     made, due, at = _epoch(Task.created_at), _epoch(due_at), now.timestamp()
+    business = _on_stage_clock(d)
     return case(
         (due_at.is_(None), literal(Sla.NONE.value)),
         (due_at <= now, literal(Sla.OVERDUE.value)),
+        (business & (col(d.stage_warning_80_at) <= now), literal(Sla.WARNED_80.value)),
+        (business & (col(d.stage_warning_50_at) <= now), literal(Sla.WARNED_50.value)),
+        (business, literal(Sla.ON_TIME.value)),
         (made * 0.2 + due * 0.8 <= at, literal(Sla.WARNED_80.value)),
         (made * 0.5 + due * 0.5 <= at, literal(Sla.WARNED_50.value)),
         else_=literal(Sla.ON_TIME.value),
@@ -417,7 +466,7 @@ def work_queue(
     # dispute table itself, per task, by the dispute's key (as the inbox always asked it).
     d = aliased(Dispute)
     due = _due_column(d)
-    sla = _sla_column(now, due)
+    sla = _sla_column(now, due, d)
     statement = (
         select(  # type: ignore[call-overload]
             Task,
@@ -453,7 +502,8 @@ def work_queue(
         statement = statement.where(col(Task.kind).in_(query.kinds))
     if query.slas:
         statement = statement.where(sla.in_([s.value for s in query.slas]))
-    statement = statement.order_by(*_order(query, d, due)).limit(limit)
+    statement = statement.order_by(*_order(query, d, due))
+    statement = statement.offset((query.page - 1) * limit).limit(limit)
     rows = session.exec(statement).all()
     return [_item(*row) for row in rows]
 

@@ -136,6 +136,11 @@ def queue_context(
         limit=QUEUE_LIMIT,
         columns=QUEUE_COLUMNS,
         sort_links={k.value: "?" + urlencode(query.sorted_by(k)) for k in SortKey},
+        page_links={
+            "previous": "?" + urlencode(query.as_params(page=max(query.page - 1, 1))),
+            "next": "?" + urlencode(query.as_params(page=query.page + 1)),
+            "first": "?" + urlencode(query.as_params(page=1)),
+        },
         categories=list(CATEGORY_LABELS.items()),
         stages=list(STAGE_LABELS.items()),
         slas=list(SLA_LABELS.items()),
