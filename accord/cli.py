@@ -875,12 +875,12 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
     # organisation, often longer than a fixed column would allow.
     actors = [names.person(h.actor) for h in state.history]
     actions = [w.label(h.action) for h in state.history]
-    who = max(map(len, actors), default=0)
-    what = max(map(len, actions), default=0)
+    actor_width = max(map(len, actors), default=0)
+    action_width = max(map(len, actions), default=0)
     for h, actor, action in zip(state.history, actors, actions, strict=True):
         lines.append(
-            f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {actor:<{who}} "
-            f"{action:<{what}} {w.summary(h.summary, names)}"
+            f"    {h.seq:>3} {h.at:%Y-%m-%d %H:%M:%S} {actor:<{actor_width}} "
+            f"{action:<{action_width}} {w.summary(h.summary, names)}"
         )
     possible = [
         f"{w.label(role)}: {', '.join(w.label(a) for a in acts)}"
