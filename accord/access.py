@@ -260,11 +260,36 @@ def _may_read_note_entry(viewer: Viewer, standing: Standing, content: dict[str, 
     return may_read_note(viewer, standing, note)
 
 
+PARTY_READS = {
+    "no_eligible_mediator": "no mediator could be offered yet; the admins are choosing one",
+    "panel_incomplete": "the review panel is not complete yet; the admins are completing it",
+    "remedy_overdue": "the remedy deadline passed with remedies still outstanding; "
+    "the admins are on it",
+}
+"""What a party reads of the engine's own troubles. The entries themselves name the screening
+behind them (who declared a conflict with whom, who is at their case limit) or a partner
+system's address and raw answer: staff matters, and a secret in a webhook's URL."""
+
+
+def party_reads(event: DisputeEvent) -> DisputeEvent:
+    """The entry as a party reads it: a transient copy (the stored entry is hashed and never
+    changed) whose content is only a summary that says what is held up and who is on it."""
+    summary = PARTY_READS.get(event.action)
+    if event.action == "remedy_failed":
+        which, said, _ = str(event.content.get("summary", "")).partition(" could not be applied")
+        summary = f"{which if said else 'a remedy'} could not be applied yet; the admins will "
+        summary += "apply it again or waive it"
+    if summary is None:
+        return event
+    return DisputeEvent(**{**event.model_dump(), "content": {"summary": summary}})
+
+
 def visible_events(
     viewer: Viewer, standing: Standing, events: list[DisputeEvent], evidence: dict[str, Evidence]
 ) -> list[DisputeEvent]:
     """Timeline entries this viewer may see; the others are left out, not redacted in place,
-    so their count and timing say nothing either."""
+    so their count and timing say nothing either. The engine's own troubles are told to a
+    party without their detail (`party_reads`)."""
     if not standing.reads_case:
         return []  # the timeline is what was said and done in the dispute: beyond the summary
     shown: list[DisputeEvent] = []
@@ -285,5 +310,5 @@ def visible_events(
             item = evidence.get(str(event.content.get("evidence_id")))
             if item is None or not may_read_evidence(viewer, standing, item):
                 continue
-        shown.append(event)
+        shown.append(party_reads(event) if standing is Standing.PARTY else event)
     return shown

@@ -163,6 +163,10 @@ def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> D
         requests = tuple(r for r in requests if r.party_id == mine)
         others = {*state.respondent_ids, state.claimant_id} - {mine}
         tasks = tuple(t for t in tasks if t.assignee not in others)
+    remedies = state.remedies
+    if standing is Standing.PARTY:
+        # A failed remedy's error is the target system's address and raw answer: staff only.
+        remedies = tuple(r.model_copy(update={"error": None}) for r in remedies)
     review = state.review
     if review is not None and not may_see_votes(standing):
         review = review.model_copy(update={"votes": ()})
@@ -171,6 +175,7 @@ def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> D
             "notes": notes,
             "information_requests": requests,
             "open_tasks": tasks,
+            "remedies": remedies,
             "review": review,
             # Other disputes' records: staff only (partners search the anonymised view).
             "similar": None if standing is Standing.PARTY else state.similar,
