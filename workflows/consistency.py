@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from decimal import Decimal
+from types import MappingProxyType
 
 from models.enums import DisputeCategory
 from models.payloads import (
@@ -150,7 +151,9 @@ def divergences(
     return tuple(found)
 
 
-_OUTCOME_WORDS = {"uphold": "upheld", "partly_uphold": "partly upheld", "deny": "denied"}
+_OUTCOME_WORDS = MappingProxyType(
+    {"uphold": "upheld", "partly_uphold": "partly upheld", "deny": "denied"}
+)
 
 
 def pattern(
