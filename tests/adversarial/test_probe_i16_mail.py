@@ -151,6 +151,26 @@ async def ruled_with_every_remedy(stack: Stack) -> str:
     return number
 
 
+async def appealed_to_a_fresh_panel(stack: Stack) -> str:
+    """A dispute ruled with every remedy and appealed by Contoso; short of a fresh panel until
+    the alternates are appointed and it is redrawn, which is done: round 2's panel is seated."""
+    number = await ruled_with_every_remedy(stack)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.appeal,
+        Appeal(
+            actor=stack.actor("carl@contoso.example"),
+            grounds=GROUNDS,
+            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
+        ),
+    )
+    await stack.wait_for(
+        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
+    )
+    await appoint_alternates_and_redraw(stack, number)
+    await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
+    return number
+
+
 async def test_the_ruling_email_and_the_board_page_state_every_remedy_in_words(
     stack_on_both: Stack,
 ) -> None:
@@ -319,21 +339,8 @@ async def test_the_final_ruling_its_remedies_and_the_closure_reach_each_party_on
 ) -> None:
     from tests.test_cli import accord
 
-    number = await ruled_with_every_remedy(stack)
+    number = await appealed_to_a_fresh_panel(stack)
     handle = stack.handle(number)
-    await handle.execute_update(
-        DisputeWorkflow.appeal,
-        Appeal(
-            actor=stack.actor("carl@contoso.example"),
-            grounds=GROUNDS,
-            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
-        ),
-    )
-    await stack.wait_for(
-        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
-    )
-    await appoint_alternates_and_redraw(stack, number)
-    await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
     for who in ("alt.sales", "alt.marketing", "alt.product"):
         await handle.execute_update(
             DisputeWorkflow.cast_vote,
@@ -440,20 +447,7 @@ async def test_a_replacement_on_the_appeal_panel_is_told_it_hears_an_appeal(stac
     from tests.conftest import seed
     from tests.test_cli import accord
 
-    number = await ruled_with_every_remedy(stack)
-    await stack.handle(number).execute_update(
-        DisputeWorkflow.appeal,
-        Appeal(
-            actor=stack.actor("carl@contoso.example"),
-            grounds=GROUNDS,
-            new_evidence=(EvidenceRef(description="Portal audit log", ref="DOC-991"),),
-        ),
-    )
-    await stack.wait_for(
-        number, lambda s: any(t.kind is TaskKind.COMPOSE_PANEL for t in s.open_tasks)
-    )
-    await appoint_alternates_and_redraw(stack, number)
-    await stack.wait_for(number, lambda s: s.review is not None and s.review.round == 2)
+    number = await appealed_to_a_fresh_panel(stack)
     await stack.handle(number).execute_update(
         DisputeWorkflow.recuse,
         Recuse(actor=stack.actor("alt.chair"), reason="I chaired Contoso's partner council."),
