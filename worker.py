@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from accord.filing import FilingService
+from accord.heap import freeze_start_up
 from accord.logs import configure_logging
 from accord.runtime import (
     build_filing,
@@ -49,6 +50,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     # attribute would fail every task.
     await search_attributes.register(client, settings.temporal_namespace)
     worker = build_worker(client, services, settings.task_queue)
+    freeze_start_up()
     stop = stop or asyncio.Event()
     filing = build_filing(services, client)
     recovery = asyncio.create_task(

@@ -48,6 +48,7 @@ from temporalio.service import RPCError
 from accord.audit import GENESIS, event_hash
 from accord.demo import DEMO
 from accord.directory import resolve_actor
+from accord.heap import freeze_start_up
 from accord.runtime import Services, build_filing, build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from bench.history import busy_dispute, seed_alternates
@@ -290,6 +291,7 @@ async def main(args: argparse.Namespace) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
+    freeze_start_up()  # as the web and worker processes do once started (accord.heap)
     rng = random.Random(11)
     results: list[tuple[str, list[float], list[float]]] = []
     try:

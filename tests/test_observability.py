@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import httpx
@@ -80,6 +81,7 @@ async def test_worker_health_readiness_and_temporal_metrics(
     )
     seed(build_services(settings).sessions)
     stop = asyncio.Event()
+    gc.unfreeze()  # whatever an earlier test froze: the worker must freeze its own start-up
     running = asyncio.create_task(run_worker(settings, stop))
     base = f"http://127.0.0.1:{health_port}"
     async with httpx.AsyncClient(timeout=5) as client:
@@ -94,6 +96,8 @@ async def test_worker_health_readiness_and_temporal_metrics(
             await asyncio.sleep(0.1)
         assert ready is not None and ready.status_code == 200, ready and ready.text
         assert ready.json()["checks"] == {"database": "ok", "temporal": "ok", "worker": "ok"}
+        # Started, it froze what start-up left (accord.heap): full collections stay short.
+        assert gc.get_freeze_count() > 0
         assert (await client.get(f"{base}/health")).json() == {"status": "ok"}
         assert "accord_disputes" in (await client.get(f"{base}/metrics")).text
         sdk = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text

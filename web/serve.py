@@ -9,6 +9,7 @@ from collections.abc import Generator
 import uvicorn
 from temporalio.client import Client
 
+from accord.heap import freeze_start_up
 from accord.logs import configure_logging
 from accord.runtime import Services, build_services, connect, run_until_signalled
 from accord.settings import Settings
@@ -40,6 +41,7 @@ async def serve_web(
     ACCORD_WEB_METRICS_HOST:PORT; both stop when `stop` is set (or either stops)."""
     services = services or build_services(settings)
     app = create_app(settings, services, client or (lambda: connect(settings)))
+    freeze_start_up()
     servers = [
         _Server(
             uvicorn.Config(
