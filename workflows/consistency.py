@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from types import MappingProxyType
 
 from models.enums import DisputeCategory
 from models.payloads import (
@@ -151,13 +150,11 @@ def divergences(
     return tuple(found)
 
 
-_OUTCOME_WORDS = MappingProxyType(
-    {"uphold": "upheld", "partly_uphold": "partly upheld", "deny": "denied"}
-)
-
-
 def pattern(
-    precedents: Iterable[SimilarPrecedent], category: DisputeCategory, clauses: Iterable[str]
+    precedents: Iterable[SimilarPrecedent],
+    category: DisputeCategory,
+    clauses: Iterable[str],
+    say: Callable[[str], str] = lambda outcome: outcome.replace("_", " "),
 ) -> tuple[str, ...]:
     """What the comparable precedents decided, in a few lines: shown to the decider before they
     decide, so a divergence is no surprise."""
@@ -165,13 +162,11 @@ def pattern(
     if not pool:
         return ()
     outcomes = Counter(p.outcome for p in pool)
-    # Shown on the page only (never recorded): said as people say outcomes, 'upheld 2'.
+    # Shown on the page only (never recorded): outcomes as the page says them (`say`).
     many = "comparable precedent" if len(pool) == 1 else "comparable precedents"
     lines = [
         f"{len(pool)} {many} ({_numbers(pool)}): "
-        + ", ".join(
-            f"{_OUTCOME_WORDS.get(o, o.replace('_', ' '))} {n}" for o, n in outcomes.most_common()
-        )
+        + ", ".join(f"{say(o)} {n}" for o, n in outcomes.most_common())
     ]
     sizes: dict[tuple[str, str], list[Decimal]] = {}
     for p in pool:

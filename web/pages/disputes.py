@@ -506,7 +506,8 @@ def _precedent_pattern(ctx: WebContext, record: DisputeFile) -> tuple[str, ...]:
     if state is None or state.similar is None:
         return ()
     rules = _category_rules(ctx, record)
-    return pattern(state.similar.matches, record.row.category, (rules.clause,) if rules else ())
+    clauses = (rules.clause,) if rules else ()
+    return pattern(state.similar.matches, record.row.category, clauses, say=label)
 
 
 def _allowed_remedies(ctx: WebContext, record: DisputeFile) -> list[str]:
