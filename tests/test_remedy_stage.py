@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -97,17 +98,18 @@ def receiver() -> AsyncIterator[Receiver]:
         yield running  # type: ignore[misc]
 
 
-@pytest.fixture
-async def webhook_stack(
+@contextlib.asynccontextmanager
+async def stack_with_webhook(
     env: WorkflowEnvironment,
-    sqlite_url: str,
+    database_url: str,
     smtp: tuple[MailCapture, int],
     tmp_path: Path,
     receiver: Receiver,
 ) -> AsyncIterator[Stack]:
+    """A stack whose commission splits go to the receiver's webhook, its worker running."""
     mail, port = smtp
     settings = make_settings(
-        sqlite_url,
+        database_url,
         port,
         tmp_path,
         remedy_webhooks={"commission_split": receiver.url},
@@ -117,6 +119,18 @@ async def webhook_stack(
     harness = Stack(env, settings, mail)
     seed(harness.sessions)
     async with harness.worker:
+        yield harness
+
+
+@pytest.fixture
+async def webhook_stack(
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    receiver: Receiver,
+) -> AsyncIterator[Stack]:
+    async with stack_with_webhook(env, sqlite_url, smtp, tmp_path, receiver) as harness:
         yield harness
 
 

@@ -381,16 +381,19 @@ def test_one_statement_per_page_whatever_the_rows(sessions: SessionFactory) -> N
 
 
 # --- the pages and the API over the real stack -----------------------------------------------
+async def offered_to_a_mediator(stack: Stack) -> tuple[str, str]:
+    """A dispute filed and offered to a mediator: its number and the mediator's login."""
+    number = (await stack.file()).number
+    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    await stack.wait_for_event(number, "mediator_offered")
+    return number, f"{state.candidate_mediator_id}@vendor.example"
 
 
 async def test_the_inbox_page_and_the_api_show_the_queue_and_refuse_bad_parameters(
     stack: Stack,
 ) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
-    await stack.wait_for_event(number, "mediator_offered")
-    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    number, mediator = await offered_to_a_mediator(stack)
     browser = await signed_in(app, mediator)
     try:
         page = await browser.get("/inbox", params={"sort": "amount", "kind": "accept_assignment"})
@@ -462,10 +465,7 @@ def test_a_deadline_moved_since_the_task_opened_is_the_one_shown(
 
 async def test_an_extended_deadline_is_the_one_the_queue_counts_down_to(stack: Stack) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
-    await stack.wait_for_event(number, "mediator_offered")
-    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    number, mediator = await offered_to_a_mediator(stack)
 
     async def my_task() -> dict[str, Any]:
         async with api(app, token_for(stack, mediator)) as client:

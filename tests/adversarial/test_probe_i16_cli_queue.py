@@ -20,7 +20,7 @@ from models.tables import Task
 from tests.conftest import Stack
 from tests.test_cli_reference import invoke
 from tests.test_embedded_stop import run_env  # noqa: F401 - a fixture
-from tests.test_web_queue import SAM, sessions  # noqa: F401 - sessions: the fixture
+from tests.test_web_queue import SAM, offered_to_a_mediator, sessions  # noqa: F401 - sessions: the fixture
 from tests.web_harness import api, make_app, signed_in, token_for
 
 # Raw query strings, sent as written (not encoded again by the client), and the parameter each
@@ -52,10 +52,7 @@ async def test_hostile_query_strings_are_a_400_naming_the_parameter_never_a_500(
     stack: Stack,
 ) -> None:
     app = make_app(stack)
-    number = (await stack.file()).number
-    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
-    await stack.wait_for_event(number, "mediator_offered")
-    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    number, mediator = await offered_to_a_mediator(stack)
     browser = await signed_in(app, mediator)
     try:
         for query, name in HOSTILE_QUERIES:

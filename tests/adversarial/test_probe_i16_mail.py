@@ -27,7 +27,7 @@ from models.payloads import (
     TerritoryReassignment,
     WrittenWarning,
 )
-from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.conftest import MailCapture, Stack, seed
 from tests.test_dispute_paths import in_mediation, settled
 from tests.test_formal_review import (
     ADMINS,
@@ -35,7 +35,7 @@ from tests.test_formal_review import (
     appoint_alternates_and_redraw,
     open_ballot,
 )
-from tests.test_remedy_stage import SECRET, receiver  # noqa: F401 - a fixture
+from tests.test_remedy_stage import receiver, stack_with_webhook  # noqa: F401 - a fixture
 from tests.web_harness import Browser, make_app
 from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
@@ -77,18 +77,7 @@ async def webhook_stack(
     receiver: Receiver,  # noqa: F811 - the fixture of test_remedy_stage
 ) -> AsyncIterator[Stack]:
     """test_remedy_stage's stack whose commission splits go to a webhook, on both databases."""
-    mail, port = smtp
-    settings = make_settings(
-        database_url,
-        port,
-        tmp_path,
-        remedy_webhooks={"commission_split": receiver.url},
-        remedy_webhook_secret=SECRET,
-        remedy_webhook_timeout_seconds=2,
-    )
-    harness = Stack(env, settings, mail)
-    seed(harness.sessions)
-    async with harness.worker:
+    async with stack_with_webhook(env, database_url, smtp, tmp_path, receiver) as harness:
         yield harness
 
 
@@ -239,7 +228,6 @@ async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
     from accord.directory import Directory, PersonRecord
     from models.enums import Role
     from models.payloads import Recuse
-    from tests.conftest import seed
     from tests.test_cli import accord
 
     stack = stack_on_both
@@ -444,7 +432,6 @@ async def test_a_replacement_on_the_appeal_panel_is_told_it_hears_an_appeal(stac
     from accord.directory import Directory, PersonRecord
     from models.enums import Role
     from models.payloads import Recuse, RedrawPanel
-    from tests.conftest import seed
     from tests.test_cli import accord
 
     number = await appealed_to_a_fresh_panel(stack)

@@ -9,6 +9,7 @@ import asyncio
 from tests.conftest import Stack
 from tests.test_cli import accord
 from tests.test_dispute_paths import contoso_asked
+from tests.test_web_queue import offered_to_a_mediator
 from tests.web_harness import api, make_app, signed_in, token_for
 
 REPEATED = (
@@ -24,10 +25,7 @@ async def test_a_parameter_given_twice_is_refused_by_the_api_as_by_the_page(
     """The page refused `sort=due&sort=amount` (400 "give one way to sort"); the API took one of
     the two silently and answered 200 sorted by whichever FastAPI kept."""
     app = make_app(stack)
-    number = (await stack.file()).number
-    state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
-    await stack.wait_for_event(number, "mediator_offered")
-    mediator = f"{state.candidate_mediator_id}@vendor.example"
+    _number, mediator = await offered_to_a_mediator(stack)
     browser = await signed_in(app, mediator)
     try:
         for query, _ in REPEATED:
