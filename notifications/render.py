@@ -25,7 +25,7 @@ SUBJECTS: dict[str, str] = {
     "warning": "Deadline warning: {{ percent }}% of the {{ purpose }} window has passed",
     "escalation": "Escalated to formal review",
     "settlement": "Settled",
-    "closure": "Dispute {{ outcome | label }}",
+    "closure": "Dispute closed: {{ outcome | label }}",
     "remedy_applied": "Remedy applied: {{ kind | label }}",
     "panel_assignment": "You sit on the {{ 'appeal' if appeal is defined else 'review' }} panel"
     " (round {{ round }})",

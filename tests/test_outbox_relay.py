@@ -454,10 +454,10 @@ async def test_settled_remedy_applied_and_closed_within_a_second_is_one_email_pe
     subjects = {to: sorted(str(m["Subject"]) for m in mail) for to, mail in by_to.items()}
     assert subjects == {
         NORA: [
-            "[DSP-2026-000007] Dispute settled",  # a minute later: on its own
+            "[DSP-2026-000007] Dispute closed: settled",  # a minute later: on its own
             "[DSP-2026-000007] Escalated to formal review",
             "[DSP-2026-000007] Settled, remedy applied and closed",
-            "[DSP-2026-000008] Dispute settled",  # another dispute: on its own
+            "[DSP-2026-000008] Dispute closed: settled",  # another dispute: on its own
         ],
         CARL: ["[DSP-2026-000007] Settled, remedy applied and closed"],
         ADMINS: ["[DSP-2026-000007] Remedy applied and closed"],
