@@ -113,12 +113,14 @@ class FilingService:
         *,
         task_queue: str,
         admin_email: str,
+        task_timeout: timedelta = timedelta(seconds=10),
     ) -> None:
         self.sessions = sessions
         self.playbooks = playbooks
         self.client = client
         self.task_queue = task_queue
         self.admin_email = admin_email
+        self.task_timeout = task_timeout
 
     async def file(self, submission: FilingSubmission, now: datetime | None = None) -> FilingResult:
         now = now or datetime.now(UTC)
@@ -324,6 +326,7 @@ class FilingService:
                 dispute,
                 id=dispute.number,
                 task_queue=self.task_queue,
+                task_timeout=self.task_timeout,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )

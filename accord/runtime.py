@@ -85,6 +85,7 @@ def build_filing(services: Services, client: Client) -> FilingService:
         client,
         task_queue=services.settings.task_queue,
         admin_email=services.settings.admin_email,
+        task_timeout=timedelta(seconds=services.settings.workflow_task_seconds),
     )
 
 

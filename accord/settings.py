@@ -264,6 +264,11 @@ class Settings(BaseSettings):
     """How long the web, the API and the CLI wait for an action to be applied. Past it they
     answer that it is still being applied, with the dispute as it is now; the same
     idempotency key again picks the action up (it is never applied twice)."""
+    workflow_task_seconds: float = Field(default=10.0, ge=1, le=60)
+    """The workflow task timeout of each dispute started: how long the engine gives a worker to
+    answer one workflow task. Records run inside the task (local activities): one held longer
+    than 80 % of this is heartbeated, and actions sent meanwhile wait for that. Raise it only
+    for disputes with very long histories, whose replay must fit in one task."""
     otel_endpoint: str = ""
     """OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces (empty: no tracing)."""
     log_format: Literal["auto", "json", "text"] = "auto"

@@ -588,10 +588,14 @@ def dev_stack(
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    env: WorkflowEnvironment, url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+    env: WorkflowEnvironment,
+    url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    **settings: Any,
 ) -> AsyncIterator[Stack]:
     mail, port = smtp
-    harness = Stack(env, make_settings(url, port, tmp_path), mail)
+    harness = Stack(env, make_settings(url, port, tmp_path, **settings), mail)
     seed(harness.sessions)
     async with harness.worker:
         yield harness
@@ -651,8 +655,12 @@ async def race(
     smtp: tuple[MailCapture, int],
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    """A stack whose activities can be held; every dispute it ran must replay at the end."""
-    async with running_stack(env, sqlite_url, smtp, tmp_path) as harness:
+    """A stack whose activities can be held; every dispute it ran must replay at the end.
+
+    Its disputes' workflow tasks time out after 2 s: a held record (a local activity) keeps
+    its task open, and a racing action reaches the workflow at the task's heartbeat, 80 % of
+    that (8 s each at the default 10 s)."""
+    async with running_stack(env, sqlite_url, smtp, tmp_path, workflow_task_seconds=2) as harness:
         yield harness
         for gate in gates.values():
             gate.release()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import (
+    WorkflowHistory,
     WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -172,3 +174,17 @@ async def runs_while_the_writer_is_held(sessions: Any, work: Awaitable[_T]) -> t
     release.set()
     holder.join()
     return loop_ran_while_held, await task
+
+
+def local_activities(history: WorkflowHistory) -> list[dict[str, Any]]:
+    """Each local activity a history recorded (one marker each), as the marker's data says it:
+    activity_type, attempt, ...; with `completed`: whether it carries a result, not a failure."""
+    found = []
+    for e in history.events:
+        marker = e.marker_recorded_event_attributes
+        if e.HasField("marker_recorded_event_attributes") and (
+            marker.marker_name == "core_local_activity"
+        ):
+            data = json.loads(marker.details["data"].payloads[0].data)
+            found.append({**data, "completed": not marker.HasField("failure")})
+    return found

@@ -30,7 +30,7 @@ from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw
 from models.tables import DisputeEvent
 from tests.conftest import MailCapture, Stack, cli_env, dev_stack
 from tests.races import replay_all
-from tests.test_dispute_paths import in_mediation
+from tests.test_dispute_paths import in_mediation, settled
 from workflows.dispute import DisputeWorkflow
 
 GUARD = 30.0
@@ -247,6 +247,70 @@ async def test_a_refused_record_sends_the_read_model_its_change_and_replays(stac
     ]
     assert "project_live" in scheduled
     assert await replay_all(stack) == []
+
+
+async def test_a_record_refused_by_its_local_activity_leaves_a_gap_and_replays(
+    stack: Stack,
+) -> None:
+    """The path of the local-record patch with a refusal: the local activity's failure is
+    handled as a regular activity's was (the refused step becomes the gap entry's, the evidence
+    id is forgotten), and the history, kept in tests/histories, replays."""
+    number, mediator = await refused_then_noted(stack)
+    history = await stack.handle(number).fetch_history()
+    assert "record_event" not in scheduled_activities(history)
+    unstored = unstored_evidence()
+    with pytest.raises(WorkflowUpdateFailedError) as again:  # looked at afresh, refused again
+        await asyncio.wait_for(
+            stack.handle(number).execute_update(
+                DisputeWorkflow.add_evidence,
+                AddEvidence(actor=stack.actor(mediator), evidence=unstored),
+            ),
+            GUARD,
+        )
+    assert "already added" not in str(again.value.cause)
+    await stack.handle(number).execute_update(
+        DisputeWorkflow.withdraw,
+        Withdraw(actor=stack.actor("nora@northwind.example"), reason="Settled between us."),
+    )
+    await stack.handle(number).result()
+    assert first_broken_link(stack.events(number)) is None
+    refused = gaps(stack, number)[0].content["refused"]
+    # Said with the activity's own reason, not the local activity's wrapper.
+    assert refused[0]["action"] == "evidence_added", refused
+    assert "local activity" not in refused[0]["reason"] and ": " in refused[0]["reason"], refused
+    assert await replay_all(stack) == []
+
+
+async def test_each_record_is_one_marker_and_one_search_attribute_upsert(stack: Stack) -> None:
+    """The settled path under the local-record patch: no record_event activity task, one
+    local-activity marker per audit entry, and a record's search attributes in one upsert."""
+    number = await settled(stack)
+    history = await stack.handle(number).fetch_history()
+    assert "record_event" not in scheduled_activities(history)
+    markers = [
+        e
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    entries = [e for e in stack.events(number) if e.action != "audit_gap"]
+    assert len(markers) >= len(entries), (len(markers), len(entries))
+    upserts_in_a_row = 0
+    for e in history.events:
+        if e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            upserts_in_a_row += 1
+            assert upserts_in_a_row == 1, f"two upserts in a row at event {e.event_id}"
+        else:
+            upserts_in_a_row = 0
+    assert await replay_all(stack) == []
+
+
+def scheduled_activities(history: Any) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
 
 
 def snapshot(stack: Stack) -> Any:

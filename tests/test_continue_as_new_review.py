@@ -395,6 +395,7 @@ NOT_CARRIED = {
     "_rollover": "asked of the patch again where each waiting point begins, in every run",
     "_earlier_updates": "rebuilt by _restore from the carried update ids",
     "_noticed": "asked of the patch again at the first entry with mail, in every run",
+    "_local_record": "asked of the patch again at the first entry, in every run",
     "_live_sent": "what the read model holds is not known to a new run: it sends the whole state",
     "_live_asked": "the version a record in flight carries: none is in flight across a "
     "continue-as-new, and _live_version (carried) is at least as high",
@@ -584,7 +585,8 @@ async def gated_stack(
     smtp: tuple[MailCapture, int],
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
-    harness = dev_stack(eager_server, sqlite_url, smtp, tmp_path)
+    # Short workflow tasks, as the `race` stack's: a held record keeps its task open.
+    harness = dev_stack(eager_server, sqlite_url, smtp, tmp_path, workflow_task_seconds=2)
     async with harness.worker:
         yield harness
         for gate in gates.values():

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from accord.runtime import PROGRAMMING_ERRORS, activity_methods
 from models.enums import DisputeStage
-from models.payloads import EventRecord, Recorded
+from models.payloads import Deadline, EventRecord, ExtendDeadlineRequest, Recorded
 from tests.conftest import CONVERTER, MailCapture, Stack, cli_env, make_settings, seed
 from tests.races import runs_while_the_writer_is_held
 from tests.test_dispute_paths import in_mediation, split_offer
@@ -36,6 +36,15 @@ WAIT_SECONDS = 0.5
 """The bound the held tests run with: far shorter than the hold."""
 PATIENCE = 15.0
 """How long a test waits for an answer before calling it a hang."""
+
+
+def still_pending(said: str) -> bool:
+    """Whether an answer says the action is pending, in either of its true words. A record is a
+    local activity (LOCAL_RECORD_PATCH): while one is held, the workflow task that took the
+    action is unfinished, so the engine may not have its acceptance yet ('not yet taken up'),
+    or has it from the task's heartbeat ('still being applied'). The wording for an accepted
+    action is pinned by test_an_api_action_accepted_and_still_being_applied_says_so."""
+    return "still being applied" in said or "not yet taken up by the dispute" in said
 
 
 async def mediating(stack: Stack) -> tuple[str, str]:
@@ -249,21 +258,43 @@ async def test_evidence_sent_twice_with_one_key_is_added_once(stack: Stack) -> N
 
 class HeldRecords:
     """The real record_event, held for one audit action until released: an update whose
-    handler is still being applied."""
+    handler is still being applied. `extensions`: the real extend_deadline held instead, an
+    activity an accepted update waits on (not a local one, so the engine has its acceptance)."""
 
-    def __init__(self, record_event: Callable[[EventRecord], Recorded], *actions: str) -> None:
-        self.real = record_event
+    def __init__(
+        self,
+        methods: list[Callable[..., Any]],
+        *actions: str,
+        extensions: bool = False,
+    ) -> None:
+        self.real = next(m for m in methods if m.__name__ == "record_event")
+        self.real_extend = next(m for m in methods if m.__name__ == "extend_deadline")
         self.actions = actions
+        self.extensions = extensions
         self.reached = threading.Event()
         self.release = threading.Event()
 
+    def activities(self, methods: list[Callable[..., Any]]) -> list[Callable[..., Any]]:
+        """The worker's activities with the held one in place of the real one."""
+        held = {"record_event": self.record_event, "extend_deadline": self.extend_deadline}
+        return [held.get(m.__name__, m) for m in methods]
+
+    def _hold(self) -> None:
+        self.reached.set()
+        if not self.release.wait(timeout=60):
+            raise RuntimeError("the test never released the held activity")
+
     @activity.defn(name="record_event")
     def record_event(self, record: EventRecord) -> Recorded:
-        if record.action in self.actions:
-            self.reached.set()
-            if not self.release.wait(timeout=60):
-                raise RuntimeError("the test never released the held activity")
+        if not self.extensions and record.action in self.actions:
+            self._hold()
         return self.real(record)
+
+    @activity.defn(name="extend_deadline")
+    def extend_deadline(self, request: ExtendDeadlineRequest) -> Deadline:
+        if self.extensions:
+            self._hold()
+        return self.real_extend(request)
 
     async def was_reached(self) -> bool:
         """Whether the held record is (or soon is) being recorded: an action answered as still
@@ -274,17 +305,20 @@ class HeldRecords:
 
 @contextlib.asynccontextmanager
 async def holding(
-    env: WorkflowEnvironment, url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+    env: WorkflowEnvironment,
+    url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    *,
+    extensions: bool = False,
 ) -> AsyncIterator[tuple[Stack, HeldRecords]]:
-    """A stack whose worker holds the recording of every note and evidence item, and whose web,
-    API and CLI wait WAIT_SECONDS for an action."""
+    """A stack whose worker holds the recording of every note and evidence item (or every
+    deadline extension), and whose web, API and CLI wait WAIT_SECONDS for an action."""
     mail, port = smtp
     stack = Stack(env, make_settings(url, port, tmp_path, action_wait_seconds=WAIT_SECONDS), mail)
     seed(stack.sessions)
     methods = activity_methods(stack.services)
-    hold = HeldRecords(
-        next(m for m in methods if m.__name__ == "record_event"), "note_added", "evidence_added"
-    )
+    hold = HeldRecords(methods, "note_added", "evidence_added", extensions=extensions)
     # A worker registers with its client when built, and the stack has built its own (never
     # started) on this task queue: this one gets a client of its own.
     client = await Client.connect(
@@ -294,7 +328,7 @@ async def holding(
         client,
         task_queue=stack.settings.task_queue,
         workflows=[DisputeWorkflow],
-        activities=[hold.record_event if m.__name__ == "record_event" else m for m in methods],
+        activities=hold.activities(methods),
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_failure_exception_types=list(PROGRAMMING_ERRORS),
     )
@@ -350,7 +384,7 @@ async def api_action_still_being_applied(stack: Stack, hold: HeldRecords) -> Non
         assert body["idempotency_key"] == "slow-note-1"
         assert body["update_id"].endswith("slow-note-1")
         assert body["state"]["stage"] == "mediation"
-        assert "still being applied" in body["message"]
+        assert still_pending(body["message"]), body["message"]
         # Asked again before it is done: the same update, still pending, not a second note.
         still = await within(client.post(url, json={"text": NOTE}, headers=key), "the API")
         assert still.status_code == 202 and still.json()["update_id"] == body["update_id"]
@@ -359,6 +393,40 @@ async def api_action_still_being_applied(stack: Stack, hold: HeldRecords) -> Non
         assert done.status_code == 200, done.text
         assert done.json()["message"] == "note recorded"
     assert notes_recorded(stack, number) == 1
+
+
+@pytest.fixture
+async def held_extensions(
+    env: WorkflowEnvironment, sqlite_url: str, smtp: tuple[MailCapture, int], tmp_path: Path
+) -> AsyncIterator[tuple[Stack, HeldRecords]]:
+    async with holding(env, sqlite_url, smtp, tmp_path, extensions=True) as stack_and_hold:
+        yield stack_and_hold
+
+
+async def test_an_api_action_accepted_and_still_being_applied_says_so(
+    held_extensions: tuple[Stack, HeldRecords],
+) -> None:
+    """An extension waits on an activity after the workflow accepted it: the answer says it is
+    being applied, and the same request once it is done gets the result, applied once."""
+    stack, hold = held_extensions
+    app = make_app(stack)
+    number, _ = await mediating(stack)
+    async with api(app, token_for(stack, ADMIN)) as admin:
+        url = f"/api/disputes/{number}/extend-deadline"
+        key = {"Idempotency-Key": "slow-extension-1"}
+        body = {
+            "business_days": 2,
+            "reason": "The parties asked for time.",
+            "deadline": "mediation",
+        }
+        pending = await within(admin.post(url, json=body, headers=key), "the API")
+        assert await hold.was_reached()
+        assert pending.status_code == 202, pending.text
+        assert "accepted and still being applied" in pending.json()["message"], pending.text
+        hold.release.set()
+        done = await within(admin.post(url, json=body, headers=key), "the API")
+        assert done.status_code == 200, done.text
+    assert stack.actions(number).count("deadline_extended") == 1
 
 
 async def test_evidence_still_being_added_answers_202_and_a_retry_finishes_it(
@@ -405,7 +473,7 @@ async def form_still_being_applied(stack: Stack, hold: HeldRecords) -> None:
     assert pending.status_code == 303 and pending.headers["location"] == f"/disputes/{number}"
     shown = await browser.get(f"/disputes/{number}")
     assert shown.status_code == 200
-    assert any("still being applied" in m for m in messages(shown.text)), messages(shown.text)
+    assert any(still_pending(m) for m in messages(shown.text)), messages(shown.text)
     hold.release.set()
     await stack.wait_for_event(number, "note_added")
     # The same form sent again (the browser's back button) picks up the same action.
@@ -456,7 +524,7 @@ async def test_a_cli_action_still_being_applied_says_how_to_pick_it_up(
     wait = {"ACCORD_ACTION_WAIT_SECONDS": str(WAIT_SECONDS)}
     code, out = await accord(stack, "note", number, "--as", mediator, "--text", NOTE, **wait)
     assert code == 0, out
-    assert await hold.was_reached() and "still being applied" in out
+    assert await hold.was_reached() and still_pending(out), out
     found = re.search(r"--update-id (\S+)", out)
     assert found, out
     hold.release.set()

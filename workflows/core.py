@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from accord import audit
@@ -185,6 +186,14 @@ REPLACEMENT_REASONS_PATCH = "replacement-shortage-reasons"
 board member of that seat is out (the draw's reason: 'sat on the first panel', 'recused from
 this panel', a conflict), not only which seat (histories before it say only the seat)."""
 
+LOCAL_RECORD_PATCH = "local-record"
+"""Each audit entry is written by a local activity (record_event run by the worker inside the
+workflow task that asks for it, its result one marker in the history) and publishes its search
+attributes in one upsert: an action is one workflow task instead of two and an activity task,
+which took most of the engine's CPU per decision (histories before it schedule an activity and
+upsert the stage and the audit head separately). record_event is keyed by (dispute, step), so a
+workflow task lost mid-record and retried finds its entry."""
+
 LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
 """Fields of DisputeState not sent as sections: the audit trail and the transition table give
 the history and the actions; notes, offers and requests travel one by one."""
@@ -194,6 +203,24 @@ MAX_CARRIED_BYTES = 1_500_000
 
 CARRIED_UPDATE_IDS = 2_000
 """How many ids of applied actions a run hands on (Temporal keeps at most 2,000 a run)."""
+
+
+async def _as_activity(call: Awaitable[_T], activity_type: str) -> _T:
+    """A local activity's outcome in a regular activity's shape. temporalio raises the failure
+    of a local activity bare (the activity's ApplicationError itself), where a regular
+    activity's is an ActivityError around it; every handler here takes the latter."""
+    try:
+        return await call
+    except (ApplicationError, ActivityTimeout) as cause:
+        raise ActivityError(
+            "local activity error",
+            scheduled_event_id=0,
+            started_event_id=0,
+            identity="",
+            activity_type=activity_type,
+            activity_id="",
+            retry_state=None,
+        ) from cause
 
 
 REMEDY_RETRY = RetryPolicy(
@@ -299,6 +326,8 @@ class DisputeCore:
         """Whether this dispute records under AUDIT_CHAIN_PATCH, once known."""
         self._noticed: bool | None = None
         """Whether this run's entries carry their emails (RECORD_NOTICES_PATCH), once known."""
+        self._local_record: bool | None = None
+        """Whether this run records by local activity (LOCAL_RECORD_PATCH), once known."""
         self._record_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         """The decision lock: held by the lifecycle except while it waits, and by each
@@ -455,11 +484,14 @@ class DisputeCore:
         try:
             # A local activity: one marker in the history instead of an activity's three events
             # and a workflow task's three, for every text of a busy dispute.
-            await workflow.execute_local_activity_method(
-                TextActivities.check_texts,
-                TextCheck(number=self._d.number, refs=named),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
+            await _as_activity(
+                workflow.execute_local_activity_method(
+                    TextActivities.check_texts,
+                    TextCheck(number=self._d.number, refs=named),
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=ACTIVITY_RETRY,
+                ),
+                "check_texts",
             )
         except ActivityError as failure:
             if not isinstance(failure.cause, ApplicationError):
@@ -881,8 +913,16 @@ class DisputeCore:
             if stage is not None:
                 self._stage_log.append((stage, at))
                 self._projected = stage
+            if self._local_record is None:
+                self._local_record = workflow.patched(LOCAL_RECORD_PATCH)
+            found_by: list[SearchAttributeUpdate[Any]] = []
             if stage is not None or deadline is not None or clear_deadline:
-                self._publish_search_attributes(stage or self._stage, deadline, clear_deadline)
+                found_by = self._search_attribute_updates(
+                    stage or self._stage, deadline, clear_deadline
+                )
+                if found_by and not self._local_record:
+                    workflow.upsert_search_attributes(found_by)
+                    found_by = []
             shown = HistoryEntry(
                 seq=step, at=at, actor=actor.id, role=actor.role, action=action, summary=summary
             )
@@ -890,32 +930,45 @@ class DisputeCore:
             live = self._live_delta()
             if live is not None:
                 self._live_asked = live[0].version
+            record = EventRecord(
+                number=self._d.number,
+                step=step,
+                at=at,
+                actor=actor,
+                action=action,
+                content={"summary": summary, **content},
+                stage=stage,
+                deadline=deadline,
+                clear_deadline=clear_deadline,
+                mediator_id=mediator_id,
+                outcome=outcome,
+                assignment=assignment,
+                open_tasks=opens,
+                done_tasks=done,
+                cancelled_tasks=cancelled,
+                evidence=evidence,
+                unrecorded=tuple(self._unrecorded),
+                notices=notices,
+                live=live[0] if live else None,
+            )
             try:
-                recorded = await workflow.execute_activity_method(
-                    RecordActivities.record_event,
-                    EventRecord(
-                        number=self._d.number,
-                        step=step,
-                        at=at,
-                        actor=actor,
-                        action=action,
-                        content={"summary": summary, **content},
-                        stage=stage,
-                        deadline=deadline,
-                        clear_deadline=clear_deadline,
-                        mediator_id=mediator_id,
-                        outcome=outcome,
-                        assignment=assignment,
-                        open_tasks=opens,
-                        done_tasks=done,
-                        cancelled_tasks=cancelled,
-                        evidence=evidence,
-                        unrecorded=tuple(self._unrecorded),
-                        notices=notices,
-                        live=live[0] if live else None,
+                recorded = await _as_activity(
+                    (
+                        workflow.execute_local_activity_method(
+                            RecordActivities.record_event,
+                            record,
+                            start_to_close_timeout=ACTIVITY_TIMEOUT,
+                            retry_policy=ACTIVITY_RETRY,
+                        )
+                        if self._local_record
+                        else workflow.execute_activity_method(
+                            RecordActivities.record_event,
+                            record,
+                            start_to_close_timeout=ACTIVITY_TIMEOUT,
+                            retry_policy=ACTIVITY_RETRY,
+                        )
                     ),
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=ACTIVITY_RETRY,
+                    "record_event",
                 )
             except ActivityError as failure:
                 # The action fails, but what its handler changed stays: the read model gets it
@@ -932,12 +985,16 @@ class DisputeCore:
                     # record's input without end (the gap entry still counts the steps beyond).
                     if len(self._unrecorded) < audit.ITEMISED:
                         self._unrecorded.append(self._refusal(step, action, failure))
+                if found_by:  # the stage moved all the same: it is found by its new one
+                    workflow.upsert_search_attributes(found_by)
                 raise
             if self._chained:
                 self._unrecorded.clear()
                 self._head = (recorded.seq, recorded.hash)
                 head = f"{recorded.seq}:{recorded.hash}"
-                workflow.upsert_search_attributes([search_attributes.AUDIT_HEAD.value_set(head)])
+                found_by.append(search_attributes.AUDIT_HEAD.value_set(head))
+            if found_by:
+                workflow.upsert_search_attributes(found_by)
             await self._live_sent_with(live, behind=recorded.live_behind)
         if not self._noticed:
             for each in notify:  # as before the patch: an activity each, after the entry
@@ -1026,12 +1083,12 @@ class DisputeCore:
         kind = f"{cause.type}: " if isinstance(cause, ApplicationError) and cause.type else ""
         return UnrecordedStep(step=step, action=action, reason=f"{kind}{why}"[:300])
 
-    def _publish_search_attributes(
+    def _search_attribute_updates(
         self, stage: DisputeStage, deadline: Deadline | None, clear_deadline: bool
-    ) -> None:
+    ) -> list[SearchAttributeUpdate[Any]]:
         """What the Temporal UI and `temporal workflow list --query` can find disputes by."""
         if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
-            return
+            return []
         updates: list[SearchAttributeUpdate[Any]] = [
             search_attributes.STAGE.value_set(stage.value),
             search_attributes.CATEGORY.value_set(self._d.filing.category.value),
@@ -1042,7 +1099,7 @@ class DisputeCore:
             updates.append(search_attributes.SLA_DEADLINE.value_set(deadline.due_at))
         elif clear_deadline:
             updates.append(search_attributes.SLA_DEADLINE.value_unset())
-        workflow.upsert_search_attributes(updates)
+        return updates
 
     async def _enter(
         self,
