@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 import aiosmtplib
-from sqlmodel import select
+from sqlmodel import func, select
 
 from accord.runtime import build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
@@ -79,6 +79,19 @@ async def main(args: argparse.Namespace) -> None:
             sent_at[str(message["Message-ID"])] = time.time()
             await aiosmtplib.send(message, hostname="127.0.0.1", port=intake_port)
 
+    # Watching for the end costs the stack under test as little as it can: a count every
+    # 50 ms, and the rows (each with its raw message) read once, at the end. Reading every
+    # processed row each time was 8 % of the process's CPU under the run it measured.
+    def processed() -> int:
+        with services.sessions.read() as session:
+            return int(
+                session.exec(
+                    select(func.count())
+                    .select_from(InboundMessage)
+                    .where(InboundMessage.state != InboundState.RECEIVED)
+                ).one()
+            )
+
     def finished() -> list[InboundMessage]:
         with services.sessions.read() as session:
             return list(
@@ -88,11 +101,18 @@ async def main(args: argparse.Namespace) -> None:
             )
 
     async def until_processed(total: int) -> list[InboundMessage]:
-        while True:
-            rows = await asyncio.to_thread(finished)
-            if len(rows) >= total:
-                return rows
+        while await asyncio.to_thread(processed) < total:
             await asyncio.sleep(0.05)
+        return await asyncio.to_thread(finished)
+
+    def acks_waiting() -> int:
+        """Filings' acknowledgements not yet enqueued, or enqueued and not yet sent."""
+        with services.sessions.read() as session:
+            states = session.exec(
+                select(OutboxMessage.state).where(OutboxMessage.template == "acknowledgement")
+            ).all()
+        unsent = sum(s is not OutboxState.SENT for s in states)
+        return max(int(args.filings) - len(states), 0) + unsent
 
     try:
         async with build_worker(env.client, services, settings.task_queue):
@@ -125,14 +145,12 @@ async def main(args: argparse.Namespace) -> None:
             await running
             # The acknowledgement of each filing, until it has left the outbox.
             deadline = time.time() + 60
-            while time.time() < deadline:
-                with services.sessions.read() as session:
-                    acks = session.exec(
-                        select(OutboxMessage).where(OutboxMessage.template == "acknowledgement")
-                    ).all()
-                if len(acks) >= args.filings and all(a.state is OutboxState.SENT for a in acks):
-                    break
+            while time.time() < deadline and await asyncio.to_thread(acks_waiting) > 0:
                 await asyncio.sleep(0.1)
+            with services.sessions.read() as session:
+                acks = session.exec(
+                    select(OutboxMessage).where(OutboxMessage.template == "acknowledgement")
+                ).all()
     finally:
         receiver.stop()
         await env.shutdown()
