@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from accord.filing import FilingRejected
+from accord.runtime import build_worker
 from models.tables import Dispute, DisputeEvent, FilingReceipt, OutboxMessage
 from tests.conftest import MailCapture, Stack, dev_stack
 
@@ -198,3 +200,25 @@ async def test_a_new_dispute_starts_on_this_processs_worker_at_once(
         result = await stack.file()
         assert eagerly == [True]
         await stack.wait_for_event(result.number, "filed")
+
+
+async def test_a_worker_built_but_not_running_on_the_client_does_not_hold_a_new_dispute(
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> None:
+    """Eagerly started, the first workflow task goes to a worker of the filing's client; one
+    that is built but not polling (a stack whose worker runs in another process) would hold
+    it until the task's timeout (10 s). The worker of another client takes it at once."""
+    stack = dev_stack(dev_server, sqlite_url, smtp, tmp_path)  # its worker is built, not run
+    other = await Client.connect(
+        dev_server.client.service_client.config.target_host,
+        namespace=dev_server.client.namespace,
+        data_converter=dev_server.client.data_converter,
+    )
+    async with build_worker(other, stack.services, stack.settings.task_queue):
+        began = time.monotonic()
+        result = await stack.file()
+        await stack.wait_for_event(result.number, "filed")
+        assert time.monotonic() - began < 5
