@@ -27,7 +27,7 @@ from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
 from models.enums import InboundState, OutboxState
-from models.tables import InboundMessage, OutboxMessage
+from models.tables import DisputeEvent, InboundMessage, OutboxMessage
 
 PAIRS = [
     ("nora@northwind.example", "Contoso"),
@@ -105,6 +105,16 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.05)
         return await asyncio.to_thread(finished)
 
+    def disputes_that(action: str) -> int:
+        with services.sessions.read() as session:
+            return int(
+                session.exec(
+                    select(func.count(func.distinct(DisputeEvent.dispute_number))).where(
+                        DisputeEvent.action == action
+                    )
+                ).one()
+            )
+
     def acks_waiting() -> int:
         """Filings' acknowledgements not yet enqueued, or enqueued and not yet sent."""
         with services.sessions.read() as session:
@@ -141,6 +151,10 @@ async def main(args: argparse.Namespace) -> None:
             rows = await until_processed(args.filings + args.replies)
             replying.__exit__(None, None, None)
             reply_seconds = time.time() - began_replies
+            # A reply waits for its dispute's lifecycle to let go of it (the offer to a
+            # mediator): how much of that work the reply phase holds depends on how far the
+            # disputes had got, so the figure says so.
+            offered = await asyncio.to_thread(disputes_that, "mediator_offered")
             stop.set()
             await running
             # The acknowledgement of each filing, until it has left the outbox.
@@ -187,6 +201,10 @@ async def main(args: argparse.Namespace) -> None:
     report.note(
         f"acknowledgement left the outbox: p50 {statistics.median(ack_latency):.0f} ms "
         f"after the filing was sent ({len(ack_latency)} measured)"
+    )
+    report.note(
+        f"when the last reply was threaded, {offered} of {len(filed_rows)} disputes had been"
+        " offered to a mediator (the lifecycle work before that is in the reply phase)"
     )
     if others:
         report.note(f"other outcomes: {sorted(others)}")
