@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from accord.db import SessionFactory, make_engine
-from accord.filing import FilingService
+from accord.filing import FilingService, worker_polling
 from accord.playbook import PlaybookLibrary
 from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from accord.settings import Settings
@@ -209,6 +209,8 @@ class RelayingWorker(Worker):
         **kwargs: Any,
     ) -> None:
         super().__init__(client, graceful_shutdown_timeout=graceful_shutdown_timeout, **kwargs)
+        self._client = client
+        self._task_queue = str(kwargs["task_queue"])
         self._outbox = outbox
         self._relay_interval = relay_interval
         self._relay_grace = graceful_shutdown_timeout.total_seconds()
@@ -216,9 +218,12 @@ class RelayingWorker(Worker):
 
     async def run(self) -> None:
         relay = asyncio.create_task(self._outbox.run(self._relay_interval, self._relay_stop))
+        # Filings on this client start their disputes' first workflow task here (eagerly).
+        worker_polling(self._client, self._task_queue, self, True)
         try:
             await super().run()
         finally:
+            worker_polling(self._client, self._task_queue, self, False)
             self._relay_stop.set()
             await asyncio.wait({relay}, timeout=self._relay_grace)
             # Past the grace period a send is cut off: its claim lapses and another relay
@@ -228,6 +233,7 @@ class RelayingWorker(Worker):
                 await relay
 
     async def shutdown(self) -> None:
+        worker_polling(self._client, self._task_queue, self, False)  # no first tasks now
         self._relay_stop.set()  # from now on the relay only finishes what it has started
         await super().shutdown()
 

@@ -364,15 +364,37 @@ class Outbox:
 
     # --- claiming and recording ----------------------------------------------------------
 
-    def _due(self, now: datetime, *, hold: bool = True) -> ColumnElement[bool]:
+    def _due_params(self, now: datetime) -> dict[str, datetime]:
+        """The values of `_due`'s bind parameters at `now`."""
+        return {
+            "now": now,
+            "lapsed": now - self.policy.lease,
+            "settled": now - self.policy.coalesce,
+        }
+
+    @functools.cached_property
+    def _due_held(self) -> ColumnElement[bool]:
+        return self._due(hold=True)
+
+    @functools.cached_property
+    def _due_now(self) -> ColumnElement[bool]:
+        return self._due(hold=False)
+
+    def _due(self, *, hold: bool = True) -> ColumnElement[bool]:
+        """Which rows a relay may claim, over bind parameters (`_due_params`): built once per
+        outbox (`_due_held`, `_due_now`); building it for every claim was a third of the
+        claim's CPU."""
         due = and_(
             col(OutboxMessage.state) == OutboxState.PENDING,
             col(OutboxMessage.merged_into).is_(None),
             or_(
                 col(OutboxMessage.next_attempt_at).is_(None),
-                col(OutboxMessage.next_attempt_at) <= now,
+                col(OutboxMessage.next_attempt_at) <= bindparam("now"),
             ),
-            self._unclaimed(now),
+            or_(
+                col(OutboxMessage.claimed_at).is_(None),
+                col(OutboxMessage.claimed_at) < bindparam("lapsed"),
+            ),
         )
         if not hold or self.policy.coalesce <= timedelta(0):
             return due
@@ -401,7 +423,7 @@ class Outbox:
             or_(
                 ~_mergeable(),
                 and_(
-                    col(OutboxMessage.created_at) <= now - self.policy.coalesce,
+                    col(OutboxMessage.created_at) <= bindparam("settled"),
                     ~waits_for_earlier,
                 ),
             ),
@@ -424,11 +446,16 @@ class Outbox:
             return None
         token = uuid.uuid4().hex
         # Row `only` is asked for now (an intake answer): it neither waits nor merges.
-        due = self._due(now, hold=only is None)
+        due = self._due_held if only is None else self._due_now
+        params = self._due_params(now)
         if only is not None:
             due = and_(due, col(OutboxMessage.id) == only)
-        taking = update(OutboxMessage).values(
-            claimed_at=now, claimed_by=token, attempts=OutboxMessage.attempts + 1
+        # Nothing of the table is loaded in this session yet: no objects for the ORM to bring
+        # up to date by evaluating the condition in Python (a tenth of the claim's CPU).
+        taking = (
+            update(OutboxMessage)
+            .values(claimed_at=now, claimed_by=token, attempts=OutboxMessage.attempts + 1)
+            .execution_options(synchronize_session=False)
         )
         # A pass's claim is background work; an intake answer asked for now is not.
         turn = Turn.BACKGROUND if only is None else Turn.NORMAL
@@ -447,17 +474,19 @@ class Outbox:
                 row_id = session.execute(
                     taking.where(col(OutboxMessage.id) == pick)
                     .where(due)
-                    .returning(col(OutboxMessage.id))
+                    .returning(col(OutboxMessage.id)),
+                    params,
                 ).scalar_one_or_none()
             else:
                 # SQLite: BEGIN IMMEDIATE makes this transaction the only writer; the update
                 # still re-checks the row is due, so the count says whether we got it.
                 candidate = session.exec(
-                    select(OutboxMessage.id).where(due).order_by(col(OutboxMessage.id)).limit(1)
+                    select(OutboxMessage.id).where(due).order_by(col(OutboxMessage.id)).limit(1),
+                    params=params,
                 ).first()
                 if candidate is not None:
                     result = session.execute(
-                        taking.where(col(OutboxMessage.id) == candidate).where(due)
+                        taking.where(col(OutboxMessage.id) == candidate).where(due), params
                     )
                     if result.rowcount == 1:  # type: ignore[attr-defined]
                         row_id = candidate
@@ -555,7 +584,10 @@ class Outbox:
         """Extend the lease; False if it ran out and another relay has the row now."""
         with self.sessions.begin(turn=Turn.BACKGROUND) as session:
             result = session.execute(
-                update(OutboxMessage).where(self._held(claim)).values(claimed_at=now)
+                update(OutboxMessage)
+                .where(self._held(claim))
+                .values(claimed_at=now)
+                .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -580,7 +612,12 @@ class Outbox:
                 "next_attempt_at": now + self.policy.backoff(claim.attempts),
             }
         with self.sessions.begin(turn=Turn.BACKGROUND) as session:
-            result = session.execute(update(OutboxMessage).where(self._held(claim)).values(values))
+            result = session.execute(
+                update(OutboxMessage)
+                .where(self._held(claim))
+                .values(values)
+                .execution_options(synchronize_session=False)
+            )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             if outcome is not Outcome.RETRY:  # the parts of a merged email share its fate
