@@ -6,6 +6,7 @@ page and API answer with the worker running and stopped.
     make bench-web
     python -m bench.web --disputes 100000 --requests 200 --filings 200 --concurrency 20
     python -m bench.web --open-disputes 1000 --actions 400 --people 20
+    python -m bench.web --think 1  # the same, each person pausing a mean 1 s before each action
     python -m bench.web --database-url postgresql://postgres@127.0.0.1:5432/accord_bench  # an empty database
     python -m bench.web --only search --filings 0  # the pages named, no filings
     python -m bench.web --busy-only  # the busy dispute's page alone (goal p95 <= 100 ms)
@@ -100,7 +101,7 @@ GOALS: dict[str, tuple[Goal | None, Goal | None]] = {
 
 def goal_key(group: str) -> str:
     """A figure's key in GOALS: 'filing (API, 4 concurrent)' -> 'filing (API, concurrent)',
-    'action: add note (4 people)' -> 'action: add note'."""
+    'action: add note (4 people)' -> 'action: add note' (with or without a pause)."""
     if group.startswith("action: add note ("):
         return "action: add note"
     return re.sub(r"^filing \(API, \d+ concurrent\)$", "filing (API, concurrent)", group)
@@ -441,6 +442,8 @@ async def main(args: argparse.Namespace) -> None:
                             services, env.client, filed, max(0, args.open_disputes - len(filed))
                         )
                         who = "1 person" if args.people == 1 else f"{args.people} people"
+                        if args.think > 0:
+                            who += f", pausing {args.think:g} s"
                         timer.group = f"action: add note ({who})"
                         people = asyncio.Semaphore(args.people)
                         action_client: list[float] = []
@@ -470,8 +473,18 @@ async def main(args: argparse.Namespace) -> None:
                                     f"add note {i}: {response.status_code} {response.text[:300]}"
                                 )
 
+                        async def person(first: int) -> None:
+                            """One person: a pause (exponential, mean --think), an action, and
+                            again, for every `people`-th action from `first`."""
+                            for i in range(first, args.actions, args.people):
+                                await asyncio.sleep(rng.expovariate(1 / args.think))
+                                await act(i)
+
                         with report.phase() as action_usage:
-                            await asyncio.gather(*(act(i) for i in range(args.actions)))
+                            if args.think > 0:
+                                await asyncio.gather(*(person(p) for p in range(args.people)))
+                            else:  # each person acts again as soon as answered
+                                await asyncio.gather(*(act(i) for i in range(args.actions)))
                         results.append((timer.group, timer.times[timer.group], action_client))
 
                         # A live dispute's page, as its mediator opens it after acting.
@@ -662,6 +675,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--actions", type=int, default=400, help="notes added through the API")
     parser.add_argument("--people", type=int, default=20, help="people acting at the same time")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0,
+        help="mean seconds a person pauses before each action (0: acts again at once)",
+    )
     parser.add_argument("--database-url", default="")
     parser.add_argument("--busy-notes", type=int, default=300, help="notes of the busy dispute")
     parser.add_argument(
