@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 
+from temporalio.client import Client
+
 from accord.filing import FilingService
 from accord.heap import freeze_start_up
 from accord.logs import configure_logging
@@ -42,10 +44,14 @@ async def recover_interrupted_work(filing: FilingService, interval: float) -> No
         await asyncio.sleep(interval)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, *, client: Client | None = None
+) -> None:
+    """The worker on `client` (the embedded stack's, which its web app and intake share: their
+    filings start eagerly here), or on a client of its own."""
     settings.check()
     services = build_services(settings)
-    client = await connect(settings, sdk_metrics=True)
+    client = client or await connect(settings, sdk_metrics=True)
     # A server started elsewhere may not know them yet; a workflow upserting an unknown
     # attribute would fail every task.
     await search_attributes.register(client, settings.temporal_namespace)

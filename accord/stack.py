@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sqlmodel import func, select
+from temporalio.client import Client
 
 from accord.db import SessionFactory, make_engine
 from accord.demo import DEMO
@@ -174,9 +175,11 @@ def start_temporal(settings: Settings) -> DevServer | None:
     return DevServer(keeper, lifeline, log_path)
 
 
-async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
+async def run_intake(
+    settings: Settings, stop: asyncio.Event, *, client: Client | None = None
+) -> None:
     """The SMTP receiver and/or the IMAP poller, the processor behind them, and an outbox
-    relay for their replies."""
+    relay for their replies; on `client` (the embedded stack's), or on a client of its own."""
     settings.check(intake=True)
     from accord.runtime import build_services, connect
     from intake.imap import ImapPoller
@@ -184,7 +187,7 @@ async def run_intake(settings: Settings, stop: asyncio.Event) -> None:
     from intake.receiver import start_receiver
 
     services = build_services(settings)
-    processor = IntakeProcessor(services, await connect(settings))
+    processor = IntakeProcessor(services, client or await connect(settings))
     wake = asyncio.Event()
     receiver = None
     if settings.intake_smtp_port:
@@ -263,15 +266,22 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
     return "\n".join(lines)
 
 
-async def answers_as_temporal(settings: Settings) -> None:
-    """The server this run reuses answers as Temporal does; if what listens on its port does
+async def stack_client(settings: Settings, *, reused: bool) -> Client:
+    """The one client of the embedded stack: its worker, web app and intake share it, so a
+    dispute filed through the web app or by email starts eagerly on the worker (its first
+    workflow task comes back with the start instead of queueing behind running disputes'
+    tasks: accord.filing.polled_here). It carries the worker's SDK metrics.
+
+    A server this run reuses must answer as Temporal does; if what listens on its port does
     not (another program, a server that hangs), say so and stop: not the SDK's error after the
     banner."""
     from accord.runtime import connect
 
     try:
-        await connect(settings)
+        return await connect(settings, sdk_metrics=True)
     except RuntimeError:
+        if not reused:
+            raise
         raise SystemExit(
             f"something listens on {settings.temporal_address}, but no Temporal server answers"
             " there: stop what listens, or set ACCORD_TEMPORAL_ADDRESS to a free port (this run"
@@ -305,8 +315,8 @@ async def run_embedded(settings: Settings) -> None:
             "the Temporal dev server",
             gone=server.ended if server is not None else lambda: None,
         )
-        if server is None:
-            await answers_as_temporal(settings)
+        settings.check()  # all its problems at once, before the client reads its keys
+        client = await stack_client(settings, reused=server is None)
         if port_open(settings.web_host, settings.web_port):
             raise SystemExit(
                 f"port {settings.web_port} is taken; set ACCORD_WEB_PORT to a free one"
@@ -318,11 +328,11 @@ async def run_embedded(settings: Settings) -> None:
                 f"port {settings.web_metrics_port} is taken; set ACCORD_WEB_METRICS_PORT to a free"
                 " one (or 0: no metrics)"
             )
-        worker = asyncio.create_task(run_worker(settings, stop))
-        web = asyncio.create_task(serve_web(settings, stop))
+        worker = asyncio.create_task(run_worker(settings, stop, client=client))
+        web = asyncio.create_task(serve_web(settings, stop, client=client))
         tasks = [worker, web]
         if settings.intake_smtp_port or settings.intake_imap_host:
-            tasks.append(asyncio.create_task(run_intake(settings, stop)))
+            tasks.append(asyncio.create_task(run_intake(settings, stop, client=client)))
         await asyncio.sleep(1.5)
         for task in tasks:
             if task.done():
