@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, event, text
 from sqlmodel import Session, create_engine
+from temporalio import activity
 
 # The key of PostgreSQL's transaction-level advisory lock over the directory's people (any
 # 64-bit number no other lock of this database uses; these are the ASCII of "accordpp").
@@ -96,6 +97,17 @@ class _WriterTurns:
         return None
 
 
+@contextmanager
+def _cancellation_deferred() -> Iterator[None]:
+    """In an activity's thread, Temporal's cancellation is raised at the end of the block, not
+    inside it; elsewhere, nothing."""
+    if not activity.in_activity():
+        yield
+        return
+    with activity.shield_thread_cancel_exception():
+        yield
+
+
 class SessionFactory:
     """Hands out short transactions; activities hold one of these, never a global session."""
 
@@ -137,11 +149,16 @@ class SessionFactory:
         if self._turns is None:
             yield
             return
-        self._turns.acquire(turn)
-        try:
-            yield
-        finally:
-            self._turns.release()
+        # Temporal cancels a threaded activity by raising into its thread, wherever it is: one
+        # raised into a writer waiting for its turn landed just after the turn was handed over,
+        # before the `try`, and the turn was never given back (every writer of the process then
+        # waited for ever). Shielded, the cancellation waits until the turn is passed on.
+        with _cancellation_deferred():
+            self._turns.acquire(turn)
+            try:
+                yield
+            finally:
+                self._turns.release()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from temporalio import activity
+from temporalio.exceptions import CancelledError
+from temporalio.testing import ActivityEnvironment
 
 from accord.db import SessionFactory, Turn, make_engine
 
@@ -102,3 +105,61 @@ def test_postgresql_writers_take_no_turns() -> None:
     sessions = SessionFactory(make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     with sessions.begin(turn=Turn.URGENT), sessions.begin(turn=Turn.BACKGROUND):
         assert sessions.writers_waiting() == 0
+
+
+def test_an_activity_cancelled_while_it_waits_for_its_turn_passes_the_turn_on(
+    tmp_path: Path,
+) -> None:
+    """Temporal cancels a threaded activity by raising into its thread (a local activity whose
+    workflow task was lost, say). Raised while the activity waited for SQLite's writer, the
+    exception used to land just after the turn was handed to it, before anything could give
+    the turn back: every later writer of the process then waited for ever (the parked
+    benchmark wedged with 20 record activities queued). The cancelled activity now finishes
+    its turn, then is cancelled; the next writer writes."""
+    sessions = SessionFactory(make_engine(f"sqlite:///{tmp_path / 'cancel.db'}"))
+    with sessions.begin() as session:
+        session.execute(text("CREATE TABLE log (who TEXT)"))
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with sessions.begin() as session:
+            session.execute(text("INSERT INTO log VALUES ('holder')"))
+            holding.set()
+            release.wait(10)
+
+    env = ActivityEnvironment()
+    outcome: list[BaseException | None] = []
+
+    def record() -> None:
+        with sessions.begin() as session:
+            session.execute(text("INSERT INTO log VALUES ('cancelled')"))
+
+    def cancelled_activity() -> None:
+        try:
+            env.run(activity.defn(name="record")(record))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    assert holding.wait(10)
+    second = threading.Thread(target=cancelled_activity)
+    second.start()
+    _queued(sessions, 1)
+    env.cancel()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert outcome and isinstance(outcome[0], CancelledError), outcome
+
+    done = threading.Event()
+
+    def later() -> None:
+        with sessions.begin() as session:
+            session.execute(text("INSERT INTO log VALUES ('later')"))
+        done.set()
+
+    threading.Thread(target=later, daemon=True).start()
+    assert done.wait(10), "the writer's turn was lost with the cancelled activity"
+    assert sessions.writers_waiting() == 0
