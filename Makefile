@@ -33,14 +33,11 @@ dovecot:
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q dovecot-imapd \
 		|| echo "could not install dovecot-imapd: the IMAP tests will skip (and fail under CI=true)"; }
 
-# The suite in parallel (pytest-xdist), two workers per core; each worker has its own migrated
+# The suite in parallel (pytest-xdist), one worker per core; each worker has its own migrated
 # template databases, Temporal servers and browser. Tests are handed out as workers free up
-# (--dist load), the longest first (tests/conftest.py, LONGEST_FIRST). Two a core because half
-# of a test's time is spent waiting (on its Temporal server, an `accord` process, a timeout),
-# not computing: summed test durations were twice the suite's CPU seconds, and on a CLI-heavy
-# subset -n 4 took 130 s where -n 2 took 172-174 s for the same CPU (2 cores, shared machine).
-# TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+# (--dist load), the longest first (tests/conftest.py, LONGEST_FIRST). TEST_WORKERS=0 runs the
+# suite in one process.
+TEST_WORKERS ?= $(shell nproc)
 
 test: $(STAMP) chromium dovecot
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load
