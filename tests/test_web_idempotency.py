@@ -414,11 +414,7 @@ async def test_an_api_action_accepted_and_still_being_applied_says_so(
     async with api(app, token_for(stack, ADMIN)) as admin:
         url = f"/api/disputes/{number}/extend-deadline"
         key = {"Idempotency-Key": "slow-extension-1"}
-        body = {
-            "business_days": 2,
-            "reason": "The parties asked for time.",
-            "deadline": "mediation",
-        }
+        body = EXTENSION
         pending = await within(admin.post(url, json=body, headers=key), "the API")
         assert await hold.was_reached()
         assert pending.status_code == 202, pending.text
@@ -538,6 +534,8 @@ async def test_a_cli_action_still_being_applied_says_how_to_pick_it_up(
 
 OTHER_NOTE = "A second, different note the mediator also wants on the record."
 ADMIN = "ada.admin@vendor.example"
+EXTENSION = {"business_days": 2, "reason": "The parties asked for time.", "deadline": "mediation"}
+"""An admin's extension of the mediation deadline, as the API takes it."""
 
 
 def key_reused(response: Any) -> bool:
@@ -573,11 +571,7 @@ async def test_a_key_reused_for_a_longer_extension_is_refused(stack: Stack) -> N
     async with api(app, token_for(stack, ADMIN)) as admin:
         url = f"/api/disputes/{number}/extend-deadline"
         key = {"Idempotency-Key": "extend-1"}
-        body = {
-            "business_days": 2,
-            "reason": "The parties asked for time.",
-            "deadline": "mediation",
-        }
+        body = EXTENSION
         first = await admin.post(url, json=body, headers=key)
         assert first.status_code == 200, first.text
         longer = await admin.post(url, json={**body, "business_days": 20}, headers=key)
