@@ -135,7 +135,7 @@ class FilingService:
         *,
         task_queue: str,
         admin_email: str,
-        task_timeout: timedelta = timedelta(seconds=10),
+        task_timeout: timedelta,
     ) -> None:
         self.sessions = sessions
         self.playbooks = playbooks

@@ -176,6 +176,15 @@ async def runs_while_the_writer_is_held(sessions: Any, work: Awaitable[_T]) -> t
     return loop_ran_while_held, await task
 
 
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    """The type of each (regular) activity a history scheduled, in order."""
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
 def local_activities(history: WorkflowHistory) -> list[dict[str, Any]]:
     """Each local activity a history recorded (one marker each), as the marker's data says it:
     activity_type, attempt, ...; with `completed`: whether it carries a result, not a failure."""

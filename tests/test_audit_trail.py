@@ -29,7 +29,7 @@ from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw
 from models.tables import DisputeEvent
 from tests.conftest import MailCapture, Stack, cli_env, dev_stack
-from tests.races import replay_all
+from tests.races import replay_all, scheduled_activities
 from tests.test_dispute_paths import in_mediation, settled
 from workflows.dispute import DisputeWorkflow
 
@@ -240,12 +240,7 @@ async def test_a_refused_record_sends_the_read_model_its_change_and_replays(stac
     await stack.handle(number).result()
     await stack.live_matches(number)
     history = await stack.handle(number).fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-    assert "project_live" in scheduled
+    assert "project_live" in scheduled_activities(history)
     assert await replay_all(stack) == []
 
 
@@ -303,14 +298,6 @@ async def test_each_record_is_one_marker_and_one_search_attribute_upsert(stack: 
         else:
             upserts_in_a_row = 0
     assert await replay_all(stack) == []
-
-
-def scheduled_activities(history: Any) -> list[str]:
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
 
 
 def snapshot(stack: Stack) -> Any:

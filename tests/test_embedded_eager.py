@@ -24,8 +24,14 @@ from temporalio.client import Client
 from accord.db import SessionFactory, make_engine
 from models.enums import InboundState
 from models.tables import InboundMessage
-from tests.conftest import CONVERTER, REPO_ROOT, deployed_environment, free_port
-from tests.test_embedded_stop import GONE_WITHIN, READY, dev_servers_of, spawn_run
+from tests.conftest import CONVERTER, free_port
+from tests.test_embedded_stop import (
+    GONE_WITHIN,
+    READY,
+    dev_servers_of,
+    run_environment,
+    spawn_run,
+)
 from tests.test_intake import CLAIMANT, mail
 from tests.test_web_api import filing
 from web.auth import Accounts
@@ -45,19 +51,11 @@ We registered DR-2026-0077 for Globex on 3 November; Contoso registered it two d
 def embedded(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str], Path]]:
     """`accord run` on free ports, with its email intake and its worker's health endpoint,
     read up to its banner; stopped (and its dev server with it) at the end."""
-    temporal_port = free_port()
-    state = tmp_path / "state"
-    env = deployed_environment(
-        ACCORD_STATE_DIR=str(state),
-        ACCORD_TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
-        ACCORD_TEMPORAL_UI_PORT=str(free_port()),
-        ACCORD_WEB_PORT=str(free_port()),
-        ACCORD_WEB_METRICS_PORT="0",
-        ACCORD_SMTP_PORT=str(free_port()),
+    env, _, state = run_environment(
+        tmp_path,
+        "accord-eager",
         ACCORD_INTAKE_SMTP_PORT=str(free_port()),
         ACCORD_WORKER_HEALTH_PORT=str(free_port()),
-        ACCORD_TASK_QUEUE=f"accord-eager-{temporal_port}",
-        PYTHONPATH=str(REPO_ROOT),
     )
     output = tmp_path / "run.log"
     with output.open("w") as sink:

@@ -77,8 +77,11 @@ def start_run(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     )
 
 
-@pytest.fixture
-def run_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, Path]]:
+def run_environment(
+    tmp_path: Path, queue: str, **settings: str
+) -> tuple[dict[str, str], int, Path]:
+    """The environment of an `accord run` on free ports with its state under `tmp_path` (its
+    task queue named `queue`-<port>); `settings` add to it. Also its Temporal port and state."""
     temporal_port = free_port()
     state = tmp_path / "state"
     env = deployed_environment(
@@ -89,9 +92,15 @@ def run_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, Path]]:
         ACCORD_WEB_METRICS_PORT="0",
         ACCORD_SMTP_PORT=str(free_port()),
         ACCORD_INTAKE_SMTP_PORT="0",
-        ACCORD_TASK_QUEUE=f"accord-stop-{temporal_port}",
+        ACCORD_TASK_QUEUE=f"{queue}-{temporal_port}",
         PYTHONPATH=str(REPO_ROOT),
     )
+    return env | settings, temporal_port, state
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, Path]]:
+    env, temporal_port, state = run_environment(tmp_path, "accord-stop")
     yield env, temporal_port, state
     # Whatever the outcome, leave no dev server of this test behind.
     for pid in dev_servers_of(state):
