@@ -23,6 +23,7 @@ from models.enums import DisputeStage, TaskState
 from models.payloads import (
     SYSTEM,
     ActionResult,
+    AddNote,
     AnswerInformation,
     AssignMediator,
     DeclareImpasse,
@@ -363,4 +364,59 @@ async def test_a_worker_dying_while_an_action_holds_the_lock_loses_no_action(
     actions = stack.actions(number)
     assert actions.count("information_answered") == 1 and actions.count("withdrawn") == 1
     assert actions.index("clock_resumed") < actions.index("withdrawn") == len(actions) - 1
+    assert await replay_all(stack) == []
+
+
+async def test_a_worker_stopped_in_the_middle_of_a_local_record_records_the_action_once(
+    gates: dict[str, Gate],
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> None:
+    # The worst point since LOCAL_RECORD_PATCH: a note's audit entry is being written inside
+    # the workflow task (a local activity) when the worker is stopped. Whether that task is
+    # completed or a fresh worker replays the dispute and writes the entry again under the same
+    # step, the note is on the record once, the next action goes on, the history replays.
+    stack = dev_stack(
+        dev_server, sqlite_url, smtp, tmp_path, worker_grace=timedelta(0), workflow_task_seconds=2
+    )
+    await stack.worker.__aenter__()
+    try:
+        number = (await stack.file()).number
+        mediator = await in_mediation(stack, number)
+        handle = stack.handle(number)
+        gates["record_event"].hold(lambda record: record.action == "note_added")
+        note = asyncio.create_task(
+            handle.execute_update(
+                DisputeWorkflow.add_note,
+                AddNote(actor=stack.actor(mediator), text="Called both sides; offer next week."),
+            )
+        )
+        await gates["record_event"].reached()
+        # Stopped with no grace while the record is held: a local activity in flight keeps its
+        # worker from stopping until it returns, so the record is let go once the stop began.
+        stopping = asyncio.create_task(stack.worker.shutdown())
+        await asyncio.sleep(0.5)
+        gates["record_event"].release()
+        await asyncio.wait_for(stopping, 30)
+        stack.worker = build_worker(
+            stack.client, stack.services, stack.settings.task_queue, fail_workflows_on_bugs=True
+        )
+        await stack.worker.__aenter__()
+        assert isinstance(await asyncio.wait_for(note, 60), ActionResult)
+        await asyncio.wait_for(
+            handle.execute_update(
+                DisputeWorkflow.add_note,
+                AddNote(actor=stack.actor(mediator), text="Offer sent to both parties."),
+            ),
+            30,
+        )
+        assert [n.text for n in (await stack.state(number)).notes] == [
+            "Called both sides; offer next week.",
+            "Offer sent to both parties.",
+        ]
+    finally:
+        await stack.worker.__aexit__(None, None, None)
+    assert stack.actions(number).count("note_added") == 2
     assert await replay_all(stack) == []
