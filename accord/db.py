@@ -45,11 +45,12 @@ class Turn(IntEnum):
     writer: a person waiting on the answer, then the disputes' own steps, then mail."""
 
     URGENT = 0
-    """A person waits on this write (a filing being acknowledged)."""
+    """A person waits on this write (a filing being acknowledged), or an email's outcome (until
+    it is written, a relay that dies sends the accepted email again)."""
     NORMAL = 1
     """The disputes' own steps (audit entries, seats, remedies)."""
     BACKGROUND = 2
-    """The outbox relay's bookkeeping: mail may leave a few milliseconds later."""
+    """The outbox relay's claims and lease renewals: mail may leave a few milliseconds later."""
 
 
 class _WriterTurns:

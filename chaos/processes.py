@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,8 @@ class AccordProcess:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
+        self.killed_at: list[float] = []
+        """`time.monotonic()` of each SIGKILL."""
 
     def start(self) -> None:
         out = self.log.open("ab")
@@ -116,6 +119,7 @@ class AccordProcess:
 
     def kill9(self) -> None:
         if self.process is not None:
+            self.killed_at.append(time.monotonic())
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
@@ -137,8 +141,8 @@ class AccordProcess:
 class Recording:
     """What the SMTP server accepted: one entry per delivery (a resend counts again)."""
 
-    deliveries: list[tuple[str, str, str]] = field(default_factory=list)
-    """(Message-ID, recipient, subject) per message received."""
+    deliveries: list[tuple[str, str, str, float]] = field(default_factory=list)
+    """(Message-ID, recipient, subject, `time.monotonic()`) per message received."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -146,15 +150,40 @@ class Recording:
         with self.lock:
             for recipient in envelope.rcpt_tos:
                 self.deliveries.append(
-                    (str(message["Message-ID"]), recipient.lower(), str(message["Subject"]))
+                    (
+                        str(message["Message-ID"]),
+                        recipient.lower(),
+                        str(message["Subject"]),
+                        time.monotonic(),
+                    )
                 )
         return "250 OK"
 
     def duplicates(self) -> dict[tuple[str, str], int]:
         """(Message-ID, recipient) delivered more than once."""
         with self.lock:
-            seen = Counter((mid, to) for mid, to, _ in self.deliveries)
+            seen = Counter((mid, to) for mid, to, _, _ in self.deliveries)
         return {k: n for k, n in seen.items() if n > 1}
+
+    def cut_by_kill(
+        self, killed_at: list[float], window: float
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """The duplicates split in two: each copy that followed a kill landing within `window`
+        seconds after the delivery before it (the relay died between the server's acceptance
+        and its record of it, and another sent the email again, as the outbox says it does),
+        and every other copy, which nothing excuses."""
+        with self.lock:
+            times: dict[tuple[str, str], list[float]] = {}
+            for mid, to, _, at in self.deliveries:
+                times.setdefault((mid, to), []).append(at)
+        cut: dict[tuple[str, str], int] = {}
+        unexplained: dict[tuple[str, str], int] = {}
+        for key, seen in times.items():
+            for before, after in pairwise(seen):
+                killed = any(before <= k <= min(after, before + window) for k in killed_at)
+                into = cut if killed else unexplained
+                into[key] = into.get(key, 0) + 1
+        return cut, unexplained
 
 
 class MailServer:

@@ -611,7 +611,10 @@ class Outbox:
                 "claimed_by": None,
                 "next_attempt_at": now + self.policy.backoff(claim.attempts),
             }
-        with self.sessions.begin(turn=Turn.BACKGROUND) as session:
+        # Ahead of every other writer: from the server's acceptance until this commits, a relay
+        # that dies leaves the email to be sent again. Queued behind the disputes' writes (half
+        # a second under load), a killed worker sent three emails twice in the chaos run.
+        with self.sessions.begin(turn=Turn.URGENT) as session:
             result = session.execute(
                 update(OutboxMessage)
                 .where(self._held(claim))

@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from chaos.processes import Recording
 from chaos.suite import Plan, run_chaos
 
 REDUCED = Plan(
@@ -30,3 +31,22 @@ async def test_disputes_survive_the_reduced_chaos_run(database_url: str) -> None
     report = await run_chaos(dataclasses.replace(REDUCED, database_url=database_url))
     print(report.table())
     assert report.ok, report.table()
+
+
+def test_only_a_copy_sent_after_a_kill_cut_its_send_is_excused() -> None:
+    """A relay killed between the server's acceptance and its record sends the email again
+    once its lease runs out (the outbox's at-least-once, same Message-ID): that copy is counted
+    apart. A copy with no kill just after the delivery before it is a finding."""
+    recording = Recording()
+    recording.deliveries = [
+        ("<a@x>", "p@x", "s", 10.0),
+        ("<a@x>", "p@x", "s", 75.0),  # a kill at 10.3: cut
+        ("<b@x>", "p@x", "s", 20.0),
+        ("<b@x>", "p@x", "s", 21.0),  # no kill between
+        ("<c@x>", "p@x", "s", 30.0),
+        ("<c@x>", "p@x", "s", 95.0),  # a kill at 40.0: too late to have cut this send
+        ("<d@x>", "p@x", "s", 50.0),  # once
+    ]
+    cut, unexplained = recording.cut_by_kill([10.3, 40.0], window=2.0)
+    assert cut == {("<a@x>", "p@x"): 1}
+    assert unexplained == {("<b@x>", "p@x"): 1, ("<c@x>", "p@x"): 1}

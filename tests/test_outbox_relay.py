@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -667,3 +668,49 @@ async def test_a_kept_connection_the_server_closed_is_opened_again_for_the_next_
         controller.stop()
     assert first.received == ["<kept-1@vendor.example>"]
     assert second.received == ["<kept-2@vendor.example>"]
+
+
+async def test_a_sent_message_is_recorded_ahead_of_the_disputes_queued_writes(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Between the server's acceptance and the record of it, a relay that dies sends the
+    message again (same Message-ID) once its lease runs out. On SQLite that record waited for
+    the writer behind every dispute write queued before it (up to the relay's patience, half
+    a second): a worker killed under load sent three emails twice in the chaos run. The
+    outcome goes first now. (PostgreSQL has no queue of this process's writers.)"""
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(sqlite_url, port, tmp_path)
+        [row_id] = services.outbox.enqueue(notification(1), datetime.now(UTC))
+        claim = services.outbox.claim(datetime.now(UTC))
+        assert claim is not None and claim.message is not None
+        await services.outbox.mailer.send(claim.message)  # accepted by the server
+        seen_by_entry: list[OutboxState] = []
+
+        def dispute_write() -> None:
+            with services.sessions.begin() as session:
+                row = session.get(OutboxMessage, row_id, populate_existing=True)
+                assert row is not None
+                seen_by_entry.append(row.state)
+
+        sessions = services.sessions
+        with sessions.begin():  # another writer holds SQLite's writer meanwhile
+            entry = threading.Thread(target=dispute_write)
+            entry.start()
+            await asyncio.to_thread(_queued_writers, sessions, 1)
+            recording = asyncio.create_task(
+                asyncio.to_thread(
+                    services.outbox.record, claim, Outcome.SENT, None, datetime.now(UTC)
+                )
+            )
+            await asyncio.to_thread(_queued_writers, sessions, 2)
+        assert await recording
+        await asyncio.to_thread(entry.join, 10)
+    assert seen_by_entry == [OutboxState.SENT], "the dispute's write went before the record"
+
+
+def _queued_writers(sessions: Any, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while sessions.writers_waiting() < count:
+        assert time.monotonic() < deadline, "the writers never queued"
+        time.sleep(0.005)
