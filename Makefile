@@ -40,7 +40,7 @@ dovecot:
 TEST_WORKERS ?= $(shell nproc)
 
 test: $(STAMP) chromium dovecot
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=30
 
 # After changing pyproject.toml's dependencies: resolve them afresh in a scratch environment and
 # pin what was installed (the Docker image and make test both install these versions).
