@@ -23,6 +23,7 @@ from accord.live import project_live
 from accord.precedents import index_precedent
 from accord.seats import release_seats_of
 from accord.similarity import find_similar
+from accord.wording import Names
 from models.enums import TERMINAL_STAGES, TaskState
 from models.payloads import (
     SYSTEM,
@@ -70,12 +71,13 @@ class RecordActivities:
     def record_event(self, record: EventRecord) -> Recorded:
         """Append one audit entry and project it onto the read model, the task inbox and the
         outbox (its `notices`), in one transaction; returns the entry's place in the chain."""
-        recorded = self._append(record)
+        names = self.outbox.read_names() if record.notices and self.outbox is not None else None
+        recorded = self._append(record, names)
         if record.notices and self.outbox is not None:
             self.outbox.nudge()  # committed: the relay may send them now
         return recorded
 
-    def _enqueue_notices(self, session: Session, record: EventRecord) -> None:
+    def _enqueue_notices(self, session: Session, record: EventRecord, names: Names | None) -> None:
         """The entry's emails, in its transaction (flushed first: what they say is read from
         the trail, this entry included)."""
         if not record.notices:
@@ -89,9 +91,9 @@ class RecordActivities:
         session.flush()
         now = datetime.now(UTC)
         for notice in record.notices:
-            self.outbox.enqueue_in(session, notice, now)
+            self.outbox.enqueue_in(session, notice, now, names)
 
-    def _append(self, record: EventRecord) -> Recorded:
+    def _append(self, record: EventRecord, names: Names | None = None) -> Recorded:
         """Append one audit entry and project it onto the read model and the task inbox, in one
         transaction; returns the entry's place in the chain.
 
@@ -162,7 +164,7 @@ class RecordActivities:
                 entry.step = record.step
                 session.add(entry)
                 self._project(session, dispute, record)
-                self._enqueue_notices(session, record)
+                self._enqueue_notices(session, record, names)
                 # The live state's change goes with its entry, or with nothing (accord.live).
                 behind = record.live is not None and not project_live(
                     session, record.number, record.at, record.live
