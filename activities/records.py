@@ -108,8 +108,10 @@ class RecordActivities:
                 # COMMITTED; SQLite reads outside a write transaction). Entries are only added,
                 # and seq S is given only once S - 1 is committed: so the last entry, then the
                 # highest step up to it, then this step's entry, read in that order, agree.
+                # Columns, not entries: an entry's content (a filing's whole text) is never
+                # needed here, and decoding it was paid while holding SQLite's one writer.
                 last = session.exec(
-                    select(DisputeEvent)
+                    select(DisputeEvent.seq, DisputeEvent.hash)
                     .where(DisputeEvent.dispute_number == record.number)
                     .order_by(col(DisputeEvent.seq).desc())
                     .limit(1)
@@ -118,15 +120,15 @@ class RecordActivities:
                     session.exec(
                         select(func.max(DisputeEvent.step)).where(
                             DisputeEvent.dispute_number == record.number,
-                            DisputeEvent.seq <= last.seq,
+                            DisputeEvent.seq <= last[0],
                         )
                     ).one()
                     if last is not None
                     else None
                 )
-                existing = self._entry_of_step(session, record.number, record.step)
+                existing = self._recorded_step(session, record.number, record.step)
                 if existing is not None:
-                    return Recorded(seq=existing.seq, hash=existing.hash)
+                    return existing
                 dispute = session.get(Dispute, record.number)
                 if dispute is None:
                     raise ApplicationError(
@@ -143,8 +145,7 @@ class RecordActivities:
                         type="LateStep",
                         non_retryable=True,
                     )
-                seq = last.seq if last else 0
-                prev_hash = last.hash if last else GENESIS
+                seq, prev_hash = last if last is not None else (0, GENESIS)
                 expected = (last_step or 0) + 1
                 if record.step > expected:
                     gap = self._gap_entry(record, seq + 1, prev_hash, expected)
@@ -174,18 +175,20 @@ class RecordActivities:
             # A concurrent attempt of the same step won the insert: return its entry. (If another
             # step took the seq, there is none yet: retrying takes the next seq.)
             with self.sessions.read() as session:
-                won = self._entry_of_step(session, record.number, record.step)
+                won = self._recorded_step(session, record.number, record.step)
                 if won is None:
                     raise
-                return Recorded(seq=won.seq, hash=won.hash)
+                return won
 
     @staticmethod
-    def _entry_of_step(session: Session, number: str, step: int) -> DisputeEvent | None:
-        return session.exec(
-            select(DisputeEvent).where(
+    def _recorded_step(session: Session, number: str, step: int) -> Recorded | None:
+        """Where this step's entry is in the chain, if it is recorded."""
+        found = session.exec(
+            select(DisputeEvent.seq, DisputeEvent.hash).where(
                 DisputeEvent.dispute_number == number, DisputeEvent.step == step
             )
         ).first()
+        return None if found is None else Recorded(seq=found[0], hash=found[1])
 
     @staticmethod
     def _entry(
