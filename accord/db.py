@@ -7,6 +7,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 
@@ -53,6 +54,30 @@ class Turn(IntEnum):
     """The outbox relay's claims and lease renewals: mail may leave a few milliseconds later."""
 
 
+@dataclass(frozen=True)
+class WriterUse:
+    """How this process has used SQLite's one writer since it started: the turns taken, the
+    seconds they were held and the seconds writers waited for them. A benchmark reads it before
+    and after a run: a writer held for most of the run is what the run waits on."""
+
+    turns: int = 0
+    held_seconds: float = 0.0
+    waited_seconds: float = 0.0
+
+    def taken(self, waited: float) -> WriterUse:
+        return replace(self, turns=self.turns + 1, waited_seconds=self.waited_seconds + waited)
+
+    def given_back(self, held: float) -> WriterUse:
+        return replace(self, held_seconds=self.held_seconds + held)
+
+    def since(self, earlier: WriterUse) -> WriterUse:
+        return WriterUse(
+            self.turns - earlier.turns,
+            self.held_seconds - earlier.held_seconds,
+            self.waited_seconds - earlier.waited_seconds,
+        )
+
+
 class _WriterTurns:
     """SQLite's one writer, handed from each writer to the next in order of urgency, then of
     arrival. A plain lock lets any thread take it on release: under load (16 activity threads,
@@ -65,12 +90,21 @@ class _WriterTurns:
         self._held = False
         self._queues: tuple[deque[tuple[float, threading.Lock]], ...] = tuple(deque() for _ in Turn)
         self._patience = patience
+        # Written by the writer holding the turn only, so one at a time.
+        self.use = WriterUse()
+        self._since = 0.0
 
     def waiting(self) -> int:
         with self._mutex:
             return sum(len(q) for q in self._queues)
 
     def acquire(self, turn: Turn) -> None:
+        asked = time.perf_counter()
+        self._take(turn)
+        self._since = time.perf_counter()
+        self.use = self.use.taken(waited=self._since - asked)
+
+    def _take(self, turn: Turn) -> None:
         with self._mutex:
             if not self._held:
                 self._held = True
@@ -81,6 +115,7 @@ class _WriterTurns:
         baton.acquire()  # released by the writer handing its turn to this one
 
     def release(self) -> None:
+        self.use = self.use.given_back(held=time.perf_counter() - self._since)
         with self._mutex:
             nxt = self._next()
             if nxt is None:
@@ -119,6 +154,10 @@ class SessionFactory:
         # taking them by urgency keeps a filing from waiting behind the relay's mail.
         # PostgreSQL needs no such thing.
         self._turns = _WriterTurns(background_patience) if engine.dialect.name == "sqlite" else None
+
+    def writer_use(self) -> WriterUse:
+        """This process's use of SQLite's writer so far (nothing on PostgreSQL)."""
+        return WriterUse() if self._turns is None else self._turns.use
 
     def writers_waiting(self) -> int:
         """How many of this process's writers wait for SQLite's writer now (0 on PostgreSQL)."""

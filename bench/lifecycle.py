@@ -302,10 +302,12 @@ async def main(n: int, concurrency: int, args: argparse.Namespace | None = None)
                 for e in history.events
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
             )
+            writer_before = services.sessions.writer_use()
             with report.phase() as accord_usage:
                 accord_seconds = await bounded(
                     n, concurrency, lambda i: one_dispute(i, client, filing, actors, timings)
                 )
+            writer = services.sessions.writer_use().since(writer_before)
             review_n = max(1, n // 4)
             review_timings: dict[str, list[float]] = {}
             review_seconds = await bounded(
@@ -389,6 +391,22 @@ async def main(n: int, concurrency: int, args: argparse.Namespace | None = None)
         digits=2,
     )
     report.cpu("Accord", accord_usage[0], n, "settled dispute", Goal(at_most=250))
+    if writer.turns:
+        # What the run waits on when it is not the CPU: SQLite's one writer, held by one
+        # transaction of this process at a time (accord.db).
+        report.figure(
+            "Accord: SQLite writer held (share of the run)",
+            100 * writer.held_seconds / accord_seconds,
+            "%",
+        )
+        report.figure(
+            "Accord: SQLite writer held per settled dispute", 1000 * writer.held_seconds / n, "ms"
+        )
+        report.figure(
+            "Accord: wait for the SQLite writer, mean",
+            1000 * writer.waited_seconds / writer.turns,
+            "ms",
+        )
     report.cpu("bare", bare_usage[0], n, "workflow")
     report.finish()
 

@@ -50,6 +50,7 @@ def test_the_lifecycle_benchmark_runs_to_the_end_review_path_included() -> None:
     assert re.search(r"ratio to the bare engine .* goal >= 0.8 +(PASS|MISS)", out), out
     assert re.search(r"Accord: process CPU per settled dispute .* goal <= 250 ms", out), out
     assert "Accord: server CPU per settled dispute" in out
+    assert re.search(r"Accord: SQLite writer held \(share of the run\) +\d", out), out
     assert len(goals_in(out)) == 2
 
 

@@ -163,3 +163,27 @@ def test_an_activity_cancelled_while_it_waits_for_its_turn_passes_the_turn_on(
     threading.Thread(target=later, daemon=True).start()
     assert done.wait(10), "the writer's turn was lost with the cancelled activity"
     assert sessions.writers_waiting() == 0
+
+
+def test_the_writers_use_counts_turns_held_and_waited_time(tmp_path: Path) -> None:
+    """What a benchmark reads to say whether its run waited on SQLite's one writer."""
+    sessions = SessionFactory(make_engine(f"sqlite:///{tmp_path / 'use.db'}"))
+    before = sessions.writer_use()
+
+    def write() -> None:
+        with sessions.begin():
+            pass
+
+    with sessions.begin():
+        waiting = threading.Thread(target=write)
+        waiting.start()
+        _queued(sessions, 1)
+        time.sleep(0.05)  # the second writer waits this long at least
+    waiting.join(10)
+    use = sessions.writer_use().since(before)
+    assert use.turns == 2
+    assert use.waited_seconds >= 0.05
+    assert use.held_seconds >= 0.05  # the first held it while the second waited
+    assert SessionFactory(
+        make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ).writer_use() == type(use)()
