@@ -184,6 +184,9 @@ def test_the_writers_use_counts_turns_held_and_waited_time(tmp_path: Path) -> No
     assert use.turns == 2
     assert use.waited_seconds >= 0.05
     assert use.held_seconds >= 0.05  # the first held it while the second waited
-    assert SessionFactory(
-        make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    ).writer_use() == type(use)()
+    assert (
+        SessionFactory(
+            make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+        ).writer_use()
+        == type(use)()
+    )

@@ -714,3 +714,41 @@ def _queued_writers(sessions: Any, count: int) -> None:
     while sessions.writers_waiting() < count:
         assert time.monotonic() < deadline, "the writers never queued"
         time.sleep(0.005)
+
+
+async def test_a_filings_answer_stored_here_is_sent_before_older_mail(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The one a partner waits for goes first: under a burst of filings the acknowledgements
+    queued behind every dispute's other mail (offers, notices to respondents) and left the
+    outbox a median 16 s after the filing in the intake benchmark. An audit entry's answer
+    to a filing is asked for by id on the relays of the process that stored it."""
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, concurrency=1)
+        now = datetime.now(UTC)
+        for i in range(3):
+            services.outbox.enqueue(notification(i, f"r{i}@contoso.example"), now)
+        answers = [
+            NotificationRequest(
+                key=f"DSP-2026-000007:{9 + i}:{template}",
+                number="DSP-2026-000007",
+                template=template,
+                recipients=("nora@northwind.example",),
+                context={**CONTEXT, "linked_summary": "Undercut"},
+            )
+            for i, template in enumerate(("acknowledgement", "filing_linked"))
+        ]
+        with services.sessions.begin() as session:
+            for request in answers:
+                services.outbox.enqueue_in(session, request, now)
+        services.outbox.nudge()
+        assert await services.outbox.relay_once() == 5
+    template_of = {r.message_id: r.template for r in rows(services)}
+    assert [template_of[m] for m in server.received] == [
+        "acknowledgement",
+        "filing_linked",
+        "closure",
+        "closure",
+        "closure",
+    ]
