@@ -72,14 +72,17 @@ class RecordActivities:
         """Append one audit entry and project it onto the read model, the task inbox and the
         outbox (its `notices`), in one transaction; returns the entry's place in the chain."""
         names = self.outbox.read_names() if record.notices and self.outbox is not None else None
-        recorded = self._append(record, names)
+        first: list[int] = []
+        recorded = self._append(record, names, first)
         if record.notices and self.outbox is not None:
-            self.outbox.nudge()  # committed: the relay may send them now
+            self.outbox.nudge(first)  # committed: the relay may send them now
         return recorded
 
-    def _enqueue_notices(self, session: Session, record: EventRecord, names: Names | None) -> None:
+    def _enqueue_notices(
+        self, session: Session, record: EventRecord, names: Names | None, first: list[int]
+    ) -> None:
         """The entry's emails, in its transaction (flushed first: what they say is read from
-        the trail, this entry included)."""
+        the trail, this entry included); `first` gets the rows the relay should send first."""
         if not record.notices:
             return
         if self.outbox is None:
@@ -91,9 +94,11 @@ class RecordActivities:
         session.flush()
         now = datetime.now(UTC)
         for notice in record.notices:
-            self.outbox.enqueue_in(session, notice, now, names)
+            first.extend(self.outbox.enqueue_in(session, notice, now, names))
 
-    def _append(self, record: EventRecord, names: Names | None = None) -> Recorded:
+    def _append(
+        self, record: EventRecord, names: Names | None = None, first: list[int] | None = None
+    ) -> Recorded:
         """Append one audit entry and project it onto the read model and the task inbox, in one
         transaction; returns the entry's place in the chain.
 
@@ -165,7 +170,7 @@ class RecordActivities:
                 entry.step = record.step
                 session.add(entry)
                 self._project(session, dispute, record)
-                self._enqueue_notices(session, record, names)
+                self._enqueue_notices(session, record, names, first if first is not None else [])
                 # The live state's change goes with its entry, or with nothing (accord.live).
                 behind = record.live is not None and not project_live(
                     session, record.number, record.at, record.live
@@ -173,7 +178,10 @@ class RecordActivities:
                 return Recorded(seq=entry.seq, hash=entry.hash, live_behind=behind)
         except IntegrityError:
             # A concurrent attempt of the same step won the insert: return its entry. (If another
-            # step took the seq, there is none yet: retrying takes the next seq.)
+            # step took the seq, there is none yet: retrying takes the next seq.) Our rows were
+            # rolled back: their ids are nobody's to send first.
+            if first is not None:
+                first.clear()
             with self.sessions.read() as session:
                 won = self._recorded_step(session, record.number, record.step)
                 if won is None:

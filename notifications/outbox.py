@@ -301,18 +301,15 @@ class Outbox:
         request: NotificationRequest,
         now: datetime,
         names: Names | None = None,
-    ) -> None:
+    ) -> list[int]:
         """`enqueue` inside the caller's write transaction (an audit entry's, whose mail stands
-        or falls with it); the caller nudges the relay once it has committed. `names`: the
-        directory's names, if the caller read them before its transaction (`read_names`).
-
-        An answer to a filing (`WAITED_FOR`) is asked for first from this process's relays:
-        if the transaction does not commit, the relay finds no such row and goes on."""
+        or falls with it); the caller nudges the relay once it has committed, handing it the
+        ids returned here: the rows of an answer to a filing (`WAITED_FOR`), to be sent first.
+        `names`: the directory's names, if the caller read them before its transaction
+        (`read_names`)."""
         template, rendered = self._render(session, request, names)
         ids = self._store(session, request, template, rendered, now)
-        if template in WAITED_FOR:
-            with self._asked_lock:
-                self._asked.extend(ids)
+        return ids if template in WAITED_FOR else []
 
     def read_names(self) -> Names:
         """The directory's names, read outside any write transaction: on SQLite a writer
@@ -386,8 +383,14 @@ class Outbox:
         session.flush()
         return [r.id for r in rows if r.state is OutboxState.PENDING and r.id is not None]
 
-    def nudge(self) -> None:
-        """Wake the relays of this process now (after an enqueue), from any thread."""
+    def nudge(self, first: list[int] | None = None) -> None:
+        """Wake the relays of this process now (after an enqueue), from any thread; `first`:
+        committed rows to claim before the oldest due one (`enqueue_in`'s answers to a filing;
+        a row stored by a transaction that did not commit must not be named: its id may be
+        given to another row)."""
+        if first:
+            with self._asked_lock:
+                self._asked.extend(first)
         for loop, wake in list(self._wakes):
             with contextlib.suppress(RuntimeError):  # that relay's loop has closed
                 loop.call_soon_threadsafe(wake.set)

@@ -31,6 +31,7 @@ from models.payloads import (
     ContestedObject,
     EventRecord,
     MediatorRequest,
+    NotificationRequest,
     PanelRequest,
     RecordAssignment,
     Recorded,
@@ -38,7 +39,9 @@ from models.payloads import (
     TaskOpen,
     UnrecordedStep,
 )
-from models.tables import Assignment, Dispute, DisputeEvent, Person, Task
+from models.tables import Assignment, Dispute, DisputeEvent, OutboxMessage, Person, Task
+from notifications.outbox import Outbox
+from notifications.render import TemplateCatalog
 from tests.conftest import seed
 
 NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
@@ -531,23 +534,13 @@ def test_an_excluded_mediator_is_named_with_what_they_did_on_this_dispute(
     assert "Sam Okafor recused or let an earlier offer of this dispute expire" in choice.reason
 
 
-def test_an_entry_puts_its_mail_in_the_outbox_in_its_own_transaction(
-    sessions: SessionFactory,
-) -> None:
-    """One activity, one transaction: the entry and its emails stand or fall together, and a
-    retry adds neither twice."""
-    from models.payloads import NotificationRequest
-    from models.tables import OutboxMessage
-    from notifications.outbox import Outbox
-    from notifications.render import TemplateCatalog
+class NoMail:
+    async def send(self, message: object) -> None:
+        raise AssertionError("recording never sends")
 
-    class NoMail:
-        async def send(self, message: object) -> None:
-            raise AssertionError("recording never sends")
 
-    number = "DSP-2026-000011"
-    add_dispute(sessions, number)
-    outbox = Outbox(
+def recording_outbox(sessions: SessionFactory) -> Outbox:
+    return Outbox(
         sessions,
         NoMail(),
         TemplateCatalog(),
@@ -555,24 +548,34 @@ def test_an_entry_puts_its_mail_in_the_outbox_in_its_own_transaction(
         domain="b.example",
         base_url="http://accord.example",
     )
-    records = RecordActivities(sessions, outbox=outbox)
 
-    def notice(step: int, template: str, *to: str) -> NotificationRequest:
-        return NotificationRequest(
-            key=f"{number}:{step}:{template}",
-            number=number,
-            template=template,
-            recipients=to,
-            context={
-                "number": number,
-                "category": "pricing",
-                "summary": "Pricing undercut",
-                "claimant": "Northwind Traders",
-                "respondents": ["Contoso"],
-                "stage": "filed",
-                "mediator": None,
-            },
-        )
+
+def notice(number: str, step: int, template: str, *to: str) -> NotificationRequest:
+    return NotificationRequest(
+        key=f"{number}:{step}:{template}",
+        number=number,
+        template=template,
+        recipients=to,
+        context={
+            "number": number,
+            "category": "pricing",
+            "summary": "Pricing undercut",
+            "claimant": "Northwind Traders",
+            "respondents": ["Contoso"],
+            "stage": "filed",
+            "mediator": None,
+        },
+    )
+
+
+def test_an_entry_puts_its_mail_in_the_outbox_in_its_own_transaction(
+    sessions: SessionFactory,
+) -> None:
+    """One activity, one transaction: the entry and its emails stand or fall together, and a
+    retry adds neither twice."""
+    number = "DSP-2026-000011"
+    add_dispute(sessions, number)
+    records = RecordActivities(sessions, outbox=recording_outbox(sessions))
 
     def mail() -> list[tuple[str, str]]:
         with sessions.read() as session:
@@ -583,8 +586,8 @@ def test_an_entry_puts_its_mail_in_the_outbox_in_its_own_transaction(
         number,
         1,
         notices=(
-            notice(1, "acknowledgement", "nora@northwind.example"),
-            notice(1, "respondent_notice", "carl@contoso.example", "dana@contoso.example"),
+            notice(number, 1, "acknowledgement", "nora@northwind.example"),
+            notice(number, 1, "respondent_notice", "carl@contoso.example", "dana@contoso.example"),
         ),
     )
     first = records.record_event(filed)
@@ -599,6 +602,36 @@ def test_an_entry_puts_its_mail_in_the_outbox_in_its_own_transaction(
     records.record_event(event(number, 2, stage=DisputeStage.CLOSED, outcome="settled"))
     with pytest.raises(Exception, match="cannot move it"):
         records.record_event(
-            event(number, 3, stage=DisputeStage.MEDIATION, notices=(notice(3, "closure", "x@y"),))
+            event(
+                number,
+                3,
+                stage=DisputeStage.MEDIATION,
+                notices=(notice(number, 3, "closure", "x@y"),),
+            )
         )
     assert len(mail()) == 3
+
+
+def test_a_filings_acknowledgement_is_claimed_before_older_mail_once_recorded(
+    sessions: SessionFactory,
+) -> None:
+    """The partner who filed waits for it: the entry names it to its process's relays when
+    committed, and they take it before the older mail of other disputes."""
+    older, filed = "DSP-2026-000012", "DSP-2026-000013"
+    add_dispute(sessions, older)
+    add_dispute(sessions, filed)
+    outbox = recording_outbox(sessions)
+    records = RecordActivities(sessions, outbox=outbox)
+    records.record_event(
+        event(older, 1, notices=(notice(older, 1, "respondent_notice", "carl@contoso.example"),))
+    )
+    records.record_event(
+        event(filed, 1, notices=(notice(filed, 1, "acknowledgement", "nora@northwind.example"),))
+    )
+    now = datetime.now(UTC)
+    taken = [outbox.claim_next(now), outbox.claim_next(now), outbox.claim_next(now)]
+    assert [(c.number, c.template) if c else None for c in taken] == [
+        (filed, "acknowledgement"),
+        (older, "respondent_notice"),
+        None,
+    ]
