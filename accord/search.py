@@ -32,18 +32,20 @@ from sqlalchemy import (
     TextClause,
     TextualSelect,
     bindparam,
+    exists,
     func,
     literal_column,
     select,
     table,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import column as sql_column
 from sqlalchemy.sql.visitors import iterate, replacement_traverse
 from sqlmodel import Session, col
 
 from accord.precedents import facet_token
-from models.tables import Dispute
+from models.tables import Dispute, DisputeParty
 
 MAX_QUERY = 200
 START, STOP = "\x02", "\x03"
@@ -463,9 +465,15 @@ DISPUTE_FTS_KEY = table(
 """SQLite (0028): the dispute index, whose rowid orders disputes by filing time, and the number
 of the dispute each rowid indexes."""
 DISPUTE_SEARCH = table(
-    "dispute_search", sql_column("number", String), sql_column("filed_at"), sql_column("tsv")
+    "dispute_search",
+    sql_column("number", String),
+    sql_column("filed_at"),
+    sql_column("tsv"),
+    sql_column("parties", ARRAY(String)),
 )
-"""PostgreSQL (0028): each dispute's number, filing time and text vector, GIN-indexed."""
+"""PostgreSQL (0028): each dispute's number, filing time and text vector, GIN-indexed; and the
+partner ids of its parties (0032), GIN-indexed too, so a partner's matches are found by
+intersecting the two indexes."""
 
 
 @dataclass(frozen=True)
@@ -474,6 +482,10 @@ class DisputeHits:
     rank first, newest filed first among equals, no dispute row read to order them (one is read
     only where conditions on it narrow the matches).
 
+    `parties` are partners every match must have among its parties (a partner's own disputes,
+    the party filter): on PostgreSQL a condition on dispute_search's own array of them, on
+    SQLite on the dispute's rows of dispute_party.
+
     SQLite orders equals by the index's rowid (the filing time) and reads the numbers of a
     page's rows only; PostgreSQL reads the narrow rows of dispute_search."""
 
@@ -481,13 +493,19 @@ class DisputeHits:
     rank: ColumnElement[float]
     sqlite: bool
 
-    def count(self, *narrowed: ColumnElement[bool]) -> Select[int]:
-        source, narrowed = self._narrow(narrowed)
+    def count(self, *narrowed: ColumnElement[bool], parties: Sequence[str] = ()) -> Select[int]:
+        source, narrowed = self._narrow(narrowed, parties)
         return select(func.count()).select_from(source).where(self.match, *narrowed)
 
-    def page(self, *narrowed: ColumnElement[bool], offset: int, limit: int) -> Select[tuple[str]]:
+    def page(
+        self,
+        *narrowed: ColumnElement[bool],
+        parties: Sequence[str] = (),
+        offset: int,
+        limit: int,
+    ) -> Select[tuple[str]]:
         """The numbers of one page of matches, best first."""
-        source, narrowed = self._narrow(narrowed)
+        source, narrowed = self._narrow(narrowed, parties)
         if not self.sqlite:
             return (
                 select(DISPUTE_SEARCH.c.number)
@@ -526,14 +544,30 @@ class DisputeHits:
             return DISPUTE_SEARCH
         return DISPUTE_FTS.join(DISPUTE_FTS_KEY, DISPUTE_FTS_KEY.c.fts_rowid == DISPUTE_FTS.c.rowid)
 
+    def _of_parties(self, parties: Sequence[str]) -> tuple[ColumnElement[bool], ...]:
+        if not parties:
+            return ()
+        if not self.sqlite:
+            return (DISPUTE_SEARCH.c.parties.contains(list(parties)),)
+        return tuple(
+            exists().where(
+                col(DisputeParty.dispute_number) == self._number,
+                col(DisputeParty.partner_id) == partner,
+            )
+            for partner in parties
+        )
+
     def _narrow(
-        self, narrowed: tuple[ColumnElement[bool], ...]
+        self, narrowed: tuple[ColumnElement[bool], ...], parties: Sequence[str]
     ) -> tuple[Any, tuple[ColumnElement[bool], ...]]:
         """What to read and the conditions on it: the index alone when nothing narrows the
         matches (every indexed dispute exists); the index and its numbers when the conditions
-        are on the dispute's number only (a partner's own disputes); else joined to the
-        disputes the conditions are about."""
+        are on the dispute's number and parties only (a partner's own disputes); else joined to
+        the disputes the conditions are about."""
+        of_parties = self._of_parties(parties)
         if not narrowed:
+            if of_parties:
+                return self._keyed, of_parties
             return (DISPUTE_FTS if self.sqlite else DISPUTE_SEARCH), ()
         dispute = Dispute.__table__  # type: ignore[attr-defined]
 
@@ -545,8 +579,9 @@ class DisputeHits:
         if not any(
             isinstance(e, Column) and e.table is dispute for c in adapted for e in iterate(c)
         ):
-            return self._keyed, adapted
-        return self._keyed.join(Dispute, col(Dispute.number) == self._number), narrowed
+            return self._keyed, (*adapted, *of_parties)
+        joined = self._keyed.join(Dispute, col(Dispute.number) == self._number)
+        return joined, (*narrowed, *of_parties)
 
 
 def dispute_hits(raw_query: str, dialect: str) -> DisputeHits | None:

@@ -282,3 +282,109 @@ def test_postgres_searches_disputes_in_their_own_table_and_back(tmp_path) -> Non
         engine.dispose()
     finally:
         drop()
+
+
+def test_postgres_dispute_search_mirrors_each_disputes_parties_and_back() -> None:
+    """0032 on PostgreSQL: dispute_search.parties holds exactly the partners of dispute_party,
+    for the disputes already there and as party rows come, change and go, two writers at once
+    included; a downgrade drops it."""
+    import threading
+
+    from alembic import command
+
+    from accord.migrate import alembic_config
+    from tests.conftest import fresh_postgres_database
+
+    url, drop = fresh_postgres_database()
+    dispute = text(
+        "INSERT INTO dispute (number, category, claimant_id, respondent_ids, party_key,"
+        " contested_objects, summary, facts, desired_remedy, amount_at_stake, currency,"
+        " occurred_on, stage, playbook_version, filed_by, filed_at, updated_at)"
+        " VALUES (:n, 'pricing', 'p1', '[]', 'p1', '[]', 'a claim', 'facts',"
+        " 'x', 10, 'USD', '2026-11-01', 'closed', '2026.1', 'a@b.c', :at, :at)"
+    )
+    party = text(
+        "INSERT INTO dispute_party (dispute_number, partner_id, side) VALUES (:n, :p, 'x')"
+    )
+    mirrored = text("SELECT number, parties FROM dispute_search ORDER BY number")
+    try:
+        upgrade(url, "0031")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            for pid in ("p1", "p2", "p3", "p4"):
+                conn.execute(
+                    text(
+                        "INSERT INTO partner (id, name, tier, regions, email_domains, calendar,"
+                        " is_direct_sales, active)"
+                        " VALUES (:p, :p, 'gold', '[]', '[]', 'US-NY', false, true)"
+                    ),
+                    {"p": pid},
+                )
+            conn.execute(dispute, {"n": "DSP-2026-000001", "at": "2026-11-01"})
+            conn.execute(party, {"n": "DSP-2026-000001", "p": "p1"})
+            conn.execute(party, {"n": "DSP-2026-000001", "p": "p2"})
+            conn.execute(dispute, {"n": "DSP-2026-000002", "at": "2026-11-02"})
+        engine.dispose()
+        upgrade(url, "0032")
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            rows = [(n, sorted(p)) for n, p in conn.execute(mirrored)]
+        assert rows == [("DSP-2026-000001", ["p1", "p2"]), ("DSP-2026-000002", [])]
+        with engine.begin() as conn:
+            conn.execute(dispute, {"n": "DSP-2026-000003", "at": "2026-11-03"})
+            conn.execute(party, {"n": "DSP-2026-000003", "p": "p3"})
+            conn.execute(text("DELETE FROM dispute_party WHERE partner_id = 'p2'"))
+            conn.execute(
+                text("UPDATE dispute_party SET partner_id = 'p4' WHERE dispute_number = :n"),
+                {"n": "DSP-2026-000003"},
+            )
+            conn.execute(
+                text("UPDATE dispute SET facts = 'changed' WHERE number = :n"),
+                {"n": "DSP-2026-000001"},
+            )
+        # Two writers add a party to one dispute at the same moment: the second waits for the
+        # first's row and must add to what the first committed, not to what it saw before.
+        first, second = engine.connect(), engine.connect()
+        first.begin()
+        first.execute(party, {"n": "DSP-2026-000002", "p": "p1"})
+        second.begin()
+        blocked = threading.Thread(
+            target=lambda: second.execute(party, {"n": "DSP-2026-000002", "p": "p2"})
+        )
+        blocked.start()
+        blocked.join(1.0)
+        assert blocked.is_alive()  # waiting on the first writer's row of dispute_search
+        first.commit()
+        blocked.join(10)
+        second.commit()
+        first.close()
+        second.close()
+        with engine.connect() as conn:
+            rows = [(n, sorted(p)) for n, p in conn.execute(mirrored)]
+            truth = conn.execute(
+                text(
+                    "SELECT dispute_number, array_agg(partner_id ORDER BY partner_id)"
+                    " FROM dispute_party GROUP BY dispute_number ORDER BY dispute_number"
+                )
+            ).all()
+        assert rows == [
+            ("DSP-2026-000001", ["p1"]),
+            ("DSP-2026-000002", ["p1", "p2"]),
+            ("DSP-2026-000003", ["p4"]),
+        ]
+        assert [(n, p) for n, p in rows if p] == [(n, list(p)) for n, p in truth]
+        engine.dispose()
+        command.downgrade(alembic_config(url), "0031")
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            columns = conn.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'dispute_search' AND column_name = 'parties'"
+                )
+            ).all()
+            assert columns == []
+            conn.execute(party, {"n": "DSP-2026-000003", "p": "p2"})  # no trigger left behind
+        engine.dispose()
+    finally:
+        drop()

@@ -302,6 +302,26 @@ def test_disputes_are_searched_by_full_text_within_what_the_viewer_may_see(
     # Fabrikam is party to 000002 only: a word in 000001 finds nothing for it.
     assert found(fabrikam, "registered") == []
     assert found(fabrikam, "Pacific") == ["DSP-2025-000002"]
+    assert found(fabrikam, "DSP-2025-00000") == ["DSP-2025-000002"]  # by number: its own only
+
+    def party(viewer: Viewer, q: str, partner: str) -> list[str]:
+        with sessions.read() as session:
+            rows, total = list_disputes(session, viewer, DisputeFilters(q=q, party=partner))
+        assert total == len(rows)
+        return sorted(r.number for r in rows)
+
+    # The party filter with words: the matches with that partner among their parties.
+    assert party(compliance, "registration", "adatum") == ["DSP-2025-000003"]
+    assert party(compliance, "registration", "contoso") == ["DSP-2025-000003"]
+    assert party(compliance, "registered", "contoso") == ["DSP-2025-000001"]
+    assert party(compliance, "registered", "adatum") == []
+    assert party(compliance, "DSP-2025-00000", "northwind") == [
+        "DSP-2025-000001",
+        "DSP-2025-000004",
+    ]
+    assert party(fabrikam, "territory", "contoso") == ["DSP-2025-000002"]  # its own, and theirs
+    assert party(fabrikam, "registered", "contoso") == []  # contoso's, but not its own
+    assert party(fabrikam, "registration", "northwind") == []
     with sessions.read() as session:
         snippets = dispute_snippets(session, ["DSP-2025-000002"], "Pacific")
     assert "<mark>Pacific</mark>" in snippets["DSP-2025-000002"]

@@ -435,20 +435,32 @@ class DisputeFilters(BaseModel):
         }
 
 
-def _narrowed(viewer: Viewer, filters: DisputeFilters) -> list[ColumnElement[bool]]:
+def _required_parties(viewer: Viewer, filters: DisputeFilters) -> tuple[str, ...]:
+    """The partners a dispute must have among its parties to be listed: a partner's own (its
+    whole scope) and the party filter's."""
+    mine = viewer.actor.partner_id if viewer.role is Role.PARTNER else None
+    return tuple(p for p in (mine, filters.party) if p)
+
+
+def _narrowed(
+    viewer: Viewer, filters: DisputeFilters, *, parties_apart: bool = False
+) -> list[ColumnElement[bool]]:
     """Conditions on a dispute row: the disputes this viewer may see that pass the filters other
-    than the words (none at all for one who sees everything, unfiltered).
+    than the words (none at all for one who sees everything, unfiltered). With `parties_apart`,
+    without the conditions on the dispute's parties (`_required_parties`), which the caller
+    applies its own way.
 
     Words search the full text (facts included) and show snippets of it: only the disputes the
     viewer reads beyond the case summary are searched."""
     conditions: list[ColumnElement[bool]] = []
-    if not viewer.sees_everything:
+    partner_scope = viewer.role is Role.PARTNER and viewer.actor.partner_id is not None
+    if not viewer.sees_everything and not (parties_apart and partner_scope):
         conditions.append(dispute_scope(viewer, summary=not filters.q))
     if filters.stage:
         conditions.append(col(Dispute.stage) == filters.stage)
     if filters.category:
         conditions.append(col(Dispute.category) == filters.category)
-    if filters.party:
+    if filters.party and not parties_apart:
         conditions.append(
             col(Dispute.number).in_(
                 select(DisputeParty.dispute_number).where(DisputeParty.partner_id == filters.party)
@@ -539,20 +551,23 @@ def _search(
     """A list searched by words: the full-text matches, best first, then the disputes found by
     their number alone, newest first; as _filtered orders them, but counted and paged in the
     search index, so a common word's thousands of matches are never read as dispute rows."""
-    narrowed = _narrowed(viewer, filters)
+    # The parties apart: the search index holds them (on PostgreSQL), so a partner's matches
+    # are found without reading its every dispute.
+    narrowed = _narrowed(viewer, filters, parties_apart=True)
+    parties = _required_parties(viewer, filters)
     offset = (max(page, 1) - 1) * PAGE_SIZE
     hits = dispute_hits(words, dialect)
     numbers: list[str] = []
     in_text = 0
     if hits is not None:
-        in_text = session.execute(hits.count(*narrowed)).scalar_one()
+        in_text = session.execute(hits.count(*narrowed, parties=parties)).scalar_one()
         if offset < in_text:
-            numbers = list(
-                session.execute(hits.page(*narrowed, offset=offset, limit=PAGE_SIZE)).scalars()
-            )
+            page_of = hits.page(*narrowed, parties=parties, offset=offset, limit=PAGE_SIZE)
+            numbers = list(session.execute(page_of).scalars())
     prefix = words.strip().upper()
     by_number = 0
     if NUMBER_PREFIX.fullmatch(prefix):
+        narrowed = _narrowed(viewer, filters)  # the parties too, on the dispute rows
         if dialect == "sqlite":
             # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
             after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
