@@ -594,8 +594,14 @@ def dispute_hits(raw_query: str, dialect: str) -> DisputeHits | None:
         match = text("dispute_fts MATCH :dq").bindparams(dq=_fts5_expression(query, "body"))
         return DisputeHits(match, literal_column("bm25(dispute_fts)"), sqlite=True)
     vector: ColumnElement[Any] = DISPUTE_SEARCH.c.tsv
-    words = func.websearch_to_tsquery("english", _websearch(query))
-    return DisputeHits(vector.bool_op("@@")(words), -func.ts_rank_cd(vector, words), sqlite=False)
+    # The query is parsed once, in the FROM list. Written into the conditions, it was parsed
+    # again for every match's rank once psycopg prepared the statement (its fifth run on a
+    # connection) and PostgreSQL planned it generically: 22 rather than 12 ms for a common word
+    # at 100,000 disputes. Ranked by ts_rank (how often and where the words occur) rather than
+    # ts_rank_cd (how close together): a common word's 9,000 matches are all ranked, and
+    # ts_rank costs half as much (7 rather than 12 ms).
+    words = func.websearch_to_tsquery("english", _websearch(query)).column_valued("words")
+    return DisputeHits(vector.bool_op("@@")(words), -func.ts_rank(vector, words), sqlite=False)
 
 
 def dispute_text_match(raw_query: str) -> tuple[ColumnElement[bool], ColumnElement[float]] | None:
