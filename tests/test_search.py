@@ -609,3 +609,50 @@ def test_snippets_are_the_same_asked_by_rowid_or_by_run(
     monkeypatch.setattr("accord.search.SNIPPET_RUN", 0)
     assert snippets() == by_run
     assert len(by_run) == 1 and "<mark>registration</mark>" in by_run[0][1].lower()
+
+
+@pytest.mark.postgres
+def test_postgres_dispute_search_parses_once_and_finds_a_partners_matches_in_the_index() -> None:
+    """The words are parsed once per statement, in the FROM list: written into the conditions,
+    they were parsed again for every match's rank once the statement was prepared and planned
+    generically. A partner's matches are found by dispute_search's own parties (0032), not by
+    joining every match to dispute_party."""
+    url, drop = fresh_postgres_database()
+    upgrade(url)
+    factory = SessionFactory(make_engine(url))
+    seed(factory)
+    with factory.begin() as session:
+        for number, category, outcome, claimant, facts, rationale in CASES:
+            add_precedent(
+                session,
+                number,
+                category=category,
+                outcome=outcome,
+                facts=facts,
+                rationale=rationale,
+                claimant=claimant,
+            )
+    statements: list[str] = []
+
+    def remember(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "dispute_search" in statement:
+            statements.append(statement)
+
+    fabrikam = Viewer(
+        Actor(id="f", role=Role.PARTNER, name="F", partner_id="fabrikam"), "f@fabrikam.example"
+    )
+    event.listen(factory.engine, "before_cursor_execute", remember)
+    try:
+        for _ in range(7):  # past psycopg's fifth run, when it prepares the statement
+            with factory.read() as session:
+                rows, total = list_disputes(session, fabrikam, DisputeFilters(q="Pacific"))
+            assert ([r.number for r in rows], total) == (["DSP-2025-000002"], 1)
+    finally:
+        event.remove(factory.engine, "before_cursor_execute", remember)
+        factory.engine.dispose()
+        drop()
+    assert len(statements) == 14  # a count and a page each time
+    for statement in statements:
+        assert statement.count("websearch_to_tsquery(") == 1, statement
+        assert "dispute_search.parties @>" in statement, statement
+        assert "dispute_party" not in statement, statement
