@@ -13,10 +13,11 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, SerializationContext
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxedInstance
 
 from accord.db import SessionFactory, make_engine
 from accord.filing import FilingService, worker_polling
@@ -183,9 +184,38 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-)
+
+class _Sandboxed(_SandboxedInstance):
+    """A dispute's sandboxed workflow, asked for its payloads' serialization contexts directly.
+
+    temporalio 1.35 asks a workflow for the context of every payload list of every activation
+    and completion it encodes or decodes (three passes each way), and the sandbox answers each
+    question by compiling and running a statement inside it, with its import hooks installed
+    and removed: 14 % of the process's CPU under the web benchmark's actions. The answer is a
+    plain read of the workflow's info and pending commands (no clock, no I/O, nothing the
+    sandbox guards against), so it is read straight from the instance inside; the workflow's
+    own code still runs only in the sandbox. test_worker_runner checks both answers agree."""
+
+    def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
+        context: SerializationContext | None = self._inside().get_serialization_context(
+            command_info
+        )
+        return context
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self._inside().get_external_store_context(command_info)
+
+    def _inside(self) -> Any:
+        return self.globals_and_locals["__temporal_in_sandbox"]
+
+
+@dataclass(frozen=True)
+class _Runner(SandboxedWorkflowRunner):
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _Sandboxed(det, self.runner_class, self.restrictions)
+
+
+WORKFLOW_RUNNER = _Runner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 """The sandbox, still refusing non-deterministic calls (clocks, randomness, I/O) at run time,
 but importing the workflow modules once per process rather than once per dispute: that import
 was 9 % of the worker's CPU under the lifecycle benchmark. Safe because workflows/ holds no
