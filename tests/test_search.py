@@ -61,8 +61,8 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def sessions(database_url: str) -> SessionFactory:
+def seeded(database_url: str) -> SessionFactory:
+    """The demo directory and CASES, each decided a day before the one above it."""
     factory = SessionFactory(make_engine(database_url))
     seed(factory)
     now = datetime.now(UTC)
@@ -79,6 +79,11 @@ def sessions(database_url: str) -> SessionFactory:
                 decided_at=now - timedelta(days=i),
             )
     return factory
+
+
+@pytest.fixture
+def sessions(database_url: str) -> SessionFactory:
+    return seeded(database_url)
 
 
 def numbers(
@@ -619,19 +624,7 @@ def test_postgres_dispute_search_parses_once_and_finds_a_partners_matches_in_the
     joining every match to dispute_party."""
     url, drop = fresh_postgres_database()
     upgrade(url)
-    factory = SessionFactory(make_engine(url))
-    seed(factory)
-    with factory.begin() as session:
-        for number, category, outcome, claimant, facts, rationale in CASES:
-            add_precedent(
-                session,
-                number,
-                category=category,
-                outcome=outcome,
-                facts=facts,
-                rationale=rationale,
-                claimant=claimant,
-            )
+    factory = seeded(url)
     statements: list[str] = []
 
     def remember(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
