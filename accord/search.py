@@ -511,7 +511,11 @@ class DisputeHits:
                 select(DISPUTE_SEARCH.c.number)
                 .select_from(source)
                 .where(self.match, *narrowed)
-                .order_by(self.rank, DISPUTE_SEARCH.c.filed_at.desc())
+                # The number last: PostgreSQL's top-N sort orders ties afresh for each
+                # page, so equal ranks filed in the same instant repeated or went missing.
+                .order_by(
+                    self.rank, DISPUTE_SEARCH.c.filed_at.desc(), DISPUTE_SEARCH.c.number.desc()
+                )
                 .offset(offset)
                 .limit(limit)
             )

@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
 )
 from sqlalchemy import ColumnElement, false, func, null, or_, true, union_all
+from sqlalchemy.sql.elements import False_
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
@@ -453,7 +454,9 @@ def _narrowed(
     Words search the full text (facts included) and show snippets of it: only the disputes the
     viewer reads beyond the case summary are searched."""
     conditions: list[ColumnElement[bool]] = []
-    partner_scope = viewer.role is Role.PARTNER and viewer.actor.partner_id is not None
+    # The same test as _required_parties: an empty partner id is no partner, and keeps
+    # dispute_scope (which finds nothing for it) rather than dropping every condition.
+    partner_scope = viewer.role is Role.PARTNER and bool(viewer.actor.partner_id)
     if not viewer.sees_everything and not (parties_apart and partner_scope):
         conditions.append(dispute_scope(viewer, summary=not filters.q))
     if filters.stage:
@@ -554,6 +557,8 @@ def _search(
     # The parties apart: the search index holds them (on PostgreSQL), so a partner's matches
     # are found without reading its every dispute.
     narrowed = _narrowed(viewer, filters, parties_apart=True)
+    if any(isinstance(c, False_) for c in narrowed):
+        return [], 0  # sees no dispute (a partner account with no partner)
     parties = _required_parties(viewer, filters)
     offset = (max(page, 1) - 1) * PAGE_SIZE
     hits = dispute_hits(words, dialect)
@@ -581,7 +586,8 @@ def _search(
             numbers += session.exec(
                 select(Dispute.number)
                 .where(*numbered)
-                .order_by(col(Dispute.filed_at).desc())
+                # The number last: disputes filed in the same instant are paged in one order.
+                .order_by(col(Dispute.filed_at).desc(), col(Dispute.number).desc())
                 .offset(max(0, offset - in_text))
                 .limit(PAGE_SIZE - len(numbers))
             )
