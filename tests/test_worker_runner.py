@@ -78,21 +78,14 @@ def test_the_worker_imports_workflow_code_once_and_still_refuses_nondeterministi
     assert restrictions.invalid_modules == default.invalid_modules
 
 
-async def test_a_workflows_serialization_context_is_read_without_running_code_in_the_sandbox() -> (
-    None
-):
-    """The worker asks a workflow for the serialization context of each payload list it encodes
-    or decodes; the runner reads it from the instance inside the sandbox, rather than compiling
-    and running a statement there for each (14 % of the process's CPU under load), and gets the
-    answer the sandbox's own way gives. Fails if temporalio's sandbox changes its inside."""
-    from temporalio.api.enums.v1 import CommandType
-    from temporalio.worker._command_aware_visitor import CommandInfo
-    from temporalio.worker.workflow_sandbox._runner import _fake_info, _Instance
+def instance_details() -> WorkflowInstanceDetails:
+    """What a worker gives a new dispute workflow instance, with the sandbox's stand-in info
+    (as SandboxedWorkflowRunner.prepare_workflow builds one to check a workflow)."""
+    from temporalio.worker.workflow_sandbox._runner import _fake_info
 
     from workflows.dispute import DisputeWorkflow
 
-    sandbox = SandboxedWorkflowRunner(restrictions=WORKFLOW_RUNNER.restrictions)
-    details = WorkflowInstanceDetails(
+    return WorkflowInstanceDetails(
         payload_converter_factory=DataConverter.default._new_payload_converter,
         failure_converter_class=DataConverter.default.failure_converter_class,
         interceptor_classes=[],
@@ -106,6 +99,21 @@ async def test_a_workflows_serialization_context_is_read_without_running_code_in
         last_completion_result=Payloads(),
         last_failure=Failure(),
     )
+
+
+async def test_a_workflows_serialization_context_is_read_without_running_code_in_the_sandbox() -> (
+    None
+):
+    """The worker asks a workflow for the serialization context of each payload list it encodes
+    or decodes; the runner reads it from the instance inside the sandbox, rather than compiling
+    and running a statement there for each (14 % of the process's CPU under load), and gets the
+    answer the sandbox's own way gives. Fails if temporalio's sandbox changes its inside."""
+    from temporalio.api.enums.v1 import CommandType
+    from temporalio.worker._command_aware_visitor import CommandInfo
+    from temporalio.worker.workflow_sandbox._runner import _Instance
+
+    sandbox = SandboxedWorkflowRunner(restrictions=WORKFLOW_RUNNER.restrictions)
+    details = instance_details()
     ours, theirs = WORKFLOW_RUNNER.create_instance(details), sandbox.create_instance(details)
     assert isinstance(theirs, _Instance) and isinstance(ours, _Instance)
     ran: list[str] = []

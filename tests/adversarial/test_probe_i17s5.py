@@ -223,13 +223,17 @@ def test_mediator_board_compliance_scopes_with_words_and_party(
         assert found(v, q="quokka", party="adatum", open_only=True) == ["DSP-2026-000003"]
 
 
-def test_equal_ranks_and_filing_times_page_without_repeats_or_gaps(
-    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("year", "q"), [("2026", "numbat"), ("2027", "DSP-2027")], ids=["words", "number prefix"]
+)
+def test_equal_matches_filed_in_one_instant_page_without_repeats_or_gaps(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch, year: str, q: str
 ) -> None:
-    """Many disputes with the same text, filed in the same instant: every page is a slice of
-    one order, so each dispute is listed exactly once across the pages."""
+    """Many disputes with the same text, filed in the same instant, found by their words or by
+    the start of their number: every page is a slice of one order, so each dispute is listed
+    exactly once across the pages."""
     at = datetime(2026, 5, 1, 9, tzinfo=UTC)
-    numbers = [f"DSP-2026-{i:06d}" for i in range(100, 190)]
+    numbers = [f"DSP-{year}-{i:06d}" for i in range(100, 190)]
     with sessions.begin() as session:
         for n in numbers:
             session.add(_dispute(n, "Numbat dispute text.", at))
@@ -238,7 +242,7 @@ def test_equal_ranks_and_filing_times_page_without_repeats_or_gaps(
     monkeypatch.setattr("web.service.PAGE_SIZE", 7)
     bad = {}
     for who, viewer in (("compliance", COMPLIANCE), ("northwind", partner("northwind"))):
-        seen, totals = _all_pages(sessions, viewer, DisputeFilters(q="numbat"), pages=13)
+        seen, totals = _all_pages(sessions, viewer, DisputeFilters(q=q), pages=13)
         assert totals == {90} and len(seen) == 90
         if len(set(seen)) != 90:
             bad[who] = 90 - len(set(seen))
@@ -455,29 +459,9 @@ def test_postgres_and_sqlite_answer_alike(tmp_path: Path) -> None:
 
 
 def _details() -> Any:
-    from temporalio import workflow
-    from temporalio.api.common.v1 import Payloads
-    from temporalio.api.failure.v1 import Failure
-    from temporalio.converter import DataConverter
-    from temporalio.worker import WorkflowInstanceDetails
-    from temporalio.worker.workflow_sandbox._runner import _fake_info
+    from tests.test_worker_runner import instance_details
 
-    from workflows.dispute import DisputeWorkflow
-
-    return WorkflowInstanceDetails(
-        payload_converter_factory=DataConverter.default._new_payload_converter,
-        failure_converter_class=DataConverter.default.failure_converter_class,
-        interceptor_classes=[],
-        defn=workflow._Definition.must_from_class(DisputeWorkflow),
-        info=_fake_info,
-        randomness_seed=1,
-        extern_functions={},
-        disable_eager_activity_execution=False,
-        worker_level_failure_exception_types=[],
-        patch_activation_callback=None,
-        last_completion_result=Payloads(),
-        last_failure=Failure(),
-    )
+    return instance_details()
 
 
 async def test_runner_contexts_match_stock_for_every_command_type() -> None:
@@ -629,27 +613,6 @@ def test_postgres_many_writers_on_one_disputes_parties_keep_the_array_exact() ->
     finally:
         factory.engine.dispose()
         drop()
-
-
-def test_equal_filing_times_page_by_number_prefix_without_repeats_or_gaps(
-    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The same for disputes found by the start of their number (no text match)."""
-    at = datetime(2026, 5, 1, 9, tzinfo=UTC)
-    numbers = [f"DSP-2027-{i:06d}" for i in range(100, 190)]
-    with sessions.begin() as session:
-        for n in numbers:
-            session.add(_dispute(n, "Numbat dispute text.", at))
-            session.flush()
-            session.add(DisputeParty(dispute_number=n, partner_id="northwind", side="claimant"))
-    monkeypatch.setattr("web.service.PAGE_SIZE", 7)
-    bad = {}
-    for who, viewer in (("compliance", COMPLIANCE), ("northwind", partner("northwind"))):
-        seen, totals = _all_pages(sessions, viewer, DisputeFilters(q="DSP-2027"), pages=13)
-        assert totals == {90} and len(seen) == 90
-        if len(set(seen)) != 90:
-            bad[who] = 90 - len(set(seen))
-    assert bad == {}, f"disputes missing from every page (shown twice instead): {bad}"
 
 
 async def test_live_worker_on_the_runner_seals_queries_and_replays(stack: Any) -> None:
