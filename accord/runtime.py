@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -162,9 +163,18 @@ def data_converter_for(settings: Settings) -> DataConverter:
     return encrypted(settings.payload_key_ring())
 
 
+NOT_HEALTHY_YET = "not healthy yet"
+HEALTHY_WITHIN_SECONDS = 60.0
+"""How long a client waits for a server whose frontend says it is not healthy yet: a dev server
+just started listens before it is (seconds on a loaded machine)."""
+
+
 async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
     """A client; with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and
-    activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS."""
+    activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS.
+
+    A frontend that is not healthy yet is asked again, for HEALTHY_WITHIN_SECONDS; any other
+    refusal is raised at once."""
     runtime = None
     if sdk_metrics and settings.temporal_metrics_address:
         runtime = Runtime(
@@ -172,14 +182,21 @@ async def connect(settings: Settings, *, sdk_metrics: bool = False) -> Client:
                 metrics=PrometheusConfig(bind_address=settings.temporal_metrics_address)
             )
         )
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter_for(settings),
-        runtime=runtime,
-        # Carries the web request's trace into workflows; the worker continues it.
-        interceptors=temporal_interceptors(),
-    )
+    deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=data_converter_for(settings),
+                runtime=runtime,
+                # Carries the web request's trace into workflows; the worker continues it.
+                interceptors=temporal_interceptors(),
+            )
+        except RuntimeError as exc:
+            if NOT_HEALTHY_YET not in str(exc) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(0.2)
 
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)

@@ -28,13 +28,12 @@ from pathlib import Path
 
 from sqlmodel import col, func, select
 from temporalio.client import Client
-from temporalio.converter import DataConverter
 
 from accord.audit import first_broken_link
 from accord.demo import DEMO
 from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
 from accord.migrate import upgrade
-from accord.runtime import build_filing, build_services, data_converter_for
+from accord.runtime import build_filing, build_services, connect
 from accord.settings import REPO_ROOT, Settings
 from chaos.disputes import Case, Driver, Refused, submission
 from chaos.disputes import Path as DisputePath
@@ -129,22 +128,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def connect_when_healthy(
-    address: str, converter: DataConverter, seconds: float = 60.0
-) -> Client:
-    """A client of the dev server just started. It listens before its frontend is healthy, and
-    on a loaded machine (the suite's first minutes) a connection in between was refused with
-    "Frontend is not healthy yet": ask again until it is, for at most `seconds`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return await Client.connect(address, data_converter=converter)
-        except RuntimeError as exc:
-            if "not healthy yet" not in str(exc) or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.2)
 
 
 class ChaosRun:
@@ -303,9 +286,8 @@ class ChaosRun:
         if self.plan.hostile_mail:
             self.intake.start()
         try:
-            client = await connect_when_healthy(
-                self.server.address, data_converter_for(self.settings)
-            )
+            # The server was just started: connect waits for its frontend to be healthy.
+            client = await connect(self.settings)
             cases = await self._file_all(client)
             actors, contacts = self.actors()
             driver = Driver(client, self.services.sessions, actors, contacts)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import pytest
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.api.common.v1 import Payloads
@@ -131,3 +132,42 @@ async def test_a_workflows_serialization_context_is_read_without_running_code_in
             theirs.get_external_store_context(command)
         )
     assert ran == []
+
+
+async def test_a_client_waits_for_a_frontend_that_is_not_healthy_yet(
+    monkeypatch: pytest.MonkeyPatch, env: Any
+) -> None:
+    """A dev server listens before its frontend is healthy; a connection in between is refused
+    with "Frontend is not healthy yet" (the clean-clone CI saw it in the chaos run). `connect`
+    asks again, and gives any other refusal at once. The window cannot be opened on demand
+    with a real server, so the SDK's connect is made to refuse twice (a stand-in)."""
+    from temporalio.client import Client
+
+    import accord.runtime as runtime
+    from accord.settings import Settings
+
+    real = Client.connect
+    refusals: list[str] = []
+
+    async def refusing(cls: Any, *args: Any, **kwargs: Any) -> Client:
+        if len(refusals) < 2:
+            refusals.append("refused")
+            raise RuntimeError(
+                "Failed client connect: `get_system_info` call error after connection: Status {"
+                ' code: Unavailable, message: "Frontend is not healthy yet" }'
+            )
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(Client, "connect", classmethod(refusing))
+    settings = Settings(temporal_address=env.client.service_client.config.target_host)
+    client = await runtime.connect(settings)
+    assert refusals == ["refused", "refused"] and client.namespace == settings.temporal_namespace
+
+    async def elsewhere(cls: Any, *args: Any, **kwargs: Any) -> Client:
+        refusals.append("other")
+        raise RuntimeError("Failed client connect: connection refused")
+
+    monkeypatch.setattr(Client, "connect", classmethod(elsewhere))
+    with pytest.raises(RuntimeError, match="connection refused"):
+        await runtime.connect(settings)
+    assert refusals.count("other") == 1
