@@ -436,11 +436,16 @@ class DisputeFilters(BaseModel):
         }
 
 
+def _own_partner(viewer: Viewer) -> str | None:
+    """A partner user's partner, whose disputes are its whole scope; None for every other role
+    and for a partner account with no partner (an empty id is none: its scope finds nothing)."""
+    return (viewer.actor.partner_id or None) if viewer.role is Role.PARTNER else None
+
+
 def _required_parties(viewer: Viewer, filters: DisputeFilters) -> tuple[str, ...]:
     """The partners a dispute must have among its parties to be listed: a partner's own (its
     whole scope) and the party filter's."""
-    mine = viewer.actor.partner_id if viewer.role is Role.PARTNER else None
-    return tuple(p for p in (mine, filters.party) if p)
+    return tuple(p for p in (_own_partner(viewer), filters.party) if p)
 
 
 def _narrowed(
@@ -454,10 +459,7 @@ def _narrowed(
     Words search the full text (facts included) and show snippets of it: only the disputes the
     viewer reads beyond the case summary are searched."""
     conditions: list[ColumnElement[bool]] = []
-    # The same test as _required_parties: an empty partner id is no partner, and keeps
-    # dispute_scope (which finds nothing for it) rather than dropping every condition.
-    partner_scope = viewer.role is Role.PARTNER and bool(viewer.actor.partner_id)
-    if not viewer.sees_everything and not (parties_apart and partner_scope):
+    if not viewer.sees_everything and not (parties_apart and _own_partner(viewer)):
         conditions.append(dispute_scope(viewer, summary=not filters.q))
     if filters.stage:
         conditions.append(col(Dispute.stage) == filters.stage)
