@@ -30,6 +30,7 @@ from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
+from tests.history_splits import split_replay_failures
 from workflows.dispute import DisputeWorkflow
 
 if TYPE_CHECKING:
@@ -142,14 +143,17 @@ async def try_update(
 
 
 async def replay_all(stack: Stack) -> list[str]:
-    """Replay the history of every dispute of the stack on the current code; the failures."""
+    """Replay the history of every dispute of the stack on the current code, as recorded and
+    as a busy worker could have recorded it (split after each record: tests.history_splits);
+    the failures."""
     failures = []
+    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
     for number in stack.numbers:
         history = await stack.handle(number).fetch_history()
-        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         if result.replay_failure is not None:
             failures.append(f"{number}: {result.replay_failure!r}")
+        failures += await split_replay_failures(replayer, history)
     return failures
 
 

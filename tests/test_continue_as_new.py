@@ -31,6 +31,7 @@ from models.payloads import (
     RespondToOffer,
 )
 from tests.conftest import CONVERTER, HISTORIES, MailCapture, Stack, dev_stack
+from tests.history_splits import split_replay_failures
 from tests.test_formal_review import SPLIT
 from workflows.dispute import DisputeWorkflow
 
@@ -177,6 +178,7 @@ async def settle_and_check(
         history = await stack.client.get_workflow_handle(number, run_id=run).fetch_history()
         replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
         await replayer.replay_workflow(history)
+        assert await split_replay_failures(replayer, history) == []
         path = HISTORIES / f"{name}--run{n}.json"
         if os.environ.get("ACCORD_RECORD_HISTORIES") == "1" and not path.exists():
             path.write_text(history.to_json())

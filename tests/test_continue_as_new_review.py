@@ -60,6 +60,7 @@ from models.payloads import (
 )
 from models.tables import LedgerCommissionSplit, OutboxMessage, RemedyApplication
 from tests.conftest import CONVERTER, HISTORIES, MailCapture, Stack, dev_stack, seed
+from tests.history_splits import split_replay_failures
 from tests.races import HANG, Gate, begin, outcome
 from tests.test_continue_as_new import SUGGEST_AFTER, eager_server, run_id  # noqa: F401 (a fixture)
 from tests.test_dispute_paths import in_mediation, split_offer
@@ -196,6 +197,7 @@ async def replay_every_run(stack: Stack, number: str, name: str) -> int:
     replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
     for n, history in enumerate(runs, start=1):
         await replayer.replay_workflow(history)
+        assert await split_replay_failures(replayer, history) == []
         path = HISTORIES / f"{name}--run{n}.json"
         if os.environ.get("ACCORD_RECORD_HISTORIES") == "1" and not path.exists():
             path.write_text(history.to_json())

@@ -7,13 +7,19 @@ and keep the old histories: they must still replay.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from tests.conftest import CONVERTER
+from tests.conftest import CONVERTER, Stack
+from tests.history_splits import patch_of, split_replay_failures, splits
+from tests.test_dispute_paths import settled
+from tests.test_formal_review import ruled
+from workflows import core
 from workflows.dispute import DisputeWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -29,26 +35,92 @@ async def test_stored_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+    if any(
+        patch_of(e) == core.PATCHES_AT_START_PATCH for e in json.loads(path.read_text())["events"]
+    ):
+        # Recorded on code that settles its patches at the start: split after each record too.
+        assert await split_replay_failures(replayer, history) == []
 
 
 KNOWN_DEFECTS = Path(__file__).parent / "histories_known_defects"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known defect, not yet mended: under load a local audit record finished as its workflow"
-        " task was completed for a heartbeat (as the history reads): its marker went out with that"
-        " task while the"
-        " workflow went on (and asked for CONTINUE_AS_NEW_PATCH) only in the next one. Replayed,"
-        " the record resolves in the first task, the workflow asks for the patch there, finds no"
-        " marker in that task and takes the old path: nondeterminism, and the dispute's workflow"
-        " task fails on every retry (bench.web, 1,000 open disputes, 2026-12-06)"
-    ),
-)
-async def test_a_record_resolved_at_a_workflow_task_heartbeat_replays() -> None:
+def reset_point(events: list[dict[str, Any]], patch: str) -> int:
+    """The operator's guide's reset point for a dispute whose task fails with "patch marker
+    encountered for change <patch>": the completed workflow task before the one that wrote that
+    patch's marker (docs/operations.md, "A dispute whose workflow task keeps failing")."""
+
+    marker = next(e for e in events if patch_of(e) == patch)
+    written_by = int(marker["markerRecordedEventAttributes"]["workflowTaskCompletedEventId"])
+    completed = [
+        int(e["eventId"])
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" and int(e["eventId"]) < written_by
+    ]
+    return completed[-1]
+
+
+async def test_a_dispute_split_on_the_code_before_patches_at_start_replays_once_reset() -> None:
+    """A dispute's history from the code before `patches-at-start` (bench.web, 1,000 open
+    disputes, 2026-12-06): a record's marker went out one task before the workflow asked for
+    `continue-as-new`. No code can replay it (the patch's answer is lost with the task), so its
+    workflow task fails on every retry; the guide's reset, to the task before the one that wrote
+    the patch, leaves a history that replays, and the workflow redoes the record (keyed by its
+    step, so written once)."""
     path = KNOWN_DEFECTS / "record-resolved-at-a-task-heartbeat.json"
     replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
-    history = WorkflowHistory.from_json("DSP-2026-000016", path.read_text())
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    events = json.loads(path.read_text())["events"]
+    result = await replayer.replay_workflow(
+        WorkflowHistory.from_json("DSP-2026-000016", {"events": events}),
+        raise_on_replay_failure=False,
+    )
+    failure = str(result.replay_failure)
+    assert "TMPRL1100" in failure and "change continue-as-new" in failure, failure
+
+    at = reset_point(events, "continue-as-new")
+    assert at == 26
+    # A reset to a completed task keeps the history up to that task's start and runs it again.
+    kept = [e for e in events if int(e["eventId"]) < at]
+    result = await replayer.replay_workflow(
+        WorkflowHistory.from_json("DSP-2026-000016", {"events": kept}),
+        raise_on_replay_failure=False,
+    )
     assert result.replay_failure is None, result.replay_failure
+
+
+async def test_each_dispute_replays_where_a_busy_worker_ended_a_task_after_a_record(
+    stack: Stack,
+) -> None:
+    """A busy worker can complete a workflow task with a local record's marker before the
+    workflow has seen the record's result (a query answered meanwhile, a task heartbeat): what
+    the workflow did next lands in the next task (tests.history_splits). Every dispute must
+    replay with its history ended there, after each of its records in turn: settled in
+    mediation, and ruled by a panel."""
+    numbers = [
+        await ruled(stack),
+        await settled(
+            stack,
+            contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0077"}],
+            summary="Contoso registered our Globex deal after we did",
+        ),
+    ]
+    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
+    tried, failures = 0, []
+    for number in numbers:
+        history = await stack.handle(number).fetch_history()
+        tried += len(list(splits(history)))
+        failures += await split_replay_failures(replayer, history)
+    assert tried >= 20, "the paths should have records followed by more work in their task"
+    assert failures == []
+
+
+def test_every_patch_is_asked_at_the_start_of_a_run() -> None:
+    """A patch left out of PATCHES would be asked where the code reaches it, where a busy
+    worker's split task can hide its marker from a replay (PATCHES_AT_START_PATCH)."""
+    defined = {
+        value
+        for name, value in vars(core).items()
+        if name.endswith("_PATCH") and name != "PATCHES_AT_START_PATCH"
+    }
+    assert set(core.PATCHES) == defined
+    assert len(core.PATCHES) == len(defined)

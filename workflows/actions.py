@@ -278,7 +278,7 @@ class DisputeActions(BoardReview):
                     evidence=item,
                 )
             except ActivityError:
-                if workflow.patched(REFUSED_EVIDENCE_PATCH):
+                if self._patched(REFUSED_EVIDENCE_PATCH):
                     self._evidence_ids.remove(item.id)
                 raise
             return self._result(f"evidence {item.id} added", reference=item.id)
@@ -525,7 +525,7 @@ class DisputeActions(BoardReview):
         if self._serialised():
             # Answer once the settlement is in the read model; remedies may take days.
             await workflow.wait_condition(lambda: self._projected not in MEDIATION_STAGES)
-        elif workflow.patched(REMEDY_STAGE_PATCH):
+        elif self._patched(REMEDY_STAGE_PATCH):
             await workflow.wait_condition(lambda: self._stage not in MEDIATION_STAGES)
         else:
             await workflow.wait_condition(lambda: not self._stage.is_open)
@@ -617,7 +617,7 @@ class DisputeActions(BoardReview):
                 )
             clock = self._clocks[purpose]
             # The warnings not yet sent go to their shares of what is left of the window.
-            remaining = workflow.patched(EXTENSION_WINDOW_PATCH)
+            remaining = self._patched(EXTENSION_WINDOW_PATCH)
             now = workflow.now()
             try:
                 extended = await workflow.execute_activity_method(

@@ -194,6 +194,41 @@ which took most of the engine's CPU per decision (histories before it schedule a
 upsert the stage and the audit head separately). record_event is keyed by (dispute, step), so a
 workflow task lost mid-record and retried finds its entry."""
 
+PATCHES_AT_START_PATCH = "patches-at-start"
+"""Asked in a run's first workflow task: a run that has it answers every patch of PATCHES yes
+from the start, without asking each where the code reaches it (`_patched`). Asked there, a patch
+that comes right after a local record could be missed on replay: a busy worker may complete the
+task with the record's marker before the workflow has seen the result (a query answered
+meanwhile, a task heartbeat), so the code after the record, and the patch's marker, land in the
+next task; replayed, the record resolves in the first task, the patch is asked there, one task
+before its marker, and the dispute's workflow fails replay for good (histories before it ask
+each patch where the code reaches it)."""
+
+PATCHES = (
+    REMEDY_STAGE_PATCH,
+    FORMAL_REVIEW_PATCH,
+    REMEDY_DEADLINE_PATCH,
+    SEARCH_ATTRIBUTES_PATCH,
+    SIMILAR_PRECEDENTS_PATCH,
+    DECISION_LOCK_PATCH,
+    FRESH_APPEAL_PANEL_PATCH,
+    REVIEW_DECISIONS_PATCH,
+    DEADLINE_FALLBACK_PATCH,
+    AUDIT_CHAIN_PATCH,
+    EXTENSION_WINDOW_PATCH,
+    TEXT_REFS_PATCH,
+    CONTINUE_AS_NEW_PATCH,
+    LATE_CONTINUE_AS_NEW_PATCH,
+    RECORD_NOTICES_PATCH,
+    LIVE_READ_MODEL_PATCH,
+    REFUSED_EVIDENCE_PATCH,
+    REPLACEMENT_REASONS_PATCH,
+    LOCAL_RECORD_PATCH,
+)
+"""The patches before PATCHES_AT_START_PATCH. A later patch is not added here: a run that
+started before it must still answer no. Ask it in `__init__` (the first task) and keep the
+answer."""
+
 LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
 """Fields of DisputeState not sent as sections: the audit trail and the transition table give
 the history and the actions; notes, offers and requests travel one by one."""
@@ -311,6 +346,8 @@ class DisputeCore:
     them all gives it (`DisputeActions._live_view`); the live read model here sends its changes."""
 
     def __init__(self) -> None:
+        # In the run's first task, before any record can split a task (PATCHES_AT_START_PATCH).
+        self._patches_at_start = workflow.patched(PATCHES_AT_START_PATCH)
         self._d: DisputeInput
         self._stage = DisputeStage.FILED
         # The audit trail's state: a continue-as-new carries these three over as they are.
@@ -410,7 +447,7 @@ class DisputeCore:
 
     def _serialised(self) -> bool:
         if self._serial is None:
-            self._serial = workflow.patched(DECISION_LOCK_PATCH)
+            self._serial = self._patched(DECISION_LOCK_PATCH)
         return self._serial
 
     @asynccontextmanager
@@ -479,7 +516,7 @@ class DisputeCore:
         """Refuse the action, nothing changed, unless each stored text it names is this
         dispute's and still has its hash. Only actions made since TEXT_REFS_PATCH name any."""
         named = tuple(ref for ref in refs if ref is not None)
-        if not named or not workflow.patched(TEXT_REFS_PATCH):
+        if not named or not self._patched(TEXT_REFS_PATCH):
             return
         try:
             # A local activity: one marker in the history instead of an activity's three events
@@ -511,6 +548,13 @@ class DisputeCore:
     # ======================================================================================
     # Continuing as new: all the state, handed on in one payload
     # ======================================================================================
+
+    def _patched(self, patch: str) -> bool:
+        """`workflow.patched(patch)`, but yes at once for a patch of PATCHES in a run that
+        started on code that has them all (PATCHES_AT_START_PATCH): no marker, nothing to miss."""
+        if self._patches_at_start and patch in PATCHES:
+            return True
+        return workflow.patched(patch)
 
     def _rollover_wanted(self) -> bool:
         return self._rollover and workflow.info().is_continue_as_new_suggested()
@@ -827,7 +871,7 @@ class DisputeCore:
         cause = failure.cause
         if not (isinstance(cause, ApplicationError) and cause.non_retryable):
             return None
-        if not workflow.patched(DEADLINE_FALLBACK_PATCH):
+        if not self._patched(DEADLINE_FALLBACK_PATCH):
             return None
         return cause.message
 
@@ -899,12 +943,12 @@ class DisputeCore:
         the next entry is preceded by a gap entry naming the step and why."""
         async with self._record_lock:
             if self._chained is None:
-                self._chained = workflow.patched(AUDIT_CHAIN_PATCH)
+                self._chained = self._patched(AUDIT_CHAIN_PATCH)
             self._seq += 1
             step = self._seq
             at = workflow.now()
             if notify and self._noticed is None:
-                self._noticed = workflow.patched(RECORD_NOTICES_PATCH)
+                self._noticed = self._patched(RECORD_NOTICES_PATCH)
             notices = (
                 tuple(r for n in notify if (r := self._notification(step, n)) is not None)
                 if self._noticed
@@ -914,7 +958,7 @@ class DisputeCore:
                 self._stage_log.append((stage, at))
                 self._projected = stage
             if self._local_record is None:
-                self._local_record = workflow.patched(LOCAL_RECORD_PATCH)
+                self._local_record = self._patched(LOCAL_RECORD_PATCH)
             found_by: list[SearchAttributeUpdate[Any]] = []
             if stage is not None or deadline is not None or clear_deadline:
                 found_by = self._search_attribute_updates(
@@ -977,7 +1021,7 @@ class DisputeCore:
                 if live is not None:
                     # Never sent again under this version, should an attempt still land.
                     self._live_version = live[0].version
-                if workflow.patched(LIVE_READ_MODEL_PATCH):
+                if self._patched(LIVE_READ_MODEL_PATCH):
                     await self._project_live()
                 if self._chained:
                     self._history.remove(shown)
@@ -1049,7 +1093,7 @@ class DisputeCore:
         if live is not None:
             self._live_version = live[0].version
             self._live_sent = None if behind else live[1]
-        if behind and workflow.patched(LIVE_READ_MODEL_PATCH):
+        if behind and self._patched(LIVE_READ_MODEL_PATCH):
             await self._project_live()
 
     async def _project_live(self) -> None:
@@ -1087,7 +1131,7 @@ class DisputeCore:
         self, stage: DisputeStage, deadline: Deadline | None, clear_deadline: bool
     ) -> list[SearchAttributeUpdate[Any]]:
         """What the Temporal UI and `temporal workflow list --query` can find disputes by."""
-        if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+        if not self._patched(SEARCH_ATTRIBUTES_PATCH):
             return []
         updates: list[SearchAttributeUpdate[Any]] = [
             search_attributes.STAGE.value_set(stage.value),

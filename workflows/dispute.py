@@ -141,10 +141,10 @@ class DisputeWorkflow(DisputeActions):
         """
         if self._stage is not DisputeStage.TRIAGE:
             await self._enter(DisputeStage.TRIAGE, "triage: finding a neutral mediator")
-        if self._similar is None and workflow.patched(SIMILAR_PRECEDENTS_PATCH):
+        if self._similar is None and self._patched(SIMILAR_PRECEDENTS_PATCH):
             await self._attach_similar_precedents("triage")
         # Parties' replies arrive in triage too: it may continue as new while an offer waits.
-        self._rollover = workflow.patched(CONTINUE_AS_NEW_PATCH)
+        self._rollover = self._patched(CONTINUE_AS_NEW_PATCH)
         while self._mediator is None and self._stage is DisputeStage.TRIAGE:
             if self._admin_pick is not None:
                 choice, actor, reason = self._admin_pick
@@ -212,7 +212,7 @@ class DisputeWorkflow(DisputeActions):
             )
         # Mediation is where a dispute's history grows (notes, replies, information): here it
         # continues as new when Temporal suggests it.
-        self._rollover = workflow.patched(CONTINUE_AS_NEW_PATCH)
+        self._rollover = self._patched(CONTINUE_AS_NEW_PATCH)
         # The mediate task is closed by whatever ends mediation: settlement, escalation,
         # recusal, reassignment, withdrawal or dismissal.
         while True:
@@ -268,7 +268,7 @@ class DisputeWorkflow(DisputeActions):
             notify=(notice("settlement", self._everyone()),),
         )
         self._outcome = "settled"
-        if workflow.patched(REMEDY_STAGE_PATCH):
+        if self._patched(REMEDY_STAGE_PATCH):
             await self._apply_remedies(offer.view.remedies, decision="settlement")
         await self._settled_precedent_and_close(offer)
 
@@ -293,12 +293,12 @@ class DisputeWorkflow(DisputeActions):
         # A remedy can wait days for an admin while parties write: it may continue as new.
         # Only under the decision lock: without it the deadline's watch could be halfway
         # through recording its escalation when the run hands on.
-        self._rollover = workflow.patched(LATE_CONTINUE_AS_NEW_PATCH) and self._serialised()
+        self._rollover = self._patched(LATE_CONTINUE_AS_NEW_PATCH) and self._serialised()
         if resumed:
             await self._resume_remedies(remedies, decision)
             return
         watch = None
-        if workflow.patched(REMEDY_DEADLINE_PATCH):
+        if self._patched(REMEDY_DEADLINE_PATCH):
             deadline = await self._compute_deadline(
                 "remedy", self._d.terms.board_calendar, self._d.terms.remedy_days
             )
@@ -475,13 +475,13 @@ class DisputeWorkflow(DisputeActions):
         `resumed`: a run continued as new (LATE_CONTINUE_AS_NEW_PATCH) in a round, the appeal
         window or the remedy stage goes on there."""
         if not resumed:
-            if not workflow.patched(FORMAL_REVIEW_PATCH):
+            if not self._patched(FORMAL_REVIEW_PATCH):
                 # Disputes escalated before the review existed wait here, as they always did.
                 await self._wait(lambda: not self._stage.is_open)
                 return
-            self._review_checked = workflow.patched(REVIEW_DECISIONS_PATCH)
+            self._review_checked = self._patched(REVIEW_DECISIONS_PATCH)
         # A review can take weeks of votes, evidence and messages: it may continue as new.
-        self._rollover = workflow.patched(LATE_CONTINUE_AS_NEW_PATCH)
+        self._rollover = self._patched(LATE_CONTINUE_AS_NEW_PATCH)
         stage = self._stage if resumed else DisputeStage.FORMAL_REVIEW
         if stage is DisputeStage.REMEDY:
             await self._ruled_remedies_precedent_and_close(self._rulings[-1], resumed=True)

@@ -88,7 +88,7 @@ class BoardReview(DisputeClocks):
         panel = await self._draw_panel(resumed=resumed and self._awaiting_panel)
         if panel is None:
             return None
-        if workflow.patched(SIMILAR_PRECEDENTS_PATCH):
+        if self._patched(SIMILAR_PRECEDENTS_PATCH):
             # The panel's case file: compared again, as precedents may have been written since.
             await self._attach_similar_precedents(f"review-{round_no}")
         # A fallback deadline's admin task closes with the ruling it times.
@@ -306,7 +306,7 @@ class BoardReview(DisputeClocks):
         )
         if self._appeal is not None and self._stage.is_open:
             self._past_panelists += [*self._panel_ids(), self._chair_id() or ""]
-            if workflow.patched(FRESH_APPEAL_PANEL_PATCH):
+            if self._patched(FRESH_APPEAL_PANEL_PATCH):
                 # The first panel's work is done: nothing of it may decide the appeal.
                 self._panel = None
                 self._votes = {}
@@ -595,7 +595,7 @@ class BoardReview(DisputeClocks):
             missing.append("chair")
         if missing:
             why = f"no eligible replacement for the panel's {', '.join(missing)} seat"
-            if not choice.complete and workflow.patched(REPLACEMENT_REASONS_PATCH):
+            if not choice.complete and self._patched(REPLACEMENT_REASONS_PATCH):
                 seats = ", ".join(f.replace("_", " ") for f in missing)
                 why = f"no eligible replacement for the panel's {seats} seat: {choice.reason}"
             await self._ask_admins_to_compose_panel(why)
