@@ -442,6 +442,17 @@ class DisputeCore:
         not ask `workflow.patched`)."""
 
     # ======================================================================================
+    # Patches: which behaviour this run has
+    # ======================================================================================
+
+    def _patched(self, patch: str) -> bool:
+        """`workflow.patched(patch)`, but yes at once for a patch of PATCHES in a run that
+        started on code that has them all (PATCHES_AT_START_PATCH): no marker, nothing to miss."""
+        if self._patches_at_start and patch in PATCHES:
+            return True
+        return workflow.patched(patch)
+
+    # ======================================================================================
     # The decision lock
     # ======================================================================================
 
@@ -548,13 +559,6 @@ class DisputeCore:
     # ======================================================================================
     # Continuing as new: all the state, handed on in one payload
     # ======================================================================================
-
-    def _patched(self, patch: str) -> bool:
-        """`workflow.patched(patch)`, but yes at once for a patch of PATCHES in a run that
-        started on code that has them all (PATCHES_AT_START_PATCH): no marker, nothing to miss."""
-        if self._patches_at_start and patch in PATCHES:
-            return True
-        return workflow.patched(patch)
 
     def _rollover_wanted(self) -> bool:
         return self._rollover and workflow.info().is_continue_as_new_suggested()
