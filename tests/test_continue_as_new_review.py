@@ -398,6 +398,8 @@ NOT_CARRIED = {
     "_earlier_updates": "rebuilt by _restore from the carried update ids",
     "_noticed": "asked of the patch again at the first entry with mail, in every run",
     "_local_record": "asked of the patch again at the first entry, in every run",
+    "_patches_at_start": "asked again in every run's first task: a new run has the code's "
+    "every patch",
     "_live_sent": "what the read model holds is not known to a new run: it sends the whole state",
     "_live_asked": "the version a record in flight carries: none is in flight across a "
     "continue-as-new, and _live_version (carried) is at least as high",

@@ -346,8 +346,9 @@ class DisputeCore:
     them all gives it (`DisputeActions._live_view`); the live read model here sends its changes."""
 
     def __init__(self) -> None:
-        # In the run's first task, before any record can split a task (PATCHES_AT_START_PATCH).
-        self._patches_at_start = workflow.patched(PATCHES_AT_START_PATCH)
+        self._patches_at_start = False
+        """Whether this run started on code with every patch of PATCHES: asked by the
+        workflow's `__init__`, in the run's first task (PATCHES_AT_START_PATCH)."""
         self._d: DisputeInput
         self._stage = DisputeStage.FILED
         # The audit trail's state: a continue-as-new carries these three over as they are.

@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         FORMAL_REVIEW_PATCH,
         LATE_CONTINUE_AS_NEW_PATCH,
         MEDIATION_STAGES,
+        PATCHES_AT_START_PATCH,
         REMEDY_DEADLINE_PATCH,
         REMEDY_RETRY,
         REMEDY_STAGE_PATCH,
@@ -78,6 +79,8 @@ class DisputeWorkflow(DisputeActions):
         # Here, not in run: actions sent while a run continued as new reach the next run in
         # its first activation, and their validators need the dispute and its state already.
         super().__init__()
+        # In the run's first task, before any record can split a task (PATCHES_AT_START_PATCH).
+        self._patches_at_start = workflow.patched(PATCHES_AT_START_PATCH)
         self._d = dispute
         if dispute.carried is not None:
             self._restore(dispute.carried)
