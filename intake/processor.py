@@ -55,7 +55,7 @@ from models.payloads import (
     NotificationRequest,
     TextRef,
 )
-from models.tables import InboundMessage, OutboxMessage, Partner, may_be_row_id
+from models.tables import DisputeEvent, InboundMessage, OutboxMessage, Partner, may_be_row_id
 from models.text import clean, plain_error, problem
 from notifications.outbox import intake_reply_key
 from web import evidence as uploads
@@ -919,16 +919,23 @@ class IntakeProcessor:
             return read_filing(session, partner_id, mail.subject, mail.reply_text or mail.text)
 
     async def _wait_until_started(self, number: str) -> None:
-        handle = self.client.get_workflow_handle_for(DisputeWorkflow.run, number)
+        """Until the dispute's first audit entry (its filing) is in the trail, at most 10 s.
+        Read from the database, not asked of the workflow: a query answered while its first
+        record is being written is what makes a busy worker split that task
+        (workflows.core, PATCHES_AT_START_PATCH)."""
         for _ in range(100):
-            try:
-                state = await handle.query(DisputeWorkflow.get_state)
-            except Exception:  # not polled yet by a worker
-                await asyncio.sleep(0.1)
-                continue
-            if state.stage.value != "filed" or state.history:
+            if await asyncio.to_thread(self._has_an_entry, number):
                 return
             await asyncio.sleep(0.1)
+
+    def _has_an_entry(self, number: str) -> bool:
+        with self.sessions.read() as session:
+            return (
+                session.exec(
+                    select(DisputeEvent.seq).where(DisputeEvent.dispute_number == number).limit(1)
+                ).first()
+                is not None
+            )
 
     # --- recording and answering ------------------------------------------------------------
 
