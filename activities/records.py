@@ -175,7 +175,7 @@ class RecordActivities:
                 behind = record.live is not None and not project_live(
                     session, record.number, record.at, record.live
                 )
-                return Recorded(seq=entry.seq, hash=entry.hash, live_behind=behind)
+                return Recorded(seq=entry.seq, hash=entry.hash, live_behind=behind, at=record.at)
         except IntegrityError:
             # A concurrent attempt of the same step won the insert: return its entry. (If another
             # step took the seq, there is none yet: retrying takes the next seq.) Our rows were
@@ -192,11 +192,11 @@ class RecordActivities:
     def _recorded_step(session: Session, number: str, step: int) -> Recorded | None:
         """Where this step's entry is in the chain, if it is recorded."""
         found = session.exec(
-            select(DisputeEvent.seq, DisputeEvent.hash).where(
+            select(DisputeEvent.seq, DisputeEvent.hash, DisputeEvent.at).where(
                 DisputeEvent.dispute_number == number, DisputeEvent.step == step
             )
         ).first()
-        return None if found is None else Recorded(seq=found[0], hash=found[1])
+        return None if found is None else Recorded(seq=found[0], hash=found[1], at=found[2])
 
     @staticmethod
     def _entry(

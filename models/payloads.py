@@ -932,6 +932,11 @@ class Recorded(Payload):
     live_behind: bool = False
     """The read model is not at the version the record's live change builds on (it missed
     one, or the dispute began before it was kept): the workflow sends its whole state."""
+    at: datetime | None = None
+    """The entry's time as the trail holds it: the time the run that wrote it stamped it. A
+    replay gets it from the record's marker, and takes it over: replayed after a task a busy
+    worker ended early, the code after the record runs one task earlier, on an earlier clock
+    (None in markers written before it)."""
 
 
 class MediatorRequest(Payload):

@@ -8,13 +8,23 @@ and keep the old histories: they must still replay.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    Replayer,
+    UnsandboxedWorkflowRunner,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
 
+from models.payloads import Recorded
 from tests.conftest import CONVERTER, Stack
 from tests.history_splits import patch_of, split_replay_failures, splits
 from tests.test_dispute_paths import settled
@@ -124,3 +134,61 @@ def test_every_patch_is_asked_at_the_start_of_a_run() -> None:
     }
     assert set(core.PATCHES) == defined
     assert len(core.PATCHES) == len(defined)
+
+
+class _FinalHistory(WorkflowInboundInterceptor):
+    """The workflow's own history entries once its run returns, in `entries` (a replay)."""
+
+    entries: list[tuple[int, str, datetime]] = []
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        result = await super().execute_workflow(input)
+        _FinalHistory.entries = [(h.seq, h.action, h.at) for h in workflow.instance()._history]
+        return result
+
+
+class _ReadFinalHistory(Interceptor):
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _FinalHistory
+
+
+async def test_a_replay_keeps_each_entrys_time_as_the_trail_holds_it(stack: Stack) -> None:
+    """A busy worker that ended a task at a record's marker ran the code after it (the next
+    record, stamped with the clock) one task later than a replay runs it: the trail holds the
+    later time. Each record's marker carries the trail's time, and a replay takes it over: here
+    the `settled` entry's marker says half a second later than the clock the replay reads."""
+    number = await settled(stack)
+    history = await stack.handle(number).fetch_history()
+    converter = stack.client.data_converter
+    later: dict[int, datetime] = {}
+    for event in history.events:
+        if event.marker_recorded_event_attributes.marker_name != "core_local_activity":
+            continue
+        result = event.marker_recorded_event_attributes.details["result"]
+        [recorded] = await converter.decode(result.payloads, [Recorded])
+        assert recorded.at is not None, "each record's marker carries the entry's time"
+        if recorded.seq == len(stack.events(number)) - 3:  # settled, then remedy, applied, closed
+            moved = recorded.model_copy(update={"at": recorded.at + timedelta(milliseconds=500)})
+            later[moved.seq] = moved.at
+            encoded = await converter.encode([moved])
+            del result.payloads[:]
+            result.payloads.extend(encoded)
+    assert [action for seq, action, _ in _trail(stack, number) if seq in later] == ["settled"]
+
+    replayer = Replayer(
+        workflows=[DisputeWorkflow],
+        data_converter=converter,
+        interceptors=[_ReadFinalHistory()],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    _FinalHistory.entries = []
+    await replayer.replay_workflow(history)
+    replayed = {seq: at for seq, _, at in _FinalHistory.entries}
+    trail = {seq: at for seq, _, at in _trail(stack, number)}
+    assert replayed == trail | later
+
+
+def _trail(stack: Stack, number: str) -> list[tuple[int, str, datetime]]:
+    return [(e.seq, e.action, e.at) for e in stack.events(number)]

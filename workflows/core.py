@@ -1037,6 +1037,14 @@ class DisputeCore:
                 if found_by:  # the stage moved all the same: it is found by its new one
                     workflow.upsert_search_attributes(found_by)
                 raise
+            if recorded.at is not None and recorded.at != at:
+                # Replayed after a task a busy worker ended at this record's marker: the code
+                # that stamped it ran one task early here. The trail's time is the run's.
+                self._history[self._history.index(shown)] = shown.model_copy(
+                    update={"at": recorded.at}
+                )
+                if stage is not None:  # appended above; only a record appends, one at a time
+                    self._stage_log[-1] = (stage, recorded.at)
             if self._chained:
                 self._unrecorded.clear()
                 self._head = (recorded.seq, recorded.hash)
