@@ -75,6 +75,7 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
             retry_max=timedelta(seconds=settings.outbox_retry_max_seconds),
             concurrency=settings.outbox_relay_concurrency,
             coalesce=timedelta(seconds=settings.outbox_coalesce_seconds),
+            outcome_hold=timedelta(seconds=settings.outbox_outcome_hold_seconds),
         ),
     )
     return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)

@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     """A dispute's email waits this long, and goes out as one email with the others to the
     same person on the same dispute within this of it (settled, remedy applied and closed);
     0 sends each at once, on its own."""
+    outbox_outcome_hold_seconds: float = Field(default=120.0, ge=0, le=3600)
+    """An outcome's email (settled, final ruling, remedy applied) waits at most this long for
+    the rest of the outcome while its dispute is still applying it, so that a busy worker's
+    slow steps still reach each person as one email."""
     worker_recovery_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How often a worker looks for filings stored but never started."""
     worker_max_cached_workflows: int = Field(default=400, ge=0, le=1_000_000)

@@ -12,7 +12,10 @@ An outcome's notifications come in a burst (settled, each remedy applied, closed
 until it is `RelayPolicy.coalesce` old (1 s), and the first to be claimed takes in the others
 to the same recipient on the same dispute within that window (`merged_into`), in the claim's
 own transaction, so they go out as one email with each part: the same email, with the same
-Message-ID, on every later try, and every part in exactly one email.
+Message-ID, on every later try, and every part in exactly one email. A busy worker can spread
+an outcome's steps over seconds: while the dispute is still applying it (UNFOLDING), its mail
+waits for the rest, up to `RelayPolicy.outcome_hold`, and once the dispute has closed every part
+of it goes in the one email.
 
 A temporary failure (4xx, no connection, timeout) is tried again after a growing backoff, and
 logged each time. A permanent refusal (5xx to the recipient or the message) marks the row
@@ -49,7 +52,7 @@ from sqlmodel import Session, col, select
 from accord import directory, texts
 from accord.db import SessionFactory, Turn
 from accord.wording import Names
-from models.enums import OutboxState, Role, TaskKind, TaskState
+from models.enums import DisputeStage, OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
 from models.tables import Dispute, OutboxMessage, Task, may_be_row_id
 from notifications.context import enrich
@@ -91,6 +94,11 @@ MERGED_TEMPLATES = ("settlement", "final_ruling", "remedy_applied", "closure")
 """The notifications of an outcome, which come in a burst (settled or finally ruled, each
 remedy applied, closed): only these wait a moment and share an email. Anything else is
 sent at once, on its own (an offer, a question, a deadline)."""
+
+
+UNFOLDING = (DisputeStage.FORMAL_REVIEW, DisputeStage.SETTLED, DisputeStage.REMEDY)
+"""A dispute's stages while an outcome's mail is still coming: a final ruling is announced
+in review, a settlement once settled, then each remedy applied, then the closure."""
 
 
 def _mergeable() -> ColumnElement[bool]:
@@ -202,6 +210,10 @@ class RelayPolicy:
     """A dispute's message waits until it is this old, and goes out as one email with the
     messages to the same person on the same dispute enqueued within this of it (settled,
     remedy applied, closed). Zero sends each at once, on its own."""
+    outcome_hold: timedelta = timedelta(minutes=2)
+    """How long an outcome's message waits, at most, for the rest of its outcome while its
+    dispute is still applying it (UNFOLDING): a busy worker can take seconds between the
+    settlement and the closure, and a remedy can wait days for an admin."""
 
     def backoff(self, attempts: int) -> timedelta:
         # Capped exponent: the doubling of a long outage must not overflow timedelta.
@@ -420,6 +432,7 @@ class Outbox:
             "now": now,
             "lapsed": now - self.policy.lease,
             "settled": now - self.policy.coalesce,
+            "unfolded": now - self.policy.outcome_hold,
         }
 
     @functools.cached_property
@@ -468,6 +481,12 @@ class Outbox:
                 ),
             ),
         )
+        # And while its dispute is still applying the outcome, it waits for the rest of it
+        # (the closure comes once the dispute has left these stages), up to `outcome_hold`.
+        unfolding = exists().where(
+            col(Dispute.number) == col(OutboxMessage.dispute_number),
+            col(Dispute.stage).in_(UNFOLDING),
+        )
         return and_(
             due,
             or_(
@@ -475,6 +494,7 @@ class Outbox:
                 and_(
                     col(OutboxMessage.created_at) <= bindparam("settled"),
                     ~waits_for_earlier,
+                    or_(~unfolding, col(OutboxMessage.created_at) <= bindparam("unfolded")),
                 ),
             ),
         )
@@ -592,7 +612,8 @@ class Outbox:
 
     def _merge(self, session: Session, lead: OutboxMessage, token: str, now: datetime) -> None:
         """Make `lead` one email with the other messages to its recipient on its dispute
-        enqueued within the window, and take those under this claim for good (`merged_into`):
+        enqueued within the window (within `outcome_hold` after it once the dispute has ended),
+        and take those under this claim for good (`merged_into`):
         they go out only in it. Done once, on the lead's first try, in the claim's own
         transaction, so the email is the same on every later try (another relay's, after a
         crash) and each part is in exactly one email."""
@@ -604,6 +625,11 @@ class Outbox:
             or lead.key.startswith("intake-")
         ):
             return
+        # An outcome that has ended (its dispute closed) goes as one email however far apart a
+        # busy worker spread its steps: every part up to `outcome_hold` after the lead.
+        dispute = session.get(Dispute, lead.dispute_number)
+        ended = dispute is not None and not dispute.stage.is_open
+        after = self.policy.outcome_hold if ended else window
         siblings = (
             select(OutboxMessage)
             .where(
@@ -615,7 +641,7 @@ class Outbox:
                 col(OutboxMessage.merged_into).is_(None),
                 col(OutboxMessage.attempts) == 0,
                 col(OutboxMessage.created_at) >= lead.created_at - window,
-                col(OutboxMessage.created_at) <= lead.created_at + window,
+                col(OutboxMessage.created_at) <= lead.created_at + max(window, after),
                 self._unclaimed(now),
             )
             .order_by(col(OutboxMessage.id))

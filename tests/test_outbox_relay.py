@@ -29,12 +29,13 @@ from sqlmodel import select
 from temporalio.client import Client
 
 from accord.runtime import Services, build_services, build_worker
-from models.enums import OutboxState
+from models.enums import DisputeStage, OutboxState
 from models.payloads import NotificationRequest
-from models.tables import OutboxMessage
+from models.tables import Dispute, OutboxMessage
 from notifications.mailer import refusal
 from notifications.outbox import OutboxRefused, Outcome, RelayPolicy
-from tests.conftest import CONVERTER, Stack, free_port, make_settings
+from tests.conftest import CONVERTER, Stack, free_port, make_settings, seed
+from tests.test_activities import add_dispute
 
 CONTEXT: dict[str, object] = {
     "number": "DSP-2026-000007",
@@ -752,4 +753,47 @@ async def test_a_filings_answer_stored_here_is_sent_before_older_mail(
         "closure",
         "closure",
         "closure",
+    ]
+
+
+async def test_an_outcome_s_mail_waits_while_its_dispute_is_still_applying_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """On a busy machine the steps of an outcome can be seconds apart: a settlement's mail
+    waits for the rest while its dispute is settled or applying remedies (or, for a final
+    ruling, still in review), however long past the one-second window, and goes out with them
+    once the dispute closes; at most `outcome_hold` (a remedy waiting days for an admin)."""
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, coalesce=timedelta(seconds=1))
+        outbox = services.outbox
+        seed(services.sessions)
+        add_dispute(services.sessions, "DSP-2026-000007", DisputeStage.REMEDY)
+        add_dispute(services.sessions, "DSP-2026-000009", DisputeStage.REMEDY)
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        (settled, s_extra), (applied, a_extra), (closed, c_extra) = PARTS
+        outbox.enqueue(part(10, settled, s_extra, NORA), t0)
+        outbox.enqueue(part(11, applied, a_extra, NORA), t0 + timedelta(seconds=4))
+        # Long past the window: still applying, so nothing yet.
+        assert outbox.claim(t0 + timedelta(seconds=9)) is None
+        # It closes 8 s after it settled: the three go out together.
+        with services.sessions.begin() as session:
+            dispute = session.get(Dispute, "DSP-2026-000007")
+            assert dispute is not None
+            dispute.stage = DisputeStage.CLOSED
+        outbox.enqueue(part(12, closed, c_extra, NORA), t0 + timedelta(seconds=8))
+        claim = outbox.claim(t0 + timedelta(seconds=9.5))
+        assert claim is not None
+        assert (await outbox.send(claim))[0] is Outcome.SENT
+        # Another dispute whose remedy waits for an admin: its settlement goes after the hold.
+        number = "DSP-2026-000009"
+        outbox.enqueue(part(20, settled, s_extra, NORA, number=number), t0)
+        held = outbox.policy.outcome_hold
+        assert outbox.claim(t0 + held - timedelta(seconds=1)) is None
+        late = outbox.claim(t0 + held + timedelta(seconds=1))
+        assert late is not None and late.number == number
+        assert (await outbox.send(late))[0] is Outcome.SENT
+    assert [str(m["Subject"]) for m in server.messages] == [
+        "[DSP-2026-000007] Settled, remedy applied and closed",
+        "[DSP-2026-000009] Settled",
     ]
