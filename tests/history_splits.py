@@ -125,16 +125,25 @@ def split_after(history: WorkflowHistory, at: int) -> WorkflowHistory:
     return WorkflowHistory.from_json(history.workflow_id, {"events": events})
 
 
-def splits(history: WorkflowHistory) -> Iterator[tuple[int, WorkflowHistory]]:
-    """Each busy shape of `history`: (the marker's event id, the history split after it)."""
+def splits(
+    history: WorkflowHistory, most: int | None = None
+) -> Iterator[tuple[int, WorkflowHistory]]:
+    """Each busy shape of `history`: (the marker's event id, the history split after it); at
+    most `most` of them, spread evenly from the first to the last (each is a whole replay)."""
     events = json.loads(history.to_json())["events"]
-    for at in split_points(events):
+    points = split_points(events)
+    if most is not None and len(points) > most:
+        points = [points[round(k * (len(points) - 1) / (most - 1))] for k in range(most)]
+    for at in points:
         yield int(events[at]["eventId"]), split_after(history, at)
 
 
-async def split_replay_failures(replayer: Replayer, history: WorkflowHistory) -> list[str]:
-    """Replay every busy shape of `history` on `replayer`; each that fails, with why."""
-    shapes = list(splits(history))
+async def split_replay_failures(
+    replayer: Replayer, history: WorkflowHistory, most: int | None = None
+) -> list[str]:
+    """Replay every busy shape of `history` (at most `most`) on `replayer`; each that fails,
+    with why."""
+    shapes = list(splits(history, most))
 
     async def each() -> AsyncIterator[WorkflowHistory]:
         for _, shape in shapes:

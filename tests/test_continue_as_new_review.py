@@ -197,7 +197,8 @@ async def replay_every_run(stack: Stack, number: str, name: str) -> int:
     replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
     for n, history in enumerate(runs, start=1):
         await replayer.replay_workflow(history)
-        assert await split_replay_failures(replayer, history) == []
+        # A sample of the busy shapes: these runs are long, and each shape a whole replay.
+        assert await split_replay_failures(replayer, history, most=4) == []
         path = HISTORIES / f"{name}--run{n}.json"
         if os.environ.get("ACCORD_RECORD_HISTORIES") == "1" and not path.exists():
             path.write_text(history.to_json())
