@@ -348,23 +348,37 @@ async def continued_without_the_lock(stack: Stack) -> tuple[str, str]:
     return number, mediator
 
 
-async def test_two_text_checks_outstanding_at_once_finishing_out_of_order_replay(
-    probe: Probe,
-) -> None:
-    """Without the decision lock two notes' text checks run at once. Note A's check is held,
-    note B's passes and B is recorded; then A's is let go. The run's history must replay."""
+async def two_notes_a_held(
+    probe: Probe, text_a: str, text_b: str, *, hold_b: bool = False
+) -> tuple[str, TextRef, TextRef, Any, Any]:
+    """In a run without the decision lock: note A sent with its text check held, then note B
+    (its check held too if `hold_b`); the dispute, both texts and both updates."""
     stack = probe.stack
     number, mediator = await continued_without_the_lock(stack)
     actor = stack.actor(mediator)
-    first = stored(stack, number, actor.id, "Note A, its check held.")
-    second = stored(stack, number, actor.id, "Note B, checked while A's check is held.")
+    first = stored(stack, number, actor.id, text_a)
+    second = stored(stack, number, actor.id, text_b)
     probe.check[0].hold(lambda request: request.refs[0].id == first.id)
+    if hold_b:
+        probe.check[1].hold(lambda request: request.refs[0].id == second.id)
     note_a = await begin(
         stack, number, DisputeWorkflow.add_note, AddNote(actor=actor, text_ref=first)
     )
     await probe.check[0].reached()
     note_b = await begin(
         stack, number, DisputeWorkflow.add_note, AddNote(actor=actor, text_ref=second)
+    )
+    return number, first, second, note_a, note_b
+
+
+async def test_two_text_checks_outstanding_at_once_finishing_out_of_order_replay(
+    probe: Probe,
+) -> None:
+    """Without the decision lock two notes' text checks run at once. Note A's check is held,
+    note B's passes and B is recorded; then A's is let go. The run's history must replay."""
+    stack = probe.stack
+    number, first, second, note_a, note_b = await two_notes_a_held(
+        probe, "Note A, its check held.", "Note B, checked while A's check is held."
     )
     assert not isinstance(await outcome(note_b), str)
     probe.check[0].release()
@@ -382,18 +396,8 @@ async def test_two_held_text_checks_let_go_second_first_replay(probe: Probe) -> 
     """Both notes' text checks held at once, B's let go before A's within the same workflow
     task (the resolutions reach the workflow out of sequence order); the history must replay."""
     stack = probe.stack
-    number, mediator = await continued_without_the_lock(stack)
-    actor = stack.actor(mediator)
-    first = stored(stack, number, actor.id, "Note A, its check held longest.")
-    second = stored(stack, number, actor.id, "Note B, its check let go first.")
-    probe.check[0].hold(lambda request: request.refs[0].id == first.id)
-    probe.check[1].hold(lambda request: request.refs[0].id == second.id)
-    note_a = await begin(
-        stack, number, DisputeWorkflow.add_note, AddNote(actor=actor, text_ref=first)
-    )
-    await probe.check[0].reached()
-    note_b = await begin(
-        stack, number, DisputeWorkflow.add_note, AddNote(actor=actor, text_ref=second)
+    number, first, second, note_a, note_b = await two_notes_a_held(
+        probe, "Note A, its check held longest.", "Note B, its check let go first.", hold_b=True
     )
     await probe.check[1].reached()
     assert sorted(probe.overlap.running(number)) == sorted(
