@@ -101,6 +101,19 @@ UNFOLDING = (DisputeStage.FORMAL_REVIEW, DisputeStage.SETTLED, DisputeStage.REME
 in review, a settlement once settled, then each remedy applied, then the closure."""
 
 
+def _held_by_its_outcome() -> ColumnElement[bool]:
+    """An outcome's mail whose dispute is still applying the outcome, younger than the hold
+    (bind parameter `unfolded`: now - `RelayPolicy.outcome_hold`): it waits for the rest."""
+    return and_(
+        _mergeable(),
+        col(OutboxMessage.created_at) > bindparam("unfolded"),
+        exists().where(
+            col(Dispute.number) == col(OutboxMessage.dispute_number),
+            col(Dispute.stage).in_(UNFOLDING),
+        ),
+    )
+
+
 def _mergeable() -> ColumnElement[bool]:
     """An outcome's mail on a dispute: it may share an email."""
     return and_(
@@ -183,10 +196,13 @@ _MAY_BE_DUE = (
             col(OutboxMessage.claimed_at).is_(None),
             col(OutboxMessage.claimed_at) < bindparam("lapsed"),
         ),
+        # Held while its outcome unfolds (up to two minutes, not a second): a pass that finds
+        # only such mail must not open the claim's write transaction, nudge after nudge.
+        ~_held_by_its_outcome(),
     )
     .limit(1)
 )
-"""`Outbox._due` without the wait for an outcome's other mail, prepared once."""
+"""`Outbox._due` without the 1 s wait for an outcome's other mail, prepared once."""
 WAITED_FOR = ("acknowledgement", "filing_linked")
 """The answers to a filing: the partner who filed waits for one. Under a burst of filings they
 queued behind every dispute's offers and notices and left the outbox a median 16 s after the
@@ -483,18 +499,16 @@ class Outbox:
         )
         # And while its dispute is still applying the outcome, it waits for the rest of it
         # (the closure comes once the dispute has left these stages), up to `outcome_hold`.
-        unfolding = exists().where(
-            col(Dispute.number) == col(OutboxMessage.dispute_number),
-            col(Dispute.stage).in_(UNFOLDING),
-        )
+        # Asked before `waits_for_earlier`: that one reads the other pending rows, and a
+        # thousand held rows each reading them all held SQLite's writer for seconds a pass.
         return and_(
             due,
             or_(
                 ~_mergeable(),
                 and_(
                     col(OutboxMessage.created_at) <= bindparam("settled"),
+                    ~_held_by_its_outcome(),
                     ~waits_for_earlier,
-                    or_(~unfolding, col(OutboxMessage.created_at) <= bindparam("unfolded")),
                 ),
             ),
         )
@@ -606,7 +620,12 @@ class Outbox:
         with self.sessions.engine.connect() as connection:
             found = connection.execute(
                 _MAY_BE_DUE if only is None else _THIS_MAY_BE_DUE,
-                {"now": now, "lapsed": now - self.policy.lease, "only": only},
+                {
+                    "now": now,
+                    "lapsed": now - self.policy.lease,
+                    "unfolded": now - self.policy.outcome_hold,
+                    "only": only,
+                },
             ).first()
         return found is not None
 
@@ -891,29 +910,42 @@ class Outbox:
 
     async def _next_pass_in(self, interval: float) -> float:
         """Seconds to the next pass: `interval`, or sooner when a message waiting for its
-        dispute's other mail (`RelayPolicy.coalesce`) is due before then."""
+        dispute's other mail (`RelayPolicy.coalesce`, `outcome_hold`) is due before then."""
         window = self.policy.coalesce
         if window <= timedelta(0):
             return interval
         try:
-            held = await asyncio.to_thread(self._youngest_held_since, datetime.now(UTC) - window)
+            held = await asyncio.to_thread(self._next_release, datetime.now(UTC))
         except Exception:  # the database is away: the next pass says so
             return interval
         if held is None:
             return interval
-        wait = (held + window - datetime.now(UTC)).total_seconds()
+        wait = (held - datetime.now(UTC)).total_seconds()
         return min(interval, max(wait, 0.0) + 0.01)
 
-    def _youngest_held_since(self, since: datetime) -> datetime | None:
+    def _next_release(self, now: datetime) -> datetime | None:
+        """When the next held outcome's mail comes out of its wait: the end of its 1 s window,
+        or of its outcome's hold."""
+        pending = and_(
+            col(OutboxMessage.state) == OutboxState.PENDING,
+            col(OutboxMessage.merged_into).is_(None),
+            _mergeable(),
+        )
         with self.sessions.read() as session:
-            return session.exec(
+            windowed = session.exec(
                 select(func.min(OutboxMessage.created_at)).where(
-                    col(OutboxMessage.state) == OutboxState.PENDING,
-                    col(OutboxMessage.merged_into).is_(None),
-                    col(OutboxMessage.created_at) > since,
-                    _mergeable(),
+                    pending, col(OutboxMessage.created_at) > now - self.policy.coalesce
                 )
             ).one()
+            unfolding = session.exec(
+                select(func.min(OutboxMessage.created_at)).where(pending, _held_by_its_outcome()),
+                params={"unfolded": now - self.policy.outcome_hold},
+            ).one()
+        ends = [
+            *([windowed + self.policy.coalesce] if windowed is not None else []),
+            *([unfolding + self.policy.outcome_hold] if unfolding is not None else []),
+        ]
+        return min(ends, default=None)
 
     # --- what admins see and do ------------------------------------------------------------
 
