@@ -55,31 +55,36 @@ def sessions(database_url: str) -> SessionFactory:
     return factory
 
 
+def dispute_row(
+    number: str, stage: DisputeStage = DisputeStage.FILED, amount: str = "10.00"
+) -> Dispute:
+    """A pricing dispute of Northwind against Contoso, as the read model holds one."""
+    return Dispute(
+        number=number,
+        category=DisputeCategory.PRICING,
+        claimant_id="northwind",
+        respondent_ids=["contoso"],
+        party_key="contoso|northwind",
+        contested_objects=[{"kind": "account", "ref": "ACME-001"}],
+        summary="Pricing undercut",
+        facts="Contoso quoted below floor.",
+        desired_remedy="Rebate",
+        amount_at_stake=Decimal(amount),
+        currency="USD",
+        occurred_on=date(2026, 11, 20),
+        stage=stage,
+        playbook_version="2026.1",
+        filed_by="nora@northwind.example",
+        filed_at=NOW,
+        updated_at=NOW,
+    )
+
+
 def add_dispute(
     sessions: SessionFactory, number: str, stage: DisputeStage = DisputeStage.FILED
 ) -> None:
     with sessions.begin() as session:
-        session.add(
-            Dispute(
-                number=number,
-                category=DisputeCategory.PRICING,
-                claimant_id="northwind",
-                respondent_ids=["contoso"],
-                party_key="contoso|northwind",
-                contested_objects=[{"kind": "account", "ref": "ACME-001"}],
-                summary="Pricing undercut",
-                facts="Contoso quoted below floor.",
-                desired_remedy="Rebate",
-                amount_at_stake=Decimal("10.00"),
-                currency="USD",
-                occurred_on=date(2026, 11, 20),
-                stage=stage,
-                playbook_version="2026.1",
-                filed_by="nora@northwind.example",
-                filed_at=NOW,
-                updated_at=NOW,
-            )
-        )
+        session.add(dispute_row(number, stage))
 
 
 def event(number: str, step: int, **extra: object) -> EventRecord:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import select
 
-from models.enums import DisputeCategory, DisputeStage, OutboxState
+from models.enums import DisputeStage, OutboxState
 from models.tables import Dispute, OutboxMessage
 from notifications.outbox import Outcome
 from tests.conftest import seed
-from tests.test_activities import add_dispute
+from tests.test_activities import add_dispute, dispute_row
 from tests.test_outbox_relay import (
     ADMINS,
     CARL,
@@ -367,27 +366,7 @@ def _held_rows(services: Any, disputes: int, per_dispute: int, now: datetime) ->
     with services.sessions.begin() as session:
         for d in range(disputes):
             number = f"DSP-2027-{d:06d}"
-            session.add(
-                Dispute(
-                    number=number,
-                    category=DisputeCategory.PRICING,
-                    claimant_id="northwind",
-                    respondent_ids=["contoso"],
-                    party_key="contoso|northwind",
-                    contested_objects=[{"kind": "account", "ref": "ACME-001"}],
-                    summary="Pricing undercut",
-                    facts="Contoso quoted below floor.",
-                    desired_remedy="Rebate",
-                    amount_at_stake=Decimal("0"),
-                    currency="USD",
-                    occurred_on=now.date(),
-                    stage=DisputeStage.REMEDY,
-                    playbook_version="2026.1",
-                    filed_by=NORA,
-                    filed_at=now,
-                    updated_at=now,
-                )
-            )
+            session.add(dispute_row(number, DisputeStage.REMEDY, amount="0"))
         session.flush()
         for d in range(disputes):
             number = f"DSP-2027-{d:06d}"
