@@ -536,9 +536,12 @@ def list_disputes(
         ).one()
     else:
         total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    newest = col(Dispute.filed_at).desc()
+    # The number last, as in the search: PostgreSQL's top-N sort orders ties afresh for each
+    # page, so disputes filed in the same instant (an import, a burst of email) were listed
+    # twice and others never.
+    newest = (col(Dispute.filed_at).desc(), col(Dispute.number).desc())
     # Best match first; a dispute found by its number alone has no rank and comes after.
-    order = [newest] if rank is None else [rank.asc().nulls_last(), newest]
+    order = [*newest] if rank is None else [rank.asc().nulls_last(), *newest]
     rows = session.exec(
         query.order_by(*order).offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     ).all()

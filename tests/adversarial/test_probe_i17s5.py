@@ -249,6 +249,34 @@ def test_equal_matches_filed_in_one_instant_page_without_repeats_or_gaps(
     assert bad == {}, f"disputes missing from every page (shown twice instead): {bad}"
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [DisputeFilters(), DisputeFilters(stage=DisputeStage.MEDIATION, open_only=True)],
+    ids=["plain list", "filtered list"],
+)
+def test_disputes_filed_in_one_instant_page_without_repeats_or_gaps_in_the_lists(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch, filters: DisputeFilters
+) -> None:
+    """The lists without search words order by filing time: disputes filed in the same instant
+    (an import, a burst of email) are still each listed exactly once across the pages."""
+    at = datetime(2026, 5, 1, 9, tzinfo=UTC)
+    with sessions.begin() as session:
+        for i in range(100, 190):
+            n = f"DSP-2026-{i:06d}"
+            session.add(_dispute(n, "Plain dispute text.", at))
+            session.flush()
+            session.add(DisputeParty(dispute_number=n, partner_id="northwind", side="claimant"))
+    monkeypatch.setattr("web.service.PAGE_SIZE", 7)
+    bad = {}
+    for who, viewer in (("compliance", COMPLIANCE), ("northwind", partner("northwind"))):
+        seen, totals = _all_pages(sessions, viewer, filters, pages=20)
+        [total] = totals
+        assert total >= 90 and len(seen) == total, (who, total, len(seen))
+        if len(set(seen)) != total:
+            bad[who] = total - len(set(seen))
+    assert bad == {}, f"disputes missing from every page (shown twice instead): {bad}"
+
+
 # --- PostgreSQL: the parties array against dispute_party ----------------------------------
 
 
