@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,7 +86,16 @@ class BenchStack:
         )
 
     def stop(self) -> None:
+        """Stop the mail sink and remove the run's work folder (its databases: hundreds of MB
+        at full size), once its dev server and worker have stopped. A run ending in an error
+        keeps the folder, and says where, for a look at its databases and worker log."""
         self.sink.stop()
+        if self.services is not None:
+            self.services.sessions.engine.dispose()
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            print(f"the run's work folder is kept: {self.work}", file=sys.stderr)
 
 
 # --- the report every benchmark prints -------------------------------------------------------

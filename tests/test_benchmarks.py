@@ -8,6 +8,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -15,19 +17,24 @@ from accord.settings import REPO_ROOT
 
 
 def run_bench(name: str, *args: str, timeout: float = 280) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    # Its own temporary folder, to see what the run leaves there: a benchmark's work (its
+    # databases, 150 MB for the small web run) must go with it, or every `make test` fills /tmp.
+    with tempfile.TemporaryDirectory(prefix="bench-tmp-") as scratch:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TMPDIR": scratch}
+        done = subprocess.run(
+            [sys.executable, "-m", f"bench.{name}", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        left = sorted(p.name for p in Path(scratch).glob("accord-*"))
     out = done.stdout
     assert done.returncode == 0, (
         f"bench.{name} exited {done.returncode}:\n{out[-3000:]}\n{done.stderr[-5000:]}"
     )
+    assert not left, f"bench.{name} left its work folder behind: {left}"
     finished = re.search(rf"^bench {name} finished: (\d+) figures, (\d+) goals", out, re.M)
     assert finished, f"bench.{name} printed no closing line:\n{out[-3000:]}"
     assert int(finished[1]) > 0, out
