@@ -549,12 +549,18 @@ async def test_a_part_is_never_taken_alone_while_the_part_before_it_is_being_cla
         outbox.enqueue(part(2, "closure", PARTS[2][1], NORA), t0 + timedelta(seconds=0.5))
         # Another relay is in the middle of claiming the settlement (its row is locked): the
         # closure is not taken on its own meanwhile, it waits to be taken in with it.
-        with services.sessions.begin() as other:
-            other.exec(select(OutboxMessage).where(OutboxMessage.id == first).with_for_update())
-            assert await asyncio.to_thread(outbox.claim, datetime.now(UTC)) is None
+        assert await claimed_while_another_holds(services, first) is None
         assert await outbox.relay_once() == 1
     [merged] = server.messages
     assert str(merged["Subject"]) == "[DSP-2026-000007] Settled and closed"
+
+
+async def claimed_while_another_holds(services: Any, row_id: int) -> Any:
+    """What a relay's claim takes while another relay, in the middle of its own claim, holds
+    the row `row_id` locked (PostgreSQL's FOR UPDATE; the lock ends with the block)."""
+    with services.sessions.begin() as other:
+        other.exec(select(OutboxMessage).where(OutboxMessage.id == row_id).with_for_update())
+        return await asyncio.to_thread(services.outbox.claim, datetime.now(UTC))
 
 
 async def test_a_refused_merged_email_is_resent_or_dismissed_whole(

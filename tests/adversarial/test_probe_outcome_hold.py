@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlmodel import select
 
+from accord.runtime import Services
 from models.enums import DisputeStage, OutboxState
 from models.tables import Dispute, OutboxMessage
 from notifications.outbox import Outcome
@@ -32,6 +34,7 @@ from tests.test_outbox_relay import (
     NORA,
     PARTS,
     SlowServer,
+    claimed_while_another_holds,
     part,
     plain,
     relay,
@@ -42,6 +45,17 @@ from tests.test_outbox_relay import (
 SETTLED, APPLIED, CLOSED = PARTS
 WINDOW = {"coalesce": timedelta(seconds=1)}
 PANEL = "panel-chair@vendor.example"
+
+
+@contextmanager
+def windowed(database_url: str, tmp_path: Path) -> Iterator[tuple[SlowServer, Services]]:
+    """The relay of these probes (a 1 s coalescing window) on a recording SMTP server, with the
+    demo directory seeded."""
+    server = SlowServer()
+    with serving(server) as port:
+        services = relay(database_url, port, tmp_path, **WINDOW)
+        seed(services.sessions)
+        yield server, services
 
 
 def set_stage(services: Any, number: str, stage: DisputeStage) -> None:
@@ -134,11 +148,8 @@ async def test_a_dispute_that_stays_in_remedy_sends_every_part_once_after_the_ho
     settlement goes alone at t0 + hold (not merged with the remedy: the dispute has not ended),
     the remedy 4 s after that, and the closure much later on its own. Nothing stuck, nothing
     twice."""
-    server = SlowServer()
-    with serving(server) as port:
-        services = relay(database_url, port, tmp_path, **WINDOW)
+    with windowed(database_url, tmp_path) as (server, services):
         outbox = services.outbox
-        seed(services.sessions)
         number = "DSP-2026-000007"
         add_dispute(services.sessions, number, DisputeStage.REMEDY)
         hold = outbox.policy.outcome_hold
@@ -172,11 +183,8 @@ async def test_an_outcome_on_a_dispute_with_no_read_model_row_is_not_held(
 ) -> None:
     """No dispute row (a number the read model does not have): not held past the window,
     not stuck, and `_merge` reads no dispute (`ended` is False: the one-second window)."""
-    server = SlowServer()
-    with serving(server) as port:
-        services = relay(database_url, port, tmp_path, **WINDOW)
+    with windowed(database_url, tmp_path) as (server, services):
         outbox = services.outbox
-        seed(services.sessions)
         number = "DSP-2026-000099"
         t0 = datetime.now(UTC) - timedelta(hours=1)
         outbox.enqueue(part(10, SETTLED[0], SETTLED[1], NORA, number=number), t0)
@@ -202,11 +210,8 @@ async def test_once_ended_each_recipient_and_dispute_keeps_its_own_email(
     """The ended dispute's lead takes in parts up to 120 s after it, but only its recipient's
     outcome mail on its dispute: not another dispute's closure, not an escalation, not CARL's
     closure (NORA's lead); her own closure, stored under her address in capitals, is hers."""
-    server = SlowServer()
-    with serving(server) as port:
-        services = relay(database_url, port, tmp_path, **WINDOW)
+    with windowed(database_url, tmp_path) as (server, services):
         outbox = services.outbox
-        seed(services.sessions)
         add_dispute(services.sessions, "DSP-2026-000007", DisputeStage.CLOSED)
         add_dispute(services.sessions, "DSP-2026-000008", DisputeStage.CLOSED)
         t0 = datetime.now(UTC) - timedelta(hours=1)
@@ -239,11 +244,8 @@ async def test_parts_spread_over_seconds_are_in_order_with_one_subject(
     """Settled, two remedies and the closure 3, 5 and 8 s apart on a busy worker, the dispute
     closed by the time the relay looks: one email, parts in the order they happened, the
     subject counting the remedies, the footer once."""
-    server = SlowServer()
-    with serving(server) as port:
-        services = relay(database_url, port, tmp_path, **WINDOW)
+    with windowed(database_url, tmp_path) as (server, services):
         outbox = services.outbox
-        seed(services.sessions)
         add_dispute(services.sessions, "DSP-2026-000007", DisputeStage.REMEDY)
         now = datetime.now(UTC)
         t0 = now - timedelta(seconds=10)
@@ -281,19 +283,14 @@ async def test_a_later_part_is_not_taken_alone_while_another_relay_claims_the_en
     window, must wait to be taken in, not go alone."""
     if not database_url.startswith("postgresql"):
         pytest.skip("row locks skipped by a concurrent claim: PostgreSQL's (SQLite claims in turn)")
-    server = SlowServer()
-    with serving(server) as port:
-        services = relay(database_url, port, tmp_path, **WINDOW)
+    with windowed(database_url, tmp_path) as (server, services):
         outbox = services.outbox
-        seed(services.sessions)
         add_dispute(services.sessions, "DSP-2026-000007", DisputeStage.CLOSED)
         now = datetime.now(UTC)
         [lead] = outbox.enqueue(part(10, SETTLED[0], SETTLED[1], NORA), now - timedelta(seconds=10))
         outbox.enqueue(part(11, APPLIED[0], APPLIED[1], NORA), now - timedelta(seconds=6))
         outbox.enqueue(part(12, CLOSED[0], CLOSED[1], NORA), now - timedelta(seconds=2))
-        with services.sessions.begin() as other:
-            other.exec(select(OutboxMessage).where(OutboxMessage.id == lead).with_for_update())
-            assert await asyncio.to_thread(outbox.claim, datetime.now(UTC)) is None
+        assert await claimed_while_another_holds(services, lead) is None
         assert await outbox.relay_once() == 1
     [merged] = server.messages
     assert str(merged["Subject"]) == "[DSP-2026-000007] Settled, remedy applied and closed"
@@ -401,11 +398,8 @@ async def test_a_claim_behind_many_held_outcome_mails_stays_cheap(
     a row is held (`_any_due` leaves out the hold). Asserted: the median of three claims of the
     escalation is under 100 ms; the timings, and PostgreSQL's plan of the claim, are printed
     (pytest -s)."""
-    server = SlowServer()
-    with serving(server) as port:
-        services = relay(database_url, port, tmp_path, **WINDOW)
+    with windowed(database_url, tmp_path) as (_server, services):
         outbox = services.outbox
-        seed(services.sessions)
         now = datetime.now(UTC)
         _held_rows(services, 500, 4, now)
         add_dispute(services.sessions, "DSP-2026-000007", DisputeStage.MEDIATION)
