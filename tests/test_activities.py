@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -56,28 +57,30 @@ def sessions(database_url: str) -> SessionFactory:
 
 
 def dispute_row(
-    number: str, stage: DisputeStage = DisputeStage.FILED, amount: str = "10.00"
+    number: str, stage: DisputeStage = DisputeStage.FILED, amount: str = "10.00", **fields: Any
 ) -> Dispute:
-    """A pricing dispute of Northwind against Contoso, as the read model holds one."""
-    return Dispute(
-        number=number,
-        category=DisputeCategory.PRICING,
-        claimant_id="northwind",
-        respondent_ids=["contoso"],
-        party_key="contoso|northwind",
-        contested_objects=[{"kind": "account", "ref": "ACME-001"}],
-        summary="Pricing undercut",
-        facts="Contoso quoted below floor.",
-        desired_remedy="Rebate",
-        amount_at_stake=Decimal(amount),
-        currency="USD",
-        occurred_on=date(2026, 11, 20),
-        stage=stage,
-        playbook_version="2026.1",
-        filed_by="nora@northwind.example",
-        filed_at=NOW,
-        updated_at=NOW,
-    )
+    """A pricing dispute of Northwind against Contoso, as the read model holds one; `fields`
+    replace any of its values."""
+    values: dict[str, Any] = {
+        "number": number,
+        "category": DisputeCategory.PRICING,
+        "claimant_id": "northwind",
+        "respondent_ids": ["contoso"],
+        "party_key": "contoso|northwind",
+        "contested_objects": [{"kind": "account", "ref": "ACME-001"}],
+        "summary": "Pricing undercut",
+        "facts": "Contoso quoted below floor.",
+        "desired_remedy": "Rebate",
+        "amount_at_stake": Decimal(amount),
+        "currency": "USD",
+        "occurred_on": date(2026, 11, 20),
+        "stage": stage,
+        "playbook_version": "2026.1",
+        "filed_by": "nora@northwind.example",
+        "filed_at": NOW,
+        "updated_at": NOW,
+    }
+    return Dispute(**{**values, **fields})
 
 
 def add_dispute(

@@ -22,6 +22,7 @@ from models.payloads import Actor
 from models.tables import Dispute, Precedent
 from tests.conftest import fresh_postgres_database, seed
 from tests.precedent_rows import add_precedent
+from tests.test_activities import dispute_row
 from web.service import DisputeFilters, list_disputes
 
 CASES = [
@@ -373,21 +374,15 @@ def test_common_queries_are_bounded_and_say_how(
 
 
 def _dispute(number: str, facts: str, filed_at: datetime) -> Dispute:
-    return Dispute(
-        number=number,
-        category=DisputeCategory.PRICING,
-        claimant_id="northwind",
-        respondent_ids=["contoso"],
-        party_key="contoso|northwind",
+    return dispute_row(
+        number,
+        DisputeStage.MEDIATION,
+        "1000",
         contested_objects=[],
         summary=facts[:60],
         facts=facts,
         desired_remedy="x",
-        amount_at_stake=Decimal(1000),
-        currency="USD",
         occurred_on=filed_at.date(),
-        stage=DisputeStage.MEDIATION,
-        playbook_version="2026.1",
         filed_by="x@example.com",
         filed_at=filed_at,
         updated_at=filed_at,

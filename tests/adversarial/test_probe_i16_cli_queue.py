@@ -8,8 +8,7 @@ import json
 import os
 import signal
 import unicodedata
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from models.enums import Role, TaskKind, TaskState
 from models.tables import Task
 from tests.conftest import Stack
+from tests.test_activities import dispute_row
 from tests.test_cli_reference import invoke
 from tests.test_embedded_stop import run_env  # noqa: F401 - a fixture
 from tests.test_web_queue import SAM, offered_to_a_mediator, sessions  # noqa: F401 - sessions: the fixture
@@ -222,7 +222,7 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
     from accord.db import SessionFactory, make_engine
     from accord.playbook import PlaybookLibrary
     from activities.records import RecordActivities
-    from models.enums import AssignmentState, DisputeCategory, DisputeStage, Role, TaskKind
+    from models.enums import AssignmentState, DisputeStage, Role, TaskKind
     from models.payloads import Actor, EventRecord, TaskOpen
     from models.tables import Assignment, Dispute, DisputeParty
     from tests.conftest import REPO_ROOT, seed
@@ -239,22 +239,13 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
     system = Actor(id="system", role=Role.SYSTEM, name="Accord")
     with factory.begin() as session:
         session.add(
-            Dispute(
-                number=number,
-                category=DisputeCategory.PRICING,
-                claimant_id="northwind",
-                respondent_ids=["contoso"],
-                party_key="contoso|northwind",
-                contested_objects=[{"kind": "account", "ref": "ACME-001"}],
+            dispute_row(
+                number,
+                amount="500",
                 summary="A conflict",
                 facts="Facts.",
                 desired_remedy="Remedy.",
-                amount_at_stake=Decimal("500"),
-                currency="USD",
-                occurred_on=date(2026, 11, 20),
-                stage=DisputeStage.FILED,
                 playbook_version=playbook.version,
-                filed_by="nora@northwind.example",
                 filed_at=start,
                 updated_at=start,
             )
