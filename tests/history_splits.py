@@ -20,7 +20,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
+
+from workflows.dispute import DisputeWorkflow
 
 _COMMAND_EVENTS = frozenset(
     f"EVENT_TYPE_{name}"
@@ -45,6 +48,18 @@ _COMMAND_EVENTS = frozenset(
 """Events written from a workflow task's completion (its commands and messages)."""
 
 _LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def dispute_replayer(converter: DataConverter, **options: Any) -> Replayer:
+    """A replayer of DisputeWorkflow for the tests, which check determinism, not timing.
+
+    It runs without the SDK's deadlock detector (`debug_mode`): on a machine busy enough to hold
+    one workflow task past 2 s (CI on 2 cores), the detector interrupts the task mid-step, the
+    SDK can then never finish evicting the run, and the replay hangs instead of answering
+    (test_replay's starved replay)."""
+    return Replayer(
+        workflows=[DisputeWorkflow], data_converter=converter, debug_mode=True, **options
+    )
 
 
 def _is_local_activity_marker(event: dict[str, Any]) -> bool:

@@ -23,15 +23,13 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
-from temporalio.worker import Replayer
 
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
-from tests.history_splits import split_replay_failures
-from workflows.dispute import DisputeWorkflow
+from tests.history_splits import dispute_replayer, split_replay_failures
 
 if TYPE_CHECKING:
     from tests.conftest import Stack
@@ -147,7 +145,7 @@ async def replay_all(stack: Stack) -> list[str]:
     as a busy worker could have recorded it (split after each record: tests.history_splits);
     the failures."""
     failures = []
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
+    replayer = dispute_replayer(stack.client.data_converter)
     for number in stack.numbers:
         history = await stack.handle(number).fetch_history()
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from accord import texts
 from accord.audit import first_broken_link
@@ -31,7 +30,7 @@ from models.payloads import (
     RespondToOffer,
 )
 from tests.conftest import CONVERTER, HISTORIES, MailCapture, Stack, dev_stack
-from tests.history_splits import split_replay_failures
+from tests.history_splits import dispute_replayer, split_replay_failures
 from tests.test_formal_review import SPLIT
 from workflows.dispute import DisputeWorkflow
 
@@ -176,7 +175,7 @@ async def settle_and_check(
     # keeps them for the replay test, never overwriting one already stored.
     for n, run in enumerate((first_run, await run_id(stack, number)), start=1):
         history = await stack.client.get_workflow_handle(number, run_id=run).fetch_history()
-        replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
+        replayer = dispute_replayer(CONVERTER)
         await replayer.replay_workflow(history)
         # A sample of the busy shapes: these runs are long, and each shape a whole replay.
         assert await split_replay_failures(replayer, history, most=4) == []

@@ -28,7 +28,6 @@ from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from accord import texts
 from accord.audit import first_broken_link
@@ -60,7 +59,7 @@ from models.payloads import (
 )
 from models.tables import LedgerCommissionSplit, OutboxMessage, RemedyApplication
 from tests.conftest import CONVERTER, HISTORIES, MailCapture, Stack, dev_stack, seed
-from tests.history_splits import split_replay_failures
+from tests.history_splits import dispute_replayer, split_replay_failures
 from tests.races import HANG, Gate, begin, outcome
 from tests.test_continue_as_new import SUGGEST_AFTER, eager_server, run_id  # noqa: F401 (a fixture)
 from tests.test_dispute_paths import in_mediation, split_offer
@@ -194,7 +193,7 @@ async def replay_every_run(stack: Stack, number: str, name: str) -> int:
         runs.insert(0, history)
         started = history.events[0].workflow_execution_started_event_attributes
         run = started.continued_execution_run_id or None
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
+    replayer = dispute_replayer(CONVERTER)
     for n, history in enumerate(runs, start=1):
         await replayer.replay_workflow(history)
         # A sample of the busy shapes: these runs are long, and each shape a whole replay.

@@ -14,7 +14,6 @@ from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from accord.runtime import build_filing, build_worker, data_converter_for
 from accord.settings import DEVELOPMENT_PAYLOAD_KEYS, ConfigurationError, Settings
@@ -42,6 +41,7 @@ from tests.conftest import (
     run_accord,
     seed,
 )
+from tests.history_splits import dispute_replayer
 from tests.test_dispute_paths import in_mediation
 from workflows.dispute import DisputeWorkflow
 
@@ -277,9 +277,9 @@ async def test_a_dispute_begun_before_the_codec_continues_and_replays_with_it(
     raw = b"".join(e.SerializeToString() for e in history.events)
     assert b"nora@northwind.example" in raw  # the filing, recorded before the codec
     assert b"CAUCUS-after-the-codec" not in raw and ENCODING in raw
-    replayed = await Replayer(
-        workflows=[DisputeWorkflow], data_converter=CONVERTER
-    ).replay_workflow(history, raise_on_replay_failure=False)
+    replayed = await dispute_replayer(CONVERTER).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
     assert replayed.replay_failure is None
 
 

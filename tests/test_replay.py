@@ -8,6 +8,7 @@ and keep the old histories: they must still replay.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import (
     ExecuteWorkflowInput,
+    HandleUpdateInput,
     Interceptor,
-    Replayer,
     UnsandboxedWorkflowRunner,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
@@ -26,11 +27,10 @@ from temporalio.worker import (
 
 from models.payloads import Recorded
 from tests.conftest import CONVERTER, Stack
-from tests.history_splits import patch_of, split_replay_failures, splits
+from tests.history_splits import dispute_replayer, patch_of, split_replay_failures, splits
 from tests.test_dispute_paths import settled
 from tests.test_formal_review import ruled
 from workflows import core
-from workflows.dispute import DisputeWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -41,7 +41,7 @@ def test_histories_are_stored() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
+    replayer = dispute_replayer(CONVERTER)
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
@@ -78,7 +78,7 @@ async def test_a_dispute_split_on_the_code_before_patches_at_start_replays_once_
     the patch, leaves a history that replays, and the workflow redoes the record (keyed by its
     step, so written once)."""
     path = KNOWN_DEFECTS / "record-resolved-at-a-task-heartbeat.json"
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=CONVERTER)
+    replayer = dispute_replayer(CONVERTER)
     events = json.loads(path.read_text())["events"]
     result = await replayer.replay_workflow(
         WorkflowHistory.from_json("DSP-2026-000016", {"events": events}),
@@ -114,7 +114,7 @@ async def test_each_dispute_replays_where_a_busy_worker_ended_a_task_after_a_rec
             summary="Contoso registered our Globex deal after we did",
         ),
     ]
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
+    replayer = dispute_replayer(stack.client.data_converter)
     tried, failures = 0, []
     for number in numbers:
         history = await stack.handle(number).fetch_history()
@@ -177,9 +177,8 @@ async def test_a_replay_keeps_each_entrys_time_as_the_trail_holds_it(stack: Stac
             result.payloads.extend(encoded)
     assert [action for seq, action, _ in _trail(stack, number) if seq in later] == ["settled"]
 
-    replayer = Replayer(
-        workflows=[DisputeWorkflow],
-        data_converter=converter,
+    replayer = dispute_replayer(
+        converter,
         interceptors=[_ReadFinalHistory()],
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
@@ -192,3 +191,41 @@ async def test_a_replay_keeps_each_entrys_time_as_the_trail_holds_it(stack: Stac
 
 def _trail(stack: Stack, number: str) -> list[tuple[int, str, datetime]]:
     return [(e.seq, e.action, e.at) for e in stack.events(number)]
+
+
+class _Starved(WorkflowInboundInterceptor):
+    """The replay's first `accept_assignment` held past the SDK's deadlock timeout (2 s), as a
+    worker starved of CPU holds it."""
+
+    held = False
+
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        if input.update == "accept_assignment" and not _Starved.held:
+            _Starved.held = True
+            time.sleep(2.5)
+        return await super().handle_update_handler(input)
+
+
+class _Starve(Interceptor):
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _Starved
+
+
+@pytest.mark.timeout(30)
+async def test_a_replay_starved_of_cpu_still_answers() -> None:
+    """A replay on a machine busy enough to hold one workflow task past 2 s (CI, 2 cores, both
+    busy) must still say whether the history replays. With the SDK's deadlock detector on, the
+    task is interrupted mid-step, its eviction can never finish, and the replay hangs until the
+    suite's timeout (seen: test_stored_history_replays, 120 s)."""
+    path = HISTORIES[0].parent / "test_mediator_dismisses_with_a_reason.json"
+    _Starved.held = False
+    replayer = dispute_replayer(
+        CONVERTER, interceptors=[_Starve()], workflow_runner=UnsandboxedWorkflowRunner()
+    )
+    result = await replayer.replay_workflow(
+        WorkflowHistory.from_json(path.stem, path.read_text()), raise_on_replay_failure=False
+    )
+    assert _Starved.held
+    assert result.replay_failure is None, result.replay_failure

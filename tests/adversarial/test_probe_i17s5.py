@@ -529,16 +529,13 @@ async def test_stored_histories_replay_on_the_workers_runner() -> None:
     """The worker replays (after eviction) with WORKFLOW_RUNNER, not the stock runner the
     replay tests use; the histories are sealed by the payload codec (CONVERTER)."""
     from temporalio.client import WorkflowHistory
-    from temporalio.worker import Replayer
 
     from accord.runtime import WORKFLOW_RUNNER
     from tests.conftest import CONVERTER
-    from workflows.dispute import DisputeWorkflow
+    from tests.history_splits import dispute_replayer
 
     assert HISTORIES
-    replayer = Replayer(
-        workflows=[DisputeWorkflow], data_converter=CONVERTER, workflow_runner=WORKFLOW_RUNNER
-    )
+    replayer = dispute_replayer(CONVERTER, workflow_runner=WORKFLOW_RUNNER)
     for path in HISTORIES:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -651,12 +648,11 @@ async def test_live_worker_on_the_runner_seals_queries_and_replays(stack: Any) -
     """A dispute worked on the worker's _Runner with the sealing codec: a note's text never in
     the clear in the history, the query answers, and the history replays on _Runner after the
     worker's cache is gone."""
-    from temporalio.worker import Replayer
-
     from accord.runtime import WORKFLOW_RUNNER
     from models.enums import NoteVisibility
     from models.payloads import AddNote
     from tests.conftest import CONVERTER
+    from tests.history_splits import dispute_replayer
     from tests.test_dispute_paths import in_mediation
     from workflows.dispute import DisputeWorkflow
 
@@ -678,7 +674,7 @@ async def test_live_worker_on_the_runner_seals_queries_and_replays(stack: Any) -
     history = await handle.fetch_history()
     raw = b"".join(e.SerializeToString() for e in history.events)
     assert b"PROBE-SEALED-NOTE-i17s5" not in raw
-    replayed = await Replayer(
-        workflows=[DisputeWorkflow], data_converter=CONVERTER, workflow_runner=WORKFLOW_RUNNER
-    ).replay_workflow(history, raise_on_replay_failure=False)
+    replayed = await dispute_replayer(CONVERTER, workflow_runner=WORKFLOW_RUNNER).replay_workflow(
+        history, raise_on_replay_failure=False
+    )
     assert replayed.replay_failure is None

@@ -32,7 +32,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     HandleUpdateInput,
     Interceptor,
-    Replayer,
     StartLocalActivityInput,
     UnsandboxedWorkflowRunner,
     WorkflowInboundInterceptor,
@@ -57,7 +56,7 @@ from models.payloads import (
 )
 from models.tables import DisputeLive
 from tests.conftest import MailCapture, Stack, make_settings, seed
-from tests.history_splits import split_replay_failures
+from tests.history_splits import dispute_replayer, split_replay_failures
 from tests.races import Gate, begin, local_activities, outcome, replay_all
 from tests.test_dispute_paths import in_mediation, split_offer
 from workflows.dispute import DisputeWorkflow
@@ -181,7 +180,7 @@ def event_types(history: WorkflowHistory) -> list[str]:
 
 async def replays(stack: Stack, history: WorkflowHistory) -> list[str]:
     """Replay failures of one history, as recorded and split after each record."""
-    replayer = Replayer(workflows=[DisputeWorkflow], data_converter=stack.client.data_converter)
+    replayer = dispute_replayer(stack.client.data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     failures = [] if result.replay_failure is None else [f"as recorded: {result.replay_failure!r}"]
     return failures + await split_replay_failures(replayer, history)
@@ -452,9 +451,8 @@ async def replayed_state(stack: Stack, history: WorkflowHistory) -> list[tuple[i
     snapshot leaves it), as `_seen` shows it: what a fresh worker would answer a query with."""
     _Snapshot.taken.clear()
     _Snapshot.histories.clear()
-    await Replayer(
-        workflows=[DisputeWorkflow],
-        data_converter=stack.client.data_converter,
+    await dispute_replayer(
+        stack.client.data_converter,
         interceptors=[_Snapshots()],
         workflow_runner=UnsandboxedWorkflowRunner(),
     ).replay_workflow(history)
