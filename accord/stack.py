@@ -266,6 +266,10 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
     return "\n".join(lines)
 
 
+REUSED_ANSWERS_WITHIN = 5.0
+"""Seconds a reused Temporal server (one already listening on this machine) has to answer."""
+
+
 async def stack_client(settings: Settings, *, reused: bool) -> Client:
     """The one client of the embedded stack: its worker, web app and intake share it, so a
     dispute filed through the web app or by email starts eagerly on the worker (its first
@@ -278,7 +282,10 @@ async def stack_client(settings: Settings, *, reused: bool) -> Client:
     from accord.runtime import connect
 
     try:
-        return await connect(settings, sdk_metrics=True)
+        # A local server answers at once once it is healthy: a reused one gets a few seconds.
+        return await connect(
+            settings, sdk_metrics=True, answers_within=REUSED_ANSWERS_WITHIN if reused else None
+        )
     except RuntimeError:
         if not reused:
             raise
