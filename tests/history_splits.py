@@ -23,6 +23,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from accord.runtime import WORKFLOW_RUNNER
 from workflows.dispute import DisputeWorkflow
 
 _COMMAND_EVENTS = frozenset(
@@ -56,7 +57,11 @@ def dispute_replayer(converter: DataConverter, **options: Any) -> Replayer:
     It runs without the SDK's deadlock detector (`debug_mode`): on a machine busy enough to hold
     one workflow task past 2 s (CI on 2 cores), the detector interrupts the task mid-step, the
     SDK can then never finish evicting the run, and the replay hangs instead of answering
-    (test_replay's starved replay)."""
+    (test_replay's starved replay). It runs the workers' own sandbox (WORKFLOW_RUNNER) unless
+    told otherwise: a replay then meets what production meets, and each replay does not import
+    the workflow's modules afresh into a sandbox of its own, as the SDK's default runner does
+    (a tenth of the CPU of the race tests, which replay every dispute split after each record)."""
+    options.setdefault("workflow_runner", WORKFLOW_RUNNER)
     return Replayer(
         workflows=[DisputeWorkflow], data_converter=converter, debug_mode=True, **options
     )
