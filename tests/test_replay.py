@@ -52,6 +52,21 @@ async def test_stored_history_replays(path: Path) -> None:
         assert await split_replay_failures(replayer, history) == []
 
 
+async def test_a_split_history_is_the_busy_shape_the_code_before_patches_at_start_fails() -> None:
+    """The splits are the shape a busy worker records, not the history unchanged: a dispute
+    recorded before `patches-at-start` asked a patch after a record in the same task, and split
+    after that record it fails replay as such disputes failed on busy workers (TMPRL1100)."""
+    path = (
+        HISTORIES[0].parent / "test_each_record_is_one_marker_and_one_search_attribute_upsert.json"
+    )
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = dispute_replayer(CONVERTER)
+    assert (await replayer.replay_workflow(history)).replay_failure is None
+    failures = await split_replay_failures(replayer, history)
+    assert failures and all("TMPRL1100" in f for f in failures), failures
+    assert failures[0].startswith(f"{path.stem} split after event 17:"), failures[0]
+
+
 KNOWN_DEFECTS = Path(__file__).parent / "histories_known_defects"
 
 
