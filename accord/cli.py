@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from sqlmodel import col, or_, select
+from sqlmodel import col, func, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -612,6 +612,10 @@ def file_dispute(
     _run(go())
 
 
+LISTED = 200
+"""The disputes `accord disputes` shows, newest first; it says when there are more."""
+
+
 @app.command()
 def disputes(
     stage: Annotated[
@@ -627,10 +631,20 @@ def disputes(
     """List disputes from the read model, newest first."""
     services = _services()
     with services.sessions.read() as session:
-        query = select(Dispute).order_by(col(Dispute.filed_at).desc()).limit(200)
+        # The number after the time: disputes filed in one instant keep one order.
+        query = select(Dispute).order_by(col(Dispute.filed_at).desc(), col(Dispute.number).desc())
         if stage:
             query = query.where(Dispute.stage == DisputeStage(stage))
-        rows = session.exec(query).all()
+        rows = session.exec(query.limit(LISTED + 1)).all()
+        if len(rows) > LISTED:
+            rows = rows[:LISTED]
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+            # On stderr: `--json` stays one document.
+            typer.echo(
+                f"the newest {LISTED} of {total} disputes{' in ' + stage if stage else ''};"
+                " the web list (/disputes) pages through them all",
+                err=True,
+            )
         names = directory.names(session)
     if as_json:
         _print_json([r.model_dump(mode="json") for r in rows])

@@ -123,6 +123,14 @@ class BadInput(Exception):
         return "; ".join(f"{f}: {m}" for f, m in self.errors)
 
 
+class ExportTooLarge(BadInput):
+    """An export holding more records than one file carries (web.service.EXPORT_LIMIT): refused
+    whole, naming the filter that narrows it, rather than cut short as if it were complete."""
+
+    title = "Export too large"
+    kind = "export-too-large"
+
+
 class BadQuery(BadInput):
     """A query parameter of a list (sort, order, a filter) with a value it cannot take: 400,
     naming the parameter."""

@@ -13,9 +13,10 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 from fastapi.responses import Response
@@ -112,7 +113,7 @@ from web.operations import (
     perform,
     update_id,
 )
-from web.problems import BadInput, Forbidden, TooMany
+from web.problems import BadInput, ExportTooLarge, Forbidden, TooMany
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
 from workflows.transitions import why_not
@@ -835,6 +836,27 @@ def decide_mail(
 # --- exports (compliance and admins) --------------------------------------------------------------
 
 EXPORT_LIMIT = 100_000
+"""The most records one export carries; asked for more, it is refused (ExportTooLarge)."""
+
+_Row = TypeVar("_Row")
+
+
+def _whole(rows: Sequence[_Row], what: str, field: str, narrow: str) -> Sequence[_Row]:
+    """All of an export's records (its query asks for one more than EXPORT_LIMIT), or the
+    refusal: compliance must never take the first part of a period for all of it."""
+    if len(rows) > EXPORT_LIMIT:
+        raise ExportTooLarge(
+            [
+                (
+                    field,
+                    f"the export would hold more than {EXPORT_LIMIT:,} {what}, more than one"
+                    f" file carries: {narrow}",
+                )
+            ]
+        )
+    return rows
+
+
 DISPUTE_COLUMNS = (
     "number",
     "category",
@@ -883,7 +905,14 @@ def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fm
     _require_auditor(viewer)
     with ctx.services.sessions.read() as session:
         query, _ = _filtered(viewer, filters, session.get_bind().dialect.name)
-        rows = session.exec(query.order_by(col(Dispute.filed_at)).limit(EXPORT_LIMIT)).all()
+        # The number after the time: disputes filed in one instant come out in one order.
+        query = query.order_by(col(Dispute.filed_at), col(Dispute.number))
+        rows = _whole(
+            session.exec(query.limit(EXPORT_LIMIT + 1)).all(),
+            "disputes",
+            "filed_from",
+            "narrow it by filing dates (filed_from, filed_to), stage or category",
+        )
         records = [{c: _plain(getattr(r, c)) for c in DISPUTE_COLUMNS} for r in rows]
     return _serialise(records, DISPUTE_COLUMNS, fmt)
 
@@ -927,13 +956,18 @@ def export_precedents(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: s
     """The full record of every precedent decided in the period (compliance and admins)."""
     _require_auditor(viewer)
     start, end = period.bounds()
-    query = select(Precedent).order_by(col(Precedent.decided_at))
+    query = select(Precedent).order_by(col(Precedent.decided_at), col(Precedent.dispute_number))
     if start:
         query = query.where(Precedent.decided_at >= start)
     if end:
         query = query.where(Precedent.decided_at <= end)
     with ctx.services.sessions.read() as session:
-        rows = session.exec(query.limit(EXPORT_LIMIT)).all()
+        rows = _whole(
+            session.exec(query.limit(EXPORT_LIMIT + 1)).all(),
+            "precedents",
+            "from",
+            "choose a shorter period (from, to)",
+        )
         records = [{c: _plain(getattr(r, c)) for c in PRECEDENT_COLUMNS} for r in rows]
     return _serialise(records, PRECEDENT_COLUMNS, fmt)
 
@@ -949,7 +983,14 @@ def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt:
         query = query.where(DisputeEvent.at <= end)
     columns = ("dispute_number", *AUDIT_EXPORT_COLUMNS)
     with ctx.services.sessions.read() as session:
-        rows = list(session.exec(query.limit(EXPORT_LIMIT)).all())
+        rows = list(
+            _whole(
+                session.exec(query.limit(EXPORT_LIMIT + 1)).all(),
+                "audit entries",
+                "from",
+                "choose a shorter period (from, to)",
+            )
+        )
     bodies = trail_texts(ctx, rows)
     records = [{"dispute_number": r.dispute_number, **_audit_record(r, bodies)} for r in rows]
     return _serialise(records, columns, fmt)
