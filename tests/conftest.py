@@ -84,6 +84,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
+def forget_built_apps() -> None:
+    """Empty FastAPI's module-level caches of endpoint callables (fastapi.dependencies.models,
+    4,096 entries each), which keep every app a test built alive with its routes' validators.
+
+    One process runs hundreds of tests that build apps: it grew by about 20,000 objects a test
+    and a full garbage collection took over a second by the 60th test. A collection holds the
+    GIL; a live worker's workflow task waiting on it misses the SDK's 2 s deadlock timeout, and
+    its dispute can then never be evicted (docs/operations.md): CI hung at teardown in
+    test_the_first_panel_after_an_appeal_tries_everything with a process of 1.7 GB."""
+    import fastapi.dependencies.models as dependencies
+
+    cleared = [v for v in vars(dependencies).values() if hasattr(v, "cache_clear")]
+    assert cleared, "FastAPI moved its endpoint caches: find them again"
+    for cache in cleared:
+        cache.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _forget_built_apps() -> Iterator[None]:
+    yield
+    forget_built_apps()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -333,3 +333,20 @@ async def test_compliance_exports_precedents_and_audit_entries_for_a_period(stac
     async with api(app, token_for(stack, CLAIMANT)) as partner:
         assert (await partner.get("/api/exports/precedents")).status_code == 403
         assert (await partner.get("/api/exports/audit")).status_code == 403
+
+
+async def test_an_app_a_test_built_is_freed_once_the_test_ends(stack: Stack) -> None:
+    """The suite's processes must not keep every app their tests build (forget_built_apps)."""
+    import gc
+    import weakref
+
+    from tests.conftest import forget_built_apps
+
+    app = make_app(stack)
+    async with api(app, token_for(stack, "carol.compliance@vendor.example")) as client:
+        assert (await client.get("/api/disputes")).status_code == 200
+    built = weakref.ref(app)
+    del app, client
+    forget_built_apps()
+    gc.collect()
+    assert built() is None, [type(r).__name__ for r in gc.get_referrers(built())]
