@@ -97,3 +97,22 @@ async def test_the_cli_list_says_it_shows_only_the_newest_and_which(stack: Stack
     rows = json.loads(as_json.stdout)
     assert [r["number"] for r in rows] == [f"DSP-2026-{n:06d}" for n in range(203, 3, -1)]
     assert "the newest 200 of 203 disputes" in as_json.stderr, as_json.stderr
+
+
+async def test_the_api_export_narrows_by_every_filter_the_list_takes(stack: Stack) -> None:
+    """`/api/exports/disputes` takes the list's filters (open only, words, party): it used to
+    drop the ones it did not name and export everything, with a 200, as if narrowed."""
+    with stack.sessions.begin() as session:
+        session.add(dispute_row("DSP-2026-000001", summary="Quokka rebate undercut"))
+        session.add(dispute_row("DSP-2026-000002"))
+        session.add(dispute_row("DSP-2026-000003", closed_at=DECIDED))
+    app = make_app(stack)
+    async with api(app, token_for(stack, COMPLIANCE)) as client:
+        for params, wanted in (
+            ({"open_only": "true"}, ["DSP-2026-000001", "DSP-2026-000002"]),
+            ({"q": "quokka"}, ["DSP-2026-000001"]),
+        ):
+            listed = (await client.get("/api/disputes", params=params)).json()["items"]
+            assert sorted(d["number"] for d in listed) == wanted, (params, listed)
+            exported = await client.get("/api/exports/disputes", params=params)
+            assert [d["number"] for d in json.loads(exported.text)] == wanted, params

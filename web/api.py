@@ -244,10 +244,7 @@ def me(viewer: ViewerDep) -> Me:
     )
 
 
-@router.get("/disputes", response_model=DisputePage, tags=["disputes"])
-def list_disputes(
-    request: Request,
-    viewer: ViewerDep,
+def _dispute_filters(
     stage: DisputeStage | None = None,
     category: DisputeCategory | None = None,
     party: Annotated[service.PartyFilter | None, Query()] = None,
@@ -255,9 +252,9 @@ def list_disputes(
     filed_from: date | None = None,
     filed_to: date | None = None,
     open_only: bool = False,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-) -> DisputePage:
-    filters = service.DisputeFilters(
+) -> service.DisputeFilters:
+    """The list's filters, the same for the list and its export."""
+    return service.DisputeFilters(
         stage=stage,
         category=category,
         party=party,
@@ -266,6 +263,18 @@ def list_disputes(
         filed_to=filed_to,
         open_only=open_only,
     )
+
+
+DisputeFiltersDep = Annotated[service.DisputeFilters, Depends(_dispute_filters)]
+
+
+@router.get("/disputes", response_model=DisputePage, tags=["disputes"])
+def list_disputes(
+    request: Request,
+    viewer: ViewerDep,
+    filters: DisputeFiltersDep,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> DisputePage:
     with web(request).services.sessions.read() as session:
         rows, total = service.list_disputes(session, viewer, filters, page=page)
     return DisputePage(
@@ -345,17 +354,9 @@ def audit_export(
 
 @router.get("/exports/disputes", tags=["compliance"])
 def export_disputes(
-    request: Request,
-    viewer: ViewerDep,
-    format: ExportFormat = "json",
-    stage: DisputeStage | None = None,
-    category: DisputeCategory | None = None,
-    filed_from: date | None = None,
-    filed_to: date | None = None,
+    request: Request, viewer: ViewerDep, filters: DisputeFiltersDep, format: ExportFormat = "json"
 ) -> Response:
-    filters = service.DisputeFilters(
-        stage=stage, category=category, filed_from=filed_from, filed_to=filed_to
-    )
+    """The disputes the list shows with the same filters, whole (JSON or CSV)."""
     body = service.export_disputes(web(request), viewer, filters, format)
     return service.export_response(body, f"disputes.{format}", format)
 
