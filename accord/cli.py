@@ -724,22 +724,19 @@ def inbound(
     ] = "failed",
 ) -> None:
     """Email intake messages in one state, newest first (failed ones wait for an admin)."""
+    from intake.processor import LISTED as INTAKE_LISTED
+    from intake.processor import listed
     from models.enums import InboundState
-    from models.tables import InboundMessage
 
     try:
         wanted = InboundState(state)
     except ValueError:
         fail(f"--state: one of {', '.join(s.value for s in InboundState)}")
-    with _services().sessions.read() as session:
-        rows = session.exec(
-            select(InboundMessage)
-            .where(InboundMessage.state == wanted)
-            .order_by(col(InboundMessage.received_at).desc())
-            .limit(200)
-        ).all()
+    rows, total = listed(_services().sessions, wanted)
     if not rows:
         typer.echo(f"no {wanted.value} messages")
+    if total > len(rows):
+        typer.echo(f"the newest {INTAKE_LISTED} of {total} {wanted.value} messages", err=True)
     for m in rows:
         typer.echo(
             f"#{m.id}  {m.received_at:%Y-%m-%d %H:%M}  {m.sender or m.envelope_from or '-':<30} "

@@ -24,12 +24,13 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy import or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from accord import texts
 from accord.access import Viewer, can_see_dispute
+from accord.db import SessionFactory
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
@@ -1104,3 +1105,20 @@ def _evidence_id(inbound_id: int, position: int) -> str:
 
 def _short(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+LISTED = 200
+"""The intake messages of one state a list shows (admin page, `accord inbound`), newest first."""
+
+
+def listed(sessions: SessionFactory, state: InboundState) -> tuple[list[InboundMessage], int]:
+    """The newest LISTED messages in `state`, and how many are in it: the oldest of a long
+    queue have waited longest for an admin, so a list must say when it does not show them."""
+    query = select(InboundMessage).where(InboundMessage.state == state)
+    newest = (col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc())
+    with sessions.read() as session:
+        rows = list(session.exec(query.order_by(*newest).limit(LISTED)).all())
+        total = len(rows)
+        if total == LISTED:
+            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    return rows, total

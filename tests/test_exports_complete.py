@@ -4,18 +4,19 @@ two exports of the same records, or a refusal that says why: never its first par
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import update
 
-from models.enums import DisputeCategory
-from models.tables import Dispute
+from models.enums import DisputeCategory, InboundState
+from models.tables import Dispute, InboundMessage
 from tests.conftest import Stack, cli_env, run_accord
 from tests.precedent_rows import add_precedent
 from tests.test_activities import dispute_row
 from tests.test_dispute_paths import settled
-from tests.web_harness import api, make_app, token_for
+from tests.web_harness import api, make_app, signed_in, token_for
 
 COMPLIANCE = "carol.compliance@vendor.example"
 DECIDED = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -116,3 +117,40 @@ async def test_the_api_export_narrows_by_every_filter_the_list_takes(stack: Stac
             assert sorted(d["number"] for d in listed) == wanted, (params, listed)
             exported = await client.get("/api/exports/disputes", params=params)
             assert [d["number"] for d in json.loads(exported.text)] == wanted, params
+
+
+def _held(stack: Stack, n: int) -> None:
+    with stack.sessions.begin() as session:
+        for i in range(n):
+            session.add(
+                InboundMessage(
+                    dedupe_key=f"mid:held-{i}@example",
+                    source="smtp",
+                    raw=b"Subject: x\r\n\r\nbody",
+                    size=20,
+                    received_at=DECIDED + timedelta(seconds=i),
+                    state=InboundState.QUARANTINED,
+                    reason="sender not in the directory",
+                    sender=f"s{i}@nowhere.example",
+                    subject=f"subj-{i:04d}",
+                )
+            )
+
+
+async def test_the_intake_queues_say_when_they_show_only_the_newest(stack: Stack) -> None:
+    """201 quarantined messages wait for an admin: `accord inbound` and /admin/intake list the
+    newest 200 and say that there are 201 (they said nothing of the oldest, which no list
+    showed)."""
+    _held(stack, 201)
+    shown = run_accord("inbound", "--state", "quarantined", env=cli_env(stack))
+    assert shown.returncode == 0, shown.stderr
+    assert "subj-0200" in shown.stdout and "subj-0000" not in shown.stdout
+    assert "the newest 200 of 201 quarantined messages" in shown.stderr, shown.stderr
+    browser = await signed_in(make_app(stack), "ada.admin@vendor.example")
+    try:
+        page = await browser.get("/admin/intake?state=quarantined")
+        assert page.status_code == 200
+        assert len(re.findall(r"subj-\d{4}", page.text)) == 200
+        assert "the newest 200 of 201 quarantined messages" in page.text, page.text[-3000:]
+    finally:
+        await browser.close()

@@ -66,6 +66,7 @@ from accord.runtime import build_filing
 from accord.search import Filters as SearchFilters
 from accord.search import dispute_hits, dispute_matches, dispute_text_match
 from accord.search import search_precedents as full_text_search
+from intake.processor import listed as listed_inbound
 from models.enums import (
     Action,
     DisputeCategory,
@@ -706,21 +707,16 @@ def _require_admin(viewer: Viewer) -> None:
 # --- email intake (admins) ----------------------------------------------------------------------
 
 
-def inbound_messages(ctx: WebContext, viewer: Viewer, state: str) -> list[InboundMessage]:
+def inbound_messages(
+    ctx: WebContext, viewer: Viewer, state: str
+) -> tuple[list[InboundMessage], int]:
+    """The newest messages in `state` and how many are in it (intake.processor.listed)."""
     _require_admin(viewer)
     try:
         wanted = InboundState(state)
     except ValueError:
         raise BadInput([("state", f"one of {', '.join(s.value for s in InboundState)}")]) from None
-    with ctx.services.sessions.read() as session:
-        return list(
-            session.exec(
-                select(InboundMessage)
-                .where(InboundMessage.state == wanted)
-                .order_by(col(InboundMessage.received_at).desc())
-                .limit(200)
-            ).all()
-        )
+    return listed_inbound(ctx.services.sessions, wanted)
 
 
 def refused_intake_replies(

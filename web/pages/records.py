@@ -211,12 +211,13 @@ def _listed(value: object) -> list[str]:
 
 @router.get("/admin/intake", response_class=HTMLResponse)
 def intake(request: Request, viewer: AdminDep, state: str = "quarantined") -> Response:
-    rows = service.inbound_messages(web(request), viewer, state)
+    rows, total = service.inbound_messages(web(request), viewer, state)
     return render(
         request,
         "intake.html",
         viewer,
         rows=rows,
+        total=total,
         state=state,
         states=list(InboundState),
         max_attempts=web(request).settings.intake_max_attempts,
