@@ -477,8 +477,10 @@ def _narrowed(
         conditions.append(
             col(Dispute.filed_at) >= datetime.combine(filters.filed_from, time(), UTC)
         )
-    if filters.filed_to:
-        conditions.append(col(Dispute.filed_at) < datetime.combine(filters.filed_to, time.max, UTC))
+    if filters.filed_to and filters.filed_to < date.max:  # the last day there is bounds nothing
+        # Up to the next day's start: the whole day, its last microsecond included.
+        next_day = datetime.combine(filters.filed_to + timedelta(days=1), time(), UTC)
+        conditions.append(col(Dispute.filed_at) < next_day)
     if filters.open_only:
         conditions.append(col(Dispute.closed_at).is_(None))
     return conditions

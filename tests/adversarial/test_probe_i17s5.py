@@ -7,7 +7,7 @@ the databases (PostgreSQL's websearch_to_tsquery drops them, FTS5 searches them)
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from accord.db import SessionFactory, make_engine
 from accord.migrate import upgrade
 from models.enums import AssignmentState, DisputeStage, Role
 from models.payloads import Actor
-from models.tables import Assignment, DisputeParty
+from models.tables import Assignment, Dispute, DisputeParty
 from tests.conftest import fresh_postgres_database, seed
 from tests.test_search import _dispute
 from web.service import DisputeFilters, list_disputes
@@ -678,3 +678,27 @@ async def test_live_worker_on_the_runner_seals_queries_and_replays(stack: Any) -
         history, raise_on_replay_failure=False
     )
     assert replayed.replay_failure is None
+
+
+def test_filed_to_takes_in_the_whole_last_day(sessions: SessionFactory) -> None:
+    """`filed_to` is a day, both ends included: a dispute filed in its last microsecond is in
+    (the list compared `<` with 23:59:59.999999 and left it out)."""
+    last = datetime(2026, 7, 1, 23, 59, 59, 999999, tzinfo=UTC)
+    with sessions.begin() as session:
+        _add(
+            session,
+            "DSP-2026-000900",
+            ("northwind",),
+            "Filed at the day's end.",
+            0,
+            DisputeStage.FILED,
+        )
+        session.flush()
+        session.get_one(Dispute, "DSP-2026-000900").filed_at = last
+    day = DisputeFilters(filed_from=last.date(), filed_to=last.date())
+    with sessions.read() as session:
+        rows, total = list_disputes(session, COMPLIANCE, day)
+    assert [r.number for r in rows] == ["DSP-2026-000900"] and total == 1
+    with sessions.read() as session:  # the last day a date can name bounds nothing
+        _, total = list_disputes(session, COMPLIANCE, DisputeFilters(filed_to=date.max))
+    assert total >= 1
