@@ -21,12 +21,12 @@ from typing import Annotated, Any, Literal, NoReturn, cast
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from sqlmodel import col, func, or_, select
+from sqlmodel import col, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from accord import directory, texts, wording
-from accord.db import SessionFactory
+from accord.db import SessionFactory, first_of
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.live import live_state
@@ -635,10 +635,8 @@ def disputes(
         query = select(Dispute).order_by(col(Dispute.filed_at).desc(), col(Dispute.number).desc())
         if stage:
             query = query.where(Dispute.stage == DisputeStage(stage))
-        rows = session.exec(query.limit(LISTED + 1)).all()
-        if len(rows) > LISTED:
-            rows = rows[:LISTED]
-            total = session.exec(select(func.count()).select_from(query.subquery())).one()
+        rows, total = first_of(session, query, LISTED)
+        if total > len(rows):
             # On stderr: `--json` stays one document.
             typer.echo(
                 f"the newest {LISTED} of {total} disputes{' in ' + stage if stage else ''};"

@@ -10,14 +10,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, event, text
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, create_engine, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 from temporalio import activity
 
 # The key of PostgreSQL's transaction-level advisory lock over the directory's people (any
 # 64-bit number no other lock of this database uses; these are the ASCII of "accordpp").
 PEOPLE_LOCK_KEY = 0x6163636F72647070
+
+_T = TypeVar("_T")
 
 
 def make_engine(url: str) -> Engine:
@@ -225,3 +229,13 @@ def lock_people_writers(session: Session) -> None:
         driver = connection.connection.dbapi_connection
         if driver is not None and not driver.in_transaction:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def first_of(session: Session, query: SelectOfScalar[_T], most: int) -> tuple[list[_T], int]:
+    """The first `most` rows of `query` and how many it holds in all (counted only when there
+    are more): a list that shows part of its rows says so."""
+    rows = list(session.exec(query.limit(most + 1)).all())
+    if len(rows) <= most:
+        return rows, len(rows)
+    total = session.exec(select(func.count()).select_from(query.order_by(None).subquery())).one()
+    return rows[:most], total

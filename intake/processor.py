@@ -24,13 +24,13 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 from sqlalchemy import or_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlmodel import col, func, select
+from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from accord import texts
 from accord.access import Viewer, can_see_dispute
-from accord.db import SessionFactory
+from accord.db import SessionFactory, first_of
 from accord.directory import UnknownActor, resolve_actor
 from accord.filing import FilingRejected
 from accord.runtime import Services, build_filing
@@ -1117,8 +1117,4 @@ def listed(sessions: SessionFactory, state: InboundState) -> tuple[list[InboundM
     query = select(InboundMessage).where(InboundMessage.state == state)
     newest = (col(InboundMessage.received_at).desc(), col(InboundMessage.id).desc())
     with sessions.read() as session:
-        rows = list(session.exec(query.order_by(*newest).limit(LISTED)).all())
-        total = len(rows)
-        if total == LISTED:
-            total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    return rows, total
+        return first_of(session, query.order_by(*newest), LISTED)

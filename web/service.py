@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -32,6 +31,7 @@ from sqlalchemy import ColumnElement, false, func, null, or_, true, union_all
 from sqlalchemy.sql.elements import False_
 from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
@@ -839,9 +839,12 @@ EXPORT_LIMIT = 100_000
 _Row = TypeVar("_Row")
 
 
-def _whole(rows: Sequence[_Row], what: str, field: str, narrow: str) -> Sequence[_Row]:
-    """All of an export's records (its query asks for one more than EXPORT_LIMIT), or the
-    refusal: compliance must never take the first part of a period for all of it."""
+def _whole(
+    session: Session, query: SelectOfScalar[_Row], what: str, field: str, narrow: str
+) -> list[_Row]:
+    """All of an export's records, or the refusal when there are more than EXPORT_LIMIT (one
+    more is asked for): compliance must never take the first part of a period for all of it."""
+    rows = list(session.exec(query.limit(EXPORT_LIMIT + 1)).all())
     if len(rows) > EXPORT_LIMIT:
         raise ExportTooLarge(
             [
@@ -906,7 +909,8 @@ def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fm
         # The number after the time: disputes filed in one instant come out in one order.
         query = query.order_by(col(Dispute.filed_at), col(Dispute.number))
         rows = _whole(
-            session.exec(query.limit(EXPORT_LIMIT + 1)).all(),
+            session,
+            query,
             "disputes",
             "filed_from",
             "narrow it by filing dates (filed_from, filed_to), stage or category",
@@ -961,7 +965,8 @@ def export_precedents(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: s
         query = query.where(Precedent.decided_at <= end)
     with ctx.services.sessions.read() as session:
         rows = _whole(
-            session.exec(query.limit(EXPORT_LIMIT + 1)).all(),
+            session,
+            query,
             "precedents",
             "from",
             "choose a shorter period (from, to)",
@@ -981,14 +986,7 @@ def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt:
         query = query.where(DisputeEvent.at <= end)
     columns = ("dispute_number", *AUDIT_EXPORT_COLUMNS)
     with ctx.services.sessions.read() as session:
-        rows = list(
-            _whole(
-                session.exec(query.limit(EXPORT_LIMIT + 1)).all(),
-                "audit entries",
-                "from",
-                "choose a shorter period (from, to)",
-            )
-        )
+        rows = _whole(session, query, "audit entries", "from", "choose a shorter period (from, to)")
     bodies = trail_texts(ctx, rows)
     records = [{"dispute_number": r.dispute_number, **_audit_record(r, bodies)} for r in rows]
     return _serialise(records, columns, fmt)
