@@ -98,6 +98,59 @@ class BenchStack:
             print(f"the run's work folder is kept: {self.work}", file=sys.stderr)
 
 
+class WriterHolders:
+    """Which of Accord's functions hold SQLite's one writer, and for how long: each write
+    transaction of `sessions` is timed from its turn to its commit and put down to the function
+    of the repository that began it. The share of the writer alone says that a run waits on it;
+    this says on whose transactions. Instruments the one SessionFactory while the block runs."""
+
+    _SKIPPED = (str(REPO_ROOT / "accord" / "db.py"), str(REPO_ROOT / "bench"))
+
+    def __init__(self, sessions: Any) -> None:
+        self.sessions = sessions
+        self.held: dict[str, list[float]] = {}
+
+    def __enter__(self) -> WriterHolders:
+        begin = self.sessions.begin
+
+        @contextmanager
+        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            who = self._caller(sys._getframe(2))
+            with begin(*args, **kwargs) as session:
+                began = time.perf_counter()
+                yield session
+            self.held.setdefault(who, []).append(time.perf_counter() - began)
+
+        self.sessions.begin = timed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.sessions.begin  # the class's own again
+
+    def _caller(self, frame: Any) -> str:
+        root = str(REPO_ROOT)
+        while frame is not None:
+            path = frame.f_code.co_filename
+            if path.startswith(root) and not path.startswith(self._SKIPPED):
+                module = Path(path).relative_to(REPO_ROOT).with_suffix("").as_posix()
+                return f"{module.replace('/', '.')}.{frame.f_code.co_qualname}"
+            frame = frame.f_back
+        return "elsewhere"
+
+    def report(self, report: Report, most: int = 6) -> None:
+        """The holders with the most time: each one's share of the writer's time, with its
+        turns and mean hold."""
+        total = sum(sum(times) for times in self.held.values())
+        ranked = sorted(self.held.items(), key=lambda kv: -sum(kv[1]))
+        for who, times in ranked[:most] if total else ():
+            report.figure(
+                f"writer held by {who} ({len(times)} turns, "
+                f"{1000 * sum(times) / len(times):.1f} ms each)",
+                100 * sum(times) / total,
+                "%",
+            )
+
+
 # --- the report every benchmark prints -------------------------------------------------------
 
 RESULTS = REPO_ROOT / "bench" / "results.md"

@@ -30,7 +30,7 @@ from accord.directory import resolve_actor
 from accord.filing import FilingService
 from accord.runtime import WORKFLOW_RUNNER, build_filing, build_worker
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
-from bench.common import BenchStack, Goal, Report, add_arguments, pct
+from bench.common import BenchStack, Goal, Report, WriterHolders, add_arguments, pct
 from models.enums import DisputeStage, VoteOutcome
 from models.payloads import (
     AcceptAssignment,
@@ -303,7 +303,7 @@ async def main(n: int, concurrency: int, args: argparse.Namespace | None = None)
                 if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
             )
             writer_before = services.sessions.writer_use()
-            with report.phase() as accord_usage:
+            with report.phase() as accord_usage, WriterHolders(services.sessions) as holders:
                 accord_seconds = await bounded(
                     n, concurrency, lambda i: one_dispute(i, client, filing, actors, timings)
                 )
@@ -407,6 +407,7 @@ async def main(n: int, concurrency: int, args: argparse.Namespace | None = None)
             1000 * writer.waited_seconds / writer.turns,
             "ms",
         )
+        holders.report(report)
     report.cpu("bare", bare_usage[0], n, "workflow")
     report.finish()
 

@@ -58,6 +58,11 @@ def test_the_lifecycle_benchmark_runs_to_the_end_review_path_included() -> None:
     assert re.search(r"Accord: process CPU per settled dispute .* goal <= 250 ms", out), out
     assert "Accord: server CPU per settled dispute" in out
     assert re.search(r"Accord: SQLite writer held \(share of the run\) +\d", out), out
+    # Whose transactions hold it: the audit entries' among them, each with its share.
+    assert re.search(
+        r"writer held by activities\.records\.RecordActivities\._append \(\d+ turns, [\d.]+ ms each\) +[\d.]+ %",
+        out,
+    ), out
     assert len(goals_in(out)) == 2
 
 
