@@ -722,7 +722,6 @@ def inbound(
     ] = "failed",
 ) -> None:
     """Email intake messages in one state, newest first (failed ones wait for an admin)."""
-    from intake.processor import LISTED as INTAKE_LISTED
     from intake.processor import listed
     from models.enums import InboundState
 
@@ -734,7 +733,7 @@ def inbound(
     if not rows:
         typer.echo(f"no {wanted.value} messages")
     if total > len(rows):
-        typer.echo(f"the newest {INTAKE_LISTED} of {total} {wanted.value} messages", err=True)
+        typer.echo(f"the newest {len(rows)} of {total} {wanted.value} messages", err=True)
     for m in rows:
         typer.echo(
             f"#{m.id}  {m.received_at:%Y-%m-%d %H:%M}  {m.sender or m.envelope_from or '-':<30} "
