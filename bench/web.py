@@ -32,10 +32,10 @@ import argparse
 import asyncio
 import random
 import re
+import socket
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -285,11 +285,15 @@ async def main(args: argparse.Namespace) -> None:
     compliance_token = tokens["carol.compliance@vendor.example"]
     env = await bench.temporal()
     report.attach_server()
-    port = 30000 + uuid.uuid4().int % 20000
+    # A port the system hands out, bound here and served by uvicorn: a port picked at random
+    # was sometimes in use already (CI: "address already in use", the benchmark exited 3).
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
     app = create_app(settings, services, env.client)
     timer = ServerTimer(app, metrics_app(app.state.metrics))
     server = _Server(uvicorn.Config(timer, host="127.0.0.1", port=port, log_level="error"))
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
     while not server.started:
         await asyncio.sleep(0.05)
     freeze_start_up()  # as the web and worker processes do once started (accord.heap)
