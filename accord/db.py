@@ -12,7 +12,11 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, Table, event, text
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, create_engine, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 from temporalio import activity
@@ -229,6 +233,13 @@ def lock_people_writers(session: Session) -> None:
         driver = connection.connection.dbapi_connection
         if driver is not None and not driver.in_transaction:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_or_skip(connection: Connection, table: Table) -> PgInsert | SqliteInsert:
+    """An INSERT of `table`'s rows that skips a row whose key is taken (ON CONFLICT DO NOTHING,
+    which SQLite and PostgreSQL both speak, each through its own dialect)."""
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    return insert(table).on_conflict_do_nothing()
 
 
 def first_of(session: Session, query: SelectOfScalar[_T], most: int) -> tuple[list[_T], int]:

@@ -12,7 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, delete, func, select
+from sqlalchemy import bindparam
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
+from sqlmodel import Session, col, func, select
 
 from models.enums import DisputeStage, Role
 from models.payloads import DisputeState, HistoryEntry, LiveDelta, Payload
@@ -23,46 +28,63 @@ KEYED = ("offers", "information_requests")
 """Sections sent item by item, new or changed, by id."""
 
 
+_LIVE = DisputeLive.__table__  # type: ignore[attr-defined]
+_NOTE = DisputeLiveNote.__table__  # type: ignore[attr-defined]
+
+# Core statements, not ORM loads and a unit-of-work flush: this runs with every audit entry,
+# while its transaction holds SQLite's one writer (the ORM's bookkeeping was most of that hold).
+_STORED = sa_select(
+    _LIVE.c.version,
+    _LIVE.c.state,
+    sa_select(func.coalesce(func.max(_NOTE.c.position) + 1, 0))
+    .where(_NOTE.c.dispute_number == bindparam("number"))
+    .scalar_subquery()
+    .label("notes"),
+).where(_LIVE.c.dispute_number == bindparam("number"))
+"""The stored live state, its version and how many notes it has, in one statement."""
+
+
 def project_live(session: Session, number: str, at: datetime, live: LiveDelta) -> bool:
     """Apply one live change; False when the read model is not at the version it builds on
     (the workflow then sends its whole state). A change at or below the stored version is one
     applied already: a no-op."""
-    row = session.get(DisputeLive, number)
+    db = session.connection()
+    row = db.execute(_STORED, {"number": number}).first()
     if row is not None and row.version >= live.version:
         return True
     if live.base is None:
         state: dict[str, Any] = {name: [] for name in KEYED}
         if row is not None:
-            session.exec(
-                delete(DisputeLiveNote).where(col(DisputeLiveNote.dispute_number) == number)
-            )
-        notes = 0
+            db.execute(sa_delete(_NOTE).where(_NOTE.c.dispute_number == number))
     else:
         if row is None or row.version != live.base:
             return False
-        state = dict(row.state)
-        notes = _note_count(session, number)
-        if notes != live.notes_from:
+        if row.notes != live.notes_from:
             return False
+        state = dict(row.state)
     state.update(live.sections)
     for name, items in (
         ("offers", live.offers),
         ("information_requests", live.information_requests),
     ):
         state[name] = _upserted(state.get(name) or [], items)
-    for i, note in enumerate(live.notes):
-        session.add(
-            DisputeLiveNote(
-                dispute_number=number,
-                position=live.notes_from + i,
-                note=note.model_dump(mode="json"),
-            )
+    if live.notes:
+        db.execute(
+            sa_insert(_NOTE),
+            [
+                {
+                    "dispute_number": number,
+                    "position": live.notes_from + i,
+                    "note": note.model_dump(mode="json"),
+                }
+                for i, note in enumerate(live.notes)
+            ],
         )
+    values = {"version": live.version, "state": state, "updated_at": at}
     if row is None:
-        row = DisputeLive(dispute_number=number, version=live.version, state=state, updated_at=at)
+        db.execute(sa_insert(_LIVE).values(dispute_number=number, **values))
     else:
-        row.version, row.state, row.updated_at = live.version, state, at
-    session.add(row)
+        db.execute(sa_update(_LIVE).where(_LIVE.c.dispute_number == number).values(**values))
     return True
 
 
@@ -72,16 +94,6 @@ def _upserted(stored: list[dict[str, Any]], items: Sequence[Payload]) -> list[di
         dumped = item.model_dump(mode="json")
         by_id[str(dumped["id"])] = dumped
     return list(by_id.values())
-
-
-def _note_count(session: Session, number: str) -> int:
-    last = session.exec(
-        select(DisputeLiveNote.position)
-        .where(DisputeLiveNote.dispute_number == number)
-        .order_by(col(DisputeLiveNote.position).desc())
-        .limit(1)
-    ).first()
-    return 0 if last is None else last + 1
 
 
 def live_state(session: Session, number: str, *, history: bool = False) -> DisputeState | None:

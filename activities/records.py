@@ -10,21 +10,25 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accord import texts
 from accord.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
 from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
-from accord.db import SessionFactory
+from accord.db import SessionFactory, insert_or_skip
 from accord.live import project_live
 from accord.precedents import index_precedent
 from accord.seats import release_seats_of
 from accord.similarity import find_similar
 from accord.wording import Names
-from models.enums import TERMINAL_STAGES, TaskState
+from models.enums import TERMINAL_STAGES, DisputeStage, TaskState
 from models.payloads import (
     SYSTEM,
     Ack,
@@ -52,6 +56,44 @@ from notifications.outbox import Outbox
 
 SEAT_ENDING_ACTIONS = frozenset({"panel_recused", "appeal_filed"})
 """Audit entries that end panel seats: the recusing panelist's, or the appealed panel's."""
+
+_EVENT = DisputeEvent.__table__  # type: ignore[attr-defined]
+_DISPUTE = Dispute.__table__  # type: ignore[attr-defined]
+_TASK = Task.__table__  # type: ignore[attr-defined]
+
+
+def _of_dispute(*columns: Any) -> Any:
+    return sa_select(*columns).where(_EVENT.c.dispute_number == bindparam("number"))
+
+
+def _last(column: Any) -> Any:
+    return _of_dispute(column).order_by(_EVENT.c.seq.desc()).limit(1).scalar_subquery()
+
+
+def _at_step(column: Any) -> Any:
+    return _of_dispute(column).where(_EVENT.c.step == bindparam("step")).scalar_subquery()
+
+
+_HEAD = sa_select(
+    _last(_EVENT.c.seq).label("seq"),
+    _last(_EVENT.c.hash).label("hash"),
+    _of_dispute(func.max(_EVENT.c.step)).scalar_subquery().label("last_step"),
+    _at_step(_EVENT.c.seq).label("step_seq"),
+    _at_step(_EVENT.c.hash).label("step_hash"),
+    _at_step(_EVENT.c.at).label("step_at"),
+    sa_select(_DISPUTE.c.stage)
+    .where(_DISPUTE.c.number == bindparam("number"))
+    .scalar_subquery()
+    .label("stage"),
+)
+"""All an audit entry reads before it writes, in one statement: the chain's head, the highest
+step recorded, this step's entry if it is recorded, the dispute's stage. One statement is one
+snapshot on both databases (so the head and the highest step agree), and one round trip: on
+SQLite each statement gives up the GIL, and under load the holder of the one writer waited to
+get it back after every statement."""
+_STEP_ENTRY = sa_select(_EVENT.c.seq, _EVENT.c.hash, _EVENT.c.at).where(
+    _EVENT.c.dispute_number == bindparam("number"), _EVENT.c.step == bindparam("step")
+)
 
 
 class RecordActivities:
@@ -106,36 +148,19 @@ class RecordActivities:
         is the database's last + 1. Steps before this one with no entry (refused for good, or
         lost with a restore from an older backup) get a gap entry first, chained like any other,
         so that the dispute goes on and `accord verify` shows the hole as a hole.
+
+        Written as Core statements on the transaction's connection, not as ORM loads and a
+        unit-of-work flush: on SQLite the whole block holds the process's one writer, and the
+        ORM's bookkeeping was most of that hold (issue 17's profile).
         """
         try:
             with self.sessions.begin() as session:
-                # Each statement may see a newer database than the one before it (READ
-                # COMMITTED; SQLite reads outside a write transaction). Entries are only added,
-                # and seq S is given only once S - 1 is committed: so the last entry, then the
-                # highest step up to it, then this step's entry, read in that order, agree.
-                # Columns, not entries: an entry's content (a filing's whole text) is never
-                # needed here, and decoding it was paid while holding SQLite's one writer.
-                last = session.exec(
-                    select(DisputeEvent.seq, DisputeEvent.hash)
-                    .where(DisputeEvent.dispute_number == record.number)
-                    .order_by(col(DisputeEvent.seq).desc())
-                    .limit(1)
-                ).first()
-                last_step = (
-                    session.exec(
-                        select(func.max(DisputeEvent.step)).where(
-                            DisputeEvent.dispute_number == record.number,
-                            DisputeEvent.seq <= last[0],
-                        )
-                    ).one()
-                    if last is not None
-                    else None
-                )
-                existing = self._recorded_step(session, record.number, record.step)
-                if existing is not None:
-                    return existing
-                dispute = session.get(Dispute, record.number)
-                if dispute is None:
+                db = session.connection()
+                head = db.execute(_HEAD, {"number": record.number, "step": record.step}).one()
+                if head.step_seq is not None:
+                    return Recorded(seq=head.step_seq, hash=head.step_hash, at=head.step_at)
+                stage, last_step = head.stage, head.last_step
+                if stage is None:
                     raise ApplicationError(
                         f"dispute {record.number} is not in the database",
                         type="UnknownDispute",
@@ -150,12 +175,13 @@ class RecordActivities:
                         type="LateStep",
                         non_retryable=True,
                     )
-                seq, prev_hash = last if last is not None else (0, GENESIS)
+                seq, prev_hash = (head.seq, head.hash) if head.seq is not None else (0, GENESIS)
                 expected = (last_step or 0) + 1
+                entries = []
                 if record.step > expected:
                     gap = self._gap_entry(record, seq + 1, prev_hash, expected)
-                    session.add(gap)
-                    seq, prev_hash = gap.seq, gap.hash
+                    entries.append(gap)
+                    seq, prev_hash = gap["seq"], gap["hash"]
                 content = {k: v for k, v in record.content.items()}
                 if record.deadline is not None:
                     # The timeline shows each deadline where it was set, with its explanation.
@@ -165,17 +191,19 @@ class RecordActivities:
                         "explanation": record.deadline.explanation,
                     }
                 entry = self._entry(
-                    record, seq + 1, prev_hash, record.actor, record.action, content
+                    record, seq + 1, prev_hash, record.actor, record.action, content, record.step
                 )
-                entry.step = record.step
-                session.add(entry)
-                self._project(session, dispute, record)
+                entries.append(entry)
+                db.execute(sa_insert(_EVENT), entries)
+                self._project(session, stage, record)
                 self._enqueue_notices(session, record, names, first if first is not None else [])
                 # The live state's change goes with its entry, or with nothing (accord.live).
                 behind = record.live is not None and not project_live(
                     session, record.number, record.at, record.live
                 )
-                return Recorded(seq=entry.seq, hash=entry.hash, live_behind=behind, at=record.at)
+                return Recorded(
+                    seq=entry["seq"], hash=entry["hash"], live_behind=behind, at=record.at
+                )
         except IntegrityError:
             # A concurrent attempt of the same step won the insert: return its entry. (If another
             # step took the seq, there is none yet: retrying takes the next seq.) Our rows were
@@ -191,12 +219,9 @@ class RecordActivities:
     @staticmethod
     def _recorded_step(session: Session, number: str, step: int) -> Recorded | None:
         """Where this step's entry is in the chain, if it is recorded."""
-        found = session.exec(
-            select(DisputeEvent.seq, DisputeEvent.hash, DisputeEvent.at).where(
-                DisputeEvent.dispute_number == number, DisputeEvent.step == step
-            )
-        ).first()
-        return None if found is None else Recorded(seq=found[0], hash=found[1], at=found[2])
+        found = session.connection().execute(_STEP_ENTRY, {"number": number, "step": step})
+        row = found.first()
+        return None if row is None else Recorded(seq=row.seq, hash=row.hash, at=row.at)
 
     @staticmethod
     def _entry(
@@ -206,17 +231,20 @@ class RecordActivities:
         actor: Actor,
         action: str,
         content: dict[str, Any],
-    ) -> DisputeEvent:
-        return DisputeEvent(
-            dispute_number=record.number,
-            seq=seq,
-            at=record.at,
-            actor_id=actor.id,
-            actor_role=actor.role,
-            action=action,
-            content=content,
-            prev_hash=prev_hash,
-            hash=event_hash(
+        step: int | None,
+    ) -> dict[str, Any]:
+        """One `dispute_event` row, its hash chained on `prev_hash`."""
+        return {
+            "dispute_number": record.number,
+            "seq": seq,
+            "step": step,
+            "at": record.at,
+            "actor_id": actor.id,
+            "actor_role": actor.role,
+            "action": action,
+            "content": content,
+            "prev_hash": prev_hash,
+            "hash": event_hash(
                 prev_hash=prev_hash,
                 number=record.number,
                 seq=seq,
@@ -226,12 +254,12 @@ class RecordActivities:
                 action=action,
                 content=content,
             ),
-        )
+        }
 
     @classmethod
     def _gap_entry(
         cls, record: EventRecord, seq: int, prev_hash: str, first_missing: int
-    ) -> DisputeEvent:
+    ) -> dict[str, Any]:
         """The entry standing for steps first_missing .. record.step - 1 (its step is None)."""
         last_missing = record.step - 1
         refused = [
@@ -240,42 +268,39 @@ class RecordActivities:
             if first_missing <= r.step <= last_missing
         ]
         content = gap_content(first_missing, last_missing, refused)
-        return cls._entry(record, seq, prev_hash, SYSTEM, GAP_ACTION, content)
+        return cls._entry(record, seq, prev_hash, SYSTEM, GAP_ACTION, content, None)
 
     @staticmethod
-    def _project(session: Session, dispute: Dispute, record: EventRecord) -> None:
-        if (
-            record.stage is not None
-            and dispute.stage in TERMINAL_STAGES
-            and record.stage is not dispute.stage
-        ):
+    def _project(session: Session, stage: DisputeStage, record: EventRecord) -> None:
+        """The entry onto the dispute's row, its assignment, seats, evidence and tasks."""
+        if record.stage is not None and stage in TERMINAL_STAGES and record.stage is not stage:
             # Terminal is terminal: a stale decision must not reopen an ended dispute (the
             # whole entry is refused, so the trail and the read model stay in step).
             raise ApplicationError(
-                f"{record.number} is {dispute.stage.value}: {record.action} cannot move it to "
+                f"{record.number} is {stage.value}: {record.action} cannot move it to "
                 f"{record.stage.value}",
                 type="TerminalStage",
                 non_retryable=True,
             )
-        dispute.updated_at = record.at
+        db = session.connection()
+        changed: dict[str, Any] = {"updated_at": record.at}
         if record.stage is not None:
-            dispute.stage = record.stage
+            changed["stage"] = record.stage
             if record.stage in TERMINAL_STAGES:
-                dispute.closed_at = record.at
+                changed["closed_at"] = record.at
         if record.deadline is not None:
-            dispute.stage_deadline = record.deadline.due_at
-            dispute.deadline_explanation = record.deadline.explanation
-            dispute.stage_warning_50_at = record.deadline.warning_at(0.5)
-            dispute.stage_warning_80_at = record.deadline.warning_at(0.8)
+            changed["stage_deadline"] = record.deadline.due_at
+            changed["deadline_explanation"] = record.deadline.explanation
+            changed["stage_warning_50_at"] = record.deadline.warning_at(0.5)
+            changed["stage_warning_80_at"] = record.deadline.warning_at(0.8)
         elif record.clear_deadline:
-            dispute.stage_deadline = None
-            dispute.deadline_explanation = None
-            dispute.stage_warning_50_at = dispute.stage_warning_80_at = None
+            changed["stage_deadline"] = changed["deadline_explanation"] = None
+            changed["stage_warning_50_at"] = changed["stage_warning_80_at"] = None
         if record.mediator_id is not None:
-            dispute.mediator_id = record.mediator_id or None
+            changed["mediator_id"] = record.mediator_id or None
         if record.outcome is not None:
-            dispute.outcome = record.outcome
-        session.add(dispute)
+            changed["outcome"] = record.outcome
+        db.execute(sa_update(_DISPUTE).where(_DISPUTE.c.number == record.number).values(changed))
         if record.assignment is not None:
             a = record.assignment
             row = session.exec(
@@ -302,33 +327,38 @@ class RecordActivities:
             # stops reading the dispute with this entry (accord.access decides by held seats).
             leaving = record.actor.id if record.action == "panel_recused" else None
             release_seats_of(session, record.number, record.at, leaving)
-        for task in record.open_tasks:
-            if session.get(Task, task.key) is None:
-                session.add(
-                    Task(
-                        key=task.key,
-                        dispute_number=task.number,
-                        kind=task.kind,
-                        title=task.title,
-                        assignee_id=task.assignee_id,
-                        assignee_role=task.assignee_role,
-                        due_at=task.due_at,
-                        state=TaskState.OPEN,
-                        created_at=task.at,
-                    )
-                )
+        if record.open_tasks:
+            # A task opened already (a retried step's) stays as it is.
+            db.execute(
+                insert_or_skip(db, _TASK),
+                [
+                    {
+                        "key": task.key,
+                        "dispute_number": task.number,
+                        "kind": task.kind,
+                        "title": task.title,
+                        "assignee_id": task.assignee_id,
+                        "assignee_role": task.assignee_role,
+                        "due_at": task.due_at,
+                        "state": TaskState.OPEN,
+                        "created_at": task.at,
+                        "closed_at": None,
+                    }
+                    for task in record.open_tasks
+                ],
+            )
         if record.evidence is not None:
             RecordActivities._attach_evidence(session, record, record.evidence)
         for keys, state in (
             (record.done_tasks, TaskState.DONE),
             (record.cancelled_tasks, TaskState.CANCELLED),
         ):
-            for key in keys:
-                closing = session.get(Task, key)
-                if closing is not None and closing.state is TaskState.OPEN:
-                    closing.state = state
-                    closing.closed_at = record.at
-                    session.add(closing)
+            if keys:
+                db.execute(
+                    sa_update(_TASK)
+                    .where(_TASK.c.key.in_(list(keys)), _TASK.c.state == TaskState.OPEN)
+                    .values(state=state, closed_at=record.at)
+                )
 
     @staticmethod
     def _attach_evidence(session: Session, record: EventRecord, item: EvidenceItem) -> None:

@@ -40,7 +40,16 @@ from models.payloads import (
     TaskOpen,
     UnrecordedStep,
 )
-from models.tables import Assignment, Dispute, DisputeEvent, OutboxMessage, Person, Task
+from models.tables import (
+    Assignment,
+    Dispute,
+    DisputeEvent,
+    DisputeLive,
+    DisputeLiveNote,
+    OutboxMessage,
+    Person,
+    Task,
+)
 from notifications.outbox import Outbox
 from notifications.render import TemplateCatalog
 from tests.conftest import seed
@@ -100,6 +109,18 @@ def event(number: str, step: int, **extra: object) -> EventRecord:
         content={"summary": f"step {step}", "n": step},
         **extra,
     )  # type: ignore[arg-type]
+
+
+def trail(sessions: SessionFactory, number: str) -> list[DisputeEvent]:
+    """The dispute's audit entries in chain order."""
+    with sessions.read() as session:
+        return list(
+            session.exec(
+                select(DisputeEvent)
+                .where(DisputeEvent.dispute_number == number)
+                .order_by(col(DisputeEvent.seq))
+            ).all()
+        )
 
 
 def test_audit_trail_is_chained_idempotent_and_projects_the_read_model(
@@ -190,14 +211,7 @@ def test_two_attempts_of_one_step_at_once_write_its_entry_and_its_gap_once(
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(attempt, range(2))
     assert first == second
-    with sessions.read() as session:
-        events = list(
-            session.exec(
-                select(DisputeEvent)
-                .where(DisputeEvent.dispute_number == number)
-                .order_by(col(DisputeEvent.seq))
-            ).all()
-        )
+    events = trail(sessions, number)
     assert [(e.seq, e.step, e.action) for e in events] == [
         (1, 1, "step_1"),
         (2, None, "audit_gap"),
@@ -227,14 +241,7 @@ def test_a_record_scheduled_by_an_older_worker_unwedges_a_dispute_stuck_on_a_mis
     stored["seq"] = stored.pop("step")
     del stored["unrecorded"]
     recorded = records.record_event(EventRecord.model_validate(stored))
-    with sessions.read() as session:
-        events = list(
-            session.exec(
-                select(DisputeEvent)
-                .where(DisputeEvent.dispute_number == number)
-                .order_by(col(DisputeEvent.seq))
-            ).all()
-        )
+    events = trail(sessions, number)
     assert [(e.seq, e.step, e.action) for e in events] == [
         (1, 1, "step_1"),
         (2, None, "audit_gap"),
@@ -643,3 +650,150 @@ def test_a_filings_acknowledgement_is_claimed_before_older_mail_once_recorded(
         (older, "respondent_notice"),
         None,
     ]
+
+
+HOSTILE = "nul\x00 rtl\u202e emoji\U0001f600 quote' \"; DROP TABLE dispute_event; --"
+
+
+def test_an_entry_with_hostile_content_is_stored_and_chained_as_written(
+    sessions: SessionFactory,
+) -> None:
+    """The entry, its live state and its notes are written as statements of their own (not the
+    ORM's): NUL, bidi controls, SQL-looking text, deep nesting and bulk go in and come back as
+    written, on both databases, and the chain still verifies."""
+    from models.enums import NoteVisibility
+    from models.payloads import LiveDelta, NoteView
+
+    number = "DSP-2026-000012"
+    add_dispute(sessions, number)
+    records = RecordActivities(sessions)
+    nested: dict[str, Any] = {"leaf": HOSTILE}
+    for depth in range(60):
+        nested = {f"level{depth}": nested}
+    content = {"summary": HOSTILE, "bulk": "x" * 200_000, "nested": nested, "list": [HOSTILE] * 3}
+    note = NoteView(
+        at=NOW,
+        author="maria.lopez",
+        text=HOSTILE,
+        visibility=NoteVisibility.SHARED,
+        caucus_partner_id=None,
+    )
+    live = LiveDelta(version=1, sections={"summary": HOSTILE, "stage": "filed"}, notes=(note,))
+    first = records.record_event(
+        EventRecord(
+            number=number, step=1, at=NOW, actor=SYSTEM, action="filed", content=content, live=live
+        )
+    )
+    assert not first.live_behind
+    follow = LiveDelta(version=2, base=1, notes_from=1, notes=(note,))
+    records.record_event(event(number, 2, live=follow))
+    events = trail(sessions, number)
+    assert events[0].content == content and events[0].hash == first.hash
+    assert first_broken_link(events) is None
+    with sessions.read() as session:
+        stored = session.get(DisputeLive, number)
+        notes = session.exec(
+            select(DisputeLiveNote.note)
+            .where(DisputeLiveNote.dispute_number == number)
+            .order_by(col(DisputeLiveNote.position))
+        ).all()
+    assert stored is not None and stored.version == 2 and stored.state["summary"] == HOSTILE
+    assert [n["text"] for n in notes] == [HOSTILE, HOSTILE]
+
+
+def test_an_entry_changes_only_what_it_names_and_a_task_opened_again_stays_as_it_is(
+    sessions: SessionFactory,
+) -> None:
+    """The dispute's row keeps its deadline through entries that do not name one, loses it to
+    the entry that clears it; an empty mediator id clears the mediator; a task key opened again
+    by a later entry (a retried step's) keeps the state it reached."""
+    from models.payloads import Deadline, WarningPoint
+
+    number = "DSP-2026-000013"
+    add_dispute(sessions, number)
+    records = RecordActivities(sessions)
+    due = NOW + timedelta(days=5)
+    deadline = Deadline(
+        purpose="triage",
+        calendar="default",
+        starts_at=NOW,
+        due_at=due,
+        business_days=3,
+        warnings=(WarningPoint(fraction=0.5, at=NOW + timedelta(days=2)),),
+        explanation="3 business days",
+    )
+    task = TaskOpen(
+        key=f"{number}:triage",
+        number=number,
+        kind=TaskKind.MEDIATE,
+        title="triage",
+        assignee_id=None,
+        assignee_role=Role.ADMIN,
+        due_at=due,
+        at=NOW,
+    )
+
+    def row() -> Dispute:
+        with sessions.read() as session:
+            found = session.get(Dispute, number)
+            assert found is not None
+            return found
+
+    records.record_event(
+        event(
+            number,
+            1,
+            stage=DisputeStage.TRIAGE,
+            deadline=deadline,
+            mediator_id="maria.lopez",
+            open_tasks=(task,),
+        )
+    )
+    records.record_event(event(number, 2, done_tasks=(task.key,)))
+    records.record_event(event(number, 3, open_tasks=(task,)))  # opened again: stays done
+    kept = row()
+    assert kept.stage is DisputeStage.TRIAGE and kept.stage_deadline == due
+    assert kept.deadline_explanation == "3 business days"
+    assert kept.stage_warning_50_at == NOW + timedelta(days=2) and kept.stage_warning_80_at is None
+    assert kept.mediator_id == "maria.lopez" and kept.updated_at == NOW + timedelta(minutes=3)
+    records.record_event(event(number, 4, clear_deadline=True, mediator_id=""))
+    cleared = row()
+    assert cleared.stage_deadline is None and cleared.deadline_explanation is None
+    assert cleared.stage_warning_50_at is None and cleared.mediator_id is None
+    assert cleared.stage is DisputeStage.TRIAGE and cleared.closed_at is None
+    with sessions.read() as session:
+        tasks = session.exec(select(Task).where(Task.dispute_number == number)).all()
+    assert [(t.state, t.closed_at) for t in tasks] == [(TaskState.DONE, NOW + timedelta(minutes=2))]
+
+
+def test_mail_stored_in_part_is_completed_and_what_is_pending_is_named_once(
+    sessions: SessionFactory,
+) -> None:
+    """An entry's notice whose email to one recipient is stored already (sent, even) stores
+    only the others, and names for sending first only what is still pending."""
+    from models.enums import OutboxState
+
+    number = "DSP-2026-000014"
+    add_dispute(sessions, number)
+    outbox = recording_outbox(sessions)
+    filed = notice(number, 1, "acknowledgement", "nora@northwind.example")
+    with sessions.begin() as session:
+        [stored] = outbox.enqueue_in(session, filed, NOW)
+    with sessions.begin() as session:
+        sent = session.get(OutboxMessage, stored)
+        assert sent is not None
+        sent.state = OutboxState.SENT
+        session.add(sent)
+    both = notice(number, 1, "acknowledgement", "nora@northwind.example", "Ola@Northwind.example")
+    with sessions.begin() as session:
+        pending = outbox.enqueue_in(session, both, NOW)
+    with sessions.begin() as session:
+        again = outbox.enqueue_in(session, both, NOW)
+    with sessions.read() as session:
+        rows = session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all()
+    assert [(r.recipient, r.state) for r in rows] == [
+        ("nora@northwind.example", OutboxState.SENT),
+        ("Ola@Northwind.example", OutboxState.PENDING),
+    ]
+    assert pending == again == [rows[1].id]
+    assert rows[1].attempts == 0 and rows[1].message_id.endswith("@b.example>")

@@ -278,7 +278,8 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
         )
         with factory.begin() as session:
             dispute = session.get(Dispute, number)
-            RecordActivities._project(session, dispute, record)
+            assert dispute is not None
+            RecordActivities._project(session, dispute.stage, record)
 
     task = TaskOpen(
         key=f"{number}:accept-1",
