@@ -60,6 +60,7 @@ SEAT_ENDING_ACTIONS = frozenset({"panel_recused", "appeal_filed"})
 _EVENT = DisputeEvent.__table__  # type: ignore[attr-defined]
 _DISPUTE = Dispute.__table__  # type: ignore[attr-defined]
 _TASK = Task.__table__  # type: ignore[attr-defined]
+_KEYS_A_STATEMENT = 1_000
 
 
 def _of_dispute(*columns: Any) -> Any:
@@ -353,10 +354,15 @@ class RecordActivities:
             (record.done_tasks, TaskState.DONE),
             (record.cancelled_tasks, TaskState.CANCELLED),
         ):
-            if keys:
+            listed = list(keys)
+            # In slices: PostgreSQL takes at most 65,535 parameters in one statement.
+            for start in range(0, len(listed), _KEYS_A_STATEMENT):
                 db.execute(
                     sa_update(_TASK)
-                    .where(_TASK.c.key.in_(list(keys)), _TASK.c.state == TaskState.OPEN)
+                    .where(
+                        _TASK.c.key.in_(listed[start : start + _KEYS_A_STATEMENT]),
+                        _TASK.c.state == TaskState.OPEN,
+                    )
                     .values(state=state, closed_at=record.at)
                 )
 

@@ -391,7 +391,7 @@ class Outbox:
                 _OUTBOX.c.key.in_(list(wanted))
             )
         ).all()
-        ids = [row.id for row in stored if row.state is OutboxState.PENDING]
+        pending = {row.key: row.id for row in stored if row.state is OutboxState.PENDING}
         taken = {row.key for row in stored}
         new = [
             {
@@ -415,8 +415,12 @@ class Outbox:
             if key not in taken
         ]
         if new:
-            ids.extend(db.execute(sa_insert(_OUTBOX).returning(_OUTBOX.c.id), new).scalars())
-        return ids
+            made = db.execute(
+                sa_insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), new
+            ).scalars()
+            pending.update(zip((row["key"] for row in new), made, strict=True))
+        # In the recipients' order: the relay sends the rows named first in this order.
+        return [pending[key] for key in wanted if key in pending]
 
     def nudge(self, first: list[int] | None = None) -> None:
         """Wake the relays of this process now (after an enqueue), from any thread; `first`:
