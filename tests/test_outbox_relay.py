@@ -268,7 +268,8 @@ async def test_a_temporary_failure_waits_out_a_growing_backoff_and_is_logged(
                 assert await outbox.relay_once() == 0  # not due again before its backoff
                 assert outbox.send_waiting_now(datetime.now(UTC)) == 1  # the admin's "now"
             assert row.last_error
-            assert ("451" in row.last_error) == ("451" in cause)
+            # The server's words, or none: a port number can hold "451" (45129 did, in CI).
+            assert ("try again later" in row.last_error) == ("451" in cause)
         # 30 s, 60 s, 120 s (each measured from just before its pass).
         base = timedelta(seconds=30)
         for n, wait in enumerate(waits):
