@@ -44,7 +44,6 @@ from models.payloads import (
 from models.tables import (
     Assignment,
     Dispute,
-    DisputeEvent,
     DisputeLive,
     DisputeLiveNote,
     OutboxMessage,
@@ -53,23 +52,19 @@ from models.tables import (
 )
 from notifications.outbox import Outbox
 from tests.conftest import seed
-from tests.test_activities import NOW, add_dispute, event, notice, recording_outbox
+from tests.test_activities import (
+    NOW,
+    add_dispute,
+    event,
+    notice,
+    recording_outbox,
+    trail,
+)
 
 NUMBER = "DSP-2026-000101"
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def trail(sessions: SessionFactory, number: str) -> list[DisputeEvent]:
-    with sessions.read() as session:
-        return list(
-            session.exec(
-                select(DisputeEvent)
-                .where(DisputeEvent.dispute_number == number)
-                .order_by(col(DisputeEvent.seq))
-            ).all()
-        )
 
 
 def tasks(sessions: SessionFactory, number: str | None = None) -> list[Task]:
