@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, create_engine, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 from temporalio import activity
@@ -250,3 +251,18 @@ def first_of(session: Session, query: SelectOfScalar[_T], most: int) -> tuple[li
         return rows, len(rows)
     total = session.exec(select(func.count()).select_from(query.order_by(None).subquery())).one()
     return rows[:most], total
+
+
+def unreachable(exc: BaseException) -> bool:
+    """The database could not be reached or could not serve the statement now (PostgreSQL
+    refusing or cutting connections, SQLite locked by another process past its busy timeout):
+    the same statement may well succeed in a moment, unlike a constraint or a bug."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def engine_words(exc: BaseException) -> str:
+    """The first line of what the database driver said, for an operator's log line."""
+    orig = getattr(exc, "orig", None)
+    return (str(orig or exc).splitlines() or [type(exc).__name__])[0]

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory, lock_people_writers
+from accord.db import SessionFactory, engine_words, lock_people_writers
 from accord.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
 from accord.seats import (
     MEDIATING_STAGES,
@@ -207,7 +207,7 @@ def _reserving(sessions: SessionFactory, number: str, work: Callable[[Session], 
         except IntegrityError:
             return attempt()
     except OperationalError as exc:
-        why = str(exc.orig or exc).splitlines()[0]
+        why = engine_words(exc)
         raise ApplicationError(
             f"could not reserve seats on {number} now, the database is busy ({why});"
             " the attempt is retried",

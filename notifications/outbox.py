@@ -52,7 +52,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from accord import directory, texts
-from accord.db import SessionFactory, Turn
+from accord.db import SessionFactory, Turn, engine_words, unreachable
 from accord.wording import Names
 from models.enums import DisputeStage, OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
@@ -778,12 +778,62 @@ class Outbox:
     async def _keep_lease(self, claim: Claim) -> None:
         while True:
             await asyncio.sleep(self.policy.lease.total_seconds() / 3)
-            if not await self._off_loop(self.renew, claim, datetime.now(UTC)):
+            try:
+                renewed = await self._off_loop(self.renew, claim, datetime.now(UTC))
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                # The send goes on: the next renewal may reach the database, and until the
+                # lease runs out no other relay takes the row over (nor can it, unreachable).
+                log.warning(
+                    "outbox message %d: lease not renewed, the database is unreachable (%s)",
+                    claim.row_id,
+                    engine_words(exc),
+                )
+                continue
+            if not renewed:
                 log.warning(
                     "outbox message %d: lease lost during a slow send; another relay has it",
                     claim.row_id,
                 )
                 return
+
+    async def _record_through_outage(
+        self, claim: Claim, outcome: Outcome, error: str | None, now: datetime
+    ) -> bool | None:
+        """`record`, tried again while the database is unreachable, for as long as the lease
+        lasts: the server may have the email already, and an outcome not recorded sends it again
+        once the lease runs out. None if the database stayed away for all of it."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.policy.lease.total_seconds()
+        pause = 0.2
+        while True:
+            try:
+                return await self._off_loop(self.record, claim, outcome, error, now)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                left = give_up - loop.time()
+                if left <= 0:
+                    log.error(
+                        "outbox message %d: %s, but the database stayed unreachable (%s); once"
+                        " its lease runs out it is sent again, with the same Message-ID",
+                        claim.row_id,
+                        outcome.value,
+                        engine_words(exc),
+                    )
+                    return None
+                if pause == 0.2:  # once, not at every try
+                    log.warning(
+                        "outbox message %d: outcome %s not recorded yet, the database is"
+                        " unreachable (%s); trying again for up to %.0f s",
+                        claim.row_id,
+                        outcome.value,
+                        engine_words(exc),
+                        left,
+                    )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
 
     async def send(self, claim: Claim) -> tuple[Outcome, str | None]:
         """Send one claimed message, renewing its lease meanwhile, and record the outcome."""
@@ -803,7 +853,10 @@ class Outbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
         now = datetime.now(UTC)
-        if not await self._off_loop(self.record, claim, outcome, error, now):
+        recorded = await self._record_through_outage(claim, outcome, error, now)
+        if recorded is None:
+            return Outcome.LOST, error
+        if not recorded:
             log.warning(
                 "outbox message %d: lease lost; its outcome is left to the relay holding it",
                 claim.row_id,
