@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from itertools import pairwise
@@ -166,12 +167,16 @@ class Recording:
         return {k: n for k, n in seen.items() if n > 1}
 
     def cut_by_kill(
-        self, killed_at: list[float], window: float
+        self,
+        killed_at: list[float],
+        window: float,
+        outages: Sequence[tuple[float, float]] = (),
     ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
         """The duplicates split in two: each copy that followed a kill landing within `window`
         seconds after the delivery before it (the relay died between the server's acceptance
         and its record of it, and another sent the email again, as the outbox says it does),
-        and every other copy, which nothing excuses."""
+        and every other copy, which nothing excuses. A database outage (start, end) that began
+        within that window holds the record up until it ends: the window runs from its end."""
         with self.lock:
             times: dict[tuple[str, str], list[float]] = {}
             for mid, to, _, at in self.deliveries:
@@ -180,7 +185,11 @@ class Recording:
         unexplained: dict[tuple[str, str], int] = {}
         for key, seen in times.items():
             for before, after in pairwise(seen):
-                killed = any(before <= k <= min(after, before + window) for k in killed_at)
+                recorded_by = before + window
+                for start, end in sorted(outages):
+                    if start <= recorded_by and end >= before:
+                        recorded_by = max(recorded_by, end + window)
+                killed = any(before <= k <= min(after, recorded_by) for k in killed_at)
                 into = cut if killed else unexplained
                 into[key] = into.get(key, 0) + 1
         return cut, unexplained
@@ -217,6 +226,10 @@ class DatabaseOutage:
     def __init__(self, database_url: str) -> None:
         self.url = make_url(database_url)
         self._held: sqlite3.Connection | None = None
+        self._began = 0.0
+        self.spans: list[tuple[float, float]] = []
+        """(start, end) in `time.monotonic()` of each outage, from before it began until after
+        it ended."""
 
     def _admin(self) -> psycopg.Connection[Any]:
         admin = self.url.set(drivername="postgresql", database="postgres")
@@ -225,6 +238,7 @@ class DatabaseOutage:
         )
 
     def begin(self) -> None:
+        self._began = time.monotonic()
         if self.url.get_backend_name() == "sqlite":
             # Released from another thread than the one that took it (asyncio.to_thread).
             held = sqlite3.connect(
@@ -243,11 +257,13 @@ class DatabaseOutage:
             )
 
     def end(self) -> None:
-        if self._held is not None:
-            self._held.execute("ROLLBACK")
-            self._held.close()
-            self._held = None
-            return
-        if self.url.get_backend_name() != "sqlite":
-            with self._admin() as admin:
-                admin.execute(f'ALTER DATABASE "{self.url.database}" ALLOW_CONNECTIONS true')
+        try:
+            if self._held is not None:
+                self._held.execute("ROLLBACK")
+                self._held.close()
+                self._held = None
+            elif self.url.get_backend_name() != "sqlite":
+                with self._admin() as admin:
+                    admin.execute(f'ALTER DATABASE "{self.url.database}" ALLOW_CONNECTIONS true')
+        finally:
+            self.spans.append((self._began, time.monotonic()))

@@ -59,7 +59,8 @@ CUT_WINDOW = 2.0
 come before the relay recorded it as sent: the copy another relay sends after the lease runs
 out (same Message-ID) is then the outbox's documented at-least-once, counted apart; any other
 copy is a finding. The record commits within milliseconds ahead of the other writers; the
-rest is room for a loaded machine."""
+rest is room for a loaded machine. While the database is away the relay keeps trying to record,
+so an outage that began in this window extends it to the outage's end (`cut_by_kill`)."""
 
 FUNCTIONS = ("sales", "marketing", "product", "finance", "partner_management", "chair")
 
@@ -419,7 +420,9 @@ class ChaosRun:
                     self.report.problems.append(f"{case.number}: audit chain broken")
         twice = sum(max(0, splits[c.number] - c.path.remedies_applied) for c in cases)
         missing_remedies = sum(max(0, c.path.remedies_applied - splits[c.number]) for c in cases)
-        resent, duplicates = self.mail.recording.cut_by_kill(self.worker.killed_at, CUT_WINDOW)
+        resent, duplicates = self.mail.recording.cut_by_kill(
+            self.worker.killed_at, CUT_WINDOW, self.outage.spans
+        )
         for (message_id, to), n in list(duplicates.items())[:10]:
             self.report.problems.append(f"email {message_id} to {to} delivered {n + 1} times")
         self.report.found = [

@@ -50,3 +50,24 @@ def test_only_a_copy_sent_after_a_kill_cut_its_send_is_excused() -> None:
     cut, unexplained = recording.cut_by_kill([10.3, 40.0], window=2.0)
     assert cut == {("<a@x>", "p@x"): 1}
     assert unexplained == {("<b@x>", "p@x"): 1, ("<c@x>", "p@x"): 1}
+
+
+def test_a_record_held_up_by_a_database_outage_widens_the_window_to_its_end() -> None:
+    """While the database is unreachable the relay cannot record what the server accepted (it
+    tries again until the database is back): a kill during the outage, or just after it, cut
+    the send as surely as one just after the delivery; a kill well after the outage did not."""
+    recording = Recording()
+    recording.deliveries = [
+        ("<e@x>", "p@x", "s", 60.0),
+        ("<e@x>", "p@x", "s", 130.0),  # a kill at 62.5, the database away from 59.5 to 63
+        ("<f@x>", "p@x", "s", 58.0),
+        ("<f@x>", "p@x", "s", 140.0),  # the outage began before its record: a kill at 64.5
+        ("<g@x>", "p@x", "s", 70.0),
+        ("<g@x>", "p@x", "s", 150.0),  # a kill at 72.5, the outage long over
+    ]
+    kills = [62.5, 64.5, 72.5]
+    cut, unexplained = recording.cut_by_kill(kills, window=2.0, outages=[(59.5, 63.0)])
+    assert cut == {("<e@x>", "p@x"): 1, ("<f@x>", "p@x"): 1}
+    assert unexplained == {("<g@x>", "p@x"): 1}
+    # Without the outage, the same kills excuse nothing.
+    assert recording.cut_by_kill(kills, window=2.0)[0] == {}
