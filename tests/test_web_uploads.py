@@ -67,14 +67,17 @@ def rows(stack: Stack) -> tuple[int, int]:
 
 
 def temporary_files() -> set[str]:
-    """Files this process holds open that are temporary: in the temp folder, or unlinked."""
+    """Files this process holds open that are temporary: unlinked (a spooled upload), or named
+    in the temp folder itself. Not the files in folders below it: the test's SQLite database
+    lives in one, and a connection the pool opens meanwhile holds its `-shm` open (in CI that
+    was taken for a spooled upload left behind)."""
     found = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             continue
-        if target.startswith(tempfile.gettempdir()) or target.endswith("(deleted)"):
+        if os.path.dirname(target) == tempfile.gettempdir() or target.endswith("(deleted)"):
             found.add(target)
     return found
 
