@@ -253,13 +253,29 @@ def first_of(session: Session, query: SelectOfScalar[_T], most: int) -> tuple[li
     return rows[:most], total
 
 
+_SQLITE_AWAY = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_IOERR",
+    "SQLITE_CANTOPEN",
+    "SQLITE_PROTOCOL",
+)
+"""SQLite's codes (and their extended forms) for a database it cannot use now. Its other
+OperationalErrors are the statement's fault (no such table, a syntax error): not an outage."""
+
+
 def unreachable(exc: BaseException) -> bool:
     """The database could not be reached or could not serve the statement now (PostgreSQL
     refusing or cutting connections, SQLite locked by another process past its busy timeout):
     the same statement may well succeed in a moment, unlike a constraint or a bug."""
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    name = getattr(exc.orig, "sqlite_errorname", None)
+    # PostgreSQL's OperationalErrors are the connection's (class 08, 57P0x, 53...): a missing
+    # table or bad SQL is a ProgrammingError there.
+    return name is None or name.startswith(_SQLITE_AWAY)
 
 
 def engine_words(exc: BaseException) -> str:

@@ -6,7 +6,9 @@ sends them: it claims one due row at a time under a lease it renews while the se
 progress, sends it, and records the outcome only if it still holds the claim. So two relays
 never send the same row, and a relay that dies mid-send leaves the row to another once its
 lease runs out; it is then sent again with the same Message-ID (the first try may have reached
-the server), which lets receiving systems drop the duplicate.
+the server), which lets receiving systems drop the duplicate. A database outage alone sends
+nothing twice: the relay keeps renewing the lease and recording the outcome until the database
+is back (a lane that cannot claim stops without cancelling the others' records).
 
 An outcome's notifications come in a burst (settled, each remedy applied, closed): each waits
 until it is `RelayPolicy.coalesce` old (1 s), and the first to be claimed takes in the others
@@ -260,6 +262,19 @@ class Claim:
     """None if the row cannot make a message (a header no mail can carry): it fails for good
     at once instead of stopping the relay at the head of the queue on every pass."""
     problem: str | None = None
+
+
+OUTAGE_PAUSE = 0.2
+"""Seconds between tries of a lease renewal or an outcome's record the database could not take:
+short, so that once the database is back they land before the lease runs out."""
+
+
+@dataclass
+class _Lease:
+    """When this relay last renewed a claim it holds (the event loop's clock): the lease runs
+    `RelayPolicy.lease` from then."""
+
+    renewed_at: float
 
 
 class MailNotSent(RuntimeError):
@@ -710,8 +725,19 @@ class Outbox:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def record(self, claim: Claim, outcome: Outcome, error: str | None, now: datetime) -> bool:
-        """Record the send's outcome, if the claim is still ours (else another relay will)."""
+    def record(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        error: str | None,
+        now: datetime,
+        *,
+        again: bool = False,
+    ) -> bool:
+        """Record the send's outcome, if the claim is still ours (else another relay will).
+
+        `again`: an earlier try may have committed before its connection was cut (PostgreSQL
+        going away mid-COMMIT); a row that already holds exactly this outcome is ours."""
         values: dict[str, Any]
         if outcome is Outcome.SENT:
             values = {"state": OutboxState.SENT, "sent_at": now, "claimed_by": None}
@@ -741,12 +767,20 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False
+                return again and self._holds(session, claim.row_id, values)
             if outcome is not Outcome.RETRY:  # the parts of a merged email share its fate
                 _follow(session, claim.row_id, values)
             if outcome is Outcome.FAILED:
                 self._open_mail_task(session, claim, now)
         return True
+
+    @staticmethod
+    def _holds(session: Session, row_id: int, values: dict[str, Any]) -> bool:
+        """Row `row_id` carries exactly these recorded values (this outcome, this moment)."""
+        row = session.execute(
+            sa_select(*(_OUTBOX.c[name] for name in values)).where(_OUTBOX.c.id == row_id)
+        ).one_or_none()
+        return row is not None and dict(zip(values, row, strict=True)) == values
 
     @staticmethod
     def _open_mail_task(session: Session, claim: Claim, now: datetime) -> None:
@@ -775,21 +809,25 @@ class Outbox:
 
     # --- sending -----------------------------------------------------------------------------
 
-    async def _keep_lease(self, claim: Claim) -> None:
+    async def _keep_lease(self, claim: Claim, lease: _Lease) -> None:
+        """Renew the claim every third of the lease until cancelled; a renewal the database
+        cannot take now is tried again at once and then every `OUTAGE_PAUSE`, so the lease is
+        renewed as soon as the database is back."""
+        pause = self.policy.lease.total_seconds() / 3
         while True:
-            await asyncio.sleep(self.policy.lease.total_seconds() / 3)
+            await asyncio.sleep(pause)
             try:
                 renewed = await self._off_loop(self.renew, claim, datetime.now(UTC))
             except Exception as exc:
                 if not unreachable(exc):
                     raise
-                # The send goes on: the next renewal may reach the database, and until the
-                # lease runs out no other relay takes the row over (nor can it, unreachable).
-                log.warning(
-                    "outbox message %d: lease not renewed, the database is unreachable (%s)",
-                    claim.row_id,
-                    engine_words(exc),
-                )
+                if pause != OUTAGE_PAUSE:  # once an outage, not at every try
+                    log.warning(
+                        "outbox message %d: lease not renewed, the database is unreachable (%s)",
+                        claim.row_id,
+                        engine_words(exc),
+                    )
+                pause = OUTAGE_PAUSE
                 continue
             if not renewed:
                 log.warning(
@@ -797,23 +835,41 @@ class Outbox:
                     claim.row_id,
                 )
                 return
+            lease.renewed_at = asyncio.get_running_loop().time()
+            pause = self.policy.lease.total_seconds() / 3
 
     async def _record_through_outage(
-        self, claim: Claim, outcome: Outcome, error: str | None, now: datetime
+        self,
+        claim: Claim,
+        lease: _Lease,
+        outcome: Outcome,
+        error: str | None,
+        now: datetime,
+        stop: asyncio.Event | None,
     ) -> bool | None:
-        """`record`, tried again while the database is unreachable, for as long as the lease
-        lasts: the server may have the email already, and an outcome not recorded sends it again
-        once the lease runs out. None if the database stayed away for all of it."""
+        """`record`, tried again every `OUTAGE_PAUSE` while the database is unreachable: the
+        server may have the email already, and an outcome not recorded sends it again once a
+        relay takes the row over. The lease is renewed meanwhile (`send`), so the record lands
+        as soon as the database is back, ahead of any other relay while the lease holds.
+
+        In the relay's loop (`stop` given) it goes on past the lease until the relay stops: the
+        loop's next pass cannot start meanwhile, so this relay never takes its own row over,
+        and a row another relay took is refused to the record (False). Otherwise (`deliver`, a
+        single pass) it stops once the lease, as last renewed, has run out. None if it gave up.
+        """
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.policy.lease.total_seconds()
-        pause = 0.2
+        again = False
         while True:
             try:
-                return await self._off_loop(self.record, claim, outcome, error, now)
+                record = functools.partial(self.record, again=again)
+                return await self._off_loop(record, claim, outcome, error, now)
             except Exception as exc:
                 if not unreachable(exc):
                     raise
-                left = give_up - loop.time()
+                left = lease.renewed_at + self.policy.lease.total_seconds() - loop.time()
+                patient = stop is not None and not stop.is_set()
+                if patient:
+                    left = max(left, OUTAGE_PAUSE)  # on until the database is back
                 if left <= 0:
                     log.error(
                         "outbox message %d: %s, but the database stayed unreachable (%s); once"
@@ -823,37 +879,42 @@ class Outbox:
                         engine_words(exc),
                     )
                     return None
-                if pause == 0.2:  # once, not at every try
+                if not again:
                     log.warning(
                         "outbox message %d: outcome %s not recorded yet, the database is"
-                        " unreachable (%s); trying again for up to %.0f s",
+                        " unreachable (%s); trying again %s",
                         claim.row_id,
                         outcome.value,
                         engine_words(exc),
-                        left,
+                        "until it is back" if patient else f"for up to {left:.0f} s",
                     )
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, 2.0)
+                again = True
+            await asyncio.sleep(min(OUTAGE_PAUSE, max(left, 0.0)))
 
-    async def send(self, claim: Claim) -> tuple[Outcome, str | None]:
-        """Send one claimed message, renewing its lease meanwhile, and record the outcome."""
-        renewing = asyncio.create_task(self._keep_lease(claim))
+    async def send(
+        self, claim: Claim, stop: asyncio.Event | None = None
+    ) -> tuple[Outcome, str | None]:
+        """Send one claimed message, renewing its lease until its outcome is recorded (through
+        a database outage: `_record_through_outage`, which `stop` bounds)."""
+        lease = _Lease(asyncio.get_running_loop().time())
+        renewing = asyncio.create_task(self._keep_lease(claim, lease))
         error: str | None = None
         try:
-            if claim.message is None:
-                raise MailRefused(claim.problem or "the message cannot be built")
-            await self.mailer.send(claim.message)
-            outcome = Outcome.SENT
-        except MailRefused as refused:
-            outcome, error = Outcome.FAILED, refused.reason
-        except Exception as exc:  # any other SMTP or network failure is worth another try
-            outcome, error = Outcome.RETRY, f"{type(exc).__name__}: {exc}"
+            try:
+                if claim.message is None:
+                    raise MailRefused(claim.problem or "the message cannot be built")
+                await self.mailer.send(claim.message)
+                outcome = Outcome.SENT
+            except MailRefused as refused:
+                outcome, error = Outcome.FAILED, refused.reason
+            except Exception as exc:  # any other SMTP or network failure is worth another try
+                outcome, error = Outcome.RETRY, f"{type(exc).__name__}: {exc}"
+            now = datetime.now(UTC)
+            recorded = await self._record_through_outage(claim, lease, outcome, error, now, stop)
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-        now = datetime.now(UTC)
-        recorded = await self._record_through_outage(claim, outcome, error, now)
         if recorded is None:
             return Outcome.LOST, error
         if not recorded:
@@ -888,8 +949,16 @@ class Outbox:
         the relay); raises MailNotSent naming what did not go out (the relay retries it)."""
         sent = 0
         failures: list[str] = []
-        for row_id in ids:
-            claim = await self._off_loop(self.claim, datetime.now(UTC), row_id)
+        for i, row_id in enumerate(ids):
+            try:
+                claim = await self._off_loop(self.claim, datetime.now(UTC), row_id)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                # The rest would meet the same outage: all of them are left to the relay.
+                away = f"not sent now, the database is unreachable ({engine_words(exc)})"
+                failures += [f"message {later}: {away}" for later in ids[i:]]
+                break
             if claim is None:
                 continue
             outcome, error = await self.send(claim)
@@ -907,19 +976,29 @@ class Outbox:
         `stop` is set no new message is claimed; those being sent are finished and recorded."""
         sent = 0
         lanes_running = 0
+        away: list[BaseException] = []
 
         async def lane() -> None:
             nonlocal sent, lanes_running
             try:
-                while not (stop and stop.is_set()):
-                    claim = await self._off_loop(self.claim_next, datetime.now(UTC))
+                while not ((stop and stop.is_set()) or away):
+                    try:
+                        claim = await self._off_loop(self.claim_next, datetime.now(UTC))
+                    except Exception as exc:
+                        if not unreachable(exc):
+                            raise
+                        # The database is away: this lane stops claiming, and so do the others
+                        # once their sends are recorded; raised into the group, it would cancel
+                        # a lane carrying an accepted email's record through the outage.
+                        away.append(exc)
+                        return
                     if claim is None:
                         return
                     # Something was due, so there may be more: another lane joins. Lanes start
                     # as mail turns up, not all at once: started together, each raced for the
                     # one message an enqueue had just woken the relay for.
                     widen()
-                    outcome, _ = await self.send(claim)
+                    outcome, _ = await self.send(claim, stop)
                     sent += outcome is Outcome.SENT
             finally:
                 lanes_running -= 1
@@ -935,6 +1014,8 @@ class Outbox:
                     lanes.create_task(lane())
 
             widen()
+        if away:
+            raise away[0]
         return sent
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
