@@ -52,7 +52,7 @@ lock:
 	mv requirements.lock.new requirements.lock && rm -rf $(VENV)-lock build
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/mypy --strict worker.py
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/mypy --strict worker.py && $(BIN)/lint-imports
 
 # Each benchmark prints its figures beside issue 17's goals; BENCH_ARGS=--results also records
 # them in bench/results.md (a reduced run of each is part of make test: tests/test_benchmarks.py).

@@ -13,7 +13,7 @@ import logging
 
 from temporalio.client import Client
 
-from accord.filing import FilingService
+from accord.disputes.filing import FilingService
 from accord.heap import freeze_start_up
 from accord.logs import configure_logging
 from accord.runtime import (

@@ -22,7 +22,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, and_, exists, false, or_, true
 from sqlmodel import Session, col, select
 
-from accord.audit import GAP_ACTION
+from accord.rules.audit import GAP_ACTION
 from models.enums import (
     AssignmentState,
     DisputeStage,

@@ -28,7 +28,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from accord import directory, texts, wording
 from accord.db import SessionFactory, first_of
 from accord.directory import UnknownActor, resolve_actor
-from accord.filing import FilingRejected
+from accord.disputes.filing import FilingRejected
+from accord.disputes.operations import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_RULE,
+    OPERATIONS,
+    DisputeGone,
+    Refused,
+    StillApplying,
+    new_key,
+)
 from accord.live import live_state
 from accord.reference import REMEDY_OPTION_HELP
 from accord.runtime import Services, build_filing, connect
@@ -92,15 +101,6 @@ from models.tables import (
 from models.text import plain_error, problem, relevant
 from notifications.outbox import OutboxRefused
 from web.idempotency import KeyReused, perform_once
-from web.operations import (
-    IDEMPOTENCY_KEY,
-    IDEMPOTENCY_KEY_RULE,
-    OPERATIONS,
-    DisputeGone,
-    Refused,
-    StillApplying,
-    new_key,
-)
 
 log = logging.getLogger("accord.cli")
 

@@ -57,7 +57,8 @@ SECOND_BOARD = [
     _board("board.chair2", "Chloe Chair", "chloe.chair@vendor.example", "chair"),
 ]
 """A second member per function and a second chair: an appeal goes to a fresh panel, which may
-include nobody from the first (accord.eligibility), so without them no appeal could be heard."""
+include nobody from the first (accord.rules.eligibility), so without them no appeal could be
+heard."""
 
 
 DEMO = Directory(

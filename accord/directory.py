@@ -19,8 +19,8 @@ from pydantic import (
 from sqlmodel import Session, col, delete, func, or_, select
 
 from accord.db import SessionFactory
-from accord.eligibility import VENDOR
 from accord.playbook import Playbook, _format_location
+from accord.rules.eligibility import VENDOR
 from accord.wording import Names
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor

@@ -19,10 +19,10 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, func, select
 
+from accord.rules.transitions import allowed_actions
 from models.enums import DisputeStage, Role
 from models.payloads import DisputeState, HistoryEntry, LiveDelta, Payload
 from models.tables import Dispute, DisputeEvent, DisputeLive, DisputeLiveNote
-from workflows.transitions import allowed_actions
 
 KEYED = ("offers", "information_requests")
 """Sections sent item by item, new or changed, by id."""

@@ -21,8 +21,8 @@ from accord.anonymity import (
     public_amount,
     scrub_text,
 )
+from accord.rules.consistency import clause_ref
 from models.tables import Precedent, PrecedentFacet
-from workflows.consistency import clause_ref
 
 
 def index_precedent(

@@ -21,7 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxedInstance
 
 from accord.db import SessionFactory, make_engine
-from accord.filing import FilingService, worker_polling
+from accord.disputes.filing import FilingService, worker_polling
 from accord.playbook import PlaybookLibrary
 from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from accord.settings import Settings

@@ -16,6 +16,7 @@ from decimal import Decimal
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, col, select
 
+from accord.rules.consistency import clause_key, remedy_figure
 from accord.search import text_candidates
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import (
@@ -26,7 +27,6 @@ from models.payloads import (
     SimilarRequest,
 )
 from models.tables import Precedent
-from workflows.consistency import clause_key, remedy_figure
 
 CANDIDATES = 40
 """From each source: enough to find the best few, bounded so a triage stays quick."""

@@ -274,7 +274,7 @@ async def stack_client(settings: Settings, *, reused: bool) -> Client:
     """The one client of the embedded stack: its worker, web app and intake share it, so a
     dispute filed through the web app or by email starts eagerly on the worker (its first
     workflow task comes back with the start instead of queueing behind running disputes'
-    tasks: accord.filing.polled_here). It carries the worker's SDK metrics.
+    tasks: accord.disputes.filing.polled_here). It carries the worker's SDK metrics.
 
     A server this run reuses must answer as Temporal does; if what listens on its port does
     not (another program, a server that hangs), say so and stop: not the SDK's error after the

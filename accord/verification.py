@@ -19,7 +19,7 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from accord.audit import GAP_ACTION, describe_gap, first_broken_link
+from accord.rules.audit import GAP_ACTION, describe_gap, first_broken_link
 from models import search_attributes
 
 TEMPORAL_SILENT = "Temporal did not answer"

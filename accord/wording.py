@@ -537,7 +537,7 @@ _PLACE = re.compile(r"\bremedies\[(\d+)\]")
 # A remedy's history line names its adapter ('applied through ledger'); a panel recusal, the
 # seat by the playbook's key ('recused from the panel (partner_management)').
 _THROUGH = re.compile(r"\b(remedy \d+ \([^)]*\) applied) through ([\w:-]+)")
-# A ruling's divergence from precedent (workflows.consistency), its outcomes with spaces.
+# A ruling's divergence from precedent (accord.rules.consistency), its outcomes with spaces.
 _VOTE_WORDS = {o.value.replace("_", " "): w for o, w in LABELS[VoteOutcome].items()}
 _VOTE_SPACED = "|".join(sorted(_VOTE_WORDS, key=len, reverse=True))
 _WERE = re.compile(
@@ -548,7 +548,7 @@ _WINDOW = re.compile(r"\bthe information:([\w-]+) window")
 _SEAT = re.compile(r"(recused from the panel )\(([a-z_]+)\)")
 _STAGES = "|".join(sorted((s.value for s in DisputeStage), key=len, reverse=True))
 _ROLES = "|".join(r.value for r in Role)
-# The transition table's two refusals (workflows.transitions.why_not), with stage and role
+# The transition table's two refusals (accord.rules.transitions.why_not), with stage and role
 # values: said with their words ('applying remedies', 'board member'), 'in triage'.
 _NOT_NOW = re.compile(
     rf"\bis not possible while the dispute is ({_STAGES})"

@@ -12,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accord.db import SessionFactory, engine_words, lock_people_writers
-from accord.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
+from accord.rules.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
 from accord.seats import (
     MEDIATING_STAGES,
     OPEN_ASSIGNMENT,

@@ -21,10 +21,10 @@ from temporalio.exceptions import ApplicationError
 
 from accord import texts
 from accord.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
-from accord.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.db import SessionFactory, insert_or_skip
 from accord.live import project_live
 from accord.precedents import index_precedent
+from accord.rules.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.seats import release_seats_of
 from accord.similarity import find_similar
 from accord.wording import Names

@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 
 from accord import texts
 from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
+from accord.disputes import evidence as uploads
 from accord.runtime import Services, build_filing, build_worker
 from bench.common import BenchStack
 from bench.lifecycle import PAIRS, poll, submission
@@ -47,7 +48,6 @@ from models.payloads import (
     MailMessage,
     UnsealBallot,
 )
-from web import evidence as uploads
 from workflows.dispute import DisputeWorkflow
 
 ALTERNATES = ("sales", "marketing", "product", "finance", "partner_management", "chair")

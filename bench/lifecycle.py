@@ -27,7 +27,8 @@ from temporalio.worker import Worker
 
 from accord.demo import DEMO
 from accord.directory import resolve_actor
-from accord.filing import FilingService
+from accord.disputes.filing import FilingService
+from accord.rules.consistency import divergences
 from accord.runtime import WORKFLOW_RUNNER, build_filing, build_worker
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
 from bench.common import BenchStack, Goal, Report, WriterHolders, add_arguments, pct
@@ -43,7 +44,6 @@ from models.payloads import (
     RespondToOffer,
     UnsealBallot,
 )
-from workflows.consistency import divergences
 from workflows.dispute import DisputeWorkflow
 
 PAIRS = [

@@ -46,10 +46,10 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from accord.audit import GENESIS, event_hash
 from accord.demo import DEMO
 from accord.directory import resolve_actor
 from accord.heap import freeze_start_up
+from accord.rules.audit import GENESIS, event_hash
 from accord.runtime import Services, build_filing, build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from bench.history import busy_dispute, seed_alternates

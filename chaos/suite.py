@@ -29,10 +29,10 @@ from pathlib import Path
 from sqlmodel import col, func, select
 from temporalio.client import Client
 
-from accord.audit import first_broken_link
 from accord.demo import DEMO
 from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
 from accord.migrate import upgrade
+from accord.rules.audit import first_broken_link
 from accord.runtime import build_filing, build_services, connect
 from accord.settings import REPO_ROOT, Settings
 from chaos.disputes import Case, Driver, Refused, submission

@@ -32,7 +32,9 @@ from accord import texts
 from accord.access import Viewer, can_see_dispute
 from accord.db import SessionFactory, first_of
 from accord.directory import UnknownActor, resolve_actor
-from accord.filing import FilingRejected
+from accord.disputes import evidence as uploads
+from accord.disputes.filing import FilingRejected
+from accord.disputes.operations import DisputeGone, Refused, perform
 from accord.runtime import Services, build_filing
 from intake.authentication import (
     SELF,
@@ -59,8 +61,6 @@ from models.payloads import (
 from models.tables import DisputeEvent, InboundMessage, OutboxMessage, Partner, may_be_row_id
 from models.text import clean, plain_error, problem
 from notifications.outbox import intake_reply_key
-from web import evidence as uploads
-from web.operations import DisputeGone, Refused, perform
 from workflows.dispute import DisputeWorkflow
 
 log = logging.getLogger("accord.intake")

@@ -23,7 +23,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from accord.access import Standing, Viewer, visible_events
-from accord.audit import ITEMISED, first_broken_link
+from accord.rules.audit import ITEMISED, first_broken_link
 from accord.verification import Head, against_head, published_head
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw

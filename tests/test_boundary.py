@@ -20,7 +20,7 @@ from sqlmodel import func, select
 
 from accord import texts
 from accord.directory import UnknownActor, resolve_actor
-from accord.filing import submission_of
+from accord.disputes.filing import submission_of
 from accord.runtime import build_services
 from intake.processor import IntakeProcessor
 from models.converter import data_converter
@@ -223,7 +223,7 @@ async def test_evidence_and_admin_bodies_refuse_unstorable_text(stack_on_both: S
     app = make_app(stack)
     async with api(app, token_for(stack, CLAIMANT)) as client:
         # A file's name comes from the sender's disk, not typed into a field: it is cleaned
-        # (web.evidence.clean_filename: path and every control or format character dropped).
+        # (accord.disputes.evidence.clean_filename: path and every control or format character dropped).
         for case, (char, _words) in {**NASTY, "line break": LINE_BREAK}.items():
             if case == "lone surrogate":
                 continue  # multipart carries bytes; undecodable ones arrive as U+FFFD

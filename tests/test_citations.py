@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from accord.rules.consistency import unknown_clauses
 from models.enums import DisputeCategory, DisputeStage, VoteOutcome
 from models.payloads import Dismiss
 from tests.conftest import Stack
@@ -14,7 +15,6 @@ from tests.precedent_rows import add_precedent
 from tests.test_consistency import CLAUSE, past_registration_cases
 from tests.test_formal_review import PANEL, in_review, refused, ruling, vote
 from tests.web_harness import api, make_app, signed_in, token_for
-from workflows.consistency import unknown_clauses
 from workflows.dispute import DisputeWorkflow
 
 PLAYBOOK_CLAUSES = (
@@ -170,7 +170,7 @@ async def test_the_api_and_the_form_show_the_refusal_naming_the_field(stack: Sta
 
 
 def test_a_reason_of_substance_is_words_not_characters() -> None:
-    from workflows.consistency import acknowledged
+    from accord.rules.consistency import acknowledged
 
     for empty in (" " * 25, "." * 25, "\u200b" * 25, "x" * 25, "12345 67890 12345 67890"):
         assert not acknowledged(empty), repr(empty)
@@ -179,7 +179,7 @@ def test_a_reason_of_substance_is_words_not_characters() -> None:
 
 
 def test_a_clause_cited_in_any_spelling_is_the_playbooks_wording() -> None:
-    from workflows.consistency import canonical_clauses
+    from accord.rules.consistency import canonical_clauses
 
     assert canonical_clauses(
         ("roe  3.1 anything at all", "RoE 3.1", " RoE 4.2"), PLAYBOOK_CLAUSES

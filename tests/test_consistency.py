@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlmodel import select
 
 from accord.db import SessionFactory, make_engine
+from accord.rules.consistency import clause_key, divergences
 from accord.similarity import find_similar
 from models.enums import DisputeCategory, DisputeStage, RemedyKind, VoteOutcome
 from models.payloads import (
@@ -25,7 +26,6 @@ from tests.precedent_rows import add_precedent
 from tests.test_dispute_paths import in_mediation
 from tests.test_formal_review import in_review, open_ballot, refused, ruling, vote
 from tests.web_harness import make_app, signed_in
-from workflows.consistency import clause_key, divergences
 from workflows.dispute import DisputeWorkflow
 
 CLAUSE = "RoE 3.1 First valid registration wins; overlapping registrations split by contribution"

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from accord import texts
-from accord.audit import first_broken_link
+from accord.rules.audit import first_broken_link
 from models import search_attributes
 from models.enums import DisputeStage
 from models.payloads import (

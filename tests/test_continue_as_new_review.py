@@ -30,8 +30,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from accord import texts
-from accord.audit import first_broken_link
 from accord.directory import Directory, PersonRecord
+from accord.rules.audit import first_broken_link
 from models.enums import DisputeStage, RemedyState, Role, TaskKind
 from models.payloads import (
     Actor,

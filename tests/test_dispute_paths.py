@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 from temporalio.client import WorkflowUpdateFailedError
 
-from accord.audit import first_broken_link
+from accord.rules.audit import first_broken_link
 from models.enums import DisputeStage, NoteVisibility, TaskKind, TaskState
 from models.payloads import (
     AcceptAssignment,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accord.eligibility import Candidate, Stakes, conflict_of_interest
+from accord.rules.eligibility import Candidate, Stakes, conflict_of_interest
 from models.enums import ObjectKind
 from models.payloads import ContestedObject
 

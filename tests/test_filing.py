@@ -13,7 +13,7 @@ from sqlmodel import func, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from accord.filing import FilingRejected
+from accord.disputes.filing import FilingRejected
 from accord.runtime import build_worker
 from models.tables import Dispute, DisputeEvent, FilingReceipt, OutboxMessage
 from tests.conftest import MailCapture, Stack, dev_stack
@@ -90,7 +90,7 @@ async def test_a_filing_stored_before_a_crash_is_started_later(
 ) -> None:
     from datetime import timedelta
 
-    from accord.filing import FilingService
+    from accord.disputes.filing import FilingService
 
     real_start = FilingService._start
 
@@ -114,7 +114,7 @@ async def test_a_filing_stored_before_a_crash_is_started_later(
 async def test_retrying_after_a_crash_starts_the_same_dispute(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from accord.filing import FilingService
+    from accord.disputes.filing import FilingService
 
     real_start = FilingService._start
 
@@ -151,7 +151,7 @@ def test_the_years_first_two_numbers_drawn_at_once_are_two_numbers(database_url:
     import threading
 
     from accord.db import SessionFactory, make_engine
-    from accord.filing import FilingService
+    from accord.disputes.filing import FilingService
 
     sessions = SessionFactory(make_engine(database_url))
     drawn: list[str] = []

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from accord import texts
+from accord.disputes.operations import Refused, perform
 from models.enums import DisputeStage, InboundState
 from models.payloads import AddNote, TextRef
 from models.tables import DisputeText, Evidence, Precedent
@@ -23,7 +24,6 @@ from tests.conftest import Stack
 from tests.test_history_confidentiality import payloads_of
 from tests.test_intake import Intake, mail
 from tests.web_harness import api, make_app, signed_in, token_for
-from web.operations import Refused, perform
 from workflows.dispute import DisputeWorkflow
 
 CLAIMANT = "nora@northwind.example"

@@ -488,7 +488,7 @@ async def test_the_intake_does_its_database_work_off_the_event_loop(
 ) -> None:
     """The intake shares its event loop with the worker (and, in `accord run`, the web app): a
     read or write on the loop thread, waiting on the database or its write lock, stalls them
-    all. Filing itself is FilingService's (accord/filing.py), left out here."""
+    all. Filing itself is FilingService's (accord/disputes/filing.py), left out here."""
     stack = intake.stack
     sessions = stack.sessions
     on_loop: list[str] = []
@@ -504,7 +504,7 @@ async def test_the_intake_does_its_database_work_off_the_event_loop(
                 # The intake package's own files, by their place in the repository: a checkout
                 # under a folder named "intake" has "/intake/" in every path.
                 if any(f.startswith(INTAKE_DIR) for f in files) and not any(
-                    f.endswith("accord/filing.py") for f in files
+                    f.endswith("accord/disputes/filing.py") for f in files
                 ):
                     caller = next(f for f in reversed(where) if f.startswith(INTAKE_DIR))
                     on_loop.append(f"{name} from {caller.name}:{caller.lineno}")

@@ -22,6 +22,7 @@ from sqlmodel import col
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from accord.disputes.operations import Refused
 from accord.runtime import build_services
 from accord.settings import Settings
 from accord.stack import run_intake, wait_for_port
@@ -34,7 +35,6 @@ from tests.test_dispute_paths import in_mediation
 from tests.test_intake import CLAIMANT, RESPONDENT, Intake, mail
 from tests.test_intake_faults import replies_to, row_of, store
 from tests.web_harness import make_app, signed_in
-from web.operations import Refused
 from workflows.dispute import DisputeWorkflow
 
 

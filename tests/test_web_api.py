@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from accord.disputes.operations import OPERATIONS
 from models.enums import DisputeStage
 from tests.conftest import Stack
 from tests.test_formal_review import PANEL, REASONS
 from tests.web_harness import api, make_app, served, token_for
-from web.operations import OPERATIONS
 
 CLAIMANT = "nora@northwind.example"
 RESPONDENT = "carl@contoso.example"

@@ -763,9 +763,9 @@ async def test_an_action_waiting_on_the_database_leaves_the_event_loop_running(
 ) -> None:
     """The worker shares the web process's event loop: an action waiting for SQLite's writer
     (another thread's transaction holds it) must let workflow tasks and requests run meanwhile."""
+    from accord.disputes.operations import OPERATIONS, build_payload
     from models.enums import Action
     from web.idempotency import perform_once
-    from web.operations import OPERATIONS, build_payload
 
     number, mediator = await mediating(stack)
     actor = stack.actor(mediator)

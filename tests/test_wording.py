@@ -502,7 +502,7 @@ def test_the_cli_says_which_dispute_is_missing_or_closed(
 
     from accord.cli import _run, show_state
     from accord.db import SessionFactory, make_engine
-    from web.operations import DisputeGone
+    from accord.disputes.operations import DisputeGone
 
     async def missing() -> None:
         show_state(SessionFactory(make_engine(sqlite_url)), "DSP-2026-999999")
@@ -849,7 +849,7 @@ def test_the_outbox_names_partners_the_workflow_gave_by_id(
 def test_the_engine_not_finding_a_dispute_is_said_as_what_it_means() -> None:
     from temporalio.service import RPCError, RPCStatusCode
 
-    from web.operations import DisputeGone
+    from accord.disputes.operations import DisputeGone
 
     missing = RPCError("workflow not found for ID: DSP-2026-999999", RPCStatusCode.NOT_FOUND, b"")
     done = RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")

@@ -18,6 +18,7 @@ from sqlmodel import select
 
 from accord.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
 from accord.directory import Directory
+from accord.disputes.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from models.enums import (
     DisputeCategory,
     DisputeStage,
@@ -29,11 +30,11 @@ from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubm
 from models.tables import Dispute, Partner, Person
 from web import service
 from web.auth import TokenName
-from web.deps import current_viewer, require, web
+from web.context import web
+from web.deps import current_viewer, require
 from web.evidence import download_response, uploads_in
 from web.forms import field_errors
 from web.idempotency import KeyReused
-from web.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from web.problems import PROBLEM_RESPONSES, BadInput
 from web.queue import LAST_PAGE, QUEUE_LIMIT, Sla, read_queue_query, work_queue
 from web.views import NotFound, load_live, load_record
@@ -765,8 +766,6 @@ def list_tokens(request: Request, viewer: ViewerDep) -> list[TokenOut]:
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["account"])
 def revoke_token(request: Request, viewer: ViewerDep, token_id: int) -> Response:
-    from web.views import NotFound
-
     if not web(request).accounts.revoke_token(viewer.login, token_id):
         raise NotFound(f"token {token_id}")
     return Response(status_code=204)

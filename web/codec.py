@@ -33,7 +33,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 from accord.access import Viewer
 from models.codec import EncryptionCodec, PayloadDecryptionError
 from models.enums import Role
-from web.deps import require, web
+from web.context import web
+from web.deps import require
 from web.problems import BadInput, Forbidden, problem_response
 
 log = logging.getLogger("accord.web.codec")

@@ -1,23 +1,17 @@
-"""Request dependencies: the web context and the signed-in viewer (session or API token)."""
+"""Request dependencies: the web context, the signed-in viewer (session or API token), and
+every route's check of its path parameters."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from accord.access import Viewer
 from models.enums import Role
-from web.problems import Forbidden, SignInRequired
-
-if TYPE_CHECKING:
-    from web.app import WebContext
-
-
-def web(request: Request) -> WebContext:
-    context: WebContext = request.app.state.web
-    return context
+from models.text import problem
+from web.context import web
+from web.problems import BadInput, Forbidden, SignInRequired
 
 
 def current_viewer(request: Request) -> Viewer:
@@ -68,3 +62,13 @@ def require(*roles: Role) -> Callable[[Request], Viewer]:
         return viewer
 
     return dependency
+
+
+def storable_path(request: Request) -> None:
+    """Every route's path parameters (a dispute number, a person id, an evidence id) are looked
+    up in the database: one holding what no row can (models.text) is refused here, naming it,
+    before a query that PostgreSQL would answer with an error."""
+    for name, value in request.path_params.items():
+        why = problem(str(value), multiline=False)
+        if why is not None:
+            raise BadInput([(name, f"holds {why}")])

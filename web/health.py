@@ -14,8 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord.observability import BusinessMetrics, readiness
-from web.app import WebContext
-from web.deps import web
+from web.context import WebContext, web
 
 router = APIRouter(include_in_schema=False)
 

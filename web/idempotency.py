@@ -22,11 +22,11 @@ from temporalio.client import Client
 
 from accord import texts
 from accord.db import SessionFactory
+from accord.disputes.operations import DisputeGone, Operation, Refused, perform, update_id
 from accord.live import shows
 from models.enums import Action
 from models.payloads import ActionPayload, ActionResult, Actor, TextRef
 from models.tables import Dispute, IdempotencyRecord
-from web.operations import DisputeGone, Operation, Refused, perform, update_id
 
 KEY_REUSED = "already sent with other content; nothing was done (a new request needs a new key)"
 
@@ -194,9 +194,9 @@ def _prepare(
     taken: list[TextRef],
 ) -> ActionPayload | ActionResult:
     """Claim the key and store the texts: the payload to send, or the answer given before."""
-    # A dispute is on record before its workflow starts (accord.filing): a number that is not
-    # names no dispute, said so before a text is stored against it (which its foreign key
-    # would refuse) or a key is claimed for it.
+    # A dispute is on record before its workflow starts (accord.disputes.filing): a number
+    # that is not names no dispute, said so before a text is stored against it (which its
+    # foreign key would refuse) or a key is claimed for it.
     with sessions.read() as session:
         if session.get(Dispute, number) is None:
             raise DisputeGone(number)

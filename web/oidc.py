@@ -6,14 +6,23 @@ sign-in would, so the directory still decides who someone is and what they may s
 
 from __future__ import annotations
 
+import warnings
 from functools import cache
 
-from authlib.integrations.base_client.errors import OAuthError  # type: ignore[import-untyped]
-from authlib.integrations.starlette_client import (  # type: ignore[import-untyped]
-    OAuth,
-    StarletteOAuth2App,
-)
 from fastapi import Request
+
+# authlib's httpx integration warns about itself on import (AuthlibDeprecationWarning, "use
+# httpx2"): nothing of Accord's to change, and every web process would print it at start.
+# authlib.deprecate sets its warnings to "always" when imported, so the filter comes after.
+with warnings.catch_warnings():
+    from authlib.deprecate import AuthlibDeprecationWarning  # type: ignore[import-untyped]
+
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.base_client.errors import OAuthError  # type: ignore[import-untyped]
+    from authlib.integrations.starlette_client import (  # type: ignore[import-untyped]
+        OAuth,
+        StarletteOAuth2App,
+    )
 
 from accord.settings import Settings
 

@@ -46,7 +46,6 @@ from accord.access import (
     standing,
 )
 from accord.anonymity import DEFAULT_K, Population, load_population
-from accord.audit import first_broken_link
 from accord.directory import (
     CaseLimit,
     Conflict,
@@ -58,14 +57,28 @@ from accord.directory import (
     parse_directory,
     unknown_conflicts,
 )
-from accord.filing import FilingRejected
+from accord.disputes import evidence
+from accord.disputes.filing import FilingRejected
+from accord.disputes.operations import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_RULE,
+    DisputeGone,
+    Operation,
+    Refused,
+    build_payload,
+    perform,
+    update_id,
+)
 from accord.precedents import anonymised
 from accord.reports import SlaReport
 from accord.reports import sla_report as build_sla_report
+from accord.rules.audit import first_broken_link
+from accord.rules.transitions import why_not
 from accord.runtime import build_filing
 from accord.search import Filters as SearchFilters
 from accord.search import dispute_hits, dispute_matches, dispute_text_match
 from accord.search import search_precedents as full_text_search
+from intake.processor import IntakeProcessor, NotHeld
 from intake.processor import listed as listed_inbound
 from models.enums import (
     Action,
@@ -101,23 +114,12 @@ from models.text import StoredLine, check_line
 from notifications.outbox import OutboxRefused, answered_message
 from web import evidence as uploads
 from web import idempotency
-from web.app import WebContext
 from web.auth import TokenName
+from web.context import WebContext
 from web.forms import field_errors
-from web.operations import (
-    IDEMPOTENCY_KEY,
-    IDEMPOTENCY_KEY_RULE,
-    DisputeGone,
-    Operation,
-    Refused,
-    build_payload,
-    perform,
-    update_id,
-)
 from web.problems import BadInput, ExportTooLarge, Forbidden, TooMany
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
-from workflows.transitions import why_not
 
 PAGE_SIZE = 50
 
@@ -129,7 +131,7 @@ async def file_dispute(
     ctx: WebContext,
     viewer: Viewer,
     data: dict[str, Any],
-    files: list[uploads.Upload],
+    files: list[evidence.Upload],
     *,
     evidence_visibility: EvidenceVisibility = EvidenceVisibility.PARTIES,
 ) -> tuple[FilingResult, list[str]]:
@@ -210,7 +212,7 @@ async def add_evidence(
     ctx: WebContext,
     viewer: Viewer,
     number: str,
-    files: list[uploads.Upload],
+    files: list[evidence.Upload],
     *,
     description: str,
     visibility: EvidenceVisibility,
@@ -257,7 +259,7 @@ async def read_upload_form(
             files_field,
             collect=problems is not None,
         )
-    except uploads.UploadProblem as problem:
+    except evidence.UploadProblem as problem:
         raise BadInput([(problem.field, problem.message)]) from None
     if problems is not None:
         problems.extend((p.field, p.message) for p in found)
@@ -303,10 +305,10 @@ def token_name(name: str) -> str:
         raise BadInput([("name", m) for _, m in field_errors(exc)]) from None
 
 
-def _check_uploads(ctx: WebContext, files: list[uploads.Upload]) -> None:
+def _check_uploads(ctx: WebContext, files: list[evidence.Upload]) -> None:
     try:
-        uploads.check_uploads(ctx.settings, files)
-    except uploads.UploadProblem as problem:
+        evidence.check_uploads(ctx.settings, files)
+    except evidence.UploadProblem as problem:
         raise BadInput([(problem.field, problem.message)]) from None
 
 
@@ -314,7 +316,7 @@ async def _attach(
     ctx: WebContext,
     viewer: Viewer,
     number: str,
-    files: list[uploads.Upload],
+    files: list[evidence.Upload],
     description: str,
     visibility: EvidenceVisibility,
     side_partner_id: str | None,
@@ -346,9 +348,9 @@ async def _attach(
         await asyncio.to_thread(idempotency.claim, sessions, scope, request)
     added: list[str] = []
     for position, upload in enumerate(files):
-        digest, stored = await asyncio.to_thread(uploads.store_blob, sessions, upload)
+        digest, stored = await asyncio.to_thread(evidence.store_blob, sessions, upload)
         try:
-            item = uploads.describe(
+            item = evidence.describe(
                 upload,
                 digest,
                 description=description,
@@ -358,7 +360,7 @@ async def _attach(
             payload = AddEvidence(actor=viewer.actor, evidence=item)
         except ValidationError as exc:
             if stored:
-                await asyncio.to_thread(uploads.discard_blob, sessions, digest)
+                await asyncio.to_thread(evidence.discard_blob, sessions, digest)
             raise BadInput(field_errors(exc)) from None
         try:
             result = await perform(
@@ -376,7 +378,7 @@ async def _attach(
             )
         except (Refused, DisputeGone):
             if stored:
-                await asyncio.to_thread(uploads.discard_blob, sessions, digest)
+                await asyncio.to_thread(evidence.discard_blob, sessions, digest)
             if scope is not None and not added:
                 # Nothing attached under the key: it is free for another upload.
                 await asyncio.to_thread(idempotency.release, sessions, scope, request)
@@ -769,8 +771,6 @@ async def decide_inbound(ctx: WebContext, viewer: Viewer, inbound_id: int, decis
     """An admin's decision on a held or failed message: process it again (after adding the
     sender to the directory, say) or discard it; either way the decision is recorded on it."""
     _require_admin(viewer)
-    from intake.processor import IntakeProcessor, NotHeld
-
     if decision == "retry":
         processor = IntakeProcessor(ctx.services, ctx.temporal())
         try:

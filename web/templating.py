@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.templating import Jinja2Templates
 
 from accord import wording
-from web.operations import new_key
+from accord.disputes.operations import new_key
 
 HERE = Path(__file__).parent
 

@@ -26,12 +26,12 @@ from accord.access import (
     visible_events,
 )
 from accord.db import SessionFactory
+from accord.disputes.operations import OPERATIONS, Operation
 from accord.live import live_state
 from accord.wording import Names
 from models.enums import Action, Role
 from models.payloads import DisputeState
 from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner
-from web.operations import OPERATIONS, Operation
 
 
 class NotFound(LookupError):

@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from accord.rules.consistency import MIN_ACKNOWLEDGEMENT, acknowledged
+    from accord.rules.transitions import allowed_actions
     from activities.deadlines import DeadlineActivities
     from activities.remedies import RemedyActivities
     from models.enums import (
@@ -49,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         WaiveRemedy,
         Withdraw,
     )
-    from workflows.consistency import MIN_ACKNOWLEDGEMENT, acknowledged
     from workflows.core import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,
@@ -63,7 +64,6 @@ with workflow.unsafe.imports_passed_through():
         notice,
     )
     from workflows.review import BoardReview
-    from workflows.transitions import allowed_actions
 
 
 def _kind(purpose: str) -> str:

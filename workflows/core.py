@@ -21,7 +21,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from accord import audit
+    from accord.rules import audit
+    from accord.rules.consistency import (
+        acknowledged,
+        canonical_clauses,
+        clause_ref,
+        divergences,
+        unknown_clauses,
+    )
+    from accord.rules.transitions import why_not
     from activities.assignment import AssignmentActivities
     from activities.citations import CitationActivities
     from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
@@ -82,14 +90,6 @@ with workflow.unsafe.imports_passed_through():
         UnrecordedStep,
         remedy_parties,
     )
-    from workflows.consistency import (
-        acknowledged,
-        canonical_clauses,
-        clause_ref,
-        divergences,
-        unknown_clauses,
-    )
-    from workflows.transitions import why_not
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 ACTIVITY_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))

@@ -19,6 +19,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from accord.rules.consistency import acknowledged
     from activities.assignment import PanelActivities
     from models.enums import Action, DisputeStage, Role, TaskKind, VoteOutcome
     from models.payloads import (
@@ -41,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         dump_said,
     )
     from workflows.clocks import DisputeClocks
-    from workflows.consistency import acknowledged
     from workflows.core import (
         ACTIVITY_RETRY,
         ACTIVITY_TIMEOUT,

@@ -223,8 +223,8 @@ def test_the_command_line_names_the_option_typed_not_the_payload_field(
     from typer import Exit
 
     from accord.cli import _run
-    from accord.filing import FieldError, FilingRejected
-    from web.operations import Refused
+    from accord.disputes.filing import FieldError, FilingRejected
+    from accord.disputes.operations import Refused
 
     async def refused() -> None:
         raise Refused(raised)

@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
 
-from accord.audit import first_broken_link
 from accord.db import SessionFactory, make_engine
+from accord.rules.audit import first_broken_link
 from activities.records import RecordActivities
 from models.enums import (
     AssignmentState,

@@ -11,20 +11,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from accord.access import Viewer
-from models.enums import Role
+from accord.disputes.evidence import Upload
 from web import csrf, service
-from web.deps import current_viewer, web
-from web.evidence import Upload, uploads_in
+from web.context import HOME, web
+from web.deps import current_viewer
+from web.evidence import uploads_in
 from web.forms import field_errors
 from web.problems import BadInput
 
-HOME = {
-    Role.PARTNER: "/disputes",
-    Role.MEDIATOR: "/inbox",
-    Role.BOARD: "/review",
-    Role.COMPLIANCE: "/disputes",
-    Role.ADMIN: "/inbox",
-}
 ViewerDep = Annotated[Viewer, Depends(current_viewer)]
 
 

@@ -15,7 +15,9 @@ from starlette.datastructures import FormData
 
 from accord.access import Viewer
 from accord.anonymity import load_population
+from accord.disputes.operations import BY_SLUG, Refused, StillApplying, new_key
 from accord.playbook import CategoryRules
+from accord.rules.consistency import pattern
 from accord.search import dispute_snippets
 from accord.wording import choices, label, summary
 from accord.wording import remedy as remedy_words
@@ -33,12 +35,11 @@ from models.enums import (
 from models.payloads import DisputeState
 from models.tables import Partner, Person, Precedent
 from web import service
-from web.app import WebContext
-from web.deps import require, web
+from web.context import WebContext, web
+from web.deps import require
 from web.evidence import download_response
 from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, refused_as_shown
 from web.idempotency import KeyReused
-from web.operations import BY_SLUG, Refused, StillApplying, new_key
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
 from web.problems import BadInput
 from web.queue import (
@@ -56,7 +57,6 @@ from web.queue import (
 )
 from web.service import precedent_view, search_precedents
 from web.views import DisputeFile, NotFound, load_live, load_record
-from workflows.consistency import pattern
 
 router = APIRouter(include_in_schema=False)
 IDEMPOTENCY_FIELD = "idempotency_key"

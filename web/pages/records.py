@@ -16,7 +16,8 @@ from models.enums import InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
 from web.charts import report_charts
-from web.deps import require, web
+from web.context import web
+from web.deps import require
 from web.pages.common import (
     ViewerDep,
     back,

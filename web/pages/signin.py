@@ -13,8 +13,10 @@ from accord.access import Viewer
 from models.text import clean
 from web import service
 from web.auth import SignIn
-from web.deps import client_address, optional_viewer, web
-from web.pages.common import HOME, ViewerDep, back, read_form, render
+from web.context import HOME, web
+from web.deps import client_address, optional_viewer
+from web.oidc import OidcFailed, oidc_client, oidc_login
+from web.pages.common import ViewerDep, back, read_form, render
 from web.problems import BadInput
 from web.views import NotFound
 
@@ -110,8 +112,6 @@ async def logout(request: Request) -> Response:
 
 @router.get("/login/oidc")
 async def oidc_start(request: Request) -> Response:
-    from web.oidc import oidc_client
-
     ctx = web(request)
     if not ctx.settings.oidc_enabled:
         raise NotFound("single sign-on")
@@ -123,8 +123,6 @@ async def oidc_start(request: Request) -> Response:
 
 @router.get("/auth/oidc", name="oidc_callback")
 async def oidc_callback(request: Request) -> Response:
-    from web.oidc import OidcFailed, oidc_login
-
     ctx = web(request)
     if not ctx.settings.oidc_enabled:
         raise NotFound("single sign-on")

@@ -1,0 +1,48 @@
+"""The layers on disk hold: no module imports from a layer above its own ([tool.importlinter]
+in pyproject.toml), and the contract does fail on an upward import, shown on a copy of the
+code with one planted."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("accord", "activities", "intake", "models", "notifications", "web", "workflows")
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
+
+
+def lint(where: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LINT_IMPORTS, "--config", str(where / "pyproject.toml"), "--no-cache"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_layers_contract_is_kept() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    # A pure rule reaching up into the web layer, and a workflow into the database.
+    audit = tmp_path / "accord" / "rules" / "audit.py"
+    audit.write_text(audit.read_text() + "\nimport web.context  # noqa: E402, F401\n")
+    core = tmp_path / "workflows" / "core.py"
+    core.write_text(core.read_text() + "\nimport accord.db  # noqa: E402, F401\n")
+    result = lint(tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "accord.rules.audit -> web.context" in result.stdout
+    assert "workflows.core -> accord.db" in result.stdout
+    assert "2 broken" in result.stdout
