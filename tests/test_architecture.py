@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,3 +47,16 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     assert "accord.rules.audit -> web.context" in result.stdout
     assert "workflows.core -> accord.db" in result.stdout
     assert "2 broken" in result.stdout
+
+
+def test_every_package_on_disk_is_installed() -> None:
+    """The Docker image installs the project (not editable): a package folder missing from
+    `[tool.setuptools] packages` would be missing from it, though every test here passes."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for package in PACKAGES
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    assert on_disk <= listed, f"not in [tool.setuptools] packages: {sorted(on_disk - listed)}"
