@@ -499,8 +499,8 @@ def reindex_precedents() -> None:
     """Rewrite every precedent's searchable texts (full and anonymised) and facets, after
     changing ACCORD_PUBLIC_AMOUNT_THRESHOLD or ACCORD_PRECEDENT_ANONYMITY_K, after the directory
     changed (new contacts, a partner's new name), or after upgrading Accord."""
-    from accord.anonymity import load_population
-    from accord.precedents import index_precedent
+    from accord.precedents.anonymity import load_population
+    from accord.precedents.library import index_precedent
 
     services = _services()
     threshold = services.settings.public_amount_threshold

@@ -44,7 +44,7 @@ from sqlalchemy.sql import column as sql_column
 from sqlalchemy.sql.visitors import iterate, replacement_traverse
 from sqlmodel import Session, col
 
-from accord.precedents import facet_token
+from accord.precedents.library import facet_token
 from models.tables import Dispute, DisputeParty
 
 MAX_QUERY = 200
@@ -419,7 +419,7 @@ def _details(session: Session, ids: list[int], column: str, public: bool) -> dic
 
 PUBLIC_FACETS = {"tier": "public_tier", "region": "public_region"}
 """For partners, the claimant's tier and region are the anonymised view's: generalised until k
-partners share them (accord.anonymity); the facet lines and words hold both."""
+partners share them (accord.precedents.anonymity); the facet lines and words hold both."""
 
 
 def _public_lines(facet_values: str) -> dict[str, str]:

@@ -20,13 +20,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from accord import texts
-from accord.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
 from accord.db import SessionFactory, insert_or_skip
 from accord.live import project_live
-from accord.precedents import index_precedent
+from accord.precedents.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
+from accord.precedents.library import index_precedent
+from accord.precedents.similarity import find_similar
 from accord.rules.audit import GAP_ACTION, GENESIS, event_hash, gap_content
 from accord.seats import release_seats_of
-from accord.similarity import find_similar
 from accord.wording import Names
 from models.enums import TERMINAL_STAGES, DisputeStage, TaskState
 from models.payloads import (

@@ -16,8 +16,8 @@ import random
 import time
 from decimal import Decimal
 
-from accord.anonymity import KnownPartner, Population, scrub_text
 from accord.demo import DEMO
+from accord.precedents.anonymity import KnownPartner, Population, scrub_text
 from bench.common import pct
 from bench.search import precedent_words
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from accord.precedents import index_precedent
+from accord.precedents.library import index_precedent
 from models.enums import DisputeCategory, DisputeStage, PartnerTier
 from models.tables import Dispute, DisputeParty, Precedent
 

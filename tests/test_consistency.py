@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlmodel import select
 
 from accord.db import SessionFactory, make_engine
+from accord.precedents.similarity import find_similar
 from accord.rules.consistency import clause_key, divergences
-from accord.similarity import find_similar
 from models.enums import DisputeCategory, DisputeStage, RemedyKind, VoteOutcome
 from models.payloads import (
     CommissionSplit,

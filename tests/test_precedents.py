@@ -6,8 +6,8 @@ import json
 
 from sqlmodel import select
 
-from accord.anonymity import load_population
-from accord.precedents import anonymised
+from accord.precedents.anonymity import load_population
+from accord.precedents.library import anonymised
 from models.tables import Precedent
 from tests.conftest import Stack
 from tests.test_remedy_stage import settle

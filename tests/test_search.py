@@ -12,10 +12,10 @@ from sqlalchemy import event, text
 from sqlmodel import select
 
 from accord.access import Viewer
-from accord.anonymity import amount_value, load_population, scrub_amounts
 from accord.db import SessionFactory, make_engine
 from accord.migrate import upgrade
-from accord.precedents import anonymised
+from accord.precedents.anonymity import amount_value, load_population, scrub_amounts
+from accord.precedents.library import anonymised
 from accord.search import Filters, dispute_snippets, parse_query, search_precedents
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, Role
 from models.payloads import Actor

@@ -45,7 +45,6 @@ from accord.access import (
     side_of,
     standing,
 )
-from accord.anonymity import DEFAULT_K, Population, load_population
 from accord.directory import (
     CaseLimit,
     Conflict,
@@ -69,7 +68,8 @@ from accord.disputes.operations import (
     perform,
     update_id,
 )
-from accord.precedents import anonymised
+from accord.precedents.anonymity import DEFAULT_K, Population, load_population
+from accord.precedents.library import anonymised
 from accord.reports import SlaReport
 from accord.reports import sla_report as build_sla_report
 from accord.rules.audit import first_broken_link

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from accord.anonymity import KnownPartner, Names, Population, scrub_text
+from accord.precedents.anonymity import KnownPartner, Names, Population, scrub_text
 from models.enums import InboundState
 from tests.conftest import Stack
 from tests.test_dispute_paths import offered

@@ -14,9 +14,9 @@ from sqlmodel import col, select
 from starlette.datastructures import FormData
 
 from accord.access import Viewer
-from accord.anonymity import load_population
 from accord.disputes.operations import BY_SLUG, Refused, StillApplying, new_key
 from accord.playbook import CategoryRules
+from accord.precedents.anonymity import load_population
 from accord.rules.consistency import pattern
 from accord.search import dispute_snippets
 from accord.wording import choices, label, summary

@@ -64,8 +64,8 @@ def _backfill() -> None:
     """Precedents written before this revision get their texts now."""
     from sqlmodel import Session, select
 
-    from accord.anonymity import Population
-    from accord.precedents import search_texts
+    from accord.precedents.anonymity import Population
+    from accord.precedents.library import search_texts
     from models.tables import Precedent
 
     session = Session(bind=op.get_bind())

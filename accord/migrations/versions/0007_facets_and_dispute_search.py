@@ -62,7 +62,7 @@ def upgrade() -> None:
 def _backfill_facets() -> None:
     from sqlmodel import Session, select
 
-    from accord.precedents import facet_values
+    from accord.precedents.library import facet_values
     from models.tables import Precedent
 
     session = Session(bind=op.get_bind())

@@ -28,8 +28,8 @@ BATCH = 500
 def upgrade() -> None:
     from sqlmodel import Session, select
 
-    from accord.anonymity import load_population
-    from accord.precedents import indexed_columns
+    from accord.precedents.anonymity import load_population
+    from accord.precedents.library import indexed_columns
     from models.tables import Precedent
 
     session = Session(bind=op.get_bind())

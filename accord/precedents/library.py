@@ -1,7 +1,8 @@
 """Precedents as people may see them: the full record for compliance, an anonymised view for
 partners in which every party is only a tier and region label that k partners share, and the
 free text is scrubbed of names, contacts, references, email addresses, telephone numbers and
-amounts above a threshold (`ACCORD_PUBLIC_AMOUNT_THRESHOLD`); accord.anonymity says how."""
+amounts above a threshold (`ACCORD_PUBLIC_AMOUNT_THRESHOLD`); accord.precedents.anonymity says
+how."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlmodel import Session, col
 
-from accord.anonymity import (
+from accord.precedents.anonymity import (
     DEFAULT_AMOUNT_THRESHOLD,
     DEFAULT_K,
     Population,
