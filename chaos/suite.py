@@ -366,6 +366,34 @@ class ChaosRun:
                 return outbox, intake
             await asyncio.sleep(1)
 
+    def _trace(self, message_id: str, to: str) -> list[str]:
+        """What a duplicate needs for its diagnosis, on a CI run whose files are gone: when each
+        copy was delivered, the kills and outages around them (seconds from the first delivery of
+        the run), the outbox row, and the worker's log lines about that row."""
+        recording = self.mail.recording
+        with recording.lock:
+            origin = min((at for *_, at in recording.deliveries), default=0.0)
+            copies = [
+                at for mid, rcpt, _, at in recording.deliveries if (mid, rcpt) == (message_id, to)
+            ]
+        lines = [
+            "delivered at " + ", ".join(f"{at - origin:.2f}" for at in copies),
+            "worker killed at " + ", ".join(f"{at - origin:.2f}" for at in self.worker.killed_at),
+            "database away "
+            + ", ".join(f"{a - origin:.2f}-{b - origin:.2f}" for a, b in self.outage.spans),
+        ]
+        with self.services.sessions.read() as session:
+            row = session.exec(
+                select(OutboxMessage).where(OutboxMessage.message_id == message_id)
+            ).first()
+        if row is None:
+            return [*lines, "no outbox row has this Message-ID"]
+        lines.append(f"outbox row {row.id}: {row.state.value}, {row.attempts} attempts")
+        mark = f"outbox message {row.id}:"
+        log = self.worker.log.read_text(errors="replace") if self.worker.log.exists() else ""
+        lines += [line.strip()[:300] for line in log.splitlines() if mark in line][:10]
+        return lines
+
     async def _check(self, client: Client, cases: list[Case], driver: Driver) -> None:
         ended = 0
         lost = 0
@@ -425,6 +453,7 @@ class ChaosRun:
         )
         for (message_id, to), n in list(duplicates.items())[:10]:
             self.report.problems.append(f"email {message_id} to {to} delivered {n + 1} times")
+            self.report.problems.extend(f"    {line}" for line in self._trace(message_id, to))
         self.report.found = [
             ("disputes at their correct end", len(cases), ended),
             ("disputes lost (never finished)", 0, lost),

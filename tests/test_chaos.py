@@ -5,11 +5,15 @@ arrives; on SQLite and on PostgreSQL (`make chaos` runs the full plan)."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from chaos.processes import Recording
-from chaos.suite import Plan, run_chaos
+from chaos.suite import ChaosRun, Plan, run_chaos
+from models.payloads import NotificationRequest
+from models.tables import OutboxMessage
 
 REDUCED = Plan(
     disputes=8,
@@ -71,3 +75,51 @@ def test_a_record_held_up_by_a_database_outage_widens_the_window_to_its_end() ->
     assert unexplained == {("<g@x>", "p@x"): 1}
     # Without the outage, the same kills excuse nothing.
     assert recording.cut_by_kill(kills, window=2.0)[0] == {}
+
+
+def test_a_duplicate_is_reported_with_what_its_diagnosis_needs(tmp_path: Path) -> None:
+    """A CI run's folder is gone when its report is read: a duplicate's line carries its
+    delivery times, the kills and outages around them, its outbox row and the worker's log
+    lines about that row."""
+    run = ChaosRun(Plan(), tmp_path)
+    run.prepare()
+    [row_id] = run.services.outbox.enqueue(
+        NotificationRequest(
+            key="DSP-2026-000001:1:closure",
+            number="DSP-2026-000001",
+            template="closure",
+            recipients=("nora@northwind.example",),
+            context={
+                "number": "DSP-2026-000001",
+                "category": "pricing",
+                "summary": "Undercut",
+                "claimant": "Northwind Traders",
+                "respondents": ["Contoso Systems"],
+                "stage": "closed",
+                "mediator": None,
+                "outcome": "settled",
+                "reason": "both sides agreed",
+            },
+        ),
+        datetime.now(UTC),
+    )
+    with run.services.sessions.read() as session:
+        message_id = session.get(OutboxMessage, row_id).message_id  # type: ignore[union-attr]
+    run.mail.recording.deliveries = [
+        (message_id, "nora@northwind.example", "s", 100.0),
+        (message_id, "nora@northwind.example", "s", 170.5),
+    ]
+    run.worker.killed_at = [104.25]
+    run.outage.spans = [(101.0, 104.0)]
+    run.worker.log.write_text(
+        f"INFO other\nWARNING accord.outbox: outbox message {row_id}: lease not renewed\n"
+        f"WARNING accord.outbox: outbox message {row_id + 1}: unrelated\n"
+    )
+    lines = run._trace(message_id, "nora@northwind.example")
+    assert lines[:3] == [
+        "delivered at 0.00, 70.50",
+        "worker killed at 4.25",
+        "database away 1.00-4.00",
+    ]
+    assert lines[3] == f"outbox row {row_id}: pending, 0 attempts"
+    assert lines[4:] == [f"WARNING accord.outbox: outbox message {row_id}: lease not renewed"]
