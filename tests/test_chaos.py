@@ -14,6 +14,7 @@ from chaos.processes import Recording
 from chaos.suite import ChaosRun, Plan, run_chaos
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage
+from tests.test_outbox_relay import CONTEXT
 
 REDUCED = Plan(
     disputes=8,
@@ -89,17 +90,7 @@ def test_a_duplicate_is_reported_with_what_its_diagnosis_needs(tmp_path: Path) -
             number="DSP-2026-000001",
             template="closure",
             recipients=("nora@northwind.example",),
-            context={
-                "number": "DSP-2026-000001",
-                "category": "pricing",
-                "summary": "Undercut",
-                "claimant": "Northwind Traders",
-                "respondents": ["Contoso Systems"],
-                "stage": "closed",
-                "mediator": None,
-                "outcome": "settled",
-                "reason": "both sides agreed",
-            },
+            context={**CONTEXT, "number": "DSP-2026-000001"},
         ),
         datetime.now(UTC),
     )
