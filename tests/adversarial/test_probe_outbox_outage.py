@@ -248,11 +248,12 @@ async def test_probe_a_late_record_does_not_overwrite_the_relay_that_took_over(
         records = Watch(a.outbox, "record")
         renewals = Watch(a.outbox, "renew")
         outage_over, b_done = threading.Event(), threading.Event()
-        # A's next try after the database is back, and its next lease renewal, come once B has
-        # taken the row over (B is a relay whose pass simply came first: had A's renewal come
-        # first, the lease would be A's again and B would take nothing, as in CI once).
+        # A's next try after the database is back comes once B has taken the row over (B is a
+        # relay whose pass simply came first). A renews nothing until then: the lease runs out
+        # at `lapse` exactly. (A renewal that landed first, after the outage or before it on a
+        # loaded machine, left the lease A's and B took nothing, twice in CI.)
         records.hold_when = lambda n: b_done if outage_over.is_set() else None
-        renewals.hold_when = lambda n: b_done if outage_over.is_set() else None
+        renewals.hold_when = lambda n: b_done
         sending = asyncio.create_task(a.outbox.send(claim))
         await asyncio.to_thread(server_a.holding.wait, 10)
         with outage_guard(outage) as end:
