@@ -31,7 +31,7 @@ from accord.runtime import Services
 from chaos.processes import DatabaseOutage
 from models.enums import DisputeStage, OutboxState, TaskState
 from models.tables import Task
-from notifications.outbox import MailNotSent, Outcome, mail_task_key
+from notifications.outbox import Claim, MailNotSent, Outcome, mail_task_key
 from tests.conftest import seed
 from tests.test_activities import add_dispute
 from tests.test_outbox_relay import SlowServer, notification, relay, rows, serving
@@ -110,6 +110,21 @@ class Watch:
             self.failed.set()
             self.failure_event(f).set()
             raise
+
+
+async def send_through_outage(
+    services: Services, claim: Claim, outage: DatabaseOutage
+) -> tuple[Outcome, str | None]:
+    """`claim` sent while the database is away: its record fails at least once, the outage
+    ends a second later, and the send's outcome is returned."""
+    records = Watch(services.outbox, "record")
+    with outage_guard(outage) as end:
+        await asyncio.to_thread(outage.begin)
+        sending = asyncio.create_task(services.outbox.send(claim))
+        assert await asyncio.to_thread(records.failed.wait, 10)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(end)
+    return await asyncio.wait_for(sending, 30)
 
 
 async def wait_until(predicate: Callable[[], bool], seconds: float, step: float = 0.05) -> bool:
@@ -514,14 +529,7 @@ async def test_probe_a_refusal_recorded_through_an_outage_opens_one_admin_task(
         )
         claim = services.outbox.claim(datetime.now(UTC))
         assert claim is not None
-        records = Watch(services.outbox, "record")
-        with outage_guard(outage) as end:
-            await asyncio.to_thread(outage.begin)
-            sending = asyncio.create_task(services.outbox.send(claim))
-            assert await asyncio.to_thread(records.failed.wait, 10)
-            await asyncio.sleep(1.0)
-            await asyncio.to_thread(end)
-        outcome, error = await asyncio.wait_for(sending, 30)
+        outcome, error = await send_through_outage(services, claim, outage)
         assert await services.outbox.relay_once() == 0
     assert outcome is Outcome.FAILED and error is not None and "550" in error
     [row] = rows(services)
@@ -550,14 +558,7 @@ async def test_probe_a_451_recorded_through_an_outage_gets_its_backoff(
         services.outbox.enqueue(notification(1), datetime.now(UTC))
         claim = services.outbox.claim(datetime.now(UTC))
         assert claim is not None
-        records = Watch(services.outbox, "record")
-        with outage_guard(outage) as end:
-            await asyncio.to_thread(outage.begin)
-            sending = asyncio.create_task(services.outbox.send(claim))
-            assert await asyncio.to_thread(records.failed.wait, 10)
-            await asyncio.sleep(1.0)
-            await asyncio.to_thread(end)
-        outcome, error = await asyncio.wait_for(sending, 30)
+        outcome, error = await send_through_outage(services, claim, outage)
         recorded = datetime.now(UTC)
         assert await services.outbox.relay_once() == 0
     assert outcome is Outcome.RETRY and error is not None and "451" in error
