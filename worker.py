@@ -13,19 +13,16 @@ import logging
 
 from temporalio.client import Client
 
+from accord.application import build_filing, build_services
 from accord.disputes.filing import FilingService
-from accord.heap import freeze_start_up
-from accord.logs import configure_logging
-from accord.runtime import (
-    build_filing,
-    build_services,
-    build_worker,
-    connect,
-    run_until_signalled,
-)
-from accord.settings import Settings
-from accord.tracing import configure_tracing
-from accord.worker_health import WorkerState, health_app, serve_health
+from accord.platform.heap import freeze_start_up
+from accord.platform.logs import configure_logging
+from accord.platform.processes import run_until_signalled
+from accord.platform.settings import Settings
+from accord.platform.temporal import connect
+from accord.platform.tracing import configure_tracing
+from accord.runtime.wiring import build_worker
+from accord.runtime.worker_health import WorkerState, health_app, serve_health
 from models import search_attributes
 
 log = logging.getLogger("accord.worker")

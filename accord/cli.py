@@ -25,10 +25,12 @@ from sqlmodel import col, or_, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from accord import directory, texts, wording
-from accord.db import SessionFactory, first_of
-from accord.directory import UnknownActor, resolve_actor
+from accord.application import Services, build_filing
+from accord.directory import records as directory
+from accord.directory.records import UnknownActor, resolve_actor
+from accord.disputes import texts
 from accord.disputes.filing import FilingRejected
+from accord.disputes.live import live_state
 from accord.disputes.operations import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_RULE,
@@ -38,11 +40,7 @@ from accord.disputes.operations import (
     StillApplying,
     new_key,
 )
-from accord.live import live_state
-from accord.reference import REMEDY_OPTION_HELP
-from accord.runtime import Services, build_filing, connect
-from accord.settings import ConfigurationError, Settings
-from accord.verification import (
+from accord.disputes.verification import (
     Findings,
     Head,
     chain_heads,
@@ -51,6 +49,11 @@ from accord.verification import (
     connect_quietly,
     workflows_without_dispute,
 )
+from accord.platform import wording
+from accord.platform.db import SessionFactory, first_of
+from accord.platform.settings import ConfigurationError, Settings
+from accord.platform.temporal import connect
+from accord.reference import REMEDY_OPTION_HELP
 from models.codec import PayloadDecryptionError
 from models.enums import (
     Action,
@@ -303,13 +306,13 @@ def _ready_to_serve(*, intake: bool = False) -> None:
 
 
 def _services() -> Services:
-    from accord.runtime import build_services
+    from accord.application import build_services
 
     return build_services(_settings())
 
 
 async def _client(settings: Settings) -> Client:
-    from accord.runtime import connect
+    from accord.platform.temporal import connect
 
     try:
         return await connect(settings)
@@ -335,7 +338,7 @@ def _print_json(value: Any) -> None:
 def run() -> None:
     """Start the embedded stack: Temporal dev server, worker, mail capture, demo data."""
     try:
-        from accord.stack import run_embedded
+        from accord.runtime.embedded import run_embedded
 
         asyncio.run(run_embedded(_settings()))
     except KeyboardInterrupt:
@@ -364,10 +367,10 @@ def web() -> None:
 def intake() -> None:
     """Run the email intake alone: the SMTP receiver and/or IMAP poller, and the processor."""
     _ready_to_serve(intake=True)
-    from accord.logs import configure_logging
-    from accord.runtime import run_until_signalled
-    from accord.stack import run_intake
-    from accord.tracing import configure_tracing
+    from accord.platform.logs import configure_logging
+    from accord.platform.processes import run_until_signalled
+    from accord.platform.tracing import configure_tracing
+    from accord.runtime.embedded import run_intake
 
     settings = _settings()
     configure_logging(settings.json_logs, settings.log_level)
@@ -456,7 +459,7 @@ def payload_key_ids() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    from accord.migrate import upgrade
+    from accord.platform.schema import upgrade
 
     settings = _settings()
     upgrade(settings.resolved_database_url())
@@ -468,8 +471,13 @@ def import_directory_file(
     path: Annotated[Path, typer.Argument(help="YAML with partners, people, territories, accounts")],
 ) -> None:
     """Import or update the partner directory and people from a file (safe to repeat)."""
-    from accord.directory import DirectoryError, check_references, import_directory, parse_directory
-    from accord.playbook import PlaybookError
+    from accord.directory.records import (
+        DirectoryError,
+        check_references,
+        import_directory,
+        parse_directory,
+    )
+    from accord.playbooks.library import PlaybookError
 
     try:
         directory = parse_directory(path.read_text(encoding="utf-8"))
@@ -520,8 +528,8 @@ def reindex_precedents() -> None:
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Load the demo partners and people (safe to repeat)."""
-    from accord.demo import DEMO
-    from accord.directory import import_directory
+    from accord.directory.demo import DEMO
+    from accord.directory.records import import_directory
 
     services = _services()
     with services.sessions.begin() as session:
@@ -777,7 +785,7 @@ def _human(delta: timedelta) -> str:
 
 
 def show_state(sessions: SessionFactory, number: str) -> DisputeState:
-    """The dispute's live state from the database (`accord.live`), as the pages read it: it
+    """The dispute's live state from the database (`accord.disputes.live`), as the pages read it: it
     answers with the worker stopped and never waits for a history to replay. A dispute not on
     record is said as such."""
     with sessions.read() as session:
@@ -1020,7 +1028,7 @@ def mail(
     to: Annotated[str | None, typer.Option(help="only mail to this address")] = None,
 ) -> None:
     """Read the mail captured by the embedded stack."""
-    from accord.mailcapture import MailFolder
+    from accord.runtime.mailcapture import MailFolder
 
     folder = MailFolder(_settings().state_dir / "mail")
     messages = [(p, m) for p, m in folder.messages() if to is None or m["To"] == to]
@@ -1715,7 +1723,7 @@ def playbook(
 ) -> None:
     """The playbook in force: deadlines, categories with their clause and allowed remedies,
     and each remedy's fields with an example --remedy."""
-    from accord.playbook import PlaybookError, PlaybookLibrary
+    from accord.playbooks.library import PlaybookError, PlaybookLibrary
     from accord.reference import playbook_text
 
     settings = _settings()

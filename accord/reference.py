@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlmodel import Session, col, func, select
 
-from accord.playbook import Playbook
-from accord.wording import join, label, plural, visible
+from accord.platform.wording import join, label, plural, visible
+from accord.playbooks.library import Playbook
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import Remedy
 from models.tables import Partner, PartnerContact, Person

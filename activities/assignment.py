@@ -11,9 +11,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory, engine_words, lock_people_writers
-from accord.rules.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
-from accord.seats import (
+from accord.directory.seats import (
     MEDIATING_STAGES,
     OPEN_ASSIGNMENT,
     lock_people,
@@ -28,7 +26,9 @@ from accord.seats import (
     reserve_mediator,
     seat_panelist,
 )
-from accord.wording import label
+from accord.platform.db import SessionFactory, engine_words, lock_people_writers
+from accord.platform.wording import label
+from accord.rules.eligibility import SALES_FUNCTION, Candidate, Stakes, ineligibility, rank
 from models.enums import AssignmentState, ObjectKind, Role
 from models.payloads import (
     Ack,
@@ -189,7 +189,7 @@ def _screen(
 
 
 def _reserving(sessions: SessionFactory, number: str, work: Callable[[Session], _T]) -> _T:
-    """`work` in a transaction that may count seats and then take one (accord/seats.py).
+    """`work` in a transaction that may count seats and then take one (accord/directory/seats.py).
 
     Another attempt of the same request (a retry racing a slow first attempt) may insert the
     same seat first; then once more, and `work` finds that seat. A database that cannot serve

@@ -9,8 +9,8 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory
-from accord.playbook import PlaybookError, PlaybookLibrary
+from accord.platform.db import SessionFactory
+from accord.playbooks.library import PlaybookError, PlaybookLibrary
 from models.payloads import Citable, CitationLookup
 from models.tables import Precedent
 

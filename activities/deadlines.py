@@ -10,8 +10,8 @@ from functools import lru_cache
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord.calendar import BusinessCalendar
-from accord.playbook import CalendarSpec, HolidaySource, PlaybookError, PlaybookLibrary
+from accord.playbooks.calendar import BusinessCalendar
+from accord.playbooks.library import CalendarSpec, HolidaySource, PlaybookError, PlaybookLibrary
 from models.payloads import (
     Deadline,
     DeadlineRequest,

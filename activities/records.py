@@ -19,15 +19,15 @@ from sqlmodel import Session, func, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord import texts
-from accord.db import SessionFactory, insert_or_skip
-from accord.live import project_live
+from accord.directory.seats import release_seats_of
+from accord.disputes import texts
+from accord.disputes.live import project_live
+from accord.platform.db import SessionFactory, insert_or_skip
+from accord.platform.wording import Names
 from accord.precedents.anonymity import DEFAULT_AMOUNT_THRESHOLD, DEFAULT_K
 from accord.precedents.library import index_precedent
 from accord.precedents.similarity import find_similar
 from accord.rules.audit import GAP_ACTION, GENESIS, event_hash, gap_content
-from accord.seats import release_seats_of
-from accord.wording import Names
 from models.enums import TERMINAL_STAGES, DisputeStage, TaskState
 from models.payloads import (
     SYSTEM,
@@ -198,7 +198,8 @@ class RecordActivities:
                 db.execute(sa_insert(_EVENT), entries)
                 self._project(session, stage, record)
                 self._enqueue_notices(session, record, names, first if first is not None else [])
-                # The live state's change goes with its entry, or with nothing (accord.live).
+                # The live state's change goes with its entry, or with nothing
+                # (accord.disputes.live).
                 behind = record.live is not None and not project_live(
                     session, record.number, record.at, record.live
                 )
@@ -325,7 +326,8 @@ class RecordActivities:
             session.add(row)
         if record.action in SEAT_ENDING_ACTIONS:
             # A panelist who recused, or the whole first panel once its ruling is appealed,
-            # stops reading the dispute with this entry (accord.access decides by held seats).
+            # stops reading the dispute with this entry (accord.disputes.access decides by held
+            # seats).
             leaving = record.actor.id if record.action == "panel_recused" else None
             release_seats_of(session, record.number, record.at, leaving)
         if record.open_tasks:
@@ -406,7 +408,7 @@ class RecordActivities:
         with self.sessions.begin() as session:
             rationale = record.rationale
             if record.rationale_ref is not None:
-                # The decision's stored text (accord.texts), checked when it was made.
+                # The decision's stored text (accord.disputes.texts), checked when it was made.
                 texts.check(session, record.number, (record.rationale_ref,))
                 rationale = texts.bodies(session, (record.rationale_ref.id,))[
                     record.rationale_ref.id

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord import wording
-from accord.db import SessionFactory
-from accord.remedies import RemedyAdapter, RemedyRefused, RemedyRetryable
+from accord.platform import wording
+from accord.platform.db import SessionFactory
+from accord.remedies.adapters import RemedyAdapter, RemedyRefused, RemedyRetryable
 from models.enums import RemedyKind, RemedyState
 from models.payloads import RemedyOrder, RemedyResult, RemedyWaiver
 from models.tables import RemedyApplication

@@ -1,4 +1,4 @@
-"""The check of the stored texts an action refers to (`accord.texts`).
+"""The check of the stored texts an action refers to (`accord.disputes.texts`).
 
 The workflow cannot read the database, and its validators cannot call activities: the action's
 handler asks this before it changes anything, so an action naming another dispute's text, or a
@@ -10,8 +10,8 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from accord import texts
-from accord.db import SessionFactory
+from accord.disputes import texts
+from accord.platform.db import SessionFactory
 from models.payloads import Ack, TextCheck
 
 

@@ -16,7 +16,7 @@ import random
 import time
 from decimal import Decimal
 
-from accord.demo import DEMO
+from accord.directory.demo import DEMO
 from accord.precedents.anonymity import KnownPartner, Population, scrub_text
 from bench.common import pct
 from bench.search import precedent_words

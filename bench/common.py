@@ -23,11 +23,12 @@ from aiosmtpd.controller import Controller
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
 
-from accord.demo import DEMO
-from accord.directory import import_directory
-from accord.migrate import upgrade
-from accord.runtime import Services, build_services, data_converter_for
-from accord.settings import REPO_ROOT, Settings
+from accord.application import Services, build_services
+from accord.directory.demo import DEMO
+from accord.directory.records import import_directory
+from accord.platform.schema import upgrade
+from accord.platform.settings import REPO_ROOT, Settings
+from accord.platform.temporal import data_converter_for
 from models import search_attributes
 from models.tables import Person
 

@@ -8,7 +8,7 @@ Drives one dispute on a real dev server and worker: filing, mediation with `--no
 impasse, a panel's three votes and ruling, an appeal, the fresh panel's votes and final ruling,
 the remedies and the close. It does so twice on the same code: once with every text inline in
 the updates (how every adapter sent them before texts were stored, and how histories from then
-still carry them), once with the texts stored first (`accord.texts.externalise`, what the web,
+still carry them), once with the texts stored first (`accord.disputes.texts.externalise`, what the web,
 the CLI and the intake do now). Prints, for each, the history's events and bytes (over every run,
 when the dispute continued as new, and of the largest run), and whether Temporal ended the
 dispute (its limit is 50 MB or 51,200 events per run).
@@ -25,10 +25,11 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from accord import texts
-from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
+from accord.application import Services, build_filing
+from accord.directory.records import Directory, PersonRecord, import_directory, resolve_actor
 from accord.disputes import evidence as uploads
-from accord.runtime import Services, build_filing, build_worker
+from accord.disputes import texts
+from accord.runtime.wiring import build_worker
 from bench.common import BenchStack
 from bench.lifecycle import PAIRS, poll, submission
 from models.enums import DisputeStage, EvidenceVisibility, Role, VoteOutcome

@@ -22,7 +22,7 @@ from email.utils import make_msgid
 import aiosmtplib
 from sqlmodel import func, select
 
-from accord.runtime import build_worker
+from accord.runtime.wiring import build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver

@@ -25,11 +25,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from accord.demo import DEMO
-from accord.directory import resolve_actor
+from accord.application import build_filing
+from accord.directory.demo import DEMO
+from accord.directory.records import resolve_actor
 from accord.disputes.filing import FilingService
 from accord.rules.consistency import divergences
-from accord.runtime import WORKFLOW_RUNNER, build_filing, build_worker
+from accord.runtime.wiring import WORKFLOW_RUNNER, build_worker
 from bench.bare import BareInput, BareWorkflow, Step, bare_step
 from bench.common import BenchStack, Goal, Report, WriterHolders, add_arguments, pct
 from models.enums import DisputeStage, VoteOutcome

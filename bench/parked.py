@@ -44,9 +44,9 @@ from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from accord.demo import DEMO
-from accord.runtime import Services, build_filing
-from accord.settings import REPO_ROOT
+from accord.application import Services, build_filing
+from accord.directory.demo import DEMO
+from accord.platform.settings import REPO_ROOT
 from bench.common import BenchStack, Goal, Report, add_arguments, cpu_seconds, pct, rss_mb
 from bench.lifecycle import submission
 from models.enums import OutboxState, TaskKind, TaskState

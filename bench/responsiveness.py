@@ -24,8 +24,8 @@ import aiosmtplib
 import httpx
 from sqlmodel import select
 
-from accord.runtime import build_worker
-from accord.stack import wait_for_port
+from accord.runtime.embedded import wait_for_port
+from accord.runtime.wiring import build_worker
 from bench.common import BenchStack, pct
 from intake.processor import IntakeProcessor
 from intake.reading import read

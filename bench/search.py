@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, text
 
 from accord.precedents.library import facet_token
-from accord.search import Filters, search_precedents
+from accord.precedents.search import Filters, search_precedents
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, RemedyKind
 from models.tables import Dispute, Precedent, PrecedentFacet

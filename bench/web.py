@@ -46,11 +46,12 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from accord.demo import DEMO
-from accord.directory import resolve_actor
-from accord.heap import freeze_start_up
+from accord.application import Services, build_filing
+from accord.directory.demo import DEMO
+from accord.directory.records import resolve_actor
+from accord.platform.heap import freeze_start_up
 from accord.rules.audit import GENESIS, event_hash
-from accord.runtime import Services, build_filing, build_worker
+from accord.runtime.wiring import build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
 from bench.history import busy_dispute, seed_alternates
 from bench.lifecycle import submission
@@ -296,7 +297,7 @@ async def main(args: argparse.Namespace) -> None:
     serving = asyncio.create_task(server.serve(sockets=[listening]))
     while not server.started:
         await asyncio.sleep(0.05)
-    freeze_start_up()  # as the web and worker processes do once started (accord.heap)
+    freeze_start_up()  # as the web and worker processes do once started (accord.platform.heap)
     rng = random.Random(11)
     results: list[tuple[str, list[float], list[float]]] = []
     try:

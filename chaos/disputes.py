@@ -24,8 +24,8 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError
 
-from accord import texts
-from accord.db import SessionFactory
+from accord.disputes import texts
+from accord.platform.db import SessionFactory
 from models.enums import DisputeStage, VoteOutcome
 from models.payloads import (
     AcceptAssignment,

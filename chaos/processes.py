@@ -27,7 +27,7 @@ import psycopg
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
-from accord.stack import port_open, temporal_binary
+from accord.runtime.embedded import port_open, temporal_binary
 from models import search_attributes
 
 

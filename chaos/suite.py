@@ -29,12 +29,13 @@ from pathlib import Path
 from sqlmodel import col, func, select
 from temporalio.client import Client
 
-from accord.demo import DEMO
-from accord.directory import Directory, PersonRecord, import_directory, resolve_actor
-from accord.migrate import upgrade
+from accord.application import build_filing, build_services
+from accord.directory.demo import DEMO
+from accord.directory.records import Directory, PersonRecord, import_directory, resolve_actor
+from accord.platform.schema import upgrade
+from accord.platform.settings import REPO_ROOT, Settings
+from accord.platform.temporal import connect
 from accord.rules.audit import first_broken_link
-from accord.runtime import build_filing, build_services, connect
-from accord.settings import REPO_ROOT, Settings
 from chaos.disputes import Case, Driver, Refused, submission
 from chaos.disputes import Path as DisputePath
 from chaos.hostile import HEADER_BOMB, hostile_mail, send_hostile

@@ -27,7 +27,7 @@ import spf  # type: ignore[import-untyped]
 from authheaders.dmarc_lookup import DMARCException, answer_to_dict  # type: ignore[import-untyped]
 from publicsuffix2 import PublicSuffixList  # type: ignore[import-untyped]
 
-from accord.settings import resolver_address
+from accord.platform.settings import resolver_address
 
 PASS = "pass"  # noqa: S105 - the result keyword, not a secret
 SELF = "accord"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 from imapclient.exceptions import IMAPClientError  # type: ignore[import-untyped]
 
-from accord.settings import Settings
+from accord.platform.settings import Settings
 from intake.processor import IntakeProcessor
 from models.tables import ImapCursor
 

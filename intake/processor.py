@@ -28,14 +28,14 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
-from accord import texts
-from accord.access import Viewer, can_see_dispute
-from accord.db import SessionFactory, first_of
-from accord.directory import UnknownActor, resolve_actor
+from accord.application import Services, build_filing
+from accord.directory.records import UnknownActor, resolve_actor
 from accord.disputes import evidence as uploads
+from accord.disputes import texts
+from accord.disputes.access import Viewer, can_see_dispute
 from accord.disputes.filing import FilingRejected
 from accord.disputes.operations import DisputeGone, Refused, perform
-from accord.runtime import Services, build_filing
+from accord.platform.db import SessionFactory, first_of
 from intake.authentication import (
     SELF,
     Evidence,
@@ -694,7 +694,7 @@ class IntakeProcessor:
         try:
             # The body is stored first, before any attachment: over a volume limit (or too
             # long) nothing is attached or recorded, and the sender is told which and why.
-            # The workflow gets the stored text's reference (accord.texts).
+            # The workflow gets the stored text's reference (accord.disputes.texts).
             text_ref = await asyncio.to_thread(
                 texts.store,
                 self.sessions,

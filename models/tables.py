@@ -574,7 +574,7 @@ class AccountEvent(SQLModel, table=True):
     actor: str = Field(max_length=320)
     """Who acted: the account itself, or the admin who lifted a lockout."""
     address: str | None = Field(default=None, max_length=64)
-    """The client address the app saw (see accord.settings trusted_proxies)."""
+    """The client address the app saw (see accord.platform.settings trusted_proxies)."""
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
@@ -678,7 +678,8 @@ class DisputeLive(SQLModel, table=True):
     """A dispute's live state as its workflow last recorded it (the read model of
     `DisputeWorkflow.get_state`): what the pages, the API and `accord show` read, so that they
     never wait on the engine. Written by the record activity in the transaction of the audit
-    entry (`accord.live.project_live`); the workflow stays the only judge of what may be done."""
+    entry (`accord.disputes.live.project_live`); the workflow stays the only judge of what may be
+    done."""
 
     __tablename__ = "dispute_live"
     dispute_number: str = Field(primary_key=True, foreign_key="dispute.number", max_length=32)

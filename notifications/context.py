@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from accord import texts
+from accord.disputes import texts
 from models.payloads import NotificationRequest
 from models.tables import DisputeEvent, Partner, PartnerContact
 

@@ -53,9 +53,10 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from accord import directory, texts
-from accord.db import SessionFactory, Turn, engine_words, unreachable
-from accord.wording import Names
+from accord.directory import records as directory
+from accord.disputes import texts
+from accord.platform.db import SessionFactory, Turn, engine_words, unreachable
+from accord.platform.wording import Names
 from models.enums import DisputeStage, OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
 from models.tables import Dispute, OutboxMessage, Task, may_be_row_id
@@ -368,7 +369,7 @@ class Outbox:
     def _render(
         self, session: Session, request: NotificationRequest, names: Names | None = None
     ) -> tuple[str, RenderedEmail]:
-        # A text the workflow names by its stored reference is read in here (accord.texts).
+        # A text the workflow names by its stored reference is read in here (accord.disputes.texts).
         context = texts.resolve_context(self.sessions, request.context)
         # What the reader must decide on, from the dispute's record (notifications.context);
         # the workflow names partners and people by id, their names are read here too.

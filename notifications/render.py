@@ -8,7 +8,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from accord import wording
+from accord.platform import wording
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 

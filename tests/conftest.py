@@ -28,14 +28,15 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from accord import texts
-from accord.db import SessionFactory
-from accord.demo import DEMO, SECOND_BOARD
-from accord.directory import Directory, import_directory, resolve_actor
-from accord.live import live_state
-from accord.migrate import upgrade
-from accord.runtime import GRACEFUL_SHUTDOWN, build_filing, build_services, build_worker
-from accord.settings import DEVELOPMENT_PAYLOAD_KEYS, REPO_ROOT, Settings
+from accord.application import build_filing, build_services
+from accord.directory.demo import DEMO, SECOND_BOARD
+from accord.directory.records import Directory, import_directory, resolve_actor
+from accord.disputes import texts
+from accord.disputes.live import live_state
+from accord.platform.db import SessionFactory
+from accord.platform.schema import upgrade
+from accord.platform.settings import DEVELOPMENT_PAYLOAD_KEYS, REPO_ROOT, Settings
+from accord.runtime.wiring import GRACEFUL_SHUTDOWN, build_worker
 from models import search_attributes
 from models.converter import encrypted
 from models.enums import OutboxState

@@ -25,7 +25,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from accord.runtime import WORKFLOW_RUNNER
+from accord.runtime.wiring import WORKFLOW_RUNNER
 from workflows.dispute import DisputeWorkflow
 
 _COMMAND_EVENTS = frozenset(

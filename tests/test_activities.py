@@ -13,8 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 
-from accord.db import SessionFactory, make_engine
-from accord.directory import Directory, PersonRecord
+from accord.directory.records import Directory, PersonRecord
+from accord.platform.db import SessionFactory, make_engine
 from accord.rules.audit import GENESIS, ITEMISED, first_broken_link, gap_content
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.records import RecordActivities

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from accord.db import SessionFactory, make_engine
-from accord.demo import DEMO
-from accord.directory import ContactRecord, Directory, PartnerRecord, PersonRecord
-from accord.migrate import upgrade
+from accord.directory.demo import DEMO
+from accord.directory.records import ContactRecord, Directory, PartnerRecord, PersonRecord
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.schema import upgrade
 from accord.precedents.anonymity import KnownPartner, Names, Population, scrub_amounts, scrub_text
-from accord.search import Filters, search_precedents
+from accord.precedents.search import Filters, search_precedents
 from bench.search import NAMES, precedent_words
 from models.enums import DisputeCategory, PartnerTier, Role
 from models.tables import Precedent

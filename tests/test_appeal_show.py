@@ -21,7 +21,7 @@ from workflows.core import FRESH_APPEAL_PANEL_PATCH
 from workflows.dispute import DisputeWorkflow
 
 pytestmark = pytest.mark.live_checked
-"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+"""Each state these paths wait for is checked in the read model the pages read (accord.disputes.live)."""
 
 
 def panel_lines(out: str) -> list[str]:

@@ -41,7 +41,7 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     audit = tmp_path / "accord" / "rules" / "audit.py"
     audit.write_text(audit.read_text() + "\nimport web.context  # noqa: E402, F401\n")
     core = tmp_path / "workflows" / "core.py"
-    core.write_text(core.read_text() + "\nimport accord.db  # noqa: E402, F401\n")
+    core.write_text(core.read_text() + "\nimport accord.platform.db  # noqa: E402, F401\n")
     result = lint(tmp_path)
     assert result.returncode == 1, result.stdout[-3000:]
     assert "accord.rules.audit -> web.context" in result.stdout

@@ -22,9 +22,9 @@ from sqlmodel import SQLModel, col, func, select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from accord.access import Standing, Viewer, visible_events
+from accord.disputes.access import Standing, Viewer, visible_events
+from accord.disputes.verification import Head, against_head, published_head
 from accord.rules.audit import ITEMISED, first_broken_link
-from accord.verification import Head, against_head, published_head
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddNote, EvidenceItem, Withdraw
 from models.tables import DisputeEvent

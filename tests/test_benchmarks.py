@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.settings import REPO_ROOT
+from accord.platform.settings import REPO_ROOT
 
 
 def run_bench(name: str, *args: str, timeout: float = 280) -> str:

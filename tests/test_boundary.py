@@ -18,10 +18,10 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from accord import texts
-from accord.directory import UnknownActor, resolve_actor
+from accord.application import build_services
+from accord.directory.records import UnknownActor, resolve_actor
+from accord.disputes import texts
 from accord.disputes.filing import submission_of
-from accord.runtime import build_services
 from intake.processor import IntakeProcessor
 from models.converter import data_converter
 from models.enums import DisputeCategory, DisputeStage, InboundState
@@ -447,7 +447,7 @@ async def test_a_reply_with_a_nul_becomes_a_cleaned_message_on_the_dispute(
         row = session.get(InboundMessage, inbound_id)
         assert row is not None and row.state is InboundState.THREADED, row and row.reason
     entry = await stack.wait_for_event(number, "message_received")
-    # The entry names the stored text (accord.texts); the stored body is the cleaned one.
+    # The entry names the stored text (accord.disputes.texts); the stored body is the cleaned one.
     ref = entry.content["text_ref"]
     assert isinstance(ref, dict)
     with stack.sessions.read() as session:

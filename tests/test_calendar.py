@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.calendar import BusinessCalendar
-from accord.playbook import CalendarSpec, HolidaySource, PlaybookLibrary
-from accord.settings import REPO_ROOT
+from accord.platform.settings import REPO_ROOT
+from accord.playbooks.calendar import BusinessCalendar
+from accord.playbooks.library import CalendarSpec, HolidaySource, PlaybookLibrary
 
 PLAYBOOK = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.1")
 CALENDARS = {name: BusinessCalendar(name, spec) for name, spec in PLAYBOOK.calendars.items()}

@@ -27,9 +27,9 @@ from sqlalchemy import event, text, update
 from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory, make_engine
-from accord.demo import DEMO
-from accord.directory import import_directory, parse_directory
+from accord.directory.demo import DEMO
+from accord.directory.records import import_directory, parse_directory
+from accord.platform.db import SessionFactory, make_engine
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.records import RecordActivities
 from models.enums import (

@@ -8,8 +8,8 @@ import sys
 import pytest
 from sqlalchemy import text
 
-from accord import wording
-from accord.wording import Names
+from accord.platform import wording
+from accord.platform.wording import Names
 from models.enums import DisputeCategory, DisputeStage, VoteOutcome
 from tests.conftest import Stack, cli_env
 

@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from accord.cli import app
-from accord.db import SessionFactory, make_engine
-from accord.migrate import upgrade
-from accord.playbook import PlaybookLibrary
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.schema import upgrade
+from accord.playbooks.library import PlaybookLibrary
 from accord.reference import REMEDIES, REMEDY_OPTION_HELP, example_json, validate_example
 from models import search_attributes
 from models.enums import DisputeCategory, RemedyKind

@@ -20,8 +20,8 @@ from packaging.utils import canonicalize_name
 from typer.main import get_command
 
 from accord.cli import app
-from accord.runtime import GRACEFUL_SHUTDOWN
-from accord.settings import Settings
+from accord.platform.settings import Settings
+from accord.runtime.wiring import GRACEFUL_SHUTDOWN
 from models import search_attributes
 from models.codec import new_key_entry
 from web.codec import PREFIX as CODEC_PREFIX

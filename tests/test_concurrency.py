@@ -17,7 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from accord.runtime import build_worker
+from accord.runtime.wiring import build_worker
 from activities.records import RecordActivities
 from models.enums import DisputeStage, TaskState
 from models.payloads import (

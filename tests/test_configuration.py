@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from accord.settings import ConfigurationError, Settings
+from accord.platform.settings import ConfigurationError, Settings
 from tests.conftest import deployed_environment, run_accord
 
 GOOD = {

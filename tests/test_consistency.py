@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlmodel import select
 
-from accord.db import SessionFactory, make_engine
+from accord.platform.db import SessionFactory, make_engine
 from accord.precedents.similarity import find_similar
 from accord.rules.consistency import clause_key, divergences
 from models.enums import DisputeCategory, DisputeStage, RemedyKind, VoteOutcome

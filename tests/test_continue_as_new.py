@@ -13,7 +13,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from accord import texts
+from accord.disputes import texts
 from accord.rules.audit import first_broken_link
 from models import search_attributes
 from models.enums import DisputeStage

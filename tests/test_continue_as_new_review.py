@@ -29,8 +29,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
-from accord import texts
-from accord.directory import Directory, PersonRecord
+from accord.directory.records import Directory, PersonRecord
+from accord.disputes import texts
 from accord.rules.audit import first_broken_link
 from models.enums import DisputeStage, RemedyState, Role, TaskKind
 from models.payloads import (

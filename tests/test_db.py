@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from accord.db import SessionFactory, Turn, make_engine
+from accord.platform.db import SessionFactory, Turn, make_engine
 
 
 def _queued(sessions: SessionFactory, count: int) -> None:

@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
-from accord.calendar import BusinessCalendar
-from accord.playbook import PlaybookError, PlaybookLibrary
-from accord.settings import REPO_ROOT
+from accord.platform.settings import REPO_ROOT
+from accord.playbooks.calendar import BusinessCalendar
+from accord.playbooks.library import PlaybookError, PlaybookLibrary
 from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
 from models.enums import DisputeStage, Role, TaskKind, TaskState
 from models.payloads import (

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from accord.db import SessionFactory, make_engine
-from accord.directory import DirectoryError, resolve_actor
-from accord.playbook import PlaybookLibrary
-from accord.settings import REPO_ROOT
+from accord.directory.records import DirectoryError, resolve_actor
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.settings import REPO_ROOT
+from accord.playbooks.library import PlaybookLibrary
 from activities.assignment import AssignmentActivities, PanelActivities
 from models.enums import DisputeCategory, DisputeStage
 from models.payloads import MediatorRequest, PanelRequest

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from accord.db import SessionFactory, make_engine
-from accord.demo import DEMO
-from accord.directory import (
+from accord.directory.demo import DEMO
+from accord.directory.records import (
     DirectoryError,
     check_references,
     import_directory,
     parse_directory,
 )
-from accord.playbook import Playbook, PlaybookLibrary
-from accord.settings import REPO_ROOT
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.settings import REPO_ROOT
+from accord.playbooks.library import Playbook, PlaybookLibrary
 from models.tables import Partner, PartnerContact, Person
 from tests.conftest import Stack, seed
 from tests.test_cli import accord

@@ -29,7 +29,7 @@ from tests.conftest import Stack
 from workflows.dispute import DisputeWorkflow
 
 pytestmark = pytest.mark.live_checked
-"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+"""Each state these paths wait for is checked in the read model the pages read (accord.disputes.live)."""
 
 DECLARATION = "I have no interest in either party or in the outcome of this dispute."
 
@@ -201,7 +201,7 @@ async def test_mediation_deadline_warns_at_exact_instants_then_escalates_to_revi
 async def test_information_request_pauses_the_clock_and_moves_it_by_the_paused_business_time(
     stack: Stack,
 ) -> None:
-    from accord.calendar import BusinessCalendar
+    from accord.playbooks.calendar import BusinessCalendar
 
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from accord.runtime import build_worker
+from accord.runtime.wiring import build_worker
 from models.enums import DisputeStage
 from models.payloads import AcceptAssignment, RespondToOffer
 from tests.conftest import MailCapture, Stack, dev_stack

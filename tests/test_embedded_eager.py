@@ -21,7 +21,7 @@ import pytest
 from sqlmodel import select
 from temporalio.client import Client
 
-from accord.db import SessionFactory, make_engine
+from accord.platform.db import SessionFactory, make_engine
 from models.enums import InboundState
 from models.tables import InboundMessage
 from tests.conftest import CONVERTER, free_port

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from accord.stack import port_open
+from accord.runtime.embedded import port_open
 from tests.conftest import REPO_ROOT, deployed_environment, free_port
 
 READY = "Accord is running at"
@@ -134,10 +134,10 @@ def test_kill_9_of_the_run_process_group_leaves_no_dev_server_and_the_next_run_s
 
 
 def keeper(*command: str) -> tuple[subprocess.Popen[bytes], int]:
-    """`accord.keeper` around `command`, and the write end of its lifeline."""
+    """`accord.runtime.keeper` around `command`, and the write end of its lifeline."""
     lifeline_in, lifeline = os.pipe()
     process = subprocess.Popen(
-        [sys.executable, "-m", "accord.keeper", "10", *command],
+        [sys.executable, "-m", "accord.runtime.keeper", "10", *command],
         stdin=lifeline_in,
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from accord.disputes.filing import FilingRejected
-from accord.runtime import build_worker
+from accord.runtime.wiring import build_worker
 from models.tables import Dispute, DisputeEvent, FilingReceipt, OutboxMessage
 from tests.conftest import MailCapture, Stack, dev_stack
 
@@ -150,8 +150,8 @@ def test_the_years_first_two_numbers_drawn_at_once_are_two_numbers(database_url:
     filing failed (CI's chaos run, once filings stopped taking turns on the event loop)."""
     import threading
 
-    from accord.db import SessionFactory, make_engine
     from accord.disputes.filing import FilingService
+    from accord.platform.db import SessionFactory, make_engine
 
     sessions = SessionFactory(make_engine(database_url))
     drawn: list[str] = []

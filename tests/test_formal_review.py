@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlmodel import select
 from temporalio.client import WorkflowUpdateFailedError
 
-from accord.directory import Directory, PersonRecord
+from accord.directory.records import Directory, PersonRecord
 from models.enums import DisputeStage, Role, TaskKind, VoteOutcome
 from models.payloads import (
     Appeal,
@@ -32,7 +32,7 @@ from tests.web_harness import Browser, make_app
 from workflows.dispute import DisputeWorkflow
 
 pytestmark = pytest.mark.live_checked
-"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+"""Each state these paths wait for is checked in the read model the pages read (accord.disputes.live)."""
 
 PANEL = ["board.sales", "board.marketing", "board.product", "board.finance", "board.partners"]
 SPLIT = CommissionSplit(

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
-from accord import texts
+from accord.disputes import texts
 from accord.disputes.operations import Refused, perform
 from models.enums import DisputeStage, InboundState
 from models.payloads import AddNote, TextRef
@@ -305,7 +305,7 @@ async def test_a_sender_over_a_volume_limit_is_told_and_nothing_is_recorded(
 
 
 def test_a_text_over_its_size_is_refused_naming_the_field(sqlite_url: str) -> None:
-    from accord.db import SessionFactory, make_engine
+    from accord.platform.db import SessionFactory, make_engine
 
     sessions = SessionFactory(make_engine(sqlite_url))
     with pytest.raises(texts.TextProblem) as problem:

@@ -18,9 +18,9 @@ from sqlmodel import func, select
 from temporalio.client import WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
 
 import intake.processor as processor_module
-from accord import texts
-from accord.access import Standing, Viewer, visible_events
-from accord.settings import REPO_ROOT
+from accord.disputes import texts
+from accord.disputes.access import Standing, Viewer, visible_events
+from accord.platform.settings import REPO_ROOT
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
 from models.enums import InboundState
@@ -191,7 +191,7 @@ async def test_a_reply_to_a_notification_becomes_a_message_on_that_dispute(
     assert row.state is InboundState.THREADED, row.reason
     assert row.dispute_number == number
     entry = await stack.wait_for_event(number, "message_received")
-    # The entry names the stored text (accord.texts); its body is the new part of the reply.
+    # The entry names the stored text (accord.disputes.texts); its body is the new part of the reply.
     ref = entry.content["text_ref"]
     assert isinstance(ref, dict)
     with stack.sessions.read() as session:
@@ -279,7 +279,7 @@ async def test_mail_that_cannot_be_taken_in_is_quarantined_or_ignored_never_answ
 async def test_an_admin_releases_a_held_message_once_the_sender_is_in_the_directory(
     intake: Intake,
 ) -> None:
-    from accord.directory import ContactRecord, Directory, PartnerRecord, import_directory
+    from accord.directory.records import ContactRecord, Directory, PartnerRecord, import_directory
     from models.enums import PartnerTier
     from tests.web_harness import make_app, messages, signed_in
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import update
 from sqlmodel import col
 
-from accord.settings import Settings
+from accord.platform.settings import Settings
 from models.enums import InboundState
 from models.tables import InboundMessage
 from tests.conftest import Stack, deployed_environment, run_accord

@@ -15,7 +15,7 @@ import aiosmtplib
 import pytest
 from sqlmodel import select
 
-from accord import texts
+from accord.disputes import texts
 from intake.processor import IntakeProcessor
 from models.enums import InboundState
 from models.tables import Dispute, Evidence, InboundMessage, OutboxMessage
@@ -308,7 +308,7 @@ async def test_a_forwarded_message_is_kept_as_evidence(intake: Intake) -> None:
     assert evidence.content_type == "message/rfc822"
     assert evidence.filename.endswith(".eml")
     entry = await stack.wait_for_event(number, "message_received")
-    # The entry names the stored text (accord.texts): the sender's words, not the forward's.
+    # The entry names the stored text (accord.disputes.texts): the sender's words, not the forward's.
     ref = entry.content["text_ref"]
     assert isinstance(ref, dict)
     with stack.sessions.read() as session:

@@ -22,10 +22,10 @@ from sqlmodel import col
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from accord.application import build_services
 from accord.disputes.operations import Refused
-from accord.runtime import build_services
-from accord.settings import Settings
-from accord.stack import run_intake, wait_for_port
+from accord.platform.settings import Settings
+from accord.runtime.embedded import run_intake, wait_for_port
 from intake.processor import IntakeProcessor, refusal_in_words
 from models.enums import InboundState, OutboxState
 from models.payloads import Withdraw
@@ -431,8 +431,8 @@ import asyncio, pathlib, sys, time
 
 from temporalio.client import Client
 
-from accord.runtime import build_services
-from accord.settings import Settings
+from accord.application import build_services
+from accord.platform.settings import Settings
 from intake.processor import IntakeProcessor, refusal_in_words
 
 

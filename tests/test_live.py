@@ -1,4 +1,4 @@
-"""The live read model's writes (`accord.live.project_live`): a change applies on top of the
+"""The live read model's writes (`accord.disputes.live.project_live`): a change applies on top of the
 version it was computed from and only there, a whole state over anything older, a repeat is a
 no-op, notes are appended and offers replaced by id. On SQLite and PostgreSQL."""
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from accord.db import SessionFactory, make_engine
-from accord.live import live_state, project_live
+from accord.disputes.live import live_state, project_live
+from accord.platform.db import SessionFactory, make_engine
 from models.enums import DisputeStage, NoteVisibility
 from models.payloads import DisputeState, LiveDelta, NoteView, OfferView
 from tests.conftest import seed

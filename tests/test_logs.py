@@ -13,7 +13,7 @@ import structlog
 from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
-from accord.logs import configure_logging
+from accord.platform.logs import configure_logging
 
 
 @pytest.fixture

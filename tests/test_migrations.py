@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, text
 
-from accord.db import make_engine
-from accord.migrate import include_object, upgrade
+from accord.platform.db import make_engine
+from accord.platform.schema import include_object, upgrade
 
 
 def test_upgrading_a_populated_database_keeps_and_defaults_its_rows(tmp_path, request) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +90,7 @@ def test_functions_stored_before_imports_normalised_them_are_lower_case(database
     from alembic import command
     from sqlmodel import Session
 
-    from accord.migrate import alembic_config
+    from accord.platform.schema import alembic_config
     from models.enums import Role
     from models.tables import Person
 
@@ -122,7 +122,7 @@ def test_entries_written_before_steps_get_step_equal_to_seq_and_stay_guarded(
     from alembic import command
     from sqlalchemy.exc import DBAPIError
 
-    from accord.migrate import alembic_config
+    from accord.platform.schema import alembic_config
 
     command.downgrade(alembic_config(database_url), "0015")
     engine = make_engine(database_url)
@@ -171,7 +171,7 @@ def test_the_dispute_index_is_rebuilt_in_filing_order_and_back(tmp_path) -> None
     their own rowid); a downgrade gives back 0007's index, every dispute in it."""
     from alembic import command
 
-    from accord.migrate import alembic_config
+    from accord.platform.schema import alembic_config
 
     url = f"sqlite:///{tmp_path / 'd.db'}"
     upgrade(url, "0025")
@@ -228,7 +228,7 @@ def test_postgres_searches_disputes_in_their_own_table_and_back(tmp_path) -> Non
     changed ones; a downgrade gives back the GIN index on the dispute table."""
     from alembic import command
 
-    from accord.migrate import alembic_config
+    from accord.platform.schema import alembic_config
     from tests.conftest import fresh_postgres_database
 
     url, drop = fresh_postgres_database()
@@ -292,7 +292,7 @@ def test_postgres_dispute_search_mirrors_each_disputes_parties_and_back() -> Non
 
     from alembic import command
 
-    from accord.migrate import alembic_config
+    from accord.platform.schema import alembic_config
     from tests.conftest import fresh_postgres_database
 
     url, drop = fresh_postgres_database()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import col, select
 
-from accord.runtime import build_services
+from accord.application import build_services
 from models.enums import DisputeStage, OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage, Task

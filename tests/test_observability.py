@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from accord.migrate import head_revision
-from accord.runtime import build_services
+from accord.application import build_services
+from accord.platform.schema import head_revision
 from tests.conftest import MailCapture, Stack, free_port, make_settings, seed
 from tests.web_harness import make_app
 from web.app import create_app
@@ -96,7 +96,7 @@ async def test_worker_health_readiness_and_temporal_metrics(
             await asyncio.sleep(0.1)
         assert ready is not None and ready.status_code == 200, ready and ready.text
         assert ready.json()["checks"] == {"database": "ok", "temporal": "ok", "worker": "ok"}
-        # Started, it froze what start-up left (accord.heap): full collections stay short.
+        # Started, it froze what start-up left (accord.platform.heap): full collections stay short.
         assert gc.get_freeze_count() > 0
         assert (await client.get(f"{base}/health")).json() == {"status": "ok"}
         assert "accord_disputes" in (await client.get(f"{base}/metrics")).text

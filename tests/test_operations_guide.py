@@ -26,10 +26,10 @@ from sqlmodel import col, select
 from temporalio.testing import WorkflowEnvironment
 from typer.main import get_command
 
+from accord.application import build_services
 from accord.cli import app
-from accord.migrate import upgrade
-from accord.runtime import build_services
-from accord.search import search_precedents
+from accord.platform.schema import upgrade
+from accord.precedents.search import search_precedents
 from models import search_attributes
 from models.enums import DisputeCategory
 from models.tables import Dispute, DisputeEvent

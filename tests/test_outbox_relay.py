@@ -28,7 +28,8 @@ from aiosmtpd.controller import Controller
 from sqlmodel import select
 from temporalio.client import Client
 
-from accord.runtime import Services, build_services, build_worker
+from accord.application import Services, build_services
+from accord.runtime.wiring import build_worker
 from chaos.processes import DatabaseOutage
 from models.enums import DisputeStage, OutboxState
 from models.payloads import NotificationRequest

@@ -1,6 +1,6 @@
 """Every page of a dispute, read with the worker stopped: the live state (stage, deadlines,
 offers, notes, requests, the actions on offer) comes from the read model the activities keep
-(`accord.live`), never from the workflow, so nothing waits on the engine and nothing is lost
+(`accord.disputes.live`), never from the workflow, so nothing waits on the engine and nothing is lost
 when it is down. Each role still sees only what it may. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations

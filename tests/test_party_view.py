@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from accord.access import Standing, Viewer, visible_events
+from accord.disputes.access import Standing, Viewer, visible_events
 from models.enums import DisputeCategory, DisputeStage, Role, VoteOutcome
 from models.payloads import Actor, RemedyProgress
 from models.tables import DisputeEvent

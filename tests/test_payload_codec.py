@@ -15,8 +15,10 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from accord.runtime import build_filing, build_worker, data_converter_for
-from accord.settings import DEVELOPMENT_PAYLOAD_KEYS, ConfigurationError, Settings
+from accord.application import build_filing
+from accord.platform.settings import DEVELOPMENT_PAYLOAD_KEYS, ConfigurationError, Settings
+from accord.platform.temporal import data_converter_for
+from accord.runtime.wiring import build_worker
 from models import search_attributes
 from models.codec import (
     CIPHER_KEY,

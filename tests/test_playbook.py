@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accord.playbook import PlaybookError, PlaybookLibrary, load_playbook
-from accord.settings import REPO_ROOT
+from accord.platform.settings import REPO_ROOT
+from accord.playbooks.library import PlaybookError, PlaybookLibrary, load_playbook
 
 SHIPPED = REPO_ROOT / "playbooks" / "2026.1.yaml"
 

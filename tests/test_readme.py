@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from accord.demo import DEMO, SECOND_BOARD
-from accord.settings import REPO_ROOT
+from accord.directory.demo import DEMO, SECOND_BOARD
+from accord.platform.settings import REPO_ROOT
 from models.enums import DisputeStage
 from models.tables import Dispute
 from tests.conftest import Stack, cli_env, seed

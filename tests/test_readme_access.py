@@ -1,8 +1,8 @@
 """The README's "Who reads what" table, checked cell by cell against the rules that decide it.
 
 Each row names where a person stands; the test puts such a person in a dispute (real rows in
-the read model: parties, assignment rounds, panel seats, tasks), asks `accord.access.standing`
-where they stand, and computes every column with the function that decides it: accord.access
+the read model: parties, assignment rounds, panel seats, tasks), asks `accord.disputes.access.standing`
+where they stand, and computes every column with the function that decides it: accord.disputes.access
 for notes, evidence, messages, votes, the timeline and the audit trail, and the web's
 `filtered_state` (built on it) for offers, information requests and rulings. The README cannot
 drift from the code, nor the code from the README, without this failing.
@@ -19,7 +19,8 @@ from decimal import Decimal
 import pytest
 from sqlmodel import Session
 
-from accord.access import (
+from accord.directory.records import Directory, PersonRecord, resolve_actor
+from accord.disputes.access import (
     Standing,
     Viewer,
     may_read_evidence,
@@ -29,9 +30,8 @@ from accord.access import (
     standing,
     visible_events,
 )
-from accord.db import SessionFactory, make_engine
-from accord.directory import Directory, PersonRecord, resolve_actor
-from accord.settings import REPO_ROOT
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.settings import REPO_ROOT
 from models.enums import (
     AssignmentState,
     DisputeCategory,

@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory, make_engine
-from accord.remedies import LedgerAdapter, WebhookAdapter
+from accord.platform.db import SessionFactory, make_engine
+from accord.remedies.adapters import LedgerAdapter, WebhookAdapter
 from activities.remedies import RemedyActivities
 from models.enums import RemedyKind, RemedyState
 from models.payloads import (

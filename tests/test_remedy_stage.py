@@ -23,7 +23,7 @@ from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
 
 pytestmark = pytest.mark.live_checked
-"""Each state these paths wait for is checked in the read model the pages read (accord.live)."""
+"""Each state these paths wait for is checked in the read model the pages read (accord.disputes.live)."""
 
 SECRET = "remedy-test-secret"
 

@@ -8,8 +8,8 @@ import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from accord.db import SessionFactory, make_engine
-from accord.reports import sla_report
+from accord.platform.db import SessionFactory, make_engine
+from accord.reports.sla import sla_report
 from models.enums import DisputeCategory, DisputeStage, ObjectKind, PartnerTier
 from models.tables import Dispute, DisputeObject, DisputeParty
 from tests.conftest import Stack, seed

@@ -13,7 +13,7 @@ import aiosmtplib
 import httpx
 from sqlmodel import select
 
-from accord.stack import wait_for_port
+from accord.runtime.embedded import wait_for_port
 from intake.processor import IntakeProcessor
 from intake.receiver import start_receiver
 from models.enums import InboundState

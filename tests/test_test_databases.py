@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from accord.db import make_engine
-from accord.migrate import head_revision
+from accord.platform.db import make_engine
+from accord.platform.schema import head_revision
 from tests.conftest import PostgresTemplate, sqlite_copy
 
 

@@ -14,8 +14,8 @@ from opentelemetry.trace import SpanKind
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from accord.runtime import build_services
-from accord.tracing import temporal_interceptors
+from accord.application import build_services
+from accord.platform.tracing import temporal_interceptors
 from tests.conftest import CONVERTER, MailCapture, Stack, dev_stack
 from tests.test_dispute_paths import offered
 from tests.test_web_api import CLAIMANT, filing

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlmodel import select
 
-from accord.directory import Directory, PersonRecord
+from accord.directory.records import Directory, PersonRecord
 from models.enums import DisputeStage, InboundState, NoteVisibility, Role, TaskKind, TaskState
 from models.payloads import (
     AcceptAssignment,

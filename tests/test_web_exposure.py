@@ -13,7 +13,7 @@ import re
 import httpx
 from itsdangerous import TimestampSigner
 
-from accord.settings import Settings
+from accord.platform.settings import Settings
 from tests.conftest import Stack, free_port
 from tests.web_harness import make_app, signed_in
 from web.serve import serve_web
@@ -119,7 +119,7 @@ async def test_metrics_are_served_on_their_own_port_and_not_on_the_web_port(
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
             assert (await client.get(f"{web}/metrics")).status_code == 404
-            # Serving, it froze what start-up left (accord.heap): full collections stay short.
+            # Serving, it froze what start-up left (accord.platform.heap): full collections stay short.
             assert gc.get_freeze_count() > 0
             scraped = None
             for _ in range(200):

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from accord.settings import Settings
+from accord.platform.settings import Settings
 from models.enums import Role
 from models.tables import AccountEvent, ApiToken, Person, WebSession
 from tests.conftest import Stack

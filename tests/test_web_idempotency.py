@@ -20,7 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from accord.runtime import PROGRAMMING_ERRORS, activity_methods
+from accord.runtime.wiring import PROGRAMMING_ERRORS, activity_methods
 from models.enums import DisputeStage
 from models.payloads import Deadline, EventRecord, ExtendDeadlineRequest, Recorded
 from tests.conftest import CONVERTER, MailCapture, Stack, cli_env, make_settings, seed
@@ -692,8 +692,8 @@ async def test_a_key_refused_by_the_validator_is_free_for_a_later_request(stack:
 async def test_a_key_with_slashes_cannot_reach_another_persons_update(stack: Stack) -> None:
     """Actor ids and keys may both hold '/': the contact "<mediator>/x@northwind.example" with
     key "k" and the mediator with key "x@northwind.example/k" are two updates."""
-    from accord.demo import DEMO
-    from accord.directory import ContactRecord, Directory
+    from accord.directory.demo import DEMO
+    from accord.directory.records import ContactRecord, Directory
 
     number, mediator_login = await mediating(stack)
     contact = f"{mediator_login.split('@')[0]}/x@northwind.example"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from accord.access import Viewer
-from accord.db import SessionFactory, make_engine
+from accord.disputes.access import Viewer
+from accord.platform.db import SessionFactory, make_engine
 from models.enums import (
     AssignmentState,
     DisputeCategory,

@@ -1,4 +1,4 @@
-"""accord.wording: every enum member has words, and each formatter says things as people
+"""accord.platform.wording: every enum member has words, and each formatter says things as people
 read them - no underscores, no reprs, names instead of ids."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import pytest
 from jinja2 import Environment
 from pydantic import TypeAdapter
 
-from accord import directory, wording
-from accord.wording import Names
+from accord.directory import records as directory
+from accord.platform import wording
+from accord.platform.wording import Names
 from models import enums
 from models.enums import DisputeCategory, RemedyKind, Role, TaskKind, VoteOutcome
 from models.payloads import (
@@ -47,7 +48,7 @@ ALL_ENUMS = [
 @pytest.mark.parametrize("enum", ALL_ENUMS, ids=lambda e: e.__name__)
 def test_every_member_of_every_enum_has_its_words(enum: type[Enum]) -> None:
     table = wording.LABELS.get(enum)
-    assert table is not None, f"accord.wording.LABELS has no table for {enum.__name__}"
+    assert table is not None, f"accord.platform.wording.LABELS has no table for {enum.__name__}"
     for member in enum:
         words = wording.label(member)
         assert member in table, f"{enum.__name__}.{member.name} has no wording"
@@ -501,8 +502,8 @@ def test_the_cli_says_which_dispute_is_missing_or_closed(
     from typer import Exit
 
     from accord.cli import _run, show_state
-    from accord.db import SessionFactory, make_engine
     from accord.disputes.operations import DisputeGone
+    from accord.platform.db import SessionFactory, make_engine
 
     async def missing() -> None:
         show_state(SessionFactory(make_engine(sqlite_url)), "DSP-2026-999999")
@@ -618,7 +619,7 @@ VIEWERS = {
 
 
 def _record(state: Any) -> Any:
-    from accord.access import Standing
+    from accord.disputes.access import Standing
     from models.tables import Dispute, DisputeEvent, Partner
     from web.views import DisputeFile
 
@@ -702,7 +703,7 @@ def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -
 
     from jinja2 import StrictUndefined
 
-    from accord.access import Standing, Viewer
+    from accord.disputes.access import Standing, Viewer
     from models.payloads import Actor
     from models.tables import Task
     from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS
@@ -809,7 +810,7 @@ def test_every_page_reads_as_written_for_its_reader(stage: enums.DisputeStage) -
 def test_the_outbox_names_partners_the_workflow_gave_by_id(
     database_url: str, smtp: tuple[Any, int], tmp_path: Any
 ) -> None:
-    from accord.runtime import build_services
+    from accord.application import build_services
     from models.payloads import NotificationRequest
     from models.tables import OutboxMessage, Partner
     from tests.conftest import make_settings

@@ -26,7 +26,7 @@ from temporalio.worker import WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
-from accord.runtime import WORKFLOW_RUNNER
+from accord.runtime.wiring import WORKFLOW_RUNNER
 from tests.conftest import Stack
 
 IMMUTABLE = (int, float, str, bytes, bool, Decimal, timedelta, re.Pattern, enum.Enum, type(None))
@@ -143,8 +143,8 @@ async def test_a_client_waits_for_a_frontend_that_is_not_healthy_yet(
     with a real server, so the SDK's connect is made to refuse twice (a stand-in)."""
     from temporalio.client import Client
 
-    import accord.runtime as runtime
-    from accord.settings import Settings
+    import accord.runtime.wiring as runtime
+    from accord.platform.settings import Settings
 
     real = Client.connect
     refusals: list[str] = []

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from accord.db import SessionFactory
+from accord.platform.db import SessionFactory
 from tests.conftest import Stack, free_port
 from web.app import create_app
 from web.auth import Accounts, directory_logins, hash_password

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-from accord.remedies import sign
+from accord.remedies.adapters import sign
 
 
 class Receiver:

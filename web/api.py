@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import select
 
-from accord.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
-from accord.directory import Directory
+from accord.directory.records import Directory
+from accord.disputes.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
 from accord.disputes.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from models.enums import (
     DisputeCategory,

@@ -21,9 +21,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from accord.directory import DirectoryNames
-from accord.runtime import Services
-from accord.settings import Settings
+from accord.application import Services
+from accord.directory.records import DirectoryNames
+from accord.platform.settings import Settings
 from models.codec import EncryptionCodec
 from web import api, codec, csrf, docs, errors, health, limits, pages, throttle
 from web.auth import Accounts

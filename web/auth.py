@@ -18,9 +18,9 @@ from pwdlib import PasswordHash
 from pydantic import StringConstraints, TypeAdapter
 from sqlmodel import Session, col, delete, select
 
-from accord.access import Viewer
-from accord.db import SessionFactory
-from accord.directory import UnknownActor, resolve_actor
+from accord.directory.records import UnknownActor, resolve_actor
+from accord.disputes.access import Viewer
+from accord.platform.db import SessionFactory
 from models.tables import (
     AccountEvent,
     ApiToken,

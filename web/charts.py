@@ -8,7 +8,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from accord.reports import SlaReport
+from accord.reports.sla import SlaReport
 
 ROW = 22
 LABEL_WIDTH = 200

@@ -30,7 +30,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
-from accord.access import Viewer
+from accord.disputes.access import Viewer
 from models.codec import EncryptionCodec, PayloadDecryptionError
 from models.enums import Role
 from web.context import web

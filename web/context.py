@@ -11,9 +11,9 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from temporalio.client import Client
 
-from accord.runtime import Services
-from accord.settings import Settings
-from accord.wording import NO_NAMES, NamesProvider
+from accord.application import Services
+from accord.platform.settings import Settings
+from accord.platform.wording import NO_NAMES, NamesProvider
 from models.enums import Role
 from web.auth import Accounts
 

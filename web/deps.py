@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from accord.access import Viewer
+from accord.disputes.access import Viewer
 from models.enums import Role
 from models.text import problem
 from web.context import web

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from accord.disputes.operations import DisputeGone, Refused
-from accord.wording import summary
+from accord.platform.wording import summary
 from models.text import plain_error, relevant
 from web import csrf
 from web.context import HOME, WebContext

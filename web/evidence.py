@@ -12,7 +12,7 @@ from starlette.datastructures import FormData, Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from accord.disputes.evidence import Upload, UploadProblem, check_type
-from accord.settings import Settings
+from accord.platform.settings import Settings
 
 
 class CheckedMultiPartParser(MultiPartParser):

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accord.observability import BusinessMetrics, readiness
+from accord.platform.observability import BusinessMetrics, readiness
 from web.context import WebContext, web
 
 router = APIRouter(include_in_schema=False)

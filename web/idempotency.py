@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from temporalio.client import Client
 
-from accord import texts
-from accord.db import SessionFactory
+from accord.disputes import texts
+from accord.disputes.live import shows
 from accord.disputes.operations import DisputeGone, Operation, Refused, perform, update_id
-from accord.live import shows
+from accord.platform.db import SessionFactory
 from models.enums import Action
 from models.payloads import ActionPayload, ActionResult, Actor, TextRef
 from models.tables import Dispute, IdempotencyRecord
@@ -128,7 +128,7 @@ async def perform_once(
 ) -> ActionResult:
     """Perform the action once per key and request (see perform); the same key with another
     request raises KeyReused. A text the action carries is stored first and the workflow gets
-    its reference (`accord.texts`); over `limits`, TooManyTexts and nothing is done."""
+    its reference (`accord.disputes.texts`); over `limits`, TooManyTexts and nothing is done."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (wait_seconds or SHOWN_WAIT_SECONDS)
     request = fingerprint(number, payload.model_dump(mode="json", exclude={"actor"}))

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accord.settings import Settings
+from accord.platform.settings import Settings
 from web.problems import problem_response
 
 

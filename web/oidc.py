@@ -24,7 +24,7 @@ with warnings.catch_warnings():
         StarletteOAuth2App,
     )
 
-from accord.settings import Settings
+from accord.platform.settings import Settings
 
 
 class OidcFailed(Exception):

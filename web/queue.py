@@ -3,7 +3,7 @@ each dispute (the parties, category, stage, amount, what is awaited and from who
 and the deadline), sorted and filtered as asked.
 
 Read from the read model alone, in one SQL statement per page (no call to Temporal, no query
-per row). Who sees which task follows accord.access: only the tasks a person may act on, on
+per row). Who sees which task follows accord.disputes.access: only the tasks a person may act on, on
 disputes they may see now (a role that ended leaves its tasks behind, unseen).
 
 The task inbox (mediators, admins, partners), the board's review queue and the API's task list
@@ -27,8 +27,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, col, select
 
-from accord import wording
-from accord.access import Viewer, dispute_scope
+from accord.disputes.access import Viewer, dispute_scope
+from accord.platform import wording
 from models.enums import DisputeCategory, DisputeStage, Role, TaskKind, TaskState
 from models.tables import Dispute, DisputeParty, Partner, Person, Task, UTCDateTime
 from web.problems import BadQuery
@@ -86,7 +86,7 @@ DESCENDING_FIRST = frozenset({SortKey.AMOUNT})
 TASK_LABELS = {k: wording.capital(wording.label(k)) for k in TaskKind}
 STAGE_LABELS = {s: wording.label(s) for s in DisputeStage}
 CATEGORY_LABELS = {c: wording.label(c) for c in DisputeCategory}
-"""The words of accord.wording, by member: the queue's selects, columns and sort order."""
+"""The words of accord.platform.wording, by member: the queue's selects, columns and sort order."""
 
 # What the task waits on: the viewer's own step, or (for the tasks that wait on others) the
 # others' steps, named with the people or partners who owe them.
@@ -385,7 +385,7 @@ class QueueItem:
     @property
     def label(self) -> str:
         # The kind in words; a title that says more than kind and number (mail the server
-        # refused, and to whom) follows it, as accord.wording.task words it.
+        # refused, and to whom) follows it, as accord.platform.wording.task words it.
         said = wording.task(self.task).removesuffix(f" {self.task.dispute_number}")
         kind = wording.label(self.task.kind)
         return TASK_LABELS[self.task.kind] + said.removeprefix(kind)
@@ -462,7 +462,7 @@ def work_queue(
         .correlate(Task)
         .scalar_subquery()
     )
-    # The dispute's columns come from an alias: accord.access's scope is an EXISTS on the
+    # The dispute's columns come from an alias: accord.disputes.access's scope is an EXISTS on the
     # dispute table itself, per task, by the dispute's key (as the inbox always asked it).
     d = aliased(Dispute)
     due = _due_column(d)

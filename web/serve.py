@@ -9,11 +9,13 @@ from collections.abc import Generator
 import uvicorn
 from temporalio.client import Client
 
-from accord.heap import freeze_start_up
-from accord.logs import configure_logging
-from accord.runtime import Services, build_services, connect, run_until_signalled
-from accord.settings import Settings
-from accord.tracing import configure_tracing
+from accord.application import Services, build_services
+from accord.platform.heap import freeze_start_up
+from accord.platform.logs import configure_logging
+from accord.platform.processes import run_until_signalled
+from accord.platform.settings import Settings
+from accord.platform.temporal import connect
+from accord.platform.tracing import configure_tracing
 from web.app import create_app
 from web.health import metrics_app
 

@@ -35,17 +35,8 @@ from sqlmodel.sql.expression import SelectOfScalar
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from accord import texts
-from accord.access import (
-    Viewer,
-    can_see_dispute,
-    dispute_scope,
-    may_read_evidence,
-    may_read_raw_audit,
-    side_of,
-    standing,
-)
-from accord.directory import (
+from accord.application import build_filing
+from accord.directory.records import (
     CaseLimit,
     Conflict,
     Directory,
@@ -56,7 +47,16 @@ from accord.directory import (
     parse_directory,
     unknown_conflicts,
 )
-from accord.disputes import evidence
+from accord.disputes import evidence, texts
+from accord.disputes.access import (
+    Viewer,
+    can_see_dispute,
+    dispute_scope,
+    may_read_evidence,
+    may_read_raw_audit,
+    side_of,
+    standing,
+)
 from accord.disputes.filing import FilingRejected
 from accord.disputes.operations import (
     IDEMPOTENCY_KEY,
@@ -70,14 +70,13 @@ from accord.disputes.operations import (
 )
 from accord.precedents.anonymity import DEFAULT_K, Population, load_population
 from accord.precedents.library import anonymised
-from accord.reports import SlaReport
-from accord.reports import sla_report as build_sla_report
+from accord.precedents.search import Filters as SearchFilters
+from accord.precedents.search import dispute_hits, dispute_matches, dispute_text_match
+from accord.precedents.search import search_precedents as full_text_search
+from accord.reports.sla import SlaReport
+from accord.reports.sla import sla_report as build_sla_report
 from accord.rules.audit import first_broken_link
 from accord.rules.transitions import why_not
-from accord.runtime import build_filing
-from accord.search import Filters as SearchFilters
-from accord.search import dispute_hits, dispute_matches, dispute_text_match
-from accord.search import search_precedents as full_text_search
 from intake.processor import IntakeProcessor, NotHeld
 from intake.processor import listed as listed_inbound
 from models.enums import (

@@ -1,5 +1,5 @@
 """Jinja2 for the pages: autoescaped (anything a user typed is inert), with the filters of
-accord.wording (the same words mail and the CLI use)."""
+accord.platform.wording (the same words mail and the CLI use)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi.templating import Jinja2Templates
 
-from accord import wording
 from accord.disputes.operations import new_key
+from accord.platform import wording
 
 HERE = Path(__file__).parent
 

@@ -1,9 +1,9 @@
 """What one viewer sees of a dispute, built once and rendered by both the pages and the API.
 
 The read model (database) gives the record, the timeline and the live state (offers, requests,
-notes, panel) as the workflow last recorded it (`accord.live`): no page waits on the engine,
-and pages work with the worker stopped. Both are filtered here through accord.access, so a
-page and an API response can never disagree about what a role may see.
+notes, panel) as the workflow last recorded it (`accord.disputes.live`): no page waits on the
+engine, and pages work with the worker stopped. Both are filtered here through
+accord.disputes.access, so a page and an API response can never disagree about what a role may see.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from accord import directory, texts
-from accord.access import (
+from accord.directory import records as directory
+from accord.disputes import texts
+from accord.disputes.access import (
     WITHHELD_FROM_SUMMARY,
     Standing,
     Viewer,
@@ -25,10 +26,10 @@ from accord.access import (
     standing,
     visible_events,
 )
-from accord.db import SessionFactory
+from accord.disputes.live import live_state
 from accord.disputes.operations import OPERATIONS, Operation
-from accord.live import live_state
-from accord.wording import Names
+from accord.platform.db import SessionFactory
+from accord.platform.wording import Names
 from models.enums import Action, Role
 from models.payloads import DisputeState
 from models.tables import Dispute, DisputeEvent, DisputeParty, Evidence, Partner
@@ -42,14 +43,14 @@ class NotFound(LookupError):
 class DisputeFile:
     row: Dispute
     """The dispute's record; for a viewer who reads only the case summary, a detached copy
-    with the withheld fields empty (`accord.access.WITHHELD_FROM_SUMMARY`)."""
+    with the withheld fields empty (`accord.disputes.access.WITHHELD_FROM_SUMMARY`)."""
     standing: Standing
     parties: dict[str, Partner]
     side: str | None
     events: list[DisputeEvent]
     evidence: list[Evidence]
     texts: dict[str, str] = field(default_factory=dict)
-    """Bodies of the stored texts the visible entries name (`accord.texts`), by id."""
+    """Bodies of the stored texts the visible entries name (`accord.disputes.texts`), by id."""
     state: DisputeState | None = None
     """None when the workflow has recorded no live state yet (a dispute from before the read
     model kept it, until its next record); pages then show the record alone."""

@@ -149,8 +149,8 @@ the whole window since the start, which counted a pause as running time (histori
 recompute every warning over the whole window)."""
 
 TEXT_REFS_PATCH = "text-refs"
-"""Notes, emails, information requests and answers arrive as stored texts (`accord.texts`): the
-update carries the text's id and hash, checked by an activity before anything changes, and the
+"""Notes, emails, information requests and answers arrive as stored texts (`accord.disputes.texts`):
+the update carries the text's id and hash, checked by an activity before anything changes, and the
 audit entry holds them instead of the body (histories before it carry their texts inline and
 never check one)."""
 
@@ -172,8 +172,8 @@ per decision instead of two or three (histories before it enqueue each after the
 
 LIVE_READ_MODEL_PATCH = "live-read-model"
 """Each record carries what changed in the dispute's live state (`get_state`) since the last
-one it sent (`LiveDelta`), for the read model the pages read (`accord.live`). A read model found
-behind, or a change whose record was refused for good, is sent at once by `project_live`
+one it sent (`LiveDelta`), for the read model the pages read (`accord.disputes.live`). A read model
+found behind, or a change whose record was refused for good, is sent at once by `project_live`
 (histories before it send changes only with their records: the whole state with the first
 record after one found behind or refused)."""
 

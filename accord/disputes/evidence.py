@@ -14,8 +14,8 @@ from sqlalchemy import delete, exists
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from accord.db import SessionFactory
-from accord.settings import Settings
+from accord.platform.db import SessionFactory
+from accord.platform.settings import Settings
 from models.enums import EvidenceVisibility
 from models.payloads import EvidenceItem
 from models.tables import Evidence, EvidenceBlob

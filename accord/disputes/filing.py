@@ -23,8 +23,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from accord.db import SessionFactory, Turn
-from accord.playbook import PlaybookLibrary
+from accord.platform.db import SessionFactory, Turn
+from accord.playbooks.library import PlaybookLibrary
 from models.enums import TERMINAL_STAGES, DisputeStage, ObjectKind, Role
 from models.payloads import (
     Actor,

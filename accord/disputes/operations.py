@@ -25,7 +25,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from accord.db import SessionFactory
+from accord.platform.db import SessionFactory
 from models.enums import Action
 from models.payloads import (
     AcceptAssignment,
@@ -155,7 +155,7 @@ def request_model(
     """The payload's fields minus those the server fills in: what an API client sends. The
     field constraints carry over, so the OpenAPI document shows them. A text the payload takes
     inline or as a stored text's reference (`<name>_ref`, filled in by the server after storing
-    it, `accord.texts`) is required inline here, and the reference is not offered."""
+    it, `accord.disputes.texts`) is required inline here, and the reference is not offered."""
     stored = {name.removesuffix("_ref") for name in payload.model_fields if name.endswith("_ref")}
     fields: dict[str, Any] = {}
     for name, info in payload.model_fields.items():

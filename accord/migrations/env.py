@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the caller (accord.migrate) or from Settings."""
+"""Alembic environment: the URL comes from the caller (accord.platform.schema) or from Settings."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
-from accord.db import make_engine
-from accord.migrate import include_object
-from accord.settings import Settings
+from accord.platform.db import make_engine
+from accord.platform.schema import include_object
+from accord.platform.settings import Settings
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url()

@@ -16,8 +16,8 @@ from decimal import Decimal
 from pydantic import TypeAdapter, ValidationError
 from sqlmodel import Session, col, select
 
+from accord.precedents.search import text_candidates
 from accord.rules.consistency import clause_key, remedy_figure
-from accord.search import text_candidates
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import (
     Remedy,

@@ -29,8 +29,8 @@ class ActionPayload(Payload):
 
 
 class TextRef(Payload):
-    """A text stored in the database (`accord.texts`) by the adapter that received it: what the
-    workflow carries instead of the body, so a busy dispute's history stays small."""
+    """A text stored in the database (`accord.disputes.texts`) by the adapter that received it: what
+    the workflow carries instead of the body, so a busy dispute's history stays small."""
 
     id: Annotated[str, StringConstraints(pattern=r"^tx-[0-9a-f]{32}$")]
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -254,7 +254,7 @@ class MailMessage(Payload):
     (neutrals only)."""
     evidence_ids: tuple[str, ...] = ()
     text_ref: TextRef | None = None
-    """The stored text of the message (`accord.texts`)."""
+    """The stored text of the message (`accord.disputes.texts`)."""
 
     @model_validator(mode="after")
     def _text_given(self) -> MailMessage:
@@ -291,5 +291,5 @@ class ActionResult(Payload):
     """The workflow's last record, made or begun, when it answered: the read model shows the
     action's consequences once it has recorded this step (None in answers from before it)."""
     live_version: int | None = None
-    """The version of the live state (`accord.live`) the read model must hold by then: a change
-    it refused (found behind) arrives whole afterwards, with a later version."""
+    """The version of the live state (`accord.disputes.live`) the read model must hold by then: a
+    change it refused (found behind) arrives whole afterwards, with a later version."""

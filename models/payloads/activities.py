@@ -94,8 +94,8 @@ class EventRecord(Payload):
 
 class LiveDelta(Payload):
     """What changed in the dispute's live state (`DisputeWorkflow.get_state`) since the last one
-    the workflow sent, for the read model (`accord.live`). Sections are replaced whole; notes,
-    offers and information requests, which a busy dispute has many of, travel one by one."""
+    the workflow sent, for the read model (`accord.disputes.live`). Sections are replaced whole;
+    notes, offers and information requests, which a busy dispute has many of, travel one by one."""
 
     version: int
     """This live state's number: one more than the last the workflow sent."""

@@ -44,7 +44,7 @@ class InformationRequestView(Payload):
     id: str
     party_id: str
     questions: str
-    """Empty while `questions_ref` is not yet read from the database (`accord.texts`)."""
+    """Empty while `questions_ref` is not yet read from the database (`accord.disputes.texts`)."""
     requested_at: datetime
     due_at: datetime
     answered_at: datetime | None
@@ -68,7 +68,7 @@ class NoteView(Payload):
     at: datetime
     author: str
     text: str
-    """Empty while `text_ref` is not yet read from the database (`accord.texts`)."""
+    """Empty while `text_ref` is not yet read from the database (`accord.disputes.texts`)."""
     visibility: NoteVisibility
     caucus_partner_id: str | None
     text_ref: TextRef | None = None
@@ -138,7 +138,7 @@ class RulingView(Payload):
     issued_at: datetime
     final: bool
     rationale_ref: TextRef | None = None
-    """The stored rationale (`accord.texts`); `rationale` is empty until it is read in."""
+    """The stored rationale (`accord.disputes.texts`); `rationale` is empty until it is read in."""
 
 
 class ReviewView(Payload):

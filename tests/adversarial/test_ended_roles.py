@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from accord.directory import Directory, PersonRecord
+from accord.directory.records import Directory, PersonRecord
 from models.enums import Role, VoteOutcome
 from models.payloads import (
     AcceptAssignment,

@@ -282,7 +282,7 @@ async def test_a_session_ends_when_a_directory_import_changes_the_role_and_back(
 ) -> None:
     from sqlmodel import select
 
-    from accord.directory import Directory, PersonRecord, import_directory
+    from accord.directory.records import Directory, PersonRecord, import_directory
     from models.enums import Role
     from models.tables import Person
     from tests.web_harness import make_app, signed_in

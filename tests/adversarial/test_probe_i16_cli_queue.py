@@ -115,9 +115,9 @@ def columns(line: str) -> int:
 
 @pytest.fixture
 def hostile_directory(tmp_path: Path) -> str:
-    from accord.db import SessionFactory, make_engine
-    from accord.directory import import_directory, parse_directory
-    from accord.migrate import upgrade
+    from accord.directory.records import import_directory, parse_directory
+    from accord.platform.db import SessionFactory, make_engine
+    from accord.platform.schema import upgrade
 
     url = f"sqlite:///{tmp_path / 'accord.db'}"
     upgrade(url)
@@ -218,9 +218,9 @@ def test_the_sla_state_is_on_business_time_across_a_weekend_and_after_an_extensi
     New York, 2 business days (due Tuesday at close): the queue said 'warned: half the time
     used' on Sunday, with one working hour of seventeen gone, and 'warned: 80%' at Tuesday's
     opening, with ten hours of seventeen gone."""
-    from accord.calendar import BusinessCalendar
-    from accord.db import SessionFactory, make_engine
-    from accord.playbook import PlaybookLibrary
+    from accord.platform.db import SessionFactory, make_engine
+    from accord.playbooks.calendar import BusinessCalendar
+    from accord.playbooks.library import PlaybookLibrary
     from activities.records import RecordActivities
     from models.enums import AssignmentState, DisputeStage, Role, TaskKind
     from models.payloads import Actor, EventRecord, TaskOpen

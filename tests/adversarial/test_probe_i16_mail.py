@@ -225,7 +225,7 @@ def panel_lines(out: str) -> list[str]:
 async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
     stack_on_both: Stack,
 ) -> None:
-    from accord.directory import Directory, PersonRecord
+    from accord.directory.records import Directory, PersonRecord
     from models.enums import Role
     from models.payloads import Recuse
     from tests.test_cli import accord
@@ -429,7 +429,7 @@ async def test_a_ruling_that_denies_awards_nothing_and_says_nothing_will_be_appl
 
 
 async def test_a_replacement_on_the_appeal_panel_is_told_it_hears_an_appeal(stack: Stack) -> None:
-    from accord.directory import Directory, PersonRecord
+    from accord.directory.records import Directory, PersonRecord
     from models.enums import Role
     from models.payloads import Recuse, RedrawPanel
     from tests.test_cli import accord

@@ -46,7 +46,7 @@ def test_a_refused_mail_task_names_the_email_in_words_not_its_template_id() -> N
     """The outbox titles the admins' task 'mail refused: <template> to <recipient>'; the
     template is a file name ('final_ruling', 'offer_rejected'), which the admin's queue and
     `accord tasks` printed as it is."""
-    from accord import wording
+    from accord.platform import wording
     from models.enums import Role, TaskKind, TaskState
     from models.tables import Task
     from web.queue import QueueItem, Sla
@@ -86,7 +86,7 @@ def test_a_queue_sorted_other_than_by_default_offers_to_clear_it() -> None:
     but editing the form."""
     from jinja2 import StrictUndefined
 
-    from accord.access import Viewer
+    from accord.disputes.access import Viewer
     from models.enums import Role
     from models.payloads import Actor
     from web.pages.disputes import queue_context

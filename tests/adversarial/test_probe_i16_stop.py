@@ -1,4 +1,4 @@
-"""Probes of issue 16's clean stop and reuse (accord.stack): `accord run` finding its Temporal
+"""Probes of issue 16's clean stop and reuse (accord.runtime.embedded): `accord run` finding its Temporal
 port taken. It says it reuses what listens there; when what listens is no Temporal server (a
 stray process, a server that hangs), it must say so plainly and stop, not print a traceback
 of the SDK's connection error after the banner's promise."""
@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from accord.stack import port_open
+from accord.runtime.embedded import port_open
 from tests.conftest import REPO_ROOT
 from tests.test_embedded_stop import (  # noqa: F401 - run_env: the fixture
     dev_servers_of,
@@ -109,7 +109,7 @@ def test_a_reused_server_is_said_so_and_outlives_a_kill_9_of_the_run(
 ) -> None:
     """The README: "a server already listening on the Temporal port is reused, said so, and
     left running" - also when the run that reused it is killed -9."""
-    from accord.stack import temporal_binary
+    from accord.runtime.embedded import temporal_binary
     from models import search_attributes
 
     env, temporal_port, state = run_env

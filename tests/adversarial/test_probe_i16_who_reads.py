@@ -1,5 +1,5 @@
 """Probes of the README's "Who reads what" table against the real pages and API (not
-accord.access alone): a seated panel member asks for the dispute's caucus note by every route
+accord.disputes.access alone): a seated panel member asks for the dispute's caucus note by every route
 a person or a script has, after the mediation it was written in failed into review."""
 
 from __future__ import annotations

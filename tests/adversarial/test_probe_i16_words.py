@@ -281,7 +281,7 @@ def test_each_playbook_example_names_partners_and_territories_of_the_demo() -> N
     """`accord playbook`'s examples are copied as they are against the demo data: the territory
     example moved 'NA-EAST-NY', which the demo has not, from contoso, which holds nothing (the
     ledger then records it as applied and moves nothing)."""
-    from accord.demo import DEMO
+    from accord.directory.demo import DEMO
     from accord.reference import REMEDIES, validate_example
     from models.payloads import remedy_parties
 
@@ -319,8 +319,8 @@ def test_the_remedy_applied_mail_says_through_what_in_words(adapter: str, said: 
 def test_a_partner_contact_is_named_not_shown_by_email(
     database_url: str, smtp: tuple[Any, int], tmp_path: Path
 ) -> None:
-    from accord import directory
-    from accord.runtime import build_services
+    from accord.application import build_services
+    from accord.directory import records as directory
     from tests.conftest import make_settings, seed
 
     _, port = smtp
@@ -336,7 +336,7 @@ def test_the_dispute_list_says_what_is_missing_in_words(sqlite_url: str, tmp_pat
     from datetime import UTC, date, datetime
     from decimal import Decimal
 
-    from accord.db import SessionFactory, make_engine
+    from accord.platform.db import SessionFactory, make_engine
     from models.enums import DisputeCategory, DisputeStage
     from models.tables import Dispute
     from tests.conftest import deployed_environment, seed

@@ -1,5 +1,5 @@
 """Adversarial probes of 99ba827: an audit entry's write (`RecordActivities._append`), its live
-state (`accord.live.project_live`) and its mail (`Outbox._store`) as Core statements instead of
+state (`accord.disputes.live.project_live`) and its mail (`Outbox._store`) as Core statements instead of
 ORM loads and a unit-of-work flush. Each probe states what the ORM version did; run on both
 databases, and against the parent commit, they must agree."""
 
@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import col, select
 from temporalio.exceptions import ApplicationError
 
-from accord.db import SessionFactory, make_engine
+from accord.platform.db import SessionFactory, make_engine
 from accord.rules.audit import first_broken_link
 from activities.records import RecordActivities
 from models.enums import (
@@ -447,14 +447,14 @@ def test_a_live_state_created_by_another_transaction_mid_entry_names_no_rolled_b
     whole state. On PostgreSQL the entry collides (IntegrityError, after its mail was stored):
     it is raised, nothing is named to the relay, and the retry goes through. On SQLite the other
     writer waits for the entry's commit, and applies nothing over the newer version."""
-    import accord.live
+    import accord.disputes.live
 
     add_dispute(sessions, NUMBER)
     box = recording_outbox(sessions)
     calls = nudged(box)
     records = RecordActivities(sessions, outbox=box)
     elsewhere = RecordActivities(other)
-    original = accord.live._upserted
+    original = accord.disputes.live._upserted
     fired: list[threading.Thread] = []
 
     def whole_state() -> None:
@@ -480,7 +480,7 @@ def test_a_live_state_created_by_another_transaction_mid_entry_names_no_rolled_b
             writer.join(timeout=1.5)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(accord.live, "_upserted", hooked)
+    monkeypatch.setattr(accord.disputes.live, "_upserted", hooked)
     postgres = sessions.engine.dialect.name == "postgresql"
     if postgres:
         with pytest.raises(IntegrityError):

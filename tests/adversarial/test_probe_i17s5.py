@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from accord.access import Viewer
-from accord.db import SessionFactory, make_engine
-from accord.migrate import upgrade
+from accord.disputes.access import Viewer
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.schema import upgrade
 from models.enums import AssignmentState, DisputeStage, Role
 from models.payloads import Actor
 from models.tables import Assignment, Dispute, DisputeParty
@@ -416,7 +416,7 @@ def test_postgres_concurrent_remove_and_add_both_count(order: str) -> None:
 def test_postgres_downgrade_leaves_nothing_and_upgrades_again() -> None:
     from alembic import command
 
-    from accord.migrate import alembic_config
+    from accord.platform.schema import alembic_config
 
     url, drop, factory = _pg_factory()
     try:
@@ -501,7 +501,7 @@ async def test_runner_contexts_match_stock_for_every_command_type() -> None:
     from temporalio.worker._command_aware_visitor import CommandInfo
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-    from accord.runtime import WORKFLOW_RUNNER
+    from accord.runtime.wiring import WORKFLOW_RUNNER
 
     stock = SandboxedWorkflowRunner(restrictions=WORKFLOW_RUNNER.restrictions)
     ours, theirs = WORKFLOW_RUNNER.create_instance(_details()), stock.create_instance(_details())
@@ -530,7 +530,7 @@ async def test_stored_histories_replay_on_the_workers_runner() -> None:
     replay tests use; the histories are sealed by the payload codec (CONVERTER)."""
     from temporalio.client import WorkflowHistory
 
-    from accord.runtime import WORKFLOW_RUNNER
+    from accord.runtime.wiring import WORKFLOW_RUNNER
     from tests.conftest import CONVERTER
     from tests.history_splits import dispute_replayer
 
@@ -648,7 +648,7 @@ async def test_live_worker_on_the_runner_seals_queries_and_replays(stack: Any) -
     """A dispute worked on the worker's _Runner with the sealing codec: a note's text never in
     the clear in the history, the query answers, and the history replays on _Runner after the
     worker's cache is gone."""
-    from accord.runtime import WORKFLOW_RUNNER
+    from accord.runtime.wiring import WORKFLOW_RUNNER
     from models.enums import NoteVisibility
     from models.payloads import AddNote
     from tests.conftest import CONVERTER

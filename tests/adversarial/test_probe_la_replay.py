@@ -39,7 +39,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from accord import texts
+from accord.disputes import texts
 from activities.records import RecordActivities
 from activities.texts import TextActivities
 from models.enums import DisputeStage

@@ -27,7 +27,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
-from accord.runtime import Services
+from accord.application import Services
 from chaos.processes import DatabaseOutage
 from models.enums import DisputeStage, OutboxState, TaskState
 from models.tables import Task
@@ -678,7 +678,7 @@ async def test_probe_a_schema_error_in_record_is_not_taken_for_an_outage(
 ) -> None:
     """The outbox table is gone from under the relay (a schema bug, a bad migration): the
     record's error says so at once. SQLite reports 'no such table' as an OperationalError,
-    which `accord.db.unreachable` takes for an outage: retried silently for the lease."""
+    which `accord.platform.db.unreachable` takes for an outage: retried silently for the lease."""
     server = SlowServer()
     lease = timedelta(seconds=5)
     with serving(server) as port:

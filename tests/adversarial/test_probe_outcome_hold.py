@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from accord.runtime import Services
+from accord.application import Services
 from models.enums import DisputeStage, OutboxState
 from models.tables import Dispute, OutboxMessage
 from notifications.outbox import Outcome

@@ -17,8 +17,8 @@ from sqlmodel import select
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from accord import texts
-from accord.live import shows
+from accord.disputes import texts
+from accord.disputes.live import shows
 from activities.records import RecordActivities
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddMessage, MailMessage

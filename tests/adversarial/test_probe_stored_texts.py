@@ -1,4 +1,4 @@
-"""Probes of the stored texts (accord.texts): a text said privately and stored by reference is
+"""Probes of the stored texts (accord.disputes.texts): a text said privately and stored by reference is
 read by exactly those who read it when it was inline, on every page, API response and
 export, and the timeline still lists what each may see. On SQLite and on PostgreSQL."""
 

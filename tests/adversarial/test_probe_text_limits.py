@@ -1,4 +1,4 @@
-"""Probe of the volume limits (accord.texts): what the dispute refused was not said, so it
+"""Probe of the volume limits (accord.disputes.texts): what the dispute refused was not said, so it
 takes no place under a limit. A party whose actions were refused (the stage or its role did not
 allow them) still has its places for what it may say. On SQLite and PostgreSQL."""
 

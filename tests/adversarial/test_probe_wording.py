@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from accord import wording
-from accord.db import SessionFactory
+from accord.platform import wording
+from accord.platform.db import SessionFactory
 from models.enums import TaskKind
 from models.payloads import Remedy
 from models.text import plain_error, relevant

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlmodel import select
 
-from accord.directory import Directory, PersonRecord
+from accord.directory.records import Directory, PersonRecord
 from models.enums import DisputeStage, Role, TaskKind, VoteOutcome
 from models.payloads import (
     ActionResult,

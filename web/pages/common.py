@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
-from accord.access import Viewer
+from accord.disputes.access import Viewer
 from accord.disputes.evidence import Upload
 from web import csrf, service
 from web.context import HOME, web

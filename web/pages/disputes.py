@@ -13,14 +13,14 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 from starlette.datastructures import FormData
 
-from accord.access import Viewer
+from accord.disputes.access import Viewer
 from accord.disputes.operations import BY_SLUG, Refused, StillApplying, new_key
-from accord.playbook import CategoryRules
+from accord.platform.wording import choices, label, summary
+from accord.platform.wording import remedy as remedy_words
+from accord.playbooks.library import CategoryRules
 from accord.precedents.anonymity import load_population
+from accord.precedents.search import dispute_snippets
 from accord.rules.consistency import pattern
-from accord.search import dispute_snippets
-from accord.wording import choices, label, summary
-from accord.wording import remedy as remedy_words
 from models.enums import (
     Action,
     DisputeCategory,

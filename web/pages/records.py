@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import select
 
-from accord.access import Viewer
+from accord.disputes.access import Viewer
 from models.enums import InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from accord.access import Viewer
+from accord.disputes.access import Viewer
 from models.text import clean
 from web import service
 from web.auth import SignIn

@@ -16,12 +16,12 @@ from pathlib import Path
 from sqlmodel import func, select
 from temporalio.client import Client
 
-from accord.db import SessionFactory, make_engine
-from accord.demo import DEMO
-from accord.directory import import_directory
-from accord.mailcapture import start_capture
-from accord.migrate import upgrade
-from accord.settings import Settings
+from accord.directory.demo import DEMO
+from accord.directory.records import import_directory
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.schema import upgrade
+from accord.platform.settings import Settings
+from accord.runtime.mailcapture import start_capture
 from models import search_attributes
 from models.tables import Partner, PartnerContact, Person
 
@@ -81,7 +81,7 @@ SERVER_GRACE_SECONDS = 15
 
 
 class DevServer:
-    """The Temporal dev server `accord run` started, through `accord.keeper`: it stops when
+    """The Temporal dev server `accord run` started, through `accord.runtime.keeper`: it stops when
     `stop()` is called or when this process ends, however it ends (even kill -9)."""
 
     def __init__(self, keeper: subprocess.Popen[bytes], lifeline: int, log: Path) -> None:
@@ -135,7 +135,7 @@ def start_temporal(settings: Settings) -> DevServer | None:
         [
             sys.executable,
             "-m",
-            "accord.keeper",
+            "accord.runtime.keeper",
             str(SERVER_GRACE_SECONDS),
             temporal_binary(),
             "server",
@@ -181,7 +181,8 @@ async def run_intake(
     """The SMTP receiver and/or the IMAP poller, the processor behind them, and an outbox
     relay for their replies; on `client` (the embedded stack's), or on a client of its own."""
     settings.check(intake=True)
-    from accord.runtime import build_services, connect
+    from accord.application import build_services
+    from accord.platform.temporal import connect
     from intake.imap import ImapPoller
     from intake.processor import IntakeProcessor
     from intake.receiver import start_receiver
@@ -279,7 +280,7 @@ async def stack_client(settings: Settings, *, reused: bool) -> Client:
     A server this run reuses must answer as Temporal does; if what listens on its port does
     not (another program, a server that hangs), say so and stop: not the SDK's error after the
     banner."""
-    from accord.runtime import connect
+    from accord.platform.temporal import connect
 
     try:
         # A local server answers at once once it is healthy: a reused one gets a few seconds.

@@ -8,7 +8,7 @@ through this small keeper. The keeper's standard input is a pipe whose other end
 process group, a crash), the pipe closes, and the keeper stops the server - SIGTERM, then
 SIGKILL after a grace period - and exits.
 
-Usage: python -m accord.keeper GRACE_SECONDS COMMAND [ARGS...]   (standard input: the pipe)
+Usage: python -m accord.runtime.keeper GRACE_SECONDS COMMAND [ARGS...]   (standard input: the pipe)
 
 Only the standard library is imported here: it starts in a blink and needs nothing else.
 """
@@ -53,7 +53,10 @@ def keep(command: list[str], grace: float) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
-        print("usage: python -m accord.keeper GRACE_SECONDS COMMAND [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m accord.runtime.keeper GRACE_SECONDS COMMAND [ARGS...]",
+            file=sys.stderr,
+        )
         return 2
     return keep(argv[1:], float(argv[0]))
 

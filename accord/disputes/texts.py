@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from accord.db import SessionFactory
-from accord.settings import Settings
+from accord.platform.db import SessionFactory
+from accord.platform.settings import Settings
 from models.payloads import (
     ActionPayload,
     AddMessage,

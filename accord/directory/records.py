@@ -18,10 +18,10 @@ from pydantic import (
 )
 from sqlmodel import Session, col, delete, func, or_, select
 
-from accord.db import SessionFactory
-from accord.playbook import Playbook, _format_location
+from accord.platform.db import SessionFactory
+from accord.platform.wording import Names
+from accord.playbooks.library import Playbook, _format_location
 from accord.rules.eligibility import VENDOR
-from accord.wording import Names
 from models.enums import ObjectKind, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Account, Partner, PartnerContact, Person, Territory, WebSession
@@ -119,7 +119,7 @@ class Directory(_Record):
 
 def import_directory(session: Session, directory: Directory) -> None:
     """Insert or update every record; running it twice changes nothing."""
-    from accord.db import lock_people_writers
+    from accord.platform.db import lock_people_writers
 
     lock_people_writers(session)  # before any row: seat reservations lock people in id order
     for p in directory.partners:
@@ -366,8 +366,8 @@ def resolve_actor(session: Session, login: str) -> Actor:
 
 
 def names(session: Session) -> Names:
-    """Every partner's, person's and territory's display name, for accord.wording (small: one
-    query each)."""
+    """Every partner's, person's and territory's display name, for accord.platform.wording (small:
+    one query each)."""
     # Columns, not rows: every email enqueued reads these, and building the ORM objects was a
     # third of what enqueueing one cost.
     partners = dict(session.exec(select(Partner.id, Partner.name)).all())

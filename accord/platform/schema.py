@@ -7,7 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-INI = Path(__file__).parent / "alembic.ini"
+# The Alembic configuration and its scripts sit beside the packages, in accord/ (package data).
+INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 
 
 def alembic_config(url: str) -> Config:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 from sqlmodel import Session, SQLModel, select
 
-from accord.db import SessionFactory
+from accord.platform.db import SessionFactory
 from models.payloads import (
     CommissionSplit,
     CoSellingResources,

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holiday_data
 
-from accord.playbook import WEEKDAYS, CalendarSpec
+from accord.playbooks.library import WEEKDAYS, CalendarSpec
 
 # A deadline is at most a few hundred business days out; walking further means a calendar
 # with no working days at all, which the playbook schema already refuses.

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,18 +11,15 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.converter import DataConverter, SerializationContext
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.converter import SerializationContext
 from temporalio.worker import Worker, WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxedInstance
 
-from accord.db import SessionFactory, make_engine
-from accord.disputes.filing import FilingService, worker_polling
-from accord.playbook import PlaybookLibrary
-from accord.remedies import LedgerAdapter, RemedyAdapter, WebhookAdapter
-from accord.settings import Settings
-from accord.tracing import temporal_interceptors
+from accord.application import Services
+from accord.disputes.filing import worker_polling
+from accord.platform.tracing import temporal_interceptors
+from accord.remedies.adapters import LedgerAdapter, RemedyAdapter, WebhookAdapter
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
@@ -33,63 +27,13 @@ from activities.notify import NotificationActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
 from activities.texts import TextActivities
-from models.converter import encrypted
 from models.enums import RemedyKind
-from notifications.mailer import Mailer, SmtpMailer
-from notifications.outbox import Outbox, RelayPolicy
-from notifications.render import TemplateCatalog
+from notifications.outbox import Outbox
 from workflows.dispute import DisputeWorkflow
 
 # Exceptions that mean a bug in workflow code (ApplicationError, which fails just an update,
 # is deliberately not among them).
 PROGRAMMING_ERRORS = (KeyError, AttributeError, TypeError, NameError, IndexError, AssertionError)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    sessions: SessionFactory
-    playbooks: PlaybookLibrary
-    outbox: Outbox
-
-
-def build_services(settings: Settings, mailer: Mailer | None = None) -> Services:
-    sessions = SessionFactory(make_engine(settings.resolved_database_url()))
-    mailer = mailer or SmtpMailer(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        starttls=settings.smtp_starttls,
-    )
-    outbox = Outbox(
-        sessions,
-        mailer,
-        TemplateCatalog(),
-        sender=settings.mail_from,
-        domain=settings.mail_domain,
-        base_url=settings.resolved_base_url(),
-        policy=RelayPolicy(
-            lease=timedelta(seconds=settings.outbox_claim_lease_seconds),
-            retry_base=timedelta(seconds=settings.outbox_retry_base_seconds),
-            retry_max=timedelta(seconds=settings.outbox_retry_max_seconds),
-            concurrency=settings.outbox_relay_concurrency,
-            coalesce=timedelta(seconds=settings.outbox_coalesce_seconds),
-            outcome_hold=timedelta(seconds=settings.outbox_outcome_hold_seconds),
-        ),
-    )
-    return Services(settings, sessions, PlaybookLibrary.from_dir(settings.playbook_dir), outbox)
-
-
-def build_filing(services: Services, client: Client) -> FilingService:
-    return FilingService(
-        services.sessions,
-        services.playbooks,
-        client,
-        task_queue=services.settings.task_queue,
-        admin_email=services.settings.admin_email,
-        task_timeout=timedelta(seconds=services.settings.workflow_task_seconds),
-    )
 
 
 class ConfigurationError(ValueError):
@@ -144,69 +88,6 @@ def activity_methods(services: Services) -> list[Any]:
         notify.send_notification,
         stored_texts.check_texts,
     ]
-
-
-def run_until_signalled(serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run `serve(stop)` until SIGINT or SIGTERM sets `stop` (a process's main loop)."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(stop)
-
-    asyncio.run(main())
-
-
-def data_converter_for(settings: Settings) -> DataConverter:
-    """Every client's and worker's converter: payloads sealed with the settings' keys."""
-    return encrypted(settings.payload_key_ring())
-
-
-NOT_HEALTHY_YET = "not healthy yet"
-HEALTHY_WITHIN_SECONDS = 60.0
-"""How long a client waits for a server whose frontend says it is not healthy yet: a dev server
-just started listens before it is (seconds on a loaded machine)."""
-
-
-async def connect(
-    settings: Settings, *, sdk_metrics: bool = False, answers_within: float | None = None
-) -> Client:
-    """A client; with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and
-    activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS.
-
-    A frontend that is not healthy yet is asked again, for HEALTHY_WITHIN_SECONDS; any other
-    refusal is raised at once. With `answers_within`, each attempt that gets no answer in that
-    many seconds is a refusal too (RuntimeError): the SDK itself waits 30 s on a listener that
-    accepts the connection and never answers, and no connect option shortens that."""
-    runtime = None
-    if sdk_metrics and settings.temporal_metrics_address:
-        runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=settings.temporal_metrics_address)
-            )
-        )
-    deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
-    while True:
-        attempt = Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=data_converter_for(settings),
-            runtime=runtime,
-            # Carries the web request's trace into workflows; the worker continues it.
-            interceptors=temporal_interceptors(),
-        )
-        try:
-            return await asyncio.wait_for(attempt, answers_within)
-        except TimeoutError:
-            raise RuntimeError(
-                f"{settings.temporal_address} did not answer within {answers_within} s"
-            ) from None
-        except RuntimeError as exc:
-            if NOT_HEALTHY_YET not in str(exc) or time.monotonic() >= deadline:
-                raise
-        await asyncio.sleep(0.2)
 
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)

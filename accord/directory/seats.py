@@ -18,8 +18,8 @@ released row is taken over.
 Reserving is a read (who is under their limit) and then a write (the seat), and two filings at
 once must never both read the same last free seat. Reservations therefore run in a transaction
 begun with `SessionFactory.begin(immediate=True)` (on SQLite one writer at a time, across
-processes too) that first takes `accord.db.lock_people_writers` (on PostgreSQL one advisory lock
-every writer of people rows takes first, the directory import too, so none of them holds some
+processes too) that first takes `accord.platform.db.lock_people_writers` (on PostgreSQL one advisory
+lock every writer of people rows takes first, the directory import too, so none of them holds some
 people while waiting for others), and lock the people they may seat with `lock_people` before
 counting (`SELECT ... FOR NO KEY UPDATE` in id order: a row that references a person, such as a
 new account's owner, still passes its foreign-key check). Counts read after that stay true until
@@ -181,7 +181,7 @@ def release_seats_of(
 ) -> None:
     """The dispute's held panel seats given back: `person_id`'s (they recused), or all of them
     (the ruling was appealed: the first panel's work is done). Written with the audit entry that
-    says so, so their reading ends with it (accord.access), not when the next draw runs."""
+    says so, so their reading ends with it (accord.disputes.access), not when the next draw runs."""
     query = update(PanelSeat).where(
         col(PanelSeat.dispute_number) == number, col(PanelSeat.released_at).is_(None)
     )

@@ -3,7 +3,7 @@ board large enough for an appeal's fresh panel."""
 
 from __future__ import annotations
 
-from accord.directory import (
+from accord.directory.records import (
     AccountRecord,
     ContactRecord,
     Directory,

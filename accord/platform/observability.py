@@ -17,8 +17,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 from temporalio.client import Client
 
-from accord.db import SessionFactory
-from accord.migrate import head_revision
+from accord.platform.db import SessionFactory
+from accord.platform.schema import head_revision
 
 COUNTED_ACTIONS = (
     "filed",

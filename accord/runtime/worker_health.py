@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
-from accord.db import SessionFactory
-from accord.observability import BusinessMetrics, readiness
+from accord.platform.db import SessionFactory
+from accord.platform.observability import BusinessMetrics, readiness
 
 
 class WorkerState:

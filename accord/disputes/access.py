@@ -249,8 +249,8 @@ def may_read_raw_audit(viewer: Viewer) -> bool:
 
 
 def _may_read_note_entry(viewer: Viewer, standing: Standing, content: dict[str, object]) -> bool:
-    # An entry of a stored note holds `text_ref` and no `text` (accord.texts): who may read it
-    # is decided by its visibility alone, so the missing body is an empty one here.
+    # An entry of a stored note holds `text_ref` and no `text` (accord.disputes.texts): who may read
+    # it is decided by its visibility alone, so the missing body is an empty one here.
     fields = {"text": "", **{k: v for k, v in content.items() if k != "summary"}}
     try:
         note = NoteView.model_validate(fields)

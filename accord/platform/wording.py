@@ -2,7 +2,7 @@
 partners and people, as plain functions and as the Jinja2 filters pages and mail share.
 
 Pure: it reads no database and no clock it is not given (`countdown` defaults to now). The
-names of partners and people come in a `Names`, built above this module (accord.directory)
+names of partners and people come in a `Names`, built above this module (accord.directory.records)
 from the directory.
 """
 
@@ -649,12 +649,13 @@ ADAPTERS: dict[str, str] = {
     "ledger": "Accord's remedy ledger",
     "webhook": "the connected partner system",
 }
-"""The remedy adapters (accord.remedies) as their readers know them; another is its name."""
+"""The remedy adapters (accord.remedies.adapters) as their readers know them; another is its
+name."""
 
 
 def adapter(name: object) -> str:
     """'ledger' -> "Accord's remedy ledger"; a webhook routed for one kind ('webhook:mdf_credit',
-    accord.runtime) as any webhook; an adapter configured under another name, as named."""
+    accord.runtime.wiring) as any webhook; an adapter configured under another name, as named."""
     text = str(name)
     return ADAPTERS.get(text) or ADAPTERS.get(text.partition(":")[0], text)
 
