@@ -45,7 +45,7 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     result = lint(tmp_path)
     assert result.returncode == 1, result.stdout[-3000:]
     assert "accord.rules.audit -> web.context" in result.stdout
-    assert "workflows.core -> accord.db" in result.stdout
+    assert "workflows.core -> accord.platform.db" in result.stdout
     assert "2 broken" in result.stdout
 
 

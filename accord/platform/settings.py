@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.codec import PayloadKeyError, PayloadKeys
 from models.enums import RemedyKind
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEVELOPMENT_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused in production
 DEVELOPMENT_PAYLOAD_KEY_ID = "development"
 DEVELOPMENT_PAYLOAD_KEYS = PayloadKeys(
