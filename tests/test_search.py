@@ -12,11 +12,13 @@ from sqlalchemy import event, text
 from sqlmodel import select
 
 from accord.disputes.access import Viewer
+from accord.disputes.search import dispute_snippets
 from accord.platform.db import SessionFactory, make_engine
+from accord.platform.fulltext import parse_query
 from accord.platform.schema import upgrade
 from accord.precedents.anonymity import amount_value, load_population, scrub_amounts
 from accord.precedents.library import anonymised
-from accord.precedents.search import Filters, dispute_snippets, parse_query, search_precedents
+from accord.precedents.search import Filters, search_precedents
 from models.enums import DisputeCategory, DisputeStage, PartnerTier, Role
 from models.payloads import Actor
 from models.tables import Dispute, Precedent
@@ -259,7 +261,7 @@ def test_remedy_clause_and_sla_facets_count_and_filter(
     assert numbers(sessions, "", remedy="mdf_credit") == ["DSP-2025-000012", "DSP-2025-000011"]
     # Unranked (a common word on SQLite), the filters are matched inside the full-text index:
     # the same answers.
-    monkeypatch.setattr("accord.precedents.search.RANKABLE", 0)
+    monkeypatch.setattr("accord.precedents.search.sqlite.RANKABLE", 0)
     assert numbers(sessions, "campaign", remedy="written_warning") == ["DSP-2025-000011"]
     assert numbers(sessions, "campaign", sla="met", clause="RoE 8.4") == ["DSP-2025-000012"]
     assert numbers(sessions, "campaign", region="NA-East", category="co_marketing") == [
@@ -268,10 +270,10 @@ def test_remedy_clause_and_sla_facets_count_and_filter(
         "DSP-2025-000011",
     ]
     assert numbers(sessions, "campaign", region="NA-West") == []
-    monkeypatch.setattr("accord.precedents.search.RANKABLE", 20_000)
+    monkeypatch.setattr("accord.precedents.search.sqlite.RANKABLE", 20_000)
 
     # Past the ranking cap, the result says it ranked the newest matches only.
-    monkeypatch.setattr("accord.precedents.search.CANDIDATES", 2)
+    monkeypatch.setattr("accord.precedents.search.common.CANDIDATES", 2)
     with sessions.read() as session:
         capped = search_precedents(session, "campaign", public=False)
     assert capped.total == 2 and not capped.exact_total and len(capped.hits) == 2
@@ -354,9 +356,9 @@ def test_common_queries_are_bounded_and_say_how(
     newest precedents only; scaled down here so four precedents are 'many'."""
     with sessions.read() as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
-    monkeypatch.setattr("accord.precedents.search.WINDOW", 2)
-    monkeypatch.setattr("accord.precedents.search.RANKABLE", 0)
-    monkeypatch.setattr("accord.precedents.search.GIN_ROWS", 0)
+    monkeypatch.setattr("accord.precedents.search.common.WINDOW", 2)
+    monkeypatch.setattr("accord.precedents.search.sqlite.RANKABLE", 0)
+    monkeypatch.setattr("accord.precedents.search.postgres.GIN_ROWS", 0)
     with sessions.read() as session:
         common = search_precedents(session, "registration", public=False)
         phrase = search_precedents(session, '"registration wins"', public=False)
@@ -548,8 +550,8 @@ def test_sqlite_reads_search_candidates_from_the_narrow_index(
         if statement.lstrip().startswith("SELECT") and " precedent p" in statement:
             statements.append((statement, parameters))
 
-    monkeypatch.setattr("accord.precedents.search.WINDOW", 0)
-    monkeypatch.setattr("accord.precedents.search.RANKABLE", 0)
+    monkeypatch.setattr("accord.precedents.search.common.WINDOW", 0)
+    monkeypatch.setattr("accord.precedents.search.sqlite.RANKABLE", 0)
     event.listen(factory.engine, "before_cursor_execute", remember)
     with factory.read() as session:
         for query, filters in (
@@ -606,7 +608,7 @@ def test_snippets_are_the_same_asked_by_rowid_or_by_run(
         return [(h.dispute_number, h.snippet_html) for h in result.hits]
 
     by_run = snippets()
-    monkeypatch.setattr("accord.precedents.search.SNIPPET_RUN", 0)
+    monkeypatch.setattr("accord.precedents.search.sqlite.SNIPPET_RUN", 0)
     assert snippets() == by_run
     assert len(by_run) == 1 and "<mark>registration</mark>" in by_run[0][1].lower()
 

@@ -68,10 +68,10 @@ from accord.disputes.operations import (
     perform,
     update_id,
 )
+from accord.disputes.search import dispute_hits, dispute_matches, dispute_text_match
 from accord.precedents.anonymity import DEFAULT_K, Population, load_population
 from accord.precedents.library import anonymised
 from accord.precedents.search import Filters as SearchFilters
-from accord.precedents.search import dispute_hits, dispute_matches, dispute_text_match
 from accord.precedents.search import search_precedents as full_text_search
 from accord.reports.sla import SlaReport
 from accord.reports.sla import sla_report as build_sla_report

@@ -15,11 +15,11 @@ from starlette.datastructures import FormData
 
 from accord.disputes.access import Viewer
 from accord.disputes.operations import BY_SLUG, Refused, StillApplying, new_key
+from accord.disputes.search import dispute_snippets
 from accord.platform.wording import choices, label, summary
 from accord.platform.wording import remedy as remedy_words
 from accord.playbooks.library import CategoryRules
 from accord.precedents.anonymity import load_population
-from accord.precedents.search import dispute_snippets
 from accord.rules.consistency import pattern
 from models.enums import (
     Action,
