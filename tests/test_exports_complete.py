@@ -49,7 +49,7 @@ async def test_an_export_larger_than_one_file_is_refused_naming_what_to_narrow(
     number = await settled(stack)
     _decided_in_one_instant(stack)
     assert len(stack.events(number)) > 5
-    monkeypatch.setattr("web.service.EXPORT_LIMIT", 5)
+    monkeypatch.setattr("accord.reports.exports.EXPORT_LIMIT", 5)
     app = make_app(stack)
     async with api(app, token_for(stack, COMPLIANCE)) as client:
         for path, params, field, what in (

@@ -12,6 +12,7 @@ from sqlalchemy import event, text
 from sqlmodel import select
 
 from accord.disputes.access import Viewer
+from accord.disputes.listing import DisputeFilters, list_disputes
 from accord.disputes.search import dispute_snippets
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.fulltext import parse_query
@@ -25,7 +26,6 @@ from models.tables import Dispute, Precedent
 from tests.conftest import fresh_postgres_database, seed
 from tests.precedent_rows import add_precedent
 from tests.test_activities import dispute_row
-from web.service import DisputeFilters, list_disputes
 
 CASES = [
     # number, category, outcome, claimant (id, name, tier, region), facts, rationale
@@ -418,7 +418,7 @@ def test_equal_matches_are_listed_newest_filed_first_whatever_order_they_were_wr
     assert total == 6
     assert [r.number for r in rows] == newest_first
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("web.service.PAGE_SIZE", 4)
+        patch.setattr("accord.disputes.listing.PAGE_SIZE", 4)
         with sessions.read() as session:
             first, total = list_disputes(session, COMPLIANCE, DisputeFilters(q="quokka"))
             second, _ = list_disputes(session, COMPLIANCE, DisputeFilters(q="quokka"), page=2)

@@ -17,8 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import select
 
 from accord.directory.records import Directory
+from accord.disputes import listing
 from accord.disputes.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
 from accord.disputes.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
+from accord.reports import exports
+from accord.reports.exports import DateRange
 from models.enums import (
     DisputeCategory,
     DisputeStage,
@@ -248,14 +251,14 @@ def me(viewer: ViewerDep) -> Me:
 def _dispute_filters(
     stage: DisputeStage | None = None,
     category: DisputeCategory | None = None,
-    party: Annotated[service.PartyFilter | None, Query()] = None,
-    q: Annotated[service.SearchWords | None, Query()] = None,
+    party: Annotated[listing.PartyFilter | None, Query()] = None,
+    q: Annotated[listing.SearchWords | None, Query()] = None,
     filed_from: date | None = None,
     filed_to: date | None = None,
     open_only: bool = False,
-) -> service.DisputeFilters:
+) -> listing.DisputeFilters:
     """The list's filters, the same for the list and its export."""
-    return service.DisputeFilters(
+    return listing.DisputeFilters(
         stage=stage,
         category=category,
         party=party,
@@ -266,7 +269,7 @@ def _dispute_filters(
     )
 
 
-DisputeFiltersDep = Annotated[service.DisputeFilters, Depends(_dispute_filters)]
+DisputeFiltersDep = Annotated[listing.DisputeFilters, Depends(_dispute_filters)]
 
 
 @router.get("/disputes", response_model=DisputePage, tags=["disputes"])
@@ -277,12 +280,12 @@ def list_disputes(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> DisputePage:
     with web(request).services.sessions.read() as session:
-        rows, total = service.list_disputes(session, viewer, filters, page=page)
+        rows, total = listing.list_disputes(session, viewer, filters, page=page)
     return DisputePage(
         items=[DisputeSummary.model_validate(r) for r in rows],
         total=total,
         page=page,
-        page_size=service.PAGE_SIZE,
+        page_size=listing.PAGE_SIZE,
     )
 
 
@@ -366,7 +369,7 @@ def export_disputes(
 def export_precedents(
     request: Request,
     viewer: ViewerDep,
-    period: Annotated[service.DateRange, Query()],
+    period: Annotated[DateRange, Query()],
     format: ExportFormat = "json",
 ) -> Response:
     """The full record of the precedents decided from a day to a day (both included)."""
@@ -378,7 +381,7 @@ def export_precedents(
 def sla_report(
     request: Request,
     viewer: ViewerDep,
-    period: Annotated[service.DateRange, Query()],
+    period: Annotated[DateRange, Query()],
     format: ExportFormat = "json",
 ) -> Response:
     """The SLA and channel-health report over the disputes filed from a day to a day (both
@@ -387,7 +390,7 @@ def sla_report(
     remedies; repeat parties; hotspots; disputes past their deadline now."""
     report = service.sla_report(web(request), viewer, period)
     return service.export_response(
-        service.export_sla_report(report, format), f"sla-report.{format}", format
+        exports.sla_export(report, format), f"sla-report.{format}", format
     )
 
 
@@ -395,7 +398,7 @@ def sla_report(
 def export_audit_period(
     request: Request,
     viewer: ViewerDep,
-    period: Annotated[service.DateRange, Query()],
+    period: Annotated[DateRange, Query()],
     format: ExportFormat = "json",
 ) -> Response:
     """Every audit entry recorded from a day to a day, across disputes, with its hashes."""

@@ -124,8 +124,9 @@ class BadInput(Exception):
 
 
 class ExportTooLarge(BadInput):
-    """An export holding more records than one file carries (web.service.EXPORT_LIMIT): refused
-    whole, naming the filter that narrows it, rather than cut short as if it were complete."""
+    """An export holding more records than one file carries (accord.reports.exports.EXPORT_LIMIT):
+    refused whole, naming the filter that narrows it, rather than cut short as if it were
+    complete."""
 
     title = "Export too large"
     kind = "export-too-large"

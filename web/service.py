@@ -8,14 +8,12 @@ could say something about it.
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
-import io
-import json
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi.responses import Response
@@ -27,11 +25,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
-from sqlalchemy import ColumnElement, false, func, null, or_, true, union_all
-from sqlalchemy.sql.elements import False_
-from sqlalchemy.sql.selectable import SelectBase
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
@@ -51,13 +45,13 @@ from accord.disputes import evidence, texts
 from accord.disputes.access import (
     Viewer,
     can_see_dispute,
-    dispute_scope,
     may_read_evidence,
     may_read_raw_audit,
     side_of,
     standing,
 )
 from accord.disputes.filing import FilingRejected
+from accord.disputes.listing import DisputeFilters, SearchWords
 from accord.disputes.operations import (
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_RULE,
@@ -68,11 +62,12 @@ from accord.disputes.operations import (
     perform,
     update_id,
 )
-from accord.disputes.search import dispute_hits, dispute_matches, dispute_text_match
 from accord.precedents.anonymity import DEFAULT_K, Population, load_population
 from accord.precedents.library import anonymised
 from accord.precedents.search import Filters as SearchFilters
 from accord.precedents.search import search_precedents as full_text_search
+from accord.reports import exports
+from accord.reports.exports import DateRange
 from accord.reports.sla import SlaReport
 from accord.reports.sla import sla_report as build_sla_report
 from accord.rules.audit import first_broken_link
@@ -82,7 +77,6 @@ from intake.processor import listed as listed_inbound
 from models.enums import (
     Action,
     DisputeCategory,
-    DisputeStage,
     EvidenceVisibility,
     InboundState,
     PartnerTier,
@@ -99,7 +93,6 @@ from models.payloads import (
 from models.tables import (
     Dispute,
     DisputeEvent,
-    DisputeParty,
     Evidence,
     EvidenceBlob,
     InboundMessage,
@@ -119,9 +112,6 @@ from web.forms import field_errors
 from web.problems import BadInput, ExportTooLarge, Forbidden, TooMany
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
-
-PAGE_SIZE = 50
-
 
 # --- filing -----------------------------------------------------------------------------------
 
@@ -409,204 +399,6 @@ def evidence_content(
 # --- lists ------------------------------------------------------------------------------------
 
 
-NUMBER_PREFIX = re.compile(r"DSP(-\d{0,4}(-\d{0,6})?)?")
-"""A dispute number or the start of one (DSP-2026-000123, dsp-2026): searched by number."""
-
-
-SearchWords = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), StoredLine]
-"""What a person types into a search box: one line, refused (naming the box) when it holds what
-no database can be asked about."""
-PartyFilter = Annotated[str, StringConstraints(max_length=64), StoredLine]
-
-
-class DisputeFilters(BaseModel):
-    """What a dispute list can be narrowed by; the same for pages, API and exports."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    stage: DisputeStage | None = None
-    category: DisputeCategory | None = None
-    party: PartyFilter | None = None
-    q: SearchWords | None = None
-    filed_from: date | None = None
-    filed_to: date | None = None
-    open_only: bool = False
-
-    def as_query(self) -> dict[str, str]:
-        return {
-            k: str(v.value if hasattr(v, "value") else v)
-            for k, v in self.model_dump().items()
-            if v not in (None, False, "")
-        }
-
-
-def _own_partner(viewer: Viewer) -> str | None:
-    """A partner user's partner, whose disputes are its whole scope; None for every other role
-    and for a partner account with no partner (an empty id is none: its scope finds nothing)."""
-    return (viewer.actor.partner_id or None) if viewer.role is Role.PARTNER else None
-
-
-def _required_parties(viewer: Viewer, filters: DisputeFilters) -> tuple[str, ...]:
-    """The partners a dispute must have among its parties to be listed: a partner's own (its
-    whole scope) and the party filter's."""
-    return tuple(p for p in (_own_partner(viewer), filters.party) if p)
-
-
-def _narrowed(
-    viewer: Viewer, filters: DisputeFilters, *, parties_apart: bool = False
-) -> list[ColumnElement[bool]]:
-    """Conditions on a dispute row: the disputes this viewer may see that pass the filters other
-    than the words (none at all for one who sees everything, unfiltered). With `parties_apart`,
-    without the conditions on the dispute's parties (`_required_parties`), which the caller
-    applies its own way.
-
-    Words search the full text (facts included) and show snippets of it: only the disputes the
-    viewer reads beyond the case summary are searched."""
-    conditions: list[ColumnElement[bool]] = []
-    if not viewer.sees_everything and not (parties_apart and _own_partner(viewer)):
-        conditions.append(dispute_scope(viewer, summary=not filters.q))
-    if filters.stage:
-        conditions.append(col(Dispute.stage) == filters.stage)
-    if filters.category:
-        conditions.append(col(Dispute.category) == filters.category)
-    if filters.party and not parties_apart:
-        conditions.append(
-            col(Dispute.number).in_(
-                select(DisputeParty.dispute_number).where(DisputeParty.partner_id == filters.party)
-            )
-        )
-    if filters.filed_from:
-        conditions.append(
-            col(Dispute.filed_at) >= datetime.combine(filters.filed_from, time(), UTC)
-        )
-    if filters.filed_to and filters.filed_to < date.max:  # the last day there is bounds nothing
-        # Up to the next day's start: the whole day, its last microsecond included.
-        next_day = datetime.combine(filters.filed_to + timedelta(days=1), time(), UTC)
-        conditions.append(col(Dispute.filed_at) < next_day)
-    if filters.open_only:
-        conditions.append(col(Dispute.closed_at).is_(None))
-    return conditions
-
-
-def _filtered(viewer: Viewer, filters: DisputeFilters, dialect: str) -> tuple[Any, Any]:
-    """The disputes this viewer may see that pass the filters, and, when there are words to
-    search, the full-text rank to order them by (lower is better; else None)."""
-    query = select(Dispute).where(true(), *_narrowed(viewer, filters))
-    if not filters.q:
-        return query, None
-    # The disputes the words find by full text, and by number when they are (the start of) a
-    # dispute number: looked up in indexes, never by reading every dispute.
-    prefix = filters.q.strip().upper()
-    by_number = col(Dispute.number).startswith(prefix) if NUMBER_PREFIX.fullmatch(prefix) else None
-    if dialect == "postgresql":
-        # One table: its GIN index and the number's pattern index (0012) combine. A dispute
-        # found by number alone ranks 0, after every text match (their ranks are negative).
-        on_text = dispute_text_match(filters.q)
-        found = [c for c in (on_text[0] if on_text else None, by_number) if c is not None]
-        if not found:
-            return query.where(false()), None
-        return query.where(or_(*found)), on_text[1] if on_text else None
-    found_by: list[SelectBase] = []
-    matches = dispute_matches(filters.q)
-    text_hits = None if matches is None else matches.subquery("text_hits")
-    if text_hits is not None:
-        found_by.append(select(text_hits.c.number, text_hits.c.rank))
-    if by_number is not None:
-        # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
-        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        by_number &= (col(Dispute.number) >= prefix) & (col(Dispute.number) < after)
-        if text_hits is not None:  # each dispute once: a full-text hit keeps its rank
-            by_number &= col(Dispute.number).not_in(select(text_hits.c.number))
-        found_by.append(
-            select(col(Dispute.number).label("number"), null().label("rank")).where(by_number)
-        )
-    if not found_by:
-        return query.where(false()), None
-    hits = (found_by[0] if len(found_by) == 1 else union_all(*found_by)).subquery("hits")
-    return query.join(hits, hits.c.number == Dispute.number), hits.c.rank
-
-
-def list_disputes(
-    session: Session, viewer: Viewer, filters: DisputeFilters, *, page: int = 1
-) -> tuple[list[Dispute], int]:
-    dialect = session.get_bind().dialect.name
-    if filters.q:
-        return _search(session, viewer, filters, filters.q, page, dialect)
-    query, rank = _filtered(viewer, filters, dialect)
-    if viewer.role is Role.PARTNER and filters == DisputeFilters():
-        # "My disputes" unfiltered: the party rows count them without touching the disputes.
-        total = session.exec(
-            select(func.count())
-            .select_from(DisputeParty)
-            .where(DisputeParty.partner_id == viewer.actor.partner_id)
-        ).one()
-    else:
-        total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    # The number last, as in the search: PostgreSQL's top-N sort orders ties afresh for each
-    # page, so disputes filed in the same instant (an import, a burst of email) were listed
-    # twice and others never.
-    newest = (col(Dispute.filed_at).desc(), col(Dispute.number).desc())
-    # Best match first; a dispute found by its number alone has no rank and comes after.
-    order = [*newest] if rank is None else [rank.asc().nulls_last(), *newest]
-    rows = session.exec(
-        query.order_by(*order).offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).all()
-    return list(rows), int(total)
-
-
-def _search(
-    session: Session,
-    viewer: Viewer,
-    filters: DisputeFilters,
-    words: str,
-    page: int,
-    dialect: str,
-) -> tuple[list[Dispute], int]:
-    """A list searched by words: the full-text matches, best first, then the disputes found by
-    their number alone, newest first; as _filtered orders them, but counted and paged in the
-    search index, so a common word's thousands of matches are never read as dispute rows."""
-    # The parties apart: the search index holds them (on PostgreSQL), so a partner's matches
-    # are found without reading its every dispute.
-    narrowed = _narrowed(viewer, filters, parties_apart=True)
-    if any(isinstance(c, False_) for c in narrowed):
-        return [], 0  # sees no dispute (a partner account with no partner)
-    parties = _required_parties(viewer, filters)
-    offset = (max(page, 1) - 1) * PAGE_SIZE
-    hits = dispute_hits(words, dialect)
-    numbers: list[str] = []
-    in_text = 0
-    if hits is not None:
-        in_text = session.execute(hits.count(*narrowed, parties=parties)).scalar_one()
-        if offset < in_text:
-            page_of = hits.page(*narrowed, parties=parties, offset=offset, limit=PAGE_SIZE)
-            numbers = list(session.execute(page_of).scalars())
-    prefix = words.strip().upper()
-    by_number = 0
-    if NUMBER_PREFIX.fullmatch(prefix):
-        narrowed = _narrowed(viewer, filters)  # the parties too, on the dispute rows
-        if dialect == "sqlite":
-            # SQLite's LIKE ignores case and so cannot use the key's index; a range can.
-            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-            numbered = [col(Dispute.number) >= prefix, col(Dispute.number) < after, *narrowed]
-        else:  # the number's pattern index (0012)
-            numbered = [col(Dispute.number).startswith(prefix), *narrowed]
-        if hits is not None:  # each dispute once: a full-text hit keeps its rank
-            numbered.append(col(Dispute.number).not_in(hits.numbers()))
-        by_number = session.exec(select(func.count()).where(*numbered)).one()
-        if len(numbers) < PAGE_SIZE and offset + len(numbers) < in_text + by_number:
-            numbers += session.exec(
-                select(Dispute.number)
-                .where(*numbered)
-                # The number last: disputes filed in the same instant are paged in one order.
-                .order_by(col(Dispute.filed_at).desc(), col(Dispute.number).desc())
-                .offset(max(0, offset - in_text))
-                .limit(PAGE_SIZE - len(numbers))
-            )
-    rows = {
-        d.number: d for d in session.exec(select(Dispute).where(col(Dispute.number).in_(numbers)))
-    }
-    return [rows[n] for n in numbers if n in rows], in_text + by_number
-
-
 # --- the directory (admins) -----------------------------------------------------------------------
 
 
@@ -832,48 +624,6 @@ def decide_mail(
 
 # --- exports (compliance and admins) --------------------------------------------------------------
 
-EXPORT_LIMIT = 100_000
-"""The most records one export carries; asked for more, it is refused (ExportTooLarge)."""
-
-_Row = TypeVar("_Row")
-
-
-def _whole(
-    session: Session, query: SelectOfScalar[_Row], what: str, field: str, narrow: str
-) -> list[_Row]:
-    """All of an export's records, or the refusal when there are more than EXPORT_LIMIT (one
-    more is asked for): compliance must never take the first part of a period for all of it."""
-    rows = list(session.exec(query.limit(EXPORT_LIMIT + 1)).all())
-    if len(rows) > EXPORT_LIMIT:
-        raise ExportTooLarge(
-            [
-                (
-                    field,
-                    f"the export would hold more than {EXPORT_LIMIT:,} {what}, more than one"
-                    f" file carries: {narrow}",
-                )
-            ]
-        )
-    return rows
-
-
-DISPUTE_COLUMNS = (
-    "number",
-    "category",
-    "stage",
-    "claimant_id",
-    "respondent_ids",
-    "summary",
-    "amount_at_stake",
-    "currency",
-    "mediator_id",
-    "playbook_version",
-    "filed_at",
-    "stage_deadline",
-    "closed_at",
-    "outcome",
-)
-
 
 def _require_auditor(viewer: Viewer) -> None:
     if not may_read_raw_audit(viewer):
@@ -892,103 +642,36 @@ def sla_report(ctx: WebContext, viewer: Viewer, period: DateRange) -> SlaReport:
         return build_sla_report(session, start, end, now)
 
 
-def export_sla_report(report: SlaReport, fmt: str) -> str:
-    if fmt == "json":
-        return report.model_dump_json(indent=1)
-    return _serialise(report.rows(), ("section", "name", "measure", "value"), fmt)
-
-
 REPORT_DEFAULT_DAYS = 90
 
 
-def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fmt: str) -> str:
+@contextmanager
+def _exporting(ctx: WebContext, viewer: Viewer) -> Iterator[Session]:
+    """A read session for an export, after checking the viewer may export; an export too large
+    is the 400 naming the filter that narrows it."""
     _require_auditor(viewer)
-    with ctx.services.sessions.read() as session:
-        query, _ = _filtered(viewer, filters, session.get_bind().dialect.name)
-        # The number after the time: disputes filed in one instant come out in one order.
-        query = query.order_by(col(Dispute.filed_at), col(Dispute.number))
-        rows = _whole(
-            session,
-            query,
-            "disputes",
-            "filed_from",
-            "narrow it by filing dates (filed_from, filed_to), stage or category",
-        )
-        records = [{c: _plain(getattr(r, c)) for c in DISPUTE_COLUMNS} for r in rows]
-    return _serialise(records, DISPUTE_COLUMNS, fmt)
+    try:
+        with ctx.services.sessions.read() as session:
+            yield session
+    except exports.TooLarge as exc:
+        raise ExportTooLarge([(exc.field, str(exc))]) from None
 
 
-AUDIT_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "content", "prev_hash", "hash")
-AUDIT_EXPORT_COLUMNS = (*AUDIT_COLUMNS, "texts")
-"""An export's entry also has the bodies of the stored texts it names, by id (`texts`)."""
-PRECEDENT_COLUMNS = (
-    "dispute_number",
-    "category",
-    "outcome",
-    "playbook_version",
-    "clauses",
-    "claimant_tier",
-    "claimant_region",
-    "amount_at_stake",
-    "decided_at",
-    "parties",
-    "remedies",
-    "facts",
-    "rationale",
-    "precedents_cited",
-    "votes_summary",
-)
-
-
-class DateRange(BaseModel):
-    """From a day to a day, both included; either end may be open."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    start: date | None = Field(default=None, alias="from")
-    end: date | None = Field(default=None, alias="to")
-
-    def bounds(self) -> tuple[datetime | None, datetime | None]:
-        start = datetime.combine(self.start, time(), UTC) if self.start else None
-        end = datetime.combine(self.end, time.max, UTC) if self.end else None
-        return start, end
+def export_disputes(ctx: WebContext, viewer: Viewer, filters: DisputeFilters, fmt: str) -> str:
+    with _exporting(ctx, viewer) as session:
+        return exports.disputes_export(session, viewer, filters, fmt)
 
 
 def export_precedents(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: str) -> str:
     """The full record of every precedent decided in the period (compliance and admins)."""
-    _require_auditor(viewer)
-    start, end = period.bounds()
-    query = select(Precedent).order_by(col(Precedent.decided_at), col(Precedent.dispute_number))
-    if start:
-        query = query.where(Precedent.decided_at >= start)
-    if end:
-        query = query.where(Precedent.decided_at <= end)
-    with ctx.services.sessions.read() as session:
-        rows = _whole(
-            session,
-            query,
-            "precedents",
-            "from",
-            "choose a shorter period (from, to)",
-        )
-        records = [{c: _plain(getattr(r, c)) for c in PRECEDENT_COLUMNS} for r in rows]
-    return _serialise(records, PRECEDENT_COLUMNS, fmt)
+    with _exporting(ctx, viewer) as session:
+        return exports.precedents_export(session, period, fmt)
 
 
 def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt: str) -> str:
     """Every audit entry recorded in the period, across disputes, with its hashes."""
-    _require_auditor(viewer)
-    start, end = period.bounds()
-    query = select(DisputeEvent).order_by(col(DisputeEvent.at), col(DisputeEvent.id))
-    if start:
-        query = query.where(DisputeEvent.at >= start)
-    if end:
-        query = query.where(DisputeEvent.at <= end)
-    columns = ("dispute_number", *AUDIT_EXPORT_COLUMNS)
-    with ctx.services.sessions.read() as session:
-        rows = _whole(session, query, "audit entries", "from", "choose a shorter period (from, to)")
-    bodies = trail_texts(ctx, rows)
-    records = [{"dispute_number": r.dispute_number, **_audit_record(r, bodies)} for r in rows]
-    return _serialise(records, columns, fmt)
+    with _exporting(ctx, viewer) as session:
+        return exports.audit_period_export(session, period, fmt)
 
 
 def audit_trail(
@@ -1009,25 +692,14 @@ def audit_trail(
 
 
 def trail_texts(ctx: WebContext, events: list[DisputeEvent]) -> dict[str, str]:
-    """The bodies of the stored texts these entries name (`*_ref`: id and hash), by id: the
-    raw trail's readers read them with the entries, as they did when texts were inline. The
-    entries stay as hashed; `accord verify` checks each body against its entry's hash."""
+    """The bodies of the stored texts these entries name, by id (`exports.trail_bodies`)."""
     with ctx.services.sessions.read() as session:
-        return texts.bodies(session, (i for e in events for i in texts.referenced(e.content)))
-
-
-def _audit_record(event: DisputeEvent, bodies: dict[str, str]) -> dict[str, Any]:
-    record = {c: _plain(getattr(event, c)) for c in AUDIT_COLUMNS}
-    named = texts.referenced(event.content)
-    record["texts"] = {i: bodies[i] for i in named if i in bodies}
-    return record
+        return exports.trail_bodies(session, events)
 
 
 def export_audit(ctx: WebContext, viewer: Viewer, number: str, fmt: str) -> str:
     events, _ = audit_trail(ctx, viewer, number)
-    bodies = trail_texts(ctx, events)
-    records = [_audit_record(e, bodies) for e in events]
-    return _serialise(records, AUDIT_EXPORT_COLUMNS, fmt)
+    return exports.audit_export(events, trail_texts(ctx, events), fmt)
 
 
 def export_response(body: str, filename: str, fmt: str) -> Response:
@@ -1038,39 +710,6 @@ def export_response(body: str, filename: str, fmt: str) -> Response:
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if hasattr(value, "value"):
-        return value.value
-    if isinstance(value, list | dict):
-        return value
-    return value if value is None or isinstance(value, int | float | str) else str(value)
-
-
-def _serialise(records: list[dict[str, Any]], columns: tuple[str, ...], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(records, indent=1, default=str)
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns))
-    writer.writeheader()
-    for record in records:
-        writer.writerow(
-            {
-                k: _csv_cell(json.dumps(v) if isinstance(v, list | dict) else v)
-                for k, v in record.items()
-            }
-        )
-    return out.getvalue()
-
-
-def _csv_cell(value: Any) -> Any:
-    """Neutralise spreadsheet formulas: a cell starting with = + - @ is prefixed with '."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 # --- precedents (the full record, or the anonymised view for partners) ---------------------------

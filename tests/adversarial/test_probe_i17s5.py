@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from accord.disputes.access import Viewer
+from accord.disputes.listing import DisputeFilters, list_disputes
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.schema import upgrade
 from models.enums import AssignmentState, DisputeStage, Role
@@ -23,7 +24,6 @@ from models.payloads import Actor
 from models.tables import Assignment, Dispute, DisputeParty
 from tests.conftest import fresh_postgres_database, seed
 from tests.test_search import _dispute
-from web.service import DisputeFilters, list_disputes
 
 COMPLIANCE = Viewer(Actor(id="c", role=Role.COMPLIANCE, name="C"), "c@vendor.example")
 ADMIN = Viewer(Actor(id="alex.admin", role=Role.ADMIN, name="A"), "a@vendor.example")
@@ -150,7 +150,7 @@ def test_partner_never_sees_a_dispute_it_is_not_party_to(
 ) -> None:
     """Every query, with and without the party filter, over every page (page size 1): only the
     partner's own disputes (and the party filter's), counted as listed."""
-    monkeypatch.setattr("web.service.PAGE_SIZE", 1)
+    monkeypatch.setattr("accord.disputes.listing.PAGE_SIZE", 1)
     truth = _truth(sessions)
     viewer = partner(pid)
     for q in QUERIES:
@@ -271,7 +271,7 @@ def _listed_across_pages(
 ) -> dict[str, tuple[int, int]]:
     """For compliance and for northwind, paging 7 at a time: the total the list gives, and how
     many distinct disputes its pages showed (each page's rows are counted against the total)."""
-    monkeypatch.setattr("web.service.PAGE_SIZE", 7)
+    monkeypatch.setattr("accord.disputes.listing.PAGE_SIZE", 7)
     listed = {}
     for who, viewer in (("compliance", COMPLIANCE), ("northwind", partner("northwind"))):
         seen, totals = _all_pages(sessions, viewer, filters, pages=pages)

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 from starlette.datastructures import FormData
 
+from accord.disputes import listing
 from accord.disputes.access import Viewer
 from accord.disputes.operations import BY_SLUG, Refused, StillApplying, new_key
 from accord.disputes.search import dispute_snippets
@@ -68,12 +69,12 @@ FORM_SENT = "this form was already sent with other content; reload the page"
 # --- lists --------------------------------------------------------------------------------------
 
 
-def _filters(request: Request) -> service.DisputeFilters:
+def _filters(request: Request) -> listing.DisputeFilters:
     """The filter form's fields (the page number is not a filter)."""
-    return query_form(request, service.DisputeFilters, ignore=("page",))
+    return query_form(request, listing.DisputeFilters, ignore=("page",))
 
 
-FiltersDep = Annotated[service.DisputeFilters, Depends(_filters)]
+FiltersDep = Annotated[listing.DisputeFilters, Depends(_filters)]
 
 
 @router.get("/disputes", response_class=HTMLResponse)
@@ -82,7 +83,7 @@ def disputes(
 ) -> Response:
     ctx = web(request)
     with ctx.services.sessions.read() as session:
-        rows, total = service.list_disputes(session, viewer, filters, page=page)
+        rows, total = listing.list_disputes(session, viewer, filters, page=page)
         partners = session.exec(select(Partner).order_by(Partner.name)).all()
     return render(
         request,
@@ -91,7 +92,7 @@ def disputes(
         rows=rows,
         total=total,
         page=page,
-        pages=max(1, -(-total // service.PAGE_SIZE)),
+        pages=max(1, -(-total // listing.PAGE_SIZE)),
         filters=filters,
         query=urlencode(filters.as_query()),
         stages=list(DisputeStage),
@@ -165,12 +166,12 @@ def review_queue(
 
 @router.get("/search", response_class=HTMLResponse)
 def search(
-    request: Request, viewer: ViewerDep, q: Annotated[service.SearchWords, Query()] = ""
+    request: Request, viewer: ViewerDep, q: Annotated[listing.SearchWords, Query()] = ""
 ) -> Response:
     ctx = web(request)
-    filters = service.DisputeFilters(q=q or None)
+    filters = listing.DisputeFilters(q=q or None)
     with ctx.services.sessions.read() as session:
-        rows, total = service.list_disputes(session, viewer, filters) if q else ([], 0)
+        rows, total = listing.list_disputes(session, viewer, filters) if q else ([], 0)
         snippets = dispute_snippets(session, [r.number for r in rows], q) if q else {}
         threshold = ctx.settings.public_amount_threshold
         k = ctx.settings.precedent_anonymity_k

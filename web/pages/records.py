@@ -12,6 +12,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import select
 
 from accord.disputes.access import Viewer
+from accord.reports import exports
+from accord.reports.exports import DateRange
 from models.enums import InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
@@ -29,7 +31,6 @@ from web.pages.common import (
 )
 from web.pages.disputes import FiltersDep
 from web.problems import BadInput
-from web.service import DateRange
 from web.views import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -99,7 +100,7 @@ def sla_report_export(
     return _export(
         fmt,
         "sla-report",
-        lambda: service.export_sla_report(service.sla_report(web(request), viewer, period), fmt),
+        lambda: exports.sla_export(service.sla_report(web(request), viewer, period), fmt),
     )
 
 

@@ -109,5 +109,6 @@ def text_candidates(session: Session, terms: list[str], limit: int) -> list[tupl
     words = [w for w in terms if WORD.fullmatch(w)]
     if not words:
         return []
-    backend = sqlite if session.get_bind().dialect.name == "sqlite" else postgres
-    return backend.text_candidates(session, words, limit)
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite.text_candidates(session, words, limit)
+    return postgres.text_candidates(session, words, limit)
