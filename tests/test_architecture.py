@@ -4,6 +4,7 @@ code with one planted."""
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,54 @@ def test_every_package_on_disk_is_installed() -> None:
         for init in (ROOT / package).rglob("__init__.py")
     }
     assert on_disk <= listed, f"not in [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+# Where a first-party import inside a function is right, and why; nowhere else.
+LAZY_ALLOWED = {
+    # Start-up time: `accord --help` and each command load only what that command needs.
+    "accord/cli",
+    # Alembic loads every version script to find the head (readiness does, on each check); a
+    # data migration's imports are its upgrade's own.
+    "accord/migrations/versions",
+}
+
+
+def _lazy_imports(path: Path, root: Path = ROOT) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom) and inner.level == 0 and inner.module:
+                names = [inner.module]
+            elif isinstance(inner, ast.Import):
+                names = [alias.name for alias in inner.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] in (*PACKAGES, "worker"):
+                    found.append(f"{path.relative_to(root)}:{inner.lineno} imports {name}")
+    return found
+
+
+def test_no_module_imports_its_own_code_lazily() -> None:
+    """A lazy import to dodge a cycle means the module is in the wrong place: every import of
+    Accord's own code is at the top of its module, except where LAZY_ALLOWED says why."""
+    lazy = [
+        found
+        for package in (*PACKAGES, "worker.py")
+        for path in sorted(
+            (ROOT / package).rglob("*.py") if package != "worker.py" else [ROOT / package]
+        )
+        if not any(path.relative_to(ROOT).as_posix().startswith(a) for a in LAZY_ALLOWED)
+        for found in _lazy_imports(path)
+    ]
+    assert lazy == []
+
+
+def test_the_lazy_import_check_finds_one(tmp_path: Path) -> None:
+    planted = tmp_path / "web" / "planted.py"
+    planted.parent.mkdir()
+    planted.write_text("def f():\n    from accord.platform.db import make_engine\n")
+    assert _lazy_imports(planted, tmp_path) == ["web/planted.py:2 imports accord.platform.db"]

@@ -18,7 +18,7 @@ from pydantic import (
 )
 from sqlmodel import Session, col, delete, func, or_, select
 
-from accord.platform.db import SessionFactory
+from accord.platform.db import SessionFactory, lock_people_writers
 from accord.platform.wording import Names
 from accord.playbooks.library import Playbook, _format_location
 from accord.rules.eligibility import VENDOR
@@ -119,8 +119,6 @@ class Directory(_Record):
 
 def import_directory(session: Session, directory: Directory) -> None:
     """Insert or update every record; running it twice changes nothing."""
-    from accord.platform.db import lock_people_writers
-
     lock_people_writers(session)  # before any row: seat reservations lock people in id order
     for p in directory.partners:
         session.merge(

@@ -16,14 +16,22 @@ from pathlib import Path
 from sqlmodel import func, select
 from temporalio.client import Client
 
+from accord.application import build_services
 from accord.directory.demo import DEMO
 from accord.directory.records import import_directory
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.schema import upgrade
 from accord.platform.settings import Settings
+from accord.platform.temporal import connect
 from accord.runtime.mailcapture import start_capture
+from intake.imap import ImapPoller
+from intake.processor import IntakeProcessor
+from intake.receiver import start_receiver
 from models import search_attributes
 from models.tables import Partner, PartnerContact, Person
+from web.auth import seed_demo_accounts
+from web.serve import serve_web
+from worker import run_worker
 
 
 def temporal_binary() -> str:
@@ -70,8 +78,6 @@ def prepare_database(settings: Settings) -> SessionFactory:
         if session.exec(select(func.count()).select_from(Partner)).one() == 0:
             import_directory(session, DEMO)
     if settings.environment == "development":
-        from web.auth import seed_demo_accounts
-
         seed_demo_accounts(sessions, settings.demo_password)
     return sessions
 
@@ -181,12 +187,6 @@ async def run_intake(
     """The SMTP receiver and/or the IMAP poller, the processor behind them, and an outbox
     relay for their replies; on `client` (the embedded stack's), or on a client of its own."""
     settings.check(intake=True)
-    from accord.application import build_services
-    from accord.platform.temporal import connect
-    from intake.imap import ImapPoller
-    from intake.processor import IntakeProcessor
-    from intake.receiver import start_receiver
-
     services = build_services(settings)
     processor = IntakeProcessor(services, client or await connect(settings))
     wake = asyncio.Event()
@@ -280,8 +280,6 @@ async def stack_client(settings: Settings, *, reused: bool) -> Client:
     A server this run reuses must answer as Temporal does; if what listens on its port does
     not (another program, a server that hangs), say so and stop: not the SDK's error after the
     banner."""
-    from accord.platform.temporal import connect
-
     try:
         # A local server answers at once once it is healthy: a reused one gets a few seconds.
         return await connect(
@@ -298,9 +296,6 @@ async def stack_client(settings: Settings, *, reused: bool) -> Client:
 
 
 async def run_embedded(settings: Settings) -> None:
-    from web.serve import serve_web
-    from worker import run_worker
-
     print("Starting Accord (embedded)...")
     sessions = prepare_database(settings)
     server = start_temporal(settings)
