@@ -143,7 +143,7 @@ async def test_a_client_waits_for_a_frontend_that_is_not_healthy_yet(
     with a real server, so the SDK's connect is made to refuse twice (a stand-in)."""
     from temporalio.client import Client
 
-    import accord.runtime.wiring as runtime
+    from accord.platform import temporal
     from accord.platform.settings import Settings
 
     real = Client.connect
@@ -160,7 +160,7 @@ async def test_a_client_waits_for_a_frontend_that_is_not_healthy_yet(
 
     monkeypatch.setattr(Client, "connect", classmethod(refusing))
     settings = Settings(temporal_address=env.client.service_client.config.target_host)
-    client = await runtime.connect(settings)
+    client = await temporal.connect(settings)
     assert refusals == ["refused", "refused"] and client.namespace == settings.temporal_namespace
 
     async def elsewhere(cls: Any, *args: Any, **kwargs: Any) -> Client:
@@ -169,5 +169,5 @@ async def test_a_client_waits_for_a_frontend_that_is_not_healthy_yet(
 
     monkeypatch.setattr(Client, "connect", classmethod(elsewhere))
     with pytest.raises(RuntimeError, match="connection refused"):
-        await runtime.connect(settings)
+        await temporal.connect(settings)
     assert refusals.count("other") == 1
