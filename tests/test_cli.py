@@ -359,7 +359,7 @@ def test_an_engine_error_is_told_in_plain_words(capsys: pytest.CaptureFixture[st
     from temporalio.service import RPCError, RPCStatusCode
     from typer import Exit
 
-    from accord.cli import _run
+    from accord.cli.common import _run
 
     async def engine_down() -> None:
         raise RPCError(
@@ -384,7 +384,7 @@ def test_show_lines_up_its_history_whatever_the_length_of_a_name() -> None:
     """A party's contact is named with their organisation ('Carl Mendez (Contoso Systems)'),
     longer than the column once fixed at 24: every history line's action and summary start
     at the same column, so the history reads as a table."""
-    from accord.cli import describe
+    from accord.cli.records import describe
     from tests.test_wording import NOW, _state
 
     state = _state(DisputeStage.MEDIATION, DisputeCategory.PRICING, VoteOutcome.UPHOLD)

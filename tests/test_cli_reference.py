@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from accord.cli import app
+from accord.cli.app import app
+from accord.cli.reference import REMEDIES, REMEDY_OPTION_HELP, example_json, validate_example
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.schema import upgrade
 from accord.playbooks.library import PlaybookLibrary
-from accord.reference import REMEDIES, REMEDY_OPTION_HELP, example_json, validate_example
 from models import search_attributes
 from models.enums import DisputeCategory, RemedyKind
 from models.payloads import (
@@ -210,7 +210,7 @@ async def test_the_readme_temporal_workflow_list_honours_the_configured_address(
         .replace(
             ".venv/bin/temporal", shlex.quote(str(Path(sys.executable).parent / "temporal")), 1
         )
-        .replace(".venv/bin/accord", f"{shlex.quote(sys.executable)} -m accord.console")
+        .replace(".venv/bin/accord", f"{shlex.quote(sys.executable)} -m accord.cli.console")
     )
     env = await WorkflowEnvironment.start_local(
         namespace="accord-readme",

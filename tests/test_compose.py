@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from typer.main import get_command
 
-from accord.cli import app
+from accord.cli.app import app
 from accord.platform.settings import Settings
 from accord.runtime.wiring import GRACEFUL_SHUTDOWN
 from models import search_attributes

@@ -141,7 +141,7 @@ async def test_a_failed_message_is_shown_to_admins_who_can_process_it_again(
 async def test_the_cli_lists_failed_messages_and_retries_one(intake: Intake) -> None:
     from typer.testing import CliRunner
 
-    from accord.cli import app
+    from accord.cli.app import app
     from tests.test_cli import cli_env
 
     stack = intake.stack

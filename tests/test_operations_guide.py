@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from typer.main import get_command
 
 from accord.application import build_services
-from accord.cli import app
+from accord.cli.app import app
 from accord.platform.schema import upgrade
 from accord.precedents.search import search_precedents
 from models import search_attributes

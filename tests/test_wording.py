@@ -475,7 +475,7 @@ def _state(stage: enums.DisputeStage, category: DisputeCategory, outcome: VoteOu
 
 @pytest.mark.parametrize("stage", list(enums.DisputeStage), ids=str)
 def test_accord_show_reads_as_written_for_its_reader(stage: enums.DisputeStage) -> None:
-    from accord.cli import describe
+    from accord.cli.records import describe
 
     problems: set[str] = set()
     for category, outcome in zip(
@@ -501,7 +501,8 @@ def test_the_cli_says_which_dispute_is_missing_or_closed(
 ) -> None:
     from typer import Exit
 
-    from accord.cli import _run, show_state
+    from accord.cli.common import _run
+    from accord.cli.records import show_state
     from accord.disputes.operations import DisputeGone
     from accord.platform.db import SessionFactory, make_engine
 
@@ -525,7 +526,7 @@ def test_the_cli_says_which_dispute_is_missing_or_closed(
 def test_a_pydantic_refusal_names_the_field_in_words(capsys: pytest.CaptureFixture[str]) -> None:
     from typer import Exit
 
-    from accord.cli import _remedies_from_json
+    from accord.cli.neutrals import _remedies_from_json
 
     with pytest.raises(Exit):
         _remedies_from_json(
@@ -553,7 +554,7 @@ def test_a_task_says_its_kind_once() -> None:
 def test_a_refusal_without_a_field_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
     from typer import Exit
 
-    from accord.cli import _run
+    from accord.cli.common import _run
     from models.payloads import FilingSubmission
 
     async def bad() -> None:

@@ -384,7 +384,7 @@ async def test_the_readme_temporal_workflow_list_honours_an_address_set_in_dot_e
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"^\.venv/bin/temporal workflow list(?:.*\\\n)*.*$", readme, re.M)
     assert match, "the README has no `.venv/bin/temporal workflow list` example"
-    accord = f"{shlex.quote(sys.executable)} -m accord.console"
+    accord = f"{shlex.quote(sys.executable)} -m accord.cli.console"
     command = match.group(0).split("  #")[0].replace(".venv/bin/accord", accord)
     environment = deployed_environment(PYTHONPATH=str(REPO_ROOT))
     for name in ("ACCORD_TEMPORAL_ADDRESS", "ACCORD_TEMPORAL_NAMESPACE"):

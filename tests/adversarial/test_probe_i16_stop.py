@@ -60,7 +60,7 @@ def test_a_web_port_taken_stops_the_run_with_what_to_do(
     run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
 ) -> None:
     """`accord run` stops with "port N is taken; set ACCORD_WEB_PORT to a free one" (a
-    SystemExit with its message); `accord.cli.main` ended every SystemExit silently, with its
+    SystemExit with its message); `accord.cli.app.main` ended every SystemExit silently, with its
     code only: the run stopped and said nothing of why."""
     env, _, state = run_env
     web_port = int(env["ACCORD_WEB_PORT"])

@@ -36,7 +36,7 @@ INTERNALS = (
 def _said(capsys: pytest.CaptureFixture[str], remedy: str) -> str:
     from typer import Exit
 
-    from accord.cli import _remedies_from_json
+    from accord.cli.neutrals import _remedies_from_json
 
     with pytest.raises(Exit):
         _remedies_from_json([remedy])
@@ -222,7 +222,7 @@ def test_the_command_line_names_the_option_typed_not_the_payload_field(
     the person never typed: the command line names its option."""
     from typer import Exit
 
-    from accord.cli import _run
+    from accord.cli.common import _run
     from accord.disputes.filing import FieldError, FilingRejected
     from accord.disputes.operations import Refused
 
@@ -246,7 +246,7 @@ def test_a_field_a_pydantic_error_names_is_the_option_typed(
 ) -> None:
     from typer import Exit
 
-    from accord.cli import _run
+    from accord.cli.common import _run
     from models.payloads import ExtendDeadline
 
     async def bad() -> None:
@@ -281,8 +281,8 @@ def test_each_playbook_example_names_partners_and_territories_of_the_demo() -> N
     """`accord playbook`'s examples are copied as they are against the demo data: the territory
     example moved 'NA-EAST-NY', which the demo has not, from contoso, which holds nothing (the
     ledger then records it as applied and moves nothing)."""
+    from accord.cli.reference import REMEDIES, validate_example
     from accord.directory.demo import DEMO
-    from accord.reference import REMEDIES, validate_example
     from models.payloads import remedy_parties
 
     partners = {p.id for p in DEMO.partners}
@@ -425,7 +425,7 @@ def test_shares_typed_in_a_form_in_another_shape_are_told_the_shape() -> None:
 
 def test_accord_show_says_through_what_a_remedy_went_in_words() -> None:
     """'remedy 1: Commission split, verified via ledger': the adapter's name, as in the mail."""
-    from accord.cli import describe
+    from accord.cli.records import describe
     from tests.test_wording import NOW, RENDER_NAMES, _state
 
     text = "\n".join(

@@ -314,7 +314,7 @@ def test_a_filing_whose_claimant_is_also_respondent_names_the_option_typed(
     the claimant cannot also be a respondent': the payload's field, not --respondent."""
     from typer import Exit
 
-    from accord.cli import _run
+    from accord.cli.common import _run
     from tests.conftest import Stack
 
     async def both_sides() -> None:

@@ -2,7 +2,8 @@
 SIGINT to `make run`'s process group) while the CLI's modules are still loading ends it with
 one line, not with a traceback of whichever import it interrupted.
 
-Only the standard library is imported here, before the CLI."""
+Only the standard library is imported here, before the CLI (the packages it sits in,
+`accord` and `accord.cli`, import nothing)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ INTERRUPTED = 130
 
 def main() -> None:
     try:
-        from accord.cli import main as cli
+        from accord.cli.app import main as cli
     except KeyboardInterrupt:
         sys.stderr.write("accord: stopped while starting (Ctrl-C); nothing was done\n")
         sys.stderr.flush()
