@@ -55,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/mypy --strict worker.py && $(BIN)/lint-imports
 
 # Each benchmark prints its figures beside issue 17's goals; BENCH_ARGS=--results also records
-# them in bench/results.md (a reduced run of each is part of make test: tests/test_benchmarks.py).
+# them in bench/results.md (a reduced run of each is part of make test: tests/project/test_benchmarks.py).
 bench: $(STAMP)
 	$(BIN)/python -m bench.lifecycle $(BENCH_ARGS)
 
@@ -89,7 +89,7 @@ chaos: $(STAMP)
 
 # Regenerate tests/histories/*.json after a deliberate, patched workflow change.
 histories: $(STAMP)
-	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/test_dispute_paths.py tests/test_validators.py tests/test_remedy_stage.py tests/test_formal_review.py tests/test_consistency.py tests/test_concurrency.py tests/test_citations.py tests/test_deadline_problems.py
+	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/workflows/test_dispute_paths.py tests/workflows/test_validators.py tests/workflows/test_remedy_stage.py tests/workflows/test_formal_review.py tests/rules/test_consistency.py tests/workflows/test_concurrency.py tests/workflows/test_citations.py tests/workflows/test_deadline_problems.py
 
 worker: $(STAMP)
 	$(BIN)/python worker.py

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -42,7 +41,10 @@ from models.converter import encrypted
 from models.enums import OutboxState
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent, OutboxMessage
+from tests.intake_harness import Intake
+from tests.processes import dev_servers_of, free_port, run_environment
 from tests.races import GATED, Gate, gated, replay_all
+from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
 
 BIN = Path(sys.executable).parent
@@ -62,18 +64,18 @@ POSTGRES_URL = os.environ.get(
 # collection order): the tests that take minutes, so that none of them starts last and keeps one
 # worker busy long after the others are done. Only the order changes; every test still runs.
 LONGEST_FIRST = (
-    "tests/test_chaos.py",
-    "tests/test_readme.py",
-    "tests/test_cli.py",
-    "tests/test_web_browser.py",
-    "tests/test_codec_endpoint.py",
-    "tests/test_operations_guide.py",
-    "tests/test_shutdown.py",
+    "tests/project/test_chaos.py",
+    "tests/project/test_readme.py",
+    "tests/cli/test_cli.py",
+    "tests/web/test_web_browser.py",
+    "tests/web/test_codec_endpoint.py",
+    "tests/project/test_operations_guide.py",
+    "tests/runtime/test_shutdown.py",
     "tests/adversarial/test_probe_i16_stop.py",
-    "tests/test_embedded_stop.py",
-    "tests/test_case_limits.py",
-    "tests/test_boundary.py",
-    "tests/test_web_hardening.py",
+    "tests/runtime/test_embedded_stop.py",
+    "tests/directory/test_case_limits.py",
+    "tests/project/test_boundary.py",
+    "tests/web/test_web_hardening.py",
 )
 
 
@@ -106,12 +108,6 @@ def forget_built_apps() -> None:
 def _forget_built_apps() -> Iterator[None]:
     yield
     forget_built_apps()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- mail ---------------------------------------------------------------------------------
@@ -537,29 +533,6 @@ def cli_env(stack: Stack, **extra: str) -> dict[str, str]:
     }
 
 
-def deployed_environment(**settings: str) -> dict[str, str]:
-    """This process's environment with no Accord setting left in it, plus `settings`: what a
-    freshly deployed process sees."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
-    env.pop("DATABASE_URL", None)
-    return env | settings
-
-
-def run_accord(
-    *args: str, env: dict[str, str], cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`accord <args>` as its own process, to the end (its output kept)."""
-    return subprocess.run(
-        [sys.executable, "-m", "accord.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: Any) -> Settings:
     # An action waits a minute for its answer here, not the 10 s users get: on a machine busy
     # with other work an evidence upload took longer, answered 202 (still applying), and a test
@@ -696,3 +669,121 @@ async def race(
             await harness.save_histories(request.node.name)
         failures = await replay_all(harness)
     assert failures == [], f"histories of this race do not replay: {failures}"
+
+
+# --- a dev server that suggests continuing as new early (continue-as-new tests and probes) -------
+
+
+SUGGEST_AFTER = 200
+"""Temporal suggests continuing as new past this many history events (its default is 4,096)."""
+
+
+@pytest.fixture
+async def eager_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=CONVERTER,
+        dev_server_extra_args=[
+            "--log-level",
+            "error",
+            *search_attributes.DEV_SERVER_FLAGS,
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_AFTER}",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def eager_stack(
+    eager_server: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    """A stack on `eager_server`, its worker running."""
+    harness = dev_stack(eager_server, sqlite_url, smtp, tmp_path)
+    async with harness.worker:
+        yield harness
+
+
+# --- remedies through a webhook (a real HTTP receiver) -------------------------------------------
+
+
+SECRET = "remedy-test-secret"
+
+
+@pytest.fixture
+def receiver() -> AsyncIterator[Receiver]:
+    with Receiver(SECRET.encode()) as running:
+        yield running  # type: ignore[misc]
+
+
+@contextlib.asynccontextmanager
+async def stack_with_webhook(
+    env: WorkflowEnvironment,
+    database_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    receiver: Receiver,
+) -> AsyncIterator[Stack]:
+    """A stack whose commission splits go to the receiver's webhook, its worker running."""
+    mail, port = smtp
+    settings = make_settings(
+        database_url,
+        port,
+        tmp_path,
+        remedy_webhooks={"commission_split": receiver.url},
+        remedy_webhook_secret=SECRET,
+        remedy_webhook_timeout_seconds=2,
+    )
+    harness = Stack(env, settings, mail)
+    seed(harness.sessions)
+    async with harness.worker:
+        yield harness
+
+
+@pytest.fixture
+async def webhook_stack(
+    env: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+    receiver: Receiver,
+) -> AsyncIterator[Stack]:
+    async with stack_with_webhook(env, sqlite_url, smtp, tmp_path, receiver) as harness:
+        yield harness
+
+
+# --- `accord run` as its own process ---------------------------------------------------------------
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> Iterator[tuple[dict[str, str], int, Path]]:
+    env, temporal_port, state = run_environment(tmp_path, "accord-stop")
+    yield env, temporal_port, state
+    # Whatever the outcome, leave no dev server of this test behind.
+    for pid in dev_servers_of(state):
+        os.kill(pid, signal.SIGKILL)
+
+
+# --- the email intake on a stack -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def intake(stack: Stack) -> AsyncIterator[Intake]:
+    running = Intake(stack)
+    try:
+        yield running
+    finally:
+        running.controller.stop()
+
+
+@pytest.fixture
+async def intake_on_both(stack_on_both: Stack) -> AsyncIterator[Intake]:
+    running = Intake(stack_on_both)
+    try:
+        yield running
+    finally:
+        running.controller.stop()

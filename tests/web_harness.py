@@ -15,7 +15,8 @@ import httpx
 from fastapi import FastAPI
 
 from accord.platform.db import SessionFactory
-from tests.conftest import Stack, free_port
+from tests.conftest import Stack
+from tests.processes import free_port
 from web.app import create_app
 from web.auth import Accounts, directory_logins, hash_password
 from web.serve import _Server

@@ -2,7 +2,7 @@
 rules in force, told so a person can act on them from the command line (which ids to pass,
 which categories exist, which remedies each allows and how to write one as JSON).
 
-Every line fits 80 columns (tests/test_cli_reference.py checks it)."""
+Every line fits 80 columns (tests/cli/test_cli_reference.py checks it)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ _MONEY = "amount, e.g. 2500.00"
 _CURRENCY = "currency code"
 
 # One entry per remedy kind, each field of its payload model (models.payloads) with its type and
-# meaning, and an example that validates (tests/test_cli_reference.py checks both).
+# meaning, and an example that validates (tests/cli/test_cli_reference.py checks both).
 REMEDIES: dict[RemedyKind, RemedyGuide] = {
     RemedyKind.TERRITORY_REASSIGNMENT: RemedyGuide(
         "moves a territory from one partner to another from a given day",

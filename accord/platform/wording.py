@@ -41,7 +41,7 @@ from models.enums import (
 
 # --- enums -----------------------------------------------------------------------------------
 
-# One table per enum: every member has its words (tests/test_wording.py checks it).
+# One table per enum: every member has its words (tests/platform/test_wording.py checks it).
 LABELS: dict[type[Enum], dict[Enum, str]] = {
     PartnerTier: {
         PartnerTier.REGISTERED: "registered",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tests.conftest import Stack
-from tests.test_formal_review import PANEL, in_review, open_ballot, vote
+from tests.workflows.test_formal_review import PANEL, in_review, open_ballot, vote
 
 
 async def ballot_open(stack: Stack) -> str:

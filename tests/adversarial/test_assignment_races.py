@@ -14,7 +14,7 @@ from models.payloads import (
 )
 from tests.conftest import Stack
 from tests.races import HANG, Gate, begin, outcome
-from tests.test_dispute_paths import DECLARATION, in_mediation, offered
+from tests.workflows.test_dispute_paths import DECLARATION, in_mediation, offered
 from workflows.dispute import DisputeWorkflow
 
 MEDIATORS = ("kenji.sato", "sam.okafor", "greta.hoffmann")

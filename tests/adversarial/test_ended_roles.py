@@ -19,8 +19,8 @@ from models.payloads import (
 )
 from tests.conftest import Stack, seed
 from tests.races import try_update
-from tests.test_dispute_paths import DECLARATION, offered, split_offer
-from tests.test_formal_review import PANEL, REASONS, in_review, ruling, vote
+from tests.workflows.test_dispute_paths import DECLARATION, offered, split_offer
+from tests.workflows.test_formal_review import PANEL, REASONS, in_review, ruling, vote
 from workflows.dispute import DisputeWorkflow
 
 

@@ -30,8 +30,8 @@ from models.payloads import (
 from models.tables import Task
 from tests.conftest import MailCapture, Stack, make_settings, seed
 from tests.races import Gate, begin, outcome, replay_all, try_update
-from tests.test_dispute_paths import DECLARATION, in_mediation, split_offer
 from tests.webhook_receiver import Receiver
+from tests.workflows.test_dispute_paths import DECLARATION, in_mediation, split_offer
 from workflows.dispute import DisputeWorkflow
 
 NORA = "nora@northwind.example"

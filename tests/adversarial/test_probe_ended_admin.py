@@ -5,9 +5,9 @@ dismiss it, process an intake message again. Nothing changes; each is refused.""
 from __future__ import annotations
 
 from models.enums import OutboxState
+from tests.cli.test_cli import accord
 from tests.conftest import Stack
-from tests.test_cli import accord
-from tests.test_notifications import outbox_rows, wait_for_row
+from tests.notifications.test_notifications import outbox_rows, wait_for_row
 from tests.web_harness import api, make_app, signed_in, token_for
 
 FORMER = "ada.admin@vendor.example"

@@ -10,9 +10,9 @@ import pytest
 from accord.precedents.anonymity import KnownPartner, Names, Population, scrub_text
 from models.enums import InboundState
 from tests.conftest import Stack
-from tests.test_dispute_paths import offered
-from tests.test_web_access_ended import email_of
+from tests.web.test_web_access_ended import email_of
 from tests.web_harness import api, make_app, token_for
+from tests.workflows.test_dispute_paths import offered
 
 OBJECTS = ("DR-2026-0042",)
 
@@ -127,7 +127,7 @@ async def test_an_offered_mediator_cannot_write_into_the_dispute_by_mail_or_api(
     """Offered, not accepted: they read the case summary to decide, and act only on the offer
     (accept or recuse). A message or a file from them would be put before both sides' neutrals
     by someone who declared no impartiality, and could never be read back by them."""
-    from tests.test_intake import Intake, mail
+    from tests.intake_harness import Intake, mail
 
     app = make_app(stack)
     number = (await stack.file()).number
@@ -187,7 +187,7 @@ def test_a_vaguer_label_left_to_one_partner_does_not_name_it() -> None:
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
 def test_no_label_of_the_demo_directory_is_shown_for_fewer_than_k_partners(k: int) -> None:
-    from tests.test_anonymity import demo_population
+    from tests.precedents.test_anonymity import demo_population
 
     population = demo_population(k)
     shown: dict[str, set[str]] = {}

@@ -11,14 +11,13 @@ import pytest
 from models.enums import InboundState
 from tests.conftest import Stack
 from tests.dns_stub import DnsStub, dns_stub
-from tests.test_intake import CLAIMANT, Intake, mail
-from tests.test_intake_authentication import (
+from tests.intake.test_intake_authentication import (
     INCOMPLETE,
-    intake,  # noqa: F401 - a fixture
     processed,
     send_raw,
     verifying_ourselves,
 )
+from tests.intake_harness import CLAIMANT, Intake, mail
 
 
 @pytest.fixture
@@ -53,7 +52,7 @@ def test_an_envelope_without_at_sign_is_not_credited_to_the_helo_domain(dns: Dns
 
 
 async def test_a_forged_sender_over_smtp_with_a_bare_domain_envelope_is_held(
-    intake: Intake,  # noqa: F811 - the fixture
+    intake: Intake,
     dns: DnsStub,
 ) -> None:
     verifying_ourselves(intake.stack, dns)
@@ -82,7 +81,7 @@ HOSTILE_JSON = {
 
 @pytest.mark.parametrize("what", list(HOSTILE_JSON))
 async def test_hostile_json_numbers_are_refused_naming_the_field(stack: Stack, what: str) -> None:
-    from tests.test_web_limits import PROBLEM_CEILING, dispute_count
+    from tests.web.test_web_limits import PROBLEM_CEILING, dispute_count
     from tests.web_harness import api, make_app, token_for
 
     body, field = HOSTILE_JSON[what]
@@ -312,7 +311,7 @@ async def test_spellings_of_one_login_share_its_count(stack: Stack) -> None:
     from sqlmodel import col, select
 
     from models.tables import AccountEvent
-    from tests.test_web_hardening import WRONG_WORDS, _from, _throttled_app
+    from tests.web.test_web_hardening import WRONG_WORDS, _from, _throttled_app
     from tests.web_harness import PASSWORD
 
     stack.settings.sign_in_free_failures = 4
@@ -340,7 +339,7 @@ async def test_spellings_of_one_login_share_its_count(stack: Stack) -> None:
 
 
 async def test_the_headers_are_on_every_kind_of_refusal_and_failure(stack: Stack) -> None:
-    from tests.test_web_hardening import _from, _throttled_app
+    from tests.web.test_web_hardening import _from, _throttled_app
     from tests.web_harness import api, token_for
 
     stack.settings.sign_in_lockout_failures = 1

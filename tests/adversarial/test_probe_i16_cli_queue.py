@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from accord.platform.db import SessionFactory
 from models.enums import Role, TaskKind, TaskState
 from models.tables import Task
+from tests.activities.test_activities import dispute_row
+from tests.cli.test_cli_reference import invoke
 from tests.conftest import Stack
-from tests.test_activities import dispute_row
-from tests.test_cli_reference import invoke
-from tests.test_embedded_stop import run_env  # noqa: F401 - a fixture
-from tests.test_web_queue import SAM, offered_to_a_mediator, sessions  # noqa: F401 - sessions: the fixture
+from tests.web.test_web_queue import SAM, offered_to_a_mediator, queue_sessions
 from tests.web_harness import api, make_app, signed_in, token_for
 
 # Raw query strings, sent as written (not encoded again by the client), and the parameter each
@@ -46,6 +46,12 @@ HOSTILE_QUERIES = (
     ("kind=mediate%0Aaccept_assignment", "kind"),
     ("category=" + "&category=".join(["nope"] * 1_000), "category"),
 )
+
+
+@pytest.fixture
+def sessions(database_url: str) -> SessionFactory:
+    """The queues' disputes, tasks and seats (as tests/web/test_web_queue.py)."""
+    return queue_sessions(database_url)
 
 
 async def test_hostile_query_strings_are_a_400_naming_the_parameter_never_a_500(
@@ -330,7 +336,7 @@ def console_script_module() -> str:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("after", [0.3, 1.0])
 def test_ctrl_c_while_make_run_starts_says_one_line_not_a_traceback(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
     after: float,
 ) -> None:
     """Ctrl-C in the first seconds of `make run` (the CLI's modules still loading) printed a
@@ -342,7 +348,7 @@ def test_ctrl_c_while_make_run_starts_says_one_line_not_a_traceback(
     import time
 
     from tests.conftest import REPO_ROOT
-    from tests.test_embedded_stop import dev_servers_of, wait_until
+    from tests.processes import dev_servers_of, wait_until
 
     env, _, state = run_env
     process = subprocess.Popen(
@@ -379,7 +385,8 @@ async def test_the_readme_temporal_workflow_list_honours_an_address_set_in_dot_e
     from temporalio.testing import WorkflowEnvironment
 
     from models import search_attributes
-    from tests.conftest import CONVERTER, REPO_ROOT, deployed_environment
+    from tests.conftest import CONVERTER, REPO_ROOT
+    from tests.processes import deployed_environment
 
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"^\.venv/bin/temporal workflow list(?:.*\\\n)*.*$", readme, re.M)
@@ -447,8 +454,8 @@ async def test_offer_terms_cannot_forge_a_line_of_accord_show(stack: Stack) -> N
     """Offer terms are prose (line breaks kept); `accord show` printed them as they were, so a
     line break in them made a line of its own that read as another offer, and a right-to-left
     override reversed the rest of the terminal line."""
-    from tests.test_cli import accord
-    from tests.test_dispute_paths import in_mediation
+    from tests.cli.test_cli import accord
+    from tests.workflows.test_dispute_paths import in_mediation
 
     number = (await stack.file()).number
     mediator = await in_mediation(stack, number)
@@ -528,7 +535,7 @@ async def test_the_api_says_when_the_queue_goes_on_past_its_first_page(stack: St
 
 
 def test_a_response_to_an_offer_counts_down_to_the_mediation_deadline_that_stands(
-    sessions: Any,  # noqa: F811 - the fixture imported above
+    sessions: Any,
 ) -> None:
     """An offer is open until mediation ends: the party's task to respond opens with the
     mediation deadline as it stood. Extended by an admin, or moved after a paused clock, the
@@ -536,7 +543,7 @@ def test_a_response_to_an_offer_counts_down_to_the_mediation_deadline_that_stand
     called the task overdue while the mediation ran on); while a party owes information the
     mediation clock stands still, yet the party's task was counted down all the same."""
     from models.tables import Dispute
-    from tests.test_web_queue import CONTOSO, NOW, hours, task
+    from tests.web.test_web_queue import CONTOSO, NOW, hours, task
     from web.queue import Sla, work_queue
 
     extended = NOW + hours(200)
@@ -573,7 +580,7 @@ def _run_to_its_end(env: dict[str, str]) -> tuple[int | None, str, float]:
     import subprocess
     import time
 
-    from tests.test_embedded_stop import spawn_run
+    from tests.processes import spawn_run
 
     started = time.monotonic()
     process = spawn_run(env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -588,14 +595,14 @@ def _run_to_its_end(env: dict[str, str]) -> tuple[int | None, str, float]:
 
 @pytest.mark.timeout(300)
 def test_a_temporal_ui_port_taken_stops_the_run_with_what_to_do(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
 ) -> None:
     """The dev server refuses to start when its UI port is taken ("can't set UI port ...:
     address already in use", in state/temporal.log); `accord run` said "Starting Accord
     (embedded)..." and nothing else for 60 s, then that the server "did not start listening"."""
     import socket
 
-    from tests.test_embedded_stop import dev_servers_of
+    from tests.processes import dev_servers_of
 
     env, _, state = run_env
     with socket.socket() as taken:
@@ -610,12 +617,12 @@ def test_a_temporal_ui_port_taken_stops_the_run_with_what_to_do(
 
 @pytest.mark.timeout(300)
 def test_a_dev_server_that_stops_at_start_is_said_at_once_with_its_reason(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
 ) -> None:
     """A dev server that ends as it starts (here: its database file is not a database) was
     waited for 60 s in silence, then said not to listen; its own reason was in
     state/temporal.log only."""
-    from tests.test_embedded_stop import dev_servers_of
+    from tests.processes import dev_servers_of
 
     env, _, state = run_env
     state.mkdir(parents=True)

@@ -27,17 +27,21 @@ from models.payloads import (
     TerritoryReassignment,
     WrittenWarning,
 )
-from tests.conftest import MailCapture, Stack, seed
-from tests.test_dispute_paths import in_mediation, settled
-from tests.test_formal_review import (
+from tests.conftest import (
+    MailCapture,
+    Stack,
+    seed,
+    stack_with_webhook,
+)
+from tests.web_harness import Browser, make_app
+from tests.webhook_receiver import Receiver
+from tests.workflows.test_dispute_paths import in_mediation, settled
+from tests.workflows.test_formal_review import (
     ADMINS,
     PANEL,
     appoint_alternates_and_redraw,
     open_ballot,
 )
-from tests.test_remedy_stage import receiver, stack_with_webhook  # noqa: F401 - a fixture
-from tests.web_harness import Browser, make_app
-from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
 
 EVERY_REMEDY = (
@@ -74,7 +78,7 @@ async def webhook_stack(
     database_url: str,
     smtp: tuple[MailCapture, int],
     tmp_path: Path,
-    receiver: Receiver,  # noqa: F811 - the fixture of test_remedy_stage
+    receiver: Receiver,
 ) -> AsyncIterator[Stack]:
     """test_remedy_stage's stack whose commission splits go to a webhook, on both databases."""
     async with stack_with_webhook(env, database_url, smtp, tmp_path, receiver) as harness:
@@ -186,7 +190,7 @@ async def test_the_ruling_email_and_the_board_page_state_every_remedy_in_words(
 async def test_the_outcome_email_says_what_was_agreed_and_what_was_applied(
     stack_on_both: Stack,
 ) -> None:
-    from tests.test_cli import accord
+    from tests.cli.test_cli import accord
 
     stack = stack_on_both
     number = await settled(stack)
@@ -228,7 +232,7 @@ async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
     from accord.directory.records import Directory, PersonRecord
     from models.enums import Role
     from models.payloads import Recuse
-    from tests.test_cli import accord
+    from tests.cli.test_cli import accord
 
     stack = stack_on_both
     number = await ruled_with_every_remedy(stack)
@@ -325,7 +329,7 @@ async def test_the_appeal_shortage_and_invitation_say_what_the_reader_decides(
 async def test_the_final_ruling_its_remedies_and_the_closure_reach_each_party_once(
     stack: Stack,
 ) -> None:
-    from tests.test_cli import accord
+    from tests.cli.test_cli import accord
 
     number = await appealed_to_a_fresh_panel(stack)
     handle = stack.handle(number)
@@ -370,10 +374,10 @@ async def test_the_final_ruling_its_remedies_and_the_closure_reach_each_party_on
 
 async def test_a_remedy_waived_between_is_said_to_the_parties_and_the_failure_names_it(
     webhook_stack: Stack,
-    receiver: Receiver,  # noqa: F811 - the fixture of test_remedy_stage
+    receiver: Receiver,
 ) -> None:
     from models.payloads import WaiveRemedy
-    from tests.test_remedy_stage import settle
+    from tests.workflows.test_remedy_stage import settle
 
     stack = webhook_stack
     receiver.refuse_with = 422
@@ -411,7 +415,7 @@ async def test_a_remedy_waived_between_is_said_to_the_parties_and_the_failure_na
 async def test_a_ruling_that_denies_awards_nothing_and_says_nothing_will_be_applied(
     stack: Stack,
 ) -> None:
-    from tests.test_formal_review import in_review, ruling, vote
+    from tests.workflows.test_formal_review import in_review, ruling, vote
 
     number = await in_review(stack)
     for who in PANEL[:3]:
@@ -432,7 +436,7 @@ async def test_a_replacement_on_the_appeal_panel_is_told_it_hears_an_appeal(stac
     from accord.directory.records import Directory, PersonRecord
     from models.enums import Role
     from models.payloads import Recuse, RedrawPanel
-    from tests.test_cli import accord
+    from tests.cli.test_cli import accord
 
     number = await appealed_to_a_fresh_panel(stack)
     await stack.handle(number).execute_update(
@@ -477,7 +481,7 @@ async def test_a_first_panel_seated_before_seats_were_kept_is_still_named_as_suc
     from sqlmodel import delete
 
     from models.tables import PanelSeat
-    from tests.test_formal_review import appeal_by_contoso, ruled
+    from tests.workflows.test_formal_review import appeal_by_contoso, ruled
 
     stack = stack_on_both
     number = await ruled(stack)
@@ -522,11 +526,11 @@ async def test_the_chair_s_suggested_remedies_are_said_in_words(stack: Stack) ->
 
 async def test_the_overdue_remedy_email_names_each_outstanding_remedy_in_words(
     webhook_stack: Stack,
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
 ) -> None:
     from datetime import timedelta
 
-    from tests.test_remedy_stage import settle
+    from tests.workflows.test_remedy_stage import settle
 
     stack = webhook_stack
     receiver.refuse_with = 422
@@ -543,7 +547,7 @@ async def test_the_overdue_remedy_email_names_each_outstanding_remedy_in_words(
 
 
 async def test_a_ruling_among_three_parties_says_any_party_may_appeal(stack: Stack) -> None:
-    from tests.test_formal_review import ruling, vote
+    from tests.workflows.test_formal_review import ruling, vote
 
     number = (await stack.file(respondent_ids=["contoso", "fabrikam"])).number
     mediator = await in_mediation(stack, number)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.cli.test_cli import accord
 from tests.conftest import Stack
-from tests.test_cli import accord
-from tests.test_dispute_paths import contoso_asked
-from tests.test_web_queue import offered_to_a_mediator
+from tests.web.test_web_queue import offered_to_a_mediator
 from tests.web_harness import api, make_app, signed_in, token_for
+from tests.workflows.test_dispute_paths import contoso_asked
 
 REPEATED = (
     ("sort=due&sort=amount", "sort"),

@@ -14,13 +14,7 @@ from pathlib import Path
 
 from accord.runtime.embedded import port_open
 from tests.conftest import REPO_ROOT
-from tests.test_embedded_stop import (  # noqa: F401 - run_env: the fixture
-    dev_servers_of,
-    run_env,
-    spawn_run,
-    start_run,
-    wait_until,
-)
+from tests.processes import dev_servers_of, spawn_run, start_run, wait_until
 
 ENDS_WITHIN = 180.0
 """A bound on the wait, not a measure: the client gives up on a silent listener in seconds."""
@@ -32,7 +26,7 @@ at a silent terminal), and a loaded machine needs seconds more to start Python."
 
 
 def test_a_port_taken_by_something_that_is_no_temporal_server_is_said_plainly(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
 ) -> None:
     env, temporal_port, state = run_env
     with socket.socket() as squatter:
@@ -57,7 +51,7 @@ def test_a_port_taken_by_something_that_is_no_temporal_server_is_said_plainly(
 
 
 def test_a_web_port_taken_stops_the_run_with_what_to_do(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
 ) -> None:
     """`accord run` stops with "port N is taken; set ACCORD_WEB_PORT to a free one" (a
     SystemExit with its message); `accord.cli.app.main` ended every SystemExit silently, with its
@@ -84,7 +78,7 @@ def test_a_web_port_taken_stops_the_run_with_what_to_do(
 
 
 def test_kill_9_during_start_up_leaves_no_dev_server_and_the_next_run_starts_its_own(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
 ) -> None:
     """Killed as soon as its dev server exists (before it listens, before the banner)."""
     env, temporal_port, state = run_env
@@ -104,7 +98,7 @@ def test_kill_9_during_start_up_leaves_no_dev_server_and_the_next_run_starts_its
 
 
 def test_a_reused_server_is_said_so_and_outlives_a_kill_9_of_the_run(
-    run_env: tuple[dict[str, str], int, Path],  # noqa: F811 - the fixture imported above
+    run_env: tuple[dict[str, str], int, Path],
     tmp_path: Path,
 ) -> None:
     """The README: "a server already listening on the Temporal port is reused, said so, and

@@ -9,9 +9,9 @@ from typing import Any
 from models.enums import NoteVisibility
 from models.payloads import AddNote, DeclareImpasse
 from tests.conftest import Stack
-from tests.test_dispute_paths import contoso_asked, in_mediation
-from tests.test_web_access import CAUCUS_TEXT
+from tests.web.test_web_access import CAUCUS_TEXT
 from tests.web_harness import api, make_app, signed_in, token_for
+from tests.workflows.test_dispute_paths import contoso_asked, in_mediation
 from workflows.dispute import DisputeWorkflow
 
 PANELIST = "b.sales@vendor.example"

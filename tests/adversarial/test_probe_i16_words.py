@@ -18,7 +18,7 @@ from models.enums import DisputeCategory, DisputeStage, VoteOutcome
 from models.payloads import ProposeSettlement, Remedy
 from models.text import plain_error, relevant
 from tests.conftest import Stack
-from tests.test_wording import leaks
+from tests.platform.test_wording import leaks
 from tests.web_harness import api, make_app, token_for
 
 # What no message a person reads may hold (issue 16, item 1).
@@ -136,7 +136,7 @@ WARNING = '{"kind":"written_warning","partner_id":"contoso","text":"Do not poach
 async def test_an_action_with_a_text_on_a_dispute_never_filed_says_no_dispute(stack: Stack) -> None:
     """A text an action carries is stored before the workflow is asked; a number that names no
     dispute made that store fail on its foreign key, shown as a traceback."""
-    from tests.test_cli import accord
+    from tests.cli.test_cli import accord
 
     mediator = ("--as", "greta.hoffmann")
     for number in ("DSP-2026-999999", "12", "DSP-x y"):
@@ -182,7 +182,7 @@ def test_the_merged_outcome_email_says_each_part_once_and_that_the_dispute_is_cl
 
     from notifications.outbox import merged_email
     from notifications.render import TemplateCatalog
-    from tests.test_wording import MAIL_CONTEXT
+    from tests.platform.test_wording import MAIL_CONTEXT
 
     catalog = TemplateCatalog()
     parts = []
@@ -307,7 +307,7 @@ def test_each_playbook_example_names_partners_and_territories_of_the_demo() -> N
 def test_the_remedy_applied_mail_says_through_what_in_words(adapter: str, said: str) -> None:
     """'It was carried out through ledger': the adapter's name, not words, went to the parties."""
     from notifications.render import TemplateCatalog
-    from tests.test_wording import MAIL_CONTEXT
+    from tests.platform.test_wording import MAIL_CONTEXT
 
     email = TemplateCatalog().render("remedy_applied", {**MAIL_CONTEXT, "adapter": adapter})
     assert f"It was carried out {said} and checked afterwards." in email.text, email.text
@@ -339,7 +339,8 @@ def test_the_dispute_list_says_what_is_missing_in_words(sqlite_url: str, tmp_pat
     from accord.platform.db import SessionFactory, make_engine
     from models.enums import DisputeCategory, DisputeStage
     from models.tables import Dispute
-    from tests.conftest import deployed_environment, seed
+    from tests.conftest import seed
+    from tests.processes import deployed_environment
 
     sessions = SessionFactory(make_engine(sqlite_url))
     seed(sessions)
@@ -426,7 +427,7 @@ def test_shares_typed_in_a_form_in_another_shape_are_told_the_shape() -> None:
 def test_accord_show_says_through_what_a_remedy_went_in_words() -> None:
     """'remedy 1: Commission split, verified via ledger': the adapter's name, as in the mail."""
     from accord.cli.records import describe
-    from tests.test_wording import NOW, RENDER_NAMES, _state
+    from tests.platform.test_wording import NOW, RENDER_NAMES, _state
 
     text = "\n".join(
         describe(

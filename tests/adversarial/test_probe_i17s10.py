@@ -51,8 +51,7 @@ from models.tables import (
     Task,
 )
 from notifications.outbox import Outbox
-from tests.conftest import seed
-from tests.test_activities import (
+from tests.activities.test_activities import (
     NOW,
     add_dispute,
     event,
@@ -60,6 +59,7 @@ from tests.test_activities import (
     recording_outbox,
     trail,
 )
+from tests.conftest import seed
 
 NUMBER = "DSP-2026-000101"
 

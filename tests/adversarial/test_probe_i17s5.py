@@ -23,7 +23,7 @@ from models.enums import AssignmentState, DisputeStage, Role
 from models.payloads import Actor
 from models.tables import Assignment, Dispute, DisputeParty
 from tests.conftest import fresh_postgres_database, seed
-from tests.test_search import _dispute
+from tests.precedents.test_search import _dispute
 
 COMPLIANCE = Viewer(Actor(id="c", role=Role.COMPLIANCE, name="C"), "c@vendor.example")
 ADMIN = Viewer(Actor(id="alex.admin", role=Role.ADMIN, name="A"), "a@vendor.example")
@@ -491,7 +491,7 @@ def test_postgres_and_sqlite_answer_alike(tmp_path: Path) -> None:
 
 
 def _details() -> Any:
-    from tests.test_worker_runner import instance_details
+    from tests.runtime.test_worker_runner import instance_details
 
     return instance_details()
 
@@ -653,7 +653,7 @@ async def test_live_worker_on_the_runner_seals_queries_and_replays(stack: Any) -
     from models.payloads import AddNote
     from tests.conftest import CONVERTER
     from tests.history_splits import dispute_replayer
-    from tests.test_dispute_paths import in_mediation
+    from tests.workflows.test_dispute_paths import in_mediation
     from workflows.dispute import DisputeWorkflow
 
     assert stack.worker.config()["workflow_runner"] is WORKFLOW_RUNNER

@@ -5,8 +5,8 @@ database error on either backend."""
 
 from __future__ import annotations
 
+from tests.cli.test_cli import accord
 from tests.conftest import Stack
-from tests.test_cli import accord
 from tests.web_harness import make_app, signed_in
 
 ADMIN = "alex.admin@vendor.example"

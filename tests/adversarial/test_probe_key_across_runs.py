@@ -9,14 +9,15 @@ from __future__ import annotations
 from models.enums import DisputeStage
 from models.payloads import AcceptAssignment, AddNote
 from tests.conftest import Stack
-from tests.test_continue_as_new import eager_server, run_id, stack  # noqa: F401 (fixtures)
 from tests.web_harness import api, make_app, token_for
+from tests.workflows.test_continue_as_new import run_id
 from workflows.dispute import DisputeWorkflow
 
 
 async def test_a_key_sent_again_after_continue_as_new_is_answered_as_the_first_time(
-    stack: Stack,  # noqa: F811 (the fixture imported above)
+    eager_stack: Stack,
 ) -> None:
+    stack = eager_stack  # the dev server suggests continuing as new early
     number = (await stack.file()).number
     state = await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
     login = f"{state.candidate_mediator_id}@vendor.example"

@@ -58,7 +58,7 @@ from models.tables import DisputeLive
 from tests.conftest import MailCapture, Stack, make_settings, seed
 from tests.history_splits import dispute_replayer, split_replay_failures
 from tests.races import Gate, begin, local_activities, outcome, replay_all
-from tests.test_dispute_paths import in_mediation, split_offer
+from tests.workflows.test_dispute_paths import in_mediation, split_offer
 from workflows.dispute import DisputeWorkflow
 
 NORA = "nora@northwind.example"

@@ -32,9 +32,9 @@ from chaos.processes import DatabaseOutage
 from models.enums import DisputeStage, OutboxState, TaskState
 from models.tables import Task
 from notifications.outbox import Claim, MailNotSent, Outcome, mail_task_key
+from tests.activities.test_activities import add_dispute
 from tests.conftest import seed
-from tests.test_activities import add_dispute
-from tests.test_outbox_relay import SlowServer, notification, relay, rows, serving
+from tests.notifications.test_outbox_relay import SlowServer, notification, relay, rows, serving
 
 NUMBER = "DSP-2026-000007"
 

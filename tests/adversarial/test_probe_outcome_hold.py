@@ -26,9 +26,9 @@ from accord.application import Services
 from models.enums import DisputeStage, OutboxState
 from models.tables import Dispute, OutboxMessage
 from notifications.outbox import Outcome
+from tests.activities.test_activities import add_dispute, dispute_row
 from tests.conftest import seed
-from tests.test_activities import add_dispute, dispute_row
-from tests.test_outbox_relay import (
+from tests.notifications.test_outbox_relay import (
     ADMINS,
     CARL,
     NORA,

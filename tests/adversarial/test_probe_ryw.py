@@ -23,14 +23,14 @@ from activities.records import RecordActivities
 from models.enums import DisputeStage
 from models.payloads import AddEvidence, AddMessage, MailMessage
 from models.tables import DisputeLive, Person
+from tests.activities.test_audit_trail import unstored_evidence
+from tests.cli.test_cli import accord
 from tests.conftest import MailCapture, Stack, dev_stack, running_stack
 from tests.races import Gate, gated
-from tests.test_audit_trail import unstored_evidence
-from tests.test_cli import accord
-from tests.test_continue_as_new import eager_server, run_id  # noqa: F401 - the fixture
-from tests.test_dispute_paths import DECLARATION, in_mediation, offered
-from tests.test_formal_review import PANEL, ruling
 from tests.web_harness import api, make_app, seed_accounts, token_for
+from tests.workflows.test_continue_as_new import run_id
+from tests.workflows.test_dispute_paths import DECLARATION, in_mediation, offered
+from tests.workflows.test_formal_review import PANEL, ruling
 from web.app import create_app
 from workflows.dispute import DisputeWorkflow
 
@@ -646,7 +646,7 @@ async def test_accept_then_read_on_both_databases(stack_on_both: Stack) -> None:
 
 @pytest.fixture
 async def can_stack(
-    eager_server: WorkflowEnvironment,  # noqa: F811 - the fixture imported above
+    eager_server: WorkflowEnvironment,
     sqlite_url: str,
     smtp: tuple[MailCapture, int],
     tmp_path: Any,

@@ -5,8 +5,8 @@ timeline; once opened, by the board, admins and compliance only, never by the pa
 from __future__ import annotations
 
 from tests.conftest import Stack
-from tests.test_formal_review import in_review, open_ballot, vote
 from tests.web_harness import api, make_app, signed_in, token_for
+from tests.workflows.test_formal_review import in_review, open_ballot, vote
 
 SEALED = "Sealed reasons of board sales: Contoso's paper trail is thin and backdated"
 SPLIT = {

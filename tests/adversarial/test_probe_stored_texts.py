@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_web_access import CLAIMANT, OUTSIDER, RESPONDENT, Scenario
+from tests.web.test_web_access import CLAIMANT, OUTSIDER, RESPONDENT, Scenario
 from tests.web_harness import api, make_app, signed_in, token_for
 from workflows.dispute import DisputeWorkflow
 

@@ -8,8 +8,8 @@ from sqlmodel import select
 
 from models.tables import DisputeText
 from tests.conftest import Stack
-from tests.test_history_size import in_mediation
 from tests.web_harness import api, make_app, token_for
+from tests.workflows.test_history_size import in_mediation
 
 CLAIMANT = "nora@northwind.example"
 

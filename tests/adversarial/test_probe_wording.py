@@ -18,14 +18,21 @@ from accord.platform.db import SessionFactory
 from models.enums import TaskKind
 from models.payloads import Remedy
 from models.text import plain_error, relevant
-from tests.conftest import Stack, deployed_environment
-from tests.test_activities import sessions  # noqa: F401 - the fixture
-from tests.test_remedy_stage import receiver, settle, webhook_stack  # noqa: F401 - fixtures
-from tests.test_wording import leaks
+from tests.activities.test_activities import seeded_sessions
+from tests.conftest import Stack
+from tests.platform.test_wording import leaks
+from tests.processes import deployed_environment
 from tests.web_harness import api, filing_form, make_app, messages, signed_in, token_for
 from tests.webhook_receiver import Receiver
+from tests.workflows.test_remedy_stage import settle
 
 NAMES = wording.Names(partners={"northwind": "Northwind Traders", "contoso": "Contoso Systems"})
+
+
+@pytest.fixture
+def sessions(database_url: str) -> SessionFactory:
+    """The demo directory and one dispute in triage (as tests/activities/test_activities.py)."""
+    return seeded_sessions(database_url)
 
 
 def _errors(remedy: object) -> list[str]:
@@ -199,13 +206,13 @@ async def test_the_api_says_a_pattern_and_a_kind_in_words(stack: Stack) -> None:
 
 
 async def test_a_remedy_waiting_for_an_admin_is_numbered_from_1_when_another_is_named(
-    webhook_stack: Stack,  # noqa: F811 - the fixture imported above
-    receiver: Receiver,  # noqa: F811 - the fixture imported above
+    webhook_stack: Stack,
+    receiver: Receiver,
 ) -> None:
     """`accord waive-remedy --position 4` was answered "--position: remedy 0 is waiting for an
     admin, not 3": the payload's places from 0, where `accord show` and the person count
     from 1."""
-    from tests.test_cli import accord
+    from tests.cli.test_cli import accord
 
     stack = webhook_stack
     receiver.refuse_with = 422
@@ -236,7 +243,7 @@ def test_the_remedy_applied_mail_gives_the_ledger_reference_in_words(
 ) -> None:
     """The parties read 'Reference: ledger_commission_split:1': the ledger's table and row id."""
     from notifications.render import TemplateCatalog
-    from tests.test_wording import MAIL_CONTEXT
+    from tests.platform.test_wording import MAIL_CONTEXT
 
     email = TemplateCatalog().render("remedy_applied", {**MAIL_CONTEXT, "reference": reference})
     assert said in email.text, email.text
@@ -245,7 +252,7 @@ def test_the_remedy_applied_mail_gives_the_ledger_reference_in_words(
 
 
 def test_a_panel_that_cannot_be_drawn_names_board_functions_in_words(
-    sessions: SessionFactory,  # noqa: F811 - the fixture imported above
+    sessions: SessionFactory,
 ) -> None:
     """The admins' email and the history said 'too few eligible board members: no
     partner_management': the playbook's key for the board function, on SQLite and PostgreSQL."""
@@ -296,7 +303,7 @@ def test_a_remedy_routed_to_a_webhook_is_said_through_the_partner_system() -> No
     said 'carried out through webhook:commission_split', `accord show` 'via
     webhook:commission_split' and the history 'applied through webhook:commission_split'."""
     from notifications.render import TemplateCatalog
-    from tests.test_wording import MAIL_CONTEXT
+    from tests.platform.test_wording import MAIL_CONTEXT
 
     routed = "webhook:commission_split"
     assert wording.adapter(routed) == "the connected partner system"
@@ -408,7 +415,7 @@ async def test_the_dispute_page_names_remedy_kinds_and_precedent_outcomes_in_wor
     'DSP-2026-000001: uphold (...)' among the precedents to cite, '1 comparable precedents
     (...): uphold 1' above the ruling form and 'Paula Partners (partner_management)' on the
     panel."""
-    from tests.test_formal_review import in_review, ruled
+    from tests.workflows.test_formal_review import in_review, ruled
 
     first = await ruled(stack)
     state = await stack.state(first)
@@ -449,7 +456,7 @@ def test_the_escalation_mail_ends_the_mediators_reason_with_one_full_stop(
 ) -> None:
     """The parties read 'has ended without a settlement: Neither side will move..'."""
     from notifications.render import TemplateCatalog
-    from tests.test_wording import MAIL_CONTEXT
+    from tests.platform.test_wording import MAIL_CONTEXT
 
     email = TemplateCatalog().render("escalation", {**MAIL_CONTEXT, "reason": reason})
     assert said in email.text, email.text
@@ -477,7 +484,7 @@ def test_a_failed_remedy_is_said_without_the_exception_class(
     """The history (which the parties read), `accord show`, the page and the admins' mail said
     'could not be applied: RemedyRefused: https://...': the Python exception's class name."""
     from notifications.render import TemplateCatalog
-    from tests.test_wording import MAIL_CONTEXT
+    from tests.platform.test_wording import MAIL_CONTEXT
 
     stored = f"remedy 1 (commission_split) could not be applied: {FAILED_REMEDY}"
     shown = wording.summary(stored, NAMES)

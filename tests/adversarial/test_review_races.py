@@ -28,7 +28,7 @@ from models.tables import DisputeEvent, Task
 from tests.adversarial._common import ballot_open
 from tests.conftest import Stack, seed
 from tests.races import Gate, begin, outcome, try_update
-from tests.test_formal_review import PANEL, REASONS, in_review, open_ballot, ruling, vote
+from tests.workflows.test_formal_review import PANEL, REASONS, in_review, open_ballot, ruling, vote
 from workflows.dispute import DisputeWorkflow
 
 TOKEN = "PURPLEPENGUIN"

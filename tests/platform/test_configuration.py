@@ -1,0 +1,71 @@
+"""Configuration comes from settings alone and is checked at start: outside development, every
+missing or placeholder secret is named, all at once, and nothing starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from accord.platform.settings import ConfigurationError, Settings
+from tests.processes import deployed_environment, run_accord
+
+GOOD = {
+    "environment": "production",
+    "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
+    "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
+    "base_url": "https://disputes.northwind-partners.net",
+    "payload_keys": "k1:" + "Tm9ydGh3aW5kIHJlZ2lzdGVyZWQgZmlyc3QsIDIwMjY=",
+}
+
+
+def settings(**values: object) -> Settings:
+    return Settings.model_validate({**GOOD, **values})
+
+
+def test_development_needs_nothing() -> None:
+    assert Settings(environment="development").problems() == []
+
+
+def test_a_complete_production_configuration_passes() -> None:
+    assert settings().problems() == []
+    settings().check()
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"secret_key": "development-only-secret-change-me"}, "ACCORD_SECRET_KEY: set a random"),
+        ({"secret_key": "change-me"}, "ACCORD_SECRET_KEY: still the placeholder 'change-me'"),
+        ({"secret_key": "short-but-real-9f"}, "ACCORD_SECRET_KEY: too short"),
+        ({"database_url": ""}, "DATABASE_URL: not set"),
+        ({"database_url": "postgresql://accord:change-me@db/accord"}, "DATABASE_URL: still a"),
+        ({"smtp_username": "relay"}, "ACCORD_SMTP_PASSWORD: not set"),
+        ({"smtp_username": "relay", "smtp_password": "<password>"}, "ACCORD_SMTP_PASSWORD: still"),
+        (
+            {"remedy_webhooks": {"mdf_credit": "https://crm.example/x"}},
+            "ACCORD_REMEDY_WEBHOOK_SECRET: not set",
+        ),
+        ({"intake_imap_host": "imap.example.com"}, "ACCORD_INTAKE_IMAP_PASSWORD: not set"),
+        ({"oidc_client_id": "accord"}, "ACCORD_OIDC_CLIENT_SECRET: not set"),
+        ({"base_url": ""}, "ACCORD_BASE_URL: not set"),
+        ({"base_url": "https://disputes.example.com"}, "ACCORD_BASE_URL: still the example"),
+    ],
+)
+def test_each_problem_is_named(values: dict[str, object], problem: str) -> None:
+    found = settings(**values).problems()
+    assert len(found) == 1 and found[0].startswith(problem), found
+    with pytest.raises(ConfigurationError) as raised:
+        settings(**values).check()
+    assert problem in str(raised.value)
+
+
+def test_every_problem_at_once_and_nothing_starts() -> None:
+    env = deployed_environment(ACCORD_ENVIRONMENT="production", ACCORD_SECRET_KEY="change-me")
+    for command in ("worker", "web", "intake"):
+        done = run_accord(command, env=env)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.splitlines()
+        assert lines[0] == "error: the configuration is not ready for production:"
+        assert "  - ACCORD_SECRET_KEY: still the placeholder 'change-me'" in lines
+        assert "  - DATABASE_URL: not set (the SQLite file is for one machine only)" in lines
+        assert any(line.startswith("  - ACCORD_BASE_URL: not set") for line in lines)
+        assert any(line.startswith("  - ACCORD_PAYLOAD_KEYS: not set") for line in lines)

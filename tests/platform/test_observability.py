@@ -1,0 +1,107 @@
+"""Health, readiness and metrics of the web app and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+import httpx
+from temporalio.testing import WorkflowEnvironment
+
+from accord.application import build_services
+from accord.platform.schema import head_revision
+from tests.conftest import MailCapture, Stack, make_settings, seed
+from tests.processes import free_port
+from tests.web_harness import make_app
+from web.app import create_app
+from web.health import metrics_app
+from worker import run_worker
+
+
+async def test_web_health_readiness_and_metrics(stack: Stack, tmp_path: Path) -> None:
+    app = make_app(stack)
+    number = (await stack.file()).number
+    await stack.wait_for(number, lambda s: s.candidate_mediator_id is not None)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        ready = await client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
+        assert (await client.get(f"/disputes/{number}")).status_code == 303  # not signed in
+        assert (await client.get("/no-such-page")).status_code == 404
+    # The metrics are on their own port (web.serve), not the web app's.
+    scraper = httpx.ASGITransport(app=metrics_app(app.state.metrics))
+    async with httpx.AsyncClient(transport=scraper, base_url="http://metrics") as client:
+        metrics = (await client.get("/metrics")).text
+    assert 'accord_disputes{stage="triage"} 1.0' in metrics
+    assert 'accord_events_total{action="filed"} 1.0' in metrics
+    assert 'accord_events_total{action="deadline_passed"} 0.0' in metrics
+    assert 'accord_outbox_messages{state="sent"}' in metrics
+    # Requests by route template and status, timed.
+    for labels in (
+        'method="GET",route="/ready",status="200"',
+        'method="GET",route="/disputes/{number}",status="303"',
+        'method="GET",route="unmatched",status="404"',
+    ):
+        assert f"accord_http_request_duration_seconds_count{{{labels}}} 1.0" in metrics
+    # Counts only: no dispute, party or person.
+    for secret in (number, "northwind", "Northwind", "nora@"):
+        assert secret not in metrics
+
+    # A database not migrated to this release's schema: not ready, and the answer says why.
+    broken = stack.settings.model_copy(
+        update={"database_url": f"sqlite:///{tmp_path / 'missing' / 'accord.db'}"}
+    )
+    app = create_app(broken, build_services(broken), stack.client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        ready = await client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {
+        "database": f"schema at nothing, this release needs {head_revision()}: run accord migrate",
+        "temporal": "ok",
+    }
+
+
+async def test_worker_health_readiness_and_temporal_metrics(
+    dev_server: WorkflowEnvironment,
+    sqlite_url: str,
+    smtp: tuple[MailCapture, int],
+    tmp_path: Path,
+) -> None:
+    _, smtp_port = smtp
+    health_port, metrics_port = free_port(), free_port()
+    settings = make_settings(sqlite_url, smtp_port, tmp_path).model_copy(
+        update={
+            "temporal_address": dev_server.client.service_client.config.target_host,
+            "worker_health_port": health_port,
+            "temporal_metrics_address": f"127.0.0.1:{metrics_port}",
+        }
+    )
+    seed(build_services(settings).sessions)
+    stop = asyncio.Event()
+    gc.unfreeze()  # whatever an earlier test froze: the worker must freeze its own start-up
+    running = asyncio.create_task(run_worker(settings, stop))
+    base = f"http://127.0.0.1:{health_port}"
+    async with httpx.AsyncClient(timeout=5) as client:
+        ready = None
+        for _ in range(100):
+            try:
+                ready = await client.get(f"{base}/ready")
+                if ready.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+        assert ready is not None and ready.status_code == 200, ready and ready.text
+        assert ready.json()["checks"] == {"database": "ok", "temporal": "ok", "worker": "ok"}
+        # Started, it froze what start-up left (accord.platform.heap): full collections stay short.
+        assert gc.get_freeze_count() > 0
+        assert (await client.get(f"{base}/health")).json() == {"status": "ok"}
+        assert "accord_disputes" in (await client.get(f"{base}/metrics")).text
+        sdk = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        assert "temporal_" in sdk
+    stop.set()
+    await asyncio.wait_for(running, 30)

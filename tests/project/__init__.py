@@ -1,0 +1,1 @@
+"""Tests of the repository as shipped: the layers contract, the README, the operator's guide, the compose file, packaging, the benchmarks' and chaos runs' reduced forms, and one validation at every entry point."""

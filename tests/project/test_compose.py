@@ -1,0 +1,283 @@
+"""docker-compose.yml checked against the code, since no container engine runs here: every
+image pinned, the start-up order guarded by health checks, every variable a real setting, every
+setting documented in .env.example, no secret in the file, and the Temporal bootstrap creating
+exactly the search attributes the workflow writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from compose_spec import ComposeSpecification, PyCompose
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from typer.main import get_command
+
+from accord.cli.app import app
+from accord.platform.settings import Settings
+from accord.runtime.wiring import GRACEFUL_SHUTDOWN
+from models import search_attributes
+from models.codec import new_key_entry
+from web.codec import PREFIX as CODEC_PREFIX
+from web.serve import SHUTDOWN_GRACE_SECONDS
+
+ROOT = Path(__file__).parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+ACCORD = ("accord-migrate", "worker", "web", "intake")
+
+
+def env_name(field: str) -> str:
+    return "DATABASE_URL" if field == "database_url" else f"ACCORD_{field.upper()}"
+
+
+def test_the_file_follows_the_compose_specification() -> None:
+    """Parsed by an independent implementation of the Compose Specification (the compose_spec
+    crate, with its Pydantic models): unknown keys, wrong enums, bad durations and ports are
+    refused there as `docker compose` would refuse them. PyYAML resolves the `<<` merge keys
+    first, as compose does."""
+    as_json = json.dumps(COMPOSE)
+    parsed = PyCompose.from_json(as_json).to_dict()
+    ComposeSpecification.model_validate(COMPOSE)
+    assert set(parsed["services"]) == set(SERVICES)
+    # What the specification leaves to the engine: references between the parts.
+    for name, service in SERVICES.items():
+        for needed in service.get("depends_on", {}):
+            assert needed in SERVICES, f"{name} waits for an unknown service {needed}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith((".", "/")):
+                assert source in COMPOSE["volumes"], f"{name}: volume {source} is not declared"
+    # A broken file is refused (the check can fail).
+    broken = as_json.replace('"service_healthy"', '"service_ready"', 1)
+    with pytest.raises(ValueError, match="unknown variant"):
+        PyCompose.from_json(broken)
+
+
+def test_every_part_of_the_stack_is_there() -> None:
+    assert set(SERVICES) == {
+        "postgres",
+        "temporal-schema",
+        "temporal",
+        "temporal-bootstrap",
+        "temporal-ui",
+        "mail",
+        *ACCORD,
+    }
+
+
+def test_images_are_pinned_and_accord_is_built_here() -> None:
+    for name, service in SERVICES.items():
+        image = service.get("image", "")
+        if name in ACCORD:
+            assert service["build"] == "." and (ROOT / "Dockerfile").exists()
+            continue
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned"
+    assert "auto-setup" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_start_up_order_is_guarded_by_health_checks() -> None:
+    def waits_for(service: str) -> dict[str, str]:
+        return {k: v["condition"] for k, v in SERVICES[service].get("depends_on", {}).items()}
+
+    assert "healthcheck" in SERVICES["postgres"] and "healthcheck" in SERVICES["temporal"]
+    assert waits_for("temporal-schema") == {"postgres": "service_healthy"}
+    assert waits_for("temporal") == {"temporal-schema": "service_completed_successfully"}
+    assert waits_for("temporal-bootstrap") == {"temporal": "service_healthy"}
+    assert waits_for("accord-migrate") == {"postgres": "service_healthy"}
+    for name in ("worker", "web", "intake"):
+        assert waits_for(name) == {
+            "accord-migrate": "service_completed_successfully",
+            "temporal-bootstrap": "service_completed_successfully",
+        }
+        assert SERVICES[name]["restart"] == "unless-stopped"
+        assert "stop_grace_period" in SERVICES[name]
+    # Docker kills a container when its grace runs out: it must outlast the process's own drain.
+    drain = {"worker": GRACEFUL_SHUTDOWN.total_seconds(), "web": SHUTDOWN_GRACE_SECONDS}
+    for name, seconds in drain.items():
+        assert int(SERVICES[name]["stop_grace_period"].removesuffix("s")) > seconds
+    for name in ("worker", "web"):
+        probe = " ".join(SERVICES[name]["healthcheck"]["test"])
+        port = SERVICES[name]["environment"].get(
+            "ACCORD_WORKER_HEALTH_PORT" if name == "worker" else "ACCORD_WEB_PORT"
+        )
+        assert f"127.0.0.1:{port}/ready" in probe
+    intake = SERVICES["intake"]
+    probe = " ".join(intake["healthcheck"]["test"])
+    assert f"SMTP('127.0.0.1', {intake['environment']['ACCORD_INTAKE_SMTP_PORT']}" in probe
+    assert "pgdata" in COMPOSE["volumes"]
+    mounted = SERVICES["temporal"]["volumes"][0].split(":")[0]
+    assert (ROOT / mounted).is_file()
+
+
+def test_every_variable_is_a_setting_and_every_setting_is_documented() -> None:
+    settings = {env_name(f) for f in Settings.model_fields}
+    for name in ACCORD:
+        for variable in SERVICES[name]["environment"]:
+            assert variable in settings, f"{name}: {variable} is not a setting"
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    )
+    assert settings <= documented, f"not in .env.example: {sorted(settings - documented)}"
+    # ${NAME} is compose interpolation; $${name} is a shell variable inside a command.
+    referenced = set(re.findall(r"(?<!\$)\$\{(\w+)", (ROOT / "docker-compose.yml").read_text()))
+    assert referenced <= documented, f"not in .env.example: {sorted(referenced - documented)}"
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    for name, service in SERVICES.items():
+        for variable, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|PWD|SECRET|KEY", variable):
+                assert str(value).startswith("${"), f"{name}: {variable} has a value in the file"
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_accord_services_run_real_commands_on_real_ports() -> None:
+    commands = set(get_command(app).commands)  # type: ignore[attr-defined]
+    for name in ACCORD:
+        program, command = SERVICES[name]["command"]
+        assert program == "accord" and command in commands, SERVICES[name]["command"]
+    web = SERVICES["web"]
+    assert web["ports"] == [f"{web['environment']['ACCORD_WEB_PORT']}:8000"]
+    intake = SERVICES["intake"]
+    assert intake["ports"] == [f"{intake['environment']['ACCORD_INTAKE_SMTP_PORT']}:2525"]
+    assert SERVICES["worker"]["environment"]["ACCORD_ENVIRONMENT"] == "production"
+    # Only the web app and the intake face the network; the rest answer this host alone.
+    for name in ("temporal", "temporal-ui", "mail"):
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
+    published = {name for name, service in SERVICES.items() if "ports" in service}
+    assert published == {"web", "intake", "temporal", "temporal-ui", "mail"}
+
+
+def test_the_bootstrap_creates_the_namespace_and_the_workflow_search_attributes() -> None:
+    script = SERVICES["temporal-bootstrap"]["command"][0]
+    namespace = SERVICES["worker"]["environment"]["ACCORD_TEMPORAL_NAMESPACE"]
+    assert f"namespace create --namespace {namespace}" in script
+    created = dict(pair.split("=") for pair in re.findall(r"Accord\w+=\w+", script))
+    assert created == {name: kind for name, (kind, _) in search_attributes.TYPES.items()}
+
+
+def test_the_image_holds_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.M))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = {p.split(".")[0] for p in re.findall(r'^    "([\w.]+)",$', pyproject, re.M)}
+    packages &= {p.name for p in ROOT.iterdir() if p.is_dir()}
+    assert packages <= copied, sorted(packages - copied)
+    assert "worker.py" in copied and "playbooks" in copied
+
+
+def test_the_image_installs_the_versions_ci_tests() -> None:
+    """requirements.lock pins every runtime dependency; this environment (make test) and the
+    image (Dockerfile) both install under it, so the image runs what CI tested."""
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    pins = {canonicalize_name(name): version for name, version in pins.items()}
+    for requirement in metadata.requires("accord") or []:
+        parsed = Requirement(requirement)
+        if parsed.marker is None:  # a runtime dependency, not an extra
+            assert canonicalize_name(parsed.name) in pins, f"{parsed.name} is not in the lock"
+    for name, version in pins.items():
+        assert metadata.version(name) == version, f"{name}: tested {metadata.version(name)}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^COPY .*\brequirements\.lock\b", dockerfile, re.M)
+    assert "pip install --no-cache-dir -c requirements.lock ." in dockerfile
+
+
+def compose_environment(service: str, dotenv: Path) -> dict[str, str]:
+    """What compose hands the service's process: the .env file (env_file) under the file's own
+    `environment`, whose ${VAR:?...} references are filled from that same .env."""
+    values = {
+        key: value
+        for key, value in (
+            line.split("=", 1)
+            for line in dotenv.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+    }
+
+    def interpolate(text: str) -> str:
+        return re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: values[m.group(1)], text)
+
+    return {
+        **values,
+        **{k: interpolate(str(v)) for k, v in SERVICES[service]["environment"].items()},
+    }
+
+
+def settings_in(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings as the process builds them at start, from this environment alone."""
+    with monkeypatch.context() as patch:
+        for variable in os.environ:
+            if variable.startswith("ACCORD_") or variable == "DATABASE_URL":
+                patch.delenv(variable)
+        for variable, value in environment.items():
+            patch.setenv(variable, value)
+        return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guide's first step, `cp .env.example .env`: started as it is, every Accord service
+    refuses, naming what to replace; once replaced, nothing is left to name."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text((ROOT / ".env.example").read_text())
+    for name in ("worker", "web", "intake"):
+        found = settings_in(compose_environment(name, dotenv), monkeypatch).problems()
+        assert [problem.split(":")[0] for problem in found] == [
+            "ACCORD_SECRET_KEY",
+            "DATABASE_URL",
+            "ACCORD_PAYLOAD_KEYS",
+            "ACCORD_BASE_URL",
+        ], found
+        assert "POSTGRES_PASSWORD" in found[1]
+
+    dotenv.write_text(
+        dotenv.read_text()
+        .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=Vq81n0mS-a7")
+        .replace("ACCORD_SECRET_KEY=change-me", f"ACCORD_SECRET_KEY={'k7Q' * 16}")
+        .replace("https://disputes.example.com", "https://disputes.northwind-partners.net")
+        .replace("ACCORD_PAYLOAD_KEYS=change-me", f"ACCORD_PAYLOAD_KEYS={new_key_entry('k1')}")
+    )
+    for name in ("worker", "web", "intake"):
+        assert settings_in(compose_environment(name, dotenv), monkeypatch).problems() == []
+    # The intake takes mail on :2525 itself: the example has it verify senders itself, and
+    # without that it would not start (it would act on a bare From).
+    intake = settings_in(compose_environment("intake", dotenv), monkeypatch)
+    assert (intake.intake_verify, intake.intake_require_authentication) == ("self", True)
+    assert intake.problems(intake=True) == []
+    dotenv.write_text(dotenv.read_text().replace("ACCORD_INTAKE_REQUIRE_AUTHENTICATION=true", ""))
+    [refused] = settings_in(compose_environment("intake", dotenv), monkeypatch).problems(
+        intake=True
+    )
+    assert refused.startswith("ACCORD_INTAKE_REQUIRE_AUTHENTICATION is false"), refused
+
+
+def test_the_temporal_ui_opens_sealed_payloads_through_the_web_app() -> None:
+    """The UI's codec endpoint is the web app's /codec as a browser on this host reaches it,
+    called with the browser's credentials (the Accord session decides who may read), and the
+    web app admits the UI's published origin for it (CORS)."""
+    ui = SERVICES["temporal-ui"]["environment"]
+    web = SERVICES["web"]["environment"]
+    web_port = SERVICES["web"]["ports"][0].split(":")[0]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{web_port}{CODEC_PREFIX}"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    assert "TEMPORAL_CODEC_PASS_ACCESS_TOKEN" not in ui  # the UI has no sign-in to pass on
+    ui_port = SERVICES["temporal-ui"]["ports"][0].split(":")[1]
+    origins = Settings(codec_cors_origins=web["ACCORD_CODEC_CORS_ORIGINS"]).codec_origins()
+    assert f"http://localhost:{ui_port}" in origins
+    # Same site as the endpoint (the session cookie is SameSite=Lax): same host, other port.
+    assert all(o.rsplit(":", 1)[0] in ("http://localhost", "http://127.0.0.1") for o in origins)
+    # The keys are a secret: from .env, never written here.
+    for name in ACCORD:
+        assert "ACCORD_PAYLOAD_KEYS" not in SERVICES[name].get("environment", {})
