@@ -147,3 +147,25 @@ def test_tests_mirror_the_tree_and_share_fixtures_through_conftest() -> None:
                 if a.name in fixtures
             ]
     assert imported == []
+
+
+def test_every_module_of_accord_is_in_a_layer() -> None:
+    """A module no layer names is checked by nothing: the layers contract names packages, and
+    the disputes slice's modules one by one (they sit on two layers), so a new one must be
+    placed."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    [layers] = [
+        c["layers"] for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"
+    ]
+    named = {m.strip() for layer in layers for m in layer.replace("|", ":").split(":")}
+    unplaced = [
+        name
+        for path in sorted((ROOT / "accord").rglob("*.py"))
+        if path != ROOT / "accord" / "__init__.py"  # the namespace, nothing in it
+        and (
+            name := ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        )
+        and not any(name == n or name.startswith(n + ".") for n in named)
+        and name != "accord.disputes"  # its package file, empty: the modules are placed
+    ]
+    assert unplaced == []
