@@ -107,6 +107,15 @@ class DateRange(BaseModel):
         end = datetime.combine(self.end, time.max, UTC) if self.end else None
         return start, end
 
+    def of(self, moment: Any, query: SelectOfScalar[_Row]) -> SelectOfScalar[_Row]:
+        """`query` narrowed to the rows whose `moment` (a column) falls in the period."""
+        start, end = self.bounds()
+        if start:
+            query = query.where(moment >= start)
+        if end:
+            query = query.where(moment <= end)
+        return query
+
 
 def plain(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -165,12 +174,8 @@ def disputes_export(session: Session, viewer: Viewer, filters: DisputeFilters, f
 
 def precedents_export(session: Session, period: DateRange, fmt: str) -> str:
     """The full record of every precedent decided in the period."""
-    start, end = period.bounds()
-    query = select(Precedent).order_by(col(Precedent.decided_at), col(Precedent.dispute_number))
-    if start:
-        query = query.where(Precedent.decided_at >= start)
-    if end:
-        query = query.where(Precedent.decided_at <= end)
+    query = period.of(Precedent.decided_at, select(Precedent))
+    query = query.order_by(col(Precedent.decided_at), col(Precedent.dispute_number))
     rows = whole(session, query, "precedents", "from", "choose a shorter period (from, to)")
     records = [{c: plain(getattr(r, c)) for c in PRECEDENT_COLUMNS} for r in rows]
     return serialise(records, PRECEDENT_COLUMNS, fmt)
@@ -178,12 +183,8 @@ def precedents_export(session: Session, period: DateRange, fmt: str) -> str:
 
 def audit_period_export(session: Session, period: DateRange, fmt: str) -> str:
     """Every audit entry recorded in the period, across disputes, with its hashes."""
-    start, end = period.bounds()
-    query = select(DisputeEvent).order_by(col(DisputeEvent.at), col(DisputeEvent.id))
-    if start:
-        query = query.where(DisputeEvent.at >= start)
-    if end:
-        query = query.where(DisputeEvent.at <= end)
+    query = period.of(DisputeEvent.at, select(DisputeEvent))
+    query = query.order_by(col(DisputeEvent.at), col(DisputeEvent.id))
     columns = ("dispute_number", *AUDIT_EXPORT_COLUMNS)
     rows = whole(session, query, "audit entries", "from", "choose a shorter period (from, to)")
     bodies = trail_bodies(session, rows)
