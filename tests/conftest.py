@@ -42,7 +42,7 @@ from models.enums import OutboxState
 from models.payloads import Actor, DisputeOutcome, DisputeState, FilingResult, FilingSubmission
 from models.tables import DisputeEvent, OutboxMessage
 from tests.intake_harness import Intake
-from tests.processes import dev_servers_of, free_port, run_environment
+from tests.processes import deployed_environment, dev_servers_of, free_port, run_environment
 from tests.races import GATED, Gate, gated, replay_all
 from tests.webhook_receiver import Receiver
 from workflows.dispute import DisputeWorkflow
@@ -669,6 +669,36 @@ async def race(
             await harness.save_histories(request.node.name)
         failures = await replay_all(harness)
     assert failures == [], f"histories of this race do not replay: {failures}"
+
+
+# --- a production configuration with nothing to refuse ----------------------------------------------
+
+PRODUCTION_SETTINGS: dict[str, object] = {
+    "environment": "production",
+    "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
+    "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
+    "base_url": "https://disputes.northwind-partners.net",
+    "payload_keys": "k1:" + "Tm9ydGh3aW5kIHJlZ2lzdGVyZWQgZmlyc3QsIDIwMjY=",
+    "secure_cookies": True,
+    "mail_from": "Northwind Channel Disputes <disputes@northwind-partners.net>",
+    "mail_domain": "northwind-partners.net",
+    "admin_email": "channel-admins@northwind-partners.net",
+    "intake_address": "disputes@northwind-partners.net",
+}
+"""Settings a production process starts with (the intake also needs its senders verified):
+each test changes what it judges."""
+
+
+def production_environment(**settings: object) -> dict[str, str]:
+    """`deployed_environment` holding PRODUCTION_SETTINGS, with `settings` (field names) over
+    them."""
+    values = {**PRODUCTION_SETTINGS, **settings}
+    return deployed_environment(
+        **{
+            ("DATABASE_URL" if k == "database_url" else f"ACCORD_{k.upper()}"): str(v)
+            for k, v in values.items()
+        }
+    )
 
 
 # --- a dev server that suggests continuing as new early (continue-as-new tests and probes) -------

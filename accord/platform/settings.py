@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import re
 from decimal import Decimal
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -43,6 +44,12 @@ PLACEHOLDER = re.compile(
 EXAMPLE_HOST = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
 """The documentation domains (RFC 2606): never where people reach a real deployment."""
 
+RESERVED_MAIL_DOMAIN = re.compile(
+    r"(^|\.)(example\.(com|org|net)|localhost|example|invalid|test)$", re.IGNORECASE
+)
+"""Domains no mail is delivered to (RFC 2606, RFC 6761): the defaults' accord.localhost, the
+documentation's example.com. Mail from, to or threaded on one of them reaches nobody."""
+
 
 def resolver_address(text: str) -> tuple[str, int] | None:
     """A DNS resolver as host, host:port or [v6]:port, the host an IP address; None if not."""
@@ -72,6 +79,22 @@ _NO_PAYLOAD_KEYS = (
 
 def _placeholder(value: str) -> bool:
     return bool(PLACEHOLDER.search(value.strip()))
+
+
+def _mail_problem(name: str, value: str, reaches: str) -> str | None:
+    """Why `value` (an address, a "Name <address>" or, for mail_domain, a domain) is not a
+    real one to send from or to; None when it is."""
+    setting = f"ACCORD_{name.upper()}"
+    if name == "mail_domain":
+        domain = value.strip()
+    else:
+        address = parseaddr(value)[1]
+        if "@" not in address:
+            return f"{setting}: not an email address ({value!r})"
+        domain = address.rpartition("@")[2]
+    if not domain or _placeholder(domain) or RESERVED_MAIL_DOMAIN.search(domain):
+        return f"{setting}: still the example address {value!r} ({reaches})"
+    return None
 
 
 class ConfigurationError(ValueError):
@@ -414,7 +437,13 @@ class Settings(BaseSettings):
         )
         secret("oidc_client_secret", self.oidc_client_secret, needed=bool(self.oidc_client_id))
         found += self._payload_key_problems()
+        found += self._mail_problems()
         host = urlsplit(self.base_url).hostname or ""
+        if urlsplit(self.base_url).scheme == "https" and not self.secure_cookies:
+            found.append(
+                "ACCORD_SECURE_COOKIES: false while ACCORD_BASE_URL is https (a session cookie"
+                " would also be sent over plain HTTP); set it to true"
+            )
         if not self.base_url:
             found.append("ACCORD_BASE_URL: not set (links in email would point at the web host)")
         elif EXAMPLE_HOST.search(host):
@@ -424,7 +453,26 @@ class Settings(BaseSettings):
             )
         return found
 
+    def _mail_problems(self) -> list[str]:
+        """The sender, the Message-ID domain and the admins' address: each a real one."""
+        found = []
+        for name, value, reaches in (
+            ("mail_from", self.mail_from, "replies to Accord's email would reach nobody"),
+            ("mail_domain", self.mail_domain, "replies could not be threaded on it"),
+            ("admin_email", self.admin_email, "admin tasks would be announced to nobody"),
+        ):
+            problem = _mail_problem(name, value, reaches)
+            if problem:
+                found.append(problem)
+        return found
+
     def _intake_problems(self) -> list[str]:
+        address = _mail_problem(
+            "intake_address", self.intake_address, "partners would be told to write nowhere"
+        )
+        return ([address] if address else []) + self._intake_trust_problems()
+
+    def _intake_trust_problems(self) -> list[str]:
         verified = self.intake_verify == "self" or (
             self.intake_verify == "mta" and bool(self.intake_authserv_id)
         )

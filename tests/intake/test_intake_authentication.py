@@ -22,11 +22,11 @@ from sqlmodel import col
 from accord.platform.settings import Settings
 from models.enums import InboundState
 from models.tables import InboundMessage
-from tests.conftest import Stack
+from tests.conftest import PRODUCTION_SETTINGS, Stack, production_environment
 from tests.dns_stub import DnsStub, dns_stub
 from tests.intake.test_intake_faults import replies_to, row_of
 from tests.intake_harness import CLAIMANT, Intake, mail
-from tests.processes import deployed_environment, run_accord
+from tests.processes import run_accord
 
 MTA = "mx.accord.localhost"
 INCOMPLETE = "Respondent: Contoso\nThey took the Acme deal from us."
@@ -389,15 +389,7 @@ def test_alignment_uses_organisational_domains_also_under_unlisted_top_level_dom
 
 # --- production refuses a bare From ------------------------------------------------------------
 
-PRODUCTION = {
-    "environment": "production",
-    "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
-    "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
-    "base_url": "https://disputes.northwind-partners.net",
-    # Required in production since the payload codec (issue 15, item 2); set here so only the
-    # intake's settings are judged.
-    "payload_keys": "k1:" + "Tm9ydGh3aW5kIHJlZ2lzdGVyZWQgZmlyc3QsIDIwMjY=",
-}
+PRODUCTION = PRODUCTION_SETTINGS
 BARE_FROM = "ACCORD_INTAKE_REQUIRE_AUTHENTICATION"
 
 
@@ -429,13 +421,7 @@ def test_production_refuses_an_intake_that_trusts_a_bare_from(
 
 
 def test_accord_intake_stops_at_start_naming_the_settings() -> None:
-    env = deployed_environment(
-        ACCORD_ENVIRONMENT="production",
-        ACCORD_SECRET_KEY=str(PRODUCTION["secret_key"]),
-        DATABASE_URL=str(PRODUCTION["database_url"]),
-        ACCORD_BASE_URL=str(PRODUCTION["base_url"]),
-        ACCORD_PAYLOAD_KEYS=str(PRODUCTION["payload_keys"]),
-    )
+    env = production_environment()
     done = run_accord("intake", env=env)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()

@@ -33,7 +33,15 @@ from models.codec import (
 from models.converter import data_converter, encrypted
 from models.enums import DisputeStage, NoteVisibility
 from models.payloads import AddNote, DeclareImpasse
-from tests.conftest import CONVERTER, DEV_SERVER, MailCapture, Stack, make_settings, seed
+from tests.conftest import (
+    CONVERTER,
+    DEV_SERVER,
+    PRODUCTION_SETTINGS,
+    MailCapture,
+    Stack,
+    make_settings,
+    seed,
+)
 from tests.history_splits import dispute_replayer
 from tests.processes import deployed_environment, run_accord
 from tests.workflows.test_dispute_paths import in_mediation
@@ -185,13 +193,8 @@ def test_keys_never_show_in_repr_logs_or_errors(caplog: pytest.LogCaptureFixture
 
 
 def production(**extra: str) -> Settings:
-    return Settings(
-        environment="production",
-        secret_key="k7Q" * 16,
-        database_url="postgresql+psycopg://accord:Vq81n0mS@db/accord",
-        base_url="https://disputes.northwind-partners.net",
-        **extra,  # type: ignore[arg-type]
-    )
+    values = {k: v for k, v in PRODUCTION_SETTINGS.items() if k != "payload_keys"}
+    return Settings.model_validate({**values, **extra})
 
 
 def test_production_refuses_to_start_without_a_real_payload_key() -> None:

@@ -6,15 +6,10 @@ from __future__ import annotations
 import pytest
 
 from accord.platform.settings import ConfigurationError, Settings
+from tests.conftest import PRODUCTION_SETTINGS
 from tests.processes import deployed_environment, run_accord
 
-GOOD = {
-    "environment": "production",
-    "secret_key": "x" * 8 + "Q7f2-9sLk3mZp0aVb6nR1tYw4uHc8dEj",
-    "database_url": "postgresql+psycopg://accord:Vq81n0mS@db:5432/accord",
-    "base_url": "https://disputes.northwind-partners.net",
-    "payload_keys": "k1:" + "Tm9ydGh3aW5kIHJlZ2lzdGVyZWQgZmlyc3QsIDIwMjY=",
-}
+GOOD = PRODUCTION_SETTINGS
 
 
 def settings(**values: object) -> Settings:
@@ -48,6 +43,16 @@ def test_a_complete_production_configuration_passes() -> None:
         ({"oidc_client_id": "accord"}, "ACCORD_OIDC_CLIENT_SECRET: not set"),
         ({"base_url": ""}, "ACCORD_BASE_URL: not set"),
         ({"base_url": "https://disputes.example.com"}, "ACCORD_BASE_URL: still the example"),
+        # Mail sent from, answered at and announced to an address nobody reads.
+        ({"mail_from": "Accord <disputes@accord.localhost>"}, "ACCORD_MAIL_FROM: still the"),
+        ({"mail_from": "disputes@mail.example.org"}, "ACCORD_MAIL_FROM: still the"),
+        ({"mail_from": "not an address"}, "ACCORD_MAIL_FROM: not an email address"),
+        ({"mail_domain": "accord.localhost"}, "ACCORD_MAIL_DOMAIN: still the"),
+        ({"mail_domain": "change-me.invalid"}, "ACCORD_MAIL_DOMAIN: still the"),
+        ({"admin_email": "channel-admins@accord.localhost"}, "ACCORD_ADMIN_EMAIL: still the"),
+        ({"admin_email": "admins@vendor.test"}, "ACCORD_ADMIN_EMAIL: still the"),
+        # Cookies a browser would send over plain HTTP while people reach the app over HTTPS.
+        ({"secure_cookies": False}, "ACCORD_SECURE_COOKIES: false while ACCORD_BASE_URL is https"),
     ],
 )
 def test_each_problem_is_named(values: dict[str, object], problem: str) -> None:
@@ -69,3 +74,22 @@ def test_every_problem_at_once_and_nothing_starts() -> None:
         assert "  - DATABASE_URL: not set (the SQLite file is for one machine only)" in lines
         assert any(line.startswith("  - ACCORD_BASE_URL: not set") for line in lines)
         assert any(line.startswith("  - ACCORD_PAYLOAD_KEYS: not set") for line in lines)
+
+
+def test_the_intake_address_is_checked_where_mail_is_read() -> None:
+    """Partners are told to write to the intake address (replies, incomplete filings): the
+    intake refuses to start while it is the example one; other processes do not use it."""
+    placeholder = settings(
+        intake_address="disputes@accord.localhost",
+        intake_verify="self",
+        intake_require_authentication=True,
+    )
+    assert placeholder.problems() == []
+    [problem] = placeholder.problems(intake=True)
+    assert problem.startswith("ACCORD_INTAKE_ADDRESS: still the example address"), problem
+
+
+def test_secure_cookies_are_not_asked_for_where_the_app_is_served_over_http() -> None:
+    """An http base URL (a private network, the app behind nothing) keeps cookies as they are:
+    a browser would not send Secure ones back over HTTP, and nobody could sign in."""
+    assert settings(base_url="http://disputes.internal:8000", secure_cookies=False).problems() == []

@@ -238,6 +238,9 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
             "ACCORD_SECRET_KEY",
             "DATABASE_URL",
             "ACCORD_PAYLOAD_KEYS",
+            "ACCORD_MAIL_FROM",
+            "ACCORD_MAIL_DOMAIN",
+            "ACCORD_ADMIN_EMAIL",
             "ACCORD_BASE_URL",
         ], found
         assert "POSTGRES_PASSWORD" in found[1]
@@ -248,6 +251,7 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
         .replace("ACCORD_SECRET_KEY=change-me", f"ACCORD_SECRET_KEY={'k7Q' * 16}")
         .replace("https://disputes.example.com", "https://disputes.northwind-partners.net")
         .replace("ACCORD_PAYLOAD_KEYS=change-me", f"ACCORD_PAYLOAD_KEYS={new_key_entry('k1')}")
+        .replace("change-me.example.com", "northwind-partners.net")
     )
     for name in ("worker", "web", "intake"):
         assert settings_in(compose_environment(name, dotenv), monkeypatch).problems() == []
