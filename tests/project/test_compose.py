@@ -130,6 +130,54 @@ def test_every_variable_is_a_setting_and_every_setting_is_documented() -> None:
     assert referenced <= documented, f"not in .env.example: {sorted(referenced - documented)}"
 
 
+WIRING = {
+    "ACCORD_WEB_HOST": "where the web app listens inside its container; the port publishes it",
+    "ACCORD_WEB_PORT": "the container's port, which `ports` publishes",
+    "ACCORD_WEB_METRICS_HOST": "where /metrics listens inside the container, for Prometheus",
+    "ACCORD_WEB_METRICS_PORT": "the container's metrics port",
+    "ACCORD_INTAKE_SMTP_HOST": "where the intake listens inside its container",
+    "ACCORD_INTAKE_SMTP_PORT": "the container's port, which `ports` publishes",
+    "ACCORD_WORKER_HEALTH_HOST": "where the worker's health check listens inside its container",
+    "ACCORD_WORKER_HEALTH_PORT": "the port the container's health check asks",
+    "ACCORD_TEMPORAL_METRICS_ADDRESS": "where the worker's SDK metrics listen in its container",
+}
+"""Settings compose fixes for its own layout (why): the guide never tells an operator to set
+them, and one set in .env would break the layout (a port its health check does not ask)."""
+
+
+def test_every_setting_put_in_env_takes_effect_in_every_service(tmp_path: Path) -> None:
+    """Compose ranks a service's `environment` above its `env_file`: a literal value there
+    shadows the operator's .env, as `ACCORD_SMTP_HOST: mail` once kept every partner's email in
+    the mail catcher. Every setting but compose's own wiring (WIRING), put in .env, is what the
+    process gets; one left out gets compose's default."""
+    settings = sorted(env_name(f) for f in Settings.model_fields)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "POSTGRES_USER=accord\nPOSTGRES_PASSWORD=Vq81n0mS\n"
+        + "".join(f"{s}=from-dotenv-{s.lower()}\n" for s in settings if s not in WIRING)
+    )
+    for name in ACCORD:
+        process = compose_environment(name, dotenv)
+        shadowed = [
+            s for s in settings if s not in WIRING and process[s] != f"from-dotenv-{s.lower()}"
+        ]
+        assert shadowed == [], f"{name}: the file's environment shadows .env for {shadowed}"
+    guide = (ROOT / "docs" / "operations.md").read_text() + (ROOT / ".env.example").read_text()
+    told = [name for name in WIRING if re.search(rf"^\s*{name}=|`{name}=", guide, re.M)]
+    assert told == [], f"the guide tells operators to set compose's own wiring: {told}"
+    # Left out of .env: compose's own defaults (the mail catcher, the cluster's address).
+    dotenv.write_text("POSTGRES_USER=accord\nPOSTGRES_PASSWORD=Vq81n0mS\n")
+    worker = compose_environment("worker", dotenv)
+    assert worker["ACCORD_SMTP_HOST"] == "mail" and worker["ACCORD_SMTP_PORT"] == "1025"
+    assert worker["ACCORD_TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert worker["DATABASE_URL"] == "postgresql+psycopg://accord:Vq81n0mS@postgres:5432/accord"
+    # The reading of compose's interpolation that this relies on can fail.
+    with pytest.raises(Unset):
+        interpolate("${NOT_SET:?set it}", {})
+    assert interpolate("${A:-${B:-x}}-$${A}", {"B": ""}) == "x-${A}"
+    assert interpolate("${A-d}|${A:-d}", {"A": ""}) == "|d"
+
+
 def test_no_secret_is_written_in_the_file() -> None:
     for name, service in SERVICES.items():
         for variable, value in (service.get("environment") or {}).items():
@@ -147,7 +195,7 @@ def test_accord_services_run_real_commands_on_real_ports() -> None:
     assert web["ports"] == [f"{web['environment']['ACCORD_WEB_PORT']}:8000"]
     intake = SERVICES["intake"]
     assert intake["ports"] == [f"{intake['environment']['ACCORD_INTAKE_SMTP_PORT']}:2525"]
-    assert SERVICES["worker"]["environment"]["ACCORD_ENVIRONMENT"] == "production"
+    assert interpolate(SERVICES["worker"]["environment"]["ACCORD_ENVIRONMENT"], {}) == "production"
     # Only the web app and the intake face the network; the rest answer this host alone.
     for name in ("temporal", "temporal-ui", "mail"):
         assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
@@ -157,8 +205,12 @@ def test_accord_services_run_real_commands_on_real_ports() -> None:
 
 def test_the_bootstrap_creates_the_namespace_and_the_workflow_search_attributes() -> None:
     script = SERVICES["temporal-bootstrap"]["command"][0]
-    namespace = SERVICES["worker"]["environment"]["ACCORD_TEMPORAL_NAMESPACE"]
-    assert f"namespace create --namespace {namespace}" in script
+    # The namespace the workers use, whatever .env sets it to (compose's default or not).
+    for dotenv in ({}, {"ACCORD_TEMPORAL_NAMESPACE": "northwind-disputes"}):
+        worker = interpolate(SERVICES["worker"]["environment"]["ACCORD_TEMPORAL_NAMESPACE"], dotenv)
+        bootstrap = interpolate(SERVICES["temporal-bootstrap"]["environment"]["NAMESPACE"], dotenv)
+        assert worker == bootstrap == dotenv.get("ACCORD_TEMPORAL_NAMESPACE", "accord")
+    assert 'namespace create --namespace "$$NAMESPACE"' in script
     created = dict(pair.split("=") for pair in re.findall(r"Accord\w+=\w+", script))
     assert created == {name: kind for name, (kind, _) in search_attributes.TYPES.items()}
 
@@ -193,25 +245,82 @@ def test_the_image_installs_the_versions_ci_tests() -> None:
     assert "pip install --no-cache-dir -c requirements.lock ." in dockerfile
 
 
+def read_dotenv(dotenv: Path) -> dict[str, str]:
+    """A .env file as compose reads it (for `env_file` and for interpolation): KEY=VALUE lines,
+    comments and blank lines skipped, one pair of surrounding quotes removed; a later line
+    wins."""
+    values: dict[str, str] = {}
+    for line in dotenv.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+class Unset(LookupError):
+    """${VAR:?message} or ${VAR?message} with VAR unset: compose refuses the file."""
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """Compose's interpolation (Compose Specification, "Interpolation"): `$$` is a dollar;
+    `$VAR` and `${VAR}`; `${VAR:-default}` when VAR is unset or empty, `${VAR-default}` when it
+    is unset; `${VAR:?err}` and `${VAR?err}` refuse; `${VAR:+other}` and `${VAR+other}`; a
+    default may itself hold references (nested)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:
+                if text.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= text[j] == "}"
+                j += 1
+            out.append(_expression(text[i + 2 : j - 1], values))
+            i = j
+        elif text[i] == "$" and re.match(r"[A-Za-z_]", text[i + 1 : i + 2]):
+            name = re.match(r"\w+", text[i + 1 :]).group(0)  # type: ignore[union-attr]
+            out.append(values.get(name, ""))
+            i += 1 + len(name)
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _expression(inner: str, values: dict[str, str]) -> str:
+    match = re.match(r"(\w+)(?:(:?)([-?+])(.*))?$", inner, re.S)
+    assert match, f"not an interpolation compose reads: ${{{inner}}}"
+    name, colon, operator, rest = match.groups()
+    value = values.get(name)
+    missing = value is None or (colon == ":" and value == "")
+    if operator == "-":
+        return interpolate(rest, values) if missing else str(value)
+    if operator == "?":
+        if missing:
+            raise Unset(f"{name}: {interpolate(rest, values)}")
+        return str(value)
+    if operator == "+":
+        return "" if missing else interpolate(rest, values)
+    return value or ""
+
+
 def compose_environment(service: str, dotenv: Path) -> dict[str, str]:
-    """What compose hands the service's process: the .env file (env_file) under the file's own
-    `environment`, whose ${VAR:?...} references are filled from that same .env."""
-    values = {
-        key: value
-        for key, value in (
-            line.split("=", 1)
-            for line in dotenv.read_text().splitlines()
-            if line and not line.startswith("#")
-        )
-    }
-
-    def interpolate(text: str) -> str:
-        return re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: values[m.group(1)], text)
-
-    return {
-        **values,
-        **{k: interpolate(str(v)) for k, v in SERVICES[service]["environment"].items()},
-    }
+    """What compose hands the service's process: its `env_file` (.env), under its own
+    `environment`, which compose ranks higher and interpolates from that same .env (the
+    project's)."""
+    values = read_dotenv(dotenv)
+    own = SERVICES[service].get("environment") or {}
+    return {**values, **{k: interpolate(str(v), values) for k, v in own.items()}}
 
 
 def settings_in(environment: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -278,7 +387,8 @@ def test_the_temporal_ui_opens_sealed_payloads_through_the_web_app() -> None:
     assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     assert "TEMPORAL_CODEC_PASS_ACCESS_TOKEN" not in ui  # the UI has no sign-in to pass on
     ui_port = SERVICES["temporal-ui"]["ports"][0].split(":")[1]
-    origins = Settings(codec_cors_origins=web["ACCORD_CODEC_CORS_ORIGINS"]).codec_origins()
+    allowed = interpolate(web["ACCORD_CODEC_CORS_ORIGINS"], {})  # compose's default
+    origins = Settings(codec_cors_origins=allowed).codec_origins()
     assert f"http://localhost:{ui_port}" in origins
     # Same site as the endpoint (the session cookie is SameSite=Lax): same host, other port.
     assert all(o.rsplit(":", 1)[0] in ("http://localhost", "http://127.0.0.1") for o in origins)
