@@ -184,7 +184,7 @@ def migrate() -> None:
 
     settings = _settings()
     upgrade(settings.resolved_database_url())
-    typer.echo(f"schema up to date at {settings.resolved_database_url()}")
+    typer.echo(f"schema up to date at {settings.database_url_shown()}")
 
 
 @commands.command("import-directory")

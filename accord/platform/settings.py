@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from models.codec import PayloadKeyError, PayloadKeys
 from models.enums import RemedyKind
@@ -118,6 +119,9 @@ class Settings(BaseSettings):
         validation_alias="DATABASE_URL",
         description="SQLAlchemy URL; empty means a SQLite file in state_dir",
     )
+    database_password: SecretStr | None = None
+    """The database password apart from DATABASE_URL, used when the URL carries none: any
+    characters, none of them read as part of a URL (compose passes POSTGRES_PASSWORD here)."""
     playbook_dir: Path = REPO_ROOT / "playbooks"
 
     temporal_address: str = "127.0.0.1:7233"
@@ -424,9 +428,13 @@ class Settings(BaseSettings):
             secret("secret_key", self.secret_key)
         if not self.database_url:
             found.append("DATABASE_URL: not set (the SQLite file is for one machine only)")
-        elif _placeholder(self.database_url):
+        elif _placeholder(self.database_url) or (
+            self.database_password is not None
+            and _placeholder(self.database_password.get_secret_value())
+        ):
             found.append(
-                "DATABASE_URL: still a placeholder (under compose: POSTGRES_PASSWORD in .env)"
+                "DATABASE_URL: still a placeholder password (under compose: POSTGRES_PASSWORD"
+                " in .env)"
             )
         secret("smtp_password", self.smtp_password, needed=bool(self.smtp_username))
         secret(
@@ -525,6 +533,18 @@ class Settings(BaseSettings):
         return (self.base_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     def resolved_database_url(self) -> str:
-        if self.database_url:
+        """The URL the engine connects with: DATABASE_URL, with ACCORD_DATABASE_PASSWORD put in
+        (percent-encoded) when the URL has no password; a SQLite file in state_dir if unset."""
+        if not self.database_url:
+            return f"sqlite:///{self.state_dir / 'accord.db'}"
+        if self.database_password is None:
             return self.database_url
-        return f"sqlite:///{self.state_dir / 'accord.db'}"
+        url = make_url(self.database_url)
+        if url.password is not None:
+            return self.database_url
+        password = self.database_password.get_secret_value()
+        return url.set(password=password).render_as_string(hide_password=False)
+
+    def database_url_shown(self) -> str:
+        """The database's URL to print or log: its password, if any, as ***."""
+        return make_url(self.resolved_database_url()).render_as_string(hide_password=True)

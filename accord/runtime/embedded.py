@@ -242,7 +242,7 @@ def banner(settings: Settings, sessions: SessionFactory, mail_folder: Path) -> s
         f"  (write to {settings.intake_address} there to file or reply)"
         if settings.intake_smtp_port
         else "  Email intake     off (ACCORD_INTAKE_SMTP_PORT=0)",
-        f"  Database         {settings.resolved_database_url()}",
+        f"  Database         {settings.database_url_shown()}",
         f"  Demo directory   {partners} partners, {len(people)} people",
         "",
         "Try it from another terminal:",

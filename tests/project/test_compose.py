@@ -170,7 +170,8 @@ def test_every_setting_put_in_env_takes_effect_in_every_service(tmp_path: Path) 
     worker = compose_environment("worker", dotenv)
     assert worker["ACCORD_SMTP_HOST"] == "mail" and worker["ACCORD_SMTP_PORT"] == "1025"
     assert worker["ACCORD_TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert worker["DATABASE_URL"] == "postgresql+psycopg://accord:Vq81n0mS@postgres:5432/accord"
+    assert worker["DATABASE_URL"] == "postgresql+psycopg://accord@postgres:5432/accord"
+    assert worker["ACCORD_DATABASE_PASSWORD"] == "Vq81n0mS"
     # The reading of compose's interpolation that this relies on can fail.
     with pytest.raises(Unset):
         interpolate("${NOT_SET:?set it}", {})
