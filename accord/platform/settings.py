@@ -119,9 +119,12 @@ class Settings(BaseSettings):
         validation_alias="DATABASE_URL",
         description="SQLAlchemy URL; empty means a SQLite file in state_dir",
     )
+    database_user: str = ""
+    """The database role apart from DATABASE_URL, used when the URL names none (compose: the
+    role deploy/postgres/init-roles.sh creates for Accord)."""
     database_password: SecretStr | None = None
     """The database password apart from DATABASE_URL, used when the URL carries none: any
-    characters, none of them read as part of a URL (compose passes POSTGRES_PASSWORD here)."""
+    characters, none of them read as part of a URL (compose sets it in .env)."""
     playbook_dir: Path = REPO_ROOT / "playbooks"
 
     temporal_address: str = "127.0.0.1:7233"
@@ -433,8 +436,8 @@ class Settings(BaseSettings):
             and _placeholder(self.database_password.get_secret_value())
         ):
             found.append(
-                "DATABASE_URL: still a placeholder password (under compose: POSTGRES_PASSWORD"
-                " in .env)"
+                "DATABASE_URL: still a placeholder password (under compose:"
+                " ACCORD_DATABASE_PASSWORD in .env)"
             )
         secret("smtp_password", self.smtp_password, needed=bool(self.smtp_username))
         secret(
@@ -537,13 +540,14 @@ class Settings(BaseSettings):
         (percent-encoded) when the URL has no password; a SQLite file in state_dir if unset."""
         if not self.database_url:
             return f"sqlite:///{self.state_dir / 'accord.db'}"
-        if self.database_password is None:
+        if self.database_password is None and not self.database_user:
             return self.database_url
         url = make_url(self.database_url)
-        if url.password is not None:
-            return self.database_url
-        password = self.database_password.get_secret_value()
-        return url.set(password=password).render_as_string(hide_password=False)
+        if self.database_user and url.username is None:
+            url = url.set(username=self.database_user)
+        if self.database_password is not None and url.password is None:
+            url = url.set(password=self.database_password.get_secret_value())
+        return url.render_as_string(hide_password=False)
 
     def database_url_shown(self) -> str:
         """The database's URL to print or log: its password, if any, as ***."""

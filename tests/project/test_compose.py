@@ -153,7 +153,7 @@ def test_every_setting_put_in_env_takes_effect_in_every_service(tmp_path: Path) 
     settings = sorted(env_name(f) for f in Settings.model_fields)
     dotenv = tmp_path / ".env"
     dotenv.write_text(
-        "POSTGRES_USER=accord\nPOSTGRES_PASSWORD=Vq81n0mS\n"
+        "POSTGRES_USER=postgres\nPOSTGRES_PASSWORD=Vq81n0mS\n"
         + "".join(f"{s}=from-dotenv-{s.lower()}\n" for s in settings if s not in WIRING)
     )
     for name in ACCORD:
@@ -166,12 +166,15 @@ def test_every_setting_put_in_env_takes_effect_in_every_service(tmp_path: Path) 
     told = [name for name in WIRING if re.search(rf"^\s*{name}=|`{name}=", guide, re.M)]
     assert told == [], f"the guide tells operators to set compose's own wiring: {told}"
     # Left out of .env: compose's own defaults (the mail catcher, the cluster's address).
-    dotenv.write_text("POSTGRES_USER=accord\nPOSTGRES_PASSWORD=Vq81n0mS\n")
+    dotenv.write_text("ACCORD_DATABASE_PASSWORD=Vq81n0mS\n")
     worker = compose_environment("worker", dotenv)
     assert worker["ACCORD_SMTP_HOST"] == "mail" and worker["ACCORD_SMTP_PORT"] == "1025"
     assert worker["ACCORD_TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert worker["DATABASE_URL"] == "postgresql+psycopg://accord@postgres:5432/accord"
-    assert worker["ACCORD_DATABASE_PASSWORD"] == "Vq81n0mS"
+    assert worker["DATABASE_URL"] == "postgresql+psycopg://postgres:5432/accord"
+    assert (worker["ACCORD_DATABASE_USER"], worker["ACCORD_DATABASE_PASSWORD"]) == (
+        "accord",
+        "Vq81n0mS",
+    )
     # The reading of compose's interpolation that this relies on can fail.
     with pytest.raises(Unset):
         interpolate("${NOT_SET:?set it}", {})
@@ -353,11 +356,13 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
             "ACCORD_ADMIN_EMAIL",
             "ACCORD_BASE_URL",
         ], found
-        assert "POSTGRES_PASSWORD" in found[1]
+        assert "ACCORD_DATABASE_PASSWORD" in found[1]
 
     dotenv.write_text(
         dotenv.read_text()
         .replace("POSTGRES_PASSWORD=change-me", "POSTGRES_PASSWORD=Vq81n0mS-a7")
+        .replace("ACCORD_DATABASE_PASSWORD=change-me", "ACCORD_DATABASE_PASSWORD=p@ss#40%")
+        .replace("TEMPORAL_DATABASE_PASSWORD=change-me", "TEMPORAL_DATABASE_PASSWORD=T3mp-0ral")
         .replace("ACCORD_SECRET_KEY=change-me", f"ACCORD_SECRET_KEY={'k7Q' * 16}")
         .replace("https://disputes.example.com", "https://disputes.northwind-partners.net")
         .replace("ACCORD_PAYLOAD_KEYS=change-me", f"ACCORD_PAYLOAD_KEYS={new_key_entry('k1')}")
