@@ -32,7 +32,7 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
         host=settings.smtp_host,
         port=settings.smtp_port,
         username=settings.smtp_username,
-        password=settings.smtp_password,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         starttls=settings.smtp_starttls,
     )
     outbox = Outbox(

@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str | None = None
-    smtp_password: str | None = None
+    smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     mail_from: str = "Accord <disputes@accord.localhost>"
     mail_domain: str = "accord.localhost"

@@ -3,6 +3,7 @@ with the characters a URL reserves works, and neither git nor the image takes .e
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -86,3 +87,17 @@ def test_neither_git_nor_the_image_takes_secrets_state_or_venvs() -> None:
     assert dockerignore.exists(), "no .dockerignore: `docker build` sends .env and state along"
     patterns = set(dockerignore.read_text().split())
     assert {".env", ".env.*", "state", ".venv", ".git", "tests"} <= patterns, patterns
+
+
+def test_every_secret_setting_is_hidden_when_settings_are_shown() -> None:
+    """A setting holding a secret is a SecretStr: settings printed, logged or in a traceback's
+    locals show it as **********. (The demo password is the README's, for development.)"""
+    secret = re.compile(r"password|secret|keys?$")
+    values = {
+        name: "Hunter2-" + name
+        for name in Settings.model_fields
+        if secret.search(name) and name != "demo_password"
+    }
+    assert len(values) >= 7, values  # every kind: database, mail, webhook, IMAP, OIDC, keys
+    shown = repr(Settings.model_validate(values)) + str(Settings.model_validate(values))
+    assert [name for name in values if values[name] in shown] == []
