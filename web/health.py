@@ -65,10 +65,16 @@ ROUTE_KEY = "accord.route"
 middleware in between, asgi-csrf, hands the rest of the app a copy of the scope)."""
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The methods counted by name; any other a client invents is `other`, so no request can add a
+series (each costs the scraper and Prometheus memory for as long as it is kept)."""
+
+
 class RequestMetrics:
     """Times every HTTP request into the histogram. The route label is the route's template
     (`/disputes/{number}`), never the path: no dispute number or name reaches the metrics, and
-    the label set stays bounded; a request no route took counts as `unmatched`."""
+    the label set stays bounded; a request no route took counts as `unmatched`, a method
+    outside METHODS as `other`."""
 
     def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
         self.app = app
@@ -92,7 +98,8 @@ class RequestMetrics:
             await self.app({**scope, ROUTE_KEY: matched}, receive, sending)
         finally:
             route = matched.get("route", "unmatched")
-            self.histogram.labels(scope["method"], route, str(status)).observe(
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            self.histogram.labels(method, route, str(status)).observe(
                 time.perf_counter() - started
             )
 

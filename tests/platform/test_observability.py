@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,9 @@ async def test_web_health_readiness_and_metrics(stack: Stack, tmp_path: Path) ->
         assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
         assert (await client.get(f"/disputes/{number}")).status_code == 303  # not signed in
         assert (await client.get("/no-such-page")).status_code == 404
+        # Invented methods, each of which made a series of its own: counted under one label.
+        for method in ("FOOBAR", "BREW", "X" * 200, "get"):
+            await client.request(method, "/health")
     # The metrics are on their own port (web.serve), not the web app's.
     scraper = httpx.ASGITransport(app=metrics_app(app.state.metrics))
     async with httpx.AsyncClient(transport=scraper, base_url="http://metrics") as client:
@@ -46,6 +50,10 @@ async def test_web_health_readiness_and_metrics(stack: Stack, tmp_path: Path) ->
         'method="GET",route="unmatched",status="404"',
     ):
         assert f"accord_http_request_duration_seconds_count{{{labels}}} 1.0" in metrics
+    methods = set(
+        re.findall(r'accord_http_request_duration_seconds_count\{method="([^"]*)"', metrics)
+    )
+    assert methods == {"GET", "other"}, methods
     # Counts only: no dispute, party or person.
     for secret in (number, "northwind", "Northwind", "nora@"):
         assert secret not in metrics
