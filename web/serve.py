@@ -51,6 +51,9 @@ async def serve_web(
                 host=settings.web_host,
                 port=settings.web_port,
                 log_level="warning",
+                # uvicorn's records go through the process's logging (JSON outside
+                # development), not a text handler of its own.
+                log_config=None,
                 # The app reads X-Forwarded-For itself, from Settings.trusted_proxies only.
                 proxy_headers=False,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
@@ -65,6 +68,7 @@ async def serve_web(
                     host=settings.web_metrics_host,
                     port=settings.web_metrics_port,
                     log_level="warning",
+                    log_config=None,
                     lifespan="off",
                 )
             )

@@ -60,7 +60,9 @@ class _Server(uvicorn.Server):
 
 
 async def serve_health(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
-    server = _Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None)
+    )
     serving = asyncio.create_task(server.serve())
     await stop.wait()
     server.should_exit = True

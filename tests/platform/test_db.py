@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 from temporalio.testing import ActivityEnvironment
@@ -190,3 +190,20 @@ def test_the_writers_use_counts_turns_held_and_waited_time(tmp_path: Path) -> No
         ).writer_use()
         == type(use)()
     )
+
+
+def test_a_failed_statement_s_error_never_holds_what_it_was_given(database_url: str) -> None:
+    """A database error reaches logs and tracebacks: SQLAlchemy writes the statement's values
+    into its message unless told not to, and they are partners' texts, addresses, tokens."""
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE probe_values (id INTEGER PRIMARY KEY, body TEXT)"))
+        connection.execute(text("INSERT INTO probe_values VALUES (1, 'first')"))
+    with pytest.raises(IntegrityError) as failed, engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO probe_values VALUES (:id, :body)"),
+            {"id": 1, "body": "Nora's confidential caucus note"},
+        )
+    assert "confidential" not in str(failed.value)
+    assert "hidden due to hide_parameters" in str(failed.value)
+    engine.dispose()

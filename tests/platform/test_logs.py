@@ -6,7 +6,10 @@ import dataclasses
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -14,6 +17,7 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment
 
 from accord.platform.logs import configure_logging
+from tests.processes import deployed_environment, free_port
 
 
 @pytest.fixture
@@ -57,3 +61,34 @@ def test_an_activity_s_records_name_its_dispute(json_logs: io.StringIO) -> None:
     env.run(activity.defn(name="work")(work))
     [record] = lines(json_logs)
     assert record["dispute"] == "DSP-2026-000007"
+
+
+def test_the_web_process_logs_only_json_uvicorn_included(tmp_path: Path) -> None:
+    """`accord web` with JSON logs and no Temporal to reach: what uvicorn itself says (its
+    startup failing, with the traceback) is JSON lines like Accord's own, not uvicorn's text
+    format, so one log pipeline reads all of it."""
+    env = deployed_environment(
+        ACCORD_LOG_FORMAT="json",
+        ACCORD_WEB_PORT=str(free_port()),
+        ACCORD_WEB_METRICS_PORT="0",
+        ACCORD_STATE_DIR=str(tmp_path),
+        ACCORD_TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",  # nothing listens there
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "accord.cli", "web"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    records = [line for line in done.stderr.splitlines() if line.strip()]
+    assert records, "nothing logged"
+    not_json = [line for line in records if not line.startswith("{")]
+    assert not_json == [], not_json
+    parsed = [json.loads(line) for line in records]
+    uvicorn = [r for r in parsed if str(r.get("logger", "")).startswith("uvicorn")]
+    assert uvicorn, parsed
+    # The traceback uvicorn writes is inside one record, not spread over lines of its own.
+    assert any("Traceback" in str(r["event"]) for r in uvicorn), uvicorn
