@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
 from decimal import Decimal
 from email.utils import parseaddr
@@ -131,6 +132,19 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "accord-disputes"
     temporal_ui_port: int = 8233
+    temporal_tls: bool = False
+    """Reach Temporal over TLS, trusting the system's roots (on by itself when any setting
+    below is set)."""
+    temporal_tls_ca_file: Path | None = None
+    """PEM roots to trust instead of the system's (a cluster's own certificate authority)."""
+    temporal_tls_cert_file: Path | None = None
+    """This process's PEM certificate, for mutual TLS (with ACCORD_TEMPORAL_TLS_KEY_FILE)."""
+    temporal_tls_key_file: Path | None = None
+    """Its PEM private key."""
+    temporal_tls_server_name: str = ""
+    """The name to check the server's certificate against, when the address differs."""
+    temporal_api_key: SecretStr | None = None
+    """An API key (Temporal Cloud), sent over TLS."""
     payload_keys: SecretStr | None = None
     """Keys sealing what Temporal stores (histories, the UI's view): `id:base64-of-32-bytes`,
     comma-separated, e.g. made by `accord payload-key new`. Every key listed opens what it
@@ -408,9 +422,12 @@ class Settings(BaseSettings):
         missing or placeholder secret, and settings that only make sense on one machine; for
         a process that reads mail (`intake`), also an intake that would trust a bare From."""
         if self.environment == "development":
-            # Only what cannot run anywhere: a key list that is set but unreadable.
-            return self._payload_key_problems() if self.payload_keys is not None else []
+            # Only what cannot run anywhere: a key list that is set but unreadable, a way to
+            # reach Temporal that cannot work.
+            keys = self._payload_key_problems() if self.payload_keys is not None else []
+            return keys + self._temporal_problems()
         found: list[str] = self._intake_problems() if intake else []
+        found += self._temporal_problems()
 
         def secret(name: str, value: SecretStr | str | None, needed: bool = True) -> None:
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -462,6 +479,28 @@ class Settings(BaseSettings):
                 f"ACCORD_BASE_URL: still the example address {self.base_url!r} (links in email"
                 " would lead nowhere)"
             )
+        return found
+
+    def _temporal_problems(self) -> list[str]:
+        """Half a client certificate, a file that cannot be read, a placeholder API key."""
+        found = []
+        cert, key = self.temporal_tls_cert_file, self.temporal_tls_key_file
+        if cert and not key:
+            found.append("ACCORD_TEMPORAL_TLS_KEY_FILE: not set (mutual TLS needs the key too)")
+        if key and not cert:
+            found.append(
+                "ACCORD_TEMPORAL_TLS_CERT_FILE: not set (mutual TLS needs the certificate too)"
+            )
+        for name, path in (
+            ("temporal_tls_ca_file", self.temporal_tls_ca_file),
+            ("temporal_tls_cert_file", cert),
+            ("temporal_tls_key_file", key),
+        ):
+            if path is not None and not os.access(path, os.R_OK):
+                found.append(f"ACCORD_{name.upper()}: cannot be read ({path})")
+        api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
+        if api_key is not None and _placeholder(api_key):
+            found.append("ACCORD_TEMPORAL_API_KEY: still the placeholder")
         return found
 
     def _mail_problems(self) -> list[str]:

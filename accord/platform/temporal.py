@@ -4,11 +4,20 @@ traces carried into workflows, a dev server's slow start waited out."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+from temporalio.service import TLSConfig
 
 from accord.platform.settings import Settings
 from accord.platform.tracing import temporal_interceptors
@@ -20,6 +29,48 @@ def data_converter_for(settings: Settings) -> DataConverter:
     return encrypted(settings.payload_key_ring())
 
 
+def client_tls(settings: Settings) -> TLSConfig | bool:
+    """How the client secures its connection: plain (False), TLS on the system's roots (True),
+    or TLS with the settings' roots, client certificate (mutual TLS) and server name."""
+    files = (
+        settings.temporal_tls_ca_file,
+        settings.temporal_tls_cert_file,
+        settings.temporal_tls_key_file,
+    )
+    if not any(files) and not settings.temporal_tls_server_name:
+        return settings.temporal_tls or settings.temporal_api_key is not None
+    ca, cert, key = (path.read_bytes() if path else None for path in files)
+    return TLSConfig(
+        server_root_ca_cert=ca,
+        client_cert=cert,
+        client_private_key=key,
+        domain=settings.temporal_tls_server_name or None,
+    )
+
+
+def telemetry(metrics_address: str | None) -> TelemetryConfig:
+    """The SDK core's telemetry: its log lines forwarded to the logger `temporalio.core` (so the
+    process's logging formats them: JSON outside development) rather than printed by the core
+    in its own format; and, at `metrics_address`, its metrics for Prometheus."""
+    return TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+        ),
+        metrics=PrometheusConfig(bind_address=metrics_address) if metrics_address else None,
+    )
+
+
+_runtimes: dict[str | None, Runtime] = {}
+
+
+def _runtime(metrics_address: str | None) -> Runtime:
+    """One runtime per process (and metrics address): each holds threads and a metrics port."""
+    if metrics_address not in _runtimes:
+        _runtimes[metrics_address] = Runtime(telemetry=telemetry(metrics_address))
+    return _runtimes[metrics_address]
+
+
 NOT_HEALTHY_YET = "not healthy yet"
 HEALTHY_WITHIN_SECONDS = 60.0
 """How long a client waits for a server whose frontend says it is not healthy yet: a dev server
@@ -29,20 +80,17 @@ just started listens before it is (seconds on a loaded machine)."""
 async def connect(
     settings: Settings, *, sdk_metrics: bool = False, answers_within: float | None = None
 ) -> Client:
-    """A client; with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and
-    activity task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS.
+    """A client, over TLS, mutual TLS or with an API key as the settings say (`client_tls`);
+    with `sdk_metrics`, on a runtime exporting Temporal's SDK metrics (workflow and activity
+    task latencies, failures, poller counts) at ACCORD_TEMPORAL_METRICS_ADDRESS.
 
     A frontend that is not healthy yet is asked again, for HEALTHY_WITHIN_SECONDS; any other
     refusal is raised at once. With `answers_within`, each attempt that gets no answer in that
     many seconds is a refusal too (RuntimeError): the SDK itself waits 30 s on a listener that
     accepts the connection and never answers, and no connect option shortens that."""
-    runtime = None
-    if sdk_metrics and settings.temporal_metrics_address:
-        runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=settings.temporal_metrics_address)
-            )
-        )
+    runtime = _runtime(settings.temporal_metrics_address if sdk_metrics else None)
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    tls = client_tls(settings)
     deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
     while True:
         attempt = Client.connect(
@@ -50,6 +98,8 @@ async def connect(
             namespace=settings.temporal_namespace,
             data_converter=data_converter_for(settings),
             runtime=runtime,
+            tls=tls,
+            api_key=api_key,
             # Carries the web request's trace into workflows; the worker continues it.
             interceptors=temporal_interceptors(),
         )
