@@ -34,6 +34,7 @@ ROOT = Path(__file__).parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 ACCORD = ("accord-migrate", "worker", "web", "intake")
+MONITORING = ("prometheus", "blackbox", "grafana")
 
 
 def env_name(field: str) -> str:
@@ -74,7 +75,11 @@ def test_every_part_of_the_stack_is_there() -> None:
         "temporal-ui",
         "mail",
         *ACCORD,
+        *MONITORING,
     }
+    # The monitoring services start only when asked for (--profile monitoring).
+    assert {n for n, s in SERVICES.items() if s.get("profiles")} == set(MONITORING)
+    assert all(SERVICES[n]["profiles"] == ["monitoring"] for n in MONITORING)
 
 
 def test_images_are_pinned_and_accord_is_built_here() -> None:
@@ -214,7 +219,17 @@ def test_accord_services_run_real_commands_on_real_ports() -> None:
     for name in ("temporal", "temporal-ui", "mail"):
         assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
     published = {name for name, service in SERVICES.items() if "ports" in service}
-    assert published == {"web", "intake", "temporal", "temporal-ui", "mail"}
+    assert published == {
+        "web",
+        "intake",
+        "temporal",
+        "temporal-ui",
+        "mail",
+        "prometheus",
+        "grafana",
+    }
+    for name in ("prometheus", "grafana"):
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
 
 
 def test_the_bootstrap_creates_the_namespace_and_the_workflow_search_attributes() -> None:
