@@ -8,6 +8,8 @@ and the audit trail they come from is append-only, so the totals only grow, as c
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 from temporalio.client import Client
 
 from accord.platform.db import SessionFactory
@@ -77,24 +80,67 @@ def _check_database(sessions: SessionFactory) -> str:
     return "ok"
 
 
+TAIL_ROWS = 10_000
+"""How many of the newest audit entries are counted afresh on every scrape. The trail is
+append-only, so older entries are counted once per process and kept; the newest are counted
+again because one may still be committing under an id below a newer entry's (PostgreSQL gives
+ids at insert, not at commit). An entry whose transaction stays open while 10,000 later ones
+commit would be left out of the metric (never out of the trail)."""
+
+
+NO_LIMIT = 2**62
+"""An id above every id (the column is a 64-bit integer)."""
+
+
+class EventTally:
+    """accord_events_total's counts, read incrementally: on a trail of 2 M entries, a count of
+    the whole of it cost about 2 s of database time on every scrape."""
+
+    def __init__(self) -> None:
+        self.settled: Counter[str] = Counter()
+        self.watermark = 0
+        """Entries with an id up to this are in `settled`."""
+        self.newest = 0
+        self._lock = threading.Lock()
+
+    def counts(self, session: Session) -> Counter[str]:
+        with self._lock:
+            self.newest = int(
+                session.execute(text("SELECT max(id) FROM dispute_event")).scalar() or 0
+            )
+            boundary = self.newest - TAIL_ROWS
+            if boundary > self.watermark:
+                self.settled += self._count(session, self.watermark, boundary)
+                self.watermark = boundary
+            return self.settled + self._count(session, self.watermark, None)
+
+    @staticmethod
+    def _count(session: Session, after: int, up_to: int | None) -> Counter[str]:
+        rows = session.execute(
+            text(
+                "SELECT action, count(*) FROM dispute_event"
+                " WHERE id > :after AND id <= :up_to AND action IN :actions GROUP BY action"
+            ).bindparams(bindparam("actions", expanding=True)),
+            {
+                "after": after,
+                "up_to": NO_LIMIT if up_to is None else up_to,
+                "actions": list(COUNTED_ACTIONS),
+            },
+        ).all()
+        return Counter({str(action): int(count) for action, count in rows})
+
+
 class BusinessMetrics(Collector):
     """Disputes by stage, audit events by action (SLA warnings and breaches, remedies, decisions),
     email intake by state, and mail waiting in the outbox."""
 
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
+        self.tally = EventTally()
 
     def collect(self) -> Iterator[Any]:
         with self.sessions.read() as session:
-            events = dict(
-                session.execute(
-                    text(
-                        "SELECT action, count(*) FROM dispute_event WHERE action IN :actions"
-                        " GROUP BY action"
-                    ).bindparams(bindparam("actions", expanding=True)),
-                    {"actions": list(COUNTED_ACTIONS)},
-                ).all()
-            )
+            events = self.tally.counts(session)
             gauges = [
                 (name, doc, label, session.execute(text(sql)).all())
                 for name, doc, label, sql in GAUGES

@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from accord.application import build_services
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.observability import BusinessMetrics
 from accord.platform.schema import head_revision
+from models.enums import DisputeStage, Role
+from models.tables import DisputeEvent
+from tests.activities.test_activities import add_dispute
 from tests.conftest import MailCapture, Stack, make_settings, seed
 from tests.processes import free_port
 from tests.web_harness import make_app
@@ -113,3 +120,58 @@ async def test_worker_health_readiness_and_temporal_metrics(
         assert "temporal_" in sdk
     stop.set()
     await asyncio.wait_for(running, 30)
+
+
+def test_audit_event_counts_read_only_the_newest_entries_after_the_first_scrape(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """accord_events_total at 2 M audit entries cost ~2 s of database time on every scrape (a
+    count over the whole trail). The trail is append-only: entries already counted are never
+    counted again, only the newest (TAIL_ROWS, in case one was still being committed)."""
+    import accord.platform.observability as observability
+
+    monkeypatch.setattr(observability, "TAIL_ROWS", 5)
+    sessions = SessionFactory(make_engine(database_url))
+    seed(sessions)
+    add_dispute(sessions, "DSP-2026-000042", DisputeStage.TRIAGE)
+    seq = iter(range(1, 10_000))
+
+    def record(action: str, n: int) -> None:
+        with sessions.begin() as session:
+            for _ in range(n):
+                step = next(seq)
+                session.add(
+                    DisputeEvent(
+                        dispute_number="DSP-2026-000042",
+                        seq=step,
+                        step=step,
+                        at=datetime.now(UTC),
+                        actor_id="system",
+                        actor_role=Role.SYSTEM,
+                        action=action,
+                        content={},
+                        prev_hash="0" * 64,
+                        hash="0" * 64,
+                    )
+                )
+
+    def scraped() -> dict[str, float]:
+        families = {f.name: f for f in BusinessMetrics(sessions).collect()}
+        return {s.labels["action"]: s.value for s in families["accord_events"].samples}
+
+    record("filed", 30)
+    record("deadline_passed", 7)
+    collector = BusinessMetrics(sessions)
+    first = {f.name: f for f in collector.collect()}["accord_events"]
+    assert {s.labels["action"]: s.value for s in first.samples}["filed"] == 30
+    settled = collector.tally.watermark
+    assert settled == collector.tally.newest - 5  # everything but the tail is counted once
+    record("filed", 3)
+    record("remedy_failed", 2)
+    again = {f.name: f for f in collector.collect()}["accord_events"]
+    counts = {s.labels["action"]: s.value for s in again.samples if s.name.endswith("_total")}
+    assert (counts["filed"], counts["deadline_passed"], counts["remedy_failed"]) == (33, 7, 2)
+    # What it read: only entries after the last watermark.
+    assert collector.tally.watermark == collector.tally.newest - 5 > settled
+    # A collector of its own (another process) agrees, counting from scratch.
+    assert scraped()["filed"] == 33

@@ -1,0 +1,121 @@
+"""/metrics at scale: the database time of one scrape of the business metrics with a long audit
+trail (issue 19, item 7: ~2 s a scrape at 2 M entries, when every scrape counted the whole
+trail by action).
+
+    python -m bench.metrics --entries 2000000 --database postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+Makes a database of its own on that server (dropped at the end), migrated to head, with one
+dispute and ENTRIES audit entries (the counted actions among them as a real trail has them),
+then times: the whole-trail count every scrape used to make, a collector's first scrape (which
+counts the trail once), and its next scrapes after new entries arrive (only the newest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+
+import psycopg
+from sqlalchemy import text
+
+from accord.directory.demo import DEMO
+from accord.directory.records import import_directory
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.observability import COUNTED_ACTIONS, BusinessMetrics
+from accord.platform.schema import upgrade
+from bench.common import pct
+
+FILL = """
+INSERT INTO dispute_event (dispute_number, seq, step, at, actor_id, actor_role, action,
+                           content, prev_hash, hash)
+SELECT 'DSP-2026-000001', s, s, now(), 'system', 'SYSTEM',
+       CASE WHEN s % 10 = 0 THEN (ARRAY[{actions}])[1 + (s / 10) % {n}] ELSE 'note_added' END,
+       '{{}}', repeat('0', 64), repeat('0', 64)
+FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS s
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=2_000_000)
+    parser.add_argument("--scrapes", type=int, default=20)
+    parser.add_argument(
+        "--database", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    )
+    args = parser.parse_args()
+    name = f"bench_metrics_{uuid.uuid4().hex[:8]}"
+    admin = args.database.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = args.database.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        upgrade(url)
+        engine = make_engine(url)
+        actions = ", ".join(f"'{a}'" for a in COUNTED_ACTIONS)
+        fill = text(FILL.format(actions=actions, n=len(COUNTED_ACTIONS)))
+        with SessionFactory(engine).begin() as session:
+            import_directory(session, DEMO)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO dispute (number, category, claimant_id, respondent_ids,"
+                    " party_key, contested_objects, summary, facts, desired_remedy, amount_at_stake,"
+                    " currency,"
+                    " occurred_on, stage, playbook_version, filed_by, filed_at, updated_at)"
+                    " VALUES ('DSP-2026-000001', 'DEAL_REGISTRATION', 'northwind', '[]', 'x',"
+                    " '[]', 's', 'f', 'd', 1000, 'USD', now(), 'TRIAGE', '2026.1', 'n', now(), now())"
+                )
+            )
+        started = time.perf_counter()
+        for first in range(1, args.entries + 1, 200_000):
+            with engine.begin() as connection:
+                connection.execute(
+                    fill, {"first": first, "last": min(first + 199_999, args.entries)}
+                )
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE dispute_event"))
+        print(f"{args.entries:,} audit entries written in {time.perf_counter() - started:.0f} s")
+        sessions = SessionFactory(engine)
+
+        whole = []
+        for _ in range(3):
+            started = time.perf_counter()
+            with sessions.read() as session:
+                session.execute(
+                    text(
+                        "SELECT action, count(*) FROM dispute_event WHERE action IN"
+                        f" ({actions}) GROUP BY action"
+                    )
+                ).all()
+            whole.append(time.perf_counter() - started)
+        print(f"whole-trail count (every scrape before): best {min(whole) * 1000:.0f} ms")
+
+        collector = BusinessMetrics(sessions)
+        started = time.perf_counter()
+        list(collector.collect())
+        print(
+            f"first scrape (counts the trail once): {(time.perf_counter() - started) * 1000:.0f} ms"
+        )
+        seq = args.entries
+        times = []
+        for _ in range(args.scrapes):
+            with engine.begin() as connection:  # new entries between scrapes, as a live trail
+                connection.execute(fill, {"first": seq + 1, "last": seq + 50})
+            seq += 50
+            started = time.perf_counter()
+            list(collector.collect())
+            times.append(time.perf_counter() - started)
+        print(
+            f"next scrapes (whole scrape: events, disputes, intake, outbox), {args.scrapes} with"
+            f" 50 new entries before each: p50 {pct(times, 50) * 1000:.1f} ms,"
+            f" p95 {pct(times, 95) * 1000:.1f} ms"
+        )
+        engine.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
