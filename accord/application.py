@@ -27,7 +27,13 @@ class Services:
 
 
 def build_services(settings: Settings, mailer: Mailer | None = None) -> Services:
-    sessions = SessionFactory(make_engine(settings.resolved_database_url()))
+    sessions = SessionFactory(
+        make_engine(
+            settings.resolved_database_url(),
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
+    )
     mailer = mailer or SmtpMailer(
         host=settings.smtp_host,
         port=settings.smtp_port,

@@ -34,7 +34,9 @@ HIDE_PARAMETERS = True
 it was given: partners' texts, addresses, tokens."""
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+    """An engine for `url`; on PostgreSQL with a pool of `pool_size` connections and up to
+    `max_overflow` more (SQLite has one file and no pool to size)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -57,7 +59,11 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=HIDE_PARAMETERS
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=HIDE_PARAMETERS,
     )
 
 

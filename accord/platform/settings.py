@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     database_password: SecretStr | None = None
     """The database password apart from DATABASE_URL, used when the URL carries none: any
     characters, none of them read as part of a URL (compose sets it in .env)."""
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections each process keeps open to PostgreSQL (the guide adds them up against the
+    server's max_connections)."""
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    """Connections it may open beyond those under load, closed again after."""
     playbook_dir: Path = REPO_ROOT / "playbooks"
 
     temporal_address: str = "127.0.0.1:7233"

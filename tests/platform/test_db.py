@@ -13,7 +13,9 @@ from temporalio import activity
 from temporalio.exceptions import CancelledError
 from temporalio.testing import ActivityEnvironment
 
+from accord.application import build_services
 from accord.platform.db import SessionFactory, Turn, make_engine
+from accord.platform.settings import Settings
 
 
 def _queued(sessions: SessionFactory, count: int) -> None:
@@ -207,3 +209,20 @@ def test_a_failed_statement_s_error_never_holds_what_it_was_given(database_url: 
     assert "confidential" not in str(failed.value)
     assert "hidden due to hide_parameters" in str(failed.value)
     engine.dispose()
+
+
+def test_the_pool_is_as_the_settings_say() -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://accord@db/accord",
+        database_pool_size=4,
+        database_max_overflow=2,
+    )
+    engine = make_engine(
+        settings.resolved_database_url(),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
+    assert (engine.pool.size(), engine.pool._max_overflow) == (4, 2)  # type: ignore[attr-defined]
+    services = build_services(settings)
+    pool = services.sessions.engine.pool
+    assert (pool.size(), pool._max_overflow) == (4, 2)  # type: ignore[attr-defined]

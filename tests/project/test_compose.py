@@ -484,3 +484,24 @@ def test_the_cluster_runs_the_temporal_ci_runs_tuned_for_production() -> None:
     dynamic = yaml.safe_load((ROOT / "deploy" / "temporal" / "dynamicconfig.yaml").read_text())
     development_only = {"system.forceSearchAttributesCacheRefreshOnRead"}
     assert not development_only & set(dynamic)
+
+
+def test_the_connection_pools_fit_under_postgresql_s_limit() -> None:
+    """Three workers, two web processes and an intake (the guide's scaled layout), each with
+    its pool full, and Temporal's server with both of its own, stay under max_connections with
+    room for the superuser's sessions (backups, psql) that the guide names."""
+    env = compose_environment("worker", ROOT / ".env.example")
+    settings = Settings(
+        database_pool_size=int(env["ACCORD_DATABASE_POOL_SIZE"]),
+        database_max_overflow=int(env["ACCORD_DATABASE_MAX_OVERFLOW"]),
+    )
+    per_process = settings.database_pool_size + settings.database_max_overflow
+    accord = (3 + 2 + 1) * per_process
+    temporal = SERVICES["temporal"]["environment"]
+    temporal_connections = int(temporal["SQL_MAX_CONNS"]) + int(temporal["SQL_VIS_MAX_CONNS"])
+    command = " ".join(SERVICES["postgres"]["command"])
+    limit = int(re.search(r"max_connections=(\d+)", command).group(1))  # type: ignore[union-attr]
+    spare = 10  # superuser_reserved_connections (3) and an operator's own sessions
+    assert accord + temporal_connections + spare <= limit, (accord, temporal_connections, limit)
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    assert f"max_connections={limit}" in guide and f"{accord} for Accord" in guide
