@@ -430,9 +430,9 @@ class Settings(BaseSettings):
             # Only what cannot run anywhere: a key list that is set but unreadable, a way to
             # reach Temporal that cannot work.
             keys = self._payload_key_problems() if self.payload_keys is not None else []
-            return keys + self._temporal_problems()
+            return keys + self._connection_problems()
         found: list[str] = self._intake_problems() if intake else []
-        found += self._temporal_problems()
+        found += self._connection_problems()
 
         def secret(name: str, value: SecretStr | str | None, needed: bool = True) -> None:
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
@@ -486,9 +486,17 @@ class Settings(BaseSettings):
             )
         return found
 
-    def _temporal_problems(self) -> list[str]:
-        """Half a client certificate, a file that cannot be read, a placeholder API key."""
+    def _connection_problems(self) -> list[str]:
+        """How this process reaches its services, where that cannot work: half a client
+        certificate, a file that cannot be read, a placeholder API key, a database role or
+        password no database takes (a NUL)."""
         found = []
+        password = self.database_password.get_secret_value() if self.database_password else ""
+        for name, value in (("database_user", self.database_user), ("database_password", password)):
+            if "\x00" in value:
+                found.append(
+                    f"ACCORD_{name.upper()}: holds a NUL character, which no database takes"
+                )
         cert, key = self.temporal_tls_cert_file, self.temporal_tls_key_file
         if cert and not key:
             found.append("ACCORD_TEMPORAL_TLS_KEY_FILE: not set (mutual TLS needs the key too)")
@@ -501,7 +509,7 @@ class Settings(BaseSettings):
             ("temporal_tls_cert_file", cert),
             ("temporal_tls_key_file", key),
         ):
-            if path is not None and not os.access(path, os.R_OK):
+            if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
                 found.append(f"ACCORD_{name.upper()}: cannot be read ({path})")
         api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
         if api_key is not None and _placeholder(api_key):

@@ -101,3 +101,12 @@ def test_every_secret_setting_is_hidden_when_settings_are_shown() -> None:
     assert len(values) >= 7, values  # every kind: database, mail, webhook, IMAP, OIDC, keys
     shown = repr(Settings.model_validate(values)) + str(Settings.model_validate(values))
     assert [name for name in values if values[name] in shown] == []
+
+
+@pytest.mark.parametrize("field", ["database_password", "database_user"])
+def test_a_nul_in_the_database_role_or_password_is_named_at_start(field: str) -> None:
+    """No database takes a NUL in a user name or password: named at start, not a driver's
+    error at the first connection."""
+    values = {"database_url": "postgresql+psycopg://postgres:5432/accord", field: "pw\x00x"}
+    [problem] = Settings.model_validate(values).problems()
+    assert problem.startswith(f"ACCORD_{field.upper()}: holds a NUL character"), problem

@@ -74,6 +74,7 @@ def test_plain_by_default_and_tls_by_setting(tmp_path: Path) -> None:
         ({"temporal_tls_cert_file": "CERT"}, "ACCORD_TEMPORAL_TLS_KEY_FILE: not set"),
         ({"temporal_tls_key_file": "KEY"}, "ACCORD_TEMPORAL_TLS_CERT_FILE: not set"),
         ({"temporal_tls_ca_file": "MISSING"}, "ACCORD_TEMPORAL_TLS_CA_FILE: cannot be read"),
+        ({"temporal_tls_ca_file": "FOLDER"}, "ACCORD_TEMPORAL_TLS_CA_FILE: cannot be read"),
         ({"temporal_api_key": "change-me"}, "ACCORD_TEMPORAL_API_KEY: still the placeholder"),
     ],
 )
@@ -82,7 +83,12 @@ def test_a_half_or_unreadable_tls_setting_is_named_and_nothing_starts(
 ) -> None:
     cert, key = pem_pair(tmp_path, "worker")
     given = {
-        k: {"CERT": str(cert), "KEY": str(key), "MISSING": str(tmp_path / "none.pem")}.get(v, v)
+        k: {
+            "CERT": str(cert),
+            "KEY": str(key),
+            "MISSING": str(tmp_path / "none.pem"),
+            "FOLDER": str(tmp_path),
+        }.get(v, v)
         for k, v in values.items()
     }
     found = Settings.model_validate({**PRODUCTION_SETTINGS, **given}).problems()
