@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from decimal import Decimal
-from email.utils import parseaddr
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -45,6 +45,9 @@ PLACEHOLDER = re.compile(
 
 EXAMPLE_HOST = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
 """The documentation domains (RFC 2606): never where people reach a real deployment."""
+
+HOSTNAME = re.compile(r"(?=.{1,253}\.?$)([^\W_](?:[^\W_]|-){0,62}\.)*[^\W_](?:[^\W_]|-){0,62}\.?")
+"""A domain: labels of letters (any script), digits and hyphens, a trailing dot allowed."""
 
 RESERVED_MAIL_DOMAIN = re.compile(
     r"(^|\.)(example\.(com|org|net)|localhost|example|invalid|test)$", re.IGNORECASE
@@ -87,15 +90,57 @@ def _mail_problem(name: str, value: str, reaches: str) -> str | None:
     """Why `value` (an address, a "Name <address>" or, for mail_domain, a domain) is not a
     real one to send from or to; None when it is."""
     setting = f"ACCORD_{name.upper()}"
+    if re.search(r"[\r\n\x00]", value):
+        # It goes into a header (From, Message-ID): the email could not be built at all.
+        return f"{setting}: holds a line break or NUL ({value!r})"
     if name == "mail_domain":
         domain = value.strip()
+        if domain and not HOSTNAME.fullmatch(domain):
+            return f"{setting}: not a domain ({value!r})"
     else:
-        address = parseaddr(value)[1]
-        if "@" not in address:
+        addresses = getaddresses([value])
+        if len(addresses) > 1:
+            return f"{setting}: more than one address ({value!r}); give one"
+        address = addresses[0][1] if addresses else ""
+        local, _, domain = address.rpartition("@")
+        if not local or not HOSTNAME.fullmatch(domain):
             return f"{setting}: not an email address ({value!r})"
-        domain = address.rpartition("@")[2]
-    if not domain or _placeholder(domain) or RESERVED_MAIL_DOMAIN.search(domain):
+    if (
+        not domain.strip(".")
+        or _placeholder(domain)
+        or RESERVED_MAIL_DOMAIN.search(domain.rstrip("."))
+    ):
         return f"{setting}: still the example address {value!r} ({reaches})"
+    return None
+
+
+def _holds_pem(path: Path, kind: str) -> bool:
+    """Whether the file holds a PEM block of `kind` (CERTIFICATE; PRIVATE KEY, whatever its
+    algorithm): the SDK's own parser fails with its own words, and may take the process down."""
+    try:
+        text = path.read_bytes()[: 1 << 20].decode("ascii", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(rf"-----BEGIN [A-Z ]*{kind}-----", text))
+
+
+def _base_url_problem(base_url: str) -> str | None:
+    """Why the base URL is not an address people can be sent to; None when it is."""
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+    except ValueError:
+        host, parts = "", None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        return (
+            f"ACCORD_BASE_URL: not an http(s) address with a host ({base_url!r}), e.g."
+            " https://disputes.your-company.com"
+        )
+    if EXAMPLE_HOST.search(host):
+        return (
+            f"ACCORD_BASE_URL: still the example address {base_url!r} (links in email"
+            " would lead nowhere)"
+        )
     return None
 
 
@@ -471,32 +516,39 @@ class Settings(BaseSettings):
         secret("oidc_client_secret", self.oidc_client_secret, needed=bool(self.oidc_client_id))
         found += self._payload_key_problems()
         found += self._mail_problems()
-        host = urlsplit(self.base_url).hostname or ""
-        if urlsplit(self.base_url).scheme == "https" and not self.secure_cookies:
+        if self.base_url.lower().startswith("https:") and not self.secure_cookies:
             found.append(
                 "ACCORD_SECURE_COOKIES: false while ACCORD_BASE_URL is https (a session cookie"
                 " would also be sent over plain HTTP); set it to true"
             )
         if not self.base_url:
             found.append("ACCORD_BASE_URL: not set (links in email would point at the web host)")
-        elif EXAMPLE_HOST.search(host):
-            found.append(
-                f"ACCORD_BASE_URL: still the example address {self.base_url!r} (links in email"
-                " would lead nowhere)"
-            )
+        elif problem := _base_url_problem(self.base_url):
+            found.append(problem)
         return found
 
     def _connection_problems(self) -> list[str]:
         """How this process reaches its services, where that cannot work: half a client
-        certificate, a file that cannot be read, a placeholder API key, a database role or
-        password no database takes (a NUL)."""
+        certificate, a file that cannot be read or is no PEM, an empty or placeholder API key,
+        an address or name no connection takes, control characters in the database's."""
         found = []
         password = self.database_password.get_secret_value() if self.database_password else ""
-        for name, value in (("database_user", self.database_user), ("database_password", password)):
-            if "\x00" in value:
-                found.append(
-                    f"ACCORD_{name.upper()}: holds a NUL character, which no database takes"
-                )
+        for setting, value in (
+            ("DATABASE_URL", self.database_url),
+            ("ACCORD_DATABASE_USER", self.database_user),
+        ):
+            if re.search(r"[\x00-\x1f\x7f]", value):
+                found.append(f"{setting}: holds a control character, which no database takes")
+        if "\x00" in password:  # any other character is a password's own business
+            found.append("ACCORD_DATABASE_PASSWORD: holds a NUL character, which no database takes")
+        if not re.fullmatch(r"\[?[\w.:-]+\]?:\d{1,5}", self.temporal_address):
+            found.append(
+                f"ACCORD_TEMPORAL_ADDRESS: not host:port ({self.temporal_address!r}), e.g."
+                " temporal.internal:7233"
+            )
+        name = self.temporal_tls_server_name
+        if name and not HOSTNAME.fullmatch(name):
+            found.append(f"ACCORD_TEMPORAL_TLS_SERVER_NAME: not a host name ({name!r})")
         cert, key = self.temporal_tls_cert_file, self.temporal_tls_key_file
         if cert and not key:
             found.append("ACCORD_TEMPORAL_TLS_KEY_FILE: not set (mutual TLS needs the key too)")
@@ -504,15 +556,22 @@ class Settings(BaseSettings):
             found.append(
                 "ACCORD_TEMPORAL_TLS_CERT_FILE: not set (mutual TLS needs the certificate too)"
             )
-        for name, path in (
-            ("temporal_tls_ca_file", self.temporal_tls_ca_file),
-            ("temporal_tls_cert_file", cert),
-            ("temporal_tls_key_file", key),
+        for field, path, pem in (
+            ("temporal_tls_ca_file", self.temporal_tls_ca_file, "CERTIFICATE"),
+            ("temporal_tls_cert_file", cert, "CERTIFICATE"),
+            ("temporal_tls_key_file", key, "PRIVATE KEY"),
         ):
-            if path is not None and not (path.is_file() and os.access(path, os.R_OK)):
-                found.append(f"ACCORD_{name.upper()}: cannot be read ({path})")
+            if path is None:
+                continue
+            setting = f"ACCORD_{field.upper()}"
+            if not (path.is_file() and os.access(path, os.R_OK)):
+                found.append(f"{setting}: cannot be read ({path})")
+            elif not _holds_pem(path, pem):
+                found.append(f"{setting}: not a PEM {pem.lower()} ({path})")
         api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
-        if api_key is not None and _placeholder(api_key):
+        if api_key is not None and not api_key.strip():
+            found.append("ACCORD_TEMPORAL_API_KEY: empty")
+        elif api_key is not None and _placeholder(api_key):
             found.append("ACCORD_TEMPORAL_API_KEY: still the placeholder")
         return found
 
@@ -594,6 +653,8 @@ class Settings(BaseSettings):
             return f"sqlite:///{self.state_dir / 'accord.db'}"
         if self.database_password is None and not self.database_user:
             return self.database_url
+        if self.database_url.startswith("sqlite"):
+            return self.database_url  # a file: no role to connect as
         url = make_url(self.database_url)
         if self.database_user and url.username is None:
             url = url.set(username=self.database_user)
@@ -603,4 +664,6 @@ class Settings(BaseSettings):
 
     def database_url_shown(self) -> str:
         """The database's URL to print or log: its password, if any, as ***."""
-        return make_url(self.resolved_database_url()).render_as_string(hide_password=True)
+        url = make_url(self.resolved_database_url())
+        hidden = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
+        return url.set(query=hidden).render_as_string(hide_password=True)

@@ -93,3 +93,30 @@ def test_secure_cookies_are_not_asked_for_where_the_app_is_served_over_http() ->
     """An http base URL (a private network, the app behind nothing) keeps cookies as they are:
     a browser would not send Secure ones back over HTTP, and nobody could sign in."""
     assert settings(base_url="http://disputes.internal:8000", secure_cookies=False).problems() == []
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        # A base URL the check could not read raised instead of naming the setting.
+        ({"base_url": "https://[::1"}, "ACCORD_BASE_URL: not an http(s) address"),
+        ({"base_url": "javascript:alert(1)"}, "ACCORD_BASE_URL: not an http(s) address"),
+        ({"base_url": "accord.acme.io"}, "ACCORD_BASE_URL: not an http(s) address"),
+        ({"base_url": "https:///x"}, "ACCORD_BASE_URL: not an http(s) address"),
+        # The fully qualified form of an example domain is still one.
+        ({"mail_from": "a@accord.localhost."}, "ACCORD_MAIL_FROM: still the example"),
+        ({"mail_domain": "example.com."}, "ACCORD_MAIL_DOMAIN: still the example"),
+        # What would make every email fail to build, or go elsewhere.
+        ({"mail_from": "a@acme.io\nBcc: x@evil.io"}, "ACCORD_MAIL_FROM: holds a line break or NUL"),
+        ({"mail_domain": "acme.io\n"}, "ACCORD_MAIL_DOMAIN: holds a line break or NUL"),
+        ({"mail_domain": "a b.com"}, "ACCORD_MAIL_DOMAIN: not a domain"),
+        ({"mail_domain": "x@acme.io"}, "ACCORD_MAIL_DOMAIN: not a domain"),
+        ({"admin_email": "@acme.io"}, "ACCORD_ADMIN_EMAIL: not an email address"),
+        ({"admin_email": "a@acme.io, b@example.com"}, "ACCORD_ADMIN_EMAIL: more than one"),
+        ({"admin_email": "a@acme.io\x00"}, "ACCORD_ADMIN_EMAIL: holds a line break or NUL"),
+    ],
+)
+def test_hostile_addresses_are_named_never_raised(values: dict[str, object], problem: str) -> None:
+    found = settings(**values).problems()
+    assert any(p.startswith(problem) for p in found), found
+    assert all("\n" not in p for p in found), found

@@ -109,4 +109,38 @@ def test_a_nul_in_the_database_role_or_password_is_named_at_start(field: str) ->
     error at the first connection."""
     values = {"database_url": "postgresql+psycopg://postgres:5432/accord", field: "pw\x00x"}
     [problem] = Settings.model_validate(values).problems()
-    assert problem.startswith(f"ACCORD_{field.upper()}: holds a NUL character"), problem
+    said = "a NUL character" if field == "database_password" else "a control character"
+    assert problem.startswith(f"ACCORD_{field.upper()}: holds {said}"), problem
+
+
+def test_a_password_in_the_url_s_query_is_hidden_too() -> None:
+    url = "postgresql+psycopg://user:pw@db/accord?password=QSECRET&sslmode=require"
+    shown = Settings(database_url=url).database_url_shown()
+    assert "QSECRET" not in shown and "pw" not in shown.split("@")[0], shown
+    assert "sslmode=require" in shown
+
+
+def test_sqlite_takes_no_role_or_password_apart() -> None:
+    """.env.example sets ACCORD_DATABASE_USER for compose; a SQLite URL beside it stays a
+    SQLite URL (it has no users) instead of one SQLAlchemy cannot read."""
+    settings = Settings(
+        database_url="sqlite:////tmp/accord-probe.db",
+        database_user="accord",
+        database_password="pw",
+    )
+    assert settings.resolved_database_url() == "sqlite:////tmp/accord-probe.db"
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"database_url": "postgresql+psycopg://db/te\x00st"}, "DATABASE_URL: holds a control"),
+        ({"database_user": "post\ngres"}, "ACCORD_DATABASE_USER: holds a control"),
+    ],
+)
+def test_control_characters_in_how_to_reach_the_database_are_named(
+    values: dict[str, str], problem: str
+) -> None:
+    given = {"database_url": "postgresql+psycopg://postgres:5432/accord", **values}
+    [found] = Settings.model_validate(given).problems()
+    assert found.startswith(problem), found

@@ -117,3 +117,40 @@ def test_the_core_s_log_lines_go_through_the_process_logging() -> None:
     with_metrics = telemetry("127.0.0.1:9464")
     assert with_metrics.metrics is not None
     assert with_metrics.logging is not None and with_metrics.logging.forwarding is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "content", "problem"),
+    [
+        ("temporal_tls_ca_file", b"", "ACCORD_TEMPORAL_TLS_CA_FILE: not a PEM certificate"),
+        ("temporal_tls_ca_file", b"junk\n", "ACCORD_TEMPORAL_TLS_CA_FILE: not a PEM certificate"),
+        ("temporal_tls_cert_file", b"\x00\x01", "ACCORD_TEMPORAL_TLS_CERT_FILE: not a PEM"),
+        ("temporal_tls_key_file", b"not a pem\n", "ACCORD_TEMPORAL_TLS_KEY_FILE: not a PEM"),
+    ],
+)
+def test_a_tls_file_that_is_no_pem_is_named_not_left_to_the_sdk(
+    field: str, content: bytes, problem: str, tmp_path: Path
+) -> None:
+    """A junk key or certificate passed the readability check, then failed inside the SDK with
+    its own words (PrivateKeyParseError) and could crash the process at exit."""
+    cert, key = pem_pair(tmp_path, "worker")
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(content)
+    values: dict[str, object] = {"temporal_tls_cert_file": cert, "temporal_tls_key_file": key}
+    values[field] = bad
+    found = Settings.model_validate(values).problems()
+    assert len(found) == 1 and found[0].startswith(problem), found
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"temporal_api_key": "   "}, "ACCORD_TEMPORAL_API_KEY: empty"),
+        ({"temporal_tls_server_name": "a b"}, "ACCORD_TEMPORAL_TLS_SERVER_NAME: not a host name"),
+        ({"temporal_address": ""}, "ACCORD_TEMPORAL_ADDRESS: not host:port"),
+        ({"temporal_address": "not an address"}, "ACCORD_TEMPORAL_ADDRESS: not host:port"),
+    ],
+)
+def test_how_to_reach_temporal_is_checked_at_start(values: dict[str, str], problem: str) -> None:
+    found = Settings.model_validate(values).problems()
+    assert len(found) == 1 and found[0].startswith(problem), found
