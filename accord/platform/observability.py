@@ -101,18 +101,40 @@ class EventTally:
         self.watermark = 0
         """Entries with an id up to this are in `settled`."""
         self.newest = 0
+        self._mark: str | None = None
+        """The hash of the entry at the watermark, when counted: a restore from an older backup
+        (or another database) puts different entries, or none, at that id."""
         self._lock = threading.Lock()
 
     def counts(self, session: Session) -> Counter[str]:
         with self._lock:
+            if self.watermark and self._hash_at(session, self.watermark) != self._mark:
+                # Entries counted are gone, and new ones may take their ids: count anew.
+                self.settled, self.watermark, self._mark = Counter(), 0, None
             self.newest = int(
                 session.execute(text("SELECT max(id) FROM dispute_event")).scalar() or 0
             )
-            boundary = self.newest - TAIL_ROWS
+            # The newest entry at least TAIL_ROWS ids back (an entry, not a gap in the ids, so
+            # that its hash can show a restore).
+            boundary = int(
+                session.execute(
+                    text("SELECT max(id) FROM dispute_event WHERE id <= :limit"),
+                    {"limit": self.newest - TAIL_ROWS},
+                ).scalar()
+                or 0
+            )
             if boundary > self.watermark:
                 self.settled += self._count(session, self.watermark, boundary)
                 self.watermark = boundary
+                self._mark = self._hash_at(session, boundary)
             return self.settled + self._count(session, self.watermark, None)
+
+    @staticmethod
+    def _hash_at(session: Session, entry_id: int) -> str | None:
+        found = session.execute(
+            text("SELECT hash FROM dispute_event WHERE id = :id"), {"id": entry_id}
+        ).scalar()
+        return None if found is None else str(found)
 
     @staticmethod
     def _count(session: Session, after: int, up_to: int | None) -> Counter[str]:

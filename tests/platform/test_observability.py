@@ -7,9 +7,11 @@ import gc
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
 from accord.application import build_services
@@ -19,6 +21,7 @@ from accord.platform.schema import head_revision
 from models.enums import DisputeStage, Role
 from models.tables import DisputeEvent
 from tests.activities.test_activities import add_dispute
+from tests.activities.test_audit_trail import lift_guard, put_guard_back
 from tests.conftest import MailCapture, Stack, make_settings, seed
 from tests.processes import free_port
 from tests.web_harness import make_app
@@ -166,6 +169,7 @@ def test_audit_event_counts_read_only_the_newest_entries_after_the_first_scrape(
     assert {s.labels["action"]: s.value for s in first.samples}["filed"] == 30
     settled = collector.tally.watermark
     assert settled == collector.tally.newest - 5  # everything but the tail is counted once
+    # (ids here have no gaps: the watermark is the entry TAIL_ROWS back)
     record("filed", 3)
     record("remedy_failed", 2)
     again = {f.name: f for f in collector.collect()}["accord_events"]
@@ -175,3 +179,27 @@ def test_audit_event_counts_read_only_the_newest_entries_after_the_first_scrape(
     assert collector.tally.watermark == collector.tally.newest - 5 > settled
     # A collector of its own (another process) agrees, counting from scratch.
     assert scraped()["filed"] == 33
+
+    # A restore from an older backup: the newest entries go, and new ones take their ids
+    # again. What this collector counted of the lost entries no longer exists: it counts anew.
+    owner = SimpleNamespace(sessions=sessions)  # what lift_guard needs of a stack
+    with sessions.begin() as session:
+        for statement in lift_guard(owner):  # type: ignore[arg-type]
+            session.execute(statement)
+        session.execute(text("DELETE FROM dispute_event WHERE seq > 20"))
+        for statement in put_guard_back(owner):  # type: ignore[arg-type]
+            session.execute(statement)
+    if database_url.startswith("postgresql"):
+        with sessions.begin() as session:  # the sequence comes back with the backup too
+            session.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('dispute_event', 'id'),"
+                    " (SELECT max(id) FROM dispute_event))"
+                )
+            )
+    seq = iter(range(21, 10_000))
+    record("settled", 6)
+    after = {f.name: f for f in collector.collect()}["accord_events"]
+    counts = {s.labels["action"]: s.value for s in after.samples if s.name.endswith("_total")}
+    assert counts == scraped(), (counts, scraped())
+    assert (counts["filed"], counts["settled"], counts["remedy_failed"]) == (20, 6, 0)
