@@ -195,6 +195,8 @@ def test_every_setting_put_in_env_takes_effect_in_every_service(tmp_path: Path) 
         interpolate("${NOT_SET:?set it}", {})
     assert interpolate("${A:-${B:-x}}-$${A}", {"B": ""}) == "x-${A}"
     assert interpolate("${A-d}|${A:-d}", {"A": ""}) == "|d"
+    with pytest.raises(ValueError, match="unterminated"):
+        interpolate("${A:-${B}", {})
 
 
 def test_no_secret_is_written_in_the_file() -> None:
@@ -275,19 +277,24 @@ def test_the_image_installs_the_versions_ci_tests() -> None:
 
 
 def read_dotenv(dotenv: Path) -> dict[str, str]:
-    """A .env file as compose reads it (for `env_file` and for interpolation): KEY=VALUE lines,
-    comments and blank lines skipped, one pair of surrounding quotes removed; a later line
-    wins."""
+    """A .env file as compose reads it (for `env_file` and for interpolation; the Compose
+    documentation's "env file syntax"): KEY=VALUE lines, blank lines and comments skipped, an
+    `export ` prefix dropped; a value in single quotes is taken as written, one in double quotes
+    or unquoted is interpolated from the lines above, and an unquoted one ends at ` #`."""
     values: dict[str, str] = {}
     for line in dotenv.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, value = line.split("=", 1)
+        key = key.strip().removeprefix("export ").strip()
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            values[key] = value[1:-1]
+        elif len(value) >= 2 and value[0] == value[-1] == '"':
+            values[key] = interpolate(value[1:-1], values)
+        else:
+            values[key] = interpolate(re.split(r"\s+#", value, maxsplit=1)[0], values)
     return values
 
 
@@ -309,6 +316,8 @@ def interpolate(text: str, values: dict[str, str]) -> str:
         elif text.startswith("${", i):
             depth, j = 1, i + 2
             while depth:
+                if j >= len(text):
+                    raise ValueError(f"an unterminated ${{ in {text!r}: compose refuses it")
                 if text.startswith("${", j):
                     depth, j = depth + 1, j + 2
                     continue
@@ -505,3 +514,19 @@ def test_the_connection_pools_fit_under_postgresql_s_limit() -> None:
     assert accord + temporal_connections + spare <= limit, (accord, temporal_connections, limit)
     guide = (ROOT / "docs" / "operations.md").read_text()
     assert f"max_connections={limit}" in guide and f"{accord} for Accord" in guide
+
+
+def test_a_password_with_dollar_hash_or_spaces_survives_in_single_quotes(tmp_path: Path) -> None:
+    """Compose interpolates an unquoted .env value and cuts it at ` #`: `ab$cd #1` would become
+    `ab` for the roles and the processes alike, silently. Single quotes keep it as written, as
+    .env.example and the guide say."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("ACCORD_DATABASE_PASSWORD='ab$cd #1'\nPLAIN=ab$cd #1\n")
+    values = read_dotenv(dotenv)
+    assert values["ACCORD_DATABASE_PASSWORD"] == "ab$cd #1"
+    assert values["PLAIN"] == "ab"
+    example = (ROOT / ".env.example").read_text()
+    assert (
+        "single quotes" in example
+        and "single quotes" in (ROOT / "docs" / "operations.md").read_text()
+    )
