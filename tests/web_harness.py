@@ -15,11 +15,11 @@ import httpx
 from fastapi import FastAPI
 
 from accord.platform.db import SessionFactory
+from accord.platform.servers import http_server
 from tests.conftest import Stack
 from tests.processes import free_port
 from web.app import create_app
 from web.auth import Accounts, directory_logins, hash_password
-from web.serve import _Server
 
 PASSWORD = "demo-password-for-tests"
 
@@ -129,10 +129,9 @@ def messages(html: str) -> list[str]:
 @contextlib.asynccontextmanager
 async def served(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """Serve the app with uvicorn on a free loopback port (or `port`), on this event loop."""
-    import uvicorn
 
     port = port or free_port()
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = http_server(app, "127.0.0.1", port)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -99,9 +99,7 @@ class RequestMetrics:
         finally:
             route = matched.get("route", "unmatched")
             method = scope["method"] if scope["method"] in METHODS else "other"
-            self.histogram.labels(method, route, str(status)).observe(
-                time.perf_counter() - started
-            )
+            self.histogram.labels(method, route, str(status)).observe(time.perf_counter() - started)
 
 
 class RouteCapture:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Generator
 
-import uvicorn
 from temporalio.client import Client
 
 from accord.application import Services, build_services
 from accord.platform.heap import freeze_start_up
 from accord.platform.logs import configure_logging
 from accord.platform.processes import run_until_signalled
+from accord.platform.servers import http_server
 from accord.platform.settings import Settings
 from accord.platform.temporal import connect
 from accord.platform.tracing import configure_tracing
@@ -22,14 +20,6 @@ from web.health import metrics_app
 SHUTDOWN_GRACE_SECONDS = 20
 """On SIGTERM, requests in flight get this long to finish (compose stops the container after
 30 s); new connections are refused from the signal on."""
-
-
-class _Server(uvicorn.Server):
-    """Leaves signals to the caller, which stops every part of the stack together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 async def serve_web(
@@ -45,32 +35,22 @@ async def serve_web(
     app = create_app(settings, services, client or (lambda: connect(settings)))
     freeze_start_up()
     servers = [
-        _Server(
-            uvicorn.Config(
-                app,
-                host=settings.web_host,
-                port=settings.web_port,
-                log_level="warning",
-                # uvicorn's records go through the process's logging (JSON outside
-                # development), not a text handler of its own.
-                log_config=None,
-                # The app reads X-Forwarded-For itself, from Settings.trusted_proxies only.
-                proxy_headers=False,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-            )
+        http_server(
+            app,
+            settings.web_host,
+            settings.web_port,
+            # The app reads X-Forwarded-For itself, from Settings.trusted_proxies only.
+            proxy_headers=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         )
     ]
     if settings.web_metrics_port:
         servers.append(
-            _Server(
-                uvicorn.Config(
-                    metrics_app(app.state.metrics),
-                    host=settings.web_metrics_host,
-                    port=settings.web_metrics_port,
-                    log_level="warning",
-                    log_config=None,
-                    lifespan="off",
-                )
+            http_server(
+                metrics_app(app.state.metrics),
+                settings.web_metrics_host,
+                settings.web_metrics_port,
+                lifespan="off",
             )
         )
     serving = {asyncio.create_task(server.serve()) for server in servers}

@@ -9,10 +9,7 @@ metrics are served by the SDK on ACCORD_TEMPORAL_METRICS_ADDRESS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Generator
 
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +19,7 @@ from temporalio.client import Client
 
 from accord.platform.db import SessionFactory
 from accord.platform.observability import BusinessMetrics, readiness
+from accord.platform.servers import http_server
 
 
 class WorkerState:
@@ -53,17 +51,9 @@ def health_app(sessions: SessionFactory, client: Client, state: WorkerState) -> 
     )
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # the worker's own signal handling stops everything together
-
-
 async def serve_health(app: Starlette, host: str, port: int, stop: asyncio.Event) -> None:
-    server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None)
-    )
-    serving = asyncio.create_task(server.serve())
+    health = http_server(app, host, port)
+    serving = asyncio.create_task(health.serve())
     await stop.wait()
-    server.should_exit = True
+    health.should_exit = True
     await serving
