@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from accord.disputes.filing import FilingService
 from accord.platform.db import SessionFactory, make_engine
-from accord.platform.settings import Settings
+from accord.platform.settings import Settings, revealed
 from accord.playbooks.library import PlaybookLibrary
 from notifications.mailer import Mailer, SmtpMailer
 from notifications.outbox import Outbox, RelayPolicy
@@ -38,7 +38,7 @@ def build_services(settings: Settings, mailer: Mailer | None = None) -> Services
         host=settings.smtp_host,
         port=settings.smtp_port,
         username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        password=revealed(settings.smtp_password),
         starttls=settings.smtp_starttls,
     )
     outbox = Outbox(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 from imapclient.exceptions import IMAPClientError  # type: ignore[import-untyped]
 
-from accord.platform.settings import Settings
+from accord.platform.settings import Settings, revealed
 from intake.processor import IntakeProcessor
 from models.tables import ImapCursor
 
@@ -47,7 +47,7 @@ class ImapPoller:
         """Fetch and store what is new; returns the stored rows' ids (blocking: run it in a
         thread)."""
         s = self.settings
-        password = s.intake_imap_password.get_secret_value() if s.intake_imap_password else ""
+        password = revealed(s.intake_imap_password) or ""
         stored: list[int] = []
         with IMAPClient(s.intake_imap_host, port=s.intake_imap_port, ssl=s.intake_imap_ssl) as imap:
             imap.login(s.intake_imap_username, password)

@@ -82,6 +82,11 @@ _NO_PAYLOAD_KEYS = (
 )
 
 
+def revealed(secret: SecretStr | None) -> str | None:
+    """A secret setting's value, None when it is unset."""
+    return None if secret is None else secret.get_secret_value()
+
+
 def _placeholder(value: str) -> bool:
     return bool(PLACEHOLDER.search(value.strip()))
 
@@ -449,7 +454,7 @@ class Settings(BaseSettings):
     def payload_key_ring(self) -> PayloadKeys:
         """The keys sealing Temporal payloads (the development key when none are set in
         development); ConfigurationError naming what is wrong, never a key's value."""
-        text = self.payload_keys.get_secret_value() if self.payload_keys else ""
+        text = revealed(self.payload_keys) or ""
         if not text.strip() or _placeholder(text):
             # A copied .env.example runs `make run` as it is, like its other placeholders.
             if self.environment == "development":
@@ -532,7 +537,7 @@ class Settings(BaseSettings):
         certificate, a file that cannot be read or is no PEM, an empty or placeholder API key,
         an address or name no connection takes, control characters in the database's."""
         found = []
-        password = self.database_password.get_secret_value() if self.database_password else ""
+        password = revealed(self.database_password) or ""
         for setting, value in (
             ("DATABASE_URL", self.database_url),
             ("ACCORD_DATABASE_USER", self.database_user),
@@ -568,7 +573,7 @@ class Settings(BaseSettings):
                 found.append(f"{setting}: cannot be read ({path})")
             elif not _holds_pem(path, pem):
                 found.append(f"{setting}: not a PEM {pem.lower()} ({path})")
-        api_key = self.temporal_api_key.get_secret_value() if self.temporal_api_key else None
+        api_key = revealed(self.temporal_api_key)
         if api_key is not None and not api_key.strip():
             found.append("ACCORD_TEMPORAL_API_KEY: empty")
         elif api_key is not None and _placeholder(api_key):
@@ -618,7 +623,7 @@ class Settings(BaseSettings):
 
     def _payload_key_problems(self) -> list[str]:
         # Never quotes the value: even a malformed key list may hold a real key.
-        text = self.payload_keys.get_secret_value() if self.payload_keys else ""
+        text = revealed(self.payload_keys) or ""
         if not text.strip():
             return [] if self.environment == "development" else [_NO_PAYLOAD_KEYS]
         if _placeholder(text):

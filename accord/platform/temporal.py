@@ -19,7 +19,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import TLSConfig
 
-from accord.platform.settings import Settings
+from accord.platform.settings import Settings, revealed
 from accord.platform.tracing import temporal_interceptors
 from models.converter import encrypted
 
@@ -89,7 +89,7 @@ async def connect(
     many seconds is a refusal too (RuntimeError): the SDK itself waits 30 s on a listener that
     accepts the connection and never answers, and no connect option shortens that."""
     runtime = _runtime(settings.temporal_metrics_address if sdk_metrics else None)
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    api_key = revealed(settings.temporal_api_key)
     tls = client_tls(settings)
     deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
     while True:
