@@ -19,13 +19,22 @@ psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --db
     -v temporal_user="$TEMPORAL_DATABASE_USER" -v temporal_password="$TEMPORAL_DATABASE_PASSWORD" \
     -v temporal_db="${TEMPORAL_DATABASE_NAME:-temporal}" \
     -v visibility_db="${TEMPORAL_VISIBILITY_DATABASE_NAME:-temporal_visibility}" <<'SQL'
-CREATE ROLE :"accord_user" LOGIN PASSWORD :'accord_password'
+-- Each step makes what is missing and leaves what is there: a first start killed midway, or a
+-- run by hand on a server where part of it was done, is finished by running it again.
+SELECT format('CREATE ROLE %I', role) FROM (VALUES (:'accord_user'), (:'temporal_user')) AS r(role)
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role) \gexec
+-- The password given now, whatever the role had: the roles follow the settings.
+ALTER ROLE :"accord_user" LOGIN PASSWORD :'accord_password'
     NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
-CREATE ROLE :"temporal_user" LOGIN PASSWORD :'temporal_password'
+ALTER ROLE :"temporal_user" LOGIN PASSWORD :'temporal_password'
     NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
-CREATE DATABASE :"accord_db" OWNER :"accord_user";
-CREATE DATABASE :"temporal_db" OWNER :"temporal_user";
-CREATE DATABASE :"visibility_db" OWNER :"temporal_user";
+SELECT format('CREATE DATABASE %I OWNER %I', db, owner)
+FROM (VALUES (:'accord_db', :'accord_user'), (:'temporal_db', :'temporal_user'),
+             (:'visibility_db', :'temporal_user')) AS d(db, owner)
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = db) \gexec
+ALTER DATABASE :"accord_db" OWNER TO :"accord_user";
+ALTER DATABASE :"temporal_db" OWNER TO :"temporal_user";
+ALTER DATABASE :"visibility_db" OWNER TO :"temporal_user";
 -- Only each database's owner (and the superuser) may connect to it.
 REVOKE ALL ON DATABASE :"accord_db" FROM PUBLIC;
 REVOKE ALL ON DATABASE :"temporal_db" FROM PUBLIC;
