@@ -689,16 +689,16 @@ PRODUCTION_SETTINGS: dict[str, object] = {
 each test changes what it judges."""
 
 
+def env_name(field: str) -> str:
+    """The environment variable a Settings field is read from."""
+    return "DATABASE_URL" if field == "database_url" else f"ACCORD_{field.upper()}"
+
+
 def production_environment(**settings: object) -> dict[str, str]:
     """`deployed_environment` holding PRODUCTION_SETTINGS, with `settings` (field names) over
     them."""
     values = {**PRODUCTION_SETTINGS, **settings}
-    return deployed_environment(
-        **{
-            ("DATABASE_URL" if k == "database_url" else f"ACCORD_{k.upper()}"): str(v)
-            for k, v in values.items()
-        }
-    )
+    return deployed_environment(**{env_name(k): str(v) for k, v in values.items()})
 
 
 # --- a dev server that suggests continuing as new early (continue-as-new tests and probes) -------

@@ -27,6 +27,7 @@ from accord.platform.settings import Settings
 from accord.runtime.wiring import GRACEFUL_SHUTDOWN
 from models import search_attributes
 from models.codec import new_key_entry
+from tests.conftest import env_name
 from web.codec import PREFIX as CODEC_PREFIX
 from web.serve import SHUTDOWN_GRACE_SECONDS
 
@@ -35,10 +36,6 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 SERVICES: dict[str, Any] = COMPOSE["services"]
 ACCORD = ("accord-migrate", "worker", "web", "intake")
 MONITORING = ("prometheus", "blackbox", "grafana")
-
-
-def env_name(field: str) -> str:
-    return "DATABASE_URL" if field == "database_url" else f"ACCORD_{field.upper()}"
 
 
 def test_the_file_follows_the_compose_specification() -> None:
