@@ -40,7 +40,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 from sqlalchemy import insert, text
 from sqlmodel import col, select
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
@@ -50,6 +49,7 @@ from accord.application import Services, build_filing
 from accord.directory.demo import DEMO
 from accord.directory.records import resolve_actor
 from accord.platform.heap import freeze_start_up
+from accord.platform.servers import http_server
 from accord.rules.audit import GENESIS, event_hash
 from accord.runtime.wiring import build_worker
 from bench.common import BenchStack, Goal, Report, add_arguments, pct
@@ -61,7 +61,6 @@ from models.tables import Dispute, DisputeEvent, DisputeParty, OutboxMessage, Ta
 from web.app import create_app
 from web.auth import Accounts, seed_demo_accounts
 from web.health import metrics_app
-from web.serve import _Server
 from workflows.dispute import DisputeWorkflow
 
 PARTNERS = [p.id for p in DEMO.partners if not p.is_direct_sales]
@@ -293,7 +292,7 @@ async def main(args: argparse.Namespace) -> None:
     port = listening.getsockname()[1]
     app = create_app(settings, services, env.client)
     timer = ServerTimer(app, metrics_app(app.state.metrics))
-    server = _Server(uvicorn.Config(timer, host="127.0.0.1", port=port, log_level="error"))
+    server = http_server(timer, "127.0.0.1", port, log_level="error")
     serving = asyncio.create_task(server.serve(sockets=[listening]))
     while not server.started:
         await asyncio.sleep(0.05)

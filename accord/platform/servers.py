@@ -18,10 +18,12 @@ class Server(uvicorn.Server):
         yield
 
 
-def http_server(app: Any, host: str, port: int, **options: Any) -> Server:
+def http_server(
+    app: Any, host: str, port: int, *, log_level: str = "warning", **options: Any
+) -> Server:
     """A server for `app` on host:port. Its records go through the process's logging (JSON
-    outside development), not a text handler of uvicorn's own (`log_config`), and only its
-    warnings and errors (`log_level`)."""
+    outside development), not a text handler of uvicorn's own (`log_config`), from `log_level`
+    up."""
     return Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, **options)
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, log_config=None, **options)
     )
