@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint lock promtool bench bench-metrics bench-web bench-intake bench-responsiveness bench-search bench-parked bench-anonymity bench-history chaos histories worker clean chromium dovecot
+.PHONY: run test lint lock promtool bench bench-metrics bench-migrations bench-web bench-intake bench-responsiveness bench-search bench-parked bench-anonymity bench-history chaos histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -88,6 +88,11 @@ bench-anonymity: $(STAMP)
 # One /metrics scrape's database time with 2,000,000 audit entries (PostgreSQL on 127.0.0.1).
 bench-metrics: $(STAMP)
 	$(BIN)/python -m bench.metrics $(BENCH_ARGS)
+
+# accord migrate from 0006 to head on 200,000 disputes and 2,000,000 audit entries while probes
+# read and write them (PostgreSQL on 127.0.0.1): the upgrade's time and the probes it blocked.
+bench-migrations: $(STAMP)
+	$(BIN)/python -m bench.migrations $(BENCH_ARGS)
 
 bench-history: $(STAMP)
 	$(BIN)/python -m bench.history

@@ -593,6 +593,16 @@ class ImapCursor(SQLModel, table=True):
     updated_at: datetime = _utc_column()
 
 
+class SchemaRelease(SQLModel, table=True):
+    """A release (its last migration) whose code the schema serves: the release it was migrated
+    to, and the one before while the migrations since only added (accord.platform.schema's
+    record_release). A process is ready on a schema that serves its release, so the old web tier
+    keeps serving during a rolling upgrade."""
+
+    __tablename__ = "schema_release"
+    revision: str = Field(primary_key=True, max_length=32)
+
+
 MAX_ROW_ID = 2**31 - 1
 """The largest id a serial key column holds (INTEGER on PostgreSQL)."""
 

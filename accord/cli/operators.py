@@ -178,12 +178,34 @@ def payload_key_ids() -> None:
 
 
 @commands.command()
-def migrate() -> None:
-    """Bring the database schema up to date."""
-    from accord.platform.schema import upgrade
+def migrate(
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=60,
+            help="PostgreSQL: seconds a statement waits for a table's lock before the migration"
+            " is tried again (requests on that table wait behind it meanwhile)",
+        ),
+    ] = 3.0,
+    tries: Annotated[
+        int, typer.Option(min=1, max=1000, help="How often a migration is tried before giving up")
+    ] = 20,
+) -> None:
+    """Bring the database schema up to date, while the product runs (each migration its own
+    transaction; indexes built and rows filled without blocking reads and writes)."""
+    from accord.platform.schema import MigrationBlocked, upgrade
 
     settings = _settings()
-    upgrade(settings.resolved_database_url())
+    try:
+        upgrade(
+            settings.resolved_database_url(),
+            lock_timeout=lock_timeout,
+            tries=tries,
+            said=lambda line: typer.echo(line, err=True),
+        )
+    except MigrationBlocked as blocked:
+        fail(str(blocked))
     typer.echo(f"schema up to date at {settings.database_url_shown()}")
 
 

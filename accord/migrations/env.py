@@ -1,13 +1,21 @@
-"""Alembic environment: the URL comes from the caller (accord.platform.schema) or from Settings."""
+"""Alembic environment: the URL comes from the caller (accord.platform.schema) or from Settings.
+
+Each migration runs in a transaction of its own, so an upgrade holds a migration's locks only
+while that migration runs, and one that fails leaves the ones before it done. On PostgreSQL a
+statement waits at most `lock_timeout` for a lock (accord.platform.schema.upgrade tries the
+migration again): a DDL statement queued behind a long transaction would hold up every request
+queued behind it.
+"""
 
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 from accord.platform.db import make_engine
-from accord.platform.schema import include_object
+from accord.platform.schema import LOCK_TIMEOUT, include_object, record_release
 from accord.platform.settings import Settings
 
 config = context.config
@@ -18,12 +26,18 @@ target_metadata = SQLModel.metadata
 def run_migrations() -> None:
     engine = make_engine(url)
     with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            waited = config.attributes.get("lock_timeout", LOCK_TIMEOUT)
+            connection.execute(text(f"SET lock_timeout = '{int(waited * 1000)}ms'"))
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
             include_object=include_object,
+            transaction_per_migration=True,
+            on_version_apply=record_release,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -16,6 +16,12 @@ down_revision: Union[str, None] = ${repr(down_revision)}
 branch_labels: Union[str, Sequence[str], None] = ${repr(branch_labels)}
 depends_on: Union[str, Sequence[str], None] = ${repr(depends_on)}
 
+# True if the previous release's code still works on this schema (this migration only adds:
+# a table, a nullable column or one with a default, an index): its processes stay ready during
+# a rolling upgrade. Dropping or renaming what it reads, or a constraint it would break, is the
+# contract half of a change, for the release after the one that stopped using it.
+serves_previous_release = False
+
 
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}

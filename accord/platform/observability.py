@@ -21,7 +21,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from accord.platform.db import SessionFactory
-from accord.platform.schema import head_revision
+from accord.platform.schema import head_revision, known_revision
 
 COUNTED_ACTIONS = (
     "filed",
@@ -66,18 +66,36 @@ async def readiness(sessions: SessionFactory, client: Client | None) -> dict[str
 
 
 def _check_database(sessions: SessionFactory) -> str:
-    """Reachable, and at the schema this code needs (a process of a newer release started
-    before `accord migrate` ran is not ready)."""
+    """Reachable, and at a schema this code works on: the one its release migrates to, or a
+    later release's that still serves it (the expand half of a rolling upgrade). A process of a
+    newer release started before `accord migrate` ran is not ready, nor one whose release a
+    later migration stopped serving."""
     with sessions.read() as session:
         session.execute(text("SELECT 1")).scalar()
         try:
             version = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
         except DBAPIError:
+            session.rollback()
             version = None
-    needed = head_revision()
-    if version != needed:
-        return f"schema at {version or 'nothing'}, this release needs {needed}: run accord migrate"
-    return "ok"
+        needed = head_revision()
+        if version == needed:
+            return "ok"
+        if version is None or known_revision(version):
+            return (
+                f"schema at {version or 'nothing'}, this release needs {needed}: run accord migrate"
+            )
+        try:
+            served = set(
+                session.execute(text("SELECT revision FROM schema_release")).scalars().all()
+            )
+        except DBAPIError:
+            served = set()
+    if needed in served:
+        return "ok"
+    return (
+        f"schema at {version}, a later release's that no longer serves this one ({needed}):"
+        " upgrade this process"
+    )
 
 
 TAIL_ROWS = 10_000

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import time
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
+
+from accord.platform.db import make_engine
 
 # The Alembic configuration and its scripts sit beside the packages, in accord/ (package data).
 INI = Path(__file__).resolve().parents[1] / "alembic.ini"
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, locations: tuple[Path, ...] = ()) -> Config:
     config = Config(str(INI))
     config.set_main_option("script_location", str(INI.parent / "migrations"))
+    if locations:
+        folders = (INI.parent / "migrations" / "versions", *locations)
+        config.set_main_option("version_locations", os.pathsep.join(str(f) for f in folders))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
@@ -42,15 +56,128 @@ def include_object(
     return not (name or "").startswith(HAND_MADE)
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+LOCK_TIMEOUT = 3.0
+"""Seconds a migration's statement waits for a lock on PostgreSQL before it gives up and the
+migration is tried again: every request on that table queues behind a waiting DDL statement,
+so the wait is what a request may be held up by."""
+LOCK_TRIES = 20
+"""How many times a migration that could not take its lock is tried, a few seconds apart."""
+
+
+class MigrationBlocked(RuntimeError):
+    """A migration could not take a lock in LOCK_TRIES tries: a long transaction holds it."""
+
+
+def upgrade(
+    url: str,
+    revision: str = "head",
+    *,
+    lock_timeout: float = LOCK_TIMEOUT,
+    tries: int = LOCK_TRIES,
+    said: Callable[[str], None] = lambda _: None,
+    locations: tuple[Path, ...] = (),
+) -> None:
+    """Migrates to `revision`, each migration in its own transaction (migrations/env.py). On
+    PostgreSQL a migration whose statement waited over `lock_timeout` for a lock is rolled back
+    and tried again (`said` is told), the ones before it staying done; `locations` adds folders
+    of migrations (a test's next release)."""
+    config = alembic_config(url, locations)
+    config.attributes["lock_timeout"] = lock_timeout
+    for attempt in range(1, tries + 1):
+        try:
+            command.upgrade(config, revision)
+            return
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise
+            stuck = _next_after(config, current_revision(url))
+            if attempt == tries:
+                raise MigrationBlocked(
+                    f"migration {stuck} waited over {lock_timeout:g} s for a lock"
+                    f" {tries} times: a long transaction holds a table it changes (see"
+                    " pg_stat_activity); the migrations before it are done, run accord migrate"
+                    " again"
+                ) from None
+            said(
+                f"migration {stuck} waited over {lock_timeout:g} s for a lock; trying again"
+                f" (try {attempt + 1} of {tries})"
+            )
+            time.sleep(min(attempt, 5))
+
+
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _next_after(config: Config, revision: str | None) -> str:
+    """The migration that runs after `revision` (the first, after none): the one that waited."""
+    for script in ScriptDirectory.from_config(config).walk_revisions():
+        if script.down_revision == revision:
+            return f"{script.revision} ({script.doc.splitlines()[0]})"
+    return f"after {revision}"
+
+
+def current_revision(url: str) -> str | None:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
 
 
 def head_revision() -> str:
     """The revision this code's models need the database to be at."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:
         raise RuntimeError("no migrations found")
     return head
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this release's migrations (else a later release's)."""
+    return any(script.revision == revision for script in _scripts().walk_revisions())
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """Read once a process: /ready asks on every probe, and the scripts never change under it."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def record_release(
+    ctx: MigrationContext,
+    step: MigrationInfo,
+    heads: Collection[Any],
+    run_args: Mapping[str, Any],
+) -> None:
+    """After each migration, in its transaction: which releases' code the schema now serves.
+
+    A migration that only adds (a table, a nullable column, an index: the expand half of a
+    change) says `serves_previous_release = True`, and the release before it stays served, so
+    during a rolling upgrade the old processes stay ready while `accord migrate` runs and the
+    new ones start. Any other migration (the contract half: a column dropped or renamed, a new
+    constraint the old code would break) serves its own release only."""
+    connection = ctx.connection
+    assert connection is not None
+    if not inspect(connection).has_table("schema_release"):  # before 0033
+        return
+    revision = step.up_revision_id
+    assert revision is not None
+    assert step.up_revision is not None
+    if step.is_upgrade:
+        script = step.up_revision.module  # type: ignore[attr-defined]  # a Script's
+        expands = bool(getattr(script, "serves_previous_release", False))
+        if not expands:
+            connection.execute(text("DELETE FROM schema_release"))
+        served = {revision, *(step.down_revision_ids if expands else ())}
+    else:
+        connection.execute(text("DELETE FROM schema_release WHERE revision = :r"), {"r": revision})
+        served = set(step.down_revision_ids)
+    for name in sorted(served):
+        connection.execute(
+            text(
+                "INSERT INTO schema_release (revision) SELECT CAST(:r AS VARCHAR(32)) WHERE NOT"
+                " EXISTS (SELECT 1 FROM schema_release WHERE revision = CAST(:r AS VARCHAR(32)))"
+            ),
+            {"r": name},
+        )

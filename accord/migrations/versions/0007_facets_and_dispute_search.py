@@ -16,6 +16,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0007'
 down_revision: Union[str, None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -25,6 +27,16 @@ DISPUTE_TEXT = "{t}.number || ' ' || {t}.claimant_id || ' ' || {t}.respondent_id
 
 
 def upgrade() -> None:
+    # Run again from here if it stopped in the PostgreSQL fill below, after this was committed.
+    if not sa.inspect(op.get_bind()).has_table('precedent_facet'):
+        _facets()
+    if op.get_bind().dialect.name == 'sqlite':
+        _dispute_index_sqlite()
+    else:
+        _dispute_vectors_postgres()
+
+
+def _facets() -> None:
     op.create_table(
         'precedent_facet',
         sa.Column('precedent_id', sa.Integer(), nullable=False),
@@ -35,28 +47,57 @@ def upgrade() -> None:
     )
     op.create_index('ix_precedent_facet_value', 'precedent_facet', ['facet', 'value', 'precedent_id'])
     _backfill_facets()
-    if op.get_bind().dialect.name == 'sqlite':
-        op.execute("CREATE VIRTUAL TABLE dispute_fts USING fts5(number UNINDEXED, body, tokenize='porter unicode61')")
-        op.execute(
-            "CREATE TRIGGER dispute_fts_insert AFTER INSERT ON dispute BEGIN"
-            f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {DISPUTE_TEXT.format(t='new')}); END"
-        )
-        op.execute(
-            "CREATE TRIGGER dispute_fts_update AFTER UPDATE OF claimant_id, respondent_ids, summary, facts"
-            " ON dispute BEGIN DELETE FROM dispute_fts WHERE number = old.number;"
-            f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {DISPUTE_TEXT.format(t='new')}); END"
-        )
-        op.execute(
-            "CREATE TRIGGER dispute_fts_delete AFTER DELETE ON dispute BEGIN"
-            " DELETE FROM dispute_fts WHERE number = old.number; END"
-        )
-        op.execute(f"INSERT INTO dispute_fts(number, body) SELECT number, {DISPUTE_TEXT.format(t='dispute')} FROM dispute")
-    else:
-        text = DISPUTE_TEXT.format(t='dispute').replace('dispute.', '').replace('respondent_ids', 'respondent_ids::text')
-        op.execute(
-            f"ALTER TABLE dispute ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', {text})) STORED"
-        )
-        op.execute("CREATE INDEX ix_dispute_search_tsv ON dispute USING GIN (search_tsv)")
+
+
+def _dispute_index_sqlite() -> None:
+    op.execute("CREATE VIRTUAL TABLE dispute_fts USING fts5(number UNINDEXED, body, tokenize='porter unicode61')")
+    op.execute(
+        "CREATE TRIGGER dispute_fts_insert AFTER INSERT ON dispute BEGIN"
+        f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {DISPUTE_TEXT.format(t='new')}); END"
+    )
+    op.execute(
+        "CREATE TRIGGER dispute_fts_update AFTER UPDATE OF claimant_id, respondent_ids, summary, facts"
+        " ON dispute BEGIN DELETE FROM dispute_fts WHERE number = old.number;"
+        f" INSERT INTO dispute_fts(number, body) VALUES (new.number, {DISPUTE_TEXT.format(t='new')}); END"
+    )
+    op.execute(
+        "CREATE TRIGGER dispute_fts_delete AFTER DELETE ON dispute BEGIN"
+        " DELETE FROM dispute_fts WHERE number = old.number; END"
+    )
+    op.execute(f"INSERT INTO dispute_fts(number, body) SELECT number, {DISPUTE_TEXT.format(t='dispute')} FROM dispute")
+
+
+# The vector of a dispute's text, kept by a trigger rather than a generated column: adding a
+# generated column rewrites the table under its strongest lock (every read and write of disputes
+# waited for the whole rewrite); a plain column is added at once, the trigger keeps new and
+# changed rows right from then on, and the rows already there are filled in batches (online.py).
+PG_TEXT = DISPUTE_TEXT.format(t='{t}').replace('respondent_ids', 'respondent_ids::text')
+PG_VECTOR = """
+CREATE OR REPLACE FUNCTION dispute_search_tsv() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search_tsv := to_tsvector('english', {text});
+    RETURN NEW;
+END $$
+"""
+
+
+def _dispute_vectors_postgres() -> None:
+    op.execute("ALTER TABLE dispute ADD COLUMN IF NOT EXISTS search_tsv tsvector")
+    op.execute(PG_VECTOR.format(text=PG_TEXT.format(t='NEW')))
+    op.execute("DROP TRIGGER IF EXISTS dispute_search_tsv ON dispute")
+    op.execute(
+        "CREATE TRIGGER dispute_search_tsv BEFORE INSERT OR UPDATE OF number, claimant_id,"
+        " respondent_ids, summary, facts ON dispute"
+        " FOR EACH ROW EXECUTE FUNCTION dispute_search_tsv()"
+    )
+    online.in_batches(
+        f"UPDATE dispute SET search_tsv = to_tsvector('english', {PG_TEXT.format(t='dispute')})"
+        " WHERE number > :low AND number <= :high AND search_tsv IS NULL",
+        table='dispute',
+        key='number',
+        below='',
+    )
+    online.create_index('ix_dispute_search_tsv', 'dispute', 'search_tsv', using='GIN')
 
 
 def _backfill_facets() -> None:
@@ -83,6 +124,8 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS dispute_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_dispute_search_tsv")
+        op.execute("DROP TRIGGER IF EXISTS dispute_search_tsv ON dispute")
+        op.execute("DROP FUNCTION IF EXISTS dispute_search_tsv()")
         op.execute("ALTER TABLE dispute DROP COLUMN IF EXISTS search_tsv")
     op.drop_index('ix_precedent_facet_value', table_name='precedent_facet')
     op.drop_table('precedent_facet')

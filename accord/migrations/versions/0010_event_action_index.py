@@ -11,6 +11,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0010'
 down_revision: Union[str, None] = '0009'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -18,7 +20,8 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_dispute_event_action', 'dispute_event', ['action'])
+    # Built while entries go on being written (CONCURRENTLY on PostgreSQL).
+    online.create_index('ix_dispute_event_action', 'dispute_event', 'action')
 
 
 def downgrade() -> None:

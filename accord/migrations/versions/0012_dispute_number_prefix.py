@@ -13,6 +13,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0012'
 down_revision: Union[str, None] = '0011'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -21,7 +23,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE INDEX ix_dispute_number_prefix ON dispute (number text_pattern_ops)")
+        online.create_index("ix_dispute_number_prefix", "dispute", "number text_pattern_ops")
 
 
 def downgrade() -> None:

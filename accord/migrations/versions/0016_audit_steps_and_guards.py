@@ -17,6 +17,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
+from accord.migrations import online
+
 
 revision: str = '0016'
 down_revision: Union[str, None] = '0015'
@@ -39,23 +41,66 @@ NO_TRUNCATE_POSTGRES = """CREATE TRIGGER dispute_event_no_truncate BEFORE TRUNCA
        FOR EACH STATEMENT EXECUTE FUNCTION dispute_event_append_only()"""
 
 
+# While 0016 fills in the steps, the guard lets through that one change, and only in a session
+# that says it is the fill: an entry without a step getting step = seq, nothing else changed.
+APPEND_ONLY_FILLING_STEPS = """CREATE OR REPLACE FUNCTION dispute_event_append_only()
+       RETURNS trigger AS $$
+       BEGIN
+           IF TG_OP = 'UPDATE' AND current_setting('accord.filling_steps', true) = 'on'
+              AND OLD.step IS NULL AND NEW.step = OLD.seq
+              AND (to_jsonb(NEW) - 'step') = (to_jsonb(OLD) - 'step') THEN
+               RETURN NEW;
+           END IF;
+           RAISE EXCEPTION 'dispute_event is append-only';
+       END; $$ LANGUAGE plpgsql"""
+# The release before wrote one entry per step and no step: entries it writes while the next one
+# is rolled out (during the fill and after it) get step = seq as they land. The code from here on
+# gives every entry its step, except a gap entry, whose steps are in its content.
+STEP_OF_OLDER_WRITERS = """CREATE OR REPLACE FUNCTION dispute_event_step() RETURNS trigger AS $$
+       BEGIN NEW.step := NEW.seq; RETURN NEW; END; $$ LANGUAGE plpgsql"""
+STEP_TRIGGER = """CREATE TRIGGER dispute_event_step BEFORE INSERT ON dispute_event
+       FOR EACH ROW WHEN (NEW.step IS NULL AND NEW.action <> 'audit_gap')
+       EXECUTE FUNCTION dispute_event_step()"""
+APPEND_ONLY = """CREATE OR REPLACE FUNCTION dispute_event_append_only() RETURNS trigger AS $$
+       BEGIN RAISE EXCEPTION 'dispute_event is append-only'; END; $$ LANGUAGE plpgsql"""
+
+
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
+    if op.get_bind().dialect.name == "postgresql":
+        _upgrade_postgres()
+        return
     op.add_column('dispute_event', sa.Column('step', sa.Integer(), nullable=True))
     # The one rewrite the trail ever gets: its entries were written one per step, in order.
-    if postgres:
-        op.execute("ALTER TABLE dispute_event DISABLE TRIGGER dispute_event_append_only")
-        op.execute("UPDATE dispute_event SET step = seq")
-        op.execute("ALTER TABLE dispute_event ENABLE TRIGGER dispute_event_append_only")
-        op.execute(NO_TRUNCATE_POSTGRES)
-    else:
-        op.execute("DROP TRIGGER dispute_event_no_update")
-        op.execute("UPDATE dispute_event SET step = seq")
-        op.execute(NO_UPDATE_SQLITE)
-        op.execute(NO_REPLACE_SQLITE)
+    op.execute("DROP TRIGGER dispute_event_no_update")
+    op.execute("UPDATE dispute_event SET step = seq")
+    op.execute(NO_UPDATE_SQLITE)
+    op.execute(NO_REPLACE_SQLITE)
     op.create_index(
         'uq_dispute_event_step', 'dispute_event', ['dispute_number', 'step'], unique=True
     )
+
+
+def _upgrade_postgres() -> None:
+    """The same, while the product writes entries: the guard is never switched off for other
+    sessions (it was, with DISABLE TRIGGER, which also held off every write for the whole
+    fill), the entries are filled in batches and the index built concurrently. Safe to run
+    again from the start if it stopped midway."""
+    op.execute("ALTER TABLE dispute_event ADD COLUMN IF NOT EXISTS step integer")
+    op.execute(APPEND_ONLY_FILLING_STEPS)
+    op.execute("DROP TRIGGER IF EXISTS dispute_event_no_truncate ON dispute_event")
+    op.execute(NO_TRUNCATE_POSTGRES)
+    op.execute(STEP_OF_OLDER_WRITERS)
+    op.execute("DROP TRIGGER IF EXISTS dispute_event_step ON dispute_event")
+    op.execute(STEP_TRIGGER)
+    online.run_outside_transaction("SET accord.filling_steps = 'on'")
+    online.in_batches(
+        "UPDATE dispute_event SET step = seq WHERE id > :low AND id <= :high AND step IS NULL",
+        table='dispute_event',
+        key='id',
+        below=0,
+    )
+    online.run_outside_transaction("RESET accord.filling_steps", APPEND_ONLY)
+    online.create_index('uq_dispute_event_step', 'dispute_event', 'dispute_number, step', unique=True)
 
 
 def downgrade() -> None:
@@ -64,6 +109,8 @@ def downgrade() -> None:
     count: downgrade only a database without gap entries."""
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS dispute_event_no_truncate ON dispute_event")
+        op.execute("DROP TRIGGER IF EXISTS dispute_event_step ON dispute_event")
+        op.execute("DROP FUNCTION IF EXISTS dispute_event_step()")
     else:
         op.execute("DROP TRIGGER IF EXISTS dispute_event_no_replace")
     op.drop_index('uq_dispute_event_step', table_name='dispute_event')

@@ -11,6 +11,8 @@ backoff. Rows from before this migration have no `next_attempt_at` and are due a
 from typing import Sequence, Union
 
 from alembic import op
+
+from accord.migrations import online
 import sqlalchemy as sa
 import sqlmodel
 
@@ -22,10 +24,11 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('outbox_message', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
-        batch_op.create_index('ix_outbox_message_due', ['state', 'next_attempt_at'], unique=False)
+    # IF NOT EXISTS: run again from the start if it stopped while the index was being built.
+    op.add_column('outbox_message', sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True), if_not_exists=online.postgres())
+    op.add_column('outbox_message', sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True), if_not_exists=online.postgres())
+    # Built while the outbox goes on being written (CONCURRENTLY on PostgreSQL).
+    online.create_index('ix_outbox_message_due', 'outbox_message', 'state, next_attempt_at')
 
 
 def downgrade() -> None:

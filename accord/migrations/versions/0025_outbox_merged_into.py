@@ -11,6 +11,8 @@ message, each other row points at it. Rows from before were each sent on their o
 from typing import Sequence, Union
 
 from alembic import op
+
+from accord.migrations import online
 import sqlalchemy as sa
 
 
@@ -21,9 +23,9 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('outbox_message') as batch:
-        batch.add_column(sa.Column('merged_into', sa.Integer(), nullable=True))
-        batch.create_index('ix_outbox_message_merged_into', ['merged_into'], unique=False)
+    # IF NOT EXISTS: run again from the start if it stopped while the index was being built.
+    op.add_column('outbox_message', sa.Column('merged_into', sa.Integer(), nullable=True), if_not_exists=online.postgres())
+    online.create_index('ix_outbox_message_merged_into', 'outbox_message', 'merged_into')
 
 
 def downgrade() -> None:

@@ -23,6 +23,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0028'
 down_revision: Union[str, None] = '0026'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -48,7 +50,7 @@ def _drop_0007() -> None:
 
 
 PG_SYNC = """
-CREATE FUNCTION dispute_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION dispute_search_sync() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO dispute_search (number, filed_at, tsv) VALUES (NEW.number, NEW.filed_at, NEW.search_tsv)
     ON CONFLICT (number) DO UPDATE SET filed_at = EXCLUDED.filed_at, tsv = EXCLUDED.tsv;
@@ -58,20 +60,31 @@ END $$
 
 
 def _upgrade_postgres() -> None:
+    """While disputes are filed and changed: the trigger that keeps the table right is committed
+    first, then the disputes already there are copied in batches (one the trigger wrote
+    meanwhile is newer, and kept), then the index is built concurrently. Safe to run again from
+    the start if it stopped midway."""
     op.execute(
-        "CREATE TABLE dispute_search (number VARCHAR(32) PRIMARY KEY"
+        "CREATE TABLE IF NOT EXISTS dispute_search (number VARCHAR(32) PRIMARY KEY"
         " REFERENCES dispute (number) ON DELETE CASCADE,"
         " filed_at TIMESTAMP WITH TIME ZONE NOT NULL, tsv tsvector NOT NULL)"
     )
-    op.execute("INSERT INTO dispute_search SELECT number, filed_at, search_tsv FROM dispute")
-    op.execute("CREATE INDEX ix_dispute_search_tsv_only ON dispute_search USING GIN (tsv)")
     op.execute(PG_SYNC)
+    op.execute("DROP TRIGGER IF EXISTS dispute_search_sync ON dispute")
     op.execute(
         "CREATE TRIGGER dispute_search_sync AFTER INSERT OR UPDATE OF claimant_id, respondent_ids,"
         " summary, facts, filed_at ON dispute FOR EACH ROW EXECUTE FUNCTION dispute_search_sync()"
     )
-    op.execute("DROP INDEX IF EXISTS ix_dispute_search_tsv")
-    op.execute("ANALYZE dispute_search")
+    online.in_batches(
+        "INSERT INTO dispute_search SELECT number, filed_at, search_tsv FROM dispute"
+        " WHERE number > :low AND number <= :high ON CONFLICT (number) DO NOTHING",
+        table='dispute',
+        key='number',
+        below='',
+    )
+    online.create_index('ix_dispute_search_tsv_only', 'dispute_search', 'tsv', using='GIN')
+    online.drop_index('ix_dispute_search_tsv')
+    online.run_outside_transaction("ANALYZE dispute_search")
 
 
 def _downgrade_postgres() -> None:

@@ -16,12 +16,17 @@ vectors are a row's largest values (about 900 bytes each, compressed), so they w
 moved out of line: every candidate cost two TOAST fetches (test, then rank), about 6 buffers, a
 common word's 1,000 candidates 6,300 buffers and 9 ms at 6,000 precedents. Stored MAIN, the
 vectors stay in the row (the texts go out of line instead: a page of hits reads 20 of them):
-300 buffers, 1.5 ms. The table is rewritten (CLUSTER by id, the order searches walk) so existing
-rows move their vectors back in; it holds the table's lock while it runs.
+300 buffers, 1.5 ms. Existing rows are written again, in batches by id, so that their vectors
+move back in (a stored generated column is computed again on every update). This was a CLUSTER,
+which also laid the rows out by id but held the table's strongest lock while it ran: no
+precedent could be read or written for the whole rewrite. Rows written again in id order land in
+nearly that order anyway.
 """
 from typing import Sequence, Union
 
 from alembic import op
+
+from accord.migrations import online
 
 revision: str = '0030'
 down_revision: Union[str, None] = '0028'
@@ -40,7 +45,12 @@ def upgrade() -> None:
         "ALTER TABLE precedent ALTER COLUMN search_tsv SET STORAGE MAIN,"
         " ALTER COLUMN public_tsv SET STORAGE MAIN"
     )
-    op.execute("CLUSTER precedent USING precedent_pkey")
+    online.in_batches(
+        "UPDATE precedent SET id = id WHERE id > :low AND id <= :high",
+        table='precedent',
+        key='id',
+        below=0,
+    )
 
 
 def downgrade() -> None:

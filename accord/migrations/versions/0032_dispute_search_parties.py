@@ -20,6 +20,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0032'
 down_revision: Union[str, None] = '0031'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -50,7 +52,7 @@ BEGIN
 END $$
 """
 PG_PARTIES = """
-CREATE FUNCTION dispute_search_parties() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION dispute_search_parties() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         UPDATE dispute_search SET parties = array_remove(parties, OLD.partner_id::varchar)
@@ -66,22 +68,34 @@ END $$
 
 
 def upgrade() -> None:
+    """While parties are added: the column (a constant default, so no rewrite), the triggers
+    that keep it right, committed first, then the disputes already there filled in batches,
+    each merged with what a trigger put there meanwhile; then the index, built concurrently.
+    Safe to run again from the start if it stopped midway."""
     if op.get_bind().dialect.name != 'postgresql':
         return
-    op.execute("ALTER TABLE dispute_search ADD COLUMN parties varchar[] NOT NULL DEFAULT '{}'")
     op.execute(
-        f"UPDATE dispute_search SET parties = {PARTIES_OF.format(number='dispute_search.number')}"
-        " WHERE number IN (SELECT dispute_number FROM dispute_party)"
+        "ALTER TABLE dispute_search ADD COLUMN IF NOT EXISTS parties varchar[] NOT NULL DEFAULT '{}'"
     )
-    op.execute("CREATE INDEX ix_dispute_search_parties ON dispute_search USING GIN (parties)")
     op.execute(PG_SYNC)
     op.execute(PG_PARTIES)
+    op.execute("DROP TRIGGER IF EXISTS dispute_search_parties ON dispute_party")
     op.execute(
         "CREATE TRIGGER dispute_search_parties AFTER INSERT OR DELETE OR UPDATE OF"
         " dispute_number, partner_id ON dispute_party"
         " FOR EACH ROW EXECUTE FUNCTION dispute_search_parties()"
     )
-    op.execute("ANALYZE dispute_search")
+    online.in_batches(
+        "UPDATE dispute_search SET parties = ARRAY(SELECT DISTINCT p FROM unnest(parties"
+        f" || {PARTIES_OF.format(number='dispute_search.number')}) AS p ORDER BY p)"
+        " WHERE number > :low AND number <= :high"
+        " AND number IN (SELECT dispute_number FROM dispute_party)",
+        table='dispute_search',
+        key='number',
+        below='',
+    )
+    online.create_index('ix_dispute_search_parties', 'dispute_search', 'parties', using='GIN')
+    online.run_outside_transaction("ANALYZE dispute_search")
 
 
 def downgrade() -> None:
