@@ -127,18 +127,21 @@ def messages(html: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def served(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
-    """Serve the app with uvicorn on a free loopback port (or `port`), on this event loop."""
+async def served(
+    app: FastAPI, port: int | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
+    """Serve the app with uvicorn on a free loopback port (or `port`, on `host`), on this event
+    loop."""
 
     port = port or free_port()
-    server = http_server(app, "127.0.0.1", port)
+    server = http_server(app, host, port)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         await task

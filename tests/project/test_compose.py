@@ -5,6 +5,7 @@ exactly the search attributes the workflow writes."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -71,6 +73,7 @@ def test_every_part_of_the_stack_is_there() -> None:
         "temporal-bootstrap",
         "temporal-ui",
         "mail",
+        "proxy",
         *ACCORD,
         *MONITORING,
     }
@@ -152,6 +155,7 @@ WIRING = {
     "ACCORD_WORKER_HEALTH_HOST": "where the worker's health check listens inside its container",
     "ACCORD_WORKER_HEALTH_PORT": "the port the container's health check asks",
     "ACCORD_TEMPORAL_METRICS_ADDRESS": "where the worker's SDK metrics listen in its container",
+    "ACCORD_TRUSTED_PROXIES": "the proxy's fixed address on compose's network (ACCORD_PROXY_ADDRESS)",
 }
 """Settings compose fixes for its own layout (why): the guide never tells an operator to set
 them, and one set in .env would break the layout (a port its health check does not ask)."""
@@ -209,20 +213,23 @@ def test_accord_services_run_real_commands_on_real_ports() -> None:
     for name in ACCORD:
         program, command = SERVICES[name]["command"]
         assert program == "accord" and command in commands, SERVICES[name]["command"]
-    web = SERVICES["web"]
-    assert web["ports"] == [f"{web['environment']['ACCORD_WEB_PORT']}:8000"]
+    # The web processes are reached through the proxy alone: none publishes a port, so
+    # `--scale web=2` has no port to share.
+    assert "ports" not in SERVICES["web"]
+    assert SERVICES["web"]["environment"]["ACCORD_WEB_PORT"] == "8000"
+    assert SERVICES["proxy"]["ports"] == ["80:80", "443:443", "8443:8443"]
     intake = SERVICES["intake"]
     assert intake["ports"] == [f"{intake['environment']['ACCORD_INTAKE_SMTP_PORT']}:2525"]
     assert interpolate(SERVICES["worker"]["environment"]["ACCORD_ENVIRONMENT"], {}) == "production"
-    # Only the web app and the intake face the network; the rest answer this host alone.
-    for name in ("temporal", "temporal-ui", "mail"):
+    # Only the proxy and the intake face the network; the rest answer this host alone, and the
+    # Temporal UI (no sign-in of its own) is reached through the proxy only.
+    for name in ("temporal", "mail"):
         assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"]), name
     published = {name for name, service in SERVICES.items() if "ports" in service}
     assert published == {
-        "web",
+        "proxy",
         "intake",
         "temporal",
-        "temporal-ui",
         "mail",
         "prometheus",
         "grafana",
@@ -423,24 +430,58 @@ def test_a_copied_env_example_is_refused_until_every_placeholder_is_replaced(
 
 
 def test_the_temporal_ui_opens_sealed_payloads_through_the_web_app() -> None:
-    """The UI's codec endpoint is the web app's /codec as a browser on this host reaches it,
-    called with the browser's credentials (the Accord session decides who may read), and the
-    web app admits the UI's published origin for it (CORS)."""
+    """The UI's codec endpoint is the web app's /codec at ACCORD_BASE_URL, called with the
+    browser's credentials (the Accord session decides who may read), and the web app admits the
+    UI's address, ACCORD_TEMPORAL_UI_URL, for it (CORS): the same host on the port the proxy
+    publishes for the UI, so the same site for the session cookie."""
     ui = SERVICES["temporal-ui"]["environment"]
     web = SERVICES["web"]["environment"]
-    web_port = SERVICES["web"]["ports"][0].split(":")[0]
-    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://localhost:{web_port}{CODEC_PREFIX}"
+    for dotenv in (
+        {},
+        {
+            "ACCORD_BASE_URL": "https://disputes.northwind.example",
+            "ACCORD_TEMPORAL_UI_URL": "https://disputes.northwind.example:8443",
+        },
+    ):
+        base = interpolate(SERVICES["proxy"]["environment"]["ACCORD_PROXY_SITE"], dotenv)
+        ui_site = interpolate(
+            SERVICES["proxy"]["environment"]["ACCORD_PROXY_TEMPORAL_UI_SITE"], dotenv
+        )
+        assert interpolate(ui["TEMPORAL_CODEC_ENDPOINT"], dotenv) == f"{base}{CODEC_PREFIX}"
+        origins = Settings(
+            codec_cors_origins=interpolate(web["ACCORD_CODEC_CORS_ORIGINS"], dotenv)
+        ).codec_origins()
+        assert origins == [ui_site], origins
+        assert urlsplit(ui_site).hostname == urlsplit(base).hostname
+        assert f"{urlsplit(ui_site).port}:{urlsplit(ui_site).port}" in SERVICES["proxy"]["ports"]
     assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     assert "TEMPORAL_CODEC_PASS_ACCESS_TOKEN" not in ui  # the UI has no sign-in to pass on
-    ui_port = SERVICES["temporal-ui"]["ports"][0].split(":")[1]
-    allowed = interpolate(web["ACCORD_CODEC_CORS_ORIGINS"], {})  # compose's default
-    origins = Settings(codec_cors_origins=allowed).codec_origins()
-    assert f"http://localhost:{ui_port}" in origins
-    # Same site as the endpoint (the session cookie is SameSite=Lax): same host, other port.
-    assert all(o.rsplit(":", 1)[0] in ("http://localhost", "http://127.0.0.1") for o in origins)
     # The keys are a secret: from .env, never written here.
     for name in ACCORD:
         assert "ACCORD_PAYLOAD_KEYS" not in SERVICES[name].get("environment", {})
+
+
+def test_the_proxy_is_the_one_address_the_web_processes_believe() -> None:
+    """The proxy has a fixed address inside compose's network, and it is the one address the
+    web processes take forwarded headers from, whatever .env moves them to. It runs the
+    project's Caddyfile, with every variable that file needs without a default."""
+    for dotenv in (
+        {},
+        {"ACCORD_NETWORK_SUBNET": "10.77.0.0/24", "ACCORD_PROXY_ADDRESS": "10.77.0.5"},
+    ):
+        subnet = interpolate(COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"], dotenv)
+        address = interpolate(SERVICES["proxy"]["networks"]["default"]["ipv4_address"], dotenv)
+        trusted = interpolate(SERVICES["web"]["environment"]["ACCORD_TRUSTED_PROXIES"], dotenv)
+        assert trusted == address
+        assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    assert "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro" in SERVICES["proxy"]["volumes"]
+    caddyfile = "\n".join(
+        line
+        for line in (ROOT / "deploy" / "caddy" / "Caddyfile").read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    )
+    needed = set(re.findall(r"\{\$(\w+)\}", caddyfile))  # {$NAME} without a default
+    assert needed <= set(SERVICES["proxy"]["environment"]), needed
 
 
 def test_the_image_leaves_the_temporal_cli_out() -> None:
