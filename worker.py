@@ -30,7 +30,18 @@ log = logging.getLogger("accord.worker")
 
 async def recover_interrupted_work(filing: FilingService, interval: float) -> None:
     """Finish what a crash interrupted: filings stored but never started. (Mail is the outbox
-    relay's, which the worker runs: see RelayingWorker.)"""
+    relay's, which the worker runs: see RelayingWorker.) First, once, what a restore left:
+    disputes Temporal runs that the database lost (`accord reconcile`)."""
+    try:
+        done = await filing.reconcile_with_temporal()
+        if done.adopted or done.lost:
+            log.warning(
+                "after a restore: stored again from their workflows %s; closed and missing %s",
+                done.adopted,
+                done.lost,
+            )
+    except Exception:  # a Temporal that cannot list workflows (the test server), say
+        log.warning("could not reconcile the database with Temporal", exc_info=True)
     while True:
         try:
             started = await filing.start_stranded()

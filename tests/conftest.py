@@ -537,14 +537,18 @@ def make_settings(database_url: str, smtp_port: int, tmp_path: Path, **extra: An
     # An action waits a minute for its answer here, not the 10 s users get: on a machine busy
     # with other work an evidence upload took longer, answered 202 (still applying), and a test
     # of something else failed. The tests of that answer set their own wait.
-    extra = {"action_wait_seconds": 60.0, **extra}
+    # A task queue of its own unless given (one kept across a restart, say).
+    extra = {
+        "action_wait_seconds": 60.0,
+        "task_queue": f"accord-test-{uuid.uuid4().hex[:8]}",
+        **extra,
+    }
     return Settings(
         **extra,
         database_url=database_url,
         state_dir=tmp_path,
         playbook_dir=REPO_ROOT / "playbooks",
         smtp_port=smtp_port,
-        task_queue=f"accord-test-{uuid.uuid4().hex[:8]}",
         admin_email="channel-admins@vendor.example",
     )
 

@@ -209,6 +209,39 @@ def migrate(
     typer.echo(f"schema up to date at {settings.database_url_shown()}")
 
 
+@commands.command()
+def reconcile() -> None:
+    """After restoring the database from a backup older than Temporal's: take every dispute
+    number Temporal knows out of the counter, and store again each running dispute whose row
+    the backup did not have (from its workflow). Run it before the web and intake start."""
+    from temporalio.service import RPCError
+
+    from accord.application import build_filing
+
+    settings = _settings()
+    services = _services()
+
+    async def run() -> Any:
+        client = await connect(settings)
+        return await build_filing(services, client).reconcile_with_temporal()
+
+    try:
+        done = asyncio.run(run())
+    except RPCError as error:
+        fail(f"Temporal could not list the dispute workflows: {error.message}")
+    numbers = ", ".join(f"DSP-{y}-{n:06d}" for y, n in sorted(done.numbers.items())) or "none"
+    typer.echo(f"newest dispute numbers Temporal knows: {numbers} (new filings come after them)")
+    typer.echo(
+        "stored again from their workflows (they go on): " + (", ".join(done.adopted) or "none")
+    )
+    if done.lost:
+        typer.echo(
+            "closed while the backup was older, missing here and not rebuilt (their histories"
+            f" stay in Temporal; accord verify --all lists them): {', '.join(done.lost)}"
+        )
+        raise typer.Exit(1)
+
+
 @commands.command("import-directory")
 def import_directory_file(
     path: Annotated[Path, typer.Argument(help="YAML with partners, people, territories, accounts")],

@@ -11,15 +11,16 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import exists
+from sqlalchemy import case, exists
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -58,6 +59,57 @@ class FieldError:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
+
+
+NUMBER = re.compile(r"DSP-(\d{4})-(\d{6,})")
+RECONCILE_MARGIN = timedelta(days=1)
+"""How far before the newest dispute here reconciliation looks for workflows (clocks differ,
+and a filing's row and its workflow's start are not the same instant)."""
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    numbers: dict[int, int]
+    """By year, the highest dispute number Temporal knows (the counter is now at least it)."""
+    adopted: list[str]
+    """Running disputes whose rows were missing, stored again from their workflows."""
+    lost: list[str]
+    """Closed disputes whose rows are missing: their records cannot be rebuilt."""
+
+
+def _insert_filing(
+    session: Session, number: str, submission: FilingSubmission, version: str, filed_at: datetime
+) -> None:
+    """A new dispute's rows: the dispute at FILED, its contested objects and its parties."""
+    session.add(
+        Dispute(
+            number=number,
+            category=submission.category,
+            claimant_id=submission.claimant_id,
+            respondent_ids=list(submission.respondent_ids),
+            party_key=party_key(submission),
+            contested_objects=[o.model_dump(mode="json") for o in submission.contested_objects],
+            summary=submission.summary,
+            facts=submission.facts,
+            desired_remedy=submission.desired_remedy,
+            amount_at_stake=submission.amount_at_stake,
+            currency=submission.currency,
+            occurred_on=submission.occurred_on,
+            stage=DisputeStage.FILED,
+            playbook_version=version,
+            filed_by=submission.filed_by,
+            filed_at=filed_at,
+            updated_at=filed_at,
+        )
+    )
+    session.flush()
+    for obj in submission.contested_objects:
+        session.add(DisputeObject(dispute_number=number, kind=obj.kind, ref=obj.ref))
+    session.add(
+        DisputeParty(dispute_number=number, partner_id=submission.claimant_id, side="claimant")
+    )
+    for respondent in submission.respondent_ids:
+        session.add(DisputeParty(dispute_number=number, partner_id=respondent, side="respondent"))
 
 
 class FilingRejected(ValueError):
@@ -180,43 +232,7 @@ class FilingService:
             # Someone waits on this answer: it goes before the disputes' and the mail's writes.
             with self.sessions.begin(turn=Turn.URGENT) as session:
                 number = self._next_number(session, now.year)
-                session.add(
-                    Dispute(
-                        number=number,
-                        category=submission.category,
-                        claimant_id=submission.claimant_id,
-                        respondent_ids=list(submission.respondent_ids),
-                        party_key=party_key(submission),
-                        contested_objects=[
-                            o.model_dump(mode="json") for o in submission.contested_objects
-                        ],
-                        summary=submission.summary,
-                        facts=submission.facts,
-                        desired_remedy=submission.desired_remedy,
-                        amount_at_stake=submission.amount_at_stake,
-                        currency=submission.currency,
-                        occurred_on=submission.occurred_on,
-                        stage=DisputeStage.FILED,
-                        playbook_version=playbook.version,
-                        filed_by=submission.filed_by,
-                        filed_at=now,
-                        updated_at=now,
-                    )
-                )
-                session.flush()
-                for obj in submission.contested_objects:
-                    session.add(DisputeObject(dispute_number=number, kind=obj.kind, ref=obj.ref))
-                session.add(
-                    DisputeParty(
-                        dispute_number=number, partner_id=submission.claimant_id, side="claimant"
-                    )
-                )
-                for respondent in submission.respondent_ids:
-                    session.add(
-                        DisputeParty(
-                            dispute_number=number, partner_id=respondent, side="respondent"
-                        )
-                    )
+                _insert_filing(session, number, submission, playbook.version, now)
                 session.add(
                     FilingReceipt(
                         filing_key=key,
@@ -242,6 +258,113 @@ class FilingService:
             terms=playbook.terms_for(submission.category),
             admin_email=self.admin_email,
         )
+
+    # --- after a restore ----------------------------------------------------------------------
+
+    async def reconcile_with_temporal(self) -> Reconciled:
+        """Bring Accord's database level with Temporal after it was restored from a backup
+        older than Temporal's (the operator's guide takes Accord's first): a dispute filed
+        between the two backups has a workflow but no row here, and its number is free again
+        in the counter. Every number Temporal knows is taken out of the counter (a new filing
+        would otherwise get a number whose workflow is another dispute's); each running dispute
+        whose row is missing is stored again from its workflow's input, which holds the whole
+        filing, so that its records land and it goes on (its steps taken before the restore
+        become a gap entry in its trail). A closed one cannot be rebuilt: it is listed in
+        `lost` (and `accord verify --all` reports it). Safe to run at any time and from several
+        processes at once; the worker runs it when it starts.
+
+        Only workflows started since shortly before the newest dispute here are looked at:
+        anything older was in the backup."""
+        with self.sessions.read() as session:
+            newest = session.exec(
+                select(Dispute.filed_at).order_by(col(Dispute.filed_at).desc()).limit(1)
+            ).first()
+        query = "WorkflowType = 'DisputeWorkflow'"
+        if newest is not None:
+            since = (newest - RECONCILE_MARGIN).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            query += f" AND StartTime >= '{since}'"
+        highest: dict[int, int] = {}
+        running: dict[str, bool] = {}
+        async for execution in self.client.list_workflows(query):
+            match = NUMBER.fullmatch(execution.id)
+            if match is None:
+                continue
+            year, sequence = int(match[1]), int(match[2])
+            highest[year] = max(highest.get(year, 0), sequence)
+            running[execution.id] = running.get(execution.id, False) or (
+                execution.status == WorkflowExecutionStatus.RUNNING
+            )
+        missing = await asyncio.to_thread(self._missing, highest, sorted(running))
+        adopted = []
+        for number in missing:
+            if running[number] and await self._adopt(number):
+                adopted.append(number)
+        lost = [n for n in missing if not running[n]]
+        return Reconciled(numbers=highest, adopted=adopted, lost=lost)
+
+    def _missing(self, highest: dict[int, int], numbers: list[str]) -> list[str]:
+        """Moves each year's counter past the highest number Temporal knows; the numbers that
+        have no dispute here."""
+        with self.sessions.begin() as session:
+            for year, sequence in highest.items():
+                upsert = (
+                    pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+                )
+                statement = upsert(DisputeCounter).values(year=year, last=sequence)
+                session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[col(DisputeCounter.year)],
+                        set_={
+                            "last": case(
+                                (
+                                    col(DisputeCounter.last) < statement.excluded.last,
+                                    statement.excluded.last,
+                                ),
+                                else_=col(DisputeCounter.last),
+                            )
+                        },
+                    )
+                )
+            present = set(
+                session.exec(select(Dispute.number).where(col(Dispute.number).in_(numbers))).all()
+            )
+        return [n for n in numbers if n not in present]
+
+    async def _adopt(self, number: str) -> bool:
+        """Store dispute `number` again from its workflow's input; False if another process
+        did first."""
+        handle = self.client.get_workflow_handle(number)
+        async for event in handle.fetch_history_events():
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            [dispute] = await self.client.data_converter.decode(list(payloads), [DisputeInput])
+            break
+        else:
+            return False
+        assert isinstance(dispute, DisputeInput)
+        return await asyncio.to_thread(self._store_adopted, dispute)
+
+    def _store_adopted(self, dispute: DisputeInput) -> bool:
+        key = filing_key(dispute.filing)
+        try:
+            with self.sessions.begin() as session:
+                if session.get(Dispute, dispute.number) is not None:
+                    return False
+                _insert_filing(
+                    session, dispute.number, dispute.filing, dispute.terms.version, dispute.filed_at
+                )
+                # The same submission sent again maps to it (unless it was filed anew already).
+                if session.get(FilingReceipt, key) is None:
+                    session.add(
+                        FilingReceipt(
+                            filing_key=key,
+                            dispute_number=dispute.number,
+                            filed_by=dispute.filing.filed_by,
+                            received_at=dispute.filed_at,
+                        )
+                    )
+        except IntegrityError:
+            return False  # another process stored it first
+        return True
 
     # --- validation ---------------------------------------------------------------------------
 

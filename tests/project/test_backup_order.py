@@ -1,0 +1,207 @@
+"""Backups taken in the operator's guide's order, Accord's database first and then Temporal's, and
+restored together: every dispute goes on (issue 19, item 9).
+
+Temporal here is the dev server from the wheel, which keeps its state in one SQLite file rather
+than in PostgreSQL's `temporal` and `temporal_visibility`; its backup is SQLite's online backup,
+a consistent copy taken while the server runs, as `pg_dump` takes one of a database. Accord's
+database is PostgreSQL, dumped and restored with the guide's own `pg_dump` and `pg_restore`
+commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from temporalio.testing import WorkflowEnvironment
+
+from accord.platform.db import SessionFactory, make_engine
+from accord.platform.schema import upgrade
+from models import search_attributes
+from tests.activities.test_audit_trail import accord, gaps, note
+from tests.conftest import CONVERTER, MailCapture, fresh_postgres_database, running_stack
+from tests.processes import run_accord
+from tests.project.test_operations_guide import COMMANDS, PG_COMMAND, run_guide_pg_command
+from tests.workflows.test_dispute_paths import in_mediation
+
+pytestmark = pytest.mark.postgres
+QUEUE = "accord-disputes"
+"""One task queue before and after the restore, as a deployment's."""
+
+
+async def dev_server(state: Path) -> WorkflowEnvironment:
+    """The dev server keeping its state in `state`, as the embedded stack runs it."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=CONVERTER,
+        dev_server_extra_args=[
+            "--log-level",
+            "error",
+            "--db-filename",
+            str(state),
+            *search_attributes.DEV_SERVER_FLAGS,
+        ],
+    )
+
+
+def guide_command(tool: str, database: str) -> str:
+    [command] = [
+        c for c in COMMANDS if (m := PG_COMMAND.match(c)) and m[1] == tool and m[3] == database
+    ]
+    return command
+
+
+@pytest.mark.timeout(300)
+async def test_both_backups_restored_together_every_dispute_goes_on(
+    smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    accord_url, drop = fresh_postgres_database()
+    databases = {"accord": make_url(accord_url).database or ""}
+    state, copy = tmp_path / "temporal.db", tmp_path / "temporal-backup.db"
+    try:
+        upgrade(accord_url)
+        env = await dev_server(state)
+        try:
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                before = (await stack.file()).number
+                mediator = await in_mediation(stack, before)
+                await stack.recorded(before)
+
+                run_guide_pg_command(guide_command("pg_dump", "accord"), databases, tmp_path)
+
+                # Between the two backups: an entry on a dispute, and a dispute filed.
+                await note(stack, before, mediator, "Call held between the two backups.")
+                between = (
+                    await stack.file(
+                        contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0101"}]
+                    )
+                ).number
+                await stack.wait_for_event(between, "mediator_offered")
+
+                with sqlite3.connect(state) as live, sqlite3.connect(copy) as backup:
+                    live.backup(backup)
+
+                # After both: lost with them.
+                await note(stack, before, mediator, "Call held after both backups.")
+        finally:
+            await env.shutdown()
+
+        run_guide_pg_command(guide_command("pg_restore", "accord"), databases, tmp_path)
+        for leftover in state.parent.glob(state.name + "*"):
+            leftover.unlink()
+        copy.rename(state)
+
+        env = await dev_server(state)
+        try:
+            # The guide's next step, before any process serves: `accord reconcile`.
+            done = run_accord(
+                "reconcile",
+                env={
+                    **os.environ,
+                    "DATABASE_URL": accord_url,
+                    "ACCORD_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                    "ACCORD_TEMPORAL_NAMESPACE": "default",
+                    "ACCORD_TASK_QUEUE": QUEUE,
+                },
+                cwd=tmp_path,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert done.stdout.splitlines() == [
+                f"newest dispute numbers Temporal knows: {between} (new filings come after them)",
+                f"stored again from their workflows (they go on): {between}",
+            ]
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                # Filed before both backups: its entry from between them is a gap, and it goes on.
+                await note(stack, before, mediator, "Call held after the restore.")
+                assert len(gaps(stack, before)) == 1
+                assert stack.actions(before)[-1] == "note_added"
+                await stack.live_matches(before)
+
+                # Filed between them: Temporal ran it, Accord had lost it; stored again from its
+                # workflow, it takes its mediator and its first note.
+                second = await in_mediation(stack, between)
+                await note(stack, between, second, "First call on the second dispute.")
+                await stack.live_matches(between)
+                assert stack.actions(between)[0] == "audit_gap"
+
+                # A new filing takes the next number, not the one the lost row had freed.
+                after_restore = (
+                    await stack.file(
+                        contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0103"}]
+                    )
+                ).number
+                assert after_restore == f"{between[:-6]}{int(between[-6:]) + 1:06d}"
+                await stack.wait_for_event(after_restore, "mediator_offered")
+
+                code, out = await accord(stack, "verify", "--all")
+                assert code == 1, out  # gaps, no breaks
+                assert "broken" not in out and "missing" not in out, out
+                assert (
+                    f"{before}: gap at entry " in out
+                    and f"{between}: gap at entry 1: steps 1-" in out
+                )
+        finally:
+            await env.shutdown()
+    finally:
+        drop()
+
+
+@pytest.mark.timeout(300)
+async def test_a_worker_starting_after_the_restore_stores_the_lost_dispute_again(
+    smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    """The same restore, where the operator starts the services without `accord reconcile`: the
+    worker does it as it starts (worker.py), before its first recovery pass."""
+    from sqlmodel import select
+
+    from models.tables import Dispute, DisputeCounter
+    from tests.conftest import make_settings
+    from worker import run_worker
+
+    accord_url, drop = fresh_postgres_database()
+    databases = {"accord": make_url(accord_url).database or ""}
+    state, copy = tmp_path / "temporal.db", tmp_path / "temporal-backup.db"
+    try:
+        upgrade(accord_url)
+        env = await dev_server(state)
+        try:
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                run_guide_pg_command(guide_command("pg_dump", "accord"), databases, tmp_path)
+                lost = (await stack.file()).number
+                await stack.wait_for_event(lost, "mediator_offered")
+                with sqlite3.connect(state) as live, sqlite3.connect(copy) as backup:
+                    live.backup(backup)
+        finally:
+            await env.shutdown()
+        run_guide_pg_command(guide_command("pg_restore", "accord"), databases, tmp_path)
+        for leftover in state.parent.glob(state.name + "*"):
+            leftover.unlink()
+        copy.rename(state)
+        env = await dev_server(state)
+        try:
+            settings = make_settings(accord_url, smtp[1], tmp_path, task_queue=QUEUE)
+            stop = asyncio.Event()
+            running = asyncio.create_task(run_worker(settings, stop, client=env.client))
+            sessions = SessionFactory(make_engine(accord_url))
+            deadline = time.monotonic() + 60  # a bound on the wait, not a measure
+            while True:
+                with sessions.read() as session:
+                    row = session.get(Dispute, lost)
+                    counter = session.exec(select(DisputeCounter)).first()
+                if row is not None:
+                    break
+                assert time.monotonic() < deadline, "the worker did not store the lost dispute"
+                await asyncio.sleep(0.2)
+            assert counter is not None and f"DSP-{counter.year}-{counter.last:06d}" == lost
+            stop.set()
+            await running
+            sessions.engine.dispose()
+        finally:
+            await env.shutdown()
+    finally:
+        drop()
