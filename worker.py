@@ -101,7 +101,7 @@ async def run_worker(
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.json_logs, settings.log_level)
+    configure_logging(settings.json_logs, settings.log_level, secrets=settings.secret_values())
     configure_tracing("accord-worker", settings.otel_endpoint)
     run_until_signalled(lambda stop: run_worker(settings, stop))
 

@@ -64,6 +64,6 @@ async def serve_web(
 
 def main() -> None:
     settings = Settings()
-    configure_logging(settings.json_logs, settings.log_level)
+    configure_logging(settings.json_logs, settings.log_level, secrets=settings.secret_values())
     configure_tracing("accord-web", settings.otel_endpoint)
     run_until_signalled(lambda stop: serve_web(settings, stop))

@@ -94,7 +94,7 @@ def intake() -> None:
     from accord.runtime.embedded import run_intake
 
     settings = _settings()
-    configure_logging(settings.json_logs, settings.log_level)
+    configure_logging(settings.json_logs, settings.log_level, secrets=settings.secret_values())
     configure_tracing("accord-intake", settings.otel_endpoint)
     run_until_signalled(lambda stop: run_intake(settings, stop))
 

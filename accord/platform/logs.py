@@ -8,7 +8,9 @@ loggers (Accord's, uvicorn's, Temporal's) all go through the same processors.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Iterable, MutableMapping
 from typing import IO, Any
 
 import structlog
@@ -51,7 +53,43 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(json_lines: bool, level: str = "INFO", stream: IO[str] | None = None) -> None:
+URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE)
+BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+SHORTEST_SECRET = 4
+"""A secret shorter than this is not looked for in text (it would hide ordinary words)."""
+
+
+class Scrub:
+    """Every text of a record, its message and its traceback included, with the process's
+    secrets (Settings.secret_values), any password in a URL and any bearer token replaced: a
+    failure's message says whatever the failing code put in it."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        values = sorted({v for v in secrets if len(v) >= SHORTEST_SECRET}, key=len, reverse=True)
+        self.secrets = re.compile("|".join(map(re.escape, values))) if values else None
+
+    def text(self, value: str) -> str:
+        if self.secrets is not None:
+            value = self.secrets.sub("[redacted]", value)
+        value = URL_PASSWORD.sub(r"\1[redacted]@", value)
+        return BEARER.sub(r"\1[redacted]", value)
+
+    def __call__(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self.text(value)
+        return event
+
+
+def configure_logging(
+    json_lines: bool,
+    level: str = "INFO",
+    stream: IO[str] | None = None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """`secrets`: the values no record may show (the process's Settings.secret_values())."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -72,6 +110,7 @@ def configure_logging(json_lines: bool, level: str = "INFO", stream: IO[str] | N
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                Scrub(secrets),
                 renderer,
             ],
         )

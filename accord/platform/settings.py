@@ -5,6 +5,7 @@ Workflows never read it; activities and entry points receive it explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -641,6 +642,23 @@ class Settings(BaseSettings):
                 + _MAKE_PAYLOAD_KEY
             ]
         return []
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret this process holds, as text: what its logs must never show (each
+        payload key on its own too, and the password a database URL may carry)."""
+        values = [
+            value.get_secret_value()
+            for name in type(self).model_fields
+            if isinstance(value := getattr(self, name), SecretStr) and value.get_secret_value()
+        ]
+        if self.payload_keys is not None:
+            for entry in self.payload_keys.get_secret_value().split(","):
+                values.append(entry.split(":", 1)[-1].strip())
+        with contextlib.suppress(Exception):  # a URL that does not parse holds no password
+            password = make_url(self.database_url).password
+            if password:
+                values.append(str(password))
+        return tuple(v for v in values if v)
 
     def check(self, *, intake: bool = False) -> None:
         """Refuse to start with anything `problems` names, listing all of it at once."""

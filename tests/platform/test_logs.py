@@ -92,3 +92,62 @@ def test_the_web_process_logs_only_json_uvicorn_included(tmp_path: Path) -> None
     assert uvicorn, parsed
     # The traceback uvicorn writes is inside one record, not spread over lines of its own.
     assert any("Traceback" in str(r["event"]) for r in uvicorn), uvicorn
+
+
+def test_a_traceback_is_logged_without_the_secrets_it_holds() -> None:
+    """A failure's message and traceback carry whatever the failing code put in them: a
+    database URL with its password, a key, a bearer token. The record keeps the traceback (the
+    operator needs where it failed) with every configured secret, every password in a URL and
+    every bearer token replaced."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    out = io.StringIO()
+    configure_logging(
+        json_lines=True, stream=out, secrets=("S3cret-db-Pa55", "AAECAwQFBgcICQoLDA0ODw==")
+    )
+    try:
+        try:
+            raise ConnectionError(
+                "could not connect to postgresql+psycopg://accord:S3cret-db-Pa55@db:5432/accord"
+                " with key AAECAwQFBgcICQoLDA0ODw== and header Authorization: Bearer tok_9f8e7d"
+                " or redis://:otherpass@cache:6379"
+            )
+        except ConnectionError:
+            logging.getLogger("accord.test").exception("start-up failed for S3cret-db-Pa55")
+        structlog.get_logger("accord.test").error(
+            "webhook refused", url="https://hooks:S3cret-db-Pa55@remedies.example/x"
+        )
+    finally:
+        root.handlers = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+    text = out.getvalue()
+    for secret in ("S3cret-db-Pa55", "AAECAwQFBgcICQoLDA0ODw==", "tok_9f8e7d", "otherpass"):
+        assert secret not in text, text
+    first, second = lines(out)
+    assert first["event"] == "start-up failed for [redacted]"
+    assert "Traceback" in str(first["exception"]) and "ConnectionError" in str(first["exception"])
+    assert "postgresql+psycopg://accord:[redacted]@db:5432/accord" in str(first["exception"])
+    assert "Bearer [redacted]" in str(first["exception"])
+    assert second["url"] == "https://hooks:[redacted]@remedies.example/x"
+
+
+def test_every_secret_setting_is_among_the_values_logs_hide() -> None:
+    from pydantic import SecretStr
+
+    from accord.platform.settings import Settings
+
+    secret_fields = [
+        name
+        for name, field in Settings.model_fields.items()
+        if field.annotation in (SecretStr, SecretStr | None)
+    ]
+    assert len(secret_fields) >= 8, secret_fields
+    values = {name: f"value-of-{name}-0123" for name in secret_fields}
+    values["payload_keys"] = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    settings = Settings(**values, database_url="postgresql+psycopg://u:in-the-url-pw@h/d")
+    hidden = settings.secret_values()
+    for name, value in values.items():
+        assert value in hidden, name
+    assert "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" in hidden
+    assert "in-the-url-pw" in hidden
