@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -22,6 +24,7 @@ from temporalio.client import Client
 
 from accord.platform.db import SessionFactory
 from accord.platform.schema import head_revision, known_revision
+from models.enums import DisputeStage, InboundState, OutboxState
 
 COUNTED_ACTIONS = (
     "filed",
@@ -174,22 +177,22 @@ class BusinessMetrics(Collector):
     """Disputes by stage, audit events by action (SLA warnings and breaches, remedies, decisions),
     email intake by state, and mail waiting in the outbox."""
 
-    def __init__(self, sessions: SessionFactory) -> None:
+    def __init__(
+        self, sessions: SessionFactory, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sessions = sessions
         self.tally = EventTally()
+        self.gauges = GaugeCounts(clock)
 
     def collect(self) -> Iterator[Any]:
         with self.sessions.read() as session:
             events = self.tally.counts(session)
-            gauges = [
-                (name, doc, label, session.execute(text(sql)).all())
-                for name, doc, label, sql in GAUGES
-            ]
-        for name, doc, label, rows in gauges:
-            gauge = GaugeMetricFamily(name, doc, labels=[label])
+            by_gauge = [(gauge, self.gauges.rows(session, gauge)) for gauge in GAUGES]
+        for gauge, rows in by_gauge:
+            family = GaugeMetricFamily(gauge.name, gauge.doc, labels=[gauge.label])
             for value, count in rows:
-                gauge.add_metric([_plain(value)], count)
-            yield gauge
+                family.add_metric([_plain(value)], count)
+            yield family
         counted = CounterMetricFamily(
             "accord_events",
             "Audit-trail entries by action: filings, SLA warnings (deadline_warning) and breaches"
@@ -201,27 +204,85 @@ class BusinessMetrics(Collector):
         yield counted
 
 
+@dataclass(frozen=True)
+class Gauge:
+    """Rows of one table by one column. The values still moving (a backlog alerts watch: mail
+    pending or failed, intake held, disputes open) are counted on every scrape, from the
+    column's index, in time that grows with the backlog alone. The values rows end in (mail
+    sent, disputes closed: millions, in time) are counted at most every SETTLED_EVERY seconds
+    by each process: at 2,000,000 outbox rows that count took about 105 ms of database time
+    on PostgreSQL, every scrape."""
+
+    name: str
+    doc: str
+    label: str
+    table: str
+    column: str
+    moving: tuple[str, ...]
+
+
 GAUGES = (
-    (
+    Gauge(
         "accord_disputes",
-        "Disputes in each stage now.",
+        "Disputes in each stage now (the closed stages' counts at most 5 minutes old).",
         "stage",
-        "SELECT stage, count(*) FROM dispute GROUP BY stage",
+        "dispute",
+        "stage",
+        tuple(stage.value for stage in DisputeStage if stage.is_open),
     ),
-    (
+    Gauge(
         "accord_intake_messages",
-        "Received emails by where they stand.",
+        "Received emails by where they stand (the finished ones' counts at most 5 minutes old).",
         "state",
-        "SELECT state, count(*) FROM inbound_message GROUP BY state",
+        "inbound_message",
+        "state",
+        (InboundState.RECEIVED, InboundState.QUARANTINED, InboundState.FAILED),
     ),
-    (
+    Gauge(
         "accord_outbox_messages",
-        "Outgoing emails by state.",
+        "Outgoing emails by state (sent and dismissed: counts at most 5 minutes old).",
         "state",
-        "SELECT state, count(*) FROM outbox_message GROUP BY state",
+        "outbox_message",
+        "state",
+        (OutboxState.PENDING, OutboxState.FAILED),
     ),
 )
-"""Gauges counted by one column of one table: name, help, label, query."""
+SETTLED_EVERY = 300.0
+"""Seconds between two counts of the values rows end in."""
+
+
+class GaugeCounts:
+    """One process's counts of GAUGES: the moving values afresh, the settled ones cached."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._settled: dict[str, tuple[float, list[tuple[Any, int]]]] = {}
+        self._lock = threading.Lock()
+
+    def rows(self, session: Session, gauge: Gauge) -> list[tuple[Any, int]]:
+        # The names are GAUGES' own constants, never input.
+        moving = session.execute(
+            text(
+                f"SELECT {gauge.column}, count(*) FROM {gauge.table}"  # noqa: S608
+                f" WHERE {gauge.column} IN :values GROUP BY {gauge.column}"
+            ).bindparams(bindparam("values", expanding=True)),
+            {"values": list(gauge.moving)},
+        ).all()
+        with self._lock:
+            counted_at, settled = self._settled.get(gauge.name, (None, []))
+            if counted_at is None or self.clock() - counted_at >= SETTLED_EVERY:
+                settled = [
+                    (value, count)
+                    for value, count in session.execute(
+                        text(
+                            f"SELECT {gauge.column}, count(*) FROM {gauge.table}"  # noqa: S608
+                            f" WHERE {gauge.column} NOT IN :values GROUP BY {gauge.column}"
+                        ).bindparams(bindparam("values", expanding=True)),
+                        {"values": list(gauge.moving)},
+                    ).all()
+                ]
+                self._settled[gauge.name] = (self.clock(), settled)
+        return [(value, count) for value, count in moving] + settled
 
 
 def _plain(value: Any) -> str:

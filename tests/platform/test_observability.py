@@ -203,3 +203,64 @@ def test_audit_event_counts_read_only_the_newest_entries_after_the_first_scrape(
     counts = {s.labels["action"]: s.value for s in after.samples if s.name.endswith("_total")}
     assert counts == scraped(), (counts, scraped())
     assert (counts["filed"], counts["settled"], counts["remedy_failed"]) == (20, 6, 0)
+
+
+def test_gauges_count_backlogs_every_scrape_and_finished_rows_every_five_minutes(
+    database_url: str,
+) -> None:
+    """Mail waiting or failed is counted afresh on every scrape (the alerts watch it); mail sent
+    is counted at most every SETTLED_EVERY seconds by a process, so a scrape stays cheap on
+    millions of sent messages. Every state of each table is one or the other, and every state
+    an alert rule names is counted afresh."""
+    from accord.platform.observability import GAUGES, SETTLED_EVERY
+    from models.enums import InboundState, OutboxState
+
+    enums = {
+        "accord_disputes": DisputeStage,
+        "accord_intake_messages": InboundState,
+        "accord_outbox_messages": OutboxState,
+    }
+    for gauge in GAUGES:
+        values = {member.value for member in enums[gauge.name]}  # type: ignore[attr-defined]
+        assert set(gauge.moving) < values, gauge.name
+    assert {s.value for s in DisputeStage if s.is_open} == set(GAUGES[0].moving)
+    alerts = (Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml").read_text()
+    for gauge in GAUGES:
+        for state in re.findall(rf'{gauge.name}\{{{gauge.label}="(\w+)"\}}', alerts):
+            assert state in gauge.moving, (gauge.name, state)
+
+    sessions = SessionFactory(make_engine(database_url))
+    now = [1000.0]
+    collector = BusinessMetrics(sessions, clock=lambda: now[0])
+
+    def outbox(state: str, n: int) -> None:
+        with sessions.begin() as session:
+            for _ in range(n):
+                key = f"k{next(keys)}"
+                session.execute(
+                    text(
+                        "INSERT INTO outbox_message (key, dispute_number, template, recipient,"
+                        " subject, text_body, html_body, message_id, state, attempts, created_at)"
+                        " VALUES (:k, 'DSP-2026-000001', 't', 'a@b.example', 's', 'b', 'b', :k,"
+                        " :state, 0, :at)"
+                    ),
+                    {"k": key, "state": state, "at": datetime.now(UTC)},
+                )
+
+    keys = iter(range(10_000))
+
+    def scraped() -> dict[str, float]:
+        families = {f.name: f for f in collector.collect()}
+        return {s.labels["state"]: s.value for s in families["accord_outbox_messages"].samples}
+
+    outbox("pending", 3)
+    outbox("sent", 5)
+    assert scraped() == {"pending": 3, "sent": 5}
+    outbox("pending", 2)
+    outbox("failed", 1)
+    outbox("sent", 4)
+    now[0] += SETTLED_EVERY - 1
+    assert scraped() == {"pending": 5, "failed": 1, "sent": 5}  # sent: as counted before
+    now[0] += 1
+    assert scraped() == {"pending": 5, "failed": 1, "sent": 9}
+    sessions.engine.dispose()

@@ -138,7 +138,7 @@ def read(address: str) -> str:
 
 
 def accord_metric_names() -> set[str]:
-    names = {name for name, *_ in GAUGES} | {"accord_events_total"}
+    names = {gauge.name for gauge in GAUGES} | {"accord_events_total"}
     for suffix in ("bucket", "count", "sum"):
         names.add(f"accord_http_request_duration_seconds_{suffix}")
     return names
