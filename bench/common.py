@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from aiosmtpd.controller import Controller
 from sqlmodel import select
 from temporalio.testing import WorkflowEnvironment
@@ -38,6 +39,21 @@ class Sink:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         return "250 OK"
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of `server_url` (a URL to any database
+    there), dropped at the end: its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield server_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
 def pct(values: list[float], p: float) -> float:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 
-import psycopg
 from sqlalchemy import text
 
 from accord.directory.demo import DEMO
@@ -26,7 +24,7 @@ from accord.directory.records import import_directory
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.observability import COUNTED_ACTIONS, BusinessMetrics
 from accord.platform.schema import upgrade
-from bench.common import Goal, Report, add_arguments, pct
+from bench.common import Goal, Report, add_arguments, pct, scratch_database
 
 FILL = """
 INSERT INTO dispute_event (dispute_number, seq, step, at, actor_id, actor_role, action,
@@ -59,12 +57,7 @@ def main() -> None:
     add_arguments(parser)
     args = parser.parse_args()
     report = Report("metrics", args, label="metrics (postgresql)")
-    name = f"bench_metrics_{uuid.uuid4().hex[:8]}"
-    admin = args.database.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = args.database.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with scratch_database(args.database, "bench_metrics") as url:
         upgrade(url)
         engine = make_engine(url)
         actions = ", ".join(f"'{a}'" for a in COUNTED_ACTIONS)
@@ -153,9 +146,6 @@ def main() -> None:
         )
         report.figure("a later scrape, p95", pct(times, 95) * 1000, "ms", Goal(at_most=100))
         engine.dispose()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     report.finish()
 
 

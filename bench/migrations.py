@@ -20,14 +20,13 @@ import argparse
 import random
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors
 
 from accord.platform.schema import upgrade
-from bench.common import Goal, Report, add_arguments, pct
+from bench.common import Goal, Report, add_arguments, pct, scratch_database
 
 FROM = "0006"
 LOCK_WAIT = "1s"
@@ -205,12 +204,7 @@ def main() -> None:
     add_arguments(parser)
     args = parser.parse_args()
     report = Report("migrations", args, label="online migrations (postgresql)")
-    name = f"bench_migrations_{uuid.uuid4().hex[:8]}"
-    admin = _plain(args.database)
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"'.encode())
-    url = args.database.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with scratch_database(args.database, "bench_migrations") as url:
         started = time.perf_counter()
         populate(url, args.disputes, args.entries)
         report.note(
@@ -233,9 +227,6 @@ def main() -> None:
             report.figure("the slowest probe that finished", max(probes.durations) * 1000, "ms")
         for line in (probes.blocked + probes.failed)[:10]:
             report.note(line)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
     report.finish()
 
 

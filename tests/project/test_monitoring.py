@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -18,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -29,6 +26,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from accord.platform.observability import COUNTED_ACTIONS, GAUGES
 from accord.platform.settings import REPO_ROOT
+from tests.conftest import debian_tool
 from tests.processes import free_port
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -42,13 +40,7 @@ SERVER_AND_PROBER = {"up", "probe_ssl_earliest_cert_expiry"}
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is not installed (make test installs Debian's prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return found
+    return debian_tool("promtool", "prometheus")
 
 
 def expressions() -> list[str]:

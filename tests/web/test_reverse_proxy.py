@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from sqlmodel import select
 from accord.platform.settings import REPO_ROOT
 from models.enums import Role
 from models.tables import AccountEvent
-from tests.conftest import Stack
+from tests.conftest import Stack, debian_tool
 from tests.oidc_provider import Provider
 from tests.processes import free_port
 from tests.web_harness import PASSWORD, seed_accounts, served
@@ -50,13 +49,7 @@ PARTNER = "nora@northwind.example"
 
 
 def caddy_binary() -> str:
-    found = shutil.which("caddy")
-    if found is None:
-        message = "Debian's caddy is not installed (make test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return debian_tool("caddy", "caddy")
 
 
 class WebProcesses(BaseResolver):  # type: ignore[misc]
