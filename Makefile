@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint lock promtool caddy bench bench-metrics bench-migrations bench-web bench-intake bench-responsiveness bench-search bench-parked bench-anonymity bench-history chaos histories worker clean chromium dovecot
+.PHONY: run test lint lock promtool bench bench-metrics bench-migrations bench-web bench-intake bench-responsiveness bench-search bench-parked bench-anonymity bench-history chaos histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -40,20 +40,13 @@ promtool:
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus \
 		|| echo "could not install prometheus: the promtool checks will skip (and fail under CI=true)"; }
 
-# The reverse-proxy tests run deploy/caddy/Caddyfile with Debian's Caddy.
-caddy:
-	@command -v caddy >/dev/null 2>&1 || { \
-		echo "installing Debian's caddy for the reverse-proxy tests"; \
-		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends caddy \
-		|| echo "could not install caddy: the reverse-proxy tests will skip (and fail under CI=true)"; }
-
 # The suite in parallel (pytest-xdist), one worker per core; each worker has its own migrated
 # template databases, Temporal servers and browser. Tests are handed out as workers free up
 # (--dist load), the longest first (tests/conftest.py, LONGEST_FIRST). TEST_WORKERS=0 runs the
 # suite in one process.
 TEST_WORKERS ?= $(shell nproc)
 
-test: $(STAMP) chromium dovecot promtool caddy
+test: $(STAMP) chromium dovecot promtool
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=30
 
 # After changing pyproject.toml's dependencies: resolve them afresh in a scratch environment and

