@@ -213,7 +213,9 @@ def migrate(
 def reconcile() -> None:
     """After restoring the database from a backup older than Temporal's: take every dispute
     number Temporal knows out of the counter, and store again each running dispute whose row
-    the backup did not have (from its workflow). Run it before the web and intake start."""
+    the backup did not have (from its workflow). Run it before the web and intake start.
+    Exit 0: level with Temporal; 1: disputes that could not be stored again (named); 2:
+    Temporal not reachable or unable to list workflows."""
     from temporalio.service import RPCError
 
     from accord.application import build_filing
@@ -222,23 +224,33 @@ def reconcile() -> None:
     services = _services()
 
     async def run() -> Any:
-        client = await connect(settings)
+        client = await connect_quietly(lambda: connect(settings))
+        if client is None:
+            return None
         return await build_filing(services, client).reconcile_with_temporal()
 
     try:
         done = asyncio.run(run())
     except RPCError as error:
-        fail(f"Temporal could not list the dispute workflows: {error.message}")
+        fail(f"Temporal could not list the dispute workflows: {error.message}; nothing changed")
+    if done is None:
+        fail(f"Temporal does not answer at {settings.temporal_address}; nothing changed")
     numbers = ", ".join(f"DSP-{y}-{n:06d}" for y, n in sorted(done.numbers.items())) or "none"
     typer.echo(f"newest dispute numbers Temporal knows: {numbers} (new filings come after them)")
     typer.echo(
         "stored again from their workflows (they go on): " + (", ".join(done.adopted) or "none")
     )
+    if done.unreadable:
+        typer.echo(
+            "running, missing here, and their workflows' input cannot be read with this"
+            " process's payload keys (ACCORD_PAYLOAD_KEYS): " + ", ".join(done.unreadable)
+        )
     if done.lost:
         typer.echo(
             "closed while the backup was older, missing here and not rebuilt (their histories"
             f" stay in Temporal; accord verify --all lists them): {', '.join(done.lost)}"
         )
+    if done.unreadable or done.lost:
         raise typer.Exit(1)
 
 

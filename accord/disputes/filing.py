@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from sqlalchemy import case, exists
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -61,6 +62,9 @@ class FieldError:
         return f"{self.field}: {self.message}"
 
 
+NUMBER_TRIES = 3
+"""A new filing is stored again at most this many times when its number was taken."""
+log = logging.getLogger("accord.filing")
 NUMBER = re.compile(r"DSP-(\d{4})-(\d{6,})")
 RECONCILE_MARGIN = timedelta(days=1)
 """How far before the newest dispute here reconciliation looks for workflows (clocks differ,
@@ -75,6 +79,9 @@ class Reconciled:
     """Running disputes whose rows were missing, stored again from their workflows."""
     lost: list[str]
     """Closed disputes whose rows are missing: their records cannot be rebuilt."""
+    unreadable: list[str]
+    """Running disputes whose rows are missing and whose workflow's input cannot be read here
+    (sealed with a payload key this process lacks, say): not stored again."""
 
 
 def _insert_filing(
@@ -199,17 +206,57 @@ class FilingService:
     async def file(self, submission: FilingSubmission, now: datetime | None = None) -> FilingResult:
         now = now or datetime.now(UTC)
         key = filing_key(submission)
-        # The database work is synchronous (a blocking driver, SQLite's one writer): it runs on
-        # a thread, so the event loop it is called from (which the worker may share) goes on.
-        stored = await asyncio.to_thread(self._store, submission, key, now)
-        if isinstance(stored, FilingReceipt):
-            return await self._repeat(stored, submission)
-        if isinstance(stored, str):
-            return await self._link(stored, key, submission, now)
-        await self._start(stored)
-        return FilingResult(
-            number=stored.number, linked=False, duplicate=False, message=f"filed as {stored.number}"
+        for _ in range(NUMBER_TRIES):
+            # The database work is synchronous (a blocking driver, SQLite's one writer): it runs
+            # on a thread, so the event loop it is called from (which the worker may share) goes
+            # on.
+            stored = await asyncio.to_thread(self._store, submission, key, now)
+            if isinstance(stored, FilingReceipt):
+                return await self._repeat(stored, submission)
+            if isinstance(stored, str):
+                return await self._link(stored, key, submission, now)
+            if await self._start_new(stored, key):
+                return FilingResult(
+                    number=stored.number,
+                    linked=False,
+                    duplicate=False,
+                    message=f"filed as {stored.number}",
+                )
+        raise RuntimeError(f"no free dispute number after {NUMBER_TRIES} tries")
+
+    async def _start_new(self, dispute: DisputeInput, key: str) -> bool:
+        """Start a new dispute's workflow; False if its number turned out to be taken.
+
+        The number was just taken from the counter, so no workflow should have it. One that
+        does is a dispute this database lost: restored from a backup older than Temporal's, and
+        not reconciled yet. Attaching this filing to that dispute's workflow would mix the two
+        (this filing's row, that dispute's workflow); so this filing is taken back, the database
+        is reconciled (the counter moves past Temporal's numbers, and the lost dispute is stored
+        again), and the caller stores the filing anew."""
+        try:
+            await self._start(dispute, fresh=True)
+            return True
+        except WorkflowAlreadyStartedError:
+            theirs = await self._input_of(dispute.number)
+            if theirs is not None and filing_key(theirs.filing) == key:
+                return True  # this filing's own workflow, started by an earlier try
+        log.warning(
+            "dispute number %s belongs to a workflow the database does not have (a restore not"
+            " reconciled yet): reconciling, and filing this submission under a new number",
+            dispute.number,
         )
+        await asyncio.to_thread(self._take_back, dispute.number, key)
+        await self.reconcile_with_temporal()
+        return False
+
+    def _take_back(self, number: str, key: str) -> None:
+        """Remove the rows just stored for a filing whose number was taken (nothing else refers
+        to them: its workflow never started)."""
+        with self.sessions.begin() as session:
+            for table in (DisputeParty, DisputeObject):
+                session.exec(delete(table).where(col(table.dispute_number) == number))
+            session.exec(delete(FilingReceipt).where(col(FilingReceipt.filing_key) == key))
+            session.exec(delete(Dispute).where(col(Dispute.number) == number))
 
     def _store(
         self, submission: FilingSubmission, key: str, now: datetime
@@ -295,12 +342,15 @@ class FilingService:
                 execution.status == WorkflowExecutionStatus.RUNNING
             )
         missing = await asyncio.to_thread(self._missing, highest, sorted(running))
-        adopted = []
-        for number in missing:
-            if running[number] and await self._adopt(number):
+        adopted, unreadable = [], []
+        for number in (n for n in missing if running[n]):
+            dispute = await self._input_of(number)
+            if dispute is None:
+                unreadable.append(number)
+            elif await asyncio.to_thread(self._store_adopted, dispute):
                 adopted.append(number)
         lost = [n for n in missing if not running[n]]
-        return Reconciled(numbers=highest, adopted=adopted, lost=lost)
+        return Reconciled(numbers=highest, adopted=adopted, lost=lost, unreadable=unreadable)
 
     def _missing(self, highest: dict[int, int], numbers: list[str]) -> list[str]:
         """Moves each year's counter past the highest number Temporal knows; the numbers that
@@ -330,18 +380,21 @@ class FilingService:
             )
         return [n for n in numbers if n not in present]
 
-    async def _adopt(self, number: str) -> bool:
-        """Store dispute `number` again from its workflow's input; False if another process
-        did first."""
-        handle = self.client.get_workflow_handle(number)
-        async for event in handle.fetch_history_events():
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [dispute] = await self.client.data_converter.decode(list(payloads), [DisputeInput])
-            break
-        else:
-            return False
-        assert isinstance(dispute, DisputeInput)
-        return await asyncio.to_thread(self._store_adopted, dispute)
+    async def _input_of(self, number: str) -> DisputeInput | None:
+        """The input of dispute `number`'s workflow (its current run's, which carries the whole
+        filing too), or None if it cannot be read here: sealed with a key this process does not
+        have, or not a dispute's input. Temporal's own errors are raised."""
+        async for event in self.client.get_workflow_handle(number).fetch_history_events():
+            payloads = list(event.workflow_execution_started_event_attributes.input.payloads)
+            try:
+                [dispute] = await self.client.data_converter.decode(payloads, [DisputeInput])
+            except Exception as error:  # the key, the payload's shape: told; the others go on
+                log.warning(
+                    "the input of workflow %s cannot be read (%s)", number, type(error).__name__
+                )
+                return None
+            return dispute if isinstance(dispute, DisputeInput) else None
+        return None
 
     def _store_adopted(self, dispute: DisputeInput) -> bool:
         key = filing_key(dispute.filing)
@@ -463,16 +516,23 @@ class FilingService:
         ).scalar_one()
         return f"DSP-{year}-{bumped:06d}"
 
-    async def _start(self, dispute: DisputeInput) -> None:
-        # Already started and finished: nothing to start again.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
+    async def _start(self, dispute: DisputeInput, *, fresh: bool = False) -> None:
+        """Start the dispute's workflow. Again for a dispute stored before (a repeat, a
+        stranded filing): one already running is its own, and one already finished has nothing
+        to start. `fresh`, for a number just taken: a workflow already there is refused
+        (WorkflowAlreadyStartedError), see _start_new."""
+        with contextlib.suppress(*(() if fresh else (WorkflowAlreadyStartedError,))):
             await self.client.start_workflow(
                 DisputeWorkflow.run,
                 dispute,
                 id=dispute.number,
                 task_queue=self.task_queue,
                 task_timeout=self.task_timeout,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_conflict_policy=(
+                    WorkflowIDConflictPolicy.FAIL
+                    if fresh
+                    else WorkflowIDConflictPolicy.USE_EXISTING
+                ),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 # The first workflow task comes back with the start and runs on this process's
                 # worker when it shares the client (the intake's, `accord run`'s), so the

@@ -207,3 +207,133 @@ async def test_a_worker_starting_after_the_restore_stores_the_lost_dispute_again
             await env.shutdown()
     finally:
         drop()
+
+
+@pytest.mark.timeout(300)
+async def test_a_filing_taken_before_reconcile_does_not_take_a_lost_dispute_s_number(
+    smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    """After the restore, a web process takes a filing before anyone ran `accord reconcile`.
+    The counter hands it the number of the dispute filed between the backups, whose workflow
+    runs; starting would have attached this filing to that workflow (its row this filing's,
+    its workflow the lost dispute's). Instead the filing notices, the database is reconciled,
+    and the filing gets the next number and a workflow of its own; the lost dispute is stored
+    again from its workflow."""
+    from models.tables import Dispute
+
+    accord_url, drop = fresh_postgres_database()
+    backups = Backups(accord_url, tmp_path)
+    try:
+        upgrade(accord_url)
+        env = await dev_server(backups.state)
+        try:
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                backups.accord()
+                lost = (await stack.file(summary="Filed between the two backups")).number
+                await stack.wait_for_event(lost, "mediator_offered")
+                backups.temporal()
+        finally:
+            await env.shutdown()
+        backups.restore()
+        env = await dev_server(backups.state)
+        try:
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                taken = await stack.file(
+                    summary="Filed after the restore, before reconcile",
+                    contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0109"}],
+                )
+                assert not taken.linked and taken.number != lost
+                assert taken.number == f"{lost[:-6]}{int(lost[-6:]) + 1:06d}"
+                with stack.sessions.read() as session:
+                    rows = {
+                        n: session.get(Dispute, n).summary  # type: ignore[union-attr]
+                        for n in (lost, taken.number)
+                    }
+                assert rows == {
+                    lost: "Filed between the two backups",
+                    taken.number: "Filed after the restore, before reconcile",
+                }
+                for number, summary in rows.items():
+                    dispute = await stack.filing._input_of(number)
+                    assert dispute is not None and dispute.filing.summary == summary
+                # Both go on: the new one is offered to a mediator, the lost one takes its own.
+                await stack.wait_for_event(taken.number, "mediator_offered")
+                await in_mediation(stack, lost)
+        finally:
+            await env.shutdown()
+    finally:
+        drop()
+
+
+@pytest.mark.timeout(300)
+async def test_reconcile_goes_past_a_workflow_it_cannot_read_and_says_so(
+    smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    """One lost dispute's workflow sealed with a payload key this process does not have (and a
+    workflow whose id is no dispute number) does not stop the others from being stored again:
+    the command names it and exits 1. With Temporal unreachable it says so, exit 2, and no
+    traceback."""
+    from temporalio.client import Client
+
+    from models.codec import PayloadKeys
+    from models.converter import encrypted
+    from models.tables import Dispute
+
+    first, drop_first = fresh_postgres_database()
+    second, drop_second = fresh_postgres_database()
+    try:
+        for url in (first, second):
+            upgrade(url)
+        env = await dev_server(tmp_path / "temporal.db")
+        try:
+            async with running_stack(env, first, smtp, tmp_path, task_queue=QUEUE) as stack:
+                readable = (await stack.file()).number
+                await stack.wait_for_event(readable, "mediator_offered")
+                other = Client(
+                    env.client.service_client,
+                    namespace=env.client.namespace,
+                    data_converter=encrypted(
+                        PayloadKeys.parse("other:" + "b3RoZXIta2V5LW5vdC1hY2NvcmRzLTMyLWJ5dGVzISE=")
+                    ),
+                )
+                for workflow_id in ("DSP-2026-000077", "not-a-dispute"):
+                    await other.start_workflow(
+                        "DisputeWorkflow", {"x": 1}, id=workflow_id, task_queue="nobody-polls"
+                    )
+            # `second` stands for a restored database that has none of them.
+            env_vars = {
+                **os.environ,
+                "DATABASE_URL": second,
+                "ACCORD_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+                "ACCORD_TEMPORAL_NAMESPACE": "default",
+            }
+            async with running_stack(env, second, smtp, tmp_path, task_queue=QUEUE):
+                pass  # the directory, as the restore brings it
+            done = run_accord("reconcile", env=env_vars, cwd=tmp_path)
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "Traceback" not in done.stderr
+            assert f"stored again from their workflows (they go on): {readable}" in done.stdout
+            assert (
+                "running, missing here, and their workflows' input cannot be read with this"
+                " process's payload keys (ACCORD_PAYLOAD_KEYS): DSP-2026-000077"
+            ) in done.stdout
+            assert "DSP-2026-000077 (new filings" in done.stdout
+        finally:
+            await env.shutdown()
+        sessions = SessionFactory(make_engine(second))
+        with sessions.read() as session:
+            assert session.get(Dispute, readable) is not None
+            assert session.get(Dispute, "DSP-2026-000077") is None
+        sessions.engine.dispose()
+
+        unreachable = run_accord(
+            "reconcile",
+            env={**env_vars, "ACCORD_TEMPORAL_ADDRESS": "127.0.0.1:1"},
+            cwd=tmp_path,
+        )
+        assert unreachable.returncode == 2, unreachable.stdout + unreachable.stderr
+        assert "Traceback" not in unreachable.stderr
+        assert "Temporal does not answer at 127.0.0.1:1; nothing changed" in unreachable.stderr
+    finally:
+        drop_first()
+        drop_second()
