@@ -75,9 +75,24 @@ FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS e
 """
 
 
-def populate(url: str, disputes: int, entries: int) -> None:
+FILL_PRECEDENTS = """
+INSERT INTO precedent (dispute_number, category, playbook_version, clauses, facts,
+                       contested_objects, outcome, remedies, rationale, timeline, claimant_tier,
+                       claimant_region, amount_at_stake, decided_at, search_text, public_text)
+SELECT 'DSP-2026-' || lpad(s::text, 7, '0'), 'deal_registration', '2026.1', '["RoE 3.1"]',
+       repeat('The partners registered the same account. ', 20), '[]', 'settled',
+       '[{{"kind": "commission_split", "amount": "10"}}]',
+       repeat('The first registration stands. ', 20), '[]', 'gold', 'EMEA', 1000, now(),
+       repeat('registration account partner ', 30), repeat('registration account ', 30)
+FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS s
+"""
+
+
+def populate(url: str, disputes: int, entries: int, precedents: int | None = None) -> None:
     """Migrates the (empty) database at `url` to FROM and fills it: partners, disputes with two
-    parties each, and `entries` audit entries spread evenly over the disputes."""
+    parties each, `entries` audit entries spread evenly over the disputes, and a precedent for
+    each of the first `precedents` disputes (a twentieth of them unless given)."""
+    precedents = disputes // 20 if precedents is None else precedents
     upgrade(url, FROM)
     per = max(1, entries // disputes)
     with psycopg.connect(_plain(url), autocommit=True) as connection:
@@ -86,6 +101,7 @@ def populate(url: str, disputes: int, entries: int) -> None:
             (FILL_DISPUTES, disputes),
             (FILL_PARTIES, disputes),
             (FILL_EVENTS, entries),
+            (FILL_PRECEDENTS, precedents),
         ):
             statement = sql.format(partners=PARTNERS, per=per)
             first, last = (0, total - 1) if sql is FILL_EVENTS else (1, total)
@@ -98,11 +114,12 @@ def populate(url: str, disputes: int, entries: int) -> None:
 
 @dataclass
 class Probes:
-    """Reads and writes on dispute and dispute_event, one after another on one connection, each
-    its own short transaction, until stopped."""
+    """Reads and writes on dispute, dispute_event and precedent, one after another on one
+    connection, each its own short transaction, until stopped."""
 
     url: str
     disputes: int
+    precedents: int = 0
     made: int = 0
     durations: list[float] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
@@ -127,6 +144,7 @@ class Probes:
             conn.execute(f"SET lock_timeout = '{LOCK_WAIT}'".encode())
             while not self._stop.is_set():
                 number = f"DSP-2026-{1 + chosen.randrange(self.disputes):07d}"
+                precedent = 1 + chosen.randrange(max(1, self.precedents))
                 seq += 1
                 # What the product does most: show a dispute, record a stage change on it, append
                 # to its trail, read its trail.
@@ -154,6 +172,17 @@ class Probes:
                         b" ORDER BY seq",
                         (number,),
                     ),
+                    # A precedent read (search opens them) and written (a ruling records one).
+                    (
+                        "read precedent",
+                        b"SELECT outcome, rationale FROM precedent WHERE id = %s",
+                        (precedent,),
+                    ),
+                    (
+                        "write precedent",
+                        b"UPDATE precedent SET rationale = rationale WHERE id = %s",
+                        (precedent,),
+                    ),
                 ):
                     started = time.perf_counter()
                     try:
@@ -177,8 +206,9 @@ class Outcome:
     probes: Probes
 
 
-def upgrade_while_probed(url: str, disputes: int) -> Outcome:
-    probes = Probes(url, disputes).start()
+def upgrade_while_probed(url: str, disputes: int, precedents: int | None = None) -> Outcome:
+    precedents = disputes // 20 if precedents is None else precedents
+    probes = Probes(url, disputes, precedents).start()
     time.sleep(0.5)  # the probes run before the upgrade starts, as the product would
     started = time.perf_counter()
     try:
@@ -208,8 +238,9 @@ def main() -> None:
         started = time.perf_counter()
         populate(url, args.disputes, args.entries)
         report.note(
-            f"{args.disputes:,} disputes and {args.entries:,} audit entries at {FROM}, written"
-            f" in {time.perf_counter() - started:.0f} s"
+            f"{args.disputes:,} disputes, {args.entries:,} audit entries and"
+            f" {args.disputes // 20:,} precedents at {FROM}, written in"
+            f" {time.perf_counter() - started:.0f} s"
         )
         outcome = upgrade_while_probed(url, args.disputes)
         probes = outcome.probes

@@ -28,7 +28,8 @@ def run_migrations() -> None:
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             waited = config.attributes.get("lock_timeout", LOCK_TIMEOUT)
-            connection.execute(text(f"SET lock_timeout = '{int(waited * 1000)}ms'"))
+            # At least 1 ms: 0 would mean no limit at all.
+            connection.execute(text(f"SET lock_timeout = '{max(1, round(waited * 1000))}ms'"))
             connection.commit()
         context.configure(
             connection=connection,

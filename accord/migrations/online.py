@@ -21,24 +21,34 @@ On SQLite (one machine, one writer) these do the plain thing inside the migratio
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from alembic import op
 from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.exc import OperationalError
 
-from accord.platform.schema import LOCK_NOT_AVAILABLE, LOCK_TRIES
+from accord.platform.schema import LOCK_TRIES, RETRIED
 
 BATCH = 5_000
 """Rows a fill changes per transaction: each holds its rows' locks for tens of milliseconds."""
 
 
 @contextmanager
-def _outside() -> Iterator[Connection]:
+def outside() -> Iterator[Connection]:
     """Commits the migration's transaction so far (its locks are released) and runs the block
     with each statement its own transaction; the migration's next statements begin a new one."""
     with op.get_context().autocommit_block():
+        yield op.get_bind()
+
+
+@contextmanager
+def outside_on_postgres() -> Iterator[Connection]:
+    """`outside()` on PostgreSQL; on SQLite, the migration's own connection and transaction."""
+    if postgres():
+        with outside() as bind:
+            yield bind
+    else:
         yield op.get_bind()
 
 
@@ -61,7 +71,7 @@ def create_index(
     if not postgres():
         op.execute(f"CREATE {kind} IF NOT EXISTS {name} ON {table}{method} ({columns})")
         return
-    with _outside() as bind:
+    with outside() as bind:
         invalid = bind.execute(
             text(
                 "SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = pg_index.indexrelid"
@@ -70,7 +80,12 @@ def create_index(
             {"name": name},
         ).scalar()
         # A concurrent build waits for the transactions older than it, which blocks no one (it
-        # holds only the lock that keeps other DDL off the table): no limit on that wait.
+        # holds only the lock that keeps other DDL off the table): no limit on that wait; the
+        # operator is told, since it waits even for a session idle in a transaction.
+        _options()[1](
+            f"building index {name} concurrently: it waits for every transaction older than it"
+            " (an idle one holds it up: see pg_stat_activity); nothing waits for it"
+        )
         waited = bind.execute(text("SHOW lock_timeout")).scalar()
         bind.execute(text("SET lock_timeout = 0"))
         try:
@@ -86,19 +101,27 @@ def drop_index(name: str) -> None:
     if not postgres():
         op.execute(f"DROP INDEX IF EXISTS {name}")
         return
-    with _outside() as bind:
+    with outside() as bind:
         bind.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {name}"))
 
 
-def in_batches(statement: str, *, table: str, key: str, below: int | str) -> None:
+def in_batches(
+    statement: str, *, table: str, key: str, below: int | str, lock_first: bool = False
+) -> None:
     """Runs `statement` once per batch of BATCH rows of `table` in `key` order, each batch its
     own transaction on PostgreSQL. The statement bounds its rows with `{key} > :low AND {key} <=
-    :high`; `below` is a value under every key (0 for ids, '' for text keys)."""
+    :high`; `below` is a value under every key (0 for ids, '' for text keys).
+
+    `lock_first`: the batch's rows of `table` are locked (FOR UPDATE) before the statement, in
+    its transaction. A statement that sets a row from other tables reads them as of its start;
+    one that then waits for a row a request changed (and whose trigger changed that row too)
+    would write back what the request had just removed. Locked first, the statement starts
+    after every such request ended, and reads what it did."""
     bind = op.get_bind()
     if not postgres():
         bind.execute(text(statement), {"low": below, "high": _highest(table, key, below)})
         return
-    with _outside():
+    with outside():
         low: int | str = below
         while True:
             # The names are the migration's own constants, never input.
@@ -111,21 +134,50 @@ def in_batches(statement: str, *, table: str, key: str, below: int | str) -> Non
             ).scalar()
             if high is None:
                 return
-            _retried(bind, text(statement), {"low": low, "high": high})
+            lock = (
+                f"SELECT 1 FROM {table} WHERE {key} > :low AND {key} <= :high FOR UPDATE"  # noqa: S608
+                if lock_first
+                else None
+            )
+            _retried(bind, text(statement), {"low": low, "high": high}, lock=lock)
             low = high
 
 
-def _retried(bind: Connection, statement: TextClause, bounds: dict[str, object]) -> None:
-    """Runs one batch, again while a row it changes stays locked past lock_timeout (a batch is
-    its own transaction: the ones before it stay done, and running it again is harmless)."""
-    for attempt in range(1, LOCK_TRIES + 1):
+def _retried(
+    bind: Connection, statement: TextClause, bounds: dict[str, object], lock: str | None = None
+) -> None:
+    """Runs one batch, again while a row it changes stays locked past lock_timeout, or after a
+    deadlock with a request (a batch is its own transaction: the ones before it stay done, and
+    running it again is harmless). As often as `accord migrate --tries` says, each try told."""
+    tries, said = _options()
+    for attempt in range(1, tries + 1):
         try:
-            bind.execute(statement, bounds)
+            if lock is None:
+                bind.execute(statement, bounds)
+            else:
+                bind.execute(text("BEGIN"))
+                try:
+                    bind.execute(text(lock), bounds)
+                    bind.execute(statement, bounds)
+                except BaseException:
+                    bind.execute(text("ROLLBACK"))
+                    raise
+                bind.execute(text("COMMIT"))
             return
         except OperationalError as error:
-            if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE or attempt == LOCK_TRIES:
+            if getattr(error.orig, "sqlstate", None) not in RETRIED or attempt == tries:
                 raise
+            said(
+                f"a batch of rows waited over the lock timeout, or deadlocked with a request;"
+                f" trying it again (try {attempt + 1} of {tries})"
+            )
             time.sleep(1)
+
+
+def _options() -> tuple[int, Callable[[str], None]]:
+    """How often to try and whom to tell: what `accord migrate` (schema.upgrade) passed."""
+    attributes = op.get_context().config.attributes  # type: ignore[union-attr]
+    return int(attributes.get("tries", LOCK_TRIES)), attributes.get("said", lambda _: None)
 
 
 def _highest(table: str, key: str, below: int | str) -> int | str:
@@ -140,6 +192,6 @@ def run_outside_transaction(*statements: str) -> None:
         for statement in statements:
             op.execute(statement)
         return
-    with _outside() as bind:
+    with outside() as bind:
         for statement in statements:
             bind.execute(text(statement))

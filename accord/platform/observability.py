@@ -76,10 +76,15 @@ def _check_database(sessions: SessionFactory) -> str:
     with sessions.read() as session:
         session.execute(text("SELECT 1")).scalar()
         try:
-            version = session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            versions = list(
+                session.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            )
         except DBAPIError:
             session.rollback()
-            version = None
+            versions = []
+        if len(versions) > 1:
+            return f"alembic_version holds {len(versions)} revisions, not one: {sorted(versions)}"
+        version = versions[0] if versions else None
         needed = head_revision()
         if version == needed:
             return "ok"
@@ -93,7 +98,9 @@ def _check_database(sessions: SessionFactory) -> str:
             )
         except DBAPIError:
             served = set()
-    if needed in served:
+    # The schema lists its own revision among those it serves: a revision it does not list is
+    # not what migrations left there.
+    if needed in served and version in served:
         return "ok"
     return (
         f"schema at {version}, a later release's that no longer serves this one ({needed}):"

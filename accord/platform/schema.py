@@ -82,30 +82,32 @@ def upgrade(
     and tried again (`said` is told), the ones before it staying done; `locations` adds folders
     of migrations (a test's next release)."""
     config = alembic_config(url, locations)
-    config.attributes["lock_timeout"] = lock_timeout
+    config.attributes.update(lock_timeout=lock_timeout, tries=tries, said=said)
     for attempt in range(1, tries + 1):
         try:
             command.upgrade(config, revision)
             return
         except OperationalError as error:
-            if getattr(error.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            if getattr(error.orig, "sqlstate", None) not in RETRIED:
                 raise
             stuck = _next_after(config, current_revision(url))
             if attempt == tries:
                 raise MigrationBlocked(
-                    f"migration {stuck} waited over {lock_timeout:g} s for a lock"
-                    f" {tries} times: a long transaction holds a table it changes (see"
-                    " pg_stat_activity); the migrations before it are done, run accord migrate"
-                    " again"
+                    f"migration {stuck} could not take its locks in {tries} tries (each waited"
+                    f" over {lock_timeout:g} s, or deadlocked with a request): a long transaction"
+                    " holds a table it changes (see pg_stat_activity); the migrations before it"
+                    " are done, run accord migrate again"
                 ) from None
             said(
-                f"migration {stuck} waited over {lock_timeout:g} s for a lock; trying again"
-                f" (try {attempt + 1} of {tries})"
+                f"migration {stuck} waited over {lock_timeout:g} s for a lock, or deadlocked;"
+                f" trying again (try {attempt + 1} of {tries})"
             )
             time.sleep(min(attempt, 5))
 
 
-LOCK_NOT_AVAILABLE = "55P03"
+RETRIED = frozenset({"55P03", "40P01"})
+"""lock_not_available (a statement waited over lock_timeout) and deadlock_detected (with a
+request): the migration, or its batch, is rolled back and tried again."""
 
 
 def _next_after(config: Config, revision: str | None) -> str:
@@ -153,31 +155,40 @@ def record_release(
     """After each migration, in its transaction: which releases' code the schema now serves.
 
     A migration that only adds (a table, a nullable column, an index: the expand half of a
-    change) says `serves_previous_release = True`, and the release before it stays served, so
-    during a rolling upgrade the old processes stay ready while `accord migrate` runs and the
-    new ones start. Any other migration (the contract half: a column dropped or renamed, a new
-    constraint the old code would break) serves its own release only."""
+    change) says `serves_previous_release = True`, and the releases the one before it served
+    stay served, so during a rolling upgrade the old processes stay ready while `accord
+    migrate` runs and the new ones start. Any other migration (the contract half: a column
+    dropped or renamed, a new constraint the old code would break) serves its own release
+    only. The set is worked out from the scripts for the revision the schema is now at, so a
+    downgrade gives back exactly what that revision served on the way up."""
     connection = ctx.connection
     assert connection is not None
     if not inspect(connection).has_table("schema_release"):  # before 0033
         return
-    revision = step.up_revision_id
-    assert revision is not None
-    assert step.up_revision is not None
-    if step.is_upgrade:
-        script = step.up_revision.module  # type: ignore[attr-defined]  # a Script's
-        expands = bool(getattr(script, "serves_previous_release", False))
-        if not expands:
-            connection.execute(text("DELETE FROM schema_release"))
-        served = {revision, *(step.down_revision_ids if expands else ())}
-    else:
-        connection.execute(text("DELETE FROM schema_release WHERE revision = :r"), {"r": revision})
-        served = set(step.down_revision_ids)
-    for name in sorted(served):
+    assert ctx.environment_context is not None
+    scripts = ctx.environment_context.script
+    now_at = step.up_revision_id if step.is_upgrade else _single(step.down_revision_ids)
+    connection.execute(text("DELETE FROM schema_release"))
+    for name in sorted(_served(scripts, now_at)):
         connection.execute(
-            text(
-                "INSERT INTO schema_release (revision) SELECT CAST(:r AS VARCHAR(32)) WHERE NOT"
-                " EXISTS (SELECT 1 FROM schema_release WHERE revision = CAST(:r AS VARCHAR(32)))"
-            ),
+            text("INSERT INTO schema_release (revision) VALUES (CAST(:r AS VARCHAR(32)))"),
             {"r": name},
         )
+
+
+def _single(revisions: Collection[str]) -> str | None:
+    return next(iter(revisions), None)
+
+
+def _served(scripts: ScriptDirectory, revision: str | None) -> set[str]:
+    """`revision` and, while each migration says it serves the release before it, the ones
+    below it."""
+    served: set[str] = set()
+    while revision is not None:
+        served.add(revision)
+        script = scripts.get_revision(revision)
+        if script is None or not getattr(script.module, "serves_previous_release", False):
+            break
+        down = script.down_revision
+        revision = down if isinstance(down, str) else None
+    return served

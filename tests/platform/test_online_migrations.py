@@ -79,6 +79,12 @@ def _contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
             url, "SELECT number, filed_at, tsv::text, parties FROM dispute_search ORDER BY 1"
         ),
         "vectors": _rows(url, "SELECT number, search_tsv::text FROM dispute ORDER BY 1"),
+        "precedents": _rows(
+            url,
+            "SELECT id, facet_values, facet_tokens, search_text, public_text FROM precedent"
+            " ORDER BY id",
+        ),
+        "facets": _rows(url, "SELECT * FROM precedent_facet ORDER BY 1, 2, 3"),
     }
 
 
@@ -107,9 +113,10 @@ def test_an_upgrade_from_0006_to_head_blocks_no_read_or_write(postgres_url: str)
         "SELECT number FROM dispute_search WHERE tsv @@ to_tsquery('english', 'account & 996')"
         " AND 'p37' = ANY (parties) ORDER BY number LIMIT 1",
     ) == [("DSP-2026-0000996",)]
-    # 0033 only adds its table: the schema serves 0032's code too.
+    # 0033 and 0034 only add: the schema serves 0032's and 0033's code too.
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
+        ("0033",),
         (head_revision(),),
     ]
 
@@ -118,7 +125,10 @@ class Stopped(Exception):
     pass
 
 
-ONLINE = ["0007", "0010", "0012", "0016", "0018", "0025", "0028", "0030", "0032"]
+ONLINE = [
+    "0007", "0008", "0009", "0010", "0011", "0012", "0016", "0018", "0023", "0025", "0028",
+    "0030", "0032",
+]  # fmt: skip
 """The migrations that commit part of their work before they end (online.py) on PostgreSQL."""
 
 
@@ -137,7 +147,7 @@ def test_a_migration_stopped_at_any_commit_finishes_when_run_again(
         expected = (_catalogue(whole), _contents(whole))
     finally:
         drop_whole()
-    real = online._outside
+    real = online.outside
     stop_at = 1
     while True:
         url, drop = fresh_postgres_database()
@@ -155,14 +165,14 @@ def test_a_migration_stopped_at_any_commit_finishes_when_run_again(
 
                 return real()
 
-            monkeypatch.setattr(online, "_outside", stopping)
+            monkeypatch.setattr(online, "outside", stopping)
             try:
                 upgrade(url, revision)
             except Stopped:
                 stopped = True
             else:
                 stopped = False
-            monkeypatch.setattr(online, "_outside", real)
+            monkeypatch.setattr(online, "outside", real)
             assert _rows(url, "SELECT version_num FROM alembic_version") == [
                 (_before(revision) if stopped else revision,)
             ]
@@ -205,14 +215,15 @@ def test_a_migration_waits_for_a_lock_a_bounded_time_and_tries_again(
         holder.close()
     assert _rows(postgres_url, "SELECT version_num FROM alembic_version") == [("0031",)]
     assert said and all(line.startswith("migration 0031 (") for line in said), said
-    assert all("waited over 0.5 s for a lock; trying again" in line for line in said), said
+    assert all("waited over 0.5 s for a lock, or deadlocked; trying again" in line for line in said)
 
     holder = psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
     holder.execute(b"BEGIN")
     holder.execute(b"LOCK TABLE dispute_search IN ACCESS SHARE MODE")
     try:
         with pytest.raises(
-            MigrationBlocked, match=r"migration 0032 \(.*\) waited over 0\.2 s for a lock 2 times"
+            MigrationBlocked,
+            match=r"migration 0032 \(.*\) could not take its locks in 2 tries \(each waited over 0\.2 s",
         ):
             upgrade(postgres_url, "0032", lock_timeout=0.2, tries=2)
     finally:
@@ -287,6 +298,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
     upgrade(postgres_url, locations=(later,))
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
+        ("0033",),
         (head,),
         ("9001",),
     ]
@@ -310,8 +322,41 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
     )
 
     config = alembic_config(postgres_url, (later,))
+    # Back to the expand migration: the schema serves this release again, as on the way up.
+    command.downgrade(config, "9001")
+    assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
+        ("0032",),
+        ("0033",),
+        (head,),
+        ("9001",),
+    ]
+    assert (await readiness(sessions, None))["database"] == "ok"
+    # Not what migrations leave: a revision the schema does not list, or two of them.
+    for wrong, why, undo in (
+        (
+            "UPDATE alembic_version SET version_num = 'zzz'",
+            "a later release's that no longer",
+            "UPDATE alembic_version SET version_num = '9001'",
+        ),
+        (
+            "INSERT INTO alembic_version VALUES ('0033')",
+            "alembic_version holds 2 revisions",
+            "DELETE FROM alembic_version WHERE version_num = '0033'",
+        ),
+    ):
+        with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(wrong.encode())
+            try:
+                shown = await readiness(sessions, None)
+            finally:
+                conn.execute(undo.encode())
+        assert why in shown["database"], shown
     command.downgrade(config, head)
-    assert _rows(postgres_url, "SELECT revision FROM schema_release") == [(head,)]
+    assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
+        ("0032",),
+        ("0033",),
+        (head,),
+    ]
     assert (await readiness(sessions, None))["database"] == "ok"
     command.downgrade(config, "0032")
     assert (await readiness(sessions, None))["database"] == (
@@ -364,6 +409,7 @@ def test_the_upgrade_from_0006_runs_the_same_on_sqlite(tmp_path: Path) -> None:
         ]
         assert conn.execute(text("SELECT revision FROM schema_release ORDER BY 1")).all() == [
             ("0032",),
+            ("0033",),
             (head_revision(),),
         ]
     engine.dispose()
@@ -397,11 +443,136 @@ def test_accord_migrate_reports_a_lock_it_cannot_take_and_finishes_later(
     assert "Traceback" not in done.stderr
     assert (
         "migration 0031 (the stage deadline's warning instants, for the work queue's SLA state"
-        " on business time) waited over 0.2 s for a lock; trying again (try 2 of 2)"
+        " on business time) waited over 0.2 s for a lock, or deadlocked; trying again (try 2 of 2)"
     ) in done.stderr
-    assert "waited over 0.2 s for a lock 2 times: a long transaction holds a table" in done.stderr
+    assert "could not take its locks in 2 tries (each waited over 0.2 s" in done.stderr
+    assert "a long transaction holds a table" in done.stderr
     assert _rows(postgres_url, "SELECT version_num FROM alembic_version") == [("0030",)]
     again = run_accord("migrate", env=env)
     assert again.returncode == 0, again.stderr
     assert "schema up to date" in again.stdout
     assert _rows(postgres_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+
+
+def test_0032_keeps_a_party_removed_while_its_batch_waits_removed(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request removes a partner from a dispute while 0032 fills dispute_search.parties: its
+    transaction holds the dispute's search row (its trigger) and commits while the batch waits
+    for that row. The batch must not put the partner back (a partner removed from a dispute
+    would go on finding it in search)."""
+    populate(postgres_url, 100, 100)
+    upgrade(postgres_url, "0031")
+    real = online._retried
+    remover: list[psycopg.Connection[Any]] = []
+
+    def batch(bind: Any, statement: Any, bounds: Any, **options: Any) -> None:
+        if not remover:  # the request, its transaction still open when the batch starts
+            remover.append(
+                psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"))
+            )
+            remover[0].execute(
+                b"DELETE FROM dispute_party WHERE dispute_number = 'DSP-2026-0000001'"
+                b" AND partner_id = 'p3'"
+            )
+            threading.Timer(1.0, remover[0].commit).start()
+        real(bind, statement, bounds, **options)
+
+    monkeypatch.setattr(online, "_retried", batch)
+    try:
+        upgrade(postgres_url, "0032")
+    finally:
+        for connection in remover:
+            connection.close()
+    assert _rows(
+        postgres_url,
+        "SELECT partner_id FROM dispute_party WHERE dispute_number = 'DSP-2026-0000001'",
+    ) == [("p2",)]
+    assert _rows(
+        postgres_url, "SELECT parties FROM dispute_search WHERE number = 'DSP-2026-0000001'"
+    ) == [(["p2"],)]
+
+
+def test_while_0016_fills_steps_no_other_session_can_change_an_entry(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0016 lets its own fill give old entries their step. Another session, even one that says
+    it is the fill (`SET accord.filling_steps`), can change nothing while the fill runs: not the
+    step, and not the content, even written so that it reads the same as JSON (the trail's
+    hashes are of the content's exact text)."""
+    populate(postgres_url, 10, 100)
+    upgrade(postgres_url, "0015")
+    real = online._retried
+    tried: dict[str, str] = {}
+
+    def batch(bind: Any, statement: Any, bounds: Any, **options: Any) -> None:
+        if not tried:
+            with psycopg.connect(
+                postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+            ) as other:
+                for setting in ("on", "1"):
+                    other.execute(f"SET accord.filling_steps = '{setting}'".encode())
+                    for name, sql in (
+                        ("step", b"UPDATE dispute_event SET step = seq WHERE id = 1"),
+                        (
+                            "content",
+                            b"UPDATE dispute_event SET step = seq, content = '{ }' WHERE id = 2",
+                        ),
+                    ):
+                        try:
+                            other.execute(sql)
+                            tried[f"{name} {setting}"] = "changed"
+                        except psycopg.errors.RaiseException as refused:
+                            tried[f"{name} {setting}"] = str(refused).splitlines()[0]
+        real(bind, statement, bounds, **options)
+
+    monkeypatch.setattr(online, "_retried", batch)
+    upgrade(postgres_url, "0016")
+    assert tried and set(tried.values()) == {"dispute_event is append-only"}, tried
+    assert _rows(postgres_url, "SELECT count(*) FROM dispute_event WHERE step IS NULL") == [(0,)]
+    assert _rows(postgres_url, "SELECT content::text FROM dispute_event WHERE id = 2") == [("{}",)]
+
+
+def test_a_database_migrated_by_the_first_0007_and_0016_ends_in_the_same_shape(
+    postgres_url: str,
+) -> None:
+    """A database that ran 0007 and 0016 before they were rewritten has a generated
+    dispute.search_tsv and no dispute_event_step trigger (made here by hand from a current one).
+    0034 brings it to the shape of a database migrated now: the same catalogue, the same
+    vectors, and an entry written without a step given one."""
+    whole, drop_whole = fresh_postgres_database()
+    try:
+        populate(whole, 30, 90)
+        upgrade(whole)
+        expected = _catalogue(whole)
+    finally:
+        drop_whole()
+    populate(postgres_url, 30, 90)
+    upgrade(postgres_url, "0033")
+    text_of = (
+        "number || ' ' || claimant_id || ' ' || respondent_ids::text || ' ' || summary || ' ' ||"
+        " facts"
+    )
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as conn:
+        for statement in (
+            "DROP TRIGGER dispute_search_tsv ON dispute",
+            "DROP FUNCTION dispute_search_tsv()",
+            "DROP TRIGGER dispute_event_step ON dispute_event",
+            "DROP FUNCTION dispute_event_step()",
+            "ALTER TABLE dispute DROP COLUMN search_tsv",
+            f"ALTER TABLE dispute ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS"
+            f" (to_tsvector('english', {text_of})) STORED",
+        ):
+            conn.execute(statement.encode())
+    vectors = _rows(postgres_url, "SELECT number, search_tsv::text FROM dispute ORDER BY 1")
+    upgrade(postgres_url)
+    shape = _catalogue(postgres_url)
+    assert shape == expected
+    assert _rows(postgres_url, "SELECT number, search_tsv::text FROM dispute ORDER BY 1") == vectors
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(
+            b"INSERT INTO dispute_event (dispute_number, seq, at, actor_id, actor_role, action,"
+            b" content, prev_hash, hash) VALUES ('DSP-2026-0000001', 99, now(), 'system',"
+            b" 'system', 'note_added', '{}', 'p', 'h')"
+        )
+    assert _rows(postgres_url, "SELECT step FROM dispute_event WHERE seq = 99") == [(99,)]

@@ -27,9 +27,11 @@ DISPUTE_TEXT = "{t}.number || ' ' || {t}.claimant_id || ' ' || {t}.respondent_id
 
 
 def upgrade() -> None:
-    # Run again from here if it stopped in the PostgreSQL fill below, after this was committed.
+    # Run again from here if it stopped in one of the PostgreSQL fills below, after this was
+    # committed: the table is there, and the fills put in only what is missing.
     if not sa.inspect(op.get_bind()).has_table('precedent_facet'):
         _facets()
+    _backfill_facets()
     if op.get_bind().dialect.name == 'sqlite':
         _dispute_index_sqlite()
     else:
@@ -46,7 +48,6 @@ def _facets() -> None:
         sa.PrimaryKeyConstraint('precedent_id', 'facet', 'value'),
     )
     op.create_index('ix_precedent_facet_value', 'precedent_facet', ['facet', 'value', 'precedent_id'])
-    _backfill_facets()
 
 
 def _dispute_index_sqlite() -> None:
@@ -101,20 +102,28 @@ def _dispute_vectors_postgres() -> None:
 
 
 def _backfill_facets() -> None:
+    """Each precedent's facets. On PostgreSQL outside the migration's transaction, a precedent
+    at a time, so that the new table's foreign key (its lock on precedent) is committed first
+    and no precedent waits for the whole fill; what is there already is kept (a run again)."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
     from sqlmodel import Session, select
 
     from accord.precedents.library import facet_values
     from models.tables import Precedent
 
-    session = Session(bind=op.get_bind())
-    rows = session.exec(select(Precedent.id, Precedent.remedies, Precedent.clauses, Precedent.timeline)).all()
-    facets = []
-    for row in rows:
-        record = Precedent(remedies=row.remedies, clauses=row.clauses, timeline=row.timeline)
-        facets += [{'precedent_id': row.id, 'facet': f, 'value': v} for f, v in facet_values(record)]
-    if facets:
-        table = sa.table('precedent_facet', sa.column('precedent_id'), sa.column('facet'), sa.column('value'))
-        op.bulk_insert(table, facets)
+    table = sa.table('precedent_facet', sa.column('precedent_id'), sa.column('facet'), sa.column('value'))
+    with online.outside_on_postgres() as bind:
+        session = Session(bind=bind)
+        rows = session.exec(select(Precedent.id, Precedent.remedies, Precedent.clauses, Precedent.timeline)).all()
+        for row in rows:
+            record = Precedent(remedies=row.remedies, clauses=row.clauses, timeline=row.timeline)
+            facets = [{'precedent_id': row.id, 'facet': f, 'value': v} for f, v in facet_values(record)]
+            if not facets:
+                continue
+            if bind.dialect.name == 'postgresql':
+                bind.execute(pg_insert(table).values(facets).on_conflict_do_nothing())
+            else:
+                bind.execute(table.insert(), facets)
 
 
 def downgrade() -> None:

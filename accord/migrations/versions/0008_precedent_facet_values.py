@@ -14,6 +14,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0008'
 down_revision: Union[str, None] = '0007'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -21,19 +23,25 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('precedent', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('facet_values', sa.Text(), server_default='', nullable=False))
+    # A constant default: no rewrite. The rows are filled outside the migration's transaction
+    # on PostgreSQL, a precedent at a time (online.py), and filled again if it is run again.
+    op.add_column(
+        'precedent',
+        sa.Column('facet_values', sa.Text(), server_default='', nullable=False),
+        if_not_exists=online.postgres(),
+    )
     facets = sa.table('precedent_facet', sa.column('precedent_id'), sa.column('facet'), sa.column('value'))
     precedent = sa.table('precedent', sa.column('id'), sa.column('facet_values'))
     lines: dict[int, list[str]] = {}
-    for row in op.get_bind().execute(
-        sa.select(facets.c.precedent_id, facets.c.facet, facets.c.value).order_by(
-            facets.c.precedent_id, facets.c.facet, facets.c.value
-        )
-    ):
-        lines.setdefault(row.precedent_id, []).append(f"{row.facet}={row.value}")
-    for pid, values in lines.items():
-        op.execute(precedent.update().where(precedent.c.id == pid).values(facet_values="\n".join(values)))
+    with online.outside_on_postgres() as bind:
+        for row in bind.execute(
+            sa.select(facets.c.precedent_id, facets.c.facet, facets.c.value).order_by(
+                facets.c.precedent_id, facets.c.facet, facets.c.value
+            )
+        ):
+            lines.setdefault(row.precedent_id, []).append(f"{row.facet}={row.value}")
+        for pid, values in lines.items():
+            bind.execute(precedent.update().where(precedent.c.id == pid).values(facet_values="\n".join(values)))
 
 
 def downgrade() -> None:

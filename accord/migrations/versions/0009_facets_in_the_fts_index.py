@@ -14,6 +14,8 @@ from typing import Sequence, Union
 
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0009'
 down_revision: Union[str, None] = '0008'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -60,11 +62,23 @@ def _drop() -> None:
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == 'sqlite'
     newline = 'char(10)' if sqlite else 'chr(10)'
-    op.execute(
+    added = (
         f"UPDATE precedent SET facet_values = facet_values || {newline} || 'category=' || category"
         f" || {newline} || 'outcome=' || outcome || {newline} || 'tier=' || claimant_tier"
         f" || {newline} || 'region=' || claimant_region"
     )
+    if sqlite:
+        op.execute(added)
+    else:
+        # In batches (online.py), each precedent once: run again, one that has its lines
+        # already is left alone.
+        online.in_batches(
+            f"{added} WHERE id > :low AND id <= :high"
+            " AND facet_values !~ ('(^|' || chr(10) || ')category=')",
+            table='precedent',
+            key='id',
+            below=0,
+        )
     if sqlite:
         _drop()
         _index(COLUMNS['new'])

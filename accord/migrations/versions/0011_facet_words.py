@@ -15,6 +15,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
+from accord.migrations import online
+
 revision: str = '0011'
 down_revision: Union[str, None] = '0010'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -51,17 +53,23 @@ def _recreate_index(columns: tuple[str, ...]) -> None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('precedent', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('facet_tokens', sa.Text(), server_default='', nullable=False))
+    # A constant default: no rewrite. The rows are filled outside the migration's transaction
+    # on PostgreSQL, a precedent at a time (online.py), and filled again if it is run again.
+    op.add_column(
+        'precedent',
+        sa.Column('facet_tokens', sa.Text(), server_default='', nullable=False),
+        if_not_exists=online.postgres(),
+    )
     precedent = sa.table('precedent', sa.column('id'), sa.column('facet_values'), sa.column('facet_tokens'))
-    rows = op.get_bind().execute(sa.select(precedent.c.id, precedent.c.facet_values)).all()
-    for pid, lines in rows:
-        words = [
-            re.sub(r"[^a-z0-9]", "", line.replace("=", "", 1).lower())
-            for line in (lines or "").splitlines()
-            if "=" in line
-        ]
-        op.execute(precedent.update().where(precedent.c.id == pid).values(facet_tokens=" ".join(words)))
+    with online.outside_on_postgres() as bind:
+        rows = bind.execute(sa.select(precedent.c.id, precedent.c.facet_values)).all()
+        for pid, lines in rows:
+            words = [
+                re.sub(r"[^a-z0-9]", "", line.replace("=", "", 1).lower())
+                for line in (lines or "").splitlines()
+                if "=" in line
+            ]
+            bind.execute(precedent.update().where(precedent.c.id == pid).values(facet_tokens=" ".join(words)))
     if op.get_bind().dialect.name == 'sqlite':
         _recreate_index(('search_text', 'public_text', 'facet_tokens'))
 

@@ -12,6 +12,7 @@ The append-only guard of 0001 had two holes: PostgreSQL's TRUNCATE fires no row 
 SQLite's INSERT OR REPLACE deletes the row it replaces without firing DELETE triggers (unless
 recursive_triggers is on). Both are refused now.
 """
+import secrets
 from typing import Sequence, Union
 
 import sqlalchemy as sa
@@ -41,14 +42,17 @@ NO_TRUNCATE_POSTGRES = """CREATE TRIGGER dispute_event_no_truncate BEFORE TRUNCA
        FOR EACH STATEMENT EXECUTE FUNCTION dispute_event_append_only()"""
 
 
-# While 0016 fills in the steps, the guard lets through that one change, and only in a session
-# that says it is the fill: an entry without a step getting step = seq, nothing else changed.
+# While 0016 fills in the steps, the guard lets through that one change, and only in the
+# session of the fill, which alone knows the token (made afresh for each run, so a session that
+# merely says it fills, or a run stopped midway, gets nothing): an entry without a step getting
+# step = seq, every other column the same, the content to its exact text (its hash is of that).
 APPEND_ONLY_FILLING_STEPS = """CREATE OR REPLACE FUNCTION dispute_event_append_only()
        RETURNS trigger AS $$
        BEGIN
-           IF TG_OP = 'UPDATE' AND current_setting('accord.filling_steps', true) = 'on'
+           IF TG_OP = 'UPDATE' AND current_setting('accord.filling_steps', true) = '{token}'
               AND OLD.step IS NULL AND NEW.step = OLD.seq
-              AND (to_jsonb(NEW) - 'step') = (to_jsonb(OLD) - 'step') THEN
+              AND NEW.content::text = OLD.content::text
+              AND (to_jsonb(NEW) - 'step' - 'content') = (to_jsonb(OLD) - 'step' - 'content') THEN
                RETURN NEW;
            END IF;
            RAISE EXCEPTION 'dispute_event is append-only';
@@ -86,13 +90,14 @@ def _upgrade_postgres() -> None:
     fill), the entries are filled in batches and the index built concurrently. Safe to run
     again from the start if it stopped midway."""
     op.execute("ALTER TABLE dispute_event ADD COLUMN IF NOT EXISTS step integer")
-    op.execute(APPEND_ONLY_FILLING_STEPS)
+    token = secrets.token_hex(16)
+    op.execute(APPEND_ONLY_FILLING_STEPS.format(token=token))
     op.execute("DROP TRIGGER IF EXISTS dispute_event_no_truncate ON dispute_event")
     op.execute(NO_TRUNCATE_POSTGRES)
     op.execute(STEP_OF_OLDER_WRITERS)
     op.execute("DROP TRIGGER IF EXISTS dispute_event_step ON dispute_event")
     op.execute(STEP_TRIGGER)
-    online.run_outside_transaction("SET accord.filling_steps = 'on'")
+    online.run_outside_transaction(f"SET accord.filling_steps = '{token}'")
     online.in_batches(
         "UPDATE dispute_event SET step = seq WHERE id > :low AND id <= :high AND step IS NULL",
         table='dispute_event',

@@ -93,6 +93,8 @@ def upgrade() -> None:
         table='dispute_search',
         key='number',
         below='',
+        # A party a request removes while the batch waits for its row must stay removed.
+        lock_first=True,
     )
     online.create_index('ix_dispute_search_parties', 'dispute_search', 'parties', using='GIN')
     online.run_outside_transaction("ANALYZE dispute_search")
