@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import IO, Any
+from urllib.parse import quote, quote_plus
 
 import structlog
 from temporalio import activity
@@ -55,6 +56,7 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
 
 URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE)
 BEARER = re.compile(r"\b(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+QUERY_PASSWORD = re.compile(r"([?&;]\s*(?:password|passwd|pwd)=)[^&\s;]+", re.IGNORECASE)
 SHORTEST_SECRET = 4
 """A secret shorter than this is not looked for in text (it would hide ordinary words)."""
 
@@ -65,21 +67,34 @@ class Scrub:
     failure's message says whatever the failing code put in it."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        values = sorted({v for v in secrets if len(v) >= SHORTEST_SECRET}, key=len, reverse=True)
+        # Each as it is and as a URL or form would encode it.
+        variants = {form for v in secrets for form in (v, quote(v, safe=""), quote_plus(v))}
+        values = sorted({v for v in variants if len(v) >= SHORTEST_SECRET}, key=len, reverse=True)
         self.secrets = re.compile("|".join(map(re.escape, values))) if values else None
 
     def text(self, value: str) -> str:
         if self.secrets is not None:
             value = self.secrets.sub("[redacted]", value)
         value = URL_PASSWORD.sub(r"\1[redacted]@", value)
+        value = QUERY_PASSWORD.sub(r"\1[redacted]", value)
         return BEARER.sub(r"\1[redacted]", value)
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        """Texts scrubbed, within dicts, lists and tuples too (a few levels down); other values
+        as they are."""
+        if isinstance(value, str):
+            return self.text(value)
+        if depth < 5 and isinstance(value, dict):
+            return {k: self.value(v, depth + 1) for k, v in value.items()}
+        if depth < 5 and isinstance(value, list | tuple):
+            return type(value)(self.value(v, depth + 1) for v in value)
+        return value
 
     def __call__(
         self, _: Any, __: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key, value in event.items():
-            if isinstance(value, str):
-                event[key] = self.text(value)
+            event[key] = self.value(value)
         return event
 
 

@@ -110,21 +110,40 @@ def test_a_traceback_is_logged_without_the_secrets_it_holds() -> None:
             raise ConnectionError(
                 "could not connect to postgresql+psycopg://accord:S3cret-db-Pa55@db:5432/accord"
                 " with key AAECAwQFBgcICQoLDA0ODw== and header Authorization: Bearer tok_9f8e7d"
-                " or redis://:otherpass@cache:6379"
+                " or redis://:otherpass@cache:6379, sent as key=AAECAwQFBgcICQoLDA0ODw%3D%3D"
             )
         except ConnectionError:
             logging.getLogger("accord.test").exception("start-up failed for S3cret-db-Pa55")
         structlog.get_logger("accord.test").error(
             "webhook refused", url="https://hooks:S3cret-db-Pa55@remedies.example/x"
         )
+        structlog.get_logger("accord.test").error(
+            "nested",
+            request={"headers": {"x": "S3cret-db-Pa55"}, "tries": ["Bearer tok_9f8e7d", 3]},
+            encoded="client_secret=S3cret-db-Pa55%21&next=1".replace("Pa55%21", "Pa55"),
+            query="postgresql://db/accord?user=a&password=QueryPw123&sslmode=require",
+        )
     finally:
         root.handlers = handlers
         root.setLevel(level)
         structlog.reset_defaults()
     text = out.getvalue()
-    for secret in ("S3cret-db-Pa55", "AAECAwQFBgcICQoLDA0ODw==", "tok_9f8e7d", "otherpass"):
+    for secret in (
+        "S3cret-db-Pa55",
+        "AAECAwQFBgcICQoLDA0ODw==",
+        "AAECAwQFBgcICQoLDA0ODw%3D%3D",
+        "tok_9f8e7d",
+        "otherpass",
+        "QueryPw123",
+    ):
         assert secret not in text, text
-    first, second = lines(out)
+    first, second, third = lines(out)
+    assert third["request"] == {
+        "headers": {"x": "[redacted]"},
+        "tries": ["Bearer [redacted]", 3],
+    }
+    assert "S3cret" not in third["encoded"]
+    assert third["query"] == "postgresql://db/accord?user=a&password=[redacted]&sslmode=require"
     assert first["event"] == "start-up failed for [redacted]"
     assert "Traceback" in str(first["exception"]) and "ConnectionError" in str(first["exception"])
     assert "postgresql+psycopg://accord:[redacted]@db:5432/accord" in str(first["exception"])
