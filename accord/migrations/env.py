@@ -21,12 +21,17 @@ from accord.platform.settings import Settings
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url()
 target_metadata = SQLModel.metadata
+MIGRATE_LOCK = 0x616363_6D6967  # "accmig": the advisory lock key of `accord migrate`
 
 
 def run_migrations() -> None:
     engine = make_engine(url)
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
+            # One `accord migrate` at a time (two deploys at once, a job run twice): the second
+            # waits here for the first, then finds nothing left to do. Held by this session
+            # until it ends.
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATE_LOCK})
             waited = config.attributes.get("lock_timeout", LOCK_TIMEOUT)
             # At least 1 ms: 0 would mean no limit at all.
             connection.execute(text(f"SET lock_timeout = '{max(1, round(waited * 1000))}ms'"))

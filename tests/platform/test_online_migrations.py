@@ -576,3 +576,30 @@ def test_a_database_migrated_by_the_first_0007_and_0016_ends_in_the_same_shape(
             b" 'system', 'note_added', '{}', 'p', 'h')"
         )
     assert _rows(postgres_url, "SELECT step FROM dispute_event WHERE seq = 99") == [(99,)]
+
+
+def test_two_migrates_at_once_both_finish(postgres_url: str, tmp_path: Path) -> None:
+    """Two `accord migrate` processes started together (two deploys, a job run twice) on a
+    populated database: the second waits for the first and finds nothing left to do; neither
+    fails."""
+    import subprocess
+    import sys
+
+    from tests.processes import deployed_environment
+
+    populate(postgres_url, 2_000, 20_000)
+    env = deployed_environment(DATABASE_URL=postgres_url, ACCORD_STATE_DIR=str(tmp_path))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "accord.cli", "migrate"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=240) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert _rows(postgres_url, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+    assert _rows(postgres_url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
