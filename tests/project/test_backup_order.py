@@ -37,6 +37,17 @@ async def dev_server(state: Path) -> WorkflowEnvironment:
     return await start_dev_server("--db-filename", str(state))
 
 
+def accord_environment(env: WorkflowEnvironment, url: str) -> dict[str, str]:
+    """What an `accord` command of this deployment runs with: its database and Temporal."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "ACCORD_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "ACCORD_TEMPORAL_NAMESPACE": "default",
+        "ACCORD_TASK_QUEUE": QUEUE,
+    }
+
+
 class Backups:
     """The two backups in the guide's order, Accord's first, and their restore."""
 
@@ -108,13 +119,7 @@ async def test_both_backups_restored_together_every_dispute_goes_on(
             # The guide's next step, before any process serves: `accord reconcile`.
             done = run_accord(
                 "reconcile",
-                env={
-                    **os.environ,
-                    "DATABASE_URL": accord_url,
-                    "ACCORD_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                    "ACCORD_TEMPORAL_NAMESPACE": "default",
-                    "ACCORD_TASK_QUEUE": QUEUE,
-                },
+                env=accord_environment(env, accord_url),
                 cwd=tmp_path,
             )
             assert done.returncode == 0, done.stdout + done.stderr
@@ -301,12 +306,7 @@ async def test_reconcile_goes_past_a_workflow_it_cannot_read_and_says_so(
                         "DisputeWorkflow", {"x": 1}, id=workflow_id, task_queue="nobody-polls"
                     )
             # `second` stands for a restored database that has none of them.
-            env_vars = {
-                **os.environ,
-                "DATABASE_URL": second,
-                "ACCORD_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "ACCORD_TEMPORAL_NAMESPACE": "default",
-            }
+            env_vars = accord_environment(env, second)
             async with running_stack(env, second, smtp, tmp_path, task_queue=QUEUE):
                 pass  # the directory, as the restore brings it
             done = run_accord("reconcile", env=env_vars, cwd=tmp_path)
