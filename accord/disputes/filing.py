@@ -84,6 +84,28 @@ class Reconciled:
     (sealed with a payload key this process lacks, say): not stored again."""
 
 
+def _filing_columns(
+    submission: FilingSubmission, version: str, filed_at: datetime
+) -> dict[str, object]:
+    """A dispute row's columns that come from its filing."""
+    return {
+        "category": submission.category,
+        "claimant_id": submission.claimant_id,
+        "respondent_ids": list(submission.respondent_ids),
+        "party_key": party_key(submission),
+        "contested_objects": [o.model_dump(mode="json") for o in submission.contested_objects],
+        "summary": submission.summary,
+        "facts": submission.facts,
+        "desired_remedy": submission.desired_remedy,
+        "amount_at_stake": submission.amount_at_stake,
+        "currency": submission.currency,
+        "occurred_on": submission.occurred_on,
+        "playbook_version": version,
+        "filed_by": submission.filed_by,
+        "filed_at": filed_at,
+    }
+
+
 def _insert_filing(
     session: Session, number: str, submission: FilingSubmission, version: str, filed_at: datetime
 ) -> None:
@@ -91,25 +113,17 @@ def _insert_filing(
     session.add(
         Dispute(
             number=number,
-            category=submission.category,
-            claimant_id=submission.claimant_id,
-            respondent_ids=list(submission.respondent_ids),
-            party_key=party_key(submission),
-            contested_objects=[o.model_dump(mode="json") for o in submission.contested_objects],
-            summary=submission.summary,
-            facts=submission.facts,
-            desired_remedy=submission.desired_remedy,
-            amount_at_stake=submission.amount_at_stake,
-            currency=submission.currency,
-            occurred_on=submission.occurred_on,
             stage=DisputeStage.FILED,
-            playbook_version=version,
-            filed_by=submission.filed_by,
-            filed_at=filed_at,
             updated_at=filed_at,
+            **_filing_columns(submission, version, filed_at),  # type: ignore[arg-type]
         )
     )
     session.flush()
+    _insert_parts(session, number, submission)
+
+
+def _insert_parts(session: Session, number: str, submission: FilingSubmission) -> None:
+    """A dispute's contested objects and parties, from its filing."""
     for obj in submission.contested_objects:
         session.add(DisputeObject(dispute_number=number, kind=obj.kind, ref=obj.ref))
     session.add(
@@ -203,19 +217,25 @@ class FilingService:
         self.admin_email = admin_email
         self.task_timeout = task_timeout
 
-    async def file(self, submission: FilingSubmission, now: datetime | None = None) -> FilingResult:
+    async def file(
+        self, submission: FilingSubmission, now: datetime | None = None, *, key: str | None = None
+    ) -> FilingResult:
+        """`key`: the receipt's key when a stored filing is filed again (it lost its number)."""
         now = now or datetime.now(UTC)
-        key = filing_key(submission)
+        key = key or filing_key(submission)
         for _ in range(NUMBER_TRIES):
             # The database work is synchronous (a blocking driver, SQLite's one writer): it runs
             # on a thread, so the event loop it is called from (which the worker may share) goes
             # on.
             stored = await asyncio.to_thread(self._store, submission, key, now)
             if isinstance(stored, FilingReceipt):
-                return await self._repeat(stored, submission)
+                answer = await self._repeat(stored, submission)
+                if answer is not None:
+                    return answer
+                continue  # its number was a lost dispute's: stored again under the next
             if isinstance(stored, str):
                 return await self._link(stored, key, submission, now)
-            if await self._start_new(stored, key):
+            if await self._start(stored, key, fresh=True):
                 return FilingResult(
                     number=stored.number,
                     linked=False,
@@ -224,38 +244,99 @@ class FilingService:
                 )
         raise RuntimeError(f"no free dispute number after {NUMBER_TRIES} tries")
 
-    async def _start_new(self, dispute: DisputeInput, key: str) -> bool:
-        """Start a new dispute's workflow; False if its number turned out to be taken.
+    async def _start(self, dispute: DisputeInput, key: str, *, fresh: bool) -> bool:
+        """Start the dispute's workflow. True: it runs this filing, started now, or before for a
+        filing stored before (`fresh` False: a repeat, a filing stranded by a crash). False: its
+        number belongs to another filing's workflow, and this filing was taken off it.
 
-        The number was just taken from the counter, so no workflow should have it. One that
-        does is a dispute this database lost: restored from a backup older than Temporal's, and
-        not reconciled yet. Attaching this filing to that dispute's workflow would mix the two
-        (this filing's row, that dispute's workflow); so this filing is taken back, the database
-        is reconciled (the counter moves past Temporal's numbers, and the lost dispute is stored
-        again), and the caller stores the filing anew."""
+        A number taken from the counter, or stored after a restore, can be one whose workflow
+        runs a dispute this database lost (restored from a backup older than Temporal's, and
+        not reconciled yet). Attaching this filing to that workflow would mix the two (this
+        filing's row, that dispute's workflow). The number is given back to that dispute
+        (_give_back), the database reconciled, and the caller files this one again: under the
+        next number, or, when it is that dispute's own filing sent again, as a repeat of it."""
         try:
-            await self._start(dispute, fresh=True)
+            await self.client.start_workflow(
+                DisputeWorkflow.run,
+                dispute,
+                id=dispute.number,
+                task_queue=self.task_queue,
+                task_timeout=self.task_timeout,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # The first workflow task comes back with the start and runs on this process's
+                # worker when it shares the client (the intake's, `accord run`'s), so the
+                # dispute is acknowledged at once; queued, it waited behind every running
+                # dispute's tasks (5 to 35 s under the intake bench). Only while that worker
+                # polls: one built and not yet running (or stopping) on the client would be
+                # handed the task and hold it until its timeout (10 s).
+                request_eager_start=polled_here(self.client, self.task_queue),
+            )
             return True
         except WorkflowAlreadyStartedError:
-            theirs = await self._input_of(dispute.number)
-            if theirs is not None and filing_key(theirs.filing) == key:
-                return True  # this filing's own workflow, started by an earlier try
+            pass
+        theirs = await self._input_of(dispute.number)
+        if not fresh and theirs is not None and filing_key(theirs.filing) == key:
+            return True  # stored and started before: this filing's own workflow
         log.warning(
-            "dispute number %s belongs to a workflow the database does not have (a restore not"
-            " reconciled yet): reconciling, and filing this submission under a new number",
+            "dispute number %s belongs to a workflow of a filing the database does not have (a"
+            " restore not reconciled yet): reconciling, and filing this one again",
             dispute.number,
         )
-        await asyncio.to_thread(self._take_back, dispute.number, key)
+        await self._give_back(dispute.number, theirs)
         await self.reconcile_with_temporal()
         return False
 
-    def _take_back(self, number: str, key: str) -> None:
-        """Remove the rows just stored for a filing whose number was taken (nothing else refers
-        to them: its workflow never started)."""
+    async def _give_back(self, number: str, theirs: DisputeInput | None) -> None:
+        """Make dispute `number`'s rows its workflow's again. A running workflow's filing is
+        written over this filing's row, in place (its records may already have landed on it);
+        a closed one's, or one this process cannot read, is not rebuilt (reconcile names it)
+        and this filing's rows are removed."""
+        running = (
+            await self.client.get_workflow_handle(number).describe()
+        ).status == WorkflowExecutionStatus.RUNNING
+        if theirs is not None and running:
+            await asyncio.to_thread(self._rewrite_as, theirs)
+        else:
+            await asyncio.to_thread(self._take_back, number)
+
+    def _rewrite_as(self, dispute: DisputeInput) -> None:
+        number = dispute.number
         with self.sessions.begin() as session:
             for table in (DisputeParty, DisputeObject):
                 session.exec(delete(table).where(col(table.dispute_number) == number))
-            session.exec(delete(FilingReceipt).where(col(FilingReceipt.filing_key) == key))
+            session.exec(delete(FilingReceipt).where(col(FilingReceipt.dispute_number) == number))
+            session.flush()
+            row = session.get(Dispute, number)
+            if row is None:
+                _insert_filing(
+                    session, number, dispute.filing, dispute.terms.version, dispute.filed_at
+                )
+            else:
+                columns = _filing_columns(dispute.filing, dispute.terms.version, dispute.filed_at)
+                for name, value in columns.items():
+                    setattr(row, name, value)
+                session.add(row)
+                session.flush()
+                _insert_parts(session, number, dispute.filing)
+            key = filing_key(dispute.filing)
+            if session.get(FilingReceipt, key) is None:
+                session.add(
+                    FilingReceipt(
+                        filing_key=key,
+                        dispute_number=number,
+                        filed_by=dispute.filing.filed_by,
+                        received_at=dispute.filed_at,
+                    )
+                )
+
+    def _take_back(self, number: str) -> None:
+        """Remove a filing's rows from a number another dispute's workflow holds (its workflow
+        never started, and that one writes nothing here)."""
+        with self.sessions.begin() as session:
+            for table in (DisputeParty, DisputeObject):
+                session.exec(delete(table).where(col(table.dispute_number) == number))
+            session.exec(delete(FilingReceipt).where(col(FilingReceipt.dispute_number) == number))
             session.exec(delete(Dispute).where(col(Dispute.number) == number))
 
     def _store(
@@ -516,33 +597,6 @@ class FilingService:
         ).scalar_one()
         return f"DSP-{year}-{bumped:06d}"
 
-    async def _start(self, dispute: DisputeInput, *, fresh: bool = False) -> None:
-        """Start the dispute's workflow. Again for a dispute stored before (a repeat, a
-        stranded filing): one already running is its own, and one already finished has nothing
-        to start. `fresh`, for a number just taken: a workflow already there is refused
-        (WorkflowAlreadyStartedError), see _start_new."""
-        with contextlib.suppress(*(() if fresh else (WorkflowAlreadyStartedError,))):
-            await self.client.start_workflow(
-                DisputeWorkflow.run,
-                dispute,
-                id=dispute.number,
-                task_queue=self.task_queue,
-                task_timeout=self.task_timeout,
-                id_conflict_policy=(
-                    WorkflowIDConflictPolicy.FAIL
-                    if fresh
-                    else WorkflowIDConflictPolicy.USE_EXISTING
-                ),
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # The first workflow task comes back with the start and runs on this process's
-                # worker when it shares the client (the intake's, `accord run`'s), so the
-                # dispute is acknowledged at once; queued, it waited behind every running
-                # dispute's tasks (5 to 35 s under the intake bench). Only while that worker
-                # polls: one built and not yet running (or stopping) on the client would be
-                # handed the task and hold it until its timeout (10 s).
-                request_eager_start=polled_here(self.client, self.task_queue),
-            )
-
     async def _link(
         self, number: str, key: str, s: FilingSubmission, now: datetime
     ) -> FilingResult:
@@ -584,14 +638,17 @@ class FilingService:
                 ),
             )
 
-    async def _repeat(self, receipt: FilingReceipt, s: FilingSubmission) -> FilingResult:
-        """The same submission again: same number, and finish whatever a crash interrupted."""
+    async def _repeat(self, receipt: FilingReceipt, s: FilingSubmission) -> FilingResult | None:
+        """The same submission again: same number, and finish whatever a crash interrupted.
+        None if its number turned out to be a lost dispute's (see _start): file it again."""
         if receipt.linked:
             await self._tell_workflow_of_link(receipt.dispute_number, receipt.filing_key, s)
         else:
             stranded = await asyncio.to_thread(self._unstarted, receipt.dispute_number, s)
-            if stranded is not None:
-                await self._start(stranded)
+            if stranded is not None and not await self._start(
+                stranded, receipt.filing_key, fresh=False
+            ):
+                return None
         return FilingResult(
             number=receipt.dispute_number,
             linked=receipt.linked,
@@ -607,9 +664,11 @@ class FilingService:
         """
         cutoff = datetime.now(UTC) - older_than
         started = []
-        for dispute in await asyncio.to_thread(self._stranded, cutoff):
-            await self._start(dispute)
-            started.append(dispute.number)
+        for dispute, key in await asyncio.to_thread(self._stranded, cutoff):
+            if await self._start(dispute, key, fresh=False):
+                started.append(dispute.number)
+            else:  # its number was a lost dispute's: filed again, under the next one
+                started.append((await self.file(dispute.filing, key=key)).number)
         return started
 
     def _unstarted(self, number: str, s: FilingSubmission) -> DisputeInput | None:
@@ -621,7 +680,8 @@ class FilingService:
             return None
         return self._rebuild_input(dispute, s)
 
-    def _stranded(self, cutoff: datetime) -> list[DisputeInput]:
+    def _stranded(self, cutoff: datetime) -> list[tuple[DisputeInput, str]]:
+        """Filings stored and never started, each with its receipt's key."""
         with self.sessions.read() as session:
             stranded = session.exec(
                 select(Dispute)
@@ -630,7 +690,20 @@ class FilingService:
                 .where(~exists().where(col(DisputeEvent.dispute_number) == col(Dispute.number)))
                 .limit(100)
             ).all()
-        return [self._rebuild_input(d, submission_of(d)) for d in stranded]
+            keys = {
+                r.dispute_number: r.filing_key
+                for r in session.exec(
+                    select(FilingReceipt).where(
+                        col(FilingReceipt.dispute_number).in_([d.number for d in stranded])
+                    )
+                )
+            }
+        found = []
+        for dispute in stranded:
+            submission = submission_of(dispute)
+            key = keys.get(dispute.number, filing_key(submission))
+            found.append((self._rebuild_input(dispute, submission), key))
+        return found
 
     def _rebuild_input(self, dispute: Dispute, s: FilingSubmission) -> DisputeInput:
         playbook = self.playbooks.get(dispute.playbook_version)

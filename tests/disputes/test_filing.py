@@ -94,7 +94,7 @@ async def test_a_filing_stored_before_a_crash_is_started_later(
 
     real_start = FilingService._start
 
-    async def crash(self: FilingService, dispute: object) -> None:
+    async def crash(self: FilingService, dispute: object, key: str, *, fresh: bool) -> bool:
         raise ConnectionError("worker host lost power")
 
     monkeypatch.setattr(FilingService, "_start", crash)
@@ -118,7 +118,7 @@ async def test_retrying_after_a_crash_starts_the_same_dispute(
 
     real_start = FilingService._start
 
-    async def crash(self: FilingService, dispute: object) -> None:
+    async def crash(self: FilingService, dispute: object, key: str, *, fresh: bool) -> bool:
         raise ConnectionError("Temporal unreachable")
 
     monkeypatch.setattr(FilingService, "_start", crash)

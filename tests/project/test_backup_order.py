@@ -337,3 +337,64 @@ async def test_reconcile_goes_past_a_workflow_it_cannot_read_and_says_so(
     finally:
         drop_first()
         drop_second()
+
+
+@pytest.mark.timeout(300)
+async def test_a_lost_dispute_s_own_filing_sent_again_before_reconcile(
+    smtp: tuple[MailCapture, int], tmp_path: Path
+) -> None:
+    """In the same window, a filer sends again a submission the database lost with its dispute
+    (same submission id). A running dispute's: it is a repeat, answered with that dispute's
+    number, and the dispute keeps its own filing even if the text sent again was edited (as a
+    repeat is answered outside the window). A closed one's, which cannot be rebuilt: a new
+    dispute, under the next number; the closed one stays named by reconcile."""
+    from models.tables import Dispute
+
+    accord_url, drop = fresh_postgres_database()
+    backups = Backups(accord_url, tmp_path)
+    try:
+        upgrade(accord_url)
+        env = await dev_server(backups.state)
+        try:
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                backups.accord()
+                running = (
+                    await stack.file(submission_id="sub-running", summary="The running one")
+                ).number
+                closed = (
+                    await stack.file(
+                        submission_id="sub-closed",
+                        summary="The closed one",
+                        contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0111"}],
+                    )
+                ).number
+                await stack.wait_for_event(running, "mediator_offered")
+                await stack.handle(closed).terminate("withdrawn outside Accord")
+                backups.temporal()
+        finally:
+            await env.shutdown()
+        backups.restore()
+        env = await dev_server(backups.state)
+        try:
+            async with running_stack(env, accord_url, smtp, tmp_path, task_queue=QUEUE) as stack:
+                again = await stack.file(submission_id="sub-running", summary="Edited on resend")
+                assert (again.number, again.duplicate) == (running, True), again
+                refiled = await stack.file(
+                    submission_id="sub-closed",
+                    summary="The closed one",
+                    contested_objects=[{"kind": "deal_registration", "ref": "DR-2026-0111"}],
+                )
+                assert not refiled.duplicate and refiled.number not in (running, closed)
+                with stack.sessions.read() as session:
+                    kept = session.get(Dispute, running)
+                    assert kept is not None and kept.summary == "The running one"
+                    assert session.get(Dispute, closed) is None
+                await in_mediation(stack, running)
+                done = run_accord(
+                    "reconcile", env=accord_environment(env, accord_url), cwd=tmp_path
+                )
+                assert done.returncode == 1 and closed in done.stdout, done.stdout
+        finally:
+            await env.shutdown()
+    finally:
+        drop()
