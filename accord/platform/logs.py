@@ -80,15 +80,18 @@ class Scrub:
         return BEARER.sub(r"\1[redacted]", value)
 
     def value(self, value: Any, depth: int = 0) -> Any:
-        """Texts scrubbed, within dicts, lists and tuples too (a few levels down); other values
-        as they are."""
+        """Texts scrubbed, within dicts (their keys too), lists and tuples, a few levels down;
+        numbers, booleans and None as they are; anything else (an exception, bytes, a set, an
+        object, or what lies deeper) as the text the renderer would show, scrubbed."""
         if isinstance(value, str):
             return self.text(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
         if depth < 5 and isinstance(value, dict):
-            return {k: self.value(v, depth + 1) for k, v in value.items()}
+            return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in value.items()}
         if depth < 5 and isinstance(value, list | tuple):
             return type(value)(self.value(v, depth + 1) for v in value)
-        return value
+        return self.text(repr(value))
 
     def __call__(
         self, _: Any, __: str, event: MutableMapping[str, Any]

@@ -122,6 +122,12 @@ def test_a_traceback_is_logged_without_the_secrets_it_holds() -> None:
             request={"headers": {"x": "S3cret-db-Pa55"}, "tries": ["Bearer tok_9f8e7d", 3]},
             encoded="client_secret=S3cret-db-Pa55%21&next=1".replace("Pa55%21", "Pa55"),
             query="postgresql://db/accord?user=a&password=QueryPw123&sslmode=require",
+            error=ValueError("bad key S3cret-db-Pa55"),
+            raw=b"S3cret-db-Pa55",
+            seen={"S3cret-db-Pa55"},
+            keyed={"S3cret-db-Pa55": 1},
+            deep=[[[[[["S3cret-db-Pa55"]]]]]],
+            count=3,
         )
     finally:
         root.handlers = handlers
@@ -144,6 +150,8 @@ def test_a_traceback_is_logged_without_the_secrets_it_holds() -> None:
     }
     assert "S3cret" not in third["encoded"]
     assert third["query"] == "postgresql://db/accord?user=a&password=[redacted]&sslmode=require"
+    assert third["error"] == "ValueError('bad key [redacted]')" and third["count"] == 3
+    assert third["keyed"] == {"[redacted]": 1}
     assert first["event"] == "start-up failed for [redacted]"
     assert "Traceback" in str(first["exception"]) and "ConnectionError" in str(first["exception"])
     assert "postgresql+psycopg://accord:[redacted]@db:5432/accord" in str(first["exception"])
