@@ -91,6 +91,8 @@ class Scrub:
             return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in value.items()}
         if depth < 5 and isinstance(value, list | tuple):
             return type(value)(self.value(v, depth + 1) for v in value)
+        # For the operator reading the log (never shown to a user): what the JSON renderer would
+        # have written for the object, without its secrets.
         return self.text(repr(value))
 
     def __call__(

@@ -120,14 +120,20 @@ def test_the_parked_benchmark_runs_to_the_end_and_its_timers_fire() -> None:
     assert fired and int(fired[1]) == int(fired[2]) > 0, out
 
 
-@pytest.mark.postgres
-@pytest.mark.timeout(300)
-def test_the_migrations_benchmark_runs_to_the_end() -> None:
+def postgres_server() -> str:
+    """A URL to the test PostgreSQL server's own database: a benchmark makes its own there."""
     from tests.conftest import POSTGRES_URL, _require_postgres
 
     _require_postgres()
-    server = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    out = run_bench("migrations", "--disputes", "2000", "--entries", "20000", "--database", server)
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_the_migrations_benchmark_runs_to_the_end() -> None:
+    out = run_bench(
+        "migrations", "--disputes", "2000", "--entries", "20000", "--database", postgres_server()
+    )
     assert re.search(r"probes blocked \(a lock waited for over 1s\) +0\.0", out), out
     assert "upgrade from 0006 to head" in out
 
@@ -135,9 +141,7 @@ def test_the_migrations_benchmark_runs_to_the_end() -> None:
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
 def test_the_metrics_benchmark_runs_to_the_end() -> None:
-    from tests.conftest import POSTGRES_URL, _require_postgres
-
-    _require_postgres()
-    server = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
-    out = run_bench("metrics", "--entries", "30000", "--scrapes", "3", "--database", server)
+    out = run_bench(
+        "metrics", "--entries", "30000", "--scrapes", "3", "--database", postgres_server()
+    )
     assert "a later scrape, p95" in out
