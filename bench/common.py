@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -61,10 +62,19 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def free_port() -> int:
+    """A loopback port the system just handed out, free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class BenchStack:
     def __init__(self, name: str, database_url: str = "", task_queue: str | None = None) -> None:
         self.work = Path(tempfile.mkdtemp(prefix=f"accord-{name}-bench-"))
-        self.smtp_port = 20000 + uuid.uuid4().int % 20000
+        # A port the system just handed out (a random one in 20000-40000 could be in use: the
+        # CI of 07bad65 failed so, on a port in the ephemeral range).
+        self.smtp_port = free_port()
         self.sink = Controller(Sink(), hostname="127.0.0.1", port=self.smtp_port)
         self.sink.start()
         self.settings = Settings(

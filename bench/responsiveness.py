@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import threading
 import time
@@ -26,7 +25,7 @@ from sqlmodel import select
 
 from accord.runtime.embedded import wait_for_port
 from accord.runtime.wiring import build_worker
-from bench.common import BenchStack, pct
+from bench.common import BenchStack, free_port, pct
 from intake.processor import IntakeProcessor
 from intake.reading import read
 from intake.receiver import start_receiver
@@ -34,12 +33,6 @@ from models.enums import InboundState
 from models.tables import InboundMessage
 from tests.intake_corpus import header_bomb
 from web.serve import serve_web
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def probe(url: str, done: threading.Event, latencies: list[float]) -> None:
