@@ -368,6 +368,54 @@ def test_ctrl_c_while_make_run_starts_says_one_line_not_a_traceback(
     wait_until(lambda: not dev_servers_of(state), "a dev server outlived Ctrl-C at start-up")
 
 
+INTERRUPTED_INSIDE_A_FINALIZER = """
+import importlib.abc, signal, sys
+
+class Interrupt(importlib.abc.MetaPathFinder):
+    # SIGINT arrives while the CLI's import of SQLAlchemy runs a finalizer (a __del__, or
+    # importlib's own module-lock weakref callback): Python prints "Exception ignored" for a
+    # KeyboardInterrupt raised there and goes on, as if Ctrl-C had never been pressed.
+    def find_spec(self, name, path, target=None):
+        if name == "sqlalchemy":
+            sys.meta_path.remove(self)
+
+            class Dying:
+                def __del__(self):
+                    signal.raise_signal(signal.SIGINT)
+
+            Dying()
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["accord", "--help"]
+from accord.cli.console import main
+main()
+"""
+
+
+def test_ctrl_c_landing_in_a_finalizer_while_the_cli_loads_still_stops_it() -> None:
+    """CI of f16a997: Ctrl-C 0.3 s into `make run` landed in importlib's module-lock callback;
+    the KeyboardInterrupt was "ignored" there, the run went on starting, and it was still
+    running two minutes later. Deterministic here: the signal is raised inside a finalizer."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_INSIDE_A_FINALIZER],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 130, (done.returncode, out)
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert "Usage" not in out, "the command ran as if Ctrl-C had not been pressed"
+    assert "accord: stopped while starting (Ctrl-C); nothing was done" in out, out
+
+
 # --- the README's `temporal workflow list` with the address in .env ------------------------------
 
 
