@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from accord.cli import admins, neutrals, operators, partners, records
+from accord.cli import admins, interrupts, neutrals, operators, partners, records
 from models.text import problem
 
 # Start-up time, not cycles: a command imports the modules only it needs (the embedded stack,
@@ -33,6 +33,15 @@ API will: the workflow's validators decide, and nothing is recorded when they re
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help=HELP, pretty_exceptions_show_locals=False
 )
+
+
+@app.callback()
+def _started() -> None:
+    # The command line is read: Ctrl-C, held since the console script began, raises again (or
+    # ends the command now, if it came meanwhile).
+    interrupts.release()
+
+
 for audience in (operators, records, partners, neutrals, admins):
     # Without a name: the audience's commands (and its groups) join the root's.
     app.add_typer(audience.commands)
@@ -68,6 +77,8 @@ def main() -> None:
             # A stop with its reason (`accord run`: "port 8000 is taken; set ..."): said, as
             # the interpreter would have said it had this not caught it.
             typer.secho(f"error: {exc.code}", fg=typer.colors.RED, err=True)
+    # A command line Typer answered itself (--help, a usage error) never reached _started.
+    interrupts.release()
     sys.stdout.flush()
     sys.stderr.flush()
     # The Temporal client's native runtime can abort while the interpreter finalizes

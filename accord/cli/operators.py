@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from sqlmodel import col, select
 
+from accord.cli import interrupts
 from accord.cli.common import _services, _settings, fail
 from accord.directory.records import UnknownActor, resolve_actor
 from accord.disputes import texts
@@ -58,9 +59,11 @@ def _ready_to_serve(*, intake: bool = False) -> None:
 @commands.command()
 def run() -> None:
     """Start the embedded stack: Temporal dev server, worker, mail capture, demo data."""
-    try:
-        from accord.runtime.embedded import run_embedded
+    interrupts.hold()  # the stack's modules load here (accord.cli.interrupts)
+    from accord.runtime.embedded import run_embedded
 
+    interrupts.release()
+    try:
         asyncio.run(run_embedded(_settings()))
     except KeyboardInterrupt:
         pass

@@ -376,7 +376,7 @@ class Interrupt(importlib.abc.MetaPathFinder):
     # importlib's own module-lock weakref callback): Python prints "Exception ignored" for a
     # KeyboardInterrupt raised there and goes on, as if Ctrl-C had never been pressed.
     def find_spec(self, name, path, target=None):
-        if name == "sqlalchemy":
+        if name == LOADING:
             sys.meta_path.remove(self)
 
             class Dying:
@@ -386,34 +386,49 @@ class Interrupt(importlib.abc.MetaPathFinder):
             Dying()
         return None
 
+LOADING = sys.argv[1]
 sys.meta_path.insert(0, Interrupt())
-sys.argv = ["accord", "--help"]
+sys.argv = ["accord", *sys.argv[2:]]
 from accord.cli.console import main
 main()
 """
 
 
-def test_ctrl_c_landing_in_a_finalizer_while_the_cli_loads_still_stops_it() -> None:
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("loading", "command"),
+    [("sqlalchemy", "playbook"), ("accord.runtime.embedded", "run")],
+    ids=["the CLI", "make run's stack"],
+)
+def test_ctrl_c_landing_in_a_finalizer_while_modules_load_still_stops_the_command(
+    run_env: tuple[dict[str, str], int, Path], loading: str, command: str
+) -> None:
     """CI of f16a997: Ctrl-C 0.3 s into `make run` landed in importlib's module-lock callback;
     the KeyboardInterrupt was "ignored" there, the run went on starting, and it was still
-    running two minutes later. Deterministic here: the signal is raised inside a finalizer."""
+    running two minutes later. Deterministic here: the signal is raised inside a finalizer
+    while the console script loads the CLI, or while `accord run` loads the stack."""
     import subprocess
     import sys
 
     from tests.conftest import REPO_ROOT
+    from tests.processes import dev_servers_of
 
+    env, _, state = run_env
     done = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED_INSIDE_A_FINALIZER],
+        [sys.executable, "-c", INTERRUPTED_INSIDE_A_FINALIZER, loading, command],
+        env=env,
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=120,
+        start_new_session=True,
     )
     out = done.stdout + done.stderr
     assert done.returncode == 130, (done.returncode, out)
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
-    assert "Usage" not in out, "the command ran as if Ctrl-C had not been pressed"
+    assert "Playbook" not in out and "Starting Accord" not in out, "it went on as if not stopped"
     assert "accord: stopped while starting (Ctrl-C); nothing was done" in out, out
+    assert not dev_servers_of(state)
 
 
 # --- the README's `temporal workflow list` with the address in .env ------------------------------
