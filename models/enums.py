@@ -198,3 +198,42 @@ class VoteOutcome(StrEnum):
     UPHOLD = "uphold"
     PARTLY_UPHOLD = "partly_uphold"
     DENY = "deny"
+
+
+class ChannelKind(StrEnum):
+    """What one channel-data import file holds (accord.channel)."""
+
+    REGISTRATION = "registration"
+    OPPORTUNITY = "opportunity"
+    LEAD = "lead"
+    ACCOUNT = "account"
+    TERRITORY = "territory"
+
+
+class ImportFormat(StrEnum):
+    CSV = "csv"
+    SALESFORCE = "salesforce"
+    """A Salesforce REST query result or export: {"records": [{"attributes": {"type": ...}}]}."""
+    API = "api"
+    """Rows posted as JSON to the API."""
+
+
+class ImportState(StrEnum):
+    READING = "reading"
+    """Rows read and checked; nothing written yet."""
+    WRITING = "writing"
+    """Every row passed; the one transaction that writes them is open."""
+    DONE = "done"
+    REFUSED = "refused"
+    """A row (or the file) was wrong: nothing of the file was written; `problems` says where."""
+    STOPPED = "stopped"
+    """The process ended midway (its transaction rolled back): nothing was written."""
+
+
+class RegistrationStatus(StrEnum):
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    WON = "won"
+    LOST = "lost"

@@ -29,13 +29,17 @@ from sqlmodel import Field, SQLModel
 
 from models.enums import (
     AssignmentState,
+    ChannelKind,
     DisputeCategory,
     DisputeStage,
     EvidenceVisibility,
+    ImportFormat,
+    ImportState,
     InboundState,
     ObjectKind,
     OutboxState,
     PartnerTier,
+    RegistrationStatus,
     RemedyKind,
     RemedyState,
     Role,
@@ -93,6 +97,9 @@ class Partner(SQLModel, table=True):
     is_direct_sales: bool = False
     """The vendor's own direct sales team, a party in channel-vs-direct conflicts."""
     active: bool = True
+    crm_id: str | None = Field(default=None, max_length=64, unique=True, index=True)
+    """The partner's account id in the vendor's CRM: how a Salesforce export names it
+    (PartnerAccountId), read by the channel-data import."""
 
 
 class PartnerContact(SQLModel, table=True):
@@ -111,13 +118,26 @@ class Territory(SQLModel, table=True):
     exclusive: bool = False
     owner_person_id: str | None = Field(default=None, foreign_key="person.id")
     """The vendor's territory manager: never neutral in a conflict over this territory."""
+    countries: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """ISO 3166 alpha-2 codes it covers: a registration naming only a country is placed here."""
+    modified_at: datetime | None = _utc_column(nullable=True)
+    """When its source last changed it (channel-data import); None: from the directory."""
 
 
 class Account(SQLModel, table=True):
+    """A customer account. `partner_id` is the partner it is named to (the direct-sales
+    partner for the vendor's house accounts), None when it is nobody's."""
+
     code: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
     partner_id: str | None = Field(default=None, foreign_key="partner.id", index=True)
     owner_person_id: str | None = Field(default=None, foreign_key="person.id")
+    domain: str | None = Field(default=None, max_length=253)
+    address: str | None = Field(default=None, max_length=500)
+    country: str | None = Field(default=None, max_length=2)
+    territory_code: str | None = Field(default=None, max_length=64)
+    modified_at: datetime | None = _utc_column(nullable=True)
+    """When its source last changed it (channel-data import); None: from the directory."""
 
 
 class Person(SQLModel, table=True):
@@ -601,6 +621,96 @@ class SchemaRelease(SQLModel, table=True):
 
     __tablename__ = "schema_release"
     revision: str = Field(primary_key=True, max_length=32)
+
+
+class ChannelImport(SQLModel, table=True):
+    """One import of channel data (a file, or rows posted to the API): its progress while it
+    runs, and what it did or why nothing of it was written."""
+
+    __tablename__ = "channel_import"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: ChannelKind = _enum(ChannelKind)
+    format: ImportFormat = _enum(ImportFormat)
+    file_name: str = Field(max_length=255)
+    digest: str = Field(max_length=64)
+    """SHA-256 of the file as received."""
+    state: ImportState = _enum(ImportState)
+    started_by: str = Field(max_length=64)
+    started_at: datetime = _utc_column()
+    heartbeat_at: datetime = _utc_column()
+    """Written with each progress step: a READING or WRITING import whose heartbeat is old was
+    ended by its process (its transaction rolled back)."""
+    finished_at: datetime | None = _utc_column(nullable=True)
+    rows_total: int = 0
+    rows_done: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    """Rows whose source modification time was not later than the stored row's."""
+    problem_count: int = 0
+    problems: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """The first problems ({"row", "field", "problem"}), each naming where it is."""
+
+
+class _ChannelRow(SQLModel):
+    """What every imported row has: the source's id for it (a registration, opportunity or
+    lead id a dispute names as a contested object) and when the source last changed it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=64, unique=True)
+    modified_at: datetime = _utc_column()
+    import_id: int = Field(foreign_key="channel_import.id", index=True)
+
+
+class DealRegistration(_ChannelRow, table=True):
+    __tablename__ = "deal_registration"
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    customer_name: str = Field(max_length=200)
+    customer_key: str = Field(max_length=200, index=True)
+    """The name normalised for matching (accord.channel.names): legal form, case, accents and
+    punctuation gone."""
+    customer_domain: str | None = Field(default=None, max_length=253, index=True)
+    customer_address: str | None = Field(default=None, max_length=500)
+    country: str | None = Field(default=None, max_length=2)
+    territory_code: str | None = Field(default=None, max_length=64, index=True)
+    account_code: str | None = Field(default=None, max_length=64, index=True)
+    product: str | None = Field(default=None, max_length=200)
+    amount: Decimal | None = Field(default=None, sa_type=Numeric(16, 2))
+    currency: str | None = Field(default=None, max_length=3)
+    status: RegistrationStatus = _enum(RegistrationStatus)
+    registered_at: datetime = _utc_column()
+    expires_at: datetime | None = _utc_column(nullable=True)
+
+
+class Opportunity(_ChannelRow, table=True):
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    name: str = Field(max_length=200)
+    customer_name: str = Field(max_length=200)
+    customer_key: str = Field(max_length=200, index=True)
+    customer_domain: str | None = Field(default=None, max_length=253, index=True)
+    account_code: str | None = Field(default=None, max_length=64, index=True)
+    territory_code: str | None = Field(default=None, max_length=64)
+    registration_id: str | None = Field(default=None, max_length=64)
+    """The external id of the deal registration it pursues, if any."""
+    stage: str = Field(max_length=64)
+    amount: Decimal | None = Field(default=None, sa_type=Numeric(16, 2))
+    currency: str | None = Field(default=None, max_length=3)
+    expected_close: date | None = None
+
+
+class Lead(_ChannelRow, table=True):
+    partner_id: str | None = Field(default=None, foreign_key="partner.id", index=True)
+    """The partner it was routed to; None while it is the vendor's (not routed)."""
+    customer_name: str = Field(max_length=200)
+    customer_key: str = Field(max_length=200, index=True)
+    customer_domain: str | None = Field(default=None, max_length=253, index=True)
+    email: str | None = Field(default=None, max_length=320)
+    country: str | None = Field(default=None, max_length=2)
+    territory_code: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=64)
+    routed_at: datetime | None = _utc_column(nullable=True)
 
 
 MAX_ROW_ID = 2**31 - 1

@@ -10,13 +10,17 @@ validators refuse to anyone whose role may not take it; `inbound-retry` and the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
 
 from accord.application import Services
+from accord.channel import imports as channel_imports
+from accord.channel.rows import PLURALS, salesforce_kind
 from accord.cli.common import (
     As,
     CliError,
@@ -34,7 +38,7 @@ from accord.cli.common import (
 )
 from accord.directory.records import UnknownActor
 from accord.platform import wording
-from models.enums import Action, Role
+from models.enums import Action, ChannelKind, ImportFormat, ImportState, Role
 from models.payloads import (
     AssignMediator,
     ExtendDeadline,
@@ -299,3 +303,178 @@ def _outbox_run(command: Callable[[], None]) -> None:
         command()
     except (OutboxRefused, UnknownActor, CliError) as exc:
         fail(str(exc))
+
+
+# --- channel data --------------------------------------------------------------------------------
+
+channel_app = typer.Typer(
+    no_args_is_help=True,
+    help="The channel's own data for conflict prevention: import registrations, opportunities,"
+    " leads, accounts and territories from CSV or a Salesforce export; list the imports.",
+)
+commands.add_typer(channel_app, name="channel")
+
+KINDS = {kind.value: kind for kind in ChannelKind} | {p: k for k, p in PLURALS.items()}
+
+
+def _channel_admin(login: str) -> Services:
+    services = _services()
+    if _actor(services, login).role is not Role.ADMIN:
+        raise CliError(f"--as {login}: only admins import channel data")
+    return services
+
+
+def _kind_of(path: Path, data: bytes, fmt: ImportFormat, kind: str | None) -> ChannelKind:
+    if kind is not None:
+        if kind not in KINDS:
+            raise CliError(f"--kind {kind!r}: one of {', '.join(k.value for k in ChannelKind)}")
+        return KINDS[kind]
+    if fmt is ImportFormat.SALESFORCE:
+        found = salesforce_kind(data)
+        if found is not None:
+            return found
+        raise CliError(
+            f"{path.name}: its first record's attributes.type is none Accord reads;"
+            " say which with --kind"
+        )
+    stem = path.stem.lower()
+    for name, candidate in KINDS.items():
+        if stem.startswith(name):
+            return candidate
+    raise CliError(
+        f"{path.name}: say what it holds with --kind ({', '.join(k.value for k in ChannelKind)})"
+    )
+
+
+@channel_app.command("import")
+def channel_import(
+    path: Annotated[Path, typer.Argument(help="a .csv file, or a Salesforce export (.json)")],
+    actor: As,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="registration, opportunity, lead, account or territory (read from"
+            " the file name or the export's record type when not given)"
+        ),
+    ] = None,
+    salesforce: Annotated[
+        bool | None,
+        typer.Option(
+            "--salesforce/--csv", help="the file's format (by default, from its extension)"
+        ),
+    ] = None,
+) -> None:
+    """Admin: import one file, all or nothing. Rows not changed since the last import (same or
+    older modification time) are left as they are. Progress is shown as it goes."""
+    try:
+        services = _channel_admin(actor)
+    except (UnknownActor, CliError) as exc:
+        fail(str(exc))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"{path}: cannot be read ({exc.strerror})")
+    fmt = (
+        (ImportFormat.SALESFORCE if salesforce else ImportFormat.CSV)
+        if salesforce is not None
+        else (ImportFormat.SALESFORCE if path.suffix.lower() == ".json" else ImportFormat.CSV)
+    )
+    try:
+        chosen = _kind_of(path, data, fmt, kind)
+    except CliError as exc:
+        fail(str(exc))
+    shown = _ProgressLine(path.name)
+    try:
+        done = channel_imports.import_file(
+            services.sessions,
+            kind=chosen,
+            fmt=fmt,
+            file_name=path.name,
+            data=data,
+            started_by=_actor(services, actor).id,
+            progress=shown,
+        )
+    except channel_imports.ImportRefused as refused:
+        shown.end()
+        count = len(refused.problems)
+        typer.secho(
+            f"error: {path.name} was not imported, nothing of it was written"
+            f" ({count:,} problem{'s' if count != 1 else ''}, import {refused.record.id}):",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        for problem in refused.problems[: channel_imports.SHOWN_PROBLEMS]:
+            typer.echo(f"  {problem.said(path.name, fmt)}", err=True)
+        if count > channel_imports.SHOWN_PROBLEMS:
+            typer.echo(f"  ... and {count - channel_imports.SHOWN_PROBLEMS:,} more", err=True)
+        raise typer.Exit(2) from None
+    shown.end()
+    typer.echo(
+        f"{path.name}: {done.rows_total} {PLURALS[chosen]} read; {done.created} new,"
+        f" {done.updated} updated, {done.unchanged} unchanged (import {done.id})"
+    )
+
+
+class _ProgressLine:
+    """Progress on stderr: rewritten in place on a terminal, a line every tenth otherwise."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.terminal = sys.stderr.isatty()
+        self.said: tuple[ImportState, int] | None = None
+        self.open = False
+
+    def __call__(self, state: ImportState, done: int, total: int) -> None:
+        if state is ImportState.DONE or max(done, total) < channel_imports.PROGRESS_EVERY:
+            return  # a small file is done before a progress line would help
+        step = f"{done:,} of {total:,}" if total else f"{done:,}"
+        line = (
+            f"{self.name}: {'checking' if state is ImportState.READING else 'writing'} rows, {step}"
+        )
+        if self.terminal:
+            sys.stderr.write(f"\r{line}\x1b[K")
+            self.open = True
+        else:
+            tenth = (10 * done // total) if total else done // channel_imports.PROGRESS_EVERY
+            if (state, tenth) != self.said:
+                self.said = (state, tenth)
+                sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.open:
+            sys.stderr.write("\n")
+            self.open = False
+
+
+@channel_app.command("imports")
+def channel_import_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The last 50 imports: what each read, wrote or why it was refused."""
+    services = _services()
+    now = datetime.now(UTC)
+    with services.sessions.read() as session:
+        records = channel_imports.recent(session)
+    if as_json:
+        _print_json(
+            [r.model_dump() | {"state": channel_imports.state_now(r, now).value} for r in records]
+        )
+        return
+    if not records:
+        typer.echo("no imports yet")
+    for r in records:
+        state = channel_imports.state_now(r, now)
+        outcome = (
+            f"{r.created} new, {r.updated} updated, {r.unchanged} unchanged"
+            if state is ImportState.DONE
+            else f"{r.problem_count} problems"
+            if state is ImportState.REFUSED
+            else f"{r.rows_done:,} of {r.rows_total:,} rows"
+            if r.rows_total
+            else f"{r.rows_done:,} rows"
+        )
+        typer.echo(
+            f"{r.id:>6}  {r.started_at:%Y-%m-%d %H:%M} {r.kind.value:<13} {r.file_name[:40]:<40}"
+            f" {wording.label(state):<9} {outcome}"
+        )

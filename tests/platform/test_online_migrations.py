@@ -113,10 +113,11 @@ def test_an_upgrade_from_0006_to_head_blocks_no_read_or_write(postgres_url: str)
         "SELECT number FROM dispute_search WHERE tsv @@ to_tsquery('english', 'account & 996')"
         " AND 'p37' = ANY (parties) ORDER BY number LIMIT 1",
     ) == [("DSP-2026-0000996",)]
-    # 0033 and 0034 only add: the schema serves 0032's and 0033's code too.
+    # 0033, 0034 and 0035 only add: the schema serves 0032's, 0033's and 0034's code too.
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
         ("0033",),
+        ("0034",),
         (head_revision(),),
     ]
 
@@ -299,6 +300,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
         ("0033",),
+        ("0034",),
         (head,),
         ("9001",),
     ]
@@ -327,6 +329,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
         ("0033",),
+        ("0034",),
         (head,),
         ("9001",),
     ]
@@ -355,6 +358,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
         ("0033",),
+        ("0034",),
         (head,),
     ]
     assert (await readiness(sessions, None))["database"] == "ok"
@@ -410,6 +414,7 @@ def test_the_upgrade_from_0006_runs_the_same_on_sqlite(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT revision FROM schema_release ORDER BY 1")).all() == [
             ("0032",),
             ("0033",),
+            ("0034",),
             (head_revision(),),
         ]
     engine.dispose()

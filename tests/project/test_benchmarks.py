@@ -145,3 +145,17 @@ def test_the_metrics_benchmark_runs_to_the_end() -> None:
         "metrics", "--entries", "30000", "--scrapes", "3", "--database", postgres_server()
     )
     assert "a later scrape, p95" in out
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+@pytest.mark.timeout(300)
+def test_the_channel_import_benchmark_creates_then_skips_then_updates(database: str) -> None:
+    args = ["--rows", "3000"] + (
+        ["--database", postgres_server()] if database == "postgres" else []
+    )
+    out = run_bench("channel_import", *args)
+    assert "created 3,000, updated 0, unchanged 0" in out, out
+    assert "created 0, updated 0, unchanged 3,000" in out, out
+    assert re.search(r"created 0, updated [1-9]\d, unchanged 29\d\d", out), out

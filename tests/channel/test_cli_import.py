@@ -1,0 +1,98 @@
+"""`accord channel import` and `accord channel imports` as an admin runs them, on both
+databases: the outcome in one line, every problem by file, row and field with nothing written,
+progress for a large file, and only admins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.channel_import import registrations_csv
+from tests.processes import deployed_environment, run_accord
+
+GOOD = """external_id,partner_id,customer_name,customer_domain,country,amount,currency,status,registered_at,modified_at
+DR-1,contoso,ACME Corp.,https://www.acme.com,US,125000.00,USD,approved,2026-11-02T10:00:00Z,2026-11-02T10:00:00Z
+DR-2,fabrikam,Acme Corporation,acme.com,US,99.5,USD,submitted,2026-11-03,2026-11-03T09:00:00+01:00
+"""
+
+
+def test_an_admin_imports_a_file_twice_then_a_bad_one_and_lists_the_imports(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = deployed_environment(DATABASE_URL=database_url)
+    assert run_accord("seed-demo", env=env).returncode == 0
+    (tmp_path / "registrations.csv").write_text(GOOD)
+    first = run_accord(
+        "channel", "import", "registrations.csv", "--as", "ada.admin", env=env, cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    assert "registrations.csv: 2 registrations read; 2 new, 0 updated, 0 unchanged" in first.stdout
+    again = run_accord(
+        "channel", "import", "registrations.csv", "--as", "ada.admin", env=env, cwd=tmp_path
+    )
+    assert "0 new, 0 updated, 2 unchanged" in again.stdout, again.stderr
+
+    (tmp_path / "march.csv").write_text(
+        GOOD.replace("US,99.5", "USA,99.5").replace("DR-1,contoso", "DR-3,nobody")
+    )
+    bad = run_accord(
+        "channel",
+        "import",
+        "march.csv",
+        "--kind",
+        "registration",
+        "--as",
+        "ada.admin",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2
+    assert "march.csv was not imported, nothing of it was written (2 problems" in bad.stderr, (
+        bad.stderr
+    )
+    assert (
+        "march.csv, row 2, field partner_id: 'nobody' is no partner in the directory" in bad.stderr
+    )
+    assert "march.csv, row 3, field country: is not a two-letter country code" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    listed = run_accord("channel", "imports", "--json", env=env)
+    rows = json.loads(listed.stdout)
+    assert [(r["file_name"], r["state"], r["created"], r["problem_count"]) for r in rows] == [
+        ("march.csv", "refused", 0, 2),
+        ("registrations.csv", "done", 0, 0),
+        ("registrations.csv", "done", 2, 0),
+    ]
+    assert rows[0]["started_by"] == "ada.admin"
+
+
+def test_a_large_import_shows_its_progress_and_a_partner_may_not_import(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = deployed_environment(DATABASE_URL=database_url)
+    assert run_accord("seed-demo", env=env).returncode == 0
+    data = registrations_csv(12_000).replace(b",DACH,", b",,")
+    for n in range(1, 41):
+        data = data.replace(f",p{n},".encode(), b",contoso,")
+    (tmp_path / "registrations.csv").write_bytes(data)
+    partner = run_accord(
+        "channel",
+        "import",
+        "registrations.csv",
+        "--as",
+        "carl@contoso.example",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert partner.returncode == 2 and "only admins import channel data" in partner.stderr, (
+        partner.stderr
+    )
+    done = run_accord(
+        "channel", "import", "registrations.csv", "--as", "ada.admin", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    progress = done.stderr.splitlines()
+    assert "registrations.csv: checking rows, 5,000" in progress
+    assert "registrations.csv: checking rows, 10,000" in progress
+    assert "registrations.csv: writing rows, 12,000 of 12,000" in progress
+    assert "12000 registrations read; 12000 new" in done.stdout
