@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -35,6 +35,12 @@ def _code(value: str) -> str:
     bad = next((c for c in value if not _CODE.fullmatch(c)), None)
     if bad is not None:
         raise ValueError(f"only letters, digits, '.', '-' and '_' (not {bad!r}, U+{ord(bad):04X})")
+    return value
+
+
+def _country(value: str) -> str:
+    if not re.fullmatch(r"[A-Z]{2}", value):
+        raise ValueError(f"{value[:40]!r} is not a two-letter country code (ISO 3166, e.g. DE)")
     return value
 
 
@@ -80,6 +86,8 @@ class PartnerRecord(_Record):
     email_domains: list[Text] = Field(default_factory=list)
     contacts: list[ContactRecord] = Field(default_factory=list)
     is_direct_sales: bool = False
+    crm_id: Id | None = None
+    """The partner's account id in the vendor's CRM, which a Salesforce export names it by."""
 
 
 class PersonRecord(_Record):
@@ -101,6 +109,10 @@ class TerritoryRecord(_Record):
     partner_id: Id | None = None
     exclusive: bool = False
     owner_person_id: Id | None = None
+    countries: list[Annotated[str, AfterValidator(_country)]] = Field(
+        default_factory=list, max_length=300
+    )
+    """ISO 3166 alpha-2 codes it covers (a channel import may set them instead)."""
 
 
 class AccountRecord(_Record):
@@ -117,21 +129,33 @@ class Directory(_Record):
     accounts: list[AccountRecord] = Field(default_factory=list)
 
 
+def _given(record: _Record, *optional: str, leave: set[str] | None = None) -> dict[str, Any]:
+    """The record's fields, but the `optional` ones only when the file gave them: the channel
+    import (accord.channel) writes those too, and a directory file without them keeps them."""
+    values = record.model_dump(exclude=leave)
+    for name in optional:
+        if name not in record.model_fields_set:
+            values.pop(name, None)
+    return values
+
+
+def _upsert(session: Session, model: Any, key: str, values: dict[str, Any]) -> None:
+    """Insert the row, or set these fields of the stored one and leave its others as they are
+    (what the channel import wrote: an account's domain and address, a territory's countries,
+    a partner's CRM id; a partner an admin deactivated stays so)."""
+    current = session.get(model, key)
+    if current is None:
+        session.add(model(**values))
+        return
+    for name, value in values.items():
+        setattr(current, name, value)
+
+
 def import_directory(session: Session, directory: Directory) -> None:
     """Insert or update every record; running it twice changes nothing."""
     lock_people_writers(session)  # before any row: seat reservations lock people in id order
     for p in directory.partners:
-        session.merge(
-            Partner(
-                id=p.id,
-                name=p.name,
-                tier=p.tier,
-                regions=p.regions,
-                calendar=p.calendar,
-                email_domains=p.email_domains,
-                is_direct_sales=p.is_direct_sales,
-            )
-        )
+        _upsert(session, Partner, p.id, _given(p, "crm_id", leave={"contacts"}))
     session.flush()
     for p in directory.partners:
         for c in p.contacts:
@@ -154,9 +178,9 @@ def import_directory(session: Session, directory: Directory) -> None:
         )
     session.flush()
     for t in directory.territories:
-        session.merge(Territory(**t.model_dump()))
+        _upsert(session, Territory, t.code, _given(t, "countries"))
     for a in directory.accounts:
-        session.merge(Account(**a.model_dump()))
+        _upsert(session, Account, a.code, a.model_dump())
 
 
 def end_sessions(session: Session, email: str) -> None:
@@ -263,6 +287,22 @@ def _clashes(session: Session, directory: Directory) -> list[str]:
                 problems.append(
                     f"partners[{partner.id}].contacts: {c.email} is also a contact of {first}"
                 )
+    crm_ids: dict[str, str] = {}
+    for partner in directory.partners:
+        if partner.crm_id is not None:
+            first = crm_ids.setdefault(partner.crm_id, partner.id)
+            if first != partner.id:
+                problems.append(
+                    f"partners[{partner.id}].crm_id: {partner.crm_id} is also the CRM id of {first}"
+                )
+    problems.extend(
+        f"partners[{p.id}].crm_id: {crm} is the CRM id of {holder}"
+        for holder, crm in session.exec(
+            select(Partner.id, Partner.crm_id).where(col(Partner.crm_id).in_(list(crm_ids)))
+        ).all()
+        for p in directory.partners
+        if p.crm_id == crm and p.id != holder
+    )
     territories = [t.code for t in directory.territories]
     accounts = [a.code for a in directory.accounts]
     lowered = [c.lower() for c in territories + accounts]

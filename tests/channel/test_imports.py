@@ -522,3 +522,55 @@ def test_two_imports_of_the_same_new_rows_at_once_create_each_row_once(
     assert all(isinstance(o, ChannelImport) for o in outcomes), outcomes
     assert sorted((o.created, o.unchanged) for o in outcomes) == [(0, 300), (300, 0)]
     assert _count(sessions, DealRegistration) == 300
+
+
+def test_importing_the_directory_again_keeps_what_the_crm_import_wrote(
+    sessions: SessionFactory,
+) -> None:
+    """The directory file and the CRM share the partner, territory and account rows: a
+    directory import (seed-demo, import-directory) rewrote each row whole, wiping the
+    territory's countries, the account's domain and address and the partner's CRM id."""
+    from accord.directory.records import (
+        AccountRecord,
+        Directory,
+        PartnerRecord,
+        TerritoryRecord,
+        import_directory,
+    )
+
+    accounts = (
+        "external_id,name,partner_id,domain,address,country,territory_code,modified_at\n"
+        "ACC-1,ACME Corp.,contoso,acme.com,1 Main St,DE,DACH,2026-11-02\n"
+    )
+    _import(sessions, ChannelKind.ACCOUNT, ImportFormat.CSV, accounts)
+    directory = Directory(
+        partners=[
+            PartnerRecord(
+                id="contoso",
+                name="Contoso Partners",
+                tier=PartnerTier.GOLD,
+                regions=["emea"],
+                calendar="us",
+            )
+        ],
+        territories=[
+            TerritoryRecord(code="DACH", name="DACH", partner_id="contoso", exclusive=True)
+        ],
+        accounts=[AccountRecord(code="ACC-1", name="ACME Corporation", partner_id="contoso")],
+    )
+    with sessions.begin() as session:
+        import_directory(session, directory)
+    with sessions.read() as session:
+        partner = session.get(Partner, "contoso")
+        territory = session.get(Territory, "DACH")
+        account = session.get(Account, "ACC-1")
+    assert partner is not None and partner.crm_id == "0015g00000COxyzAAA"
+    assert territory is not None and territory.countries == ["DE", "AT", "CH"]
+    assert account is not None and account.name == "ACME Corporation"  # the directory's own
+    assert (account.domain, account.address, account.country, account.territory_code) == (
+        "acme.com",
+        "1 Main St",
+        "DE",
+        "DACH",
+    )
+    assert account.modified_at == datetime(2026, 11, 2, tzinfo=UTC)

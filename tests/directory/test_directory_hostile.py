@@ -105,6 +105,16 @@ HOSTILE: dict[str, tuple[str, list[str]]] = {
         ),
         ["partners[beta].contacts", "sam@shared.example is also a contact of alpha"],
     ),
+    "one_crm_id_for_two_partners_in_the_file": (
+        json.dumps(
+            {"partners": [partner(id=pid, crm_id="0015g00000SAMEAAA") for pid in ("a", "b")]}
+        ),
+        ["partners[b].crm_id", "0015g00000SAMEAAA is also the CRM id of a"],
+    ),
+    "a_country_of_a_territory_that_is_no_code": (
+        json.dumps({"territories": [{"code": "NEW", "name": "New", "countries": ["Germany"]}]}),
+        ["territories[0].countries[0]", "'Germany' is not a two-letter country code"],
+    ),
     "a_partner_id_with_a_cyrillic_o": (
         json.dumps({"partners": [partner(id="c\u043entoso")]}),
         ["partners[0].id", "U+043E"],
