@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 
 INTERRUPTED = 130
@@ -33,7 +34,12 @@ def hold() -> None:
 
 
 def release() -> None:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Only what hold() installed is undone: a command run otherwise (a test's CliRunner, in a
+    # worker thread, where signal.signal raises) keeps the handler it has.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is _remember:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if _pressed:
         sys.stderr.write("accord: stopped while starting (Ctrl-C); nothing was done\n")
         sys.stderr.flush()
