@@ -25,7 +25,7 @@ from accord.application import Services
 from accord.directory.records import DirectoryNames
 from accord.platform.settings import Settings
 from models.codec import EncryptionCodec
-from web import api, codec, csrf, docs, errors, gate, health, limits, pages, throttle
+from web import api, channel, codec, csrf, docs, errors, gate, health, limits, pages, throttle
 from web.auth import Accounts
 from web.context import WebContext
 from web.deps import storable_path
@@ -85,6 +85,7 @@ def create_app(
     docs.install(app, openapi_url="/api/openapi.json")
     app.include_router(health.router)
     app.include_router(api.router)
+    app.include_router(channel.router)
     app.include_router(codec.router)
     app.include_router(gate.router)
     app.include_router(pages.router)

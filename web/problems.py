@@ -123,6 +123,14 @@ class BadInput(Exception):
         return "; ".join(f"{f}: {m}" for f, m in self.errors)
 
 
+class BodyTooLarge(BadInput):
+    """A body over its route's ceiling, found while the route reads it."""
+
+    status = 413
+    title = "Too large"
+    kind = "too-large"
+
+
 class ExportTooLarge(BadInput):
     """An export holding more records than one file carries (accord.reports.exports.EXPORT_LIMIT):
     refused whole, naming the filter that narrows it, rather than cut short as if it were

@@ -404,6 +404,9 @@ class Settings(BaseSettings):
     directory_json_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     """Largest JSON body of a directory import (POST /api/directory); larger directories are
     imported with `accord import-directory`."""
+    channel_import_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    """Largest file POST /api/channel/imports takes (100,000 registrations are some 18 MB of
+    CSV); larger files are imported with `accord channel import`."""
     form_max_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     """Largest body of any other kind but multipart (a page's form); multipart bodies are
     bounded by the upload limits below."""

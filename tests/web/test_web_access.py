@@ -40,6 +40,7 @@ class Scenario:
         self.number = ""
         self.mediator = ""
         self.evidence: dict[str, str] = {}
+        self.channel_import: int | None = None
 
     async def build(self) -> None:
         filed = await self.stack.file()
@@ -77,6 +78,17 @@ class Scenario:
         with self.stack.sessions.read() as session:
             for item in session.exec(select(Evidence)).all():
                 self.evidence[item.filename] = item.id
+        from accord.channel.imports import import_file
+        from models.enums import ChannelKind, ImportFormat
+
+        self.channel_import = import_file(
+            self.stack.sessions,
+            kind=ChannelKind.ACCOUNT,
+            fmt=ImportFormat.CSV,
+            file_name="accounts.csv",
+            data=b"external_id,name,partner_id,modified_at\nACC-9,Secret Account,contoso,2026-11-02\n",
+            started_by="ada.admin",
+        ).id
 
     def other_mediator(self) -> str:
         return next(e for e in MEDIATOR_EMAILS.values() if e != self.mediator)
@@ -139,7 +151,16 @@ def expected(route: str, role: str) -> int:
             return 200 if role in ("compliance", "admin") else 403
         case "review":
             return 200 if role == "board" else 403
-        case "directory" | "playbook" | "people" | "partners" | "intake" | "lockouts":
+        case (
+            "directory"
+            | "playbook"
+            | "people"
+            | "partners"
+            | "intake"
+            | "lockouts"
+            | "channel-imports"
+            | "channel-import"
+        ):
             return 200 if role == "admin" else 403
         case "new":
             return 200 if partner else 403
@@ -196,6 +217,8 @@ def api_routes(s: Scenario) -> dict[str, str]:
         "tokens": "/api/tokens",
         "lockouts": "/api/accounts/lockouts",
         "sign-ins": "/api/account/sign-ins",
+        "channel-imports": "/api/channel/imports",
+        "channel-import": f"/api/channel/imports/{s.channel_import}",
         **{
             f"evidence:{name}": f"/api/disputes/{n}/evidence/{eid}"
             for name, eid in s.evidence.items()
@@ -213,6 +236,8 @@ def leaks(scenario: Scenario, role: str, route: str, body: str) -> list[str]:
         secrets += [CAUCUS_TEXT, "northwind-margins.txt", "contents of northwind-margins"]
     if role not in ("respondent", "mediator", "compliance", "admin"):
         secrets += ["contoso-pipeline.txt", "contents of contoso-pipeline"]
+    if role != "admin":
+        secrets += ["accounts.csv", "ada.admin"]  # the channel import's record
     for secret in secrets:
         if secret in body:
             found.append(f"{role} {route}: {secret!r} leaked")
@@ -288,6 +313,7 @@ async def test_the_matrix_covers_every_get_route(scenario: Scenario) -> None:
 
 def _template(path: str, scenario: Scenario) -> str:
     templated = path.replace(scenario.number, "{number}")
+    templated = templated.replace(f"imports/{scenario.channel_import}", "imports/{import_id}")
     for eid in scenario.evidence.values():
         templated = templated.replace(eid, "{evidence_id}")
     return templated

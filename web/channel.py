@@ -1,0 +1,244 @@
+"""The channel-data API (issue 20, item 1), for admins: import a file (CSV or a Salesforce
+export) and follow its progress, import rows posted as JSON, list the imports.
+
+A file is sent as the request's body (`Content-Type: text/csv` or `application/json`), not as
+a form: the route reads it only once the token is known to be an admin's, within
+ACCORD_CHANNEL_IMPORT_MAX_BYTES (web.limits gives this route that ceiling and leaves its JSON to
+the importer, which reads 100,000 records). It is imported in the background: the answer is
+202 with the import's record, whose state and progress GET /api/channel/imports/{id} shows.
+One file import runs at a time per web process (each holds its file and rows in memory);
+another is refused with 429 until it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from accord.channel import imports
+from accord.channel.rows import PLURALS, SALESFORCE_TYPES, salesforce_kind
+from accord.disputes.access import Viewer
+from models.enums import ChannelKind, ImportFormat, ImportState, Role
+from models.tables import MAX_ROW_ID, ChannelImport
+from web.context import web
+from web.deps import require
+from web.problems import PROBLEM_RESPONSES, BadInput, BodyTooLarge, TooMany
+from web.views import NotFound
+
+router = APIRouter(prefix="/api/channel", responses=PROBLEM_RESPONSES, tags=["channel data"])
+AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
+
+FILES_PATH = "/api/channel/imports"
+_one_at_a_time = threading.BoundedSemaphore(1)
+
+
+class ProblemOut(BaseModel):
+    row: int | None
+    field: str | None
+    problem: str
+    said: str
+    """The problem in a sentence: file, row (or record), field and what is wrong."""
+
+
+class ImportOut(BaseModel):
+    id: int
+    kind: ChannelKind
+    format: ImportFormat
+    file_name: str
+    state: ImportState
+    """reading, writing, done, refused, or stopped (its process ended midway: nothing of it
+    was written)."""
+    started_by: str
+    started_at: datetime
+    finished_at: datetime | None
+    rows_total: int
+    rows_done: int
+    created: int
+    updated: int
+    unchanged: int
+    problem_count: int
+    problems: list[ProblemOut] = Field(default_factory=list)
+    """The first of its problems (problem_count says how many there were)."""
+
+
+def _out(record: ChannelImport, now: datetime | None = None) -> ImportOut:
+    assert record.id is not None
+    problems = [
+        imports.Problem(p.get("row"), p.get("field"), str(p.get("problem")))
+        for p in record.problems
+    ]
+    return ImportOut(
+        id=record.id,
+        kind=record.kind,
+        format=record.format,
+        file_name=record.file_name,
+        state=imports.state_now(record, now or datetime.now(UTC)),
+        started_by=record.started_by,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        rows_total=record.rows_total,
+        rows_done=record.rows_done,
+        created=record.created,
+        updated=record.updated,
+        unchanged=record.unchanged,
+        problem_count=record.problem_count,
+        problems=[
+            ProblemOut(**p.as_dict(), said=p.said(record.file_name, record.format))
+            for p in problems
+        ],
+    )
+
+
+def _format_of(request: Request, given: ImportFormat | None) -> ImportFormat:
+    if given is not None:
+        if given is ImportFormat.API:
+            raise BadInput([("format", "csv or salesforce (rows go to /api/channel/{kind}/rows)")])
+        return given
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in ("text/csv", "application/csv"):
+        return ImportFormat.CSV
+    if content_type == "application/json":
+        return ImportFormat.SALESFORCE
+    raise BadInput(
+        [
+            (
+                "content-type",
+                "text/csv for a CSV file, application/json for a Salesforce export (or say"
+                " which with ?format=)",
+            )
+        ]
+    )
+
+
+async def _body(request: Request, most: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > most:
+            raise BodyTooLarge([("body", f"is larger than this server takes ({most:,} bytes)")])
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/imports", status_code=202, response_model=ImportOut)
+async def import_a_file(
+    request: Request,
+    viewer: AdminDep,
+    kind: Annotated[
+        ChannelKind | None,
+        Query(description="what the file holds; a Salesforce export's record type says it"),
+    ] = None,
+    format: Annotated[
+        ImportFormat | None, Query(description="csv or salesforce; by default its content type")
+    ] = None,
+    name: Annotated[
+        str, Query(min_length=1, max_length=255, description="the file's name, for problems")
+    ] = "upload",
+) -> JSONResponse:
+    """Import one file, all or nothing, in the background: 202 with the import's record;
+    follow it at the Location given."""
+    context = web(request)
+    fmt = _format_of(request, format)
+    data = await _body(request, context.settings.channel_import_max_bytes)
+    if kind is None:
+        kind = salesforce_kind(data) if fmt is ImportFormat.SALESFORCE else None
+        if kind is None:
+            types = ", ".join(SALESFORCE_TYPES)
+            raise BadInput(
+                [("kind", f"say what the file holds (a Salesforce export's type: {types})")]
+            )
+    # A moment's wait: the import before may have recorded its end and not yet let go.
+    if not await anyio.to_thread.run_sync(lambda: _one_at_a_time.acquire(timeout=1.0)):
+        raise TooMany("body", "another file import is running in this process; try when it ends")
+    try:
+        record = imports.begin(
+            context.services.sessions,
+            kind=kind,
+            fmt=fmt,
+            file_name=name,
+            data=data,
+            started_by=viewer.actor.id,
+        )
+    except BaseException:
+        _one_at_a_time.release()
+        raise
+
+    def work() -> None:
+        try:
+            imports.run(context.services.sessions, record, data)
+        except imports.ImportRefused:
+            pass  # recorded with its problems
+        finally:
+            _one_at_a_time.release()
+
+    threading.Thread(target=work, name=f"channel-import-{record.id}", daemon=True).start()
+    return JSONResponse(
+        _out(record).model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"{FILES_PATH}/{record.id}"},
+    )
+
+
+@router.get("/imports", response_model=list[ImportOut])
+def list_imports(request: Request, viewer: AdminDep) -> list[ImportOut]:
+    """The last 50 imports, newest first (their problems in GET /imports/{id})."""
+    now = datetime.now(UTC)
+    with web(request).services.sessions.read() as session:
+        return [_out(r, now).model_copy(update={"problems": []}) for r in imports.recent(session)]
+
+
+@router.get("/imports/{import_id}", response_model=ImportOut)
+def one_import(
+    request: Request,
+    viewer: AdminDep,
+    import_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+) -> ImportOut:
+    """An import's state and progress while it runs; its outcome, or its problems, after."""
+    with web(request).services.sessions.read() as session:
+        record = session.get(ChannelImport, import_id)
+    if record is None:
+        raise NotFound(f"no import {import_id}")
+    return _out(record)
+
+
+@router.post("/{kind}/rows", response_model=ImportOut, status_code=201)
+def import_rows(
+    request: Request,
+    viewer: AdminDep,
+    kind: Annotated[ChannelKind, Path(description="registration, opportunity, lead, ...")],
+    rows: list[dict[str, Any]],
+) -> ImportOut:
+    """Import rows posted as a JSON list (fields as in the CSV files), all or nothing, at once:
+    201 with the outcome, or 422 naming each row's field at fault (`rows[3].amount`) with
+    nothing written. Larger sets go through POST /imports."""
+    data = json.dumps(rows).encode()
+    try:
+        done = imports.import_file(
+            web(request).services.sessions,
+            kind=kind,
+            fmt=ImportFormat.API,
+            file_name=f"{PLURALS[kind]} posted",
+            data=data,
+            started_by=viewer.actor.id,
+        )
+    except imports.ImportRefused as refused:
+        raise BadInput(
+            [
+                (
+                    f"rows[{p.row - 1}]{'.' + p.field if p.field else ''}"
+                    if p.row is not None
+                    else "rows",
+                    p.problem,
+                )
+                for p in refused.problems
+            ]
+        ) from None
+    return _out(done)
