@@ -159,3 +159,10 @@ def test_the_channel_import_benchmark_creates_then_skips_then_updates(database: 
     assert "created 3,000, updated 0, unchanged 0" in out, out
     assert "created 0, updated 0, unchanged 3,000" in out, out
     assert re.search(r"created 0, updated [1-9]\d, unchanged 29\d\d", out), out
+
+
+def test_the_matching_benchmark_prints_precision_and_recall_per_variation() -> None:
+    out = run_bench("matching")
+    assert re.search(r"same customer: precision +[01]\.\d{3} +goal >= 0\.95 +PASS", out), out
+    assert re.search(r"same customer: recall +[01]\.\d{3} +goal >= 0\.9 +PASS", out), out
+    assert "transliteration" in out and "generic words only in common" in out
