@@ -237,3 +237,22 @@ class RegistrationStatus(StrEnum):
     EXPIRED = "expired"
     WON = "won"
     LOST = "lost"
+
+
+class AlertKind(StrEnum):
+    """What a conflict alert found in the channel data (accord.channel.detection)."""
+
+    SAME_CUSTOMER = "same_customer"
+    """One end customer registered or pursued by two partners."""
+    EXCLUSIVE_TERRITORY = "exclusive_territory"
+    """A registration inside another partner's exclusive territory."""
+    DIRECT_ON_REGISTERED_ACCOUNT = "direct_on_registered_account"
+    """Direct sales pursuing a customer a partner has registered."""
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    DISMISSED = "dismissed"
+    """A channel manager said why it is no conflict: the next import does not raise it again."""
+    CONVERTED = "converted"
+    """Made into a dispute."""

@@ -28,6 +28,8 @@ from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
 from models.enums import (
+    AlertKind,
+    AlertState,
     AssignmentState,
     ChannelKind,
     DisputeCategory,
@@ -647,6 +649,10 @@ class ChannelImport(SQLModel, table=True):
     updated: int = 0
     unchanged: int = 0
     """Rows whose source modification time was not later than the stored row's."""
+    alerts_raised: int = 0
+    """Conflict alerts the import's rows raised (accord.channel.detection)."""
+    alerts_refreshed: int = 0
+    """Open alerts its rows found again, brought up to date."""
     problem_count: int = 0
     problems: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
@@ -711,6 +717,32 @@ class Lead(_ChannelRow, table=True):
     territory_code: str | None = Field(default=None, max_length=64)
     status: str = Field(max_length=64)
     routed_at: datetime | None = _utc_column(nullable=True)
+
+
+class ConflictAlert(SQLModel, table=True):
+    """An overlap found in the channel data before anyone filed: one per kind and pair of
+    objects, whatever how many imports find it again (an open one is brought up to date, a
+    dismissed or converted one is left as it was decided)."""
+
+    __tablename__ = "conflict_alert"
+    __table_args__ = (UniqueConstraint("kind", "pair_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: AlertKind = _enum(AlertKind, index=True)
+    pair_key: str = Field(max_length=300)
+    """The two objects, as 'registration:DR-1|territory:DACH', in a fixed order."""
+    partner_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    score: float
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    evidence: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Who registered what, when, as of the detection: each object's fields."""
+    state: AlertState = _enum(AlertState, index=True)
+    detected_at: datetime = _utc_column()
+    updated_at: datetime = _utc_column()
+    import_id: int | None = Field(default=None, foreign_key="channel_import.id")
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = _utc_column(nullable=True)
+    decision_reason: str | None = Field(default=None, sa_type=Text)
+    dispute_number: str | None = Field(default=None, max_length=32)
 
 
 MAX_ROW_ID = 2**31 - 1

@@ -49,13 +49,16 @@ def _unfit(char: str, multiline: bool) -> str | None:
     return None
 
 
+# Every character _unfit refuses (Cc: U+0000-001F and U+007F-009F; Cs: the surrogates), found
+# by one search in C: a Python loop over each character cost 2 s of a 30,000-row import.
+_UNFIT_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNFIT_IN_PROSE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def problem(value: str, *, multiline: bool) -> str | None:
     """Why `value` cannot be stored and shown (its first offending character), or None."""
-    for char in value:
-        why = _unfit(char, multiline)
-        if why is not None:
-            return why
-    return None
+    found = (_UNFIT_IN_PROSE if multiline else _UNFIT_IN_LINE).search(value)
+    return None if found is None else _unfit(found.group(), multiline)
 
 
 _RECORDED: ContextVar[bool] = ContextVar("accord_recorded_text", default=False)

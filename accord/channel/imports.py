@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy import Table, insert, text, update
 from sqlmodel import Session, col, select
 
+from accord.channel import detection
 from accord.channel.names import customer_key
 from accord.channel.rows import (
     PLURALS,
@@ -374,11 +375,17 @@ def run(
             problems = _references(session, kind, fmt, rows)
             if problems:
                 raise _Rollback(problems)
-            counts = _write(session, kind, record.id, [(r, names) for _, r, names in rows], tell)
+            *counts, changed = _write(
+                session, kind, record.id, [(r, names) for _, r, names in rows], tell
+            )
+            # In the same transaction: the rows and the alerts they raise land together, or
+            # neither (an import that ended midway leaves no row that was never looked at).
+            detected = _detect(session, kind, changed, record.id)
             done = session.get(ChannelImport, record.id)
             assert done is not None
             done.state = ImportState.DONE
             done.created, done.updated, done.unchanged = counts
+            done.alerts_raised, done.alerts_refreshed = detected.raised, detected.refreshed
             done.rows_total = done.rows_done = len(rows)
             done.finished_at = done.heartbeat_at = datetime.now(UTC)
     except _Rollback as stop:
@@ -550,8 +557,8 @@ def _write(
     import_id: int,
     rows: list[tuple[Row, dict[str, str]]],
     tell: _Reporter,
-) -> tuple[int, int, int]:
-    """(created, updated, unchanged)."""
+) -> tuple[int, int, int, list[str]]:
+    """(created, updated, unchanged, the external ids created or updated)."""
     model = TABLES[kind]
     table: Table = model.__table__
     directory = kind in (ChannelKind.ACCOUNT, ChannelKind.TERRITORY)
@@ -591,7 +598,25 @@ def _write(
         session.execute(update(model), batch)
         done += len(batch)
         tell.writing(done, total)
-    return len(creates), len(updates), unchanged
+    changed = [v["code" if directory else "external_id"] for v in (*creates, *updates)]
+    return len(creates), len(updates), unchanged, changed
+
+
+DETECTED = {
+    ChannelKind.REGISTRATION: "registration",
+    ChannelKind.OPPORTUNITY: "opportunity",
+}
+"""The kinds whose changed rows are looked at alone; a change of accounts or territories can
+change any registration's alerts, so everything is looked at again."""
+
+
+def _detect(
+    session: Session, kind: ChannelKind, changed: list[str], import_id: int
+) -> detection.Detected:
+    if kind is ChannelKind.LEAD or not changed:
+        return detection.Detected(0, 0, 0)
+    refs = {f"{DETECTED[kind]}:{e}" for e in changed} if kind in DETECTED else None
+    return detection.detect(session, changed=refs, import_id=import_id, now=datetime.now(UTC))
 
 
 def _batches(values: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

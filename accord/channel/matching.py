@@ -13,10 +13,12 @@ share a key (a distinctive word, its first letters, the domain, the initials).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from rapidfuzz import fuzz
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 
 from accord.channel.names import customer_key
 
@@ -73,8 +75,15 @@ ABBREVIATIONS = {
     "lab": "laboratories",
 }
 
-SAME = 0.80
+QUICK_NO = 50
+"""Below this token-set ratio of their keys (0 to 100), two names on different or unknown
+domains are not compared further (a name that may be initials always is)."""
+SAME = 0.85
 """The score from which two rows are taken for one customer (bench.matching measures it)."""
+_CONNECTIVES = _words(
+    "a an and of the for in on at by to de du des la le les el los las der die das und et y"
+)
+"""Generic words that say nothing of a line of business."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,27 @@ class Customer:
             return self
         return Customer(self.name, self.domain, self.address, self.country, customer_key(self.name))
 
+    # Worked out once per row: detection compares each row with many.
+    @cached_property
+    def words(self) -> list[str]:
+        return [ABBREVIATIONS.get(w, w) for w in self.key.split()]
+
+    @cached_property
+    def distinctive(self) -> list[str]:
+        return [w for w in self.words if w not in GENERIC and len(w) > 1]
+
+    @cached_property
+    def generic(self) -> frozenset[str]:
+        return frozenset(w for w in self.words if w in GENERIC)
+
+    @cached_property
+    def initials(self) -> str:
+        return "".join(w[0] for w in self.words if w not in {"and", "of", "the"})
+
+    @cached_property
+    def spelled(self) -> str:
+        return " ".join(self.words)
+
 
 @dataclass(frozen=True)
 class Match:
@@ -102,35 +132,26 @@ class Match:
         return self.score >= SAME
 
 
-def words(key: str) -> list[str]:
-    return [ABBREVIATIONS.get(w, w) for w in key.split()]
-
-
-def distinctive(key: str) -> list[str]:
-    return [w for w in words(key) if w not in GENERIC and len(w) > 1]
-
-
-def initials(key: str) -> str:
-    return "".join(w[0] for w in words(key) if w not in {"and", "of", "the"})
-
-
 def blocking_keys(customer: Customer) -> set[str]:
     """The keys under which a row is filed for candidate search: any shared key makes two rows
-    candidates. A distinctive word (and its first and last four letters, which a typo in the
-    other half leaves whole), the domain, and the initials of a name of three words or more
+    candidates. A distinctive word (its first and last four letters, which a typo in the other
+    half leaves whole, and its letters in order, which two swapped leave), the domain, and the
+    initials of a name of three words or more
     (or a short name that may be initials itself)."""
     c = customer.keyed()
     keys: set[str] = set()
     if c.domain and c.domain not in WEBMAIL:
         keys.add(f"d:{c.domain}")
-    for word in distinctive(c.key):
+    for word in c.distinctive:
         keys.add(f"w:{word}")
         if len(word) >= 6:
             keys.add(f"p:{word[:4]}")
             keys.add(f"s:{word[-4:]}")
-    all_words = words(c.key)
+        if len(word) >= 5:
+            keys.add(f"l:{''.join(sorted(word))}")  # its letters: two swapped keep them
+    all_words = c.words
     if len(all_words) >= 3:
-        keys.add(f"i:{initials(c.key)}")
+        keys.add(f"i:{c.initials}")
     elif len(all_words) == 1 and 2 <= len(all_words[0]) <= 5:
         keys.add(f"i:{all_words[0]}")
     if not keys and c.key:
@@ -146,7 +167,7 @@ def _word_similarity(a: list[str], b: list[str]) -> float:
     short, long = (a, b) if len(a) <= len(b) else (b, a)
     total = 0.0
     for word in short:
-        total += max(Levenshtein.normalized_similarity(word, other) for other in long)
+        total += max(OSA.normalized_similarity(word, other) for other in long)
     return total / len(short)
 
 
@@ -163,17 +184,23 @@ def compare(one: Customer, other: Customer) -> Match:
         and a.domain not in WEBMAIL
         and b.domain not in WEBMAIL
     )
-    full = fuzz.token_sort_ratio(" ".join(words(a.key)), " ".join(words(b.key))) / 100
-    da, db = distinctive(a.key), distinctive(b.key)
+    short_name = (
+        min(len(a.key.split()), len(b.key.split())) == 1 and min(len(a.key), len(b.key)) <= 5
+    )
+    if not same_domain and not short_name and fuzz.token_set_ratio(a.key, b.key) < QUICK_NO:
+        # Most candidates a block brings share one word and nothing else: said in a microsecond.
+        return Match(0.0, ())
+    full = fuzz.token_sort_ratio(a.spelled, b.spelled) / 100
+    da, db = a.distinctive, b.distinctive
     word = _word_similarity(da, db)
     if not da and not db:
-        word = 1.0 if words(a.key) == words(b.key) else 0.0
-    acronym = (
-        len(words(a.key)) == 1 and words(a.key)[0] == initials(b.key) and len(words(b.key)) >= 3
-    ) or (len(words(b.key)) == 1 and words(b.key)[0] == initials(a.key) and len(words(a.key)) >= 3)
+        word = 1.0 if a.words == b.words else 0.0
+    acronym = (len(a.words) == 1 and a.words[0] == b.initials and len(b.words) >= 3) or (
+        len(b.words) == 1 and b.words[0] == a.initials and len(a.words) >= 3
+    )
     covered = bool(da and db) and (set(da) <= set(db) or set(db) <= set(da))
 
-    score = 0.55 * word + 0.45 * full
+    score = 0.8 * word + 0.2 * full
     if a.key and a.key == b.key:
         score = max(score, 0.97)
         reasons.append(f"the same name once legal form and spelling are set aside ({a.key!r})")
@@ -185,6 +212,14 @@ def compare(one: Customer, other: Customer) -> Match:
         reasons.append("one name is the other's initials")
     elif word >= 0.8:
         reasons.append(f"names alike ({round(100 * word)} % on their distinctive words)")
+    # Generic words say little when shared, but none shared at all ("Kessler Logistics",
+    # "Kessler Foods") is two lines of business: two companies, unless a domain says otherwise.
+    ga, gb = a.generic - _CONNECTIVES, b.generic - _CONNECTIVES
+    if ga and gb and not ga & gb:
+        score -= 0.15
+        reasons.append(
+            f"different lines of business ({' '.join(sorted(ga))}; {' '.join(sorted(gb))})"
+        )
     if same_domain:
         score = max(score, 0.6 + 0.4 * max(word, full)) if score < 0.9 else score
         score = max(score, 0.9 if word >= 0.5 or covered or acronym else score)
@@ -198,7 +233,11 @@ def compare(one: Customer, other: Customer) -> Match:
         elif not same_domain:
             score -= 0.08
             reasons.append(f"different countries ({a.country}, {b.country})")
-    if a.address and b.address and fuzz.token_set_ratio(a.address, b.address) >= 90:
-        score += 0.1
-        reasons.append("the same address")
+    # An address agreeing tips a near name over; it never makes two names one (a business
+    # park holds many companies). Its numbers must be the same: "12 Main St" is not "345 Main St".
+    if a.address and b.address and max(word, full) >= 0.6:
+        numbers = re.findall(r"\d+", a.address) == re.findall(r"\d+", b.address)
+        if numbers and fuzz.token_sort_ratio(a.address.lower(), b.address.lower()) >= 90:
+            score += 0.1
+            reasons.append("the same address")
     return Match(max(0.0, min(1.0, score)), tuple(reasons))

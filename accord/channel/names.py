@@ -1,10 +1,12 @@
 """Customer names and web domains as matching compares them. Pure functions, no I/O.
 
 A CRM holds one customer under many spellings: "ACME Corp.", "Acme Corporation", "acme, inc",
-"Acmé", "Акме". The key of a name is what is left when the legal form (cleanco, in every
-language it knows), case, accents, transliteration (anyascii), punctuation and a leading
+"Acmé", "Акме". The key of a name is what is left when the legal form (cleanco's list, in
+every language it knows), case, accents, transliteration (anyascii), punctuation and a leading
 "the" are gone; two registrations of one customer usually share it, and fuzzy scoring compares
-keys, not raw names."""
+keys, not raw names. cleanco's own basename() tries each of its 321 forms against every name
+(220 microseconds a name: 22 s of a 100,000-row import); here a form is looked up by the
+name's last word."""
 
 from __future__ import annotations
 
@@ -12,25 +14,52 @@ import re
 import unicodedata
 
 from anyascii import anyascii
-from cleanco import basename  # type: ignore[import-untyped]
+from cleanco.clean import prepare_default_terms  # type: ignore[import-untyped]
 
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
-_LEADING_ARTICLE = re.compile(r"^(?:the|les?|la|die|der|das|el|il) ")
-_AMPERSAND = re.compile(r"\s*&\s*")
+_ARTICLES = frozenset(["the", "les", "le", "la", "die", "der", "das", "el", "il"])
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case ASCII words: script transliterated (anyascii), accents and punctuation gone,
+    '&' read as 'and'."""
+    ascii_text = anyascii(unicodedata.normalize("NFKC", text)).lower().replace("&", " and ")
+    # Dots join ("S.A." is "sa", "Corp." is "corp"); other punctuation separates.
+    return _NOT_WORD.sub(" ", ascii_text.replace(".", "")).split()
+
+
+def _forms_by_last_word() -> dict[str, list[list[str]]]:
+    """cleanco's legal forms in every language it knows ('gmbh & co kg', 's de rl', 'ltd'),
+    in the words `_words` makes, longest first, filed under their last word."""
+    by_last: dict[str, list[list[str]]] = {}
+    seen: set[tuple[str, ...]] = set()
+    for _, parts in prepare_default_terms():
+        words = _words(" ".join(parts))
+        if words and tuple(words) not in seen:
+            seen.add(tuple(words))
+            by_last.setdefault(words[-1], []).append(words)
+    return by_last
+
+
+_FORMS = _forms_by_last_word()
 
 
 def customer_key(name: str) -> str:
-    """`name` reduced to lower-case ASCII words: legal form, accents and punctuation gone."""
-    text = unicodedata.normalize("NFKC", name).strip()
-    # cleanco reads the legal form off the name as written ("GmbH & Co. KG", "S.A."), so it
-    # goes first, twice for stacked forms ("Acme Holdings Ltd Inc").
-    text = basename(basename(text)) or text
-    ascii_text = anyascii(text).lower()
-    ascii_text = _AMPERSAND.sub(" and ", ascii_text)
-    words = _NOT_WORD.sub(" ", ascii_text).strip()
-    words = _LEADING_ARTICLE.sub("", words)
-    # A legal form cleanco left because punctuation hid it ("acme-gmbh"): once more on words.
-    return (basename(words) or words)[:200]
+    """`name` reduced to lower-case ASCII words: legal forms at its end (stacked ones too:
+    "Acme Holdings Ltd Inc"), a leading article, accents, script and punctuation gone. A name
+    that is a legal form only keeps it ("Inc." is "inc")."""
+    words = _words(name)
+    stripped = True
+    while stripped and len(words) > 1:
+        stripped = False
+        for form in _FORMS.get(words[-1], ()):
+            if len(form) < len(words) and words[-len(form) :] == form:
+                del words[-len(form) :]
+                stripped = True
+                break
+    if len(words) > 1 and words[0] in _ARTICLES:
+        del words[0]
+    return " ".join(words)[:200]
 
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")

@@ -46,6 +46,16 @@ def test_same_customer_matching_meets_its_goal_on_the_labelled_set() -> None:
         ),
         (Customer("Jo's shop", "gmail.com"), Customer("Max's garage", "gmail.com"), False),
         (Customer("", None), Customer("", None), False),
+        (
+            Customer("Sadexka Logistics", None, "12 Main Street, Springfield"),
+            Customer("Rosdexka Logistics", None, "345 Main Street, Springfield"),
+            False,
+        ),
+        (
+            Customer("Orion Pharma", None, "Industriestr. 5, Berlin"),
+            Customer("Vega Motors", None, "Industriestr. 5, Berlin"),
+            False,
+        ),
     ],
     ids=[
         "legal form",
@@ -55,6 +65,8 @@ def test_same_customer_matching_meets_its_goal_on_the_labelled_set() -> None:
         "near miss",
         "webmail",
         "empty",
+        "one street",
+        "one address, two companies",
     ],
 )
 def test_compare_says_same_or_not_with_its_reasons(

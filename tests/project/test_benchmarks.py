@@ -159,6 +159,8 @@ def test_the_channel_import_benchmark_creates_then_skips_then_updates(database: 
     assert "created 3,000, updated 0, unchanged 0" in out, out
     assert "created 0, updated 0, unchanged 3,000" in out, out
     assert re.search(r"created 0, updated [1-9]\d, unchanged 2,9\d\d", out), out
+    assert re.search(r"detection over the import: precision +[01]\.\d{3}", out), out
+    assert re.search(r"detection over the import: recall +[01]\.\d{3}", out), out
 
 
 def test_the_matching_benchmark_prints_precision_and_recall_per_variation() -> None:

@@ -1,0 +1,334 @@
+"""Overlap detection: conflicts found in the channel data before anyone files (issue 20,
+item 2). Run after every import, on what it changed.
+
+- Same customer: two partners' live registrations or open opportunities for one end customer
+  (accord.channel.matching, on candidates from blocking keys; the same account code is a match
+  outright).
+- Exclusive territory: a live registration inside a territory exclusive to another partner (its
+  territory code, or the territory its country is in).
+- Direct on a registered account: the vendor's direct sales pursuing a customer a partner has
+  a live registration for.
+
+Each finding is an alert per kind and pair of objects (conflict_alert's unique key): found again
+by a later import, an open alert is brought up to date (score, reasons, evidence) and a
+dismissed or converted one is left as it was decided, so dismissing is not undone by the next
+import of the same data.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session, col, select
+
+from accord.channel.matching import Customer, blocking_keys, compare
+from models.enums import AlertKind, AlertState, RegistrationStatus
+from models.tables import ConflictAlert, DealRegistration, Opportunity, Partner, Territory
+
+MAX_BLOCK = 100
+"""A blocking key shared by more rows than this (a word in every other name) brings no
+candidates: comparing each new row with all of them would be all pairs again."""
+LIVE = (RegistrationStatus.SUBMITTED, RegistrationStatus.APPROVED)
+CLOSED_STAGE = ("closed", "won", "lost")
+
+
+@dataclass(frozen=True)
+class Pursuit:
+    """A live registration or open opportunity, as detection compares them."""
+
+    ref: str
+    """'registration:DR-1', 'opportunity:006...': what a dispute names as a contested object."""
+    partner_id: str
+    direct: bool
+    customer: Customer
+    account_code: str | None
+    territory_code: str | None
+    snapshot: dict[str, Any]
+    registration: bool
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: AlertKind
+    pair_key: str
+    partner_ids: list[str]
+    score: float
+    reasons: list[str]
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Detected:
+    raised: int
+    """New alerts."""
+    refreshed: int
+    """Open alerts found again and brought up to date."""
+    decided: int
+    """Found again, but dismissed or converted before: left as decided."""
+
+
+def _registration(row: DealRegistration, direct: bool) -> Pursuit:
+    return Pursuit(
+        ref=f"registration:{row.external_id}",
+        partner_id=row.partner_id,
+        direct=direct,
+        customer=Customer(
+            row.customer_name,
+            row.customer_domain,
+            row.customer_address,
+            row.country,
+            row.customer_key,
+        ),
+        account_code=row.account_code,
+        territory_code=row.territory_code,
+        snapshot={
+            "object": f"registration:{row.external_id}",
+            "partner": row.partner_id,
+            "customer": row.customer_name,
+            "domain": row.customer_domain,
+            "country": row.country,
+            "territory": row.territory_code,
+            "account": row.account_code,
+            "status": row.status.value,
+            "amount": None if row.amount is None else str(row.amount),
+            "currency": row.currency,
+            "registered_at": row.registered_at.isoformat(),
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "modified_at": row.modified_at.isoformat(),
+        },
+        registration=True,
+    )
+
+
+def _opportunity(row: Opportunity, direct: bool) -> Pursuit:
+    return Pursuit(
+        ref=f"opportunity:{row.external_id}",
+        partner_id=row.partner_id,
+        direct=direct,
+        customer=Customer(row.customer_name, row.customer_domain, None, None, row.customer_key),
+        account_code=row.account_code,
+        territory_code=row.territory_code,
+        snapshot={
+            "object": f"opportunity:{row.external_id}",
+            "partner": row.partner_id,
+            "name": row.name,
+            "customer": row.customer_name,
+            "domain": row.customer_domain,
+            "account": row.account_code,
+            "stage": row.stage,
+            "amount": None if row.amount is None else str(row.amount),
+            "currency": row.currency,
+            "expected_close": row.expected_close.isoformat() if row.expected_close else None,
+            "modified_at": row.modified_at.isoformat(),
+        },
+        registration=False,
+    )
+
+
+def pursuits(session: Session, now: datetime) -> list[Pursuit]:
+    direct = {p.id for p in session.exec(select(Partner).where(col(Partner.is_direct_sales)))}
+    found = [
+        _registration(r, r.partner_id in direct)
+        for r in session.exec(
+            select(DealRegistration).where(col(DealRegistration.status).in_(LIVE))
+        )
+        if r.expires_at is None or r.expires_at > now
+    ]
+    found += [
+        _opportunity(o, o.partner_id in direct)
+        for o in session.exec(select(Opportunity))
+        if not o.stage.strip().lower().startswith(CLOSED_STAGE)
+    ]
+    return found
+
+
+def _pair_key(a: str, b: str) -> str:
+    return "|".join(sorted((a, b)))
+
+
+def _same_customer(p: Pursuit, q: Pursuit) -> Finding | None:
+    if p.partner_id == q.partner_id:
+        return None
+    if p.direct and q.direct:
+        return None
+    if p.account_code is not None and p.account_code == q.account_code:
+        score, reasons = 1.0, [f"the same account ({p.account_code})"]
+    else:
+        match = compare(p.customer, q.customer)
+        if not match.same:
+            return None
+        score, reasons = match.score, list(match.reasons)
+    first, second = sorted((p, q), key=lambda x: x.ref)
+    if p.direct or q.direct:
+        partner_side = q if p.direct else p
+        if not partner_side.registration:
+            return None  # direct sales and a partner's opportunity, no registration: no rule
+        kind = AlertKind.DIRECT_ON_REGISTERED_ACCOUNT
+        reasons = [f"direct sales pursues what {partner_side.partner_id} registered", *reasons]
+    else:
+        kind = AlertKind.SAME_CUSTOMER
+    return Finding(
+        kind,
+        _pair_key(p.ref, q.ref),
+        sorted({p.partner_id, q.partner_id}),
+        round(score, 3),
+        reasons,
+        {"objects": [first.snapshot, second.snapshot]},
+    )
+
+
+def _territories(session: Session) -> tuple[dict[str, Territory], dict[str, Territory]]:
+    by_code = {t.code: t for t in session.exec(select(Territory))}
+    by_country: dict[str, Territory] = {}
+    for territory in by_code.values():
+        for country in territory.countries:
+            # An exclusive territory wins a country two territories claim.
+            if country not in by_country or territory.exclusive:
+                by_country[country] = territory
+    return by_code, by_country
+
+
+def _exclusive(
+    p: Pursuit, by_code: dict[str, Territory], by_country: dict[str, Territory]
+) -> Finding | None:
+    if not p.registration or p.direct:
+        return None
+    territory = by_code.get(p.territory_code) if p.territory_code else None
+    how = "named in the registration"
+    if territory is None and p.customer.country:
+        territory = by_country.get(p.customer.country)
+        how = f"its country {p.customer.country} is in it"
+    if territory is None or not territory.exclusive or territory.partner_id in (None, p.partner_id):
+        return None
+    return Finding(
+        AlertKind.EXCLUSIVE_TERRITORY,
+        _pair_key(p.ref, f"territory:{territory.code}"),
+        sorted({p.partner_id, territory.partner_id}),
+        1.0,
+        [
+            f"{p.ref} by {p.partner_id} is in territory {territory.code} ({how}), exclusive to"
+            f" {territory.partner_id}"
+        ],
+        {
+            "objects": [p.snapshot],
+            "territory": {
+                "code": territory.code,
+                "name": territory.name,
+                "exclusive_to": territory.partner_id,
+                "countries": list(territory.countries),
+            },
+        },
+    )
+
+
+def find(all_pursuits: list[Pursuit], changed: set[str] | None, session: Session) -> list[Finding]:
+    """What the `changed` pursuits (every one when None) overlap with."""
+    blocks: dict[str, list[int]] = defaultdict(list)
+    keys: list[set[str]] = []
+    for index, p in enumerate(all_pursuits):
+        mine = blocking_keys(p.customer)
+        if p.account_code:
+            mine.add(f"a:{p.account_code}")
+        keys.append(mine)
+        for key in mine:
+            blocks[key].append(index)
+    by_code, by_country = _territories(session)
+    findings: dict[tuple[AlertKind, str], Finding] = {}
+    compared: set[tuple[int, int]] = set()
+    for index, p in enumerate(all_pursuits):
+        if changed is not None and p.ref not in changed:
+            continue
+        territory = _exclusive(p, by_code, by_country)
+        if territory is not None:
+            findings[(territory.kind, territory.pair_key)] = territory
+        candidates: set[int] = set()
+        for key in keys[index]:
+            members = blocks[key]
+            if len(members) <= MAX_BLOCK or key.startswith(("a:", "d:")):
+                candidates.update(members)
+        for other in candidates:
+            pair = (min(index, other), max(index, other))
+            if other == index or pair in compared:
+                continue
+            compared.add(pair)
+            found = _same_customer(p, all_pursuits[other])
+            if found is not None:
+                findings[(found.kind, found.pair_key)] = found
+    return list(findings.values())
+
+
+def _take_turn(session: Session) -> None:
+    """One detection at a time, until this transaction ends."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        key = 0x6163636F72640000 | zlib.crc32(b"detection") & 0xFFFF
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        driver = connection.connection.dbapi_connection
+        if driver is not None and not driver.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def record(
+    session: Session, findings: Iterable[Finding], *, import_id: int | None, now: datetime
+) -> Detected:
+    findings = list(findings)
+    stored: dict[tuple[AlertKind, str], ConflictAlert] = {}
+    for kind in AlertKind:
+        keys = [f.pair_key for f in findings if f.kind is kind]
+        for start in range(0, len(keys), 5_000):
+            for alert in session.exec(
+                select(ConflictAlert).where(
+                    ConflictAlert.kind == kind,
+                    col(ConflictAlert.pair_key).in_(keys[start : start + 5_000]),
+                )
+            ):
+                stored[(alert.kind, alert.pair_key)] = alert
+    raised = refreshed = decided = 0
+    for finding in findings:
+        found = stored.get((finding.kind, finding.pair_key))
+        if found is None:
+            session.add(
+                ConflictAlert(
+                    kind=finding.kind,
+                    pair_key=finding.pair_key,
+                    partner_ids=finding.partner_ids,
+                    score=finding.score,
+                    reasons=finding.reasons,
+                    evidence=finding.evidence | {"as_of": now.isoformat()},
+                    state=AlertState.OPEN,
+                    detected_at=now,
+                    updated_at=now,
+                    import_id=import_id,
+                )
+            )
+            raised += 1
+        elif alert.state is AlertState.OPEN:
+            alert.score, alert.reasons = finding.score, finding.reasons
+            alert.evidence = finding.evidence | {"as_of": now.isoformat()}
+            alert.partner_ids, alert.updated_at, alert.import_id = (
+                finding.partner_ids,
+                now,
+                import_id,
+            )
+            refreshed += 1
+        else:
+            decided += 1
+    return Detected(raised, refreshed, decided)
+
+
+def detect(
+    session: Session, *, changed: set[str] | None, import_id: int | None, now: datetime
+) -> Detected:
+    """Find and record the overlaps of what changed (everything when `changed` is None), in
+    the caller's transaction, one detection at a time."""
+    _take_turn(session)
+    return record(
+        session, find(pursuits(session, now), changed, session), import_id=import_id, now=now
+    )
