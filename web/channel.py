@@ -22,11 +22,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from accord.channel import imports
+from accord.channel import alerts, imports
 from accord.channel.rows import PLURALS, SALESFORCE_TYPES, salesforce_kind
 from accord.disputes.access import Viewer
-from models.enums import ChannelKind, ImportFormat, ImportState, Role
-from models.tables import MAX_ROW_ID, ChannelImport
+from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat, ImportState, Role
+from models.tables import MAX_ROW_ID, ChannelImport, ConflictAlert
 from web.context import web
 from web.deps import require
 from web.problems import PROBLEM_RESPONSES, BadInput, BodyTooLarge, TooMany
@@ -36,6 +36,19 @@ router = APIRouter(prefix="/api/channel", responses=PROBLEM_RESPONSES, tags=["ch
 AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
 
 FILES_PATH = "/api/channel/imports"
+
+
+class AlertDecided(BadInput):
+    """An alert acted on after someone decided it."""
+
+    status = 409
+    title = "Decided already"
+    kind = "refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__([("alert", message)])
+
+
 _one_at_a_time = threading.BoundedSemaphore(1)
 
 
@@ -242,3 +255,104 @@ def import_rows(
             ]
         ) from None
     return _out(done)
+
+
+# --- the alert queue -----------------------------------------------------------------------------
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: AlertKind
+    state: AlertState
+    score: float
+    partner_ids: list[str]
+    reasons: list[str]
+    evidence: dict[str, Any]
+    """Who registered what, when, as of the detection."""
+    objects: list[str]
+    """The two objects, as a dispute names contested objects ('registration:DR-1')."""
+    detected_at: datetime
+    updated_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    dispute_number: str | None
+
+
+class AlertPage(BaseModel):
+    alerts: list[AlertOut]
+    total: int
+    """How many alerts match the filters (`alerts` holds one page of them)."""
+
+
+def _alert_out(alert: ConflictAlert) -> AlertOut:
+    assert alert.id is not None
+    return AlertOut(
+        id=alert.id,
+        kind=alert.kind,
+        state=alert.state,
+        score=alert.score,
+        partner_ids=alert.partner_ids,
+        reasons=alert.reasons,
+        evidence=alert.evidence,
+        objects=alert.pair_key.split("|"),
+        detected_at=alert.detected_at,
+        updated_at=alert.updated_at,
+        decided_by=alert.decided_by,
+        decided_at=alert.decided_at,
+        decision_reason=alert.decision_reason,
+        dispute_number=alert.dispute_number,
+    )
+
+
+@router.get("/alerts", response_model=AlertPage)
+def alert_queue(
+    request: Request,
+    viewer: AdminDep,
+    kind: AlertKind | None = None,
+    state: Annotated[AlertState | None, Query(description="open by default")] = AlertState.OPEN,
+    partner: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> AlertPage:
+    """Conflict alerts, highest score first, filtered by kind, state and partner involved."""
+    with web(request).services.sessions.read() as session:
+        rows, total = alerts.listed(
+            session, kind=kind, state=state, partner_id=partner, most=limit, skip=offset
+        )
+    return AlertPage(alerts=[_alert_out(a) for a in rows], total=total)
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertOut)
+def one_alert(
+    request: Request, viewer: AdminDep, alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+) -> AlertOut:
+    with web(request).services.sessions.read() as session:
+        alert = session.get(ConflictAlert, alert_id)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    return _alert_out(alert)
+
+
+@router.post("/alerts/{alert_id}/dismiss", response_model=AlertOut)
+def dismiss_alert(
+    request: Request,
+    viewer: AdminDep,
+    alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    body: alerts.Dismissal,
+) -> AlertOut:
+    """Dismiss an open alert with a reason: the next import finding the same overlap leaves it
+    dismissed. 409 when it is decided already (by whom, when)."""
+    try:
+        alert = alerts.dismiss(
+            web(request).services.sessions,
+            alert_id,
+            by=viewer.actor.id,
+            dismissal=body,
+            now=datetime.now(UTC),
+        )
+    except alerts.AlertRefused as refused:
+        if str(refused).startswith("no alert"):
+            raise NotFound(str(refused)) from None
+        raise AlertDecided(str(refused)) from None
+    return _alert_out(alert)

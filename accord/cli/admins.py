@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
+from pydantic import ValidationError
 
 from accord.application import Services
+from accord.channel import alerts as channel_alerts_service
 from accord.channel import imports as channel_imports
 from accord.channel.rows import PLURALS, salesforce_kind
 from accord.cli.common import (
@@ -38,7 +40,7 @@ from accord.cli.common import (
 )
 from accord.directory.records import UnknownActor
 from accord.platform import wording
-from models.enums import Action, ChannelKind, ImportFormat, ImportState, Role
+from models.enums import Action, AlertKind, AlertState, ChannelKind, ImportFormat, ImportState, Role
 from models.payloads import (
     AssignMediator,
     ExtendDeadline,
@@ -46,6 +48,7 @@ from models.payloads import (
     RetryRemedy,
     WaiveRemedy,
 )
+from models.text import plain_error
 from notifications.outbox import OutboxRefused
 
 commands = typer.Typer()
@@ -478,3 +481,66 @@ def channel_import_list(
             f"{r.id:>6}  {r.started_at:%Y-%m-%d %H:%M} {r.kind.value:<13} {r.file_name[:40]:<40}"
             f" {wording.label(state):<9} {outcome}"
         )
+
+
+@channel_app.command("alerts")
+def channel_alerts(
+    kind: Annotated[
+        str | None,
+        typer.Option(help="same_customer, exclusive_territory or direct_on_registered_account"),
+    ] = None,
+    state: Annotated[str, typer.Option(help="open, dismissed, converted or all")] = "open",
+    partner: Annotated[str | None, typer.Option(help="only those involving this partner")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The conflict alerts imports raised, highest score first: the two objects, the partners,
+    the score and why."""
+    try:
+        chosen_kind = AlertKind(kind) if kind is not None else None
+        chosen_state = None if state == "all" else AlertState(state)
+    except ValueError as exc:
+        fail(str(exc))
+    with _services().sessions.read() as session:
+        rows, total = channel_alerts_service.listed(
+            session, kind=chosen_kind, state=chosen_state, partner_id=partner, most=500
+        )
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in rows])
+        return
+    if not rows:
+        typer.echo("no alerts")
+    for r in rows:
+        objects = " and ".join(r.pair_key.split("|"))
+        typer.echo(
+            f"{r.id:>6}  {r.score:.2f}  {wording.label(r.kind):<30} {objects}"
+            f" ({', '.join(r.partner_ids)}) {wording.label(r.state)}"
+        )
+        for reason in r.reasons:
+            typer.echo(f"        - {reason}")
+    if total > len(rows):
+        typer.echo(f"... {total - len(rows)} more (narrow with --kind or --partner)")
+
+
+@channel_app.command("dismiss")
+def channel_dismiss(
+    alert_id: Annotated[int, typer.Argument(help="the alert's id (accord channel alerts)")],
+    actor: As,
+    reason: Reason,
+) -> None:
+    """Admin: dismiss an open alert with a reason; an import finding the same overlap again
+    leaves it dismissed."""
+    try:
+        services = _channel_admin(actor)
+        dismissal = channel_alerts_service.Dismissal(reason=reason)
+        alert = channel_alerts_service.dismiss(
+            services.sessions,
+            alert_id,
+            by=_actor(services, actor).id,
+            dismissal=dismissal,
+            now=datetime.now(UTC),
+        )
+    except ValidationError as exc:
+        fail(f"--reason: {plain_error(exc.errors()[0])}")
+    except (channel_alerts_service.AlertRefused, UnknownActor, CliError) as exc:
+        fail(str(exc))
+    typer.echo(f"alert {alert.id} dismissed: {alert.decision_reason}")

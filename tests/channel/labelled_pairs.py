@@ -337,7 +337,7 @@ def pairs(seed: int = 20) -> list[tuple[str, int, str, str, str, str, str, str]]
         )
     for _ in range(60):
         stem = c.pick.choice(STEMS)
-        long = [
+        spelled_out = [
             stem.capitalize(),
             c.pick.choice(INDUSTRY),
             c.pick.choice(["Group", "Partners", "Associates"]),
@@ -346,8 +346,8 @@ def pairs(seed: int = 20) -> list[tuple[str, int, str, str, str, str, str, str]]
         add(
             "initials",
             1,
-            ("".join(w[0] for w in long).upper(), domain, ""),
-            (_title(long), domain, c.pick.choice(COUNTRIES)),
+            ("".join(w[0] for w in spelled_out).upper(), domain, ""),
+            (_title(spelled_out), domain, c.pick.choice(COUNTRIES)),
         )
 
     for _ in range(220):

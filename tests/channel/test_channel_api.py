@@ -265,3 +265,66 @@ async def test_a_deeply_nested_or_huge_salesforce_export_is_refused_not_a_crash(
         assert "deeper" in shown["problems"][0]["problem"]
         health = await client.get("/health")
         assert health.status_code == 200
+
+
+async def test_an_admin_works_the_alert_queue_and_a_dismissal_holds_across_imports(
+    stack_on_both: Stack,
+) -> None:
+    stack = stack_on_both
+    app = make_app(stack)
+    rows = ROWS.replace("acme.com,US,99.5", "acme.com,US,99.5")
+    async with api(app, token_for(stack, "ada.admin@vendor.example")) as client:
+        await _followed(
+            client,
+            await client.post(
+                "/api/channel/imports?kind=registration",
+                content=rows.encode(),
+                headers={"content-type": "text/csv"},
+            ),
+        )
+        queue = (await client.get("/api/channel/alerts")).json()
+        assert queue["total"] == 1
+        (alert,) = queue["alerts"]
+        assert alert["kind"] == "same_customer" and alert["objects"] == [
+            "registration:DR-1",
+            "registration:DR-2",
+        ]
+        assert alert["evidence"]["objects"][0]["customer"] == "ACME Corp."
+        assert (await client.get("/api/channel/alerts?partner=fabrikam")).json()["total"] == 1
+        assert (await client.get("/api/channel/alerts?partner=northwind")).json()["total"] == 0
+        bad = await client.post(
+            f"/api/channel/alerts/{alert['id']}/dismiss", json={"reason": "\x00"}
+        )
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "reason"
+        done = await client.post(
+            f"/api/channel/alerts/{alert['id']}/dismiss",
+            json={"reason": "Two divisions of Acme, agreed at the partner council"},
+        )
+        assert done.status_code == 200 and done.json()["state"] == "dismissed", done.text
+        again = await client.post(
+            f"/api/channel/alerts/{alert['id']}/dismiss", json={"reason": "once more"}
+        )
+        assert again.status_code == 409
+        assert "dismissed already (by ada.admin" in again.json()["errors"][0]["message"]
+        missing = await client.post("/api/channel/alerts/999999/dismiss", json={"reason": "gone"})
+        assert missing.status_code == 404
+        later = rows.replace("2026-11-03T09:00:00+01:00", "2026-11-09T09:00:00Z")
+        reimported = await _followed(
+            client,
+            await client.post(
+                "/api/channel/imports?kind=registration",
+                content=later.encode(),
+                headers={"content-type": "text/csv"},
+            ),
+        )
+        assert (reimported["updated"], reimported["state"]) == (1, "done")
+        assert (await client.get("/api/channel/alerts")).json()["total"] == 0
+        shown = (await client.get("/api/channel/alerts?state=dismissed")).json()["alerts"]
+        assert [a["decision_reason"] for a in shown] == [
+            "Two divisions of Acme, agreed at the partner council"
+        ]
+    async with api(app, token_for(stack, "carol.compliance@vendor.example")) as compliance:
+        refused = await compliance.post(
+            f"/api/channel/alerts/{alert['id']}/dismiss", json={"reason": "not mine"}
+        )
+        assert refused.status_code == 403

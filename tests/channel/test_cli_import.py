@@ -96,3 +96,60 @@ def test_a_large_import_shows_its_progress_and_a_partner_may_not_import(
     assert "registrations.csv: checking rows, 10,000" in progress
     assert "registrations.csv: writing rows, 12,000 of 12,000" in progress
     assert "12000 registrations read; 12000 new" in done.stdout
+
+
+def test_an_admin_lists_and_dismisses_alerts_from_the_command_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    env = deployed_environment(DATABASE_URL=database_url)
+    assert run_accord("seed-demo", env=env).returncode == 0
+    (tmp_path / "registrations.csv").write_text(GOOD)
+    run_accord("channel", "import", "registrations.csv", "--as", "ada.admin", env=env, cwd=tmp_path)
+    listed = run_accord("channel", "alerts", env=env)
+    assert (
+        "same customer" in listed.stdout
+        and "registration:DR-1 and registration:DR-2" in listed.stdout
+    )
+    alert_id = listed.stdout.split()[0]
+    short = run_accord(
+        "channel", "dismiss", alert_id, "--reason", "no", "--as", "ada.admin", env=env
+    )
+    assert short.returncode == 2 and "--reason:" in short.stderr, short.stderr
+    partner = run_accord(
+        "channel",
+        "dismiss",
+        alert_id,
+        "--reason",
+        "not a conflict",
+        "--as",
+        "carl@contoso.example",
+        env=env,
+    )
+    assert partner.returncode == 2 and "only admins" in partner.stderr
+    done = run_accord(
+        "channel",
+        "dismiss",
+        alert_id,
+        "--reason",
+        "Two divisions of Acme",
+        "--as",
+        "ada.admin",
+        env=env,
+    )
+    assert done.returncode == 0 and f"alert {alert_id} dismissed" in done.stdout, done.stderr
+    again = run_accord(
+        "channel",
+        "dismiss",
+        alert_id,
+        "--reason",
+        "Two divisions of Acme",
+        "--as",
+        "ada.admin",
+        env=env,
+    )
+    assert again.returncode == 2 and "dismissed already" in again.stderr
+    assert run_accord("channel", "alerts", env=env).stdout.strip() == "no alerts"
+    shown = run_accord("channel", "alerts", "--state", "dismissed", "--json", env=env)
+    assert [a["decision_reason"] for a in json.loads(shown.stdout)] == ["Two divisions of Acme"]
+    wrong = run_accord("channel", "alerts", "--state", "closed", env=env)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,7 @@ from sqlmodel import func, select
 
 from accord.channel import imports
 from accord.channel.imports import ImportRefused, import_file
-from accord.platform.db import SessionFactory, make_engine
+from accord.platform.db import SessionFactory
 from models.enums import ChannelKind, ImportFormat, ImportState, PartnerTier, RegistrationStatus
 from models.tables import (
     Account,
@@ -29,39 +28,6 @@ from models.tables import (
 )
 
 HEADER = "external_id,partner_id,customer_name,customer_domain,country,territory_code,amount,currency,status,registered_at,modified_at"
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[SessionFactory]:
-    factory = SessionFactory(make_engine(database_url))
-    with factory.begin() as session:
-        for pid, name, crm, direct in (
-            ("northwind", "Northwind Traders", "0015g00000NWxyzAAA", False),
-            ("contoso", "Contoso Partners", "0015g00000COxyzAAA", False),
-            ("direct", "Vendor direct sales", None, True),
-        ):
-            session.add(
-                Partner(
-                    id=pid,
-                    name=name,
-                    tier=PartnerTier.GOLD,
-                    regions=["emea"],
-                    calendar="us",
-                    crm_id=crm,
-                    is_direct_sales=direct,
-                )
-            )
-        session.add(
-            Territory(
-                code="DACH",
-                name="Germany, Austria, Switzerland",
-                partner_id="contoso",
-                exclusive=True,
-                countries=["DE", "AT", "CH"],
-            )
-        )
-    yield factory
-    factory.engine.dispose()
 
 
 def _import(

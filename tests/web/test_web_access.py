@@ -41,6 +41,7 @@ class Scenario:
         self.mediator = ""
         self.evidence: dict[str, str] = {}
         self.channel_import: int | None = None
+        self.alert: int | None = None
 
     async def build(self) -> None:
         filed = await self.stack.file()
@@ -89,6 +90,22 @@ class Scenario:
             data=b"external_id,name,partner_id,modified_at\nACC-9,Secret Account,contoso,2026-11-02\n",
             started_by="ada.admin",
         ).id
+        import_file(
+            self.stack.sessions,
+            kind=ChannelKind.REGISTRATION,
+            fmt=ImportFormat.CSV,
+            file_name="registrations.csv",
+            data=(
+                b"external_id,partner_id,customer_name,status,registered_at,modified_at\n"
+                b"DR-1,contoso,Secret Account Inc,approved,2026-11-01,2026-11-01\n"
+                b"DR-2,northwind,Secret Account Corp,approved,2026-11-02,2026-11-02\n"
+            ),
+            started_by="ada.admin",
+        )
+        with self.stack.sessions.read() as session:
+            from models.tables import ConflictAlert
+
+            self.alert = session.exec(select(ConflictAlert)).one().id
 
     def other_mediator(self) -> str:
         return next(e for e in MEDIATOR_EMAILS.values() if e != self.mediator)
@@ -160,6 +177,8 @@ def expected(route: str, role: str) -> int:
             | "lockouts"
             | "channel-imports"
             | "channel-import"
+            | "channel-alerts"
+            | "channel-alert"
         ):
             return 200 if role == "admin" else 403
         case "new":
@@ -219,6 +238,8 @@ def api_routes(s: Scenario) -> dict[str, str]:
         "sign-ins": "/api/account/sign-ins",
         "channel-imports": "/api/channel/imports",
         "channel-import": f"/api/channel/imports/{s.channel_import}",
+        "channel-alerts": "/api/channel/alerts",
+        "channel-alert": f"/api/channel/alerts/{s.alert}",
         **{
             f"evidence:{name}": f"/api/disputes/{n}/evidence/{eid}"
             for name, eid in s.evidence.items()
@@ -237,7 +258,7 @@ def leaks(scenario: Scenario, role: str, route: str, body: str) -> list[str]:
     if role not in ("respondent", "mediator", "compliance", "admin"):
         secrets += ["contoso-pipeline.txt", "contents of contoso-pipeline"]
     if role != "admin":
-        secrets += ["accounts.csv", "ada.admin"]  # the channel import's record
+        secrets += ["accounts.csv", "ada.admin", "Secret Account"]  # channel data and alerts
     for secret in secrets:
         if secret in body:
             found.append(f"{role} {route}: {secret!r} leaked")
@@ -314,6 +335,7 @@ async def test_the_matrix_covers_every_get_route(scenario: Scenario) -> None:
 def _template(path: str, scenario: Scenario) -> str:
     templated = path.replace(scenario.number, "{number}")
     templated = templated.replace(f"imports/{scenario.channel_import}", "imports/{import_id}")
+    templated = templated.replace(f"alerts/{scenario.alert}", "alerts/{alert_id}")
     for eid in scenario.evidence.values():
         templated = templated.replace(eid, "{evidence_id}")
     return templated

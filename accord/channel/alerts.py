@@ -1,0 +1,86 @@
+"""The channel manager's alert queue: conflict alerts listed with filters, and dismissed with
+a reason (accord.channel.detection raises them). A dismissal is final for that pair: the next
+import finding the same overlap leaves it dismissed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlmodel import Session, col, func, select
+
+from accord.platform.db import SessionFactory
+from models.enums import AlertKind, AlertState
+from models.tables import ConflictAlert
+from models.text import StoredProse
+
+
+class AlertRefused(Exception):
+    """Why an alert cannot be acted on (gone, or decided already): said to the user."""
+
+
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000), StoredProse
+]
+
+
+class Dismissal(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    reason: Reason
+
+
+def listed(
+    session: Session,
+    *,
+    kind: AlertKind | None = None,
+    state: AlertState | None = AlertState.OPEN,
+    partner_id: str | None = None,
+    most: int = 100,
+    skip: int = 0,
+) -> tuple[list[ConflictAlert], int]:
+    """The alerts matching the filters, highest score first, and how many match in all."""
+    query = select(ConflictAlert)
+    if kind is not None:
+        query = query.where(ConflictAlert.kind == kind)
+    if state is not None:
+        query = query.where(ConflictAlert.state == state)
+    rows = list(
+        session.exec(query.order_by(col(ConflictAlert.score).desc(), col(ConflictAlert.id)))
+    )
+    if partner_id is not None:
+        # A JSON list: filtered here, the same on SQLite and PostgreSQL.
+        rows = [r for r in rows if partner_id in r.partner_ids]
+    return rows[skip : skip + most], len(rows)
+
+
+def open_count(session: Session) -> int:
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(ConflictAlert)
+            .where(ConflictAlert.state == AlertState.OPEN)
+        ).one()
+    )
+
+
+def dismiss(
+    sessions: SessionFactory, alert_id: int, *, by: str, dismissal: Dismissal, now: datetime
+) -> ConflictAlert:
+    """Dismiss an open alert with its reason; two channel managers at once: the second is
+    told the first did."""
+    with sessions.begin(immediate=True) as session:
+        alert = session.exec(
+            select(ConflictAlert).where(ConflictAlert.id == alert_id).with_for_update()
+        ).first()
+        if alert is None:
+            raise AlertRefused(f"no alert {alert_id}")
+        if alert.state is not AlertState.OPEN:
+            raise AlertRefused(
+                f"alert {alert_id} is {alert.state.value} already (by {alert.decided_by}"
+                f" on {alert.decided_at:%Y-%m-%d %H:%M} UTC)"
+            )
+        alert.state = AlertState.DISMISSED
+        alert.decided_by, alert.decided_at = by, now
+        alert.decision_reason = dismissal.reason
+        return alert

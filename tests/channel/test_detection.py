@@ -1,0 +1,181 @@
+"""Overlap detection after imports (issue 20, item 2) on SQLite and PostgreSQL: each kind
+found, one alert per pair however often it is found, a dismissed alert never raised again, and
+two dismissals at once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from accord.channel import alerts
+from accord.channel.alerts import AlertRefused, Dismissal
+from accord.platform.db import SessionFactory
+from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat
+from models.tables import ConflictAlert
+from tests.channel.test_imports import _import
+
+HEADER = "external_id,partner_id,customer_name,customer_domain,country,territory_code,status,registered_at,expires_at,modified_at"
+
+
+def registrations(*lines: str) -> str:
+    return "\n".join((HEADER, *lines)) + "\n"
+
+
+NORTHWIND = "DR-1,northwind,ACME Corp.,acme.com,US,,approved,2026-11-02,,2026-11-02T10:00:00Z"
+CONTOSO = "DR-2,contoso,Acme Corporation,,US,,submitted,2026-11-03,,2026-11-03T10:00:00Z"
+
+
+def _alerts(sessions: SessionFactory) -> list[ConflictAlert]:
+    with sessions.read() as session:
+        return list(session.exec(select(ConflictAlert).order_by(col(ConflictAlert.id))))
+
+
+def test_one_customer_registered_by_two_partners_raises_one_alert_with_its_evidence(
+    sessions: SessionFactory,
+) -> None:
+    done = _import(
+        sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, CONTOSO)
+    )
+    assert done.alerts_raised == 1
+    (alert,) = _alerts(sessions)
+    assert alert.kind is AlertKind.SAME_CUSTOMER and alert.state is AlertState.OPEN
+    assert alert.pair_key == "registration:DR-1|registration:DR-2"
+    assert alert.partner_ids == ["contoso", "northwind"]
+    assert alert.score >= 0.85 and alert.reasons
+    first, second = alert.evidence["objects"]
+    assert (first["partner"], first["customer"], first["registered_at"]) == (
+        "northwind",
+        "ACME Corp.",
+        "2026-11-02T00:00:00+00:00",
+    )
+    assert second["status"] == "submitted"
+    assert alert.import_id == done.id
+
+
+def test_found_again_an_open_alert_is_brought_up_to_date_and_a_dismissed_one_stays(
+    sessions: SessionFactory,
+) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, CONTOSO))
+    again = _import(
+        sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, CONTOSO)
+    )
+    assert (again.unchanged, again.alerts_raised) == (2, 0)
+    later = CONTOSO.replace("2026-11-03T10:00:00Z", "2026-11-04T10:00:00Z").replace(
+        "submitted", "approved"
+    )
+    refreshed = _import(
+        sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, later)
+    )
+    assert (refreshed.alerts_raised, refreshed.alerts_refreshed) == (0, 1)
+    (alert,) = _alerts(sessions)
+    assert alert.evidence["objects"][1]["status"] == "approved"
+    assert alert.id is not None
+    alerts.dismiss(
+        sessions,
+        alert.id,
+        by="ada.admin",
+        dismissal=Dismissal(reason="Different divisions of Acme; agreed in the QBR"),
+        now=datetime.now(UTC),
+    )
+    latest = later.replace("2026-11-04T10:00:00Z", "2026-11-05T10:00:00Z")
+    after = _import(
+        sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, latest)
+    )
+    assert (after.alerts_raised, after.alerts_refreshed) == (0, 0)
+    (still,) = _alerts(sessions)
+    assert still.state is AlertState.DISMISSED and still.decided_by == "ada.admin"
+    assert still.evidence["objects"][1]["modified_at"] == "2026-11-04T10:00:00+00:00"  # as decided
+
+
+def test_a_registration_in_another_partner_s_exclusive_territory_raises_an_alert(
+    sessions: SessionFactory,
+) -> None:
+    lines = [
+        "DR-3,northwind,Globex,globex.de,DE,,approved,2026-11-02,,2026-11-02",  # by country
+        "DR-4,northwind,Initech,initech.at,,DACH,approved,2026-11-02,,2026-11-02",  # by code
+        "DR-5,contoso,Umbrella,umbrella.de,DE,,approved,2026-11-02,,2026-11-02",  # its own
+        "DR-6,northwind,Hooli,hooli.ch,CH,,rejected,2026-11-02,,2026-11-02",  # not live
+        "DR-7,northwind,Vandelay,vandelay.de,DE,,approved,2026-10-01,2026-11-01,2026-11-02",  # expired
+    ]
+    done = _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(*lines))
+    found = {a.pair_key: a for a in _alerts(sessions)}
+    assert set(found) == {"registration:DR-3|territory:DACH", "registration:DR-4|territory:DACH"}
+    assert done.alerts_raised == 2
+    by_country = found["registration:DR-3|territory:DACH"]
+    assert by_country.kind is AlertKind.EXCLUSIVE_TERRITORY
+    assert (
+        "its country DE is in it" in by_country.reasons[0]
+        and "exclusive to contoso" in by_country.reasons[0]
+    )
+    assert by_country.evidence["territory"]["exclusive_to"] == "contoso"
+
+
+def test_direct_sales_on_a_partner_s_registered_customer_is_its_own_kind(
+    sessions: SessionFactory,
+) -> None:
+    direct = "DR-8,direct,Acme Inc,acme.com,US,,submitted,2026-11-04,,2026-11-04"
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, direct))
+    (alert,) = _alerts(sessions)
+    assert alert.kind is AlertKind.DIRECT_ON_REGISTERED_ACCOUNT
+    assert alert.reasons[0] == "direct sales pursues what northwind registered"
+
+
+def test_the_queue_filters_and_a_second_dismissal_is_told_the_first(
+    sessions: SessionFactory,
+) -> None:
+    lines = [
+        NORTHWIND,
+        CONTOSO,
+        "DR-3,northwind,Globex,globex.de,DE,,approved,2026-11-02,,2026-11-02",
+    ]
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(*lines))
+    with sessions.read() as session:
+        every, total = alerts.listed(session)
+        territory, _ = alerts.listed(session, kind=AlertKind.EXCLUSIVE_TERRITORY)
+        contoso, _ = alerts.listed(session, partner_id="contoso")
+        nobody, _ = alerts.listed(session, partner_id="fabrikam")
+    assert total == 2 and [a.kind for a in territory] == [AlertKind.EXCLUSIVE_TERRITORY]
+    assert len(contoso) == 2 and nobody == []
+    target = every[0].id
+    assert target is not None
+    outcomes: list[Any] = []
+    start = threading.Barrier(2)
+
+    def one(who: str) -> None:
+        start.wait()
+        try:
+            outcomes.append(
+                alerts.dismiss(
+                    sessions,
+                    target,
+                    by=who,
+                    dismissal=Dismissal(reason=f"{who} says no conflict"),
+                    now=datetime.now(UTC),
+                )
+            )
+        except AlertRefused as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=one, args=(who,)) for who in ("ada.admin", "alex.admin")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    refused = [o for o in outcomes if isinstance(o, str)]
+    assert len(refused) == 1 and "dismissed already" in refused[0], outcomes
+    with sessions.read() as session:
+        open_ones, _ = alerts.listed(session)
+        dismissed, _ = alerts.listed(session, state=AlertState.DISMISSED)
+    assert len(open_ones) == 1 and len(dismissed) == 1
+
+
+@pytest.mark.parametrize("reason", ["", "no", "\x00bad reason", "x" * 2001])
+def test_a_dismissal_without_a_fit_reason_is_refused(reason: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        Dismissal(reason=reason)
