@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint lock promtool bench bench-metrics bench-migrations bench-web bench-intake bench-responsiveness bench-search bench-parked bench-anonymity bench-history chaos histories worker clean chromium dovecot
+.PHONY: run test lint lock promtool bench bench-metrics bench-migrations bench-web bench-intake bench-responsiveness bench-search bench-parked bench-anonymity bench-channel bench-history chaos histories worker clean chromium dovecot
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Accord needs Python 3.11 or newer")'
@@ -93,6 +93,12 @@ bench-metrics: $(STAMP)
 # read and write them (PostgreSQL on 127.0.0.1): the upgrade's time and the probes it blocked.
 bench-migrations: $(STAMP)
 	$(BIN)/python -m bench.migrations $(BENCH_ARGS)
+
+# 100,000 deal registrations imported with overlap detection (--database for PostgreSQL), and
+# same-customer matching on the labelled set (issue 20).
+bench-channel: $(STAMP)
+	$(BIN)/python -m bench.channel_import $(BENCH_ARGS)
+	$(BIN)/python -m bench.matching
 
 bench-history: $(STAMP)
 	$(BIN)/python -m bench.history
