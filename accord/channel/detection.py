@@ -309,10 +309,10 @@ def record(
                 )
             )
             raised += 1
-        elif alert.state is AlertState.OPEN:
-            alert.score, alert.reasons = finding.score, finding.reasons
-            alert.evidence = finding.evidence | {"as_of": now.isoformat()}
-            alert.partner_ids, alert.updated_at, alert.import_id = (
+        elif found.state is AlertState.OPEN:
+            found.score, found.reasons = finding.score, finding.reasons
+            found.evidence = finding.evidence | {"as_of": now.isoformat()}
+            found.partner_ids, found.updated_at, found.import_id = (
                 finding.partner_ids,
                 now,
                 import_id,

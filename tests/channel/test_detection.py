@@ -179,3 +179,46 @@ def test_a_dismissal_without_a_fit_reason_is_refused(reason: str) -> None:
 
     with pytest.raises(ValidationError):
         Dismissal(reason=reason)
+
+
+GLOBEX_1 = (
+    "B-3,northwind,Globex Industries,globex.com,US,,approved,2026-11-02,,2026-11-02T10:00:00Z"
+)
+GLOBEX_2 = (
+    "B-4,contoso,Globex Industries Inc,globex.com,US,,submitted,2026-11-03,,2026-11-03T10:00:00Z"
+)
+
+
+def _later(line: str) -> str:
+    return line.replace("T10:00:00Z", "T11:00:00Z").replace("submitted", "approved")
+
+
+def test_each_alert_found_again_gets_its_own_pair_s_evidence(sessions: SessionFactory) -> None:
+    """Adversarial probe: refreshing open alerts wrote the last alert read back (another
+    pair's) instead of the one found, so one alert showed Globex's evidence under Acme's pair,
+    and an open alert beside a dismissed one was never brought up to date."""
+    lines = (NORTHWIND, CONTOSO, GLOBEX_1, GLOBEX_2)
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(*lines))
+    again = _import(
+        sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(*map(_later, lines))
+    )
+    assert (again.alerts_raised, again.alerts_refreshed) == (0, 2)
+    for alert in _alerts(sessions):
+        shown = [o["object"] for o in alert.evidence["objects"]]
+        assert shown == alert.pair_key.split("|"), (alert.pair_key, shown, alert.reasons)
+        assert all(o["status"] == "approved" for o in alert.evidence["objects"])
+    globex = next(a for a in _alerts(sessions) if "B-3" in a.pair_key)
+    assert globex.id is not None
+    alerts.dismiss(
+        sessions,
+        globex.id,
+        by="ada.admin",
+        dismissal=Dismissal(reason="one group"),
+        now=datetime.now(UTC),
+    )
+    latest = [line.replace("T10:00:00Z", "T12:00:00Z") for line in lines]
+    latest[1] = latest[1].replace("Acme Corporation", "Acme Corporation Ltd")
+    third = _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(*latest))
+    assert (third.alerts_raised, third.alerts_refreshed) == (0, 1)
+    acme = next(a for a in _alerts(sessions) if "DR-1" in a.pair_key)
+    assert acme.evidence["objects"][1]["customer"] == "Acme Corporation Ltd"
