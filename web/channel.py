@@ -27,6 +27,7 @@ from accord.channel.rows import PLURALS, SALESFORCE_TYPES, salesforce_kind
 from accord.disputes.access import Viewer
 from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat, ImportState, Role
 from models.tables import MAX_ROW_ID, ChannelImport, ConflictAlert
+from models.text import problem
 from web.context import web
 from web.deps import require
 from web.problems import PROBLEM_RESPONSES, BadInput, BodyTooLarge, TooMany
@@ -159,15 +160,19 @@ async def import_a_file(
     """Import one file, all or nothing, in the background: 202 with the import's record;
     follow it at the Location given."""
     context = web(request)
+    unfit = problem(name, multiline=False)
+    if unfit is not None:
+        raise BadInput([("name", f"holds {unfit}")])
     fmt = _format_of(request, format)
     data = await _body(request, context.settings.channel_import_max_bytes)
+    if kind is None and fmt is ImportFormat.SALESFORCE:
+        try:
+            kind = salesforce_kind(data)
+        except ValueError as exc:
+            raise BadInput([("body", str(exc))]) from None
     if kind is None:
-        kind = salesforce_kind(data) if fmt is ImportFormat.SALESFORCE else None
-        if kind is None:
-            types = ", ".join(SALESFORCE_TYPES)
-            raise BadInput(
-                [("kind", f"say what the file holds (a Salesforce export's type: {types})")]
-            )
+        types = ", ".join(SALESFORCE_TYPES)
+        raise BadInput([("kind", f"say what the file holds (a Salesforce export's type: {types})")])
     # A moment's wait: the import before may have recorded its end and not yet let go.
     if not await anyio.to_thread.run_sync(lambda: _one_at_a_time.acquire(timeout=1.0)):
         raise TooMany("body", "another file import is running in this process; try when it ends")

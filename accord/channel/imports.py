@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from accord.channel.rows import (
     ROWS,
     SALESFORCE_TYPES,
     Row,
+    load_json,
     required,
     salesforce_values,
 )
@@ -131,6 +131,15 @@ def _csv_rows(kind: ChannelKind, data: bytes) -> Iterator[_Read | Problem]:
         return
     header = [h.strip() for h in header]
     fields = ROWS[kind].model_fields
+    if len(header) > 2 * len(fields):
+        # Not a file of this kind: said once, not once for each of a million columns.
+        yield Problem(
+            1,
+            None,
+            f"has {len(header):,} columns; a file of {PLURALS[kind]} has at most"
+            f" {len(fields)} ({', '.join(fields)})",
+        )
+        return
     known = set(fields)
     bad_header = False
     for position, name in enumerate(header, start=1):
@@ -176,17 +185,9 @@ def _csv_rows(kind: ChannelKind, data: bytes) -> Iterator[_Read | Problem]:
 
 def _salesforce_rows(kind: ChannelKind, data: bytes) -> Iterator[_Read | Problem]:
     try:
-        document = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        yield Problem(None, None, f"is not UTF-8 (byte at offset {exc.start}): export it again")
-        return
-    except RecursionError:
-        yield Problem(None, None, "nests deeper than any Salesforce export does")
-        return
-    except json.JSONDecodeError as exc:
-        yield Problem(
-            None, None, f"is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        )
+        document = load_json(data)
+    except ValueError as exc:
+        yield Problem(None, None, str(exc))
         return
     records = document.get("records") if isinstance(document, dict) else document
     if not isinstance(records, list):
@@ -218,9 +219,9 @@ def _salesforce_rows(kind: ChannelKind, data: bytes) -> Iterator[_Read | Problem
 
 def _api_rows(kind: ChannelKind, data: bytes) -> Iterator[_Read | Problem]:
     try:
-        rows = json.loads(data)
-    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError):
-        yield Problem(None, None, "is not a JSON list of rows")
+        rows = load_json(data)
+    except ValueError as exc:
+        yield Problem(None, None, str(exc))
         return
     if not isinstance(rows, list):
         yield Problem(None, None, "is not a JSON list of rows")

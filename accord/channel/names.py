@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 from anyascii import anyascii
 from cleanco.clean import prepare_default_terms  # type: ignore[import-untyped]
@@ -65,12 +66,12 @@ def customer_key(name: str) -> str:
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
-def domain(value: str | None) -> str | None:
+def domain(value: Any) -> Any:
     """The registrable host of a web address or an email address, lower case, without `www.`
     or a port: "https://www.Acme.com/about" and "jo@acme.com" are both "acme.com". None for an
     empty value."""
-    if value is None:
-        return None
+    if not isinstance(value, str):
+        return value  # not text: the field's own validation names it
     text = value.strip().lower()
     if not text:
         return None

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+import unicodedata
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -66,20 +67,63 @@ def _lower(value: Any) -> Any:
 
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_AND_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
 def _day_is_midnight_utc(value: Any) -> Any:
     """A date alone ("2026-11-02", as Salesforce writes a Date field) is that day at 00:00
-    UTC; a date and time must say its offset ("Z", "+01:00", Salesforce's "+0000")."""
+    UTC; a date and time must say its offset ("Z", "+01:00", Salesforce's "+0000"). A number is
+    no date: pydantic would read 1700000000 as seconds since 1970."""
     if isinstance(value, str) and _DAY.match(value.strip()):
         return f"{value.strip()}T00:00:00+00:00"
+    written = isinstance(value, str) and _DATE_AND_TIME.match(value.strip())
+    if not (written or isinstance(value, datetime)):
+        raise ValueError(
+            "is not a date and time with its offset (2026-11-02T10:00:00Z) nor a date (2026-11-02)"
+        )
     return value
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 2200
+
+
+def _in_years(value: datetime) -> datetime:
+    """Within the years a CRM's dates fall in: 9999-12-31T23:59-23:59 has no UTC instant a
+    column can hold (Python overflows converting it)."""
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not FIRST_YEAR <= instant.year <= LAST_YEAR:
+        raise ValueError(f"is not a date between {FIRST_YEAR} and {LAST_YEAR}")
+    return instant
+
+
+def _in_years_day(value: date) -> date:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"is not a date between {FIRST_YEAR} and {LAST_YEAR}")
+    return value
+
+
+_NUMBER = re.compile(r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$")
+
+
 def _amount(value: Any) -> Any:
+    """An amount as a CRM writes it: ASCII digits with a decimal point ("125000.00"), or a
+    JSON number; no exponent, no digit group marks, no other script's digits."""
+    if isinstance(value, bool):
+        raise ValueError("is not a number like 125000.00")
     if isinstance(value, float):
         # JSON numbers: read as written (125000.1, not 125000.100000000005...).
         return Decimal(repr(value))
+    if isinstance(value, str) and not _NUMBER.match(value):
+        raise ValueError(f"is not a number like 125000.00 ({value.strip()[:40]!r})")
+    return value
+
+
+def _has_a_word(value: str) -> str:
+    if not any(unicodedata.category(c)[0] in "LN" for c in value):
+        raise ValueError("has no letter or digit")
     return value
 
 
@@ -110,6 +154,7 @@ Line = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200),
     StoredLine,
+    AfterValidator(_has_a_word),
 ]
 Address = Annotated[
     str,
@@ -123,9 +168,11 @@ Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^
 Amount = Annotated[
     Decimal,
     BeforeValidator(_amount),
-    Field(ge=0, max_digits=16, decimal_places=2, allow_inf_nan=False),
+    # 15 digits: what SQLite, which keeps NUMERIC as a double, gives back exactly.
+    Field(ge=0, max_digits=15, decimal_places=2, allow_inf_nan=False),
 ]
-Instant = Annotated[AwareDatetime, BeforeValidator(_day_is_midnight_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_day_is_midnight_utc), AfterValidator(_in_years)]
+Day = Annotated[date, AfterValidator(_in_years_day)]
 Web = Annotated[
     str,
     BeforeValidator(domain),
@@ -179,7 +226,7 @@ class OpportunityRow(Row):
     stage: Status
     amount: Amount | None = None
     currency: Currency | None = None
-    expected_close: date | None = None
+    expected_close: Day | None = None
 
 
 class LeadRow(Row):
@@ -327,18 +374,52 @@ def salesforce_values(
         # One address line out of Salesforce's parts.
         parts = [record.get(f"Billing{p}") for p in ("Street", "City", "PostalCode", "State")]
         if all(isinstance(p, str | None) for p in parts):
-            joined = ", ".join(p.strip() for p in parts if p and p.strip())
-            values["address"] = joined or None
+            # A street of several lines ("1 Main St\nSuite 5") is one line here.
+            lines = [line.strip() for p in parts if p for line in p.splitlines()]
+            values["address"] = ", ".join(line for line in lines if line) or None
     return values, names
+
+
+class _TwiceNamed(ValueError):
+    pass
+
+
+def _one_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice (json.loads would keep the last one
+    silently: which of two ids is the record's?)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _TwiceNamed(f"names {key[:64]!r} twice in one object")
+        found[key] = value
+    return found
+
+
+def load_json(data: bytes) -> Any:
+    """`data` as JSON, or ValueError saying why not, in words for the person who sent it."""
+    try:
+        return json.loads(data.decode("utf-8-sig"), object_pairs_hook=_one_each)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"is not UTF-8 (byte at offset {exc.start}): export it again") from None
+    except RecursionError:
+        raise ValueError("nests deeper than any export does") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+    except _TwiceNamed as exc:
+        raise ValueError(f"is not an export Accord reads: an object {exc}") from None
+    except ValueError:
+        # Python's own limit on a number's digits (4,300): no CRM writes such a number.
+        raise ValueError(
+            "is not an export Accord reads: it holds a number of over 4,300 digits"
+        ) from None
 
 
 def salesforce_kind(data: bytes) -> ChannelKind | None:
     """The kind of a Salesforce export, by its first record's type; None if it has none Accord
-    reads (or is not an export: the import then says why)."""
-    try:
-        document = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, RecursionError, ValueError):
-        return None
+    reads. ValueError (why, in words) when it is no JSON Accord reads."""
+    document = load_json(data)
     records = document.get("records") if isinstance(document, dict) else document
     if not isinstance(records, list) or not records or not isinstance(records[0], dict):
         return None

@@ -48,6 +48,7 @@ from models.payloads import (
     RetryRemedy,
     WaiveRemedy,
 )
+from models.tables import may_be_row_id
 from models.text import plain_error
 from notifications.outbox import OutboxRefused
 
@@ -323,7 +324,7 @@ KINDS = {kind.value: kind for kind in ChannelKind} | {p: k for k, p in PLURALS.i
 def _channel_admin(login: str) -> Services:
     services = _services()
     if _actor(services, login).role is not Role.ADMIN:
-        raise CliError(f"--as {login}: only admins import channel data")
+        raise CliError(f"--as {login}: only admins work with channel data")
     return services
 
 
@@ -333,7 +334,10 @@ def _kind_of(path: Path, data: bytes, fmt: ImportFormat, kind: str | None) -> Ch
             raise CliError(f"--kind {kind!r}: one of {', '.join(k.value for k in ChannelKind)}")
         return KINDS[kind]
     if fmt is ImportFormat.SALESFORCE:
-        found = salesforce_kind(data)
+        try:
+            found = salesforce_kind(data)
+        except ValueError as exc:
+            raise CliError(f"{path.name}: {exc}") from None
         if found is not None:
             return found
         raise CliError(
@@ -373,6 +377,9 @@ def channel_import(
         services = _channel_admin(actor)
     except (UnknownActor, CliError) as exc:
         fail(str(exc))
+    if path.exists() and not path.is_file():
+        # A directory, a FIFO (reading one waits for a writer for ever), a device.
+        fail(f"{path}: is not a file")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -495,11 +502,12 @@ def channel_alerts(
 ) -> None:
     """The conflict alerts imports raised, highest score first: the two objects, the partners,
     the score and why."""
-    try:
-        chosen_kind = AlertKind(kind) if kind is not None else None
-        chosen_state = None if state == "all" else AlertState(state)
-    except ValueError as exc:
-        fail(str(exc))
+    if kind is not None and kind not in {k.value for k in AlertKind}:
+        fail(f"--kind {kind!r}: one of {', '.join(k.value for k in AlertKind)}")
+    if state != "all" and state not in {s.value for s in AlertState}:
+        fail(f"--state {state!r}: one of {', '.join(s.value for s in AlertState)} or all")
+    chosen_kind = AlertKind(kind) if kind is not None else None
+    chosen_state = None if state == "all" else AlertState(state)
     with _services().sessions.read() as session:
         rows, total = channel_alerts_service.listed(
             session, kind=chosen_kind, state=chosen_state, partner_id=partner, most=500
@@ -529,6 +537,8 @@ def channel_dismiss(
 ) -> None:
     """Admin: dismiss an open alert with a reason; an import finding the same overlap again
     leaves it dismissed."""
+    if not may_be_row_id(alert_id):
+        fail(f"no alert {alert_id}")
     try:
         services = _channel_admin(actor)
         dismissal = channel_alerts_service.Dismissal(reason=reason)

@@ -328,3 +328,34 @@ async def test_an_admin_works_the_alert_queue_and_a_dismissal_holds_across_impor
             f"/api/channel/alerts/{alert['id']}/dismiss", json={"reason": "not mine"}
         )
         assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "field", "said"),
+    [
+        ("?kind=registration&name=a%00b", ROWS.encode(), "name", "NUL"),
+        ("?kind=registration&name=a%0D%0Ab", ROWS.encode(), "name", "line break"),
+        (
+            "?name=x.json&format=salesforce",
+            b'{"records": [' + b"9" * 5000 + b"]}",
+            "body",
+            "4,300 digits",
+        ),
+    ],
+    ids=["NUL in the name", "CRLF in the name", "a huge number, kind unsaid"],
+)
+async def test_a_hostile_name_or_export_is_a_422_on_both_databases(
+    stack_on_both: Stack, query: str, body: bytes, field: str, said: str
+) -> None:
+    """Adversarial probe: a NUL in ?name= was a 500 on PostgreSQL and stored on SQLite; a
+    number of 5,000 digits left the kind unread and said the wrong thing."""
+    app = make_app(stack_on_both)
+    content_type = "application/json" if "salesforce" in query else "text/csv"
+    async with api(app, token_for(stack_on_both, "ada.admin@vendor.example")) as client:
+        answer = await client.post(
+            f"/api/channel/imports{query}", content=body, headers={"content-type": content_type}
+        )
+        assert answer.status_code == 422, answer.text
+        (error,) = answer.json()["errors"]
+        assert error["field"] == field and said in error["message"], error
+        assert (await client.get("/api/channel/imports")).json() == []

@@ -84,7 +84,7 @@ def test_a_large_import_shows_its_progress_and_a_partner_may_not_import(
         env=env,
         cwd=tmp_path,
     )
-    assert partner.returncode == 2 and "only admins import channel data" in partner.stderr, (
+    assert partner.returncode == 2 and "only admins work with channel data" in partner.stderr, (
         partner.stderr
     )
     done = run_accord(
@@ -153,3 +153,30 @@ def test_an_admin_lists_and_dismisses_alerts_from_the_command_line(
     assert [a["decision_reason"] for a in json.loads(shown.stdout)] == ["Two divisions of Acme"]
     wrong = run_accord("channel", "alerts", "--state", "closed", env=env)
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+
+
+def test_hostile_command_lines_are_one_line_each(database_url: str, tmp_path: Path) -> None:
+    """Adversarial probe: an alert id past a row id's range was a traceback; a FIFO made the
+    import wait for ever; an unknown kind did not list the known ones."""
+    import os
+
+    env = deployed_environment(DATABASE_URL=database_url)
+    assert run_accord("seed-demo", env=env).returncode == 0
+    far = run_accord(
+        "channel", "dismiss", "2147483648", "--reason", "no conflict", "--as", "ada.admin", env=env
+    )
+    assert far.returncode == 2 and "no alert 2147483648" in far.stderr, far.stderr
+    os.mkfifo(tmp_path / "registrations.csv")
+    fifo = run_accord(
+        "channel", "import", "registrations.csv", "--as", "ada.admin", env=env, cwd=tmp_path
+    )
+    assert fifo.returncode == 2 and "is not a file" in fifo.stderr, fifo.stderr
+    kind = run_accord("channel", "alerts", "--kind", "zzz", env=env)
+    assert kind.returncode == 2 and "same_customer, exclusive_territory" in kind.stderr
+    (tmp_path / "export.json").write_text('{"records": [' + "9" * 5000 + "]}")
+    huge = run_accord(
+        "channel", "import", "export.json", "--as", "ada.admin", env=env, cwd=tmp_path
+    )
+    assert huge.returncode == 2 and "over 4,300 digits" in huge.stderr, huge.stderr
+    for out in (far, fifo, kind, huge):
+        assert "Traceback" not in out.stderr

@@ -162,6 +162,52 @@ BAD = [
         "web or email address",
     ),
     ("DR-9,northwind,Acme,acme.com,DE,,1,EUR,approved,2026-11-02", None, "12 cells"[:0] + "cells"),
+    # From an adversarial probe: each was a crash (500, traceback) or a silent misreading.
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,1,EUR,approved,2026-11-02,9999-12-31T23:59:59-23:59",
+        "modified_at",
+        "between 1900 and 2200",
+    ),
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,1,EUR,approved,0001-01-01T00:00:00+14:00,2026-11-02",
+        "registered_at",
+        "between 1900 and 2200",
+    ),
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,1,EUR,approved,2026-11-02,1700000000",
+        "modified_at",
+        "not a date and time",
+    ),
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,1e5,EUR,approved,2026-11-02,2026-11-02",
+        "amount",
+        "125000.00",
+    ),
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,٣٤٥,EUR,approved,2026-11-02,2026-11-02",
+        "amount",
+        "125000.00",
+    ),
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,1_000,EUR,approved,2026-11-02,2026-11-02",
+        "amount",
+        "125000.00",
+    ),
+    (
+        "DR-9,northwind,Acme,acme.com,DE,,99999999999999.99,EUR,approved,2026-11-02,2026-11-02",
+        "amount",
+        "15 digits",
+    ),
+    (
+        "DR-9,northwind,​,acme.com,DE,,1,EUR,approved,2026-11-02,2026-11-02",
+        "customer_name",
+        "no letter or digit",
+    ),
+    (
+        "DR-9,northwind,-,acme.com,DE,,1,EUR,approved,2026-11-02,2026-11-02",
+        "customer_name",
+        "no letter or digit",
+    ),
 ]
 
 
@@ -352,6 +398,8 @@ def test_a_salesforce_export_of_accounts_opportunities_and_leads_is_imported(
     ("document", "row", "field", "said"),
     [
         ("{not json", None, None, "is not JSON"),
+        ('{"records": [{"Amount": ' + "9" * 5000 + "}]}", None, None, "over 4,300 digits"),
+        ('{"records": [{"Id": "006A", "Id": "006B"}]}', None, None, "names 'Id' twice"),
         ("[" * 100_000 + "]" * 100_000, None, None, "deeper"),
         ('{"records": 5}', None, None, "not a Salesforce export"),
         ('{"records": [5]}', 1, None, "not a record"),
@@ -413,6 +461,8 @@ def test_a_salesforce_export_of_accounts_opportunities_and_leads_is_imported(
     ],
     ids=[
         "not json",
+        "a number of 5,000 digits",
+        "a key twice",
         "deep",
         "records not a list",
         "record not object",
@@ -540,3 +590,48 @@ def test_importing_the_directory_again_keeps_what_the_crm_import_wrote(
         "DACH",
     )
     assert account.modified_at == datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def test_a_header_of_a_million_columns_is_one_problem(sessions: SessionFactory) -> None:
+    """Adversarial probe: each unknown column was a problem quoting every valid column, 490 MB
+    for a 2 MB header."""
+    with pytest.raises(ImportRefused) as refused:
+        _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, "x," * 1_000_000 + "y\n")
+    (problem,) = refused.value.problems
+    assert problem.problem.startswith("has 1,000,001 columns; a file of registrations has at most")
+
+
+def test_a_salesforce_street_of_several_lines_is_one_address_line(sessions: SessionFactory) -> None:
+    accounts = _salesforce(
+        "Account",
+        {
+            "Id": "001A",
+            "Name": "Acme",
+            "BillingStreet": "1 Main St\nSuite 5",
+            "BillingCity": "Berlin",
+            "LastModifiedDate": "2026-11-02T10:00:00.000+0000",
+        },
+    )
+    _import(sessions, ChannelKind.ACCOUNT, ImportFormat.SALESFORCE, accounts)
+    with sessions.read() as session:
+        account = session.get(Account, "001A")
+    assert account is not None and account.address == "1 Main St, Suite 5, Berlin"
+
+
+@pytest.mark.parametrize("value", [5, True, ["acme.com"], {"a": 1}])
+def test_a_web_address_that_is_not_text_is_named_not_a_crash(
+    sessions: SessionFactory, value: Any
+) -> None:
+    row = {
+        "external_id": "DR-1",
+        "partner_id": "northwind",
+        "customer_name": "Acme",
+        "customer_domain": value,
+        "status": "approved",
+        "registered_at": "2026-11-02",
+        "modified_at": "2026-11-02",
+    }
+    with pytest.raises(ImportRefused) as refused:
+        _import(sessions, ChannelKind.REGISTRATION, ImportFormat.API, json.dumps([row]))
+    (problem,) = refused.value.problems
+    assert (problem.row, problem.field) == (1, "customer_domain"), problem
