@@ -17,17 +17,16 @@ import of the same data.
 
 from __future__ import annotations
 
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from accord.channel.matching import Customer, blocking_keys, compare
+from accord.platform.db import hold_turn
 from models.enums import AlertKind, AlertState, RegistrationStatus
 from models.tables import ConflictAlert, DealRegistration, Opportunity, Partner, Territory
 
@@ -263,18 +262,6 @@ def find(all_pursuits: list[Pursuit], changed: set[str] | None, session: Session
     return list(findings.values())
 
 
-def _take_turn(session: Session) -> None:
-    """One detection at a time, until this transaction ends."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        key = 0x6163636F72640000 | zlib.crc32(b"detection") & 0xFFFF
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    else:
-        driver = connection.connection.dbapi_connection
-        if driver is not None and not driver.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def record(
     session: Session, findings: Iterable[Finding], *, import_id: int | None, now: datetime
 ) -> Detected:
@@ -328,7 +315,7 @@ def detect(
 ) -> Detected:
     """Find and record the overlaps of what changed (everything when `changed` is None), in
     the caller's transaction, one detection at a time."""
-    _take_turn(session)
+    hold_turn(session, "channel detection")
     return record(
         session, find(pursuits(session, now), changed, session), import_id=import_id, now=now
     )

@@ -17,14 +17,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
-from sqlalchemy import Table, insert, text, update
+from sqlalchemy import Table, insert, update
 from sqlmodel import Session, col, select
 
 from accord.channel import detection
@@ -38,7 +37,7 @@ from accord.channel.rows import (
     required,
     salesforce_values,
 )
-from accord.platform.db import SessionFactory
+from accord.platform.db import SessionFactory, hold_turn
 from models.enums import ChannelKind, ImportFormat, ImportState
 from models.tables import (
     Account,
@@ -372,7 +371,7 @@ def run(
     tell.state(ImportState.WRITING, 0, len(rows))
     try:
         with sessions.begin() as session:
-            _take_turn(session, kind)
+            hold_turn(session, f"channel import of {kind.value}")  # one per kind
             problems = _references(session, kind, fmt, rows)
             if problems:
                 raise _Rollback(problems)
@@ -459,18 +458,6 @@ class _Reporter:
         # not touched until the end; the caller is told all the same.
         if self.told is not None:
             self.told(ImportState.WRITING, done, total)
-
-
-def _take_turn(session: Session, kind: ChannelKind) -> None:
-    """Imports of one kind one at a time, until this transaction ends."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        key = 0x6163636F72640000 | zlib.crc32(kind.value.encode()) & 0xFFFF
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    else:
-        driver = connection.connection.dbapi_connection
-        if driver is not None and not driver.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _references(

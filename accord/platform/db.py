@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -247,6 +248,21 @@ def lock_people_writers(session: Session) -> None:
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PEOPLE_LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        driver = connection.connection.dbapi_connection
+        if driver is not None and not driver.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def hold_turn(session: Session, name: str) -> None:
+    """Wait until no other transaction holds the turn called `name`, then hold it until this
+    transaction ends: on PostgreSQL a transaction-level advisory lock keyed by the name, on
+    SQLite the write lock taken now (BEGIN IMMEDIATE, unless the transaction has begun
+    writing), which is one turn for every name. Call it first in the transaction."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        key = 0x6163636F72640000 | zlib.crc32(name.encode()) & 0xFFFF
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
     elif connection.dialect.name == "sqlite":
         driver = connection.connection.dbapi_connection
         if driver is not None and not driver.in_transaction:
