@@ -15,8 +15,10 @@ import os
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from accord.cli import admins, interrupts, neutrals, operators, partners, records
+from accord.platform.db import schema_missing
 from models.text import problem
 
 # Start-up time, not cycles: a command imports the modules only it needs (the embedded stack,
@@ -71,6 +73,16 @@ def main() -> None:
         os._exit(2)
     try:
         app()
+    except DBAPIError as exc:
+        if not schema_missing(exc):
+            raise
+        typer.secho(
+            "error: the database has no Accord tables yet (or not this release's): run"
+            " `accord migrate`; nothing was done",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        code = 2
     except SystemExit as exc:  # typer ends every command with one
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):

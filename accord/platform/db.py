@@ -311,6 +311,16 @@ def unreachable(exc: BaseException) -> bool:
     return name is None or name.startswith(_SQLITE_AWAY)
 
 
+def schema_missing(exc: BaseException) -> bool:
+    """The statement named a table the database does not have: `accord migrate` has not set
+    this database up (or not to this release)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) == "42P01":  # PostgreSQL: undefined_table
+        return True
+    return str(exc.orig).startswith("no such table")  # SQLite
+
+
 def engine_words(exc: BaseException) -> str:
     """The first line of what the database driver said, for an operator's log line."""
     orig = getattr(exc, "orig", None)
