@@ -38,6 +38,6 @@ class CitationActivities:
                     ).all()
                 )
         return Citable(
-            playbook_clauses=tuple(rules.clause for rules in playbook.categories.values()),
+            playbook_clauses=playbook.clauses(),
             precedents=tuple(p for p in lookup.precedents if p in found),
         )

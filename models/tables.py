@@ -688,6 +688,10 @@ class DealRegistration(_ChannelRow, table=True):
     status: RegistrationStatus = _enum(RegistrationStatus)
     registered_at: datetime = _utc_column()
     expires_at: datetime | None = _utc_column(nullable=True)
+    discount: Decimal | None = Field(default=None, sa_type=Numeric(5, 2))
+    """Percent off the list price (the playbook's pricing bands cap it per tier)."""
+    customer_chose_at: datetime | None = _utc_column(nullable=True)
+    """When the customer confirmed this partner in writing (the customer's written choice)."""
 
 
 class Opportunity(_ChannelRow, table=True):
@@ -704,6 +708,7 @@ class Opportunity(_ChannelRow, table=True):
     amount: Decimal | None = Field(default=None, sa_type=Numeric(16, 2))
     currency: str | None = Field(default=None, max_length=3)
     expected_close: date | None = None
+    discount: Decimal | None = Field(default=None, sa_type=Numeric(5, 2))
 
 
 class Lead(_ChannelRow, table=True):

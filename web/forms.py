@@ -60,6 +60,16 @@ def _divergence() -> FormField:
     )
 
 
+def _departure() -> FormField:
+    return FormField(
+        "departure_reason",
+        "Why this departs from the rules' recommendation",
+        required=False,
+        help="Needed only when it departs from what the rules of engagement recommend (shown "
+        "above); at least a sentence, kept in the record.",
+    )
+
+
 ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
     Action.ACCEPT_ASSIGNMENT: (
         FormField(
@@ -93,6 +103,7 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
         FormField("terms", "Terms"),
         FormField("remedies", "Remedies", "remedies"),
         _divergence(),
+        _departure(),
     ),
     Action.RESPOND_TO_OFFER: (
         FormField("offer_id", "Offer", "select", "open_offers"),
@@ -140,6 +151,7 @@ ACTION_FORMS: dict[Action, tuple[FormField, ...]] = {
         ),
         FormField("remedies", "Remedies", "remedies", required=False),
         _divergence(),
+        _departure(),
     ),
     Action.APPEAL: (
         FormField("grounds", "Grounds"),

@@ -151,6 +151,7 @@ def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> D
                 "review": None,
                 "rulings": (),
                 "similar": None,
+                "recommendation": None,
             }
         )
     notes = tuple(n for n in state.notes if may_read_note(viewer, standing, n))
@@ -180,6 +181,9 @@ def filtered_state(viewer: Viewer, standing: Standing, state: DisputeState) -> D
             "review": review,
             # Other disputes' records: staff only (partners search the anonymised view).
             "similar": None if standing is Standing.PARTY else state.similar,
+            # The rules' reading of the case and the channel data it rests on (other partners'
+            # registrations, named accounts, territories): for the neutrals and staff.
+            "recommendation": None if standing is Standing.PARTY else state.recommendation,
             # The history is served from the audit trail, filtered entry by entry.
             "history": (),
         }

@@ -444,6 +444,7 @@ class DisputeActions(BoardReview):
                     **self._divergence_record(
                         None, req.remedies, self._d.terms.clauses, req.divergence_acknowledgement
                     ),
+                    **self._departure_record(None, req.remedies, req.departure_reason),
                 },
                 cancelled=self._untask(*superseded),
                 opens=tuple(
@@ -478,6 +479,7 @@ class DisputeActions(BoardReview):
             clauses=self._d.terms.clauses,
             acknowledgement=req.divergence_acknowledgement,
         )
+        self._check_departure(outcome=None, remedies=req.remedies, reason=req.departure_reason)
 
     @workflow.update
     async def respond_to_offer(self, req: RespondToOffer) -> ActionResult:
@@ -836,6 +838,7 @@ class DisputeActions(BoardReview):
             review=self._review_view(),
             rulings=tuple(self._rulings),
             similar=self._similar,
+            recommendation=self._recommendation,
             outcome=self._outcome,
             allowed_actions={role.value: allowed_actions(self._stage, role) for role in Role},
         )

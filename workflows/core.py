@@ -29,10 +29,12 @@ with workflow.unsafe.imports_passed_through():
         divergences,
         unknown_clauses,
     )
+    from accord.rules.engagement import departures
     from accord.rules.transitions import why_not
     from activities.assignment import AssignmentActivities
     from activities.citations import CitationActivities
     from activities.deadlines import BUILT_IN_CALENDAR, DeadlineActivities
+    from activities.engagement import EngagementActivities
     from activities.notify import NotificationActivities
     from activities.records import RecordActivities
     from activities.texts import TextActivities
@@ -62,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         DisputeCarried,
         DisputeInput,
         DisputeState,
+        EngagementRequest,
         EventRecord,
         EvidenceItem,
         HistoryEntry,
@@ -77,6 +80,7 @@ with workflow.unsafe.imports_passed_through():
         Party,
         PrecedentRecord,
         ProposeSettlement,
+        Recommendation,
         RecordAssignment,
         Remedy,
         RemedyProgress,
@@ -204,6 +208,11 @@ next task; replayed, the record resolves in the first task, the patch is asked t
 before its marker, and the dispute's workflow fails replay for good (histories before it ask
 each patch where the code reaches it)."""
 
+RECOMMENDATION_PATCH = "engagement-recommendation"
+"""The rules of engagement recommend an outcome at triage and in the panel's case file, and a
+settlement or ruling that departs from it needs a reason (histories before it recommend
+nothing). Asked in `__init__`, after PATCHES_AT_START_PATCH."""
+
 PATCHES = (
     REMEDY_STAGE_PATCH,
     FORMAL_REVIEW_PATCH,
@@ -227,7 +236,10 @@ PATCHES = (
 )
 """The patches before PATCHES_AT_START_PATCH. A later patch is not added here: a run that
 started before it must still answer no. Ask it in `__init__` (the first task) and keep the
-answer."""
+answer, and list it in LATER_PATCHES."""
+
+LATER_PATCHES = (RECOMMENDATION_PATCH,)
+"""The patches after PATCHES_AT_START_PATCH, each asked once in the run's `__init__`."""
 
 LIVE_WHOLE = frozenset({"history", "notes", "offers", "information_requests", "allowed_actions"})
 """Fields of DisputeState not sent as sections: the audit trail and the transition table give
@@ -419,6 +431,10 @@ class DisputeCore:
         self._appeal_deadline: datetime | None = None
         self._similar: SimilarPrecedents | None = None
         """The precedents a decision is compared with: triage's, then the panel's case file."""
+        self._recommends = False
+        """Whether this run asks the rules of engagement (RECOMMENDATION_PATCH)."""
+        self._recommendation: Recommendation | None = None
+        """What the rules of engagement recommend: triage's, then the panel's case file."""
         self._deadline_tasks: dict[str, str] = {}
         """Deadline purpose -> name of the admin task about it (DEADLINE_FALLBACK_PATCH)."""
         self._rollover = False
@@ -689,6 +705,7 @@ class DisputeCore:
             appeal=self._appeal,
             appeal_deadline=self._appeal_deadline,
             similar=self._similar,
+            recommendation=self._recommendation,
             deadline_tasks=dict(self._deadline_tasks),
             review_checked=self._review_checked,
             update_ids=tuple(self._update_ids[-CARRIED_UPDATE_IDS:]),
@@ -766,6 +783,7 @@ class DisputeCore:
         self._appeal = c.appeal
         self._appeal_deadline = c.appeal_deadline
         self._similar = c.similar
+        self._recommendation = c.recommendation
         self._deadline_tasks = dict(c.deadline_tasks)
         self._review_checked = c.review_checked
         self._update_ids = list(c.update_ids)
@@ -1307,6 +1325,79 @@ class DisputeCore:
             + (f": {numbers}" if numbers else f" (none of {found.considered} compared is close)"),
             content=found.model_dump(mode="json"),
         )
+
+    async def _attach_recommendation(self, purpose: str) -> None:
+        """What the rules of engagement recommend, recorded with the facts it rests on. A
+        playbook version the worker does not have recommends nothing (and says so); the dispute
+        goes on without."""
+        f = self._d.filing
+        try:
+            found: Recommendation = await workflow.execute_activity_method(
+                EngagementActivities.recommend,
+                EngagementRequest(
+                    number=self._d.number,
+                    purpose=purpose,
+                    playbook_version=self._d.terms.version,
+                    category=f.category,
+                    claimant_id=f.claimant_id,
+                    respondent_ids=tuple(f.respondent_ids),
+                    contested_objects=tuple(f.contested_objects),
+                    occurred_on=f.occurred_on,
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        except ActivityError as failure:
+            if not isinstance(failure.cause, ApplicationError):
+                raise
+            await self._record(
+                SYSTEM,
+                "recommendation",
+                f"the rules of engagement could not be applied for {purpose}: "
+                f"{failure.cause.message}",
+                content={"purpose": purpose, "error": failure.cause.message},
+            )
+            return
+        self._recommendation = found
+        if not found.tables:
+            summary = (
+                f"playbook {found.playbook_version} has no decision tables: nothing recommended"
+            )
+        elif found.outcome is None:
+            summary = f"no rule of engagement applies to the facts known ({purpose})"
+        else:
+            remedies = ", ".join(r.value for r in found.remedies)
+            summary = (
+                f"the rules of engagement recommend {found.outcome.value}"
+                + (f" with {remedies}" if remedies else "")
+                + f" ({clause_ref(found.clause or '')}, {purpose})"
+            )
+        await self._record(SYSTEM, "recommendation", summary, content=found.model_dump(mode="json"))
+
+    def _check_departure(
+        self, *, outcome: str | None, remedies: tuple[Remedy, ...], reason: str | None
+    ) -> None:
+        """A decision departing from the recommendation goes ahead only with a reason."""
+        found = departures(
+            self._recommendation, outcome=outcome, remedies=(r.kind for r in remedies)
+        )
+        if found and not acknowledged(reason):
+            raise ValueError(
+                "departure_reason: this departs from what the rules of engagement recommend — "
+                + "; ".join(found)
+                + ". Say why (at least a sentence) to go ahead; the reason goes into the record"
+            )
+
+    def _departure_record(
+        self, outcome: str | None, remedies: tuple[Remedy, ...], reason: str | None
+    ) -> dict[str, Any]:
+        """The departures the decider gave a reason for, for the audit entry of the decision."""
+        found = departures(
+            self._recommendation, outcome=outcome, remedies=(r.kind for r in remedies)
+        )
+        if not found:
+            return {}
+        return {"departures": list(found), "departure_reason": reason}
 
     def _divergences(
         self, outcome: str | None, remedies: tuple[Remedy, ...], clauses: tuple[str, ...]

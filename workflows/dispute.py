@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         LATE_CONTINUE_AS_NEW_PATCH,
         MEDIATION_STAGES,
         PATCHES_AT_START_PATCH,
+        RECOMMENDATION_PATCH,
         REMEDY_DEADLINE_PATCH,
         REMEDY_RETRY,
         REMEDY_STAGE_PATCH,
@@ -81,6 +82,7 @@ class DisputeWorkflow(DisputeActions):
         super().__init__()
         # In the run's first task, before any record can split a task (PATCHES_AT_START_PATCH).
         self._patches_at_start = workflow.patched(PATCHES_AT_START_PATCH)
+        self._recommends = workflow.patched(RECOMMENDATION_PATCH)
         self._d = dispute
         if dispute.carried is not None:
             self._restore(dispute.carried)
@@ -146,6 +148,8 @@ class DisputeWorkflow(DisputeActions):
             await self._enter(DisputeStage.TRIAGE, "triage: finding a neutral mediator")
         if self._similar is None and self._patched(SIMILAR_PRECEDENTS_PATCH):
             await self._attach_similar_precedents("triage")
+        if self._recommendation is None and self._recommends:
+            await self._attach_recommendation("triage")
         # Parties' replies arrive in triage too: it may continue as new while an offer waits.
         self._rollover = self._patched(CONTINUE_AS_NEW_PATCH)
         while self._mediator is None and self._stage is DisputeStage.TRIAGE:

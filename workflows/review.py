@@ -91,6 +91,8 @@ class BoardReview(DisputeClocks):
         if self._patched(SIMILAR_PRECEDENTS_PATCH):
             # The panel's case file: compared again, as precedents may have been written since.
             await self._attach_similar_precedents(f"review-{round_no}")
+        if self._recommends:
+            await self._attach_recommendation(f"review-{round_no}")
         # A fallback deadline's admin task closes with the ruling it times.
         deadline = await self._compute_deadline(
             "review",
@@ -408,6 +410,7 @@ class BoardReview(DisputeClocks):
                         req.clauses_applied,
                         req.divergence_acknowledgement,
                     ),
+                    **self._departure_record(req.outcome.value, req.remedies, req.departure_reason),
                 },
                 done=self._untask(f"ruling-{self._review_round}"),
                 cancelled=stale,
@@ -453,6 +456,9 @@ class BoardReview(DisputeClocks):
             remedies=req.remedies,
             clauses=req.clauses_applied,
             acknowledgement=req.divergence_acknowledgement,
+        )
+        self._check_departure(
+            outcome=req.outcome.value, remedies=req.remedies, reason=req.departure_reason
         )
 
     @workflow.update

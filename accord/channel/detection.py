@@ -182,7 +182,8 @@ def _same_customer(p: Pursuit, q: Pursuit) -> Finding | None:
     )
 
 
-def _territories(session: Session) -> tuple[dict[str, Territory], dict[str, Territory]]:
+def territories(session: Session) -> tuple[dict[str, Territory], dict[str, Territory]]:
+    """Every territory by its code, and by each country it covers."""
     by_code = {t.code: t for t in session.exec(select(Territory))}
     by_country: dict[str, Territory] = {}
     for territory in by_code.values():
@@ -237,7 +238,7 @@ def find(all_pursuits: list[Pursuit], changed: set[str] | None, session: Session
         keys.append(mine)
         for key in mine:
             blocks[key].append(index)
-    by_code, by_country = _territories(session)
+    by_code, by_country = territories(session)
     findings: dict[tuple[AlertKind, str], Finding] = {}
     compared: set[tuple[int, int]] = set()
     for index, p in enumerate(all_pursuits):

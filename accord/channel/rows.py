@@ -171,6 +171,12 @@ Amount = Annotated[
     # 15 digits: what SQLite, which keeps NUMERIC as a double, gives back exactly.
     Field(ge=0, max_digits=15, decimal_places=2, allow_inf_nan=False),
 ]
+Percent = Annotated[
+    Decimal,
+    BeforeValidator(_amount),
+    Field(ge=0, le=100, max_digits=5, decimal_places=2, allow_inf_nan=False),
+]
+"""A discount off the list price, in percent ("12.5")."""
 Instant = Annotated[AwareDatetime, BeforeValidator(_day_is_midnight_utc), AfterValidator(_in_years)]
 Day = Annotated[date, AfterValidator(_in_years_day)]
 Web = Annotated[
@@ -213,6 +219,9 @@ class RegistrationRow(Row):
     status: Annotated[RegistrationStatus, BeforeValidator(_lower)]
     registered_at: Instant
     expires_at: Instant | None = None
+    discount: Percent | None = None
+    customer_chose_at: Instant | None = None
+    """When the customer confirmed this partner in writing, if it did."""
 
 
 class OpportunityRow(Row):
@@ -227,6 +236,7 @@ class OpportunityRow(Row):
     amount: Amount | None = None
     currency: Currency | None = None
     expected_close: Day | None = None
+    discount: Percent | None = None
 
 
 class LeadRow(Row):
@@ -309,6 +319,8 @@ SALESFORCE_FIELDS: dict[ChannelKind, dict[str, tuple[Path, ...]]] = {
         "status": (("Status__c",),),
         "registered_at": (("Registered_Date__c",), ("CreatedDate",)),
         "expires_at": (("Expiration_Date__c",),),
+        "discount": (("Discount__c",),),
+        "customer_chose_at": (("Customer_Confirmation_Date__c",),),
     },
     ChannelKind.OPPORTUNITY: {
         "external_id": (("Id",),),
@@ -324,6 +336,7 @@ SALESFORCE_FIELDS: dict[ChannelKind, dict[str, tuple[Path, ...]]] = {
         "amount": (("Amount",),),
         "currency": (("CurrencyIsoCode",),),
         "expected_close": (("CloseDate",),),
+        "discount": (("Discount__c",),),
     },
     ChannelKind.LEAD: {
         "external_id": (("Id",),),

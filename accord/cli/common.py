@@ -105,6 +105,7 @@ OPTIONS: dict[str, str] = {
     "terms": "--terms",
     "remedies": "--remedy",
     "divergence_acknowledgement": "--divergence-reason",
+    "departure_reason": "--departure-reason",
     "offer_id": "--offer",
     "comment": "--comment",
     "business_days": "--days",

@@ -41,6 +41,12 @@ DivergenceReason = Annotated[
     str | None,
     typer.Option(help="why it departs from the comparable precedents, when it does (recorded)"),
 ]
+DepartureReason = Annotated[
+    str | None,
+    typer.Option(
+        help="why it departs from what the rules of engagement recommend, when it does (recorded)"
+    ),
+]
 OUTCOMES = tuple(o.value for o in VoteOutcome)
 Outcome = Annotated[
     str,
@@ -124,6 +130,7 @@ def propose(
     terms: Annotated[str, typer.Option()],
     remedy: Annotated[list[str], typer.Option(metavar="<json>", help=REMEDY_OPTION_HELP)],
     divergence_reason: DivergenceReason = None,
+    departure_reason: DepartureReason = None,
     key: UpdateId = None,
 ) -> None:
     """Mediator: propose a settlement with typed remedies."""
@@ -138,6 +145,7 @@ def propose(
             remedies=remedies,
             terms=terms,
             divergence_acknowledgement=divergence_reason,
+            departure_reason=departure_reason,
         ),
     )
 
@@ -212,6 +220,7 @@ def rule(
     ] = None,
     against_majority_reason: Annotated[str | None, typer.Option()] = None,
     divergence_reason: DivergenceReason = None,
+    departure_reason: DepartureReason = None,
     key: UpdateId = None,
 ) -> None:
     """Chair: issue the panel's ruling once a majority has voted."""
@@ -231,6 +240,7 @@ def rule(
             precedents_cited=tuple(precedent or ()),
             against_majority_reason=against_majority_reason,
             divergence_acknowledgement=divergence_reason,
+            departure_reason=departure_reason,
         ),
     )
 

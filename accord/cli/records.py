@@ -33,6 +33,7 @@ from accord.disputes.live import live_state
 from accord.disputes.operations import DisputeGone
 from accord.platform import wording
 from accord.platform.db import SessionFactory, first_of
+from accord.rules.consistency import clause_ref
 from models.enums import DisputeStage, Role, TaskState
 from models.payloads import DisputeState
 from models.tables import Dispute, Partner, PartnerContact, Person, Task
@@ -199,6 +200,16 @@ def describe(state: DisputeState, names: wording.Names, now: datetime) -> list[s
             else ""
         ),
     ]
+    advice = state.recommendation
+    if advice is not None and advice.outcome is not None:
+        remedies = w.join(w.label(k) for k in advice.remedies)
+        lines.append(
+            f"  recommended  {w.label(advice.outcome)}"
+            + (f" with {remedies}" if remedies else "")
+            + f" ({clause_ref(advice.clause or '')}, rules of engagement, {advice.purpose})"
+        )
+    elif advice is not None and advice.tables:
+        lines.append(f"  recommended  nothing: no rule of engagement applies ({advice.purpose})")
     if state.clock_paused:
         lines.append("  clock        PAUSED: a party owes information")
     for d in state.deadlines:

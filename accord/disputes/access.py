@@ -304,6 +304,8 @@ def visible_events(
             continue
         if event.action == "similar_precedents" and standing is Standing.PARTY:
             continue  # other disputes' full records are for staff; partners search anonymised
+        if event.action == "recommendation" and standing is Standing.PARTY:
+            continue  # the rules' reading of the channel data: for the neutrals and staff
         if event.action == GAP_ACTION and standing is Standing.PARTY:
             continue  # it names actions refused (the other side's too) and why: staff only
         if event.action == "evidence_added":

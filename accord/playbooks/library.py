@@ -15,8 +15,10 @@ import holidays as holiday_data
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.enums import DisputeCategory, RemedyKind
+from accord.rules.consistency import clause_key, clause_ref
+from models.enums import DisputeCategory, PartnerTier, RemedyKind, VoteOutcome
 from models.payloads import PlaybookTerms
+from models.payloads.engagement import Side
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -97,6 +99,95 @@ class CategoryRules(_Strict):
     allowed_remedies: Annotated[list[RemedyKind], Field(min_length=1)]
 
 
+Sides = Side | Annotated[list[Side], Field(min_length=1)]
+
+
+class Conditions(_Strict):
+    """What one rule of a decision table asks of the facts (models.payloads.engagement): each
+    named fact must have the value given (or one of the values listed); a fact left out may be
+    anything. A fact the channel data does not establish meets no condition."""
+
+    first_registrant: Sides | None = None
+    within_protection: bool | None = None
+    named_account: Sides | None = None
+    exclusive_territory: Sides | None = None
+    customer_choice: Sides | None = None
+    price_in_band: bool | None = None
+    lead_routed_by_rules: bool | None = None
+    exception: Sides | None = None
+
+    def asked(self) -> dict[str, tuple[object, ...]]:
+        """Fact name to the values that meet it, for the facts this rule names."""
+        return {
+            name: tuple(value) if isinstance(value, list) else (value,)
+            for name, value in self.model_dump(exclude_none=True).items()
+        }
+
+
+class TableRule(_Strict):
+    when: Conditions = Conditions()
+    outcome: VoteOutcome
+    remedies: list[RemedyKind] = Field(default_factory=list)
+    because: Annotated[str, Field(min_length=3, max_length=500)]
+    """The rule in words, shown in the explanation."""
+
+    @model_validator(mode="after")
+    def _remedies_fit_outcome(self) -> TableRule:
+        if self.outcome is VoteOutcome.DENY and self.remedies:
+            raise ValueError("remedies: a deny outcome carries no remedies")
+        if self.outcome is not VoteOutcome.DENY and not self.remedies:
+            raise ValueError(f"remedies: a {self.outcome.value} outcome names at least one remedy")
+        return self
+
+
+class DecisionTable(_Strict):
+    """One clause of the rules of engagement as a decision table: its rules are tried in order
+    and the first whose conditions the facts meet decides (DMN's 'first' hit policy)."""
+
+    clause: Annotated[str, Field(min_length=3)]
+    categories: Annotated[list[DisputeCategory], Field(min_length=1)]
+    rules: Annotated[list[TableRule], Field(min_length=1)]
+
+
+class PricingBand(_Strict):
+    max_discount: Annotated[float, Field(ge=0, le=100)]
+    """The largest discount off the list price, in percent, a partner of the tier may give."""
+
+
+LeadRoute = Literal["named_account", "registered_partner", "exclusive_territory"]
+
+
+class Engagement(_Strict):
+    """The rules of engagement as decision tables (accord.rules.engagement evaluates them)."""
+
+    protection_days: Annotated[int, Field(ge=1, le=3650)]
+    """Calendar days a registration protects its partner, unless it carries its own expiry."""
+    pricing_bands: dict[PartnerTier, PricingBand]
+    lead_routing: Annotated[list[LeadRoute], Field(min_length=1)]
+    """Where a lead goes, in order: the partner the account is named to, the partner with a
+    live registration of the customer, the exclusive holder of its territory; else the vendor."""
+    tables: Annotated[list[DecisionTable], Field(min_length=1)]
+    """In order of precedence: the first table with a rule that applies decides."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Engagement:
+        missing = set(PartnerTier) - set(self.pricing_bands)
+        if missing:
+            raise ValueError(f"pricing_bands: missing {', '.join(sorted(missing))}")
+        if len(set(self.lead_routing)) != len(self.lead_routing):
+            raise ValueError("lead_routing: a route is listed twice")
+        seen: dict[str, int] = {}
+        for position, table in enumerate(self.tables):
+            reference = clause_key(table.clause)
+            if reference in seen:
+                raise ValueError(
+                    f"tables[{position}].clause: {clause_ref(table.clause)} is also "
+                    f"tables[{seen[reference]}]'s"
+                )
+            seen[reference] = position
+        return self
+
+
 class Playbook(_Strict):
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z.\-]+$")]
     effective_from: date
@@ -108,6 +199,8 @@ class Playbook(_Strict):
     appeal_window_days: Annotated[int, Field(ge=1, le=60)]
     calendars: dict[str, CalendarSpec]
     categories: dict[DisputeCategory, CategoryRules]
+    engagement: Engagement | None = None
+    """The decision tables; a playbook from before them has none (nothing is recommended)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Playbook:
@@ -118,7 +211,30 @@ class Playbook(_Strict):
             raise ValueError(f"board_calendar: {self.board_calendar!r} is not in calendars")
         if sorted(self.warnings) != self.warnings:
             raise ValueError("warnings: list the fractions in increasing order")
+        for position, table in enumerate(self.engagement.tables if self.engagement else ()):
+            for number, rule in enumerate(table.rules):
+                for category in table.categories:
+                    refused = [
+                        r.value
+                        for r in rule.remedies
+                        if r not in self.categories[category].allowed_remedies
+                    ]
+                    if refused:
+                        raise ValueError(
+                            f"engagement.tables[{position}].rules[{number}].remedies: "
+                            f"{', '.join(refused)} is not allowed for {category.value}"
+                        )
         return self
+
+    def clauses(self) -> tuple[str, ...]:
+        """Every clause the playbook words: the categories' and the decision tables'."""
+        tables = self.engagement.tables if self.engagement else ()
+        return tuple(
+            dict.fromkeys(
+                [rules.clause for rules in self.categories.values()]
+                + [table.clause for table in tables]
+            )
+        )
 
     def terms_for(self, category: DisputeCategory) -> PlaybookTerms:
         rules = self.categories[category]

@@ -23,6 +23,7 @@ from accord.remedies.adapters import LedgerAdapter, RemedyAdapter, WebhookAdapte
 from activities.assignment import AssignmentActivities, PanelActivities
 from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
+from activities.engagement import EngagementActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
@@ -66,6 +67,7 @@ def activity_methods(services: Services) -> list[Any]:
     )
     deadlines = DeadlineActivities(services.playbooks)
     citations = CitationActivities(services.sessions, services.playbooks)
+    engagement = EngagementActivities(services.sessions, services.playbooks)
     assignment = AssignmentActivities(services.sessions)
     panels = PanelActivities(services.sessions)
     notify = NotificationActivities(services.outbox)
@@ -79,6 +81,7 @@ def activity_methods(services: Services) -> list[Any]:
         records.write_precedent,
         records.find_similar_precedents,
         citations.find_citable,
+        engagement.recommend,
         deadlines.compute_deadline,
         deadlines.shift_deadline,
         deadlines.extend_deadline,

@@ -5,7 +5,7 @@ would differ on replay. Times and ids come from `workflow.now()`, `workflow.uuid
 from activities.
 
 By purpose: `common`, `remedies`, `filing`, `deadlines`, `actions`, `state`, `activities`,
-`run`. Every name is re-exported here: `from models.payloads import X` is how they are
+`run`, `engagement`. Every name is re-exported here: `from models.payloads import X` is how they are
 imported."""
 
 from models.payloads.actions import (
@@ -86,6 +86,13 @@ from models.payloads.deadlines import (
     ShiftDeadlineRequest,
     WarningPoint,
 )
+from models.payloads.engagement import (
+    ClauseFinding,
+    EngagementFacts,
+    EngagementRequest,
+    Recommendation,
+    Side,
+)
 from models.payloads.filing import (
     FilingResult,
     FilingSubmission,
@@ -157,6 +164,7 @@ __all__ = [
     "Citable",
     "CitationLookup",
     "Clause",
+    "ClauseFinding",
     "CoSellingResources",
     "Comment",
     "CommissionSplit",
@@ -170,6 +178,8 @@ __all__ = [
     "DisputeInput",
     "DisputeOutcome",
     "DisputeState",
+    "EngagementFacts",
+    "EngagementRequest",
     "EventRecord",
     "EvidenceDescription",
     "EvidenceItem",
@@ -208,6 +218,7 @@ __all__ = [
     "Reason",
     "Reasons",
     "RebateAdjustment",
+    "Recommendation",
     "RecordAssignment",
     "Recorded",
     "Recuse",
@@ -226,6 +237,7 @@ __all__ = [
     "RulingView",
     "SeatRelease",
     "ShiftDeadlineRequest",
+    "Side",
     "SimilarPrecedent",
     "SimilarPrecedents",
     "SimilarRequest",

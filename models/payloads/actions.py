@@ -104,13 +104,16 @@ class AnswerInformation(ActionPayload):
 
 
 Acknowledgement = Comment | None
-"""Why a decision diverges from the precedents on the same clause; required only when it does."""
+"""Why a decision diverges from the precedents on the same clause, or departs from what the
+rules of engagement recommend; required only when it does."""
 
 
 class ProposeSettlement(ActionPayload):
     remedies: Annotated[tuple[Remedy, ...], Field(min_length=1, max_length=20)]
     terms: Text | None = None
     divergence_acknowledgement: Acknowledgement = None
+    departure_reason: Acknowledgement = None
+    """Required when the settlement departs from the rules of engagement's recommendation."""
     terms_ref: TextRef | None = None
 
     @model_validator(mode="after")
@@ -189,6 +192,8 @@ class IssueRuling(ActionPayload):
     against_majority_reason: Acknowledgement = None
     """Required when the outcome differs from the majority of the votes cast."""
     divergence_acknowledgement: Acknowledgement = None
+    departure_reason: Acknowledgement = None
+    """Required when the ruling departs from the rules of engagement's recommendation."""
     rationale_ref: TextRef | None = None
 
     @model_validator(mode="after")

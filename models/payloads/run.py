@@ -12,6 +12,7 @@ from models.payloads.actions import Appeal, CastVote, ProposeSettlement, TextRef
 from models.payloads.activities import MediatorChoice, UnrecordedStep
 from models.payloads.common import Actor, Payload
 from models.payloads.deadlines import Deadline
+from models.payloads.engagement import Recommendation
 from models.payloads.filing import FilingSubmission, Party, PlaybookTerms
 from models.payloads.state import (
     HistoryEntry,
@@ -126,6 +127,7 @@ class DisputeCarried(Payload):
     appeal: Appeal | None = None
     appeal_deadline: datetime | None = None
     similar: SimilarPrecedents | None = None
+    recommendation: Recommendation | None = None
     deadline_tasks: dict[str, str] = {}
     review_checked: bool | None = None
     update_ids: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ from models.enums import (
 from models.payloads.actions import TextRef
 from models.payloads.common import ContestedObject, Payload
 from models.payloads.deadlines import Deadline
+from models.payloads.engagement import Recommendation
 from models.payloads.remedies import Remedy
 
 # --- state query ---------------------------------------------------------------------------------
@@ -208,7 +209,7 @@ class CitationLookup(Payload):
 
 class Citable(Payload):
     playbook_clauses: tuple[str, ...]
-    """Every clause of the playbook version, whatever category the playbook attaches it to."""
+    """Every clause of the playbook version: its categories' and its decision tables'."""
     precedents: tuple[str, ...]
     """Those of the precedents asked about that exist."""
 
@@ -235,6 +236,8 @@ class DisputeState(Payload):
     rulings: tuple[RulingView, ...] = ()
     similar: SimilarPrecedents | None = None
     """The similar precedents attached at triage, or for the panel's case file once drawn."""
+    recommendation: Recommendation | None = None
+    """What the rules of engagement recommend: at triage, then for the panel's case file."""
     outcome: str | None
     allowed_actions: dict[str, tuple[Action, ...]]
     """Role to the actions this stage allows it, from the transition table."""

@@ -70,8 +70,8 @@ accounts:
 """
 
 UNKNOWN_REFERENCE_PROBLEMS = [
-    "partners[bluesky].calendar: 'ATLANTIS' is not a calendar of playbook 2026.1",
-    "people[ravi.mediator].calendar: 'MARS' is not a calendar of playbook 2026.1",
+    "partners[bluesky].calendar: 'ATLANTIS' is not a calendar of playbook 2026.2",
+    "people[ravi.mediator].calendar: 'MARS' is not a calendar of playbook 2026.2",
     "people[ravi.mediator].declared_conflicts: no partner 'ghost'",
     "people[ravi.mediator].declared_conflicts: no account 'NOPE'",
     "people[ravi.mediator].declared_conflicts: no territory 'NOWHERE'",
@@ -200,7 +200,7 @@ async def test_an_admin_edits_a_partner_and_a_person_with_each_field_checked(
 
 def test_declared_conflicts_and_calendars_must_name_what_exists(database_url: str) -> None:
     sessions = SessionFactory(make_engine(database_url))
-    playbook = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.1")
+    playbook = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.2")
     with sessions.begin() as session:
         check_references(session, DEMO, playbook)  # the demo directory is consistent
     seed(sessions)
@@ -235,7 +235,7 @@ async def test_an_import_naming_unknown_conflicts_or_calendars_writes_nothing(
     assert response.status_code == 422
     assert "<strong>people[ravi.mediator].declared_conflicts</strong>" in response.text
     assert "no partner &#39;ghost&#39;" in response.text
-    assert "&#39;MARS&#39; is not a calendar of playbook 2026.1" in response.text
+    assert "&#39;MARS&#39; is not a calendar of playbook 2026.2" in response.text
     assert "bluesky" not in partner_ids(stack)
 
 

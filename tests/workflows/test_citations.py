@@ -97,7 +97,7 @@ async def test_a_ruling_cites_only_clauses_of_its_playbook_and_existing_preceden
     )
     problem = await refused(stack, number, DisputeWorkflow.issue_ruling, invented)
     assert "clauses_applied: RoE 9.9 The claimant always wins is not a clause" in problem
-    assert "playbook 2026.1" in problem and "RoE 3.1" in problem  # the clauses it has
+    assert "playbook 2026.2" in problem and "RoE 3.1" in problem  # the clauses it has
     unknown = ruling(
         stack,
         precedents_cited=("DSP-2025-000100", "DSP-2019-000001"),

@@ -47,6 +47,7 @@ from models.payloads import (
     NoteView,
     OpenTask,
     PanelChoice,
+    Recommendation,
     Recuse,
     RedrawPanel,
     RemedyProgress,
@@ -400,6 +401,7 @@ NOT_CARRIED = {
     "_local_record": "asked of the patch again at the first entry, in every run",
     "_patches_at_start": "asked again in every run's first task: a new run has the code's "
     "every patch",
+    "_recommends": "asked again in every run's first task (a LATER_PATCHES patch)",
     "_live_sent": "what the read model holds is not known to a new run: it sends the whole state",
     "_live_asked": "the version a record in flight carries: none is in flight across a "
     "continue-as-new, and _live_version (carried) is at least as high",
@@ -535,6 +537,7 @@ def _samples() -> dict[str, Any]:
         "_appeal": fake(Appeal),
         "_appeal_deadline": fake(datetime, 5),
         "_similar": fake(SimilarPrecedents),
+        "_recommendation": fake(Recommendation),
         "_deadline_tasks": {"review": "deadline-review"},
         "_review_checked": True,
         "_update_ids": ["update-1", "update-2"],

@@ -130,12 +130,12 @@ async def test_a_mediator_calendar_missing_from_the_playbook_falls_back_to_the_b
     assert acceptance.purpose == "acceptance" and acceptance.calendar == "US-NY"
     assert acceptance.business_days == 2
     assert "2 business days on the US-NY calendar" in acceptance.explanation
-    assert "'ATLANTIS' is not defined in playbook 2026.1" in acceptance.explanation
+    assert "'ATLANTIS' is not defined in playbook 2026.2" in acceptance.explanation
     assert deadline_tasks(state) == ["accept-1-deadline"]
     problem = await stack.wait_for_event(number, "deadline_fallback")
     assert problem.content["purpose"] == "acceptance"
     assert problem.content["calendar"] == "ATLANTIS" and problem.content["used"] == "US-NY"
-    assert "'ATLANTIS' is not defined in playbook 2026.1" in problem.content["reason"]
+    assert "'ATLANTIS' is not defined in playbook 2026.2" in problem.content["reason"]
     mail = await stack.mail.wait_for(ADMINS, "deadline is not as the playbook sets it")
     assert "ATLANTIS" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
@@ -218,7 +218,12 @@ async def test_without_its_playbook_a_deadline_runs_on_the_built_in_weekday_cale
     acceptance = state.deadlines[0]
     assert acceptance.calendar == "built-in"
     assert "2 business days on the built-in calendar" in acceptance.explanation
-    assert "playbook version '2026.1' is not available" in acceptance.explanation
+    assert "playbook version '2026.2' is not available" in acceptance.explanation
+    # The rules of engagement cannot be applied either: said, and the dispute goes on.
+    unapplied = await stack.wait_for_event(number, "recommendation")
+    assert unapplied.content["purpose"] == "triage"
+    assert unapplied.content["error"] == "playbook version '2026.2' is not available"
+    assert state.recommendation is None
     problem = await stack.wait_for_event(number, "deadline_fallback")
     assert problem.content["used"] == "built-in"
     assert deadline_tasks(state) == ["accept-1-deadline"]
