@@ -638,8 +638,9 @@ def sla_report(ctx: WebContext, viewer: Viewer, period: DateRange) -> SlaReport:
     start, end = period.bounds()
     if start is None and end is None:
         start = now - timedelta(days=REPORT_DEFAULT_DAYS)
+    playbook = ctx.services.playbooks.in_force(now.date())
     with ctx.services.sessions.read() as session:
-        return build_sla_report(session, start, end, now)
+        return build_sla_report(session, start, end, now, playbook)
 
 
 REPORT_DEFAULT_DAYS = 90

@@ -19,6 +19,8 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from accord.playbooks.library import Playbook
+from accord.reports.backtest import Backtest, backtest
 from models.tables import Dispute, DisputeObject, DisputeParty, Partner, Precedent
 
 STAGES = (
@@ -78,6 +80,8 @@ class SlaReport(BaseModel):
     regions: list[Group]
     repeat_parties: list[Recurring]
     hotspots: list[Recurring]
+    backtest: Backtest | None = None
+    """The rules of engagement in force, evaluated on the period's precedents."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The report flattened for CSV: one (section, name, measure, value) row per figure."""
@@ -129,12 +133,49 @@ class SlaReport(BaseModel):
                 out.append(
                     {"section": section, "name": r.name, "measure": r.detail, "value": r.disputes}
                 )
+        if self.backtest is not None and self.backtest.playbook_version is not None:
+            b = self.backtest
+            name = f"playbook {b.playbook_version}"
+            for measure, value in (
+                ("precedents", b.precedents),
+                ("recommended", b.recommended),
+                ("agreed", b.agreed),
+                ("agreement_rate", b.agreement_rate),
+                ("on_recorded_facts", b.recorded_facts),
+            ):
+                out.append(
+                    {"section": "backtest", "name": name, "measure": measure, "value": value}
+                )
+            for clause, (n, agreed) in b.by_clause.items():
+                out.append(
+                    {
+                        "section": "backtest_clause",
+                        "name": clause,
+                        "measure": "recommended",
+                        "value": n,
+                    }
+                )
+                out.append(
+                    {
+                        "section": "backtest_clause",
+                        "name": clause,
+                        "measure": "agreed",
+                        "value": agreed,
+                    }
+                )
         return out
 
 
 def sla_report(
-    session: Session, start: datetime | None, end: datetime | None, now: datetime
+    session: Session,
+    start: datetime | None,
+    end: datetime | None,
+    now: datetime,
+    playbook: Playbook | None = None,
 ) -> SlaReport:
+    """`playbook`: the one in force, whose decision tables are backtested on the period's
+    precedents (none: no backtest)."""
+
     def in_period(query: Any) -> Any:
         if start is not None:
             query = query.where(Dispute.filed_at >= start)
@@ -288,6 +329,7 @@ def sla_report(
         ),
         repeat_parties=repeat,
         hotspots=hotspots,
+        backtest=None if playbook is None else backtest(session, playbook, start, end),
     )
 
 

@@ -158,6 +158,9 @@ async def test_report_page_charts_and_exports_for_compliance_only(stack: Stack) 
     assert page.text.count("<svg") >= 4 and "Deadlines met and breached per stage" in page.text
     assert "50% on time" in page.text and "deal registration DR-1" in page.text
     assert "DSP-2026-000300" in page.text  # overdue now
+    # The tables in force are backtested; none of these precedents has facts they can read.
+    assert "Rules of engagement, backtested" in page.text
+    assert "the decision tables of playbook 2026.2 recommend nothing for any" in page.text
     exported = await compliance.get("/reports/sla.csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert {"section": "stage", "name": "mediation", "measure": "breaches", "value": "2"} in rows
@@ -170,6 +173,7 @@ async def test_report_page_charts_and_exports_for_compliance_only(stack: Stack) 
     async with api(app, token_for(stack, COMPLIANCE)) as client:
         body = (await client.get("/api/reports/sla", params={"format": "json"})).json()
         assert body["filed"] == 5 and body["hotspots"][0]["name"] == "deal registration DR-1"
+        assert body["backtest"]["playbook_version"] == "2026.2"
     async with api(app, token_for(stack, OUTSIDER)) as client:
         assert (await client.get("/api/reports/sla")).status_code == 403
     for browser in (compliance, partner):
