@@ -1,9 +1,12 @@
 """The channel-health view (issue 20, item 6): overlap hotspots, alerts by kind and outcome over
 time, time from detection to decision and the share of conflicts caught before a dispute was
-filed, computed from conflict_alert and dispute on SQLite and PostgreSQL."""
+filed, computed from conflict_alert and dispute on SQLite and PostgreSQL; the page with its SVG
+charts, the CSV and JSON exports and the API, for compliance and admins only."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,9 +15,12 @@ from accord.platform.db import SessionFactory, make_engine
 from accord.reports.health import channel_health
 from models.enums import AlertKind, AlertState, DisputeCategory, DisputeStage
 from models.tables import ConflictAlert, Dispute
-from tests.conftest import seed
+from tests.conftest import Stack, seed
+from tests.web.test_web_access import ADMIN, BOARD, COMPLIANCE, OUTSIDER
+from tests.web_harness import Browser, api, make_app, signed_in, token_for
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
+MEDIATOR = "maria.lopez@vendor.example"
 SC, ET, DIRECT = (
     AlertKind.SAME_CUSTOMER,
     AlertKind.EXCLUSIVE_TERRITORY,
@@ -302,3 +308,116 @@ def test_a_longer_period_counts_per_month_and_an_empty_one_holds_nothing(
         "measure": "detected",
         "value": 0,
     }
+
+
+async def test_channel_health_page_charts_and_exports_for_compliance_and_admins(
+    stack: Stack,
+) -> None:
+    history(stack.sessions, datetime.now(UTC))
+    app = make_app(stack)
+    compliance = await signed_in(app, COMPLIANCE)
+    page = await compliance.get("/reports/channel-health")  # the last 90 days
+    assert page.status_code == 200, page.text
+    assert '<a href="/reports/channel-health">Channel health</a>' in page.text
+    assert page.text.count("<svg") == 8
+    for title in (
+        "Alerts detected per week, by their outcome now",
+        "Alerts detected per week, by kind",
+        "Alerts of each kind by their outcome now",
+        "Median hours from detection to decision",
+        "Conflicts caught before a dispute was filed",
+        "Alerts per account",
+        "Alerts per territory",
+        "Alerts per pair of partners",
+    ):
+        assert f"<title>{title}" in page.text, title
+    assert "50% caught</text>" in page.text and "<strong>50%</strong>" in page.text
+    assert "1 dispute of other categories" in page.text
+    assert "Adatum GmbH / Litware AG" in page.text and "ACME-001" in page.text
+    assert "still open after 14 days" in page.text
+    exported = await compliance.get("/reports/channel-health.csv")
+    assert exported.headers["content-disposition"] == 'attachment; filename="channel-health.csv"'
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert {
+        "section": "caught_before_filing",
+        "name": "disputes",
+        "measure": "share",
+        "value": "0.5",
+    } in rows
+    assert {
+        "section": "kind",
+        "name": "same_customer",
+        "measure": "converted",
+        "value": "2",
+    } in rows
+    body = (await compliance.get("/reports/channel-health.json")).json()
+    assert body["detected"] == 7 and body["caught"]["share"] == 0.5
+    assert body["pairs"][0]["name"] == "Adatum GmbH / Litware AG"
+    # An earlier period holds nothing, and says so.
+    empty = await compliance.get(
+        "/reports/channel-health", params={"from": "2020-01-01", "to": "2020-01-31"}
+    )
+    assert empty.status_code == 200 and "<svg" not in empty.text
+    assert "No alert was detected in the period." in empty.text
+    admin = await signed_in(app, ADMIN)
+    assert (await admin.get("/reports/channel-health")).status_code == 200
+    async with api(app, token_for(stack, ADMIN)) as client:
+        answer = await client.get("/api/reports/channel-health")
+        assert answer.status_code == 200 and answer.json()["caught"]["converted"] == 2
+        answer = await client.get("/api/reports/channel-health", params={"format": "csv"})
+        assert "caught_before_filing,disputes,share,0.5" in answer.text
+    for browser in (compliance, admin):
+        await browser.close()
+
+
+async def test_channel_health_is_refused_to_partners_mediators_and_the_board(
+    stack: Stack,
+) -> None:
+    app = make_app(stack)
+    for login in (OUTSIDER, MEDIATOR, BOARD):
+        browser = await signed_in(app, login)
+        assert '<a href="/reports/channel-health">' not in (await browser.get("/")).text
+        for path in (
+            "/reports/channel-health",
+            "/reports/channel-health.csv",
+            "/reports/channel-health.json",
+        ):
+            assert (await browser.get(path)).status_code == 403, (login, path)
+        await browser.close()
+        async with api(app, token_for(stack, login)) as client:
+            assert (await client.get("/api/reports/channel-health")).status_code == 403, login
+    anonymous = Browser(app)
+    refused = await anonymous.get("/reports/channel-health.csv")
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
+    await anonymous.close()
+    async with api(app) as client:
+        assert (await client.get("/api/reports/channel-health")).status_code == 401
+
+
+async def test_hostile_periods_are_a_422_naming_the_field_never_a_500(stack: Stack) -> None:
+    app = make_app(stack)
+    compliance = await signed_in(app, COMPLIANCE)
+    hostile = (
+        ({"from": "2026-01-01\x00"}, "from"),
+        ({"to": "\x00"}, "to"),
+        ({"from": "99999-01-01"}, "from"),
+        ({"to": "9" * 400}, "to"),
+        ({"from": "2026-02-30"}, "from"),
+        ({"from": "2026-06-01", "to": "2026-05-31"}, "to"),
+    )
+    async with api(app, token_for(stack, COMPLIANCE)) as client:
+        for params, field in hostile:
+            for path in ("/reports/channel-health", "/reports/channel-health.csv"):
+                answer = await compliance.get(path, params=params)
+                assert answer.status_code == 422, (path, params, answer.status_code)
+                assert field in answer.text, (path, params)
+            answer = await client.get("/api/reports/channel-health", params=params)
+            assert answer.status_code == 422, (params, answer.status_code)
+            assert answer.json()["errors"][0]["field"] == field, answer.json()
+        wide = {"from": "0001-01-01", "to": "9999-12-31"}
+        assert (await client.get("/api/reports/channel-health", params=wide)).status_code == 200
+        answer = await client.get("/api/reports/channel-health", params={"format": "xml"})
+        assert answer.status_code == 422
+    assert (await compliance.get("/reports/channel-health", params=wide)).status_code == 200
+    assert (await compliance.get("/reports/channel-health.xml")).status_code == 404
+    await compliance.close()
