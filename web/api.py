@@ -21,7 +21,7 @@ from accord.disputes import listing
 from accord.disputes.access import WITHHELD_FROM_SUMMARY, Standing, Viewer
 from accord.disputes.operations import OPERATIONS, Operation, StillApplying, new_key, request_model
 from accord.reports import exports
-from accord.reports.exports import DateRange
+from accord.reports.exports import DateRange, OrderedDateRange
 from models.enums import (
     DisputeCategory,
     DisputeStage,
@@ -391,6 +391,25 @@ def sla_report(
     report = service.sla_report(web(request), viewer, period)
     return service.export_response(
         exports.sla_export(report, format), f"sla-report.{format}", format
+    )
+
+
+@router.get("/reports/channel-health", tags=["compliance"])
+def channel_health(
+    request: Request,
+    viewer: ViewerDep,
+    period: Annotated[OrderedDateRange, Query()],
+    format: ExportFormat = "json",
+) -> Response:
+    """The channel-health view over the conflict alerts detected and the disputes filed from a
+    day to a day (both included; without either, the last 90 days): alerts per kind by their
+    outcome now, and per week, month or year; hours from detection to decision (median, 90th
+    percentile); the conflicts caught before a dispute was filed against those filed without
+    an alert; the accounts, territories and partner pairs with the most alerts; alerts open
+    for 14 days or more."""
+    report = service.channel_health(web(request), viewer, period)
+    return service.export_response(
+        exports.health_export(report, format), f"channel-health.{format}", format
     )
 
 

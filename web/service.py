@@ -68,6 +68,8 @@ from accord.precedents.search import Filters as SearchFilters
 from accord.precedents.search import search_precedents as full_text_search
 from accord.reports import exports
 from accord.reports.exports import DateRange
+from accord.reports.health import ChannelHealth
+from accord.reports.health import channel_health as build_channel_health
 from accord.reports.sla import SlaReport
 from accord.reports.sla import sla_report as build_sla_report
 from accord.rules.audit import first_broken_link
@@ -673,6 +675,18 @@ def export_audit_period(ctx: WebContext, viewer: Viewer, period: DateRange, fmt:
     """Every audit entry recorded in the period, across disputes, with its hashes."""
     with _exporting(ctx, viewer) as session:
         return exports.audit_period_export(session, period, fmt)
+
+
+def channel_health(ctx: WebContext, viewer: Viewer, period: DateRange) -> ChannelHealth:
+    """The channel-health view over the alerts detected and the disputes filed in the period
+    (compliance, admins). Without a period: the last 90 days, as the SLA report."""
+    _require_auditor(viewer)
+    now = datetime.now(UTC)
+    start, end = period.bounds()
+    if start is None and end is None:
+        start = now - timedelta(days=REPORT_DEFAULT_DAYS)
+    with ctx.services.sessions.read() as session:
+        return build_channel_health(session, start, end, now)
 
 
 def audit_trail(

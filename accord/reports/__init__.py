@@ -1,2 +1,3 @@
-"""The reports slice: the SLA and channel-health report (`sla`) and the compliance exports of
-disputes, precedents and audit trails as CSV or JSON (`exports`)."""
+"""The reports slice: the SLA report (`sla`), the channel-health view of conflict alerts and
+the disputes they led to or did not (`health`), and the compliance exports of disputes,
+precedents and audit trails as CSV or JSON (`exports`)."""

@@ -10,13 +10,14 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from accord.disputes import texts
 from accord.disputes.access import Viewer
 from accord.disputes.listing import DisputeFilters, filtered
+from accord.reports.health import ChannelHealth
 from accord.reports.sla import SlaReport
 from models.tables import Dispute, DisputeEvent, Precedent
 
@@ -117,6 +118,19 @@ class DateRange(BaseModel):
         return query
 
 
+class OrderedDateRange(DateRange):
+    """A period whose end is not before its start: one running backwards holds nothing, and a
+    view of it would read as a period without a conflict."""
+
+    @field_validator("end")
+    @classmethod
+    def _not_before_start(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and end < start:
+            raise ValueError(f"is before the period's start (from {start})")
+        return end
+
+
 def plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -151,6 +165,12 @@ def csv_cell(value: Any) -> Any:
 
 
 def sla_export(report: SlaReport, fmt: str) -> str:
+    if fmt == "json":
+        return report.model_dump_json(indent=1)
+    return serialise(report.rows(), ("section", "name", "measure", "value"), fmt)
+
+
+def health_export(report: ChannelHealth, fmt: str) -> str:
     if fmt == "json":
         return report.model_dump_json(indent=1)
     return serialise(report.rows(), ("section", "name", "measure", "value"), fmt)

@@ -164,6 +164,8 @@ def expected(route: str, role: str) -> int:
             | "export-audit"
             | "report"
             | "report-export"
+            | "channel-health"
+            | "channel-health-export"
         ):
             return 200 if role in ("compliance", "admin") else 403
         case "review":
@@ -210,6 +212,8 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "precedent-library": "/precedents?q=Acme&sla=met",
         "report": "/reports/sla?from=2020-01-01",
         "report-export": "/reports/sla.csv",
+        "channel-health": "/reports/channel-health?from=2020-01-01",
+        "channel-health-export": "/reports/channel-health.json",
         **{f"evidence:{name}": f"/disputes/{n}/evidence/{eid}" for name, eid in s.evidence.items()},
     }
 
@@ -230,6 +234,7 @@ def api_routes(s: Scenario) -> dict[str, str]:
         "search": "/api/disputes?q=Contoso",
         "precedents": "/api/precedents?q=Acme",
         "report": "/api/reports/sla?format=csv",
+        "channel-health": "/api/reports/channel-health?format=csv",
         "partners": "/api/directory/partners",
         "people": "/api/directory/people",
         "playbook": "/api/playbooks",
@@ -317,6 +322,7 @@ async def test_the_matrix_covers_every_get_route(scenario: Scenario) -> None:
         "/exports/precedents.{fmt}",  # tried above as .csv
         "/exports/audit.{fmt}",  # tried above as .json
         "/reports/sla.{fmt}",  # tried above as .csv
+        "/reports/channel-health.{fmt}",  # tried above as .json
         "/health",  # no sign-in, no data: tested in test_observability
         "/ready",
         "/gate/temporal-ui",  # the proxy's question: test_reverse_proxy, every role

@@ -309,6 +309,7 @@ async def test_pages_with_javascript_run_their_script_and_break_no_security_poli
             f"/disputes/{number}/timeline",
             "/admin/directory",
             "/reports/sla",
+            "/reports/channel-health",
             "/precedents",
             "/search",
             "/account",

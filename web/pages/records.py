@@ -13,11 +13,11 @@ from sqlmodel import select
 
 from accord.disputes.access import Viewer
 from accord.reports import exports
-from accord.reports.exports import DateRange
-from models.enums import InboundState, PartnerTier, Role
+from accord.reports.exports import DateRange, OrderedDateRange
+from models.enums import AlertState, InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
-from web.charts import report_charts
+from web.charts import health_charts, report_charts
 from web.context import web
 from web.deps import require
 from web.pages.common import (
@@ -101,6 +101,40 @@ def sla_report_export(
         fmt,
         "sla-report",
         lambda: exports.sla_export(service.sla_report(web(request), viewer, period), fmt),
+    )
+
+
+def _ordered_period(request: Request) -> OrderedDateRange:
+    """The from/to fields of a report's form, the end not before the start."""
+    return query_form(request, OrderedDateRange)
+
+
+HealthPeriodDep = Annotated[OrderedDateRange, Depends(_ordered_period)]
+
+
+@router.get("/reports/channel-health", response_class=HTMLResponse)
+def channel_health(request: Request, viewer: ViewerDep, period: HealthPeriodDep) -> Response:
+    report = service.channel_health(web(request), viewer, period)
+    return render(
+        request,
+        "channel_health.html",
+        viewer,
+        report=report,
+        period=period,
+        query=urlencode(period.model_dump(by_alias=True, mode="json", exclude_none=True)),
+        charts=health_charts(report),
+        states=list(AlertState),
+    )
+
+
+@router.get("/reports/channel-health.{fmt}")
+def channel_health_export(
+    request: Request, viewer: ViewerDep, fmt: str, period: HealthPeriodDep
+) -> Response:
+    return _export(
+        fmt,
+        "channel-health",
+        lambda: exports.health_export(service.channel_health(web(request), viewer, period), fmt),
     )
 
 
