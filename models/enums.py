@@ -248,6 +248,10 @@ class AlertKind(StrEnum):
     """A registration inside another partner's exclusive territory."""
     DIRECT_ON_REGISTERED_ACCOUNT = "direct_on_registered_account"
     """Direct sales pursuing a customer a partner has registered."""
+    LEAD_AGAINST_ROUTING = "lead_against_routing"
+    """A lead routed where the playbook's routing rules do not send it."""
+    PRICE_OUTSIDE_BAND = "price_outside_band"
+    """A discount beyond the pricing band of the partner's tier."""
 
 
 class AlertState(StrEnum):

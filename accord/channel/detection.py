@@ -21,14 +21,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from accord.channel.matching import Customer, blocking_keys, compare
+from accord.channel.routing import route, territories
 from accord.platform.db import hold_turn
-from models.enums import AlertKind, AlertState, RegistrationStatus
-from models.tables import ConflictAlert, DealRegistration, Opportunity, Partner, Territory
+from accord.playbooks.library import Engagement
+from models.enums import AlertKind, AlertState, PartnerTier, RegistrationStatus
+from models.tables import ConflictAlert, DealRegistration, Lead, Opportunity, Partner, Territory
 
 MAX_BLOCK = 100
 """A blocking key shared by more rows than this (a word in every other name) brings no
@@ -50,6 +53,7 @@ class Pursuit:
     territory_code: str | None
     snapshot: dict[str, Any]
     registration: bool
+    discount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,11 @@ def _registration(row: DealRegistration, direct: bool) -> Pursuit:
             "currency": row.currency,
             "registered_at": row.registered_at.isoformat(),
             "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "discount": None if row.discount is None else str(row.discount),
             "modified_at": row.modified_at.isoformat(),
         },
         registration=True,
+        discount=row.discount,
     )
 
 
@@ -124,9 +130,11 @@ def _opportunity(row: Opportunity, direct: bool) -> Pursuit:
             "amount": None if row.amount is None else str(row.amount),
             "currency": row.currency,
             "expected_close": row.expected_close.isoformat() if row.expected_close else None,
+            "discount": None if row.discount is None else str(row.discount),
             "modified_at": row.modified_at.isoformat(),
         },
         registration=False,
+        discount=row.discount,
     )
 
 
@@ -182,18 +190,6 @@ def _same_customer(p: Pursuit, q: Pursuit) -> Finding | None:
     )
 
 
-def territories(session: Session) -> tuple[dict[str, Territory], dict[str, Territory]]:
-    """Every territory by its code, and by each country it covers."""
-    by_code = {t.code: t for t in session.exec(select(Territory))}
-    by_country: dict[str, Territory] = {}
-    for territory in by_code.values():
-        for country in territory.countries:
-            # An exclusive territory wins a country two territories claim.
-            if country not in by_country or territory.exclusive:
-                by_country[country] = territory
-    return by_code, by_country
-
-
 def _exclusive(
     p: Pursuit, by_code: dict[str, Territory], by_country: dict[str, Territory]
 ) -> Finding | None:
@@ -227,8 +223,43 @@ def _exclusive(
     )
 
 
-def find(all_pursuits: list[Pursuit], changed: set[str] | None, session: Session) -> list[Finding]:
-    """What the `changed` pursuits (every one when None) overlap with."""
+def percent(value: Decimal) -> str:
+    """A percentage as people write it: 35, 12.5 (not 35.00)."""
+    return format(value.normalize(), "f")
+
+
+def _outside_band(
+    p: Pursuit, engagement: Engagement | None, tiers: dict[str, PartnerTier]
+) -> Finding | None:
+    """A partner's discount beyond its tier's pricing band (the playbook's engagement)."""
+    if engagement is None or p.discount is None or p.direct or p.partner_id not in tiers:
+        return None
+    tier = tiers[p.partner_id]
+    band = engagement.band(tier)
+    if p.discount <= band:
+        return None
+    return Finding(
+        AlertKind.PRICE_OUTSIDE_BAND,
+        f"{p.ref}|band:{tier.value}",
+        [p.partner_id],
+        1.0,
+        [
+            f"{p.ref} by {p.partner_id} ({tier.value}) gives {percent(p.discount)}% off list, "
+            f"beyond the {tier.value} band of {percent(band)}%"
+        ],
+        {"objects": [p.snapshot], "band": {"tier": tier.value, "max_discount": percent(band)}},
+    )
+
+
+def find(
+    all_pursuits: list[Pursuit],
+    changed: set[str] | None,
+    session: Session,
+    engagement: Engagement | None = None,
+) -> list[Finding]:
+    """What the `changed` pursuits (every one when None) overlap with, and which of them price
+    beyond their partner's band."""
+    tiers = {p.id: p.tier for p in session.exec(select(Partner))} if engagement else {}
     blocks: dict[str, list[int]] = defaultdict(list)
     keys: list[set[str]] = []
     for index, p in enumerate(all_pursuits):
@@ -244,9 +275,9 @@ def find(all_pursuits: list[Pursuit], changed: set[str] | None, session: Session
     for index, p in enumerate(all_pursuits):
         if changed is not None and p.ref not in changed:
             continue
-        territory = _exclusive(p, by_code, by_country)
-        if territory is not None:
-            findings[(territory.kind, territory.pair_key)] = territory
+        for own in (_exclusive(p, by_code, by_country), _outside_band(p, engagement, tiers)):
+            if own is not None:
+                findings[(own.kind, own.pair_key)] = own
         candidates: set[int] = set()
         for key in keys[index]:
             members = blocks[key]
@@ -312,11 +343,70 @@ def record(
 
 
 def detect(
-    session: Session, *, changed: set[str] | None, import_id: int | None, now: datetime
+    session: Session,
+    *,
+    changed: set[str] | None,
+    import_id: int | None,
+    now: datetime,
+    engagement: Engagement | None = None,
 ) -> Detected:
     """Find and record the overlaps of what changed (everything when `changed` is None), in
     the caller's transaction, one detection at a time."""
     hold_turn(session, "channel detection")
     return record(
-        session, find(pursuits(session, now), changed, session), import_id=import_id, now=now
+        session,
+        find(pursuits(session, now), changed, session, engagement),
+        import_id=import_id,
+        now=now,
     )
+
+
+def _lead_snapshot(lead: Lead) -> dict[str, Any]:
+    return {
+        "object": f"lead:{lead.external_id}",
+        "partner": lead.partner_id,
+        "customer": lead.customer_name,
+        "domain": lead.customer_domain,
+        "country": lead.country,
+        "territory": lead.territory_code,
+        "status": lead.status,
+        "routed_at": lead.routed_at.isoformat() if lead.routed_at else None,
+        "modified_at": lead.modified_at.isoformat(),
+    }
+
+
+def detect_leads(
+    session: Session,
+    external_ids: Iterable[str],
+    engagement: Engagement,
+    *,
+    import_id: int | None,
+    now: datetime,
+) -> Detected:
+    """The imported leads routed where the playbook's routing rules do not send them."""
+    hold_turn(session, "channel detection")
+    findings: list[Finding] = []
+    wanted = list(dict.fromkeys(external_ids))
+    for start in range(0, len(wanted), 5_000):
+        for lead in session.exec(
+            select(Lead).where(col(Lead.external_id).in_(wanted[start : start + 5_000]))
+        ):
+            if lead.partner_id is None:
+                continue  # the vendor's own, not routed yet: nothing went anywhere
+            expected, why = route(session, lead, engagement.lead_routing, lead.routed_at or now)
+            if expected == lead.partner_id:
+                continue
+            findings.append(
+                Finding(
+                    AlertKind.LEAD_AGAINST_ROUTING,
+                    f"lead:{lead.external_id}|route:{expected or 'vendor'}",
+                    sorted({lead.partner_id, *([expected] if expected else [])}),
+                    1.0,
+                    [
+                        f"lead {lead.external_id} went to {lead.partner_id}; the routing rules "
+                        f"send it to {expected or 'the vendor'}: {why}"
+                    ],
+                    {"objects": [_lead_snapshot(lead)], "route": {"to": expected, "why": why}},
+                )
+            )
+    return record(session, findings, import_id=import_id, now=now)

@@ -18,12 +18,13 @@ from decimal import Decimal
 
 from sqlmodel import Session, col, select
 
-from accord.channel.detection import territories
+from accord.channel.detection import percent
 from accord.channel.matching import Customer, compare
+from accord.channel.routing import customer_of, route, territories, territory_of
 from accord.playbooks.library import Engagement, LeadRoute
 from models.enums import ObjectKind, RegistrationStatus
 from models.payloads.engagement import EngagementFacts, EngagementRequest, Side
-from models.tables import Account, DealRegistration, Lead, Opportunity, Partner, Territory
+from models.tables import Account, DealRegistration, Lead, Opportunity, Partner
 
 MAX_REGISTRATIONS = 5_000
 """The parties' registrations compared with the contested customer, newest first: a partner
@@ -55,18 +56,8 @@ def _refs(request: EngagementRequest, kind: ObjectKind) -> list[str]:
     return list(dict.fromkeys(o.ref for o in request.contested_objects if o.kind is kind))
 
 
-def _customer(row: DealRegistration | Lead | Account) -> Customer:
-    if isinstance(row, Account):
-        return Customer(row.name, row.domain, row.address, row.country)
-    if isinstance(row, Lead):
-        return Customer(row.customer_name, row.customer_domain, None, row.country, row.customer_key)
-    return Customer(
-        row.customer_name, row.customer_domain, row.customer_address, row.country, row.customer_key
-    )
-
-
 def _same(customers: Iterable[Customer], row: DealRegistration) -> bool:
-    candidate = _customer(row).keyed()
+    candidate = customer_of(row).keyed()
     return any(compare(c.keyed(), candidate).same for c in customers)
 
 
@@ -100,9 +91,9 @@ def establish(
         )
     )
     customers = [
-        *(_customer(r) for r in contested),
-        *(_customer(lead) for lead in leads),
-        *(_customer(a) for a in accounts),
+        *(customer_of(r) for r in contested),
+        *(customer_of(lead) for lead in leads),
+        *(customer_of(a) for a in accounts),
     ]
     for ref in _refs(request, ObjectKind.DEAL_REGISTRATION):
         if ref not in {r.external_id for r in contested}:
@@ -189,21 +180,6 @@ def establish(
     )
 
 
-def _territory_of(
-    codes: Iterable[str | None],
-    countries: Iterable[str | None],
-    by_code: dict[str, Territory],
-    by_country: dict[str, Territory],
-) -> Territory | None:
-    for code in codes:
-        if code and code in by_code:
-            return by_code[code]
-    for country in countries:
-        if country and country in by_country:
-            return by_country[country]
-    return None
-
-
 def _territory_fact(
     session: Session,
     parties: Parties,
@@ -213,7 +189,7 @@ def _territory_fact(
     evidence: list[str],
 ) -> Side | None:
     by_code, by_country = territories(session)
-    territory = _territory_of(
+    territory = territory_of(
         [
             *_refs(request, ObjectKind.TERRITORY),
             *(a.territory_code for a in accounts),
@@ -236,42 +212,6 @@ def _territory_fact(
     return side
 
 
-def route(
-    session: Session, lead: Lead, routes: Iterable[LeadRoute], now: datetime
-) -> tuple[str | None, str]:
-    """Where the routing rules send a lead: the partner (None: the vendor keeps it) and why."""
-    customer = _customer(lead).keyed()
-    for way in routes:
-        if way == "named_account":
-            for account in session.exec(
-                select(Account).where(col(Account.partner_id).is_not(None))
-            ):
-                if (lead.customer_domain and account.domain == lead.customer_domain) or compare(
-                    customer, _customer(account).keyed()
-                ).same:
-                    return account.partner_id, f"its account {account.code} is named to it"
-        elif way == "registered_partner":
-            live = session.exec(
-                select(DealRegistration)
-                .where(
-                    col(DealRegistration.status).in_(
-                        (RegistrationStatus.SUBMITTED, RegistrationStatus.APPROVED)
-                    )
-                )
-                .where(col(DealRegistration.customer_key) == lead.customer_key)
-                .order_by(col(DealRegistration.registered_at))
-            )
-            for row in live:
-                if row.expires_at is None or row.expires_at > now:
-                    return row.partner_id, f"it registered the customer ({row.external_id})"
-        else:
-            by_code, by_country = territories(session)
-            territory = _territory_of([lead.territory_code], [lead.country], by_code, by_country)
-            if territory is not None and territory.exclusive and territory.partner_id:
-                return territory.partner_id, f"it holds territory {territory.code} exclusively"
-    return None, "no rule sends it to a partner: the vendor keeps it"
-
-
 def _routing_fact(
     session: Session,
     parties: Parties,
@@ -292,10 +232,6 @@ def _routing_fact(
         )
         routed_by_rules = routed_by_rules and lead.partner_id == expected
     return routed_by_rules
-
-
-def _percent(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 def _pricing_fact(
@@ -340,11 +276,11 @@ def _pricing_fact(
         tier = tiers.get(partner_id)
         if tier is None:
             continue
-        band = Decimal(str(engagement.pricing_bands[tier].max_discount))
+        band = engagement.band(tier)
         inside = discount <= band
         in_band = in_band and inside
         evidence.append(
-            f"{what} by {partner_id} ({tier.value}): {_percent(discount)}% off list, "
-            f"{'within' if inside else 'beyond'} the {tier.value} band of {_percent(band)}%"
+            f"{what} by {partner_id} ({tier.value}): {percent(discount)}% off list, "
+            f"{'within' if inside else 'beyond'} the {tier.value} band of {percent(band)}%"
         )
     return in_band

@@ -38,6 +38,7 @@ from accord.channel.rows import (
     salesforce_values,
 )
 from accord.platform.db import SessionFactory, hold_turn
+from accord.playbooks.library import Engagement
 from models.enums import ChannelKind, ImportFormat, ImportState
 from models.tables import (
     Account,
@@ -330,9 +331,12 @@ def run(
     data: bytes,
     *,
     progress: Progress | None = None,
+    engagement: Engagement | None = None,
 ) -> ChannelImport:
     """Reads, checks and writes the import `begin` recorded. Returns its record, DONE; raises
-    ImportRefused (its record REFUSED, with the problems) when anything was wrong."""
+    ImportRefused (its record REFUSED, with the problems) when anything was wrong.
+    `engagement`: the rules in force, whose pricing bands and lead routing detection checks
+    (without them, only overlaps are looked for)."""
     assert record.id is not None
     kind, fmt = record.kind, record.format
     tell = _Reporter(sessions, record.id, progress)
@@ -380,7 +384,7 @@ def run(
             )
             # In the same transaction: the rows and the alerts they raise land together, or
             # neither (an import that ended midway leaves no row that was never looked at).
-            detected = _detect(session, kind, changed, record.id)
+            detected = _detect(session, kind, changed, record.id, engagement)
             done = session.get(ChannelImport, record.id)
             assert done is not None
             done.state = ImportState.DONE
@@ -404,11 +408,12 @@ def import_file(
     data: bytes,
     started_by: str,
     progress: Progress | None = None,
+    engagement: Engagement | None = None,
 ) -> ChannelImport:
     record = begin(
         sessions, kind=kind, fmt=fmt, file_name=file_name, data=data, started_by=started_by
     )
-    return run(sessions, record, data, progress=progress)
+    return run(sessions, record, data, progress=progress, engagement=engagement)
 
 
 def _row_word(fmt: ImportFormat) -> str:
@@ -599,12 +604,23 @@ change any registration's alerts, so everything is looked at again."""
 
 
 def _detect(
-    session: Session, kind: ChannelKind, changed: list[str], import_id: int
+    session: Session,
+    kind: ChannelKind,
+    changed: list[str],
+    import_id: int,
+    engagement: Engagement | None,
 ) -> detection.Detected:
-    if kind is ChannelKind.LEAD or not changed:
+    if not changed:
         return detection.Detected(0, 0, 0)
+    now = datetime.now(UTC)
+    if kind is ChannelKind.LEAD:
+        if engagement is None:
+            return detection.Detected(0, 0, 0)
+        return detection.detect_leads(session, changed, engagement, import_id=import_id, now=now)
     refs = {f"{DETECTED[kind]}:{e}" for e in changed} if kind in DETECTED else None
-    return detection.detect(session, changed=refs, import_id=import_id, now=datetime.now(UTC))
+    return detection.detect(
+        session, changed=refs, import_id=import_id, now=now, engagement=engagement
+    )
 
 
 def _batches(values: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:

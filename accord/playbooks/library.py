@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -168,6 +169,10 @@ class Engagement(_Strict):
     live registration of the customer, the exclusive holder of its territory; else the vendor."""
     tables: Annotated[list[DecisionTable], Field(min_length=1)]
     """In order of precedence: the first table with a rule that applies decides."""
+
+    def band(self, tier: PartnerTier) -> Decimal:
+        """The largest discount off list, in percent, a partner of `tier` may give."""
+        return Decimal(str(self.pricing_bands[tier].max_discount))
 
     @model_validator(mode="after")
     def _consistent(self) -> Engagement:
