@@ -750,6 +750,20 @@ class ConflictAlert(SQLModel, table=True):
     dispute_number: str | None = Field(default=None, max_length=32)
 
 
+class AlertEvent(SQLModel, table=True):
+    """The audit of conflict alerts: every decision on one (dismissed; claimed for a dispute,
+    made that dispute, or given back open after its filing was refused), who took it, when and
+    why. Append-only; written in the decision's own transaction."""
+
+    __tablename__ = "alert_event"
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="conflict_alert.id", index=True)
+    at: datetime = _utc_column()
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 MAX_ROW_ID = 2**31 - 1
 """The largest id a serial key column holds (INTEGER on PostgreSQL)."""
 

@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from accord.channel import alerts, imports
 from accord.channel.rows import PLURALS, SALESFORCE_TYPES, salesforce_kind
+from accord.disputes import conversion
 from accord.disputes.access import Viewer
+from accord.playbooks.library import Engagement
 from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat, ImportState, Role
+from models.payloads import FilingResult, Money, Text
 from models.tables import MAX_ROW_ID, ChannelImport, ConflictAlert
-from models.text import problem
-from web.context import web
+from models.text import StoredLine, problem
+from web import service
+from web.context import WebContext, web
 from web.deps import require
 from web.problems import PROBLEM_RESPONSES, BadInput, BodyTooLarge, TooMany
 from web.views import NotFound
@@ -37,17 +41,6 @@ router = APIRouter(prefix="/api/channel", responses=PROBLEM_RESPONSES, tags=["ch
 AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
 
 FILES_PATH = "/api/channel/imports"
-
-
-class AlertDecided(BadInput):
-    """An alert acted on after someone decided it."""
-
-    status = 409
-    title = "Decided already"
-    kind = "refused"
-
-    def __init__(self, message: str) -> None:
-        super().__init__([("alert", message)])
 
 
 _one_at_a_time = threading.BoundedSemaphore(1)
@@ -142,6 +135,11 @@ async def _body(request: Request, most: int) -> bytes:
     return b"".join(chunks)
 
 
+def _engagement(context: WebContext) -> Engagement | None:
+    """The rules of engagement in force: detection checks their pricing bands and routing."""
+    return context.services.playbooks.in_force(date.today()).engagement
+
+
 @router.post("/imports", status_code=202, response_model=ImportOut)
 async def import_a_file(
     request: Request,
@@ -191,7 +189,7 @@ async def import_a_file(
 
     def work() -> None:
         try:
-            imports.run(context.services.sessions, record, data)
+            imports.run(context.services.sessions, record, data, engagement=_engagement(context))
         except imports.ImportRefused:
             pass  # recorded with its problems
         finally:
@@ -246,6 +244,7 @@ def import_rows(
             file_name=f"{PLURALS[kind]} posted",
             data=data,
             started_by=viewer.actor.id,
+            engagement=_engagement(web(request)),
         )
     except imports.ImportRefused as refused:
         raise BadInput(
@@ -282,6 +281,20 @@ class AlertOut(BaseModel):
     decided_at: datetime | None
     decision_reason: str | None
     dispute_number: str | None
+
+
+class AlertDecision(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    """dismissed; claimed (for a dispute), converted (made that dispute), given_back (its
+    filing was refused: open again)."""
+    detail: dict[str, Any]
+
+
+class AlertRecord(AlertOut):
+    history: list[AlertDecision]
+    """The alert's audit trail: every decision on it, in the order taken."""
 
 
 class AlertPage(BaseModel):
@@ -328,15 +341,22 @@ def alert_queue(
     return AlertPage(alerts=[_alert_out(a) for a in rows], total=total)
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertOut)
+@router.get("/alerts/{alert_id}", response_model=AlertRecord)
 def one_alert(
     request: Request, viewer: AdminDep, alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
-) -> AlertOut:
+) -> AlertRecord:
+    """One alert with its audit trail."""
     with web(request).services.sessions.read() as session:
         alert = session.get(ConflictAlert, alert_id)
-    if alert is None:
-        raise NotFound(f"no alert {alert_id}")
-    return _alert_out(alert)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id}")
+        trail = alerts.history(session, alert_id)
+    return AlertRecord(
+        **_alert_out(alert).model_dump(),
+        history=[
+            AlertDecision(at=e.at, actor=e.actor, action=e.action, detail=e.detail) for e in trail
+        ],
+    )
 
 
 @router.post("/alerts/{alert_id}/dismiss", response_model=AlertOut)
@@ -348,16 +368,47 @@ def dismiss_alert(
 ) -> AlertOut:
     """Dismiss an open alert with a reason: the next import finding the same overlap leaves it
     dismissed. 409 when it is decided already (by whom, when)."""
-    try:
-        alert = alerts.dismiss(
-            web(request).services.sessions,
-            alert_id,
-            by=viewer.actor.id,
-            dismissal=body,
-            now=datetime.now(UTC),
-        )
-    except alerts.AlertRefused as refused:
-        if str(refused).startswith("no alert"):
-            raise NotFound(str(refused)) from None
-        raise AlertDecided(str(refused)) from None
-    return _alert_out(alert)
+    return _alert_out(service.dismiss_alert(web(request), viewer, alert_id, body))
+
+
+class ConvertRequest(BaseModel):
+    """Which of the alert's partners files; the rest of the filing comes from the alert."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    claimant_id: Annotated[str, StringConstraints(min_length=1, max_length=64), StoredLine]
+    amount_at_stake: Money | None = None
+    """Without one: the largest amount the alert's objects were registered for (else 0)."""
+    desired_remedy: Text | None = None
+
+
+class Converted(BaseModel):
+    alert: AlertOut
+    dispute: FilingResult
+
+
+@router.post("/alerts/{alert_id}/convert", response_model=Converted, status_code=201)
+async def convert_alert(
+    request: Request,
+    viewer: AdminDep,
+    alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    body: ConvertRequest,
+) -> Converted:
+    """Make an open alert a dispute, filed for `claimant_id` against the alert's other partner,
+    pre-filled from the alert, with its evidence snapshot attached. 409 when it is decided
+    already; 422 naming the field when the filing is refused (nothing is kept, the alert stays
+    open)."""
+    ctx = web(request)
+    filed = await service.convert_alert(
+        ctx,
+        viewer,
+        alert_id,
+        conversion.Conversion(
+            claimant_id=body.claimant_id,
+            amount_at_stake=body.amount_at_stake,
+            **({"desired_remedy": body.desired_remedy} if body.desired_remedy else {}),
+        ),
+    )
+    with ctx.services.sessions.read() as session:
+        alert = session.get(ConflictAlert, alert_id)
+    assert alert is not None
+    return Converted(alert=_alert_out(alert), dispute=filed)

@@ -123,6 +123,17 @@ class BadInput(Exception):
         return "; ".join(f"{f}: {m}" for f, m in self.errors)
 
 
+class AlertDecided(BadInput):
+    """An alert acted on after someone decided it."""
+
+    status = 409
+    title = "Decided already"
+    kind = "refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__([("alert", message)])
+
+
 class BodyTooLarge(BadInput):
     """A body over its route's ceiling, found while the route reads it."""
 

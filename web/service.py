@@ -30,6 +30,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from accord.application import build_filing
+from accord.channel import alerts
+from accord.channel.alerts import AlertRefused
 from accord.directory.records import (
     CaseLimit,
     Conflict,
@@ -41,7 +43,7 @@ from accord.directory.records import (
     parse_directory,
     unknown_conflicts,
 )
-from accord.disputes import evidence, texts
+from accord.disputes import conversion, evidence, texts
 from accord.disputes.access import (
     Viewer,
     can_see_dispute,
@@ -93,6 +95,7 @@ from models.payloads import (
     FilingSubmission,
 )
 from models.tables import (
+    ConflictAlert,
     Dispute,
     DisputeEvent,
     Evidence,
@@ -111,7 +114,7 @@ from web import idempotency
 from web.auth import TokenName
 from web.context import WebContext
 from web.forms import field_errors
-from web.problems import BadInput, ExportTooLarge, Forbidden, TooMany
+from web.problems import AlertDecided, BadInput, ExportTooLarge, Forbidden, TooMany
 from web.views import NotFound
 from workflows.dispute import DisputeWorkflow
 
@@ -876,3 +879,55 @@ def precedent_view(
         "parties": ", ".join([view["claimant"], *view["respondents"]]),
         "decided_at": p.decided_at,
     }
+
+
+# --- conflict alerts (admins) ---------------------------------------------------------------------
+
+
+def _alert_refused(refused: AlertRefused) -> Exception:
+    said = str(refused)
+    if said.startswith("no alert"):
+        return NotFound(said)
+    if said.startswith("claimant_id: "):
+        return BadInput([("claimant_id", said.removeprefix("claimant_id: "))])
+    if " names no " in said:
+        return BadInput([("alert", said)])
+    return AlertDecided(said)
+
+
+def dismiss_alert(
+    ctx: WebContext, viewer: Viewer, alert_id: int, dismissal: alerts.Dismissal
+) -> ConflictAlert:
+    """Dismiss an open alert with a reason; 409 when it is decided already (by whom, when)."""
+    _require_admin(viewer)
+    try:
+        return alerts.dismiss(
+            ctx.services.sessions,
+            alert_id,
+            by=viewer.actor.id,
+            dismissal=dismissal,
+            now=datetime.now(UTC),
+        )
+    except AlertRefused as refused:
+        raise _alert_refused(refused) from None
+
+
+async def convert_alert(
+    ctx: WebContext, viewer: Viewer, alert_id: int, wanted: conversion.Conversion
+) -> FilingResult:
+    """Make an open alert a dispute (accord.disputes.conversion): 409 when it is decided
+    already, 422 naming the field when the filing is refused (the alert stays open)."""
+    _require_admin(viewer)
+    try:
+        return await conversion.convert(
+            build_filing(ctx.services, ctx.temporal()),
+            ctx.services.sessions,
+            alert_id,
+            wanted,
+            by=viewer.actor,
+            now=datetime.now(UTC),
+        )
+    except AlertRefused as refused:
+        raise _alert_refused(refused) from None
+    except FilingRejected as rejected:
+        raise BadInput([(e.field, e.message) for e in rejected.errors]) from None

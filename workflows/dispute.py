@@ -124,11 +124,17 @@ class DisputeWorkflow(DisputeActions):
 
     async def _acknowledge_filing(self) -> None:
         f = self._d.filing
+        origin = self._d.origin if self._recommends else None
         await self._record(
             SYSTEM,
             "filed",
-            f"{f.category.value} filed by {f.filed_by} against {', '.join(f.respondent_ids)}",
-            content={"filing": f.model_dump(mode="json"), "playbook": self._d.terms.version},
+            f"{f.category.value} filed by {f.filed_by} against {', '.join(f.respondent_ids)}"
+            + (f" from conflict alert {origin.alert_id}" if origin else ""),
+            content={
+                "filing": f.model_dump(mode="json"),
+                "playbook": self._d.terms.version,
+                **({"alert_id": origin.alert_id} if origin else {}),
+            },
             stage=DisputeStage.FILED,
             notify=(
                 notice("acknowledgement", self._d.claimant.contacts),
@@ -137,6 +143,17 @@ class DisputeWorkflow(DisputeActions):
                 ),
             ),
         )
+        if origin is not None:
+            # The alert's snapshot: who registered what, when, as the detection saw it.
+            item = origin.evidence
+            self._evidence_ids.append(item.id)
+            await self._record(
+                origin.converted_by,
+                "evidence_added",
+                f"evidence added ({item.filename}): the conflict alert's snapshot",
+                content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
+                evidence=item,
+            )
 
     async def _secure_neutral_mediator(self) -> None:
         """Triage: offer the dispute to eligible mediators until one accepts (SPEC 3).

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, func, select
 
 from accord.platform.db import SessionFactory
 from models.enums import AlertKind, AlertState
-from models.tables import ConflictAlert
+from models.tables import AlertEvent, ConflictAlert
 from models.text import StoredProse
 
 
@@ -83,4 +83,22 @@ def dismiss(
         alert.state = AlertState.DISMISSED
         alert.decided_by, alert.decided_at = by, now
         alert.decision_reason = dismissal.reason
+        session.add(
+            AlertEvent(
+                alert_id=alert_id,
+                at=now,
+                actor=by,
+                action="dismissed",
+                detail={"reason": dismissal.reason},
+            )
+        )
         return alert
+
+
+def history(session: Session, alert_id: int) -> list[AlertEvent]:
+    """The alert's audit: every decision on it, in the order taken."""
+    return list(
+        session.exec(
+            select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(col(AlertEvent.id))
+        )
+    )

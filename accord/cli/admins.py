@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from accord.application import Services
+from accord.application import Services, build_filing
 from accord.channel import alerts as channel_alerts_service
 from accord.channel import imports as channel_imports
 from accord.channel.rows import PLURALS, salesforce_kind
@@ -36,14 +36,19 @@ from accord.cli.common import (
     _print_json,
     _run,
     _services,
+    _settings,
+    as_typed,
     fail,
 )
 from accord.directory.records import UnknownActor
+from accord.disputes import conversion
 from accord.platform import wording
 from models.enums import Action, AlertKind, AlertState, ChannelKind, ImportFormat, ImportState, Role
 from models.payloads import (
     AssignMediator,
     ExtendDeadline,
+    Money,
+    PartnerId,
     RedrawPanel,
     RetryRemedy,
     WaiveRemedy,
@@ -403,6 +408,7 @@ def channel_import(
             data=data,
             started_by=_actor(services, actor).id,
             progress=shown,
+            engagement=services.playbooks.in_force(date.today()).engagement,
         )
     except channel_imports.ImportRefused as refused:
         shown.end()
@@ -554,3 +560,55 @@ def channel_dismiss(
     except (channel_alerts_service.AlertRefused, UnknownActor, CliError) as exc:
         fail(str(exc))
     typer.echo(f"alert {alert.id} dismissed: {alert.decision_reason}")
+
+
+@channel_app.command("convert")
+def channel_convert(
+    alert_id: Annotated[int, typer.Argument(help="the alert's id (accord channel alerts)")],
+    actor: As,
+    claimant: Annotated[
+        str, typer.Option(help="which of the alert's partners files (the other responds)")
+    ],
+    amount: Annotated[
+        str | None,
+        typer.Option(help="the amount at stake (default: the largest amount registered)"),
+    ] = None,
+) -> None:
+    """Admin: make an open alert a dispute, pre-filled from it, its snapshot as evidence."""
+    if not may_be_row_id(alert_id):
+        fail(f"no alert {alert_id}")
+
+    async def go() -> None:
+        services = _channel_admin(actor)
+        by = _actor(services, actor)
+        try:
+            given = ConvertOptions.model_validate(
+                {"claimant_id": claimant, "amount_at_stake": amount}
+            )
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            option = "--amount" if error["loc"][:1] == ("amount_at_stake",) else "--claimant"
+            fail(f"{option}: {plain_error(error)}")
+        client = await _client(_settings())
+        result = await conversion.convert(
+            build_filing(services, client),
+            services.sessions,
+            alert_id,
+            conversion.Conversion(
+                claimant_id=given.claimant_id, amount_at_stake=given.amount_at_stake
+            ),
+            by=by,
+            now=datetime.now(UTC),
+        )
+        typer.echo(f"alert {alert_id} is now {result.number}: {result.message}")
+
+    try:
+        _run(go())
+    except (channel_alerts_service.AlertRefused, UnknownActor, CliError) as exc:
+        fail(as_typed(str(exc)))
+
+
+class ConvertOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    claimant_id: PartnerId
+    amount_at_stake: Money | None = None

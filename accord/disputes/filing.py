@@ -30,6 +30,7 @@ from accord.playbooks.library import PlaybookLibrary
 from models.enums import TERMINAL_STAGES, DisputeStage, ObjectKind, Role
 from models.payloads import (
     Actor,
+    AlertOrigin,
     ContestedObject,
     DisputeInput,
     FilingResult,
@@ -47,6 +48,7 @@ from models.tables import (
     FilingReceipt,
     Partner,
     PartnerContact,
+    Person,
     Territory,
 )
 from models.text import recorded
@@ -199,6 +201,10 @@ def party_key(submission: FilingSubmission) -> str:
     return "|".join(sorted([submission.claimant_id, *submission.respondent_ids]))
 
 
+FILING_STAFF = (Role.ADMIN,)
+"""Who may file for a partner, by converting a conflict alert into a dispute."""
+
+
 class FilingService:
     def __init__(
         self,
@@ -218,16 +224,23 @@ class FilingService:
         self.task_timeout = task_timeout
 
     async def file(
-        self, submission: FilingSubmission, now: datetime | None = None, *, key: str | None = None
+        self,
+        submission: FilingSubmission,
+        now: datetime | None = None,
+        *,
+        key: str | None = None,
+        origin: AlertOrigin | None = None,
     ) -> FilingResult:
-        """`key`: the receipt's key when a stored filing is filed again (it lost its number)."""
+        """`key`: the receipt's key when a stored filing is filed again (it lost its number).
+        `origin`: the conflict alert a channel manager made this dispute from (its evidence
+        snapshot is attached at filing); its `filed_by` is the manager, not a partner contact."""
         now = now or datetime.now(UTC)
         key = key or filing_key(submission)
         for _ in range(NUMBER_TRIES):
             # The database work is synchronous (a blocking driver, SQLite's one writer): it runs
             # on a thread, so the event loop it is called from (which the worker may share) goes
             # on.
-            stored = await asyncio.to_thread(self._store, submission, key, now)
+            stored = await asyncio.to_thread(self._store, submission, key, now, origin)
             if isinstance(stored, FilingReceipt):
                 answer = await self._repeat(stored, submission)
                 if answer is not None:
@@ -340,7 +353,11 @@ class FilingService:
             session.exec(delete(Dispute).where(col(Dispute.number) == number))
 
     def _store(
-        self, submission: FilingSubmission, key: str, now: datetime
+        self,
+        submission: FilingSubmission,
+        key: str,
+        now: datetime,
+        origin: AlertOrigin | None = None,
     ) -> FilingReceipt | str | DisputeInput:
         """Validate and store a new filing: the receipt of the same submission received
         before, the number of the open dispute it matches, or the new dispute's input."""
@@ -351,7 +368,13 @@ class FilingService:
 
         playbook = self.playbooks.in_force(now.date())
         with self.sessions.read() as session:
-            parties = self._validate(session, submission, now, playbook.filing_window_days)
+            parties = self._validate(
+                session,
+                submission,
+                now,
+                playbook.filing_window_days,
+                filer=None if origin is None else origin.converted_by,
+            )
             existing = self._open_match(session, submission)
         if existing is not None:
             return existing
@@ -385,6 +408,7 @@ class FilingService:
             respondents=tuple(parties[1:]),
             terms=playbook.terms_for(submission.category),
             admin_email=self.admin_email,
+            origin=origin,
         )
 
     # --- after a restore ----------------------------------------------------------------------
@@ -503,8 +527,18 @@ class FilingService:
     # --- validation ---------------------------------------------------------------------------
 
     def _validate(
-        self, session: Session, s: FilingSubmission, now: datetime, window_days: int
+        self,
+        session: Session,
+        s: FilingSubmission,
+        now: datetime,
+        window_days: int,
+        *,
+        filer: Actor | None = None,
+        check_filer: bool = True,
     ) -> list[Party]:
+        """`filer`: the staff member filing for the claimant (a conversion of a conflict alert),
+        in place of a contact of the claimant; `check_filer` False for a filing validated when
+        it was stored and rebuilt now (a contact deactivated since does not strand it)."""
         errors: list[FieldError] = []
         parties: list[Party] = []
         for field, partner_id in [("claimant_id", s.claimant_id)] + [
@@ -530,13 +564,20 @@ class FilingService:
                     contacts=tuple(contacts),
                 )
             )
-        contact = session.exec(
-            select(PartnerContact).where(PartnerContact.email == s.filed_by.lower())
-        ).first()
-        if contact is None or not contact.active or contact.partner_id != s.claimant_id:
-            errors.append(
-                FieldError("filed_by", f"{s.filed_by} is not an active contact of {s.claimant_id}")
-            )
+        if filer is not None:
+            person = session.get(Person, filer.id)
+            if person is None or not person.active or person.role not in FILING_STAFF:
+                errors.append(FieldError("filed_by", f"{filer.id} may not file for a partner"))
+        elif check_filer:
+            contact = session.exec(
+                select(PartnerContact).where(PartnerContact.email == s.filed_by.lower())
+            ).first()
+            if contact is None or not contact.active or contact.partner_id != s.claimant_id:
+                errors.append(
+                    FieldError(
+                        "filed_by", f"{s.filed_by} is not an active contact of {s.claimant_id}"
+                    )
+                )
         for i, obj in enumerate(s.contested_objects):
             known: object = True
             if obj.kind is ObjectKind.ACCOUNT:
@@ -708,7 +749,7 @@ class FilingService:
     def _rebuild_input(self, dispute: Dispute, s: FilingSubmission) -> DisputeInput:
         playbook = self.playbooks.get(dispute.playbook_version)
         with self.sessions.read() as session:
-            parties = self._validate(session, s, dispute.filed_at, 10**6)
+            parties = self._validate(session, s, dispute.filed_at, 10**6, check_filer=False)
         return DisputeInput(
             number=dispute.number,
             filing=s,

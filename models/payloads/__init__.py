@@ -111,6 +111,7 @@ from models.payloads.remedies import (
     remedy_parties,
 )
 from models.payloads.run import (
+    AlertOrigin,
     CarriedClock,
     CarriedInformation,
     CarriedOffer,
@@ -152,6 +153,7 @@ __all__ = [
     "AddEvidence",
     "AddMessage",
     "AddNote",
+    "AlertOrigin",
     "AnswerInformation",
     "Appeal",
     "AssignMediator",

@@ -8,7 +8,7 @@ from datetime import datetime
 from models.enums import (
     DisputeStage,
 )
-from models.payloads.actions import Appeal, CastVote, ProposeSettlement, TextRef
+from models.payloads.actions import Appeal, CastVote, EvidenceItem, ProposeSettlement, TextRef
 from models.payloads.activities import MediatorChoice, UnrecordedStep
 from models.payloads.common import Actor, Payload
 from models.payloads.deadlines import Deadline
@@ -25,6 +25,16 @@ from models.payloads.state import (
 )
 
 
+class AlertOrigin(Payload):
+    """The conflict alert a channel manager made a dispute from (accord.disputes.conversion)."""
+
+    alert_id: int
+    converted_by: Actor
+    evidence: EvidenceItem
+    """The alert's evidence snapshot (who registered what, when, as detected), stored as a file
+    and attached at filing."""
+
+
 class DisputeInput(Payload):
     number: str
     filing: FilingSubmission
@@ -35,6 +45,8 @@ class DisputeInput(Payload):
     admin_email: str
     carried: DisputeCarried | None = None
     """The state a run handed on when it continued as new (None for a dispute's first run)."""
+    origin: AlertOrigin | None = None
+    """The conflict alert it was made from, if a channel manager converted one."""
 
 
 class CarriedClock(Payload):

@@ -111,6 +111,31 @@ def test_an_admin_lists_and_dismisses_alerts_from_the_command_line(
         and "registration:DR-1 and registration:DR-2" in listed.stdout
     )
     alert_id = listed.stdout.split()[0]
+    # Making it a dispute: the options are checked, and only admins may, before anything else.
+    amount = run_accord(
+        "channel",
+        "convert",
+        alert_id,
+        "--claimant",
+        "northwind",
+        "--amount",
+        "-5",
+        "--as",
+        "ada.admin",
+        env=env,
+    )
+    assert amount.returncode == 2 and "--amount:" in amount.stderr, amount.stderr
+    partner = run_accord(
+        "channel",
+        "convert",
+        alert_id,
+        "--claimant",
+        "contoso",
+        "--as",
+        "carl@contoso.example",
+        env=env,
+    )
+    assert partner.returncode == 2 and "only admins" in partner.stderr, partner.stderr
     short = run_accord(
         "channel", "dismiss", alert_id, "--reason", "no", "--as", "ada.admin", env=env
     )

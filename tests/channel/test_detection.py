@@ -5,7 +5,7 @@ two dismissals at once."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,8 +13,13 @@ from sqlmodel import col, select
 
 from accord.channel import alerts
 from accord.channel.alerts import AlertRefused, Dismissal
+from accord.channel.imports import import_file
+from accord.disputes.conversion import STALE_CLAIM, Conversion, _claim, _give_back, submission
 from accord.platform.db import SessionFactory
-from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat
+from accord.platform.settings import REPO_ROOT
+from accord.playbooks.library import PlaybookLibrary
+from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat, Role
+from models.payloads import Actor
 from models.tables import ConflictAlert
 from tests.channel.test_imports import _import
 
@@ -222,3 +227,108 @@ def test_each_alert_found_again_gets_its_own_pair_s_evidence(sessions: SessionFa
     assert (third.alerts_raised, third.alerts_refreshed) == (0, 1)
     acme = next(a for a in _alerts(sessions) if "DR-1" in a.pair_key)
     assert acme.evidence["objects"][1]["customer"] == "Acme Corporation Ltd"
+
+
+def test_an_alert_is_claimed_for_a_dispute_once_on_both_databases(sessions: SessionFactory) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND, CONTOSO))
+    (alert,) = _alerts(sessions)
+    assert alert.id is not None
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    ada, alex = Actor(id="ada.admin", role=Role.ADMIN), Actor(id="alex.admin", role=Role.ADMIN)
+    _claim(sessions, alert.id, ada, now)
+    with pytest.raises(AlertRefused, match=r"being made a dispute by ada\.admin right now"):
+        _claim(sessions, alert.id, alex, now)
+    with pytest.raises(AlertRefused, match="converted already"):
+        alerts.dismiss(
+            sessions, alert.id, by="alex.admin", dismissal=Dismissal(reason="not one"), now=now
+        )
+    _claim(sessions, alert.id, ada, now)  # the same manager again: finishes its own
+    _claim(sessions, alert.id, alex, now + STALE_CLAIM + timedelta(seconds=1))
+    _give_back(sessions, alert.id, alex, now, "the filing was refused")
+    (back,) = _alerts(sessions)
+    assert back.state is AlertState.OPEN and back.decided_by is None
+    with sessions.read() as session:
+        trail = [(e.actor, e.action) for e in alerts.history(session, alert.id)]
+    assert trail == [
+        ("ada.admin", "claimed"),
+        ("ada.admin", "claimed"),
+        ("alex.admin", "claimed"),
+        ("alex.admin", "given_back"),
+    ]
+
+
+ENGAGEMENT = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.2").engagement
+PRICED = (
+    "external_id,partner_id,customer_name,customer_domain,country,status,registered_at,"
+    "modified_at,discount"
+)
+
+
+def test_a_discount_beyond_the_partner_s_band_raises_an_alert(sessions: SessionFactory) -> None:
+    rows = [
+        "DR-7,contoso,Globex Industries,globex.com,US,approved,2026-11-02,2026-11-02T10:00:00Z,35",
+        "DR-8,northwind,Initech,initech.com,US,approved,2026-11-02,2026-11-02T10:00:00Z,30",
+    ]
+    done = import_file(
+        sessions,
+        kind=ChannelKind.REGISTRATION,
+        fmt=ImportFormat.CSV,
+        file_name="priced.csv",
+        data="\n".join((PRICED, *rows)).encode() + b"\n",
+        started_by="ada",
+        engagement=ENGAGEMENT,
+    )
+    assert done.alerts_raised == 1  # both are gold (band 30%): only DR-7 is beyond it
+    (alert,) = _alerts(sessions)
+    assert alert.kind is AlertKind.PRICE_OUTSIDE_BAND and alert.partner_ids == ["contoso"]
+    assert alert.reasons == [
+        "registration:DR-7 by contoso (gold) gives 35% off list, beyond the gold band of 30%"
+    ]
+    assert alert.evidence["band"] == {"tier": "gold", "max_discount": "30"}
+    # Without the rules (an import that was not given them), no pricing alert is raised.
+    assert (
+        _import(
+            sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND)
+        ).alerts_raised
+        == 0
+    )
+    # Made a dispute: filed by the partner it harmed, against contoso, under pricing.
+    filed = submission(
+        alert, Conversion(claimant_id="northwind"), Actor(id="ada.admin", role=Role.ADMIN)
+    )
+    assert (filed.category.value, filed.respondent_ids) == ("pricing", ["contoso"])
+    with pytest.raises(AlertRefused, match="the partner the alert is about"):
+        submission(alert, Conversion(claimant_id="contoso"), Actor(id="ada", role=Role.ADMIN))
+
+
+def test_a_lead_routed_against_the_rules_raises_an_alert_once(sessions: SessionFactory) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(NORTHWIND))
+    leads = (
+        "external_id,partner_id,customer_name,country,status,routed_at,modified_at\n"
+        "L-1,contoso,ACME Corporation,US,routed,2026-11-10,2026-11-10T10:00:00Z\n"
+        "L-2,northwind,ACME Corp,US,routed,2026-11-10,2026-11-10T10:00:00Z\n"
+        "L-3,,ACME Corp,US,new,,2026-11-10T10:00:00Z\n"
+    )
+    for _ in range(2):
+        done = import_file(
+            sessions,
+            kind=ChannelKind.LEAD,
+            fmt=ImportFormat.CSV,
+            file_name="leads.csv",
+            data=leads.encode(),
+            started_by="ada",
+            engagement=ENGAGEMENT,
+        )
+    alert = next(a for a in _alerts(sessions) if a.kind is AlertKind.LEAD_AGAINST_ROUTING)
+    assert [a.kind for a in _alerts(sessions)].count(AlertKind.LEAD_AGAINST_ROUTING) == 1
+    assert alert.partner_ids == ["contoso", "northwind"]
+    assert alert.reasons == [
+        "lead L-1 went to contoso; the routing rules send it to northwind: it registered the "
+        "customer (DR-1)"
+    ]
+    assert done.unchanged == 3  # the second import changed nothing, and raised nothing
+    filed = submission(
+        alert, Conversion(claimant_id="northwind"), Actor(id="ada.admin", role=Role.ADMIN)
+    )
+    assert filed.category.value == "lead_routing"
+    assert [(o.kind.value, o.ref) for o in filed.contested_objects] == [("lead", "L-1")]

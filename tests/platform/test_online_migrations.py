@@ -113,12 +113,14 @@ def test_an_upgrade_from_0006_to_head_blocks_no_read_or_write(postgres_url: str)
         "SELECT number FROM dispute_search WHERE tsv @@ to_tsquery('english', 'account & 996')"
         " AND 'p37' = ANY (parties) ORDER BY number LIMIT 1",
     ) == [("DSP-2026-0000996",)]
-    # 0033 to 0036 only add: the schema serves the code of 0032 to 0035 too.
+    # 0033 to 0038 only add: the schema serves the code of 0032 to 0037 too.
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
         ("0033",),
         ("0034",),
         ("0035",),
+        ("0036",),
+        ("0037",),
         (head_revision(),),
     ]
 
@@ -303,6 +305,8 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
         ("0033",),
         ("0034",),
         ("0035",),
+        ("0036",),
+        ("0037",),
         (head,),
         ("9001",),
     ]
@@ -333,6 +337,8 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
         ("0033",),
         ("0034",),
         ("0035",),
+        ("0036",),
+        ("0037",),
         (head,),
         ("9001",),
     ]
@@ -363,6 +369,8 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
         ("0033",),
         ("0034",),
         ("0035",),
+        ("0036",),
+        ("0037",),
         (head,),
     ]
     assert (await readiness(sessions, None))["database"] == "ok"
@@ -420,6 +428,8 @@ def test_the_upgrade_from_0006_runs_the_same_on_sqlite(tmp_path: Path) -> None:
             ("0033",),
             ("0034",),
             ("0035",),
+            ("0036",),
+            ("0037",),
             (head_revision(),),
         ]
     engine.dispose()

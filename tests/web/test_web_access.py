@@ -181,6 +181,7 @@ def expected(route: str, role: str) -> int:
             | "channel-import"
             | "channel-alerts"
             | "channel-alert"
+            | "alert-queue"
         ):
             return 200 if role == "admin" else 403
         case "new":
@@ -205,6 +206,7 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "search": "/search?q=Contoso",
         "directory": "/admin/directory",
         "intake": "/admin/intake",
+        "alert-queue": "/admin/alerts?state=open",
         "playbook": "/admin/playbook",
         "account": "/account",
         "new": "/disputes/new",
