@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -22,13 +23,108 @@ from accord.channel.detection import percent
 from accord.channel.matching import Customer, compare
 from accord.channel.routing import customer_of, route, territories, territory_of
 from accord.playbooks.library import Engagement, LeadRoute
-from models.enums import ObjectKind, RegistrationStatus
+from models.enums import ObjectKind, PartnerTier, RegistrationStatus
 from models.payloads.engagement import EngagementFacts, EngagementRequest, Side
-from models.tables import Account, DealRegistration, Lead, Opportunity, Partner
+from models.tables import Account, DealRegistration, Lead, Opportunity, Partner, Territory
 
 MAX_REGISTRATIONS = 5_000
-"""The parties' registrations compared with the contested customer, newest first: a partner
-with more than this many is compared on its latest."""
+"""Each party's registrations compared with the contested customer, newest first: a partner
+with more than this many is compared on its latest (the other party's are read apart, so one
+partner's many never hide the other's)."""
+CHUNK = 500
+"""Values bound per statement when many disputes' objects are read at once."""
+
+
+class ChannelReader:
+    """What the facts are read from, each thing once: a backtest over hundreds of precedents
+    asks for the same partners' registrations, the territories and the tiers again and again.
+    `prefetch` reads many disputes' contested objects in a few statements."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._registrations: dict[str, DealRegistration | None] = {}
+        self._leads: dict[str, Lead | None] = {}
+        self._accounts: dict[str, Account | None] = {}
+        self._of_partner: dict[str, list[DealRegistration]] = {}
+        self._opportunities: dict[str, list[Opportunity]] = {}
+        self._territories: tuple[dict[str, Territory], dict[str, Territory]] | None = None
+        self._tiers: dict[str, PartnerTier] | None = None
+
+    def _load(self, model: Any, key: str, wanted: list[str], into: dict[str, Any]) -> None:
+        """Read the rows of `model` whose `key` is among `wanted` and not read yet."""
+        missing = [w for w in dict.fromkeys(wanted) if w not in into]
+        for start in range(0, len(missing), CHUNK):
+            part = missing[start : start + CHUNK]
+            rows = self.session.exec(select(model).where(col(getattr(model, key)).in_(part)))
+            found = {getattr(r, key): r for r in rows}
+            for value in part:
+                into[value] = found.get(value)
+
+    def prefetch(self, requests: Iterable[EngagementRequest]) -> None:
+        requests = list(requests)
+        self._load(
+            DealRegistration,
+            "external_id",
+            [r for q in requests for r in _refs(q, ObjectKind.DEAL_REGISTRATION)],
+            self._registrations,
+        )
+        self._load(
+            Lead,
+            "external_id",
+            [r for q in requests for r in _refs(q, ObjectKind.LEAD)],
+            self._leads,
+        )
+        codes = [r for q in requests for r in _refs(q, ObjectKind.ACCOUNT)]
+        codes += [
+            r.account_code for r in self._registrations.values() if r is not None and r.account_code
+        ]
+        self._load(Account, "code", codes, self._accounts)
+        for partner_id in dict.fromkeys(
+            p for q in requests for p in (q.claimant_id, *q.respondent_ids)
+        ):
+            self.registrations_of(partner_id)
+
+    def registrations(self, ids: list[str]) -> list[DealRegistration]:
+        self._load(DealRegistration, "external_id", ids, self._registrations)
+        return [r for i in dict.fromkeys(ids) if (r := self._registrations[i]) is not None]
+
+    def leads(self, ids: list[str]) -> list[Lead]:
+        self._load(Lead, "external_id", ids, self._leads)
+        return [r for i in dict.fromkeys(ids) if (r := self._leads[i]) is not None]
+
+    def accounts(self, codes: list[str]) -> list[Account]:
+        self._load(Account, "code", codes, self._accounts)
+        return [r for c in dict.fromkeys(codes) if (r := self._accounts[c]) is not None]
+
+    def registrations_of(self, partner_id: str) -> list[DealRegistration]:
+        """The partner's latest MAX_REGISTRATIONS registrations, newest first."""
+        if partner_id not in self._of_partner:
+            self._of_partner[partner_id] = list(
+                self.session.exec(
+                    select(DealRegistration)
+                    .where(DealRegistration.partner_id == partner_id)
+                    .order_by(col(DealRegistration.registered_at).desc())
+                    .limit(MAX_REGISTRATIONS)
+                )
+            )
+        return self._of_partner[partner_id]
+
+    def opportunities_of(self, partner_id: str) -> list[Opportunity]:
+        if partner_id not in self._opportunities:
+            self._opportunities[partner_id] = list(
+                self.session.exec(select(Opportunity).where(Opportunity.partner_id == partner_id))
+            )
+        return self._opportunities[partner_id]
+
+    def territories(self) -> tuple[dict[str, Territory], dict[str, Territory]]:
+        if self._territories is None:
+            self._territories = territories(self.session)
+        return self._territories
+
+    def tier(self, partner_id: str) -> PartnerTier | None:
+        if self._tiers is None:
+            self._tiers = {p.id: p.tier for p in self.session.exec(select(Partner))}
+        return self._tiers.get(partner_id)
 
 
 class Parties:
@@ -68,28 +164,18 @@ def _protected_until(row: DealRegistration, engagement: Engagement) -> date:
 
 
 def establish(
-    session: Session, request: EngagementRequest, engagement: Engagement
+    session: Session | ChannelReader, request: EngagementRequest, engagement: Engagement
 ) -> EngagementFacts:
+    """The dispute's facts; `session` may be a ChannelReader shared by many disputes."""
+    reader = session if isinstance(session, ChannelReader) else ChannelReader(session)
     parties = Parties(request)
     evidence: list[str] = []
-    contested = list(
-        session.exec(
-            select(DealRegistration).where(
-                col(DealRegistration.external_id).in_(_refs(request, ObjectKind.DEAL_REGISTRATION))
-            )
-        )
-    )
-    leads = list(
-        session.exec(select(Lead).where(col(Lead.external_id).in_(_refs(request, ObjectKind.LEAD))))
-    )
+    contested = reader.registrations(_refs(request, ObjectKind.DEAL_REGISTRATION))
+    leads = reader.leads(_refs(request, ObjectKind.LEAD))
     account_codes = _refs(request, ObjectKind.ACCOUNT) + [
         r.account_code for r in contested if r.account_code
     ]
-    accounts = list(
-        session.exec(
-            select(Account).where(col(Account.code).in_(list(dict.fromkeys(account_codes))))
-        )
-    )
+    accounts = reader.accounts(account_codes)
     customers = [
         *(customer_of(r) for r in contested),
         *(customer_of(lead) for lead in leads),
@@ -101,17 +187,13 @@ def establish(
 
     registrations = {r.external_id: r for r in contested}
     if customers:
-        for row in session.exec(
-            select(DealRegistration)
-            .where(col(DealRegistration.partner_id).in_(parties.ids))
-            .order_by(col(DealRegistration.registered_at).desc())
-            .limit(MAX_REGISTRATIONS)
-        ):
-            if row.external_id not in registrations and (
-                (row.account_code is not None and row.account_code in account_codes)
-                or _same(customers, row)
-            ):
-                registrations[row.external_id] = row
+        for partner_id in parties.ids:
+            for row in reader.registrations_of(partner_id):
+                if row.external_id not in registrations and (
+                    (row.account_code is not None and row.account_code in account_codes)
+                    or _same(customers, row)
+                ):
+                    registrations[row.external_id] = row
     valid = sorted(
         (r for r in registrations.values() if r.status is not RegistrationStatus.REJECTED),
         key=lambda r: (r.registered_at, r.external_id),
@@ -160,11 +242,11 @@ def establish(
         )
 
     exclusive_territory = _territory_fact(
-        session, parties, request, [*registrations.values()], accounts, evidence
+        reader, parties, request, [*registrations.values()], accounts, evidence
     )
-    lead_routed = _routing_fact(session, parties, engagement.lead_routing, leads, evidence)
+    lead_routed = _routing_fact(reader.session, parties, engagement.lead_routing, leads, evidence)
     price_in_band = _pricing_fact(
-        session, parties, engagement, list(registrations.values()), account_codes, evidence
+        reader, parties, engagement, list(registrations.values()), account_codes, evidence
     )
     if not customers:
         evidence.append("no contested registration, lead or account is in the channel data")
@@ -181,14 +263,14 @@ def establish(
 
 
 def _territory_fact(
-    session: Session,
+    reader: ChannelReader,
     parties: Parties,
     request: EngagementRequest,
     registrations: list[DealRegistration],
     accounts: list[Account],
     evidence: list[str],
 ) -> Side | None:
-    by_code, by_country = territories(session)
+    by_code, by_country = reader.territories()
     territory = territory_of(
         [
             *_refs(request, ObjectKind.TERRITORY),
@@ -235,7 +317,7 @@ def _routing_fact(
 
 
 def _pricing_fact(
-    session: Session,
+    reader: ChannelReader,
     parties: Parties,
     engagement: Engagement,
     registrations: list[DealRegistration],
@@ -253,27 +335,18 @@ def _pricing_fact(
         if r.partner_id in respondents and r.discount is not None
     ]
     if ids or account_codes:
-        linked = col(Opportunity.registration_id).in_(ids) | col(Opportunity.account_code).in_(
-            account_codes
-        )
         priced += [
             (f"opportunity {o.external_id}", o.partner_id, o.discount)
-            for o in session.exec(
-                select(Opportunity)
-                .where(col(Opportunity.partner_id).in_(list(respondents)))
-                .where(linked)
-            )
+            for partner_id in sorted(respondents)
+            for o in reader.opportunities_of(partner_id)
             if o.discount is not None
+            and (o.registration_id in ids or o.account_code in account_codes)
         ]
     if not priced:
         return None
-    tiers = {
-        p.id: p.tier
-        for p in session.exec(select(Partner).where(col(Partner.id).in_(list(respondents))))
-    }
     in_band = True
     for what, partner_id, discount in priced:
-        tier = tiers.get(partner_id)
+        tier = reader.tier(partner_id)
         if tier is None:
             continue
         band = engagement.band(tier)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from accord.channel.matching import Customer, compare
@@ -52,6 +53,32 @@ def territory_of(
     return None
 
 
+MAX_CANDIDATES = 500
+"""Named accounts fuzzy-compared with one lead, at most."""
+
+
+def _named_candidates(session: Session, lead: Lead, customer: Customer) -> list[Account]:
+    """The named accounts that may be the lead's customer: its domain, or a name holding one of
+    its distinctive words (asked of the database, not read whole: a CRM names tens of
+    thousands of accounts)."""
+    named = col(Account.partner_id).is_not(None)
+    words = customer.distinctive[:3]
+    match = [func.lower(Account.name).contains(w, autoescape=True) for w in words]
+    if lead.customer_domain:
+        match.append(col(Account.domain) == lead.customer_domain)
+    if not match:
+        return []
+    return list(
+        session.exec(
+            select(Account)
+            .where(named)
+            .where(or_(*match))
+            .order_by(col(Account.code))
+            .limit(MAX_CANDIDATES)
+        )
+    )
+
+
 def route(
     session: Session, lead: Lead, routes: Iterable[LeadRoute], now: datetime
 ) -> tuple[str | None, str]:
@@ -59,9 +86,7 @@ def route(
     customer = customer_of(lead).keyed()
     for way in routes:
         if way == "named_account":
-            for account in session.exec(
-                select(Account).where(col(Account.partner_id).is_not(None))
-            ):
+            for account in _named_candidates(session, lead, customer):
                 if (lead.customer_domain and account.domain == lead.customer_domain) or compare(
                     customer, customer_of(account).keyed()
                 ).same:
@@ -75,6 +100,8 @@ def route(
                     )
                 )
                 .where(col(DealRegistration.customer_key) == lead.customer_key)
+                # Routed then: a registration made after the lead went cannot have sent it.
+                .where(col(DealRegistration.registered_at) <= now)
                 .order_by(col(DealRegistration.registered_at))
             )
             for row in live:

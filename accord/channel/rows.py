@@ -28,6 +28,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -222,6 +224,14 @@ class RegistrationRow(Row):
     discount: Percent | None = None
     customer_chose_at: Instant | None = None
     """When the customer confirmed this partner in writing, if it did."""
+
+    @field_validator("expires_at")
+    @classmethod
+    def _after_registration(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        registered = info.data.get("registered_at")
+        if value is not None and registered is not None and value < registered:
+            raise ValueError(f"is before the registration itself ({registered.date().isoformat()})")
+        return value
 
 
 class OpportunityRow(Row):

@@ -117,6 +117,19 @@ class Conditions(_Strict):
     lead_routed_by_rules: bool | None = None
     exception: Sides | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_empty_condition(cls, data: object) -> object:
+        # `{exception: }` is YAML for null: read as "not asked", the rule would lose its only
+        # condition and decide every dispute. A fact named must be given a value.
+        if isinstance(data, dict):
+            empty = [str(name) for name, value in data.items() if value is None]
+            if empty:
+                raise ValueError(
+                    f"{', '.join(empty)}: no value given (name a value, or leave the fact out)"
+                )
+        return data
+
     def asked(self) -> dict[str, tuple[object, ...]]:
         """Fact name to the values that meet it, for the facts this rule names."""
         return {
@@ -229,7 +242,18 @@ class Playbook(_Strict):
                             f"engagement.tables[{position}].rules[{number}].remedies: "
                             f"{', '.join(refused)} is not allowed for {category.value}"
                         )
+        self._one_wording_per_clause()
         return self
+
+    def _one_wording_per_clause(self) -> None:
+        wording = {clause_key(r.clause): r.clause.strip() for r in self.categories.values()}
+        for position, table in enumerate(self.engagement.tables if self.engagement else ()):
+            said = wording.get(clause_key(table.clause))
+            if said is not None and said != table.clause.strip():
+                raise ValueError(
+                    f"engagement.tables[{position}].clause: {clause_ref(table.clause)} is worded "
+                    f"otherwise by a category ({said!r}): one clause, one wording"
+                )
 
     def clauses(self) -> tuple[str, ...]:
         """Every clause the playbook words: the categories' and the decision tables'."""

@@ -16,10 +16,10 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlmodel import Session, col, select
 
-from accord.channel.facts import establish
+from accord.channel.facts import ChannelReader, establish
 from accord.playbooks.engagement import recommend
 from accord.playbooks.library import Playbook
 from accord.rules.consistency import clause_ref
@@ -78,35 +78,48 @@ def _recorded_facts(session: Session, numbers: list[str]) -> dict[str, Engagemen
         )
         for number, content in rows:
             if isinstance(content, dict) and isinstance(content.get("facts"), dict):
-                found[number] = EngagementFacts.model_validate(content["facts"])
+                try:
+                    found[number] = EngagementFacts.model_validate(content["facts"])
+                except ValidationError:
+                    # Recorded by another release, or damaged: read from the channel data.
+                    found.pop(number, None)
     return found
 
 
-def _channel_facts(
-    session: Session, playbook: Playbook, precedent: Precedent, dispute: Dispute | None
-) -> EngagementFacts:
-    assert playbook.engagement is not None
-    parties = session.exec(
-        select(DisputeParty).where(DisputeParty.dispute_number == precedent.dispute_number)
-    ).all()
-    claimant = next((p.partner_id for p in parties if p.side == "claimant"), "")
-    objects = []
-    for item in precedent.contested_objects:
-        try:
-            objects.append(ContestedObject(kind=ObjectKind(item["kind"]), ref=item["ref"]))
-        except (KeyError, ValueError):
-            continue  # an object of a kind the rules do not read
-    request = EngagementRequest(
-        number=precedent.dispute_number,
-        purpose="backtest",
-        playbook_version=playbook.version,
-        category=precedent.category,
-        claimant_id=claimant,
-        respondent_ids=tuple(p.partner_id for p in parties if p.side == "respondent"),
-        contested_objects=tuple(objects),
-        occurred_on=dispute.occurred_on if dispute else precedent.decided_at.date(),
-    )
-    return establish(session, request, playbook.engagement)
+def _requests(
+    session: Session, playbook: Playbook, pairs: list[tuple[Precedent, Dispute]]
+) -> dict[str, EngagementRequest]:
+    """What the facts of each precedent are read from (its parties from one statement per
+    CHUNK precedents, not one per precedent)."""
+    numbers = [p.dispute_number for p, _ in pairs]
+    sides: dict[str, list[DisputeParty]] = {}
+    for at in range(0, len(numbers), CHUNK):
+        for party in session.exec(
+            select(DisputeParty).where(
+                col(DisputeParty.dispute_number).in_(numbers[at : at + CHUNK])
+            )
+        ):
+            sides.setdefault(party.dispute_number, []).append(party)
+    requests: dict[str, EngagementRequest] = {}
+    for precedent, dispute in pairs:
+        parties = sides.get(precedent.dispute_number, [])
+        objects = []
+        for item in precedent.contested_objects:
+            try:
+                objects.append(ContestedObject(kind=ObjectKind(item["kind"]), ref=item["ref"]))
+            except (KeyError, TypeError, ValueError):
+                continue  # an object of a kind the rules do not read
+        requests[precedent.dispute_number] = EngagementRequest(
+            number=precedent.dispute_number,
+            purpose="backtest",
+            playbook_version=playbook.version,
+            category=precedent.category,
+            claimant_id=next((p.partner_id for p in parties if p.side == "claimant"), ""),
+            respondent_ids=tuple(p.partner_id for p in parties if p.side == "respondent"),
+            contested_objects=tuple(objects),
+            occurred_on=dispute.occurred_on,
+        )
+    return requests
 
 
 def backtest(
@@ -125,7 +138,6 @@ def backtest(
         query = query.where(Dispute.filed_at <= end)
     pairs = list(session.exec(query))
     precedents = [p for p, _ in pairs]
-    disputes = {d.number: d for _, d in pairs}
     if playbook.engagement is None:
         return Backtest(
             playbook_version=None,
@@ -137,6 +149,10 @@ def backtest(
             disagreements=[],
         )
     recorded = _recorded_facts(session, [p.dispute_number for p in precedents])
+    unrecorded = [(p, d) for p, d in pairs if p.dispute_number not in recorded]
+    requests = _requests(session, playbook, unrecorded)
+    reader = ChannelReader(session)
+    reader.prefetch(requests.values())
     recommended = agreed = from_record = 0
     clauses: Counter[str] = Counter()
     clauses_agreed: Counter[str] = Counter()
@@ -144,9 +160,7 @@ def backtest(
     for precedent in precedents:
         facts = recorded.get(precedent.dispute_number)
         if facts is None:
-            facts = _channel_facts(
-                session, playbook, precedent, disputes.get(precedent.dispute_number)
-            )
+            facts = establish(reader, requests[precedent.dispute_number], playbook.engagement)
         found = recommend(playbook, DisputeCategory(precedent.category), facts, purpose="backtest")
         if found.outcome is None:
             continue
