@@ -38,6 +38,8 @@ SUBJECTS: dict[str, str] = {
     "remedy_failed": "Action needed: remedy {{ kind | label }} could not be applied",
     "deadline_problem": "Action needed: the {{ purpose }} deadline is not as the playbook sets it",
     "intake_reply": "Re: {{ subject }}",
+    "alert_raised": "A possible channel conflict involving {{ partner }}",
+    "alert_dismissed": "A possible channel conflict was closed",
 }
 
 

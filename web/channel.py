@@ -31,6 +31,7 @@ from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat, Impor
 from models.payloads import FilingResult, Money, Text
 from models.tables import MAX_ROW_ID, ChannelImport, ConflictAlert
 from models.text import StoredLine, problem
+from notifications import alerts as alert_notices
 from web import service
 from web.context import WebContext, web
 from web.deps import require
@@ -70,6 +71,10 @@ class ImportOut(BaseModel):
     created: int
     updated: int
     unchanged: int
+    alerts_raised: int = 0
+    """Conflict alerts the import found that were not known before."""
+    alerts_refreshed: int = 0
+    """Open alerts it found again, brought up to date."""
     problem_count: int
     problems: list[ProblemOut] = Field(default_factory=list)
     """The first of its problems (problem_count says how many there were)."""
@@ -95,6 +100,8 @@ def _out(record: ChannelImport, now: datetime | None = None) -> ImportOut:
         created=record.created,
         updated=record.updated,
         unchanged=record.unchanged,
+        alerts_raised=record.alerts_raised,
+        alerts_refreshed=record.alerts_refreshed,
         problem_count=record.problem_count,
         problems=[
             ProblemOut(**p.as_dict(), said=p.said(record.file_name, record.format))
@@ -133,6 +140,14 @@ async def _body(request: Request, most: int) -> bytes:
             raise BodyTooLarge([("body", f"is larger than this server takes ({most:,} bytes)")])
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _tell(context: WebContext, done: ChannelImport) -> None:
+    """The partners the import's new alerts name are told (notifications.alerts)."""
+    if done.id is not None and done.alerts_raised:
+        alert_notices.tell_raised(
+            context.services.outbox, context.services.sessions, done.id, datetime.now(UTC)
+        )
 
 
 def _engagement(context: WebContext) -> Engagement | None:
@@ -189,7 +204,10 @@ async def import_a_file(
 
     def work() -> None:
         try:
-            imports.run(context.services.sessions, record, data, engagement=_engagement(context))
+            done = imports.run(
+                context.services.sessions, record, data, engagement=_engagement(context)
+            )
+            _tell(context, done)
         except imports.ImportRefused:
             pass  # recorded with its problems
         finally:
@@ -246,6 +264,7 @@ def import_rows(
             started_by=viewer.actor.id,
             engagement=_engagement(web(request)),
         )
+        _tell(web(request), done)
     except imports.ImportRefused as refused:
         raise BadInput(
             [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
@@ -108,6 +109,7 @@ from models.tables import (
     may_be_row_id,
 )
 from models.text import StoredLine, check_line
+from notifications import alerts as alert_notices
 from notifications.outbox import OutboxRefused, answered_message
 from web import evidence as uploads
 from web import idempotency
@@ -888,8 +890,9 @@ def _alert_refused(refused: AlertRefused) -> Exception:
     said = str(refused)
     if said.startswith("no alert"):
         return NotFound(said)
-    if said.startswith("claimant_id: "):
-        return BadInput([("claimant_id", said.removeprefix("claimant_id: "))])
+    field, colon, why = said.partition(": ")
+    if colon and re.fullmatch(r"[a-z_][a-z0-9_.]*", field):
+        return BadInput([(field, why)])  # the filing made from it refused one of its fields
     if " names no " in said:
         return BadInput([("alert", said)])
     return AlertDecided(said)
@@ -900,16 +903,15 @@ def dismiss_alert(
 ) -> ConflictAlert:
     """Dismiss an open alert with a reason; 409 when it is decided already (by whom, when)."""
     _require_admin(viewer)
+    now = datetime.now(UTC)
     try:
-        return alerts.dismiss(
-            ctx.services.sessions,
-            alert_id,
-            by=viewer.actor.id,
-            dismissal=dismissal,
-            now=datetime.now(UTC),
+        alert = alerts.dismiss(
+            ctx.services.sessions, alert_id, by=viewer.actor.id, dismissal=dismissal, now=now
         )
     except AlertRefused as refused:
         raise _alert_refused(refused) from None
+    alert_notices.tell_dismissed(ctx.services.outbox, ctx.services.sessions, alert_id, now)
+    return alert
 
 
 async def convert_alert(

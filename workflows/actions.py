@@ -775,6 +775,17 @@ class DisputeActions(BoardReview):
                 },
                 notify=(notice("filing_linked", (req.actor.id,), linked_summary=req.summary),),
             )
+            item = req.evidence
+            if item is not None and self._recommends and item.id not in self._evidence_ids:
+                # A conflict alert made a filing that matched this open dispute: its snapshot.
+                self._evidence_ids.append(item.id)
+                await self._record(
+                    req.actor,
+                    "evidence_added",
+                    f"evidence added ({item.filename}): the conflict alert's snapshot",
+                    content={"evidence_id": item.id, "sha256": item.sha256, "size": item.size},
+                    evidence=item,
+                )
             return self._result("linked to the open dispute")
 
     @link_filing.validator

@@ -4,16 +4,43 @@ import finding the same overlap leaves it dismissed."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from accord.disputes.evidence import Upload
 from accord.platform.db import SessionFactory
 from models.enums import AlertKind, AlertState
 from models.tables import AlertEvent, ConflictAlert
 from models.text import StoredProse
+
+SNAPSHOT_DESCRIPTION = (
+    "Conflict alert {alert} as detected: the objects, their owners and dates, and why they "
+    "were matched"
+)
+
+
+def snapshot(alert: ConflictAlert) -> Upload:
+    """The alert as detected, the evidence a dispute made from it starts with. Plain text
+    (JSON in it): a type every deployment's evidence settings accept and serve; the same alert
+    gives the same bytes, so it is stored once."""
+    body: dict[str, Any] = {
+        "alert": alert.id,
+        "kind": alert.kind.value,
+        "detected_at": alert.detected_at.isoformat(),
+        "score": alert.score,
+        "reasons": alert.reasons,
+        **alert.evidence,
+    }
+    return Upload(
+        filename=f"conflict-alert-{alert.id}.txt",
+        content_type="text/plain",
+        data=json.dumps(body, indent=1, sort_keys=True).encode(),
+    )
 
 
 class AlertRefused(Exception):
@@ -83,16 +110,15 @@ def dismiss(
         alert.state = AlertState.DISMISSED
         alert.decided_by, alert.decided_at = by, now
         alert.decision_reason = dismissal.reason
-        session.add(
-            AlertEvent(
-                alert_id=alert_id,
-                at=now,
-                actor=by,
-                action="dismissed",
-                detail={"reason": dismissal.reason},
-            )
-        )
+        record(session, alert_id, now, by, "dismissed", reason=dismissal.reason)
         return alert
+
+
+def record(
+    session: Session, alert_id: int, at: datetime, actor: str, action: str, **detail: object
+) -> None:
+    """One entry of the alert's audit, in the caller's transaction (its decision's)."""
+    session.add(AlertEvent(alert_id=alert_id, at=at, actor=actor, action=action, detail=detail))
 
 
 def history(session: Session, alert_id: int) -> list[AlertEvent]:
@@ -102,3 +128,31 @@ def history(session: Session, alert_id: int) -> list[AlertEvent]:
             select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(col(AlertEvent.id))
         )
     )
+
+
+def made_dispute(
+    sessions: SessionFactory,
+    alert_id: int,
+    number: str,
+    claimant_id: str,
+    *,
+    by: str,
+    now: datetime,
+) -> bool:
+    """The alert is converted into dispute `number` (recorded once, whoever gets here first:
+    the conversion, or the worker starting its stored filing after a crash)."""
+    with sessions.begin() as session:
+        done = session.execute(
+            update(ConflictAlert)
+            .where(col(ConflictAlert.id) == alert_id)
+            .where(col(ConflictAlert.dispute_number).is_(None))
+            .values(
+                state=AlertState.CONVERTED,
+                decided_by=by,
+                dispute_number=number,
+                decision_reason=f"made dispute {number} for {claimant_id}",
+            )
+        ).rowcount  # type: ignore[attr-defined]
+        if done:
+            record(session, alert_id, now, by, "converted", dispute=number, claimant=claimant_id)
+        return bool(done)

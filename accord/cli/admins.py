@@ -55,6 +55,7 @@ from models.payloads import (
 )
 from models.tables import may_be_row_id
 from models.text import plain_error
+from notifications import alerts as alert_notices
 from notifications.outbox import OutboxRefused
 
 commands = typer.Typer()
@@ -425,9 +426,17 @@ def channel_import(
             typer.echo(f"  ... and {count - channel_imports.SHOWN_PROBLEMS:,} more", err=True)
         raise typer.Exit(2) from None
     shown.end()
+    told = 0
+    if done.id is not None and done.alerts_raised:
+        told = alert_notices.tell_raised(services.outbox, services.sessions, done.id, _now())
     typer.echo(
         f"{path.name}: {done.rows_total} {PLURALS[chosen]} read; {done.created} new,"
         f" {done.updated} updated, {done.unchanged} unchanged (import {done.id})"
+        + (
+            f"; {done.alerts_raised} new alerts, {told} partner emails"
+            if done.alerts_raised
+            else ""
+        )
     )
 
 
@@ -559,6 +568,7 @@ def channel_dismiss(
         fail(f"--reason: {plain_error(exc.errors()[0])}")
     except (channel_alerts_service.AlertRefused, UnknownActor, CliError) as exc:
         fail(str(exc))
+    alert_notices.tell_dismissed(services.outbox, services.sessions, alert_id, _now())
     typer.echo(f"alert {alert.id} dismissed: {alert.decision_reason}")
 
 
@@ -612,3 +622,7 @@ class ConvertOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     claimant_id: PartnerId
     amount_at_stake: Money | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -10,22 +10,23 @@ the dispute's number. A filing refused for its content gives the alert back, ope
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import update
 from sqlmodel import col
 
+from accord.channel import alerts
 from accord.channel.alerts import AlertRefused
-from accord.disputes.evidence import Upload, store
-from accord.disputes.filing import FilingService
+from accord.disputes.evidence import store
+from accord.disputes.filing import FilingRejected, FilingService
 from accord.platform.db import SessionFactory
 from models.enums import AlertKind, AlertState, DisputeCategory, EvidenceVisibility, ObjectKind
 from models.payloads import Actor, AlertOrigin, FilingResult, FilingSubmission
-from models.tables import AlertEvent, ConflictAlert, Partner
+from models.tables import ConflictAlert, Partner, Person
+from models.text import plain_error
 
 CATEGORY = {
     AlertKind.SAME_CUSTOMER: DisputeCategory.DEAL_REGISTRATION,
@@ -94,7 +95,9 @@ def _facts(alert: ConflictAlert) -> str:
     return "\n".join(lines)
 
 
-def submission(alert: ConflictAlert, conversion: Conversion, by: Actor) -> FilingSubmission:
+def submission(
+    alert: ConflictAlert, conversion: Conversion, by: Actor, filed_by: str
+) -> FilingSubmission:
     """The filing pre-filled from the alert; refused (AlertRefused) for a claimant that is not
     one of its partners, or an alert that names nothing a dispute can contest. An alert of one
     partner (a price beyond its band, a lead the vendor should have kept) is filed by another
@@ -117,6 +120,23 @@ def submission(alert: ConflictAlert, conversion: Conversion, by: Actor) -> Filin
         )
     amount, currency = _amount(alert)
     reason = alert.reasons[0] if alert.reasons else alert.kind.value.replace("_", " ")
+    try:
+        return _filing(alert, conversion, filed_by, objects, amount, currency, reason)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "alert"
+        raise AlertRefused(f"{field}: {plain_error(error)}") from None
+
+
+def _filing(
+    alert: ConflictAlert,
+    conversion: Conversion,
+    filed_by: str,
+    objects: list[dict[str, str]],
+    amount: Decimal,
+    currency: str,
+    reason: str,
+) -> FilingSubmission:
     return FilingSubmission.model_validate(
         {
             "claimant_id": conversion.claimant_id,
@@ -131,30 +151,15 @@ def submission(alert: ConflictAlert, conversion: Conversion, by: Actor) -> Filin
             ),
             "currency": currency,
             "occurred_on": alert.detected_at.date(),
-            "filed_by": by.id,
+            "filed_by": filed_by,
             "submission_id": f"alert-{alert.id}",
         }
     )
 
 
-def _snapshot(alert: ConflictAlert) -> Upload:
-    body: dict[str, Any] = {
-        "alert": alert.id,
-        "kind": alert.kind.value,
-        "detected_at": alert.detected_at.isoformat(),
-        "score": alert.score,
-        "reasons": alert.reasons,
-        **alert.evidence,
-    }
-    # Plain text (JSON in it): a type every deployment's evidence settings accept and serve.
-    return Upload(
-        filename=f"conflict-alert-{alert.id}.txt",
-        content_type="text/plain",
-        data=json.dumps(body, indent=1, sort_keys=True).encode(),
-    )
-
-
-def _claim(sessions: SessionFactory, alert_id: int, by: Actor, now: datetime) -> ConflictAlert:
+def _claim(
+    sessions: SessionFactory, alert_id: int, by: Actor, now: datetime
+) -> tuple[ConflictAlert, bool]:
     """Open to converted in one conditional write; an alert converted before whose dispute
     number never landed (a crash) may be converted again, and finds its dispute."""
     with sessions.begin(immediate=True) as session:
@@ -185,18 +190,10 @@ def _claim(sessions: SessionFactory, alert_id: int, by: Actor, now: datetime) ->
             decided = f" by {alert.decided_by}" if alert.decided_by else ""
             into = f" into {alert.dispute_number}" if alert.dispute_number else ""
             raise AlertRefused(f"alert {alert_id} is {alert.state.value} already{into}{decided}")
-        session.add(
-            AlertEvent(
-                alert_id=alert_id,
-                at=now,
-                actor=by.id,
-                action="claimed",
-                detail={"for": "a dispute", "again": not claimed},
-            )
-        )
+        alerts.record(session, alert_id, now, by.id, "claimed", again=not claimed)
         session.flush()
         session.expunge(alert)
-        return alert
+        return alert, bool(claimed)
 
 
 def _give_back(sessions: SessionFactory, alert_id: int, by: Actor, now: datetime, why: str) -> None:
@@ -208,15 +205,7 @@ def _give_back(sessions: SessionFactory, alert_id: int, by: Actor, now: datetime
             .values(state=AlertState.OPEN, decided_by=None, decided_at=None)
         ).rowcount  # type: ignore[attr-defined]
         if given:
-            session.add(
-                AlertEvent(
-                    alert_id=alert_id,
-                    at=now,
-                    actor=by.id,
-                    action="given_back",
-                    detail={"why": why[:2000]},
-                )
-            )
+            alerts.record(session, alert_id, now, by.id, "given_back", why=why[:2000])
 
 
 async def convert(
@@ -229,18 +218,19 @@ async def convert(
     now: datetime,
 ) -> FilingResult:
     """File the alert as a dispute for `conversion.claimant_id`; the alert is converted."""
-    alert = _claim(sessions, alert_id, by, now)
+    alert, fresh = _claim(sessions, alert_id, by, now)
     try:
-        filed = submission(alert, conversion, by)
         with sessions.read() as session:
-            direct = session.get(Partner, filed.claimant_id)
-        if direct is not None and direct.is_direct_sales:
+            person = session.get(Person, by.id)
+        filed = submission(alert, conversion, by, person.email if person else by.id)
+        with sessions.read() as session:
+            claimant = session.get(Partner, filed.claimant_id)
+        if claimant is not None and claimant.is_direct_sales:
             raise AlertRefused("claimant_id: direct sales is the respondent of a channel conflict")
         item = store(
             sessions,
-            _snapshot(alert),
-            description=f"Conflict alert {alert.id} as detected: the objects, their owners "
-            "and dates, and why they were matched",
+            alerts.snapshot(alert),
+            description=alerts.SNAPSHOT_DESCRIPTION.format(alert=alert.id),
             visibility=EvidenceVisibility.PARTIES,
             side_partner_id=None,
         )
@@ -249,25 +239,17 @@ async def convert(
             now,
             origin=AlertOrigin(alert_id=alert.id or 0, converted_by=by, evidence=item),
         )
-    except BaseException as failed:
-        _give_back(sessions, alert_id, by, now, str(failed) or type(failed).__name__)
+    except (AlertRefused, FilingRejected) as refused:
+        # Refused for its content, before anything was filed: the alert is open again, unless
+        # this request only resumed another's claim (that one goes on, or is finished later).
+        if fresh:
+            _give_back(sessions, alert_id, by, now, str(refused))
         raise
-    with sessions.begin() as session:
-        session.execute(
-            update(ConflictAlert)
-            .where(col(ConflictAlert.id) == alert_id)
-            .values(
-                dispute_number=result.number,
-                decision_reason=f"made dispute {result.number} for {conversion.claimant_id}",
-            )
-        )
-        session.add(
-            AlertEvent(
-                alert_id=alert_id,
-                at=now,
-                actor=by.id,
-                action="converted",
-                detail={"dispute": result.number, "claimant": conversion.claimant_id},
-            )
-        )
+    # Any other failure (the workflow not started, a crash) may leave the filing stored: the
+    # claim stays, and the same request again (or anyone's once it is stale) finds the dispute.
+    # Usually recorded as the workflow started; here too for a filing linked to an open
+    # dispute, or started before (a repeat).
+    alerts.made_dispute(
+        sessions, alert_id, result.number, conversion.claimant_id, by=by.id, now=now
+    )
     return result

@@ -25,9 +25,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from accord.channel import alerts
+from accord.disputes import evidence
 from accord.platform.db import SessionFactory, Turn
 from accord.playbooks.library import PlaybookLibrary
-from models.enums import TERMINAL_STAGES, DisputeStage, ObjectKind, Role
+from models.enums import TERMINAL_STAGES, DisputeStage, EvidenceVisibility, ObjectKind, Role
 from models.payloads import (
     Actor,
     AlertOrigin,
@@ -40,6 +42,7 @@ from models.payloads import (
 )
 from models.tables import (
     Account,
+    ConflictAlert,
     Dispute,
     DisputeCounter,
     DisputeEvent,
@@ -201,6 +204,9 @@ def party_key(submission: FilingSubmission) -> str:
     return "|".join(sorted([submission.claimant_id, *submission.respondent_ids]))
 
 
+ALERT_KEY = re.compile(r":alert-(\d+)$")
+"""A filing key of a converted conflict alert (its submission id is alert-<id>)."""
+
 FILING_STAFF = (Role.ADMIN,)
 """Who may file for a partner, by converting a conflict alert into a dispute."""
 
@@ -247,7 +253,7 @@ class FilingService:
                     return answer
                 continue  # its number was a lost dispute's: stored again under the next
             if isinstance(stored, str):
-                return await self._link(stored, key, submission, now)
+                return await self._link(stored, key, submission, now, origin)
             if await self._start(stored, key, fresh=True):
                 return FilingResult(
                     number=stored.number,
@@ -285,6 +291,17 @@ class FilingService:
                 # handed the task and hold it until its timeout (10 s).
                 request_eager_start=polled_here(self.client, self.task_queue),
             )
+            if dispute.origin is not None:
+                # Started (now, or by the worker after a crash): the alert points at it.
+                await asyncio.to_thread(
+                    alerts.made_dispute,
+                    self.sessions,
+                    dispute.origin.alert_id,
+                    dispute.number,
+                    dispute.filing.claimant_id,
+                    by=dispute.origin.converted_by.id,
+                    now=datetime.now(UTC),
+                )
             return True
         except WorkflowAlreadyStartedError:
             pass
@@ -568,6 +585,8 @@ class FilingService:
             person = session.get(Person, filer.id)
             if person is None or not person.active or person.role not in FILING_STAFF:
                 errors.append(FieldError("filed_by", f"{filer.id} may not file for a partner"))
+            elif person.email.lower() != s.filed_by.lower():
+                errors.append(FieldError("filed_by", f"is not {filer.id}'s address"))
         elif check_filer:
             contact = session.exec(
                 select(PartnerContact).where(PartnerContact.email == s.filed_by.lower())
@@ -639,10 +658,15 @@ class FilingService:
         return f"DSP-{year}-{bumped:06d}"
 
     async def _link(
-        self, number: str, key: str, s: FilingSubmission, now: datetime
+        self,
+        number: str,
+        key: str,
+        s: FilingSubmission,
+        now: datetime,
+        origin: AlertOrigin | None = None,
     ) -> FilingResult:
         await asyncio.to_thread(self._store_link, number, key, s, now)
-        await self._tell_workflow_of_link(number, key, s)
+        await self._tell_workflow_of_link(number, key, s, origin)
         return FilingResult(
             number=number,
             linked=True,
@@ -666,7 +690,9 @@ class FilingService:
                 )
             )
 
-    async def _tell_workflow_of_link(self, number: str, key: str, s: FilingSubmission) -> None:
+    async def _tell_workflow_of_link(
+        self, number: str, key: str, s: FilingSubmission, origin: AlertOrigin | None = None
+    ) -> None:
         handle = self.client.get_workflow_handle(number)
         # Refused if the dispute closed meanwhile; the receipt still records the link.
         with contextlib.suppress(WorkflowUpdateFailedError):
@@ -676,6 +702,7 @@ class FilingService:
                     actor=Actor(id=s.filed_by, role=Role.SYSTEM, partner_id=s.claimant_id),
                     filing_key=key,
                     summary=s.summary,
+                    evidence=origin.evidence if origin else None,
                 ),
             )
 
@@ -683,9 +710,14 @@ class FilingService:
         """The same submission again: same number, and finish whatever a crash interrupted.
         None if its number turned out to be a lost dispute's (see _start): file it again."""
         if receipt.linked:
-            await self._tell_workflow_of_link(receipt.dispute_number, receipt.filing_key, s)
+            origin = await asyncio.to_thread(
+                self._origin, receipt.filing_key, s.filed_by, receipt.dispute_number
+            )
+            await self._tell_workflow_of_link(receipt.dispute_number, receipt.filing_key, s, origin)
         else:
-            stranded = await asyncio.to_thread(self._unstarted, receipt.dispute_number, s)
+            stranded = await asyncio.to_thread(
+                self._unstarted, receipt.dispute_number, s, receipt.filing_key
+            )
             if stranded is not None and not await self._start(
                 stranded, receipt.filing_key, fresh=False
             ):
@@ -712,14 +744,14 @@ class FilingService:
                 started.append((await self.file(dispute.filing, key=key)).number)
         return started
 
-    def _unstarted(self, number: str, s: FilingSubmission) -> DisputeInput | None:
+    def _unstarted(self, number: str, s: FilingSubmission, key: str) -> DisputeInput | None:
         """The input of dispute `number` if it was stored but its workflow may not have
         started (it is still at FILED)."""
         with self.sessions.read() as session:
             dispute = session.get(Dispute, number)
         if dispute is None or dispute.stage is not DisputeStage.FILED:
             return None
-        return self._rebuild_input(dispute, s)
+        return self._rebuild_input(dispute, s, key)
 
     def _stranded(self, cutoff: datetime) -> list[tuple[DisputeInput, str]]:
         """Filings stored and never started, each with its receipt's key."""
@@ -743,10 +775,34 @@ class FilingService:
         for dispute in stranded:
             submission = submission_of(dispute)
             key = keys.get(dispute.number, filing_key(submission))
-            found.append((self._rebuild_input(dispute, submission), key))
+            found.append((self._rebuild_input(dispute, submission, key), key))
         return found
 
-    def _rebuild_input(self, dispute: Dispute, s: FilingSubmission) -> DisputeInput:
+    def _origin(self, key: str, filed_by: str, number: str) -> AlertOrigin | None:
+        """The conflict alert a stored filing was made from (its key names it), so a filing
+        started or linked again after a crash keeps its snapshot. Only for a filing by the admin
+        who converted that alert: a partner's own submission id naming an alert gets nothing."""
+        found = ALERT_KEY.search(key)
+        if found is None:
+            return None
+        with self.sessions.read() as session:
+            alert = session.get(ConflictAlert, int(found[1]))
+            person = session.get(Person, alert.decided_by) if alert and alert.decided_by else None
+        if alert is None or alert.id is None or person is None:
+            return None
+        if person.email.lower() != filed_by.lower() or alert.dispute_number not in (None, number):
+            return None
+        item = evidence.store(
+            self.sessions,
+            alerts.snapshot(alert),
+            description=alerts.SNAPSHOT_DESCRIPTION.format(alert=alert.id),
+            visibility=EvidenceVisibility.PARTIES,
+            side_partner_id=None,
+        )
+        by = Actor(id=person.id, role=person.role, name=person.name)
+        return AlertOrigin(alert_id=alert.id, converted_by=by, evidence=item)
+
+    def _rebuild_input(self, dispute: Dispute, s: FilingSubmission, key: str) -> DisputeInput:
         playbook = self.playbooks.get(dispute.playbook_version)
         with self.sessions.read() as session:
             parties = self._validate(session, s, dispute.filed_at, 10**6, check_filer=False)
@@ -758,4 +814,5 @@ class FilingService:
             respondents=tuple(parties[1:]),
             terms=playbook.terms_for(s.category),
             admin_email=self.admin_email,
+            origin=self._origin(key, dispute.filed_by, dispute.number),
         )

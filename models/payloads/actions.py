@@ -284,6 +284,8 @@ class UnsealBallot(ActionPayload):
 class LinkFiling(ActionPayload):
     filing_key: str
     summary: str
+    evidence: EvidenceItem | None = None
+    """A converted conflict alert's snapshot, attached with the link."""
 
 
 class ActionResult(Payload):

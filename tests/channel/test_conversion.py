@@ -12,7 +12,7 @@ from sqlmodel import select
 from accord.channel import alerts
 from accord.channel.imports import import_file
 from models.enums import AlertState, ChannelKind, ImportFormat
-from models.tables import ConflictAlert, Evidence, Partner
+from models.tables import ConflictAlert, Evidence, OutboxMessage, Partner
 from tests.conftest import Stack
 from tests.web.test_web_access import ADMIN
 from tests.web_harness import api, make_app, signed_in, token_for
@@ -91,7 +91,7 @@ async def test_an_alert_becomes_a_pre_filled_dispute_with_its_snapshot_as_eviden
     filed = await stack.wait_for_event(number, "filed")
     assert filed.content["alert_id"] == alert_id
     filing = filed.content["filing"]
-    assert filing["filed_by"] == "ada.admin" and filing["amount_at_stake"] == "125000.00"
+    assert filing["filed_by"] == ADMIN and filing["amount_at_stake"] == "125000.00"
     assert {(o["kind"], o["ref"]) for o in filing["contested_objects"]} == {
         ("deal_registration", "DR-2026-0042"),
         ("deal_registration", "DR-2026-0077"),
@@ -197,3 +197,56 @@ async def test_the_admin_s_alert_queue_page_dismisses_and_converts(stack: Stack)
     await stack.wait_for(number, lambda s: s.recommendation is not None)
     for browser in (admin, partner):
         await browser.close()
+
+
+async def test_each_partner_an_alert_names_is_told_of_its_own_objects_only(stack: Stack) -> None:
+    app = make_app(stack)
+    rows = [
+        {
+            "external_id": "DR-2026-0042",
+            "partner_id": "northwind",
+            "customer_name": "Acme Corp",
+            "customer_domain": "acme.com",
+            "status": "approved",
+            "registered_at": f"{_day(30)}T10:00:00Z",
+            "modified_at": f"{_day(30)}T10:00:00Z",
+        },
+        {
+            "external_id": "DR-2026-0077",
+            "partner_id": "contoso",
+            "customer_name": "ACME Corporation",
+            "status": "submitted",
+            "registered_at": f"{_day(20)}T10:00:00Z",
+            "modified_at": f"{_day(20)}T10:00:00Z",
+        },
+    ]
+    async with api(app, token_for(stack, ADMIN)) as client:
+        done = await client.post("/api/channel/registration/rows", json=rows)
+        assert done.status_code == 201 and done.json()["alerts_raised"] == 1, done.text
+        # The same rows again raise nothing new, and tell nobody again.
+        await client.post("/api/channel/registration/rows", json=rows)
+        with stack.sessions.read() as session:
+            (alert,) = session.exec(select(ConflictAlert)).all()
+            raised = session.exec(
+                select(OutboxMessage).where(OutboxMessage.template == "alert_raised")
+            ).all()
+        assert alert.id is not None
+        told = {m.recipient: m for m in raised}
+        assert set(told) == {"nora@northwind.example", "carl@contoso.example"}
+        northwind, contoso = told["nora@northwind.example"], told["carl@contoso.example"]
+        assert "DR-2026-0042" in northwind.text_body and "Acme Corp" in northwind.text_body
+        for other_side in ("DR-2026-0077", "ACME Corporation", "contoso", "Contoso"):
+            assert other_side not in northwind.text_body and other_side not in northwind.html_body
+        for other_side in ("DR-2026-0042", "northwind", "Northwind"):
+            assert other_side not in contoso.text_body and other_side not in contoso.html_body
+        assert northwind.subject == "A possible channel conflict involving Northwind Traders"
+        dismissed = await client.post(
+            f"/api/channel/alerts/{alert.id}/dismiss", json={"reason": "Two divisions of Acme"}
+        )
+        assert dismissed.status_code == 200
+    with stack.sessions.read() as session:
+        closed = session.exec(
+            select(OutboxMessage).where(OutboxMessage.template == "alert_dismissed")
+        ).all()
+    assert {m.recipient for m in closed} == {"nora@northwind.example", "carl@contoso.example"}
+    assert all("Two divisions" not in m.text_body for m in closed)  # the reason stays inside

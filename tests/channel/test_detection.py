@@ -257,6 +257,7 @@ def test_an_alert_is_claimed_for_a_dispute_once_on_both_databases(sessions: Sess
     ]
 
 
+ADA = Actor(id="ada.admin", role=Role.ADMIN)
 ENGAGEMENT = PlaybookLibrary.from_dir(REPO_ROOT / "playbooks").get("2026.2").engagement
 PRICED = (
     "external_id,partner_id,customer_name,customer_domain,country,status,registered_at,"
@@ -293,12 +294,10 @@ def test_a_discount_beyond_the_partner_s_band_raises_an_alert(sessions: SessionF
         == 0
     )
     # Made a dispute: filed by the partner it harmed, against contoso, under pricing.
-    filed = submission(
-        alert, Conversion(claimant_id="northwind"), Actor(id="ada.admin", role=Role.ADMIN)
-    )
+    filed = submission(alert, Conversion(claimant_id="northwind"), ADA, "ada@vendor.example")
     assert (filed.category.value, filed.respondent_ids) == ("pricing", ["contoso"])
     with pytest.raises(AlertRefused, match="the partner the alert is about"):
-        submission(alert, Conversion(claimant_id="contoso"), Actor(id="ada", role=Role.ADMIN))
+        submission(alert, Conversion(claimant_id="contoso"), ADA, "ada@vendor.example")
 
 
 def test_a_lead_routed_against_the_rules_raises_an_alert_once(sessions: SessionFactory) -> None:
@@ -327,8 +326,6 @@ def test_a_lead_routed_against_the_rules_raises_an_alert_once(sessions: SessionF
         "customer (DR-1)"
     ]
     assert done.unchanged == 3  # the second import changed nothing, and raised nothing
-    filed = submission(
-        alert, Conversion(claimant_id="northwind"), Actor(id="ada.admin", role=Role.ADMIN)
-    )
+    filed = submission(alert, Conversion(claimant_id="northwind"), ADA, "ada@vendor.example")
     assert filed.category.value == "lead_routing"
     assert [(o.kind.value, o.ref) for o in filed.contested_objects] == [("lead", "L-1")]

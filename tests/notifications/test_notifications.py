@@ -55,7 +55,8 @@ CONTEXT = {
 }
 
 
-DISPUTE_EVENTS = sorted(set(SUBJECTS) - {"intake_reply"})
+DISPUTE_EVENTS = sorted(set(SUBJECTS) - {"intake_reply", "alert_raised", "alert_dismissed"})
+"""Alert notices and the intake's answers belong to no dispute: tested below."""
 
 
 @pytest.mark.parametrize("name", DISPUTE_EVENTS)
@@ -87,6 +88,27 @@ def test_an_intake_reply_escapes_what_the_sender_wrote_and_adds_no_header() -> N
     assert email.subject.startswith("Re: Deal")  # no dispute yet: no number prefix
     assert "&lt;b&gt;Acme&lt;/b&gt;" in email.html and "<b>Acme</b>" not in email.html
     assert "Respondent: no partner matches '<b>Acme</b>'" in email.text
+
+
+@pytest.mark.parametrize("name", ["alert_raised", "alert_dismissed"])
+def test_an_alert_notice_escapes_the_partner_s_own_objects_and_carries_no_number(
+    name: str,
+) -> None:
+    email = TemplateCatalog().render(
+        name,
+        {
+            "number": "",
+            "alert_id": 7,
+            "kind": "same_customer",
+            "partner": "North\r\nBcc: x@example.com <b>wind</b>",
+            "own": [{"object": "registration:DR-1", "customer": "<script>x</script> Acme"}],
+            "base_url": "http://accord.test",
+        },
+    )
+    assert "\n" not in email.subject and not email.subject.startswith("[")
+    assert "&lt;script&gt;x&lt;/script&gt; Acme" in email.html and "<script>" not in email.html
+    assert "registration:DR-1 (<script>x</script> Acme)" in email.text
+    assert "alert 7" in email.text
 
 
 def test_subject_cannot_inject_header_lines() -> None:
