@@ -201,6 +201,8 @@ LABELS: dict[type[Enum], dict[Enum, str]] = {
         AlertKind.SAME_CUSTOMER: "same customer",
         AlertKind.EXCLUSIVE_TERRITORY: "exclusive territory",
         AlertKind.DIRECT_ON_REGISTERED_ACCOUNT: "direct sales on a registered customer",
+        AlertKind.LEAD_AGAINST_ROUTING: "lead routed against the rules",
+        AlertKind.PRICE_OUTSIDE_BAND: "price outside the tier's band",
     },
     AlertState: {
         AlertState.OPEN: "open",

@@ -329,7 +329,11 @@ def _mail_contexts(name: str) -> list[dict[str, object]]:
     return contexts
 
 
-@pytest.mark.parametrize("name", sorted(set(SUBJECTS) - {"intake_reply"}))
+NOT_OF_A_DISPUTE = {"intake_reply", "alert_raised", "alert_dismissed"}
+"""Mail that belongs to no dispute: each has its own test below."""
+
+
+@pytest.mark.parametrize("name", sorted(set(SUBJECTS) - NOT_OF_A_DISPUTE))
 def test_every_email_reads_as_written_for_its_reader(name: str) -> None:
     catalog = TemplateCatalog()
     problems: set[str] = set()
@@ -338,6 +342,28 @@ def test_every_email_reads_as_written_for_its_reader(name: str) -> None:
         for part, text in (("subject", email.subject), ("text", email.text), ("html", email.html)):
             problems |= {f"{part}: {leak}" for leak in leaks(text)}
     assert not problems, sorted(problems)
+
+
+@pytest.mark.parametrize("name", ["alert_raised", "alert_dismissed"])
+@pytest.mark.parametrize("kind", list(enums.AlertKind))
+def test_every_alert_notice_reads_as_written_for_its_reader(
+    name: str, kind: enums.AlertKind
+) -> None:
+    email = TemplateCatalog().render(
+        name,
+        {
+            "number": "",
+            "alert_id": 12,
+            "kind": kind.value,
+            "partner": "Northwind Traders",
+            "own": [
+                {"object": "registration:DR-1", "customer": "Acme Corp"},
+                {"object": "territory:DACH", "customer": ""},
+            ],
+            "base_url": "http://accord.test",
+        },
+    )
+    assert not leaks(email.subject + email.text + email.html)
 
 
 @pytest.mark.parametrize("outcome", ["incomplete", "refused", "not_added", "staff", "threaded"])
