@@ -111,7 +111,7 @@ chaos: $(STAMP)
 
 # Regenerate tests/histories/*.json after a deliberate, patched workflow change.
 histories: $(STAMP)
-	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/workflows/test_dispute_paths.py tests/workflows/test_validators.py tests/workflows/test_remedy_stage.py tests/workflows/test_formal_review.py tests/rules/test_consistency.py tests/workflows/test_concurrency.py tests/workflows/test_citations.py tests/workflows/test_deadline_problems.py
+	ACCORD_RECORD_HISTORIES=1 $(BIN)/python -m pytest -q tests/workflows/test_dispute_paths.py tests/workflows/test_validators.py tests/workflows/test_remedy_stage.py tests/workflows/test_formal_review.py tests/rules/test_consistency.py tests/workflows/test_concurrency.py tests/workflows/test_citations.py tests/workflows/test_deadline_problems.py tests/workflows/test_exception.py
 
 worker: $(STAMP)
 	$(BIN)/python worker.py

@@ -13,8 +13,9 @@ import logging
 
 from temporalio.client import Client
 
-from accord.application import build_filing, build_services
+from accord.application import build_exceptions, build_filing, build_services
 from accord.disputes.filing import FilingService
+from accord.governance.exceptions import ExceptionService
 from accord.platform.heap import freeze_start_up
 from accord.platform.logs import configure_logging
 from accord.platform.processes import run_until_signalled
@@ -28,8 +29,11 @@ from models import search_attributes
 log = logging.getLogger("accord.worker")
 
 
-async def recover_interrupted_work(filing: FilingService, interval: float) -> None:
-    """Finish what a crash interrupted: filings stored but never started. (Mail is the outbox
+async def recover_interrupted_work(
+    filing: FilingService, interval: float, requests: ExceptionService | None = None
+) -> None:
+    """Finish what a crash interrupted: filings and exception requests stored but never
+    started. (Mail is the outbox
     relay's, which the worker runs: see RelayingWorker.) First, once, what a restore left:
     disputes Temporal runs that the database lost (`accord reconcile`)."""
     try:
@@ -47,6 +51,10 @@ async def recover_interrupted_work(filing: FilingService, interval: float) -> No
             started = await filing.start_stranded()
             if started:
                 log.info("started stranded filings: %s", ", ".join(started))
+            if requests is not None:
+                resumed = await requests.start_stranded()
+                if resumed:
+                    log.info("started stranded exception requests: %s", resumed)
         except Exception:
             log.exception("recovery pass failed; retrying")
         await asyncio.sleep(interval)
@@ -68,7 +76,11 @@ async def run_worker(
     stop = stop or asyncio.Event()
     filing = build_filing(services, client)
     recovery = asyncio.create_task(
-        recover_interrupted_work(filing, settings.worker_recovery_interval_seconds)
+        recover_interrupted_work(
+            filing,
+            settings.worker_recovery_interval_seconds,
+            build_exceptions(services, client),
+        )
     )
     state = WorkerState()
     health_stop = asyncio.Event()

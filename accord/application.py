@@ -10,6 +10,7 @@ from datetime import timedelta
 from temporalio.client import Client
 
 from accord.disputes.filing import FilingService
+from accord.governance.exceptions import ExceptionService
 from accord.platform.db import SessionFactory, make_engine
 from accord.platform.settings import Settings, revealed
 from accord.playbooks.library import PlaybookLibrary
@@ -68,4 +69,10 @@ def build_filing(services: Services, client: Client) -> FilingService:
         task_queue=services.settings.task_queue,
         admin_email=services.settings.admin_email,
         task_timeout=timedelta(seconds=services.settings.workflow_task_seconds),
+    )
+
+
+def build_exceptions(services: Services, client: Client) -> ExceptionService:
+    return ExceptionService(
+        services.sessions, services.playbooks, client, task_queue=services.settings.task_queue
     )

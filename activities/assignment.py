@@ -493,3 +493,73 @@ class PanelActivities:
             reason=reason,
             sponsor=member(sponsor) if sponsor else None,
         )
+
+    @activity.defn
+    def draw_exception_panel(self, request: PanelRequest) -> PanelChoice:
+        """A panel for an exception to the rules of engagement (`request.number` is its EXC
+        number): one eligible board member per function and a chair, screened exactly as a
+        dispute's panel is (the beneficiary and the partners affected are the parties, the
+        account or territory the contested objects). Seats are not reserved: an exception is
+        not a case held against a member's limit, though their open cases rank them."""
+        with self.sessions.read() as session:
+            board = list(
+                session.exec(
+                    select(Person).where(Person.role == Role.BOARD).order_by(col(Person.id))
+                )
+            )
+            loads = open_seats(session)
+            owned = _owned_objects(session, request)
+            refusals: list[str] = []
+            taken: set[str] = set()
+
+            def fill(function: str) -> Person | None:
+                eligible: list[Candidate] = []
+                people = [p for p in board if p.function == function and p.id not in taken]
+                for person in people:
+                    candidate, why = _screen(person, request, loads, owned)
+                    if why:
+                        refusals.append(why)
+                    else:
+                        eligible.append(candidate)
+                if not eligible:
+                    return None
+                top = rank(eligible)[0].person_id
+                taken.add(top)
+                return next(p for p in people if p.id == top)
+
+            def member(person: Person) -> PanelMember:
+                return PanelMember(
+                    person_id=person.id,
+                    name=person.name,
+                    email=person.email,
+                    function=person.function or "",
+                )
+
+            members: list[PanelMember] = []
+            missing: list[str] = []
+            for function in request.functions:
+                if not any(p.function == function for p in board):
+                    continue  # the board has no such function: "where available"
+                chosen = fill(function)
+                if chosen is None:
+                    missing.append(function)
+                else:
+                    members.append(member(chosen))
+            chair = fill("chair")
+            if chair is None:
+                missing.append("chair")
+            if not members:
+                missing.append("any panelist")
+        complete = not missing
+        reason = (
+            f"panel of {len(members)} and chair {chair.name if chair else '-'}"
+            if complete
+            else f"too few eligible board members: no {', '.join(label(m) for m in missing)}"
+            + (f" ({'; '.join(dict.fromkeys(refusals))})" if refusals else "")
+        )
+        return PanelChoice(
+            members=tuple(members),
+            chair=member(chair) if chair else None,
+            complete=complete,
+            reason=reason,
+        )

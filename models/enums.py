@@ -260,3 +260,32 @@ class AlertState(StrEnum):
     """A channel manager said why it is no conflict: the next import does not raise it again."""
     CONVERTED = "converted"
     """Made into a dispute."""
+
+
+class ExceptionState(StrEnum):
+    """Where a request for an exception to the rules of engagement stands
+    (workflows/exception.py)."""
+
+    REQUESTED = "requested"
+    """Told to the partners it affects, who may object until the objection window closes."""
+    IN_REVIEW = "in_review"
+    """A board panel votes (sealed) and its chair decides."""
+    APPROVED = "approved"
+    """In force until it expires: detection and the recommendation honour it (RoE 2.1)."""
+    DENIED = "denied"
+    WITHDRAWN = "withdrawn"
+    LAPSED = "lapsed"
+    """Undecided when the date it was asked until came."""
+    EXPIRED = "expired"
+    """Approved, and its date has passed."""
+
+    @property
+    def is_open(self) -> bool:
+        return self in (ExceptionState.REQUESTED, ExceptionState.IN_REVIEW)
+
+
+class ExceptionChoice(StrEnum):
+    """A panelist's vote, and the chair's decision, on an exception."""
+
+    APPROVE = "approve"
+    DENY = "deny"

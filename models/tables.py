@@ -35,6 +35,7 @@ from models.enums import (
     DisputeCategory,
     DisputeStage,
     EvidenceVisibility,
+    ExceptionState,
     ImportFormat,
     ImportState,
     InboundState,
@@ -761,6 +762,58 @@ class AlertEvent(SQLModel, table=True):
     at: datetime = _utc_column()
     actor: str = Field(max_length=64)
     action: str = Field(max_length=32)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ChannelException(SQLModel, table=True):
+    """An exception to one rule of engagement the board is asked for, or granted: a partner
+    may do, for one account or territory and until a date, what the clause reserves to
+    another (workflows/exception.py decides it; this row is its read model)."""
+
+    __tablename__ = "channel_exception"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: str = Field(foreign_key="partner.id", index=True)
+    """Who the exception is for."""
+    clause: str = Field(max_length=1000)
+    """The clause excepted, as the playbook words it."""
+    scope_kind: str = Field(max_length=16)
+    """"account" or "territory"."""
+    scope_ref: str = Field(max_length=64)
+    affected_partner_ids: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """The partners the clause protects here: told of the request, and may object."""
+    reason: str = Field(sa_type=Text)
+    requested_by: str = Field(max_length=320)
+    requested_at: datetime = _utc_column()
+    until: date
+    expires_at: datetime = _utc_column()
+    """The end of `until` on the board calendar: in force before it, expired from it."""
+    playbook_version: str = Field(max_length=32)
+    state: ExceptionState = _enum(ExceptionState, index=True)
+    objections_close_at: datetime | None = _utc_column(nullable=True)
+    decision_due_at: datetime | None = _utc_column(nullable=True)
+    panel: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """The members and chair drawn, as {"members": [...], "chair": {...}}."""
+    decided_by: str | None = Field(default=None, max_length=320)
+    decided_at: datetime | None = _utc_column(nullable=True)
+    decision_reason: str | None = Field(default=None, sa_type=Text)
+
+
+class ExceptionEvent(SQLModel, table=True):
+    """The audit of exceptions: every step of one (requested, objected, panel drawn, vote cast
+    as a sealed commitment, ballot opened, decided, withdrawn, lapsed, expired). Append-only,
+    one row per step of its workflow, so a retried write finds its row."""
+
+    __tablename__ = "exception_event"
+    __table_args__ = (UniqueConstraint("exception_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    exception_id: int = Field(foreign_key="channel_exception.id", index=True)
+    step: int
+    at: datetime = _utc_column()
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=32)
+    summary: str = Field(sa_type=Text)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 

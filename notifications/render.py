@@ -40,6 +40,7 @@ SUBJECTS: dict[str, str] = {
     "intake_reply": "Re: {{ subject }}",
     "alert_raised": "A possible channel conflict involving {{ partner }}",
     "alert_dismissed": "A possible channel conflict was closed",
+    "exception_notice": "Exception {{ exception }} to {{ clause }}: {{ headline }}",
 }
 
 

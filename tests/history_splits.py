@@ -27,6 +27,7 @@ from temporalio.worker import Replayer
 
 from accord.runtime.wiring import WORKFLOW_RUNNER
 from workflows.dispute import DisputeWorkflow
+from workflows.exception import ExceptionWorkflow
 
 _COMMAND_EVENTS = frozenset(
     EventType.Value(f"EVENT_TYPE_{name}")
@@ -54,7 +55,7 @@ _LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 
 def dispute_replayer(converter: DataConverter, **options: Any) -> Replayer:
-    """A replayer of DisputeWorkflow for the tests, which check determinism, not timing.
+    """A replayer of DisputeWorkflow (and ExceptionWorkflow) for the tests, which check determinism, not timing.
 
     It runs without the SDK's deadlock detector (`debug_mode`): on a machine busy enough to hold
     one workflow task past 2 s (CI on 2 cores), the detector interrupts the task mid-step, the
@@ -65,7 +66,10 @@ def dispute_replayer(converter: DataConverter, **options: Any) -> Replayer:
     (a tenth of the CPU of the race tests, which replay every dispute split after each record)."""
     options.setdefault("workflow_runner", WORKFLOW_RUNNER)
     return Replayer(
-        workflows=[DisputeWorkflow], data_converter=converter, debug_mode=True, **options
+        workflows=[DisputeWorkflow, ExceptionWorkflow],
+        data_converter=converter,
+        debug_mode=True,
+        **options,
     )
 
 

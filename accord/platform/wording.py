@@ -24,6 +24,8 @@ from models.enums import (
     Action,
     AlertKind,
     AlertState,
+    ExceptionChoice,
+    ExceptionState,
     AssignmentState,
     ChannelKind,
     DisputeCategory,
@@ -208,6 +210,19 @@ LABELS: dict[type[Enum], dict[Enum, str]] = {
         AlertState.OPEN: "open",
         AlertState.DISMISSED: "dismissed",
         AlertState.CONVERTED: "made a dispute",
+    },
+    ExceptionState: {
+        ExceptionState.REQUESTED: "requested",
+        ExceptionState.IN_REVIEW: "before the board",
+        ExceptionState.APPROVED: "approved",
+        ExceptionState.DENIED: "denied",
+        ExceptionState.WITHDRAWN: "withdrawn",
+        ExceptionState.LAPSED: "lapsed undecided",
+        ExceptionState.EXPIRED: "expired",
+    },
+    ExceptionChoice: {
+        ExceptionChoice.APPROVE: "approve",
+        ExceptionChoice.DENY: "deny",
     },
     OutboxState: {
         OutboxState.PENDING: "pending",

@@ -171,6 +171,31 @@ class PricingBand(_Strict):
 LeadRoute = Literal["named_account", "registered_partner", "exclusive_territory"]
 
 
+ExceptionScope = Literal["account", "territory"]
+
+
+class ExceptableClause(_Strict):
+    clause: Annotated[str, Field(min_length=3, max_length=200)]
+    """The clause, by its reference ("RoE 4.2") or in full: one of the decision tables'."""
+    scopes: Annotated[list[ExceptionScope], Field(min_length=1)]
+    """What an exception to it may cover: one named account, or a whole territory."""
+
+
+class ExceptionRules(_Strict):
+    """Which rules of engagement the board may grant an exception to, for how long, and its
+    timeline (workflows/exception.py): the partners affected may object for `objection_days`,
+    then the panel has `decision_days`, both business days on the board calendar."""
+
+    clauses: Annotated[list[ExceptableClause], Field(min_length=1)]
+    longest_days: Annotated[int, Field(ge=1, le=3650)]
+    """The longest an exception may last, in calendar days from its request."""
+    objection_days: Annotated[int, Field(ge=1, le=60)]
+    decision_days: Annotated[int, Field(ge=1, le=60)]
+
+    def allowed(self, clause: str) -> ExceptableClause | None:
+        return next((c for c in self.clauses if clause_key(c.clause) == clause_key(clause)), None)
+
+
 class Engagement(_Strict):
     """The rules of engagement as decision tables (accord.rules.engagement evaluates them)."""
 
@@ -182,6 +207,8 @@ class Engagement(_Strict):
     live registration of the customer, the exclusive holder of its territory; else the vendor."""
     tables: Annotated[list[DecisionTable], Field(min_length=1)]
     """In order of precedence: the first table with a rule that applies decides."""
+    exceptions: ExceptionRules | None = None
+    """What the board may except; without it no exception can be requested."""
 
     def band(self, tier: PartnerTier) -> Decimal:
         """The largest discount off list, in percent, a partner of `tier` may give."""
@@ -203,7 +230,16 @@ class Engagement(_Strict):
                     f"tables[{seen[reference]}]'s"
                 )
             seen[reference] = position
+        for position, excepted in enumerate(self.exceptions.clauses if self.exceptions else ()):
+            if clause_key(excepted.clause) not in seen:
+                raise ValueError(
+                    f"exceptions.clauses[{position}].clause: {clause_ref(excepted.clause)} is "
+                    "not a clause of the decision tables"
+                )
         return self
+
+    def table(self, clause: str) -> DecisionTable | None:
+        return next((t for t in self.tables if clause_key(t.clause) == clause_key(clause)), None)
 
 
 class Playbook(_Strict):

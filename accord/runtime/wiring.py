@@ -24,6 +24,7 @@ from activities.assignment import AssignmentActivities, PanelActivities
 from activities.citations import CitationActivities
 from activities.deadlines import DeadlineActivities
 from activities.engagement import EngagementActivities
+from activities.exceptions import ExceptionActivities
 from activities.notify import NotificationActivities
 from activities.records import RecordActivities
 from activities.remedies import RemedyActivities
@@ -31,6 +32,7 @@ from activities.texts import TextActivities
 from models.enums import RemedyKind
 from notifications.outbox import Outbox
 from workflows.dispute import DisputeWorkflow
+from workflows.exception import ExceptionWorkflow
 
 # Exceptions that mean a bug in workflow code (ApplicationError, which fails just an update,
 # is deliberately not among them).
@@ -72,6 +74,7 @@ def activity_methods(services: Services) -> list[Any]:
     panels = PanelActivities(services.sessions)
     notify = NotificationActivities(services.outbox)
     stored_texts = TextActivities(services.sessions)
+    exception_steps = ExceptionActivities(services.sessions, services.outbox)
     remedies = build_remedy_activities(services)
     return [
         remedies.apply_remedy,
@@ -88,6 +91,8 @@ def activity_methods(services: Services) -> list[Any]:
         assignment.assign_mediator,
         assignment.release_seat,
         panels.draw_panel,
+        panels.draw_exception_panel,
+        exception_steps.record_exception_step,
         notify.send_notification,
         stored_texts.check_texts,
     ]
@@ -195,7 +200,7 @@ def build_worker(
         relay_interval=services.settings.outbox_relay_interval_seconds,
         task_queue=task_queue,
         interceptors=[] if traced else temporal_interceptors(),
-        workflows=[DisputeWorkflow],
+        workflows=[DisputeWorkflow, ExceptionWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=activity_methods(services),
         # Database activities are synchronous; they run here, off the workflow event loop.

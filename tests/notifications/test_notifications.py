@@ -13,6 +13,7 @@ from accord.application import build_services
 from models.enums import DisputeStage, OutboxState, Role, TaskKind, TaskState
 from models.payloads import NotificationRequest
 from models.tables import OutboxMessage, Task
+from notifications import exceptions as notices_of_exceptions
 from notifications.outbox import mail_task_key
 from notifications.render import SUBJECTS, TemplateCatalog
 from tests.cli.test_cli import accord
@@ -55,8 +56,10 @@ CONTEXT = {
 }
 
 
-DISPUTE_EVENTS = sorted(set(SUBJECTS) - {"intake_reply", "alert_raised", "alert_dismissed"})
-"""Alert notices and the intake's answers belong to no dispute: tested below."""
+DISPUTE_EVENTS = sorted(
+    set(SUBJECTS) - {"intake_reply", "alert_raised", "alert_dismissed", "exception_notice"}
+)
+"""Alert and exception notices and the intake's answers belong to no dispute: tested below."""
 
 
 @pytest.mark.parametrize("name", DISPUTE_EVENTS)
@@ -434,3 +437,40 @@ async def test_each_entry_of_a_settled_dispute_carries_its_mail_into_the_outbox(
         if e.HasField("activity_task_scheduled_event_attributes")
     }
     assert "send_notification" not in scheduled
+
+
+EXCEPTION_CONTEXT = {
+    "number": "",
+    "exception": "EXC-4",
+    "headline": "approved",
+    "partner": "Contoso <script>x</script>\r\nBcc: all@example.com",
+    "clause": "RoE 4.2 Exclusive territories are served only by their holder",
+    "scope": "territory <b>US-NY-METRO</b>",
+    "until": "2027-02-01",
+    "objections_close_at": "2026-12-14 17:00 UTC",
+    "decision_due_at": "2026-12-28 17:00 UTC",
+    "decision_reason": "<i>The customer asked</i> for Contoso.",
+    "base_url": "http://accord.test",
+}
+
+
+@pytest.mark.parametrize("event", list(notices_of_exceptions.HEADLINES))
+@pytest.mark.parametrize("audience", ["beneficiary", "affected", "panel", "chair", "admins"])
+def test_an_exception_notice_escapes_what_people_wrote_and_carries_no_number(
+    event: str, audience: str
+) -> None:
+    email = TemplateCatalog().render(
+        "exception_notice",
+        {
+            **EXCEPTION_CONTEXT,
+            "event": event,
+            "audience": audience,
+            "headline": notices_of_exceptions.HEADLINES[event],
+        },
+    )
+    assert "\n" not in email.subject and email.subject.startswith("Exception EXC-4 to RoE 4.2")
+    assert "<script>" not in email.html and "<b>US-NY-METRO</b>" not in email.html
+    assert "<i>The customer" not in email.html
+    assert "EXC-4" in email.text and "DSP-" not in email.text
+    if event in ("approved", "denied"):
+        assert "<i>The customer asked</i> for Contoso." in email.text  # the chair's reasons

@@ -113,7 +113,7 @@ def test_an_upgrade_from_0006_to_head_blocks_no_read_or_write(postgres_url: str)
         "SELECT number FROM dispute_search WHERE tsv @@ to_tsquery('english', 'account & 996')"
         " AND 'p37' = ANY (parties) ORDER BY number LIMIT 1",
     ) == [("DSP-2026-0000996",)]
-    # 0033 to 0038 only add: the schema serves the code of 0032 to 0037 too.
+    # 0033 to 0039 only add: the schema serves the code of 0032 to 0038 too.
     assert _rows(postgres_url, "SELECT revision FROM schema_release ORDER BY 1") == [
         ("0032",),
         ("0033",),
@@ -121,6 +121,7 @@ def test_an_upgrade_from_0006_to_head_blocks_no_read_or_write(postgres_url: str)
         ("0035",),
         ("0036",),
         ("0037",),
+        ("0038",),
         (head_revision(),),
     ]
 

@@ -31,6 +31,7 @@ from models.payloads import (
     TerritoryReassignment,
     WrittenWarning,
 )
+from notifications import exceptions as exception_notices
 from notifications.render import SUBJECTS, TemplateCatalog
 
 NAMES = Names(
@@ -329,7 +330,7 @@ def _mail_contexts(name: str) -> list[dict[str, object]]:
     return contexts
 
 
-NOT_OF_A_DISPUTE = {"intake_reply", "alert_raised", "alert_dismissed"}
+NOT_OF_A_DISPUTE = {"intake_reply", "alert_raised", "alert_dismissed", "exception_notice"}
 """Mail that belongs to no dispute: each has its own test below."""
 
 
@@ -360,6 +361,30 @@ def test_every_alert_notice_reads_as_written_for_its_reader(
                 {"object": "registration:DR-1", "customer": "Acme Corp"},
                 {"object": "territory:DACH", "customer": ""},
             ],
+            "base_url": "http://accord.test",
+        },
+    )
+    assert not leaks(email.subject + email.text + email.html)
+
+
+@pytest.mark.parametrize("event", list(exception_notices.HEADLINES))
+@pytest.mark.parametrize("audience", ["beneficiary", "affected", "panel", "chair", "admins"])
+def test_every_exception_notice_reads_as_written_for_its_reader(event: str, audience: str) -> None:
+    email = TemplateCatalog().render(
+        "exception_notice",
+        {
+            "number": "",
+            "exception": "EXC-4",
+            "event": event,
+            "audience": audience,
+            "headline": exception_notices.HEADLINES[event],
+            "partner": "Contoso Systems",
+            "clause": "RoE 4.2 Exclusive territories are served only by their holder",
+            "scope": "territory US-NY-METRO",
+            "until": "2027-02-01",
+            "objections_close_at": "2026-12-14 17:00 UTC",
+            "decision_due_at": "2026-12-28 17:00 UTC",
+            "decision_reason": "The customer asked for Contoso in writing.",
             "base_url": "http://accord.test",
         },
     )
