@@ -19,8 +19,8 @@ from accord.application import build_exceptions
 from accord.channel.exceptions import ExceptionRefused, ExceptionRequest
 from accord.governance.exceptions import ExceptionForbidden, ExceptionService
 from models.enums import ExceptionState
-from models.tables import ChannelException, ExceptionEvent, OutboxMessage, PartnerContact, Person
 from models.payloads import exception_workflow_id
+from models.tables import ChannelException, ExceptionEvent, OutboxMessage, PartnerContact, Person
 from tests.conftest import HISTORIES, Stack
 from workflows.exception import ExceptionWorkflow
 
