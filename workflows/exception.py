@@ -124,44 +124,7 @@ class ExceptionWorkflow:
                 state=ExceptionState.IN_REVIEW,
                 detail={"objected": sorted(self._objections)},
             )
-            if not await self._seat_panel():
-                return self._outcome()
-            due = await self._deadline("decision", x.decision_days, workflow.now())
-            self._decision_due_at = due.due_at
-            await self._record(
-                SYSTEM,
-                "panel_drawn",
-                f"{self._panel_words()}; decision due {due.explanation}",
-                detail=self._panel_detail(),
-                panel=self._panel_detail(),
-                decision_due_at=due.due_at,
-                notify=(ExceptionNotice(event="panel", audiences=("panel", "chair")),),
-            )
-        if not await self._until(due.due_at, self._ended):
-            async with self._lock:
-                if self._ended():
-                    return self._outcome()
-                if not self._ballot_open:
-                    await self._open_ballot("the decision deadline passed")
-                await self._record(
-                    SYSTEM,
-                    "decision_overdue",
-                    "the decision deadline passed undecided: the chair and the admins are told",
-                    notify=(ExceptionNotice(event="overdue", audiences=("chair", "admins")),),
-                )
-        if not await self._until(x.expires_at, self._ended):
-            async with self._lock:
-                if not self._ended():
-                    await self._record(
-                        SYSTEM,
-                        "lapsed",
-                        f"undecided on {x.until}, the last day it was asked for",
-                        state=ExceptionState.LAPSED,
-                        notify=(
-                            ExceptionNotice(event="lapsed", audiences=("beneficiary", "affected")),
-                        ),
-                    )
-            return self._outcome()
+        await self._review()
         if self._state is ExceptionState.APPROVED:
             await self._until(x.expires_at, lambda: False)
             async with self._lock:
@@ -175,6 +138,65 @@ class ExceptionWorkflow:
                     ),
                 )
         return self._outcome()
+
+    async def _review(self) -> None:
+        """Panels until the chair decides, or the request ends otherwise (withdrawn, or lapsed
+        on its last day). An admin may have the panel drawn again (a member who left the board,
+        a chair gone): the new panel votes afresh, the old panel's sealed votes set aside."""
+        x = self._x
+
+        def ended_or_redrawn() -> bool:
+            return self._ended() or self._redraw
+
+        while True:
+            async with self._lock:
+                if self._ended() or not await self._seat_panel():
+                    return
+                due = await self._deadline("decision", x.decision_days, workflow.now())
+                self._decision_due_at = due.due_at
+                await self._record(
+                    SYSTEM,
+                    "panel_drawn",
+                    f"{self._panel_words()}; decision due {due.explanation}",
+                    detail=self._panel_detail(),
+                    panel=self._panel_detail(),
+                    decision_due_at=due.due_at,
+                    notify=(ExceptionNotice(event="panel", audiences=("panel", "chair")),),
+                )
+            if not await self._until(due.due_at, ended_or_redrawn):
+                async with self._lock:
+                    if not ended_or_redrawn():
+                        if not self._ballot_open:
+                            await self._open_ballot("the decision deadline passed")
+                        await self._record(
+                            SYSTEM,
+                            "decision_overdue",
+                            "the decision deadline passed undecided: the chair and the admins "
+                            "are told",
+                            notify=(
+                                ExceptionNotice(event="overdue", audiences=("chair", "admins")),
+                            ),
+                        )
+            if not await self._until(x.expires_at, ended_or_redrawn):
+                async with self._lock:
+                    if not ended_or_redrawn():
+                        await self._lapse(f"undecided on {x.until}, the last day it was asked for")
+                        return
+            if self._ended():
+                return
+            # Redrawn: the next panel starts from an empty, sealed ballot.
+            self._votes = {}
+            self._ballot_open = False
+            self._panel = None
+
+    async def _lapse(self, why: str) -> None:
+        await self._record(
+            SYSTEM,
+            "lapsed",
+            why,
+            state=ExceptionState.LAPSED,
+            notify=(ExceptionNotice(event="lapsed", audiences=("beneficiary", "affected")),),
+        )
 
     async def _seat_panel(self) -> bool:
         """Draw the panel (under the lock); when the board cannot seat one, ask the admins and
@@ -214,14 +236,8 @@ class ExceptionWorkflow:
             if self._ended():
                 return False
             if not self._redraw:
-                await self._record(
-                    SYSTEM,
-                    "lapsed",
-                    f"no panel was seated by {self._x.until}, the last day it was asked for",
-                    state=ExceptionState.LAPSED,
-                    notify=(
-                        ExceptionNotice(event="lapsed", audiences=("beneficiary", "affected")),
-                    ),
+                await self._lapse(
+                    f"no panel was seated by {self._x.until}, the last day it was asked for"
                 )
                 return False
 
@@ -289,7 +305,7 @@ class ExceptionWorkflow:
         return {m.person_id: m.function for m in self._panel.members}
 
     def _rule_vote(self, action: VoteOnException) -> None:
-        if self._ended() or self._panel is None:
+        if self._ended() or self._panel is None or self._redraw:
             raise _refuse("no ballot is open for votes")
         if action.actor.role is not Role.BOARD or action.actor.id not in self._members():
             raise _refuse("only a member of this exception's panel may vote")
@@ -317,7 +333,7 @@ class ExceptionWorkflow:
         self._rule_vote(action)
 
     def _rule_decide(self, action: DecideException) -> None:
-        if self._ended() or self._panel is None or self._panel.chair is None:
+        if self._ended() or self._panel is None or self._panel.chair is None or self._redraw:
             raise _refuse("nothing is before the board to decide")
         if action.actor.role is not Role.BOARD or action.actor.id != self._panel.chair.person_id:
             raise _refuse("only the chair of this exception's panel decides it")
@@ -380,17 +396,19 @@ class ExceptionWorkflow:
     def _rule_redraw(self, action: RedrawExceptionPanel) -> None:
         if action.actor.role is not Role.ADMIN:
             raise _refuse("only an admin may redraw the panel")
-        if self._ended() or not self._awaiting_panel or self._redraw:
-            raise _refuse("no panel is waiting to be drawn")
+        if self._ended() or self._redraw or (self._panel is None and not self._awaiting_panel):
+            raise _refuse("no panel is waiting to be drawn, and none sits to be replaced")
 
     @workflow.update
     async def redraw_panel(self, action: RedrawExceptionPanel) -> ExceptionActed:
         async with self._acting(lambda: self._rule_redraw(action)):
+            set_aside = len(self._votes) if self._panel is not None else 0
             step = await self._record(
                 action.actor,
                 "redraw_asked",
-                "panel to be drawn again",
-                detail={"reason": action.reason},
+                "panel to be drawn again"
+                + (f"; {set_aside} sealed vote(s) set aside" if set_aside else ""),
+                detail={"reason": action.reason, "votes_set_aside": set_aside},
             )
             self._redraw = True
             return self._acted("the panel will be drawn again", step)

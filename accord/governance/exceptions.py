@@ -10,6 +10,7 @@ workflow checks they sit on the panel), a partner contact deactivated no longer 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,9 @@ from models.payloads import (
 )
 from models.tables import Account, ChannelException, ExceptionEvent, Partner, PartnerContact, Person
 from workflows.exception import ExceptionWorkflow
+
+
+log = logging.getLogger("accord.exceptions")
 
 
 class ExceptionNotFound(LookupError):
@@ -90,7 +94,14 @@ class ExceptionService:
         elif actor.role is not Role.ADMIN:
             raise ExceptionForbidden("partners (or an admin for them) ask for exceptions")
         row, started = await asyncio.to_thread(self._store, request, actor, now)
-        await self._start(started)
+        try:
+            await self._start(started)
+        except RPCError:
+            # Stored, so never lost: the worker's recovery pass starts it (start_stranded), and
+            # the partners are told then. The requester has their exception's number now.
+            log.warning(
+                "exception EXC-%s stored, its workflow not started yet", row.id, exc_info=True
+            )
         return row
 
     def _store(
@@ -156,13 +167,16 @@ class ExceptionService:
         unreachable, between the two): the worker calls this periodically."""
         cutoff = datetime.now(UTC) - older_than
         stranded = await asyncio.to_thread(self._stranded, cutoff)
-        for started in stranded:
+        started = []
+        for request in stranded:
             try:
-                await self._start(started)
-            except RPCError as exc:
-                if exc.status is not RPCStatusCode.ALREADY_EXISTS:
-                    raise
-        return [s.exception_id for s in stranded]
+                await self._start(request)
+            except RPCError:
+                # Still unreachable: the next pass tries again, the others are not held up.
+                log.warning("EXC-%s still not started", request.exception_id, exc_info=True)
+                continue
+            started.append(request.exception_id)
+        return started
 
     def _stranded(self, cutoff: datetime) -> list[ExceptionInput]:
         found = []

@@ -308,6 +308,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
         ("0035",),
         ("0036",),
         ("0037",),
+        ("0038",),
         (head,),
         ("9001",),
     ]
@@ -340,6 +341,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
         ("0035",),
         ("0036",),
         ("0037",),
+        ("0038",),
         (head,),
         ("9001",),
     ]
@@ -372,6 +374,7 @@ async def test_the_previous_release_stays_ready_while_the_next_only_adds(
         ("0035",),
         ("0036",),
         ("0037",),
+        ("0038",),
         (head,),
     ]
     assert (await readiness(sessions, None))["database"] == "ok"
@@ -431,6 +434,7 @@ def test_the_upgrade_from_0006_runs_the_same_on_sqlite(tmp_path: Path) -> None:
             ("0035",),
             ("0036",),
             ("0037",),
+            ("0038",),
             (head_revision(),),
         ]
     engine.dispose()

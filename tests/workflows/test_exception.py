@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlmodel import select
+from temporalio.service import RPCError, RPCStatusCode
 
 from accord.application import build_exceptions
 from accord.channel.exceptions import ExceptionRefused, ExceptionRequest
@@ -143,6 +144,9 @@ async def test_a_request_is_objected_to_voted_sealed_approved_and_expires(stack:
     carl = stack.actor("carl@contoso.example")
     assert "only a partner this exception affects" in await refused(
         svc, exception_id, "object", carl, {"reason": "We object to ourselves."}
+    )
+    assert "no panel is waiting to be drawn, and none sits" in await refused(
+        svc, exception_id, "redraw", stack.actor("alex.admin"), {"reason": "Too early for it."}
     )
     assert "no ballot is open" in await refused(
         svc, exception_id, "vote", stack.actor("board.sales"), {"choice": "approve", "reasons": WHY}
@@ -329,9 +333,81 @@ async def test_a_board_that_cannot_seat_a_panel_asks_the_admins_who_redraw(stack
     admin = stack.actor("alex.admin")
     chair_active(True)
     await svc.act(exception_id, "redraw", admin, {"reason": "The chair is back from leave."})
-    assert "no panel is waiting" in await refused(
-        svc, exception_id, "redraw", admin, {"reason": "Twice in a row, by mistake."}
-    )
     await event(stack, exception_id, "panel_drawn")
     assert panel_of(stack, exception_id)[1] == "board.chair"
     await keep_history(stack, exception_id, "panel-incomplete-then-redrawn")
+
+
+async def test_a_request_stored_while_temporal_is_unreachable_is_started_by_the_recovery_pass(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporal refusing the start is simulated (the test server cannot be stopped and started
+    again under one client): the request is stored and answered, and the worker's recovery pass
+    starts it, once, however often it runs."""
+    svc = service(stack)
+    real_start = stack.client.start_workflow
+
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(stack.client, "start_workflow", unreachable)
+    made = await svc.request(request(), stack.actor("carl@contoso.example"))
+    assert made.id is not None and row(stack, made.id).state is ExceptionState.REQUESTED
+    assert events(stack, made.id) == []
+    assert await svc.start_stranded(older_than=timedelta(0)) == []  # still unreachable: kept
+    monkeypatch.setattr(stack.client, "start_workflow", real_start)
+    assert await svc.start_stranded(older_than=timedelta(0)) == [made.id]
+    await event(stack, made.id, "requested")
+    assert await svc.start_stranded(older_than=timedelta(0)) == []
+    assert [e.action for e in events(stack, made.id)] == ["requested"]
+
+
+async def test_a_panel_whose_member_left_the_board_is_redrawn_and_votes_afresh(
+    stack: Stack,
+) -> None:
+    svc, exception_id = await in_review(stack)
+    members, chair = panel_of(stack, exception_id)
+    await svc.act(exception_id, "vote", stack.actor(members[0]), {"choice": "deny", "reasons": WHY})
+    leaving = members[1]
+    with stack.sessions.begin() as session:
+        person = session.get(Person, leaving)
+        assert person is not None
+        person.active = False
+        # The board appoints someone to the seat.
+        session.add(
+            Person(
+                id="board.newcomer",
+                name="Nell Newcomer",
+                email="nell.newcomer@vendor.example",
+                role=person.role,
+                calendar="US-NY",
+                function=person.function,
+                organisation=person.organisation,
+            )
+        )
+    admin = stack.actor("alex.admin")
+    done = await svc.act(exception_id, "redraw", admin, {"reason": f"{leaving} left the board."})
+    assert "sealed vote(s) set aside" not in done.message
+    asked = await event(stack, exception_id, "redraw_asked")
+    assert asked.summary == "panel to be drawn again; 1 sealed vote(s) set aside"
+    assert asked.detail["votes_set_aside"] == 1 and "choice" not in json.dumps(asked.detail)
+    for _ in range(200):
+        drawn = [e for e in events(stack, exception_id) if e.action == "panel_drawn"]
+        if len(drawn) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert len(drawn) == 2
+    fresh, _ = panel_of(stack, exception_id)
+    assert leaving not in fresh and "board.newcomer" in fresh
+    view = await svc.state(exception_id)
+    assert view is not None and view.voted == () and not view.ballot_open
+    # The first panel's vote was set aside: its member votes again, like everyone else.
+    for member in fresh:
+        await svc.act(
+            exception_id, "vote", stack.actor(member), {"choice": "approve", "reasons": WHY}
+        )
+    opened = [e for e in events(stack, exception_id) if e.action == "ballot_opened"]
+    assert len(opened) == 1 and {v["person_id"] for v in opened[0].detail["votes"]} == set(fresh)
+    await svc.act(exception_id, "decide", stack.actor(chair), {"choice": "deny", "reason": WHY})
+    assert row(stack, exception_id).state is ExceptionState.DENIED
+    await keep_history(stack, exception_id, "panel-redrawn-after-a-member-left")
