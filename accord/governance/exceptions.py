@@ -44,7 +44,6 @@ from models.payloads import (
 from models.tables import Account, ChannelException, ExceptionEvent, Partner, PartnerContact, Person
 from workflows.exception import ExceptionWorkflow
 
-
 log = logging.getLogger("accord.exceptions")
 
 
