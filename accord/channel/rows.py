@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -110,17 +111,22 @@ def _in_years_day(value: date) -> date:
 _NUMBER = re.compile(r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$")
 
 
-def _amount(value: Any) -> Any:
-    """An amount as a CRM writes it: ASCII digits with a decimal point ("125000.00"), or a
-    JSON number; no exponent, no digit group marks, no other script's digits."""
-    if isinstance(value, bool):
-        raise ValueError("is not a number like 125000.00")
-    if isinstance(value, float):
-        # JSON numbers: read as written (125000.1, not 125000.100000000005...).
-        return Decimal(repr(value))
-    if isinstance(value, str) and not _NUMBER.match(value):
-        raise ValueError(f"is not a number like 125000.00 ({value.strip()[:40]!r})")
-    return value
+def _decimal(example: str) -> Callable[[Any], Any]:
+    """A number as a CRM writes it: ASCII digits with a decimal point, or a JSON number; no
+    exponent, no digit group marks, no other script's digits. Refused with `example` of what
+    the field holds ("a number like 125000.00", "a percentage like 12.5")."""
+
+    def read(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"is not {example}")
+        if isinstance(value, float):
+            # JSON numbers: read as written (125000.1, not 125000.100000000005...).
+            return Decimal(repr(value))
+        if isinstance(value, str) and not _NUMBER.match(value):
+            raise ValueError(f"is not {example} ({value.strip()[:40]!r})")
+        return value
+
+    return read
 
 
 def _has_a_word(value: str) -> str:
@@ -169,13 +175,13 @@ Country = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[
 Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[
     Decimal,
-    BeforeValidator(_amount),
+    BeforeValidator(_decimal("a number like 125000.00")),
     # 15 digits: what SQLite, which keeps NUMERIC as a double, gives back exactly.
     Field(ge=0, max_digits=15, decimal_places=2, allow_inf_nan=False),
 ]
 Percent = Annotated[
     Decimal,
-    BeforeValidator(_amount),
+    BeforeValidator(_decimal("a percentage like 12.5")),
     Field(ge=0, le=100, max_digits=5, decimal_places=2, allow_inf_nan=False),
 ]
 """A discount off the list price, in percent ("12.5")."""

@@ -380,7 +380,8 @@ def test_the_customer_s_written_choice_and_discounts_beyond_the_band_are_read(
         ("101", "Input should be less than or equal to 100"),
         ("-1", "Input should be greater than or equal to 0"),
         ("12.345", "at most 2 decimal places"),
-        ("ten", "is not a number"),
+        ("ten", "is not a percentage like 12.5 ('ten')"),
+        ("12.5%", "is not a percentage like 12.5 ('12.5%')"),
     ],
 )
 def test_a_discount_that_is_no_percentage_is_refused_by_row_and_field(
