@@ -10,6 +10,7 @@ the dispute's number. A filing refused for its content gives the alert back, ope
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -47,7 +48,8 @@ class Conversion:
     claimant_id: str
     """Which of the alert's partners files (the other is the respondent)."""
     amount_at_stake: Decimal | None = None
-    """Without one: the largest amount the alert's objects were registered for (else 0)."""
+    """Without one: the largest amount the alert's objects were registered for, in the
+    claimant's currency (else 0)."""
     desired_remedy: str = "Decided under the rules of engagement"
 
 
@@ -67,16 +69,24 @@ def _contested(alert: ConflictAlert) -> list[dict[str, str]]:
     return list({(o["kind"], o["ref"]): o for o in objects}.values())
 
 
-def _amount(alert: ConflictAlert) -> tuple[Decimal, str]:
-    found: list[tuple[Decimal, str]] = []
+def _amount(alert: ConflictAlert, claimant_id: str) -> tuple[Decimal, str]:
+    """The largest amount registered, in one currency (amounts in two currencies do not
+    compare): the claimant's own objects' currency, else the one most objects are in."""
+    found: list[tuple[Decimal, str, str]] = []
     for snapshot in alert.evidence.get("objects", []):
         try:
             value = Decimal(str(snapshot.get("amount")))
         except InvalidOperation:
             continue
         if value.is_finite() and value >= 0:
-            found.append((value, str(snapshot.get("currency") or "USD")))
-    return max(found) if found else (Decimal(0), "USD")
+            currency = str(snapshot.get("currency") or "USD")
+            found.append((value, currency, str(snapshot.get("partner") or "")))
+    if not found:
+        return Decimal(0), "USD"
+    own = [currency for _, currency, partner in found if partner == claimant_id]
+    counts = Counter(currency for _, currency, _ in found)
+    currency = own[0] if own else min(counts, key=lambda c: (-counts[c], c))
+    return max(value for value, c, _ in found if c == currency), currency
 
 
 def _facts(alert: ConflictAlert) -> str:
@@ -118,7 +128,7 @@ def submission(
         raise AlertRefused(
             f"alert {alert.id} names no registration, account or territory a dispute can contest"
         )
-    amount, currency = _amount(alert)
+    amount, currency = _amount(alert, conversion.claimant_id)
     reason = alert.reasons[0] if alert.reasons else alert.kind.value.replace("_", " ")
     try:
         return _filing(alert, conversion, filed_by, objects, amount, currency, reason)

@@ -5,13 +5,16 @@ once whoever asks, and a refused filing leaving the alert open."""
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from sqlmodel import select
 
 from accord.channel import alerts
 from accord.channel.imports import import_file
-from models.enums import AlertState, ChannelKind, ImportFormat
+from accord.disputes.conversion import Conversion, submission
+from models.enums import AlertKind, AlertState, ChannelKind, ImportFormat, Role
+from models.payloads import Actor
 from models.tables import ConflictAlert, Evidence, OutboxMessage, Partner
 from tests.conftest import Stack
 from tests.web.test_web_access import ADMIN
@@ -250,3 +253,41 @@ async def test_each_partner_an_alert_names_is_told_of_its_own_objects_only(stack
         ).all()
     assert {m.recipient for m in closed} == {"nora@northwind.example", "carl@contoso.example"}
     assert all("Two divisions" not in m.text_body for m in closed)  # the reason stays inside
+
+
+def test_the_amount_at_stake_is_in_one_currency_the_claimant_s_own() -> None:
+    """Two registrations in different currencies: the largest number (a yen amount) is not the
+    largest stake. The claimant's own registration's currency is the dispute's, and the amount
+    the largest in it."""
+    alert = ConflictAlert(
+        id=5,
+        kind=AlertKind.SAME_CUSTOMER,
+        pair_key="registration:DR-1|registration:DR-2",
+        partner_ids=["contoso", "northwind"],
+        score=0.97,
+        reasons=["same customer name"],
+        evidence={
+            "objects": [
+                {
+                    "object": "registration:DR-1",
+                    "partner": "northwind",
+                    "amount": "40000.00",
+                    "currency": "USD",
+                },
+                {
+                    "object": "registration:DR-2",
+                    "partner": "contoso",
+                    "amount": "6000000",
+                    "currency": "JPY",
+                },
+            ]
+        },
+        state=AlertState.OPEN,
+        detected_at=datetime(2026, 12, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    admin = Actor(id="ada.admin", role=Role.ADMIN)
+    made = submission(alert, Conversion(claimant_id="northwind"), admin, "ada.admin@vendor.example")
+    assert (made.amount_at_stake, made.currency) == (Decimal("40000.00"), "USD")
+    theirs = submission(alert, Conversion(claimant_id="contoso"), admin, "ada.admin@vendor.example")
+    assert (theirs.amount_at_stake, theirs.currency) == (Decimal("6000000"), "JPY")
