@@ -150,6 +150,10 @@ class ExceptionWorkflow:
 
         while True:
             async with self._lock:
+                # Redrawn (an earlier panel sat): the next starts from an empty, sealed ballot.
+                self._votes = {}
+                self._ballot_open = False
+                self._panel = None
                 if self._ended() or not await self._seat_panel():
                     return
                 due = await self._deadline("decision", x.decision_days, workflow.now())
@@ -184,10 +188,6 @@ class ExceptionWorkflow:
                         return
             if self._ended():
                 return
-            # Redrawn: the next panel starts from an empty, sealed ballot.
-            self._votes = {}
-            self._ballot_open = False
-            self._panel = None
 
     async def _lapse(self, why: str) -> None:
         await self._record(
