@@ -330,3 +330,58 @@ async def test_the_pages_request_object_and_show_refusals_next_to_the_form(stack
     await mediator.close()
     assert [e.action for e in events(stack, exception_id)] == ["requested", "objected"]
     assert isinstance(events(stack, exception_id)[0], ExceptionEvent)
+
+
+async def test_the_page_shows_each_viewer_only_the_forms_it_may_use_now(stack: Stack) -> None:
+    app = make_app(stack)
+    exception_id = await in_review(stack, app)
+    page_path = f"/exceptions/{exception_id}"
+    members, chair = panel_of(stack, exception_id)
+    boss = await signed_in(app, email_of(stack, chair))
+    page = await boss.get(page_path)
+    assert 'id="form-decide"' not in page.text and 'id="form-vote"' not in page.text
+    early = await boss.post(f"{page_path}/decide", {"choice": "approve", "reason": WHY})
+    assert early.status_code == 409 and "sealed" in early.text
+    for member in members:
+        voter = await signed_in(app, email_of(stack, member))
+        page = await voter.get(page_path)
+        assert 'id="form-vote"' in page.text and 'id="form-withdraw"' not in page.text
+        bad = await voter.post(f"{page_path}/vote", {"choice": "maybe", "reasons": WHY})
+        assert bad.status_code == 422 and "Vote refused" in bad.text
+        cast = await voter.post(f"{page_path}/vote", {"choice": "approve", "reasons": WHY})
+        assert cast.status_code == 303, cast.text
+        assert 'id="form-vote"' not in (await voter.get(page_path)).text
+        await voter.close()
+    await event(stack, exception_id, "ballot_opened")
+    page = await boss.get(page_path)
+    assert 'id="form-decide"' in page.text
+    decided = await boss.post(f"{page_path}/decide", {"choice": "deny", "reason": WHY})
+    assert decided.status_code == 303, decided.text
+    page = await boss.get(page_path)
+    assert 'class="stage denied"' in page.text and 'id="form-' not in page.text
+    await boss.close()
+    admin = await signed_in(app, ADMIN)
+    assert 'id="form-' not in (await admin.get(page_path)).text
+    for path in ("/exceptions/99999999999", f"{page_path}/approve"):
+        response = await (admin.get(path) if path.endswith("9") else admin.post(path, {}))
+        assert response.status_code == 404, path
+    await admin.close()
+    assert row(stack, exception_id).state is ExceptionState.DENIED
+
+
+async def test_the_same_request_twice_at_once_is_stored_once(stack_on_both: Stack) -> None:
+    stack = stack_on_both
+    app = make_app(stack)
+    async with as_(stack, app, CARL) as carl, as_(stack, app, ADMIN) as admin:
+        first, second = await asyncio.gather(
+            carl.post("/api/exceptions", json=asked()),
+            admin.post("/api/exceptions", json=asked()),
+        )
+    statuses = sorted([first.status_code, second.status_code])
+    assert statuses == [201, 422], (first.text, second.text)
+    refused = first if first.status_code == 422 else second
+    assert "already covers" in fields(refused)["territory"]
+    with stack.sessions.read() as session:
+        assert len(session.exec(select(ChannelException)).all()) == 1
+    made = first if first.status_code == 201 else second
+    await event(stack, made.json()["id"], "requested")
