@@ -142,6 +142,10 @@ async def test_who_reads_which_exception(stack: Stack) -> None:
         assert by_partner.json()["total"] == 1
         by_clause = await admin.get("/api/exceptions", params={"clause": "RoE 3.4"})
         assert by_clause.json()["total"] == 0
+        by_clause = await admin.get("/api/exceptions", params={"clause": "roe 4.2"})
+        assert by_clause.json()["total"] == 1
+        odd = await admin.get("/api/exceptions", params={"clause": "RoE\x004.2"})
+        assert odd.status_code in (200, 422) and odd.status_code != 500
 
 
 async def test_objected_voted_sealed_and_decided_through_the_api(stack: Stack) -> None:
@@ -151,6 +155,10 @@ async def test_objected_voted_sealed_and_decided_through_the_api(stack: Stack) -
     async with as_(stack, app, NORA) as nora:
         nul = await nora.post(f"{path}/object", json={"reason": "We object\x00 strongly."})
         assert nul.status_code == 422 and "reason" in fields(nul)
+        huge = await nora.post(f"{path}/object", json={"reason": "x" * 20_000})
+        assert huge.status_code == 422 and "reason" in fields(huge)
+        wrong = await nora.post(f"{path}/object", json={"reasons": "We serve Acme in New York."})
+        assert wrong.status_code == 422 and "reasons" in fields(wrong)
         done = await nora.post(f"{path}/object", json={"reason": "We serve Acme in New York."})
         assert done.status_code == 200, done.text
         assert done.json()["state"] == "requested"
