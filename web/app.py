@@ -25,7 +25,20 @@ from accord.application import Services
 from accord.directory.records import DirectoryNames
 from accord.platform.settings import Settings
 from models.codec import EncryptionCodec
-from web import api, channel, codec, csrf, docs, errors, gate, health, limits, pages, throttle
+from web import (
+    api,
+    channel,
+    codec,
+    csrf,
+    docs,
+    errors,
+    exceptions,
+    gate,
+    health,
+    limits,
+    pages,
+    throttle,
+)
 from web.auth import Accounts
 from web.context import WebContext
 from web.deps import storable_path
@@ -86,6 +99,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(channel.router)
+    app.include_router(exceptions.router)
     app.include_router(codec.router)
     app.include_router(gate.router)
     app.include_router(pages.router)

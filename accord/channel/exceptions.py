@@ -158,7 +158,9 @@ def prepare(
             f"an exception lasts at most {rules.longest_days} days under playbook {version}: "
             f"until {longest} at the latest",
         )
-    partner = session.get(Partner, request.partner_id)
+    # Locked (PostgreSQL; SQLite's writer is one already): the same request sent twice at once
+    # waits here for the other's commit, and then finds it below as a duplicate.
+    partner = session.get(Partner, request.partner_id, with_for_update=True)
     if partner is None or not partner.active:
         raise ExceptionRefused("partner_id", f"{request.partner_id!r} is not an active partner")
     if partner.is_direct_sales:

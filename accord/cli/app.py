@@ -4,8 +4,9 @@ argument before a command runs, and the help screens as plain text.
 
 It serves no audience of its own; the commands are in the audience modules, merged in the
 order `accord --help` lists them: `operators` (running Accord), `records` (reading it),
-`partners` (the parties), `neutrals` (mediators and the review board) and `admins` (steering
-disputes, the intake and the outbox). What they share is `accord.cli.common`.
+`partners` (the parties), `neutrals` (mediators and the review board), `admins` (steering
+disputes, the intake and the outbox) and `exceptions` (exceptions to the rules of engagement,
+for the partners who ask, the board and the admins). What they share is `accord.cli.common`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from accord.cli import admins, interrupts, neutrals, operators, partners, records
+from accord.cli import admins, exceptions, interrupts, neutrals, operators, partners, records
 from accord.platform.db import schema_missing
 from models.text import problem
 
@@ -44,7 +45,7 @@ def _started() -> None:
     interrupts.release()
 
 
-for audience in (operators, records, partners, neutrals, admins):
+for audience in (operators, records, partners, neutrals, admins, exceptions):
     # Without a name: the audience's commands (and its groups) join the root's.
     app.add_typer(audience.commands)
 

@@ -29,6 +29,7 @@ MEDIATOR_EMAILS = {
 }
 CAUCUS_TEXT = "Private to Northwind: the caucus offer floor is 55 percent"
 SUMMARY = "Contoso registered our Acme deal after we did"
+EXCEPTION_REASON = "Contoso's New York office serves this customer under its master agreement."
 
 
 class Scenario:
@@ -42,6 +43,7 @@ class Scenario:
         self.evidence: dict[str, str] = {}
         self.channel_import: int | None = None
         self.alert: int | None = None
+        self.exception: int | None = None
 
     async def build(self) -> None:
         filed = await self.stack.file()
@@ -106,6 +108,23 @@ class Scenario:
             from models.tables import ConflictAlert
 
             self.alert = session.exec(select(ConflictAlert)).one().id
+        # An exception contoso (the respondent) asks for, affecting northwind (the claimant).
+        from datetime import date, timedelta
+
+        from accord.application import build_exceptions
+        from accord.channel.exceptions import ExceptionRequest
+
+        asked = await build_exceptions(self.stack.services, self.stack.client).request(
+            ExceptionRequest(
+                partner_id="contoso",
+                clause="RoE 4.2",
+                territory="US-NY-METRO",
+                until=date.today() + timedelta(days=30),
+                reason=EXCEPTION_REASON,
+            ),
+            self.stack.actor(RESPONDENT),
+        )
+        self.exception = asked.id
 
     def other_mediator(self) -> str:
         return next(e for e in MEDIATOR_EMAILS.values() if e != self.mediator)
@@ -118,6 +137,8 @@ async def scenario(stack_on_both: Stack) -> Scenario:
     return built
 
 
+# Who may read the exception contoso asked for (it affects northwind).
+EXCEPTION_READERS = {"claimant", "respondent", "board", "compliance", "admin"}
 # Who may see the dispute at all.
 SEES_DISPUTE = {"claimant", "respondent", "mediator", "compliance", "admin"}
 ROLES = (
@@ -186,6 +207,12 @@ def expected(route: str, role: str) -> int:
             return 200 if role == "admin" else 403
         case "new":
             return 200 if partner else 403
+        case "exceptions":
+            return 403 if role in ("mediator", "other_mediator") else 200
+        case "exception":
+            if role in ("mediator", "other_mediator"):
+                return 403
+            return 200 if role in EXCEPTION_READERS else 404
         case _:
             return 200
 
@@ -216,6 +243,8 @@ def page_routes(s: Scenario) -> dict[str, str]:
         "report-export": "/reports/sla.csv",
         "channel-health": "/reports/channel-health?from=2020-01-01",
         "channel-health-export": "/reports/channel-health.json",
+        "exceptions": "/exceptions",
+        "exception": f"/exceptions/{s.exception}",
         **{f"evidence:{name}": f"/disputes/{n}/evidence/{eid}" for name, eid in s.evidence.items()},
     }
 
@@ -247,6 +276,8 @@ def api_routes(s: Scenario) -> dict[str, str]:
         "channel-import": f"/api/channel/imports/{s.channel_import}",
         "channel-alerts": "/api/channel/alerts",
         "channel-alert": f"/api/channel/alerts/{s.alert}",
+        "exceptions": "/api/exceptions",
+        "exception": f"/api/exceptions/{s.exception}",
         **{
             f"evidence:{name}": f"/api/disputes/{n}/evidence/{eid}"
             for name, eid in s.evidence.items()
@@ -264,6 +295,8 @@ def leaks(scenario: Scenario, role: str, route: str, body: str) -> list[str]:
         secrets += [CAUCUS_TEXT, "northwind-margins.txt", "contents of northwind-margins"]
     if role not in ("respondent", "mediator", "compliance", "admin"):
         secrets += ["contoso-pipeline.txt", "contents of contoso-pipeline"]
+    if role not in EXCEPTION_READERS:
+        secrets += [EXCEPTION_REASON, "Contoso&#39;s New York office", "US-NY-METRO"]
     if role != "admin":
         secrets += ["accounts.csv", "ada.admin", "Secret Account"]  # channel data and alerts
     for secret in secrets:
@@ -344,6 +377,7 @@ def _template(path: str, scenario: Scenario) -> str:
     templated = path.replace(scenario.number, "{number}")
     templated = templated.replace(f"imports/{scenario.channel_import}", "imports/{import_id}")
     templated = templated.replace(f"alerts/{scenario.alert}", "alerts/{alert_id}")
+    templated = templated.replace(f"exceptions/{scenario.exception}", "exceptions/{exception_id}")
     for eid in scenario.evidence.values():
         templated = templated.replace(eid, "{evidence_id}")
     return templated

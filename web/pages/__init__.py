@@ -4,8 +4,8 @@ everything typed kept)."""
 
 from fastapi import APIRouter
 
-from web.pages import channel, disputes, records, signin
+from web.pages import channel, disputes, exceptions, records, signin
 
 router = APIRouter(include_in_schema=False)
-for module in (signin, disputes, records, channel):
+for module in (signin, disputes, records, channel, exceptions):
     router.include_router(module.router)
