@@ -280,7 +280,7 @@ def test_two_identical_requests_racing_through_prepare_store_one(
     def one() -> None:
         try:
             outcomes.append(svc._store(ask(), NORA, NOW)[0].id)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the probe looks at
+        except Exception as exc:
             outcomes.append(exc)
 
     threads = [threading.Thread(target=one) for _ in range(2)]
