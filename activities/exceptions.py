@@ -9,8 +9,8 @@ from temporalio import activity
 
 from accord.channel import exceptions
 from accord.platform.db import SessionFactory
-from models.payloads import Ack, ExceptionStep
-from models.tables import ChannelException
+from models.payloads import Ack, ExceptionStanding, ExceptionStep, Standing
+from models.tables import ChannelException, Partner
 from notifications import exceptions as notices
 from notifications.outbox import Outbox
 
@@ -39,3 +39,14 @@ class ExceptionActivities:
         if step.notify:
             self.outbox.nudge(first)  # committed: the relay may send them now
         return Ack(done=f"{step.action} recorded" if fresh else f"{step.action} found recorded")
+
+    @activity.defn
+    def standing(self, request: ExceptionStanding) -> Standing:
+        """Whether the request may still go to the board: its partner deactivated since it
+        asked has nobody left to act on it (withdraw it, or act under it)."""
+        with self.sessions.read() as session:
+            partner = session.get(Partner, request.partner_id)
+        if partner is None or not partner.active:
+            name = partner.name if partner else request.partner_id
+            return Standing(ended=f"{name} is no longer an active partner: the request ends")
+        return Standing()

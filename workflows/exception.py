@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ExceptionInput,
         ExceptionNotice,
         ExceptionOutcome,
+        ExceptionStanding,
         ExceptionStep,
         ExceptionView,
         ObjectToException,
@@ -111,12 +112,16 @@ class ExceptionWorkflow:
                 objections_close_at=window.due_at,
                 notify=(ExceptionNotice(event="requested", audiences=("beneficiary", "affected")),),
             )
-        if await self._until(window.due_at, self._ended):
+        closes = min(window.due_at, x.expires_at)
+        if await self._until(closes, self._ended):
             return self._outcome()
         async with self._lock:
             if self._ended():
                 return self._outcome()
             self._objections_open = False
+            if closes >= x.expires_at:
+                await self._lapse(f"its last day, {x.until}, came before the objections closed")
+                return self._outcome()
             await self._record(
                 SYSTEM,
                 "objections_closed",
@@ -124,6 +129,16 @@ class ExceptionWorkflow:
                 state=ExceptionState.IN_REVIEW,
                 detail={"objected": sorted(self._objections)},
             )
+            standing = await workflow.execute_activity_method(
+                ExceptionActivities.standing,
+                ExceptionStanding(exception_id=x.exception_id, partner_id=x.partner_id),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            if standing.ended is not None:
+                # Nobody there can act on it any more: it does not go to the board.
+                await self._lapse(standing.ended)
+                return self._outcome()
         await self._review()
         if self._state is ExceptionState.APPROVED:
             await self._until(x.expires_at, lambda: False)
@@ -150,12 +165,21 @@ class ExceptionWorkflow:
 
         while True:
             async with self._lock:
-                # Redrawn (an earlier panel sat): the next starts from an empty, sealed ballot.
-                self._votes = {}
-                self._ballot_open = False
-                self._panel = None
-                if self._ended() or not await self._seat_panel():
+                if self._ended():
                     return
+                if self._ballot_open and self._panel is not None:
+                    # Redrawn once the ballot was open: the votes are known, so the members and
+                    # their votes stand and only the chair is replaced.
+                    if not await self._seat_panel(chair_only=True):
+                        return
+                else:
+                    # Redrawn (an earlier panel sat): the next starts from an empty, sealed
+                    # ballot.
+                    self._votes = {}
+                    self._ballot_open = False
+                    self._panel = None
+                    if not await self._seat_panel():
+                        return
                 due = await self._deadline("decision", x.decision_days, workflow.now())
                 self._decision_due_at = due.due_at
                 await self._record(
@@ -198,9 +222,13 @@ class ExceptionWorkflow:
             notify=(ExceptionNotice(event="lapsed", audiences=("beneficiary", "affected")),),
         )
 
-    async def _seat_panel(self) -> bool:
-        """Draw the panel (under the lock); when the board cannot seat one, ask the admins and
-        wait for their redraw. False if the request ended meanwhile."""
+    async def _seat_panel(self, *, chair_only: bool = False) -> bool:
+        """Draw the panel (under the lock), or with `chair_only` a new chair for the members
+        sitting; when the board cannot seat one, ask the admins and wait for their redraw.
+        False if the request ended meanwhile."""
+        sitting = self._panel
+        if chair_only and sitting is not None and sitting.chair is not None:
+            self._excluded.append(sitting.chair.person_id)
         while True:
             self._redraw = False
             choice = await workflow.execute_activity_method(
@@ -216,16 +244,25 @@ class ExceptionWorkflow:
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=ACTIVITY_RETRY,
             )
+            if chair_only and sitting is not None and choice.chair is not None:
+                choice = sitting.model_copy(
+                    update={"chair": choice.chair, "reason": f"new chair {choice.chair.name}"}
+                )
             if choice.complete:
                 self._panel = choice
                 self._awaiting_panel = False
                 return True
             self._awaiting_panel = True
+            # Nobody decides meanwhile: without a panel, or (a chair to replace) without a chair.
+            self._panel = (
+                sitting.model_copy(update={"chair": None}) if chair_only and sitting else None
+            )
             await self._record(
                 SYSTEM,
                 "panel_incomplete",
                 f"no panel can be seated: {choice.reason}",
                 detail={"reason": choice.reason},
+                panel={} if not chair_only else None,
                 notify=(ExceptionNotice(event="panel_incomplete", audiences=("admins",)),),
             )
             self._lock.release()
@@ -339,6 +376,8 @@ class ExceptionWorkflow:
             raise _refuse("only the chair of this exception's panel decides it")
         if not self._ballot_open:
             raise _refuse("the ballot is sealed: the chair decides once it is open")
+        if workflow.now() >= self._x.expires_at:
+            raise _refuse(f"its last day, {self._x.until}, has passed: it can no longer be decided")
 
     @workflow.update
     async def decide(self, action: DecideException) -> ExceptionActed:
@@ -402,14 +441,23 @@ class ExceptionWorkflow:
     @workflow.update
     async def redraw_panel(self, action: RedrawExceptionPanel) -> ExceptionActed:
         async with self._acting(lambda: self._rule_redraw(action)):
-            set_aside = len(self._votes) if self._panel is not None else 0
-            step = await self._record(
-                action.actor,
-                "redraw_asked",
-                "panel to be drawn again"
-                + (f"; {set_aside} sealed vote(s) set aside" if set_aside else ""),
-                detail={"reason": action.reason, "votes_set_aside": set_aside},
-            )
+            if self._ballot_open:
+                step = await self._record(
+                    action.actor,
+                    "redraw_asked",
+                    "a new chair to be drawn; the opened votes stand",
+                    detail={"reason": action.reason, "votes_set_aside": 0},
+                )
+            else:
+                set_aside = len(self._votes) if self._panel is not None else 0
+                step = await self._record(
+                    action.actor,
+                    "redraw_asked",
+                    "panel to be drawn again"
+                    + (f"; {set_aside} sealed vote(s) set aside" if set_aside else ""),
+                    detail={"reason": action.reason, "votes_set_aside": set_aside},
+                    panel={},
+                )
             self._redraw = True
             return self._acted("the panel will be drawn again", step)
 

@@ -284,6 +284,8 @@ def record(session: Session, step: ExceptionStep) -> bool:
         row.decision_due_at = step.decision_due_at
     if step.panel is not None:
         row.panel = step.panel
+        if not step.panel:  # no panel sits (being drawn again): nor does its deadline run
+            row.decision_due_at = None
     if step.decision is not None:
         row.decided_by = step.decision.actor.id
         row.decided_at = step.at
@@ -401,6 +403,15 @@ SEALED_DETAIL = frozenset({"votes"})
 """Detail keys only the board, compliance and admins read (the opened ballot)."""
 
 
+OUTSIDER_SUMMARY = {
+    "ballot_opened": "the panel's ballot was opened",
+    "approved": "approved by the board",
+    "denied": "denied by the board",
+}
+"""What partners read of the steps whose summary carries the panel's tally: how the board
+voted stays with the board (they read the chair's decision and reasons)."""
+
+
 def event_view(event: ExceptionEvent, *, insider: bool) -> dict[str, Any]:
     detail = (
         event.detail
@@ -412,6 +423,6 @@ def event_view(event: ExceptionEvent, *, insider: bool) -> dict[str, Any]:
         "at": event.at.isoformat(),
         "actor": event.actor if insider else ("accord" if event.actor == "accord" else "—"),
         "action": event.action,
-        "summary": event.summary,
+        "summary": event.summary if insider else OUTSIDER_SUMMARY.get(event.action, event.summary),
         "detail": detail,
     }

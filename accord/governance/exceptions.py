@@ -14,12 +14,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from accord.channel import exceptions
@@ -41,7 +42,15 @@ from models.payloads import (
     WithdrawException,
     exception_workflow_id,
 )
-from models.tables import Account, ChannelException, ExceptionEvent, Partner, PartnerContact, Person
+from models.tables import (
+    Account,
+    ChannelException,
+    ExceptionEvent,
+    Partner,
+    PartnerContact,
+    Person,
+    may_be_row_id,
+)
 from workflows.exception import ExceptionWorkflow
 
 log = logging.getLogger("accord.exceptions")
@@ -95,7 +104,7 @@ class ExceptionService:
         row, started = await asyncio.to_thread(self._store, request, actor, now)
         try:
             await self._start(started)
-        except RPCError:
+        except (RPCError, WorkflowAlreadyStartedError):
             # Stored, so never lost: the worker's recovery pass starts it (start_stranded), and
             # the partners are told then. The requester has their exception's number now.
             log.warning(
@@ -108,6 +117,7 @@ class ExceptionService:
     ) -> tuple[ChannelException, ExceptionInput]:
         playbook = self.playbooks.in_force(now.date())
         with self.sessions.begin(immediate=True) as session:
+            _still_acting(session, actor)
             prepared = exceptions.prepare(
                 session, playbook, request, requested_by=actor.id, now=now
             )
@@ -170,7 +180,7 @@ class ExceptionService:
         for request in stranded:
             try:
                 await self._start(request)
-            except RPCError:
+            except (RPCError, WorkflowAlreadyStartedError):
                 # Still unreachable: the next pass tries again, the others are not held up.
                 log.warning("EXC-%s still not started", request.exception_id, exc_info=True)
                 continue
@@ -237,33 +247,18 @@ class ExceptionService:
         return result
 
     def _check_actor(self, exception_id: int, actor: Actor) -> None:
+        if not may_be_row_id(exception_id):
+            raise ExceptionNotFound(exception_id)
         with self.sessions.read() as session:
             row = session.get(ChannelException, exception_id)
             if row is None:
                 raise ExceptionNotFound(exception_id)
-            if actor.role is Role.PARTNER:
-                contact = session.exec(
-                    select(PartnerContact).where(PartnerContact.email == actor.id)
-                ).first()
-                partner = session.get(Partner, actor.partner_id) if actor.partner_id else None
-                if (
-                    contact is None
-                    or not contact.active
-                    or contact.partner_id != actor.partner_id
-                    or partner is None
-                    or not partner.active
-                ):
-                    raise ExceptionForbidden(f"{actor.id} no longer acts for {actor.partner_id}")
-                if actor.partner_id not in (row.partner_id, *row.affected_partner_ids):
-                    raise ExceptionNotFound(exception_id)  # not theirs: not even its existence
-            elif actor.role in (Role.BOARD, Role.ADMIN):
-                person = session.get(Person, actor.id)
-                if person is None or not person.active or person.role is not actor.role:
-                    raise ExceptionForbidden(
-                        f"{actor.id} is no longer an active {actor.role.value}"
-                    )
-            else:
-                raise ExceptionForbidden(f"a {actor.role.value} takes no action on exceptions")
+            _still_acting(session, actor)
+            if actor.role is Role.PARTNER and actor.partner_id not in (
+                row.partner_id,
+                *row.affected_partner_ids,
+            ):
+                raise ExceptionNotFound(exception_id)  # not theirs: not even its existence
 
     async def state(self, exception_id: int) -> ExceptionView | None:
         """The workflow's own view (votes sealed until the ballot opens); None once it ended
@@ -278,6 +273,31 @@ class ExceptionService:
                 return None
             raise
         return view
+
+
+def _still_acting(session: Session, actor: Actor) -> None:
+    """The actor as the directory has them now: a contact deactivated or moved to another
+    partner, a partner deactivated, a board member or admin deactivated or given another
+    role, is refused (ExceptionForbidden) whatever their signed-in session says."""
+    if actor.role is Role.PARTNER:
+        contact = session.exec(
+            select(PartnerContact).where(PartnerContact.email == actor.id)
+        ).first()
+        partner = session.get(Partner, actor.partner_id) if actor.partner_id else None
+        if (
+            contact is None
+            or not contact.active
+            or contact.partner_id != actor.partner_id
+            or partner is None
+            or not partner.active
+        ):
+            raise ExceptionForbidden(f"{actor.id} no longer acts for {actor.partner_id}")
+    elif actor.role in (Role.BOARD, Role.ADMIN):
+        person = session.get(Person, actor.id)
+        if person is None or not person.active or person.role is not actor.role:
+            raise ExceptionForbidden(f"{actor.id} is no longer an active {actor.role.value}")
+    else:
+        raise ExceptionForbidden(f"a {actor.role.value} takes no action on exceptions")
 
 
 def visible_to(row: ChannelException, actor: Actor) -> bool:

@@ -93,6 +93,7 @@ def activity_methods(services: Services) -> list[Any]:
         panels.draw_panel,
         panels.draw_exception_panel,
         exception_steps.record_exception_step,
+        exception_steps.standing,
         notify.send_notification,
         stored_texts.check_texts,
     ]

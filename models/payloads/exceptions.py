@@ -121,6 +121,18 @@ class ExceptionStep(Payload):
     notify: tuple[ExceptionNotice, ...] = ()
 
 
+class ExceptionStanding(Payload):
+    """Asked before the request goes to the board: may its partner still act on it?"""
+
+    exception_id: int
+    partner_id: str
+
+
+class Standing(Payload):
+    ended: str | None = None
+    """Why the request can go no further (its partner no longer active), or None."""
+
+
 class ExceptionView(Payload):
     """The workflow's state, as the query gives it: votes stay sealed (who voted, not how)
     until the ballot is open."""

@@ -2,8 +2,8 @@
 hostile text stored as given, clause strings near the real ones, dates on the board calendar's
 DST edges, ids out of range, and two requests racing through the duplicate check.
 
-A probe that found a defect is a strict xfail naming it (it flips when the defect is fixed);
-the others guard the behaviour they checked."""
+Each probe that found a defect was a strict xfail naming it, seen failing, until the defect was
+mended; now all guard the behaviour they checked."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from accord.platform.settings import REPO_ROOT
 from accord.playbooks.library import Playbook, PlaybookLibrary
 from models.enums import ExceptionState, Role
 from models.payloads import Actor, ExceptionStep
-from models.tables import Account, ChannelException, ExceptionEvent, Territory
+from models.tables import Account, ChannelException, ExceptionEvent, PartnerContact, Territory
 
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
 REASON = "The customer's head office buys only through Northwind under its master agreement."
@@ -57,6 +57,8 @@ def channel(sessions: SessionFactory) -> SessionFactory:
         session.add(
             Account(code="ACC-7", name="Initech GmbH", partner_id="contoso", territory_code="DACH")
         )
+        # The requester: the directory is asked whether she still acts for northwind.
+        session.add(PartnerContact(partner_id="northwind", name="Nora", email="nora@n.example"))
     return sessions
 
 
@@ -223,11 +225,6 @@ def test_late_in_the_utc_day_today_is_the_board_calendar_s_today(channel: Sessio
 # --- ids out of range ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an exception id past the database's integer range raises a driver error "
-    "(OverflowError on SQLite, DataError on PostgreSQL) instead of ExceptionNotFound",
-)
 @pytest.mark.parametrize("exception_id", [2**63, 2**31], ids=["int64+1", "int32+1"])
 async def test_an_id_out_of_range_is_not_found(channel: SessionFactory, exception_id: int) -> None:
     if exception_id == 2**31 and not is_postgres(channel):
@@ -254,14 +251,6 @@ def test_two_identical_requests_racing_through_prepare_store_one(
     """Both requests run the duplicate check before either stores its row (held on a barrier).
     SQLite's BEGIN IMMEDIATE makes the second wait for the first to commit; PostgreSQL's
     transaction neither locks anything nor has a unique key to refuse the second row."""
-    if is_postgres(channel):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="on PostgreSQL the duplicate check is not atomic: two identical "
-                "requests at the same moment both pass _same_request and both are stored",
-            )
-        )
     barrier = threading.Barrier(2, timeout=3)
     real = exceptions.prepare
 
