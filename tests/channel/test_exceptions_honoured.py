@@ -1,0 +1,188 @@
+"""Approved exceptions to the rules of engagement, honoured (issue 20, item 5): the
+`exception` fact RoE 2.1's table reads, and the overlaps detection no longer raises while one is
+in force, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlmodel import Session
+
+from accord.channel.exceptions import end_of
+from accord.channel.facts import ChannelReader, establish
+from accord.platform.db import SessionFactory
+from accord.playbooks.engagement import recommend
+from models.enums import (
+    ChannelKind,
+    DisputeCategory,
+    ExceptionState,
+    ImportFormat,
+    ObjectKind,
+    VoteOutcome,
+)
+from models.payloads.engagement import EngagementFacts, Recommendation
+from models.tables import Account, ChannelException
+from tests.channel.test_detection import registrations
+from tests.channel.test_engagement import TABLES, _request
+from tests.channel.test_imports import _import
+
+TERRITORY = DisputeCategory.TERRITORY
+RoE_4_2 = "RoE 4.2 Exclusive territories are served only by their holder"
+RoE_3_4 = "RoE 3.4 A named account is carved out for the partner it is named to"
+BAYER = "DR-9,northwind,Bayer Werke GmbH,bayer.de,DE,,approved,2026-11-02,,2026-11-02T10:00:00Z"
+"""northwind's registration of a customer in DACH, contoso's exclusive territory."""
+
+
+def _exception(
+    session: Session,
+    partner_id: str,
+    *,
+    clause: str = RoE_4_2,
+    scope: tuple[str, str] = ("territory", "DACH"),
+    state: ExceptionState = ExceptionState.APPROVED,
+    decided: datetime = datetime(2026, 11, 1, 9, tzinfo=UTC),
+    until: date = date(2026, 12, 31),
+) -> ChannelException:
+    row = ChannelException(
+        partner_id=partner_id,
+        clause=clause,
+        scope_kind=scope[0],
+        scope_ref=scope[1],
+        affected_partner_ids=["contoso"],
+        reason="The customer asked for northwind's team by name.",
+        requested_by="ada@northwind.example",
+        requested_at=decided - timedelta(days=14),
+        until=until,
+        expires_at=end_of(until, "UTC"),
+        playbook_version="2026.2",
+        state=state,
+        decided_by="chair@vendor.example" if state is not ExceptionState.WITHDRAWN else None,
+        decided_at=decided if state is not ExceptionState.WITHDRAWN else None,
+        decision_reason="Granted for the migration project.",
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _territory_dispute(
+    sessions: SessionFactory, claimant: str = "contoso"
+) -> tuple[EngagementFacts, Recommendation]:
+    with sessions.read() as session:
+        facts = establish(
+            session,
+            _request((ObjectKind.DEAL_REGISTRATION, "DR-9"), claimant=claimant, category=TERRITORY),
+            TABLES.engagement,  # type: ignore[arg-type]
+        )
+    return facts, recommend(TABLES, TERRITORY, facts, purpose="triage")
+
+
+def test_the_respondent_s_exception_for_the_territory_denies_the_claim(
+    sessions: SessionFactory,
+) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(BAYER))
+    with sessions.begin() as session:
+        number = f"EXC-{_exception(session, 'northwind').id}"
+    facts, found = _territory_dispute(sessions)
+    assert facts.exception == "respondent"
+    assert facts.exclusive_territory == "claimant"
+    assert found.outcome is VoteOutcome.DENY
+    assert found.clause is not None and found.clause.startswith("RoE 2.1")
+    assert (
+        f"exception {number} to RoE 4.2 for northwind (respondent) at territory DACH, "
+        "approved 2026-11-01, until 2026-12-31"
+    ) in facts.evidence
+
+
+def test_the_claimant_s_exception_upholds_its_claim_against_the_holder(
+    sessions: SessionFactory,
+) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(BAYER))
+    with sessions.begin() as session:
+        _exception(session, "northwind")
+    facts, found = _territory_dispute(sessions, claimant="northwind")
+    assert facts.exception == "claimant"
+    assert found.outcome is VoteOutcome.UPHOLD
+    assert found.clause is not None and found.clause.startswith("RoE 2.1")
+
+
+def test_an_account_exception_covers_the_registration_s_account(sessions: SessionFactory) -> None:
+    line = "DR-9,northwind,Bayer Werke GmbH,bayer.de,DE,,approved,2026-11-02,,2026-11-02T10:00:00Z"
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(line))
+    with sessions.begin() as session:
+        session.add(Account(code="ACC-1", name="Bayer Werke", partner_id="contoso", country="DE"))
+        _exception(session, "northwind", scope=("account", "ACC-1"))
+    with sessions.read() as session:
+        facts = establish(
+            session,
+            _request(
+                (ObjectKind.DEAL_REGISTRATION, "DR-9"),
+                (ObjectKind.ACCOUNT, "ACC-1"),
+                category=TERRITORY,
+            ),
+            TABLES.engagement,  # type: ignore[arg-type]
+        )
+    assert facts.exception == "respondent"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        # Ran out before the conflict (2026-11-20).
+        {"state": ExceptionState.EXPIRED, "until": date(2026, 11, 19)},
+        {"state": ExceptionState.DENIED},
+        {"state": ExceptionState.WITHDRAWN},
+        {"state": ExceptionState.IN_REVIEW},
+        {"scope": ("account", "ACC-OTHER")},
+        {"decided": datetime(2026, 11, 21, 9, tzinfo=UTC)},  # approved after the conflict
+    ],
+    ids=["expired", "denied", "withdrawn", "undecided", "another-account", "later"],
+)
+def test_an_exception_not_in_force_there_on_the_day_is_not_counted(
+    sessions: SessionFactory, given: dict[str, object]
+) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(BAYER))
+    with sessions.begin() as session:
+        _exception(session, "northwind", **given)  # type: ignore[arg-type]
+    facts, found = _territory_dispute(sessions)
+    assert facts.exception is None
+    assert not any("exception EXC-" in e for e in facts.evidence)
+    assert found.outcome is VoteOutcome.UPHOLD
+    assert found.clause is not None and found.clause.startswith("RoE 4.2")
+
+
+def test_an_exception_since_expired_still_decides_a_conflict_of_its_time(
+    sessions: SessionFactory,
+) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(BAYER))
+    with sessions.begin() as session:
+        _exception(session, "northwind", state=ExceptionState.EXPIRED, until=date(2026, 11, 20))
+    facts, _found = _territory_dispute(sessions)
+    assert facts.exception == "respondent"
+
+
+def test_a_third_partner_s_or_another_clause_s_exception_is_no_party_s(
+    sessions: SessionFactory,
+) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(BAYER))
+    with sessions.begin() as session:
+        _exception(session, "direct")  # not a party
+        # RoE 3.4 is not among the territory category's tables.
+        _exception(session, "northwind", clause=RoE_3_4, scope=("territory", "DACH"))
+    facts, _found = _territory_dispute(sessions)
+    assert facts.exception is None
+
+
+def test_a_shared_reader_reads_the_exceptions_once(sessions: SessionFactory) -> None:
+    _import(sessions, ChannelKind.REGISTRATION, ImportFormat.CSV, registrations(BAYER))
+    with sessions.begin() as session:
+        _exception(session, "northwind")
+    with sessions.read() as session:
+        reader = ChannelReader(session)
+        request = _request((ObjectKind.DEAL_REGISTRATION, "DR-9"), category=TERRITORY)
+        reader.prefetch([request])
+        first = reader.exceptions()
+        for _ in range(3):
+            assert establish(reader, request, TABLES.engagement).exception == "respondent"  # type: ignore[arg-type]
+        assert reader.exceptions() is first
