@@ -11,9 +11,11 @@ from sqlmodel import Session
 
 from accord.channel.exceptions import end_of
 from accord.channel.facts import ChannelReader, establish
+from accord.channel.imports import import_file
 from accord.platform.db import SessionFactory
 from accord.playbooks.engagement import recommend
 from models.enums import (
+    AlertKind,
     ChannelKind,
     DisputeCategory,
     ExceptionState,
@@ -22,8 +24,8 @@ from models.enums import (
     VoteOutcome,
 )
 from models.payloads.engagement import EngagementFacts, Recommendation
-from models.tables import Account, ChannelException
-from tests.channel.test_detection import registrations
+from models.tables import Account, ChannelException, ChannelImport
+from tests.channel.test_detection import ENGAGEMENT, _alerts, _later, registrations
 from tests.channel.test_engagement import TABLES, _request
 from tests.channel.test_imports import _import
 
@@ -186,3 +188,149 @@ def test_a_shared_reader_reads_the_exceptions_once(sessions: SessionFactory) -> 
         for _ in range(3):
             assert establish(reader, request, TABLES.engagement).exception == "respondent"  # type: ignore[arg-type]
         assert reader.exceptions() is first
+
+
+# --- detection -------------------------------------------------------------------------------
+
+ACCOUNT_HEADER = (
+    "external_id,partner_id,customer_name,customer_domain,country,account_code,status,"
+    "registered_at,modified_at"
+)
+
+
+def _detect(sessions: SessionFactory, kind: ChannelKind, data: str) -> ChannelImport:
+    return import_file(
+        sessions,
+        kind=kind,
+        fmt=ImportFormat.CSV,
+        file_name="file",
+        data=data.encode(),
+        started_by="ada",
+        engagement=ENGAGEMENT,
+    )
+
+
+def _in_force(session: Session, partner_id: str, **given: object) -> ChannelException:
+    """An exception approved yesterday, until a month from today (detection reads the clock)."""
+    today = datetime.now(UTC).date()
+    return _exception(
+        session,
+        partner_id,
+        decided=datetime.now(UTC) - timedelta(days=1),
+        until=today + timedelta(days=30),
+        **given,  # type: ignore[arg-type]
+    )
+
+
+def _kinds(sessions: SessionFactory) -> list[tuple[AlertKind, str]]:
+    return [(a.kind, a.pair_key) for a in _alerts(sessions)]
+
+
+def test_a_registration_in_an_excepted_territory_raises_no_alert_until_the_exception_ends(
+    sessions: SessionFactory,
+) -> None:
+    with sessions.begin() as session:
+        granted = _in_force(session, "northwind").id
+        # For another account of DACH only: it excepts no registration without that account.
+        _in_force(session, "northwind", scope=("account", "ACC-OTHER"))
+    first = "DR-3,northwind,Globex,globex.de,DE,,approved,2026-11-02,,2026-11-02T10:00:00Z"
+    done = _detect(sessions, ChannelKind.REGISTRATION, registrations(first))
+    assert done.alerts_raised == 0 and _kinds(sessions) == []
+    # The exception ends: the next import that finds the same registration raises the alert.
+    with sessions.begin() as session:
+        row = session.get(ChannelException, granted)
+        assert row is not None
+        row.state = ExceptionState.EXPIRED
+        row.expires_at = datetime.now(UTC) - timedelta(minutes=1)
+        session.add(row)
+    done = _detect(sessions, ChannelKind.REGISTRATION, registrations(_later(first)))
+    assert done.alerts_raised == 1
+    assert _kinds(sessions) == [(AlertKind.EXCLUSIVE_TERRITORY, "registration:DR-3|territory:DACH")]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"state": ExceptionState.DENIED},
+        {"state": ExceptionState.WITHDRAWN},
+        {"clause": RoE_3_4},  # lifts a named account, not a territory
+    ],
+    ids=["denied", "withdrawn", "another-clause"],
+)
+def test_an_exception_that_does_not_except_the_territory_keeps_the_alert(
+    sessions: SessionFactory, given: dict[str, object]
+) -> None:
+    with sessions.begin() as session:
+        _in_force(session, "northwind", **given)
+    line = "DR-3,northwind,Globex,globex.de,DE,,approved,2026-11-02,,2026-11-02T10:00:00Z"
+    assert _detect(sessions, ChannelKind.REGISTRATION, registrations(line)).alerts_raised == 1
+
+
+def _named_account(sessions: SessionFactory) -> None:
+    with sessions.begin() as session:
+        session.add(
+            Account(
+                code="ACC-1",
+                name="ACME Corp",
+                domain="acme.com",
+                partner_id="contoso",
+                country="US",
+            )
+        )
+
+
+def test_an_excepted_named_account_pursued_by_both_raises_no_same_customer_alert(
+    sessions: SessionFactory,
+) -> None:
+    _named_account(sessions)
+    rows = "\n".join(
+        (
+            ACCOUNT_HEADER,
+            "DR-1,northwind,ACME Corp.,acme.com,US,ACC-1,approved,2026-11-02,2026-11-02T10:00:00Z",
+            "DR-2,contoso,Acme Corporation,acme.com,US,ACC-1,submitted,2026-11-03,"
+            "2026-11-03T10:00:00Z",
+        )
+    )
+    with sessions.begin() as session:
+        _in_force(session, "northwind", clause=RoE_3_4, scope=("account", "ACC-1"))
+    assert _detect(sessions, ChannelKind.REGISTRATION, rows + "\n").alerts_raised == 0
+    assert _kinds(sessions) == []
+
+
+def test_the_same_customer_without_the_excepted_account_still_raises_its_alert(
+    sessions: SessionFactory,
+) -> None:
+    _named_account(sessions)
+    with sessions.begin() as session:
+        _in_force(session, "northwind", clause=RoE_3_4, scope=("account", "ACC-1"))
+    done = _detect(
+        sessions,
+        ChannelKind.REGISTRATION,
+        registrations(
+            "DR-1,northwind,ACME Corp.,acme.com,US,,approved,2026-11-02,,2026-11-02T10:00:00Z",
+            "DR-2,contoso,Acme Corporation,,US,,submitted,2026-11-03,,2026-11-03T10:00:00Z",
+        ),
+    )
+    assert done.alerts_raised == 1  # neither names the account: nothing ties them to it
+
+
+def test_a_lead_of_an_excepted_named_account_routed_to_its_partner_raises_no_alert(
+    sessions: SessionFactory,
+) -> None:
+    _named_account(sessions)
+    leads = (
+        "external_id,partner_id,customer_name,customer_domain,country,status,routed_at,"
+        "modified_at\n"
+        "L-1,northwind,ACME Corp,acme.com,US,routed,2026-11-10,2026-11-10T10:00:00Z\n"
+    )
+    with sessions.begin() as session:
+        granted = _in_force(session, "northwind", clause=RoE_3_4, scope=("account", "ACC-1"))
+    assert _detect(sessions, ChannelKind.LEAD, leads).alerts_raised == 0
+    with sessions.begin() as session:
+        granted.state = ExceptionState.EXPIRED
+        session.add(granted)
+    done = _detect(sessions, ChannelKind.LEAD, leads.replace("T10:00", "T11:00"))
+    assert done.alerts_raised == 1
+    (alert,) = _alerts(sessions)
+    assert alert.kind is AlertKind.LEAD_AGAINST_ROUTING
+    assert "its account ACC-1 is named to it" in alert.reasons[0]
