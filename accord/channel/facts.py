@@ -23,6 +23,7 @@ from accord.channel.detection import percent
 from accord.channel.exceptions import InForce, approved
 from accord.channel.matching import Customer, compare
 from accord.channel.routing import customer_of, route, territories, territory_of
+from accord.channel.routing import named_account as account_of_lead
 from accord.playbooks.library import Engagement, LeadRoute
 from accord.rules.consistency import clause_key, clause_ref
 from models.enums import ObjectKind, PartnerTier, RegistrationStatus
@@ -258,9 +259,20 @@ def establish(
         parties,
         request,
         engagement,
-        accounts=[*account_codes, *(r.account_code for r in registrations.values())],
+        accounts=[
+            *account_codes,
+            *(r.account_code for r in registrations.values()),
+            # A lead carries no account: the one the routing rules read it as (only when an
+            # exception could cover it, so a backtest without exceptions asks nothing more).
+            *(
+                named.code
+                for lead in (leads if reader.exceptions() else [])
+                if (named := account_of_lead(reader.session, lead)) is not None
+            ),
+        ],
         territories=[
             *_refs(request, ObjectKind.TERRITORY),
+            *(lead.territory_code for lead in leads),
             *(a.territory_code for a in accounts),
             *(r.territory_code for r in registrations.values()),
             territory.code if territory else None,

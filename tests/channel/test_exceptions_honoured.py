@@ -190,6 +190,39 @@ def test_a_shared_reader_reads_the_exceptions_once(sessions: SessionFactory) -> 
         assert reader.exceptions() is first
 
 
+def test_a_lead_dispute_over_an_excepted_named_account_reads_the_lead_s_account(
+    sessions: SessionFactory,
+) -> None:
+    with sessions.begin() as session:
+        session.add(
+            Account(
+                code="ACC-1",
+                name="ACME Corp",
+                domain="acme.com",
+                partner_id="contoso",
+                country="US",
+            )
+        )
+        _exception(session, "northwind", clause=RoE_3_4, scope=("account", "ACC-1"))
+    leads = (
+        "external_id,partner_id,customer_name,customer_domain,country,status,routed_at,"
+        "modified_at\n"
+        "L-1,northwind,ACME Corp,acme.com,US,routed,2026-11-10,2026-11-10T10:00:00Z\n"
+    )
+    _import(sessions, ChannelKind.LEAD, ImportFormat.CSV, leads)
+    with sessions.read() as session:
+        facts = establish(
+            session,
+            _request((ObjectKind.LEAD, "L-1"), category=DisputeCategory.LEAD_ROUTING),
+            TABLES.engagement,  # type: ignore[arg-type]
+        )
+    assert facts.lead_routed_by_rules is False  # the account is named to contoso
+    assert facts.exception == "respondent"
+    found = recommend(TABLES, DisputeCategory.LEAD_ROUTING, facts, purpose="triage")
+    assert found.outcome is VoteOutcome.DENY
+    assert found.clause is not None and found.clause.startswith("RoE 2.1")
+
+
 # --- detection -------------------------------------------------------------------------------
 
 ACCOUNT_HEADER = (
