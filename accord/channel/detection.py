@@ -9,6 +9,11 @@ item 2). Run after every import, on what it changed.
 - Direct on a registered account: the vendor's direct sales pursuing a customer a partner has
   a live registration for.
 
+An exception the board approved (accord.channel.exceptions), in force at detection, keeps back
+what it allows: its partner's registrations in the excepted territory or account, and its
+partner's pursuit of an excepted named account against the partner it is named to. Nothing is
+stored for a finding kept back, so the first detection after the exception ends raises it.
+
 Each finding is an alert per kind and pair of objects (conflict_alert's unique key): found again
 by a later import, an open alert is brought up to date (score, reasons, evidence) and a
 dismissed or converted one is left as it was decided, so dismissing is not undone by the next
@@ -26,12 +31,21 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from accord.channel.exceptions import InForce, approved, protections
 from accord.channel.matching import Customer, blocking_keys, compare
-from accord.channel.routing import route, territories
+from accord.channel.routing import named_account, route, territories
 from accord.platform.db import hold_turn
 from accord.playbooks.library import Engagement
 from models.enums import AlertKind, AlertState, PartnerTier, RegistrationStatus
-from models.tables import ConflictAlert, DealRegistration, Lead, Opportunity, Partner, Territory
+from models.tables import (
+    Account,
+    ConflictAlert,
+    DealRegistration,
+    Lead,
+    Opportunity,
+    Partner,
+    Territory,
+)
 
 MAX_BLOCK = 100
 """A blocking key shared by more rows than this (a word in every other name) brings no
@@ -74,6 +88,50 @@ class Detected:
     """Open alerts found again and brought up to date."""
     decided: int
     """Found again, but dismissed or converted before: left as decided."""
+
+
+class Excepted:
+    """The approved exceptions in force at detection, by the protection each lifts (its
+    clause's decision table says which): read once per detection, a handful of rows, and asked
+    per finding."""
+
+    def __init__(
+        self, session: Session, engagement: Engagement | None, now: datetime | None
+    ) -> None:
+        self.territory: dict[str, list[InForce]] = defaultdict(list)
+        self.named: dict[str, list[InForce]] = defaultdict(list)
+        self.named_to: dict[str, str | None] = {}
+        if engagement is None or now is None:
+            return  # no tables, no clause to tell what an exception lifts; or no moment
+        granted = [e for e in approved(session) if e.in_force_at(now)]
+        for excepted in granted:
+            lifted = protections(engagement, excepted.clause)
+            if "exclusive_territory" in lifted:
+                self.territory[excepted.partner_id].append(excepted)
+            # A named account is carved out account by account: only an account scope lifts it.
+            if "named_account" in lifted and excepted.scope_kind == "account":
+                self.named[excepted.partner_id].append(excepted)
+        codes = sorted({e.scope_ref for found in self.named.values() for e in found})
+        if codes:
+            rows = session.exec(select(Account).where(col(Account.code).in_(codes)))
+            self.named_to = {a.code: a.partner_id for a in rows}
+
+    def exclusive(
+        self, partner_id: str, account_code: str | None, territory_code: str
+    ) -> InForce | None:
+        """The partner's exception to selling in the territory, or at this account of it."""
+        found = self.territory.get(partner_id, ())
+        return next((e for e in found if e.covers(account_code, territory_code)), None)
+
+    def named_account(
+        self, partner_id: str, holder_id: str, account_codes: Iterable[str | None]
+    ) -> InForce | None:
+        """The partner's exception to one of these accounts, named to `holder_id`."""
+        codes = set(account_codes)
+        for excepted in self.named.get(partner_id, ()):
+            if excepted.scope_ref in codes and self.named_to.get(excepted.scope_ref) == holder_id:
+                return excepted
+        return None
 
 
 def _registration(row: DealRegistration, direct: bool) -> Pursuit:
@@ -159,10 +217,15 @@ def _pair_key(a: str, b: str) -> str:
     return "|".join(sorted((a, b)))
 
 
-def _same_customer(p: Pursuit, q: Pursuit) -> Finding | None:
+def _same_customer(p: Pursuit, q: Pursuit, excepted: Excepted) -> Finding | None:
     if p.partner_id == q.partner_id:
         return None
     if p.direct and q.direct:
+        return None
+    accounts = (p.account_code, q.account_code)
+    if excepted.named_account(p.partner_id, q.partner_id, accounts) or excepted.named_account(
+        q.partner_id, p.partner_id, accounts
+    ):
         return None
     if p.account_code is not None and p.account_code == q.account_code:
         score, reasons = 1.0, [f"the same account ({p.account_code})"]
@@ -191,7 +254,10 @@ def _same_customer(p: Pursuit, q: Pursuit) -> Finding | None:
 
 
 def _exclusive(
-    p: Pursuit, by_code: dict[str, Territory], by_country: dict[str, Territory]
+    p: Pursuit,
+    by_code: dict[str, Territory],
+    by_country: dict[str, Territory],
+    excepted: Excepted,
 ) -> Finding | None:
     if not p.registration or p.direct:
         return None
@@ -201,6 +267,8 @@ def _exclusive(
         territory = by_country.get(p.customer.country)
         how = f"its country {p.customer.country} is in it"
     if territory is None or not territory.exclusive or territory.partner_id in (None, p.partner_id):
+        return None
+    if excepted.exclusive(p.partner_id, p.account_code, territory.code):
         return None
     return Finding(
         AlertKind.EXCLUSIVE_TERRITORY,
@@ -256,9 +324,11 @@ def find(
     changed: set[str] | None,
     session: Session,
     engagement: Engagement | None = None,
+    now: datetime | None = None,
 ) -> list[Finding]:
     """What the `changed` pursuits (every one when None) overlap with, and which of them price
-    beyond their partner's band."""
+    beyond their partner's band; what an exception in force at `now` allows is left out (no
+    `now`: no exception is consulted)."""
     tiers = {p.id: p.tier for p in session.exec(select(Partner))} if engagement else {}
     blocks: dict[str, list[int]] = defaultdict(list)
     keys: list[set[str]] = []
@@ -270,12 +340,16 @@ def find(
         for key in mine:
             blocks[key].append(index)
     by_code, by_country = territories(session)
+    excepted = Excepted(session, engagement, now)
     findings: dict[tuple[AlertKind, str], Finding] = {}
     compared: set[tuple[int, int]] = set()
     for index, p in enumerate(all_pursuits):
         if changed is not None and p.ref not in changed:
             continue
-        for own in (_exclusive(p, by_code, by_country), _outside_band(p, engagement, tiers)):
+        for own in (
+            _exclusive(p, by_code, by_country, excepted),
+            _outside_band(p, engagement, tiers),
+        ):
             if own is not None:
                 findings[(own.kind, own.pair_key)] = own
         candidates: set[int] = set()
@@ -288,7 +362,7 @@ def find(
             if other == index or pair in compared:
                 continue
             compared.add(pair)
-            found = _same_customer(p, all_pursuits[other])
+            found = _same_customer(p, all_pursuits[other], excepted)
             if found is not None:
                 findings[(found.kind, found.pair_key)] = found
     return list(findings.values())
@@ -355,7 +429,7 @@ def detect(
     hold_turn(session, "channel detection")
     return record(
         session,
-        find(pursuits(session, now), changed, session, engagement),
+        find(pursuits(session, now), changed, session, engagement, now),
         import_id=import_id,
         now=now,
     )
@@ -385,6 +459,7 @@ def detect_leads(
 ) -> Detected:
     """The imported leads routed where the playbook's routing rules do not send them."""
     hold_turn(session, "channel detection")
+    excepted = Excepted(session, engagement, now)
     findings: list[Finding] = []
     wanted = list(dict.fromkeys(external_ids))
     for start in range(0, len(wanted), 5_000):
@@ -396,6 +471,12 @@ def detect_leads(
             expected, why = route(session, lead, engagement.lead_routing, lead.routed_at or now)
             if expected == lead.partner_id:
                 continue
+            if expected and excepted.named.get(lead.partner_id):
+                account = named_account(session, lead)
+                if account is not None and excepted.named_account(
+                    lead.partner_id, expected, [account.code]
+                ):
+                    continue
             findings.append(
                 Finding(
                     AlertKind.LEAD_AGAINST_ROUTING,

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 from sqlmodel import Session, col, select
 
-from accord.playbooks.library import Playbook
+from accord.playbooks.library import Engagement, Playbook
 from accord.rules.consistency import clause_key, clause_ref
 from models.enums import AlertKind, ExceptionState
 from models.payloads import ExceptionStep
@@ -99,7 +99,11 @@ class Prepared:
 
 def protected_facts(playbook: Playbook, clause: str) -> tuple[str, ...]:
     """The protections (`COVERED_KINDS`' facts) the clause's decision table looks at."""
-    engagement = playbook.engagement
+    return protections(playbook.engagement, clause)
+
+
+def protections(engagement: Engagement | None, clause: str) -> tuple[str, ...]:
+    """`protected_facts` for detection, which is handed the engagement rules alone."""
     table = engagement.table(clause) if engagement else None
     if table is None:
         return ()
@@ -339,6 +343,12 @@ class InForce:
     scope_ref: str
     from_at: datetime
     expires_at: datetime
+    until: date
+    """The last day it covers (`expires_at` is the end of it on the board calendar)."""
+
+    @property
+    def number(self) -> str:
+        return f"EXC-{self.id}"
 
     def covers(self, account_code: str | None, territory_code: str | None) -> bool:
         if self.scope_kind == "account":
@@ -348,11 +358,20 @@ class InForce:
     def in_force_at(self, moment: datetime) -> bool:
         return self.from_at <= moment < self.expires_at
 
+    def in_force_on(self, day: date) -> bool:
+        """Whether it covered `day`, read as the engagement facts read days: the UTC date of
+        its approval through the last day it was granted for."""
+        return self.from_at.date() <= day <= self.until
 
-def approved(session: Session, partner_ids: Iterable[str] | None = None) -> list[InForce]:
+
+def approved(
+    session: Session, partner_ids: Iterable[str] | None = None, *, expired: bool = False
+) -> list[InForce]:
     """The approved exceptions (each with when it came into force and when it ends), of the
-    given partners or all."""
-    query = select(ChannelException).where(ChannelException.state == ExceptionState.APPROVED)
+    given partners or all; with `expired`, those that have run out too (a dispute over an
+    earlier day is judged by the exceptions in force that day)."""
+    states = [ExceptionState.APPROVED, *([ExceptionState.EXPIRED] if expired else [])]
+    query = select(ChannelException).where(col(ChannelException.state).in_(states))
     if partner_ids is not None:
         query = query.where(col(ChannelException.partner_id).in_(sorted(set(partner_ids))))
     found = []
@@ -367,6 +386,7 @@ def approved(session: Session, partner_ids: Iterable[str] | None = None) -> list
                 scope_ref=row.scope_ref,
                 from_at=row.decided_at or row.requested_at,
                 expires_at=row.expires_at,
+                until=row.until,
             )
         )
     return found

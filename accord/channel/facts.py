@@ -20,9 +20,12 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from accord.channel.detection import percent
+from accord.channel.exceptions import InForce, approved
 from accord.channel.matching import Customer, compare
 from accord.channel.routing import customer_of, route, territories, territory_of
+from accord.channel.routing import named_account as account_of_lead
 from accord.playbooks.library import Engagement, LeadRoute
+from accord.rules.consistency import clause_key, clause_ref
 from models.enums import ObjectKind, PartnerTier, RegistrationStatus
 from models.payloads.engagement import EngagementFacts, EngagementRequest, Side
 from models.tables import Account, DealRegistration, Lead, Opportunity, Partner, Territory
@@ -49,6 +52,7 @@ class ChannelReader:
         self._opportunities: dict[str, list[Opportunity]] = {}
         self._territories: tuple[dict[str, Territory], dict[str, Territory]] | None = None
         self._tiers: dict[str, PartnerTier] | None = None
+        self._exceptions: list[InForce] | None = None
 
     def _load(self, model: Any, key: str, wanted: list[str], into: dict[str, Any]) -> None:
         """Read the rows of `model` whose `key` is among `wanted` and not read yet."""
@@ -120,6 +124,13 @@ class ChannelReader:
         if self._territories is None:
             self._territories = territories(self.session)
         return self._territories
+
+    def exceptions(self) -> list[InForce]:
+        """Every exception the board approved, expired ones too: a conflict is judged by the
+        exceptions in force on its day. Few rows, read once for every dispute."""
+        if self._exceptions is None:
+            self._exceptions = sorted(approved(self.session, expired=True), key=lambda e: e.id)
+        return self._exceptions
 
     def tier(self, partner_id: str) -> PartnerTier | None:
         if self._tiers is None:
@@ -241,8 +252,32 @@ def establish(
             f"{_day(latest.customer_chose_at)} ({latest.external_id})"  # type: ignore[arg-type]
         )
 
-    exclusive_territory = _territory_fact(
-        reader, parties, request, [*registrations.values()], accounts, evidence
+    territory = _territory(reader, request, [*registrations.values()], accounts)
+    exclusive_territory = _territory_fact(parties, territory, evidence)
+    exception = _exception_fact(
+        reader,
+        parties,
+        request,
+        engagement,
+        accounts=[
+            *account_codes,
+            *(r.account_code for r in registrations.values()),
+            # A lead carries no account: the one the routing rules read it as (only when an
+            # exception could cover it, so a backtest without exceptions asks nothing more).
+            *(
+                named.code
+                for lead in (leads if reader.exceptions() else [])
+                if (named := account_of_lead(reader.session, lead)) is not None
+            ),
+        ],
+        territories=[
+            *_refs(request, ObjectKind.TERRITORY),
+            *(lead.territory_code for lead in leads),
+            *(a.territory_code for a in accounts),
+            *(r.territory_code for r in registrations.values()),
+            territory.code if territory else None,
+        ],
+        evidence=evidence,
     )
     lead_routed = _routing_fact(reader.session, parties, engagement.lead_routing, leads, evidence)
     price_in_band = _pricing_fact(
@@ -258,20 +293,20 @@ def establish(
         customer_choice=customer_choice,
         price_in_band=price_in_band,
         lead_routed_by_rules=lead_routed,
+        exception=exception,
         evidence=tuple(evidence),
     )
 
 
-def _territory_fact(
+def _territory(
     reader: ChannelReader,
-    parties: Parties,
     request: EngagementRequest,
     registrations: list[DealRegistration],
     accounts: list[Account],
-    evidence: list[str],
-) -> Side | None:
+) -> Territory | None:
+    """The territory the contested customer falls in: a code named, else its country's."""
     by_code, by_country = reader.territories()
-    territory = territory_of(
+    return territory_of(
         [
             *_refs(request, ObjectKind.TERRITORY),
             *(a.territory_code for a in accounts),
@@ -281,6 +316,11 @@ def _territory_fact(
         by_code,
         by_country,
     )
+
+
+def _territory_fact(
+    parties: Parties, territory: Territory | None, evidence: list[str]
+) -> Side | None:
     if territory is None:
         return None
     if not territory.exclusive or territory.partner_id is None:
@@ -292,6 +332,48 @@ def _territory_fact(
         f"{territory.partner_id} ({side})"
     )
     return side
+
+
+def _exception_fact(
+    reader: ChannelReader,
+    parties: Parties,
+    request: EngagementRequest,
+    engagement: Engagement,
+    *,
+    accounts: list[str | None],
+    territories: list[str | None],
+    evidence: list[str],
+) -> Side | None:
+    """The side of a party holding an exception in force on the conflict's day, to a clause
+    the category's tables consult, for an account or territory the dispute is about. Another
+    partner's exception is no party's defence, and one to a clause the category never reads
+    excepts nothing here."""
+    consulted = {
+        clause_key(t.clause) for t in engagement.tables if request.category in t.categories
+    }
+    codes = {a for a in accounts if a}
+    places = {t for t in territories if t}
+    found: Side | None = None
+    for granted in reader.exceptions():
+        side = parties.side(granted.partner_id)
+        if (
+            side == "nobody"
+            or clause_key(granted.clause) not in consulted
+            or not granted.in_force_on(request.occurred_on)
+            or not (
+                any(granted.covers(a, None) for a in codes)
+                or any(granted.covers(None, t) for t in places)
+            )
+        ):
+            continue
+        evidence.append(
+            f"exception {granted.number} to {clause_ref(granted.clause)} for "
+            f"{granted.partner_id} ({side}) at {granted.scope_kind} {granted.scope_ref}, "
+            f"approved {_day(granted.from_at)}, until {granted.until.isoformat()}"
+        )
+        # Both sides excepted would be the board's own contradiction: the first granted speaks.
+        found = found or side
+    return found
 
 
 def _routing_fact(

@@ -79,18 +79,26 @@ def _named_candidates(session: Session, lead: Lead, customer: Customer) -> list[
     )
 
 
+def named_account(session: Session, lead: Lead) -> Account | None:
+    """The named account that is the lead's customer (its domain, else its name), if any."""
+    customer = customer_of(lead).keyed()
+    for account in _named_candidates(session, lead, customer):
+        if (lead.customer_domain and account.domain == lead.customer_domain) or compare(
+            customer, customer_of(account).keyed()
+        ).same:
+            return account
+    return None
+
+
 def route(
     session: Session, lead: Lead, routes: Iterable[LeadRoute], now: datetime
 ) -> tuple[str | None, str]:
     """Where the routing rules send a lead: the partner (None: the vendor keeps it) and why."""
-    customer = customer_of(lead).keyed()
     for way in routes:
         if way == "named_account":
-            for account in _named_candidates(session, lead, customer):
-                if (lead.customer_domain and account.domain == lead.customer_domain) or compare(
-                    customer, customer_of(account).keyed()
-                ).same:
-                    return account.partner_id, f"its account {account.code} is named to it"
+            account = named_account(session, lead)
+            if account is not None:
+                return account.partner_id, f"its account {account.code} is named to it"
         elif way == "registered_partner":
             live = session.exec(
                 select(DealRegistration)

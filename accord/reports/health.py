@@ -4,7 +4,8 @@ deciding them takes, and how many conflicts were caught before anyone filed a di
 Over a period: the conflict alerts detected in it (`detected_at`) and the disputes filed in it
 (`filed_at`), both ends included. An alert's outcome is its state now (open, dismissed, made a
 dispute), counted in the week, month or year it was detected. Computed from conflict_alert and
-dispute as they are: no table of its own.
+dispute as they are: no table of its own. The board's exceptions beside them
+(accord.reports.exceptions): requested in the period, and in force now.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from accord.reports.exceptions import ExceptionsHealth, exceptions_health
 from models.enums import AlertKind, AlertState, DisputeCategory
 from models.tables import ConflictAlert, Dispute, Partner
 
@@ -158,6 +160,8 @@ class ChannelHealth(BaseModel):
     """Alerts detected in the period and open for stale_after_days or longer now."""
     stale: list[StaleAlert]
     """The oldest of them, up to LISTED."""
+    exceptions: ExceptionsHealth
+    """The board's exceptions: requested in the period, and in force now."""
 
     def rows(self) -> list[dict[str, Any]]:
         """The view flattened for CSV: one (section, name, measure, value) row per figure."""
@@ -201,7 +205,7 @@ class ChannelHealth(BaseModel):
         out.append(_row("stale_open", f"{self.stale_after_days} days", "alerts", self.stale_total))
         for s in self.stale:
             out.append(_row("stale_open", f"alert {s.id}", "days_open", s.days_open))
-        return out
+        return out + self.exceptions.rows()
 
 
 def _row(section: str, name: str, measure: str, value: Any) -> dict[str, Any]:
@@ -270,6 +274,7 @@ def channel_health(
             )
             for a in stale[:LISTED]  # the oldest: the alerts are in detection order
         ],
+        exceptions=exceptions_health(session, in_period, names, now),
     )
 
 
