@@ -29,14 +29,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from accord.channel.exceptions import InForce, approved, protections
 from accord.channel.matching import Customer, blocking_keys, compare
+from accord.channel.names import customer_key
 from accord.channel.routing import named_account, route, territories
 from accord.platform.db import hold_turn
 from accord.playbooks.library import Engagement
-from models.enums import AlertKind, AlertState, PartnerTier, RegistrationStatus
+from models.enums import AlertKind, AlertState, ChannelKind, PartnerTier, RegistrationStatus
 from models.tables import (
     Account,
     ConflictAlert,
@@ -447,6 +449,45 @@ def _lead_snapshot(lead: Lead) -> dict[str, Any]:
         "routed_at": lead.routed_at.isoformat() if lead.routed_at else None,
         "modified_at": lead.modified_at.isoformat(),
     }
+
+
+def leads_routed_by(session: Session, kind: ChannelKind, changed: list[str]) -> list[str]:
+    """The routed leads whose route the `changed` rows of `kind` may decide: of the customers
+    registered (by the normalised name the routing rules compare), of the named accounts (by
+    domain or name), in the territories (by code or country)."""
+    routed = select(Lead.external_id).where(col(Lead.partner_id).is_not(None))
+    found: list[str] = []
+    for start in range(0, len(changed), 5_000):
+        batch = changed[start : start + 5_000]
+        if kind is ChannelKind.REGISTRATION:
+            keys = select(DealRegistration.customer_key).where(
+                col(DealRegistration.external_id).in_(batch)
+            )
+            found += session.exec(routed.where(col(Lead.customer_key).in_(keys))).all()
+        elif kind is ChannelKind.ACCOUNT:
+            named = list(
+                session.exec(
+                    select(Account).where(
+                        col(Account.code).in_(batch), col(Account.partner_id).is_not(None)
+                    )
+                )
+            )
+            domains = sorted({a.domain for a in named if a.domain})
+            names = sorted({customer_key(a.name) for a in named})
+            found += session.exec(
+                routed.where(
+                    or_(col(Lead.customer_domain).in_(domains), col(Lead.customer_key).in_(names))
+                )
+            ).all()
+        elif kind is ChannelKind.TERRITORY:
+            held = list(session.exec(select(Territory).where(col(Territory.code).in_(batch))))
+            countries = sorted({c for t in held for c in t.countries})
+            found += session.exec(
+                routed.where(
+                    or_(col(Lead.territory_code).in_(batch), col(Lead.country).in_(countries))
+                )
+            ).all()
+    return list(dict.fromkeys(found))
 
 
 def detect_leads(

@@ -618,8 +618,19 @@ def _detect(
             return detection.Detected(0, 0, 0)
         return detection.detect_leads(session, changed, engagement, import_id=import_id, now=now)
     refs = {f"{DETECTED[kind]}:{e}" for e in changed} if kind in DETECTED else None
-    return detection.detect(
+    found = detection.detect(
         session, changed=refs, import_id=import_id, now=now, engagement=engagement
+    )
+    if engagement is None or kind is ChannelKind.OPPORTUNITY:
+        return found
+    # Where a lead should have gone can change with the registrations, named accounts and
+    # territories imported after it (a CRM export arriving late): those leads are looked at again.
+    leads = detection.leads_routed_by(session, kind, changed)
+    again = detection.detect_leads(session, leads, engagement, import_id=import_id, now=now)
+    return detection.Detected(
+        found.raised + again.raised,
+        found.refreshed + again.refreshed,
+        found.decided + again.decided,
     )
 
 

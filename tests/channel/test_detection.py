@@ -329,3 +329,59 @@ def test_a_lead_routed_against_the_rules_raises_an_alert_once(sessions: SessionF
     filed = submission(alert, Conversion(claimant_id="northwind"), ADA, "ada@vendor.example")
     assert filed.category.value == "lead_routing"
     assert [(o.kind.value, o.ref) for o in filed.contested_objects] == [("lead", "L-1")]
+
+
+def _leads_then(sessions: SessionFactory, kind: ChannelKind, data: str) -> Any:
+    """Leads routed to contoso imported first (nothing sends them to contoso: the vendor should
+    have kept them), then `data` of `kind`, which sends one to northwind: its import looks at
+    those leads again."""
+    leads = (
+        "external_id,partner_id,customer_name,customer_domain,country,status,routed_at,modified_at\n"
+        "L-1,contoso,ACME Corporation,acme.com,US,routed,2026-11-10,2026-11-10T10:00:00Z\n"
+        "L-2,contoso,Globex,globex.com,US,routed,2026-11-10,2026-11-10T10:00:00Z\n"
+    )
+    first = import_file(
+        sessions,
+        kind=ChannelKind.LEAD,
+        fmt=ImportFormat.CSV,
+        file_name="leads.csv",
+        data=leads.encode(),
+        started_by="ada",
+        engagement=ENGAGEMENT,
+    )
+    assert first.alerts_raised == 2
+    assert {a.pair_key for a in _alerts(sessions)} == {
+        "lead:L-1|route:vendor",
+        "lead:L-2|route:vendor",
+    }
+    return import_file(
+        sessions,
+        kind=kind,
+        fmt=ImportFormat.CSV,
+        file_name="later.csv",
+        data=data.encode(),
+        started_by="ada",
+        engagement=ENGAGEMENT,
+    )
+
+
+def test_a_registration_imported_after_the_leads_it_should_have_routed_raises_the_alert(
+    sessions: SessionFactory,
+) -> None:
+    # Northwind registered Acme on 2 November; the CRM export carrying it came after the leads.
+    done = _leads_then(sessions, ChannelKind.REGISTRATION, registrations(NORTHWIND))
+    keys = {a.pair_key for a in _alerts(sessions) if a.kind is AlertKind.LEAD_AGAINST_ROUTING}
+    assert "lead:L-1|route:northwind" in keys and "lead:L-2|route:northwind" not in keys, keys
+    assert done.alerts_raised == 1
+
+
+def test_an_account_named_after_the_leads_were_routed_raises_the_alert(
+    sessions: SessionFactory,
+) -> None:
+    accounts = (
+        "external_id,name,partner_id,domain,country,modified_at\n"
+        "GLOBEX-1,Globex,northwind,globex.com,US,2026-11-01T10:00:00Z\n"
+    )
+    _leads_then(sessions, ChannelKind.ACCOUNT, accounts)
+    keys = {a.pair_key for a in _alerts(sessions) if a.kind is AlertKind.LEAD_AGAINST_ROUTING}
+    assert "lead:L-2|route:northwind" in keys and "lead:L-1|route:northwind" not in keys, keys
