@@ -1,7 +1,7 @@
 """The board's decided exceptions on the web: beside the precedents in the library's search (its
 page and /api/precedents), for compliance, the board and admins only, found by the same words
-and clause and narrowed by their state, on SQLite and PostgreSQL. Seeded as rows: no workflow
-runs."""
+and clause and narrowed by their state, on SQLite and PostgreSQL; and in the channel-health
+page's Exceptions section. Seeded as rows: no workflow runs."""
 
 from __future__ import annotations
 
@@ -232,3 +232,33 @@ async def test_a_refused_query_is_a_field_error_for_the_exceptions_readers_too(
                 assert f"<strong>{name}</strong>: " in page.text and words in page.text
     finally:
         await browser.close()
+
+
+async def test_the_channel_health_page_shows_the_exceptions_of_the_period_and_in_force(
+    stack: Stack,
+) -> None:
+    ids = seed(stack.sessions)
+    browser = await signed_in(make_app(stack), COMPLIANCE)
+    try:
+        response = await browser.get(
+            "/reports/channel-health",
+            params={"from": (date.today() - timedelta(days=30)).isoformat()},
+        )
+    finally:
+        await browser.close()
+    assert response.status_code == 200, response.text[:500]
+    section = response.text.partition('id="exceptions"')[2].partition("</section>")[0]
+    # Requested in the period: granted, refused and asked (the one that ran out was before).
+    assert "<strong>3</strong> exceptions" in section
+    assert "decided <strong>2</strong>" in section
+    assert "<strong>30.0 h</strong>" in section  # the median of 20 and 40 hours
+    head = "<th>Clause</th><th>Requested</th><th>Approved</th><th>Denied</th>"
+    assert head in section
+    assert "<tr><td>RoE 4.2</td><td>1</td><td>1</td><td>1</td></tr>" in section
+    in_force = section.partition("In force now")[2]
+    until = (date.today() + timedelta(days=60)).isoformat()
+    assert (
+        f'<tr><td><a href="/exceptions/{ids["granted"]}">EXC-{ids["granted"]}</a></td>'
+        f"<td>Contoso Systems</td><td>RoE 4.2</td><td>territory US-NY-METRO</td><td>{until}</td></tr>"
+    ) in in_force
+    assert "NORDICS" not in in_force and "ACC-7" not in in_force
