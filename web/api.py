@@ -31,7 +31,7 @@ from models.enums import (
 )
 from models.payloads import ActionResult, DisputeState, FilingResult, FilingSubmission
 from models.tables import Dispute, Partner, Person
-from web import service
+from web import exceptions, service
 from web.auth import TokenName
 from web.context import web
 from web.deps import current_viewer, require
@@ -672,7 +672,11 @@ def precedents(
     """Search the precedent library: words ("phrases", -exclusions), facet filters and a decision
     period; ranked hits with highlighted snippets, the number of matches, facet counts, and notes
     on how the query was read. Partners search the anonymised view; the other roles the full
-    record. With neither words nor filters: the newest precedents."""
+    record. With neither words nor filters: the newest precedents.
+
+    For compliance, the board and admins, `exceptions` too: the board's decided exceptions the
+    same words and `clause` find, narrowed by `state`, newest decision first (the first 50, and
+    how many match), each with its page's `url`. Other roles' answers have no `exceptions`."""
     services = web(request).services
     with services.sessions.read() as session:
         found = service.precedent_library(
@@ -682,10 +686,18 @@ def precedents(
             services.settings.public_amount_threshold,
             services.settings.precedent_anonymity_k,
         )
+        board = exceptions.search_decided(
+            session, viewer, q=query.q, clause=query.clause, state=query.state
+        )
     found["hits"] = [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in hit.items()}
         for hit in found["hits"]
     ]
+    if board is not None:
+        found["exceptions"] = {
+            **board,
+            "hits": [exceptions.json_ready(h) for h in board["hits"]],
+        }
     return found
 
 

@@ -16,10 +16,12 @@ at once: the second finds it decided), is 409, the field `action`; an ended role
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlmodel import Session
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
@@ -34,6 +36,8 @@ from accord.governance.exceptions import (
     insider,
     visible_to,
 )
+from accord.precedents import exceptions as decided
+from accord.rules.consistency import clause_ref
 from models.enums import ExceptionState, Role
 from models.payloads import ExceptionView
 from models.tables import ChannelException, ExceptionEvent, may_be_row_id
@@ -102,6 +106,51 @@ def listed_for(
     if partner_id is not None:
         rows = [r for r in rows if partner_id in (r.partner_id, *r.affected_partner_ids)]
     return rows[skip : skip + most], len(rows)
+
+
+SEARCH_SHOWN = 50
+"""The decided exceptions the precedent search lists beside its precedents: the newest
+decisions (the total says how many more match)."""
+
+
+def search_decided(
+    session: Session, viewer: Viewer, *, q: str, clause: str | None, state: ExceptionState | None
+) -> dict[str, Any] | None:
+    """The board's decided exceptions the precedent search's words, clause and state find,
+    for the roles that read the board's reasons (accord.precedents.exceptions.READERS); None
+    for every other role, who is shown nothing of them, not even that they were searched."""
+    if viewer.role not in decided.READERS:
+        return None
+    query = decided.ExceptionQuery(q=q, clause=clause, state=state)
+    found = decided.search_exceptions(session, query, role=viewer.role, limit=SEARCH_SHOWN)
+    return {
+        "total": found.total,
+        "hits": [
+            {
+                "id": h.id,
+                "number": h.number,
+                "url": f"/exceptions/{h.id}",
+                "partner_id": h.partner_id,
+                "partner": h.partner_name,
+                "clause": h.clause,
+                "clause_ref": clause_ref(h.clause),
+                "scope_kind": h.scope_kind,
+                "scope_ref": h.scope_ref,
+                "state": h.state.value,
+                "until": h.until,
+                "requested_at": h.requested_at,
+                "decided_at": h.decided_at,
+                "decision_reason": h.decision_reason,
+            }
+            for h in found.hits
+        ],
+        "notes": list(found.notes),
+    }
+
+
+def json_ready(values: dict[str, Any]) -> dict[str, Any]:
+    """One hit with its dates and times as ISO 8601 text."""
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ from models.enums import (
     Action,
     DisputeCategory,
     EvidenceVisibility,
+    ExceptionState,
     InboundState,
     PartnerTier,
     RemedyKind,
@@ -736,7 +737,9 @@ def export_response(body: str, filename: str, fmt: str) -> Response:
 
 
 class PrecedentQuery(BaseModel):
-    """The precedent library's query: words, facet filters, a decision period, a page."""
+    """The precedent library's query: words, facet filters, a decision period, a page. The
+    board's decided exceptions listed beside the precedents, for those who read them, are found
+    by the same words and clause, and narrowed by `state`."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
     q: SearchWords = ""
@@ -750,6 +753,11 @@ class PrecedentQuery(BaseModel):
     decided_from: date | None = Field(default=None, alias="from")
     decided_to: date | None = Field(default=None, alias="to")
     page: Annotated[int, Field(ge=1, le=100)] = 1
+    state: ExceptionState | None = Field(
+        default=None,
+        description="The board exceptions' state (approved, denied, expired): narrows only the "
+        "list of exceptions, which compliance, the board and admins are shown",
+    )
 
     def filters(self) -> SearchFilters:
         start = datetime.combine(self.decided_from, time(), UTC) if self.decided_from else None

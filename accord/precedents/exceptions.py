@@ -36,9 +36,9 @@ class ExceptionQuery(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     q: Annotated[str, StringConstraints(max_length=MAX_QUERY), StoredLine] = ""
-    clause: Annotated[
-        str | None, StringConstraints(strip_whitespace=True, max_length=200), StoredLine
-    ] = None
+    clause: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), StoredLine] | None
+    ) = None
     """A clause's reference ("RoE 4.2") or its full wording."""
     state: ExceptionState | None = None
 

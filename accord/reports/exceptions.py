@@ -32,6 +32,8 @@ class ExceptionCount(BaseModel):
 
 class ExceptionInForce(BaseModel):
     model_config = ConfigDict(frozen=True)
+    id: int
+    """Its row's id: the page /exceptions/{id}."""
     number: str
     partner_id: str
     partner: str
@@ -118,6 +120,7 @@ def exceptions_health(
         median_hours_to_decision=round(statistics.median(waits), 1) if waits else None,
         in_force=[
             ExceptionInForce(
+                id=e.id,
                 number=e.number,
                 partner_id=e.partner_id,
                 partner=names.get(e.partner_id, e.partner_id),

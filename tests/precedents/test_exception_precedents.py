@@ -139,6 +139,12 @@ def test_a_query_no_field_can_hold_is_refused_naming_it(q: str) -> None:
         ExceptionQuery(clause="RoE\x004.2")
 
 
+def test_a_query_given_no_clause_or_state_is_taken_as_the_form_sends_it() -> None:
+    # The precedent search passes its own fields on: an empty clause is None, not left out.
+    query = ExceptionQuery.model_validate({"q": "metro", "clause": None, "state": None})
+    assert query.clause is None and query.state is None
+
+
 @pytest.mark.parametrize("q", ['"', "-", "AND OR", "x" * 500, "%_\\'; DROP TABLE"])
 def test_odd_queries_are_read_as_best_they_can_be(sessions: SessionFactory, q: str) -> None:
     if len(q) > 200:

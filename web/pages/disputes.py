@@ -21,6 +21,7 @@ from accord.platform.wording import choices, label, summary
 from accord.platform.wording import remedy as remedy_words
 from accord.playbooks.library import CategoryRules
 from accord.precedents.anonymity import load_population
+from accord.precedents.exceptions import DECIDED
 from accord.rules.consistency import pattern
 from models.enums import (
     Action,
@@ -39,6 +40,7 @@ from web import service
 from web.context import WebContext, web
 from web.deps import require
 from web.evidence import download_response
+from web.exceptions import search_decided
 from web.forms import ACTION_FORMS, REMEDY_INPUTS, REMEDY_ROWS, action_data, refused_as_shown
 from web.idempotency import KeyReused
 from web.pages.common import ViewerDep, back, query_form, read_form, read_uploads, render
@@ -200,12 +202,15 @@ def precedent_library(request: Request, viewer: ViewerDep) -> Response:
             ctx.settings.public_amount_threshold,
             ctx.settings.precedent_anonymity_k,
         )
+        board = search_decided(session, viewer, q=query.q, clause=query.clause, state=query.state)
     return render(
         request,
         "precedents.html",
         viewer,
         query=query,
         found=found,
+        exceptions=board,
+        exception_states=DECIDED,
         categories=list(DisputeCategory),
         tiers=list(PartnerTier),
         remedy_kinds=list(RemedyKind),

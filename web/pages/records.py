@@ -13,8 +13,9 @@ from sqlmodel import select
 
 from accord.disputes.access import Viewer
 from accord.reports import exports
+from accord.reports.exceptions import ExceptionCount
 from accord.reports.exports import DateRange, OrderedDateRange
-from models.enums import AlertState, InboundState, PartnerTier, Role
+from models.enums import AlertState, ExceptionState, InboundState, PartnerTier, Role
 from models.tables import Partner, PartnerContact, Person, Territory
 from web import service
 from web.charts import health_charts, report_charts
@@ -124,7 +125,20 @@ def channel_health(request: Request, viewer: ViewerDep, period: HealthPeriodDep)
         query=urlencode(period.model_dump(by_alias=True, mode="json", exclude_none=True)),
         charts=health_charts(report),
         states=list(AlertState),
+        exception_table=_by_clause_and_state(report.exceptions.counts),
     )
+
+
+def _by_clause_and_state(
+    counts: list[ExceptionCount],
+) -> tuple[list[ExceptionState], list[tuple[str, list[int]]]]:
+    """The period's requests as a table: a row a clause, a column a state some request is in
+    (in the states' own order), zeros where a clause has none in that state."""
+    states = [s for s in ExceptionState if any(c.state is s for c in counts)]
+    cells: dict[str, dict[ExceptionState, int]] = {}
+    for c in counts:
+        cells.setdefault(c.clause, {})[c.state] = c.count
+    return states, [(clause, [row.get(s, 0) for s in states]) for clause, row in cells.items()]
 
 
 @router.get("/reports/channel-health.{fmt}")
