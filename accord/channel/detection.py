@@ -37,6 +37,7 @@ from accord.channel.matching import Customer, blocking_keys, compare
 from accord.channel.names import customer_key
 from accord.channel.routing import named_account, route, territories
 from accord.platform.db import hold_turn
+from accord.platform.wording import percent
 from accord.playbooks.library import Engagement
 from models.enums import AlertKind, AlertState, ChannelKind, PartnerTier, RegistrationStatus
 from models.tables import (
@@ -293,11 +294,6 @@ def _exclusive(
     )
 
 
-def percent(value: Decimal) -> str:
-    """A percentage as people write it: 35, 12.5 (not 35.00)."""
-    return format(value.normalize(), "f")
-
-
 def _outside_band(
     p: Pursuit, engagement: Engagement | None, tiers: dict[str, PartnerTier]
 ) -> Finding | None:
@@ -314,10 +310,13 @@ def _outside_band(
         [p.partner_id],
         1.0,
         [
-            f"{p.ref} by {p.partner_id} ({tier.value}) gives {percent(p.discount)}% off list, "
-            f"beyond the {tier.value} band of {percent(band)}%"
+            f"{p.ref} by {p.partner_id} ({tier.value}) gives {percent(p.discount)} off list, "
+            f"beyond the {tier.value} band of {percent(band)}"
         ],
-        {"objects": [p.snapshot], "band": {"tier": tier.value, "max_discount": percent(band)}},
+        {
+            "objects": [p.snapshot],
+            "band": {"tier": tier.value, "max_discount": format(band.normalize(), "f")},
+        },
     )
 
 

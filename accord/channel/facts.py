@@ -19,11 +19,11 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from accord.channel.detection import percent
 from accord.channel.exceptions import InForce, approved
 from accord.channel.matching import Customer, compare
 from accord.channel.routing import customer_of, route, territories, territory_of
 from accord.channel.routing import named_account as account_of_lead
+from accord.platform.wording import percent
 from accord.playbooks.library import Engagement, LeadRoute
 from accord.rules.consistency import clause_key, clause_ref
 from models.enums import ObjectKind, PartnerTier, RegistrationStatus
@@ -435,7 +435,7 @@ def _pricing_fact(
         inside = discount <= band
         in_band = in_band and inside
         evidence.append(
-            f"{what} by {partner_id} ({tier.value}): {percent(discount)}% off list, "
-            f"{'within' if inside else 'beyond'} the {tier.value} band of {percent(band)}%"
+            f"{what} by {partner_id} ({tier.value}): {percent(discount)} off list, "
+            f"{'within' if inside else 'beyond'} the {tier.value} band of {percent(band)}"
         )
     return in_band

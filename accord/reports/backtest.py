@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlmodel import Session, col, select
 
-from accord.channel.facts import ChannelReader, establish
+from accord.channel.facts import CHUNK, ChannelReader, establish
 from accord.playbooks.engagement import recommend
 from accord.playbooks.library import Playbook
 from accord.rules.consistency import clause_ref
@@ -33,7 +33,6 @@ DECIDED_ON_MERITS = ("settled", "uphold", "partly_uphold", "deny")
 """The outcomes a recommendation can be compared with (a withdrawal or a dismissal decides
 nothing of the rules)."""
 LISTED = 15
-CHUNK = 500
 """Disputes looked up per statement (a database caps the values one statement binds)."""
 
 
