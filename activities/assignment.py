@@ -359,6 +359,35 @@ class AssignmentActivities:
         )
 
 
+def _member(person: Person) -> PanelMember:
+    return PanelMember(
+        person_id=person.id, name=person.name, email=person.email, function=person.function or ""
+    )
+
+
+def _panel_choice(
+    members: list[PanelMember],
+    chair: Person | None,
+    missing: list[str],
+    refusals: list[str],
+    notes: list[str] | None = None,
+) -> PanelChoice:
+    """The panel drawn, complete or not, and in words who sits or what could not be filled."""
+    complete = not missing
+    reason = (
+        f"panel of {len(members)} and chair {chair.name if chair else '-'}"
+        if complete
+        else f"too few eligible board members: no {', '.join(label(m) for m in missing)}"
+        + (f" ({'; '.join(refusals)})" if refusals else "")
+    ) + "".join(f"; {note}" for note in notes or ())
+    return PanelChoice(
+        members=tuple(members),
+        chair=_member(chair) if chair else None,
+        complete=complete,
+        reason=reason,
+    )
+
+
 class PanelActivities:
     def __init__(self, sessions: SessionFactory) -> None:
         self.sessions = sessions
@@ -447,14 +476,6 @@ class PanelActivities:
                 loads[chosen.id] += 1
             return chosen
 
-        def member(person: Person) -> PanelMember:
-            return PanelMember(
-                person_id=person.id,
-                name=person.name,
-                email=person.email,
-                function=person.function or "",
-            )
-
         members: list[PanelMember] = []
         missing: list[str] = []
         sitting_out: list[str] = []
@@ -473,25 +494,14 @@ class PanelActivities:
             if chosen is None:
                 missing.append(function)
             else:
-                members.append(member(chosen))
+                members.append(_member(chosen))
         chair = fill("chair")
         if chair is None:
             missing.append("chair")
         if not members:
             missing.append("any panelist")
-        complete = not missing
-        reason = (
-            f"panel of {len(members)} and chair {chair.name if chair else '-'}"
-            if complete
-            else f"too few eligible board members: no {', '.join(label(m) for m in missing)}"
-            + (f" ({'; '.join(refusals)})" if refusals else "")
-        ) + "".join(f"; {note}" for note in sitting_out)
-        return PanelChoice(
-            members=tuple(members),
-            chair=member(chair) if chair else None,
-            complete=complete,
-            reason=reason,
-            sponsor=member(sponsor) if sponsor else None,
+        return _panel_choice(members, chair, missing, refusals, sitting_out).model_copy(
+            update={"sponsor": _member(sponsor) if sponsor else None}
         )
 
     @activity.defn
@@ -527,14 +537,6 @@ class PanelActivities:
                 taken.add(top)
                 return next(p for p in people if p.id == top)
 
-            def member(person: Person) -> PanelMember:
-                return PanelMember(
-                    person_id=person.id,
-                    name=person.name,
-                    email=person.email,
-                    function=person.function or "",
-                )
-
             members: list[PanelMember] = []
             missing: list[str] = []
             for function in request.functions:
@@ -544,22 +546,10 @@ class PanelActivities:
                 if chosen is None:
                     missing.append(function)
                 else:
-                    members.append(member(chosen))
+                    members.append(_member(chosen))
             chair = fill("chair")
             if chair is None:
                 missing.append("chair")
             if not members:
                 missing.append("any panelist")
-        complete = not missing
-        reason = (
-            f"panel of {len(members)} and chair {chair.name if chair else '-'}"
-            if complete
-            else f"too few eligible board members: no {', '.join(label(m) for m in missing)}"
-            + (f" ({'; '.join(dict.fromkeys(refusals))})" if refusals else "")
-        )
-        return PanelChoice(
-            members=tuple(members),
-            chair=member(chair) if chair else None,
-            complete=complete,
-            reason=reason,
-        )
+        return _panel_choice(members, chair, missing, list(dict.fromkeys(refusals)))
