@@ -24,7 +24,7 @@ from models.enums import (
     VoteOutcome,
 )
 from models.payloads import ContestedObject
-from models.payloads.engagement import EngagementRequest
+from models.payloads.engagement import EngagementFacts, EngagementRequest, Recommendation
 from models.tables import Account, Partner, Territory
 from tests.channel.test_detection import registrations
 from tests.channel.test_engagement import TABLES
@@ -40,11 +40,15 @@ from tests.channel.test_imports import _import
 DEAL = DisputeCategory.DEAL_REGISTRATION
 TERRITORY = DisputeCategory.TERRITORY
 # fabrikam registered Bayer first; northwind a day later, in DACH (contoso's exclusive).
-FABRIKAM_FIRST = "DR-8,fabrikam,Bayer Werke GmbH,bayer.de,DE,,approved,2026-11-01,,2026-11-01T10:00:00Z"
+FABRIKAM_FIRST = (
+    "DR-8,fabrikam,Bayer Werke GmbH,bayer.de,DE,,approved,2026-11-01,,2026-11-01T10:00:00Z"
+)
 NORTHWIND_LATER = (
     "DR-9,northwind,Bayer Werke GmbH,bayer.de,DE,,approved,2026-11-02,,2026-11-02T10:00:00Z"
 )
-LEADS = "external_id,partner_id,customer_name,customer_domain,country,status,routed_at,modified_at\n"
+LEADS = (
+    "external_id,partner_id,customer_name,customer_domain,country,status,routed_at,modified_at\n"
+)
 
 
 def _fabrikam(sessions: SessionFactory) -> None:
@@ -76,7 +80,7 @@ def _dispute(
     *objects: tuple[ObjectKind, str],
     category: DisputeCategory = DEAL,
     occurred_on: date = date(2026, 11, 20),
-):  # type: ignore[no-untyped-def]
+) -> tuple[EngagementFacts, Recommendation]:
     request = EngagementRequest(
         number="DSP-2026-000009",
         purpose="triage",
@@ -110,9 +114,7 @@ def test_probe_an_exception_is_no_defence_against_a_partner_it_never_affected(
         ImportFormat.CSV,
         registrations(FABRIKAM_FIRST, NORTHWIND_LATER),
     )
-    before, plain = _dispute(
-        sessions, "fabrikam", "northwind", (ObjectKind.DEAL_REGISTRATION, "DR-8")
-    )
+    _, plain = _dispute(sessions, "fabrikam", "northwind", (ObjectKind.DEAL_REGISTRATION, "DR-8"))
     assert plain.outcome is VoteOutcome.UPHOLD  # fabrikam registered first (RoE 3.1)
     with sessions.begin() as session:
         _exception(session, "northwind")  # RoE 4.2 at DACH, affected: contoso only
@@ -142,9 +144,7 @@ def test_probe_an_exception_of_a_partner_not_in_the_dispute_changes_nothing(
     with sessions.begin() as session:
         _exception(session, "northwind")
         _exception(session, "northwind", scope=("account", "ACC-X"))
-    facts, found = _dispute(
-        sessions, "fabrikam", "contoso", (ObjectKind.DEAL_REGISTRATION, "DR-8")
-    )
+    facts, found = _dispute(sessions, "fabrikam", "contoso", (ObjectKind.DEAL_REGISTRATION, "DR-8"))
     assert facts.exception is None
     assert (found.outcome, found.clause) == (plain.outcome, plain.clause)
     assert not any("EXC-" in e for e in facts.evidence)
@@ -231,14 +231,14 @@ def test_probe_a_territory_exception_does_not_pass_to_the_territory_s_next_holde
         session.add(dach)
     line = "DR-1,northwind,Globex,globex.de,DE,,approved,2026-11-02,,2026-11-02T10:00:00Z"
     _detect(sessions, ChannelKind.REGISTRATION, registrations(line))
-    assert _kinds(sessions) == [
-        (AlertKind.EXCLUSIVE_TERRITORY, "registration:DR-1|territory:DACH")
-    ]
+    assert _kinds(sessions) == [(AlertKind.EXCLUSIVE_TERRITORY, "registration:DR-1|territory:DACH")]
 
 
 def _accounts(session: Session) -> None:
     session.add(
-        Account(code="ACC-1", name="ACME Corp", domain="acme.com", partner_id="contoso", country="US")
+        Account(
+            code="ACC-1", name="ACME Corp", domain="acme.com", partner_id="contoso", country="US"
+        )
     )
     session.add(
         Account(

@@ -371,7 +371,7 @@ async def test_probe_two_decide_forms_at_once_one_decision(stack: Stack) -> None
 SECRET = "Granted because of the zanzibar migration"
 
 
-def _decided(stack: Stack, **given: object) -> int:
+def _decided(stack: Stack) -> int:
     until = date.today() + timedelta(days=30)
     with stack.sessions.begin() as session:
         stored = ChannelException(
@@ -390,7 +390,6 @@ def _decided(stack: Stack, **given: object) -> int:
             decided_by="chair@vendor.example",
             decided_at=datetime.now(UTC) - timedelta(days=1),
             decision_reason=SECRET,
-            **given,
         )
         session.add(stored)
         session.flush()
@@ -521,3 +520,76 @@ async def test_probe_refused_forms_come_back_as_pages_never_a_500(stack: Stack) 
     await fay.close()
     assert [e.action for e in events(stack, exception_id)] == ["requested"]
     assert len(_stored(stack)) == 1
+
+
+async def test_probe_acting_on_an_ended_exception_is_409_naming_action(stack: Stack) -> None:
+    """Once the workflow has ended (withdrawn, denied), every action is refused 409 naming
+    `action`, whatever Temporal answers an update to a closed workflow."""
+    app = make_app(stack)
+    exception_id = await requested_through_api(stack, app)
+    path = f"/api/exceptions/{exception_id}"
+    async with as_(stack, app, CARL) as carl:
+        done = await carl.post(f"{path}/withdraw", json={"reason": "We take it back now."})
+        assert done.status_code == 200, done.text
+    await event(stack, exception_id, "withdrawn")
+    # The workflow has ended: every answer below is Temporal's to a closed workflow.
+    await stack.client.get_workflow_handle(f"exception-{exception_id}").result()
+    for login, action, body in (
+        (CARL, "withdraw", {"reason": "We take it back again."}),
+        (NORA, "object", {"reason": "We object to it anyway."}),
+        (ADMIN, "redraw", {"reason": "Draw it again please."}),
+        (ADMIN, "withdraw", {"reason": "Withdrawn by the admins."}),
+    ):
+        async with as_(stack, app, login) as client:
+            refused = await client.post(f"{path}/{action}", json=body)
+            _clean(refused, where=f"{login} {action}")
+            assert refused.status_code == 409, (login, action, refused.text)
+            assert "action" in fields(refused)
+        browser = await signed_in(app, login)
+        page = await browser.post(f"/exceptions/{exception_id}/{action}", body)
+        _clean(page, where=f"page {login} {action}")
+        assert page.status_code == 409, (login, action, page.status_code)
+        await browser.close()
+    assert [e.action for e in events(stack, exception_id)] == ["requested", "withdrawn"]
+
+
+async def test_probe_the_command_line_refuses_odd_input_in_one_line(stack: Stack) -> None:
+    from tests.cli.test_cli import accord
+
+    until = (date.today() + timedelta(days=60)).isoformat()
+
+    def asking(**changed: str) -> list[str]:
+        options = {
+            "--as": CARL,
+            "--partner": "contoso",
+            "--clause": "RoE 4.2",
+            "--territory": "US-NY-METRO",
+            "--until": until,
+            "--reason": "Acme's New York office buys only through Contoso under its agreement.",
+            **changed,
+        }
+        return ["exceptions", "request", *[x for kv in options.items() for x in kv]]
+
+    for args in (
+        ["exceptions", "show", "--", "-1"],
+        ["exceptions", "show", "abc"],
+        ["exceptions", "show", "1e3"],
+        ["exceptions", "show", str(2**63)],
+        ["exceptions", "list", "--state", "bogus"],
+        ["exceptions", "withdraw", str(2**31), "--as", CARL, "--reason", "We take it back."],
+        ["exceptions", "vote", "1", "--as", BOARD, "--choice", "maybe", "--reasons", WHY],
+        ["exceptions", "object", "1", "--as", "nobody@nowhere.example", "--reason", WHY],
+        asking(**{"--until": "1e3"}),
+        asking(**{"--until": "99999-01-01"}),
+        asking(**{"--clause": "Ro\u0415 4.2"}),
+        asking(**{"--territory": "%"}),
+        asking(**{"--as": MEDIATOR}),
+        asking(**{"--as": "nobody@nowhere.example"}),
+        asking(**{"--partner": "nobody"}),
+    ):
+        code, out = await accord(stack, *args)
+        assert code == 2, (args, out)
+        assert "Traceback" not in out and "error" in out.lower(), (args, out)
+    code, out = await accord(stack, "exceptions", "list", "--clause", "%")
+    assert code == 0 and "no exceptions" in out, out
+    assert _stored(stack) == []
