@@ -162,6 +162,9 @@ class ExceptionFile:
     view: ExceptionView | None
     """The workflow's own view (votes sealed until the ballot opens); None once it ended or
     when the workflow did not answer."""
+    insider: bool = True
+    partner_id: str | None = None
+    """Who reads it: the board's matters are left out for a partner (`summary`)."""
 
 
 def _row(
@@ -186,13 +189,20 @@ async def read_one(ctx: WebContext, viewer: Viewer, exception_id: int) -> Except
         except (RPCError, WorkflowQueryFailedError, RuntimeError):
             view = None  # the read model still answers; the live view is a bonus
     if view is not None and not inside:
-        view = view.model_copy(update={"votes": ()})
-    return ExceptionFile(row, [exceptions.event_view(e, insider=inside) for e in trail], view)
+        # The board's own matters: who sits (by address), who voted, how.
+        view = view.model_copy(update={"votes": (), "voted": (), "panel": (), "chair": None})
+    return ExceptionFile(
+        row,
+        [exceptions.event_view(e, insider=inside) for e in trail],
+        view,
+        inside,
+        viewer.actor.partner_id,
+    )
 
 
 def file_out(found: ExceptionFile) -> dict[str, Any]:
     return {
-        **exceptions.summary(found.row),
+        **exceptions.summary(found.row, insider=found.insider, partner_id=found.partner_id),
         "history": found.history,
         "live": found.view.model_dump(mode="json") if found.view is not None else None,
     }
@@ -279,7 +289,9 @@ async def request_one(
     """Ask the board for an exception: a partner for itself, an admin for any partner. 422
     naming the field and the rule when the playbook or the channel data refuses it."""
     row = await request_exception(web(request), viewer, body)
-    return exceptions.summary(row)
+    return exceptions.summary(
+        row, insider=insider(viewer.actor), partner_id=viewer.actor.partner_id
+    )
 
 
 @router.get("")
@@ -302,7 +314,11 @@ def list_exceptions(
         most=limit,
         skip=offset,
     )
-    return {"exceptions": [exceptions.summary(r) for r in rows], "total": total}
+    inside = insider(viewer.actor)
+    shown = [
+        exceptions.summary(r, insider=inside, partner_id=viewer.actor.partner_id) for r in rows
+    ]
+    return {"exceptions": shown, "total": total}
 
 
 @router.get("/{exception_id}")

@@ -120,19 +120,32 @@ class Excepted:
             self.named_to = {a.code: a.partner_id for a in rows}
 
     def exclusive(
-        self, partner_id: str, account_code: str | None, territory_code: str
+        self, partner_id: str, account_code: str | None, territory_code: str, holder_id: str
     ) -> InForce | None:
-        """The partner's exception to selling in the territory, or at this account of it."""
+        """The partner's exception to selling in the territory, or at this account of it,
+        granted against `holder_id`, who holds it now (a later holder was never asked)."""
         found = self.territory.get(partner_id, ())
-        return next((e for e in found if e.covers(account_code, territory_code)), None)
+        return next(
+            (
+                e
+                for e in found
+                if e.covers(account_code, territory_code) and holder_id in e.affected
+            ),
+            None,
+        )
 
     def named_account(
         self, partner_id: str, holder_id: str, account_codes: Iterable[str | None]
     ) -> InForce | None:
-        """The partner's exception to one of these accounts, named to `holder_id`."""
+        """The partner's exception to one of these accounts, named to `holder_id` and granted
+        against them (a partner the account is named to later was never asked)."""
         codes = set(account_codes)
         for excepted in self.named.get(partner_id, ()):
-            if excepted.scope_ref in codes and self.named_to.get(excepted.scope_ref) == holder_id:
+            if (
+                excepted.scope_ref in codes
+                and self.named_to.get(excepted.scope_ref) == holder_id
+                and holder_id in excepted.affected
+            ):
                 return excepted
         return None
 
@@ -271,7 +284,7 @@ def _exclusive(
         how = f"its country {p.customer.country} is in it"
     if territory is None or not territory.exclusive or territory.partner_id in (None, p.partner_id):
         return None
-    if excepted.exclusive(p.partner_id, p.account_code, territory.code):
+    if excepted.exclusive(p.partner_id, p.account_code, territory.code, territory.partner_id):
         return None
     return Finding(
         AlertKind.EXCLUSIVE_TERRITORY,

@@ -345,6 +345,9 @@ class InForce:
     expires_at: datetime
     until: date
     """The last day it covers (`expires_at` is the end of it on the board calendar)."""
+    affected: frozenset[str] = frozenset()
+    """The partners it was granted against (told, and able to object): it lifts their
+    protection only, never that of a partner who later holds the territory or account."""
 
     @property
     def number(self) -> str:
@@ -387,13 +390,40 @@ def approved(
                 from_at=row.decided_at or row.requested_at,
                 expires_at=row.expires_at,
                 until=row.until,
+                affected=frozenset(row.affected_partner_ids),
             )
         )
     return found
 
 
-def summary(row: ChannelException) -> dict[str, Any]:
-    """The exception as the API and exports show it."""
+def summary(
+    row: ChannelException, *, insider: bool = True, partner_id: str | None = None
+) -> dict[str, Any]:
+    """The exception as the API and exports show it. To a partner (not `insider`, reading as
+    `partner_id`), the people stay the vendor's and their own: who asked only to the partner
+    who asked, who decided to nobody, the panel by name and function (no address)."""
+    shown = _summary(row)
+    if insider:
+        return shown
+    panel = row.panel or {}
+    chair = panel.get("chair") or None
+    return {
+        **shown,
+        "requested_by": row.requested_by if partner_id == row.partner_id else None,
+        "decided_by": None,
+        "panel": {
+            "members": [
+                {"name": m.get("name"), "function": m.get("function")}
+                for m in panel.get("members", [])
+            ],
+            "chair": {"name": chair.get("name")} if isinstance(chair, dict) else None,
+        }
+        if panel
+        else {},
+    }
+
+
+def _summary(row: ChannelException) -> dict[str, Any]:
     return {
         "id": row.id,
         "number": f"EXC-{row.id}",
@@ -424,12 +454,14 @@ SEALED_DETAIL = frozenset({"votes"})
 
 
 OUTSIDER_SUMMARY = {
+    "panel_incomplete": "no panel could be seated yet: the admins complete the board",
     "ballot_opened": "the panel's ballot was opened",
     "approved": "approved by the board",
     "denied": "denied by the board",
 }
-"""What partners read of the steps whose summary carries the panel's tally: how the board
-voted stays with the board (they read the chair's decision and reasons)."""
+"""What partners read of the steps whose summary carries the board's own matters: how it voted
+(they read the chair's decision and reasons), and who could not sit and why (a declared
+conflict is staff's, as in a dispute)."""
 
 
 def event_view(event: ExceptionEvent, *, insider: bool) -> dict[str, Any]:

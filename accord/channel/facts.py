@@ -346,8 +346,8 @@ def _exception_fact(
 ) -> Side | None:
     """The side of a party holding an exception in force on the conflict's day, to a clause
     the category's tables consult, for an account or territory the dispute is about. Another
-    partner's exception is no party's defence, and one to a clause the category never reads
-    excepts nothing here."""
+    partner's exception is no party's defence, nor one against a partner it was not granted
+    against, and one to a clause the category never reads excepts nothing here."""
     consulted = {
         clause_key(t.clause) for t in engagement.tables if request.category in t.categories
     }
@@ -356,8 +356,11 @@ def _exception_fact(
     found: Side | None = None
     for granted in reader.exceptions():
         side = parties.side(granted.partner_id)
+        # A defence against the partners it was granted against only: the other side.
+        others = set(parties.ids) - {granted.partner_id}
         if (
             side == "nobody"
+            or not (others & granted.affected)
             or clause_key(granted.clause) not in consulted
             or not granted.in_force_on(request.occurred_on)
             or not (

@@ -99,11 +99,6 @@ def _dispute(
 # --- the `exception` fact ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the exception fact ignores affected_partner_ids: northwind's exception from contoso's "
-    "DACH exclusivity becomes a defence against fabrikam's first registration (RoE 2.1 denies)",
-)
 def test_probe_an_exception_is_no_defence_against_a_partner_it_never_affected(
     sessions: SessionFactory,
 ) -> None:
@@ -214,11 +209,6 @@ def test_probe_a_territory_exception_silences_only_its_partner_in_its_territory(
     ], done
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detection ignores affected_partner_ids: after DACH passes to fabrikam, northwind's "
-    "exception (granted against contoso) still silences the alert owed to fabrikam",
-)
 def test_probe_a_territory_exception_does_not_pass_to_the_territory_s_next_holder(
     sessions: SessionFactory,
 ) -> None:
@@ -261,11 +251,6 @@ def test_probe_a_lead_alert_is_kept_back_only_for_the_excepted_account(
     assert _kinds(sessions) == [(AlertKind.LEAD_AGAINST_ROUTING, "lead:L-2|route:contoso")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="detection compares a named-account exception with the account's holder now, not the "
-    "partner it affected: once ACC-1 is named to fabrikam, contoso's exception silences fabrikam",
-)
 def test_probe_a_named_account_exception_does_not_pass_to_the_account_s_next_holder(
     sessions: SessionFactory,
 ) -> None:

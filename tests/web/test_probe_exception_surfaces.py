@@ -9,7 +9,6 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
-import pytest
 from sqlmodel import select
 
 from accord.channel.exceptions import end_of
@@ -51,11 +50,6 @@ def _stored(stack: Stack) -> list[ChannelException]:
 # --- who reads what ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exceptions.summary gives partners `requested_by` (the other partner's contact's "
-    "email) though the history masks every actor from them as '—'",
-)
 async def test_probe_an_affected_partner_does_not_read_the_requesting_partner_s_contact(
     stack: Stack,
 ) -> None:
@@ -450,11 +444,6 @@ async def test_probe_the_board_s_decided_exceptions_stay_with_those_who_read_the
         await browser.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a partner reads the board's screening (members' declared conflicts, who is "
-    "inactive) in the panel_incomplete step's summary; only its detail is sealed",
-)
 async def test_probe_partners_do_not_read_why_board_members_could_not_sit(stack: Stack) -> None:
     app = make_app(stack)
     exception_id = await requested_through_api(stack, app)
