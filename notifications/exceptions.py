@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from accord.rules.consistency import clause_ref
 from models.enums import Role
 from models.payloads import ExceptionNotice, ExceptionStep, NotificationRequest
 from models.tables import ChannelException, Partner, PartnerContact, Person
@@ -81,7 +82,8 @@ def requests(
         "event": notice.event,
         "headline": HEADLINES[notice.event],
         "partner": partner.name if partner else row.partner_id,
-        "clause": row.clause,
+        "clause": clause_ref(row.clause),
+        "rule": row.clause.strip()[len(clause_ref(row.clause)) :].strip(),
         "scope": f"{row.scope_kind} {row.scope_ref}",
         "until": row.until.isoformat(),
         "objections_close_at": (

@@ -106,7 +106,7 @@ class ExceptionWorkflow:
                 Actor(id=x.requested_by, role=Role.PARTNER),
                 "requested",
                 f"exception to {x.clause} for {x.partner_id} at {x.scope.label()} until "
-                f"{x.until}; objections until {window.explanation}",
+                f"{x.until}; the partners affected may object for {window.explanation}",
                 state=ExceptionState.REQUESTED,
                 detail={"affected": list(x.affected_partner_ids), "until": x.until.isoformat()},
                 objections_close_at=window.due_at,
@@ -185,7 +185,7 @@ class ExceptionWorkflow:
                 await self._record(
                     SYSTEM,
                     "panel_drawn",
-                    f"{self._panel_words()}; decision due {due.explanation}",
+                    f"{self._panel_words()}; the panel decides within {due.explanation}",
                     detail=self._panel_detail(),
                     panel=self._panel_detail(),
                     decision_due_at=due.due_at,
