@@ -123,7 +123,11 @@ def panel_of(stack: Stack, exception_id: int) -> tuple[list[str], str]:
     return [m["person_id"] for m in panel["members"]], panel["chair"]["person_id"]
 
 
-async def test_a_request_is_objected_to_voted_sealed_approved_and_expires(stack: Stack) -> None:
+async def test_a_request_is_objected_to_voted_sealed_approved_and_expires(
+    stack_on_both: Stack,
+) -> None:
+    """The whole lifecycle, on SQLite and on PostgreSQL."""
+    stack = stack_on_both
     svc, exception_id = await requested(stack)
     made = row(stack, exception_id)
     assert made.state is ExceptionState.REQUESTED and made.affected_partner_ids == ["northwind"]
@@ -272,7 +276,8 @@ async def test_roles_that_ended_and_strangers_cannot_act(stack: Stack) -> None:
     )
 
 
-async def test_two_decisions_at_the_same_moment_record_one(stack: Stack) -> None:
+async def test_two_decisions_at_the_same_moment_record_one(stack_on_both: Stack) -> None:
+    stack = stack_on_both
     svc, exception_id = await in_review(stack)
     members, chair = panel_of(stack, exception_id)
     for member in members:
