@@ -238,11 +238,12 @@ def _same_customer(p: Pursuit, q: Pursuit, excepted: Excepted) -> Finding | None
         return None
     if p.direct and q.direct:
         return None
-    accounts = (p.account_code, q.account_code)
-    if excepted.named_account(p.partner_id, q.partner_id, accounts) or excepted.named_account(
-        q.partner_id, p.partner_id, accounts
-    ):
-        return None
+    if excepted.named:  # few exceptions, many pairs: asked only when one could apply
+        accounts = (p.account_code, q.account_code)
+        if excepted.named_account(p.partner_id, q.partner_id, accounts) or excepted.named_account(
+            q.partner_id, p.partner_id, accounts
+        ):
+            return None
     if p.account_code is not None and p.account_code == q.account_code:
         score, reasons = 1.0, [f"the same account ({p.account_code})"]
     else:
