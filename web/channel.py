@@ -13,6 +13,7 @@ another is refused with 429 until it ends.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -38,6 +39,7 @@ from web.deps import require
 from web.problems import PROBLEM_RESPONSES, BadInput, BodyTooLarge, TooMany
 from web.views import NotFound
 
+log = logging.getLogger("accord.channel")
 router = APIRouter(prefix="/api/channel", responses=PROBLEM_RESPONSES, tags=["channel data"])
 AdminDep = Annotated[Viewer, Depends(require(Role.ADMIN))]
 
@@ -208,8 +210,11 @@ async def import_a_file(
                 context.services.sessions, record, data, engagement=_engagement(context)
             )
             _tell(context, done)
-        except imports.ImportRefused:
-            pass  # recorded with its problems
+        except imports.ImportRefused as refused:
+            # The caller reads the refusal, problem by problem, from the import's record
+            # (GET .../imports/{id}), where imports.run stored it before raising; the
+            # operator's log says it too.
+            log.info("channel import %s refused: %d problem(s)", record.id, len(refused.problems))
         finally:
             _one_at_a_time.release()
 
